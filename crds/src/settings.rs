@@ -1,0 +1,868 @@
+//! The effective settings of a realm: its manifests with defaults applied, rate-limit policies
+//! merged and every cross-field and cross-object rule checked. Both binaries use this: the
+//! operator to validate before it builds anything, the auth server to configure itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use kube::ResourceExt;
+
+use crate::cron::{CronError, CronSchedule};
+use crate::manifests::RealmManifests;
+use crate::rate_limit::{
+    LimitKey, NginxLimits, RateLimitBackend, RateLimitFailureMode, RateLimitPolicy, Route,
+};
+use crate::realm::{AuthRealm, AuthRealmSpec, BreachCheckMode, ClientType, GrantType, SocialProviderType};
+use crate::retention::{RetentionPolicy, RetentionRules};
+
+/// Everything a realm's auth server and its Kubernetes objects are derived from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealmSettings {
+    /// `metadata.name` of the AuthRealm.
+    pub name: String,
+    /// `metadata.namespace` of the AuthRealm, when set.
+    pub namespace: Option<String>,
+    /// The realm spec with every default applied.
+    pub spec: AuthRealmSpec,
+    /// Host (and port, when not the scheme's default) of the issuer URL.
+    pub issuer_host: String,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Merged rate limits.
+    pub rate_limits: EffectiveRateLimits,
+    /// Retention, when a RetentionPolicy targets the realm.
+    pub retention: Option<EffectiveRetention>,
+}
+
+/// Rate limits after merging every policy that targets the realm.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EffectiveRateLimits {
+    /// Names of the merged policies; empty when the built-in defaults apply.
+    pub policies: Vec<String>,
+    /// Where counters live.
+    pub backend: RateLimitBackend,
+    /// Behaviour when the counter store fails (`Closed` if any policy asks for it).
+    pub failure_mode: RateLimitFailureMode,
+    /// The winning limit per route class and key.
+    pub limits: BTreeMap<(Route, LimitKey), EffectiveLimit>,
+    /// Reverse-proxy limits (the lowest of every policy that enables them).
+    pub nginx: Option<NginxLimits>,
+}
+
+/// One merged limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EffectiveLimit {
+    /// Requests allowed per period.
+    pub requests: u32,
+    /// Length of the period.
+    pub period: Duration,
+    /// Extra requests allowed in a burst.
+    pub burst: u32,
+    /// Policy and rule the limit came from, `policy/rule` (`default/<rule>` for built-ins).
+    pub source: String,
+}
+
+impl EffectiveLimit {
+    /// Whether `self` allows fewer requests than `other`: the lower rate wins, then the
+    /// smaller burst.
+    fn is_stricter_than(&self, other: &EffectiveLimit) -> bool {
+        // Compare requests/period as cross products in u128 to stay exact.
+        let lhs = u128::from(self.requests) * other.period.as_millis();
+        let rhs = u128::from(other.requests) * self.period.as_millis();
+        lhs < rhs || (lhs == rhs && self.burst < other.burst)
+    }
+}
+
+/// Retention after checks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EffectiveRetention {
+    /// Name of the RetentionPolicy.
+    pub policy: String,
+    /// The cron schedule as written.
+    pub schedule_text: String,
+    /// The parsed schedule.
+    pub schedule: CronSchedule,
+    /// Rules with defaults applied.
+    pub rules: RetentionRules,
+    /// Count only, change nothing.
+    pub dry_run: bool,
+}
+
+/// An IP network in CIDR notation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    /// Network address (host bits cleared).
+    pub network: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `a.b.c.d/n` or `x::y/n`; host bits must be zero.
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, prefix) = text.split_once('/')?;
+        let network: IpAddr = addr.parse().ok()?;
+        let prefix: u8 = prefix.parse().ok()?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return None;
+        }
+        let cidr = Cidr { network, prefix };
+        cidr.contains(network).then_some(cidr).filter(|c| c.mask(network) == network)
+    }
+
+    fn mask(&self, addr: IpAddr) -> IpAddr {
+        match addr {
+            IpAddr::V4(v4) => {
+                let bits = u32::from(v4);
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                IpAddr::V4((bits & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                IpAddr::V6((bits & mask).into())
+            }
+        }
+    }
+
+    /// Whether `addr` is inside the network. An IPv4 network never contains an IPv6 address
+    /// and vice versa, except IPv4-mapped IPv6 addresses, which are compared as IPv4.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        addr.is_ipv4() == self.network.is_ipv4() && self.mask(addr) == self.network
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// One reason a set of manifests cannot make a working realm.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// No AuthRealm among the manifests.
+    #[error("no AuthRealm in the manifests")]
+    NoRealm,
+    /// More than one AuthRealm: one auth server serves one realm.
+    #[error("more than one AuthRealm ({}): one auth server serves one realm", .0.join(", "))]
+    MultipleRealms(Vec<String>),
+    /// A policy targets another realm.
+    #[error("{kind} {policy:?} targets realm {target:?}, not {realm:?}")]
+    WrongTarget {
+        /// Kind of the policy.
+        kind: &'static str,
+        /// Name of the policy.
+        policy: String,
+        /// The realm it names.
+        target: String,
+        /// The realm being configured.
+        realm: String,
+    },
+    /// A policy lives in another namespace than the realm.
+    #[error("{kind} {policy:?} is in namespace {namespace:?}, the realm in {realm_namespace:?}")]
+    WrongNamespace {
+        /// Kind of the policy.
+        kind: &'static str,
+        /// Name of the policy.
+        policy: String,
+        /// The policy's namespace.
+        namespace: String,
+        /// The realm's namespace.
+        realm_namespace: String,
+    },
+    /// More than one RetentionPolicy targets the realm.
+    #[error("more than one RetentionPolicy targets the realm ({}): keep one", .0.join(", "))]
+    MultipleRetentionPolicies(Vec<String>),
+    /// The retention schedule is not a valid cron schedule.
+    #[error("RetentionPolicy {policy:?}: schedule {schedule:?} is invalid: {error}")]
+    InvalidSchedule {
+        /// Name of the policy.
+        policy: String,
+        /// The schedule as written.
+        schedule: String,
+        /// What is wrong with it.
+        error: CronError,
+    },
+    /// The schedule never fires.
+    #[error("RetentionPolicy {policy:?}: schedule {schedule:?} never fires")]
+    ScheduleNeverFires {
+        /// Name of the policy.
+        policy: String,
+        /// The schedule as written.
+        schedule: String,
+    },
+    /// Two rules of one policy share a name.
+    #[error("RateLimitPolicy {policy:?}: rule name {rule:?} is used twice")]
+    DuplicateRuleName {
+        /// Name of the policy.
+        policy: String,
+        /// The repeated rule name.
+        rule: String,
+    },
+    /// One rule limits the same key twice.
+    #[error("RateLimitPolicy {policy:?}, rule {rule:?}: key {key:?} is limited twice")]
+    DuplicateLimitKey {
+        /// Name of the policy.
+        policy: String,
+        /// Name of the rule.
+        rule: String,
+        /// The repeated key.
+        key: LimitKey,
+    },
+    /// A policy asks for the Redis backend but the realm has no Redis.
+    #[error("RateLimitPolicy {0:?} uses the Redis backend but the realm has no spec.redis")]
+    RedisBackendWithoutRedis(String),
+    /// Several replicas need Redis.
+    #[error("replicas is {0} but spec.redis is not set: sessions, lockouts and rate limits must be shared")]
+    ReplicasWithoutRedis(i32),
+    /// A number is outside its allowed range.
+    #[error("{field} is {value}, allowed {min}..={max}")]
+    OutOfRange {
+        /// Field path.
+        field: &'static str,
+        /// The value.
+        value: i64,
+        /// Smallest allowed.
+        min: i64,
+        /// Largest allowed.
+        max: i64,
+    },
+    /// A duration must be longer than zero.
+    #[error("{0} must be longer than 0s")]
+    ZeroDuration(String),
+    /// Two durations are in the wrong order.
+    #[error("{shorter} ({shorter_value}) must not exceed {longer} ({longer_value})")]
+    DurationOrder {
+        /// Field that must be the shorter.
+        shorter: &'static str,
+        /// Its value as written.
+        shorter_value: String,
+        /// Field that must be the longer.
+        longer: &'static str,
+        /// Its value as written.
+        longer_value: String,
+    },
+    /// The progressive delay would never start before the lockout.
+    #[error("lockout.progressiveDelay.afterFailures ({after}) must be below lockout.maxFailures ({max}), or 0 to turn the delay off")]
+    DelayAfterLockout {
+        /// `afterFailures`.
+        after: u32,
+        /// `maxFailures`.
+        max: u32,
+    },
+    /// The key rotation period leaves no time to publish a key before it signs.
+    #[error("tokens.keyRotation.every ({every}) must be longer than tokens.accessTokenTtl ({ttl}): a new key is published one access-token lifetime before it signs")]
+    RotationShorterThanTokens {
+        /// `keyRotation.every`.
+        every: String,
+        /// `accessTokenTtl`.
+        ttl: String,
+    },
+    /// The issuer URL is not acceptable.
+    #[error("issuer {issuer:?}: {reason}")]
+    InvalidIssuer {
+        /// The issuer as written.
+        issuer: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A trusted proxy is not a CIDR.
+    #[error("trustedProxies: {0:?} is not a CIDR with its host bits zero (e.g. 10.0.0.0/8)")]
+    InvalidCidr(String),
+    /// Two entries of a keyed list share a key.
+    #[error("{list}: {key:?} appears twice")]
+    Duplicate {
+        /// The list, e.g. `clients`.
+        list: &'static str,
+        /// The repeated key.
+        key: String,
+    },
+    /// A client is configured in a way OAuth forbids.
+    #[error("client {client:?}: {reason}")]
+    InvalidClient {
+        /// Client id.
+        client: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A social provider is configured inconsistently.
+    #[error("social provider {provider:?}: {reason}")]
+    InvalidSocialProvider {
+        /// Provider name.
+        provider: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A field required by another is missing.
+    #[error("{0}")]
+    MissingDependency(&'static str),
+}
+
+impl SettingsError {
+    /// A stable CamelCase reason for conditions, Events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NoRealm => "NoRealm",
+            Self::MultipleRealms(_) => "MultipleRealms",
+            Self::WrongTarget { .. } => "WrongTarget",
+            Self::WrongNamespace { .. } => "WrongNamespace",
+            Self::MultipleRetentionPolicies(_) => "MultipleRetentionPolicies",
+            Self::InvalidSchedule { .. } => "InvalidSchedule",
+            Self::ScheduleNeverFires { .. } => "ScheduleNeverFires",
+            Self::DuplicateRuleName { .. } => "DuplicateRuleName",
+            Self::DuplicateLimitKey { .. } => "DuplicateLimitKey",
+            Self::RedisBackendWithoutRedis(_) => "RedisBackendWithoutRedis",
+            Self::ReplicasWithoutRedis(_) => "ReplicasWithoutRedis",
+            Self::OutOfRange { .. } => "OutOfRange",
+            Self::ZeroDuration(_) => "ZeroDuration",
+            Self::DurationOrder { .. } => "DurationOrder",
+            Self::DelayAfterLockout { .. } => "DelayAfterLockout",
+            Self::RotationShorterThanTokens { .. } => "RotationShorterThanTokens",
+            Self::InvalidIssuer { .. } => "InvalidIssuer",
+            Self::InvalidCidr(_) => "InvalidCidr",
+            Self::Duplicate { .. } => "Duplicate",
+            Self::InvalidClient { .. } => "InvalidClient",
+            Self::InvalidSocialProvider { .. } => "InvalidSocialProvider",
+            Self::MissingDependency(_) => "MissingDependency",
+        }
+    }
+}
+
+/// Every reason a set of manifests was refused, in the order found (never empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsErrors(pub Vec<SettingsError>);
+
+impl SettingsErrors {
+    /// The reason of the first error, for a condition.
+    pub fn reason(&self) -> &'static str {
+        self.0.first().map_or("InvalidSpec", SettingsError::reason)
+    }
+
+    /// Whether any error is exactly `error`.
+    pub fn contains(&self, error: &SettingsError) -> bool {
+        self.0.contains(error)
+    }
+}
+
+impl fmt::Display for SettingsErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let messages: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&messages.join("; "))
+    }
+}
+
+impl std::error::Error for SettingsErrors {}
+
+impl RealmSettings {
+    /// Derives the settings from a realm's manifests: exactly one AuthRealm, any number of
+    /// RateLimitPolicies and at most one RetentionPolicy, all targeting it.
+    pub fn from_manifests(manifests: &RealmManifests) -> Result<Self, SettingsErrors> {
+        match manifests.realms.as_slice() {
+            [] => Err(SettingsErrors(vec![SettingsError::NoRealm])),
+            [realm] => Self::derive(
+                realm,
+                &manifests.rate_limit_policies,
+                &manifests.retention_policies,
+            ),
+            many => Err(SettingsErrors(vec![SettingsError::MultipleRealms(
+                many.iter().map(ResourceExt::name_any).collect(),
+            )])),
+        }
+    }
+
+    /// Derives the settings of `realm` with the policies that target it.
+    pub fn derive(
+        realm: &AuthRealm,
+        rate_limit_policies: &[RateLimitPolicy],
+        retention_policies: &[RetentionPolicy],
+    ) -> Result<Self, SettingsErrors> {
+        let mut errors = Vec::new();
+        let name = realm.name_any();
+        let namespace = realm.namespace();
+        let spec = &realm.spec;
+
+        let issuer_host = check_issuer(&spec.issuer, &mut errors);
+        check_realm_spec(spec, &mut errors);
+        let trusted_proxies = spec
+            .trusted_proxies
+            .iter()
+            .filter_map(|text| {
+                let cidr = Cidr::parse(text);
+                if cidr.is_none() {
+                    errors.push(SettingsError::InvalidCidr(text.clone()));
+                }
+                cidr
+            })
+            .collect();
+
+        for policy in rate_limit_policies {
+            check_target(realm, "RateLimitPolicy", policy, &policy.spec.target_ref.name, &mut errors);
+        }
+        for policy in retention_policies {
+            check_target(realm, "RetentionPolicy", policy, &policy.spec.target_ref.name, &mut errors);
+        }
+        let rate_limits = merge_rate_limits(spec, rate_limit_policies, &mut errors);
+        let retention = match retention_policies {
+            [] => None,
+            [policy] => effective_retention(policy, &mut errors),
+            many => {
+                errors.push(SettingsError::MultipleRetentionPolicies(
+                    many.iter().map(ResourceExt::name_any).collect(),
+                ));
+                None
+            }
+        };
+
+        if !errors.is_empty() {
+            return Err(SettingsErrors(errors));
+        }
+        Ok(RealmSettings {
+            name,
+            namespace,
+            spec: spec.clone(),
+            issuer_host,
+            trusted_proxies,
+            rate_limits,
+            retention,
+        })
+    }
+}
+
+fn check_target<K: ResourceExt>(
+    realm: &AuthRealm,
+    kind: &'static str,
+    policy: &K,
+    target: &str,
+    errors: &mut Vec<SettingsError>,
+) {
+    let realm_name = realm.name_any();
+    if target != realm_name {
+        errors.push(SettingsError::WrongTarget {
+            kind,
+            policy: policy.name_any(),
+            target: target.to_owned(),
+            realm: realm_name,
+        });
+    }
+    // A policy without a namespace (a standalone file) is read as the realm's own.
+    if let (Some(namespace), Some(realm_namespace)) = (policy.namespace(), realm.namespace())
+        && namespace != realm_namespace
+    {
+        errors.push(SettingsError::WrongNamespace {
+            kind,
+            policy: policy.name_any(),
+            namespace,
+            realm_namespace,
+        });
+    }
+}
+
+/// Checks the issuer and returns its host (with a non-default port).
+fn check_issuer(issuer: &str, errors: &mut Vec<SettingsError>) -> String {
+    let invalid = |reason| SettingsError::InvalidIssuer {
+        issuer: issuer.to_owned(),
+        reason,
+    };
+    let (scheme, rest) = match issuer.split_once("://") {
+        Some(parts) => parts,
+        None => {
+            errors.push(invalid("not an absolute URL"));
+            return String::new();
+        }
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority.rsplit_once(':').map_or(authority, |(host, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) { host } else { authority }
+    });
+    if authority.is_empty() || authority.contains('@') {
+        errors.push(invalid("needs a host and no user info"));
+    }
+    if issuer.contains('?') || issuer.contains('#') {
+        errors.push(invalid("must not contain a query or fragment"));
+    }
+    if issuer.ends_with('/') {
+        errors.push(invalid("must not end with '/': the iss claim would differ from the discovery URL base"));
+    }
+    let localhost = host == "localhost" || host.ends_with(".localhost");
+    match scheme {
+        "https" => {}
+        "http" if localhost => {}
+        "http" => errors.push(invalid("must use https:// (http:// only for localhost)")),
+        _ => errors.push(invalid("must use https://")),
+    }
+    authority.to_owned()
+}
+
+/// The schema bounds and CEL rules, checked again so a standalone auth server (which reads
+/// YAML without an API server) refuses exactly what the API server would.
+fn check_realm_spec(spec: &AuthRealmSpec, errors: &mut Vec<SettingsError>) {
+    let mut range = |field: &'static str, value: i64, min: i64, max: i64| {
+        if !(min..=max).contains(&value) {
+            errors.push(SettingsError::OutOfRange { field, value, min, max });
+        }
+    };
+    let pw = &spec.password_policy;
+    range("replicas", spec.replicas.into(), 1, 20);
+    range("passwordPolicy.minLength", pw.min_length.into(), 8, 128);
+    range("passwordPolicy.characterClasses", pw.character_classes.into(), 0, 4);
+    range("passwordPolicy.minStrength", pw.min_strength.into(), 0, 4);
+    range("passwordPolicy.bcryptCost", pw.bcrypt_cost.into(), 10, 16);
+    range("lockout.maxFailures", spec.lockout.max_failures.into(), 1, 100);
+    range("mfa.totp.digits", spec.mfa.totp.digits.into(), 6, 8);
+    range("mfa.totp.period", spec.mfa.totp.period.into(), 15, 120);
+    range("mfa.recoveryCodes", spec.mfa.recovery_codes.into(), 0, 20);
+    range("tokens.keyRotation.keep", spec.tokens.key_rotation.keep.into(), 1, 10);
+
+    if spec.replicas > 1 && spec.redis.is_none() {
+        errors.push(SettingsError::ReplicasWithoutRedis(spec.replicas));
+    }
+
+    let lockout = &spec.lockout;
+    let tokens = &spec.tokens;
+    let sessions = &spec.sessions;
+    for (field, value) in [
+        ("lockout.window", &lockout.window),
+        ("lockout.baseLockout", &lockout.base_lockout),
+        ("tokens.accessTokenTtl", &tokens.access_token_ttl),
+        ("tokens.idTokenTtl", &tokens.id_token_ttl),
+        ("tokens.refreshTokenTtl", &tokens.refresh_token_ttl),
+        ("tokens.refreshIdleTtl", &tokens.refresh_idle_ttl),
+        ("tokens.keyRotation.every", &tokens.key_rotation.every),
+        ("sessions.idleTimeout", &sessions.idle_timeout),
+        ("sessions.absoluteTimeout", &sessions.absolute_timeout),
+        ("passwordPolicy.breachCheck.timeout", &pw.breach_check.timeout),
+    ] {
+        if value.as_duration().is_zero() {
+            errors.push(SettingsError::ZeroDuration(field.to_owned()));
+        }
+    }
+    for (shorter, short, longer, long) in [
+        ("lockout.baseLockout", &lockout.base_lockout, "lockout.maxLockout", &lockout.max_lockout),
+        (
+            "lockout.progressiveDelay.base",
+            &lockout.progressive_delay.base,
+            "lockout.progressiveDelay.max",
+            &lockout.progressive_delay.max,
+        ),
+        ("sessions.idleTimeout", &sessions.idle_timeout, "sessions.absoluteTimeout", &sessions.absolute_timeout),
+        ("tokens.refreshIdleTtl", &tokens.refresh_idle_ttl, "tokens.refreshTokenTtl", &tokens.refresh_token_ttl),
+    ] {
+        if short.as_duration() > long.as_duration() {
+            errors.push(SettingsError::DurationOrder {
+                shorter,
+                shorter_value: short.to_string(),
+                longer,
+                longer_value: long.to_string(),
+            });
+        }
+    }
+    let delay_after = lockout.progressive_delay.after_failures;
+    if delay_after != 0 && delay_after >= lockout.max_failures {
+        errors.push(SettingsError::DelayAfterLockout {
+            after: delay_after,
+            max: lockout.max_failures,
+        });
+    }
+    if tokens.key_rotation.every.as_duration() <= tokens.access_token_ttl.as_duration() {
+        errors.push(SettingsError::RotationShorterThanTokens {
+            every: tokens.key_rotation.every.to_string(),
+            ttl: tokens.access_token_ttl.to_string(),
+        });
+    }
+    if pw.breach_check.mode == BreachCheckMode::Offline && pw.breach_check.offline_list_ref.is_none() {
+        errors.push(SettingsError::MissingDependency(
+            "passwordPolicy.breachCheck.mode Offline requires offlineListRef",
+        ));
+    }
+    if spec.mfa.totp.required && !spec.mfa.totp.enabled {
+        errors.push(SettingsError::MissingDependency("mfa.totp.required needs mfa.totp.enabled"));
+    }
+    if let Some(tls) = &spec.tls {
+        let set = [tls.issuer_ref.is_some(), tls.self_signed.is_some(), tls.secret_name.is_some()];
+        if set.iter().filter(|s| **s).count() != 1 {
+            errors.push(SettingsError::MissingDependency(
+                "tls needs exactly one of issuerRef, selfSigned or secretName",
+            ));
+        }
+    }
+    let headers = &spec.security_headers;
+    if headers.hsts_preload && headers.hsts_max_age < 31_536_000 {
+        errors.push(SettingsError::MissingDependency(
+            "securityHeaders.hstsPreload needs hstsMaxAge of at least one year (31536000)",
+        ));
+    }
+
+    check_unique("clients", spec.clients.iter().map(|c| c.client_id.as_str()), errors);
+    check_unique("socialProviders", spec.social_providers.iter().map(|p| p.name.as_str()), errors);
+    check_unique("privacy.purposes", spec.privacy.purposes.iter().map(|p| p.name.as_str()), errors);
+    for client in &spec.clients {
+        check_client(client, errors);
+    }
+    for provider in &spec.social_providers {
+        let invalid = |reason| SettingsError::InvalidSocialProvider {
+            provider: provider.name.clone(),
+            reason,
+        };
+        match (provider.provider_type, &provider.issuer_url) {
+            (SocialProviderType::Oidc, None) => errors.push(invalid("an Oidc provider needs issuerUrl")),
+            (SocialProviderType::GitHub | SocialProviderType::Google, Some(_)) => {
+                errors.push(invalid("issuerUrl is only for Oidc providers"))
+            }
+            _ => {}
+        }
+    }
+}
+
+fn check_unique<'a>(
+    list: &'static str,
+    keys: impl Iterator<Item = &'a str>,
+    errors: &mut Vec<SettingsError>,
+) {
+    let mut seen = BTreeSet::new();
+    for key in keys {
+        if !seen.insert(key) {
+            errors.push(SettingsError::Duplicate {
+                list,
+                key: key.to_owned(),
+            });
+        }
+    }
+}
+
+fn check_client(client: &crate::realm::OidcClient, errors: &mut Vec<SettingsError>) {
+    let mut invalid = |reason: String| {
+        errors.push(SettingsError::InvalidClient {
+            client: client.client_id.clone(),
+            reason,
+        })
+    };
+    let public = client.client_type == ClientType::Public;
+    if public && client.grant_types.contains(&GrantType::ClientCredentials) {
+        invalid("a Public client cannot use the client_credentials grant".to_owned());
+    }
+    if public && client.secret_target.is_some() {
+        invalid("a Public client has no secret, so it takes no secretTarget".to_owned());
+    }
+    if client.grant_types.contains(&GrantType::AuthorizationCode) && client.redirect_uris.is_empty() {
+        invalid("the authorization_code grant needs at least one redirectUri".to_owned());
+    }
+    for uri in client.redirect_uris.iter().chain(&client.post_logout_redirect_uris) {
+        if let Err(reason) = check_redirect_uri(uri) {
+            invalid(format!("redirect URI {uri:?} {reason}"));
+        }
+    }
+}
+
+/// Redirect URIs per RFC 6749 §3.1.2 and RFC 8252 (native apps): absolute, no fragment,
+/// https — or http on a loopback host, or a private-use scheme with a reverse-domain name.
+fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
+    if uri.contains('#') {
+        return Err("must not contain a fragment");
+    }
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return Err("must be absolute");
+    };
+    match scheme {
+        "https" => Ok(()),
+        "http" => {
+            let authority = rest.trim_start_matches("//").split('/').next().unwrap_or_default();
+            let host = match authority.rsplit_once(':') {
+                Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+                _ => authority,
+            };
+            if ["localhost", "127.0.0.1", "[::1]"].contains(&host) || host.ends_with(".localhost") {
+                Ok(())
+            } else {
+                Err("must use https (http only on loopback hosts)")
+            }
+        }
+        // Private-use schemes must be reverse-domain names (RFC 8252 §7.1).
+        scheme if scheme.contains('.') => Ok(()),
+        _ => Err("must use https, loopback http, or a reverse-domain private-use scheme"),
+    }
+}
+
+/// Limits that apply when no RateLimitPolicy targets the realm.
+fn default_limits() -> BTreeMap<(Route, LimitKey), EffectiveLimit> {
+    let minute = Duration::from_secs(60);
+    let hour = Duration::from_secs(3_600);
+    let limit = |requests, period, burst, rule: &str| EffectiveLimit {
+        requests,
+        period,
+        burst,
+        source: format!("default/{rule}"),
+    };
+    BTreeMap::from([
+        ((Route::Login, LimitKey::Ip), limit(30, minute, 10, "login")),
+        ((Route::Login, LimitKey::User), limit(10, minute, 0, "login")),
+        ((Route::Mfa, LimitKey::User), limit(10, minute, 0, "mfa")),
+        ((Route::Register, LimitKey::Ip), limit(10, hour, 5, "register")),
+        ((Route::PasswordReset, LimitKey::Ip), limit(10, hour, 5, "password-reset")),
+        ((Route::PasswordReset, LimitKey::User), limit(3, hour, 0, "password-reset")),
+        ((Route::Token, LimitKey::Client), limit(600, minute, 100, "token")),
+        ((Route::All, LimitKey::Ip), limit(600, minute, 200, "all")),
+    ])
+}
+
+fn merge_rate_limits(
+    spec: &AuthRealmSpec,
+    policies: &[RateLimitPolicy],
+    errors: &mut Vec<SettingsError>,
+) -> EffectiveRateLimits {
+    let shared_default = if spec.redis.is_some() {
+        RateLimitBackend::Redis
+    } else {
+        RateLimitBackend::Local
+    };
+    if policies.is_empty() {
+        return EffectiveRateLimits {
+            policies: Vec::new(),
+            backend: shared_default,
+            failure_mode: RateLimitFailureMode::Closed,
+            limits: default_limits(),
+            nginx: None,
+        };
+    }
+    let mut merged = EffectiveRateLimits {
+        policies: Vec::new(),
+        backend: RateLimitBackend::Local,
+        failure_mode: RateLimitFailureMode::Open,
+        limits: BTreeMap::new(),
+        nginx: None,
+    };
+    // Policies are merged in name order so the result (and `source`) never depends on the
+    // order the API server listed them in.
+    let mut sorted: Vec<&RateLimitPolicy> = policies.iter().collect();
+    sorted.sort_by_key(|p| p.name_any());
+    for policy in sorted {
+        let policy_name = policy.name_any();
+        let pspec = &policy.spec;
+        let backend = pspec.backend.unwrap_or(shared_default);
+        if backend == RateLimitBackend::Redis {
+            if spec.redis.is_none() {
+                errors.push(SettingsError::RedisBackendWithoutRedis(policy_name.clone()));
+            }
+            merged.backend = RateLimitBackend::Redis;
+        }
+        if pspec.failure_mode == RateLimitFailureMode::Closed {
+            merged.failure_mode = RateLimitFailureMode::Closed;
+        }
+        let mut rule_names = BTreeSet::new();
+        for rule in &pspec.rules {
+            if !rule_names.insert(rule.name.as_str()) {
+                errors.push(SettingsError::DuplicateRuleName {
+                    policy: policy_name.clone(),
+                    rule: rule.name.clone(),
+                });
+            }
+            let mut keys = BTreeSet::new();
+            for limit in &rule.limits {
+                if !keys.insert(limit.key) {
+                    errors.push(SettingsError::DuplicateLimitKey {
+                        policy: policy_name.clone(),
+                        rule: rule.name.clone(),
+                        key: limit.key,
+                    });
+                }
+                if limit.period.as_duration().is_zero() {
+                    errors.push(SettingsError::ZeroDuration(format!(
+                        "RateLimitPolicy {policy_name:?}, rule {:?}: period",
+                        rule.name
+                    )));
+                    continue;
+                }
+                let candidate = EffectiveLimit {
+                    requests: limit.requests,
+                    period: limit.period.as_duration(),
+                    burst: limit.burst,
+                    source: format!("{policy_name}/{}", rule.name),
+                };
+                for route in &rule.routes {
+                    match merged.limits.get(&(*route, limit.key)) {
+                        Some(current) if !candidate.is_stricter_than(current) => {}
+                        _ => {
+                            merged.limits.insert((*route, limit.key), candidate.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(nginx) = pspec.proxy.as_ref().and_then(|p| p.nginx.as_ref()).filter(|n| n.enabled) {
+            merged.nginx = Some(match merged.nginx.take() {
+                None => nginx.clone(),
+                Some(current) => NginxLimits {
+                    enabled: true,
+                    requests_per_second: current.requests_per_second.min(nginx.requests_per_second),
+                    burst: current.burst.min(nginx.burst),
+                    connections: current.connections.min(nginx.connections),
+                },
+            });
+        }
+        merged.policies.push(policy_name);
+    }
+    merged
+}
+
+fn effective_retention(
+    policy: &RetentionPolicy,
+    errors: &mut Vec<SettingsError>,
+) -> Option<EffectiveRetention> {
+    let name = policy.name_any();
+    let spec = &policy.spec;
+    let schedule: CronSchedule = match spec.schedule.parse() {
+        Ok(schedule) => schedule,
+        Err(error) => {
+            errors.push(SettingsError::InvalidSchedule {
+                policy: name,
+                schedule: spec.schedule.clone(),
+                error,
+            });
+            return None;
+        }
+    };
+    // A schedule that fires at all fires within any five years (Feb 29 included), so one
+    // fixed starting point decides it without reading the clock.
+    if schedule.next_after(k8s_openapi::jiff::Timestamp::UNIX_EPOCH).is_none() {
+        errors.push(SettingsError::ScheduleNeverFires {
+            policy: name.clone(),
+            schedule: spec.schedule.clone(),
+        });
+    }
+    let rules = &spec.rules;
+    if let Some(inactive) = &rules.inactive_accounts {
+        if inactive.after.as_duration().is_zero() {
+            errors.push(SettingsError::ZeroDuration("rules.inactiveAccounts.after".to_owned()));
+        }
+        if inactive.warn_before.as_duration() >= inactive.after.as_duration() {
+            errors.push(SettingsError::DurationOrder {
+                shorter: "rules.inactiveAccounts.warnBefore",
+                shorter_value: inactive.warn_before.to_string(),
+                longer: "rules.inactiveAccounts.after",
+                longer_value: inactive.after.to_string(),
+            });
+        }
+    }
+    for (field, value) in [
+        ("rules.auditLogs.retainFor", &rules.audit_logs.retain_for),
+        ("rules.unverifiedAccounts.after", &rules.unverified_accounts.after),
+    ] {
+        if value.as_duration().is_zero() {
+            errors.push(SettingsError::ZeroDuration(field.to_owned()));
+        }
+    }
+    Some(EffectiveRetention {
+        policy: name,
+        schedule_text: spec.schedule.clone(),
+        schedule,
+        rules: rules.clone(),
+        dry_run: spec.dry_run,
+    })
+}

@@ -1,0 +1,4 @@
+//! The Portcullis operator: reconciles AuthRealm, RateLimitPolicy and RetentionPolicy into
+//! running, hardened auth servers.
+
+pub mod crdgen;

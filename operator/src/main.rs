@@ -1,0 +1,63 @@
+//! `portcullis-operator` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use portcullis_operator::crdgen;
+
+/// The Portcullis Kubernetes operator.
+#[derive(Parser, Debug)]
+#[command(name = "portcullis-operator", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write the CRD YAML into crds/yaml/ and the portcullis-crds chart.
+    Crdgen {
+        /// Repository root the files are written under.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Only compare with the files on disk; exit 1 when they are stale.
+        #[arg(long)]
+        check: bool,
+        /// Print the CRDs as one multi-document YAML instead of writing files.
+        #[arg(long, conflicts_with = "check")]
+        stdout: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("portcullis-operator: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Crdgen { root, check, stdout } => {
+            let files = crdgen::render(&portcullis_crds::crds())?;
+            if stdout {
+                for file in &files {
+                    print!("---\n{}", file.contents);
+                }
+            } else if check {
+                crdgen::check(&root, &files)?;
+                eprintln!("CRDs are up to date");
+            } else {
+                for path in crdgen::write(&root, &files)? {
+                    eprintln!("wrote {}", path.display());
+                }
+            }
+            Ok(())
+        }
+    }
+}
