@@ -772,6 +772,15 @@ fn merge_rate_limits(
                         key: limit.key,
                     });
                 }
+                if !(1..=1_000_000).contains(&limit.requests) {
+                    errors.push(SettingsError::OutOfRange {
+                        field: "rules[].limits[].requests",
+                        value: limit.requests.into(),
+                        min: 1,
+                        max: 1_000_000,
+                    });
+                    continue;
+                }
                 if limit.period.as_duration().is_zero() {
                     errors.push(SettingsError::ZeroDuration(format!(
                         "RateLimitPolicy {policy_name:?}, rule {:?}: period",
@@ -792,6 +801,16 @@ fn merge_rate_limits(
                             merged.limits.insert((*route, limit.key), candidate.clone());
                         }
                     }
+                }
+            }
+        }
+        if let Some(nginx) = pspec.proxy.as_ref().and_then(|p| p.nginx.as_ref()) {
+            for (field, value) in [
+                ("proxy.nginx.requestsPerSecond", nginx.requests_per_second),
+                ("proxy.nginx.connections", nginx.connections),
+            ] {
+                if !(1..=100_000).contains(&value) {
+                    errors.push(SettingsError::OutOfRange { field, value: value.into(), min: 1, max: 100_000 });
                 }
             }
         }
