@@ -885,3 +885,308 @@ fn effective_retention(
         dry_run: spec.dry_run,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifests::parse_manifests;
+
+    const REALM: &str = "apiVersion: portcullis.dev/v1alpha1
+kind: AuthRealm
+metadata: {name: demo, namespace: auth}
+spec:
+  issuer: https://auth.example.com
+  database: {secretRef: {name: db}}
+";
+
+    fn realm_with(extra_spec: &str) -> String {
+        format!("{REALM}{extra_spec}")
+    }
+
+    fn policy(name: &str, body: &str) -> String {
+        format!(
+            "---
+apiVersion: portcullis.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {{name: {name}, namespace: auth}}
+spec:
+  targetRef: {{name: demo}}
+{body}"
+        )
+    }
+
+    fn rules(rules: &[(&str, &str, &str)]) -> String {
+        // (routes, key, "requests/period/burst")
+        let mut out = String::from("  rules:\n");
+        for (i, (routes, key, limit)) in rules.iter().enumerate() {
+            let [requests, period, burst]: [&str; 3] =
+                limit.split('/').collect::<Vec<_>>().try_into().unwrap();
+            out.push_str(&format!(
+                "    - name: r{i}\n      routes: [{routes}]\n      limits: [{{key: {key}, requests: {requests}, period: {period}, burst: {burst}}}]\n"
+            ));
+        }
+        out
+    }
+
+    fn settings(yaml: &str) -> Result<RealmSettings, SettingsErrors> {
+        RealmSettings::from_manifests(&parse_manifests(yaml).unwrap())
+    }
+
+    fn limit(s: &RealmSettings, route: Route, key: LimitKey) -> (u32, u64, u32, String) {
+        let l = &s.rate_limits.limits[&(route, key)];
+        (l.requests, l.period.as_secs(), l.burst, l.source.clone())
+    }
+
+    #[test]
+    fn defaults_fill_every_unset_field() {
+        let s = settings(REALM).unwrap();
+        let spec = &s.spec;
+        let secs = |d: &crate::GoDuration| d.as_duration().as_secs();
+        let table: Vec<(&str, u64, u64)> = vec![
+            ("replicas", spec.replicas as u64, 1),
+            ("minLength", spec.password_policy.min_length.into(), 12),
+            ("characterClasses", spec.password_policy.character_classes.into(), 3),
+            ("minStrength", spec.password_policy.min_strength.into(), 3),
+            ("bcryptCost", spec.password_policy.bcrypt_cost.into(), 12),
+            ("breach timeout", secs(&spec.password_policy.breach_check.timeout), 2),
+            ("maxFailures", spec.lockout.max_failures.into(), 5),
+            ("window", secs(&spec.lockout.window), 900),
+            ("baseLockout", secs(&spec.lockout.base_lockout), 60),
+            ("maxLockout", secs(&spec.lockout.max_lockout), 3_600),
+            ("delay after", spec.lockout.progressive_delay.after_failures.into(), 3),
+            ("delay base", secs(&spec.lockout.progressive_delay.base), 1),
+            ("delay max", secs(&spec.lockout.progressive_delay.max), 30),
+            ("totp digits", spec.mfa.totp.digits.into(), 6),
+            ("totp period", spec.mfa.totp.period.into(), 30),
+            ("recovery codes", spec.mfa.recovery_codes.into(), 10),
+            ("access ttl", secs(&spec.tokens.access_token_ttl), 600),
+            ("id ttl", secs(&spec.tokens.id_token_ttl), 600),
+            ("refresh ttl", secs(&spec.tokens.refresh_token_ttl), 30 * 86_400),
+            ("refresh idle", secs(&spec.tokens.refresh_idle_ttl), 7 * 86_400),
+            ("rotation every", secs(&spec.tokens.key_rotation.every), 30 * 86_400),
+            ("rotation keep", spec.tokens.key_rotation.keep.into(), 2),
+            ("session idle", secs(&spec.sessions.idle_timeout), 1_800),
+            ("session absolute", secs(&spec.sessions.absolute_timeout), 43_200),
+            ("hsts", spec.security_headers.hsts_max_age.into(), 31_536_000),
+            ("erasure grace", secs(&spec.privacy.erasure_grace_period), 0),
+        ];
+        for (field, actual, expected) in table {
+            assert_eq!(actual, expected, "{field}");
+        }
+        assert_eq!(spec.password_policy.breach_check.mode, BreachCheckMode::Online);
+        assert!(spec.mfa.totp.enabled && !spec.mfa.totp.required);
+        assert!(spec.email_verification.required);
+        assert!(spec.network_policy.enabled && spec.network_policy.allow_external_https);
+        assert!(spec.monitoring.service_monitor && spec.monitoring.prometheus_rule);
+        assert_eq!(spec.security_headers.content_security_policy, crate::realm::DEFAULT_CSP);
+        assert_eq!(spec.tokens.signing_algorithm, crate::realm::SigningAlgorithm::ES256);
+        assert_eq!(s.issuer_host, "auth.example.com");
+        assert!(s.retention.is_none());
+    }
+
+    #[test]
+    fn retention_defaults_fill_every_unset_rule() {
+        let yaml = format!(
+            "{REALM}---
+apiVersion: portcullis.dev/v1alpha1
+kind: RetentionPolicy
+metadata: {{name: gdpr, namespace: auth}}
+spec:
+  targetRef: {{name: demo}}
+"
+        );
+        let retention = settings(&yaml).unwrap().retention.unwrap();
+        let secs = |d: &crate::GoDuration| d.as_duration().as_secs();
+        assert_eq!(retention.schedule_text, "0 3 * * *");
+        assert_eq!(secs(&retention.rules.audit_logs.retain_for), 365 * 86_400);
+        assert_eq!(secs(&retention.rules.unverified_accounts.after), 7 * 86_400);
+        assert_eq!(secs(&retention.rules.expired_sessions_and_tokens.after), 86_400);
+        assert_eq!(secs(&retention.rules.withdrawn_consents.retain_for), 90 * 86_400);
+        assert!(retention.rules.inactive_accounts.is_none(), "deleting accounts is opt-in");
+        assert!(!retention.dry_run);
+    }
+
+    #[test]
+    fn without_policies_the_built_in_limits_apply() {
+        let s = settings(REALM).unwrap();
+        assert!(s.rate_limits.policies.is_empty());
+        assert_eq!(s.rate_limits.backend, RateLimitBackend::Local);
+        assert_eq!(s.rate_limits.failure_mode, RateLimitFailureMode::Closed);
+        assert_eq!(limit(&s, Route::Login, LimitKey::User).0, 10);
+        let with_redis = settings(&realm_with("  redis: {secretRef: {name: r}}\n")).unwrap();
+        assert_eq!(with_redis.rate_limits.backend, RateLimitBackend::Redis);
+    }
+
+    /// One row: the policies' rules, and the expected winner for (Login, Ip).
+    #[test]
+    fn merging_keeps_the_lower_limit_for_the_same_route_and_key() {
+        let cases: Vec<(&str, Vec<(&str, &str, &str)>, Vec<(&str, &str, &str)>, (u32, u64, u32, &str))> = vec![
+            ("lower requests win", vec![("Login", "Ip", "10/1m/0")], vec![("Login", "Ip", "20/1m/0")], (10, 60, 0, "a/r0")),
+            ("lower rate wins across periods", vec![("Login", "Ip", "10/1m/0")], vec![("Login", "Ip", "100/1h/0")], (100, 3_600, 0, "b/r0")),
+            ("second policy can win", vec![("Login", "Ip", "50/1m/0")], vec![("Login", "Ip", "5/1m/0")], (5, 60, 0, "b/r0")),
+            ("equal rate, smaller burst wins", vec![("Login", "Ip", "60/1m/10")], vec![("Login", "Ip", "1/1s/2")], (1, 1, 2, "b/r0")),
+            ("full tie keeps the first by name", vec![("Login", "Ip", "60/1m/5")], vec![("Login", "Ip", "1/1s/5")], (60, 60, 5, "a/r0")),
+        ];
+        for (case, a, b, expected) in cases {
+            let yaml = format!("{REALM}{}{}", policy("a", &rules(&a)), policy("b", &rules(&b)));
+            let s = settings(&yaml).unwrap_or_else(|e| panic!("{case}: {e}"));
+            let (requests, period, burst, source) = limit(&s, Route::Login, LimitKey::Ip);
+            assert_eq!((requests, period, burst, source.as_str()), expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn merging_does_not_depend_on_the_order_policies_are_listed() {
+        let a = policy("a", &rules(&[("Login", "Ip", "10/1m/0")]));
+        let b = policy("b", &rules(&[("Login", "Ip", "600/1h/0")]));
+        let ab = settings(&format!("{REALM}{a}{b}")).unwrap();
+        let ba = settings(&format!("{REALM}{b}{a}")).unwrap();
+        assert_eq!(ab.rate_limits, ba.rate_limits);
+    }
+
+    #[test]
+    fn different_keys_and_routes_are_kept_side_by_side() {
+        let yaml = format!(
+            "{REALM}{}",
+            policy("a", &rules(&[("Login, Mfa", "Ip", "10/1m/0"), ("Login", "User", "5/15m/0"), ("All", "Ip", "600/1m/0")]))
+        );
+        let s = settings(&yaml).unwrap();
+        let keys: Vec<(Route, LimitKey)> = s.rate_limits.limits.keys().copied().collect();
+        assert_eq!(
+            keys,
+            [
+                (Route::Login, LimitKey::Ip),
+                (Route::Login, LimitKey::User),
+                (Route::Mfa, LimitKey::Ip),
+                (Route::All, LimitKey::Ip)
+            ]
+        );
+        assert_eq!(s.rate_limits.policies, ["a"]);
+    }
+
+    #[test]
+    fn closed_failure_mode_and_redis_backend_win_the_merge() {
+        let realm = realm_with("  redis: {secretRef: {name: r}}\n");
+        let r = rules(&[("Login", "Ip", "10/1m/0")]);
+        let yaml = format!(
+            "{realm}{}{}",
+            policy("a", &format!("{r}  backend: Local\n  failureMode: Open\n")),
+            policy("b", &format!("{r}  backend: Redis\n  failureMode: Closed\n"))
+        );
+        let s = settings(&yaml).unwrap();
+        assert_eq!(s.rate_limits.backend, RateLimitBackend::Redis);
+        assert_eq!(s.rate_limits.failure_mode, RateLimitFailureMode::Closed);
+    }
+
+    #[test]
+    fn nginx_limits_take_the_lowest_of_enabled_policies() {
+        let r = rules(&[("Login", "Ip", "10/1m/0")]);
+        let yaml = format!(
+            "{REALM}{}{}{}",
+            policy("a", &format!("{r}  proxy: {{nginx: {{requestsPerSecond: 10, burst: 50, connections: 30}}}}\n")),
+            policy("b", &format!("{r}  proxy: {{nginx: {{requestsPerSecond: 30, burst: 20, connections: 10}}}}\n")),
+            policy("c", &format!("{r}  proxy: {{nginx: {{enabled: false, requestsPerSecond: 1, burst: 1, connections: 1}}}}\n"))
+        );
+        let nginx = settings(&yaml).unwrap().rate_limits.nginx.unwrap();
+        assert_eq!((nginx.requests_per_second, nginx.burst, nginx.connections), (10, 20, 10));
+    }
+
+    fn retention(name: &str, target: &str, extra: &str) -> String {
+        format!(
+            "---
+apiVersion: portcullis.dev/v1alpha1
+kind: RetentionPolicy
+metadata: {{name: {name}, namespace: auth}}
+spec:
+  targetRef: {{name: {target}}}
+{extra}"
+        )
+    }
+
+    /// Each row: the manifests and the reason the settings must refuse them with.
+    #[test]
+    fn inconsistent_manifests_are_refused_with_a_typed_error() {
+        let r = rules(&[("Login", "Ip", "10/1m/0")]);
+        let cases: Vec<(&str, String, &str)> = vec![
+            ("no realm", policy("a", &r), "NoRealm"),
+            ("two realms", format!("{REALM}---\n{}", REALM.replace("name: demo", "name: other")), "MultipleRealms"),
+            ("policy for another realm", format!("{REALM}{}", policy("a", &r).replace("name: demo", "name: other")), "WrongTarget"),
+            ("policy in another namespace", format!("{REALM}{}", policy("a", &r).replace("namespace: auth", "namespace: elsewhere")), "WrongNamespace"),
+            ("two retention policies", format!("{REALM}{}{}", retention("a", "demo", ""), retention("b", "demo", "")), "MultipleRetentionPolicies"),
+            ("retention for another realm", format!("{REALM}{}", retention("a", "other", "")), "WrongTarget"),
+            ("reversed cron range", format!("{REALM}{}", retention("a", "demo", "  schedule: \"0 10-5 * * *\"\n")), "InvalidSchedule"),
+            ("cron that never fires", format!("{REALM}{}", retention("a", "demo", "  schedule: \"0 0 31 2 *\"\n")), "ScheduleNeverFires"),
+            ("warning after the action", format!("{REALM}{}", retention("a", "demo", "  rules: {inactiveAccounts: {after: 30d, warnBefore: 60d}}\n")), "DurationOrder"),
+            ("duplicate rule name", format!("{REALM}{}", policy("a", &format!("{r}{}", r.replace("  rules:\n", "")))), "DuplicateRuleName"),
+            ("duplicate key in a rule", format!("{REALM}{}", policy("a", "  rules:\n    - name: x\n      routes: [Login]\n      limits: [{key: Ip, requests: 1, period: 1m}, {key: Ip, requests: 2, period: 1m}]\n")), "DuplicateLimitKey"),
+            ("redis backend without redis", format!("{REALM}{}", policy("a", &format!("{r}  backend: Redis\n"))), "RedisBackendWithoutRedis"),
+            ("zero period", format!("{REALM}{}", policy("a", &rules(&[("Login", "Ip", "10/0s/0")]))), "ZeroDuration"),
+            ("replicas without redis", realm_with("  replicas: 2\n"), "ReplicasWithoutRedis"),
+            ("bcrypt cost out of range", realm_with("  passwordPolicy: {bcryptCost: 9}\n"), "OutOfRange"),
+            ("base lockout above max", realm_with("  lockout: {baseLockout: 2h, maxLockout: 1h}\n"), "DurationOrder"),
+            ("idle above absolute", realm_with("  sessions: {idleTimeout: 1d, absoluteTimeout: 12h}\n"), "DurationOrder"),
+            ("refresh idle above absolute", realm_with("  tokens: {refreshIdleTtl: 60d, refreshTokenTtl: 30d}\n"), "DurationOrder"),
+            ("delay never before lockout", realm_with("  lockout: {maxFailures: 3, progressiveDelay: {afterFailures: 3}}\n"), "DelayAfterLockout"),
+            ("rotation shorter than tokens", realm_with("  tokens: {accessTokenTtl: 1h, keyRotation: {every: 30m}}\n"), "RotationShorterThanTokens"),
+            ("zero access token ttl", realm_with("  tokens: {accessTokenTtl: 0s}\n"), "ZeroDuration"),
+            ("cidr with host bits", realm_with("  trustedProxies: [10.0.0.1/8]\n"), "InvalidCidr"),
+            ("issuer with trailing slash", REALM.replace("https://auth.example.com", "https://auth.example.com/"), "InvalidIssuer"),
+            ("http issuer", REALM.replace("https://auth.example.com", "http://auth.example.com"), "InvalidIssuer"),
+            ("duplicate client", realm_with("  clients:\n    - {clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb\"]}\n    - {clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb\"]}\n"), "Duplicate"),
+            ("http redirect to a remote host", realm_with("  clients: [{clientId: a, type: Public, redirectUris: [\"http://a.example.com/cb\"]}]\n"), "InvalidClient"),
+            ("redirect with fragment", realm_with("  clients: [{clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb#x\"]}]\n"), "InvalidClient"),
+        ];
+        for (case, yaml, reason) in cases {
+            let errors = settings(&yaml).expect_err(case);
+            assert!(
+                errors.0.iter().any(|e| e.reason() == reason),
+                "{case}: expected {reason}, got {errors}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let yaml = realm_with("  replicas: 2\n  passwordPolicy: {bcryptCost: 30}\n  trustedProxies: [nonsense]\n");
+        let reasons: Vec<&str> = settings(&yaml).unwrap_err().0.iter().map(SettingsError::reason).collect();
+        assert_eq!(reasons, ["OutOfRange", "ReplicasWithoutRedis", "InvalidCidr"]);
+    }
+
+    #[test]
+    fn acceptable_redirect_uris_pass() {
+        for uri in [
+            "https://app.example.com/cb",
+            "http://localhost:5173/cb",
+            "http://127.0.0.1:8080/cb",
+            "http://[::1]/cb",
+            "com.example.app:/oauth2redirect",
+        ] {
+            assert_eq!(check_redirect_uri(uri), Ok(()), "{uri}");
+        }
+        for uri in ["myapp:/cb", "http://evil.example.com/cb", "/relative", "https://a/cb#frag"] {
+            assert!(check_redirect_uri(uri).is_err(), "{uri}");
+        }
+    }
+
+    #[test]
+    fn http_issuers_are_allowed_on_localhost_only() {
+        let ok = settings(&REALM.replace("https://auth.example.com", "http://auth.localhost:8080")).unwrap();
+        assert_eq!(ok.issuer_host, "auth.localhost:8080");
+        assert!(settings(&REALM.replace("https://auth.example.com", "http://localhost.evil.com")).is_err());
+    }
+
+    #[test]
+    fn cidrs_parse_and_contain_addresses() {
+        let v4 = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(v4.contains("10.1.2.3".parse().unwrap()));
+        assert!(!v4.contains("11.0.0.1".parse().unwrap()));
+        assert!(v4.contains("::ffff:10.9.9.9".parse().unwrap()), "IPv4-mapped IPv6");
+        let v6 = Cidr::parse("fd00::/8").unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        for bad in ["10.0.0.1/8", "10.0.0.0/33", "10.0.0.0", "x/8", "fd00::/129"] {
+            assert!(Cidr::parse(bad).is_none(), "{bad}");
+        }
+    }
+}
