@@ -21,7 +21,13 @@ enum Command {
     /// check them as the server would at start, and print the effective settings as JSON.
     CheckConfig {
         /// Multi-document YAML of the realm's manifests; several files are read as one stream.
-        #[arg(long = "config", short = 'c', required = true, env = "PORTCULLIS_CONFIG", value_delimiter = ',')]
+        #[arg(
+            long = "config",
+            short = 'c',
+            required = true,
+            env = "PORTCULLIS_CONFIG",
+            value_delimiter = ','
+        )]
         config: Vec<PathBuf>,
     },
 }

@@ -108,7 +108,12 @@ mod tests {
     #[test]
     fn adds_a_missing_condition_stamped_now() {
         let mut conditions = Vec::new();
-        assert!(set_condition(&mut conditions, ready(false, "Reconciling"), Some(1), &at(10)));
+        assert!(set_condition(
+            &mut conditions,
+            ready(false, "Reconciling"),
+            Some(1),
+            &at(10)
+        ));
         assert_eq!(conditions.len(), 1);
         assert_eq!(conditions[0].status, "False");
         assert_eq!(conditions[0].last_transition_time, at(10));
@@ -118,8 +123,18 @@ mod tests {
     #[test]
     fn keeps_transition_time_when_status_is_unchanged() {
         let mut conditions = Vec::new();
-        set_condition(&mut conditions, ready(false, "Reconciling"), Some(1), &at(10));
-        assert!(set_condition(&mut conditions, ready(false, "SecretMissing"), Some(2), &at(20)));
+        set_condition(
+            &mut conditions,
+            ready(false, "Reconciling"),
+            Some(1),
+            &at(10),
+        );
+        assert!(set_condition(
+            &mut conditions,
+            ready(false, "SecretMissing"),
+            Some(2),
+            &at(20)
+        ));
         assert_eq!(conditions[0].last_transition_time, at(10));
         assert_eq!(conditions[0].reason, "SecretMissing");
         assert_eq!(conditions[0].observed_generation, Some(2));
@@ -128,7 +143,12 @@ mod tests {
     #[test]
     fn stamps_transition_time_when_status_flips() {
         let mut conditions = Vec::new();
-        set_condition(&mut conditions, ready(false, "Reconciling"), Some(1), &at(10));
+        set_condition(
+            &mut conditions,
+            ready(false, "Reconciling"),
+            Some(1),
+            &at(10),
+        );
         set_condition(&mut conditions, ready(true, "Available"), Some(1), &at(30));
         assert_eq!(conditions[0].last_transition_time, at(30));
         assert!(is_true(&conditions, types::READY));
@@ -138,7 +158,12 @@ mod tests {
     fn reports_no_change_for_an_identical_update() {
         let mut conditions = Vec::new();
         set_condition(&mut conditions, ready(true, "Available"), Some(1), &at(10));
-        assert!(!set_condition(&mut conditions, ready(true, "Available"), Some(1), &at(99)));
+        assert!(!set_condition(
+            &mut conditions,
+            ready(true, "Available"),
+            Some(1),
+            &at(99)
+        ));
         assert_eq!(conditions[0].last_transition_time, at(10));
     }
 }

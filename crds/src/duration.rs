@@ -91,7 +91,10 @@ impl FromStr for GoDuration {
             }
             let number: u64 = rest[..digits].parse().map_err(|_| overflow())?;
             rest = &rest[digits..];
-            let unit_len = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_alphabetic()).len();
+            let unit_len = rest.len()
+                - rest
+                    .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                    .len();
             if unit_len == 0 {
                 return Err(malformed());
             }
@@ -176,7 +179,10 @@ mod tests {
             ("12h", 43_200_000),
             ("30d", 2_592_000_000),
         ] {
-            assert_eq!(GoDuration::parse(text).unwrap().as_duration(), Duration::from_millis(ms));
+            assert_eq!(
+                GoDuration::parse(text).unwrap().as_duration(),
+                Duration::from_millis(ms)
+            );
         }
     }
 

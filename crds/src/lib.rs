@@ -4,6 +4,9 @@
 //! helpers, and the pure function that turns a realm's manifests into the settings both the
 //! operator and the auth server use. It makes no API calls and has no reconcile logic.
 
+// kube's `printcolumn(...)` attributes repeat their keys by design.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod common;
 pub mod conditions;
 pub mod cron;
@@ -27,5 +30,9 @@ use kube::CustomResourceExt;
 
 /// Every CRD of Portcullis, in the order they are written and applied.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![AuthRealm::crd(), RateLimitPolicy::crd(), RetentionPolicy::crd()]
+    vec![
+        AuthRealm::crd(),
+        RateLimitPolicy::crd(),
+        RetentionPolicy::crd(),
+    ]
 }

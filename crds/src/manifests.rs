@@ -89,7 +89,12 @@ pub fn parse_manifests(yaml: &str) -> Result<RealmManifests, ManifestError> {
         if document.is_null() {
             continue;
         }
-        let field = |name: &str| document.get(name).and_then(Value::as_str).map(str::to_owned);
+        let field = |name: &str| {
+            document
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         let (Some(api_version), Some(kind)) = (field("apiVersion"), field("kind")) else {
             return Err(ManifestError::NotAnObject {
                 document: document_number,
@@ -102,13 +107,19 @@ pub fn parse_manifests(yaml: &str) -> Result<RealmManifests, ManifestError> {
             });
         }
         match kind.as_str() {
-            "AuthRealm" => manifests.realms.push(decode(document_number, "AuthRealm", document)?),
-            "RateLimitPolicy" => manifests
-                .rate_limit_policies
-                .push(decode(document_number, "RateLimitPolicy", document)?),
-            "RetentionPolicy" => manifests
-                .retention_policies
-                .push(decode(document_number, "RetentionPolicy", document)?),
+            "AuthRealm" => manifests
+                .realms
+                .push(decode(document_number, "AuthRealm", document)?),
+            "RateLimitPolicy" => manifests.rate_limit_policies.push(decode(
+                document_number,
+                "RateLimitPolicy",
+                document,
+            )?),
+            "RetentionPolicy" => manifests.retention_policies.push(decode(
+                document_number,
+                "RetentionPolicy",
+                document,
+            )?),
             _ => {
                 return Err(ManifestError::UnknownKind {
                     document: document_number,
@@ -174,7 +185,10 @@ spec:
         let manifests = parse_manifests(&yaml).unwrap();
         assert_eq!(manifests.realms.len(), 1);
         assert_eq!(manifests.realms[0].spec.issuer, "https://auth.example.com");
-        assert_eq!(manifests.rate_limit_policies[0].spec.rules[0].limits[0].requests, 5);
+        assert_eq!(
+            manifests.rate_limit_policies[0].spec.rules[0].limits[0].requests,
+            5
+        );
         assert_eq!(manifests.retention_policies[0].spec.schedule, "0 3 * * *");
     }
 
@@ -187,11 +201,17 @@ spec:
     #[test]
     fn rejects_foreign_kinds_and_versions() {
         let err = parse_manifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
-        assert!(matches!(err, Err(ManifestError::UnsupportedApiVersion { document: 1, .. })));
+        assert!(matches!(
+            err,
+            Err(ManifestError::UnsupportedApiVersion { document: 1, .. })
+        ));
         let err = parse_manifests(
             "apiVersion: portcullis.dev/v1alpha1\nkind: Realm\nmetadata: {name: x}\n",
         );
-        assert!(matches!(err, Err(ManifestError::UnknownKind { document: 1, .. })));
+        assert!(matches!(
+            err,
+            Err(ManifestError::UnknownKind { document: 1, .. })
+        ));
     }
 
     #[test]
@@ -204,14 +224,23 @@ spec:
 
     #[test]
     fn rejects_malformed_yaml() {
-        assert!(matches!(parse_manifests("a: [b\n"), Err(ManifestError::Yaml(_))));
+        assert!(matches!(
+            parse_manifests("a: [b\n"),
+            Err(ManifestError::Yaml(_))
+        ));
     }
 
     #[test]
     fn names_the_object_and_field_of_a_schema_error() {
         let yaml = REALM.replace("spec:\n", "spec:\n  lockout: {window: 15 minutes}\n");
         let err = parse_manifests(&yaml).unwrap_err();
-        let ManifestError::Invalid { document, kind, name, message } = err else {
+        let ManifestError::Invalid {
+            document,
+            kind,
+            name,
+            message,
+        } = err
+        else {
             panic!("expected Invalid, got {err:?}");
         };
         assert_eq!((document, kind, name.as_str()), (1, "AuthRealm", "demo"));
@@ -228,6 +257,9 @@ spec:
     #[test]
     fn requires_a_name() {
         let yaml = REALM.replace("metadata: {name: demo, namespace: auth}", "metadata: {}");
-        assert!(matches!(parse_manifests(&yaml), Err(ManifestError::Invalid { .. })));
+        assert!(matches!(
+            parse_manifests(&yaml),
+            Err(ManifestError::Invalid { .. })
+        ));
     }
 }

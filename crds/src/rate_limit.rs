@@ -23,8 +23,16 @@ use crate::duration::GoDuration;
     category = "portcullis",
     doc = "Request limits attached to an AuthRealm.",
     printcolumn(name = "Target", type_ = "string", json_path = ".spec.targetRef.name"),
-    printcolumn(name = "Attached", type_ = "string", json_path = ".status.conditions[?(@.type==\"Attached\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Attached",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Attached\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateLimitPolicySpec {

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint};
+use k8s_openapi::api::core::v1::{
+    Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::api::networking::v1::{NetworkPolicyEgressRule, NetworkPolicyPeer};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
@@ -614,11 +616,23 @@ pub struct OidcClient {
     pub client_type: ClientType,
     /// Exact redirect URIs (no wildcards; compared byte for byte).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20), inner(length(min = 1, max = 2048), regex(pattern = "^[a-zA-Z][a-zA-Z0-9+.-]*:[^\\s#]+$")))]
+    #[schemars(
+        length(max = 20),
+        inner(
+            length(min = 1, max = 2048),
+            regex(pattern = "^[a-zA-Z][a-zA-Z0-9+.-]*:[^\\s#]+$")
+        )
+    )]
     pub redirect_uris: Vec<String>,
     /// Where RP-initiated logout may send the browser afterwards.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20), inner(length(min = 1, max = 2048), regex(pattern = "^[a-zA-Z][a-zA-Z0-9+.-]*:[^\\s#]+$")))]
+    #[schemars(
+        length(max = 20),
+        inner(
+            length(min = 1, max = 2048),
+            regex(pattern = "^[a-zA-Z][a-zA-Z0-9+.-]*:[^\\s#]+$")
+        )
+    )]
     pub post_logout_redirect_uris: Vec<String>,
     /// OAuth grants the client may use.
     #[serde(default = "default_grant_types")]
@@ -627,7 +641,13 @@ pub struct OidcClient {
     pub grant_types: Vec<GrantType>,
     /// Scopes the client may request.
     #[serde(default = "default_scopes")]
-    #[schemars(length(max = 50), inner(length(min = 1, max = 128), regex(pattern = "^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$")))]
+    #[schemars(
+        length(max = 50),
+        inner(
+            length(min = 1, max = 128),
+            regex(pattern = "^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$")
+        )
+    )]
     pub scopes: Vec<String>,
     /// First-party clients skip the consent screen.
     #[serde(default)]
@@ -656,7 +676,9 @@ pub enum ClientType {
 }
 
 /// OAuth 2.0 grant types.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
     /// Authorization code with PKCE.

@@ -14,7 +14,9 @@ use crate::manifests::RealmManifests;
 use crate::rate_limit::{
     LimitKey, NginxLimits, RateLimitBackend, RateLimitFailureMode, RateLimitPolicy, Route,
 };
-use crate::realm::{AuthRealm, AuthRealmSpec, BreachCheckMode, ClientType, GrantType, SocialProviderType};
+use crate::realm::{
+    AuthRealm, AuthRealmSpec, BreachCheckMode, ClientType, GrantType, SocialProviderType,
+};
 use crate::retention::{RetentionPolicy, RetentionRules};
 
 /// Everything a realm's auth server and its Kubernetes objects are derived from.
@@ -110,19 +112,25 @@ impl Cidr {
             return None;
         }
         let cidr = Cidr { network, prefix };
-        cidr.contains(network).then_some(cidr).filter(|c| c.mask(network) == network)
+        cidr.contains(network)
+            .then_some(cidr)
+            .filter(|c| c.mask(network) == network)
     }
 
     fn mask(&self, addr: IpAddr) -> IpAddr {
         match addr {
             IpAddr::V4(v4) => {
                 let bits = u32::from(v4);
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 IpAddr::V4((bits & mask).into())
             }
             IpAddr::V6(v6) => {
                 let bits = u128::from(v6);
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 IpAddr::V6((bits & mask).into())
             }
         }
@@ -221,7 +229,9 @@ pub enum SettingsError {
     #[error("RateLimitPolicy {0:?} uses the Redis backend but the realm has no spec.redis")]
     RedisBackendWithoutRedis(String),
     /// Several replicas need Redis.
-    #[error("replicas is {0} but spec.redis is not set: sessions, lockouts and rate limits must be shared")]
+    #[error(
+        "replicas is {0} but spec.redis is not set: sessions, lockouts and rate limits must be shared"
+    )]
     ReplicasWithoutRedis(i32),
     /// A number is outside its allowed range.
     #[error("{field} is {value}, allowed {min}..={max}")]
@@ -251,7 +261,9 @@ pub enum SettingsError {
         longer_value: String,
     },
     /// The progressive delay would never start before the lockout.
-    #[error("lockout.progressiveDelay.afterFailures ({after}) must be below lockout.maxFailures ({max}), or 0 to turn the delay off")]
+    #[error(
+        "lockout.progressiveDelay.afterFailures ({after}) must be below lockout.maxFailures ({max}), or 0 to turn the delay off"
+    )]
     DelayAfterLockout {
         /// `afterFailures`.
         after: u32,
@@ -259,7 +271,9 @@ pub enum SettingsError {
         max: u32,
     },
     /// The key rotation period leaves no time to publish a key before it signs.
-    #[error("tokens.keyRotation.every ({every}) must be longer than tokens.accessTokenTtl ({ttl}): a new key is published one access-token lifetime before it signs")]
+    #[error(
+        "tokens.keyRotation.every ({every}) must be longer than tokens.accessTokenTtl ({ttl}): a new key is published one access-token lifetime before it signs"
+    )]
     RotationShorterThanTokens {
         /// `keyRotation.every`.
         every: String,
@@ -404,10 +418,22 @@ impl RealmSettings {
             .collect();
 
         for policy in rate_limit_policies {
-            check_target(realm, "RateLimitPolicy", policy, &policy.spec.target_ref.name, &mut errors);
+            check_target(
+                realm,
+                "RateLimitPolicy",
+                policy,
+                &policy.spec.target_ref.name,
+                &mut errors,
+            );
         }
         for policy in retention_policies {
-            check_target(realm, "RetentionPolicy", policy, &policy.spec.target_ref.name, &mut errors);
+            check_target(
+                realm,
+                "RetentionPolicy",
+                policy,
+                &policy.spec.target_ref.name,
+                &mut errors,
+            );
         }
         let rate_limits = merge_rate_limits(spec, rate_limit_policies, &mut errors);
         let retention = match retention_policies {
@@ -479,9 +505,15 @@ fn check_issuer(issuer: &str, errors: &mut Vec<SettingsError>) -> String {
         }
     };
     let authority = rest.split('/').next().unwrap_or_default();
-    let host = authority.rsplit_once(':').map_or(authority, |(host, port)| {
-        if port.chars().all(|c| c.is_ascii_digit()) { host } else { authority }
-    });
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                host
+            } else {
+                authority
+            }
+        });
     if authority.is_empty() || authority.contains('@') {
         errors.push(invalid("needs a host and no user info"));
     }
@@ -489,7 +521,9 @@ fn check_issuer(issuer: &str, errors: &mut Vec<SettingsError>) -> String {
         errors.push(invalid("must not contain a query or fragment"));
     }
     if issuer.ends_with('/') {
-        errors.push(invalid("must not end with '/': the iss claim would differ from the discovery URL base"));
+        errors.push(invalid(
+            "must not end with '/': the iss claim would differ from the discovery URL base",
+        ));
     }
     let localhost = host == "localhost" || host.ends_with(".localhost");
     match scheme {
@@ -506,20 +540,40 @@ fn check_issuer(issuer: &str, errors: &mut Vec<SettingsError>) -> String {
 fn check_realm_spec(spec: &AuthRealmSpec, errors: &mut Vec<SettingsError>) {
     let mut range = |field: &'static str, value: i64, min: i64, max: i64| {
         if !(min..=max).contains(&value) {
-            errors.push(SettingsError::OutOfRange { field, value, min, max });
+            errors.push(SettingsError::OutOfRange {
+                field,
+                value,
+                min,
+                max,
+            });
         }
     };
     let pw = &spec.password_policy;
     range("replicas", spec.replicas.into(), 1, 20);
     range("passwordPolicy.minLength", pw.min_length.into(), 8, 128);
-    range("passwordPolicy.characterClasses", pw.character_classes.into(), 0, 4);
+    range(
+        "passwordPolicy.characterClasses",
+        pw.character_classes.into(),
+        0,
+        4,
+    );
     range("passwordPolicy.minStrength", pw.min_strength.into(), 0, 4);
     range("passwordPolicy.bcryptCost", pw.bcrypt_cost.into(), 10, 16);
-    range("lockout.maxFailures", spec.lockout.max_failures.into(), 1, 100);
+    range(
+        "lockout.maxFailures",
+        spec.lockout.max_failures.into(),
+        1,
+        100,
+    );
     range("mfa.totp.digits", spec.mfa.totp.digits.into(), 6, 8);
     range("mfa.totp.period", spec.mfa.totp.period.into(), 15, 120);
     range("mfa.recoveryCodes", spec.mfa.recovery_codes.into(), 0, 20);
-    range("tokens.keyRotation.keep", spec.tokens.key_rotation.keep.into(), 1, 10);
+    range(
+        "tokens.keyRotation.keep",
+        spec.tokens.key_rotation.keep.into(),
+        1,
+        10,
+    );
 
     if spec.replicas > 1 && spec.redis.is_none() {
         errors.push(SettingsError::ReplicasWithoutRedis(spec.replicas));
@@ -538,22 +592,40 @@ fn check_realm_spec(spec: &AuthRealmSpec, errors: &mut Vec<SettingsError>) {
         ("tokens.keyRotation.every", &tokens.key_rotation.every),
         ("sessions.idleTimeout", &sessions.idle_timeout),
         ("sessions.absoluteTimeout", &sessions.absolute_timeout),
-        ("passwordPolicy.breachCheck.timeout", &pw.breach_check.timeout),
+        (
+            "passwordPolicy.breachCheck.timeout",
+            &pw.breach_check.timeout,
+        ),
     ] {
         if value.as_duration().is_zero() {
             errors.push(SettingsError::ZeroDuration(field.to_owned()));
         }
     }
     for (shorter, short, longer, long) in [
-        ("lockout.baseLockout", &lockout.base_lockout, "lockout.maxLockout", &lockout.max_lockout),
+        (
+            "lockout.baseLockout",
+            &lockout.base_lockout,
+            "lockout.maxLockout",
+            &lockout.max_lockout,
+        ),
         (
             "lockout.progressiveDelay.base",
             &lockout.progressive_delay.base,
             "lockout.progressiveDelay.max",
             &lockout.progressive_delay.max,
         ),
-        ("sessions.idleTimeout", &sessions.idle_timeout, "sessions.absoluteTimeout", &sessions.absolute_timeout),
-        ("tokens.refreshIdleTtl", &tokens.refresh_idle_ttl, "tokens.refreshTokenTtl", &tokens.refresh_token_ttl),
+        (
+            "sessions.idleTimeout",
+            &sessions.idle_timeout,
+            "sessions.absoluteTimeout",
+            &sessions.absolute_timeout,
+        ),
+        (
+            "tokens.refreshIdleTtl",
+            &tokens.refresh_idle_ttl,
+            "tokens.refreshTokenTtl",
+            &tokens.refresh_token_ttl,
+        ),
     ] {
         if short.as_duration() > long.as_duration() {
             errors.push(SettingsError::DurationOrder {
@@ -577,16 +649,24 @@ fn check_realm_spec(spec: &AuthRealmSpec, errors: &mut Vec<SettingsError>) {
             ttl: tokens.access_token_ttl.to_string(),
         });
     }
-    if pw.breach_check.mode == BreachCheckMode::Offline && pw.breach_check.offline_list_ref.is_none() {
+    if pw.breach_check.mode == BreachCheckMode::Offline
+        && pw.breach_check.offline_list_ref.is_none()
+    {
         errors.push(SettingsError::MissingDependency(
             "passwordPolicy.breachCheck.mode Offline requires offlineListRef",
         ));
     }
     if spec.mfa.totp.required && !spec.mfa.totp.enabled {
-        errors.push(SettingsError::MissingDependency("mfa.totp.required needs mfa.totp.enabled"));
+        errors.push(SettingsError::MissingDependency(
+            "mfa.totp.required needs mfa.totp.enabled",
+        ));
     }
     if let Some(tls) = &spec.tls {
-        let set = [tls.issuer_ref.is_some(), tls.self_signed.is_some(), tls.secret_name.is_some()];
+        let set = [
+            tls.issuer_ref.is_some(),
+            tls.self_signed.is_some(),
+            tls.secret_name.is_some(),
+        ];
         if set.iter().filter(|s| **s).count() != 1 {
             errors.push(SettingsError::MissingDependency(
                 "tls needs exactly one of issuerRef, selfSigned or secretName",
@@ -600,9 +680,21 @@ fn check_realm_spec(spec: &AuthRealmSpec, errors: &mut Vec<SettingsError>) {
         ));
     }
 
-    check_unique("clients", spec.clients.iter().map(|c| c.client_id.as_str()), errors);
-    check_unique("socialProviders", spec.social_providers.iter().map(|p| p.name.as_str()), errors);
-    check_unique("privacy.purposes", spec.privacy.purposes.iter().map(|p| p.name.as_str()), errors);
+    check_unique(
+        "clients",
+        spec.clients.iter().map(|c| c.client_id.as_str()),
+        errors,
+    );
+    check_unique(
+        "socialProviders",
+        spec.social_providers.iter().map(|p| p.name.as_str()),
+        errors,
+    );
+    check_unique(
+        "privacy.purposes",
+        spec.privacy.purposes.iter().map(|p| p.name.as_str()),
+        errors,
+    );
     for client in &spec.clients {
         check_client(client, errors);
     }
@@ -612,7 +704,9 @@ fn check_realm_spec(spec: &AuthRealmSpec, errors: &mut Vec<SettingsError>) {
             reason,
         };
         match (provider.provider_type, &provider.issuer_url) {
-            (SocialProviderType::Oidc, None) => errors.push(invalid("an Oidc provider needs issuerUrl")),
+            (SocialProviderType::Oidc, None) => {
+                errors.push(invalid("an Oidc provider needs issuerUrl"))
+            }
             (SocialProviderType::GitHub | SocialProviderType::Google, Some(_)) => {
                 errors.push(invalid("issuerUrl is only for Oidc providers"))
             }
@@ -651,10 +745,15 @@ fn check_client(client: &crate::realm::OidcClient, errors: &mut Vec<SettingsErro
     if public && client.secret_target.is_some() {
         invalid("a Public client has no secret, so it takes no secretTarget".to_owned());
     }
-    if client.grant_types.contains(&GrantType::AuthorizationCode) && client.redirect_uris.is_empty() {
+    if client.grant_types.contains(&GrantType::AuthorizationCode) && client.redirect_uris.is_empty()
+    {
         invalid("the authorization_code grant needs at least one redirectUri".to_owned());
     }
-    for uri in client.redirect_uris.iter().chain(&client.post_logout_redirect_uris) {
+    for uri in client
+        .redirect_uris
+        .iter()
+        .chain(&client.post_logout_redirect_uris)
+    {
         if let Err(reason) = check_redirect_uri(uri) {
             invalid(format!("redirect URI {uri:?} {reason}"));
         }
@@ -673,7 +772,11 @@ fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
     match scheme {
         "https" => Ok(()),
         "http" => {
-            let authority = rest.trim_start_matches("//").split('/').next().unwrap_or_default();
+            let authority = rest
+                .trim_start_matches("//")
+                .split('/')
+                .next()
+                .unwrap_or_default();
             let host = match authority.rsplit_once(':') {
                 Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
                 _ => authority,
@@ -702,12 +805,27 @@ fn default_limits() -> BTreeMap<(Route, LimitKey), EffectiveLimit> {
     };
     BTreeMap::from([
         ((Route::Login, LimitKey::Ip), limit(30, minute, 10, "login")),
-        ((Route::Login, LimitKey::User), limit(10, minute, 0, "login")),
+        (
+            (Route::Login, LimitKey::User),
+            limit(10, minute, 0, "login"),
+        ),
         ((Route::Mfa, LimitKey::User), limit(10, minute, 0, "mfa")),
-        ((Route::Register, LimitKey::Ip), limit(10, hour, 5, "register")),
-        ((Route::PasswordReset, LimitKey::Ip), limit(10, hour, 5, "password-reset")),
-        ((Route::PasswordReset, LimitKey::User), limit(3, hour, 0, "password-reset")),
-        ((Route::Token, LimitKey::Client), limit(600, minute, 100, "token")),
+        (
+            (Route::Register, LimitKey::Ip),
+            limit(10, hour, 5, "register"),
+        ),
+        (
+            (Route::PasswordReset, LimitKey::Ip),
+            limit(10, hour, 5, "password-reset"),
+        ),
+        (
+            (Route::PasswordReset, LimitKey::User),
+            limit(3, hour, 0, "password-reset"),
+        ),
+        (
+            (Route::Token, LimitKey::Client),
+            limit(600, minute, 100, "token"),
+        ),
         ((Route::All, LimitKey::Ip), limit(600, minute, 200, "all")),
     ])
 }
@@ -810,11 +928,21 @@ fn merge_rate_limits(
                 ("proxy.nginx.connections", nginx.connections),
             ] {
                 if !(1..=100_000).contains(&value) {
-                    errors.push(SettingsError::OutOfRange { field, value: value.into(), min: 1, max: 100_000 });
+                    errors.push(SettingsError::OutOfRange {
+                        field,
+                        value: value.into(),
+                        min: 1,
+                        max: 100_000,
+                    });
                 }
             }
         }
-        if let Some(nginx) = pspec.proxy.as_ref().and_then(|p| p.nginx.as_ref()).filter(|n| n.enabled) {
+        if let Some(nginx) = pspec
+            .proxy
+            .as_ref()
+            .and_then(|p| p.nginx.as_ref())
+            .filter(|n| n.enabled)
+        {
             merged.nginx = Some(match merged.nginx.take() {
                 None => nginx.clone(),
                 Some(current) => NginxLimits {
@@ -849,7 +977,10 @@ fn effective_retention(
     };
     // A schedule that fires at all fires within any five years (Feb 29 included), so one
     // fixed starting point decides it without reading the clock.
-    if schedule.next_after(k8s_openapi::jiff::Timestamp::UNIX_EPOCH).is_none() {
+    if schedule
+        .next_after(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+        .is_none()
+    {
         errors.push(SettingsError::ScheduleNeverFires {
             policy: name.clone(),
             schedule: spec.schedule.clone(),
@@ -858,7 +989,9 @@ fn effective_retention(
     let rules = &spec.rules;
     if let Some(inactive) = &rules.inactive_accounts {
         if inactive.after.as_duration().is_zero() {
-            errors.push(SettingsError::ZeroDuration("rules.inactiveAccounts.after".to_owned()));
+            errors.push(SettingsError::ZeroDuration(
+                "rules.inactiveAccounts.after".to_owned(),
+            ));
         }
         if inactive.warn_before.as_duration() >= inactive.after.as_duration() {
             errors.push(SettingsError::DurationOrder {
@@ -871,7 +1004,10 @@ fn effective_retention(
     }
     for (field, value) in [
         ("rules.auditLogs.retainFor", &rules.audit_logs.retain_for),
-        ("rules.unverifiedAccounts.after", &rules.unverified_accounts.after),
+        (
+            "rules.unverifiedAccounts.after",
+            &rules.unverified_accounts.after,
+        ),
     ] {
         if value.as_duration().is_zero() {
             errors.push(SettingsError::ZeroDuration(field.to_owned()));
@@ -945,15 +1081,27 @@ spec:
         let table: Vec<(&str, u64, u64)> = vec![
             ("replicas", spec.replicas as u64, 1),
             ("minLength", spec.password_policy.min_length.into(), 12),
-            ("characterClasses", spec.password_policy.character_classes.into(), 3),
+            (
+                "characterClasses",
+                spec.password_policy.character_classes.into(),
+                3,
+            ),
             ("minStrength", spec.password_policy.min_strength.into(), 3),
             ("bcryptCost", spec.password_policy.bcrypt_cost.into(), 12),
-            ("breach timeout", secs(&spec.password_policy.breach_check.timeout), 2),
+            (
+                "breach timeout",
+                secs(&spec.password_policy.breach_check.timeout),
+                2,
+            ),
             ("maxFailures", spec.lockout.max_failures.into(), 5),
             ("window", secs(&spec.lockout.window), 900),
             ("baseLockout", secs(&spec.lockout.base_lockout), 60),
             ("maxLockout", secs(&spec.lockout.max_lockout), 3_600),
-            ("delay after", spec.lockout.progressive_delay.after_failures.into(), 3),
+            (
+                "delay after",
+                spec.lockout.progressive_delay.after_failures.into(),
+                3,
+            ),
             ("delay base", secs(&spec.lockout.progressive_delay.base), 1),
             ("delay max", secs(&spec.lockout.progressive_delay.max), 30),
             ("totp digits", spec.mfa.totp.digits.into(), 6),
@@ -961,25 +1109,54 @@ spec:
             ("recovery codes", spec.mfa.recovery_codes.into(), 10),
             ("access ttl", secs(&spec.tokens.access_token_ttl), 600),
             ("id ttl", secs(&spec.tokens.id_token_ttl), 600),
-            ("refresh ttl", secs(&spec.tokens.refresh_token_ttl), 30 * 86_400),
-            ("refresh idle", secs(&spec.tokens.refresh_idle_ttl), 7 * 86_400),
-            ("rotation every", secs(&spec.tokens.key_rotation.every), 30 * 86_400),
+            (
+                "refresh ttl",
+                secs(&spec.tokens.refresh_token_ttl),
+                30 * 86_400,
+            ),
+            (
+                "refresh idle",
+                secs(&spec.tokens.refresh_idle_ttl),
+                7 * 86_400,
+            ),
+            (
+                "rotation every",
+                secs(&spec.tokens.key_rotation.every),
+                30 * 86_400,
+            ),
             ("rotation keep", spec.tokens.key_rotation.keep.into(), 2),
             ("session idle", secs(&spec.sessions.idle_timeout), 1_800),
-            ("session absolute", secs(&spec.sessions.absolute_timeout), 43_200),
-            ("hsts", spec.security_headers.hsts_max_age.into(), 31_536_000),
+            (
+                "session absolute",
+                secs(&spec.sessions.absolute_timeout),
+                43_200,
+            ),
+            (
+                "hsts",
+                spec.security_headers.hsts_max_age.into(),
+                31_536_000,
+            ),
             ("erasure grace", secs(&spec.privacy.erasure_grace_period), 0),
         ];
         for (field, actual, expected) in table {
             assert_eq!(actual, expected, "{field}");
         }
-        assert_eq!(spec.password_policy.breach_check.mode, BreachCheckMode::Online);
+        assert_eq!(
+            spec.password_policy.breach_check.mode,
+            BreachCheckMode::Online
+        );
         assert!(spec.mfa.totp.enabled && !spec.mfa.totp.required);
         assert!(spec.email_verification.required);
         assert!(spec.network_policy.enabled && spec.network_policy.allow_external_https);
         assert!(spec.monitoring.service_monitor && spec.monitoring.prometheus_rule);
-        assert_eq!(spec.security_headers.content_security_policy, crate::realm::DEFAULT_CSP);
-        assert_eq!(spec.tokens.signing_algorithm, crate::realm::SigningAlgorithm::ES256);
+        assert_eq!(
+            spec.security_headers.content_security_policy,
+            crate::realm::DEFAULT_CSP
+        );
+        assert_eq!(
+            spec.tokens.signing_algorithm,
+            crate::realm::SigningAlgorithm::ES256
+        );
         assert_eq!(s.issuer_host, "auth.example.com");
         assert!(s.retention.is_none());
     }
@@ -1000,9 +1177,18 @@ spec:
         assert_eq!(retention.schedule_text, "0 3 * * *");
         assert_eq!(secs(&retention.rules.audit_logs.retain_for), 365 * 86_400);
         assert_eq!(secs(&retention.rules.unverified_accounts.after), 7 * 86_400);
-        assert_eq!(secs(&retention.rules.expired_sessions_and_tokens.after), 86_400);
-        assert_eq!(secs(&retention.rules.withdrawn_consents.retain_for), 90 * 86_400);
-        assert!(retention.rules.inactive_accounts.is_none(), "deleting accounts is opt-in");
+        assert_eq!(
+            secs(&retention.rules.expired_sessions_and_tokens.after),
+            86_400
+        );
+        assert_eq!(
+            secs(&retention.rules.withdrawn_consents.retain_for),
+            90 * 86_400
+        );
+        assert!(
+            retention.rules.inactive_accounts.is_none(),
+            "deleting accounts is opt-in"
+        );
         assert!(!retention.dry_run);
     }
 
@@ -1017,21 +1203,59 @@ spec:
         assert_eq!(with_redis.rate_limits.backend, RateLimitBackend::Redis);
     }
 
+    /// (routes, key, "requests/period/burst") per rule.
+    type Rules = Vec<(&'static str, &'static str, &'static str)>;
+    /// (case, policy a's rules, policy b's rules, expected winner for (Login, Ip)).
+    type MergeCase = (&'static str, Rules, Rules, (u32, u64, u32, &'static str));
+
     /// One row: the policies' rules, and the expected winner for (Login, Ip).
     #[test]
     fn merging_keeps_the_lower_limit_for_the_same_route_and_key() {
-        let cases: Vec<(&str, Vec<(&str, &str, &str)>, Vec<(&str, &str, &str)>, (u32, u64, u32, &str))> = vec![
-            ("lower requests win", vec![("Login", "Ip", "10/1m/0")], vec![("Login", "Ip", "20/1m/0")], (10, 60, 0, "a/r0")),
-            ("lower rate wins across periods", vec![("Login", "Ip", "10/1m/0")], vec![("Login", "Ip", "100/1h/0")], (100, 3_600, 0, "b/r0")),
-            ("second policy can win", vec![("Login", "Ip", "50/1m/0")], vec![("Login", "Ip", "5/1m/0")], (5, 60, 0, "b/r0")),
-            ("equal rate, smaller burst wins", vec![("Login", "Ip", "60/1m/10")], vec![("Login", "Ip", "1/1s/2")], (1, 1, 2, "b/r0")),
-            ("full tie keeps the first by name", vec![("Login", "Ip", "60/1m/5")], vec![("Login", "Ip", "1/1s/5")], (60, 60, 5, "a/r0")),
+        let cases: Vec<MergeCase> = vec![
+            (
+                "lower requests win",
+                vec![("Login", "Ip", "10/1m/0")],
+                vec![("Login", "Ip", "20/1m/0")],
+                (10, 60, 0, "a/r0"),
+            ),
+            (
+                "lower rate wins across periods",
+                vec![("Login", "Ip", "10/1m/0")],
+                vec![("Login", "Ip", "100/1h/0")],
+                (100, 3_600, 0, "b/r0"),
+            ),
+            (
+                "second policy can win",
+                vec![("Login", "Ip", "50/1m/0")],
+                vec![("Login", "Ip", "5/1m/0")],
+                (5, 60, 0, "b/r0"),
+            ),
+            (
+                "equal rate, smaller burst wins",
+                vec![("Login", "Ip", "60/1m/10")],
+                vec![("Login", "Ip", "1/1s/2")],
+                (1, 1, 2, "b/r0"),
+            ),
+            (
+                "full tie keeps the first by name",
+                vec![("Login", "Ip", "60/1m/5")],
+                vec![("Login", "Ip", "1/1s/5")],
+                (60, 60, 5, "a/r0"),
+            ),
         ];
         for (case, a, b, expected) in cases {
-            let yaml = format!("{REALM}{}{}", policy("a", &rules(&a)), policy("b", &rules(&b)));
+            let yaml = format!(
+                "{REALM}{}{}",
+                policy("a", &rules(&a)),
+                policy("b", &rules(&b))
+            );
             let s = settings(&yaml).unwrap_or_else(|e| panic!("{case}: {e}"));
             let (requests, period, burst, source) = limit(&s, Route::Login, LimitKey::Ip);
-            assert_eq!((requests, period, burst, source.as_str()), expected, "{case}");
+            assert_eq!(
+                (requests, period, burst, source.as_str()),
+                expected,
+                "{case}"
+            );
         }
     }
 
@@ -1048,7 +1272,14 @@ spec:
     fn different_keys_and_routes_are_kept_side_by_side() {
         let yaml = format!(
             "{REALM}{}",
-            policy("a", &rules(&[("Login, Mfa", "Ip", "10/1m/0"), ("Login", "User", "5/15m/0"), ("All", "Ip", "600/1m/0")]))
+            policy(
+                "a",
+                &rules(&[
+                    ("Login, Mfa", "Ip", "10/1m/0"),
+                    ("Login", "User", "5/15m/0"),
+                    ("All", "Ip", "600/1m/0")
+                ])
+            )
         );
         let s = settings(&yaml).unwrap();
         let keys: Vec<(Route, LimitKey)> = s.rate_limits.limits.keys().copied().collect();
@@ -1071,7 +1302,10 @@ spec:
         let yaml = format!(
             "{realm}{}{}",
             policy("a", &format!("{r}  backend: Local\n  failureMode: Open\n")),
-            policy("b", &format!("{r}  backend: Redis\n  failureMode: Closed\n"))
+            policy(
+                "b",
+                &format!("{r}  backend: Redis\n  failureMode: Closed\n")
+            )
         );
         let s = settings(&yaml).unwrap();
         assert_eq!(s.rate_limits.backend, RateLimitBackend::Redis);
@@ -1083,12 +1317,30 @@ spec:
         let r = rules(&[("Login", "Ip", "10/1m/0")]);
         let yaml = format!(
             "{REALM}{}{}{}",
-            policy("a", &format!("{r}  proxy: {{nginx: {{requestsPerSecond: 10, burst: 50, connections: 30}}}}\n")),
-            policy("b", &format!("{r}  proxy: {{nginx: {{requestsPerSecond: 30, burst: 20, connections: 10}}}}\n")),
-            policy("c", &format!("{r}  proxy: {{nginx: {{enabled: false, requestsPerSecond: 1, burst: 1, connections: 1}}}}\n"))
+            policy(
+                "a",
+                &format!(
+                    "{r}  proxy: {{nginx: {{requestsPerSecond: 10, burst: 50, connections: 30}}}}\n"
+                )
+            ),
+            policy(
+                "b",
+                &format!(
+                    "{r}  proxy: {{nginx: {{requestsPerSecond: 30, burst: 20, connections: 10}}}}\n"
+                )
+            ),
+            policy(
+                "c",
+                &format!(
+                    "{r}  proxy: {{nginx: {{enabled: false, requestsPerSecond: 1, burst: 1, connections: 1}}}}\n"
+                )
+            )
         );
         let nginx = settings(&yaml).unwrap().rate_limits.nginx.unwrap();
-        assert_eq!((nginx.requests_per_second, nginx.burst, nginx.connections), (10, 20, 10));
+        assert_eq!(
+            (nginx.requests_per_second, nginx.burst, nginx.connections),
+            (10, 20, 10)
+        );
     }
 
     fn retention(name: &str, target: &str, extra: &str) -> String {
@@ -1109,32 +1361,177 @@ spec:
         let r = rules(&[("Login", "Ip", "10/1m/0")]);
         let cases: Vec<(&str, String, &str)> = vec![
             ("no realm", policy("a", &r), "NoRealm"),
-            ("two realms", format!("{REALM}---\n{}", REALM.replace("name: demo", "name: other")), "MultipleRealms"),
-            ("policy for another realm", format!("{REALM}{}", policy("a", &r).replace("name: demo", "name: other")), "WrongTarget"),
-            ("policy in another namespace", format!("{REALM}{}", policy("a", &r).replace("namespace: auth", "namespace: elsewhere")), "WrongNamespace"),
-            ("two retention policies", format!("{REALM}{}{}", retention("a", "demo", ""), retention("b", "demo", "")), "MultipleRetentionPolicies"),
-            ("retention for another realm", format!("{REALM}{}", retention("a", "other", "")), "WrongTarget"),
-            ("reversed cron range", format!("{REALM}{}", retention("a", "demo", "  schedule: \"0 10-5 * * *\"\n")), "InvalidSchedule"),
-            ("cron that never fires", format!("{REALM}{}", retention("a", "demo", "  schedule: \"0 0 31 2 *\"\n")), "ScheduleNeverFires"),
-            ("warning after the action", format!("{REALM}{}", retention("a", "demo", "  rules: {inactiveAccounts: {after: 30d, warnBefore: 60d}}\n")), "DurationOrder"),
-            ("duplicate rule name", format!("{REALM}{}", policy("a", &format!("{r}{}", r.replace("  rules:\n", "")))), "DuplicateRuleName"),
-            ("duplicate key in a rule", format!("{REALM}{}", policy("a", "  rules:\n    - name: x\n      routes: [Login]\n      limits: [{key: Ip, requests: 1, period: 1m}, {key: Ip, requests: 2, period: 1m}]\n")), "DuplicateLimitKey"),
-            ("redis backend without redis", format!("{REALM}{}", policy("a", &format!("{r}  backend: Redis\n"))), "RedisBackendWithoutRedis"),
-            ("zero period", format!("{REALM}{}", policy("a", &rules(&[("Login", "Ip", "10/0s/0")]))), "ZeroDuration"),
-            ("replicas without redis", realm_with("  replicas: 2\n"), "ReplicasWithoutRedis"),
-            ("bcrypt cost out of range", realm_with("  passwordPolicy: {bcryptCost: 9}\n"), "OutOfRange"),
-            ("base lockout above max", realm_with("  lockout: {baseLockout: 2h, maxLockout: 1h}\n"), "DurationOrder"),
-            ("idle above absolute", realm_with("  sessions: {idleTimeout: 1d, absoluteTimeout: 12h}\n"), "DurationOrder"),
-            ("refresh idle above absolute", realm_with("  tokens: {refreshIdleTtl: 60d, refreshTokenTtl: 30d}\n"), "DurationOrder"),
-            ("delay never before lockout", realm_with("  lockout: {maxFailures: 3, progressiveDelay: {afterFailures: 3}}\n"), "DelayAfterLockout"),
-            ("rotation shorter than tokens", realm_with("  tokens: {accessTokenTtl: 1h, keyRotation: {every: 30m}}\n"), "RotationShorterThanTokens"),
-            ("zero access token ttl", realm_with("  tokens: {accessTokenTtl: 0s}\n"), "ZeroDuration"),
-            ("cidr with host bits", realm_with("  trustedProxies: [10.0.0.1/8]\n"), "InvalidCidr"),
-            ("issuer with trailing slash", REALM.replace("https://auth.example.com", "https://auth.example.com/"), "InvalidIssuer"),
-            ("http issuer", REALM.replace("https://auth.example.com", "http://auth.example.com"), "InvalidIssuer"),
-            ("duplicate client", realm_with("  clients:\n    - {clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb\"]}\n    - {clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb\"]}\n"), "Duplicate"),
-            ("http redirect to a remote host", realm_with("  clients: [{clientId: a, type: Public, redirectUris: [\"http://a.example.com/cb\"]}]\n"), "InvalidClient"),
-            ("redirect with fragment", realm_with("  clients: [{clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb#x\"]}]\n"), "InvalidClient"),
+            (
+                "two realms",
+                format!("{REALM}---\n{}", REALM.replace("name: demo", "name: other")),
+                "MultipleRealms",
+            ),
+            (
+                "policy for another realm",
+                format!(
+                    "{REALM}{}",
+                    policy("a", &r).replace("name: demo", "name: other")
+                ),
+                "WrongTarget",
+            ),
+            (
+                "policy in another namespace",
+                format!(
+                    "{REALM}{}",
+                    policy("a", &r).replace("namespace: auth", "namespace: elsewhere")
+                ),
+                "WrongNamespace",
+            ),
+            (
+                "two retention policies",
+                format!(
+                    "{REALM}{}{}",
+                    retention("a", "demo", ""),
+                    retention("b", "demo", "")
+                ),
+                "MultipleRetentionPolicies",
+            ),
+            (
+                "retention for another realm",
+                format!("{REALM}{}", retention("a", "other", "")),
+                "WrongTarget",
+            ),
+            (
+                "reversed cron range",
+                format!(
+                    "{REALM}{}",
+                    retention("a", "demo", "  schedule: \"0 10-5 * * *\"\n")
+                ),
+                "InvalidSchedule",
+            ),
+            (
+                "cron that never fires",
+                format!(
+                    "{REALM}{}",
+                    retention("a", "demo", "  schedule: \"0 0 31 2 *\"\n")
+                ),
+                "ScheduleNeverFires",
+            ),
+            (
+                "warning after the action",
+                format!(
+                    "{REALM}{}",
+                    retention(
+                        "a",
+                        "demo",
+                        "  rules: {inactiveAccounts: {after: 30d, warnBefore: 60d}}\n"
+                    )
+                ),
+                "DurationOrder",
+            ),
+            (
+                "duplicate rule name",
+                format!(
+                    "{REALM}{}",
+                    policy("a", &format!("{r}{}", r.replace("  rules:\n", "")))
+                ),
+                "DuplicateRuleName",
+            ),
+            (
+                "duplicate key in a rule",
+                format!(
+                    "{REALM}{}",
+                    policy(
+                        "a",
+                        "  rules:\n    - name: x\n      routes: [Login]\n      limits: [{key: Ip, requests: 1, period: 1m}, {key: Ip, requests: 2, period: 1m}]\n"
+                    )
+                ),
+                "DuplicateLimitKey",
+            ),
+            (
+                "redis backend without redis",
+                format!("{REALM}{}", policy("a", &format!("{r}  backend: Redis\n"))),
+                "RedisBackendWithoutRedis",
+            ),
+            (
+                "zero period",
+                format!(
+                    "{REALM}{}",
+                    policy("a", &rules(&[("Login", "Ip", "10/0s/0")]))
+                ),
+                "ZeroDuration",
+            ),
+            (
+                "replicas without redis",
+                realm_with("  replicas: 2\n"),
+                "ReplicasWithoutRedis",
+            ),
+            (
+                "bcrypt cost out of range",
+                realm_with("  passwordPolicy: {bcryptCost: 9}\n"),
+                "OutOfRange",
+            ),
+            (
+                "base lockout above max",
+                realm_with("  lockout: {baseLockout: 2h, maxLockout: 1h}\n"),
+                "DurationOrder",
+            ),
+            (
+                "idle above absolute",
+                realm_with("  sessions: {idleTimeout: 1d, absoluteTimeout: 12h}\n"),
+                "DurationOrder",
+            ),
+            (
+                "refresh idle above absolute",
+                realm_with("  tokens: {refreshIdleTtl: 60d, refreshTokenTtl: 30d}\n"),
+                "DurationOrder",
+            ),
+            (
+                "delay never before lockout",
+                realm_with("  lockout: {maxFailures: 3, progressiveDelay: {afterFailures: 3}}\n"),
+                "DelayAfterLockout",
+            ),
+            (
+                "rotation shorter than tokens",
+                realm_with("  tokens: {accessTokenTtl: 1h, keyRotation: {every: 30m}}\n"),
+                "RotationShorterThanTokens",
+            ),
+            (
+                "zero access token ttl",
+                realm_with("  tokens: {accessTokenTtl: 0s}\n"),
+                "ZeroDuration",
+            ),
+            (
+                "cidr with host bits",
+                realm_with("  trustedProxies: [10.0.0.1/8]\n"),
+                "InvalidCidr",
+            ),
+            (
+                "issuer with trailing slash",
+                REALM.replace("https://auth.example.com", "https://auth.example.com/"),
+                "InvalidIssuer",
+            ),
+            (
+                "http issuer",
+                REALM.replace("https://auth.example.com", "http://auth.example.com"),
+                "InvalidIssuer",
+            ),
+            (
+                "duplicate client",
+                realm_with(
+                    "  clients:\n    - {clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb\"]}\n    - {clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb\"]}\n",
+                ),
+                "Duplicate",
+            ),
+            (
+                "http redirect to a remote host",
+                realm_with(
+                    "  clients: [{clientId: a, type: Public, redirectUris: [\"http://a.example.com/cb\"]}]\n",
+                ),
+                "InvalidClient",
+            ),
+            (
+                "redirect with fragment",
+                realm_with(
+                    "  clients: [{clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb#x\"]}]\n",
+                ),
+                "InvalidClient",
+            ),
         ];
         for (case, yaml, reason) in cases {
             let errors = settings(&yaml).expect_err(case);
@@ -1147,9 +1544,19 @@ spec:
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let yaml = realm_with("  replicas: 2\n  passwordPolicy: {bcryptCost: 30}\n  trustedProxies: [nonsense]\n");
-        let reasons: Vec<&str> = settings(&yaml).unwrap_err().0.iter().map(SettingsError::reason).collect();
-        assert_eq!(reasons, ["OutOfRange", "ReplicasWithoutRedis", "InvalidCidr"]);
+        let yaml = realm_with(
+            "  replicas: 2\n  passwordPolicy: {bcryptCost: 30}\n  trustedProxies: [nonsense]\n",
+        );
+        let reasons: Vec<&str> = settings(&yaml)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(SettingsError::reason)
+            .collect();
+        assert_eq!(
+            reasons,
+            ["OutOfRange", "ReplicasWithoutRedis", "InvalidCidr"]
+        );
     }
 
     #[test]
@@ -1163,16 +1570,25 @@ spec:
         ] {
             assert_eq!(check_redirect_uri(uri), Ok(()), "{uri}");
         }
-        for uri in ["myapp:/cb", "http://evil.example.com/cb", "/relative", "https://a/cb#frag"] {
+        for uri in [
+            "myapp:/cb",
+            "http://evil.example.com/cb",
+            "/relative",
+            "https://a/cb#frag",
+        ] {
             assert!(check_redirect_uri(uri).is_err(), "{uri}");
         }
     }
 
     #[test]
     fn http_issuers_are_allowed_on_localhost_only() {
-        let ok = settings(&REALM.replace("https://auth.example.com", "http://auth.localhost:8080")).unwrap();
+        let ok = settings(&REALM.replace("https://auth.example.com", "http://auth.localhost:8080"))
+            .unwrap();
         assert_eq!(ok.issuer_host, "auth.localhost:8080");
-        assert!(settings(&REALM.replace("https://auth.example.com", "http://localhost.evil.com")).is_err());
+        assert!(
+            settings(&REALM.replace("https://auth.example.com", "http://localhost.evil.com"))
+                .is_err()
+        );
     }
 
     #[test]
@@ -1180,11 +1596,18 @@ spec:
         let v4 = Cidr::parse("10.0.0.0/8").unwrap();
         assert!(v4.contains("10.1.2.3".parse().unwrap()));
         assert!(!v4.contains("11.0.0.1".parse().unwrap()));
-        assert!(v4.contains("::ffff:10.9.9.9".parse().unwrap()), "IPv4-mapped IPv6");
+        assert!(
+            v4.contains("::ffff:10.9.9.9".parse().unwrap()),
+            "IPv4-mapped IPv6"
+        );
         let v6 = Cidr::parse("fd00::/8").unwrap();
         assert!(v6.contains("fd12::1".parse().unwrap()));
         assert!(!v6.contains("10.0.0.1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
         for bad in ["10.0.0.1/8", "10.0.0.0/33", "10.0.0.0", "x/8", "fd00::/129"] {
             assert!(Cidr::parse(bad).is_none(), "{bad}");
         }

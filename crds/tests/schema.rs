@@ -2,6 +2,8 @@
 //! manifests the Rust types and settings accept: samples pass every layer, broken samples are
 //! refused by the schema or a CEL rule, and by the settings layer the standalone server uses.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -10,15 +12,29 @@ use portcullis_crds::{RealmSettings, crds, parse_manifests};
 use serde_json::{Value, json};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The `openAPIV3Schema` of a kind, as JSON.
 fn schema_of(kind: &str) -> Value {
-    let crd = crds().into_iter().find(|c| c.spec.names.kind == kind).unwrap();
+    let crd = crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .unwrap();
     let version = &crd.spec.versions[0];
-    serde_json::to_value(version.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap())
-        .unwrap()
+    serde_json::to_value(
+        version
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 fn kind_of(object: &Value) -> &str {
@@ -32,7 +48,10 @@ fn schema_errors(object: &Value) -> Vec<String> {
         .with_draft(jsonschema::Draft::Draft4)
         .build(&schema)
         .unwrap();
-    validator.iter_errors(object).map(|e| format!("{}: {e}", e.instance_path())).collect()
+    validator
+        .iter_errors(object)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
 }
 
 /// Errors of the CEL rules (`x-kubernetes-validations`), evaluated client-side with defaults
@@ -73,9 +92,19 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
         out.push(format!("{path}: schema node is not an object"));
         return;
     };
-    for forbidden in ["$ref", "definitions", "$defs", "$schema", "$id", "id", "patternProperties",
-        "dependencies", "additionalItems", "const", "uniqueItems"]
-    {
+    for forbidden in [
+        "$ref",
+        "definitions",
+        "$defs",
+        "$schema",
+        "$id",
+        "id",
+        "patternProperties",
+        "dependencies",
+        "additionalItems",
+        "const",
+        "uniqueItems",
+    ] {
         if map.contains_key(forbidden) {
             out.push(format!("{path}: `{forbidden}` is not allowed"));
         }
@@ -85,13 +114,24 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
     let preserve = flag("x-kubernetes-preserve-unknown-fields");
 
     if in_junctor {
-        for key in ["type", "description", "default", "additionalProperties", "nullable", "title"] {
+        for key in [
+            "type",
+            "description",
+            "default",
+            "additionalProperties",
+            "nullable",
+            "title",
+        ] {
             if map.contains_key(key) {
-                out.push(format!("{path}: `{key}` is not allowed inside anyOf/oneOf/allOf/not"));
+                out.push(format!(
+                    "{path}: `{key}` is not allowed inside anyOf/oneOf/allOf/not"
+                ));
             }
         }
         if map.keys().any(|k| k.starts_with("x-kubernetes-")) {
-            out.push(format!("{path}: x-kubernetes extensions are not allowed in a junctor"));
+            out.push(format!(
+                "{path}: x-kubernetes extensions are not allowed in a junctor"
+            ));
         }
     } else if !map.contains_key("type") && !int_or_string && !preserve {
         out.push(format!("{path}: no `type`"));
@@ -108,7 +148,9 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
                 if let Some(props) = branch.get("properties").and_then(Value::as_object) {
                     for name in props.keys() {
                         if map.get("properties").and_then(|p| p.get(name)).is_none() {
-                            out.push(format!("{path}.{junctor}[{i}]: property {name} is not in the outer schema"));
+                            out.push(format!(
+                                "{path}.{junctor}[{i}]: property {name} is not in the outer schema"
+                            ));
                         }
                     }
                 }
@@ -123,13 +165,17 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
         Some("array") if !in_junctor && !map.contains_key("items") => {
             out.push(format!("{path}: array without items"));
         }
-        Some("object") if map.contains_key("properties") && map.contains_key("additionalProperties") => {
+        Some("object")
+            if map.contains_key("properties") && map.contains_key("additionalProperties") =>
+        {
             out.push(format!("{path}: both properties and additionalProperties"));
         }
         _ => {}
     }
     if map.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map") {
-        let keys = map.get("x-kubernetes-list-map-keys").and_then(Value::as_array);
+        let keys = map
+            .get("x-kubernetes-list-map-keys")
+            .and_then(Value::as_array);
         let items = map.get("items");
         match (keys, items) {
             (Some(keys), Some(items)) => {
@@ -146,7 +192,9 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
                     }
                 }
             }
-            _ => out.push(format!("{path}: list-type map needs list-map-keys and items")),
+            _ => out.push(format!(
+                "{path}: list-type map needs list-map-keys and items"
+            )),
         }
     }
     if let Some(props) = map.get("properties").and_then(Value::as_object) {
@@ -186,7 +234,12 @@ fn every_crd_schema_is_structural() {
         let schema = schema_of(&crd.spec.names.kind);
         let mut violations = Vec::new();
         structural_violations(&schema, &crd.spec.names.kind, false, &mut violations);
-        assert!(violations.is_empty(), "{}:\n{}", crd.spec.names.kind, violations.join("\n"));
+        assert!(
+            violations.is_empty(),
+            "{}:\n{}",
+            crd.spec.names.kind,
+            violations.join("\n")
+        );
     }
 }
 
@@ -204,9 +257,12 @@ fn the_structural_check_catches_what_the_api_server_refuses() {
     let mut violations = Vec::new();
     structural_violations(&broken, "T", false, &mut violations);
     let text = violations.join("\n");
-    for expected in ["T.untyped: no `type`", "T.list: array without items", "`$ref` is not allowed",
-        "T.choice.oneOf[0]: `type` is not allowed"]
-    {
+    for expected in [
+        "T.untyped: no `type`",
+        "T.list: array without items",
+        "`$ref` is not allowed",
+        "T.choice.oneOf[0]: `type` is not allowed",
+    ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
@@ -214,7 +270,12 @@ fn the_structural_check_catches_what_the_api_server_refuses() {
 #[test]
 fn int_or_string_appears_only_on_ports_and_quantities() {
     let mut found = Vec::new();
-    paths_with(&schema_of("AuthRealm"), "x-kubernetes-int-or-string", "", &mut found);
+    paths_with(
+        &schema_of("AuthRealm"),
+        "x-kubernetes-int-or-string",
+        "",
+        &mut found,
+    );
     assert_eq!(
         found,
         [
@@ -225,7 +286,12 @@ fn int_or_string_appears_only_on_ports_and_quantities() {
     );
     for kind in ["RateLimitPolicy", "RetentionPolicy"] {
         let mut found = Vec::new();
-        paths_with(&schema_of(kind), "x-kubernetes-int-or-string", "", &mut found);
+        paths_with(
+            &schema_of(kind),
+            "x-kubernetes-int-or-string",
+            "",
+            &mut found,
+        );
         assert!(found.is_empty(), "{kind}: {found:?}");
     }
 }
@@ -234,7 +300,12 @@ fn int_or_string_appears_only_on_ports_and_quantities() {
 fn no_field_preserves_unknown_fields() {
     for crd in crds() {
         let mut found = Vec::new();
-        paths_with(&schema_of(&crd.spec.names.kind), "x-kubernetes-preserve-unknown-fields", "", &mut found);
+        paths_with(
+            &schema_of(&crd.spec.names.kind),
+            "x-kubernetes-preserve-unknown-fields",
+            "",
+            &mut found,
+        );
         assert!(found.is_empty(), "{}: {found:?}", crd.spec.names.kind);
     }
 }
@@ -271,7 +342,11 @@ fn every_default_is_valid_against_its_own_schema() {
 fn every_cel_rule_compiles() {
     for crd in crds() {
         let compiled = compile_schema(&schema_of(&crd.spec.names.kind));
-        let errors: Vec<String> = compiled.compilation_errors().iter().map(|e| format!("{e:?}")).collect();
+        let errors: Vec<String> = compiled
+            .compilation_errors()
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", crd.spec.names.kind);
     }
 }
@@ -287,12 +362,19 @@ fn crds_fit_in_the_last_applied_configuration_annotation() {
 
 #[test]
 fn crds_have_status_subresource_short_names_and_printer_columns() {
-    let expected = [("AuthRealm", "realm"), ("RateLimitPolicy", "rlp"), ("RetentionPolicy", "rtp")];
+    let expected = [
+        ("AuthRealm", "realm"),
+        ("RateLimitPolicy", "rlp"),
+        ("RetentionPolicy", "rtp"),
+    ];
     for (crd, (kind, short)) in crds().iter().zip(expected) {
         assert_eq!(crd.spec.names.kind, kind);
         assert_eq!(crd.spec.group, "portcullis.dev");
         assert_eq!(crd.spec.scope, "Namespaced");
-        assert_eq!(crd.spec.names.short_names.as_deref(), Some(&[short.to_owned()][..]));
+        assert_eq!(
+            crd.spec.names.short_names.as_deref(),
+            Some(&[short.to_owned()][..])
+        );
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, "v1alpha1");
         assert!(version.subresources.as_ref().unwrap().status.is_some());
@@ -321,7 +403,11 @@ fn every_spec_field_has_a_description() {
         if let Some(props) = node.get("properties").and_then(Value::as_object) {
             for (name, child) in props {
                 let child_path = format!("{path}.{name}");
-                if child.get("description").and_then(Value::as_str).is_none_or(str::is_empty) {
+                if child
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
                     out.push(child_path.clone());
                 }
                 walk(child, &child_path, out);
@@ -333,9 +419,21 @@ fn every_spec_field_has_a_description() {
     }
     for crd in crds() {
         let mut missing = Vec::new();
-        walk(&schema_of(&crd.spec.names.kind)["properties"]["spec"], "spec", &mut missing);
-        walk(&schema_of(&crd.spec.names.kind)["properties"]["status"], "status", &mut missing);
-        assert!(missing.is_empty(), "{}: undocumented {missing:?}", crd.spec.names.kind);
+        walk(
+            &schema_of(&crd.spec.names.kind)["properties"]["spec"],
+            "spec",
+            &mut missing,
+        );
+        walk(
+            &schema_of(&crd.spec.names.kind)["properties"]["status"],
+            "status",
+            &mut missing,
+        );
+        assert!(
+            missing.is_empty(),
+            "{}: undocumented {missing:?}",
+            crd.spec.names.kind
+        );
     }
 }
 
@@ -345,7 +443,10 @@ fn every_spec_field_has_a_description() {
 #[test]
 fn every_sample_passes_schema_and_cel_and_deserializes() {
     let files = yaml_files(&repo_root().join("config/samples"));
-    assert!(files.len() >= 4, "expected the four samples, found {files:?}");
+    assert!(
+        files.len() >= 4,
+        "expected the four samples, found {files:?}"
+    );
     for file in files {
         for document in read_documents(&file) {
             let name = format!("{} ({})", file.display(), kind_of(&document));
@@ -363,9 +464,13 @@ fn sample(name: &str) -> String {
 
 #[test]
 fn the_full_sample_with_its_policies_makes_working_settings() {
-    let yaml = ["realm-full.yaml", "ratelimitpolicy.yaml", "retentionpolicy.yaml"]
-        .map(sample)
-        .join("\n---\n");
+    let yaml = [
+        "realm-full.yaml",
+        "ratelimitpolicy.yaml",
+        "retentionpolicy.yaml",
+    ]
+    .map(sample)
+    .join("\n---\n");
     let settings = RealmSettings::from_manifests(&parse_manifests(&yaml).unwrap()).unwrap();
     assert_eq!(settings.name, "acme");
     assert_eq!(settings.spec.replicas, 3);
@@ -383,7 +488,8 @@ fn the_full_sample_sets_every_spec_field() {
             for (name, child) in props {
                 let p = format!("{path}.{name}");
                 out.insert(p.clone());
-                if !p.starts_with("spec.pod.") && !p.starts_with("spec.networkPolicy.ingressFrom")
+                if !p.starts_with("spec.pod.")
+                    && !p.starts_with("spec.networkPolicy.ingressFrom")
                     && !p.starts_with("spec.networkPolicy.egressTo")
                 {
                     schema_paths(child, &p, out);
@@ -414,9 +520,18 @@ fn the_full_sample_sets_every_spec_field() {
     let mut present = BTreeSet::new();
     value_paths(&document["spec"], "spec", &mut present);
     // tls takes exactly one source: the sample uses issuerRef; the CEL cases cover the others.
-    let alternatives = BTreeSet::from(["spec.tls.secretName".to_owned(), "spec.tls.selfSigned".to_owned()]);
-    let missing: Vec<&String> = wanted.difference(&present).filter(|p| !alternatives.contains(*p)).collect();
-    assert!(missing.is_empty(), "realm-full.yaml does not set {missing:?}");
+    let alternatives = BTreeSet::from([
+        "spec.tls.secretName".to_owned(),
+        "spec.tls.selfSigned".to_owned(),
+    ]);
+    let missing: Vec<&String> = wanted
+        .difference(&present)
+        .filter(|p| !alternatives.contains(*p))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "realm-full.yaml does not set {missing:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,7 +552,11 @@ fn check_invalid_fixture(file: &str) {
     let errors = match layer.as_str() {
         "schema" => schema_errors(&document),
         "cel" => {
-            assert_eq!(schema_errors(&document), Vec::<String>::new(), "{file} must pass the plain schema");
+            assert_eq!(
+                schema_errors(&document),
+                Vec::<String>::new(),
+                "{file} must pass the plain schema"
+            );
             cel_errors(&document)
         }
         other => panic!("{file}: unknown layer {other}"),
@@ -456,7 +575,10 @@ fn check_invalid_fixture(file: &str) {
     let standalone = parse_manifests(&yaml)
         .map_err(|e| e.to_string())
         .and_then(|m| RealmSettings::from_manifests(&m).map_err(|e| e.to_string()));
-    assert!(standalone.is_err(), "{file}: the settings layer accepted it");
+    assert!(
+        standalone.is_err(),
+        "{file}: the settings layer accepted it"
+    );
 }
 
 macro_rules! invalid_fixtures {
@@ -515,38 +637,79 @@ fn with_spec(patch: Value) -> Value {
 fn cel_cases() -> Vec<(&'static str, Value, Value, &'static str)> {
     let redis = json!({"secretRef": {"name": "r"}});
     vec![
-        ("replicas need redis", json!({"replicas": 3, "redis": redis}), json!({"replicas": 3}),
-            "replicas > 1 requires spec.redis"),
-        ("https issuer", json!({"issuer": "http://auth.dev.localhost:8080"}),
-            json!({"issuer": "http://auth.example.com"}), "issuer must be an https:// URL"),
-        ("issuer without fragment", json!({"issuer": "https://a.example.com/realm"}),
-            json!({"issuer": "https://a.example.com/#x"}), "must not contain a query or fragment"),
-        ("one tls source", json!({"tls": {"selfSigned": {}}}),
-            json!({"tls": {"selfSigned": {}, "issuerRef": {"name": "ca"}}}), "exactly one of issuerRef"),
-        ("tls source present", json!({"tls": {"secretName": "t"}}), json!({"tls": {}}),
-            "exactly one of issuerRef"),
-        ("totp required needs enabled", json!({"mfa": {"totp": {"required": true}}}),
-            json!({"mfa": {"totp": {"required": true, "enabled": false}}}), "needs mfa.totp.enabled"),
-        ("offline list", json!({"passwordPolicy": {"breachCheck": {"mode": "Offline",
+        (
+            "replicas need redis",
+            json!({"replicas": 3, "redis": redis}),
+            json!({"replicas": 3}),
+            "replicas > 1 requires spec.redis",
+        ),
+        (
+            "https issuer",
+            json!({"issuer": "http://auth.dev.localhost:8080"}),
+            json!({"issuer": "http://auth.example.com"}),
+            "issuer must be an https:// URL",
+        ),
+        (
+            "issuer without fragment",
+            json!({"issuer": "https://a.example.com/realm"}),
+            json!({"issuer": "https://a.example.com/#x"}),
+            "must not contain a query or fragment",
+        ),
+        (
+            "one tls source",
+            json!({"tls": {"selfSigned": {}}}),
+            json!({"tls": {"selfSigned": {}, "issuerRef": {"name": "ca"}}}),
+            "exactly one of issuerRef",
+        ),
+        (
+            "tls source present",
+            json!({"tls": {"secretName": "t"}}),
+            json!({"tls": {}}),
+            "exactly one of issuerRef",
+        ),
+        (
+            "totp required needs enabled",
+            json!({"mfa": {"totp": {"required": true}}}),
+            json!({"mfa": {"totp": {"required": true, "enabled": false}}}),
+            "needs mfa.totp.enabled",
+        ),
+        (
+            "offline list",
+            json!({"passwordPolicy": {"breachCheck": {"mode": "Offline",
             "offlineListRef": {"name": "l", "key": "k"}}}}),
-            json!({"passwordPolicy": {"breachCheck": {"mode": "Offline"}}}), "requires offlineListRef"),
-        ("hsts preload", json!({"securityHeaders": {"hstsPreload": true}}),
-            json!({"securityHeaders": {"hstsPreload": true, "hstsMaxAge": 600}}), "at least one year"),
-        ("oidc issuer", json!({"socialProviders": [{"name": "c", "type": "Oidc", "clientId": "x",
+            json!({"passwordPolicy": {"breachCheck": {"mode": "Offline"}}}),
+            "requires offlineListRef",
+        ),
+        (
+            "hsts preload",
+            json!({"securityHeaders": {"hstsPreload": true}}),
+            json!({"securityHeaders": {"hstsPreload": true, "hstsMaxAge": 600}}),
+            "at least one year",
+        ),
+        (
+            "oidc issuer",
+            json!({"socialProviders": [{"name": "c", "type": "Oidc", "clientId": "x",
             "clientSecretRef": {"name": "s", "key": "k"}, "issuerUrl": "https://sso.example.com"}]}),
             json!({"socialProviders": [{"name": "c", "type": "GitHub", "clientId": "x",
             "clientSecretRef": {"name": "s", "key": "k"}, "issuerUrl": "https://sso.example.com"}]}),
-            "issuerUrl is only for Oidc providers"),
-        ("public client grants", json!({"clients": [{"clientId": "spa", "type": "Public",
+            "issuerUrl is only for Oidc providers",
+        ),
+        (
+            "public client grants",
+            json!({"clients": [{"clientId": "spa", "type": "Public",
             "redirectUris": ["https://a.example.com/cb"]}]}),
             json!({"clients": [{"clientId": "spa", "type": "Public",
             "redirectUris": ["https://a.example.com/cb"], "grantTypes": ["client_credentials"]}]}),
-            "cannot use the client_credentials grant"),
-        ("public client secret", json!({"clients": [{"clientId": "m2m", "type": "Confidential",
+            "cannot use the client_credentials grant",
+        ),
+        (
+            "public client secret",
+            json!({"clients": [{"clientId": "m2m", "type": "Confidential",
             "grantTypes": ["client_credentials"], "secretTarget": {"name": "s"}}]}),
             json!({"clients": [{"clientId": "spa", "type": "Public",
             "redirectUris": ["https://a.example.com/cb"], "secretTarget": {"name": "s"}}]}),
-            "takes no secretTarget"),
+            "takes no secretTarget",
+        ),
     ]
 }
 
@@ -554,10 +717,17 @@ fn cel_cases() -> Vec<(&'static str, Value, Value, &'static str)> {
 fn each_cel_rule_accepts_the_good_case_and_rejects_the_bad_one() {
     for (rule, good, bad, message) in cel_cases() {
         let good = with_spec(good);
-        assert_eq!(schema_errors(&good), Vec::<String>::new(), "{rule}: good case schema");
+        assert_eq!(
+            schema_errors(&good),
+            Vec::<String>::new(),
+            "{rule}: good case schema"
+        );
         assert_eq!(cel_errors(&good), Vec::<String>::new(), "{rule}: good case");
         let errors = cel_errors(&with_spec(bad));
-        assert!(errors.iter().any(|e| e.contains(message)), "{rule}: expected {message:?}, got {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains(message)),
+            "{rule}: expected {message:?}, got {errors:?}"
+        );
     }
 }
 
@@ -566,7 +736,10 @@ fn realm_names_longer_than_40_characters_are_rejected_by_cel() {
     let mut realm = minimal_realm();
     realm["metadata"]["name"] = json!("a".repeat(41));
     let errors = cel_errors(&realm);
-    assert!(errors.iter().any(|e| e.contains("at most 40 characters")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("at most 40 characters")),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -576,7 +749,13 @@ fn the_settings_layer_refuses_what_each_cel_rule_refuses() {
             let yaml = serde_json::to_string(&doc).unwrap();
             RealmSettings::from_manifests(&parse_manifests(&yaml).unwrap())
         };
-        assert!(settings(with_spec(good)).is_ok(), "{rule}: good case refused");
-        assert!(settings(with_spec(bad)).is_err(), "{rule}: bad case accepted");
+        assert!(
+            settings(with_spec(good)).is_ok(),
+            "{rule}: good case refused"
+        );
+        assert!(
+            settings(with_spec(bad)).is_err(),
+            "{rule}: bad case accepted"
+        );
     }
 }

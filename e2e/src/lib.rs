@@ -8,3 +8,25 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
+
+/// Path of a workspace binary built by `cargo build --bins` in the same profile as the running
+/// test (test executables live in `target/<profile>/deps/`, binaries one level up).
+///
+/// Cargo only builds other packages' binaries on request, so `make test` builds them first;
+/// a missing binary is a setup error and says how to fix it.
+pub fn binary(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate the test binary: {e}"))?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| format!("unexpected test binary location {}", exe.display()))?;
+    let path = profile_dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is missing: run `cargo build --workspace --bins` (make test does) before these tests",
+            path.display()
+        ))
+    }
+}

@@ -43,7 +43,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Crdgen { root, check, stdout } => {
+        Command::Crdgen {
+            root,
+            check,
+            stdout,
+        } => {
             let files = crdgen::render(&portcullis_crds::crds())?;
             if stdout {
                 for file in &files {

@@ -1,0 +1,32 @@
+# Everyday recipes. `make test` is the README's test command and what CI runs.
+.PHONY: all generate lint test run e2e check-deps
+
+all: lint test
+
+## generate: write the CRD YAML (crds/yaml and the CRD chart) from the Rust types
+generate:
+	cargo run --quiet --locked -p portcullis-operator -- crdgen
+
+## lint: formatting, clippy with warnings denied, stale generated files, one TLS stack
+lint: check-deps
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo run --quiet --locked -p portcullis-operator -- crdgen --check
+
+## check-deps: no OpenSSL, native-tls or aws-lc anywhere in the dependency tree
+check-deps:
+	scripts/check-deps.sh
+
+## test: the whole test suite (builds the binaries the black-box tests run)
+test:
+	scripts/test.sh
+
+## run: check the sample realm configuration and print its effective settings
+run:
+	cargo run --quiet --locked -p portcullis-authserver -- check-config \
+		--config config/samples/realm-full.yaml,config/samples/ratelimitpolicy.yaml,config/samples/retentionpolicy.yaml
+
+## e2e: the cluster suite; runs against the cluster KUBECONFIG points at, skips otherwise
+e2e:
+	cargo build --locked --workspace --bins
+	cargo test --locked -p portcullis-e2e --test cluster -- --nocapture

@@ -1,0 +1,136 @@
+//! Black-box tests of the built binaries: what a platform engineer or CI job sees when they
+//! run them. The cluster suite (`cluster.rs`) needs a real cluster; these need nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use portcullis_e2e::{binary, repo_root};
+
+fn run(name: &str, args: &[&str]) -> Output {
+    let path = binary(name).unwrap_or_else(|e| panic!("{e}"));
+    Command::new(path)
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .unwrap()
+}
+
+fn operator(args: &[&str]) -> Output {
+    run("portcullis-operator", args)
+}
+
+fn authserver(args: &[&str]) -> Output {
+    run("portcullis-authserver", args)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn sample(name: &str) -> String {
+    repo_root()
+        .join("config/samples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn crdgen_check_passes_on_the_committed_files() {
+    let output = operator(&["crdgen", "--check"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn crdgen_check_fails_and_names_the_files_in_an_empty_tree() {
+    let empty = tempdir("crdgen-empty");
+    let output = operator(&["crdgen", "--check", "--root", empty.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("make generate"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("retentionpolicy.yaml"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn crdgen_writes_files_that_then_check_clean() {
+    let root = tempdir("crdgen-write");
+    let root = root.to_str().unwrap();
+    assert!(operator(&["crdgen", "--root", root]).status.success());
+    let output = operator(&["crdgen", "--check", "--root", root]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn check_config_prints_the_effective_settings_of_the_full_sample() {
+    let config = [
+        sample("realm-full.yaml"),
+        sample("ratelimitpolicy.yaml"),
+        sample("retentionpolicy.yaml"),
+    ]
+    .join(",");
+    let output = authserver(&["check-config", "--config", &config]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["realm"], "acme");
+    assert_eq!(summary["rateLimits"]["backend"], "Redis");
+    assert_eq!(summary["retention"]["schedule"], "30 2 * * *");
+    let login_ip = summary["rateLimits"]["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["route"] == "Login" && l["key"] == "Ip")
+        .unwrap();
+    assert_eq!(login_ip["requests"], 20);
+    assert_eq!(login_ip["source"], "acme-login/credential-stuffing");
+}
+
+#[test]
+fn check_config_fails_with_the_reason_for_a_broken_file() {
+    let path = repo_root().join("crds/tests/fixtures/invalid/bcrypt-cost-20.yaml");
+    let output = authserver(&["check-config", "--config", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("passwordPolicy.bcryptCost is 20, allowed 10..=16"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn check_config_fails_when_the_file_is_missing() {
+    let output = authserver(&["check-config", "--config", "/nonexistent/realm.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cannot read config /nonexistent/realm.yaml"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn check_config_refuses_a_policy_for_another_realm() {
+    let config = [sample("realm-minimal.yaml"), sample("ratelimitpolicy.yaml")].join(",");
+    let output = authserver(&["check-config", "--config", &config]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("targets realm \"acme\", not \"demo\""),
+        "{}",
+        stderr(&output)
+    );
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("portcullis-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

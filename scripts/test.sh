@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README's Quickstart runs it and CI calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The black-box tests in e2e/ run the real binaries, which cargo builds only on request.
+cargo build --locked --workspace --bins
+cargo test --locked --workspace
