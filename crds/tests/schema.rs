@@ -83,6 +83,23 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Calls `f` on every schema node under `node` (properties, items, additionalProperties),
+/// with a JSON-ish path: `.field`, `[]` for items, `{}` for map values.
+fn visit(node: &Value, path: &str, f: &mut dyn FnMut(&Value, &str)) {
+    f(node, path);
+    if let Some(props) = node.get("properties").and_then(Value::as_object) {
+        for (name, child) in props {
+            visit(child, &format!("{path}.{name}"), f);
+        }
+    }
+    if let Some(items) = node.get("items") {
+        visit(items, &format!("{path}[]"), f);
+    }
+    if let Some(additional) = node.get("additionalProperties").filter(|a| a.is_object()) {
+        visit(additional, &format!("{path}{{}}"), f);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Structural schema
 
@@ -212,20 +229,11 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
 
 /// Paths of nodes that carry `extension: true`.
 fn paths_with(node: &Value, extension: &str, path: &str, out: &mut Vec<String>) {
-    if node.get(extension) == Some(&Value::Bool(true)) {
-        out.push(path.to_owned());
-    }
-    if let Some(props) = node.get("properties").and_then(Value::as_object) {
-        for (name, child) in props {
-            paths_with(child, extension, &format!("{path}.{name}"), out);
+    visit(node, path, &mut |n, p| {
+        if n.get(extension) == Some(&Value::Bool(true)) {
+            out.push(p.to_owned());
         }
-    }
-    if let Some(items) = node.get("items") {
-        paths_with(items, extension, &format!("{path}[]"), out);
-    }
-    if let Some(additional) = node.get("additionalProperties").filter(|a| a.is_object()) {
-        paths_with(additional, extension, &format!("{path}{{}}"), out);
-    }
+    });
 }
 
 #[test]
@@ -312,28 +320,19 @@ fn no_field_preserves_unknown_fields() {
 
 #[test]
 fn every_default_is_valid_against_its_own_schema() {
-    fn walk(node: &Value, path: &str, out: &mut Vec<String>) {
-        if let Some(default) = node.get("default") {
-            let validator = jsonschema::options()
-                .with_draft(jsonschema::Draft::Draft4)
-                .build(node)
-                .unwrap();
-            for error in validator.iter_errors(default) {
-                out.push(format!("{path}: default {default}: {error}"));
-            }
-        }
-        if let Some(props) = node.get("properties").and_then(Value::as_object) {
-            for (name, child) in props {
-                walk(child, &format!("{path}.{name}"), out);
-            }
-        }
-        if let Some(items) = node.get("items") {
-            walk(items, &format!("{path}[]"), out);
-        }
-    }
     for crd in crds() {
         let mut errors = Vec::new();
-        walk(&schema_of(&crd.spec.names.kind), "", &mut errors);
+        visit(&schema_of(&crd.spec.names.kind), "", &mut |node, path| {
+            if let Some(default) = node.get("default") {
+                let validator = jsonschema::options()
+                    .with_draft(jsonschema::Draft::Draft4)
+                    .build(node)
+                    .unwrap();
+                for error in validator.iter_errors(default) {
+                    errors.push(format!("{path}: default {default}: {error}"));
+                }
+            }
+        });
         assert!(errors.is_empty(), "{}", errors.join("\n"));
     }
 }
@@ -399,36 +398,27 @@ fn crds_have_status_subresource_short_names_and_printer_columns() {
 
 #[test]
 fn every_spec_field_has_a_description() {
-    fn walk(node: &Value, path: &str, out: &mut Vec<String>) {
-        if let Some(props) = node.get("properties").and_then(Value::as_object) {
-            for (name, child) in props {
-                let child_path = format!("{path}.{name}");
-                if child
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty)
-                {
-                    out.push(child_path.clone());
-                }
-                walk(child, &child_path, out);
-            }
-        }
-        if let Some(items) = node.get("items") {
-            walk(items, &format!("{path}[]"), out);
-        }
-    }
     for crd in crds() {
+        let schema = schema_of(&crd.spec.names.kind);
         let mut missing = Vec::new();
-        walk(
-            &schema_of(&crd.spec.names.kind)["properties"]["spec"],
-            "spec",
-            &mut missing,
-        );
-        walk(
-            &schema_of(&crd.spec.names.kind)["properties"]["status"],
-            "status",
-            &mut missing,
-        );
+        for part in ["spec", "status"] {
+            visit(&schema["properties"][part], part, &mut |node, path| {
+                for (name, child) in node
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                {
+                    if child
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
+                        missing.push(format!("{path}.{name}"));
+                    }
+                }
+            });
+        }
         assert!(
             missing.is_empty(),
             "{}: undocumented {missing:?}",
@@ -758,4 +748,37 @@ fn the_settings_layer_refuses_what_each_cel_rule_refuses() {
             "{rule}: bad case accepted"
         );
     }
+}
+
+#[test]
+fn every_cel_rule_is_in_scope_and_within_the_cost_budget() {
+    use kube::core::cel::{ScopeContext, analyze_rule};
+    let mut rules_seen = 0;
+    for crd in crds() {
+        let mut warnings = Vec::new();
+        visit(
+            &schema_of(&crd.spec.names.kind),
+            &crd.spec.names.kind,
+            &mut |node, path| {
+                let Some(rules) = node
+                    .get("x-kubernetes-validations")
+                    .and_then(Value::as_array)
+                else {
+                    return;
+                };
+                let compiled = compile_schema(node);
+                for rule in rules.iter().filter_map(|r| r["rule"].as_str()) {
+                    rules_seen += 1;
+                    for warning in analyze_rule(rule, &compiled, ScopeContext::CrdValidation) {
+                        warnings.push(format!("{path}: {rule}: {}", warning.message));
+                    }
+                }
+            },
+        );
+        assert!(warnings.is_empty(), "{}", warnings.join("\n"));
+    }
+    assert!(
+        rules_seen >= 12,
+        "expected every CEL rule to be walked, saw {rules_seen}"
+    );
 }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
 
+use std::io::Write;
 use std::process::Command;
 
 use portcullis_e2e::repo_root;
@@ -31,7 +32,9 @@ fn skip_reason() -> Option<String> {
 #[test]
 fn the_api_server_accepts_the_crds_and_samples() {
     if let Some(reason) = skip_reason() {
-        eprintln!("SKIPPED cluster suite: {reason}");
+        // Written to stderr directly, not through `eprintln!`, so libtest's output capture
+        // does not hide it in an ordinary `cargo test` run.
+        let _ = writeln!(std::io::stderr(), "SKIPPED cluster suite: {reason}");
         return;
     }
     let root = repo_root();
