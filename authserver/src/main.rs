@@ -1,39 +1,104 @@
 //! `portcullis-authserver` command line.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use portcullis_crds::{RealmSettings, parse_manifests};
+use clap::{Args, Parser, Subcommand};
+use portcullis_authserver::clock::Clock;
+use portcullis_authserver::http::state::AppState;
+use portcullis_authserver::server::{self, ServiceParts};
+use portcullis_authserver::store::postgres::Db;
+use portcullis_authserver::{install_crypto_provider, secrets};
+use portcullis_crds::RealmSettings;
 
-/// The Portcullis auth server.
+/// The Portcullis auth server. Without a subcommand it serves (`serve`).
 #[derive(Parser, Debug)]
-#[command(name = "portcullis-authserver", version, about)]
+#[command(name = "portcullis-authserver", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Read a realm's manifests (one AuthRealm, its RateLimitPolicies and RetentionPolicy),
-    /// check them as the server would at start, and print the effective settings as JSON.
+    /// Serve the realm: the public listener and the admin listener.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate {
+        /// PostgreSQL URL.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// Secret key material.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Check a realm's manifests as `serve` would and print the effective settings as JSON.
     CheckConfig {
         /// Multi-document YAML of the realm's manifests; several files are read as one stream.
-        #[arg(
-            long = "config",
-            short = 'c',
-            required = true,
-            env = "PORTCULLIS_CONFIG",
-            value_delimiter = ','
-        )]
+        #[arg(long = "config", short = 'c', required = true, env = "PORTCULLIS_CONFIG", value_delimiter = ',')]
         config: Vec<PathBuf>,
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Write a complete fresh set of secrets (signing key, Fernet key, pepper, cookie key,
+    /// admin token) into a directory; refuses to overwrite.
+    Generate {
+        /// Target directory.
+        #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
+        secrets_dir: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// The realm's manifests (multi-document YAML; several files are read as one stream).
+    #[arg(long = "config", short = 'c', env = "PORTCULLIS_CONFIG", value_delimiter = ',')]
+    config: Vec<PathBuf>,
+    /// Directory with one file per secret (a mounted Secret in Kubernetes).
+    #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
+    secrets_dir: Option<PathBuf>,
+    /// Development mode: generate missing secrets, write mail only to the mail dir, keep
+    /// sessions in memory when no Redis is given.
+    #[arg(long)]
+    dev: bool,
+    /// Public listener address.
+    #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Admin listener address (health, metrics, admin API).
+    #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    admin_listen: SocketAddr,
+    /// Also write every mail as an .eml file here (the only sink in --dev).
+    #[arg(long, env = "PORTCULLIS_MAIL_DIR")]
+    mail_dir: Option<PathBuf>,
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Redis URL; without it sessions live in memory (one replica only).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Sorted SHA-1 breach list for `breachCheck.mode: Offline`.
+    #[arg(long, env = "PORTCULLIS_BREACH_LIST")]
+    breach_list: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("portcullis-authserver: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("portcullis-authserver: {error:#}");
@@ -42,27 +107,92 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt().json().with_current_span(false).with_env_filter(filter).try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    install_crypto_provider();
     match cli.command {
-        Command::CheckConfig { config } => {
-            let settings = load_settings(&config)?;
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Migrate { database_url }) => {
+            let db = Db::connect(&database_url, 2).await.context("cannot connect to PostgreSQL")?;
+            db.migrate().await.context("migration failed")?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Keys { command: KeysCommand::Generate { secrets_dir } }) => {
+            for path in secrets::generate_keys(&secrets_dir)? {
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Some(Command::CheckConfig { config }) => {
+            let settings = server::load_settings(&config)?;
             println!("{}", serde_json::to_string_pretty(&summary(&settings))?);
             Ok(())
         }
     }
 }
 
-/// Reads and checks the realm configuration from one or more YAML files.
-fn load_settings(paths: &[PathBuf]) -> anyhow::Result<RealmSettings> {
-    let mut yaml = String::new();
-    for path in paths {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
-        yaml.push_str("\n---\n");
-        yaml.push_str(&text);
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    if args.config.is_empty() {
+        anyhow::bail!("--config is required (the realm's manifests, e.g. config/dev/realm.yaml)");
     }
-    let manifests = parse_manifests(&yaml).context("invalid realm configuration")?;
-    RealmSettings::from_manifests(&manifests).context("invalid realm configuration")
+    let settings = server::load_settings(&args.config)?;
+    let secrets_dir = match (args.secrets_dir, args.dev) {
+        (Some(dir), _) => dir,
+        (None, true) => PathBuf::from(".portcullis/secrets"),
+        (None, false) => anyhow::bail!("--secrets-dir is required outside --dev"),
+    };
+    let (secrets, generated) = secrets::load(&secrets_dir, &settings, args.dev)?;
+    if !generated.is_empty() {
+        tracing::warn!(dir = %secrets_dir.display(), files = ?generated, "DEV MODE: generated missing secrets; never use these in production");
+        eprintln!("*** DEV MODE: generated secrets {generated:?} in {} ***", secrets_dir.display());
+    }
+    let mail_dir = match (args.mail_dir, args.dev) {
+        (Some(dir), _) => Some(dir),
+        (None, true) => Some(PathBuf::from(".portcullis/mail")),
+        (None, false) => None,
+    };
+    let mut secrets = secrets;
+    if args.dev {
+        // In --dev mail goes only to the mail dir, never to a real SMTP server.
+        secrets.smtp_url = None;
+    }
+    let database_url = args.database_url.context("DATABASE_URL (or --database-url) is required")?;
+    let db = Db::connect(&database_url, 16).await.context("cannot connect to PostgreSQL")?;
+    db.migrate().await.context("database migration failed")?;
+    let kv = server::connect_kv(&settings, args.redis_url.as_deref(), args.dev).await?;
+    let permits = std::thread::available_parallelism().map_or(2, usize::from);
+    let (service, admin_token) = server::build_service(ServiceParts {
+        settings,
+        secrets,
+        db,
+        kv,
+        clock: Clock::System,
+        mail_dir: mail_dir.clone(),
+        breach_list: args.breach_list,
+        hash_permits: permits,
+    })?;
+    let public = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let admin = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
+    let issuer = service.settings.spec.issuer.clone();
+    eprintln!("portcullis-authserver: realm {} ({issuer})", service.settings.name);
+    eprintln!("  public API   http://{}  (e.g. POST /api/v1/register)", public.local_addr()?);
+    eprintln!("  admin        http://{}  (/healthz /readyz /metrics)", admin.local_addr()?);
+    if let Some(dir) = &mail_dir {
+        eprintln!("  mail         {}", dir.display());
+    }
+    tracing::info!(realm = %service.settings.name, "serving");
+    server::run(AppState::new(service, &admin_token), public, admin, server::shutdown_signal()).await?;
+    Ok(())
 }
 
 /// What an operator wants to see of the effective settings: the realm, the merged limits and

@@ -1,0 +1,89 @@
+//! The domain's error type; `crate::http::error` maps it to HTTP in one place.
+
+use std::time::Duration;
+
+/// One reason an input was refused, with the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    /// Field name in the request body.
+    pub field: &'static str,
+    /// Stable snake_case code, e.g. `password_too_short`.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl Violation {
+    /// A violation of `field`.
+    pub fn new(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything an account operation can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The input breaks one or more rules.
+    #[error("invalid input")]
+    Validation(Vec<Violation>),
+    /// Wrong email or password (the same answer for unknown accounts).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// Too many failures for this identifier: locked until `retry_after` has passed.
+    #[error("account locked")]
+    AccountLocked {
+        /// Time until the lock ends.
+        retry_after: Duration,
+    },
+    /// The account's email address is not verified yet.
+    #[error("email not verified")]
+    EmailNotVerified,
+    /// The account is disabled by an administrator.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// Registration with a taken email (only when email verification is off).
+    #[error("email taken")]
+    EmailTaken,
+    /// A verification or reset token is unknown, used or expired.
+    #[error("invalid or expired token")]
+    InvalidToken,
+    /// No valid session or access token.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// A cookie-authenticated state change without a valid CSRF token or same-origin proof.
+    #[error("CSRF check failed")]
+    CsrfFailed,
+    /// The thing asked for does not exist (or is not the caller's).
+    #[error("not found")]
+    NotFound,
+    /// An OAuth grant was refused (RFC 6749 `invalid_grant`).
+    #[error("invalid grant: {0}")]
+    InvalidGrant(&'static str),
+    /// An OAuth request was malformed (RFC 6749 `invalid_request` / `unsupported_grant_type`).
+    #[error("{code}: {detail}")]
+    InvalidOAuthRequest {
+        /// RFC 6749 error code.
+        code: &'static str,
+        /// Explanation.
+        detail: String,
+    },
+    /// A dependency the request needs is down.
+    #[error("{0} unavailable")]
+    Unavailable(&'static str),
+    /// A bug or an unexpected failure; logged, never shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<crate::store::StoreError> for AuthError {
+    fn from(error: crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::Unavailable(what) => AuthError::Unavailable(what),
+            other => AuthError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Password hashing: bcrypt (cost from the realm) over `base64(HMAC-SHA256(pepper, password))`
+//! — bcrypt ignores input past 72 bytes, the HMAC makes every password count — on a bounded
+//! blocking pool so hashing never stalls the async executor. Unknown accounts are verified
+//! against a dummy hash of the same cost so they take the same time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::sync::Semaphore;
+
+use super::AuthError;
+use crate::secrets::Pepper;
+
+/// A stored password hash and the pepper version it was made with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredHash {
+    /// The bcrypt string (`$2b$12$...`).
+    pub hash: String,
+    /// Pepper version.
+    pub pepper_version: String,
+}
+
+/// The result of a verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The password matched.
+    pub ok: bool,
+    /// The hash should be remade (lower cost or older pepper than the realm's current).
+    pub needs_upgrade: bool,
+}
+
+/// Hashes and verifies passwords on a pool of `permits` concurrent bcrypt runs.
+#[derive(Debug)]
+pub struct PasswordHasher {
+    peppers: Vec<Pepper>,
+    cost: u32,
+    pool: Semaphore,
+    dummy: StoredHash,
+    verifications: AtomicU64,
+}
+
+impl std::fmt::Debug for Pepper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pepper({})", self.version)
+    }
+}
+
+fn pepper(key: &[u8], password: &str) -> String {
+    // HMAC accepts keys of any length; the error case cannot happen.
+    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(password.as_bytes());
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The cost a bcrypt string was made with.
+pub fn bcrypt_cost(hash: &str) -> Option<u32> {
+    hash.split('$').nth(2)?.parse().ok()
+}
+
+impl PasswordHasher {
+    /// A hasher with the realm's cost; computes the dummy hash (one bcrypt run) at start.
+    pub fn new(peppers: Vec<Pepper>, cost: u32, permits: usize) -> Result<Arc<Self>, AuthError> {
+        let current = peppers.first().ok_or_else(|| AuthError::Internal("no pepper".into()))?;
+        let dummy_input = pepper(&current.key, "portcullis dummy password for unknown accounts");
+        let dummy = bcrypt::hash(dummy_input, cost).map_err(|e| AuthError::Internal(e.to_string()))?;
+        Ok(Arc::new(Self {
+            dummy: StoredHash {
+                hash: dummy,
+                pepper_version: current.version.clone(),
+            },
+            peppers,
+            cost,
+            pool: Semaphore::new(permits.max(1)),
+            verifications: AtomicU64::new(0),
+        }))
+    }
+
+    /// bcrypt verifications run so far (known and unknown accounts alike).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Runs `work` on the blocking pool once a permit is free.
+    async fn on_pool<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
+        let _permit = self.pool.acquire().await.map_err(|_| AuthError::Internal("hashing pool closed".into()))?;
+        tokio::task::spawn_blocking(work).await.map_err(|e| AuthError::Internal(e.to_string()))
+    }
+
+    /// Hashes a (normalised) password with the current pepper.
+    pub async fn hash(&self, password: &str) -> Result<StoredHash, AuthError> {
+        let current = self.peppers.first().ok_or_else(|| AuthError::Internal("no pepper".into()))?;
+        let input = pepper(&current.key, password);
+        let cost = self.cost;
+        let hash = self
+            .on_pool(move || bcrypt::hash(input, cost))
+            .await?
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        Ok(StoredHash {
+            hash,
+            pepper_version: current.version.clone(),
+        })
+    }
+
+    /// Verifies a password against `stored`, or against the dummy hash when there is no
+    /// account, so both take one bcrypt run at the realm's cost.
+    pub async fn verify(&self, password: &str, stored: Option<&StoredHash>) -> Result<Verified, AuthError> {
+        let target = stored.unwrap_or(&self.dummy);
+        let key = self.peppers.iter().find(|p| p.version == target.pepper_version);
+        let Some(key) = key else {
+            tracing::error!(pepper_version = %target.pepper_version, "password hash made with a pepper that is no longer configured");
+            // Still spend the time, so the answer does not tell this case apart.
+            let (input, hash) = (pepper(&self.dummy_key()?, password), self.dummy.hash.clone());
+            self.verifications.fetch_add(1, Ordering::Relaxed);
+            let _ = self.on_pool(move || bcrypt::verify(input, &hash)).await?;
+            return Ok(Verified { ok: false, needs_upgrade: false });
+        };
+        let input = pepper(&key.key, password);
+        let hash = target.hash.clone();
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let ok = self.on_pool(move || bcrypt::verify(input, &hash).unwrap_or(false)).await?;
+        let current_version = self.peppers.first().map(|p| p.version.as_str());
+        let needs_upgrade = ok
+            && stored.is_some()
+            && (bcrypt_cost(&target.hash).is_none_or(|c| c < self.cost)
+                || current_version != Some(target.pepper_version.as_str()));
+        Ok(Verified { ok: ok && stored.is_some(), needs_upgrade })
+    }
+
+    fn dummy_key(&self) -> Result<Vec<u8>, AuthError> {
+        self.peppers.first().map(|p| p.key.clone()).ok_or_else(|| AuthError::Internal("no pepper".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peppers(versions: &[&str]) -> Vec<Pepper> {
+        versions.iter().map(|v| Pepper { version: (*v).into(), key: vec![7; 32] }).collect()
+    }
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_only() {
+        let hasher = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
+        let stored = hasher.hash("correct horse").await.unwrap();
+        assert!(stored.hash.starts_with("$2b$04$"));
+        assert_eq!(hasher.verify("correct horse", Some(&stored)).await.unwrap(), Verified { ok: true, needs_upgrade: false });
+        assert!(!hasher.verify("correct horsf", Some(&stored)).await.unwrap().ok);
+    }
+
+    #[tokio::test]
+    async fn passwords_longer_than_72_bytes_still_differ() {
+        let hasher = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
+        let long = "x".repeat(100);
+        let stored = hasher.hash(&format!("{long}A")).await.unwrap();
+        assert!(!hasher.verify(&format!("{long}B"), Some(&stored)).await.unwrap().ok);
+    }
+
+    #[tokio::test]
+    async fn unknown_accounts_cost_one_verification_and_never_match() {
+        let hasher = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
+        let before = hasher.verifications();
+        let v = hasher.verify("portcullis dummy password for unknown accounts", None).await.unwrap();
+        assert!(!v.ok, "the dummy password must not log anyone in");
+        assert_eq!(hasher.verifications(), before + 1);
+    }
+
+    #[tokio::test]
+    async fn a_lower_cost_or_old_pepper_asks_for_an_upgrade() {
+        let old = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
+        let stored = old.hash("pw").await.unwrap();
+        let stronger = PasswordHasher::new(peppers(&["v1"]), 5, 2).unwrap();
+        assert!(stronger.verify("pw", Some(&stored)).await.unwrap().needs_upgrade);
+        let rotated = PasswordHasher::new(peppers(&["v2", "v1"]), 4, 2).unwrap();
+        let v = rotated.verify("pw", Some(&stored)).await.unwrap();
+        assert!(v.ok && v.needs_upgrade);
+    }
+
+    #[test]
+    fn the_cost_is_read_from_the_hash() {
+        assert_eq!(bcrypt_cost("$2b$12$abcdefghijklmnopqrstuu"), Some(12));
+        assert_eq!(bcrypt_cost("garbage"), None);
+    }
+}

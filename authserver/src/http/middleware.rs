@@ -1,0 +1,118 @@
+//! Middleware: security headers on every answer, request ids, the body limit by
+//! `Content-Length`, and the access log with request metrics.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use portcullis_crds::realm::{FrameOptions, SecurityHeadersSpec};
+
+use super::error::ApiError;
+use super::extract::BODY_LIMIT;
+use super::state::AppState;
+use crate::metrics::HttpLabels;
+
+/// The security headers of a realm, rendered once.
+#[derive(Debug, Clone)]
+pub struct SecurityHeaders(Vec<(HeaderName, HeaderValue)>);
+
+impl SecurityHeaders {
+    /// Renders the realm's header settings (DESIGN.md's list).
+    pub fn from_spec(spec: &SecurityHeadersSpec) -> Self {
+        let mut hsts = format!("max-age={}; includeSubDomains", spec.hsts_max_age);
+        if spec.hsts_preload {
+            hsts.push_str("; preload");
+        }
+        let frame = match spec.frame_options {
+            FrameOptions::Deny => "DENY",
+            FrameOptions::SameOrigin => "SAMEORIGIN",
+        };
+        let pairs = [
+            ("strict-transport-security", hsts.as_str()),
+            ("content-security-policy", spec.content_security_policy.as_str()),
+            ("x-frame-options", frame),
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "strict-origin-when-cross-origin"),
+            ("x-xss-protection", "0"),
+            ("permissions-policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"),
+            ("cross-origin-opener-policy", "same-origin"),
+            ("cross-origin-resource-policy", "same-origin"),
+        ];
+        Self(
+            pairs
+                .iter()
+                .filter_map(|(name, value)| Some((HeaderName::from_static(name), HeaderValue::from_str(value).ok()?)))
+                .collect(),
+        )
+    }
+}
+
+/// Adds the security headers, and `Cache-Control: no-store` unless the handler chose caching.
+pub async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in &state.headers.0 {
+        headers.insert(name.clone(), value.clone());
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    response
+}
+
+/// A request id: the caller's `X-Request-Id` when it is short and plain, a new UUID otherwise.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Assigns the request id, logs the request (never bodies or credentials) and counts it.
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = {
+        let _enter = span.enter();
+        next.run(request).await
+    };
+    let status = response.status().as_u16();
+    state.service.metrics.http_requests.get_or_create(&HttpLabels { route: route.clone(), status }).inc();
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+    }
+    response
+}
+
+/// Refuses bodies whose `Content-Length` exceeds the limit before reading them; bodies without
+/// a length are cut at the limit by the extractors.
+pub async fn body_limit(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > BODY_LIMIT as u64) {
+        return ApiError::payload_too_large(BODY_LIMIT).into_response();
+    }
+    next.run(request).await
+}

@@ -1,0 +1,107 @@
+//! The admin listener: health, readiness, metrics and the admin API (bearer admin token).
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::auth::AuthError;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+
+/// The routes of the admin listener.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin/v1/users", get(find_user))
+        .route("/admin/v1/users/{id}/unlock", post(unlock))
+        .route("/admin/v1/users/{id}/disable", post(disable))
+}
+
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// 200 only when PostgreSQL and the session store answer and every migration is applied.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let service = &state.service;
+    let database = match service.db.migrations_applied().await {
+        Ok(true) => "ok",
+        Ok(false) => "migrations pending",
+        Err(_) => "unreachable",
+    };
+    let store = match service.kv.ping().await {
+        Ok(()) => "ok",
+        Err(_) => "unreachable",
+    };
+    let ready = database == "ok" && store == "ok";
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({"ready": ready, "checks": {"database": database, "session_store": store}}))).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut response = state.service.metrics.encode().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+/// A caller holding the admin token (compared in constant time).
+struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let expected = state.admin_token.as_bytes();
+        if presented.is_empty() || !bool::from(presented.as_bytes().ct_eq(expected)) {
+            return Err(AuthError::Unauthenticated.into());
+        }
+        Ok(Admin)
+    }
+}
+
+fn user_id(text: &str) -> Result<Uuid, ApiError> {
+    text.parse().map_err(|_| AuthError::NotFound.into())
+}
+
+#[derive(Deserialize)]
+struct UserQuery {
+    email: String,
+}
+
+async fn find_user(State(state): State<AppState>, _: Admin, Query(query): Query<UserQuery>) -> Result<Response, ApiError> {
+    let user = state.service.find_user(&query.email).await?.ok_or(AuthError::NotFound)?;
+    Ok(Json(json!({
+        "user_id": user.id,
+        "email": user.email,
+        "email_verified": user.email_verified,
+        "disabled": user.disabled,
+    }))
+    .into_response())
+}
+
+async fn unlock(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Response, ApiError> {
+    state.service.unlock(user_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn disable(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Response, ApiError> {
+    state.service.disable(user_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,465 @@
+//! The realm's secrets, one file per key in the secrets dir (a mounted Secret in Kubernetes).
+//! Outside `--dev` a missing secret stops the server with its name; `--dev` generates the
+//! missing ones into the dir and says so.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+use p256::elliptic_curve::rand_core::{OsRng, RngCore};
+use portcullis_crds::RealmSettings;
+use portcullis_crds::realm::ClientType;
+use sha2::{Digest, Sha256};
+
+/// File names in the secrets dir.
+pub mod files {
+    /// JWK set with private keys; the first is the active signing key.
+    pub const SIGNING_KEYS: &str = "signing-keys.json";
+    /// Fernet keys, one per line; the first encrypts, all decrypt.
+    pub const FERNET_KEYS: &str = "fernet-keys";
+    /// Password pepper, `VERSION:BASE64` per line; the first is current.
+    pub const PEPPER: &str = "pepper";
+    /// Key for signed cookies and CSRF tokens.
+    pub const COOKIE_KEY: &str = "cookie-key";
+    /// Bearer token of the admin API.
+    pub const ADMIN_TOKEN: &str = "admin-token";
+    /// SMTP URL with credentials.
+    pub const SMTP_URL: &str = "smtp-url";
+    /// Notification webhook URL.
+    pub const WEBHOOK_URL: &str = "webhook-url";
+    /// Notification webhook signing key.
+    pub const WEBHOOK_SECRET: &str = "webhook-secret";
+}
+
+/// Why the secrets could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// A required secret file is missing.
+    #[error("secret {name} is missing from {dir} (run `portcullis-authserver keys generate --secrets-dir {dir}` or use --dev)")]
+    Missing {
+        /// File name.
+        name: String,
+        /// The secrets dir.
+        dir: String,
+    },
+    /// A secret file has the wrong format.
+    #[error("secret {name} is invalid: {reason}")]
+    Invalid {
+        /// File name.
+        name: String,
+        /// What is wrong (never the value).
+        reason: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file that `keys generate` would write exists already.
+    #[error("{0} exists: refusing to overwrite a secret")]
+    Exists(PathBuf),
+}
+
+/// An ES256 signing key.
+#[derive(Clone)]
+pub struct SigningKey {
+    /// Key id (`kid`), the RFC 7638 thumbprint unless the file names one.
+    pub kid: String,
+    /// The private key.
+    pub secret: p256::SecretKey,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// A fresh key from the OS CSPRNG.
+    pub fn generate() -> Self {
+        let secret = p256::SecretKey::random(&mut OsRng);
+        let kid = thumbprint(&secret.public_key());
+        Self { kid, secret }
+    }
+
+    /// The public JWK (`kty`, `crv`, `x`, `y`, `kid`, `alg`, `use`).
+    pub fn public_jwk(&self) -> serde_json::Value {
+        let mut jwk: serde_json::Value =
+            serde_json::from_str(&self.secret.public_key().to_jwk_string()).unwrap_or_default();
+        if let Some(map) = jwk.as_object_mut() {
+            map.insert("kid".into(), self.kid.clone().into());
+            map.insert("alg".into(), "ES256".into());
+            map.insert("use".into(), "sig".into());
+        }
+        jwk
+    }
+
+    fn private_jwk(&self) -> serde_json::Value {
+        let mut jwk: serde_json::Value =
+            serde_json::from_str(&self.secret.to_jwk_string()).unwrap_or_default();
+        if let Some(map) = jwk.as_object_mut() {
+            map.insert("kid".into(), self.kid.clone().into());
+            map.insert("alg".into(), "ES256".into());
+            map.insert("use".into(), "sig".into());
+        }
+        jwk
+    }
+}
+
+/// RFC 7638 JWK thumbprint of a P-256 public key, base64url.
+fn thumbprint(public: &p256::PublicKey) -> String {
+    let jwk: serde_json::Value = serde_json::from_str(&public.to_jwk_string()).unwrap_or_default();
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        jwk["x"].as_str().unwrap_or_default(),
+        jwk["y"].as_str().unwrap_or_default()
+    );
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// A pepper version and its key.
+#[derive(Clone)]
+pub struct Pepper {
+    /// Version recorded with each password hash.
+    pub version: String,
+    /// Key bytes.
+    pub key: Vec<u8>,
+}
+
+/// Every secret the server uses. `Debug` prints names only.
+#[derive(Clone)]
+pub struct Secrets {
+    /// Signing keys, the active one first.
+    pub signing_keys: Vec<SigningKey>,
+    /// Fernet keys (32 bytes each), the encrypting one first.
+    pub fernet_keys: Vec<Vec<u8>>,
+    /// Peppers, the current one first.
+    pub peppers: Vec<Pepper>,
+    /// Key for CSRF tokens and signed cookies.
+    pub cookie_key: Vec<u8>,
+    /// Admin API bearer token.
+    pub admin_token: String,
+    /// Client secrets by client id.
+    pub client_secrets: BTreeMap<String, String>,
+    /// Social provider client secrets by provider name.
+    pub social_secrets: BTreeMap<String, String>,
+    /// SMTP URL, when mail goes out by SMTP.
+    pub smtp_url: Option<String>,
+    /// Webhook URL and signing key, when notifications go to a webhook.
+    pub webhook: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("signing_keys", &self.signing_keys)
+            .field("clients", &self.client_secrets.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; n];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// A fresh random token of `bytes` random bytes, base64url without padding.
+pub fn random_token(bytes: usize) -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes(bytes))
+}
+
+/// The content of each generated secret file.
+fn generate(name: &str) -> String {
+    match name {
+        files::SIGNING_KEYS => {
+            let key = SigningKey::generate();
+            serde_json::json!({ "keys": [key.private_jwk()] }).to_string()
+        }
+        files::FERNET_KEYS => format!("{}\n", URL_SAFE.encode(random_bytes(32))),
+        files::PEPPER => format!("v1:{}\n", STANDARD.encode(random_bytes(32))),
+        files::COOKIE_KEY => format!("{}\n", STANDARD.encode(random_bytes(32))),
+        // Admin tokens and client secrets: 256 bits, URL-safe.
+        _ => format!("{}\n", random_token(32)),
+    }
+}
+
+/// The files every realm needs, plus one per confidential client and social provider.
+fn required_files(settings: &RealmSettings) -> Vec<String> {
+    let mut names: Vec<String> = [
+        files::SIGNING_KEYS,
+        files::FERNET_KEYS,
+        files::PEPPER,
+        files::COOKIE_KEY,
+        files::ADMIN_TOKEN,
+    ]
+    .map(String::from)
+    .to_vec();
+    for client in &settings.spec.clients {
+        if client.client_type == ClientType::Confidential {
+            names.push(format!("client-secret-{}", client.client_id));
+        }
+    }
+    for provider in &settings.spec.social_providers {
+        names.push(format!("social-{}-client-secret", provider.name));
+    }
+    names
+}
+
+/// Writes a complete fresh set of the core secrets into `dir`, refusing to overwrite any.
+pub fn generate_keys(dir: &Path) -> Result<Vec<PathBuf>, SecretsError> {
+    let names = [
+        files::SIGNING_KEYS,
+        files::FERNET_KEYS,
+        files::PEPPER,
+        files::COOKIE_KEY,
+        files::ADMIN_TOKEN,
+    ];
+    for name in names {
+        let path = dir.join(name);
+        if path.exists() {
+            return Err(SecretsError::Exists(path));
+        }
+    }
+    names.iter().map(|name| write_secret(dir, name, &generate(name))).collect()
+}
+
+fn write_secret(dir: &Path, name: &str, content: &str) -> Result<PathBuf, SecretsError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SecretsError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(io(&path))?;
+    std::io::Write::write_all(&mut file, content.as_bytes()).map_err(io(&path))?;
+    Ok(path)
+}
+
+/// Loads the secrets for `settings` from `dir`. With `generate_missing` (`--dev`), missing
+/// files are created first and their names returned.
+pub fn load(
+    dir: &Path,
+    settings: &RealmSettings,
+    generate_missing: bool,
+) -> Result<(Secrets, Vec<String>), SecretsError> {
+    let mut generated = Vec::new();
+    for name in required_files(settings) {
+        if !dir.join(&name).exists() {
+            if !generate_missing {
+                return Err(SecretsError::Missing {
+                    name,
+                    dir: dir.display().to_string(),
+                });
+            }
+            write_secret(dir, &name, &generate(&name))?;
+            generated.push(name);
+        }
+    }
+    let read = |name: &str| -> Result<Option<String>, SecretsError> {
+        let path = dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text.trim().to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SecretsError::Io { path, source }),
+        }
+    };
+    let require = |name: &str| -> Result<String, SecretsError> {
+        read(name)?.ok_or_else(|| SecretsError::Missing {
+            name: name.to_owned(),
+            dir: dir.display().to_string(),
+        })
+    };
+    let invalid = |name: &str, reason: &str| SecretsError::Invalid {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    };
+
+    let signing_keys = parse_signing_keys(&require(files::SIGNING_KEYS)?)
+        .map_err(|reason| invalid(files::SIGNING_KEYS, &reason))?;
+    let fernet_keys = require(files::FERNET_KEYS)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            URL_SAFE
+                .decode(line.trim())
+                .ok()
+                .filter(|k| k.len() == 32)
+                .ok_or_else(|| invalid(files::FERNET_KEYS, "each line must be a base64url 32-byte Fernet key"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if fernet_keys.is_empty() {
+        return Err(invalid(files::FERNET_KEYS, "no key"));
+    }
+    let peppers = parse_peppers(&require(files::PEPPER)?).map_err(|r| invalid(files::PEPPER, r))?;
+    let cookie_key = decode_base64(&require(files::COOKIE_KEY)?)
+        .filter(|k| k.len() >= 32)
+        .ok_or_else(|| invalid(files::COOKIE_KEY, "must be base64 of at least 32 bytes"))?;
+    let admin_token = require(files::ADMIN_TOKEN)?;
+    if admin_token.len() < 32 || admin_token.chars().any(char::is_whitespace) {
+        return Err(invalid(files::ADMIN_TOKEN, "must be at least 32 characters without spaces"));
+    }
+    let mut client_secrets = BTreeMap::new();
+    for client in &settings.spec.clients {
+        let name = format!("client-secret-{}", client.client_id);
+        if let Some(secret) = read(&name)? {
+            client_secrets.insert(client.client_id.clone(), secret);
+        }
+    }
+    let mut social_secrets = BTreeMap::new();
+    for provider in &settings.spec.social_providers {
+        let name = format!("social-{}-client-secret", provider.name);
+        if let Some(secret) = read(&name)? {
+            social_secrets.insert(provider.name.clone(), secret);
+        }
+    }
+    let smtp_url = read(files::SMTP_URL)?;
+    let webhook = match (read(files::WEBHOOK_URL)?, read(files::WEBHOOK_SECRET)?) {
+        (Some(url), Some(secret)) => Some((url, secret)),
+        (None, None) => None,
+        _ => return Err(invalid(files::WEBHOOK_URL, "webhook-url and webhook-secret go together")),
+    };
+    Ok((
+        Secrets {
+            signing_keys,
+            fernet_keys,
+            peppers,
+            cookie_key,
+            admin_token,
+            client_secrets,
+            social_secrets,
+            smtp_url,
+            webhook,
+        },
+        generated,
+    ))
+}
+
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    STANDARD
+        .decode(text)
+        .or_else(|_| URL_SAFE.decode(text))
+        .or_else(|_| URL_SAFE_NO_PAD.decode(text))
+        .ok()
+}
+
+fn parse_signing_keys(text: &str) -> Result<Vec<SigningKey>, String> {
+    let set: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| "not a JSON JWK set".to_owned())?;
+    let keys = set["keys"].as_array().ok_or("no \"keys\" array")?;
+    if keys.is_empty() {
+        return Err("the key set is empty".to_owned());
+    }
+    keys.iter()
+        .enumerate()
+        .map(|(i, jwk)| {
+            if jwk["kty"] != "EC" || jwk["crv"] != "P-256" {
+                return Err(format!("key {i}: only EC P-256 (ES256) keys are supported"));
+            }
+            let secret = p256::SecretKey::from_jwk_str(&jwk.to_string())
+                .map_err(|_| format!("key {i}: not a valid private P-256 JWK (needs d, x, y)"))?;
+            let kid = jwk["kid"]
+                .as_str()
+                .map_or_else(|| thumbprint(&secret.public_key()), str::to_owned);
+            Ok(SigningKey { kid, secret })
+        })
+        .collect()
+}
+
+fn parse_peppers(text: &str) -> Result<Vec<Pepper>, &'static str> {
+    let peppers: Vec<Pepper> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (version, key) = line.trim().split_once(':').ok_or("lines must be VERSION:BASE64")?;
+            let valid_version = !version.is_empty()
+                && version.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            let key = decode_base64(key).filter(|k| k.len() >= 32);
+            match (valid_version, key) {
+                (true, Some(key)) => Ok(Pepper {
+                    version: version.to_owned(),
+                    key,
+                }),
+                _ => Err("lines must be VERSION:BASE64 with a key of at least 32 bytes"),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    if peppers.is_empty() {
+        return Err("no pepper");
+    }
+    Ok(peppers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> RealmSettings {
+        let yaml = "apiVersion: portcullis.dev/v1alpha1
+kind: AuthRealm
+metadata: {name: t}
+spec:
+  issuer: https://auth.example.com
+  database: {secretRef: {name: db}}
+  clients:
+    - {clientId: web, type: Confidential, redirectUris: [\"https://a.example.com/cb\"]}
+";
+        RealmSettings::from_manifests(&portcullis_crds::parse_manifests(yaml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_missing_secret_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(dir.path(), &settings(), false).unwrap_err();
+        assert!(err.to_string().contains("secret signing-keys.json is missing"), "{err}");
+    }
+
+    #[test]
+    fn dev_mode_generates_every_missing_secret_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secrets, generated) = load(dir.path(), &settings(), true).unwrap();
+        assert!(generated.contains(&"client-secret-web".to_owned()));
+        assert_eq!(generated.len(), 6);
+        assert!(secrets.client_secrets.contains_key("web"));
+        let (again, generated) = load(dir.path(), &settings(), true).unwrap();
+        assert!(generated.is_empty());
+        assert_eq!(again.signing_keys[0].kid, secrets.signing_keys[0].kid);
+    }
+
+    #[test]
+    fn generate_keys_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(generate_keys(dir.path()).unwrap().len(), 5);
+        assert!(matches!(generate_keys(dir.path()), Err(SecretsError::Exists(_))));
+    }
+
+    #[test]
+    fn a_malformed_pepper_is_refused_without_echoing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        load(dir.path(), &settings(), true).unwrap();
+        std::fs::write(dir.path().join(files::PEPPER), "hunter2-secret-value").unwrap();
+        let err = load(dir.path(), &settings(), false).unwrap_err().to_string();
+        assert!(err.contains("secret pepper is invalid"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn the_kid_is_the_jwk_thumbprint() {
+        let key = SigningKey::generate();
+        let jwk = key.public_jwk();
+        assert_eq!(jwk["kid"], key.kid.as_str());
+        assert_eq!(jwk["alg"], "ES256");
+        assert!(jwk.get("d").is_none(), "public JWK must not hold the private part");
+        let parsed = parse_signing_keys(&serde_json::json!({"keys": [key.private_jwk()]}).to_string()).unwrap();
+        assert_eq!(parsed[0].kid, key.kid);
+    }
+}
