@@ -73,8 +73,16 @@ impl std::fmt::Debug for Mailer {
 impl Mailer {
     /// A mailer sending from `from`, through SMTP when `smtp_url` is given, and into `dir` when
     /// given. At least one sink is required.
-    pub fn new(from: &str, issuer: &str, realm: &str, smtp_url: Option<&str>, dir: Option<PathBuf>) -> Result<Self, MailError> {
-        let from: Mailbox = from.parse().map_err(|e| MailError::Build(format!("sender {from}: {e}")))?;
+    pub fn new(
+        from: &str,
+        issuer: &str,
+        realm: &str,
+        smtp_url: Option<&str>,
+        dir: Option<PathBuf>,
+    ) -> Result<Self, MailError> {
+        let from: Mailbox = from
+            .parse()
+            .map_err(|e| MailError::Build(format!("sender {from}: {e}")))?;
         let smtp = smtp_url
             .map(|url| {
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
@@ -83,10 +91,15 @@ impl Mailer {
             })
             .transpose()?;
         if smtp.is_none() && dir.is_none() {
-            return Err(MailError::Build("no mail sink: give the smtp-url secret or --mail-dir".into()));
+            return Err(MailError::Build(
+                "no mail sink: give the smtp-url secret or --mail-dir".into(),
+            ));
         }
         if let Some(dir) = &dir {
-            std::fs::create_dir_all(dir).map_err(|source| MailError::File { path: dir.clone(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| MailError::File {
+                path: dir.clone(),
+                source,
+            })?;
         }
         Ok(Self {
             from,
@@ -137,7 +150,9 @@ impl Mailer {
 
     /// Builds and delivers a message to every configured sink.
     pub async fn send(&self, to: &str, mail: &Mail) -> Result<(), MailError> {
-        let to: Mailbox = to.parse().map_err(|e| MailError::Build(format!("recipient: {e}")))?;
+        let to: Mailbox = to
+            .parse()
+            .map_err(|e| MailError::Build(format!("recipient: {e}")))?;
         let (subject, body) = self.render(mail);
         let message = Message::builder()
             .from(self.from.clone())
@@ -147,14 +162,20 @@ impl Mailer {
             .body(body)
             .map_err(|e| MailError::Build(e.to_string()))?;
         if let Some(dir) = &self.dir {
-            let name = format!("{}-{}.eml", time::OffsetDateTime::now_utc().unix_timestamp_nanos(), uuid::Uuid::new_v4());
+            let name = format!(
+                "{}-{}.eml",
+                time::OffsetDateTime::now_utc().unix_timestamp_nanos(),
+                uuid::Uuid::new_v4()
+            );
             let path = dir.join(name);
             tokio::fs::write(&path, message.formatted())
                 .await
                 .map_err(|source| MailError::File { path, source })?;
         }
         if let Some(smtp) = &self.smtp {
-            smtp.send(message).await.map_err(|e| MailError::Smtp(e.to_string()))?;
+            smtp.send(message)
+                .await
+                .map_err(|e| MailError::Smtp(e.to_string()))?;
         }
         Ok(())
     }
@@ -167,14 +188,38 @@ mod tests {
     #[tokio::test]
     async fn a_message_is_written_as_an_eml_file_with_its_token() {
         let dir = tempfile::tempdir().unwrap();
-        let mailer = Mailer::new("no-reply@auth.example.com", "https://auth.example.com", "demo", None, Some(dir.path().into())).unwrap();
-        mailer.send("alice@example.com", &Mail::VerifyEmail { token: "tok123".into() }).await.unwrap();
-        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        let mailer = Mailer::new(
+            "no-reply@auth.example.com",
+            "https://auth.example.com",
+            "demo",
+            None,
+            Some(dir.path().into()),
+        )
+        .unwrap();
+        mailer
+            .send(
+                "alice@example.com",
+                &Mail::VerifyEmail {
+                    token: "tok123".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         assert_eq!(files.len(), 1);
         let eml = std::fs::read_to_string(&files[0]).unwrap();
         assert!(eml.contains("To: alice@example.com"), "{eml}");
-        assert!(eml.contains("Subject: Confirm your email address for demo"), "{eml}");
-        assert!(eml.contains("https://auth.example.com/verify-email?token=tok123"), "{eml}");
+        assert!(
+            eml.contains("Subject: Confirm your email address for demo"),
+            "{eml}"
+        );
+        assert!(
+            eml.contains("https://auth.example.com/verify-email?token=tok123"),
+            "{eml}"
+        );
     }
 
     #[test]

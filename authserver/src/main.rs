@@ -15,7 +15,12 @@ use portcullis_crds::RealmSettings;
 
 /// The Portcullis auth server. Without a subcommand it serves (`serve`).
 #[derive(Parser, Debug)]
-#[command(name = "portcullis-authserver", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "portcullis-authserver",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -41,7 +46,13 @@ enum Command {
     /// Check a realm's manifests as `serve` would and print the effective settings as JSON.
     CheckConfig {
         /// Multi-document YAML of the realm's manifests; several files are read as one stream.
-        #[arg(long = "config", short = 'c', required = true, env = "PORTCULLIS_CONFIG", value_delimiter = ',')]
+        #[arg(
+            long = "config",
+            short = 'c',
+            required = true,
+            env = "PORTCULLIS_CONFIG",
+            value_delimiter = ','
+        )]
         config: Vec<PathBuf>,
     },
 }
@@ -60,7 +71,12 @@ enum KeysCommand {
 #[derive(Args, Debug)]
 struct ServeArgs {
     /// The realm's manifests (multi-document YAML; several files are read as one stream).
-    #[arg(long = "config", short = 'c', env = "PORTCULLIS_CONFIG", value_delimiter = ',')]
+    #[arg(
+        long = "config",
+        short = 'c',
+        env = "PORTCULLIS_CONFIG",
+        value_delimiter = ','
+    )]
     config: Vec<PathBuf>,
     /// Directory with one file per secret (a mounted Secret in Kubernetes).
     #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
@@ -91,7 +107,10 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("portcullis-authserver: cannot start the runtime: {e}");
@@ -110,7 +129,11 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt().json().with_current_span(false).with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .try_init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -119,12 +142,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Migrate { database_url }) => {
-            let db = Db::connect(&database_url, 2).await.context("cannot connect to PostgreSQL")?;
+            let db = Db::connect(&database_url, 2)
+                .await
+                .context("cannot connect to PostgreSQL")?;
             db.migrate().await.context("migration failed")?;
             eprintln!("migrations applied");
             Ok(())
         }
-        Some(Command::Keys { command: KeysCommand::Generate { secrets_dir } }) => {
+        Some(Command::Keys {
+            command: KeysCommand::Generate { secrets_dir },
+        }) => {
             for path in secrets::generate_keys(&secrets_dir)? {
                 eprintln!("wrote {}", path.display());
             }
@@ -152,7 +179,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (secrets, generated) = secrets::load(&secrets_dir, &settings, args.dev)?;
     if !generated.is_empty() {
         tracing::warn!(dir = %secrets_dir.display(), files = ?generated, "DEV MODE: generated missing secrets; never use these in production");
-        eprintln!("*** DEV MODE: generated secrets {generated:?} in {} ***", secrets_dir.display());
+        eprintln!(
+            "*** DEV MODE: generated secrets {generated:?} in {} ***",
+            secrets_dir.display()
+        );
     }
     let mail_dir = match (args.mail_dir, args.dev) {
         (Some(dir), _) => Some(dir),
@@ -164,8 +194,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // In --dev mail goes only to the mail dir, never to a real SMTP server.
         secrets.smtp_url = None;
     }
-    let database_url = args.database_url.context("DATABASE_URL (or --database-url) is required")?;
-    let db = Db::connect(&database_url, 16).await.context("cannot connect to PostgreSQL")?;
+    let database_url = args
+        .database_url
+        .context("DATABASE_URL (or --database-url) is required")?;
+    let db = Db::connect(&database_url, 16)
+        .await
+        .context("cannot connect to PostgreSQL")?;
     db.migrate().await.context("database migration failed")?;
     let kv = server::connect_kv(&settings, args.redis_url.as_deref(), args.dev).await?;
     let permits = std::thread::available_parallelism().map_or(2, usize::from);
@@ -179,19 +213,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         breach_list: args.breach_list,
         hash_permits: permits,
     })?;
-    let public = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let public = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let admin = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
     let issuer = service.settings.spec.issuer.clone();
-    eprintln!("portcullis-authserver: realm {} ({issuer})", service.settings.name);
-    eprintln!("  public API   http://{}  (e.g. POST /api/v1/register)", public.local_addr()?);
-    eprintln!("  admin        http://{}  (/healthz /readyz /metrics)", admin.local_addr()?);
+    eprintln!(
+        "portcullis-authserver: realm {} ({issuer})",
+        service.settings.name
+    );
+    eprintln!(
+        "  public API   http://{}  (e.g. POST /api/v1/register)",
+        public.local_addr()?
+    );
+    eprintln!(
+        "  admin        http://{}  (/healthz /readyz /metrics)",
+        admin.local_addr()?
+    );
     if let Some(dir) = &mail_dir {
         eprintln!("  mail         {}", dir.display());
     }
     tracing::info!(realm = %service.settings.name, "serving");
-    server::run(AppState::new(service, &admin_token), public, admin, server::shutdown_signal()).await?;
+    server::run(
+        AppState::new(service, &admin_token),
+        public,
+        admin,
+        server::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 

@@ -61,21 +61,49 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("portcullis");
         let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register("http_requests", "HTTP answers by route and status", http_requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP answers by route and status",
+            http_requests.clone(),
+        );
         let login_successes = Counter::default();
-        registry.register("login_successes", "Successful logins", login_successes.clone());
+        registry.register(
+            "login_successes",
+            "Successful logins",
+            login_successes.clone(),
+        );
         let login_failures = Family::<ReasonLabels, Counter>::default();
-        registry.register("login_failures", "Failed logins by reason", login_failures.clone());
+        registry.register(
+            "login_failures",
+            "Failed logins by reason",
+            login_failures.clone(),
+        );
         let lockouts = Counter::default();
         registry.register("lockouts", "Lockouts started", lockouts.clone());
         let breach_check_failures = Counter::default();
-        registry.register("breach_check_failures", "Breach checks that could not answer", breach_check_failures.clone());
+        registry.register(
+            "breach_check_failures",
+            "Breach checks that could not answer",
+            breach_check_failures.clone(),
+        );
         let mail_failures = Counter::default();
-        registry.register("mail_failures", "Mails that could not be delivered", mail_failures.clone());
+        registry.register(
+            "mail_failures",
+            "Mails that could not be delivered",
+            mail_failures.clone(),
+        );
         let refresh_reuse = Counter::default();
-        registry.register("refresh_token_reuse", "Refresh tokens presented twice (family revoked)", refresh_reuse.clone());
+        registry.register(
+            "refresh_token_reuse",
+            "Refresh tokens presented twice (family revoked)",
+            refresh_reuse.clone(),
+        );
         let password_hash_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 10));
-        registry.register("password_hash_seconds", "Time spent in bcrypt", password_hash_seconds.clone());
+        registry.register(
+            "password_hash_seconds",
+            "Time spent in bcrypt",
+            password_hash_seconds.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -91,7 +119,11 @@ impl Metrics {
 
     /// Counts a failed login.
     pub fn login_failed(&self, reason: &str) {
-        self.login_failures.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+        self.login_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// The text exposition format.
@@ -113,11 +145,24 @@ mod tests {
         let m = Metrics::new();
         m.login_failed("invalid_credentials");
         m.lockouts.inc();
-        m.http_requests.get_or_create(&HttpLabels { route: "/api/v1/login".into(), status: 401 }).inc();
+        m.http_requests
+            .get_or_create(&HttpLabels {
+                route: "/api/v1/login".into(),
+                status: 401,
+            })
+            .inc();
         let text = m.encode();
-        assert!(text.contains("portcullis_login_failures_total{reason=\"invalid_credentials\"} 1"), "{text}");
+        assert!(
+            text.contains("portcullis_login_failures_total{reason=\"invalid_credentials\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("portcullis_lockouts_total 1"), "{text}");
-        assert!(text.contains("portcullis_http_requests_total{route=\"/api/v1/login\",status=\"401\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "portcullis_http_requests_total{route=\"/api/v1/login\",status=\"401\"} 1"
+            ),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

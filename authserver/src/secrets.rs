@@ -36,7 +36,9 @@ pub mod files {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     /// A required secret file is missing.
-    #[error("secret {name} is missing from {dir} (run `portcullis-authserver keys generate --secrets-dir {dir}` or use --dev)")]
+    #[error(
+        "secret {name} is missing from {dir} (run `portcullis-authserver keys generate --secrets-dir {dir}` or use --dev)"
+    )]
     Missing {
         /// File name.
         name: String,
@@ -75,7 +77,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -226,7 +230,10 @@ pub fn generate_keys(dir: &Path) -> Result<Vec<PathBuf>, SecretsError> {
             return Err(SecretsError::Exists(path));
         }
     }
-    names.iter().map(|name| write_secret(dir, name, &generate(name))).collect()
+    names
+        .iter()
+        .map(|name| write_secret(dir, name, &generate(name)))
+        .collect()
 }
 
 fn write_secret(dir: &Path, name: &str, content: &str) -> Result<PathBuf, SecretsError> {
@@ -294,7 +301,12 @@ pub fn load(
                 .decode(line.trim())
                 .ok()
                 .filter(|k| k.len() == 32)
-                .ok_or_else(|| invalid(files::FERNET_KEYS, "each line must be a base64url 32-byte Fernet key"))
+                .ok_or_else(|| {
+                    invalid(
+                        files::FERNET_KEYS,
+                        "each line must be a base64url 32-byte Fernet key",
+                    )
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     if fernet_keys.is_empty() {
@@ -306,7 +318,10 @@ pub fn load(
         .ok_or_else(|| invalid(files::COOKIE_KEY, "must be base64 of at least 32 bytes"))?;
     let admin_token = require(files::ADMIN_TOKEN)?;
     if admin_token.len() < 32 || admin_token.chars().any(char::is_whitespace) {
-        return Err(invalid(files::ADMIN_TOKEN, "must be at least 32 characters without spaces"));
+        return Err(invalid(
+            files::ADMIN_TOKEN,
+            "must be at least 32 characters without spaces",
+        ));
     }
     let mut client_secrets = BTreeMap::new();
     for client in &settings.spec.clients {
@@ -326,7 +341,12 @@ pub fn load(
     let webhook = match (read(files::WEBHOOK_URL)?, read(files::WEBHOOK_SECRET)?) {
         (Some(url), Some(secret)) => Some((url, secret)),
         (None, None) => None,
-        _ => return Err(invalid(files::WEBHOOK_URL, "webhook-url and webhook-secret go together")),
+        _ => {
+            return Err(invalid(
+                files::WEBHOOK_URL,
+                "webhook-url and webhook-secret go together",
+            ));
+        }
     };
     Ok((
         Secrets {
@@ -365,7 +385,11 @@ fn parse_signing_keys(text: &str) -> Result<Vec<SigningKey>, String> {
             if jwk["kty"] != "EC" || jwk["crv"] != "P-256" {
                 return Err(format!("key {i}: only EC P-256 (ES256) keys are supported"));
             }
-            let secret = p256::SecretKey::from_jwk_str(&jwk.to_string())
+            // The curve library reads only the key members; kid/alg/use are ours.
+            let minimal = serde_json::json!({
+                "kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"], "d": jwk["d"],
+            });
+            let secret = p256::SecretKey::from_jwk_str(&minimal.to_string())
                 .map_err(|_| format!("key {i}: not a valid private P-256 JWK (needs d, x, y)"))?;
             let kid = jwk["kid"]
                 .as_str()
@@ -380,9 +404,14 @@ fn parse_peppers(text: &str) -> Result<Vec<Pepper>, &'static str> {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
-            let (version, key) = line.trim().split_once(':').ok_or("lines must be VERSION:BASE64")?;
+            let (version, key) = line
+                .trim()
+                .split_once(':')
+                .ok_or("lines must be VERSION:BASE64")?;
             let valid_version = !version.is_empty()
-                && version.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+                && version
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
             let key = decode_base64(key).filter(|k| k.len() >= 32);
             match (valid_version, key) {
                 (true, Some(key)) => Ok(Pepper {
@@ -420,7 +449,11 @@ spec:
     fn a_missing_secret_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let err = load(dir.path(), &settings(), false).unwrap_err();
-        assert!(err.to_string().contains("secret signing-keys.json is missing"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("secret signing-keys.json is missing"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -439,7 +472,10 @@ spec:
     fn generate_keys_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(generate_keys(dir.path()).unwrap().len(), 5);
-        assert!(matches!(generate_keys(dir.path()), Err(SecretsError::Exists(_))));
+        assert!(matches!(
+            generate_keys(dir.path()),
+            Err(SecretsError::Exists(_))
+        ));
     }
 
     #[test]
@@ -447,7 +483,9 @@ spec:
         let dir = tempfile::tempdir().unwrap();
         load(dir.path(), &settings(), true).unwrap();
         std::fs::write(dir.path().join(files::PEPPER), "hunter2-secret-value").unwrap();
-        let err = load(dir.path(), &settings(), false).unwrap_err().to_string();
+        let err = load(dir.path(), &settings(), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("secret pepper is invalid"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
     }
@@ -458,8 +496,13 @@ spec:
         let jwk = key.public_jwk();
         assert_eq!(jwk["kid"], key.kid.as_str());
         assert_eq!(jwk["alg"], "ES256");
-        assert!(jwk.get("d").is_none(), "public JWK must not hold the private part");
-        let parsed = parse_signing_keys(&serde_json::json!({"keys": [key.private_jwk()]}).to_string()).unwrap();
+        assert!(
+            jwk.get("d").is_none(),
+            "public JWK must not hold the private part"
+        );
+        let parsed =
+            parse_signing_keys(&serde_json::json!({"keys": [key.private_jwk()]}).to_string())
+                .unwrap();
         assert_eq!(parsed[0].kid, key.kid);
     }
 }

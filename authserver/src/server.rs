@@ -40,7 +40,8 @@ pub enum StartupError {
 pub fn load_settings(paths: &[PathBuf]) -> Result<RealmSettings, StartupError> {
     let mut yaml = String::new();
     for path in paths {
-        let text = std::fs::read_to_string(path).map_err(|e| StartupError::Config(format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| StartupError::Config(format!("cannot read {}: {e}", path.display())))?;
         yaml.push_str("\n---\n");
         yaml.push_str(&text);
     }
@@ -70,20 +71,45 @@ pub struct ServiceParts {
 
 /// Builds the account service from its parts.
 pub fn build_service(parts: ServiceParts) -> Result<(Arc<AuthService>, String), StartupError> {
-    let ServiceParts { settings, secrets, db, kv, clock, mail_dir, breach_list, hash_permits } = parts;
+    let ServiceParts {
+        settings,
+        secrets,
+        db,
+        kv,
+        clock,
+        mail_dir,
+        breach_list,
+        hash_permits,
+    } = parts;
     let spec = &settings.spec;
-    let hasher = PasswordHasher::new(secrets.peppers.clone(), spec.password_policy.bcrypt_cost, hash_permits)
-        .map_err(|e| StartupError::Config(e.to_string()))?;
-    let breach = BreachChecker::new(&spec.password_policy.breach_check, breach_list).map_err(StartupError::Config)?;
-    let keys = KeyRing::new(&secrets.signing_keys).map_err(|e| StartupError::Config(e.to_string()))?;
-    let host = settings.issuer_host.split(':').next().unwrap_or("localhost");
+    let hasher = PasswordHasher::new(
+        secrets.peppers.clone(),
+        spec.password_policy.bcrypt_cost,
+        hash_permits,
+    )
+    .map_err(|e| StartupError::Config(e.to_string()))?;
+    let breach = BreachChecker::new(&spec.password_policy.breach_check, breach_list)
+        .map_err(StartupError::Config)?;
+    let keys =
+        KeyRing::new(&secrets.signing_keys).map_err(|e| StartupError::Config(e.to_string()))?;
+    let host = settings
+        .issuer_host
+        .split(':')
+        .next()
+        .unwrap_or("localhost");
     let from = spec
         .notifications
         .as_ref()
         .and_then(|n| n.smtp.as_ref())
         .map_or_else(|| format!("no-reply@{host}"), |s| s.from.clone());
-    let mailer = Mailer::new(&from, &spec.issuer, &settings.name, secrets.smtp_url.as_deref(), mail_dir)
-        .map_err(|e| StartupError::Missing(format!("mail: {e}")))?;
+    let mailer = Mailer::new(
+        &from,
+        &spec.issuer,
+        &settings.name,
+        secrets.smtp_url.as_deref(),
+        mail_dir,
+    )
+    .map_err(|e| StartupError::Missing(format!("mail: {e}")))?;
     let service = AuthService {
         settings: Arc::new(settings),
         db,
@@ -114,7 +140,8 @@ pub async fn run(
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let public_app = http::public_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let public_app =
+        http::public_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let admin_app = http::admin_router(state).into_make_service_with_connect_info::<SocketAddr>();
     let public = axum::serve(public, public_app).with_graceful_shutdown(wait(rx.clone()));
     let admin = axum::serve(admin, admin_app).with_graceful_shutdown(wait(rx));
@@ -146,7 +173,11 @@ pub async fn shutdown_signal() {
 }
 
 /// Connects the session store: Redis when a URL is given; memory only for one replica.
-pub async fn connect_kv(settings: &RealmSettings, redis_url: Option<&str>, dev: bool) -> Result<Kv, StartupError> {
+pub async fn connect_kv(
+    settings: &RealmSettings,
+    redis_url: Option<&str>,
+    dev: bool,
+) -> Result<Kv, StartupError> {
     match redis_url {
         Some(url) => Kv::redis(url, &format!("portcullis:{}:", settings.name))
             .await

@@ -161,7 +161,9 @@ pub struct AuthService {
 
 impl std::fmt::Debug for AuthService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthService").field("realm", &self.settings.name).finish_non_exhaustive()
+        f.debug_struct("AuthService")
+            .field("realm", &self.settings.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -196,7 +198,13 @@ impl AuthService {
 
     /// Every rule a new password breaks, the breach check included (run only when the local
     /// rules pass, to spare the breach API).
-    async fn check_new_password(&self, field: &'static str, password: &str, email: &str, display_name: Option<&str>) -> Vec<Violation> {
+    async fn check_new_password(
+        &self,
+        field: &'static str,
+        password: &str,
+        email: &str,
+        display_name: Option<&str>,
+    ) -> Vec<Violation> {
         let mut inputs = vec![email];
         if let Some((local, _)) = email.split_once('@') {
             inputs.push(local);
@@ -212,7 +220,11 @@ impl AuthService {
                 self.metrics.breach_check_failures.inc();
                 tracing::warn!(reason = %reason, policy = ?policy.breach_check.failure_policy, "breach check unavailable");
             }
-            violations.extend(breach::decide(field, &verdict, policy.breach_check.failure_policy));
+            violations.extend(breach::decide(
+                field,
+                &verdict,
+                policy.breach_check.failure_policy,
+            ));
         }
         violations
     }
@@ -220,7 +232,9 @@ impl AuthService {
     async fn hash_timed(&self, password: &str) -> Result<StoredHash, AuthError> {
         let started = std::time::Instant::now();
         let hash = self.hasher.hash(password).await;
-        self.metrics.password_hash_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .password_hash_seconds
+            .observe(started.elapsed().as_secs_f64());
         hash
     }
 
@@ -228,10 +242,21 @@ impl AuthService {
     /// the address is taken (its owner gets a notice instead), and both paths hash once.
     pub async fn register(&self, input: Registration) -> Result<Registered, AuthError> {
         let mut violations = Vec::new();
-        let email = canonical_email("email", &input.email).map_err(|v| violations.push(v)).ok();
-        let display_name = input.display_name.as_deref().map(str::trim).filter(|n| !n.is_empty());
-        if display_name.is_some_and(|n| n.chars().count() > 100 || n.chars().any(char::is_control)) {
-            violations.push(Violation::new("display_name", "invalid_display_name", "at most 100 characters, no control characters"));
+        let email = canonical_email("email", &input.email)
+            .map_err(|v| violations.push(v))
+            .ok();
+        let display_name = input
+            .display_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty());
+        if display_name.is_some_and(|n| n.chars().count() > 100 || n.chars().any(char::is_control))
+        {
+            violations.push(Violation::new(
+                "display_name",
+                "invalid_display_name",
+                "at most 100 characters, no control characters",
+            ));
         }
         let privacy = &self.settings.spec.privacy;
         match input.policy_version.as_deref() {
@@ -239,27 +264,49 @@ impl AuthService {
             Some(_) => violations.push(Violation::new(
                 "policy_version",
                 "policy_version_mismatch",
-                format!("the current privacy policy is version {}", privacy.policy_version),
+                format!(
+                    "the current privacy policy is version {}",
+                    privacy.policy_version
+                ),
             )),
-            None => violations.push(Violation::new("policy_version", "required", "accept the privacy policy version")),
+            None => violations.push(Violation::new(
+                "policy_version",
+                "required",
+                "accept the privacy policy version",
+            )),
         }
         for purpose in &privacy.purposes {
             if purpose.required && input.consents.get(&purpose.name) != Some(&true) {
-                violations.push(Violation::new("consents", "consent_required", format!("consent to {:?} is required", purpose.name)));
+                violations.push(Violation::new(
+                    "consents",
+                    "consent_required",
+                    format!("consent to {:?} is required", purpose.name),
+                ));
             }
         }
         for name in input.consents.keys() {
             if !privacy.purposes.iter().any(|p| &p.name == name) {
-                violations.push(Violation::new("consents", "unknown_purpose", format!("no purpose {name:?}")));
+                violations.push(Violation::new(
+                    "consents",
+                    "unknown_purpose",
+                    format!("no purpose {name:?}"),
+                ));
             }
         }
         let password = password::normalize(&input.password);
         let email_for_check = email.clone().unwrap_or_default();
         if violations.is_empty() {
-            violations = self.check_new_password("password", &password, &email_for_check, display_name).await;
+            violations = self
+                .check_new_password("password", &password, &email_for_check, display_name)
+                .await;
         } else {
             let policy = &self.settings.spec.password_policy;
-            violations.extend(password::check("password", &password, policy, &[&email_for_check]));
+            violations.extend(password::check(
+                "password",
+                &password,
+                policy,
+                &[&email_for_check],
+            ));
         }
         let Some(email) = email.filter(|_| violations.is_empty()) else {
             return Err(AuthError::Validation(violations));
@@ -293,14 +340,22 @@ impl AuthService {
             Err(e) => return Err(e.into()),
         }
         let consents: Vec<(String, bool)> = input.consents.into_iter().collect();
-        self.db.upsert_consents(id, &consents, &privacy.policy_version, now).await?;
+        self.db
+            .upsert_consents(id, &consents, &privacy.policy_version, now)
+            .await?;
         tracing::info!(target: "audit", event = "register", user_id = %id, "account registered");
         if !verification {
             return Ok(Registered::Created(id));
         }
         let token = crate::secrets::random_token(32);
         self.db
-            .insert_one_time_token(&tokens::hash_opaque(&token), id, TokenPurpose::VerifyEmail, now, now + VERIFY_TTL)
+            .insert_one_time_token(
+                &tokens::hash_opaque(&token),
+                id,
+                TokenPurpose::VerifyEmail,
+                now,
+                now + VERIFY_TTL,
+            )
             .await?;
         self.notify(&email, Mail::VerifyEmail { token }).await;
         Ok(Registered::VerificationPending)
@@ -333,16 +388,27 @@ impl AuthService {
         let now = self.clock.now();
         let token = crate::secrets::random_token(32);
         self.db
-            .insert_one_time_token(&tokens::hash_opaque(&token), user.id, TokenPurpose::PasswordReset, now, now + RESET_TTL)
+            .insert_one_time_token(
+                &tokens::hash_opaque(&token),
+                user.id,
+                TokenPurpose::PasswordReset,
+                now,
+                now + RESET_TTL,
+            )
             .await?;
-        self.notify(&user.email, Mail::PasswordReset { token }).await;
+        self.notify(&user.email, Mail::PasswordReset { token })
+            .await;
         tracing::info!(target: "audit", event = "password_reset_requested", user_id = %user.id, "password reset mailed");
         Ok(())
     }
 
     /// Sets a new password with a reset token; every session and refresh token ends. A
     /// refused password leaves the token usable.
-    pub async fn confirm_password_reset(&self, token: &str, new_password: &str) -> Result<(), AuthError> {
+    pub async fn confirm_password_reset(
+        &self,
+        token: &str,
+        new_password: &str,
+    ) -> Result<(), AuthError> {
         let password = password::normalize(new_password);
         let now = self.clock.now();
         let hash = tokens::hash_opaque(token);
@@ -351,17 +417,35 @@ impl AuthService {
             .peek_one_time_token(&hash, TokenPurpose::PasswordReset, now)
             .await?
             .ok_or(AuthError::InvalidToken)?;
-        let user = self.db.user_by_id(user_id).await?.ok_or(AuthError::InvalidToken)?;
-        let violations = self.check_new_password("new_password", &password, &user.email, user.display_name.as_deref()).await;
+        let user = self
+            .db
+            .user_by_id(user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        let violations = self
+            .check_new_password(
+                "new_password",
+                &password,
+                &user.email,
+                user.display_name.as_deref(),
+            )
+            .await;
         if !violations.is_empty() {
             return Err(AuthError::Validation(violations));
         }
         // Single use is decided here, atomically: of two concurrent resets one wins.
-        if self.db.consume_one_time_token(&hash, TokenPurpose::PasswordReset, now).await? != Some(user.id) {
+        if self
+            .db
+            .consume_one_time_token(&hash, TokenPurpose::PasswordReset, now)
+            .await?
+            != Some(user.id)
+        {
             return Err(AuthError::InvalidToken);
         }
         let stored = self.hash_timed(&password).await?;
-        self.db.set_password(user.id, &stored.hash, &stored.pepper_version, now).await?;
+        self.db
+            .set_password(user.id, &stored.hash, &stored.pepper_version, now)
+            .await?;
         self.db.set_email_verified(user.id, now).await?;
         self.end_sessions(user.id, None).await?;
         if let Ok(canonical) = canonical_email("email", &user.email) {
@@ -391,13 +475,23 @@ impl AuthService {
     /// Logs in. Attempts are counted per canonical identifier whether or not the account
     /// exists, atomically, so parallel guesses get no more than `maxFailures` tries; unknown
     /// accounts cost one bcrypt run like known ones; the locked answer is the same for both.
-    pub async fn login(&self, email: &str, password: &str, meta: &RequestMeta, previous_session: Option<&str>) -> Result<LoginSuccess, AuthError> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        meta: &RequestMeta,
+        previous_session: Option<&str>,
+    ) -> Result<LoginSuccess, AuthError> {
         let identifier = canonical_email("email", email).map_err(|_| {
             self.metrics.login_failed("invalid_credentials");
             AuthError::InvalidCredentials
         })?;
         let rules = self.lockout_rules();
-        let previous_failures = match self.kv.begin_attempt(&identifier, now_ms(self.clock.now()), &rules).await? {
+        let previous_failures = match self
+            .kv
+            .begin_attempt(&identifier, now_ms(self.clock.now()), &rules)
+            .await?
+        {
             AttemptDecision::Locked { retry_after } => {
                 self.metrics.login_failed("locked");
                 return Err(AuthError::AccountLocked { retry_after });
@@ -416,19 +510,31 @@ impl AuthService {
         });
         let started = std::time::Instant::now();
         let verified = self.hasher.verify(&password, stored.as_ref()).await?;
-        self.metrics.password_hash_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .password_hash_seconds
+            .observe(started.elapsed().as_secs_f64());
         let user = match user {
             Some(user) if verified.ok => user,
             _ => {
                 self.metrics.login_failed("invalid_credentials");
                 tracing::info!(target: "audit", event = "login_failed", ip = %meta.ip, "login failed");
-                if let Some(lock) = self.kv.fail_attempt(&identifier, now_ms(self.clock.now()), &rules).await? {
+                if let Some(lock) = self
+                    .kv
+                    .fail_attempt(&identifier, now_ms(self.clock.now()), &rules)
+                    .await?
+                {
                     self.metrics.lockouts.inc();
                     tracing::warn!(target: "audit", event = "lockout", ip = %meta.ip, seconds = lock.as_secs(), "identifier locked");
                     if let Some(user) = self.db.user_by_email(&identifier).await?
                         && self.settings.spec.lockout.notify_user
                     {
-                        self.notify(&user.email, Mail::AccountLocked { minutes: lock.as_secs().div_ceil(60) }).await;
+                        self.notify(
+                            &user.email,
+                            Mail::AccountLocked {
+                                minutes: lock.as_secs().div_ceil(60),
+                            },
+                        )
+                        .await;
                     }
                 }
                 return Err(AuthError::InvalidCredentials);
@@ -446,7 +552,9 @@ impl AuthService {
         let now = self.clock.now();
         if verified.needs_upgrade {
             let upgraded = self.hash_timed(&password).await?;
-            self.db.set_password(user.id, &upgraded.hash, &upgraded.pepper_version, now).await?;
+            self.db
+                .set_password(user.id, &upgraded.hash, &upgraded.pepper_version, now)
+                .await?;
             tracing::info!(target: "audit", event = "password_hash_upgraded", user_id = %user.id, "password hash upgraded");
         }
         self.db.record_login(user.id, now).await?;
@@ -463,7 +571,12 @@ impl AuthService {
         Ok(success)
     }
 
-    async fn start_session(&self, user: &UserRow, meta: &RequestMeta, now: OffsetDateTime) -> Result<LoginSuccess, AuthError> {
+    async fn start_session(
+        &self,
+        user: &UserRow,
+        meta: &RequestMeta,
+        now: OffsetDateTime,
+    ) -> Result<LoginSuccess, AuthError> {
         let spec = &self.settings.spec;
         let idle = spec.sessions.idle_timeout.as_duration();
         let (secret, session_id) = sessions::new_session_secret();
@@ -475,9 +588,20 @@ impl AuthService {
             ip: meta.ip.clone(),
             user_agent: meta.user_agent.chars().take(256).collect(),
         };
-        self.kv.put_session(&session_id, &record, record.ttl(now, idle)).await?;
+        self.kv
+            .put_session(&session_id, &record, record.ttl(now, idle))
+            .await?;
         let issuer = self.issuer();
-        let claims = tokens::access_claims(issuer, issuer, user.id, &session_id, None, API_SCOPE, now, self.access_ttl());
+        let claims = tokens::access_claims(
+            issuer,
+            issuer,
+            user.id,
+            &session_id,
+            None,
+            API_SCOPE,
+            now,
+            self.access_ttl(),
+        );
         let access_token = self.keys.sign("at+jwt", &claims)?;
         let (refresh_token, refresh_hash) = tokens::new_refresh_token();
         self.db
@@ -507,7 +631,11 @@ impl AuthService {
     /// touched (at most once a minute).
     pub async fn authenticate_session(&self, secret: &str) -> Result<Principal, AuthError> {
         let id = sessions::public_id(secret);
-        let mut record = self.kv.session(&id).await?.ok_or(AuthError::Unauthenticated)?;
+        let mut record = self
+            .kv
+            .session(&id)
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
         let now = self.clock.now();
         let idle = self.settings.spec.sessions.idle_timeout.as_duration();
         if record.is_expired(now, idle) {
@@ -516,7 +644,9 @@ impl AuthService {
         }
         if now - record.last_seen_at >= TOUCH_INTERVAL {
             record.last_seen_at = now;
-            self.kv.put_session(&id, &record, record.ttl(now, idle)).await?;
+            self.kv
+                .put_session(&id, &record, record.ttl(now, idle))
+                .await?;
         }
         Ok(Principal {
             user_id: record.user_id,
@@ -529,7 +659,9 @@ impl AuthService {
     /// session was not revoked (logout, password change).
     pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, AuthError> {
         let issuer = self.issuer();
-        let claims = self.keys.verify_access(token, issuer, issuer, self.clock.now())?;
+        let claims = self
+            .keys
+            .verify_access(token, issuer, issuer, self.clock.now())?;
         if self.kv.is_sid_revoked(&claims.sid).await? {
             return Err(AuthError::Unauthenticated);
         }
@@ -568,19 +700,35 @@ impl AuthService {
     /// Ends the caller's session and its refresh-token family.
     pub async fn logout(&self, principal: &Principal) -> Result<(), AuthError> {
         let now = self.clock.now();
-        self.kv.delete_session(principal.user_id, &principal.session_id).await?;
-        self.kv.revoke_sid(&principal.session_id, self.access_ttl()).await?;
-        self.db.revoke_refresh_by_session(&principal.session_id, now).await?;
+        self.kv
+            .delete_session(principal.user_id, &principal.session_id)
+            .await?;
+        self.kv
+            .revoke_sid(&principal.session_id, self.access_ttl())
+            .await?;
+        self.db
+            .revoke_refresh_by_session(&principal.session_id, now)
+            .await?;
         tracing::info!(target: "audit", event = "logout", user_id = %principal.user_id, "logged out");
         Ok(())
     }
 
     /// Changes the password; every other session and refresh token ends.
-    pub async fn change_password(&self, principal: &Principal, current: &str, new: &str) -> Result<(), AuthError> {
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current: &str,
+        new: &str,
+    ) -> Result<(), AuthError> {
         let user = self.active_user(principal).await?;
-        let identifier = canonical_email("email", &user.email).map_err(|_| AuthError::Internal("stored email invalid".into()))?;
+        let identifier = canonical_email("email", &user.email)
+            .map_err(|_| AuthError::Internal("stored email invalid".into()))?;
         let rules = self.lockout_rules();
-        if let AttemptDecision::Locked { retry_after } = self.kv.begin_attempt(&identifier, now_ms(self.clock.now()), &rules).await? {
+        if let AttemptDecision::Locked { retry_after } = self
+            .kv
+            .begin_attempt(&identifier, now_ms(self.clock.now()), &rules)
+            .await?
+        {
             return Err(AuthError::AccountLocked { retry_after });
         }
         let stored = StoredHash {
@@ -589,24 +737,43 @@ impl AuthService {
         };
         let current = password::normalize(current);
         if !self.hasher.verify(&current, Some(&stored)).await?.ok {
-            if self.kv.fail_attempt(&identifier, now_ms(self.clock.now()), &rules).await?.is_some() {
+            if self
+                .kv
+                .fail_attempt(&identifier, now_ms(self.clock.now()), &rules)
+                .await?
+                .is_some()
+            {
                 self.metrics.lockouts.inc();
             }
             return Err(AuthError::InvalidCredentials);
         }
         self.kv.clear_attempts(&identifier).await?;
         let new = password::normalize(new);
-        let mut violations = self.check_new_password("new_password", &new, &user.email, user.display_name.as_deref()).await;
+        let mut violations = self
+            .check_new_password(
+                "new_password",
+                &new,
+                &user.email,
+                user.display_name.as_deref(),
+            )
+            .await;
         if new == current {
-            violations.push(Violation::new("new_password", "password_unchanged", "choose a password different from the current one"));
+            violations.push(Violation::new(
+                "new_password",
+                "password_unchanged",
+                "choose a password different from the current one",
+            ));
         }
         if !violations.is_empty() {
             return Err(AuthError::Validation(violations));
         }
         let now = self.clock.now();
         let hash = self.hash_timed(&new).await?;
-        self.db.set_password(user.id, &hash.hash, &hash.pepper_version, now).await?;
-        self.end_sessions(user.id, Some(&principal.session_id)).await?;
+        self.db
+            .set_password(user.id, &hash.hash, &hash.pepper_version, now)
+            .await?;
+        self.end_sessions(user.id, Some(&principal.session_id))
+            .await?;
         self.notify(&user.email, Mail::PasswordChanged).await;
         tracing::info!(target: "audit", event = "password_changed", user_id = %user.id, "password changed");
         Ok(())
@@ -628,13 +795,17 @@ impl AuthService {
                 record,
             })
             .collect();
-        list.sort_by(|a, b| b.record.created_at.cmp(&a.record.created_at));
+        list.sort_by_key(|s| std::cmp::Reverse(s.record.created_at));
         Ok(list)
     }
 
     /// Revokes one of the caller's sessions.
     pub async fn revoke_session(&self, principal: &Principal, id: &str) -> Result<(), AuthError> {
-        let owned = self.kv.session(id).await?.is_some_and(|r| r.user_id == principal.user_id);
+        let owned = self
+            .kv
+            .session(id)
+            .await?
+            .is_some_and(|r| r.user_id == principal.user_id);
         if !owned {
             return Err(AuthError::NotFound);
         }
@@ -648,25 +819,49 @@ impl AuthService {
 
     /// The refresh-token grant: rotates the token; a reused token revokes its family and the
     /// session that started it.
-    pub async fn refresh(&self, presented: &str, client_id: Option<&str>) -> Result<Refreshed, AuthError> {
+    pub async fn refresh(
+        &self,
+        presented: &str,
+        client_id: Option<&str>,
+    ) -> Result<Refreshed, AuthError> {
         let now = self.clock.now();
         let spec = &self.settings.spec;
         let (successor, successor_hash) = tokens::new_refresh_token();
         let outcome = self
             .db
-            .rotate_refresh_token(&tokens::hash_opaque(presented), &successor_hash, now, now + spec.tokens.refresh_idle_ttl.as_duration())
+            .rotate_refresh_token(
+                &tokens::hash_opaque(presented),
+                &successor_hash,
+                now,
+                now + spec.tokens.refresh_idle_ttl.as_duration(),
+            )
             .await?;
         match outcome {
-            RotateOutcome::Rotated { user_id, session_id, client_id: family_client } => {
+            RotateOutcome::Rotated {
+                user_id,
+                session_id,
+                client_id: family_client,
+            } => {
                 if client_id.is_some() && client_id != family_client.as_deref() {
-                    return Err(AuthError::InvalidGrant("the refresh token was not issued to this client"));
+                    return Err(AuthError::InvalidGrant(
+                        "the refresh token was not issued to this client",
+                    ));
                 }
                 let user = self.db.user_by_id(user_id).await?.filter(|u| !u.disabled);
                 if user.is_none() {
                     return Err(AuthError::InvalidGrant("the account is disabled or gone"));
                 }
                 let issuer = self.issuer();
-                let claims = tokens::access_claims(issuer, issuer, user_id, &session_id, family_client.as_deref(), API_SCOPE, now, self.access_ttl());
+                let claims = tokens::access_claims(
+                    issuer,
+                    issuer,
+                    user_id,
+                    &session_id,
+                    family_client.as_deref(),
+                    API_SCOPE,
+                    now,
+                    self.access_ttl(),
+                );
                 Ok(Refreshed {
                     access_token: self.keys.sign("at+jwt", &claims)?,
                     refresh_token: successor,
@@ -681,9 +876,13 @@ impl AuthService {
                     self.kv.delete_session(record.user_id, &session_id).await?;
                 }
                 tracing::warn!(target: "audit", event = "refresh_token_reuse", "refresh token reused; family revoked");
-                Err(AuthError::InvalidGrant("refresh token reuse detected; the token family is revoked"))
+                Err(AuthError::InvalidGrant(
+                    "refresh token reuse detected; the token family is revoked",
+                ))
             }
-            RotateOutcome::Invalid => Err(AuthError::InvalidGrant("invalid or expired refresh token")),
+            RotateOutcome::Invalid => {
+                Err(AuthError::InvalidGrant("invalid or expired refresh token"))
+            }
         }
     }
 
@@ -698,7 +897,8 @@ impl AuthService {
     /// Admin: clears a user's failures and lock.
     pub async fn unlock(&self, user: Uuid) -> Result<(), AuthError> {
         let user = self.db.user_by_id(user).await?.ok_or(AuthError::NotFound)?;
-        let identifier = canonical_email("email", &user.email).map_err(|_| AuthError::Internal("stored email invalid".into()))?;
+        let identifier = canonical_email("email", &user.email)
+            .map_err(|_| AuthError::Internal("stored email invalid".into()))?;
         self.kv.clear_attempts(&identifier).await?;
         tracing::info!(target: "audit", event = "admin_unlock", user_id = %user.id, "account unlocked by an admin");
         Ok(())

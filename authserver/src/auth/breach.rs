@@ -25,7 +25,11 @@ pub enum BreachVerdict {
 }
 
 /// The policy decision for a verdict (pure): a violation, or none.
-pub fn decide(field: &'static str, verdict: &BreachVerdict, failure_policy: FailurePolicy) -> Option<Violation> {
+pub fn decide(
+    field: &'static str,
+    verdict: &BreachVerdict,
+    failure_policy: FailurePolicy,
+) -> Option<Violation> {
     match (verdict, failure_policy) {
         (BreachVerdict::Breached { .. }, _) => Some(Violation::new(
             field,
@@ -43,7 +47,10 @@ pub fn decide(field: &'static str, verdict: &BreachVerdict, failure_policy: Fail
 
 /// Uppercase hex SHA-1 of the password, as both sources index it.
 pub fn sha1_hex(password: &str) -> String {
-    Sha1::digest(password.as_bytes()).iter().map(|b| format!("{b:02X}")).collect()
+    Sha1::digest(password.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
 }
 
 /// The configured breach source.
@@ -84,7 +91,8 @@ impl BreachChecker {
                 })
             }
             BreachCheckMode::Offline => {
-                let path = offline_list.ok_or("breachCheck mode Offline needs the list file (--breach-list)")?;
+                let path = offline_list
+                    .ok_or("breachCheck mode Offline needs the list file (--breach-list)")?;
                 if !path.is_file() {
                     return Err(format!("breach list {} is not a file", path.display()));
                 }
@@ -114,7 +122,9 @@ impl BreachChecker {
                 match tokio::task::spawn_blocking(move || search_sorted_list(&path, &hash)).await {
                     Ok(Ok(Some(count))) => BreachVerdict::Breached { count },
                     Ok(Ok(None)) => BreachVerdict::Clean,
-                    Ok(Err(e)) => BreachVerdict::Unavailable(format!("breach list unreadable: {e}")),
+                    Ok(Err(e)) => {
+                        BreachVerdict::Unavailable(format!("breach list unreadable: {e}"))
+                    }
                     Err(e) => BreachVerdict::Unavailable(format!("breach list search failed: {e}")),
                 }
             }
@@ -122,24 +132,41 @@ impl BreachChecker {
     }
 }
 
-async fn fetch_range(client: &reqwest::Client, api_url: &str, prefix: &str) -> Result<String, String> {
+async fn fetch_range(
+    client: &reqwest::Client,
+    api_url: &str,
+    prefix: &str,
+) -> Result<String, String> {
     let response = client
         .get(format!("{api_url}/range/{prefix}"))
         .header("Add-Padding", "true")
         .send()
         .await
-        .map_err(|e| if e.is_timeout() { "timeout".to_owned() } else { format!("request failed: {e}") })?;
+        .map_err(|e| {
+            if e.is_timeout() {
+                "timeout".to_owned()
+            } else {
+                format!("request failed: {e}")
+            }
+        })?;
     if !response.status().is_success() {
         return Err(format!("breach API answered {}", response.status()));
     }
-    response.text().await.map_err(|e| if e.is_timeout() { "timeout".to_owned() } else { format!("body: {e}") })
+    response.text().await.map_err(|e| {
+        if e.is_timeout() {
+            "timeout".to_owned()
+        } else {
+            format!("body: {e}")
+        }
+    })
 }
 
 /// Finds `suffix` in a range answer (`SUFFIX:COUNT` lines). Padding lines have count 0.
 pub fn parse_range(body: &str, suffix: &str) -> Option<u64> {
     body.lines().find_map(|line| {
         let (s, count) = line.trim().split_once(':')?;
-        s.eq_ignore_ascii_case(suffix).then(|| count.trim().parse().unwrap_or(0))
+        s.eq_ignore_ascii_case(suffix)
+            .then(|| count.trim().parse().unwrap_or(0))
     })
 }
 
@@ -195,15 +222,27 @@ mod tests {
 
     #[test]
     fn sha1_is_uppercase_hex() {
-        assert_eq!(sha1_hex("password"), "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8");
+        assert_eq!(
+            sha1_hex("password"),
+            "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8"
+        );
     }
 
     #[test]
     fn range_lines_match_case_insensitively_and_padding_counts_zero() {
         let body = "0018A45C4D1DEF81644B54AB7F969B88D65:1\r\n1E4C9B93F3F0682250B6CF8331B7EE68FD8:3861493\r\nFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:0\r\n";
-        assert_eq!(parse_range(body, "1e4c9b93f3f0682250b6cf8331b7ee68fd8"), Some(3_861_493));
-        assert_eq!(parse_range(body, "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"), Some(0));
-        assert_eq!(parse_range(body, "0000000000000000000000000000000000A"), None);
+        assert_eq!(
+            parse_range(body, "1e4c9b93f3f0682250b6cf8331b7ee68fd8"),
+            Some(3_861_493)
+        );
+        assert_eq!(
+            parse_range(body, "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"),
+            Some(0)
+        );
+        assert_eq!(
+            parse_range(body, "0000000000000000000000000000000000A"),
+            None
+        );
     }
 
     #[test]
@@ -212,12 +251,24 @@ mod tests {
         let path = dir.path().join("list.txt");
         let mut hashes: Vec<String> = (0..500).map(|i| sha1_hex(&format!("pw{i}"))).collect();
         hashes.sort();
-        let text: String = hashes.iter().enumerate().map(|(i, h)| format!("{h}:{}\n", i + 1)).collect();
+        let text: String = hashes
+            .iter()
+            .enumerate()
+            .map(|(i, h)| format!("{h}:{}\n", i + 1))
+            .collect();
         std::fs::write(&path, text).unwrap();
         for (i, h) in hashes.iter().enumerate() {
-            assert_eq!(search_sorted_list(&path, h).unwrap(), Some(i as u64 + 1), "entry {i}");
+            assert_eq!(
+                search_sorted_list(&path, h).unwrap(),
+                Some(i as u64 + 1),
+                "entry {i}"
+            );
         }
-        for absent in ["0000000000000000000000000000000000000000", "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF", &sha1_hex("nope")] {
+        for absent in [
+            "0000000000000000000000000000000000000000",
+            "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
+            &sha1_hex("nope"),
+        ] {
             assert_eq!(search_sorted_list(&path, absent).unwrap(), None, "{absent}");
         }
     }
@@ -226,8 +277,23 @@ mod tests {
     fn the_failure_policy_decides_what_an_outage_means() {
         let down = BreachVerdict::Unavailable("timeout".into());
         assert_eq!(decide("p", &down, FailurePolicy::Open), None);
-        assert_eq!(decide("p", &down, FailurePolicy::Closed).unwrap().code, "breach_check_unavailable");
-        assert_eq!(decide("p", &BreachVerdict::Breached { count: 3 }, FailurePolicy::Open).unwrap().code, "password_breached");
-        assert_eq!(decide("p", &BreachVerdict::Clean, FailurePolicy::Closed), None);
+        assert_eq!(
+            decide("p", &down, FailurePolicy::Closed).unwrap().code,
+            "breach_check_unavailable"
+        );
+        assert_eq!(
+            decide(
+                "p",
+                &BreachVerdict::Breached { count: 3 },
+                FailurePolicy::Open
+            )
+            .unwrap()
+            .code,
+            "password_breached"
+        );
+        assert_eq!(
+            decide("p", &BreachVerdict::Clean, FailurePolicy::Closed),
+            None
+        );
     }
 }

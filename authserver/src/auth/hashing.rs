@@ -67,9 +67,15 @@ pub fn bcrypt_cost(hash: &str) -> Option<u32> {
 impl PasswordHasher {
     /// A hasher with the realm's cost; computes the dummy hash (one bcrypt run) at start.
     pub fn new(peppers: Vec<Pepper>, cost: u32, permits: usize) -> Result<Arc<Self>, AuthError> {
-        let current = peppers.first().ok_or_else(|| AuthError::Internal("no pepper".into()))?;
-        let dummy_input = pepper(&current.key, "portcullis dummy password for unknown accounts");
-        let dummy = bcrypt::hash(dummy_input, cost).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let current = peppers
+            .first()
+            .ok_or_else(|| AuthError::Internal("no pepper".into()))?;
+        let dummy_input = pepper(
+            &current.key,
+            "portcullis dummy password for unknown accounts",
+        );
+        let dummy =
+            bcrypt::hash(dummy_input, cost).map_err(|e| AuthError::Internal(e.to_string()))?;
         Ok(Arc::new(Self {
             dummy: StoredHash {
                 hash: dummy,
@@ -88,14 +94,26 @@ impl PasswordHasher {
     }
 
     /// Runs `work` on the blocking pool once a permit is free.
-    async fn on_pool<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
-        let _permit = self.pool.acquire().await.map_err(|_| AuthError::Internal("hashing pool closed".into()))?;
-        tokio::task::spawn_blocking(work).await.map_err(|e| AuthError::Internal(e.to_string()))
+    async fn on_pool<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AuthError> {
+        let _permit = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|_| AuthError::Internal("hashing pool closed".into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))
     }
 
     /// Hashes a (normalised) password with the current pepper.
     pub async fn hash(&self, password: &str) -> Result<StoredHash, AuthError> {
-        let current = self.peppers.first().ok_or_else(|| AuthError::Internal("no pepper".into()))?;
+        let current = self
+            .peppers
+            .first()
+            .ok_or_else(|| AuthError::Internal("no pepper".into()))?;
         let input = pepper(&current.key, password);
         let cost = self.cost;
         let hash = self
@@ -110,31 +128,52 @@ impl PasswordHasher {
 
     /// Verifies a password against `stored`, or against the dummy hash when there is no
     /// account, so both take one bcrypt run at the realm's cost.
-    pub async fn verify(&self, password: &str, stored: Option<&StoredHash>) -> Result<Verified, AuthError> {
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored: Option<&StoredHash>,
+    ) -> Result<Verified, AuthError> {
         let target = stored.unwrap_or(&self.dummy);
-        let key = self.peppers.iter().find(|p| p.version == target.pepper_version);
+        let key = self
+            .peppers
+            .iter()
+            .find(|p| p.version == target.pepper_version);
         let Some(key) = key else {
             tracing::error!(pepper_version = %target.pepper_version, "password hash made with a pepper that is no longer configured");
             // Still spend the time, so the answer does not tell this case apart.
-            let (input, hash) = (pepper(&self.dummy_key()?, password), self.dummy.hash.clone());
+            let (input, hash) = (
+                pepper(&self.dummy_key()?, password),
+                self.dummy.hash.clone(),
+            );
             self.verifications.fetch_add(1, Ordering::Relaxed);
             let _ = self.on_pool(move || bcrypt::verify(input, &hash)).await?;
-            return Ok(Verified { ok: false, needs_upgrade: false });
+            return Ok(Verified {
+                ok: false,
+                needs_upgrade: false,
+            });
         };
         let input = pepper(&key.key, password);
         let hash = target.hash.clone();
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        let ok = self.on_pool(move || bcrypt::verify(input, &hash).unwrap_or(false)).await?;
+        let ok = self
+            .on_pool(move || bcrypt::verify(input, &hash).unwrap_or(false))
+            .await?;
         let current_version = self.peppers.first().map(|p| p.version.as_str());
         let needs_upgrade = ok
             && stored.is_some()
             && (bcrypt_cost(&target.hash).is_none_or(|c| c < self.cost)
                 || current_version != Some(target.pepper_version.as_str()));
-        Ok(Verified { ok: ok && stored.is_some(), needs_upgrade })
+        Ok(Verified {
+            ok: ok && stored.is_some(),
+            needs_upgrade,
+        })
     }
 
     fn dummy_key(&self) -> Result<Vec<u8>, AuthError> {
-        self.peppers.first().map(|p| p.key.clone()).ok_or_else(|| AuthError::Internal("no pepper".into()))
+        self.peppers
+            .first()
+            .map(|p| p.key.clone())
+            .ok_or_else(|| AuthError::Internal("no pepper".into()))
     }
 }
 
@@ -143,7 +182,13 @@ mod tests {
     use super::*;
 
     fn peppers(versions: &[&str]) -> Vec<Pepper> {
-        versions.iter().map(|v| Pepper { version: (*v).into(), key: vec![7; 32] }).collect()
+        versions
+            .iter()
+            .map(|v| Pepper {
+                version: (*v).into(),
+                key: vec![7; 32],
+            })
+            .collect()
     }
 
     #[tokio::test]
@@ -151,8 +196,20 @@ mod tests {
         let hasher = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
         let stored = hasher.hash("correct horse").await.unwrap();
         assert!(stored.hash.starts_with("$2b$04$"));
-        assert_eq!(hasher.verify("correct horse", Some(&stored)).await.unwrap(), Verified { ok: true, needs_upgrade: false });
-        assert!(!hasher.verify("correct horsf", Some(&stored)).await.unwrap().ok);
+        assert_eq!(
+            hasher.verify("correct horse", Some(&stored)).await.unwrap(),
+            Verified {
+                ok: true,
+                needs_upgrade: false
+            }
+        );
+        assert!(
+            !hasher
+                .verify("correct horsf", Some(&stored))
+                .await
+                .unwrap()
+                .ok
+        );
     }
 
     #[tokio::test]
@@ -160,14 +217,23 @@ mod tests {
         let hasher = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
         let long = "x".repeat(100);
         let stored = hasher.hash(&format!("{long}A")).await.unwrap();
-        assert!(!hasher.verify(&format!("{long}B"), Some(&stored)).await.unwrap().ok);
+        assert!(
+            !hasher
+                .verify(&format!("{long}B"), Some(&stored))
+                .await
+                .unwrap()
+                .ok
+        );
     }
 
     #[tokio::test]
     async fn unknown_accounts_cost_one_verification_and_never_match() {
         let hasher = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
         let before = hasher.verifications();
-        let v = hasher.verify("portcullis dummy password for unknown accounts", None).await.unwrap();
+        let v = hasher
+            .verify("portcullis dummy password for unknown accounts", None)
+            .await
+            .unwrap();
         assert!(!v.ok, "the dummy password must not log anyone in");
         assert_eq!(hasher.verifications(), before + 1);
     }
@@ -177,7 +243,13 @@ mod tests {
         let old = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
         let stored = old.hash("pw").await.unwrap();
         let stronger = PasswordHasher::new(peppers(&["v1"]), 5, 2).unwrap();
-        assert!(stronger.verify("pw", Some(&stored)).await.unwrap().needs_upgrade);
+        assert!(
+            stronger
+                .verify("pw", Some(&stored))
+                .await
+                .unwrap()
+                .needs_upgrade
+        );
         let rotated = PasswordHasher::new(peppers(&["v2", "v1"]), 4, 2).unwrap();
         let v = rotated.verify("pw", Some(&stored)).await.unwrap();
         assert!(v.ok && v.needs_upgrade);

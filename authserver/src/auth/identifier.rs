@@ -13,12 +13,22 @@ pub fn canonical_email(field: &'static str, email: &str) -> Result<String, Viola
     if canonical.is_empty() || canonical.len() > 254 {
         return Err(invalid());
     }
-    if canonical.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if canonical
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(invalid());
     }
     let (local, domain) = canonical.rsplit_once('@').ok_or_else(invalid)?;
-    let labels_ok = domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
-    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain.contains('.') || !labels_ok {
+    let labels_ok = domain
+        .split('.')
+        .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+    if local.is_empty()
+        || local.len() > 64
+        || local.contains('@')
+        || !domain.contains('.')
+        || !labels_ok
+    {
         return Err(invalid());
     }
     Ok(canonical)
@@ -30,14 +40,29 @@ mod tests {
 
     #[test]
     fn case_width_and_spaces_do_not_make_a_new_identifier() {
-        assert_eq!(canonical_email("email", "  Alice@Example.COM ").unwrap(), "alice@example.com");
+        assert_eq!(
+            canonical_email("email", "  Alice@Example.COM ").unwrap(),
+            "alice@example.com"
+        );
         // Fullwidth letters normalise under NFKC.
-        assert_eq!(canonical_email("email", "ａlice@example.com").unwrap(), "alice@example.com");
+        assert_eq!(
+            canonical_email("email", "ａlice@example.com").unwrap(),
+            "alice@example.com"
+        );
     }
 
     #[test]
     fn implausible_addresses_are_refused() {
-        for bad in ["", "alice", "@example.com", "alice@", "alice@localhost", "a b@example.com", "a@b@example.com", "a@-x.com"] {
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@localhost",
+            "a b@example.com",
+            "a@b@example.com",
+            "a@-x.com",
+        ] {
             let v = canonical_email("email", bad).unwrap_err();
             assert_eq!(v.code, "invalid_email", "{bad}");
         }

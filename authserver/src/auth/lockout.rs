@@ -55,7 +55,11 @@ impl LockoutRules {
         if self.delay_after == 0 || previous_failures < self.delay_after {
             return Duration::ZERO;
         }
-        doubled(self.delay_base, previous_failures - self.delay_after, self.delay_max)
+        doubled(
+            self.delay_base,
+            previous_failures - self.delay_after,
+            self.delay_max,
+        )
     }
 
     /// How long the counters of an identifier are kept after its last failure: long enough
@@ -106,7 +110,10 @@ mod tests {
 
     #[test]
     fn zero_after_failures_turns_delays_off() {
-        let r = LockoutRules { delay_after: 0, ..rules() };
+        let r = LockoutRules {
+            delay_after: 0,
+            ..rules()
+        };
         assert_eq!(r.delay(50), Duration::ZERO);
     }
 }

@@ -16,15 +16,28 @@ pub fn normalize(password: &str) -> String {
 
 /// Every rule of `policy` the (normalised) password breaks. `user_inputs` (email, display
 /// name) make passwords built from them weaker in the strength estimate.
-pub fn check(field: &'static str, password: &str, policy: &PasswordPolicy, user_inputs: &[&str]) -> Vec<Violation> {
+pub fn check(
+    field: &'static str,
+    password: &str,
+    policy: &PasswordPolicy,
+    user_inputs: &[&str],
+) -> Vec<Violation> {
     let mut violations = Vec::new();
     let length = password.chars().count();
     let min = policy.min_length as usize;
     if length < min {
-        violations.push(Violation::new(field, "password_too_short", format!("use at least {min} characters")));
+        violations.push(Violation::new(
+            field,
+            "password_too_short",
+            format!("use at least {min} characters"),
+        ));
     }
     if length > MAX_LENGTH {
-        violations.push(Violation::new(field, "password_too_long", format!("use at most {MAX_LENGTH} characters")));
+        violations.push(Violation::new(
+            field,
+            "password_too_long",
+            format!("use at most {MAX_LENGTH} characters"),
+        ));
         // The estimator is slow on very long input and the password is refused anyway.
         return violations;
     }
@@ -51,7 +64,10 @@ pub fn check(field: &'static str, password: &str, policy: &PasswordPolicy, user_
             violations.push(Violation::new(
                 field,
                 "password_too_weak",
-                format!("too easy to guess (strength {score} of 4, {} needed)", policy.min_strength),
+                format!(
+                    "too easy to guess (strength {score} of 4, {} needed)",
+                    policy.min_strength
+                ),
             ));
         }
     }
@@ -63,10 +79,15 @@ mod tests {
     use super::*;
 
     fn codes(password: &str) -> Vec<&'static str> {
-        check("password", &normalize(password), &PasswordPolicy::default(), &["alice@example.com"])
-            .into_iter()
-            .map(|v| v.code)
-            .collect()
+        check(
+            "password",
+            &normalize(password),
+            &PasswordPolicy::default(),
+            &["alice@example.com"],
+        )
+        .into_iter()
+        .map(|v| v.code)
+        .collect()
     }
 
     #[test]
@@ -78,14 +99,21 @@ mod tests {
     fn each_rule_has_its_own_code() {
         assert_eq!(codes("Ab1!"), ["password_too_short", "password_too_weak"]);
         assert!(codes(&"Ab1!".repeat(40)).contains(&"password_too_long"));
-        assert_eq!(codes("tangerineorbitquietly"), ["password_missing_character_classes"]);
+        assert_eq!(
+            codes("tangerineorbitquietly"),
+            ["password_missing_character_classes"]
+        );
         assert_eq!(codes("Password1234!"), ["password_too_weak"]);
     }
 
     #[test]
     fn length_counts_characters_after_nfkc_not_bytes() {
         // 12 characters of 3 bytes each; NFKC keeps them 12 characters.
-        let policy = PasswordPolicy { min_strength: 0, character_classes: 0, ..PasswordPolicy::default() };
+        let policy = PasswordPolicy {
+            min_strength: 0,
+            character_classes: 0,
+            ..PasswordPolicy::default()
+        };
         assert!(check("p", &normalize("ありがとうございます。よ"), &policy, &[]).is_empty());
         // The ligature "ﬃ" is one character but NFKC makes it three.
         assert_eq!(normalize("ﬃ").chars().count(), 3);
@@ -94,7 +122,12 @@ mod tests {
     #[test]
     fn passwords_built_from_the_email_are_weak() {
         let policy = PasswordPolicy::default();
-        let v = check("p", "Alice@Example.com1", &policy, &["alice@example.com", "Alice"]);
+        let v = check(
+            "p",
+            "Alice@Example.com1",
+            &policy,
+            &["alice@example.com", "Alice"],
+        );
         assert!(v.iter().any(|v| v.code == "password_too_weak"), "{v:?}");
     }
 }

@@ -24,7 +24,10 @@ pub fn new_session_secret() -> (String, String) {
 /// The public id of a session secret: hex SHA-256. Knowing it does not let anyone act as the
 /// session; it names the session in lists and revocations.
 pub fn public_id(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Whether `text` looks like a session secret (43 base64url characters).
@@ -118,8 +121,14 @@ mod tests {
     #[test]
     fn the_cookie_is_host_only_secure_http_only_and_same_site() {
         let cookie = session_cookie("abc", Duration::from_secs(43_200), SameSite::Lax);
-        assert_eq!(cookie, "__Host-portcullis_session=abc; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=43200");
-        assert!(session_cookie("abc", Duration::from_secs(1), SameSite::Strict).contains("SameSite=Strict"));
+        assert_eq!(
+            cookie,
+            "__Host-portcullis_session=abc; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=43200"
+        );
+        assert!(
+            session_cookie("abc", Duration::from_secs(1), SameSite::Strict)
+                .contains("SameSite=Strict")
+        );
     }
 
     #[test]
@@ -131,8 +140,14 @@ mod tests {
         assert!(r.is_expired(t0 + Duration::from_secs(600), idle));
         r.last_seen_at = t0 + Duration::from_secs(3_000);
         assert!(!r.is_expired(t0 + Duration::from_secs(3_500), idle));
-        assert!(r.is_expired(t0 + Duration::from_secs(3_600), idle), "absolute timeout");
-        assert_eq!(r.ttl(t0 + Duration::from_secs(3_500), idle), Duration::from_secs(100));
+        assert!(
+            r.is_expired(t0 + Duration::from_secs(3_600), idle),
+            "absolute timeout"
+        );
+        assert_eq!(
+            r.ttl(t0 + Duration::from_secs(3_500), idle),
+            Duration::from_secs(100)
+        );
     }
 
     #[test]
@@ -140,7 +155,10 @@ mod tests {
         let (secret, _) = new_session_secret();
         let header = format!("a=b; {COOKIE_NAME}={secret}; c=d");
         assert_eq!(secret_from_cookie_header(&header), Some(secret.as_str()));
-        assert_eq!(secret_from_cookie_header(&format!("{COOKIE_NAME}=short")), None);
+        assert_eq!(
+            secret_from_cookie_header(&format!("{COOKIE_NAME}=short")),
+            None
+        );
         assert_eq!(secret_from_cookie_header("portcullis_session=x"), None);
     }
 }

@@ -77,14 +77,18 @@ pub struct KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("active", &self.kid).finish_non_exhaustive()
+        f.debug_struct("KeyRing")
+            .field("active", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
 impl KeyRing {
     /// Builds the ring from the loaded keys.
     pub fn new(keys: &[SigningKey]) -> Result<Self, AuthError> {
-        let active = keys.first().ok_or_else(|| AuthError::Internal("no signing key".into()))?;
+        let active = keys
+            .first()
+            .ok_or_else(|| AuthError::Internal("no signing key".into()))?;
         let der = active
             .secret
             .to_pkcs8_der()
@@ -94,10 +98,16 @@ impl KeyRing {
         let mut public = Vec::new();
         for key in keys {
             let jwk = key.public_jwk();
-            let (x, y) = (jwk["x"].as_str().unwrap_or_default(), jwk["y"].as_str().unwrap_or_default());
+            let (x, y) = (
+                jwk["x"].as_str().unwrap_or_default(),
+                jwk["y"].as_str().unwrap_or_default(),
+            );
             let decoding = DecodingKey::from_ec_components(x, y)
                 .map_err(|e| AuthError::Internal(format!("verification key {}: {e}", key.kid)))?;
-            ring.push(RingKey { kid: key.kid.clone(), decoding });
+            ring.push(RingKey {
+                kid: key.kid.clone(),
+                decoding,
+            });
             public.push(jwk);
         }
         Ok(Self {
@@ -123,18 +133,29 @@ impl KeyRing {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         header.typ = Some(typ.to_owned());
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| AuthError::Internal(format!("signing: {e}")))
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| AuthError::Internal(format!("signing: {e}")))
     }
 
     /// Verifies an access token: ES256 only, known `kid`, `typ` `at+jwt`, signature, issuer,
     /// audience, and `exp`/`nbf` against `now` (the server's clock, not the system's).
-    pub fn verify_access(&self, token: &str, issuer: &str, audience: &str, now: OffsetDateTime) -> Result<AccessClaims, AuthError> {
+    pub fn verify_access(
+        &self,
+        token: &str,
+        issuer: &str,
+        audience: &str,
+        now: OffsetDateTime,
+    ) -> Result<AccessClaims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Unauthenticated)?;
         if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some("at+jwt") {
             return Err(AuthError::Unauthenticated);
         }
         let kid = header.kid.ok_or(AuthError::Unauthenticated)?;
-        let key = self.keys.iter().find(|k| k.kid == kid).ok_or(AuthError::Unauthenticated)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(AuthError::Unauthenticated)?;
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
@@ -154,7 +175,16 @@ impl KeyRing {
 }
 
 /// Builds access-token claims valid for `ttl` from `now`.
-pub fn access_claims(issuer: &str, audience: &str, user: Uuid, sid: &str, client_id: Option<&str>, scope: &str, now: OffsetDateTime, ttl: Duration) -> AccessClaims {
+pub fn access_claims(
+    issuer: &str,
+    audience: &str,
+    user: Uuid,
+    sid: &str,
+    client_id: Option<&str>,
+    scope: &str,
+    now: OffsetDateTime,
+    ttl: Duration,
+) -> AccessClaims {
     let iat = now.unix_timestamp();
     AccessClaims {
         iss: issuer.to_owned(),
@@ -196,7 +226,16 @@ mod tests {
     }
 
     fn token(ring: &KeyRing, now: OffsetDateTime) -> String {
-        let claims = access_claims("https://auth.example.com", "https://auth.example.com", Uuid::nil(), "sid", None, "openid", now, Duration::from_secs(600));
+        let claims = access_claims(
+            "https://auth.example.com",
+            "https://auth.example.com",
+            Uuid::nil(),
+            "sid",
+            None,
+            "openid",
+            now,
+            Duration::from_secs(600),
+        );
         ring.sign("at+jwt", &claims).unwrap()
     }
 
@@ -206,10 +245,24 @@ mod tests {
         let t = token(&ring, at(1_000_000));
         let iss = "https://auth.example.com";
         assert!(ring.verify_access(&t, iss, iss, at(1_000_599)).is_ok());
-        assert!(ring.verify_access(&t, iss, iss, at(1_000_600)).is_err(), "expired");
-        assert!(ring.verify_access(&t, iss, iss, at(999_999)).is_err(), "not yet valid");
-        assert!(ring.verify_access(&t, "https://other.example.com", iss, at(1_000_001)).is_err(), "issuer");
-        assert!(ring.verify_access(&t, iss, "other-audience", at(1_000_001)).is_err(), "audience");
+        assert!(
+            ring.verify_access(&t, iss, iss, at(1_000_600)).is_err(),
+            "expired"
+        );
+        assert!(
+            ring.verify_access(&t, iss, iss, at(999_999)).is_err(),
+            "not yet valid"
+        );
+        assert!(
+            ring.verify_access(&t, "https://other.example.com", iss, at(1_000_001))
+                .is_err(),
+            "issuer"
+        );
+        assert!(
+            ring.verify_access(&t, iss, "other-audience", at(1_000_001))
+                .is_err(),
+            "audience"
+        );
     }
 
     #[test]
@@ -221,7 +274,10 @@ mod tests {
         assert!(ring.verify_access(&t, iss, iss, at(1_000_001)).is_err());
         let mut tampered = token(&ring, at(1_000_000));
         tampered.insert(tampered.len() - 5, 'A');
-        assert!(ring.verify_access(&tampered, iss, iss, at(1_000_001)).is_err());
+        assert!(
+            ring.verify_access(&tampered, iss, iss, at(1_000_001))
+                .is_err()
+        );
     }
 
     fn ring_pair() -> (KeyRing, SigningKey) {
@@ -238,7 +294,12 @@ mod tests {
         let iss = "https://auth.example.com";
         assert!(rotated.verify_access(&t, iss, iss, at(1_000_001)).is_ok());
         assert_eq!(rotated.active_kid(), new.kid);
-        let kids: Vec<&str> = rotated.jwks()["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        let kids: Vec<&str> = rotated.jwks()["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
         assert_eq!(kids, [new.kid.as_str(), old.kid.as_str()]);
     }
 
@@ -248,8 +309,22 @@ mod tests {
         let iss = "https://auth.example.com";
         use base64::Engine;
         let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        let claims = serde_json::to_string(&access_claims(iss, iss, Uuid::nil(), "s", None, "", at(1_000_000), Duration::from_secs(60))).unwrap();
-        let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"at+jwt"}"#), b64(&claims));
+        let claims = serde_json::to_string(&access_claims(
+            iss,
+            iss,
+            Uuid::nil(),
+            "s",
+            None,
+            "",
+            at(1_000_000),
+            Duration::from_secs(60),
+        ))
+        .unwrap();
+        let none = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"at+jwt"}"#),
+            b64(&claims)
+        );
         assert!(ring.verify_access(&none, iss, iss, at(1_000_001)).is_err());
     }
 }

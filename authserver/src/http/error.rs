@@ -11,9 +11,12 @@ use crate::auth::{AuthError, Violation};
 /// `Content-Type` of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// An error answer.
+/// An error answer (boxed: it travels in every handler's `Result`).
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     status: StatusCode,
     code: &'static str,
     title: &'static str,
@@ -42,8 +45,13 @@ struct Problem<'a> {
 
 impl ApiError {
     /// An error with a status, code, title and detail.
-    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self(Box::new(Inner {
             status,
             code,
             title,
@@ -51,22 +59,37 @@ impl ApiError {
             violations: Vec::new(),
             oauth_error: None,
             headers: HeaderMap::new(),
-        }
+        }))
     }
 
     /// 404 for unknown routes.
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "Not found", "no such resource")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not found",
+            "no such resource",
+        )
     }
 
     /// 405 for known routes with another method.
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", "this route does not accept that method")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method not allowed",
+            "this route does not accept that method",
+        )
     }
 
     /// 413 for bodies over the limit.
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large", format!("request bodies are limited to {limit} bytes"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Payload too large",
+            format!("request bodies are limited to {limit} bytes"),
+        )
     }
 
     /// 400 for a malformed request.
@@ -76,14 +99,14 @@ impl ApiError {
 
     fn header(mut self, name: header::HeaderName, value: &str) -> Self {
         if let Ok(value) = HeaderValue::from_str(value) {
-            self.headers.insert(name, value);
+            self.0.headers.insert(name, value);
         }
         self
     }
 
     /// The status of this answer.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 }
 
@@ -93,45 +116,106 @@ impl From<AuthError> for ApiError {
         match error {
             AuthError::Validation(violations) => {
                 let code = violations.first().map_or("validation_failed", |v| v.code);
-                let mut e = ApiError::new(S::BAD_REQUEST, code, "Invalid request", "the request breaks one or more rules; see violations");
-                e.violations = violations;
+                let mut e = ApiError::new(
+                    S::BAD_REQUEST,
+                    code,
+                    "Invalid request",
+                    "the request breaks one or more rules; see violations",
+                );
+                e.0.violations = violations;
                 e
             }
-            AuthError::InvalidCredentials => ApiError::new(S::UNAUTHORIZED, "invalid_credentials", "Invalid credentials", "the email or password is wrong")
-                .header(header::WWW_AUTHENTICATE, "Bearer realm=\"portcullis\""),
+            AuthError::InvalidCredentials => ApiError::new(
+                S::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid credentials",
+                "the email or password is wrong",
+            )
+            .header(header::WWW_AUTHENTICATE, "Bearer realm=\"portcullis\""),
             AuthError::AccountLocked { retry_after } => {
                 let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                ApiError::new(S::TOO_MANY_REQUESTS, "account_locked", "Too many failed attempts", format!("try again in {secs} seconds"))
-                    .header(header::RETRY_AFTER, &secs.to_string())
-                    .header(header::HeaderName::from_static("ratelimit-policy"), "\"lockout\"")
-                    .header(header::HeaderName::from_static("ratelimit"), &format!("\"lockout\";r=0;t={secs}"))
+                ApiError::new(
+                    S::TOO_MANY_REQUESTS,
+                    "account_locked",
+                    "Too many failed attempts",
+                    format!("try again in {secs} seconds"),
+                )
+                .header(header::RETRY_AFTER, &secs.to_string())
+                .header(
+                    header::HeaderName::from_static("ratelimit-policy"),
+                    "\"lockout\"",
+                )
+                .header(
+                    header::HeaderName::from_static("ratelimit"),
+                    &format!("\"lockout\";r=0;t={secs}"),
+                )
             }
-            AuthError::EmailNotVerified => ApiError::new(S::FORBIDDEN, "email_not_verified", "Email not verified", "confirm your email address with the link that was mailed to you"),
-            AuthError::AccountDisabled => ApiError::new(S::FORBIDDEN, "account_disabled", "Account disabled", "this account is disabled"),
-            AuthError::EmailTaken => ApiError::new(S::CONFLICT, "email_taken", "Email taken", "an account with this email exists"),
-            AuthError::InvalidToken => ApiError::new(S::BAD_REQUEST, "invalid_token", "Invalid token", "the token is unknown, used or expired"),
-            AuthError::Unauthenticated => ApiError::new(S::UNAUTHORIZED, "unauthenticated", "Authentication required", "sign in or present a valid access token")
-                .header(header::WWW_AUTHENTICATE, "Bearer realm=\"portcullis\""),
-            AuthError::CsrfFailed => ApiError::new(S::FORBIDDEN, "csrf_failed", "CSRF check failed", "send the X-CSRF-Token header of your session"),
+            AuthError::EmailNotVerified => ApiError::new(
+                S::FORBIDDEN,
+                "email_not_verified",
+                "Email not verified",
+                "confirm your email address with the link that was mailed to you",
+            ),
+            AuthError::AccountDisabled => ApiError::new(
+                S::FORBIDDEN,
+                "account_disabled",
+                "Account disabled",
+                "this account is disabled",
+            ),
+            AuthError::EmailTaken => ApiError::new(
+                S::CONFLICT,
+                "email_taken",
+                "Email taken",
+                "an account with this email exists",
+            ),
+            AuthError::InvalidToken => ApiError::new(
+                S::BAD_REQUEST,
+                "invalid_token",
+                "Invalid token",
+                "the token is unknown, used or expired",
+            ),
+            AuthError::Unauthenticated => ApiError::new(
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+                "sign in or present a valid access token",
+            )
+            .header(header::WWW_AUTHENTICATE, "Bearer realm=\"portcullis\""),
+            AuthError::CsrfFailed => ApiError::new(
+                S::FORBIDDEN,
+                "csrf_failed",
+                "CSRF check failed",
+                "send the X-CSRF-Token header of your session",
+            ),
             AuthError::NotFound => ApiError::not_found(),
             AuthError::InvalidGrant(detail) => {
                 let mut e = ApiError::new(S::BAD_REQUEST, "invalid_grant", "Invalid grant", detail);
-                e.oauth_error = Some("invalid_grant");
+                e.0.oauth_error = Some("invalid_grant");
                 e
             }
             AuthError::InvalidOAuthRequest { code, detail } => {
                 let mut e = ApiError::new(S::BAD_REQUEST, code, "Invalid OAuth request", detail);
-                e.oauth_error = Some(code);
+                e.0.oauth_error = Some(code);
                 e
             }
             AuthError::Unavailable(what) => {
                 tracing::error!(dependency = what, "dependency unavailable");
-                ApiError::new(S::SERVICE_UNAVAILABLE, "service_unavailable", "Service unavailable", "a dependency is unavailable; try again shortly")
-                    .header(header::RETRY_AFTER, "5")
+                ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "Service unavailable",
+                    "a dependency is unavailable; try again shortly",
+                )
+                .header(header::RETRY_AFTER, "5")
             }
             AuthError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
-                ApiError::new(S::INTERNAL_SERVER_ERROR, "internal_error", "Internal error", "an unexpected error occurred")
+                ApiError::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "Internal error",
+                    "an unexpected error occurred",
+                )
             }
         }
     }
@@ -139,20 +223,26 @@ impl From<AuthError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let this = *self.0;
         let problem = Problem {
-            type_: format!("https://portcullis.dev/problems/{}", self.code.replace('_', "-")),
-            title: self.title,
-            status: self.status.as_u16(),
-            detail: &self.detail,
-            code: self.code,
-            violations: &self.violations,
-            error: self.oauth_error,
-            error_description: self.oauth_error.map(|_| self.detail.as_str()),
+            type_: format!(
+                "https://portcullis.dev/problems/{}",
+                this.code.replace('_', "-")
+            ),
+            title: this.title,
+            status: this.status.as_u16(),
+            detail: &this.detail,
+            code: this.code,
+            violations: &this.violations,
+            error: this.oauth_error,
+            error_description: this.oauth_error.map(|_| this.detail.as_str()),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = (self.status, body).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        response.headers_mut().extend(self.headers);
+        let mut response = (this.status, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response.headers_mut().extend(this.headers);
         response
     }
 }

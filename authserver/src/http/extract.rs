@@ -3,8 +3,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::{Method, StatusCode, header, request::Parts};
 use portcullis_crds::settings::Cidr;
 use serde::de::DeserializeOwned;
@@ -28,9 +28,13 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "Unsupported media type",
             "send the body as application/json",
         ),
-        JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(BODY_LIMIT),
+        JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::payload_too_large(BODY_LIMIT)
+        }
         JsonRejection::JsonDataError(e) => ApiError::bad_request("invalid_body", e.body_text()),
-        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("invalid_json", "the body is not valid JSON"),
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::bad_request("invalid_json", "the body is not valid JSON")
+        }
         other => ApiError::bad_request("invalid_body", other.body_text()),
     }
 }
@@ -39,7 +43,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(req, state).await.map(|j| ApiJson(j.0)).map_err(json_rejection)
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|j| ApiJson(j.0))
+            .map_err(json_rejection)
     }
 }
 
@@ -50,10 +57,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiForm<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Form::<T>::from_request(req, state).await.map(|f| ApiForm(f.0)).map_err(|rejection| match rejection {
-            FormRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(BODY_LIMIT),
-            other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "Bad request", other.body_text()),
-        })
+        axum::Form::<T>::from_request(req, state)
+            .await
+            .map(|f| ApiForm(f.0))
+            .map_err(|rejection| match rejection {
+                FormRejection::BytesRejection(_)
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                {
+                    ApiError::payload_too_large(BODY_LIMIT)
+                }
+                other => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "Bad request",
+                    other.body_text(),
+                ),
+            })
     }
 }
 
@@ -72,15 +91,31 @@ pub fn client_ip(peer: Option<IpAddr>, forwarded_for: Option<&str>, trusted: &[C
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    chain.iter().rev().find(|ip| !is_trusted(**ip)).or(chain.first()).copied().unwrap_or(peer).to_string()
+    chain
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(**ip))
+        .or(chain.first())
+        .copied()
+        .unwrap_or(peer)
+        .to_string()
 }
 
 impl FromRequestParts<AppState> for RequestMeta {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -114,15 +149,23 @@ pub struct Authenticated(pub Principal);
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let service = &state.service;
         let bearer = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            });
         if let Some(token) = bearer {
-            return Ok(Authenticated(service.authenticate_bearer(token.trim()).await?));
+            return Ok(Authenticated(
+                service.authenticate_bearer(token.trim()).await?,
+            ));
         }
         let secret = session_secret(parts).ok_or(AuthError::Unauthenticated)?;
         let principal = service.authenticate_session(&secret).await?;
@@ -156,20 +199,35 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_ignored_from_untrusted_peers() {
-        let ip = client_ip(Some("203.0.113.9".parse().unwrap()), Some("1.2.3.4"), &cidrs(&["10.0.0.0/8"]));
+        let ip = client_ip(
+            Some("203.0.113.9".parse().unwrap()),
+            Some("1.2.3.4"),
+            &cidrs(&["10.0.0.0/8"]),
+        );
         assert_eq!(ip, "203.0.113.9");
     }
 
     #[test]
     fn the_rightmost_untrusted_address_is_the_client() {
         let trusted = cidrs(&["10.0.0.0/8"]);
-        let ip = client_ip(Some("10.0.0.2".parse().unwrap()), Some("6.6.6.6, 198.51.100.7, 10.0.0.5"), &trusted);
-        assert_eq!(ip, "198.51.100.7", "a client-supplied leftmost entry must not win");
+        let ip = client_ip(
+            Some("10.0.0.2".parse().unwrap()),
+            Some("6.6.6.6, 198.51.100.7, 10.0.0.5"),
+            &trusted,
+        );
+        assert_eq!(
+            ip, "198.51.100.7",
+            "a client-supplied leftmost entry must not win"
+        );
     }
 
     #[test]
     fn a_trusted_peer_without_header_is_the_client() {
-        let ip = client_ip(Some("10.0.0.2".parse().unwrap()), None, &cidrs(&["10.0.0.0/8"]));
+        let ip = client_ip(
+            Some("10.0.0.2".parse().unwrap()),
+            None,
+            &cidrs(&["10.0.0.0/8"]),
+        );
         assert_eq!(ip, "10.0.0.2");
     }
 }

@@ -31,26 +31,41 @@ impl SecurityHeaders {
         };
         let pairs = [
             ("strict-transport-security", hsts.as_str()),
-            ("content-security-policy", spec.content_security_policy.as_str()),
+            (
+                "content-security-policy",
+                spec.content_security_policy.as_str(),
+            ),
             ("x-frame-options", frame),
             ("x-content-type-options", "nosniff"),
             ("referrer-policy", "strict-origin-when-cross-origin"),
             ("x-xss-protection", "0"),
-            ("permissions-policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"),
+            (
+                "permissions-policy",
+                "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",
+            ),
             ("cross-origin-opener-policy", "same-origin"),
             ("cross-origin-resource-policy", "same-origin"),
         ];
         Self(
             pairs
                 .iter()
-                .filter_map(|(name, value)| Some((HeaderName::from_static(name), HeaderValue::from_str(value).ok()?)))
+                .filter_map(|(name, value)| {
+                    Some((
+                        HeaderName::from_static(name),
+                        HeaderValue::from_str(value).ok()?,
+                    ))
+                })
                 .collect(),
         )
     }
 }
 
 /// Adds the security headers, and `Cache-Control: no-store` unless the handler chose caching.
-pub async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn security_headers(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     for (name, value) in &state.headers.0 {
@@ -74,7 +89,12 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     request.extensions_mut().insert(RequestId(id.clone()));
     let route = request
@@ -88,7 +108,15 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         next.run(request).await
     };
     let status = response.status().as_u16();
-    state.service.metrics.http_requests.get_or_create(&HttpLabels { route: route.clone(), status }).inc();
+    state
+        .service
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            route: route.clone(),
+            status,
+        })
+        .inc();
     tracing::info!(
         request_id = %id,
         method = %method,
@@ -98,7 +126,9 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         "request"
     );
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
     }
     response
 }

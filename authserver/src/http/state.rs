@@ -23,9 +23,13 @@ impl AppState {
         let issuer = &service.settings.spec.issuer;
         let origin = issuer
             .split_once("://")
-            .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or_default()))
+            .map(|(scheme, rest)| {
+                format!("{scheme}://{}", rest.split('/').next().unwrap_or_default())
+            })
             .unwrap_or_default();
-        let headers = Arc::new(super::middleware::SecurityHeaders::from_spec(&service.settings.spec.security_headers));
+        let headers = Arc::new(super::middleware::SecurityHeaders::from_spec(
+            &service.settings.spec.security_headers,
+        ));
         Self {
             service,
             issuer_origin: origin,

@@ -57,7 +57,10 @@ fn ms(d: Duration) -> u64 {
 
 /// Lockout counters are keyed by a hash of the identifier, so Redis holds no email addresses.
 fn lock_key(identifier: &str) -> String {
-    let digest: String = Sha256::digest(identifier.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = Sha256::digest(identifier.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("lock:{digest}")
 }
 
@@ -112,7 +115,8 @@ impl Kv {
     }
 
     fn mem(m: &Arc<Mutex<Memory>>) -> Result<std::sync::MutexGuard<'_, Memory>, StoreError> {
-        m.lock().map_err(|_| StoreError::Corrupt("memory store poisoned".into()))
+        m.lock()
+            .map_err(|_| StoreError::Corrupt("memory store poisoned".into()))
     }
 
     /// Answers when the store is reachable.
@@ -128,10 +132,16 @@ impl Kv {
     }
 
     /// Stores (or replaces) a session for `ttl`.
-    pub async fn put_session(&self, id: &str, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
+    pub async fn put_session(
+        &self,
+        id: &str,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         match self {
             Kv::Redis { conn, prefix } => {
-                let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let json = serde_json::to_string(record)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 let ttl_ms = ms(ttl).max(1);
                 let mut conn = conn.clone();
                 let index = format!("{prefix}usess:{}", record.user_id);
@@ -139,14 +149,19 @@ impl Kv {
                     .atomic()
                     .pset_ex(format!("{prefix}sess:{id}"), json, ttl_ms)
                     .sadd(&index, id)
-                    .pexpire(&index, i64::try_from(ms(Duration::from_secs(400 * 86_400))).unwrap_or(i64::MAX))
+                    .pexpire(
+                        &index,
+                        i64::try_from(ms(Duration::from_secs(400 * 86_400))).unwrap_or(i64::MAX),
+                    )
                     .query_async::<()>(&mut conn)
                     .await?;
                 Ok(())
             }
             Kv::Memory(m) => {
                 let until = std::time::Instant::now() + ttl;
-                Self::mem(m)?.sessions.insert(id.to_owned(), (record.clone(), until));
+                Self::mem(m)?
+                    .sessions
+                    .insert(id.to_owned(), (record.clone(), until));
                 Ok(())
             }
         }
@@ -158,13 +173,17 @@ impl Kv {
             Kv::Redis { conn, prefix } => {
                 let mut conn = conn.clone();
                 let json: Option<String> = conn.get(format!("{prefix}sess:{id}")).await?;
-                json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
-                    .transpose()
+                json.map(|j| {
+                    serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string()))
+                })
+                .transpose()
             }
             Kv::Memory(m) => {
                 let mut mem = Self::mem(m)?;
                 match mem.sessions.get(id) {
-                    Some((record, until)) if *until > std::time::Instant::now() => Ok(Some(record.clone())),
+                    Some((record, until)) if *until > std::time::Instant::now() => {
+                        Ok(Some(record.clone()))
+                    }
                     Some(_) => {
                         mem.sessions.remove(id);
                         Ok(None)
@@ -193,7 +212,10 @@ impl Kv {
     }
 
     /// Every live session of a user, with its public id.
-    pub async fn user_sessions(&self, user: Uuid) -> Result<Vec<(String, SessionRecord)>, StoreError> {
+    pub async fn user_sessions(
+        &self,
+        user: Uuid,
+    ) -> Result<Vec<(String, SessionRecord)>, StoreError> {
         match self {
             Kv::Redis { conn, prefix } => {
                 let mut conn = conn.clone();
@@ -210,7 +232,8 @@ impl Kv {
                     match value {
                         Some(json) => live.push((
                             id,
-                            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                            serde_json::from_str(&json)
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                         )),
                         None => stale.push(id),
                     }
@@ -238,11 +261,15 @@ impl Kv {
         match self {
             Kv::Redis { conn, prefix } => {
                 let mut conn = conn.clone();
-                let _: () = conn.pset_ex(format!("{prefix}rsid:{sid}"), 1, ms(ttl).max(1)).await?;
+                let _: () = conn
+                    .pset_ex(format!("{prefix}rsid:{sid}"), 1, ms(ttl).max(1))
+                    .await?;
                 Ok(())
             }
             Kv::Memory(m) => {
-                Self::mem(m)?.revoked.insert(sid.to_owned(), std::time::Instant::now() + ttl);
+                Self::mem(m)?
+                    .revoked
+                    .insert(sid.to_owned(), std::time::Instant::now() + ttl);
                 Ok(())
             }
         }
@@ -257,7 +284,10 @@ impl Kv {
             }
             Kv::Memory(m) => {
                 let now = std::time::Instant::now();
-                Ok(Self::mem(m)?.revoked.get(sid).is_some_and(|until| *until > now))
+                Ok(Self::mem(m)?
+                    .revoked
+                    .get(sid)
+                    .is_some_and(|until| *until > now))
             }
         }
     }
@@ -274,7 +304,12 @@ impl Kv {
     }
 
     /// Begins a login attempt for a canonical identifier, atomically.
-    pub async fn begin_attempt(&self, identifier: &str, now_ms: u64, rules: &LockoutRules) -> Result<AttemptDecision, StoreError> {
+    pub async fn begin_attempt(
+        &self,
+        identifier: &str,
+        now_ms: u64,
+        rules: &LockoutRules,
+    ) -> Result<AttemptDecision, StoreError> {
         match self {
             Kv::Redis { conn, prefix } => {
                 let mut conn = conn.clone();
@@ -293,12 +328,21 @@ impl Kv {
                     }
                 })
             }
-            Kv::Memory(m) => Ok(Self::mem(m)?.locks.entry(lock_key(identifier)).or_default().begin(now_ms, rules)),
+            Kv::Memory(m) => Ok(Self::mem(m)?
+                .locks
+                .entry(lock_key(identifier))
+                .or_default()
+                .begin(now_ms, rules)),
         }
     }
 
     /// Records a failed attempt; returns the lock length if this failure started a lock.
-    pub async fn fail_attempt(&self, identifier: &str, now_ms: u64, rules: &LockoutRules) -> Result<Option<Duration>, StoreError> {
+    pub async fn fail_attempt(
+        &self,
+        identifier: &str,
+        now_ms: u64,
+        rules: &LockoutRules,
+    ) -> Result<Option<Duration>, StoreError> {
         match self {
             Kv::Redis { conn, prefix } => {
                 let mut conn = conn.clone();
@@ -309,7 +353,11 @@ impl Kv {
                     .await?;
                 Ok((locked_ms > 0).then(|| Duration::from_millis(locked_ms)))
             }
-            Kv::Memory(m) => Ok(Self::mem(m)?.locks.entry(lock_key(identifier)).or_default().fail(now_ms, rules)),
+            Kv::Memory(m) => Ok(Self::mem(m)?
+                .locks
+                .entry(lock_key(identifier))
+                .or_default()
+                .fail(now_ms, rules)),
         }
     }
 
@@ -318,7 +366,9 @@ impl Kv {
         match self {
             Kv::Redis { conn, prefix } => {
                 let mut conn = conn.clone();
-                let _: u32 = conn.del(format!("{prefix}{}", lock_key(identifier))).await?;
+                let _: u32 = conn
+                    .del(format!("{prefix}{}", lock_key(identifier)))
+                    .await?;
                 Ok(())
             }
             Kv::Memory(m) => {

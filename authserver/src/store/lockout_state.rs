@@ -82,8 +82,16 @@ mod tests {
             let lock = s.fail(1_000, &r);
             assert_eq!(lock.is_some(), n == 5, "attempt {n}");
         }
-        assert_eq!(s.begin(1_000, &r), AttemptDecision::Locked { retry_after: Duration::from_secs(60) });
-        assert!(matches!(s.begin(60_999, &r), AttemptDecision::Locked { .. }));
+        assert_eq!(
+            s.begin(1_000, &r),
+            AttemptDecision::Locked {
+                retry_after: Duration::from_secs(60)
+            }
+        );
+        assert!(matches!(
+            s.begin(60_999, &r),
+            AttemptDecision::Locked { .. }
+        ));
         assert_eq!(s.begin(61_000, &r), AttemptDecision::Allowed { attempt: 1 });
     }
 
@@ -91,7 +99,10 @@ mod tests {
     fn concurrent_attempts_beyond_the_maximum_are_refused() {
         let (r, mut s) = (rules(), LockState::default());
         let decisions: Vec<AttemptDecision> = (0..20).map(|_| s.begin(0, &r)).collect();
-        let allowed = decisions.iter().filter(|d| matches!(d, AttemptDecision::Allowed { .. })).count();
+        let allowed = decisions
+            .iter()
+            .filter(|d| matches!(d, AttemptDecision::Allowed { .. }))
+            .count();
         assert_eq!(allowed, 5);
     }
 
@@ -103,7 +114,10 @@ mod tests {
             s.fail(0, &r);
         }
         let after_window = ms(r.window);
-        assert_eq!(s.begin(after_window, &r), AttemptDecision::Allowed { attempt: 1 });
+        assert_eq!(
+            s.begin(after_window, &r),
+            AttemptDecision::Allowed { attempt: 1 }
+        );
     }
 
     #[test]

@@ -148,9 +148,14 @@ impl Db {
     /// Whether every embedded migration is applied successfully.
     pub async fn migrations_applied(&self) -> Result<bool, StoreError> {
         let applied: Vec<(i64, bool)> =
-            match sqlx::query_as("SELECT version, success FROM _sqlx_migrations").fetch_all(&self.pool).await {
+            match sqlx::query_as("SELECT version, success FROM _sqlx_migrations")
+                .fetch_all(&self.pool)
+                .await
+            {
                 Ok(rows) => rows,
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => return Ok(false),
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
+                    return Ok(false);
+                }
                 Err(e) => return Err(e.into()),
             };
         Ok(MIGRATOR
@@ -189,7 +194,10 @@ impl Db {
     }
 
     /// A user by canonical email.
-    pub async fn user_by_email(&self, email_canonical: &str) -> Result<Option<UserRow>, StoreError> {
+    pub async fn user_by_email(
+        &self,
+        email_canonical: &str,
+    ) -> Result<Option<UserRow>, StoreError> {
         Ok(sqlx::query_as(USER_BY_EMAIL)
             .bind(email_canonical)
             .fetch_optional(&self.pool)
@@ -198,11 +206,20 @@ impl Db {
 
     /// A user by id.
     pub async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRow>, StoreError> {
-        Ok(sqlx::query_as(USER_BY_ID).bind(id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as(USER_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Replaces a password hash.
-    pub async fn set_password(&self, id: Uuid, hash: &str, pepper_version: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+    pub async fn set_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        pepper_version: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET password_hash = $2, pepper_version = $3, updated_at = $4 WHERE id = $1")
             .bind(id)
             .bind(hash)
@@ -215,12 +232,20 @@ impl Db {
 
     /// Records a successful login.
     pub async fn record_login(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1").bind(id).bind(now).execute(&self.pool).await?;
+        sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Marks the email verified.
-    pub async fn set_email_verified(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
+    pub async fn set_email_verified(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET email_verified = true, updated_at = $2 WHERE id = $1")
             .bind(id)
             .bind(now)
@@ -230,7 +255,12 @@ impl Db {
     }
 
     /// Disables or enables an account; returns whether it exists.
-    pub async fn set_disabled(&self, id: Uuid, disabled: bool, now: OffsetDateTime) -> Result<bool, StoreError> {
+    pub async fn set_disabled(
+        &self,
+        id: Uuid,
+        disabled: bool,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
         let result = sqlx::query("UPDATE users SET disabled = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(disabled)
@@ -241,7 +271,14 @@ impl Db {
     }
 
     /// Stores a one-time token hash.
-    pub async fn insert_one_time_token(&self, hash: &[u8], user: Uuid, purpose: TokenPurpose, now: OffsetDateTime, expires_at: OffsetDateTime) -> Result<(), StoreError> {
+    pub async fn insert_one_time_token(
+        &self,
+        hash: &[u8],
+        user: Uuid,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO one_time_tokens (token_hash, user_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -256,7 +293,12 @@ impl Db {
     }
 
     /// The user of a one-time token that is still unused and unexpired, without using it.
-    pub async fn peek_one_time_token(&self, hash: &[u8], purpose: TokenPurpose, now: OffsetDateTime) -> Result<Option<Uuid>, StoreError> {
+    pub async fn peek_one_time_token(
+        &self,
+        hash: &[u8],
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<Option<Uuid>, StoreError> {
         let row = sqlx::query(
             "SELECT user_id FROM one_time_tokens WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
         )
@@ -270,7 +312,12 @@ impl Db {
 
     /// Uses a one-time token: returns its user when it was unused and unexpired. Single use is
     /// atomic: of two concurrent uses, one gets the user.
-    pub async fn consume_one_time_token(&self, hash: &[u8], purpose: TokenPurpose, now: OffsetDateTime) -> Result<Option<Uuid>, StoreError> {
+    pub async fn consume_one_time_token(
+        &self,
+        hash: &[u8],
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<Option<Uuid>, StoreError> {
         let row = sqlx::query(
             "UPDATE one_time_tokens SET used_at = $3 WHERE token_hash = $1 AND purpose = $2 \
              AND used_at IS NULL AND expires_at > $3 RETURNING user_id",
@@ -284,14 +331,23 @@ impl Db {
     }
 
     /// Stores a refresh token.
-    pub async fn insert_refresh_token(&self, token: &NewRefreshToken<'_>) -> Result<(), StoreError> {
+    pub async fn insert_refresh_token(
+        &self,
+        token: &NewRefreshToken<'_>,
+    ) -> Result<(), StoreError> {
         insert_refresh(&self.pool, token).await
     }
 
     /// Rotates a refresh token: marks it used and stores its successor in one transaction. A
     /// token presented again after use revokes its whole family. `successor` gets the family
     /// and its absolute expiry filled in.
-    pub async fn rotate_refresh_token(&self, presented: &[u8], successor: &[u8], now: OffsetDateTime, idle_expiry: OffsetDateTime) -> Result<RotateOutcome, StoreError> {
+    pub async fn rotate_refresh_token(
+        &self,
+        presented: &[u8],
+        successor: &[u8],
+        now: OffsetDateTime,
+        idle_expiry: OffsetDateTime,
+    ) -> Result<RotateOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL \
@@ -319,7 +375,11 @@ impl Db {
             };
             insert_refresh(&mut *tx, &token).await?;
             tx.commit().await?;
-            return Ok(RotateOutcome::Rotated { user_id, session_id, client_id });
+            return Ok(RotateOutcome::Rotated {
+                user_id,
+                session_id,
+                client_id,
+            });
         }
         // Not rotatable: find out whether it is a replay of a used token.
         let known = sqlx::query("SELECT family_id, session_id, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1")
@@ -335,11 +395,13 @@ impl Db {
             return Ok(RotateOutcome::Invalid);
         }
         let family: Uuid = known.get("family_id");
-        sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
-            .bind(family)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(family)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(RotateOutcome::Reused {
             session_id: known.get("session_id"),
@@ -347,7 +409,11 @@ impl Db {
     }
 
     /// Revokes the refresh tokens started by a session.
-    pub async fn revoke_refresh_by_session(&self, session_id: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+    pub async fn revoke_refresh_by_session(
+        &self,
+        session_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE session_id = $1 AND revoked_at IS NULL")
             .bind(session_id)
             .bind(now)
@@ -358,7 +424,12 @@ impl Db {
 
     /// Revokes every refresh token of a user except those of `keep_session`; returns the
     /// sessions whose families were revoked.
-    pub async fn revoke_user_refresh_tokens(&self, user: Uuid, keep_session: Option<&str>, now: OffsetDateTime) -> Result<Vec<String>, StoreError> {
+    pub async fn revoke_user_refresh_tokens(
+        &self,
+        user: Uuid,
+        keep_session: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = $3 WHERE user_id = $1 AND revoked_at IS NULL \
              AND ($2::text IS NULL OR session_id <> $2) RETURNING session_id",
@@ -375,7 +446,13 @@ impl Db {
     }
 
     /// Records consents given at registration.
-    pub async fn upsert_consents(&self, user: Uuid, consents: &[(String, bool)], policy_version: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+    pub async fn upsert_consents(
+        &self,
+        user: Uuid,
+        consents: &[(String, bool)],
+        policy_version: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         for (purpose, granted) in consents {
             sqlx::query(
                 "INSERT INTO consents (user_id, purpose, granted, policy_version, updated_at) VALUES ($1, $2, $3, $4, $5) \
@@ -393,7 +470,10 @@ impl Db {
     }
 }
 
-async fn insert_refresh<'e, E: sqlx::PgExecutor<'e>>(executor: E, token: &NewRefreshToken<'_>) -> Result<(), StoreError> {
+async fn insert_refresh<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    token: &NewRefreshToken<'_>,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, family_id, user_id, session_id, client_id, issued_at, expires_at, \
          family_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

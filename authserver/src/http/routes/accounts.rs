@@ -22,7 +22,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/register", post(register))
         .route("/api/v1/verify-email", post(verify_email))
         .route("/api/v1/password-reset", post(password_reset))
-        .route("/api/v1/password-reset/confirm", post(password_reset_confirm))
+        .route(
+            "/api/v1/password-reset/confirm",
+            post(password_reset_confirm),
+        )
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
 }
@@ -40,7 +43,10 @@ struct RegisterBody {
     policy_version: Option<String>,
 }
 
-async fn register(State(state): State<AppState>, ApiJson(body): ApiJson<RegisterBody>) -> Result<Response, ApiError> {
+async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> Result<Response, ApiError> {
     let outcome = state
         .service
         .register(Registration {
@@ -52,8 +58,14 @@ async fn register(State(state): State<AppState>, ApiJson(body): ApiJson<Register
         })
         .await?;
     Ok(match outcome {
-        Registered::VerificationPending => (StatusCode::ACCEPTED, Json(json!({"status": "verification_pending"}))).into_response(),
-        Registered::Created(user_id) => (StatusCode::CREATED, Json(json!({"user_id": user_id}))).into_response(),
+        Registered::VerificationPending => (
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "verification_pending"})),
+        )
+            .into_response(),
+        Registered::Created(user_id) => {
+            (StatusCode::CREATED, Json(json!({"user_id": user_id}))).into_response()
+        }
     })
 }
 
@@ -63,7 +75,10 @@ struct TokenBody {
     token: String,
 }
 
-async fn verify_email(State(state): State<AppState>, ApiJson(body): ApiJson<TokenBody>) -> Result<Response, ApiError> {
+async fn verify_email(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<TokenBody>,
+) -> Result<Response, ApiError> {
     state.service.verify_email(&body.token).await?;
     Ok(Json(json!({"status": "verified"})).into_response())
 }
@@ -74,9 +89,16 @@ struct EmailBody {
     email: String,
 }
 
-async fn password_reset(State(state): State<AppState>, ApiJson(body): ApiJson<EmailBody>) -> Result<Response, ApiError> {
+async fn password_reset(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<EmailBody>,
+) -> Result<Response, ApiError> {
     state.service.request_password_reset(&body.email).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"status": "reset_requested"}))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "reset_requested"})),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -86,8 +108,14 @@ struct ResetConfirmBody {
     new_password: String,
 }
 
-async fn password_reset_confirm(State(state): State<AppState>, ApiJson(body): ApiJson<ResetConfirmBody>) -> Result<Response, ApiError> {
-    state.service.confirm_password_reset(&body.token, &body.new_password).await?;
+async fn password_reset_confirm(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ResetConfirmBody>,
+) -> Result<Response, ApiError> {
+    state
+        .service
+        .confirm_password_reset(&body.token, &body.new_password)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -115,9 +143,16 @@ async fn login(
     PresentedSession(previous): PresentedSession,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Response, ApiError> {
-    let success = state.service.login(&body.email, &body.password, &meta, previous.as_deref()).await?;
+    let success = state
+        .service
+        .login(&body.email, &body.password, &meta, previous.as_deref())
+        .await?;
     let sessions_spec = &state.service.settings.spec.sessions;
-    let cookie = sessions::session_cookie(&success.session_secret, sessions_spec.absolute_timeout.as_duration(), sessions_spec.same_site);
+    let cookie = sessions::session_cookie(
+        &success.session_secret,
+        sessions_spec.absolute_timeout.as_duration(),
+        sessions_spec.same_site,
+    );
     let mut response = Json(json!({
         "user_id": success.user_id,
         "access_token": success.access_token,
@@ -133,7 +168,10 @@ async fn login(
     Ok(response)
 }
 
-async fn logout(State(state): State<AppState>, Authenticated(principal): Authenticated) -> Result<Response, ApiError> {
+async fn logout(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Response, ApiError> {
     state.service.logout(&principal).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(value) = HeaderValue::from_str(&sessions::clear_cookie()) {

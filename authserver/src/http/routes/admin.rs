@@ -42,8 +42,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Err(_) => "unreachable",
     };
     let ready = database == "ok" && store == "ok";
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"ready": ready, "checks": {"database": database, "session_store": store}}))).into_response()
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"ready": ready, "checks": {"database": database, "session_store": store}})),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -61,7 +69,10 @@ struct Admin;
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -85,8 +96,16 @@ struct UserQuery {
     email: String,
 }
 
-async fn find_user(State(state): State<AppState>, _: Admin, Query(query): Query<UserQuery>) -> Result<Response, ApiError> {
-    let user = state.service.find_user(&query.email).await?.ok_or(AuthError::NotFound)?;
+async fn find_user(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(query): Query<UserQuery>,
+) -> Result<Response, ApiError> {
+    let user = state
+        .service
+        .find_user(&query.email)
+        .await?
+        .ok_or(AuthError::NotFound)?;
     Ok(Json(json!({
         "user_id": user.id,
         "email": user.email,
@@ -96,12 +115,20 @@ async fn find_user(State(state): State<AppState>, _: Admin, Query(query): Query<
     .into_response())
 }
 
-async fn unlock(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn unlock(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     state.service.unlock(user_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn disable(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn disable(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     state.service.disable(user_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -27,7 +27,10 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-async fn me(State(state): State<AppState>, Authenticated(principal): Authenticated) -> Result<Response, ApiError> {
+async fn me(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Response, ApiError> {
     let profile = state.service.profile(&principal).await?;
     let user = profile.user;
     Ok(Json(json!({
@@ -53,11 +56,17 @@ async fn change_password(
     Authenticated(principal): Authenticated,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Response, ApiError> {
-    state.service.change_password(&principal, &body.current_password, &body.new_password).await?;
+    state
+        .service
+        .change_password(&principal, &body.current_password, &body.new_password)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn sessions(State(state): State<AppState>, Authenticated(principal): Authenticated) -> Result<Response, ApiError> {
+async fn sessions(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Response, ApiError> {
     let list: Vec<serde_json::Value> = state
         .service
         .sessions(&principal)
@@ -87,6 +96,12 @@ async fn revoke_session(
 }
 
 /// The CSRF token of the caller's session (for browser apps that lost the login answer).
-async fn csrf(State(state): State<AppState>, Authenticated(principal): Authenticated) -> Result<Response, ApiError> {
-    Ok(Json(json!({"csrf_token": state.service.csrf_token(&principal.session_id)})).into_response())
+async fn csrf(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Response, ApiError> {
+    Ok(
+        Json(json!({"csrf_token": state.service.csrf_token(&principal.session_id)}))
+            .into_response(),
+    )
 }

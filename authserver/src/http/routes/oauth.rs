@@ -23,9 +23,10 @@ pub fn router() -> Router<AppState> {
 async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.service.keys.jwks().clone()).into_response();
     // Keys change at most once per access-token lifetime; relying parties may cache briefly.
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     response
 }
 
@@ -36,7 +37,10 @@ struct TokenForm {
     client_id: Option<String>,
 }
 
-async fn token(State(state): State<AppState>, ApiForm(form): ApiForm<TokenForm>) -> Result<Response, ApiError> {
+async fn token(
+    State(state): State<AppState>,
+    ApiForm(form): ApiForm<TokenForm>,
+) -> Result<Response, ApiError> {
     match form.grant_type.as_deref() {
         Some("refresh_token") => {}
         Some(_) => {
@@ -54,11 +58,17 @@ async fn token(State(state): State<AppState>, ApiForm(form): ApiForm<TokenForm>)
             .into());
         }
     }
-    let presented = form.refresh_token.filter(|t| !t.is_empty()).ok_or(AuthError::InvalidOAuthRequest {
-        code: "invalid_request",
-        detail: "refresh_token is required".into(),
-    })?;
-    let refreshed = state.service.refresh(&presented, form.client_id.as_deref()).await?;
+    let presented =
+        form.refresh_token
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::InvalidOAuthRequest {
+                code: "invalid_request",
+                detail: "refresh_token is required".into(),
+            })?;
+    let refreshed = state
+        .service
+        .refresh(&presented, form.client_id.as_deref())
+        .await?;
     Ok(Json(json!({
         "access_token": refreshed.access_token,
         "token_type": "Bearer",

@@ -1,0 +1,205 @@
+//! Cross-cutting HTTP behaviour: security headers, the body limit, health and readiness.
+
+use reqwest::Method;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::support::*;
+
+const SECURITY_HEADERS: [(&str, &str); 8] = [
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
+    ),
+    (
+        "content-security-policy",
+        "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "strict-origin-when-cross-origin"),
+    ("x-xss-protection", "0"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cache-control", "no-store"),
+];
+
+fn assert_security_headers(answer: &Answer) {
+    for (name, value) in SECURITY_HEADERS {
+        assert_eq!(
+            answer.header(name),
+            Some(value),
+            "{name} on a {} answer",
+            answer.status
+        );
+    }
+    assert!(answer.header("permissions-policy").is_some());
+    assert!(answer.header("x-request-id").is_some());
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn security_headers_are_on_200_4xx_and_5xx_answers(pool: PgPool) {
+    let server = start(pool.clone(), Options::default()).await;
+    let ok = server.register("alice@example.com", PASSWORD).await;
+    assert_eq!(ok.status, 201);
+    assert_security_headers(&ok);
+    for answer in [
+        server.get("/api/v1/me", &Cred::None).await,
+        server.get("/no/such/route", &Cred::None).await,
+        server
+            .call(Method::DELETE, "/api/v1/login", None, &Cred::None)
+            .await,
+    ] {
+        assert!((400..500).contains(&answer.status), "{answer:?}");
+        assert_security_headers(&answer);
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/problem+json")
+        );
+    }
+    pool.close().await;
+    let failed = server.login("alice@example.com", PASSWORD).await;
+    assert_eq!((failed.status, failed.code()), (503, "service_unavailable"));
+    assert_security_headers(&failed);
+    assert!(
+        !failed.body.to_string().contains("pool"),
+        "no internal detail: {}",
+        failed.body
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn unknown_routes_and_methods_answer_in_the_problem_format(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let missing = server.get("/nope", &Cred::None).await;
+    assert_eq!((missing.status, missing.code()), (404, "not_found"));
+    let method = server
+        .call(Method::GET, "/api/v1/login", None, &Cred::None)
+        .await;
+    assert_eq!((method.status, method.code()), (405, "method_not_allowed"));
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn bodies_over_64_kib_answer_413(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let big = json!({"email": "a@example.com", "password": "x".repeat(70 * 1024)});
+    let declared = server.post("/api/v1/login", big.clone()).await;
+    assert_eq!(
+        (declared.status, declared.code()),
+        (413, "payload_too_large")
+    );
+    assert_security_headers(&declared);
+    // Without Content-Length (chunked), the extractor stops at the limit.
+    let status_line = chunked_post(
+        &server.base,
+        "/api/v1/login",
+        &serde_json::to_vec(&big).unwrap(),
+    )
+    .await;
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+    let just_under = json!({"email": "a@example.com", "password": "x".repeat(60 * 1024)});
+    assert_eq!(server.post("/api/v1/login", just_under).await.status, 401);
+}
+
+/// Sends a body with `Transfer-Encoding: chunked` over a raw connection; returns the status
+/// line. The server may answer before the body is complete, so write errors are ignored.
+async fn chunked_post(base: &str, path: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    for chunk in body.chunks(8 * 1024) {
+        let _ = stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await;
+        let _ = stream.write_all(chunk).await;
+        let _ = stream.write_all(b"\r\n").await;
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn health_and_readiness_are_on_the_admin_listener(pool: PgPool) {
+    let server = start(pool.clone(), Options::default()).await;
+    let health = read(
+        server
+            .http
+            .get(format!("{}/healthz", server.admin))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(health.status, 200);
+    let ready = read(
+        server
+            .http
+            .get(format!("{}/readyz", server.admin))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(ready.status, 200, "{ready:?}");
+    assert_eq!(
+        ready.body["checks"],
+        json!({"database": "ok", "session_store": "ok"})
+    );
+    assert_eq!(
+        server.get("/healthz", &Cred::None).await.status,
+        404,
+        "not on the public listener"
+    );
+    sqlx::query("DELETE FROM _sqlx_migrations")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let pending = read(
+        server
+            .http
+            .get(format!("{}/readyz", server.admin))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(pending.status, 503);
+    assert_eq!(pending.body["checks"]["database"], "migrations pending");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn metrics_count_logins_and_requests(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    server.user("alice@example.com").await;
+    server.login("alice@example.com", OTHER_PASSWORD).await;
+    let text = server
+        .http
+        .get(format!("{}/metrics", server.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("portcullis_login_successes_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("portcullis_login_failures_total{reason=\"invalid_credentials\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("portcullis_http_requests_total{route=\"/api/v1/login\",status=\"401\"} 1"),
+        "{text}"
+    );
+}

@@ -1,0 +1,553 @@
+//! Login, lockout, sessions, logout and password change.
+
+use std::time::{Duration, Instant};
+
+use portcullis_authserver::auth::hashing::bcrypt_cost;
+use portcullis_crds::GoDuration;
+use reqwest::Method;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::support::*;
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn login_returns_tokens_and_a_hardened_session_cookie(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    server.register("alice@example.com", PASSWORD).await;
+    let login = server.login("Alice@Example.com", PASSWORD).await;
+    assert_eq!(login.status, 200, "{login:?}");
+    for field in ["user_id", "access_token", "refresh_token", "csrf_token"] {
+        assert!(login.body[field].is_string(), "{field}");
+    }
+    assert_eq!(login.body["token_type"], "Bearer");
+    assert_eq!(login.body["expires_in"], 600);
+    let cookie = login.header("set-cookie").unwrap();
+    let attributes: Vec<&str> = cookie.split("; ").skip(1).collect();
+    assert_eq!(
+        attributes,
+        [
+            "Path=/",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Max-Age=43200"
+        ]
+    );
+    assert!(cookie.starts_with("__Host-portcullis_session="));
+    assert_eq!(
+        login.session_cookie().unwrap().len(),
+        43,
+        "256-bit id, base64url"
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn wrong_password_and_unknown_account_get_the_same_answer(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    server.register("alice@example.com", PASSWORD).await;
+    let wrong = server.login("alice@example.com", OTHER_PASSWORD).await;
+    let unknown = server.login("nobody@example.com", OTHER_PASSWORD).await;
+    assert_eq!((wrong.status, wrong.code()), (401, "invalid_credentials"));
+    assert_eq!((unknown.status, &unknown.body), (wrong.status, &wrong.body));
+    assert_eq!(
+        wrong.header("www-authenticate"),
+        Some("Bearer realm=\"portcullis\"")
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn unknown_accounts_cost_a_bcrypt_verification_too(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let before = server.service.hasher.verifications();
+    server.login("nobody@example.com", PASSWORD).await;
+    assert_eq!(server.service.hasher.verifications(), before + 1);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn five_failures_lock_known_and_unknown_identifiers_alike(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    server.register("alice@example.com", PASSWORD).await;
+    for email in ["alice@example.com", "nobody@example.com"] {
+        for _ in 0..5 {
+            assert_eq!(server.login(email, OTHER_PASSWORD).await.status, 401);
+        }
+        let locked = server.login(email, PASSWORD).await;
+        assert_eq!(
+            (locked.status, locked.code()),
+            (429, "account_locked"),
+            "{email}: even the right password"
+        );
+        assert_eq!(locked.header("retry-after"), Some("60"));
+        assert!(
+            locked.header("ratelimit-policy").is_some() && locked.header("ratelimit").is_some()
+        );
+    }
+    let known = server.login("alice@example.com", PASSWORD).await;
+    let unknown = server.login("nobody@example.com", PASSWORD).await;
+    assert_eq!(
+        known.body, unknown.body,
+        "the locked answer does not tell accounts apart"
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn twenty_parallel_wrong_passwords_get_at_most_five_tries(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    server.register("alice@example.com", PASSWORD).await;
+    let before = server.service.hasher.verifications();
+    let answers = server
+        .parallel(20, |http, base| {
+            http.post(format!("{base}/api/v1/login"))
+                .json(&json!({"email": "alice@example.com", "password": OTHER_PASSWORD}))
+        })
+        .await;
+    let tried = answers.iter().filter(|a| a.status == 401).count();
+    let locked = answers.iter().filter(|a| a.status == 429).count();
+    assert_eq!(tried + locked, 20);
+    assert!(tried <= 5, "{tried} passwords were checked");
+    assert_eq!(server.service.hasher.verifications() - before, tried as u64);
+    assert_eq!(
+        server.login("alice@example.com", PASSWORD).await.status,
+        429
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn a_successful_login_resets_the_failure_count(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    server.register("alice@example.com", PASSWORD).await;
+    for _ in 0..4 {
+        server.login("alice@example.com", OTHER_PASSWORD).await;
+    }
+    assert_eq!(
+        server.login("alice@example.com", PASSWORD).await.status,
+        200
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            server
+                .login("alice@example.com", OTHER_PASSWORD)
+                .await
+                .status,
+            401
+        );
+    }
+    assert_eq!(
+        server.login("alice@example.com", PASSWORD).await.status,
+        200
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn an_admin_can_unlock_an_account(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let user_id = server.register("alice@example.com", PASSWORD).await.body["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..5 {
+        server.login("alice@example.com", OTHER_PASSWORD).await;
+    }
+    assert_eq!(
+        server.login("alice@example.com", PASSWORD).await.status,
+        429
+    );
+    let unauthorized = read(
+        server
+            .http
+            .post(format!("{}/admin/v1/users/{user_id}/unlock", server.admin))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(unauthorized.status, 401);
+    let found = server
+        .admin_call(Method::GET, "/admin/v1/users?email=alice@example.com")
+        .await;
+    assert_eq!(found.body["user_id"], user_id.as_str());
+    assert_eq!(
+        server
+            .admin_call(Method::POST, &format!("/admin/v1/users/{user_id}/unlock"))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        server.login("alice@example.com", PASSWORD).await.status,
+        200
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn lockout_notifies_the_owner_by_mail(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    server.register("alice@example.com", PASSWORD).await;
+    for _ in 0..5 {
+        server.login("alice@example.com", OTHER_PASSWORD).await;
+    }
+    let mails = server.mails();
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("temporarily locked") && m.contains("To: alice@example.com")),
+        "{mails:?}"
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn progressive_delay_slows_answers_after_the_configured_failures(pool: PgPool) {
+    let server = start(
+        pool,
+        Options::spec(|s| {
+            s.lockout.progressive_delay.after_failures = 2;
+            s.lockout.progressive_delay.base = GoDuration::parse("400ms").unwrap();
+            s.lockout.progressive_delay.max = GoDuration::parse("400ms").unwrap();
+        }),
+    )
+    .await;
+    for _ in 0..2 {
+        server.login("alice@example.com", OTHER_PASSWORD).await;
+    }
+    let started = Instant::now();
+    server.login("alice@example.com", OTHER_PASSWORD).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn login_replaces_a_presented_session_instead_of_reusing_it(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let first = server.user("alice@example.com").await;
+    let old = first.session_cookie().unwrap();
+    let response = server
+        .http
+        .post(format!("{}/api/v1/login", server.base))
+        .header("cookie", format!("__Host-portcullis_session={old}"))
+        .json(&json!({"email": "alice@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let second = read(response).await;
+    let new = second.session_cookie().unwrap();
+    assert_ne!(new, old, "session id rotates at login");
+    assert_eq!(
+        server
+            .get("/api/v1/me", &Cred::Cookie(old, None))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        server
+            .get("/api/v1/me", &Cred::Cookie(new, None))
+            .await
+            .status,
+        200
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn me_answers_with_cookie_or_bearer_and_401_otherwise(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let login = server.user("alice@example.com").await;
+    for cred in [cookie(&login), bearer(&login)] {
+        let me = server.get("/api/v1/me", &cred).await;
+        assert_eq!(me.status, 200);
+        assert_eq!(me.body["email"], "alice@example.com");
+        assert_eq!(me.body["email_verified"], true);
+        assert_eq!(
+            me.body["mfa"],
+            json!({"totp": false, "recovery_codes_left": 0})
+        );
+        assert_eq!(me.body["user_id"], login.body["user_id"]);
+    }
+    let anonymous = server.get("/api/v1/me", &Cred::None).await;
+    assert_eq!(
+        (anonymous.status, anonymous.code()),
+        (401, "unauthenticated")
+    );
+    assert!(anonymous.header("www-authenticate").is_some());
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn sessions_end_after_the_idle_timeout(pool: PgPool) {
+    let clock = portcullis_authserver::clock::Clock::manual(time::OffsetDateTime::now_utc());
+    let server = start(
+        pool,
+        Options {
+            clock: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let login = server.user("alice@example.com").await;
+    clock.advance(minutes(29));
+    assert_eq!(
+        server.get("/api/v1/me", &cookie(&login)).await.status,
+        200,
+        "activity extends the session"
+    );
+    clock.advance(minutes(29));
+    assert_eq!(server.get("/api/v1/me", &cookie(&login)).await.status, 200);
+    clock.advance(minutes(31));
+    assert_eq!(server.get("/api/v1/me", &cookie(&login)).await.status, 401);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn logout_ends_the_session_its_tokens_and_the_cookie(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let login = server.user("alice@example.com").await;
+    let out = server
+        .call(Method::POST, "/api/v1/logout", None, &cookie(&login))
+        .await;
+    assert_eq!(out.status, 204);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(server.get("/api/v1/me", &cookie(&login)).await.status, 401);
+    assert_eq!(server.get("/api/v1/me", &bearer(&login)).await.status, 401);
+    assert_eq!(
+        server
+            .refresh(login.body["refresh_token"].as_str().unwrap())
+            .await
+            .status,
+        400
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn cookie_state_changes_need_the_csrf_token_or_same_origin(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let login = server.user("alice@example.com").await;
+    let forged = server
+        .call(
+            Method::POST,
+            "/api/v1/logout",
+            None,
+            &cookie_without_csrf(&login),
+        )
+        .await;
+    assert_eq!((forged.status, forged.code()), (403, "csrf_failed"));
+    let wrong = Cred::Cookie(
+        login.session_cookie().unwrap(),
+        Some("bm90LXRoZS10b2tlbg".into()),
+    );
+    assert_eq!(
+        server
+            .call(Method::POST, "/api/v1/logout", None, &wrong)
+            .await
+            .status,
+        403
+    );
+    let same_origin = server
+        .http
+        .post(format!("{}/api/v1/logout", server.base))
+        .header(
+            "cookie",
+            format!(
+                "__Host-portcullis_session={}",
+                login.session_cookie().unwrap()
+            ),
+        )
+        .header("origin", "http://auth.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same_origin.status(), 204);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn changing_the_password_ends_other_sessions_only(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let here = server.user("alice@example.com").await;
+    let elsewhere = server.login("alice@example.com", PASSWORD).await;
+    let wrong = server
+        .call(
+            Method::POST,
+            "/api/v1/me/password",
+            Some(json!({"current_password": OTHER_PASSWORD, "new_password": OTHER_PASSWORD})),
+            &cookie(&here),
+        )
+        .await;
+    assert_eq!((wrong.status, wrong.code()), (401, "invalid_credentials"));
+    let same = server
+        .call(
+            Method::POST,
+            "/api/v1/me/password",
+            Some(json!({"current_password": PASSWORD, "new_password": PASSWORD})),
+            &cookie(&here),
+        )
+        .await;
+    assert_eq!(same.violation_codes(), ["password_unchanged"]);
+    let changed = server
+        .call(
+            Method::POST,
+            "/api/v1/me/password",
+            Some(json!({"current_password": PASSWORD, "new_password": OTHER_PASSWORD})),
+            &cookie(&here),
+        )
+        .await;
+    assert_eq!(changed.status, 204, "{changed:?}");
+    assert_eq!(
+        server.get("/api/v1/me", &cookie(&here)).await.status,
+        200,
+        "this session stays"
+    );
+    assert_eq!(
+        server.get("/api/v1/me", &cookie(&elsewhere)).await.status,
+        401
+    );
+    assert_eq!(
+        server.get("/api/v1/me", &bearer(&elsewhere)).await.status,
+        401
+    );
+    assert_eq!(
+        server
+            .refresh(elsewhere.body["refresh_token"].as_str().unwrap())
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        server
+            .refresh(here.body["refresh_token"].as_str().unwrap())
+            .await
+            .status,
+        200
+    );
+    assert!(
+        server
+            .mails()
+            .iter()
+            .any(|m| m.contains("password was changed"))
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn sessions_are_listed_and_revocable(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let here = server.user("alice@example.com").await;
+    let other = server.login("alice@example.com", PASSWORD).await;
+    let list = server.get("/api/v1/me/sessions", &cookie(&here)).await;
+    let sessions = list.body.as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    let current: Vec<&serde_json::Value> =
+        sessions.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1);
+    for field in ["id", "created_at", "last_seen_at", "ip", "user_agent"] {
+        assert!(sessions[0][field].is_string(), "{field}");
+    }
+    assert_eq!(sessions[0]["ip"], "127.0.0.1");
+    let other_id = sessions.iter().find(|s| s["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = server
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/me/sessions/{other_id}"),
+            None,
+            &cookie(&here),
+        )
+        .await;
+    assert_eq!(revoked.status, 204);
+    assert_eq!(server.get("/api/v1/me", &cookie(&other)).await.status, 401);
+    let again = server
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/me/sessions/{other_id}"),
+            None,
+            &cookie(&here),
+        )
+        .await;
+    assert_eq!((again.status, again.code()), (404, "not_found"));
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn two_instances_share_sessions_and_lockouts(pool: PgPool) {
+    let a = start(pool.clone(), Options::default()).await;
+    let prefix = a.redis_prefix.clone();
+    let b = start_sharing(
+        pool,
+        Options {
+            redis_prefix: prefix,
+            ..Options::default()
+        },
+        Some(&a),
+    )
+    .await;
+    let login = a.user("alice@example.com").await;
+    assert_eq!(
+        b.get("/api/v1/me", &cookie(&login)).await.status,
+        200,
+        "a session from A works at B"
+    );
+    assert_eq!(b.get("/api/v1/me", &bearer(&login)).await.status, 200);
+    for _ in 0..3 {
+        a.login("bob@example.com", PASSWORD).await;
+    }
+    for _ in 0..2 {
+        b.login("bob@example.com", PASSWORD).await;
+    }
+    assert_eq!(
+        a.login("bob@example.com", PASSWORD).await.status,
+        429,
+        "failures at A and B add up"
+    );
+    assert_eq!(
+        b.call(Method::POST, "/api/v1/logout", None, &cookie(&login))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        a.get("/api/v1/me", &cookie(&login)).await.status,
+        401,
+        "logout at B ends the session at A"
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn a_hash_made_with_a_lower_cost_is_upgraded_at_login(pool: PgPool) {
+    let old = start(pool.clone(), Options::default()).await;
+    old.register("alice@example.com", PASSWORD).await;
+    // Same secrets (pepper), higher cost: what a realm update rolls out.
+    let stronger = start_sharing(
+        pool.clone(),
+        Options::spec(|s| s.password_policy.bcrypt_cost = 11),
+        Some(&old),
+    )
+    .await;
+    assert_eq!(
+        stronger.login("alice@example.com", PASSWORD).await.status,
+        200
+    );
+    let (hash,): (String,) = sqlx::query_as("SELECT password_hash FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(bcrypt_cost(&hash), Some(11));
+    assert_eq!(
+        stronger.login("alice@example.com", PASSWORD).await.status,
+        200
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn a_disabled_account_cannot_log_in_and_loses_its_sessions(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let login = server.user("alice@example.com").await;
+    let id = login.body["user_id"].as_str().unwrap();
+    assert_eq!(
+        server
+            .admin_call(Method::POST, &format!("/admin/v1/users/{id}/disable"))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(server.get("/api/v1/me", &cookie(&login)).await.status, 401);
+    let again = server.login("alice@example.com", PASSWORD).await;
+    assert_eq!((again.status, again.code()), (403, "account_disabled"));
+}

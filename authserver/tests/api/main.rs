@@ -1,0 +1,11 @@
+//! Black-box tests of the auth server's HTTP API against real PostgreSQL and Redis. One test
+//! binary (link time); each test gets a fresh database and its own Redis key prefix.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
+mod breach;
+mod http;
+mod login;
+mod registration;
+mod support;
+mod tokens;

@@ -1,0 +1,365 @@
+//! Test harness: a real server on loopback against a fresh PostgreSQL database (from
+//! `#[sqlx::test]`) and Redis under a unique key prefix, mail written to a temp dir.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_authserver::auth::accounts::AuthService;
+use portcullis_authserver::clock::Clock;
+use portcullis_authserver::http::state::AppState;
+use portcullis_authserver::secrets;
+use portcullis_authserver::server::{self, ServiceParts};
+use portcullis_authserver::store::kv::Kv;
+use portcullis_authserver::store::postgres::Db;
+use portcullis_crds::realm::AuthRealmSpec;
+use portcullis_crds::{RealmSettings, parse_manifests};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tempfile::TempDir;
+
+pub const PASSWORD: &str = "Tangerine-Orbit-42-Quiet";
+pub const OTHER_PASSWORD: &str = "Saffron-Canyon-97-Lantern";
+
+const BASE_REALM: &str = "apiVersion: portcullis.dev/v1alpha1
+kind: AuthRealm
+metadata: {name: test}
+spec:
+  issuer: http://auth.localhost
+  database: {secretRef: {name: db}}
+  passwordPolicy: {bcryptCost: 10, breachCheck: {mode: Disabled}}
+  emailVerification: {required: false}
+  lockout: {progressiveDelay: {afterFailures: 0}}
+  privacy:
+    policyVersion: \"1\"
+    purposes:
+      - {name: account, required: true, description: Run the account.}
+      - {name: news, required: false, description: Product news.}
+";
+
+/// How a test server is set up.
+pub struct Options {
+    /// Changes to the base realm.
+    pub spec: Box<dyn FnOnce(&mut AuthRealmSpec)>,
+    /// The clock (manual clocks let tests move time).
+    pub clock: Clock,
+    /// Redis key prefix; servers sharing one share sessions and lockouts.
+    pub redis_prefix: String,
+    /// Concurrent bcrypt runs.
+    pub hash_permits: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            spec: Box::new(|_| {}),
+            clock: Clock::System,
+            redis_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
+            hash_permits: 2,
+        }
+    }
+}
+
+impl Options {
+    pub fn spec(f: impl FnOnce(&mut AuthRealmSpec) + 'static) -> Self {
+        Self {
+            spec: Box::new(f),
+            ..Self::default()
+        }
+    }
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub admin: String,
+    pub service: Arc<AuthService>,
+    pub admin_token: String,
+    pub http: reqwest::Client,
+    pub mail_dir: PathBuf,
+    pub redis_prefix: String,
+    _dirs: (TempDir, TempDir),
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub fn settings(customize: impl FnOnce(&mut AuthRealmSpec)) -> RealmSettings {
+    let mut manifests = parse_manifests(BASE_REALM).unwrap();
+    customize(&mut manifests.realms[0].spec);
+    RealmSettings::from_manifests(&manifests).unwrap()
+}
+
+pub async fn start(pool: PgPool, options: Options) -> TestServer {
+    start_sharing(pool, options, None).await
+}
+
+/// Starts a server; with `secrets_from`, it uses that server's secrets dir (two replicas).
+pub async fn start_sharing(
+    pool: PgPool,
+    options: Options,
+    secrets_from: Option<&TestServer>,
+) -> TestServer {
+    portcullis_authserver::install_crypto_provider();
+    let settings = settings(options.spec);
+    let secrets_dir = TempDir::new().unwrap();
+    if let Some(other) = secrets_from {
+        for entry in std::fs::read_dir(other._dirs.0.path()).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), secrets_dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let (secrets, _) = secrets::load(secrets_dir.path(), &settings, true).unwrap();
+    let mail_dir = TempDir::new().unwrap();
+    let redis_url = std::env::var("REDIS_URL")
+        .expect("REDIS_URL must point at a Redis server (scripts/test.sh starts one)");
+    let kv = Kv::redis(&redis_url, &options.redis_prefix).await.unwrap();
+    let (service, admin_token) = server::build_service(ServiceParts {
+        settings,
+        secrets,
+        db: Db::from_pool(pool),
+        kv,
+        clock: options.clock.clone(),
+        mail_dir: Some(mail_dir.path().to_path_buf()),
+        breach_list: None,
+        hash_permits: options.hash_permits,
+    })
+    .unwrap();
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (base, admin_base) = (
+        url(public.local_addr().unwrap()),
+        url(admin.local_addr().unwrap()),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState::new(service.clone(), &admin_token);
+    tokio::spawn(async move {
+        server::run(state, public, admin, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestServer {
+        base,
+        admin: admin_base,
+        service,
+        admin_token,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        mail_dir: mail_dir.path().to_path_buf(),
+        redis_prefix: options.redis_prefix,
+        _dirs: (secrets_dir, mail_dir),
+        _shutdown: tx,
+    }
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    pub fn violation_codes(&self) -> Vec<String> {
+        self.body["violations"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .map(|x| x["code"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The session cookie value set by this answer.
+    pub fn session_cookie(&self) -> Option<String> {
+        let set = self.header("set-cookie")?;
+        let value = set
+            .strip_prefix("__Host-portcullis_session=")?
+            .split(';')
+            .next()?;
+        (!value.is_empty()).then(|| value.to_owned())
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// How a request authenticates.
+#[derive(Clone, Debug, Default)]
+pub enum Cred {
+    #[default]
+    None,
+    Bearer(String),
+    /// Session cookie and, when given, the CSRF token header.
+    Cookie(String, Option<String>),
+}
+
+impl TestServer {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        cred: &Cred,
+    ) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request = match cred {
+            Cred::None => request,
+            Cred::Bearer(token) => request.bearer_auth(token),
+            Cred::Cookie(cookie, csrf) => {
+                let r = request.header("cookie", format!("__Host-portcullis_session={cookie}"));
+                match csrf {
+                    Some(token) => r.header("x-csrf-token", token),
+                    None => r,
+                }
+            }
+        };
+        read(request.send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(reqwest::Method::POST, path, Some(body), &Cred::None)
+            .await
+    }
+
+    pub async fn get(&self, path: &str, cred: &Cred) -> Answer {
+        self.call(reqwest::Method::GET, path, None, cred).await
+    }
+
+    pub async fn admin_call(&self, method: reqwest::Method, path: &str) -> Answer {
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.admin))
+            .bearer_auth(&self.admin_token);
+        read(request.send().await.unwrap()).await
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Answer {
+        self.post("/api/v1/register", json!({"email": email, "password": password, "policy_version": "1", "consents": {"account": true}})).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Answer {
+        self.post(
+            "/api/v1/login",
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Registers (verification off) and logs in; returns the login answer.
+    pub async fn user(&self, email: &str) -> Answer {
+        let registered = self.register(email, PASSWORD).await;
+        assert_eq!(registered.status, 201, "{registered:?}");
+        let login = self.login(email, PASSWORD).await;
+        assert_eq!(login.status, 200, "{login:?}");
+        login
+    }
+
+    pub async fn refresh(&self, token: &str) -> Answer {
+        let response = self
+            .http
+            .post(format!("{}/oauth2/token", self.base))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    /// Sends `n` requests built by `build` at once, each on its own task; answers in order.
+    pub async fn parallel(
+        &self,
+        n: usize,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Vec<Answer> {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let request = build(&self.http, &self.base);
+                tokio::spawn(async move { read(request.send().await.unwrap()).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for handle in handles {
+            answers.push(handle.await.unwrap());
+        }
+        answers
+    }
+
+    /// Every mail written so far, oldest first.
+    pub fn mails(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.mail_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect()
+    }
+
+    /// The code on the line after `label` in the newest mail that has one.
+    pub fn mailed_code(&self, label: &str) -> String {
+        self.mails()
+            .iter()
+            .rev()
+            .find_map(|mail| {
+                let mut lines = mail.lines();
+                lines.find(|l| l.trim() == label)?;
+                lines.next().map(|l| l.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no mail with {label:?}"))
+    }
+}
+
+pub fn bearer(login: &Answer) -> Cred {
+    Cred::Bearer(login.body["access_token"].as_str().unwrap().to_owned())
+}
+
+pub fn cookie(login: &Answer) -> Cred {
+    Cred::Cookie(
+        login.session_cookie().unwrap(),
+        login.body["csrf_token"].as_str().map(str::to_owned),
+    )
+}
+
+pub fn cookie_without_csrf(login: &Answer) -> Cred {
+    Cred::Cookie(login.session_cookie().unwrap(), None)
+}
+
+pub fn minutes(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
+}

@@ -1,0 +1,196 @@
+//! Access tokens, the JWKS and the refresh-token grant.
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
+use portcullis_authserver::auth::tokens::AccessClaims;
+use portcullis_authserver::clock::Clock;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::support::*;
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn the_jwks_verifies_issued_access_tokens(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let login = server.user("alice@example.com").await;
+    let jwks = server.get("/.well-known/jwks.json", &Cred::None).await;
+    assert_eq!(jwks.status, 200);
+    assert!(jwks.header("cache-control").unwrap().contains("max-age"));
+    let set: JwkSet = serde_json::from_value(jwks.body.clone()).unwrap();
+    assert!(
+        jwks.body["keys"][0].get("d").is_none(),
+        "no private parts in the JWKS"
+    );
+    let token = login.body["access_token"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.alg, Algorithm::ES256);
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let jwk = set
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid is in the JWKS");
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_issuer(&["http://auth.localhost"]);
+    validation.set_audience(&["http://auth.localhost"]);
+    let claims = jsonwebtoken::decode::<AccessClaims>(
+        token,
+        &DecodingKey::from_jwk(jwk).unwrap(),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims.sub, login.body["user_id"].as_str().unwrap());
+    assert_eq!(claims.exp - claims.iat, 600);
+    assert_eq!(claims.nbf, claims.iat);
+    assert!(!claims.jti.is_empty() && !claims.sid.is_empty());
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn an_expired_access_token_is_rejected(pool: PgPool) {
+    let clock = Clock::manual(time::OffsetDateTime::now_utc());
+    let server = start(
+        pool,
+        Options {
+            clock: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let login = server.user("alice@example.com").await;
+    clock.advance(Duration::from_secs(599));
+    assert_eq!(server.get("/api/v1/me", &bearer(&login)).await.status, 200);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(server.get("/api/v1/me", &bearer(&login)).await.status, 401);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn a_forged_or_unsigned_token_is_rejected(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let login = server.user("alice@example.com").await;
+    let token = login.body["access_token"].as_str().unwrap();
+    let (head, rest) = token.split_once('.').unwrap();
+    let (_, signature) = rest.rsplit_once('.').unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let forged_claims = b64.encode(json!({"iss": "http://auth.localhost", "aud": "http://auth.localhost", "sub": uuid::Uuid::new_v4().to_string(), "exp": 4_000_000_000i64, "iat": 0, "nbf": 0, "jti": "x", "sid": "x", "scope": ""}).to_string());
+    for forged in [
+        format!("{head}.{forged_claims}.{signature}"),
+        format!(
+            "{}.{forged_claims}.",
+            b64.encode(r#"{"alg":"none","typ":"at+jwt"}"#)
+        ),
+    ] {
+        assert_eq!(
+            server.get("/api/v1/me", &Cred::Bearer(forged)).await.status,
+            401
+        );
+    }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn a_refresh_rotates_the_token_and_a_replay_kills_the_family(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let login = server.user("alice@example.com").await;
+    let first = login.body["refresh_token"].as_str().unwrap().to_owned();
+    let rotated = server.refresh(&first).await;
+    assert_eq!(rotated.status, 200, "{rotated:?}");
+    let second = rotated.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    assert_eq!(rotated.body["token_type"], "Bearer");
+    assert_eq!(
+        server
+            .get(
+                "/api/v1/me",
+                &Cred::Bearer(rotated.body["access_token"].as_str().unwrap().into())
+            )
+            .await
+            .status,
+        200
+    );
+    let replay = server.refresh(&first).await;
+    assert_eq!((replay.status, replay.code()), (400, "invalid_grant"));
+    assert_eq!(
+        replay.body["error"], "invalid_grant",
+        "OAuth clients read `error`"
+    );
+    let successor = server.refresh(&second).await;
+    assert_eq!(
+        successor.status, 400,
+        "the whole family is revoked after a replay"
+    );
+    assert_eq!(
+        server.get("/api/v1/me", &cookie(&login)).await.status,
+        401,
+        "and the session that started it"
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn two_concurrent_uses_of_one_refresh_token_let_one_win_and_kill_the_family(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let login = server.user("alice@example.com").await;
+    let token = login.body["refresh_token"].as_str().unwrap().to_owned();
+    let answers = server
+        .parallel(2, |http, base| {
+            http.post(format!("{base}/oauth2/token")).form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token.as_str()),
+            ])
+        })
+        .await;
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 400]);
+    let winner = answers.iter().find(|a| a.status == 200).unwrap();
+    let after = server
+        .refresh(winner.body["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        after.status, 400,
+        "the winner's new token died with the family"
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn refresh_tokens_expire_when_idle(pool: PgPool) {
+    let clock = Clock::manual(time::OffsetDateTime::now_utc());
+    let server = start(
+        pool,
+        Options {
+            clock: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let login = server.user("alice@example.com").await;
+    clock.advance(Duration::from_secs(7 * 86_400));
+    let late = server
+        .refresh(login.body["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!((late.status, late.code()), (400, "invalid_grant"));
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn the_token_endpoint_refuses_other_grants_and_missing_fields(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let post = |form: Vec<(&'static str, &'static str)>| {
+        let request = server
+            .http
+            .post(format!("{}/oauth2/token", server.base))
+            .form(&form);
+        async move { read(request.send().await.unwrap()).await }
+    };
+    let other = post(vec![("grant_type", "password")]).await;
+    assert_eq!(
+        (other.status, other.code()),
+        (400, "unsupported_grant_type")
+    );
+    let missing = post(vec![("grant_type", "refresh_token")]).await;
+    assert_eq!((missing.status, missing.code()), (400, "invalid_request"));
+    let unknown = post(vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "nope"),
+    ])
+    .await;
+    assert_eq!((unknown.status, unknown.code()), (400, "invalid_grant"));
+}
