@@ -1,5 +1,5 @@
 # Everyday recipes. `make test` is the README's test command and what CI runs.
-.PHONY: all generate lint test run e2e check-deps
+.PHONY: all generate lint test run check-config bench e2e check-deps
 
 all: lint test
 
@@ -21,10 +21,18 @@ check-deps:
 test:
 	scripts/test.sh
 
-## run: check the sample realm configuration and print its effective settings
+## run: the auth server on http://localhost:8080 with throwaway PostgreSQL and Redis
 run:
+	scripts/dev.sh
+
+## check-config: print the effective settings of the full sample realm and its policies
+check-config:
 	cargo run --quiet --locked -p portcullis-authserver -- check-config \
 		--config config/samples/realm-full.yaml,config/samples/ratelimitpolicy.yaml,config/samples/retentionpolicy.yaml
+
+## bench: login, health-under-load and refresh benchmarks (release build; prints figures)
+bench:
+	scripts/bench.sh
 
 ## e2e: the cluster suite; runs against the cluster KUBECONFIG points at, skips otherwise
 e2e:

@@ -6,7 +6,13 @@
 services_log() { echo "services: $*" >&2; }
 
 services_free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  # A random high port nobody answers on (bash's /dev/tcp: no python or netcat needed).
+  local port
+  for _ in $(seq 100); do
+    port=$(( 20000 + RANDOM % 40000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return 0; fi
+  done
+  services_log "no free port found"; return 1
 }
 
 services_apt_install() {

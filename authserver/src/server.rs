@@ -82,6 +82,12 @@ pub fn build_service(parts: ServiceParts) -> Result<(Arc<AuthService>, String), 
         hash_permits,
     } = parts;
     let spec = &settings.spec;
+    if spec.tokens.signing_algorithm != portcullis_crds::realm::SigningAlgorithm::ES256 {
+        return Err(StartupError::Config(format!(
+            "tokens.signingAlgorithm {:?} is not implemented by this auth server version; use ES256",
+            spec.tokens.signing_algorithm
+        )));
+    }
     let hasher = PasswordHasher::new(
         secrets.peppers.clone(),
         spec.password_policy.bcrypt_cost,

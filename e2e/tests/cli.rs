@@ -110,7 +110,7 @@ fn check_config_fails_when_the_file_is_missing() {
     let output = authserver(&["check-config", "--config", "/nonexistent/realm.yaml"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr(&output).contains("cannot read config /nonexistent/realm.yaml"),
+        stderr(&output).contains("cannot read /nonexistent/realm.yaml"),
         "{}",
         stderr(&output)
     );

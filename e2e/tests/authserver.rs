@@ -1,0 +1,183 @@
+//! The built `portcullis-authserver` binary, started as an operator would start it, against
+//! real PostgreSQL and Redis (DATABASE_URL / REDIS_URL; `make test` provides them).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis_e2e::{binary, repo_root};
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    public: String,
+    admin: String,
+    mail_dir: tempfile::TempDir,
+    _secrets: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh database for one test, dropped at the end, so runs never see each other's rows.
+struct Database {
+    admin: sqlx::PgPool,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create() -> Self {
+        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL must be set (make test starts PostgreSQL)");
+        let name = format!("portcullis_e2e_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&base).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+        let (prefix, _) = base.rsplit_once('/').unwrap();
+        let url = format!("{prefix}/{name}");
+        Self { admin, name, url }
+    }
+
+    async fn drop_now(self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.admin).await.unwrap();
+    }
+}
+
+fn start(database_url: &str) -> Server {
+    let secrets = tempfile::tempdir().unwrap();
+    let mail_dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(binary("portcullis-authserver").unwrap())
+        .args(["serve", "--dev", "--config", "config/dev/realm.yaml", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--secrets-dir")
+        .arg(secrets.path())
+        .arg("--mail-dir")
+        .arg(mail_dir.path())
+        .env("DATABASE_URL", database_url)
+        .env("REDIS_URL", std::env::var("REDIS_URL").expect("REDIS_URL must be set"))
+        .env("RUST_LOG", "warn")
+        .current_dir(repo_root())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (mut public, mut admin) = (None, None);
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let url = line.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).map(str::to_owned);
+        if line.contains("public API") {
+            public = url;
+        } else if line.contains("admin") {
+            admin = url;
+        }
+        seen.push(line);
+        if public.is_some() && admin.is_some() {
+            break;
+        }
+    }
+    let (Some(public), Some(admin)) = (public, admin) else {
+        panic!("the server did not print its URLs:\n{}", seen.join("\n"));
+    };
+    Server { child, public, admin, mail_dir, _secrets: secrets }
+}
+
+fn mailed_code(server: &Server, label: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        for entry in std::fs::read_dir(server.mail_dir.path()).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let mut lines = text.lines();
+            if lines.any(|l| l.trim() == label) {
+                return lines.next().unwrap().trim().to_owned();
+            }
+        }
+        assert!(Instant::now() < deadline, "no mail with {label}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn dev_mode_serves_a_whole_account_lifecycle_and_stops_on_sigterm() {
+    let database = Database::create().await;
+    let mut server = start(&database.url);
+    let http = reqwest::Client::new();
+    let ready = http.get(format!("{}/readyz", server.admin)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let register = http
+        .post(format!("{}/api/v1/register", server.public))
+        .json(&json!({"email": "e2e@example.com", "password": "Tangerine-Orbit-42-Quiet", "policy_version": "1", "consents": {"account": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(register.status(), 202);
+    let token = mailed_code(&server, "Verification code:");
+    let verify = http.post(format!("{}/api/v1/verify-email", server.public)).json(&json!({"token": token})).send().await.unwrap();
+    assert_eq!(verify.status(), 200);
+    let login: Value = http
+        .post(format!("{}/api/v1/login", server.public))
+        .json(&json!({"email": "e2e@example.com", "password": "Tangerine-Orbit-42-Quiet"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me: Value = http
+        .get(format!("{}/api/v1/me", server.public))
+        .bearer_auth(login["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "e2e@example.com");
+    // Graceful shutdown on SIGTERM: the process exits by itself, successfully.
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    database.drop_now().await;
+}
+
+#[test]
+fn outside_dev_a_missing_secret_stops_the_server_with_its_name() {
+    let secrets = tempfile::tempdir().unwrap();
+    let output = Command::new(binary("portcullis-authserver").unwrap())
+        .args(["serve", "--config", "config/dev/realm.yaml", "--secrets-dir"])
+        .arg(secrets.path())
+        .env("DATABASE_URL", "postgres://unused@127.0.0.1:1/none")
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("secret signing-keys.json is missing"), "{stderr}");
+}
+
+#[test]
+fn keys_generate_writes_a_set_the_server_accepts_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || Command::new(binary("portcullis-authserver").unwrap()).args(["keys", "generate", "--secrets-dir"]).arg(dir.path()).output().unwrap();
+    assert!(run().status.success());
+    for file in ["signing-keys.json", "fernet-keys", "pepper", "cookie-key", "admin-token"] {
+        assert!(dir.path().join(file).is_file(), "{file}");
+    }
+    let again = run();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Benchmarks that print figures (never assert timings). Starts throwaway PostgreSQL and Redis
+# when DATABASE_URL / REDIS_URL are unset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+ensure_services
+cargo bench --locked -p portcullis-authserver --bench login
