@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use portcullis_authserver::clock::Clock;
 use portcullis_authserver::http::state::AppState;
+use portcullis_authserver::secrets;
 use portcullis_authserver::server::{self, ServiceParts};
 use portcullis_authserver::store::kv::Kv;
 use portcullis_authserver::store::postgres::Db;
-use portcullis_authserver::secrets;
 use portcullis_crds::{RealmSettings, parse_manifests};
 use serde_json::{Value, json};
 
@@ -59,7 +59,10 @@ async fn main() {
     let admin = Db::connect(&base_url, 1).await.unwrap();
     let db_name = format!("portcullis_bench_{}", std::process::id());
     let pool = sqlx::PgPool::connect(&base_url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}"))).execute(&pool).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
     let db_url = match base_url.rsplit_once('/') {
         Some((prefix, _)) => format!("{prefix}/{db_name}"),
         None => base_url.clone(),
@@ -72,7 +75,9 @@ async fn main() {
     let settings = RealmSettings::from_manifests(&manifests).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (secrets, _) = secrets::load(dir.path(), &settings, true).unwrap();
-    let kv = Kv::redis(&redis_url, &format!("bench:{}:", uuid::Uuid::new_v4())).await.unwrap();
+    let kv = Kv::redis(&redis_url, &format!("bench:{}:", uuid::Uuid::new_v4()))
+        .await
+        .unwrap();
     let (service, token) = server::build_service(ServiceParts {
         settings,
         secrets,
@@ -89,10 +94,20 @@ async fn main() {
     let base = format!("http://{}", public.local_addr().unwrap());
     let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
     let state = AppState::new(service.clone(), &token);
-    tokio::spawn(server::run(state, public, admin_listener, std::future::pending()));
+    tokio::spawn(server::run(
+        state,
+        public,
+        admin_listener,
+        std::future::pending(),
+    ));
     let http = reqwest::Client::new();
 
-    let (status, _) = post(&http, format!("{base}/api/v1/register"), json!({"email": "bench@example.com", "password": PASSWORD, "policy_version": "1"})).await;
+    let (status, _) = post(
+        &http,
+        format!("{base}/api/v1/register"),
+        json!({"email": "bench@example.com", "password": PASSWORD, "policy_version": "1"}),
+    )
+    .await;
     assert_eq!(status, 201);
 
     println!("Portcullis auth server benchmark ({cores} cores, bcrypt cost 12, release build)");
@@ -109,11 +124,21 @@ async fn main() {
     let mut unknown = Vec::new();
     for i in 0..15 {
         let started = Instant::now();
-        let (status, _) = post(&http, format!("{base}/api/v1/login"), json!({"email": "bench@example.com", "password": PASSWORD})).await;
+        let (status, _) = post(
+            &http,
+            format!("{base}/api/v1/login"),
+            json!({"email": "bench@example.com", "password": PASSWORD}),
+        )
+        .await;
         assert_eq!(status, 200);
         known.push(started.elapsed());
         let started = Instant::now();
-        let (status, _) = post(&http, format!("{base}/api/v1/login"), json!({"email": format!("nobody{i}@example.com"), "password": PASSWORD})).await;
+        let (status, _) = post(
+            &http,
+            format!("{base}/api/v1/login"),
+            json!({"email": format!("nobody{i}@example.com"), "password": PASSWORD}),
+        )
+        .await;
         assert_eq!(status, 401);
         unknown.push(started.elapsed());
     }
@@ -121,8 +146,16 @@ async fn main() {
     let known_p50 = percentile(&mut known, 0.5);
     let unknown_p50 = percentile(&mut unknown, 0.5);
     println!("bare bcrypt verify p50        {:8.1} ms", ms(bare_p50));
-    println!("login (known, 200) p50        {:8.1} ms   ({:+.1}% vs bare bcrypt)", ms(known_p50), (ms(known_p50) / ms(bare_p50) - 1.0) * 100.0);
-    println!("login (unknown, 401) p50      {:8.1} ms   ({:+.1}% vs known)", ms(unknown_p50), (ms(unknown_p50) / ms(known_p50) - 1.0) * 100.0);
+    println!(
+        "login (known, 200) p50        {:8.1} ms   ({:+.1}% vs bare bcrypt)",
+        ms(known_p50),
+        (ms(known_p50) / ms(bare_p50) - 1.0) * 100.0
+    );
+    println!(
+        "login (unknown, 401) p50      {:8.1} ms   ({:+.1}% vs known)",
+        ms(unknown_p50),
+        (ms(unknown_p50) / ms(known_p50) - 1.0) * 100.0
+    );
 
     // 3. Health and JWKS latency while logins saturate the pool.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -132,7 +165,12 @@ async fn main() {
         loaders.push(tokio::spawn(async move {
             let mut n = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                post(&http, format!("{base}/api/v1/login"), json!({"email": format!("load{i}@example.com"), "password": PASSWORD})).await;
+                post(
+                    &http,
+                    format!("{base}/api/v1/login"),
+                    json!({"email": format!("load{i}@example.com"), "password": PASSWORD}),
+                )
+                .await;
                 n += 1;
             }
             n
@@ -144,10 +182,24 @@ async fn main() {
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
         let started = Instant::now();
-        assert!(http.get(format!("{admin_base}/healthz")).send().await.unwrap().status().is_success());
+        assert!(
+            http.get(format!("{admin_base}/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success()
+        );
         health.push(started.elapsed());
         let started = Instant::now();
-        assert!(http.get(format!("{base}/.well-known/jwks.json")).send().await.unwrap().status().is_success());
+        assert!(
+            http.get(format!("{base}/.well-known/jwks.json"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success()
+        );
         jwks.push(started.elapsed());
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -155,12 +207,28 @@ async fn main() {
     for loader in loaders {
         logins += loader.await.unwrap();
     }
-    println!("under load ({} concurrent logins, {logins} done in ~5.5 s):", cores * 4);
-    println!("  /healthz p99 over {:5} req  {:8.2} ms", health.len(), ms(percentile(&mut health, 0.99)));
-    println!("  JWKS     p99 over {:5} req  {:8.2} ms", jwks.len(), ms(percentile(&mut jwks, 0.99)));
+    println!(
+        "under load ({} concurrent logins, {logins} done in ~5.5 s):",
+        cores * 4
+    );
+    println!(
+        "  /healthz p99 over {:5} req  {:8.2} ms",
+        health.len(),
+        ms(percentile(&mut health, 0.99))
+    );
+    println!(
+        "  JWKS     p99 over {:5} req  {:8.2} ms",
+        jwks.len(),
+        ms(percentile(&mut jwks, 0.99))
+    );
 
     // 4. Refresh grants per second per core.
-    let (_, login) = post(&http, format!("{base}/api/v1/login"), json!({"email": "bench@example.com", "password": PASSWORD})).await;
+    let (_, login) = post(
+        &http,
+        format!("{base}/api/v1/login"),
+        json!({"email": "bench@example.com", "password": PASSWORD}),
+    )
+    .await;
     let mut refresh = login["refresh_token"].as_str().unwrap().to_owned();
     let started = Instant::now();
     let mut grants = 0u32;
@@ -178,8 +246,15 @@ async fn main() {
         grants += 1;
     }
     let rate = f64::from(grants) / started.elapsed().as_secs_f64();
-    println!("refresh grants, one client    {rate:8.0} /s  ({:.0} /s per core; client, server, PostgreSQL and Redis share the {cores} cores)", rate / cores as f64);
+    println!(
+        "refresh grants, one client    {rate:8.0} /s  ({:.0} /s per core; client, server, PostgreSQL and Redis share the {cores} cores)",
+        rate / cores as f64
+    );
 
     drop(service);
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))).execute(&pool).await;
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
+    )))
+    .execute(&pool)
+    .await;
 }

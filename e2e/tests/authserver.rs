@@ -34,10 +34,14 @@ struct Database {
 
 impl Database {
     async fn create() -> Self {
-        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL must be set (make test starts PostgreSQL)");
+        let base = std::env::var("DATABASE_URL")
+            .expect("DATABASE_URL must be set (make test starts PostgreSQL)");
         let name = format!("portcullis_e2e_{}", uuid::Uuid::new_v4().simple());
         let admin = sqlx::PgPool::connect(&base).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
         let (prefix, _) = base.rsplit_once('/').unwrap();
         let url = format!("{prefix}/{name}");
         Self { admin, name, url }
@@ -45,7 +49,10 @@ impl Database {
 
     async fn drop_now(self) {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&self.admin)
+            .await
+            .unwrap();
     }
 }
 
@@ -53,13 +60,25 @@ fn start(database_url: &str) -> Server {
     let secrets = tempfile::tempdir().unwrap();
     let mail_dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(binary("portcullis-authserver").unwrap())
-        .args(["serve", "--dev", "--config", "config/dev/realm.yaml", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--dev",
+            "--config",
+            "config/dev/realm.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--secrets-dir")
         .arg(secrets.path())
         .arg("--mail-dir")
         .arg(mail_dir.path())
         .env("DATABASE_URL", database_url)
-        .env("REDIS_URL", std::env::var("REDIS_URL").expect("REDIS_URL must be set"))
+        .env(
+            "REDIS_URL",
+            std::env::var("REDIS_URL").expect("REDIS_URL must be set"),
+        )
         .env("RUST_LOG", "warn")
         .current_dir(repo_root())
         .stderr(Stdio::piped())
@@ -71,7 +90,10 @@ fn start(database_url: &str) -> Server {
     let mut seen = Vec::new();
     for line in stderr.lines() {
         let line = line.unwrap();
-        let url = line.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).map(str::to_owned);
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://127.0.0.1:"))
+            .map(str::to_owned);
         if line.contains("public API") {
             public = url;
         } else if line.contains("admin") {
@@ -85,7 +107,13 @@ fn start(database_url: &str) -> Server {
     let (Some(public), Some(admin)) = (public, admin) else {
         panic!("the server did not print its URLs:\n{}", seen.join("\n"));
     };
-    Server { child, public, admin, mail_dir, _secrets: secrets }
+    Server {
+        child,
+        public,
+        admin,
+        mail_dir,
+        _secrets: secrets,
+    }
 }
 
 fn mailed_code(server: &Server, label: &str) -> String {
@@ -108,7 +136,11 @@ async fn dev_mode_serves_a_whole_account_lifecycle_and_stops_on_sigterm() {
     let database = Database::create().await;
     let mut server = start(&database.url);
     let http = reqwest::Client::new();
-    let ready = http.get(format!("{}/readyz", server.admin)).send().await.unwrap();
+    let ready = http
+        .get(format!("{}/readyz", server.admin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     let register = http
         .post(format!("{}/api/v1/register", server.public))
@@ -118,7 +150,12 @@ async fn dev_mode_serves_a_whole_account_lifecycle_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(register.status(), 202);
     let token = mailed_code(&server, "Verification code:");
-    let verify = http.post(format!("{}/api/v1/verify-email", server.public)).json(&json!({"token": token})).send().await.unwrap();
+    let verify = http
+        .post(format!("{}/api/v1/verify-email", server.public))
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(verify.status(), 200);
     let login: Value = http
         .post(format!("{}/api/v1/login", server.public))
@@ -141,7 +178,13 @@ async fn dev_mode_serves_a_whole_account_lifecycle_and_stops_on_sigterm() {
     assert_eq!(me["email"], "e2e@example.com");
     // Graceful shutdown on SIGTERM: the process exits by itself, successfully.
     let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = server.child.try_wait().unwrap() {
@@ -158,7 +201,12 @@ async fn dev_mode_serves_a_whole_account_lifecycle_and_stops_on_sigterm() {
 fn outside_dev_a_missing_secret_stops_the_server_with_its_name() {
     let secrets = tempfile::tempdir().unwrap();
     let output = Command::new(binary("portcullis-authserver").unwrap())
-        .args(["serve", "--config", "config/dev/realm.yaml", "--secrets-dir"])
+        .args([
+            "serve",
+            "--config",
+            "config/dev/realm.yaml",
+            "--secrets-dir",
+        ])
         .arg(secrets.path())
         .env("DATABASE_URL", "postgres://unused@127.0.0.1:1/none")
         .current_dir(repo_root())
@@ -166,15 +214,30 @@ fn outside_dev_a_missing_secret_stops_the_server_with_its_name() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("secret signing-keys.json is missing"), "{stderr}");
+    assert!(
+        stderr.contains("secret signing-keys.json is missing"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn keys_generate_writes_a_set_the_server_accepts_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
-    let run = || Command::new(binary("portcullis-authserver").unwrap()).args(["keys", "generate", "--secrets-dir"]).arg(dir.path()).output().unwrap();
+    let run = || {
+        Command::new(binary("portcullis-authserver").unwrap())
+            .args(["keys", "generate", "--secrets-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
     assert!(run().status.success());
-    for file in ["signing-keys.json", "fernet-keys", "pepper", "cookie-key", "admin-token"] {
+    for file in [
+        "signing-keys.json",
+        "fernet-keys",
+        "pepper",
+        "cookie-key",
+        "admin-token",
+    ] {
         assert!(dir.path().join(file).is_file(), "{file}");
     }
     let again = run();

@@ -540,7 +540,6 @@ impl AuthService {
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        self.kv.clear_attempts(&identifier).await?;
         if user.disabled {
             self.metrics.login_failed("disabled");
             return Err(AuthError::AccountDisabled);
@@ -557,7 +556,6 @@ impl AuthService {
                 .await?;
             tracing::info!(target: "audit", event = "password_hash_upgraded", user_id = %user.id, "password hash upgraded");
         }
-        self.db.record_login(user.id, now).await?;
         // Session fixation: a session presented at login is replaced, never reused.
         if let Some(old) = previous_session {
             let old_id = sessions::public_id(old);
@@ -565,7 +563,12 @@ impl AuthService {
                 self.kv.delete_session(record.user_id, &old_id).await?;
             }
         }
-        let success = self.start_session(&user, meta, now).await?;
+        let (cleared, success) = tokio::join!(
+            self.kv.clear_attempts(&identifier),
+            self.start_session(&user, meta, now)
+        );
+        cleared?;
+        let success = success?;
         self.metrics.login_successes.inc();
         tracing::info!(target: "audit", event = "login", user_id = %user.id, ip = %meta.ip, "login succeeded");
         Ok(success)
