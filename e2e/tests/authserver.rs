@@ -133,6 +133,8 @@ fn mailed_code(server: &Server, label: &str) -> String {
 
 #[tokio::test]
 async fn dev_mode_serves_a_whole_account_lifecycle_and_stops_on_sigterm() {
+    // One TLS stack, rustls with ring; reqwest is built without a default provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let database = Database::create().await;
     let mut server = start(&database.url);
     let http = reqwest::Client::new();
