@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn a_token_from_another_key_or_tampered_is_refused() {
         let (ring, _) = ring();
-        let (other, _) = ring_pair();
+        let (other, _) = ring();
         let iss = "https://auth.example.com";
         let t = token(&other, at(1_000_000));
         assert!(ring.verify_access(&t, iss, iss, at(1_000_001)).is_err());
@@ -278,10 +278,6 @@ mod tests {
             ring.verify_access(&tampered, iss, iss, at(1_000_001))
                 .is_err()
         );
-    }
-
-    fn ring_pair() -> (KeyRing, SigningKey) {
-        ring()
     }
 
     #[test]
