@@ -216,7 +216,7 @@ pub fn hash_opaque(token: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn ring() -> (KeyRing, SigningKey) {
+    fn new_ring() -> (KeyRing, SigningKey) {
         let key = SigningKey::generate();
         (KeyRing::new(std::slice::from_ref(&key)).unwrap(), key)
     }
@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn a_token_verifies_until_it_expires() {
-        let (ring, _) = ring();
+        let (ring, _) = new_ring();
         let t = token(&ring, at(1_000_000));
         let iss = "https://auth.example.com";
         assert!(ring.verify_access(&t, iss, iss, at(1_000_599)).is_ok());
@@ -267,8 +267,8 @@ mod tests {
 
     #[test]
     fn a_token_from_another_key_or_tampered_is_refused() {
-        let (ring, _) = ring();
-        let (other, _) = ring();
+        let (ring, _) = new_ring();
+        let (other, _) = new_ring();
         let iss = "https://auth.example.com";
         let t = token(&other, at(1_000_000));
         assert!(ring.verify_access(&t, iss, iss, at(1_000_001)).is_err());
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn an_unsigned_token_is_refused() {
-        let (ring, _) = ring();
+        let (ring, _) = new_ring();
         let iss = "https://auth.example.com";
         use base64::Engine;
         let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
