@@ -2,3 +2,4 @@
 //! running, hardened auth servers.
 
 pub mod crdgen;
+pub mod resources;
