@@ -60,7 +60,8 @@ pub fn realm_yaml(inputs: &Inputs<'_>) -> Result<String, BuildError> {
     }
     let mut yaml = String::new();
     for document in &documents {
-        let text = serde_saphyr::to_string(document).map_err(|e| BuildError::Config(e.to_string()))?;
+        let text =
+            serde_saphyr::to_string(document).map_err(|e| BuildError::Config(e.to_string()))?;
         yaml.push_str("---\n");
         yaml.push_str(&text);
     }

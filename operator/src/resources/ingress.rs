@@ -43,7 +43,10 @@ pub fn nginx_annotations(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
         let rps = nginx.requests_per_second.max(1);
         set("limit-rps", rps.to_string());
         // NGINX takes the burst as a multiple of the rate.
-        set("limit-burst-multiplier", nginx.burst.div_ceil(rps).max(1).to_string());
+        set(
+            "limit-burst-multiplier",
+            nginx.burst.div_ceil(rps).max(1).to_string(),
+        );
         set("limit-connections", nginx.connections.to_string());
     }
     annotations

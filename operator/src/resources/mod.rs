@@ -312,3 +312,6 @@ impl RealmChildren {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

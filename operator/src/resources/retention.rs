@@ -26,7 +26,12 @@ pub fn run_now_job_name(policy: &str, run_now: &str) -> String {
 fn job_spec(inputs: &Inputs<'_>) -> JobSpec {
     let mut args = vec!["retention".to_owned(), "run".to_owned()];
     args.extend(config_args());
-    if inputs.settings.retention.as_ref().is_some_and(|r| r.dry_run) {
+    if inputs
+        .settings
+        .retention
+        .as_ref()
+        .is_some_and(|r| r.dry_run)
+    {
         args.push("--dry-run".to_owned());
     }
     JobSpec {

@@ -62,7 +62,10 @@ pub fn client_secrets(inputs: &Inputs<'_>) -> Vec<Secret> {
         .filter(|c| c.client_type == ClientType::Confidential)
         .filter_map(|client| {
             let target = client.secret_target.as_ref()?;
-            let secret = inputs.keys.data.get(&client_secret_key(&client.client_id))?;
+            let secret = inputs
+                .keys
+                .data
+                .get(&client_secret_key(&client.client_id))?;
             let data = BTreeMap::from([
                 ("client-id".to_owned(), client.client_id.clone()),
                 ("client-secret".to_owned(), secret.clone()),

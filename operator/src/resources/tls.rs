@@ -26,7 +26,11 @@ pub const SELF_SIGNED_RENEW_BEFORE: SignedDuration = SignedDuration::from_hours(
 
 /// The cert-manager Certificate kind.
 pub fn certificate_resource() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"))
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "cert-manager.io",
+        "v1",
+        "Certificate",
+    ))
 }
 
 /// A generated CA and serving certificate, PEM encoded.
@@ -100,9 +104,10 @@ pub fn generate_self_signed(
 
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(tls)?;
     let mut params = CertificateParams::new(hosts.to_vec()).map_err(tls)?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, hosts.first().cloned().unwrap_or_default());
+    params.distinguished_name.push(
+        DnType::CommonName,
+        hosts.first().cloned().unwrap_or_default(),
+    );
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.not_before = offset(now)?;

@@ -175,10 +175,7 @@ fn default_resources() -> ResourceRequirements {
             ("cpu".to_owned(), quantity("100m")),
             ("memory".to_owned(), quantity("64Mi")),
         ])),
-        limits: Some(BTreeMap::from([(
-            "memory".to_owned(),
-            quantity("256Mi"),
-        )])),
+        limits: Some(BTreeMap::from([("memory".to_owned(), quantity("256Mi"))])),
         ..Default::default()
     }
 }
@@ -275,7 +272,12 @@ pub fn pod_template(
         }),
         liveness_probe: server.then(|| probe("/healthz", 10, 3)),
         readiness_probe: server.then(|| probe("/readyz", 5, 2)),
-        resources: Some(overrides.resources.clone().unwrap_or_else(default_resources)),
+        resources: Some(
+            overrides
+                .resources
+                .clone()
+                .unwrap_or_else(default_resources),
+        ),
         security_context: Some(container_security_context()),
         volume_mounts: Some(vec![
             VolumeMount {
