@@ -3,3 +3,4 @@
 
 pub mod crdgen;
 pub mod resources;
+pub mod secrets;
