@@ -2,5 +2,6 @@
 //! running, hardened auth servers.
 
 pub mod crdgen;
+pub mod render;
 pub mod resources;
 pub mod secrets;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portcullis_operator::crdgen;
+use portcullis_operator::{crdgen, render};
 
 /// The Portcullis Kubernetes operator.
 #[derive(Parser, Debug)]
@@ -27,6 +27,15 @@ enum Command {
         /// Print the CRDs as one multi-document YAML instead of writing files.
         #[arg(long, conflicts_with = "check")]
         stdout: bool,
+    },
+    /// Validate and build a realm offline; print its manifests in apply order.
+    Render {
+        /// Files with an AuthRealm and the policies that target it (multi-document YAML).
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        /// Also print the Secrets, with freshly generated values.
+        #[arg(long)]
+        include_secrets: bool,
     },
 }
 
@@ -61,6 +70,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     eprintln!("wrote {}", path.display());
                 }
             }
+            Ok(())
+        }
+        Command::Render {
+            files,
+            include_secrets,
+        } => {
+            let mut texts = Vec::new();
+            for file in files {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                texts.push((file.display().to_string(), text));
+            }
+            let manifests = render::read_files(&texts)?;
+            let values = render::render_values(
+                &manifests,
+                include_secrets,
+                k8s_openapi::jiff::Timestamp::now(),
+                &mut rand::rng(),
+            )?;
+            print!("{}", render::to_yaml(&values)?);
             Ok(())
         }
     }
