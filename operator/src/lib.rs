@@ -1,6 +1,7 @@
 //! The Portcullis operator: reconciles AuthRealm, RateLimitPolicy and RetentionPolicy into
 //! running, hardened auth servers.
 
+pub mod controllers;
 pub mod crdgen;
 pub mod render;
 pub mod resources;

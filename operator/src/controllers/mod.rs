@@ -1,0 +1,142 @@
+//! One controller per kind, each a pipeline of steps in its own modules: fetch (the API) ->
+//! validate (pure) -> build (pure) -> apply (the API) -> status (pure computation, one patch).
+
+pub mod apply;
+pub mod metrics;
+pub mod realm;
+
+#[cfg(test)]
+mod mock;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use metrics::Metrics;
+
+/// A source of the current time; tests pass a fixed one.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// What every reconcile gets.
+#[derive(Clone)]
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Reconcile metrics.
+    pub metrics: Arc<Metrics>,
+    /// The clock.
+    pub clock: Clock,
+}
+
+impl Context {
+    /// A context with the wall clock.
+    pub fn new(client: Client, metrics: Arc<Metrics>) -> Context {
+        Context::with_clock(client, metrics, Arc::new(Timestamp::now))
+    }
+
+    /// A context with the given clock.
+    pub fn with_clock(client: Client, metrics: Arc<Metrics>, clock: Clock) -> Context {
+        let reporter = Reporter {
+            controller: apply::FIELD_MANAGER.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            clock,
+        }
+    }
+
+    /// Publishes an Event; a failure to publish is logged, never fatal.
+    pub async fn event(
+        &self,
+        reference: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, reference).await {
+            tracing::warn!(%error, reason, "cannot publish event");
+        }
+    }
+}
+
+/// What a reconcile can fail with (transient: requeued with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// An API call failed.
+    #[error("{action}: {source}")]
+    Api {
+        /// What was being done.
+        action: String,
+        /// The client error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// A finalizer step failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    /// The object has no namespace.
+    #[error("object has no namespace")]
+    NoNamespace,
+}
+
+impl ReconcileError {
+    /// Wraps a client error with what was being done.
+    pub fn api(action: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {
+        let action = action.into();
+        move |source| ReconcileError::Api {
+            action,
+            source: Box::new(source),
+        }
+    }
+
+    /// Stable reason for conditions, Events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Api { source, .. } => match source.as_ref() {
+                kube::Error::Api(status) if status.code == 409 => "Conflict",
+                kube::Error::Api(status) if status.code == 403 => "Forbidden",
+                kube::Error::Api(_) => "ApiError",
+                _ => "ClientError",
+            },
+            Self::Finalizer(_) => "FinalizerFailed",
+            Self::NoNamespace => "NoNamespace",
+        }
+    }
+}
+
+/// Whether an API error is a 404.
+pub fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Backoff for transient errors: 5 s doubling per consecutive failure, at most 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << failures.min(6));
+    Duration::from_secs(secs.min(300))
+}
+
+/// The requeue for a transient failure.
+pub fn requeue_after_error(failures: u32) -> Action {
+    Action::requeue(backoff(failures))
+}
