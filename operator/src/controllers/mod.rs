@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod metrics;
+pub mod rate_limit;
 pub mod realm;
 
 #[cfg(test)]
