@@ -72,6 +72,10 @@ fn answer(world: &World, call: &Call) -> (u16, Value) {
                 not_found()
             }
         }
+        "GET" if world.lists.contains_key(last) => (
+            200,
+            json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": world.lists[last]}),
+        ),
         "GET" if call.query.contains("labelSelector") => {
             let items: Vec<Value> = world
                 .labelled
@@ -94,10 +98,6 @@ fn answer(world: &World, call: &Call) -> (u16, Value) {
                 .cloned()
                 .map_or_else(not_found, |s| (200, s))
         }
-        "GET" if world.lists.contains_key(last) => (
-            200,
-            json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": world.lists[last]}),
-        ),
         "GET" => world
             .objects
             .get(&call.path)
@@ -117,6 +117,14 @@ fn answer(world: &World, call: &Call) -> (u16, Value) {
             let mut object = world.objects.get(&call.path).cloned().unwrap_or(json!({}));
             let patch: json_patch_lite::Patch = call.body.clone();
             json_patch_lite::apply(&mut object, &patch);
+            (200, object)
+        }
+        "PATCH" if !call.query.contains("force=true") && world.objects.contains_key(&call.path) => {
+            // A merge patch of metadata: answer with the stored object.
+            let mut object = world.objects[&call.path].clone();
+            if let Some(annotations) = call.body.pointer("/metadata/annotations") {
+                object["metadata"]["annotations"] = annotations.clone();
+            }
             (200, object)
         }
         "PATCH" => {

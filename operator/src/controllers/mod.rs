@@ -5,6 +5,7 @@ pub mod apply;
 pub mod metrics;
 pub mod rate_limit;
 pub mod realm;
+pub mod retention;
 
 #[cfg(test)]
 mod mock;
