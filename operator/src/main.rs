@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use portcullis_operator::controllers::run;
 use portcullis_operator::{crdgen, render};
 
 /// The Portcullis Kubernetes operator.
@@ -27,6 +28,28 @@ enum Command {
         /// Print the CRDs as one multi-document YAML instead of writing files.
         #[arg(long, conflicts_with = "check")]
         stdout: bool,
+    },
+    /// Run the controllers (leader-elected) with /metrics, /healthz and /readyz.
+    Run {
+        /// Watch only this namespace (default: every namespace).
+        #[arg(long, env = "PORTCULLIS_NAMESPACE")]
+        namespace: Option<String>,
+        /// Address of /metrics, /healthz and /readyz.
+        #[arg(
+            long,
+            env = "PORTCULLIS_OPERATOR_LISTEN",
+            default_value = "0.0.0.0:8080"
+        )]
+        listen: std::net::SocketAddr,
+        /// Name of the leader-election Lease.
+        #[arg(long, default_value = "portcullis-operator")]
+        lease_name: String,
+        /// Namespace of the Lease (the operator's own).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "portcullis-system")]
+        lease_namespace: String,
+        /// This replica's identity in the election (the pod name).
+        #[arg(long, env = "POD_NAME", default_value = "portcullis-operator")]
+        identity: String,
     },
     /// Validate and build a realm offline; print its manifests in apply order.
     Render {
@@ -71,6 +94,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Run {
+            namespace,
+            listen,
+            lease_name,
+            lease_namespace,
+            identity,
+        } => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(run::run(run::RunOptions {
+                namespace,
+                listen,
+                lease_name,
+                lease_namespace,
+                identity,
+            }))
         }
         Command::Render {
             files,

@@ -135,6 +135,7 @@ fn answer(world: &World, call: &Call) -> (u16, Value) {
             (200, body)
         }
         "POST" => (201, call.body.clone()),
+        "PUT" => (200, call.body.clone()),
         "DELETE" => (
             200,
             json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),

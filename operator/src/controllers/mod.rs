@@ -2,10 +2,13 @@
 //! validate (pure) -> build (pure) -> apply (the API) -> status (pure computation, one patch).
 
 pub mod apply;
+pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod rate_limit;
 pub mod realm;
 pub mod retention;
+pub mod run;
 
 #[cfg(test)]
 mod mock;

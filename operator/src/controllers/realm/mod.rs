@@ -142,7 +142,11 @@ async fn apply_realm(
         // Referenced Secrets are watched; the requeue is a safety net.
         return Ok((Action::requeue(Duration::from_secs(120)), "SecretMissing"));
     }
-    let built = match build::build(realm, &settings, &fetched, now, &mut rand::rng()) {
+    let result = {
+        let mut rng = rand::rng();
+        build::build(realm, &settings, &fetched, now, &mut rng)
+    };
+    let built = match result {
         Ok(built) => built,
         Err(error) => {
             let outcome = Outcome::Failed {

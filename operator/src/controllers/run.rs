@@ -1,0 +1,158 @@
+//! `portcullis-operator run`: the three controllers behind leader election, plus the HTTP
+//! endpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use portcullis_crds::{AuthRealm, RateLimitPolicy, RetentionPolicy};
+use tokio::sync::watch;
+
+use super::http::{Health, serve};
+use super::metrics::Metrics;
+use super::realm::fetch::referenced_secrets;
+use super::{Context, ReconcileError, backoff, leader, rate_limit, realm, retention};
+use crate::resources::meta::{MANAGED_BY, labels};
+
+/// Options of `run`.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Watch one namespace; all when `None`.
+    pub namespace: Option<String>,
+    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    pub listen: SocketAddr,
+    /// Lease name.
+    pub lease_name: String,
+    /// Lease namespace.
+    pub lease_namespace: String,
+    /// This replica's identity.
+    pub identity: String,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn error_policy<K>(_: Arc<K>, error: &ReconcileError, _: Arc<Context>) -> Action {
+    tracing::warn!(%error, reason = error.reason(), "reconcile failed; retrying");
+    Action::requeue(backoff(2))
+}
+
+fn target<K: ResourceExt>(policy: &K, name: &str) -> Option<ObjectRef<AuthRealm>> {
+    Some(ObjectRef::new(name).within(&policy.namespace()?))
+}
+
+/// Runs until a signal, or until leadership is lost (the process then exits so a fresh
+/// replica can stand by; the Deployment restarts it).
+pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health {
+        ready: Default::default(),
+        metrics: metrics.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    tokio::spawn(serve(listener, health.clone()));
+
+    client.apiserver_version().await?;
+    health.ready.store(true, Ordering::Relaxed);
+
+    let (leading_tx, mut leading) = watch::channel(false);
+    tokio::spawn(leader::elect(
+        client.clone(),
+        options.lease_namespace.clone(),
+        options.lease_name.clone(),
+        options.identity.clone(),
+        leading_tx,
+    ));
+    tracing::info!(identity = %options.identity, "waiting for leadership");
+    leading.wait_for(|leads| *leads).await?;
+    tracing::info!("leading: starting controllers");
+
+    let ctx = Arc::new(Context::new(client.clone(), metrics));
+    let ns = options.namespace.as_deref();
+    let owned = watcher::Config::default().labels(&format!("{}={MANAGED_BY}", labels::MANAGED_BY));
+
+    let realms = Controller::new(api::<AuthRealm>(&client, ns), watcher::Config::default());
+    let store = realms.store();
+    let realm_controller = realms
+        .owns(api::<Deployment>(&client, ns), owned.clone())
+        .owns(api::<ConfigMap>(&client, ns), owned.clone())
+        .owns(api::<Service>(&client, ns), owned.clone())
+        .owns(api::<CronJob>(&client, ns), owned)
+        .watches(
+            api::<RateLimitPolicy>(&client, ns),
+            watcher::Config::default(),
+            |p| target(&p, &p.spec.target_ref.name),
+        )
+        .watches(
+            api::<RetentionPolicy>(&client, ns),
+            watcher::Config::default(),
+            |p| target(&p, &p.spec.target_ref.name),
+        )
+        .watches(
+            api::<Secret>(&client, ns),
+            watcher::Config::default(),
+            move |secret: Secret| {
+                // A referenced Secret (or the keys Secret) changed: reconcile the realms using it.
+                let namespace = secret.namespace();
+                let name = secret.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|r| r.namespace() == namespace)
+                    .filter(|r| {
+                        referenced_secrets(r).iter().any(|(s, _)| *s == name)
+                            || crate::resources::meta::names::keys(&r.name_any()) == name
+                    })
+                    .map(|r| ObjectRef::from_obj(&*r))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(realm::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let rate_limit_controller = Controller::new(
+        api::<RateLimitPolicy>(&client, ns),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(rate_limit::reconcile, error_policy, ctx.clone())
+    .for_each(|_| async {});
+
+    let retention_controller = Controller::new(
+        api::<RetentionPolicy>(&client, ns),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(retention::reconcile, error_policy, ctx)
+    .for_each(|_| async {});
+
+    let lost = async move {
+        let _ = leading.wait_for(|leads| !*leads).await;
+    };
+    tokio::select! {
+        _ = async { tokio::join!(realm_controller, rate_limit_controller, retention_controller) } => {
+            tracing::info!("controllers stopped");
+            Ok(())
+        }
+        () = lost => anyhow::bail!("leadership lost; exiting so that only the leader writes"),
+    }
+}
