@@ -253,6 +253,10 @@ fn the_server_runs_the_documented_command_line() {
     let pod = pod(&full().children());
     let container = &pod.containers[0];
     assert_eq!(
+        container.command.clone().unwrap(),
+        ["/usr/local/bin/portcullis-authserver"]
+    );
+    assert_eq!(
         container.args.clone().unwrap(),
         [
             "serve",

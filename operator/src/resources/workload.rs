@@ -35,6 +35,8 @@ pub const ADMIN_PORT: i32 = 9090;
 pub const CONFIG_DIR: &str = "/etc/portcullis";
 /// Where the secrets dir is mounted.
 pub const SECRETS_DIR: &str = "/var/run/portcullis/secrets";
+/// The auth server binary in the image (the image's entrypoint is the operator).
+pub const AUTHSERVER_BINARY: &str = "/usr/local/bin/portcullis-authserver";
 /// The default image repository.
 pub const DEFAULT_IMAGE: &str = "ghcr.io/portcullis-dev/portcullis";
 
@@ -252,6 +254,7 @@ pub fn pod_template(
         name: component.to_owned(),
         image: Some(image),
         image_pull_policy: Some(pull_policy),
+        command: Some(vec![AUTHSERVER_BINARY.to_owned()]),
         args: Some(args),
         env: Some(env),
         ports: server.then(|| {
