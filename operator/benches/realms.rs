@@ -56,7 +56,11 @@ fn main() {
         let per_realm = started.elapsed() / REALMS as u32;
         println!(
             "validate+build+render per realm (full sample{}): {per_realm:?}  ({} KiB of YAML each)",
-            if include_secrets { ", generating keys and secrets" } else { "" },
+            if include_secrets {
+                ", generating keys and secrets"
+            } else {
+                ""
+            },
             bytes / REALMS / 1024
         );
     }
