@@ -283,3 +283,80 @@ pub fn condition(
 
 /// Conditions whose transitions are announced with an Event.
 pub const ANNOUNCED: [&str; 2] = [types::READY, types::PAUSED];
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn applied(ready: i32) -> Outcome {
+        Outcome::Applied(Applied {
+            replicas: 2,
+            ready_replicas: ready,
+            cert: CertState::NotRequired,
+            monitoring: MonitoringState::Disabled,
+            key_ids: vec!["k1".into()],
+            last_rotation: Some(at(0)),
+            cert_not_after: None,
+            attached: AttachedPolicies::default(),
+        })
+    }
+
+    fn get<'a>(
+        status: &'a AuthRealmStatus,
+        type_: &str,
+    ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        find(&status.conditions, type_).unwrap()
+    }
+
+    const ISSUER: &str = "https://auth.example.com";
+
+    #[test]
+    fn ready_keeps_its_transition_time_while_it_stays_true() {
+        let first = next_status(None, ISSUER, Some(1), &applied(1), at(0));
+        let second = next_status(Some(&first), ISSUER, Some(2), &applied(2), at(60));
+        assert_eq!(get(&second, types::READY).last_transition_time, Time(at(0)));
+        assert_eq!(get(&second, types::READY).observed_generation, Some(2));
+        assert_eq!(get(&second, types::PROGRESSING).reason, "RolledOut");
+        assert_eq!(
+            get(&second, types::PROGRESSING).last_transition_time,
+            Time(at(60))
+        );
+    }
+
+    #[test]
+    fn an_invalid_spec_flips_ready_and_keeps_the_last_known_endpoint() {
+        let first = next_status(None, ISSUER, Some(1), &applied(1), at(0));
+        let invalid = Outcome::Invalid {
+            reason: "InvalidIssuer",
+            message: "bad".into(),
+        };
+        let second = next_status(Some(&first), ISSUER, Some(2), &invalid, at(30));
+        let ready = get(&second, types::READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InvalidIssuer")
+        );
+        assert_eq!(ready.last_transition_time, Time(at(30)));
+        assert_eq!(second.endpoint.as_deref(), Some(ISSUER));
+        assert_eq!(second.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn pausing_does_not_claim_the_new_generation_was_observed() {
+        let first = next_status(None, ISSUER, Some(1), &applied(1), at(0));
+        let paused = next_status(Some(&first), ISSUER, Some(2), &Outcome::Paused, at(10));
+        assert_eq!(paused.observed_generation, Some(1));
+        assert_eq!(get(&paused, types::PAUSED).status, "True");
+        assert_eq!(
+            get(&paused, types::READY).status,
+            "True",
+            "the running realm is untouched"
+        );
+    }
+}
