@@ -35,6 +35,8 @@ pub mod annotations {
     pub const SECRETS_CHECKSUM: &str = "portcullis.dev/secrets-checksum";
     /// On the keys Secret: creation time of each signing key, JSON `{kid: RFC 3339}`.
     pub const SIGNING_KEYS_CREATED: &str = "portcullis.dev/signing-keys-created";
+    /// On the keys Secret: creation time of each Fernet key, JSON `{key id: RFC 3339}`.
+    pub const FERNET_KEYS_CREATED: &str = "portcullis.dev/fernet-keys-created";
     /// On a generated TLS Secret: the serving certificate's notAfter (RFC 3339).
     pub const CERT_NOT_AFTER: &str = "portcullis.dev/not-after";
     /// On a RetentionPolicy: any new value starts a one-off Job.

@@ -14,7 +14,8 @@ use portcullis_crds::realm::{ClientType, SigningAlgorithm};
 use rand::CryptoRng;
 
 use crate::resources::KeyMaterial;
-use crate::resources::meta::annotations::SIGNING_KEYS_CREATED;
+use crate::resources::config::sha256_hex;
+use crate::resources::meta::annotations::{FERNET_KEYS_CREATED, SIGNING_KEYS_CREATED};
 use crate::resources::secrets::client_secret_key;
 use rotation::{KeyAge, Rotation, RotationPolicy, rotate};
 use signing::JwkSet;
@@ -84,9 +85,9 @@ fn new_kid(rng: &mut impl CryptoRng, now: Timestamp) -> String {
     format!("{stamp}-{}", URL_SAFE_NO_PAD.encode(random(rng, 6)))
 }
 
-fn created_times(keys: &KeyMaterial) -> BTreeMap<String, Timestamp> {
+fn created_times(keys: &KeyMaterial, annotation: &str) -> BTreeMap<String, Timestamp> {
     keys.annotations
-        .get(SIGNING_KEYS_CREATED)
+        .get(annotation)
         .and_then(|json| serde_json::from_str::<BTreeMap<String, String>>(json).ok())
         .unwrap_or_default()
         .into_iter()
@@ -118,11 +119,6 @@ pub fn ensure(
         }
     };
 
-    fill(
-        &mut data,
-        files::FERNET_KEYS.to_owned(),
-        format!("{}\n", URL_SAFE.encode(random(rng, 32))),
-    );
     fill(
         &mut data,
         files::PEPPER.to_owned(),
@@ -165,6 +161,51 @@ pub fn ensure(
         );
     }
 
+    // Fernet key ring: rotated on the signing-key schedule by adding a key. A new key is
+    // first added as decrypt-only (every pod learns it), then encrypts one access-token
+    // lifetime later; no key is ever dropped, since data encrypted with it must stay readable.
+    let fernet_policy = RotationPolicy {
+        access_token_ttl: duration(spec.tokens.access_token_ttl.as_duration()),
+        every: duration(spec.tokens.key_rotation.every.as_duration()),
+        keep: u32::MAX,
+    };
+    let fernet_created = created_times(existing, FERNET_KEYS_CREATED);
+    let mut fernet: Vec<(String, String)> = data
+        .get(files::FERNET_KEYS)
+        .map(|text| {
+            text.lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| (fernet_id(l), l.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let fernet_ages: Vec<KeyAge> = fernet
+        .iter()
+        .map(|(id, _)| KeyAge {
+            kid: id.clone(),
+            created: fernet_created.get(id).copied().unwrap_or(now),
+        })
+        .collect();
+    let fernet_rotation = rotate(&fernet_ages, now, fernet_policy, || {
+        let key = URL_SAFE.encode(random(rng, 32));
+        let id = fernet_id(&key);
+        fernet.push((id.clone(), key));
+        id
+    });
+    if fernet_rotation.published.is_some() {
+        generated.push(files::FERNET_KEYS.to_owned());
+    }
+    let ring: Vec<&str> = fernet_rotation
+        .keys
+        .iter()
+        .filter_map(|age| fernet.iter().find(|(id, _)| *id == age.kid))
+        .map(|(_, key)| key.as_str())
+        .collect();
+    data.insert(
+        files::FERNET_KEYS.to_owned(),
+        format!("{}\n", ring.join("\n")),
+    );
+
     // Signing keys.
     let set: JwkSet = match data.get(files::SIGNING_KEYS) {
         Some(json) if !json.is_empty() => {
@@ -175,7 +216,7 @@ pub fn ensure(
         }
         _ => JwkSet::default(),
     };
-    let created = created_times(existing);
+    let created = created_times(existing, SIGNING_KEYS_CREATED);
     let ages: Vec<KeyAge> = set
         .keys
         .iter()
@@ -222,10 +263,19 @@ pub fn ensure(
         .iter()
         .map(|k| (k.kid.clone(), k.created.to_string()))
         .collect();
+    let fernet_times: BTreeMap<String, String> = fernet_rotation
+        .keys
+        .iter()
+        .map(|k| (k.kid.clone(), k.created.to_string()))
+        .collect();
     let mut annotations = existing.annotations.clone();
     annotations.insert(
         SIGNING_KEYS_CREATED.to_owned(),
         serde_json::to_string(&times).unwrap_or_default(),
+    );
+    annotations.insert(
+        FERNET_KEYS_CREATED.to_owned(),
+        serde_json::to_string(&fernet_times).unwrap_or_default(),
     );
 
     Ok(Ensured {
@@ -233,6 +283,11 @@ pub fn ensure(
         generated,
         rotation,
     })
+}
+
+/// A Fernet key's id: a prefix of its SHA-256 (the key itself never leaves the Secret).
+fn fernet_id(key: &str) -> String {
+    sha256_hex(key.as_bytes())[..16].to_owned()
 }
 
 fn duration(d: std::time::Duration) -> SignedDuration {

@@ -16,8 +16,10 @@ fn at(days: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + days * 86_400).unwrap()
 }
 
+/// A seeded generator, a different seed at every call (as a CSPRNG would differ).
 fn rng() -> StdRng {
-    StdRng::seed_from_u64(7)
+    static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(7);
+    StdRng::seed_from_u64(SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 fn jwks(keys: &KeyMaterial) -> JwkSet {
@@ -210,10 +212,53 @@ fn signing_keys_rotate_through_the_secret_over_time() {
         .map(|k| k.kid)
         .collect();
     assert_eq!(kids, [k2, k1]);
+}
+
+#[test]
+fn the_fernet_ring_grows_by_one_key_that_encrypts_after_one_token_lifetime() {
+    let f = minimal();
+    let day0 = ensure(&KeyMaterial::default(), &f.settings, at(0), &mut rng()).unwrap();
+    let ring = |k: &KeyMaterial| -> Vec<String> {
+        k.data[files::FERNET_KEYS]
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let first = ring(&day0.keys);
+    assert_eq!(first.len(), 1);
+
+    let day29 = ensure(&day0.keys, &f.settings, at(29), &mut rng()).unwrap();
     assert_eq!(
-        matured.keys.data[files::FERNET_KEYS],
-        day0.keys.data[files::FERNET_KEYS]
+        ring(&day29.keys),
+        first,
+        "nothing changes before the rotation is due"
     );
+
+    let day30 = ensure(&day0.keys, &f.settings, at(30), &mut rng()).unwrap();
+    let published = ring(&day30.keys);
+    assert_eq!(published.len(), 2);
+    assert_eq!(published[0], first[0], "the old key still encrypts");
+    assert!(day30.generated.contains(&files::FERNET_KEYS.to_owned()));
+
+    let later = at(30) + SignedDuration::from_mins(10);
+    let promoted = ring(
+        &ensure(&day30.keys, &f.settings, later, &mut rng())
+            .unwrap()
+            .keys,
+    );
+    assert_eq!(
+        promoted,
+        [published[1].clone(), first[0].clone()],
+        "the new key encrypts, the old decrypts"
+    );
+
+    // Keys are never dropped: data encrypted with them must stay readable.
+    let mut keys = day30.keys;
+    for month in 2..8 {
+        let now = at(30 * month) + SignedDuration::from_mins(10);
+        keys = ensure(&keys, &f.settings, now, &mut rng()).unwrap().keys;
+    }
+    assert_eq!(ring(&keys).len(), 8);
 }
 
 #[test]

@@ -117,7 +117,9 @@ fn key_material(secret: Option<Secret>) -> KeyMaterial {
             .annotations
             .unwrap_or_default()
             .into_iter()
-            .filter(|(k, _)| k == annotations::SIGNING_KEYS_CREATED)
+            .filter(|(k, _)| {
+                k == annotations::SIGNING_KEYS_CREATED || k == annotations::FERNET_KEYS_CREATED
+            })
             .collect(),
     }
 }
