@@ -9,6 +9,7 @@ pub mod rate_limit;
 pub mod realm;
 pub mod retention;
 pub mod run;
+pub mod tolerant;
 
 #[cfg(test)]
 mod mock;

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::http::{Health, serve};
 use super::metrics::Metrics;
 use super::realm::fetch::referenced_secrets;
-use super::{Context, ReconcileError, backoff, leader, rate_limit, realm, retention};
+use super::{Context, ReconcileError, backoff, leader, rate_limit, realm, retention, tolerant};
 use crate::resources::meta::{MANAGED_BY, labels};
 
 /// Options of `run`.
@@ -89,7 +89,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let ns = options.namespace.as_deref();
     let owned = watcher::Config::default().labels(&format!("{}={MANAGED_BY}", labels::MANAGED_BY));
 
-    let realms = Controller::new(api::<AuthRealm>(&client, ns), watcher::Config::default());
+    let (realm_cache, realm_changes) = tolerant::cached::<AuthRealm>(&client, ns);
+    let realms = Controller::for_stream(realm_changes, realm_cache);
     let store = realms.store();
     let realm_controller = realms
         .owns(api::<Deployment>(&client, ns), owned.clone())
@@ -129,21 +130,17 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         .run(realm::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let rate_limit_controller = Controller::new(
-        api::<RateLimitPolicy>(&client, ns),
-        watcher::Config::default(),
-    )
-    .shutdown_on_signal()
-    .run(rate_limit::reconcile, error_policy, ctx.clone())
-    .for_each(|_| async {});
+    let (cache, changes) = tolerant::cached::<RateLimitPolicy>(&client, ns);
+    let rate_limit_controller = Controller::for_stream(changes, cache)
+        .shutdown_on_signal()
+        .run(rate_limit::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
 
-    let retention_controller = Controller::new(
-        api::<RetentionPolicy>(&client, ns),
-        watcher::Config::default(),
-    )
-    .shutdown_on_signal()
-    .run(retention::reconcile, error_policy, ctx)
-    .for_each(|_| async {});
+    let (cache, changes) = tolerant::cached::<RetentionPolicy>(&client, ns);
+    let retention_controller = Controller::for_stream(changes, cache)
+        .shutdown_on_signal()
+        .run(retention::reconcile, error_policy, ctx)
+        .for_each(|_| async {});
 
     let lost = async move {
         let _ = leading.wait_for(|leads| !*leads).await;
