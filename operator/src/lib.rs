@@ -6,3 +6,6 @@ pub mod crdgen;
 pub mod render;
 pub mod resources;
 pub mod secrets;
+
+#[cfg(test)]
+mod chart_tests;
