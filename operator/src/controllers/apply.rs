@@ -33,7 +33,7 @@ pub async fn apply(
     default_namespace: &str,
     manifest: &Value,
 ) -> Result<DynamicObject, ReconcileError> {
-    let resource = resource_of(manifest).ok_or(ReconcileError::Finalizer(
+    let resource = resource_of(manifest).ok_or(ReconcileError::Manifest(
         "manifest without apiVersion/kind".to_owned(),
     ))?;
     let name = manifest

@@ -101,6 +101,9 @@ pub enum ReconcileError {
     /// A finalizer step failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// A built object could not be turned into a manifest.
+    #[error("manifest: {0}")]
+    Manifest(String),
     /// The object has no namespace.
     #[error("object has no namespace")]
     NoNamespace,
@@ -126,6 +129,7 @@ impl ReconcileError {
                 _ => "ClientError",
             },
             Self::Finalizer(_) => "FinalizerFailed",
+            Self::Manifest(_) => "ManifestFailed",
             Self::NoNamespace => "NoNamespace",
         }
     }

@@ -165,7 +165,7 @@ async fn apply_realm(
     let manifests = built
         .children
         .manifests(true)
-        .map_err(|e| ReconcileError::Finalizer(e.to_string()))?;
+        .map_err(|e| ReconcileError::Manifest(e.to_string()))?;
     let report =
         apply::apply_children(&ctx.client, &owner, &manifests, fetched.capabilities).await?;
 
