@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use portcullis_crds::realm::ClientType;
 
 use super::Inputs;
-use super::meta::names;
+use super::meta::{annotations, names};
 
 /// Component label of the keys Secret.
 const KEYS: &str = "keys";
@@ -23,6 +23,30 @@ pub struct KeyMaterial {
     pub data: BTreeMap<String, String>,
     /// Annotations of the keys Secret.
     pub annotations: BTreeMap<String, String>,
+}
+
+impl KeyMaterial {
+    /// Reads the key material back from the keys Secret: its UTF-8 data and the operator's
+    /// key-creation annotations.
+    pub fn from_secret(secret: Secret) -> KeyMaterial {
+        KeyMaterial {
+            data: secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, String::from_utf8(v.0).ok()?)))
+                .collect(),
+            annotations: secret
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| {
+                    k == annotations::SIGNING_KEYS_CREATED || k == annotations::FERNET_KEYS_CREATED
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Secret key of a client's secret in the keys Secret.

@@ -9,7 +9,7 @@ use kube::{Client, ResourceExt};
 use portcullis_crds::{AuthRealm, RateLimitPolicy, RetentionPolicy};
 
 use crate::controllers::{ReconcileError, is_not_found};
-use crate::resources::meta::{annotations, names};
+use crate::resources::meta::names;
 use crate::resources::{Capabilities, KeyMaterial, TlsMaterial, config::sha256_hex};
 
 /// A referenced Secret (or one of its keys) that does not exist.
@@ -101,29 +101,6 @@ async fn crd_exists(client: &Client, name: &str) -> Result<bool, ReconcileError>
     Ok(get_opt(&api, name).await?.is_some())
 }
 
-fn key_material(secret: Option<Secret>) -> KeyMaterial {
-    let Some(secret) = secret else {
-        return KeyMaterial::default();
-    };
-    KeyMaterial {
-        data: secret
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, String::from_utf8(v.0).ok()?)))
-            .collect(),
-        annotations: secret
-            .metadata
-            .annotations
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(k, _)| {
-                k == annotations::SIGNING_KEYS_CREATED || k == annotations::FERNET_KEYS_CREATED
-            })
-            .collect(),
-    }
-}
-
 /// Reads the policies, referenced Secrets, existing key material and cluster capabilities.
 pub async fn fetch(client: &Client, realm: &AuthRealm) -> Result<Fetched, ReconcileError> {
     let namespace = realm.namespace().ok_or(ReconcileError::NoNamespace)?;
@@ -185,7 +162,10 @@ pub async fn fetch(client: &Client, realm: &AuthRealm) -> Result<Fetched, Reconc
     }
     missing.dedup();
 
-    let keys = key_material(get_opt(&secrets, &names::keys(&name)).await?);
+    let keys = get_opt(&secrets, &names::keys(&name))
+        .await?
+        .map(KeyMaterial::from_secret)
+        .unwrap_or_default();
     let tls_spec = realm.spec.tls.as_ref();
     let tls = if tls_spec.is_some_and(|t| t.self_signed.is_some()) {
         get_opt(&secrets, &names::tls(&name))

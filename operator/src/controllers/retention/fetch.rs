@@ -60,15 +60,7 @@ pub async fn fetch(client: &Client, policy: &RetentionPolicy) -> Result<Fetched,
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let keys = match secrets.get(&names::keys(target)).await {
-        Ok(secret) => KeyMaterial {
-            data: secret
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, String::from_utf8(v.0).ok()?)))
-                .collect(),
-            annotations: Default::default(),
-        },
+        Ok(secret) => KeyMaterial::from_secret(secret),
         Err(error) if is_not_found(&error) => KeyMaterial::default(),
         Err(error) => return Err(ReconcileError::api("get keys Secret")(error)),
     };
