@@ -31,6 +31,11 @@ pub fn ingress_host(inputs: &Inputs<'_>) -> String {
 pub fn nginx_annotations(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
     let spec = &inputs.settings.spec;
     let mut annotations = spec.ingress.annotations.clone();
+    // With `tls.issuerRef` the operator's Certificate is the one source of the TLS Secret;
+    // cert-manager's ingress-shim would otherwise issue a second one for the same Secret.
+    if spec.tls.as_ref().is_some_and(|t| t.issuer_ref.is_some()) {
+        annotations.retain(|key, _| !key.starts_with("cert-manager.io/"));
+    }
     let mut set = |key: &str, value: String| {
         annotations.insert(format!("{NGINX}/{key}"), value);
     };

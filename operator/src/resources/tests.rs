@@ -584,9 +584,9 @@ fn the_ingress_carries_nginx_limits_and_tls_settings() {
     assert_eq!(get("limit-connections"), "20");
     assert_eq!(get("ssl-protocols"), "TLSv1.2 TLSv1.3");
     assert_eq!(get("force-ssl-redirect"), "true");
-    assert_eq!(
-        annotations["cert-manager.io/cluster-issuer"],
-        "letsencrypt-prod"
+    assert!(
+        !annotations.contains_key("cert-manager.io/cluster-issuer"),
+        "the operator's Certificate is the only one for acme-tls"
     );
     let spec = ingress.spec.unwrap();
     assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
@@ -595,6 +595,17 @@ fn the_ingress_carries_nginx_limits_and_tls_settings() {
     assert_eq!(tls.hosts.clone().unwrap(), ["login.acme.example"]);
     let rule = &spec.rules.unwrap()[0];
     assert_eq!(rule.host.as_deref(), Some("login.acme.example"));
+}
+
+#[test]
+fn ingress_annotations_from_the_spec_are_kept() {
+    let mut f = full();
+    f.settings.spec.tls = None;
+    let annotations = f.children().ingress.unwrap().metadata.annotations.unwrap();
+    assert_eq!(
+        annotations["cert-manager.io/cluster-issuer"],
+        "letsencrypt-prod"
+    );
 }
 
 #[test]
@@ -616,8 +627,11 @@ fn an_issuer_ref_yields_a_cert_manager_certificate() {
     assert_eq!(spec.secret_name, "acme-tls");
     assert_eq!(spec.issuer_ref.kind, "ClusterIssuer");
     assert_eq!(spec.issuer_ref.name, "letsencrypt-prod");
-    assert_eq!(spec.dns_names[0], "login.acme.example");
-    assert!(spec.dns_names.contains(&"acme.identity.svc".to_owned()));
+    assert_eq!(
+        spec.dns_names,
+        ["login.acme.example"],
+        "only names a public CA can validate"
+    );
 }
 
 #[test]

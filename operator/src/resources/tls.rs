@@ -217,7 +217,8 @@ pub fn certificate(inputs: &Inputs<'_>) -> Result<Option<DynamicObject>, BuildEr
     let owner = &inputs.owner;
     let spec = CertificateSpec {
         secret_name: names::tls(&owner.realm),
-        dns_names: serving_hosts(inputs),
+        // Only the public name: a public ACME issuer cannot validate in-cluster names.
+        dns_names: vec![ingress_host(inputs)],
         issuer_ref: CertificateIssuerRef {
             name: issuer.name.clone(),
             kind: format!("{:?}", issuer.kind),
