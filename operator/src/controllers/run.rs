@@ -10,9 +10,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use portcullis_crds::{AuthRealm, RateLimitPolicy, RetentionPolicy};
 use tokio::sync::watch;
@@ -87,30 +88,44 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 
     let ctx = Arc::new(Context::new(client.clone(), metrics));
     let ns = options.namespace.as_deref();
-    let owned = watcher::Config::default().labels(&format!("{}={MANAGED_BY}", labels::MANAGED_BY));
+    let owned_selector = format!("{}={MANAGED_BY}", labels::MANAGED_BY);
 
     let (realm_cache, realm_changes) = tolerant::cached::<AuthRealm>(&client, ns);
     let realms = Controller::for_stream(realm_changes, realm_cache);
     let store = realms.store();
+    // Children and Secrets are watched as metadata only: the operator never caches their
+    // contents (a Secret's data stays in the API server), it only learns that they changed.
+    let owned = || watcher::Config::default().labels(&owned_selector);
     let realm_controller = realms
-        .owns(api::<Deployment>(&client, ns), owned.clone())
-        .owns(api::<ConfigMap>(&client, ns), owned.clone())
-        .owns(api::<Service>(&client, ns), owned.clone())
-        .owns(api::<CronJob>(&client, ns), owned)
-        .watches(
-            api::<RateLimitPolicy>(&client, ns),
-            watcher::Config::default(),
-            |p| target(&p, &p.spec.target_ref.name),
+        .owns_stream(
+            watcher::watcher(api::<PartialObjectMeta<Deployment>>(&client, ns), owned())
+                .touched_objects(),
         )
-        .watches(
-            api::<RetentionPolicy>(&client, ns),
-            watcher::Config::default(),
-            |p| target(&p, &p.spec.target_ref.name),
+        .owns_stream(
+            watcher::watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), owned())
+                .touched_objects(),
         )
-        .watches(
-            api::<Secret>(&client, ns),
-            watcher::Config::default(),
-            move |secret: Secret| {
+        .owns_stream(
+            watcher::watcher(api::<PartialObjectMeta<Service>>(&client, ns), owned())
+                .touched_objects(),
+        )
+        .owns_stream(
+            watcher::watcher(api::<PartialObjectMeta<CronJob>>(&client, ns), owned())
+                .touched_objects(),
+        )
+        .watches_stream(tolerant::objects::<RateLimitPolicy>(&client, ns), |p| {
+            target(&p, &p.spec.target_ref.name)
+        })
+        .watches_stream(tolerant::objects::<RetentionPolicy>(&client, ns), |p| {
+            target(&p, &p.spec.target_ref.name)
+        })
+        .watches_stream(
+            watcher::watcher(
+                api::<PartialObjectMeta<Secret>>(&client, ns),
+                watcher::Config::default(),
+            )
+            .touched_objects(),
+            move |secret: PartialObjectMeta<Secret>| {
                 // A referenced Secret (or the keys Secret) changed: reconcile the realms using it.
                 let namespace = secret.namespace();
                 let name = secret.name_any();
