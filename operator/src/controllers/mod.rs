@@ -39,6 +39,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The clock.
     pub clock: Clock,
+    /// Consecutive failures per object (`kind/namespace/name`), for the backoff.
+    pub failures: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
 }
 
 impl Context {
@@ -58,6 +60,7 @@ impl Context {
             client,
             metrics,
             clock,
+            failures: Arc::default(),
         }
     }
 
@@ -140,6 +143,37 @@ pub fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404)
 }
 
+impl Context {
+    /// Records a failed reconcile of `key` and returns the requeue: 5 s, doubling per
+    /// consecutive failure, at most 5 minutes.
+    pub fn failed(&self, key: String) -> Action {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(key).or_insert(0);
+        let action = requeue_after_error(*count);
+        *count = count.saturating_add(1);
+        action
+    }
+
+    /// Forgets the failures of `key` after a successful reconcile.
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// The key of an object in the failure counts.
+pub fn failure_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
+    let meta = object.meta();
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
 /// Backoff for transient errors: 5 s doubling per consecutive failure, at most 5 minutes.
 pub fn backoff(failures: u32) -> Duration {
     let secs = 5u64.saturating_mul(1u64 << failures.min(6));
@@ -149,4 +183,40 @@ pub fn backoff(failures: u32) -> Duration {
 /// The requeue for a transient failure.
 pub fn requeue_after_error(failures: u32) -> Action {
     Action::requeue(backoff(failures))
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_consecutive_failure_up_to_five_minutes() {
+        let secs: Vec<u64> = (0..8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300]);
+    }
+
+    #[tokio::test]
+    async fn a_success_resets_the_backoff() {
+        let mock = mock::Mock::start(mock::World::default());
+        let ctx = Context::new(mock.client.clone(), Arc::new(metrics::Metrics::default()));
+        assert_eq!(
+            ctx.failed("a".into()),
+            Action::requeue(Duration::from_secs(5))
+        );
+        assert_eq!(
+            ctx.failed("a".into()),
+            Action::requeue(Duration::from_secs(10))
+        );
+        assert_eq!(
+            ctx.failed("b".into()),
+            Action::requeue(Duration::from_secs(5))
+        );
+        ctx.succeeded("a");
+        assert_eq!(
+            ctx.failed("a".into()),
+            Action::requeue(Duration::from_secs(5))
+        );
+    }
 }

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use super::http::{Health, serve};
 use super::metrics::Metrics;
 use super::realm::fetch::referenced_secrets;
-use super::{Context, ReconcileError, backoff, leader, rate_limit, realm, retention, tolerant};
+use super::{Context, ReconcileError, failure_key, leader, rate_limit, realm, retention, tolerant};
 use crate::resources::meta::{MANAGED_BY, labels};
 
 /// Options of `run`.
@@ -50,9 +50,14 @@ where
     }
 }
 
-fn error_policy<K>(_: Arc<K>, error: &ReconcileError, _: Arc<Context>) -> Action {
-    tracing::warn!(%error, reason = error.reason(), "reconcile failed; retrying");
-    Action::requeue(backoff(2))
+fn error_policy<K: Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = failure_key(object.as_ref());
+    tracing::warn!(%error, reason = error.reason(), object = %key, "reconcile failed; retrying");
+    ctx.failed(key)
 }
 
 fn target<K: ResourceExt>(policy: &K, name: &str) -> Option<ObjectRef<AuthRealm>> {

@@ -25,12 +25,16 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let started = Instant::now();
+    let key = super::failure_key(policy.as_ref());
     let result = reconcile_inner(&policy, &ctx).await;
     let (reason, failed) = match &result {
         Ok(reason) => (*reason, false),
         Err(error) => (error.reason(), true),
     };
     ctx.metrics.observe(KIND, reason, started.elapsed(), failed);
+    if !failed {
+        ctx.succeeded(&key);
+    }
     result.map(|_| Action::await_change())
 }
 

@@ -32,12 +32,16 @@ pub const RESYNC: Duration = Duration::from_secs(600);
 /// Reconciles one AuthRealm, recording metrics.
 pub async fn reconcile(realm: Arc<AuthRealm>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let started = Instant::now();
+    let key = super::failure_key(realm.as_ref());
     let result = reconcile_inner(realm, &ctx).await;
     let (reason, failed) = match &result {
         Ok((_, reason)) => (*reason, false),
         Err(error) => (error.reason(), true),
     };
     ctx.metrics.observe(KIND, reason, started.elapsed(), failed);
+    if !failed {
+        ctx.succeeded(&key);
+    }
     result.map(|(action, _)| action)
 }
 

@@ -32,6 +32,7 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let started = Instant::now();
+    let key = super::failure_key(policy.as_ref());
     let namespace = policy.namespace().ok_or(ReconcileError::NoNamespace)?;
     let api: Api<RetentionPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut reason = "Reconciled";
@@ -58,6 +59,9 @@ pub async fn reconcile(
         Err(error) => (error.reason(), true),
     };
     ctx.metrics.observe(KIND, label, started.elapsed(), failed);
+    if !failed {
+        ctx.succeeded(&key);
+    }
     result
 }
 
