@@ -294,8 +294,8 @@ impl RealmChildren {
         }
         out.push(to_value(&self.pod_disruption_budget)?);
         out.push(to_value(&self.deployment)?);
-        for object in [&self.certificate].into_iter().flatten() {
-            out.push(to_value(object)?);
+        if let Some(certificate) = &self.certificate {
+            out.push(to_value(certificate)?);
         }
         if let Some(ingress) = &self.ingress {
             out.push(to_value(ingress)?);
