@@ -42,11 +42,45 @@ impl KeyMaterial {
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|(k, _)| {
-                    k == annotations::SIGNING_KEYS_CREATED || k == annotations::FERNET_KEYS_CREATED
+                    [
+                        annotations::SIGNING_KEYS_CREATED,
+                        annotations::FERNET_KEYS_CREATED,
+                        annotations::CLIENT_SECRET_TARGETS,
+                    ]
+                    .contains(&k.as_str())
                 })
                 .collect(),
         }
     }
+}
+
+/// `namespace/name` of every client Secret the realm wants, sorted.
+pub fn client_secret_targets(settings: &portcullis_crds::RealmSettings) -> Vec<String> {
+    let mut targets: Vec<String> = settings
+        .spec
+        .clients
+        .iter()
+        .filter(|c| c.client_type == ClientType::Confidential)
+        .filter_map(|c| c.secret_target.as_ref())
+        .map(|t| {
+            let namespace = t
+                .namespace
+                .clone()
+                .or_else(|| settings.namespace.clone())
+                .unwrap_or_default();
+            format!("{namespace}/{}", t.name)
+        })
+        .collect();
+    targets.sort();
+    targets
+}
+
+/// The targets recorded on the keys Secret by the previous reconcile.
+pub fn recorded_client_secret_targets(keys: &KeyMaterial) -> Vec<String> {
+    keys.annotations
+        .get(annotations::CLIENT_SECRET_TARGETS)
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default()
 }
 
 /// Secret key of a client's secret in the keys Secret.

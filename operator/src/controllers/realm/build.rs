@@ -51,7 +51,12 @@ pub fn build(
     now: Timestamp,
     rng: &mut impl CryptoRng,
 ) -> Result<Built, BuildStepError> {
-    let ensured = secrets::ensure(&fetched.keys, settings, now, rng)?;
+    let mut ensured = secrets::ensure(&fetched.keys, settings, now, rng)?;
+    ensured.keys.annotations.insert(
+        crate::resources::meta::annotations::CLIENT_SECRET_TARGETS.to_owned(),
+        serde_json::to_string(&resources::secrets::client_secret_targets(settings))
+            .unwrap_or_default(),
+    );
     let retention = fetched
         .retention_policies
         .first()

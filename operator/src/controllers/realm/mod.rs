@@ -170,8 +170,21 @@ async fn apply_realm(
         .children
         .manifests(true)
         .map_err(|e| ReconcileError::Manifest(e.to_string()))?;
-    let report =
+    let mut report =
         apply::apply_children(&ctx.client, &owner, &manifests, fetched.capabilities).await?;
+    let wanted = crate::resources::secrets::client_secret_targets(&settings);
+    let namespace = settings.namespace.clone().unwrap_or_default();
+    for stale in crate::resources::secrets::recorded_client_secret_targets(&fetched.keys) {
+        // Secrets in the realm namespace are pruned by label with the other children.
+        let Some((target_namespace, name)) = stale.split_once('/') else {
+            continue;
+        };
+        if wanted.contains(&stale) || target_namespace == namespace {
+            continue;
+        }
+        delete_secret(ctx, target_namespace, name).await?;
+        report.pruned.push(format!("Secret/{stale}"));
+    }
 
     let reference = realm.object_ref(&());
     if !built.ensured.generated.is_empty() {
@@ -259,19 +272,21 @@ async fn cleanup(realm: &AuthRealm, ctx: &Context) -> Result<Action, ReconcileEr
             .namespace
             .clone()
             .unwrap_or_else(|| namespace.clone());
-        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &target_namespace);
-        match api.delete(&target.name, &DeleteParams::background()).await {
-            Ok(_) => {}
-            Err(error) if is_not_found(&error) => {}
-            Err(error) => {
-                return Err(ReconcileError::api(format!(
-                    "delete Secret {}",
-                    target.name
-                ))(error));
-            }
-        }
+        delete_secret(ctx, &target_namespace, &target.name).await?;
     }
     Ok(Action::await_change())
+}
+
+/// Deletes a client Secret; one that is already gone is fine.
+async fn delete_secret(ctx: &Context, namespace: &str, name: &str) -> Result<(), ReconcileError> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(error) if is_not_found(&error) => Ok(()),
+        Err(error) => Err(ReconcileError::api(format!(
+            "delete Secret {namespace}/{name}"
+        ))(error)),
+    }
 }
 
 #[cfg(test)]

@@ -525,3 +525,33 @@ async fn a_failed_api_call_is_an_error_to_retry() {
     assert_eq!(error.reason(), "ApiError");
     assert_eq!(mock.lines(), [DEMO_FETCH[0]]);
 }
+
+#[tokio::test]
+async fn a_removed_clients_secret_in_another_namespace_is_deleted() {
+    let realm = realm(REALM_FULL, true);
+    let mut world = acme_world(&realm);
+    world.secrets.insert(
+        "identity/acme-keys".into(),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-keys",
+            "annotations": {"portcullis.dev/client-secret-targets":
+                "[\"identity/billing-worker-oidc\",\"shop/old-client-oidc\",\"shop/shop-web-oidc\"]"}},
+            "data": {}}),
+    );
+    let (result, mock) = reconcile_in(world, &realm).await;
+    result.unwrap();
+    let deletes: Vec<String> = mock
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("DELETE"))
+        .collect();
+    assert_eq!(
+        deletes,
+        ["DELETE /api/v1/namespaces/shop/secrets/old-client-oidc"]
+    );
+    assert!(event_reasons(&mock).contains(&"Pruned".to_owned()));
+    let keys = applied(&mock, "/secrets/acme-keys");
+    assert_eq!(
+        keys["metadata"]["annotations"]["portcullis.dev/client-secret-targets"],
+        "[\"identity/billing-worker-oidc\",\"shop/shop-web-oidc\"]"
+    );
+}
