@@ -47,6 +47,7 @@ fn rbac_grants_every_kind_the_controllers_write() {
             "ratelimitpolicies/status",
             "retentionpolicies/status",
             "jobs",
+            "pods",
             "events",
             "leases",
             "customresourcedefinitions",

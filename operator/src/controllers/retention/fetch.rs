@@ -2,7 +2,7 @@
 //! material and the retention Jobs.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use portcullis_crds::{AuthRealm, RetentionPolicy};
@@ -23,6 +23,9 @@ pub struct Fetched {
     pub keys: KeyMaterial,
     /// The realm's retention Jobs (scheduled and one-off).
     pub jobs: Vec<Job>,
+    /// The pods of the most recently started Job (their termination message is the run's
+    /// JSON summary).
+    pub last_pods: Vec<Pod>,
 }
 
 /// Selector of a realm's retention Jobs.
@@ -56,6 +59,7 @@ pub async fn fetch(client: &Client, policy: &RetentionPolicy) -> Result<Fetched,
             policies,
             keys: KeyMaterial::default(),
             jobs: Vec::new(),
+            last_pods: Vec::new(),
         });
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
@@ -70,10 +74,28 @@ pub async fn fetch(client: &Client, policy: &RetentionPolicy) -> Result<Fetched,
         .await
         .map_err(ReconcileError::api("list retention Jobs"))?
         .items;
+    let newest = jobs
+        .iter()
+        .filter(|j| j.status.as_ref().is_some_and(|s| s.start_time.is_some()))
+        .max_by(|a, b| {
+            let start = |j: &Job| j.status.as_ref().and_then(|s| s.start_time.clone());
+            start(a).cmp(&start(b))
+        });
+    let last_pods = match newest {
+        Some(job) => {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+            pods.list(&ListParams::default().labels(&format!("job-name={}", job.name_any())))
+                .await
+                .map_err(ReconcileError::api("list retention Job pods"))?
+                .items
+        }
+        None => Vec::new(),
+    };
     Ok(Fetched {
         realm,
         policies,
         keys,
         jobs,
+        last_pods,
     })
 }

@@ -104,6 +104,7 @@ async fn apply_policy(
         policy.metadata.generation,
         &verdict,
         &fetched.jobs,
+        &fetched.last_pods,
         now,
     );
     if previous != Some(&next) {

@@ -1,7 +1,10 @@
 //! Status: the next status of a RetentionPolicy (pure): acceptance, schedule, last and next
 //! run.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use portcullis_crds::conditions::{ConditionUpdate, set_condition, types};
@@ -9,8 +12,31 @@ use portcullis_crds::retention::{RetentionPolicyStatus, RetentionRun};
 
 use super::validate::Verdict;
 
-/// The most recent run among the Jobs.
-pub fn last_run(jobs: &[Job]) -> Option<RetentionRun> {
+/// The counts of a run's JSON summary, which `portcullis-authserver retention run` writes
+/// to its termination message: `{"counts": {"name": n, ...}}` or a flat object whose integer
+/// fields are the counts.
+pub fn summary_counts(pods: &[Pod]) -> BTreeMap<String, i64> {
+    let message = pods
+        .iter()
+        .flat_map(|p| p.status.iter())
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+        .next();
+    let Some(summary) = message.and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+    else {
+        return BTreeMap::new();
+    };
+    let counts = summary.get("counts").unwrap_or(&summary);
+    counts
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_i64()?)))
+        .collect()
+}
+
+/// The most recent run among the Jobs, with the counts from its pods.
+pub fn last_run(jobs: &[Job], pods: &[Pod]) -> Option<RetentionRun> {
     jobs.iter()
         .filter_map(|job| {
             let status = job.status.as_ref()?;
@@ -20,10 +46,14 @@ pub fn last_run(jobs: &[Job]) -> Option<RetentionRun> {
                 started_at: Some(started),
                 finished_at: status.completion_time.clone(),
                 succeeded,
-                counts: Default::default(),
+                counts: BTreeMap::new(),
             })
         })
         .max_by(|a, b| a.started_at.cmp(&b.started_at))
+        .map(|run| RetentionRun {
+            counts: summary_counts(pods),
+            ..run
+        })
 }
 
 /// The next status.
@@ -32,6 +62,7 @@ pub fn next_status(
     generation: Option<i64>,
     verdict: &Verdict,
     jobs: &[Job],
+    pods: &[Pod],
     now: Timestamp,
 ) -> RetentionPolicyStatus {
     let mut status = previous.cloned().unwrap_or_default();
@@ -72,7 +103,7 @@ pub fn next_status(
             status.next_run_at = None;
         }
     }
-    if let Some(run) = last_run(jobs) {
+    if let Some(run) = last_run(jobs, pods) {
         status.last_run = Some(run);
     }
     status.observed_generation = generation;

@@ -223,11 +223,33 @@ async fn the_last_run_comes_from_the_newest_job() {
             ),
         ],
     );
+    world.lists.insert(
+        "pods".into(),
+        vec![json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "new-x"},
+            "status": {"containerStatuses": [{"name": "retention", "image": "i", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0,
+                    "message": "{\"dryRun\":false,\"counts\":{\"auditLogsPseudonymized\":12,\"unverifiedAccountsDeleted\":3}}"}}}]}})],
+    );
     let mock = run(world, &p).await;
+    let pods_call = mock
+        .calls()
+        .into_iter()
+        .find(|c| c.path.ends_with("/pods"))
+        .unwrap();
+    assert!(
+        pods_call.query.contains("job-name%3Dnew") || pods_call.query.contains("job-name=new"),
+        "{}",
+        pods_call.query
+    );
     let last = &status(&mock)["lastRun"];
     assert_eq!(last["startedAt"], "2027-01-14T02:30:00Z");
     assert_eq!(last["finishedAt"], "2027-01-14T02:32:00Z");
     assert_eq!(last["succeeded"], true);
+    assert_eq!(
+        last["counts"],
+        json!({"auditLogsPseudonymized": 12, "unverifiedAccountsDeleted": 3})
+    );
 }
 
 #[tokio::test]
