@@ -70,7 +70,7 @@ async fn reconcile_inner(
     Ok((action, reason))
 }
 
-/// Patches the status when it changed, and publishes an Event when Ready changed.
+/// Patches the status when it changed, and publishes an Event when Ready or Paused changed.
 async fn write_status(
     realm: &AuthRealm,
     ctx: &Context,
