@@ -1,5 +1,5 @@
 # Everyday recipes. `make test` is the README's test command and what CI runs.
-.PHONY: all generate lint test run check-config bench e2e check-deps
+.PHONY: all generate lint lint-config test run render check-config bench e2e check-deps
 
 all: lint test
 
@@ -7,11 +7,16 @@ all: lint test
 generate:
 	cargo run --quiet --locked -p portcullis-operator -- crdgen
 
-## lint: formatting, clippy with warnings denied, stale generated files, one TLS stack
-lint: check-deps
+## lint: formatting, clippy with warnings denied, stale generated files, one TLS stack,
+## alert rules, Dockerfile and dashboard
+lint: check-deps lint-config
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo run --quiet --locked -p portcullis-operator -- crdgen --check
+
+## lint-config: promtool on the alert rules, hadolint on the Dockerfile, dashboard JSON
+lint-config:
+	scripts/lint-config.sh
 
 ## check-deps: no OpenSSL, native-tls or aws-lc anywhere in the dependency tree
 check-deps:
@@ -25,6 +30,11 @@ test:
 run:
 	scripts/dev.sh
 
+## render: what the operator would create for the full sample realm and its policies
+render:
+	cargo run --quiet --locked -p portcullis-operator -- render \
+		-f config/samples/realm-full.yaml -f config/samples/ratelimitpolicy.yaml -f config/samples/retentionpolicy.yaml
+
 ## check-config: print the effective settings of the full sample realm and its policies
 check-config:
 	cargo run --quiet --locked -p portcullis-authserver -- check-config \
@@ -37,4 +47,4 @@ bench:
 ## e2e: the cluster suite; runs against the cluster KUBECONFIG points at, skips otherwise
 e2e:
 	cargo build --locked --workspace --bins
-	cargo test --locked -p portcullis-e2e --test cluster -- --nocapture
+	cargo test --locked -p portcullis-e2e --test cluster --test cluster_realm -- --nocapture

@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 source scripts/services.sh
 ensure_services
 cargo bench --locked -p portcullis-authserver --bench login
+cargo bench --locked -p portcullis-operator --bench realms

@@ -1,4 +1,11 @@
 //! The Portcullis operator: reconciles AuthRealm, RateLimitPolicy and RetentionPolicy into
 //! running, hardened auth servers.
 
+pub mod controllers;
 pub mod crdgen;
+pub mod render;
+pub mod resources;
+pub mod secrets;
+
+#[cfg(test)]
+mod chart_tests;

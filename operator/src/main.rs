@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portcullis_operator::crdgen;
+use portcullis_operator::controllers::run;
+use portcullis_operator::{crdgen, render};
 
 /// The Portcullis Kubernetes operator.
 #[derive(Parser, Debug)]
@@ -27,6 +28,37 @@ enum Command {
         /// Print the CRDs as one multi-document YAML instead of writing files.
         #[arg(long, conflicts_with = "check")]
         stdout: bool,
+    },
+    /// Run the controllers (leader-elected) with /metrics, /healthz and /readyz.
+    Run {
+        /// Watch only this namespace (default: every namespace).
+        #[arg(long, env = "PORTCULLIS_NAMESPACE")]
+        namespace: Option<String>,
+        /// Address of /metrics, /healthz and /readyz.
+        #[arg(
+            long,
+            env = "PORTCULLIS_OPERATOR_LISTEN",
+            default_value = "0.0.0.0:8080"
+        )]
+        listen: std::net::SocketAddr,
+        /// Name of the leader-election Lease.
+        #[arg(long, default_value = "portcullis-operator")]
+        lease_name: String,
+        /// Namespace of the Lease (the operator's own).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "portcullis-system")]
+        lease_namespace: String,
+        /// This replica's identity in the election (the pod name).
+        #[arg(long, env = "POD_NAME", default_value = "portcullis-operator")]
+        identity: String,
+    },
+    /// Validate and build a realm offline; print its manifests in apply order.
+    Render {
+        /// Files with an AuthRealm and the policies that target it (multi-document YAML).
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        /// Also print the Secrets, with freshly generated values.
+        #[arg(long)]
+        include_secrets: bool,
     },
 }
 
@@ -61,6 +93,52 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     eprintln!("wrote {}", path.display());
                 }
             }
+            Ok(())
+        }
+        Command::Run {
+            namespace,
+            listen,
+            lease_name,
+            lease_namespace,
+            identity,
+        } => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(run::run(run::RunOptions {
+                namespace,
+                listen,
+                lease_name,
+                lease_namespace,
+                identity,
+            }))
+        }
+        Command::Render {
+            files,
+            include_secrets,
+        } => {
+            let mut texts = Vec::new();
+            for file in files {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                texts.push((file.display().to_string(), text));
+            }
+            let manifests = render::read_files(&texts)?;
+            let values = render::render_values(
+                &manifests,
+                include_secrets,
+                k8s_openapi::jiff::Timestamp::now(),
+                &mut rand::rng(),
+            )?;
+            print!("{}", render::to_yaml(&values)?);
             Ok(())
         }
     }

@@ -1,0 +1,216 @@
+//! Leader election with a coordination.k8s.io Lease, so two operator replicas never both
+//! write. The decision is a pure function of the Lease, the identity and the time.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::Client;
+use kube::api::{Api, PostParams};
+use tokio::sync::watch;
+
+use super::{ReconcileError, is_not_found};
+
+/// How long a lease is valid without renewal.
+pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// How often the holder renews and others retry.
+pub const RETRY_PERIOD: Duration = Duration::from_secs(5);
+
+/// What to do with the Lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Take it: free, expired or never held.
+    Acquire,
+    /// Already ours: renew it.
+    Renew,
+    /// Someone else holds a valid lease.
+    Follow,
+}
+
+/// Decides from the current Lease spec (none when the Lease does not exist).
+pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
+    let Some(spec) = spec else {
+        return Decision::Acquire;
+    };
+    let holder = spec.holder_identity.as_deref().unwrap_or_default();
+    if holder == me {
+        return Decision::Renew;
+    }
+    let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
+    let renewed = spec.renew_time.as_ref().map(|t| t.0);
+    match renewed {
+        Some(at) if !holder.is_empty() && at + duration > now => Decision::Follow,
+        _ => Decision::Acquire,
+    }
+}
+
+/// The Lease spec after taking or renewing it.
+pub fn next_spec(previous: Option<&LeaseSpec>, me: &str, now: Timestamp) -> LeaseSpec {
+    let previous = previous.cloned().unwrap_or_default();
+    let ours = previous.holder_identity.as_deref() == Some(me);
+    LeaseSpec {
+        holder_identity: Some(me.to_owned()),
+        lease_duration_seconds: Some(LEASE_DURATION.as_secs() as i32),
+        acquire_time: if ours {
+            previous.acquire_time.clone()
+        } else {
+            Some(MicroTime(now))
+        },
+        renew_time: Some(MicroTime(now)),
+        lease_transitions: Some(previous.lease_transitions.unwrap_or(0) + if ours { 0 } else { 1 }),
+        ..Default::default()
+    }
+}
+
+/// One election round: reads the Lease and takes or renews it when allowed. Returns whether
+/// this replica leads. A write conflict means another replica won the race.
+pub async fn round(
+    api: &Api<Lease>,
+    name: &str,
+    me: &str,
+    now: Timestamp,
+) -> Result<bool, ReconcileError> {
+    let current = match api.get(name).await {
+        Ok(lease) => Some(lease),
+        Err(error) if is_not_found(&error) => None,
+        Err(error) => return Err(ReconcileError::api("get Lease")(error)),
+    };
+    let spec = current.as_ref().and_then(|l| l.spec.as_ref());
+    if decide(spec, me, now) == Decision::Follow {
+        return Ok(false);
+    }
+    let lease = Lease {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            resource_version: current
+                .as_ref()
+                .and_then(|l| l.metadata.resource_version.clone()),
+            ..Default::default()
+        },
+        spec: Some(next_spec(spec, me, now)),
+    };
+    let written = match current {
+        Some(_) => api.replace(name, &PostParams::default(), &lease).await,
+        None => api.create(&PostParams::default(), &lease).await,
+    };
+    match written {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(error) => Err(ReconcileError::api("write Lease")(error)),
+    }
+}
+
+/// Runs the election forever, publishing whether this replica leads.
+pub async fn elect(
+    client: Client,
+    namespace: String,
+    name: String,
+    me: String,
+    leading: watch::Sender<bool>,
+) {
+    let api: Api<Lease> = Api::namespaced(client, &namespace);
+    loop {
+        let led = *leading.borrow();
+        let leads = match round(&api, &name, &me, Timestamp::now()).await {
+            Ok(leads) => leads,
+            Err(error) => {
+                tracing::warn!(%error, "leader election round failed");
+                false
+            }
+        };
+        if leads != led {
+            tracing::info!(leads, identity = %me, "leadership changed");
+            let _ = leading.send(leads);
+        }
+        tokio::time::sleep(RETRY_PERIOD).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn held_by(who: &str, renewed: i64) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(who.into()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(at(renewed))),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_missing_lease_is_acquired() {
+        assert_eq!(decide(None, "a", at(0)), Decision::Acquire);
+    }
+
+    #[test]
+    fn the_holder_renews_its_own_lease() {
+        assert_eq!(
+            decide(Some(&held_by("a", 0)), "a", at(100)),
+            Decision::Renew
+        );
+    }
+
+    #[test]
+    fn a_valid_lease_of_another_replica_is_respected() {
+        assert_eq!(
+            decide(Some(&held_by("b", 0)), "a", at(14)),
+            Decision::Follow
+        );
+    }
+
+    #[test]
+    fn an_expired_lease_is_taken_over() {
+        assert_eq!(
+            decide(Some(&held_by("b", 0)), "a", at(15)),
+            Decision::Acquire
+        );
+    }
+
+    #[test]
+    fn taking_over_counts_a_transition_and_renewing_does_not() {
+        let taken = next_spec(Some(&held_by("b", 0)), "a", at(20));
+        assert_eq!(taken.holder_identity.as_deref(), Some("a"));
+        assert_eq!(taken.lease_transitions, Some(1));
+        assert_eq!(taken.acquire_time, Some(MicroTime(at(20))));
+        let renewed = next_spec(Some(&taken), "a", at(25));
+        assert_eq!(renewed.lease_transitions, Some(1));
+        assert_eq!(renewed.acquire_time, Some(MicroTime(at(20))));
+        assert_eq!(renewed.renew_time, Some(MicroTime(at(25))));
+    }
+
+    #[tokio::test]
+    async fn a_lost_write_race_does_not_lead() {
+        use crate::controllers::mock::{Mock, World};
+        let mut world = World::default();
+        world.objects.insert(
+            "/apis/coordination.k8s.io/v1/namespaces/ops/leases/op".into(),
+            serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "op", "resourceVersion": "5"},
+                "spec": {"holderIdentity": "b", "leaseDurationSeconds": 15, "renewTime": "2027-01-15T07:59:59.000000Z"}}),
+        );
+        let mock = Mock::start(world);
+        let api: Api<Lease> = Api::namespaced(mock.client.clone(), "ops");
+        // b renewed one second ago: a follows and writes nothing.
+        assert!(!round(&api, "op", "a", at(0)).await.unwrap());
+        assert_eq!(
+            mock.lines(),
+            ["GET /apis/coordination.k8s.io/v1/namespaces/ops/leases/op"]
+        );
+        // Thirty seconds later b's lease has expired: a replaces it.
+        assert!(round(&api, "op", "a", at(30)).await.unwrap());
+        assert_eq!(
+            mock.lines()[2],
+            "PUT /apis/coordination.k8s.io/v1/namespaces/ops/leases/op"
+        );
+        assert_eq!(mock.calls()[2].body["metadata"]["resourceVersion"], "5");
+    }
+}

@@ -1,0 +1,204 @@
+//! Fetch: everything a realm reconcile reads from the API, before anything is decided.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use portcullis_crds::{AuthRealm, RateLimitPolicy, RetentionPolicy};
+
+use crate::controllers::{ReconcileError, is_not_found};
+use crate::resources::meta::names;
+use crate::resources::{Capabilities, KeyMaterial, TlsMaterial, config::sha256_hex};
+
+/// A referenced Secret (or one of its keys) that does not exist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingSecret {
+    /// Secret name.
+    pub name: String,
+    /// The key, when the Secret exists but lacks it.
+    pub key: Option<String>,
+}
+
+impl std::fmt::Display for MissingSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "Secret {:?} has no key {key:?}", self.name),
+            None => write!(f, "Secret {:?} does not exist", self.name),
+        }
+    }
+}
+
+/// What the realm reconcile read.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    /// RateLimitPolicies targeting the realm, by name.
+    pub rate_limit_policies: Vec<RateLimitPolicy>,
+    /// RetentionPolicies targeting the realm, oldest first (the first is the accepted one).
+    pub retention_policies: Vec<RetentionPolicy>,
+    /// Referenced Secrets that are missing.
+    pub missing: Vec<MissingSecret>,
+    /// Digest of the referenced Secrets' data.
+    pub referenced_digest: String,
+    /// The existing key material (empty when the keys Secret does not exist).
+    pub keys: KeyMaterial,
+    /// The existing self-signed TLS material.
+    pub tls: Option<TlsMaterial>,
+    /// Which optional APIs exist (only probed when the realm needs them).
+    pub capabilities: Capabilities,
+}
+
+/// Every `(secret, key)` the realm references.
+pub fn referenced_secrets(realm: &AuthRealm) -> Vec<(String, String)> {
+    let spec = &realm.spec;
+    let mut refs = vec![(
+        spec.database.secret_ref.name.clone(),
+        spec.database.secret_ref.key.clone(),
+    )];
+    if let Some(redis) = &spec.redis {
+        refs.push((redis.secret_ref.name.clone(), redis.secret_ref.key.clone()));
+    }
+    for provider in &spec.social_providers {
+        refs.push((
+            provider.client_secret_ref.name.clone(),
+            provider.client_secret_ref.key.clone(),
+        ));
+    }
+    if let Some(notifications) = &spec.notifications {
+        if let Some(smtp) = &notifications.smtp {
+            refs.push((smtp.secret_ref.name.clone(), smtp.secret_ref.key.clone()));
+        }
+        if let Some(webhook) = &notifications.webhook {
+            refs.push((
+                webhook.url_secret_ref.name.clone(),
+                webhook.url_secret_ref.key.clone(),
+            ));
+        }
+    }
+    if let Some(offline) = &spec.password_policy.breach_check.offline_list_ref
+        && spec.password_policy.breach_check.mode
+            == portcullis_crds::realm::BreachCheckMode::Offline
+    {
+        refs.push((offline.name.clone(), offline.key.clone()));
+    }
+    refs
+}
+
+async fn get_opt<K>(api: &Api<K>, name: &str) -> Result<Option<K>, ReconcileError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.get(name).await {
+        Ok(object) => Ok(Some(object)),
+        Err(error) if is_not_found(&error) => Ok(None),
+        Err(error) => Err(ReconcileError::api(format!("get {name}"))(error)),
+    }
+}
+
+async fn crd_exists(client: &Client, name: &str) -> Result<bool, ReconcileError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    Ok(get_opt(&api, name).await?.is_some())
+}
+
+/// Reads the policies, referenced Secrets, existing key material and cluster capabilities.
+pub async fn fetch(client: &Client, realm: &AuthRealm) -> Result<Fetched, ReconcileError> {
+    let namespace = realm.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let name = realm.name_any();
+
+    let rate_limits: Api<RateLimitPolicy> = Api::namespaced(client.clone(), &namespace);
+    let mut rate_limit_policies: Vec<RateLimitPolicy> = rate_limits
+        .list(&ListParams::default())
+        .await
+        .map_err(ReconcileError::api("list RateLimitPolicies"))?
+        .items
+        .into_iter()
+        .filter(|p| p.spec.target_ref.name == name)
+        .collect();
+    rate_limit_policies.sort_by_key(ResourceExt::name_any);
+
+    let retentions: Api<RetentionPolicy> = Api::namespaced(client.clone(), &namespace);
+    let mut retention_policies: Vec<RetentionPolicy> = retentions
+        .list(&ListParams::default())
+        .await
+        .map_err(ReconcileError::api("list RetentionPolicies"))?
+        .items
+        .into_iter()
+        .filter(|p| p.spec.target_ref.name == name && p.metadata.deletion_timestamp.is_none())
+        .collect();
+    retention_policies.sort_by(|a, b| {
+        a.metadata
+            .creation_timestamp
+            .cmp(&b.metadata.creation_timestamp)
+            .then_with(|| a.name_any().cmp(&b.name_any()))
+    });
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let mut missing = Vec::new();
+    let mut fetched: BTreeMap<String, Option<Secret>> = BTreeMap::new();
+    let mut digest = Vec::new();
+    for (secret_name, key) in referenced_secrets(realm) {
+        if !fetched.contains_key(&secret_name) {
+            let secret = get_opt(&secrets, &secret_name).await?;
+            fetched.insert(secret_name.clone(), secret);
+        }
+        match fetched.get(&secret_name).and_then(Option::as_ref) {
+            None => missing.push(MissingSecret {
+                name: secret_name,
+                key: None,
+            }),
+            Some(secret) => match secret.data.as_ref().and_then(|d| d.get(&key)) {
+                Some(value) => {
+                    digest.extend_from_slice(format!("{secret_name}/{key}=").as_bytes());
+                    digest.extend_from_slice(&value.0);
+                    digest.push(0);
+                }
+                None => missing.push(MissingSecret {
+                    name: secret_name,
+                    key: Some(key),
+                }),
+            },
+        }
+    }
+    missing.dedup();
+
+    let keys = get_opt(&secrets, &names::keys(&name))
+        .await?
+        .map(KeyMaterial::from_secret)
+        .unwrap_or_default();
+    let tls_spec = realm.spec.tls.as_ref();
+    let tls = if tls_spec.is_some_and(|t| t.self_signed.is_some()) {
+        get_opt(&secrets, &names::tls(&name))
+            .await?
+            .as_ref()
+            .and_then(TlsMaterial::from_secret)
+    } else {
+        None
+    };
+
+    let cert_manager = if tls_spec.is_some_and(|t| t.issuer_ref.is_some()) {
+        crd_exists(client, "certificates.cert-manager.io").await?
+    } else {
+        false
+    };
+    let monitoring = &realm.spec.monitoring;
+    let prometheus_operator = if monitoring.service_monitor || monitoring.prometheus_rule {
+        crd_exists(client, "servicemonitors.monitoring.coreos.com").await?
+            && crd_exists(client, "prometheusrules.monitoring.coreos.com").await?
+    } else {
+        false
+    };
+
+    Ok(Fetched {
+        rate_limit_policies,
+        retention_policies,
+        missing,
+        referenced_digest: sha256_hex(&digest),
+        keys,
+        tls,
+        capabilities: Capabilities {
+            cert_manager,
+            prometheus_operator,
+        },
+    })
+}

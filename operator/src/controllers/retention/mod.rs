@@ -1,0 +1,143 @@
+//! The RetentionPolicy controller: fetch -> validate -> build (run-now Job) -> apply ->
+//! status; a finalizer removes the CronJob and Jobs. The CronJob itself is built and applied
+//! with the realm's other children.
+
+pub mod apply;
+pub mod build;
+pub mod fetch;
+pub mod status;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{self, Event as FinalizerEvent};
+use kube::{Resource, ResourceExt};
+use portcullis_crds::RetentionPolicy;
+use portcullis_crds::conditions::find;
+
+use super::{Context, ReconcileError};
+use validate::Verdict;
+
+/// Finalizer of RetentionPolicies.
+pub const FINALIZER: &str = "portcullis.dev/retention-cleanup";
+/// Kind label of metrics.
+pub const KIND: &str = "RetentionPolicy";
+
+/// Reconciles one RetentionPolicy, recording metrics.
+pub async fn reconcile(
+    policy: Arc<RetentionPolicy>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let key = super::failure_key(policy.as_ref());
+    let namespace = policy.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let api: Api<RetentionPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut reason = "Reconciled";
+    let result = finalizer::finalizer(&api, FINALIZER, policy, |event| async {
+        match event {
+            FinalizerEvent::Apply(policy) => {
+                let (action, r) = apply_policy(&policy, &ctx).await?;
+                reason = r;
+                Ok(action)
+            }
+            FinalizerEvent::Cleanup(policy) => {
+                apply::cleanup(&ctx.client, &policy).await?;
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => ReconcileError::Finalizer(other.to_string()),
+    });
+    let (label, failed) = match &result {
+        Ok(_) => (reason, false),
+        Err(error) => (error.reason(), true),
+    };
+    ctx.metrics.observe(KIND, label, started.elapsed(), failed);
+    if !failed {
+        ctx.succeeded(&key);
+    }
+    result
+}
+
+async fn apply_policy(
+    policy: &RetentionPolicy,
+    ctx: &Context,
+) -> Result<(Action, &'static str), ReconcileError> {
+    let now = (ctx.clock)();
+    let fetched = fetch::fetch(&ctx.client, policy).await?;
+    let verdict = validate::validate(policy, fetched.realm.as_ref(), &fetched.policies);
+    let reference = policy.object_ref(&());
+
+    if let (Verdict::Accepted(settings), Some(realm), Some(run_now)) = (
+        &verdict,
+        fetched.realm.as_ref(),
+        build::pending_run_now(policy),
+    ) {
+        match build::run_now_job(policy, realm, settings, &fetched.keys, &run_now) {
+            Ok(Some(job)) => {
+                apply::start_job(&ctx.client, policy, &job, &run_now).await?;
+                ctx.event(
+                    &reference,
+                    false,
+                    "RunStarted",
+                    format!("started Job {} for run-now {run_now:?}", job.name_any()),
+                )
+                .await;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                ctx.event(&reference, true, error.reason(), error.to_string())
+                    .await;
+            }
+        }
+    }
+
+    let previous = policy.status.as_ref();
+    let next = status::next_status(
+        previous,
+        policy.metadata.generation,
+        &verdict,
+        &fetched.jobs,
+        &fetched.last_pods,
+        now,
+    );
+    if previous != Some(&next) {
+        let api: Api<RetentionPolicy> =
+            Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+        api.patch_status(
+            &policy.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "status": next })),
+        )
+        .await
+        .map_err(ReconcileError::api("patch RetentionPolicy status"))?;
+    }
+    let before = previous
+        .and_then(|s| find(&s.conditions, "Accepted"))
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    if let Some(after) = find(&next.conditions, "Accepted")
+        && before != Some((after.status.clone(), after.reason.clone()))
+    {
+        ctx.event(
+            &reference,
+            after.status != "True",
+            &after.reason,
+            after.message.clone(),
+        )
+        .await;
+    }
+    Ok(match verdict {
+        // Follow running Jobs to report the last run.
+        Verdict::Accepted(_) => (Action::requeue(Duration::from_secs(300)), "Reconciled"),
+        Verdict::Rejected { reason, .. } => (Action::await_change(), reason),
+    })
+}
+
+#[cfg(test)]
+mod tests;

