@@ -30,6 +30,7 @@ spec:
   passwordPolicy: {bcryptCost: 12, breachCheck: {mode: Disabled}}
   emailVerification: {required: false}
   lockout: {maxFailures: 100, progressiveDelay: {afterFailures: 0}}
+  notifications: {smtp: {secretRef: {name: smtp}, from: no-reply@bench.localhost}}
 ";
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {

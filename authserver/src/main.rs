@@ -126,6 +126,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a line for the person who started the server; a closed stderr is not an error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
@@ -179,7 +187,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (secrets, generated) = secrets::load(&secrets_dir, &settings, args.dev)?;
     if !generated.is_empty() {
         tracing::warn!(dir = %secrets_dir.display(), files = ?generated, "DEV MODE: generated missing secrets; never use these in production");
-        eprintln!(
+        say!(
             "*** DEV MODE: generated secrets {generated:?} in {} ***",
             secrets_dir.display()
         );
@@ -220,20 +228,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
     let issuer = service.settings.spec.issuer.clone();
-    eprintln!(
+    say!(
         "portcullis-authserver: realm {} ({issuer})",
         service.settings.name
     );
-    eprintln!(
+    say!(
         "  public API   http://{}  (e.g. POST /api/v1/register)",
         public.local_addr()?
     );
-    eprintln!(
+    say!(
         "  admin        http://{}  (/healthz /readyz /metrics)",
         admin.local_addr()?
     );
     if let Some(dir) = &mail_dir {
-        eprintln!("  mail         {}", dir.display());
+        say!("  mail         {}", dir.display());
     }
     tracing::info!(realm = %service.settings.name, "serving");
     server::run(

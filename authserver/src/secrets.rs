@@ -193,8 +193,9 @@ fn generate(name: &str) -> String {
     }
 }
 
-/// The files every realm needs, plus one per confidential client and social provider.
-fn required_files(settings: &RealmSettings) -> Vec<String> {
+/// The files every realm needs, plus one per confidential client and social provider, and the
+/// SMTP URL when the realm sends mail (except in `--dev`, which writes mail to a directory).
+fn required_files(settings: &RealmSettings, dev: bool) -> Vec<String> {
     let mut names: Vec<String> = [
         files::SIGNING_KEYS,
         files::FERNET_KEYS,
@@ -211,6 +212,14 @@ fn required_files(settings: &RealmSettings) -> Vec<String> {
     }
     for provider in &settings.spec.social_providers {
         names.push(format!("social-{}-client-secret", provider.name));
+    }
+    let smtp = settings
+        .spec
+        .notifications
+        .as_ref()
+        .is_some_and(|n| n.smtp.is_some());
+    if smtp && !dev {
+        names.push(files::SMTP_URL.to_owned());
     }
     names
 }
@@ -260,7 +269,7 @@ pub fn load(
     generate_missing: bool,
 ) -> Result<(Secrets, Vec<String>), SecretsError> {
     let mut generated = Vec::new();
-    for name in required_files(settings) {
+    for name in required_files(settings, generate_missing) {
         if !dir.join(&name).exists() {
             if !generate_missing {
                 return Err(SecretsError::Missing {
@@ -439,6 +448,7 @@ metadata: {name: t}
 spec:
   issuer: https://auth.example.com
   database: {secretRef: {name: db}}
+  notifications: {smtp: {secretRef: {name: smtp}, from: no-reply@example.com}}
   clients:
     - {clientId: web, type: Confidential, redirectUris: [\"https://a.example.com/cb\"]}
 ";
@@ -469,6 +479,27 @@ spec:
     }
 
     #[test]
+    fn a_realm_with_smtp_needs_the_smtp_url_outside_dev() {
+        let dir = tempfile::tempdir().unwrap();
+        load(dir.path(), &settings(), true).unwrap();
+        assert!(
+            !dir.path().join(files::SMTP_URL).exists(),
+            "dev mode never invents an SMTP server"
+        );
+        let err = load(dir.path(), &settings(), false).unwrap_err();
+        assert!(
+            err.to_string().contains("secret smtp-url is missing"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join(files::SMTP_URL),
+            "smtp://mail.example.com:587",
+        )
+        .unwrap();
+        assert!(load(dir.path(), &settings(), false).is_ok());
+    }
+
+    #[test]
     fn generate_keys_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(generate_keys(dir.path()).unwrap().len(), 5);
@@ -482,6 +513,11 @@ spec:
     fn a_malformed_pepper_is_refused_without_echoing_it() {
         let dir = tempfile::tempdir().unwrap();
         load(dir.path(), &settings(), true).unwrap();
+        std::fs::write(
+            dir.path().join(files::SMTP_URL),
+            "smtp://mail.example.com:587",
+        )
+        .unwrap();
         std::fs::write(dir.path().join(files::PEPPER), "hunter2-secret-value").unwrap();
         let err = load(dir.path(), &settings(), false)
             .unwrap_err()

@@ -53,6 +53,12 @@ const EMAIL_PATTERN: &str = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$";
         "message": "replicas > 1 requires spec.redis: sessions, lockouts and rate limits must be shared by all replicas",
         "fieldPath": ".redis",
         "reason": "FieldValueRequired"
+    },
+    {
+        "rule": "!has(self.emailVerification) || !has(self.emailVerification.required) || !self.emailVerification.required || (has(self.notifications) && has(self.notifications.smtp))",
+        "message": "emailVerification.required needs notifications.smtp: verification mails must be delivered",
+        "fieldPath": ".notifications",
+        "reason": "FieldValueRequired"
     }
 ]))]
 pub struct AuthRealmSpec {

@@ -656,6 +656,17 @@ fn check_realm_spec(spec: &AuthRealmSpec, errors: &mut Vec<SettingsError>) {
             "passwordPolicy.breachCheck.mode Offline requires offlineListRef",
         ));
     }
+    if spec.email_verification.required
+        && spec
+            .notifications
+            .as_ref()
+            .and_then(|n| n.smtp.as_ref())
+            .is_none()
+    {
+        errors.push(SettingsError::MissingDependency(
+            "emailVerification.required needs notifications.smtp: verification mails must be delivered",
+        ));
+    }
     if spec.mfa.totp.required && !spec.mfa.totp.enabled {
         errors.push(SettingsError::MissingDependency(
             "mfa.totp.required needs mfa.totp.enabled",
@@ -1033,6 +1044,7 @@ metadata: {name: demo, namespace: auth}
 spec:
   issuer: https://auth.example.com
   database: {secretRef: {name: db}}
+  notifications: {smtp: {secretRef: {name: smtp}, from: no-reply@example.com}}
 ";
 
     fn realm_with(extra_spec: &str) -> String {
@@ -1500,6 +1512,11 @@ spec:
                 "cidr with host bits",
                 realm_with("  trustedProxies: [10.0.0.1/8]\n"),
                 "InvalidCidr",
+            ),
+            (
+                "verification without mail",
+                REALM.replace("  notifications: {smtp: {secretRef: {name: smtp}, from: no-reply@example.com}}\n", ""),
+                "MissingDependency",
             ),
             (
                 "issuer with trailing slash",

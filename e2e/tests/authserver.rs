@@ -59,7 +59,8 @@ impl Database {
 fn start(database_url: &str) -> Server {
     let secrets = tempfile::tempdir().unwrap();
     let mail_dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(binary("portcullis-authserver").unwrap())
+    let mut command = Command::new(binary("portcullis-authserver").unwrap());
+    command
         .args([
             "serve",
             "--dev",
@@ -78,17 +79,30 @@ fn start(database_url: &str) -> Server {
         .env(
             "REDIS_URL",
             std::env::var("REDIS_URL").expect("REDIS_URL must be set"),
-        )
+        );
+    let (child, public, admin) = spawn_serving(command);
+    Server {
+        child,
+        public,
+        admin,
+        mail_dir,
+        _secrets: secrets,
+    }
+}
+
+/// Starts a server and waits until it prints its public and admin URLs.
+fn spawn_serving(mut command: Command) -> (Child, String, String) {
+    let mut child = command
         .env("RUST_LOG", "warn")
         .current_dir(repo_root())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let (mut public, mut admin) = (None, None);
     let mut seen = Vec::new();
-    for line in stderr.lines() {
+    for line in lines.by_ref() {
         let line = line.unwrap();
         let url = line
             .split_whitespace()
@@ -104,16 +118,13 @@ fn start(database_url: &str) -> Server {
             break;
         }
     }
+    // Keep draining stderr: a closed pipe would make the server's next message fail.
+    std::thread::spawn(move || lines.for_each(drop));
     let (Some(public), Some(admin)) = (public, admin) else {
+        let _ = child.kill();
         panic!("the server did not print its URLs:\n{}", seen.join("\n"));
     };
-    Server {
-        child,
-        public,
-        admin,
-        mail_dir,
-        _secrets: secrets,
-    }
+    (child, public, admin)
 }
 
 fn mailed_code(server: &Server, label: &str) -> String {
@@ -245,4 +256,118 @@ fn keys_generate_writes_a_set_the_server_accepts_and_never_overwrites() {
     let again = run();
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+}
+
+/// The operator's rendered ConfigMap, keys Secret and container arguments make a server that
+/// starts and is ready: the contract between the two binaries, checked end to end.
+#[tokio::test]
+async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rendered = Command::new(binary("portcullis-operator").unwrap())
+        .args([
+            "render",
+            "--include-secrets",
+            "-f",
+            "config/samples/realm-minimal.yaml",
+        ])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(rendered.stdout).unwrap()).unwrap();
+    let find = |kind: &str, name: &str| {
+        documents
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} in the render"))
+            .clone()
+    };
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("realm.yaml");
+    std::fs::write(
+        &config,
+        find("ConfigMap", "demo-config")["data"]["realm.yaml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let secrets = work.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    use base64::Engine;
+    for (key, value) in find("Secret", "demo-keys")["data"].as_object().unwrap() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().unwrap())
+            .unwrap();
+        std::fs::write(secrets.join(key), bytes).unwrap();
+    }
+    // What the pod gets projected from the realm's own SMTP Secret (demo-smtp, key url).
+    std::fs::write(secrets.join("smtp-url"), "smtp://127.0.0.1:2525").unwrap();
+    let deployment = find("Deployment", "demo");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mounts: Vec<(String, String)> = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["mountPath"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mount = |name: &str| {
+        mounts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.clone())
+            .unwrap()
+    };
+    // The pod's paths, mapped onto the temp dir; listeners on loopback ports.
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let a = a.as_str().unwrap();
+            if a.starts_with(&mount("config")) {
+                config.display().to_string()
+            } else if a == mount("secrets") {
+                secrets.display().to_string()
+            } else if a.starts_with("0.0.0.0:") {
+                "127.0.0.1:0".to_owned()
+            } else {
+                a.to_owned()
+            }
+        })
+        .collect();
+    let database = Database::create().await;
+    let mut command = Command::new(binary("portcullis-authserver").unwrap());
+    command
+        .args(&args)
+        .env("DATABASE_URL", &database.url)
+        .env_remove("REDIS_URL");
+    let (mut child, public, admin) = spawn_serving(command);
+    let http = reqwest::Client::new();
+    let ready = http.get(format!("{admin}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let jwks: Value = http
+        .get(format!("{public}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !jwks["keys"].as_array().unwrap().is_empty(),
+        "the operator's signing keys are published"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    database.drop_now().await;
 }

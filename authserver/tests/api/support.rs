@@ -31,6 +31,7 @@ spec:
   passwordPolicy: {bcryptCost: 10, breachCheck: {mode: Disabled}}
   emailVerification: {required: false}
   lockout: {progressiveDelay: {afterFailures: 0}}
+  notifications: {smtp: {secretRef: {name: smtp}, from: no-reply@auth.localhost}}
   privacy:
     policyVersion: \"1\"
     purposes:

@@ -553,6 +553,7 @@ fn egress_allows_dns_database_redis_smtp_https_and_the_spec_rules() {
 fn egress_narrows_with_the_spec() {
     let mut f = minimal();
     f.settings.spec.network_policy.allow_external_https = false;
+    f.settings.spec.notifications = None;
     let egress = f.children().network_policies[2]
         .spec
         .clone()

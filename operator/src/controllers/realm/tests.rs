@@ -60,6 +60,9 @@ fn demo_world(realm: &Value) -> World {
         secret("demo-postgres", &["url"]),
     );
     world
+        .secrets
+        .insert("auth/demo-smtp".into(), secret("demo-smtp", &["url"]));
+    world
 }
 
 fn acme_world(realm: &Value) -> World {
@@ -103,10 +106,11 @@ async fn reconcile_in(world: World, realm: &Value) -> (Result<Action, ReconcileE
     (result, mock)
 }
 
-const DEMO_FETCH: [&str; 6] = [
+const DEMO_FETCH: [&str; 7] = [
     "GET /apis/portcullis.dev/v1alpha1/namespaces/auth/ratelimitpolicies",
     "GET /apis/portcullis.dev/v1alpha1/namespaces/auth/retentionpolicies",
     "GET /api/v1/namespaces/auth/secrets/demo-postgres",
+    "GET /api/v1/namespaces/auth/secrets/demo-smtp",
     "GET /api/v1/namespaces/auth/secrets/demo-keys",
     "GET /apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com",
     "GET /apis/apiextensions.k8s.io/v1/customresourcedefinitions/prometheusrules.monitoring.coreos.com",
