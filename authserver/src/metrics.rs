@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -42,6 +43,8 @@ pub struct Metrics {
     pub refresh_reuse: Counter,
     /// Time spent in bcrypt, seconds.
     pub password_hash_seconds: Histogram,
+    /// Age of the active signing key, set at each scrape (only when the key records `iat`).
+    pub signing_key_age_seconds: Option<Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -52,13 +55,14 @@ impl std::fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(false)
     }
 }
 
 impl Metrics {
-    /// Registers every metric under the `portcullis` prefix.
-    pub fn new() -> Self {
+    /// Registers every metric under the `portcullis` prefix; the signing-key age only when
+    /// the key's creation time is known (a made-up age would silence or fire the alert).
+    pub fn new(with_signing_key_age: bool) -> Self {
         let mut registry = Registry::with_prefix("portcullis");
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
@@ -104,8 +108,18 @@ impl Metrics {
             "Time spent in bcrypt",
             password_hash_seconds.clone(),
         );
+        let signing_key_age_seconds = with_signing_key_age.then(|| {
+            let gauge = Gauge::default();
+            registry.register(
+                "signing_key_age_seconds",
+                "Age of the active token signing key",
+                gauge.clone(),
+            );
+            gauge
+        });
         Self {
             registry,
+            signing_key_age_seconds,
             http_requests,
             login_successes,
             login_failures,
@@ -142,7 +156,8 @@ mod tests {
 
     #[test]
     fn counters_appear_in_the_exposition_with_the_prefix() {
-        let m = Metrics::new();
+        let m = Metrics::new(true);
+        m.signing_key_age_seconds.as_ref().unwrap().set(86_400);
         m.login_failed("invalid_credentials");
         m.lockouts.inc();
         m.http_requests
@@ -161,6 +176,10 @@ mod tests {
             text.contains(
                 "portcullis_http_requests_total{route=\"/api/v1/login\",status=\"401\"} 1"
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains("portcullis_signing_key_age_seconds 86400"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));

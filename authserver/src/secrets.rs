@@ -73,6 +73,8 @@ pub struct SigningKey {
     pub kid: String,
     /// The private key.
     pub secret: p256::SecretKey,
+    /// Creation time (Unix seconds) from the key's `iat` member, when recorded.
+    pub created: Option<i64>,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -88,7 +90,12 @@ impl SigningKey {
     pub fn generate() -> Self {
         let secret = p256::SecretKey::random(&mut OsRng);
         let kid = thumbprint(&secret.public_key());
-        Self { kid, secret }
+        let created = Some(time::OffsetDateTime::now_utc().unix_timestamp());
+        Self {
+            kid,
+            secret,
+            created,
+        }
     }
 
     /// The public JWK (`kty`, `crv`, `x`, `y`, `kid`, `alg`, `use`).
@@ -110,6 +117,9 @@ impl SigningKey {
             map.insert("kid".into(), self.kid.clone().into());
             map.insert("alg".into(), "ES256".into());
             map.insert("use".into(), "sig".into());
+            if let Some(created) = self.created {
+                map.insert("iat".into(), created.into());
+            }
         }
         jwk
     }
@@ -403,7 +413,11 @@ fn parse_signing_keys(text: &str) -> Result<Vec<SigningKey>, String> {
             let kid = jwk["kid"]
                 .as_str()
                 .map_or_else(|| thumbprint(&secret.public_key()), str::to_owned);
-            Ok(SigningKey { kid, secret })
+            Ok(SigningKey {
+                kid,
+                secret,
+                created: jwk["iat"].as_i64(),
+            })
         })
         .collect()
 }

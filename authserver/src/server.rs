@@ -126,7 +126,12 @@ pub fn build_service(parts: ServiceParts) -> Result<(Arc<AuthService>, String), 
         mailer,
         clock,
         cookie_key: secrets.cookie_key.clone(),
-        metrics: Arc::new(Metrics::new()),
+        metrics: Arc::new(Metrics::new(
+            secrets
+                .signing_keys
+                .first()
+                .is_some_and(|k| k.created.is_some()),
+        )),
     };
     Ok((Arc::new(service), secrets.admin_token))
 }

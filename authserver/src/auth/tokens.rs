@@ -70,6 +70,7 @@ struct RingKey {
 /// The signing keys: the first signs, all verify.
 pub struct KeyRing {
     kid: String,
+    created: Option<i64>,
     encoding: EncodingKey,
     keys: Vec<RingKey>,
     jwks: serde_json::Value,
@@ -112,6 +113,7 @@ impl KeyRing {
         }
         Ok(Self {
             kid: active.kid.clone(),
+            created: active.created,
             encoding,
             keys: ring,
             jwks: serde_json::json!({ "keys": public }),
@@ -121,6 +123,11 @@ impl KeyRing {
     /// The public JWK set.
     pub fn jwks(&self) -> &serde_json::Value {
         &self.jwks
+    }
+
+    /// Creation time (Unix seconds) of the active key, when its JWK records one.
+    pub fn active_created(&self) -> Option<i64> {
+        self.created
     }
 
     /// `kid` of the active key.

@@ -202,4 +202,12 @@ async fn metrics_count_logins_and_requests(pool: PgPool) {
         text.contains("portcullis_http_requests_total{route=\"/api/v1/login\",status=\"401\"} 1"),
         "{text}"
     );
+    let age = text
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_signing_key_age_seconds "))
+        .expect("the active key's age is exported");
+    assert!(
+        age.parse::<i64>().unwrap() < 60,
+        "a key generated for this test is new: {age}"
+    );
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -25,12 +26,22 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+/// Labels naming one realm.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RealmLabels {
+    /// Namespace of the realm.
+    pub namespace: String,
+    /// Name of the realm.
+    pub realm: String,
+}
+
 /// The operator's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<ReconcileLabels, Counter>,
     errors: Family<ReconcileLabels, Counter>,
     durations: Family<KindLabels, Histogram>,
+    certificate_not_after: Family<RealmLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -58,11 +69,18 @@ impl Default for Metrics {
             "Reconcile duration by kind",
             durations.clone(),
         );
+        let certificate_not_after = Family::<RealmLabels, Gauge>::default();
+        registry.register(
+            "certificate_not_after_seconds",
+            "Expiry (Unix time) of the serving certificate the operator issued for a realm",
+            certificate_not_after.clone(),
+        );
         Metrics {
             registry,
             reconciles,
             errors,
             durations,
+            certificate_not_after,
         }
     }
 }
@@ -85,6 +103,17 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Records the expiry of a realm's operator-issued serving certificate, for the
+    /// certificate-expiry alert.
+    pub fn certificate_expiry(&self, namespace: &str, realm: &str, not_after_unix: i64) {
+        self.certificate_not_after
+            .get_or_create(&RealmLabels {
+                namespace: namespace.to_owned(),
+                realm: realm.to_owned(),
+            })
+            .set(not_after_unix);
+    }
+
     /// The text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -98,6 +127,17 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_expiry_is_exported_per_realm() {
+        let metrics = Metrics::default();
+        metrics.certificate_expiry("auth", "demo", 1_800_000_000);
+        let text = metrics.encode();
+        assert!(
+            text.contains("portcullis_operator_certificate_not_after_seconds{namespace=\"auth\",realm=\"demo\"} 1800000000"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn reconciles_are_counted_by_kind_and_reason() {

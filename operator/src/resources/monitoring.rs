@@ -19,8 +19,10 @@ pub const ALERTS_YAML: &str = include_str!("../../../config/prometheus/alerts.ya
 pub const DASHBOARD_JSON: &str = include_str!("../../../config/grafana/portcullis.json");
 /// Annotation of a rule naming the `alertThresholds` field its threshold comes from.
 const THRESHOLD_ANNOTATION: &str = "portcullis_threshold";
-/// Selector the shared rules use; narrowed per realm.
+/// Selector the shared rules use for the auth server's metrics; narrowed per realm.
 const SHARED_SELECTOR: &str = "job=\"portcullis\"";
+/// Selector the shared rules use for the operator's per-realm metrics; narrowed per realm.
+const SHARED_REALM_SELECTOR: &str = "realm=\"portcullis\"";
 /// Component label of monitoring children.
 const COMPONENT: &str = "monitoring";
 
@@ -119,12 +121,19 @@ pub fn realm_rules(inputs: &Inputs<'_>) -> Result<RuleFile, BuildError> {
         Some(ns) => format!("namespace=\"{ns}\", job=\"{}\"", owner.realm),
         None => format!("job=\"{}\"", owner.realm),
     };
+    let realm_selector = match &owner.namespace {
+        Some(ns) => format!("namespace=\"{ns}\", realm=\"{}\"", owner.realm),
+        None => format!("realm=\"{}\"", owner.realm),
+    };
     let every = spec.tokens.key_rotation.every.as_duration().as_secs();
     let mut file = shared_rules()?;
     for group in &mut file.groups {
         group.name = format!("portcullis-{}", owner.realm);
         for rule in &mut group.rules {
-            let mut expr = rule.expr.replace(SHARED_SELECTOR, &selector);
+            let mut expr = rule
+                .expr
+                .replace(SHARED_SELECTOR, &selector)
+                .replace(SHARED_REALM_SELECTOR, &realm_selector);
             if let Some(field) = rule.annotations.remove(THRESHOLD_ANNOTATION)
                 && let Some(value) = threshold(&field, &spec.monitoring.alert_thresholds, every)
             {

@@ -723,6 +723,11 @@ fn the_prometheus_rule_is_narrowed_to_the_realm_with_its_thresholds() {
         .find(|r| r.alert == "PortcullisCertificateExpiring")
         .unwrap();
     assert!(cert.expr.ends_with("< 1209600"), "{}", cert.expr);
+    assert!(
+        cert.expr.contains("portcullis_operator_certificate_not_after_seconds{namespace=\"identity\", realm=\"acme\"}"),
+        "narrowed to the realm: {}",
+        cert.expr
+    );
     let rotation = rules
         .iter()
         .find(|r| r.alert == "PortcullisSigningKeyRotationOverdue")
@@ -734,6 +739,7 @@ fn the_prometheus_rule_is_narrowed_to_the_realm_with_its_thresholds() {
     );
     for rule in rules {
         assert!(!rule.expr.contains("job=\"portcullis\""), "{}", rule.expr);
+        assert!(!rule.expr.contains("realm=\"portcullis\""), "{}", rule.expr);
     }
 }
 

@@ -222,7 +222,12 @@ pub fn ensure(
         .iter()
         .map(|k| KeyAge {
             kid: k.kid.clone(),
-            created: created.get(&k.kid).copied().unwrap_or(now),
+            // The annotation, else the key's own `iat`, else now.
+            created: created
+                .get(&k.kid)
+                .copied()
+                .or_else(|| k.iat.and_then(|secs| Timestamp::from_second(secs).ok()))
+                .unwrap_or(now),
         })
         .collect();
     let policy = RotationPolicy {
@@ -244,7 +249,13 @@ pub fn ensure(
         keys: rotation
             .keys
             .iter()
-            .filter_map(|age| pool.iter().find(|k| k.kid == age.kid).cloned())
+            .filter_map(|age| {
+                let key = pool.iter().find(|k| k.kid == age.kid)?;
+                Some(signing::EcJwk {
+                    iat: Some(age.created.as_second()),
+                    ..key.clone()
+                })
+            })
             .collect(),
     };
     let json = serde_json::to_string(&ordered).map_err(|e| SecretsError::CorruptSigningKeys {

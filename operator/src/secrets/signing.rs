@@ -26,6 +26,10 @@ pub struct EcJwk {
     /// `sig`.
     #[serde(rename = "use")]
     pub use_: String,
+    /// Creation time (seconds since the epoch). Not a registered JWK member: the auth server
+    /// reads it to export the active key's age for the rotation-overdue alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
 }
 
 /// A JWK set (`signing-keys.json`): the first key signs.
@@ -57,6 +61,7 @@ pub fn generate_es256(rng: &mut impl CryptoRng, kid: String) -> EcJwk {
             kid,
             alg: "ES256".to_owned(),
             use_: "sig".to_owned(),
+            iat: None,
         };
     }
 }

@@ -267,9 +267,27 @@ fn keys_without_a_recorded_creation_time_are_kept() {
     let day0 = ensure(&KeyMaterial::default(), &f.settings, at(0), &mut rng()).unwrap();
     let mut stripped = day0.keys.clone();
     stripped.annotations.clear();
+    let mut set = jwks(&stripped);
+    set.keys.iter_mut().for_each(|k| k.iat = None);
+    stripped.data.insert(
+        files::SIGNING_KEYS.to_owned(),
+        serde_json::to_string(&set).unwrap(),
+    );
     let again = ensure(&stripped, &f.settings, at(40), &mut rng()).unwrap();
     assert_eq!(again.rotation.published, None, "treated as created now");
-    assert_eq!(jwks(&again.keys), jwks(&day0.keys));
+    let kids = |keys: &KeyMaterial| {
+        jwks(keys)
+            .keys
+            .into_iter()
+            .map(|k| k.kid)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(kids(&again.keys), kids(&day0.keys));
+    assert_eq!(
+        jwks(&again.keys).keys[0].iat,
+        Some(at(40).as_second()),
+        "and stamped now"
+    );
 }
 
 #[test]
@@ -288,4 +306,27 @@ fn only_es256_keys_are_generated() {
     f.settings.spec.tokens.signing_algorithm = SigningAlgorithm::RS256;
     let err = ensure(&KeyMaterial::default(), &f.settings, at(0), &mut rng()).unwrap_err();
     assert_eq!(err.reason(), "UnsupportedSigningAlgorithm");
+}
+
+#[test]
+fn each_signing_key_carries_its_creation_time() {
+    let f = minimal();
+    let day0 = ensure(&KeyMaterial::default(), &f.settings, at(0), &mut rng()).unwrap();
+    assert_eq!(jwks(&day0.keys).keys[0].iat, Some(at(0).as_second()));
+    let day30 = ensure(&day0.keys, &f.settings, at(30), &mut rng()).unwrap();
+    let times: Vec<Option<i64>> = jwks(&day30.keys).keys.iter().map(|k| k.iat).collect();
+    assert_eq!(times, [Some(at(0).as_second()), Some(at(30).as_second())]);
+}
+
+#[test]
+fn a_key_whose_annotation_is_lost_keeps_its_own_creation_time() {
+    let f = minimal();
+    let day0 = ensure(&KeyMaterial::default(), &f.settings, at(0), &mut rng()).unwrap();
+    let mut stripped = day0.keys.clone();
+    stripped.annotations.clear();
+    let day40 = ensure(&stripped, &f.settings, at(40), &mut rng()).unwrap();
+    assert!(
+        day40.rotation.published.is_some(),
+        "40 days old by its iat: due for rotation"
+    );
 }

@@ -55,7 +55,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let mut response = state.service.metrics.encode().into_response();
+    let service = &state.service;
+    if let (Some(gauge), Some(created)) = (
+        &service.metrics.signing_key_age_seconds,
+        service.keys.active_created(),
+    ) {
+        gauge.set(service.clock.now().unix_timestamp() - created);
+    }
+    let mut response = service.metrics.encode().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -244,6 +244,13 @@ async fn apply_realm(
             retention: settings.retention.as_ref().map(|r| r.policy.clone()),
         },
     };
+    if let Some(tls) = &built.tls {
+        ctx.metrics.certificate_expiry(
+            &realm.namespace().unwrap_or_default(),
+            &realm.name_any(),
+            tls.not_after.as_second(),
+        );
+    }
     write_status(realm, ctx, &Outcome::Applied(applied), now).await?;
 
     // Wake up for the next key activation/rotation or certificate renewal, at the latest
