@@ -8,6 +8,7 @@ pub mod clock;
 pub mod http;
 pub mod mail;
 pub mod metrics;
+pub mod privacy;
 pub mod secrets;
 pub mod server;
 pub mod store;

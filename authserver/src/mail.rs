@@ -29,6 +29,13 @@ pub enum Mail {
         /// Lock length in minutes (rounded up).
         minutes: u64,
     },
+    /// The account will be deleted or disabled for inactivity unless its owner signs in.
+    InactivityWarning {
+        /// What will happen.
+        action: portcullis_crds::retention::InactiveAccountAction,
+        /// Days left.
+        days: i64,
+    },
 }
 
 /// Why a message could not be delivered.
@@ -139,6 +146,20 @@ impl Mailer {
                     "The password of your {realm} account was just changed and every other session was signed out.\n\nIf this was not you, reset your password at once: {issuer}/login\n"
                 ),
             ),
+            Mail::InactivityWarning { action, days } => {
+                let outcome = match action {
+                    portcullis_crds::retention::InactiveAccountAction::Delete => {
+                        "deleted with its data"
+                    }
+                    portcullis_crds::retention::InactiveAccountAction::Disable => "disabled",
+                };
+                (
+                    format!("Your {realm} account will be {outcome}"),
+                    format!(
+                        "Nobody has signed in to your {realm} account for a long time. Under the {realm} retention policy it will be {outcome} in {days} day(s).\n\nTo keep it, sign in before then: {issuer}/login\n"
+                    ),
+                )
+            }
             Mail::AccountLocked { minutes } => (
                 format!("Your {realm} account is temporarily locked"),
                 format!(

@@ -8,6 +8,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use portcullis_authserver::clock::Clock;
 use portcullis_authserver::http::state::AppState;
+use portcullis_authserver::mail::Mailer;
+use portcullis_authserver::privacy::retention;
 use portcullis_authserver::server::{self, ServiceParts};
 use portcullis_authserver::store::postgres::Db;
 use portcullis_authserver::{install_crypto_provider, secrets};
@@ -38,6 +40,11 @@ enum Command {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
     },
+    /// Data retention.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Secret key material.
     Keys {
         #[command(subcommand)]
@@ -54,6 +61,38 @@ enum Command {
             value_delimiter = ','
         )]
         config: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RetentionCommand {
+    /// Apply the realm's RetentionPolicy once (the retention CronJob runs this) and print a
+    /// JSON summary, also written as the container's termination message.
+    Run {
+        /// The realm's manifests, including its RetentionPolicy.
+        #[arg(
+            long = "config",
+            short = 'c',
+            required = true,
+            env = "PORTCULLIS_CONFIG",
+            value_delimiter = ','
+        )]
+        config: Vec<PathBuf>,
+        /// Secrets dir (for the SMTP URL of inactivity warnings).
+        #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
+        secrets_dir: Option<PathBuf>,
+        /// Also write warning mails here as .eml files.
+        #[arg(long, env = "PORTCULLIS_MAIL_DIR")]
+        mail_dir: Option<PathBuf>,
+        /// Count what would be changed; change nothing, mail nobody.
+        #[arg(long)]
+        dry_run: bool,
+        /// PostgreSQL URL.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Where Kubernetes reads the termination message from.
+        #[arg(long, default_value = "/dev/termination-log")]
+        termination_log: PathBuf,
     },
 }
 
@@ -170,7 +209,93 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&summary(&settings))?);
             Ok(())
         }
+        Some(Command::Retention {
+            command:
+                RetentionCommand::Run {
+                    config,
+                    secrets_dir,
+                    mail_dir,
+                    dry_run,
+                    database_url,
+                    termination_log,
+                },
+        }) => {
+            retention_run(
+                config,
+                secrets_dir,
+                mail_dir,
+                dry_run,
+                &database_url,
+                &termination_log,
+            )
+            .await
+        }
     }
+}
+
+/// `retention run`: the RetentionPolicy of the config, applied once; the JSON summary goes to
+/// stdout and to the termination log the operator reads.
+async fn retention_run(
+    config: Vec<PathBuf>,
+    secrets_dir: Option<PathBuf>,
+    mail_dir: Option<PathBuf>,
+    dry_run: bool,
+    database_url: &str,
+    termination_log: &std::path::Path,
+) -> anyhow::Result<()> {
+    init_logging();
+    let settings = server::load_settings(&config)?;
+    let retention = settings
+        .retention
+        .as_ref()
+        .context("no RetentionPolicy targets this realm in the given config")?;
+    let smtp_url = secrets_dir
+        .as_ref()
+        .and_then(|dir| std::fs::read_to_string(dir.join(secrets::files::SMTP_URL)).ok())
+        .map(|url| url.trim().to_owned());
+    let host = settings
+        .issuer_host
+        .split(':')
+        .next()
+        .unwrap_or("localhost");
+    let from = settings
+        .spec
+        .notifications
+        .as_ref()
+        .and_then(|n| n.smtp.as_ref())
+        .map_or_else(|| format!("no-reply@{host}"), |s| s.from.clone());
+    // Without a mail sink, warnings are not sent (and retried next run); the rest still runs.
+    let mailer = Mailer::new(
+        &from,
+        &settings.spec.issuer,
+        &settings.name,
+        smtp_url.as_deref(),
+        mail_dir,
+    )
+    .ok();
+    let db = Db::connect(database_url, 2)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    db.migrate().await.context("database migration failed")?;
+    let dry_run = dry_run || retention.dry_run;
+    let summary = retention::run(
+        &db,
+        mailer.as_ref(),
+        &retention.rules,
+        time::OffsetDateTime::now_utc(),
+        dry_run,
+    )
+    .await
+    .context("retention run failed")?;
+    let json = serde_json::to_string(&summary)?;
+    println!("{json}");
+    if termination_log
+        .parent()
+        .is_some_and(std::path::Path::exists)
+    {
+        let _ = std::fs::write(termination_log, &json);
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

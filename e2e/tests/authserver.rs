@@ -371,3 +371,62 @@ async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
     let _ = child.wait();
     database.drop_now().await;
 }
+
+/// The command the retention CronJob runs: JSON summary on stdout and in the termination
+/// message file the operator reads.
+#[tokio::test]
+async fn retention_run_prints_its_summary_and_leaves_it_as_the_termination_message() {
+    let database = Database::create().await;
+    let work = tempfile::tempdir().unwrap();
+    let termination = work.path().join("termination-log");
+    let output = Command::new(binary("portcullis-authserver").unwrap())
+        .args([
+            "retention",
+            "run",
+            "--dry-run",
+            "--config",
+            "config/samples/realm-full.yaml,config/samples/retentionpolicy.yaml",
+        ])
+        .arg("--termination-log")
+        .arg(&termination)
+        .env("DATABASE_URL", &database.url)
+        .env("RUST_LOG", "warn")
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["dryRun"], true);
+    assert_eq!(printed["counts"]["unverifiedAccounts"], 0);
+    assert!(
+        printed["counts"].get("inactiveAccounts").is_some(),
+        "the sample has an inactiveAccounts rule"
+    );
+    let left: Value =
+        serde_json::from_str(&std::fs::read_to_string(&termination).unwrap()).unwrap();
+    assert_eq!(left, printed);
+    database.drop_now().await;
+}
+
+#[test]
+fn retention_run_without_a_policy_says_so() {
+    let output = Command::new(binary("portcullis-authserver").unwrap())
+        .args([
+            "retention",
+            "run",
+            "--config",
+            "config/samples/realm-minimal.yaml",
+        ])
+        .env("DATABASE_URL", "postgres://unused@127.0.0.1:1/none")
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no RetentionPolicy targets this realm")
+    );
+}

@@ -7,5 +7,6 @@ mod breach;
 mod http;
 mod login;
 mod registration;
+mod retention;
 mod support;
 mod tokens;
