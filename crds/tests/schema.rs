@@ -605,6 +605,7 @@ invalid_fixtures! {
     a_code_flow_client_without_redirect_uri_is_rejected => "code-flow-without-redirect-uri.yaml",
     an_unknown_route_is_rejected => "unknown-route.yaml",
     a_limit_of_zero_requests_is_rejected => "zero-requests.yaml",
+    email_verification_without_smtp_is_rejected => "verification-without-smtp.yaml",
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -627,6 +628,12 @@ fn with_spec(patch: Value) -> Value {
 fn cel_cases() -> Vec<(&'static str, Value, Value, &'static str)> {
     let redis = json!({"secretRef": {"name": "r"}});
     vec![
+        (
+            "verification needs smtp",
+            json!({"emailVerification": {"required": false}, "notifications": {"webhook": {"urlSecretRef": {"name": "w"}}}}),
+            json!({"notifications": {"webhook": {"urlSecretRef": {"name": "w"}}}}),
+            "emailVerification.required needs notifications.smtp",
+        ),
         (
             "replicas need redis",
             json!({"replicas": 3, "redis": redis}),
