@@ -540,13 +540,19 @@ impl AuthService {
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        if user.disabled {
-            self.metrics.login_failed("disabled");
-            return Err(AuthError::AccountDisabled);
-        }
-        if self.settings.spec.email_verification.required && !user.email_verified {
-            self.metrics.login_failed("email_not_verified");
-            return Err(AuthError::EmailNotVerified);
+        // The password was right: whatever else stops this login, it is not a guess and must
+        // not count towards a lockout.
+        let refusal = if user.disabled {
+            Some(("disabled", AuthError::AccountDisabled))
+        } else if self.settings.spec.email_verification.required && !user.email_verified {
+            Some(("email_not_verified", AuthError::EmailNotVerified))
+        } else {
+            None
+        };
+        if let Some((reason, error)) = refusal {
+            self.kv.clear_attempts(&identifier).await?;
+            self.metrics.login_failed(reason);
+            return Err(error);
         }
         let now = self.clock.now();
         if verified.needs_upgrade {

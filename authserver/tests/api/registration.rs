@@ -66,6 +66,14 @@ async fn login_waits_for_verification_and_the_token_works_once(pool: PgPool) {
     server.register("alice@example.com", PASSWORD).await;
     let early = server.login("alice@example.com", PASSWORD).await;
     assert_eq!((early.status, early.code()), (403, "email_not_verified"));
+    for _ in 0..6 {
+        let again = server.login("alice@example.com", PASSWORD).await;
+        assert_eq!(
+            again.code(),
+            "email_not_verified",
+            "the right password never counts towards a lockout"
+        );
+    }
     let token = server.mailed_code("Verification code:");
     let verified = server
         .post("/api/v1/verify-email", json!({"token": token}))
