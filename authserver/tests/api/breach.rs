@@ -135,7 +135,7 @@ async fn password_change_and_reset_are_breach_checked_too(pool: PgPool) {
             serde_json::json!({"email": "alice@example.com"}),
         )
         .await;
-    let token = server.mailed_code("Reset code:");
+    let token = server.mailed_code("Reset code:").await;
     let reset = server
         .post(
             "/api/v1/password-reset/confirm",

@@ -332,17 +332,24 @@ impl TestServer {
             .collect()
     }
 
-    /// The code on the line after `label` in the newest mail that has one.
-    pub fn mailed_code(&self, label: &str) -> String {
-        self.mails()
-            .iter()
-            .rev()
-            .find_map(|mail| {
+    /// The code on the line after `label` in the newest mail that has one, waiting up to five
+    /// seconds (some mails are sent in the background).
+    pub async fn mailed_code(&self, label: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = self.mails().iter().rev().find_map(|mail| {
                 let mut lines = mail.lines();
                 lines.find(|l| l.trim() == label)?;
                 lines.next().map(|l| l.trim().to_owned())
-            })
-            .unwrap_or_else(|| panic!("no mail with {label:?}"))
+            });
+            match found {
+                Some(code) => return code,
+                None if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                None => panic!("no mail with {label:?}"),
+            }
+        }
     }
 }
 

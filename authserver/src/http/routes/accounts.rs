@@ -89,11 +89,18 @@ struct EmailBody {
     email: String,
 }
 
+/// Answers at once and mails in the background, so the answer takes the same time whether or
+/// not the account exists (no enumeration by timing).
 async fn password_reset(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Response, ApiError> {
-    state.service.request_password_reset(&body.email).await?;
+    let service = state.service.clone();
+    tokio::spawn(async move {
+        if let Err(error) = service.request_password_reset(&body.email).await {
+            tracing::error!(error = %error, "password reset request failed");
+        }
+    });
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"status": "reset_requested"})),
