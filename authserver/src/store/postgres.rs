@@ -526,23 +526,31 @@ impl Db {
         Ok((a, b))
     }
 
+    /// Runs the counting statement (dry run) or the changing one; both take the cut-off as `$1`
+    /// and answer one count.
+    async fn count_or_apply(
+        &self,
+        dry_run: bool,
+        count: &'static str,
+        apply: &'static str,
+        cutoff: OffsetDateTime,
+    ) -> Result<i64, StoreError> {
+        let sql = if dry_run { count } else { apply };
+        let (n,): (i64,) = sqlx::query_as(sql)
+            .bind(cutoff)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
     /// Accounts never verified and registered before `cutoff` (their rows cascade).
     pub async fn purge_unverified_accounts(
         &self,
         cutoff: OffsetDateTime,
         dry_run: bool,
     ) -> Result<i64, StoreError> {
-        let sql = if dry_run {
-            "SELECT count(*) FROM users WHERE NOT email_verified AND created_at < $1"
-        } else {
-            "WITH gone AS (DELETE FROM users WHERE NOT email_verified AND created_at < $1 RETURNING 1) \
-             SELECT count(*) FROM gone"
-        };
-        let (n,): (i64,) = sqlx::query_as(sql)
-            .bind(cutoff)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n)
+        self.count_or_apply(dry_run, "SELECT count(*) FROM users WHERE NOT email_verified AND created_at < $1", "WITH gone AS (DELETE FROM users WHERE NOT email_verified AND created_at < $1 RETURNING 1) \
+             SELECT count(*) FROM gone", cutoff).await
     }
 
     /// Records of withdrawn consents older than `cutoff`.
@@ -551,17 +559,14 @@ impl Db {
         cutoff: OffsetDateTime,
         dry_run: bool,
     ) -> Result<i64, StoreError> {
-        let sql = if dry_run {
-            "SELECT count(*) FROM consents WHERE NOT granted AND updated_at < $1"
-        } else {
+        self.count_or_apply(
+            dry_run,
+            "SELECT count(*) FROM consents WHERE NOT granted AND updated_at < $1",
             "WITH gone AS (DELETE FROM consents WHERE NOT granted AND updated_at < $1 RETURNING 1) \
-             SELECT count(*) FROM gone"
-        };
-        let (n,): (i64,) = sqlx::query_as(sql)
-            .bind(cutoff)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n)
+             SELECT count(*) FROM gone",
+            cutoff,
+        )
+        .await
     }
 
     /// Accounts inactive since before `warn` (but not yet past `act`) that were not warned.
@@ -601,17 +606,8 @@ impl Db {
         cutoff: OffsetDateTime,
         dry_run: bool,
     ) -> Result<i64, StoreError> {
-        let sql = if dry_run {
-            "SELECT count(*) FROM users WHERE COALESCE(last_login_at, created_at) < $1"
-        } else {
-            "WITH gone AS (DELETE FROM users WHERE COALESCE(last_login_at, created_at) < $1 RETURNING 1) \
-             SELECT count(*) FROM gone"
-        };
-        let (n,): (i64,) = sqlx::query_as(sql)
-            .bind(cutoff)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n)
+        self.count_or_apply(dry_run, "SELECT count(*) FROM users WHERE COALESCE(last_login_at, created_at) < $1", "WITH gone AS (DELETE FROM users WHERE COALESCE(last_login_at, created_at) < $1 RETURNING 1) \
+             SELECT count(*) FROM gone", cutoff).await
     }
 
     /// Disables accounts inactive since before `cutoff`.
