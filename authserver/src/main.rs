@@ -90,7 +90,7 @@ enum RetentionCommand {
         /// PostgreSQL URL.
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
-        /// Where Kubernetes reads the termination message from.
+        /// Where Kubernetes reads the termination message from (written only if it exists).
         #[arg(long, default_value = "/dev/termination-log")]
         termination_log: PathBuf,
     },
@@ -289,10 +289,9 @@ async fn retention_run(
     .context("retention run failed")?;
     let json = serde_json::to_string(&summary)?;
     println!("{json}");
-    if termination_log
-        .parent()
-        .is_some_and(std::path::Path::exists)
-    {
+    // Kubernetes mounts this file into every container; elsewhere it does not exist and
+    // nothing is written.
+    if termination_log.is_file() {
         let _ = std::fs::write(termination_log, &json);
     }
     Ok(())
