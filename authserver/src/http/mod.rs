@@ -4,12 +4,14 @@
 pub mod error;
 pub mod extract;
 pub mod middleware;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
+use axum::routing::get;
 
 use error::ApiError;
 use extract::BODY_LIMIT;
@@ -43,6 +45,7 @@ fn with_layers(router: Router<AppState>, state: AppState) -> Router {
 /// The public listener's app.
 pub fn public_router(state: AppState) -> Router {
     let routes = Router::new()
+        .route("/openapi.json", get(openapi::serve))
         .merge(routes::accounts::router())
         .merge(routes::me::router())
         .merge(routes::oauth::router());

@@ -211,3 +211,29 @@ async fn metrics_count_logins_and_requests(pool: PgPool) {
         "a key generated for this test is new: {age}"
     );
 }
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn the_server_describes_itself_in_openapi_3_1(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let doc = server.get("/openapi.json", &Cred::None).await;
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    assert_eq!(doc.body["servers"][0]["url"], "http://auth.localhost");
+    let paths = doc.body["paths"].as_object().unwrap();
+    assert!(paths["/api/v1/login"]["post"]["responses"]["429"].is_object());
+    // Every documented operation is routed (never the fallback 404 or a 405).
+    for (path, operations) in paths {
+        for method in operations.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", "00000000000000000000000000000000");
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let answer = server
+                .call(method.clone(), &concrete, None, &Cred::None)
+                .await;
+            assert_ne!(answer.status, 405, "{method} {path}");
+            assert!(
+                !(answer.status == 404 && answer.body["detail"] == "no such resource"),
+                "{method} {path} is not routed"
+            );
+        }
+    }
+}
