@@ -253,17 +253,7 @@ async fn retention_run(
         .as_ref()
         .and_then(|dir| std::fs::read_to_string(dir.join(secrets::files::SMTP_URL)).ok())
         .map(|url| url.trim().to_owned());
-    let host = settings
-        .issuer_host
-        .split(':')
-        .next()
-        .unwrap_or("localhost");
-    let from = settings
-        .spec
-        .notifications
-        .as_ref()
-        .and_then(|n| n.smtp.as_ref())
-        .map_or_else(|| format!("no-reply@{host}"), |s| s.from.clone());
+    let from = server::mail_sender(&settings);
     // Without a mail sink, warnings are not sent (and retried next run); the rest still runs.
     let mailer = Mailer::new(
         &from,

@@ -49,6 +49,21 @@ pub fn load_settings(paths: &[PathBuf]) -> Result<RealmSettings, StartupError> {
     RealmSettings::from_manifests(&manifests).map_err(|e| StartupError::Config(e.to_string()))
 }
 
+/// The sender of the realm's mail: `notifications.smtp.from`, else `no-reply@<issuer host>`.
+pub fn mail_sender(settings: &RealmSettings) -> String {
+    let host = settings
+        .issuer_host
+        .split(':')
+        .next()
+        .unwrap_or("localhost");
+    settings
+        .spec
+        .notifications
+        .as_ref()
+        .and_then(|n| n.smtp.as_ref())
+        .map_or_else(|| format!("no-reply@{host}"), |s| s.from.clone())
+}
+
 /// Everything `build_service` assembles.
 pub struct ServiceParts {
     /// The realm.
@@ -98,16 +113,7 @@ pub fn build_service(parts: ServiceParts) -> Result<(Arc<AuthService>, String), 
         .map_err(StartupError::Config)?;
     let keys =
         KeyRing::new(&secrets.signing_keys).map_err(|e| StartupError::Config(e.to_string()))?;
-    let host = settings
-        .issuer_host
-        .split(':')
-        .next()
-        .unwrap_or("localhost");
-    let from = spec
-        .notifications
-        .as_ref()
-        .and_then(|n| n.smtp.as_ref())
-        .map_or_else(|| format!("no-reply@{host}"), |s| s.from.clone());
+    let from = mail_sender(&settings);
     let mailer = Mailer::new(
         &from,
         &spec.issuer,

@@ -1,6 +1,7 @@
 //! Black-box tests of the built binaries live in `tests/`; this library holds their helpers.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {
@@ -28,5 +29,27 @@ pub fn binary(name: &str) -> Result<PathBuf, String> {
             "{} is missing: run `cargo build --workspace --bins` (make test does) before these tests",
             path.display()
         ))
+    }
+}
+
+/// Why the cluster suites cannot run here, if they cannot: no `KUBECONFIG`, no `kubectl`, or
+/// no reachable cluster.
+pub fn cluster_skip_reason() -> Option<String> {
+    let Ok(kubeconfig) = std::env::var("KUBECONFIG") else {
+        return Some("KUBECONFIG is not set".to_owned());
+    };
+    if !Path::new(&kubeconfig).is_file() {
+        return Some(format!("KUBECONFIG={kubeconfig} is not a file"));
+    }
+    match Command::new("kubectl")
+        .args(["version", "--request-timeout=5s"])
+        .output()
+    {
+        Err(e) => Some(format!("kubectl cannot run: {e}")),
+        Ok(out) if !out.status.success() => Some(format!(
+            "the cluster is not reachable: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(_) => None,
     }
 }

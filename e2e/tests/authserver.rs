@@ -127,6 +127,22 @@ fn spawn_serving(mut command: Command) -> (Child, String, String) {
     (child, public, admin)
 }
 
+/// The operator's `render` output for `args`, as JSON documents.
+fn render(args: &[&str]) -> Vec<Value> {
+    let rendered = Command::new(binary("portcullis-operator").unwrap())
+        .arg("render")
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    serde_saphyr::from_multiple(&String::from_utf8(rendered.stdout).unwrap()).unwrap()
+}
+
 fn mailed_code(server: &Server, label: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -263,23 +279,11 @@ fn keys_generate_writes_a_set_the_server_accepts_and_never_overwrites() {
 #[tokio::test]
 async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rendered = Command::new(binary("portcullis-operator").unwrap())
-        .args([
-            "render",
-            "--include-secrets",
-            "-f",
-            "config/samples/realm-minimal.yaml",
-        ])
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    assert!(
-        rendered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(&String::from_utf8(rendered.stdout).unwrap()).unwrap();
+    let documents = render(&[
+        "--include-secrets",
+        "-f",
+        "config/samples/realm-minimal.yaml",
+    ]);
     let find = |kind: &str, name: &str| {
         documents
             .iter()
@@ -437,26 +441,14 @@ fn retention_run_without_a_policy_says_so() {
 /// onto a temp dir) and succeeds against a real database.
 #[tokio::test]
 async fn the_rendered_retention_job_runs() {
-    let rendered = Command::new(binary("portcullis-operator").unwrap())
-        .args([
-            "render",
-            "-f",
-            "config/samples/realm-full.yaml",
-            "-f",
-            "config/samples/ratelimitpolicy.yaml",
-            "-f",
-            "config/samples/retentionpolicy.yaml",
-        ])
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    assert!(
-        rendered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(&String::from_utf8(rendered.stdout).unwrap()).unwrap();
+    let documents = render(&[
+        "-f",
+        "config/samples/realm-full.yaml",
+        "-f",
+        "config/samples/ratelimitpolicy.yaml",
+        "-f",
+        "config/samples/retentionpolicy.yaml",
+    ]);
     let config_map = documents
         .iter()
         .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "acme-config")

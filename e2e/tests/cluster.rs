@@ -6,32 +6,11 @@
 use std::io::Write;
 use std::process::Command;
 
-use portcullis_e2e::repo_root;
-
-/// Why the cluster suite cannot run here, if it cannot.
-fn skip_reason() -> Option<String> {
-    let Ok(kubeconfig) = std::env::var("KUBECONFIG") else {
-        return Some("KUBECONFIG is not set".to_owned());
-    };
-    if !std::path::Path::new(&kubeconfig).is_file() {
-        return Some(format!("KUBECONFIG={kubeconfig} is not a file"));
-    }
-    match Command::new("kubectl")
-        .args(["version", "--request-timeout=5s"])
-        .output()
-    {
-        Err(e) => Some(format!("kubectl cannot run: {e}")),
-        Ok(out) if !out.status.success() => Some(format!(
-            "the cluster is not reachable: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Ok(_) => None,
-    }
-}
+use portcullis_e2e::{cluster_skip_reason, repo_root};
 
 #[test]
 fn the_api_server_accepts_the_crds_and_samples() {
-    if let Some(reason) = skip_reason() {
+    if let Some(reason) = cluster_skip_reason() {
         // Written to stderr directly, not through `eprintln!`, so libtest's output capture
         // does not hide it in an ordinary `cargo test` run.
         let _ = writeln!(std::io::stderr(), "SKIPPED cluster suite: {reason}");

@@ -11,27 +11,7 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use portcullis_e2e::{binary, repo_root};
-
-fn skip_reason() -> Option<String> {
-    let Ok(kubeconfig) = std::env::var("KUBECONFIG") else {
-        return Some("KUBECONFIG is not set".to_owned());
-    };
-    if !std::path::Path::new(&kubeconfig).is_file() {
-        return Some(format!("KUBECONFIG={kubeconfig} is not a file"));
-    }
-    match Command::new("kubectl")
-        .args(["version", "--request-timeout=5s"])
-        .output()
-    {
-        Err(e) => Some(format!("kubectl cannot run: {e}")),
-        Ok(out) if !out.status.success() => Some(format!(
-            "the cluster is not reachable: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Ok(_) => None,
-    }
-}
+use portcullis_e2e::{binary, cluster_skip_reason, repo_root};
 
 fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
     let mut child = Command::new("kubectl")
@@ -71,7 +51,7 @@ impl Drop for Operator {
 
 #[test]
 fn the_operator_brings_the_minimal_sample_to_ready() {
-    if let Some(reason) = skip_reason() {
+    if let Some(reason) = cluster_skip_reason() {
         let _ = writeln!(std::io::stderr(), "SKIPPED cluster realm suite: {reason}");
         return;
     }
