@@ -753,9 +753,20 @@ pub enum IssuerKind {
 }
 
 /// Marker for an operator-generated certificate; it has no settings.
+///
+/// Unknown fields are refused when the manifest is read (`deny_unknown_fields`), but the schema
+/// must not say `additionalProperties: false`: apiextensions refuses a CRD that does (kube's
+/// schema rewriter drops it only from objects that have properties), and the API server
+/// prunes unknown fields of an object without properties anyway.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = allow_additional_properties)]
 pub struct SelfSigned {}
+
+/// Removes `additionalProperties: false` from a schema (see [`SelfSigned`]).
+fn allow_additional_properties(schema: &mut schemars::Schema) {
+    schema.remove("additionalProperties");
+}
 
 /// Ingress for the public listener.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]

@@ -126,6 +126,11 @@ fn structural_violations(node: &Value, path: &str, in_junctor: bool, out: &mut V
             out.push(format!("{path}: `{forbidden}` is not allowed"));
         }
     }
+    if map.get("additionalProperties") == Some(&Value::Bool(false)) {
+        out.push(format!(
+            "{path}: `additionalProperties: false` is refused by apiextensions"
+        ));
+    }
     let flag = |key: &str| map.get(key) == Some(&Value::Bool(true));
     let int_or_string = flag("x-kubernetes-int-or-string");
     let preserve = flag("x-kubernetes-preserve-unknown-fields");
