@@ -9,3 +9,5 @@ pub mod secrets;
 
 #[cfg(test)]
 mod chart_tests;
+#[cfg(test)]
+mod rbac_tests;

@@ -20,6 +20,8 @@ pub struct Call {
     pub path: String,
     /// The query string.
     pub query: String,
+    /// The Content-Type header (empty when none).
+    pub content_type: String,
     /// JSON body (Null when none).
     pub body: Value,
 }
@@ -87,7 +89,7 @@ fn answer(world: &World, call: &Call) -> (u16, Value) {
                 .collect();
             (
                 200,
-                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {}, "items": items}),
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {"resourceVersion": "1"}, "items": items}),
             )
         }
         "GET" if segments.len() >= 2 && segments[segments.len() - 2] == "secrets" => {
@@ -201,12 +203,19 @@ impl Mock {
                 let method = request.method().to_string();
                 let path = request.uri().path().to_owned();
                 let query = request.uri().query().unwrap_or_default().to_owned();
+                let content_type = request
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
                 let bytes = request.into_body().collect_bytes().await.unwrap();
                 let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 let call = Call {
                     method,
                     path,
                     query,
+                    content_type,
                     body,
                 };
                 let (status, answer) = answer(&world, &call);

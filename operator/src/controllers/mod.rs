@@ -12,7 +12,7 @@ pub mod run;
 pub mod tolerant;
 
 #[cfg(test)]
-mod mock;
+pub(crate) mod mock;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -92,10 +92,32 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     tracing::info!("leading: starting controllers");
 
     let ctx = Arc::new(Context::new(client.clone(), metrics));
-    let ns = options.namespace.as_deref();
+    let controllers = controllers(&client, ctx, options.namespace.as_deref());
+
+    let lost = async move {
+        let _ = leading.wait_for(|leads| !*leads).await;
+    };
+    tokio::select! {
+        () = controllers => {
+            tracing::info!("controllers stopped");
+            Ok(())
+        }
+        () = lost => anyhow::bail!("leadership lost; exiting so that only the leader writes"),
+    }
+}
+
+/// The three controllers (and every watch they need) as one future that ends when they all
+/// stop (on a signal). Separate from [`run`] so the unit tests can list the API calls the
+/// watches make against a mocked API server.
+pub fn controllers(
+    client: &Client,
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let ns = namespace;
     let owned_selector = format!("{}={MANAGED_BY}", labels::MANAGED_BY);
 
-    let (realm_cache, realm_changes) = tolerant::cached::<AuthRealm>(&client, ns);
+    let (realm_cache, realm_changes) = tolerant::cached::<AuthRealm>(client, ns);
     let realms = Controller::for_stream(realm_changes, realm_cache);
     let store = realms.store();
     // Children and Secrets are watched as metadata only: the operator never caches their
@@ -103,30 +125,30 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let owned = || watcher::Config::default().labels(&owned_selector);
     let realm_controller = realms
         .owns_stream(
-            watcher::watcher(api::<PartialObjectMeta<Deployment>>(&client, ns), owned())
+            watcher::watcher(api::<PartialObjectMeta<Deployment>>(client, ns), owned())
                 .touched_objects(),
         )
         .owns_stream(
-            watcher::watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), owned())
+            watcher::watcher(api::<PartialObjectMeta<ConfigMap>>(client, ns), owned())
                 .touched_objects(),
         )
         .owns_stream(
-            watcher::watcher(api::<PartialObjectMeta<Service>>(&client, ns), owned())
+            watcher::watcher(api::<PartialObjectMeta<Service>>(client, ns), owned())
                 .touched_objects(),
         )
         .owns_stream(
-            watcher::watcher(api::<PartialObjectMeta<CronJob>>(&client, ns), owned())
+            watcher::watcher(api::<PartialObjectMeta<CronJob>>(client, ns), owned())
                 .touched_objects(),
         )
-        .watches_stream(tolerant::objects::<RateLimitPolicy>(&client, ns), |p| {
+        .watches_stream(tolerant::objects::<RateLimitPolicy>(client, ns), |p| {
             target(&p, &p.spec.target_ref.name)
         })
-        .watches_stream(tolerant::objects::<RetentionPolicy>(&client, ns), |p| {
+        .watches_stream(tolerant::objects::<RetentionPolicy>(client, ns), |p| {
             target(&p, &p.spec.target_ref.name)
         })
         .watches_stream(
             watcher::watcher(
-                api::<PartialObjectMeta<Secret>>(&client, ns),
+                api::<PartialObjectMeta<Secret>>(client, ns),
                 watcher::Config::default(),
             )
             .touched_objects(),
@@ -150,26 +172,23 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         .run(realm::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let (cache, changes) = tolerant::cached::<RateLimitPolicy>(&client, ns);
+    let (cache, changes) = tolerant::cached::<RateLimitPolicy>(client, ns);
     let rate_limit_controller = Controller::for_stream(changes, cache)
         .shutdown_on_signal()
         .run(rate_limit::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let (cache, changes) = tolerant::cached::<RetentionPolicy>(&client, ns);
+    let (cache, changes) = tolerant::cached::<RetentionPolicy>(client, ns);
     let retention_controller = Controller::for_stream(changes, cache)
         .shutdown_on_signal()
         .run(retention::reconcile, error_policy, ctx)
         .for_each(|_| async {});
 
-    let lost = async move {
-        let _ = leading.wait_for(|leads| !*leads).await;
-    };
-    tokio::select! {
-        _ = async { tokio::join!(realm_controller, rate_limit_controller, retention_controller) } => {
-            tracing::info!("controllers stopped");
-            Ok(())
-        }
-        () = lost => anyhow::bail!("leadership lost; exiting so that only the leader writes"),
+    async move {
+        tokio::join!(
+            realm_controller,
+            rate_limit_controller,
+            retention_controller
+        );
     }
 }

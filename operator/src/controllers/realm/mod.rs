@@ -297,4 +297,4 @@ async fn delete_secret(ctx: &Context, namespace: &str, name: &str) -> Result<(),
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -15,13 +15,14 @@ use crate::controllers::mock::{Mock, World};
 use crate::resources::tests::{REALM_FULL, REALM_MINIMAL};
 
 const REALM_PATH: &str = "/apis/portcullis.dev/v1alpha1/namespaces/auth/authrealms/demo";
-const ACME_PATH: &str = "/apis/portcullis.dev/v1alpha1/namespaces/identity/authrealms/acme";
+pub(crate) const ACME_PATH: &str =
+    "/apis/portcullis.dev/v1alpha1/namespaces/identity/authrealms/acme";
 const MONITORING_CRDS: [&str; 2] = [
     "servicemonitors.monitoring.coreos.com",
     "prometheusrules.monitoring.coreos.com",
 ];
 
-fn realm(yaml: &str, finalizer: bool) -> Value {
+pub(crate) fn realm(yaml: &str, finalizer: bool) -> Value {
     let mut realm: AuthRealm = portcullis_crds::parse_manifests(yaml)
         .unwrap()
         .realms
@@ -35,7 +36,7 @@ fn realm(yaml: &str, finalizer: bool) -> Value {
     serde_json::to_value(realm).unwrap()
 }
 
-fn secret(name: &str, keys: &[&str]) -> Value {
+pub(crate) fn secret(name: &str, keys: &[&str]) -> Value {
     let data: serde_json::Map<String, Value> = keys
         .iter()
         .map(|k| ((*k).to_owned(), Value::from("c2VjcmV0")))
@@ -43,7 +44,7 @@ fn secret(name: &str, keys: &[&str]) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": data})
 }
 
-fn world(realm_path: &str, realm: &Value) -> World {
+pub(crate) fn world(realm_path: &str, realm: &Value) -> World {
     let mut world = World::default();
     world.objects.insert(realm_path.to_owned(), realm.clone());
     world.lists.insert("ratelimitpolicies".into(), vec![]);
@@ -65,7 +66,7 @@ fn demo_world(realm: &Value) -> World {
     world
 }
 
-fn acme_world(realm: &Value) -> World {
+pub(crate) fn acme_world(realm: &Value) -> World {
     let mut world = world(ACME_PATH, realm);
     for (name, keys) in [
         ("acme-postgres", vec!["url"]),
@@ -88,7 +89,7 @@ fn acme_world(realm: &Value) -> World {
     world
 }
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     Timestamp::from_second(1_800_000_000).unwrap()
 }
 

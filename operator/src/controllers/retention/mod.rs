@@ -140,4 +140,4 @@ async fn apply_policy(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

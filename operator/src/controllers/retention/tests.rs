@@ -15,7 +15,7 @@ use crate::resources::tests::{REALM_FULL, RETENTION};
 const NS: &str = "/apis/portcullis.dev/v1alpha1/namespaces/identity";
 const EVENTS: &str = "POST /apis/events.k8s.io/v1/namespaces/identity/events";
 
-fn policy(name: &str, created: &str, annotations: Value) -> Value {
+pub(crate) fn policy(name: &str, created: &str, annotations: Value) -> Value {
     let mut p = serde_json::to_value(
         portcullis_crds::parse_manifests(RETENTION)
             .unwrap()
@@ -32,7 +32,7 @@ fn policy(name: &str, created: &str, annotations: Value) -> Value {
     p
 }
 
-fn world(policies: &[&Value]) -> World {
+pub(crate) fn world(policies: &[&Value]) -> World {
     let mut world = World::default();
     let realm = portcullis_crds::parse_manifests(REALM_FULL)
         .unwrap()
