@@ -46,6 +46,21 @@ pub mod annotations {
     pub const RUN_NOW: &str = "portcullis.dev/run-now";
 }
 
+/// The controller owner reference children of `owner` carry: `controller` and
+/// `blockOwnerDeletion` set, as Kubernetes' own controllers set them, so that a foreground
+/// deletion of the owner waits until the garbage collector has removed its children. Where
+/// the API server enforces OwnerReferencesPermissionEnforcement, setting `blockOwnerDeletion`
+/// needs `update` on the owner's `finalizers` subresource (the chart grants it).
+pub fn controller_reference<K>(owner: &K) -> Option<OwnerReference>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    Some(OwnerReference {
+        block_owner_deletion: Some(true),
+        ..owner.controller_owner_ref(&())?
+    })
+}
+
 /// The object a child belongs to: its name, namespace and (when it exists in a cluster) the
 /// controller owner reference to put on children.
 #[derive(Clone, Debug, PartialEq)]

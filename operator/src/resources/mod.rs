@@ -136,7 +136,7 @@ impl<'a> Inputs<'a> {
         let owner = Owner {
             realm: sources.settings.name.clone(),
             namespace: sources.settings.namespace.clone(),
-            reference: sources.realm.controller_owner_ref(&()),
+            reference: meta::controller_reference(sources.realm),
         };
         let mut inputs = Inputs {
             owner,
@@ -172,7 +172,7 @@ impl<'a> Inputs<'a> {
     /// The owner of a RetentionPolicy's children: the realm's labels, the policy's reference.
     pub fn retention_owner(&self, policy: &RetentionPolicy) -> Owner {
         Owner {
-            reference: policy.controller_owner_ref(&()),
+            reference: meta::controller_reference(policy),
             ..self.owner.clone()
         }
     }

@@ -218,6 +218,7 @@ fn children_in_the_realm_namespace_are_controlled_by_the_realm() {
             "{kind}/{name}"
         );
         assert_eq!(refs[0].controller, Some(true));
+        assert_eq!(refs[0].block_owner_deletion, Some(true), "{kind}/{name}");
         assert_eq!(refs[0].api_version, "portcullis.dev/v1alpha1");
     }
 }

@@ -164,7 +164,7 @@ async fn apply_realm(
     let owner = Owner {
         realm: settings.name.clone(),
         namespace: settings.namespace.clone(),
-        reference: realm.controller_owner_ref(&()),
+        reference: crate::resources::meta::controller_reference(realm),
     };
     let manifests = built
         .children

@@ -39,7 +39,7 @@ pub fn run_now_job(
         },
     })?;
     let owner = crate::resources::Owner {
-        reference: policy.controller_owner_ref(&()),
+        reference: crate::resources::meta::controller_reference(policy),
         ..inputs.owner.clone()
     };
     Ok(retention::run_now_job(
