@@ -6,9 +6,12 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
@@ -56,6 +59,9 @@ func apiServerArgs(p *pki, etcdURL string, port int, certDir string) []string {
 		"--tls-private-key-file=" + p.servingKey,
 		"--client-ca-file=" + p.caCert,
 		"--authorization-mode=Node,RBAC",
+		// On top of the default plugins: setting an owner reference with blockOwnerDeletion
+		// needs permission on the owner's finalizers, as on clusters that enforce it.
+		"--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
 		"--service-account-issuer=" + serviceAccountIssuer,
 		"--api-audiences=" + serviceAccountIssuer,
 		"--service-account-key-file=" + p.saPub,
@@ -132,4 +138,18 @@ func startAPIServer(parent context.Context, p *pki, etcdURL, dir string) (*compo
 	c := runComponent(cancel, func() error { return prepared.Run(ctx) })
 	ok = true
 	return c, fmt.Sprintf("https://127.0.0.1:%d", port), nil
+}
+
+// waitUntilReady polls until the API server answers /readyz with ok.
+func waitUntilReady(ctx context.Context, client kubernetes.Interface, api *component) error {
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		select {
+		case <-api.done:
+			return false, api.stoppedWith("kube-apiserver")
+		default:
+		}
+		status := 0
+		client.CoreV1().RESTClient().Get().AbsPath("/readyz").Do(ctx).StatusCode(&status)
+		return status == 200, nil
+	})
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -20,6 +19,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+
+	"github.com/portcullis-dev/portcullis/e2e/cluster/node"
 )
 
 const usage = `usage: portcullis-testcluster [--dir DIR] [--image-binary IMAGE=PATH]... [--node-name NAME] [-v]
@@ -35,13 +36,13 @@ SIGTERM or SIGINT stops everything (and removes DIR when it was a temporary one)
 
 type config struct {
 	dir      string
-	images   imageBinaries
+	images   node.ImageBinaries
 	nodeName string
 	verbose  bool
 }
 
 func parseFlags(args []string) (*config, error) {
-	c := &config{images: imageBinaries{}}
+	c := &config{images: node.ImageBinaries{}}
 	fs := flag.NewFlagSet("portcullis-testcluster", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -70,18 +71,6 @@ func main() {
 		os.Exit(2)
 	}
 	os.Exit(run(cfg))
-}
-
-// kubernetesVersion is the k8s.io/kubernetes module version this binary was built from.
-func kubernetesVersion() string {
-	if info, ok := debug.ReadBuildInfo(); ok {
-		for _, dep := range info.Deps {
-			if dep.Path == "k8s.io/kubernetes" {
-				return dep.Version
-			}
-		}
-	}
-	return "v1.33"
 }
 
 // ownedEntries are what a run creates in its directory; a kept --dir is cleared of them first
@@ -152,6 +141,7 @@ func run(cfg *config) int {
 		elapsed.Seconds(), cp.etcdTook.Seconds(), cp.apiTook.Seconds(), cp.restTook.Seconds(), cp.url, dir)
 	fmt.Printf("portcullis-testcluster ready kubeconfig=%s\n", kubeconfig)
 
+	defer os.Remove(filepath.Join(dir, "ready"))
 	select {
 	case <-ctx.Done():
 		logs.say("stopping")
@@ -173,7 +163,7 @@ type controlPlane struct {
 	etcdClose func()
 	api       *component
 	kcm       *component
-	node      *simNode
+	node      *node.Node
 
 	etcdTook, apiTook, restTook time.Duration
 }
@@ -240,11 +230,14 @@ func (cp *controlPlane) start(ctx context.Context, cfg *config) error {
 			cp.failed <- kcm.stoppedWith("kube-controller-manager")
 		}
 	}()
-	node, err := startNode(ctx, cfg.nodeName, client, cfg.images, filepath.Join(cp.dir, "pods"), cp.logs.node)
+	n, err := node.Start(ctx, node.Config{
+		Name: cfg.nodeName, Client: client, Images: cfg.images,
+		PodsDir: filepath.Join(cp.dir, "pods"), Log: cp.logs.node,
+	})
 	if err != nil {
 		return err
 	}
-	cp.node = node
+	cp.node = n
 	// The controllers are working once the service-account controller has created the
 	// default ServiceAccount and the root-CA publisher the CA ConfigMap of a namespace.
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -281,7 +274,7 @@ func (cp *controlPlane) stop() {
 		}
 	}
 	if cp.node != nil {
-		cp.node.stop()
+		cp.node.Stop()
 	}
 	waitFor(cp.kcm, "kube-controller-manager", 5*time.Second)
 	waitFor(cp.api, "kube-apiserver", 20*time.Second)

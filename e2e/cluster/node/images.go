@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"fmt"
@@ -7,12 +7,12 @@ import (
 	"strings"
 )
 
-// imageBinaries maps image repositories (no tag, no digest) to local executables: a Job pod
+// ImageBinaries maps image repositories (no tag, no digest) to local executables: a Job pod
 // whose container image is in the map runs that executable instead of the image.
-type imageBinaries map[string]string
+type ImageBinaries map[string]string
 
 // String implements flag.Value.
-func (m imageBinaries) String() string {
+func (m ImageBinaries) String() string {
 	pairs := make([]string, 0, len(m))
 	for repo, path := range m {
 		pairs = append(pairs, repo+"="+path)
@@ -22,7 +22,7 @@ func (m imageBinaries) String() string {
 }
 
 // Set implements flag.Value for one `IMAGE=PATH` (repeatable).
-func (m imageBinaries) Set(value string) error {
+func (m ImageBinaries) Set(value string) error {
 	image, path, ok := strings.Cut(value, "=")
 	if !ok || image == "" || path == "" {
 		return fmt.Errorf("want IMAGE=PATH, got %q", value)
@@ -40,7 +40,7 @@ func (m imageBinaries) Set(value string) error {
 }
 
 // lookup returns the executable mapped to image's repository.
-func (m imageBinaries) lookup(image string) (string, bool) {
+func (m ImageBinaries) lookup(image string) (string, bool) {
 	path, ok := m[imageRepository(image)]
 	return path, ok
 }

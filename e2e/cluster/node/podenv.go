@@ -1,4 +1,4 @@
-package main
+package node
 
 // What a kubelet resolves before it starts a container, done the same way here: the
 // environment (values, ConfigMap/Secret keys, the downward API, $(VAR) expansion), the files of

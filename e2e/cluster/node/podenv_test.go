@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -59,7 +59,7 @@ func testPod() *corev1.Pod {
 }
 
 var sources1 = fakeSources{
-	secrets:    map[string]map[string]string{"db": {"url": "postgres://x"}, "extra": {"A": "1", "1bad": "x"}},
+	secrets:    map[string]map[string]string{"db": {"url": "postgres://x"}, "extra": {"A": "1", "bad name": "x"}},
 	configMaps: map[string]map[string]string{"cfg": {"mode": "fast"}},
 }
 
@@ -178,7 +178,7 @@ func TestImageRepository(t *testing.T) {
 			t.Errorf("imageRepository(%q) = %q, want %q", in, got, want)
 		}
 	}
-	m := imageBinaries{}
+	m := ImageBinaries{}
 	if err := m.Set("ghcr.io/portcullis-dev/portcullis=/bin/true"); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package node
 
 // The simulated node: a Node object and the part of a kubelet (plus the scheduler's binding)
 // that the control plane's controllers rely on. Pods are bound to the node, their volumes and
@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -26,7 +27,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -46,11 +46,12 @@ const (
 	maxKillGrace = 5 * time.Second
 )
 
-type simNode struct {
+// Node is a running simulated node.
+type Node struct {
 	name     string
 	client   kubernetes.Interface
 	src      sources
-	images   imageBinaries
+	images   ImageBinaries
 	podsDir  string
 	log      *log.Logger
 	k8sVer   string
@@ -98,17 +99,30 @@ func (s apiSources) token(ctx context.Context, pod *corev1.Pod, audience string,
 	return out.Status.Token, nil
 }
 
-// startNode registers the node and starts its pod loop; it returns once the node is Ready and
-// its pod cache is synced.
-func startNode(parent context.Context, name string, client kubernetes.Interface, images imageBinaries, podsDir string, logger *log.Logger) (*simNode, error) {
+// Config is what a node is started with.
+type Config struct {
+	// Name of the Node object.
+	Name   string
+	Client kubernetes.Interface
+	// Executables standing in for images in run-to-completion pods.
+	Images ImageBinaries
+	// Where each pod gets a directory: volumes, output, termination message.
+	PodsDir string
+	Log     *log.Logger
+}
+
+// Start registers the node and starts its pod loop; it returns once the node is Ready and its
+// pod cache is synced.
+func Start(parent context.Context, cfg Config) (*Node, error) {
 	ctx, cancel := context.WithCancel(parent)
-	n := &simNode{
+	name, client := cfg.Name, cfg.Client
+	n := &Node{
 		name:    name,
 		client:  client,
 		src:     apiSources{client: client},
-		images:  images,
-		podsDir: podsDir,
-		log:     logger,
+		images:  cfg.Images,
+		podsDir: cfg.PodsDir,
+		log:     cfg.Log,
 		k8sVer:  kubernetesVersion(),
 		ctx:     ctx,
 		cancel:  cancel,
@@ -158,8 +172,8 @@ func startNode(parent context.Context, name string, client kubernetes.Interface,
 	return n, nil
 }
 
-// stop kills every job process and stops the pod loop.
-func (n *simNode) stop() {
+// Stop kills every job process and stops the pod loop.
+func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
 		n.mu.Lock()
 		for _, run := range n.runs {
@@ -173,7 +187,7 @@ func (n *simNode) stop() {
 	})
 }
 
-func (n *simNode) nodeStatus(now metav1.Time) corev1.NodeStatus {
+func (n *Node) nodeStatus(now metav1.Time) corev1.NodeStatus {
 	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
 		return corev1.NodeCondition{
 			Type: t, Status: s, Reason: reason, Message: msg,
@@ -204,7 +218,7 @@ func (n *simNode) nodeStatus(now metav1.Time) corev1.NodeStatus {
 	}
 }
 
-func (n *simNode) register(ctx context.Context) error {
+func (n *Node) register(ctx context.Context) error {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
 		Name: n.name,
 		Labels: map[string]string{
@@ -227,7 +241,7 @@ func (n *simNode) register(ctx context.Context) error {
 	return nil
 }
 
-func (n *simNode) processNext() bool {
+func (n *Node) processNext() bool {
 	key, quit := n.queue.Get()
 	if quit {
 		return false
@@ -253,7 +267,7 @@ func runToCompletion(pod *corev1.Pod) bool {
 	return pod.Spec.RestartPolicy == corev1.RestartPolicyNever || pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure
 }
 
-func (n *simNode) sync(key string) error {
+func (n *Node) sync(key string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		return nil
@@ -331,7 +345,7 @@ func images(pod *corev1.Pod) string {
 }
 
 // forget drops the state of a pod that no longer exists (any UID other than keep).
-func (n *simNode) forget(key string, keep types.UID) {
+func (n *Node) forget(key string, keep types.UID) {
 	n.mu.Lock()
 	run := n.runs[key]
 	if run == nil || run.uid == keep {
@@ -348,7 +362,7 @@ func (n *simNode) forget(key string, keep types.UID) {
 }
 
 // bind does the scheduler's part: every schedulable pod goes to this node.
-func (n *simNode) bind(pod *corev1.Pod) error {
+func (n *Node) bind(pod *corev1.Pod) error {
 	if s := pod.Spec.SchedulerName; s != "" && s != corev1.DefaultSchedulerName {
 		return nil
 	}
@@ -371,7 +385,7 @@ func (n *simNode) bind(pod *corev1.Pod) error {
 
 // terminate handles a deleted pod of this node as the kubelet does: stop its containers,
 // report the terminal status, then remove the object (grace period 0).
-func (n *simNode) terminate(pod *corev1.Pod, key string) error {
+func (n *Node) terminate(pod *corev1.Pod, key string) error {
 	if pod.Spec.NodeName != n.name {
 		return nil // unbound pods are removed by the API server itself
 	}
@@ -408,7 +422,7 @@ func (n *simNode) terminate(pod *corev1.Pod, key string) error {
 
 // report writes the run's status to the pod (retrying on conflicts). A pod that is gone or
 // already terminal is left alone.
-func (n *simNode) report(run *podRun) {
+func (n *Node) report(run *podRun) {
 	run.writeMu.Lock()
 	defer run.writeMu.Unlock()
 	ns, name, _ := cache.SplitMetaNamespaceKey(run.key)
@@ -429,16 +443,14 @@ func (n *simNode) report(run *podRun) {
 	}
 }
 
-// waitUntilReady polls until the API server answers /readyz with ok.
-func waitUntilReady(ctx context.Context, client kubernetes.Interface, api *component) error {
-	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
-		select {
-		case <-api.done:
-			return false, api.stoppedWith("kube-apiserver")
-		default:
+// kubernetesVersion is the k8s.io/kubernetes module version this binary was built from.
+func kubernetesVersion() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range info.Deps {
+			if dep.Path == "k8s.io/kubernetes" {
+				return dep.Version
+			}
 		}
-		status := 0
-		client.CoreV1().RESTClient().Get().AbsPath("/readyz").Do(ctx).StatusCode(&status)
-		return status == 200, nil
-	})
+	}
+	return "v1.33"
 }

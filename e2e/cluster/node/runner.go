@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"bytes"
@@ -44,7 +44,7 @@ type containerPlan struct {
 
 // prepare resolves everything a pod's containers need and writes its volumes under the run's
 // directory. A *configError means: not yet (a missing Secret, ConfigMap, key, ...).
-func (n *simNode) prepare(ctx context.Context, pod *corev1.Pod, run *podRun) (inits, mains []*containerPlan, err error) {
+func (n *Node) prepare(ctx context.Context, pod *corev1.Pod, run *podRun) (inits, mains []*containerPlan, err error) {
 	// The downward API sees the addresses the pod is about to get.
 	view := pod.DeepCopy()
 	view.Status.HostIP, view.Status.HostIPs = nodeIP, []corev1.HostIP{{IP: nodeIP}}
@@ -147,7 +147,7 @@ func containerArgv(command, args []string) []string {
 	return append(argv, args...)
 }
 
-func (n *simNode) planContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, run *podRun, volumeDirs map[string]string) (*containerPlan, error) {
+func (n *Node) planContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, run *podRun, volumeDirs map[string]string) (*containerPlan, error) {
 	e, err := resolveEnv(ctx, n.src, pod, c)
 	if err != nil {
 		return nil, err
@@ -205,7 +205,7 @@ func (n *simNode) planContainer(ctx context.Context, pod *corev1.Pod, c *corev1.
 
 // runPod runs a run-to-completion pod: init containers one after the other, then the
 // containers together; the pod ends Succeeded when all exit 0, Failed otherwise.
-func (n *simNode) runPod(pod *corev1.Pod, run *podRun, inits, mains []*containerPlan) {
+func (n *Node) runPod(pod *corev1.Pod, run *podRun, inits, mains []*containerPlan) {
 	defer func() {
 		close(run.done)
 		n.queue.Add(run.key) // a deletion waits for this
@@ -281,7 +281,7 @@ func anyUnfinished(cs []*containerState) bool {
 
 // runContainer runs one container until it ends, restarting it on failure when the pod says
 // so (with the kubelet's doubling back-off, capped at 10 s here). It returns the last exit code.
-func (n *simNode) runContainer(run *podRun, p *containerPlan, state *containerState, restartOnFailure bool, grace time.Duration) int32 {
+func (n *Node) runContainer(run *podRun, p *containerPlan, state *containerState, restartOnFailure bool, grace time.Duration) int32 {
 	backoff := time.Second
 	for {
 		run.mu.Lock()
@@ -323,7 +323,7 @@ func (n *simNode) runContainer(run *podRun, p *containerPlan, state *containerSt
 
 // execContainer runs the container's process (or, without a mapped executable, stands in for
 // it) and returns its exit code, the kubelet's reason and the termination message.
-func (n *simNode) execContainer(run *podRun, p *containerPlan, grace time.Duration) (int32, string, string) {
+func (n *Node) execContainer(run *podRun, p *containerPlan, grace time.Duration) (int32, string, string) {
 	if p.binary == "" {
 		n.log.Printf("pod %s container %s: not run: no --image-binary for image %s; reported as exited 0", run.key, p.name, p.image)
 		select {
