@@ -132,6 +132,23 @@ func (e *env) deployment(t *testing.T) {
 		}
 		return false, nil
 	})
+	// A template change rolls the pods: the old ReplicaSet's pods are deleted for real.
+	patch := []byte(`{"spec":{"template":{"metadata":{"annotations":{"rev":"2"}}}}}`)
+	if _, err := deployments.Patch(e.ctx, "web", types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("rollout: 2 updated ready replicas, old pods gone", 30*time.Second, func() (bool, error) {
+		d, err := deployments.Get(e.ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		pods, err := e.client.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return false, err
+		}
+		return d.Status.ObservedGeneration == d.Generation && d.Status.UpdatedReplicas == 2 &&
+			d.Status.ReadyReplicas == 2 && d.Status.Replicas == 2 && len(pods.Items) == 2, nil
+	})
 	background := metav1.DeletePropagationBackground
 	if err := deployments.Delete(e.ctx, "web", metav1.DeleteOptions{PropagationPolicy: &background}); err != nil {
 		t.Fatal(err)
@@ -276,6 +293,24 @@ func (e *env) jobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.jobPod("missing", batchv1.JobComplete)
+
+	// Deleting the Job of a running process: the pod is deleted, the process killed.
+	sleeper := e.job("sleeper", shellImage, []string{"-c", "sleep 300"}, "")
+	if _, err := jobs.Create(e.ctx, sleeper, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("sleeper pod Running", 20*time.Second, func() (bool, error) {
+		pods, err := e.client.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: "app=sleeper"})
+		return err == nil && len(pods.Items) == 1 && pods.Items[0].Status.Phase == corev1.PodRunning, err
+	})
+	background := metav1.DeletePropagationBackground
+	if err := jobs.Delete(e.ctx, "sleeper", metav1.DeleteOptions{PropagationPolicy: &background}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("sleeper pod killed and gone", 20*time.Second, func() (bool, error) {
+		pods, err := e.client.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: "app=sleeper"})
+		return err == nil && len(pods.Items) == 0, err
+	})
 }
 
 func (e *env) rbac(t *testing.T) {
