@@ -169,9 +169,26 @@ pub struct AuthRealmSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodOverrides>,
 
+    /// What happens to the generated key material when the realm is deleted. `Retain` (the
+    /// default): the `<realm>-keys` Secret is not owned by the realm and outlives it, because
+    /// losing the pepper or the Fernet key ring silently destroys every password hash and TOTP
+    /// secret in the database. `Delete`: it is owned and garbage-collected with the realm.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
     /// When true, the operator reconciles nothing for this realm and reports `Paused`.
     #[serde(default)]
     pub paused: bool,
+}
+
+/// What happens to a realm's key material when the realm is deleted.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    /// The keys Secret outlives the realm.
+    #[default]
+    Retain,
+    /// The keys Secret is deleted with the realm.
+    Delete,
 }
 
 fn default_replicas() -> i32 {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use portcullis_crds::realm::ClientType;
+use portcullis_crds::realm::{ClientType, DeletionPolicy};
 
 use super::Inputs;
 use super::meta::{annotations, names};
@@ -94,10 +94,15 @@ fn bytes(data: &BTreeMap<String, String>) -> BTreeMap<String, ByteString> {
         .collect()
 }
 
-/// The `<realm>-keys` Secret mounted as the secrets dir.
+/// The `<realm>-keys` Secret mounted as the secrets dir; owned by the realm only under
+/// `deletionPolicy: Delete`.
 pub fn keys_secret(inputs: &Inputs<'_>) -> Secret {
     let owner = &inputs.owner;
     let mut metadata = owner.meta(names::keys(&owner.realm), KEYS);
+    if inputs.settings.spec.deletion_policy == DeletionPolicy::Retain {
+        // Not owned: the garbage collector must not delete the key material with the realm.
+        metadata.owner_references = None;
+    }
     if !inputs.keys.annotations.is_empty() {
         metadata.annotations = Some(inputs.keys.annotations.clone());
     }

@@ -201,6 +201,14 @@ fn children_in_the_realm_namespace_are_controlled_by_the_realm() {
             );
             continue;
         }
+        if kind == "Secret" && name == "acme-keys" {
+            // deletionPolicy: Retain (the sample's): the key material outlives the realm.
+            assert!(
+                meta.owner_references.is_none(),
+                "the retained keys are owned"
+            );
+            continue;
+        }
         let refs = meta.owner_references.unwrap();
         assert_eq!(refs.len(), 1, "{kind}/{name}");
         let expected = if kind == "CronJob" {
@@ -221,6 +229,22 @@ fn children_in_the_realm_namespace_are_controlled_by_the_realm() {
         assert_eq!(refs[0].block_owner_deletion, Some(true), "{kind}/{name}");
         assert_eq!(refs[0].api_version, "portcullis.dev/v1alpha1");
     }
+}
+
+#[test]
+fn the_keys_are_owned_by_the_realm_only_under_deletion_policy_delete() {
+    let keys_owner = |yaml: &str| {
+        owned_metadata(&fixture(yaml).children())
+            .into_iter()
+            .find(|(kind, meta)| kind == "Secret" && meta.name.as_deref() == Some("demo-keys"))
+            .map(|(_, meta)| meta.owner_references)
+            .unwrap()
+    };
+    assert_eq!(keys_owner(REALM_MINIMAL), None, "Retain is the default");
+    let delete = REALM_MINIMAL.replace("spec:\n", "spec:\n  deletionPolicy: Delete\n");
+    let refs = keys_owner(&delete).unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].kind, "AuthRealm");
 }
 
 #[test]
