@@ -294,6 +294,26 @@ func (e *env) jobs(t *testing.T) {
 	}
 	e.jobPod("missing", batchv1.JobComplete)
 
+	// OnFailure: the failed container is restarted in place (the marker lives in an emptyDir,
+	// reached through the translated env value).
+	retry := e.job("retry", shellImage, []string{"-c", `if [ -f "$MARK" ]; then exit 0; fi; touch "$MARK"; exit 1`}, "")
+	two := int32(2)
+	retry.Spec.BackoffLimit = &two
+	retry.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+	c := &retry.Spec.Template.Spec.Containers[0]
+	c.Env = append(c.Env, corev1.EnvVar{Name: "MARK", Value: "/scratch/mark"})
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "scratch", MountPath: "/scratch"})
+	retry.Spec.Template.Spec.Volumes = append(retry.Spec.Template.Spec.Volumes, corev1.Volume{
+		Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	if _, err := jobs.Create(e.ctx, retry, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod = e.jobPod("retry", batchv1.JobComplete)
+	if cs := pod.Status.ContainerStatuses[0]; cs.RestartCount != 1 || cs.LastTerminationState.Terminated == nil ||
+		cs.LastTerminationState.Terminated.ExitCode != 1 || terminated(t, pod).ExitCode != 0 {
+		t.Fatalf("retry: %+v", cs)
+	}
+
 	// Deleting the Job of a running process: the pod is deleted, the process killed.
 	sleeper := e.job("sleeper", shellImage, []string{"-c", "sleep 300"}, "")
 	if _, err := jobs.Create(e.ctx, sleeper, metav1.CreateOptions{}); err != nil {
