@@ -1,6 +1,14 @@
 //! Standard `metav1.Condition` helpers shared by the operator's status steps.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+/// A time as the API server stores it in a status (`metav1.Time`: whole seconds). A status
+/// written with sub-second times comes back truncated, so it would never equal the next one
+/// computed and every reconcile would write it again.
+pub fn api_time(time: Timestamp) -> Time {
+    Time(Timestamp::from_second(time.as_second()).unwrap_or(time))
+}
 
 /// Condition types used across the three kinds.
 pub mod types {

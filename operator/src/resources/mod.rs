@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
+
 use kube::api::{ApiResource, DynamicObject};
 use portcullis_crds::{AuthRealm, RateLimitPolicy, RealmSettings, RetentionPolicy};
 use serde::Serialize;

@@ -1,6 +1,5 @@
 //! Status: the next status of a RateLimitPolicy (pure).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use portcullis_crds::conditions::{ConditionUpdate, set_condition, types};
 use portcullis_crds::rate_limit::RateLimitPolicyStatus;
@@ -16,7 +15,7 @@ pub fn next_status(
     now: Timestamp,
 ) -> RateLimitPolicyStatus {
     let mut status = previous.cloned().unwrap_or_default();
-    let now = Time(now);
+    let now = portcullis_crds::conditions::api_time(now);
     for (type_, result, ok_reason, ok_message) in [
         (
             types::ACCEPTED,

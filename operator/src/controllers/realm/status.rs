@@ -1,9 +1,8 @@
 //! Status: the next status of a realm as a pure function of the previous one and what the
 //! reconcile found, so tests assert on it without a server.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use portcullis_crds::conditions::{ConditionUpdate, find, set_condition, types};
+use portcullis_crds::conditions::{ConditionUpdate, api_time, find, set_condition, types};
 use portcullis_crds::realm::{AttachedPolicies, AuthRealmStatus};
 
 /// The state of the realm's certificate.
@@ -104,7 +103,7 @@ pub fn next_status(
     now: Timestamp,
 ) -> AuthRealmStatus {
     let mut status = previous.cloned().unwrap_or_default();
-    let now = Time(now);
+    let now = api_time(now);
     let mut conditions = std::mem::take(&mut status.conditions);
     let mut set = |update: ConditionUpdate<'_>| {
         set_condition(&mut conditions, update, generation, &now);
@@ -156,8 +155,8 @@ pub fn next_status(
             status.jwks_url = Some(format!("{issuer}/.well-known/jwks.json"));
             status.ready_replicas = Some(applied.ready_replicas);
             status.signing_key_ids = applied.key_ids.clone();
-            status.last_key_rotation = applied.last_rotation.map(Time);
-            status.certificate_not_after = applied.cert_not_after.map(Time);
+            status.last_key_rotation = applied.last_rotation.map(api_time);
+            status.certificate_not_after = applied.cert_not_after.map(api_time);
             status.attached_policies = applied.attached.clone();
             set(cond(
                 types::SECRETS_READY,
@@ -289,6 +288,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
@@ -327,6 +327,26 @@ mod tests {
             get(&second, types::PROGRESSING).last_transition_time,
             Time(at(60))
         );
+    }
+
+    #[test]
+    fn a_status_stored_by_the_api_server_is_not_written_again() {
+        // The API server keeps whole seconds of every time; what it stores must be what the
+        // next reconcile computes, or every reconcile writes the status again.
+        let now = at(0) + k8s_openapi::jiff::SignedDuration::from_millis(1_234);
+        let Outcome::Applied(mut with_nanos) = applied(2) else {
+            unreachable!()
+        };
+        with_nanos.last_rotation = Some(now);
+        with_nanos.cert_not_after = Some(now);
+        let outcome = Outcome::Applied(with_nanos);
+        let first = next_status(None, ISSUER, Some(1), &outcome, now);
+        let stored: AuthRealmStatus =
+            serde_json::from_value(serde_json::to_value(&first).unwrap()).unwrap();
+        assert_eq!(stored.last_key_rotation, Some(Time(at(1))));
+        assert_eq!(get(&stored, types::READY).last_transition_time, Time(at(1)));
+        let second = next_status(Some(&stored), ISSUER, Some(1), &outcome, now);
+        assert_eq!(second, stored);
     }
 
     #[test]

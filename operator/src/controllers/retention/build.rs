@@ -1,7 +1,7 @@
 //! Build: the one-off Job a new `portcullis.dev/run-now` value asks for (pure).
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use portcullis_crds::{AuthRealm, RealmSettings, RetentionPolicy};
 
 use crate::resources::meta::annotations::RUN_NOW;

@@ -66,7 +66,7 @@ pub fn next_status(
     now: Timestamp,
 ) -> RetentionPolicyStatus {
     let mut status = previous.cloned().unwrap_or_default();
-    let stamp = Time(now);
+    let stamp = portcullis_crds::conditions::api_time(now);
     let mut set = |type_: &'static str, ok: bool, reason: &str, message: String| {
         set_condition(
             &mut status.conditions,
