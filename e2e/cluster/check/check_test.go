@@ -288,6 +288,28 @@ func (e *env) jobs(t *testing.T) {
 		w := pods.Items[0].Status.ContainerStatuses[0].State.Waiting
 		return w != nil && w.Reason == "CreateContainerConfigError", nil
 	})
+	// A pod that never started is deleted all the same.
+	stuck := missing.DeepCopy()
+	stuck.Name, stuck.Spec.Template.Labels = "stuck", labels("stuck")
+	stuck.Spec.Template.Spec.Containers[0].Env[2].ValueFrom.SecretKeyRef.Name = "never"
+	if _, err := jobs.Create(e.ctx, stuck, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("stuck pod waiting", 20*time.Second, func() (bool, error) {
+		pods, err := e.client.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: "app=stuck"})
+		return err == nil && len(pods.Items) == 1 && len(pods.Items[0].Status.ContainerStatuses) == 1 &&
+			pods.Items[0].Status.ContainerStatuses[0].State.Waiting != nil, err
+	})
+	foreground := metav1.DeletePropagationForeground
+	if err := jobs.Delete(e.ctx, "stuck", metav1.DeleteOptions{PropagationPolicy: &foreground}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("stuck Job and pod gone (foreground deletion)", 20*time.Second, func() (bool, error) {
+		pods, err := e.client.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{LabelSelector: "app=stuck"})
+		_, jerr := jobs.Get(e.ctx, "stuck", metav1.GetOptions{})
+		return err == nil && len(pods.Items) == 0 && apierrors.IsNotFound(jerr), nil
+	})
+
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"}, StringData: map[string]string{"url": "postgres://x"}}
 	if _, err := e.client.CoreV1().Secrets(e.ns).Create(e.ctx, secret, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

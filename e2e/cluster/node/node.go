@@ -175,13 +175,13 @@ func Start(parent context.Context, cfg Config) (*Node, error) {
 // Stop kills every job process and stops the pod loop.
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
+		n.cancel()
+		n.workers.Wait() // no pod is being started any more
 		n.mu.Lock()
 		for _, run := range n.runs {
 			run.kill()
 		}
 		n.mu.Unlock()
-		n.cancel()
-		n.workers.Wait()
 		n.runners.Wait()
 		n.log.Printf("node stopped")
 	})
@@ -394,7 +394,7 @@ func (n *Node) terminate(pod *corev1.Pod, key string) error {
 	n.mu.Unlock()
 	if run != nil && run.uid == pod.UID {
 		run.kill()
-		if run.done != nil {
+		if run.done != nil && run.isStarted() {
 			select {
 			case <-run.done:
 			default:
