@@ -44,7 +44,8 @@ check-config:
 bench:
 	scripts/bench.sh
 
-## e2e: the cluster suite; runs against the cluster KUBECONFIG points at, skips otherwise
+## e2e: the cluster suites alone, against the cluster KUBECONFIG points at (kind, ...);
+## make test runs them against the test control plane it starts
 e2e:
 	cargo build --locked --workspace --bins
-	cargo test --locked -p portcullis-e2e --test cluster --test cluster_realm -- --nocapture
+	cargo test --locked -p portcullis-e2e --test cluster -- --nocapture

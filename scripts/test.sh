@@ -1,11 +1,47 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README's Quickstart runs it and CI calls it. Starts throwaway
-# PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset (scripts/services.sh).
+# PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset (scripts/services.sh), builds
+# the binaries the black-box tests run, and gives the cluster suites (e2e/tests/cluster) a
+# real control plane: the test cluster built from e2e/cluster with Go (scripts/testcluster.sh),
+# started once for the whole run and stopped at exit. A KUBECONFIG set by the caller points
+# the cluster suites at that cluster instead. Without Go the cluster suites skip, saying why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
+source scripts/testcluster.sh
+
+test_cleanup() {
+  testcluster_stop
+  services_stop
+}
+
 ensure_services
+trap test_cleanup EXIT
 
 # The black-box tests in e2e/ run the real binaries, which cargo builds only on request.
 cargo build --locked --workspace --bins
+
+# Helm's engine renders the charts the RBAC test and the cluster suites apply.
+if ! python3 -c 'import helm_python, yaml' 2>/dev/null; then
+  echo "test: installing helm-python-sdk and pyyaml (PyPI)" >&2
+  python3 -m pip install --quiet helm-python-sdk pyyaml
+fi
+
+if [ -n "${KUBECONFIG:-}" ]; then
+  echo "test: cluster suites against the cluster of KUBECONFIG=$KUBECONFIG" >&2
+else
+  if ! command -v go >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test: Go is missing; trying Debian's golang-go" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null || true
+  fi
+  status=0
+  testcluster_build || status=$?
+  case $status in
+    0) testcluster_start ;;
+    3) export PORTCULLIS_TESTCLUSTER_SKIP="no usable Go toolchain to build the test control plane (see the message above scripts/test.sh printed)" ;;
+    *) exit "$status" ;;
+  esac
+fi
+
 cargo test --locked --workspace

@@ -1,0 +1,382 @@
+//! Scenarios 3 and 4: `config/samples/` applied in file order (a policy before its realm)
+//! ends with both realms `Ready=True`, every child present and owned, both policies attached,
+//! the status URLs set; then, for 60 s, the operator changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use portcullis_e2e::repo_root;
+use serde_json::{Value, json};
+
+use crate::harness::{
+    Child, Cluster, OPERATOR_MANAGER, condition, documents, eventually, forbidden,
+    leading_operator, operator_marks, operator_setup, ready_realm, rendered_children, sample,
+};
+use crate::take_cluster;
+
+const NAMESPACES: [&str; 3] = ["identity", "auth", "shop"];
+
+/// The Secrets the samples refer to, as a platform team would create them.
+async fn referenced_secrets(cluster: &Cluster) {
+    let database = cluster.database("e2e_samples").await;
+    let acme: [(&str, &[(&str, &str)]); 5] = [
+        ("acme-postgres", &[("url", &database)]),
+        ("acme-redis", &[("url", "redis://redis.redis.svc:6379/0")]),
+        (
+            "acme-social",
+            &[
+                ("github-client-secret", "gh-secret"),
+                ("google-client-secret", "google-secret"),
+                ("corp-sso-client-secret", "sso-secret"),
+            ],
+        ),
+        (
+            "acme-smtp",
+            &[("url", "smtp://mailer:secret@smtp.acme.example:587")],
+        ),
+        (
+            "acme-security-webhook",
+            &[("url", "https://hooks.acme.example/security")],
+        ),
+    ];
+    for (name, data) in acme {
+        cluster.secret("identity", name, data).await;
+    }
+    cluster
+        .secret("auth", "demo-postgres", &[("url", &database)])
+        .await;
+    cluster
+        .secret(
+            "auth",
+            "demo-smtp",
+            &[("url", "smtp://mailer:secret@smtp.demo.example:587")],
+        )
+        .await;
+}
+
+/// Checks every rendered child exists and who owns it; returns the objects the operator owns
+/// or reports on, by `kind/namespace/name`.
+async fn check_children(
+    cluster: &Cluster,
+    realm: &Value,
+    children: &[Child],
+) -> BTreeMap<String, Value> {
+    let realm_name = realm["metadata"]["name"].as_str().unwrap();
+    let namespace = realm["metadata"]["namespace"].as_str().unwrap();
+    let retain = realm["spec"]["deletionPolicy"].as_str().unwrap_or("Retain") == "Retain";
+    let mut seen = BTreeMap::new();
+    for child in children {
+        let child_namespace = child.namespace.as_deref().unwrap_or(namespace);
+        let what = format!("{}/{child_namespace}/{}", child.kind, child.name);
+        let object = cluster
+            .get(
+                &child.api_version,
+                &child.kind,
+                Some(child_namespace),
+                &child.name,
+            )
+            .await
+            .unwrap_or_else(|| panic!("{what} is missing"));
+        let labels = &object["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/instance"], realm_name, "{what}");
+        assert_eq!(
+            labels["app.kubernetes.io/managed-by"], OPERATOR_MANAGER,
+            "{what}"
+        );
+        let owners = object["metadata"]["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let keys = child.kind == "Secret" && child.name == format!("{realm_name}-keys");
+        if child_namespace != namespace || (keys && retain) {
+            // Owner references cannot cross namespaces; the retained keys Secret outlives
+            // the realm on purpose.
+            assert!(owners.is_empty(), "{what} is owned: {owners:?}");
+        } else {
+            assert_eq!(owners.len(), 1, "{what}: {owners:?}");
+            let owner = &owners[0];
+            let expected_kind = if child.kind == "CronJob" {
+                "RetentionPolicy"
+            } else {
+                "AuthRealm"
+            };
+            assert_eq!(owner["kind"], expected_kind, "{what}");
+            assert_eq!(owner["controller"], true, "{what}");
+            assert_eq!(owner["blockOwnerDeletion"], true, "{what}");
+            if expected_kind == "AuthRealm" {
+                assert_eq!(owner["uid"], realm["metadata"]["uid"], "{what}");
+            }
+            let owner_object = cluster
+                .get(
+                    "portcullis.dev/v1alpha1",
+                    expected_kind,
+                    Some(namespace),
+                    owner["name"].as_str().unwrap(),
+                )
+                .await
+                .unwrap_or_else(|| panic!("{what}: owner missing"));
+            assert_eq!(owner["uid"], owner_object["metadata"]["uid"], "{what}");
+        }
+        seen.insert(what, object);
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_s4_samples_in_file_order_become_ready_then_the_operator_writes_nothing_for_60s() {
+    let Some((_guard, cluster)) = take_cluster("3+4 (samples Ready, steady state)").await else {
+        return;
+    };
+    let started = Instant::now();
+    let account = operator_setup(&cluster, true).await;
+    for namespace in NAMESPACES {
+        cluster.namespace(namespace).await;
+    }
+    // A prerequisite the full sample names (its pods' priority class), as the platform team
+    // that wrote it would have it.
+    cluster
+        .apply(
+            &json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": "identity-critical"}, "value": 1000000}),
+        )
+        .await;
+    referenced_secrets(&cluster).await;
+
+    // The operator runs first; the samples arrive in file order.
+    let operator = leading_operator(&cluster, &account, "samples").await;
+    let mut files: Vec<_> = std::fs::read_dir(repo_root().join("config/samples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    for file in &files {
+        for document in documents(&std::fs::read_to_string(file).unwrap()) {
+            cluster.apply(&document).await;
+        }
+    }
+
+    let acme = ready_realm(&cluster, "identity", "acme", Duration::from_secs(240)).await;
+    let demo = ready_realm(&cluster, "auth", "demo", Duration::from_secs(120)).await;
+    let ready_after = started.elapsed();
+    for realm in [&acme, &demo] {
+        let status = &realm["status"];
+        let issuer = realm["spec"]["issuer"].as_str().unwrap();
+        assert_eq!(status["endpoint"], issuer, "{status}");
+        assert_eq!(
+            status["discoveryUrl"],
+            format!("{issuer}/.well-known/openid-configuration")
+        );
+        assert_eq!(status["jwksUrl"], format!("{issuer}/.well-known/jwks.json"));
+        assert_eq!(
+            status["readyReplicas"],
+            realm["spec"]["replicas"].as_i64().unwrap_or(1)
+        );
+        assert!(
+            !status["signingKeyIds"].as_array().unwrap().is_empty(),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        acme["status"]["attachedPolicies"]["rateLimit"],
+        json!(["acme-login"])
+    );
+    assert_eq!(acme["status"]["attachedPolicies"]["retention"], "acme-gdpr");
+    let policies = eventually(
+        "both policies attached",
+        Duration::from_secs(60),
+        || async {
+            let rate = cluster
+                .get(
+                    "portcullis.dev/v1alpha1",
+                    "RateLimitPolicy",
+                    Some("identity"),
+                    "acme-login",
+                )
+                .await
+                .ok_or("no RateLimitPolicy")?;
+            let retention = cluster
+                .get(
+                    "portcullis.dev/v1alpha1",
+                    "RetentionPolicy",
+                    Some("identity"),
+                    "acme-gdpr",
+                )
+                .await
+                .ok_or("no RetentionPolicy")?;
+            let want = [
+                (&rate, "Accepted"),
+                (&rate, "Attached"),
+                (&retention, "Accepted"),
+                (&retention, "Scheduled"),
+            ];
+            for (policy, type_) in want {
+                match condition(policy, type_) {
+                    Some((s, _, _)) if s == "True" => {}
+                    other => return Err(format!("{} {type_}: {other:?}", policy["kind"])),
+                }
+            }
+            Ok([rate, retention])
+        },
+    )
+    .await;
+    assert!(
+        policies[1]["status"]["nextRunAt"].is_string(),
+        "{}",
+        policies[1]["status"]
+    );
+
+    // Every child the operator's renderer names exists, labelled and owned; nothing else
+    // carrying the realms' labels exists.
+    let acme_children = rendered_children(&[
+        sample("realm-full.yaml"),
+        sample("ratelimitpolicy.yaml"),
+        sample("retentionpolicy.yaml"),
+    ]);
+    let demo_children = rendered_children(&[sample("realm-minimal.yaml")]);
+    let mut owned = check_children(&cluster, &acme, &acme_children).await;
+    owned.extend(check_children(&cluster, &demo, &demo_children).await);
+    for (realm, children) in [(&acme, &acme_children), (&demo, &demo_children)] {
+        let name = realm["metadata"]["name"].as_str().unwrap();
+        let kinds: BTreeSet<(String, String)> = children
+            .iter()
+            .map(|c| (c.api_version.clone(), c.kind.clone()))
+            .collect();
+        let wanted: BTreeSet<String> = children
+            .iter()
+            .map(|c| format!("{}/{}", c.kind, c.name))
+            .collect();
+        let namespace = realm["metadata"]["namespace"].as_str().unwrap();
+        for (api_version, kind) in kinds {
+            for object in cluster
+                .list(
+                    &api_version,
+                    &kind,
+                    namespace,
+                    &format!("app.kubernetes.io/instance={name}"),
+                )
+                .await
+            {
+                let id = format!("{kind}/{}", object["metadata"]["name"].as_str().unwrap());
+                assert!(
+                    wanted.contains(&id),
+                    "{id} is not one of the realm's children"
+                );
+            }
+        }
+    }
+    let refused = forbidden(&operator.proxy);
+    assert!(refused.is_empty(), "the operator was refused: {refused:?}");
+
+    // Scenario 4: steady state. Once the Deployments are rolled out and available (their
+    // controller stops updating the status the operator watches) and the operator has answered
+    // the last change (no request but the Lease for 5 s; a hot loop never gets there), for 60 s
+    // nothing the operator owns or reports on changes: no object's resourceVersion and no
+    // managedFields time of the operator's field manager moves (status included); and the
+    // operator sends no write request but Lease renewals.
+    let settled = Instant::now();
+    eventually("the realms settled", Duration::from_secs(120), || async {
+        for (namespace, name) in [("identity", "acme"), ("auth", "demo")] {
+            let deployment = cluster
+                .get("apps/v1", "Deployment", Some(namespace), name)
+                .await
+                .ok_or("no Deployment")?;
+            let (spec, status) = (&deployment["spec"], &deployment["status"]);
+            if status["observedGeneration"] != deployment["metadata"]["generation"]
+                || status["availableReplicas"] != spec["replicas"]
+                || status["updatedReplicas"] != spec["replicas"]
+            {
+                return Err(format!("{namespace}/{name} rolling out: {status}"));
+            }
+        }
+        let last = operator
+            .proxy
+            .requests()
+            .iter()
+            .rev()
+            .find(|r| !r.is_lease())
+            .map_or(Duration::ZERO, |r| r.at);
+        let quiet = operator.proxy.elapsed().saturating_sub(last);
+        if quiet < Duration::from_secs(5) {
+            return Err(format!("the operator's last request was {quiet:?} ago"));
+        }
+        Ok(())
+    })
+    .await;
+    let settled = settled.elapsed();
+    let mut watched = owned;
+    watched.insert("AuthRealm/identity/acme".into(), acme.clone());
+    watched.insert("AuthRealm/auth/demo".into(), demo.clone());
+    watched.insert(
+        "RateLimitPolicy/identity/acme-login".into(),
+        policies[0].clone(),
+    );
+    watched.insert(
+        "RetentionPolicy/identity/acme-gdpr".into(),
+        policies[1].clone(),
+    );
+    let before: BTreeMap<String, Vec<String>> = refresh(&cluster, &watched)
+        .await
+        .iter()
+        .map(|(k, v)| (k.clone(), operator_marks(v)))
+        .collect();
+    let quiet_from = operator.proxy.requests().len();
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let after = refresh(&cluster, &watched).await;
+    let mut moved = Vec::new();
+    for (key, object) in &after {
+        let now = operator_marks(object);
+        if before[key] != now {
+            moved.push(format!("{key}: {:?} -> {now:?}", before[key]));
+        }
+    }
+    let writes: Vec<String> = operator.proxy.requests()[quiet_from..]
+        .iter()
+        .filter(|r| r.is_write() && !r.is_lease())
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "the operator changed objects in steady state: {moved:#?}"
+    );
+    assert!(
+        writes.is_empty(),
+        "the operator wrote in steady state: {writes:#?}"
+    );
+    let window = window.elapsed();
+
+    cluster.remove_namespaces(&NAMESPACES).await;
+    drop(operator);
+    cluster
+        .delete(
+            "scheduling.k8s.io/v1",
+            "PriorityClass",
+            None,
+            "identity-critical",
+        )
+        .await;
+    eprintln!(
+        "scenarios 3+4 took {:?}: both realms Ready after {ready_after:?}, settled {settled:?} later, steady-state window {window:?}",
+        started.elapsed()
+    );
+}
+
+/// The current version of every watched object.
+async fn refresh(cluster: &Cluster, watched: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for (key, object) in watched {
+        let namespace = object["metadata"]["namespace"].as_str();
+        let fresh = cluster
+            .get(
+                object["apiVersion"].as_str().unwrap(),
+                object["kind"].as_str().unwrap(),
+                namespace,
+                object["metadata"]["name"].as_str().unwrap(),
+            )
+            .await
+            .unwrap_or_else(|| panic!("{key} disappeared"));
+        out.insert(key.clone(), fresh);
+    }
+    out
+}
