@@ -297,7 +297,7 @@ func (n *Node) sync(key string) error {
 	if run == nil {
 		n.nextIP++
 		run = newPodRun(key, pod, filepath.Join(n.podsDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, string(pod.UID)[:8])),
-			fmt.Sprintf("10.244.%d.%d", n.nextIP/250, n.nextIP%250+2))
+			fmt.Sprintf("10.244.%d.%d", (n.nextIP/250)%256, n.nextIP%250+2))
 		n.runs[key] = run
 	}
 	n.mu.Unlock()
