@@ -151,8 +151,20 @@ async fn tour() -> Vec<Call> {
     ] {
         world.lists.insert(plural.into(), vec![]);
     }
+    world.crds = [
+        "certificates.cert-manager.io",
+        "servicemonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+    ]
+    .map(String::from)
+    .into();
     let mock = Mock::start(world);
-    let controllers = crate::controllers::run::controllers(&mock.client, context(&mock), None);
+    let capabilities = crate::controllers::realm::fetch::installed_capabilities(&mock.client)
+        .await
+        .unwrap();
+    assert_eq!(capabilities, crate::resources::Capabilities::ALL);
+    let controllers =
+        crate::controllers::run::controllers(&mock.client, context(&mock), None, capabilities);
     let _ = tokio::time::timeout(Duration::from_secs(3), controllers).await;
     calls.extend(mock.calls());
 

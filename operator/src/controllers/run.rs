@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::Api;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -20,8 +18,10 @@ use tokio::sync::watch;
 
 use super::http::{Health, serve};
 use super::metrics::Metrics;
-use super::realm::fetch::referenced_secrets;
+use super::realm::apply::prunable_kinds;
+use super::realm::fetch::{installed_capabilities, referenced_secrets};
 use super::{Context, ReconcileError, failure_key, leader, rate_limit, realm, retention, tolerant};
+use crate::resources::Capabilities;
 use crate::resources::meta::{MANAGED_BY, labels};
 
 /// Options of `run`.
@@ -92,7 +92,13 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     tracing::info!("leading: starting controllers");
 
     let ctx = Arc::new(Context::new(client.clone(), metrics));
-    let controllers = controllers(&client, ctx, options.namespace.as_deref());
+    let capabilities = installed_capabilities(&client).await?;
+    tracing::info!(
+        cert_manager = capabilities.cert_manager,
+        prometheus_operator = capabilities.prometheus_operator,
+        "third-party kinds watched"
+    );
+    let controllers = controllers(&client, ctx, options.namespace.as_deref(), capabilities);
 
     let lost = async move {
         let _ = leading.wait_for(|leads| !*leads).await;
@@ -106,40 +112,52 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     }
 }
 
+/// The realm a child belongs to, from its `app.kubernetes.io/instance` label (children of
+/// a RetentionPolicy, like its CronJob, carry the realm's labels too).
+fn realm_of<K: Resource>(child: &K) -> Option<ObjectRef<AuthRealm>> {
+    let meta = child.meta();
+    let realm = meta.labels.as_ref()?.get(labels::INSTANCE)?;
+    Some(ObjectRef::new(realm).within(meta.namespace.as_deref()?))
+}
+
 /// The three controllers (and every watch they need) as one future that ends when they all
-/// stop (on a signal). Separate from [`run`] so the unit tests can list the API calls the
+/// stop (on a signal). Every kind the realm controller prunes is watched (metadata only, by
+/// the operator's label), so a child deleted or changed by someone else is put back at once
+/// rather than at the next resync; third-party kinds only when their CRDs are installed
+/// (`capabilities`). Separate from [`run`] so the unit tests can list the API calls the
 /// watches make against a mocked API server.
 pub fn controllers(
     client: &Client,
     ctx: Arc<Context>,
     namespace: Option<&str>,
+    capabilities: Capabilities,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let ns = namespace;
     let owned_selector = format!("{}={MANAGED_BY}", labels::MANAGED_BY);
 
     let (realm_cache, realm_changes) = tolerant::cached::<AuthRealm>(client, ns);
-    let realms = Controller::for_stream(realm_changes, realm_cache);
+    let mut realms = Controller::for_stream(realm_changes, realm_cache);
     let store = realms.store();
     // Children and Secrets are watched as metadata only: the operator never caches their
     // contents (a Secret's data stays in the API server), it only learns that they changed.
-    let owned = || watcher::Config::default().labels(&owned_selector);
+    for resource in prunable_kinds(capabilities) {
+        if resource.kind == "Secret" {
+            continue; // every Secret is watched below
+        }
+        let api: Api<PartialObjectMeta<DynamicObject>> = match ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let changes = watcher::watcher(api, watcher::Config::default().labels(&owned_selector))
+            .default_backoff()
+            .touched_objects();
+        realms = realms.watches_stream_with(
+            changes,
+            |child: PartialObjectMeta<DynamicObject>| realm_of(&child),
+            resource,
+        );
+    }
     let realm_controller = realms
-        .owns_stream(
-            watcher::watcher(api::<PartialObjectMeta<Deployment>>(client, ns), owned())
-                .touched_objects(),
-        )
-        .owns_stream(
-            watcher::watcher(api::<PartialObjectMeta<ConfigMap>>(client, ns), owned())
-                .touched_objects(),
-        )
-        .owns_stream(
-            watcher::watcher(api::<PartialObjectMeta<Service>>(client, ns), owned())
-                .touched_objects(),
-        )
-        .owns_stream(
-            watcher::watcher(api::<PartialObjectMeta<CronJob>>(client, ns), owned())
-                .touched_objects(),
-        )
         .watches_stream(tolerant::objects::<RateLimitPolicy>(client, ns), |p| {
             target(&p, &p.spec.target_ref.name)
         })
@@ -151,21 +169,28 @@ pub fn controllers(
                 api::<PartialObjectMeta<Secret>>(client, ns),
                 watcher::Config::default(),
             )
+            .default_backoff()
             .touched_objects(),
             move |secret: PartialObjectMeta<Secret>| {
-                // A referenced Secret (or the keys Secret) changed: reconcile the realms using it.
+                // A referenced Secret, or one the operator wrote for a realm, changed:
+                // reconcile the realms it belongs to.
                 let namespace = secret.namespace();
                 let name = secret.name_any();
-                store
+                let owned = secret
+                    .labels()
+                    .get(labels::MANAGED_BY)
+                    .is_some_and(|m| m == MANAGED_BY);
+                let mut realms: Vec<ObjectRef<AuthRealm>> = store
                     .state()
                     .into_iter()
                     .filter(|r| r.namespace() == namespace)
-                    .filter(|r| {
-                        referenced_secrets(r).iter().any(|(s, _)| *s == name)
-                            || crate::resources::meta::names::keys(&r.name_any()) == name
-                    })
+                    .filter(|r| referenced_secrets(r).iter().any(|(s, _)| *s == name))
                     .map(|r| ObjectRef::from_obj(&*r))
-                    .collect::<Vec<_>>()
+                    .collect();
+                if owned {
+                    realms.extend(realm_of(&secret));
+                }
+                realms
             },
         )
         .shutdown_on_signal()

@@ -101,6 +101,15 @@ async fn crd_exists(client: &Client, name: &str) -> Result<bool, ReconcileError>
     Ok(get_opt(&api, name).await?.is_some())
 }
 
+/// Which third-party APIs the cluster serves (cert-manager, prometheus-operator).
+pub async fn installed_capabilities(client: &Client) -> Result<Capabilities, ReconcileError> {
+    Ok(Capabilities {
+        cert_manager: crd_exists(client, "certificates.cert-manager.io").await?,
+        prometheus_operator: crd_exists(client, "servicemonitors.monitoring.coreos.com").await?
+            && crd_exists(client, "prometheusrules.monitoring.coreos.com").await?,
+    })
+}
+
 /// Reads the policies, referenced Secrets, existing key material and cluster capabilities.
 pub async fn fetch(client: &Client, realm: &AuthRealm) -> Result<Fetched, ReconcileError> {
     let namespace = realm.namespace().ok_or(ReconcileError::NoNamespace)?;
