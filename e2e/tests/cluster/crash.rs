@@ -23,7 +23,7 @@ async fn s7_an_operator_killed_mid_reconcile_restarts_and_converges_without_dupl
         return;
     };
     let started = Instant::now();
-    let account = operator_setup(&cluster, false).await;
+    let account = operator_setup(&cluster).await;
     let database = cluster.database("e2e_crash").await;
 
     let mut first = Operator::start(&cluster, &account, "crash-1").await;

@@ -858,11 +858,12 @@ pub async fn lease_holder(cluster: &Cluster) -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// Installs what every operator scenario needs (CRDs, the chart's objects) and removes a
-/// Lease an earlier scenario's stopped operator may still hold, so the next one leads at
-/// once. Returns the ServiceAccount token.
-pub async fn operator_setup(cluster: &Cluster, third_party_crds: bool) -> OperatorAccount {
-    cluster.install_crds(third_party_crds).await;
+/// Installs what every operator scenario needs (the CRDs, with the third-party ones the
+/// operator writes, and the chart's objects) and removes a Lease an earlier scenario's
+/// stopped operator may still hold, so the next one leads at once. Returns the
+/// ServiceAccount token.
+pub async fn operator_setup(cluster: &Cluster) -> OperatorAccount {
+    cluster.install_crds(true).await;
     let account = cluster.install_operator_chart().await;
     cluster
         .delete(

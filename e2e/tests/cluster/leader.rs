@@ -15,7 +15,7 @@ async fn s2_the_operator_runs_as_the_charts_service_account_and_one_replica_lead
         return;
     };
     let started = Instant::now();
-    let account = operator_setup(&cluster, false).await;
+    let account = operator_setup(&cluster).await;
 
     let mut first = leading_operator(&cluster, &account, "replica-a").await;
     eventually(

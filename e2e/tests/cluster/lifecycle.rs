@@ -24,7 +24,7 @@ async fn s6_a_retention_run_reports_its_summary_and_realm_deletion_lets_the_gc_r
         return;
     };
     let started = Instant::now();
-    let account = operator_setup(&cluster, false).await;
+    let account = operator_setup(&cluster).await;
     let database = cluster.database("e2e_lifecycle").await;
     let operator = leading_operator(&cluster, &account, "lifecycle").await;
     minimal_realm(&cluster, NS, &database).await;

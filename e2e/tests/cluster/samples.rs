@@ -128,7 +128,7 @@ async fn s3_s4_samples_in_file_order_become_ready_then_the_operator_writes_nothi
         return;
     };
     let started = Instant::now();
-    let account = operator_setup(&cluster, true).await;
+    let account = operator_setup(&cluster).await;
     for namespace in NAMESPACES {
         cluster.namespace(namespace).await;
     }
