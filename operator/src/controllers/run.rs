@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
@@ -23,6 +24,7 @@ use super::realm::fetch::{installed_capabilities, referenced_secrets};
 use super::{Context, ReconcileError, failure_key, leader, rate_limit, realm, retention, tolerant};
 use crate::resources::Capabilities;
 use crate::resources::meta::{MANAGED_BY, labels};
+use crate::resources::retention::RETENTION;
 
 /// Options of `run`.
 #[derive(Clone, Debug)]
@@ -204,7 +206,37 @@ pub fn controllers(
         .for_each(|_| async {});
 
     let (cache, changes) = tolerant::cached::<RetentionPolicy>(client, ns);
-    let retention_controller = Controller::for_stream(changes, cache)
+    let retention = Controller::for_stream(changes, cache);
+    let policies = retention.store();
+    // A retention Job that starts or ends reports a run: reconcile the realm's policies at
+    // once (the Jobs of scheduled runs belong to the CronJob, so the realm label maps them).
+    let retention_jobs = format!(
+        "{}={MANAGED_BY},{}={RETENTION}",
+        labels::MANAGED_BY,
+        labels::COMPONENT
+    );
+    let retention_controller = retention
+        .watches_stream(
+            watcher::watcher(
+                api::<PartialObjectMeta<Job>>(client, ns),
+                watcher::Config::default().labels(&retention_jobs),
+            )
+            .default_backoff()
+            .touched_objects(),
+            move |job: PartialObjectMeta<Job>| {
+                let realm = realm_of(&job);
+                policies
+                    .state()
+                    .into_iter()
+                    .filter(|p| {
+                        realm.as_ref().is_some_and(|r| {
+                            r.name == p.spec.target_ref.name && r.namespace == p.namespace()
+                        })
+                    })
+                    .map(|p| ObjectRef::from_obj(&*p))
+                    .collect::<Vec<_>>()
+            },
+        )
         .shutdown_on_signal()
         .run(retention::reconcile, error_policy, ctx)
         .for_each(|_| async {});
