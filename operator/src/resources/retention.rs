@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::Inputs;
 use super::config::sha256_hex;
 use super::meta::Owner;
-use super::workload::{config_args, pod_template};
+use super::workload::{TERMINATION_LOG, config_args, pod_template};
 
 /// Component label of retention pods, CronJobs and Jobs.
 pub const RETENTION: &str = "retention";
@@ -26,6 +26,9 @@ pub fn run_now_job_name(policy: &str, run_now: &str) -> String {
 fn job_spec(inputs: &Inputs<'_>) -> JobSpec {
     let mut args = vec!["retention".to_owned(), "run".to_owned()];
     args.extend(config_args());
+    // The run's JSON summary goes to the termination message only where the path is given
+    // and exists; the operator reads it from the pod's status.
+    args.extend(["--termination-log".to_owned(), TERMINATION_LOG.to_owned()]);
     if inputs
         .settings
         .retention

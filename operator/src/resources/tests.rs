@@ -830,8 +830,14 @@ fn the_retention_cron_job_runs_the_retention_command_on_the_schedule() {
             "--config",
             "/etc/portcullis/realm.yaml",
             "--secrets-dir",
-            "/var/run/portcullis/secrets"
+            "/var/run/portcullis/secrets",
+            "--termination-log",
+            "/dev/termination-log"
         ]
+    );
+    assert_eq!(
+        pod.containers[0].termination_message_path.as_deref(),
+        Some("/dev/termination-log")
     );
     assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
     assert_eq!(

@@ -40,6 +40,10 @@ pub const AUTHSERVER_BINARY: &str = "/usr/local/bin/portcullis-authserver";
 /// The default image repository.
 pub const DEFAULT_IMAGE: &str = "ghcr.io/portcullis-dev/portcullis";
 
+/// Where the containers' termination message is read from (Kubernetes' default, stated
+/// explicitly: the retention Job passes the same path to `retention run`).
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
 /// `--config` and `--secrets-dir` arguments every auth server command takes.
 pub fn config_args() -> Vec<String> {
     vec![
@@ -301,6 +305,7 @@ pub fn pod_template(
                 ..Default::default()
             },
         ]),
+        termination_message_path: Some(TERMINATION_LOG.to_owned()),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Default::default()
     };
