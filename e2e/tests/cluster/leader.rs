@@ -1,6 +1,6 @@
 //! Scenario 2: the operator chart's objects apply, the operator runs as the chart's
 //! ServiceAccount, one replica takes the Lease and the other stays a follower (reading the
-//! Lease, writing nothing) until the first stops.
+//! Lease, writing nothing) until the first stops and releases it.
 
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,13 @@ async fn s2_the_operator_runs_as_the_charts_service_account_and_one_replica_lead
     )
     .await;
     let takeover = stopped.elapsed();
+    // The stopping leader gave the Lease up: the follower took it at its next round (every
+    // 5 s), without waiting for the 15 s Lease to expire.
+    assert!(first.log().contains("Lease released"), "{}", first.log());
+    assert!(
+        takeover < Duration::from_secs(10),
+        "takeover took {takeover:?}"
+    );
     eventually(
         "replica-b starts its controllers",
         Duration::from_secs(30),

@@ -101,6 +101,39 @@ pub async fn round(
     }
 }
 
+/// Gives the Lease up when this replica holds it (at a graceful stop), so a standby takes
+/// over at its next round instead of waiting for the Lease to expire. A write conflict means
+/// someone else already holds it.
+pub async fn release(api: &Api<Lease>, name: &str, me: &str) -> Result<(), ReconcileError> {
+    let lease = match api.get(name).await {
+        Ok(lease) => lease,
+        Err(error) if is_not_found(&error) => return Ok(()),
+        Err(error) => return Err(ReconcileError::api("get Lease")(error)),
+    };
+    let Some(spec) = lease.spec.as_ref() else {
+        return Ok(());
+    };
+    if spec.holder_identity.as_deref() != Some(me) {
+        return Ok(());
+    }
+    let released = Lease {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            resource_version: lease.metadata.resource_version.clone(),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: None,
+            ..spec.clone()
+        }),
+    };
+    match api.replace(name, &PostParams::default(), &released).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(error) => Err(ReconcileError::api("release Lease")(error)),
+    }
+}
+
 /// Runs the election forever, publishing whether this replica leads.
 pub async fn elect(
     client: Client,
@@ -185,6 +218,32 @@ mod tests {
         assert_eq!(renewed.lease_transitions, Some(1));
         assert_eq!(renewed.acquire_time, Some(MicroTime(at(20))));
         assert_eq!(renewed.renew_time, Some(MicroTime(at(25))));
+    }
+
+    #[tokio::test]
+    async fn a_stopping_holder_releases_the_lease_and_another_replica_takes_it_at_once() {
+        use crate::controllers::mock::{Mock, World};
+        let path = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/op";
+        let mut world = World::default();
+        world.objects.insert(
+            path.into(),
+            serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "op", "resourceVersion": "7"},
+                "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": "2027-01-15T07:59:59.000000Z"}}),
+        );
+        let mock = Mock::start(world);
+        let api: Api<Lease> = Api::namespaced(mock.client.clone(), "ops");
+        release(&api, "op", "a").await.unwrap();
+        assert_eq!(mock.lines(), [format!("GET {path}"), format!("PUT {path}")]);
+        let put = &mock.calls()[1].body;
+        assert_eq!(put["metadata"]["resourceVersion"], "7");
+        assert!(put["spec"].get("holderIdentity").is_none(), "{put}");
+        // A released Lease is free for anyone, although its renewal is recent.
+        let spec: LeaseSpec = serde_json::from_value(put["spec"].clone()).unwrap();
+        assert_eq!(decide(Some(&spec), "b", at(0)), Decision::Acquire);
+        // Another replica's Lease is left alone.
+        release(&api, "op", "b").await.unwrap();
+        assert_eq!(mock.lines().len(), 3, "only read");
     }
 
     #[tokio::test]

@@ -82,7 +82,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     health.ready.store(true, Ordering::Relaxed);
 
     let (leading_tx, mut leading) = watch::channel(false);
-    tokio::spawn(leader::elect(
+    let election = tokio::spawn(leader::elect(
         client.clone(),
         options.lease_namespace.clone(),
         options.lease_name.clone(),
@@ -107,7 +107,13 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     };
     tokio::select! {
         () = controllers => {
-            tracing::info!("controllers stopped");
+            // A graceful stop (SIGTERM): give the Lease up so a standby leads at once.
+            election.abort();
+            let leases = Api::namespaced(client.clone(), &options.lease_namespace);
+            if let Err(error) = leader::release(&leases, &options.lease_name, &options.identity).await {
+                tracing::warn!(%error, "cannot release the Lease; it expires on its own");
+            }
+            tracing::info!("controllers stopped, Lease released");
             Ok(())
         }
         () = lost => anyhow::bail!("leadership lost; exiting so that only the leader writes"),
