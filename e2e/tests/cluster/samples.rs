@@ -117,6 +117,7 @@ async fn check_children(
                 .unwrap_or_else(|| panic!("{what}: owner missing"));
             assert_eq!(owner["uid"], owner_object["metadata"]["uid"], "{what}");
         }
+        assert_named_managers(&object, &what);
         seen.insert(what, object);
     }
     seen
@@ -225,6 +226,17 @@ async fn s3_s4_samples_in_file_order_become_ready_then_the_operator_writes_nothi
         "{}",
         policies[1]["status"]
     );
+    for object in [&acme, &demo, &policies[0], &policies[1]] {
+        let what = format!("{} {}", object["kind"], object["metadata"]["name"]);
+        assert_named_managers(object, &what);
+        let status_manager = object["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["subresource"] == "status")
+            .map(|m| m["manager"].clone());
+        assert_eq!(status_manager, Some(json!(OPERATOR_MANAGER)), "{what}");
+    }
 
     // Every child the operator's renderer names exists, labelled and owned; nothing else
     // carrying the realms' labels exists.
@@ -359,6 +371,21 @@ async fn s3_s4_samples_in_file_order_become_ready_then_the_operator_writes_nothi
     eprintln!(
         "scenarios 3+4 took {:?}: both realms Ready after {ready_after:?}, settled {settled:?} later, steady-state window {window:?}",
         started.elapsed()
+    );
+}
+
+/// Every write is attributed to a named field manager (the operator's writes without an
+/// explicit one are named after its User-Agent), none to "unknown".
+fn assert_named_managers(object: &Value, what: &str) {
+    let managers: Vec<&str> = object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert!(
+        !managers.contains(&"unknown"),
+        "{what}: managers {managers:?}"
     );
 }
 

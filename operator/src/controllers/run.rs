@@ -69,7 +69,15 @@ fn target<K: ResourceExt>(policy: &K, name: &str) -> Option<ObjectRef<AuthRealm>
 /// Runs until a signal, or until leadership is lost (the process then exits so a fresh
 /// replica can stand by; the Deployment restarts it).
 pub async fn run(options: RunOptions) -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
+    let mut config = kube::Config::infer().await?;
+    // The API server names the field manager of a write without one (status and finalizer
+    // patches, Events, the Lease) after the User-Agent: the operator's own name, as for its
+    // server-side applies, instead of "unknown".
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("portcullis-operator/", env!("CARGO_PKG_VERSION"))),
+    ));
+    let client = Client::try_from(config)?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health {
         ready: Default::default(),
