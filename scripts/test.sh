@@ -44,4 +44,5 @@ else
   esac
 fi
 
-cargo test --locked --workspace
+# --no-fail-fast: a CI log shows every failing suite, not only the first.
+cargo test --locked --workspace --no-fail-fast
