@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod privacy;
 pub mod secrets;
 pub mod server;
+pub mod settings_check;
 pub mod store;
 
 /// Installs rustls' ring provider as the process default; reqwest and lettre are built without

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use lettre::message::{Mailbox, header::ContentType};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 /// A message to send; bodies are built from these templates only.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +47,11 @@ pub enum MailError {
     /// SMTP delivery failed.
     #[error("SMTP delivery failed: {0}")]
     Smtp(String),
+    /// The SMTP URL would send credentials and tokens in clear.
+    #[error(
+        "smtp-url must use TLS: smtps:// or smtp://...?tls=required (plain smtp:// only to a loopback host)"
+    )]
+    Cleartext,
     /// Writing the .eml file failed.
     #[error("cannot write {path}: {source}")]
     File {
@@ -90,6 +95,11 @@ impl Mailer {
         let from: Mailbox = from
             .parse()
             .map_err(|e| MailError::Build(format!("sender {from}: {e}")))?;
+        if let Some(url) = smtp_url
+            && !encrypts_or_stays_local(url)
+        {
+            return Err(MailError::Cleartext);
+        }
         let smtp = smtp_url
             .map(|url| {
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
@@ -169,11 +179,14 @@ impl Mailer {
         }
     }
 
-    /// Builds and delivers a message to every configured sink.
+    /// Builds and delivers a message to every configured sink. `to` is a bare address
+    /// (addr-spec); a display-name form like `a<b@evil.com>` is refused, never parsed.
     pub async fn send(&self, to: &str, mail: &Mail) -> Result<(), MailError> {
-        let to: Mailbox = to
-            .parse()
-            .map_err(|e| MailError::Build(format!("recipient: {e}")))?;
+        let to = Mailbox::new(
+            None,
+            to.parse::<Address>()
+                .map_err(|e| MailError::Build(format!("recipient: {e}")))?,
+        );
         let (subject, body) = self.render(mail);
         let message = Message::builder()
             .from(self.from.clone())
@@ -200,6 +213,31 @@ impl Mailer {
         }
         Ok(())
     }
+}
+
+/// Whether an SMTP URL protects what it carries (passwords, reset tokens): implicit TLS
+/// (`smtps://`), required STARTTLS (`?tls=required`), or a server on this host.
+fn encrypts_or_stays_local(url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        // lettre refuses it with its own message.
+        return true;
+    };
+    let tls_required = url
+        .query_pairs()
+        .any(|(key, value)| key == "tls" && value == "required");
+    let loopback = match url.host() {
+        // `smtp` is not a special scheme for the URL parser: IPv4 hosts arrive as names.
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    url.scheme() == "smtps" || tls_required || loopback
 }
 
 #[cfg(test)]
@@ -241,6 +279,53 @@ mod tests {
             eml.contains("https://auth.example.com/verify-email?token=tok123"),
             "{eml}"
         );
+    }
+
+    fn with_smtp(url: &str) -> Result<Mailer, MailError> {
+        Mailer::new("a@example.com", "https://x", "r", Some(url), None)
+    }
+
+    #[tokio::test]
+    async fn smtp_without_tls_is_refused_unless_the_server_is_on_loopback() {
+        for clear in [
+            "smtp://user:secret@mail.example.com:587",
+            "smtp://mail.example.com:25?tls=opportunistic",
+        ] {
+            let error = with_smtp(clear).unwrap_err().to_string();
+            assert!(error.contains("TLS"), "{clear}: {error}");
+            assert!(!error.contains("secret"), "never echo the URL: {error}");
+        }
+        for ok in [
+            "smtps://user:secret@mail.example.com:465",
+            "smtp://user:secret@mail.example.com:587?tls=required",
+            "smtp://127.0.0.1:2525",
+            "smtp://localhost:25",
+            "smtp://[::1]:25",
+        ] {
+            if let Err(error) = with_smtp(ok) {
+                panic!("{ok}: {error}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recipient_with_a_display_name_is_never_parsed_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = Mailer::new(
+            "no-reply@auth.example.com",
+            "https://auth.example.com",
+            "demo",
+            None,
+            Some(dir.path().into()),
+        )
+        .unwrap();
+        assert!(
+            mailer
+                .send("a<b@evil.com>", &Mail::PasswordChanged)
+                .await
+                .is_err()
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use portcullis_authserver::mail::Mailer;
 use portcullis_authserver::privacy::retention;
 use portcullis_authserver::server::{self, ServiceParts};
 use portcullis_authserver::store::postgres::Db;
-use portcullis_authserver::{install_crypto_provider, secrets};
+use portcullis_authserver::{install_crypto_provider, secrets, settings_check};
 use portcullis_crds::RealmSettings;
 
 /// The Portcullis auth server. Without a subcommand it serves (`serve`).
@@ -207,6 +207,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::CheckConfig { config }) => {
             let settings = server::load_settings(&config)?;
             println!("{}", serde_json::to_string_pretty(&summary(&settings))?);
+            let missing = settings_check::unimplemented_features(&settings);
+            if !missing.is_empty() {
+                say!(
+                    "warning: `serve` refuses this realm until these are implemented: {}",
+                    missing.join(", ")
+                );
+            }
             Ok(())
         }
         Some(Command::Retention {
@@ -400,6 +407,7 @@ fn summary(settings: &RealmSettings) -> serde_json::Value {
             "limits": limits,
             "nginx": settings.rate_limits.nginx,
         },
+        "notImplemented": settings_check::unimplemented_features(settings),
         "retention": settings.retention.as_ref().map(|r| serde_json::json!({
             "policy": r.policy,
             "schedule": r.schedule_text,

@@ -16,6 +16,7 @@ use crate::http::{self, state::AppState};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::secrets::Secrets;
+use crate::settings_check;
 use crate::store::kv::Kv;
 use crate::store::postgres::Db;
 
@@ -34,6 +35,12 @@ pub enum StartupError {
     /// A dependency could not be reached.
     #[error("{0}")]
     Dependency(String),
+    /// The realm asks for features this version does not implement.
+    #[error(
+        "the realm asks for what this auth server version has not implemented: {}; remove them or run a version that has them",
+        .0.join(", ")
+    )]
+    Unimplemented(Vec<String>),
 }
 
 /// Reads a realm's manifests from one or more YAML files and derives its settings.
@@ -46,7 +53,10 @@ pub fn load_settings(paths: &[PathBuf]) -> Result<RealmSettings, StartupError> {
         yaml.push_str(&text);
     }
     let manifests = parse_manifests(&yaml).map_err(|e| StartupError::Config(e.to_string()))?;
-    RealmSettings::from_manifests(&manifests).map_err(|e| StartupError::Config(e.to_string()))
+    let settings = RealmSettings::from_manifests(&manifests)
+        .map_err(|e| StartupError::Config(e.to_string()))?;
+    settings_check::check(&settings).map_err(StartupError::Config)?;
+    Ok(settings)
 }
 
 /// The sender of the realm's mail: `notifications.smtp.from`, else `no-reply@<issuer host>`.
@@ -96,6 +106,11 @@ pub fn build_service(parts: ServiceParts) -> Result<(Arc<AuthService>, String), 
         breach_list,
         hash_permits,
     } = parts;
+    settings_check::check(&settings).map_err(StartupError::Config)?;
+    let missing = settings_check::unimplemented_features(&settings);
+    if !missing.is_empty() {
+        return Err(StartupError::Unimplemented(missing));
+    }
     let spec = &settings.spec;
     if spec.tokens.signing_algorithm != portcullis_crds::realm::SigningAlgorithm::ES256 {
         return Err(StartupError::Config(format!(

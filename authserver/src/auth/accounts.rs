@@ -396,7 +396,7 @@ impl AuthService {
                 now + RESET_TTL,
             )
             .await?;
-        self.notify(&user.email, Mail::PasswordReset { token })
+        self.notify(&user.email_canonical, Mail::PasswordReset { token })
             .await;
         tracing::info!(target: "audit", event = "password_reset_requested", user_id = %user.id, "password reset mailed");
         Ok(())
@@ -447,11 +447,13 @@ impl AuthService {
             .set_password(user.id, &stored.hash, &stored.pepper_version, now)
             .await?;
         self.db.set_email_verified(user.id, now).await?;
+        self.db
+            .void_one_time_tokens(user.id, TokenPurpose::PasswordReset, now)
+            .await?;
         self.end_sessions(user.id, None).await?;
-        if let Ok(canonical) = canonical_email("email", &user.email) {
-            self.kv.clear_attempts(&canonical).await?;
-        }
-        self.notify(&user.email, Mail::PasswordChanged).await;
+        self.kv.clear_attempts(&user.email_canonical).await?;
+        self.notify(&user.email_canonical, Mail::PasswordChanged)
+            .await;
         tracing::info!(target: "audit", event = "password_reset", user_id = %user.id, "password reset");
         Ok(())
     }
@@ -529,7 +531,7 @@ impl AuthService {
                         && self.settings.spec.lockout.notify_user
                     {
                         self.notify(
-                            &user.email,
+                            &user.email_canonical,
                             Mail::AccountLocked {
                                 minutes: lock.as_secs().div_ceil(60),
                             },
@@ -730,8 +732,7 @@ impl AuthService {
         new: &str,
     ) -> Result<(), AuthError> {
         let user = self.active_user(principal).await?;
-        let identifier = canonical_email("email", &user.email)
-            .map_err(|_| AuthError::Internal("stored email invalid".into()))?;
+        let identifier = user.email_canonical.clone();
         let rules = self.lockout_rules();
         if let AttemptDecision::Locked { retry_after } = self
             .kv
@@ -781,9 +782,13 @@ impl AuthService {
         self.db
             .set_password(user.id, &hash.hash, &hash.pepper_version, now)
             .await?;
+        self.db
+            .void_one_time_tokens(user.id, TokenPurpose::PasswordReset, now)
+            .await?;
         self.end_sessions(user.id, Some(&principal.session_id))
             .await?;
-        self.notify(&user.email, Mail::PasswordChanged).await;
+        self.notify(&user.email_canonical, Mail::PasswordChanged)
+            .await;
         tracing::info!(target: "audit", event = "password_changed", user_id = %user.id, "password changed");
         Ok(())
     }
@@ -906,8 +911,7 @@ impl AuthService {
     /// Admin: clears a user's failures and lock.
     pub async fn unlock(&self, user: Uuid) -> Result<(), AuthError> {
         let user = self.db.user_by_id(user).await?.ok_or(AuthError::NotFound)?;
-        let identifier = canonical_email("email", &user.email)
-            .map_err(|_| AuthError::Internal("stored email invalid".into()))?;
+        let identifier = user.email_canonical.clone();
         self.kv.clear_attempts(&identifier).await?;
         tracing::info!(target: "audit", event = "admin_unlock", user_id = %user.id, "account unlocked by an admin");
         Ok(())

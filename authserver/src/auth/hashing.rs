@@ -41,6 +41,7 @@ pub struct PasswordHasher {
     pool: Semaphore,
     dummy: StoredHash,
     verifications: AtomicU64,
+    work: AtomicU64,
 }
 
 impl std::fmt::Debug for Pepper {
@@ -57,6 +58,12 @@ fn pepper(key: &[u8], password: &str) -> String {
     };
     mac.update(password.as_bytes());
     STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// How many verifications of a hash of `stored_cost` take as long as one at `current_cost`:
+/// each cost step doubles the work. At least one; hashes at or above the current cost run once.
+fn runs_to_match(stored_cost: u32, current_cost: u32) -> u64 {
+    1u64 << current_cost.saturating_sub(stored_cost).min(20)
 }
 
 /// The cost a bcrypt string was made with.
@@ -85,12 +92,18 @@ impl PasswordHasher {
             cost,
             pool: Semaphore::new(permits.max(1)),
             verifications: AtomicU64::new(0),
+            work: AtomicU64::new(0),
         }))
     }
 
     /// bcrypt verifications run so far (known and unknown accounts alike).
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// bcrypt work done by verifications so far, in rounds (`2^cost` per run).
+    pub fn work(&self) -> u64 {
+        self.work.load(Ordering::Relaxed)
     }
 
     /// Runs `work` on the blocking pool once a permit is free.
@@ -146,6 +159,8 @@ impl PasswordHasher {
                 self.dummy.hash.clone(),
             );
             self.verifications.fetch_add(1, Ordering::Relaxed);
+            self.work
+                .fetch_add(1u64 << self.cost.min(31), Ordering::Relaxed);
             let _ = self.on_pool(move || bcrypt::verify(input, &hash)).await?;
             return Ok(Verified {
                 ok: false,
@@ -154,9 +169,21 @@ impl PasswordHasher {
         };
         let input = pepper(&key.key, password);
         let hash = target.hash.clone();
+        let stored_cost = bcrypt_cost(&hash).unwrap_or(self.cost);
+        let runs = runs_to_match(stored_cost, self.cost);
         self.verifications.fetch_add(1, Ordering::Relaxed);
+        self.work
+            .fetch_add(runs << stored_cost.min(31), Ordering::Relaxed);
+        // A hash made before a cost raise verifies faster; repeating it makes the answer take
+        // as long as for an unknown account (the dummy is at the current cost).
         let ok = self
-            .on_pool(move || bcrypt::verify(input, &hash).unwrap_or(false))
+            .on_pool(move || {
+                let mut ok = false;
+                for _ in 0..runs {
+                    ok = bcrypt::verify(&input, &hash).unwrap_or(false);
+                }
+                ok
+            })
             .await?;
         let current_version = self.peppers.first().map(|p| p.version.as_str());
         let needs_upgrade = ok
@@ -253,6 +280,27 @@ mod tests {
         let rotated = PasswordHasher::new(peppers(&["v2", "v1"]), 4, 2).unwrap();
         let v = rotated.verify("pw", Some(&stored)).await.unwrap();
         assert!(v.ok && v.needs_upgrade);
+    }
+
+    #[tokio::test]
+    async fn a_hash_made_at_a_lower_cost_costs_as_much_as_one_at_the_current_cost() {
+        let old = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
+        let stored = old.hash("pw").await.unwrap();
+        let raised = PasswordHasher::new(peppers(&["v1"]), 6, 2).unwrap();
+        let before = raised.work();
+        assert!(!raised.verify("wrong", Some(&stored)).await.unwrap().ok);
+        assert_eq!(
+            raised.work() - before,
+            1 << 6,
+            "as much work as one run at cost 6"
+        );
+        let before = raised.work();
+        raised.verify("wrong", None).await.unwrap();
+        assert_eq!(
+            raised.work() - before,
+            1 << 6,
+            "the dummy for unknown accounts"
+        );
     }
 
     #[test]

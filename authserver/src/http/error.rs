@@ -92,6 +92,39 @@ impl ApiError {
         )
     }
 
+    /// An answer for a bare status (see `middleware::problem_for_every_error`): the code is
+    /// the status' reason in snake_case; 5xx details are never passed on.
+    pub fn from_status(status: StatusCode, detail: String) -> Self {
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let code = match status.as_u16() {
+            400 => "bad_request",
+            401 => "unauthenticated",
+            403 => "forbidden",
+            404 => "not_found",
+            405 => "method_not_allowed",
+            408 => "request_timeout",
+            411 => "length_required",
+            413 => "payload_too_large",
+            415 => "unsupported_media_type",
+            422 => "unprocessable_content",
+            429 => "rate_limited",
+            503 => "service_unavailable",
+            s if s >= 500 => "internal_error",
+            _ => "client_error",
+        };
+        let detail = if status.is_server_error() || detail.is_empty() {
+            reason.to_lowercase()
+        } else {
+            detail
+        };
+        let title = if status.is_server_error() {
+            "Server error"
+        } else {
+            "Request refused"
+        };
+        Self::new(status, code, title, detail)
+    }
+
     /// 400 for a malformed request.
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, "Bad request", detail)

@@ -146,3 +146,39 @@ pub async fn body_limit(request: Request, next: Next) -> Response {
     }
     next.run(request).await
 }
+
+/// Turns any error answer that is not JSON (a rejection of an extractor added
+/// without its problem wrapper, a framework default) into one, so every error a client sees
+/// has the same shape. Bodies of 4xx answers are short texts written for clients; 5xx bodies
+/// are replaced, never shown.
+pub async fn problem_for_every_error(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    // Structured answers stay: problem+json, and JSON a handler chose (e.g. readiness checks).
+    let is_structured = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| {
+            v.as_bytes() == super::error::PROBLEM_JSON.as_bytes()
+                || v.as_bytes() == b"application/json"
+        });
+    if !(status.is_client_error() || status.is_server_error()) || is_structured {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let detail = if status.is_client_error() {
+        match axum::body::to_bytes(body, 4 * 1024).await {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+            Err(_) => String::new(),
+        }
+    } else {
+        String::new()
+    };
+    let mut problem = ApiError::from_status(status, detail).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
+}

@@ -17,6 +17,8 @@ pub struct UserRow {
     pub id: Uuid,
     /// Email as entered.
     pub email: String,
+    /// Canonical email: the address that is verified and that every mail goes to.
+    pub email_canonical: String,
     /// Display name.
     pub display_name: Option<String>,
     /// bcrypt hash.
@@ -118,9 +120,9 @@ pub struct Db {
     pool: PgPool,
 }
 
-const USER_BY_ID: &str = "SELECT id, email, display_name, password_hash, pepper_version, email_verified, \
+const USER_BY_ID: &str = "SELECT id, email, email_canonical, display_name, password_hash, pepper_version, email_verified, \
      disabled, created_at FROM users WHERE id = $1";
-const USER_BY_EMAIL: &str = "SELECT id, email, display_name, password_hash, pepper_version, email_verified, \
+const USER_BY_EMAIL: &str = "SELECT id, email, email_canonical, display_name, password_hash, pepper_version, email_verified, \
      disabled, created_at FROM users WHERE email_canonical = $1";
 
 impl Db {
@@ -328,6 +330,25 @@ impl Db {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.get("user_id")))
+    }
+
+    /// Uses up every outstanding token of `purpose` of a user (a reset succeeded, or the
+    /// password changed: older reset links must not set it again).
+    pub async fn void_one_time_tokens(
+        &self,
+        user: Uuid,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE one_time_tokens SET used_at = $3 WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
+        )
+        .bind(user)
+        .bind(purpose.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Stores a refresh token.
@@ -576,7 +597,7 @@ impl Db {
         act: OffsetDateTime,
     ) -> Result<Vec<(Uuid, String, OffsetDateTime)>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, email, COALESCE(last_login_at, created_at) FROM users WHERE NOT disabled \
+            "SELECT id, email_canonical, COALESCE(last_login_at, created_at) FROM users WHERE NOT disabled \
              AND inactivity_warned_at IS NULL AND COALESCE(last_login_at, created_at) < $1 \
              AND COALESCE(last_login_at, created_at) >= $2",
         )

@@ -237,3 +237,61 @@ async fn the_server_describes_itself_in_openapi_3_1(pool: PgPool) {
         }
     }
 }
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn a_path_segment_that_is_not_utf8_answers_in_the_problem_format(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let login = server.user("alice@example.com").await;
+    let session = server
+        .call(
+            Method::DELETE,
+            "/api/v1/me/sessions/%ff%fe",
+            None,
+            &cookie(&login),
+        )
+        .await;
+    let admin = server
+        .admin_call(Method::POST, "/admin/v1/users/%ff/unlock")
+        .await;
+    for answer in [session, admin] {
+        assert_eq!(answer.status, 400, "{answer:?}");
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/problem+json"),
+            "{answer:?}"
+        );
+        assert_eq!(answer.code(), "invalid_path");
+    }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn a_bad_admin_query_answers_in_the_problem_format(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    for query in ["", "?email=a@example.com&email=b@example.com", "?mail=x"] {
+        let answer = server
+            .admin_call(Method::GET, &format!("/admin/v1/users{query}"))
+            .await;
+        assert_eq!(answer.status, 400, "{query}: {answer:?}");
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/problem+json"),
+            "{query}"
+        );
+        assert_eq!(answer.code(), "invalid_query", "{query}");
+    }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn a_json_array_is_not_an_object_body(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    server.register("alice@example.com", PASSWORD).await;
+    let answer = server
+        .post("/api/v1/login", json!(["alice@example.com", PASSWORD]))
+        .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (400, "invalid_body"),
+        "{answer:?}"
+    );
+    assert!(answer.session_cookie().is_none());
+}

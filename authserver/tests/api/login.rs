@@ -65,7 +65,16 @@ async fn unknown_accounts_cost_a_bcrypt_verification_too(pool: PgPool) {
 
 #[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
 async fn five_failures_lock_known_and_unknown_identifiers_alike(pool: PgPool) {
-    let server = start(pool, Options::default()).await;
+    // A stopped clock: both locks are equally far from their end when compared.
+    let clock = portcullis_authserver::clock::Clock::manual(time::OffsetDateTime::now_utc());
+    let server = start(
+        pool,
+        Options {
+            clock,
+            ..Options::default()
+        },
+    )
+    .await;
     server.register("alice@example.com", PASSWORD).await;
     for email in ["alice@example.com", "nobody@example.com"] {
         for _ in 0..5 {
@@ -550,4 +559,52 @@ async fn a_disabled_account_cannot_log_in_and_loses_its_sessions(pool: PgPool) {
     assert_eq!(server.get("/api/v1/me", &cookie(&login)).await.status, 401);
     let again = server.login("alice@example.com", PASSWORD).await;
     assert_eq!((again.status, again.code()), (403, "account_disabled"));
+}
+
+/// The `ip` the session list shows for a login sent with `forwarded` (one header per entry) by
+/// a peer in the realm's trusted proxies.
+async fn session_ip_behind_a_proxy(server: &TestServer, forwarded: &[&str]) -> String {
+    let mut request = server
+        .http
+        .post(format!("{}/api/v1/login", server.base))
+        .json(&json!({"email": "alice@example.com", "password": PASSWORD}));
+    for value in forwarded {
+        request = request.header("x-forwarded-for", *value);
+    }
+    let login = read(request.send().await.unwrap()).await;
+    assert_eq!(login.status, 200, "{login:?}");
+    let list = server.get("/api/v1/me/sessions", &cookie(&login)).await;
+    let current = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()
+        .clone();
+    current["ip"].as_str().unwrap().to_owned()
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn a_spoofed_leftmost_forwarded_address_never_wins(pool: PgPool) {
+    let server = start(
+        pool,
+        Options::spec(|s| s.trusted_proxies = vec!["127.0.0.1/32".into()]),
+    )
+    .await;
+    server.register("alice@example.com", PASSWORD).await;
+    assert_eq!(
+        session_ip_behind_a_proxy(&server, &["6.6.6.6, 198.51.100.7"]).await,
+        "198.51.100.7"
+    );
+    assert_eq!(
+        session_ip_behind_a_proxy(&server, &["6.6.6.6, not-an-address"]).await,
+        "127.0.0.1",
+        "an unreadable entry stops the walk at the proxy that wrote it"
+    );
+    assert_eq!(
+        session_ip_behind_a_proxy(&server, &["6.6.6.6", "198.51.100.7"]).await,
+        "198.51.100.7",
+        "every X-Forwarded-For header counts, in order"
+    );
 }

@@ -8,5 +8,6 @@ mod http;
 mod login;
 mod registration;
 mod retention;
+mod startup;
 mod support;
 mod tokens;

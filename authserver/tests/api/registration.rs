@@ -302,3 +302,107 @@ async fn a_reset_token_expires_after_30_minutes(pool: PgPool) {
         .await;
     assert_eq!((late.status, late.code()), (400, "invalid_token"));
 }
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn an_address_with_a_display_name_part_is_refused(pool: PgPool) {
+    let server = start(pool, verifying()).await;
+    for email in [
+        "a<b@evil.com>",
+        "Bob <bob@example.com>",
+        "\"a\"@example.com",
+    ] {
+        let answer = server.register(email, PASSWORD).await;
+        assert_eq!(
+            (answer.status, answer.violation_codes()),
+            (400, vec!["invalid_email".to_owned()]),
+            "{email}"
+        );
+    }
+    assert!(server.mails().is_empty(), "nobody was mailed");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn every_mail_goes_to_the_address_that_was_verified(pool: PgPool) {
+    let server = start(pool, verifying()).await;
+    server.register("  Alice@Example.COM ", PASSWORD).await;
+    let token = server.mailed_code("Verification code:").await;
+    server
+        .post("/api/v1/verify-email", json!({"token": token}))
+        .await;
+    server
+        .post(
+            "/api/v1/password-reset",
+            json!({"email": "alice@example.com"}),
+        )
+        .await;
+    server.mailed_code("Reset code:").await;
+    let mails = server.mails();
+    assert_eq!(mails.len(), 2);
+    for mail in mails {
+        assert!(mail.contains("To: alice@example.com\r\n"), "{mail}");
+    }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn a_successful_reset_voids_every_other_reset_token(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    server.register("alice@example.com", PASSWORD).await;
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        server
+            .post(
+                "/api/v1/password-reset",
+                json!({"email": "alice@example.com"}),
+            )
+            .await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while server.mails().len() == tokens.len() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokens.push(server.mailed_code("Reset code:").await);
+    }
+    assert_ne!(tokens[0], tokens[1]);
+    let done = server
+        .post(
+            "/api/v1/password-reset/confirm",
+            json!({"token": tokens[1], "new_password": OTHER_PASSWORD}),
+        )
+        .await;
+    assert_eq!(done.status, 204, "{done:?}");
+    let older = server
+        .post(
+            "/api/v1/password-reset/confirm",
+            json!({"token": tokens[0], "new_password": "Marigold-Harbor-31-Velvet"}),
+        )
+        .await;
+    assert_eq!((older.status, older.code()), (400, "invalid_token"));
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+async fn a_password_change_voids_outstanding_reset_tokens(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let login = server.user("alice@example.com").await;
+    server
+        .post(
+            "/api/v1/password-reset",
+            json!({"email": "alice@example.com"}),
+        )
+        .await;
+    let token = server.mailed_code("Reset code:").await;
+    let changed = server
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/me/password",
+            Some(json!({"current_password": PASSWORD, "new_password": OTHER_PASSWORD})),
+            &cookie(&login),
+        )
+        .await;
+    assert_eq!(changed.status, 204, "{changed:?}");
+    let late = server
+        .post(
+            "/api/v1/password-reset/confirm",
+            json!({"token": token, "new_password": "Marigold-Harbor-31-Velvet"}),
+        )
+        .await;
+    assert_eq!((late.status, late.code()), (400, "invalid_token"));
+}

@@ -22,7 +22,7 @@ use tempfile::TempDir;
 pub const PASSWORD: &str = "Tangerine-Orbit-42-Quiet";
 pub const OTHER_PASSWORD: &str = "Saffron-Canyon-97-Lantern";
 
-const BASE_REALM: &str = "apiVersion: portcullis.dev/v1alpha1
+pub const BASE_REALM: &str = "apiVersion: portcullis.dev/v1alpha1
 kind: AuthRealm
 metadata: {name: test}
 spec:

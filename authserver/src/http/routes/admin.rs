@@ -1,6 +1,6 @@
 //! The admin listener: health, readiness, metrics and the admin API (bearer admin token).
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::AuthError;
 use crate::http::error::ApiError;
+use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::state::AppState;
 
 /// The routes of the admin listener.
@@ -99,6 +100,7 @@ fn user_id(text: &str) -> Result<Uuid, ApiError> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UserQuery {
     email: String,
 }
@@ -106,7 +108,7 @@ struct UserQuery {
 async fn find_user(
     State(state): State<AppState>,
     _: Admin,
-    Query(query): Query<UserQuery>,
+    ApiQuery(query): ApiQuery<UserQuery>,
 ) -> Result<Response, ApiError> {
     let user = state
         .service
@@ -125,7 +127,7 @@ async fn find_user(
 async fn unlock(
     State(state): State<AppState>,
     _: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     state.service.unlock(user_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -134,7 +136,7 @@ async fn unlock(
 async fn disable(
     State(state): State<AppState>,
     _: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     state.service.disable(user_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -1,6 +1,6 @@
 //! The caller's own account: profile, password, sessions, CSRF token.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -10,7 +10,7 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, Authenticated};
+use crate::http::extract::{ApiJson, ApiPath, Authenticated};
 use crate::http::state::AppState;
 
 /// The routes.
@@ -89,7 +89,7 @@ async fn sessions(
 async fn revoke_session(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     state.service.revoke_session(&principal, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
