@@ -81,8 +81,9 @@ pub enum AuthError {
 
 impl From<crate::store::StoreError> for AuthError {
     fn from(error: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
         match error {
-            crate::store::StoreError::Unavailable(what) => AuthError::Unavailable(what),
+            StoreError::Unavailable(what) | StoreError::Full(what) => AuthError::Unavailable(what),
             other => AuthError::Internal(other.to_string()),
         }
     }

@@ -13,7 +13,8 @@ use sha2::Sha256;
 use tokio::sync::Semaphore;
 
 use super::AuthError;
-use crate::secrets::Pepper;
+use super::keys::Pepper;
+use crate::random::Random;
 
 /// A stored password hash and the pepper version it was made with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,16 +39,11 @@ pub struct Verified {
 pub struct PasswordHasher {
     peppers: Vec<Pepper>,
     cost: u32,
+    random: Random,
     pool: Semaphore,
     dummy: StoredHash,
     verifications: AtomicU64,
     work: AtomicU64,
-}
-
-impl std::fmt::Debug for Pepper {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Pepper({})", self.version)
-    }
 }
 
 fn pepper(key: &[u8], password: &str) -> String {
@@ -58,6 +54,13 @@ fn pepper(key: &[u8], password: &str) -> String {
     };
     mac.update(password.as_bytes());
     STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// A bcrypt salt from `random`.
+fn salt(random: &Random) -> [u8; 16] {
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&random.bytes(16));
+    salt
 }
 
 /// How many verifications of a hash of `stored_cost` take as long as one at `current_cost`:
@@ -72,8 +75,14 @@ pub fn bcrypt_cost(hash: &str) -> Option<u32> {
 }
 
 impl PasswordHasher {
-    /// A hasher with the realm's cost; computes the dummy hash (one bcrypt run) at start.
-    pub fn new(peppers: Vec<Pepper>, cost: u32, permits: usize) -> Result<Arc<Self>, AuthError> {
+    /// A hasher with the realm's cost and salts from `random`; computes the dummy hash (one
+    /// bcrypt run) at start.
+    pub fn new(
+        peppers: Vec<Pepper>,
+        cost: u32,
+        permits: usize,
+        random: Random,
+    ) -> Result<Arc<Self>, AuthError> {
         let current = peppers
             .first()
             .ok_or_else(|| AuthError::Internal("no pepper".into()))?;
@@ -81,9 +90,11 @@ impl PasswordHasher {
             &current.key,
             "portcullis dummy password for unknown accounts",
         );
-        let dummy =
-            bcrypt::hash(dummy_input, cost).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let dummy = bcrypt::hash_with_salt(dummy_input, cost, salt(&random))
+            .map_err(|e| AuthError::Internal(e.to_string()))?
+            .to_string();
         Ok(Arc::new(Self {
+            random,
             dummy: StoredHash {
                 hash: dummy,
                 pepper_version: current.version.clone(),
@@ -129,8 +140,9 @@ impl PasswordHasher {
             .ok_or_else(|| AuthError::Internal("no pepper".into()))?;
         let input = pepper(&current.key, password);
         let cost = self.cost;
+        let salt = salt(&self.random);
         let hash = self
-            .on_pool(move || bcrypt::hash(input, cost))
+            .on_pool(move || bcrypt::hash_with_salt(input, cost, salt).map(|h| h.to_string()))
             .await?
             .map_err(|e| AuthError::Internal(e.to_string()))?;
         Ok(StoredHash {
@@ -208,6 +220,12 @@ impl PasswordHasher {
 mod tests {
     use super::*;
 
+    fn hasher(versions: &[&str], cost: u32) -> Arc<PasswordHasher> {
+        use rand_chacha::rand_core::SeedableRng;
+        let random = Random::new(rand_chacha::ChaCha20Rng::seed_from_u64(9));
+        PasswordHasher::new(peppers(versions), cost, 2, random).unwrap()
+    }
+
     fn peppers(versions: &[&str]) -> Vec<Pepper> {
         versions
             .iter()
@@ -220,7 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
-        let hasher = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
+        let hasher = hasher(&["v1"], 4);
         let stored = hasher.hash("correct horse").await.unwrap();
         assert!(stored.hash.starts_with("$2b$04$"));
         assert_eq!(
@@ -241,7 +259,7 @@ mod tests {
 
     #[tokio::test]
     async fn passwords_longer_than_72_bytes_still_differ() {
-        let hasher = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
+        let hasher = hasher(&["v1"], 4);
         let long = "x".repeat(100);
         let stored = hasher.hash(&format!("{long}A")).await.unwrap();
         assert!(
@@ -255,7 +273,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_accounts_cost_one_verification_and_never_match() {
-        let hasher = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
+        let hasher = hasher(&["v1"], 4);
         let before = hasher.verifications();
         let v = hasher
             .verify("portcullis dummy password for unknown accounts", None)
@@ -267,9 +285,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_lower_cost_or_old_pepper_asks_for_an_upgrade() {
-        let old = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
+        let old = hasher(&["v1"], 4);
         let stored = old.hash("pw").await.unwrap();
-        let stronger = PasswordHasher::new(peppers(&["v1"]), 5, 2).unwrap();
+        let stronger = hasher(&["v1"], 5);
         assert!(
             stronger
                 .verify("pw", Some(&stored))
@@ -277,16 +295,16 @@ mod tests {
                 .unwrap()
                 .needs_upgrade
         );
-        let rotated = PasswordHasher::new(peppers(&["v2", "v1"]), 4, 2).unwrap();
+        let rotated = hasher(&["v2", "v1"], 4);
         let v = rotated.verify("pw", Some(&stored)).await.unwrap();
         assert!(v.ok && v.needs_upgrade);
     }
 
     #[tokio::test]
     async fn a_hash_made_at_a_lower_cost_costs_as_much_as_one_at_the_current_cost() {
-        let old = PasswordHasher::new(peppers(&["v1"]), 4, 2).unwrap();
+        let old = hasher(&["v1"], 4);
         let stored = old.hash("pw").await.unwrap();
-        let raised = PasswordHasher::new(peppers(&["v1"]), 6, 2).unwrap();
+        let raised = hasher(&["v1"], 6);
         let before = raised.work();
         assert!(!raised.verify("wrong", Some(&stored)).await.unwrap().ok);
         assert_eq!(

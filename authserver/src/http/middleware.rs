@@ -1,8 +1,6 @@
 //! Middleware: security headers on every answer, request ids, the body limit by
 //! `Content-Length`, and the access log with request metrics.
 
-use std::time::Instant;
-
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
@@ -68,7 +66,7 @@ pub async fn security_headers(
 ) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    for (name, value) in &state.headers.0 {
+    for (name, value) in &state.web.headers.0 {
         headers.insert(name.clone(), value.clone());
     }
     if !headers.contains_key(header::CACHE_CONTROL) {
@@ -84,7 +82,7 @@ pub struct RequestId(pub String);
 
 /// Assigns the request id, logs the request (never bodies or credentials) and counts it.
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
+    let watch = state.clock.stopwatch();
     let id = request
         .headers()
         .get("x-request-id")
@@ -95,7 +93,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
                 && v.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         })
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        .map_or_else(|| state.random.uuid().to_string(), str::to_owned);
     request.extensions_mut().insert(RequestId(id.clone()));
     let route = request
         .extensions()
@@ -109,7 +107,6 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     };
     let status = response.status().as_u16();
     state
-        .service
         .metrics
         .http_requests
         .get_or_create(&HttpLabels {
@@ -122,7 +119,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         method = %method,
         route = %route,
         status,
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = watch.seconds() * 1000.0,
         "request"
     );
     if let Ok(value) = HeaderValue::from_str(&id) {

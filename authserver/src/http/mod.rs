@@ -1,12 +1,17 @@
-//! HTTP: routers, extractors, middleware and the one error mapping. `public_router` and
-//! `admin_router` build the two listeners' apps from state, so tests drive them directly.
+//! HTTP: routers, extractors, middleware, cookies and the one error mapping. `public_router`
+//! and `admin_router` build the listeners' apps from state; `serve` runs them.
 
+pub mod caller;
+pub mod client_ip;
+pub mod cookies;
 pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
 pub mod state;
+
+use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -58,4 +63,28 @@ pub fn public_router(state: AppState) -> Router {
 /// The admin listener's app (never exposed by the Ingress).
 pub fn admin_router(state: AppState) -> Router {
     with_layers(routes::admin::router(), state)
+}
+
+/// Serves the public and admin apps until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    state: AppState,
+    public: tokio::net::TcpListener,
+    admin: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let public_app =
+        public_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let admin_app = admin_router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let public = axum::serve(public, public_app).with_graceful_shutdown(wait(rx.clone()));
+    let admin = axum::serve(admin, admin_app).with_graceful_shutdown(wait(rx));
+    tokio::try_join!(public.into_future(), admin.into_future())?;
+    Ok(())
 }

@@ -242,7 +242,7 @@ pub fn document(issuer: &str) -> Value {
         "components": {
             "schemas": schemas(),
             "securitySchemes": {
-                "session": {"type": "apiKey", "in": "cookie", "name": crate::auth::sessions::COOKIE_NAME},
+                "session": {"type": "apiKey", "in": "cookie", "name": super::cookies::COOKIE_NAME},
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             }
         }
@@ -253,7 +253,7 @@ pub fn document(issuer: &str) -> Value {
 pub async fn serve(
     axum::extract::State(state): axum::extract::State<super::state::AppState>,
 ) -> Response {
-    Json(document(&state.service.settings.spec.issuer)).into_response()
+    Json(document(&state.web.issuer)).into_response()
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@ use portcullis_crds::retention::{InactiveAccountAction, RetentionRules};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::clock::earlier;
 use crate::mail::{Mail, Mailer};
-use crate::store::StoreError;
-use crate::store::postgres::Db;
+use crate::store::{Postgres, StoreError};
 
 /// The instants before which each rule applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,9 +27,10 @@ pub struct Cutoffs {
     pub inactive: Option<(OffsetDateTime, OffsetDateTime, InactiveAccountAction)>,
 }
 
-/// The cut-offs of `rules` at `now`.
+/// The cut-offs of `rules` at `now`. A rule reaching back before the calendar applies to
+/// nothing (settings are capped far below that at start).
 pub fn cutoffs(rules: &RetentionRules, now: OffsetDateTime) -> Cutoffs {
-    let before = |d: Duration| now - d;
+    let before = |d: Duration| earlier(now, d).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     Cutoffs {
         expired_tokens: before(rules.expired_sessions_and_tokens.after.as_duration()),
         unverified_accounts: before(rules.unverified_accounts.after.as_duration()),
@@ -61,7 +62,7 @@ pub struct Summary {
 
 /// Runs the rules. Warnings are mailed only on a real run, once per account.
 pub async fn run(
-    db: &Db,
+    db: &Postgres,
     mailer: Option<&Mailer>,
     rules: &RetentionRules,
     now: OffsetDateTime,

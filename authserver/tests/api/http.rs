@@ -36,7 +36,7 @@ fn assert_security_headers(answer: &Answer) {
     assert!(answer.header("x-request-id").is_some());
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn security_headers_are_on_200_4xx_and_5xx_answers(pool: PgPool) {
     let server = start(pool.clone(), Options::default()).await;
     let ok = server.register("alice@example.com", PASSWORD).await;
@@ -67,7 +67,7 @@ async fn security_headers_are_on_200_4xx_and_5xx_answers(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn unknown_routes_and_methods_answer_in_the_problem_format(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let missing = server.get("/nope", &Cred::None).await;
@@ -78,7 +78,7 @@ async fn unknown_routes_and_methods_answer_in_the_problem_format(pool: PgPool) {
     assert_eq!((method.status, method.code()), (405, "method_not_allowed"));
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn bodies_over_64_kib_answer_413(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let big = json!({"email": "a@example.com", "password": "x".repeat(70 * 1024)});
@@ -127,7 +127,7 @@ async fn chunked_post(base: &str, path: &str, body: &[u8]) -> String {
         .to_owned()
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn health_and_readiness_are_on_the_admin_listener(pool: PgPool) {
     let server = start(pool.clone(), Options::default()).await;
     let health = read(
@@ -176,7 +176,7 @@ async fn health_and_readiness_are_on_the_admin_listener(pool: PgPool) {
     assert_eq!(pending.body["checks"]["database"], "migrations pending");
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn metrics_count_logins_and_requests(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     server.user("alice@example.com").await;
@@ -212,7 +212,7 @@ async fn metrics_count_logins_and_requests(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn the_server_describes_itself_in_openapi_3_1(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let doc = server.get("/openapi.json", &Cred::None).await;
@@ -238,7 +238,7 @@ async fn the_server_describes_itself_in_openapi_3_1(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_path_segment_that_is_not_utf8_answers_in_the_problem_format(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let login = server.user("alice@example.com").await;
@@ -264,7 +264,7 @@ async fn a_path_segment_that_is_not_utf8_answers_in_the_problem_format(pool: PgP
     }
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_bad_admin_query_answers_in_the_problem_format(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     for query in ["", "?email=a@example.com&email=b@example.com", "?mail=x"] {
@@ -281,7 +281,7 @@ async fn a_bad_admin_query_answers_in_the_problem_format(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_json_array_is_not_an_object_body(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     server.register("alice@example.com", PASSWORD).await;

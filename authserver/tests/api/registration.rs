@@ -1,6 +1,5 @@
 //! Registration, email verification and password reset.
 
-use portcullis_authserver::clock::Clock;
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -10,7 +9,7 @@ fn verifying() -> Options {
     Options::spec(|s| s.email_verification.required = true)
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn registration_without_verification_creates_the_account(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let answer = server.register("alice@example.com", PASSWORD).await;
@@ -28,7 +27,7 @@ async fn registration_without_verification_creates_the_account(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_taken_email_is_409_without_verification(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     server.register("alice@example.com", PASSWORD).await;
@@ -36,7 +35,7 @@ async fn a_taken_email_is_409_without_verification(pool: PgPool) {
     assert_eq!((again.status, again.code()), (409, "email_taken"));
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn with_verification_the_answer_hides_whether_the_email_is_taken(pool: PgPool) {
     let server = start(pool, verifying()).await;
     let first = server.register("alice@example.com", PASSWORD).await;
@@ -60,7 +59,7 @@ async fn with_verification_the_answer_hides_whether_the_email_is_taken(pool: PgP
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn login_waits_for_verification_and_the_token_works_once(pool: PgPool) {
     let server = start(pool, verifying()).await;
     server.register("alice@example.com", PASSWORD).await;
@@ -89,9 +88,9 @@ async fn login_waits_for_verification_and_the_token_works_once(pool: PgPool) {
     assert_eq!((reused.status, reused.code()), (400, "invalid_token"));
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_verification_token_expires_after_24_hours(pool: PgPool) {
-    let clock = Clock::manual(time::OffsetDateTime::now_utc());
+    let clock = stopped_clock();
     let server = start(
         pool,
         Options {
@@ -109,7 +108,7 @@ async fn a_verification_token_expires_after_24_hours(pool: PgPool) {
     assert_eq!((late.status, late.code()), (400, "invalid_token"));
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn every_password_rule_has_its_own_violation(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let cases = [
@@ -136,7 +135,7 @@ async fn every_password_rule_has_its_own_violation(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn registration_checks_email_policy_version_and_required_consents(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let answer = server
@@ -157,7 +156,7 @@ async fn registration_checks_email_policy_version_and_required_consents(pool: Pg
     }
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn malformed_bodies_answer_in_the_problem_format(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let response = server
@@ -185,7 +184,7 @@ async fn malformed_bodies_answer_in_the_problem_format(pool: PgPool) {
     assert_eq!((text.status, text.code()), (415, "unsupported_media_type"));
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn password_reset_answers_202_for_everyone_and_mails_only_owners(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     server.register("alice@example.com", PASSWORD).await;
@@ -208,7 +207,7 @@ async fn password_reset_answers_202_for_everyone_and_mails_only_owners(pool: PgP
     assert_eq!(server.mails().len(), 1, "only the owner got a mail");
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_reset_sets_the_password_once_and_ends_every_session(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let login = server.user("alice@example.com").await;
@@ -274,9 +273,9 @@ async fn a_reset_sets_the_password_once_and_ends_every_session(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_reset_token_expires_after_30_minutes(pool: PgPool) {
-    let clock = Clock::manual(time::OffsetDateTime::now_utc());
+    let clock = stopped_clock();
     let server = start(
         pool,
         Options {
@@ -303,7 +302,7 @@ async fn a_reset_token_expires_after_30_minutes(pool: PgPool) {
     assert_eq!((late.status, late.code()), (400, "invalid_token"));
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn an_address_with_a_display_name_part_is_refused(pool: PgPool) {
     let server = start(pool, verifying()).await;
     for email in [
@@ -321,7 +320,7 @@ async fn an_address_with_a_display_name_part_is_refused(pool: PgPool) {
     assert!(server.mails().is_empty(), "nobody was mailed");
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn every_mail_goes_to_the_address_that_was_verified(pool: PgPool) {
     let server = start(pool, verifying()).await;
     server.register("  Alice@Example.COM ", PASSWORD).await;
@@ -343,7 +342,7 @@ async fn every_mail_goes_to_the_address_that_was_verified(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_successful_reset_voids_every_other_reset_token(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     server.register("alice@example.com", PASSWORD).await;
@@ -378,7 +377,7 @@ async fn a_successful_reset_voids_every_other_reset_token(pool: PgPool) {
     assert_eq!((older.status, older.code()), (400, "invalid_token"));
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_password_change_voids_outstanding_reset_tokens(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let login = server.user("alice@example.com").await;

@@ -1,11 +1,10 @@
 //! What the server refuses to start with: features this version does not have yet, durations
 //! past what time arithmetic supports, and proxy settings that would trust everyone.
 
-use portcullis_authserver::clock::Clock;
-use portcullis_authserver::secrets;
-use portcullis_authserver::server::{self, ServiceParts};
+use portcullis_authserver::startup::{self, ServiceParts, secrets_dir};
+use portcullis_authserver::store::Db;
 use portcullis_authserver::store::kv::Kv;
-use portcullis_authserver::store::postgres::Db;
+use portcullis_authserver::wiring;
 use portcullis_crds::realm::AuthRealmSpec;
 use portcullis_crds::{GoDuration, RealmSettings};
 use sqlx::PgPool;
@@ -15,13 +14,16 @@ use crate::support::settings;
 /// The startup error for `settings`, or `None` when the server would start.
 fn refusal(pool: PgPool, settings: RealmSettings) -> Option<String> {
     let dir = tempfile::tempdir().unwrap();
-    let (secrets, _) = secrets::load(dir.path(), &settings, true).unwrap();
-    server::build_service(ServiceParts {
+    let (clock, random) = (wiring::system_clock(), wiring::os_random());
+    let (secrets, _) =
+        secrets_dir::load(dir.path(), &settings, Some((&random, clock.now()))).unwrap();
+    startup::build(ServiceParts {
         settings,
         secrets,
         db: Db::from_pool(pool),
-        kv: Kv::memory(),
-        clock: Clock::System,
+        kv: Kv::memory(clock.clone()),
+        clock,
+        random,
         mail_dir: Some(dir.path().join("mail")),
         breach_list: None,
         hash_permits: 1,
@@ -34,14 +36,14 @@ fn refusal_of(pool: PgPool, customize: impl FnOnce(&mut AuthRealmSpec)) -> Optio
     refusal(pool, settings(customize))
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_realm_that_requires_totp_refuses_to_start_naming_the_feature(pool: PgPool) {
     let error = refusal_of(pool, |s| s.mfa.totp.required = true).expect("refused");
     assert!(error.contains("mfa.totp.required"), "{error}");
     assert!(error.contains("not implemented"), "{error}");
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_realm_with_oidc_clients_or_social_login_refuses_to_start(pool: PgPool) {
     let clients = serde_json::from_value(serde_json::json!([
         {"clientId": "web", "type": "Public", "redirectUris": ["https://app.example.com/cb"]}
@@ -58,7 +60,7 @@ async fn a_realm_with_oidc_clients_or_social_login_refuses_to_start(pool: PgPool
     assert!(error.contains("spec.socialProviders"), "{error}");
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_realm_with_a_rate_limit_policy_refuses_to_start_naming_the_policy(pool: PgPool) {
     let yaml = format!(
         "{}\n---\n{}",
@@ -80,12 +82,12 @@ spec:
     assert!(error.contains("RateLimitPolicy strict"), "{error}");
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn the_default_realm_starts(pool: PgPool) {
     assert_eq!(refusal_of(pool, |_| {}), None);
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_duration_past_what_dates_can_hold_is_refused_naming_the_field(pool: PgPool) {
     let huge = GoDuration::parse("4000000d").unwrap();
     let error = refusal_of(pool, move |s| s.sessions.absolute_timeout = huge).expect("refused");
@@ -93,7 +95,7 @@ async fn a_duration_past_what_dates_can_hold_is_refused_naming_the_field(pool: P
     assert!(error.contains("4000000d"), "{error}");
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn trusting_every_address_as_a_proxy_is_refused(pool: PgPool) {
     for all in ["0.0.0.0/0", "::/0"] {
         let error = refusal_of(pool.clone(), move |s| {

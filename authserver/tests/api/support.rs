@@ -6,13 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_authserver::auth::accounts::AuthService;
+use portcullis_authserver::auth::hashing::PasswordHasher;
 use portcullis_authserver::clock::Clock;
-use portcullis_authserver::http::state::AppState;
-use portcullis_authserver::secrets;
-use portcullis_authserver::server::{self, ServiceParts};
+use portcullis_authserver::startup::{self, ServiceParts, secrets_dir};
+use portcullis_authserver::store::Db;
 use portcullis_authserver::store::kv::Kv;
-use portcullis_authserver::store::postgres::Db;
+use portcullis_authserver::{http, wiring};
 use portcullis_crds::realm::AuthRealmSpec;
 use portcullis_crds::{RealmSettings, parse_manifests};
 use serde_json::{Value, json};
@@ -49,15 +48,18 @@ pub struct Options {
     pub redis_prefix: String,
     /// Concurrent bcrypt runs.
     pub hash_permits: usize,
+    /// SMTP server mail also goes to (besides the mail dir).
+    pub smtp_url: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             spec: Box::new(|_| {}),
-            clock: Clock::System,
+            clock: wiring::system_clock(),
             redis_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
             hash_permits: 2,
+            smtp_url: None,
         }
     }
 }
@@ -74,7 +76,7 @@ impl Options {
 pub struct TestServer {
     pub base: String,
     pub admin: String,
-    pub service: Arc<AuthService>,
+    pub hasher: Arc<PasswordHasher>,
     pub admin_token: String,
     pub http: reqwest::Client,
     pub mail_dir: PathBuf,
@@ -108,17 +110,22 @@ pub async fn start_sharing(
             std::fs::copy(entry.path(), secrets_dir.path().join(entry.file_name())).unwrap();
         }
     }
-    let (secrets, _) = secrets::load(secrets_dir.path(), &settings, true).unwrap();
+    let random = wiring::os_random();
+    let generate = Some((&random, options.clock.now()));
+    let (mut secrets, _) = secrets_dir::load(secrets_dir.path(), &settings, generate).unwrap();
+    let admin_token = secrets.admin_token.clone();
+    secrets.smtp_url = options.smtp_url.clone();
     let mail_dir = TempDir::new().unwrap();
     let redis_url = std::env::var("REDIS_URL")
         .expect("REDIS_URL must point at a Redis server (scripts/test.sh starts one)");
     let kv = Kv::redis(&redis_url, &options.redis_prefix).await.unwrap();
-    let (service, admin_token) = server::build_service(ServiceParts {
+    let service = startup::build(ServiceParts {
         settings,
         secrets,
         db: Db::from_pool(pool),
         kv,
         clock: options.clock.clone(),
+        random,
         mail_dir: Some(mail_dir.path().to_path_buf()),
         breach_list: None,
         hash_permits: options.hash_permits,
@@ -131,9 +138,9 @@ pub async fn start_sharing(
         url(admin.local_addr().unwrap()),
     );
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(service.clone(), &admin_token);
+    let state = service.state;
     tokio::spawn(async move {
-        server::run(state, public, admin, async {
+        http::serve(state, public, admin, async {
             let _ = rx.await;
         })
         .await
@@ -142,7 +149,7 @@ pub async fn start_sharing(
     TestServer {
         base,
         admin: admin_base,
-        service,
+        hasher: service.hasher,
         admin_token,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -366,6 +373,11 @@ pub fn cookie(login: &Answer) -> Cred {
 
 pub fn cookie_without_csrf(login: &Answer) -> Cred {
     Cred::Cookie(login.session_cookie().unwrap(), None)
+}
+
+/// A manual clock at the current time; it moves only when a test advances it.
+pub fn stopped_clock() -> Clock {
+    Clock::manual(wiring::system_clock().now())
 }
 
 pub fn minutes(n: u64) -> Duration {

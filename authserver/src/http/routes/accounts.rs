@@ -10,10 +10,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::accounts::{Registered, Registration, RequestMeta};
-use crate::auth::sessions;
+use crate::auth::principal::RequestMeta;
+use crate::auth::registration::{self, Registered, Registration};
+use crate::auth::{account, login as login_case, reset};
+use crate::http::caller::{Authenticated, session_secret};
+use crate::http::cookies;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, Authenticated, session_secret};
+use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
 
 /// The routes.
@@ -47,16 +50,17 @@ async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<Response, ApiError> {
-    let outcome = state
-        .service
-        .register(Registration {
+    let outcome = registration::register(
+        &state.core,
+        Registration {
             email: body.email,
             password: body.password,
             display_name: body.display_name,
             consents: body.consents,
             policy_version: body.policy_version,
-        })
-        .await?;
+        },
+    )
+    .await?;
     Ok(match outcome {
         Registered::VerificationPending => (
             StatusCode::ACCEPTED,
@@ -79,7 +83,7 @@ async fn verify_email(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> Result<Response, ApiError> {
-    state.service.verify_email(&body.token).await?;
+    registration::verify_email(&state.core, &body.token).await?;
     Ok(Json(json!({"status": "verified"})).into_response())
 }
 
@@ -95,9 +99,9 @@ async fn password_reset(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Response, ApiError> {
-    let service = state.service.clone();
+    let core = state.core.clone();
     tokio::spawn(async move {
-        if let Err(error) = service.request_password_reset(&body.email).await {
+        if let Err(error) = reset::request_password_reset(&core, &body.email).await {
             tracing::error!(error = %error, "password reset request failed");
         }
     });
@@ -119,10 +123,7 @@ async fn password_reset_confirm(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ResetConfirmBody>,
 ) -> Result<Response, ApiError> {
-    state
-        .service
-        .confirm_password_reset(&body.token, &body.new_password)
-        .await?;
+    reset::confirm_password_reset(&state.core, &body.token, &body.new_password).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -150,15 +151,18 @@ async fn login(
     PresentedSession(previous): PresentedSession,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Response, ApiError> {
-    let success = state
-        .service
-        .login(&body.email, &body.password, &meta, previous.as_deref())
-        .await?;
-    let sessions_spec = &state.service.settings.spec.sessions;
-    let cookie = sessions::session_cookie(
+    let success = login_case::login(
+        &state.core,
+        &body.email,
+        &body.password,
+        &meta,
+        previous.as_deref(),
+    )
+    .await?;
+    let cookie = cookies::session_cookie(
         &success.session_secret,
-        sessions_spec.absolute_timeout.as_duration(),
-        sessions_spec.same_site,
+        state.web.cookie_max_age,
+        state.web.same_site,
     );
     let mut response = Json(json!({
         "user_id": success.user_id,
@@ -179,9 +183,9 @@ async fn logout(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
 ) -> Result<Response, ApiError> {
-    state.service.logout(&principal).await?;
+    account::logout(&state.core, &principal).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Ok(value) = HeaderValue::from_str(&sessions::clear_cookie()) {
+    if let Ok(value) = HeaderValue::from_str(&cookies::clear_cookie()) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(response)

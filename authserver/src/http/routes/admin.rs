@@ -10,7 +10,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, admin};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::state::AppState;
@@ -32,38 +32,24 @@ async fn healthz() -> Response {
 
 /// 200 only when PostgreSQL and the session store answer and every migration is applied.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let service = &state.service;
-    let database = match service.db.migrations_applied().await {
-        Ok(true) => "ok",
-        Ok(false) => "migrations pending",
-        Err(_) => "unreachable",
-    };
-    let store = match service.kv.ping().await {
-        Ok(()) => "ok",
-        Err(_) => "unreachable",
-    };
-    let ready = database == "ok" && store == "ok";
+    let checks = state.readiness.check().await;
+    let ready = checks.ready();
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({"ready": ready, "checks": {"database": database, "session_store": store}})),
-    )
-        .into_response()
+    (status, Json(json!({"ready": ready, "checks": checks}))).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let service = &state.service;
     if let (Some(gauge), Some(created)) = (
-        &service.metrics.signing_key_age_seconds,
-        service.keys.active_created(),
+        &state.metrics.signing_key_age_seconds,
+        state.keys.active_created(),
     ) {
-        gauge.set(service.clock.now().unix_timestamp() - created);
+        gauge.set(state.clock.now().unix_timestamp() - created);
     }
-    let mut response = service.metrics.encode().into_response();
+    let mut response = state.metrics.encode().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
@@ -87,7 +73,7 @@ impl FromRequestParts<AppState> for Admin {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        let expected = state.admin_token.as_bytes();
+        let expected = state.web.admin_token.as_bytes();
         if presented.is_empty() || !bool::from(presented.as_bytes().ct_eq(expected)) {
             return Err(AuthError::Unauthenticated.into());
         }
@@ -110,13 +96,11 @@ async fn find_user(
     _: Admin,
     ApiQuery(query): ApiQuery<UserQuery>,
 ) -> Result<Response, ApiError> {
-    let user = state
-        .service
-        .find_user(&query.email)
+    let user = admin::find_user(&state.core, &query.email)
         .await?
         .ok_or(AuthError::NotFound)?;
     Ok(Json(json!({
-        "user_id": user.id,
+        "user_id": user.user_id,
         "email": user.email,
         "email_verified": user.email_verified,
         "disabled": user.disabled,
@@ -129,7 +113,7 @@ async fn unlock(
     _: Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    state.service.unlock(user_id(&id)?).await?;
+    admin::unlock(&state.core, user_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -138,6 +122,6 @@ async fn disable(
     _: Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    state.service.disable(user_id(&id)?).await?;
+    admin::disable(&state.core, user_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -9,8 +9,10 @@ use serde::Deserialize;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
+use crate::auth::{account, session_auth};
+use crate::http::caller::Authenticated;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, ApiPath, Authenticated};
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::state::AppState;
 
 /// The routes.
@@ -31,10 +33,9 @@ async fn me(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
 ) -> Result<Response, ApiError> {
-    let profile = state.service.profile(&principal).await?;
-    let user = profile.user;
+    let user = account::profile(&state.core, &principal).await?;
     Ok(Json(json!({
-        "user_id": user.id,
+        "user_id": user.user_id,
         "email": user.email,
         "display_name": user.display_name,
         "email_verified": user.email_verified,
@@ -56,10 +57,13 @@ async fn change_password(
     Authenticated(principal): Authenticated,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Response, ApiError> {
-    state
-        .service
-        .change_password(&principal, &body.current_password, &body.new_password)
-        .await?;
+    account::change_password(
+        &state.core,
+        &principal,
+        &body.current_password,
+        &body.new_password,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -67,18 +71,16 @@ async fn sessions(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
 ) -> Result<Response, ApiError> {
-    let list: Vec<serde_json::Value> = state
-        .service
-        .sessions(&principal)
+    let list: Vec<serde_json::Value> = account::sessions(&state.core, &principal)
         .await?
         .into_iter()
         .map(|s| {
             json!({
                 "id": s.id,
-                "created_at": rfc3339(s.record.created_at),
-                "last_seen_at": rfc3339(s.record.last_seen_at),
-                "ip": s.record.ip,
-                "user_agent": s.record.user_agent,
+                "created_at": rfc3339(s.created_at),
+                "last_seen_at": rfc3339(s.last_seen_at),
+                "ip": s.ip,
+                "user_agent": s.user_agent,
                 "current": s.current,
             })
         })
@@ -91,7 +93,7 @@ async fn revoke_session(
     Authenticated(principal): Authenticated,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    state.service.revoke_session(&principal, &id).await?;
+    account::revoke_session(&state.core, &principal, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -101,7 +103,7 @@ async fn csrf(
     Authenticated(principal): Authenticated,
 ) -> Result<Response, ApiError> {
     Ok(
-        Json(json!({"csrf_token": state.service.csrf_token(&principal.session_id)}))
+        Json(json!({"csrf_token": session_auth::csrf_token(&state.core, &principal.session_id)}))
             .into_response(),
     )
 }

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, refresh};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiForm;
 use crate::http::state::AppState;
@@ -21,7 +21,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {
-    let mut response = Json(state.service.keys.jwks().clone()).into_response();
+    let mut response = Json(state.keys.jwks().clone()).into_response();
     // Keys change at most once per access-token lifetime; relying parties may cache briefly.
     response.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -65,10 +65,7 @@ async fn token(
                 code: "invalid_request",
                 detail: "refresh_token is required".into(),
             })?;
-    let refreshed = state
-        .service
-        .refresh(&presented, form.client_id.as_deref())
-        .await?;
+    let refreshed = refresh::refresh(&state.core, &presented, form.client_id.as_deref()).await?;
     Ok(Json(json!({
         "access_token": refreshed.access_token,
         "token_type": "Bearer",

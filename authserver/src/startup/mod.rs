@@ -1,24 +1,27 @@
-//! Start-up: configuration, secrets, stores and the two listeners, with graceful shutdown.
+//! Start-up: the realm's settings and what is refused in them, the secrets dir, the stores,
+//! and the assembly of the core and the HTTP state.
 
-use std::net::SocketAddr;
+pub mod secrets_dir;
+pub mod settings_check;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use portcullis_crds::{RealmSettings, parse_manifests};
-use tokio::net::TcpListener;
 
-use crate::auth::accounts::AuthService;
 use crate::auth::breach::BreachChecker;
+use crate::auth::core::{Core, CoreParts};
 use crate::auth::hashing::PasswordHasher;
 use crate::auth::tokens::KeyRing;
 use crate::clock::Clock;
-use crate::http::{self, state::AppState};
-use crate::mail::Mailer;
+use crate::http::state::{AppState, WebSettings};
+use crate::mail::{Mailer, Outbox, Sinks};
 use crate::metrics::Metrics;
-use crate::secrets::Secrets;
-use crate::settings_check;
+use crate::random::Random;
+use crate::readiness::Readiness;
+use crate::store::Db;
 use crate::store::kv::Kv;
-use crate::store::postgres::Db;
+use secrets_dir::Secrets;
 
 /// Why the server could not start. Each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +31,7 @@ pub enum StartupError {
     Config(String),
     /// A secret is missing or malformed.
     #[error(transparent)]
-    Secrets(#[from] crate::secrets::SecretsError),
+    Secrets(#[from] secrets_dir::SecretsError),
     /// A required setting is missing.
     #[error("{0}")]
     Missing(String),
@@ -43,7 +46,8 @@ pub enum StartupError {
     Unimplemented(Vec<String>),
 }
 
-/// Reads a realm's manifests from one or more YAML files and derives its settings.
+/// Reads a realm's manifests from one or more YAML files, derives its settings and refuses
+/// what no command can work with (see `settings_check::check`).
 pub fn load_settings(paths: &[PathBuf]) -> Result<RealmSettings, StartupError> {
     let mut yaml = String::new();
     for path in paths {
@@ -74,18 +78,39 @@ pub fn mail_sender(settings: &RealmSettings) -> String {
         .map_or_else(|| format!("no-reply@{host}"), |s| s.from.clone())
 }
 
-/// Everything `build_service` assembles.
+/// A mailer for the realm: SMTP when `smtp_url` is given, `.eml` files into `dir`.
+pub fn mailer(
+    settings: &RealmSettings,
+    smtp_url: Option<&str>,
+    dir: Option<PathBuf>,
+    clock: Clock,
+    random: Random,
+) -> Result<Mailer, crate::mail::MailError> {
+    let from = mail_sender(settings);
+    let sinks = Sinks {
+        from: &from,
+        issuer: &settings.spec.issuer,
+        realm: &settings.name,
+        smtp_url,
+        dir,
+    };
+    Mailer::new(sinks, clock, random)
+}
+
+/// Everything [`build`] assembles.
 pub struct ServiceParts {
     /// The realm.
     pub settings: RealmSettings,
     /// Loaded secrets.
     pub secrets: Secrets,
-    /// Database.
+    /// Accounts database.
     pub db: Db,
     /// Session store.
     pub kv: Kv,
     /// Clock.
     pub clock: Clock,
+    /// Random source.
+    pub random: Random,
     /// Where mail is written as `.eml` files.
     pub mail_dir: Option<PathBuf>,
     /// The offline breach list, for `mode: Offline`.
@@ -94,14 +119,25 @@ pub struct ServiceParts {
     pub hash_permits: usize,
 }
 
-/// Builds the account service from its parts.
-pub fn build_service(parts: ServiceParts) -> Result<(Arc<AuthService>, String), StartupError> {
+/// What [`build`] makes: the state the listeners serve, and the hasher (its counters are
+/// read by tests and benchmarks).
+#[derive(Debug)]
+pub struct Service {
+    /// The HTTP state.
+    pub state: AppState,
+    /// The password hasher.
+    pub hasher: Arc<PasswordHasher>,
+}
+
+/// Builds the service from its parts, refusing realms it cannot serve.
+pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
     let ServiceParts {
         settings,
         secrets,
         db,
         kv,
         clock,
+        random,
         mail_dir,
         breach_list,
         hash_permits,
@@ -122,63 +158,78 @@ pub fn build_service(parts: ServiceParts) -> Result<(Arc<AuthService>, String), 
         secrets.peppers.clone(),
         spec.password_policy.bcrypt_cost,
         hash_permits,
+        random.clone(),
     )
     .map_err(|e| StartupError::Config(e.to_string()))?;
     let breach = BreachChecker::new(&spec.password_policy.breach_check, breach_list)
         .map_err(StartupError::Config)?;
-    let keys =
-        KeyRing::new(&secrets.signing_keys).map_err(|e| StartupError::Config(e.to_string()))?;
-    let from = mail_sender(&settings);
-    let mailer = Mailer::new(
-        &from,
-        &spec.issuer,
-        &settings.name,
+    let keys = Arc::new(
+        KeyRing::new(&secrets.signing_keys).map_err(|e| StartupError::Config(e.to_string()))?,
+    );
+    let mailer = mailer(
+        &settings,
         secrets.smtp_url.as_deref(),
         mail_dir,
+        clock.clone(),
+        random.clone(),
     )
     .map_err(|e| StartupError::Missing(format!("mail: {e}")))?;
-    let service = AuthService {
-        settings: Arc::new(settings),
-        db,
-        kv,
-        hasher,
+    let metrics = Arc::new(Metrics::new(
+        secrets
+            .signing_keys
+            .first()
+            .is_some_and(|k| k.created.is_some()),
+    ));
+    let settings = Arc::new(settings);
+    let web = WebSettings::new(&settings, &secrets.admin_token);
+    let core = Core::new(CoreParts {
+        settings,
+        db: db.clone(),
+        kv: kv.clone(),
+        hasher: hasher.clone(),
         breach,
+        keys: keys.clone(),
+        outbox: Outbox::Deliver {
+            mailer: Arc::new(mailer),
+            metrics: metrics.clone(),
+        },
+        clock: clock.clone(),
+        random: random.clone(),
+        metrics: metrics.clone(),
+        csrf_key: secrets.cookie_key.clone(),
+    });
+    let state = AppState {
+        core: Arc::new(core),
+        metrics,
         keys,
-        mailer,
+        readiness: Readiness::new(db, kv),
         clock,
-        cookie_key: secrets.cookie_key.clone(),
-        metrics: Arc::new(Metrics::new(
-            secrets
-                .signing_keys
-                .first()
-                .is_some_and(|k| k.created.is_some()),
-        )),
+        random,
+        web: Arc::new(web),
     };
-    Ok((Arc::new(service), secrets.admin_token))
+    Ok(Service { state, hasher })
 }
 
-/// Serves the public and admin apps until `shutdown` resolves, then drains in-flight requests.
-pub async fn run(
-    state: AppState,
-    public: TcpListener,
-    admin: TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = tx.send(true);
-    });
-    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let public_app =
-        http::public_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let admin_app = http::admin_router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let public = axum::serve(public, public_app).with_graceful_shutdown(wait(rx.clone()));
-    let admin = axum::serve(admin, admin_app).with_graceful_shutdown(wait(rx));
-    tokio::try_join!(public.into_future(), admin.into_future())?;
-    Ok(())
+/// Connects the session store: Redis when a URL is given; memory (on `clock`) only for one
+/// replica.
+pub async fn connect_kv(
+    settings: &RealmSettings,
+    redis_url: Option<&str>,
+    dev: bool,
+    clock: Clock,
+) -> Result<Kv, StartupError> {
+    match redis_url {
+        Some(url) => Kv::redis(url, &format!("portcullis:{}:", settings.name))
+            .await
+            .map_err(|e| StartupError::Dependency(format!("cannot connect to Redis: {e}"))),
+        None if settings.spec.redis.is_some() && !dev => Err(StartupError::Missing(
+            "the realm has spec.redis but REDIS_URL is not set".into(),
+        )),
+        None if settings.spec.replicas > 1 => Err(StartupError::Missing(
+            "several replicas need Redis: set REDIS_URL".into(),
+        )),
+        None => Ok(Kv::memory(clock)),
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -202,24 +253,4 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown requested; draining requests");
-}
-
-/// Connects the session store: Redis when a URL is given; memory only for one replica.
-pub async fn connect_kv(
-    settings: &RealmSettings,
-    redis_url: Option<&str>,
-    dev: bool,
-) -> Result<Kv, StartupError> {
-    match redis_url {
-        Some(url) => Kv::redis(url, &format!("portcullis:{}:", settings.name))
-            .await
-            .map_err(|e| StartupError::Dependency(format!("cannot connect to Redis: {e}"))),
-        None if settings.spec.redis.is_some() && !dev => Err(StartupError::Missing(
-            "the realm has spec.redis but REDIS_URL is not set".into(),
-        )),
-        None if settings.spec.replicas > 1 => Err(StartupError::Missing(
-            "several replicas need Redis: set REDIS_URL".into(),
-        )),
-        None => Ok(Kv::memory()),
-    }
 }

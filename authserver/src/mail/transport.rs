@@ -1,42 +1,18 @@
-//! Outgoing mail: verification, reset and notice messages, delivered by SMTP (URL from the
-//! `smtp-url` secret) and/or written one `.eml` file per message to the mail dir (the only sink
-//! in `--dev`).
+//! Delivery: SMTP (URL from the `smtp-url` secret; TLS required unless the server is on this
+//! host) and/or one `.eml` file per message in the mail dir (the only sink in `--dev`).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-/// A message to send; bodies are built from these templates only.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Mail {
-    /// Confirm an address after registration.
-    VerifyEmail {
-        /// Single-use token.
-        token: String,
-    },
-    /// Someone registered with an address that already has an account.
-    AlreadyRegistered,
-    /// Reset a forgotten password.
-    PasswordReset {
-        /// Single-use token.
-        token: String,
-    },
-    /// The password was changed or reset.
-    PasswordChanged,
-    /// The account was locked after failed logins.
-    AccountLocked {
-        /// Lock length in minutes (rounded up).
-        minutes: u64,
-    },
-    /// The account will be deleted or disabled for inactivity unless its owner signs in.
-    InactivityWarning {
-        /// What will happen.
-        action: portcullis_crds::retention::InactiveAccountAction,
-        /// Days left.
-        days: i64,
-    },
-}
+use super::{Mail, render};
+use crate::clock::Clock;
+use crate::random::Random;
+
+/// How long one SMTP exchange may take before delivery fails (and is logged and counted).
+const SMTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why a message could not be delivered.
 #[derive(Debug, thiserror::Error)]
@@ -63,13 +39,15 @@ pub enum MailError {
 }
 
 /// Delivers mail.
-#[derive(Clone)]
 pub struct Mailer {
     from: Mailbox,
     issuer: String,
     realm: String,
     smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
     dir: Option<PathBuf>,
+    clock: Clock,
+    random: Random,
+    written: AtomicU64,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -78,41 +56,52 @@ impl std::fmt::Debug for Mailer {
             .field("from", &self.from.to_string())
             .field("smtp", &self.smtp.is_some())
             .field("dir", &self.dir)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
+/// Where and as whom a [`Mailer`] sends.
+#[derive(Clone, Debug)]
+pub struct Sinks<'a> {
+    /// Sender address.
+    pub from: &'a str,
+    /// The realm's issuer URL (links in messages).
+    pub issuer: &'a str,
+    /// The realm's name (subjects).
+    pub realm: &'a str,
+    /// SMTP URL with credentials, when mail goes out by SMTP.
+    pub smtp_url: Option<&'a str>,
+    /// Directory for `.eml` copies.
+    pub dir: Option<PathBuf>,
+}
+
 impl Mailer {
-    /// A mailer sending from `from`, through SMTP when `smtp_url` is given, and into `dir` when
-    /// given. At least one sink is required.
-    pub fn new(
-        from: &str,
-        issuer: &str,
-        realm: &str,
-        smtp_url: Option<&str>,
-        dir: Option<PathBuf>,
-    ) -> Result<Self, MailError> {
-        let from: Mailbox = from
+    /// A mailer for `sinks`; at least one of SMTP and a directory is required. `.eml` files are
+    /// named by `clock` time, a sequence number and a random suffix.
+    pub fn new(sinks: Sinks<'_>, clock: Clock, random: Random) -> Result<Self, MailError> {
+        let from: Mailbox = sinks
+            .from
             .parse()
-            .map_err(|e| MailError::Build(format!("sender {from}: {e}")))?;
-        if let Some(url) = smtp_url
+            .map_err(|e| MailError::Build(format!("sender {}: {e}", sinks.from)))?;
+        if let Some(url) = sinks.smtp_url
             && !encrypts_or_stays_local(url)
         {
             return Err(MailError::Cleartext);
         }
-        let smtp = smtp_url
+        let smtp = sinks
+            .smtp_url
             .map(|url| {
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map(|b| b.build())
+                    .map(|b| b.timeout(Some(SMTP_TIMEOUT)).build())
                     .map_err(|e| MailError::Smtp(format!("invalid smtp-url: {e}")))
             })
             .transpose()?;
-        if smtp.is_none() && dir.is_none() {
+        if smtp.is_none() && sinks.dir.is_none() {
             return Err(MailError::Build(
                 "no mail sink: give the smtp-url secret or --mail-dir".into(),
             ));
         }
-        if let Some(dir) = &dir {
+        if let Some(dir) = &sinks.dir {
             std::fs::create_dir_all(dir).map_err(|source| MailError::File {
                 path: dir.clone(),
                 source,
@@ -120,63 +109,14 @@ impl Mailer {
         }
         Ok(Self {
             from,
-            issuer: issuer.to_owned(),
-            realm: realm.to_owned(),
+            issuer: sinks.issuer.to_owned(),
+            realm: sinks.realm.to_owned(),
             smtp,
-            dir,
+            dir: sinks.dir,
+            clock,
+            random,
+            written: AtomicU64::new(0),
         })
-    }
-
-    /// Subject and plain-text body of a message.
-    pub fn render(&self, mail: &Mail) -> (String, String) {
-        let realm = &self.realm;
-        let issuer = &self.issuer;
-        match mail {
-            Mail::VerifyEmail { token } => (
-                format!("Confirm your email address for {realm}"),
-                format!(
-                    "Welcome to {realm}.\n\nConfirm your address by opening this link within 24 hours:\n\n{issuer}/verify-email?token={token}\n\nVerification code:\n{token}\n\nIf you did not register, ignore this message.\n"
-                ),
-            ),
-            Mail::AlreadyRegistered => (
-                format!("Registration attempt on {realm}"),
-                format!(
-                    "Someone tried to register on {realm} with this address, which already has an account.\n\nIf it was you, sign in or reset your password at {issuer}/login.\nIf it was not, you can ignore this message; your account is unchanged.\n"
-                ),
-            ),
-            Mail::PasswordReset { token } => (
-                format!("Reset your {realm} password"),
-                format!(
-                    "Open this link within 30 minutes to choose a new password:\n\n{issuer}/reset-password?token={token}\n\nReset code:\n{token}\n\nIf you did not ask for this, ignore this message; your password is unchanged.\n"
-                ),
-            ),
-            Mail::PasswordChanged => (
-                format!("Your {realm} password was changed"),
-                format!(
-                    "The password of your {realm} account was just changed and every other session was signed out.\n\nIf this was not you, reset your password at once: {issuer}/login\n"
-                ),
-            ),
-            Mail::InactivityWarning { action, days } => {
-                let outcome = match action {
-                    portcullis_crds::retention::InactiveAccountAction::Delete => {
-                        "deleted with its data"
-                    }
-                    portcullis_crds::retention::InactiveAccountAction::Disable => "disabled",
-                };
-                (
-                    format!("Your {realm} account will be {outcome}"),
-                    format!(
-                        "Nobody has signed in to your {realm} account for a long time. Under the {realm} retention policy it will be {outcome} in {days} day(s).\n\nTo keep it, sign in before then: {issuer}/login\n"
-                    ),
-                )
-            }
-            Mail::AccountLocked { minutes } => (
-                format!("Your {realm} account is temporarily locked"),
-                format!(
-                    "After repeated failed sign-in attempts your {realm} account is locked for {minutes} minute(s).\n\nIf these attempts were not yours, consider changing your password once the lock ends.\n"
-                ),
-            ),
-        }
     }
 
     /// Builds and delivers a message to every configured sink. `to` is a bare address
@@ -187,7 +127,7 @@ impl Mailer {
             to.parse::<Address>()
                 .map_err(|e| MailError::Build(format!("recipient: {e}")))?,
         );
-        let (subject, body) = self.render(mail);
+        let (subject, body) = render(&self.realm, &self.issuer, mail);
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -196,10 +136,12 @@ impl Mailer {
             .body(body)
             .map_err(|e| MailError::Build(e.to_string()))?;
         if let Some(dir) = &self.dir {
+            // Names sort in sending order, also on a stopped test clock.
             let name = format!(
-                "{}-{}.eml",
-                time::OffsetDateTime::now_utc().unix_timestamp_nanos(),
-                uuid::Uuid::new_v4()
+                "{}-{:08}-{}.eml",
+                self.clock.now().unix_timestamp_nanos(),
+                self.written.fetch_add(1, Ordering::Relaxed),
+                &self.random.uuid().simple().to_string()[..8]
             );
             let path = dir.join(name);
             tokio::fs::write(&path, message.formatted())
@@ -247,14 +189,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_is_written_as_an_eml_file_with_its_token() {
         let dir = tempfile::tempdir().unwrap();
-        let mailer = Mailer::new(
-            "no-reply@auth.example.com",
-            "https://auth.example.com",
-            "demo",
-            None,
-            Some(dir.path().into()),
-        )
-        .unwrap();
+        let mailer = mailer(None, Some(dir.path().into())).unwrap();
         mailer
             .send(
                 "alice@example.com",
@@ -281,8 +216,22 @@ mod tests {
         );
     }
 
+    fn mailer(smtp_url: Option<&str>, dir: Option<PathBuf>) -> Result<Mailer, MailError> {
+        use rand_chacha::rand_core::SeedableRng;
+        let sinks = Sinks {
+            from: "no-reply@auth.example.com",
+            issuer: "https://auth.example.com",
+            realm: "demo",
+            smtp_url,
+            dir,
+        };
+        let clock = Clock::manual(time::OffsetDateTime::UNIX_EPOCH);
+        let random = Random::new(rand_chacha::ChaCha20Rng::seed_from_u64(2));
+        Mailer::new(sinks, clock, random)
+    }
+
     fn with_smtp(url: &str) -> Result<Mailer, MailError> {
-        Mailer::new("a@example.com", "https://x", "r", Some(url), None)
+        mailer(Some(url), None)
     }
 
     #[tokio::test]
@@ -311,14 +260,7 @@ mod tests {
     #[tokio::test]
     async fn a_recipient_with_a_display_name_is_never_parsed_as_one() {
         let dir = tempfile::tempdir().unwrap();
-        let mailer = Mailer::new(
-            "no-reply@auth.example.com",
-            "https://auth.example.com",
-            "demo",
-            None,
-            Some(dir.path().into()),
-        )
-        .unwrap();
+        let mailer = mailer(None, Some(dir.path().into())).unwrap();
         assert!(
             mailer
                 .send("a<b@evil.com>", &Mail::PasswordChanged)
@@ -330,6 +272,6 @@ mod tests {
 
     #[test]
     fn a_mailer_needs_a_sink() {
-        assert!(Mailer::new("a@example.com", "https://x", "r", None, None).is_err());
+        assert!(mailer(None, None).is_err());
     }
 }

@@ -1,0 +1,150 @@
+//! Retention statements (PostgreSQL only: they are set operations over whole tables). Each
+//! rule exists as a count (dry run) and as the change it describes, with the same predicate.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::StoreError;
+use super::db::Postgres;
+
+/// Retention statements: each rule as a count (dry run) and as the change it describes, with
+/// the same predicate.
+impl Postgres {
+    /// Refresh tokens and one-time tokens that expired, or were used or revoked, before
+    /// `cutoff`.
+    pub async fn purge_expired_tokens(
+        &self,
+        cutoff: OffsetDateTime,
+        dry_run: bool,
+    ) -> Result<(i64, i64), StoreError> {
+        let (refresh, one_time) = if dry_run {
+            (
+                "SELECT count(*) FROM refresh_tokens WHERE LEAST(expires_at, family_expires_at) < $1 \
+                 OR used_at < $1 OR revoked_at < $1",
+                "SELECT count(*) FROM one_time_tokens WHERE expires_at < $1 OR used_at < $1",
+            )
+        } else {
+            (
+                "WITH gone AS (DELETE FROM refresh_tokens WHERE LEAST(expires_at, family_expires_at) < $1 \
+                 OR used_at < $1 OR revoked_at < $1 RETURNING 1) SELECT count(*) FROM gone",
+                "WITH gone AS (DELETE FROM one_time_tokens WHERE expires_at < $1 OR used_at < $1 RETURNING 1) \
+                 SELECT count(*) FROM gone",
+            )
+        };
+        let (a,): (i64,) = sqlx::query_as(refresh)
+            .bind(cutoff)
+            .fetch_one(&self.pool)
+            .await?;
+        let (b,): (i64,) = sqlx::query_as(one_time)
+            .bind(cutoff)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((a, b))
+    }
+
+    /// Runs the counting statement (dry run) or the changing one; both take the cut-off as `$1`
+    /// and answer one count.
+    async fn count_or_apply(
+        &self,
+        dry_run: bool,
+        count: &'static str,
+        apply: &'static str,
+        cutoff: OffsetDateTime,
+    ) -> Result<i64, StoreError> {
+        let sql = if dry_run { count } else { apply };
+        let (n,): (i64,) = sqlx::query_as(sql)
+            .bind(cutoff)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    /// Accounts never verified and registered before `cutoff` (their rows cascade).
+    pub async fn purge_unverified_accounts(
+        &self,
+        cutoff: OffsetDateTime,
+        dry_run: bool,
+    ) -> Result<i64, StoreError> {
+        self.count_or_apply(dry_run, "SELECT count(*) FROM users WHERE NOT email_verified AND created_at < $1", "WITH gone AS (DELETE FROM users WHERE NOT email_verified AND created_at < $1 RETURNING 1) \
+             SELECT count(*) FROM gone", cutoff).await
+    }
+
+    /// Records of withdrawn consents older than `cutoff`.
+    pub async fn purge_withdrawn_consents(
+        &self,
+        cutoff: OffsetDateTime,
+        dry_run: bool,
+    ) -> Result<i64, StoreError> {
+        self.count_or_apply(
+            dry_run,
+            "SELECT count(*) FROM consents WHERE NOT granted AND updated_at < $1",
+            "WITH gone AS (DELETE FROM consents WHERE NOT granted AND updated_at < $1 RETURNING 1) \
+             SELECT count(*) FROM gone",
+            cutoff,
+        )
+        .await
+    }
+
+    /// Accounts inactive since before `warn` (but not yet past `act`) that were not warned.
+    pub async fn inactive_accounts_to_warn(
+        &self,
+        warn: OffsetDateTime,
+        act: OffsetDateTime,
+    ) -> Result<Vec<(Uuid, String, OffsetDateTime)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, email_canonical, COALESCE(last_login_at, created_at) FROM users WHERE NOT disabled \
+             AND inactivity_warned_at IS NULL AND COALESCE(last_login_at, created_at) < $1 \
+             AND COALESCE(last_login_at, created_at) >= $2",
+        )
+        .bind(warn)
+        .bind(act)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records that an account was warned.
+    pub async fn mark_inactivity_warned(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET inactivity_warned_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes accounts inactive since before `cutoff`.
+    pub async fn delete_inactive_accounts(
+        &self,
+        cutoff: OffsetDateTime,
+        dry_run: bool,
+    ) -> Result<i64, StoreError> {
+        self.count_or_apply(dry_run, "SELECT count(*) FROM users WHERE COALESCE(last_login_at, created_at) < $1", "WITH gone AS (DELETE FROM users WHERE COALESCE(last_login_at, created_at) < $1 RETURNING 1) \
+             SELECT count(*) FROM gone", cutoff).await
+    }
+
+    /// Disables accounts inactive since before `cutoff`.
+    pub async fn disable_inactive_accounts(
+        &self,
+        cutoff: OffsetDateTime,
+        now: OffsetDateTime,
+        dry_run: bool,
+    ) -> Result<i64, StoreError> {
+        let query = if dry_run {
+            sqlx::query_as("SELECT count(*) FROM users WHERE NOT disabled AND COALESCE(last_login_at, created_at) < $1")
+                .bind(cutoff)
+        } else {
+            sqlx::query_as(
+                "WITH changed AS (UPDATE users SET disabled = true, updated_at = $2 WHERE NOT disabled \
+                 AND COALESCE(last_login_at, created_at) < $1 RETURNING 1) SELECT count(*) FROM changed",
+            )
+            .bind(cutoff)
+            .bind(now)
+        };
+        let (n,): (i64,) = query.fetch_one(&self.pool).await?;
+        Ok(n)
+    }
+}
