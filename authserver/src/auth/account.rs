@@ -137,8 +137,7 @@ pub async fn change_password(
         .await?;
     core.end_sessions(user.id, Some(&principal.session_id))
         .await?;
-    core.notify(&user.email_canonical, Mail::PasswordChanged)
-        .await;
+    core.notify(&user.email_canonical, Mail::PasswordChanged);
     tracing::info!(target: "audit", event = "password_changed", user_id = %user.id, "password changed");
     Ok(())
 }

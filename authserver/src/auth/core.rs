@@ -140,9 +140,9 @@ impl Core {
         hash
     }
 
-    /// Hands a mail to the outbox.
-    pub(super) async fn notify(&self, to: &str, mail: Mail) {
-        self.outbox.send(to, mail).await;
+    /// Hands a mail to the outbox (delivered in the background).
+    pub(super) fn notify(&self, to: &str, mail: Mail) {
+        self.outbox.send(to, mail);
     }
 
     /// The caller's account, if it exists and is not disabled.

@@ -95,8 +95,7 @@ pub async fn login(
                     && core.spec().lockout.notify_user
                 {
                     let minutes = lock_ms.div_ceil(60_000);
-                    core.notify(&user.email_canonical, Mail::AccountLocked { minutes })
-                        .await;
+                    core.notify(&user.email_canonical, Mail::AccountLocked { minutes });
                 }
             }
             return Err(AuthError::InvalidCredentials);

@@ -150,7 +150,7 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
     match inserted {
         Ok(()) => {}
         Err(StoreError::Duplicate(_)) if verification => {
-            core.notify(&email, Mail::AlreadyRegistered).await;
+            core.notify(&email, Mail::AlreadyRegistered);
             tracing::info!(target: "audit", event = "register_duplicate", "registration for a taken address");
             return Ok(Registered::VerificationPending);
         }
@@ -175,7 +175,7 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
             core.later(now, VERIFY_TTL)?,
         )
         .await?;
-    core.notify(&email, Mail::VerifyEmail { token }).await;
+    core.notify(&email, Mail::VerifyEmail { token });
     Ok(Registered::VerificationPending)
 }
 

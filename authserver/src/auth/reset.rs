@@ -33,8 +33,7 @@ pub async fn request_password_reset(core: &Core, email: &str) -> Result<(), Auth
             core.later(now, RESET_TTL)?,
         )
         .await?;
-    core.notify(&user.email_canonical, Mail::PasswordReset { token })
-        .await;
+    core.notify(&user.email_canonical, Mail::PasswordReset { token });
     tracing::info!(target: "audit", event = "password_reset_requested", user_id = %user.id, "password reset mailed");
     Ok(())
 }
@@ -90,8 +89,7 @@ pub async fn confirm_password_reset(
         .await?;
     core.end_sessions(user.id, None).await?;
     core.kv.clear_attempts(&user.email_canonical).await?;
-    core.notify(&user.email_canonical, Mail::PasswordChanged)
-        .await;
+    core.notify(&user.email_canonical, Mail::PasswordChanged);
     tracing::info!(target: "audit", event = "password_reset", user_id = %user.id, "password reset");
     Ok(())
 }

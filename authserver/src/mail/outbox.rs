@@ -1,5 +1,6 @@
-//! The outbox the domain hands messages to. Delivery problems never fail the request that
-//! caused the mail: they are logged and counted.
+//! The outbox the domain hands messages to. Delivery runs in the background: an answer never
+//! waits for a mail server (so whether a mail was sent cannot be told from its timing), and
+//! delivery problems are logged and counted, never failing the request that caused the mail.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -36,14 +37,17 @@ impl Outbox {
         (Outbox::Recording(list.clone()), list)
     }
 
-    /// Hands `mail` for `to` over for delivery.
-    pub async fn send(&self, to: &str, mail: Mail) {
+    /// Hands `mail` for `to` over for delivery and returns at once.
+    pub fn send(&self, to: &str, mail: Mail) {
         match self {
             Outbox::Deliver { mailer, metrics } => {
-                if let Err(error) = mailer.send(to, &mail).await {
-                    metrics.mail_failures.inc();
-                    tracing::error!(error = %error, mail = ?mail, "mail delivery failed");
-                }
+                let (mailer, metrics, to) = (mailer.clone(), metrics.clone(), to.to_owned());
+                tokio::spawn(async move {
+                    if let Err(error) = mailer.send(&to, &mail).await {
+                        metrics.mail_failures.inc();
+                        tracing::error!(error = %error, mail = ?mail, "mail delivery failed");
+                    }
+                });
             }
             Outbox::Recording(list) => {
                 list.lock()

@@ -149,8 +149,10 @@ impl Mailer {
                 .map_err(|source| MailError::File { path, source })?;
         }
         if let Some(smtp) = &self.smtp {
-            smtp.send(message)
+            // lettre's own timeout does not cover a server that accepts and never greets.
+            tokio::time::timeout(SMTP_TIMEOUT, smtp.send(message))
                 .await
+                .map_err(|_| MailError::Smtp(format!("no answer within {SMTP_TIMEOUT:?}")))?
                 .map_err(|e| MailError::Smtp(e.to_string()))?;
         }
         Ok(())

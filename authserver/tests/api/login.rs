@@ -195,7 +195,7 @@ async fn lockout_notifies_the_owner_by_mail(pool: PgPool) {
     for _ in 0..5 {
         server.login("alice@example.com", OTHER_PASSWORD).await;
     }
-    let mails = server.mails();
+    let mails = server.mails_settled(1).await;
     assert!(
         mails
             .iter()
@@ -428,7 +428,8 @@ async fn changing_the_password_ends_other_sessions_only(pool: PgPool) {
     );
     assert!(
         server
-            .mails()
+            .mails_settled(1)
+            .await
             .iter()
             .any(|m| m.contains("password was changed"))
     );
@@ -705,7 +706,6 @@ async fn silent_smtp_server() -> String {
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-#[ignore = "fails until finding 7 (mail in the background) is fixed"]
 async fn the_lockout_notice_does_not_delay_the_answer(pool: PgPool) {
     let server = start(
         pool,

@@ -45,17 +45,17 @@ async fn with_verification_the_answer_hides_whether_the_email_is_taken(pool: PgP
         (202, &json!({"status": "verification_pending"}))
     );
     assert_eq!((second.status, &second.body), (first.status, &first.body));
-    let mails = server.mails();
+    let mails = server.mails_settled(2).await;
     assert_eq!(mails.len(), 2);
     assert!(
-        mails[0].contains("Confirm your email address"),
-        "{}",
-        mails[0]
+        mails
+            .iter()
+            .any(|m| m.contains("Confirm your email address")),
+        "{mails:?}"
     );
     assert!(
-        mails[1].contains("Registration attempt"),
-        "the owner is told instead: {}",
-        mails[1]
+        mails.iter().any(|m| m.contains("Registration attempt")),
+        "the owner is told instead: {mails:?}"
     );
 }
 
@@ -335,7 +335,7 @@ async fn every_mail_goes_to_the_address_that_was_verified(pool: PgPool) {
         )
         .await;
     server.mailed_code("Reset code:").await;
-    let mails = server.mails();
+    let mails = server.mails_settled(2).await;
     assert_eq!(mails.len(), 2);
     for mail in mails {
         assert!(mail.contains("To: alice@example.com\r\n"), "{mail}");

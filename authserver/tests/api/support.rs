@@ -339,6 +339,16 @@ impl TestServer {
             .collect()
     }
 
+    /// Every mail, once at least `count` were written (mail goes out in the background),
+    /// waiting up to five seconds.
+    pub async fn mails_settled(&self, count: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.mails().len() < count && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.mails()
+    }
+
     /// The code on the line after `label` in the newest mail that has one, waiting up to five
     /// seconds (some mails are sent in the background).
     pub async fn mailed_code(&self, label: &str) -> String {
