@@ -79,6 +79,7 @@ pub async fn change_password(
     new: &str,
 ) -> Result<(), AuthError> {
     let user = core.active_user(principal).await?;
+    let slot = core.reserve_hashing()?;
     let identifier = user.email_canonical.clone();
     let limits = core.lockout_rules().limits();
     if let Attempt::Locked { retry_after_ms } = core
@@ -93,7 +94,7 @@ pub async fn change_password(
     let current = password::normalize(current);
     if !core
         .hasher
-        .verify(&current, Some(&stored_hash(&user)))
+        .verify(slot, &current, Some(&stored_hash(&user)))
         .await?
         .ok
     {

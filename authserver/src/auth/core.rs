@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::AuthError;
 use super::breach::BreachChecker;
-use super::hashing::{PasswordHasher, StoredHash};
+use super::hashing::{PasswordHasher, Slot, StoredHash};
 use super::lockout::LockoutRules;
 use super::principal::Principal;
 use super::tokens::KeyRing;
@@ -132,10 +132,18 @@ impl Core {
             .ok_or_else(|| AuthError::Internal(format!("{now} + {duration:?} is past year 9999")))
     }
 
+    /// A place in the hashing pool; a refusal is counted.
+    pub(super) fn reserve_hashing(&self) -> Result<Slot<'_>, AuthError> {
+        self.hasher.reserve().inspect_err(|_| {
+            self.metrics.hashing_refused.inc();
+        })
+    }
+
     /// Hashes a new password, timing it for the metric.
     pub(super) async fn hash_timed(&self, password: &str) -> Result<StoredHash, AuthError> {
+        let slot = self.reserve_hashing()?;
         let watch = self.clock.stopwatch();
-        let hash = self.hasher.hash(password).await;
+        let hash = self.hasher.hash(slot, password).await;
         self.metrics.password_hash_seconds.observe(watch.seconds());
         hash
     }

@@ -71,6 +71,9 @@ pub enum AuthError {
         /// Explanation.
         detail: String,
     },
+    /// Too much password hashing is queued: come back shortly.
+    #[error("password hashing is saturated")]
+    Busy,
     /// A dependency the request needs is down.
     #[error("{0} unavailable")]
     Unavailable(&'static str),

@@ -1,10 +1,12 @@
 //! Password hashing: bcrypt (cost from the realm) over `base64(HMAC-SHA256(pepper, password))`
 //! — bcrypt ignores input past 72 bytes, the HMAC makes every password count — on a bounded
-//! blocking pool so hashing never stalls the async executor. Unknown accounts are verified
-//! against a dummy hash of the same cost so they take the same time.
+//! blocking pool so hashing never stalls the async executor, with a bounded queue in front of
+//! it: past the bound a caller is told to come back (`AuthError::Busy`) instead of waiting
+//! without limit. Unknown accounts are verified against a dummy hash of the same cost so they
+//! take the same time.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -34,13 +36,48 @@ pub struct Verified {
     pub needs_upgrade: bool,
 }
 
-/// Hashes and verifies passwords on a pool of `permits` concurrent bcrypt runs.
+/// How many bcrypt runs go at once, and how many more may wait for one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSize {
+    /// Concurrent runs (the core count).
+    pub permits: usize,
+    /// Callers that may wait beyond those.
+    pub queue: usize,
+}
+
+impl PoolSize {
+    /// `permits` runs at once, and eight waiting per run: at the default cost a queued caller
+    /// waits about two seconds at most.
+    pub fn with_permits(permits: usize) -> Self {
+        let permits = permits.max(1);
+        Self {
+            permits,
+            queue: permits.saturating_mul(8),
+        }
+    }
+}
+
+/// A place in the hashing pool (running or queued), taken by [`PasswordHasher::reserve`]
+/// before anything else happens, and given back when dropped.
+#[derive(Debug)]
+pub struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Hashes and verifies passwords on a bounded pool of bcrypt runs.
 #[derive(Debug)]
 pub struct PasswordHasher {
     peppers: Vec<Pepper>,
     cost: u32,
     random: Random,
     pool: Semaphore,
+    in_flight: AtomicUsize,
+    capacity: usize,
+    refused: AtomicU64,
     dummy: StoredHash,
     verifications: AtomicU64,
     work: AtomicU64,
@@ -80,7 +117,7 @@ impl PasswordHasher {
     pub fn new(
         peppers: Vec<Pepper>,
         cost: u32,
-        permits: usize,
+        size: PoolSize,
         random: Random,
     ) -> Result<Arc<Self>, AuthError> {
         let current = peppers
@@ -101,10 +138,31 @@ impl PasswordHasher {
             },
             peppers,
             cost,
-            pool: Semaphore::new(permits.max(1)),
+            pool: Semaphore::new(size.permits.max(1)),
+            in_flight: AtomicUsize::new(0),
+            capacity: size.permits.max(1).saturating_add(size.queue),
+            refused: AtomicU64::new(0),
             verifications: AtomicU64::new(0),
             work: AtomicU64::new(0),
         }))
+    }
+
+    /// Takes a place in the pool, or refuses with `Busy` when every run and queue place is
+    /// taken. Callers reserve before changing any state (a lockout counter), so a refusal
+    /// leaves nothing behind.
+    pub fn reserve(&self) -> Result<Slot<'_>, AuthError> {
+        let before = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot(&self.in_flight);
+        if before >= self.capacity {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(AuthError::Busy);
+        }
+        Ok(slot)
+    }
+
+    /// Callers refused because the pool and its queue were full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// bcrypt verifications run so far (known and unknown accounts alike).
@@ -132,8 +190,8 @@ impl PasswordHasher {
             .map_err(|e| AuthError::Internal(e.to_string()))
     }
 
-    /// Hashes a (normalised) password with the current pepper.
-    pub async fn hash(&self, password: &str) -> Result<StoredHash, AuthError> {
+    /// Hashes a (normalised) password with the current pepper, in the place `_slot` holds.
+    pub async fn hash(&self, _slot: Slot<'_>, password: &str) -> Result<StoredHash, AuthError> {
         let current = self
             .peppers
             .first()
@@ -152,9 +210,10 @@ impl PasswordHasher {
     }
 
     /// Verifies a password against `stored`, or against the dummy hash when there is no
-    /// account, so both take one bcrypt run at the realm's cost.
+    /// account, so both take one bcrypt run at the realm's cost; in the place `_slot` holds.
     pub async fn verify(
         &self,
+        _slot: Slot<'_>,
         password: &str,
         stored: Option<&StoredHash>,
     ) -> Result<Verified, AuthError> {
@@ -223,7 +282,7 @@ mod tests {
     fn hasher(versions: &[&str], cost: u32) -> Arc<PasswordHasher> {
         use rand_chacha::rand_core::SeedableRng;
         let random = Random::new(rand_chacha::ChaCha20Rng::seed_from_u64(9));
-        PasswordHasher::new(peppers(versions), cost, 2, random).unwrap()
+        PasswordHasher::new(peppers(versions), cost, PoolSize::with_permits(2), random).unwrap()
     }
 
     fn peppers(versions: &[&str]) -> Vec<Pepper> {
@@ -239,10 +298,16 @@ mod tests {
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
         let hasher = hasher(&["v1"], 4);
-        let stored = hasher.hash("correct horse").await.unwrap();
+        let stored = hasher
+            .hash(hasher.reserve().unwrap(), "correct horse")
+            .await
+            .unwrap();
         assert!(stored.hash.starts_with("$2b$04$"));
         assert_eq!(
-            hasher.verify("correct horse", Some(&stored)).await.unwrap(),
+            hasher
+                .verify(hasher.reserve().unwrap(), "correct horse", Some(&stored))
+                .await
+                .unwrap(),
             Verified {
                 ok: true,
                 needs_upgrade: false
@@ -250,7 +315,7 @@ mod tests {
         );
         assert!(
             !hasher
-                .verify("correct horsf", Some(&stored))
+                .verify(hasher.reserve().unwrap(), "correct horsf", Some(&stored))
                 .await
                 .unwrap()
                 .ok
@@ -261,10 +326,17 @@ mod tests {
     async fn passwords_longer_than_72_bytes_still_differ() {
         let hasher = hasher(&["v1"], 4);
         let long = "x".repeat(100);
-        let stored = hasher.hash(&format!("{long}A")).await.unwrap();
+        let stored = hasher
+            .hash(hasher.reserve().unwrap(), &format!("{long}A"))
+            .await
+            .unwrap();
         assert!(
             !hasher
-                .verify(&format!("{long}B"), Some(&stored))
+                .verify(
+                    hasher.reserve().unwrap(),
+                    &format!("{long}B"),
+                    Some(&stored)
+                )
                 .await
                 .unwrap()
                 .ok
@@ -276,7 +348,11 @@ mod tests {
         let hasher = hasher(&["v1"], 4);
         let before = hasher.verifications();
         let v = hasher
-            .verify("portcullis dummy password for unknown accounts", None)
+            .verify(
+                hasher.reserve().unwrap(),
+                "portcullis dummy password for unknown accounts",
+                None,
+            )
             .await
             .unwrap();
         assert!(!v.ok, "the dummy password must not log anyone in");
@@ -286,38 +362,74 @@ mod tests {
     #[tokio::test]
     async fn a_lower_cost_or_old_pepper_asks_for_an_upgrade() {
         let old = hasher(&["v1"], 4);
-        let stored = old.hash("pw").await.unwrap();
+        let stored = old.hash(old.reserve().unwrap(), "pw").await.unwrap();
         let stronger = hasher(&["v1"], 5);
         assert!(
             stronger
-                .verify("pw", Some(&stored))
+                .verify(stronger.reserve().unwrap(), "pw", Some(&stored))
                 .await
                 .unwrap()
                 .needs_upgrade
         );
         let rotated = hasher(&["v2", "v1"], 4);
-        let v = rotated.verify("pw", Some(&stored)).await.unwrap();
+        let v = rotated
+            .verify(rotated.reserve().unwrap(), "pw", Some(&stored))
+            .await
+            .unwrap();
         assert!(v.ok && v.needs_upgrade);
     }
 
     #[tokio::test]
     async fn a_hash_made_at_a_lower_cost_costs_as_much_as_one_at_the_current_cost() {
         let old = hasher(&["v1"], 4);
-        let stored = old.hash("pw").await.unwrap();
+        let stored = old.hash(old.reserve().unwrap(), "pw").await.unwrap();
         let raised = hasher(&["v1"], 6);
         let before = raised.work();
-        assert!(!raised.verify("wrong", Some(&stored)).await.unwrap().ok);
+        assert!(
+            !raised
+                .verify(raised.reserve().unwrap(), "wrong", Some(&stored))
+                .await
+                .unwrap()
+                .ok
+        );
         assert_eq!(
             raised.work() - before,
             1 << 6,
             "as much work as one run at cost 6"
         );
         let before = raised.work();
-        raised.verify("wrong", None).await.unwrap();
+        raised
+            .verify(raised.reserve().unwrap(), "wrong", None)
+            .await
+            .unwrap();
         assert_eq!(
             raised.work() - before,
             1 << 6,
             "the dummy for unknown accounts"
+        );
+    }
+
+    #[tokio::test]
+    async fn past_the_queue_a_caller_is_refused_and_its_place_comes_back() {
+        use rand_chacha::rand_core::SeedableRng;
+        let random = Random::new(rand_chacha::ChaCha20Rng::seed_from_u64(9));
+        let size = PoolSize {
+            permits: 1,
+            queue: 1,
+        };
+        let hasher = PasswordHasher::new(peppers(&["v1"]), 4, size, random).unwrap();
+        let running = hasher.reserve().unwrap();
+        let queued = hasher.reserve().unwrap();
+        assert!(matches!(hasher.reserve(), Err(AuthError::Busy)));
+        assert_eq!(hasher.refused(), 1);
+        drop(queued);
+        let again = hasher.reserve().unwrap();
+        drop((running, again));
+        assert!(
+            hasher
+                .verify(hasher.reserve().unwrap(), "pw", None)
+                .await
+                .is_ok()
         );
     }
 

@@ -54,6 +54,8 @@ pub async fn login(
         core.metrics.login_failed("invalid_credentials");
         AuthError::InvalidCredentials
     })?;
+    // Before counting the attempt: a refusal for load must not count towards a lockout.
+    let slot = core.reserve_hashing()?;
     let rules = core.lockout_rules();
     let limits = rules.limits();
     let previous_failures = match core
@@ -77,7 +79,7 @@ pub async fn login(
     let user = core.db.user_by_email(&identifier).await?;
     let stored = user.as_ref().map(stored_hash);
     let watch = core.clock.stopwatch();
-    let verified = core.hasher.verify(&password, stored.as_ref()).await?;
+    let verified = core.hasher.verify(slot, &password, stored.as_ref()).await?;
     core.metrics.password_hash_seconds.observe(watch.seconds());
     let user = match user {
         Some(user) if verified.ok => user,
@@ -117,11 +119,17 @@ pub async fn login(
     }
     let now = core.clock.now();
     if verified.needs_upgrade {
-        let upgraded = core.hash_timed(&password).await?;
-        core.db
-            .set_password(user.id, &upgraded.hash, &upgraded.pepper_version, now)
-            .await?;
-        tracing::info!(target: "audit", event = "password_hash_upgraded", user_id = %user.id, "password hash upgraded");
+        // Best effort: under load the upgrade waits for a later login.
+        match core.hash_timed(&password).await {
+            Ok(upgraded) => {
+                core.db
+                    .set_password(user.id, &upgraded.hash, &upgraded.pepper_version, now)
+                    .await?;
+                tracing::info!(target: "audit", event = "password_hash_upgraded", user_id = %user.id, "password hash upgraded");
+            }
+            Err(AuthError::Busy) => {}
+            Err(other) => return Err(other),
+        }
     }
     if let Some(old) = previous_session {
         let old_id = sessions::public_id(old);

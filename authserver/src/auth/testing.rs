@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::breach::BreachChecker;
 use super::core::{Core, CoreParts};
-use super::hashing::PasswordHasher;
+use super::hashing::{PasswordHasher, PoolSize};
 use super::keys::{Pepper, SigningKey};
 use super::login::{LoginSuccess, login};
 use super::principal::RequestMeta;
@@ -84,7 +84,7 @@ pub fn fixture(customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixture {
         settings: Arc::new(settings),
         db: Db::memory(),
         kv: Kv::memory(clock.clone()),
-        hasher: PasswordHasher::new(peppers, 4, 2, random.clone()).unwrap(),
+        hasher: PasswordHasher::new(peppers, 4, PoolSize::with_permits(2), random.clone()).unwrap(),
         breach: BreachChecker::Disabled,
         keys: Arc::new(KeyRing::new(&[SigningKey::generate(&random, clock.now())]).unwrap()),
         outbox,

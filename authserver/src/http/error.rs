@@ -231,6 +231,13 @@ impl From<AuthError> for ApiError {
                 e.0.oauth_error = Some(code);
                 e
             }
+            AuthError::Busy => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "server_busy",
+                "Server busy",
+                "too many sign-ins are being checked right now; try again in a second",
+            )
+            .header(header::RETRY_AFTER, "1"),
             AuthError::Unavailable(what) => {
                 tracing::error!(dependency = what, "dependency unavailable");
                 ApiError::new(

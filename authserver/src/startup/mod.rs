@@ -11,7 +11,7 @@ use portcullis_crds::{RealmSettings, parse_manifests};
 
 use crate::auth::breach::BreachChecker;
 use crate::auth::core::{Core, CoreParts};
-use crate::auth::hashing::PasswordHasher;
+use crate::auth::hashing::{PasswordHasher, PoolSize};
 use crate::auth::tokens::KeyRing;
 use crate::clock::Clock;
 use crate::http::state::{AppState, WebSettings};
@@ -115,7 +115,7 @@ pub struct ServiceParts {
     pub mail_dir: Option<PathBuf>,
     /// The offline breach list, for `mode: Offline`.
     pub breach_list: Option<PathBuf>,
-    /// Concurrent bcrypt runs (defaults to the core count).
+    /// Concurrent bcrypt runs (the core count); eight callers per run may queue.
     pub hash_permits: usize,
 }
 
@@ -157,7 +157,7 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
     let hasher = PasswordHasher::new(
         secrets.peppers.clone(),
         spec.password_policy.bcrypt_cost,
-        hash_permits,
+        PoolSize::with_permits(hash_permits),
         random.clone(),
     )
     .map_err(|e| StartupError::Config(e.to_string()))?;

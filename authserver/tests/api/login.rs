@@ -112,7 +112,9 @@ async fn twenty_parallel_wrong_passwords_get_at_most_five_tries(pool: PgPool) {
         .await;
     let tried = answers.iter().filter(|a| a.status == 401).count();
     let locked = answers.iter().filter(|a| a.status == 429).count();
-    assert_eq!(tried + locked, 20);
+    // Past the hashing queue (2 runs + 16 waiting here) a request is told to come back.
+    let busy = answers.iter().filter(|a| a.status == 503).count();
+    assert_eq!(tried + locked + busy, 20);
     assert!(tried <= 5, "{tried} passwords were checked");
     assert_eq!(server.hasher.verifications() - before, tried as u64);
     assert_eq!(
@@ -662,7 +664,6 @@ async fn many_addresses_together_still_lock_an_identifier(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-#[ignore = "fails until finding 6 (bounded hashing queue) is fixed"]
 async fn a_full_hashing_queue_answers_503_with_retry_after(pool: PgPool) {
     let server = start(
         pool,
@@ -748,7 +749,7 @@ async fn a_login_in_flight_when_the_account_is_disabled_gets_no_session(pool: Pg
         .to_owned();
     // Fill the one hashing slot's queue so alice's login waits between reading her account
     // and checking her password.
-    let flood: Vec<_> = (0..8)
+    let flood: Vec<_> = (0..6)
         .map(|_| {
             let server = server.clone();
             tokio::spawn(async move {
