@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::core::{Core, stored_hash};
-use super::principal::Principal;
+use super::principal::{Principal, RequestMeta};
 use super::{AuthError, Violation, new_password, password, sessions};
 use crate::mail::Mail;
 use crate::store::TokenPurpose;
@@ -71,10 +71,12 @@ pub async fn logout(core: &Core, principal: &Principal) -> Result<(), AuthError>
 }
 
 /// Changes the password after checking the current one (which counts towards the lockout
-/// like a login); every other session, refresh token and outstanding reset token ends.
+/// like a login from `meta`'s address); every other session, refresh token and outstanding
+/// reset token ends.
 pub async fn change_password(
     core: &Core,
     principal: &Principal,
+    meta: &RequestMeta,
     current: &str,
     new: &str,
 ) -> Result<(), AuthError> {
@@ -84,7 +86,7 @@ pub async fn change_password(
     let limits = core.lockout_rules().limits();
     if let Attempt::Locked { retry_after_ms } = core
         .kv
-        .begin_attempt(&identifier, core.clock.now_ms(), &limits)
+        .begin_attempt(&identifier, &meta.ip, core.clock.now_ms(), &limits)
         .await?
     {
         return Err(AuthError::AccountLocked {
@@ -100,7 +102,7 @@ pub async fn change_password(
     {
         if core
             .kv
-            .fail_attempt(&identifier, core.clock.now_ms(), &limits)
+            .fail_attempt(&identifier, &meta.ip, core.clock.now_ms(), &limits)
             .await?
             .is_some()
         {
@@ -189,7 +191,7 @@ mod tests {
     use super::*;
     use crate::auth::principal::AuthMethod;
     use crate::auth::refresh::refresh;
-    use crate::auth::testing::{Fixture, OTHER_PASSWORD, PASSWORD, fixture, signed_in};
+    use crate::auth::testing::{Fixture, OTHER_PASSWORD, PASSWORD, fixture, meta, signed_in};
 
     fn caller(login: &crate::auth::login::LoginSuccess) -> Principal {
         Principal {
@@ -208,14 +210,21 @@ mod tests {
         let f = fixture(|_| {});
         let here = signed_in(&f, "alice@example.com").await;
         let elsewhere = signed_in(&f, "alice@example.com").await;
-        let wrong = change_password(&f.core, &caller(&here), OTHER_PASSWORD, OTHER_PASSWORD).await;
+        let wrong = change_password(
+            &f.core,
+            &caller(&here),
+            &meta(),
+            OTHER_PASSWORD,
+            OTHER_PASSWORD,
+        )
+        .await;
         assert!(matches!(wrong, Err(AuthError::InvalidCredentials)));
-        let same = change_password(&f.core, &caller(&here), PASSWORD, PASSWORD).await;
+        let same = change_password(&f.core, &caller(&here), &meta(), PASSWORD, PASSWORD).await;
         let Err(AuthError::Validation(violations)) = same else {
             panic!("accepted: {same:?}");
         };
         assert_eq!(violations[0].code, "password_unchanged");
-        change_password(&f.core, &caller(&here), PASSWORD, OTHER_PASSWORD)
+        change_password(&f.core, &caller(&here), &meta(), PASSWORD, OTHER_PASSWORD)
             .await
             .unwrap();
         assert!(live(&f, &here.session_id).await);

@@ -1,5 +1,8 @@
-//! Lockout and progressive delay rules (pure). The counters live in `crate::store::kv`, which
-//! applies them atomically as plain limits.
+//! Lockout and progressive delay rules (pure). Failures count per login identifier and client
+//! address: `maxFailures` from one address lock that address out, and the identifier locks for
+//! everyone only past a ceiling of twenty times that, at most 100 (NIST SP 800-63B 5.2.2), so
+//! a few requests an hour cannot keep an owner out. The counters live in `crate::store::kv`,
+//! which applies these limits atomically.
 
 use std::time::Duration;
 
@@ -46,12 +49,22 @@ fn doubled(base: Duration, times: u32, max: Duration) -> Duration {
 }
 
 impl LockoutRules {
+    /// Failures from all addresses together that lock the identifier for everyone.
+    pub fn max_failures_overall(&self) -> u32 {
+        // Not `clamp`: a realm's own limit above 100 must win, not panic.
+        self.max_failures
+            .saturating_mul(20)
+            .min(100)
+            .max(self.max_failures)
+    }
+
     /// The counters' limits in the store's units.
     pub fn limits(&self) -> CounterLimits {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         CounterLimits {
             window_ms: ms(self.window),
             max_failures: self.max_failures,
+            max_failures_overall: self.max_failures_overall(),
             base_lock_ms: ms(self.base_lockout),
             max_lock_ms: ms(self.max_lockout),
             memory_ms: ms(self.memory()),
@@ -96,6 +109,22 @@ mod tests {
         );
         assert_eq!(limits.max_lock_ms, 3_600_000);
         assert!(limits.memory_ms >= limits.window_ms + limits.max_lock_ms);
+    }
+
+    #[test]
+    fn the_identifier_ceiling_is_twenty_times_the_per_address_limit_at_most_100() {
+        let with = |max_failures| LockoutRules {
+            max_failures,
+            ..rules()
+        };
+        assert_eq!(with(1).max_failures_overall(), 20);
+        assert_eq!(with(5).max_failures_overall(), 100);
+        assert_eq!(with(8).max_failures_overall(), 100);
+        assert_eq!(
+            with(200).max_failures_overall(),
+            200,
+            "never below one address' limit"
+        );
     }
 
     #[test]

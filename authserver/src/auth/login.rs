@@ -60,7 +60,7 @@ pub async fn login(
     let limits = rules.limits();
     let previous_failures = match core
         .kv
-        .begin_attempt(&identifier, core.clock.now_ms(), &limits)
+        .begin_attempt(&identifier, &meta.ip, core.clock.now_ms(), &limits)
         .await?
     {
         Attempt::Locked { retry_after_ms } => {
@@ -88,7 +88,7 @@ pub async fn login(
             tracing::info!(target: "audit", event = "login_failed", ip = %meta.ip, "login failed");
             if let Some(lock_ms) = core
                 .kv
-                .fail_attempt(&identifier, core.clock.now_ms(), &limits)
+                .fail_attempt(&identifier, &meta.ip, core.clock.now_ms(), &limits)
                 .await?
             {
                 core.metrics.lockouts.inc();
@@ -275,6 +275,50 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    #[tokio::test]
+    async fn failures_from_another_address_leave_the_owner_in() {
+        let f = fixture(|_| {});
+        registered(&f, "alice@example.com").await;
+        let attacker = RequestMeta {
+            ip: "203.0.113.66".into(),
+            ..meta()
+        };
+        for _ in 0..5 {
+            let _ = login(
+                &f.core,
+                "alice@example.com",
+                OTHER_PASSWORD,
+                &attacker,
+                None,
+            )
+            .await;
+        }
+        let locked = login(&f.core, "alice@example.com", PASSWORD, &attacker, None).await;
+        assert!(matches!(locked, Err(AuthError::AccountLocked { .. })));
+        assert!(
+            login(&f.core, "alice@example.com", PASSWORD, &meta(), None)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_locked_answer_is_the_same_for_known_and_unknown_identifiers() {
+        let f = fixture(|_| {});
+        registered(&f, "alice@example.com").await;
+        let mut answers = Vec::new();
+        for email in ["alice@example.com", "nobody@example.com"] {
+            for _ in 0..5 {
+                let _ = login(&f.core, email, OTHER_PASSWORD, &meta(), None).await;
+            }
+            answers.push(format!(
+                "{:?}",
+                login(&f.core, email, PASSWORD, &meta(), None).await
+            ));
+        }
+        assert_eq!(answers[0], answers[1]);
     }
 
     #[tokio::test]

@@ -623,7 +623,6 @@ async fn login_from(server: &TestServer, ip: &str, email: &str, password: &str) 
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-#[ignore = "fails until finding 4 (lockout per identifier and address) is fixed"]
 async fn failures_from_one_address_do_not_lock_the_owner_out_elsewhere(pool: PgPool) {
     let server = start(
         pool,
@@ -642,7 +641,6 @@ async fn failures_from_one_address_do_not_lock_the_owner_out_elsewhere(pool: PgP
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-#[ignore = "fails until finding 4 (lockout per identifier and address) is fixed"]
 async fn many_addresses_together_still_lock_an_identifier(pool: PgPool) {
     // One failure per address allowed; the identifier's own ceiling is 20 times that.
     let server = start(

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
+use crate::auth::principal::RequestMeta;
 use crate::auth::{account, session_auth};
 use crate::http::caller::Authenticated;
 use crate::http::error::ApiError;
@@ -55,11 +56,13 @@ struct PasswordBody {
 async fn change_password(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    meta: RequestMeta,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Response, ApiError> {
     account::change_password(
         &state.core,
         &principal,
+        &meta,
         &body.current_password,
         &body.new_password,
     )

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::lockout::CounterState;
+use super::lockout::LockState;
 use super::sessions::SessionRecord;
 use crate::clock::Clock;
 
@@ -20,7 +20,7 @@ pub struct MemoryKv {
     pub(super) clock: Clock,
     pub(super) sessions: HashMap<String, Expiring<SessionRecord>>,
     pub(super) revoked: HashMap<String, Expiring<()>>,
-    pub(super) locks: HashMap<String, Expiring<CounterState>>,
+    pub(super) locks: HashMap<String, Expiring<LockState>>,
 }
 
 impl MemoryKv {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-pub use lockout::{Attempt, CounterLimits, CounterState};
+pub use lockout::{Attempt, CounterLimits, CounterState, LockState};
 pub use sessions::SessionRecord;
 
 use super::StoreError;
