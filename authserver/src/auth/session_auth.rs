@@ -23,9 +23,11 @@ pub async fn authenticate_session(core: &Core, secret: &str) -> Result<Principal
     }
     if now - record.last_seen_at >= TOUCH_INTERVAL {
         record.last_seen_at = now;
-        core.kv
-            .put_session(&id, &record, sessions::ttl(&record, now, idle))
-            .await?;
+        let ttl = sessions::ttl(&record, now, idle);
+        if !core.kv.touch_session(&id, &record, ttl).await? {
+            // Revoked since it was read.
+            return Err(AuthError::Unauthenticated);
+        }
     }
     Ok(Principal {
         user_id: record.user_id,
@@ -119,6 +121,34 @@ mod tests {
             authenticate_bearer(&f.core, &other.access_token)
                 .await
                 .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_touch_never_brings_back_a_session_revoked_since_it_was_read() {
+        let f = fixture(|_| {});
+        let login = signed_in(&f, "alice@example.com").await;
+        let record = f.core.kv.session(&login.session_id).await.unwrap().unwrap();
+        f.core
+            .kv
+            .delete_session(login.user_id, &login.session_id)
+            .await
+            .unwrap();
+        let ttl = Duration::from_secs(600);
+        assert!(
+            !f.core
+                .kv
+                .touch_session(&login.session_id, &record, ttl)
+                .await
+                .unwrap()
+        );
+        assert!(
+            f.core
+                .kv
+                .session(&login.session_id)
+                .await
+                .unwrap()
+                .is_none()
         );
     }
 

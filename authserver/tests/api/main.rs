@@ -12,6 +12,7 @@ mod http;
 mod login;
 mod registration;
 mod retention;
+mod sessions;
 mod startup;
 mod support;
 mod tokens;

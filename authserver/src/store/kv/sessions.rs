@@ -82,6 +82,44 @@ impl Kv {
         }
     }
 
+    /// Writes a changed session back only if it still exists (a compare-and-set on existence):
+    /// a session revoked between a read and this write stays revoked. Returns whether it was
+    /// written.
+    pub async fn touch_session(
+        &self,
+        id: &str,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Kv::Redis { conn, prefix } => {
+                let mut conn = conn.clone();
+                let written: Option<String> = redis::cmd("SET")
+                    .arg(format!("{prefix}sess:{id}"))
+                    .arg(encode(record)?)
+                    .arg("PX")
+                    .arg(ms(ttl).max(1))
+                    .arg("XX")
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(written.is_some())
+            }
+            Kv::Memory(m) => {
+                let mut mem = locked(m)?;
+                let now = mem.now_ms();
+                let expires_ms = now.saturating_add(ms(ttl));
+                let Some(entry) = live(&mut mem.sessions, id, now) else {
+                    return Ok(false);
+                };
+                *entry = record.clone();
+                if let Some(stored) = mem.sessions.get_mut(id) {
+                    stored.expires_ms = expires_ms;
+                }
+                Ok(true)
+            }
+        }
+    }
+
     /// A session by public id.
     pub async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         match self {
