@@ -132,9 +132,11 @@ pub async fn change_password(
     }
     let now = core.clock.now();
     let hash = core.hash_timed(&new).await?;
-    core.db
-        .set_password(user.id, &hash.hash, &hash.pepper_version, now)
+    let epoch = core
+        .db
+        .replace_password(user.id, &hash.hash, &hash.pepper_version, now)
         .await?;
+    keep_session_under(core, principal, epoch).await?;
     core.db
         .void_one_time_tokens(user.id, TokenPurpose::PasswordReset, now)
         .await?;
@@ -142,6 +144,28 @@ pub async fn change_password(
         .await?;
     core.notify(&user.email_canonical, Mail::PasswordChanged);
     tracing::info!(target: "audit", event = "password_changed", user_id = %user.id, "password changed");
+    Ok(())
+}
+
+/// Moves the caller's own session and its refresh-token families to the credential epoch a
+/// password change started, so they outlive the change that ends every other session.
+async fn keep_session_under(
+    core: &Core,
+    principal: &Principal,
+    epoch: i64,
+) -> Result<(), AuthError> {
+    let now = core.clock.now();
+    let idle = core.spec().sessions.idle_timeout.as_duration();
+    if let Some(mut record) = core.kv.session(&principal.session_id).await? {
+        record.credential_epoch = epoch;
+        let ttl = sessions::ttl(&record, now, idle);
+        core.kv
+            .touch_session(&principal.session_id, &record, ttl)
+            .await?;
+    }
+    core.db
+        .restamp_session_families(&principal.session_id, epoch)
+        .await?;
     Ok(())
 }
 

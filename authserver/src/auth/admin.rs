@@ -46,7 +46,7 @@ pub async fn unlock(core: &Core, user: Uuid) -> Result<(), AuthError> {
 
 /// Disables an account and ends its sessions.
 pub async fn disable(core: &Core, user: Uuid) -> Result<(), AuthError> {
-    if !core.db.set_disabled(user, true, core.clock.now()).await? {
+    if !core.db.disable_user(user, core.clock.now()).await? {
         return Err(AuthError::NotFound);
     }
     core.end_sessions(user, None).await?;

@@ -9,7 +9,7 @@ use super::tokens::{self, Grant};
 use super::{AuthError, csrf, password, sessions};
 use crate::mail::Mail;
 use crate::store::kv::{Attempt, SessionRecord};
-use crate::store::{NewRefreshToken, UserRecord};
+use crate::store::{NewFamily, UserRecord};
 
 /// Tokens and session from a successful login.
 #[derive(Clone)]
@@ -123,7 +123,7 @@ pub async fn login(
         match core.hash_timed(&password).await {
             Ok(upgraded) => {
                 core.db
-                    .set_password(user.id, &upgraded.hash, &upgraded.pepper_version, now)
+                    .upgrade_password_hash(user.id, &upgraded.hash, &upgraded.pepper_version, now)
                     .await?;
                 tracing::info!(target: "audit", event = "password_hash_upgraded", user_id = %user.id, "password hash upgraded");
             }
@@ -142,19 +142,28 @@ pub async fn login(
         start_session(core, &user, meta, now)
     );
     cleared?;
-    let success = success?;
+    let Some(success) = success? else {
+        // The password was reset or changed, or the account disabled, while this login was
+        // checking the old credentials: it gets nothing.
+        core.metrics.login_failed("credentials_changed");
+        return Err(AuthError::InvalidCredentials);
+    };
+    core.db.record_login(user.id, now).await?;
     core.metrics.login_successes.inc();
     tracing::info!(target: "audit", event = "login", user_id = %user.id, ip = %meta.ip, "login succeeded");
     Ok(success)
 }
 
-/// A new session, access token and refresh-token family for `user`.
+/// A new session, access token and refresh-token family for `user`, all under the credential
+/// epoch `user` was read with; `None` (and no session) when the epoch moved on meanwhile. The
+/// session is stored before the family is started, so whatever ends sessions after the epoch
+/// moved finds it.
 async fn start_session(
     core: &Core,
     user: &UserRecord,
     meta: &RequestMeta,
     now: time::OffsetDateTime,
-) -> Result<LoginSuccess, AuthError> {
+) -> Result<Option<LoginSuccess>, AuthError> {
     let spec = core.spec();
     let idle = spec.sessions.idle_timeout.as_duration();
     let (secret, session_id) = sessions::new_session_secret(&core.random);
@@ -165,6 +174,7 @@ async fn start_session(
         absolute_expires_at: core.later(now, spec.sessions.absolute_timeout.as_duration())?,
         ip: meta.ip.clone(),
         user_agent: meta.user_agent.chars().take(256).collect(),
+        credential_epoch: user.credential_epoch,
     };
     core.kv
         .put_session(&session_id, &record, sessions::ttl(&record, now, idle))
@@ -185,19 +195,25 @@ async fn start_session(
     );
     let access_token = core.keys.sign("at+jwt", &claims)?;
     let (refresh_token, refresh_hash) = tokens::new_refresh_token(&core.random);
-    core.db
-        .insert_refresh_token(&NewRefreshToken {
-            token_hash: &refresh_hash,
+    let started = core
+        .db
+        .start_refresh_family(&NewFamily {
             family_id: core.random.uuid(),
             user_id: user.id,
             session_id: &session_id,
             client_id: None,
+            credential_epoch: user.credential_epoch,
+            token_hash: &refresh_hash,
             issued_at: now,
-            expires_at: core.later(now, spec.tokens.refresh_idle_ttl.as_duration())?,
-            family_expires_at: core.later(now, spec.tokens.refresh_token_ttl.as_duration())?,
+            token_expires_at: core.later(now, spec.tokens.refresh_idle_ttl.as_duration())?,
+            expires_at: core.later(now, spec.tokens.refresh_token_ttl.as_duration())?,
         })
         .await?;
-    Ok(LoginSuccess {
+    if !started {
+        core.kv.delete_session(user.id, &session_id).await?;
+        return Ok(None);
+    }
+    Ok(Some(LoginSuccess {
         user_id: user.id,
         access_token,
         refresh_token,
@@ -205,7 +221,7 @@ async fn start_session(
         csrf_token: csrf::token(&core.csrf_key, &session_id),
         session_secret: secret,
         session_id,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -319,6 +335,41 @@ mod tests {
             ));
         }
         assert_eq!(answers[0], answers[1]);
+    }
+
+    #[tokio::test]
+    async fn a_login_records_when_it_happened() {
+        let f = fixture(|_| {});
+        let id = registered(&f, "alice@example.com").await;
+        login(&f.core, "alice@example.com", PASSWORD, &meta(), None)
+            .await
+            .unwrap();
+        let user = f.core.db.user_by_id(id).await.unwrap().unwrap();
+        assert_eq!(user.last_login_at, Some(f.clock.now()));
+    }
+
+    #[tokio::test]
+    async fn a_session_started_under_an_old_credential_epoch_is_not_kept() {
+        let f = fixture(|_| {});
+        let id = registered(&f, "alice@example.com").await;
+        let stale = f.core.db.user_by_id(id).await.unwrap().unwrap();
+        // What a reset does while this login is between reading the account and starting the
+        // session.
+        f.core
+            .db
+            .replace_password(
+                id,
+                &stale.password_hash,
+                &stale.pepper_version,
+                f.clock.now(),
+            )
+            .await
+            .unwrap();
+        let started = start_session(&f.core, &stale, &meta(), f.clock.now())
+            .await
+            .unwrap();
+        assert!(started.is_none());
+        assert!(f.core.kv.user_sessions(id).await.unwrap().is_empty());
     }
 
     #[tokio::test]

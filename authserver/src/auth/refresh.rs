@@ -57,10 +57,6 @@ pub async fn refresh(
                     "the refresh token was not issued to this client",
                 ));
             }
-            let user = core.db.user_by_id(user_id).await?.filter(|u| !u.disabled);
-            if user.is_none() {
-                return Err(AuthError::InvalidGrant("the account is disabled or gone"));
-            }
             let grant = Grant {
                 user: user_id,
                 sid: &session_id,
@@ -127,6 +123,27 @@ mod tests {
                 .is_none()
         );
         assert!(f.core.kv.is_sid_revoked(&login.session_id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_family_dies_when_its_account_is_disabled_or_its_password_reset() {
+        let f = fixture(|_| {});
+        let login = signed_in(&f, "alice@example.com").await;
+        let user = f.core.db.user_by_id(login.user_id).await.unwrap().unwrap();
+        f.core
+            .db
+            .replace_password(
+                user.id,
+                &user.password_hash,
+                &user.pepper_version,
+                f.clock.now(),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            refresh(&f.core, &login.refresh_token, None).await,
+            Err(AuthError::InvalidGrant(_))
+        ));
     }
 
     #[tokio::test]

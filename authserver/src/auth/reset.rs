@@ -80,7 +80,7 @@ pub async fn confirm_password_reset(
     }
     let stored = core.hash_timed(&password).await?;
     core.db
-        .set_password(user.id, &stored.hash, &stored.pepper_version, now)
+        .replace_password(user.id, &stored.hash, &stored.pepper_version, now)
         .await?;
     // The link came by mail: the address is proven.
     core.db.set_email_verified(user.id, now).await?;

@@ -6,8 +6,9 @@ use super::principal::{AuthMethod, Principal};
 use super::sessions::{self, TOUCH_INTERVAL};
 use super::{AuthError, csrf};
 
-/// Authenticates a session secret: unknown or timed-out sessions fail; live ones are touched
-/// (at most once a minute).
+/// Authenticates a session secret: unknown or timed-out sessions fail, and so do sessions of a
+/// disabled account or of an older credential epoch (the password changed since); live ones
+/// are touched (at most once a minute).
 pub async fn authenticate_session(core: &Core, secret: &str) -> Result<Principal, AuthError> {
     let id = sessions::public_id(secret);
     let mut record = core
@@ -17,7 +18,11 @@ pub async fn authenticate_session(core: &Core, secret: &str) -> Result<Principal
         .ok_or(AuthError::Unauthenticated)?;
     let now = core.clock.now();
     let idle = core.spec().sessions.idle_timeout.as_duration();
-    if sessions::is_expired(&record, now, idle) {
+    let current = match core.db.user_by_id(record.user_id).await? {
+        Some(user) => !user.disabled && user.credential_epoch == record.credential_epoch,
+        None => false,
+    };
+    if !current || sessions::is_expired(&record, now, idle) {
         core.kv.delete_session(record.user_id, &id).await?;
         return Err(AuthError::Unauthenticated);
     }

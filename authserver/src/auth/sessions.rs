@@ -63,6 +63,7 @@ mod tests {
             absolute_expires_at: now + Duration::from_secs(3_600),
             ip: "127.0.0.1".into(),
             user_agent: "test".into(),
+            credential_epoch: 0,
         }
     }
 

@@ -73,8 +73,9 @@ pub async fn run(
         dry_run,
         ..Summary::default()
     };
-    let (tokens, one_time) = db.purge_expired_tokens(c.expired_tokens, dry_run).await?;
+    let (tokens, families, one_time) = db.purge_expired_tokens(c.expired_tokens, dry_run).await?;
     summary.counts.insert("expiredRefreshTokens", tokens);
+    summary.counts.insert("expiredRefreshFamilies", families);
     summary.counts.insert("expiredOneTimeTokens", one_time);
     // Rows owned by accounts go first, so account deletions (which cascade) do not make a
     // real run count differently from its dry run.

@@ -7,7 +7,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::StoreError;
 use super::one_time_tokens::OneTimeRow;
-use super::refresh_tokens::RefreshRow;
+use super::refresh_families::{FamilyRow, TokenRow};
 use super::users::UserRecord;
 
 /// The embedded migrations (`authserver/migrations`).
@@ -33,7 +33,8 @@ pub struct Postgres {
 pub struct Tables {
     pub(super) users: std::collections::HashMap<uuid::Uuid, UserRecord>,
     pub(super) one_time: std::collections::HashMap<Vec<u8>, OneTimeRow>,
-    pub(super) refresh: std::collections::HashMap<Vec<u8>, RefreshRow>,
+    pub(super) families: std::collections::HashMap<uuid::Uuid, FamilyRow>,
+    pub(super) refresh: std::collections::HashMap<Vec<u8>, TokenRow>,
     pub(super) consents: std::collections::BTreeMap<(uuid::Uuid, String), (bool, String)>,
 }
 

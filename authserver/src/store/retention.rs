@@ -10,36 +10,45 @@ use super::db::Postgres;
 /// Retention statements: each rule as a count (dry run) and as the change it describes, with
 /// the same predicate.
 impl Postgres {
-    /// Refresh tokens and one-time tokens that expired, or were used or revoked, before
-    /// `cutoff`.
+    /// Refresh tokens that expired or were used before `cutoff`, or whose family expired or
+    /// was revoked before it; those families; and one-time tokens that expired or were used
+    /// before it. Returns (refresh tokens, refresh families, one-time tokens).
     pub async fn purge_expired_tokens(
         &self,
         cutoff: OffsetDateTime,
         dry_run: bool,
-    ) -> Result<(i64, i64), StoreError> {
-        let (refresh, one_time) = if dry_run {
-            (
-                "SELECT count(*) FROM refresh_tokens WHERE LEAST(expires_at, family_expires_at) < $1 \
-                 OR used_at < $1 OR revoked_at < $1",
+    ) -> Result<(i64, i64, i64), StoreError> {
+        // Tokens first: a family's deletion would take its tokens along uncounted.
+        let tokens = self
+            .count_or_apply(
+                dry_run,
+                "SELECT count(*) FROM refresh_tokens t JOIN refresh_families f USING (family_id) \
+                 WHERE t.expires_at < $1 OR t.used_at < $1 OR f.expires_at < $1 OR f.revoked_at < $1",
+                "WITH gone AS (DELETE FROM refresh_tokens t USING refresh_families f \
+                 WHERE t.family_id = f.family_id AND (t.expires_at < $1 OR t.used_at < $1 \
+                 OR f.expires_at < $1 OR f.revoked_at < $1) RETURNING 1) SELECT count(*) FROM gone",
+                cutoff,
+            )
+            .await?;
+        let families = self
+            .count_or_apply(
+                dry_run,
+                "SELECT count(*) FROM refresh_families WHERE expires_at < $1 OR revoked_at < $1",
+                "WITH gone AS (DELETE FROM refresh_families WHERE expires_at < $1 OR revoked_at < $1 \
+                 RETURNING 1) SELECT count(*) FROM gone",
+                cutoff,
+            )
+            .await?;
+        let one_time = self
+            .count_or_apply(
+                dry_run,
                 "SELECT count(*) FROM one_time_tokens WHERE expires_at < $1 OR used_at < $1",
+                "WITH gone AS (DELETE FROM one_time_tokens WHERE expires_at < $1 OR used_at < $1 \
+                 RETURNING 1) SELECT count(*) FROM gone",
+                cutoff,
             )
-        } else {
-            (
-                "WITH gone AS (DELETE FROM refresh_tokens WHERE LEAST(expires_at, family_expires_at) < $1 \
-                 OR used_at < $1 OR revoked_at < $1 RETURNING 1) SELECT count(*) FROM gone",
-                "WITH gone AS (DELETE FROM one_time_tokens WHERE expires_at < $1 OR used_at < $1 RETURNING 1) \
-                 SELECT count(*) FROM gone",
-            )
-        };
-        let (a,): (i64,) = sqlx::query_as(refresh)
-            .bind(cutoff)
-            .fetch_one(&self.pool)
             .await?;
-        let (b,): (i64,) = sqlx::query_as(one_time)
-            .bind(cutoff)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((a, b))
+        Ok((tokens, families, one_time))
     }
 
     /// Runs the counting statement (dry run) or the changing one; both take the cut-off as `$1`

@@ -30,6 +30,9 @@ pub struct UserRecord {
     pub created_at: OffsetDateTime,
     /// Last successful login.
     pub last_login_at: Option<OffsetDateTime>,
+    /// Raised when the password is reset or changed and when the account is disabled; what
+    /// was started under an older epoch is no longer valid.
+    pub credential_epoch: i64,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -75,7 +78,7 @@ impl std::fmt::Debug for NewUser<'_> {
 macro_rules! user_columns {
     () => {
         "id, email, email_canonical, display_name, password_hash, pepper_version, \
-         email_verified, disabled, created_at, last_login_at"
+         email_verified, disabled, created_at, last_login_at, credential_epoch"
     };
 }
 
@@ -126,6 +129,7 @@ impl Db {
                         disabled: false,
                         created_at: user.now,
                         last_login_at: None,
+                        credential_epoch: 0,
                     },
                 );
                 Ok(())
@@ -170,8 +174,45 @@ impl Db {
         }
     }
 
-    /// Replaces a password hash.
-    pub async fn set_password(
+    /// Sets a new password and raises the credential epoch; returns the new epoch.
+    pub async fn replace_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        pepper_version: &str,
+        now: OffsetDateTime,
+    ) -> Result<i64, StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                let (epoch,): (i64,) = sqlx::query_as(
+                    "UPDATE users SET password_hash = $2, pepper_version = $3, updated_at = $4, \
+                     credential_epoch = credential_epoch + 1 WHERE id = $1 RETURNING credential_epoch",
+                )
+                .bind(id)
+                .bind(hash)
+                .bind(pepper_version)
+                .bind(now)
+                .fetch_one(&pg.pool)
+                .await?;
+                Ok(epoch)
+            }
+            Db::Memory(m) => {
+                let mut tables = locked(m)?;
+                let user = tables
+                    .users
+                    .get_mut(&id)
+                    .ok_or_else(|| StoreError::Corrupt(format!("no user {id}")))?;
+                user.password_hash = hash.to_owned();
+                user.pepper_version = pepper_version.to_owned();
+                user.credential_epoch += 1;
+                Ok(user.credential_epoch)
+            }
+        }
+    }
+
+    /// Re-hashes the same password (a higher cost or a newer pepper): the credential epoch
+    /// stays, since the credentials did not change.
+    pub async fn upgrade_password_hash(
         &self,
         id: Uuid,
         hash: &str,
@@ -194,6 +235,28 @@ impl Db {
                 if let Some(user) = locked(m)?.users.get_mut(&id) {
                     user.password_hash = hash.to_owned();
                     user.pepper_version = pepper_version.to_owned();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a successful login (retention measures inactivity from it) and forgets an
+    /// inactivity warning.
+    pub async fn record_login(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                sqlx::query(
+                    "UPDATE users SET last_login_at = $2, inactivity_warned_at = NULL WHERE id = $1",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&pg.pool)
+                .await?;
+            }
+            Db::Memory(m) => {
+                if let Some(user) = locked(m)?.users.get_mut(&id) {
+                    user.last_login_at = Some(now);
                 }
             }
         }
@@ -225,28 +288,27 @@ impl Db {
         Ok(())
     }
 
-    /// Disables or enables an account; returns whether it exists.
-    pub async fn set_disabled(
-        &self,
-        id: Uuid,
-        disabled: bool,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    /// Disables an account and raises its credential epoch; returns whether it exists.
+    pub async fn disable_user(&self, id: Uuid, now: OffsetDateTime) -> Result<bool, StoreError> {
         match self {
             Db::Postgres(pg) => {
-                let result =
-                    sqlx::query("UPDATE users SET disabled = $2, updated_at = $3 WHERE id = $1")
-                        .bind(id)
-                        .bind(disabled)
-                        .bind(now)
-                        .execute(&pg.pool)
-                        .await?;
+                let result = sqlx::query(
+                    "UPDATE users SET disabled = true, updated_at = $2, \
+                     credential_epoch = credential_epoch + 1 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&pg.pool)
+                .await?;
                 Ok(result.rows_affected() == 1)
             }
             Db::Memory(m) => Ok(locked(m)?
                 .users
                 .get_mut(&id)
-                .map(|user| user.disabled = disabled)
+                .map(|user| {
+                    user.disabled = true;
+                    user.credential_epoch += 1;
+                })
                 .is_some()),
         }
     }

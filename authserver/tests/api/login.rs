@@ -729,7 +729,6 @@ async fn the_lockout_notice_does_not_delay_the_answer(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-#[ignore = "fails until finding 3 (credential epoch) is fixed"]
 async fn a_login_in_flight_when_the_account_is_disabled_gets_no_session(pool: PgPool) {
     let server = std::sync::Arc::new(
         start(

@@ -10,6 +10,7 @@
 mod breach;
 mod http;
 mod login;
+mod migrations;
 mod registration;
 mod retention;
 mod sessions;

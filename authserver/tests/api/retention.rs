@@ -73,7 +73,7 @@ async fn each_rule_removes_only_what_is_past_its_cutoff_and_a_dry_run_only_count
     let now = wiring::system_clock().now();
 
     let dry = run(&db, Some(&mailer), &rules, now, true).await.unwrap();
-    let expected = json!({"expiredRefreshTokens": 1, "expiredOneTimeTokens": 0, "unverifiedAccounts": 1,
+    let expected = json!({"expiredRefreshTokens": 1, "expiredRefreshFamilies": 0, "expiredOneTimeTokens": 0, "unverifiedAccounts": 1,
         "withdrawnConsents": 4, "inactiveAccountsWarned": 1, "inactiveAccounts": 1});
     assert_eq!(serde_json::to_value(&dry.counts).unwrap(), expected);
     assert_eq!(

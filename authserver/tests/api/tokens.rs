@@ -212,7 +212,6 @@ async fn until_lock_waiters(pool: &PgPool, n: i64) {
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-#[ignore = "fails until finding 2 (refresh family row) is fixed"]
 async fn a_logout_during_a_rotation_also_ends_the_rotated_token(pool: PgPool) {
     use sha2::Digest;
     let server = std::sync::Arc::new(start(pool.clone(), Options::default()).await);

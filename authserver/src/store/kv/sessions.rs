@@ -29,6 +29,9 @@ pub struct SessionRecord {
     pub ip: String,
     /// User agent at login (truncated).
     pub user_agent: String,
+    /// The owner's credential epoch the session was started (or last confirmed) under.
+    #[serde(default)]
+    pub credential_epoch: i64,
 }
 
 fn encode(record: &SessionRecord) -> Result<String, StoreError> {
