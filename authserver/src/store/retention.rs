@@ -51,8 +51,25 @@ impl Postgres {
         Ok((tokens, families, one_time))
     }
 
-    /// Runs the counting statement (dry run) or the changing one; both take the cut-off as `$1`
-    /// and answer one count.
+    /// Runs the counting statement (dry run) or the changing one; both take `times` as `$1`,
+    /// `$2`, ... and answer one count.
+    async fn count_or_apply_at(
+        &self,
+        dry_run: bool,
+        count: &'static str,
+        apply: &'static str,
+        times: &[OffsetDateTime],
+    ) -> Result<i64, StoreError> {
+        let sql = if dry_run { count } else { apply };
+        let mut query = sqlx::query_as(sql);
+        for time in times {
+            query = query.bind(*time);
+        }
+        let (n,): (i64,) = query.fetch_one(&self.pool).await?;
+        Ok(n)
+    }
+
+    /// [`Self::count_or_apply_at`] with the cut-off as the only parameter.
     async fn count_or_apply(
         &self,
         dry_run: bool,
@@ -60,12 +77,8 @@ impl Postgres {
         apply: &'static str,
         cutoff: OffsetDateTime,
     ) -> Result<i64, StoreError> {
-        let sql = if dry_run { count } else { apply };
-        let (n,): (i64,) = sqlx::query_as(sql)
-            .bind(cutoff)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n)
+        self.count_or_apply_at(dry_run, count, apply, &[cutoff])
+            .await
     }
 
     /// Accounts never verified and registered before `cutoff` (their rows cascade).
@@ -94,19 +107,20 @@ impl Postgres {
         .await
     }
 
-    /// Accounts inactive since before `warn` (but not yet past `act`) that were not warned.
+    /// Accounts inactive since before `warn` that were not warned yet (disabled ones only with
+    /// `include_disabled`), with their address and last activity.
     pub async fn inactive_accounts_to_warn(
         &self,
         warn: OffsetDateTime,
-        act: OffsetDateTime,
+        include_disabled: bool,
     ) -> Result<Vec<(Uuid, String, OffsetDateTime)>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, email_canonical, COALESCE(last_login_at, created_at) FROM users WHERE NOT disabled \
-             AND inactivity_warned_at IS NULL AND COALESCE(last_login_at, created_at) < $1 \
-             AND COALESCE(last_login_at, created_at) >= $2",
+            "SELECT id, email_canonical, COALESCE(last_login_at, created_at) FROM users \
+             WHERE ($2 OR NOT disabled) AND inactivity_warned_at IS NULL \
+             AND COALESCE(last_login_at, created_at) < $1",
         )
         .bind(warn)
-        .bind(act)
+        .bind(include_disabled)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -125,35 +139,47 @@ impl Postgres {
         Ok(())
     }
 
-    /// Deletes accounts inactive since before `cutoff`.
+    /// Deletes accounts inactive since before `act` that were warned before `warned_before`.
     pub async fn delete_inactive_accounts(
         &self,
-        cutoff: OffsetDateTime,
+        act: OffsetDateTime,
+        warned_before: OffsetDateTime,
         dry_run: bool,
     ) -> Result<i64, StoreError> {
-        self.count_or_apply(dry_run, "SELECT count(*) FROM users WHERE COALESCE(last_login_at, created_at) < $1", "WITH gone AS (DELETE FROM users WHERE COALESCE(last_login_at, created_at) < $1 RETURNING 1) \
-             SELECT count(*) FROM gone", cutoff).await
+        self.count_or_apply_at(
+            dry_run,
+            "SELECT count(*) FROM users WHERE COALESCE(last_login_at, created_at) < $1 \
+             AND inactivity_warned_at <= $2",
+            "WITH gone AS (DELETE FROM users WHERE COALESCE(last_login_at, created_at) < $1 \
+             AND inactivity_warned_at <= $2 RETURNING 1) SELECT count(*) FROM gone",
+            &[act, warned_before],
+        )
+        .await
     }
 
-    /// Disables accounts inactive since before `cutoff`.
+    /// Disables accounts inactive since before `act` that were warned before `warned_before`:
+    /// raises their credential epoch (their sessions fail at the next use) and revokes their
+    /// refresh-token families.
     pub async fn disable_inactive_accounts(
         &self,
-        cutoff: OffsetDateTime,
+        act: OffsetDateTime,
+        warned_before: OffsetDateTime,
         now: OffsetDateTime,
         dry_run: bool,
     ) -> Result<i64, StoreError> {
-        let query = if dry_run {
-            sqlx::query_as("SELECT count(*) FROM users WHERE NOT disabled AND COALESCE(last_login_at, created_at) < $1")
-                .bind(cutoff)
-        } else {
-            sqlx::query_as(
-                "WITH changed AS (UPDATE users SET disabled = true, updated_at = $2 WHERE NOT disabled \
-                 AND COALESCE(last_login_at, created_at) < $1 RETURNING 1) SELECT count(*) FROM changed",
-            )
-            .bind(cutoff)
-            .bind(now)
-        };
-        let (n,): (i64,) = query.fetch_one(&self.pool).await?;
-        Ok(n)
+        // The count takes `now` as `$3` too, unused, so both statements bind the same values.
+        self.count_or_apply_at(
+            dry_run,
+            "SELECT count(*) FROM users WHERE NOT disabled AND COALESCE(last_login_at, created_at) < $1 \
+             AND inactivity_warned_at <= $2 AND $3::timestamptz IS NOT NULL",
+            "WITH changed AS (UPDATE users SET disabled = true, updated_at = $3, \
+             credential_epoch = credential_epoch + 1 WHERE NOT disabled \
+             AND COALESCE(last_login_at, created_at) < $1 AND inactivity_warned_at <= $2 RETURNING id), \
+             revoked AS (UPDATE refresh_families SET revoked_at = $3 \
+             WHERE user_id IN (SELECT id FROM changed) AND revoked_at IS NULL) \
+             SELECT count(*) FROM changed",
+            &[act, warned_before, now],
+        )
+        .await
     }
 }

@@ -74,7 +74,7 @@ async fn each_rule_removes_only_what_is_past_its_cutoff_and_a_dry_run_only_count
 
     let dry = run(&db, Some(&mailer), &rules, now, true).await.unwrap();
     let expected = json!({"expiredRefreshTokens": 1, "expiredRefreshFamilies": 0, "expiredOneTimeTokens": 0, "unverifiedAccounts": 1,
-        "withdrawnConsents": 4, "inactiveAccountsWarned": 1, "inactiveAccounts": 1});
+        "withdrawnConsents": 4, "inactiveAccountsWarned": 2, "inactiveAccounts": 0});
     assert_eq!(serde_json::to_value(&dry.counts).unwrap(), expected);
     assert_eq!(
         count(&pool, "SELECT count(*) FROM users").await,
@@ -94,7 +94,15 @@ async fn each_rule_removes_only_what_is_past_its_cutoff_and_a_dry_run_only_count
         .await
         .unwrap();
     let emails: Vec<&str> = emails.iter().map(|(e,)| e.as_str()).collect();
-    assert_eq!(emails, ["dormant@example.com", "fresh@example.com"]);
+    assert_eq!(
+        emails,
+        [
+            "dormant@example.com",
+            "fresh@example.com",
+            "stale@example.com"
+        ],
+        "inactive accounts are warned first, acted on a warning period later"
+    );
     assert_eq!(
         count(&pool, "SELECT count(*) FROM refresh_tokens").await,
         1,
@@ -108,12 +116,12 @@ async fn each_rule_removes_only_what_is_past_its_cutoff_and_a_dry_run_only_count
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect();
-    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings.len(), 2);
     assert!(
-        warnings[0].contains("To: dormant@example.com")
-            && warnings[0].contains("deleted with its data"),
-        "{}",
-        warnings[0]
+        warnings
+            .iter()
+            .all(|w| w.contains("deleted with its data") && w.contains("in 30 day(s)")),
+        "{warnings:?}"
     );
 
     let again = run(&db, Some(&mailer), &rules, now, false).await.unwrap();
@@ -129,22 +137,15 @@ async fn inactive_accounts_can_be_disabled_instead(pool: PgPool) {
     let server = start(pool.clone(), Options::default()).await;
     server.register("stale@example.com", PASSWORD).await;
     age_user(&pool, "stale@example.com", 800, true).await;
-    let rules = RetentionRules {
-        inactive_accounts: Some(InactiveAccountRule {
-            action: InactiveAccountAction::Disable,
-            ..InactiveAccountRule::default()
-        }),
-        ..RetentionRules::default()
-    };
-    let summary = run(
-        &Postgres::from_pool(pool.clone()),
-        None,
-        &rules,
-        wiring::system_clock().now(),
-        false,
-    )
-    .await
-    .unwrap();
+    let rules = inactive_rule(InactiveAccountAction::Disable);
+    let mail_dir = tempfile::tempdir().unwrap();
+    let mailer = mailer(mail_dir.path());
+    let db = Postgres::from_pool(pool.clone());
+    let now = wiring::system_clock().now();
+    run(&db, Some(&mailer), &rules, now, false).await.unwrap();
+    let summary = run(&db, Some(&mailer), &rules, now + Duration::days(30), false)
+        .await
+        .unwrap();
     assert_eq!(summary.counts["inactiveAccounts"], 1);
     let login = server.login("stale@example.com", PASSWORD).await;
     assert_eq!((login.status, login.code()), (403, "account_disabled"));
@@ -172,7 +173,23 @@ fn mailer(dir: &std::path::Path) -> Mailer {
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-#[ignore = "fails until finding 1 (retention) is fixed"]
+async fn an_account_without_a_delivered_warning_is_never_acted_on(pool: PgPool) {
+    let server = start(pool.clone(), Options::default()).await;
+    server.register("stale@example.com", PASSWORD).await;
+    age_user(&pool, "stale@example.com", 800, true).await;
+    let rules = inactive_rule(InactiveAccountAction::Delete);
+    let db = Postgres::from_pool(pool.clone());
+    let now = wiring::system_clock().now();
+    for later in [0, 30, 365] {
+        let summary = run(&db, None, &rules, now + Duration::days(later), false)
+            .await
+            .unwrap();
+        assert_eq!(summary.counts["inactiveAccounts"], 0, "day {later}");
+    }
+    assert_eq!(count(&pool, "SELECT count(*) FROM users").await, 1);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn an_account_that_logs_in_is_not_inactive(pool: PgPool) {
     let server = start(pool.clone(), Options::default()).await;
     server.user("alice@example.com").await;
@@ -194,7 +211,6 @@ async fn an_account_that_logs_in_is_not_inactive(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-#[ignore = "fails until finding 1 (retention) is fixed"]
 async fn an_inactive_account_is_deleted_only_its_warning_period_after_the_warning(pool: PgPool) {
     let server = start(pool.clone(), Options::default()).await;
     server.register("stale@example.com", PASSWORD).await;
@@ -225,7 +241,6 @@ async fn an_inactive_account_is_deleted_only_its_warning_period_after_the_warnin
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-#[ignore = "fails until finding 1 (retention) is fixed"]
 async fn an_account_disabled_for_inactivity_loses_its_sessions_and_tokens(pool: PgPool) {
     let server = start(pool.clone(), Options::default()).await;
     let login = server.user("stale@example.com").await;
