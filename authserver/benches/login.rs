@@ -94,12 +94,18 @@ async fn main() {
     .unwrap();
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", public.local_addr().unwrap());
     let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
+    let listeners = http::Listeners {
+        public,
+        admin: admin_listener,
+        metrics: metrics_listener,
+    };
     tokio::spawn(http::serve(
         service.state,
-        public,
-        admin_listener,
+        listeners,
+        http::ServeLimits::default(),
         std::future::pending(),
     ));
     let http = reqwest::Client::new();

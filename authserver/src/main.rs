@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use portcullis_authserver::http::{ConnectionLimits, Listeners, ServeLimits};
 use portcullis_authserver::privacy::retention;
 use portcullis_authserver::startup::{self, ServiceParts, secrets_dir, settings_check};
 use portcullis_authserver::store::Postgres;
@@ -124,9 +125,19 @@ struct ServeArgs {
     /// Public listener address.
     #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Admin listener address (health, metrics, admin API).
+    /// Admin listener address (health, readiness, admin API).
     #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     admin_listen: SocketAddr,
+    /// Metrics listener address (`/metrics` only).
+    #[arg(
+        long,
+        env = "PORTCULLIS_METRICS_LISTEN",
+        default_value = "0.0.0.0:9091"
+    )]
+    metrics_listen: SocketAddr,
+    /// Connections the public listener serves at once (fitted under the open-file limit).
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = ConnectionLimits::PUBLIC.max_connections)]
+    max_connections: usize,
     /// Also write every mail as an .eml file here (the only sink in --dev).
     #[arg(long, env = "PORTCULLIS_MAIL_DIR")]
     mail_dir: Option<PathBuf>,
@@ -352,21 +363,64 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
+    let metrics = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.metrics_listen))?;
+    let wanted = ServeLimits {
+        public: ConnectionLimits {
+            max_connections: args.max_connections,
+            ..ConnectionLimits::PUBLIC
+        },
+        ..ServeLimits::default()
+    };
+    let (limits, lowered) = wanted.fit_to(raise_open_file_limit());
+    if lowered {
+        tracing::warn!(
+            max_connections = limits.public.max_connections,
+            "the open-file limit lowers the public listener's connection cap"
+        );
+    }
     say!("portcullis-authserver: realm {realm} ({issuer})");
     say!(
         "  public API   http://{}  (e.g. POST /api/v1/register)",
         public.local_addr()?
     );
     say!(
-        "  admin        http://{}  (/healthz /readyz /metrics)",
+        "  admin        http://{}  (/healthz /readyz, admin API)",
         admin.local_addr()?
+    );
+    say!(
+        "  metrics      http://{}  (/metrics)",
+        metrics.local_addr()?
     );
     if let Some(dir) = &mail_dir {
         say!("  mail         {}", dir.display());
     }
     tracing::info!(realm = %realm, "serving");
-    http::serve(service.state, public, admin, startup::shutdown_signal()).await?;
+    let listeners = Listeners {
+        public,
+        admin,
+        metrics,
+    };
+    http::serve(service.state, listeners, limits, startup::shutdown_signal()).await;
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (as the Go runtime does) and returns the
+/// limit in force (`None`: unlimited).
+fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum || (limit.current.is_some() && limit.maximum.is_none()) {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %error, "cannot raise the open-file limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current
 }
 
 /// What an operator wants to see of the effective settings: the realm, the merged limits and

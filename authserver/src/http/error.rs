@@ -125,6 +125,27 @@ impl ApiError {
         Self::new(status, code, title, detail)
     }
 
+    /// 408 for a body that did not arrive in time.
+    pub fn body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "Request timeout",
+            "the request body did not arrive in time",
+        )
+    }
+
+    /// 503 for a request that took too long to answer.
+    pub fn server_timeout() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_timeout",
+            "Server timeout",
+            "the request took too long to answer; try again",
+        )
+        .header(header::RETRY_AFTER, "1")
+    }
+
     /// 400 for a malformed request.
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, "Bad request", detail)

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::client_ip::client_ip;
 use super::error::ApiError;
+use super::middleware::{BodyTimeout, RequestLimits};
 use super::state::AppState;
 use crate::auth::principal::RequestMeta;
 
@@ -60,14 +61,26 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
+/// How long reading the body of `req` may take.
+fn body_timeout(req: &Request) -> std::time::Duration {
+    req.extensions()
+        .get::<BodyTimeout>()
+        .map_or(RequestLimits::default().body_timeout, |t| t.0)
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<ObjectBody<T>>::from_request(req, state)
-            .await
-            .map(|j| ApiJson(j.0.0))
-            .map_err(json_rejection)
+        let deadline = body_timeout(&req);
+        tokio::time::timeout(
+            deadline,
+            axum::Json::<ObjectBody<T>>::from_request(req, state),
+        )
+        .await
+        .map_err(|_| ApiError::body_timeout())?
+        .map(|j| ApiJson(j.0.0))
+        .map_err(json_rejection)
     }
 }
 
@@ -108,8 +121,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiForm<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Form::<T>::from_request(req, state)
+        let deadline = body_timeout(&req);
+        tokio::time::timeout(deadline, axum::Form::<T>::from_request(req, state))
             .await
+            .map_err(|_| ApiError::body_timeout())?
             .map(|f| ApiForm(f.0))
             .map_err(|rejection| match rejection {
                 FormRejection::BytesRejection(_)

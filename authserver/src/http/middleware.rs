@@ -1,5 +1,6 @@
 //! Middleware: security headers on every answer, request ids, the body limit by
-//! `Content-Length`, and the access log with request metrics.
+//! `Content-Length`, deadlines for reading a body and for answering, the access log with request
+//! metrics, and problem+json for every error.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
@@ -178,4 +179,40 @@ pub async fn problem_for_every_error(request: Request, next: Next) -> Response {
         }
     }
     problem
+}
+
+/// How long a request may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// From handing the request to the app to its answer; longer than the longest progressive
+    /// login delay plus a full hashing queue.
+    pub request_timeout: std::time::Duration,
+    /// To receive a whole body once its reading starts (64 KiB: a client slower than about
+    /// 6 KB/s is cut off at the default).
+    pub body_timeout: std::time::Duration,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout: std::time::Duration::from_secs(60),
+            body_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// The body deadline, for the extractors that read bodies.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyTimeout(pub std::time::Duration);
+
+/// Puts the body deadline on the request and answers 503 `server_timeout` when the whole
+/// request takes longer than `limits.request_timeout`.
+pub async fn deadlines(limits: RequestLimits, mut request: Request, next: Next) -> Response {
+    request
+        .extensions_mut()
+        .insert(BodyTimeout(limits.body_timeout));
+    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::server_timeout().into_response(),
+    }
 }

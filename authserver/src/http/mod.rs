@@ -1,17 +1,17 @@
-//! HTTP: routers, extractors, middleware, cookies and the one error mapping. `public_router`
-//! and `admin_router` build the listeners' apps from state; `serve` runs them.
+//! HTTP: routers, extractors, middleware, cookies, the listeners and the one error mapping.
+//! `public_router`, `admin_router` and `metrics_router` build the listeners' apps from state;
+//! `serve` runs them.
 
 pub mod caller;
 pub mod client_ip;
 pub mod cookies;
 pub mod error;
 pub mod extract;
+pub mod listener;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
 pub mod state;
-
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -20,7 +20,10 @@ use axum::routing::get;
 
 use error::ApiError;
 use extract::BODY_LIMIT;
+pub use listener::ConnectionLimits;
+pub use middleware::RequestLimits;
 use state::AppState;
+use tokio::net::TcpListener;
 
 async fn not_found() -> impl IntoResponse {
     ApiError::not_found()
@@ -30,10 +33,13 @@ async fn method_not_allowed() -> impl IntoResponse {
     ApiError::method_not_allowed()
 }
 
-fn with_layers(router: Router<AppState>, state: AppState) -> Router {
+fn with_layers(router: Router<AppState>, state: AppState, limits: RequestLimits) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            middleware::deadlines(limits, request, next)
+        }))
         .layer(axum::middleware::from_fn(
             middleware::problem_for_every_error,
         ))
@@ -51,40 +57,132 @@ fn with_layers(router: Router<AppState>, state: AppState) -> Router {
 }
 
 /// The public listener's app.
-pub fn public_router(state: AppState) -> Router {
+pub fn public_router(state: AppState, limits: RequestLimits) -> Router {
     let routes = Router::new()
         .route("/openapi.json", get(openapi::serve))
         .merge(routes::accounts::router())
         .merge(routes::me::router())
         .merge(routes::oauth::router());
-    with_layers(routes, state)
+    with_layers(routes, state, limits)
 }
 
-/// The admin listener's app (never exposed by the Ingress).
-pub fn admin_router(state: AppState) -> Router {
-    with_layers(routes::admin::router(), state)
+/// The admin listener's app: health, readiness and the admin API (never exposed by the
+/// Ingress).
+pub fn admin_router(state: AppState, limits: RequestLimits) -> Router {
+    let routes = Router::new()
+        .merge(routes::health::router())
+        .merge(routes::admin::router());
+    with_layers(routes, state, limits)
 }
 
-/// Serves the public and admin apps until `shutdown` resolves, then drains in-flight requests.
+/// The metrics listener's app: `/metrics` only.
+pub fn metrics_router(state: AppState, limits: RequestLimits) -> Router {
+    with_layers(routes::metrics::router(), state, limits)
+}
+
+/// The three listeners.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Public API.
+    pub public: TcpListener,
+    /// Health, readiness, admin API.
+    pub admin: TcpListener,
+    /// Metrics.
+    pub metrics: TcpListener,
+}
+
+/// Connection and request limits of the listeners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// The public listener's connections.
+    pub public: ConnectionLimits,
+    /// The admin and metrics listeners' connections (each).
+    pub internal: ConnectionLimits,
+    /// Every request's deadlines.
+    pub requests: RequestLimits,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            public: ConnectionLimits::PUBLIC,
+            internal: ConnectionLimits::INTERNAL,
+            requests: RequestLimits::default(),
+        }
+    }
+}
+
+/// File descriptors kept free of the listeners: PostgreSQL and Redis pools, mail, logs.
+const RESERVED_FILES: u64 = 256;
+
+impl ServeLimits {
+    /// These limits within `open_files` file descriptors (`None`: unlimited): the admin and
+    /// metrics listeners and [`RESERVED_FILES`] keep theirs, and the public listener gets at
+    /// most the rest (at least 16). Returns whether the public cap was lowered.
+    pub fn fit_to(mut self, open_files: Option<u64>) -> (Self, bool) {
+        let Some(open_files) = open_files else {
+            return (self, false);
+        };
+        let internal = u64::try_from(self.internal.max_connections).unwrap_or(u64::MAX);
+        let room = open_files
+            .saturating_sub(RESERVED_FILES)
+            .saturating_sub(internal.saturating_mul(2))
+            .max(16);
+        let room = usize::try_from(room).unwrap_or(usize::MAX);
+        let lowered = self.public.max_connections > room;
+        self.public.max_connections = self.public.max_connections.min(room);
+        (self, lowered)
+    }
+}
+
+/// Serves the three apps until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(
     state: AppState,
-    public: tokio::net::TcpListener,
-    admin: tokio::net::TcpListener,
+    listeners: Listeners,
+    limits: ServeLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
     });
-    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let public_app =
-        public_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let admin_app = admin_router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let public = axum::serve(public, public_app).with_graceful_shutdown(wait(rx.clone()));
-    let admin = axum::serve(admin, admin_app).with_graceful_shutdown(wait(rx));
-    tokio::try_join!(public.into_future(), admin.into_future())?;
-    Ok(())
+    let requests = limits.requests;
+    tokio::join!(
+        listener::serve_limited(
+            listeners.public,
+            public_router(state.clone(), requests),
+            limits.public,
+            rx.clone(),
+        ),
+        listener::serve_limited(
+            listeners.admin,
+            admin_router(state.clone(), requests),
+            limits.internal,
+            rx.clone(),
+        ),
+        listener::serve_limited(
+            listeners.metrics,
+            metrics_router(state, requests),
+            limits.internal,
+            rx,
+        ),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_cap_fits_under_the_open_file_limit_and_the_others_keep_theirs() {
+        let limits = ServeLimits::default();
+        assert_eq!(limits.fit_to(None), (limits, false));
+        assert_eq!(limits.fit_to(Some(1_048_576)), (limits, false));
+        let (fitted, lowered) = limits.fit_to(Some(1_024));
+        assert!(lowered);
+        assert_eq!(fitted.public.max_connections, 1_024 - 256 - 2 * 64);
+        assert_eq!(fitted.internal, limits.internal);
+        assert_eq!(limits.fit_to(Some(100)).0.public.max_connections, 16);
+    }
 }

@@ -144,7 +144,7 @@ impl Mailer {
                 &self.random.uuid().simple().to_string()[..8]
             );
             let path = dir.join(name);
-            tokio::fs::write(&path, message.formatted())
+            write_private(&path, &message.formatted())
                 .await
                 .map_err(|source| MailError::File { path, source })?;
         }
@@ -157,6 +157,26 @@ impl Mailer {
         }
         Ok(())
     }
+}
+
+/// Writes a file only its owner can read (mails hold reset and verification tokens), under a
+/// hidden name first and then renamed, so a reader of the directory never sees half a mail.
+async fn write_private(path: &std::path::Path, content: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let partial = path.with_file_name(format!(
+        ".{}.partial",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(&partial).await?;
+    file.write_all(content).await?;
+    file.flush().await?;
+    tokio::fs::rename(&partial, path).await
 }
 
 /// Whether an SMTP URL protects what it carries (passwords, reset tokens): implicit TLS
@@ -206,6 +226,12 @@ mod tests {
             .map(|e| e.unwrap().path())
             .collect();
         assert_eq!(files.len(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "mails hold tokens: owner only");
+        }
         let eml = std::fs::read_to_string(&files[0]).unwrap();
         assert!(eml.contains("To: alice@example.com"), "{eml}");
         assert!(

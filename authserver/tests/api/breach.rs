@@ -93,7 +93,7 @@ async fn a_timeout_fails_open_when_the_realm_says_open(pool: PgPool) {
     );
     let metrics = server
         .http
-        .get(format!("{}/metrics", server.admin))
+        .get(format!("{}/metrics", server.metrics))
         .send()
         .await
         .unwrap()

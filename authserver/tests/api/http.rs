@@ -183,7 +183,7 @@ async fn metrics_count_logins_and_requests(pool: PgPool) {
     server.login("alice@example.com", OTHER_PASSWORD).await;
     let text = server
         .http
-        .get(format!("{}/metrics", server.admin))
+        .get(format!("{}/metrics", server.metrics))
         .send()
         .await
         .unwrap()
@@ -210,6 +210,44 @@ async fn metrics_count_logins_and_requests(pool: PgPool) {
         age.parse::<i64>().unwrap() < 60,
         "a key generated for this test is new: {age}"
     );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn metrics_are_served_on_their_own_listener_only(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let on_admin = read(
+        server
+            .http
+            .get(format!("{}/metrics", server.admin))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        on_admin.status, 404,
+        "the monitoring namespace must not need the admin listener"
+    );
+    for path in ["/healthz", "/admin/v1/users?email=a@example.com"] {
+        let answer = read(
+            server
+                .http
+                .get(format!("{}{path}", server.metrics))
+                .bearer_auth(&server.admin_token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, 404, "{path} on the metrics listener");
+    }
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.metrics))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]

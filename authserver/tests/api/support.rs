@@ -50,6 +50,8 @@ pub struct Options {
     pub hash_permits: usize,
     /// SMTP server mail also goes to (besides the mail dir).
     pub smtp_url: Option<String>,
+    /// Connection and request limits of the listeners.
+    pub limits: http::ServeLimits,
 }
 
 impl Default for Options {
@@ -60,6 +62,7 @@ impl Default for Options {
             redis_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
             hash_permits: 2,
             smtp_url: None,
+            limits: http::ServeLimits::default(),
         }
     }
 }
@@ -76,6 +79,7 @@ impl Options {
 pub struct TestServer {
     pub base: String,
     pub admin: String,
+    pub metrics: String,
     pub hasher: Arc<PasswordHasher>,
     pub admin_token: String,
     pub http: reqwest::Client,
@@ -133,22 +137,30 @@ pub async fn start_sharing(
     .unwrap();
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (base, admin_base) = (
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (base, admin_base, metrics_base) = (
         url(public.local_addr().unwrap()),
         url(admin.local_addr().unwrap()),
+        url(metrics.local_addr().unwrap()),
     );
+    let listeners = http::Listeners {
+        public,
+        admin,
+        metrics,
+    };
+    let limits = options.limits;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let state = service.state;
     tokio::spawn(async move {
-        http::serve(state, public, admin, async {
+        http::serve(state, listeners, limits, async {
             let _ = rx.await;
         })
-        .await
-        .unwrap();
+        .await;
     });
     TestServer {
         base,
         admin: admin_base,
+        metrics: metrics_base,
         hasher: service.hasher,
         admin_token,
         http: reqwest::Client::builder()
@@ -331,6 +343,7 @@ impl TestServer {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.mail_dir)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
             .collect();
         files.sort();
         files

@@ -1,7 +1,7 @@
-//! The admin listener: health, readiness, metrics and the admin API (bearer admin token).
+//! The admin API (bearer admin token), on the admin listener.
 
 use axum::extract::{FromRequestParts, State};
-use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::http::{StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,46 +15,12 @@ use crate::http::error::ApiError;
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::state::AppState;
 
-/// The routes of the admin listener.
+/// The routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/admin/v1/users", get(find_user))
         .route("/admin/v1/users/{id}/unlock", post(unlock))
         .route("/admin/v1/users/{id}/disable", post(disable))
-}
-
-async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
-}
-
-/// 200 only when PostgreSQL and the session store answer and every migration is applied.
-async fn readyz(State(state): State<AppState>) -> Response {
-    let checks = state.readiness.check().await;
-    let ready = checks.ready();
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(json!({"ready": ready, "checks": checks}))).into_response()
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    if let (Some(gauge), Some(created)) = (
-        &state.metrics.signing_key_age_seconds,
-        state.keys.active_created(),
-    ) {
-        gauge.set(state.clock.now().unix_timestamp() - created);
-    }
-    let mut response = state.metrics.encode().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    response
 }
 
 /// A caller holding the admin token (compared in constant time).

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use super::Kv;
-use super::memory::{Expiring, live};
+use super::memory::{insert_bounded, live};
 use crate::store::{StoreError, locked};
 
 /// The limits the counters apply.
@@ -251,13 +251,15 @@ fn with_counter<T>(
     let mut state = live(&mut mem.locks, &key, now).cloned().unwrap_or_default();
     let answer = step(&mut state);
     let expires_ms = state.keep_until(now, limits);
-    mem.locks.insert(
-        key,
-        Expiring {
-            value: state,
-            expires_ms,
-        },
-    );
+    let bound = (now, mem.capacity);
+    insert_bounded(
+        &mut mem.locks,
+        &key,
+        state,
+        expires_ms,
+        bound,
+        "in-memory lockout store",
+    )?;
     Ok(answer)
 }
 
@@ -448,6 +450,29 @@ mod tests {
             }
         }
         assert_eq!(locks, [1, 2, 4, 8, 16, 32, 60, 60]);
+    }
+
+    #[tokio::test]
+    async fn a_full_memory_store_sweeps_expired_entries_and_then_refuses() {
+        let clock = crate::clock::Clock::manual(time::OffsetDateTime::UNIX_EPOCH);
+        let kv = Kv::memory_with_capacity(clock.clone(), 2);
+        for id in ["a@example.com", "b@example.com"] {
+            kv.begin_attempt(id, A, clock.now_ms(), &LIMITS)
+                .await
+                .unwrap();
+        }
+        assert!(matches!(
+            kv.begin_attempt("c@example.com", A, clock.now_ms(), &LIMITS)
+                .await,
+            Err(StoreError::Full(_))
+        ));
+        clock.advance(std::time::Duration::from_millis(LIMITS.memory_ms));
+        assert!(
+            kv.begin_attempt("c@example.com", A, clock.now_ms(), &LIMITS)
+                .await
+                .is_ok(),
+            "expired counters make room"
+        );
     }
 
     #[tokio::test]

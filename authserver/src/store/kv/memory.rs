@@ -1,11 +1,17 @@
 //! The in-memory twin of the Redis keys: entries with an expiry on the injected clock, checked
-//! on read like Redis does.
+//! on read like Redis does, and a bound on each map: when one is full, expired entries are
+//! swept, and if it is still full the write is refused (`StoreError::Full`, a 503) rather than
+//! memory growing without limit.
 
 use std::collections::HashMap;
 
 use super::lockout::LockState;
 use super::sessions::SessionRecord;
 use crate::clock::Clock;
+use crate::store::StoreError;
+
+/// Entries per map by default: a single replica's sessions, revocations and counters.
+pub const DEFAULT_CAPACITY: usize = 100_000;
 
 /// A value that lives until `expires_ms` (milliseconds since the epoch).
 #[derive(Clone, Debug)]
@@ -18,15 +24,17 @@ pub(super) struct Expiring<T> {
 #[derive(Debug)]
 pub struct MemoryKv {
     pub(super) clock: Clock,
+    pub(super) capacity: usize,
     pub(super) sessions: HashMap<String, Expiring<SessionRecord>>,
     pub(super) revoked: HashMap<String, Expiring<()>>,
     pub(super) locks: HashMap<String, Expiring<LockState>>,
 }
 
 impl MemoryKv {
-    pub(super) fn new(clock: Clock) -> Self {
+    pub(super) fn new(clock: Clock, capacity: usize) -> Self {
         Self {
             clock,
+            capacity,
             sessions: HashMap::new(),
             revoked: HashMap::new(),
             locks: HashMap::new(),
@@ -48,4 +56,25 @@ pub(super) fn live<'a, T>(
         map.remove(key);
     }
     map.get_mut(key).map(|e| &mut e.value)
+}
+
+/// Inserts `value` under `key` until `expires_ms`, sweeping expired entries when the map is
+/// full; refuses a new key when it is still full.
+pub(super) fn insert_bounded<T>(
+    map: &mut HashMap<String, Expiring<T>>,
+    key: &str,
+    value: T,
+    expires_ms: u64,
+    (now_ms, capacity): (u64, usize),
+    what: &'static str,
+) -> Result<(), StoreError> {
+    if map.len() >= capacity && !map.contains_key(key) {
+        map.retain(|_, e| e.expires_ms > now_ms);
+        if map.len() >= capacity {
+            tracing::error!(store = what, capacity, "in-memory store full");
+            return Err(StoreError::Full(what));
+        }
+    }
+    map.insert(key.to_owned(), Expiring { value, expires_ms });
+    Ok(())
 }

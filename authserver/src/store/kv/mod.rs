@@ -61,9 +61,15 @@ impl Kv {
         })
     }
 
-    /// An empty in-memory store whose entries expire on `clock`.
+    /// An empty in-memory store whose entries expire on `clock`, at most
+    /// `memory::DEFAULT_CAPACITY` of each kind.
     pub fn memory(clock: Clock) -> Self {
-        Kv::Memory(Arc::new(Mutex::new(MemoryKv::new(clock))))
+        Self::memory_with_capacity(clock, memory::DEFAULT_CAPACITY)
+    }
+
+    /// An empty in-memory store holding at most `capacity` entries of each kind.
+    pub fn memory_with_capacity(clock: Clock, capacity: usize) -> Self {
+        Kv::Memory(Arc::new(Mutex::new(MemoryKv::new(clock, capacity))))
     }
 
     /// Answers when the store is reachable.

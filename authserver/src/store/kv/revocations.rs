@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use super::memory::{Expiring, live};
+use super::memory::{insert_bounded, live};
 use super::{Kv, ms};
 use crate::store::{StoreError, locked};
 
@@ -22,15 +22,16 @@ impl Kv {
             }
             Kv::Memory(m) => {
                 let mut mem = locked(m)?;
-                let expires_ms = mem.now_ms().saturating_add(ms(ttl));
-                mem.revoked.insert(
-                    sid.to_owned(),
-                    Expiring {
-                        value: (),
-                        expires_ms,
-                    },
-                );
-                Ok(())
+                let bound = (mem.now_ms(), mem.capacity);
+                let expires_ms = bound.0.saturating_add(ms(ttl));
+                insert_bounded(
+                    &mut mem.revoked,
+                    sid,
+                    (),
+                    expires_ms,
+                    bound,
+                    "in-memory revocation store",
+                )
             }
         }
     }

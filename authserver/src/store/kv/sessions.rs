@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::memory::{Expiring, live};
+use super::memory::{insert_bounded, live};
 use super::{Kv, ms};
 use crate::store::{StoreError, locked};
 
@@ -72,15 +72,16 @@ impl Kv {
             }
             Kv::Memory(m) => {
                 let mut mem = locked(m)?;
-                let expires_ms = mem.now_ms().saturating_add(ms(ttl));
-                mem.sessions.insert(
-                    id.to_owned(),
-                    Expiring {
-                        value: record.clone(),
-                        expires_ms,
-                    },
-                );
-                Ok(())
+                let bound = (mem.now_ms(), mem.capacity);
+                let expires_ms = bound.0.saturating_add(ms(ttl));
+                insert_bounded(
+                    &mut mem.sessions,
+                    id,
+                    record.clone(),
+                    expires_ms,
+                    bound,
+                    "in-memory session store",
+                )
             }
         }
     }
