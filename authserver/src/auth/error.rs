@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// One reason an input was refused, with the field it concerns.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Violation {
     /// Field name in the request body.
     pub field: &'static str,

@@ -27,18 +27,27 @@ struct Inner {
     headers: HeaderMap,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error answer's body (RFC 9457).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// URI naming the problem type.
     #[serde(rename = "type")]
     type_: String,
+    /// Short summary of the problem type.
     title: &'a str,
+    /// The HTTP status.
     status: u16,
+    /// What happened, for a person.
     detail: &'a str,
+    /// Stable snake_case machine name (`invalid_credentials`, `password_too_short`, ...).
     code: &'a str,
+    /// For validation errors: every rule broken, by field.
     #[serde(skip_serializing_if = "<[Violation]>::is_empty")]
     violations: &'a [Violation],
+    /// RFC 6749 error code (token endpoint).
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// RFC 6749 error description (token endpoint).
     #[serde(skip_serializing_if = "Option::is_none")]
     error_description: Option<&'a str>,
 }

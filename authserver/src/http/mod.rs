@@ -16,7 +16,6 @@ pub mod state;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use axum::routing::get;
 
 use error::ApiError;
 use extract::BODY_LIMIT;
@@ -56,14 +55,16 @@ fn with_layers(router: Router<AppState>, state: AppState, limits: RequestLimits)
         .with_state(state)
 }
 
-/// The public listener's app.
+/// The public listener's app, and the OpenAPI document of exactly its routes.
 pub fn public_router(state: AppState, limits: RequestLimits) -> Router {
-    let routes = Router::new()
-        .route("/openapi.json", get(openapi::serve))
+    let (routes, api) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::skeleton())
+        .merge(openapi::router())
         .merge(routes::accounts::router())
         .merge(routes::me::router())
-        .merge(routes::oauth::router());
-    with_layers(routes, state, limits)
+        .merge(routes::oauth::router())
+        .split_for_parts();
+    let document = std::sync::Arc::new(openapi::document(&api, &state.web.issuer));
+    with_layers(routes.layer(axum::Extension(document)), state, limits)
 }
 
 /// The admin listener's app: health, readiness and the admin API (never exposed by the
