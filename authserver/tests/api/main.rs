@@ -14,6 +14,7 @@ mod login;
 mod migrations;
 mod registration;
 mod retention;
+mod schemathesis;
 mod sessions;
 mod startup;
 mod support;
