@@ -78,31 +78,18 @@ impl std::fmt::Debug for Core {
 impl Core {
     /// Assembles the core.
     pub fn new(parts: CoreParts) -> Self {
-        let CoreParts {
-            settings,
-            db,
-            kv,
-            hasher,
-            breach,
-            keys,
-            outbox,
-            clock,
-            random,
-            metrics,
-            csrf_key,
-        } = parts;
         Self {
-            settings,
-            db,
-            kv,
-            hasher,
-            breach,
-            keys,
-            outbox,
-            clock,
-            random,
-            metrics,
-            csrf_key,
+            settings: parts.settings,
+            db: parts.db,
+            kv: parts.kv,
+            hasher: parts.hasher,
+            breach: parts.breach,
+            keys: parts.keys,
+            outbox: parts.outbox,
+            clock: parts.clock,
+            random: parts.random,
+            metrics: parts.metrics,
+            csrf_key: parts.csrf_key,
         }
     }
 

@@ -40,6 +40,23 @@ impl OneTimeRow {
     }
 }
 
+/// Runs a statement over one token (`$1` hash, `$2` purpose, `$3` now) that answers its user.
+async fn token_user(
+    pg: &super::Postgres,
+    sql: &'static str,
+    hash: &[u8],
+    purpose: TokenPurpose,
+    now: OffsetDateTime,
+) -> Result<Option<Uuid>, StoreError> {
+    let row = sqlx::query(sql)
+        .bind(hash)
+        .bind(purpose.as_str())
+        .bind(now)
+        .fetch_optional(&pg.pool)
+        .await?;
+    Ok(row.map(|r| r.get("user_id")))
+}
+
 impl Db {
     /// Stores a one-time token hash.
     pub async fn insert_one_time_token(
@@ -89,15 +106,9 @@ impl Db {
     ) -> Result<Option<Uuid>, StoreError> {
         match self {
             Db::Postgres(pg) => {
-                let row = sqlx::query(
-                    "SELECT user_id FROM one_time_tokens WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
-                )
-                .bind(hash)
-                .bind(purpose.as_str())
-                .bind(now)
-                .fetch_optional(&pg.pool)
-                .await?;
-                Ok(row.map(|r| r.get("user_id")))
+                let sql = "SELECT user_id FROM one_time_tokens WHERE token_hash = $1 AND purpose = $2 \
+                           AND used_at IS NULL AND expires_at > $3";
+                token_user(pg, sql, hash, purpose, now).await
             }
             Db::Memory(m) => Ok(locked(m)?
                 .one_time
@@ -117,16 +128,9 @@ impl Db {
     ) -> Result<Option<Uuid>, StoreError> {
         match self {
             Db::Postgres(pg) => {
-                let row = sqlx::query(
-                    "UPDATE one_time_tokens SET used_at = $3 WHERE token_hash = $1 AND purpose = $2 \
-                     AND used_at IS NULL AND expires_at > $3 RETURNING user_id",
-                )
-                .bind(hash)
-                .bind(purpose.as_str())
-                .bind(now)
-                .fetch_optional(&pg.pool)
-                .await?;
-                Ok(row.map(|r| r.get("user_id")))
+                let sql = "UPDATE one_time_tokens SET used_at = $3 WHERE token_hash = $1 AND purpose = $2 \
+                           AND used_at IS NULL AND expires_at > $3 RETURNING user_id";
+                token_user(pg, sql, hash, purpose, now).await
             }
             Db::Memory(m) => Ok(locked(m)?
                 .one_time

@@ -182,16 +182,42 @@ impl Db {
         pepper_version: &str,
         now: OffsetDateTime,
     ) -> Result<i64, StoreError> {
+        self.write_hash(id, (hash, pepper_version), now, 1).await
+    }
+
+    /// Re-hashes the same password (a higher cost or a newer pepper): the credential epoch
+    /// stays, since the credentials did not change.
+    pub async fn upgrade_password_hash(
+        &self,
+        id: Uuid,
+        hash: &str,
+        pepper_version: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.write_hash(id, (hash, pepper_version), now, 0)
+            .await
+            .map(drop)
+    }
+
+    /// Writes a password hash and raises the credential epoch by `epoch_step`; returns it.
+    async fn write_hash(
+        &self,
+        id: Uuid,
+        (hash, pepper_version): (&str, &str),
+        now: OffsetDateTime,
+        epoch_step: i64,
+    ) -> Result<i64, StoreError> {
         match self {
             Db::Postgres(pg) => {
                 let (epoch,): (i64,) = sqlx::query_as(
                     "UPDATE users SET password_hash = $2, pepper_version = $3, updated_at = $4, \
-                     credential_epoch = credential_epoch + 1 WHERE id = $1 RETURNING credential_epoch",
+                     credential_epoch = credential_epoch + $5 WHERE id = $1 RETURNING credential_epoch",
                 )
                 .bind(id)
                 .bind(hash)
                 .bind(pepper_version)
                 .bind(now)
+                .bind(epoch_step)
                 .fetch_one(&pg.pool)
                 .await?;
                 Ok(epoch)
@@ -204,41 +230,10 @@ impl Db {
                     .ok_or_else(|| StoreError::Corrupt(format!("no user {id}")))?;
                 user.password_hash = hash.to_owned();
                 user.pepper_version = pepper_version.to_owned();
-                user.credential_epoch += 1;
+                user.credential_epoch += epoch_step;
                 Ok(user.credential_epoch)
             }
         }
-    }
-
-    /// Re-hashes the same password (a higher cost or a newer pepper): the credential epoch
-    /// stays, since the credentials did not change.
-    pub async fn upgrade_password_hash(
-        &self,
-        id: Uuid,
-        hash: &str,
-        pepper_version: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        match self {
-            Db::Postgres(pg) => {
-                sqlx::query(
-                    "UPDATE users SET password_hash = $2, pepper_version = $3, updated_at = $4 WHERE id = $1",
-                )
-                .bind(id)
-                .bind(hash)
-                .bind(pepper_version)
-                .bind(now)
-                .execute(&pg.pool)
-                .await?;
-            }
-            Db::Memory(m) => {
-                if let Some(user) = locked(m)?.users.get_mut(&id) {
-                    user.password_hash = hash.to_owned();
-                    user.pepper_version = pepper_version.to_owned();
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Records a successful login (retention measures inactivity from it) and forgets an

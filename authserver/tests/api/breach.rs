@@ -129,18 +129,8 @@ async fn password_change_and_reset_are_breach_checked_too(pool: PgPool) {
         )
         .await;
     assert_eq!(change.violation_codes(), ["password_breached"]);
-    server
-        .post(
-            "/api/v1/password-reset",
-            serde_json::json!({"email": "alice@example.com"}),
-        )
-        .await;
+    server.request_reset("alice@example.com").await;
     let token = server.mailed_code("Reset code:").await;
-    let reset = server
-        .post(
-            "/api/v1/password-reset/confirm",
-            serde_json::json!({"token": token, "new_password": OTHER_PASSWORD}),
-        )
-        .await;
+    let reset = server.confirm_reset(&token, OTHER_PASSWORD).await;
     assert_eq!(reset.violation_codes(), ["password_breached"]);
 }

@@ -188,18 +188,8 @@ async fn malformed_bodies_answer_in_the_problem_format(pool: PgPool) {
 async fn password_reset_answers_202_for_everyone_and_mails_only_owners(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     server.register("alice@example.com", PASSWORD).await;
-    let unknown = server
-        .post(
-            "/api/v1/password-reset",
-            json!({"email": "nobody@example.com"}),
-        )
-        .await;
-    let known = server
-        .post(
-            "/api/v1/password-reset",
-            json!({"email": "alice@example.com"}),
-        )
-        .await;
+    let unknown = server.request_reset("nobody@example.com").await;
+    let known = server.request_reset("alice@example.com").await;
     assert_eq!((unknown.status, known.status), (202, 202));
     assert_eq!(unknown.body, known.body);
     server.mailed_code("Reset code:").await;
@@ -211,36 +201,16 @@ async fn password_reset_answers_202_for_everyone_and_mails_only_owners(pool: PgP
 async fn a_reset_sets_the_password_once_and_ends_every_session(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let login = server.user("alice@example.com").await;
-    server
-        .post(
-            "/api/v1/password-reset",
-            json!({"email": "alice@example.com"}),
-        )
-        .await;
+    server.request_reset("alice@example.com").await;
     let token = server.mailed_code("Reset code:").await;
-    let weak = server
-        .post(
-            "/api/v1/password-reset/confirm",
-            json!({"token": token, "new_password": "short"}),
-        )
-        .await;
+    let weak = server.confirm_reset(&token, "short").await;
     assert_eq!(
         weak.status, 400,
         "a refused password leaves the token usable"
     );
-    let done = server
-        .post(
-            "/api/v1/password-reset/confirm",
-            json!({"token": token, "new_password": OTHER_PASSWORD}),
-        )
-        .await;
+    let done = server.confirm_reset(&token, OTHER_PASSWORD).await;
     assert_eq!(done.status, 204, "{done:?}");
-    let again = server
-        .post(
-            "/api/v1/password-reset/confirm",
-            json!({"token": token, "new_password": OTHER_PASSWORD}),
-        )
-        .await;
+    let again = server.confirm_reset(&token, OTHER_PASSWORD).await;
     assert_eq!((again.status, again.code()), (400, "invalid_token"));
     assert_eq!(
         server.get("/api/v1/me", &cookie(&login)).await.status,
@@ -285,20 +255,10 @@ async fn a_reset_token_expires_after_30_minutes(pool: PgPool) {
     )
     .await;
     server.register("alice@example.com", PASSWORD).await;
-    server
-        .post(
-            "/api/v1/password-reset",
-            json!({"email": "alice@example.com"}),
-        )
-        .await;
+    server.request_reset("alice@example.com").await;
     let token = server.mailed_code("Reset code:").await;
     clock.advance(minutes(30));
-    let late = server
-        .post(
-            "/api/v1/password-reset/confirm",
-            json!({"token": token, "new_password": OTHER_PASSWORD}),
-        )
-        .await;
+    let late = server.confirm_reset(&token, OTHER_PASSWORD).await;
     assert_eq!((late.status, late.code()), (400, "invalid_token"));
 }
 
@@ -328,12 +288,7 @@ async fn every_mail_goes_to_the_address_that_was_verified(pool: PgPool) {
     server
         .post("/api/v1/verify-email", json!({"token": token}))
         .await;
-    server
-        .post(
-            "/api/v1/password-reset",
-            json!({"email": "alice@example.com"}),
-        )
-        .await;
+    server.request_reset("alice@example.com").await;
     server.mailed_code("Reset code:").await;
     let mails = server.mails_settled(2).await;
     assert_eq!(mails.len(), 2);
@@ -348,12 +303,7 @@ async fn a_successful_reset_voids_every_other_reset_token(pool: PgPool) {
     server.register("alice@example.com", PASSWORD).await;
     let mut tokens = Vec::new();
     for _ in 0..2 {
-        server
-            .post(
-                "/api/v1/password-reset",
-                json!({"email": "alice@example.com"}),
-            )
-            .await;
+        server.request_reset("alice@example.com").await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while server.mails().len() == tokens.len() && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -361,18 +311,10 @@ async fn a_successful_reset_voids_every_other_reset_token(pool: PgPool) {
         tokens.push(server.mailed_code("Reset code:").await);
     }
     assert_ne!(tokens[0], tokens[1]);
-    let done = server
-        .post(
-            "/api/v1/password-reset/confirm",
-            json!({"token": tokens[1], "new_password": OTHER_PASSWORD}),
-        )
-        .await;
+    let done = server.confirm_reset(&tokens[1], OTHER_PASSWORD).await;
     assert_eq!(done.status, 204, "{done:?}");
     let older = server
-        .post(
-            "/api/v1/password-reset/confirm",
-            json!({"token": tokens[0], "new_password": "Marigold-Harbor-31-Velvet"}),
-        )
+        .confirm_reset(&tokens[0], "Marigold-Harbor-31-Velvet")
         .await;
     assert_eq!((older.status, older.code()), (400, "invalid_token"));
 }
@@ -381,12 +323,7 @@ async fn a_successful_reset_voids_every_other_reset_token(pool: PgPool) {
 async fn a_password_change_voids_outstanding_reset_tokens(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let login = server.user("alice@example.com").await;
-    server
-        .post(
-            "/api/v1/password-reset",
-            json!({"email": "alice@example.com"}),
-        )
-        .await;
+    server.request_reset("alice@example.com").await;
     let token = server.mailed_code("Reset code:").await;
     let changed = server
         .call(
@@ -398,10 +335,7 @@ async fn a_password_change_voids_outstanding_reset_tokens(pool: PgPool) {
         .await;
     assert_eq!(changed.status, 204, "{changed:?}");
     let late = server
-        .post(
-            "/api/v1/password-reset/confirm",
-            json!({"token": token, "new_password": "Marigold-Harbor-31-Velvet"}),
-        )
+        .confirm_reset(&token, "Marigold-Harbor-31-Velvet")
         .await;
     assert_eq!((late.status, late.code()), (400, "invalid_token"));
 }

@@ -35,10 +35,11 @@ async fn the_server_answers_as_its_openapi_document_says(pool: PgPool) {
         String::from_utf8_lossy(&output.stderr)
     );
     if output.status.code() == Some(3) {
-        eprintln!(
-            "\n*** SKIPPED: the schema-driven fuzz run needs python3 and PyPI ***\n{report}"
-        );
+        eprintln!("\n*** SKIPPED: the schema-driven fuzz run needs python3 and PyPI ***\n{report}");
         return;
     }
-    assert!(output.status.success(), "schemathesis found disagreements:\n{report}");
+    assert!(
+        output.status.success(),
+        "schemathesis found disagreements:\n{report}"
+    );
 }

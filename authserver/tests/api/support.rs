@@ -299,6 +299,21 @@ impl TestServer {
         .await
     }
 
+    /// Asks for a password reset of `email`.
+    pub async fn request_reset(&self, email: &str) -> Answer {
+        self.post("/api/v1/password-reset", json!({"email": email}))
+            .await
+    }
+
+    /// Sets `new_password` with a reset `token`.
+    pub async fn confirm_reset(&self, token: &str, new_password: &str) -> Answer {
+        self.post(
+            "/api/v1/password-reset/confirm",
+            json!({"token": token, "new_password": new_password}),
+        )
+        .await
+    }
+
     /// Registers (verification off) and logs in; returns the login answer.
     pub async fn user(&self, email: &str) -> Answer {
         let registered = self.register(email, PASSWORD).await;

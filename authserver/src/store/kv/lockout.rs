@@ -151,10 +151,13 @@ impl LockState {
     }
 }
 
-/// `LockState::begin` in Lua. KEYS[1]: the counters' hash (fields `k:*` overall, `s:<addr>:*`
-/// per address). ARGV: now, window, max_failures, max_failures_overall, base_lock, max_lock,
-/// memory (ms), address. Returns {1, attempt} when allowed, {0, retry_after}.
-const BEGIN_SCRIPT: &str = r"
+/// What both scripts share: the arguments, and loading, saving and locking a counter (the
+/// `CounterState` methods). KEYS[1]: the counters' hash (fields `k:*` overall, `s:<addr>:*` per
+/// address). ARGV: now, window, max_failures, max_failures_overall, base_lock, max_lock,
+/// memory (ms), address.
+macro_rules! lua_prelude {
+    () => {
+        r"
 local now, window, maxs, maxk = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local base, maxl, memory, sp = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), 's:' .. ARGV[8] .. ':'
 local function load(p)
@@ -162,16 +165,23 @@ local function load(p)
   return {f = tonumber(h[1]) or 0, ws = tonumber(h[2]) or now, lu = tonumber(h[3]) or 0, lo = tonumber(h[4]) or 0}
 end
 local function save(p, c) redis.call('HSET', KEYS[1], p .. 'f', c.f, p .. 'ws', c.ws, p .. 'lu', c.lu, p .. 'lo', c.lo) end
-local function open(c) if c.f == 0 or now - c.ws >= window then c.f = 0; c.ws = now end end
 local function lock(c)
   local d = math.min(base * math.pow(2, math.min(c.lo, 31)), maxl)
   c.lu = now + d; c.lo = c.lo + 1; c.f = 0; c.ws = now
   return d
 end
-local function keep(until_ms)
-  local want = until_ms - now
+local function keep(want)
   if redis.call('PTTL', KEYS[1]) < want then redis.call('PEXPIRE', KEYS[1], want) end
 end
+"
+    };
+}
+
+/// `LockState::begin` in Lua. Returns {1, attempt} when allowed, {0, retry_after}.
+const BEGIN_SCRIPT: &str = concat!(
+    lua_prelude!(),
+    r"
+local function open(c) if c.f == 0 or now - c.ws >= window then c.f = 0; c.ws = now end end
 local k = load('k:')
 if k.lu > now then return {0, k.lu - now} end
 local s = load(sp)
@@ -181,36 +191,24 @@ local d = 0
 if k.f >= maxk then d = lock(k) elseif s.f >= maxs then d = lock(s) end
 if d == 0 then k.f = k.f + 1; s.f = s.f + 1 end
 save('k:', k); save(sp, s)
-keep(now + d + memory)
+keep(d + memory)
 if d > 0 then return {0, d} end
 return {1, s.f}
-";
+"
+);
 
-/// `LockState::fail` in Lua; same KEYS/ARGV as `BEGIN_SCRIPT`. Returns the longest lock this
-/// failure started, else 0.
-const FAIL_SCRIPT: &str = r"
-local now, maxs, maxk = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local base, maxl, memory, sp = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), 's:' .. ARGV[8] .. ':'
-local function load(p)
-  local h = redis.call('HMGET', KEYS[1], p .. 'f', p .. 'ws', p .. 'lu', p .. 'lo')
-  return {f = tonumber(h[1]) or 0, ws = tonumber(h[2]) or now, lu = tonumber(h[3]) or 0, lo = tonumber(h[4]) or 0}
-end
-local function save(p, c) redis.call('HSET', KEYS[1], p .. 'f', c.f, p .. 'ws', c.ws, p .. 'lu', c.lu, p .. 'lo', c.lo) end
-local function lock(c)
-  local d = math.min(base * math.pow(2, math.min(c.lo, 31)), maxl)
-  c.lu = now + d; c.lo = c.lo + 1; c.f = 0; c.ws = now
-  return d
-end
+/// `LockState::fail` in Lua. Returns the longest lock this failure started, else 0.
+const FAIL_SCRIPT: &str = concat!(
+    lua_prelude!(),
+    r"
 local k, s = load('k:'), load(sp)
 local d = 0
 if k.lu <= now and k.f >= maxk then d = lock(k); save('k:', k) end
 if s.lu <= now and s.f >= maxs then d = math.max(d, lock(s)); save(sp, s) end
-if d > 0 then
-  local want = d + memory
-  if redis.call('PTTL', KEYS[1]) < want then redis.call('PEXPIRE', KEYS[1], want) end
-end
+if d > 0 then keep(d + memory) end
 return d
-";
+"
+);
 
 /// Counters are keyed by a hash of the identifier, so the store holds no email addresses.
 fn counter_key(identifier: &str) -> String {
@@ -250,13 +248,11 @@ fn with_counter<T>(
     let key = counter_key(identifier);
     let mut state = live(&mut mem.locks, &key, now).cloned().unwrap_or_default();
     let answer = step(&mut state);
-    let expires_ms = state.keep_until(now, limits);
-    let bound = (now, mem.capacity);
+    let bound = mem.bound(state.keep_until(now, limits).saturating_sub(now));
     insert_bounded(
         &mut mem.locks,
         &key,
         state,
-        expires_ms,
         bound,
         "in-memory lockout store",
     )?;

@@ -44,6 +44,24 @@ impl MemoryKv {
     pub(super) fn now_ms(&self) -> u64 {
         self.clock.now_ms()
     }
+
+    /// Where a write that lives `ttl_ms` from now stands against the bound.
+    pub(super) fn bound(&self, ttl_ms: u64) -> Bound {
+        let now_ms = self.now_ms();
+        Bound {
+            now_ms,
+            expires_ms: now_ms.saturating_add(ttl_ms),
+            capacity: self.capacity,
+        }
+    }
+}
+
+/// A write's time and the map's capacity.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Bound {
+    pub(super) now_ms: u64,
+    pub(super) expires_ms: u64,
+    pub(super) capacity: usize,
 }
 
 /// The live value of `key`, dropping it when it expired.
@@ -58,23 +76,27 @@ pub(super) fn live<'a, T>(
     map.get_mut(key).map(|e| &mut e.value)
 }
 
-/// Inserts `value` under `key` until `expires_ms`, sweeping expired entries when the map is
-/// full; refuses a new key when it is still full.
+/// Inserts `value` under `key` until `bound.expires_ms`, sweeping expired entries when the map
+/// is full; refuses a new key when it is still full.
 pub(super) fn insert_bounded<T>(
     map: &mut HashMap<String, Expiring<T>>,
     key: &str,
     value: T,
-    expires_ms: u64,
-    (now_ms, capacity): (u64, usize),
+    bound: Bound,
     what: &'static str,
 ) -> Result<(), StoreError> {
-    if map.len() >= capacity && !map.contains_key(key) {
-        map.retain(|_, e| e.expires_ms > now_ms);
-        if map.len() >= capacity {
-            tracing::error!(store = what, capacity, "in-memory store full");
+    if map.len() >= bound.capacity && !map.contains_key(key) {
+        map.retain(|_, e| e.expires_ms > bound.now_ms);
+        if map.len() >= bound.capacity {
+            tracing::error!(
+                store = what,
+                capacity = bound.capacity,
+                "in-memory store full"
+            );
             return Err(StoreError::Full(what));
         }
     }
+    let expires_ms = bound.expires_ms;
     map.insert(key.to_owned(), Expiring { value, expires_ms });
     Ok(())
 }

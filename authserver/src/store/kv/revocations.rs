@@ -22,13 +22,11 @@ impl Kv {
             }
             Kv::Memory(m) => {
                 let mut mem = locked(m)?;
-                let bound = (mem.now_ms(), mem.capacity);
-                let expires_ms = bound.0.saturating_add(ms(ttl));
+                let bound = mem.bound(ms(ttl));
                 insert_bounded(
                     &mut mem.revoked,
                     sid,
                     (),
-                    expires_ms,
                     bound,
                     "in-memory revocation store",
                 )
