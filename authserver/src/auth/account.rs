@@ -215,7 +215,7 @@ mod tests {
     use super::*;
     use crate::auth::principal::AuthMethod;
     use crate::auth::refresh::refresh;
-    use crate::auth::testing::{Fixture, OTHER_PASSWORD, PASSWORD, fixture, meta, signed_in};
+    use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, meta, signed_in};
 
     fn caller(login: &crate::auth::login::LoginSuccess) -> Principal {
         Principal {
@@ -223,10 +223,6 @@ mod tests {
             session_id: login.session_id.clone(),
             method: AuthMethod::Cookie,
         }
-    }
-
-    async fn live(f: &Fixture, session_id: &str) -> bool {
-        f.core.kv.session(session_id).await.unwrap().is_some()
     }
 
     #[tokio::test]
@@ -251,8 +247,8 @@ mod tests {
         change_password(&f.core, &caller(&here), &meta(), PASSWORD, OTHER_PASSWORD)
             .await
             .unwrap();
-        assert!(live(&f, &here.session_id).await);
-        assert!(!live(&f, &elsewhere.session_id).await);
+        assert!(f.session_lives(&here.session_id).await);
+        assert!(!f.session_lives(&elsewhere.session_id).await);
         assert!(
             refresh(&f.core, &elsewhere.refresh_token, None)
                 .await
@@ -280,7 +276,7 @@ mod tests {
         revoke_session(&f.core, &caller(&second), &first.session_id)
             .await
             .unwrap();
-        assert!(!live(&f, &first.session_id).await);
+        assert!(!f.session_lives(&first.session_id).await);
         assert!(refresh(&f.core, &first.refresh_token, None).await.is_err());
     }
 
@@ -289,7 +285,7 @@ mod tests {
         let f = fixture(|_| {});
         let login = signed_in(&f, "alice@example.com").await;
         logout(&f.core, &caller(&login)).await.unwrap();
-        assert!(!live(&f, &login.session_id).await);
+        assert!(!f.session_lives(&login.session_id).await);
         assert!(f.core.kv.is_sid_revoked(&login.session_id).await.unwrap());
         assert!(refresh(&f.core, &login.refresh_token, None).await.is_err());
     }

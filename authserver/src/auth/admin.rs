@@ -101,14 +101,7 @@ mod tests {
         let f = fixture(|_| {});
         let session = signed_in(&f, "alice@example.com").await;
         disable(&f.core, session.user_id).await.unwrap();
-        assert!(
-            f.core
-                .kv
-                .session(&session.session_id)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!f.session_lives(&session.session_id).await);
         assert!(matches!(
             login(&f.core, "alice@example.com", PASSWORD, &meta(), None).await,
             Err(AuthError::AccountDisabled)

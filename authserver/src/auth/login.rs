@@ -243,14 +243,7 @@ mod tests {
             sessions::public_id(&success.session_secret),
             success.session_id
         );
-        assert!(
-            f.core
-                .kv
-                .session(&success.session_id)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(f.session_lives(&success.session_id).await);
     }
 
     #[tokio::test]
@@ -389,14 +382,7 @@ mod tests {
         .await
         .unwrap();
         assert_ne!(first.session_id, second.session_id);
-        assert!(
-            f.core
-                .kv
-                .session(&first.session_id)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!f.session_lives(&first.session_id).await);
     }
 
     #[tokio::test]

@@ -114,14 +114,7 @@ mod tests {
                 .is_err(),
             "the successor died with the family"
         );
-        assert!(
-            f.core
-                .kv
-                .session(&login.session_id)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!f.session_lives(&login.session_id).await);
         assert!(f.core.kv.is_sid_revoked(&login.session_id).await.unwrap());
     }
 

@@ -139,14 +139,7 @@ mod tests {
             confirm_password_reset(&f.core, &token, OTHER_PASSWORD).await,
             Err(AuthError::InvalidToken)
         ));
-        assert!(
-            f.core
-                .kv
-                .session(&session.session_id)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!f.session_lives(&session.session_id).await);
         assert!(f.core.kv.is_sid_revoked(&session.session_id).await.unwrap());
         assert!(
             login(&f.core, "alice@example.com", OTHER_PASSWORD, &meta(), None)

@@ -147,14 +147,7 @@ mod tests {
                 .await
                 .unwrap()
         );
-        assert!(
-            f.core
-                .kv
-                .session(&login.session_id)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!f.session_lives(&login.session_id).await);
     }
 
     #[tokio::test]

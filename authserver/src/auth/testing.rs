@@ -55,6 +55,11 @@ impl Fixture {
         self.sent.lock().unwrap().clone()
     }
 
+    /// Whether the session with public id `id` is stored (not ended, not expired).
+    pub async fn session_lives(&self, id: &str) -> bool {
+        self.core.kv.session(id).await.unwrap().is_some()
+    }
+
     /// The token of the newest verification or reset mail.
     pub fn mailed_token(&self) -> String {
         self.mails()
