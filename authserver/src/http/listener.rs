@@ -1,7 +1,7 @@
 //! The listeners: each accepts at most `max_connections` connections at once (beyond that they
 //! wait in the kernel's backlog), closes a connection that sends no complete request head within
-//! `header_timeout` (slow headers, and idle keep-alive connections alike), and drains in-flight
-//! requests at shutdown. Each listener has its own cap, so a flood of the public listener
+//! `header_timeout` (slow headers, and idle keep-alive connections alike) or a head larger than
+//! its read buffer, and drains in-flight requests at shutdown. Each listener has its own cap, so a flood of the public listener
 //! leaves the admin listener (health probes) and the metrics listener answering.
 
 use std::convert::Infallible;
@@ -21,6 +21,10 @@ use tower::ServiceExt;
 /// How long shutdown waits for in-flight requests before it closes what is left.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A connection's read buffer, which bounds a request head (hyper's default is 400 KiB): at
+/// the connection cap, buffers stay within tens of megabytes.
+const READ_BUFFER: usize = 32 * 1024;
+
 /// The limits of one listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -32,9 +36,9 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    /// The public listener's defaults: 2,048 connections, 10 s for a request head.
+    /// The public listener's defaults: 1,024 connections, 10 s for a request head.
     pub const PUBLIC: Self = Self {
-        max_connections: 2_048,
+        max_connections: 1_024,
         header_timeout: Duration::from_secs(10),
     };
 
@@ -114,6 +118,7 @@ async fn serve_connection(
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_buf_size(READ_BUFFER)
         .serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {

@@ -183,6 +183,7 @@ mod tests {
         let (fitted, lowered) = limits.fit_to(Some(1_024));
         assert!(lowered);
         assert_eq!(fitted.public.max_connections, 1_024 - 256 - 2 * 64);
+        assert_eq!(limits.fit_to(Some(4_096)), (limits, false));
         assert_eq!(fitted.internal, limits.internal);
         assert_eq!(limits.fit_to(Some(100)).0.public.max_connections, 16);
     }

@@ -70,6 +70,20 @@ async fn an_idle_connection_is_closed_after_the_header_timeout(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_request_head_larger_than_the_read_buffer_is_refused(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let mut stream = connect(&server.base).await;
+    let head = format!(
+        "GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(64 * 1024)
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed, "the connection stayed open");
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_body_that_stalls_answers_408_in_the_problem_format(pool: PgPool) {
     let server = start(
         pool,
