@@ -18,13 +18,22 @@ use super::AuthError;
 use super::keys::Pepper;
 use crate::random::Random;
 
-/// A stored password hash and the pepper version it was made with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A stored password hash and the pepper version it was made with. `Debug` shows the version
+/// only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredHash {
     /// The bcrypt string (`$2b$12$...`).
     pub hash: String,
     /// Pepper version.
     pub pepper_version: String,
+}
+
+impl std::fmt::Debug for StoredHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredHash")
+            .field("pepper_version", &self.pepper_version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The result of a verification.
@@ -431,6 +440,15 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    #[tokio::test]
+    async fn debug_never_prints_a_hash_or_a_pepper() {
+        let hasher = hasher(&["v1"], 4);
+        let stored = hasher.hash(hasher.reserve().unwrap(), "pw").await.unwrap();
+        let printed = format!("{stored:?} {hasher:?}");
+        assert!(!printed.contains("$2b$"), "{printed}");
+        assert!(!printed.contains("[7, 7"), "{printed}");
     }
 
     #[test]
