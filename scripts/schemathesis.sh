@@ -35,6 +35,10 @@ if [ ! -x "$venv/bin/st" ] || ! "$venv/bin/st" --version 2>/dev/null | grep -q "
     || unavailable "pip could not install schemathesis $SCHEMATHESIS_VERSION"
 fi
 
+# schemathesis keeps a cache in the working directory: keep it under target/.
+work=$root/target/schemathesis-work
+mkdir -p "$work" && cd "$work" || unavailable "cannot use $work"
+
 run() {
   "$venv/bin/st" run "$base/openapi.json" \
     --url "$base" \
