@@ -303,6 +303,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::bail!("--config is required (the realm's manifests, e.g. config/dev/realm.yaml)");
     }
     let settings = startup::load_settings(&args.config)?;
+    // Before secrets and databases: a realm this version cannot serve is refused at once.
+    let missing = settings_check::unimplemented_features(&settings);
+    if !missing.is_empty() {
+        return Err(startup::StartupError::Unimplemented(missing).into());
+    }
     let clock = wiring::system_clock();
     let random = wiring::os_random();
     let secrets_dir = match (args.secrets_dir, args.dev) {
