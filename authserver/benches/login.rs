@@ -7,16 +7,15 @@
 //! 4. refresh-token grants per second per core.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // a benchmark binary
+#![allow(clippy::disallowed_methods)] // a benchmark measures real time
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis_authserver::clock::Clock;
-use portcullis_authserver::http::state::AppState;
-use portcullis_authserver::secrets;
-use portcullis_authserver::server::{self, ServiceParts};
+use portcullis_authserver::startup::{self, ServiceParts, secrets_dir};
+use portcullis_authserver::store::Postgres;
 use portcullis_authserver::store::kv::Kv;
-use portcullis_authserver::store::postgres::Db;
+use portcullis_authserver::{http, wiring};
 use portcullis_crds::{RealmSettings, parse_manifests};
 use serde_json::{Value, json};
 
@@ -57,7 +56,7 @@ async fn main() {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
 
     // A fresh database for the run.
-    let admin = Db::connect(&base_url, 1).await.unwrap();
+    let admin = Postgres::connect(&base_url, 1).await.unwrap();
     let db_name = format!("portcullis_bench_{}", std::process::id());
     let pool = sqlx::PgPool::connect(&base_url).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
@@ -68,23 +67,26 @@ async fn main() {
         Some((prefix, _)) => format!("{prefix}/{db_name}"),
         None => base_url.clone(),
     };
-    let db = Db::connect(&db_url, 32).await.unwrap();
+    let db = Postgres::connect(&db_url, 32).await.unwrap();
     db.migrate().await.unwrap();
     drop(admin);
 
     let manifests = parse_manifests(REALM).unwrap();
     let settings = RealmSettings::from_manifests(&manifests).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (secrets, _) = secrets::load(dir.path(), &settings, true).unwrap();
+    let (clock, random) = (wiring::system_clock(), wiring::os_random());
+    let (secrets, _) =
+        secrets_dir::load(dir.path(), &settings, Some((&random, clock.now()))).unwrap();
     let kv = Kv::redis(&redis_url, &format!("bench:{}:", uuid::Uuid::new_v4()))
         .await
         .unwrap();
-    let (service, token) = server::build_service(ServiceParts {
+    let service = startup::build(ServiceParts {
         settings,
         secrets,
-        db,
+        db: db.into(),
         kv,
-        clock: Clock::System,
+        clock,
+        random,
         mail_dir: Some(dir.path().join("mail")),
         breach_list: None,
         hash_permits: cores,
@@ -92,13 +94,18 @@ async fn main() {
     .unwrap();
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", public.local_addr().unwrap());
     let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
-    let state = AppState::new(service.clone(), &token);
-    tokio::spawn(server::run(
-        state,
+    let listeners = http::Listeners {
         public,
-        admin_listener,
+        admin: admin_listener,
+        metrics: metrics_listener,
+    };
+    tokio::spawn(http::serve(
+        service.state,
+        listeners,
+        http::ServeLimits::default(),
         std::future::pending(),
     ));
     let http = reqwest::Client::new();
@@ -252,7 +259,7 @@ async fn main() {
         rate / cores as f64
     );
 
-    drop(service);
+    drop(service.hasher);
     let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
     )))

@@ -1,7 +1,9 @@
 //! The Portcullis auth server: one realm's accounts, sessions and tokens.
 //!
-//! Layers: `http` (routers, extractors, middleware, the error mapping) calls `auth` (domain
-//! logic, no HTTP or SQL types), which uses `store` (every SQL statement and Redis command).
+//! Layers: `http` (routers, extractors, cookies, middleware, the error mapping) calls `auth`
+//! (one module per use case over a small core; no HTTP or SQL types), which uses `store`
+//! (every SQL statement and Redis command; it knows nothing of `auth`). Time and randomness
+//! are passed in (`clock`, `random`); `wiring` is the one place that reads the real ones.
 
 pub mod auth;
 pub mod clock;
@@ -9,9 +11,11 @@ pub mod http;
 pub mod mail;
 pub mod metrics;
 pub mod privacy;
-pub mod secrets;
-pub mod server;
+pub mod random;
+pub mod readiness;
+pub mod startup;
 pub mod store;
+pub mod wiring;
 
 /// Installs rustls' ring provider as the process default; reqwest and lettre are built without
 /// one so there is a single TLS stack. Safe to call more than once.

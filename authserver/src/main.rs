@@ -6,13 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use portcullis_authserver::clock::Clock;
-use portcullis_authserver::http::state::AppState;
-use portcullis_authserver::mail::Mailer;
+use portcullis_authserver::http::{ConnectionLimits, Listeners, ServeLimits};
 use portcullis_authserver::privacy::retention;
-use portcullis_authserver::server::{self, ServiceParts};
-use portcullis_authserver::store::postgres::Db;
-use portcullis_authserver::{install_crypto_provider, secrets};
+use portcullis_authserver::startup::{self, ServiceParts, secrets_dir, settings_check};
+use portcullis_authserver::store::Postgres;
+use portcullis_authserver::{http, install_crypto_provider, wiring};
 use portcullis_crds::RealmSettings;
 
 /// The Portcullis auth server. Without a subcommand it serves (`serve`).
@@ -127,9 +125,19 @@ struct ServeArgs {
     /// Public listener address.
     #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Admin listener address (health, metrics, admin API).
+    /// Admin listener address (health, readiness, admin API).
     #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     admin_listen: SocketAddr,
+    /// Metrics listener address (`/metrics` only).
+    #[arg(
+        long,
+        env = "PORTCULLIS_METRICS_LISTEN",
+        default_value = "0.0.0.0:9091"
+    )]
+    metrics_listen: SocketAddr,
+    /// Connections the public listener serves at once (fitted under the open-file limit).
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = ConnectionLimits::PUBLIC.max_connections)]
+    max_connections: usize,
     /// Also write every mail as an .eml file here (the only sink in --dev).
     #[arg(long, env = "PORTCULLIS_MAIL_DIR")]
     mail_dir: Option<PathBuf>,
@@ -189,7 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Migrate { database_url }) => {
-            let db = Db::connect(&database_url, 2)
+            let db = Postgres::connect(&database_url, 2)
                 .await
                 .context("cannot connect to PostgreSQL")?;
             db.migrate().await.context("migration failed")?;
@@ -199,14 +207,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Keys {
             command: KeysCommand::Generate { secrets_dir },
         }) => {
-            for path in secrets::generate_keys(&secrets_dir)? {
+            let now = wiring::system_clock().now();
+            for path in secrets_dir::generate_keys(&secrets_dir, &wiring::os_random(), now)? {
                 eprintln!("wrote {}", path.display());
             }
             Ok(())
         }
         Some(Command::CheckConfig { config }) => {
-            let settings = server::load_settings(&config)?;
+            let settings = startup::load_settings(&config)?;
             println!("{}", serde_json::to_string_pretty(&summary(&settings))?);
+            let missing = settings_check::unimplemented_features(&settings);
+            if !missing.is_empty() {
+                say!(
+                    "warning: `serve` refuses this realm until these are implemented: {}",
+                    missing.join(", ")
+                );
+            }
             Ok(())
         }
         Some(Command::Retention {
@@ -244,39 +260,33 @@ async fn retention_run(
     termination_log: &std::path::Path,
 ) -> anyhow::Result<()> {
     init_logging();
-    let settings = server::load_settings(&config)?;
+    let settings = startup::load_settings(&config)?;
     let retention = settings
         .retention
         .as_ref()
         .context("no RetentionPolicy targets this realm in the given config")?;
     let smtp_url = secrets_dir
         .as_ref()
-        .and_then(|dir| std::fs::read_to_string(dir.join(secrets::files::SMTP_URL)).ok())
+        .and_then(|dir| std::fs::read_to_string(dir.join(secrets_dir::files::SMTP_URL)).ok())
         .map(|url| url.trim().to_owned());
-    let from = server::mail_sender(&settings);
+    let clock = wiring::system_clock();
     // Without a mail sink, warnings are not sent (and retried next run); the rest still runs.
-    let mailer = Mailer::new(
-        &from,
-        &settings.spec.issuer,
-        &settings.name,
+    let mailer = startup::mailer(
+        &settings,
         smtp_url.as_deref(),
         mail_dir,
+        clock.clone(),
+        wiring::os_random(),
     )
     .ok();
-    let db = Db::connect(database_url, 2)
+    let db = Postgres::connect(database_url, 2)
         .await
         .context("cannot connect to PostgreSQL")?;
     db.migrate().await.context("database migration failed")?;
     let dry_run = dry_run || retention.dry_run;
-    let summary = retention::run(
-        &db,
-        mailer.as_ref(),
-        &retention.rules,
-        time::OffsetDateTime::now_utc(),
-        dry_run,
-    )
-    .await
-    .context("retention run failed")?;
+    let summary = retention::run(&db, mailer.as_ref(), &retention.rules, clock.now(), dry_run)
+        .await
+        .context("retention run failed")?;
     let json = serde_json::to_string(&summary)?;
     println!("{json}");
     // Kubernetes mounts this file into every container; elsewhere it does not exist and
@@ -292,13 +302,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.config.is_empty() {
         anyhow::bail!("--config is required (the realm's manifests, e.g. config/dev/realm.yaml)");
     }
-    let settings = server::load_settings(&args.config)?;
+    let settings = startup::load_settings(&args.config)?;
+    // Before secrets and databases: a realm this version cannot serve is refused at once.
+    let missing = settings_check::unimplemented_features(&settings);
+    if !missing.is_empty() {
+        return Err(startup::StartupError::Unimplemented(missing).into());
+    }
+    let clock = wiring::system_clock();
+    let random = wiring::os_random();
     let secrets_dir = match (args.secrets_dir, args.dev) {
         (Some(dir), _) => dir,
         (None, true) => PathBuf::from(".portcullis/secrets"),
         (None, false) => anyhow::bail!("--secrets-dir is required outside --dev"),
     };
-    let (secrets, generated) = secrets::load(&secrets_dir, &settings, args.dev)?;
+    let generate = args.dev.then(|| (&random, clock.now()));
+    let (secrets, generated) = secrets_dir::load(&secrets_dir, &settings, generate)?;
     if !generated.is_empty() {
         tracing::warn!(dir = %secrets_dir.display(), files = ?generated, "DEV MODE: generated missing secrets; never use these in production");
         say!(
@@ -319,18 +337,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let database_url = args
         .database_url
         .context("DATABASE_URL (or --database-url) is required")?;
-    let db = Db::connect(&database_url, 16)
+    let db = Postgres::connect(&database_url, 16)
         .await
         .context("cannot connect to PostgreSQL")?;
     db.migrate().await.context("database migration failed")?;
-    let kv = server::connect_kv(&settings, args.redis_url.as_deref(), args.dev).await?;
+    let kv = startup::connect_kv(
+        &settings,
+        args.redis_url.as_deref(),
+        args.dev,
+        clock.clone(),
+    )
+    .await?;
     let permits = std::thread::available_parallelism().map_or(2, usize::from);
-    let (service, admin_token) = server::build_service(ServiceParts {
+    let realm = settings.name.clone();
+    let issuer = settings.spec.issuer.clone();
+    let service = startup::build(ServiceParts {
         settings,
         secrets,
-        db,
+        db: db.into(),
         kv,
-        clock: Clock::System,
+        clock,
+        random,
         mail_dir: mail_dir.clone(),
         breach_list: args.breach_list,
         hash_permits: permits,
@@ -341,31 +368,64 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
-    let issuer = service.settings.spec.issuer.clone();
-    say!(
-        "portcullis-authserver: realm {} ({issuer})",
-        service.settings.name
-    );
+    let metrics = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.metrics_listen))?;
+    let wanted = ServeLimits {
+        public: ConnectionLimits {
+            max_connections: args.max_connections,
+            ..ConnectionLimits::PUBLIC
+        },
+        ..ServeLimits::default()
+    };
+    let (limits, lowered) = wanted.fit_to(raise_open_file_limit());
+    if lowered {
+        tracing::warn!(
+            max_connections = limits.public.max_connections,
+            "the open-file limit lowers the public listener's connection cap"
+        );
+    }
+    say!("portcullis-authserver: realm {realm} ({issuer})");
     say!(
         "  public API   http://{}  (e.g. POST /api/v1/register)",
         public.local_addr()?
     );
     say!(
-        "  admin        http://{}  (/healthz /readyz /metrics)",
+        "  admin        http://{}  (/healthz /readyz, admin API)",
         admin.local_addr()?
+    );
+    say!(
+        "  metrics      http://{}  (/metrics)",
+        metrics.local_addr()?
     );
     if let Some(dir) = &mail_dir {
         say!("  mail         {}", dir.display());
     }
-    tracing::info!(realm = %service.settings.name, "serving");
-    server::run(
-        AppState::new(service, &admin_token),
+    tracing::info!(realm = %realm, "serving");
+    let listeners = Listeners {
         public,
         admin,
-        server::shutdown_signal(),
-    )
-    .await?;
+        metrics,
+    };
+    http::serve(service.state, listeners, limits, startup::shutdown_signal()).await;
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (as the Go runtime does) and returns the
+/// limit in force (`None`: unlimited).
+fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum || (limit.current.is_some() && limit.maximum.is_none()) {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %error, "cannot raise the open-file limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current
 }
 
 /// What an operator wants to see of the effective settings: the realm, the merged limits and
@@ -400,6 +460,7 @@ fn summary(settings: &RealmSettings) -> serde_json::Value {
             "limits": limits,
             "nginx": settings.rate_limits.nginx,
         },
+        "notImplemented": settings_check::unimplemented_features(settings),
         "retention": settings.retention.as_ref().map(|r| serde_json::json!({
             "policy": r.policy,
             "schedule": r.schedule_text,

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub refresh_reuse: Counter,
     /// Time spent in bcrypt, seconds.
     pub password_hash_seconds: Histogram,
+    /// Requests refused because the hashing pool and its queue were full.
+    pub hashing_refused: Counter,
     /// Age of the active signing key, set at each scrape (only when the key records `iat`).
     pub signing_key_age_seconds: Option<Gauge>,
 }
@@ -108,6 +110,12 @@ impl Metrics {
             "Time spent in bcrypt",
             password_hash_seconds.clone(),
         );
+        let hashing_refused = Counter::default();
+        registry.register(
+            "password_hashing_refused",
+            "Requests refused because password hashing was saturated",
+            hashing_refused.clone(),
+        );
         let signing_key_age_seconds = with_signing_key_age.then(|| {
             let gauge = Gauge::default();
             registry.register(
@@ -128,6 +136,7 @@ impl Metrics {
             mail_failures,
             refresh_reuse,
             password_hash_seconds,
+            hashing_refused,
         }
     }
 

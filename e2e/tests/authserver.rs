@@ -70,6 +70,8 @@ fn start(database_url: &str) -> Server {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .arg("--secrets-dir")
         .arg(secrets.path())
@@ -147,7 +149,12 @@ fn mailed_code(server: &Server, label: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         for entry in std::fs::read_dir(server.mail_dir.path()).unwrap() {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let path = entry.unwrap().path();
+            // Mail is written under a hidden name and renamed to .eml when complete.
+            if path.extension().is_none_or(|e| e != "eml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(path).unwrap();
             let mut lines = text.lines();
             if lines.any(|l| l.trim() == label) {
                 return lines.next().unwrap().trim().to_owned();
@@ -351,9 +358,12 @@ async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
         .collect();
     let database = Database::create().await;
     let mut command = Command::new(binary("portcullis-authserver").unwrap());
+    // The rendered arguments name no metrics listener yet; its default port would collide
+    // between tests running side by side.
     command
         .args(&args)
         .env("DATABASE_URL", &database.url)
+        .env("PORTCULLIS_METRICS_LISTEN", "127.0.0.1:0")
         .env_remove("REDIS_URL");
     let (mut child, public, admin) = spawn_serving(command);
     let http = reqwest::Client::new();

@@ -94,6 +94,29 @@ fn check_config_prints_the_effective_settings_of_the_full_sample() {
 }
 
 #[test]
+fn serve_refuses_a_realm_that_asks_for_what_is_not_built_yet() {
+    let output = authserver(&["serve", "--config", &sample("realm-full.yaml")]);
+    assert_eq!(output.status.code(), Some(1));
+    for field in ["spec.clients", "spec.socialProviders", "not implemented"] {
+        assert!(
+            stderr(&output).contains(field),
+            "{field}: {}",
+            stderr(&output)
+        );
+    }
+    let check = authserver(&["check-config", "--config", &sample("realm-full.yaml")]);
+    assert!(
+        check.status.success(),
+        "check-config reports, serve refuses"
+    );
+    assert!(
+        stderr(&check).contains("`serve` refuses this realm"),
+        "{}",
+        stderr(&check)
+    );
+}
+
+#[test]
 fn check_config_fails_with_the_reason_for_a_broken_file() {
     let path = repo_root().join("crds/tests/fixtures/invalid/bcrypt-cost-20.yaml");
     let output = authserver(&["check-config", "--config", path.to_str().unwrap()]);

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// One reason an input was refused, with the field it concerns.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Violation {
     /// Field name in the request body.
     pub field: &'static str,
@@ -71,6 +71,9 @@ pub enum AuthError {
         /// Explanation.
         detail: String,
     },
+    /// Too much password hashing is queued: come back shortly.
+    #[error("password hashing is saturated")]
+    Busy,
     /// A dependency the request needs is down.
     #[error("{0} unavailable")]
     Unavailable(&'static str),
@@ -81,8 +84,9 @@ pub enum AuthError {
 
 impl From<crate::store::StoreError> for AuthError {
     fn from(error: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
         match error {
-            crate::store::StoreError::Unavailable(what) => AuthError::Unavailable(what),
+            StoreError::Unavailable(what) | StoreError::Full(what) => AuthError::Unavailable(what),
             other => AuthError::Internal(other.to_string()),
         }
     }

@@ -1,9 +1,14 @@
-//! Lockout and progressive delay rules (pure). The counters live in `crate::store::kv`, which
-//! applies these rules atomically.
+//! Lockout and progressive delay rules (pure). Failures count per login identifier and client
+//! address: `maxFailures` from one address lock that address out, and the identifier locks for
+//! everyone only past a ceiling of twenty times that, at most 100 (NIST SP 800-63B 5.2.2), so
+//! a few requests an hour cannot keep an owner out. The counters live in `crate::store::kv`,
+//! which applies these limits atomically.
 
 use std::time::Duration;
 
 use portcullis_crds::realm::LockoutPolicy;
+
+use crate::store::kv::CounterLimits;
 
 /// The realm's lockout policy as plain durations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,10 +49,26 @@ fn doubled(base: Duration, times: u32, max: Duration) -> Duration {
 }
 
 impl LockoutRules {
-    /// Length of the lockout that starts after `previous_lockouts` earlier ones: `base`,
-    /// doubling each time, at most `max`.
-    pub fn lock_duration(&self, previous_lockouts: u32) -> Duration {
-        doubled(self.base_lockout, previous_lockouts, self.max_lockout)
+    /// Failures from all addresses together that lock the identifier for everyone.
+    pub fn max_failures_overall(&self) -> u32 {
+        // Not `clamp`: a realm's own limit above 100 must win, not panic.
+        self.max_failures
+            .saturating_mul(20)
+            .min(100)
+            .max(self.max_failures)
+    }
+
+    /// The counters' limits in the store's units.
+    pub fn limits(&self) -> CounterLimits {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        CounterLimits {
+            window_ms: ms(self.window),
+            max_failures: self.max_failures,
+            max_failures_overall: self.max_failures_overall(),
+            base_lock_ms: ms(self.base_lockout),
+            max_lock_ms: ms(self.max_lockout),
+            memory_ms: ms(self.memory()),
+        }
     }
 
     /// Delay before answering an attempt that follows `previous_failures` failures.
@@ -65,24 +86,10 @@ impl LockoutRules {
     /// How long the counters of an identifier are kept after its last failure: long enough
     /// that repeated lockouts keep doubling.
     pub fn memory(&self) -> Duration {
-        self.window.max(self.max_lockout) + self.max_lockout
+        self.window
+            .max(self.max_lockout)
+            .saturating_add(self.max_lockout)
     }
-}
-
-/// The answer of the store when a login attempt begins.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttemptDecision {
-    /// The attempt may proceed; it is the `attempt`-th (1-based) within the window, counted as
-    /// a failure until it succeeds.
-    Allowed {
-        /// 1-based attempt number within the window.
-        attempt: u32,
-    },
-    /// Locked: no attempt until `retry_after` has passed.
-    Locked {
-        /// Time left.
-        retry_after: Duration,
-    },
 }
 
 #[cfg(test)]
@@ -94,11 +101,30 @@ mod tests {
     }
 
     #[test]
-    fn lockouts_double_up_to_the_maximum() {
-        let r = rules();
-        let minutes: Vec<u64> = (0..8).map(|n| r.lock_duration(n).as_secs() / 60).collect();
-        assert_eq!(minutes, [1, 2, 4, 8, 16, 32, 60, 60]);
-        assert_eq!(r.lock_duration(200), r.max_lockout);
+    fn the_default_policy_locks_after_five_failures_in_fifteen_minutes_for_a_minute() {
+        let limits = rules().limits();
+        assert_eq!(
+            (limits.max_failures, limits.window_ms, limits.base_lock_ms),
+            (5, 15 * 60_000, 60_000)
+        );
+        assert_eq!(limits.max_lock_ms, 3_600_000);
+        assert!(limits.memory_ms >= limits.window_ms + limits.max_lock_ms);
+    }
+
+    #[test]
+    fn the_identifier_ceiling_is_twenty_times_the_per_address_limit_at_most_100() {
+        let with = |max_failures| LockoutRules {
+            max_failures,
+            ..rules()
+        };
+        assert_eq!(with(1).max_failures_overall(), 20);
+        assert_eq!(with(5).max_failures_overall(), 100);
+        assert_eq!(with(8).max_failures_overall(), 100);
+        assert_eq!(
+            with(200).max_failures_overall(),
+            200,
+            "never below one address' limit"
+        );
     }
 
     #[test]

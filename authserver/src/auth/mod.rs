@@ -1,15 +1,32 @@
-//! Domain logic: passwords, lockout, sessions, tokens and the account service that ties them
-//! together. No HTTP or SQL types here; storage is behind `crate::store`.
+//! The domain: one module per use case over a small core, and the rules they share. No HTTP
+//! types here; storage is `crate::store`.
+//!
+//! Use cases: [`registration`] (register, verify email), [`login`], [`reset`] (password
+//! reset), [`session_auth`] (authenticating a session or access token, CSRF), [`refresh`]
+//! (the refresh-token grant), [`account`] (the caller's profile, password, sessions, logout)
+//! and [`admin`]. Each takes the [`core::Core`].
 
-pub mod accounts;
+pub mod account;
+pub mod admin;
 pub mod breach;
+pub mod core;
 pub mod csrf;
 pub mod error;
 pub mod hashing;
 pub mod identifier;
+pub mod keys;
 pub mod lockout;
+pub mod login;
+mod new_password;
 pub mod password;
+pub mod principal;
+pub mod refresh;
+pub mod registration;
+pub mod reset;
+pub mod session_auth;
 pub mod sessions;
+#[cfg(test)]
+mod testing;
 pub mod tokens;
 
 pub use error::{AuthError, Violation};

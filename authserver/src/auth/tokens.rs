@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::AuthError;
-use crate::secrets::SigningKey;
+use super::keys::SigningKey;
+use crate::random::Random;
 
 /// Claims of an access token (RFC 9068 profile).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,35 +182,46 @@ impl KeyRing {
     }
 }
 
-/// Builds access-token claims valid for `ttl` from `now`.
+/// What an access token is about: whose, which session, for which client, what scope.
+#[derive(Clone, Copy, Debug)]
+pub struct Grant<'a> {
+    /// The user.
+    pub user: Uuid,
+    /// Public id of the session the token belongs to.
+    pub sid: &'a str,
+    /// OAuth client, when not the realm's own API.
+    pub client_id: Option<&'a str>,
+    /// Granted scopes, space-separated.
+    pub scope: &'a str,
+}
+
+/// Builds access-token claims valid for `ttl` from `now`, with `jti` as its unique id.
 pub fn access_claims(
     issuer: &str,
     audience: &str,
-    user: Uuid,
-    sid: &str,
-    client_id: Option<&str>,
-    scope: &str,
+    grant: &Grant<'_>,
     now: OffsetDateTime,
     ttl: Duration,
+    jti: Uuid,
 ) -> AccessClaims {
     let iat = now.unix_timestamp();
     AccessClaims {
         iss: issuer.to_owned(),
-        sub: user.to_string(),
+        sub: grant.user.to_string(),
         aud: audience.to_owned(),
-        exp: iat + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
+        exp: iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
         iat,
         nbf: iat,
-        jti: Uuid::new_v4().to_string(),
-        sid: sid.to_owned(),
-        client_id: client_id.map(str::to_owned),
-        scope: scope.to_owned(),
+        jti: jti.to_string(),
+        sid: grant.sid.to_owned(),
+        client_id: grant.client_id.map(str::to_owned),
+        scope: grant.scope.to_owned(),
     }
 }
 
 /// A new opaque refresh token and the hash that is stored.
-pub fn new_refresh_token() -> (String, Vec<u8>) {
-    let token = crate::secrets::random_token(32);
+pub fn new_refresh_token(random: &Random) -> (String, Vec<u8>) {
+    let token = random.token(32);
     let hash = hash_opaque(&token);
     (token, hash)
 }
@@ -223,9 +235,34 @@ pub fn hash_opaque(token: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn new_ring() -> (KeyRing, SigningKey) {
-        let key = SigningKey::generate();
-        (KeyRing::new(std::slice::from_ref(&key)).unwrap(), key)
+    fn random() -> Random {
+        use rand_chacha::rand_core::SeedableRng;
+        Random::new(rand_chacha::ChaCha20Rng::seed_from_u64(11))
+    }
+
+    fn key(random: &Random) -> SigningKey {
+        SigningKey::generate(random, OffsetDateTime::UNIX_EPOCH)
+    }
+
+    fn new_ring(random: &Random) -> KeyRing {
+        KeyRing::new(&[key(random)]).unwrap()
+    }
+
+    fn claims(now: OffsetDateTime, ttl: u64) -> AccessClaims {
+        let grant = Grant {
+            user: Uuid::nil(),
+            sid: "sid",
+            client_id: None,
+            scope: "openid",
+        };
+        access_claims(
+            "https://auth.example.com",
+            "https://auth.example.com",
+            &grant,
+            now,
+            Duration::from_secs(ttl),
+            Uuid::nil(),
+        )
     }
 
     fn at(secs: i64) -> OffsetDateTime {
@@ -233,22 +270,12 @@ mod tests {
     }
 
     fn token(ring: &KeyRing, now: OffsetDateTime) -> String {
-        let claims = access_claims(
-            "https://auth.example.com",
-            "https://auth.example.com",
-            Uuid::nil(),
-            "sid",
-            None,
-            "openid",
-            now,
-            Duration::from_secs(600),
-        );
-        ring.sign("at+jwt", &claims).unwrap()
+        ring.sign("at+jwt", &claims(now, 600)).unwrap()
     }
 
     #[test]
     fn a_token_verifies_until_it_expires() {
-        let (ring, _) = new_ring();
+        let ring = new_ring(&random());
         let t = token(&ring, at(1_000_000));
         let iss = "https://auth.example.com";
         assert!(ring.verify_access(&t, iss, iss, at(1_000_599)).is_ok());
@@ -274,8 +301,9 @@ mod tests {
 
     #[test]
     fn a_token_from_another_key_or_tampered_is_refused() {
-        let (ring, _) = new_ring();
-        let (other, _) = new_ring();
+        let random = random();
+        let ring = new_ring(&random);
+        let other = new_ring(&random);
         let iss = "https://auth.example.com";
         let t = token(&other, at(1_000_000));
         assert!(ring.verify_access(&t, iss, iss, at(1_000_001)).is_err());
@@ -289,8 +317,9 @@ mod tests {
 
     #[test]
     fn previous_keys_still_verify_and_the_jwks_lists_all() {
-        let old = SigningKey::generate();
-        let new = SigningKey::generate();
+        let random = random();
+        let old = key(&random);
+        let new = key(&random);
         let old_ring = KeyRing::new(std::slice::from_ref(&old)).unwrap();
         let rotated = KeyRing::new(&[new.clone(), old.clone()]).unwrap();
         let t = token(&old_ring, at(1_000_000));
@@ -308,21 +337,11 @@ mod tests {
 
     #[test]
     fn an_unsigned_token_is_refused() {
-        let (ring, _) = new_ring();
+        let ring = new_ring(&random());
         let iss = "https://auth.example.com";
         use base64::Engine;
         let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        let claims = serde_json::to_string(&access_claims(
-            iss,
-            iss,
-            Uuid::nil(),
-            "s",
-            None,
-            "",
-            at(1_000_000),
-            Duration::from_secs(60),
-        ))
-        .unwrap();
+        let claims = serde_json::to_string(&claims(at(1_000_000), 60)).unwrap();
         let none = format!(
             "{}.{}.",
             b64(r#"{"alg":"none","typ":"at+jwt"}"#),

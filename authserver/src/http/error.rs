@@ -27,18 +27,27 @@ struct Inner {
     headers: HeaderMap,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error answer's body (RFC 9457).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// URI naming the problem type.
     #[serde(rename = "type")]
     type_: String,
+    /// Short summary of the problem type.
     title: &'a str,
+    /// The HTTP status.
     status: u16,
+    /// What happened, for a person.
     detail: &'a str,
+    /// Stable snake_case machine name (`invalid_credentials`, `password_too_short`, ...).
     code: &'a str,
+    /// For validation errors: every rule broken, by field.
     #[serde(skip_serializing_if = "<[Violation]>::is_empty")]
     violations: &'a [Violation],
+    /// RFC 6749 error code (token endpoint).
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// RFC 6749 error description (token endpoint).
     #[serde(skip_serializing_if = "Option::is_none")]
     error_description: Option<&'a str>,
 }
@@ -90,6 +99,60 @@ impl ApiError {
             "Payload too large",
             format!("request bodies are limited to {limit} bytes"),
         )
+    }
+
+    /// An answer for a bare status (see `middleware::problem_for_every_error`): the code is
+    /// the status' reason in snake_case; 5xx details are never passed on.
+    pub fn from_status(status: StatusCode, detail: String) -> Self {
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let code = match status.as_u16() {
+            400 => "bad_request",
+            401 => "unauthenticated",
+            403 => "forbidden",
+            404 => "not_found",
+            405 => "method_not_allowed",
+            408 => "request_timeout",
+            411 => "length_required",
+            413 => "payload_too_large",
+            415 => "unsupported_media_type",
+            422 => "unprocessable_content",
+            429 => "rate_limited",
+            503 => "service_unavailable",
+            s if s >= 500 => "internal_error",
+            _ => "client_error",
+        };
+        let detail = if status.is_server_error() || detail.is_empty() {
+            reason.to_lowercase()
+        } else {
+            detail
+        };
+        let title = if status.is_server_error() {
+            "Server error"
+        } else {
+            "Request refused"
+        };
+        Self::new(status, code, title, detail)
+    }
+
+    /// 408 for a body that did not arrive in time.
+    pub fn body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "Request timeout",
+            "the request body did not arrive in time",
+        )
+    }
+
+    /// 503 for a request that took too long to answer.
+    pub fn server_timeout() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_timeout",
+            "Server timeout",
+            "the request took too long to answer; try again",
+        )
+        .header(header::RETRY_AFTER, "1")
     }
 
     /// 400 for a malformed request.
@@ -198,6 +261,13 @@ impl From<AuthError> for ApiError {
                 e.0.oauth_error = Some(code);
                 e
             }
+            AuthError::Busy => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "server_busy",
+                "Server busy",
+                "too many sign-ins are being checked right now; try again in a second",
+            )
+            .header(header::RETRY_AFTER, "1"),
             AuthError::Unavailable(what) => {
                 tracing::error!(dependency = what, "dependency unavailable");
                 ApiError::new(

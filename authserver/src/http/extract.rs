@@ -1,24 +1,46 @@
-//! Extractors: JSON and form bodies with rejections in the problem format, the client's
-//! address and user agent, and the authenticated caller.
+//! Extractors whose rejections use the problem format: JSON and form bodies, path segments,
+//! query strings; and the request's origin (client address, user agent).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::rejection::{FormRejection, JsonRejection};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::{Method, StatusCode, header, request::Parts};
-use portcullis_crds::settings::Cidr;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::{StatusCode, header, request::Parts};
 use serde::de::DeserializeOwned;
 
+use super::client_ip::client_ip;
 use super::error::ApiError;
+use super::middleware::{BodyTimeout, RequestLimits};
 use super::state::AppState;
-use crate::auth::accounts::{AuthMethod, Principal, RequestMeta};
-use crate::auth::{AuthError, sessions};
+use crate::auth::principal::RequestMeta;
 
 /// The request body limit.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// `axum::Json` whose rejections use the problem format.
+/// `axum::Json` whose rejections use the problem format, and which takes a JSON object only:
+/// serde would also fill a struct from an array of its fields in order.
 pub struct ApiJson<T>(pub T);
+
+/// A body that must be a JSON object; forwards the object to `T`.
+struct ObjectBody<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectBody<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(ObjectOnly(std::marker::PhantomData))
+            .map(ObjectBody)
+    }
+}
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
@@ -39,14 +61,56 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
+/// How long reading the body of `req` may take.
+fn body_timeout(req: &Request) -> std::time::Duration {
+    req.extensions()
+        .get::<BodyTimeout>()
+        .map_or(RequestLimits::default().body_timeout, |t| t.0)
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(req, state)
+        let deadline = body_timeout(&req);
+        tokio::time::timeout(
+            deadline,
+            axum::Json::<ObjectBody<T>>::from_request(req, state),
+        )
+        .await
+        .map_err(|_| ApiError::body_timeout())?
+        .map(|j| ApiJson(j.0.0))
+        .map_err(json_rejection)
+    }
+}
+
+/// `axum::extract::Path` whose rejections (a segment that is not UTF-8 or not of the type
+/// asked for) use the problem format.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
             .await
-            .map(|j| ApiJson(j.0))
-            .map_err(json_rejection)
+            .map(|p| ApiPath(p.0))
+            .map_err(|rejection| ApiError::bad_request("invalid_path", rejection.body_text()))
+    }
+}
+
+/// `axum::extract::Query` whose rejections (a missing, repeated or malformed parameter) use the
+/// problem format.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))
     }
 }
 
@@ -57,8 +121,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiForm<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Form::<T>::from_request(req, state)
+        let deadline = body_timeout(&req);
+        tokio::time::timeout(deadline, axum::Form::<T>::from_request(req, state))
             .await
+            .map_err(|_| ApiError::body_timeout())?
             .map(|f| ApiForm(f.0))
             .map_err(|rejection| match rejection {
                 FormRejection::BytesRejection(_)
@@ -76,31 +142,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiForm<T> {
     }
 }
 
-/// The client address: `X-Forwarded-For` is believed only when the peer is a trusted proxy,
-/// and then the rightmost address that is not itself a trusted proxy is the client.
-pub fn client_ip(peer: Option<IpAddr>, forwarded_for: Option<&str>, trusted: &[Cidr]) -> String {
-    let Some(peer) = peer else {
-        return "unknown".to_owned();
-    };
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
-    if !is_trusted(peer) {
-        return peer.to_string();
-    }
-    let chain: Vec<IpAddr> = forwarded_for
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    chain
-        .iter()
-        .rev()
-        .find(|ip| !is_trusted(**ip))
-        .or(chain.first())
-        .copied()
-        .unwrap_or(peer)
-        .to_string()
-}
-
 impl FromRequestParts<AppState> for RequestMeta {
     type Rejection = ApiError;
 
@@ -112,10 +153,12 @@ impl FromRequestParts<AppState> for RequestMeta {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let forwarded = parts
+        let forwarded: Vec<&str> = parts
             .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -125,109 +168,8 @@ impl FromRequestParts<AppState> for RequestMeta {
             .take(256)
             .collect();
         Ok(RequestMeta {
-            ip: client_ip(peer, forwarded, &state.service.settings.trusted_proxies),
+            ip: client_ip(peer, &forwarded, &state.web.trusted_proxies),
             user_agent,
         })
-    }
-}
-
-/// The session secret from the request's cookie, if any.
-pub fn session_secret(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(sessions::secret_from_cookie_header)
-        .map(str::to_owned)
-}
-
-/// The authenticated caller. Bearer tokens win over cookies. Cookie-authenticated state
-/// changes need the session's `X-CSRF-Token` or a same-origin `Origin`/`Sec-Fetch-Site`.
-pub struct Authenticated(pub Principal);
-
-impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let service = &state.service;
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            });
-        if let Some(token) = bearer {
-            return Ok(Authenticated(
-                service.authenticate_bearer(token.trim()).await?,
-            ));
-        }
-        let secret = session_secret(parts).ok_or(AuthError::Unauthenticated)?;
-        let principal = service.authenticate_session(&secret).await?;
-        debug_assert_eq!(principal.method, AuthMethod::Cookie);
-        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if !safe && !csrf_ok(parts, state, &principal.session_id) {
-            return Err(AuthError::CsrfFailed.into());
-        }
-        Ok(Authenticated(principal))
-    }
-}
-
-fn csrf_ok(parts: &Parts, state: &AppState, session_id: &str) -> bool {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(token) = header("x-csrf-token") {
-        return state.service.verify_csrf(session_id, token);
-    }
-    if header("sec-fetch-site") == Some("same-origin") {
-        return true;
-    }
-    header("origin").is_some_and(|origin| origin == state.issuer_origin)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cidrs(list: &[&str]) -> Vec<Cidr> {
-        list.iter().map(|c| Cidr::parse(c).unwrap()).collect()
-    }
-
-    #[test]
-    fn forwarded_for_is_ignored_from_untrusted_peers() {
-        let ip = client_ip(
-            Some("203.0.113.9".parse().unwrap()),
-            Some("1.2.3.4"),
-            &cidrs(&["10.0.0.0/8"]),
-        );
-        assert_eq!(ip, "203.0.113.9");
-    }
-
-    #[test]
-    fn the_rightmost_untrusted_address_is_the_client() {
-        let trusted = cidrs(&["10.0.0.0/8"]);
-        let ip = client_ip(
-            Some("10.0.0.2".parse().unwrap()),
-            Some("6.6.6.6, 198.51.100.7, 10.0.0.5"),
-            &trusted,
-        );
-        assert_eq!(
-            ip, "198.51.100.7",
-            "a client-supplied leftmost entry must not win"
-        );
-    }
-
-    #[test]
-    fn a_trusted_peer_without_header_is_the_client() {
-        let ip = client_ip(
-            Some("10.0.0.2".parse().unwrap()),
-            None,
-            &cidrs(&["10.0.0.0/8"]),
-        );
-        assert_eq!(ip, "10.0.0.2");
     }
 }

@@ -1,7 +1,6 @@
 //! Middleware: security headers on every answer, request ids, the body limit by
-//! `Content-Length`, and the access log with request metrics.
-
-use std::time::Instant;
+//! `Content-Length`, deadlines for reading a body and for answering, the access log with request
+//! metrics, and problem+json for every error.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
@@ -68,7 +67,7 @@ pub async fn security_headers(
 ) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    for (name, value) in &state.headers.0 {
+    for (name, value) in &state.web.headers.0 {
         headers.insert(name.clone(), value.clone());
     }
     if !headers.contains_key(header::CACHE_CONTROL) {
@@ -84,7 +83,7 @@ pub struct RequestId(pub String);
 
 /// Assigns the request id, logs the request (never bodies or credentials) and counts it.
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
+    let watch = state.clock.stopwatch();
     let id = request
         .headers()
         .get("x-request-id")
@@ -95,7 +94,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
                 && v.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         })
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        .map_or_else(|| state.random.uuid().to_string(), str::to_owned);
     request.extensions_mut().insert(RequestId(id.clone()));
     let route = request
         .extensions()
@@ -109,7 +108,6 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     };
     let status = response.status().as_u16();
     state
-        .service
         .metrics
         .http_requests
         .get_or_create(&HttpLabels {
@@ -122,7 +120,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         method = %method,
         route = %route,
         status,
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = watch.seconds() * 1000.0,
         "request"
     );
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -145,4 +143,76 @@ pub async fn body_limit(request: Request, next: Next) -> Response {
         return ApiError::payload_too_large(BODY_LIMIT).into_response();
     }
     next.run(request).await
+}
+
+/// Turns any error answer that is not JSON (a rejection of an extractor added
+/// without its problem wrapper, a framework default) into one, so every error a client sees
+/// has the same shape. Bodies of 4xx answers are short texts written for clients; 5xx bodies
+/// are replaced, never shown.
+pub async fn problem_for_every_error(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    // Structured answers stay: problem+json, and JSON a handler chose (e.g. readiness checks).
+    let is_structured = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| {
+            v.as_bytes() == super::error::PROBLEM_JSON.as_bytes()
+                || v.as_bytes() == b"application/json"
+        });
+    if !(status.is_client_error() || status.is_server_error()) || is_structured {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let detail = if status.is_client_error() {
+        match axum::body::to_bytes(body, 4 * 1024).await {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+            Err(_) => String::new(),
+        }
+    } else {
+        String::new()
+    };
+    let mut problem = ApiError::from_status(status, detail).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
+}
+
+/// How long a request may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// From handing the request to the app to its answer; longer than the longest progressive
+    /// login delay plus a full hashing queue.
+    pub request_timeout: std::time::Duration,
+    /// To receive a whole body once its reading starts (64 KiB: a client slower than about
+    /// 6 KB/s is cut off at the default).
+    pub body_timeout: std::time::Duration,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout: std::time::Duration::from_secs(60),
+            body_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// The body deadline, for the extractors that read bodies.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyTimeout(pub std::time::Duration);
+
+/// Puts the body deadline on the request and answers 503 `server_timeout` when the whole
+/// request takes longer than `limits.request_timeout`.
+pub async fn deadlines(limits: RequestLimits, mut request: Request, next: Next) -> Response {
+    request
+        .extensions_mut()
+        .insert(BodyTimeout(limits.body_timeout));
+    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::server_timeout().into_response(),
+    }
 }

@@ -1,8 +1,13 @@
-//! HTTP: routers, extractors, middleware and the one error mapping. `public_router` and
-//! `admin_router` build the two listeners' apps from state, so tests drive them directly.
+//! HTTP: routers, extractors, middleware, cookies, the listeners and the one error mapping.
+//! `public_router`, `admin_router` and `metrics_router` build the listeners' apps from state;
+//! `serve` runs them.
 
+pub mod caller;
+pub mod client_ip;
+pub mod cookies;
 pub mod error;
 pub mod extract;
+pub mod listener;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
@@ -11,11 +16,13 @@ pub mod state;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use axum::routing::get;
 
 use error::ApiError;
 use extract::BODY_LIMIT;
+pub use listener::ConnectionLimits;
+pub use middleware::RequestLimits;
 use state::AppState;
+use tokio::net::TcpListener;
 
 async fn not_found() -> impl IntoResponse {
     ApiError::not_found()
@@ -25,10 +32,16 @@ async fn method_not_allowed() -> impl IntoResponse {
     ApiError::method_not_allowed()
 }
 
-fn with_layers(router: Router<AppState>, state: AppState) -> Router {
+fn with_layers(router: Router<AppState>, state: AppState, limits: RequestLimits) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            middleware::deadlines(limits, request, next)
+        }))
+        .layer(axum::middleware::from_fn(
+            middleware::problem_for_every_error,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(middleware::body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -42,17 +55,136 @@ fn with_layers(router: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The public listener's app.
-pub fn public_router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/openapi.json", get(openapi::serve))
+/// The public listener's app, and the OpenAPI document of exactly its routes.
+pub fn public_router(state: AppState, limits: RequestLimits) -> Router {
+    let (routes, api) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::skeleton())
+        .merge(openapi::router())
         .merge(routes::accounts::router())
         .merge(routes::me::router())
-        .merge(routes::oauth::router());
-    with_layers(routes, state)
+        .merge(routes::oauth::router())
+        .split_for_parts();
+    let document = std::sync::Arc::new(openapi::document(&api, &state.web.issuer));
+    with_layers(routes.layer(axum::Extension(document)), state, limits)
 }
 
-/// The admin listener's app (never exposed by the Ingress).
-pub fn admin_router(state: AppState) -> Router {
-    with_layers(routes::admin::router(), state)
+/// The admin listener's app: health, readiness and the admin API (never exposed by the
+/// Ingress).
+pub fn admin_router(state: AppState, limits: RequestLimits) -> Router {
+    let routes = Router::new()
+        .merge(routes::health::router())
+        .merge(routes::admin::router());
+    with_layers(routes, state, limits)
+}
+
+/// The metrics listener's app: `/metrics` only.
+pub fn metrics_router(state: AppState, limits: RequestLimits) -> Router {
+    with_layers(routes::metrics::router(), state, limits)
+}
+
+/// The three listeners.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Public API.
+    pub public: TcpListener,
+    /// Health, readiness, admin API.
+    pub admin: TcpListener,
+    /// Metrics.
+    pub metrics: TcpListener,
+}
+
+/// Connection and request limits of the listeners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// The public listener's connections.
+    pub public: ConnectionLimits,
+    /// The admin and metrics listeners' connections (each).
+    pub internal: ConnectionLimits,
+    /// Every request's deadlines.
+    pub requests: RequestLimits,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            public: ConnectionLimits::PUBLIC,
+            internal: ConnectionLimits::INTERNAL,
+            requests: RequestLimits::default(),
+        }
+    }
+}
+
+/// File descriptors kept free of the listeners: PostgreSQL and Redis pools, mail, logs.
+const RESERVED_FILES: u64 = 256;
+
+impl ServeLimits {
+    /// These limits within `open_files` file descriptors (`None`: unlimited): the admin and
+    /// metrics listeners and [`RESERVED_FILES`] keep theirs, and the public listener gets at
+    /// most the rest (at least 16). Returns whether the public cap was lowered.
+    pub fn fit_to(mut self, open_files: Option<u64>) -> (Self, bool) {
+        let Some(open_files) = open_files else {
+            return (self, false);
+        };
+        let internal = u64::try_from(self.internal.max_connections).unwrap_or(u64::MAX);
+        let room = open_files
+            .saturating_sub(RESERVED_FILES)
+            .saturating_sub(internal.saturating_mul(2))
+            .max(16);
+        let room = usize::try_from(room).unwrap_or(usize::MAX);
+        let lowered = self.public.max_connections > room;
+        self.public.max_connections = self.public.max_connections.min(room);
+        (self, lowered)
+    }
+}
+
+/// Serves the three apps until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    state: AppState,
+    listeners: Listeners,
+    limits: ServeLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let requests = limits.requests;
+    tokio::join!(
+        listener::serve_limited(
+            listeners.public,
+            public_router(state.clone(), requests),
+            limits.public,
+            rx.clone(),
+        ),
+        listener::serve_limited(
+            listeners.admin,
+            admin_router(state.clone(), requests),
+            limits.internal,
+            rx.clone(),
+        ),
+        listener::serve_limited(
+            listeners.metrics,
+            metrics_router(state, requests),
+            limits.internal,
+            rx,
+        ),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_cap_fits_under_the_open_file_limit_and_the_others_keep_theirs() {
+        let limits = ServeLimits::default();
+        assert_eq!(limits.fit_to(None), (limits, false));
+        assert_eq!(limits.fit_to(Some(1_048_576)), (limits, false));
+        let (fitted, lowered) = limits.fit_to(Some(1_024));
+        assert!(lowered);
+        assert_eq!(fitted.public.max_connections, 1_024 - 256 - 2 * 64);
+        assert_eq!(limits.fit_to(Some(4_096)), (limits, false));
+        assert_eq!(fitted.internal, limits.internal);
+        assert_eq!(limits.fit_to(Some(100)).0.public.max_connections, 16);
+    }
 }

@@ -9,9 +9,9 @@ use portcullis_crds::retention::{InactiveAccountAction, RetentionRules};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::clock::earlier;
 use crate::mail::{Mail, Mailer};
-use crate::store::StoreError;
-use crate::store::postgres::Db;
+use crate::store::{Postgres, StoreError};
 
 /// The instants before which each rule applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,28 +22,51 @@ pub struct Cutoffs {
     pub unverified_accounts: OffsetDateTime,
     /// Withdrawn consents recorded before this are deleted.
     pub withdrawn_consents: OffsetDateTime,
-    /// Inactive accounts: (last activity before which the action applies, before which the
-    /// owner is warned, the action).
-    pub inactive: Option<(OffsetDateTime, OffsetDateTime, InactiveAccountAction)>,
+    /// Inactive accounts, when the policy has the rule.
+    pub inactive: Option<InactiveCutoffs>,
 }
 
-/// The cut-offs of `rules` at `now`.
+/// When inactive accounts are warned and acted on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InactiveCutoffs {
+    /// Accounts last active before this are warned (once).
+    pub warn: OffsetDateTime,
+    /// Accounts last active before this are deleted or disabled...
+    pub act: OffsetDateTime,
+    /// ...once their warning is older than this (`warnBefore` ago): nobody is acted on
+    /// without having been warned that long ahead.
+    pub warned_before: OffsetDateTime,
+    /// What happens to them.
+    pub action: InactiveAccountAction,
+}
+
+/// The cut-offs of `rules` at `now`. A rule reaching back before the calendar applies to
+/// nothing (settings are capped far below that at start).
 pub fn cutoffs(rules: &RetentionRules, now: OffsetDateTime) -> Cutoffs {
-    let before = |d: Duration| now - d;
+    let before = |d: Duration| earlier(now, d).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     Cutoffs {
         expired_tokens: before(rules.expired_sessions_and_tokens.after.as_duration()),
         unverified_accounts: before(rules.unverified_accounts.after.as_duration()),
         withdrawn_consents: before(rules.withdrawn_consents.retain_for.as_duration()),
-        inactive: rules.inactive_accounts.as_ref().map(|r| {
-            let act = before(r.after.as_duration());
-            let warn = before(
+        inactive: rules.inactive_accounts.as_ref().map(|r| InactiveCutoffs {
+            warn: before(
                 r.after
                     .as_duration()
                     .saturating_sub(r.warn_before.as_duration()),
-            );
-            (act, warn, r.action)
+            ),
+            act: before(r.after.as_duration()),
+            warned_before: before(r.warn_before.as_duration()),
+            action: r.action,
         }),
     }
+}
+
+/// Days until an account last active at `last_active` is acted on, if warned at `now`: when
+/// its inactivity reaches the rule's length, but never sooner than the warning period.
+pub fn days_left(last_active: OffsetDateTime, c: &InactiveCutoffs, now: OffsetDateTime) -> i64 {
+    let by_inactivity = last_active - c.act;
+    let by_warning = now - c.warned_before;
+    by_inactivity.max(by_warning).whole_days()
 }
 
 /// What a run did (or, dry, would do): the JSON the CronJob's pod leaves as its termination
@@ -61,7 +84,7 @@ pub struct Summary {
 
 /// Runs the rules. Warnings are mailed only on a real run, once per account.
 pub async fn run(
-    db: &Db,
+    db: &Postgres,
     mailer: Option<&Mailer>,
     rules: &RetentionRules,
     now: OffsetDateTime,
@@ -72,8 +95,9 @@ pub async fn run(
         dry_run,
         ..Summary::default()
     };
-    let (tokens, one_time) = db.purge_expired_tokens(c.expired_tokens, dry_run).await?;
+    let (tokens, families, one_time) = db.purge_expired_tokens(c.expired_tokens, dry_run).await?;
     summary.counts.insert("expiredRefreshTokens", tokens);
+    summary.counts.insert("expiredRefreshFamilies", families);
     summary.counts.insert("expiredOneTimeTokens", one_time);
     // Rows owned by accounts go first, so account deletions (which cascade) do not make a
     // real run count differently from its dry run.
@@ -87,16 +111,19 @@ pub async fn run(
         db.purge_unverified_accounts(c.unverified_accounts, dry_run)
             .await?,
     );
-    if let Some((act, warn, action)) = c.inactive {
-        let to_warn = db.inactive_accounts_to_warn(warn, act).await?;
+    if let Some(inactive) = c.inactive {
+        let action = inactive.action;
+        let include_disabled = action == InactiveAccountAction::Delete;
+        let to_warn = db
+            .inactive_accounts_to_warn(inactive.warn, include_disabled)
+            .await?;
         let mut warned = 0;
         for (id, email, last_active) in &to_warn {
             if dry_run {
                 warned += 1;
                 continue;
             }
-            // The action applies once the last activity falls behind the act cut-off.
-            let days = (*last_active - act).whole_days().max(0);
+            let days = days_left(*last_active, &inactive, now);
             let sent = match mailer {
                 Some(mailer) => mailer
                     .send(email, &Mail::InactivityWarning { action, days })
@@ -112,10 +139,15 @@ pub async fn run(
             }
         }
         summary.counts.insert("inactiveAccountsWarned", warned);
+        let (act, warned_before) = (inactive.act, inactive.warned_before);
         let handled = match action {
-            InactiveAccountAction::Delete => db.delete_inactive_accounts(act, dry_run).await?,
+            InactiveAccountAction::Delete => {
+                db.delete_inactive_accounts(act, warned_before, dry_run)
+                    .await?
+            }
             InactiveAccountAction::Disable => {
-                db.disable_inactive_accounts(act, now, dry_run).await?
+                db.disable_inactive_accounts(act, warned_before, now, dry_run)
+                    .await?
             }
         };
         summary.counts.insert("inactiveAccounts", handled);
@@ -152,10 +184,37 @@ mod tests {
         assert_eq!(days(c.expired_tokens), 1);
         assert_eq!(days(c.unverified_accounts), 7);
         assert_eq!(days(c.withdrawn_consents), 90);
-        let (act, warn, action) = c.inactive.unwrap();
+        let inactive = c.inactive.unwrap();
         assert_eq!(
-            (days(act), days(warn), action),
-            (730, 700, InactiveAccountAction::Delete)
+            (
+                days(inactive.act),
+                days(inactive.warn),
+                days(inactive.warned_before),
+                inactive.action
+            ),
+            (730, 700, 30, InactiveAccountAction::Delete)
         );
+    }
+
+    #[test]
+    fn an_account_is_told_the_later_of_its_inactivity_deadline_and_the_warning_period() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let rules = RetentionRules {
+            inactive_accounts: Some(InactiveAccountRule::default()),
+            ..RetentionRules::default()
+        };
+        let c = cutoffs(&rules, now).inactive.unwrap();
+        let ago = |days: i64| now - time::Duration::days(days);
+        assert_eq!(
+            days_left(ago(705), &c, now),
+            30,
+            "warned 30 days ahead at least"
+        );
+        assert_eq!(
+            days_left(ago(800), &c, now),
+            30,
+            "overdue: the warning period still"
+        );
+        assert_eq!(days_left(ago(690), &c, now), 40);
     }
 }

@@ -1,9 +1,23 @@
-//! Storage: every SQL statement (PostgreSQL, `postgres`) and every Redis command (`kv`, with an
-//! in-memory twin for `--dev` and single-replica realms behind the same interface).
+//! Storage: every SQL statement and every Redis command, grouped by what they keep. The store
+//! owns its records and knows nothing of the domain that uses them.
+//!
+//! - [`Db`]: accounts, one-time tokens, refresh-token families and consents — PostgreSQL, or process
+//!   memory (single-replica `--dev`, and the domain's unit tests);
+//! - [`kv::Kv`]: sessions, revoked session ids and lockout counters — Redis (shared by every
+//!   replica, atomic through Lua scripts), or process memory on the injected clock.
 
+mod consents;
+mod db;
 pub mod kv;
-pub mod lockout_state;
-pub mod postgres;
+mod one_time_tokens;
+mod refresh_families;
+pub mod retention;
+mod users;
+
+pub use db::{Db, MIGRATOR, Postgres};
+pub use one_time_tokens::TokenPurpose;
+pub use refresh_families::{NewFamily, RotateOutcome};
+pub use users::{NewUser, UserRecord};
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +31,9 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// An in-memory store reached its bound.
+    #[error("{0} is full")]
+    Full(&'static str),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -36,4 +53,11 @@ impl From<redis::RedisError> for StoreError {
         tracing::error!(error = %error, "redis error");
         StoreError::Unavailable("redis")
     }
+}
+
+/// Locks an in-memory store; a panic while it was held leaves data that cannot be trusted.
+fn locked<T>(mutex: &std::sync::Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StoreError> {
+    mutex
+        .lock()
+        .map_err(|_| StoreError::Corrupt("memory store poisoned".into()))
 }

@@ -57,7 +57,7 @@ fn online(url: String, policy: FailurePolicy, timeout: &str) -> Options {
     })
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_breached_password_is_refused_and_a_clean_one_accepted(pool: PgPool) {
     let (url, padded) = range_server(PASSWORD, Duration::ZERO).await;
     let server = start(pool, online(url, FailurePolicy::Closed, "2s")).await;
@@ -78,7 +78,7 @@ async fn a_breached_password_is_refused_and_a_clean_one_accepted(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_timeout_fails_open_when_the_realm_says_open(pool: PgPool) {
     let (url, _) = range_server(PASSWORD, Duration::from_secs(3)).await;
     let server = start(pool, online(url, FailurePolicy::Open, "200ms")).await;
@@ -93,7 +93,7 @@ async fn a_timeout_fails_open_when_the_realm_says_open(pool: PgPool) {
     );
     let metrics = server
         .http
-        .get(format!("{}/metrics", server.admin))
+        .get(format!("{}/metrics", server.metrics))
         .send()
         .await
         .unwrap()
@@ -106,7 +106,7 @@ async fn a_timeout_fails_open_when_the_realm_says_open(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_timeout_fails_closed_when_the_realm_says_closed(pool: PgPool) {
     let (url, _) = range_server(PASSWORD, Duration::from_secs(3)).await;
     let server = start(pool, online(url, FailurePolicy::Closed, "200ms")).await;
@@ -115,7 +115,7 @@ async fn a_timeout_fails_closed_when_the_realm_says_closed(pool: PgPool) {
     assert_eq!(answer.violation_codes(), ["breach_check_unavailable"]);
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn password_change_and_reset_are_breach_checked_too(pool: PgPool) {
     let (url, _) = range_server(OTHER_PASSWORD, Duration::ZERO).await;
     let server = start(pool, online(url, FailurePolicy::Closed, "2s")).await;
@@ -129,18 +129,8 @@ async fn password_change_and_reset_are_breach_checked_too(pool: PgPool) {
         )
         .await;
     assert_eq!(change.violation_codes(), ["password_breached"]);
-    server
-        .post(
-            "/api/v1/password-reset",
-            serde_json::json!({"email": "alice@example.com"}),
-        )
-        .await;
+    server.request_reset("alice@example.com").await;
     let token = server.mailed_code("Reset code:").await;
-    let reset = server
-        .post(
-            "/api/v1/password-reset/confirm",
-            serde_json::json!({"token": token, "new_password": OTHER_PASSWORD}),
-        )
-        .await;
+    let reset = server.confirm_reset(&token, OTHER_PASSWORD).await;
     assert_eq!(reset.violation_codes(), ["password_breached"]);
 }

@@ -36,7 +36,7 @@ fn assert_security_headers(answer: &Answer) {
     assert!(answer.header("x-request-id").is_some());
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn security_headers_are_on_200_4xx_and_5xx_answers(pool: PgPool) {
     let server = start(pool.clone(), Options::default()).await;
     let ok = server.register("alice@example.com", PASSWORD).await;
@@ -67,7 +67,7 @@ async fn security_headers_are_on_200_4xx_and_5xx_answers(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn unknown_routes_and_methods_answer_in_the_problem_format(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let missing = server.get("/nope", &Cred::None).await;
@@ -78,7 +78,7 @@ async fn unknown_routes_and_methods_answer_in_the_problem_format(pool: PgPool) {
     assert_eq!((method.status, method.code()), (405, "method_not_allowed"));
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn bodies_over_64_kib_answer_413(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let big = json!({"email": "a@example.com", "password": "x".repeat(70 * 1024)});
@@ -127,7 +127,7 @@ async fn chunked_post(base: &str, path: &str, body: &[u8]) -> String {
         .to_owned()
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn health_and_readiness_are_on_the_admin_listener(pool: PgPool) {
     let server = start(pool.clone(), Options::default()).await;
     let health = read(
@@ -176,14 +176,14 @@ async fn health_and_readiness_are_on_the_admin_listener(pool: PgPool) {
     assert_eq!(pending.body["checks"]["database"], "migrations pending");
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn metrics_count_logins_and_requests(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     server.user("alice@example.com").await;
     server.login("alice@example.com", OTHER_PASSWORD).await;
     let text = server
         .http
-        .get(format!("{}/metrics", server.admin))
+        .get(format!("{}/metrics", server.metrics))
         .send()
         .await
         .unwrap()
@@ -212,7 +212,45 @@ async fn metrics_count_logins_and_requests(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn metrics_are_served_on_their_own_listener_only(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let on_admin = read(
+        server
+            .http
+            .get(format!("{}/metrics", server.admin))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        on_admin.status, 404,
+        "the monitoring namespace must not need the admin listener"
+    );
+    for path in ["/healthz", "/admin/v1/users?email=a@example.com"] {
+        let answer = read(
+            server
+                .http
+                .get(format!("{}{path}", server.metrics))
+                .bearer_auth(&server.admin_token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, 404, "{path} on the metrics listener");
+    }
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.metrics))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn the_server_describes_itself_in_openapi_3_1(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let doc = server.get("/openapi.json", &Cred::None).await;
@@ -236,4 +274,62 @@ async fn the_server_describes_itself_in_openapi_3_1(pool: PgPool) {
             );
         }
     }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_path_segment_that_is_not_utf8_answers_in_the_problem_format(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let login = server.user("alice@example.com").await;
+    let session = server
+        .call(
+            Method::DELETE,
+            "/api/v1/me/sessions/%ff%fe",
+            None,
+            &cookie(&login),
+        )
+        .await;
+    let admin = server
+        .admin_call(Method::POST, "/admin/v1/users/%ff/unlock")
+        .await;
+    for answer in [session, admin] {
+        assert_eq!(answer.status, 400, "{answer:?}");
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/problem+json"),
+            "{answer:?}"
+        );
+        assert_eq!(answer.code(), "invalid_path");
+    }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_bad_admin_query_answers_in_the_problem_format(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    for query in ["", "?email=a@example.com&email=b@example.com", "?mail=x"] {
+        let answer = server
+            .admin_call(Method::GET, &format!("/admin/v1/users{query}"))
+            .await;
+        assert_eq!(answer.status, 400, "{query}: {answer:?}");
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/problem+json"),
+            "{query}"
+        );
+        assert_eq!(answer.code(), "invalid_query", "{query}");
+    }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_json_array_is_not_an_object_body(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    server.register("alice@example.com", PASSWORD).await;
+    let answer = server
+        .post("/api/v1/login", json!(["alice@example.com", PASSWORD]))
+        .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (400, "invalid_body"),
+        "{answer:?}"
+    );
+    assert!(answer.session_cookie().is_none());
 }

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 
 use crate::support::*;
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn login_returns_tokens_and_a_hardened_session_cookie(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     server.register("alice@example.com", PASSWORD).await;
@@ -41,7 +41,7 @@ async fn login_returns_tokens_and_a_hardened_session_cookie(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn wrong_password_and_unknown_account_get_the_same_answer(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     server.register("alice@example.com", PASSWORD).await;
@@ -55,17 +55,26 @@ async fn wrong_password_and_unknown_account_get_the_same_answer(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn unknown_accounts_cost_a_bcrypt_verification_too(pool: PgPool) {
     let server = start(pool, Options::default()).await;
-    let before = server.service.hasher.verifications();
+    let before = server.hasher.verifications();
     server.login("nobody@example.com", PASSWORD).await;
-    assert_eq!(server.service.hasher.verifications(), before + 1);
+    assert_eq!(server.hasher.verifications(), before + 1);
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn five_failures_lock_known_and_unknown_identifiers_alike(pool: PgPool) {
-    let server = start(pool, Options::default()).await;
+    // A stopped clock: both locks are equally far from their end when compared.
+    let clock = stopped_clock();
+    let server = start(
+        pool,
+        Options {
+            clock,
+            ..Options::default()
+        },
+    )
+    .await;
     server.register("alice@example.com", PASSWORD).await;
     for email in ["alice@example.com", "nobody@example.com"] {
         for _ in 0..5 {
@@ -90,11 +99,11 @@ async fn five_failures_lock_known_and_unknown_identifiers_alike(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn twenty_parallel_wrong_passwords_get_at_most_five_tries(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     server.register("alice@example.com", PASSWORD).await;
-    let before = server.service.hasher.verifications();
+    let before = server.hasher.verifications();
     let answers = server
         .parallel(20, |http, base| {
             http.post(format!("{base}/api/v1/login"))
@@ -103,16 +112,18 @@ async fn twenty_parallel_wrong_passwords_get_at_most_five_tries(pool: PgPool) {
         .await;
     let tried = answers.iter().filter(|a| a.status == 401).count();
     let locked = answers.iter().filter(|a| a.status == 429).count();
-    assert_eq!(tried + locked, 20);
+    // Past the hashing queue (2 runs + 16 waiting here) a request is told to come back.
+    let busy = answers.iter().filter(|a| a.status == 503).count();
+    assert_eq!(tried + locked + busy, 20);
     assert!(tried <= 5, "{tried} passwords were checked");
-    assert_eq!(server.service.hasher.verifications() - before, tried as u64);
+    assert_eq!(server.hasher.verifications() - before, tried as u64);
     assert_eq!(
         server.login("alice@example.com", PASSWORD).await.status,
         429
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_successful_login_resets_the_failure_count(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     server.register("alice@example.com", PASSWORD).await;
@@ -138,7 +149,7 @@ async fn a_successful_login_resets_the_failure_count(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn an_admin_can_unlock_an_account(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let user_id = server.register("alice@example.com", PASSWORD).await.body["user_id"]
@@ -179,14 +190,14 @@ async fn an_admin_can_unlock_an_account(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn lockout_notifies_the_owner_by_mail(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     server.register("alice@example.com", PASSWORD).await;
     for _ in 0..5 {
         server.login("alice@example.com", OTHER_PASSWORD).await;
     }
-    let mails = server.mails();
+    let mails = server.mails_settled(1).await;
     assert!(
         mails
             .iter()
@@ -195,7 +206,7 @@ async fn lockout_notifies_the_owner_by_mail(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn progressive_delay_slows_answers_after_the_configured_failures(pool: PgPool) {
     let server = start(
         pool,
@@ -218,7 +229,7 @@ async fn progressive_delay_slows_answers_after_the_configured_failures(pool: PgP
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn login_replaces_a_presented_session_instead_of_reusing_it(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let first = server.user("alice@example.com").await;
@@ -250,7 +261,7 @@ async fn login_replaces_a_presented_session_instead_of_reusing_it(pool: PgPool) 
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn me_answers_with_cookie_or_bearer_and_401_otherwise(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let login = server.user("alice@example.com").await;
@@ -273,9 +284,9 @@ async fn me_answers_with_cookie_or_bearer_and_401_otherwise(pool: PgPool) {
     assert!(anonymous.header("www-authenticate").is_some());
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn sessions_end_after_the_idle_timeout(pool: PgPool) {
-    let clock = portcullis_authserver::clock::Clock::manual(time::OffsetDateTime::now_utc());
+    let clock = stopped_clock();
     let server = start(
         pool,
         Options {
@@ -297,7 +308,7 @@ async fn sessions_end_after_the_idle_timeout(pool: PgPool) {
     assert_eq!(server.get("/api/v1/me", &cookie(&login)).await.status, 401);
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn logout_ends_the_session_its_tokens_and_the_cookie(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let login = server.user("alice@example.com").await;
@@ -317,7 +328,7 @@ async fn logout_ends_the_session_its_tokens_and_the_cookie(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn cookie_state_changes_need_the_csrf_token_or_same_origin(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let login = server.user("alice@example.com").await;
@@ -358,7 +369,7 @@ async fn cookie_state_changes_need_the_csrf_token_or_same_origin(pool: PgPool) {
     assert_eq!(same_origin.status(), 204);
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn changing_the_password_ends_other_sessions_only(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let here = server.user("alice@example.com").await;
@@ -419,13 +430,14 @@ async fn changing_the_password_ends_other_sessions_only(pool: PgPool) {
     );
     assert!(
         server
-            .mails()
+            .mails_settled(1)
+            .await
             .iter()
             .any(|m| m.contains("password was changed"))
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn sessions_are_listed_and_revocable(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let here = server.user("alice@example.com").await;
@@ -465,7 +477,7 @@ async fn sessions_are_listed_and_revocable(pool: PgPool) {
     assert_eq!((again.status, again.code()), (404, "not_found"));
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn two_instances_share_sessions_and_lockouts(pool: PgPool) {
     let a = start(pool.clone(), Options::default()).await;
     let prefix = a.redis_prefix.clone();
@@ -509,7 +521,7 @@ async fn two_instances_share_sessions_and_lockouts(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_hash_made_with_a_lower_cost_is_upgraded_at_login(pool: PgPool) {
     let old = start(pool.clone(), Options::default()).await;
     old.register("alice@example.com", PASSWORD).await;
@@ -535,7 +547,7 @@ async fn a_hash_made_with_a_lower_cost_is_upgraded_at_login(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_disabled_account_cannot_log_in_and_loses_its_sessions(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let login = server.user("alice@example.com").await;
@@ -550,4 +562,219 @@ async fn a_disabled_account_cannot_log_in_and_loses_its_sessions(pool: PgPool) {
     assert_eq!(server.get("/api/v1/me", &cookie(&login)).await.status, 401);
     let again = server.login("alice@example.com", PASSWORD).await;
     assert_eq!((again.status, again.code()), (403, "account_disabled"));
+}
+
+/// The `ip` the session list shows for a login sent with `forwarded` (one header per entry) by
+/// a peer in the realm's trusted proxies.
+async fn session_ip_behind_a_proxy(server: &TestServer, forwarded: &[&str]) -> String {
+    let mut request = server
+        .http
+        .post(format!("{}/api/v1/login", server.base))
+        .json(&json!({"email": "alice@example.com", "password": PASSWORD}));
+    for value in forwarded {
+        request = request.header("x-forwarded-for", *value);
+    }
+    let login = read(request.send().await.unwrap()).await;
+    assert_eq!(login.status, 200, "{login:?}");
+    let list = server.get("/api/v1/me/sessions", &cookie(&login)).await;
+    let current = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()
+        .clone();
+    current["ip"].as_str().unwrap().to_owned()
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_spoofed_leftmost_forwarded_address_never_wins(pool: PgPool) {
+    let server = start(
+        pool,
+        Options::spec(|s| s.trusted_proxies = vec!["127.0.0.1/32".into()]),
+    )
+    .await;
+    server.register("alice@example.com", PASSWORD).await;
+    assert_eq!(
+        session_ip_behind_a_proxy(&server, &["6.6.6.6, 198.51.100.7"]).await,
+        "198.51.100.7"
+    );
+    assert_eq!(
+        session_ip_behind_a_proxy(&server, &["6.6.6.6, not-an-address"]).await,
+        "127.0.0.1",
+        "an unreadable entry stops the walk at the proxy that wrote it"
+    );
+    assert_eq!(
+        session_ip_behind_a_proxy(&server, &["6.6.6.6", "198.51.100.7"]).await,
+        "198.51.100.7",
+        "every X-Forwarded-For header counts, in order"
+    );
+}
+
+/// Logs in with `password` as a client at `ip` behind the trusted local proxy.
+async fn login_from(server: &TestServer, ip: &str, email: &str, password: &str) -> Answer {
+    let request = server
+        .http
+        .post(format!("{}/api/v1/login", server.base))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": email, "password": password}));
+    read(request.send().await.unwrap()).await
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn failures_from_one_address_do_not_lock_the_owner_out_elsewhere(pool: PgPool) {
+    let server = start(
+        pool,
+        Options::spec(|s| s.trusted_proxies = vec!["127.0.0.1/32".into()]),
+    )
+    .await;
+    server.register("alice@example.com", PASSWORD).await;
+    for _ in 0..5 {
+        let failed = login_from(&server, "203.0.113.66", "alice@example.com", OTHER_PASSWORD).await;
+        assert_eq!(failed.status, 401);
+    }
+    let attacker = login_from(&server, "203.0.113.66", "alice@example.com", PASSWORD).await;
+    assert_eq!((attacker.status, attacker.code()), (429, "account_locked"));
+    let owner = login_from(&server, "198.51.100.7", "alice@example.com", PASSWORD).await;
+    assert_eq!(owner.status, 200, "{owner:?}");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn many_addresses_together_still_lock_an_identifier(pool: PgPool) {
+    // One failure per address allowed; the identifier's own ceiling is 20 times that.
+    let server = start(
+        pool,
+        Options::spec(|s| {
+            s.trusted_proxies = vec!["127.0.0.1/32".into()];
+            s.lockout.max_failures = 1;
+        }),
+    )
+    .await;
+    server.register("alice@example.com", PASSWORD).await;
+    for n in 0..20 {
+        let ip = format!("203.0.113.{n}");
+        let failed = login_from(&server, &ip, "alice@example.com", OTHER_PASSWORD).await;
+        assert_eq!(failed.status, 401, "{ip}");
+    }
+    let owner = login_from(&server, "198.51.100.7", "alice@example.com", PASSWORD).await;
+    assert_eq!((owner.status, owner.code()), (429, "account_locked"));
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_full_hashing_queue_answers_503_with_retry_after(pool: PgPool) {
+    let server = start(
+        pool,
+        Options {
+            hash_permits: 1,
+            ..Options::default()
+        },
+    )
+    .await;
+    let answers = server
+        .parallel(60, |http, base| {
+            http.post(format!("{base}/api/v1/login")).json(
+                &json!({"email": format!("{}@example.com", uuid::Uuid::new_v4()), "password": PASSWORD}),
+            )
+        })
+        .await;
+    let busy: Vec<&Answer> = answers.iter().filter(|a| a.status == 503).collect();
+    assert!(!busy.is_empty(), "every login was queued");
+    for answer in &busy {
+        assert_eq!(answer.code(), "server_busy");
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert!(answer.header("retry-after").is_some());
+    }
+    assert!(answers.iter().all(|a| a.status == 503 || a.status == 401));
+}
+
+/// An SMTP server that accepts connections and never says anything.
+async fn silent_smtp_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("smtp://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn the_lockout_notice_does_not_delay_the_answer(pool: PgPool) {
+    let server = start(
+        pool,
+        Options {
+            smtp_url: Some(silent_smtp_server().await),
+            ..Options::default()
+        },
+    )
+    .await;
+    server.register("alice@example.com", PASSWORD).await;
+    for _ in 0..4 {
+        server.login("alice@example.com", OTHER_PASSWORD).await;
+    }
+    let started = Instant::now();
+    let locking = server.login("alice@example.com", OTHER_PASSWORD).await;
+    assert_eq!(locking.status, 401);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the locking failure waited {:?} for the mail server",
+        started.elapsed()
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_login_in_flight_when_the_account_is_disabled_gets_no_session(pool: PgPool) {
+    let server = std::sync::Arc::new(
+        start(
+            pool,
+            Options {
+                hash_permits: 1,
+                ..Options::default()
+            },
+        )
+        .await,
+    );
+    let user_id = server.register("alice@example.com", PASSWORD).await.body["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Fill the one hashing slot's queue so alice's login waits between reading her account
+    // and checking her password.
+    let flood: Vec<_> = (0..6)
+        .map(|_| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                server
+                    .login(&format!("{}@example.com", uuid::Uuid::new_v4()), PASSWORD)
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let in_flight = {
+        let server = server.clone();
+        tokio::spawn(async move { server.login("alice@example.com", PASSWORD).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let disabled = server
+        .admin_call(Method::POST, &format!("/admin/v1/users/{user_id}/disable"))
+        .await;
+    assert_eq!(disabled.status, 204);
+    let login = in_flight.await.unwrap();
+    for request in flood {
+        request.await.unwrap();
+    }
+    if login.status == 200 {
+        let sessions = server.get("/api/v1/me/sessions", &cookie(&login)).await;
+        assert_eq!(
+            sessions.status, 401,
+            "a session created after the account was disabled works"
+        );
+    }
 }

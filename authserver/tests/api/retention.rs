@@ -2,16 +2,17 @@
 
 use portcullis_authserver::mail::Mailer;
 use portcullis_authserver::privacy::retention::run;
-use portcullis_authserver::store::postgres::Db;
+use portcullis_authserver::store::Postgres;
+use portcullis_authserver::{startup, wiring};
 use portcullis_crds::retention::{InactiveAccountAction, InactiveAccountRule, RetentionRules};
 use serde_json::json;
 use sqlx::PgPool;
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
 use crate::support::*;
 
 async fn age_user(pool: &PgPool, email: &str, days: i64, verified: bool) {
-    let at = OffsetDateTime::now_utc() - Duration::days(days);
+    let at = wiring::system_clock().now() - Duration::days(days);
     sqlx::query("UPDATE users SET created_at = $2, last_login_at = NULL, email_verified = $3 WHERE email = $1")
         .bind(email)
         .bind(at)
@@ -29,7 +30,7 @@ async fn count(pool: &PgPool, sql: &'static str) -> i64 {
         .0
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn each_rule_removes_only_what_is_past_its_cutoff_and_a_dry_run_only_counts(pool: PgPool) {
     let server = start(pool.clone(), Options::default()).await;
     for email in [
@@ -67,20 +68,13 @@ async fn each_rule_removes_only_what_is_past_its_cutoff_and_a_dry_run_only_count
         ..RetentionRules::default()
     };
     let mail_dir = tempfile::tempdir().unwrap();
-    let mailer = Mailer::new(
-        "no-reply@auth.localhost",
-        "http://auth.localhost",
-        "test",
-        None,
-        Some(mail_dir.path().into()),
-    )
-    .unwrap();
-    let db = Db::from_pool(pool.clone());
-    let now = OffsetDateTime::now_utc();
+    let mailer = mailer(mail_dir.path());
+    let db = Postgres::from_pool(pool.clone());
+    let now = wiring::system_clock().now();
 
     let dry = run(&db, Some(&mailer), &rules, now, true).await.unwrap();
-    let expected = json!({"expiredRefreshTokens": 1, "expiredOneTimeTokens": 0, "unverifiedAccounts": 1,
-        "withdrawnConsents": 4, "inactiveAccountsWarned": 1, "inactiveAccounts": 1});
+    let expected = json!({"expiredRefreshTokens": 1, "expiredRefreshFamilies": 0, "expiredOneTimeTokens": 0, "unverifiedAccounts": 1,
+        "withdrawnConsents": 4, "inactiveAccountsWarned": 2, "inactiveAccounts": 0});
     assert_eq!(serde_json::to_value(&dry.counts).unwrap(), expected);
     assert_eq!(
         count(&pool, "SELECT count(*) FROM users").await,
@@ -100,7 +94,15 @@ async fn each_rule_removes_only_what_is_past_its_cutoff_and_a_dry_run_only_count
         .await
         .unwrap();
     let emails: Vec<&str> = emails.iter().map(|(e,)| e.as_str()).collect();
-    assert_eq!(emails, ["dormant@example.com", "fresh@example.com"]);
+    assert_eq!(
+        emails,
+        [
+            "dormant@example.com",
+            "fresh@example.com",
+            "stale@example.com"
+        ],
+        "inactive accounts are warned first, acted on a warning period later"
+    );
     assert_eq!(
         count(&pool, "SELECT count(*) FROM refresh_tokens").await,
         1,
@@ -114,12 +116,12 @@ async fn each_rule_removes_only_what_is_past_its_cutoff_and_a_dry_run_only_count
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect();
-    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings.len(), 2);
     assert!(
-        warnings[0].contains("To: dormant@example.com")
-            && warnings[0].contains("deleted with its data"),
-        "{}",
-        warnings[0]
+        warnings
+            .iter()
+            .all(|w| w.contains("deleted with its data") && w.contains("in 30 day(s)")),
+        "{warnings:?}"
     );
 
     let again = run(&db, Some(&mailer), &rules, now, false).await.unwrap();
@@ -130,28 +132,138 @@ async fn each_rule_removes_only_what_is_past_its_cutoff_and_a_dry_run_only_count
     assert!(again.skipped.contains_key("auditLogs"));
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn inactive_accounts_can_be_disabled_instead(pool: PgPool) {
     let server = start(pool.clone(), Options::default()).await;
     server.register("stale@example.com", PASSWORD).await;
     age_user(&pool, "stale@example.com", 800, true).await;
-    let rules = RetentionRules {
+    let rules = inactive_rule(InactiveAccountAction::Disable);
+    let mail_dir = tempfile::tempdir().unwrap();
+    let mailer = mailer(mail_dir.path());
+    let db = Postgres::from_pool(pool.clone());
+    let now = wiring::system_clock().now();
+    run(&db, Some(&mailer), &rules, now, false).await.unwrap();
+    let summary = run(&db, Some(&mailer), &rules, now + Duration::days(30), false)
+        .await
+        .unwrap();
+    assert_eq!(summary.counts["inactiveAccounts"], 1);
+    let login = server.login("stale@example.com", PASSWORD).await;
+    assert_eq!((login.status, login.code()), (403, "account_disabled"));
+}
+
+fn inactive_rule(action: InactiveAccountAction) -> RetentionRules {
+    RetentionRules {
         inactive_accounts: Some(InactiveAccountRule {
-            action: InactiveAccountAction::Disable,
+            action,
             ..InactiveAccountRule::default()
         }),
         ..RetentionRules::default()
-    };
-    let summary = run(
-        &Db::from_pool(pool.clone()),
+    }
+}
+
+fn mailer(dir: &std::path::Path) -> Mailer {
+    startup::mailer(
+        &settings(|_| {}),
         None,
-        &rules,
-        OffsetDateTime::now_utc(),
+        Some(dir.into()),
+        wiring::system_clock(),
+        wiring::os_random(),
+    )
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_account_without_a_delivered_warning_is_never_acted_on(pool: PgPool) {
+    let server = start(pool.clone(), Options::default()).await;
+    server.register("stale@example.com", PASSWORD).await;
+    age_user(&pool, "stale@example.com", 800, true).await;
+    let rules = inactive_rule(InactiveAccountAction::Delete);
+    let db = Postgres::from_pool(pool.clone());
+    let now = wiring::system_clock().now();
+    for later in [0, 30, 365] {
+        let summary = run(&db, None, &rules, now + Duration::days(later), false)
+            .await
+            .unwrap();
+        assert_eq!(summary.counts["inactiveAccounts"], 0, "day {later}");
+    }
+    assert_eq!(count(&pool, "SELECT count(*) FROM users").await, 1);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_account_that_logs_in_is_not_inactive(pool: PgPool) {
+    let server = start(pool.clone(), Options::default()).await;
+    server.user("alice@example.com").await;
+    sqlx::query("UPDATE users SET created_at = now() - interval '800 days'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let summary = run(
+        &Postgres::from_pool(pool.clone()),
+        None,
+        &inactive_rule(InactiveAccountAction::Delete),
+        wiring::system_clock().now(),
         false,
     )
     .await
     .unwrap();
-    assert_eq!(summary.counts["inactiveAccounts"], 1);
-    let login = server.login("stale@example.com", PASSWORD).await;
-    assert_eq!((login.status, login.code()), (403, "account_disabled"));
+    assert_eq!(summary.counts["inactiveAccounts"], 0);
+    assert_eq!(count(&pool, "SELECT count(*) FROM users").await, 1);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_inactive_account_is_deleted_only_its_warning_period_after_the_warning(pool: PgPool) {
+    let server = start(pool.clone(), Options::default()).await;
+    server.register("stale@example.com", PASSWORD).await;
+    age_user(&pool, "stale@example.com", 800, true).await;
+    let mail_dir = tempfile::tempdir().unwrap();
+    let mailer = mailer(mail_dir.path());
+    let rules = inactive_rule(InactiveAccountAction::Delete);
+    let db = Postgres::from_pool(pool.clone());
+    let now = wiring::system_clock().now();
+    let first = run(&db, Some(&mailer), &rules, now, false).await.unwrap();
+    assert_eq!(
+        (
+            first.counts["inactiveAccountsWarned"],
+            first.counts["inactiveAccounts"]
+        ),
+        (1, 0),
+        "warned, not deleted"
+    );
+    let early = run(&db, Some(&mailer), &rules, now + Duration::days(29), false)
+        .await
+        .unwrap();
+    assert_eq!(early.counts["inactiveAccounts"], 0, "29 of 30 days");
+    let due = run(&db, Some(&mailer), &rules, now + Duration::days(30), false)
+        .await
+        .unwrap();
+    assert_eq!(due.counts["inactiveAccounts"], 1);
+    assert_eq!(count(&pool, "SELECT count(*) FROM users").await, 0);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_account_disabled_for_inactivity_loses_its_sessions_and_tokens(pool: PgPool) {
+    let server = start(pool.clone(), Options::default()).await;
+    let login = server.user("stale@example.com").await;
+    sqlx::query(
+        "UPDATE users SET created_at = now() - interval '800 days', last_login_at = now() - interval '800 days'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mail_dir = tempfile::tempdir().unwrap();
+    let mailer = mailer(mail_dir.path());
+    let rules = inactive_rule(InactiveAccountAction::Disable);
+    let db = Postgres::from_pool(pool.clone());
+    let now = wiring::system_clock().now();
+    run(&db, Some(&mailer), &rules, now, false).await.unwrap();
+    let due = run(&db, Some(&mailer), &rules, now + Duration::days(30), false)
+        .await
+        .unwrap();
+    assert_eq!(due.counts["inactiveAccounts"], 1);
+    let sessions = server.get("/api/v1/me/sessions", &cookie(&login)).await;
+    assert_eq!(sessions.status, 401, "{sessions:?}");
+    let refreshed = server
+        .refresh(login.body["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(refreshed.status, 400);
 }

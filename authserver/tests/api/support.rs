@@ -6,13 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_authserver::auth::accounts::AuthService;
+use portcullis_authserver::auth::hashing::PasswordHasher;
 use portcullis_authserver::clock::Clock;
-use portcullis_authserver::http::state::AppState;
-use portcullis_authserver::secrets;
-use portcullis_authserver::server::{self, ServiceParts};
+use portcullis_authserver::startup::{self, ServiceParts, secrets_dir};
+use portcullis_authserver::store::Db;
 use portcullis_authserver::store::kv::Kv;
-use portcullis_authserver::store::postgres::Db;
+use portcullis_authserver::{http, wiring};
 use portcullis_crds::realm::AuthRealmSpec;
 use portcullis_crds::{RealmSettings, parse_manifests};
 use serde_json::{Value, json};
@@ -22,7 +21,7 @@ use tempfile::TempDir;
 pub const PASSWORD: &str = "Tangerine-Orbit-42-Quiet";
 pub const OTHER_PASSWORD: &str = "Saffron-Canyon-97-Lantern";
 
-const BASE_REALM: &str = "apiVersion: portcullis.dev/v1alpha1
+pub const BASE_REALM: &str = "apiVersion: portcullis.dev/v1alpha1
 kind: AuthRealm
 metadata: {name: test}
 spec:
@@ -49,15 +48,21 @@ pub struct Options {
     pub redis_prefix: String,
     /// Concurrent bcrypt runs.
     pub hash_permits: usize,
+    /// SMTP server mail also goes to (besides the mail dir).
+    pub smtp_url: Option<String>,
+    /// Connection and request limits of the listeners.
+    pub limits: http::ServeLimits,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             spec: Box::new(|_| {}),
-            clock: Clock::System,
+            clock: wiring::system_clock(),
             redis_prefix: format!("test:{}:", uuid::Uuid::new_v4()),
             hash_permits: 2,
+            smtp_url: None,
+            limits: http::ServeLimits::default(),
         }
     }
 }
@@ -74,7 +79,8 @@ impl Options {
 pub struct TestServer {
     pub base: String,
     pub admin: String,
-    pub service: Arc<AuthService>,
+    pub metrics: String,
+    pub hasher: Arc<PasswordHasher>,
     pub admin_token: String,
     pub http: reqwest::Client,
     pub mail_dir: PathBuf,
@@ -108,17 +114,22 @@ pub async fn start_sharing(
             std::fs::copy(entry.path(), secrets_dir.path().join(entry.file_name())).unwrap();
         }
     }
-    let (secrets, _) = secrets::load(secrets_dir.path(), &settings, true).unwrap();
+    let random = wiring::os_random();
+    let generate = Some((&random, options.clock.now()));
+    let (mut secrets, _) = secrets_dir::load(secrets_dir.path(), &settings, generate).unwrap();
+    let admin_token = secrets.admin_token.clone();
+    secrets.smtp_url = options.smtp_url.clone();
     let mail_dir = TempDir::new().unwrap();
     let redis_url = std::env::var("REDIS_URL")
         .expect("REDIS_URL must point at a Redis server (scripts/test.sh starts one)");
     let kv = Kv::redis(&redis_url, &options.redis_prefix).await.unwrap();
-    let (service, admin_token) = server::build_service(ServiceParts {
+    let service = startup::build(ServiceParts {
         settings,
         secrets,
         db: Db::from_pool(pool),
         kv,
         clock: options.clock.clone(),
+        random,
         mail_dir: Some(mail_dir.path().to_path_buf()),
         breach_list: None,
         hash_permits: options.hash_permits,
@@ -126,23 +137,31 @@ pub async fn start_sharing(
     .unwrap();
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (base, admin_base) = (
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (base, admin_base, metrics_base) = (
         url(public.local_addr().unwrap()),
         url(admin.local_addr().unwrap()),
+        url(metrics.local_addr().unwrap()),
     );
+    let listeners = http::Listeners {
+        public,
+        admin,
+        metrics,
+    };
+    let limits = options.limits;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(service.clone(), &admin_token);
+    let state = service.state;
     tokio::spawn(async move {
-        server::run(state, public, admin, async {
+        http::serve(state, listeners, limits, async {
             let _ = rx.await;
         })
-        .await
-        .unwrap();
+        .await;
     });
     TestServer {
         base,
         admin: admin_base,
-        service,
+        metrics: metrics_base,
+        hasher: service.hasher,
         admin_token,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -280,6 +299,21 @@ impl TestServer {
         .await
     }
 
+    /// Asks for a password reset of `email`.
+    pub async fn request_reset(&self, email: &str) -> Answer {
+        self.post("/api/v1/password-reset", json!({"email": email}))
+            .await
+    }
+
+    /// Sets `new_password` with a reset `token`.
+    pub async fn confirm_reset(&self, token: &str, new_password: &str) -> Answer {
+        self.post(
+            "/api/v1/password-reset/confirm",
+            json!({"token": token, "new_password": new_password}),
+        )
+        .await
+    }
+
     /// Registers (verification off) and logs in; returns the login answer.
     pub async fn user(&self, email: &str) -> Answer {
         let registered = self.register(email, PASSWORD).await;
@@ -324,12 +358,23 @@ impl TestServer {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.mail_dir)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
             .collect();
         files.sort();
         files
             .iter()
             .map(|f| std::fs::read_to_string(f).unwrap())
             .collect()
+    }
+
+    /// Every mail, once at least `count` were written (mail goes out in the background),
+    /// waiting up to five seconds.
+    pub async fn mails_settled(&self, count: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.mails().len() < count && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.mails()
     }
 
     /// The code on the line after `label` in the newest mail that has one, waiting up to five
@@ -366,6 +411,11 @@ pub fn cookie(login: &Answer) -> Cred {
 
 pub fn cookie_without_csrf(login: &Answer) -> Cred {
     Cred::Cookie(login.session_cookie().unwrap(), None)
+}
+
+/// A manual clock at the current time; it moves only when a test advances it.
+pub fn stopped_clock() -> Clock {
+    Clock::manual(wiring::system_clock().now())
 }
 
 pub fn minutes(n: u64) -> Duration {

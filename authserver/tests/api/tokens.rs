@@ -4,13 +4,12 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use portcullis_authserver::auth::tokens::AccessClaims;
-use portcullis_authserver::clock::Clock;
 use serde_json::json;
 use sqlx::PgPool;
 
 use crate::support::*;
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn the_jwks_verifies_issued_access_tokens(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let login = server.user("alice@example.com").await;
@@ -45,9 +44,9 @@ async fn the_jwks_verifies_issued_access_tokens(pool: PgPool) {
     assert!(!claims.jti.is_empty() && !claims.sid.is_empty());
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn an_expired_access_token_is_rejected(pool: PgPool) {
-    let clock = Clock::manual(time::OffsetDateTime::now_utc());
+    let clock = stopped_clock();
     let server = start(
         pool,
         Options {
@@ -63,7 +62,7 @@ async fn an_expired_access_token_is_rejected(pool: PgPool) {
     assert_eq!(server.get("/api/v1/me", &bearer(&login)).await.status, 401);
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_forged_or_unsigned_token_is_rejected(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let login = server.user("alice@example.com").await;
@@ -87,7 +86,7 @@ async fn a_forged_or_unsigned_token_is_rejected(pool: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_refresh_rotates_the_token_and_a_replay_kills_the_family(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let login = server.user("alice@example.com").await;
@@ -125,7 +124,7 @@ async fn a_refresh_rotates_the_token_and_a_replay_kills_the_family(pool: PgPool)
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn two_concurrent_uses_of_one_refresh_token_let_one_win_and_kill_the_family(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let login = server.user("alice@example.com").await;
@@ -151,9 +150,9 @@ async fn two_concurrent_uses_of_one_refresh_token_let_one_win_and_kill_the_famil
     );
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn refresh_tokens_expire_when_idle(pool: PgPool) {
-    let clock = Clock::manual(time::OffsetDateTime::now_utc());
+    let clock = stopped_clock();
     let server = start(
         pool,
         Options {
@@ -170,7 +169,7 @@ async fn refresh_tokens_expire_when_idle(pool: PgPool) {
     assert_eq!((late.status, late.code()), (400, "invalid_grant"));
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::postgres::MIGRATOR")]
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn the_token_endpoint_refuses_other_grants_and_missing_fields(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let post = |form: Vec<(&'static str, &'static str)>| {
@@ -193,4 +192,63 @@ async fn the_token_endpoint_refuses_other_grants_and_missing_fields(pool: PgPool
     ])
     .await;
     assert_eq!((unknown.status, unknown.code()), (400, "invalid_grant"));
+}
+
+/// Waits until `n` statements of this database wait for a lock.
+async fn until_lock_waiters(pool: &PgPool, n: i64) {
+    for _ in 0..500 {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("fewer than {n} statements waited for a lock");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_logout_during_a_rotation_also_ends_the_rotated_token(pool: PgPool) {
+    use sha2::Digest;
+    let server = std::sync::Arc::new(start(pool.clone(), Options::default()).await);
+    let login = server.user("alice@example.com").await;
+    let token = login.body["refresh_token"].as_str().unwrap().to_owned();
+    // Hold the presented token's row so the rotation stops half-way; the logout then runs
+    // while the rotation's transaction is open.
+    let mut hold = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE")
+        .bind(sha2::Sha256::digest(token.as_bytes()).to_vec())
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let rotating = {
+        let server = server.clone();
+        tokio::spawn(async move { server.refresh(&token).await })
+    };
+    until_lock_waiters(&pool, 1).await;
+    let logging_out = {
+        let (server, cred) = (server.clone(), cookie(&login));
+        tokio::spawn(async move {
+            server
+                .call(reqwest::Method::POST, "/api/v1/logout", None, &cred)
+                .await
+        })
+    };
+    until_lock_waiters(&pool, 2).await;
+    hold.commit().await.unwrap();
+    let rotated = rotating.await.unwrap();
+    assert_eq!(logging_out.await.unwrap().status, 204);
+    if rotated.status == 200 {
+        let successor = server
+            .refresh(rotated.body["refresh_token"].as_str().unwrap())
+            .await;
+        assert_eq!(
+            successor.status, 400,
+            "the token rotated during the logout outlived it"
+        );
+    }
 }

@@ -2,135 +2,211 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
-use crate::auth::accounts::{Registered, Registration, RequestMeta};
-use crate::auth::sessions;
-use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, Authenticated, session_secret};
+use crate::auth::principal::RequestMeta;
+use crate::auth::registration::{self, Registered, Registration};
+use crate::auth::{account, login as login_case, reset};
+use crate::http::caller::{Authenticated, session_secret};
+use crate::http::cookies;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::ApiJson;
 use crate::http::state::AppState;
 
 /// The routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/register", post(register))
-        .route("/api/v1/verify-email", post(verify_email))
-        .route("/api/v1/password-reset", post(password_reset))
-        .route(
-            "/api/v1/password-reset/confirm",
-            post(password_reset_confirm),
-        )
-        .route("/api/v1/login", post(login))
-        .route("/api/v1/logout", post(logout))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(verify_email))
+        .routes(routes!(password_reset))
+        .routes(routes!(password_reset_confirm))
+        .routes(routes!(login))
+        .routes(routes!(logout))
 }
 
-#[derive(Deserialize)]
+/// A registration.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterBody {
+pub struct RegisterRequest {
+    /// Email address (a plain `local@domain`).
+    #[schema(max_length = 254)]
     email: String,
+    /// Password, as the realm's policy asks (length, character classes, strength).
+    #[schema(min_length = 1)]
     password: String,
+    /// Display name, at most 100 characters.
     #[serde(default)]
     display_name: Option<String>,
+    /// Consent per purpose of the privacy policy; required purposes must be `true`.
     #[serde(default)]
     consents: BTreeMap<String, bool>,
+    /// The privacy policy version the user accepted.
     #[serde(default)]
     policy_version: Option<String>,
 }
 
+/// The account created (email verification off).
+#[derive(Serialize, ToSchema)]
+pub struct Created {
+    /// The new account.
+    user_id: Uuid,
+}
+
+/// An outcome without other data.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    /// What happened.
+    status: &'static str,
+}
+
+fn status(code: StatusCode, status: &'static str) -> Response {
+    (code, Json(Status { status })).into_response()
+}
+
+/// Register an account.
+#[utoipa::path(
+    post,
+    path = "/api/v1/register",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Created (email verification off)", body = Created),
+        (status = 202, description = "Verification mailed (or a notice, when the email is taken)", body = Status),
+        (status = 409, description = "Email taken (email verification off)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn register(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<RegisterBody>,
+    ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
-    let outcome = state
-        .service
-        .register(Registration {
+    let outcome = registration::register(
+        &state.core,
+        Registration {
             email: body.email,
             password: body.password,
             display_name: body.display_name,
             consents: body.consents,
             policy_version: body.policy_version,
-        })
-        .await?;
+        },
+    )
+    .await?;
     Ok(match outcome {
-        Registered::VerificationPending => (
-            StatusCode::ACCEPTED,
-            Json(json!({"status": "verification_pending"})),
-        )
-            .into_response(),
+        Registered::VerificationPending => status(StatusCode::ACCEPTED, "verification_pending"),
         Registered::Created(user_id) => {
-            (StatusCode::CREATED, Json(json!({"user_id": user_id}))).into_response()
+            (StatusCode::CREATED, Json(Created { user_id })).into_response()
         }
     })
 }
 
-#[derive(Deserialize)]
+/// A mailed token.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenBody {
+pub struct TokenRequest {
+    /// The token from the mail.
     token: String,
 }
 
+/// Verify an email address with the mailed token (single use, 24 hours).
+#[utoipa::path(
+    post,
+    path = "/api/v1/verify-email",
+    request_body = TokenRequest,
+    responses((status = 200, description = "Verified", body = Status))
+)]
 async fn verify_email(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<TokenBody>,
+    ApiJson(body): ApiJson<TokenRequest>,
 ) -> Result<Response, ApiError> {
-    state.service.verify_email(&body.token).await?;
-    Ok(Json(json!({"status": "verified"})).into_response())
+    registration::verify_email(&state.core, &body.token).await?;
+    Ok(status(StatusCode::OK, "verified"))
 }
 
-#[derive(Deserialize)]
+/// An email address.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EmailBody {
+pub struct EmailRequest {
+    /// Email address.
     email: String,
 }
 
-/// Answers at once and mails in the background, so the answer takes the same time whether or
-/// not the account exists (no enumeration by timing).
+/// Mail a password reset token; answers at once whether or not the account exists (the mail
+/// goes out in the background), so the answer tells nothing, not even by its timing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/password-reset",
+    request_body = EmailRequest,
+    responses((status = 202, description = "A token is mailed if the account exists", body = Status))
+)]
 async fn password_reset(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<EmailBody>,
+    ApiJson(body): ApiJson<EmailRequest>,
 ) -> Result<Response, ApiError> {
-    let service = state.service.clone();
+    let core = state.core.clone();
     tokio::spawn(async move {
-        if let Err(error) = service.request_password_reset(&body.email).await {
+        if let Err(error) = reset::request_password_reset(&core, &body.email).await {
             tracing::error!(error = %error, "password reset request failed");
         }
     });
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"status": "reset_requested"})),
-    )
-        .into_response())
+    Ok(status(StatusCode::ACCEPTED, "reset_requested"))
 }
 
-#[derive(Deserialize)]
+/// A new password with a reset token.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ResetConfirmBody {
+pub struct ResetConfirmRequest {
+    /// The token from the mail.
     token: String,
+    /// The new password.
     new_password: String,
 }
 
+/// Set a new password with a reset token; every session ends.
+#[utoipa::path(
+    post,
+    path = "/api/v1/password-reset/confirm",
+    request_body = ResetConfirmRequest,
+    responses((status = 204, description = "Password set"))
+)]
 async fn password_reset_confirm(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<ResetConfirmBody>,
+    ApiJson(body): ApiJson<ResetConfirmRequest>,
 ) -> Result<Response, ApiError> {
-    state
-        .service
-        .confirm_password_reset(&body.token, &body.new_password)
-        .await?;
+    reset::confirm_password_reset(&state.core, &body.token, &body.new_password).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+/// Credentials.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginBody {
+pub struct LoginRequest {
+    /// Email address.
     email: String,
+    /// Password.
     password: String,
+}
+
+/// A session and its tokens.
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// The account.
+    user_id: Uuid,
+    /// JWT access token (`at+jwt`).
+    access_token: String,
+    /// Opaque refresh token, rotated at every use.
+    refresh_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Access token lifetime, seconds.
+    expires_in: u64,
+    /// CSRF token of the session, for cookie-authenticated state changes.
+    csrf_token: String,
 }
 
 /// The cookie jar of a request, for the session-fixation defence.
@@ -144,30 +220,45 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PresentedSession {
     }
 }
 
+/// Log in; sets the session cookie.
+#[utoipa::path(
+    post,
+    path = "/api/v1/login",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in; `Set-Cookie` carries the session", body = LoginResponse),
+        (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Email not verified, or account disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Locked after failed attempts (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     meta: RequestMeta,
     PresentedSession(previous): PresentedSession,
-    ApiJson(body): ApiJson<LoginBody>,
+    ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let success = state
-        .service
-        .login(&body.email, &body.password, &meta, previous.as_deref())
-        .await?;
-    let sessions_spec = &state.service.settings.spec.sessions;
-    let cookie = sessions::session_cookie(
+    let success = login_case::login(
+        &state.core,
+        &body.email,
+        &body.password,
+        &meta,
+        previous.as_deref(),
+    )
+    .await?;
+    let cookie = cookies::session_cookie(
         &success.session_secret,
-        sessions_spec.absolute_timeout.as_duration(),
-        sessions_spec.same_site,
+        state.web.cookie_max_age,
+        state.web.same_site,
     );
-    let mut response = Json(json!({
-        "user_id": success.user_id,
-        "access_token": success.access_token,
-        "refresh_token": success.refresh_token,
-        "token_type": "Bearer",
-        "expires_in": success.expires_in,
-        "csrf_token": success.csrf_token,
-    }))
+    let mut response = Json(LoginResponse {
+        user_id: success.user_id,
+        access_token: success.access_token,
+        refresh_token: success.refresh_token,
+        token_type: "Bearer",
+        expires_in: success.expires_in,
+        csrf_token: success.csrf_token,
+    })
     .into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -175,13 +266,24 @@ async fn login(
     Ok(response)
 }
 
+/// End the session and its refresh-token family; clears the cookie.
+#[utoipa::path(
+    post,
+    path = "/api/v1/logout",
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie without CSRF proof", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
 async fn logout(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
 ) -> Result<Response, ApiError> {
-    state.service.logout(&principal).await?;
+    account::logout(&state.core, &principal).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Ok(value) = HeaderValue::from_str(&sessions::clear_cookie()) {
+    if let Ok(value) = HeaderValue::from_str(&cookies::clear_cookie()) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(response)

@@ -1,7 +1,7 @@
-//! The admin listener: health, readiness, metrics and the admin API (bearer admin token).
+//! The admin API (bearer admin token), on the admin listener.
 
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::extract::{FromRequestParts, State};
+use axum::http::{StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,64 +10,17 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, admin};
 use crate::http::error::ApiError;
+use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::state::AppState;
 
-/// The routes of the admin listener.
+/// The routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/admin/v1/users", get(find_user))
         .route("/admin/v1/users/{id}/unlock", post(unlock))
         .route("/admin/v1/users/{id}/disable", post(disable))
-}
-
-async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
-}
-
-/// 200 only when PostgreSQL and the session store answer and every migration is applied.
-async fn readyz(State(state): State<AppState>) -> Response {
-    let service = &state.service;
-    let database = match service.db.migrations_applied().await {
-        Ok(true) => "ok",
-        Ok(false) => "migrations pending",
-        Err(_) => "unreachable",
-    };
-    let store = match service.kv.ping().await {
-        Ok(()) => "ok",
-        Err(_) => "unreachable",
-    };
-    let ready = database == "ok" && store == "ok";
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(json!({"ready": ready, "checks": {"database": database, "session_store": store}})),
-    )
-        .into_response()
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    let service = &state.service;
-    if let (Some(gauge), Some(created)) = (
-        &service.metrics.signing_key_age_seconds,
-        service.keys.active_created(),
-    ) {
-        gauge.set(service.clock.now().unix_timestamp() - created);
-    }
-    let mut response = service.metrics.encode().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    response
 }
 
 /// A caller holding the admin token (compared in constant time).
@@ -86,7 +39,7 @@ impl FromRequestParts<AppState> for Admin {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        let expected = state.admin_token.as_bytes();
+        let expected = state.web.admin_token.as_bytes();
         if presented.is_empty() || !bool::from(presented.as_bytes().ct_eq(expected)) {
             return Err(AuthError::Unauthenticated.into());
         }
@@ -99,6 +52,7 @@ fn user_id(text: &str) -> Result<Uuid, ApiError> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UserQuery {
     email: String,
 }
@@ -106,15 +60,13 @@ struct UserQuery {
 async fn find_user(
     State(state): State<AppState>,
     _: Admin,
-    Query(query): Query<UserQuery>,
+    ApiQuery(query): ApiQuery<UserQuery>,
 ) -> Result<Response, ApiError> {
-    let user = state
-        .service
-        .find_user(&query.email)
+    let user = admin::find_user(&state.core, &query.email)
         .await?
         .ok_or(AuthError::NotFound)?;
     Ok(Json(json!({
-        "user_id": user.id,
+        "user_id": user.user_id,
         "email": user.email,
         "email_verified": user.email_verified,
         "disabled": user.disabled,
@@ -125,17 +77,17 @@ async fn find_user(
 async fn unlock(
     State(state): State<AppState>,
     _: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    state.service.unlock(user_id(&id)?).await?;
+    admin::unlock(&state.core, user_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn disable(
     State(state): State<AppState>,
     _: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    state.service.disable(user_id(&id)?).await?;
+    admin::disable(&state.core, user_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

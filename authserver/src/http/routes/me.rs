@@ -1,107 +1,221 @@
 //! The caller's own account: profile, password, sessions, CSRF token.
 
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
-use time::format_description::well_known::Rfc3339;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
-use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, Authenticated};
+use crate::auth::principal::RequestMeta;
+use crate::auth::{account, session_auth};
+use crate::http::caller::Authenticated;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::http::state::AppState;
 
 /// The routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/me/password", post(change_password))
-        .route("/api/v1/me/sessions", get(sessions))
-        .route("/api/v1/me/sessions/{id}", delete(revoke_session))
-        .route("/api/v1/csrf", get(csrf))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+        .routes(routes!(sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(csrf))
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
+/// Multi-factor authentication state.
+#[derive(Serialize, ToSchema)]
+pub struct Mfa {
+    /// Whether TOTP is set up.
+    totp: bool,
+    /// Unused recovery codes.
+    recovery_codes_left: u32,
 }
 
+/// The caller's profile.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    /// The account.
+    user_id: Uuid,
+    /// Email as entered.
+    email: String,
+    /// Display name.
+    display_name: Option<String>,
+    /// Whether the email is verified.
+    email_verified: bool,
+    /// MFA state.
+    mfa: Mfa,
+    /// Registration time.
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+}
+
+/// The caller's profile.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    responses(
+        (status = 200, description = "The profile", body = Me),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
 async fn me(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-) -> Result<Response, ApiError> {
-    let profile = state.service.profile(&principal).await?;
-    let user = profile.user;
-    Ok(Json(json!({
-        "user_id": user.id,
-        "email": user.email,
-        "display_name": user.display_name,
-        "email_verified": user.email_verified,
-        "mfa": {"totp": false, "recovery_codes_left": 0},
-        "created_at": rfc3339(user.created_at),
+) -> Result<Json<Me>, ApiError> {
+    let user = account::profile(&state.core, &principal).await?;
+    Ok(Json(Me {
+        user_id: user.user_id,
+        email: user.email,
+        display_name: user.display_name,
+        email_verified: user.email_verified,
+        mfa: Mfa {
+            totp: false,
+            recovery_codes_left: 0,
+        },
+        created_at: user.created_at,
     }))
-    .into_response())
 }
 
-#[derive(Deserialize)]
+/// A password change.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PasswordBody {
+pub struct PasswordChangeRequest {
+    /// The current password.
     current_password: String,
+    /// The new password.
     new_password: String,
 }
 
+/// Change the password; every other session ends.
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/password",
+    request_body = PasswordChangeRequest,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 401, description = "Not signed in, or the current password is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie without CSRF proof", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Locked after failed attempts", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
 async fn change_password(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    ApiJson(body): ApiJson<PasswordBody>,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<PasswordChangeRequest>,
 ) -> Result<Response, ApiError> {
-    state
-        .service
-        .change_password(&principal, &body.current_password, &body.new_password)
-        .await?;
+    account::change_password(
+        &state.core,
+        &principal,
+        &meta,
+        &body.current_password,
+        &body.new_password,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// One of the caller's sessions.
+#[derive(Serialize, ToSchema)]
+pub struct SessionItem {
+    /// Public id (revocation names it).
+    id: String,
+    /// Login time.
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    /// Last request seen.
+    #[serde(with = "time::serde::rfc3339")]
+    last_seen_at: OffsetDateTime,
+    /// Client address at login.
+    ip: String,
+    /// User agent at login.
+    user_agent: String,
+    /// Whether it is the session of this request.
+    current: bool,
+}
+
+/// The caller's sessions, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/sessions",
+    responses(
+        (status = 200, description = "The sessions", body = Vec<SessionItem>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
 async fn sessions(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-) -> Result<Response, ApiError> {
-    let list: Vec<serde_json::Value> = state
-        .service
-        .sessions(&principal)
+) -> Result<Json<Vec<SessionItem>>, ApiError> {
+    let list = account::sessions(&state.core, &principal)
         .await?
         .into_iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "created_at": rfc3339(s.record.created_at),
-                "last_seen_at": rfc3339(s.record.last_seen_at),
-                "ip": s.record.ip,
-                "user_agent": s.record.user_agent,
-                "current": s.current,
-            })
+        .map(|s| SessionItem {
+            id: s.id,
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            ip: s.ip,
+            user_agent: s.user_agent,
+            current: s.current,
         })
         .collect();
-    Ok(Json(list).into_response())
+    Ok(Json(list))
 }
 
+/// Revoke one of the caller's sessions.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/me/sessions/{id}",
+    params(("id" = String, Path, description = "Public id of the session")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "The id is not a readable path segment", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie without CSRF proof", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session of the caller", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
 async fn revoke_session(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    state.service.revoke_session(&principal, &id).await?;
+    account::revoke_session(&state.core, &principal, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// A session's CSRF token.
+#[derive(Serialize, ToSchema)]
+pub struct CsrfToken {
+    /// Send it as `X-CSRF-Token` with cookie-authenticated state changes.
+    csrf_token: String,
+}
+
 /// The CSRF token of the caller's session (for browser apps that lost the login answer).
+#[utoipa::path(
+    get,
+    path = "/api/v1/csrf",
+    responses(
+        (status = 200, description = "The token", body = CsrfToken),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
 async fn csrf(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-) -> Result<Response, ApiError> {
-    Ok(
-        Json(json!({"csrf_token": state.service.csrf_token(&principal.session_id)}))
-            .into_response(),
-    )
+) -> Json<CsrfToken> {
+    Json(CsrfToken {
+        csrf_token: session_auth::csrf_token(&state.core, &principal.session_id),
+    })
 }

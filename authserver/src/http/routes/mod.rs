@@ -2,5 +2,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod health;
 pub mod me;
+pub mod metrics;
 pub mod oauth;

@@ -1,16 +1,18 @@
 //! The realm's secrets, one file per key in the secrets dir (a mounted Secret in Kubernetes).
 //! Outside `--dev` a missing secret stops the server with its name; `--dev` generates the
-//! missing ones into the dir and says so.
+//! missing ones into the dir and says so. The key formats are the domain's (`auth::keys`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
-use p256::elliptic_curve::rand_core::{OsRng, RngCore};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use portcullis_crds::RealmSettings;
 use portcullis_crds::realm::ClientType;
-use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::auth::keys::{Pepper, SigningKey, decode_base64};
+use crate::random::Random;
 
 /// File names in the secrets dir.
 pub mod files {
@@ -66,85 +68,6 @@ pub enum SecretsError {
     Exists(PathBuf),
 }
 
-/// An ES256 signing key.
-#[derive(Clone)]
-pub struct SigningKey {
-    /// Key id (`kid`), the RFC 7638 thumbprint unless the file names one.
-    pub kid: String,
-    /// The private key.
-    pub secret: p256::SecretKey,
-    /// Creation time (Unix seconds) from the key's `iat` member, when recorded.
-    pub created: Option<i64>,
-}
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SigningKey {
-    /// A fresh key from the OS CSPRNG.
-    pub fn generate() -> Self {
-        let secret = p256::SecretKey::random(&mut OsRng);
-        let kid = thumbprint(&secret.public_key());
-        let created = Some(time::OffsetDateTime::now_utc().unix_timestamp());
-        Self {
-            kid,
-            secret,
-            created,
-        }
-    }
-
-    /// The public JWK (`kty`, `crv`, `x`, `y`, `kid`, `alg`, `use`).
-    pub fn public_jwk(&self) -> serde_json::Value {
-        let mut jwk: serde_json::Value =
-            serde_json::from_str(&self.secret.public_key().to_jwk_string()).unwrap_or_default();
-        if let Some(map) = jwk.as_object_mut() {
-            map.insert("kid".into(), self.kid.clone().into());
-            map.insert("alg".into(), "ES256".into());
-            map.insert("use".into(), "sig".into());
-        }
-        jwk
-    }
-
-    fn private_jwk(&self) -> serde_json::Value {
-        let mut jwk: serde_json::Value =
-            serde_json::from_str(&self.secret.to_jwk_string()).unwrap_or_default();
-        if let Some(map) = jwk.as_object_mut() {
-            map.insert("kid".into(), self.kid.clone().into());
-            map.insert("alg".into(), "ES256".into());
-            map.insert("use".into(), "sig".into());
-            if let Some(created) = self.created {
-                map.insert("iat".into(), created.into());
-            }
-        }
-        jwk
-    }
-}
-
-/// RFC 7638 JWK thumbprint of a P-256 public key, base64url.
-fn thumbprint(public: &p256::PublicKey) -> String {
-    let jwk: serde_json::Value = serde_json::from_str(&public.to_jwk_string()).unwrap_or_default();
-    let canonical = format!(
-        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-        jwk["x"].as_str().unwrap_or_default(),
-        jwk["y"].as_str().unwrap_or_default()
-    );
-    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
-}
-
-/// A pepper version and its key.
-#[derive(Clone)]
-pub struct Pepper {
-    /// Version recorded with each password hash.
-    pub version: String,
-    /// Key bytes.
-    pub key: Vec<u8>,
-}
-
 /// Every secret the server uses. `Debug` prints names only.
 #[derive(Clone)]
 pub struct Secrets {
@@ -177,29 +100,18 @@ impl std::fmt::Debug for Secrets {
     }
 }
 
-fn random_bytes(n: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; n];
-    OsRng.fill_bytes(&mut bytes);
-    bytes
-}
-
-/// A fresh random token of `bytes` random bytes, base64url without padding.
-pub fn random_token(bytes: usize) -> String {
-    URL_SAFE_NO_PAD.encode(random_bytes(bytes))
-}
-
-/// The content of each generated secret file.
-fn generate(name: &str) -> String {
+/// The content of a generated secret file.
+fn generate(name: &str, random: &Random, now: OffsetDateTime) -> String {
     match name {
         files::SIGNING_KEYS => {
-            let key = SigningKey::generate();
+            let key = SigningKey::generate(random, now);
             serde_json::json!({ "keys": [key.private_jwk()] }).to_string()
         }
-        files::FERNET_KEYS => format!("{}\n", URL_SAFE.encode(random_bytes(32))),
-        files::PEPPER => format!("v1:{}\n", STANDARD.encode(random_bytes(32))),
-        files::COOKIE_KEY => format!("{}\n", STANDARD.encode(random_bytes(32))),
+        files::FERNET_KEYS => format!("{}\n", URL_SAFE.encode(random.bytes(32))),
+        files::PEPPER => Pepper::generate_line(random),
+        files::COOKIE_KEY => format!("{}\n", STANDARD.encode(random.bytes(32))),
         // Admin tokens and client secrets: 256 bits, URL-safe.
-        _ => format!("{}\n", random_token(32)),
+        _ => format!("{}\n", random.token(32)),
     }
 }
 
@@ -235,7 +147,11 @@ fn required_files(settings: &RealmSettings, dev: bool) -> Vec<String> {
 }
 
 /// Writes a complete fresh set of the core secrets into `dir`, refusing to overwrite any.
-pub fn generate_keys(dir: &Path) -> Result<Vec<PathBuf>, SecretsError> {
+pub fn generate_keys(
+    dir: &Path,
+    random: &Random,
+    now: OffsetDateTime,
+) -> Result<Vec<PathBuf>, SecretsError> {
     let names = [
         files::SIGNING_KEYS,
         files::FERNET_KEYS,
@@ -251,7 +167,7 @@ pub fn generate_keys(dir: &Path) -> Result<Vec<PathBuf>, SecretsError> {
     }
     names
         .iter()
-        .map(|name| write_secret(dir, name, &generate(name)))
+        .map(|name| write_secret(dir, name, &generate(name, random, now)))
         .collect()
 }
 
@@ -271,23 +187,23 @@ fn write_secret(dir: &Path, name: &str, content: &str) -> Result<PathBuf, Secret
     Ok(path)
 }
 
-/// Loads the secrets for `settings` from `dir`. With `generate_missing` (`--dev`), missing
-/// files are created first and their names returned.
+/// Loads the secrets for `settings` from `dir`. With `generate` (`--dev`: a generator and
+/// the time), missing files are created first and their names returned.
 pub fn load(
     dir: &Path,
     settings: &RealmSettings,
-    generate_missing: bool,
+    generate_missing: Option<(&Random, OffsetDateTime)>,
 ) -> Result<(Secrets, Vec<String>), SecretsError> {
     let mut generated = Vec::new();
-    for name in required_files(settings, generate_missing) {
+    for name in required_files(settings, generate_missing.is_some()) {
         if !dir.join(&name).exists() {
-            if !generate_missing {
+            let Some((random, now)) = generate_missing else {
                 return Err(SecretsError::Missing {
                     name,
                     dir: dir.display().to_string(),
                 });
-            }
-            write_secret(dir, &name, &generate(&name))?;
+            };
+            write_secret(dir, &name, &generate(&name, random, now))?;
             generated.push(name);
         }
     }
@@ -310,7 +226,7 @@ pub fn load(
         reason: reason.to_owned(),
     };
 
-    let signing_keys = parse_signing_keys(&require(files::SIGNING_KEYS)?)
+    let signing_keys = SigningKey::parse_set(&require(files::SIGNING_KEYS)?)
         .map_err(|reason| invalid(files::SIGNING_KEYS, &reason))?;
     let fernet_keys = require(files::FERNET_KEYS)?
         .lines()
@@ -331,7 +247,8 @@ pub fn load(
     if fernet_keys.is_empty() {
         return Err(invalid(files::FERNET_KEYS, "no key"));
     }
-    let peppers = parse_peppers(&require(files::PEPPER)?).map_err(|r| invalid(files::PEPPER, r))?;
+    let peppers =
+        Pepper::parse_lines(&require(files::PEPPER)?).map_err(|r| invalid(files::PEPPER, r))?;
     let cookie_key = decode_base64(&require(files::COOKIE_KEY)?)
         .filter(|k| k.len() >= 32)
         .ok_or_else(|| invalid(files::COOKIE_KEY, "must be base64 of at least 32 bytes"))?;
@@ -383,77 +300,19 @@ pub fn load(
     ))
 }
 
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    STANDARD
-        .decode(text)
-        .or_else(|_| URL_SAFE.decode(text))
-        .or_else(|_| URL_SAFE_NO_PAD.decode(text))
-        .ok()
-}
-
-fn parse_signing_keys(text: &str) -> Result<Vec<SigningKey>, String> {
-    let set: serde_json::Value =
-        serde_json::from_str(text).map_err(|_| "not a JSON JWK set".to_owned())?;
-    let keys = set["keys"].as_array().ok_or("no \"keys\" array")?;
-    if keys.is_empty() {
-        return Err("the key set is empty".to_owned());
-    }
-    keys.iter()
-        .enumerate()
-        .map(|(i, jwk)| {
-            if jwk["kty"] != "EC" || jwk["crv"] != "P-256" {
-                return Err(format!("key {i}: only EC P-256 (ES256) keys are supported"));
-            }
-            // The curve library reads only the key members; kid/alg/use are ours.
-            let minimal = serde_json::json!({
-                "kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"], "d": jwk["d"],
-            });
-            let secret = p256::SecretKey::from_jwk_str(&minimal.to_string())
-                .map_err(|_| format!("key {i}: not a valid private P-256 JWK (needs d, x, y)"))?;
-            let kid = jwk["kid"]
-                .as_str()
-                .map_or_else(|| thumbprint(&secret.public_key()), str::to_owned);
-            Ok(SigningKey {
-                kid,
-                secret,
-                created: jwk["iat"].as_i64(),
-            })
-        })
-        .collect()
-}
-
-fn parse_peppers(text: &str) -> Result<Vec<Pepper>, &'static str> {
-    let peppers: Vec<Pepper> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let (version, key) = line
-                .trim()
-                .split_once(':')
-                .ok_or("lines must be VERSION:BASE64")?;
-            let valid_version = !version.is_empty()
-                && version
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-            let key = decode_base64(key).filter(|k| k.len() >= 32);
-            match (valid_version, key) {
-                (true, Some(key)) => Ok(Pepper {
-                    version: version.to_owned(),
-                    key,
-                }),
-                _ => Err("lines must be VERSION:BASE64 with a key of at least 32 bytes"),
-            }
-        })
-        .collect::<Result<_, _>>()?;
-    if peppers.is_empty() {
-        return Err("no pepper");
-    }
-    Ok(peppers)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn random() -> Random {
+        use rand_chacha::rand_core::SeedableRng;
+        Random::new(rand_chacha::ChaCha20Rng::seed_from_u64(4))
+    }
+
+    fn dev() -> Option<(&'static Random, OffsetDateTime)> {
+        static RANDOM: std::sync::OnceLock<Random> = std::sync::OnceLock::new();
+        Some((RANDOM.get_or_init(random), OffsetDateTime::UNIX_EPOCH))
+    }
 
     fn settings() -> RealmSettings {
         let yaml = "apiVersion: portcullis.dev/v1alpha1
@@ -472,7 +331,7 @@ spec:
     #[test]
     fn a_missing_secret_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let err = load(dir.path(), &settings(), false).unwrap_err();
+        let err = load(dir.path(), &settings(), None).unwrap_err();
         assert!(
             err.to_string()
                 .contains("secret signing-keys.json is missing"),
@@ -483,11 +342,11 @@ spec:
     #[test]
     fn dev_mode_generates_every_missing_secret_once() {
         let dir = tempfile::tempdir().unwrap();
-        let (secrets, generated) = load(dir.path(), &settings(), true).unwrap();
+        let (secrets, generated) = load(dir.path(), &settings(), dev()).unwrap();
         assert!(generated.contains(&"client-secret-web".to_owned()));
         assert_eq!(generated.len(), 6);
         assert!(secrets.client_secrets.contains_key("web"));
-        let (again, generated) = load(dir.path(), &settings(), true).unwrap();
+        let (again, generated) = load(dir.path(), &settings(), dev()).unwrap();
         assert!(generated.is_empty());
         assert_eq!(again.signing_keys[0].kid, secrets.signing_keys[0].kid);
     }
@@ -495,12 +354,12 @@ spec:
     #[test]
     fn a_realm_with_smtp_needs_the_smtp_url_outside_dev() {
         let dir = tempfile::tempdir().unwrap();
-        load(dir.path(), &settings(), true).unwrap();
+        load(dir.path(), &settings(), dev()).unwrap();
         assert!(
             !dir.path().join(files::SMTP_URL).exists(),
             "dev mode never invents an SMTP server"
         );
-        let err = load(dir.path(), &settings(), false).unwrap_err();
+        let err = load(dir.path(), &settings(), None).unwrap_err();
         assert!(
             err.to_string().contains("secret smtp-url is missing"),
             "{err}"
@@ -510,15 +369,20 @@ spec:
             "smtp://mail.example.com:587",
         )
         .unwrap();
-        assert!(load(dir.path(), &settings(), false).is_ok());
+        assert!(load(dir.path(), &settings(), None).is_ok());
     }
 
     #[test]
     fn generate_keys_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(generate_keys(dir.path()).unwrap().len(), 5);
+        assert_eq!(
+            generate_keys(dir.path(), &random(), OffsetDateTime::UNIX_EPOCH)
+                .unwrap()
+                .len(),
+            5
+        );
         assert!(matches!(
-            generate_keys(dir.path()),
+            generate_keys(dir.path(), &random(), OffsetDateTime::UNIX_EPOCH),
             Err(SecretsError::Exists(_))
         ));
     }
@@ -526,33 +390,15 @@ spec:
     #[test]
     fn a_malformed_pepper_is_refused_without_echoing_it() {
         let dir = tempfile::tempdir().unwrap();
-        load(dir.path(), &settings(), true).unwrap();
+        load(dir.path(), &settings(), dev()).unwrap();
         std::fs::write(
             dir.path().join(files::SMTP_URL),
             "smtp://mail.example.com:587",
         )
         .unwrap();
         std::fs::write(dir.path().join(files::PEPPER), "hunter2-secret-value").unwrap();
-        let err = load(dir.path(), &settings(), false)
-            .unwrap_err()
-            .to_string();
+        let err = load(dir.path(), &settings(), None).unwrap_err().to_string();
         assert!(err.contains("secret pepper is invalid"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
-    }
-
-    #[test]
-    fn the_kid_is_the_jwk_thumbprint() {
-        let key = SigningKey::generate();
-        let jwk = key.public_jwk();
-        assert_eq!(jwk["kid"], key.kid.as_str());
-        assert_eq!(jwk["alg"], "ES256");
-        assert!(
-            jwk.get("d").is_none(),
-            "public JWK must not hold the private part"
-        );
-        let parsed =
-            parse_signing_keys(&serde_json::json!({"keys": [key.private_jwk()]}).to_string())
-                .unwrap();
-        assert_eq!(parsed[0].kid, key.kid);
     }
 }

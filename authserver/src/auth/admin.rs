@@ -1,0 +1,114 @@
+//! What the admin API does to accounts: find, unlock, disable.
+
+use uuid::Uuid;
+
+use super::AuthError;
+use super::core::Core;
+use super::identifier::canonical_email;
+
+/// An account as the admin API shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSummary {
+    /// Id.
+    pub user_id: Uuid,
+    /// Email as entered.
+    pub email: String,
+    /// Whether the email is verified.
+    pub email_verified: bool,
+    /// Whether the account is disabled.
+    pub disabled: bool,
+}
+
+/// A user by email.
+pub async fn find_user(core: &Core, email: &str) -> Result<Option<UserSummary>, AuthError> {
+    let Ok(email) = canonical_email("email", email) else {
+        return Ok(None);
+    };
+    Ok(core
+        .db
+        .user_by_email(&email)
+        .await?
+        .map(|user| UserSummary {
+            user_id: user.id,
+            email: user.email,
+            email_verified: user.email_verified,
+            disabled: user.disabled,
+        }))
+}
+
+/// Clears a user's failures and lock.
+pub async fn unlock(core: &Core, user: Uuid) -> Result<(), AuthError> {
+    let user = core.db.user_by_id(user).await?.ok_or(AuthError::NotFound)?;
+    core.kv.clear_attempts(&user.email_canonical).await?;
+    tracing::info!(target: "audit", event = "admin_unlock", user_id = %user.id, "account unlocked by an admin");
+    Ok(())
+}
+
+/// Disables an account and ends its sessions.
+pub async fn disable(core: &Core, user: Uuid) -> Result<(), AuthError> {
+    if !core.db.disable_user(user, core.clock.now()).await? {
+        return Err(AuthError::NotFound);
+    }
+    core.end_sessions(user, None).await?;
+    tracing::info!(target: "audit", event = "admin_disable", user_id = %user, "account disabled by an admin");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::login::login;
+    use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, meta, registered, signed_in};
+
+    #[tokio::test]
+    async fn an_account_is_found_by_any_spelling_of_its_email() {
+        let f = fixture(|_| {});
+        let id = registered(&f, "alice@example.com").await;
+        let found = find_user(&f.core, " ALICE@example.com").await.unwrap();
+        assert_eq!(found.map(|u| u.user_id), Some(id));
+        assert_eq!(
+            find_user(&f.core, "nobody@example.com").await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn unlocking_lets_the_right_password_in_again() {
+        let f = fixture(|_| {});
+        let id = registered(&f, "alice@example.com").await;
+        for _ in 0..5 {
+            let _ = login(&f.core, "alice@example.com", OTHER_PASSWORD, &meta(), None).await;
+        }
+        assert!(
+            login(&f.core, "alice@example.com", PASSWORD, &meta(), None)
+                .await
+                .is_err()
+        );
+        unlock(&f.core, id).await.unwrap();
+        assert!(
+            login(&f.core, "alice@example.com", PASSWORD, &meta(), None)
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            unlock(&f.core, Uuid::nil()).await,
+            Err(AuthError::NotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn disabling_ends_the_sessions_and_refuses_the_next_login() {
+        let f = fixture(|_| {});
+        let session = signed_in(&f, "alice@example.com").await;
+        disable(&f.core, session.user_id).await.unwrap();
+        assert!(!f.session_lives(&session.session_id).await);
+        assert!(matches!(
+            login(&f.core, "alice@example.com", PASSWORD, &meta(), None).await,
+            Err(AuthError::AccountDisabled)
+        ));
+        assert!(matches!(
+            disable(&f.core, Uuid::nil()).await,
+            Err(AuthError::NotFound)
+        ));
+    }
+}

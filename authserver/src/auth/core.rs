@@ -1,0 +1,179 @@
+//! The small core every use case works over: the realm's policy, the stores, the password
+//! hasher, the signing keys, the outbox, the clock and the random source, and the few steps
+//! several use cases share (ending sessions, hashing with a metric, date arithmetic).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_crds::RealmSettings;
+use portcullis_crds::realm::AuthRealmSpec;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::AuthError;
+use super::breach::BreachChecker;
+use super::hashing::{PasswordHasher, Slot, StoredHash};
+use super::lockout::LockoutRules;
+use super::principal::Principal;
+use super::tokens::KeyRing;
+use crate::clock::Clock;
+use crate::mail::{Mail, Outbox};
+use crate::metrics::Metrics;
+use crate::random::Random;
+use crate::store::kv::Kv;
+use crate::store::{Db, UserRecord};
+
+/// Scope of tokens issued to the realm's own API.
+pub(super) const API_SCOPE: &str = "openid profile email";
+
+/// Everything [`Core::new`] takes.
+pub struct CoreParts {
+    /// The realm.
+    pub settings: Arc<RealmSettings>,
+    /// Accounts and tokens.
+    pub db: Db,
+    /// Sessions, revocations and lockout counters.
+    pub kv: Kv,
+    /// Password hashing pool.
+    pub hasher: Arc<PasswordHasher>,
+    /// Breach source.
+    pub breach: BreachChecker,
+    /// Signing keys.
+    pub keys: Arc<KeyRing>,
+    /// Where mail goes.
+    pub outbox: Outbox,
+    /// The clock.
+    pub clock: Clock,
+    /// The random source.
+    pub random: Random,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Key of CSRF tokens.
+    pub csrf_key: Vec<u8>,
+}
+
+/// The core. Its parts are private to the use cases (`crate::auth`).
+pub struct Core {
+    pub(super) settings: Arc<RealmSettings>,
+    pub(super) db: Db,
+    pub(super) kv: Kv,
+    pub(super) hasher: Arc<PasswordHasher>,
+    pub(super) breach: BreachChecker,
+    pub(super) keys: Arc<KeyRing>,
+    pub(super) outbox: Outbox,
+    pub(super) clock: Clock,
+    pub(super) random: Random,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) csrf_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("realm", &self.settings.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// Assembles the core.
+    pub fn new(parts: CoreParts) -> Self {
+        Self {
+            settings: parts.settings,
+            db: parts.db,
+            kv: parts.kv,
+            hasher: parts.hasher,
+            breach: parts.breach,
+            keys: parts.keys,
+            outbox: parts.outbox,
+            clock: parts.clock,
+            random: parts.random,
+            metrics: parts.metrics,
+            csrf_key: parts.csrf_key,
+        }
+    }
+
+    pub(super) fn spec(&self) -> &AuthRealmSpec {
+        &self.settings.spec
+    }
+
+    pub(super) fn issuer(&self) -> &str {
+        &self.settings.spec.issuer
+    }
+
+    pub(super) fn access_ttl(&self) -> Duration {
+        self.settings.spec.tokens.access_token_ttl.as_duration()
+    }
+
+    pub(super) fn lockout_rules(&self) -> LockoutRules {
+        LockoutRules::from(&self.settings.spec.lockout)
+    }
+
+    /// `now + duration`; an error instead of a panic past the end of the calendar.
+    pub(super) fn later(
+        &self,
+        now: OffsetDateTime,
+        duration: Duration,
+    ) -> Result<OffsetDateTime, AuthError> {
+        crate::clock::later(now, duration)
+            .ok_or_else(|| AuthError::Internal(format!("{now} + {duration:?} is past year 9999")))
+    }
+
+    /// A place in the hashing pool; a refusal is counted.
+    pub(super) fn reserve_hashing(&self) -> Result<Slot<'_>, AuthError> {
+        self.hasher.reserve().inspect_err(|_| {
+            self.metrics.hashing_refused.inc();
+        })
+    }
+
+    /// Hashes a new password, timing it for the metric.
+    pub(super) async fn hash_timed(&self, password: &str) -> Result<StoredHash, AuthError> {
+        let slot = self.reserve_hashing()?;
+        let watch = self.clock.stopwatch();
+        let hash = self.hasher.hash(slot, password).await;
+        self.metrics.password_hash_seconds.observe(watch.seconds());
+        hash
+    }
+
+    /// Hands a mail to the outbox (delivered in the background).
+    pub(super) fn notify(&self, to: &str, mail: Mail) {
+        self.outbox.send(to, mail);
+    }
+
+    /// The caller's account, if it exists and is not disabled.
+    pub(super) async fn active_user(&self, principal: &Principal) -> Result<UserRecord, AuthError> {
+        match self.db.user_by_id(principal.user_id).await? {
+            Some(user) if !user.disabled => Ok(user),
+            _ => Err(AuthError::Unauthenticated),
+        }
+    }
+
+    /// Ends every session and refresh-token family of a user except `keep` (a session id),
+    /// and revokes their session ids so outstanding access tokens stop working.
+    pub(super) async fn end_sessions(
+        &self,
+        user: Uuid,
+        keep: Option<&str>,
+    ) -> Result<(), AuthError> {
+        let now = self.clock.now();
+        let ttl = self.access_ttl();
+        for (id, _) in self.kv.user_sessions(user).await? {
+            if Some(id.as_str()) != keep {
+                self.kv.delete_session(user, &id).await?;
+                self.kv.revoke_sid(&id, ttl).await?;
+            }
+        }
+        for sid in self.db.revoke_user_refresh_tokens(user, keep, now).await? {
+            self.kv.revoke_sid(&sid, ttl).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The stored hash of an account.
+pub(super) fn stored_hash(user: &UserRecord) -> StoredHash {
+    StoredHash {
+        hash: user.password_hash.clone(),
+        pepper_version: user.pepper_version.clone(),
+    }
+}

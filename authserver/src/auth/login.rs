@@ -1,0 +1,400 @@
+//! Login with lockout and progressive delay, and the session and tokens it starts.
+
+use uuid::Uuid;
+
+use super::core::{API_SCOPE, Core, stored_hash};
+use super::identifier::canonical_email;
+use super::principal::RequestMeta;
+use super::tokens::{self, Grant};
+use super::{AuthError, csrf, password, sessions};
+use crate::mail::Mail;
+use crate::store::kv::{Attempt, SessionRecord};
+use crate::store::{NewFamily, UserRecord};
+
+/// Tokens and session from a successful login.
+#[derive(Clone)]
+pub struct LoginSuccess {
+    /// The user.
+    pub user_id: Uuid,
+    /// JWT access token.
+    pub access_token: String,
+    /// Opaque refresh token.
+    pub refresh_token: String,
+    /// Access token lifetime in seconds.
+    pub expires_in: u64,
+    /// The new session's secret (cookie value).
+    pub session_secret: String,
+    /// The new session's public id.
+    pub session_id: String,
+    /// CSRF token of the new session.
+    pub csrf_token: String,
+}
+
+impl std::fmt::Debug for LoginSuccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginSuccess")
+            .field("user_id", &self.user_id)
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Logs in. Attempts are counted per canonical identifier whether or not the account exists,
+/// atomically, so parallel guesses get no more than `maxFailures` tries; unknown accounts cost
+/// one bcrypt run like known ones; the locked answer is the same for both. A session presented
+/// at login is replaced, never reused (session fixation).
+pub async fn login(
+    core: &Core,
+    email: &str,
+    password: &str,
+    meta: &RequestMeta,
+    previous_session: Option<&str>,
+) -> Result<LoginSuccess, AuthError> {
+    let identifier = canonical_email("email", email).map_err(|_| {
+        core.metrics.login_failed("invalid_credentials");
+        AuthError::InvalidCredentials
+    })?;
+    // Before counting the attempt: a refusal for load must not count towards a lockout.
+    let slot = core.reserve_hashing()?;
+    let rules = core.lockout_rules();
+    let limits = rules.limits();
+    let previous_failures = match core
+        .kv
+        .begin_attempt(&identifier, &meta.ip, core.clock.now_ms(), &limits)
+        .await?
+    {
+        Attempt::Locked { retry_after_ms } => {
+            core.metrics.login_failed("locked");
+            return Err(AuthError::AccountLocked {
+                retry_after: std::time::Duration::from_millis(retry_after_ms),
+            });
+        }
+        Attempt::Allowed { number } => number.saturating_sub(1),
+    };
+    let delay = rules.delay(previous_failures);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let password = password::normalize(password);
+    let user = core.db.user_by_email(&identifier).await?;
+    let stored = user.as_ref().map(stored_hash);
+    let watch = core.clock.stopwatch();
+    let verified = core.hasher.verify(slot, &password, stored.as_ref()).await?;
+    core.metrics.password_hash_seconds.observe(watch.seconds());
+    let user = match user {
+        Some(user) if verified.ok => user,
+        _ => {
+            core.metrics.login_failed("invalid_credentials");
+            tracing::info!(target: "audit", event = "login_failed", ip = %meta.ip, "login failed");
+            if let Some(lock_ms) = core
+                .kv
+                .fail_attempt(&identifier, &meta.ip, core.clock.now_ms(), &limits)
+                .await?
+            {
+                core.metrics.lockouts.inc();
+                tracing::warn!(target: "audit", event = "lockout", ip = %meta.ip, seconds = lock_ms / 1_000, "identifier locked");
+                if let Some(user) = core.db.user_by_email(&identifier).await?
+                    && core.spec().lockout.notify_user
+                {
+                    let minutes = lock_ms.div_ceil(60_000);
+                    core.notify(&user.email_canonical, Mail::AccountLocked { minutes });
+                }
+            }
+            return Err(AuthError::InvalidCredentials);
+        }
+    };
+    // The password was right: whatever else stops this login, it is not a guess and must not
+    // count towards a lockout.
+    let refusal = if user.disabled {
+        Some(("disabled", AuthError::AccountDisabled))
+    } else if core.spec().email_verification.required && !user.email_verified {
+        Some(("email_not_verified", AuthError::EmailNotVerified))
+    } else {
+        None
+    };
+    if let Some((reason, error)) = refusal {
+        core.kv.clear_attempts(&identifier).await?;
+        core.metrics.login_failed(reason);
+        return Err(error);
+    }
+    let now = core.clock.now();
+    if verified.needs_upgrade {
+        // Best effort: under load the upgrade waits for a later login.
+        match core.hash_timed(&password).await {
+            Ok(upgraded) => {
+                core.db
+                    .upgrade_password_hash(user.id, &upgraded.hash, &upgraded.pepper_version, now)
+                    .await?;
+                tracing::info!(target: "audit", event = "password_hash_upgraded", user_id = %user.id, "password hash upgraded");
+            }
+            Err(AuthError::Busy) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    if let Some(old) = previous_session {
+        let old_id = sessions::public_id(old);
+        if let Some(record) = core.kv.session(&old_id).await? {
+            core.kv.delete_session(record.user_id, &old_id).await?;
+        }
+    }
+    let (cleared, success) = tokio::join!(
+        core.kv.clear_attempts(&identifier),
+        start_session(core, &user, meta, now)
+    );
+    cleared?;
+    let Some(success) = success? else {
+        // The password was reset or changed, or the account disabled, while this login was
+        // checking the old credentials: it gets nothing.
+        core.metrics.login_failed("credentials_changed");
+        return Err(AuthError::InvalidCredentials);
+    };
+    core.db.record_login(user.id, now).await?;
+    core.metrics.login_successes.inc();
+    tracing::info!(target: "audit", event = "login", user_id = %user.id, ip = %meta.ip, "login succeeded");
+    Ok(success)
+}
+
+/// A new session, access token and refresh-token family for `user`, all under the credential
+/// epoch `user` was read with; `None` (and no session) when the epoch moved on meanwhile. The
+/// session is stored before the family is started, so whatever ends sessions after the epoch
+/// moved finds it.
+async fn start_session(
+    core: &Core,
+    user: &UserRecord,
+    meta: &RequestMeta,
+    now: time::OffsetDateTime,
+) -> Result<Option<LoginSuccess>, AuthError> {
+    let spec = core.spec();
+    let idle = spec.sessions.idle_timeout.as_duration();
+    let (secret, session_id) = sessions::new_session_secret(&core.random);
+    let record = SessionRecord {
+        user_id: user.id,
+        created_at: now,
+        last_seen_at: now,
+        absolute_expires_at: core.later(now, spec.sessions.absolute_timeout.as_duration())?,
+        ip: meta.ip.clone(),
+        user_agent: meta.user_agent.chars().take(256).collect(),
+        credential_epoch: user.credential_epoch,
+    };
+    core.kv
+        .put_session(&session_id, &record, sessions::ttl(&record, now, idle))
+        .await?;
+    let grant = Grant {
+        user: user.id,
+        sid: &session_id,
+        client_id: None,
+        scope: API_SCOPE,
+    };
+    let claims = tokens::access_claims(
+        core.issuer(),
+        core.issuer(),
+        &grant,
+        now,
+        core.access_ttl(),
+        core.random.uuid(),
+    );
+    let access_token = core.keys.sign("at+jwt", &claims)?;
+    let (refresh_token, refresh_hash) = tokens::new_refresh_token(&core.random);
+    let started = core
+        .db
+        .start_refresh_family(&NewFamily {
+            family_id: core.random.uuid(),
+            user_id: user.id,
+            session_id: &session_id,
+            client_id: None,
+            credential_epoch: user.credential_epoch,
+            token_hash: &refresh_hash,
+            issued_at: now,
+            token_expires_at: core.later(now, spec.tokens.refresh_idle_ttl.as_duration())?,
+            expires_at: core.later(now, spec.tokens.refresh_token_ttl.as_duration())?,
+        })
+        .await?;
+    if !started {
+        core.kv.delete_session(user.id, &session_id).await?;
+        return Ok(None);
+    }
+    Ok(Some(LoginSuccess {
+        user_id: user.id,
+        access_token,
+        refresh_token,
+        expires_in: core.access_ttl().as_secs(),
+        csrf_token: csrf::token(&core.csrf_key, &session_id),
+        session_secret: secret,
+        session_id,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, meta, registered};
+
+    #[tokio::test]
+    async fn the_right_password_starts_a_session_with_tokens() {
+        let f = fixture(|_| {});
+        let user = registered(&f, "alice@example.com").await;
+        let success = login(&f.core, "Alice@Example.com", PASSWORD, &meta(), None)
+            .await
+            .unwrap();
+        assert_eq!(success.user_id, user);
+        assert_eq!(success.expires_in, 600);
+        assert!(sessions::is_well_formed(&success.session_secret));
+        assert_eq!(
+            sessions::public_id(&success.session_secret),
+            success.session_id
+        );
+        assert!(f.session_lives(&success.session_id).await);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_and_an_unknown_account_fail_alike_with_one_bcrypt_run_each() {
+        let f = fixture(|_| {});
+        registered(&f, "alice@example.com").await;
+        for email in ["alice@example.com", "nobody@example.com"] {
+            let before = f.core.hasher.verifications();
+            let failed = login(&f.core, email, OTHER_PASSWORD, &meta(), None).await;
+            assert!(
+                matches!(failed, Err(AuthError::InvalidCredentials)),
+                "{email}"
+            );
+            assert_eq!(f.core.hasher.verifications(), before + 1, "{email}");
+        }
+    }
+
+    #[tokio::test]
+    async fn five_failures_lock_even_the_right_password_until_the_lock_ends() {
+        let f = fixture(|_| {});
+        registered(&f, "alice@example.com").await;
+        for _ in 0..5 {
+            let _ = login(&f.core, "alice@example.com", OTHER_PASSWORD, &meta(), None).await;
+        }
+        let locked = login(&f.core, "alice@example.com", PASSWORD, &meta(), None).await;
+        let Err(AuthError::AccountLocked { retry_after }) = locked else {
+            panic!("not locked: {locked:?}");
+        };
+        assert_eq!(retry_after.as_secs(), 60);
+        assert!(
+            f.mails()
+                .iter()
+                .any(|m| matches!(m.mail, Mail::AccountLocked { minutes: 1 }))
+        );
+        f.clock.advance(retry_after);
+        assert!(
+            login(&f.core, "alice@example.com", PASSWORD, &meta(), None)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_from_another_address_leave_the_owner_in() {
+        let f = fixture(|_| {});
+        registered(&f, "alice@example.com").await;
+        let attacker = RequestMeta {
+            ip: "203.0.113.66".into(),
+            ..meta()
+        };
+        for _ in 0..5 {
+            let _ = login(
+                &f.core,
+                "alice@example.com",
+                OTHER_PASSWORD,
+                &attacker,
+                None,
+            )
+            .await;
+        }
+        let locked = login(&f.core, "alice@example.com", PASSWORD, &attacker, None).await;
+        assert!(matches!(locked, Err(AuthError::AccountLocked { .. })));
+        assert!(
+            login(&f.core, "alice@example.com", PASSWORD, &meta(), None)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_locked_answer_is_the_same_for_known_and_unknown_identifiers() {
+        let f = fixture(|_| {});
+        registered(&f, "alice@example.com").await;
+        let mut answers = Vec::new();
+        for email in ["alice@example.com", "nobody@example.com"] {
+            for _ in 0..5 {
+                let _ = login(&f.core, email, OTHER_PASSWORD, &meta(), None).await;
+            }
+            answers.push(format!(
+                "{:?}",
+                login(&f.core, email, PASSWORD, &meta(), None).await
+            ));
+        }
+        assert_eq!(answers[0], answers[1]);
+    }
+
+    #[tokio::test]
+    async fn a_login_records_when_it_happened() {
+        let f = fixture(|_| {});
+        let id = registered(&f, "alice@example.com").await;
+        login(&f.core, "alice@example.com", PASSWORD, &meta(), None)
+            .await
+            .unwrap();
+        let user = f.core.db.user_by_id(id).await.unwrap().unwrap();
+        assert_eq!(user.last_login_at, Some(f.clock.now()));
+    }
+
+    #[tokio::test]
+    async fn a_session_started_under_an_old_credential_epoch_is_not_kept() {
+        let f = fixture(|_| {});
+        let id = registered(&f, "alice@example.com").await;
+        let stale = f.core.db.user_by_id(id).await.unwrap().unwrap();
+        // What a reset does while this login is between reading the account and starting the
+        // session.
+        f.core
+            .db
+            .replace_password(
+                id,
+                &stale.password_hash,
+                &stale.pepper_version,
+                f.clock.now(),
+            )
+            .await
+            .unwrap();
+        let started = start_session(&f.core, &stale, &meta(), f.clock.now())
+            .await
+            .unwrap();
+        assert!(started.is_none());
+        assert!(f.core.kv.user_sessions(id).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_presented_session_is_replaced_not_reused() {
+        let f = fixture(|_| {});
+        registered(&f, "alice@example.com").await;
+        let first = login(&f.core, "alice@example.com", PASSWORD, &meta(), None)
+            .await
+            .unwrap();
+        let second = login(
+            &f.core,
+            "alice@example.com",
+            PASSWORD,
+            &meta(),
+            Some(&first.session_secret),
+        )
+        .await
+        .unwrap();
+        assert_ne!(first.session_id, second.session_id);
+        assert!(!f.session_lives(&first.session_id).await);
+    }
+
+    #[tokio::test]
+    async fn an_unverified_or_disabled_account_is_refused_without_counting_a_failure() {
+        let f = fixture(|s| s.email_verification.required = true);
+        registered(&f, "alice@example.com").await;
+        for _ in 0..6 {
+            let refused = login(&f.core, "alice@example.com", PASSWORD, &meta(), None).await;
+            assert!(
+                matches!(refused, Err(AuthError::EmailNotVerified)),
+                "{refused:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The refresh-token grant: every use rotates the token; a used token presented again revokes
+//! its family and the session that started it.
+
+use super::AuthError;
+use super::core::{API_SCOPE, Core};
+use super::tokens::{self, Grant};
+use crate::store::RotateOutcome;
+
+/// Tokens from a refresh grant.
+#[derive(Clone)]
+pub struct Refreshed {
+    /// JWT access token.
+    pub access_token: String,
+    /// The successor refresh token.
+    pub refresh_token: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// Granted scope.
+    pub scope: String,
+}
+
+impl std::fmt::Debug for Refreshed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refreshed")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Rotates `presented`; `client_id`, when given, must be the family's client.
+pub async fn refresh(
+    core: &Core,
+    presented: &str,
+    client_id: Option<&str>,
+) -> Result<Refreshed, AuthError> {
+    let now = core.clock.now();
+    let spec = core.spec();
+    let (successor, successor_hash) = tokens::new_refresh_token(&core.random);
+    let outcome = core
+        .db
+        .rotate_refresh_token(
+            &tokens::hash_opaque(presented),
+            &successor_hash,
+            now,
+            core.later(now, spec.tokens.refresh_idle_ttl.as_duration())?,
+        )
+        .await?;
+    match outcome {
+        RotateOutcome::Rotated {
+            user_id,
+            session_id,
+            client_id: family_client,
+        } => {
+            if client_id.is_some() && client_id != family_client.as_deref() {
+                return Err(AuthError::InvalidGrant(
+                    "the refresh token was not issued to this client",
+                ));
+            }
+            let grant = Grant {
+                user: user_id,
+                sid: &session_id,
+                client_id: family_client.as_deref(),
+                scope: API_SCOPE,
+            };
+            let claims = tokens::access_claims(
+                core.issuer(),
+                core.issuer(),
+                &grant,
+                now,
+                core.access_ttl(),
+                core.random.uuid(),
+            );
+            Ok(Refreshed {
+                access_token: core.keys.sign("at+jwt", &claims)?,
+                refresh_token: successor,
+                expires_in: core.access_ttl().as_secs(),
+                scope: API_SCOPE.to_owned(),
+            })
+        }
+        RotateOutcome::Reused { session_id } => {
+            core.metrics.refresh_reuse.inc();
+            core.kv.revoke_sid(&session_id, core.access_ttl()).await?;
+            if let Some(record) = core.kv.session(&session_id).await? {
+                core.kv.delete_session(record.user_id, &session_id).await?;
+            }
+            tracing::warn!(target: "audit", event = "refresh_token_reuse", "refresh token reused; family revoked");
+            Err(AuthError::InvalidGrant(
+                "refresh token reuse detected; the token family is revoked",
+            ))
+        }
+        RotateOutcome::Invalid => Err(AuthError::InvalidGrant("invalid or expired refresh token")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::auth::testing::{fixture, signed_in};
+
+    #[tokio::test]
+    async fn a_refresh_rotates_the_token_and_a_replay_kills_the_family_and_session() {
+        let f = fixture(|_| {});
+        let login = signed_in(&f, "alice@example.com").await;
+        let rotated = refresh(&f.core, &login.refresh_token, None).await.unwrap();
+        assert_ne!(rotated.refresh_token, login.refresh_token);
+        let replay = refresh(&f.core, &login.refresh_token, None).await;
+        assert!(matches!(replay, Err(AuthError::InvalidGrant(_))));
+        assert!(
+            refresh(&f.core, &rotated.refresh_token, None)
+                .await
+                .is_err(),
+            "the successor died with the family"
+        );
+        assert!(!f.session_lives(&login.session_id).await);
+        assert!(f.core.kv.is_sid_revoked(&login.session_id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_family_dies_when_its_account_is_disabled_or_its_password_reset() {
+        let f = fixture(|_| {});
+        let login = signed_in(&f, "alice@example.com").await;
+        let user = f.core.db.user_by_id(login.user_id).await.unwrap().unwrap();
+        f.core
+            .db
+            .replace_password(
+                user.id,
+                &user.password_hash,
+                &user.pepper_version,
+                f.clock.now(),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            refresh(&f.core, &login.refresh_token, None).await,
+            Err(AuthError::InvalidGrant(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_refresh_token_expires_when_idle() {
+        let f = fixture(|_| {});
+        let login = signed_in(&f, "alice@example.com").await;
+        f.clock.advance(Duration::from_secs(7 * 86_400));
+        assert!(matches!(
+            refresh(&f.core, &login.refresh_token, None).await,
+            Err(AuthError::InvalidGrant("invalid or expired refresh token"))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_token_of_the_realm_api_is_refused_to_a_client() {
+        let f = fixture(|_| {});
+        let login = signed_in(&f, "alice@example.com").await;
+        assert!(matches!(
+            refresh(&f.core, &login.refresh_token, Some("web")).await,
+            Err(AuthError::InvalidGrant(_))
+        ));
+    }
+}

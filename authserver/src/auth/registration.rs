@@ -1,0 +1,275 @@
+//! Registration and email verification.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::core::Core;
+use super::identifier::canonical_email;
+use super::{AuthError, Violation, new_password, password, tokens};
+use crate::mail::Mail;
+use crate::store::{NewUser, StoreError, TokenPurpose};
+
+/// Email verification tokens live 24 hours.
+const VERIFY_TTL: Duration = Duration::from_secs(24 * 3_600);
+
+/// A registration request.
+#[derive(Clone, Default)]
+pub struct Registration {
+    /// Email.
+    pub email: String,
+    /// Password as typed.
+    pub password: String,
+    /// Optional display name.
+    pub display_name: Option<String>,
+    /// Consents by purpose.
+    pub consents: BTreeMap<String, bool>,
+    /// The privacy policy version the user saw.
+    pub policy_version: Option<String>,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("email", &self.email)
+            .field("password", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of a registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registered {
+    /// Verification mail sent (or a notice to the owner of a taken address).
+    VerificationPending,
+    /// Account created (verification off).
+    Created(uuid::Uuid),
+}
+
+/// The violations of everything but the password: email, display name, policy version and
+/// consents. Returns the canonical email when it is valid.
+fn profile_violations(
+    core: &Core,
+    input: &Registration,
+    display_name: Option<&str>,
+) -> (Option<String>, Vec<Violation>) {
+    let mut violations = Vec::new();
+    let email = canonical_email("email", &input.email)
+        .map_err(|v| violations.push(v))
+        .ok();
+    if display_name.is_some_and(|n| n.chars().count() > 100 || n.chars().any(char::is_control)) {
+        violations.push(Violation::new(
+            "display_name",
+            "invalid_display_name",
+            "at most 100 characters, no control characters",
+        ));
+    }
+    let privacy = &core.spec().privacy;
+    match input.policy_version.as_deref() {
+        Some(v) if v == privacy.policy_version => {}
+        Some(_) => violations.push(Violation::new(
+            "policy_version",
+            "policy_version_mismatch",
+            format!(
+                "the current privacy policy is version {}",
+                privacy.policy_version
+            ),
+        )),
+        None => violations.push(Violation::new(
+            "policy_version",
+            "required",
+            "accept the privacy policy version",
+        )),
+    }
+    for purpose in &privacy.purposes {
+        if purpose.required && input.consents.get(&purpose.name) != Some(&true) {
+            violations.push(Violation::new(
+                "consents",
+                "consent_required",
+                format!("consent to {:?} is required", purpose.name),
+            ));
+        }
+    }
+    for name in input.consents.keys() {
+        if !privacy.purposes.iter().any(|p| &p.name == name) {
+            violations.push(Violation::new(
+                "consents",
+                "unknown_purpose",
+                format!("no purpose {name:?}"),
+            ));
+        }
+    }
+    (email, violations)
+}
+
+/// Registers an account. With email verification on, the answer is the same whether or not
+/// the address is taken (its owner gets a notice instead), and both paths hash once.
+pub async fn register(core: &Core, input: Registration) -> Result<Registered, AuthError> {
+    let display_name = input
+        .display_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    let (email, mut violations) = profile_violations(core, &input, display_name);
+    let password = password::normalize(&input.password);
+    let email_for_check = email.clone().unwrap_or_default();
+    if violations.is_empty() {
+        violations =
+            new_password::violations(core, "password", &password, &email_for_check, display_name)
+                .await;
+    } else {
+        // Report the local password rules too, without asking the breach API.
+        let policy = &core.spec().password_policy;
+        violations.extend(password::check(
+            "password",
+            &password,
+            policy,
+            &[&email_for_check],
+        ));
+    }
+    let Some(email) = email.filter(|_| violations.is_empty()) else {
+        return Err(AuthError::Validation(violations));
+    };
+
+    let hash = core.hash_timed(&password).await?;
+    let now = core.clock.now();
+    let verification = core.spec().email_verification.required;
+    let id = core.random.uuid();
+    let inserted = core
+        .db
+        .insert_user(&NewUser {
+            id,
+            email: input.email.trim(),
+            email_canonical: &email,
+            display_name,
+            password_hash: &hash.hash,
+            pepper_version: &hash.pepper_version,
+            email_verified: !verification,
+            now,
+        })
+        .await;
+    match inserted {
+        Ok(()) => {}
+        Err(StoreError::Duplicate(_)) if verification => {
+            core.notify(&email, Mail::AlreadyRegistered);
+            tracing::info!(target: "audit", event = "register_duplicate", "registration for a taken address");
+            return Ok(Registered::VerificationPending);
+        }
+        Err(StoreError::Duplicate(_)) => return Err(AuthError::EmailTaken),
+        Err(e) => return Err(e.into()),
+    }
+    let consents: Vec<(String, bool)> = input.consents.into_iter().collect();
+    core.db
+        .upsert_consents(id, &consents, &core.spec().privacy.policy_version, now)
+        .await?;
+    tracing::info!(target: "audit", event = "register", user_id = %id, "account registered");
+    if !verification {
+        return Ok(Registered::Created(id));
+    }
+    let token = core.random.token(32);
+    core.db
+        .insert_one_time_token(
+            &tokens::hash_opaque(&token),
+            id,
+            TokenPurpose::VerifyEmail,
+            now,
+            core.later(now, VERIFY_TTL)?,
+        )
+        .await?;
+    core.notify(&email, Mail::VerifyEmail { token });
+    Ok(Registered::VerificationPending)
+}
+
+/// Verifies an email address with a mailed token (single use, 24 hours).
+pub async fn verify_email(core: &Core, token: &str) -> Result<(), AuthError> {
+    let now = core.clock.now();
+    let user = core
+        .db
+        .consume_one_time_token(&tokens::hash_opaque(token), TokenPurpose::VerifyEmail, now)
+        .await?
+        .ok_or(AuthError::InvalidToken)?;
+    core.db.set_email_verified(user, now).await?;
+    tracing::info!(target: "audit", event = "email_verified", user_id = %user, "email verified");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, registration};
+    use crate::mail::Mail;
+
+    #[tokio::test]
+    async fn without_verification_an_account_is_created_and_a_taken_email_refused() {
+        let f = fixture(|s| s.email_verification.required = false);
+        let created = register(&f.core, registration("alice@example.com", PASSWORD))
+            .await
+            .unwrap();
+        assert!(matches!(created, Registered::Created(_)));
+        let again = register(&f.core, registration("ALICE@example.com", OTHER_PASSWORD)).await;
+        assert!(matches!(again, Err(AuthError::EmailTaken)), "{again:?}");
+        assert!(f.mails().is_empty());
+    }
+
+    #[tokio::test]
+    async fn with_verification_a_taken_email_gets_the_same_answer_and_its_owner_a_notice() {
+        let f = fixture(|s| s.email_verification.required = true);
+        for password in [PASSWORD, OTHER_PASSWORD] {
+            let outcome = register(&f.core, registration("alice@example.com", password))
+                .await
+                .unwrap();
+            assert_eq!(outcome, Registered::VerificationPending);
+        }
+        let mails = f.mails();
+        assert!(matches!(mails[0].mail, Mail::VerifyEmail { .. }));
+        assert_eq!(mails[1].mail, Mail::AlreadyRegistered);
+        assert!(mails.iter().all(|m| m.to == "alice@example.com"));
+    }
+
+    #[tokio::test]
+    async fn a_verification_token_works_once_and_only_within_24_hours() {
+        let f = fixture(|s| s.email_verification.required = true);
+        register(&f.core, registration("alice@example.com", PASSWORD))
+            .await
+            .unwrap();
+        let token = f.mailed_token();
+        verify_email(&f.core, &token).await.unwrap();
+        assert!(matches!(
+            verify_email(&f.core, &token).await,
+            Err(AuthError::InvalidToken)
+        ));
+        register(&f.core, registration("bob@example.com", PASSWORD))
+            .await
+            .unwrap();
+        let late = f.mailed_token();
+        f.clock.advance(VERIFY_TTL);
+        assert!(matches!(
+            verify_email(&f.core, &late).await,
+            Err(AuthError::InvalidToken)
+        ));
+    }
+
+    #[tokio::test]
+    async fn every_broken_rule_is_reported_at_once() {
+        let f = fixture(|_| {});
+        let input = Registration {
+            email: "not-an-email".into(),
+            password: "short".into(),
+            policy_version: Some("0".into()),
+            consents: [("tracking".to_owned(), true)].into(),
+            ..Registration::default()
+        };
+        let Err(AuthError::Validation(violations)) = register(&f.core, input).await else {
+            panic!("accepted");
+        };
+        let codes: Vec<&str> = violations.iter().map(|v| v.code).collect();
+        for code in [
+            "invalid_email",
+            "policy_version_mismatch",
+            "consent_required",
+            "unknown_purpose",
+            "password_too_short",
+        ] {
+            assert!(codes.contains(&code), "{code} missing in {codes:?}");
+        }
+    }
+}

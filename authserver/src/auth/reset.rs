@@ -1,0 +1,186 @@
+//! Password reset: a mailed single-use token, then a new password that ends every session.
+
+use std::time::Duration;
+
+use super::core::Core;
+use super::identifier::canonical_email;
+use super::{AuthError, new_password, password, tokens};
+use crate::mail::Mail;
+use crate::store::TokenPurpose;
+
+/// Password reset tokens live 30 minutes.
+const RESET_TTL: Duration = Duration::from_secs(30 * 60);
+
+/// Mails a reset token when the account exists and is enabled; says nothing either way.
+pub async fn request_password_reset(core: &Core, email: &str) -> Result<(), AuthError> {
+    let Ok(email) = canonical_email("email", email) else {
+        return Ok(());
+    };
+    let Some(user) = core.db.user_by_email(&email).await? else {
+        return Ok(());
+    };
+    if user.disabled {
+        return Ok(());
+    }
+    let now = core.clock.now();
+    let token = core.random.token(32);
+    core.db
+        .insert_one_time_token(
+            &tokens::hash_opaque(&token),
+            user.id,
+            TokenPurpose::PasswordReset,
+            now,
+            core.later(now, RESET_TTL)?,
+        )
+        .await?;
+    core.notify(&user.email_canonical, Mail::PasswordReset { token });
+    tracing::info!(target: "audit", event = "password_reset_requested", user_id = %user.id, "password reset mailed");
+    Ok(())
+}
+
+/// Sets a new password with a reset token; every session, refresh token and other reset token
+/// ends. A refused password leaves the token usable.
+pub async fn confirm_password_reset(
+    core: &Core,
+    token: &str,
+    new_password: &str,
+) -> Result<(), AuthError> {
+    let password = password::normalize(new_password);
+    let now = core.clock.now();
+    let hash = tokens::hash_opaque(token);
+    let user_id = core
+        .db
+        .peek_one_time_token(&hash, TokenPurpose::PasswordReset, now)
+        .await?
+        .ok_or(AuthError::InvalidToken)?;
+    let user = core
+        .db
+        .user_by_id(user_id)
+        .await?
+        .ok_or(AuthError::InvalidToken)?;
+    let violations = new_password::violations(
+        core,
+        "new_password",
+        &password,
+        &user.email_canonical,
+        user.display_name.as_deref(),
+    )
+    .await;
+    if !violations.is_empty() {
+        return Err(AuthError::Validation(violations));
+    }
+    // Single use is decided here, atomically: of two concurrent resets one wins.
+    if core
+        .db
+        .consume_one_time_token(&hash, TokenPurpose::PasswordReset, now)
+        .await?
+        != Some(user.id)
+    {
+        return Err(AuthError::InvalidToken);
+    }
+    let stored = core.hash_timed(&password).await?;
+    core.db
+        .replace_password(user.id, &stored.hash, &stored.pepper_version, now)
+        .await?;
+    // The link came by mail: the address is proven.
+    core.db.set_email_verified(user.id, now).await?;
+    core.db
+        .void_one_time_tokens(user.id, TokenPurpose::PasswordReset, now)
+        .await?;
+    core.end_sessions(user.id, None).await?;
+    core.kv.clear_attempts(&user.email_canonical).await?;
+    core.notify(&user.email_canonical, Mail::PasswordChanged);
+    tracing::info!(target: "audit", event = "password_reset", user_id = %user.id, "password reset");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::login::login;
+    use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, meta, registered};
+
+    #[tokio::test]
+    async fn only_an_existing_enabled_account_gets_a_reset_mail() {
+        let f = fixture(|_| {});
+        registered(&f, "alice@example.com").await;
+        request_password_reset(&f.core, "nobody@example.com")
+            .await
+            .unwrap();
+        request_password_reset(&f.core, "not an email")
+            .await
+            .unwrap();
+        assert!(f.mails().is_empty());
+        request_password_reset(&f.core, "ALICE@example.com")
+            .await
+            .unwrap();
+        let mails = f.mails();
+        assert_eq!(mails.len(), 1);
+        assert_eq!(mails[0].to, "alice@example.com");
+    }
+
+    #[tokio::test]
+    async fn a_reset_sets_the_password_once_and_ends_every_session() {
+        let f = fixture(|_| {});
+        registered(&f, "alice@example.com").await;
+        let session = login(&f.core, "alice@example.com", PASSWORD, &meta(), None)
+            .await
+            .unwrap();
+        request_password_reset(&f.core, "alice@example.com")
+            .await
+            .unwrap();
+        let token = f.mailed_token();
+        let weak = confirm_password_reset(&f.core, &token, "short").await;
+        assert!(matches!(weak, Err(AuthError::Validation(_))));
+        confirm_password_reset(&f.core, &token, OTHER_PASSWORD)
+            .await
+            .unwrap();
+        assert!(matches!(
+            confirm_password_reset(&f.core, &token, OTHER_PASSWORD).await,
+            Err(AuthError::InvalidToken)
+        ));
+        assert!(!f.session_lives(&session.session_id).await);
+        assert!(f.core.kv.is_sid_revoked(&session.session_id).await.unwrap());
+        assert!(
+            login(&f.core, "alice@example.com", OTHER_PASSWORD, &meta(), None)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reset_voids_the_other_outstanding_reset_tokens() {
+        let f = fixture(|_| {});
+        registered(&f, "alice@example.com").await;
+        request_password_reset(&f.core, "alice@example.com")
+            .await
+            .unwrap();
+        let first = f.mailed_token();
+        request_password_reset(&f.core, "alice@example.com")
+            .await
+            .unwrap();
+        let second = f.mailed_token();
+        confirm_password_reset(&f.core, &second, OTHER_PASSWORD)
+            .await
+            .unwrap();
+        assert!(matches!(
+            confirm_password_reset(&f.core, &first, "Marigold-Harbor-31-Velvet").await,
+            Err(AuthError::InvalidToken)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_reset_token_expires_after_30_minutes() {
+        let f = fixture(|_| {});
+        registered(&f, "alice@example.com").await;
+        request_password_reset(&f.core, "alice@example.com")
+            .await
+            .unwrap();
+        let token = f.mailed_token();
+        f.clock.advance(RESET_TTL);
+        assert!(matches!(
+            confirm_password_reset(&f.core, &token, OTHER_PASSWORD).await,
+            Err(AuthError::InvalidToken)
+        ));
+    }
+}

@@ -1,0 +1,162 @@
+//! Authenticating a request: by session secret (cookie) or bearer access token, and the CSRF
+//! token that cookie-authenticated state changes need.
+
+use super::core::Core;
+use super::principal::{AuthMethod, Principal};
+use super::sessions::{self, TOUCH_INTERVAL};
+use super::{AuthError, csrf};
+
+/// Authenticates a session secret: unknown or timed-out sessions fail, and so do sessions of a
+/// disabled account or of an older credential epoch (the password changed since); live ones
+/// are touched (at most once a minute).
+pub async fn authenticate_session(core: &Core, secret: &str) -> Result<Principal, AuthError> {
+    let id = sessions::public_id(secret);
+    let mut record = core
+        .kv
+        .session(&id)
+        .await?
+        .ok_or(AuthError::Unauthenticated)?;
+    let now = core.clock.now();
+    let idle = core.spec().sessions.idle_timeout.as_duration();
+    let current = match core.db.user_by_id(record.user_id).await? {
+        Some(user) => !user.disabled && user.credential_epoch == record.credential_epoch,
+        None => false,
+    };
+    if !current || sessions::is_expired(&record, now, idle) {
+        core.kv.delete_session(record.user_id, &id).await?;
+        return Err(AuthError::Unauthenticated);
+    }
+    if now - record.last_seen_at >= TOUCH_INTERVAL {
+        record.last_seen_at = now;
+        let ttl = sessions::ttl(&record, now, idle);
+        if !core.kv.touch_session(&id, &record, ttl).await? {
+            // Revoked since it was read.
+            return Err(AuthError::Unauthenticated);
+        }
+    }
+    Ok(Principal {
+        user_id: record.user_id,
+        session_id: id,
+        method: AuthMethod::Cookie,
+    })
+}
+
+/// Authenticates a bearer access token: signature, issuer, audience, expiry, and that its
+/// session was not revoked (logout, password change).
+pub async fn authenticate_bearer(core: &Core, token: &str) -> Result<Principal, AuthError> {
+    let issuer = core.issuer();
+    let claims = core
+        .keys
+        .verify_access(token, issuer, issuer, core.clock.now())?;
+    if core.kv.is_sid_revoked(&claims.sid).await? {
+        return Err(AuthError::Unauthenticated);
+    }
+    let user_id = claims.sub.parse().map_err(|_| AuthError::Unauthenticated)?;
+    Ok(Principal {
+        user_id,
+        session_id: claims.sid,
+        method: AuthMethod::Bearer,
+    })
+}
+
+/// The CSRF token of a session.
+pub fn csrf_token(core: &Core, session_id: &str) -> String {
+    csrf::token(&core.csrf_key, session_id)
+}
+
+/// Whether a CSRF token belongs to the session.
+pub fn verify_csrf(core: &Core, session_id: &str, candidate: &str) -> bool {
+    csrf::verify(&core.csrf_key, session_id, candidate)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::auth::account::logout;
+    use crate::auth::testing::{fixture, signed_in};
+
+    #[tokio::test]
+    async fn activity_keeps_a_session_alive_until_the_idle_timeout() {
+        let f = fixture(|_| {});
+        let login = signed_in(&f, "alice@example.com").await;
+        let minutes = |n: u64| Duration::from_secs(n * 60);
+        f.clock.advance(minutes(29));
+        assert!(
+            authenticate_session(&f.core, &login.session_secret)
+                .await
+                .is_ok()
+        );
+        f.clock.advance(minutes(29));
+        assert!(
+            authenticate_session(&f.core, &login.session_secret)
+                .await
+                .is_ok()
+        );
+        f.clock.advance(minutes(30));
+        assert!(matches!(
+            authenticate_session(&f.core, &login.session_secret).await,
+            Err(AuthError::Unauthenticated)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_access_token_works_until_it_expires_or_its_session_ends() {
+        let f = fixture(|_| {});
+        let login = signed_in(&f, "alice@example.com").await;
+        f.clock.advance(Duration::from_secs(599));
+        let principal = authenticate_bearer(&f.core, &login.access_token)
+            .await
+            .unwrap();
+        assert_eq!(principal.method, AuthMethod::Bearer);
+        f.clock.advance(Duration::from_secs(1));
+        assert!(
+            authenticate_bearer(&f.core, &login.access_token)
+                .await
+                .is_err()
+        );
+
+        let other = signed_in(&f, "bob@example.com").await;
+        let principal = authenticate_bearer(&f.core, &other.access_token)
+            .await
+            .unwrap();
+        logout(&f.core, &principal).await.unwrap();
+        assert!(
+            authenticate_bearer(&f.core, &other.access_token)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_touch_never_brings_back_a_session_revoked_since_it_was_read() {
+        let f = fixture(|_| {});
+        let login = signed_in(&f, "alice@example.com").await;
+        let record = f.core.kv.session(&login.session_id).await.unwrap().unwrap();
+        f.core
+            .kv
+            .delete_session(login.user_id, &login.session_id)
+            .await
+            .unwrap();
+        let ttl = Duration::from_secs(600);
+        assert!(
+            !f.core
+                .kv
+                .touch_session(&login.session_id, &record, ttl)
+                .await
+                .unwrap()
+        );
+        assert!(!f.session_lives(&login.session_id).await);
+    }
+
+    #[tokio::test]
+    async fn a_csrf_token_belongs_to_its_session_only() {
+        let f = fixture(|_| {});
+        let a = signed_in(&f, "alice@example.com").await;
+        let b = signed_in(&f, "bob@example.com").await;
+        assert!(verify_csrf(&f.core, &a.session_id, &a.csrf_token));
+        assert!(!verify_csrf(&f.core, &b.session_id, &a.csrf_token));
+        assert_eq!(csrf_token(&f.core, &a.session_id), a.csrf_token);
+    }
+}

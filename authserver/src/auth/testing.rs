@@ -1,0 +1,137 @@
+//! The unit tests' world: a [`Core`] on in-memory stores, a manual clock, a seeded generator
+//! and a recording outbox; no PostgreSQL, Redis or network.
+
+use std::sync::{Arc, Mutex};
+
+use portcullis_crds::realm::AuthRealmSpec;
+use portcullis_crds::{RealmSettings, parse_manifests};
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use time::macros::datetime;
+use uuid::Uuid;
+
+use super::breach::BreachChecker;
+use super::core::{Core, CoreParts};
+use super::hashing::{PasswordHasher, PoolSize};
+use super::keys::{Pepper, SigningKey};
+use super::login::{LoginSuccess, login};
+use super::principal::RequestMeta;
+use super::registration::{Registration, register};
+use super::tokens::KeyRing;
+use crate::clock::Clock;
+use crate::mail::{Mail, Outbox, Sent};
+use crate::metrics::Metrics;
+use crate::random::Random;
+use crate::store::Db;
+use crate::store::kv::Kv;
+
+pub const PASSWORD: &str = "Tangerine-Orbit-42-Quiet";
+pub const OTHER_PASSWORD: &str = "Saffron-Canyon-97-Lantern";
+
+const REALM: &str = "apiVersion: portcullis.dev/v1alpha1
+kind: AuthRealm
+metadata: {name: unit}
+spec:
+  issuer: https://auth.example.com
+  database: {secretRef: {name: db}}
+  passwordPolicy: {breachCheck: {mode: Disabled}}
+  emailVerification: {required: false}
+  lockout: {progressiveDelay: {afterFailures: 0}}
+  notifications: {smtp: {secretRef: {name: smtp}, from: no-reply@auth.example.com}}
+  privacy:
+    policyVersion: \"1\"
+    purposes:
+      - {name: account, required: true, description: Run the account.}
+";
+
+pub struct Fixture {
+    pub core: Core,
+    pub clock: Clock,
+    sent: Arc<Mutex<Vec<Sent>>>,
+}
+
+impl Fixture {
+    pub fn mails(&self) -> Vec<Sent> {
+        self.sent.lock().unwrap().clone()
+    }
+
+    /// Whether the session with public id `id` is stored (not ended, not expired).
+    pub async fn session_lives(&self, id: &str) -> bool {
+        self.core.kv.session(id).await.unwrap().is_some()
+    }
+
+    /// The token of the newest verification or reset mail.
+    pub fn mailed_token(&self) -> String {
+        self.mails()
+            .into_iter()
+            .rev()
+            .find_map(|sent| match sent.mail {
+                Mail::VerifyEmail { token } | Mail::PasswordReset { token } => Some(token),
+                _ => None,
+            })
+            .expect("a mail with a token")
+    }
+}
+
+/// A core for the default test realm changed by `customize`; bcrypt at its lowest cost.
+pub fn fixture(customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixture {
+    let mut manifests = parse_manifests(REALM).unwrap();
+    customize(&mut manifests.realms[0].spec);
+    let settings = RealmSettings::from_manifests(&manifests).unwrap();
+    let clock = Clock::manual(datetime!(2030-01-01 0:00 UTC));
+    let random = Random::new(ChaCha20Rng::seed_from_u64(42));
+    let peppers = vec![Pepper {
+        version: "v1".into(),
+        key: vec![7; 32],
+    }];
+    let (outbox, sent) = Outbox::recording();
+    let core = Core::new(CoreParts {
+        settings: Arc::new(settings),
+        db: Db::memory(),
+        kv: Kv::memory(clock.clone()),
+        hasher: PasswordHasher::new(peppers, 4, PoolSize::with_permits(2), random.clone()).unwrap(),
+        breach: BreachChecker::Disabled,
+        keys: Arc::new(KeyRing::new(&[SigningKey::generate(&random, clock.now())]).unwrap()),
+        outbox,
+        clock: clock.clone(),
+        random,
+        metrics: Arc::new(Metrics::default()),
+        csrf_key: vec![9; 32],
+    });
+    Fixture { core, clock, sent }
+}
+
+pub fn meta() -> RequestMeta {
+    RequestMeta {
+        ip: "192.0.2.1".into(),
+        user_agent: "unit".into(),
+    }
+}
+
+pub fn registration(email: &str, password: &str) -> Registration {
+    Registration {
+        email: email.into(),
+        password: password.into(),
+        consents: [("account".to_owned(), true)].into(),
+        policy_version: Some("1".into()),
+        display_name: None,
+    }
+}
+
+/// Registers `email` with [`PASSWORD`]; returns the account id.
+pub async fn registered(f: &Fixture, email: &str) -> Uuid {
+    register(&f.core, registration(email, PASSWORD))
+        .await
+        .unwrap();
+    f.core.db.user_by_email(email).await.unwrap().unwrap().id
+}
+
+/// Logs `email` in, registering it first when needed.
+pub async fn signed_in(f: &Fixture, email: &str) -> LoginSuccess {
+    if f.core.db.user_by_email(email).await.unwrap().is_none() {
+        registered(f, email).await;
+    }
+    login(&f.core, email, PASSWORD, &meta(), None)
+        .await
+        .unwrap()
+}

@@ -1,0 +1,130 @@
+//! Outgoing mail: the messages and their text (here), delivery by SMTP and/or `.eml` files
+//! (`transport`), and the outbox the domain hands messages to (`outbox`).
+
+mod outbox;
+mod transport;
+
+pub use outbox::{Outbox, Sent};
+pub use transport::{MailError, Mailer, Sinks};
+
+/// A message to send; bodies are built from these templates only.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Mail {
+    /// Confirm an address after registration.
+    VerifyEmail {
+        /// Single-use token.
+        token: String,
+    },
+    /// Someone registered with an address that already has an account.
+    AlreadyRegistered,
+    /// Reset a forgotten password.
+    PasswordReset {
+        /// Single-use token.
+        token: String,
+    },
+    /// The password was changed or reset.
+    PasswordChanged,
+    /// The account was locked after failed logins.
+    AccountLocked {
+        /// Lock length in minutes (rounded up).
+        minutes: u64,
+    },
+    /// The account will be deleted or disabled for inactivity unless its owner signs in.
+    InactivityWarning {
+        /// What will happen.
+        action: portcullis_crds::retention::InactiveAccountAction,
+        /// Days left.
+        days: i64,
+    },
+}
+
+impl std::fmt::Debug for Mail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens in mails are credentials: never printed.
+        let name = match self {
+            Mail::VerifyEmail { .. } => "VerifyEmail",
+            Mail::AlreadyRegistered => "AlreadyRegistered",
+            Mail::PasswordReset { .. } => "PasswordReset",
+            Mail::PasswordChanged => "PasswordChanged",
+            Mail::AccountLocked { .. } => "AccountLocked",
+            Mail::InactivityWarning { .. } => "InactivityWarning",
+        };
+        write!(f, "Mail::{name}")
+    }
+}
+
+/// Subject and plain-text body of a message for `realm`, linking to `issuer`.
+pub fn render(realm: &str, issuer: &str, mail: &Mail) -> (String, String) {
+    match mail {
+        Mail::VerifyEmail { token } => (
+            format!("Confirm your email address for {realm}"),
+            format!(
+                "Welcome to {realm}.\n\nConfirm your address by opening this link within 24 hours:\n\n{issuer}/verify-email?token={token}\n\nVerification code:\n{token}\n\nIf you did not register, ignore this message.\n"
+            ),
+        ),
+        Mail::AlreadyRegistered => (
+            format!("Registration attempt on {realm}"),
+            format!(
+                "Someone tried to register on {realm} with this address, which already has an account.\n\nIf it was you, sign in or reset your password at {issuer}/login.\nIf it was not, you can ignore this message; your account is unchanged.\n"
+            ),
+        ),
+        Mail::PasswordReset { token } => (
+            format!("Reset your {realm} password"),
+            format!(
+                "Open this link within 30 minutes to choose a new password:\n\n{issuer}/reset-password?token={token}\n\nReset code:\n{token}\n\nIf you did not ask for this, ignore this message; your password is unchanged.\n"
+            ),
+        ),
+        Mail::PasswordChanged => (
+            format!("Your {realm} password was changed"),
+            format!(
+                "The password of your {realm} account was just changed and every other session was signed out.\n\nIf this was not you, reset your password at once: {issuer}/login\n"
+            ),
+        ),
+        Mail::InactivityWarning { action, days } => {
+            let outcome = match action {
+                portcullis_crds::retention::InactiveAccountAction::Delete => {
+                    "deleted with its data"
+                }
+                portcullis_crds::retention::InactiveAccountAction::Disable => "disabled",
+            };
+            (
+                format!("Your {realm} account will be {outcome}"),
+                format!(
+                    "Nobody has signed in to your {realm} account for a long time. Under the {realm} retention policy it will be {outcome} in {days} day(s).\n\nTo keep it, sign in before then: {issuer}/login\n"
+                ),
+            )
+        }
+        Mail::AccountLocked { minutes } => (
+            format!("Your {realm} account is temporarily locked"),
+            format!(
+                "After repeated failed sign-in attempts your {realm} account is locked for {minutes} minute(s).\n\nIf these attempts were not yours, consider changing your password once the lock ends.\n"
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verification_mail_links_to_the_issuer_with_its_token() {
+        let (subject, body) = render(
+            "demo",
+            "https://auth.example.com",
+            &Mail::VerifyEmail {
+                token: "tok123".into(),
+            },
+        );
+        assert_eq!(subject, "Confirm your email address for demo");
+        assert!(body.contains("https://auth.example.com/verify-email?token=tok123"));
+    }
+
+    #[test]
+    fn debug_never_prints_a_token() {
+        let mail = Mail::PasswordReset {
+            token: "tok123".into(),
+        };
+        assert_eq!(format!("{mail:?}"), "Mail::PasswordReset");
+    }
+}

@@ -1,0 +1,256 @@
+//! Start-up: the realm's settings and what is refused in them, the secrets dir, the stores,
+//! and the assembly of the core and the HTTP state.
+
+pub mod secrets_dir;
+pub mod settings_check;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use portcullis_crds::{RealmSettings, parse_manifests};
+
+use crate::auth::breach::BreachChecker;
+use crate::auth::core::{Core, CoreParts};
+use crate::auth::hashing::{PasswordHasher, PoolSize};
+use crate::auth::tokens::KeyRing;
+use crate::clock::Clock;
+use crate::http::state::{AppState, WebSettings};
+use crate::mail::{Mailer, Outbox, Sinks};
+use crate::metrics::Metrics;
+use crate::random::Random;
+use crate::readiness::Readiness;
+use crate::store::Db;
+use crate::store::kv::Kv;
+use secrets_dir::Secrets;
+
+/// Why the server could not start. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The realm configuration is unreadable or invalid.
+    #[error("invalid realm configuration: {0}")]
+    Config(String),
+    /// A secret is missing or malformed.
+    #[error(transparent)]
+    Secrets(#[from] secrets_dir::SecretsError),
+    /// A required setting is missing.
+    #[error("{0}")]
+    Missing(String),
+    /// A dependency could not be reached.
+    #[error("{0}")]
+    Dependency(String),
+    /// The realm asks for features this version does not implement.
+    #[error(
+        "the realm asks for what this auth server version has not implemented: {}; remove them or run a version that has them",
+        .0.join(", ")
+    )]
+    Unimplemented(Vec<String>),
+}
+
+/// Reads a realm's manifests from one or more YAML files, derives its settings and refuses
+/// what no command can work with (see `settings_check::check`).
+pub fn load_settings(paths: &[PathBuf]) -> Result<RealmSettings, StartupError> {
+    let mut yaml = String::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| StartupError::Config(format!("cannot read {}: {e}", path.display())))?;
+        yaml.push_str("\n---\n");
+        yaml.push_str(&text);
+    }
+    let manifests = parse_manifests(&yaml).map_err(|e| StartupError::Config(e.to_string()))?;
+    let settings = RealmSettings::from_manifests(&manifests)
+        .map_err(|e| StartupError::Config(e.to_string()))?;
+    settings_check::check(&settings).map_err(StartupError::Config)?;
+    Ok(settings)
+}
+
+/// The sender of the realm's mail: `notifications.smtp.from`, else `no-reply@<issuer host>`.
+pub fn mail_sender(settings: &RealmSettings) -> String {
+    let host = settings
+        .issuer_host
+        .split(':')
+        .next()
+        .unwrap_or("localhost");
+    settings
+        .spec
+        .notifications
+        .as_ref()
+        .and_then(|n| n.smtp.as_ref())
+        .map_or_else(|| format!("no-reply@{host}"), |s| s.from.clone())
+}
+
+/// A mailer for the realm: SMTP when `smtp_url` is given, `.eml` files into `dir`.
+pub fn mailer(
+    settings: &RealmSettings,
+    smtp_url: Option<&str>,
+    dir: Option<PathBuf>,
+    clock: Clock,
+    random: Random,
+) -> Result<Mailer, crate::mail::MailError> {
+    let from = mail_sender(settings);
+    let sinks = Sinks {
+        from: &from,
+        issuer: &settings.spec.issuer,
+        realm: &settings.name,
+        smtp_url,
+        dir,
+    };
+    Mailer::new(sinks, clock, random)
+}
+
+/// Everything [`build`] assembles.
+pub struct ServiceParts {
+    /// The realm.
+    pub settings: RealmSettings,
+    /// Loaded secrets.
+    pub secrets: Secrets,
+    /// Accounts database.
+    pub db: Db,
+    /// Session store.
+    pub kv: Kv,
+    /// Clock.
+    pub clock: Clock,
+    /// Random source.
+    pub random: Random,
+    /// Where mail is written as `.eml` files.
+    pub mail_dir: Option<PathBuf>,
+    /// The offline breach list, for `mode: Offline`.
+    pub breach_list: Option<PathBuf>,
+    /// Concurrent bcrypt runs (the core count); eight callers per run may queue.
+    pub hash_permits: usize,
+}
+
+/// What [`build`] makes: the state the listeners serve, and the hasher (its counters are
+/// read by tests and benchmarks).
+#[derive(Debug)]
+pub struct Service {
+    /// The HTTP state.
+    pub state: AppState,
+    /// The password hasher.
+    pub hasher: Arc<PasswordHasher>,
+}
+
+/// Builds the service from its parts, refusing realms it cannot serve.
+pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
+    let ServiceParts {
+        settings,
+        secrets,
+        db,
+        kv,
+        clock,
+        random,
+        mail_dir,
+        breach_list,
+        hash_permits,
+    } = parts;
+    settings_check::check(&settings).map_err(StartupError::Config)?;
+    let missing = settings_check::unimplemented_features(&settings);
+    if !missing.is_empty() {
+        return Err(StartupError::Unimplemented(missing));
+    }
+    let spec = &settings.spec;
+    if spec.tokens.signing_algorithm != portcullis_crds::realm::SigningAlgorithm::ES256 {
+        return Err(StartupError::Config(format!(
+            "tokens.signingAlgorithm {:?} is not implemented by this auth server version; use ES256",
+            spec.tokens.signing_algorithm
+        )));
+    }
+    let hasher = PasswordHasher::new(
+        secrets.peppers.clone(),
+        spec.password_policy.bcrypt_cost,
+        PoolSize::with_permits(hash_permits),
+        random.clone(),
+    )
+    .map_err(|e| StartupError::Config(e.to_string()))?;
+    let breach = BreachChecker::new(&spec.password_policy.breach_check, breach_list)
+        .map_err(StartupError::Config)?;
+    let keys = Arc::new(
+        KeyRing::new(&secrets.signing_keys).map_err(|e| StartupError::Config(e.to_string()))?,
+    );
+    let mailer = mailer(
+        &settings,
+        secrets.smtp_url.as_deref(),
+        mail_dir,
+        clock.clone(),
+        random.clone(),
+    )
+    .map_err(|e| StartupError::Missing(format!("mail: {e}")))?;
+    let metrics = Arc::new(Metrics::new(
+        secrets
+            .signing_keys
+            .first()
+            .is_some_and(|k| k.created.is_some()),
+    ));
+    let settings = Arc::new(settings);
+    let web = WebSettings::new(&settings, &secrets.admin_token);
+    let core = Core::new(CoreParts {
+        settings,
+        db: db.clone(),
+        kv: kv.clone(),
+        hasher: hasher.clone(),
+        breach,
+        keys: keys.clone(),
+        outbox: Outbox::Deliver {
+            mailer: Arc::new(mailer),
+            metrics: metrics.clone(),
+        },
+        clock: clock.clone(),
+        random: random.clone(),
+        metrics: metrics.clone(),
+        csrf_key: secrets.cookie_key.clone(),
+    });
+    let state = AppState {
+        core: Arc::new(core),
+        metrics,
+        keys,
+        readiness: Readiness::new(db, kv),
+        clock,
+        random,
+        web: Arc::new(web),
+    };
+    Ok(Service { state, hasher })
+}
+
+/// Connects the session store: Redis when a URL is given; memory (on `clock`) only for one
+/// replica.
+pub async fn connect_kv(
+    settings: &RealmSettings,
+    redis_url: Option<&str>,
+    dev: bool,
+    clock: Clock,
+) -> Result<Kv, StartupError> {
+    match redis_url {
+        Some(url) => Kv::redis(url, &format!("portcullis:{}:", settings.name))
+            .await
+            .map_err(|e| StartupError::Dependency(format!("cannot connect to Redis: {e}"))),
+        None if settings.spec.redis.is_some() && !dev => Err(StartupError::Missing(
+            "the realm has spec.redis but REDIS_URL is not set".into(),
+        )),
+        None if settings.spec.replicas > 1 => Err(StartupError::Missing(
+            "several replicas need Redis: set REDIS_URL".into(),
+        )),
+        None => Ok(Kv::memory(clock)),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; draining requests");
+}

@@ -1,0 +1,467 @@
+//! The `refresh_families` and `refresh_tokens` tables: one family per login, with the account's
+//! credential epoch at its start, and the hashes of its opaque tokens, which rotate on every
+//! use. The family row is the one place its state lives: rotation locks it, revocation updates
+//! it, and a token is valid only while its family is neither revoked nor expired, so a
+//! revocation racing a rotation also ends the token the rotation issued.
+
+use sqlx::Row;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::db::{Db, Postgres, Tables};
+use super::{StoreError, locked};
+
+/// A family to start, with its first token.
+#[derive(Clone, Debug)]
+pub struct NewFamily<'a> {
+    /// Family id.
+    pub family_id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Public id of the session that started it.
+    pub session_id: &'a str,
+    /// Client, when not the realm's own API.
+    pub client_id: Option<&'a str>,
+    /// The owner's credential epoch when the login checked the password.
+    pub credential_epoch: i64,
+    /// SHA-256 of the first token.
+    pub token_hash: &'a [u8],
+    /// Now.
+    pub issued_at: OffsetDateTime,
+    /// Idle expiry of the first token.
+    pub token_expires_at: OffsetDateTime,
+    /// Absolute expiry of the family.
+    pub expires_at: OffsetDateTime,
+}
+
+/// What happened to a presented refresh token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// It was valid and is now used; a successor was stored.
+    Rotated {
+        /// Owner.
+        user_id: Uuid,
+        /// Session of the family.
+        session_id: String,
+        /// Client of the family.
+        client_id: Option<String>,
+    },
+    /// It had been used before: the whole family is now revoked.
+    Reused {
+        /// Session of the revoked family.
+        session_id: String,
+    },
+    /// Unknown, expired, revoked, or of an account that changed its credentials or was
+    /// disabled since the family started (the family is then revoked).
+    Invalid,
+}
+
+/// A family in memory.
+#[derive(Clone, Debug)]
+pub(super) struct FamilyRow {
+    user_id: Uuid,
+    session_id: String,
+    client_id: Option<String>,
+    credential_epoch: i64,
+    expires_at: OffsetDateTime,
+    revoked_at: Option<OffsetDateTime>,
+}
+
+/// A token in memory.
+#[derive(Clone, Debug)]
+pub(super) struct TokenRow {
+    family_id: Uuid,
+    expires_at: OffsetDateTime,
+    used_at: Option<OffsetDateTime>,
+}
+
+/// Where a presented token stands, once its family is locked.
+enum Standing {
+    /// Rotate it.
+    Usable,
+    /// Used before: a replay.
+    Replayed,
+    /// Revoke the family (credentials changed or account disabled) and refuse.
+    Stale,
+    /// Refuse.
+    Dead,
+}
+
+/// The one decision rotation makes, for both stores.
+fn standing(
+    token_expires_at: OffsetDateTime,
+    token_used: bool,
+    family: &FamilyRow,
+    account: Option<(i64, bool)>,
+    now: OffsetDateTime,
+) -> Standing {
+    if family.revoked_at.is_some() || family.expires_at <= now {
+        return Standing::Dead;
+    }
+    match account {
+        Some((epoch, disabled)) if epoch == family.credential_epoch && !disabled => {}
+        _ => return Standing::Stale,
+    }
+    if token_used {
+        Standing::Replayed
+    } else if token_expires_at <= now {
+        Standing::Dead
+    } else {
+        Standing::Usable
+    }
+}
+
+impl Db {
+    /// Starts a family with its first token, only if the account is enabled and still at the
+    /// family's credential epoch. Returns whether it was started.
+    pub async fn start_refresh_family(&self, family: &NewFamily<'_>) -> Result<bool, StoreError> {
+        match self {
+            Db::Postgres(pg) => start_in_postgres(pg, family).await,
+            Db::Memory(m) => {
+                let mut tables = locked(m)?;
+                let current = tables
+                    .users
+                    .get(&family.user_id)
+                    .is_some_and(|u| u.credential_epoch == family.credential_epoch && !u.disabled);
+                if !current {
+                    return Ok(false);
+                }
+                tables.families.insert(
+                    family.family_id,
+                    FamilyRow {
+                        user_id: family.user_id,
+                        session_id: family.session_id.to_owned(),
+                        client_id: family.client_id.map(str::to_owned),
+                        credential_epoch: family.credential_epoch,
+                        expires_at: family.expires_at,
+                        revoked_at: None,
+                    },
+                );
+                tables.refresh.insert(
+                    family.token_hash.to_vec(),
+                    TokenRow {
+                        family_id: family.family_id,
+                        expires_at: family.token_expires_at,
+                        used_at: None,
+                    },
+                );
+                Ok(true)
+            }
+        }
+    }
+
+    /// Rotates a refresh token: marks it used and stores its successor (idle expiry
+    /// `idle_expiry`, at most the family's), with the family locked. A token presented again
+    /// after use revokes its family.
+    pub async fn rotate_refresh_token(
+        &self,
+        presented: &[u8],
+        successor: &[u8],
+        now: OffsetDateTime,
+        idle_expiry: OffsetDateTime,
+    ) -> Result<RotateOutcome, StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                rotate_in_postgres(pg, presented, successor, now, idle_expiry).await
+            }
+            Db::Memory(m) => {
+                let mut tables = locked(m)?;
+                rotate_in_memory(&mut tables, presented, successor, now, idle_expiry)
+            }
+        }
+    }
+
+    /// Revokes the families started by a session.
+    pub async fn revoke_refresh_by_session(
+        &self,
+        session_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                sqlx::query(
+                    "UPDATE refresh_families SET revoked_at = $2 WHERE session_id = $1 AND revoked_at IS NULL",
+                )
+                .bind(session_id)
+                .bind(now)
+                .execute(&pg.pool)
+                .await?;
+            }
+            Db::Memory(m) => {
+                for family in locked(m)?.families.values_mut() {
+                    if family.session_id == session_id && family.revoked_at.is_none() {
+                        family.revoked_at = Some(now);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Revokes every family of a user except those of `keep_session`; returns the sessions
+    /// whose families were revoked.
+    pub async fn revoke_user_refresh_tokens(
+        &self,
+        user: Uuid,
+        keep_session: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut sessions: Vec<String> = match self {
+            Db::Postgres(pg) => {
+                let rows = sqlx::query(
+                    "UPDATE refresh_families SET revoked_at = $3 WHERE user_id = $1 AND revoked_at IS NULL \
+                     AND ($2::text IS NULL OR session_id <> $2) RETURNING session_id",
+                )
+                .bind(user)
+                .bind(keep_session)
+                .bind(now)
+                .fetch_all(&pg.pool)
+                .await?;
+                rows.iter().map(|r| r.get("session_id")).collect()
+            }
+            Db::Memory(m) => {
+                let mut revoked = Vec::new();
+                for family in locked(m)?.families.values_mut() {
+                    if family.user_id == user
+                        && family.revoked_at.is_none()
+                        && Some(family.session_id.as_str()) != keep_session
+                    {
+                        family.revoked_at = Some(now);
+                        revoked.push(family.session_id.clone());
+                    }
+                }
+                revoked
+            }
+        };
+        sessions.sort();
+        sessions.dedup();
+        Ok(sessions)
+    }
+
+    /// Moves the live families of a session to `credential_epoch` (the session that changed
+    /// the password keeps its tokens).
+    pub async fn restamp_session_families(
+        &self,
+        session_id: &str,
+        credential_epoch: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                sqlx::query(
+                    "UPDATE refresh_families SET credential_epoch = $2 WHERE session_id = $1 AND revoked_at IS NULL",
+                )
+                .bind(session_id)
+                .bind(credential_epoch)
+                .execute(&pg.pool)
+                .await?;
+            }
+            Db::Memory(m) => {
+                for family in locked(m)?.families.values_mut() {
+                    if family.session_id == session_id && family.revoked_at.is_none() {
+                        family.credential_epoch = credential_epoch;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn start_in_postgres(pg: &Postgres, family: &NewFamily<'_>) -> Result<bool, StoreError> {
+    let mut tx = pg.pool.begin().await?;
+    let started = sqlx::query(
+        "INSERT INTO refresh_families (family_id, user_id, session_id, client_id, credential_epoch, \
+         created_at, expires_at) SELECT $1, id, $3, $4, $5, $6, $7 FROM users \
+         WHERE id = $2 AND credential_epoch = $5 AND NOT disabled",
+    )
+    .bind(family.family_id)
+    .bind(family.user_id)
+    .bind(family.session_id)
+    .bind(family.client_id)
+    .bind(family.credential_epoch)
+    .bind(family.issued_at)
+    .bind(family.expires_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !started {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(family.token_hash)
+    .bind(family.family_id)
+    .bind(family.issued_at)
+    .bind(family.token_expires_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn rotate_in_postgres(
+    pg: &Postgres,
+    presented: &[u8],
+    successor: &[u8],
+    now: OffsetDateTime,
+    idle_expiry: OffsetDateTime,
+) -> Result<RotateOutcome, StoreError> {
+    let mut tx = pg.pool.begin().await?;
+    let Some(token) = sqlx::query("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+        .bind(presented)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(RotateOutcome::Invalid);
+    };
+    let family_id: Uuid = token.get("family_id");
+    // The family row is locked before anything else: a revocation waits for this rotation and
+    // then covers the successor; a second rotation of the same token sees it used.
+    let Some(row) = sqlx::query(
+        "SELECT f.user_id, f.session_id, f.client_id, f.credential_epoch, f.expires_at, f.revoked_at, \
+         u.credential_epoch AS account_epoch, u.disabled FROM refresh_families f \
+         LEFT JOIN users u ON u.id = f.user_id WHERE f.family_id = $1 FOR UPDATE OF f",
+    )
+    .bind(family_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(RotateOutcome::Invalid);
+    };
+    let family = FamilyRow {
+        user_id: row.get("user_id"),
+        session_id: row.get("session_id"),
+        client_id: row.get("client_id"),
+        credential_epoch: row.get("credential_epoch"),
+        expires_at: row.get("expires_at"),
+        revoked_at: row.get("revoked_at"),
+    };
+    let account_epoch: Option<i64> = row.get("account_epoch");
+    let disabled: Option<bool> = row.get("disabled");
+    let account = account_epoch.zip(disabled);
+    let token = sqlx::query("SELECT expires_at, used_at FROM refresh_tokens WHERE token_hash = $1")
+        .bind(presented)
+        .fetch_one(&mut *tx)
+        .await?;
+    let used: Option<OffsetDateTime> = token.get("used_at");
+    let outcome = match standing(
+        token.get("expires_at"),
+        used.is_some(),
+        &family,
+        account,
+        now,
+    ) {
+        Standing::Dead => RotateOutcome::Invalid,
+        Standing::Stale => {
+            revoke_family(&mut tx, family_id, now).await?;
+            RotateOutcome::Invalid
+        }
+        Standing::Replayed => {
+            revoke_family(&mut tx, family_id, now).await?;
+            RotateOutcome::Reused {
+                session_id: family.session_id,
+            }
+        }
+        Standing::Usable => {
+            sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1")
+                .bind(presented)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(successor)
+            .bind(family_id)
+            .bind(now)
+            .bind(idle_expiry.min(family.expires_at))
+            .execute(&mut *tx)
+            .await?;
+            RotateOutcome::Rotated {
+                user_id: family.user_id,
+                session_id: family.session_id,
+                client_id: family.client_id,
+            }
+        }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+async fn revoke_family(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    family_id: Uuid,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE refresh_families SET revoked_at = $2 WHERE family_id = $1")
+        .bind(family_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn rotate_in_memory(
+    tables: &mut Tables,
+    presented: &[u8],
+    successor: &[u8],
+    now: OffsetDateTime,
+    idle_expiry: OffsetDateTime,
+) -> Result<RotateOutcome, StoreError> {
+    let Some(token) = tables.refresh.get(presented).cloned() else {
+        return Ok(RotateOutcome::Invalid);
+    };
+    let Some(family) = tables.families.get(&token.family_id).cloned() else {
+        return Ok(RotateOutcome::Invalid);
+    };
+    let account = tables
+        .users
+        .get(&family.user_id)
+        .map(|u| (u.credential_epoch, u.disabled));
+    let revoke = |tables: &mut Tables| {
+        if let Some(f) = tables.families.get_mut(&token.family_id) {
+            f.revoked_at = Some(now);
+        }
+    };
+    Ok(
+        match standing(
+            token.expires_at,
+            token.used_at.is_some(),
+            &family,
+            account,
+            now,
+        ) {
+            Standing::Dead => RotateOutcome::Invalid,
+            Standing::Stale => {
+                revoke(tables);
+                RotateOutcome::Invalid
+            }
+            Standing::Replayed => {
+                revoke(tables);
+                RotateOutcome::Reused {
+                    session_id: family.session_id,
+                }
+            }
+            Standing::Usable => {
+                if let Some(t) = tables.refresh.get_mut(presented) {
+                    t.used_at = Some(now);
+                }
+                tables.refresh.insert(
+                    successor.to_vec(),
+                    TokenRow {
+                        family_id: token.family_id,
+                        expires_at: idle_expiry.min(family.expires_at),
+                        used_at: None,
+                    },
+                );
+                RotateOutcome::Rotated {
+                    user_id: family.user_id,
+                    session_id: family.session_id,
+                    client_id: family.client_id,
+                }
+            }
+        },
+    )
+}
