@@ -6,11 +6,12 @@ use k8s_openapi::api::core::v1::{
     Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicyEgressRule, NetworkPolicyPeer};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::client::{ClientType, EffectiveClient, GrantType};
 use crate::common::{DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, SecretKeyRef, UrlSecretRef};
 use crate::duration::GoDuration;
 
@@ -18,8 +19,6 @@ use crate::duration::GoDuration;
 const URL_PATTERN: &str = "^https?://[^\\s]+$";
 /// An IPv4 or IPv6 CIDR block.
 const CIDR_PATTERN: &str = "^(([0-9]{1,3}\\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|3[0-2])|[0-9a-fA-F:.]+/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8]))$";
-/// An OIDC client id.
-const CLIENT_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
 /// A consent purpose name.
 const PURPOSE_PATTERN: &str = "^[a-z][a-z0-9_]*$";
 /// A plain email address, enough to refuse obvious mistakes.
@@ -41,10 +40,12 @@ const EMAIL_PATTERN: &str = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$";
     category = "portcullis",
     doc = "An authentication realm: one hardened auth server and every policy it enforces.",
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.readyReplicas", priority = "1"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("self.metadata.name.size() <= 40").message("realm names are at most 40 characters: child object names are derived from them")
+    validation = Rule::new("self.metadata.name.size() <= 40").message("realm names are at most 40 characters: child object names are derived from them"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("realm names must be DNS-1035 labels (start with a letter): the realm's Service is named after it")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -124,11 +125,18 @@ pub struct AuthRealmSpec {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub social_providers: Vec<SocialProvider>,
 
-    /// OpenID Connect clients registered for app teams.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 200))]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["clientId"]))]
-    pub clients: Vec<OidcClient>,
+    /// Which namespaces' AuthClients this realm admits, by namespace labels, besides its own
+    /// namespace (always admitted). Unset: only the realm's own namespace. An empty selector
+    /// (`{}`) admits every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_namespaces: Option<LabelSelector>,
+
+    /// Not part of the AuthRealm manifest (never read from or written to one, absent from
+    /// the schema): the admitted clients, filled in by [`crate::RealmSettings`] from the
+    /// AuthClient documents, the same list as `RealmSettings::clients`. Code that reads
+    /// `settings.spec.clients` keeps working until it reads `RealmSettings::clients`.
+    #[serde(skip)]
+    pub clients: Vec<EffectiveClient>,
 
     /// Serving certificate of the auth server. Without it, the pods serve plain HTTP inside the
     /// cluster and TLS ends at the Ingress.
@@ -609,120 +617,6 @@ pub enum SocialProviderType {
     Google,
     /// Any OpenID Connect provider, by discovery.
     Oidc,
-}
-
-/// An OpenID Connect client.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schemars(extend("x-kubernetes-validations" = [
-    {
-        "rule": "self.type != 'Public' || !has(self.grantTypes) || !('client_credentials' in self.grantTypes)",
-        "message": "a Public client cannot use the client_credentials grant"
-    },
-    {
-        "rule": "self.type != 'Public' || !has(self.secretTarget)",
-        "message": "a Public client has no secret, so it takes no secretTarget"
-    },
-    {
-        "rule": "(has(self.grantTypes) && !('authorization_code' in self.grantTypes)) || (has(self.redirectUris) && self.redirectUris.size() > 0)",
-        "message": "the authorization_code grant needs at least one redirectUri",
-        "reason": "FieldValueRequired"
-    }
-]))]
-pub struct OidcClient {
-    /// The client id app teams configure in their OIDC library.
-    #[schemars(length(min = 1, max = 128), regex(pattern = CLIENT_ID_PATTERN))]
-    pub client_id: String,
-    /// `Confidential` clients authenticate with a secret; `Public` ones (SPAs, mobile apps)
-    /// must use PKCE.
-    #[serde(rename = "type")]
-    pub client_type: ClientType,
-    /// Exact redirect URIs (no wildcards; compared byte for byte).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(
-        length(max = 20),
-        inner(
-            length(min = 1, max = 2048),
-            regex(pattern = "^[a-zA-Z][a-zA-Z0-9+.-]*:[^\\s#]+$")
-        )
-    )]
-    pub redirect_uris: Vec<String>,
-    /// Where RP-initiated logout may send the browser afterwards.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(
-        length(max = 20),
-        inner(
-            length(min = 1, max = 2048),
-            regex(pattern = "^[a-zA-Z][a-zA-Z0-9+.-]*:[^\\s#]+$")
-        )
-    )]
-    pub post_logout_redirect_uris: Vec<String>,
-    /// OAuth grants the client may use.
-    #[serde(default = "default_grant_types")]
-    #[schemars(length(min = 1, max = 3))]
-    #[schemars(extend("x-kubernetes-list-type" = "set"))]
-    pub grant_types: Vec<GrantType>,
-    /// Scopes the client may request.
-    #[serde(default = "default_scopes")]
-    #[schemars(
-        length(max = 50),
-        inner(
-            length(min = 1, max = 128),
-            regex(pattern = "^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$")
-        )
-    )]
-    pub scopes: Vec<String>,
-    /// First-party clients skip the consent screen.
-    #[serde(default)]
-    pub first_party: bool,
-    /// Where the operator writes the generated client secret (keys `client-id` and
-    /// `client-secret`). Defaults to `<realm>-client-<clientId>` in the realm's namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_target: Option<SecretTarget>,
-}
-
-fn default_grant_types() -> Vec<GrantType> {
-    vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
-}
-
-fn default_scopes() -> Vec<String> {
-    ["openid", "profile", "email"].map(String::from).to_vec()
-}
-
-/// Client authentication type.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientType {
-    /// Has a secret (server-side apps).
-    Confidential,
-    /// Has no secret (SPAs, native apps); PKCE S256 is required.
-    Public,
-}
-
-/// OAuth 2.0 grant types.
-#[derive(
-    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantType {
-    /// Authorization code with PKCE.
-    AuthorizationCode,
-    /// Refresh token rotation.
-    RefreshToken,
-    /// Machine-to-machine tokens for confidential clients.
-    ClientCredentials,
-}
-
-/// Where a generated client secret is written.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SecretTarget {
-    /// Namespace of the Secret; defaults to the realm's namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
-    pub namespace: Option<String>,
-    /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
-    pub name: String,
 }
 
 /// Serving certificate: exactly one of `issuerRef`, `selfSigned`, `secretName`.

@@ -1,5 +1,6 @@
-//! The realm ConfigMap: the AuthRealm, its RateLimitPolicies and its RetentionPolicy as one
-//! multi-document YAML, exactly what `portcullis_crds::parse_manifests` reads.
+//! The realm ConfigMap: the AuthRealm, its RateLimitPolicies, its RetentionPolicy and the
+//! AuthClients it admitted as one multi-document YAML, exactly what
+//! `portcullis_crds::parse_manifests` reads.
 
 use std::collections::BTreeMap;
 
@@ -47,7 +48,8 @@ fn stripped<T: Serialize>(object: &T) -> Result<Value, BuildError> {
 }
 
 /// The multi-document YAML of the realm's manifests: the AuthRealm first, then its
-/// RateLimitPolicies by name, then its RetentionPolicy.
+/// RateLimitPolicies by name, then its RetentionPolicy, then its admitted AuthClients by
+/// client id.
 pub fn realm_yaml(inputs: &Inputs<'_>) -> Result<String, BuildError> {
     let mut documents = vec![stripped(inputs.realm)?];
     let mut rate_limits: Vec<_> = inputs.rate_limit_policies.iter().collect();
@@ -57,6 +59,11 @@ pub fn realm_yaml(inputs: &Inputs<'_>) -> Result<String, BuildError> {
     }
     for policy in inputs.retention_policies {
         documents.push(stripped(policy)?);
+    }
+    let mut clients: Vec<_> = inputs.clients.iter().collect();
+    clients.sort_by_key(|c| c.client_id());
+    for client in clients {
+        documents.push(stripped(client)?);
     }
     let mut yaml = String::new();
     for document in &documents {

@@ -17,6 +17,7 @@ pub(crate) const REALM_FULL: &str = include_str!("../../../config/samples/realm-
 pub(crate) const REALM_MINIMAL: &str = include_str!("../../../config/samples/realm-minimal.yaml");
 pub(crate) const RATE_LIMIT: &str = include_str!("../../../config/samples/ratelimitpolicy.yaml");
 pub(crate) const RETENTION: &str = include_str!("../../../config/samples/retentionpolicy.yaml");
+pub(crate) const AUTH_CLIENTS: &str = include_str!("../../../config/samples/authclients.yaml");
 
 /// A sample as it exists in a cluster: with uids.
 pub(crate) struct Fixture {
@@ -35,6 +36,7 @@ pub(crate) fn fixture(yaml: &str) -> Fixture {
         &manifests.realms[0],
         &manifests.rate_limit_policies,
         &manifests.retention_policies,
+        &manifests.clients,
     )
     .unwrap();
     let mut data = BTreeMap::from([
@@ -58,7 +60,9 @@ pub(crate) fn fixture(yaml: &str) -> Fixture {
 }
 
 pub(crate) fn full() -> Fixture {
-    fixture(&format!("{REALM_FULL}---\n{RATE_LIMIT}---\n{RETENTION}"))
+    fixture(&format!(
+        "{REALM_FULL}---\n{RATE_LIMIT}---\n{RETENTION}---\n{AUTH_CLIENTS}"
+    ))
 }
 
 pub(crate) fn minimal() -> Fixture {
@@ -71,6 +75,7 @@ impl Fixture {
             realm: &self.manifests.realms[0],
             rate_limit_policies: &self.manifests.rate_limit_policies,
             retention_policies: &self.manifests.retention_policies,
+            clients: &self.manifests.clients,
             settings: &self.settings,
             keys: &self.keys,
             referenced_digest: "referenced".to_owned(),
@@ -134,8 +139,6 @@ fn the_full_sample_yields_every_child() {
         [
             "ServiceAccount/acme",
             "Secret/acme-keys",
-            "Secret/shop-web-oidc",
-            "Secret/billing-worker-oidc",
             "ConfigMap/acme-config",
             "ConfigMap/acme-dashboard",
             "Service/acme",
@@ -159,7 +162,6 @@ fn the_minimal_sample_yields_only_what_it_asks_for() {
     assert!(children.ingress.is_none());
     assert!(children.certificate.is_none());
     assert!(children.tls_secret.is_none());
-    assert!(children.client_secrets.is_empty());
     assert!(children.retention_cron_job.is_none());
     assert_eq!(
         children.network_policies.len(),
@@ -786,23 +788,20 @@ fn without_prometheus_operator_no_monitoring_objects_but_the_dashboard() {
 }
 
 #[test]
-fn client_secrets_land_at_each_confidential_clients_target() {
-    let secrets = full().children().client_secrets;
-    let targets: Vec<(Option<String>, Option<String>)> = secrets
-        .iter()
-        .map(|s| (s.metadata.namespace.clone(), s.metadata.name.clone()))
-        .collect();
-    assert_eq!(
-        targets,
-        [
-            (Some("shop".into()), Some("shop-web-oidc".into())),
-            (Some("identity".into()), Some("billing-worker-oidc".into()))
-        ]
+fn the_config_carries_the_admitted_clients_by_client_id() {
+    let f = full();
+    let yaml = Inputs::new(f.sources(Capabilities::ALL))
+        .unwrap()
+        .config_yaml;
+    let read = parse_manifests(&yaml).unwrap();
+    let ids: Vec<String> = read.clients.iter().map(|c| c.client_id()).collect();
+    assert_eq!(ids, ["billing-worker", "shop-shop-spa", "shop-web"]);
+    assert!(
+        read.clients
+            .iter()
+            .all(|c| c.status.is_none() && c.metadata.uid.is_none()),
+        "stripped like the other documents"
     );
-    let data = secrets[0].data.clone().unwrap();
-    assert_eq!(data["client-id"].0, b"shop-web");
-    assert_eq!(data["client-secret"].0, b"secret-of-shop-web");
-    assert_eq!(data["issuer"].0, b"https://login.acme.example");
 }
 
 #[test]

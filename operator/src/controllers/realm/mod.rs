@@ -9,21 +9,21 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::{Resource, ResourceExt};
 use portcullis_crds::AuthRealm;
 use portcullis_crds::realm::AttachedPolicies;
 
-use super::{Context, ReconcileError, is_not_found};
+use super::{Context, ReconcileError};
 use crate::resources::meta::Owner;
 use status::{Applied, CertState, MonitoringState, Outcome};
 
-/// Finalizer of AuthRealms: removes client Secrets in other namespaces.
-pub const FINALIZER: &str = "portcullis.dev/realm-cleanup";
+/// The finalizer earlier versions put on AuthRealms (to delete client Secrets in other
+/// namespaces). AuthClients own their Secrets now, so a realm needs no finalizer; one left on
+/// a realm is removed, so that the realm can be deleted.
+pub const LEGACY_FINALIZER: &str = "portcullis.dev/realm-cleanup";
 /// Kind label of metrics.
 pub const KIND: &str = "AuthRealm";
 /// Requeue when nothing is scheduled sooner: a periodic drift check.
@@ -49,25 +49,38 @@ async fn reconcile_inner(
     realm: Arc<AuthRealm>,
     ctx: &Context,
 ) -> Result<(Action, &'static str), ReconcileError> {
+    if realm.finalizers().iter().any(|f| f == LEGACY_FINALIZER) {
+        remove_legacy_finalizer(&realm, ctx).await?;
+    }
+    if realm.metadata.deletion_timestamp.is_some() {
+        // Children go with the realm (owner references); the keys Secret stays under Retain.
+        return Ok((Action::await_change(), "Deleting"));
+    }
+    apply_realm(&realm, ctx).await
+}
+
+/// Removes [`LEGACY_FINALIZER`] with a JSON patch that fails if the list changed meanwhile.
+async fn remove_legacy_finalizer(realm: &AuthRealm, ctx: &Context) -> Result<(), ReconcileError> {
+    let finalizers = realm.finalizers();
+    let Some(index) = finalizers.iter().position(|f| f == LEGACY_FINALIZER) else {
+        return Ok(());
+    };
     let namespace = realm.namespace().ok_or(ReconcileError::NoNamespace)?;
     let api: Api<AuthRealm> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut reason = "Reconciled";
-    let action = finalizer::finalizer(&api, FINALIZER, realm, |event| async {
-        match event {
-            FinalizerEvent::Apply(realm) => {
-                let (action, r) = apply_realm(&realm, ctx).await?;
-                reason = r;
-                Ok(action)
-            }
-            FinalizerEvent::Cleanup(realm) => cleanup(&realm, ctx).await,
-        }
-    })
+    let path = format!("/metadata/finalizers/{index}");
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": path, "value": LEGACY_FINALIZER},
+        {"op": "remove", "path": path}
+    ]))
+    .map_err(|e| ReconcileError::Manifest(e.to_string()))?;
+    api.patch(
+        &realm.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
     .await
-    .map_err(|error| match error {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => ReconcileError::Finalizer(other.to_string()),
-    })?;
-    Ok((action, reason))
+    .map_err(ReconcileError::api("remove the legacy AuthRealm finalizer"))?;
+    Ok(())
 }
 
 /// Patches the status when it changed, and publishes an Event when Ready or Paused changed.
@@ -123,7 +136,7 @@ async fn apply_realm(
         write_status(realm, ctx, &Outcome::Paused, now).await?;
         return Ok((Action::await_change(), "Paused"));
     }
-    let fetched = fetch::fetch(&ctx.client, realm).await?;
+    let fetched = fetch::fetch(&ctx.client, ctx.namespace.as_deref(), realm).await?;
     let settings = match validate::validate(realm, &fetched) {
         Ok(settings) => settings,
         Err(errors) => {
@@ -170,21 +183,8 @@ async fn apply_realm(
         .children
         .manifests(true)
         .map_err(|e| ReconcileError::Manifest(e.to_string()))?;
-    let mut report =
+    let report =
         apply::apply_children(&ctx.client, &owner, &manifests, fetched.capabilities).await?;
-    let wanted = crate::resources::secrets::client_secret_targets(&settings);
-    let namespace = settings.namespace.clone().unwrap_or_default();
-    for stale in crate::resources::secrets::recorded_client_secret_targets(&fetched.keys) {
-        // Secrets in the realm namespace are pruned by label with the other children.
-        let Some((target_namespace, name)) = stale.split_once('/') else {
-            continue;
-        };
-        if wanted.contains(&stale) || target_namespace == namespace {
-            continue;
-        }
-        delete_secret(ctx, target_namespace, name).await?;
-        report.pruned.push(format!("Secret/{stale}"));
-    }
 
     let reference = realm.object_ref(&());
     if !built.ensured.generated.is_empty() {
@@ -265,35 +265,6 @@ async fn apply_realm(
         Action::requeue(after.max(Duration::from_secs(1))),
         "Reconciled",
     ))
-}
-
-/// Deletion: owner references remove the children in the realm namespace; client Secrets
-/// may live elsewhere, so they are deleted here.
-async fn cleanup(realm: &AuthRealm, ctx: &Context) -> Result<Action, ReconcileError> {
-    let namespace = realm.namespace().unwrap_or_default();
-    for client in &realm.spec.clients {
-        let Some(target) = &client.secret_target else {
-            continue;
-        };
-        let target_namespace = target
-            .namespace
-            .clone()
-            .unwrap_or_else(|| namespace.clone());
-        delete_secret(ctx, &target_namespace, &target.name).await?;
-    }
-    Ok(Action::await_change())
-}
-
-/// Deletes a client Secret; one that is already gone is fine.
-async fn delete_secret(ctx: &Context, namespace: &str, name: &str) -> Result<(), ReconcileError> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(error) if is_not_found(&error) => Ok(()),
-        Err(error) => Err(ReconcileError::api(format!(
-            "delete Secret {namespace}/{name}"
-        ))(error)),
-    }
 }
 
 #[cfg(test)]
