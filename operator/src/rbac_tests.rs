@@ -453,7 +453,7 @@ async fn check_chart(values: Option<&str>, scope: Option<&str>) {
     let Some(rules) = chart_rules(values) else {
         return;
     };
-    let used = used_permissions(&tour(scope).await);
+    let used = used_permissions(&Box::pin(tour(scope)).await);
     let case = values.unwrap_or("default values");
 
     let missing: Vec<String> = used

@@ -122,6 +122,17 @@ pub enum ReconcileError {
     /// The object has no namespace.
     #[error("object has no namespace")]
     NoNamespace,
+    /// A child's name is taken by an object the operator did not create for this owner: it is
+    /// neither adopted nor overwritten.
+    #[error(
+        "{kind} {name} exists and was not created by the operator for this realm: it is neither adopted nor overwritten (rename or remove it)"
+    )]
+    NameTaken {
+        /// Kind of the object.
+        kind: String,
+        /// Its name.
+        name: String,
+    },
 }
 
 impl ReconcileError {
@@ -146,6 +157,7 @@ impl ReconcileError {
             Self::Finalizer(_) => "FinalizerFailed",
             Self::Manifest(_) => "ManifestFailed",
             Self::NoNamespace => "NoNamespace",
+            Self::NameTaken { .. } => "NameTaken",
         }
     }
 }

@@ -100,7 +100,8 @@ fn state<'a>(conditions: &'a [Condition], type_: &str) -> Option<(&'a str, &'a s
 
 /// The transitions worth an Event: each condition of `types` whose status or reason differs
 /// between `before` and `after`, as `(warning, reason, message)`. A condition is good when it
-/// is `True`, except those in `bad_when_true` (like `Degraded`).
+/// is `True`, except those in `bad_when_true` (like `Degraded`), whose first appearance as
+/// `False` is no news.
 pub fn transitions<'a>(
     before: &[Condition],
     after: &'a [Condition],
@@ -111,7 +112,11 @@ pub fn transitions<'a>(
         .iter()
         .filter_map(|type_| {
             let now = after.iter().find(|c| c.type_ == *type_)?;
-            if state(before, type_) == Some((now.status.as_str(), now.reason.as_str())) {
+            let was = state(before, type_);
+            if was == Some((now.status.as_str(), now.reason.as_str())) {
+                return None;
+            }
+            if was.is_none() && now.status == "False" && bad_when_true.contains(type_) {
                 return None;
             }
             let warning = (now.status == "True") == bad_when_true.contains(type_);
@@ -205,11 +210,19 @@ mod tests {
                 (true, "ClientIdTaken", "ClientIdTaken!")
             ]
         );
-        let recovered = [condition("Degraded", "False", "AsExpected")];
+        assert!(
+            transitions(&[], &recovered_only(), &["Degraded"], &["Degraded"]).is_empty(),
+            "a first Degraded=False is no news"
+        );
+        let recovered = recovered_only();
         assert_eq!(
             transitions(&after, &recovered, &["Degraded"], &["Degraded"]),
             [(false, "AsExpected", "AsExpected!")]
         );
+    }
+
+    fn recovered_only() -> [Condition; 1] {
+        [condition("Degraded", "False", "AsExpected")]
     }
 
     #[test]

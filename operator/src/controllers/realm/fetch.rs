@@ -200,18 +200,10 @@ pub async fn fetch(
         None
     };
 
-    let cert_manager = if tls_spec.is_some_and(|t| t.issuer_ref.is_some()) {
-        crd_exists(client, "certificates.cert-manager.io").await?
-    } else {
-        false
-    };
-    let monitoring = &realm.spec.monitoring;
-    let prometheus_operator = if monitoring.service_monitor || monitoring.prometheus_rule {
-        crd_exists(client, "servicemonitors.monitoring.coreos.com").await?
-            && crd_exists(client, "prometheusrules.monitoring.coreos.com").await?
-    } else {
-        false
-    };
+    // Probed whether or not the realm uses them: a Certificate, ServiceMonitor or
+    // PrometheusRule left from before the realm stopped using it is pruned only while its
+    // kind is known to exist.
+    let capabilities = installed_capabilities(client).await?;
 
     Ok(Fetched {
         rate_limit_policies,
@@ -221,9 +213,6 @@ pub async fn fetch(
         referenced_digest: sha256_hex(&digest),
         keys,
         tls,
-        capabilities: Capabilities {
-            cert_manager,
-            prometheus_operator,
-        },
+        capabilities,
     })
 }

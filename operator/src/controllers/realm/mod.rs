@@ -7,7 +7,7 @@ pub mod status;
 pub mod validate;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -16,8 +16,10 @@ use kube::{Resource, ResourceExt};
 use portcullis_crds::AuthRealm;
 use portcullis_crds::realm::AttachedPolicies;
 
+use super::skeleton::{announce, apply_status, observed};
 use super::{Context, ReconcileError};
 use crate::resources::meta::Owner;
+use portcullis_crds::conditions::types;
 use status::{Applied, CertState, MonitoringState, Outcome};
 
 /// The finalizer earlier versions put on AuthRealms (to delete client Secrets in other
@@ -31,18 +33,13 @@ pub const RESYNC: Duration = Duration::from_secs(600);
 
 /// Reconciles one AuthRealm, recording metrics.
 pub async fn reconcile(realm: Arc<AuthRealm>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let started = Instant::now();
-    let key = super::failure_key(realm.as_ref());
-    let result = reconcile_inner(realm, &ctx).await;
-    let (reason, failed) = match &result {
-        Ok((_, reason)) => (*reason, false),
-        Err(error) => (error.reason(), true),
-    };
-    ctx.metrics.observe(KIND, reason, started.elapsed(), failed);
-    if !failed {
-        ctx.succeeded(&key);
-    }
-    result.map(|(action, _)| action)
+    observed(
+        KIND,
+        realm.as_ref(),
+        &ctx,
+        reconcile_inner(realm.clone(), &ctx),
+    )
+    .await
 }
 
 async fn reconcile_inner(
@@ -83,7 +80,8 @@ async fn remove_legacy_finalizer(realm: &AuthRealm, ctx: &Context) -> Result<(),
     Ok(())
 }
 
-/// Patches the status when it changed, and publishes an Event when Ready or Paused changed.
+/// Applies the status (server-side, only when it changed) and publishes an Event when Ready,
+/// Degraded or Paused changed.
 async fn write_status(
     realm: &AuthRealm,
     ctx: &Context,
@@ -98,32 +96,19 @@ async fn write_status(
         outcome,
         now,
     );
-    if previous != Some(&next) {
-        let api: Api<AuthRealm> =
-            Api::namespaced(ctx.client.clone(), &realm.namespace().unwrap_or_default());
-        let patch = serde_json::json!({ "status": next });
-        api.patch_status(
-            &realm.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(ReconcileError::api("patch AuthRealm status"))?;
-    }
-    for type_ in status::ANNOUNCED {
-        let before = status::condition(previous, type_).map(|(s, r, _)| (s, r));
-        let after = status::condition(Some(&next), type_);
-        if let Some((state, reason, message)) = after
-            && before != Some((state.clone(), reason.clone()))
-            && !(before.is_none()
-                && type_ == portcullis_crds::conditions::types::PAUSED
-                && state == "False")
-        {
-            let warning = (type_ == portcullis_crds::conditions::types::READY) != (state == "True");
-            ctx.event(&realm.object_ref(&()), warning, &reason, message)
-                .await;
-        }
-    }
+    apply_status(ctx, realm, previous, &next).await?;
+    let before = previous
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    announce(
+        ctx,
+        realm,
+        before,
+        &next.conditions,
+        &status::ANNOUNCED,
+        &[types::DEGRADED, types::PAUSED],
+    )
+    .await;
     Ok(())
 }
 
@@ -184,7 +169,20 @@ async fn apply_realm(
         .manifests(true)
         .map_err(|e| ReconcileError::Manifest(e.to_string()))?;
     let report =
-        apply::apply_children(&ctx.client, &owner, &manifests, fetched.capabilities).await?;
+        match apply::apply_children(&ctx.client, &owner, &manifests, fetched.capabilities).await {
+            Ok(report) => report,
+            Err(error) => {
+                // Say why on the realm (a 403, a name taken), then retry with backoff.
+                let outcome = Outcome::Failed {
+                    reason: error.reason(),
+                    message: error.to_string(),
+                };
+                if let Err(status_error) = write_status(realm, ctx, &outcome, now).await {
+                    tracing::warn!(%status_error, "cannot report the failed apply on the realm");
+                }
+                return Err(error);
+            }
+        };
 
     let reference = realm.object_ref(&());
     if !built.ensured.generated.is_empty() {

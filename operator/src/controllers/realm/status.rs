@@ -208,11 +208,11 @@ pub fn next_status(
                     "ServiceMonitor/PrometheusRule need prometheus-operator, which is not installed",
                 ),
             });
-            let degraded = match (applied.cert, applied.monitoring) {
-                (CertState::CertManagerMissing, _) => Some("CertManagerMissing"),
-                (_, MonitoringState::PrometheusOperatorMissing) => {
-                    Some("PrometheusOperatorMissing")
-                }
+            // Monitoring is on by default and optional: without prometheus-operator the realm
+            // serves as asked, MonitoringReady says what is missing, and nothing is degraded.
+            // A certificate the realm explicitly asked cert-manager for is not optional.
+            let degraded = match applied.cert {
+                CertState::CertManagerMissing => Some("CertManagerMissing"),
                 _ => None,
             };
             set(match degraded {
@@ -281,7 +281,7 @@ pub fn condition(
 }
 
 /// Conditions whose transitions are announced with an Event.
-pub const ANNOUNCED: [&str; 2] = [types::READY, types::PAUSED];
+pub const ANNOUNCED: [&str; 3] = [types::READY, types::DEGRADED, types::PAUSED];
 
 #[cfg(test)]
 mod tests {
