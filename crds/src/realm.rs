@@ -299,6 +299,7 @@ pub struct BreachCheck {
     /// the failure in a metric), `Closed` rejects it.
     pub failure_policy: FailurePolicy,
     /// How long to wait for the breach API.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("passwordPolicy.breachCheck.timeout")]))]
     pub timeout: GoDuration,
     /// Base URL of a HaveIBeenPwned-compatible range API (`GET {apiUrl}/range/{prefix}`).
     #[schemars(length(min = 8, max = 255), regex(pattern = URL_PATTERN))]
@@ -351,10 +352,13 @@ pub struct LockoutPolicy {
     #[schemars(range(min = 1, max = 100))]
     pub max_failures: u32,
     /// Sliding window in which failures are counted.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("lockout.window")]))]
     pub window: GoDuration,
     /// Length of the first lockout; each further lockout doubles it up to `maxLockout`.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("lockout.baseLockout")]))]
     pub base_lockout: GoDuration,
     /// Longest lockout.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("lockout.maxLockout")]))]
     pub max_lockout: GoDuration,
     /// Delay added to answers after a few failures, before the lockout.
     pub progressive_delay: ProgressiveDelay,
@@ -384,8 +388,10 @@ pub struct ProgressiveDelay {
     #[schemars(range(min = 0, max = 100))]
     pub after_failures: u32,
     /// First delay.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("lockout.progressiveDelay.base")]))]
     pub base: GoDuration,
     /// Longest delay.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("lockout.progressiveDelay.max")]))]
     pub max: GoDuration,
 }
 
@@ -462,12 +468,16 @@ impl Default for TotpPolicy {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct TokenPolicy {
     /// Lifetime of JWT access tokens.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("tokens.accessTokenTtl")]))]
     pub access_token_ttl: GoDuration,
     /// Lifetime of ID tokens.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("tokens.idTokenTtl")]))]
     pub id_token_ttl: GoDuration,
     /// Absolute lifetime of a refresh-token family from the login that started it.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("tokens.refreshTokenTtl")]))]
     pub refresh_token_ttl: GoDuration,
     /// A refresh token unused for this long expires.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("tokens.refreshIdleTtl")]))]
     pub refresh_idle_ttl: GoDuration,
     /// JWS algorithm of access and ID tokens.
     pub signing_algorithm: SigningAlgorithm,
@@ -506,6 +516,7 @@ pub enum SigningAlgorithm {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct KeyRotation {
     /// Interval between rotations.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("tokens.keyRotation.every")]))]
     pub every: GoDuration,
     /// Previous keys kept in the JWKS.
     #[schemars(range(min = 1, max = 10))]
@@ -526,8 +537,10 @@ impl Default for KeyRotation {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct SessionPolicy {
     /// A session unused for this long ends.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("sessions.idleTimeout")]))]
     pub idle_timeout: GoDuration,
     /// A session ends this long after login, however active.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("sessions.absoluteTimeout")]))]
     pub absolute_timeout: GoDuration,
     /// `SameSite` attribute of the session cookie.
     pub same_site: SameSite,
@@ -757,6 +770,7 @@ pub struct MonitoringSpec {
     /// Create a Grafana dashboard ConfigMap (label `grafana_dashboard: "1"`).
     pub dashboard: bool,
     /// Scrape interval.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("monitoring.interval")]))]
     pub interval: GoDuration,
     /// Alert thresholds.
     pub alert_thresholds: AlertThresholds,
@@ -791,6 +805,7 @@ pub struct AlertThresholds {
     #[schemars(range(min = 1, max = 1_000))]
     pub readiness_flaps_per_hour: u32,
     /// Warn when the serving certificate expires within this long.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("monitoring.alertThresholds.certificateExpiryWarning")]))]
     pub certificate_expiry_warning: GoDuration,
 }
 
@@ -880,6 +895,7 @@ pub struct PrivacySpec {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub purposes: Vec<ConsentPurpose>,
     /// Time between an erasure request and the erasure; sessions end at once either way.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("privacy.erasureGracePeriod")]))]
     pub erasure_grace_period: GoDuration,
 }
 

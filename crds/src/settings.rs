@@ -319,6 +319,15 @@ pub enum SettingsError {
     /// A field required by another is missing.
     #[error("{0}")]
     MissingDependency(&'static str),
+    /// A duration is longer than its field allows ([`crate::duration::MAXIMA`]); the message
+    /// is the schema's.
+    #[error("{}", crate::duration::too_long_message(.field, .max))]
+    DurationTooLong {
+        /// Field path, as in the maxima table.
+        field: String,
+        /// The maximum, as written in the table.
+        max: String,
+    },
     /// The realm's name cannot name its children.
     #[error("realm name {0:?}: {1}")]
     InvalidName(String, &'static str),
@@ -351,6 +360,7 @@ impl SettingsError {
             Self::InvalidSocialProvider { .. } => "InvalidSocialProvider",
             Self::MissingDependency(_) => "MissingDependency",
             Self::InvalidName(..) => "InvalidName",
+            Self::DurationTooLong { .. } => "DurationTooLong",
         }
     }
 }
@@ -529,6 +539,19 @@ fn check_target<K: ResourceExt>(
     }
 }
 
+/// Refuses `value` when it exceeds the maximum of `field` (the schema's CEL rule, checked
+/// again for a standalone auth server).
+fn check_maximum(field: &str, value: &crate::GoDuration, errors: &mut Vec<SettingsError>) {
+    if let Some(max) = crate::duration::maximum(field)
+        && value.as_duration() > max.as_duration()
+    {
+        errors.push(SettingsError::DurationTooLong {
+            field: field.to_owned(),
+            max: max.as_str().to_owned(),
+        });
+    }
+}
+
 /// The realm name rules of the schema's CEL: a DNS-1035 label (the Service is named after
 /// the realm) of at most 40 characters (child names append suffixes).
 fn check_realm_name(name: &str) -> Option<&'static str> {
@@ -660,6 +683,41 @@ fn check_realm_spec(spec: &AuthRealmSpec, errors: &mut Vec<SettingsError>) {
         if value.as_duration().is_zero() {
             errors.push(SettingsError::ZeroDuration(field.to_owned()));
         }
+    }
+    for (field, value) in [
+        (
+            "passwordPolicy.breachCheck.timeout",
+            &pw.breach_check.timeout,
+        ),
+        ("lockout.window", &lockout.window),
+        ("lockout.baseLockout", &lockout.base_lockout),
+        ("lockout.maxLockout", &lockout.max_lockout),
+        (
+            "lockout.progressiveDelay.base",
+            &lockout.progressive_delay.base,
+        ),
+        (
+            "lockout.progressiveDelay.max",
+            &lockout.progressive_delay.max,
+        ),
+        ("tokens.accessTokenTtl", &tokens.access_token_ttl),
+        ("tokens.idTokenTtl", &tokens.id_token_ttl),
+        ("tokens.refreshTokenTtl", &tokens.refresh_token_ttl),
+        ("tokens.refreshIdleTtl", &tokens.refresh_idle_ttl),
+        ("tokens.keyRotation.every", &tokens.key_rotation.every),
+        ("sessions.idleTimeout", &sessions.idle_timeout),
+        ("sessions.absoluteTimeout", &sessions.absolute_timeout),
+        ("monitoring.interval", &spec.monitoring.interval),
+        (
+            "monitoring.alertThresholds.certificateExpiryWarning",
+            &spec.monitoring.alert_thresholds.certificate_expiry_warning,
+        ),
+        (
+            "privacy.erasureGracePeriod",
+            &spec.privacy.erasure_grace_period,
+        ),
+    ] {
+        check_maximum(field, value, errors);
     }
     for (shorter, short, longer, long) in [
         (
@@ -961,6 +1019,7 @@ fn merge_rate_limits(
                     });
                     continue;
                 }
+                check_maximum("limits.period", &limit.period, errors);
                 if limit.period.as_duration().is_zero() {
                     errors.push(SettingsError::ZeroDuration(format!(
                         "RateLimitPolicy {policy_name:?}, rule {:?}: period",
@@ -1074,6 +1133,28 @@ fn effective_retention(
         if value.as_duration().is_zero() {
             errors.push(SettingsError::ZeroDuration(field.to_owned()));
         }
+    }
+    let mut maxima = vec![
+        ("rules.auditLogs.retainFor", &rules.audit_logs.retain_for),
+        (
+            "rules.unverifiedAccounts.after",
+            &rules.unverified_accounts.after,
+        ),
+        (
+            "rules.expiredSessionsAndTokens.after",
+            &rules.expired_sessions_and_tokens.after,
+        ),
+        (
+            "rules.withdrawnConsents.retainFor",
+            &rules.withdrawn_consents.retain_for,
+        ),
+    ];
+    if let Some(inactive) = &rules.inactive_accounts {
+        maxima.push(("rules.inactiveAccounts.after", &inactive.after));
+        maxima.push(("rules.inactiveAccounts.warnBefore", &inactive.warn_before));
+    }
+    for (field, value) in maxima {
+        check_maximum(field, value, errors);
     }
     Some(EffectiveRetention {
         policy: name,
@@ -1589,6 +1670,32 @@ spec:
                 "rotation shorter than tokens",
                 realm_with("  tokens: {accessTokenTtl: 1h, keyRotation: {every: 30m}}\n"),
                 "RotationShorterThanTokens",
+            ),
+            (
+                "a lockout window of eleven thousand years",
+                realm_with("  lockout: {window: 4000000d}\n"),
+                "DurationTooLong",
+            ),
+            (
+                "a refresh token living longer than its maximum",
+                realm_with("  tokens: {refreshTokenTtl: 401d, refreshIdleTtl: 1d}\n"),
+                "DurationTooLong",
+            ),
+            (
+                "audit logs kept for a century",
+                format!(
+                    "{REALM}{}",
+                    retention("a", "demo", "  rules: {auditLogs: {retainFor: 36500d}}\n")
+                ),
+                "DurationTooLong",
+            ),
+            (
+                "a rate-limit period of a year",
+                format!(
+                    "{REALM}{}",
+                    policy("a", &rules(&[("Login", "Ip", "10/365d/0")]))
+                ),
+                "DurationTooLong",
             ),
             (
                 "zero access token ttl",

@@ -617,6 +617,7 @@ invalid_fixtures! {
     an_unknown_route_is_rejected => "unknown-route.yaml",
     a_limit_of_zero_requests_is_rejected => "zero-requests.yaml",
     a_realm_name_starting_with_a_digit_is_rejected => "realm-name-starting-with-a-digit.yaml",
+    a_duration_above_its_maximum_is_rejected => "duration-above-maximum.yaml",
     email_verification_without_smtp_is_rejected => "verification-without-smtp.yaml",
 }
 
@@ -694,6 +695,24 @@ fn cel_cases() -> Vec<(&'static str, Value, Value, &'static str)> {
             json!({"securityHeaders": {"hstsPreload": true}}),
             json!({"securityHeaders": {"hstsPreload": true, "hstsMaxAge": 600}}),
             "at least one year",
+        ),
+        (
+            "duration maximum in days",
+            json!({"lockout": {"window": "1d", "baseLockout": "12h", "maxLockout": "30d"}}),
+            json!({"lockout": {"window": "4000000d"}}),
+            "lockout.window must be at most 1d",
+        ),
+        (
+            "duration maximum without days",
+            json!({"lockout": {"window": "23h59m"}, "sessions": {"idleTimeout": "1d12h", "absoluteTimeout": "2d"}}),
+            json!({"lockout": {"window": "25h"}}),
+            "lockout.window must be at most 1d",
+        ),
+        (
+            "duration maximum with days and hours",
+            json!({"tokens": {"refreshTokenTtl": "399d23h", "refreshIdleTtl": "7d"}}),
+            json!({"tokens": {"refreshTokenTtl": "400d1h"}}),
+            "tokens.refreshTokenTtl must be at most 400d",
         ),
         (
             "oidc issuer",
