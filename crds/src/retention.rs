@@ -36,7 +36,8 @@ use crate::duration::GoDuration;
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new("self.metadata.name.size() <= 42").message("RetentionPolicy names are at most 42 characters: its CronJob <name>-retention must stay within the 52 characters a CronJob name may have")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetentionPolicySpec {

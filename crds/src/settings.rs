@@ -328,8 +328,8 @@ pub enum SettingsError {
         /// The maximum, as written in the table.
         max: String,
     },
-    /// The realm's name cannot name its children.
-    #[error("realm name {0:?}: {1}")]
+    /// A name cannot name the children derived from it.
+    #[error("name {0:?}: {1}")]
     InvalidName(String, &'static str),
 }
 
@@ -1079,11 +1079,21 @@ fn merge_rate_limits(
     merged
 }
 
+/// The longest RetentionPolicy name: its CronJob `<name>-retention` must stay within the 52
+/// characters of a CronJob name (the schema's CEL rule says the same).
+pub const MAX_RETENTION_POLICY_NAME: usize = 42;
+
 fn effective_retention(
     policy: &RetentionPolicy,
     errors: &mut Vec<SettingsError>,
 ) -> Option<EffectiveRetention> {
     let name = policy.name_any();
+    if name.len() > MAX_RETENTION_POLICY_NAME {
+        errors.push(SettingsError::InvalidName(
+            name.clone(),
+            "RetentionPolicy names are at most 42 characters: its CronJob <name>-retention must stay within the 52 characters a CronJob name may have",
+        ));
+    }
     let spec = &policy.spec;
     let schedule: CronSchedule = match spec.schedule.parse() {
         Ok(schedule) => schedule,

@@ -618,6 +618,7 @@ invalid_fixtures! {
     a_limit_of_zero_requests_is_rejected => "zero-requests.yaml",
     a_realm_name_starting_with_a_digit_is_rejected => "realm-name-starting-with-a-digit.yaml",
     a_duration_above_its_maximum_is_rejected => "duration-above-maximum.yaml",
+    a_retention_policy_name_too_long_for_its_cronjob_is_rejected => "retention-name-too-long.yaml",
     email_verification_without_smtp_is_rejected => "verification-without-smtp.yaml",
 }
 
