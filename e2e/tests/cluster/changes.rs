@@ -44,6 +44,26 @@ async fn s5_a_spec_change_rolls_the_pods_deleted_children_return_and_a_missing_s
     let before = ready_realm(&cluster, NS, "demo", Duration::from_secs(180)).await;
     let first = checksum(&deployment(&cluster).await);
 
+    // A GitOps tool labels and annotates the realm: metadata is not configuration, so the
+    // pods do not restart (the config checksum stays; the ConfigMap is rewritten as it was).
+    let mut tracked = realm.clone();
+    tracked["metadata"]["labels"] = json!({"argocd.argoproj.io/instance": "auth"});
+    tracked["metadata"]["annotations"] =
+        json!({"example.com/tracking-id": "auth:portcullis.dev/AuthRealm:e2e-changes/demo"});
+    cluster.apply(&tracked).await;
+    // The operator reconciles a changed realm within a second; watch the pod template for
+    // a few seconds more than that.
+    let watching = Instant::now();
+    while watching.elapsed() < Duration::from_secs(6) {
+        assert_eq!(
+            checksum(&deployment(&cluster).await),
+            first,
+            "labelling the realm restarted the auth server"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    realm = tracked;
+
     // A spec change: a new configuration checksum in the pod template, a new ReplicaSet, and
     // every pod replaced by one carrying the new checksum.
     realm["spec"]["lockout"] = json!({"maxFailures": 7});

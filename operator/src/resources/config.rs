@@ -16,32 +16,17 @@ use super::{BuildError, Inputs};
 /// `/etc/portcullis/realm.yaml`.
 pub const CONFIG_KEY: &str = "realm.yaml";
 
-/// Metadata fields that describe one stored copy, not the object: stripped from the config.
-const SERVER_FIELDS: [&str; 7] = [
-    "managedFields",
-    "resourceVersion",
-    "uid",
-    "generation",
-    "creationTimestamp",
-    "ownerReferences",
-    "selfLink",
-];
-
-/// Serializes a manifest without its status and server-side metadata.
+/// Serializes a manifest as the auth server reads it: apiVersion, kind, spec and only the
+/// name and namespace of its metadata. Labels, annotations (GitOps tracking, `run-now`,
+/// `kubectl` bookkeeping) and server-side fields describe the object, not the realm's
+/// configuration; were they in the file, any of them would change the config checksum and
+/// restart the auth server.
 fn stripped<T: Serialize>(object: &T) -> Result<Value, BuildError> {
     let mut value = serde_json::to_value(object).map_err(|e| BuildError::Config(e.to_string()))?;
     if let Value::Object(map) = &mut value {
         map.remove("status");
         if let Some(Value::Object(meta)) = map.get_mut("metadata") {
-            for field in SERVER_FIELDS {
-                meta.remove(field);
-            }
-            if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
-                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-                if annotations.is_empty() {
-                    meta.remove("annotations");
-                }
-            }
+            meta.retain(|key, _| key == "name" || key == "namespace");
         }
     }
     Ok(value)

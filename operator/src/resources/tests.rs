@@ -470,6 +470,26 @@ fn a_config_change_changes_the_config_checksum_only() {
 }
 
 #[test]
+fn labels_and_annotations_of_the_manifests_do_not_restart_the_server() {
+    let before = full();
+    let mut after = full();
+    let meta = &mut after.manifests.realms[0].metadata;
+    meta.labels = Some([("argocd.argoproj.io/instance".into(), "auth".into())].into());
+    meta.annotations = Some([("kubectl.kubernetes.io/restartedAt".into(), "now".into())].into());
+    meta.resource_version = Some("999".into());
+    after.manifests.retention_policies[0].metadata.annotations =
+        Some([("portcullis.dev/run-now".into(), "2027-01-01".into())].into());
+    let (a, b) = (
+        pod_annotations(&before.children()),
+        pod_annotations(&after.children()),
+    );
+    assert_eq!(
+        a[annotations::CONFIG_CHECKSUM],
+        b[annotations::CONFIG_CHECKSUM]
+    );
+}
+
+#[test]
 fn a_key_change_changes_the_secrets_checksum_only() {
     let before = full();
     let mut after = full();
