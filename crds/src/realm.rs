@@ -730,19 +730,34 @@ pub struct NetworkPolicySpec {
     /// Namespace of the ingress controller, allowed to reach the public port.
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub ingress_controller_namespace: String,
-    /// Namespace of Prometheus, allowed to reach the admin port for `/metrics`.
+    /// Namespace of Prometheus, allowed to reach the metrics port (9091) only; the admin
+    /// port (9090) is reachable from the realm's own namespace only.
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub prometheus_namespace: String,
     /// Further peers allowed to reach the public port (in-cluster apps calling the realm).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub ingress_from: Vec<NetworkPolicyPeer>,
-    /// Further egress rules (e.g. the database and Redis when they live outside the default
-    /// ports or need narrowing to CIDRs).
+    /// Further egress rules (e.g. the database and Redis when they listen on other ports).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub egress_to: Vec<NetworkPolicyEgressRule>,
-    /// Allow HTTPS (443) to any address, for social providers and the breach API.
+    /// Where PostgreSQL may be reached on port 5432 (CIDRs, pods, namespaces). Empty: any
+    /// address on that port.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub database_peers: Vec<NetworkPolicyPeer>,
+    /// Where Redis may be reached on port 6379. Empty: any address on that port.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub redis_peers: Vec<NetworkPolicyPeer>,
+    /// Where the SMTP server may be reached on ports 587 and 465. Empty: any address on
+    /// those ports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub smtp_peers: Vec<NetworkPolicyPeer>,
+    /// Allow HTTPS (443) to any public address, IPv4 and IPv6 (private, link-local and
+    /// unique-local ranges excepted), for social providers and the breach API.
     pub allow_external_https: bool,
 }
 
@@ -754,6 +769,9 @@ impl Default for NetworkPolicySpec {
             prometheus_namespace: "monitoring".to_owned(),
             ingress_from: Vec::new(),
             egress_to: Vec::new(),
+            database_peers: Vec::new(),
+            redis_peers: Vec::new(),
+            smtp_peers: Vec::new(),
             allow_external_https: true,
         }
     }
