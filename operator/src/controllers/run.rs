@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
@@ -176,6 +176,20 @@ pub fn controllers(
             resource,
         );
     }
+    // A server pod that stops says why in its termination message (KeysMismatch).
+    realms = realms.watches_stream(
+        watcher::watcher(
+            api::<PartialObjectMeta<Pod>>(client, ns),
+            watcher::Config::default().labels(&format!(
+                "{owned_selector},{}={}",
+                labels::COMPONENT,
+                crate::resources::workload::SERVER
+            )),
+        )
+        .default_backoff()
+        .touched_objects(),
+        |pod: PartialObjectMeta<Pod>| realm_of(&pod),
+    );
     let realm_controller = realms
         .watches_stream(tolerant::objects::<RateLimitPolicy>(client, ns), |p| {
             target(&p, &p.spec.target_ref.name)

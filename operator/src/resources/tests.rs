@@ -825,10 +825,15 @@ fn nginx_verifies_the_pods_self_signed_certificate() {
     assert_eq!(get("proxy-ssl-name"), "login.acme.example");
     let mut plain = minimal();
     plain.settings.spec.ingress.enabled = true;
-    let annotations = plain.children().ingress.unwrap().metadata.annotations.unwrap();
+    let annotations = plain
+        .children()
+        .ingress
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap();
     assert_eq!(
-        annotations["nginx.ingress.kubernetes.io/backend-protocol"],
-        "HTTP",
+        annotations["nginx.ingress.kubernetes.io/backend-protocol"], "HTTP",
         "no certificate, no TLS to the pods"
     );
 }

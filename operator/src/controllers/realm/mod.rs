@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod build;
 pub mod fetch;
+pub mod pods;
 pub mod status;
 pub mod validate;
 
@@ -229,7 +230,16 @@ async fn apply_realm(
         (true, false) => MonitoringState::PrometheusOperatorMissing,
     };
     let rotation = &built.ensured.rotation;
+    let pods = pods::server_pods(
+        &ctx.client,
+        &owner.namespace.clone().unwrap_or_default(),
+        &settings.name,
+    )
+    .await?;
+    let keys_mismatch = pods::find_report(&pods, pods::KEYS_MISMATCH)
+        .map(|(pod, report)| format!("pod {pod}: {}", report.message));
     let applied = Applied {
+        keys_mismatch,
         replicas: spec.replicas,
         ready_replicas: report.ready_replicas,
         cert,

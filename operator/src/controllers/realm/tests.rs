@@ -177,6 +177,7 @@ fn own_children(world: &mut World, mock: &Mock) {
     }
 }
 
+const PODS: &str = "GET /api/v1/namespaces/auth/pods";
 const EVENTS: &str = "POST /apis/events.k8s.io/v1/namespaces/auth/events";
 const STATUS: &str = "PATCH /apis/portcullis.dev/v1alpha1/namespaces/auth/authrealms/demo/status";
 
@@ -251,7 +252,7 @@ async fn the_first_reconcile_fetches_applies_prunes_and_reports_in_order() {
             &DEMO_FETCH,
             &DEMO_PRUNE,
             &demo_create().iter().map(String::as_str).collect::<Vec<_>>(),
-            &[EVENTS, STATUS, EVENTS]
+            &[EVENTS, PODS, STATUS, EVENTS]
         ])
     );
     for call in mock
@@ -324,7 +325,7 @@ async fn a_second_reconcile_with_nothing_changed_writes_no_status_and_no_event()
     result.unwrap();
     assert_eq!(
         mock.lines(),
-        concat(&[&DEMO_FETCH, &DEMO_PRUNE, &DEMO_APPLY])
+        concat(&[&DEMO_FETCH, &DEMO_PRUNE, &DEMO_APPLY, &[PODS]])
     );
     for path in [
         "/secrets/demo-keys",
@@ -354,7 +355,7 @@ async fn a_spec_change_rolls_the_pods_and_reports_the_new_generation() {
     result.unwrap();
     assert_eq!(
         mock.lines(),
-        concat(&[&DEMO_FETCH, &DEMO_PRUNE, &DEMO_APPLY, &[STATUS]])
+        concat(&[&DEMO_FETCH, &DEMO_PRUNE, &DEMO_APPLY, &[PODS, STATUS]])
     );
     let checksum = |m: &Mock| {
         applied(m, "/deployments/demo")["spec"]["template"]["metadata"]["annotations"]
