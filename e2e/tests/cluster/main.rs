@@ -16,6 +16,7 @@ mod crds;
 mod harness;
 mod leader;
 mod lifecycle;
+mod policies;
 mod samples;
 mod tenants;
 

@@ -131,6 +131,40 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     }
 }
 
+/// The policies in `store` that target the realm `name` in `namespace`.
+fn policies_of<K>(
+    store: &kube::runtime::reflector::Store<K>,
+    name: &str,
+    namespace: Option<String>,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + PolicyTarget + 'static,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|p| p.target() == name && p.namespace() == namespace)
+        .map(|p| ObjectRef::from_obj(&*p))
+        .collect()
+}
+
+/// The realm a policy names.
+trait PolicyTarget {
+    fn target(&self) -> &str;
+}
+
+impl PolicyTarget for RateLimitPolicy {
+    fn target(&self) -> &str {
+        &self.spec.target_ref.name
+    }
+}
+
+impl PolicyTarget for RetentionPolicy {
+    fn target(&self) -> &str {
+        &self.spec.target_ref.name
+    }
+}
+
 /// The realm a child belongs to, from its `app.kubernetes.io/instance` label (children of
 /// a RetentionPolicy, like its CronJob, carry the realm's labels too).
 fn realm_of<K: Resource>(child: &K) -> Option<ObjectRef<AuthRealm>> {
@@ -233,8 +267,16 @@ pub fn controllers(
         .run(realm::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
+    // Policies follow their realm: one applied before its realm attaches when the realm
+    // comes; a RetentionPolicy also follows the other policies of its realm (the one in force
+    // is deleted or becomes invalid: the next takes over).
     let (cache, changes) = tolerant::cached::<RateLimitPolicy>(client, ns);
-    let rate_limit_controller = Controller::for_stream(changes, cache)
+    let rate_limits = Controller::for_stream(changes, cache);
+    let rate_limit_store = rate_limits.store();
+    let rate_limit_controller = rate_limits
+        .watches_stream(tolerant::objects::<AuthRealm>(client, ns), move |realm| {
+            policies_of(&rate_limit_store, &realm.name_any(), realm.namespace())
+        })
         .shutdown_on_signal()
         .run(rate_limit::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
@@ -242,6 +284,14 @@ pub fn controllers(
     let (cache, changes) = tolerant::cached::<RetentionPolicy>(client, ns);
     let retention = Controller::for_stream(changes, cache);
     let policies = retention.store();
+    let (by_realm, by_policy) = (policies.clone(), policies.clone());
+    let retention = retention
+        .watches_stream(tolerant::objects::<AuthRealm>(client, ns), move |realm| {
+            policies_of(&by_realm, &realm.name_any(), realm.namespace())
+        })
+        .watches_stream(tolerant::objects::<RetentionPolicy>(client, ns), move |p| {
+            policies_of(&by_policy, &p.spec.target_ref.name, p.namespace())
+        });
     // A retention Job that starts or ends reports a run: reconcile the realm's policies at
     // once (the Jobs of scheduled runs belong to the CronJob, so the realm label maps them).
     let retention_jobs = format!(

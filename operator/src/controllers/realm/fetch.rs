@@ -33,9 +33,9 @@ impl std::fmt::Display for MissingSecret {
 /// What the realm reconcile read.
 #[derive(Clone, Debug)]
 pub struct Fetched {
-    /// RateLimitPolicies targeting the realm, by name.
+    /// RateLimitPolicies targeting the realm and acceptable on their own, by name.
     pub rate_limit_policies: Vec<RateLimitPolicy>,
-    /// RetentionPolicies targeting the realm, oldest first (the first is the accepted one).
+    /// The RetentionPolicy in force (at most one).
     pub retention_policies: Vec<RetentionPolicy>,
     /// The AuthClients the realm admits (see [`crate::controllers::client::admission`]).
     pub clients: Vec<AuthClient>,
@@ -132,22 +132,15 @@ pub async fn fetch(
         .filter(|p| p.spec.target_ref.name == name)
         .collect();
     rate_limit_policies.sort_by_key(ResourceExt::name_any);
+    let rate_limit_policies = super::validate::rate_limits_in_force(realm, &rate_limit_policies);
 
     let retentions: Api<RetentionPolicy> = Api::namespaced(client.clone(), &namespace);
-    let mut retention_policies: Vec<RetentionPolicy> = retentions
+    let all_retention = retentions
         .list(&ListParams::default())
         .await
         .map_err(ReconcileError::api("list RetentionPolicies"))?
-        .items
-        .into_iter()
-        .filter(|p| p.spec.target_ref.name == name && p.metadata.deletion_timestamp.is_none())
-        .collect();
-    retention_policies.sort_by(|a, b| {
-        a.metadata
-            .creation_timestamp
-            .cmp(&b.metadata.creation_timestamp)
-            .then_with(|| a.name_any().cmp(&b.name_any()))
-    });
+        .items;
+    let retention_policies = super::validate::retention_in_force(realm, &all_retention);
 
     let candidates = crate::controllers::client::fetch::clients_of(client, scope, realm).await?;
     let namespaces =
