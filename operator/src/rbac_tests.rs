@@ -353,7 +353,7 @@ async fn tour(scope: Option<&str>) -> Vec<Call> {
     let mock = Mock::start(World::default());
     let api = kube::Api::namespaced(mock.client.clone(), "portcullis-system");
     assert!(
-        leader::round(&api, "portcullis-operator", "a", now())
+        leader::round(&api, "portcullis-operator", "a", &mut None, now())
             .await
             .unwrap()
     );
@@ -367,12 +367,21 @@ async fn tour(scope: Option<&str>) -> Vec<Call> {
     );
     let mock = Mock::start(world);
     let api = kube::Api::namespaced(mock.client.clone(), "portcullis-system");
+    // Seen once, then unchanged for 30 s by this replica's clock: taken over.
+    let mut seen = None;
+    let first_seen = Timestamp::from_second(1_800_000_000).unwrap();
+    assert!(
+        !leader::round(&api, "portcullis-operator", "a", &mut seen, first_seen)
+            .await
+            .unwrap()
+    );
     assert!(
         leader::round(
             &api,
             "portcullis-operator",
             "a",
-            Timestamp::from_second(1_800_000_000).unwrap()
+            &mut seen,
+            first_seen + k8s_openapi::jiff::SignedDuration::from_secs(30)
         )
         .await
         .unwrap()

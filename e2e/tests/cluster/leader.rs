@@ -1,11 +1,12 @@
 //! Scenario 2: the operator chart's objects apply, the operator runs as the chart's
-//! ServiceAccount, one replica takes the Lease and the other stays a follower (reading the
-//! Lease, writing nothing) until the first stops and releases it.
+//! ServiceAccount; a replica does not take a Lease renewed on time by a leader whose clock
+//! lags; one replica takes the Lease and the other stays a follower (reading the Lease,
+//! writing nothing) until the first stops and releases it.
 
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    Operator, eventually, forbidden, leading_operator, lease_holder, operator_setup,
+    LEASE, OPERATOR_NAMESPACE, Operator, eventually, forbidden, lease_holder, operator_setup,
 };
 use crate::take_cluster;
 
@@ -17,7 +18,55 @@ async fn s2_the_operator_runs_as_the_charts_service_account_and_one_replica_lead
     let started = Instant::now();
     let account = operator_setup(&cluster).await;
 
-    let mut first = leading_operator(&cluster, &account, "replica-a").await;
+    // A leader whose clock runs an hour behind ours renews the Lease on time: its renewTime
+    // is an hour old by our clock, yet the Lease changes every few seconds, so a replica
+    // must not take it. (Comparing the holder's renewTime with one's own clock would take it
+    // at once.) The test is that leader, then it lets the Lease go.
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(cluster.client.clone(), OPERATOR_NAMESPACE);
+    let lagging = |holder: Option<&str>| {
+        let renew = k8s_openapi::jiff::Timestamp::now()
+            - k8s_openapi::jiff::SignedDuration::from_secs(3_600);
+        serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": LEASE, "namespace": OPERATOR_NAMESPACE},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                "renewTime": renew.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()}})
+    };
+    let renew = |holder: Option<&'static str>| {
+        let leases = leases.clone();
+        let lease = lagging(holder);
+        async move {
+            leases
+                .patch(
+                    LEASE,
+                    &kube::api::PatchParams::apply("lagging-leader").force(),
+                    &kube::api::Patch::Apply(&lease),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    renew(Some("lagging-leader")).await;
+    let mut first = Operator::start(&cluster, &account, "replica-a").await;
+    let until = Instant::now() + Duration::from_secs(17);
+    while Instant::now() < until {
+        renew(Some("lagging-leader")).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            lease_holder(&cluster).await.as_deref(),
+            Some("lagging-leader"),
+            "replica-a took a Lease renewed on time by a leader with a lagging clock:\n{}",
+            first.log()
+        );
+    }
+    renew(None).await;
+    eventually("replica-a leads", Duration::from_secs(30), || async {
+        match lease_holder(&cluster).await {
+            Some(h) if h == "replica-a" => Ok(()),
+            other => Err(format!("holder {other:?}")),
+        }
+    })
+    .await;
     eventually(
         "replica-a starts its controllers",
         Duration::from_secs(30),
