@@ -359,6 +359,24 @@ async fn s3_s4_samples_in_file_order_become_ready_then_the_operator_writes_nothi
         "admin port: own namespace only"
     );
 
+    // The certificate-expiry alert selects the realm by realm_namespace: Prometheus sets
+    // `namespace` of the operator's series to the operator's own namespace.
+    let rules = owned["PrometheusRule/identity/acme"]["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let expiring = rules
+        .iter()
+        .find(|r| r["alert"] == "PortcullisCertificateExpiring")
+        .unwrap();
+    assert!(
+        expiring["expr"]
+            .as_str()
+            .unwrap()
+            .contains("realm_namespace=\"identity\", realm=\"acme\""),
+        "{expiring}"
+    );
+
     // The app teams' clients in the namespaces the full realm admits have their credentials.
     for (namespace, name, secret) in [
         ("shop", "shop-web", "shop-web-oidc"),

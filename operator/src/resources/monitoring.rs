@@ -122,7 +122,7 @@ pub fn realm_rules(inputs: &Inputs<'_>) -> Result<RuleFile, BuildError> {
         None => format!("job=\"{}\"", owner.realm),
     };
     let realm_selector = match &owner.namespace {
-        Some(ns) => format!("namespace=\"{ns}\", realm=\"{}\"", owner.realm),
+        Some(ns) => format!("realm_namespace=\"{ns}\", realm=\"{}\"", owner.realm),
         None => format!("realm=\"{}\"", owner.realm),
     };
     let every = spec.tokens.key_rotation.every.as_duration().as_secs();

@@ -880,7 +880,7 @@ fn the_prometheus_rule_is_narrowed_to_the_realm_with_its_thresholds() {
         .unwrap();
     assert!(cert.expr.ends_with("< 1209600"), "{}", cert.expr);
     assert!(
-        cert.expr.contains("portcullis_operator_certificate_not_after_seconds{namespace=\"identity\", realm=\"acme\"}"),
+        cert.expr.contains("portcullis_operator_certificate_not_after_seconds{realm_namespace=\"identity\", realm=\"acme\"}"),
         "narrowed to the realm: {}",
         cert.expr
     );
