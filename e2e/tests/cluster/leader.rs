@@ -114,6 +114,20 @@ async fn s2_the_operator_runs_as_the_charts_service_account_and_one_replica_lead
         .collect();
     assert!(writes.is_empty(), "the follower wrote: {writes:?}");
 
+    // Someone narrows the operator's ClusterRole: it may no longer watch pods. The next
+    // leader's pod watch fails; it must say so rather than run blind.
+    let role = crate::harness::render_chart("portcullis-operator", OPERATOR_NAMESPACE)
+        .into_iter()
+        .find(|o| o["kind"] == "ClusterRole")
+        .unwrap();
+    let mut narrowed = role.clone();
+    for rule in narrowed["rules"].as_array_mut().unwrap() {
+        if rule["resources"] == serde_json::json!(["pods"]) {
+            rule["verbs"] = serde_json::json!(["list"]);
+        }
+    }
+    cluster.apply(&narrowed).await;
+
     // The leader stops (SIGTERM, as at a rollout): the follower takes over.
     first.terminate();
     let stopped = Instant::now();
@@ -164,8 +178,25 @@ async fn s2_the_operator_runs_as_the_charts_service_account_and_one_replica_lead
         },
     )
     .await;
+    eventually(
+        "replica-b reports its failed pod watch",
+        Duration::from_secs(30),
+        || async {
+            let log = second.log();
+            if log.contains("watch failed") && log.contains("pods") {
+                Ok(())
+            } else {
+                Err("no log line yet".to_owned())
+            }
+        },
+    )
+    .await;
+    cluster.apply(&role).await;
     for operator in [&first, &second] {
-        let refused = forbidden(&operator.proxy);
+        let refused: Vec<String> = forbidden(&operator.proxy)
+            .into_iter()
+            .filter(|r| !r.contains("/pods"))
+            .collect();
         assert!(
             refused.is_empty(),
             "{} was refused: {refused:?}",

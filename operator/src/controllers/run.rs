@@ -131,6 +131,24 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     }
 }
 
+/// Logs what a controller's stream yields besides successful reconciles: a failed watch or
+/// list (forbidden, a kind gone, the API server away) would otherwise pass silently while
+/// the controller stops seeing changes. Failed reconciles are logged by [`error_policy`].
+fn report<K, E>(
+    kind: &str,
+    result: Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E, watcher::Error>>,
+) where
+    K: Resource,
+    E: std::error::Error + 'static,
+{
+    match result {
+        Ok(_) | Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+        Err(error) => {
+            tracing::warn!(controller = kind, %error, "watch failed; retrying with backoff")
+        }
+    }
+}
+
 /// The policies in `store` that target the realm `name` in `namespace`.
 fn policies_of<K>(
     store: &kube::runtime::reflector::Store<K>,
@@ -265,7 +283,7 @@ pub fn controllers(
         )
         .shutdown_on_signal()
         .run(realm::reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
+        .for_each(|result| async move { report("AuthRealm", result) });
 
     // Policies follow their realm: one applied before its realm attaches when the realm
     // comes; a RetentionPolicy also follows the other policies of its realm (the one in force
@@ -279,7 +297,7 @@ pub fn controllers(
         })
         .shutdown_on_signal()
         .run(rate_limit::reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
+        .for_each(|result| async move { report("RateLimitPolicy", result) });
 
     let (cache, changes) = tolerant::cached::<RetentionPolicy>(client, ns);
     let retention = Controller::for_stream(changes, cache);
@@ -323,7 +341,7 @@ pub fn controllers(
         )
         .shutdown_on_signal()
         .run(retention::reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
+        .for_each(|result| async move { report("RetentionPolicy", result) });
 
     // AuthClients: a change of their realm, of another client of the same realm (an id
     // handed over), of the realm's keys Secret (a client secret generated) or of their own
@@ -373,7 +391,7 @@ pub fn controllers(
         )
         .shutdown_on_signal()
         .run(auth_client::reconcile, error_policy, ctx)
-        .for_each(|_| async {});
+        .for_each(|result| async move { report("AuthClient", result) });
 
     async move {
         tokio::join!(
