@@ -168,6 +168,32 @@ async fn s9_policies_follow_their_realm_and_a_bad_one_never_stops_it() {
     )
     .await;
 
+    // The last RateLimitPolicy goes: the realm's status no longer lists any (a status
+    // written as a merge patch that skips empty fields could never clear the list).
+    cluster
+        .delete(GROUP, "RateLimitPolicy", Some(NS), "early")
+        .await;
+    cluster
+        .delete(GROUP, "RateLimitPolicy", Some(NS), "redis-less")
+        .await;
+    eventually(
+        "attachedPolicies.rateLimit cleared",
+        Duration::from_secs(60),
+        || async {
+            let realm = cluster
+                .get(GROUP, "AuthRealm", Some(NS), "demo")
+                .await
+                .ok_or("no realm")?;
+            let attached = &realm["status"]["attachedPolicies"];
+            if attached.get("rateLimit").is_none() && attached["retention"] == "second" {
+                Ok(())
+            } else {
+                Err(format!("attached {attached}"))
+            }
+        },
+    )
+    .await;
+
     let refused = forbidden(&operator.proxy);
     assert!(refused.is_empty(), "the operator was refused: {refused:?}");
     cluster.remove_namespaces(&[NS]).await;

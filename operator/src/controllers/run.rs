@@ -143,6 +143,10 @@ fn report<K, E>(
 {
     match result {
         Ok(_) | Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+        // A change of something that names an object not (or no longer) there: no news.
+        Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+            tracing::debug!(controller = kind, %object, "change for an object not in the cache")
+        }
         Err(error) => {
             tracing::warn!(controller = kind, %error, "watch failed; retrying with backoff")
         }

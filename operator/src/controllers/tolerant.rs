@@ -74,7 +74,8 @@ where
     (reader, stream)
 }
 
-/// The stream of changed objects of `K` (a controller's secondary trigger).
+/// The stream of changed and deleted objects of `K` (a controller's secondary trigger: a
+/// deleted policy or client changes its realm as much as a new one).
 pub fn objects<K>(
     client: &Client,
     namespace: Option<&str>,
@@ -82,7 +83,7 @@ pub fn objects<K>(
 where
     K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug + Send + Sync + 'static,
 {
-    events::<K>(client, namespace).applied_objects()
+    events::<K>(client, namespace).touched_objects()
 }
 
 #[cfg(test)]

@@ -11,13 +11,14 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::{Resource, ResourceExt};
 use portcullis_crds::RetentionPolicy;
-use portcullis_crds::conditions::find;
+use portcullis_crds::conditions::types;
 
+use super::skeleton::{announce, apply_status};
 use super::{Context, ReconcileError};
 use validate::Verdict;
 
@@ -107,31 +108,19 @@ async fn apply_policy(
         &fetched.last_pods,
         now,
     );
-    if previous != Some(&next) {
-        let api: Api<RetentionPolicy> =
-            Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
-        api.patch_status(
-            &policy.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "status": next })),
-        )
-        .await
-        .map_err(ReconcileError::api("patch RetentionPolicy status"))?;
-    }
+    apply_status(ctx, policy, previous, &next).await?;
     let before = previous
-        .and_then(|s| find(&s.conditions, "Accepted"))
-        .map(|c| (c.status.clone(), c.reason.clone()));
-    if let Some(after) = find(&next.conditions, "Accepted")
-        && before != Some((after.status.clone(), after.reason.clone()))
-    {
-        ctx.event(
-            &reference,
-            after.status != "True",
-            &after.reason,
-            after.message.clone(),
-        )
-        .await;
-    }
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    announce(
+        ctx,
+        policy,
+        before,
+        &next.conditions,
+        &[types::ACCEPTED],
+        &[],
+    )
+    .await;
     Ok(match verdict {
         // Follow running Jobs to report the last run.
         Verdict::Accepted(_) => (Action::requeue(Duration::from_secs(300)), "Reconciled"),
