@@ -171,8 +171,14 @@ async fn tour(scope: Option<&str>) -> Vec<Call> {
         .await
         .unwrap();
     assert_eq!(capabilities, crate::resources::Capabilities::ALL);
-    let controllers =
-        crate::controllers::run::controllers(&mock.client, context(&mock), None, capabilities);
+    let (_trigger, shutdown) = crate::controllers::shutdown::channel();
+    let controllers = crate::controllers::run::controllers(
+        &mock.client,
+        context(&mock),
+        None,
+        capabilities,
+        shutdown,
+    );
     let _ = tokio::time::timeout(Duration::from_secs(3), controllers).await;
     calls.extend(mock.calls());
 

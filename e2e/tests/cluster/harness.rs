@@ -692,8 +692,10 @@ impl Operator {
             .is_none_or(|c| c.try_wait().unwrap().is_some())
     }
 
-    /// SIGTERM, then waits for the exit (what Kubernetes does to a pod).
-    pub fn terminate(&mut self) {
+    /// SIGTERM, then waits for the exit (what Kubernetes does to a pod); returns how long the
+    /// operator took to exit.
+    pub fn terminate(&mut self) -> Duration {
+        let asked = Instant::now();
         if let Some(mut child) = self.child.take() {
             let status = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
@@ -710,9 +712,10 @@ impl Operator {
                         self.log()
                     );
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
+        asked.elapsed()
     }
 
     /// SIGKILL: no chance to clean up.

@@ -10,6 +10,10 @@ use crate::harness::{
 };
 use crate::take_cluster;
 
+/// How soon an operator replica exits after SIGTERM: well below its drain deadline (15 s), so
+/// no stop in this scenario is cut short by the deadline rather than finished.
+const STOP_BOUND: Duration = Duration::from_secs(5);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s2_the_operator_runs_as_the_charts_service_account_and_one_replica_leads() {
     let Some((_guard, cluster)) = take_cluster("2 (chart RBAC, leader election)").await else {
@@ -114,8 +118,10 @@ async fn s2_the_operator_runs_as_the_charts_service_account_and_one_replica_lead
         .collect();
     assert!(writes.is_empty(), "the follower wrote: {writes:?}");
 
-    // Someone narrows the operator's ClusterRole: it may no longer watch pods. The next
-    // leader's pod watch fails; it must say so rather than run blind.
+    // Someone narrows the operator's ClusterRole: it may no longer watch pods, nor list
+    // AuthClients. The next leader's pod watch fails; it must say so rather than run blind.
+    // Its AuthClient cache can never be filled, which is also how every cache of a replica
+    // stopped right after taking the lead looks: such a replica must still stop at once.
     let role = crate::harness::render_chart("portcullis-operator", OPERATOR_NAMESPACE)
         .into_iter()
         .find(|o| o["kind"] == "ClusterRole")
@@ -126,10 +132,19 @@ async fn s2_the_operator_runs_as_the_charts_service_account_and_one_replica_lead
             rule["verbs"] = serde_json::json!(["list"]);
         }
     }
+    narrowed["rules"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|rule| rule["resources"] != serde_json::json!(["authclients"]));
     cluster.apply(&narrowed).await;
 
     // The leader stops (SIGTERM, as at a rollout): the follower takes over.
-    first.terminate();
+    let first_stop = first.terminate();
+    assert!(
+        first_stop < STOP_BOUND,
+        "replica-a took {first_stop:?} to stop:\n{}",
+        first.log()
+    );
     let stopped = Instant::now();
     eventually(
         "replica-b takes the Lease",
@@ -191,11 +206,36 @@ async fn s2_the_operator_runs_as_the_charts_service_account_and_one_replica_lead
         },
     )
     .await;
+    eventually(
+        "replica-b reports its failed AuthClient list",
+        Duration::from_secs(30),
+        || async {
+            let log = second.log();
+            if log
+                .lines()
+                .any(|l| l.contains("watch failed") && l.contains("authclients"))
+            {
+                Ok(())
+            } else {
+                Err("no log line yet".to_owned())
+            }
+        },
+    )
+    .await;
+    // Stopped now, with a cache that cannot be filled: the replica finishes at once, releases
+    // the Lease and exits (kube-runtime's own graceful shutdown waited forever here).
+    let second_stop = second.terminate();
+    let log = second.log();
+    assert!(
+        second_stop < STOP_BOUND && log.contains("controllers stopped, Lease released"),
+        "replica-b took {second_stop:?} to stop:\n{log}"
+    );
+    assert!(!log.contains("drain deadline"), "{log}");
     cluster.apply(&role).await;
     for operator in [&first, &second] {
         let refused: Vec<String> = forbidden(&operator.proxy)
             .into_iter()
-            .filter(|r| !r.contains("/pods"))
+            .filter(|r| !r.contains("/pods") && !r.contains("/authclients"))
             .collect();
         assert!(
             refused.is_empty(),
@@ -203,9 +243,9 @@ async fn s2_the_operator_runs_as_the_charts_service_account_and_one_replica_lead
             operator.identity
         );
     }
-    second.terminate();
     eprintln!(
-        "scenario 2 took {:?}; takeover after the leader stopped: {takeover:?}",
+        "scenario 2 took {:?}; takeover after the leader stopped: {takeover:?}; stops: \
+         replica-a {first_stop:?}, replica-b {second_stop:?}",
         started.elapsed()
     );
 }

@@ -10,6 +10,7 @@ pub mod rate_limit;
 pub mod realm;
 pub mod retention;
 pub mod run;
+pub mod shutdown;
 pub mod skeleton;
 pub mod tolerant;
 
