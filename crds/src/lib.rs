@@ -24,7 +24,7 @@ pub use common::{API_VERSION, GROUP, SecretKeyRef, TargetKind, TargetRef, UrlSec
 pub use duration::GoDuration;
 pub use manifests::{
     Ignored, ManifestError, RealmManifests, TolerantManifests, parse_manifests,
-    parse_manifests_tolerant,
+    parse_manifests_tolerant, prune_unknown_fields,
 };
 pub use rate_limit::{RateLimitPolicy, RateLimitPolicySpec};
 pub use realm::{AuthRealm, AuthRealmSpec};

@@ -220,49 +220,19 @@ pub fn parse_manifests_tolerant(yaml: &str) -> Result<TolerantManifests, Manifes
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let schema = match kind.as_str() {
-            "AuthRealm" => AuthRealm::crd(),
-            "RateLimitPolicy" => RateLimitPolicy::crd(),
-            "RetentionPolicy" => RetentionPolicy::crd(),
-            "AuthClient" => AuthClient::crd(),
-            _ => {
-                out.ignored.push(Ignored {
-                    document: document_number,
-                    kind,
-                    name,
-                    path: String::new(),
-                });
-                continue;
-            }
-        };
-        let schema = schema
-            .spec
-            .versions
-            .first()
-            .and_then(|v| v.schema.as_ref())
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-            .and_then(|s| serde_json::to_value(s).ok())
-            .unwrap_or(Value::Null);
-        let mut removed = Vec::new();
+        // The status is the cluster's, not configuration: dropped unread.
         if let Value::Object(map) = &mut document {
-            // Only the kind's own fields are pruned; metadata is Kubernetes'.
-            for (key, value) in map.iter_mut() {
-                if key == "spec"
-                    && let Some(spec_schema) = schema.pointer("/properties/spec")
-                {
-                    prune(value, spec_schema, "spec", &mut removed);
-                }
-            }
-            map.retain(|key, _| {
-                let known =
-                    ["apiVersion", "kind", "metadata", "spec", "status"].contains(&key.as_str());
-                if !known {
-                    removed.push(key.clone());
-                }
-                known
-            });
             map.remove("status");
         }
+        let Some(removed) = prune_unknown_fields(&kind, &mut document) else {
+            out.ignored.push(Ignored {
+                document: document_number,
+                kind,
+                name,
+                path: String::new(),
+            });
+            continue;
+        };
         out.ignored.extend(removed.into_iter().map(|path| Ignored {
             document: document_number,
             kind: kind.clone(),
@@ -290,6 +260,51 @@ pub fn parse_manifests_tolerant(yaml: &str) -> Result<TolerantManifests, Manifes
         }
     }
     Ok(out)
+}
+
+/// Removes from an object of one of the four kinds (as JSON, `kind` naming it) every field of
+/// its spec and status, and every top-level field, that this version's schema does not
+/// declare, as the API server prunes unknown fields; returns their paths (`spec.newField`).
+/// `None` when `kind` is not one of the four. Metadata is Kubernetes' and kept as it is.
+///
+/// This is how a reader tolerates version skew: a newer CRD or a newer operator may add a
+/// (defaulted) field, and the types here refuse unknown fields, which are typos in files a
+/// person wrote.
+pub fn prune_unknown_fields(kind: &str, object: &mut Value) -> Option<Vec<String>> {
+    let crd = match kind {
+        "AuthRealm" => AuthRealm::crd(),
+        "RateLimitPolicy" => RateLimitPolicy::crd(),
+        "RetentionPolicy" => RetentionPolicy::crd(),
+        "AuthClient" => AuthClient::crd(),
+        _ => return None,
+    };
+    let schema = crd
+        .spec
+        .versions
+        .first()
+        .and_then(|v| v.schema.as_ref())
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or(Value::Null);
+    let mut removed = Vec::new();
+    if let Value::Object(map) = object {
+        for (key, value) in map.iter_mut() {
+            if (key == "spec" || key == "status")
+                && let Some(field_schema) = schema.pointer(&format!("/properties/{key}"))
+            {
+                prune(value, field_schema, key, &mut removed);
+            }
+        }
+        map.retain(|key, _| {
+            let known =
+                ["apiVersion", "kind", "metadata", "spec", "status"].contains(&key.as_str());
+            if !known {
+                removed.push(key.clone());
+            }
+            known
+        });
+    }
+    Some(removed)
 }
 
 /// Removes from `value` every field its structural `schema` does not declare, as the API
@@ -497,6 +512,25 @@ spec:
         );
         assert_eq!(read.ignored[4].kind, "FutureKind");
         assert!(read.ignored[0].to_string().contains("spec.futureField"));
+    }
+
+    #[test]
+    fn pruning_leaves_out_unknown_spec_and_status_fields_and_keeps_metadata() {
+        let mut object = serde_json::json!({
+            "apiVersion": "portcullis.dev/v1alpha1", "kind": "AuthRealm",
+            "metadata": {"name": "demo", "labels": {"any": "label"}},
+            "spec": {"issuer": "https://a.example.com", "futureField": "on"},
+            "status": {"endpoint": "https://a.example.com", "futureStatus": 1},
+            "extra": true
+        });
+        let removed = prune_unknown_fields("AuthRealm", &mut object).unwrap();
+        assert_eq!(
+            removed,
+            ["spec.futureField", "status.futureStatus", "extra"]
+        );
+        assert_eq!(object["metadata"]["labels"]["any"], "label");
+        assert_eq!(object["status"]["endpoint"], "https://a.example.com");
+        assert!(prune_unknown_fields("FutureKind", &mut object).is_none());
     }
 
     #[test]

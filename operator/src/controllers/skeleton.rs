@@ -1,10 +1,13 @@
 //! What every controller does around its own steps, written once: metrics and backoff
-//! bookkeeping of a reconcile, the status written with server-side apply (so a field the
-//! operator stops setting is removed, not left behind as a merge patch leaves it), Events for
-//! condition transitions, and deleting an object only if it is there and is ours.
+//! bookkeeping of a reconcile, a finalizer (added before anything is created, cleanup then
+//! removal at deletion), the status written with server-side apply (so a field the operator
+//! stops setting is removed, not left behind as a merge patch leaves it), Events for condition
+//! transitions, and deleting an object only if it is there and is ours. The object itself is
+//! written through a dynamic API, so an answer carrying fields of a newer version is no error.
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -43,6 +46,109 @@ where
     result.map(|(action, _)| action)
 }
 
+/// Runs a reconcile guarded by `finalizer`: an object without it gets it (and the reconcile
+/// ends; the change brings the next one), a live object with it goes to `apply`, and a deleted
+/// one goes to `cleanup`, after which the finalizer is removed so the object can go. Returns
+/// `apply`'s action and reason, or `FinalizerAdded`, `Finalized`, `Deleting`.
+pub async fn finalized<K, A, AF, C, CF>(
+    ctx: &Context,
+    object: Arc<K>,
+    finalizer: &str,
+    apply: A,
+    cleanup: C,
+) -> Result<(Action, &'static str), ReconcileError>
+where
+    K: Resource<DynamicType = ()>,
+    A: FnOnce(Arc<K>) -> AF,
+    AF: Future<Output = Result<(Action, &'static str), ReconcileError>>,
+    C: FnOnce(Arc<K>) -> CF,
+    CF: Future<Output = Result<(), ReconcileError>>,
+{
+    let holds = object.finalizers().iter().any(|f| f == finalizer);
+    match (object.meta().deletion_timestamp.is_some(), holds) {
+        (true, true) => {
+            cleanup(object.clone()).await?;
+            remove_finalizer(ctx, object.as_ref(), finalizer).await?;
+            Ok((Action::await_change(), "Finalized"))
+        }
+        (true, false) => Ok((Action::await_change(), "Deleting")),
+        (false, false) => {
+            add_finalizer(ctx, object.as_ref(), finalizer).await?;
+            Ok((Action::await_change(), "FinalizerAdded"))
+        }
+        (false, true) => apply(object).await,
+    }
+}
+
+/// The JSON patch that adds `finalizer`, failing if the list changed since `current` was read.
+pub fn add_finalizer_patch(current: &[String], finalizer: &str) -> serde_json::Value {
+    if current.is_empty() {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]}
+        ])
+    } else {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": current},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer}
+        ])
+    }
+}
+
+/// The JSON patch that removes `finalizer`, failing if it moved; `None` when it is not there.
+pub fn remove_finalizer_patch(current: &[String], finalizer: &str) -> Option<serde_json::Value> {
+    let index = current.iter().position(|f| f == finalizer)?;
+    let path = format!("/metadata/finalizers/{index}");
+    Some(serde_json::json!([
+        {"op": "test", "path": path, "value": finalizer},
+        {"op": "remove", "path": path}
+    ]))
+}
+
+async fn json_patch<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    object: &K,
+    patch: serde_json::Value,
+    action: String,
+) -> Result<(), ReconcileError> {
+    let namespace = object.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).map_err(|e| ReconcileError::Manifest(e.to_string()))?;
+    super::tolerant::dynamic_api::<K>(&ctx.client, Some(&namespace))
+        .patch(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::<()>::Json(patch),
+        )
+        .await
+        .map_err(ReconcileError::api(action))?;
+    Ok(())
+}
+
+/// Adds `finalizer` to `object`.
+pub async fn add_finalizer<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    object: &K,
+    finalizer: &str,
+) -> Result<(), ReconcileError> {
+    let patch = add_finalizer_patch(object.finalizers(), finalizer);
+    let action = format!("add finalizer {finalizer}");
+    json_patch(ctx, object, patch, action).await
+}
+
+/// Removes `finalizer` from `object`, if it is there.
+pub async fn remove_finalizer<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    object: &K,
+    finalizer: &str,
+) -> Result<(), ReconcileError> {
+    let Some(patch) = remove_finalizer_patch(object.finalizers(), finalizer) else {
+        return Ok(());
+    };
+    let action = format!("remove finalizer {finalizer}");
+    json_patch(ctx, object, patch, action).await
+}
+
 /// The body of a status apply: the object's kind and the whole status this manager owns.
 pub fn status_apply_body<K, S>(status: &S) -> serde_json::Value
 where
@@ -76,7 +182,8 @@ where
         return Ok(false);
     }
     let namespace = object.namespace().ok_or(ReconcileError::NoNamespace)?;
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    // The answer is not read as a `K`: it may carry fields of a newer version.
+    let api = super::tolerant::dynamic_api::<K>(&ctx.client, Some(&namespace));
     api.patch_status(
         &object.name_any(),
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -223,6 +330,31 @@ mod tests {
 
     fn recovered_only() -> [Condition; 1] {
         [condition("Degraded", "False", "AsExpected")]
+    }
+
+    #[test]
+    fn finalizer_patches_fail_when_the_list_changed_meanwhile() {
+        let none: [String; 0] = [];
+        assert_eq!(
+            add_finalizer_patch(&none, "x/y"),
+            serde_json::json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": ["x/y"]}
+            ])
+        );
+        let two = ["a/b".to_owned(), "x/y".to_owned()];
+        assert_eq!(
+            add_finalizer_patch(&two[..1], "x/y")[0]["value"],
+            serde_json::json!(["a/b"])
+        );
+        assert_eq!(
+            remove_finalizer_patch(&two, "x/y"),
+            Some(serde_json::json!([
+                {"op": "test", "path": "/metadata/finalizers/1", "value": "x/y"},
+                {"op": "remove", "path": "/metadata/finalizers/1"}
+            ]))
+        );
+        assert_eq!(remove_finalizer_patch(&two[..1], "x/y"), None);
     }
 
     #[test]

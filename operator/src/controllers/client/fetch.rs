@@ -9,7 +9,7 @@ use kube::{Client, ResourceExt};
 use portcullis_crds::{AuthClient, AuthRealm};
 
 use super::admission::selector_string;
-use crate::controllers::ReconcileError;
+use crate::controllers::{ReconcileError, tolerant};
 
 /// Every AuthClient that names `realm`, in every namespace (in `scope` only, when the
 /// operator watches one namespace).
@@ -18,17 +18,10 @@ pub async fn clients_of(
     scope: Option<&str>,
     realm: &AuthRealm,
 ) -> Result<Vec<AuthClient>, ReconcileError> {
-    let api: Api<AuthClient> = match scope {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    };
     let name = realm.name_any();
     let namespace = realm.namespace();
-    Ok(api
-        .list(&ListParams::default())
-        .await
-        .map_err(ReconcileError::api("list AuthClients"))?
-        .items
+    Ok(tolerant::list::<AuthClient>(client, scope)
+        .await?
         .into_iter()
         .filter(|c| c.targets(&name, namespace.as_deref()))
         .collect())

@@ -77,8 +77,12 @@ async fn apply_client(
 ) -> Result<(Action, &'static str), ReconcileError> {
     let namespace = client.namespace().ok_or(ReconcileError::NoNamespace)?;
     let realm_namespace = client.realm_namespace().unwrap_or_default();
-    let realms: Api<AuthRealm> = Api::namespaced(ctx.client.clone(), &realm_namespace);
-    let realm = get_opt(&realms, &client.spec.realm_ref.name).await?;
+    let realm: Option<AuthRealm> = crate::controllers::tolerant::get_opt(
+        &ctx.client,
+        &realm_namespace,
+        &client.spec.realm_ref.name,
+    )
+    .await?;
     let verdict = verdict(
         &ctx.client,
         ctx.namespace.as_deref(),

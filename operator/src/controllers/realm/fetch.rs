@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
 use portcullis_crds::{AuthClient, AuthRealm, RateLimitPolicy, RetentionPolicy};
 
@@ -122,24 +122,17 @@ pub async fn fetch(
     let namespace = realm.namespace().ok_or(ReconcileError::NoNamespace)?;
     let name = realm.name_any();
 
-    let rate_limits: Api<RateLimitPolicy> = Api::namespaced(client.clone(), &namespace);
-    let mut rate_limit_policies: Vec<RateLimitPolicy> = rate_limits
-        .list(&ListParams::default())
-        .await
-        .map_err(ReconcileError::api("list RateLimitPolicies"))?
-        .items
-        .into_iter()
-        .filter(|p| p.spec.target_ref.name == name)
-        .collect();
+    let mut rate_limit_policies: Vec<RateLimitPolicy> =
+        crate::controllers::tolerant::list::<RateLimitPolicy>(client, Some(&namespace))
+            .await?
+            .into_iter()
+            .filter(|p| p.spec.target_ref.name == name)
+            .collect();
     rate_limit_policies.sort_by_key(ResourceExt::name_any);
     let rate_limit_policies = super::validate::rate_limits_in_force(realm, &rate_limit_policies);
 
-    let retentions: Api<RetentionPolicy> = Api::namespaced(client.clone(), &namespace);
-    let all_retention = retentions
-        .list(&ListParams::default())
-        .await
-        .map_err(ReconcileError::api("list RetentionPolicies"))?
-        .items;
+    let all_retention: Vec<RetentionPolicy> =
+        crate::controllers::tolerant::list(client, Some(&namespace)).await?;
     let retention_policies = super::validate::retention_in_force(realm, &all_retention);
 
     let candidates = crate::controllers::client::fetch::clients_of(client, scope, realm).await?;

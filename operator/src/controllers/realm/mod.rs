@@ -11,13 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use portcullis_crds::AuthRealm;
 use portcullis_crds::realm::AttachedPolicies;
 
-use super::skeleton::{announce, apply_status, observed};
+use super::skeleton::{announce, apply_status, observed, remove_finalizer};
 use super::{Context, ReconcileError};
 use crate::resources::meta::Owner;
 use portcullis_crds::conditions::types;
@@ -47,38 +46,12 @@ async fn reconcile_inner(
     realm: Arc<AuthRealm>,
     ctx: &Context,
 ) -> Result<(Action, &'static str), ReconcileError> {
-    if realm.finalizers().iter().any(|f| f == LEGACY_FINALIZER) {
-        remove_legacy_finalizer(&realm, ctx).await?;
-    }
+    remove_finalizer(ctx, realm.as_ref(), LEGACY_FINALIZER).await?;
     if realm.metadata.deletion_timestamp.is_some() {
         // Children go with the realm (owner references); the keys Secret stays under Retain.
         return Ok((Action::await_change(), "Deleting"));
     }
     apply_realm(&realm, ctx).await
-}
-
-/// Removes [`LEGACY_FINALIZER`] with a JSON patch that fails if the list changed meanwhile.
-async fn remove_legacy_finalizer(realm: &AuthRealm, ctx: &Context) -> Result<(), ReconcileError> {
-    let finalizers = realm.finalizers();
-    let Some(index) = finalizers.iter().position(|f| f == LEGACY_FINALIZER) else {
-        return Ok(());
-    };
-    let namespace = realm.namespace().ok_or(ReconcileError::NoNamespace)?;
-    let api: Api<AuthRealm> = Api::namespaced(ctx.client.clone(), &namespace);
-    let path = format!("/metadata/finalizers/{index}");
-    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
-        {"op": "test", "path": path, "value": LEGACY_FINALIZER},
-        {"op": "remove", "path": path}
-    ]))
-    .map_err(|e| ReconcileError::Manifest(e.to_string()))?;
-    api.patch(
-        &realm.name_any(),
-        &PatchParams::default(),
-        &Patch::<()>::Json(patch),
-    )
-    .await
-    .map_err(ReconcileError::api("remove the legacy AuthRealm finalizer"))?;
-    Ok(())
 }
 
 /// Applies the status (server-side, only when it changed) and publishes an Event when Ready,
