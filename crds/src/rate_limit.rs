@@ -29,6 +29,11 @@ use crate::duration::GoDuration;
         json_path = ".status.conditions[?(@.type==\"Attached\")].status"
     ),
     printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Attached\")].reason"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"

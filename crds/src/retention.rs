@@ -31,6 +31,11 @@ use crate::duration::GoDuration;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Accepted\")].status"
     ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Accepted\")].reason"
+    ),
     printcolumn(name = "Next run", type_ = "date", json_path = ".status.nextRunAt"),
     printcolumn(
         name = "Age",

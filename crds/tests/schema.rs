@@ -403,6 +403,19 @@ fn crds_have_status_subresource_short_names_and_printer_columns() {
             .collect();
         assert_eq!(columns, ["Ready", "Reason", "Endpoint", "Age"]);
     }
+    // A policy has no Ready: its own condition and that condition's reason take its place.
+    for (crd, condition) in [(&crds()[1], "Attached"), (&crds()[2], "Accepted")] {
+        let columns = crd.spec.versions[0]
+            .additional_printer_columns
+            .as_ref()
+            .unwrap();
+        let at = columns.iter().position(|c| c.name == condition).unwrap();
+        assert_eq!(columns[at + 1].name, "Reason");
+        assert_eq!(
+            columns[at + 1].json_path,
+            format!(".status.conditions[?(@.type==\"{condition}\")].reason")
+        );
+    }
 }
 
 #[test]
