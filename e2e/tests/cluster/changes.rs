@@ -212,6 +212,74 @@ async fn s5_a_spec_change_rolls_the_pods_deleted_children_return_and_a_missing_s
         .await;
     ready_realm(&cluster, NS, "demo", Duration::from_secs(60)).await;
 
+    // Optional children follow their feature both ways. TLS from an issuer makes a
+    // Certificate; switching to selfSigned removes it (cert-manager and the operator would
+    // fight over <realm>-tls) and the operator writes the TLS Secret and reports its expiry;
+    // switching TLS and monitoring off removes the TLS Secret, the ServiceMonitor and the
+    // PrometheusRule, and clears certificateNotAfter from the status.
+    let labelled = |api_version: &'static str, kind: &'static str| {
+        let cluster = &cluster;
+        async move {
+            cluster
+                .list(api_version, kind, NS, "app.kubernetes.io/instance=demo")
+                .await
+                .len()
+        }
+    };
+    realm["spec"]["tls"] = json!({"issuerRef": {"name": "letsencrypt", "kind": "ClusterIssuer"}});
+    cluster.apply(&realm).await;
+    eventually("a Certificate", Duration::from_secs(60), || async {
+        match labelled("cert-manager.io/v1", "Certificate").await {
+            1 => Ok(()),
+            n => Err(format!("{n} Certificates")),
+        }
+    })
+    .await;
+    realm["spec"]["tls"] = json!({"selfSigned": {}});
+    cluster.apply(&realm).await;
+    let self_signed = ready_realm(&cluster, NS, "demo", Duration::from_secs(60)).await;
+    assert!(
+        self_signed["status"]["certificateNotAfter"].is_string(),
+        "{}",
+        self_signed["status"]
+    );
+    assert_eq!(labelled("cert-manager.io/v1", "Certificate").await, 0);
+    let tls = cluster
+        .get("v1", "Secret", Some(NS), "demo-tls")
+        .await
+        .unwrap();
+    assert_eq!(tls["type"], "kubernetes.io/tls");
+    realm["spec"].as_object_mut().unwrap().remove("tls");
+    realm["spec"]["monitoring"] = json!({"serviceMonitor": false, "prometheusRule": false});
+    cluster.apply(&realm).await;
+    let plain = ready_realm(&cluster, NS, "demo", Duration::from_secs(60)).await;
+    assert!(
+        plain["status"].get("certificateNotAfter").is_none(),
+        "{}",
+        plain["status"]
+    );
+    eventually(
+        "the TLS Secret, ServiceMonitor and PrometheusRule gone",
+        Duration::from_secs(60),
+        || async {
+            let left = (
+                cluster
+                    .get("v1", "Secret", Some(NS), "demo-tls")
+                    .await
+                    .is_some(),
+                labelled("monitoring.coreos.com/v1", "ServiceMonitor").await,
+                labelled("monitoring.coreos.com/v1", "PrometheusRule").await,
+            );
+            if left == (false, 0, 0) {
+                Ok(())
+            } else {
+                Err(format!("left: {left:?}"))
+            }
+        },
+    )
+    .await;
+    realm["spec"].as_object_mut().unwrap().remove("monitoring");
+
     // Version skew: the CRD chart is upgraded before the operator, and the newer AuthRealm CRD
     // adds a defaulted field, which the API server now returns in every realm. This operator
     // does not know the field: it must still read and reconcile the realm (leaving the field
@@ -245,12 +313,57 @@ async fn s5_a_spec_change_rolls_the_pods_deleted_children_return_and_a_missing_s
     let refused = forbidden(&operator.proxy);
     assert!(refused.is_empty(), "the operator was refused: {refused:?}");
     let stopped = operator.terminate();
+    // The cluster has no prometheus-operator (its CRDs go): a realm that asks for monitoring
+    // (the default) still runs, Ready and not Degraded; MonitoringReady says why not.
+    for crd in [
+        "servicemonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+    ] {
+        cluster
+            .delete(
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                None,
+                crd,
+            )
+            .await;
+        eventually(
+            &format!("CRD {crd} gone"),
+            Duration::from_secs(60),
+            || async {
+                match cluster
+                    .get(
+                        "apiextensions.k8s.io/v1",
+                        "CustomResourceDefinition",
+                        None,
+                        crd,
+                    )
+                    .await
+                {
+                    None => Ok(()),
+                    Some(_) => Err("still there".to_owned()),
+                }
+            },
+        )
+        .await;
+    }
     let operator = leading_operator(&cluster, &account, "changes-after-crd-upgrade").await;
     realm["spec"]["lockout"] = json!({"maxFailures": 8});
     cluster.apply(&realm).await;
     let skewed = ready_realm(&cluster, NS, "demo", Duration::from_secs(60)).await;
     assert_eq!(skewed["spec"]["futureSetting"], "on", "{skewed}");
     assert_eq!(skewed["spec"]["lockout"]["maxFailures"], 8, "{skewed}");
+    assert_eq!(
+        condition(&skewed, "MonitoringReady").map(|(s, r, _)| (s, r)),
+        Some(("False".to_owned(), "PrometheusOperatorMissing".to_owned())),
+        "{}",
+        skewed["status"]
+    );
+    assert!(
+        condition(&skewed, "Degraded").is_none_or(|(s, _, _)| s != "True"),
+        "{}",
+        skewed["status"]
+    );
     eventually(
         "a warning naming the field the operator left out",
         Duration::from_secs(30),
