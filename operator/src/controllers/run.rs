@@ -184,6 +184,30 @@ async fn give_up_lease(
 /// How long giving the Lease up may take at a stop.
 const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A controller's trigger stream: ends (and is dropped) when a stop is requested, and its
+/// watch errors are logged here and not passed on. Passed on, an error makes the controller
+/// pause polling its triggers for a backoff that grows to minutes, during which it would not
+/// see a stop request either; the watches back off on their own.
+fn trigger<T, S>(
+    shutdown: &Shutdown,
+    controller: &'static str,
+    stream: S,
+) -> impl futures::Stream<Item = Result<T, watcher::Error>> + Send + 'static
+where
+    S: futures::Stream<Item = Result<T, watcher::Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    until(
+        shutdown,
+        stream.filter(move |item| {
+            if let Err(error) = item {
+                tracing::warn!(controller, %error, "watch failed; retrying with backoff");
+            }
+            std::future::ready(item.is_ok())
+        }),
+    )
+}
+
 /// Logs what a controller's stream yields besides successful reconciles: a failed watch or
 /// list (forbidden, a kind gone, the API server away) would otherwise pass silently while
 /// the controller stops seeing changes. Failed reconciles are logged by [`error_policy`].
@@ -271,7 +295,8 @@ pub fn controllers(
     let owned_selector = format!("{}={MANAGED_BY}", labels::MANAGED_BY);
 
     let (realm_cache, realm_changes) = tolerant::cached::<AuthRealm>(client, ns);
-    let mut realms = Controller::for_stream(until(&shutdown, realm_changes), realm_cache);
+    let mut realms =
+        Controller::for_stream(trigger(&shutdown, "AuthRealm", realm_changes), realm_cache);
     let store = realms.store();
     // Children and Secrets are watched as metadata only: the operator never caches their
     // contents (a Secret's data stays in the API server), it only learns that they changed.
@@ -287,15 +312,16 @@ pub fn controllers(
             .default_backoff()
             .touched_objects();
         realms = realms.watches_stream_with(
-            until(&shutdown, changes),
+            trigger(&shutdown, "AuthRealm", changes),
             |child: PartialObjectMeta<DynamicObject>| realm_of(&child),
             resource,
         );
     }
     // A server pod that stops says why in its termination message (KeysMismatch).
     realms = realms.watches_stream(
-        until(
+        trigger(
             &shutdown,
+            "AuthRealm",
             watcher::watcher(
                 api::<PartialObjectMeta<Pod>>(client, ns),
                 watcher::Config::default().labels(&format!(
@@ -311,20 +337,33 @@ pub fn controllers(
     );
     let realm_controller = realms
         .watches_stream(
-            until(&shutdown, tolerant::objects::<RateLimitPolicy>(client, ns)),
+            trigger(
+                &shutdown,
+                "AuthRealm",
+                tolerant::objects::<RateLimitPolicy>(client, ns),
+            ),
             |p| target(&p, &p.spec.target_ref.name),
         )
         .watches_stream(
-            until(&shutdown, tolerant::objects::<RetentionPolicy>(client, ns)),
+            trigger(
+                &shutdown,
+                "AuthRealm",
+                tolerant::objects::<RetentionPolicy>(client, ns),
+            ),
             |p| target(&p, &p.spec.target_ref.name),
         )
         .watches_stream(
-            until(&shutdown, tolerant::objects::<AuthClient>(client, ns)),
+            trigger(
+                &shutdown,
+                "AuthRealm",
+                tolerant::objects::<AuthClient>(client, ns),
+            ),
             |c| Some(ObjectRef::new(&c.spec.realm_ref.name).within(&c.realm_namespace()?)),
         )
         .watches_stream(
-            until(
+            trigger(
                 &shutdown,
+                "AuthRealm",
                 watcher::watcher(
                     api::<PartialObjectMeta<Secret>>(client, ns),
                     watcher::Config::default(),
@@ -361,27 +400,39 @@ pub fn controllers(
     // comes; a RetentionPolicy also follows the other policies of its realm (the one in force
     // is deleted or becomes invalid: the next takes over).
     let (cache, changes) = tolerant::cached::<RateLimitPolicy>(client, ns);
-    let rate_limits = Controller::for_stream(until(&shutdown, changes), cache);
+    let rate_limits = Controller::for_stream(trigger(&shutdown, "RateLimitPolicy", changes), cache);
     let rate_limit_store = rate_limits.store();
     let rate_limit_controller = rate_limits
         .watches_stream(
-            until(&shutdown, tolerant::objects::<AuthRealm>(client, ns)),
+            trigger(
+                &shutdown,
+                "RateLimitPolicy",
+                tolerant::objects::<AuthRealm>(client, ns),
+            ),
             move |realm| policies_of(&rate_limit_store, &realm.name_any(), realm.namespace()),
         )
         .run(rate_limit::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { report("RateLimitPolicy", result) });
 
     let (cache, changes) = tolerant::cached::<RetentionPolicy>(client, ns);
-    let retention = Controller::for_stream(until(&shutdown, changes), cache);
+    let retention = Controller::for_stream(trigger(&shutdown, "RetentionPolicy", changes), cache);
     let policies = retention.store();
     let (by_realm, by_policy) = (policies.clone(), policies.clone());
     let retention = retention
         .watches_stream(
-            until(&shutdown, tolerant::objects::<AuthRealm>(client, ns)),
+            trigger(
+                &shutdown,
+                "RetentionPolicy",
+                tolerant::objects::<AuthRealm>(client, ns),
+            ),
             move |realm| policies_of(&by_realm, &realm.name_any(), realm.namespace()),
         )
         .watches_stream(
-            until(&shutdown, tolerant::objects::<RetentionPolicy>(client, ns)),
+            trigger(
+                &shutdown,
+                "RetentionPolicy",
+                tolerant::objects::<RetentionPolicy>(client, ns),
+            ),
             move |p| policies_of(&by_policy, &p.spec.target_ref.name, p.namespace()),
         );
     // A retention Job that starts or ends reports a run: reconcile the realm's policies at
@@ -393,8 +444,9 @@ pub fn controllers(
     );
     let retention_controller = retention
         .watches_stream(
-            until(
+            trigger(
                 &shutdown,
+                "RetentionPolicy",
                 watcher::watcher(
                     api::<PartialObjectMeta<Job>>(client, ns),
                     watcher::Config::default().labels(&retention_jobs),
@@ -423,7 +475,7 @@ pub fn controllers(
     // handed over), of the realm's keys Secret (a client secret generated) or of their own
     // credentials Secret reconciles them.
     let (cache, changes) = tolerant::cached::<AuthClient>(client, ns);
-    let clients = Controller::for_stream(until(&shutdown, changes), cache);
+    let clients = Controller::for_stream(trigger(&shutdown, "AuthClient", changes), cache);
     let of_realm = {
         let store = clients.store();
         move |name: &str, namespace: Option<String>| {
@@ -438,16 +490,25 @@ pub fn controllers(
     let (by_realm, by_client, by_secret) = (of_realm.clone(), of_realm.clone(), of_realm);
     let client_controller = clients
         .watches_stream(
-            until(&shutdown, tolerant::objects::<AuthRealm>(client, ns)),
+            trigger(
+                &shutdown,
+                "AuthClient",
+                tolerant::objects::<AuthRealm>(client, ns),
+            ),
             move |r| by_realm(&r.name_any(), r.namespace()),
         )
         .watches_stream(
-            until(&shutdown, tolerant::objects::<AuthClient>(client, ns)),
+            trigger(
+                &shutdown,
+                "AuthClient",
+                tolerant::objects::<AuthClient>(client, ns),
+            ),
             move |c| by_client(&c.spec.realm_ref.name, c.realm_namespace()),
         )
         .watches_stream(
-            until(
+            trigger(
                 &shutdown,
+                "AuthClient",
                 watcher::watcher(
                     api::<PartialObjectMeta<Secret>>(client, ns),
                     watcher::Config::default().labels(&owned_selector),
@@ -535,6 +596,15 @@ mod tests {
         // list a kind.
         let took = stop_after(World::default(), Duration::from_millis(300)).await;
         assert!(took.is_some(), "the controllers did not stop within 5 s");
+    }
+
+    #[tokio::test]
+    async fn controllers_whose_watches_keep_failing_stop_at_once() {
+        // After a few failed lists, a watch error passed on to kube-runtime would make the
+        // controller sleep through a growing backoff without noticing the stop.
+        let took = stop_after(World::default(), Duration::from_secs(4)).await;
+        let took = took.expect("the controllers did not stop within 5 s");
+        assert!(took < Duration::from_secs(1), "stopping took {took:?}");
     }
 
     #[tokio::test]

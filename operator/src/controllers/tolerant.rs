@@ -141,12 +141,14 @@ where
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
         None => Api::all_with(client.clone(), &resource),
     };
-    watch(api, watcher::Config::default()).filter_map(|event| async move {
-        match event {
-            Ok(event) => typed_event::<K>(event).map(Ok),
-            Err(error) => Some(Err(error)),
-        }
-    })
+    watch(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(|event| async move {
+            match event {
+                Ok(event) => typed_event::<K>(event).map(Ok),
+                Err(error) => Some(Err(error)),
+            }
+        })
 }
 
 /// A cache of `K` and the stream of changed objects that feeds it (a controller's primary).
