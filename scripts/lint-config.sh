@@ -23,6 +23,7 @@ if ! python3 -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null; the
 fi
 
 promtool check rules config/prometheus/alerts.yaml
+promtool test rules config/prometheus/alerts_test.yaml
 python3 scripts/check_chart.py
 hadolint Dockerfile
 for dashboard in config/grafana/*.json; do

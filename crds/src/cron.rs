@@ -2,14 +2,17 @@
 //!
 //! [`CRON_SCHEDULE_PATTERN`] is a portable (RE2 and ECMAScript) regular
 //! expression suitable for an OpenAPI `pattern`; [`CronSchedule`] parses a
-//! schedule with [`std::str::FromStr`] and computes the next firing time with
-//! [`CronSchedule::next_after`], following the semantics of Kubernetes CronJobs, in UTC.
+//! schedule with [`std::str::FromStr`], accepting exactly what a Kubernetes CronJob accepts
+//! (five fields or a macro) with messages that name the field, and computes the next firing
+//! time with [`CronSchedule::next_after`] (UTC, as the operator's CronJobs run) or
+//! [`CronSchedule::next_after_in`]. The calendar evaluation is the `croner` crate's; this
+//! module only decides the grammar and hands croner the schedule in a canonical form whose
+//! meaning is the same for both (see [`CronSchedule::canonical`]).
 
 use std::str::FromStr;
 
-use k8s_openapi::jiff::Timestamp;
-use k8s_openapi::jiff::civil::{Date, DateTime};
 use k8s_openapi::jiff::tz::TimeZone;
+use k8s_openapi::jiff::{RoundMode, Timestamp, TimestampRound, ToSpan, Unit};
 
 /// Builds the regular expression for one comma-separated cron field whose
 /// single values are matched by the alternation `$atom`.
@@ -135,6 +138,8 @@ pub struct CronSchedule {
     days_of_week: u8,
     dom_restricted: bool,
     dow_restricted: bool,
+    /// The same schedule, for croner's evaluation.
+    cron: croner::Cron,
 }
 
 /// Static description of one cron field.
@@ -180,7 +185,7 @@ const DAY_OF_WEEK: FieldSpec = FieldSpec {
 };
 
 /// How far ahead [`CronSchedule::next_after`] searches, in years.
-const SEARCH_YEARS: i16 = 5;
+const SEARCH_YEARS: i64 = 5;
 
 impl FromStr for CronSchedule {
     type Err = CronError;
@@ -215,18 +220,68 @@ impl FromStr for CronSchedule {
         if days_of_week & (1 << 7) != 0 {
             days_of_week = (days_of_week & !(1 << 7)) | 1;
         }
+        let minutes = parse_field(minute, &MINUTE)?;
+        let hours = parse_field(hour, &HOUR)?;
+        let days_of_month = parse_field(dom, &DAY_OF_MONTH)?;
+        let months = parse_field(month, &MONTH)?;
+        // Kubernetes CronJob semantics (robfig/cron): only `*` (or `*/1`) leaves a day
+        // field unrestricted; a stepped `*/n` restricts it, so the OR rule applies.
+        let (dom_restricted, dow_restricted) = (!is_unrestricted(dom), !is_unrestricted(dow));
+        let canonical = canonical(
+            [minutes, hours, days_of_month, months, days_of_week],
+            dom_restricted,
+            dow_restricted,
+        );
+        let cron = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Disallowed)
+            .year(croner::parser::Year::Disallowed)
+            .build()
+            .parse(&canonical)
+            .map_err(|e| CronError::InvalidValue {
+                field: "schedule",
+                value: format!("{trimmed} ({e})"),
+            })?;
         Ok(CronSchedule {
-            minutes: parse_field(minute, &MINUTE)?,
-            hours: narrow(parse_field(hour, &HOUR)?),
-            days_of_month: narrow(parse_field(dom, &DAY_OF_MONTH)?),
-            months: narrow(parse_field(month, &MONTH)?),
+            minutes,
+            hours: narrow(hours),
+            days_of_month: narrow(days_of_month),
+            months: narrow(months),
             days_of_week: narrow(days_of_week),
-            // Kubernetes CronJob semantics (robfig/cron): only `*` (or `*/1`) leaves a day
-            // field unrestricted; a stepped `*/n` restricts it, so the OR rule applies.
-            dom_restricted: !is_unrestricted(dom),
-            dow_restricted: !is_unrestricted(dow),
+            dom_restricted,
+            dow_restricted,
+            cron,
         })
     }
+}
+
+/// The schedule as croner reads it with the meaning a Kubernetes CronJob gives it: every
+/// field an explicit list of its values (no steps, names or `7`), except a day field left
+/// unrestricted, which is `*`: croner, like cron, ORs the two day fields only when neither is
+/// `*`, and Kubernetes treats `*/1` as unrestricted and any other step as restricted.
+fn canonical(fields: [u64; 5], dom_restricted: bool, dow_restricted: bool) -> String {
+    let list = |bits: u64| {
+        (0..64)
+            .filter(|n| bits & (1 << n) != 0)
+            .map(|n: u32| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let [minutes, hours, dom, months, dow] = fields;
+    let day = |bits: u64, restricted: bool| {
+        if restricted {
+            list(bits)
+        } else {
+            "*".to_owned()
+        }
+    };
+    format!(
+        "{} {} {} {} {}",
+        list(minutes),
+        list(hours),
+        day(dom, dom_restricted),
+        list(months),
+        day(dow, dow_restricted)
+    )
 }
 
 /// Whether a day field leaves the day unconstrained for the day-of-month / day-of-week rule.
@@ -339,82 +394,6 @@ fn parse_value(token: &str, item: &str, spec: &FieldSpec) -> Result<u32, CronErr
         .ok_or_else(|| invalid(token))
 }
 
-/// A UTC wall-clock position, minute resolution, ordered chronologically.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Cursor {
-    year: i16,
-    month: i8,
-    day: i8,
-    hour: i8,
-    minute: i8,
-}
-
-impl Cursor {
-    fn from_datetime(dt: DateTime) -> Self {
-        Cursor {
-            year: dt.year(),
-            month: dt.month(),
-            day: dt.day(),
-            hour: dt.hour(),
-            minute: dt.minute(),
-        }
-    }
-
-    fn date(self) -> Option<Date> {
-        Date::new(self.year, self.month, self.day).ok()
-    }
-
-    fn next_month(&mut self) -> Option<()> {
-        if self.month >= 12 {
-            self.year = self.year.checked_add(1)?;
-            self.month = 1;
-        } else {
-            self.month += 1;
-        }
-        self.day = 1;
-        self.hour = 0;
-        self.minute = 0;
-        Some(())
-    }
-
-    fn next_day(&mut self) -> Option<()> {
-        if self.day >= self.date()?.days_in_month() {
-            return self.next_month();
-        }
-        self.day += 1;
-        self.hour = 0;
-        self.minute = 0;
-        Some(())
-    }
-
-    fn next_hour(&mut self) -> Option<()> {
-        if self.hour >= 23 {
-            return self.next_day();
-        }
-        self.hour += 1;
-        self.minute = 0;
-        Some(())
-    }
-
-    fn next_minute(&mut self) -> Option<()> {
-        if self.minute >= 59 {
-            return self.next_hour();
-        }
-        self.minute += 1;
-        Some(())
-    }
-}
-
-/// Smallest set bit of `bits` at position `from` or above.
-fn next_set_bit(bits: u64, from: i8) -> Option<i8> {
-    let from = u32::try_from(from).ok()?;
-    let shifted = bits.checked_shr(from)?;
-    if shifted == 0 {
-        return None;
-    }
-    i8::try_from(from + shifted.trailing_zeros()).ok()
-}
-
 impl CronSchedule {
     /// Bitset of matching minutes (bit `n` = minute `n`, 0-59).
     pub fn minutes(&self) -> u64 {
@@ -451,77 +430,59 @@ impl CronSchedule {
         self.dow_restricted
     }
 
-    /// Whether the schedule fires in the UTC minute containing `at`.
-    pub fn matches(&self, at: Timestamp) -> bool {
-        let cursor = Cursor::from_datetime(TimeZone::UTC.to_datetime(at));
-        self.month_matches(cursor)
-            && self.day_matches(cursor).unwrap_or(false)
-            && next_set_bit(u64::from(self.hours), cursor.hour) == Some(cursor.hour)
-            && next_set_bit(self.minutes, cursor.minute) == Some(cursor.minute)
+    /// Whether any date can match: a restricted day of week always can (the day fields are
+    /// ORed, or the day of month is unrestricted); otherwise some listed month must have
+    /// one of the listed days (February counting its 29th).
+    fn can_fire(&self) -> bool {
+        const DAYS_IN_MONTH: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        !self.dom_restricted
+            || self.dow_restricted
+            || (1..=12u32).any(|month| {
+                self.months & (1 << month) != 0
+                    && (1..=DAYS_IN_MONTH[month as usize - 1])
+                        .any(|day| self.days_of_month & (1 << day) != 0)
+            })
     }
 
-    /// The first matching minute strictly after `after`, evaluated in UTC.
+    /// The five fields croner evaluates (see [`canonical`]).
+    pub fn canonical(&self) -> String {
+        self.cron.pattern.to_string()
+    }
+
+    /// Whether the schedule fires in the UTC minute containing `at`.
+    pub fn matches(&self, at: Timestamp) -> bool {
+        let minute = TimestampRound::new()
+            .smallest(Unit::Minute)
+            .mode(RoundMode::Floor);
+        at.round(minute).is_ok_and(|at| {
+            self.cron
+                .is_time_matching(&at.to_zoned(TimeZone::UTC))
+                .unwrap_or(false)
+        })
+    }
+
+    /// The first matching minute strictly after `after`, evaluated in UTC (the time zone of
+    /// the operator's CronJobs).
     ///
     /// When both day of month and day of week are restricted, a day matches
     /// if either does (as Kubernetes CronJobs do); otherwise both must match. Returns `None`
     /// if nothing matches within five years of `after` (e.g. `0 0 30 2 *`).
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
-        let mut cursor = Cursor::from_datetime(TimeZone::UTC.to_datetime(after));
-        let limit = Cursor {
-            year: cursor.year.checked_add(SEARCH_YEARS)?,
-            ..cursor
-        };
-        cursor.next_minute()?;
-        while cursor <= limit {
-            if !self.month_matches(cursor) {
-                cursor.next_month()?;
-            } else if !self.day_matches(cursor)? {
-                cursor.next_day()?;
-            } else if let Some(hour) = next_set_bit(u64::from(self.hours), cursor.hour) {
-                if hour != cursor.hour {
-                    cursor.hour = hour;
-                    cursor.minute = 0;
-                }
-                match next_set_bit(self.minutes, cursor.minute) {
-                    Some(minute) => {
-                        cursor.minute = minute;
-                        if cursor > limit {
-                            return None;
-                        }
-                        let dt = DateTime::new(
-                            cursor.year,
-                            cursor.month,
-                            cursor.day,
-                            cursor.hour,
-                            cursor.minute,
-                            0,
-                            0,
-                        )
-                        .ok()?;
-                        return TimeZone::UTC.to_timestamp(dt).ok();
-                    }
-                    None => cursor.next_hour()?,
-                }
-            } else {
-                cursor.next_day()?;
-            }
+        self.next_after_in(after, TimeZone::UTC)
+    }
+
+    /// The first matching minute strictly after `after` on the wall clock of `zone` (as a
+    /// CronJob with that `timeZone` runs; croner resolves daylight-saving gaps and overlaps);
+    /// `None` as for [`Self::next_after`].
+    pub fn next_after_in(&self, after: Timestamp, zone: TimeZone) -> Option<Timestamp> {
+        if !self.can_fire() {
+            // croner would search for centuries before it gives up.
+            return None;
         }
-        None
-    }
-
-    fn month_matches(&self, cursor: Cursor) -> bool {
-        next_set_bit(u64::from(self.months), cursor.month) == Some(cursor.month)
-    }
-
-    fn day_matches(&self, cursor: Cursor) -> Option<bool> {
-        let weekday = cursor.date()?.weekday().to_sunday_zero_offset();
-        let dom = next_set_bit(u64::from(self.days_of_month), cursor.day) == Some(cursor.day);
-        let dow = next_set_bit(u64::from(self.days_of_week), weekday) == Some(weekday);
-        Some(if self.dom_restricted && self.dow_restricted {
-            dom || dow
-        } else {
-            dom && dow
-        })
+        let start = after.to_zoned(zone);
+        let limit = start.checked_add(SEARCH_YEARS.years()).ok()?.timestamp();
+        let next = self.cron.find_next_occurrence(&start, false).ok()?;
+        Some(next.timestamp()).filter(|next| *next <= limit)
     }
 }
 
@@ -846,6 +807,49 @@ mod tests {
         assert_eq!(
             next("0 0 * * 7", "2024-09-07T12:00:00Z"),
             Some(ts("2024-09-08T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn croner_reads_explicit_lists_and_a_star_for_an_unrestricted_day_field() {
+        assert_eq!(
+            parse("*/20 9-17/4 */1 JAN,jul sun-tue,7").canonical(),
+            "0,20,40 9,13,17 * 1,7 0,1,2"
+        );
+        assert_eq!(
+            parse("@weekly").canonical(),
+            "0 0 * 1,2,3,4,5,6,7,8,9,10,11,12 0"
+        );
+        // A stepped day field is restricted (Kubernetes), so it is a list, not croner's `*`.
+        assert_eq!(
+            parse("0 0 */10 * 1").canonical(),
+            "0 0 1,11,21,31 1,2,3,4,5,6,7,8,9,10,11,12 1"
+        );
+    }
+
+    #[test]
+    fn next_in_a_zone_follows_its_wall_clock() {
+        let plus_two = TimeZone::fixed(k8s_openapi::jiff::tz::offset(2));
+        let at_three = parse("0 3 * * *");
+        assert_eq!(
+            at_three.next_after_in(ts("2027-01-10T00:00:00Z"), plus_two),
+            Some(ts("2027-01-10T01:00:00Z"))
+        );
+        assert_eq!(
+            at_three.next_after(ts("2027-01-10T00:00:00Z")),
+            Some(ts("2027-01-10T03:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn an_impossible_schedule_is_decided_quickly() {
+        // The settings layer asks this of every RetentionPolicy at every reconcile.
+        let started = std::time::Instant::now();
+        assert_eq!(next("0 0 30 2 *", "1970-01-01T00:00:00Z"), None);
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
         );
     }
 

@@ -29,6 +29,11 @@ use crate::duration::GoDuration;
         json_path = ".status.conditions[?(@.type==\"Attached\")].status"
     ),
     printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Attached\")].reason"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -115,6 +120,7 @@ pub struct Limit {
     #[schemars(range(min = 1, max = 1_000_000))]
     pub requests: u32,
     /// Length of the period.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("limits.period")]))]
     pub period: GoDuration,
     /// Extra requests allowed in a burst above the steady rate.
     #[serde(default)]

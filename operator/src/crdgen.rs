@@ -1,4 +1,8 @@
 //! `crdgen`: the CRD YAML written to `crds/yaml/` and into the `portcullis-crds` chart.
+//!
+//! The chart's copies differ in one annotation only: `helm.sh/resource-policy: keep`, so that
+//! uninstalling the chart leaves the CRDs, and with them every AuthRealm and the keys Secrets
+//! they own, in place (deleting a CRD deletes all of its objects).
 
 use std::path::{Path, PathBuf};
 
@@ -13,9 +17,15 @@ pub const YAML_DIR: &str = "crds/yaml";
 /// The CRD chart's templates, relative to the repository root.
 pub const CHART_DIR: &str = "charts/portcullis-crds/templates";
 
+/// The annotation that makes Helm leave an object in place on `helm uninstall`, carried by
+/// every CRD of the chart.
+pub const KEEP_ANNOTATION: (&str, &str) = ("helm.sh/resource-policy", "keep");
+
 /// One generated file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeneratedFile {
+    /// The directory, relative to the repository root: [`YAML_DIR`] or [`CHART_DIR`].
+    pub dir: &'static str,
     /// File name, `<kind>.yaml` in lowercase.
     pub file_name: String,
     /// File contents.
@@ -46,44 +56,50 @@ pub enum CrdgenError {
     Stale(Vec<String>),
 }
 
-/// Renders every CRD as YAML.
+/// The chart's copy of a CRD: the same, plus [`KEEP_ANNOTATION`].
+pub fn kept(crd: &CustomResourceDefinition) -> CustomResourceDefinition {
+    let mut crd = crd.clone();
+    crd.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(KEEP_ANNOTATION.0.to_owned(), KEEP_ANNOTATION.1.to_owned());
+    crd
+}
+
+fn file(dir: &'static str, crd: &CustomResourceDefinition) -> Result<GeneratedFile, CrdgenError> {
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    let yaml =
+        serde_saphyr::to_string(crd).map_err(|source| CrdgenError::Serialize { name, source })?;
+    Ok(GeneratedFile {
+        dir,
+        file_name: format!("{}.yaml", crd.spec.names.kind.to_lowercase()),
+        contents: format!("{HEADER}{yaml}"),
+    })
+}
+
+/// Renders every CRD as YAML: first the files of [`YAML_DIR`], then the chart's
+/// ([`CHART_DIR`], with [`KEEP_ANNOTATION`]), one per kind each.
 pub fn render(crds: &[CustomResourceDefinition]) -> Result<Vec<GeneratedFile>, CrdgenError> {
-    crds.iter()
-        .map(|crd| {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            let yaml = serde_saphyr::to_string(crd).map_err(|source| CrdgenError::Serialize {
-                name: name.clone(),
-                source,
-            })?;
-            Ok(GeneratedFile {
-                file_name: format!("{}.yaml", crd.spec.names.kind.to_lowercase()),
-                contents: format!("{HEADER}{yaml}"),
-            })
-        })
-        .collect()
+    let plain = crds.iter().map(|crd| file(YAML_DIR, crd));
+    let chart = crds.iter().map(|crd| file(CHART_DIR, &kept(crd)));
+    plain.chain(chart).collect()
 }
 
-/// The directories the files are written to, under `root`.
-pub fn target_dirs(root: &Path) -> [PathBuf; 2] {
-    [root.join(YAML_DIR), root.join(CHART_DIR)]
-}
-
-/// Writes the files into both directories.
+/// Writes the files, each into its directory.
 pub fn write(root: &Path, files: &[GeneratedFile]) -> Result<Vec<PathBuf>, CrdgenError> {
     let mut written = Vec::new();
-    for dir in target_dirs(root) {
+    for file in files {
+        let dir = root.join(file.dir);
         std::fs::create_dir_all(&dir).map_err(|source| CrdgenError::Io {
             path: dir.clone(),
             source,
         })?;
-        for file in files {
-            let path = dir.join(&file.file_name);
-            std::fs::write(&path, &file.contents).map_err(|source| CrdgenError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            written.push(path);
-        }
+        let path = dir.join(&file.file_name);
+        std::fs::write(&path, &file.contents).map_err(|source| CrdgenError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        written.push(path);
     }
     Ok(written)
 }
@@ -91,13 +107,11 @@ pub fn write(root: &Path, files: &[GeneratedFile]) -> Result<Vec<PathBuf>, Crdge
 /// Compares the files with what is on disk; lists every missing or differing path.
 pub fn check(root: &Path, files: &[GeneratedFile]) -> Result<(), CrdgenError> {
     let mut stale = Vec::new();
-    for dir in target_dirs(root) {
-        for file in files {
-            let path = dir.join(&file.file_name);
-            match std::fs::read_to_string(&path) {
-                Ok(on_disk) if on_disk == file.contents => {}
-                _ => stale.push(path.display().to_string()),
-            }
+    for file in files {
+        let path = root.join(file.dir).join(&file.file_name);
+        match std::fs::read_to_string(&path) {
+            Ok(on_disk) if on_disk == file.contents => {}
+            _ => stale.push(path.display().to_string()),
         }
     }
     if stale.is_empty() {

@@ -82,7 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let files = crdgen::render(&portcullis_crds::crds())?;
             if stdout {
-                for file in &files {
+                for file in files.iter().filter(|f| f.dir == crdgen::YAML_DIR) {
                     print!("---\n{}", file.contents);
                 }
             } else if check {

@@ -1,4 +1,5 @@
-//! `render`: validate and build offline, print the manifests in apply order. GitOps pipelines
+//! `render`: validate and build offline with the reconcile's own build step
+//! ([`crate::controllers::realm::build`]), print the manifests in apply order. GitOps pipelines
 //! review and diff this output; Secrets appear only when asked for, with fresh CSPRNG values.
 
 use k8s_openapi::jiff::Timestamp;
@@ -6,8 +7,17 @@ use kube::ResourceExt;
 use portcullis_crds::{RealmManifests, RealmSettings, parse_manifests};
 use rand::CryptoRng;
 
-use crate::resources::{self, BuildError, Capabilities, Inputs, KeyMaterial, Sources};
-use crate::secrets::{self, SecretsError};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::controllers::realm::build::{self, BuildStepError};
+use crate::controllers::realm::fetch::Fetched;
+use crate::resources::{BuildError, Capabilities, KeyMaterial};
+use crate::secrets::SecretsError;
+
+/// When the key material of a render without Secrets is made: a constant, as its seed is,
+/// so that the secrets checksum of such a render never changes.
+const UNPRINTED_KEYS_TIME: Timestamp = Timestamp::UNIX_EPOCH;
 
 /// What rendering can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +57,9 @@ pub enum RenderError {
     /// Building failed.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The build step (the reconcile's own) failed.
+    #[error(transparent)]
+    BuildStep(#[from] BuildStepError),
     /// YAML output failed.
     #[error("cannot write YAML: {0}")]
     Yaml(String),
@@ -64,6 +77,7 @@ pub fn read_files(files: &[(String, String)]) -> Result<RealmManifests, RenderEr
         all.rate_limit_policies
             .extend(manifests.rate_limit_policies);
         all.retention_policies.extend(manifests.retention_policies);
+        all.clients.extend(manifests.clients);
     }
     Ok(all)
 }
@@ -121,57 +135,61 @@ pub fn render_values(
 
     let mut out = Vec::new();
     for realm in &manifests.realms {
-        let rate_limits: Vec<_> = manifests
+        let rate_limit_policies: Vec<_> = manifests
             .rate_limit_policies
             .iter()
             .filter(|p| same_place(*p, &p.spec.target_ref.name, realm))
             .cloned()
             .collect();
-        let retention: Vec<_> = manifests
+        let retention_policies: Vec<_> = manifests
             .retention_policies
             .iter()
             .filter(|p| same_place(*p, &p.spec.target_ref.name, realm))
             .cloned()
             .collect();
-        let settings = RealmSettings::derive(realm, &rate_limits, &retention).map_err(|e| {
-            RenderError::Invalid {
-                realm: realm.name_any(),
-                errors: e.0.iter().map(ToString::to_string).collect(),
-            }
-        })?;
-        let keys = if include_secrets {
-            secrets::ensure(&KeyMaterial::default(), &settings, now, rng)?.keys
-        } else {
-            KeyMaterial::default()
-        };
-        let self_signed = settings
-            .spec
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.self_signed.is_some());
-        let mut sources = Sources {
-            realm,
-            rate_limit_policies: &rate_limits,
-            retention_policies: &retention,
-            settings: &settings,
-            keys: &keys,
+        // Offline there are no namespace labels to admit by: the AuthClients given are the
+        // ones the realm serves.
+        let clients: Vec<_> = manifests
+            .clients
+            .iter()
+            .filter(|c| c.targets(&realm.name_any(), realm.namespace().as_deref()))
+            .cloned()
+            .collect();
+        // Every problem of every given object is an error here (a review wants them all); in
+        // a cluster a bad policy is left out instead.
+        let settings =
+            RealmSettings::derive(realm, &rate_limit_policies, &retention_policies, &clients)
+                .map_err(|e| RenderError::Invalid {
+                    realm: realm.name_any(),
+                    errors: e.0.iter().map(ToString::to_string).collect(),
+                })?;
+        // What a first reconcile fetches in a cluster with every optional API installed and
+        // nothing of the realm's yet; then the reconcile's own build step.
+        let fetched = Fetched {
+            rate_limit_policies,
+            retention_policies,
+            clients,
+            missing: Vec::new(),
             referenced_digest: String::new(),
+            keys: KeyMaterial::default(),
             tls: None,
             capabilities: Capabilities::ALL,
         };
-        let material = if include_secrets && self_signed {
-            let inputs = Inputs::new(sources.clone())?;
-            Some(resources::tls::generate_self_signed(
-                &settings.name,
-                &resources::tls::serving_hosts(&inputs),
-                now,
-            )?)
+        let built = if include_secrets {
+            build::build(realm, &settings, &fetched, now, rng)?
         } else {
-            None
+            // Key material that is not printed comes from a fixed seed at a fixed time (the
+            // keys record when they were made), so the output, the pods' secrets checksum
+            // included, is the same at every run and diffs cleanly.
+            build::build(
+                realm,
+                &settings,
+                &fetched,
+                UNPRINTED_KEYS_TIME,
+                &mut StdRng::seed_from_u64(0),
+            )?
         };
-        sources.tls = material.as_ref();
-        let children = resources::build(&Inputs::new(sources)?)?;
-        out.extend(children.manifests(include_secrets)?);
+        out.extend(built.children.manifests(include_secrets)?);
     }
     Ok(out)
 }

@@ -130,7 +130,7 @@ fn secrets_appear_only_when_asked_for() {
     let without = render(&[REALM_FULL], false);
     assert!(!kinds(&without).contains(&"Secret".to_owned()));
     let with = render(&[REALM_FULL], true);
-    assert_eq!(kinds(&with).iter().filter(|k| *k == "Secret").count(), 3);
+    assert_eq!(kinds(&with).iter().filter(|k| *k == "Secret").count(), 1);
 }
 
 #[test]
@@ -138,6 +138,54 @@ fn without_secrets_the_output_is_the_same_every_time() {
     let a = to_yaml(&render(&[REALM_FULL, RATE_LIMIT, RETENTION], false)).unwrap();
     let b = to_yaml(&render(&[REALM_FULL, RATE_LIMIT, RETENTION], false)).unwrap();
     assert_eq!(a, b);
+}
+
+#[test]
+fn without_secrets_the_output_depends_on_neither_the_clock_nor_the_rng() {
+    let self_signed = REALM_FULL.replace(
+        "    issuerRef:\n      name: letsencrypt-prod\n      kind: ClusterIssuer\n",
+        "    selfSigned: {}\n",
+    );
+    let manifests = read_files(&[
+        ("realm.yaml".into(), self_signed),
+        ("rl.yaml".into(), RATE_LIMIT.to_owned()),
+        ("rt.yaml".into(), RETENTION.to_owned()),
+    ])
+    .unwrap();
+    let at = |second: i64, seed: u64| {
+        let now = Timestamp::from_second(second).unwrap();
+        to_yaml(&render_values(&manifests, false, now, &mut StdRng::seed_from_u64(seed)).unwrap())
+            .unwrap()
+    };
+    assert_eq!(at(1_800_000_000, 1), at(1_900_000_000, 2));
+}
+
+#[test]
+fn the_output_is_the_reconciles_build_of_a_first_reconcile() {
+    let manifests = read_files(&[("realm.yaml".into(), REALM_FULL.to_owned())]).unwrap();
+    let realm = &manifests.realms[0];
+    let settings = RealmSettings::derive(realm, &[], &[], &[]).unwrap();
+    let fetched = Fetched {
+        rate_limit_policies: Vec::new(),
+        retention_policies: Vec::new(),
+        clients: Vec::new(),
+        missing: Vec::new(),
+        referenced_digest: String::new(),
+        keys: KeyMaterial::default(),
+        tls: None,
+        capabilities: Capabilities::ALL,
+    };
+    let now = Timestamp::from_second(1_800_000_000).unwrap();
+    let built = build::build(
+        realm,
+        &settings,
+        &fetched,
+        now,
+        &mut StdRng::seed_from_u64(7),
+    )
+    .unwrap();
+    let rendered = render_values(&manifests, true, now, &mut StdRng::seed_from_u64(7)).unwrap();
+    assert_eq!(rendered, built.children.manifests(true).unwrap());
 }
 
 #[test]

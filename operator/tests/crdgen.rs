@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use portcullis_operator::crdgen;
 
 fn repo_root() -> PathBuf {
@@ -22,27 +23,84 @@ fn committed_crds_match_the_types() {
 }
 
 #[test]
-fn one_file_per_kind_named_after_the_kind() {
+fn one_file_per_kind_named_after_the_kind_in_each_directory() {
     let files = crdgen::render(&portcullis_crds::crds()).unwrap();
-    let names: Vec<&str> = files.iter().map(|f| f.file_name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "authrealm.yaml",
-            "ratelimitpolicy.yaml",
-            "retentionpolicy.yaml"
-        ]
-    );
+    for dir in [crdgen::YAML_DIR, crdgen::CHART_DIR] {
+        let names: Vec<&str> = files
+            .iter()
+            .filter(|f| f.dir == dir)
+            .map(|f| f.file_name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "authrealm.yaml",
+                "ratelimitpolicy.yaml",
+                "retentionpolicy.yaml",
+                "authclient.yaml"
+            ],
+            "{dir}"
+        );
+    }
+}
+
+fn parse(file: &crdgen::GeneratedFile) -> CustomResourceDefinition {
+    serde_saphyr::from_str(&file.contents).unwrap()
 }
 
 #[test]
 fn generated_yaml_reads_back_as_the_same_crd() {
     let crds = portcullis_crds::crds();
-    for (crd, file) in crds.iter().zip(crdgen::render(&crds).unwrap()) {
-        let parsed: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
-            serde_saphyr::from_str(&file.contents).unwrap();
+    let files = crdgen::render(&crds).unwrap();
+    let plain = files.iter().filter(|f| f.dir == crdgen::YAML_DIR);
+    for (crd, file) in crds.iter().zip(plain) {
+        assert_eq!(&parse(file), crd, "{}", file.file_name);
+    }
+}
+
+#[test]
+fn every_crd_of_the_chart_is_kept_on_uninstall_and_otherwise_the_same() {
+    let crds = portcullis_crds::crds();
+    let files = crdgen::render(&crds).unwrap();
+    let chart: Vec<_> = files
+        .iter()
+        .filter(|f| f.dir == crdgen::CHART_DIR)
+        .collect();
+    assert_eq!(chart.len(), crds.len());
+    for (crd, file) in crds.iter().zip(chart) {
+        let mut parsed = parse(file);
+        let annotations = parsed.metadata.annotations.take().unwrap_or_default();
+        assert_eq!(
+            annotations
+                .get("helm.sh/resource-policy")
+                .map(String::as_str),
+            Some("keep"),
+            "{}",
+            file.file_name
+        );
+        assert_eq!(annotations.len(), 1, "{}", file.file_name);
         assert_eq!(&parsed, crd, "{}", file.file_name);
     }
+}
+
+#[test]
+fn the_committed_chart_keeps_every_crd_on_uninstall() {
+    // Read off the committed templates, whatever wrote them.
+    let dir = repo_root().join(crdgen::CHART_DIR);
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
+        let keep = crd
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("helm.sh/resource-policy"));
+        assert_eq!(keep.map(String::as_str), Some("keep"), "{}", path.display());
+        checked += 1;
+    }
+    assert_eq!(checked, portcullis_crds::crds().len());
 }
 
 #[test]

@@ -39,10 +39,30 @@ async fn s5_a_spec_change_rolls_the_pods_deleted_children_return_and_a_missing_s
     let started = Instant::now();
     let account = operator_setup(&cluster).await;
     let database = cluster.database("e2e_changes").await;
-    let operator = leading_operator(&cluster, &account, "changes").await;
+    let mut operator = leading_operator(&cluster, &account, "changes").await;
     let mut realm = minimal_realm(&cluster, NS, &database).await;
     let before = ready_realm(&cluster, NS, "demo", Duration::from_secs(180)).await;
     let first = checksum(&deployment(&cluster).await);
+
+    // A GitOps tool labels and annotates the realm: metadata is not configuration, so the
+    // pods do not restart (the config checksum stays; the ConfigMap is rewritten as it was).
+    let mut tracked = realm.clone();
+    tracked["metadata"]["labels"] = json!({"argocd.argoproj.io/instance": "auth"});
+    tracked["metadata"]["annotations"] =
+        json!({"example.com/tracking-id": "auth:portcullis.dev/AuthRealm:e2e-changes/demo"});
+    cluster.apply(&tracked).await;
+    // The operator reconciles a changed realm within a second; watch the pod template for
+    // a few seconds more than that.
+    let watching = Instant::now();
+    while watching.elapsed() < Duration::from_secs(6) {
+        assert_eq!(
+            checksum(&deployment(&cluster).await),
+            first,
+            "labelling the realm restarted the auth server"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    realm = tracked;
 
     // A spec change: a new configuration checksum in the pod template, a new ReplicaSet, and
     // every pod replaced by one carrying the new checksum.
@@ -192,12 +212,235 @@ async fn s5_a_spec_change_rolls_the_pods_deleted_children_return_and_a_missing_s
         .await;
     ready_realm(&cluster, NS, "demo", Duration::from_secs(60)).await;
 
+    // Optional children follow their feature both ways. TLS from an issuer makes a
+    // Certificate; switching to selfSigned removes it (cert-manager and the operator would
+    // fight over <realm>-tls) and the operator writes the TLS Secret and reports its expiry;
+    // switching TLS and monitoring off removes the TLS Secret, the ServiceMonitor and the
+    // PrometheusRule, and clears certificateNotAfter from the status.
+    let labelled = |api_version: &'static str, kind: &'static str| {
+        let cluster = &cluster;
+        async move {
+            cluster
+                .list(api_version, kind, NS, "app.kubernetes.io/instance=demo")
+                .await
+                .len()
+        }
+    };
+    realm["spec"]["tls"] = json!({"issuerRef": {"name": "letsencrypt", "kind": "ClusterIssuer"}});
+    cluster.apply(&realm).await;
+    eventually("a Certificate", Duration::from_secs(60), || async {
+        match labelled("cert-manager.io/v1", "Certificate").await {
+            1 => Ok(()),
+            n => Err(format!("{n} Certificates")),
+        }
+    })
+    .await;
+    realm["spec"]["tls"] = json!({"selfSigned": {}});
+    cluster.apply(&realm).await;
+    let self_signed = ready_realm(&cluster, NS, "demo", Duration::from_secs(60)).await;
+    assert!(
+        self_signed["status"]["certificateNotAfter"].is_string(),
+        "{}",
+        self_signed["status"]
+    );
+    assert_eq!(labelled("cert-manager.io/v1", "Certificate").await, 0);
+    let tls = cluster
+        .get("v1", "Secret", Some(NS), "demo-tls")
+        .await
+        .unwrap();
+    assert_eq!(tls["type"], "kubernetes.io/tls");
+    realm["spec"].as_object_mut().unwrap().remove("tls");
+    realm["spec"]["monitoring"] = json!({"serviceMonitor": false, "prometheusRule": false});
+    cluster.apply(&realm).await;
+    let plain = ready_realm(&cluster, NS, "demo", Duration::from_secs(60)).await;
+    assert!(
+        plain["status"].get("certificateNotAfter").is_none(),
+        "{}",
+        plain["status"]
+    );
+    eventually(
+        "the TLS Secret, ServiceMonitor and PrometheusRule gone",
+        Duration::from_secs(60),
+        || async {
+            let left = (
+                cluster
+                    .get("v1", "Secret", Some(NS), "demo-tls")
+                    .await
+                    .is_some(),
+                labelled("monitoring.coreos.com/v1", "ServiceMonitor").await,
+                labelled("monitoring.coreos.com/v1", "PrometheusRule").await,
+            );
+            if left == (false, 0, 0) {
+                Ok(())
+            } else {
+                Err(format!("left: {left:?}"))
+            }
+        },
+    )
+    .await;
+    realm["spec"].as_object_mut().unwrap().remove("monitoring");
+
+    // Version skew: the CRD chart is upgraded before the operator, and the newer AuthRealm CRD
+    // adds a defaulted field, which the API server now returns in every realm. This operator
+    // does not know the field: it must still read and reconcile the realm (leaving the field
+    // out, with a warning), not skip it as unreadable.
+    let mut newer = crate::harness::read_documents("crds/yaml/authrealm.yaml").remove(0);
+    newer["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["futureSetting"] = json!({"type": "string", "default": "on",
+            "description": "A setting of a newer version."});
+    cluster.apply(&newer).await;
+    cluster.established("authrealms.portcullis.dev").await;
+    // The API server serves the new schema a moment after the CRD changes.
+    eventually(
+        "the realm carries the new defaulted field",
+        Duration::from_secs(30),
+        || async {
+            let realm = cluster
+                .get("portcullis.dev/v1alpha1", "AuthRealm", Some(NS), "demo")
+                .await
+                .ok_or("no realm")?;
+            if realm["spec"]["futureSetting"] == "on" {
+                Ok(())
+            } else {
+                Err(format!("spec {}", realm["spec"]))
+            }
+        },
+    )
+    .await;
+    // An operator that starts now (a pod rescheduled before the operator chart follows)
+    // lists the realms under the newer schema. (One already watching keeps its old watch, whose
+    // events lack the field, until the API server ends it.)
+    let refused = forbidden(&operator.proxy);
+    assert!(refused.is_empty(), "the operator was refused: {refused:?}");
+    let stopped = operator.terminate();
+    // The cluster has no prometheus-operator (its CRDs go): a realm that asks for monitoring
+    // (the default) still runs, Ready and not Degraded; MonitoringReady says why not.
+    for crd in [
+        "servicemonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+    ] {
+        cluster
+            .delete(
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                None,
+                crd,
+            )
+            .await;
+        eventually(
+            &format!("CRD {crd} gone"),
+            Duration::from_secs(60),
+            || async {
+                match cluster
+                    .get(
+                        "apiextensions.k8s.io/v1",
+                        "CustomResourceDefinition",
+                        None,
+                        crd,
+                    )
+                    .await
+                {
+                    None => Ok(()),
+                    Some(_) => Err("still there".to_owned()),
+                }
+            },
+        )
+        .await;
+    }
+    let operator = leading_operator(&cluster, &account, "changes-after-crd-upgrade").await;
+    realm["spec"]["lockout"] = json!({"maxFailures": 8});
+    cluster.apply(&realm).await;
+    let skewed = ready_realm(&cluster, NS, "demo", Duration::from_secs(60)).await;
+    assert_eq!(skewed["spec"]["futureSetting"], "on", "{skewed}");
+    assert_eq!(skewed["spec"]["lockout"]["maxFailures"], 8, "{skewed}");
+    assert_eq!(
+        condition(&skewed, "MonitoringReady").map(|(s, r, _)| (s, r)),
+        Some(("False".to_owned(), "PrometheusOperatorMissing".to_owned())),
+        "{}",
+        skewed["status"]
+    );
+    assert!(
+        condition(&skewed, "Degraded").is_none_or(|(s, _, _)| s != "True"),
+        "{}",
+        skewed["status"]
+    );
+    eventually(
+        "a warning naming the field the operator left out",
+        Duration::from_secs(30),
+        || async {
+            let log = operator.log();
+            if log
+                .lines()
+                .any(|l| l.contains("does not know") && l.contains("spec.futureSetting"))
+            {
+                Ok(())
+            } else {
+                Err("no warning yet".to_owned())
+            }
+        },
+    )
+    .await;
+    cluster.install_crds(true).await;
+
+    // An auth server whose keys do not match its database refuses to start and says so in
+    // its termination message (what the kubelet reports is written here, as the simulated
+    // node runs no server): the realm says KeysMismatch instead of waiting silently.
+    let pod = cluster
+        .list("v1", "Pod", NS, "app.kubernetes.io/component=server")
+        .await
+        .into_iter()
+        .find(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .unwrap();
+    let mut status = pod["status"].clone();
+    status["containerStatuses"][0]["ready"] = false.into();
+    status["containerStatuses"][0]["lastState"] = json!({"terminated": {"exitCode": 78,
+        "reason": "Error", "startedAt": "2027-01-01T00:00:00Z", "finishedAt": "2027-01-01T00:00:01Z",
+        "message": "{\"reason\":\"KeysMismatch\",\"message\":\"the pepper does not match the fingerprint recorded in the database\"}"}});
+    let pods: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        cluster.client.clone(),
+        NS,
+        &crate::harness::resource("v1", "Pod"),
+    );
+    pods.patch_status(
+        pod["metadata"]["name"].as_str().unwrap(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"status": status})),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the realm reports KeysMismatch",
+        Duration::from_secs(30),
+        || async {
+            let realm = cluster
+                .get("portcullis.dev/v1alpha1", "AuthRealm", Some(NS), "demo")
+                .await
+                .ok_or("no realm")?;
+            match (
+                condition(&realm, "SecretsReady"),
+                condition(&realm, "Ready"),
+            ) {
+                (Some((s, r, m)), Some((ready, ready_reason, _)))
+                    if s == "False"
+                        && r == "KeysMismatch"
+                        && ready == "False"
+                        && ready_reason == "KeysMismatch" =>
+                {
+                    assert!(m.contains("fingerprint"), "{m}");
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+
     let refused = forbidden(&operator.proxy);
     assert!(refused.is_empty(), "the operator was refused: {refused:?}");
     cluster.remove_namespaces(&[NS]).await;
     drop(operator);
     eprintln!(
-        "scenario 5 took {:?}; deleted children back one by one in {recreated_after:?}, slowest {slowest:?}",
+        "scenario 5 took {:?}; deleted children back one by one in {recreated_after:?}, slowest {slowest:?}; the first operator stopped in {stopped:?}",
         started.elapsed()
     );
 }

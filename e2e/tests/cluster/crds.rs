@@ -27,16 +27,38 @@ async fn s1_crds_install_samples_apply_and_the_api_server_refuses_every_invalid_
 
     // The CRD chart, rendered by Helm's engine, holds the same objects and applies too.
     let mut generated = Vec::new();
-    for file in ["authrealm", "ratelimitpolicy", "retentionpolicy"] {
+    for file in [
+        "authclient",
+        "authrealm",
+        "ratelimitpolicy",
+        "retentionpolicy",
+    ] {
         generated.extend(read_documents(&format!("crds/yaml/{file}.yaml")));
     }
+    // The chart's copies also carry helm.sh/resource-policy: keep, so `helm uninstall` of the
+    // CRD chart leaves the CRDs (and every realm, client and policy) in place.
     let chart = render_chart("portcullis-crds", "portcullis-system");
-    assert_eq!(chart, generated, "the CRD chart renders the generated CRDs");
+    let kept: Vec<Value> = generated
+        .iter()
+        .cloned()
+        .map(|mut crd| {
+            crd["metadata"]["annotations"] = serde_json::json!({"helm.sh/resource-policy": "keep"});
+            crd
+        })
+        .collect();
+    assert_eq!(
+        chart, kept,
+        "the CRD chart renders the generated CRDs, kept"
+    );
     for crd in &chart {
-        cluster.apply_as("helm", crd).await.unwrap();
-        cluster
-            .established(crd["metadata"]["name"].as_str().unwrap())
-            .await;
+        let stored = cluster.apply_as("helm", crd).await.unwrap();
+        let name = crd["metadata"]["name"].as_str().unwrap();
+        assert_eq!(
+            stored.metadata.annotations.unwrap_or_default()["helm.sh/resource-policy"],
+            "keep",
+            "{name}"
+        );
+        cluster.established(name).await;
     }
 
     // Every sample, server-side applied (strict field validation) and stored as written.
@@ -47,7 +69,7 @@ async fn s1_crds_install_samples_apply_and_the_api_server_refuses_every_invalid_
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     samples.sort();
-    assert_eq!(samples.len(), 4, "{samples:?}");
+    assert_eq!(samples.len(), 5, "{samples:?}");
     for path in &samples {
         for document in documents(&std::fs::read_to_string(path).unwrap()) {
             let document = in_namespace(document, NAMESPACE);

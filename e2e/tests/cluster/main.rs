@@ -16,7 +16,9 @@ mod crds;
 mod harness;
 mod leader;
 mod lifecycle;
+mod policies;
 mod samples;
+mod tenants;
 
 use std::io::Write;
 

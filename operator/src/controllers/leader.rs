@@ -1,5 +1,9 @@
 //! Leader election with a coordination.k8s.io Lease, so two operator replicas never both
-//! write. The decision is a pure function of the Lease, the identity and the time.
+//! write. The decision is a pure function of the Lease, the identity, and when this replica
+//! last saw the Lease change, by its own clock: the holder's `renewTime` is written with the
+//! holder's clock, so comparing it with ours would let a replica whose clock runs ahead take
+//! a Lease that is renewed on time (client-go's rule). A round that fails keeps the
+//! leadership until the Lease could have expired, not one round more.
 
 use std::time::Duration;
 
@@ -16,6 +20,9 @@ use super::{ReconcileError, is_not_found};
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// How often the holder renews and others retry.
 pub const RETRY_PERIOD: Duration = Duration::from_secs(5);
+/// How long a leader keeps leading while its renewals fail (shorter than the Lease, so it
+/// stops before another replica may take over).
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What to do with the Lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +35,43 @@ pub enum Decision {
     Follow,
 }
 
-/// Decides from the current Lease spec (none when the Lease does not exist).
-pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
+/// The Lease record as this replica last saw it, and when (by this replica's clock) it first
+/// saw that record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    /// The record: holder, renew time and resourceVersion; any change is a renewal.
+    pub record: String,
+    /// When this replica first saw the record.
+    pub at: Timestamp,
+}
+
+impl Observation {
+    /// The observation after reading `lease` at `now`: unchanged records keep their time.
+    pub fn next(
+        previous: Option<&Observation>,
+        lease: Option<&Lease>,
+        now: Timestamp,
+    ) -> Observation {
+        let record = lease.map_or_else(String::new, |l| {
+            let spec = l.spec.clone().unwrap_or_default();
+            format!(
+                "{}|{:?}|{}",
+                spec.holder_identity.unwrap_or_default(),
+                spec.renew_time.map(|t| t.0),
+                l.metadata.resource_version.clone().unwrap_or_default()
+            )
+        });
+        match previous {
+            Some(seen) if seen.record == record => seen.clone(),
+            _ => Observation { record, at: now },
+        }
+    }
+}
+
+/// Decides from the current Lease spec (none when the Lease does not exist) and when this
+/// replica last saw it change: another holder's Lease has expired when it has not changed for
+/// its duration by this replica's clock.
+pub fn decide(spec: Option<&LeaseSpec>, me: &str, seen: &Observation, now: Timestamp) -> Decision {
     let Some(spec) = spec else {
         return Decision::Acquire;
     };
@@ -37,11 +79,14 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
     if holder == me {
         return Decision::Renew;
     }
+    if holder.is_empty() {
+        return Decision::Acquire;
+    }
     let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
-    let renewed = spec.renew_time.as_ref().map(|t| t.0);
-    match renewed {
-        Some(at) if !holder.is_empty() && at + duration > now => Decision::Follow,
-        _ => Decision::Acquire,
+    if seen.at + duration > now {
+        Decision::Follow
+    } else {
+        Decision::Acquire
     }
 }
 
@@ -63,12 +108,14 @@ pub fn next_spec(previous: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Leas
     }
 }
 
-/// One election round: reads the Lease and takes or renews it when allowed. Returns whether
-/// this replica leads. A write conflict means another replica won the race.
+/// One election round: reads the Lease, updates what this replica has seen of it, and takes
+/// or renews it when allowed. Returns whether this replica leads. A write conflict means
+/// another replica won the race.
 pub async fn round(
     api: &Api<Lease>,
     name: &str,
     me: &str,
+    seen: &mut Option<Observation>,
     now: Timestamp,
 ) -> Result<bool, ReconcileError> {
     let current = match api.get(name).await {
@@ -76,8 +123,10 @@ pub async fn round(
         Err(error) if is_not_found(&error) => None,
         Err(error) => return Err(ReconcileError::api("get Lease")(error)),
     };
+    let observation = Observation::next(seen.as_ref(), current.as_ref(), now);
+    *seen = Some(observation.clone());
     let spec = current.as_ref().and_then(|l| l.spec.as_ref());
-    if decide(spec, me, now) == Decision::Follow {
+    if decide(spec, me, &observation, now) == Decision::Follow {
         return Ok(false);
     }
     let lease = Lease {
@@ -98,6 +147,21 @@ pub async fn round(
         Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
         Err(error) => Err(ReconcileError::api("write Lease")(error)),
+    }
+}
+
+/// Whether this replica still leads after a round: a failed round keeps a leader leading
+/// until [`RENEW_DEADLINE`] after its last successful renewal.
+pub fn still_leads(
+    result: &Result<bool, ReconcileError>,
+    last_renewed: Option<Timestamp>,
+    now: Timestamp,
+) -> bool {
+    match result {
+        Ok(leads) => *leads,
+        Err(_) => last_renewed.is_some_and(|at| {
+            at + SignedDuration::try_from(RENEW_DEADLINE).unwrap_or_default() > now
+        }),
     }
 }
 
@@ -143,15 +207,18 @@ pub async fn elect(
     leading: watch::Sender<bool>,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &namespace);
+    let mut seen = None;
+    let mut last_renewed = None;
     loop {
         let led = *leading.borrow();
-        let leads = match round(&api, &name, &me, Timestamp::now()).await {
-            Ok(leads) => leads,
-            Err(error) => {
-                tracing::warn!(%error, "leader election round failed");
-                false
-            }
-        };
+        let now = Timestamp::now();
+        let result = round(&api, &name, &me, &mut seen, now).await;
+        match &result {
+            Ok(true) => last_renewed = Some(now),
+            Ok(false) => last_renewed = None,
+            Err(error) => tracing::warn!(%error, "leader election round failed"),
+        }
+        let leads = still_leads(&result, last_renewed, now);
         if leads != led {
             tracing::info!(leads, identity = %me, "leadership changed");
             let _ = leading.send(leads);
@@ -179,15 +246,22 @@ mod tests {
         }
     }
 
+    fn seen(secs: i64) -> Observation {
+        Observation {
+            record: "b|x|1".into(),
+            at: at(secs),
+        }
+    }
+
     #[test]
     fn a_missing_lease_is_acquired() {
-        assert_eq!(decide(None, "a", at(0)), Decision::Acquire);
+        assert_eq!(decide(None, "a", &seen(0), at(0)), Decision::Acquire);
     }
 
     #[test]
     fn the_holder_renews_its_own_lease() {
         assert_eq!(
-            decide(Some(&held_by("a", 0)), "a", at(100)),
+            decide(Some(&held_by("a", 0)), "a", &seen(0), at(100)),
             Decision::Renew
         );
     }
@@ -195,17 +269,62 @@ mod tests {
     #[test]
     fn a_valid_lease_of_another_replica_is_respected() {
         assert_eq!(
-            decide(Some(&held_by("b", 0)), "a", at(14)),
+            decide(Some(&held_by("b", 0)), "a", &seen(0), at(14)),
             Decision::Follow
         );
     }
 
     #[test]
-    fn an_expired_lease_is_taken_over() {
+    fn a_lease_unchanged_for_its_duration_by_our_clock_is_taken_over() {
         assert_eq!(
-            decide(Some(&held_by("b", 0)), "a", at(15)),
+            decide(Some(&held_by("b", 0)), "a", &seen(0), at(15)),
             Decision::Acquire
         );
+    }
+
+    #[test]
+    fn a_holder_whose_clock_lags_is_followed_while_it_renews() {
+        // The holder's renewTime is an hour behind our clock, but the record keeps changing:
+        // each change is seen now, so the Lease is alive.
+        let mut lease = Lease {
+            metadata: ObjectMeta {
+                resource_version: Some("1".into()),
+                ..Default::default()
+            },
+            spec: Some(held_by("b", -3_600)),
+        };
+        let first = Observation::next(None, Some(&lease), at(0));
+        assert_eq!(
+            decide(lease.spec.as_ref(), "a", &first, at(10)),
+            Decision::Follow
+        );
+        lease.metadata.resource_version = Some("2".into());
+        lease.spec = Some(held_by("b", -3_590));
+        let renewed = Observation::next(Some(&first), Some(&lease), at(12));
+        assert_eq!(renewed.at, at(12), "a change is a renewal, seen now");
+        assert_eq!(
+            decide(lease.spec.as_ref(), "a", &renewed, at(26)),
+            Decision::Follow
+        );
+        let unchanged = Observation::next(Some(&renewed), Some(&lease), at(27));
+        assert_eq!(unchanged.at, at(12));
+        assert_eq!(
+            decide(lease.spec.as_ref(), "a", &unchanged, at(27)),
+            Decision::Acquire,
+            "no change for 15 s by our clock"
+        );
+    }
+
+    #[test]
+    fn a_failed_round_keeps_the_lead_until_the_renew_deadline() {
+        let failed: Result<bool, ReconcileError> = Err(ReconcileError::NoNamespace);
+        assert!(still_leads(&failed, Some(at(0)), at(5)), "one failed round");
+        assert!(
+            !still_leads(&failed, Some(at(0)), at(10)),
+            "past the deadline"
+        );
+        assert!(!still_leads(&failed, None, at(1)), "a follower stays one");
+        assert!(!still_leads(&Ok(false), Some(at(0)), at(1)));
     }
 
     #[test]
@@ -240,7 +359,7 @@ mod tests {
         assert!(put["spec"].get("holderIdentity").is_none(), "{put}");
         // A released Lease is free for anyone, although its renewal is recent.
         let spec: LeaseSpec = serde_json::from_value(put["spec"].clone()).unwrap();
-        assert_eq!(decide(Some(&spec), "b", at(0)), Decision::Acquire);
+        assert_eq!(decide(Some(&spec), "b", &seen(0), at(0)), Decision::Acquire);
         // Another replica's Lease is left alone.
         release(&api, "op", "b").await.unwrap();
         assert_eq!(mock.lines().len(), 3, "only read");
@@ -258,14 +377,15 @@ mod tests {
         );
         let mock = Mock::start(world);
         let api: Api<Lease> = Api::namespaced(mock.client.clone(), "ops");
-        // b renewed one second ago: a follows and writes nothing.
-        assert!(!round(&api, "op", "a", at(0)).await.unwrap());
+        // a sees b's Lease for the first time: it follows and writes nothing.
+        let mut seen = None;
+        assert!(!round(&api, "op", "a", &mut seen, at(0)).await.unwrap());
         assert_eq!(
             mock.lines(),
             ["GET /apis/coordination.k8s.io/v1/namespaces/ops/leases/op"]
         );
-        // Thirty seconds later b's lease has expired: a replaces it.
-        assert!(round(&api, "op", "a", at(30)).await.unwrap());
+        // Thirty seconds later, by a's clock, the Lease has not changed: a replaces it.
+        assert!(round(&api, "op", "a", &mut seen, at(30)).await.unwrap());
         assert_eq!(
             mock.lines()[2],
             "PUT /apis/coordination.k8s.io/v1/namespaces/ops/leases/op"

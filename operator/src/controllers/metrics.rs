@@ -26,11 +26,12 @@ pub struct KindLabels {
     pub kind: String,
 }
 
-/// Labels naming one realm.
+/// Labels naming one realm. Its namespace is `realm_namespace`: Prometheus overwrites a
+/// `namespace` label with the operator's own namespace when it scrapes the operator.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RealmLabels {
     /// Namespace of the realm.
-    pub namespace: String,
+    pub realm_namespace: String,
     /// Name of the realm.
     pub realm: String,
 }
@@ -108,7 +109,7 @@ impl Metrics {
     pub fn certificate_expiry(&self, namespace: &str, realm: &str, not_after_unix: i64) {
         self.certificate_not_after
             .get_or_create(&RealmLabels {
-                namespace: namespace.to_owned(),
+                realm_namespace: namespace.to_owned(),
                 realm: realm.to_owned(),
             })
             .set(not_after_unix);
@@ -134,7 +135,7 @@ mod tests {
         metrics.certificate_expiry("auth", "demo", 1_800_000_000);
         let text = metrics.encode();
         assert!(
-            text.contains("portcullis_operator_certificate_not_after_seconds{namespace=\"auth\",realm=\"demo\"} 1800000000"),
+            text.contains("portcullis_operator_certificate_not_after_seconds{realm_namespace=\"auth\",realm=\"demo\"} 1800000000"),
             "{text}"
         );
     }

@@ -122,7 +122,7 @@ pub fn realm_rules(inputs: &Inputs<'_>) -> Result<RuleFile, BuildError> {
         None => format!("job=\"{}\"", owner.realm),
     };
     let realm_selector = match &owner.namespace {
-        Some(ns) => format!("namespace=\"{ns}\", realm=\"{}\"", owner.realm),
+        Some(ns) => format!("realm_namespace=\"{ns}\", realm=\"{}\"", owner.realm),
         None => format!("realm=\"{}\"", owner.realm),
     };
     let every = spec.tokens.key_rotation.every.as_duration().as_secs();
@@ -176,7 +176,7 @@ pub fn service_monitor(inputs: &Inputs<'_>) -> Result<Option<DynamicObject>, Bui
     let monitor = ServiceMonitorSpec {
         selector: owner.component_selector(super::workload::SERVER),
         endpoints: vec![ScrapeEndpoint {
-            port: "admin".to_owned(),
+            port: "metrics".to_owned(),
             path: "/metrics".to_owned(),
             interval: spec.monitoring.interval.to_string(),
         }],

@@ -1,10 +1,9 @@
 //! Fetch: the realm a RateLimitPolicy targets.
 
-use kube::api::Api;
 use kube::{Client, ResourceExt};
 use portcullis_crds::{AuthRealm, RateLimitPolicy};
 
-use crate::controllers::{ReconcileError, is_not_found};
+use crate::controllers::{ReconcileError, tolerant};
 
 /// The target realm, if it exists.
 pub async fn fetch(
@@ -12,10 +11,5 @@ pub async fn fetch(
     policy: &RateLimitPolicy,
 ) -> Result<Option<AuthRealm>, ReconcileError> {
     let namespace = policy.namespace().ok_or(ReconcileError::NoNamespace)?;
-    let api: Api<AuthRealm> = Api::namespaced(client.clone(), &namespace);
-    match api.get(&policy.spec.target_ref.name).await {
-        Ok(realm) => Ok(Some(realm)),
-        Err(error) if is_not_found(&error) => Ok(None),
-        Err(error) => Err(ReconcileError::api("get target AuthRealm")(error)),
-    }
+    tolerant::get_opt(client, &namespace, &policy.spec.target_ref.name).await
 }

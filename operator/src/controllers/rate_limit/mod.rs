@@ -6,14 +6,12 @@ pub mod status;
 pub mod validate;
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
 use portcullis_crds::RateLimitPolicy;
-use portcullis_crds::conditions::find;
+use portcullis_crds::conditions::types;
 
+use super::skeleton::{announce, apply_status, observed};
 use super::{Context, ReconcileError};
 
 /// Kind label of metrics.
@@ -24,24 +22,13 @@ pub async fn reconcile(
     policy: Arc<RateLimitPolicy>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let started = Instant::now();
-    let key = super::failure_key(policy.as_ref());
-    let result = reconcile_inner(&policy, &ctx).await;
-    let (reason, failed) = match &result {
-        Ok(reason) => (*reason, false),
-        Err(error) => (error.reason(), true),
-    };
-    ctx.metrics.observe(KIND, reason, started.elapsed(), failed);
-    if !failed {
-        ctx.succeeded(&key);
-    }
-    result.map(|_| Action::await_change())
+    observed(KIND, policy.as_ref(), &ctx, reconcile_inner(&policy, &ctx)).await
 }
 
 async fn reconcile_inner(
     policy: &RateLimitPolicy,
     ctx: &Context,
-) -> Result<&'static str, ReconcileError> {
+) -> Result<(Action, &'static str), ReconcileError> {
     let realm = fetch::fetch(&ctx.client, policy).await?;
     let verdict = validate::validate(policy, realm.as_ref());
     let previous = policy.status.as_ref();
@@ -52,37 +39,25 @@ async fn reconcile_inner(
         &verdict,
         (ctx.clock)(),
     );
-    if previous != Some(&next) {
-        let namespace = policy.namespace().ok_or(ReconcileError::NoNamespace)?;
-        let api: Api<RateLimitPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
-        api.patch_status(
-            &policy.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "status": next })),
-        )
-        .await
-        .map_err(ReconcileError::api("patch RateLimitPolicy status"))?;
-    }
-    for type_ in ["Accepted", "Attached"] {
-        let before = previous
-            .and_then(|s| find(&s.conditions, type_))
-            .map(|c| (c.status.clone(), c.reason.clone()));
-        if let Some(after) = find(&next.conditions, type_)
-            && before != Some((after.status.clone(), after.reason.clone()))
-        {
-            ctx.event(
-                &policy.object_ref(&()),
-                after.status != "True",
-                &after.reason,
-                after.message.clone(),
-            )
-            .await;
-        }
-    }
-    Ok(match (&verdict.accepted, &verdict.attached) {
+    apply_status(ctx, policy, previous, &next).await?;
+    let before = previous
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    announce(
+        ctx,
+        policy,
+        before,
+        &next.conditions,
+        &[types::ACCEPTED, types::ATTACHED],
+        &[],
+    )
+    .await;
+    let reason = match (&verdict.accepted, &verdict.attached) {
         (Err((reason, _)), _) | (Ok(()), Err((reason, _))) => reason,
         _ => "Reconciled",
-    })
+    };
+    // The realm is watched: a policy changes only when it or its realm does.
+    Ok((Action::await_change(), reason))
 }
 
 #[cfg(test)]

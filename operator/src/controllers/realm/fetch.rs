@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
-use portcullis_crds::{AuthRealm, RateLimitPolicy, RetentionPolicy};
+use portcullis_crds::{AuthClient, AuthRealm, RateLimitPolicy, RetentionPolicy};
 
 use crate::controllers::{ReconcileError, is_not_found};
 use crate::resources::meta::names;
@@ -33,10 +33,12 @@ impl std::fmt::Display for MissingSecret {
 /// What the realm reconcile read.
 #[derive(Clone, Debug)]
 pub struct Fetched {
-    /// RateLimitPolicies targeting the realm, by name.
+    /// RateLimitPolicies targeting the realm and acceptable on their own, by name.
     pub rate_limit_policies: Vec<RateLimitPolicy>,
-    /// RetentionPolicies targeting the realm, oldest first (the first is the accepted one).
+    /// The RetentionPolicy in force (at most one).
     pub retention_policies: Vec<RetentionPolicy>,
+    /// The AuthClients the realm admits (see [`crate::controllers::client::admission`]).
+    pub clients: Vec<AuthClient>,
     /// Referenced Secrets that are missing.
     pub missing: Vec<MissingSecret>,
     /// Digest of the referenced Secrets' data.
@@ -110,37 +112,36 @@ pub async fn installed_capabilities(client: &Client) -> Result<Capabilities, Rec
     })
 }
 
-/// Reads the policies, referenced Secrets, existing key material and cluster capabilities.
-pub async fn fetch(client: &Client, realm: &AuthRealm) -> Result<Fetched, ReconcileError> {
+/// Reads the policies, the AuthClients it admits, referenced Secrets, existing key material
+/// and cluster capabilities. `scope` is the one namespace the operator watches, if any.
+pub async fn fetch(
+    client: &Client,
+    scope: Option<&str>,
+    realm: &AuthRealm,
+) -> Result<Fetched, ReconcileError> {
     let namespace = realm.namespace().ok_or(ReconcileError::NoNamespace)?;
     let name = realm.name_any();
 
-    let rate_limits: Api<RateLimitPolicy> = Api::namespaced(client.clone(), &namespace);
-    let mut rate_limit_policies: Vec<RateLimitPolicy> = rate_limits
-        .list(&ListParams::default())
-        .await
-        .map_err(ReconcileError::api("list RateLimitPolicies"))?
-        .items
-        .into_iter()
-        .filter(|p| p.spec.target_ref.name == name)
-        .collect();
+    let mut rate_limit_policies: Vec<RateLimitPolicy> =
+        crate::controllers::tolerant::list::<RateLimitPolicy>(client, Some(&namespace))
+            .await?
+            .into_iter()
+            .filter(|p| p.spec.target_ref.name == name)
+            .collect();
     rate_limit_policies.sort_by_key(ResourceExt::name_any);
+    let rate_limit_policies = super::validate::rate_limits_in_force(realm, &rate_limit_policies);
 
-    let retentions: Api<RetentionPolicy> = Api::namespaced(client.clone(), &namespace);
-    let mut retention_policies: Vec<RetentionPolicy> = retentions
-        .list(&ListParams::default())
-        .await
-        .map_err(ReconcileError::api("list RetentionPolicies"))?
-        .items
-        .into_iter()
-        .filter(|p| p.spec.target_ref.name == name && p.metadata.deletion_timestamp.is_none())
-        .collect();
-    retention_policies.sort_by(|a, b| {
-        a.metadata
-            .creation_timestamp
-            .cmp(&b.metadata.creation_timestamp)
-            .then_with(|| a.name_any().cmp(&b.name_any()))
-    });
+    let all_retention: Vec<RetentionPolicy> =
+        crate::controllers::tolerant::list(client, Some(&namespace)).await?;
+    let retention_policies = super::validate::retention_in_force(realm, &all_retention);
+
+    let candidates = crate::controllers::client::fetch::clients_of(client, scope, realm).await?;
+    let namespaces =
+        crate::controllers::client::fetch::admitted_namespaces(client, scope, realm, &candidates)
+            .await?;
+    let clients = crate::controllers::client::admission::admitted(
+        &crate::controllers::client::admission::decide(realm, &candidates, &namespaces),
+    );
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let mut missing = Vec::new();
@@ -185,29 +186,19 @@ pub async fn fetch(client: &Client, realm: &AuthRealm) -> Result<Fetched, Reconc
         None
     };
 
-    let cert_manager = if tls_spec.is_some_and(|t| t.issuer_ref.is_some()) {
-        crd_exists(client, "certificates.cert-manager.io").await?
-    } else {
-        false
-    };
-    let monitoring = &realm.spec.monitoring;
-    let prometheus_operator = if monitoring.service_monitor || monitoring.prometheus_rule {
-        crd_exists(client, "servicemonitors.monitoring.coreos.com").await?
-            && crd_exists(client, "prometheusrules.monitoring.coreos.com").await?
-    } else {
-        false
-    };
+    // Probed whether or not the realm uses them: a Certificate, ServiceMonitor or
+    // PrometheusRule left from before the realm stopped using it is pruned only while its
+    // kind is known to exist.
+    let capabilities = installed_capabilities(client).await?;
 
     Ok(Fetched {
         rate_limit_policies,
         retention_policies,
+        clients,
         missing,
         referenced_digest: sha256_hex(&digest),
         keys,
         tls,
-        capabilities: Capabilities {
-            cert_manager,
-            prometheus_operator,
-        },
+        capabilities,
     })
 }

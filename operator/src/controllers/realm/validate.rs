@@ -1,16 +1,119 @@
-//! Validate: the effective settings of the realm with its attached policies (pure).
+//! Validate: the effective settings of the realm with the policies in force (pure). A policy
+//! that is wrong in itself is left out (its own controller reports it `Accepted=False`), so
+//! one bad policy never stops its realm, as in Gateway API policy attachment.
 
-use portcullis_crds::{AuthRealm, RealmSettings, SettingsErrors};
+use portcullis_crds::{AuthRealm, RateLimitPolicy, RealmSettings, RetentionPolicy, SettingsErrors};
 
 use super::fetch::Fetched;
+use crate::controllers::{rate_limit, retention};
 
-/// Derives the settings. Only the oldest RetentionPolicy is attached; the RetentionPolicy
-/// controller reports the others as not accepted, so they never block the realm.
+/// The RateLimitPolicies acceptable on their own.
+pub fn rate_limits_in_force(realm: &AuthRealm, all: &[RateLimitPolicy]) -> Vec<RateLimitPolicy> {
+    all.iter()
+        .filter(|p| {
+            rate_limit::validate::validate(p, Some(realm))
+                .accepted
+                .is_ok()
+        })
+        .cloned()
+        .collect()
+}
+
+/// The RetentionPolicy in force, if any (see [`retention::validate::in_force`]).
+pub fn retention_in_force(realm: &AuthRealm, all: &[RetentionPolicy]) -> Vec<RetentionPolicy> {
+    retention::validate::in_force(realm, all)
+        .cloned()
+        .into_iter()
+        .collect()
+}
+
+/// Derives the settings with the policies in force and the admitted clients.
 pub fn validate(realm: &AuthRealm, fetched: &Fetched) -> Result<RealmSettings, SettingsErrors> {
-    let retention = fetched
-        .retention_policies
-        .first()
-        .map(std::slice::from_ref)
-        .unwrap_or_default();
-    RealmSettings::derive(realm, &fetched.rate_limit_policies, retention)
+    RealmSettings::derive(
+        realm,
+        &fetched.rate_limit_policies,
+        &fetched.retention_policies,
+        &fetched.clients,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::resources::tests::REALM_MINIMAL;
+
+    fn documents(yaml: &str) -> portcullis_crds::RealmManifests {
+        portcullis_crds::parse_manifests(&format!("{REALM_MINIMAL}---\n{yaml}")).unwrap()
+    }
+
+    #[test]
+    fn a_bad_policy_is_left_out_and_the_realm_runs_without_it() {
+        let m = documents(
+            "apiVersion: portcullis.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: redis-less, namespace: auth}
+spec:
+  targetRef: {name: demo}
+  backend: Redis
+  rules: [{name: login, routes: [Login], limits: [{key: Ip, requests: 5, period: 1m}]}]
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: good, namespace: auth}
+spec:
+  targetRef: {name: demo}
+  rules: [{name: login, routes: [Login], limits: [{key: Ip, requests: 5, period: 1m}]}]
+",
+        );
+        let realm = &m.realms[0];
+        let in_force = rate_limits_in_force(realm, &m.rate_limit_policies);
+        let names: Vec<_> = in_force.iter().map(kube::ResourceExt::name_any).collect();
+        assert_eq!(names, ["good"]);
+        let settings = RealmSettings::derive(realm, &in_force, &[], &[]).unwrap();
+        assert_eq!(settings.rate_limits.policies, ["good"]);
+    }
+
+    #[test]
+    fn the_oldest_acceptable_retention_policy_is_in_force() {
+        let m = documents(
+            "apiVersion: portcullis.dev/v1alpha1
+kind: RetentionPolicy
+metadata: {name: old-broken, namespace: auth, creationTimestamp: '2027-01-01T00:00:00Z'}
+spec:
+  targetRef: {name: demo}
+  schedule: '0 0 31 2 *'
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: RetentionPolicy
+metadata: {name: young, namespace: auth, creationTimestamp: '2027-01-02T00:00:00Z'}
+spec:
+  targetRef: {name: demo}
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: RetentionPolicy
+metadata: {name: youngest, namespace: auth, creationTimestamp: '2027-01-03T00:00:00Z'}
+spec:
+  targetRef: {name: demo}
+",
+        );
+        let realm = &m.realms[0];
+        let in_force = retention_in_force(realm, &m.retention_policies);
+        assert_eq!(kube::ResourceExt::name_any(&in_force[0]), "young");
+        let verdict = |name: &str| {
+            let policy = m
+                .retention_policies
+                .iter()
+                .find(|p| kube::ResourceExt::name_any(*p) == name)
+                .unwrap();
+            match retention::validate::validate(policy, Some(realm), &m.retention_policies) {
+                retention::validate::Verdict::Accepted(_) => "Accepted",
+                retention::validate::Verdict::Rejected { reason, .. } => reason,
+            }
+        };
+        assert_eq!(verdict("old-broken"), "ScheduleNeverFires");
+        assert_eq!(verdict("young"), "Accepted");
+        assert_eq!(verdict("youngest"), "MultipleRetentionPolicies");
+    }
 }

@@ -26,7 +26,8 @@ pub async fn start_job(
         Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(error) => return Err(ReconcileError::api("create retention Job")(error)),
     }
-    let policies: Api<RetentionPolicy> = Api::namespaced(client.clone(), &namespace);
+    let policies =
+        crate::controllers::tolerant::dynamic_api::<RetentionPolicy>(client, Some(&namespace));
     let patch = serde_json::json!({"metadata": {"annotations": {RUN_NOW_HANDLED: run_now}}});
     policies
         .patch(

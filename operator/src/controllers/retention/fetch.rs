@@ -41,18 +41,10 @@ pub fn jobs_selector(realm: &str) -> String {
 pub async fn fetch(client: &Client, policy: &RetentionPolicy) -> Result<Fetched, ReconcileError> {
     let namespace = policy.namespace().ok_or(ReconcileError::NoNamespace)?;
     let target = &policy.spec.target_ref.name;
-    let realms: Api<AuthRealm> = Api::namespaced(client.clone(), &namespace);
-    let realm = match realms.get(target).await {
-        Ok(realm) => Some(realm),
-        Err(error) if is_not_found(&error) => None,
-        Err(error) => return Err(ReconcileError::api("get target AuthRealm")(error)),
-    };
-    let policies: Api<RetentionPolicy> = Api::namespaced(client.clone(), &namespace);
-    let policies = policies
-        .list(&ListParams::default())
-        .await
-        .map_err(ReconcileError::api("list RetentionPolicies"))?
-        .items;
+    let realm: Option<AuthRealm> =
+        crate::controllers::tolerant::get_opt(client, &namespace, target).await?;
+    let policies: Vec<RetentionPolicy> =
+        crate::controllers::tolerant::list(client, Some(&namespace)).await?;
     if realm.is_none() {
         return Ok(Fetched {
             realm,

@@ -9,15 +9,14 @@ pub mod status;
 pub mod validate;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::{Resource, ResourceExt};
 use portcullis_crds::RetentionPolicy;
-use portcullis_crds::conditions::find;
+use portcullis_crds::conditions::types;
 
+use super::skeleton::{announce, apply_status, finalized, observed};
 use super::{Context, ReconcileError};
 use validate::Verdict;
 
@@ -26,43 +25,21 @@ pub const FINALIZER: &str = "portcullis.dev/retention-cleanup";
 /// Kind label of metrics.
 pub const KIND: &str = "RetentionPolicy";
 
-/// Reconciles one RetentionPolicy, recording metrics.
+/// Reconciles one RetentionPolicy, recording metrics; its finalizer removes the CronJob and
+/// Jobs when it is deleted.
 pub async fn reconcile(
     policy: Arc<RetentionPolicy>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let started = Instant::now();
-    let key = super::failure_key(policy.as_ref());
-    let namespace = policy.namespace().ok_or(ReconcileError::NoNamespace)?;
-    let api: Api<RetentionPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut reason = "Reconciled";
-    let result = finalizer::finalizer(&api, FINALIZER, policy, |event| async {
-        match event {
-            FinalizerEvent::Apply(policy) => {
-                let (action, r) = apply_policy(&policy, &ctx).await?;
-                reason = r;
-                Ok(action)
-            }
-            FinalizerEvent::Cleanup(policy) => {
-                apply::cleanup(&ctx.client, &policy).await?;
-                Ok(Action::await_change())
-            }
-        }
-    })
-    .await
-    .map_err(|error| match error {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => ReconcileError::Finalizer(other.to_string()),
-    });
-    let (label, failed) = match &result {
-        Ok(_) => (reason, false),
-        Err(error) => (error.reason(), true),
-    };
-    ctx.metrics.observe(KIND, label, started.elapsed(), failed);
-    if !failed {
-        ctx.succeeded(&key);
-    }
-    result
+    let ctx = ctx.as_ref();
+    let run = finalized(
+        ctx,
+        policy.clone(),
+        FINALIZER,
+        |policy| async move { apply_policy(&policy, ctx).await },
+        |policy| async move { apply::cleanup(&ctx.client, &policy).await },
+    );
+    observed(KIND, policy.as_ref(), ctx, run).await
 }
 
 async fn apply_policy(
@@ -107,31 +84,19 @@ async fn apply_policy(
         &fetched.last_pods,
         now,
     );
-    if previous != Some(&next) {
-        let api: Api<RetentionPolicy> =
-            Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
-        api.patch_status(
-            &policy.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "status": next })),
-        )
-        .await
-        .map_err(ReconcileError::api("patch RetentionPolicy status"))?;
-    }
+    apply_status(ctx, policy, previous, &next).await?;
     let before = previous
-        .and_then(|s| find(&s.conditions, "Accepted"))
-        .map(|c| (c.status.clone(), c.reason.clone()));
-    if let Some(after) = find(&next.conditions, "Accepted")
-        && before != Some((after.status.clone(), after.reason.clone()))
-    {
-        ctx.event(
-            &reference,
-            after.status != "True",
-            &after.reason,
-            after.message.clone(),
-        )
-        .await;
-    }
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    announce(
+        ctx,
+        policy,
+        before,
+        &next.conditions,
+        &[types::ACCEPTED],
+        &[],
+    )
+    .await;
     Ok(match verdict {
         // Follow running Jobs to report the last run.
         Verdict::Accepted(_) => (Action::requeue(Duration::from_secs(300)), "Reconciled"),

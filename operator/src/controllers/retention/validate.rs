@@ -25,8 +25,41 @@ pub enum Verdict {
     },
 }
 
+/// What is wrong with `policy` itself, judged with its realm alone (errors of the realm are
+/// the realm's to report): `None` when it could be in force.
+pub fn own_errors(policy: &RetentionPolicy, realm: &AuthRealm) -> Option<(&'static str, String)> {
+    let errors = RealmSettings::derive(realm, &[], std::slice::from_ref(policy), &[]).err()?;
+    let own: Vec<_> = errors
+        .0
+        .iter()
+        .filter(|e| POLICY_REASONS.contains(&e.reason()) || e.reason() == "InvalidName")
+        .collect();
+    let first = own.first()?;
+    Some((
+        first.reason(),
+        own.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+    ))
+}
+
+/// The RetentionPolicy in force for `realm` among `all`: the oldest one that is acceptable
+/// on its own (a bad or deleted policy never keeps a good one out). The realm and the
+/// policy controllers both decide with this.
+pub fn in_force<'a>(realm: &AuthRealm, all: &'a [RetentionPolicy]) -> Option<&'a RetentionPolicy> {
+    let name = realm.name_any();
+    let key = |p: &RetentionPolicy| (p.metadata.creation_timestamp.clone(), p.name_any());
+    all.iter()
+        .filter(|p| p.spec.target_ref.name == name && p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.namespace() == realm.namespace() || p.namespace().is_none())
+        .filter(|p| own_errors(p, realm).is_none())
+        .min_by_key(|p| key(p))
+}
+
 /// Judges `policy` given its realm and every policy of the namespace: one RetentionPolicy per
-/// realm, the oldest wins.
+/// realm, the oldest acceptable one is in force. A policy that is wrong in itself is refused
+/// with its own reason and never keeps another out.
 pub fn validate(
     policy: &RetentionPolicy,
     realm: Option<&AuthRealm>,
@@ -39,12 +72,10 @@ pub fn validate(
             message: format!("AuthRealm {target:?} does not exist"),
         };
     };
-    let key = |p: &RetentionPolicy| (p.metadata.creation_timestamp.clone(), p.name_any());
-    let first = all
-        .iter()
-        .filter(|p| &p.spec.target_ref.name == target && p.metadata.deletion_timestamp.is_none())
-        .min_by_key(|p| key(p));
-    if let Some(first) = first
+    if let Some((reason, message)) = own_errors(policy, realm) {
+        return Verdict::Rejected { reason, message };
+    }
+    if let Some(first) = in_force(realm, all)
         && first.name_any() != policy.name_any()
     {
         return Verdict::Rejected {
@@ -55,17 +86,11 @@ pub fn validate(
             ),
         };
     }
-    match RealmSettings::derive(realm, &[], std::slice::from_ref(policy)) {
+    match RealmSettings::derive(realm, &[], std::slice::from_ref(policy), &[]) {
         Ok(settings) => Verdict::Accepted(Box::new(settings)),
-        Err(errors) => {
-            let own = errors
-                .0
-                .iter()
-                .find(|e| POLICY_REASONS.contains(&e.reason()));
-            Verdict::Rejected {
-                reason: own.map_or("RealmInvalid", |e| e.reason()),
-                message: errors.to_string(),
-            }
-        }
+        Err(errors) => Verdict::Rejected {
+            reason: "RealmInvalid",
+            message: errors.to_string(),
+        },
     }
 }
