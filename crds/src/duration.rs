@@ -6,8 +6,77 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The schema pattern for a duration: one or more `<digits><unit>` groups, units `ms`, `s`,
-/// `m`, `h`, `d`. Written for both Go RE2 (the API server) and ECMAScript (tests).
-pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
+/// `m`, `h`, `d`; days, when given, come first and once (`1d12h`), as the maximum rules
+/// ([`max_rule`]) read them. Written for both Go RE2 (the API server) and ECMAScript (tests).
+pub const DURATION_PATTERN: &str = "^([0-9]+d([0-9]+(ms|s|m|h))*|([0-9]+(ms|s|m|h))+)$";
+
+/// The longest value each duration field accepts, by field path (as in [`max_rule`] and
+/// [`crate::SettingsError::DurationTooLong`]): what a realm really needs, far from what date
+/// arithmetic can hold. The schema (CEL) and the settings layer refuse longer values with
+/// the same message.
+pub const MAXIMA: &[(&str, &str)] = &[
+    ("passwordPolicy.breachCheck.timeout", "30s"),
+    ("lockout.window", "1d"),
+    ("lockout.baseLockout", "1d"),
+    ("lockout.maxLockout", "30d"),
+    ("lockout.progressiveDelay.base", "1m"),
+    ("lockout.progressiveDelay.max", "5m"),
+    ("tokens.accessTokenTtl", "1d"),
+    ("tokens.idTokenTtl", "1d"),
+    ("tokens.refreshTokenTtl", "400d"),
+    ("tokens.refreshIdleTtl", "400d"),
+    ("tokens.keyRotation.every", "400d"),
+    ("sessions.idleTimeout", "30d"),
+    ("sessions.absoluteTimeout", "400d"),
+    ("monitoring.interval", "1h"),
+    (
+        "monitoring.alertThresholds.certificateExpiryWarning",
+        "365d",
+    ),
+    ("privacy.erasureGracePeriod", "365d"),
+    ("rules.auditLogs.retainFor", "3650d"),
+    ("rules.inactiveAccounts.after", "3650d"),
+    ("rules.inactiveAccounts.warnBefore", "365d"),
+    ("rules.unverifiedAccounts.after", "365d"),
+    ("rules.expiredSessionsAndTokens.after", "365d"),
+    ("rules.withdrawnConsents.retainFor", "3650d"),
+    ("limits.period", "1d"),
+];
+
+/// The maximum of a duration field (see [`MAXIMA`]); `None` for a field without one.
+pub fn maximum(field: &str) -> Option<GoDuration> {
+    MAXIMA
+        .iter()
+        .find(|(f, _)| *f == field)
+        .and_then(|(_, max)| GoDuration::parse(max).ok())
+}
+
+/// The message of a duration above its maximum, the same from the API server (CEL) and the
+/// settings layer.
+pub fn too_long_message(field: &str, max: &str) -> String {
+    format!("{field} must be at most {max}")
+}
+
+/// The CEL rule (`x-kubernetes-validations` entry) that refuses a value of `field` above its
+/// maximum. CEL's `duration()` reads Go durations, which have no days: a leading `<N>d` is
+/// counted apart, after the day count alone is checked (so a huge count never overflows).
+pub fn max_rule(field: &str) -> serde_json::Value {
+    let (max_text, max) = MAXIMA
+        .iter()
+        .find(|(f, _)| *f == field)
+        .and_then(|(_, text)| Some((*text, GoDuration::parse(text).ok()?)))
+        .unwrap_or(("0s", GoDuration::from_secs(0)));
+    let secs = max.as_duration().as_secs();
+    let days = secs / 86_400;
+    let ms = max.as_duration().as_millis();
+    // The day count and the rest are read apart: the API server's cost estimate refuses
+    // `duration()` of a string built at run time. A malformed value is the pattern's to
+    // refuse (the API server evaluates rules even when the pattern fails).
+    let rule = format!(
+        "!self.matches('{DURATION_PATTERN}') || (self.contains('d') ? (int(self.substring(0, self.indexOf('d'))) <= {days} && int(self.substring(0, self.indexOf('d'))) * 86400000 + (self.endsWith('d') ? 0 : duration(self.substring(self.indexOf('d') + 1)).getMilliseconds()) <= {ms}) : duration(self) <= duration('{secs}s'))"
+    );
+    serde_json::json!({"rule": rule, "message": too_long_message(field, max_text)})
+}
 
 /// A duration written the way Kubernetes users write them: `90s`, `15m`, `12h`, `30d`.
 ///
@@ -84,6 +153,7 @@ impl FromStr for GoDuration {
         let overflow = || DurationError::Overflow(text.to_owned());
         let mut total_ms: u64 = 0;
         let mut rest = text;
+        let mut first = true;
         while !rest.is_empty() {
             let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
             if digits == 0 {
@@ -105,6 +175,8 @@ impl FromStr for GoDuration {
                 "s" => 1_000,
                 "m" => 60_000,
                 "h" => 3_600_000,
+                // Days come first and once, as DURATION_PATTERN says.
+                "d" if !first => return Err(malformed()),
                 "d" => 86_400_000,
                 _ => {
                     return Err(DurationError::UnknownUnit {
@@ -113,6 +185,7 @@ impl FromStr for GoDuration {
                     });
                 }
             };
+            first = false;
             let ms = number.checked_mul(per_unit_ms).ok_or_else(overflow)?;
             total_ms = total_ms.checked_add(ms).ok_or_else(overflow)?;
         }
@@ -201,6 +274,28 @@ mod tests {
                 matches!(GoDuration::parse(bad), Err(DurationError::Malformed(_))),
                 "{bad} should be malformed"
             );
+        }
+    }
+
+    #[test]
+    fn days_come_first_and_once() {
+        assert_eq!(
+            GoDuration::parse("1d12h").unwrap().as_duration(),
+            Duration::from_secs(36 * 3_600)
+        );
+        for bad in ["12h1d", "1d1d"] {
+            assert!(
+                matches!(GoDuration::parse(bad), Err(DurationError::Malformed(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_maximum_parses_and_has_a_rule() {
+        for (field, max) in MAXIMA {
+            assert!(maximum(field).is_some(), "{field} {max}");
+            assert!(max_rule(field)["message"].as_str().unwrap().ends_with(max));
         }
     }
 

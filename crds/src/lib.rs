@@ -7,6 +7,7 @@
 // kube's `printcolumn(...)` attributes repeat their keys by design.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod client;
 pub mod common;
 pub mod conditions;
 pub mod cron;
@@ -15,11 +16,16 @@ pub mod manifests;
 pub mod rate_limit;
 pub mod realm;
 pub mod retention;
+pub mod secrets_dir;
 pub mod settings;
 
+pub use client::{AuthClient, AuthClientSpec, EffectiveClient};
 pub use common::{API_VERSION, GROUP, SecretKeyRef, TargetKind, TargetRef, UrlSecretRef, VERSION};
 pub use duration::GoDuration;
-pub use manifests::{ManifestError, RealmManifests, parse_manifests};
+pub use manifests::{
+    Ignored, ManifestError, RealmManifests, TolerantManifests, parse_manifests,
+    parse_manifests_tolerant,
+};
 pub use rate_limit::{RateLimitPolicy, RateLimitPolicySpec};
 pub use realm::{AuthRealm, AuthRealmSpec};
 pub use retention::{RetentionPolicy, RetentionPolicySpec};
@@ -34,5 +40,6 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         AuthRealm::crd(),
         RateLimitPolicy::crd(),
         RetentionPolicy::crd(),
+        AuthClient::crd(),
     ]
 }

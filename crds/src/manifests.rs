@@ -1,10 +1,11 @@
-//! Reading a realm's manifests (one AuthRealm, its RateLimitPolicies and RetentionPolicy) from
-//! a multi-document YAML: what the operator writes into the realm ConfigMap and what
-//! `config/samples/` holds.
+//! Reading a realm's manifests (one AuthRealm, its RateLimitPolicies, RetentionPolicy and
+//! admitted AuthClients) from a multi-document YAML: what the operator writes into the realm
+//! ConfigMap and what `config/samples/` holds.
 
-use kube::ResourceExt;
+use kube::{CustomResourceExt, ResourceExt};
 use serde_json::Value;
 
+use crate::client::AuthClient;
 use crate::common::API_VERSION;
 use crate::rate_limit::RateLimitPolicy;
 use crate::realm::AuthRealm;
@@ -19,6 +20,8 @@ pub struct RealmManifests {
     pub rate_limit_policies: Vec<RateLimitPolicy>,
     /// Every RetentionPolicy found.
     pub retention_policies: Vec<RetentionPolicy>,
+    /// Every AuthClient found (in a realm ConfigMap: the clients the realm admitted).
+    pub clients: Vec<AuthClient>,
 }
 
 /// Why a manifest document could not be read. `document` counts from 1.
@@ -43,7 +46,7 @@ pub enum ManifestError {
     },
     /// A document is of a kind Portcullis does not read.
     #[error(
-        "document {document}: kind {found:?} is not AuthRealm, RateLimitPolicy or RetentionPolicy"
+        "document {document}: kind {found:?} is not AuthRealm, RateLimitPolicy, RetentionPolicy or AuthClient"
     )]
     UnknownKind {
         /// Position of the document.
@@ -120,6 +123,11 @@ pub fn parse_manifests(yaml: &str) -> Result<RealmManifests, ManifestError> {
                 "RetentionPolicy",
                 document,
             )?),
+            "AuthClient" => {
+                manifests
+                    .clients
+                    .push(decode(document_number, "AuthClient", document)?)
+            }
             _ => {
                 return Err(ManifestError::UnknownKind {
                     document: document_number,
@@ -129,6 +137,204 @@ pub fn parse_manifests(yaml: &str) -> Result<RealmManifests, ManifestError> {
         }
     }
     Ok(manifests)
+}
+
+/// A field or a document that [`parse_manifests_tolerant`] left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// Position of the document, from 1.
+    pub document: usize,
+    /// Kind of the document.
+    pub kind: String,
+    /// `metadata.name` of the document, or empty.
+    pub name: String,
+    /// Path of the field left out (`spec.lockout.newField`), or empty when the whole
+    /// document was left out (a kind this version does not know).
+    pub path: String,
+}
+
+impl std::fmt::Display for Ignored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(
+                f,
+                "document {}: kind {} {:?} is not known to this version and was ignored",
+                self.document, self.kind, self.name
+            )
+        } else {
+            write!(
+                f,
+                "document {}: {} {:?}: field {} is not known to this version and was ignored",
+                self.document, self.kind, self.name, self.path
+            )
+        }
+    }
+}
+
+/// Manifests read by [`parse_manifests_tolerant`], and what was left out of them.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct TolerantManifests {
+    /// The manifests, without the fields and documents this version does not know.
+    pub manifests: RealmManifests,
+    /// What was left out, in document order: worth a warning, never an error.
+    pub ignored: Vec<Ignored>,
+}
+
+/// Reads a realm's manifests as a running auth server must read what a newer operator wrote:
+/// fields this version does not know are left out (as the API server prunes unknown fields,
+/// against the same schema) and documents of kinds it does not know are skipped; both are
+/// reported in [`TolerantManifests::ignored`]. Everything else is as strict as
+/// [`parse_manifests`]: a field of a known name with a wrong value is still an error. Use
+/// [`parse_manifests`] to check files a person wrote (`check-config`), where an unknown field
+/// is a typo.
+pub fn parse_manifests_tolerant(yaml: &str) -> Result<TolerantManifests, ManifestError> {
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(yaml).map_err(|e| ManifestError::Yaml(e.to_string()))?;
+    let mut out = TolerantManifests::default();
+    for (index, mut document) in documents.into_iter().enumerate() {
+        let document_number = index + 1;
+        if document.is_null() {
+            continue;
+        }
+        let field = |document: &Value, name: &str| {
+            document
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let (Some(api_version), Some(kind)) =
+            (field(&document, "apiVersion"), field(&document, "kind"))
+        else {
+            return Err(ManifestError::NotAnObject {
+                document: document_number,
+            });
+        };
+        if api_version != API_VERSION {
+            return Err(ManifestError::UnsupportedApiVersion {
+                document: document_number,
+                found: api_version,
+            });
+        }
+        let name = document
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let schema = match kind.as_str() {
+            "AuthRealm" => AuthRealm::crd(),
+            "RateLimitPolicy" => RateLimitPolicy::crd(),
+            "RetentionPolicy" => RetentionPolicy::crd(),
+            "AuthClient" => AuthClient::crd(),
+            _ => {
+                out.ignored.push(Ignored {
+                    document: document_number,
+                    kind,
+                    name,
+                    path: String::new(),
+                });
+                continue;
+            }
+        };
+        let schema = schema
+            .spec
+            .versions
+            .first()
+            .and_then(|v| v.schema.as_ref())
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .and_then(|s| serde_json::to_value(s).ok())
+            .unwrap_or(Value::Null);
+        let mut removed = Vec::new();
+        if let Value::Object(map) = &mut document {
+            // Only the kind's own fields are pruned; metadata is Kubernetes'.
+            for (key, value) in map.iter_mut() {
+                if key == "spec"
+                    && let Some(spec_schema) = schema.pointer("/properties/spec")
+                {
+                    prune(value, spec_schema, "spec", &mut removed);
+                }
+            }
+            map.retain(|key, _| {
+                let known =
+                    ["apiVersion", "kind", "metadata", "spec", "status"].contains(&key.as_str());
+                if !known {
+                    removed.push(key.clone());
+                }
+                known
+            });
+            map.remove("status");
+        }
+        out.ignored.extend(removed.into_iter().map(|path| Ignored {
+            document: document_number,
+            kind: kind.clone(),
+            name: name.clone(),
+            path,
+        }));
+        let manifests = &mut out.manifests;
+        match kind.as_str() {
+            "AuthRealm" => manifests
+                .realms
+                .push(decode(document_number, "AuthRealm", document)?),
+            "RateLimitPolicy" => manifests.rate_limit_policies.push(decode(
+                document_number,
+                "RateLimitPolicy",
+                document,
+            )?),
+            "RetentionPolicy" => manifests.retention_policies.push(decode(
+                document_number,
+                "RetentionPolicy",
+                document,
+            )?),
+            _ => manifests
+                .clients
+                .push(decode(document_number, "AuthClient", document)?),
+        }
+    }
+    Ok(out)
+}
+
+/// Removes from `value` every field its structural `schema` does not declare, as the API
+/// server prunes unknown fields, and records their paths.
+fn prune(value: &mut Value, schema: &Value, path: &str, removed: &mut Vec<String>) {
+    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+                map.retain(|key, _| {
+                    let known = properties.contains_key(key);
+                    if !known {
+                        removed.push(format!("{path}.{key}"));
+                    }
+                    known
+                });
+                for (key, child) in map.iter_mut() {
+                    if let Some(child_schema) = properties.get(key) {
+                        prune(child, child_schema, &format!("{path}.{key}"), removed);
+                    }
+                }
+            } else if let Some(values) = schema.get("additionalProperties")
+                && values.is_object()
+            {
+                for (key, child) in map.iter_mut() {
+                    prune(child, values, &format!("{path}.{key}"), removed);
+                }
+            } else if schema.get("type").and_then(Value::as_str) == Some("object") {
+                // An object without properties (a marker like `selfSigned: {}`) keeps none.
+                for (key, _) in std::mem::take(map) {
+                    removed.push(format!("{path}.{key}"));
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    prune(item, item_schema, &format!("{path}[{i}]"), removed);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn decode<K>(document: usize, kind: &'static str, value: Value) -> Result<K, ManifestError>
@@ -252,6 +458,65 @@ spec:
         let yaml = REALM.replace("spec:\n", "spec:\n  replicass: 3\n");
         let err = parse_manifests(&yaml).unwrap_err();
         assert!(err.to_string().contains("replicass"), "{err}");
+    }
+
+    #[test]
+    fn a_tolerant_read_leaves_out_and_reports_what_a_newer_operator_added() {
+        let yaml = format!(
+            "{}---\napiVersion: portcullis.dev/v1alpha1\nkind: FutureKind\nmetadata: {{name: f}}\nspec: {{a: 1}}\n",
+            REALM.replace(
+                "spec:\n",
+                "spec:\n  futureField: 3\n  lockout: {window: 10m, newThing: {a: 1}}\n  podFuture: x\n  networkPolicy: {ingressFrom: [{podSelector: {matchLabels: {app: x}}, future: 1}]}\n"
+            )
+        );
+        assert!(parse_manifests(&yaml).is_err(), "the strict read refuses");
+        let read = parse_manifests_tolerant(&yaml).unwrap();
+        let realm = &read.manifests.realms[0];
+        assert_eq!(realm.spec.lockout.window.as_str(), "10m");
+        assert_eq!(
+            realm.spec.network_policy.ingress_from[0]
+                .pod_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap()["app"],
+            "x",
+            "maps keep their keys"
+        );
+        let paths: Vec<&str> = read.ignored.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.futureField",
+                "spec.podFuture",
+                "spec.lockout.newThing",
+                "spec.networkPolicy.ingressFrom[0].future",
+                ""
+            ]
+        );
+        assert_eq!(read.ignored[4].kind, "FutureKind");
+        assert!(read.ignored[0].to_string().contains("spec.futureField"));
+    }
+
+    #[test]
+    fn a_tolerant_read_still_refuses_a_known_field_with_a_wrong_value() {
+        let yaml = REALM.replace("spec:\n", "spec:\n  lockout: {window: soon}\n");
+        assert!(matches!(
+            parse_manifests_tolerant(&yaml),
+            Err(ManifestError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn auth_clients_are_read_by_both_reads() {
+        let yaml = format!(
+            "{REALM}---\napiVersion: portcullis.dev/v1alpha1\nkind: AuthClient\nmetadata: {{name: web, namespace: auth}}\nspec: {{realmRef: {{name: demo}}, type: Public, redirectUris: [\"https://a.example.com/cb\"]}}\n"
+        );
+        assert_eq!(parse_manifests(&yaml).unwrap().clients.len(), 1);
+        let tolerant = parse_manifests_tolerant(&yaml).unwrap();
+        assert_eq!(tolerant.manifests.clients[0].client_id(), "auth-web");
+        assert!(tolerant.ignored.is_empty());
     }
 
     #[test]

@@ -115,6 +115,7 @@ pub struct Limit {
     #[schemars(range(min = 1, max = 1_000_000))]
     pub requests: u32,
     /// Length of the period.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("limits.period")]))]
     pub period: GoDuration,
     /// Extra requests allowed in a burst above the steady rate.
     #[serde(default)]

@@ -6,11 +6,12 @@ use k8s_openapi::api::core::v1::{
     Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicyEgressRule, NetworkPolicyPeer};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::client::{ClientType, EffectiveClient, GrantType};
 use crate::common::{DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, SecretKeyRef, UrlSecretRef};
 use crate::duration::GoDuration;
 
@@ -18,8 +19,6 @@ use crate::duration::GoDuration;
 const URL_PATTERN: &str = "^https?://[^\\s]+$";
 /// An IPv4 or IPv6 CIDR block.
 const CIDR_PATTERN: &str = "^(([0-9]{1,3}\\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|3[0-2])|[0-9a-fA-F:.]+/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8]))$";
-/// An OIDC client id.
-const CLIENT_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
 /// A consent purpose name.
 const PURPOSE_PATTERN: &str = "^[a-z][a-z0-9_]*$";
 /// A plain email address, enough to refuse obvious mistakes.
@@ -41,10 +40,12 @@ const EMAIL_PATTERN: &str = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$";
     category = "portcullis",
     doc = "An authentication realm: one hardened auth server and every policy it enforces.",
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.readyReplicas", priority = "1"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("self.metadata.name.size() <= 40").message("realm names are at most 40 characters: child object names are derived from them")
+    validation = Rule::new("self.metadata.name.size() <= 40").message("realm names are at most 40 characters: child object names are derived from them"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("realm names must be DNS-1035 labels (start with a letter): the realm's Service is named after it")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -124,11 +125,18 @@ pub struct AuthRealmSpec {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub social_providers: Vec<SocialProvider>,
 
-    /// OpenID Connect clients registered for app teams.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 200))]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["clientId"]))]
-    pub clients: Vec<OidcClient>,
+    /// Which namespaces' AuthClients this realm admits, by namespace labels, besides its own
+    /// namespace (always admitted). Unset: only the realm's own namespace. An empty selector
+    /// (`{}`) admits every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_namespaces: Option<LabelSelector>,
+
+    /// Not part of the AuthRealm manifest (never read from or written to one, absent from
+    /// the schema): the admitted clients, filled in by [`crate::RealmSettings`] from the
+    /// AuthClient documents, the same list as `RealmSettings::clients`. Code that reads
+    /// `settings.spec.clients` keeps working until it reads `RealmSettings::clients`.
+    #[serde(skip)]
+    pub clients: Vec<EffectiveClient>,
 
     /// Serving certificate of the auth server. Without it, the pods serve plain HTTP inside the
     /// cluster and TLS ends at the Ingress.
@@ -291,6 +299,7 @@ pub struct BreachCheck {
     /// the failure in a metric), `Closed` rejects it.
     pub failure_policy: FailurePolicy,
     /// How long to wait for the breach API.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("passwordPolicy.breachCheck.timeout")]))]
     pub timeout: GoDuration,
     /// Base URL of a HaveIBeenPwned-compatible range API (`GET {apiUrl}/range/{prefix}`).
     #[schemars(length(min = 8, max = 255), regex(pattern = URL_PATTERN))]
@@ -343,10 +352,13 @@ pub struct LockoutPolicy {
     #[schemars(range(min = 1, max = 100))]
     pub max_failures: u32,
     /// Sliding window in which failures are counted.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("lockout.window")]))]
     pub window: GoDuration,
     /// Length of the first lockout; each further lockout doubles it up to `maxLockout`.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("lockout.baseLockout")]))]
     pub base_lockout: GoDuration,
     /// Longest lockout.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("lockout.maxLockout")]))]
     pub max_lockout: GoDuration,
     /// Delay added to answers after a few failures, before the lockout.
     pub progressive_delay: ProgressiveDelay,
@@ -376,8 +388,10 @@ pub struct ProgressiveDelay {
     #[schemars(range(min = 0, max = 100))]
     pub after_failures: u32,
     /// First delay.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("lockout.progressiveDelay.base")]))]
     pub base: GoDuration,
     /// Longest delay.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("lockout.progressiveDelay.max")]))]
     pub max: GoDuration,
 }
 
@@ -454,12 +468,16 @@ impl Default for TotpPolicy {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct TokenPolicy {
     /// Lifetime of JWT access tokens.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("tokens.accessTokenTtl")]))]
     pub access_token_ttl: GoDuration,
     /// Lifetime of ID tokens.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("tokens.idTokenTtl")]))]
     pub id_token_ttl: GoDuration,
     /// Absolute lifetime of a refresh-token family from the login that started it.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("tokens.refreshTokenTtl")]))]
     pub refresh_token_ttl: GoDuration,
     /// A refresh token unused for this long expires.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("tokens.refreshIdleTtl")]))]
     pub refresh_idle_ttl: GoDuration,
     /// JWS algorithm of access and ID tokens.
     pub signing_algorithm: SigningAlgorithm,
@@ -498,6 +516,7 @@ pub enum SigningAlgorithm {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct KeyRotation {
     /// Interval between rotations.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("tokens.keyRotation.every")]))]
     pub every: GoDuration,
     /// Previous keys kept in the JWKS.
     #[schemars(range(min = 1, max = 10))]
@@ -518,8 +537,10 @@ impl Default for KeyRotation {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct SessionPolicy {
     /// A session unused for this long ends.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("sessions.idleTimeout")]))]
     pub idle_timeout: GoDuration,
     /// A session ends this long after login, however active.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("sessions.absoluteTimeout")]))]
     pub absolute_timeout: GoDuration,
     /// `SameSite` attribute of the session cookie.
     pub same_site: SameSite,
@@ -609,120 +630,6 @@ pub enum SocialProviderType {
     Google,
     /// Any OpenID Connect provider, by discovery.
     Oidc,
-}
-
-/// An OpenID Connect client.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schemars(extend("x-kubernetes-validations" = [
-    {
-        "rule": "self.type != 'Public' || !has(self.grantTypes) || !('client_credentials' in self.grantTypes)",
-        "message": "a Public client cannot use the client_credentials grant"
-    },
-    {
-        "rule": "self.type != 'Public' || !has(self.secretTarget)",
-        "message": "a Public client has no secret, so it takes no secretTarget"
-    },
-    {
-        "rule": "(has(self.grantTypes) && !('authorization_code' in self.grantTypes)) || (has(self.redirectUris) && self.redirectUris.size() > 0)",
-        "message": "the authorization_code grant needs at least one redirectUri",
-        "reason": "FieldValueRequired"
-    }
-]))]
-pub struct OidcClient {
-    /// The client id app teams configure in their OIDC library.
-    #[schemars(length(min = 1, max = 128), regex(pattern = CLIENT_ID_PATTERN))]
-    pub client_id: String,
-    /// `Confidential` clients authenticate with a secret; `Public` ones (SPAs, mobile apps)
-    /// must use PKCE.
-    #[serde(rename = "type")]
-    pub client_type: ClientType,
-    /// Exact redirect URIs (no wildcards; compared byte for byte).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(
-        length(max = 20),
-        inner(
-            length(min = 1, max = 2048),
-            regex(pattern = "^[a-zA-Z][a-zA-Z0-9+.-]*:[^\\s#]+$")
-        )
-    )]
-    pub redirect_uris: Vec<String>,
-    /// Where RP-initiated logout may send the browser afterwards.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(
-        length(max = 20),
-        inner(
-            length(min = 1, max = 2048),
-            regex(pattern = "^[a-zA-Z][a-zA-Z0-9+.-]*:[^\\s#]+$")
-        )
-    )]
-    pub post_logout_redirect_uris: Vec<String>,
-    /// OAuth grants the client may use.
-    #[serde(default = "default_grant_types")]
-    #[schemars(length(min = 1, max = 3))]
-    #[schemars(extend("x-kubernetes-list-type" = "set"))]
-    pub grant_types: Vec<GrantType>,
-    /// Scopes the client may request.
-    #[serde(default = "default_scopes")]
-    #[schemars(
-        length(max = 50),
-        inner(
-            length(min = 1, max = 128),
-            regex(pattern = "^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$")
-        )
-    )]
-    pub scopes: Vec<String>,
-    /// First-party clients skip the consent screen.
-    #[serde(default)]
-    pub first_party: bool,
-    /// Where the operator writes the generated client secret (keys `client-id` and
-    /// `client-secret`). Defaults to `<realm>-client-<clientId>` in the realm's namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_target: Option<SecretTarget>,
-}
-
-fn default_grant_types() -> Vec<GrantType> {
-    vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
-}
-
-fn default_scopes() -> Vec<String> {
-    ["openid", "profile", "email"].map(String::from).to_vec()
-}
-
-/// Client authentication type.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientType {
-    /// Has a secret (server-side apps).
-    Confidential,
-    /// Has no secret (SPAs, native apps); PKCE S256 is required.
-    Public,
-}
-
-/// OAuth 2.0 grant types.
-#[derive(
-    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantType {
-    /// Authorization code with PKCE.
-    AuthorizationCode,
-    /// Refresh token rotation.
-    RefreshToken,
-    /// Machine-to-machine tokens for confidential clients.
-    ClientCredentials,
-}
-
-/// Where a generated client secret is written.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SecretTarget {
-    /// Namespace of the Secret; defaults to the realm's namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
-    pub namespace: Option<String>,
-    /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
-    pub name: String,
 }
 
 /// Serving certificate: exactly one of `issuerRef`, `selfSigned`, `secretName`.
@@ -823,19 +730,34 @@ pub struct NetworkPolicySpec {
     /// Namespace of the ingress controller, allowed to reach the public port.
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub ingress_controller_namespace: String,
-    /// Namespace of Prometheus, allowed to reach the admin port for `/metrics`.
+    /// Namespace of Prometheus, allowed to reach the metrics port (9091) only; the admin
+    /// port (9090) is reachable from the realm's own namespace only.
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub prometheus_namespace: String,
     /// Further peers allowed to reach the public port (in-cluster apps calling the realm).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub ingress_from: Vec<NetworkPolicyPeer>,
-    /// Further egress rules (e.g. the database and Redis when they live outside the default
-    /// ports or need narrowing to CIDRs).
+    /// Further egress rules (e.g. the database and Redis when they listen on other ports).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub egress_to: Vec<NetworkPolicyEgressRule>,
-    /// Allow HTTPS (443) to any address, for social providers and the breach API.
+    /// Where PostgreSQL may be reached on port 5432 (CIDRs, pods, namespaces). Empty: any
+    /// address on that port.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub database_peers: Vec<NetworkPolicyPeer>,
+    /// Where Redis may be reached on port 6379. Empty: any address on that port.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub redis_peers: Vec<NetworkPolicyPeer>,
+    /// Where the SMTP server may be reached on ports 587 and 465. Empty: any address on
+    /// those ports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub smtp_peers: Vec<NetworkPolicyPeer>,
+    /// Allow HTTPS (443) to any public address, IPv4 and IPv6 (private, link-local and
+    /// unique-local ranges excepted), for social providers and the breach API.
     pub allow_external_https: bool,
 }
 
@@ -847,6 +769,9 @@ impl Default for NetworkPolicySpec {
             prometheus_namespace: "monitoring".to_owned(),
             ingress_from: Vec::new(),
             egress_to: Vec::new(),
+            database_peers: Vec::new(),
+            redis_peers: Vec::new(),
+            smtp_peers: Vec::new(),
             allow_external_https: true,
         }
     }
@@ -863,6 +788,7 @@ pub struct MonitoringSpec {
     /// Create a Grafana dashboard ConfigMap (label `grafana_dashboard: "1"`).
     pub dashboard: bool,
     /// Scrape interval.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("monitoring.interval")]))]
     pub interval: GoDuration,
     /// Alert thresholds.
     pub alert_thresholds: AlertThresholds,
@@ -897,6 +823,7 @@ pub struct AlertThresholds {
     #[schemars(range(min = 1, max = 1_000))]
     pub readiness_flaps_per_hour: u32,
     /// Warn when the serving certificate expires within this long.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("monitoring.alertThresholds.certificateExpiryWarning")]))]
     pub certificate_expiry_warning: GoDuration,
 }
 
@@ -986,6 +913,7 @@ pub struct PrivacySpec {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub purposes: Vec<ConsentPurpose>,
     /// Time between an erasure request and the erasure; sessions end at once either way.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("privacy.erasureGracePeriod")]))]
     pub erasure_grace_period: GoDuration,
 }
 

@@ -36,7 +36,8 @@ use crate::duration::GoDuration;
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new("self.metadata.name.size() <= 42").message("RetentionPolicy names are at most 42 characters: its CronJob <name>-retention must stay within the 52 characters a CronJob name may have")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetentionPolicySpec {
@@ -80,6 +81,7 @@ pub struct RetentionRules {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct AuditLogRule {
     /// Age after which entries are processed.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("rules.auditLogs.retainFor")]))]
     pub retain_for: GoDuration,
     /// `Delete` removes entries (the hash chain keeps a checkpoint); `Pseudonymize` replaces
     /// user ids, IPs and user agents with keyed hashes.
@@ -110,8 +112,10 @@ pub enum AuditLogAction {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct InactiveAccountRule {
     /// Time since the last login after which the action applies.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("rules.inactiveAccounts.after")]))]
     pub after: GoDuration,
     /// The owner is mailed this long before the action (0s: no warning).
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("rules.inactiveAccounts.warnBefore")]))]
     pub warn_before: GoDuration,
     /// `Delete` erases the account; `Disable` blocks logins and keeps the data.
     pub action: InactiveAccountAction,
@@ -142,6 +146,7 @@ pub enum InactiveAccountAction {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct UnverifiedAccountRule {
     /// Accounts still unverified this long after registration are deleted.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("rules.unverifiedAccounts.after")]))]
     pub after: GoDuration,
 }
 
@@ -158,6 +163,7 @@ impl Default for UnverifiedAccountRule {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ExpiredTokenRule {
     /// Expired sessions and tokens are deleted this long after expiry.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("rules.expiredSessionsAndTokens.after")]))]
     pub after: GoDuration,
 }
 
@@ -174,6 +180,7 @@ impl Default for ExpiredTokenRule {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct WithdrawnConsentRule {
     /// Records of a withdrawn consent are kept this long (proof of withdrawal), then deleted.
+    #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("rules.withdrawnConsents.retainFor")]))]
     pub retain_for: GoDuration,
 }
 

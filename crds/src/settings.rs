@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 
+use crate::client::{AuthClient, ClientType, EffectiveClient, GrantType};
 use crate::cron::{CronError, CronSchedule};
 use crate::manifests::RealmManifests;
 use crate::rate_limit::{
     LimitKey, NginxLimits, RateLimitBackend, RateLimitFailureMode, RateLimitPolicy, Route,
 };
-use crate::realm::{
-    AuthRealm, AuthRealmSpec, BreachCheckMode, ClientType, GrantType, SocialProviderType,
-};
+use crate::realm::{AuthRealm, AuthRealmSpec, BreachCheckMode, SocialProviderType};
 use crate::retention::{RetentionPolicy, RetentionRules};
 
 /// Everything a realm's auth server and its Kubernetes objects are derived from.
@@ -36,6 +35,8 @@ pub struct RealmSettings {
     pub rate_limits: EffectiveRateLimits,
     /// Retention, when a RetentionPolicy targets the realm.
     pub retention: Option<EffectiveRetention>,
+    /// The OpenID Connect clients the realm serves: its admitted AuthClients, by client id.
+    pub clients: Vec<EffectiveClient>,
 }
 
 /// Rate limits after merging every policy that targets the realm.
@@ -318,6 +319,18 @@ pub enum SettingsError {
     /// A field required by another is missing.
     #[error("{0}")]
     MissingDependency(&'static str),
+    /// A duration is longer than its field allows ([`crate::duration::MAXIMA`]); the message
+    /// is the schema's.
+    #[error("{}", crate::duration::too_long_message(.field, .max))]
+    DurationTooLong {
+        /// Field path, as in the maxima table.
+        field: String,
+        /// The maximum, as written in the table.
+        max: String,
+    },
+    /// A name cannot name the children derived from it.
+    #[error("name {0:?}: {1}")]
+    InvalidName(String, &'static str),
 }
 
 impl SettingsError {
@@ -346,6 +359,8 @@ impl SettingsError {
             Self::InvalidClient { .. } => "InvalidClient",
             Self::InvalidSocialProvider { .. } => "InvalidSocialProvider",
             Self::MissingDependency(_) => "MissingDependency",
+            Self::InvalidName(..) => "InvalidName",
+            Self::DurationTooLong { .. } => "DurationTooLong",
         }
     }
 }
@@ -377,7 +392,8 @@ impl std::error::Error for SettingsErrors {}
 
 impl RealmSettings {
     /// Derives the settings from a realm's manifests: exactly one AuthRealm, any number of
-    /// RateLimitPolicies and at most one RetentionPolicy, all targeting it.
+    /// RateLimitPolicies, at most one RetentionPolicy and any number of AuthClients, all
+    /// targeting it.
     pub fn from_manifests(manifests: &RealmManifests) -> Result<Self, SettingsErrors> {
         match manifests.realms.as_slice() {
             [] => Err(SettingsErrors(vec![SettingsError::NoRealm])),
@@ -385,6 +401,7 @@ impl RealmSettings {
                 realm,
                 &manifests.rate_limit_policies,
                 &manifests.retention_policies,
+                &manifests.clients,
             ),
             many => Err(SettingsErrors(vec![SettingsError::MultipleRealms(
                 many.iter().map(ResourceExt::name_any).collect(),
@@ -392,17 +409,24 @@ impl RealmSettings {
         }
     }
 
-    /// Derives the settings of `realm` with the policies that target it.
+    /// Derives the settings of `realm` with the policies and the admitted clients that target
+    /// it. Admission by namespace is the operator's decision (it writes only admitted clients
+    /// into the realm ConfigMap); here each client must name the realm and have a client id
+    /// of its own.
     pub fn derive(
         realm: &AuthRealm,
         rate_limit_policies: &[RateLimitPolicy],
         retention_policies: &[RetentionPolicy],
+        clients: &[AuthClient],
     ) -> Result<Self, SettingsErrors> {
         let mut errors = Vec::new();
         let name = realm.name_any();
         let namespace = realm.namespace();
         let spec = &realm.spec;
 
+        if let Some(reason) = check_realm_name(&name) {
+            errors.push(SettingsError::InvalidName(name.clone(), reason));
+        }
         let issuer_host = check_issuer(&spec.issuer, &mut errors);
         check_realm_spec(spec, &mut errors);
         let trusted_proxies = spec
@@ -435,6 +459,27 @@ impl RealmSettings {
                 &mut errors,
             );
         }
+        for client in clients {
+            if !client.targets(&name, namespace.as_deref()) {
+                errors.push(SettingsError::WrongTarget {
+                    kind: "AuthClient",
+                    policy: client.name_any(),
+                    target: client.spec.realm_ref.name.clone(),
+                    realm: name.clone(),
+                });
+            }
+        }
+        let mut effective_clients: Vec<EffectiveClient> =
+            clients.iter().map(EffectiveClient::of).collect();
+        effective_clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        check_unique(
+            "clients",
+            effective_clients.iter().map(|c| c.client_id.as_str()),
+            &mut errors,
+        );
+        for client in &effective_clients {
+            check_client(client, &mut errors);
+        }
         let rate_limits = merge_rate_limits(spec, rate_limit_policies, &mut errors);
         let retention = match retention_policies {
             [] => None,
@@ -450,14 +495,17 @@ impl RealmSettings {
         if !errors.is_empty() {
             return Err(SettingsErrors(errors));
         }
+        let mut spec = spec.clone();
+        spec.clients = effective_clients.clone();
         Ok(RealmSettings {
             name,
             namespace,
-            spec: spec.clone(),
+            spec,
             issuer_host,
             trusted_proxies,
             rate_limits,
             retention,
+            clients: effective_clients,
         })
     }
 }
@@ -488,6 +536,41 @@ fn check_target<K: ResourceExt>(
             namespace,
             realm_namespace,
         });
+    }
+}
+
+/// Refuses `value` when it exceeds the maximum of `field` (the schema's CEL rule, checked
+/// again for a standalone auth server).
+fn check_maximum(field: &str, value: &crate::GoDuration, errors: &mut Vec<SettingsError>) {
+    if let Some(max) = crate::duration::maximum(field)
+        && value.as_duration() > max.as_duration()
+    {
+        errors.push(SettingsError::DurationTooLong {
+            field: field.to_owned(),
+            max: max.as_str().to_owned(),
+        });
+    }
+}
+
+/// The realm name rules of the schema's CEL: a DNS-1035 label (the Service is named after
+/// the realm) of at most 40 characters (child names append suffixes).
+fn check_realm_name(name: &str) -> Option<&'static str> {
+    let bytes = name.as_bytes();
+    let valid = bytes.first().is_some_and(u8::is_ascii_lowercase)
+        && bytes
+            .last()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if !valid {
+        Some(
+            "realm names must be DNS-1035 labels (start with a letter): the realm's Service is named after it",
+        )
+    } else if name.len() > 40 {
+        Some("realm names are at most 40 characters: child object names are derived from them")
+    } else {
+        None
     }
 }
 
@@ -601,6 +684,41 @@ fn check_realm_spec(spec: &AuthRealmSpec, errors: &mut Vec<SettingsError>) {
             errors.push(SettingsError::ZeroDuration(field.to_owned()));
         }
     }
+    for (field, value) in [
+        (
+            "passwordPolicy.breachCheck.timeout",
+            &pw.breach_check.timeout,
+        ),
+        ("lockout.window", &lockout.window),
+        ("lockout.baseLockout", &lockout.base_lockout),
+        ("lockout.maxLockout", &lockout.max_lockout),
+        (
+            "lockout.progressiveDelay.base",
+            &lockout.progressive_delay.base,
+        ),
+        (
+            "lockout.progressiveDelay.max",
+            &lockout.progressive_delay.max,
+        ),
+        ("tokens.accessTokenTtl", &tokens.access_token_ttl),
+        ("tokens.idTokenTtl", &tokens.id_token_ttl),
+        ("tokens.refreshTokenTtl", &tokens.refresh_token_ttl),
+        ("tokens.refreshIdleTtl", &tokens.refresh_idle_ttl),
+        ("tokens.keyRotation.every", &tokens.key_rotation.every),
+        ("sessions.idleTimeout", &sessions.idle_timeout),
+        ("sessions.absoluteTimeout", &sessions.absolute_timeout),
+        ("monitoring.interval", &spec.monitoring.interval),
+        (
+            "monitoring.alertThresholds.certificateExpiryWarning",
+            &spec.monitoring.alert_thresholds.certificate_expiry_warning,
+        ),
+        (
+            "privacy.erasureGracePeriod",
+            &spec.privacy.erasure_grace_period,
+        ),
+    ] {
+        check_maximum(field, value, errors);
+    }
     for (shorter, short, longer, long) in [
         (
             "lockout.baseLockout",
@@ -692,11 +810,6 @@ fn check_realm_spec(spec: &AuthRealmSpec, errors: &mut Vec<SettingsError>) {
     }
 
     check_unique(
-        "clients",
-        spec.clients.iter().map(|c| c.client_id.as_str()),
-        errors,
-    );
-    check_unique(
         "socialProviders",
         spec.social_providers.iter().map(|p| p.name.as_str()),
         errors,
@@ -706,9 +819,6 @@ fn check_realm_spec(spec: &AuthRealmSpec, errors: &mut Vec<SettingsError>) {
         spec.privacy.purposes.iter().map(|p| p.name.as_str()),
         errors,
     );
-    for client in &spec.clients {
-        check_client(client, errors);
-    }
     for provider in &spec.social_providers {
         let invalid = |reason| SettingsError::InvalidSocialProvider {
             provider: provider.name.clone(),
@@ -742,7 +852,9 @@ fn check_unique<'a>(
     }
 }
 
-fn check_client(client: &crate::realm::OidcClient, errors: &mut Vec<SettingsError>) {
+/// The CEL rules of an AuthClient and the redirect URI rules, checked again for a standalone
+/// auth server.
+pub fn check_client(client: &EffectiveClient, errors: &mut Vec<SettingsError>) {
     let mut invalid = |reason: String| {
         errors.push(SettingsError::InvalidClient {
             client: client.client_id.clone(),
@@ -752,9 +864,6 @@ fn check_client(client: &crate::realm::OidcClient, errors: &mut Vec<SettingsErro
     let public = client.client_type == ClientType::Public;
     if public && client.grant_types.contains(&GrantType::ClientCredentials) {
         invalid("a Public client cannot use the client_credentials grant".to_owned());
-    }
-    if public && client.secret_target.is_some() {
-        invalid("a Public client has no secret, so it takes no secretTarget".to_owned());
     }
     if client.grant_types.contains(&GrantType::AuthorizationCode) && client.redirect_uris.is_empty()
     {
@@ -910,6 +1019,7 @@ fn merge_rate_limits(
                     });
                     continue;
                 }
+                check_maximum("limits.period", &limit.period, errors);
                 if limit.period.as_duration().is_zero() {
                     errors.push(SettingsError::ZeroDuration(format!(
                         "RateLimitPolicy {policy_name:?}, rule {:?}: period",
@@ -969,11 +1079,21 @@ fn merge_rate_limits(
     merged
 }
 
+/// The longest RetentionPolicy name: its CronJob `<name>-retention` must stay within the 52
+/// characters of a CronJob name (the schema's CEL rule says the same).
+pub const MAX_RETENTION_POLICY_NAME: usize = 42;
+
 fn effective_retention(
     policy: &RetentionPolicy,
     errors: &mut Vec<SettingsError>,
 ) -> Option<EffectiveRetention> {
     let name = policy.name_any();
+    if name.len() > MAX_RETENTION_POLICY_NAME {
+        errors.push(SettingsError::InvalidName(
+            name.clone(),
+            "RetentionPolicy names are at most 42 characters: its CronJob <name>-retention must stay within the 52 characters a CronJob name may have",
+        ));
+    }
     let spec = &policy.spec;
     let schedule: CronSchedule = match spec.schedule.parse() {
         Ok(schedule) => schedule,
@@ -1023,6 +1143,28 @@ fn effective_retention(
         if value.as_duration().is_zero() {
             errors.push(SettingsError::ZeroDuration(field.to_owned()));
         }
+    }
+    let mut maxima = vec![
+        ("rules.auditLogs.retainFor", &rules.audit_logs.retain_for),
+        (
+            "rules.unverifiedAccounts.after",
+            &rules.unverified_accounts.after,
+        ),
+        (
+            "rules.expiredSessionsAndTokens.after",
+            &rules.expired_sessions_and_tokens.after,
+        ),
+        (
+            "rules.withdrawnConsents.retainFor",
+            &rules.withdrawn_consents.retain_for,
+        ),
+    ];
+    if let Some(inactive) = &rules.inactive_accounts {
+        maxima.push(("rules.inactiveAccounts.after", &inactive.after));
+        maxima.push(("rules.inactiveAccounts.warnBefore", &inactive.warn_before));
+    }
+    for (field, value) in maxima {
+        check_maximum(field, value, errors);
     }
     Some(EffectiveRetention {
         policy: name,
@@ -1076,8 +1218,44 @@ spec:
         out
     }
 
+    fn client(name: &str, spec: &str) -> String {
+        format!(
+            "---
+apiVersion: portcullis.dev/v1alpha1
+kind: AuthClient
+metadata: {{name: {name}, namespace: auth}}
+spec: {{realmRef: {{name: demo}}, {spec}}}
+"
+        )
+    }
+
+    #[test]
+    fn admitted_clients_are_served_by_their_effective_ids() {
+        let yaml = format!(
+            "{REALM}{}{}",
+            client(
+                "web",
+                "type: Confidential, redirectUris: [\"https://a.example.com/cb\"]"
+            ),
+            client(
+                "spa",
+                "clientId: a-spa, type: Public, redirectUris: [\"https://a.example.com/cb\"]"
+            )
+        );
+        let s = settings(&yaml).unwrap();
+        let ids: Vec<&str> = s.clients.iter().map(|c| c.client_id.as_str()).collect();
+        assert_eq!(ids, ["a-spa", "auth-web"]);
+        assert_eq!(
+            s.spec.clients, s.clients,
+            "the copy in the spec is the same list"
+        );
+        assert_eq!(s.clients[1].client_type, ClientType::Confidential);
+    }
+
     fn settings(yaml: &str) -> Result<RealmSettings, SettingsErrors> {
-        RealmSettings::from_manifests(&parse_manifests(yaml).unwrap())
+        RealmSettings::from_manifests(
+            &parse_manifests(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}")),
+        )
     }
 
     fn limit(s: &RealmSettings, route: Route, key: LimitKey) -> (u32, u64, u32, String) {
@@ -1504,6 +1682,32 @@ spec:
                 "RotationShorterThanTokens",
             ),
             (
+                "a lockout window of eleven thousand years",
+                realm_with("  lockout: {window: 4000000d}\n"),
+                "DurationTooLong",
+            ),
+            (
+                "a refresh token living longer than its maximum",
+                realm_with("  tokens: {refreshTokenTtl: 401d, refreshIdleTtl: 1d}\n"),
+                "DurationTooLong",
+            ),
+            (
+                "audit logs kept for a century",
+                format!(
+                    "{REALM}{}",
+                    retention("a", "demo", "  rules: {auditLogs: {retainFor: 36500d}}\n")
+                ),
+                "DurationTooLong",
+            ),
+            (
+                "a rate-limit period of a year",
+                format!(
+                    "{REALM}{}",
+                    policy("a", &rules(&[("Login", "Ip", "10/365d/0")]))
+                ),
+                "DurationTooLong",
+            ),
+            (
                 "zero access token ttl",
                 realm_with("  tokens: {accessTokenTtl: 0s}\n"),
                 "ZeroDuration",
@@ -1530,24 +1734,54 @@ spec:
             ),
             (
                 "duplicate client",
-                realm_with(
-                    "  clients:\n    - {clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb\"]}\n    - {clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb\"]}\n",
+                format!(
+                    "{REALM}{}{}",
+                    client("x", "clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb\"]"),
+                    client("second", "clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb\"]")
                 ),
                 "Duplicate",
             ),
             (
                 "http redirect to a remote host",
-                realm_with(
-                    "  clients: [{clientId: a, type: Public, redirectUris: [\"http://a.example.com/cb\"]}]\n",
+                format!(
+                    "{REALM}{}",
+                    client("x", "type: Public, redirectUris: [\"http://a.example.com/cb\"]")
                 ),
                 "InvalidClient",
             ),
             (
                 "redirect with fragment",
-                realm_with(
-                    "  clients: [{clientId: a, type: Public, redirectUris: [\"https://a.example.com/cb#x\"]}]\n",
+                format!(
+                    "{REALM}{}",
+                    client("x", "type: Public, redirectUris: [\"https://a.example.com/cb#x\"]")
                 ),
                 "InvalidClient",
+            ),
+            (
+                "public client with client_credentials",
+                format!(
+                    "{REALM}{}",
+                    client("x", "type: Public, grantTypes: [client_credentials]")
+                ),
+                "InvalidClient",
+            ),
+            (
+                "client of another realm",
+                format!(
+                    "{REALM}{}",
+                    client("x", "type: Public, redirectUris: [\"https://a.example.com/cb\"]")
+                        .replace("realmRef: {name: demo}", "realmRef: {name: other}")
+                ),
+                "WrongTarget",
+            ),
+            (
+                "client naming the realm in another namespace",
+                format!(
+                    "{REALM}{}",
+                    client("x", "type: Public, redirectUris: [\"https://a.example.com/cb\"]")
+                        .replace("realmRef: {name: demo}", "realmRef: {name: demo, namespace: elsewhere}")
+                ),
+                "WrongTarget",
             ),
         ];
         for (case, yaml, reason) in cases {

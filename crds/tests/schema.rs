@@ -370,6 +370,7 @@ fn crds_have_status_subresource_short_names_and_printer_columns() {
         ("AuthRealm", "realm"),
         ("RateLimitPolicy", "rlp"),
         ("RetentionPolicy", "rtp"),
+        ("AuthClient", "aclient"),
     ];
     for (crd, (kind, short)) in crds().iter().zip(expected) {
         assert_eq!(crd.spec.names.kind, kind);
@@ -391,14 +392,17 @@ fn crds_have_status_subresource_short_names_and_printer_columns() {
             .collect();
         assert_eq!(columns.last(), Some(&"Age"), "{kind}: {columns:?}");
     }
-    let realm_columns: Vec<String> = crds()[0].spec.versions[0]
-        .additional_printer_columns
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|c| c.name.clone())
-        .collect();
-    assert!(realm_columns.starts_with(&["Ready".to_owned(), "Endpoint".to_owned()]));
+    for crd in [&crds()[0], &crds()[3]] {
+        let columns: Vec<String> = crd.spec.versions[0]
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|c| c.priority.unwrap_or(0) == 0)
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(columns, ["Ready", "Reason", "Endpoint", "Age"]);
+    }
 }
 
 #[test]
@@ -439,8 +443,8 @@ fn every_spec_field_has_a_description() {
 fn every_sample_passes_schema_and_cel_and_deserializes() {
     let files = yaml_files(&repo_root().join("config/samples"));
     assert!(
-        files.len() >= 4,
-        "expected the four samples, found {files:?}"
+        files.len() >= 5,
+        "expected the five samples, found {files:?}"
     );
     for file in files {
         for document in read_documents(&file) {
@@ -486,6 +490,9 @@ fn the_full_sample_sets_every_spec_field() {
                 if !p.starts_with("spec.pod.")
                     && !p.starts_with("spec.networkPolicy.ingressFrom")
                     && !p.starts_with("spec.networkPolicy.egressTo")
+                    && !p.starts_with("spec.networkPolicy.databasePeers")
+                    && !p.starts_with("spec.networkPolicy.redisPeers")
+                    && !p.starts_with("spec.networkPolicy.smtpPeers")
                 {
                     schema_paths(child, &p, out);
                 }
@@ -612,6 +619,9 @@ invalid_fixtures! {
     a_code_flow_client_without_redirect_uri_is_rejected => "code-flow-without-redirect-uri.yaml",
     an_unknown_route_is_rejected => "unknown-route.yaml",
     a_limit_of_zero_requests_is_rejected => "zero-requests.yaml",
+    a_realm_name_starting_with_a_digit_is_rejected => "realm-name-starting-with-a-digit.yaml",
+    a_duration_above_its_maximum_is_rejected => "duration-above-maximum.yaml",
+    a_retention_policy_name_too_long_for_its_cronjob_is_rejected => "retention-name-too-long.yaml",
     email_verification_without_smtp_is_rejected => "verification-without-smtp.yaml",
 }
 
@@ -691,28 +701,30 @@ fn cel_cases() -> Vec<(&'static str, Value, Value, &'static str)> {
             "at least one year",
         ),
         (
+            "duration maximum in days",
+            json!({"lockout": {"window": "1d", "baseLockout": "12h", "maxLockout": "30d"}}),
+            json!({"lockout": {"window": "4000000d"}}),
+            "lockout.window must be at most 1d",
+        ),
+        (
+            "duration maximum without days",
+            json!({"lockout": {"window": "23h59m"}, "sessions": {"idleTimeout": "1d12h", "absoluteTimeout": "2d"}}),
+            json!({"lockout": {"window": "25h"}}),
+            "lockout.window must be at most 1d",
+        ),
+        (
+            "duration maximum with days and hours",
+            json!({"tokens": {"refreshTokenTtl": "399d23h", "refreshIdleTtl": "7d"}}),
+            json!({"tokens": {"refreshTokenTtl": "400d1h"}}),
+            "tokens.refreshTokenTtl must be at most 400d",
+        ),
+        (
             "oidc issuer",
             json!({"socialProviders": [{"name": "c", "type": "Oidc", "clientId": "x",
             "clientSecretRef": {"name": "s", "key": "k"}, "issuerUrl": "https://sso.example.com"}]}),
             json!({"socialProviders": [{"name": "c", "type": "GitHub", "clientId": "x",
             "clientSecretRef": {"name": "s", "key": "k"}, "issuerUrl": "https://sso.example.com"}]}),
             "issuerUrl is only for Oidc providers",
-        ),
-        (
-            "public client grants",
-            json!({"clients": [{"clientId": "spa", "type": "Public",
-            "redirectUris": ["https://a.example.com/cb"]}]}),
-            json!({"clients": [{"clientId": "spa", "type": "Public",
-            "redirectUris": ["https://a.example.com/cb"], "grantTypes": ["client_credentials"]}]}),
-            "cannot use the client_credentials grant",
-        ),
-        (
-            "public client secret",
-            json!({"clients": [{"clientId": "m2m", "type": "Confidential",
-            "grantTypes": ["client_credentials"], "secretTarget": {"name": "s"}}]}),
-            json!({"clients": [{"clientId": "spa", "type": "Public",
-            "redirectUris": ["https://a.example.com/cb"], "secretTarget": {"name": "s"}}]}),
-            "takes no secretTarget",
         ),
     ]
 }
@@ -732,6 +744,62 @@ fn each_cel_rule_accepts_the_good_case_and_rejects_the_bad_one() {
             errors.iter().any(|e| e.contains(message)),
             "{rule}: expected {message:?}, got {errors:?}"
         );
+    }
+}
+
+fn client_doc(spec: Value) -> Value {
+    json!({"apiVersion": "portcullis.dev/v1alpha1", "kind": "AuthClient",
+        "metadata": {"name": "web", "namespace": "auth"},
+        "spec": spec})
+}
+
+/// (rule name, accepted AuthClient spec, rejected spec, message of the rejection)
+fn client_cel_cases() -> Vec<(&'static str, Value, Value, &'static str)> {
+    vec![
+        (
+            "public client grants",
+            json!({"realmRef": {"name": "demo"}, "type": "Public",
+            "redirectUris": ["https://a.example.com/cb"]}),
+            json!({"realmRef": {"name": "demo"}, "type": "Public",
+            "redirectUris": ["https://a.example.com/cb"], "grantTypes": ["client_credentials"]}),
+            "cannot use the client_credentials grant",
+        ),
+        (
+            "code flow needs a redirect URI",
+            json!({"realmRef": {"name": "demo"}, "type": "Confidential",
+            "grantTypes": ["client_credentials"]}),
+            json!({"realmRef": {"name": "demo"}, "type": "Confidential"}),
+            "needs at least one redirectUri",
+        ),
+    ]
+}
+
+#[test]
+fn each_auth_client_cel_rule_accepts_the_good_case_and_the_settings_layer_agrees() {
+    let realm =
+        std::fs::read_to_string(repo_root().join("config/samples/realm-minimal.yaml")).unwrap();
+    for (rule, good, bad, message) in client_cel_cases() {
+        let (good, bad) = (client_doc(good), client_doc(bad));
+        assert_eq!(
+            schema_errors(&good),
+            Vec::<String>::new(),
+            "{rule}: good schema"
+        );
+        assert_eq!(cel_errors(&good), Vec::<String>::new(), "{rule}: good case");
+        let errors = cel_errors(&bad);
+        assert!(
+            errors.iter().any(|e| e.contains(message)),
+            "{rule}: expected {message:?}, got {errors:?}"
+        );
+        let settings = |client: &Value| {
+            let mut client = client.clone();
+            client["spec"]["realmRef"]["name"] = json!(minimal_realm()["metadata"]["name"]);
+            client["metadata"]["namespace"] = json!(minimal_realm()["metadata"]["namespace"]);
+            let yaml = format!("{realm}\n---\n{}", serde_json::to_string(&client).unwrap());
+            RealmSettings::from_manifests(&parse_manifests(&yaml).unwrap())
+        };
+        assert!(settings(&good).is_ok(), "{rule}: good case refused");
+        assert!(settings(&bad).is_err(), "{rule}: bad case accepted");
     }
 }
 

@@ -133,12 +133,19 @@ pub fn render_values(
             .filter(|p| same_place(*p, &p.spec.target_ref.name, realm))
             .cloned()
             .collect();
-        let settings = RealmSettings::derive(realm, &rate_limits, &retention).map_err(|e| {
-            RenderError::Invalid {
-                realm: realm.name_any(),
-                errors: e.0.iter().map(ToString::to_string).collect(),
-            }
-        })?;
+        let clients: Vec<_> = manifests
+            .clients
+            .iter()
+            .filter(|c| c.targets(&realm.name_any(), realm.namespace().as_deref()))
+            .cloned()
+            .collect();
+        let settings =
+            RealmSettings::derive(realm, &rate_limits, &retention, &clients).map_err(|e| {
+                RenderError::Invalid {
+                    realm: realm.name_any(),
+                    errors: e.0.iter().map(ToString::to_string).collect(),
+                }
+            })?;
         let keys = if include_secrets {
             secrets::ensure(&KeyMaterial::default(), &settings, now, rng)?.keys
         } else {
@@ -153,6 +160,7 @@ pub fn render_values(
             realm,
             rate_limit_policies: &rate_limits,
             retention_policies: &retention,
+            clients: &clients,
             settings: &settings,
             keys: &keys,
             referenced_digest: String::new(),

@@ -30,7 +30,8 @@ fn one_file_per_kind_named_after_the_kind() {
         [
             "authrealm.yaml",
             "ratelimitpolicy.yaml",
-            "retentionpolicy.yaml"
+            "retentionpolicy.yaml",
+            "authclient.yaml"
         ]
     );
 }

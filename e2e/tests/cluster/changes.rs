@@ -44,6 +44,26 @@ async fn s5_a_spec_change_rolls_the_pods_deleted_children_return_and_a_missing_s
     let before = ready_realm(&cluster, NS, "demo", Duration::from_secs(180)).await;
     let first = checksum(&deployment(&cluster).await);
 
+    // A GitOps tool labels and annotates the realm: metadata is not configuration, so the
+    // pods do not restart (the config checksum stays; the ConfigMap is rewritten as it was).
+    let mut tracked = realm.clone();
+    tracked["metadata"]["labels"] = json!({"argocd.argoproj.io/instance": "auth"});
+    tracked["metadata"]["annotations"] =
+        json!({"example.com/tracking-id": "auth:portcullis.dev/AuthRealm:e2e-changes/demo"});
+    cluster.apply(&tracked).await;
+    // The operator reconciles a changed realm within a second; watch the pod template for
+    // a few seconds more than that.
+    let watching = Instant::now();
+    while watching.elapsed() < Duration::from_secs(6) {
+        assert_eq!(
+            checksum(&deployment(&cluster).await),
+            first,
+            "labelling the realm restarted the auth server"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    realm = tracked;
+
     // A spec change: a new configuration checksum in the pod template, a new ReplicaSet, and
     // every pod replaced by one carrying the new checksum.
     realm["spec"]["lockout"] = json!({"maxFailures": 7});
@@ -191,6 +211,59 @@ async fn s5_a_spec_change_rolls_the_pods_deleted_children_return_and_a_missing_s
         .secret(NS, "demo-postgres", &[("url", &database)])
         .await;
     ready_realm(&cluster, NS, "demo", Duration::from_secs(60)).await;
+
+    // An auth server whose keys do not match its database refuses to start and says so in
+    // its termination message (what the kubelet reports is written here, as the simulated
+    // node runs no server): the realm says KeysMismatch instead of waiting silently.
+    let pod = cluster
+        .list("v1", "Pod", NS, "app.kubernetes.io/component=server")
+        .await
+        .into_iter()
+        .find(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .unwrap();
+    let mut status = pod["status"].clone();
+    status["containerStatuses"][0]["ready"] = false.into();
+    status["containerStatuses"][0]["lastState"] = json!({"terminated": {"exitCode": 78,
+        "reason": "Error", "startedAt": "2027-01-01T00:00:00Z", "finishedAt": "2027-01-01T00:00:01Z",
+        "message": "{\"reason\":\"KeysMismatch\",\"message\":\"the pepper does not match the fingerprint recorded in the database\"}"}});
+    let pods: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        cluster.client.clone(),
+        NS,
+        &crate::harness::resource("v1", "Pod"),
+    );
+    pods.patch_status(
+        pod["metadata"]["name"].as_str().unwrap(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"status": status})),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the realm reports KeysMismatch",
+        Duration::from_secs(30),
+        || async {
+            let realm = cluster
+                .get("portcullis.dev/v1alpha1", "AuthRealm", Some(NS), "demo")
+                .await
+                .ok_or("no realm")?;
+            match (
+                condition(&realm, "SecretsReady"),
+                condition(&realm, "Ready"),
+            ) {
+                (Some((s, r, m)), Some((ready, ready_reason, _)))
+                    if s == "False"
+                        && r == "KeysMismatch"
+                        && ready == "False"
+                        && ready_reason == "KeysMismatch" =>
+                {
+                    assert!(m.contains("fingerprint"), "{m}");
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
 
     let refused = forbidden(&operator.proxy);
     assert!(refused.is_empty(), "the operator was refused: {refused:?}");

@@ -27,7 +27,12 @@ async fn s1_crds_install_samples_apply_and_the_api_server_refuses_every_invalid_
 
     // The CRD chart, rendered by Helm's engine, holds the same objects and applies too.
     let mut generated = Vec::new();
-    for file in ["authrealm", "ratelimitpolicy", "retentionpolicy"] {
+    for file in [
+        "authclient",
+        "authrealm",
+        "ratelimitpolicy",
+        "retentionpolicy",
+    ] {
         generated.extend(read_documents(&format!("crds/yaml/{file}.yaml")));
     }
     let chart = render_chart("portcullis-crds", "portcullis-system");
@@ -47,7 +52,7 @@ async fn s1_crds_install_samples_apply_and_the_api_server_refuses_every_invalid_
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     samples.sort();
-    assert_eq!(samples.len(), 4, "{samples:?}");
+    assert_eq!(samples.len(), 5, "{samples:?}");
     for path in &samples {
         for document in documents(&std::fs::read_to_string(path).unwrap()) {
             let document = in_namespace(document, NAMESPACE);

@@ -131,6 +131,36 @@ impl Cluster {
         Client::try_from(config).unwrap()
     }
 
+    /// A client of the same API server authenticated with `token` (a ServiceAccount token
+    /// from the TokenRequest API): what that account may do, and nothing more.
+    pub fn client_with_token(&self, token: &str) -> Client {
+        let mut config = self.config.clone();
+        config.auth_info = AuthInfo {
+            token: Some(token.to_owned().into()),
+            ..AuthInfo::default()
+        };
+        Client::try_from(config).unwrap()
+    }
+
+    /// A token of the ServiceAccount `name` in `namespace`, from the TokenRequest API.
+    pub async fn token(&self, namespace: &str, name: &str) -> String {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: Vec::new(),
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        api.create_token_request(name, &PostParams::default(), &request)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .token
+    }
+
     /// The API of a manifest's kind, namespaced when the manifest names a namespace.
     pub fn api_for(
         &self,
@@ -275,7 +305,12 @@ impl Cluster {
     /// until every one is Established.
     pub async fn install_crds(&self, third_party: bool) {
         let mut crds: Vec<Value> = Vec::new();
-        for file in ["authrealm", "ratelimitpolicy", "retentionpolicy"] {
+        for file in [
+            "authrealm",
+            "ratelimitpolicy",
+            "retentionpolicy",
+            "authclient",
+        ] {
             crds.extend(read_documents(&format!("crds/yaml/{file}.yaml")));
         }
         if third_party {

@@ -17,6 +17,7 @@ mod harness;
 mod leader;
 mod lifecycle;
 mod samples;
+mod tenants;
 
 use std::io::Write;
 

@@ -14,7 +14,10 @@ use crate::harness::{
 };
 use crate::take_cluster;
 
-const NAMESPACES: [&str; 3] = ["identity", "auth", "shop"];
+const NAMESPACES: [&str; 2] = ["identity", "auth"];
+/// The app namespaces of `authclients.yaml`, labelled as the full realm's clientNamespaces
+/// selects them.
+const APP_NAMESPACES: [&str; 2] = ["shop", "billing"];
 
 /// The Secrets the samples refer to, as a platform team would create them.
 async fn referenced_secrets(cluster: &Cluster) {
@@ -133,6 +136,22 @@ async fn s3_s4_samples_in_file_order_become_ready_then_the_operator_writes_nothi
     for namespace in NAMESPACES {
         cluster.namespace(namespace).await;
     }
+    for namespace in APP_NAMESPACES {
+        cluster
+            .apply(
+                &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace,
+                "labels": {"portcullis.dev/realm": "acme", "environment": "production"}}}),
+            )
+            .await;
+    }
+    // The full sample's certificate comes from cert-manager (`tls.issuerRef`), which does
+    // not run here: its Secret is made as cert-manager would, so the pods can mount it.
+    cluster
+        .apply(&json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "acme-tls", "namespace": "identity"},
+            "stringData": {"tls.crt": "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n",
+                "tls.key": "-----BEGIN PRIVATE KEY-----\nMA==\n-----END PRIVATE KEY-----\n"}}))
+        .await;
     // A prerequisite the full sample names (its pods' priority class), as the platform team
     // that wrote it would have it.
     cluster
@@ -277,6 +296,106 @@ async fn s3_s4_samples_in_file_order_become_ready_then_the_operator_writes_nothi
             }
         }
     }
+    // The full realm serves TLS from its certificate (mounted, not copied: a renewal reaches
+    // the pod), NGINX talks HTTPS to it; Prometheus scrapes the metrics port, which is the
+    // only port its namespace reaches; the admin port is for the realm's own namespace.
+    let deployment = &owned["Deployment/identity/acme"];
+    let pod = &deployment["spec"]["template"]["spec"];
+    let args = pod["containers"][0]["args"].as_array().unwrap();
+    let at = args.iter().position(|a| a == "--tls-cert").unwrap();
+    assert_eq!(args[at + 1], "/var/run/portcullis/tls/tls.crt");
+    assert_eq!(args[at + 3], "/var/run/portcullis/tls/tls.key");
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "acme-tls"),
+        "{pod}"
+    );
+    let ingress = &owned["Ingress/identity/acme"];
+    assert_eq!(
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"],
+        "HTTPS"
+    );
+    let service_ports: Vec<(Value, Value)> = owned["Service/identity/acme"]["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].clone(), p["port"].clone()))
+        .collect();
+    assert!(
+        service_ports.contains(&(json!("metrics"), json!(9091))),
+        "{service_ports:?}"
+    );
+    assert_eq!(
+        owned["ServiceMonitor/identity/acme"]["spec"]["endpoints"][0]["port"],
+        "metrics"
+    );
+    let rules = owned["NetworkPolicy/identity/acme-ingress"]["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let from_monitoring: Vec<&Value> = rules
+        .iter()
+        .filter(|r| {
+            r["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                == "monitoring"
+        })
+        .collect();
+    assert_eq!(from_monitoring.len(), 1);
+    assert_eq!(
+        from_monitoring[0]["ports"],
+        json!([{"port": 9091, "protocol": "TCP"}])
+    );
+    let admin: Vec<&Value> = rules
+        .iter()
+        .filter(|r| r["ports"][0]["port"] == 9090)
+        .collect();
+    assert_eq!(admin.len(), 1);
+    assert_eq!(
+        admin[0]["from"],
+        json!([{"podSelector": {}}]),
+        "admin port: own namespace only"
+    );
+
+    // The app teams' clients in the namespaces the full realm admits have their credentials.
+    for (namespace, name, secret) in [
+        ("shop", "shop-web", "shop-web-oidc"),
+        ("shop", "shop-spa", "shop-spa-oidc"),
+        ("billing", "billing-worker", "billing-worker-oidc"),
+    ] {
+        eventually(
+            &format!("AuthClient {namespace}/{name} Ready"),
+            Duration::from_secs(60),
+            || async {
+                let client = cluster
+                    .get(
+                        "portcullis.dev/v1alpha1",
+                        "AuthClient",
+                        Some(namespace),
+                        name,
+                    )
+                    .await
+                    .ok_or("no client")?;
+                match condition(&client, "Ready") {
+                    Some((s, _, _)) if s == "True" => Ok(()),
+                    other => Err(format!("Ready {other:?}")),
+                }
+            },
+        )
+        .await;
+        let credentials = cluster
+            .get("v1", "Secret", Some(namespace), secret)
+            .await
+            .unwrap_or_else(|| panic!("no Secret {namespace}/{secret}"));
+        assert_eq!(
+            credentials["data"].get("client_secret").is_some(),
+            name != "shop-spa",
+            "{namespace}/{secret}: a client secret for Confidential clients only"
+        );
+    }
+
     let refused = forbidden(&operator.proxy);
     assert!(refused.is_empty(), "the operator was refused: {refused:?}");
 
@@ -359,6 +478,7 @@ async fn s3_s4_samples_in_file_order_become_ready_then_the_operator_writes_nothi
     let window = window.elapsed();
 
     cluster.remove_namespaces(&NAMESPACES).await;
+    cluster.remove_namespaces(&APP_NAMESPACES).await;
     drop(operator);
     cluster
         .delete(

@@ -57,36 +57,41 @@ pub async fn apply(
         )))
 }
 
-/// Deletes every object of `resource` in `namespace` matching `selector` whose name is not
-/// in `keep`; returns the deleted names. A kind whose API is gone is skipped.
-pub async fn prune(
+/// The names of the objects of `resource` in `namespace` matching `selector`; none when the
+/// kind's API is gone.
+pub async fn list_names(
     client: &Client,
     namespace: &str,
     resource: &ApiResource,
     selector: &str,
-    keep: &BTreeSet<String>,
-) -> Result<Vec<String>, ReconcileError> {
+) -> Result<BTreeSet<String>, ReconcileError> {
     let api = api(client, resource, namespace);
-    let list = match api
+    match api
         .list_metadata(&ListParams::default().labels(selector))
         .await
     {
-        Ok(list) => list,
-        Err(error) if is_not_found(&error) => return Ok(Vec::new()),
-        Err(error) => {
-            return Err(ReconcileError::api(format!("list {}", resource.kind))(
-                error,
-            ));
-        }
-    };
+        Ok(list) => Ok(list.items.iter().map(ResourceExt::name_any).collect()),
+        Err(error) if is_not_found(&error) => Ok(BTreeSet::new()),
+        Err(error) => Err(ReconcileError::api(format!("list {}", resource.kind))(
+            error,
+        )),
+    }
+}
+
+/// Deletes every object of `existing` (names of `resource` in `namespace`) that is not in
+/// `keep`; returns the deleted names.
+pub async fn prune(
+    client: &Client,
+    namespace: &str,
+    resource: &ApiResource,
+    existing: &BTreeSet<String>,
+    keep: &BTreeSet<String>,
+) -> Result<Vec<String>, ReconcileError> {
+    let api = api(client, resource, namespace);
     let mut deleted = Vec::new();
-    for object in list.items {
-        let name = object.name_any();
-        if keep.contains(&name) {
-            continue;
-        }
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => deleted.push(name),
+    for name in existing.difference(keep) {
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => deleted.push(name.clone()),
             Err(error) if is_not_found(&error) => {}
             Err(error) => {
                 return Err(ReconcileError::api(format!(

@@ -2,6 +2,7 @@
 //! validate (pure) -> build (pure) -> apply (the API) -> status (pure computation, one patch).
 
 pub mod apply;
+pub mod client;
 pub mod http;
 pub mod leader;
 pub mod metrics;
@@ -9,6 +10,7 @@ pub mod rate_limit;
 pub mod realm;
 pub mod retention;
 pub mod run;
+pub mod skeleton;
 pub mod tolerant;
 
 #[cfg(test)]
@@ -41,6 +43,9 @@ pub struct Context {
     pub clock: Clock,
     /// Consecutive failures per object (`kind/namespace/name`), for the backoff.
     pub failures: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+    /// The one namespace the operator watches (`--namespace`), or `None` for every namespace:
+    /// cluster-wide reads (AuthClients of a realm, namespaces) stay within it.
+    pub namespace: Option<String>,
 }
 
 impl Context {
@@ -61,7 +66,14 @@ impl Context {
             metrics,
             clock,
             failures: Arc::default(),
+            namespace: None,
         }
+    }
+
+    /// The same context, limited to one namespace.
+    pub fn within(mut self, namespace: Option<String>) -> Context {
+        self.namespace = namespace;
+        self
     }
 
     /// Publishes an Event; a failure to publish is logged, never fatal.
@@ -110,6 +122,17 @@ pub enum ReconcileError {
     /// The object has no namespace.
     #[error("object has no namespace")]
     NoNamespace,
+    /// A child's name is taken by an object the operator did not create for this owner: it is
+    /// neither adopted nor overwritten.
+    #[error(
+        "{kind} {name} exists and was not created by the operator for this realm: it is neither adopted nor overwritten (rename or remove it)"
+    )]
+    NameTaken {
+        /// Kind of the object.
+        kind: String,
+        /// Its name.
+        name: String,
+    },
 }
 
 impl ReconcileError {
@@ -134,6 +157,7 @@ impl ReconcileError {
             Self::Finalizer(_) => "FinalizerFailed",
             Self::Manifest(_) => "ManifestFailed",
             Self::NoNamespace => "NoNamespace",
+            Self::NameTaken { .. } => "NameTaken",
         }
     }
 }

@@ -7,21 +7,24 @@ use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use portcullis_crds::{AuthRealm, RateLimitPolicy, RetentionPolicy};
+use portcullis_crds::{AuthClient, AuthRealm, RateLimitPolicy, RetentionPolicy};
 use tokio::sync::watch;
 
 use super::http::{Health, serve};
 use super::metrics::Metrics;
 use super::realm::apply::prunable_kinds;
 use super::realm::fetch::{installed_capabilities, referenced_secrets};
-use super::{Context, ReconcileError, failure_key, leader, rate_limit, realm, retention, tolerant};
+use super::{
+    Context, ReconcileError, client as auth_client, failure_key, leader, rate_limit, realm,
+    retention, tolerant,
+};
 use crate::resources::Capabilities;
 use crate::resources::meta::{MANAGED_BY, labels};
 use crate::resources::retention::RETENTION;
@@ -101,7 +104,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     leading.wait_for(|leads| *leads).await?;
     tracing::info!("leading: starting controllers");
 
-    let ctx = Arc::new(Context::new(client.clone(), metrics));
+    let ctx = Arc::new(Context::new(client.clone(), metrics).within(options.namespace.clone()));
     let capabilities = installed_capabilities(&client).await?;
     tracing::info!(
         cert_manager = capabilities.cert_manager,
@@ -173,12 +176,29 @@ pub fn controllers(
             resource,
         );
     }
+    // A server pod that stops says why in its termination message (KeysMismatch).
+    realms = realms.watches_stream(
+        watcher::watcher(
+            api::<PartialObjectMeta<Pod>>(client, ns),
+            watcher::Config::default().labels(&format!(
+                "{owned_selector},{}={}",
+                labels::COMPONENT,
+                crate::resources::workload::SERVER
+            )),
+        )
+        .default_backoff()
+        .touched_objects(),
+        |pod: PartialObjectMeta<Pod>| realm_of(&pod),
+    );
     let realm_controller = realms
         .watches_stream(tolerant::objects::<RateLimitPolicy>(client, ns), |p| {
             target(&p, &p.spec.target_ref.name)
         })
         .watches_stream(tolerant::objects::<RetentionPolicy>(client, ns), |p| {
             target(&p, &p.spec.target_ref.name)
+        })
+        .watches_stream(tolerant::objects::<AuthClient>(client, ns), |c| {
+            Some(ObjectRef::new(&c.spec.realm_ref.name).within(&c.realm_namespace()?))
         })
         .watches_stream(
             watcher::watcher(
@@ -252,14 +272,65 @@ pub fn controllers(
             },
         )
         .shutdown_on_signal()
-        .run(retention::reconcile, error_policy, ctx)
+        .run(retention::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    // AuthClients: a change of their realm, of another client of the same realm (an id
+    // handed over), of the realm's keys Secret (a client secret generated) or of their own
+    // credentials Secret reconciles them.
+    let (cache, changes) = tolerant::cached::<AuthClient>(client, ns);
+    let clients = Controller::for_stream(changes, cache);
+    let of_realm = {
+        let store = clients.store();
+        move |name: &str, namespace: Option<String>| {
+            store
+                .state()
+                .into_iter()
+                .filter(|c| c.targets(name, namespace.as_deref()))
+                .map(|c| ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        }
+    };
+    let (by_realm, by_client, by_secret) = (of_realm.clone(), of_realm.clone(), of_realm);
+    let client_controller = clients
+        .watches_stream(tolerant::objects::<AuthRealm>(client, ns), move |r| {
+            by_realm(&r.name_any(), r.namespace())
+        })
+        .watches_stream(tolerant::objects::<AuthClient>(client, ns), move |c| {
+            by_client(&c.spec.realm_ref.name, c.realm_namespace())
+        })
+        .watches_stream(
+            watcher::watcher(
+                api::<PartialObjectMeta<Secret>>(client, ns),
+                watcher::Config::default().labels(&owned_selector),
+            )
+            .default_backoff()
+            .touched_objects(),
+            move |secret: PartialObjectMeta<Secret>| {
+                let labels = secret.labels();
+                let instance = labels.get(labels::INSTANCE).cloned().unwrap_or_default();
+                let namespace = secret.namespace();
+                match labels.get(labels::NAME).map(String::as_str) {
+                    Some(auth_client::build::APP_NAME) => {
+                        vec![ObjectRef::new(&instance).within(&namespace.unwrap_or_default())]
+                    }
+                    _ if labels.get(labels::COMPONENT).map(String::as_str) == Some("keys") => {
+                        by_secret(&instance, namespace)
+                    }
+                    _ => Vec::new(),
+                }
+            },
+        )
+        .shutdown_on_signal()
+        .run(auth_client::reconcile, error_policy, ctx)
         .for_each(|_| async {});
 
     async move {
         tokio::join!(
             realm_controller,
             rate_limit_controller,
-            retention_controller
+            retention_controller,
+            client_controller
         );
     }
 }

@@ -1,5 +1,6 @@
-//! The realm ConfigMap: the AuthRealm, its RateLimitPolicies and its RetentionPolicy as one
-//! multi-document YAML, exactly what `portcullis_crds::parse_manifests` reads.
+//! The realm ConfigMap: the AuthRealm, its RateLimitPolicies, its RetentionPolicy and the
+//! AuthClients it admitted as one multi-document YAML, exactly what
+//! `portcullis_crds::parse_manifests` reads.
 
 use std::collections::BTreeMap;
 
@@ -15,39 +16,25 @@ use super::{BuildError, Inputs};
 /// `/etc/portcullis/realm.yaml`.
 pub const CONFIG_KEY: &str = "realm.yaml";
 
-/// Metadata fields that describe one stored copy, not the object: stripped from the config.
-const SERVER_FIELDS: [&str; 7] = [
-    "managedFields",
-    "resourceVersion",
-    "uid",
-    "generation",
-    "creationTimestamp",
-    "ownerReferences",
-    "selfLink",
-];
-
-/// Serializes a manifest without its status and server-side metadata.
+/// Serializes a manifest as the auth server reads it: apiVersion, kind, spec and only the
+/// name and namespace of its metadata. Labels, annotations (GitOps tracking, `run-now`,
+/// `kubectl` bookkeeping) and server-side fields describe the object, not the realm's
+/// configuration; were they in the file, any of them would change the config checksum and
+/// restart the auth server.
 fn stripped<T: Serialize>(object: &T) -> Result<Value, BuildError> {
     let mut value = serde_json::to_value(object).map_err(|e| BuildError::Config(e.to_string()))?;
     if let Value::Object(map) = &mut value {
         map.remove("status");
         if let Some(Value::Object(meta)) = map.get_mut("metadata") {
-            for field in SERVER_FIELDS {
-                meta.remove(field);
-            }
-            if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
-                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-                if annotations.is_empty() {
-                    meta.remove("annotations");
-                }
-            }
+            meta.retain(|key, _| key == "name" || key == "namespace");
         }
     }
     Ok(value)
 }
 
 /// The multi-document YAML of the realm's manifests: the AuthRealm first, then its
-/// RateLimitPolicies by name, then its RetentionPolicy.
+/// RateLimitPolicies by name, then its RetentionPolicy, then its admitted AuthClients by
+/// client id.
 pub fn realm_yaml(inputs: &Inputs<'_>) -> Result<String, BuildError> {
     let mut documents = vec![stripped(inputs.realm)?];
     let mut rate_limits: Vec<_> = inputs.rate_limit_policies.iter().collect();
@@ -57,6 +44,11 @@ pub fn realm_yaml(inputs: &Inputs<'_>) -> Result<String, BuildError> {
     }
     for policy in inputs.retention_policies {
         documents.push(stripped(policy)?);
+    }
+    let mut clients: Vec<_> = inputs.clients.iter().collect();
+    clients.sort_by_key(|c| c.client_id());
+    for client in clients {
+        documents.push(stripped(client)?);
     }
     let mut yaml = String::new();
     for document in &documents {

@@ -42,7 +42,27 @@ pub fn nginx_annotations(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
     set("ssl-protocols", "TLSv1.2 TLSv1.3".to_owned());
     set("ssl-redirect", "true".to_owned());
     set("force-ssl-redirect", "true".to_owned());
-    set("backend-protocol", "HTTP".to_owned());
+    // The pods serve TLS when the realm has a certificate: NGINX talks HTTPS to them, and
+    // verifies the operator's self-signed certificate against its CA (a certificate from
+    // cert-manager or the platform team carries no CA the operator can rely on).
+    match spec.tls.as_ref() {
+        None => set("backend-protocol", "HTTP".to_owned()),
+        Some(tls) => {
+            set("backend-protocol", "HTTPS".to_owned());
+            if tls.self_signed.is_some()
+                && let (Some(namespace), Some(secret)) = (
+                    inputs.owner.namespace.as_ref(),
+                    super::tls::tls_secret_name(inputs),
+                )
+            {
+                set("proxy-ssl-secret", format!("{namespace}/{secret}"));
+                set("proxy-ssl-verify", "on".to_owned());
+                set("proxy-ssl-name", ingress_host(inputs));
+                set("proxy-ssl-server-name", "on".to_owned());
+                set("proxy-ssl-protocols", "TLSv1.2 TLSv1.3".to_owned());
+            }
+        }
+    }
     set("proxy-body-size", "64k".to_owned());
     if let Some(nginx) = &inputs.settings.rate_limits.nginx {
         let rps = nginx.requests_per_second.max(1);

@@ -37,9 +37,6 @@ pub mod annotations {
     pub const SIGNING_KEYS_CREATED: &str = "portcullis.dev/signing-keys-created";
     /// On the keys Secret: creation time of each Fernet key, JSON `{key id: RFC 3339}`.
     pub const FERNET_KEYS_CREATED: &str = "portcullis.dev/fernet-keys-created";
-    /// On the keys Secret: the client Secrets written for the realm, JSON `["ns/name"]`, so
-    /// those in other namespaces are removed when a client goes away.
-    pub const CLIENT_SECRET_TARGETS: &str = "portcullis.dev/client-secret-targets";
     /// On a generated TLS Secret: the serving certificate's notAfter (RFC 3339).
     pub const CERT_NOT_AFTER: &str = "portcullis.dev/not-after";
     /// On a RetentionPolicy: any new value starts a one-off Job.

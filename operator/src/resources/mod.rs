@@ -19,7 +19,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use kube::api::{ApiResource, DynamicObject};
-use portcullis_crds::{AuthRealm, RateLimitPolicy, RealmSettings, RetentionPolicy};
+use portcullis_crds::{AuthClient, AuthRealm, RateLimitPolicy, RealmSettings, RetentionPolicy};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -92,6 +92,8 @@ pub struct Sources<'a> {
     pub rate_limit_policies: &'a [RateLimitPolicy],
     /// Its RetentionPolicy (at most one once validated).
     pub retention_policies: &'a [RetentionPolicy],
+    /// The AuthClients it admitted.
+    pub clients: &'a [AuthClient],
     /// Effective settings (validated).
     pub settings: &'a RealmSettings,
     /// Generated key material.
@@ -116,6 +118,8 @@ pub struct Inputs<'a> {
     pub rate_limit_policies: &'a [RateLimitPolicy],
     /// Its RetentionPolicy.
     pub retention_policies: &'a [RetentionPolicy],
+    /// The AuthClients it admitted.
+    pub clients: &'a [AuthClient],
     /// Effective settings.
     pub settings: &'a RealmSettings,
     /// Generated key material.
@@ -143,6 +147,7 @@ impl<'a> Inputs<'a> {
             realm: sources.realm,
             rate_limit_policies: sources.rate_limit_policies,
             retention_policies: sources.retention_policies,
+            clients: sources.clients,
             settings: sources.settings,
             keys: sources.keys,
             tls: sources.tls,
@@ -203,8 +208,6 @@ pub struct RealmChildren {
     pub keys_secret: Secret,
     /// Self-signed TLS Secret.
     pub tls_secret: Option<Secret>,
-    /// Client Secrets at each client's `secretTarget`.
-    pub client_secrets: Vec<Secret>,
     /// `realm.yaml`.
     pub config_map: ConfigMap,
     /// Grafana dashboard.
@@ -250,7 +253,6 @@ pub fn build(inputs: &Inputs<'_>) -> Result<RealmChildren, BuildError> {
             .tls
             .filter(|_| self_signed)
             .map(|m| tls::self_signed_secret(owner, m)),
-        client_secrets: secrets::client_secrets(inputs),
         config_map: config::config_map(owner, &inputs.config_yaml),
         dashboard: monitoring::dashboard(inputs),
         service: workload::service(owner),
@@ -279,9 +281,6 @@ impl RealmChildren {
             out.push(to_value(&self.keys_secret)?);
             if let Some(tls) = &self.tls_secret {
                 out.push(to_value(tls)?);
-            }
-            for secret in &self.client_secrets {
-                out.push(to_value(secret)?);
             }
         }
         out.push(to_value(&self.config_map)?);

@@ -176,7 +176,7 @@ pub fn service_monitor(inputs: &Inputs<'_>) -> Result<Option<DynamicObject>, Bui
     let monitor = ServiceMonitorSpec {
         selector: owner.component_selector(super::workload::SERVER),
         endpoints: vec![ScrapeEndpoint {
-            port: "admin".to_owned(),
+            port: "metrics".to_owned(),
             path: "/metrics".to_owned(),
             interval: spec.monitoring.interval.to_string(),
         }],

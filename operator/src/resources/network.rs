@@ -11,7 +11,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Inputs;
 use super::meta::Owner;
-use super::workload::{ADMIN_PORT, HTTP_PORT, SERVER};
+use super::workload::{ADMIN_PORT, HTTP_PORT, METRICS_PORT, SERVER};
+
+/// NodeLocal DNSCache's usual link-local address.
+const NODE_LOCAL_DNS: &str = "169.254.20.10/32";
 
 /// Component label of the NetworkPolicies.
 const COMPONENT: &str = "network-policy";
@@ -76,8 +79,17 @@ pub fn network_policies(inputs: &Inputs<'_>) -> Vec<NetworkPolicy> {
             from: Some(vec![namespace_peer(&np.ingress_controller_namespace)]),
             ports: Some(vec![port(HTTP_PORT, "TCP")]),
         },
+        // Prometheus reaches the metrics listener only; the admin API and health only from
+        // inside the realm's namespace (API.md).
         NetworkPolicyIngressRule {
             from: Some(vec![namespace_peer(&np.prometheus_namespace)]),
+            ports: Some(vec![port(METRICS_PORT, "TCP")]),
+        },
+        NetworkPolicyIngressRule {
+            from: Some(vec![NetworkPolicyPeer {
+                pod_selector: Some(LabelSelector::default()),
+                ..Default::default()
+            }]),
             ports: Some(vec![port(ADMIN_PORT, "TCP")]),
         },
     ];
@@ -98,49 +110,70 @@ pub fn network_policies(inputs: &Inputs<'_>) -> Vec<NetworkPolicy> {
         },
     );
 
+    // DNS: whichever pods serve it (CoreDNS as kube-dns or under its own labels, OpenShift's
+    // dns-default on 5353 behind the Service's 53) and NodeLocal DNSCache on its link-local
+    // address; nothing else on those ports.
     let dns = NetworkPolicyEgressRule {
-        to: Some(vec![NetworkPolicyPeer {
-            namespace_selector: Some(LabelSelector::default()),
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    "k8s-app".to_owned(),
-                    "kube-dns".to_owned(),
-                )])),
+        to: Some(vec![
+            NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector::default()),
+                pod_selector: Some(LabelSelector::default()),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }]),
-        ports: Some(vec![port(53, "UDP"), port(53, "TCP")]),
+            },
+            NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: NODE_LOCAL_DNS.to_owned(),
+                    except: None,
+                }),
+                ..Default::default()
+            },
+        ]),
+        ports: Some(vec![
+            port(53, "UDP"),
+            port(53, "TCP"),
+            port(5353, "UDP"),
+            port(5353, "TCP"),
+        ]),
     };
-    let by_port = |ports: Vec<NetworkPolicyPort>| NetworkPolicyEgressRule {
-        to: None,
+    // A service's port, to the peers the realm names (any address when it names none).
+    let to = |peers: &[NetworkPolicyPeer], ports: Vec<NetworkPolicyPort>| NetworkPolicyEgressRule {
+        to: (!peers.is_empty()).then(|| peers.to_vec()),
         ports: Some(ports),
     };
-    let mut egress = vec![dns, by_port(vec![port(5432, "TCP")])];
+    let mut egress = vec![dns, to(&np.database_peers, vec![port(5432, "TCP")])];
     if spec.redis.is_some() {
-        egress.push(by_port(vec![port(6379, "TCP")]));
+        egress.push(to(&np.redis_peers, vec![port(6379, "TCP")]));
     }
     if spec
         .notifications
         .as_ref()
         .is_some_and(|n| n.smtp.is_some())
     {
-        egress.push(by_port(vec![port(587, "TCP"), port(465, "TCP")]));
+        egress.push(to(&np.smtp_peers, vec![port(587, "TCP"), port(465, "TCP")]));
     }
     if np.allow_external_https {
+        let public = |cidr: &str, except: &[&str]| NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: cidr.to_owned(),
+                except: Some(except.iter().map(|c| (*c).to_owned()).collect()),
+            }),
+            ..Default::default()
+        };
         egress.push(NetworkPolicyEgressRule {
-            to: Some(vec![NetworkPolicyPeer {
-                ip_block: Some(IPBlock {
-                    cidr: "0.0.0.0/0".to_owned(),
-                    except: Some(vec![
-                        "10.0.0.0/8".to_owned(),
-                        "172.16.0.0/12".to_owned(),
-                        "192.168.0.0/16".to_owned(),
-                        "169.254.0.0/16".to_owned(),
-                    ]),
-                }),
-                ..Default::default()
-            }]),
+            to: Some(vec![
+                public(
+                    "0.0.0.0/0",
+                    &[
+                        "10.0.0.0/8",
+                        "172.16.0.0/12",
+                        "192.168.0.0/16",
+                        "169.254.0.0/16",
+                        "100.64.0.0/10",
+                        "127.0.0.0/8",
+                    ],
+                ),
+                public("::/0", &["fc00::/7", "fe80::/10", "::1/128"]),
+            ]),
             ports: Some(vec![port(443, "TCP")]),
         });
     }

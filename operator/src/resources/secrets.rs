@@ -1,19 +1,17 @@
-//! Secret objects: the realm's keys Secret and each confidential client's Secret at its
-//! `secretTarget`. The values come from [`crate::secrets`]; this module only shapes objects.
+//! The realm's keys Secret. The values come from [`crate::secrets`]; this module only shapes
+//! the object.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use portcullis_crds::realm::{ClientType, DeletionPolicy};
+use portcullis_crds::realm::DeletionPolicy;
 
 use super::Inputs;
 use super::meta::{annotations, names};
 
 /// Component label of the keys Secret.
 const KEYS: &str = "keys";
-/// Component label of client Secrets.
-const CLIENT: &str = "client-secret";
 
 /// The generated key material of a realm: the keys Secret's data (file name to contents) and
 /// its annotations (signing key creation times).
@@ -45,7 +43,6 @@ impl KeyMaterial {
                     [
                         annotations::SIGNING_KEYS_CREATED,
                         annotations::FERNET_KEYS_CREATED,
-                        annotations::CLIENT_SECRET_TARGETS,
                     ]
                     .contains(&k.as_str())
                 })
@@ -54,38 +51,9 @@ impl KeyMaterial {
     }
 }
 
-/// `namespace/name` of every client Secret the realm wants, sorted.
-pub fn client_secret_targets(settings: &portcullis_crds::RealmSettings) -> Vec<String> {
-    let mut targets: Vec<String> = settings
-        .spec
-        .clients
-        .iter()
-        .filter(|c| c.client_type == ClientType::Confidential)
-        .filter_map(|c| c.secret_target.as_ref())
-        .map(|t| {
-            let namespace = t
-                .namespace
-                .clone()
-                .or_else(|| settings.namespace.clone())
-                .unwrap_or_default();
-            format!("{namespace}/{}", t.name)
-        })
-        .collect();
-    targets.sort();
-    targets
-}
-
-/// The targets recorded on the keys Secret by the previous reconcile.
-pub fn recorded_client_secret_targets(keys: &KeyMaterial) -> Vec<String> {
-    keys.annotations
-        .get(annotations::CLIENT_SECRET_TARGETS)
-        .and_then(|json| serde_json::from_str(json).ok())
-        .unwrap_or_default()
-}
-
 /// Secret key of a client's secret in the keys Secret.
 pub fn client_secret_key(client_id: &str) -> String {
-    format!("client-secret-{client_id}")
+    portcullis_crds::secrets_dir::client_secret(client_id)
 }
 
 fn bytes(data: &BTreeMap<String, String>) -> BTreeMap<String, ByteString> {
@@ -112,34 +80,4 @@ pub fn keys_secret(inputs: &Inputs<'_>) -> Secret {
         data: Some(bytes(&inputs.keys.data)),
         ..Default::default()
     }
-}
-
-/// One Secret per confidential client with a `secretTarget`: `client-id`, `client-secret`
-/// and `issuer`, what an OIDC client library needs. Clients whose secret is not generated
-/// yet get none.
-pub fn client_secrets(inputs: &Inputs<'_>) -> Vec<Secret> {
-    let owner = &inputs.owner;
-    let spec = &inputs.settings.spec;
-    spec.clients
-        .iter()
-        .filter(|c| c.client_type == ClientType::Confidential)
-        .filter_map(|client| {
-            let target = client.secret_target.as_ref()?;
-            let secret = inputs
-                .keys
-                .data
-                .get(&client_secret_key(&client.client_id))?;
-            let data = BTreeMap::from([
-                ("client-id".to_owned(), client.client_id.clone()),
-                ("client-secret".to_owned(), secret.clone()),
-                ("issuer".to_owned(), spec.issuer.clone()),
-            ]);
-            Some(Secret {
-                metadata: owner.foreign_meta(target.name.clone(), target.namespace.clone(), CLIENT),
-                type_: Some("Opaque".to_owned()),
-                data: Some(bytes(&data)),
-                ..Default::default()
-            })
-        })
-        .collect()
 }

@@ -17,6 +17,7 @@ pub(crate) const REALM_FULL: &str = include_str!("../../../config/samples/realm-
 pub(crate) const REALM_MINIMAL: &str = include_str!("../../../config/samples/realm-minimal.yaml");
 pub(crate) const RATE_LIMIT: &str = include_str!("../../../config/samples/ratelimitpolicy.yaml");
 pub(crate) const RETENTION: &str = include_str!("../../../config/samples/retentionpolicy.yaml");
+pub(crate) const AUTH_CLIENTS: &str = include_str!("../../../config/samples/authclients.yaml");
 
 /// A sample as it exists in a cluster: with uids.
 pub(crate) struct Fixture {
@@ -35,6 +36,7 @@ pub(crate) fn fixture(yaml: &str) -> Fixture {
         &manifests.realms[0],
         &manifests.rate_limit_policies,
         &manifests.retention_policies,
+        &manifests.clients,
     )
     .unwrap();
     let mut data = BTreeMap::from([
@@ -58,7 +60,9 @@ pub(crate) fn fixture(yaml: &str) -> Fixture {
 }
 
 pub(crate) fn full() -> Fixture {
-    fixture(&format!("{REALM_FULL}---\n{RATE_LIMIT}---\n{RETENTION}"))
+    fixture(&format!(
+        "{REALM_FULL}---\n{RATE_LIMIT}---\n{RETENTION}---\n{AUTH_CLIENTS}"
+    ))
 }
 
 pub(crate) fn minimal() -> Fixture {
@@ -71,6 +75,7 @@ impl Fixture {
             realm: &self.manifests.realms[0],
             rate_limit_policies: &self.manifests.rate_limit_policies,
             retention_policies: &self.manifests.retention_policies,
+            clients: &self.manifests.clients,
             settings: &self.settings,
             keys: &self.keys,
             referenced_digest: "referenced".to_owned(),
@@ -134,8 +139,6 @@ fn the_full_sample_yields_every_child() {
         [
             "ServiceAccount/acme",
             "Secret/acme-keys",
-            "Secret/shop-web-oidc",
-            "Secret/billing-worker-oidc",
             "ConfigMap/acme-config",
             "ConfigMap/acme-dashboard",
             "Service/acme",
@@ -159,7 +162,6 @@ fn the_minimal_sample_yields_only_what_it_asks_for() {
     assert!(children.ingress.is_none());
     assert!(children.certificate.is_none());
     assert!(children.tls_secret.is_none());
-    assert!(children.client_secrets.is_empty());
     assert!(children.retention_cron_job.is_none());
     assert_eq!(
         children.network_policies.len(),
@@ -292,7 +294,49 @@ fn the_server_runs_the_documented_command_line() {
             "--listen",
             "0.0.0.0:8080",
             "--admin-listen",
-            "0.0.0.0:9090"
+            "0.0.0.0:9090",
+            "--tls-cert",
+            "/var/run/portcullis/tls/tls.crt",
+            "--tls-key",
+            "/var/run/portcullis/tls/tls.key"
+        ]
+    );
+    let tls = container
+        .volume_mounts
+        .clone()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == "tls")
+        .expect("the certificate is mounted");
+    assert_eq!(tls.mount_path, "/var/run/portcullis/tls");
+    assert!(
+        tls.sub_path.is_none(),
+        "a renewed certificate must reach the pod"
+    );
+    let volume = pod
+        .volumes
+        .clone()
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "tls")
+        .unwrap();
+    assert_eq!(
+        volume.secret.unwrap().secret_name.as_deref(),
+        Some("acme-tls")
+    );
+    let ports: Vec<(String, i32)> = container
+        .ports
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name.unwrap(), p.container_port))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("http".to_owned(), 8080),
+            ("admin".to_owned(), 9090),
+            ("metrics".to_owned(), 9091)
         ]
     );
     assert_eq!(
@@ -468,6 +512,26 @@ fn a_config_change_changes_the_config_checksum_only() {
 }
 
 #[test]
+fn labels_and_annotations_of_the_manifests_do_not_restart_the_server() {
+    let before = full();
+    let mut after = full();
+    let meta = &mut after.manifests.realms[0].metadata;
+    meta.labels = Some([("argocd.argoproj.io/instance".into(), "auth".into())].into());
+    meta.annotations = Some([("kubectl.kubernetes.io/restartedAt".into(), "now".into())].into());
+    meta.resource_version = Some("999".into());
+    after.manifests.retention_policies[0].metadata.annotations =
+        Some([("portcullis.dev/run-now".into(), "2027-01-01".into())].into());
+    let (a, b) = (
+        pod_annotations(&before.children()),
+        pod_annotations(&after.children()),
+    );
+    assert_eq!(
+        a[annotations::CONFIG_CHECKSUM],
+        b[annotations::CONFIG_CHECKSUM]
+    );
+}
+
+#[test]
 fn a_key_change_changes_the_secrets_checksum_only() {
     let before = full();
     let mut after = full();
@@ -545,14 +609,22 @@ fn network_policies_deny_by_default_and_admit_the_ingress_controller_and_prometh
     );
     assert_eq!(
         (namespace_of(1), ports(ingress[1].ports.clone())),
-        ("monitoring".to_owned(), vec![9090])
+        ("monitoring".to_owned(), vec![9091]),
+        "Prometheus reaches the metrics port only"
     );
+    let own_namespace = &ingress[2].from.clone().unwrap()[0];
+    assert!(
+        own_namespace.namespace_selector.is_none()
+            && own_namespace.pod_selector == Some(Default::default()),
+        "the admin port only from the realm's own namespace"
+    );
+    assert_eq!(ports(ingress[2].ports.clone()), [9090]);
     assert_eq!(
-        ports(ingress[2].ports.clone()),
+        ports(ingress[3].ports.clone()),
         [8080],
         "spec ingressFrom reaches the public port"
     );
-    assert_eq!(ingress.len(), 3);
+    assert_eq!(ingress.len(), 4);
 }
 
 #[test]
@@ -563,14 +635,39 @@ fn egress_allows_dns_database_redis_smtp_https_and_the_spec_rules() {
     assert_eq!(
         all,
         [
-            vec![53, 53],
+            vec![53, 53, 5353, 5353],
             vec![5432],
             vec![6379],
             vec![587, 465],
             vec![443],
-            vec![5432],
-            vec![6379]
+            vec![8200]
         ]
+    );
+    let to = |i: usize| egress[i].to.clone().unwrap_or_default();
+    assert_eq!(
+        to(1)[0].ip_block.as_ref().unwrap().cidr,
+        "10.20.0.0/16",
+        "the database only where the realm says it is"
+    );
+    assert!(to(2)[0].namespace_selector.is_some(), "redis narrowed");
+    assert_eq!(to(3)[0].ip_block.as_ref().unwrap().cidr, "192.0.2.25/32");
+    let https: Vec<String> = to(4)
+        .iter()
+        .map(|p| p.ip_block.as_ref().unwrap().cidr.clone())
+        .collect();
+    assert_eq!(https, ["0.0.0.0/0", "::/0"], "HTTPS over IPv4 and IPv6");
+    let dns = to(0);
+    assert!(
+        dns.iter().any(|p| p
+            .ip_block
+            .as_ref()
+            .is_some_and(|b| b.cidr == "169.254.20.10/32")),
+        "NodeLocal DNSCache"
+    );
+    assert!(
+        dns.iter()
+            .any(|p| p.pod_selector == Some(Default::default())),
+        "any DNS pod, whatever its labels (OpenShift, CoreDNS)"
     );
 }
 
@@ -588,8 +685,12 @@ fn egress_narrows_with_the_spec() {
     let all: Vec<Vec<i32>> = egress.iter().map(|r| ports(r.ports.clone())).collect();
     assert_eq!(
         all,
-        [vec![53, 53], vec![5432]],
+        [vec![53, 53, 5353, 5353], vec![5432]],
         "no redis, no smtp, no https"
+    );
+    assert!(
+        egress[1].to.is_none(),
+        "without databasePeers: any address on 5432"
     );
 }
 
@@ -610,6 +711,7 @@ fn the_ingress_carries_nginx_limits_and_tls_settings() {
     assert_eq!(get("limit-connections"), "20");
     assert_eq!(get("ssl-protocols"), "TLSv1.2 TLSv1.3");
     assert_eq!(get("force-ssl-redirect"), "true");
+    assert_eq!(get("backend-protocol"), "HTTPS", "the pods serve TLS");
     assert!(
         !annotations.contains_key("cert-manager.io/cluster-issuer"),
         "the operator's Certificate is the only one for acme-tls"
@@ -708,11 +810,40 @@ fn a_self_signed_certificate_is_renewed_thirty_days_before_expiry() {
 }
 
 #[test]
-fn the_service_monitor_scrapes_the_admin_port() {
+fn nginx_verifies_the_pods_self_signed_certificate() {
+    let mut f = full();
+    f.settings.spec.tls = Some(portcullis_crds::realm::TlsSpec {
+        issuer_ref: None,
+        self_signed: Some(Default::default()),
+        secret_name: None,
+    });
+    let annotations = f.children().ingress.unwrap().metadata.annotations.unwrap();
+    let get = |k: &str| annotations[&format!("nginx.ingress.kubernetes.io/{k}")].as_str();
+    assert_eq!(get("backend-protocol"), "HTTPS");
+    assert_eq!(get("proxy-ssl-secret"), "identity/acme-tls");
+    assert_eq!(get("proxy-ssl-verify"), "on");
+    assert_eq!(get("proxy-ssl-name"), "login.acme.example");
+    let mut plain = minimal();
+    plain.settings.spec.ingress.enabled = true;
+    let annotations = plain
+        .children()
+        .ingress
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap();
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/backend-protocol"], "HTTP",
+        "no certificate, no TLS to the pods"
+    );
+}
+
+#[test]
+fn the_service_monitor_scrapes_the_metrics_port() {
     let monitor = full().children().service_monitor.unwrap();
     let spec: monitoring::ServiceMonitorSpec =
         serde_json::from_value(monitor.data["spec"].clone()).unwrap();
-    assert_eq!(spec.endpoints[0].port, "admin");
+    assert_eq!(spec.endpoints[0].port, "metrics");
     assert_eq!(spec.endpoints[0].path, "/metrics");
     assert_eq!(spec.endpoints[0].interval, "30s");
 }
@@ -786,23 +917,20 @@ fn without_prometheus_operator_no_monitoring_objects_but_the_dashboard() {
 }
 
 #[test]
-fn client_secrets_land_at_each_confidential_clients_target() {
-    let secrets = full().children().client_secrets;
-    let targets: Vec<(Option<String>, Option<String>)> = secrets
-        .iter()
-        .map(|s| (s.metadata.namespace.clone(), s.metadata.name.clone()))
-        .collect();
-    assert_eq!(
-        targets,
-        [
-            (Some("shop".into()), Some("shop-web-oidc".into())),
-            (Some("identity".into()), Some("billing-worker-oidc".into()))
-        ]
+fn the_config_carries_the_admitted_clients_by_client_id() {
+    let f = full();
+    let yaml = Inputs::new(f.sources(Capabilities::ALL))
+        .unwrap()
+        .config_yaml;
+    let read = parse_manifests(&yaml).unwrap();
+    let ids: Vec<String> = read.clients.iter().map(|c| c.client_id()).collect();
+    assert_eq!(ids, ["billing-worker", "shop-shop-spa", "shop-web"]);
+    assert!(
+        read.clients
+            .iter()
+            .all(|c| c.status.is_none() && c.metadata.uid.is_none()),
+        "stripped like the other documents"
     );
-    let data = secrets[0].data.clone().unwrap();
-    assert_eq!(data["client-id"].0, b"shop-web");
-    assert_eq!(data["client-secret"].0, b"secret-of-shop-web");
-    assert_eq!(data["issuer"].0, b"https://login.acme.example");
 }
 
 #[test]

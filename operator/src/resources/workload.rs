@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecretProjection, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
-    TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
+    SecretProjection, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -29,8 +29,18 @@ pub const SERVER: &str = "server";
 pub const RUN_AS: i64 = 65532;
 /// Public listener port.
 pub const HTTP_PORT: i32 = 8080;
-/// Admin listener port: health, readiness, metrics, admin API.
+/// Admin listener port: health, readiness, admin API. Reachable only from the realm's own
+/// namespace (NetworkPolicy).
 pub const ADMIN_PORT: i32 = 9090;
+/// Metrics listener port: only `GET /metrics`, the one port Prometheus may reach. The auth
+/// server listens there by default (`--metrics-listen`, default `0.0.0.0:9091`).
+pub const METRICS_PORT: i32 = 9091;
+/// Where the realm's serving certificate (`kubernetes.io/tls` Secret) is mounted.
+pub const TLS_DIR: &str = "/var/run/portcullis/tls";
+/// The serving certificate chain in [`TLS_DIR`] (the Secret's `tls.crt`).
+pub const TLS_CERT: &str = "/var/run/portcullis/tls/tls.crt";
+/// The serving key in [`TLS_DIR`] (the Secret's `tls.key`).
+pub const TLS_KEY: &str = "/var/run/portcullis/tls/tls.key";
 /// Where the realm manifests are mounted.
 pub const CONFIG_DIR: &str = "/etc/portcullis";
 /// Where the secrets dir is mounted.
@@ -254,6 +264,77 @@ pub fn pod_template(
         Some(overrides.topology_spread.clone())
     };
 
+    let mut mounts = vec![
+        VolumeMount {
+            name: "config".to_owned(),
+            mount_path: CONFIG_DIR.to_owned(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "secrets".to_owned(),
+            mount_path: SECRETS_DIR.to_owned(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "tmp".to_owned(),
+            mount_path: "/tmp".to_owned(),
+            ..Default::default()
+        },
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "config".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: names::config(&owner.realm),
+                default_mode: Some(0o444),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        secrets_volume(inputs),
+        Volume {
+            name: "tmp".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity("16Mi".to_owned())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    // The server serves TLS on its public listener when the realm has a certificate: the
+    // Secret is mounted as a directory (not subPath), so a renewed certificate appears in
+    // the pod without a restart.
+    if let (true, Some(tls_secret)) = (server, super::tls::tls_secret_name(inputs)) {
+        mounts.push(VolumeMount {
+            name: "tls".to_owned(),
+            mount_path: TLS_DIR.to_owned(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: "tls".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tls_secret),
+                default_mode: Some(0o440),
+                items: Some(vec![
+                    KeyToPath {
+                        key: "tls.crt".to_owned(),
+                        path: "tls.crt".to_owned(),
+                        mode: None,
+                    },
+                    KeyToPath {
+                        key: "tls.key".to_owned(),
+                        path: "tls.key".to_owned(),
+                        mode: None,
+                    },
+                ]),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        });
+    }
     let container = Container {
         name: component.to_owned(),
         image: Some(image),
@@ -275,6 +356,12 @@ pub fn pod_template(
                     protocol: Some("TCP".to_owned()),
                     ..Default::default()
                 },
+                ContainerPort {
+                    name: Some("metrics".to_owned()),
+                    container_port: METRICS_PORT,
+                    protocol: Some("TCP".to_owned()),
+                    ..Default::default()
+                },
             ]
         }),
         liveness_probe: server.then(|| probe("/healthz", 10, 3)),
@@ -286,25 +373,7 @@ pub fn pod_template(
                 .unwrap_or_else(default_resources),
         ),
         security_context: Some(container_security_context()),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".to_owned(),
-                mount_path: CONFIG_DIR.to_owned(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "secrets".to_owned(),
-                mount_path: SECRETS_DIR.to_owned(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "tmp".to_owned(),
-                mount_path: "/tmp".to_owned(),
-                ..Default::default()
-            },
-        ]),
+        volume_mounts: Some(mounts),
         termination_message_path: Some(TERMINATION_LOG.to_owned()),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Default::default()
@@ -329,26 +398,7 @@ pub fn pod_template(
                 ..Default::default()
             }),
             containers: vec![container],
-            volumes: Some(vec![
-                Volume {
-                    name: "config".to_owned(),
-                    config_map: Some(ConfigMapVolumeSource {
-                        name: names::config(&owner.realm),
-                        default_mode: Some(0o444),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                secrets_volume(inputs),
-                Volume {
-                    name: "tmp".to_owned(),
-                    empty_dir: Some(EmptyDirVolumeSource {
-                        size_limit: Some(Quantity("16Mi".to_owned())),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            ]),
+            volumes: Some(volumes),
             node_selector: (!overrides.node_selector.is_empty())
                 .then(|| overrides.node_selector.clone()),
             tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
@@ -373,6 +423,15 @@ pub fn deployment(inputs: &Inputs<'_>) -> Deployment {
         "--admin-listen".to_owned(),
         format!("0.0.0.0:{ADMIN_PORT}"),
     ]);
+    // The metrics listener keeps the auth server's default, 0.0.0.0:METRICS_PORT.
+    if super::tls::tls_secret_name(inputs).is_some() {
+        args.extend([
+            "--tls-cert".to_owned(),
+            TLS_CERT.to_owned(),
+            "--tls-key".to_owned(),
+            TLS_KEY.to_owned(),
+        ]);
+    }
     Deployment {
         metadata: owner.meta(names::server(&owner.realm), SERVER),
         spec: Some(DeploymentSpec {
@@ -393,7 +452,8 @@ pub fn deployment(inputs: &Inputs<'_>) -> Deployment {
     }
 }
 
-/// The Service in front of the server pods: `http` for traffic, `admin` for Prometheus.
+/// The Service in front of the server pods: `http` for traffic (HTTPS when the realm has a
+/// certificate), `admin` for health and the admin API, `metrics` for Prometheus.
 pub fn service(owner: &Owner) -> Service {
     let port = |name: &str, number: i32| ServicePort {
         name: Some(name.to_owned()),
@@ -407,7 +467,11 @@ pub fn service(owner: &Owner) -> Service {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: owner.component_selector(SERVER).match_labels,
-            ports: Some(vec![port("http", HTTP_PORT), port("admin", ADMIN_PORT)]),
+            ports: Some(vec![
+                port("http", HTTP_PORT),
+                port("admin", ADMIN_PORT),
+                port("metrics", METRICS_PORT),
+            ]),
             ..Default::default()
         }),
         ..Default::default()

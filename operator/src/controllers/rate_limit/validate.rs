@@ -32,7 +32,7 @@ pub fn validate(policy: &RateLimitPolicy, realm: Option<&AuthRealm>) -> Verdict 
             )),
         };
     };
-    let errors = match RealmSettings::derive(realm, std::slice::from_ref(policy), &[]) {
+    let errors = match RealmSettings::derive(realm, std::slice::from_ref(policy), &[], &[]) {
         Ok(_) => Vec::new(),
         Err(errors) => errors.0,
     };

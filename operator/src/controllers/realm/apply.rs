@@ -4,11 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube::Client;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::core::PartialObjectMeta;
 use serde_json::Value;
 
-use crate::controllers::ReconcileError;
-use crate::controllers::apply::{apply, prune, resource_of};
+use crate::controllers::apply::{apply, list_names, prune, resource_of};
+use crate::controllers::{ReconcileError, is_not_found};
 use crate::resources::Capabilities;
 use crate::resources::meta::Owner;
 
@@ -54,7 +55,25 @@ fn ready_replicas(deployment: &DynamicObject) -> i32 {
         .unwrap_or(0)
 }
 
+/// The children of the realm that exist now, by kind: those carrying its labels.
+async fn existing_children(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+    capabilities: Capabilities,
+) -> Result<BTreeMap<String, (ApiResource, BTreeSet<String>)>, ReconcileError> {
+    let mut existing = BTreeMap::new();
+    for resource in prunable_kinds(capabilities) {
+        let names = list_names(client, namespace, &resource, selector).await?;
+        existing.insert(resource.kind.clone(), (resource, names));
+    }
+    Ok(existing)
+}
+
 /// Applies the manifests in order, then prunes every prunable kind in the realm namespace.
+/// A child is applied only if it is the realm's (it carries the realm's labels) or does not
+/// exist: an object someone else created under a child's name is never adopted or
+/// overwritten ([`ReconcileError::NameTaken`]), and nothing is applied after it.
 pub async fn apply_children(
     client: &Client,
     owner: &Owner,
@@ -62,32 +81,41 @@ pub async fn apply_children(
     capabilities: Capabilities,
 ) -> Result<ApplyReport, ReconcileError> {
     let namespace = owner.namespace.clone().ok_or(ReconcileError::NoNamespace)?;
+    let selector = owner.prune_selector();
+    let existing = existing_children(client, &namespace, &selector, capabilities).await?;
     let mut report = ApplyReport::default();
     let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for manifest in manifests {
-        let stored = apply(client, &namespace, manifest).await?;
         let kind = manifest["kind"].as_str().unwrap_or_default().to_owned();
+        let name = manifest
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let ours = existing
+            .get(&kind)
+            .is_some_and(|(_, names)| names.contains(&name));
+        if !ours && let Some(resource) = resource_of(manifest) {
+            let api: Api<PartialObjectMeta<DynamicObject>> =
+                Api::namespaced_with(client.clone(), &namespace, &resource);
+            match api.get_metadata(&name).await {
+                Ok(_) => return Err(ReconcileError::NameTaken { kind, name }),
+                Err(error) if is_not_found(&error) => {}
+                Err(error) => {
+                    return Err(ReconcileError::api(format!("get {kind} {name}"))(error));
+                }
+            }
+        }
+        let stored = apply(client, &namespace, manifest).await?;
         if kind == "Deployment" {
             report.ready_replicas = ready_replicas(&stored);
         }
-        let in_namespace = manifest
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .is_none_or(|ns| ns == namespace);
-        if in_namespace && let Some(resource) = resource_of(manifest) {
-            let name = manifest
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            wanted.entry(resource.kind).or_default().insert(name);
-        }
+        wanted.entry(kind).or_default().insert(name);
     }
-    let selector = owner.prune_selector();
-    for resource in prunable_kinds(capabilities) {
-        let keep = wanted.get(&resource.kind).cloned().unwrap_or_default();
-        for name in prune(client, &namespace, &resource, &selector, &keep).await? {
-            report.pruned.push(format!("{}/{name}", resource.kind));
+    for (kind, (resource, names)) in &existing {
+        let keep = wanted.get(kind).cloned().unwrap_or_default();
+        for name in prune(client, &namespace, resource, names, &keep).await? {
+            report.pruned.push(format!("{kind}/{name}"));
         }
     }
     Ok(report)

@@ -51,12 +51,7 @@ pub fn build(
     now: Timestamp,
     rng: &mut impl CryptoRng,
 ) -> Result<Built, BuildStepError> {
-    let mut ensured = secrets::ensure(&fetched.keys, settings, now, rng)?;
-    ensured.keys.annotations.insert(
-        crate::resources::meta::annotations::CLIENT_SECRET_TARGETS.to_owned(),
-        serde_json::to_string(&resources::secrets::client_secret_targets(settings))
-            .unwrap_or_default(),
-    );
+    let ensured = secrets::ensure(&fetched.keys, settings, now, rng)?;
     let retention = fetched
         .retention_policies
         .first()
@@ -66,6 +61,7 @@ pub fn build(
         realm,
         rate_limit_policies: &fetched.rate_limit_policies,
         retention_policies: retention,
+        clients: &fetched.clients,
         settings,
         keys: &ensured.keys,
         referenced_digest: fetched.referenced_digest.clone(),

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
-use portcullis_crds::{AuthRealm, RateLimitPolicy, RetentionPolicy};
+use portcullis_crds::{AuthClient, AuthRealm, RateLimitPolicy, RetentionPolicy};
 
 use crate::controllers::{ReconcileError, is_not_found};
 use crate::resources::meta::names;
@@ -37,6 +37,8 @@ pub struct Fetched {
     pub rate_limit_policies: Vec<RateLimitPolicy>,
     /// RetentionPolicies targeting the realm, oldest first (the first is the accepted one).
     pub retention_policies: Vec<RetentionPolicy>,
+    /// The AuthClients the realm admits (see [`crate::controllers::client::admission`]).
+    pub clients: Vec<AuthClient>,
     /// Referenced Secrets that are missing.
     pub missing: Vec<MissingSecret>,
     /// Digest of the referenced Secrets' data.
@@ -110,8 +112,13 @@ pub async fn installed_capabilities(client: &Client) -> Result<Capabilities, Rec
     })
 }
 
-/// Reads the policies, referenced Secrets, existing key material and cluster capabilities.
-pub async fn fetch(client: &Client, realm: &AuthRealm) -> Result<Fetched, ReconcileError> {
+/// Reads the policies, the AuthClients it admits, referenced Secrets, existing key material
+/// and cluster capabilities. `scope` is the one namespace the operator watches, if any.
+pub async fn fetch(
+    client: &Client,
+    scope: Option<&str>,
+    realm: &AuthRealm,
+) -> Result<Fetched, ReconcileError> {
     let namespace = realm.namespace().ok_or(ReconcileError::NoNamespace)?;
     let name = realm.name_any();
 
@@ -141,6 +148,14 @@ pub async fn fetch(client: &Client, realm: &AuthRealm) -> Result<Fetched, Reconc
             .cmp(&b.metadata.creation_timestamp)
             .then_with(|| a.name_any().cmp(&b.name_any()))
     });
+
+    let candidates = crate::controllers::client::fetch::clients_of(client, scope, realm).await?;
+    let namespaces =
+        crate::controllers::client::fetch::admitted_namespaces(client, scope, realm, &candidates)
+            .await?;
+    let clients = crate::controllers::client::admission::admitted(
+        &crate::controllers::client::admission::decide(realm, &candidates, &namespaces),
+    );
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let mut missing = Vec::new();
@@ -185,29 +200,19 @@ pub async fn fetch(client: &Client, realm: &AuthRealm) -> Result<Fetched, Reconc
         None
     };
 
-    let cert_manager = if tls_spec.is_some_and(|t| t.issuer_ref.is_some()) {
-        crd_exists(client, "certificates.cert-manager.io").await?
-    } else {
-        false
-    };
-    let monitoring = &realm.spec.monitoring;
-    let prometheus_operator = if monitoring.service_monitor || monitoring.prometheus_rule {
-        crd_exists(client, "servicemonitors.monitoring.coreos.com").await?
-            && crd_exists(client, "prometheusrules.monitoring.coreos.com").await?
-    } else {
-        false
-    };
+    // Probed whether or not the realm uses them: a Certificate, ServiceMonitor or
+    // PrometheusRule left from before the realm stopped using it is pruned only while its
+    // kind is known to exist.
+    let capabilities = installed_capabilities(client).await?;
 
     Ok(Fetched {
         rate_limit_policies,
         retention_policies,
+        clients,
         missing,
         referenced_digest: sha256_hex(&digest),
         keys,
         tls,
-        capabilities: Capabilities {
-            cert_manager,
-            prometheus_operator,
-        },
+        capabilities,
     })
 }

@@ -3,27 +3,30 @@
 pub mod apply;
 pub mod build;
 pub mod fetch;
+pub mod pods;
 pub mod status;
 pub mod validate;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::{Resource, ResourceExt};
 use portcullis_crds::AuthRealm;
 use portcullis_crds::realm::AttachedPolicies;
 
-use super::{Context, ReconcileError, is_not_found};
+use super::skeleton::{announce, apply_status, observed};
+use super::{Context, ReconcileError};
 use crate::resources::meta::Owner;
+use portcullis_crds::conditions::types;
 use status::{Applied, CertState, MonitoringState, Outcome};
 
-/// Finalizer of AuthRealms: removes client Secrets in other namespaces.
-pub const FINALIZER: &str = "portcullis.dev/realm-cleanup";
+/// The finalizer earlier versions put on AuthRealms (to delete client Secrets in other
+/// namespaces). AuthClients own their Secrets now, so a realm needs no finalizer; one left on
+/// a realm is removed, so that the realm can be deleted.
+pub const LEGACY_FINALIZER: &str = "portcullis.dev/realm-cleanup";
 /// Kind label of metrics.
 pub const KIND: &str = "AuthRealm";
 /// Requeue when nothing is scheduled sooner: a periodic drift check.
@@ -31,46 +34,55 @@ pub const RESYNC: Duration = Duration::from_secs(600);
 
 /// Reconciles one AuthRealm, recording metrics.
 pub async fn reconcile(realm: Arc<AuthRealm>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let started = Instant::now();
-    let key = super::failure_key(realm.as_ref());
-    let result = reconcile_inner(realm, &ctx).await;
-    let (reason, failed) = match &result {
-        Ok((_, reason)) => (*reason, false),
-        Err(error) => (error.reason(), true),
-    };
-    ctx.metrics.observe(KIND, reason, started.elapsed(), failed);
-    if !failed {
-        ctx.succeeded(&key);
-    }
-    result.map(|(action, _)| action)
+    observed(
+        KIND,
+        realm.as_ref(),
+        &ctx,
+        reconcile_inner(realm.clone(), &ctx),
+    )
+    .await
 }
 
 async fn reconcile_inner(
     realm: Arc<AuthRealm>,
     ctx: &Context,
 ) -> Result<(Action, &'static str), ReconcileError> {
-    let namespace = realm.namespace().ok_or(ReconcileError::NoNamespace)?;
-    let api: Api<AuthRealm> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut reason = "Reconciled";
-    let action = finalizer::finalizer(&api, FINALIZER, realm, |event| async {
-        match event {
-            FinalizerEvent::Apply(realm) => {
-                let (action, r) = apply_realm(&realm, ctx).await?;
-                reason = r;
-                Ok(action)
-            }
-            FinalizerEvent::Cleanup(realm) => cleanup(&realm, ctx).await,
-        }
-    })
-    .await
-    .map_err(|error| match error {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => ReconcileError::Finalizer(other.to_string()),
-    })?;
-    Ok((action, reason))
+    if realm.finalizers().iter().any(|f| f == LEGACY_FINALIZER) {
+        remove_legacy_finalizer(&realm, ctx).await?;
+    }
+    if realm.metadata.deletion_timestamp.is_some() {
+        // Children go with the realm (owner references); the keys Secret stays under Retain.
+        return Ok((Action::await_change(), "Deleting"));
+    }
+    apply_realm(&realm, ctx).await
 }
 
-/// Patches the status when it changed, and publishes an Event when Ready or Paused changed.
+/// Removes [`LEGACY_FINALIZER`] with a JSON patch that fails if the list changed meanwhile.
+async fn remove_legacy_finalizer(realm: &AuthRealm, ctx: &Context) -> Result<(), ReconcileError> {
+    let finalizers = realm.finalizers();
+    let Some(index) = finalizers.iter().position(|f| f == LEGACY_FINALIZER) else {
+        return Ok(());
+    };
+    let namespace = realm.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let api: Api<AuthRealm> = Api::namespaced(ctx.client.clone(), &namespace);
+    let path = format!("/metadata/finalizers/{index}");
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": path, "value": LEGACY_FINALIZER},
+        {"op": "remove", "path": path}
+    ]))
+    .map_err(|e| ReconcileError::Manifest(e.to_string()))?;
+    api.patch(
+        &realm.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await
+    .map_err(ReconcileError::api("remove the legacy AuthRealm finalizer"))?;
+    Ok(())
+}
+
+/// Applies the status (server-side, only when it changed) and publishes an Event when Ready,
+/// Degraded or Paused changed.
 async fn write_status(
     realm: &AuthRealm,
     ctx: &Context,
@@ -85,32 +97,19 @@ async fn write_status(
         outcome,
         now,
     );
-    if previous != Some(&next) {
-        let api: Api<AuthRealm> =
-            Api::namespaced(ctx.client.clone(), &realm.namespace().unwrap_or_default());
-        let patch = serde_json::json!({ "status": next });
-        api.patch_status(
-            &realm.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(ReconcileError::api("patch AuthRealm status"))?;
-    }
-    for type_ in status::ANNOUNCED {
-        let before = status::condition(previous, type_).map(|(s, r, _)| (s, r));
-        let after = status::condition(Some(&next), type_);
-        if let Some((state, reason, message)) = after
-            && before != Some((state.clone(), reason.clone()))
-            && !(before.is_none()
-                && type_ == portcullis_crds::conditions::types::PAUSED
-                && state == "False")
-        {
-            let warning = (type_ == portcullis_crds::conditions::types::READY) != (state == "True");
-            ctx.event(&realm.object_ref(&()), warning, &reason, message)
-                .await;
-        }
-    }
+    apply_status(ctx, realm, previous, &next).await?;
+    let before = previous
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    announce(
+        ctx,
+        realm,
+        before,
+        &next.conditions,
+        &status::ANNOUNCED,
+        &[types::DEGRADED, types::PAUSED],
+    )
+    .await;
     Ok(())
 }
 
@@ -123,7 +122,7 @@ async fn apply_realm(
         write_status(realm, ctx, &Outcome::Paused, now).await?;
         return Ok((Action::await_change(), "Paused"));
     }
-    let fetched = fetch::fetch(&ctx.client, realm).await?;
+    let fetched = fetch::fetch(&ctx.client, ctx.namespace.as_deref(), realm).await?;
     let settings = match validate::validate(realm, &fetched) {
         Ok(settings) => settings,
         Err(errors) => {
@@ -170,21 +169,21 @@ async fn apply_realm(
         .children
         .manifests(true)
         .map_err(|e| ReconcileError::Manifest(e.to_string()))?;
-    let mut report =
-        apply::apply_children(&ctx.client, &owner, &manifests, fetched.capabilities).await?;
-    let wanted = crate::resources::secrets::client_secret_targets(&settings);
-    let namespace = settings.namespace.clone().unwrap_or_default();
-    for stale in crate::resources::secrets::recorded_client_secret_targets(&fetched.keys) {
-        // Secrets in the realm namespace are pruned by label with the other children.
-        let Some((target_namespace, name)) = stale.split_once('/') else {
-            continue;
+    let report =
+        match apply::apply_children(&ctx.client, &owner, &manifests, fetched.capabilities).await {
+            Ok(report) => report,
+            Err(error) => {
+                // Say why on the realm (a 403, a name taken), then retry with backoff.
+                let outcome = Outcome::Failed {
+                    reason: error.reason(),
+                    message: error.to_string(),
+                };
+                if let Err(status_error) = write_status(realm, ctx, &outcome, now).await {
+                    tracing::warn!(%status_error, "cannot report the failed apply on the realm");
+                }
+                return Err(error);
+            }
         };
-        if wanted.contains(&stale) || target_namespace == namespace {
-            continue;
-        }
-        delete_secret(ctx, target_namespace, name).await?;
-        report.pruned.push(format!("Secret/{stale}"));
-    }
 
     let reference = realm.object_ref(&());
     if !built.ensured.generated.is_empty() {
@@ -231,7 +230,16 @@ async fn apply_realm(
         (true, false) => MonitoringState::PrometheusOperatorMissing,
     };
     let rotation = &built.ensured.rotation;
+    let pods = pods::server_pods(
+        &ctx.client,
+        &owner.namespace.clone().unwrap_or_default(),
+        &settings.name,
+    )
+    .await?;
+    let keys_mismatch = pods::find_report(&pods, pods::KEYS_MISMATCH)
+        .map(|(pod, report)| format!("pod {pod}: {}", report.message));
     let applied = Applied {
+        keys_mismatch,
         replicas: spec.replicas,
         ready_replicas: report.ready_replicas,
         cert,
@@ -265,35 +273,6 @@ async fn apply_realm(
         Action::requeue(after.max(Duration::from_secs(1))),
         "Reconciled",
     ))
-}
-
-/// Deletion: owner references remove the children in the realm namespace; client Secrets
-/// may live elsewhere, so they are deleted here.
-async fn cleanup(realm: &AuthRealm, ctx: &Context) -> Result<Action, ReconcileError> {
-    let namespace = realm.namespace().unwrap_or_default();
-    for client in &realm.spec.clients {
-        let Some(target) = &client.secret_target else {
-            continue;
-        };
-        let target_namespace = target
-            .namespace
-            .clone()
-            .unwrap_or_else(|| namespace.clone());
-        delete_secret(ctx, &target_namespace, &target.name).await?;
-    }
-    Ok(Action::await_change())
-}
-
-/// Deletes a client Secret; one that is already gone is fine.
-async fn delete_secret(ctx: &Context, namespace: &str, name: &str) -> Result<(), ReconcileError> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(error) if is_not_found(&error) => Ok(()),
-        Err(error) => Err(ReconcileError::api(format!(
-            "delete Secret {namespace}/{name}"
-        ))(error)),
-    }
 }
 
 #[cfg(test)]

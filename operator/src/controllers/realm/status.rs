@@ -34,6 +34,9 @@ pub enum MonitoringState {
 /// What an applied realm looks like.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Applied {
+    /// A server pod refused to start because the key material does not match its database
+    /// (`KeysMismatch` in its termination message): what it said.
+    pub keys_mismatch: Option<String>,
     /// Desired replicas.
     pub replicas: i32,
     /// Ready replicas reported by the Deployment.
@@ -158,12 +161,22 @@ pub fn next_status(
             status.last_key_rotation = applied.last_rotation.map(api_time);
             status.certificate_not_after = applied.cert_not_after.map(api_time);
             status.attached_policies = applied.attached.clone();
-            set(cond(
-                types::SECRETS_READY,
-                true,
-                "KeysPresent",
-                "key material is complete",
-            ));
+            set(match &applied.keys_mismatch {
+                None => cond(
+                    types::SECRETS_READY,
+                    true,
+                    "KeysPresent",
+                    "key material is complete",
+                ),
+                Some(message) => cond(
+                    types::SECRETS_READY,
+                    false,
+                    super::pods::KEYS_MISMATCH,
+                    format!(
+                        "the auth server refuses the keys in the realm's keys Secret: they do not match the data in its database ({message}); restore the keys Secret the data was written with"
+                    ),
+                ),
+            });
             set(match applied.cert {
                 CertState::NotRequired => {
                     cond(types::CERTIFICATE_READY, true, "NotRequired", "no spec.tls")
@@ -208,11 +221,12 @@ pub fn next_status(
                     "ServiceMonitor/PrometheusRule need prometheus-operator, which is not installed",
                 ),
             });
-            let degraded = match (applied.cert, applied.monitoring) {
-                (CertState::CertManagerMissing, _) => Some("CertManagerMissing"),
-                (_, MonitoringState::PrometheusOperatorMissing) => {
-                    Some("PrometheusOperatorMissing")
-                }
+            // Monitoring is on by default and optional: without prometheus-operator the realm
+            // serves as asked, MonitoringReady says what is missing, and nothing is degraded.
+            // A certificate the realm explicitly asked cert-manager for is not optional.
+            let degraded = match (&applied.keys_mismatch, applied.cert) {
+                (Some(_), _) => Some(super::pods::KEYS_MISMATCH),
+                (None, CertState::CertManagerMissing) => Some("CertManagerMissing"),
                 _ => None,
             };
             set(match degraded {
@@ -243,7 +257,14 @@ pub fn next_status(
                     ),
                 )
             });
-            set(if applied.ready_replicas > 0 {
+            set(if let Some(message) = &applied.keys_mismatch {
+                cond(
+                    types::READY,
+                    false,
+                    super::pods::KEYS_MISMATCH,
+                    format!("the auth server refuses its keys: {message}"),
+                )
+            } else if applied.ready_replicas > 0 {
                 cond(
                     types::READY,
                     true,
@@ -281,7 +302,7 @@ pub fn condition(
 }
 
 /// Conditions whose transitions are announced with an Event.
-pub const ANNOUNCED: [&str; 2] = [types::READY, types::PAUSED];
+pub const ANNOUNCED: [&str; 3] = [types::READY, types::DEGRADED, types::PAUSED];
 
 #[cfg(test)]
 mod tests {
@@ -296,6 +317,7 @@ mod tests {
 
     fn applied(ready: i32) -> Outcome {
         Outcome::Applied(Applied {
+            keys_mismatch: None,
             replicas: 2,
             ready_replicas: ready,
             cert: CertState::NotRequired,
@@ -365,6 +387,28 @@ mod tests {
         assert_eq!(ready.last_transition_time, Time(at(30)));
         assert_eq!(second.endpoint.as_deref(), Some(ISSUER));
         assert_eq!(second.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn a_server_refusing_its_keys_makes_the_realm_not_ready_and_degraded() {
+        let Outcome::Applied(mut refused) = applied(2) else {
+            unreachable!()
+        };
+        refused.keys_mismatch = Some("pod demo-abc: pepper fingerprint differs".into());
+        let status = next_status(None, ISSUER, Some(1), &Outcome::Applied(refused), at(0));
+        for type_ in [types::SECRETS_READY, types::READY] {
+            let c = get(&status, type_);
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", "KeysMismatch")
+            );
+            assert!(
+                c.message.contains("pepper fingerprint differs"),
+                "{}",
+                c.message
+            );
+        }
+        assert_eq!(get(&status, types::DEGRADED).status, "True");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::controllers::metrics::Metrics;
 use crate::controllers::mock::{Mock, World};
-use crate::resources::tests::{REALM_FULL, REALM_MINIMAL};
+use crate::resources::tests::{AUTH_CLIENTS, REALM_FULL, REALM_MINIMAL};
 
 const REALM_PATH: &str = "/apis/portcullis.dev/v1alpha1/namespaces/auth/authrealms/demo";
 pub(crate) const ACME_PATH: &str =
@@ -31,7 +31,7 @@ pub(crate) fn realm(yaml: &str, finalizer: bool) -> Value {
     realm.metadata.generation = Some(1);
     realm.metadata.resource_version = Some("10".into());
     if finalizer {
-        realm.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        realm.metadata.finalizers = Some(vec![LEGACY_FINALIZER.into()]);
     }
     serde_json::to_value(realm).unwrap()
 }
@@ -49,6 +49,7 @@ pub(crate) fn world(realm_path: &str, realm: &Value) -> World {
     world.objects.insert(realm_path.to_owned(), realm.clone());
     world.lists.insert("ratelimitpolicies".into(), vec![]);
     world.lists.insert("retentionpolicies".into(), vec![]);
+    world.lists.insert("authclients".into(), vec![]);
     world.crds = MONITORING_CRDS.iter().map(|s| (*s).to_owned()).collect();
     world.ready_replicas = 1;
     world
@@ -107,12 +108,14 @@ async fn reconcile_in(world: World, realm: &Value) -> (Result<Action, ReconcileE
     (result, mock)
 }
 
-const DEMO_FETCH: [&str; 7] = [
+const DEMO_FETCH: [&str; 9] = [
     "GET /apis/portcullis.dev/v1alpha1/namespaces/auth/ratelimitpolicies",
     "GET /apis/portcullis.dev/v1alpha1/namespaces/auth/retentionpolicies",
+    "GET /apis/portcullis.dev/v1alpha1/authclients",
     "GET /api/v1/namespaces/auth/secrets/demo-postgres",
     "GET /api/v1/namespaces/auth/secrets/demo-smtp",
     "GET /api/v1/namespaces/auth/secrets/demo-keys",
+    "GET /apis/apiextensions.k8s.io/v1/customresourcedefinitions/certificates.cert-manager.io",
     "GET /apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com",
     "GET /apis/apiextensions.k8s.io/v1/customresourcedefinitions/prometheusrules.monitoring.coreos.com",
 ];
@@ -146,6 +149,35 @@ const DEMO_PRUNE: [&str; 11] = [
     "GET /apis/monitoring.coreos.com/v1/namespaces/auth/prometheusrules",
 ];
 
+/// The first apply of every child: nothing of that name exists yet (a GET finds none), so
+/// it is created.
+fn demo_create() -> Vec<String> {
+    DEMO_APPLY
+        .iter()
+        .flat_map(|patch| [patch.replacen("PATCH", "GET", 1), (*patch).to_owned()])
+        .collect()
+}
+
+/// The mock's label-selected lists answer with every child `mock` applied, as the API server
+/// lists a realm's children by its labels.
+fn own_children(world: &mut World, mock: &Mock) {
+    for call in mock.calls() {
+        if call.method != "PATCH"
+            || call.path.ends_with("/status")
+            || call.path.contains("/authrealms/")
+        {
+            continue;
+        }
+        let segments: Vec<&str> = call.path.rsplitn(3, '/').collect();
+        world
+            .labelled
+            .entry(segments[1].to_owned())
+            .or_default()
+            .push(segments[0].to_owned());
+    }
+}
+
+const PODS: &str = "GET /api/v1/namespaces/auth/pods";
 const EVENTS: &str = "POST /apis/events.k8s.io/v1/namespaces/auth/events";
 const STATUS: &str = "PATCH /apis/portcullis.dev/v1alpha1/namespaces/auth/authrealms/demo/status";
 
@@ -193,27 +225,34 @@ fn applied(mock: &Mock, path_end: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_new_realm_first_gets_the_finalizer_and_nothing_else() {
-    let realm = realm(REALM_MINIMAL, false);
+async fn a_legacy_finalizer_is_removed_before_anything_else() {
+    let realm = realm(REALM_MINIMAL, true);
     let (result, mock) = reconcile_in(demo_world(&realm), &realm).await;
     result.unwrap();
-    assert_eq!(mock.lines(), [format!("PATCH {REALM_PATH}")]);
+    assert_eq!(mock.lines()[0], format!("PATCH {REALM_PATH}"));
     let patch = &mock.calls()[0].body;
-    assert!(patch.to_string().contains(FINALIZER), "{patch}");
+    assert_eq!(
+        patch,
+        &json!([
+            {"op": "test", "path": "/metadata/finalizers/0", "value": LEGACY_FINALIZER},
+            {"op": "remove", "path": "/metadata/finalizers/0"}
+        ])
+    );
+    assert_eq!(mock.lines()[1], DEMO_FETCH[0], "then the usual reconcile");
 }
 
 #[tokio::test]
 async fn the_first_reconcile_fetches_applies_prunes_and_reports_in_order() {
-    let realm = realm(REALM_MINIMAL, true);
+    let realm = realm(REALM_MINIMAL, false);
     let (result, mock) = reconcile_in(demo_world(&realm), &realm).await;
     result.unwrap();
     assert_eq!(
         mock.lines(),
         concat(&[
             &DEMO_FETCH,
-            &DEMO_APPLY,
             &DEMO_PRUNE,
-            &[EVENTS, STATUS, EVENTS]
+            &demo_create().iter().map(String::as_str).collect::<Vec<_>>(),
+            &[EVENTS, PODS, STATUS, EVENTS]
         ])
     );
     for call in mock
@@ -266,7 +305,7 @@ async fn the_first_reconcile_fetches_applies_prunes_and_reports_in_order() {
 
 /// The world after a first reconcile: the keys Secret exists and the status is written.
 async fn settled(realm_yaml: &str) -> (Value, World, Mock) {
-    let realm = realm(realm_yaml, true);
+    let realm = realm(realm_yaml, false);
     let (result, first) = reconcile_in(demo_world(&realm), &realm).await;
     result.unwrap();
     let mut keys = applied(&first, "/secrets/demo-keys");
@@ -275,6 +314,7 @@ async fn settled(realm_yaml: &str) -> (Value, World, Mock) {
     realm["status"] = status_patch(&first).unwrap();
     let mut world = demo_world(&realm);
     world.secrets.insert("auth/demo-keys".into(), keys);
+    own_children(&mut world, &first);
     (realm, world, first)
 }
 
@@ -285,7 +325,7 @@ async fn a_second_reconcile_with_nothing_changed_writes_no_status_and_no_event()
     result.unwrap();
     assert_eq!(
         mock.lines(),
-        concat(&[&DEMO_FETCH, &DEMO_APPLY, &DEMO_PRUNE])
+        concat(&[&DEMO_FETCH, &DEMO_PRUNE, &DEMO_APPLY, &[PODS]])
     );
     for path in [
         "/secrets/demo-keys",
@@ -310,11 +350,12 @@ async fn a_spec_change_rolls_the_pods_and_reports_the_new_generation() {
         "auth/demo-keys".into(),
         applied(&first, "/secrets/demo-keys"),
     );
+    own_children(&mut world, &first);
     let (result, mock) = reconcile_in(world, &realm).await;
     result.unwrap();
     assert_eq!(
         mock.lines(),
-        concat(&[&DEMO_FETCH, &DEMO_APPLY, &DEMO_PRUNE, &[STATUS]])
+        concat(&[&DEMO_FETCH, &DEMO_PRUNE, &DEMO_APPLY, &[PODS, STATUS]])
     );
     let checksum = |m: &Mock| {
         applied(m, "/deployments/demo")["spec"]["template"]["metadata"]["annotations"]
@@ -336,18 +377,6 @@ async fn children_no_longer_wanted_are_pruned() {
     let (mut realm, mut world, _) = settled(REALM_MINIMAL).await;
     realm["spec"]["networkPolicy"] = json!({"enabled": false});
     world.objects.insert(REALM_PATH.into(), realm.clone());
-    world.labelled.insert(
-        "networkpolicies".into(),
-        vec![
-            "demo-default-deny".into(),
-            "demo-ingress".into(),
-            "demo-egress".into(),
-        ],
-    );
-    world.labelled.insert(
-        "configmaps".into(),
-        vec!["demo-config".into(), "demo-dashboard".into()],
-    );
     let (result, mock) = reconcile_in(world, &realm).await;
     result.unwrap();
     let deletes: Vec<String> = mock
@@ -359,8 +388,8 @@ async fn children_no_longer_wanted_are_pruned() {
         deletes,
         [
             "DELETE /apis/networking.k8s.io/v1/namespaces/auth/networkpolicies/demo-default-deny",
-            "DELETE /apis/networking.k8s.io/v1/namespaces/auth/networkpolicies/demo-ingress",
             "DELETE /apis/networking.k8s.io/v1/namespaces/auth/networkpolicies/demo-egress",
+            "DELETE /apis/networking.k8s.io/v1/namespaces/auth/networkpolicies/demo-ingress",
         ]
     );
     assert_eq!(event_reasons(&mock), ["Pruned"]);
@@ -368,7 +397,7 @@ async fn children_no_longer_wanted_are_pruned() {
 
 #[tokio::test]
 async fn a_missing_secret_stops_before_anything_is_applied() {
-    let realm = realm(REALM_MINIMAL, true);
+    let realm = realm(REALM_MINIMAL, false);
     let mut world = demo_world(&realm);
     world.secrets.clear();
     let (result, mock) = reconcile_in(world, &realm).await;
@@ -399,7 +428,7 @@ async fn a_missing_secret_stops_before_anything_is_applied() {
 
 #[tokio::test]
 async fn an_invalid_spec_is_reported_and_nothing_is_applied() {
-    let mut realm = realm(REALM_MINIMAL, true);
+    let mut realm = realm(REALM_MINIMAL, false);
     realm["spec"]["replicas"] = 3.into();
     let (result, mock) = reconcile_in(demo_world(&realm), &realm).await;
     assert!(matches!(result.unwrap(), a if a == Action::await_change()));
@@ -419,7 +448,7 @@ async fn an_invalid_spec_is_reported_and_nothing_is_applied() {
 
 #[tokio::test]
 async fn without_cert_manager_the_realm_runs_and_says_the_certificate_cannot_be_made() {
-    let realm = realm(REALM_FULL, true);
+    let realm = realm(REALM_FULL, false);
     let (result, mock) = reconcile_in(acme_world(&realm), &realm).await;
     result.unwrap();
     let lines = mock.lines();
@@ -440,8 +469,6 @@ async fn without_cert_manager_the_realm_runs_and_says_the_certificate_cannot_be_
         [
             "acme",
             "acme-keys",
-            "shop-web-oidc",
-            "billing-worker-oidc",
             "acme-config",
             "acme-dashboard",
             "acme",
@@ -455,7 +482,6 @@ async fn without_cert_manager_the_realm_runs_and_says_the_certificate_cannot_be_
             "acme"
         ]
     );
-    assert!(lines.contains(&"PATCH /api/v1/namespaces/shop/secrets/shop-web-oidc".to_owned()));
     let status = status_patch(&mock).unwrap();
     assert_eq!(
         condition(&status, "CertificateReady"),
@@ -473,7 +499,7 @@ async fn without_cert_manager_the_realm_runs_and_says_the_certificate_cannot_be_
 
 #[tokio::test]
 async fn with_cert_manager_a_certificate_is_applied() {
-    let realm = realm(REALM_FULL, true);
+    let realm = realm(REALM_FULL, false);
     let mut world = acme_world(&realm);
     world.crds.insert("certificates.cert-manager.io".into());
     let (result, mock) = reconcile_in(world, &realm).await;
@@ -489,7 +515,7 @@ async fn with_cert_manager_a_certificate_is_applied() {
 
 #[tokio::test]
 async fn a_paused_realm_is_left_alone_and_says_so() {
-    let mut realm = realm(REALM_MINIMAL, true);
+    let mut realm = realm(REALM_MINIMAL, false);
     realm["spec"]["paused"] = true.into();
     let (result, mock) = reconcile_in(demo_world(&realm), &realm).await;
     assert_eq!(result.unwrap(), Action::await_change());
@@ -503,26 +529,17 @@ async fn a_paused_realm_is_left_alone_and_says_so() {
 }
 
 #[tokio::test]
-async fn deleting_a_realm_removes_client_secrets_then_the_finalizer() {
-    let mut realm = realm(REALM_FULL, true);
+async fn a_deleted_realm_is_left_to_the_garbage_collector() {
+    let mut realm = realm(REALM_FULL, false);
     realm["metadata"]["deletionTimestamp"] = "2027-01-15T08:00:00Z".into();
     let (result, mock) = reconcile_in(acme_world(&realm), &realm).await;
-    result.unwrap();
-    assert_eq!(
-        mock.lines(),
-        [
-            "DELETE /api/v1/namespaces/shop/secrets/shop-web-oidc",
-            "DELETE /api/v1/namespaces/identity/secrets/billing-worker-oidc",
-            &format!("PATCH {ACME_PATH}"),
-        ]
-    );
-    let patch = mock.calls()[2].body.to_string();
-    assert!(patch.contains("remove"), "{patch}");
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert!(mock.lines().is_empty(), "{:?}", mock.lines());
 }
 
 #[tokio::test]
 async fn a_failed_api_call_is_an_error_to_retry() {
-    let realm = realm(REALM_MINIMAL, true);
+    let realm = realm(REALM_MINIMAL, false);
     let mut world = demo_world(&realm);
     world.lists.remove("ratelimitpolicies");
     let (result, mock) = reconcile_in(world, &realm).await;
@@ -532,31 +549,56 @@ async fn a_failed_api_call_is_an_error_to_retry() {
 }
 
 #[tokio::test]
-async fn a_removed_clients_secret_in_another_namespace_is_deleted() {
-    let realm = realm(REALM_FULL, true);
+async fn admitted_clients_reach_the_config_and_the_keys_and_others_do_not() {
+    let realm = realm(REALM_FULL, false);
     let mut world = acme_world(&realm);
-    world.secrets.insert(
-        "identity/acme-keys".into(),
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acme-keys",
-            "annotations": {"portcullis.dev/client-secret-targets":
-                "[\"identity/billing-worker-oidc\",\"shop/old-client-oidc\",\"shop/shop-web-oidc\"]"}},
-            "data": {}}),
+    let mut clients: Vec<Value> = portcullis_crds::parse_manifests(AUTH_CLIENTS)
+        .unwrap()
+        .clients
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    // A client from a namespace the realm's clientNamespaces does not select.
+    let mut stranger = clients[0].clone();
+    stranger["metadata"]["namespace"] = "elsewhere".into();
+    stranger["metadata"]["name"] = "stranger".into();
+    stranger["spec"]["clientId"] = "stranger".into();
+    clients.push(stranger);
+    world.lists.insert("authclients".into(), clients);
+    world.lists.insert(
+        "namespaces".into(),
+        vec![
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "billing"}}),
+        ],
     );
     let (result, mock) = reconcile_in(world, &realm).await;
     result.unwrap();
-    let deletes: Vec<String> = mock
-        .lines()
+    let namespaces = mock
+        .calls()
         .into_iter()
-        .filter(|l| l.starts_with("DELETE"))
+        .find(|c| c.path == "/api/v1/namespaces")
+        .expect("the admitted namespaces are listed");
+    assert!(
+        namespaces.query.contains("labelSelector="),
+        "{}",
+        namespaces.query
+    );
+    let config = applied(&mock, "/configmaps/acme-config");
+    let yaml = config["data"]["realm.yaml"].as_str().unwrap();
+    let read = portcullis_crds::parse_manifests(yaml).unwrap();
+    let ids: Vec<String> = read.clients.iter().map(|c| c.client_id()).collect();
+    assert_eq!(ids, ["billing-worker", "shop-shop-spa", "shop-web"]);
+    let keys = applied(&mock, "/secrets/acme-keys");
+    let names: Vec<&String> = keys["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("client-secret-"))
         .collect();
     assert_eq!(
-        deletes,
-        ["DELETE /api/v1/namespaces/shop/secrets/old-client-oidc"]
-    );
-    assert!(event_reasons(&mock).contains(&"Pruned".to_owned()));
-    let keys = applied(&mock, "/secrets/acme-keys");
-    assert_eq!(
-        keys["metadata"]["annotations"]["portcullis.dev/client-secret-targets"],
-        "[\"identity/billing-worker-oidc\",\"shop/shop-web-oidc\"]"
+        names,
+        ["client-secret-billing-worker", "client-secret-shop-web"],
+        "confidential admitted clients only"
     );
 }

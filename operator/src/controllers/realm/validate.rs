@@ -12,5 +12,10 @@ pub fn validate(realm: &AuthRealm, fetched: &Fetched) -> Result<RealmSettings, S
         .first()
         .map(std::slice::from_ref)
         .unwrap_or_default();
-    RealmSettings::derive(realm, &fetched.rate_limit_policies, retention)
+    RealmSettings::derive(
+        realm,
+        &fetched.rate_limit_policies,
+        retention,
+        &fetched.clients,
+    )
 }

@@ -29,6 +29,7 @@ pub fn run_now_job(
         realm,
         rate_limit_policies: &[],
         retention_policies: std::slice::from_ref(policy),
+        clients: &[],
         settings,
         keys,
         referenced_digest: String::new(),

@@ -55,7 +55,7 @@ pub fn validate(
             ),
         };
     }
-    match RealmSettings::derive(realm, &[], std::slice::from_ref(policy)) {
+    match RealmSettings::derive(realm, &[], std::slice::from_ref(policy), &[]) {
         Ok(settings) => Verdict::Accepted(Box::new(settings)),
         Err(errors) => {
             let own = errors
