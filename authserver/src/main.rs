@@ -8,7 +8,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use portcullis_authserver::http::{ConnectionLimits, Listeners, ServeLimits};
 use portcullis_authserver::privacy::retention;
-use portcullis_authserver::startup::{self, ServiceParts, secrets_dir, settings_check};
+use portcullis_authserver::startup::{
+    self, Loaded, Reading, ServiceParts, secrets_dir, settings_check,
+};
 use portcullis_authserver::store::Postgres;
 use portcullis_authserver::{http, install_crypto_provider, wiring};
 use portcullis_crds::RealmSettings;
@@ -214,7 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::CheckConfig { config }) => {
-            let settings = startup::load_settings(&config)?;
+            let settings = startup::load_settings(&config, Reading::Strict)?.settings;
             println!("{}", serde_json::to_string_pretty(&summary(&settings))?);
             let missing = settings_check::unimplemented_features(&settings);
             if !missing.is_empty() {
@@ -249,6 +251,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Reads the realm's manifests as the operator wrote them: fields a newer operator added are
+/// left out, and named once in a warning (the log and stderr).
+fn load_operator_config(paths: &[PathBuf]) -> anyhow::Result<RealmSettings> {
+    let Loaded { settings, ignored } = startup::load_settings(paths, Reading::Tolerant)?;
+    if !ignored.is_empty() {
+        let ignored: Vec<String> = ignored.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            ignored = ?ignored,
+            "the realm configuration holds what this version does not know (written by a newer operator?); ignored"
+        );
+        say!(
+            "warning: ignored what this version does not know (a newer operator's additions?): {}",
+            ignored.join("; ")
+        );
+    }
+    Ok(settings)
+}
+
 /// `retention run`: the RetentionPolicy of the config, applied once; the JSON summary goes to
 /// stdout and to the termination log the operator reads.
 async fn retention_run(
@@ -260,7 +280,7 @@ async fn retention_run(
     termination_log: &std::path::Path,
 ) -> anyhow::Result<()> {
     init_logging();
-    let settings = startup::load_settings(&config)?;
+    let settings = load_operator_config(&config)?;
     let retention = settings
         .retention
         .as_ref()
@@ -302,7 +322,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.config.is_empty() {
         anyhow::bail!("--config is required (the realm's manifests, e.g. config/dev/realm.yaml)");
     }
-    let settings = startup::load_settings(&args.config)?;
+    let settings = load_operator_config(&args.config)?;
     // Before secrets and databases: a realm this version cannot serve is refused at once.
     let missing = settings_check::unimplemented_features(&settings);
     if !missing.is_empty() {
@@ -460,6 +480,19 @@ fn summary(settings: &RealmSettings) -> serde_json::Value {
             "limits": limits,
             "nginx": settings.rate_limits.nginx,
         },
+        "clients": settings.clients.iter().map(|c| serde_json::json!({
+            "clientId": c.client_id,
+            "authClient": match &c.namespace {
+                Some(namespace) => format!("{namespace}/{}", c.name),
+                None => c.name.clone(),
+            },
+            "type": format!("{:?}", c.client_type),
+            "redirectUris": c.redirect_uris,
+            "postLogoutRedirectUris": c.post_logout_redirect_uris,
+            "grantTypes": c.grant_types,
+            "scopes": c.scopes,
+            "firstParty": c.first_party,
+        })).collect::<Vec<_>>(),
         "notImplemented": settings_check::unimplemented_features(settings),
         "retention": settings.retention.as_ref().map(|r| serde_json::json!({
             "policy": r.policy,

@@ -95,24 +95,56 @@ fn check_config_prints_the_effective_settings_of_the_full_sample() {
 
 #[test]
 fn serve_refuses_a_realm_that_asks_for_what_is_not_built_yet() {
-    let output = authserver(&["serve", "--config", &sample("realm-full.yaml")]);
+    let config = [sample("realm-full.yaml"), sample("authclients.yaml")].join(",");
+    let output = authserver(&["serve", "--config", &config]);
     assert_eq!(output.status.code(), Some(1));
-    for field in ["spec.clients", "spec.socialProviders", "not implemented"] {
+    for field in [
+        "AuthClient billing-worker, shop-shop-spa, shop-web",
+        "OpenID Connect provider",
+        "spec.socialProviders",
+        "not implemented",
+    ] {
         assert!(
             stderr(&output).contains(field),
             "{field}: {}",
             stderr(&output)
         );
     }
-    let check = authserver(&["check-config", "--config", &sample("realm-full.yaml")]);
+    let check = authserver(&["check-config", "--config", &config]);
     assert!(
         check.status.success(),
-        "check-config reports, serve refuses"
+        "check-config reports, serve refuses: {}",
+        stderr(&check)
     );
     assert!(
         stderr(&check).contains("`serve` refuses this realm"),
         "{}",
         stderr(&check)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let clients: Vec<(&str, &str, &str)> = summary["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["clientId"].as_str().unwrap(),
+                c["authClient"].as_str().unwrap(),
+                c["type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        clients,
+        [
+            ("billing-worker", "billing/billing-worker", "Confidential"),
+            ("shop-shop-spa", "shop/shop-spa", "Public"),
+            ("shop-web", "shop/shop-web", "Confidential"),
+        ]
+    );
+    assert_eq!(
+        summary["clients"][2]["redirectUris"][0],
+        "https://shop.acme.example/oidc/callback"
     );
 }
 

@@ -8,31 +8,15 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use portcullis_crds::RealmSettings;
-use portcullis_crds::realm::ClientType;
+use portcullis_crds::client::ClientType;
 use time::OffsetDateTime;
 
 use crate::auth::keys::{Pepper, SigningKey, decode_base64};
 use crate::random::Random;
 
-/// File names in the secrets dir.
-pub mod files {
-    /// JWK set with private keys; the first is the active signing key.
-    pub const SIGNING_KEYS: &str = "signing-keys.json";
-    /// Fernet keys, one per line; the first encrypts, all decrypt.
-    pub const FERNET_KEYS: &str = "fernet-keys";
-    /// Password pepper, `VERSION:BASE64` per line; the first is current.
-    pub const PEPPER: &str = "pepper";
-    /// Key for signed cookies and CSRF tokens.
-    pub const COOKIE_KEY: &str = "cookie-key";
-    /// Bearer token of the admin API.
-    pub const ADMIN_TOKEN: &str = "admin-token";
-    /// SMTP URL with credentials.
-    pub const SMTP_URL: &str = "smtp-url";
-    /// Notification webhook URL.
-    pub const WEBHOOK_URL: &str = "webhook-url";
-    /// Notification webhook signing key.
-    pub const WEBHOOK_SECRET: &str = "webhook-secret";
-}
+/// File names in the secrets dir, shared with the operator (which writes them as the keys of
+/// the realm's Secret): defined once, in `portcullis_crds`.
+pub use portcullis_crds::secrets_dir as files;
 
 /// Why the secrets could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -127,13 +111,13 @@ fn required_files(settings: &RealmSettings, dev: bool) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
-    for client in &settings.spec.clients {
+    for client in &settings.clients {
         if client.client_type == ClientType::Confidential {
-            names.push(format!("client-secret-{}", client.client_id));
+            names.push(files::client_secret(&client.client_id));
         }
     }
     for provider in &settings.spec.social_providers {
-        names.push(format!("social-{}-client-secret", provider.name));
+        names.push(files::social_client_secret(&provider.name));
     }
     let smtp = settings
         .spec
@@ -260,15 +244,15 @@ pub fn load(
         ));
     }
     let mut client_secrets = BTreeMap::new();
-    for client in &settings.spec.clients {
-        let name = format!("client-secret-{}", client.client_id);
+    for client in &settings.clients {
+        let name = files::client_secret(&client.client_id);
         if let Some(secret) = read(&name)? {
             client_secrets.insert(client.client_id.clone(), secret);
         }
     }
     let mut social_secrets = BTreeMap::new();
     for provider in &settings.spec.social_providers {
-        let name = format!("social-{}-client-secret", provider.name);
+        let name = files::social_client_secret(&provider.name);
         if let Some(secret) = read(&name)? {
             social_secrets.insert(provider.name.clone(), secret);
         }
@@ -322,8 +306,11 @@ spec:
   issuer: https://auth.example.com
   database: {secretRef: {name: db}}
   notifications: {smtp: {secretRef: {name: smtp}, from: no-reply@example.com}}
-  clients:
-    - {clientId: web, type: Confidential, redirectUris: [\"https://a.example.com/cb\"]}
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: AuthClient
+metadata: {name: web}
+spec: {realmRef: {name: t}, clientId: web, type: Confidential, redirectUris: [\"https://a.example.com/cb\"]}
 ";
         RealmSettings::from_manifests(&portcullis_crds::parse_manifests(yaml).unwrap()).unwrap()
     }
