@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use portcullis_authserver::auth::key_fingerprints;
 use portcullis_authserver::http::{ConnectionLimits, Listeners, ServeLimits};
 use portcullis_authserver::privacy::retention;
 use portcullis_authserver::startup::{
@@ -105,6 +106,13 @@ enum KeysCommand {
         #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
         secrets_dir: PathBuf,
     },
+    /// Print the fingerprints of the pepper versions and Fernet keys in a secrets dir, as the
+    /// database records them: to find the backup that holds a key a refused start names.
+    Fingerprint {
+        /// The secrets dir (or a copy of the realm's keys Secret, one file per key).
+        #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
+        secrets_dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -152,6 +160,10 @@ struct ServeArgs {
     /// Sorted SHA-1 breach list for `breachCheck.mode: Offline`.
     #[arg(long, env = "PORTCULLIS_BREACH_LIST")]
     breach_list: Option<PathBuf>,
+    /// Where Kubernetes reads the termination message from: why the server refused to start
+    /// (written only if the file exists).
+    #[arg(long, default_value = "/dev/termination-log")]
+    termination_log: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -213,6 +225,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for path in secrets_dir::generate_keys(&secrets_dir, &wiring::os_random(), now)? {
                 eprintln!("wrote {}", path.display());
             }
+            Ok(())
+        }
+        Some(Command::Keys {
+            command: KeysCommand::Fingerprint { secrets_dir },
+        }) => {
+            let (peppers, fernet_keys) = secrets_dir::load_data_keys(&secrets_dir)?;
+            let keys: Vec<serde_json::Value> = key_fingerprints::fingerprints(&peppers, &fernet_keys)
+                .iter()
+                .map(|k| serde_json::json!({"kind": k.kind.as_str(), "keyId": k.key_id, "fingerprint": k.short()}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&keys)?);
             Ok(())
         }
         Some(Command::CheckConfig { config }) => {
@@ -309,15 +332,29 @@ async fn retention_run(
         .context("retention run failed")?;
     let json = serde_json::to_string(&summary)?;
     println!("{json}");
-    // Kubernetes mounts this file into every container; elsewhere it does not exist and
-    // nothing is written.
-    if termination_log.is_file() {
-        let _ = std::fs::write(termination_log, &json);
-    }
+    startup::termination::write(termination_log, &json);
     Ok(())
 }
 
+/// `serve`; a refusal to start is also left as the termination message the operator reads,
+/// `{"reason": ..., "message": ...}`.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let termination_log = args.termination_log.clone();
+    let served = serve_realm(args).await;
+    if let Err(error) = &served {
+        let reason = error
+            .downcast_ref::<startup::StartupError>()
+            .map_or("StartupFailed", startup::StartupError::reason);
+        let message = format!("{error:#}");
+        startup::termination::write(
+            &termination_log,
+            &startup::termination::refusal(reason, &message),
+        );
+    }
+    served
+}
+
+async fn serve_realm(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
     if args.config.is_empty() {
         anyhow::bail!("--config is required (the realm's manifests, e.g. config/dev/realm.yaml)");
@@ -361,6 +398,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("cannot connect to PostgreSQL")?;
     db.migrate().await.context("database migration failed")?;
+    let db = db.into();
+    // No silent key loss: the keys must cover what the database recorded.
+    let recorded = startup::keys_check::verify(&db, &secrets, clock.now()).await?;
+    if !recorded.is_empty() {
+        let keys: Vec<String> = recorded
+            .iter()
+            .map(|k| format!("{} {}", k.kind.as_str(), k.key_id))
+            .collect();
+        tracing::info!(keys = ?keys, "recorded the fingerprints of new keys");
+    }
     let kv = startup::connect_kv(
         &settings,
         args.redis_url.as_deref(),
@@ -374,7 +421,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let service = startup::build(ServiceParts {
         settings,
         secrets,
-        db: db.into(),
+        db,
         kv,
         clock,
         random,

@@ -56,9 +56,8 @@ impl Database {
     }
 }
 
-fn start(database_url: &str) -> Server {
-    let secrets = tempfile::tempdir().unwrap();
-    let mail_dir = tempfile::tempdir().unwrap();
+/// `serve --dev` of the dev realm on loopback ports, with these secrets and mail dirs.
+fn dev_serve(database_url: &str, secrets: &std::path::Path, mail_dir: &std::path::Path) -> Command {
     let mut command = Command::new(binary("portcullis-authserver").unwrap());
     command
         .args([
@@ -74,15 +73,22 @@ fn start(database_url: &str) -> Server {
             "127.0.0.1:0",
         ])
         .arg("--secrets-dir")
-        .arg(secrets.path())
+        .arg(secrets)
         .arg("--mail-dir")
-        .arg(mail_dir.path())
+        .arg(mail_dir)
         .env("DATABASE_URL", database_url)
         .env(
             "REDIS_URL",
             std::env::var("REDIS_URL").expect("REDIS_URL must be set"),
         );
-    let (child, public, admin) = spawn_serving(command);
+    command
+}
+
+fn start(database_url: &str) -> Server {
+    let secrets = tempfile::tempdir().unwrap();
+    let mail_dir = tempfile::tempdir().unwrap();
+    let (child, public, admin) =
+        spawn_serving(dev_serve(database_url, secrets.path(), mail_dir.path()));
     Server {
         child,
         public,
@@ -506,5 +512,107 @@ async fn the_rendered_retention_job_runs() {
         summary["counts"].get("withdrawnConsents").is_some(),
         "{summary}"
     );
+    database.drop_now().await;
+}
+
+/// Starts `command`, checks that it becomes ready, and stops it.
+async fn serves_and_is_ready(command: Command) {
+    let (mut child, _, admin) = spawn_serving(command);
+    let ready = reqwest::get(format!("{admin}/readyz")).await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(ready.status(), 200);
+}
+
+/// No silent key loss, end to end: the first start records the keys' fingerprints; a restart
+/// with another pepper exits non-zero, says why on stderr and leaves the termination message
+/// the operator turns into the realm's KeysMismatch condition; an added Fernet key
+/// (rotation) serves and is recorded, so removing it again is refused; the keys restored serve.
+#[tokio::test]
+async fn a_server_whose_keys_do_not_match_the_data_refuses_to_start_and_says_why() {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let database = Database::create().await;
+    let work = tempfile::tempdir().unwrap();
+    let (secrets, mail_dir) = (work.path().join("secrets"), work.path().join("mail"));
+    std::fs::create_dir_all(&mail_dir).unwrap();
+    let termination = work.path().join("termination-log");
+    let serve = || {
+        let mut command = dev_serve(&database.url, &secrets, &mail_dir);
+        command.arg("--termination-log").arg(&termination);
+        command
+    };
+    let refused = || {
+        // Kubernetes creates the file; the server only fills it.
+        std::fs::write(&termination, "").unwrap();
+        let output = serve()
+            .env("RUST_LOG", "warn")
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let message: Value =
+            serde_json::from_str(&std::fs::read_to_string(&termination).unwrap()).unwrap();
+        assert_eq!(message["reason"], "KeysMismatch", "{message}");
+        (
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+            message,
+        )
+    };
+
+    // First start: --dev generates the keys; their fingerprints are recorded.
+    serves_and_is_ready(serve()).await;
+    let (pepper, fernet) = (secrets.join("pepper"), secrets.join("fernet-keys"));
+    let (original_pepper, original_fernet) = (
+        std::fs::read_to_string(&pepper).unwrap(),
+        std::fs::read_to_string(&fernet).unwrap(),
+    );
+
+    // Another pepper under the recorded version: refused, on stderr and for the operator.
+    std::fs::write(&pepper, format!("v1:{}\n", STANDARD.encode([42u8; 32]))).unwrap();
+    let (stderr, message) = refused();
+    assert!(
+        stderr.contains("pepper version v1 is another key"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+    let said = message["message"].as_str().unwrap();
+    assert!(said.contains("pepper version v1 is another key"), "{said}");
+    assert!(said.contains("restore the original v1 line"), "{said}");
+
+    // The pepper restored and a new encrypting Fernet key added (rotation): serves.
+    std::fs::write(&pepper, &original_pepper).unwrap();
+    let added = URL_SAFE.encode([43u8; 32]);
+    std::fs::write(&fernet, format!("{added}\n{original_fernet}")).unwrap();
+    serves_and_is_ready(serve()).await;
+    let fingerprints = Command::new(binary("portcullis-authserver").unwrap())
+        .args(["keys", "fingerprint", "--secrets-dir"])
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    assert!(fingerprints.status.success());
+    let fingerprints: Value = serde_json::from_slice(&fingerprints.stdout).unwrap();
+    let added_id = fingerprints
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "fernet")
+        .unwrap()["keyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // That key is recorded now: dropping it again is refused, naming it.
+    std::fs::write(&fernet, &original_fernet).unwrap();
+    let (stderr, _) = refused();
+    assert!(
+        stderr.contains(&format!("Fernet key {added_id} (")),
+        "{stderr}"
+    );
+
+    // Every key back: serves.
+    std::fs::write(&fernet, format!("{added}\n{original_fernet}")).unwrap();
+    serves_and_is_ready(serve()).await;
     database.drop_now().await;
 }

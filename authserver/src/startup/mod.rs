@@ -1,8 +1,10 @@
 //! Start-up: the realm's settings and what is refused in them, the secrets dir, the stores,
 //! and the assembly of the core and the HTTP state.
 
+pub mod keys_check;
 pub mod secrets_dir;
 pub mod settings_check;
+pub mod termination;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +55,25 @@ pub enum StartupError {
         .0.join("; ")
     )]
     UnknownFields(Vec<String>),
+    /// The keys in the secrets dir do not cover the fingerprints the database recorded.
+    #[error(transparent)]
+    KeysMismatch(#[from] crate::auth::key_fingerprints::KeysMismatch),
+}
+
+impl StartupError {
+    /// A stable CamelCase reason, for the termination message the operator reads
+    /// (`KeysMismatch` becomes a condition of the realm).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StartupError::Config(_) => "InvalidConfig",
+            StartupError::Secrets(_) => "InvalidSecrets",
+            StartupError::Missing(_) => "MissingSetting",
+            StartupError::Dependency(_) => "DependencyUnavailable",
+            StartupError::Unimplemented(_) => "NotImplemented",
+            StartupError::UnknownFields(_) => "UnknownFields",
+            StartupError::KeysMismatch(_) => "KeysMismatch",
+        }
+    }
 }
 
 /// How strictly a realm's manifests are read.

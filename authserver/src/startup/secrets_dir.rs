@@ -171,6 +171,60 @@ fn write_secret(dir: &Path, name: &str, content: &str) -> Result<PathBuf, Secret
     Ok(path)
 }
 
+fn invalid(name: &str, reason: &str) -> SecretsError {
+    SecretsError::Invalid {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// The Fernet keys of a `fernet-keys` file: base64url 32-byte keys, one per line.
+fn parse_fernet_keys(text: &str) -> Result<Vec<Vec<u8>>, SecretsError> {
+    let keys = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            URL_SAFE
+                .decode(line.trim())
+                .ok()
+                .filter(|k| k.len() == 32)
+                .ok_or_else(|| {
+                    invalid(
+                        files::FERNET_KEYS,
+                        "each line must be a base64url 32-byte Fernet key",
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(invalid(files::FERNET_KEYS, "no key"));
+    }
+    Ok(keys)
+}
+
+fn parse_peppers(text: &str) -> Result<Vec<Pepper>, SecretsError> {
+    Pepper::parse_lines(text).map_err(|r| invalid(files::PEPPER, r))
+}
+
+/// The keys that protect stored data, the peppers and the Fernet keys, from `dir`
+/// (`keys fingerprint`).
+pub fn load_data_keys(dir: &Path) -> Result<(Vec<Pepper>, Vec<Vec<u8>>), SecretsError> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => SecretsError::Missing {
+                name: name.to_owned(),
+                dir: dir.display().to_string(),
+            },
+            _ => SecretsError::Io { path, source },
+        })
+    };
+    Ok((
+        parse_peppers(&read(files::PEPPER)?)?,
+        parse_fernet_keys(&read(files::FERNET_KEYS)?)?,
+    ))
+}
+
 /// Loads the secrets for `settings` from `dir`. With `generate` (`--dev`: a generator and
 /// the time), missing files are created first and their names returned.
 pub fn load(
@@ -205,34 +259,11 @@ pub fn load(
             dir: dir.display().to_string(),
         })
     };
-    let invalid = |name: &str, reason: &str| SecretsError::Invalid {
-        name: name.to_owned(),
-        reason: reason.to_owned(),
-    };
 
     let signing_keys = SigningKey::parse_set(&require(files::SIGNING_KEYS)?)
         .map_err(|reason| invalid(files::SIGNING_KEYS, &reason))?;
-    let fernet_keys = require(files::FERNET_KEYS)?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            URL_SAFE
-                .decode(line.trim())
-                .ok()
-                .filter(|k| k.len() == 32)
-                .ok_or_else(|| {
-                    invalid(
-                        files::FERNET_KEYS,
-                        "each line must be a base64url 32-byte Fernet key",
-                    )
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if fernet_keys.is_empty() {
-        return Err(invalid(files::FERNET_KEYS, "no key"));
-    }
-    let peppers =
-        Pepper::parse_lines(&require(files::PEPPER)?).map_err(|r| invalid(files::PEPPER, r))?;
+    let fernet_keys = parse_fernet_keys(&require(files::FERNET_KEYS)?)?;
+    let peppers = parse_peppers(&require(files::PEPPER)?)?;
     let cookie_key = decode_base64(&require(files::COOKIE_KEY)?)
         .filter(|k| k.len() >= 32)
         .ok_or_else(|| invalid(files::COOKIE_KEY, "must be base64 of at least 32 bytes"))?;

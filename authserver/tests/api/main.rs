@@ -9,6 +9,7 @@
 
 mod breach;
 mod http;
+mod keys;
 mod listeners;
 mod login;
 mod migrations;
