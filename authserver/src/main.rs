@@ -148,6 +148,13 @@ struct ServeArgs {
     /// Connections the public listener serves at once (fitted under the open-file limit).
     #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = ConnectionLimits::PUBLIC.max_connections)]
     max_connections: usize,
+    /// PEM certificate chain (serving certificate first): the public listener serves TLS
+    /// 1.2/1.3 with it, and picks up a renewed file without a restart. With `--tls-key`.
+    #[arg(long, env = "PORTCULLIS_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "PORTCULLIS_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// Also write every mail as an .eml file here (the only sink in --dev).
     #[arg(long, env = "PORTCULLIS_MAIL_DIR")]
     mail_dir: Option<PathBuf>,
@@ -365,6 +372,14 @@ async fn serve_realm(args: ServeArgs) -> anyhow::Result<()> {
     if !missing.is_empty() {
         return Err(startup::StartupError::Unimplemented(missing).into());
     }
+    // Before secrets and databases too: a certificate that cannot serve is refused at once.
+    let public_tls = http::tls::TlsFiles::from_args(args.tls_cert, args.tls_key)
+        .and_then(|files| {
+            files
+                .map(|files| http::tls::PublicTls::load(files, http::tls::RELOAD_EVERY))
+                .transpose()
+        })
+        .map_err(startup::StartupError::from)?;
     let clock = wiring::system_clock();
     let random = wiring::os_random();
     let secrets_dir = match (args.secrets_dir, args.dev) {
@@ -453,8 +468,13 @@ async fn serve_realm(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     say!("portcullis-authserver: realm {realm} ({issuer})");
+    let scheme = if public_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     say!(
-        "  public API   http://{}  (e.g. POST /api/v1/register)",
+        "  public API   {scheme}://{}  (e.g. POST /api/v1/register)",
         public.local_addr()?
     );
     say!(
@@ -471,10 +491,13 @@ async fn serve_realm(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(realm = %realm, "serving");
     let listeners = Listeners {
         public,
+        public_tls,
         admin,
         metrics,
     };
-    http::serve(service.state, listeners, limits, startup::shutdown_signal()).await;
+    http::serve(service.state, listeners, limits, startup::shutdown_signal())
+        .await
+        .map_err(startup::StartupError::from)?;
     Ok(())
 }
 

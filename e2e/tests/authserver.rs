@@ -114,7 +114,7 @@ fn spawn_serving(mut command: Command) -> (Child, String, String) {
         let line = line.unwrap();
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://127.0.0.1:"))
+            .find(|w| w.starts_with("http://127.0.0.1:") || w.starts_with("https://127.0.0.1:"))
             .map(str::to_owned);
         if line.contains("public API") {
             public = url;
@@ -287,16 +287,24 @@ fn keys_generate_writes_a_set_the_server_accepts_and_never_overwrites() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
 }
 
-/// The operator's rendered ConfigMap, keys Secret and container arguments make a server that
-/// starts and is ready: the contract between the two binaries, checked end to end.
+/// The operator's rendered ConfigMap, keys Secret, TLS Secret and container arguments make a
+/// server that starts, is ready and answers over HTTPS with the realm's certificate (the
+/// self-signed one, trusted through its CA as the Ingress trusts it): the contract between
+/// the two binaries, checked end to end.
 #[tokio::test]
 async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let documents = render(&[
-        "--include-secrets",
-        "-f",
-        "config/samples/realm-minimal.yaml",
-    ]);
+    let work = tempfile::tempdir().unwrap();
+    // The minimal sample with the TLS the operator provisions itself.
+    let manifest = work.path().join("realm-tls.yaml");
+    let minimal =
+        std::fs::read_to_string(repo_root().join("config/samples/realm-minimal.yaml")).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{minimal}  tls:\n    selfSigned: {{}}\n"),
+    )
+    .unwrap();
+    let documents = render(&["--include-secrets", "-f", manifest.to_str().unwrap()]);
     let find = |kind: &str, name: &str| {
         documents
             .iter()
@@ -304,7 +312,6 @@ async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
             .unwrap_or_else(|| panic!("no {kind} {name} in the render"))
             .clone()
     };
-    let work = tempfile::tempdir().unwrap();
     let config = work.path().join("realm.yaml");
     std::fs::write(
         &config,
@@ -324,6 +331,16 @@ async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
     }
     // What the pod gets projected from the realm's own SMTP Secret (demo-smtp, key url).
     std::fs::write(secrets.join("smtp-url"), "smtp://127.0.0.1:2525").unwrap();
+    // The realm's TLS Secret, mounted as a directory.
+    let tls = work.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    let tls_secret = find("Secret", "demo-tls");
+    for (key, value) in tls_secret["data"].as_object().unwrap() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().unwrap())
+            .unwrap();
+        std::fs::write(tls.join(key), bytes).unwrap();
+    }
     let deployment = find("Deployment", "demo");
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     let mounts: Vec<(String, String)> = container["volumeMounts"]
@@ -353,6 +370,8 @@ async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
             let a = a.as_str().unwrap();
             if a.starts_with(&mount("config")) {
                 config.display().to_string()
+            } else if let Some(file) = a.strip_prefix(&format!("{}/", mount("tls"))) {
+                tls.join(file).display().to_string()
             } else if a == mount("secrets") {
                 secrets.display().to_string()
             } else if a.starts_with("0.0.0.0:") {
@@ -362,10 +381,33 @@ async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
             }
         })
         .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--tls-cert" && w[1] == tls.join("tls.crt").display().to_string()),
+        "{args:?}"
+    );
     let database = Database::create().await;
     let mut command = Command::new(binary("portcullis-authserver").unwrap());
-    // The rendered arguments name no metrics listener yet; its default port would collide
-    // between tests running side by side.
+    // The rendered arguments leave the metrics listener at the server's default, which must
+    // be the container's metrics port; the test moves it to a free port, as a fixed one
+    // would collide with test runs side by side.
+    let metrics_port = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "metrics")
+        .unwrap()["containerPort"]
+        .as_u64()
+        .unwrap();
+    let help = Command::new(binary("portcullis-authserver").unwrap())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains(&format!("[default: 0.0.0.0:{metrics_port}]")),
+        "the server's default metrics listener is not the rendered port {metrics_port}:\n{help}"
+    );
     command
         .args(&args)
         .env("DATABASE_URL", &database.url)
@@ -375,8 +417,22 @@ async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
     let http = reqwest::Client::new();
     let ready = http.get(format!("{admin}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    let jwks: Value = http
-        .get(format!("{public}/.well-known/jwks.json"))
+    // HTTPS to the public host the certificate names, trusting the realm's CA.
+    let port = public.rsplit(':').next().unwrap();
+    assert!(public.starts_with("https://"), "{public}");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(tls.join("ca.crt")).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .resolve(
+            "auth.demo.example.com",
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let jwks: Value = https
+        .get(format!(
+            "https://auth.demo.example.com:{port}/.well-known/jwks.json"
+        ))
         .send()
         .await
         .unwrap()

@@ -189,3 +189,54 @@ fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn serve_refuses_half_a_tls_pair_and_a_certificate_it_cannot_read_saying_why() {
+    let dev_realm = repo_root().join("config/dev/realm.yaml");
+    let dev_realm = dev_realm.to_str().unwrap();
+    let dir = tempdir("tls-refusals");
+    let missing = dir.join("tls.crt");
+    let missing = missing.to_str().unwrap();
+
+    let half = authserver(&["serve", "--config", dev_realm, "--tls-cert", missing]);
+    assert_eq!(half.status.code(), Some(1));
+    assert!(
+        stderr(&half).contains("--tls-cert was given without --tls-key"),
+        "{}",
+        stderr(&half)
+    );
+    let half = authserver(&["serve", "--config", dev_realm, "--tls-key", missing]);
+    assert!(
+        stderr(&half).contains("--tls-key was given without --tls-cert"),
+        "{}",
+        stderr(&half)
+    );
+
+    // Kubernetes creates the termination log; the server fills it with why it stopped.
+    let termination = dir.join("termination-log");
+    std::fs::write(&termination, "").unwrap();
+    let unreadable = authserver(&[
+        "serve",
+        "--config",
+        dev_realm,
+        "--tls-cert",
+        missing,
+        "--tls-key",
+        missing,
+        "--termination-log",
+        termination.to_str().unwrap(),
+    ]);
+    assert_eq!(unreadable.status.code(), Some(1));
+    assert!(
+        stderr(&unreadable).contains(&format!("cannot read {missing}")),
+        "{}",
+        stderr(&unreadable)
+    );
+    let message: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&termination).unwrap()).unwrap();
+    assert_eq!(message["reason"], "InvalidTls", "{message}");
+    assert!(
+        message["message"].as_str().unwrap().contains("cannot read"),
+        "{message}"
+    );
+}

@@ -58,6 +58,9 @@ pub enum StartupError {
     /// The keys in the secrets dir do not cover the fingerprints the database recorded.
     #[error(transparent)]
     KeysMismatch(#[from] crate::auth::key_fingerprints::KeysMismatch),
+    /// The public listener's TLS certificate or key cannot be used.
+    #[error("TLS on the public listener: {0}")]
+    Tls(#[from] crate::http::tls::TlsError),
 }
 
 impl StartupError {
@@ -72,6 +75,7 @@ impl StartupError {
             StartupError::Unimplemented(_) => "NotImplemented",
             StartupError::UnknownFields(_) => "UnknownFields",
             StartupError::KeysMismatch(_) => "KeysMismatch",
+            StartupError::Tls(_) => "InvalidTls",
         }
     }
 }

@@ -19,4 +19,5 @@ mod schemathesis;
 mod sessions;
 mod startup;
 mod support;
+mod tls;
 mod tokens;
