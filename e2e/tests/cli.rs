@@ -183,6 +183,22 @@ fn check_config_refuses_a_policy_for_another_realm() {
     );
 }
 
+#[test]
+fn check_config_refuses_an_authclient_of_another_realm_naming_each() {
+    let config = [sample("realm-minimal.yaml"), sample("authclients.yaml")].join(",");
+    let output = authserver(&["check-config", "--config", &config]);
+    assert_eq!(output.status.code(), Some(1));
+    for client in ["shop-web", "shop-spa", "billing-worker"] {
+        assert!(
+            stderr(&output).contains(&format!(
+                "AuthClient \"{client}\" targets realm \"acme\", not \"demo\""
+            )),
+            "{client}: {}",
+            stderr(&output)
+        );
+    }
+}
+
 fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("portcullis-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
