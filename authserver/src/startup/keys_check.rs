@@ -11,43 +11,43 @@ use crate::store::{Db, KeyFingerprintRow};
 
 /// Checks the secrets' keys against the recorded fingerprints and records the new ones;
 /// returns what was recorded now. Refuses ([`StartupError::KeysMismatch`]) when a recorded
-/// key is missing or a pepper version changed.
+/// key is missing or a pepper version changed, and then records nothing.
 ///
-/// Replicas may start together: each records only what was not there, then reads back and
-/// compares again, so two replicas with different keys under one pepper version cannot both
-/// start.
+/// Replicas may start together: the check and the recording are one step under a lock
+/// ([`Db::record_key_fingerprints`]), so of two replicas with different keys starting on an
+/// empty database one records its keys and the other is refused against them.
 pub async fn verify(
     db: &Db,
     secrets: &Secrets,
     now: OffsetDateTime,
 ) -> Result<Vec<KeyFingerprint>, StartupError> {
     let current = key_fingerprints::fingerprints(&secrets.peppers, &secrets.fernet_keys);
-    let new = key_fingerprints::compare(&recorded(db).await?, &current)?;
-    if new.is_empty() {
-        return Ok(new);
-    }
-    let rows: Vec<KeyFingerprintRow> = new
-        .iter()
-        .map(|key| KeyFingerprintRow {
-            kind: key.kind.as_str().to_owned(),
-            key_id: key.key_id.clone(),
-            fingerprint: key.fingerprint.to_vec(),
-            recorded_at: now,
-        })
-        .collect();
-    db.add_key_fingerprints(&rows).await.map_err(unavailable)?;
-    key_fingerprints::compare(&recorded(db).await?, &current)?;
-    Ok(new)
+    let mut recorded_now = Vec::new();
+    db.record_key_fingerprints(|rows| {
+        let new = key_fingerprints::compare(&recorded(rows)?, &current)?;
+        let rows = new.iter().map(|key| row_of(key, now)).collect();
+        recorded_now = new;
+        Ok::<_, StartupError>(rows)
+    })
+    .await
+    .map_err(|error| {
+        StartupError::Dependency(format!("cannot check the key fingerprints: {error}"))
+    })??;
+    Ok(recorded_now)
 }
 
-fn unavailable(error: crate::store::StoreError) -> StartupError {
-    StartupError::Dependency(format!("cannot check the key fingerprints: {error}"))
+fn row_of(key: &KeyFingerprint, now: OffsetDateTime) -> KeyFingerprintRow {
+    KeyFingerprintRow {
+        kind: key.kind.as_str().to_owned(),
+        key_id: key.key_id.clone(),
+        fingerprint: key.fingerprint.to_vec(),
+        recorded_at: now,
+    }
 }
 
 /// The recorded fingerprints. Rows of a kind this version does not know are left to the
 /// version that wrote them.
-async fn recorded(db: &Db) -> Result<Vec<Recorded>, StartupError> {
-    let rows = db.key_fingerprints().await.map_err(unavailable)?;
+fn recorded(rows: Vec<KeyFingerprintRow>) -> Result<Vec<Recorded>, StartupError> {
     let mut recorded = Vec::with_capacity(rows.len());
     for row in rows {
         let Some(kind) = KeyKind::parse(&row.kind) else {

@@ -1,5 +1,6 @@
 //! The `key_fingerprints` table: which keys protect the stored data, by fingerprint. Rows are
-//! only ever added; what a fingerprint means is the domain's (`auth::key_fingerprints`).
+//! only ever added; what a fingerprint means, and whether a start may add to them, is the
+//! domain's (`auth::key_fingerprints`, `startup::keys_check`).
 
 use sqlx::Row;
 use time::OffsetDateTime;
@@ -20,44 +21,65 @@ pub struct KeyFingerprintRow {
     pub recorded_at: OffsetDateTime,
 }
 
+const SELECT: &str =
+    "SELECT kind, key_id, fingerprint, recorded_at FROM key_fingerprints ORDER BY kind, key_id";
+
+fn row_of(r: &sqlx::postgres::PgRow) -> KeyFingerprintRow {
+    KeyFingerprintRow {
+        kind: r.get("kind"),
+        key_id: r.get("key_id"),
+        fingerprint: r.get("fingerprint"),
+        recorded_at: r.get("recorded_at"),
+    }
+}
+
 impl Db {
     /// Every recorded fingerprint, by kind and key id.
     pub async fn key_fingerprints(&self) -> Result<Vec<KeyFingerprintRow>, StoreError> {
         match self {
-            Db::Postgres(pg) => {
-                let rows = sqlx::query(
-                    "SELECT kind, key_id, fingerprint, recorded_at FROM key_fingerprints ORDER BY kind, key_id",
-                )
+            Db::Postgres(pg) => Ok(sqlx::query(SELECT)
                 .fetch_all(&pg.pool)
-                .await?;
-                Ok(rows
-                    .iter()
-                    .map(|r| KeyFingerprintRow {
-                        kind: r.get("kind"),
-                        key_id: r.get("key_id"),
-                        fingerprint: r.get("fingerprint"),
-                        recorded_at: r.get("recorded_at"),
-                    })
-                    .collect())
-            }
+                .await?
+                .iter()
+                .map(row_of)
+                .collect()),
             Db::Memory(m) => Ok(locked(m)?.key_fingerprints.values().cloned().collect()),
         }
     }
 
-    /// Records fingerprints not recorded yet; a (kind, key id) already recorded keeps its row
-    /// (replicas starting together record each key once; the caller reads back and compares).
-    /// Rows are inserted in (kind, key id) order, so replicas that list the same keys in
-    /// another order wait for each other instead of deadlocking.
-    pub async fn add_key_fingerprints(&self, rows: &[KeyFingerprintRow]) -> Result<(), StoreError> {
-        let mut rows: Vec<&KeyFingerprintRow> = rows.iter().collect();
-        rows.sort_by(|a, b| (&a.kind, &a.key_id).cmp(&(&b.kind, &b.key_id)));
+    /// Reads the recorded fingerprints, asks `decide` what to add to them, and adds it — or,
+    /// when `decide` refuses, adds nothing and returns its refusal. One start at a time: the
+    /// table is locked against other recorders from the read to the commit, so replicas
+    /// starting together each decide on what the others recorded, and a refused start leaves
+    /// no row behind. Plain reads are not blocked.
+    pub async fn record_key_fingerprints<E>(
+        &self,
+        decide: impl FnOnce(Vec<KeyFingerprintRow>) -> Result<Vec<KeyFingerprintRow>, E>,
+    ) -> Result<Result<(), E>, StoreError> {
         match self {
             Db::Postgres(pg) => {
                 let mut tx = pg.pool.begin().await?;
-                for row in &rows {
+                // SHARE ROW EXCLUSIVE conflicts with itself, not with SELECT.
+                sqlx::query("LOCK TABLE key_fingerprints IN SHARE ROW EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+                let recorded = sqlx::query(SELECT)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(row_of)
+                    .collect();
+                let new = match decide(recorded) {
+                    Ok(new) => new,
+                    Err(refused) => {
+                        tx.rollback().await?;
+                        return Ok(Err(refused));
+                    }
+                };
+                for row in &new {
                     sqlx::query(
-                        "INSERT INTO key_fingerprints (kind, key_id, fingerprint, recorded_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (kind, key_id) DO NOTHING",
+                        "INSERT INTO key_fingerprints (kind, key_id, fingerprint, recorded_at) \
+                         VALUES ($1, $2, $3, $4)",
                     )
                     .bind(&row.kind)
                     .bind(&row.key_id)
@@ -67,17 +89,23 @@ impl Db {
                     .await?;
                 }
                 tx.commit().await?;
+                Ok(Ok(()))
             }
             Db::Memory(m) => {
                 let mut tables = locked(m)?;
-                for row in rows {
+                let recorded = tables.key_fingerprints.values().cloned().collect();
+                let new = match decide(recorded) {
+                    Ok(new) => new,
+                    Err(refused) => return Ok(Err(refused)),
+                };
+                for row in new {
                     tables
                         .key_fingerprints
                         .entry((row.kind.clone(), row.key_id.clone()))
-                        .or_insert_with(|| row.clone());
+                        .or_insert(row);
                 }
+                Ok(Ok(()))
             }
         }
-        Ok(())
     }
 }

@@ -149,21 +149,48 @@ async fn rotation_adds_keys_and_removing_a_recorded_one_is_refused_naming_it(poo
     assert!(verify(&pool, &rotated).await.is_ok());
 }
 
-#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-async fn two_replicas_starting_together_with_different_peppers_cannot_both_start(pool: PgPool) {
-    let a = secrets(vec![pepper("v1", 1)], vec![vec![7; 32]]);
-    let b = secrets(vec![pepper("v1", 2)], vec![vec![7; 32]]);
-    for _ in 0..5 {
+/// Two replicas with different keys start at once on an empty database: one starts, the
+/// other is refused and leaves nothing recorded, so the winner starts again.
+async fn race(pool: &PgPool, a: &secrets_dir::Secrets, b: &secrets_dir::Secrets) {
+    for _ in 0..10 {
         sqlx::query("DELETE FROM key_fingerprints")
-            .execute(&pool)
+            .execute(pool)
             .await
             .unwrap();
-        let (first, second) = tokio::join!(verify(&pool, &a), verify(&pool, &b));
+        let (first, second) = tokio::join!(verify(pool, a), verify(pool, b));
         assert!(
             first.is_ok() != second.is_ok(),
             "exactly one starts: {first:?} {second:?}"
         );
+        let winner = if first.is_ok() { a } else { b };
+        assert_eq!(
+            verify(pool, winner).await,
+            Ok(Vec::new()),
+            "the refused start recorded its keys"
+        );
+        assert_eq!(
+            rows(pool).await.len(),
+            winner.peppers.len() + winner.fernet_keys.len()
+        );
     }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn two_replicas_starting_together_with_different_keys_cannot_both_start(pool: PgPool) {
+    // Another pepper under the same version, and another Fernet key.
+    let a = secrets(vec![pepper("v1", 1)], vec![vec![7; 32]]);
+    let b = secrets(vec![pepper("v1", 2)], vec![vec![8; 32]]);
+    race(&pool, &a, &b).await;
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn two_replicas_starting_together_with_different_fernet_rings_cannot_both_start(
+    pool: PgPool,
+) {
+    // The same pepper: only the Fernet keys differ, so neither has a conflicting row.
+    let a = secrets(vec![pepper("v1", 1)], vec![vec![7; 32]]);
+    let b = secrets(vec![pepper("v1", 1)], vec![vec![8; 32]]);
+    race(&pool, &a, &b).await;
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
