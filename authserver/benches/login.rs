@@ -99,6 +99,7 @@ async fn main() {
     let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
     let listeners = http::Listeners {
         public,
+        public_tls: None,
         admin: admin_listener,
         metrics: metrics_listener,
     };

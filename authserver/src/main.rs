@@ -6,9 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use portcullis_authserver::auth::key_fingerprints;
 use portcullis_authserver::http::{ConnectionLimits, Listeners, ServeLimits};
 use portcullis_authserver::privacy::retention;
-use portcullis_authserver::startup::{self, ServiceParts, secrets_dir, settings_check};
+use portcullis_authserver::startup::{
+    self, Loaded, Reading, ServiceParts, secrets_dir, settings_check,
+};
 use portcullis_authserver::store::Postgres;
 use portcullis_authserver::{http, install_crypto_provider, wiring};
 use portcullis_crds::RealmSettings;
@@ -103,6 +106,13 @@ enum KeysCommand {
         #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
         secrets_dir: PathBuf,
     },
+    /// Print the fingerprints of the pepper versions and Fernet keys in a secrets dir, as the
+    /// database records them: to find the backup that holds a key a refused start names.
+    Fingerprint {
+        /// The secrets dir (or a copy of the realm's keys Secret, one file per key).
+        #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
+        secrets_dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +148,13 @@ struct ServeArgs {
     /// Connections the public listener serves at once (fitted under the open-file limit).
     #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = ConnectionLimits::PUBLIC.max_connections)]
     max_connections: usize,
+    /// PEM certificate chain (serving certificate first): the public listener serves TLS
+    /// 1.2/1.3 with it, and picks up a renewed file without a restart. With `--tls-key`.
+    #[arg(long, env = "PORTCULLIS_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "PORTCULLIS_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// Also write every mail as an .eml file here (the only sink in --dev).
     #[arg(long, env = "PORTCULLIS_MAIL_DIR")]
     mail_dir: Option<PathBuf>,
@@ -150,6 +167,10 @@ struct ServeArgs {
     /// Sorted SHA-1 breach list for `breachCheck.mode: Offline`.
     #[arg(long, env = "PORTCULLIS_BREACH_LIST")]
     breach_list: Option<PathBuf>,
+    /// Where Kubernetes reads the termination message from: why the server refused to start
+    /// (written only if the file exists).
+    #[arg(long, default_value = "/dev/termination-log")]
+    termination_log: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -213,8 +234,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Some(Command::Keys {
+            command: KeysCommand::Fingerprint { secrets_dir },
+        }) => {
+            let (peppers, fernet_keys) = secrets_dir::load_data_keys(&secrets_dir)?;
+            let keys: Vec<serde_json::Value> = key_fingerprints::fingerprints(&peppers, &fernet_keys)
+                .iter()
+                .map(|k| serde_json::json!({"kind": k.kind.as_str(), "keyId": k.key_id, "fingerprint": k.short()}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&keys)?);
+            Ok(())
+        }
         Some(Command::CheckConfig { config }) => {
-            let settings = startup::load_settings(&config)?;
+            let settings = startup::load_settings(&config, Reading::Strict)?.settings;
             println!("{}", serde_json::to_string_pretty(&summary(&settings))?);
             let missing = settings_check::unimplemented_features(&settings);
             if !missing.is_empty() {
@@ -249,6 +281,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Reads the realm's manifests as the operator wrote them: fields a newer operator added are
+/// left out, and named once in a warning (the log and stderr).
+fn load_operator_config(paths: &[PathBuf]) -> anyhow::Result<RealmSettings> {
+    let Loaded { settings, ignored } = startup::load_settings(paths, Reading::Tolerant)?;
+    if !ignored.is_empty() {
+        let ignored: Vec<String> = ignored.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            ignored = ?ignored,
+            "the realm configuration holds what this version does not know (written by a newer operator?); ignored"
+        );
+        say!(
+            "warning: ignored what this version does not know (a newer operator's additions?): {}",
+            ignored.join("; ")
+        );
+    }
+    Ok(settings)
+}
+
 /// `retention run`: the RetentionPolicy of the config, applied once; the JSON summary goes to
 /// stdout and to the termination log the operator reads.
 async fn retention_run(
@@ -260,7 +310,7 @@ async fn retention_run(
     termination_log: &std::path::Path,
 ) -> anyhow::Result<()> {
     init_logging();
-    let settings = startup::load_settings(&config)?;
+    let settings = load_operator_config(&config)?;
     let retention = settings
         .retention
         .as_ref()
@@ -289,25 +339,47 @@ async fn retention_run(
         .context("retention run failed")?;
     let json = serde_json::to_string(&summary)?;
     println!("{json}");
-    // Kubernetes mounts this file into every container; elsewhere it does not exist and
-    // nothing is written.
-    if termination_log.is_file() {
-        let _ = std::fs::write(termination_log, &json);
-    }
+    startup::termination::write(termination_log, &json);
     Ok(())
 }
 
+/// `serve`; a refusal to start is also left as the termination message the operator reads,
+/// `{"reason": ..., "message": ...}`.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let termination_log = args.termination_log.clone();
+    let served = serve_realm(args).await;
+    if let Err(error) = &served {
+        let reason = error
+            .downcast_ref::<startup::StartupError>()
+            .map_or("StartupFailed", startup::StartupError::reason);
+        let message = format!("{error:#}");
+        startup::termination::write(
+            &termination_log,
+            &startup::termination::refusal(reason, &message),
+        );
+    }
+    served
+}
+
+async fn serve_realm(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
     if args.config.is_empty() {
         anyhow::bail!("--config is required (the realm's manifests, e.g. config/dev/realm.yaml)");
     }
-    let settings = startup::load_settings(&args.config)?;
+    let settings = load_operator_config(&args.config)?;
     // Before secrets and databases: a realm this version cannot serve is refused at once.
     let missing = settings_check::unimplemented_features(&settings);
     if !missing.is_empty() {
         return Err(startup::StartupError::Unimplemented(missing).into());
     }
+    // Before secrets and databases too: a certificate that cannot serve is refused at once.
+    let public_tls = http::tls::TlsFiles::from_args(args.tls_cert, args.tls_key)
+        .and_then(|files| {
+            files
+                .map(|files| http::tls::PublicTls::load(files, http::tls::RELOAD_EVERY))
+                .transpose()
+        })
+        .map_err(startup::StartupError::from)?;
     let clock = wiring::system_clock();
     let random = wiring::os_random();
     let secrets_dir = match (args.secrets_dir, args.dev) {
@@ -341,6 +413,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("cannot connect to PostgreSQL")?;
     db.migrate().await.context("database migration failed")?;
+    let db = db.into();
+    // No silent key loss: the keys must cover what the database recorded.
+    let recorded = startup::keys_check::verify(&db, &secrets, clock.now()).await?;
+    if !recorded.is_empty() {
+        let keys: Vec<String> = recorded
+            .iter()
+            .map(|k| format!("{} {}", k.kind.as_str(), k.key_id))
+            .collect();
+        tracing::info!(keys = ?keys, "recorded the fingerprints of new keys");
+    }
     let kv = startup::connect_kv(
         &settings,
         args.redis_url.as_deref(),
@@ -354,7 +436,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let service = startup::build(ServiceParts {
         settings,
         secrets,
-        db: db.into(),
+        db,
         kv,
         clock,
         random,
@@ -386,8 +468,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     say!("portcullis-authserver: realm {realm} ({issuer})");
+    let scheme = if public_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     say!(
-        "  public API   http://{}  (e.g. POST /api/v1/register)",
+        "  public API   {scheme}://{}  (e.g. POST /api/v1/register)",
         public.local_addr()?
     );
     say!(
@@ -404,10 +491,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(realm = %realm, "serving");
     let listeners = Listeners {
         public,
+        public_tls,
         admin,
         metrics,
     };
-    http::serve(service.state, listeners, limits, startup::shutdown_signal()).await;
+    http::serve(service.state, listeners, limits, startup::shutdown_signal())
+        .await
+        .map_err(startup::StartupError::from)?;
     Ok(())
 }
 
@@ -460,6 +550,19 @@ fn summary(settings: &RealmSettings) -> serde_json::Value {
             "limits": limits,
             "nginx": settings.rate_limits.nginx,
         },
+        "clients": settings.clients.iter().map(|c| serde_json::json!({
+            "clientId": c.client_id,
+            "authClient": match &c.namespace {
+                Some(namespace) => format!("{namespace}/{}", c.name),
+                None => c.name.clone(),
+            },
+            "type": format!("{:?}", c.client_type),
+            "redirectUris": c.redirect_uris,
+            "postLogoutRedirectUris": c.post_logout_redirect_uris,
+            "grantTypes": c.grant_types,
+            "scopes": c.scopes,
+            "firstParty": c.first_party,
+        })).collect::<Vec<_>>(),
         "notImplemented": settings_check::unimplemented_features(settings),
         "retention": settings.retention.as_ref().map(|r| serde_json::json!({
             "policy": r.policy,

@@ -24,6 +24,13 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// Labels with a single `result`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `ok` or `error`.
+    pub result: String,
+}
+
 /// Every metric of the auth server.
 pub struct Metrics {
     registry: Registry,
@@ -47,6 +54,12 @@ pub struct Metrics {
     pub hashing_refused: Counter,
     /// Age of the active signing key, set at each scrape (only when the key records `iat`).
     pub signing_key_age_seconds: Option<Gauge>,
+    /// Changed TLS certificate files read by the public listener, by result (`ok`: serving
+    /// the new pair; `error`: refused, the previous pair still serving).
+    pub tls_reloads: Family<ResultLabels, Counter>,
+    /// TLS handshakes on the public listener that did not complete, by reason (`timeout`,
+    /// `error`).
+    pub tls_handshake_failures: Family<ReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -116,6 +129,18 @@ impl Metrics {
             "Requests refused because password hashing was saturated",
             hashing_refused.clone(),
         );
+        let tls_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "tls_certificate_reloads",
+            "Changed TLS certificate files read by the public listener, by result",
+            tls_reloads.clone(),
+        );
+        let tls_handshake_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes on the public listener that did not complete, by reason",
+            tls_handshake_failures.clone(),
+        );
         let signing_key_age_seconds = with_signing_key_age.then(|| {
             let gauge = Gauge::default();
             registry.register(
@@ -137,7 +162,27 @@ impl Metrics {
             refresh_reuse,
             password_hash_seconds,
             hashing_refused,
+            tls_reloads,
+            tls_handshake_failures,
         }
+    }
+
+    /// Counts a look at changed TLS certificate files: `ok` or `error`.
+    pub fn tls_reloaded(&self, result: &str) {
+        self.tls_reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a TLS handshake that did not complete: `timeout` or `error`.
+    pub fn tls_handshake_failed(&self, reason: &str) {
+        self.tls_handshake_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a failed login.

@@ -56,9 +56,8 @@ impl Database {
     }
 }
 
-fn start(database_url: &str) -> Server {
-    let secrets = tempfile::tempdir().unwrap();
-    let mail_dir = tempfile::tempdir().unwrap();
+/// `serve --dev` of the dev realm on loopback ports, with these secrets and mail dirs.
+fn dev_serve(database_url: &str, secrets: &std::path::Path, mail_dir: &std::path::Path) -> Command {
     let mut command = Command::new(binary("portcullis-authserver").unwrap());
     command
         .args([
@@ -74,15 +73,22 @@ fn start(database_url: &str) -> Server {
             "127.0.0.1:0",
         ])
         .arg("--secrets-dir")
-        .arg(secrets.path())
+        .arg(secrets)
         .arg("--mail-dir")
-        .arg(mail_dir.path())
+        .arg(mail_dir)
         .env("DATABASE_URL", database_url)
         .env(
             "REDIS_URL",
             std::env::var("REDIS_URL").expect("REDIS_URL must be set"),
         );
-    let (child, public, admin) = spawn_serving(command);
+    command
+}
+
+fn start(database_url: &str) -> Server {
+    let secrets = tempfile::tempdir().unwrap();
+    let mail_dir = tempfile::tempdir().unwrap();
+    let (child, public, admin) =
+        spawn_serving(dev_serve(database_url, secrets.path(), mail_dir.path()));
     Server {
         child,
         public,
@@ -108,7 +114,7 @@ fn spawn_serving(mut command: Command) -> (Child, String, String) {
         let line = line.unwrap();
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://127.0.0.1:"))
+            .find(|w| w.starts_with("http://127.0.0.1:") || w.starts_with("https://127.0.0.1:"))
             .map(str::to_owned);
         if line.contains("public API") {
             public = url;
@@ -281,16 +287,24 @@ fn keys_generate_writes_a_set_the_server_accepts_and_never_overwrites() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
 }
 
-/// The operator's rendered ConfigMap, keys Secret and container arguments make a server that
-/// starts and is ready: the contract between the two binaries, checked end to end.
+/// The operator's rendered ConfigMap, keys Secret, TLS Secret and container arguments make a
+/// server that starts, is ready and answers over HTTPS with the realm's certificate (the
+/// self-signed one, trusted through its CA as the Ingress trusts it): the contract between
+/// the two binaries, checked end to end.
 #[tokio::test]
 async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let documents = render(&[
-        "--include-secrets",
-        "-f",
-        "config/samples/realm-minimal.yaml",
-    ]);
+    let work = tempfile::tempdir().unwrap();
+    // The minimal sample with the TLS the operator provisions itself.
+    let manifest = work.path().join("realm-tls.yaml");
+    let minimal =
+        std::fs::read_to_string(repo_root().join("config/samples/realm-minimal.yaml")).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{minimal}  tls:\n    selfSigned: {{}}\n"),
+    )
+    .unwrap();
+    let documents = render(&["--include-secrets", "-f", manifest.to_str().unwrap()]);
     let find = |kind: &str, name: &str| {
         documents
             .iter()
@@ -298,7 +312,6 @@ async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
             .unwrap_or_else(|| panic!("no {kind} {name} in the render"))
             .clone()
     };
-    let work = tempfile::tempdir().unwrap();
     let config = work.path().join("realm.yaml");
     std::fs::write(
         &config,
@@ -318,6 +331,16 @@ async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
     }
     // What the pod gets projected from the realm's own SMTP Secret (demo-smtp, key url).
     std::fs::write(secrets.join("smtp-url"), "smtp://127.0.0.1:2525").unwrap();
+    // The realm's TLS Secret, mounted as a directory.
+    let tls = work.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    let tls_secret = find("Secret", "demo-tls");
+    for (key, value) in tls_secret["data"].as_object().unwrap() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().unwrap())
+            .unwrap();
+        std::fs::write(tls.join(key), bytes).unwrap();
+    }
     let deployment = find("Deployment", "demo");
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     let mounts: Vec<(String, String)> = container["volumeMounts"]
@@ -347,6 +370,8 @@ async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
             let a = a.as_str().unwrap();
             if a.starts_with(&mount("config")) {
                 config.display().to_string()
+            } else if let Some(file) = a.strip_prefix(&format!("{}/", mount("tls"))) {
+                tls.join(file).display().to_string()
             } else if a == mount("secrets") {
                 secrets.display().to_string()
             } else if a.starts_with("0.0.0.0:") {
@@ -356,10 +381,33 @@ async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
             }
         })
         .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--tls-cert" && w[1] == tls.join("tls.crt").display().to_string()),
+        "{args:?}"
+    );
     let database = Database::create().await;
     let mut command = Command::new(binary("portcullis-authserver").unwrap());
-    // The rendered arguments name no metrics listener yet; its default port would collide
-    // between tests running side by side.
+    // The rendered arguments leave the metrics listener at the server's default, which must
+    // be the container's metrics port; the test moves it to a free port, as a fixed one
+    // would collide with test runs side by side.
+    let metrics_port = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "metrics")
+        .unwrap()["containerPort"]
+        .as_u64()
+        .unwrap();
+    let help = Command::new(binary("portcullis-authserver").unwrap())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains(&format!("[default: 0.0.0.0:{metrics_port}]")),
+        "the server's default metrics listener is not the rendered port {metrics_port}:\n{help}"
+    );
     command
         .args(&args)
         .env("DATABASE_URL", &database.url)
@@ -369,8 +417,22 @@ async fn what_the_operator_renders_is_what_the_auth_server_runs_with() {
     let http = reqwest::Client::new();
     let ready = http.get(format!("{admin}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    let jwks: Value = http
-        .get(format!("{public}/.well-known/jwks.json"))
+    // HTTPS to the public host the certificate names, trusting the realm's CA.
+    let port = public.rsplit(':').next().unwrap();
+    assert!(public.starts_with("https://"), "{public}");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(tls.join("ca.crt")).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .resolve(
+            "auth.demo.example.com",
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let jwks: Value = https
+        .get(format!(
+            "https://auth.demo.example.com:{port}/.well-known/jwks.json"
+        ))
         .send()
         .await
         .unwrap()
@@ -506,5 +568,107 @@ async fn the_rendered_retention_job_runs() {
         summary["counts"].get("withdrawnConsents").is_some(),
         "{summary}"
     );
+    database.drop_now().await;
+}
+
+/// Starts `command`, checks that it becomes ready, and stops it.
+async fn serves_and_is_ready(command: Command) {
+    let (mut child, _, admin) = spawn_serving(command);
+    let ready = reqwest::get(format!("{admin}/readyz")).await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(ready.status(), 200);
+}
+
+/// No silent key loss, end to end: the first start records the keys' fingerprints; a restart
+/// with another pepper exits non-zero, says why on stderr and leaves the termination message
+/// the operator turns into the realm's KeysMismatch condition; an added Fernet key
+/// (rotation) serves and is recorded, so removing it again is refused; the keys restored serve.
+#[tokio::test]
+async fn a_server_whose_keys_do_not_match_the_data_refuses_to_start_and_says_why() {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let database = Database::create().await;
+    let work = tempfile::tempdir().unwrap();
+    let (secrets, mail_dir) = (work.path().join("secrets"), work.path().join("mail"));
+    std::fs::create_dir_all(&mail_dir).unwrap();
+    let termination = work.path().join("termination-log");
+    let serve = || {
+        let mut command = dev_serve(&database.url, &secrets, &mail_dir);
+        command.arg("--termination-log").arg(&termination);
+        command
+    };
+    let refused = || {
+        // Kubernetes creates the file; the server only fills it.
+        std::fs::write(&termination, "").unwrap();
+        let output = serve()
+            .env("RUST_LOG", "warn")
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let message: Value =
+            serde_json::from_str(&std::fs::read_to_string(&termination).unwrap()).unwrap();
+        assert_eq!(message["reason"], "KeysMismatch", "{message}");
+        (
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+            message,
+        )
+    };
+
+    // First start: --dev generates the keys; their fingerprints are recorded.
+    serves_and_is_ready(serve()).await;
+    let (pepper, fernet) = (secrets.join("pepper"), secrets.join("fernet-keys"));
+    let (original_pepper, original_fernet) = (
+        std::fs::read_to_string(&pepper).unwrap(),
+        std::fs::read_to_string(&fernet).unwrap(),
+    );
+
+    // Another pepper under the recorded version: refused, on stderr and for the operator.
+    std::fs::write(&pepper, format!("v1:{}\n", STANDARD.encode([42u8; 32]))).unwrap();
+    let (stderr, message) = refused();
+    assert!(
+        stderr.contains("pepper version v1 is another key"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+    let said = message["message"].as_str().unwrap();
+    assert!(said.contains("pepper version v1 is another key"), "{said}");
+    assert!(said.contains("restore the original v1 line"), "{said}");
+
+    // The pepper restored and a new encrypting Fernet key added (rotation): serves.
+    std::fs::write(&pepper, &original_pepper).unwrap();
+    let added = URL_SAFE.encode([43u8; 32]);
+    std::fs::write(&fernet, format!("{added}\n{original_fernet}")).unwrap();
+    serves_and_is_ready(serve()).await;
+    let fingerprints = Command::new(binary("portcullis-authserver").unwrap())
+        .args(["keys", "fingerprint", "--secrets-dir"])
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    assert!(fingerprints.status.success());
+    let fingerprints: Value = serde_json::from_slice(&fingerprints.stdout).unwrap();
+    let added_id = fingerprints
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "fernet")
+        .unwrap()["keyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // That key is recorded now: dropping it again is refused, naming it.
+    std::fs::write(&fernet, &original_fernet).unwrap();
+    let (stderr, _) = refused();
+    assert!(
+        stderr.contains(&format!("Fernet key {added_id} (")),
+        "{stderr}"
+    );
+
+    // Every key back: serves.
+    std::fs::write(&fernet, format!("{added}\n{original_fernet}")).unwrap();
+    serves_and_is_ready(serve()).await;
     database.drop_now().await;
 }

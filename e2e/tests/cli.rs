@@ -95,24 +95,56 @@ fn check_config_prints_the_effective_settings_of_the_full_sample() {
 
 #[test]
 fn serve_refuses_a_realm_that_asks_for_what_is_not_built_yet() {
-    let output = authserver(&["serve", "--config", &sample("realm-full.yaml")]);
+    let config = [sample("realm-full.yaml"), sample("authclients.yaml")].join(",");
+    let output = authserver(&["serve", "--config", &config]);
     assert_eq!(output.status.code(), Some(1));
-    for field in ["spec.clients", "spec.socialProviders", "not implemented"] {
+    for field in [
+        "AuthClient billing-worker, shop-shop-spa, shop-web",
+        "OpenID Connect provider",
+        "spec.socialProviders",
+        "not implemented",
+    ] {
         assert!(
             stderr(&output).contains(field),
             "{field}: {}",
             stderr(&output)
         );
     }
-    let check = authserver(&["check-config", "--config", &sample("realm-full.yaml")]);
+    let check = authserver(&["check-config", "--config", &config]);
     assert!(
         check.status.success(),
-        "check-config reports, serve refuses"
+        "check-config reports, serve refuses: {}",
+        stderr(&check)
     );
     assert!(
         stderr(&check).contains("`serve` refuses this realm"),
         "{}",
         stderr(&check)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let clients: Vec<(&str, &str, &str)> = summary["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["clientId"].as_str().unwrap(),
+                c["authClient"].as_str().unwrap(),
+                c["type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        clients,
+        [
+            ("billing-worker", "billing/billing-worker", "Confidential"),
+            ("shop-shop-spa", "shop/shop-spa", "Public"),
+            ("shop-web", "shop/shop-web", "Confidential"),
+        ]
+    );
+    assert_eq!(
+        summary["clients"][2]["redirectUris"][0],
+        "https://shop.acme.example/oidc/callback"
     );
 }
 
@@ -151,9 +183,76 @@ fn check_config_refuses_a_policy_for_another_realm() {
     );
 }
 
+#[test]
+fn check_config_refuses_an_authclient_of_another_realm_naming_each() {
+    let config = [sample("realm-minimal.yaml"), sample("authclients.yaml")].join(",");
+    let output = authserver(&["check-config", "--config", &config]);
+    assert_eq!(output.status.code(), Some(1));
+    for client in ["shop-web", "shop-spa", "billing-worker"] {
+        assert!(
+            stderr(&output).contains(&format!(
+                "AuthClient \"{client}\" targets realm \"acme\", not \"demo\""
+            )),
+            "{client}: {}",
+            stderr(&output)
+        );
+    }
+}
+
 fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("portcullis-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[test]
+fn serve_refuses_half_a_tls_pair_and_a_certificate_it_cannot_read_saying_why() {
+    let dev_realm = repo_root().join("config/dev/realm.yaml");
+    let dev_realm = dev_realm.to_str().unwrap();
+    let dir = tempdir("tls-refusals");
+    let missing = dir.join("tls.crt");
+    let missing = missing.to_str().unwrap();
+
+    let half = authserver(&["serve", "--config", dev_realm, "--tls-cert", missing]);
+    assert_eq!(half.status.code(), Some(1));
+    assert!(
+        stderr(&half).contains("--tls-cert was given without --tls-key"),
+        "{}",
+        stderr(&half)
+    );
+    let half = authserver(&["serve", "--config", dev_realm, "--tls-key", missing]);
+    assert!(
+        stderr(&half).contains("--tls-key was given without --tls-cert"),
+        "{}",
+        stderr(&half)
+    );
+
+    // Kubernetes creates the termination log; the server fills it with why it stopped.
+    let termination = dir.join("termination-log");
+    std::fs::write(&termination, "").unwrap();
+    let unreadable = authserver(&[
+        "serve",
+        "--config",
+        dev_realm,
+        "--tls-cert",
+        missing,
+        "--tls-key",
+        missing,
+        "--termination-log",
+        termination.to_str().unwrap(),
+    ]);
+    assert_eq!(unreadable.status.code(), Some(1));
+    assert!(
+        stderr(&unreadable).contains(&format!("cannot read {missing}")),
+        "{}",
+        stderr(&unreadable)
+    );
+    let message: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&termination).unwrap()).unwrap();
+    assert_eq!(message["reason"], "InvalidTls", "{message}");
+    assert!(
+        message["message"].as_str().unwrap().contains("cannot read"),
+        "{message}"
+    );
 }

@@ -14,6 +14,7 @@ pub mod csrf;
 pub mod error;
 pub mod hashing;
 pub mod identifier;
+pub mod key_fingerprints;
 pub mod keys;
 pub mod lockout;
 pub mod login;

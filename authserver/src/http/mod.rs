@@ -12,6 +12,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod tls;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -86,6 +87,9 @@ pub fn metrics_router(state: AppState, limits: RequestLimits) -> Router {
 pub struct Listeners {
     /// Public API.
     pub public: TcpListener,
+    /// TLS on the public listener (`None`: plain HTTP, e.g. behind a terminating proxy in
+    /// development). The admin and metrics listeners stay plain HTTP inside the pod network.
+    pub public_tls: Option<tls::PublicTls>,
     /// Health, readiness, admin API.
     pub admin: TcpListener,
     /// Metrics.
@@ -136,39 +140,60 @@ impl ServeLimits {
     }
 }
 
-/// Serves the three apps until `shutdown` resolves, then drains in-flight requests.
+/// Serves the three apps until `shutdown` resolves, then drains in-flight requests. With
+/// TLS, the public listener's certificate files are read again meanwhile.
 pub async fn serve(
     state: AppState,
     listeners: Listeners,
     limits: ServeLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
+) -> Result<(), tls::TlsError> {
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let public_tls = match &listeners.public_tls {
+        Some(public) => Some(listener::Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(public.server_config()?),
+            metrics: state.metrics.clone(),
+        }),
+        None => None,
+    };
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
     });
+    let reload = {
+        let (public, metrics, rx) = (listeners.public_tls, state.metrics.clone(), rx.clone());
+        async move {
+            if let Some(public) = public {
+                public.watch(metrics, rx).await;
+            }
+        }
+    };
     let requests = limits.requests;
     tokio::join!(
         listener::serve_limited(
             listeners.public,
             public_router(state.clone(), requests),
             limits.public,
+            public_tls,
             rx.clone(),
         ),
         listener::serve_limited(
             listeners.admin,
             admin_router(state.clone(), requests),
             limits.internal,
+            None,
             rx.clone(),
         ),
         listener::serve_limited(
             listeners.metrics,
             metrics_router(state, requests),
             limits.internal,
+            None,
             rx,
         ),
+        reload,
     );
+    Ok(())
 }
 
 #[cfg(test)]

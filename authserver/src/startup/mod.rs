@@ -1,13 +1,18 @@
 //! Start-up: the realm's settings and what is refused in them, the secrets dir, the stores,
 //! and the assembly of the core and the HTTP state.
 
+pub mod keys_check;
 pub mod secrets_dir;
 pub mod settings_check;
+pub mod termination;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use portcullis_crds::{RealmSettings, parse_manifests};
+use portcullis_crds::{
+    Ignored, ManifestError, RealmSettings, TolerantManifests, parse_manifests,
+    parse_manifests_tolerant,
+};
 
 use crate::auth::breach::BreachChecker;
 use crate::auth::core::{Core, CoreParts};
@@ -44,11 +49,61 @@ pub enum StartupError {
         .0.join(", ")
     )]
     Unimplemented(Vec<String>),
+    /// Strictly read manifests hold fields or kinds this version does not know.
+    #[error(
+        "invalid realm configuration: not known to this version (a typo, or a field of a newer operator, which `serve` ignores): {}",
+        .0.join("; ")
+    )]
+    UnknownFields(Vec<String>),
+    /// The keys in the secrets dir do not cover the fingerprints the database recorded.
+    #[error(transparent)]
+    KeysMismatch(#[from] crate::auth::key_fingerprints::KeysMismatch),
+    /// The public listener's TLS certificate or key cannot be used.
+    #[error("TLS on the public listener: {0}")]
+    Tls(#[from] crate::http::tls::TlsError),
+}
+
+impl StartupError {
+    /// A stable CamelCase reason, for the termination message the operator reads
+    /// (`KeysMismatch` becomes a condition of the realm).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StartupError::Config(_) => "InvalidConfig",
+            StartupError::Secrets(_) => "InvalidSecrets",
+            StartupError::Missing(_) => "MissingSetting",
+            StartupError::Dependency(_) => "DependencyUnavailable",
+            StartupError::Unimplemented(_) => "NotImplemented",
+            StartupError::UnknownFields(_) => "UnknownFields",
+            StartupError::KeysMismatch(_) => "KeysMismatch",
+            StartupError::Tls(_) => "InvalidTls",
+        }
+    }
+}
+
+/// How strictly a realm's manifests are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// Files a person wrote (`check-config`): a field or kind this version does not know is
+    /// a typo, and refused with every such field named.
+    Strict,
+    /// What the operator wrote (`serve`, `retention run`): a newer operator may add defaulted
+    /// fields this version does not know; they are left out and reported in
+    /// [`Loaded::ignored`], as the API server prunes unknown fields.
+    Tolerant,
+}
+
+/// A realm's settings, and what reading its manifests left out.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The effective settings.
+    pub settings: RealmSettings,
+    /// Fields and documents this version does not know (empty when read strictly).
+    pub ignored: Vec<Ignored>,
 }
 
 /// Reads a realm's manifests from one or more YAML files, derives its settings and refuses
 /// what no command can work with (see `settings_check::check`).
-pub fn load_settings(paths: &[PathBuf]) -> Result<RealmSettings, StartupError> {
+pub fn load_settings(paths: &[PathBuf], reading: Reading) -> Result<Loaded, StartupError> {
     let mut yaml = String::new();
     for path in paths {
         let text = std::fs::read_to_string(path)
@@ -56,11 +111,26 @@ pub fn load_settings(paths: &[PathBuf]) -> Result<RealmSettings, StartupError> {
         yaml.push_str("\n---\n");
         yaml.push_str(&text);
     }
-    let manifests = parse_manifests(&yaml).map_err(|e| StartupError::Config(e.to_string()))?;
+    let config = |e: ManifestError| StartupError::Config(e.to_string());
+    let TolerantManifests { manifests, ignored } =
+        parse_manifests_tolerant(&yaml).map_err(config)?;
+    let manifests = match reading {
+        Reading::Tolerant => manifests,
+        Reading::Strict if !ignored.is_empty() => {
+            return Err(StartupError::UnknownFields(
+                ignored.iter().map(ToString::to_string).collect(),
+            ));
+        }
+        Reading::Strict => parse_manifests(&yaml).map_err(config)?,
+    };
     let settings = RealmSettings::from_manifests(&manifests)
         .map_err(|e| StartupError::Config(e.to_string()))?;
     settings_check::check(&settings).map_err(StartupError::Config)?;
-    Ok(settings)
+    let ignored = match reading {
+        Reading::Strict => Vec::new(),
+        Reading::Tolerant => ignored,
+    };
+    Ok(Loaded { settings, ignored })
 }
 
 /// The sender of the realm's mail: `notifications.smtp.from`, else `no-reply@<issuer host>`.

@@ -8,31 +8,15 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use portcullis_crds::RealmSettings;
-use portcullis_crds::realm::ClientType;
+use portcullis_crds::client::ClientType;
 use time::OffsetDateTime;
 
 use crate::auth::keys::{Pepper, SigningKey, decode_base64};
 use crate::random::Random;
 
-/// File names in the secrets dir.
-pub mod files {
-    /// JWK set with private keys; the first is the active signing key.
-    pub const SIGNING_KEYS: &str = "signing-keys.json";
-    /// Fernet keys, one per line; the first encrypts, all decrypt.
-    pub const FERNET_KEYS: &str = "fernet-keys";
-    /// Password pepper, `VERSION:BASE64` per line; the first is current.
-    pub const PEPPER: &str = "pepper";
-    /// Key for signed cookies and CSRF tokens.
-    pub const COOKIE_KEY: &str = "cookie-key";
-    /// Bearer token of the admin API.
-    pub const ADMIN_TOKEN: &str = "admin-token";
-    /// SMTP URL with credentials.
-    pub const SMTP_URL: &str = "smtp-url";
-    /// Notification webhook URL.
-    pub const WEBHOOK_URL: &str = "webhook-url";
-    /// Notification webhook signing key.
-    pub const WEBHOOK_SECRET: &str = "webhook-secret";
-}
+/// File names in the secrets dir, shared with the operator (which writes them as the keys of
+/// the realm's Secret): defined once, in `portcullis_crds`.
+pub use portcullis_crds::secrets_dir as files;
 
 /// Why the secrets could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -127,13 +111,13 @@ fn required_files(settings: &RealmSettings, dev: bool) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
-    for client in &settings.spec.clients {
+    for client in &settings.clients {
         if client.client_type == ClientType::Confidential {
-            names.push(format!("client-secret-{}", client.client_id));
+            names.push(files::client_secret(&client.client_id));
         }
     }
     for provider in &settings.spec.social_providers {
-        names.push(format!("social-{}-client-secret", provider.name));
+        names.push(files::social_client_secret(&provider.name));
     }
     let smtp = settings
         .spec
@@ -187,6 +171,60 @@ fn write_secret(dir: &Path, name: &str, content: &str) -> Result<PathBuf, Secret
     Ok(path)
 }
 
+fn invalid(name: &str, reason: &str) -> SecretsError {
+    SecretsError::Invalid {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// The Fernet keys of a `fernet-keys` file: base64url 32-byte keys, one per line.
+fn parse_fernet_keys(text: &str) -> Result<Vec<Vec<u8>>, SecretsError> {
+    let keys = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            URL_SAFE
+                .decode(line.trim())
+                .ok()
+                .filter(|k| k.len() == 32)
+                .ok_or_else(|| {
+                    invalid(
+                        files::FERNET_KEYS,
+                        "each line must be a base64url 32-byte Fernet key",
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(invalid(files::FERNET_KEYS, "no key"));
+    }
+    Ok(keys)
+}
+
+fn parse_peppers(text: &str) -> Result<Vec<Pepper>, SecretsError> {
+    Pepper::parse_lines(text).map_err(|r| invalid(files::PEPPER, r))
+}
+
+/// The keys that protect stored data, the peppers and the Fernet keys, from `dir`
+/// (`keys fingerprint`).
+pub fn load_data_keys(dir: &Path) -> Result<(Vec<Pepper>, Vec<Vec<u8>>), SecretsError> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => SecretsError::Missing {
+                name: name.to_owned(),
+                dir: dir.display().to_string(),
+            },
+            _ => SecretsError::Io { path, source },
+        })
+    };
+    Ok((
+        parse_peppers(&read(files::PEPPER)?)?,
+        parse_fernet_keys(&read(files::FERNET_KEYS)?)?,
+    ))
+}
+
 /// Loads the secrets for `settings` from `dir`. With `generate` (`--dev`: a generator and
 /// the time), missing files are created first and their names returned.
 pub fn load(
@@ -221,34 +259,11 @@ pub fn load(
             dir: dir.display().to_string(),
         })
     };
-    let invalid = |name: &str, reason: &str| SecretsError::Invalid {
-        name: name.to_owned(),
-        reason: reason.to_owned(),
-    };
 
     let signing_keys = SigningKey::parse_set(&require(files::SIGNING_KEYS)?)
         .map_err(|reason| invalid(files::SIGNING_KEYS, &reason))?;
-    let fernet_keys = require(files::FERNET_KEYS)?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            URL_SAFE
-                .decode(line.trim())
-                .ok()
-                .filter(|k| k.len() == 32)
-                .ok_or_else(|| {
-                    invalid(
-                        files::FERNET_KEYS,
-                        "each line must be a base64url 32-byte Fernet key",
-                    )
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if fernet_keys.is_empty() {
-        return Err(invalid(files::FERNET_KEYS, "no key"));
-    }
-    let peppers =
-        Pepper::parse_lines(&require(files::PEPPER)?).map_err(|r| invalid(files::PEPPER, r))?;
+    let fernet_keys = parse_fernet_keys(&require(files::FERNET_KEYS)?)?;
+    let peppers = parse_peppers(&require(files::PEPPER)?)?;
     let cookie_key = decode_base64(&require(files::COOKIE_KEY)?)
         .filter(|k| k.len() >= 32)
         .ok_or_else(|| invalid(files::COOKIE_KEY, "must be base64 of at least 32 bytes"))?;
@@ -260,15 +275,15 @@ pub fn load(
         ));
     }
     let mut client_secrets = BTreeMap::new();
-    for client in &settings.spec.clients {
-        let name = format!("client-secret-{}", client.client_id);
+    for client in &settings.clients {
+        let name = files::client_secret(&client.client_id);
         if let Some(secret) = read(&name)? {
             client_secrets.insert(client.client_id.clone(), secret);
         }
     }
     let mut social_secrets = BTreeMap::new();
     for provider in &settings.spec.social_providers {
-        let name = format!("social-{}-client-secret", provider.name);
+        let name = files::social_client_secret(&provider.name);
         if let Some(secret) = read(&name)? {
             social_secrets.insert(provider.name.clone(), secret);
         }
@@ -322,8 +337,11 @@ spec:
   issuer: https://auth.example.com
   database: {secretRef: {name: db}}
   notifications: {smtp: {secretRef: {name: smtp}, from: no-reply@example.com}}
-  clients:
-    - {clientId: web, type: Confidential, redirectUris: [\"https://a.example.com/cb\"]}
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: AuthClient
+metadata: {name: web}
+spec: {realmRef: {name: t}, clientId: web, type: Confidential, redirectUris: [\"https://a.example.com/cb\"]}
 ";
         RealmSettings::from_manifests(&portcullis_crds::parse_manifests(yaml).unwrap()).unwrap()
     }

@@ -1,13 +1,14 @@
 //! Storage: every SQL statement and every Redis command, grouped by what they keep. The store
 //! owns its records and knows nothing of the domain that uses them.
 //!
-//! - [`Db`]: accounts, one-time tokens, refresh-token families and consents — PostgreSQL, or process
-//!   memory (single-replica `--dev`, and the domain's unit tests);
+//! - [`Db`]: accounts, one-time tokens, refresh-token families, consents and key fingerprints
+//!   — PostgreSQL, or process memory (single-replica `--dev`, and the domain's unit tests);
 //! - [`kv::Kv`]: sessions, revoked session ids and lockout counters — Redis (shared by every
 //!   replica, atomic through Lua scripts), or process memory on the injected clock.
 
 mod consents;
 mod db;
+mod key_fingerprints;
 pub mod kv;
 mod one_time_tokens;
 mod refresh_families;
@@ -15,6 +16,7 @@ pub mod retention;
 mod users;
 
 pub use db::{Db, MIGRATOR, Postgres};
+pub use key_fingerprints::KeyFingerprintRow;
 pub use one_time_tokens::TokenPurpose;
 pub use refresh_families::{NewFamily, RotateOutcome};
 pub use users::{NewUser, UserRecord};

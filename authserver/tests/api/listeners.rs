@@ -131,6 +131,7 @@ async fn a_full_public_listener_leaves_health_and_metrics_answering(pool: PgPool
     let capped = ConnectionLimits {
         max_connections: 4,
         header_timeout: Duration::from_secs(30),
+        ..ConnectionLimits::PUBLIC
     };
     let server = start(
         pool,

@@ -9,6 +9,7 @@
 
 mod breach;
 mod http;
+mod keys;
 mod listeners;
 mod login;
 mod migrations;
@@ -18,4 +19,5 @@ mod schemathesis;
 mod sessions;
 mod startup;
 mod support;
+mod tls;
 mod tokens;

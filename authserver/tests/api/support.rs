@@ -52,6 +52,8 @@ pub struct Options {
     pub smtp_url: Option<String>,
     /// Connection and request limits of the listeners.
     pub limits: http::ServeLimits,
+    /// TLS on the public listener (then `base` is `https://`).
+    pub tls: Option<http::tls::PublicTls>,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             hash_permits: 2,
             smtp_url: None,
             limits: http::ServeLimits::default(),
+            tls: None,
         }
     }
 }
@@ -138,13 +141,19 @@ pub async fn start_sharing(
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let (base, admin_base, metrics_base) = (
-        url(public.local_addr().unwrap()),
+        format!("{scheme}://{}", public.local_addr().unwrap()),
         url(admin.local_addr().unwrap()),
         url(metrics.local_addr().unwrap()),
     );
     let listeners = http::Listeners {
         public,
+        public_tls: options.tls,
         admin,
         metrics,
     };
@@ -155,7 +164,8 @@ pub async fn start_sharing(
         http::serve(state, listeners, limits, async {
             let _ = rx.await;
         })
-        .await;
+        .await
+        .unwrap();
     });
     TestServer {
         base,
