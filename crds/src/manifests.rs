@@ -84,9 +84,24 @@ impl ManifestError {
 /// Reads every document of a multi-document YAML. Empty documents are skipped. Objects must
 /// carry `metadata.name`.
 pub fn parse_manifests(yaml: &str) -> Result<RealmManifests, ManifestError> {
+    let mut manifests = RealmManifests::default();
+    for (document_number, kind, document) in documents(yaml)? {
+        if !push_document(&mut manifests, document_number, &kind, document)? {
+            return Err(ManifestError::UnknownKind {
+                document: document_number,
+                found: kind,
+            });
+        }
+    }
+    Ok(manifests)
+}
+
+/// The non-empty documents of a multi-document YAML as (position from 1, kind, object), each
+/// checked to be an object of this API version.
+fn documents(yaml: &str) -> Result<Vec<(usize, String, Value)>, ManifestError> {
     let documents: Vec<Value> =
         serde_saphyr::from_multiple(yaml).map_err(|e| ManifestError::Yaml(e.to_string()))?;
-    let mut manifests = RealmManifests::default();
+    let mut out = Vec::with_capacity(documents.len());
     for (index, document) in documents.into_iter().enumerate() {
         let document_number = index + 1;
         if document.is_null() {
@@ -109,34 +124,39 @@ pub fn parse_manifests(yaml: &str) -> Result<RealmManifests, ManifestError> {
                 found: api_version,
             });
         }
-        match kind.as_str() {
-            "AuthRealm" => manifests
-                .realms
-                .push(decode(document_number, "AuthRealm", document)?),
-            "RateLimitPolicy" => manifests.rate_limit_policies.push(decode(
-                document_number,
-                "RateLimitPolicy",
-                document,
-            )?),
-            "RetentionPolicy" => manifests.retention_policies.push(decode(
-                document_number,
-                "RetentionPolicy",
-                document,
-            )?),
-            "AuthClient" => {
-                manifests
-                    .clients
-                    .push(decode(document_number, "AuthClient", document)?)
-            }
-            _ => {
-                return Err(ManifestError::UnknownKind {
-                    document: document_number,
-                    found: kind,
-                });
-            }
-        }
+        out.push((document_number, kind, document));
     }
-    Ok(manifests)
+    Ok(out)
+}
+
+/// Decodes one document of one of the four kinds into `manifests`; `false` (nothing decoded)
+/// when `kind` is not one of them.
+fn push_document(
+    manifests: &mut RealmManifests,
+    document_number: usize,
+    kind: &str,
+    document: Value,
+) -> Result<bool, ManifestError> {
+    match kind {
+        "AuthRealm" => manifests
+            .realms
+            .push(decode(document_number, "AuthRealm", document)?),
+        "RateLimitPolicy" => manifests.rate_limit_policies.push(decode(
+            document_number,
+            "RateLimitPolicy",
+            document,
+        )?),
+        "RetentionPolicy" => {
+            manifests
+                .retention_policies
+                .push(decode(document_number, "RetentionPolicy", document)?)
+        }
+        "AuthClient" => manifests
+            .clients
+            .push(decode(document_number, "AuthClient", document)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// A field or a document that [`parse_manifests_tolerant`] left out.
@@ -188,33 +208,8 @@ pub struct TolerantManifests {
 /// [`parse_manifests`] to check files a person wrote (`check-config`), where an unknown field
 /// is a typo.
 pub fn parse_manifests_tolerant(yaml: &str) -> Result<TolerantManifests, ManifestError> {
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(yaml).map_err(|e| ManifestError::Yaml(e.to_string()))?;
     let mut out = TolerantManifests::default();
-    for (index, mut document) in documents.into_iter().enumerate() {
-        let document_number = index + 1;
-        if document.is_null() {
-            continue;
-        }
-        let field = |document: &Value, name: &str| {
-            document
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let (Some(api_version), Some(kind)) =
-            (field(&document, "apiVersion"), field(&document, "kind"))
-        else {
-            return Err(ManifestError::NotAnObject {
-                document: document_number,
-            });
-        };
-        if api_version != API_VERSION {
-            return Err(ManifestError::UnsupportedApiVersion {
-                document: document_number,
-                found: api_version,
-            });
-        }
+    for (document_number, kind, mut document) in documents(yaml)? {
         let name = document
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -239,25 +234,8 @@ pub fn parse_manifests_tolerant(yaml: &str) -> Result<TolerantManifests, Manifes
             name: name.clone(),
             path,
         }));
-        let manifests = &mut out.manifests;
-        match kind.as_str() {
-            "AuthRealm" => manifests
-                .realms
-                .push(decode(document_number, "AuthRealm", document)?),
-            "RateLimitPolicy" => manifests.rate_limit_policies.push(decode(
-                document_number,
-                "RateLimitPolicy",
-                document,
-            )?),
-            "RetentionPolicy" => manifests.retention_policies.push(decode(
-                document_number,
-                "RetentionPolicy",
-                document,
-            )?),
-            _ => manifests
-                .clients
-                .push(decode(document_number, "AuthClient", document)?),
-        }
+        // prune_unknown_fields knows the same four kinds, so this always decodes.
+        push_document(&mut out.manifests, document_number, &kind, document)?;
     }
     Ok(out)
 }

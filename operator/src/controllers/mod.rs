@@ -168,6 +168,17 @@ pub fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404)
 }
 
+/// Reads one object by name: `None` when it does not exist, any other failure an error
+/// naming what was read.
+pub async fn get_opt<K>(api: &kube::Api<K>, name: &str) -> Result<Option<K>, ReconcileError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name)
+        .await
+        .map_err(ReconcileError::api(format!("get {name}")))
+}
+
 impl Context {
     /// Records a failed reconcile of `key` and returns the requeue: 5 s, doubling per
     /// consecutive failure, at most 5 minutes.

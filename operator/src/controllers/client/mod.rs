@@ -24,7 +24,7 @@ use portcullis_crds::conditions::types;
 use portcullis_crds::{AuthClient, AuthRealm};
 
 use super::skeleton::{announce, apply_status, delete_if_present, observed};
-use super::{Context, ReconcileError, is_not_found};
+use super::{Context, ReconcileError, get_opt};
 use crate::resources::meta::{FIELD_MANAGER, names};
 use crate::resources::secrets::client_secret_key;
 use admission::Verdict;
@@ -39,17 +39,6 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     observed(KIND, client.as_ref(), &ctx, apply_client(&client, &ctx)).await
-}
-
-async fn get_opt<K>(api: &Api<K>, name: &str) -> Result<Option<K>, ReconcileError>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.get(name).await {
-        Ok(object) => Ok(Some(object)),
-        Err(error) if is_not_found(&error) => Ok(None),
-        Err(error) => Err(ReconcileError::api(format!("get {name}"))(error)),
-    }
 }
 
 /// The realm's verdict on `client`.

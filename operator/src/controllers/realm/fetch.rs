@@ -8,7 +8,7 @@ use kube::api::Api;
 use kube::{Client, ResourceExt};
 use portcullis_crds::{AuthClient, AuthRealm, RateLimitPolicy, RetentionPolicy};
 
-use crate::controllers::{ReconcileError, is_not_found};
+use crate::controllers::{ReconcileError, get_opt};
 use crate::resources::meta::names;
 use crate::resources::{Capabilities, KeyMaterial, TlsMaterial, config::sha256_hex};
 
@@ -85,17 +85,6 @@ pub fn referenced_secrets(realm: &AuthRealm) -> Vec<(String, String)> {
         refs.push((offline.name.clone(), offline.key.clone()));
     }
     refs
-}
-
-async fn get_opt<K>(api: &Api<K>, name: &str) -> Result<Option<K>, ReconcileError>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.get(name).await {
-        Ok(object) => Ok(Some(object)),
-        Err(error) if is_not_found(&error) => Ok(None),
-        Err(error) => Err(ReconcileError::api(format!("get {name}"))(error)),
-    }
 }
 
 async fn crd_exists(client: &Client, name: &str) -> Result<bool, ReconcileError> {
