@@ -9,7 +9,7 @@ use super::tokens::{self, Grant};
 use super::{AuthError, csrf, password, sessions};
 use crate::mail::Mail;
 use crate::store::kv::{Attempt, SessionRecord};
-use crate::store::{NewFamily, UserRecord};
+use crate::store::{FamilyGrant, NewFamily, UserRecord};
 
 /// Tokens and session from a successful login.
 #[derive(Clone)]
@@ -207,6 +207,13 @@ async fn start_session(
             issued_at: now,
             token_expires_at: core.later(now, spec.tokens.refresh_idle_ttl.as_duration())?,
             expires_at: core.later(now, spec.tokens.refresh_token_ttl.as_duration())?,
+            grant: FamilyGrant {
+                scope: API_SCOPE.to_owned(),
+                auth_time: Some(now),
+                amr: vec!["pwd".to_owned()],
+                acr: None,
+                offline: false,
+            },
         })
         .await?;
     if !started {

@@ -2,7 +2,7 @@
 //! its family and the session that started it.
 
 use super::AuthError;
-use super::core::{API_SCOPE, Core};
+use super::core::Core;
 use super::tokens::{self, Grant};
 use crate::store::RotateOutcome;
 
@@ -51,6 +51,8 @@ pub async fn refresh(
             user_id,
             session_id,
             client_id: family_client,
+            grant: family_grant,
+            ..
         } => {
             if client_id.is_some() && client_id != family_client.as_deref() {
                 return Err(AuthError::InvalidGrant(
@@ -61,7 +63,7 @@ pub async fn refresh(
                 user: user_id,
                 sid: &session_id,
                 client_id: family_client.as_deref(),
-                scope: API_SCOPE,
+                scope: &family_grant.scope,
             };
             let claims = tokens::access_claims(
                 core.issuer(),
@@ -75,7 +77,7 @@ pub async fn refresh(
                 access_token: core.keys.sign("at+jwt", &claims)?,
                 refresh_token: successor,
                 expires_in: core.access_ttl().as_secs(),
-                scope: API_SCOPE.to_owned(),
+                scope: family_grant.scope,
             })
         }
         RotateOutcome::Reused { session_id } => {
