@@ -1,7 +1,9 @@
-//! Shared short-lived state: sessions, revoked session ids and lockout counters. Redis when the
+//! Shared short-lived state: sessions, authorization codes, revoked session, grant and token
+//! ids, and lockout counters. Redis when the
 //! realm has it (shared by replicas, atomic through Lua scripts); process memory on the
 //! injected clock otherwise.
 
+mod codes;
 mod lockout;
 mod memory;
 mod revocations;
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
+pub use codes::{CodeRecord, REPLAY_WINDOW, Redeemed};
 pub use lockout::{Attempt, CounterLimits, CounterState, LockState};
 pub use sessions::SessionRecord;
 
