@@ -11,6 +11,9 @@ use crate::mail::Mail;
 use crate::store::kv::{Attempt, SessionRecord};
 use crate::store::{FamilyGrant, NewFamily, UserRecord};
 
+/// The RFC 8176 authentication method of a password login.
+pub const PASSWORD_AMR: &str = "pwd";
+
 /// Tokens and session from a successful login.
 #[derive(Clone)]
 pub struct LoginSuccess {
@@ -175,13 +178,18 @@ async fn start_session(
         ip: meta.ip.clone(),
         user_agent: meta.user_agent.chars().take(256).collect(),
         credential_epoch: user.credential_epoch,
+        amr: vec![PASSWORD_AMR.to_owned()],
+        acr: None,
     };
     core.kv
         .put_session(&session_id, &record, sessions::ttl(&record, now, idle))
         .await?;
+    let family_id = core.random.uuid();
+    let gid = family_id.to_string();
     let grant = Grant {
         user: user.id,
         sid: &session_id,
+        gid: Some(&gid),
         client_id: None,
         scope: API_SCOPE,
     };
@@ -198,7 +206,7 @@ async fn start_session(
     let started = core
         .db
         .start_refresh_family(&NewFamily {
-            family_id: core.random.uuid(),
+            family_id,
             user_id: user.id,
             session_id: &session_id,
             client_id: None,
@@ -210,7 +218,7 @@ async fn start_session(
             grant: FamilyGrant {
                 scope: API_SCOPE.to_owned(),
                 auth_time: Some(now),
-                amr: vec!["pwd".to_owned()],
+                amr: vec![PASSWORD_AMR.to_owned()],
                 acr: None,
                 offline: false,
             },

@@ -48,20 +48,22 @@ pub async fn refresh(
         .await?;
     match outcome {
         RotateOutcome::Rotated {
+            family_id,
             user_id,
             session_id,
             client_id: family_client,
             grant: family_grant,
-            ..
         } => {
             if client_id.is_some() && client_id != family_client.as_deref() {
                 return Err(AuthError::InvalidGrant(
                     "the refresh token was not issued to this client",
                 ));
             }
+            let gid = family_id.to_string();
             let grant = Grant {
                 user: user_id,
                 sid: &session_id,
+                gid: Some(&gid),
                 client_id: family_client.as_deref(),
                 scope: &family_grant.scope,
             };
