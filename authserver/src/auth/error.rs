@@ -63,6 +63,9 @@ pub enum AuthError {
     /// An OAuth grant was refused (RFC 6749 `invalid_grant`).
     #[error("invalid grant: {0}")]
     InvalidGrant(&'static str),
+    /// A client failed to authenticate (RFC 6749 `invalid_client`).
+    #[error("invalid client: {0}")]
+    InvalidClient(&'static str),
     /// An OAuth request was malformed (RFC 6749 `invalid_request` / `unsupported_grant_type`).
     #[error("{code}: {detail}")]
     InvalidOAuthRequest {

@@ -97,6 +97,7 @@ pub fn fixture(customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixture {
         random,
         metrics: Arc::new(Metrics::default()),
         csrf_key: vec![9; 32],
+        clients: Default::default(),
     });
     Fixture { core, clock, sent }
 }

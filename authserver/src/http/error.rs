@@ -256,6 +256,17 @@ impl From<AuthError> for ApiError {
                 e.0.oauth_error = Some("invalid_grant");
                 e
             }
+            AuthError::InvalidClient(detail) => {
+                let mut e = ApiError::new(
+                    S::UNAUTHORIZED,
+                    "invalid_client",
+                    "Client authentication failed",
+                    detail,
+                )
+                .header(header::WWW_AUTHENTICATE, "Basic realm=\"portcullis\"");
+                e.0.oauth_error = Some("invalid_client");
+                e
+            }
             AuthError::InvalidOAuthRequest { code, detail } => {
                 let mut e = ApiError::new(S::BAD_REQUEST, code, "Invalid OAuth request", detail);
                 e.0.oauth_error = Some(code);

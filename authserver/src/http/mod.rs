@@ -3,6 +3,7 @@
 //! `serve` runs them.
 
 pub mod caller;
+pub mod client_auth;
 pub mod client_ip;
 pub mod cookies;
 pub mod error;

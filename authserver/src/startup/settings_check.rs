@@ -56,9 +56,53 @@ pub fn check(settings: &RealmSettings) -> Result<(), String> {
             everyone.join(", ")
         ));
     }
+    for client in &settings.clients {
+        if uuid::Uuid::parse_str(&client.client_id).is_ok() {
+            problems.push(format!(
+                "AuthClient {}: a client id shaped like a UUID could be taken for a user id (the subject of its client-credentials tokens is its client id); choose another",
+                client.client_id
+            ));
+        }
+    }
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_client(client_id: &str) -> RealmSettings {
+        let yaml = format!(
+            "apiVersion: portcullis.dev/v1alpha1
+kind: AuthRealm
+metadata: {{name: unit}}
+spec:
+  issuer: https://auth.example.com
+  database: {{secretRef: {{name: db}}}}
+  emailVerification: {{required: false}}
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: AuthClient
+metadata: {{name: app}}
+spec:
+  realmRef: {{name: unit}}
+  clientId: {client_id}
+  type: Public
+  redirectUris: [\"https://app.example.com/cb\"]
+"
+        );
+        RealmSettings::from_manifests(&portcullis_crds::parse_manifests(&yaml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_client_id_shaped_like_a_uuid_is_refused_naming_it() {
+        let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let error = check(&with_client(id)).unwrap_err();
+        assert!(error.contains(&format!("AuthClient {id}")), "{error}");
+        assert!(check(&with_client("shop-web")).is_ok());
     }
 }

@@ -1,0 +1,4 @@
+//! The OpenID Connect provider: registered clients and how they authenticate, and (in later
+//! modules) the authorization, token, userinfo, revocation and introspection use cases.
+
+pub mod clients;
