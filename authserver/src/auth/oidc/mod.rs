@@ -1,4 +1,5 @@
 //! The OpenID Connect provider: registered clients and how they authenticate, and (in later
 //! modules) the authorization, token, userinfo, revocation and introspection use cases.
 
+pub mod authorize;
 pub mod clients;
