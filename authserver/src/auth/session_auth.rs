@@ -73,6 +73,16 @@ pub fn csrf_token(core: &Core, session_id: &str) -> String {
     csrf::token(&core.csrf_key, session_id)
 }
 
+/// The CSRF token of a pre-session form, for the CSRF cookie's `value`.
+pub fn form_csrf_token(core: &Core, value: &str) -> String {
+    csrf::form_token(&core.csrf_key, value)
+}
+
+/// Whether a pre-session form's CSRF token matches the CSRF cookie's `value`.
+pub fn verify_form_csrf(core: &Core, value: &str, candidate: &str) -> bool {
+    csrf::verify_form(&core.csrf_key, value, candidate)
+}
+
 /// Whether a CSRF token belongs to the session.
 pub fn verify_csrf(core: &Core, session_id: &str, candidate: &str) -> bool {
     csrf::verify(&core.csrf_key, session_id, candidate)

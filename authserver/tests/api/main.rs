@@ -15,6 +15,7 @@ mod login;
 mod migrations;
 mod oidc_kv;
 mod oidc_store;
+mod pages;
 mod registration;
 mod retention;
 mod schemathesis;

@@ -3,3 +3,4 @@
 
 pub mod authorize;
 pub mod clients;
+pub mod flow;

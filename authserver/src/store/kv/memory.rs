@@ -30,6 +30,7 @@ pub struct MemoryKv {
     pub(super) revoked: HashMap<String, Expiring<()>>,
     pub(super) locks: HashMap<String, Expiring<LockState>>,
     pub(super) codes: HashMap<String, Expiring<CodeEntry>>,
+    pub(super) pending: HashMap<String, Expiring<String>>,
 }
 
 impl MemoryKv {
@@ -41,6 +42,7 @@ impl MemoryKv {
             revoked: HashMap::new(),
             locks: HashMap::new(),
             codes: HashMap::new(),
+            pending: HashMap::new(),
         }
     }
 

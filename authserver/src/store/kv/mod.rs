@@ -6,6 +6,7 @@
 mod codes;
 mod lockout;
 mod memory;
+mod pending;
 mod revocations;
 mod sessions;
 
