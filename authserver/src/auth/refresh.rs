@@ -1,10 +1,14 @@
 //! The refresh-token grant: every use rotates the token; a used token presented again revokes
-//! its family and the session that started it.
+//! its family and the session that started it. A token is bound to the client it was issued
+//! to (RFC 6749 §10.4): the realm's own API's tokens refresh without a client, a client's only
+//! for that client, authenticated.
+
+use uuid::Uuid;
 
 use super::AuthError;
 use super::core::Core;
 use super::tokens::{self, Grant};
-use crate::store::RotateOutcome;
+use crate::store::{FamilyGrant, RotateOutcome};
 
 /// Tokens from a refresh grant.
 #[derive(Clone)]
@@ -28,12 +32,36 @@ impl std::fmt::Debug for Refreshed {
     }
 }
 
-/// Rotates `presented`; `client_id`, when given, must be the family's client.
-pub async fn refresh(
+/// A rotated refresh token and the family it belongs to.
+#[derive(Clone)]
+pub struct Rotated {
+    /// The family (grant id).
+    pub family_id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Session that started the family.
+    pub session_id: String,
+    /// What the family grants.
+    pub grant: FamilyGrant,
+    /// The successor refresh token.
+    pub refresh_token: String,
+}
+
+impl std::fmt::Debug for Rotated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rotated")
+            .field("family_id", &self.family_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Rotates `presented` for `client_id` (`None`: the realm's own API), which must be the
+/// family's client; a replay revokes the family and its session.
+pub async fn rotate(
     core: &Core,
     presented: &str,
     client_id: Option<&str>,
-) -> Result<Refreshed, AuthError> {
+) -> Result<Rotated, AuthError> {
     let now = core.clock.now();
     let spec = core.spec();
     let (successor, successor_hash) = tokens::new_refresh_token(&core.random);
@@ -52,34 +80,19 @@ pub async fn refresh(
             user_id,
             session_id,
             client_id: family_client,
-            grant: family_grant,
+            grant,
         } => {
-            if client_id.is_some() && client_id != family_client.as_deref() {
+            if client_id != family_client.as_deref() {
                 return Err(AuthError::InvalidGrant(
                     "the refresh token was not issued to this client",
                 ));
             }
-            let gid = family_id.to_string();
-            let grant = Grant {
-                user: user_id,
-                sid: &session_id,
-                gid: Some(&gid),
-                client_id: family_client.as_deref(),
-                scope: &family_grant.scope,
-            };
-            let claims = tokens::access_claims(
-                core.issuer(),
-                core.issuer(),
-                &grant,
-                now,
-                core.access_ttl(),
-                core.random.uuid(),
-            );
-            Ok(Refreshed {
-                access_token: core.keys.sign("at+jwt", &claims)?,
+            Ok(Rotated {
+                family_id,
+                user_id,
+                session_id,
+                grant,
                 refresh_token: successor,
-                expires_in: core.access_ttl().as_secs(),
-                scope: family_grant.scope,
             })
         }
         RotateOutcome::Reused { session_id } => {
@@ -95,6 +108,39 @@ pub async fn refresh(
         }
         RotateOutcome::Invalid => Err(AuthError::InvalidGrant("invalid or expired refresh token")),
     }
+}
+
+/// Rotates a refresh token of the realm's own API (`client_id`, when given, must be the
+/// family's client) and issues an access token for it.
+pub async fn refresh(
+    core: &Core,
+    presented: &str,
+    client_id: Option<&str>,
+) -> Result<Refreshed, AuthError> {
+    let now = core.clock.now();
+    let rotated = rotate(core, presented, client_id).await?;
+    let gid = rotated.family_id.to_string();
+    let grant = Grant {
+        user: rotated.user_id,
+        sid: &rotated.session_id,
+        gid: Some(&gid),
+        client_id,
+        scope: &rotated.grant.scope,
+    };
+    let claims = tokens::access_claims(
+        core.issuer(),
+        core.issuer(),
+        &grant,
+        now,
+        core.access_ttl(),
+        core.random.uuid(),
+    );
+    Ok(Refreshed {
+        access_token: core.keys.sign("at+jwt", &claims)?,
+        refresh_token: rotated.refresh_token,
+        expires_in: core.access_ttl().as_secs(),
+        scope: rotated.grant.scope,
+    })
 }
 
 #[cfg(test)]

@@ -320,9 +320,15 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (this.status, body).into_response();
+        // OAuth endpoints answer RFC 6749 §5.2 JSON (the problem members ride along).
+        let content_type = if this.oauth_error.is_some() {
+            "application/json"
+        } else {
+            PROBLEM_JSON
+        };
         response
             .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         response.headers_mut().extend(this.headers);
         response
     }

@@ -4,3 +4,5 @@
 pub mod authorize;
 pub mod clients;
 pub mod flow;
+pub mod pkce;
+pub mod token;
