@@ -99,14 +99,22 @@ fn serve_refuses_a_realm_that_asks_for_what_is_not_built_yet() {
     let output = authserver(&["serve", "--config", &config]);
     assert_eq!(output.status.code(), Some(1));
     for field in [
-        "AuthClient billing-worker, shop-shop-spa, shop-web",
-        "OpenID Connect provider",
+        "AuthClient shop-shop-spa (firstParty: false",
+        "consent page",
         "spec.socialProviders",
         "not implemented",
     ] {
         assert!(
             stderr(&output).contains(field),
             "{field}: {}",
+            stderr(&output)
+        );
+    }
+    // The first-party code client and the client-credentials client are served.
+    for served in ["shop-web", "billing-worker"] {
+        assert!(
+            !stderr(&output).contains(&format!("AuthClient {served}")),
+            "{served}: {}",
             stderr(&output)
         );
     }

@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use super::core::{API_SCOPE, Core, stored_hash};
 use super::identifier::canonical_email;
+use super::oidc::discovery::ACR_PASSWORD;
 use super::principal::RequestMeta;
 use super::tokens::{self, Grant};
 use super::{AuthError, csrf, password, sessions};
@@ -179,7 +180,7 @@ async fn start_session(
         user_agent: meta.user_agent.chars().take(256).collect(),
         credential_epoch: user.credential_epoch,
         amr: vec![PASSWORD_AMR.to_owned()],
-        acr: None,
+        acr: Some(ACR_PASSWORD.to_owned()),
     };
     core.kv
         .put_session(&session_id, &record, sessions::ttl(&record, now, idle))
@@ -219,7 +220,7 @@ async fn start_session(
                 scope: API_SCOPE.to_owned(),
                 auth_time: Some(now),
                 amr: vec![PASSWORD_AMR.to_owned()],
-                acr: None,
+                acr: Some(ACR_PASSWORD.to_owned()),
                 offline: false,
             },
         })

@@ -256,6 +256,28 @@ impl From<AuthError> for ApiError {
                 e.0.oauth_error = Some("invalid_grant");
                 e
             }
+            AuthError::InvalidAccessToken => ApiError::new(
+                S::UNAUTHORIZED,
+                "invalid_token",
+                "Invalid access token",
+                "the access token is missing, invalid, expired or revoked",
+            )
+            .header(
+                header::WWW_AUTHENTICATE,
+                "Bearer realm=\"portcullis\", error=\"invalid_token\"",
+            ),
+            AuthError::InsufficientScope(scope) => ApiError::new(
+                S::FORBIDDEN,
+                "insufficient_scope",
+                "Insufficient scope",
+                format!("the access token lacks the {scope} scope"),
+            )
+            .header(
+                header::WWW_AUTHENTICATE,
+                &format!(
+                    "Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=\"{scope}\""
+                ),
+            ),
             AuthError::InvalidClient(detail) => {
                 let mut e = ApiError::new(
                     S::UNAUTHORIZED,

@@ -3,6 +3,7 @@
 //! settings that would trust every address.
 
 use portcullis_crds::RealmSettings;
+use portcullis_crds::client::GrantType;
 
 /// The features a realm asks for that this version does not have, each named by its field.
 pub fn unimplemented_features(settings: &RealmSettings) -> Vec<String> {
@@ -11,15 +12,16 @@ pub fn unimplemented_features(settings: &RealmSettings) -> Vec<String> {
     if spec.mfa.totp.required {
         missing.push("mfa.totp.required (TOTP enrolment and MFA login)".to_owned());
     }
-    if !settings.clients.is_empty() {
-        let clients: Vec<&str> = settings
-            .clients
-            .iter()
-            .map(|c| c.client_id.as_str())
-            .collect();
+    let needs_consent: Vec<&str> = settings
+        .clients
+        .iter()
+        .filter(|c| !c.first_party && c.grant_types.contains(&GrantType::AuthorizationCode))
+        .map(|c| c.client_id.as_str())
+        .collect();
+    if !needs_consent.is_empty() {
         missing.push(format!(
-            "AuthClient {} (the OpenID Connect provider for registered clients)",
-            clients.join(", ")
+            "AuthClient {} (firstParty: false with the authorization_code grant needs the consent page)",
+            needs_consent.join(", ")
         ));
     }
     if !spec.social_providers.is_empty() {
@@ -54,6 +56,15 @@ pub fn check(settings: &RealmSettings) -> Result<(), String> {
         problems.push(format!(
             "trustedProxies {} would believe X-Forwarded-For from every address; list the proxies' own ranges",
             everyone.join(", ")
+        ));
+    }
+    let issuer = &settings.spec.issuer;
+    let has_path = issuer
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'));
+    if !settings.clients.is_empty() && has_path {
+        problems.push(format!(
+            "issuer {issuer} has a path or a trailing slash; OpenID Connect clients find the provider at <issuer>/.well-known/openid-configuration, which this server serves at the root: use https://host[:port]"
         ));
     }
     for client in &settings.clients {
@@ -104,5 +115,36 @@ spec:
         let error = check(&with_client(id)).unwrap_err();
         assert!(error.contains(&format!("AuthClient {id}")), "{error}");
         assert!(check(&with_client("shop-web")).is_ok());
+    }
+
+    #[test]
+    fn an_issuer_with_a_path_is_refused_once_the_realm_has_clients() {
+        let mut settings = with_client("shop-web");
+        for issuer in [
+            "https://auth.example.com/",
+            "https://auth.example.com/realm",
+        ] {
+            settings.spec.issuer = issuer.into();
+            let error = check(&settings).unwrap_err();
+            assert!(error.contains("has a path"), "{error}");
+        }
+        settings.clients.clear();
+        assert!(check(&settings).is_ok(), "the realm's own API works there");
+    }
+
+    #[test]
+    fn only_clients_that_need_the_consent_page_are_refused() {
+        let mut settings = with_client("shop-spa");
+        assert_eq!(
+            unimplemented_features(&settings),
+            [
+                "AuthClient shop-spa (firstParty: false with the authorization_code grant needs the consent page)"
+            ]
+        );
+        settings.clients[0].first_party = true;
+        assert!(unimplemented_features(&settings).is_empty());
+        settings.clients[0].first_party = false;
+        settings.clients[0].grant_types = vec![GrantType::ClientCredentials];
+        assert!(unimplemented_features(&settings).is_empty());
     }
 }

@@ -21,7 +21,7 @@ pub use db::{Db, MIGRATOR, Postgres};
 pub use key_fingerprints::KeyFingerprintRow;
 pub use oauth_consents::OAuthConsent;
 pub use one_time_tokens::TokenPurpose;
-pub use refresh_families::{FamilyGrant, NewFamily, RotateOutcome};
+pub use refresh_families::{FamilyGrant, NewFamily, RefreshStanding, RotateOutcome};
 pub use users::{NewUser, UserRecord};
 
 /// Storage failures.

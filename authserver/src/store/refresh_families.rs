@@ -78,6 +78,26 @@ pub enum RotateOutcome {
     Invalid,
 }
 
+/// Where a refresh token stands, read without using it (revocation, introspection).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshStanding {
+    /// Its family (grant id).
+    pub family_id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Client of the family.
+    pub client_id: Option<String>,
+    /// What the family grants.
+    pub scope: String,
+    /// When it stops working (its idle expiry, at most the family's).
+    pub expires_at: OffsetDateTime,
+    /// When it was issued.
+    pub issued_at: OffsetDateTime,
+    /// Whether it would be accepted now: unused, unexpired, its family live and its account
+    /// enabled at the family's credential epoch.
+    pub active: bool,
+}
+
 /// A family in memory.
 #[derive(Clone, Debug)]
 pub(super) struct FamilyRow {
@@ -95,6 +115,7 @@ pub(super) struct FamilyRow {
 #[derive(Clone, Debug)]
 pub(super) struct TokenRow {
     family_id: Uuid,
+    issued_at: OffsetDateTime,
     expires_at: OffsetDateTime,
     used_at: Option<OffsetDateTime>,
 }
@@ -167,6 +188,7 @@ impl Db {
                     family.token_hash.to_vec(),
                     TokenRow {
                         family_id: family.family_id,
+                        issued_at: family.issued_at,
                         expires_at: family.token_expires_at,
                         used_at: None,
                     },
@@ -337,6 +359,83 @@ impl Db {
         }
     }
 
+    /// Where the refresh token with hash `presented` stands at `now`, if it exists.
+    pub async fn refresh_standing(
+        &self,
+        presented: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<RefreshStanding>, StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                let Some(row) = sqlx::query(
+                    "SELECT t.family_id, t.issued_at, t.expires_at AS token_expires_at, t.used_at, \
+                     f.created_at, f.user_id, f.session_id, f.client_id, f.credential_epoch, f.expires_at, \
+                     f.revoked_at, f.scope, f.auth_time, f.amr, f.acr, f.offline, \
+                     u.credential_epoch AS account_epoch, u.disabled \
+                     FROM refresh_tokens t JOIN refresh_families f USING (family_id) \
+                     LEFT JOIN users u ON u.id = f.user_id WHERE t.token_hash = $1",
+                )
+                .bind(presented)
+                .fetch_optional(&pg.pool)
+                .await?
+                else {
+                    return Ok(None);
+                };
+                let family = FamilyRow {
+                    created_at: row.get("created_at"),
+                    user_id: row.get("user_id"),
+                    session_id: row.get("session_id"),
+                    client_id: row.get("client_id"),
+                    credential_epoch: row.get("credential_epoch"),
+                    expires_at: row.get("expires_at"),
+                    revoked_at: row.get("revoked_at"),
+                    grant: FamilyGrant {
+                        scope: row.get("scope"),
+                        auth_time: row.get("auth_time"),
+                        amr: row.get("amr"),
+                        acr: row.get("acr"),
+                        offline: row.get("offline"),
+                    },
+                };
+                let account_epoch: Option<i64> = row.get("account_epoch");
+                let disabled: Option<bool> = row.get("disabled");
+                let used: Option<OffsetDateTime> = row.get("used_at");
+                let token_expires_at: OffsetDateTime = row.get("token_expires_at");
+                Ok(Some(standing_of(
+                    row.get("family_id"),
+                    row.get("issued_at"),
+                    token_expires_at,
+                    used.is_some(),
+                    &family,
+                    account_epoch.zip(disabled),
+                    now,
+                )))
+            }
+            Db::Memory(m) => {
+                let tables = locked(m)?;
+                let Some(token) = tables.refresh.get(presented) else {
+                    return Ok(None);
+                };
+                let Some(family) = tables.families.get(&token.family_id) else {
+                    return Ok(None);
+                };
+                let account = tables
+                    .users
+                    .get(&family.user_id)
+                    .map(|u| (u.credential_epoch, u.disabled));
+                Ok(Some(standing_of(
+                    token.family_id,
+                    token.issued_at,
+                    token.expires_at,
+                    token.used_at.is_some(),
+                    family,
+                    account,
+                    now,
+                )))
+            }
+        }
+    }
+
     /// Moves the live families of a session to `credential_epoch` (the session that changed
     /// the password keeps its tokens).
     pub async fn restamp_session_families(
@@ -363,6 +462,29 @@ impl Db {
             }
         }
         Ok(())
+    }
+}
+
+fn standing_of(
+    family_id: Uuid,
+    issued_at: OffsetDateTime,
+    token_expires_at: OffsetDateTime,
+    used: bool,
+    family: &FamilyRow,
+    account: Option<(i64, bool)>,
+    now: OffsetDateTime,
+) -> RefreshStanding {
+    RefreshStanding {
+        family_id,
+        user_id: family.user_id,
+        client_id: family.client_id.clone(),
+        scope: family.grant.scope.clone(),
+        expires_at: token_expires_at.min(family.expires_at),
+        issued_at,
+        active: matches!(
+            standing(token_expires_at, used, family, account, now),
+            Standing::Usable
+        ),
     }
 }
 
@@ -567,6 +689,7 @@ fn rotate_in_memory(
                     successor.to_vec(),
                     TokenRow {
                         family_id: token.family_id,
+                        issued_at: now,
                         expires_at: idle_expiry.min(family.expires_at),
                         used_at: None,
                     },

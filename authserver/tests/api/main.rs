@@ -13,6 +13,7 @@ mod keys;
 mod listeners;
 mod login;
 mod migrations;
+mod oidc;
 mod oidc_kv;
 mod oidc_store;
 mod pages;

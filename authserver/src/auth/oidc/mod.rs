@@ -3,6 +3,8 @@
 
 pub mod authorize;
 pub mod clients;
+pub mod discovery;
 pub mod flow;
 pub mod pkce;
+pub mod resource;
 pub mod token;

@@ -1,4 +1,5 @@
-//! OAuth endpoints: the JWKS and the token endpoint.
+//! OAuth and OpenID Connect endpoints beside the authorization endpoint: discovery, the JWKS,
+//! the token endpoint, UserInfo, revocation and introspection.
 
 use axum::Json;
 use axum::extract::State;
@@ -10,6 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::oidc::token as token_case;
+use crate::auth::oidc::{discovery, resource};
 use crate::auth::{AuthError, refresh};
 use crate::http::client_auth;
 use crate::http::error::{ApiError, Problem};
@@ -19,8 +21,205 @@ use crate::http::state::AppState;
 /// The routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(discovery))
         .routes(routes!(jwks))
         .routes(routes!(token))
+        .routes(routes!(userinfo_get, userinfo_post))
+        .routes(routes!(revoke))
+        .routes(routes!(introspect))
+}
+
+/// OpenID Provider metadata (OpenID Connect Discovery 1.0).
+#[derive(Serialize, ToSchema)]
+pub struct ProviderMetadata {
+    /// The issuer, byte-identical to every token's `iss`.
+    issuer: String,
+    /// Endpoints, supported values and unsupported features.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    rest: serde_json::Value,
+}
+
+/// Discovery: the provider's metadata.
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    responses((status = 200, description = "The metadata (`Cache-Control: public, max-age=300`)", body = ProviderMetadata))
+)]
+async fn discovery(State(state): State<AppState>) -> Response {
+    let mut response = Json(discovery::metadata(&state.web.issuer)).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+/// The bearer token of a resource request: the `Authorization: Bearer` header, or (POST) the
+/// form's `access_token` (RFC 6750 §2.1, §2.2); never the query. Both at once is refused.
+fn bearer(headers: &HeaderMap, form: &[(String, String)]) -> Result<String, AuthError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        });
+    let body = single(form, "access_token")?.map(str::to_owned);
+    match (header, body) {
+        (Some(token), None) | (None, Some(token)) => Ok(token),
+        _ => Err(AuthError::InvalidAccessToken),
+    }
+}
+
+/// Claims about the user.
+#[derive(Serialize, ToSchema)]
+pub struct UserInfo {
+    /// The user id, as the ID token's `sub`.
+    sub: String,
+    /// `profile` scope: display name, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// `email` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    /// `email` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_verified: Option<bool>,
+}
+
+/// UserInfo (GET): claims the access token's scopes allow.
+#[utoipa::path(
+    get,
+    path = "/oauth2/userinfo",
+    responses(
+        (status = 200, description = "The user's claims", body = UserInfo),
+        (status = 401, description = "Invalid token (`WWW-Authenticate: Bearer error=\"invalid_token\"`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks `openid` (`insufficient_scope`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn userinfo_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = bearer(&headers, &[])?;
+    Ok(Json(resource::userinfo(&state.core, &token).await?))
+}
+
+/// The access token in a form body (RFC 6750 §2.2).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UserInfoForm {
+    /// The access token (or send `Authorization: Bearer`).
+    access_token: Option<String>,
+}
+
+/// UserInfo (POST): the token in the header or the form body.
+#[utoipa::path(
+    post,
+    path = "/oauth2/userinfo",
+    request_body(content = UserInfoForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The user's claims", body = UserInfo),
+        (status = 400, description = "A repeated parameter", body = Problem, content_type = "application/json"),
+        (status = 401, description = "Invalid token (`WWW-Authenticate: Bearer error=\"invalid_token\"`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks `openid` (`insufficient_scope`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn userinfo_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    FormPairs(form): FormPairs,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = bearer(&headers, &form)?;
+    Ok(Json(resource::userinfo(&state.core, &token).await?))
+}
+
+/// A revocation or introspection request, form-encoded.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TokenHintForm {
+    /// The token.
+    token: Option<String>,
+    /// `access_token` or `refresh_token` (a hint only).
+    token_type_hint: Option<String>,
+    /// The client (`client_secret_post`, or a public client at revocation).
+    client_id: Option<String>,
+    /// The client's secret (`client_secret_post`; or send HTTP Basic).
+    client_secret: Option<String>,
+}
+
+/// The authenticated client of a form request.
+fn client_of<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+) -> Result<&'a crate::auth::oidc::clients::Client, AuthError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default());
+    let credentials = client_auth::client_credentials(
+        authorization,
+        single(form, "client_id")?,
+        single(form, "client_secret")?,
+    )?;
+    state.core.clients().authenticate(&credentials)
+}
+
+/// Token revocation (RFC 7009): 200 whether or not the token was known (another client's
+/// token is left alone).
+#[utoipa::path(
+    post,
+    path = "/oauth2/revoke",
+    request_body(content = TokenHintForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 400, description = "RFC 6749 error (`invalid_request`)", body = Problem, content_type = "application/json"),
+        (status = 401, description = "Client authentication failed: `invalid_client`", body = Problem, content_type = "application/json"),
+    )
+)]
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    FormPairs(form): FormPairs,
+) -> Result<Response, ApiError> {
+    let client = client_of(&state, &headers, &form)?;
+    let token = required(&form, "token")?;
+    resource::revoke(
+        &state.core,
+        client,
+        token,
+        single(&form, "token_type_hint")?,
+    )
+    .await?;
+    Ok(axum::http::StatusCode::OK.into_response())
+}
+
+/// Token introspection (RFC 7662), for confidential clients.
+#[utoipa::path(
+    post,
+    path = "/oauth2/introspect",
+    request_body(content = TokenHintForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "`{\"active\": false}`, or the active token's claims", body = Object),
+        (status = 400, description = "RFC 6749 error (`invalid_request`)", body = Problem, content_type = "application/json"),
+        (status = 401, description = "Client authentication failed, or a public client: `invalid_client`", body = Problem, content_type = "application/json"),
+    )
+)]
+async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    FormPairs(form): FormPairs,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let client = client_of(&state, &headers, &form)?;
+    let token = required(&form, "token")?;
+    Ok(Json(
+        resource::introspect(&state.core, client, token).await?,
+    ))
 }
 
 /// A JWK set (RFC 7517).
