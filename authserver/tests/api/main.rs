@@ -15,6 +15,7 @@ mod login;
 mod migrations;
 mod oidc;
 mod oidc_kv;
+mod oidc_rp;
 mod oidc_store;
 mod pages;
 mod registration;

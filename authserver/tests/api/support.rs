@@ -55,7 +55,7 @@ pub struct Options {
     /// TLS on the public listener (then `base` is `https://`).
     pub tls: Option<http::tls::PublicTls>,
     /// AuthClient documents (YAML, realm `test`); with any, the issuer is the listener's own
-    /// `http://localhost:PORT` (relying parties compare it with the URL they use).
+    /// `http(s)://localhost:PORT` (relying parties compare it with the URL they use).
     pub clients: Vec<String>,
 }
 
@@ -127,7 +127,15 @@ pub async fn start_sharing(
 ) -> TestServer {
     portcullis_authserver::install_crypto_provider();
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let localhost = format!("http://localhost:{}", public.local_addr().unwrap().port());
+    let localhost = format!(
+        "{}://localhost:{}",
+        if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        public.local_addr().unwrap().port()
+    );
     let with_clients = !options.clients.is_empty();
     let customize = options.spec;
     let issuer = localhost.clone();
