@@ -80,7 +80,8 @@ pub fn fixture(customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixture {
 }
 
 /// The OAuth clients of [`fixture_with_clients`]: `web` (confidential, secret `web-secret`)
-/// and `spa` (public), both first-party, redirecting to `https://app.example.com/cb`.
+/// and `spa` (public), both first-party, and `partner` (public, needs consent), all
+/// redirecting to `https://app.example.com/cb`.
 pub const CLIENTS: &str = "apiVersion: portcullis.dev/v1alpha1
 kind: AuthClient
 metadata: {name: web}
@@ -101,6 +102,15 @@ spec:
   clientId: spa
   type: Public
   firstParty: true
+  redirectUris: [\"https://app.example.com/cb\"]
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: AuthClient
+metadata: {name: partner}
+spec:
+  realmRef: {name: unit}
+  clientId: partner
+  type: Public
   redirectUris: [\"https://app.example.com/cb\"]
 ";
 

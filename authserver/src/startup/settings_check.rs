@@ -3,7 +3,6 @@
 //! settings that would trust every address.
 
 use portcullis_crds::RealmSettings;
-use portcullis_crds::client::GrantType;
 
 /// The features a realm asks for that this version does not have, each named by its field.
 pub fn unimplemented_features(settings: &RealmSettings) -> Vec<String> {
@@ -11,18 +10,6 @@ pub fn unimplemented_features(settings: &RealmSettings) -> Vec<String> {
     let mut missing = Vec::new();
     if spec.mfa.totp.required {
         missing.push("mfa.totp.required (TOTP enrolment and MFA login)".to_owned());
-    }
-    let needs_consent: Vec<&str> = settings
-        .clients
-        .iter()
-        .filter(|c| !c.first_party && c.grant_types.contains(&GrantType::AuthorizationCode))
-        .map(|c| c.client_id.as_str())
-        .collect();
-    if !needs_consent.is_empty() {
-        missing.push(format!(
-            "AuthClient {} (firstParty: false with the authorization_code grant needs the consent page)",
-            needs_consent.join(", ")
-        ));
     }
     if !spec.social_providers.is_empty() {
         missing.push("spec.socialProviders (social login)".to_owned());
@@ -133,18 +120,10 @@ spec:
     }
 
     #[test]
-    fn only_clients_that_need_the_consent_page_are_refused() {
+    fn no_client_is_an_unimplemented_feature_any_more() {
         let mut settings = with_client("shop-spa");
-        assert_eq!(
-            unimplemented_features(&settings),
-            [
-                "AuthClient shop-spa (firstParty: false with the authorization_code grant needs the consent page)"
-            ]
-        );
-        settings.clients[0].first_party = true;
         assert!(unimplemented_features(&settings).is_empty());
-        settings.clients[0].first_party = false;
-        settings.clients[0].grant_types = vec![GrantType::ClientCredentials];
+        settings.clients[0].first_party = true;
         assert!(unimplemented_features(&settings).is_empty());
     }
 }

@@ -5,6 +5,7 @@
 //! for a year. Every form carries a CSRF token: before a session exists, one paired with the
 //! random pre-session cookie `__Host-portcullis_csrf`.
 
+pub mod consent;
 pub mod login;
 
 use std::sync::LazyLock;
@@ -131,6 +132,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(static_file))
         .merge(login::router())
+        .merge(consent::router())
 }
 
 /// A static file of the hosted pages (its name carries its content hash).
@@ -173,7 +175,8 @@ mod tests {
     use super::*;
 
     /// Every template, as the compiler embeds them.
-    const TEMPLATES: [(&str, &str); 5] = [
+    const TEMPLATES: [(&str, &str); 6] = [
+        ("consent.html", include_str!("../../templates/consent.html")),
         ("base.html", include_str!("../../templates/base.html")),
         ("error.html", include_str!("../../templates/error.html")),
         ("login.html", include_str!("../../templates/login.html")),

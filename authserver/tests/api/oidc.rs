@@ -7,7 +7,8 @@ use sqlx::PgPool;
 
 use crate::support::*;
 
-/// A confidential first-party client `web` with every grant, a public first-party `spa`.
+/// A confidential first-party client `web` with every grant, a public first-party `spa`, and a
+/// confidential third-party `partner` that needs the user's consent.
 pub fn clients() -> Vec<String> {
     vec![
         "apiVersion: portcullis.dev/v1alpha1
@@ -32,6 +33,17 @@ spec:
   type: Public
   firstParty: true
   redirectUris: [\"http://localhost:7777/spa\"]
+"
+        .to_owned(),
+        "apiVersion: portcullis.dev/v1alpha1
+kind: AuthClient
+metadata: {name: partner}
+spec:
+  realmRef: {name: test}
+  clientId: partner
+  type: Confidential
+  redirectUris: [\"http://localhost:7777/cb\"]
+  scopes: [openid, email, offline_access]
 "
         .to_owned(),
     ]

@@ -69,6 +69,16 @@ impl Rp {
         ca_pem: String,
         secret: Option<String>,
     ) -> Self {
+        Self::for_client(server, volume, ca_pem, "web", secret).await
+    }
+
+    async fn for_client(
+        server: TestServer,
+        volume: std::sync::Arc<SecretVolume>,
+        ca_pem: String,
+        client_id: &str,
+        secret: Option<String>,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .tls_backend_preconfigured(tls::client(
@@ -84,10 +94,10 @@ impl Rp {
         )
         .await
         .unwrap();
-        let secret = secret.unwrap_or_else(|| server.client_secret("web"));
+        let secret = secret.unwrap_or_else(|| server.client_secret(client_id));
         let client = CoreClient::from_provider_metadata(
             metadata,
-            ClientId::new("web".into()),
+            ClientId::new(client_id.into()),
             Some(ClientSecret::new(secret)),
         )
         .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap())
@@ -147,11 +157,49 @@ impl Rp {
         assert_eq!(posted.status(), 303);
         let session = cookie_pair(&posted, "__Host-portcullis_session");
         let resume = location(&posted);
-        let back = get(format!("{}{resume}", self.server.base), session).await;
+        let mut back = get(format!("{}{resume}", self.server.base), session.clone()).await;
         assert_eq!(back.status(), 303);
+        if location(&back).starts_with("/consent?") {
+            back = self.consent(&location(&back), &session, "allow").await;
+        }
         let target = url::Url::parse(&location(&back)).unwrap();
         assert!(target.as_str().starts_with(REDIRECT), "{target}");
         target.query_pairs().into_owned().collect()
+    }
+}
+
+impl Rp {
+    /// Answers the consent page at `path` with `decision`, as the browser of `session`.
+    async fn consent(&self, path: &str, session: &str, decision: &str) -> reqwest::Response {
+        let page = self
+            .http
+            .get(format!("{}{path}", self.server.base))
+            .header("cookie", session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.unwrap();
+        assert!(html.contains("See your email address"), "{html}");
+        let field = |name: &str| {
+            let marker = format!("name=\"{name}\" value=\"");
+            let start = html.find(&marker).unwrap() + marker.len();
+            html[start..start + html[start..].find('"').unwrap()].to_owned()
+        };
+        let answer = self
+            .http
+            .post(format!("{}/consent", self.server.base))
+            .header("cookie", session)
+            .form(&[
+                ("csrf", field("csrf")),
+                ("req", field("req")),
+                ("decision", decision.to_owned()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 303);
+        answer
     }
 }
 
@@ -470,4 +518,94 @@ async fn prompt_none_without_a_session_and_a_wrong_redirect_uri_are_refused_as_t
         answer.headers().get("location").is_none(),
         "never a redirect"
     );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_third_party_client_gets_a_code_only_after_consent_which_is_remembered(pool: PgPool) {
+    let web = rp(pool, None).await;
+    let partner = Rp::for_client(web.server, web._volume, web.ca_pem, "partner", None).await;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, nonce) = partner
+        .client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let query = partner.browse(url.as_str(), "alice@example.com").await;
+    let tokens = partner
+        .client
+        .exchange_code(AuthorizationCode::new(
+            param(&query, "code").unwrap().to_owned(),
+        ))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&partner.http())
+        .await
+        .unwrap();
+    let claims = tokens
+        .id_token()
+        .unwrap()
+        .claims(&partner.client.id_token_verifier(), &nonce)
+        .unwrap();
+    assert_eq!(claims.audiences()[0].as_str(), "partner");
+
+    // Denied on a second request with prompt=consent: access_denied for the client.
+    let login = partner
+        .http
+        .post(format!("{}/api/v1/login", partner.server.base))
+        .json(&serde_json::json!({"email": "alice@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let session = cookie_pair(&login, "__Host-portcullis_session");
+    let (url, state, _) = partner
+        .client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .add_prompt(openidconnect::core::CoreAuthPrompt::Consent)
+        .url();
+    let first = partner
+        .http
+        .get(url.as_str())
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        location(&first).starts_with("/consent?"),
+        "{}",
+        location(&first)
+    );
+    let denied = partner.consent(&location(&first), &session, "deny").await;
+    let target = url::Url::parse(&location(&denied)).unwrap();
+    let query: Vec<(String, String)> = target.query_pairs().into_owned().collect();
+    assert_eq!(param(&query, "error"), Some("access_denied"));
+    assert_eq!(param(&query, "state"), Some(state.secret().as_str()));
+
+    // Without prompt=consent the remembered consent suffices: a code at once.
+    let (url, _, _) = partner
+        .client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .url();
+    let again = partner
+        .http
+        .get(url.as_str())
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert!(location(&again).contains("code="), "{}", location(&again));
 }

@@ -275,11 +275,24 @@ fn pkce(
     }
 }
 
+/// What is known about the user's consent to the client.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsentFacts {
+    /// First-party clients need no consent (unless `prompt=consent` asks for it).
+    pub first_party: bool,
+    /// The scopes the user allowed this client before, if any.
+    pub granted: Option<Vec<String>>,
+    /// The user allowed this very request just now.
+    pub just_given: bool,
+}
+
 /// What a valid request needs next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Show the login page.
     Login,
+    /// Show the consent page.
+    Consent,
     /// Issue a code for the session.
     Issue,
     /// Refuse on the redirect URI with this error (e.g. `login_required` under `prompt=none`).
@@ -287,13 +300,16 @@ pub enum Decision {
 }
 
 /// What a valid `request` needs, given when the browser's session authenticated (`None`: no
-/// session) and whether that authentication was just made for this request. This version has
-/// no consent page (only first-party clients are served), so `prompt=consent`, which must not
-/// be answered without asking (OpenID Connect Core §3.1.2.1), is `consent_required`.
+/// session), whether that authentication was just made for this request, and the user's
+/// consent. Login comes first; then consent, needed for a client that is not first-party until
+/// the user allowed every requested scope (remembered), and for any client under
+/// `prompt=consent` until given for this request. Under `prompt=none` a needed page is an
+/// error instead (`login_required`, `consent_required`; OpenID Connect Core §3.1.2.6).
 pub fn decide(
     request: &AuthorizationRequest,
     session_auth_time: Option<OffsetDateTime>,
     fresh_login: bool,
+    consent: &ConsentFacts,
     now: OffsetDateTime,
 ) -> Decision {
     let needs_login = match session_auth_time {
@@ -306,13 +322,25 @@ pub fn decide(
                 })
         }
     };
-    if request.prompt_consent {
-        return Decision::Refuse("consent_required");
+    if needs_login {
+        return if request.prompt_none {
+            Decision::Refuse("login_required")
+        } else {
+            Decision::Login
+        };
     }
-    match (needs_login, request.prompt_none) {
+    let covered = consent.granted.as_ref().is_some_and(|granted| {
+        request
+            .scopes
+            .iter()
+            .all(|scope| granted.iter().any(|g| g == scope))
+    });
+    let needs_consent =
+        !consent.just_given && (request.prompt_consent || (!consent.first_party && !covered));
+    match (needs_consent, request.prompt_none) {
         (false, _) => Decision::Issue,
-        (true, true) => Decision::Refuse("login_required"),
-        (true, false) => Decision::Login,
+        (true, true) => Decision::Refuse("consent_required"),
+        (true, false) => Decision::Consent,
     }
 }
 
@@ -510,23 +538,89 @@ mod tests {
     #[test]
     fn without_a_session_the_user_logs_in_unless_prompt_is_none() {
         let now = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(10_000);
-        assert_eq!(decide(&request(&[]), None, false, now), Decision::Login);
         assert_eq!(
-            decide(&request(&[("prompt", "none")]), None, false, now),
+            decide(&request(&[]), None, false, &first_party(), now),
+            Decision::Login
+        );
+        assert_eq!(
+            decide(
+                &request(&[("prompt", "none")]),
+                None,
+                false,
+                &first_party(),
+                now
+            ),
             Decision::Refuse("login_required")
         );
         assert_eq!(
-            decide(&request(&[]), Some(now), false, now),
+            decide(&request(&[]), Some(now), false, &first_party(), now),
             Decision::Issue
         );
     }
 
+    fn first_party() -> ConsentFacts {
+        ConsentFacts {
+            first_party: true,
+            ..ConsentFacts::default()
+        }
+    }
+
     #[test]
-    fn prompt_consent_is_consent_required_while_there_is_no_consent_page() {
+    fn a_third_party_client_needs_consent_until_every_scope_was_allowed() {
         let now = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(10_000);
+        let asked = request(&[]);
+        let mut consent = ConsentFacts::default();
         assert_eq!(
-            decide(&request(&[("prompt", "consent")]), Some(now), false, now),
+            decide(&asked, Some(now), false, &consent, now),
+            Decision::Consent
+        );
+        consent.granted = Some(vec!["openid".into()]);
+        assert_eq!(
+            decide(&asked, Some(now), false, &consent, now),
+            Decision::Consent,
+            "email not allowed yet"
+        );
+        consent.granted = Some(vec!["email".into(), "openid".into(), "profile".into()]);
+        assert_eq!(
+            decide(&asked, Some(now), false, &consent, now),
+            Decision::Issue
+        );
+        assert_eq!(
+            decide(
+                &request(&[("prompt", "none")]),
+                Some(now),
+                false,
+                &ConsentFacts::default(),
+                now
+            ),
             Decision::Refuse("consent_required")
+        );
+        assert_eq!(
+            decide(&asked, None, false, &ConsentFacts::default(), now),
+            Decision::Login,
+            "login comes first"
+        );
+    }
+
+    #[test]
+    fn prompt_consent_asks_even_a_first_party_client_until_given_for_the_request() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(10_000);
+        let asked = request(&[("prompt", "consent")]);
+        assert_eq!(
+            decide(&asked, Some(now), false, &first_party(), now),
+            Decision::Consent
+        );
+        let given = ConsentFacts {
+            just_given: true,
+            ..first_party()
+        };
+        assert_eq!(
+            decide(&asked, Some(now), false, &given, now),
+            Decision::Issue
+        );
+        assert_eq!(
+            decide(&request(&[]), Some(now), false, &first_party(), now),
+            Decision::Issue
         );
     }
 
@@ -535,18 +629,36 @@ mod tests {
         let now = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(10_000);
         let earlier = now - Duration::from_secs(301);
         let max_age = request(&[("max_age", "300")]);
-        assert_eq!(decide(&max_age, Some(earlier), false, now), Decision::Login);
         assert_eq!(
-            decide(&max_age, Some(now - Duration::from_secs(300)), false, now),
+            decide(&max_age, Some(earlier), false, &first_party(), now),
+            Decision::Login
+        );
+        assert_eq!(
+            decide(
+                &max_age,
+                Some(now - Duration::from_secs(300)),
+                false,
+                &first_party(),
+                now
+            ),
             Decision::Issue
         );
-        assert_eq!(decide(&max_age, Some(earlier), true, now), Decision::Issue);
+        assert_eq!(
+            decide(&max_age, Some(earlier), true, &first_party(), now),
+            Decision::Issue
+        );
         let login = request(&[("prompt", "login")]);
-        assert_eq!(decide(&login, Some(now), false, now), Decision::Login);
-        assert_eq!(decide(&login, Some(now), true, now), Decision::Issue);
+        assert_eq!(
+            decide(&login, Some(now), false, &first_party(), now),
+            Decision::Login
+        );
+        assert_eq!(
+            decide(&login, Some(now), true, &first_party(), now),
+            Decision::Issue
+        );
         let none_max_age = request(&[("prompt", "none"), ("max_age", "0")]);
         assert_eq!(
-            decide(&none_max_age, Some(earlier), false, now),
+            decide(&none_max_age, Some(earlier), false, &first_party(), now),
             Decision::Refuse("login_required")
         );
     }

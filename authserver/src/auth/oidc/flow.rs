@@ -1,7 +1,8 @@
 //! The authorization code flow up to the code: a request is validated, then either answered
 //! at once (a code for the browser's session, or an error for the client) or kept pending,
-//! under a random id the login page carries, while the user signs in; the login marks the
-//! pending request with the session it made, and resuming it issues the code. Codes are 32
+//! under a random id the login and consent pages carry, while the user signs in or decides;
+//! the login marks the pending request with the session it made, the consent page with the
+//! session that allowed it, and resuming it issues the code. Codes are 32
 //! random bytes (RFC 6749 §10.10), kept by their SHA-256 and redeemable for [`CODE_TTL`].
 
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::authorize::{
-    self, AuthorizationRequest, Decision, ErrorRedirect, Refusal, ResponseMode,
+    self, AuthorizationRequest, ConsentFacts, Decision, ErrorRedirect, Refusal, ResponseMode,
 };
 use crate::auth::core::Core;
 use crate::auth::{AuthError, session_auth, sessions};
@@ -32,6 +33,11 @@ pub enum Outcome {
     Code(CodeReply),
     /// The login page, for the pending request `pending_id`.
     Login {
+        /// Id of the pending request.
+        pending_id: String,
+    },
+    /// The consent page, for the pending request `pending_id`.
+    Consent {
         /// Id of the pending request.
         pending_id: String,
     },
@@ -64,15 +70,20 @@ struct Pending {
     request: AuthorizationRequest,
     /// The session a login made for this request.
     login_sid: Option<String>,
+    /// The session whose user allowed this request on the consent page.
+    #[serde(default)]
+    consent_sid: Option<String>,
 }
 
-/// What the login page shows for a pending request.
+/// What the login and consent pages show for a pending request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingView {
     /// The client asking.
     pub client_id: String,
     /// `login_hint`, to pre-fill the email.
     pub login_hint: Option<String>,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
 }
 
 /// The key a code is stored under: its hex SHA-256.
@@ -110,7 +121,12 @@ pub async fn begin(
     match authorize::validate(params, core.clients()) {
         Ok(request) => {
             let session = current_session(core, session_secret).await?;
-            proceed(core, request, session, None).await
+            let pending = Pending {
+                request,
+                login_sid: None,
+                consent_sid: None,
+            };
+            proceed(core, pending, session).await
         }
         Err(Refusal::Page { description }) => Ok(Outcome::Page(description)),
         Err(Refusal::Redirect(error)) => Ok(Outcome::Error(error)),
@@ -122,6 +138,7 @@ pub async fn pending_view(core: &Core, id: &str) -> Result<Option<PendingView>, 
     Ok(load(core.kv.pending(id).await?).map(|p| PendingView {
         client_id: p.request.client_id,
         login_hint: p.request.login_hint,
+        scopes: p.request.scopes,
     }))
 }
 
@@ -150,7 +167,50 @@ pub async fn resume(
         ));
     };
     let session = current_session(core, session_secret).await?;
-    proceed(core, pending.request, session, pending.login_sid.as_deref()).await
+    proceed(core, pending, session).await
+}
+
+/// The user of the browser presenting `session_secret` answered the consent page of the
+/// pending request `id` (once): allowing it remembers the scopes for the client and continues
+/// the request; denying it answers the client `access_denied`. Without the session the page
+/// was shown to, nothing is recorded.
+pub async fn consent_answer(
+    core: &Core,
+    id: &str,
+    session_secret: Option<&str>,
+    allow: bool,
+) -> Result<Outcome, AuthError> {
+    let Some(mut pending) = load(core.kv.take_pending(id).await?) else {
+        return Ok(Outcome::Page(
+            "This sign-in request has expired or was already used.".to_owned(),
+        ));
+    };
+    let Some((sid, record)) = current_session(core, session_secret).await? else {
+        return proceed(core, pending, None).await;
+    };
+    let request = &pending.request;
+    if !allow {
+        tracing::info!(target: "audit", event = "oauth_consent_denied", user_id = %record.user_id, client_id = %request.client_id, "consent denied");
+        return Ok(Outcome::Error(ErrorRedirect {
+            redirect_uri: request.redirect_uri.clone(),
+            response_mode: request.response_mode,
+            state: request.state.clone(),
+            error: "access_denied",
+            description: "the user did not allow the request".to_owned(),
+        }));
+    }
+    let scopes: Vec<&str> = request.scopes.iter().map(String::as_str).collect();
+    core.db
+        .grant_oauth_consent(
+            record.user_id,
+            &request.client_id,
+            &scopes,
+            core.clock.now(),
+        )
+        .await?;
+    tracing::info!(target: "audit", event = "oauth_consent_granted", user_id = %record.user_id, client_id = %request.client_id, scope = %request.scope(), "consent granted");
+    pending.consent_sid = Some(sid.clone());
+    proceed(core, pending, Some((sid, record))).await
 }
 
 fn load(json: Option<String>) -> Option<Pending> {
@@ -163,40 +223,70 @@ fn encode(pending: &Pending) -> Result<String, AuthError> {
 
 async fn proceed(
     core: &Core,
-    request: AuthorizationRequest,
+    pending: Pending,
     session: Option<(String, SessionRecord)>,
-    login_sid: Option<&str>,
 ) -> Result<Outcome, AuthError> {
     let now = core.clock.now();
-    let fresh = session
-        .as_ref()
-        .is_some_and(|(sid, _)| Some(sid.as_str()) == login_sid);
+    let sid = session.as_ref().map(|(sid, _)| sid.as_str());
+    let fresh = sid.is_some() && sid == pending.login_sid.as_deref();
     let auth_time = session.as_ref().map(|(_, record)| record.created_at);
-    match (authorize::decide(&request, auth_time, fresh, now), session) {
-        (Decision::Issue, Some((sid, record))) => issue_code(core, request, &sid, &record).await,
-        (Decision::Issue | Decision::Login, _) => {
+    let granted = match &session {
+        Some((_, record)) => core
+            .db
+            .oauth_consent(record.user_id, &pending.request.client_id)
+            .await?
+            .map(|c| c.scopes),
+        None => None,
+    };
+    let consent = ConsentFacts {
+        first_party: core
+            .clients()
+            .get(&pending.request.client_id)
+            .is_some_and(|c| c.spec.first_party),
+        granted,
+        just_given: sid.is_some() && sid == pending.consent_sid.as_deref(),
+    };
+    let decision = authorize::decide(&pending.request, auth_time, fresh, &consent, now);
+    match (decision, session) {
+        (Decision::Issue, Some((sid, record))) => {
+            issue_code(core, pending.request, &sid, &record).await
+        }
+        (Decision::Consent, Some(_)) => {
+            let pending_id = core.random.token(24);
+            core.kv
+                .put_pending(&pending_id, &encode(&pending)?, PENDING_TTL)
+                .await?;
+            Ok(Outcome::Consent { pending_id })
+        }
+        (Decision::Issue | Decision::Login | Decision::Consent, _) => {
             let pending_id = core.random.token(24);
             let pending = Pending {
-                request,
+                request: pending.request,
                 login_sid: None,
+                consent_sid: None,
             };
             core.kv
                 .put_pending(&pending_id, &encode(&pending)?, PENDING_TTL)
                 .await?;
             Ok(Outcome::Login { pending_id })
         }
-        (Decision::Refuse(error), _) => Ok(Outcome::Error(ErrorRedirect {
-            redirect_uri: request.redirect_uri,
-            response_mode: request.response_mode,
-            state: request.state,
-            error,
-            description: match error {
-                "login_required" => "the user must sign in, and prompt=none forbids asking",
-                "consent_required" => "this server has no consent page yet (prompt=consent)",
-                _ => "the request was refused",
-            }
-            .to_owned(),
-        })),
+        (Decision::Refuse(error), _) => {
+            let request = pending.request;
+            Ok(Outcome::Error(ErrorRedirect {
+                redirect_uri: request.redirect_uri,
+                response_mode: request.response_mode,
+                state: request.state,
+                error,
+                description: match error {
+                    "login_required" => "the user must sign in, and prompt=none forbids asking",
+                    "consent_required" => {
+                        "the user must allow this client, and prompt=none forbids asking"
+                    }
+                    _ => "the request was refused",
+                }
+                .to_owned(),
+            }))
+        }
     }
 }
 
@@ -391,5 +481,100 @@ mod tests {
             begin(&f.core, &bad, None).await.unwrap(),
             Outcome::Page(_)
         ));
+    }
+
+    fn partner(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut pairs = params(extra);
+        pairs[0].1 = "partner".into();
+        pairs
+    }
+
+    #[tokio::test]
+    async fn a_third_party_client_asks_for_consent_once_and_then_remembers_it() {
+        let f = fixture_with_clients();
+        let login = signed_in(&f, "alice@example.com").await;
+        let secret = Some(login.session_secret.as_str());
+        let outcome = begin(&f.core, &partner(&[]), secret).await.unwrap();
+        let Outcome::Consent { pending_id } = outcome else {
+            panic!("{outcome:?}");
+        };
+        let view = pending_view(&f.core, &pending_id).await.unwrap().unwrap();
+        assert_eq!(view.scopes, ["openid", "email"]);
+        assert!(matches!(
+            consent_answer(&f.core, &pending_id, secret, true)
+                .await
+                .unwrap(),
+            Outcome::Code(_)
+        ));
+        let consent = f
+            .core
+            .db
+            .oauth_consent(login.user_id, "partner")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(consent.scopes, ["email", "openid"]);
+        assert!(
+            matches!(
+                begin(&f.core, &partner(&[]), secret).await.unwrap(),
+                Outcome::Code(_)
+            ),
+            "remembered"
+        );
+        assert!(
+            matches!(
+                begin(&f.core, &partner(&[("prompt", "consent")]), secret)
+                    .await
+                    .unwrap(),
+                Outcome::Consent { .. }
+            ),
+            "prompt=consent asks again"
+        );
+    }
+
+    #[tokio::test]
+    async fn denying_consent_answers_access_denied_and_remembers_nothing() {
+        let f = fixture_with_clients();
+        let login = signed_in(&f, "alice@example.com").await;
+        let secret = Some(login.session_secret.as_str());
+        let Outcome::Consent { pending_id } = begin(&f.core, &partner(&[]), secret).await.unwrap()
+        else {
+            panic!("consent expected");
+        };
+        let Outcome::Error(error) = consent_answer(&f.core, &pending_id, secret, false)
+            .await
+            .unwrap()
+        else {
+            panic!("an error for the client expected");
+        };
+        assert_eq!(
+            (error.error, error.state.as_deref()),
+            ("access_denied", Some("st"))
+        );
+        assert_eq!(
+            f.core
+                .db
+                .oauth_consent(login.user_id, "partner")
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn prompt_none_needing_consent_is_consent_required() {
+        let f = fixture_with_clients();
+        let login = signed_in(&f, "alice@example.com").await;
+        let outcome = begin(
+            &f.core,
+            &partner(&[("prompt", "none")]),
+            Some(&login.session_secret),
+        )
+        .await
+        .unwrap();
+        let Outcome::Error(error) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(error.error, "consent_required");
     }
 }

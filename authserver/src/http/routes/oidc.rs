@@ -63,7 +63,7 @@ pub struct AuthorizeParams {
     path = "/oauth2/authorize",
     params(AuthorizeParams),
     responses(
-        (status = 303, description = "To the client's redirect URI with `code` or `error`, `state` and `iss`; or to the login page"),
+        (status = 303, description = "To the client's redirect URI with `code` or `error`, `state` and `iss`; or to the login or consent page"),
         (status = 200, description = "form_post: a form that POSTs the response to the redirect URI", body = String, content_type = "text/html"),
         (status = 400, description = "Unknown client or unregistered redirect URI: an error page, never a redirect", body = String, content_type = "text/html"),
     )
@@ -84,7 +84,7 @@ async fn authorize_get(
     path = "/oauth2/authorize",
     request_body(content = AuthorizeParams, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "To the client's redirect URI with `code` or `error`, `state` and `iss`; or to the login page"),
+        (status = 303, description = "To the client's redirect URI with `code` or `error`, `state` and `iss`; or to the login or consent page"),
         (status = 200, description = "form_post: a form that POSTs the response to the redirect URI", body = String, content_type = "text/html"),
         (status = 400, description = "Unknown client or unregistered redirect URI: an error page, never a redirect", body = String, content_type = "text/html"),
     )
@@ -135,7 +135,7 @@ fn see_other(location: &str) -> Response {
 }
 
 /// The browser's answer for an outcome.
-fn answer(state: &AppState, outcome: Outcome) -> Response {
+pub fn answer(state: &AppState, outcome: Outcome) -> Response {
     match outcome {
         Outcome::Page(description) => ui::error_page(state, StatusCode::BAD_REQUEST, &description),
         Outcome::Login { pending_id } => {
@@ -143,6 +143,12 @@ fn answer(state: &AppState, outcome: Outcome) -> Response {
                 .append_pair("req", &pending_id)
                 .finish();
             see_other(&format!("/login?{query}"))
+        }
+        Outcome::Consent { pending_id } => {
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("req", &pending_id)
+                .finish();
+            see_other(&format!("/consent?{query}"))
         }
         Outcome::Error(error) => {
             let mut fields = vec![
