@@ -64,11 +64,22 @@ pub async fn rotate(
 ) -> Result<Rotated, AuthError> {
     let now = core.clock.now();
     let spec = core.spec();
+    let presented_hash = tokens::hash_opaque(presented);
+    // Bound to its client before anything changes: presenting another client's token (or a
+    // client's token without client authentication) must not spend it, or its rightful client
+    // would find it replayed and lose the grant.
+    if let Some(standing) = core.db.refresh_standing(&presented_hash, now).await?
+        && standing.client_id.as_deref() != client_id
+    {
+        return Err(AuthError::InvalidGrant(
+            "the refresh token was not issued to this client",
+        ));
+    }
     let (successor, successor_hash) = tokens::new_refresh_token(&core.random);
     let outcome = core
         .db
         .rotate_refresh_token(
-            &tokens::hash_opaque(presented),
+            &presented_hash,
             &successor_hash,
             now,
             core.later(now, spec.tokens.refresh_idle_ttl.as_duration())?,

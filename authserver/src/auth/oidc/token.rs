@@ -597,12 +597,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_refresh_token_is_refused_to_another_client() {
+    async fn a_refresh_token_is_refused_to_another_client_without_being_spent() {
         let f = fixture_with_clients();
         let code = code(&f, "web", "openid", false).await;
         let first = exchange_code(&f.core, client(&f, "web"), &code, Some(CB), None)
             .await
             .unwrap();
+        let token = first.refresh_token.as_deref().unwrap();
+        assert!(
+            matches!(
+                crate::auth::refresh::refresh(&f.core, token, None).await,
+                Err(AuthError::InvalidGrant(_))
+            ),
+            "not the realm API's"
+        );
         assert!(matches!(
             refresh(
                 &f.core,
@@ -613,6 +621,12 @@ mod tests {
             .await,
             Err(AuthError::InvalidGrant(_))
         ));
+        assert!(
+            refresh(&f.core, client(&f, "web"), token, None)
+                .await
+                .is_ok(),
+            "its own client still refreshes it: the refusals spent nothing"
+        );
     }
 
     #[tokio::test]
