@@ -91,6 +91,7 @@ spec:
   type: Confidential
   firstParty: true
   redirectUris: [\"https://app.example.com/cb\"]
+  postLogoutRedirectUris: [\"https://app.example.com/bye\"]
   grantTypes: [authorization_code, refresh_token, client_credentials]
   scopes: [openid, profile, email, offline_access, api]
 ---

@@ -127,6 +127,46 @@ pub fn form_post(state: &AppState, action: &str, fields: Vec<(&'static str, Stri
     )
 }
 
+/// The logout confirmation page.
+#[derive(Template)]
+#[template(path = "logout.html")]
+struct LogoutPage {
+    chrome: Chrome,
+    client: Option<String>,
+    csrf: String,
+    req: String,
+}
+
+/// A page asking the user to confirm a logout (a form POSTing the session's CSRF token).
+pub fn logout_confirm(state: &AppState, req: &str, csrf: &str, client: Option<String>) -> Response {
+    html(
+        StatusCode::OK,
+        &LogoutPage {
+            chrome: Chrome::of(state),
+            client,
+            csrf: csrf.to_owned(),
+            req: req.to_owned(),
+        },
+    )
+}
+
+/// The signed-out page.
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+struct SignedOut {
+    chrome: Chrome,
+}
+
+/// The page after a logout without a return address.
+pub fn signed_out(state: &AppState) -> Response {
+    html(
+        StatusCode::OK,
+        &SignedOut {
+            chrome: Chrome::of(state),
+        },
+    )
+}
+
 /// The routes of the hosted pages.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -175,7 +215,12 @@ mod tests {
     use super::*;
 
     /// Every template, as the compiler embeds them.
-    const TEMPLATES: [(&str, &str); 6] = [
+    const TEMPLATES: [(&str, &str); 8] = [
+        ("logout.html", include_str!("../../templates/logout.html")),
+        (
+            "signed_out.html",
+            include_str!("../../templates/signed_out.html"),
+        ),
         ("consent.html", include_str!("../../templates/consent.html")),
         ("base.html", include_str!("../../templates/base.html")),
         ("error.html", include_str!("../../templates/error.html")),

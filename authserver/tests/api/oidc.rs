@@ -20,6 +20,7 @@ spec:
   type: Confidential
   firstParty: true
   redirectUris: [\"http://localhost:7777/cb\"]
+  postLogoutRedirectUris: [\"http://localhost:7777/bye\"]
   grantTypes: [authorization_code, refresh_token, client_credentials]
   scopes: [openid, profile, email, offline_access, api]
 "

@@ -51,6 +51,8 @@ struct Rp {
     server: TestServer,
     _volume: std::sync::Arc<SecretVolume>,
     ca_pem: String,
+    /// The session cookie of the last login through the hosted page.
+    last_session: std::sync::Mutex<String>,
     client: CoreClient<
         openidconnect::EndpointSet,
         openidconnect::EndpointNotSet,
@@ -106,6 +108,7 @@ impl Rp {
             server,
             _volume: volume,
             ca_pem,
+            last_session: std::sync::Mutex::default(),
             client,
             http,
         }
@@ -157,6 +160,7 @@ impl Rp {
         assert_eq!(posted.status(), 303);
         let session = cookie_pair(&posted, "__Host-portcullis_session");
         let resume = location(&posted);
+        *self.last_session.lock().unwrap() = session.clone();
         let mut back = get(format!("{}{resume}", self.server.base), session.clone()).await;
         assert_eq!(back.status(), 303);
         if location(&back).starts_with("/consent?") {
@@ -608,4 +612,94 @@ async fn a_third_party_client_gets_a_code_only_after_consent_which_is_remembered
         .await
         .unwrap();
     assert!(location(&again).contains("code="), "{}", location(&again));
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn rp_initiated_logout_with_the_id_token_ends_the_session_and_its_tokens(pool: PgPool) {
+    let rp = rp(pool, None).await;
+    let (url, _, nonce, verifier) = authorize(&rp);
+    let query = rp.browse(&url, "alice@example.com").await;
+    let tokens = rp
+        .client
+        .exchange_code(AuthorizationCode::new(
+            param(&query, "code").unwrap().to_owned(),
+        ))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&rp.http())
+        .await
+        .unwrap();
+    let id_token = tokens.id_token().unwrap();
+    id_token
+        .claims(&rp.client.id_token_verifier(), &nonce)
+        .unwrap();
+    let metadata: serde_json::Value = rp
+        .http
+        .get(format!(
+            "{}/.well-known/openid-configuration",
+            rp.server.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let end_session = openidconnect::EndSessionUrl::new(
+        metadata["end_session_endpoint"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+    .unwrap();
+    let logout = openidconnect::LogoutRequest::from(end_session)
+        .set_id_token_hint(id_token)
+        .set_client_id(ClientId::new("web".into()))
+        .set_post_logout_redirect_uri(
+            openidconnect::PostLogoutRedirectUrl::new("http://localhost:7777/bye".into()).unwrap(),
+        )
+        .set_state(CsrfToken::new("bye-state".into()))
+        .http_get_url();
+    let session = rp.last_session.lock().unwrap().clone();
+    let answer = rp
+        .http
+        .get(logout.as_str())
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    assert_eq!(
+        location(&answer),
+        "http://localhost:7777/bye?state=bye-state"
+    );
+    assert!(
+        cookie_pair(&answer, "__Host-portcullis_session").ends_with('='),
+        "the cookie is cleared"
+    );
+    let after: Result<CoreUserInfoClaims, _> = rp
+        .client
+        .user_info(tokens.access_token().clone(), None)
+        .unwrap()
+        .request_async(&rp.http())
+        .await;
+    assert!(after.is_err(), "the session's access tokens end with it");
+    let refresh = rp
+        .client
+        .exchange_refresh_token(tokens.refresh_token().unwrap())
+        .unwrap()
+        .request_async(&rp.http())
+        .await;
+    assert!(refresh.is_err(), "and its refresh tokens");
+    let wrong = rp
+        .http
+        .get(format!(
+            "{}/oauth2/logout?client_id=web&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F",
+            rp.server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 400);
+    assert!(wrong.headers().get("location").is_none());
 }

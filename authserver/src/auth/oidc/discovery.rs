@@ -19,6 +19,7 @@ pub fn metadata(issuer: &str) -> Value {
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
+        "end_session_endpoint": format!("{issuer}/oauth2/logout"),
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
@@ -59,6 +60,7 @@ mod tests {
             "jwks_uri",
             "revocation_endpoint",
             "introspection_endpoint",
+            "end_session_endpoint",
         ] {
             assert!(
                 m[key]
@@ -68,9 +70,9 @@ mod tests {
                 "{key}"
             );
         }
-        assert!(
-            m.get("end_session_endpoint").is_none(),
-            "logout is not built"
+        assert_eq!(
+            m["end_session_endpoint"],
+            "https://auth.example.com/oauth2/logout"
         );
         assert_eq!(m["request_uri_parameter_supported"], false);
         assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));

@@ -92,7 +92,7 @@ pub fn code_key(code: &str) -> String {
 }
 
 /// The browser's live session, with its public id.
-async fn current_session(
+pub(super) async fn current_session(
     core: &Core,
     secret: Option<&str>,
 ) -> Result<Option<(String, SessionRecord)>, AuthError> {

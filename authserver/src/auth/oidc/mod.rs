@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod clients;
 pub mod discovery;
 pub mod flow;
+pub mod logout;
 pub mod pkce;
 pub mod resource;
 pub mod token;

@@ -1,5 +1,5 @@
-//! The OpenID Connect authorization endpoint (GET and POST, OpenID Connect Core §3.1.2.1) and
-//! its resumption after the login page. Answers: an error page when the client or redirect URI
+//! The OpenID Connect authorization endpoint (GET and POST, OpenID Connect Core §3.1.2.1), its
+//! resumption after the login page, and the end-session endpoint (RP-initiated logout). Answers: an error page when the client or redirect URI
 //! cannot be trusted, otherwise a 303 to the redirect URI (or a form_post page) carrying
 //! `code` or `error`, `state` and `iss` (RFC 9207), or a 303 to the login page.
 
@@ -13,7 +13,9 @@ use utoipa_axum::routes;
 
 use crate::auth::oidc::authorize::ResponseMode;
 use crate::auth::oidc::flow::{self, Outcome};
+use crate::auth::oidc::logout::{self, LogoutOutcome};
 use crate::http::caller::PresentedSession;
+use crate::http::cookies;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiQuery, FormPairs, query_pairs};
 use crate::http::state::AppState;
@@ -24,6 +26,124 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(authorize_get, authorize_post))
         .routes(routes!(resume))
+        .routes(routes!(logout_get, logout_post))
+        .routes(routes!(logout_confirm))
+}
+
+/// RP-initiated logout parameters (OpenID Connect RP-Initiated Logout 1.0 §2).
+#[derive(Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct LogoutParams {
+    /// An ID token this realm issued to the client (may be expired).
+    id_token_hint: Option<String>,
+    /// The client, when there is no hint (or the hint's audience).
+    client_id: Option<String>,
+    /// One of the client's registered post-logout redirect URIs, byte for byte.
+    post_logout_redirect_uri: Option<String>,
+    /// Echoed on the redirect.
+    state: Option<String>,
+}
+
+/// End-session endpoint (GET).
+#[utoipa::path(
+    get,
+    path = "/oauth2/logout",
+    params(LogoutParams),
+    responses(
+        (status = 303, description = "Signed out: to the registered post-logout redirect URI with `state`"),
+        (status = 200, description = "A confirmation page, or the signed-out page", body = String, content_type = "text/html"),
+        (status = 400, description = "An unknown client, a foreign ID token or an unregistered redirect URI: an error page", body = String, content_type = "text/html"),
+    )
+)]
+async fn logout_get(
+    State(state): State<AppState>,
+    PresentedSession(session): PresentedSession,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = query_pairs(query.as_deref());
+    let outcome = logout::begin(&state.core, &params, session.as_deref()).await?;
+    Ok(logout_answer(&state, outcome))
+}
+
+/// End-session endpoint (POST, form-encoded).
+#[utoipa::path(
+    post,
+    path = "/oauth2/logout",
+    request_body(content = Option<LogoutParams>, content_type = "application/x-www-form-urlencoded", description = "Every parameter is optional: without any, the browser's session (if any) is asked to confirm"),
+    responses(
+        (status = 303, description = "Signed out: to the registered post-logout redirect URI with `state`"),
+        (status = 200, description = "A confirmation page, or the signed-out page", body = String, content_type = "text/html"),
+        (status = 400, description = "An unknown client, a foreign ID token or an unregistered redirect URI: an error page", body = String, content_type = "text/html"),
+    )
+)]
+async fn logout_post(
+    State(state): State<AppState>,
+    PresentedSession(session): PresentedSession,
+    FormPairs(params): FormPairs,
+) -> Result<Response, ApiError> {
+    let outcome = logout::begin(&state.core, &params, session.as_deref()).await?;
+    Ok(logout_answer(&state, outcome))
+}
+
+/// The logout confirmation form.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct LogoutConfirmForm {
+    /// The session's CSRF token.
+    csrf: Option<String>,
+    /// The pending logout.
+    req: Option<String>,
+}
+
+/// Confirms a pending logout.
+#[utoipa::path(
+    post,
+    path = "/oauth2/logout/confirm",
+    request_body(content = LogoutConfirmForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed out: to the registered post-logout redirect URI with `state`"),
+        (status = 200, description = "The signed-out page", body = String, content_type = "text/html"),
+        (status = 400, description = "Expired, unknown or a failed CSRF check: an error page", body = String, content_type = "text/html"),
+    )
+)]
+async fn logout_confirm(
+    State(state): State<AppState>,
+    PresentedSession(session): PresentedSession,
+    FormPairs(form): FormPairs,
+) -> Result<Response, ApiError> {
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    };
+    let outcome =
+        logout::confirm(&state.core, field("req"), session.as_deref(), field("csrf")).await?;
+    Ok(logout_answer(&state, outcome))
+}
+
+fn logout_answer(state: &AppState, outcome: LogoutOutcome) -> Response {
+    match outcome {
+        LogoutOutcome::Page(description) => {
+            ui::error_page(state, StatusCode::BAD_REQUEST, &description)
+        }
+        LogoutOutcome::Confirm {
+            pending_id,
+            csrf,
+            client,
+        } => ui::logout_confirm(state, &pending_id, &csrf, client),
+        LogoutOutcome::Done { redirect, ended } => {
+            let mut response = match redirect {
+                Some(uri) => see_other(&uri),
+                None => ui::signed_out(state),
+            };
+            if ended && let Ok(value) = HeaderValue::from_str(&cookies::clear_cookie()) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            response
+        }
+    }
 }
 
 /// Authorization request parameters (OpenID Connect Core §3.1.2.1). Each at most once.
