@@ -4,6 +4,7 @@
 //! (one module per use case over a small core; no HTTP or SQL types), which uses `store`
 //! (every SQL statement and Redis command; it knows nothing of `auth`). Time and randomness
 //! are passed in (`clock`, `random`); `wiring` is the one place that reads the real ones.
+//! `ui` renders the hosted pages.
 
 pub mod auth;
 pub mod clock;
@@ -15,6 +16,7 @@ pub mod random;
 pub mod readiness;
 pub mod startup;
 pub mod store;
+pub mod ui;
 pub mod wiring;
 
 /// Installs rustls' ring provider as the process default; reqwest and lettre are built without

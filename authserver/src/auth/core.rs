@@ -1,6 +1,7 @@
 //! The small core every use case works over: the realm's policy, the stores, the password
-//! hasher, the signing keys, the outbox, the clock and the random source, and the few steps
-//! several use cases share (ending sessions, hashing with a metric, date arithmetic).
+//! hasher, the signing keys, the OAuth clients, the outbox, the clock and the random source,
+//! and the few steps several use cases share (ending sessions, hashing with a metric, date
+//! arithmetic).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use super::AuthError;
 use super::breach::BreachChecker;
 use super::hashing::{PasswordHasher, Slot, StoredHash};
 use super::lockout::LockoutRules;
+use super::oidc::clients::ClientRegistry;
 use super::principal::Principal;
 use super::tokens::KeyRing;
 use crate::clock::Clock;
@@ -50,6 +52,8 @@ pub struct CoreParts {
     pub metrics: Arc<Metrics>,
     /// Key of CSRF tokens.
     pub csrf_key: Vec<u8>,
+    /// The realm's OAuth clients.
+    pub clients: ClientRegistry,
 }
 
 /// The core. Its parts are private to the use cases (`crate::auth`).
@@ -65,6 +69,7 @@ pub struct Core {
     pub(super) random: Random,
     pub(super) metrics: Arc<Metrics>,
     pub(super) csrf_key: Vec<u8>,
+    pub(super) clients: ClientRegistry,
 }
 
 impl std::fmt::Debug for Core {
@@ -90,7 +95,13 @@ impl Core {
             random: parts.random,
             metrics: parts.metrics,
             csrf_key: parts.csrf_key,
+            clients: parts.clients,
         }
+    }
+
+    /// The realm's OAuth clients.
+    pub fn clients(&self) -> &ClientRegistry {
+        &self.clients
     }
 
     pub(super) fn spec(&self) -> &AuthRealmSpec {

@@ -6,6 +6,18 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// The CSRF token of a form shown before any session exists (the login form), paired with the
+/// random `cookie_value` of the pre-session CSRF cookie: HMAC(key, "form:" + value). A forged
+/// cross-site POST has neither the cookie nor a token matching it.
+pub fn form_token(key: &[u8], cookie_value: &str) -> String {
+    token(key, &format!("form:{cookie_value}"))
+}
+
+/// Whether `candidate` is the form token of `cookie_value`, in constant time.
+pub fn verify_form(key: &[u8], cookie_value: &str, candidate: &str) -> bool {
+    !cookie_value.is_empty() && verify(key, &format!("form:{cookie_value}"), candidate)
+}
+
 /// The CSRF token of a session.
 pub fn token(key: &[u8], session_id: &str) -> String {
     match <Hmac<Sha256> as Mac>::new_from_slice(key) {
@@ -45,5 +57,15 @@ mod tests {
         assert!(!verify(&key, "session-b", &t));
         assert!(!verify(&[8u8; 32], "session-a", &t));
         assert!(!verify(&key, "session-a", "not base64 !"));
+    }
+
+    #[test]
+    fn a_form_token_belongs_to_its_cookie_and_is_never_a_session_token() {
+        let key = [9u8; 32];
+        let t = form_token(&key, "cookie-1");
+        assert!(verify_form(&key, "cookie-1", &t));
+        assert!(!verify_form(&key, "cookie-2", &t));
+        assert!(!verify_form(&key, "", &form_token(&key, "")));
+        assert!(!verify(&key, "cookie-1", &t), "not a session's token");
     }
 }

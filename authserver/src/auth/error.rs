@@ -63,6 +63,16 @@ pub enum AuthError {
     /// An OAuth grant was refused (RFC 6749 `invalid_grant`).
     #[error("invalid grant: {0}")]
     InvalidGrant(&'static str),
+    /// A bearer access token at a resource (userinfo) is missing, invalid, expired or
+    /// revoked (RFC 6750 `invalid_token`).
+    #[error("invalid access token")]
+    InvalidAccessToken,
+    /// A bearer access token lacks the scope a resource needs (RFC 6750 `insufficient_scope`).
+    #[error("insufficient scope: {0} needed")]
+    InsufficientScope(&'static str),
+    /// A client failed to authenticate (RFC 6749 `invalid_client`).
+    #[error("invalid client: {0}")]
+    InvalidClient(&'static str),
     /// An OAuth request was malformed (RFC 6749 `invalid_request` / `unsupported_grant_type`).
     #[error("{code}: {detail}")]
     InvalidOAuthRequest {

@@ -4,12 +4,16 @@ use uuid::Uuid;
 
 use super::core::{API_SCOPE, Core, stored_hash};
 use super::identifier::canonical_email;
+use super::oidc::discovery::ACR_PASSWORD;
 use super::principal::RequestMeta;
 use super::tokens::{self, Grant};
 use super::{AuthError, csrf, password, sessions};
 use crate::mail::Mail;
 use crate::store::kv::{Attempt, SessionRecord};
-use crate::store::{NewFamily, UserRecord};
+use crate::store::{FamilyGrant, NewFamily, UserRecord};
+
+/// The RFC 8176 authentication method of a password login.
+pub const PASSWORD_AMR: &str = "pwd";
 
 /// Tokens and session from a successful login.
 #[derive(Clone)]
@@ -175,13 +179,18 @@ async fn start_session(
         ip: meta.ip.clone(),
         user_agent: meta.user_agent.chars().take(256).collect(),
         credential_epoch: user.credential_epoch,
+        amr: vec![PASSWORD_AMR.to_owned()],
+        acr: Some(ACR_PASSWORD.to_owned()),
     };
     core.kv
         .put_session(&session_id, &record, sessions::ttl(&record, now, idle))
         .await?;
+    let family_id = core.random.uuid();
+    let gid = family_id.to_string();
     let grant = Grant {
         user: user.id,
         sid: &session_id,
+        gid: Some(&gid),
         client_id: None,
         scope: API_SCOPE,
     };
@@ -198,7 +207,7 @@ async fn start_session(
     let started = core
         .db
         .start_refresh_family(&NewFamily {
-            family_id: core.random.uuid(),
+            family_id,
             user_id: user.id,
             session_id: &session_id,
             client_id: None,
@@ -207,6 +216,13 @@ async fn start_session(
             issued_at: now,
             token_expires_at: core.later(now, spec.tokens.refresh_idle_ttl.as_duration())?,
             expires_at: core.later(now, spec.tokens.refresh_token_ttl.as_duration())?,
+            grant: FamilyGrant {
+                scope: API_SCOPE.to_owned(),
+                auth_time: Some(now),
+                amr: vec![PASSWORD_AMR.to_owned()],
+                acr: Some(ACR_PASSWORD.to_owned()),
+                offline: false,
+            },
         })
         .await?;
     if !started {

@@ -4,7 +4,7 @@
 //! Use cases: [`registration`] (register, verify email), [`login`], [`reset`] (password
 //! reset), [`session_auth`] (authenticating a session or access token, CSRF), [`refresh`]
 //! (the refresh-token grant), [`account`] (the caller's profile, password, sessions, logout)
-//! and [`admin`]. Each takes the [`core::Core`].
+//! and [`admin`], and the OpenID Connect provider ([`oidc`]). Each takes the [`core::Core`].
 
 pub mod account;
 pub mod admin;
@@ -19,6 +19,7 @@ pub mod keys;
 pub mod lockout;
 pub mod login;
 mod new_password;
+pub mod oidc;
 pub mod password;
 pub mod principal;
 pub mod refresh;

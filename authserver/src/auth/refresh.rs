@@ -1,10 +1,14 @@
 //! The refresh-token grant: every use rotates the token; a used token presented again revokes
-//! its family and the session that started it.
+//! its family and the session that started it. A token is bound to the client it was issued
+//! to (RFC 6749 §10.4): the realm's own API's tokens refresh without a client, a client's only
+//! for that client, authenticated.
+
+use uuid::Uuid;
 
 use super::AuthError;
-use super::core::{API_SCOPE, Core};
+use super::core::Core;
 use super::tokens::{self, Grant};
-use crate::store::RotateOutcome;
+use crate::store::{FamilyGrant, RotateOutcome};
 
 /// Tokens from a refresh grant.
 #[derive(Clone)]
@@ -28,19 +32,54 @@ impl std::fmt::Debug for Refreshed {
     }
 }
 
-/// Rotates `presented`; `client_id`, when given, must be the family's client.
-pub async fn refresh(
+/// A rotated refresh token and the family it belongs to.
+#[derive(Clone)]
+pub struct Rotated {
+    /// The family (grant id).
+    pub family_id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Session that started the family.
+    pub session_id: String,
+    /// What the family grants.
+    pub grant: FamilyGrant,
+    /// The successor refresh token.
+    pub refresh_token: String,
+}
+
+impl std::fmt::Debug for Rotated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rotated")
+            .field("family_id", &self.family_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Rotates `presented` for `client_id` (`None`: the realm's own API), which must be the
+/// family's client; a replay revokes the family and its session.
+pub async fn rotate(
     core: &Core,
     presented: &str,
     client_id: Option<&str>,
-) -> Result<Refreshed, AuthError> {
+) -> Result<Rotated, AuthError> {
     let now = core.clock.now();
     let spec = core.spec();
+    let presented_hash = tokens::hash_opaque(presented);
+    // Bound to its client before anything changes: presenting another client's token (or a
+    // client's token without client authentication) must not spend it, or its rightful client
+    // would find it replayed and lose the grant.
+    if let Some(standing) = core.db.refresh_standing(&presented_hash, now).await?
+        && standing.client_id.as_deref() != client_id
+    {
+        return Err(AuthError::InvalidGrant(
+            "the refresh token was not issued to this client",
+        ));
+    }
     let (successor, successor_hash) = tokens::new_refresh_token(&core.random);
     let outcome = core
         .db
         .rotate_refresh_token(
-            &tokens::hash_opaque(presented),
+            &presented_hash,
             &successor_hash,
             now,
             core.later(now, spec.tokens.refresh_idle_ttl.as_duration())?,
@@ -48,34 +87,23 @@ pub async fn refresh(
         .await?;
     match outcome {
         RotateOutcome::Rotated {
+            family_id,
             user_id,
             session_id,
             client_id: family_client,
+            grant,
         } => {
-            if client_id.is_some() && client_id != family_client.as_deref() {
+            if client_id != family_client.as_deref() {
                 return Err(AuthError::InvalidGrant(
                     "the refresh token was not issued to this client",
                 ));
             }
-            let grant = Grant {
-                user: user_id,
-                sid: &session_id,
-                client_id: family_client.as_deref(),
-                scope: API_SCOPE,
-            };
-            let claims = tokens::access_claims(
-                core.issuer(),
-                core.issuer(),
-                &grant,
-                now,
-                core.access_ttl(),
-                core.random.uuid(),
-            );
-            Ok(Refreshed {
-                access_token: core.keys.sign("at+jwt", &claims)?,
+            Ok(Rotated {
+                family_id,
+                user_id,
+                session_id,
+                grant,
                 refresh_token: successor,
-                expires_in: core.access_ttl().as_secs(),
-                scope: API_SCOPE.to_owned(),
             })
         }
         RotateOutcome::Reused { session_id } => {
@@ -91,6 +119,39 @@ pub async fn refresh(
         }
         RotateOutcome::Invalid => Err(AuthError::InvalidGrant("invalid or expired refresh token")),
     }
+}
+
+/// Rotates a refresh token of the realm's own API (`client_id`, when given, must be the
+/// family's client) and issues an access token for it.
+pub async fn refresh(
+    core: &Core,
+    presented: &str,
+    client_id: Option<&str>,
+) -> Result<Refreshed, AuthError> {
+    let now = core.clock.now();
+    let rotated = rotate(core, presented, client_id).await?;
+    let gid = rotated.family_id.to_string();
+    let grant = Grant {
+        user: rotated.user_id,
+        sid: &rotated.session_id,
+        gid: Some(&gid),
+        client_id,
+        scope: &rotated.grant.scope,
+    };
+    let claims = tokens::access_claims(
+        core.issuer(),
+        core.issuer(),
+        &grant,
+        now,
+        core.access_ttl(),
+        core.random.uuid(),
+    );
+    Ok(Refreshed {
+        access_token: core.keys.sign("at+jwt", &claims)?,
+        refresh_token: rotated.refresh_token,
+        expires_in: core.access_ttl().as_secs(),
+        scope: rotated.grant.scope,
+    })
 }
 
 #[cfg(test)]

@@ -41,20 +41,29 @@ pub async fn authenticate_session(core: &Core, secret: &str) -> Result<Principal
     })
 }
 
-/// Authenticates a bearer access token: signature, issuer, audience, expiry, and that its
-/// session was not revoked (logout, password change).
+/// Authenticates a bearer access token for the realm's own API: signature, issuer, audience,
+/// expiry, that it was issued to the realm's API (a token an OAuth client got must not drive
+/// the user's account) for a session, and that neither its session, its grant nor itself was
+/// revoked (logout, password change, revocation).
 pub async fn authenticate_bearer(core: &Core, token: &str) -> Result<Principal, AuthError> {
     let issuer = core.issuer();
     let claims = core
         .keys
         .verify_access(token, issuer, issuer, core.clock.now())?;
-    if core.kv.is_sid_revoked(&claims.sid).await? {
+    let (None, Some(sid)) = (&claims.client_id, claims.sid) else {
+        return Err(AuthError::Unauthenticated);
+    };
+    if core
+        .kv
+        .is_access_revoked(Some(&sid), claims.gid.as_deref(), &claims.jti)
+        .await?
+    {
         return Err(AuthError::Unauthenticated);
     }
     let user_id = claims.sub.parse().map_err(|_| AuthError::Unauthenticated)?;
     Ok(Principal {
         user_id,
-        session_id: claims.sid,
+        session_id: sid,
         method: AuthMethod::Bearer,
     })
 }
@@ -62,6 +71,16 @@ pub async fn authenticate_bearer(core: &Core, token: &str) -> Result<Principal, 
 /// The CSRF token of a session.
 pub fn csrf_token(core: &Core, session_id: &str) -> String {
     csrf::token(&core.csrf_key, session_id)
+}
+
+/// The CSRF token of a pre-session form, for the CSRF cookie's `value`.
+pub fn form_csrf_token(core: &Core, value: &str) -> String {
+    csrf::form_token(&core.csrf_key, value)
+}
+
+/// Whether a pre-session form's CSRF token matches the CSRF cookie's `value`.
+pub fn verify_form_csrf(core: &Core, value: &str, candidate: &str) -> bool {
+    csrf::verify_form(&core.csrf_key, value, candidate)
 }
 
 /// Whether a CSRF token belongs to the session.
@@ -158,5 +177,64 @@ mod tests {
         assert!(verify_csrf(&f.core, &a.session_id, &a.csrf_token));
         assert!(!verify_csrf(&f.core, &b.session_id, &a.csrf_token));
         assert_eq!(csrf_token(&f.core, &a.session_id), a.csrf_token);
+    }
+
+    #[tokio::test]
+    async fn a_token_issued_to_an_oauth_client_cannot_use_the_account_api() {
+        let f = fixture(|_| {});
+        let login = signed_in(&f, "alice@example.com").await;
+        let grant = crate::auth::tokens::Grant {
+            user: login.user_id,
+            sid: &login.session_id,
+            gid: None,
+            client_id: Some("shop-web"),
+            scope: "openid",
+        };
+        let claims = crate::auth::tokens::access_claims(
+            f.core.issuer(),
+            f.core.issuer(),
+            &grant,
+            f.clock.now(),
+            Duration::from_secs(600),
+            uuid::Uuid::nil(),
+        );
+        let token = f.core.keys.sign("at+jwt", &claims).unwrap();
+        assert!(matches!(
+            authenticate_bearer(&f.core, &token).await,
+            Err(AuthError::Unauthenticated)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_access_token_stops_when_its_grant_or_itself_is_revoked() {
+        let f = fixture(|_| {});
+        let ttl = Duration::from_secs(600);
+        let first = signed_in(&f, "alice@example.com").await;
+        let second = signed_in(&f, "bob@example.com").await;
+        let claims = |token: &str| {
+            f.core
+                .keys
+                .verify_access(token, f.core.issuer(), f.core.issuer(), f.clock.now())
+                .unwrap()
+        };
+        let gid = claims(&first.access_token).gid.unwrap();
+        f.core.kv.revoke_gid(&gid, ttl).await.unwrap();
+        assert!(
+            authenticate_bearer(&f.core, &first.access_token)
+                .await
+                .is_err()
+        );
+        let jti = claims(&second.access_token).jti;
+        assert!(
+            authenticate_bearer(&f.core, &second.access_token)
+                .await
+                .is_ok()
+        );
+        f.core.kv.revoke_jti(&jti, ttl).await.unwrap();
+        assert!(
+            authenticate_bearer(&f.core, &second.access_token)
+                .await
+                .is_err()
+        );
     }
 }

@@ -64,6 +64,8 @@ mod tests {
             ip: "127.0.0.1".into(),
             user_agent: "test".into(),
             credential_epoch: 0,
+            amr: vec!["pwd".into()],
+            acr: None,
         }
     }
 

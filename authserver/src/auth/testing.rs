@@ -15,6 +15,7 @@ use super::core::{Core, CoreParts};
 use super::hashing::{PasswordHasher, PoolSize};
 use super::keys::{Pepper, SigningKey};
 use super::login::{LoginSuccess, login};
+use super::oidc::clients::ClientRegistry;
 use super::principal::RequestMeta;
 use super::registration::{Registration, register};
 use super::tokens::KeyRing;
@@ -75,9 +76,60 @@ impl Fixture {
 
 /// A core for the default test realm changed by `customize`; bcrypt at its lowest cost.
 pub fn fixture(customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixture {
-    let mut manifests = parse_manifests(REALM).unwrap();
+    fixture_from(REALM, customize)
+}
+
+/// The OAuth clients of [`fixture_with_clients`]: `web` (confidential, secret `web-secret`)
+/// and `spa` (public), both first-party, and `partner` (public, needs consent), all
+/// redirecting to `https://app.example.com/cb`.
+pub const CLIENTS: &str = "apiVersion: portcullis.dev/v1alpha1
+kind: AuthClient
+metadata: {name: web}
+spec:
+  realmRef: {name: unit}
+  clientId: web
+  type: Confidential
+  firstParty: true
+  redirectUris: [\"https://app.example.com/cb\"]
+  postLogoutRedirectUris: [\"https://app.example.com/bye\"]
+  grantTypes: [authorization_code, refresh_token, client_credentials]
+  scopes: [openid, profile, email, offline_access, api]
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: AuthClient
+metadata: {name: spa}
+spec:
+  realmRef: {name: unit}
+  clientId: spa
+  type: Public
+  firstParty: true
+  redirectUris: [\"https://app.example.com/cb\"]
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: AuthClient
+metadata: {name: partner}
+spec:
+  realmRef: {name: unit}
+  clientId: partner
+  type: Public
+  redirectUris: [\"https://app.example.com/cb\"]
+";
+
+/// A core for the default test realm with the clients of [`CLIENTS`].
+pub fn fixture_with_clients() -> Fixture {
+    fixture_from(&format!("{REALM}---\n{CLIENTS}"), |_| {})
+}
+
+fn fixture_from(yaml: &str, customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixture {
+    let mut manifests = parse_manifests(yaml).unwrap();
     customize(&mut manifests.realms[0].spec);
     let settings = RealmSettings::from_manifests(&manifests).unwrap();
+    let secrets = settings
+        .clients
+        .iter()
+        .map(|c| (c.client_id.clone(), format!("{}-secret", c.client_id)))
+        .collect();
+    let clients = ClientRegistry::new(&settings.clients, &secrets).unwrap();
     let clock = Clock::manual(datetime!(2030-01-01 0:00 UTC));
     let random = Random::new(ChaCha20Rng::seed_from_u64(42));
     let peppers = vec![Pepper {
@@ -97,6 +149,7 @@ pub fn fixture(customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixture {
         random,
         metrics: Arc::new(Metrics::default()),
         csrf_key: vec![9; 32],
+        clients,
     });
     Fixture { core, clock, sent }
 }

@@ -19,9 +19,9 @@ use crate::random::Random;
 pub struct AccessClaims {
     /// Issuer.
     pub iss: String,
-    /// Subject: the user id.
+    /// Subject: the user id, or the client id of a client-credentials token.
     pub sub: String,
-    /// Audience: the issuer's own API, or a client id.
+    /// Audience: the issuer (its own API and userinfo).
     pub aud: String,
     /// Expiry (seconds since the epoch).
     pub exp: i64,
@@ -31,21 +31,35 @@ pub struct AccessClaims {
     pub nbf: i64,
     /// Unique id.
     pub jti: String,
-    /// Public id of the session the token belongs to.
-    pub sid: String,
+    /// Public id of the session the token belongs to (none for client credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Grant (refresh-token family) the token was issued under, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
     /// OAuth client the token was issued to, when not the realm's own API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// Granted scopes, space-separated.
     pub scope: String,
+    /// When the user authenticated (RFC 9068 §2.2.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// Authentication context class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// Authentication methods (RFC 8176).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
-/// Claims of an ID token.
+/// Claims of an ID token (OpenID Connect Core §2). Claims about the user (email, name) come
+/// from userinfo, as §5.4 asks when an access token is issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdClaims {
     /// Issuer.
     pub iss: String,
-    /// Subject.
+    /// Subject: the user id.
     pub sub: String,
     /// Audience: the client id.
     pub aud: String,
@@ -55,12 +69,81 @@ pub struct IdClaims {
     pub iat: i64,
     /// When the user authenticated.
     pub auth_time: i64,
+    /// The authorization request's nonce, unchanged (absent after a refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Hash of the access token issued with it (§3.1.3.6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    /// Authentication methods (RFC 8176).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// Authentication context class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// Public id of the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+/// What an ID token says besides issuer, subject, audience and time.
+#[derive(Clone, Debug, Default)]
+pub struct IdContext<'a> {
+    /// When the user authenticated.
+    pub auth_time: Option<OffsetDateTime>,
+    /// The request's nonce.
+    pub nonce: Option<&'a str>,
+    /// The access token issued alongside, for `at_hash`.
+    pub access_token: Option<&'a str>,
+    /// Authentication methods.
+    pub amr: &'a [String],
+    /// Authentication context class.
+    pub acr: Option<&'a str>,
     /// Session id.
-    pub sid: String,
-    /// Email address.
-    pub email: String,
-    /// Whether it is verified.
-    pub email_verified: bool,
+    pub sid: Option<&'a str>,
+}
+
+/// `at_hash` of an ES256-signed ID token: base64url of the left half of the SHA-256 of the
+/// access token's ASCII (OpenID Connect Core §3.1.3.6).
+pub fn at_hash(access_token: &str) -> String {
+    use base64::Engine;
+    let digest = Sha256::digest(access_token.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+}
+
+/// Builds ID-token claims for `client_id` about `user`, valid for `ttl` from `now`.
+pub fn id_claims(
+    issuer: &str,
+    client_id: &str,
+    user: Uuid,
+    context: &IdContext<'_>,
+    now: OffsetDateTime,
+    ttl: Duration,
+) -> IdClaims {
+    let iat = now.unix_timestamp();
+    IdClaims {
+        iss: issuer.to_owned(),
+        sub: user.to_string(),
+        aud: client_id.to_owned(),
+        exp: iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+        iat,
+        auth_time: context
+            .auth_time
+            .map_or(iat, OffsetDateTime::unix_timestamp),
+        nonce: context.nonce.map(str::to_owned),
+        at_hash: context.access_token.map(at_hash),
+        amr: context.amr.to_vec(),
+        acr: context.acr.map(str::to_owned),
+        sid: context.sid.map(str::to_owned),
+    }
+}
+
+/// Whether a JOSE `typ` names an access token: `at+jwt`, or its full media type, in any case
+/// (RFC 7515 §4.1.9, RFC 9068 §2.1).
+fn is_access_typ(typ: Option<&str>) -> bool {
+    typ.is_some_and(|t| {
+        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+    })
 }
 
 struct RingKey {
@@ -155,7 +238,7 @@ impl KeyRing {
         now: OffsetDateTime,
     ) -> Result<AccessClaims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Unauthenticated)?;
-        if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some("at+jwt") {
+        if header.alg != Algorithm::ES256 || !is_access_typ(header.typ.as_deref()) {
             return Err(AuthError::Unauthenticated);
         }
         let kid = header.kid.ok_or(AuthError::Unauthenticated)?;
@@ -180,15 +263,43 @@ impl KeyRing {
         }
         Ok(claims)
     }
+
+    /// Verifies an ID token this realm issued, as a logout's `id_token_hint` is checked: ES256,
+    /// a known `kid`, the signature and the issuer, **not** its expiry (RP-Initiated Logout
+    /// §2 accepts an expired hint). An access token (`typ` `at+jwt`) is never an ID token.
+    pub fn verify_id_token_hint(&self, token: &str, issuer: &str) -> Result<IdClaims, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Unauthenticated)?;
+        if header.alg != Algorithm::ES256 || is_access_typ(header.typ.as_deref()) {
+            return Err(AuthError::Unauthenticated);
+        }
+        let kid = header.kid.ok_or(AuthError::Unauthenticated)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(AuthError::Unauthenticated)?;
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_issuer(&[issuer]);
+        validation.validate_aud = false;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.set_required_spec_claims(&["iss", "sub", "aud"]);
+        jsonwebtoken::decode::<IdClaims>(token, &key.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|_| AuthError::Unauthenticated)
+    }
 }
 
-/// What an access token is about: whose, which session, for which client, what scope.
+/// What an access token is about: whose, which session and grant, for which client, what
+/// scope.
 #[derive(Clone, Copy, Debug)]
 pub struct Grant<'a> {
     /// The user.
     pub user: Uuid,
     /// Public id of the session the token belongs to.
     pub sid: &'a str,
+    /// The grant (refresh-token family), when the token has one.
+    pub gid: Option<&'a str>,
     /// OAuth client, when not the realm's own API.
     pub client_id: Option<&'a str>,
     /// Granted scopes, space-separated.
@@ -213,9 +324,13 @@ pub fn access_claims(
         iat,
         nbf: iat,
         jti: jti.to_string(),
-        sid: grant.sid.to_owned(),
+        sid: Some(grant.sid.to_owned()),
+        gid: grant.gid.map(str::to_owned),
         client_id: grant.client_id.map(str::to_owned),
         scope: grant.scope.to_owned(),
+        auth_time: None,
+        acr: None,
+        amr: Vec::new(),
     }
 }
 
@@ -252,6 +367,7 @@ mod tests {
         let grant = Grant {
             user: Uuid::nil(),
             sid: "sid",
+            gid: None,
             client_id: None,
             scope: "openid",
         };
@@ -348,5 +464,101 @@ mod tests {
             b64(&claims)
         );
         assert!(ring.verify_access(&none, iss, iss, at(1_000_001)).is_err());
+    }
+
+    #[test]
+    fn at_hash_is_the_base64url_left_half_of_the_access_tokens_sha256() {
+        // OpenID Connect Core, appendix A.4.
+        assert_eq!(
+            at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
+    }
+
+    fn id_token(ring: &KeyRing, now: OffsetDateTime) -> (String, IdClaims) {
+        let amr = vec!["pwd".to_owned()];
+        let context = IdContext {
+            auth_time: Some(at(999_000)),
+            nonce: Some("n-0S6_WzA2Mj"),
+            access_token: Some("the-access-token"),
+            amr: &amr,
+            acr: Some("urn:portcullis:acr:pwd"),
+            sid: Some("sid-1"),
+        };
+        let claims = id_claims(
+            "https://auth.example.com",
+            "shop-web",
+            Uuid::nil(),
+            &context,
+            now,
+            Duration::from_secs(600),
+        );
+        (ring.sign("JWT", &claims).unwrap(), claims)
+    }
+
+    #[test]
+    fn an_id_token_carries_nonce_at_hash_auth_time_amr_acr_and_sid() {
+        let ring = new_ring(&random());
+        let (token, claims) = id_token(&ring, at(1_000_000));
+        let read = ring
+            .verify_id_token_hint(&token, "https://auth.example.com")
+            .unwrap();
+        assert_eq!(read, claims);
+        assert_eq!(read.aud, "shop-web");
+        assert_eq!(read.nonce.as_deref(), Some("n-0S6_WzA2Mj"));
+        assert_eq!(read.at_hash, Some(at_hash("the-access-token")));
+        assert_eq!((read.auth_time, read.exp), (999_000, 1_000_600));
+        assert_eq!(read.amr, ["pwd"]);
+        assert_eq!(read.acr.as_deref(), Some("urn:portcullis:acr:pwd"));
+        assert_eq!(read.sid.as_deref(), Some("sid-1"));
+    }
+
+    #[test]
+    fn an_expired_id_token_is_still_a_hint_but_not_from_another_issuer_or_key() {
+        let random = random();
+        let ring = new_ring(&random);
+        let (token, _) = id_token(&ring, at(1));
+        assert!(
+            ring.verify_id_token_hint(&token, "https://auth.example.com")
+                .is_ok()
+        );
+        assert!(
+            ring.verify_id_token_hint(&token, "https://other.example.com")
+                .is_err()
+        );
+        let other = new_ring(&random);
+        assert!(
+            other
+                .verify_id_token_hint(&token, "https://auth.example.com")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_access_token_is_never_an_id_token_and_an_id_token_never_an_access_token() {
+        let ring = new_ring(&random());
+        let iss = "https://auth.example.com";
+        let access = token(&ring, at(1_000_000));
+        assert!(ring.verify_id_token_hint(&access, iss).is_err());
+        let (id, _) = id_token(&ring, at(1_000_000));
+        assert!(
+            ring.verify_access(&id, iss, "shop-web", at(1_000_001))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_access_token_typ_is_matched_as_a_media_type() {
+        let ring = new_ring(&random());
+        let iss = "https://auth.example.com";
+        for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+            let t = ring.sign(typ, &claims(at(1_000_000), 600)).unwrap();
+            assert!(
+                ring.verify_access(&t, iss, iss, at(1_000_001)).is_ok(),
+                "{typ}"
+            );
+        }
+        let jwt = ring.sign("JWT", &claims(at(1_000_000), 600)).unwrap();
+        assert!(ring.verify_access(&jwt, iss, iss, at(1_000_001)).is_err());
     }
 }

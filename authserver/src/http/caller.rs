@@ -21,6 +21,18 @@ pub fn session_secret(parts: &Parts) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The session secret a request presents, if any (not yet authenticated): for the
+/// session-fixation defence of a login, and for pages that work with or without a session.
+pub struct PresentedSession(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PresentedSession {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PresentedSession(session_secret(parts)))
+    }
+}
+
 /// The authenticated caller. Bearer tokens win over cookies. Cookie-authenticated state
 /// changes need the session's `X-CSRF-Token` or a same-origin `Origin`/`Sec-Fetch-Site`.
 pub struct Authenticated(pub Principal);

@@ -256,6 +256,39 @@ impl From<AuthError> for ApiError {
                 e.0.oauth_error = Some("invalid_grant");
                 e
             }
+            AuthError::InvalidAccessToken => ApiError::new(
+                S::UNAUTHORIZED,
+                "invalid_token",
+                "Invalid access token",
+                "the access token is missing, invalid, expired or revoked",
+            )
+            .header(
+                header::WWW_AUTHENTICATE,
+                "Bearer realm=\"portcullis\", error=\"invalid_token\"",
+            ),
+            AuthError::InsufficientScope(scope) => ApiError::new(
+                S::FORBIDDEN,
+                "insufficient_scope",
+                "Insufficient scope",
+                format!("the access token lacks the {scope} scope"),
+            )
+            .header(
+                header::WWW_AUTHENTICATE,
+                &format!(
+                    "Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=\"{scope}\""
+                ),
+            ),
+            AuthError::InvalidClient(detail) => {
+                let mut e = ApiError::new(
+                    S::UNAUTHORIZED,
+                    "invalid_client",
+                    "Client authentication failed",
+                    detail,
+                )
+                .header(header::WWW_AUTHENTICATE, "Basic realm=\"portcullis\"");
+                e.0.oauth_error = Some("invalid_client");
+                e
+            }
             AuthError::InvalidOAuthRequest { code, detail } => {
                 let mut e = ApiError::new(S::BAD_REQUEST, code, "Invalid OAuth request", detail);
                 e.0.oauth_error = Some(code);
@@ -309,9 +342,15 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (this.status, body).into_response();
+        // OAuth endpoints answer RFC 6749 §5.2 JSON (the problem members ride along).
+        let content_type = if this.oauth_error.is_some() {
+            "application/json"
+        } else {
+            PROBLEM_JSON
+        };
         response
             .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         response.headers_mut().extend(this.headers);
         response
     }

@@ -173,3 +173,34 @@ impl FromRequestParts<AppState> for RequestMeta {
         })
     }
 }
+
+/// A form body as its pairs, in order and with repeats (OAuth refuses repeated parameters, so
+/// a map would hide them), whatever its `Content-Type` says; unreadable bytes are skipped by
+/// the form decoding.
+pub struct FormPairs(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequest<S> for FormPairs {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let deadline = body_timeout(&req);
+        let bytes = tokio::time::timeout(deadline, axum::body::Bytes::from_request(req, state))
+            .await
+            .map_err(|_| ApiError::body_timeout())?
+            .map_err(|_| ApiError::payload_too_large(BODY_LIMIT))?;
+        Ok(FormPairs(
+            url::form_urlencoded::parse(&bytes).into_owned().collect(),
+        ))
+    }
+}
+
+/// The query string as its pairs, in order and with repeats.
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}

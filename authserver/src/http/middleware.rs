@@ -152,13 +152,15 @@ pub async fn body_limit(request: Request, next: Next) -> Response {
 pub async fn problem_for_every_error(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    // Structured answers stay: problem+json, and JSON a handler chose (e.g. readiness checks).
+    // Structured answers stay: problem+json, JSON a handler chose (e.g. readiness checks), and
+    // the hosted pages' HTML error pages.
     let is_structured = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| {
             v.as_bytes() == super::error::PROBLEM_JSON.as_bytes()
                 || v.as_bytes() == b"application/json"
+                || v.as_bytes().starts_with(b"text/html")
         });
     if !(status.is_client_error() || status.is_server_error()) || is_structured {
         return response;

@@ -3,6 +3,7 @@
 //! `serve` runs them.
 
 pub mod caller;
+pub mod client_auth;
 pub mod client_ip;
 pub mod cookies;
 pub mod error;
@@ -63,6 +64,8 @@ pub fn public_router(state: AppState, limits: RequestLimits) -> Router {
         .merge(routes::accounts::router())
         .merge(routes::me::router())
         .merge(routes::oauth::router())
+        .merge(routes::oidc::router())
+        .merge(crate::ui::router())
         .split_for_parts();
     let document = std::sync::Arc::new(openapi::document(&api, &state.web.issuer));
     with_layers(routes.layer(axum::Extension(document)), state, limits)

@@ -82,6 +82,14 @@ pub fn document(api: &utoipa::openapi::OpenApi, issuer: &str) -> Value {
             .filter_map(Value::as_object_mut)
         {
             let has_body = operation.contains_key("requestBody");
+            // A body utoipa leaves optional (an `Option` type) says so explicitly: tools read a
+            // missing `required` differently.
+            if let Some(body) = operation
+                .get_mut("requestBody")
+                .and_then(Value::as_object_mut)
+            {
+                body.entry("required").or_insert(Value::Bool(false));
+            }
             let responses = operation.entry("responses").or_insert_with(|| json!({}));
             let Some(responses) = responses.as_object_mut() else {
                 continue;

@@ -37,6 +37,8 @@ pub struct AppState {
 
 /// The realm's settings as HTTP uses them.
 pub struct WebSettings {
+    /// The realm's name, shown on the hosted pages.
+    pub realm_name: String,
     /// The issuer URL.
     pub issuer: String,
     /// `scheme://host[:port]` of the issuer, for same-origin checks.
@@ -74,6 +76,7 @@ impl WebSettings {
             })
             .unwrap_or_default();
         Self {
+            realm_name: settings.name.clone(),
             issuer: spec.issuer.clone(),
             issuer_origin,
             headers: SecurityHeaders::from_spec(&spec.security_headers),

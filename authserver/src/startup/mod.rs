@@ -17,6 +17,7 @@ use portcullis_crds::{
 use crate::auth::breach::BreachChecker;
 use crate::auth::core::{Core, CoreParts};
 use crate::auth::hashing::{PasswordHasher, PoolSize};
+use crate::auth::oidc::clients::ClientRegistry;
 use crate::auth::tokens::KeyRing;
 use crate::clock::Clock;
 use crate::http::state::{AppState, WebSettings};
@@ -250,6 +251,8 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
             .first()
             .is_some_and(|k| k.created.is_some()),
     ));
+    let clients = ClientRegistry::new(&settings.clients, &secrets.client_secrets)
+        .map_err(StartupError::Missing)?;
     let settings = Arc::new(settings);
     let web = WebSettings::new(&settings, &secrets.admin_token);
     let core = Core::new(CoreParts {
@@ -267,6 +270,7 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         random: random.clone(),
         metrics: metrics.clone(),
         csrf_key: secrets.cookie_key.clone(),
+        clients,
     });
     let state = AppState {
         core: Arc::new(core),

@@ -11,17 +11,6 @@ pub fn unimplemented_features(settings: &RealmSettings) -> Vec<String> {
     if spec.mfa.totp.required {
         missing.push("mfa.totp.required (TOTP enrolment and MFA login)".to_owned());
     }
-    if !settings.clients.is_empty() {
-        let clients: Vec<&str> = settings
-            .clients
-            .iter()
-            .map(|c| c.client_id.as_str())
-            .collect();
-        missing.push(format!(
-            "AuthClient {} (the OpenID Connect provider for registered clients)",
-            clients.join(", ")
-        ));
-    }
     if !spec.social_providers.is_empty() {
         missing.push("spec.socialProviders (social login)".to_owned());
     }
@@ -56,9 +45,85 @@ pub fn check(settings: &RealmSettings) -> Result<(), String> {
             everyone.join(", ")
         ));
     }
+    let issuer = &settings.spec.issuer;
+    let has_path = issuer
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'));
+    if !settings.clients.is_empty() && has_path {
+        problems.push(format!(
+            "issuer {issuer} has a path or a trailing slash; OpenID Connect clients find the provider at <issuer>/.well-known/openid-configuration, which this server serves at the root: use https://host[:port]"
+        ));
+    }
+    for client in &settings.clients {
+        if uuid::Uuid::parse_str(&client.client_id).is_ok() {
+            problems.push(format!(
+                "AuthClient {}: a client id shaped like a UUID could be taken for a user id (the subject of its client-credentials tokens is its client id); choose another",
+                client.client_id
+            ));
+        }
+    }
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_client(client_id: &str) -> RealmSettings {
+        let yaml = format!(
+            "apiVersion: portcullis.dev/v1alpha1
+kind: AuthRealm
+metadata: {{name: unit}}
+spec:
+  issuer: https://auth.example.com
+  database: {{secretRef: {{name: db}}}}
+  emailVerification: {{required: false}}
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: AuthClient
+metadata: {{name: app}}
+spec:
+  realmRef: {{name: unit}}
+  clientId: {client_id}
+  type: Public
+  redirectUris: [\"https://app.example.com/cb\"]
+"
+        );
+        RealmSettings::from_manifests(&portcullis_crds::parse_manifests(&yaml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_client_id_shaped_like_a_uuid_is_refused_naming_it() {
+        let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let error = check(&with_client(id)).unwrap_err();
+        assert!(error.contains(&format!("AuthClient {id}")), "{error}");
+        assert!(check(&with_client("shop-web")).is_ok());
+    }
+
+    #[test]
+    fn an_issuer_with_a_path_is_refused_once_the_realm_has_clients() {
+        let mut settings = with_client("shop-web");
+        for issuer in [
+            "https://auth.example.com/",
+            "https://auth.example.com/realm",
+        ] {
+            settings.spec.issuer = issuer.into();
+            let error = check(&settings).unwrap_err();
+            assert!(error.contains("has a path"), "{error}");
+        }
+        settings.clients.clear();
+        assert!(check(&settings).is_ok(), "the realm's own API works there");
+    }
+
+    #[test]
+    fn no_client_is_an_unimplemented_feature_any_more() {
+        let mut settings = with_client("shop-spa");
+        assert!(unimplemented_features(&settings).is_empty());
+        settings.clients[0].first_party = true;
+        assert!(unimplemented_features(&settings).is_empty());
     }
 }

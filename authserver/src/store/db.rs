@@ -36,6 +36,8 @@ pub struct Tables {
     pub(super) families: std::collections::HashMap<uuid::Uuid, FamilyRow>,
     pub(super) refresh: std::collections::HashMap<Vec<u8>, TokenRow>,
     pub(super) consents: std::collections::BTreeMap<(uuid::Uuid, String), (bool, String)>,
+    pub(super) oauth_consents:
+        std::collections::BTreeMap<(uuid::Uuid, String), super::oauth_consents::OAuthConsent>,
     pub(super) key_fingerprints:
         std::collections::BTreeMap<(String, String), super::key_fingerprints::KeyFingerprintRow>,
 }

@@ -1,7 +1,8 @@
 //! Storage: every SQL statement and every Redis command, grouped by what they keep. The store
 //! owns its records and knows nothing of the domain that uses them.
 //!
-//! - [`Db`]: accounts, one-time tokens, refresh-token families, consents and key fingerprints
+//! - [`Db`]: accounts, one-time tokens, refresh-token families, consents (privacy purposes and
+//!   OAuth clients) and key fingerprints
 //!   — PostgreSQL, or process memory (single-replica `--dev`, and the domain's unit tests);
 //! - [`kv::Kv`]: sessions, revoked session ids and lockout counters — Redis (shared by every
 //!   replica, atomic through Lua scripts), or process memory on the injected clock.
@@ -10,6 +11,7 @@ mod consents;
 mod db;
 mod key_fingerprints;
 pub mod kv;
+mod oauth_consents;
 mod one_time_tokens;
 mod refresh_families;
 pub mod retention;
@@ -17,8 +19,9 @@ mod users;
 
 pub use db::{Db, MIGRATOR, Postgres};
 pub use key_fingerprints::KeyFingerprintRow;
+pub use oauth_consents::OAuthConsent;
 pub use one_time_tokens::TokenPurpose;
-pub use refresh_families::{NewFamily, RotateOutcome};
+pub use refresh_families::{FamilyGrant, NewFamily, RefreshStanding, RotateOutcome};
 pub use users::{NewUser, UserRecord};
 
 /// Storage failures.

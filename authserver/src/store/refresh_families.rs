@@ -11,6 +11,22 @@ use uuid::Uuid;
 use super::db::{Db, Postgres, Tables};
 use super::{StoreError, locked};
 
+/// What a family grants, and how its user authenticated (the ID tokens a refresh issues
+/// repeat it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FamilyGrant {
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// When the user authenticated (`None` for families started before this was recorded).
+    pub auth_time: Option<OffsetDateTime>,
+    /// Authentication methods (RFC 8176), e.g. `pwd`.
+    pub amr: Vec<String>,
+    /// Authentication context class, when one was asserted.
+    pub acr: Option<String>,
+    /// An `offline_access` grant: it outlives the session that started it.
+    pub offline: bool,
+}
+
 /// A family to start, with its first token.
 #[derive(Clone, Debug)]
 pub struct NewFamily<'a> {
@@ -32,6 +48,8 @@ pub struct NewFamily<'a> {
     pub token_expires_at: OffsetDateTime,
     /// Absolute expiry of the family.
     pub expires_at: OffsetDateTime,
+    /// What it grants.
+    pub grant: FamilyGrant,
 }
 
 /// What happened to a presented refresh token.
@@ -39,12 +57,16 @@ pub struct NewFamily<'a> {
 pub enum RotateOutcome {
     /// It was valid and is now used; a successor was stored.
     Rotated {
+        /// The family (the grant id).
+        family_id: Uuid,
         /// Owner.
         user_id: Uuid,
         /// Session of the family.
         session_id: String,
         /// Client of the family.
         client_id: Option<String>,
+        /// What the family grants.
+        grant: FamilyGrant,
     },
     /// It had been used before: the whole family is now revoked.
     Reused {
@@ -56,21 +78,44 @@ pub enum RotateOutcome {
     Invalid,
 }
 
+/// Where a refresh token stands, read without using it (revocation, introspection).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshStanding {
+    /// Its family (grant id).
+    pub family_id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Client of the family.
+    pub client_id: Option<String>,
+    /// What the family grants.
+    pub scope: String,
+    /// When it stops working (its idle expiry, at most the family's).
+    pub expires_at: OffsetDateTime,
+    /// When it was issued.
+    pub issued_at: OffsetDateTime,
+    /// Whether it would be accepted now: unused, unexpired, its family live and its account
+    /// enabled at the family's credential epoch.
+    pub active: bool,
+}
+
 /// A family in memory.
 #[derive(Clone, Debug)]
 pub(super) struct FamilyRow {
+    created_at: OffsetDateTime,
     user_id: Uuid,
     session_id: String,
     client_id: Option<String>,
     credential_epoch: i64,
     expires_at: OffsetDateTime,
     revoked_at: Option<OffsetDateTime>,
+    grant: FamilyGrant,
 }
 
 /// A token in memory.
 #[derive(Clone, Debug)]
 pub(super) struct TokenRow {
     family_id: Uuid,
+    issued_at: OffsetDateTime,
     expires_at: OffsetDateTime,
     used_at: Option<OffsetDateTime>,
 }
@@ -129,18 +174,21 @@ impl Db {
                 tables.families.insert(
                     family.family_id,
                     FamilyRow {
+                        created_at: family.issued_at,
                         user_id: family.user_id,
                         session_id: family.session_id.to_owned(),
                         client_id: family.client_id.map(str::to_owned),
                         credential_epoch: family.credential_epoch,
                         expires_at: family.expires_at,
                         revoked_at: None,
+                        grant: family.grant.clone(),
                     },
                 );
                 tables.refresh.insert(
                     family.token_hash.to_vec(),
                     TokenRow {
                         family_id: family.family_id,
+                        issued_at: family.issued_at,
                         expires_at: family.token_expires_at,
                         used_at: None,
                     },
@@ -238,6 +286,156 @@ impl Db {
         Ok(sessions)
     }
 
+    /// Revokes one family (a grant: what a replayed authorization code issued, a revoked
+    /// refresh token's grant); returns its session id when it was live until now.
+    pub async fn revoke_family(
+        &self,
+        family_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                let row = sqlx::query(
+                    "UPDATE refresh_families SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL \
+                     RETURNING session_id",
+                )
+                .bind(family_id)
+                .bind(now)
+                .fetch_optional(&pg.pool)
+                .await?;
+                Ok(row.map(|r| r.get("session_id")))
+            }
+            Db::Memory(m) => {
+                let mut tables = locked(m)?;
+                Ok(tables
+                    .families
+                    .get_mut(&family_id)
+                    .filter(|f| f.revoked_at.is_none())
+                    .map(|f| {
+                        f.revoked_at = Some(now);
+                        f.session_id.clone()
+                    }))
+            }
+        }
+    }
+
+    /// Revokes a user's live families of one client (the user revoked the app); returns their
+    /// ids, oldest first.
+    pub async fn revoke_client_families(
+        &self,
+        user: Uuid,
+        client_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                let rows = sqlx::query(
+                    "WITH revoked AS (UPDATE refresh_families SET revoked_at = $3 \
+                     WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL \
+                     RETURNING family_id, created_at) SELECT family_id FROM revoked ORDER BY created_at, family_id",
+                )
+                .bind(user)
+                .bind(client_id)
+                .bind(now)
+                .fetch_all(&pg.pool)
+                .await?;
+                Ok(rows.iter().map(|r| r.get("family_id")).collect())
+            }
+            Db::Memory(m) => {
+                let mut tables = locked(m)?;
+                let mut revoked: Vec<(OffsetDateTime, Uuid)> = Vec::new();
+                for (id, family) in &mut tables.families {
+                    if family.user_id == user
+                        && family.client_id.as_deref() == Some(client_id)
+                        && family.revoked_at.is_none()
+                    {
+                        family.revoked_at = Some(now);
+                        revoked.push((family.created_at, *id));
+                    }
+                }
+                revoked.sort();
+                Ok(revoked.into_iter().map(|(_, id)| id).collect())
+            }
+        }
+    }
+
+    /// Where the refresh token with hash `presented` stands at `now`, if it exists.
+    pub async fn refresh_standing(
+        &self,
+        presented: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<RefreshStanding>, StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                let Some(row) = sqlx::query(
+                    "SELECT t.family_id, t.issued_at, t.expires_at AS token_expires_at, t.used_at, \
+                     f.created_at, f.user_id, f.session_id, f.client_id, f.credential_epoch, f.expires_at, \
+                     f.revoked_at, f.scope, f.auth_time, f.amr, f.acr, f.offline, \
+                     u.credential_epoch AS account_epoch, u.disabled \
+                     FROM refresh_tokens t JOIN refresh_families f USING (family_id) \
+                     LEFT JOIN users u ON u.id = f.user_id WHERE t.token_hash = $1",
+                )
+                .bind(presented)
+                .fetch_optional(&pg.pool)
+                .await?
+                else {
+                    return Ok(None);
+                };
+                let family = FamilyRow {
+                    created_at: row.get("created_at"),
+                    user_id: row.get("user_id"),
+                    session_id: row.get("session_id"),
+                    client_id: row.get("client_id"),
+                    credential_epoch: row.get("credential_epoch"),
+                    expires_at: row.get("expires_at"),
+                    revoked_at: row.get("revoked_at"),
+                    grant: FamilyGrant {
+                        scope: row.get("scope"),
+                        auth_time: row.get("auth_time"),
+                        amr: row.get("amr"),
+                        acr: row.get("acr"),
+                        offline: row.get("offline"),
+                    },
+                };
+                let account_epoch: Option<i64> = row.get("account_epoch");
+                let disabled: Option<bool> = row.get("disabled");
+                let used: Option<OffsetDateTime> = row.get("used_at");
+                let token_expires_at: OffsetDateTime = row.get("token_expires_at");
+                Ok(Some(standing_of(
+                    row.get("family_id"),
+                    row.get("issued_at"),
+                    token_expires_at,
+                    used.is_some(),
+                    &family,
+                    account_epoch.zip(disabled),
+                    now,
+                )))
+            }
+            Db::Memory(m) => {
+                let tables = locked(m)?;
+                let Some(token) = tables.refresh.get(presented) else {
+                    return Ok(None);
+                };
+                let Some(family) = tables.families.get(&token.family_id) else {
+                    return Ok(None);
+                };
+                let account = tables
+                    .users
+                    .get(&family.user_id)
+                    .map(|u| (u.credential_epoch, u.disabled));
+                Ok(Some(standing_of(
+                    token.family_id,
+                    token.issued_at,
+                    token.expires_at,
+                    token.used_at.is_some(),
+                    family,
+                    account,
+                    now,
+                )))
+            }
+        }
+    }
+
     /// Moves the live families of a session to `credential_epoch` (the session that changed
     /// the password keeps its tokens).
     pub async fn restamp_session_families(
@@ -267,11 +465,35 @@ impl Db {
     }
 }
 
+fn standing_of(
+    family_id: Uuid,
+    issued_at: OffsetDateTime,
+    token_expires_at: OffsetDateTime,
+    used: bool,
+    family: &FamilyRow,
+    account: Option<(i64, bool)>,
+    now: OffsetDateTime,
+) -> RefreshStanding {
+    RefreshStanding {
+        family_id,
+        user_id: family.user_id,
+        client_id: family.client_id.clone(),
+        scope: family.grant.scope.clone(),
+        expires_at: token_expires_at.min(family.expires_at),
+        issued_at,
+        active: matches!(
+            standing(token_expires_at, used, family, account, now),
+            Standing::Usable
+        ),
+    }
+}
+
 async fn start_in_postgres(pg: &Postgres, family: &NewFamily<'_>) -> Result<bool, StoreError> {
     let mut tx = pg.pool.begin().await?;
     let started = sqlx::query(
         "INSERT INTO refresh_families (family_id, user_id, session_id, client_id, credential_epoch, \
-         created_at, expires_at) SELECT $1, id, $3, $4, $5, $6, $7 FROM users \
+         created_at, expires_at, scope, auth_time, amr, acr, offline) \
+         SELECT $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM users \
          WHERE id = $2 AND credential_epoch = $5 AND NOT disabled",
     )
     .bind(family.family_id)
@@ -281,6 +503,11 @@ async fn start_in_postgres(pg: &Postgres, family: &NewFamily<'_>) -> Result<bool
     .bind(family.credential_epoch)
     .bind(family.issued_at)
     .bind(family.expires_at)
+    .bind(&family.grant.scope)
+    .bind(family.grant.auth_time)
+    .bind(&family.grant.amr)
+    .bind(family.grant.acr.as_deref())
+    .bind(family.grant.offline)
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -320,8 +547,8 @@ async fn rotate_in_postgres(
     // The family row is locked before anything else: a revocation waits for this rotation and
     // then covers the successor; a second rotation of the same token sees it used.
     let Some(row) = sqlx::query(
-        "SELECT f.user_id, f.session_id, f.client_id, f.credential_epoch, f.expires_at, f.revoked_at, \
-         u.credential_epoch AS account_epoch, u.disabled FROM refresh_families f \
+        "SELECT f.created_at, f.user_id, f.session_id, f.client_id, f.credential_epoch, f.expires_at, f.revoked_at, \
+         f.scope, f.auth_time, f.amr, f.acr, f.offline, u.credential_epoch AS account_epoch, u.disabled FROM refresh_families f \
          LEFT JOIN users u ON u.id = f.user_id WHERE f.family_id = $1 FOR UPDATE OF f",
     )
     .bind(family_id)
@@ -331,12 +558,20 @@ async fn rotate_in_postgres(
         return Ok(RotateOutcome::Invalid);
     };
     let family = FamilyRow {
+        created_at: row.get("created_at"),
         user_id: row.get("user_id"),
         session_id: row.get("session_id"),
         client_id: row.get("client_id"),
         credential_epoch: row.get("credential_epoch"),
         expires_at: row.get("expires_at"),
         revoked_at: row.get("revoked_at"),
+        grant: FamilyGrant {
+            scope: row.get("scope"),
+            auth_time: row.get("auth_time"),
+            amr: row.get("amr"),
+            acr: row.get("acr"),
+            offline: row.get("offline"),
+        },
     };
     let account_epoch: Option<i64> = row.get("account_epoch");
     let disabled: Option<bool> = row.get("disabled");
@@ -380,9 +615,11 @@ async fn rotate_in_postgres(
             .execute(&mut *tx)
             .await?;
             RotateOutcome::Rotated {
+                family_id,
                 user_id: family.user_id,
                 session_id: family.session_id,
                 client_id: family.client_id,
+                grant: family.grant,
             }
         }
     };
@@ -452,14 +689,17 @@ fn rotate_in_memory(
                     successor.to_vec(),
                     TokenRow {
                         family_id: token.family_id,
+                        issued_at: now,
                         expires_at: idle_expiry.min(family.expires_at),
                         used_at: None,
                     },
                 );
                 RotateOutcome::Rotated {
+                    family_id: token.family_id,
                     user_id: family.user_id,
                     session_id: family.session_id,
                     client_id: family.client_id,
+                    grant: family.grant,
                 }
             }
         },

@@ -58,3 +58,38 @@ async fn refresh_tokens_of_the_old_shape_become_families_with_their_tokens(pool:
         .unwrap();
     assert_eq!(epoch, 0);
 }
+
+#[sqlx::test(migrations = false)]
+async fn families_from_before_oidc_grant_the_api_scope_by_password_and_are_not_offline(
+    pool: PgPool,
+) {
+    for sql in [
+        include_str!("../../migrations/0001_accounts.sql"),
+        include_str!("../../migrations/0002_inactivity_warning.sql"),
+        include_str!("../../migrations/0003_refresh_families_and_credential_epoch.sql"),
+        include_str!("../../migrations/0004_key_fingerprints.sql"),
+        "INSERT INTO users (id, email, email_canonical, password_hash, pepper_version, created_at, updated_at)
+         VALUES ('00000000-0000-0000-0000-000000000001', 'a@example.com', 'a@example.com', 'h', 'v1', now(), now());
+         INSERT INTO refresh_families (family_id, user_id, session_id, client_id, credential_epoch, created_at,
+                                       expires_at)
+         VALUES ('00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-000000000001', 's1', NULL, 0,
+                 '2030-01-01', '2030-01-31');",
+        include_str!("../../migrations/0005_oidc.sql"),
+    ] {
+        apply(&pool, sql).await;
+    }
+    let family: (String, Vec<String>, Option<String>, bool) =
+        sqlx::query_as("SELECT scope, amr, acr, offline FROM refresh_families")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        family,
+        (
+            "openid profile email".to_owned(),
+            vec!["pwd".to_owned()],
+            None,
+            false
+        )
+    );
+}

@@ -45,25 +45,27 @@ async fn a_realm_that_requires_totp_refuses_to_start_naming_the_feature(pool: Pg
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-async fn a_realm_with_oidc_clients_or_social_login_refuses_to_start(pool: PgPool) {
-    let yaml = format!(
-        "{}\n---\n{}",
-        crate::support::BASE_REALM,
-        "apiVersion: portcullis.dev/v1alpha1
+async fn a_realm_with_clients_starts_and_one_with_social_login_refuses(pool: PgPool) {
+    let client = |first_party: bool| {
+        format!(
+            "{}\n---\napiVersion: portcullis.dev/v1alpha1
 kind: AuthClient
-metadata: {name: web, namespace: shop}
+metadata: {{name: web, namespace: shop}}
 spec:
-  realmRef: {name: test}
+  realmRef: {{name: test}}
   clientId: shop-web
   type: Public
+  firstParty: {first_party}
   redirectUris: [\"https://app.example.com/cb\"]
-"
-    );
-    let manifests = portcullis_crds::parse_manifests(&yaml).unwrap();
-    let settings = RealmSettings::from_manifests(&manifests).unwrap();
-    let error = refusal(pool.clone(), settings).expect("refused");
-    assert!(error.contains("AuthClient shop-web"), "{error}");
-    assert!(error.contains("OpenID Connect provider"), "{error}");
+",
+            crate::support::BASE_REALM
+        )
+    };
+    let settings = |yaml: String| {
+        RealmSettings::from_manifests(&portcullis_crds::parse_manifests(&yaml).unwrap()).unwrap()
+    };
+    assert_eq!(refusal(pool.clone(), settings(client(true))), None);
+    assert_eq!(refusal(pool.clone(), settings(client(false))), None);
     let providers = serde_json::from_value(serde_json::json!([
         {"name": "github", "type": "GitHub", "clientId": "x",
          "clientSecretRef": {"name": "gh", "key": "secret"}}

@@ -54,6 +54,9 @@ pub struct Options {
     pub limits: http::ServeLimits,
     /// TLS on the public listener (then `base` is `https://`).
     pub tls: Option<http::tls::PublicTls>,
+    /// AuthClient documents (YAML, realm `test`); with any, the issuer is the listener's own
+    /// `http(s)://localhost:PORT` (relying parties compare it with the URL they use).
+    pub clients: Vec<String>,
 }
 
 impl Default for Options {
@@ -66,6 +69,7 @@ impl Default for Options {
             smtp_url: None,
             limits: http::ServeLimits::default(),
             tls: None,
+            clients: Vec::new(),
         }
     }
 }
@@ -93,7 +97,20 @@ pub struct TestServer {
 }
 
 pub fn settings(customize: impl FnOnce(&mut AuthRealmSpec)) -> RealmSettings {
-    let mut manifests = parse_manifests(BASE_REALM).unwrap();
+    settings_with_clients(customize, &[])
+}
+
+/// The test realm changed by `customize`, with the AuthClient documents `clients`.
+pub fn settings_with_clients(
+    customize: impl FnOnce(&mut AuthRealmSpec),
+    clients: &[String],
+) -> RealmSettings {
+    let mut yaml = BASE_REALM.to_owned();
+    for client in clients {
+        yaml.push_str("---\n");
+        yaml.push_str(client);
+    }
+    let mut manifests = parse_manifests(&yaml).unwrap();
     customize(&mut manifests.realms[0].spec);
     RealmSettings::from_manifests(&manifests).unwrap()
 }
@@ -109,7 +126,28 @@ pub async fn start_sharing(
     secrets_from: Option<&TestServer>,
 ) -> TestServer {
     portcullis_authserver::install_crypto_provider();
-    let settings = settings(options.spec);
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let localhost = format!(
+        "{}://localhost:{}",
+        if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        public.local_addr().unwrap().port()
+    );
+    let with_clients = !options.clients.is_empty();
+    let customize = options.spec;
+    let issuer = localhost.clone();
+    let settings = settings_with_clients(
+        move |spec| {
+            customize(spec);
+            if with_clients {
+                spec.issuer = issuer;
+            }
+        },
+        &options.clients,
+    );
     let secrets_dir = TempDir::new().unwrap();
     if let Some(other) = secrets_from {
         for entry in std::fs::read_dir(other._dirs.0.path()).unwrap() {
@@ -138,7 +176,6 @@ pub async fn start_sharing(
         hash_permits: options.hash_permits,
     })
     .unwrap();
-    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let scheme = if options.tls.is_some() {
@@ -147,7 +184,11 @@ pub async fn start_sharing(
         "http"
     };
     let (base, admin_base, metrics_base) = (
-        format!("{scheme}://{}", public.local_addr().unwrap()),
+        if with_clients {
+            localhost
+        } else {
+            format!("{scheme}://{}", public.local_addr().unwrap())
+        },
         url(admin.local_addr().unwrap()),
         url(metrics.local_addr().unwrap()),
     );
@@ -361,6 +402,19 @@ impl TestServer {
             answers.push(handle.await.unwrap());
         }
         answers
+    }
+
+    /// The secret of the confidential client `client_id` (generated into the secrets dir).
+    pub fn client_secret(&self, client_id: &str) -> String {
+        std::fs::read_to_string(
+            self._dirs
+                .0
+                .path()
+                .join(format!("client-secret-{client_id}")),
+        )
+        .unwrap()
+        .trim()
+        .to_owned()
     }
 
     /// Every mail written so far, oldest first.

@@ -106,7 +106,7 @@ async fn start_tls(pool: PgPool, volume: &SecretVolume, limits: ServeLimits) -> 
     .await
 }
 
-fn client(ca_pem: &str, versions: &[&'static SupportedProtocolVersion]) -> ClientConfig {
+pub fn client(ca_pem: &str, versions: &[&'static SupportedProtocolVersion]) -> ClientConfig {
     let mut roots = RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())

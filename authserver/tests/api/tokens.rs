@@ -41,7 +41,7 @@ async fn the_jwks_verifies_issued_access_tokens(pool: PgPool) {
     assert_eq!(claims.sub, login.body["user_id"].as_str().unwrap());
     assert_eq!(claims.exp - claims.iat, 600);
     assert_eq!(claims.nbf, claims.iat);
-    assert!(!claims.jti.is_empty() && !claims.sid.is_empty());
+    assert!(!claims.jti.is_empty() && claims.sid.as_deref().is_some_and(|s| !s.is_empty()));
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
@@ -251,4 +251,44 @@ async fn a_logout_during_a_rotation_also_ends_the_rotated_token(pool: PgPool) {
             "the token rotated during the logout outlived it"
         );
     }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn token_endpoint_errors_are_rfc_6749_json_and_an_unknown_client_is_401_basic(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let answer = read(
+        server
+            .http
+            .post(format!("{}/oauth2/token", server.base))
+            .basic_auth("nobody", Some("secret"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert_eq!(answer.body["error"], "invalid_client");
+    assert!(answer.body["error_description"].is_string());
+    assert_eq!(
+        answer.header("www-authenticate"),
+        Some("Basic realm=\"portcullis\"")
+    );
+    assert_eq!(answer.header("cache-control"), Some("no-store"));
+    let repeated = read(
+        server
+            .http
+            .post(format!("{}/oauth2/token", server.base))
+            .body("grant_type=client_credentials&grant_type=client_credentials")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (repeated.status, &repeated.body["error"]),
+        (400, &serde_json::json!("invalid_request"))
+    );
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::auth::principal::RequestMeta;
 use crate::auth::registration::{self, Registered, Registration};
 use crate::auth::{account, login as login_case, reset};
-use crate::http::caller::{Authenticated, session_secret};
+use crate::http::caller::{Authenticated, PresentedSession};
 use crate::http::cookies;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::ApiJson;
@@ -207,17 +207,6 @@ pub struct LoginResponse {
     expires_in: u64,
     /// CSRF token of the session, for cookie-authenticated state changes.
     csrf_token: String,
-}
-
-/// The cookie jar of a request, for the session-fixation defence.
-struct PresentedSession(Option<String>);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PresentedSession {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(PresentedSession(session_secret(parts)))
-    }
 }
 
 /// Log in; sets the session cookie.

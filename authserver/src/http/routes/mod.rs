@@ -6,3 +6,4 @@ pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod oauth;
+pub mod oidc;

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use super::codes::CodeEntry;
 use super::lockout::LockState;
 use super::sessions::SessionRecord;
 use crate::clock::Clock;
@@ -20,7 +21,7 @@ pub(super) struct Expiring<T> {
     pub(super) expires_ms: u64,
 }
 
-/// Sessions, revoked session ids and lockout counters.
+/// Sessions, codes, revocations and lockout counters.
 #[derive(Debug)]
 pub struct MemoryKv {
     pub(super) clock: Clock,
@@ -28,6 +29,8 @@ pub struct MemoryKv {
     pub(super) sessions: HashMap<String, Expiring<SessionRecord>>,
     pub(super) revoked: HashMap<String, Expiring<()>>,
     pub(super) locks: HashMap<String, Expiring<LockState>>,
+    pub(super) codes: HashMap<String, Expiring<CodeEntry>>,
+    pub(super) pending: HashMap<String, Expiring<String>>,
 }
 
 impl MemoryKv {
@@ -38,6 +41,8 @@ impl MemoryKv {
             sessions: HashMap::new(),
             revoked: HashMap::new(),
             locks: HashMap::new(),
+            codes: HashMap::new(),
+            pending: HashMap::new(),
         }
     }
 

@@ -1,9 +1,12 @@
-//! Shared short-lived state: sessions, revoked session ids and lockout counters. Redis when the
+//! Shared short-lived state: sessions, authorization codes, revoked session, grant and token
+//! ids, and lockout counters. Redis when the
 //! realm has it (shared by replicas, atomic through Lua scripts); process memory on the
 //! injected clock otherwise.
 
+mod codes;
 mod lockout;
 mod memory;
+mod pending;
 mod revocations;
 mod sessions;
 
@@ -12,6 +15,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
+pub use codes::{CodeRecord, REPLAY_WINDOW, Redeemed};
 pub use lockout::{Attempt, CounterLimits, CounterState, LockState};
 pub use sessions::SessionRecord;
 

@@ -32,6 +32,17 @@ pub struct SessionRecord {
     /// The owner's credential epoch the session was started (or last confirmed) under.
     #[serde(default)]
     pub credential_epoch: i64,
+    /// How the user authenticated (RFC 8176 methods); sessions stored before this was
+    /// recorded came from a password login.
+    #[serde(default = "password_amr")]
+    pub amr: Vec<String>,
+    /// Authentication context class asserted at login, if any.
+    #[serde(default)]
+    pub acr: Option<String>,
+}
+
+fn password_amr() -> Vec<String> {
+    vec!["pwd".to_owned()]
 }
 
 fn encode(record: &SessionRecord) -> Result<String, StoreError> {

@@ -1,0 +1,291 @@
+//! The login page: a form with a pre-session CSRF token that signs in with the same rules as
+//! `POST /api/v1/login` (lockout, same answer for unknown accounts) and, when it was opened
+//! for a pending authorization request, goes on to that request.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{CSRF_COOKIE, Chrome, error_page, html};
+use crate::auth::oidc::flow;
+use crate::auth::principal::RequestMeta;
+use crate::auth::{AuthError, login as login_case, session_auth};
+use crate::http::caller::PresentedSession;
+use crate::http::cookies;
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiQuery, FormPairs};
+use crate::http::state::AppState;
+
+/// The routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(show, submit))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    csrf: String,
+    req: Option<String>,
+    client: Option<String>,
+    email: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "signed_in.html")]
+struct SignedIn {
+    chrome: Chrome,
+}
+
+/// The login page's query.
+#[derive(Deserialize, IntoParams)]
+pub struct LoginQuery {
+    /// A pending authorization request to continue after signing in.
+    req: Option<String>,
+}
+
+/// The login form, as the OpenAPI document describes it (the handler reads its pairs).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct LoginForm {
+    /// Email address.
+    email: Option<String>,
+    /// Password.
+    password: Option<String>,
+    /// The form's CSRF token.
+    csrf: Option<String>,
+    /// The pending authorization request, when there is one.
+    req: Option<String>,
+}
+
+/// The pre-session CSRF cookie's value, if the request has one.
+fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == CSRF_COOKIE && value.len() == 43).then(|| value.to_owned())
+        })
+}
+
+/// The page's form, with the CSRF cookie to set when the browser has none yet.
+fn page(state: &AppState, headers: &HeaderMap, status: StatusCode, form: LoginFields) -> Response {
+    let (cookie, new) = match csrf_cookie(headers) {
+        Some(value) => (value, false),
+        None => (state.random.token(32), true),
+    };
+    let mut response = html(
+        status,
+        &LoginPage {
+            chrome: Chrome::of(state),
+            csrf: session_auth::form_csrf_token(&state.core, &cookie),
+            req: form.req,
+            client: form.client,
+            email: form.email,
+            error: form.error,
+        },
+    );
+    if new
+        && let Ok(value) = HeaderValue::from_str(&format!(
+            "{CSRF_COOKIE}={cookie}; Path=/; Secure; HttpOnly; SameSite=Lax"
+        ))
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+#[derive(Default)]
+struct LoginFields {
+    req: Option<String>,
+    client: Option<String>,
+    email: String,
+    error: Option<String>,
+}
+
+/// The login page; with `req`, for a pending authorization request.
+#[utoipa::path(
+    get,
+    path = "/login",
+    params(LoginQuery),
+    responses(
+        (status = 200, description = "The login form", body = String, content_type = "text/html"),
+        (status = 400, description = "The authorization request expired or is unknown", body = String, content_type = "text/html"),
+    )
+)]
+async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<LoginQuery>,
+) -> Result<Response, ApiError> {
+    let mut fields = LoginFields::default();
+    if let Some(req) = query.req.filter(|r| !r.is_empty()) {
+        let Some(view) = flow::pending_view(&state.core, &req).await? else {
+            return Ok(expired(&state));
+        };
+        fields.email = view.login_hint.unwrap_or_default();
+        fields.client = Some(view.client_id);
+        fields.req = Some(req);
+    }
+    Ok(page(&state, &headers, StatusCode::OK, fields))
+}
+
+fn expired(state: &AppState) -> Response {
+    error_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "This sign-in request has expired or is unknown.",
+    )
+}
+
+/// Signs in; goes on to the pending authorization request, if any.
+#[utoipa::path(
+    post,
+    path = "/login",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Signed in (no pending request); `Set-Cookie` carries the session", body = String, content_type = "text/html"),
+        (status = 303, description = "Signed in; on to the pending authorization request (`Location`)"),
+        (status = 400, description = "Wrong email or password, or an expired request: the form again", body = String, content_type = "text/html"),
+        (status = 403, description = "CSRF check failed, email not verified or account disabled: the form again", body = String, content_type = "text/html"),
+        (status = 429, description = "Locked after failed attempts (`Retry-After`)", body = String, content_type = "text/html"),
+        (status = 503, description = "Too busy or a dependency is down; try again", body = String, content_type = "text/html"),
+    )
+)]
+async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    meta: RequestMeta,
+    PresentedSession(previous): PresentedSession,
+    FormPairs(pairs): FormPairs,
+) -> Result<Response, ApiError> {
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    let req = field("req");
+    let email = field("email").unwrap_or_default();
+    let again = |status: StatusCode, error: &str| {
+        page(
+            &state,
+            &headers,
+            status,
+            LoginFields {
+                req: req.clone(),
+                client: None,
+                email: email.clone(),
+                error: Some(error.to_owned()),
+            },
+        )
+    };
+    let csrf_ok = csrf_cookie(&headers).is_some_and(|cookie| {
+        session_auth::verify_form_csrf(&state.core, &cookie, &field("csrf").unwrap_or_default())
+    });
+    if !csrf_ok {
+        return Ok(again(
+            StatusCode::FORBIDDEN,
+            "This form expired. Please sign in again.",
+        ));
+    }
+    let password = field("password").unwrap_or_default();
+    let success =
+        match login_case::login(&state.core, &email, &password, &meta, previous.as_deref()).await {
+            Ok(success) => success,
+            Err(error) => {
+                let (status, message, retry) = refusal(&error);
+                let mut response = again(status, &message);
+                if let Some(seconds) = retry
+                    && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+                {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                return Ok(response);
+            }
+        };
+    let cookie = cookies::session_cookie(
+        &success.session_secret,
+        state.web.cookie_max_age,
+        state.web.same_site,
+    );
+    let mut response = match req {
+        Some(req) if flow::logged_in(&state.core, &req, &success.session_id).await? => {
+            let mut r = StatusCode::SEE_OTHER.into_response();
+            let target = format!(
+                "/oauth2/authorize/resume?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("req", &req)
+                    .finish()
+            );
+            if let Ok(location) = HeaderValue::from_str(&target) {
+                r.headers_mut().insert(header::LOCATION, location);
+            }
+            r
+        }
+        Some(_) => expired(&state),
+        None => html(
+            StatusCode::OK,
+            &SignedIn {
+                chrome: Chrome::of(&state),
+            },
+        ),
+    };
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// The status, message and `Retry-After` of a refused login. The message for a wrong email and
+/// a wrong password is the same, and so is the lock, whether or not the account exists.
+fn refusal(error: &AuthError) -> (StatusCode, String, Option<u64>) {
+    match error {
+        AuthError::InvalidCredentials => (
+            StatusCode::BAD_REQUEST,
+            "The email address or password is wrong.".to_owned(),
+            None,
+        ),
+        AuthError::AccountLocked { retry_after } => {
+            let seconds = retry_after.as_secs().max(1);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many failed attempts. Try again in {} minute(s).",
+                    seconds.div_ceil(60)
+                ),
+                Some(seconds),
+            )
+        }
+        AuthError::EmailNotVerified => (
+            StatusCode::FORBIDDEN,
+            "Confirm your email address first, with the link we mailed you.".to_owned(),
+            None,
+        ),
+        AuthError::AccountDisabled => (
+            StatusCode::FORBIDDEN,
+            "This account is disabled.".to_owned(),
+            None,
+        ),
+        AuthError::Busy | AuthError::Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "We cannot sign you in right now. Please try again in a moment.".to_owned(),
+            Some(1),
+        ),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Something went wrong on our side. Please try again.".to_owned(),
+            None,
+        ),
+    }
+}

@@ -1,0 +1,287 @@
+//! The hosted pages: server-rendered HTML (askama templates in `templates/`, checked against
+//! their structs at compile time and escaped), working without JavaScript, with one stylesheet
+//! and no inline script or style, so the realm's CSP (`default-src 'self'`) needs no
+//! `unsafe-inline`. Static files are served under names carrying their content hash and cached
+//! for a year. Every form carries a CSRF token: before a session exists, one paired with the
+//! random pre-session cookie `__Host-portcullis_csrf`.
+
+pub mod consent;
+pub mod login;
+
+use std::sync::LazyLock;
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::http::error::ApiError;
+use crate::http::extract::ApiPath;
+use crate::http::state::AppState;
+
+const STYLESHEET: &str = include_str!("../../static/portcullis.css");
+const FORM_POST_JS: &str = include_str!("../../static/form_post.js");
+
+/// Name of the pre-session CSRF cookie.
+pub const CSRF_COOKIE: &str = "__Host-portcullis_csrf";
+
+/// The static files' paths, named by their content hash.
+struct Assets {
+    stylesheet: String,
+    form_post_js: String,
+}
+
+fn hashed(stem: &str, extension: &str, body: &str) -> String {
+    let digest = Sha256::digest(body.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("/static/{stem}-{hex}.{extension}")
+}
+
+static ASSETS: LazyLock<Assets> = LazyLock::new(|| Assets {
+    stylesheet: hashed("portcullis", "css", STYLESHEET),
+    form_post_js: hashed("form_post", "js", FORM_POST_JS),
+});
+
+/// What every page shows around its content.
+#[derive(Clone, Debug)]
+pub struct Chrome {
+    /// The realm's name.
+    pub realm: String,
+    /// Path of the stylesheet.
+    pub stylesheet: &'static str,
+}
+
+impl Chrome {
+    /// The chrome of this realm's pages.
+    pub fn of(state: &AppState) -> Self {
+        Self {
+            realm: state.web.realm_name.clone(),
+            stylesheet: &ASSETS.stylesheet,
+        }
+    }
+}
+
+/// Renders a page with `status`; a template that fails to render is a 500 (logged).
+pub fn html(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(body) => {
+            let mut response = (status, body).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "page rendering failed");
+            ApiError::from_status(StatusCode::INTERNAL_SERVER_ERROR, String::new()).into_response()
+        }
+    }
+}
+
+/// An error page.
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    chrome: Chrome,
+    heading: &'a str,
+    description: &'a str,
+}
+
+/// An error page for the user (never a redirect).
+pub fn error_page(state: &AppState, status: StatusCode, description: &str) -> Response {
+    html(
+        status,
+        &ErrorPage {
+            chrome: Chrome::of(state),
+            heading: "This sign-in request cannot continue",
+            description,
+        },
+    )
+}
+
+/// The form_post response (OAuth 2.0 Form Post Response Mode).
+#[derive(Template)]
+#[template(path = "form_post.html")]
+struct FormPost {
+    chrome: Chrome,
+    action: String,
+    fields: Vec<(&'static str, String)>,
+    script: &'static str,
+}
+
+/// A page whose form POSTs `fields` to `action` (a validated redirect URI) at once, by the
+/// static script, or by its button without JavaScript.
+pub fn form_post(state: &AppState, action: &str, fields: Vec<(&'static str, String)>) -> Response {
+    html(
+        StatusCode::OK,
+        &FormPost {
+            chrome: Chrome::of(state),
+            action: action.to_owned(),
+            fields,
+            script: &ASSETS.form_post_js,
+        },
+    )
+}
+
+/// The logout confirmation page.
+#[derive(Template)]
+#[template(path = "logout.html")]
+struct LogoutPage {
+    chrome: Chrome,
+    client: Option<String>,
+    csrf: String,
+    req: String,
+}
+
+/// A page asking the user to confirm a logout (a form POSTing the session's CSRF token).
+pub fn logout_confirm(state: &AppState, req: &str, csrf: &str, client: Option<String>) -> Response {
+    html(
+        StatusCode::OK,
+        &LogoutPage {
+            chrome: Chrome::of(state),
+            client,
+            csrf: csrf.to_owned(),
+            req: req.to_owned(),
+        },
+    )
+}
+
+/// The signed-out page.
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+struct SignedOut {
+    chrome: Chrome,
+}
+
+/// The page after a logout without a return address.
+pub fn signed_out(state: &AppState) -> Response {
+    html(
+        StatusCode::OK,
+        &SignedOut {
+            chrome: Chrome::of(state),
+        },
+    )
+}
+
+/// The routes of the hosted pages.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(static_file))
+        .merge(login::router())
+        .merge(consent::router())
+}
+
+/// A static file of the hosted pages (its name carries its content hash).
+#[utoipa::path(
+    get,
+    path = "/static/{file}",
+    params(("file" = String, Path, description = "File name with its content hash")),
+    responses(
+        (status = 200, description = "The stylesheet or the form_post script, cached for a year", content((String = "text/css"), (String = "text/javascript"))),
+        (status = 404, description = "No such file", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn static_file(State(_): State<AppState>, ApiPath(file): ApiPath<String>) -> Response {
+    let path = format!("/static/{file}");
+    let (body, content_type) = if path == ASSETS.stylesheet {
+        (STYLESHEET, "text/css; charset=utf-8")
+    } else if path == ASSETS.form_post_js {
+        (FORM_POST_JS, "text/javascript; charset=utf-8")
+    } else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not found",
+            "no such static file",
+        )
+        .into_response();
+    };
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every template, as the compiler embeds them.
+    const TEMPLATES: [(&str, &str); 8] = [
+        ("logout.html", include_str!("../../templates/logout.html")),
+        (
+            "signed_out.html",
+            include_str!("../../templates/signed_out.html"),
+        ),
+        ("consent.html", include_str!("../../templates/consent.html")),
+        ("base.html", include_str!("../../templates/base.html")),
+        ("error.html", include_str!("../../templates/error.html")),
+        ("login.html", include_str!("../../templates/login.html")),
+        (
+            "signed_in.html",
+            include_str!("../../templates/signed_in.html"),
+        ),
+        (
+            "form_post.html",
+            include_str!("../../templates/form_post.html"),
+        ),
+    ];
+
+    #[test]
+    fn no_template_has_inline_script_style_or_event_handlers() {
+        for (name, text) in TEMPLATES {
+            let lower = text.to_lowercase();
+            assert!(!lower.contains("<style"), "{name}: <style>");
+            assert!(!lower.contains("style="), "{name}: style attribute");
+            assert!(!lower.contains("javascript:"), "{name}: javascript: URL");
+            for (i, _) in lower.match_indices("<script") {
+                let tag = &lower[i..lower[i..].find('>').map_or(lower.len(), |e| i + e)];
+                assert!(tag.contains(" src="), "{name}: inline script {tag}");
+            }
+            let handler = lower
+                .split(|c: char| c.is_whitespace())
+                .find(|word| word.starts_with("on") && word.contains('='));
+            assert_eq!(handler, None, "{name}: event handler attribute");
+        }
+    }
+
+    #[test]
+    fn every_input_but_hidden_ones_has_a_label() {
+        for (name, text) in TEMPLATES {
+            for (i, _) in text.match_indices("<input") {
+                let tag = &text[i..i + text[i..].find('>').unwrap_or(0)];
+                if tag.contains("type=\"hidden\"") {
+                    continue;
+                }
+                let id = tag
+                    .split("id=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or_else(|| panic!("{name}: input without id: {tag}"));
+                assert!(
+                    text.contains(&format!("<label for=\"{id}\"")),
+                    "{name}: no label for {id}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn static_files_are_named_by_their_content() {
+        assert!(ASSETS.stylesheet.starts_with("/static/portcullis-"));
+        assert!(ASSETS.stylesheet.ends_with(".css"));
+        assert_eq!(ASSETS.stylesheet, hashed("portcullis", "css", STYLESHEET));
+        assert_ne!(
+            hashed("portcullis", "css", "a"),
+            hashed("portcullis", "css", "b")
+        );
+    }
+}
