@@ -204,3 +204,13 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         })
         .unwrap_or_default()
 }
+
+/// The first value of `name` among form or query pairs, or `""` when it is absent (for
+/// browser forms, where a missing field and an empty one are refused alike).
+pub fn first_value<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default()
+}

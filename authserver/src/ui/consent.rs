@@ -15,7 +15,7 @@ use crate::auth::oidc::flow;
 use crate::auth::{AuthError, session_auth};
 use crate::http::caller::PresentedSession;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiQuery, FormPairs};
+use crate::http::extract::{ApiQuery, FormPairs, first_value};
 use crate::http::routes::oidc::answer;
 use crate::http::state::AppState;
 
@@ -129,12 +129,7 @@ async fn submit(
     FormPairs(form): FormPairs,
 ) -> Result<Response, ApiError> {
     let core = &state.core;
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_default()
-    };
+    let field = |name: &str| first_value(&form, name);
     let principal = match &secret {
         Some(secret) => match session_auth::authenticate_session(core, secret).await {
             Ok(principal) => Some(principal),

@@ -17,7 +17,7 @@ use crate::auth::oidc::logout::{self, LogoutOutcome};
 use crate::http::caller::PresentedSession;
 use crate::http::cookies;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiQuery, FormPairs, query_pairs};
+use crate::http::extract::{ApiQuery, FormPairs, first_value, query_pairs};
 use crate::http::state::AppState;
 use crate::ui;
 
@@ -112,12 +112,7 @@ async fn logout_confirm(
     PresentedSession(session): PresentedSession,
     FormPairs(form): FormPairs,
 ) -> Result<Response, ApiError> {
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_default()
-    };
+    let field = |name: &str| first_value(&form, name);
     let outcome =
         logout::confirm(&state.core, field("req"), session.as_deref(), field("csrf")).await?;
     Ok(logout_answer(&state, outcome))
