@@ -41,6 +41,19 @@ pub async fn authenticate_session(core: &Core, secret: &str) -> Result<Principal
     })
 }
 
+/// The principal of a browser's session secret, if any: `None` without a secret or when
+/// [`authenticate_session`] finds it unauthenticated; store failures stay errors.
+pub async fn signed_in(core: &Core, secret: Option<&str>) -> Result<Option<Principal>, AuthError> {
+    let Some(secret) = secret else {
+        return Ok(None);
+    };
+    match authenticate_session(core, secret).await {
+        Ok(principal) => Ok(Some(principal)),
+        Err(AuthError::Unauthenticated) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
 /// Authenticates a bearer access token for the realm's own API: signature, issuer, audience,
 /// expiry, that it was issued to the realm's API (a token an OAuth client got must not drive
 /// the user's account) for a session, and that neither its session, its grant nor itself was

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::{Chrome, error_page, html};
 use crate::auth::oidc::flow;
-use crate::auth::{AuthError, session_auth};
+use crate::auth::session_auth;
 use crate::http::caller::PresentedSession;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiQuery, FormPairs, first_value};
@@ -70,14 +70,7 @@ async fn show(
 ) -> Result<Response, ApiError> {
     let core = &state.core;
     let req = query.req.unwrap_or_default();
-    let principal = match secret {
-        Some(secret) => match session_auth::authenticate_session(core, &secret).await {
-            Ok(principal) => Some(principal),
-            Err(AuthError::Unauthenticated) => None,
-            Err(other) => return Err(other.into()),
-        },
-        None => None,
-    };
+    let principal = session_auth::signed_in(core, secret.as_deref()).await?;
     let (Some(principal), Some(view)) = (principal, flow::pending_view(core, &req).await?) else {
         return Ok(error_page(
             &state,
@@ -130,14 +123,7 @@ async fn submit(
 ) -> Result<Response, ApiError> {
     let core = &state.core;
     let field = |name: &str| first_value(&form, name);
-    let principal = match &secret {
-        Some(secret) => match session_auth::authenticate_session(core, secret).await {
-            Ok(principal) => Some(principal),
-            Err(AuthError::Unauthenticated) => None,
-            Err(other) => return Err(other.into()),
-        },
-        None => None,
-    };
+    let principal = session_auth::signed_in(core, secret.as_deref()).await?;
     let csrf_ok = principal
         .as_ref()
         .is_some_and(|p| session_auth::verify_csrf(core, &p.session_id, field("csrf")));

@@ -96,13 +96,8 @@ pub(super) async fn current_session(
     core: &Core,
     secret: Option<&str>,
 ) -> Result<Option<(String, SessionRecord)>, AuthError> {
-    let Some(secret) = secret else {
+    let Some(principal) = session_auth::signed_in(core, secret).await? else {
         return Ok(None);
-    };
-    let principal = match session_auth::authenticate_session(core, secret).await {
-        Ok(principal) => principal,
-        Err(AuthError::Unauthenticated) => return Ok(None),
-        Err(other) => return Err(other),
     };
     Ok(core
         .kv
