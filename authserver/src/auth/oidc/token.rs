@@ -432,6 +432,14 @@ mod tests {
             .unwrap()
     }
 
+    /// The claims of an access token the fixture's realm issued, verified as its own API would.
+    fn access_claims(f: &Fixture, token: &str) -> tokens::AccessClaims {
+        f.core
+            .keys
+            .verify_access(token, f.core.issuer(), f.core.issuer(), f.clock.now())
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_code_gives_access_id_and_refresh_tokens_carrying_the_login() {
         let f = fixture_with_clients();
@@ -447,16 +455,7 @@ mod tests {
         assert_eq!(id.at_hash, Some(tokens::at_hash(&issued.access_token)));
         assert_eq!(id.auth_time, f.clock.now().unix_timestamp());
         assert_eq!(id.amr, ["pwd"]);
-        let access = f
-            .core
-            .keys
-            .verify_access(
-                &issued.access_token,
-                f.core.issuer(),
-                f.core.issuer(),
-                f.clock.now(),
-            )
-            .unwrap();
+        let access = access_claims(&f, &issued.access_token);
         assert_eq!(access.client_id.as_deref(), Some("spa"));
         assert_eq!(access.sub, id.sub);
         assert_eq!(access.sid, id.sid);
@@ -475,16 +474,7 @@ mod tests {
             exchange_code(&f.core, spa, &code, Some(CB), Some(VERIFIER)).await,
             Err(AuthError::InvalidGrant(_))
         ));
-        let access = f
-            .core
-            .keys
-            .verify_access(
-                &issued.access_token,
-                f.core.issuer(),
-                f.core.issuer(),
-                f.clock.now(),
-            )
-            .unwrap();
+        let access = access_claims(&f, &issued.access_token);
         assert!(
             f.core
                 .kv
@@ -635,16 +625,7 @@ mod tests {
         let issued = client_credentials(&f.core, client(&f, "web"), None).unwrap();
         assert_eq!(issued.scope, "api");
         assert!(issued.refresh_token.is_none() && issued.id_token.is_none());
-        let access = f
-            .core
-            .keys
-            .verify_access(
-                &issued.access_token,
-                f.core.issuer(),
-                f.core.issuer(),
-                f.clock.now(),
-            )
-            .unwrap();
+        let access = access_claims(&f, &issued.access_token);
         assert_eq!((access.sub.as_str(), access.sid), ("web", None));
         assert!(matches!(
             client_credentials(&f.core, client(&f, "web"), Some("openid")),
