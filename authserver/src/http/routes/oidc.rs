@@ -249,22 +249,21 @@ fn see_other(location: &str) -> Response {
     response
 }
 
+/// A 303 to one of our pages (`/login`, `/consent`) for the pending request `pending_id`
+/// (its `req` parameter).
+fn to_pending_page(path: &str, pending_id: &str) -> Response {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("req", pending_id)
+        .finish();
+    see_other(&format!("{path}?{query}"))
+}
+
 /// The browser's answer for an outcome.
 pub fn answer(state: &AppState, outcome: Outcome) -> Response {
     match outcome {
         Outcome::Page(description) => ui::error_page(state, StatusCode::BAD_REQUEST, &description),
-        Outcome::Login { pending_id } => {
-            let query = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("req", &pending_id)
-                .finish();
-            see_other(&format!("/login?{query}"))
-        }
-        Outcome::Consent { pending_id } => {
-            let query = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("req", &pending_id)
-                .finish();
-            see_other(&format!("/consent?{query}"))
-        }
+        Outcome::Login { pending_id } => to_pending_page("/login", &pending_id),
+        Outcome::Consent { pending_id } => to_pending_page("/consent", &pending_id),
         Outcome::Error(error) => {
             let mut fields = vec![
                 ("error", error.error.to_owned()),
