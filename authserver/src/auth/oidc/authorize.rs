@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::clients::{Client, ClientRegistry};
+use super::{Repeated, single_param};
 use portcullis_crds::client::GrantType;
 
 /// How the response goes back to the client.
@@ -101,20 +102,6 @@ fn is_s256_challenge(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The single value of `name`; `Err` when it is repeated. Empty values are absent (RFC 6749
-/// §3.1).
-fn single<'a>(params: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, ()> {
-    let mut values = params
-        .iter()
-        .filter(|(k, v)| k == name && !v.is_empty())
-        .map(|(_, v)| v.as_str());
-    let first = values.next();
-    match values.next() {
-        Some(_) => Err(()),
-        None => Ok(first),
-    }
-}
-
 fn page(description: &str) -> Refusal {
     Refusal::Page {
         description: description.to_owned(),
@@ -127,22 +114,25 @@ pub fn validate(
     params: &[(String, String)],
     clients: &ClientRegistry,
 ) -> Result<AuthorizationRequest, Refusal> {
-    let client_id = single(params, "client_id")
-        .map_err(|()| page("The request names its client more than once."))?
+    let client_id = single_param(params, "client_id")
+        .map_err(|Repeated| page("The request names its client more than once."))?
         .ok_or_else(|| page("The request does not name its application (client_id)."))?;
     let client = clients
         .get(client_id)
         .ok_or_else(|| page("The application that sent you here is not registered."))?;
-    let redirect_uri = single(params, "redirect_uri")
-        .map_err(|()| page("The request names its redirect URI more than once."))?
+    let redirect_uri = single_param(params, "redirect_uri")
+        .map_err(|Repeated| page("The request names its redirect URI more than once."))?
         .ok_or_else(|| page("The request does not say where to return (redirect_uri)."))?;
     if !client.has_redirect_uri(redirect_uri) {
         return Err(page(
             "The return address of this request is not registered for the application.",
         ));
     }
-    let state = single(params, "state").ok().flatten().map(str::to_owned);
-    let response_mode = match single(params, "response_mode") {
+    let state = single_param(params, "state")
+        .ok()
+        .flatten()
+        .map(str::to_owned);
+    let response_mode = match single_param(params, "response_mode") {
         Ok(None | Some("query")) => Ok(ResponseMode::Query),
         Ok(Some("form_post")) => Ok(ResponseMode::FormPost),
         _ => Err("response_mode must be query or form_post"),
@@ -169,7 +159,7 @@ pub fn validate(
             &format!("{name} is repeated; send each parameter once"),
         ));
     }
-    let get = |name: &str| single(params, name).ok().flatten();
+    let get = |name: &str| single_param(params, name).ok().flatten();
     for (name, error) in UNSUPPORTED {
         if get(name).is_some() {
             return Err(fail(

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::flow::current_session;
+use super::{Repeated, single_param};
 use crate::auth::core::Core;
 use crate::auth::principal::{AuthMethod, Principal};
 use crate::auth::{AuthError, account, session_auth};
@@ -45,16 +46,9 @@ struct PendingLogout {
     redirect: Option<String>,
 }
 
+/// [`single_param`], a repeat described for the error page.
 fn single<'a>(params: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, String> {
-    let mut values = params
-        .iter()
-        .filter(|(k, v)| k == name && !v.is_empty())
-        .map(|(_, v)| v.as_str());
-    let first = values.next();
-    match values.next() {
-        Some(_) => Err(format!("The logout request repeats {name}.")),
-        None => Ok(first),
-    }
+    single_param(params, name).map_err(|Repeated| format!("The logout request repeats {name}."))
 }
 
 /// The validated target of a logout request and the session id its hint names.

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::oidc::token as token_case;
-use crate::auth::oidc::{discovery, resource};
+use crate::auth::oidc::{Repeated, discovery, resource, single_param};
 use crate::auth::{AuthError, refresh};
 use crate::http::client_auth;
 use crate::http::error::{ApiError, Problem};
@@ -291,18 +291,10 @@ pub struct TokenResponse {
 /// The single value of `name` in the form; a repeated parameter is `invalid_request` (RFC
 /// 6749 §3.2), an empty one absent.
 fn single<'a>(form: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, AuthError> {
-    let mut values = form
-        .iter()
-        .filter(|(k, v)| k == name && !v.is_empty())
-        .map(|(_, v)| v.as_str());
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(AuthError::InvalidOAuthRequest {
-            code: "invalid_request",
-            detail: format!("{name} is repeated"),
-        });
-    }
-    Ok(first)
+    single_param(form, name).map_err(|Repeated| AuthError::InvalidOAuthRequest {
+        code: "invalid_request",
+        detail: format!("{name} is repeated"),
+    })
 }
 
 fn required<'a>(form: &'a [(String, String)], name: &str) -> Result<&'a str, AuthError> {
