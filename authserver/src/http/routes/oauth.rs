@@ -153,15 +153,21 @@ pub struct TokenHintForm {
     client_secret: Option<String>,
 }
 
+/// The `Authorization` header as client authentication reads it: absent, or its value (empty
+/// when it is not visible ASCII).
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default())
+}
+
 /// The authenticated client of a form request.
 fn client_of<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
     form: &[(String, String)],
 ) -> Result<&'a crate::auth::oidc::clients::Client, AuthError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or_default());
+    let authorization = authorization(headers);
     let credentials = client_auth::client_credentials(
         authorization,
         single(form, "client_id")?,
@@ -326,9 +332,7 @@ async fn token(
 ) -> Result<Json<TokenResponse>, ApiError> {
     let core = &state.core;
     let grant_type = required(&form, "grant_type")?;
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or_default());
+    let authorization = authorization(&headers);
     let client_id = single(&form, "client_id")?;
     let client_secret = single(&form, "client_secret")?;
     if grant_type == "refresh_token" && authorization.is_none() && client_id.is_none() {
