@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod realm;
+pub mod served;
+
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -3,10 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use portcullis_e2e::served::{Database, mailed_code, spawn_serving};
 use portcullis_e2e::{binary, repo_root};
 use serde_json::{Value, json};
 
@@ -22,37 +22,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A fresh database for one test, dropped at the end, so runs never see each other's rows.
-struct Database {
-    admin: sqlx::PgPool,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create() -> Self {
-        let base = std::env::var("DATABASE_URL")
-            .expect("DATABASE_URL must be set (make test starts PostgreSQL)");
-        let name = format!("portcullis_e2e_{}", uuid::Uuid::new_v4().simple());
-        let admin = sqlx::PgPool::connect(&base).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let (prefix, _) = base.rsplit_once('/').unwrap();
-        let url = format!("{prefix}/{name}");
-        Self { admin, name, url }
-    }
-
-    async fn drop_now(self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&self.admin)
-            .await
-            .unwrap();
     }
 }
 
@@ -98,43 +67,6 @@ fn start(database_url: &str) -> Server {
     }
 }
 
-/// Starts a server and waits until it prints its public and admin URLs.
-fn spawn_serving(mut command: Command) -> (Child, String, String) {
-    let mut child = command
-        .env("RUST_LOG", "warn")
-        .current_dir(repo_root())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut public, mut admin) = (None, None);
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://127.0.0.1:") || w.starts_with("https://127.0.0.1:"))
-            .map(str::to_owned);
-        if line.contains("public API") {
-            public = url;
-        } else if line.contains("admin") {
-            admin = url;
-        }
-        seen.push(line);
-        if public.is_some() && admin.is_some() {
-            break;
-        }
-    }
-    // Keep draining stderr: a closed pipe would make the server's next message fail.
-    std::thread::spawn(move || lines.for_each(drop));
-    let (Some(public), Some(admin)) = (public, admin) else {
-        let _ = child.kill();
-        panic!("the server did not print its URLs:\n{}", seen.join("\n"));
-    };
-    (child, public, admin)
-}
-
 /// The operator's `render` output for `args`, as JSON documents.
 fn render(args: &[&str]) -> Vec<Value> {
     let rendered = Command::new(binary("portcullis-operator").unwrap())
@@ -149,26 +81,6 @@ fn render(args: &[&str]) -> Vec<Value> {
         String::from_utf8_lossy(&rendered.stderr)
     );
     serde_saphyr::from_multiple(&String::from_utf8(rendered.stdout).unwrap()).unwrap()
-}
-
-fn mailed_code(server: &Server, label: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        for entry in std::fs::read_dir(server.mail_dir.path()).unwrap() {
-            let path = entry.unwrap().path();
-            // Mail is written under a hidden name and renamed to .eml when complete.
-            if path.extension().is_none_or(|e| e != "eml") {
-                continue;
-            }
-            let text = std::fs::read_to_string(path).unwrap();
-            let mut lines = text.lines();
-            if lines.any(|l| l.trim() == label) {
-                return lines.next().unwrap().trim().to_owned();
-            }
-        }
-        assert!(Instant::now() < deadline, "no mail with {label}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test]
@@ -191,7 +103,7 @@ async fn dev_mode_serves_a_whole_account_lifecycle_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(register.status(), 202);
-    let token = mailed_code(&server, "Verification code:");
+    let token = mailed_code(server.mail_dir.path(), "Verification code:");
     let verify = http
         .post(format!("{}/api/v1/verify-email", server.public))
         .json(&json!({"token": token}))
