@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README's Quickstart runs it and CI calls it. Starts throwaway
 # PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset (scripts/services.sh), builds
-# the binaries the black-box tests run, and gives the cluster suites (e2e/tests/cluster) a
-# real control plane: the test cluster built from e2e/cluster with Go (scripts/testcluster.sh),
-# started once for the whole run and stopped at exit. A KUBECONFIG set by the caller points
+# the binaries the black-box tests run, installs what the browser and Node tests need when it
+# is missing (Debian's chromium, chromium-driver and fonts-dejavu-core as root; the e2e/node
+# packages with npm ci), and gives the cluster suites (e2e/tests/cluster) a real control
+# plane: the test cluster built from e2e/cluster with Go (scripts/testcluster.sh), started
+# once for the whole run and stopped at exit. A KUBECONFIG set by the caller points
 # the cluster suites at that cluster instead. Without Go the cluster suites skip, saying why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,33 @@ cargo build --locked --workspace --bins
 if ! python3 -c 'import helm_python, yaml' 2>/dev/null; then
   echo "test: installing helm-python-sdk and pyyaml (PyPI)" >&2
   python3 -m pip install --quiet helm-python-sdk pyyaml
+fi
+
+# The browser test (e2e/tests/browser) drives headless Chromium through chromedriver; without
+# them it says SKIPPED and passes.
+if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ] ||
+  ! [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test: installing chromium, chromium-driver and fonts-dejavu-core (Debian) for the browser test" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-dejavu-core >/dev/null || true
+  fi
+  if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
+    echo "test: *** SKIPPED: no chromium/chromedriver (installing needs root and apt-get)${CI:+ in CI}: the browser test will pass without running ***" >&2
+  fi
+fi
+
+# axe-core (the browser test's accessibility check) and openid-client (the Node RP test),
+# pinned by e2e/node/package-lock.json; without them those checks say SKIPPED.
+if [ ! -f e2e/node/node_modules/.package-lock.json ] ||
+  [ e2e/node/package-lock.json -nt e2e/node/node_modules/.package-lock.json ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "test: npm ci in e2e/node" >&2
+    (cd e2e/node && npm ci --no-audit --no-fund --loglevel=error) ||
+      echo "test: *** npm ci failed: the axe-core check and the Node RP test will be SKIPPED ***" >&2
+  else
+    echo "test: *** no npm: the axe-core check and the Node RP test will be SKIPPED ***" >&2
+  fi
 fi
 
 if [ -n "${KUBECONFIG:-}" ]; then

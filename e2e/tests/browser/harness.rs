@@ -1,0 +1,352 @@
+//! Headless Chromium driven over WebDriver: a chromedriver of the test's own on a free port,
+//! a browser session, keyboard input through WebDriver actions, steps that leave a screenshot
+//! and the page source in `target/browser/` when they fail, and the page checks (no inline
+//! script or style, the stylesheet loaded; axe-core).
+
+use std::future::Future;
+use std::os::unix::process::CommandExt;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures::FutureExt;
+use portcullis_e2e::realm::{executable, free_port};
+use portcullis_e2e::repo_root;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// How long a page may take to appear after a navigation or a form submission.
+const PAGE_WAIT: Duration = Duration::from_secs(20);
+
+/// At most this many browsers at once: the suite shares a small machine.
+static BROWSERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Why this machine cannot run the browser tests, if it cannot.
+pub fn skip_reason() -> Option<String> {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+        .into_iter()
+        .filter(|p| !executable(Path::new(p)))
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "{} missing: apt-get install chromium chromium-driver fonts-dejavu-core (scripts/test.sh does, as root)",
+            missing.join(" and ")
+        )
+    })
+}
+
+/// A browser session of one test.
+pub struct Browser {
+    client: Client,
+    _driver: Driver,
+    test: &'static str,
+    _permit: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium for `test`; `None` (after a loud SKIPPED
+    /// line) when this machine has no Chromium.
+    pub async fn start(test: &'static str) -> Option<Self> {
+        if let Some(reason) = skip_reason() {
+            eprintln!("\n*** SKIPPED browser test {test}: {reason} ***\n");
+            return None;
+        }
+        // One TLS stack, rustls with ring; reqwest is built without a default provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let permit = BROWSERS.acquire().await.unwrap();
+        let port = free_port();
+        // A process group of its own: chromedriver's Chromium processes end with it (Drop).
+        let driver = Driver(
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .process_group(0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        wait_until_ready(&url).await;
+        let capabilities = json!({
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                // --no-sandbox: the tests run as root in CI containers.
+                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                         "--disable-gpu", "--window-size=1280,1000", "--lang=en-US"]
+            }
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&url)
+            .await
+            .unwrap();
+        Some(Self {
+            client,
+            _driver: driver,
+            test,
+            _permit: permit,
+        })
+    }
+
+    /// Runs `step`; when it panics, saves `target/browser/<test>-<name>.png` and `.html` of
+    /// the page the browser shows, then fails the test.
+    pub async fn step<T>(&self, name: &str, step: impl Future<Output = T>) -> T {
+        match AssertUnwindSafe(step).catch_unwind().await {
+            Ok(value) => value,
+            Err(panic) => {
+                self.save(name).await;
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Saves `target/browser/<test>-<name>.png` and `.html` of the page the browser shows.
+    pub async fn save(&self, name: &str) {
+        let dir = shots_dir();
+        let stem = dir.join(format!("{}-{name}", self.test));
+        let saved = async {
+            std::fs::create_dir_all(&dir).ok()?;
+            let png = self.client.screenshot().await.ok()?;
+            std::fs::write(stem.with_extension("png"), png).ok()?;
+            let html = self.client.source().await.ok()?;
+            std::fs::write(stem.with_extension("html"), html).ok()
+        };
+        match saved.await {
+            Some(()) => eprintln!("browser: saved {}.png and .html", stem.display()),
+            None => eprintln!("browser: could not save {}.png", stem.display()),
+        }
+    }
+
+    /// Opens `url`.
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    /// The URL the browser shows.
+    pub async fn url(&self) -> url::Url {
+        self.client.current_url().await.unwrap()
+    }
+
+    /// Waits for the page whose `h1` contains `text` (after a navigation or a submission).
+    pub async fn page(&self, text: &str) {
+        let xpath = format!("//h1[contains(normalize-space(.), '{text}')]");
+        if let Err(error) = self
+            .client
+            .wait()
+            .at_most(PAGE_WAIT)
+            .for_element(Locator::XPath(&xpath))
+            .await
+        {
+            let shown = self.text("h1").await;
+            panic!(
+                "no page with the heading {text:?} ({error}); the browser shows {:?} at {}",
+                shown,
+                self.url().await
+            );
+        }
+    }
+
+    /// The text of the first element matching `css`, if any.
+    pub async fn text(&self, css: &str) -> Option<String> {
+        match self.client.find(Locator::Css(css)).await {
+            Ok(element) => Some(element.text().await.unwrap()),
+            Err(_) => None,
+        }
+    }
+
+    /// The texts of every element matching `css`.
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let mut texts = Vec::new();
+        for element in self.client.find_all(Locator::Css(css)).await.unwrap() {
+            texts.push(element.text().await.unwrap());
+        }
+        texts
+    }
+
+    /// Presses and releases `key`.
+    pub async fn press(&self, key: Key) {
+        self.keys(&[char::from(key)]).await;
+    }
+
+    /// Types `text` into whatever has the focus, key by key.
+    pub async fn type_text(&self, text: &str) {
+        self.keys(&text.chars().collect::<Vec<_>>()).await;
+    }
+
+    async fn keys(&self, keys: &[char]) {
+        let mut actions = KeyActions::new("keyboard".to_owned());
+        for &value in keys {
+            actions = actions
+                .then(KeyAction::Down { value })
+                .then(KeyAction::Up { value });
+        }
+        self.client.perform_actions(actions).await.unwrap();
+    }
+
+    /// Whether the focused element matches `css`.
+    pub async fn focused(&self, css: &str) -> bool {
+        let matches = self
+            .client
+            .execute(
+                "return document.activeElement !== null && document.activeElement.matches(arguments[0]);",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap();
+        matches == json!(true)
+    }
+
+    /// Presses Tab until the element matching `css` has the focus, as a keyboard user would;
+    /// fails if ten presses do not reach it.
+    pub async fn tab_to(&self, css: &str) {
+        for _ in 0..10 {
+            if self.focused(css).await {
+                return;
+            }
+            self.press(Key::Tab).await;
+        }
+        assert!(self.focused(css).await, "Tab never reaches {css}");
+    }
+
+    /// Fails unless the page has no inline script, no `style` element or attribute and no
+    /// event-handler attribute (so the realm's CSP needs no `unsafe-inline`), and its one
+    /// stylesheet is the realm's own, loaded with its rules.
+    pub async fn assert_csp_clean(&self, issuer: &str) {
+        let found = self
+            .client
+            .execute(
+                "const all = [...document.querySelectorAll('*')];
+                 const sheets = [...document.styleSheets];
+                 return {
+                   inline: [...document.querySelectorAll('[style], style, script:not([src])')].map(e => e.outerHTML.slice(0, 80)),
+                   handlers: all.filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).map(e => e.tagName),
+                   sheets: sheets.map(s => ({href: s.href, rules: s.cssRules.length})),
+                 };",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let page = self.url().await;
+        assert_eq!(
+            found["inline"],
+            json!([]),
+            "inline script or style on {page}"
+        );
+        assert_eq!(
+            found["handlers"],
+            json!([]),
+            "event-handler attributes on {page}"
+        );
+        let sheets = found["sheets"].as_array().unwrap();
+        assert_eq!(sheets.len(), 1, "one stylesheet on {page}: {sheets:?}");
+        let href = sheets[0]["href"].as_str().unwrap_or_default();
+        assert!(
+            href.starts_with(&format!("{issuer}/static/portcullis-")) && href.ends_with(".css"),
+            "the realm's hashed stylesheet on {page}: {href}"
+        );
+        assert!(
+            sheets[0]["rules"].as_u64().unwrap() > 0,
+            "the stylesheet on {page} loaded no rules"
+        );
+    }
+
+    /// The axe-core WCAG 2 A and AA violations of the page; `axe` is axe-core's source.
+    pub async fn axe_violations(&self, axe: &str) -> Vec<Value> {
+        // WebDriver scripts are not subject to the page's CSP, and axe needs no eval.
+        self.client.execute(axe, vec![]).await.unwrap();
+        let result = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']}})
+                    .then(r => done({violations: r.violations, passes: r.passes.length}),
+                          e => done({error: String(e)}));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(result.get("error").is_none(), "axe failed: {result}");
+        assert!(
+            result["passes"].as_u64().unwrap() > 0,
+            "axe checked nothing: {result}"
+        );
+        result["violations"].as_array().unwrap().clone()
+    }
+
+    /// Ends the browser session (Chromium exits) and chromedriver.
+    pub async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
+/// The chromedriver process, ended with the Chromium it started (they share its process
+/// group) when the test ends, passed or failed.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls chromedriver's `/status` until it says it is ready, for ten seconds at most.
+async fn wait_until_ready(url: &str) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(response) = http.get(format!("{url}/status")).send().await
+            && let Ok(status) = response.json::<Value>().await
+            && status["value"]["ready"] == json!(true)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver at {url} never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `target/browser`, beside the profile directories of the running test binary.
+fn shots_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("browser")))
+        .unwrap_or_else(|| repo_root().join("target/browser"))
+}
+
+/// axe-core's source, or `None` (after a loud SKIPPED line naming `test`) when it is not
+/// installed (`npm ci` in e2e/node; scripts/test.sh runs it).
+pub fn axe_source(test: &str) -> Option<String> {
+    match std::fs::read_to_string(axe_path()) {
+        Ok(source) => Some(source),
+        Err(error) => {
+            eprintln!(
+                "\n*** SKIPPED axe-core check in {test}: {} ({error}); run `npm ci` in e2e/node (scripts/test.sh does) ***\n",
+                axe_path().display()
+            );
+            None
+        }
+    }
+}
+
+fn axe_path() -> PathBuf {
+    repo_root().join("e2e/node/node_modules/axe-core/axe.min.js")
+}

@@ -1,0 +1,356 @@
+//! The hosted pages in headless Chromium (Debian `chromium` and `chromium-driver`, driven over
+//! WebDriver with fantoccini), as a person meets them: a partner app (a tiny relying party
+//! using the `openidconnect` crate) sends the browser to the realm, served by the built
+//! `portcullis-authserver serve` over TLS with real PostgreSQL and Redis; the person signs in
+//! with the keyboard only, consents, and signs out again. Every hosted page is checked for
+//! inline script and style (the CSP has no `unsafe-inline`) and with axe-core (WCAG 2 A and
+//! AA). A failing step leaves `target/browser/<test>-<step>.png` and `.html`.
+//!
+//! Without Chromium the tests print a loud SKIPPED line and pass; without axe-core
+//! (`npm ci` in e2e/node) only the axe check is skipped, loudly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
+mod harness;
+mod rp;
+
+use fantoccini::key::Key;
+use portcullis_e2e::realm::{PASSWORD, Realm};
+use serde_json::Value;
+
+use harness::Browser;
+use rp::{Rp, registration};
+
+/// The person of these scenarios.
+const EMAIL: &str = "ada@example.com";
+/// The partner app's client id (not first-party: the realm asks for consent).
+const APP: &str = "printshop";
+
+/// A realm with the partner app registered, the app running, an account that can sign in,
+/// and a browser.
+struct World {
+    realm: Realm,
+    rp: Rp,
+    browser: Browser,
+}
+
+/// The world of `test`, or `None` when this machine cannot run a browser (said loudly).
+async fn world(test: &'static str) -> Option<World> {
+    let browser = Browser::start(test).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let realm = Realm::start(&[registration(APP, port)]).await;
+    realm.account(EMAIL).await;
+    let rp = Rp::start(&realm, APP, listener).await;
+    Some(World { realm, rp, browser })
+}
+
+impl World {
+    async fn end(self) {
+        self.browser.close().await;
+        drop(self.rp);
+        self.realm.stop().await;
+    }
+
+    /// On the realm's login page: signs in with the keyboard only (Tab to the email field,
+    /// type, Tab to the password, type, Enter).
+    async fn sign_in_by_keyboard(&self, email: &str, password: &str) {
+        let b = &self.browser;
+        b.page("Sign in").await;
+        b.tab_to("#email").await;
+        b.type_text(email).await;
+        b.press(Key::Tab).await;
+        assert!(
+            b.focused("#password").await,
+            "Tab from the email field reaches the password field"
+        );
+        b.type_text(password).await;
+        b.press(Key::Enter).await;
+    }
+
+    /// On the consent page: Tab to `decision` (allow or deny) and press Enter.
+    async fn decide_by_keyboard(&self, decision: &str) {
+        let b = &self.browser;
+        b.page("Allow").await;
+        b.tab_to(&format!("button[name=decision][value={decision}]"))
+            .await;
+        b.press(Key::Enter).await;
+    }
+
+    /// From the app's sign-in link through login and consent back to the app, signed in.
+    async fn sign_in_to_the_app(&self) {
+        let b = &self.browser;
+        b.step("sign-in", async {
+            b.goto(&self.rp.login_url()).await;
+            self.sign_in_by_keyboard(EMAIL, PASSWORD).await;
+        })
+        .await;
+        b.step("allow", self.decide_by_keyboard("allow")).await;
+        b.step("signed-in-at-the-app", async {
+            b.page("Signed in").await;
+            assert_eq!(b.text("#user").await.as_deref(), Some(EMAIL));
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_to_a_partner_app_with_the_keyboard_only_and_allows_it() {
+    let Some(w) = world("keyboard-sign-in").await else {
+        return;
+    };
+    let b = &w.browser;
+    b.step("login-page", async {
+        b.goto(&w.rp.login_url()).await;
+        b.page("Sign in").await;
+        assert_eq!(
+            b.url().await.origin().ascii_serialization(),
+            w.realm.issuer,
+            "the app sent the browser to the realm"
+        );
+        let main = b.text("main").await.unwrap();
+        assert!(main.contains(&format!("to continue to {APP}")), "{main}");
+        assert!(b.url().await.as_str().contains("/login?"));
+    })
+    .await;
+    b.step("login-by-keyboard", w.sign_in_by_keyboard(EMAIL, PASSWORD))
+        .await;
+    b.step("consent-page", async {
+        b.page("Allow").await;
+        assert!(b.text("h1").await.unwrap().contains(APP));
+        let asked = b.texts("ul.scopes li").await;
+        assert!(
+            asked.contains(&"See your email address".to_owned())
+                && asked.contains(&"Stay connected while you are away".to_owned()),
+            "{asked:?}"
+        );
+    })
+    .await;
+    b.step("allow-by-keyboard", w.decide_by_keyboard("allow"))
+        .await;
+    b.step("back-at-the-app", async {
+        b.page("Signed in").await;
+        assert_eq!(b.url().await.origin().ascii_serialization(), w.rp.base());
+        assert_eq!(b.text("#user").await.as_deref(), Some(EMAIL));
+        let held = w.rp.signed_in().expect("the app exchanged the code");
+        assert_eq!(
+            held.email, EMAIL,
+            "UserInfo names the person of the ID token"
+        );
+        assert!(
+            held.refresh_token.is_some(),
+            "offline_access was allowed: the app got a refresh token"
+        );
+        w.rp.refresh().await.expect("the app's refresh token works");
+    })
+    .await;
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_who_denies_consent_returns_to_the_app_with_access_denied() {
+    let Some(w) = world("deny-consent").await else {
+        return;
+    };
+    let b = &w.browser;
+    b.step("sign-in", async {
+        b.goto(&w.rp.login_url()).await;
+        w.sign_in_by_keyboard(EMAIL, PASSWORD).await;
+    })
+    .await;
+    b.step("deny-by-keyboard", w.decide_by_keyboard("deny"))
+        .await;
+    b.step("refused-at-the-app", async {
+        b.page("Sign-in failed").await;
+        assert_eq!(b.text("#error").await.as_deref(), Some("access_denied"));
+        assert!(w.rp.signed_in().is_none());
+    })
+    .await;
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_once_given_is_not_asked_again_while_signed_in() {
+    let Some(w) = world("remembered-consent").await else {
+        return;
+    };
+    let b = &w.browser;
+    w.sign_in_to_the_app().await;
+    b.step("second-sign-in", async {
+        b.goto(&w.rp.login_url()).await;
+        // Straight back: the realm's session and the remembered consent answer at once.
+        b.page("Signed in").await;
+        assert_eq!(b.url().await.origin().ascii_serialization(), w.rp.base());
+        assert_eq!(b.text("#user").await.as_deref(), Some(EMAIL));
+    })
+    .await;
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_signs_the_person_out_of_the_realm_after_they_confirm() {
+    let Some(w) = world("rp-logout").await else {
+        return;
+    };
+    let b = &w.browser;
+    w.sign_in_to_the_app().await;
+    b.step("confirmation-page", async {
+        b.goto(&w.rp.logout_url()).await;
+        b.page("Sign out?").await;
+        let main = b.text("main").await.unwrap();
+        assert!(
+            main.contains(&format!("{APP} asks to sign you out of {}", w.realm.name)),
+            "{main}"
+        );
+    })
+    .await;
+    b.step("confirm-by-keyboard", async {
+        b.tab_to("form button[type=submit]").await;
+        b.press(Key::Enter).await;
+        b.page("Signed out").await;
+        assert_eq!(
+            b.url().await.origin().ascii_serialization(),
+            w.rp.base(),
+            "back at the registered post-logout URI, state echoed"
+        );
+    })
+    .await;
+    b.step("session-ended", async {
+        b.goto(&w.rp.login_url()).await;
+        b.page("Sign in").await;
+    })
+    .await;
+    w.end().await;
+}
+
+/// Shows every hosted page there is (login, login with an error, consent, logout
+/// confirmation from the app and from the realm, signed in, signed out, error) and runs
+/// `check` on each, named.
+async fn every_page(w: &World, mut check: impl AsyncFnMut(&'static str)) {
+    let b = &w.browser;
+    b.step("login", async {
+        b.goto(&w.rp.login_url()).await;
+        b.page("Sign in").await;
+    })
+    .await;
+    check("login").await;
+    b.step("login-error", async {
+        w.sign_in_by_keyboard(EMAIL, "not-the-password").await;
+        b.page("Sign in").await;
+        b.text("[role=alert]")
+            .await
+            .expect("the error is announced");
+    })
+    .await;
+    check("login-error").await;
+    b.step("consent", async {
+        // The form keeps the email: only the password is typed again.
+        b.tab_to("#password").await;
+        b.type_text(PASSWORD).await;
+        b.press(Key::Enter).await;
+        b.page("Allow").await;
+    })
+    .await;
+    check("consent").await;
+    b.step("logout-confirmation", async {
+        w.decide_by_keyboard("allow").await;
+        b.page("Signed in").await;
+        b.goto(&w.rp.logout_url()).await;
+        b.page("Sign out?").await;
+    })
+    .await;
+    check("logout-confirmation").await;
+    b.step("error", async {
+        b.tab_to("form button[type=submit]").await;
+        b.press(Key::Enter).await;
+        b.page("Signed out").await;
+        b.goto(&format!(
+            "{}/oauth2/authorize?client_id=nobody&response_type=code&scope=openid&redirect_uri=https%3A%2F%2Fevil.example%2F",
+            w.realm.issuer
+        ))
+        .await;
+        b.page("cannot continue").await;
+    })
+    .await;
+    check("error").await;
+    b.step("signed-in", async {
+        b.goto(&format!("{}/login", w.realm.issuer)).await;
+        w.sign_in_by_keyboard(EMAIL, PASSWORD).await;
+        b.page("You are signed in").await;
+    })
+    .await;
+    check("signed-in").await;
+    b.step("realm-logout-confirmation", async {
+        b.goto(&format!("{}/oauth2/logout", w.realm.issuer)).await;
+        b.page("Sign out?").await;
+    })
+    .await;
+    check("realm-logout-confirmation").await;
+    b.step("signed-out", async {
+        b.tab_to("form button[type=submit]").await;
+        b.press(Key::Enter).await;
+        b.page("You are signed out").await;
+    })
+    .await;
+    check("signed-out").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hosted_page_has_no_inline_script_or_style_and_loads_the_realm_stylesheet() {
+    let Some(w) = world("csp").await else {
+        return;
+    };
+    let b = &w.browser;
+    let issuer = w.realm.issuer.clone();
+    let mut checked = Vec::new();
+    every_page(&w, async |page| {
+        b.step(page, b.assert_csp_clean(&issuer)).await;
+        checked.push(page);
+    })
+    .await;
+    assert_eq!(checked.len(), 8, "{checked:?}");
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hosted_page_passes_axe_wcag2a_and_wcag2aa() {
+    let Some(axe) = harness::axe_source("axe") else {
+        return;
+    };
+    let Some(w) = world("axe").await else {
+        return;
+    };
+    let b = &w.browser;
+    let mut found: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    every_page(&w, async |page| {
+        let violations = b.step(page, b.axe_violations(&axe)).await;
+        if !violations.is_empty() {
+            b.save(&format!("{page}-axe")).await;
+        }
+        found.push((page, violations));
+    })
+    .await;
+    let report: Vec<String> = found
+        .iter()
+        .flat_map(|(page, violations)| {
+            violations.iter().map(move |v| {
+                let targets: Vec<String> = v["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|n| format!("{} {}", n["target"], n["html"]))
+                    .collect();
+                format!(
+                    "{page}: {} ({}): {} at {}",
+                    v["id"],
+                    v["impact"],
+                    v["help"],
+                    targets.join("; ")
+                )
+            })
+        })
+        .collect();
+    assert_eq!(found.len(), 8);
+    assert!(report.is_empty(), "axe violations:\n{}", report.join("\n"));
+    w.end().await;
+}
