@@ -53,3 +53,10 @@ pub fn cluster_skip_reason() -> Option<String> {
     }
     None
 }
+
+/// Says loudly that `what` did not run and why. Written to stderr directly, not through
+/// `eprintln!`, so libtest's output capture does not hide it in an ordinary `cargo test` run.
+pub fn skipped(what: &str, reason: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {what}: {reason} ***\n");
+}

@@ -9,7 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    PKCS_ECDSA_P256_SHA256,
+};
 
 use crate::binary;
 use crate::served::{Database, mailed_code, spawn_serving};
@@ -189,11 +192,21 @@ fn certificate() -> (String, String, String) {
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    // Distinct names: with rcgen's default name on both, OpenSSL (Node) takes the serving
+    // certificate for a self-signed one.
+    ca_params.distinguished_name = DistinguishedName::new();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Portcullis e2e test CA");
     let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
     let ca = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    let params =
+    let mut params =
         CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     let cert = params.signed_by(&key, &ca).unwrap();
     let chain = format!("{}{ca_pem}", cert.pem());
     (ca_pem, chain, key.serialize_pem())

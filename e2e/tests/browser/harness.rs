@@ -15,7 +15,7 @@ use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures::FutureExt;
 use portcullis_e2e::realm::{executable, free_port};
-use portcullis_e2e::repo_root;
+use portcullis_e2e::{repo_root, skipped};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -54,7 +54,7 @@ impl Browser {
     /// line) when this machine has no Chromium.
     pub async fn start(test: &'static str) -> Option<Self> {
         if let Some(reason) = skip_reason() {
-            eprintln!("\n*** SKIPPED browser test {test}: {reason} ***\n");
+            skipped(&format!("browser test {test}"), &reason);
             return None;
         }
         // One TLS stack, rustls with ring; reqwest is built without a default provider.
@@ -338,9 +338,12 @@ pub fn axe_source(test: &str) -> Option<String> {
     match std::fs::read_to_string(axe_path()) {
         Ok(source) => Some(source),
         Err(error) => {
-            eprintln!(
-                "\n*** SKIPPED axe-core check in {test}: {} ({error}); run `npm ci` in e2e/node (scripts/test.sh does) ***\n",
-                axe_path().display()
+            skipped(
+                &format!("axe-core check in {test}"),
+                &format!(
+                    "{} ({error}); run `npm ci` in e2e/node (scripts/test.sh does)",
+                    axe_path().display()
+                ),
             );
             None
         }
