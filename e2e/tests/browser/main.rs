@@ -304,7 +304,11 @@ async fn every_hosted_page_has_no_inline_script_or_style_and_loads_the_realm_sty
     let issuer = w.realm.issuer.clone();
     let mut checked = Vec::new();
     every_page(&w, async |page| {
-        b.step(page, b.assert_csp_clean(&issuer)).await;
+        b.step(page, async {
+            let problems = b.csp_problems(&issuer).await;
+            assert!(problems.is_empty(), "{page}: {problems:#?}");
+        })
+        .await;
         checked.push(page);
     })
     .await;
@@ -353,4 +357,41 @@ async fn every_hosted_page_passes_axe_wcag2a_and_wcag2aa() {
     assert_eq!(found.len(), 8);
     assert!(report.is_empty(), "axe violations:\n{}", report.join("\n"));
     w.end().await;
+}
+
+/// The page checks themselves can fail: a page with an unlabelled field in low contrast, an
+/// inline style and script, and no stylesheet is caught by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_checks_catch_a_page_that_breaks_them() {
+    let Some(b) = Browser::start("checks-catch").await else {
+        return;
+    };
+    b.goto(
+        "data:text/html,<!doctype html><html lang=en><title>Bad</title><main>\
+         <p style='color:%23bbb;background:%23fff'>faint</p><input id=x>\
+         <script>document.title='Bad'</script></main>",
+    )
+    .await;
+    let problems = b.csp_problems("https://localhost:1").await;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("inline script or style: <p style"))
+            && problems
+                .iter()
+                .any(|p| p.starts_with("inline script or style: <script"))
+            && problems
+                .iter()
+                .any(|p| p.starts_with("not exactly the realm's stylesheet")),
+        "{problems:#?}"
+    );
+    if let Some(axe) = harness::axe_source("checks-catch") {
+        let violations = b.axe_violations(&axe).await;
+        let ids: Vec<&str> = violations.iter().filter_map(|v| v["id"].as_str()).collect();
+        assert!(
+            ids.contains(&"label") && ids.contains(&"color-contrast"),
+            "{ids:?}"
+        );
+    }
+    b.close().await;
 }
