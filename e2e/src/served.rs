@@ -83,7 +83,8 @@ pub fn spawn_serving(mut command: Command) -> (Child, String, String) {
 }
 
 /// The mails in `dir`, newest first (the server names them so that they sort by time, writes
-/// each under a hidden name and renames it to `.eml` when complete).
+/// each under a hidden name and renames it to `.eml` when complete), their bodies decoded
+/// when sent quoted-printable (long lines, such as links, are wrapped then).
 pub fn mails(dir: &Path) -> Vec<String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -94,8 +95,43 @@ pub fn mails(dir: &Path) -> Vec<String> {
     files
         .iter()
         .rev()
-        .map(|f| std::fs::read_to_string(f).unwrap())
+        .map(|f| decoded(&std::fs::read_to_string(f).unwrap()))
         .collect()
+}
+
+/// A message with its body decoded from quoted-printable (RFC 2045 §6.7) when its header
+/// says so: soft line breaks joined, `=XX` turned back into bytes.
+fn decoded(message: &str) -> String {
+    let Some((head, body)) = message.split_once("\r\n\r\n") else {
+        return message.to_owned();
+    };
+    if !head
+        .to_ascii_lowercase()
+        .contains("content-transfer-encoding: quoted-printable")
+    {
+        return message.to_owned();
+    }
+    let joined = body.replace("=\r\n", "").replace("=\n", "");
+    let mut bytes = Vec::with_capacity(joined.len());
+    let raw = joined.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = raw
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (raw[i], hex) {
+            (b'=', Some(byte)) => {
+                bytes.push(byte);
+                i += 3;
+            }
+            (other, _) => {
+                bytes.push(other);
+                i += 1;
+            }
+        }
+    }
+    format!("{head}\r\n\r\n{}", String::from_utf8_lossy(&bytes))
 }
 
 /// What `find` takes from the newest mail in `dir` it finds something in, waiting up to five
