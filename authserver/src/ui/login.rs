@@ -11,10 +11,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{CSRF_COOKIE, Chrome, error_page, html};
+use super::{Chrome, error_page, form_csrf_ok, html, with_form_csrf, with_req};
 use crate::auth::oidc::flow;
 use crate::auth::principal::RequestMeta;
-use crate::auth::{AuthError, login as login_case, session_auth};
+use crate::auth::{AuthError, login as login_case};
 use crate::http::caller::PresentedSession;
 use crate::http::cookies;
 use crate::http::error::ApiError;
@@ -35,6 +35,8 @@ struct LoginPage {
     client: Option<String>,
     email: String,
     error: Option<String>,
+    register: String,
+    reset: String,
 }
 
 #[derive(Template)]
@@ -64,44 +66,25 @@ pub struct LoginForm {
     req: Option<String>,
 }
 
-/// The pre-session CSRF cookie's value, if the request has one.
-fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == CSRF_COOKIE && value.len() == 43).then(|| value.to_owned())
-        })
-}
-
 /// The page's form, with the CSRF cookie to set when the browser has none yet.
 fn page(state: &AppState, headers: &HeaderMap, status: StatusCode, form: LoginFields) -> Response {
-    let (cookie, new) = match csrf_cookie(headers) {
-        Some(value) => (value, false),
-        None => (state.random.token(32), true),
-    };
-    let mut response = html(
-        status,
-        &LoginPage {
-            chrome: Chrome::of(state),
-            csrf: session_auth::form_csrf_token(&state.core, &cookie),
-            req: form.req,
-            client: form.client,
-            email: form.email,
-            error: form.error,
-        },
-    );
-    if new
-        && let Ok(value) = HeaderValue::from_str(&format!(
-            "{CSRF_COOKIE}={cookie}; Path=/; Secure; HttpOnly; SameSite=Lax"
-        ))
-    {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    response
+    let register = with_req("/register", form.req.as_deref());
+    let reset = with_req("/reset-password", form.req.as_deref());
+    with_form_csrf(state, headers, |csrf| {
+        html(
+            status,
+            &LoginPage {
+                chrome: Chrome::of(state),
+                csrf,
+                req: form.req,
+                client: form.client,
+                email: form.email,
+                error: form.error,
+                register,
+                reset,
+            },
+        )
+    })
 }
 
 #[derive(Default)]
@@ -190,10 +173,7 @@ async fn submit(
             },
         )
     };
-    let csrf_ok = csrf_cookie(&headers).is_some_and(|cookie| {
-        session_auth::verify_form_csrf(&state.core, &cookie, &field("csrf").unwrap_or_default())
-    });
-    if !csrf_ok {
+    if !form_csrf_ok(&state, &headers, &field("csrf").unwrap_or_default()) {
         return Ok(again(
             StatusCode::FORBIDDEN,
             "This form expired. Please sign in again.",
