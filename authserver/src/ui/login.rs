@@ -5,12 +5,13 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::account::ACCOUNT_PATH;
 use super::{Chrome, error_page, form_csrf_ok, html, with_form_csrf, with_req};
 use crate::auth::oidc::flow;
 use crate::auth::principal::RequestMeta;
@@ -19,6 +20,7 @@ use crate::http::caller::PresentedSession;
 use crate::http::cookies;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiQuery, FormPairs};
+use crate::http::routes::oidc::see_other;
 use crate::http::state::AppState;
 
 /// The routes.
@@ -37,6 +39,7 @@ struct LoginPage {
     error: Option<String>,
     register: String,
     reset: String,
+    next: bool,
 }
 
 #[derive(Template)]
@@ -50,6 +53,8 @@ struct SignedIn {
 pub struct LoginQuery {
     /// A pending authorization request to continue after signing in.
     req: Option<String>,
+    /// A page of ours to go to after signing in: only `/account`.
+    next: Option<String>,
 }
 
 /// The login form, as the OpenAPI document describes it (the handler reads its pairs).
@@ -64,6 +69,8 @@ pub struct LoginForm {
     csrf: Option<String>,
     /// The pending authorization request, when there is one.
     req: Option<String>,
+    /// `/account` to go there after signing in.
+    next: Option<String>,
 }
 
 /// The page's form, with the CSRF cookie to set when the browser has none yet.
@@ -82,6 +89,7 @@ fn page(state: &AppState, headers: &HeaderMap, status: StatusCode, form: LoginFi
                 error: form.error,
                 register,
                 reset,
+                next: form.next,
             },
         )
     })
@@ -90,6 +98,8 @@ fn page(state: &AppState, headers: &HeaderMap, status: StatusCode, form: LoginFi
 #[derive(Default)]
 struct LoginFields {
     req: Option<String>,
+    /// Whether to go on to the account page.
+    next: bool,
     client: Option<String>,
     email: String,
     error: Option<String>,
@@ -119,6 +129,7 @@ async fn show(
         fields.client = Some(view.client_id);
         fields.req = Some(req);
     }
+    fields.next = query.next.as_deref() == Some(ACCOUNT_PATH);
     Ok(page(&state, &headers, StatusCode::OK, fields))
 }
 
@@ -159,6 +170,7 @@ async fn submit(
             .filter(|v| !v.is_empty())
     };
     let req = field("req");
+    let next = field("next").as_deref() == Some(ACCOUNT_PATH);
     let email = field("email").unwrap_or_default();
     let again = |status: StatusCode, error: &str| {
         page(
@@ -167,6 +179,7 @@ async fn submit(
             status,
             LoginFields {
                 req: req.clone(),
+                next,
                 client: None,
                 email: email.clone(),
                 error: Some(error.to_owned()),
@@ -201,19 +214,10 @@ async fn submit(
     );
     let mut response = match req {
         Some(req) if flow::logged_in(&state.core, &req, &success.session_id).await? => {
-            let mut r = StatusCode::SEE_OTHER.into_response();
-            let target = format!(
-                "/oauth2/authorize/resume?{}",
-                url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("req", &req)
-                    .finish()
-            );
-            if let Ok(location) = HeaderValue::from_str(&target) {
-                r.headers_mut().insert(header::LOCATION, location);
-            }
-            r
+            see_other(&with_req("/oauth2/authorize/resume", Some(&req)))
         }
         Some(_) => expired(&state),
+        None if next => see_other(ACCOUNT_PATH),
         None => html(
             StatusCode::OK,
             &SignedIn {

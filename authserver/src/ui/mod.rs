@@ -5,6 +5,7 @@
 //! for a year. Every form carries a CSRF token: before a session exists, one paired with the
 //! random pre-session cookie `__Host-portcullis_csrf`.
 
+pub mod account;
 pub mod consent;
 pub mod login;
 pub mod register;
@@ -335,6 +336,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(register::router())
         .merge(verify::router())
         .merge(reset::router())
+        .merge(account::router())
 }
 
 /// A static file of the hosted pages (its name carries its content hash).
@@ -377,7 +379,7 @@ mod tests {
     use super::*;
 
     /// Every template, as the compiler embeds them.
-    const TEMPLATES: [(&str, &str); 13] = [
+    const TEMPLATES: [(&str, &str); 14] = [
         ("base.html", include_str!("../../templates/base.html")),
         ("consent.html", include_str!("../../templates/consent.html")),
         ("error.html", include_str!("../../templates/error.html")),
@@ -412,6 +414,7 @@ mod tests {
             "reset_password.html",
             include_str!("../../templates/reset_password.html"),
         ),
+        ("account.html", include_str!("../../templates/account.html")),
     ];
 
     #[test]

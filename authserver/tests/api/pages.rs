@@ -236,6 +236,10 @@ async fn the_served_openapi_lists_the_pages_and_the_authorization_endpoint(pool:
         ("/reset-password", "get"),
         ("/reset-password", "post"),
         ("/reset-password/confirm", "post"),
+        ("/account", "get"),
+        ("/account/password", "post"),
+        ("/account/sessions/revoke", "post"),
+        ("/account/apps/revoke", "post"),
     ] {
         assert!(paths[path][method].is_object(), "{method} {path}");
     }
