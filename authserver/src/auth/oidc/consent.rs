@@ -79,7 +79,7 @@ mod tests {
             ("client_id", client),
             ("redirect_uri", CB),
             ("response_type", "code"),
-            ("scope", "openid email"),
+            ("scope", "openid email offline_access"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
