@@ -67,7 +67,7 @@ impl Fixture {
             .into_iter()
             .rev()
             .find_map(|sent| match sent.mail {
-                Mail::VerifyEmail { token } | Mail::PasswordReset { token } => Some(token),
+                Mail::VerifyEmail { token, .. } | Mail::PasswordReset { token } => Some(token),
                 _ => None,
             })
             .expect("a mail with a token")
@@ -168,6 +168,7 @@ pub fn registration(email: &str, password: &str) -> Registration {
         consents: [("account".to_owned(), true)].into(),
         policy_version: Some("1".into()),
         display_name: None,
+        pending_request: None,
     }
 }
 
