@@ -174,6 +174,58 @@ impl Browser {
         texts
     }
 
+    /// Types `text` into the field matching `css` (WebDriver's element input).
+    pub async fn fill(&self, css: &str, text: &str) {
+        let field = self.client.find(Locator::Css(css)).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    /// Clicks the element matching `css`.
+    pub async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Presses the button whose text is exactly `text` (the first, when there are several).
+    pub async fn press_button(&self, text: &str) {
+        let xpath = format!("//button[normalize-space(.)='{text}']");
+        self.client
+            .find(Locator::XPath(&xpath))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Follows the link whose text is exactly `text`.
+    pub async fn follow(&self, text: &str) {
+        self.client
+            .find(Locator::LinkText(text))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Whether the checkbox or radio button matching `css` is checked.
+    pub async fn checked(&self, css: &str) -> bool {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .is_selected()
+            .await
+            .unwrap()
+    }
+
     /// Presses and releases `key`.
     pub async fn press(&self, key: Key) {
         self.keys(&[char::from(key)]).await;

@@ -2,9 +2,11 @@
 //! WebDriver with fantoccini), as a person meets them: a partner app (a tiny relying party
 //! using the `openidconnect` crate) sends the browser to the realm, served by the built
 //! `portcullis-authserver serve` over TLS with real PostgreSQL and Redis; the person signs in
-//! with the keyboard only, consents, and signs out again. Every hosted page is checked for
-//! inline script and style (the CSP has no `unsafe-inline`) and with axe-core (WCAG 2 A and
-//! AA). A failing step leaves `target/browser/<test>-<step>.png` and `.html`.
+//! with the keyboard only, consents, signs out again; a newcomer registers and confirms the
+//! mailed link; the account page signs out another session, disconnects the app and changes
+//! the password; a forgotten password is reset through the mailed link. Every hosted page is
+//! checked for inline script and style (the CSP has no `unsafe-inline`) and with axe-core
+//! (WCAG 2 A and AA). A failing step leaves `target/browser/<test>-<step>.png` and `.html`.
 //!
 //! Without Chromium the tests print a loud SKIPPED line and pass; without axe-core
 //! (`npm ci` in e2e/node) only the axe check is skipped, loudly.
@@ -224,8 +226,9 @@ async fn the_app_signs_the_person_out_of_the_realm_after_they_confirm() {
 }
 
 /// Shows every hosted page there is (login, login with an error, consent, logout
-/// confirmation from the app and from the realm, signed in, signed out, error) and runs
-/// `check` on each, named.
+/// confirmation from the app and from the realm, signed in, signed out, error, register,
+/// register with an error, check your email, verify email, email confirmed, reset request,
+/// reset sent, new password, password changed, account) and runs `check` on each, named.
 async fn every_page(w: &World, mut check: impl AsyncFnMut(&'static str)) {
     let b = &w.browser;
     b.step("login", async {
@@ -293,6 +296,86 @@ async fn every_page(w: &World, mut check: impl AsyncFnMut(&'static str)) {
     })
     .await;
     check("signed-out").await;
+    b.step("register", async {
+        b.goto(&format!("{}/register", w.realm.issuer)).await;
+        b.page("Create an account").await;
+    })
+    .await;
+    check("register").await;
+    b.step("register-error", async {
+        b.fill("#email", NEWCOMER).await;
+        b.fill("#password", "short").await;
+        b.click("form button[type=submit]").await;
+        b.page("Create an account").await;
+        b.text(".field-error")
+            .await
+            .expect("the rule broken, next to its field");
+    })
+    .await;
+    check("register-error").await;
+    b.step("check-your-email", async {
+        b.fill("#password", PASSWORD).await;
+        if !b.checked("#consent-account").await {
+            b.click("#consent-account").await;
+        }
+        b.click("form button[type=submit]").await;
+        b.page("Check your email").await;
+    })
+    .await;
+    check("check-your-email").await;
+    b.step("verify-email", async {
+        b.goto(&portcullis_e2e::served::mailed_link(
+            &w.realm.mail_dir(),
+            &format!("{}/verify-email?", w.realm.issuer),
+        ))
+        .await;
+        b.page("Confirm your email address").await;
+    })
+    .await;
+    check("verify-email").await;
+    b.step("email-confirmed", async {
+        b.click("form button[type=submit]").await;
+        b.page("Email address confirmed").await;
+    })
+    .await;
+    check("email-confirmed").await;
+    b.step("reset-request", async {
+        b.goto(&format!("{}/reset-password", w.realm.issuer)).await;
+        b.page("Reset your password").await;
+    })
+    .await;
+    check("reset-request").await;
+    b.step("reset-sent", async {
+        b.fill("#email", NEWCOMER).await;
+        b.click("form button[type=submit]").await;
+        b.page("Check your email").await;
+    })
+    .await;
+    check("reset-sent").await;
+    b.step("new-password", async {
+        b.goto(&portcullis_e2e::served::mailed_link(
+            &w.realm.mail_dir(),
+            &format!("{}/reset-password?token=", w.realm.issuer),
+        ))
+        .await;
+        b.page("Choose a new password").await;
+    })
+    .await;
+    check("new-password").await;
+    b.step("password-changed", async {
+        b.fill("#new_password", NEW_PASSWORD).await;
+        b.click("form button[type=submit]").await;
+        b.page("Password changed").await;
+    })
+    .await;
+    check("password-changed").await;
+    b.step("account", async {
+        b.goto(&format!("{}/account", w.realm.issuer)).await;
+        w.sign_in_by_keyboard(EMAIL, PASSWORD).await;
+        b.page("Your account").await;
+    })
+    .await;
+    check("account").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +395,7 @@ async fn every_hosted_page_has_no_inline_script_or_style_and_loads_the_realm_sty
         checked.push(page);
     })
     .await;
-    assert_eq!(checked.len(), 8, "{checked:?}");
+    assert_eq!(checked.len(), 18, "{checked:?}");
     w.end().await;
 }
 
@@ -354,7 +437,7 @@ async fn every_hosted_page_passes_axe_wcag2a_and_wcag2aa() {
             })
         })
         .collect();
-    assert_eq!(found.len(), 8);
+    assert_eq!(found.len(), 18);
     assert!(report.is_empty(), "axe violations:\n{}", report.join("\n"));
     w.end().await;
 }
@@ -394,4 +477,277 @@ async fn the_page_checks_catch_a_page_that_breaks_them() {
         );
     }
     b.close().await;
+}
+
+/// A second person, who registers on the hosted pages.
+const NEWCOMER: &str = "lin@example.com";
+/// The password a person chooses when they change or reset theirs.
+const NEW_PASSWORD: &str = "Marmalade-Comet-77-Loud";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_registers_confirms_the_mailed_link_and_reaches_the_app() {
+    let Some(w) = world("register").await else {
+        return;
+    };
+    let b = &w.browser;
+    b.step("register-page", async {
+        b.goto(&w.rp.login_url()).await;
+        b.page("Sign in").await;
+        b.follow("Create one").await;
+        b.page("Create an account").await;
+    })
+    .await;
+    b.step("register", async {
+        b.fill("#email", NEWCOMER).await;
+        b.fill("#display_name", "Lin").await;
+        b.fill("#password", PASSWORD).await;
+        if !b.checked("#consent-account").await {
+            b.click("#consent-account").await;
+        }
+        b.click("form button[type=submit]").await;
+        b.page("Check your email").await;
+    })
+    .await;
+    b.step("verify-link", async {
+        let link = portcullis_e2e::served::mailed_link(
+            &w.realm.mail_dir(),
+            &format!("{}/verify-email?", w.realm.issuer),
+        );
+        // Opening the link (twice, as a mail scanner might) spends nothing: only the button
+        // on the page does.
+        b.goto(&link).await;
+        b.page("Confirm your email address").await;
+        b.goto(&link).await;
+        b.page("Confirm your email address").await;
+        b.click("form button[type=submit]").await;
+        b.page("Email address confirmed").await;
+    })
+    .await;
+    b.step("sign-in-after-verifying", async {
+        b.follow("Sign in").await;
+        w.sign_in_by_keyboard(NEWCOMER, PASSWORD).await;
+    })
+    .await;
+    b.step("allow", w.decide_by_keyboard("allow")).await;
+    b.step("at-the-app", async {
+        b.page("Signed in").await;
+        assert_eq!(b.text("#user").await.as_deref(), Some(NEWCOMER));
+        assert_eq!(w.rp.signed_in().unwrap().email, NEWCOMER);
+    })
+    .await;
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_password_is_replaced_through_the_mailed_link() {
+    let Some(w) = world("password-reset").await else {
+        return;
+    };
+    let b = &w.browser;
+    b.step("reset-request", async {
+        b.goto(&format!("{}/login", w.realm.issuer)).await;
+        b.page("Sign in").await;
+        b.follow("Forgot your password?").await;
+        b.page("Reset your password").await;
+        b.fill("#email", EMAIL).await;
+        b.click("form button[type=submit]").await;
+        b.page("Check your email").await;
+    })
+    .await;
+    b.step("new-password", async {
+        let link = portcullis_e2e::served::mailed_link(
+            &w.realm.mail_dir(),
+            &format!("{}/reset-password?token=", w.realm.issuer),
+        );
+        b.goto(&link).await;
+        b.page("Choose a new password").await;
+        b.fill("#new_password", NEW_PASSWORD).await;
+        b.click("form button[type=submit]").await;
+        b.page("Password changed").await;
+    })
+    .await;
+    b.step("old-password-refused", async {
+        b.follow("Sign in").await;
+        w.sign_in_by_keyboard(EMAIL, PASSWORD).await;
+        b.page("Sign in").await;
+        b.text("[role=alert]")
+            .await
+            .expect("the old password is refused");
+    })
+    .await;
+    b.step("new-password-signs-in", async {
+        b.tab_to("#password").await;
+        b.type_text(NEW_PASSWORD).await;
+        b.press(Key::Enter).await;
+        b.page("You are signed in").await;
+    })
+    .await;
+    w.end().await;
+}
+
+impl World {
+    /// A second session of `email`, signed in through the API from another device: its
+    /// access token.
+    async fn second_session(&self, email: &str, password: &str) -> String {
+        let login: Value = self
+            .realm
+            .http()
+            .post(format!("{}/api/v1/login", self.realm.issuer))
+            .header("user-agent", "SecondDevice/1.0")
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        login["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The status of `GET /api/v1/me` with `access_token`.
+    async fn me_status(&self, access_token: &str) -> u16 {
+        self.realm
+            .http()
+            .get(format!("{}/api/v1/me", self.realm.issuer))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// The rows of the account page's table in the section labelled `section`.
+    async fn rows(&self, section: &str) -> Vec<String> {
+        self.browser
+            .texts(&format!("section[aria-labelledby={section}] tbody tr"))
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_page_signs_out_another_session() {
+    let Some(w) = world("account-sessions").await else {
+        return;
+    };
+    let b = &w.browser;
+    w.sign_in_to_the_app().await;
+    let elsewhere = w.second_session(EMAIL, PASSWORD).await;
+    assert_eq!(w.me_status(&elsewhere).await, 200);
+    b.step("sessions-listed", async {
+        b.goto(&format!("{}/account", w.realm.issuer)).await;
+        b.page("Your account").await;
+        let rows = w.rows("sessions").await;
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(
+            rows.iter()
+                .any(|r| r.contains("SecondDevice") && !r.contains("This browser")),
+            "{rows:?}"
+        );
+        assert!(rows.iter().any(|r| r.contains("This browser")), "{rows:?}");
+    })
+    .await;
+    b.step("sign-out-the-other", async {
+        b.press_button("Sign out this session").await;
+        b.page("Your account").await;
+        assert_eq!(
+            b.text("[role=status]").await.as_deref(),
+            Some("The session was signed out.")
+        );
+        let rows = w.rows("sessions").await;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert!(rows[0].contains("This browser"), "{rows:?}");
+    })
+    .await;
+    assert_eq!(
+        w.me_status(&elsewhere).await,
+        401,
+        "the other session's access token died with it"
+    );
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnecting_the_app_on_the_account_page_ends_its_refresh_token() {
+    let Some(w) = world("account-apps").await else {
+        return;
+    };
+    let b = &w.browser;
+    w.sign_in_to_the_app().await;
+    w.rp.refresh()
+        .await
+        .expect("the app can refresh while connected");
+    b.step("app-listed", async {
+        b.goto(&format!("{}/account", w.realm.issuer)).await;
+        b.page("Your account").await;
+        let rows = w.rows("apps").await;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert!(rows[0].starts_with(APP), "{rows:?}");
+    })
+    .await;
+    b.step("disconnect", async {
+        b.press_button("Disconnect").await;
+        b.page("Your account").await;
+        assert!(w.rows("apps").await.is_empty());
+    })
+    .await;
+    assert_eq!(
+        w.rp.refresh().await,
+        Err("invalid_grant".to_owned()),
+        "the app's grant ended with the consent"
+    );
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_changed_on_the_account_page_is_the_one_that_signs_in() {
+    let Some(w) = world("account-password").await else {
+        return;
+    };
+    let b = &w.browser;
+    let elsewhere = w.second_session(EMAIL, PASSWORD).await;
+    b.step("sign-in", async {
+        b.goto(&format!("{}/account", w.realm.issuer)).await;
+        w.sign_in_by_keyboard(EMAIL, PASSWORD).await;
+        b.page("Your account").await;
+    })
+    .await;
+    b.step("change-password", async {
+        b.fill("#current_password", PASSWORD).await;
+        b.fill("#new_password", NEW_PASSWORD).await;
+        b.press_button("Change password").await;
+        b.page("Your account").await;
+        let done = b.text("[role=status]").await.unwrap_or_default();
+        assert!(done.contains("password was changed"), "{done:?}");
+    })
+    .await;
+    assert_eq!(
+        w.me_status(&elsewhere).await,
+        401,
+        "every other session was signed out"
+    );
+    b.step("sign-out", async {
+        b.follow("Sign out").await;
+        b.page("Sign out?").await;
+        b.press_button("Sign out").await;
+        b.page("You are signed out").await;
+    })
+    .await;
+    b.step("old-password-refused", async {
+        b.goto(&format!("{}/login", w.realm.issuer)).await;
+        w.sign_in_by_keyboard(EMAIL, PASSWORD).await;
+        b.page("Sign in").await;
+        b.text("[role=alert]")
+            .await
+            .expect("the old password is refused");
+    })
+    .await;
+    b.step("new-password-signs-in", async {
+        b.tab_to("#password").await;
+        b.type_text(NEW_PASSWORD).await;
+        b.press(Key::Enter).await;
+        b.page("You are signed in").await;
+    })
+    .await;
+    w.end().await;
 }
