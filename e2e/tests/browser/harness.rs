@@ -259,6 +259,24 @@ impl Browser {
         matches == json!(true)
     }
 
+    /// Fails unless the focused element shows a focus indicator a keyboard user can see
+    /// (WCAG 2.4.7; axe-core does not check it): an outline at least 2px wide.
+    pub async fn assert_focus_visible(&self) {
+        let outline = self
+            .client
+            .execute(
+                "const e = document.activeElement, s = getComputedStyle(e);
+                 return {element: e.outerHTML.slice(0, 80), style: s.outlineStyle, width: parseFloat(s.outlineWidth)};",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            outline["style"] != "none" && outline["width"].as_f64().unwrap_or_default() >= 2.0,
+            "no visible focus indicator: {outline}"
+        );
+    }
+
     /// Presses Tab until the element matching `css` has the focus, as a keyboard user would;
     /// fails if ten presses do not reach it.
     pub async fn tab_to(&self, css: &str) {

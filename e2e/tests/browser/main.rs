@@ -17,6 +17,7 @@ mod harness;
 mod rp;
 
 use fantoccini::key::Key;
+use futures::FutureExt;
 use portcullis_e2e::realm::{PASSWORD, Realm};
 use serde_json::Value;
 
@@ -60,12 +61,14 @@ impl World {
         let b = &self.browser;
         b.page("Sign in").await;
         b.tab_to("#email").await;
+        b.assert_focus_visible().await;
         b.type_text(email).await;
         b.press(Key::Tab).await;
         assert!(
             b.focused("#password").await,
             "Tab from the email field reaches the password field"
         );
+        b.assert_focus_visible().await;
         b.type_text(password).await;
         b.press(Key::Enter).await;
     }
@@ -76,6 +79,7 @@ impl World {
         b.page("Allow").await;
         b.tab_to(&format!("button[name=decision][value={decision}]"))
             .await;
+        b.assert_focus_visible().await;
         b.press(Key::Enter).await;
     }
 
@@ -144,6 +148,33 @@ async fn a_person_signs_in_to_a_partner_app_with_the_keyboard_only_and_allows_it
             "offline_access was allowed: the app got a refresh token"
         );
         w.rp.refresh().await.expect("the app's refresh token works");
+    })
+    .await;
+    w.end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_tab_stop_skips_to_the_main_content() {
+    let Some(w) = world("skip-link").await else {
+        return;
+    };
+    let b = &w.browser;
+    b.step("skip-link", async {
+        b.goto(&w.rp.login_url()).await;
+        b.page("Sign in").await;
+        b.press(Key::Tab).await;
+        assert!(b.focused("a.skip").await, "the skip link is the first stop");
+        b.assert_focus_visible().await;
+        b.press(Key::Enter).await;
+        assert!(
+            b.focused("main#main").await,
+            "Enter moves the focus to main"
+        );
+        b.press(Key::Tab).await;
+        assert!(
+            b.focused("#email").await,
+            "the next stop is the form's first field"
+        );
     })
     .await;
     w.end().await;
@@ -443,7 +474,7 @@ async fn every_hosted_page_passes_axe_wcag2a_and_wcag2aa() {
 }
 
 /// The page checks themselves can fail: a page with an unlabelled field in low contrast, an
-/// inline style and script, and no stylesheet is caught by both.
+/// inline style and script, and no stylesheet is caught by the CSP, focus and axe checks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_checks_catch_a_page_that_breaks_them() {
     let Some(b) = Browser::start("checks-catch").await else {
@@ -468,6 +499,12 @@ async fn the_page_checks_catch_a_page_that_breaks_them() {
                 .any(|p| p.starts_with("not exactly the realm's stylesheet")),
         "{problems:#?}"
     );
+    // Chromium's own focus ring (1px, no stylesheet) is too faint for the focus check.
+    b.tab_to("#x").await;
+    let faint = std::panic::AssertUnwindSafe(b.assert_focus_visible())
+        .catch_unwind()
+        .await;
+    assert!(faint.is_err(), "the focus check passed a 1px focus ring");
     if let Some(axe) = harness::axe_source("checks-catch") {
         let violations = b.axe_violations(&axe).await;
         let ids: Vec<&str> = violations.iter().filter_map(|v| v["id"].as_str()).collect();
