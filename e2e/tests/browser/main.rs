@@ -259,7 +259,8 @@ async fn the_app_signs_the_person_out_of_the_realm_after_they_confirm() {
 /// Shows every hosted page there is (login, login with an error, consent, logout
 /// confirmation from the app and from the realm, signed in, signed out, error, register,
 /// register with an error, check your email, verify email, email confirmed, reset request,
-/// reset sent, new password, password changed, account) and runs `check` on each, named.
+/// reset sent, new password, password changed, account, account with an error) and runs
+/// `check` on each, named.
 async fn every_page(w: &World, mut check: impl AsyncFnMut(&'static str)) {
     let b = &w.browser;
     b.step("login", async {
@@ -407,6 +408,17 @@ async fn every_page(w: &World, mut check: impl AsyncFnMut(&'static str)) {
     })
     .await;
     check("account").await;
+    b.step("account-error", async {
+        b.fill("#current_password", "not-the-password").await;
+        b.fill("#new_password", NEW_PASSWORD).await;
+        b.press_button("Change password").await;
+        b.page("Your account").await;
+        b.text(".field-error")
+            .await
+            .expect("the error next to its field");
+    })
+    .await;
+    check("account-error").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,7 +438,7 @@ async fn every_hosted_page_has_no_inline_script_or_style_and_loads_the_realm_sty
         checked.push(page);
     })
     .await;
-    assert_eq!(checked.len(), 18, "{checked:?}");
+    assert_eq!(checked.len(), 19, "{checked:?}");
     w.end().await;
 }
 
@@ -468,7 +480,7 @@ async fn every_hosted_page_passes_axe_wcag2a_and_wcag2aa() {
             })
         })
         .collect();
-    assert_eq!(found.len(), 18);
+    assert_eq!(found.len(), 19);
     assert!(report.is_empty(), "axe violations:\n{}", report.join("\n"));
     w.end().await;
 }
