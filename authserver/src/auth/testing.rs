@@ -143,7 +143,13 @@ fn fixture_from(yaml: &str, customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixtu
         kv: Kv::memory(clock.clone()),
         hasher: PasswordHasher::new(peppers, 4, PoolSize::with_permits(2), random.clone()).unwrap(),
         breach: BreachChecker::Disabled,
-        keys: Arc::new(KeyRing::new(&[SigningKey::generate(&random, clock.now())]).unwrap()),
+        keys: Arc::new(
+            KeyRing::new(
+                &[SigningKey::generate(&random, clock.now())],
+                crate::wiring::signing_random(),
+            )
+            .unwrap(),
+        ),
         outbox,
         clock: clock.clone(),
         random,
