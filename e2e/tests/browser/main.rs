@@ -221,7 +221,7 @@ async fn consent_once_given_is_not_asked_again_while_signed_in() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_app_signs_the_person_out_of_the_realm_after_they_confirm() {
+async fn the_app_signs_the_person_out_after_they_confirm_and_keeps_its_offline_grant() {
     let Some(w) = world("rp-logout").await else {
         return;
     };
@@ -253,6 +253,9 @@ async fn the_app_signs_the_person_out_of_the_realm_after_they_confirm() {
         b.page("Sign in").await;
     })
     .await;
+    w.rp.refresh()
+        .await
+        .expect("a grant with offline_access outlives the sign-out");
     w.end().await;
 }
 
@@ -749,15 +752,15 @@ async fn disconnecting_the_app_on_the_account_page_ends_its_refresh_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_password_changed_on_the_account_page_is_the_one_that_signs_in() {
+async fn a_password_changed_on_the_account_page_ends_other_sessions_and_app_grants_and_signs_in() {
     let Some(w) = world("account-password").await else {
         return;
     };
     let b = &w.browser;
     let elsewhere = w.second_session(EMAIL, PASSWORD).await;
-    b.step("sign-in", async {
+    w.sign_in_to_the_app().await;
+    b.step("account", async {
         b.goto(&format!("{}/account", w.realm.issuer)).await;
-        w.sign_in_by_keyboard(EMAIL, PASSWORD).await;
         b.page("Your account").await;
     })
     .await;
@@ -774,6 +777,11 @@ async fn a_password_changed_on_the_account_page_is_the_one_that_signs_in() {
         w.me_status(&elsewhere).await,
         401,
         "every other session was signed out"
+    );
+    assert_eq!(
+        w.rp.refresh().await,
+        Err("invalid_grant".to_owned()),
+        "the app's offline grant ended with the password"
     );
     b.step("sign-out", async {
         b.follow("Sign out").await;

@@ -341,6 +341,7 @@ async fn bye(
             "<p id=\"error\">state mismatch</p>",
         );
     }
-    *app.signed_in.lock().unwrap() = None;
+    // The tokens stay: an app granted offline_access keeps working for the person while they
+    // are away (the realm decides whether the grant outlives the sign-out).
     page(StatusCode::OK, "Signed out", "<p>You left Printshop.</p>")
 }
