@@ -591,11 +591,12 @@ async fn a_newcomer_registers_confirms_the_mailed_link_and_reaches_the_app() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forgotten_password_is_replaced_through_the_mailed_link() {
+async fn a_forgotten_password_is_replaced_through_the_mailed_link_and_the_apps_grant_ends() {
     let Some(w) = world("password-reset").await else {
         return;
     };
     let b = &w.browser;
+    w.sign_in_to_the_app().await;
     b.step("reset-request", async {
         b.goto(&format!("{}/login", w.realm.issuer)).await;
         b.page("Sign in").await;
@@ -634,6 +635,11 @@ async fn a_forgotten_password_is_replaced_through_the_mailed_link() {
         b.page("You are signed in").await;
     })
     .await;
+    assert_eq!(
+        w.rp.refresh().await,
+        Err("invalid_grant".to_owned()),
+        "the reset ended the app's grant too"
+    );
     w.end().await;
 }
 
