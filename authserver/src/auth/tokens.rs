@@ -425,6 +425,14 @@ mod tests {
         SigningKey::generate(random, OffsetDateTime::UNIX_EPOCH)
     }
 
+    fn ring_of(signer: &SigningKey) -> KeyRing {
+        KeyRing::new(
+            std::slice::from_ref(signer),
+            crate::wiring::signing_random(),
+        )
+        .unwrap()
+    }
+
     fn new_ring(random: &Random) -> KeyRing {
         KeyRing::new(&[key(random)], crate::wiring::signing_random()).unwrap()
     }
@@ -538,11 +546,7 @@ mod tests {
     fn a_signed_token_verifies_with_an_independent_jwt_implementation_and_keeps_its_header() {
         let random = random();
         let signer = key(&random);
-        let ring = KeyRing::new(
-            std::slice::from_ref(&signer),
-            crate::wiring::signing_random(),
-        )
-        .unwrap();
+        let ring = ring_of(&signer);
         let claims = claims(at(1_000_000), 600);
         let t = ring.sign("at+jwt", &claims).unwrap();
         let header = URL_SAFE_NO_PAD
@@ -576,36 +580,24 @@ mod tests {
         use p256::pkcs8::EncodePrivateKey;
         let random = random();
         let signer = key(&random);
-        let ring = KeyRing::new(
-            std::slice::from_ref(&signer),
-            crate::wiring::signing_random(),
-        )
-        .unwrap();
+        let ring = ring_of(&signer);
         let der = signer.secret.to_pkcs8_der().unwrap();
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(signer.kid.clone());
-        header.typ = Some("at+jwt".into());
         let claims = claims(at(1_000_000), 600);
-        let t = jsonwebtoken::encode(
-            &header,
-            &claims,
-            &jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes()),
-        )
-        .unwrap();
+        let signed_as = |typ: &str| {
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+            header.kid = Some(signer.kid.clone());
+            header.typ = Some(typ.into());
+            let key = jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes());
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        };
         let iss = "https://auth.example.com";
+        let t = signed_as("at+jwt");
         assert_eq!(
             ring.verify_access(&t, iss, iss, at(1_000_001)).unwrap(),
             claims
         );
-        header.typ = Some("JWT".into());
-        let not_access = jsonwebtoken::encode(
-            &header,
-            &claims,
-            &jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes()),
-        )
-        .unwrap();
         assert!(
-            ring.verify_access(&not_access, iss, iss, at(1_000_001))
+            ring.verify_access(&signed_as("JWT"), iss, iss, at(1_000_001))
                 .is_err(),
             "typ JWT is not an access token"
         );

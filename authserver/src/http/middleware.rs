@@ -81,7 +81,8 @@ pub async fn security_headers(
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
-/// Assigns the request id, logs the request (never bodies or credentials) and counts it.
+/// Assigns the request id, logs the request (never bodies or credentials; successes at
+/// `debug`) and counts it.
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let watch = state.clock.stopwatch();
     let id = request
@@ -115,14 +116,27 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
             status,
         })
         .inc();
-    tracing::info!(
-        request_id = %id,
-        method = %method,
-        route = %route,
-        status,
-        latency_ms = watch.seconds() * 1000.0,
-        "request"
-    );
+    let latency_ms = watch.seconds() * 1000.0;
+    // One line per request would cost every grant a formatted write at the default `info`
+    // level: successes are `debug`, refusals `info`, failures `warn` (the metrics count all).
+    macro_rules! request_line {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                request_id = %id,
+                method = %method,
+                route = %route,
+                status,
+                latency_ms,
+                "request"
+            )
+        };
+    }
+    match status {
+        500.. => request_line!(tracing::Level::WARN),
+        400..=499 => request_line!(tracing::Level::INFO),
+        _ => request_line!(tracing::Level::DEBUG),
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response
             .headers_mut()

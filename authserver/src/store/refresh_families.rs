@@ -111,6 +111,23 @@ pub(super) struct FamilyRow {
     grant: FamilyGrant,
 }
 
+/// Revokes the live families in memory that `which` picks; returns their ids, oldest first.
+fn revoke_live_where(
+    tables: &mut Tables,
+    now: OffsetDateTime,
+    which: impl Fn(&FamilyRow) -> bool,
+) -> Vec<Uuid> {
+    let mut revoked: Vec<(OffsetDateTime, Uuid)> = Vec::new();
+    for (id, family) in &mut tables.families {
+        if family.revoked_at.is_none() && which(family) {
+            family.revoked_at = Some(now);
+            revoked.push((family.created_at, *id));
+        }
+    }
+    revoked.sort();
+    revoked.into_iter().map(|(_, id)| id).collect()
+}
+
 /// A token in memory.
 #[derive(Clone, Debug)]
 pub(super) struct TokenRow {
@@ -271,19 +288,9 @@ impl Db {
                 .await?;
                 Ok(rows.iter().map(|r| r.get("family_id")).collect())
             }
-            Db::Memory(m) => {
-                let mut tables = locked(m)?;
-                let mut revoked: Vec<(OffsetDateTime, Uuid)> = Vec::new();
-                for (id, family) in &mut tables.families {
-                    if family.user_id == user && family.grant.offline && family.revoked_at.is_none()
-                    {
-                        family.revoked_at = Some(now);
-                        revoked.push((family.created_at, *id));
-                    }
-                }
-                revoked.sort();
-                Ok(revoked.into_iter().map(|(_, id)| id).collect())
-            }
+            Db::Memory(m) => Ok(revoke_live_where(&mut *locked(m)?, now, |f| {
+                f.user_id == user && f.grant.offline
+            })),
         }
     }
 
@@ -382,21 +389,9 @@ impl Db {
                 .await?;
                 Ok(rows.iter().map(|r| r.get("family_id")).collect())
             }
-            Db::Memory(m) => {
-                let mut tables = locked(m)?;
-                let mut revoked: Vec<(OffsetDateTime, Uuid)> = Vec::new();
-                for (id, family) in &mut tables.families {
-                    if family.user_id == user
-                        && family.client_id.as_deref() == Some(client_id)
-                        && family.revoked_at.is_none()
-                    {
-                        family.revoked_at = Some(now);
-                        revoked.push((family.created_at, *id));
-                    }
-                }
-                revoked.sort();
-                Ok(revoked.into_iter().map(|(_, id)| id).collect())
-            }
+            Db::Memory(m) => Ok(revoke_live_where(&mut *locked(m)?, now, |f| {
+                f.user_id == user && f.client_id.as_deref() == Some(client_id)
+            })),
         }
     }
 

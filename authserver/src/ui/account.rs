@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Chrome, FieldErrors, failure_message, html, notice};
+use super::{Chrome, FieldErrors, html, notice, passing_failure};
 use crate::auth::oidc::consent;
 use crate::auth::principal::{Principal, RequestMeta};
 use crate::auth::{AuthError, account, session_auth};
@@ -88,6 +88,16 @@ fn done_message(done: &str) -> Option<&'static str> {
 struct Problems {
     errors: FieldErrors,
     summary: Option<String>,
+}
+
+impl Problems {
+    /// Only a summary, `text`.
+    fn saying(text: &str) -> Self {
+        Self {
+            summary: Some(text.to_owned()),
+            ..Self::default()
+        }
+    }
 }
 
 async fn page(
@@ -201,10 +211,7 @@ async fn form_caller(
     if session_auth::verify_csrf(&state.core, &principal.session_id, csrf) {
         return Ok(Ok(principal));
     }
-    let problems = Problems {
-        summary: Some("This form expired. Please try again.".to_owned()),
-        ..Problems::default()
-    };
+    let problems = Problems::saying("This form expired. Please try again.");
     Ok(Err(page(
         state,
         &principal,
@@ -300,18 +307,8 @@ async fn change_password(
         }
         Err(AuthError::Unauthenticated) => return Ok(to_login()),
         Err(other) => {
-            let (status, message) = failure_message(&other);
-            if status == StatusCode::INTERNAL_SERVER_ERROR {
-                return Err(other.into());
-            }
-            (
-                status,
-                Problems {
-                    summary: Some(message.to_owned()),
-                    ..Problems::default()
-                },
-                None,
-            )
+            let (status, message) = passing_failure(other)?;
+            (status, Problems::saying(message), None)
         }
     };
     let mut response = page(&state, &principal, status, None, problems).await?;
@@ -366,10 +363,7 @@ async fn revoke_session(
         }
         Ok(()) => Ok(see_other("/account?done=session")),
         Err(AuthError::NotFound) => {
-            let problems = Problems {
-                summary: Some("That session has already ended.".to_owned()),
-                ..Problems::default()
-            };
+            let problems = Problems::saying("That session has already ended.");
             page(&state, &principal, StatusCode::NOT_FOUND, None, problems).await
         }
         Err(other) => Err(other.into()),
@@ -401,10 +395,7 @@ async fn revoke_app(
     match consent::revoke_app(&state.core, &principal, field("id")).await {
         Ok(()) => Ok(see_other("/account?done=app")),
         Err(AuthError::NotFound) => {
-            let problems = Problems {
-                summary: Some("That app is not connected.".to_owned()),
-                ..Problems::default()
-            };
+            let problems = Problems::saying("That app is not connected.");
             page(&state, &principal, StatusCode::NOT_FOUND, None, problems).await
         }
         Err(other) => Err(other.into()),

@@ -195,17 +195,16 @@ fn sentence(message: &str) -> String {
     text
 }
 
-/// What a page says when a use case failed for a reason that is not the user's input.
-pub fn failure_message(error: &AuthError) -> (StatusCode, &'static str) {
+/// What a page says when a use case failed for a reason that is not the user's input and
+/// that may pass (busy, a dependency down): its status and message. Anything else is `Err`,
+/// the error answer (a 500, logged, never shown).
+pub fn passing_failure(error: AuthError) -> Result<(StatusCode, &'static str), ApiError> {
     match error {
-        AuthError::Busy | AuthError::Unavailable(_) => (
+        AuthError::Busy | AuthError::Unavailable(_) => Ok((
             StatusCode::SERVICE_UNAVAILABLE,
             "We cannot do this right now. Please try again in a moment.",
-        ),
-        _ => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong on our side. Please try again.",
-        ),
+        )),
+        other => Err(other.into()),
     }
 }
 

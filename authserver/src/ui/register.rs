@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    Chrome, FieldErrors, failure_message, form_csrf_ok, html, notice, sign_in_link, with_form_csrf,
+    Chrome, FieldErrors, form_csrf_ok, html, notice, passing_failure, sign_in_link, with_form_csrf,
     with_req,
 };
 use crate::auth::AuthError;
@@ -223,10 +223,7 @@ async fn submit(
             ));
         }
         Err(other) => {
-            let (status, message) = failure_message(&other);
-            if status == StatusCode::INTERNAL_SERVER_ERROR {
-                return Err(other.into());
-            }
+            let (status, message) = passing_failure(other)?;
             return Ok(page(
                 &state,
                 &headers,

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    Chrome, FieldErrors, failure_message, form_csrf_ok, html, notice, sign_in_link, with_form_csrf,
+    Chrome, FieldErrors, form_csrf_ok, html, notice, passing_failure, sign_in_link, with_form_csrf,
     with_req,
 };
 use crate::auth::{AuthError, reset};
@@ -263,10 +263,7 @@ async fn confirm(
             Some((with_req("/reset-password", Some(req)), "Ask for a new link")),
         )),
         Err(other) => {
-            let (status, message) = failure_message(&other);
-            if status == StatusCode::INTERNAL_SERVER_ERROR {
-                return Err(other.into());
-            }
+            let (status, message) = passing_failure(other)?;
             Ok(again(status, FieldErrors::default(), Some(message)))
         }
     }

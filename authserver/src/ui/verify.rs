@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Chrome, failure_message, form_csrf_ok, html, notice, sign_in_link, with_form_csrf};
+use super::{Chrome, form_csrf_ok, html, notice, passing_failure, sign_in_link, with_form_csrf};
 use crate::auth::{AuthError, registration};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiQuery, FormPairs, first_value};
@@ -148,10 +148,7 @@ async fn submit(
             Some(("/login".to_owned(), "Sign in")),
         )),
         Err(other) => {
-            let (status, message) = failure_message(&other);
-            if status == StatusCode::INTERNAL_SERVER_ERROR {
-                return Err(other.into());
-            }
+            let (status, message) = passing_failure(other)?;
             Ok(page(&state, &headers, status, token, req, Some(message)))
         }
     }

@@ -117,6 +117,30 @@ pub async fn partner_refresh(server: &TestServer, token: &str) -> u16 {
         .as_u16()
 }
 
+/// Opens the login page at `path` and signs alice in with `next`; the page and the answer.
+async fn sign_in_on_the_page(
+    server: &TestServer,
+    path: &str,
+    next: &str,
+) -> (String, reqwest::Response) {
+    let page = get(server, path, "").await;
+    let csrf_cookie = crate::pages::set_cookie(&page, "__Host-portcullis_csrf").unwrap();
+    let html = page.text().await.unwrap();
+    let answer = post(
+        server,
+        "/login",
+        &csrf_cookie,
+        &[
+            ("email", "alice@example.com"),
+            ("password", PASSWORD),
+            ("csrf", &hidden(&html, "csrf")),
+            ("next", next),
+        ],
+    )
+    .await;
+    (html, answer)
+}
+
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn without_a_session_the_account_page_sends_to_sign_in_and_back(pool: PgPool) {
     let server = start(pool, Options::default()).await;
@@ -125,27 +149,8 @@ async fn without_a_session_the_account_page_sends_to_sign_in_and_back(pool: PgPo
     assert_eq!(answer.status(), 303);
     let login = location(&answer);
     assert_eq!(login, "/login?next=%2Faccount");
-    let page = server
-        .http
-        .get(format!("{}{login}", server.base))
-        .send()
-        .await
-        .unwrap();
-    let csrf_cookie = crate::pages::set_cookie(&page, "__Host-portcullis_csrf").unwrap();
-    let html = page.text().await.unwrap();
+    let (html, signed_in) = sign_in_on_the_page(&server, &login, "/account").await;
     assert_eq!(hidden(&html, "next"), "/account");
-    let signed_in = post(
-        &server,
-        "/login",
-        &csrf_cookie,
-        &[
-            ("email", "alice@example.com"),
-            ("password", PASSWORD),
-            ("csrf", &hidden(&html, "csrf")),
-            ("next", "/account"),
-        ],
-    )
-    .await;
     assert_eq!(signed_in.status(), 303);
     assert_eq!(location(&signed_in), "/account");
     let session = crate::pages::set_cookie(&signed_in, SESSION).unwrap();
@@ -158,30 +163,13 @@ async fn without_a_session_the_account_page_sends_to_sign_in_and_back(pool: PgPo
 async fn only_next_account_is_followed_after_sign_in(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     server.register("alice@example.com", PASSWORD).await;
-    let page = server
-        .http
-        .get(format!(
-            "{}/login?next=https%3A%2F%2Fevil.example%2F",
-            server.base
-        ))
-        .send()
-        .await
-        .unwrap();
-    let csrf_cookie = crate::pages::set_cookie(&page, "__Host-portcullis_csrf").unwrap();
-    let html = page.text().await.unwrap();
-    assert!(!html.contains("evil.example"));
-    let signed_in = post(
+    let (html, signed_in) = sign_in_on_the_page(
         &server,
-        "/login",
-        &csrf_cookie,
-        &[
-            ("email", "alice@example.com"),
-            ("password", PASSWORD),
-            ("csrf", &hidden(&html, "csrf")),
-            ("next", "https://evil.example/"),
-        ],
+        "/login?next=https%3A%2F%2Fevil.example%2F",
+        "https://evil.example/",
     )
     .await;
+    assert!(!html.contains("evil.example"));
     assert_eq!(signed_in.status(), 200);
     assert!(signed_in.headers().get("location").is_none());
 }

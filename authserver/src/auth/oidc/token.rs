@@ -670,12 +670,12 @@ mod tests {
         }
     }
 
-    /// Tokens `web` gets for `scope` through the browser session of `login`.
-    async fn web_tokens(
+    /// A code for `web` and `scope` from the browser session of `login`.
+    async fn web_code(
         f: &Fixture,
         login: &crate::auth::login::LoginSuccess,
         scope: &str,
-    ) -> Issued {
+    ) -> String {
         let params: Vec<(String, String)> = [
             ("client_id", "web"),
             ("redirect_uri", CB),
@@ -691,7 +691,17 @@ mod tests {
         else {
             panic!("a code expected");
         };
-        exchange_code(&f.core, client(f, "web"), &reply.code, Some(CB), None)
+        reply.code
+    }
+
+    /// Tokens `web` gets for `scope` through the browser session of `login`.
+    async fn web_tokens(
+        f: &Fixture,
+        login: &crate::auth::login::LoginSuccess,
+        scope: &str,
+    ) -> Issued {
+        let code = web_code(f, login, scope).await;
+        exchange_code(&f.core, client(f, "web"), &code, Some(CB), None)
             .await
             .unwrap()
     }
@@ -796,22 +806,8 @@ mod tests {
         web.spec
             .grant_types
             .retain(|g| *g != GrantType::RefreshToken);
-        let params: Vec<(String, String)> = [
-            ("client_id", "web"),
-            ("redirect_uri", CB),
-            ("response_type", "code"),
-            ("scope", "openid offline_access"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let Outcome::Code(reply) = flow::begin(&f.core, &params, Some(&login.session_secret))
-            .await
-            .unwrap()
-        else {
-            panic!("a code expected");
-        };
-        let issued = exchange_code(&f.core, &web, &reply.code, Some(CB), None)
+        let code = web_code(&f, &login, "openid offline_access").await;
+        let issued = exchange_code(&f.core, &web, &code, Some(CB), None)
             .await
             .unwrap();
         assert!(issued.refresh_token.is_none());
