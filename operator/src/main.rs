@@ -208,6 +208,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let texts = read_texts(&files)?;
             let manifests = render::read_files(&texts)?;
+            // ingress-nginx takes the burst as a multiple of the rate: say when it is rounded.
+            if let Ok(settings) = portcullis_crds::RealmSettings::from_manifests(&manifests)
+                && let Some(limits) = &settings.rate_limits.nginx
+                && let Some(warning) =
+                    portcullis_operator::resources::nginx::plan(limits).rounding_warning()
+            {
+                eprintln!("warning: {warning}");
+            }
             let values = render::render_values(
                 &manifests,
                 include_secrets,
