@@ -3,11 +3,17 @@
 
 all: lint test
 
-## generate: write the CRD YAML (crds/yaml and the CRD chart) from the Rust types
+# The sample realm's NGINX configuration, from the same mapping as the Ingress annotations.
+NGINX_CONFIG = cargo run --quiet --locked -p portcullis-operator -- nginx-config \
+	-f config/samples/realm-full.yaml -f config/samples/ratelimitpolicy.yaml --out config/nginx/portcullis.conf
+
+## generate: write the CRD YAML (crds/yaml and the CRD chart) from the Rust types, and the
+## sample realm's NGINX configuration (config/nginx/portcullis.conf) from its policies
 generate:
 	cargo run --quiet --locked -p portcullis-operator -- crdgen
+	$(NGINX_CONFIG)
 
-## lint: formatting, clippy with warnings denied, stale generated files, one TLS stack,
+## lint: formatting, clippy with warnings denied, stale generated files (CRDs, NGINX), one TLS stack,
 ## alert rules, Dockerfile and dashboard
 lint: check-deps lint-config
 	@# A toolchain without rustfmt or clippy skips that step loudly instead of failing CI.
@@ -16,6 +22,7 @@ lint: check-deps lint-config
 	@if cargo clippy --version >/dev/null 2>&1; then cargo clippy --workspace --all-targets --locked -- -D warnings; \
 	else echo "SKIPPED cargo clippy: clippy is not installed (rustup component add clippy)" >&2; fi
 	cargo run --quiet --locked -p portcullis-operator -- crdgen --check
+	$(NGINX_CONFIG) --check
 
 ## lint-config: promtool on the alert rules, hadolint on the Dockerfile, dashboard JSON
 lint-config:

@@ -10,7 +10,8 @@ use crate::duration::GoDuration;
 
 /// Request limits for a realm, enforced by the auth server (distributed through Redis) and at
 /// the reverse proxy (NGINX Ingress annotations). Several policies may target one realm: their
-/// rules merge, and for the same route and key the lower limit wins.
+/// rules merge, and for the same route and key the lower limit wins. A route and key that no
+/// policy names keeps its built-in default limit.
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[kube(
     group = "portcullis.dev",
@@ -43,7 +44,11 @@ use crate::duration::GoDuration;
 pub struct RateLimitPolicySpec {
     /// The realm these limits apply to.
     pub target_ref: TargetRef,
-    /// Named rules, each limiting some routes by some keys.
+    /// Named rules, each limiting some routes by some keys. A limit here replaces the built-in
+    /// default for its route and key, looser or stricter; every route and key that no policy
+    /// of the realm names keeps its default (so a policy for `Token` alone leaves the login,
+    /// registration and password-reset defaults in place). Between policies, the lower rate
+    /// wins for the same route and key, then the smaller burst.
     #[schemars(length(min = 1, max = 50))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub rules: Vec<RateLimitRule>,
@@ -111,6 +116,9 @@ impl Route {
 }
 
 /// A limit: `requests` per `period` per key, with `burst` extra requests allowed at once.
+/// Enforced as GCRA (the generic cell rate algorithm, NGINX's meaning of a burst): `burst + 1`
+/// requests pass at once, then one every `period / requests`; an idle key earns its burst back
+/// at that pace.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limit {
@@ -122,7 +130,8 @@ pub struct Limit {
     /// Length of the period.
     #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("limits.period")]))]
     pub period: GoDuration,
-    /// Extra requests allowed in a burst above the steady rate.
+    /// Extra requests allowed at once above the steady rate: `burst + 1` pass together, so
+    /// `0` allows one request every `period / requests`.
     #[serde(default)]
     #[schemars(range(min = 0, max = 1_000_000))]
     pub burst: u32,

@@ -825,6 +825,27 @@ pub struct AlertThresholds {
     /// Warn when the serving certificate expires within this long.
     #[schemars(extend("x-kubernetes-validations" = [crate::duration::max_rule("monitoring.alertThresholds.certificateExpiryWarning")]))]
     pub certificate_expiry_warning: GoDuration,
+    /// Requests refused by the rate limits per minute, over 5 minutes and held for 10, that
+    /// warn (`PortcullisRateLimitRejections`).
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub rate_limited_per_minute: u32,
+    /// Distinct identifiers failing to log in within 15 minutes, at fewer than two failures
+    /// each, that page as password spraying (`PortcullisPasswordSpraying`).
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub password_spray_identifiers: u32,
+    /// Logins per hour whose password is found in a breach list that warn
+    /// (`PortcullisBreachedPasswordLogins`).
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub breached_logins_per_hour: u32,
+    /// Percentage of breach-list lookups failing, over 10 minutes, that warns
+    /// (`PortcullisBreachCheckFailing`).
+    #[schemars(range(min = 1, max = 100))]
+    pub breach_check_error_percent: u32,
+    /// Distinct identifiers failing to log in from one client IP within 10 minutes that make
+    /// the auth server count that IP as a credential-stuffing source
+    /// (`PortcullisCredentialStuffing` pages on any). Read by the auth server, not by a rule.
+    #[schemars(range(min = 2, max = 1_000_000))]
+    pub credential_stuffing_identifiers_per_ip: u32,
 }
 
 impl Default for AlertThresholds {
@@ -835,6 +856,11 @@ impl Default for AlertThresholds {
             server_error_percent: 5,
             readiness_flaps_per_hour: 3,
             certificate_expiry_warning: GoDuration::from_secs(14 * 86_400),
+            rate_limited_per_minute: 100,
+            password_spray_identifiers: 50,
+            breached_logins_per_hour: 10,
+            breach_check_error_percent: 10,
+            credential_stuffing_identifiers_per_ip: 20,
         }
     }
 }
@@ -849,7 +875,7 @@ pub struct NotificationsSpec {
     /// A webhook that receives signed JSON events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookSpec>,
-    /// Which events are notified.
+    /// Which events are notified; all of them when unset.
     #[serde(default = "all_notification_events")]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub events: Vec<NotificationEvent>,
@@ -861,6 +887,8 @@ fn all_notification_events() -> Vec<NotificationEvent> {
         NotificationEvent::NewDevice,
         NotificationEvent::Breach,
         NotificationEvent::Erasure,
+        NotificationEvent::PasswordChanged,
+        NotificationEvent::MfaChanged,
     ]
 }
 
@@ -895,6 +923,10 @@ pub enum NotificationEvent {
     Breach,
     /// An account was erased.
     Erasure,
+    /// A password was changed or reset.
+    PasswordChanged,
+    /// A second factor was added or removed.
+    MfaChanged,
 }
 
 /// Privacy settings.

@@ -8,6 +8,10 @@ pub const SIGNING_KEYS: &str = "signing-keys.json";
 pub const FERNET_KEYS: &str = "fernet-keys";
 /// Password pepper, `VERSION:BASE64` per line; the first is current.
 pub const PEPPER: &str = "pepper";
+/// Key of the audit trail's hash chain (an HMAC-SHA256 key), `VERSION:BASE64` per line like
+/// [`PEPPER`], at least 32 bytes each; the first writes, all verify. The operator generates it;
+/// the auth server does not require it yet.
+pub const AUDIT_KEY: &str = "audit-key";
 /// Key for signed cookies and CSRF tokens.
 pub const COOKIE_KEY: &str = "cookie-key";
 /// Bearer token of the admin API.
@@ -34,6 +38,12 @@ pub fn social_client_secret(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audit_key_is_a_file_of_its_own() {
+        assert_eq!(AUDIT_KEY, "audit-key");
+        assert!(![SIGNING_KEYS, FERNET_KEYS, PEPPER, COOKIE_KEY, ADMIN_TOKEN].contains(&AUDIT_KEY));
+    }
 
     #[test]
     fn per_client_and_per_provider_names() {

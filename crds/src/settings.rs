@@ -948,7 +948,9 @@ fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
     }
 }
 
-/// Limits that apply when no RateLimitPolicy targets the realm.
+/// The built-in limits: all of them when no RateLimitPolicy targets the realm, and those of
+/// every route and key no policy names otherwise. Bursts follow GCRA (`burst + 1` at once):
+/// a user retyping a password or an MFA code gets five tries before waiting.
 fn default_limits() -> BTreeMap<(Route, LimitKey), EffectiveLimit> {
     let minute = Duration::from_secs(60);
     let hour = Duration::from_secs(3_600);
@@ -962,9 +964,9 @@ fn default_limits() -> BTreeMap<(Route, LimitKey), EffectiveLimit> {
         ((Route::Login, LimitKey::Ip), limit(30, minute, 10, "login")),
         (
             (Route::Login, LimitKey::User),
-            limit(10, minute, 0, "login"),
+            limit(10, minute, 4, "login"),
         ),
-        ((Route::Mfa, LimitKey::User), limit(10, minute, 0, "mfa")),
+        ((Route::Mfa, LimitKey::User), limit(10, minute, 4, "mfa")),
         (
             (Route::Register, LimitKey::Ip),
             limit(10, hour, 5, "register"),
@@ -975,7 +977,7 @@ fn default_limits() -> BTreeMap<(Route, LimitKey), EffectiveLimit> {
         ),
         (
             (Route::PasswordReset, LimitKey::User),
-            limit(3, hour, 0, "password-reset"),
+            limit(3, hour, 2, "password-reset"),
         ),
         (
             (Route::Token, LimitKey::Client),
@@ -1110,6 +1112,11 @@ fn merge_rate_limits(
             });
         }
         merged.policies.push(policy_name);
+    }
+    // A policy replaces the default of each route and key it names, looser or stricter; every
+    // other route and key keeps its default, so adding a policy never drops a protection.
+    for (route_key, default) in default_limits() {
+        merged.limits.entry(route_key).or_insert(default);
     }
     merged
 }
@@ -1362,6 +1369,46 @@ spec: {{realmRef: {{name: demo}}, {spec}}}
                 31_536_000,
             ),
             ("erasure grace", secs(&spec.privacy.erasure_grace_period), 0),
+            (
+                "rateLimitedPerMinute",
+                spec.monitoring
+                    .alert_thresholds
+                    .rate_limited_per_minute
+                    .into(),
+                100,
+            ),
+            (
+                "passwordSprayIdentifiers",
+                spec.monitoring
+                    .alert_thresholds
+                    .password_spray_identifiers
+                    .into(),
+                50,
+            ),
+            (
+                "breachedLoginsPerHour",
+                spec.monitoring
+                    .alert_thresholds
+                    .breached_logins_per_hour
+                    .into(),
+                10,
+            ),
+            (
+                "breachCheckErrorPercent",
+                spec.monitoring
+                    .alert_thresholds
+                    .breach_check_error_percent
+                    .into(),
+                10,
+            ),
+            (
+                "credentialStuffingIdentifiersPerIp",
+                spec.monitoring
+                    .alert_thresholds
+                    .credential_stuffing_identifiers_per_ip
+                    .into(),
+                20,
+            ),
         ];
         for (field, actual, expected) in table {
             assert_eq!(actual, expected, "{field}");
@@ -1384,6 +1431,19 @@ spec: {{realmRef: {{name: demo}}, {spec}}}
         );
         assert_eq!(s.issuer_host, "auth.example.com");
         assert!(s.retention.is_none());
+        use crate::realm::NotificationEvent::*;
+        assert_eq!(
+            spec.notifications.as_ref().map(|n| n.events.clone()),
+            Some(vec![
+                Lockout,
+                NewDevice,
+                Breach,
+                Erasure,
+                PasswordChanged,
+                MfaChanged
+            ]),
+            "every event is notified unless the realm narrows the list"
+        );
     }
 
     #[test]
@@ -1507,17 +1567,79 @@ spec:
             )
         );
         let s = settings(&yaml).unwrap();
-        let keys: Vec<(Route, LimitKey)> = s.rate_limits.limits.keys().copied().collect();
+        let from_policy: Vec<(Route, LimitKey, &str)> = s
+            .rate_limits
+            .limits
+            .iter()
+            .filter(|(_, l)| !l.source.starts_with("default/"))
+            .map(|((route, key), l)| (*route, *key, l.source.as_str()))
+            .collect();
         assert_eq!(
-            keys,
+            from_policy,
             [
-                (Route::Login, LimitKey::Ip),
-                (Route::Login, LimitKey::User),
-                (Route::Mfa, LimitKey::Ip),
-                (Route::All, LimitKey::Ip)
+                (Route::Login, LimitKey::Ip, "a/r0"),
+                (Route::Login, LimitKey::User, "a/r1"),
+                (Route::Mfa, LimitKey::Ip, "a/r0"),
+                (Route::All, LimitKey::Ip, "a/r2")
             ]
         );
         assert_eq!(s.rate_limits.policies, ["a"]);
+    }
+
+    #[test]
+    fn a_policy_replaces_the_defaults_it_names_and_keeps_every_other_default() {
+        // A policy for the token endpoint alone, looser than the default there.
+        let yaml = format!(
+            "{REALM}{}",
+            policy("tokens", &rules(&[("Token", "Client", "6000/1m/500")]))
+        );
+        let s = settings(&yaml).unwrap();
+        let defaults = settings(REALM).unwrap().rate_limits.limits;
+        assert_eq!(
+            limit(&s, Route::Token, LimitKey::Client),
+            (6_000, 60, 500, "tokens/r0".to_owned()),
+            "the policy's value replaces the default, even when looser"
+        );
+        let keys: Vec<&(Route, LimitKey)> = s.rate_limits.limits.keys().collect();
+        assert_eq!(
+            keys,
+            defaults.keys().collect::<Vec<_>>(),
+            "no route and key is dropped or added"
+        );
+        for (route_key, default) in &defaults {
+            if *route_key != (Route::Token, LimitKey::Client) {
+                assert_eq!(&s.rate_limits.limits[route_key], default, "{route_key:?}");
+            }
+        }
+        assert_eq!(
+            limit(&s, Route::Login, LimitKey::User),
+            (10, 60, 4, "default/login".to_owned()),
+            "login stays protected"
+        );
+    }
+
+    /// GCRA lets `burst + 1` through at once: a person retyping a password or an MFA code, or
+    /// asking for a second reset mail, is not refused by the defaults.
+    #[test]
+    fn default_limits_per_user_leave_room_to_retype() {
+        let s = settings(REALM).unwrap();
+        let table = [
+            (Route::Login, LimitKey::User, (10, 60, 4, "default/login")),
+            (Route::Mfa, LimitKey::User, (10, 60, 4, "default/mfa")),
+            (
+                Route::PasswordReset,
+                LimitKey::User,
+                (3, 3_600, 2, "default/password-reset"),
+            ),
+            (Route::Login, LimitKey::Ip, (30, 60, 10, "default/login")),
+        ];
+        for (route, key, (requests, period, burst, source)) in table {
+            assert_eq!(
+                limit(&s, route, key),
+                (requests, period, burst, source.to_owned()),
+                "{route:?}/{key:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod controllers;
 pub mod crdgen;
+pub mod nginx_config;
 pub mod render;
 pub mod resources;
 pub mod secrets;

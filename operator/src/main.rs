@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use portcullis_operator::controllers::run;
-use portcullis_operator::{crdgen, render};
+use portcullis_operator::resources::nginx::ConfOptions;
+use portcullis_operator::{crdgen, nginx_config, render};
 
 /// The Portcullis Kubernetes operator.
 #[derive(Parser, Debug)]
@@ -50,6 +51,42 @@ enum Command {
         /// This replica's identity in the election (the pod name).
         #[arg(long, env = "POD_NAME", default_value = "portcullis-operator")]
         identity: String,
+    },
+    /// Write the NGINX configuration (an http-context snippet) of a realm run outside
+    /// Kubernetes, with its RateLimitPolicies' `proxy.nginx` limits: the same numbers as the
+    /// Ingress annotations.
+    NginxConfig {
+        /// Files with an AuthRealm and the policies that target it (multi-document YAML).
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only compare with `--out`; exit 1 when it is stale.
+        #[arg(long, requires = "out")]
+        check: bool,
+        /// `server_name` (default: the issuer's host).
+        #[arg(long)]
+        server_name: Option<String>,
+        /// HTTPS listen address.
+        #[arg(long, default_value = "0.0.0.0:443")]
+        listen: String,
+        /// Plain HTTP listen address (redirects to HTTPS).
+        #[arg(long, default_value = "0.0.0.0:80")]
+        http_listen: String,
+        /// The auth server's address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        upstream: String,
+        /// Certificate chain file.
+        #[arg(long, default_value = "/etc/portcullis/tls/tls.crt")]
+        tls_cert: String,
+        /// Private key file.
+        #[arg(long, default_value = "/etc/portcullis/tls/tls.key")]
+        tls_key: String,
+        /// A load balancer in front of NGINX whose X-Forwarded-For NGINX believes (CIDR;
+        /// repeatable).
+        #[arg(long = "real-ip-from")]
+        real_ip_from: Vec<String>,
     },
     /// Validate and build a realm offline; print its manifests in apply order.
     Render {
@@ -121,17 +158,64 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 identity,
             }))
         }
+        Command::NginxConfig {
+            files,
+            out,
+            check,
+            server_name,
+            listen,
+            http_listen,
+            upstream,
+            tls_cert,
+            tls_key,
+            real_ip_from,
+        } => {
+            let options = ConfOptions {
+                server_name,
+                listen,
+                http_listen,
+                upstream,
+                tls_cert,
+                tls_key,
+                real_ip_from,
+            };
+            let generated = nginx_config::generate(&read_texts(&files)?, &options)?;
+            match (out, check) {
+                (Some(path), true) => {
+                    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+                    if on_disk != generated.conf {
+                        anyhow::bail!("{} is stale, run `make generate`", path.display());
+                    }
+                    eprintln!("{} is up to date", path.display());
+                }
+                (Some(path), false) => {
+                    std::fs::write(&path, &generated.conf)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    eprintln!("wrote {}", path.display());
+                }
+                (None, _) => print!("{}", generated.conf),
+            }
+            if !check {
+                for warning in &generated.warnings {
+                    eprintln!("warning: {warning}");
+                }
+            }
+            Ok(())
+        }
         Command::Render {
             files,
             include_secrets,
         } => {
-            let mut texts = Vec::new();
-            for file in files {
-                let text = std::fs::read_to_string(&file)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-                texts.push((file.display().to_string(), text));
-            }
+            let texts = read_texts(&files)?;
             let manifests = render::read_files(&texts)?;
+            // ingress-nginx takes the burst as a multiple of the rate: say when it is rounded.
+            if let Ok(settings) = portcullis_crds::RealmSettings::from_manifests(&manifests)
+                && let Some(limits) = &settings.rate_limits.nginx
+                && let Some(warning) =
+                    portcullis_operator::resources::nginx::plan(limits).rounding_warning()
+            {
+                eprintln!("warning: {warning}");
+            }
             let values = render::render_values(
                 &manifests,
                 include_secrets,
@@ -142,4 +226,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Reads each file as `(name, text)`.
+fn read_texts(files: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
+    files
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            Ok((file.display().to_string(), text))
+        })
+        .collect()
 }

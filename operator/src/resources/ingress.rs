@@ -65,14 +65,10 @@ pub fn nginx_annotations(inputs: &Inputs<'_>) -> BTreeMap<String, String> {
     }
     set("proxy-body-size", "64k".to_owned());
     if let Some(nginx) = &inputs.settings.rate_limits.nginx {
-        let rps = nginx.requests_per_second.max(1);
-        set("limit-rps", rps.to_string());
-        // NGINX takes the burst as a multiple of the rate.
-        set(
-            "limit-burst-multiplier",
-            nginx.burst.div_ceil(rps).max(1).to_string(),
-        );
-        set("limit-connections", nginx.connections.to_string());
+        // The same plan `nginx-config` writes into its configuration.
+        for (key, value) in super::nginx::annotations(&super::nginx::plan(nginx)) {
+            set(key, value);
+        }
     }
     annotations
 }

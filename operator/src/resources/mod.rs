@@ -6,6 +6,7 @@ pub mod ingress;
 pub mod meta;
 pub mod monitoring;
 pub mod network;
+pub mod nginx;
 pub mod retention;
 pub mod secrets;
 pub mod tls;

@@ -94,6 +94,10 @@ fn threshold(
         "lockoutsPerMinute" => thresholds.lockouts_per_minute.to_string(),
         "serverErrorPercent" => thresholds.server_error_percent.to_string(),
         "readinessFlapsPerHour" => thresholds.readiness_flaps_per_hour.to_string(),
+        "rateLimitedPerMinute" => thresholds.rate_limited_per_minute.to_string(),
+        "passwordSprayIdentifiers" => thresholds.password_spray_identifiers.to_string(),
+        "breachedLoginsPerHour" => thresholds.breached_logins_per_hour.to_string(),
+        "breachCheckErrorPercent" => thresholds.breach_check_error_percent.to_string(),
         "certificateExpiryWarning" => thresholds
             .certificate_expiry_warning
             .as_duration()

@@ -899,6 +899,47 @@ fn the_prometheus_rule_is_narrowed_to_the_realm_with_its_thresholds() {
     }
 }
 
+/// The four abuse thresholds of `alertThresholds` reach the realm's PrometheusRule: each
+/// alert ends with the realm's number, not the one written in alerts.yaml.
+#[test]
+fn a_realms_abuse_thresholds_reach_its_prometheus_rule() {
+    let mut f = full();
+    let thresholds = &mut f.settings.spec.monitoring.alert_thresholds;
+    thresholds.rate_limited_per_minute = 321;
+    thresholds.password_spray_identifiers = 77;
+    thresholds.breached_logins_per_hour = 4;
+    thresholds.breach_check_error_percent = 25;
+    let rule = f.children().prometheus_rule.unwrap();
+    let spec: monitoring::RuleFile = serde_json::from_value(rule.data["spec"].clone()).unwrap();
+    let expr = |alert: &str| {
+        spec.groups[0]
+            .rules
+            .iter()
+            .find(|r| r.alert == alert)
+            .unwrap_or_else(|| panic!("no {alert}"))
+            .clone()
+    };
+    for (alert, ending) in [
+        ("PortcullisRateLimitRejections", "* 60 > 321"),
+        ("PortcullisPasswordSpraying", "> 77"),
+        ("PortcullisBreachedPasswordLogins", "> 4"),
+        ("PortcullisBreachCheckFailing", "> 25"),
+    ] {
+        let rule = expr(alert);
+        assert!(rule.expr.ends_with(ending), "{alert}: {}", rule.expr);
+        assert!(
+            !rule.annotations.contains_key("portcullis_threshold"),
+            "{alert}: the annotation is consumed"
+        );
+    }
+    // Spraying compares a ratio first: only the final number is the realm's.
+    assert!(
+        expr("PortcullisPasswordSpraying").expr.contains("< 2 and"),
+        "{}",
+        expr("PortcullisPasswordSpraying").expr
+    );
+}
+
 #[test]
 fn without_prometheus_operator_no_monitoring_objects_but_the_dashboard() {
     let f = full();

@@ -34,6 +34,8 @@ pub mod files {
     pub const ADMIN_TOKEN: &str = "admin-token";
     /// Signing key of notification webhooks.
     pub const WEBHOOK_SECRET: &str = "webhook-secret";
+    /// Key of the audit trail's hash chain, `VERSION:BASE64` per line like the pepper.
+    pub const AUDIT_KEY: &str = portcullis_crds::secrets_dir::AUDIT_KEY;
 }
 
 /// What generating key material can fail with.
@@ -160,6 +162,13 @@ pub fn ensure(
             URL_SAFE_NO_PAD.encode(random(rng, 32)),
         );
     }
+
+    // The audit trail's MAC key: shaped like the pepper, a version per line, the first writes.
+    fill(
+        &mut data,
+        files::AUDIT_KEY.to_owned(),
+        format!("1:{}\n", STANDARD.encode(random(rng, 32))),
+    );
 
     // Fernet key ring: rotated on the signing-key schedule by adding a key. A new key is
     // first added as decrypt-only (every pod learns it), then encrypts one access-token

@@ -35,6 +35,7 @@ fn an_empty_secret_gets_every_file() {
         names,
         [
             "admin-token",
+            "audit-key",
             "client-secret-billing-worker",
             "client-secret-shop-web",
             "cookie-key",
@@ -80,6 +81,49 @@ fn generated_values_have_the_documented_formats() {
             .unwrap()
             .len(),
         32
+    );
+}
+
+#[test]
+fn the_audit_key_is_a_versioned_32_byte_key_like_the_pepper() {
+    let keys = ensure(
+        &KeyMaterial::default(),
+        &minimal().settings,
+        at(0),
+        &mut rng(),
+    )
+    .unwrap()
+    .keys;
+    let text = &keys.data[files::AUDIT_KEY];
+    assert!(text.ends_with('\n'), "one line per version: {text:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "a single current key");
+    let (version, value) = lines[0].split_once(':').unwrap();
+    assert_eq!(version, "1");
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .unwrap();
+    assert_eq!(key.len(), 32, "HMAC-SHA256 key: 32 bytes");
+    assert_ne!(
+        text,
+        &keys.data[files::PEPPER],
+        "the audit key is not the pepper"
+    );
+}
+
+#[test]
+fn an_existing_audit_key_with_several_versions_is_kept_as_it_is() {
+    let mut existing = KeyMaterial::default();
+    let rotated = "2:bmV3LWF1ZGl0LWtleS1vZi10aGlydHktdHdvLWJ5dGVzIQ==\n1:b2xkLWF1ZGl0LWtleS1vZi10aGlydHktdHdvLWJ5dGVzIQ==\n";
+    existing
+        .data
+        .insert(files::AUDIT_KEY.to_owned(), rotated.to_owned());
+    let ensured = ensure(&existing, &minimal().settings, at(0), &mut rng()).unwrap();
+    assert_eq!(ensured.keys.data[files::AUDIT_KEY], rotated);
+    assert!(
+        !ensured.generated.iter().any(|g| g == files::AUDIT_KEY),
+        "{:?}",
+        ensured.generated
     );
 }
 

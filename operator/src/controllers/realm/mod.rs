@@ -211,7 +211,22 @@ async fn apply_realm(
     .await?;
     let keys_mismatch = pods::find_report(&pods, pods::KEYS_MISMATCH)
         .map(|(pod, report)| format!("pod {pod}: {}", report.message));
+    let warnings = validate::warnings(&settings);
+    let previous_ready = status::condition(realm.status.as_ref(), types::READY);
+    for warning in validate::new_warnings(
+        previous_ready.as_ref().map(|(_, _, m)| m.as_str()),
+        &warnings,
+    ) {
+        ctx.event(
+            &reference,
+            true,
+            validate::PROXY_NOT_TRUSTED,
+            warning.to_owned(),
+        )
+        .await;
+    }
     let applied = Applied {
+        warnings,
         keys_mismatch,
         replicas: spec.replicas,
         ready_replicas: report.ready_replicas,

@@ -53,6 +53,9 @@ pub struct Applied {
     pub cert_not_after: Option<Timestamp>,
     /// Attached policies.
     pub attached: AttachedPolicies,
+    /// Settings that work but weaken the realm (see `validate::warnings`), appended to the
+    /// `Ready` message.
+    pub warnings: Vec<String>,
 }
 
 /// What the reconcile found.
@@ -257,6 +260,12 @@ pub fn next_status(
                     ),
                 )
             });
+            let warned = |message: String| {
+                applied
+                    .warnings
+                    .iter()
+                    .fold(message, |m, w| format!("{m}; warning: {w}"))
+            };
             set(if let Some(message) = &applied.keys_mismatch {
                 cond(
                     types::READY,
@@ -269,14 +278,14 @@ pub fn next_status(
                     types::READY,
                     true,
                     "Available",
-                    format!("serving at {issuer}"),
+                    warned(format!("serving at {issuer}")),
                 )
             } else {
                 cond(
                     types::READY,
                     false,
                     "NoReadyReplicas",
-                    "waiting for the auth server to become ready",
+                    warned("waiting for the auth server to become ready".to_owned()),
                 )
             });
         }
@@ -326,7 +335,28 @@ mod tests {
             last_rotation: Some(at(0)),
             cert_not_after: None,
             attached: AttachedPolicies::default(),
+            warnings: Vec::new(),
         })
+    }
+
+    #[test]
+    fn a_warning_keeps_the_realm_ready_and_is_said_in_the_ready_message() {
+        let Outcome::Applied(mut warned) = applied(1) else {
+            unreachable!()
+        };
+        warned.warnings = vec!["spec.trustedProxies is empty".to_owned()];
+        let status = next_status(None, "https://a", Some(1), &Outcome::Applied(warned), at(0));
+        let ready = get(&status, types::READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Available")
+        );
+        assert_eq!(
+            ready.message,
+            "serving at https://a; warning: spec.trustedProxies is empty"
+        );
+        let plain = next_status(None, "https://a", Some(1), &applied(1), at(0));
+        assert_eq!(get(&plain, types::READY).message, "serving at https://a");
     }
 
     fn get<'a>(

@@ -341,6 +341,56 @@ async fn a_second_reconcile_with_nothing_changed_writes_no_status_and_no_event()
 }
 
 #[tokio::test]
+async fn an_ingress_without_trusted_proxies_is_warned_about_once_and_the_realm_stays_ready() {
+    let yaml = format!("{REALM_MINIMAL}  ingress: {{enabled: true}}\n");
+    let (realm, world, first) = settled(&yaml).await;
+    assert!(
+        event_reasons(&first).contains(&"IngressProxyNotTrusted".to_owned()),
+        "{:?}",
+        event_reasons(&first)
+    );
+    let status = status_patch(&first).unwrap();
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("True".into(), "Available".into())
+    );
+    let ready = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(ready.contains("spec.trustedProxies is empty"), "{ready}");
+    // Reconciled again with the warning on the realm: no second Event.
+    let (result, again) = reconcile_in(world, &realm).await;
+    result.unwrap();
+    assert!(
+        !event_reasons(&again).contains(&"IngressProxyNotTrusted".to_owned()),
+        "{:?}",
+        event_reasons(&again)
+    );
+}
+
+#[tokio::test]
+async fn a_realm_without_an_ingress_or_with_trusted_proxies_gets_no_proxy_warning() {
+    for yaml in [
+        REALM_MINIMAL.to_owned(),
+        format!("{REALM_MINIMAL}  ingress: {{enabled: true}}\n  trustedProxies: [10.0.0.0/8]\n"),
+    ] {
+        let realm = realm(&yaml, false);
+        let (result, mock) = reconcile_in(demo_world(&realm), &realm).await;
+        result.unwrap();
+        assert!(
+            !event_reasons(&mock).contains(&"IngressProxyNotTrusted".to_owned()),
+            "{yaml}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_spec_change_rolls_the_pods_and_reports_the_new_generation() {
     let (mut realm, _, first) = settled(REALM_MINIMAL).await;
     realm["spec"]["lockout"]["maxFailures"] = 7.into();

@@ -37,6 +37,37 @@ pub fn validate(realm: &AuthRealm, fetched: &Fetched) -> Result<RealmSettings, S
     )
 }
 
+/// Reason of the Event warning about an Ingress the realm does not trust.
+pub const PROXY_NOT_TRUSTED: &str = "IngressProxyNotTrusted";
+
+/// Warnings about settings that work but weaken the realm, each one sentence for the `Ready`
+/// message and an Event. An Ingress in front of a realm with no `trustedProxies`: the auth
+/// server sees every client as the ingress controller, so every per-IP rate limit and lockout
+/// becomes one bucket shared by everyone (and one attacker locks every user's IP out).
+pub fn warnings(settings: &RealmSettings) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if settings.spec.ingress.enabled && settings.trusted_proxies.is_empty() {
+        warnings.push(
+            "spec.ingress is enabled but spec.trustedProxies is empty: the auth server sees every client as the ingress controller and shares one per-IP rate limit among all of them; add the controller pods' CIDR to spec.trustedProxies"
+                .to_owned(),
+        );
+    }
+    warnings
+}
+
+/// The warnings not yet shown in the previous `Ready` message: the ones to announce with an
+/// Event (a warning already on the realm is not announced again at every reconcile).
+pub fn new_warnings<'a>(
+    previous_ready_message: Option<&str>,
+    warnings: &'a [String],
+) -> Vec<&'a str> {
+    warnings
+        .iter()
+        .filter(|w| !previous_ready_message.is_some_and(|m| m.contains(w.as_str())))
+        .map(String::as_str)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -46,6 +77,45 @@ mod tests {
 
     fn documents(yaml: &str) -> portcullis_crds::RealmManifests {
         portcullis_crds::parse_manifests(&format!("{REALM_MINIMAL}---\n{yaml}")).unwrap()
+    }
+
+    fn settings_with(spec_lines: &str) -> RealmSettings {
+        let m = portcullis_crds::parse_manifests(&format!("{REALM_MINIMAL}{spec_lines}")).unwrap();
+        RealmSettings::derive(&m.realms[0], &[], &[], &[]).unwrap()
+    }
+
+    /// (spec lines, warned?)
+    #[test]
+    fn an_ingress_without_trusted_proxies_is_warned_about() {
+        let table = [
+            ("  ingress: {enabled: true}\n", true),
+            (
+                "  ingress: {enabled: true}\n  trustedProxies: [10.0.0.0/8]\n",
+                false,
+            ),
+            ("  ingress: {enabled: false}\n", false),
+        ];
+        for (lines, warned) in table {
+            let w = warnings(&settings_with(lines));
+            assert_eq!(w.len(), usize::from(warned), "{lines}: {w:?}");
+            if warned {
+                assert!(w[0].contains("spec.trustedProxies"), "{}", w[0]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_warning_is_announced_once_until_it_leaves_the_ready_message() {
+        let w = warnings(&settings_with("  ingress: {enabled: true}\n"));
+        assert_eq!(new_warnings(None, &w), [w[0].as_str()], "first reconcile");
+        assert_eq!(
+            new_warnings(Some("serving at https://x"), &w),
+            [w[0].as_str()],
+            "the warning is new"
+        );
+        let shown = format!("serving at https://x; warning: {}", w[0]);
+        assert!(new_warnings(Some(&shown), &w).is_empty(), "already shown");
+        assert!(new_warnings(Some(&shown), &[]).is_empty());
     }
 
     #[test]
