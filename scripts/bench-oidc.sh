@@ -322,7 +322,12 @@ cell() { # cell KEY: "rps p50 p99" columns, or n/a
   fi
 }
 mb() { if [ -n "${1:-}" ]; then awk -v k="$1" 'BEGIN {printf "%.1f MB", k / 1024}'; else echo n/a; fi; }
-rps_of() { if [ -n "${RESULT[$1]:-}" ]; then read -r rps _ <<<"${RESULT[$1]}"; echo "$rps"; fi; }
+rps_of() { # rps_of KEY: requests/s of a valid run, else nothing
+  if [ -n "${RESULT[$1]:-}" ]; then
+    read -r rps _ _ non2xx _ <<<"${RESULT[$1]}"
+    if [ "$non2xx" = 0 ]; then echo "$rps"; fi
+  fi
+}
 
 echo
 echo "================================================================================================"
