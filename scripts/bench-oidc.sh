@@ -242,7 +242,7 @@ sample_rss() { # sample_rss PID FILE: VmRSS in kB every 0.5 s while PID lives
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
 run_wrk() { # run_wrk KEY SCRIPT URL ARGS...: wrk under RSS sampling; stores RESULT[KEY]
-  local key=$1 script=$2 url=$3 mode=${1%%/*} wrk_pin=() sampler json
+  local key=$1 script=$2 url=$3 mode=${1%%/*} wrk_pin=() sampler wrk_pid json
   shift 3
   if [ "$mode" = pinned ]; then wrk_pin=(taskset -c 1); fi
   : >"$WORK/rss"
@@ -251,11 +251,16 @@ run_wrk() { # run_wrk KEY SCRIPT URL ARGS...: wrk under RSS sampling; stores RES
   PIDS+=("$sampler")
   printf '\n--- %s: wrk -t%s -c%s -d%s --latency %s (load average before: %s)\n' \
     "$key" "$THREADS" "$CONNECTIONS" "$DURATION" "$url" "$(load1)"
+  # In the background and waited for, so that a TERM stops the run at once (through cleanup).
   "${wrk_pin[@]+"${wrk_pin[@]}"}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
-    -s "$script" "$url" -- "$@" >"$WORK/wrk.out" 2>&1 || {
+    -s "$script" "$url" -- "$@" >"$WORK/wrk.out" 2>&1 &
+  wrk_pid=$!
+  PIDS+=("$wrk_pid")
+  wait "$wrk_pid" || {
     cat "$WORK/wrk.out" >&2
     die "wrk failed ($key)"
   }
+  stop_pid "$wrk_pid"
   stop_pid "$sampler"
   grep -v '^{"requests"' "$WORK/wrk.out"
   json=$(grep '^{"requests"' "$WORK/wrk.out" | tail -n 1) || die "no figures from wrk ($key)"
