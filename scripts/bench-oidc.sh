@@ -273,6 +273,8 @@ run_wrk() { # run_wrk KEY SCRIPT URL ARGS...: wrk under RSS sampling; stores RES
     INVALID+=("$key: $non2xx non-2xx responses of $requests")
     printf '\n!!! INVALID RUN %s: %s of %s responses were not 2xx: this figure measures errors !!!\n' \
       "$key" "$non2xx" "$requests" >&2
+    echo "the server's log (RUST_LOG=warn), last 20 lines:" >&2
+    tail -n 20 "$WORK/server.log" >&2 || true
   fi
   if [ "$sockets" != 0 ]; then
     printf '\n!!! %s: %s socket errors (connect, read, write, timeout) !!!\n' "$key" "$sockets" >&2
