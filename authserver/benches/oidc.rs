@@ -99,7 +99,11 @@ async fn main() {
     let (clock, random) = (wiring::system_clock(), wiring::os_random());
 
     // 1. Bare signatures.
-    let ring = KeyRing::new(&[SigningKey::generate(&random, clock.now())]).unwrap();
+    let ring = KeyRing::new(
+        &[SigningKey::generate(&random, clock.now())],
+        wiring::signing_random(),
+    )
+    .unwrap();
     let claims = AccessClaims {
         iss: "http://localhost".into(),
         sub: "bench".into(),

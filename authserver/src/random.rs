@@ -9,6 +9,23 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::elliptic_curve::rand_core::{CryptoRng, CryptoRngCore, RngCore};
 use uuid::Uuid;
 
+/// The generator ECDSA signatures draw their nonces from: `ring`'s system generator (its
+/// `SecureRandom` is sealed, so it cannot be seeded). Made only in `crate::wiring`.
+#[derive(Clone, Debug)]
+pub struct SigningRandom(ring::rand::SystemRandom);
+
+impl SigningRandom {
+    /// Wraps the system generator (see `crate::wiring::signing_random`).
+    pub(crate) fn new(system: ring::rand::SystemRandom) -> Self {
+        Self(system)
+    }
+
+    /// The generator, as `ring` takes it.
+    pub(crate) fn system(&self) -> &ring::rand::SystemRandom {
+        &self.0
+    }
+}
+
 /// A cryptographically secure random generator, shared.
 #[derive(Clone)]
 pub struct Random(Arc<Mutex<Box<dyn CryptoRngCore + Send>>>);

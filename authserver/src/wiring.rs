@@ -6,7 +6,7 @@
 use p256::elliptic_curve::rand_core::OsRng;
 
 use crate::clock::Clock;
-use crate::random::Random;
+use crate::random::{Random, SigningRandom};
 
 /// The system's wall clock.
 pub fn system_clock() -> Clock {
@@ -16,4 +16,9 @@ pub fn system_clock() -> Clock {
 /// The operating system's cryptographically secure generator.
 pub fn os_random() -> Random {
     Random::new(OsRng)
+}
+
+/// The operating system's generator as `ring` draws ECDSA nonces from it.
+pub fn signing_random() -> SigningRandom {
+    SigningRandom::new(ring::rand::SystemRandom::new())
 }

@@ -861,6 +861,14 @@ pub fn check_client(client: &EffectiveClient, errors: &mut Vec<SettingsError>) {
             reason,
         })
     };
+    if looks_like_uuid(&client.client_id) {
+        // The subject of a client-credentials token is its client id, and user ids are UUIDs:
+        // such a client could mint tokens whose `sub` names a user.
+        invalid(
+            "a client id shaped like a UUID could be taken for a user id; choose another"
+                .to_owned(),
+        );
+    }
     let public = client.client_type == ClientType::Public;
     if public && client.grant_types.contains(&GrantType::ClientCredentials) {
         invalid("a Public client cannot use the client_credentials grant".to_owned());
@@ -880,11 +888,29 @@ pub fn check_client(client: &EffectiveClient, errors: &mut Vec<SettingsError>) {
     }
 }
 
+/// Whether `id` has a UUID's shape (hyphenated or 32 hex digits), the shape of user ids.
+fn looks_like_uuid(id: &str) -> bool {
+    let hex = |part: &str| part.chars().all(|c| c.is_ascii_hexdigit());
+    let parts: Vec<&str> = id.split('-').collect();
+    match parts.as_slice() {
+        [whole] => whole.len() == 32 && hex(whole),
+        [a, b, c, d, e] => {
+            [a.len(), b.len(), c.len(), d.len(), e.len()] == [8, 4, 4, 4, 12]
+                && parts.iter().all(|part| hex(part))
+        }
+        _ => false,
+    }
+}
+
 /// Redirect URIs per RFC 6749 §3.1.2 and RFC 8252 (native apps): absolute, no fragment,
 /// https — or http on a loopback host, or a private-use scheme with a reverse-domain name.
 fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
     if uri.contains('#') {
         return Err("must not contain a fragment");
+    }
+    // Browsers read a backslash as a slash, so `http://evil\.localhost` would leave loopback.
+    if uri.contains('\\') {
+        return Err("must not contain a backslash");
     }
     let Some((scheme, rest)) = uri.split_once(':') else {
         return Err("must be absolute");
@@ -892,16 +918,25 @@ fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
     match scheme {
         "https" => Ok(()),
         "http" => {
-            let authority = rest
-                .trim_start_matches("//")
-                .split('/')
+            let Some(after_slashes) = rest.strip_prefix("//") else {
+                return Err("must be absolute");
+            };
+            // The authority ends at the path, the query or the fragment (RFC 3986 §3.2).
+            let authority = after_slashes
+                .split(['/', '?', '#'])
                 .next()
                 .unwrap_or_default();
+            if authority.contains('@') {
+                return Err("must not carry user information");
+            }
             let host = match authority.rsplit_once(':') {
                 Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
                 _ => authority,
             };
-            if ["localhost", "127.0.0.1", "[::1]"].contains(&host) || host.ends_with(".localhost") {
+            let host = host.to_ascii_lowercase();
+            if ["localhost", "127.0.0.1", "[::1]"].contains(&host.as_str())
+                || host.ends_with(".localhost")
+            {
                 Ok(())
             } else {
                 Err("must use https (http only on loopback hosts)")
@@ -1758,6 +1793,14 @@ spec:
                 "InvalidClient",
             ),
             (
+                "client id shaped like a user id",
+                format!(
+                    "{REALM}{}",
+                    client("x", "clientId: 0f8fad5b-d9cb-469f-a165-70867728950e, type: Confidential, grantTypes: [client_credentials]")
+                ),
+                "InvalidClient",
+            ),
+            (
                 "public client with client_credentials",
                 format!(
                     "{REALM}{}",
@@ -1828,6 +1871,40 @@ spec:
             "https://a/cb#frag",
         ] {
             assert!(check_redirect_uri(uri).is_err(), "{uri}");
+        }
+    }
+
+    #[test]
+    fn loopback_lookalikes_with_a_remote_host_are_refused() {
+        for uri in [
+            "http://evil.example?.localhost/cb",
+            "http://evil.example\\.localhost/cb",
+            "http://evil.example#.localhost/cb",
+            "http://localhost@evil.example/cb",
+            "http://evil.example/.localhost",
+            "http:evil.example.localhost",
+        ] {
+            assert!(check_redirect_uri(uri).is_err(), "{uri}");
+        }
+        assert_eq!(check_redirect_uri("http://LOCALHOST:5173/cb"), Ok(()));
+        assert_eq!(check_redirect_uri("http://app.localhost/cb?x=1"), Ok(()));
+    }
+
+    #[test]
+    fn client_ids_shaped_like_user_ids_are_recognised() {
+        for id in [
+            "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "0F8FAD5B-D9CB-469F-A165-70867728950E",
+            "0f8fad5bd9cb469fa16570867728950e",
+        ] {
+            assert!(looks_like_uuid(id), "{id}");
+        }
+        for id in [
+            "shop-web",
+            "0f8fad5b-d9cb-469f-a165",
+            "billing-worker-0f8fad5b",
+        ] {
+            assert!(!looks_like_uuid(id), "{id}");
         }
     }
 

@@ -54,7 +54,8 @@ pub async fn profile(core: &Core, principal: &Principal) -> Result<Profile, Auth
     })
 }
 
-/// Ends the caller's session and its refresh-token family.
+/// Ends the caller's session and the refresh-token families tied to it (every one it started
+/// but the `offline_access` grants, which outlive it; see `auth::oidc::consent`).
 pub async fn logout(core: &Core, principal: &Principal) -> Result<(), AuthError> {
     let now = core.clock.now();
     core.kv

@@ -159,8 +159,10 @@ impl Core {
         }
     }
 
-    /// Ends every session and refresh-token family of a user except `keep` (a session id),
-    /// and revokes their session ids so outstanding access tokens stop working.
+    /// Ends every session and refresh-token family of a user except `keep` (a session id) and
+    /// its families, and revokes their session ids so outstanding access tokens stop working.
+    /// `offline_access` families end too, `keep`'s included (they outlive a logout, not a
+    /// change of credentials), and their grants' access tokens with them.
     pub(super) async fn end_sessions(
         &self,
         user: Uuid,
@@ -168,6 +170,9 @@ impl Core {
     ) -> Result<(), AuthError> {
         let now = self.clock.now();
         let ttl = self.access_ttl();
+        for family in self.db.revoke_offline_families(user, now).await? {
+            self.kv.revoke_gid(&family.to_string(), ttl).await?;
+        }
         for (id, _) in self.kv.user_sessions(user).await? {
             if Some(id.as_str()) != keep {
                 self.kv.delete_session(user, &id).await?;

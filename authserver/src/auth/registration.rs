@@ -25,6 +25,9 @@ pub struct Registration {
     pub consents: BTreeMap<String, bool>,
     /// The privacy policy version the user saw.
     pub policy_version: Option<String>,
+    /// The pending authorization request the hosted page registered in (its `req`), carried
+    /// on the verification link.
+    pub pending_request: Option<String>,
 }
 
 impl std::fmt::Debug for Registration {
@@ -101,6 +104,11 @@ fn profile_violations(
     (email, violations)
 }
 
+/// The privacy policy a registration accepts: its version, URL and purposes.
+pub fn privacy_policy(core: &Core) -> &portcullis_crds::realm::PrivacySpec {
+    &core.spec().privacy
+}
+
 /// Registers an account. With email verification on, the answer is the same whether or not
 /// the address is taken (its owner gets a notice instead), and both paths hash once.
 pub async fn register(core: &Core, input: Registration) -> Result<Registered, AuthError> {
@@ -175,7 +183,13 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
             core.later(now, VERIFY_TTL)?,
         )
         .await?;
-    core.notify(&email, Mail::VerifyEmail { token });
+    core.notify(
+        &email,
+        Mail::VerifyEmail {
+            token,
+            req: input.pending_request,
+        },
+    );
     Ok(Registered::VerificationPending)
 }
 

@@ -38,6 +38,16 @@ pub async fn request_password_reset(core: &Core, email: &str) -> Result<(), Auth
     Ok(())
 }
 
+/// Requests a reset in the background and returns at once, so that neither the caller's
+/// answer nor its timing tells whether the account exists; a failure is logged.
+pub fn request_password_reset_detached(core: std::sync::Arc<Core>, email: String) {
+    tokio::spawn(async move {
+        if let Err(error) = request_password_reset(&core, &email).await {
+            tracing::error!(error = %error, "password reset request failed");
+        }
+    });
+}
+
 /// Sets a new password with a reset token; every session, refresh token and other reset token
 /// ends. A refused password leaves the token usable.
 pub async fn confirm_password_reset(

@@ -67,7 +67,7 @@ impl Fixture {
             .into_iter()
             .rev()
             .find_map(|sent| match sent.mail {
-                Mail::VerifyEmail { token } | Mail::PasswordReset { token } => Some(token),
+                Mail::VerifyEmail { token, .. } | Mail::PasswordReset { token } => Some(token),
                 _ => None,
             })
             .expect("a mail with a token")
@@ -143,7 +143,13 @@ fn fixture_from(yaml: &str, customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixtu
         kv: Kv::memory(clock.clone()),
         hasher: PasswordHasher::new(peppers, 4, PoolSize::with_permits(2), random.clone()).unwrap(),
         breach: BreachChecker::Disabled,
-        keys: Arc::new(KeyRing::new(&[SigningKey::generate(&random, clock.now())]).unwrap()),
+        keys: Arc::new(
+            KeyRing::new(
+                &[SigningKey::generate(&random, clock.now())],
+                crate::wiring::signing_random(),
+            )
+            .unwrap(),
+        ),
         outbox,
         clock: clock.clone(),
         random,
@@ -168,6 +174,7 @@ pub fn registration(email: &str, password: &str) -> Registration {
         consents: [("account".to_owned(), true)].into(),
         policy_version: Some("1".into()),
         display_name: None,
+        pending_request: None,
     }
 }
 

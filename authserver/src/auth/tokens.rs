@@ -3,8 +3,12 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use p256::pkcs8::EncodePrivateKey;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, UnparsedPublicKey,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -12,7 +16,7 @@ use uuid::Uuid;
 
 use super::AuthError;
 use super::keys::SigningKey;
-use crate::random::Random;
+use crate::random::{Random, SigningRandom};
 
 /// Claims of an access token (RFC 9068 profile).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,9 +110,8 @@ pub struct IdContext<'a> {
 /// `at_hash` of an ES256-signed ID token: base64url of the left half of the SHA-256 of the
 /// access token's ASCII (OpenID Connect Core §3.1.3.6).
 pub fn at_hash(access_token: &str) -> String {
-    use base64::Engine;
     let digest = Sha256::digest(access_token.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+    URL_SAFE_NO_PAD.encode(&digest[..16])
 }
 
 /// Builds ID-token claims for `client_id` about `user`, valid for `ttl` from `now`.
@@ -146,17 +149,50 @@ fn is_access_typ(typ: Option<&str>) -> bool {
     })
 }
 
-struct RingKey {
+/// A key that verifies: its `kid` and public point.
+struct VerifyingKey {
     kid: String,
-    decoding: DecodingKey,
+    public: UnparsedPublicKey<Vec<u8>>,
 }
 
-/// The signing keys: the first signs, all verify.
+/// The JOSE header members a token is checked by.
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+/// The base64url JOSE header of a token of type `typ` signed by `kid` (members in the order
+/// the tokens always had: `typ`, `alg`, `kid`).
+fn encoded_header(typ: &str, kid: &str) -> Result<String, AuthError> {
+    let json = |v: &str| {
+        serde_json::to_string(v).map_err(|e| AuthError::Internal(format!("JOSE header: {e}")))
+    };
+    let header = format!(
+        r#"{{"typ":{},"alg":"ES256","kid":{}}}"#,
+        json(typ)?,
+        json(kid)?
+    );
+    Ok(URL_SAFE_NO_PAD.encode(header))
+}
+
+/// The token types signed often enough to keep their encoded header.
+const COMMON_TYPES: [&str; 2] = ["at+jwt", "JWT"];
+
+/// The signing keys: the first signs, all verify. ES256 by `ring` (the crypto the TLS stack
+/// already uses): the active key pair is parsed once, and each signature is the JWS compact
+/// form of RFC 7515 with the 64-byte `r || s` of RFC 7518 §3.4.
 pub struct KeyRing {
     kid: String,
     created: Option<i64>,
-    encoding: EncodingKey,
-    keys: Vec<RingKey>,
+    signing: EcdsaKeyPair,
+    random: SigningRandom,
+    /// `(typ, encoded header)` of [`COMMON_TYPES`].
+    headers: Vec<(&'static str, String)>,
+    keys: Vec<VerifyingKey>,
     jwks: serde_json::Value,
 }
 
@@ -169,37 +205,44 @@ impl std::fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
-    /// Builds the ring from the loaded keys.
-    pub fn new(keys: &[SigningKey]) -> Result<Self, AuthError> {
+    /// Builds the ring from the loaded keys; signatures draw their nonces from `random`.
+    pub fn new(keys: &[SigningKey], random: SigningRandom) -> Result<Self, AuthError> {
         let active = keys
             .first()
             .ok_or_else(|| AuthError::Internal("no signing key".into()))?;
-        let der = active
-            .secret
-            .to_pkcs8_der()
-            .map_err(|e| AuthError::Internal(format!("signing key encoding: {e}")))?;
-        let encoding = EncodingKey::from_ec_der(der.as_bytes());
-        let mut ring = Vec::new();
-        let mut public = Vec::new();
-        for key in keys {
-            let jwk = key.public_jwk();
-            let (x, y) = (
-                jwk["x"].as_str().unwrap_or_default(),
-                jwk["y"].as_str().unwrap_or_default(),
-            );
-            let decoding = DecodingKey::from_ec_components(x, y)
-                .map_err(|e| AuthError::Internal(format!("verification key {}: {e}", key.kid)))?;
-            ring.push(RingKey {
+        let public_point = |key: &SigningKey| {
+            key.secret
+                .public_key()
+                .to_encoded_point(false)
+                .as_bytes()
+                .to_vec()
+        };
+        let signing = EcdsaKeyPair::from_private_key_and_public_key(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &active.secret.to_bytes(),
+            &public_point(active),
+            random.system(),
+        )
+        .map_err(|e| AuthError::Internal(format!("signing key {}: {e}", active.kid)))?;
+        let headers = COMMON_TYPES
+            .iter()
+            .map(|typ| Ok((*typ, encoded_header(typ, &active.kid)?)))
+            .collect::<Result<_, AuthError>>()?;
+        let verifying = keys
+            .iter()
+            .map(|key| VerifyingKey {
                 kid: key.kid.clone(),
-                decoding,
-            });
-            public.push(jwk);
-        }
+                public: UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_point(key)),
+            })
+            .collect();
+        let public: Vec<serde_json::Value> = keys.iter().map(SigningKey::public_jwk).collect();
         Ok(Self {
             kid: active.kid.clone(),
             created: active.created,
-            encoding,
-            keys: ring,
+            signing,
+            random,
+            headers,
+            keys: verifying,
             jwks: serde_json::json!({ "keys": public }),
         })
     }
@@ -221,11 +264,57 @@ impl KeyRing {
 
     /// Signs claims with the active key; `typ` is the JOSE header type (`at+jwt`, `JWT`).
     pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, AuthError> {
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some(typ.to_owned());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map_err(|e| AuthError::Internal(format!("signing: {e}")))
+        let payload = serde_json::to_vec(claims)
+            .map_err(|e| AuthError::Internal(format!("claims encoding: {e}")))?;
+        let computed;
+        let header = match self.headers.iter().find(|(t, _)| *t == typ) {
+            Some((_, header)) => header.as_str(),
+            None => {
+                computed = encoded_header(typ, &self.kid)?;
+                computed.as_str()
+            }
+        };
+        // header . payload . signature: 86 characters of base64url for 64 bytes.
+        let mut token = String::with_capacity(header.len() + payload.len().div_ceil(3) * 4 + 88);
+        token.push_str(header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = self
+            .signing
+            .sign(self.random.system(), token.as_bytes())
+            .map_err(|_| AuthError::Internal("signing failed".into()))?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
+        Ok(token)
+    }
+
+    /// The header and payload of a compact JWS whose ES256 signature a known key verifies.
+    fn verified(&self, token: &str) -> Result<(JoseHeader, Vec<u8>), AuthError> {
+        let (signed, signature) = token.rsplit_once('.').ok_or(AuthError::Unauthenticated)?;
+        let (header, payload) = signed.split_once('.').ok_or(AuthError::Unauthenticated)?;
+        if payload.contains('.') {
+            return Err(AuthError::Unauthenticated);
+        }
+        let decode = |part: &str| {
+            URL_SAFE_NO_PAD
+                .decode(part)
+                .map_err(|_| AuthError::Unauthenticated)
+        };
+        let header: JoseHeader =
+            serde_json::from_slice(&decode(header)?).map_err(|_| AuthError::Unauthenticated)?;
+        if header.alg != "ES256" {
+            return Err(AuthError::Unauthenticated);
+        }
+        let kid = header.kid.as_deref().ok_or(AuthError::Unauthenticated)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(AuthError::Unauthenticated)?;
+        key.public
+            .verify(signed.as_bytes(), &decode(signature)?)
+            .map_err(|_| AuthError::Unauthenticated)?;
+        Ok((header, decode(payload)?))
     }
 
     /// Verifies an access token: ES256 only, known `kid`, `typ` `at+jwt`, signature, issuer,
@@ -237,28 +326,14 @@ impl KeyRing {
         audience: &str,
         now: OffsetDateTime,
     ) -> Result<AccessClaims, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Unauthenticated)?;
-        if header.alg != Algorithm::ES256 || !is_access_typ(header.typ.as_deref()) {
+        let (header, payload) = self.verified(token)?;
+        if !is_access_typ(header.typ.as_deref()) {
             return Err(AuthError::Unauthenticated);
         }
-        let kid = header.kid.ok_or(AuthError::Unauthenticated)?;
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.kid == kid)
-            .ok_or(AuthError::Unauthenticated)?;
-        let mut validation = Validation::new(Algorithm::ES256);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        // Time is checked below against the server clock.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "nbf"]);
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
-            .map_err(|_| AuthError::Unauthenticated)?
-            .claims;
+        let claims: AccessClaims =
+            serde_json::from_slice(&payload).map_err(|_| AuthError::Unauthenticated)?;
         let now = now.unix_timestamp();
-        if now >= claims.exp || now < claims.nbf {
+        if claims.iss != issuer || claims.aud != audience || now >= claims.exp || now < claims.nbf {
             return Err(AuthError::Unauthenticated);
         }
         Ok(claims)
@@ -268,25 +343,16 @@ impl KeyRing {
     /// a known `kid`, the signature and the issuer, **not** its expiry (RP-Initiated Logout
     /// §2 accepts an expired hint). An access token (`typ` `at+jwt`) is never an ID token.
     pub fn verify_id_token_hint(&self, token: &str, issuer: &str) -> Result<IdClaims, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Unauthenticated)?;
-        if header.alg != Algorithm::ES256 || is_access_typ(header.typ.as_deref()) {
+        let (header, payload) = self.verified(token)?;
+        if is_access_typ(header.typ.as_deref()) {
             return Err(AuthError::Unauthenticated);
         }
-        let kid = header.kid.ok_or(AuthError::Unauthenticated)?;
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.kid == kid)
-            .ok_or(AuthError::Unauthenticated)?;
-        let mut validation = Validation::new(Algorithm::ES256);
-        validation.set_issuer(&[issuer]);
-        validation.validate_aud = false;
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.set_required_spec_claims(&["iss", "sub", "aud"]);
-        jsonwebtoken::decode::<IdClaims>(token, &key.decoding, &validation)
-            .map(|data| data.claims)
-            .map_err(|_| AuthError::Unauthenticated)
+        let claims: IdClaims =
+            serde_json::from_slice(&payload).map_err(|_| AuthError::Unauthenticated)?;
+        if claims.iss != issuer {
+            return Err(AuthError::Unauthenticated);
+        }
+        Ok(claims)
     }
 }
 
@@ -360,7 +426,7 @@ mod tests {
     }
 
     fn new_ring(random: &Random) -> KeyRing {
-        KeyRing::new(&[key(random)]).unwrap()
+        KeyRing::new(&[key(random)], crate::wiring::signing_random()).unwrap()
     }
 
     fn claims(now: OffsetDateTime, ttl: u64) -> AccessClaims {
@@ -436,8 +502,10 @@ mod tests {
         let random = random();
         let old = key(&random);
         let new = key(&random);
-        let old_ring = KeyRing::new(std::slice::from_ref(&old)).unwrap();
-        let rotated = KeyRing::new(&[new.clone(), old.clone()]).unwrap();
+        let old_ring =
+            KeyRing::new(std::slice::from_ref(&old), crate::wiring::signing_random()).unwrap();
+        let rotated =
+            KeyRing::new(&[new.clone(), old.clone()], crate::wiring::signing_random()).unwrap();
         let t = token(&old_ring, at(1_000_000));
         let iss = "https://auth.example.com";
         assert!(rotated.verify_access(&t, iss, iss, at(1_000_001)).is_ok());
@@ -464,6 +532,83 @@ mod tests {
             b64(&claims)
         );
         assert!(ring.verify_access(&none, iss, iss, at(1_000_001)).is_err());
+    }
+
+    #[test]
+    fn a_signed_token_verifies_with_an_independent_jwt_implementation_and_keeps_its_header() {
+        let random = random();
+        let signer = key(&random);
+        let ring = KeyRing::new(
+            std::slice::from_ref(&signer),
+            crate::wiring::signing_random(),
+        )
+        .unwrap();
+        let claims = claims(at(1_000_000), 600);
+        let t = ring.sign("at+jwt", &claims).unwrap();
+        let header = URL_SAFE_NO_PAD
+            .decode(t.split('.').next().unwrap())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(header).unwrap(),
+            format!(r#"{{"typ":"at+jwt","alg":"ES256","kid":"{}"}}"#, signer.kid)
+        );
+        assert_eq!(t.rsplit('.').next().unwrap().len(), 86, "64-byte r || s");
+        let jwk = signer.public_jwk();
+        let decoding = jsonwebtoken::DecodingKey::from_ec_components(
+            jwk["x"].as_str().unwrap(),
+            jwk["y"].as_str().unwrap(),
+        )
+        .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        validation.set_audience(&["https://auth.example.com"]);
+        validation.validate_exp = false;
+        let decoded = jsonwebtoken::decode::<AccessClaims>(&t, &decoding, &validation).unwrap();
+        assert_eq!(decoded.claims, claims);
+        assert_eq!(decoded.header.kid.as_deref(), Some(signer.kid.as_str()));
+        assert_eq!(decoded.header.typ.as_deref(), Some("at+jwt"));
+        let id = ring.sign("JWT", &claims).unwrap();
+        let header = jsonwebtoken::decode_header(&id).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("JWT"));
+    }
+
+    #[test]
+    fn a_token_an_independent_implementation_signed_with_our_key_verifies() {
+        use p256::pkcs8::EncodePrivateKey;
+        let random = random();
+        let signer = key(&random);
+        let ring = KeyRing::new(
+            std::slice::from_ref(&signer),
+            crate::wiring::signing_random(),
+        )
+        .unwrap();
+        let der = signer.secret.to_pkcs8_der().unwrap();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(signer.kid.clone());
+        header.typ = Some("at+jwt".into());
+        let claims = claims(at(1_000_000), 600);
+        let t = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes()),
+        )
+        .unwrap();
+        let iss = "https://auth.example.com";
+        assert_eq!(
+            ring.verify_access(&t, iss, iss, at(1_000_001)).unwrap(),
+            claims
+        );
+        header.typ = Some("JWT".into());
+        let not_access = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes()),
+        )
+        .unwrap();
+        assert!(
+            ring.verify_access(&not_access, iss, iss, at(1_000_001))
+                .is_err(),
+            "typ JWT is not an access token"
+        );
     }
 
     #[test]

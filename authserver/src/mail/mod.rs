@@ -14,6 +14,9 @@ pub enum Mail {
     VerifyEmail {
         /// Single-use token.
         token: String,
+        /// The pending authorization request the registration was made in, carried on the
+        /// link so the verified user can go on to the application.
+        req: Option<String>,
     },
     /// Someone registered with an address that already has an account.
     AlreadyRegistered,
@@ -56,12 +59,20 @@ impl std::fmt::Debug for Mail {
 /// Subject and plain-text body of a message for `realm`, linking to `issuer`.
 pub fn render(realm: &str, issuer: &str, mail: &Mail) -> (String, String) {
     match mail {
-        Mail::VerifyEmail { token } => (
-            format!("Confirm your email address for {realm}"),
-            format!(
-                "Welcome to {realm}.\n\nConfirm your address by opening this link within 24 hours:\n\n{issuer}/verify-email?token={token}\n\nVerification code:\n{token}\n\nIf you did not register, ignore this message.\n"
-            ),
-        ),
+        Mail::VerifyEmail { token, req } => {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query.append_pair("token", token);
+            if let Some(req) = req {
+                query.append_pair("req", req);
+            }
+            let query = query.finish();
+            (
+                format!("Confirm your email address for {realm}"),
+                format!(
+                    "Welcome to {realm}.\n\nConfirm your address by opening this link within 24 hours:\n\n{issuer}/verify-email?{query}\n\nVerification code:\n{token}\n\nIf you did not register, ignore this message.\n"
+                ),
+            )
+        }
         Mail::AlreadyRegistered => (
             format!("Registration attempt on {realm}"),
             format!(
@@ -114,10 +125,24 @@ mod tests {
             "https://auth.example.com",
             &Mail::VerifyEmail {
                 token: "tok123".into(),
+                req: None,
             },
         );
         assert_eq!(subject, "Confirm your email address for demo");
-        assert!(body.contains("https://auth.example.com/verify-email?token=tok123"));
+        assert!(body.contains("https://auth.example.com/verify-email?token=tok123\n"));
+    }
+
+    #[test]
+    fn a_verification_mail_made_during_an_authorization_carries_its_request_on_the_link() {
+        let (_, body) = render(
+            "demo",
+            "https://auth.example.com",
+            &Mail::VerifyEmail {
+                token: "tok123".into(),
+                req: Some("r/1".into()),
+            },
+        );
+        assert!(body.contains("https://auth.example.com/verify-email?token=tok123&req=r%2F1\n"));
     }
 
     #[test]

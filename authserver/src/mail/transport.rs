@@ -217,6 +217,7 @@ mod tests {
                 "alice@example.com",
                 &Mail::VerifyEmail {
                     token: "tok123".into(),
+                    req: None,
                 },
             )
             .await

@@ -235,7 +235,8 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
     let breach = BreachChecker::new(&spec.password_policy.breach_check, breach_list)
         .map_err(StartupError::Config)?;
     let keys = Arc::new(
-        KeyRing::new(&secrets.signing_keys).map_err(|e| StartupError::Config(e.to_string()))?,
+        KeyRing::new(&secrets.signing_keys, crate::wiring::signing_random())
+            .map_err(|e| StartupError::Config(e.to_string()))?,
     );
     let mailer = mailer(
         &settings,

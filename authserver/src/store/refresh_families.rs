@@ -219,7 +219,8 @@ impl Db {
         }
     }
 
-    /// Revokes the families started by a session.
+    /// Revokes the families tied to a session (signed out): every one it started but the
+    /// `offline_access` grants, which outlive it.
     pub async fn revoke_refresh_by_session(
         &self,
         session_id: &str,
@@ -228,7 +229,8 @@ impl Db {
         match self {
             Db::Postgres(pg) => {
                 sqlx::query(
-                    "UPDATE refresh_families SET revoked_at = $2 WHERE session_id = $1 AND revoked_at IS NULL",
+                    "UPDATE refresh_families SET revoked_at = $2 WHERE session_id = $1 AND revoked_at IS NULL \
+                     AND NOT offline",
                 )
                 .bind(session_id)
                 .bind(now)
@@ -237,13 +239,52 @@ impl Db {
             }
             Db::Memory(m) => {
                 for family in locked(m)?.families.values_mut() {
-                    if family.session_id == session_id && family.revoked_at.is_none() {
+                    if family.session_id == session_id
+                        && family.revoked_at.is_none()
+                        && !family.grant.offline
+                    {
                         family.revoked_at = Some(now);
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Revokes a user's live `offline_access` families (the password changed); returns their
+    /// ids, oldest first.
+    pub async fn revoke_offline_families(
+        &self,
+        user: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                let rows = sqlx::query(
+                    "WITH revoked AS (UPDATE refresh_families SET revoked_at = $2 \
+                     WHERE user_id = $1 AND offline AND revoked_at IS NULL \
+                     RETURNING family_id, created_at) SELECT family_id FROM revoked ORDER BY created_at, family_id",
+                )
+                .bind(user)
+                .bind(now)
+                .fetch_all(&pg.pool)
+                .await?;
+                Ok(rows.iter().map(|r| r.get("family_id")).collect())
+            }
+            Db::Memory(m) => {
+                let mut tables = locked(m)?;
+                let mut revoked: Vec<(OffsetDateTime, Uuid)> = Vec::new();
+                for (id, family) in &mut tables.families {
+                    if family.user_id == user && family.grant.offline && family.revoked_at.is_none()
+                    {
+                        family.revoked_at = Some(now);
+                        revoked.push((family.created_at, *id));
+                    }
+                }
+                revoked.sort();
+                Ok(revoked.into_iter().map(|(_, id)| id).collect())
+            }
+        }
     }
 
     /// Revokes every family of a user except those of `keep_session`; returns the sessions

@@ -5,20 +5,22 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{CSRF_COOKIE, Chrome, error_page, html};
+use super::account::ACCOUNT_PATH;
+use super::{Chrome, error_page, form_csrf_ok, html, with_form_csrf, with_req};
 use crate::auth::oidc::flow;
 use crate::auth::principal::RequestMeta;
-use crate::auth::{AuthError, login as login_case, session_auth};
+use crate::auth::{AuthError, login as login_case};
 use crate::http::caller::PresentedSession;
 use crate::http::cookies;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiQuery, FormPairs};
+use crate::http::routes::oidc::see_other;
 use crate::http::state::AppState;
 
 /// The routes.
@@ -35,6 +37,9 @@ struct LoginPage {
     client: Option<String>,
     email: String,
     error: Option<String>,
+    register: String,
+    reset: String,
+    next: bool,
 }
 
 #[derive(Template)]
@@ -48,6 +53,8 @@ struct SignedIn {
 pub struct LoginQuery {
     /// A pending authorization request to continue after signing in.
     req: Option<String>,
+    /// A page of ours to go to after signing in: only `/account`.
+    next: Option<String>,
 }
 
 /// The login form, as the OpenAPI document describes it (the handler reads its pairs).
@@ -62,51 +69,37 @@ pub struct LoginForm {
     csrf: Option<String>,
     /// The pending authorization request, when there is one.
     req: Option<String>,
-}
-
-/// The pre-session CSRF cookie's value, if the request has one.
-fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == CSRF_COOKIE && value.len() == 43).then(|| value.to_owned())
-        })
+    /// `/account` to go there after signing in.
+    next: Option<String>,
 }
 
 /// The page's form, with the CSRF cookie to set when the browser has none yet.
 fn page(state: &AppState, headers: &HeaderMap, status: StatusCode, form: LoginFields) -> Response {
-    let (cookie, new) = match csrf_cookie(headers) {
-        Some(value) => (value, false),
-        None => (state.random.token(32), true),
-    };
-    let mut response = html(
-        status,
-        &LoginPage {
-            chrome: Chrome::of(state),
-            csrf: session_auth::form_csrf_token(&state.core, &cookie),
-            req: form.req,
-            client: form.client,
-            email: form.email,
-            error: form.error,
-        },
-    );
-    if new
-        && let Ok(value) = HeaderValue::from_str(&format!(
-            "{CSRF_COOKIE}={cookie}; Path=/; Secure; HttpOnly; SameSite=Lax"
-        ))
-    {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    response
+    let register = with_req("/register", form.req.as_deref());
+    let reset = with_req("/reset-password", form.req.as_deref());
+    with_form_csrf(state, headers, |csrf| {
+        html(
+            status,
+            &LoginPage {
+                chrome: Chrome::of(state),
+                csrf,
+                req: form.req,
+                client: form.client,
+                email: form.email,
+                error: form.error,
+                register,
+                reset,
+                next: form.next,
+            },
+        )
+    })
 }
 
 #[derive(Default)]
 struct LoginFields {
     req: Option<String>,
+    /// Whether to go on to the account page.
+    next: bool,
     client: Option<String>,
     email: String,
     error: Option<String>,
@@ -136,6 +129,7 @@ async fn show(
         fields.client = Some(view.client_id);
         fields.req = Some(req);
     }
+    fields.next = query.next.as_deref() == Some(ACCOUNT_PATH);
     Ok(page(&state, &headers, StatusCode::OK, fields))
 }
 
@@ -176,6 +170,7 @@ async fn submit(
             .filter(|v| !v.is_empty())
     };
     let req = field("req");
+    let next = field("next").as_deref() == Some(ACCOUNT_PATH);
     let email = field("email").unwrap_or_default();
     let again = |status: StatusCode, error: &str| {
         page(
@@ -184,16 +179,14 @@ async fn submit(
             status,
             LoginFields {
                 req: req.clone(),
+                next,
                 client: None,
                 email: email.clone(),
                 error: Some(error.to_owned()),
             },
         )
     };
-    let csrf_ok = csrf_cookie(&headers).is_some_and(|cookie| {
-        session_auth::verify_form_csrf(&state.core, &cookie, &field("csrf").unwrap_or_default())
-    });
-    if !csrf_ok {
+    if !form_csrf_ok(&state, &headers, &field("csrf").unwrap_or_default()) {
         return Ok(again(
             StatusCode::FORBIDDEN,
             "This form expired. Please sign in again.",
@@ -221,19 +214,10 @@ async fn submit(
     );
     let mut response = match req {
         Some(req) if flow::logged_in(&state.core, &req, &success.session_id).await? => {
-            let mut r = StatusCode::SEE_OTHER.into_response();
-            let target = format!(
-                "/oauth2/authorize/resume?{}",
-                url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("req", &req)
-                    .finish()
-            );
-            if let Ok(location) = HeaderValue::from_str(&target) {
-                r.headers_mut().insert(header::LOCATION, location);
-            }
-            r
+            see_other(&with_req("/oauth2/authorize/resume", Some(&req)))
         }
         Some(_) => expired(&state),
+        None if next => see_other(ACCOUNT_PATH),
         None => html(
             StatusCode::OK,
             &SignedIn {

@@ -5,19 +5,25 @@
 //! for a year. Every form carries a CSRF token: before a session exists, one paired with the
 //! random pre-session cookie `__Host-portcullis_csrf`.
 
+pub mod account;
 pub mod consent;
 pub mod login;
+pub mod register;
+pub mod reset;
+pub mod verify;
 
 use std::sync::LazyLock;
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::oidc::flow;
+use crate::auth::{AuthError, Violation, session_auth};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiPath;
 use crate::http::state::AppState;
@@ -103,6 +109,160 @@ pub fn error_page(state: &AppState, status: StatusCode, description: &str) -> Re
     )
 }
 
+/// The pre-session CSRF cookie's value, if the request has one.
+fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == CSRF_COOKIE && value.len() == 43).then(|| value.to_owned())
+        })
+}
+
+/// A page with a form for a browser that may have no session: `render` gets the form's CSRF
+/// token, paired with the pre-session cookie, which is set when the browser has none yet.
+pub fn with_form_csrf(
+    state: &AppState,
+    headers: &HeaderMap,
+    render: impl FnOnce(String) -> Response,
+) -> Response {
+    let (cookie, new) = match csrf_cookie(headers) {
+        Some(value) => (value, false),
+        None => (state.random.token(32), true),
+    };
+    let mut response = render(session_auth::form_csrf_token(&state.core, &cookie));
+    if new
+        && let Ok(value) = HeaderValue::from_str(&format!(
+            "{CSRF_COOKIE}={cookie}; Path=/; Secure; HttpOnly; SameSite=Lax"
+        ))
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Whether a pre-session form's CSRF field matches the browser's pre-session cookie.
+pub fn form_csrf_ok(state: &AppState, headers: &HeaderMap, candidate: &str) -> bool {
+    csrf_cookie(headers)
+        .is_some_and(|cookie| session_auth::verify_form_csrf(&state.core, &cookie, candidate))
+}
+
+/// The messages of refused input, each by the form field it concerns.
+#[derive(Clone, Debug, Default)]
+pub struct FieldErrors(Vec<(String, String)>);
+
+impl FieldErrors {
+    /// The violations, with the API's field names mapped to the form's by `field`.
+    pub fn of(violations: &[Violation], field: impl Fn(&str) -> String) -> Self {
+        Self(
+            violations
+                .iter()
+                .map(|v| (field(v.field), sentence(&v.message)))
+                .collect(),
+        )
+    }
+
+    /// The messages about `field`, joined, if any.
+    pub fn get(&self, field: &str) -> Option<String> {
+        let messages: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(f, _)| f == field)
+            .map(|(_, m)| m.as_str())
+            .collect();
+        (!messages.is_empty()).then(|| messages.join(" "))
+    }
+
+    /// Whether there is no message.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A violation's message as a sentence: capitalised, with a full stop.
+fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut text: String = chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
+    if !text.ends_with('.') {
+        text.push('.');
+    }
+    text
+}
+
+/// What a page says when a use case failed for a reason that is not the user's input.
+pub fn failure_message(error: &AuthError) -> (StatusCode, &'static str) {
+    match error {
+        AuthError::Busy | AuthError::Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "We cannot do this right now. Please try again in a moment.",
+        ),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong on our side. Please try again.",
+        ),
+    }
+}
+
+/// A link to sign in, going on to the pending authorization request `req` when it still waits.
+pub async fn sign_in_link(state: &AppState, req: Option<&str>) -> Result<String, AuthError> {
+    let alive = match req.filter(|r| !r.is_empty()) {
+        Some(req) => flow::pending_view(&state.core, req)
+            .await?
+            .is_some()
+            .then_some(req),
+        None => None,
+    };
+    Ok(with_req("/login", alive))
+}
+
+/// `path`, with `req` as its query when there is one.
+pub fn with_req(path: &str, req: Option<&str>) -> String {
+    match req.filter(|r| !r.is_empty()) {
+        Some(req) => format!(
+            "{path}?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("req", req)
+                .finish()
+        ),
+        None => path.to_owned(),
+    }
+}
+
+/// A page that tells the user something and offers one link on.
+#[derive(Template)]
+#[template(path = "notice.html")]
+struct Notice<'a> {
+    chrome: Chrome,
+    heading: &'a str,
+    paragraphs: &'a [&'a str],
+    link: Option<(String, &'a str)>,
+}
+
+/// A message page: `heading`, `paragraphs` and optionally a link (`href`, text).
+pub fn notice(
+    state: &AppState,
+    status: StatusCode,
+    heading: &str,
+    paragraphs: &[&str],
+    link: Option<(String, &str)>,
+) -> Response {
+    html(
+        status,
+        &Notice {
+            chrome: Chrome::of(state),
+            heading,
+            paragraphs,
+            link,
+        },
+    )
+}
+
 /// The form_post response (OAuth 2.0 Form Post Response Mode).
 #[derive(Template)]
 #[template(path = "form_post.html")]
@@ -173,6 +333,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(static_file))
         .merge(login::router())
         .merge(consent::router())
+        .merge(register::router())
+        .merge(verify::router())
+        .merge(reset::router())
+        .merge(account::router())
 }
 
 /// A static file of the hosted pages (its name carries its content hash).
@@ -215,24 +379,42 @@ mod tests {
     use super::*;
 
     /// Every template, as the compiler embeds them.
-    const TEMPLATES: [(&str, &str); 8] = [
-        ("logout.html", include_str!("../../templates/logout.html")),
-        (
-            "signed_out.html",
-            include_str!("../../templates/signed_out.html"),
-        ),
-        ("consent.html", include_str!("../../templates/consent.html")),
+    const TEMPLATES: [(&str, &str); 14] = [
         ("base.html", include_str!("../../templates/base.html")),
+        ("consent.html", include_str!("../../templates/consent.html")),
         ("error.html", include_str!("../../templates/error.html")),
+        (
+            "form_post.html",
+            include_str!("../../templates/form_post.html"),
+        ),
         ("login.html", include_str!("../../templates/login.html")),
+        ("logout.html", include_str!("../../templates/logout.html")),
         (
             "signed_in.html",
             include_str!("../../templates/signed_in.html"),
         ),
         (
-            "form_post.html",
-            include_str!("../../templates/form_post.html"),
+            "signed_out.html",
+            include_str!("../../templates/signed_out.html"),
         ),
+        ("notice.html", include_str!("../../templates/notice.html")),
+        (
+            "register.html",
+            include_str!("../../templates/register.html"),
+        ),
+        (
+            "verify_email.html",
+            include_str!("../../templates/verify_email.html"),
+        ),
+        (
+            "reset_request.html",
+            include_str!("../../templates/reset_request.html"),
+        ),
+        (
+            "reset_password.html",
+            include_str!("../../templates/reset_password.html"),
+        ),
+        ("account.html", include_str!("../../templates/account.html")),
     ];
 
     #[test]

@@ -18,6 +18,8 @@ mod oidc_kv;
 mod oidc_rp;
 mod oidc_store;
 mod pages;
+mod pages_account;
+mod pages_accounts;
 mod registration;
 mod retention;
 mod schemathesis;

@@ -614,8 +614,31 @@ async fn a_third_party_client_gets_a_code_only_after_consent_which_is_remembered
     assert!(location(&again).contains("code="), "{}", location(&again));
 }
 
+/// Whether UserInfo answers for `token`.
+async fn userinfo_ok(rp: &Rp, token: &openidconnect::AccessToken) -> bool {
+    let claims: Result<CoreUserInfoClaims, _> = rp
+        .client
+        .user_info(token.clone(), None)
+        .unwrap()
+        .request_async(&rp.http())
+        .await;
+    claims.is_ok()
+}
+
+/// Whether `token` refreshes.
+async fn refreshes(rp: &Rp, token: &openidconnect::RefreshToken) -> bool {
+    rp.client
+        .exchange_refresh_token(token)
+        .unwrap()
+        .request_async(&rp.http())
+        .await
+        .is_ok()
+}
+
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-async fn rp_initiated_logout_with_the_id_token_ends_the_session_and_its_tokens(pool: PgPool) {
+async fn rp_initiated_logout_ends_the_sessions_grants_but_not_an_offline_access_grant(
+    pool: PgPool,
+) {
     let rp = rp(pool, None).await;
     let (url, _, nonce, verifier) = authorize(&rp);
     let query = rp.browse(&url, "alice@example.com").await;
@@ -632,6 +655,38 @@ async fn rp_initiated_logout_with_the_id_token_ends_the_session_and_its_tokens(p
     let id_token = tokens.id_token().unwrap();
     id_token
         .claims(&rp.client.id_token_verifier(), &nonce)
+        .unwrap();
+    // A second grant of the same browser session, without offline_access: tied to the session.
+    let (challenge, online_verifier) = PkceCodeChallenge::new_random_sha256();
+    let (online_url, _, _) = rp
+        .client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let session = rp.last_session.lock().unwrap().clone();
+    let answer = rp
+        .http
+        .get(online_url.as_str())
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let target = url::Url::parse(&location(&answer)).unwrap();
+    let query: Vec<(String, String)> = target.query_pairs().into_owned().collect();
+    let online = rp
+        .client
+        .exchange_code(AuthorizationCode::new(
+            param(&query, "code").unwrap().to_owned(),
+        ))
+        .unwrap()
+        .set_pkce_verifier(online_verifier)
+        .request_async(&rp.http())
+        .await
         .unwrap();
     let metadata: serde_json::Value = rp
         .http
@@ -677,20 +732,22 @@ async fn rp_initiated_logout_with_the_id_token_ends_the_session_and_its_tokens(p
         cookie_pair(&answer, "__Host-portcullis_session").ends_with('='),
         "the cookie is cleared"
     );
-    let after: Result<CoreUserInfoClaims, _> = rp
-        .client
-        .user_info(tokens.access_token().clone(), None)
-        .unwrap()
-        .request_async(&rp.http())
-        .await;
-    assert!(after.is_err(), "the session's access tokens end with it");
-    let refresh = rp
-        .client
-        .exchange_refresh_token(tokens.refresh_token().unwrap())
-        .unwrap()
-        .request_async(&rp.http())
-        .await;
-    assert!(refresh.is_err(), "and its refresh tokens");
+    assert!(
+        !userinfo_ok(&rp, online.access_token()).await,
+        "the session's access tokens end with it"
+    );
+    assert!(
+        !refreshes(&rp, online.refresh_token().unwrap()).await,
+        "and its refresh tokens"
+    );
+    assert!(
+        userinfo_ok(&rp, tokens.access_token()).await,
+        "an offline_access grant's access token is not the session's"
+    );
+    assert!(
+        refreshes(&rp, tokens.refresh_token().unwrap()).await,
+        "an offline_access grant outlives the session"
+    );
     let wrong = rp
         .http
         .get(format!(

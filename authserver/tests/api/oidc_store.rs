@@ -45,8 +45,20 @@ fn oidc_grant() -> FamilyGrant {
     }
 }
 
-/// Starts a family of `client` for `user`; returns its id and first token hash.
+/// Starts an offline_access family of `client` for `user`; returns its id and first token
+/// hash.
 async fn family(db: &Db, user: Uuid, client: &str, session: &str) -> (Uuid, Vec<u8>) {
+    family_with(db, user, client, session, oidc_grant()).await
+}
+
+/// Starts a family of `client` for `user` carrying `grant`.
+async fn family_with(
+    db: &Db,
+    user: Uuid,
+    client: &str,
+    session: &str,
+    grant: FamilyGrant,
+) -> (Uuid, Vec<u8>) {
     let id = Uuid::new_v4();
     let token = Uuid::new_v4().as_bytes().to_vec();
     let started = db
@@ -60,7 +72,7 @@ async fn family(db: &Db, user: Uuid, client: &str, session: &str) -> (Uuid, Vec<
             issued_at: t0(),
             token_expires_at: t0() + Duration::from_secs(3_600),
             expires_at: t0() + Duration::from_secs(86_400),
-            grant: oidc_grant(),
+            grant,
         })
         .await
         .unwrap();
@@ -212,4 +224,41 @@ async fn an_erased_account_takes_its_oauth_consents_with_it(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(left, 0);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn signing_a_session_out_keeps_its_offline_families_which_end_only_on_their_own(
+    pool: PgPool,
+) {
+    for (store, db) in both(pool) {
+        let alice = user(&db, "alice@example.com").await;
+        let online = FamilyGrant {
+            offline: false,
+            ..oidc_grant()
+        };
+        let (_, online_token) = family_with(&db, alice, "web", "s1", online).await;
+        let (offline, offline_token) = family(&db, alice, "web", "s1").await;
+        db.revoke_refresh_by_session("s1", t0()).await.unwrap();
+        assert_eq!(
+            rotate(&db, &online_token).await,
+            RotateOutcome::Invalid,
+            "{store}"
+        );
+        let RotateOutcome::Rotated { family_id, .. } = rotate(&db, &offline_token).await else {
+            panic!("{store}: the offline family outlives the session");
+        };
+        assert_eq!(family_id, offline);
+        assert_eq!(
+            db.revoke_offline_families(alice, t0()).await.unwrap(),
+            [offline],
+            "{store}"
+        );
+        assert!(
+            db.revoke_offline_families(alice, t0())
+                .await
+                .unwrap()
+                .is_empty(),
+            "{store}"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use crate::support::*;
 
 /// The `name=value` of a `Set-Cookie` header set by `answer` for cookie `name`.
-fn set_cookie(answer: &reqwest::Response, name: &str) -> Option<String> {
+pub fn set_cookie(answer: &reqwest::Response, name: &str) -> Option<String> {
     answer
         .headers()
         .get_all("set-cookie")
@@ -18,7 +18,7 @@ fn set_cookie(answer: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 /// The value of the hidden field `name` in `html`.
-fn hidden(html: &str, name: &str) -> String {
+pub fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html
         .find(&marker)
@@ -229,6 +229,17 @@ async fn the_served_openapi_lists_the_pages_and_the_authorization_endpoint(pool:
         ("/oauth2/authorize", "post"),
         ("/oauth2/authorize/resume", "get"),
         ("/static/{file}", "get"),
+        ("/register", "get"),
+        ("/register", "post"),
+        ("/verify-email", "get"),
+        ("/verify-email", "post"),
+        ("/reset-password", "get"),
+        ("/reset-password", "post"),
+        ("/reset-password/confirm", "post"),
+        ("/account", "get"),
+        ("/account/password", "post"),
+        ("/account/sessions/revoke", "post"),
+        ("/account/apps/revoke", "post"),
     ] {
         assert!(paths[path][method].is_object(), "{method} {path}");
     }

@@ -51,6 +51,7 @@ async fn a_session_touched_while_it_is_revoked_stays_revoked() {
         consents: [("account".to_owned(), true)].into(),
         policy_version: Some("1".into()),
         display_name: None,
+        pending_request: None,
     };
     register(&core, registration).await.unwrap();
     let meta = RequestMeta::default();

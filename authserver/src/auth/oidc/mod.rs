@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod clients;
+pub mod consent;
 pub mod discovery;
 pub mod flow;
 pub mod logout;

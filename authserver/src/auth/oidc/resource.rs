@@ -127,14 +127,16 @@ pub async fn introspect(core: &Core, client: &Client, token: &str) -> Result<Val
     }
     let inactive = json!({"active": false});
     if let Some(claims) = live_access(core, token).await? {
-        if claims.client_id.is_none() || claims.sid.is_some() {
-            let active_user = match claims.sub.parse() {
-                Ok(id) => core.db.user_by_id(id).await?.is_some_and(|u| !u.disabled),
-                Err(_) => false,
-            };
-            if !active_user {
-                return Ok(inactive);
-            }
+        // A user's token (sub is a user id; client ids are never UUID-shaped) is active only
+        // while the account is; a client's own token (client_credentials) has no account.
+        let user = claims.sub.parse::<uuid::Uuid>().ok();
+        if claims.client_id.is_none() && user.is_none() {
+            return Ok(inactive);
+        }
+        if let Some(id) = user
+            && core.db.user_by_id(id).await?.is_none_or(|u| u.disabled)
+        {
+            return Ok(inactive);
         }
         let mut out = json!({
             "active": true,

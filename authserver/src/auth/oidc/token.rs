@@ -151,7 +151,11 @@ async fn issue_for_code(
     let gid = family_id.to_string();
     let auth_time = time::OffsetDateTime::from_unix_timestamp(record.auth_time)
         .map_err(|e| AuthError::Internal(e.to_string()))?;
-    let refresh_token = if client.allows_grant(GrantType::RefreshToken) {
+    // offline_access means something only with a refresh token (OpenID Connect Core §11):
+    // then the grant outlives the session; otherwise everything is tied to the session.
+    let refreshable = client.allows_grant(GrantType::RefreshToken);
+    let offline = refreshable && has_scope(&record.scope, "offline_access");
+    let refresh_token = if refreshable {
         let (token, hash) = tokens::new_refresh_token(&core.random);
         let started = core
             .db
@@ -170,7 +174,7 @@ async fn issue_for_code(
                     auth_time: Some(auth_time),
                     amr: record.amr.clone(),
                     acr: record.acr.clone(),
-                    offline: has_scope(&record.scope, "offline_access"),
+                    offline,
                 },
             })
             .await?;
@@ -188,7 +192,7 @@ async fn issue_for_code(
         auth_time: Some(auth_time),
         amr: record.amr.clone(),
         acr: record.acr.clone(),
-        offline: false,
+        offline,
     };
     let (jti, mut issued) = user_tokens(
         core,
@@ -229,6 +233,11 @@ fn user_tokens(
         core.access_ttl(),
         jti,
     );
+    if grant.offline {
+        // An offline_access grant outlives its session: its access tokens are not the
+        // session's, and end with the grant (gid) instead.
+        claims.sid = None;
+    }
     claims.auth_time = grant.auth_time.map(time::OffsetDateTime::unix_timestamp);
     claims.amr = grant.amr.clone();
     claims.acr = grant.acr.clone();
@@ -282,6 +291,15 @@ pub async fn refresh(
         ));
     }
     let rotated = refresh::rotate(core, presented, Some(client.id())).await?;
+    if !rotated.grant.offline && core.kv.session(&rotated.session_id).await?.is_none() {
+        // Without offline_access the grant lives only as long as its session.
+        core.db
+            .revoke_family(rotated.family_id, core.clock.now())
+            .await?;
+        return Err(AuthError::InvalidGrant(
+            "the session this grant belongs to ended; offline_access was not granted",
+        ));
+    }
     let mut grant = rotated.grant.clone();
     if let Some(requested) = scope.filter(|s| !s.trim().is_empty()) {
         let mut narrowed: Vec<&str> = Vec::new();
@@ -641,5 +659,165 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// A signed-in browser of alice, as the principal of its session.
+    fn principal_of(login: &crate::auth::login::LoginSuccess) -> crate::auth::principal::Principal {
+        crate::auth::principal::Principal {
+            user_id: login.user_id,
+            session_id: login.session_id.clone(),
+            method: crate::auth::principal::AuthMethod::Cookie,
+        }
+    }
+
+    /// Tokens `web` gets for `scope` through the browser session of `login`.
+    async fn web_tokens(
+        f: &Fixture,
+        login: &crate::auth::login::LoginSuccess,
+        scope: &str,
+    ) -> Issued {
+        let params: Vec<(String, String)> = [
+            ("client_id", "web"),
+            ("redirect_uri", CB),
+            ("response_type", "code"),
+            ("scope", scope),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let Outcome::Code(reply) = flow::begin(&f.core, &params, Some(&login.session_secret))
+            .await
+            .unwrap()
+        else {
+            panic!("a code expected");
+        };
+        exchange_code(&f.core, client(f, "web"), &reply.code, Some(CB), None)
+            .await
+            .unwrap()
+    }
+
+    async fn web_refresh(f: &Fixture, issued: &Issued) -> Result<Issued, AuthError> {
+        let token = issued.refresh_token.as_deref().unwrap();
+        refresh(&f.core, client(f, "web"), token, None).await
+    }
+
+    async fn revoked(f: &Fixture, access_token: &str) -> bool {
+        let claims = access_claims(f, access_token);
+        f.core
+            .kv
+            .is_access_revoked(claims.sid.as_deref(), claims.gid.as_deref(), &claims.jti)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_offline_access_grant_survives_logout_with_access_tokens_not_tied_to_the_session() {
+        let f = fixture_with_clients();
+        let login = signed_in(&f, "alice@example.com").await;
+        let issued = web_tokens(&f, &login, "openid offline_access").await;
+        assert_eq!(access_claims(&f, &issued.access_token).sid, None);
+        crate::auth::account::logout(&f.core, &principal_of(&login))
+            .await
+            .unwrap();
+        let refreshed = web_refresh(&f, &issued).await.unwrap();
+        assert!(!revoked(&f, &issued.access_token).await);
+        assert!(!revoked(&f, &refreshed.access_token).await);
+        let userinfo = super::super::resource::userinfo(&f.core, &refreshed.access_token)
+            .await
+            .unwrap();
+        assert_eq!(userinfo["sub"], login.user_id.to_string());
+    }
+
+    #[tokio::test]
+    async fn without_offline_access_the_grant_ends_at_logout() {
+        let f = fixture_with_clients();
+        let login = signed_in(&f, "alice@example.com").await;
+        let issued = web_tokens(&f, &login, "openid").await;
+        assert_eq!(
+            access_claims(&f, &issued.access_token).sid.as_deref(),
+            Some(login.session_id.as_str())
+        );
+        let rotated = web_refresh(&f, &issued).await.unwrap();
+        crate::auth::account::logout(&f.core, &principal_of(&login))
+            .await
+            .unwrap();
+        assert!(matches!(
+            web_refresh(&f, &rotated).await,
+            Err(AuthError::InvalidGrant(_))
+        ));
+        assert!(revoked(&f, &rotated.access_token).await);
+    }
+
+    #[tokio::test]
+    async fn without_offline_access_the_grant_ends_when_its_session_times_out() {
+        let f = fixture_with_clients();
+        let login = signed_in(&f, "alice@example.com").await;
+        let issued = web_tokens(&f, &login, "openid").await;
+        f.core
+            .kv
+            .delete_session(login.user_id, &login.session_id)
+            .await
+            .unwrap();
+        let refused = web_refresh(&f, &issued).await;
+        assert!(
+            matches!(refused, Err(AuthError::InvalidGrant(_))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_password_change_ends_offline_grants_even_of_the_session_that_made_it() {
+        let f = fixture_with_clients();
+        let login = signed_in(&f, "alice@example.com").await;
+        let offline = web_tokens(&f, &login, "openid offline_access").await;
+        let online = web_tokens(&f, &login, "openid").await;
+        crate::auth::account::change_password(
+            &f.core,
+            &principal_of(&login),
+            &crate::auth::testing::meta(),
+            crate::auth::testing::PASSWORD,
+            crate::auth::testing::OTHER_PASSWORD,
+        )
+        .await
+        .unwrap();
+        assert!(web_refresh(&f, &offline).await.is_err());
+        assert!(revoked(&f, &offline.access_token).await);
+        assert!(
+            web_refresh(&f, &online).await.is_ok(),
+            "the session that changed the password keeps its own grants"
+        );
+    }
+
+    #[tokio::test]
+    async fn offline_access_without_the_refresh_grant_ties_the_tokens_to_the_session() {
+        let f = fixture_with_clients();
+        let login = signed_in(&f, "alice@example.com").await;
+        let mut web = client(&f, "web").clone();
+        web.spec
+            .grant_types
+            .retain(|g| *g != GrantType::RefreshToken);
+        let params: Vec<(String, String)> = [
+            ("client_id", "web"),
+            ("redirect_uri", CB),
+            ("response_type", "code"),
+            ("scope", "openid offline_access"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let Outcome::Code(reply) = flow::begin(&f.core, &params, Some(&login.session_secret))
+            .await
+            .unwrap()
+        else {
+            panic!("a code expected");
+        };
+        let issued = exchange_code(&f.core, &web, &reply.code, Some(CB), None)
+            .await
+            .unwrap();
+        assert!(issued.refresh_token.is_none());
+        assert_eq!(
+            access_claims(&f, &issued.access_token).sid.as_deref(),
+            Some(login.session_id.as_str())
+        );
     }
 }

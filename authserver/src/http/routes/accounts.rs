@@ -94,6 +94,7 @@ async fn register(
             display_name: body.display_name,
             consents: body.consents,
             policy_version: body.policy_version,
+            pending_request: None,
         },
     )
     .await?;
@@ -148,12 +149,7 @@ async fn password_reset(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EmailRequest>,
 ) -> Result<Response, ApiError> {
-    let core = state.core.clone();
-    tokio::spawn(async move {
-        if let Err(error) = reset::request_password_reset(&core, &body.email).await {
-            tracing::error!(error = %error, "password reset request failed");
-        }
-    });
+    reset::request_password_reset_detached(state.core.clone(), body.email);
     Ok(status(StatusCode::ACCEPTED, "reset_requested"))
 }
 

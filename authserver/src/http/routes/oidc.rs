@@ -241,7 +241,8 @@ async fn resume(
     Ok(answer(&state, outcome))
 }
 
-fn see_other(location: &str) -> Response {
+/// A 303 to `location`.
+pub fn see_other(location: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -252,10 +253,7 @@ fn see_other(location: &str) -> Response {
 /// A 303 to one of our pages (`/login`, `/consent`) for the pending request `pending_id`
 /// (its `req` parameter).
 fn to_pending_page(path: &str, pending_id: &str) -> Response {
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("req", pending_id)
-        .finish();
-    see_other(&format!("{path}?{query}"))
+    see_other(&ui::with_req(path, Some(pending_id)))
 }
 
 /// The browser's answer for an outcome.

@@ -1,0 +1,412 @@
+//! The account page: the signed-in user's profile, password change, sessions (each revocable;
+//! the current one marked) and connected apps (remembered consents, each revocable), with a
+//! sign-out link. Every form carries the session's CSRF token; without a session the page
+//! sends the browser to sign in and come back here. The forms answer with a 303 back to the
+//! page (`done` names what happened), or the page again with the errors next to their fields.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{Chrome, FieldErrors, failure_message, html, notice};
+use crate::auth::oidc::consent;
+use crate::auth::principal::{Principal, RequestMeta};
+use crate::auth::{AuthError, account, session_auth};
+use crate::http::caller::PresentedSession;
+use crate::http::cookies;
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiQuery, FormPairs, first_value};
+use crate::http::routes::oidc::see_other;
+use crate::http::state::AppState;
+
+/// Where the login page sends a browser that came from the account page.
+pub const ACCOUNT_PATH: &str = "/account";
+
+/// The routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show))
+        .routes(routes!(change_password))
+        .routes(routes!(revoke_session))
+        .routes(routes!(revoke_app))
+}
+
+struct SessionRow {
+    id: String,
+    created: String,
+    last_seen: String,
+    ip: String,
+    user_agent: String,
+    current: bool,
+}
+
+struct AppRow {
+    client_id: String,
+    scopes: String,
+    granted: String,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    chrome: Chrome,
+    csrf: String,
+    email: String,
+    display_name: Option<String>,
+    email_verified: bool,
+    created: String,
+    sessions: Vec<SessionRow>,
+    apps: Vec<AppRow>,
+    done: Option<&'static str>,
+    errors: FieldErrors,
+    summary: Option<String>,
+}
+
+/// A time as the page shows it (UTC, to the minute).
+fn shown(at: OffsetDateTime) -> String {
+    format!("{} {:02}:{:02} UTC", at.date(), at.hour(), at.minute())
+}
+
+/// What a `done` value says.
+fn done_message(done: &str) -> Option<&'static str> {
+    match done {
+        "password" => Some("Your password was changed. Every other session was signed out."),
+        "session" => Some("The session was signed out."),
+        "app" => Some("The app was disconnected: it must ask you again."),
+        _ => None,
+    }
+}
+
+/// The errors the page shows besides its data.
+#[derive(Default)]
+struct Problems {
+    errors: FieldErrors,
+    summary: Option<String>,
+}
+
+async fn page(
+    state: &AppState,
+    principal: &Principal,
+    status: StatusCode,
+    done: Option<&'static str>,
+    problems: Problems,
+) -> Result<Response, ApiError> {
+    let core = &state.core;
+    let profile = account::profile(core, principal).await?;
+    let sessions = account::sessions(core, principal)
+        .await?
+        .into_iter()
+        .map(|s| SessionRow {
+            id: s.id,
+            created: shown(s.created_at),
+            last_seen: shown(s.last_seen_at),
+            ip: s.ip,
+            user_agent: s.user_agent,
+            current: s.current,
+        })
+        .collect();
+    let apps = consent::connected_apps(core, principal)
+        .await?
+        .into_iter()
+        .map(|a| AppRow {
+            client_id: a.client_id,
+            scopes: a.scopes.join(" "),
+            granted: shown(a.granted_at),
+        })
+        .collect();
+    Ok(html(
+        status,
+        &AccountPage {
+            chrome: Chrome::of(state),
+            csrf: session_auth::csrf_token(core, &principal.session_id),
+            email: profile.email,
+            display_name: profile.display_name,
+            email_verified: profile.email_verified,
+            created: shown(profile.created_at),
+            sessions,
+            apps,
+            done,
+            errors: problems.errors,
+            summary: problems.summary,
+        },
+    ))
+}
+
+/// The login page, coming back here.
+const LOGIN_AND_BACK: &str = "/login?next=%2Faccount";
+
+/// To the login page, coming back here.
+fn to_login() -> Response {
+    see_other(LOGIN_AND_BACK)
+}
+
+/// The account page's query.
+#[derive(Deserialize, IntoParams)]
+pub struct AccountQuery {
+    /// What the last form did: `password`, `session` or `app`.
+    done: Option<String>,
+}
+
+/// The account page.
+#[utoipa::path(
+    get,
+    path = "/account",
+    params(AccountQuery),
+    responses(
+        (status = 200, description = "Profile, password change, sessions and connected apps", body = String, content_type = "text/html"),
+        (status = 303, description = "Not signed in: to the login page, which comes back here"),
+    )
+)]
+async fn show(
+    State(state): State<AppState>,
+    PresentedSession(secret): PresentedSession,
+    ApiQuery(query): ApiQuery<AccountQuery>,
+) -> Result<Response, ApiError> {
+    let Some(principal) = session_auth::signed_in(&state.core, secret.as_deref()).await? else {
+        return Ok(to_login());
+    };
+    let done = query.done.as_deref().and_then(done_message);
+    page(
+        &state,
+        &principal,
+        StatusCode::OK,
+        done,
+        Problems::default(),
+    )
+    .await
+}
+
+/// The signed-in principal of a form POST whose CSRF token is the session's: `Err` is the
+/// answer to give instead (a 403: a page asking to sign in again, or this page).
+async fn form_caller(
+    state: &AppState,
+    secret: Option<&str>,
+    csrf: &str,
+) -> Result<Result<Principal, Response>, ApiError> {
+    let Some(principal) = session_auth::signed_in(&state.core, secret).await? else {
+        return Ok(Err(notice(
+            state,
+            StatusCode::FORBIDDEN,
+            "You are signed out",
+            &["Your session has ended. Sign in again to manage your account."],
+            Some((LOGIN_AND_BACK.to_owned(), "Sign in")),
+        )));
+    };
+    if session_auth::verify_csrf(&state.core, &principal.session_id, csrf) {
+        return Ok(Ok(principal));
+    }
+    let problems = Problems {
+        summary: Some("This form expired. Please try again.".to_owned()),
+        ..Problems::default()
+    };
+    Ok(Err(page(
+        state,
+        &principal,
+        StatusCode::FORBIDDEN,
+        None,
+        problems,
+    )
+    .await?))
+}
+
+/// The password change form.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PasswordForm {
+    /// The current password.
+    current_password: Option<String>,
+    /// The new password.
+    new_password: Option<String>,
+    /// The session's CSRF token.
+    csrf: Option<String>,
+}
+
+/// Changes the password (the current one checked); every other session ends.
+#[utoipa::path(
+    post,
+    path = "/account/password",
+    request_body(content = PasswordForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Changed: back to the account page"),
+        (status = 400, description = "The current password is wrong or the new one breaks a rule: the page, the message next to the field", body = String, content_type = "text/html"),
+        (status = 403, description = "Not signed in (a page linking to the login page), or the CSRF check failed (the page again)", body = String, content_type = "text/html"),
+        (status = 429, description = "Locked after failed attempts (`Retry-After`)", body = String, content_type = "text/html"),
+        (status = 503, description = "Too busy or a dependency is down", body = String, content_type = "text/html"),
+    )
+)]
+async fn change_password(
+    State(state): State<AppState>,
+    PresentedSession(secret): PresentedSession,
+    meta: RequestMeta,
+    FormPairs(form): FormPairs,
+) -> Result<Response, ApiError> {
+    let field = |name: &str| first_value(&form, name);
+    let principal = match form_caller(&state, secret.as_deref(), field("csrf")).await? {
+        Ok(principal) => principal,
+        Err(answer) => return Ok(answer),
+    };
+    let outcome = account::change_password(
+        &state.core,
+        &principal,
+        &meta,
+        field("current_password"),
+        field("new_password"),
+    )
+    .await;
+    let (status, problems, retry) = match outcome {
+        Ok(()) => return Ok(see_other("/account?done=password")),
+        Err(AuthError::InvalidCredentials) => (
+            StatusCode::BAD_REQUEST,
+            Problems {
+                errors: FieldErrors::of(
+                    &[crate::auth::Violation::new(
+                        "current_password",
+                        "invalid_credentials",
+                        "the current password is wrong",
+                    )],
+                    str::to_owned,
+                ),
+                summary: None,
+            },
+            None,
+        ),
+        Err(AuthError::Validation(violations)) => (
+            StatusCode::BAD_REQUEST,
+            Problems {
+                errors: FieldErrors::of(&violations, str::to_owned),
+                summary: None,
+            },
+            None,
+        ),
+        Err(AuthError::AccountLocked { retry_after }) => {
+            let seconds = retry_after.as_secs().max(1);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                Problems {
+                    summary: Some(format!(
+                        "Too many wrong passwords. Try again in {} minute(s).",
+                        seconds.div_ceil(60)
+                    )),
+                    ..Problems::default()
+                },
+                Some(seconds),
+            )
+        }
+        Err(AuthError::Unauthenticated) => return Ok(to_login()),
+        Err(other) => {
+            let (status, message) = failure_message(&other);
+            if status == StatusCode::INTERNAL_SERVER_ERROR {
+                return Err(other.into());
+            }
+            (
+                status,
+                Problems {
+                    summary: Some(message.to_owned()),
+                    ..Problems::default()
+                },
+                None,
+            )
+        }
+    };
+    let mut response = page(&state, &principal, status, None, problems).await?;
+    if let Some(seconds) = retry
+        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    Ok(response)
+}
+
+/// A form naming one thing to revoke.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RevokeForm {
+    /// The session's public id, or the client id.
+    id: Option<String>,
+    /// The session's CSRF token.
+    csrf: Option<String>,
+}
+
+/// Signs one of the caller's sessions out (its refresh and access tokens end with it); the
+/// current one signs this browser out.
+#[utoipa::path(
+    post,
+    path = "/account/sessions/revoke",
+    request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Revoked: back to the account page (or, for the current session, to the login page)"),
+        (status = 403, description = "Not signed in (a page linking to the login page), or the CSRF check failed (the page again)", body = String, content_type = "text/html"),
+        (status = 404, description = "No such session of the caller: the page again", body = String, content_type = "text/html"),
+    )
+)]
+async fn revoke_session(
+    State(state): State<AppState>,
+    PresentedSession(secret): PresentedSession,
+    FormPairs(form): FormPairs,
+) -> Result<Response, ApiError> {
+    let field = |name: &str| first_value(&form, name);
+    let principal = match form_caller(&state, secret.as_deref(), field("csrf")).await? {
+        Ok(principal) => principal,
+        Err(answer) => return Ok(answer),
+    };
+    let id = field("id");
+    match account::revoke_session(&state.core, &principal, id).await {
+        Ok(()) if id == principal.session_id => {
+            let mut response = to_login();
+            if let Ok(value) = HeaderValue::from_str(&cookies::clear_cookie()) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            Ok(response)
+        }
+        Ok(()) => Ok(see_other("/account?done=session")),
+        Err(AuthError::NotFound) => {
+            let problems = Problems {
+                summary: Some("That session has already ended.".to_owned()),
+                ..Problems::default()
+            };
+            page(&state, &principal, StatusCode::NOT_FOUND, None, problems).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Disconnects an app: its consent is withdrawn and its refresh and access tokens for the
+/// caller end.
+#[utoipa::path(
+    post,
+    path = "/account/apps/revoke",
+    request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Disconnected: back to the account page"),
+        (status = 403, description = "Not signed in (a page linking to the login page), or the CSRF check failed (the page again)", body = String, content_type = "text/html"),
+        (status = 404, description = "The app was not connected: the page again", body = String, content_type = "text/html"),
+    )
+)]
+async fn revoke_app(
+    State(state): State<AppState>,
+    PresentedSession(secret): PresentedSession,
+    FormPairs(form): FormPairs,
+) -> Result<Response, ApiError> {
+    let field = |name: &str| first_value(&form, name);
+    let principal = match form_caller(&state, secret.as_deref(), field("csrf")).await? {
+        Ok(principal) => principal,
+        Err(answer) => return Ok(answer),
+    };
+    match consent::revoke_app(&state.core, &principal, field("id")).await {
+        Ok(()) => Ok(see_other("/account?done=app")),
+        Err(AuthError::NotFound) => {
+            let problems = Problems {
+                summary: Some("That app is not connected.".to_owned()),
+                ..Problems::default()
+            };
+            page(&state, &principal, StatusCode::NOT_FOUND, None, problems).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
