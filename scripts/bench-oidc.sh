@@ -103,6 +103,12 @@ fi
 say "cargo build --release -p portcullis-authserver"
 cargo build --release --locked -p portcullis-authserver || die "the release build failed"
 COMMIT=$(git rev-parse --short HEAD)
+# Which ES256 code the measured server signs with (plan §3.5: p256 through jsonwebtoken, or ring).
+if grep -q '^use ring::signature' authserver/src/auth/tokens.rs 2>/dev/null; then
+  SIGNER="ring"
+else
+  SIGNER="jsonwebtoken rust_crypto (p256)"
+fi
 if [ -n "$(git status --porcelain --untracked-files=no -- authserver crds Cargo.lock)" ]; then
   COMMIT="$COMMIT+uncommitted changes"
 fi
@@ -338,7 +344,8 @@ rps_of() { # rps_of KEY: requests/s of a valid run, else nothing
 
 echo
 echo "================================================================================================"
-echo "OpenID Connect benchmark: Portcullis $COMMIT vs oidc-provider $OP_VERSION on Node $NODE_VERSION"
+echo "OpenID Connect benchmark: Portcullis $COMMIT (ES256 signing: $SIGNER)"
+echo "vs oidc-provider $OP_VERSION on Node $NODE_VERSION"
 echo "(npm node@22), wrk $WRK_VERSION -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $CORES cores,"
 echo "release build, RUST_LOG=warn, NODE_ENV=production; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "================================================================================================"
