@@ -50,7 +50,8 @@ check-config:
 	cargo run --quiet --locked -p portcullis-authserver -- check-config \
 		--config config/samples/realm-full.yaml,config/samples/ratelimitpolicy.yaml,config/samples/retentionpolicy.yaml
 
-## bench: login, health-under-load and refresh benchmarks (release build; prints figures)
+## bench: login, health-under-load and refresh benchmarks, then OIDC client-credentials grants
+## and introspections under wrk against Node's oidc-provider (release build; prints figures)
 bench:
 	scripts/bench.sh
 
