@@ -102,6 +102,19 @@ fn is_s256_challenge(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Upper bounds on the parameters that are stored with a pending request or a code and echoed
+/// (M1: an unauthenticated request must not park kilobytes in the store). No real relying party
+/// comes near them: libraries send 22–64 characters of `state` and `nonce`, an e-mail address is at
+/// most 254 bytes (RFC 5321), and four scopes fit in 40. Keycloak and Hydra bound the whole
+/// request URI instead; these limits are the per-parameter equivalent, stated in each refusal.
+const MAX_STATE: usize = 1024;
+/// See [`MAX_STATE`].
+const MAX_NONCE: usize = 512;
+/// See [`MAX_STATE`].
+const MAX_LOGIN_HINT: usize = 256;
+/// See [`MAX_STATE`].
+const MAX_SCOPE: usize = 1024;
+
 fn page(description: &str) -> Refusal {
     Refusal::Page {
         description: description.to_owned(),
@@ -128,10 +141,10 @@ pub fn validate(
             "The return address of this request is not registered for the application.",
         ));
     }
-    let state = single_param(params, "state")
-        .ok()
-        .flatten()
-        .map(str::to_owned);
+    let state = single_param(params, "state").ok().flatten();
+    let state_too_long = state.is_some_and(|s| s.len() > MAX_STATE);
+    // An oversized state is not echoed: the refusal would carry it back in the Location.
+    let state = state.filter(|_| !state_too_long).map(str::to_owned);
     let response_mode = match single_param(params, "response_mode") {
         Ok(None | Some("query")) => Ok(ResponseMode::Query),
         Ok(Some("form_post")) => Ok(ResponseMode::FormPost),
@@ -147,6 +160,9 @@ pub fn validate(
         })
     };
     let response_mode = response_mode.map_err(|d| fail("invalid_request", d))?;
+    if state_too_long {
+        return Err(fail("invalid_request", "state is longer than 1024 bytes"));
+    }
     if let Some((name, _)) = params.iter().filter(|(_, v)| !v.is_empty()).find(|(k, _)| {
         params
             .iter()
@@ -160,6 +176,19 @@ pub fn validate(
         ));
     }
     let get = |name: &str| single_param(params, name).ok().flatten();
+    for (name, max, description) in [
+        ("nonce", MAX_NONCE, "nonce is longer than 512 bytes"),
+        (
+            "login_hint",
+            MAX_LOGIN_HINT,
+            "login_hint is longer than 256 bytes",
+        ),
+        ("scope", MAX_SCOPE, "scope is longer than 1024 bytes"),
+    ] {
+        if get(name).is_some_and(|value| value.len() > max) {
+            return Err(fail("invalid_request", description));
+        }
+    }
     for (name, error) in UNSUPPORTED {
         if get(name).is_some() {
             return Err(fail(
@@ -469,6 +498,36 @@ mod tests {
             assert_eq!(error, expected, "{change:?}");
             assert_eq!(state.as_deref(), Some("xyz"));
         }
+    }
+
+    #[test]
+    fn an_oversized_state_nonce_login_hint_or_scope_is_invalid_request() {
+        let registry = clients();
+        let long = |n: usize| "a".repeat(n);
+        let at_limit = [
+            ("state", long(1024)),
+            ("nonce", long(512)),
+            ("login_hint", long(256)),
+        ];
+        for (name, value) in &at_limit {
+            assert!(
+                validate(&with("web", &[(*name, value.as_str())]), &registry).is_ok(),
+                "{name}"
+            );
+        }
+        for (name, value) in [
+            ("nonce", long(513)),
+            ("login_hint", long(257)),
+            ("scope", format!("openid {}", long(1018))),
+        ] {
+            let (error, state) =
+                error_of(validate(&with("web", &[(name, value.as_str())]), &registry));
+            assert_eq!(error, "invalid_request", "{name}");
+            assert_eq!(state.as_deref(), Some("xyz"));
+        }
+        let (error, state) = error_of(validate(&with("web", &[("state", &long(1025))]), &registry));
+        assert_eq!(error, "invalid_request");
+        assert_eq!(state, None, "an oversized state is not echoed");
     }
 
     #[test]
