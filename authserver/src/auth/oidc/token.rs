@@ -721,6 +721,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_replayed_client_refresh_token_ends_only_that_grant_not_the_session_or_other_grants()
+    {
+        let f = fixture_with_clients();
+        let login = signed_in(&f, "alice@example.com").await;
+        let replayed = web_tokens(&f, &login, "openid").await;
+        let other = web_tokens(&f, &login, "openid").await;
+        web_refresh(&f, &replayed).await.unwrap();
+        assert!(matches!(
+            web_refresh(&f, &replayed).await,
+            Err(AuthError::InvalidGrant(_))
+        ));
+        assert!(revoked(&f, &replayed.access_token).await);
+        assert!(f.session_lives(&login.session_id).await);
+        assert!(!revoked(&f, &other.access_token).await);
+        assert!(web_refresh(&f, &other).await.is_ok());
+    }
+
+    #[tokio::test]
     async fn an_offline_access_grant_survives_logout_with_access_tokens_not_tied_to_the_session() {
         let f = fixture_with_clients();
         let login = signed_in(&f, "alice@example.com").await;
