@@ -283,6 +283,21 @@ async fn introspection_needs_a_confidential_client_and_a_revoked_token_is_only_i
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn introspection_of_another_clients_token_is_only_inactive(pool: PgPool) {
+    let server = server(pool).await;
+    let token = client_token(&server).await;
+    let by_partner = form(
+        &server,
+        "/oauth2/introspect",
+        Some(("partner", &server.client_secret("partner"))),
+        &[("token", &token)],
+    )
+    .await;
+    assert_eq!(by_partner.status, 200);
+    assert_eq!(by_partner.body, json!({"active": false}));
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn revocation_answers_200_for_unknown_tokens_and_leaves_other_clients_tokens_alone(
     pool: PgPool,
 ) {
