@@ -163,7 +163,9 @@ pub fn validate(
     if state_too_long {
         return Err(fail("invalid_request", "state is longer than 1024 bytes"));
     }
-    if let Some((name, _)) = params.iter().filter(|(_, v)| !v.is_empty()).find(|(k, _)| {
+    // Descriptions are fixed texts: nothing the request chose is echoed to the client, whose
+    // pages may show `error_description` (content injection; RFC 6749 §4.1.2.1 charset).
+    if params.iter().filter(|(_, v)| !v.is_empty()).any(|(k, _)| {
         params
             .iter()
             .filter(|(n, v)| n == k && !v.is_empty())
@@ -172,7 +174,7 @@ pub fn validate(
     }) {
         return Err(fail(
             "invalid_request",
-            &format!("{name} is repeated; send each parameter once"),
+            "a parameter is repeated; send each parameter once",
         ));
     }
     let get = |name: &str| single_param(params, name).ok().flatten();
@@ -224,13 +226,13 @@ pub fn validate(
             "prompt=none cannot be combined with other values",
         ));
     }
-    if let Some(unknown) = prompts
+    if prompts
         .iter()
-        .find(|p| !["", "none", "login", "consent", "select_account"].contains(p))
+        .any(|p| !["", "none", "login", "consent", "select_account"].contains(p))
     {
         return Err(fail(
             "invalid_request",
-            &format!("unknown prompt value {unknown}"),
+            "unknown prompt value (none, login, consent, select_account)",
         ));
     }
     let max_age = match get("max_age") {
@@ -262,7 +264,7 @@ fn scopes(requested: Option<&str>, client: &Client) -> Result<Vec<String>, Strin
     let mut scopes: Vec<String> = Vec::new();
     for scope in requested.split(' ').filter(|s| !s.is_empty()) {
         if !client.spec.scopes.iter().any(|s| s == scope) {
-            return Err(format!("scope {scope} is not allowed to this client"));
+            return Err("a requested scope is not allowed to this client".to_owned());
         }
         if !scopes.iter().any(|s| s == scope) {
             scopes.push(scope.to_owned());
@@ -528,6 +530,32 @@ mod tests {
         let (error, state) = error_of(validate(&with("web", &[("state", &long(1025))]), &registry));
         assert_eq!(error, "invalid_request");
         assert_eq!(state, None, "an oversized state is not echoed");
+    }
+
+    #[test]
+    fn an_error_description_never_echoes_request_text() {
+        let registry = clients();
+        let evil = "<b>Call+1-555</b>\"";
+        let mut repeated = with("web", &[]);
+        repeated.push((evil.into(), "1".into()));
+        repeated.push((evil.into(), "2".into()));
+        for request in [
+            with("web", &[("prompt", evil)]),
+            with("web", &[("scope", &format!("openid {evil}"))]),
+            repeated,
+        ] {
+            let Err(Refusal::Redirect(e)) = validate(&request, &registry) else {
+                panic!("an error redirect expected");
+            };
+            assert!(!e.description.contains("555"), "{}", e.description);
+            assert!(
+                e.description
+                    .bytes()
+                    .all(|b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\'),
+                "{}",
+                e.description
+            );
+        }
     }
 
     #[test]

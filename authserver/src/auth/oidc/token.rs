@@ -325,7 +325,7 @@ pub async fn refresh(
             if !has_scope(&rotated.grant.scope, s) {
                 return Err(refused(
                     "invalid_scope",
-                    &format!("scope {s} was not granted; a refresh can only narrow the scope"),
+                    "a requested scope was not granted; a refresh can only narrow the scope",
                 ));
             }
             if !narrowed.contains(&s) {
@@ -370,7 +370,7 @@ pub fn client_credentials(
                 if !allowed(s) {
                     return Err(refused(
                         "invalid_scope",
-                        &format!("scope {s} is not available to client credentials"),
+                        "a requested scope is not available to client credentials",
                     ));
                 }
                 if !scopes.contains(&s) {
