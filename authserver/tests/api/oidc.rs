@@ -330,3 +330,24 @@ async fn revocation_answers_200_for_unknown_tokens_and_leaves_other_clients_toke
     .body;
     assert_eq!(still["active"], true, "another client cannot revoke it");
 }
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_refused_logout_request_is_headed_as_a_sign_out_not_a_sign_in(pool: PgPool) {
+    let server = server(pool).await;
+    let refused = server
+        .http
+        .get(format!(
+            "{}/oauth2/logout?client_id=web&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let html = refused.text().await.unwrap();
+    assert!(
+        html.contains("This sign-out request cannot continue"),
+        "{html}"
+    );
+    assert!(!html.contains("sign-in request"), "{html}");
+}
