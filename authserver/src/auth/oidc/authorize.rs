@@ -339,7 +339,10 @@ pub fn decide(
         Some(auth_time) => {
             request.prompt_login
                 || request.max_age.is_some_and(|max_age| {
-                    (now - auth_time).whole_seconds() > i64::try_from(max_age).unwrap_or(i64::MAX)
+                    // Compared at full precision, so `max_age=0` asks for a login unless one was
+                    // made for this very request (whole seconds let 0.9 s pass as 0).
+                    let max_age = i64::try_from(max_age).unwrap_or(i64::MAX);
+                    now - auth_time > time::Duration::seconds(max_age)
                 })
         }
     };
@@ -697,6 +700,21 @@ mod tests {
         );
         assert_eq!(
             decide(&request(&[]), Some(now), false, &first_party(), now),
+            Decision::Issue
+        );
+    }
+
+    #[test]
+    fn max_age_zero_asks_for_a_login_even_half_a_second_after_one() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(10_000);
+        let zero = request(&[("max_age", "0")]);
+        let just_before = now - Duration::from_millis(500);
+        assert_eq!(
+            decide(&zero, Some(just_before), false, &first_party(), now),
+            Decision::Login
+        );
+        assert_eq!(
+            decide(&zero, Some(just_before), true, &first_party(), now),
             Decision::Issue
         );
     }
