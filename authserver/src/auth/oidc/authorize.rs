@@ -218,6 +218,15 @@ pub fn validate(
     let scopes = scopes(get("scope"), client).map_err(|d| fail("invalid_scope", &d))?;
     let code_challenge = pkce(get("code_challenge"), get("code_challenge_method"), client)
         .map_err(|d| fail("invalid_request", d))?;
+    // RFC 9700 §2.1.1: without PKCE, only an ID token's nonce stops code injection; a
+    // confidential client must send one of the two.
+    if code_challenge.is_none() && !(scopes.iter().any(|s| s == "openid") && get("nonce").is_some())
+    {
+        return Err(fail(
+            "invalid_request",
+            "send code_challenge (PKCE, S256) or, with scope openid, a nonce",
+        ));
+    }
     let prompts: Vec<&str> = get("prompt").unwrap_or_default().split(' ').collect();
     let prompt_none = prompts.contains(&"none");
     if prompt_none && prompts.len() > 1 {
@@ -559,6 +568,18 @@ mod tests {
                 e.description
             );
         }
+    }
+
+    #[test]
+    fn a_confidential_client_without_pkce_needs_a_nonce() {
+        let registry = clients();
+        let without = [("code_challenge", ""), ("code_challenge_method", "")];
+        let no_nonce = [without[0], without[1], ("nonce", "")];
+        assert_eq!(
+            error_of(validate(&with("web", &no_nonce), &registry)).0,
+            "invalid_request"
+        );
+        assert!(validate(&with("web", &without), &registry).is_ok());
     }
 
     #[test]

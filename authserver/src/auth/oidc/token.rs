@@ -730,6 +730,7 @@ mod tests {
             ("redirect_uri", CB),
             ("response_type", "code"),
             ("scope", scope),
+            ("nonce", "n-1"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
