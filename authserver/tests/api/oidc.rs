@@ -351,3 +351,36 @@ async fn a_refused_logout_request_is_headed_as_a_sign_out_not_a_sign_in(pool: Pg
     );
     assert!(!html.contains("sign-in request"), "{html}");
 }
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_authorization_request_with_an_8_kib_state_is_refused_and_no_login_is_pending(
+    pool: PgPool,
+) {
+    let server = server(pool).await;
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", "spa")
+        .append_pair("redirect_uri", "http://localhost:7777/spa")
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid")
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", &"s".repeat(8 * 1024))
+        .finish();
+    let answer = server
+        .http
+        .get(format!("{}/oauth2/authorize?{query}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("http://localhost:7777/spa?error=invalid_request"),
+        "{location}"
+    );
+    assert!(!location.contains("/login"), "nothing pending: {location}");
+    assert!(location.len() < 512, "the state is not echoed: {location}");
+}
