@@ -106,11 +106,24 @@ pub async fn rotate(
                 refresh_token: successor,
             })
         }
-        RotateOutcome::Reused { session_id } => {
+        RotateOutcome::Reused {
+            session_id,
+            family_id,
+            client_id: family_client,
+        } => {
             core.metrics.refresh_reuse.inc();
-            core.kv.revoke_sid(&session_id, core.access_ttl()).await?;
-            if let Some(record) = core.kv.session(&session_id).await? {
-                core.kv.delete_session(record.user_id, &session_id).await?;
+            if family_client.is_some() {
+                // A client's grant is not the user's session (RFC 9700 §4.14.2): the replay
+                // ends this grant (family, now revoked, and its access tokens) and nothing else.
+                core.kv
+                    .revoke_gid(&family_id.to_string(), core.access_ttl())
+                    .await?;
+            } else {
+                // The realm's own API: its family is the session, which ends with it.
+                core.kv.revoke_sid(&session_id, core.access_ttl()).await?;
+                if let Some(record) = core.kv.session(&session_id).await? {
+                    core.kv.delete_session(record.user_id, &session_id).await?;
+                }
             }
             tracing::warn!(target: "audit", event = "refresh_token_reuse", "refresh token reused; family revoked");
             Err(AuthError::InvalidGrant(

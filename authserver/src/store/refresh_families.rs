@@ -72,6 +72,10 @@ pub enum RotateOutcome {
     Reused {
         /// Session of the revoked family.
         session_id: String,
+        /// The revoked family (the grant id).
+        family_id: Uuid,
+        /// Client of the revoked family (`None`: the realm's own API).
+        client_id: Option<String>,
     },
     /// Unknown, expired, revoked, or of an account that changed its credentials or was
     /// disabled since the family started (the family is then revoked).
@@ -633,6 +637,8 @@ async fn rotate_in_postgres(
             revoke_family(&mut tx, family_id, now).await?;
             RotateOutcome::Reused {
                 session_id: family.session_id,
+                family_id,
+                client_id: family.client_id,
             }
         }
         Standing::Usable => {
@@ -715,6 +721,8 @@ fn rotate_in_memory(
                 revoke(tables);
                 RotateOutcome::Reused {
                     session_id: family.session_id,
+                    family_id: token.family_id,
+                    client_id: family.client_id,
                 }
             }
             Standing::Usable => {

@@ -99,11 +99,35 @@ struct ErrorPage<'a> {
 
 /// An error page for the user (never a redirect).
 pub fn error_page(state: &AppState, status: StatusCode, description: &str) -> Response {
+    headed_error_page(
+        state,
+        status,
+        "This sign-in request cannot continue",
+        description,
+    )
+}
+
+/// The page for a logout request that cannot go on (not a sign-in, so not headed as one).
+pub fn logout_error_page(state: &AppState, status: StatusCode, description: &str) -> Response {
+    headed_error_page(
+        state,
+        status,
+        "This sign-out request cannot continue",
+        description,
+    )
+}
+
+fn headed_error_page(
+    state: &AppState,
+    status: StatusCode,
+    heading: &'static str,
+    description: &str,
+) -> Response {
     html(
         status,
         &ErrorPage {
             chrome: Chrome::of(state),
-            heading: "This sign-in request cannot continue",
+            heading,
             description,
         },
     )

@@ -283,6 +283,21 @@ async fn introspection_needs_a_confidential_client_and_a_revoked_token_is_only_i
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn introspection_of_another_clients_token_is_only_inactive(pool: PgPool) {
+    let server = server(pool).await;
+    let token = client_token(&server).await;
+    let by_partner = form(
+        &server,
+        "/oauth2/introspect",
+        Some(("partner", &server.client_secret("partner"))),
+        &[("token", &token)],
+    )
+    .await;
+    assert_eq!(by_partner.status, 200);
+    assert_eq!(by_partner.body, json!({"active": false}));
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn revocation_answers_200_for_unknown_tokens_and_leaves_other_clients_tokens_alone(
     pool: PgPool,
 ) {
@@ -314,4 +329,58 @@ async fn revocation_answers_200_for_unknown_tokens_and_leaves_other_clients_toke
     .await
     .body;
     assert_eq!(still["active"], true, "another client cannot revoke it");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_refused_logout_request_is_headed_as_a_sign_out_not_a_sign_in(pool: PgPool) {
+    let server = server(pool).await;
+    let refused = server
+        .http
+        .get(format!(
+            "{}/oauth2/logout?client_id=web&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let html = refused.text().await.unwrap();
+    assert!(
+        html.contains("This sign-out request cannot continue"),
+        "{html}"
+    );
+    assert!(!html.contains("sign-in request"), "{html}");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_authorization_request_with_an_8_kib_state_is_refused_and_no_login_is_pending(
+    pool: PgPool,
+) {
+    let server = server(pool).await;
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", "spa")
+        .append_pair("redirect_uri", "http://localhost:7777/spa")
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid")
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", &"s".repeat(8 * 1024))
+        .finish();
+    let answer = server
+        .http
+        .get(format!("{}/oauth2/authorize?{query}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("http://localhost:7777/spa?error=invalid_request"),
+        "{location}"
+    );
+    assert!(!location.contains("/login"), "nothing pending: {location}");
+    assert!(location.len() < 512, "the state is not echoed: {location}");
 }

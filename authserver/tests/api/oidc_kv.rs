@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use portcullis_authserver::clock::Clock;
-use portcullis_authserver::store::kv::{CodeRecord, Kv, REPLAY_WINDOW, Redeemed};
+use portcullis_authserver::store::kv::{CodeRecord, Kv, PendingKind, REPLAY_WINDOW, Redeemed};
 
 use crate::support::stopped_clock;
 
@@ -183,5 +183,59 @@ async fn an_access_token_is_revoked_by_its_session_its_grant_or_its_own_id() {
             kv.is_access_revoked(Some("s"), None, "j2").await.unwrap(),
             "{name}"
         );
+    }
+}
+
+#[tokio::test]
+async fn an_authorization_pending_is_never_found_or_taken_as_a_logout_pending() {
+    let clock = stopped_clock();
+    for (name, kv) in both(&clock).await {
+        let ttl = Duration::from_secs(600);
+        kv.put_pending(PendingKind::Authorization, "p", "{}", ttl)
+            .await
+            .unwrap();
+        assert_eq!(
+            kv.pending(PendingKind::Logout, "p").await.unwrap(),
+            None,
+            "{name}"
+        );
+        assert_eq!(
+            kv.take_pending(PendingKind::Logout, "p").await.unwrap(),
+            None,
+            "{name}"
+        );
+        assert_eq!(
+            kv.pending(PendingKind::Authorization, "p")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("{}"),
+            "{name}: left in place"
+        );
+    }
+}
+
+#[tokio::test]
+async fn replacing_a_taken_pending_does_not_bring_it_back() {
+    let clock = stopped_clock();
+    for (name, kv) in both(&clock).await {
+        let kind = PendingKind::Authorization;
+        let ttl = Duration::from_secs(600);
+        kv.put_pending(kind, "waits", "1", ttl).await.unwrap();
+        assert!(
+            kv.replace_pending(kind, "waits", "2").await.unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            kv.pending(kind, "waits").await.unwrap().as_deref(),
+            Some("2")
+        );
+        kv.put_pending(kind, "taken", "1", ttl).await.unwrap();
+        kv.take_pending(kind, "taken").await.unwrap();
+        assert!(
+            !kv.replace_pending(kind, "taken", "2").await.unwrap(),
+            "{name}"
+        );
+        assert_eq!(kv.pending(kind, "taken").await.unwrap(), None, "{name}");
     }
 }

@@ -403,7 +403,8 @@ fn token_error<T: std::fmt::Debug, RE: std::error::Error + 'static>(
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_wrong_or_missing_verifier_a_reused_code_and_a_wrong_secret_are_refused(pool: PgPool) {
     let rp = rp(pool, None).await;
-    // Wrong verifier, then the right one: the code was spent by the failed attempt.
+    // Wrong verifier, then the right one: the failed attempt changed nothing (the code is
+    // checked before it is spent), so the right one succeeds once and a reuse is refused.
     let (url, _, _, verifier) = authorize(&rp);
     let query = rp.browse(&url, "alice@example.com").await;
     let code = || AuthorizationCode::new(param(&query, "code").unwrap().to_owned());
@@ -415,11 +416,20 @@ async fn a_wrong_or_missing_verifier_a_reused_code_and_a_wrong_secret_are_refuse
         .request_async(&rp.http())
         .await;
     assert_eq!(token_error(wrong), CoreErrorResponseType::InvalidGrant);
+    let verifier = verifier.secret().clone();
+    let right = rp
+        .client
+        .exchange_code(code())
+        .unwrap()
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier.clone()))
+        .request_async(&rp.http())
+        .await;
+    assert!(right.is_ok(), "{right:?}");
     let reused = rp
         .client
         .exchange_code(code())
         .unwrap()
-        .set_pkce_verifier(verifier)
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier))
         .request_async(&rp.http())
         .await;
     assert_eq!(token_error(reused), CoreErrorResponseType::InvalidGrant);

@@ -62,6 +62,7 @@ pub async fn partner_tokens(server: &TestServer, cookie: &str, scope: &str) -> V
         .append_pair("redirect_uri", "http://localhost:7777/cb")
         .append_pair("response_type", "code")
         .append_pair("scope", scope)
+        .append_pair("nonce", "n")
         .finish();
     let mut answer = get(server, &format!("/oauth2/authorize?{query}"), cookie).await;
     if location(&answer).starts_with("/consent?") {
@@ -327,7 +328,7 @@ async fn a_disconnected_app_loses_its_consent_and_its_refresh_tokens(pool: PgPoo
     assert!(!html.contains("<td>partner</td>"), "{html}");
     let again = get(
         &server,
-        "/oauth2/authorize?client_id=partner&redirect_uri=http%3A%2F%2Flocalhost%3A7777%2Fcb&response_type=code&scope=openid",
+        "/oauth2/authorize?client_id=partner&redirect_uri=http%3A%2F%2Flocalhost%3A7777%2Fcb&response_type=code&scope=openid&nonce=n",
         &cookie,
     )
     .await;

@@ -272,7 +272,7 @@ async fn registering_during_an_authorization_goes_on_to_that_request_after_verif
     let authorize = server
         .http
         .get(format!(
-            "{}/oauth2/authorize?client_id=web&redirect_uri=http%3A%2F%2Flocalhost%3A7777%2Fcb&response_type=code&scope=openid&state=s",
+            "{}/oauth2/authorize?client_id=web&redirect_uri=http%3A%2F%2Flocalhost%3A7777%2Fcb&response_type=code&scope=openid&state=s&nonce=n",
             server.base
         ))
         .send()

@@ -102,6 +102,19 @@ fn is_s256_challenge(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Upper bounds on the parameters that are stored with a pending request or a code and echoed
+/// (M1: an unauthenticated request must not park kilobytes in the store). No real relying party
+/// comes near them: libraries send 22–64 characters of `state` and `nonce`, an e-mail address is at
+/// most 254 bytes (RFC 5321), and four scopes fit in 40. Keycloak and Hydra bound the whole
+/// request URI instead; these limits are the per-parameter equivalent, stated in each refusal.
+const MAX_STATE: usize = 1024;
+/// See [`MAX_STATE`].
+const MAX_NONCE: usize = 512;
+/// See [`MAX_STATE`].
+const MAX_LOGIN_HINT: usize = 256;
+/// See [`MAX_STATE`].
+const MAX_SCOPE: usize = 1024;
+
 fn page(description: &str) -> Refusal {
     Refusal::Page {
         description: description.to_owned(),
@@ -128,10 +141,10 @@ pub fn validate(
             "The return address of this request is not registered for the application.",
         ));
     }
-    let state = single_param(params, "state")
-        .ok()
-        .flatten()
-        .map(str::to_owned);
+    let state = single_param(params, "state").ok().flatten();
+    let state_too_long = state.is_some_and(|s| s.len() > MAX_STATE);
+    // An oversized state is not echoed: the refusal would carry it back in the Location.
+    let state = state.filter(|_| !state_too_long).map(str::to_owned);
     let response_mode = match single_param(params, "response_mode") {
         Ok(None | Some("query")) => Ok(ResponseMode::Query),
         Ok(Some("form_post")) => Ok(ResponseMode::FormPost),
@@ -147,7 +160,12 @@ pub fn validate(
         })
     };
     let response_mode = response_mode.map_err(|d| fail("invalid_request", d))?;
-    if let Some((name, _)) = params.iter().filter(|(_, v)| !v.is_empty()).find(|(k, _)| {
+    if state_too_long {
+        return Err(fail("invalid_request", "state is longer than 1024 bytes"));
+    }
+    // Descriptions are fixed texts: nothing the request chose is echoed to the client, whose
+    // pages may show `error_description` (content injection; RFC 6749 §4.1.2.1 charset).
+    if params.iter().filter(|(_, v)| !v.is_empty()).any(|(k, _)| {
         params
             .iter()
             .filter(|(n, v)| n == k && !v.is_empty())
@@ -156,10 +174,23 @@ pub fn validate(
     }) {
         return Err(fail(
             "invalid_request",
-            &format!("{name} is repeated; send each parameter once"),
+            "a parameter is repeated; send each parameter once",
         ));
     }
     let get = |name: &str| single_param(params, name).ok().flatten();
+    for (name, max, description) in [
+        ("nonce", MAX_NONCE, "nonce is longer than 512 bytes"),
+        (
+            "login_hint",
+            MAX_LOGIN_HINT,
+            "login_hint is longer than 256 bytes",
+        ),
+        ("scope", MAX_SCOPE, "scope is longer than 1024 bytes"),
+    ] {
+        if get(name).is_some_and(|value| value.len() > max) {
+            return Err(fail("invalid_request", description));
+        }
+    }
     for (name, error) in UNSUPPORTED {
         if get(name).is_some() {
             return Err(fail(
@@ -187,6 +218,15 @@ pub fn validate(
     let scopes = scopes(get("scope"), client).map_err(|d| fail("invalid_scope", &d))?;
     let code_challenge = pkce(get("code_challenge"), get("code_challenge_method"), client)
         .map_err(|d| fail("invalid_request", d))?;
+    // RFC 9700 §2.1.1: without PKCE, only an ID token's nonce stops code injection; a
+    // confidential client must send one of the two.
+    if code_challenge.is_none() && !(scopes.iter().any(|s| s == "openid") && get("nonce").is_some())
+    {
+        return Err(fail(
+            "invalid_request",
+            "send code_challenge (PKCE, S256) or, with scope openid, a nonce",
+        ));
+    }
     let prompts: Vec<&str> = get("prompt").unwrap_or_default().split(' ').collect();
     let prompt_none = prompts.contains(&"none");
     if prompt_none && prompts.len() > 1 {
@@ -195,13 +235,13 @@ pub fn validate(
             "prompt=none cannot be combined with other values",
         ));
     }
-    if let Some(unknown) = prompts
+    if prompts
         .iter()
-        .find(|p| !["", "none", "login", "consent", "select_account"].contains(p))
+        .any(|p| !["", "none", "login", "consent", "select_account"].contains(p))
     {
         return Err(fail(
             "invalid_request",
-            &format!("unknown prompt value {unknown}"),
+            "unknown prompt value (none, login, consent, select_account)",
         ));
     }
     let max_age = match get("max_age") {
@@ -233,7 +273,7 @@ fn scopes(requested: Option<&str>, client: &Client) -> Result<Vec<String>, Strin
     let mut scopes: Vec<String> = Vec::new();
     for scope in requested.split(' ').filter(|s| !s.is_empty()) {
         if !client.spec.scopes.iter().any(|s| s == scope) {
-            return Err(format!("scope {scope} is not allowed to this client"));
+            return Err("a requested scope is not allowed to this client".to_owned());
         }
         if !scopes.iter().any(|s| s == scope) {
             scopes.push(scope.to_owned());
@@ -308,7 +348,10 @@ pub fn decide(
         Some(auth_time) => {
             request.prompt_login
                 || request.max_age.is_some_and(|max_age| {
-                    (now - auth_time).whole_seconds() > i64::try_from(max_age).unwrap_or(i64::MAX)
+                    // Compared at full precision, so `max_age=0` asks for a login unless one was
+                    // made for this very request (whole seconds let 0.9 s pass as 0).
+                    let max_age = i64::try_from(max_age).unwrap_or(i64::MAX);
+                    now - auth_time > time::Duration::seconds(max_age)
                 })
         }
     };
@@ -472,6 +515,74 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_state_nonce_login_hint_or_scope_is_invalid_request() {
+        let registry = clients();
+        let long = |n: usize| "a".repeat(n);
+        let at_limit = [
+            ("state", long(1024)),
+            ("nonce", long(512)),
+            ("login_hint", long(256)),
+        ];
+        for (name, value) in &at_limit {
+            assert!(
+                validate(&with("web", &[(*name, value.as_str())]), &registry).is_ok(),
+                "{name}"
+            );
+        }
+        for (name, value) in [
+            ("nonce", long(513)),
+            ("login_hint", long(257)),
+            ("scope", format!("openid {}", long(1018))),
+        ] {
+            let (error, state) =
+                error_of(validate(&with("web", &[(name, value.as_str())]), &registry));
+            assert_eq!(error, "invalid_request", "{name}");
+            assert_eq!(state.as_deref(), Some("xyz"));
+        }
+        let (error, state) = error_of(validate(&with("web", &[("state", &long(1025))]), &registry));
+        assert_eq!(error, "invalid_request");
+        assert_eq!(state, None, "an oversized state is not echoed");
+    }
+
+    #[test]
+    fn an_error_description_never_echoes_request_text() {
+        let registry = clients();
+        let evil = "<b>Call+1-555</b>\"";
+        let mut repeated = with("web", &[]);
+        repeated.push((evil.into(), "1".into()));
+        repeated.push((evil.into(), "2".into()));
+        for request in [
+            with("web", &[("prompt", evil)]),
+            with("web", &[("scope", &format!("openid {evil}"))]),
+            repeated,
+        ] {
+            let Err(Refusal::Redirect(e)) = validate(&request, &registry) else {
+                panic!("an error redirect expected");
+            };
+            assert!(!e.description.contains("555"), "{}", e.description);
+            assert!(
+                e.description
+                    .bytes()
+                    .all(|b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\'),
+                "{}",
+                e.description
+            );
+        }
+    }
+
+    #[test]
+    fn a_confidential_client_without_pkce_needs_a_nonce() {
+        let registry = clients();
+        let without = [("code_challenge", ""), ("code_challenge_method", "")];
+        let no_nonce = [without[0], without[1], ("nonce", "")];
+        assert_eq!(
+            error_of(validate(&with("web", &no_nonce), &registry)).0,
+            "invalid_request"
+        );
+        assert!(validate(&with("web", &without), &registry).is_ok());
+    }
+
+    #[test]
     fn a_public_client_must_use_pkce_and_a_confidential_one_may() {
         let registry = clients();
         let without = [("code_challenge", ""), ("code_challenge_method", "")];
@@ -610,6 +721,21 @@ mod tests {
         );
         assert_eq!(
             decide(&request(&[]), Some(now), false, &first_party(), now),
+            Decision::Issue
+        );
+    }
+
+    #[test]
+    fn max_age_zero_asks_for_a_login_even_half_a_second_after_one() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(10_000);
+        let zero = request(&[("max_age", "0")]);
+        let just_before = now - Duration::from_millis(500);
+        assert_eq!(
+            decide(&zero, Some(just_before), false, &first_party(), now),
+            Decision::Login
+        );
+        assert_eq!(
+            decide(&zero, Some(just_before), true, &first_party(), now),
             Decision::Issue
         );
     }

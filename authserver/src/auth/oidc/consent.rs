@@ -80,6 +80,7 @@ mod tests {
             ("redirect_uri", CB),
             ("response_type", "code"),
             ("scope", "openid email offline_access"),
+            ("nonce", "n-1"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -14,7 +14,7 @@ use super::authorize::{
 };
 use crate::auth::core::Core;
 use crate::auth::{AuthError, session_auth, sessions};
-use crate::store::kv::{CodeRecord, SessionRecord};
+use crate::store::kv::{CodeRecord, PendingKind, SessionRecord};
 
 /// How long an authorization code can be exchanged.
 pub const CODE_TTL: Duration = Duration::from_secs(60);
@@ -130,24 +130,28 @@ pub async fn begin(
 
 /// The pending request `id` as the login page shows it (`None`: unknown or expired).
 pub async fn pending_view(core: &Core, id: &str) -> Result<Option<PendingView>, AuthError> {
-    Ok(load(core.kv.pending(id).await?).map(|p| PendingView {
-        client_id: p.request.client_id,
-        login_hint: p.request.login_hint,
-        scopes: p.request.scopes,
-    }))
+    Ok(
+        load(core.kv.pending(PendingKind::Authorization, id).await?).map(|p| PendingView {
+            client_id: p.request.client_id,
+            login_hint: p.request.login_hint,
+            scopes: p.request.scopes,
+        }),
+    )
 }
 
 /// Records that the session `session_id` was just made by a login for the pending request
 /// `id`; returns whether the request still waits.
 pub async fn logged_in(core: &Core, id: &str, session_id: &str) -> Result<bool, AuthError> {
-    let Some(mut pending) = load(core.kv.pending(id).await?) else {
+    let Some(mut pending) = load(core.kv.pending(PendingKind::Authorization, id).await?) else {
         return Ok(false);
     };
     pending.login_sid = Some(session_id.to_owned());
-    core.kv
-        .put_pending(id, &encode(&pending)?, PENDING_TTL)
-        .await?;
-    Ok(true)
+    // Only while it still waits, and without renewing its deadline: a request resumed (taken)
+    // meanwhile is not written back to yield a second code.
+    Ok(core
+        .kv
+        .replace_pending(PendingKind::Authorization, id, &encode(&pending)?)
+        .await?)
 }
 
 /// Resumes the pending request `id` (once) for a browser presenting `session_secret`.
@@ -156,7 +160,7 @@ pub async fn resume(
     id: &str,
     session_secret: Option<&str>,
 ) -> Result<Outcome, AuthError> {
-    let Some(pending) = load(core.kv.take_pending(id).await?) else {
+    let Some(pending) = load(core.kv.take_pending(PendingKind::Authorization, id).await?) else {
         return Ok(Outcome::Page(
             "This sign-in request has expired or was already used.".to_owned(),
         ));
@@ -175,7 +179,8 @@ pub async fn consent_answer(
     session_secret: Option<&str>,
     allow: bool,
 ) -> Result<Outcome, AuthError> {
-    let Some(mut pending) = load(core.kv.take_pending(id).await?) else {
+    let Some(mut pending) = load(core.kv.take_pending(PendingKind::Authorization, id).await?)
+    else {
         return Ok(Outcome::Page(
             "This sign-in request has expired or was already used.".to_owned(),
         ));
@@ -249,7 +254,12 @@ async fn proceed(
         (Decision::Consent, Some(_)) => {
             let pending_id = core.random.token(24);
             core.kv
-                .put_pending(&pending_id, &encode(&pending)?, PENDING_TTL)
+                .put_pending(
+                    PendingKind::Authorization,
+                    &pending_id,
+                    &encode(&pending)?,
+                    PENDING_TTL,
+                )
                 .await?;
             Ok(Outcome::Consent { pending_id })
         }
@@ -261,7 +271,12 @@ async fn proceed(
                 consent_sid: None,
             };
             core.kv
-                .put_pending(&pending_id, &encode(&pending)?, PENDING_TTL)
+                .put_pending(
+                    PendingKind::Authorization,
+                    &pending_id,
+                    &encode(&pending)?,
+                    PENDING_TTL,
+                )
                 .await?;
             Ok(Outcome::Login { pending_id })
         }

@@ -13,6 +13,7 @@ use super::{Repeated, single_param};
 use crate::auth::core::Core;
 use crate::auth::principal::{AuthMethod, Principal};
 use crate::auth::{AuthError, account, session_auth};
+use crate::store::kv::PendingKind;
 
 /// How long a logout waits for the user's confirmation.
 const CONFIRM_TTL: std::time::Duration = std::time::Duration::from_secs(600);
@@ -156,7 +157,9 @@ pub async fn begin(
         redirect: target.redirect,
     })
     .map_err(|e| AuthError::Internal(e.to_string()))?;
-    core.kv.put_pending(&pending_id, &json, CONFIRM_TTL).await?;
+    core.kv
+        .put_pending(PendingKind::Logout, &pending_id, &json, CONFIRM_TTL)
+        .await?;
     Ok(LogoutOutcome::Confirm {
         pending_id,
         csrf: session_auth::csrf_token(core, &sid),
@@ -173,7 +176,7 @@ pub async fn confirm(
 ) -> Result<LogoutOutcome, AuthError> {
     let Some(pending) = core
         .kv
-        .take_pending(id)
+        .take_pending(PendingKind::Logout, id)
         .await?
         .and_then(|json| serde_json::from_str::<PendingLogout>(&json).ok())
     else {

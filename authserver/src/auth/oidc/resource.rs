@@ -116,8 +116,8 @@ pub async fn revoke(
     Ok(())
 }
 
-/// Introspects `token` for a confidential `client` (RFC 7662): an active access token of this
-/// realm, or an active refresh token of this very client, is described; anything else is
+/// Introspects `token` for a confidential `client` (RFC 7662): an active access or refresh
+/// token issued to this very client is described; anything else is
 /// exactly `{"active": false}` (§2.2).
 pub async fn introspect(core: &Core, client: &Client, token: &str) -> Result<Value, AuthError> {
     if !client.is_confidential() {
@@ -127,12 +127,15 @@ pub async fn introspect(core: &Core, client: &Client, token: &str) -> Result<Val
     }
     let inactive = json!({"active": false});
     if let Some(claims) = live_access(core, token).await? {
+        // RFC 7662 §4: only the client a token was issued to may learn about it (every access
+        // token's audience is the issuer, so none names another client); another client's
+        // token, or one of the realm's own API, is as inactive as a stranger's.
+        if claims.client_id.as_deref() != Some(client.id()) {
+            return Ok(inactive);
+        }
         // A user's token (sub is a user id; client ids are never UUID-shaped) is active only
         // while the account is; a client's own token (client_credentials) has no account.
         let user = claims.sub.parse::<uuid::Uuid>().ok();
-        if claims.client_id.is_none() && user.is_none() {
-            return Ok(inactive);
-        }
         if let Some(id) = user
             && core.db.user_by_id(id).await?.is_none_or(|u| u.disabled)
         {

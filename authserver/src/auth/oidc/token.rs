@@ -70,7 +70,14 @@ pub async fn exchange_code(
         ));
     }
     let key = code_key(code);
-    let record = match core.kv.redeem_code(&key, core.clock.now_ms()).await? {
+    let now_ms = core.clock.now_ms();
+    // Checked before the code is spent (RFC 9700 §4.2): a code presented by another client, or
+    // without its redirect URI and verifier, changes nothing; only its own client's second use
+    // is a replay that revokes what the code issued.
+    if let Some(record) = core.kv.peek_code(&key, now_ms).await? {
+        bound_to(&record, client, redirect_uri, code_verifier)?;
+    }
+    let record = match core.kv.redeem_code(&key, now_ms).await? {
         Redeemed::Fresh(record) => record,
         Redeemed::Replayed { gid, jti } => {
             revoke_issued(core, gid.as_deref(), jti.as_deref()).await?;
@@ -82,6 +89,27 @@ pub async fn exchange_code(
         Redeemed::Expired => return Err(AuthError::InvalidGrant("the authorization code expired")),
         Redeemed::Unknown => return Err(AuthError::InvalidGrant("unknown authorization code")),
     };
+    bound_to(&record, client, redirect_uri, code_verifier)?;
+    let issued = issue_for_code(core, client, &record).await?;
+    let (gid, jti, issued) = issued;
+    if core.kv.record_code_issue(&key, &gid, &jti).await? {
+        // Replayed while this exchange ran: what it just issued dies too.
+        revoke_issued(core, Some(&gid), Some(&jti)).await?;
+        return Err(AuthError::InvalidGrant(
+            "the authorization code was already used; the tokens it issued are revoked",
+        ));
+    }
+    tracing::info!(target: "audit", event = "oauth_code_exchanged", user_id = %record.user_id, client_id = %client.id(), "authorization code exchanged");
+    Ok(issued)
+}
+
+/// Whether a code's record is bound to this client, its redirect URI and PKCE verifier.
+fn bound_to(
+    record: &CodeRecord,
+    client: &Client,
+    redirect_uri: Option<&str>,
+    code_verifier: Option<&str>,
+) -> Result<(), AuthError> {
     if record.client_id != client.id() {
         return Err(AuthError::InvalidGrant(
             "the authorization code was issued to another client",
@@ -97,17 +125,7 @@ pub async fn exchange_code(
             "the PKCE code_verifier is missing, malformed or does not match",
         ));
     }
-    let issued = issue_for_code(core, client, &record).await?;
-    let (gid, jti, issued) = issued;
-    if core.kv.record_code_issue(&key, &gid, &jti).await? {
-        // Replayed while this exchange ran: what it just issued dies too.
-        revoke_issued(core, Some(&gid), Some(&jti)).await?;
-        return Err(AuthError::InvalidGrant(
-            "the authorization code was already used; the tokens it issued are revoked",
-        ));
-    }
-    tracing::info!(target: "audit", event = "oauth_code_exchanged", user_id = %record.user_id, client_id = %client.id(), "authorization code exchanged");
-    Ok(issued)
+    Ok(())
 }
 
 /// Revokes what a code issued: its grant (the refresh family and its access tokens) and its
@@ -307,7 +325,7 @@ pub async fn refresh(
             if !has_scope(&rotated.grant.scope, s) {
                 return Err(refused(
                     "invalid_scope",
-                    &format!("scope {s} was not granted; a refresh can only narrow the scope"),
+                    "a requested scope was not granted; a refresh can only narrow the scope",
                 ));
             }
             if !narrowed.contains(&s) {
@@ -352,7 +370,7 @@ pub fn client_credentials(
                 if !allowed(s) {
                     return Err(refused(
                         "invalid_scope",
-                        &format!("scope {s} is not available to client credentials"),
+                        "a requested scope is not available to client credentials",
                     ));
                 }
                 if !scopes.contains(&s) {
@@ -506,6 +524,37 @@ mod tests {
                 .is_err(),
             "the family died"
         );
+    }
+
+    #[tokio::test]
+    async fn a_code_presented_by_another_client_or_with_a_wrong_redirect_uri_changes_nothing() {
+        let f = fixture_with_clients();
+        let code = code(&f, "spa", "openid", true).await;
+        let spa = client(&f, "spa");
+        let wrong = [
+            (client(&f, "web"), CB),
+            (spa, "https://app.example.com/cb/"),
+        ];
+        for (presenter, uri) in wrong {
+            assert!(
+                exchange_code(&f.core, presenter, &code, Some(uri), Some(VERIFIER))
+                    .await
+                    .is_err()
+            );
+        }
+        let issued = exchange_code(&f.core, spa, &code, Some(CB), Some(VERIFIER))
+            .await
+            .unwrap();
+        for (presenter, uri) in wrong {
+            assert!(
+                exchange_code(&f.core, presenter, &code, Some(uri), Some(VERIFIER))
+                    .await
+                    .is_err()
+            );
+        }
+        assert!(!revoked(&f, &issued.access_token).await);
+        let refresh_token = issued.refresh_token.as_deref().unwrap();
+        assert!(refresh(&f.core, spa, refresh_token, None).await.is_ok());
     }
 
     #[tokio::test]
@@ -681,6 +730,7 @@ mod tests {
             ("redirect_uri", CB),
             ("response_type", "code"),
             ("scope", scope),
+            ("nonce", "n-1"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -718,6 +768,24 @@ mod tests {
             .is_access_revoked(claims.sid.as_deref(), claims.gid.as_deref(), &claims.jti)
             .await
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_replayed_client_refresh_token_ends_only_that_grant_not_the_session_or_other_grants()
+    {
+        let f = fixture_with_clients();
+        let login = signed_in(&f, "alice@example.com").await;
+        let replayed = web_tokens(&f, &login, "openid").await;
+        let other = web_tokens(&f, &login, "openid").await;
+        web_refresh(&f, &replayed).await.unwrap();
+        assert!(matches!(
+            web_refresh(&f, &replayed).await,
+            Err(AuthError::InvalidGrant(_))
+        ));
+        assert!(revoked(&f, &replayed.access_token).await);
+        assert!(f.session_lives(&login.session_id).await);
+        assert!(!revoked(&f, &other.access_token).await);
+        assert!(web_refresh(&f, &other).await.is_ok());
     }
 
     #[tokio::test]

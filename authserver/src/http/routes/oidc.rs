@@ -121,7 +121,7 @@ async fn logout_confirm(
 fn logout_answer(state: &AppState, outcome: LogoutOutcome) -> Response {
     match outcome {
         LogoutOutcome::Page(description) => {
-            ui::error_page(state, StatusCode::BAD_REQUEST, &description)
+            ui::logout_error_page(state, StatusCode::BAD_REQUEST, &description)
         }
         LogoutOutcome::Confirm {
             pending_id,

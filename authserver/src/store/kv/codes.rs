@@ -148,6 +148,33 @@ impl Kv {
         }
     }
 
+    /// The record of a code, used or not, without redeeming it (so its binding to a client,
+    /// redirect URI and PKCE can be checked before anything changes); `None` once forgotten.
+    pub async fn peek_code(
+        &self,
+        hash: &str,
+        now_ms: u64,
+    ) -> Result<Option<CodeRecord>, StoreError> {
+        match self {
+            Kv::Redis { conn, prefix } => {
+                let mut conn = conn.clone();
+                let json: Option<String> = redis::cmd("HGET")
+                    .arg(code_key(prefix, hash))
+                    .arg("rec")
+                    .query_async(&mut conn)
+                    .await?;
+                json.map(|json| {
+                    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))
+                })
+                .transpose()
+            }
+            Kv::Memory(m) => {
+                let mut mem = locked(m)?;
+                Ok(live(&mut mem.codes, hash, now_ms).map(|entry| entry.record.clone()))
+            }
+        }
+    }
+
     /// Redeems a code at `now_ms`: the first use gets the record, any later one is a replay.
     pub async fn redeem_code(&self, hash: &str, now_ms: u64) -> Result<Redeemed, StoreError> {
         match self {

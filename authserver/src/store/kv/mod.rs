@@ -17,6 +17,7 @@ use redis::aio::ConnectionManager;
 
 pub use codes::{CodeRecord, REPLAY_WINDOW, Redeemed};
 pub use lockout::{Attempt, CounterLimits, CounterState, LockState};
+pub use pending::PendingKind;
 pub use sessions::SessionRecord;
 
 use super::StoreError;
