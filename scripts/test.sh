@@ -43,6 +43,22 @@ if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ] ||
   fi
 fi
 
+# The NGINX test (e2e/tests/nginx.rs) runs a real NGINX, as the current user, in front of the
+# auth server with the configuration `nginx-config` generates; without it that test says
+# SKIPPED and passes. Only the binary is used: Debian's package would start its own service on
+# port 80, which is stopped again (policy-rc.d usually forbids the start in containers anyway).
+if ! [ -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test: installing nginx (Debian) for the NGINX test" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null || true
+    if command -v service >/dev/null; then service nginx stop >/dev/null 2>&1 || true; fi
+  fi
+  if ! [ -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null 2>&1; then
+    echo "test: *** SKIPPED: no nginx (installing needs root and apt-get)${CI:+ in CI}: the NGINX test will pass without running ***" >&2
+  fi
+fi
+
 # axe-core (the browser test's accessibility check) and openid-client (the Node RP test),
 # pinned by e2e/node/package-lock.json; without them those checks say SKIPPED.
 if [ ! -f e2e/node/node_modules/.package-lock.json ] ||

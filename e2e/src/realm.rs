@@ -188,7 +188,7 @@ pub fn free_port() -> u16 {
 
 /// A throwaway CA and a serving certificate for `localhost` from it: (CA PEM, chain PEM, key
 /// PEM).
-fn certificate() -> (String, String, String) {
+pub fn certificate() -> (String, String, String) {
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
