@@ -1,0 +1,2 @@
+//! Rate-limit decision overhead (filled in by the next commit).
+fn main() {}
