@@ -52,7 +52,8 @@ pub struct Check<'a> {
 
 /// The Lua twin of [`gcra::decide`], run with EVALSHA: `KEYS[i]` is bucket i, `ARGV[1]` now (µs),
 /// `ARGV[2i]`, `ARGV[2i+1]` its `T` and `τ` (µs). Returns `{allowed, tat_1..tat_n}`.
-/// Numbers are written with `%d`: Lua's default `%.14g` would round a 16-digit µs TAT.
+/// Numbers are written with `%d`, exact below 2^53: Lua's own number-to-string (`%.14g`, as in
+/// `tostring` or `..`) would round a 16-digit µs TAT to 100 µs.
 /// `GET` of a missing key is `false`, and `tonumber(false)` is nil, so `or now` applies.
 const GCRA_LUA: &str = r"
 local now = tonumber(ARGV[1])
