@@ -51,6 +51,24 @@ pub struct Outcome {
     pub tats_us: Vec<u64>,
 }
 
+impl Outcome {
+    /// For a refusal, the bucket to name in the `RateLimit` header and `Retry-After`: the one
+    /// with the longest wait, so a client waiting that long finds every bucket open. `None` when
+    /// allowed. `buckets` are the limits the outcome was decided with, in the same order.
+    pub fn refusing(&self, now_us: u64, buckets: &[Bucket]) -> Option<usize> {
+        if self.allowed {
+            return None;
+        }
+        buckets
+            .iter()
+            .zip(&self.tats_us)
+            .enumerate()
+            .filter(|(_, (b, tat))| tat.saturating_sub(now_us) > b.tau_us)
+            .max_by_key(|(_, (b, tat))| retry_after_us(now_us, b, **tat))
+            .map(|(i, _)| i)
+    }
+}
+
 /// Decides one request against `buckets`, all or nothing: a refusal by any bucket changes none,
 /// so a flood refused per IP does not drain the per-user or global buckets.
 pub fn decide(now_us: u64, buckets: &[Bucket]) -> Outcome {
@@ -199,6 +217,27 @@ mod tests {
         // The user and global buckets still have their room: 4 more for the user alone.
         let mut rest = [b[1], b[2]];
         assert_eq!(run(NOW, &mut rest, 10), 4);
+    }
+
+    #[test]
+    fn the_refusing_bucket_is_the_one_with_the_longest_wait() {
+        let ip = Bucket::new(1, MIN, 0);
+        let user = Bucket::new(1, HOUR, 0);
+        let global = Bucket::new(600, MIN, 200);
+        let mut b = [ip, user, global];
+        assert_eq!(run(NOW, &mut b, 1), 1);
+        let out = decide(NOW, &b);
+        assert_eq!(
+            out.refusing(NOW, &b),
+            Some(1),
+            "the hour-long user wait, not the IP's minute"
+        );
+        let ip_only = [b[0], b[2]];
+        assert_eq!(decide(NOW, &ip_only).refusing(NOW, &ip_only), Some(0));
+        assert_eq!(
+            decide(NOW + 3_600_000_000, &b).refusing(NOW + 3_600_000_000, &b),
+            None
+        );
     }
 
     #[test]
