@@ -10,11 +10,14 @@
 //! - [`details`]: typed event details that cannot hold free text, emails or tokens.
 //! - [`keys`]: the `audit-key` secret (`VERSION:BASE64` per line).
 //! - [`verify`]: the walk over rows in seq order that names every finding.
-//! - [`pg`]: the PostgreSQL store (`authserver/migrations/0006_audit.sql`).
+//! - [`pg`]: the PostgreSQL store (`authserver/migrations/0006_audit.sql`); [`memory`] is its
+//!   twin for `--dev`, and [`AuditLog`] is either.
 
 pub mod chain;
 pub mod details;
 pub mod keys;
+pub mod log;
+pub mod memory;
 pub mod pg;
 pub mod store;
 pub mod verify;
@@ -22,6 +25,8 @@ pub mod verify;
 pub use chain::{ActorKind, AuditRow, Hash, Head, NewEvent, Outcome, RecordMeta, Salt};
 pub use details::{Detail, Details, Ident};
 pub use keys::{AuditKeys, KeyError};
+pub use log::AuditLog;
+pub use memory::MemoryAuditLog;
 pub use pg::PgAuditLog;
 pub use store::{PageQuery, Pruned, Pseudonymized, StoreError};
 pub use verify::{Finding, Report, Verifier, verify};

@@ -1,5 +1,6 @@
-//! The PostgreSQL store against a real server (`DATABASE_URL`): each test gets a fresh database
-//! with the auth server's migrations.
+//! The stores: PostgreSQL against a real server (`DATABASE_URL`; each test gets a fresh
+//! database with the auth server's migrations), and the in-memory twin through the same
+//! scenarios, so both give the same results.
 
 // Helpers outside #[test] functions unwrap too: a panic there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -7,7 +8,8 @@
 use std::sync::Arc;
 
 use portcullis_audit::{
-    ActorKind, AuditKeys, Details, Finding, NewEvent, Outcome, PageQuery, PgAuditLog, RecordMeta,
+    ActorKind, AuditKeys, AuditLog, Details, Finding, MemoryAuditLog, NewEvent, Outcome, PageQuery,
+    PgAuditLog, RecordMeta,
 };
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -16,12 +18,30 @@ use uuid::Uuid;
 
 const KEYS: &str = "v1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-fn log(pool: &PgPool) -> PgAuditLog {
-    PgAuditLog::new(
-        pool.clone(),
-        Arc::new(AuditKeys::parse(KEYS).unwrap()),
-        "acme",
-    )
+fn keys() -> Arc<AuditKeys> {
+    Arc::new(AuditKeys::parse(KEYS).unwrap())
+}
+
+fn log(pool: &PgPool) -> AuditLog {
+    PgAuditLog::new(pool.clone(), keys(), "acme").into()
+}
+
+/// Runs one scenario against PostgreSQL (`NAME::postgres`) and in memory (`NAME::memory`).
+macro_rules! both_stores {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[sqlx::test(migrations = "../authserver/migrations")]
+            async fn postgres(pool: sqlx::PgPool) {
+                super::$scenario(super::log(&pool)).await;
+            }
+
+            #[tokio::test]
+            async fn memory() {
+                let log = super::MemoryAuditLog::new(super::keys(), "acme");
+                super::$scenario(log.into()).await;
+            }
+        }
+    };
 }
 
 fn login(n: u128, user: Uuid, at: OffsetDateTime) -> NewEvent {
@@ -49,7 +69,7 @@ fn meta(n: u128) -> RecordMeta {
 
 /// Appends `n` logins of alternating users, a day apart from 2026-01-01 (nanoseconds included,
 /// so the µs truncation is exercised).
-async fn fill(log: &PgAuditLog, n: u128, users: [Uuid; 2]) {
+async fn fill(log: &AuditLog, n: u128, users: [Uuid; 2]) {
     for i in 1..=n {
         let at = datetime!(2026-01-01 00:00:00.000000789 UTC) + time::Duration::days(i as i64);
         log.append(&login(i, users[(i % 2) as usize], at), [i as u8; 16])
@@ -73,9 +93,8 @@ fn users() -> [Uuid; 2] {
     [Uuid::from_u128(0xa), Uuid::from_u128(0xb)]
 }
 
-#[sqlx::test(migrations = "../authserver/migrations")]
-async fn concurrent_appends_form_one_contiguous_verifying_chain(pool: PgPool) {
-    let log = log(&pool);
+both_stores!(concurrent_appends_form_one_contiguous_verifying_chain);
+async fn concurrent_appends_form_one_contiguous_verifying_chain(log: AuditLog) {
     let tasks: Vec<_> = (0..16u128)
         .map(|t| {
             let log = log.clone();
@@ -110,9 +129,8 @@ async fn concurrent_appends_form_one_contiguous_verifying_chain(pool: PgPool) {
     assert_eq!(report.checked, 128);
 }
 
-#[sqlx::test(migrations = "../authserver/migrations")]
-async fn rows_read_back_verify_despite_nanosecond_clocks(pool: PgPool) {
-    let log = log(&pool);
+both_stores!(rows_read_back_verify_despite_nanosecond_clocks);
+async fn rows_read_back_verify_despite_nanosecond_clocks(log: AuditLog) {
     fill(&log, 3, users()).await;
     let report = log.verify(None).await.unwrap();
     assert!(report.ok, "{report:?}");
@@ -198,9 +216,8 @@ async fn rows_deleted_in_sql_are_named(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrations = "../authserver/migrations")]
-async fn pseudonymising_a_user_keeps_the_chain_verifying(pool: PgPool) {
-    let log = log(&pool);
+both_stores!(pseudonymising_a_user_keeps_the_chain_verifying);
+async fn pseudonymising_a_user_keeps_the_chain_verifying(log: AuditLog) {
     let [alice, bob] = users();
     fill(&log, 6, users()).await;
     let erasure = Uuid::from_u128(0xe1);
@@ -265,9 +282,8 @@ async fn pseudonymising_in_sql_without_a_record_is_named(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrations = "../authserver/migrations")]
-async fn pruning_a_prefix_keeps_the_chain_verifying(pool: PgPool) {
-    let log = log(&pool);
+both_stores!(pruning_a_prefix_keeps_the_chain_verifying);
+async fn pruning_a_prefix_keeps_the_chain_verifying(log: AuditLog) {
     fill(&log, 6, users()).await;
     log.pseudonymize_user(users()[0], Uuid::from_u128(0xe2), meta(1), [1; 16])
         .await
@@ -311,9 +327,8 @@ async fn a_prefix_deleted_in_sql_is_named_even_with_a_forged_anchor(pool: PgPool
     assert_eq!(report.findings, [Finding::Deleted { first: 1, last: 2 }]);
 }
 
-#[sqlx::test(migrations = "../authserver/migrations")]
-async fn pages_filter_by_time_type_user_and_continue_after_a_seq(pool: PgPool) {
-    let log = log(&pool);
+both_stores!(pages_filter_by_time_type_user_and_continue_after_a_seq);
+async fn pages_filter_by_time_type_user_and_continue_after_a_seq(log: AuditLog) {
     let [alice, _] = users();
     fill(&log, 6, users()).await;
     let page = |q: PageQuery| {
