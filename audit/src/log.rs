@@ -4,6 +4,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::chain::{AuditRow, Hash, Head, NewEvent, RecordMeta, Salt};
+use crate::details::Ident;
 use crate::memory::MemoryAuditLog;
 use crate::pg::PgAuditLog;
 use crate::store::{PageQuery, Pruned, Pseudonymized, StoreError};
@@ -66,6 +67,27 @@ impl AuditLog {
         match self {
             Self::Postgres(log) => log.pseudonymize_user(user, erasure_id, meta, salt).await,
             Self::Memory(log) => log.pseudonymize_user(user, erasure_id, meta, salt).await,
+        }
+    }
+
+    /// Retention's `Pseudonymize`: one bounded batch of the oldest rows before `cutoff`.
+    pub async fn pseudonymize_before(
+        &self,
+        cutoff: OffsetDateTime,
+        reference: Ident,
+        limit: i64,
+        meta: RecordMeta,
+        salt: Salt,
+    ) -> Result<Pseudonymized, StoreError> {
+        match self {
+            Self::Postgres(log) => {
+                log.pseudonymize_before(cutoff, reference, limit, meta, salt)
+                    .await
+            }
+            Self::Memory(log) => {
+                log.pseudonymize_before(cutoff, reference, limit, meta, salt)
+                    .await
+            }
         }
     }
 

@@ -7,12 +7,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::chain::{
-    ActorKind, AuditRow, Hash, Head, NewEvent, RecordMeta, Salt, genesis, pruned_record,
-    pseudonymized_record, seal,
+    ActorKind, AuditRow, Hash, Head, NewEvent, PRUNED, PSEUDONYMIZED, RecordMeta, Salt, genesis,
+    pruned_record, pseudonymized_record, seal,
 };
 use crate::details::Ident;
 use crate::keys::AuditKeys;
-use crate::store::{PageQuery, Pruned, Pseudonymized, StoreError};
+use crate::store::{MAX_PAGE, PageQuery, Pruned, Pseudonymized, StoreError};
 use crate::verify::{Report, Verifier};
 
 /// The rows and the head, under one mutex as the head row's lock serialises PostgreSQL appends.
@@ -119,6 +119,50 @@ impl MemoryAuditLog {
             return Ok(Pseudonymized { seqs, record: None });
         }
         let event = pseudonymized_record(meta, ident, &seqs);
+        let record = self.append_locked(&mut table, &event, salt);
+        Ok(Pseudonymized {
+            seqs,
+            record: Some(record),
+        })
+    }
+
+    /// Retention's `Pseudonymize` batch, as [`crate::PgAuditLog::pseudonymize_before`].
+    pub async fn pseudonymize_before(
+        &self,
+        cutoff: OffsetDateTime,
+        reference: Ident,
+        limit: i64,
+        meta: RecordMeta,
+        salt: Salt,
+    ) -> Result<Pseudonymized, StoreError> {
+        let limit = usize::try_from(limit.clamp(1, MAX_PAGE)).unwrap_or(1);
+        let mut table = self.lock();
+        let mut seqs = Vec::new();
+        for row in table
+            .rows
+            .iter_mut()
+            .filter(|r| {
+                r.occurred_at < cutoff
+                    && r.pseudonym_of.is_none()
+                    && r.event_type != PSEUDONYMIZED
+                    && r.event_type != PRUNED
+            })
+            .take(limit)
+        {
+            row.subject_id = None;
+            if row.actor_kind == ActorKind::User {
+                row.actor_id = None;
+            }
+            row.ip = None;
+            row.user_agent = None;
+            row.salt = None;
+            row.pseudonym_of = Some(reference.as_str().to_owned());
+            seqs.push(row.seq);
+        }
+        if seqs.is_empty() {
+            return Ok(Pseudonymized { seqs, record: None });
+        }
+        let event = pseudonymized_record(meta, reference, &seqs);
         let record = self.append_locked(&mut table, &event, salt);
         Ok(Pseudonymized {
             seqs,

@@ -13,7 +13,7 @@ use crate::chain::{
 };
 use crate::details::Ident;
 use crate::keys::AuditKeys;
-use crate::store::{PageQuery, Pruned, Pseudonymized, StoreError};
+use crate::store::{MAX_PAGE, PageQuery, Pruned, Pseudonymized, StoreError};
 use crate::verify::{Report, Verifier};
 
 /// Rows per page while verifying: bounded memory, few round trips.
@@ -42,6 +42,15 @@ const PSEUDONYMIZE_USER: &str = "UPDATE audit_events SET \
       ip = NULL, user_agent = NULL, salt = NULL, pseudonym_of = $3 \
     WHERE (subject_id = $1 OR (actor_kind = 'user' AND actor_id = $1::text)) \
       AND pseudonym_of IS NULL \
+    RETURNING seq";
+const PSEUDONYMIZE_BEFORE: &str = "UPDATE audit_events SET \
+      subject_id = NULL, \
+      actor_id = CASE WHEN actor_kind = 'user' THEN NULL ELSE actor_id END, \
+      ip = NULL, user_agent = NULL, salt = NULL, pseudonym_of = $2 \
+    WHERE seq IN (SELECT seq FROM audit_events \
+      WHERE occurred_at < $1 AND pseudonym_of IS NULL \
+        AND event_type NOT IN ('audit_pseudonymized', 'audit_pruned') \
+      ORDER BY seq LIMIT $3) \
     RETURNING seq";
 const PRUNE_THROUGH: &str = "SELECT COALESCE(\
       (SELECT min(seq) - 1 FROM audit_events WHERE occurred_at >= $1), \
@@ -167,6 +176,42 @@ impl PgAuditLog {
         }
         seqs.sort_unstable();
         let event = pseudonymized_record(meta, ident, &seqs);
+        let record = self.append_locked(&mut tx, &head, &event, salt).await?;
+        tx.commit().await?;
+        Ok(Pseudonymized {
+            seqs,
+            record: Some(record),
+        })
+    }
+
+    /// Retention's `Pseudonymize`: one bounded batch of the oldest rows before `cutoff` loses
+    /// its personal fields (subject and user actor included) under `reference`
+    /// (`retention:<run>:<batch>`), with its `audit_pseudonymized` record, in one transaction.
+    /// The chain's own records carry nothing personal and are left alone. An empty result means
+    /// the run is done.
+    pub async fn pseudonymize_before(
+        &self,
+        cutoff: OffsetDateTime,
+        reference: Ident,
+        limit: i64,
+        meta: RecordMeta,
+        salt: Salt,
+    ) -> Result<Pseudonymized, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        sqlx::query(MAINTENANCE).execute(&mut *tx).await?;
+        let mut seqs: Vec<i64> = sqlx::query_scalar(PSEUDONYMIZE_BEFORE)
+            .bind(cutoff)
+            .bind(reference.as_str())
+            .bind(limit.clamp(1, MAX_PAGE))
+            .fetch_all(&mut *tx)
+            .await?;
+        if seqs.is_empty() {
+            tx.commit().await?;
+            return Ok(Pseudonymized { seqs, record: None });
+        }
+        seqs.sort_unstable();
+        let event = pseudonymized_record(meta, reference, &seqs);
         let record = self.append_locked(&mut tx, &head, &event, salt).await?;
         tx.commit().await?;
         Ok(Pseudonymized {

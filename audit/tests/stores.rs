@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use portcullis_audit::{
-    ActorKind, AuditKeys, AuditLog, Details, Finding, MemoryAuditLog, NewEvent, Outcome, PageQuery,
-    PgAuditLog, RecordMeta,
+    ActorKind, AuditKeys, AuditLog, Details, Finding, Ident, MemoryAuditLog, NewEvent, Outcome,
+    PageQuery, PgAuditLog, RecordMeta,
 };
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -384,4 +384,50 @@ async fn pages_filter_by_time_type_user_and_continue_after_a_seq(log: AuditLog) 
         .await,
         Vec::<i64>::new()
     );
+}
+
+both_stores!(retention_pseudonymises_old_rows_in_batches_and_still_verifies);
+async fn retention_pseudonymises_old_rows_in_batches_and_still_verifies(log: AuditLog) {
+    fill(&log, 6, users()).await;
+    // Rows 1..=3 fall on 2026-01-02..04.
+    let cutoff = datetime!(2026-01-05 00:00 UTC);
+    let batch = |n: u128| {
+        let log = log.clone();
+        async move {
+            let reference = Ident::parse(&format!("retention:1:{n}")).unwrap();
+            log.pseudonymize_before(cutoff, reference, 2, meta(n), [n as u8; 16])
+                .await
+                .unwrap()
+        }
+    };
+    let first = batch(1).await;
+    assert_eq!(
+        (first.seqs, first.record.map(|r| r.seq)),
+        (vec![1, 2], Some(7))
+    );
+    let second = batch(2).await;
+    assert_eq!(
+        (second.seqs, second.record.map(|r| r.seq)),
+        (vec![3], Some(8))
+    );
+    let done = batch(3).await;
+    assert!(done.seqs.is_empty() && done.record.is_none());
+    let rows = log.page(&PageQuery::default()).await.unwrap();
+    for row in &rows[..3] {
+        assert_eq!(
+            (
+                &row.subject_id,
+                &row.actor_id,
+                &row.ip,
+                &row.user_agent,
+                &row.salt
+            ),
+            (&None, &None, &None, &None, &None),
+            "row {}",
+            row.seq
+        );
+    }
+    assert!(rows[3].ip.is_some() && rows[3].subject_id.is_some());
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
 }
