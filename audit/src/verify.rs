@@ -17,7 +17,8 @@ use crate::keys::AuditKeys;
 pub enum Finding {
     /// Row `seq` is not what was written. `what`: `mac` (a hashed field or the hash itself),
     /// `personal_fields` (they no longer match the salted digest), `prev_hash` (a valid MAC
-    /// linking to another predecessor) or `key_version` (signed by no known key).
+    /// linking to another predecessor), `key_version` (signed by no known key) or
+    /// `expected_head` (the row at a head recorded elsewhere has another hash).
     Changed {
         /// The row.
         seq: i64,
@@ -348,6 +349,21 @@ impl<'a> Verifier<'a> {
                 .map(|seq| Finding::PseudonymizedWithoutRecord { seq }),
         );
     }
+}
+
+/// Parses an expected head written as `SEQ:HEX` (the `--expect-head` of `audit verify`, taken
+/// from the seq and hash a log line carried).
+pub fn parse_expected_head(text: &str) -> Option<(i64, Hash)> {
+    let (seq, hash) = text.trim().split_once(':')?;
+    let seq: i64 = seq.parse().ok().filter(|s| *s > 0)?;
+    if hash.len() != 64 || !hash.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hash.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some((seq, out))
 }
 
 /// Verifies `rows` (ascending seq) against `head`; see [`Verifier`] for pages.
@@ -692,6 +708,23 @@ mod tests {
                 Finding::Deleted { first: 8, last: 8 },
             ]
         );
+    }
+
+    #[test]
+    fn an_expected_head_parses_from_seq_and_hex() {
+        let hash = [0xab; 32];
+        let text = format!("42:{}", hex(&hash));
+        assert_eq!(parse_expected_head(&text), Some((42, hash)));
+        for bad in [
+            "42",
+            "0:00",
+            "x:ab",
+            &format!("-1:{}", hex(&hash)),
+            &text[..60],
+        ] {
+            assert_eq!(parse_expected_head(bad), None, "{bad}");
+        }
+        assert_eq!(parse_expected_head(&text.replace("ab", "zz")), None);
     }
 
     #[test]
