@@ -9,7 +9,7 @@
 //! - [`chain`]: the pure core — row types, canonical encoding, the MAC, sealing a new row.
 //! - [`details`]: typed event details that cannot hold free text, emails or tokens.
 //! - [`keys`]: the `audit-key` secret (`VERSION:BASE64` per line).
-//! - [`verify`]: the walk over rows in seq order that names every finding.
+//! - [`verify`](mod@verify): the walk over rows in seq order that names every finding.
 //! - [`pg`]: the PostgreSQL store (`authserver/migrations/0006_audit.sql`); [`memory`] is its
 //!   twin for `--dev`, and [`AuditLog`] is either.
 
