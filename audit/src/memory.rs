@@ -1,0 +1,227 @@
+//! The in-memory twin of [`crate::PgAuditLog`], for the auth server's `--dev` mode (one
+//! replica, no PostgreSQL) and for domain unit tests. Same methods, same results.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::chain::{
+    ActorKind, AuditRow, Hash, Head, NewEvent, PRUNED, PSEUDONYMIZED, RecordMeta, Salt, genesis,
+    pruned_record, pseudonymized_record, seal,
+};
+use crate::details::Ident;
+use crate::keys::AuditKeys;
+use crate::store::{MAX_PAGE, PageQuery, Pruned, Pseudonymized, StoreError};
+use crate::verify::{Report, Verifier};
+
+/// The rows and the head, under one mutex as the head row's lock serialises PostgreSQL appends.
+#[derive(Debug, Default)]
+struct Table {
+    rows: Vec<AuditRow>,
+    head: Head,
+}
+
+/// The audit log in process memory. Clones share the log.
+#[derive(Clone, Debug)]
+pub struct MemoryAuditLog {
+    table: Arc<Mutex<Table>>,
+    keys: Arc<AuditKeys>,
+    realm: String,
+}
+
+impl MemoryAuditLog {
+    /// An empty log of `realm`, signing with `keys`.
+    pub fn new(keys: Arc<AuditKeys>, realm: impl Into<String>) -> Self {
+        Self {
+            table: Arc::default(),
+            keys,
+            realm: realm.into(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // Nothing panics while the lock is held between two consistent states, so a poisoned
+        // table is still consistent.
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn append_locked(&self, table: &mut Table, event: &NewEvent, salt: Salt) -> AuditRow {
+        let prev = table.head.hash.unwrap_or_else(|| genesis(&self.realm));
+        let row = seal(event, table.head.seq + 1, prev, salt, &self.keys);
+        table.head.seq = row.seq;
+        table.head.hash = Some(row.hash);
+        table.rows.push(row.clone());
+        row
+    }
+
+    /// Appends `event` as the next row; `salt` is 16 fresh random bytes.
+    pub async fn append(&self, event: &NewEvent, salt: Salt) -> Result<AuditRow, StoreError> {
+        let mut table = self.lock();
+        Ok(self.append_locked(&mut table, event, salt))
+    }
+
+    /// The chain head.
+    pub async fn head(&self) -> Result<Head, StoreError> {
+        Ok(self.lock().head)
+    }
+
+    /// One page of events by ascending seq.
+    pub async fn page(&self, query: &PageQuery) -> Result<Vec<AuditRow>, StoreError> {
+        let limit = usize::try_from(query.clamped_limit()).unwrap_or(usize::MAX);
+        Ok(self
+            .lock()
+            .rows
+            .iter()
+            .filter(|row| query.matches(row))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    /// Pseudonymises every row about or by `user` under `erasure_id` and appends the
+    /// `audit_pseudonymized` record, as [`crate::PgAuditLog::pseudonymize_user`].
+    pub async fn pseudonymize_user(
+        &self,
+        user: Uuid,
+        erasure_id: Uuid,
+        meta: RecordMeta,
+        salt: Salt,
+    ) -> Result<Pseudonymized, StoreError> {
+        let reference = format!("erasure:{}", erasure_id.hyphenated());
+        let ident = Ident::parse(&reference).ok_or(StoreError::BadReference)?;
+        let user_text = user.hyphenated().to_string();
+        let pseudonym_text = erasure_id.hyphenated().to_string();
+        let mut table = self.lock();
+        let mut seqs = Vec::new();
+        for row in table.rows.iter_mut() {
+            let user_actor =
+                row.actor_kind == ActorKind::User && row.actor_id.as_deref() == Some(&user_text);
+            let about = row.subject_id == Some(user);
+            if row.pseudonym_of.is_some() || !(about || user_actor) {
+                continue;
+            }
+            if about {
+                row.subject_id = Some(erasure_id);
+            }
+            if user_actor {
+                row.actor_id = Some(pseudonym_text.clone());
+            }
+            row.ip = None;
+            row.user_agent = None;
+            row.salt = None;
+            row.pseudonym_of = Some(reference.clone());
+            seqs.push(row.seq);
+        }
+        if seqs.is_empty() {
+            return Ok(Pseudonymized { seqs, record: None });
+        }
+        let event = pseudonymized_record(meta, ident, &seqs);
+        let record = self.append_locked(&mut table, &event, salt);
+        Ok(Pseudonymized {
+            seqs,
+            record: Some(record),
+        })
+    }
+
+    /// Retention's `Pseudonymize` batch, as [`crate::PgAuditLog::pseudonymize_before`].
+    pub async fn pseudonymize_before(
+        &self,
+        cutoff: OffsetDateTime,
+        reference: Ident,
+        limit: i64,
+        meta: RecordMeta,
+        salt: Salt,
+    ) -> Result<Pseudonymized, StoreError> {
+        let limit = usize::try_from(limit.clamp(1, MAX_PAGE)).unwrap_or(1);
+        let mut table = self.lock();
+        let mut seqs = Vec::new();
+        for row in table
+            .rows
+            .iter_mut()
+            .filter(|r| {
+                r.occurred_at < cutoff
+                    && r.pseudonym_of.is_none()
+                    && r.event_type != PSEUDONYMIZED
+                    && r.event_type != PRUNED
+            })
+            .take(limit)
+        {
+            row.subject_id = None;
+            if row.actor_kind == ActorKind::User {
+                row.actor_id = None;
+            }
+            row.ip = None;
+            row.user_agent = None;
+            row.salt = None;
+            row.pseudonym_of = Some(reference.as_str().to_owned());
+            seqs.push(row.seq);
+        }
+        if seqs.is_empty() {
+            return Ok(Pseudonymized { seqs, record: None });
+        }
+        let event = pseudonymized_record(meta, reference, &seqs);
+        let record = self.append_locked(&mut table, &event, salt);
+        Ok(Pseudonymized {
+            seqs,
+            record: Some(record),
+        })
+    }
+
+    /// Deletes the longest prefix older than `cutoff`, anchors and appends the `audit_pruned`
+    /// record, as [`crate::PgAuditLog::prune_prefix`].
+    pub async fn prune_prefix(
+        &self,
+        cutoff: OffsetDateTime,
+        meta: RecordMeta,
+        salt: Salt,
+    ) -> Result<Option<Pruned>, StoreError> {
+        let mut table = self.lock();
+        let newer = table
+            .rows
+            .iter()
+            .filter(|r| r.occurred_at >= cutoff)
+            .map(|r| r.seq - 1)
+            .min();
+        let through = newer.or_else(|| table.rows.iter().map(|r| r.seq).max());
+        let through = match through {
+            Some(through) if through > table.head.base_seq => through,
+            _ => return Ok(None),
+        };
+        let Some(through_hash) = table.rows.iter().find(|r| r.seq == through).map(|r| r.hash)
+        else {
+            // PostgreSQL's twin fails the same way: the anchor row must exist.
+            return Err(StoreError::Malformed {
+                seq: through,
+                what: "hash",
+            });
+        };
+        let before = table.rows.len();
+        table.rows.retain(|r| r.seq > through);
+        let rows = i64::try_from(before - table.rows.len()).unwrap_or(i64::MAX);
+        table.head.base_seq = through;
+        table.head.base_hash = Some(through_hash);
+        let event = pruned_record(meta, through, &through_hash, rows);
+        let record = self.append_locked(&mut table, &event, salt);
+        Ok(Some(Pruned {
+            through_seq: through,
+            rows,
+            record,
+        }))
+    }
+
+    /// Verifies the whole log against its head.
+    pub async fn verify(&self, expect_head: Option<(i64, Hash)>) -> Result<Report, StoreError> {
+        let table = self.lock();
+        let mut verifier = Verifier::new(table.head, &self.keys, &self.realm);
+        if let Some((seq, hash)) = expect_head {
+            verifier = verifier.expect_head(seq, hash);
+        }
+        for row in &table.rows {
+            verifier.push(row);
+        }
+        Ok(verifier.finish())
+    }
+}

@@ -1,0 +1,378 @@
+//! The PostgreSQL store over `authserver/migrations/0006_audit.sql`.
+
+use std::sync::Arc;
+
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::chain::{
+    ActorKind, AuditRow, Hash, Head, NewEvent, Outcome, RecordMeta, Salt, genesis, pruned_record,
+    pseudonymized_record, seal,
+};
+use crate::details::Ident;
+use crate::keys::AuditKeys;
+use crate::store::{MAX_PAGE, PageQuery, Pruned, Pseudonymized, StoreError};
+use crate::verify::{Report, Verifier};
+
+/// Rows per page while verifying: bounded memory, few round trips.
+const VERIFY_PAGE: i64 = 1000;
+
+const LOCK_HEAD: &str =
+    "SELECT seq, hash, base_seq, base_hash FROM audit_chain_head WHERE id = 1 FOR UPDATE";
+const READ_HEAD: &str = "SELECT seq, hash, base_seq, base_hash FROM audit_chain_head WHERE id = 1";
+const INSERT: &str = "INSERT INTO audit_events (seq, event_id, occurred_at, event_type, outcome, \
+    actor_kind, client_id, details, actor_id, subject_id, ip, user_agent, salt, personal_digest, \
+    pseudonym_of, key_version, prev_hash, hash) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+const MOVE_HEAD: &str = "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1";
+const MAINTENANCE: &str = "SET LOCAL portcullis.audit_maintenance = 'on'";
+const PAGE: &str = "SELECT seq, event_id, occurred_at, event_type, outcome, actor_kind, client_id, \
+    details, actor_id, subject_id, ip, user_agent, salt, personal_digest, pseudonym_of, \
+    key_version, prev_hash, hash FROM audit_events \
+    WHERE seq > $1 \
+      AND ($2::timestamptz IS NULL OR occurred_at >= $2) \
+      AND ($3::uuid IS NULL OR subject_id = $3 OR (actor_kind = 'user' AND actor_id = $3::text)) \
+      AND ($4::text IS NULL OR event_type = $4) \
+    ORDER BY seq LIMIT $5";
+const PSEUDONYMIZE_USER: &str = "UPDATE audit_events SET \
+      subject_id = CASE WHEN subject_id = $1 THEN $2 ELSE subject_id END, \
+      actor_id = CASE WHEN actor_kind = 'user' AND actor_id = $1::text THEN $2::text ELSE actor_id END, \
+      ip = NULL, user_agent = NULL, salt = NULL, pseudonym_of = $3 \
+    WHERE (subject_id = $1 OR (actor_kind = 'user' AND actor_id = $1::text)) \
+      AND pseudonym_of IS NULL \
+    RETURNING seq";
+const PSEUDONYMIZE_BEFORE: &str = "UPDATE audit_events SET \
+      subject_id = NULL, \
+      actor_id = CASE WHEN actor_kind = 'user' THEN NULL ELSE actor_id END, \
+      ip = NULL, user_agent = NULL, salt = NULL, pseudonym_of = $2 \
+    WHERE seq IN (SELECT seq FROM audit_events \
+      WHERE occurred_at < $1 AND pseudonym_of IS NULL \
+        AND event_type NOT IN ('audit_pseudonymized', 'audit_pruned') \
+      ORDER BY seq LIMIT $3) \
+    RETURNING seq";
+const PRUNE_THROUGH: &str = "SELECT COALESCE(\
+      (SELECT min(seq) - 1 FROM audit_events WHERE occurred_at >= $1), \
+      (SELECT max(seq) FROM audit_events))";
+const HASH_OF: &str = "SELECT hash FROM audit_events WHERE seq = $1";
+const DELETE_THROUGH: &str = "DELETE FROM audit_events WHERE seq <= $1";
+const SET_ANCHOR: &str = "UPDATE audit_chain_head SET base_seq = $1, base_hash = $2 WHERE id = 1";
+const SNAPSHOT: &str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
+/// The audit log in PostgreSQL. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PgAuditLog {
+    pool: PgPool,
+    keys: Arc<AuditKeys>,
+    realm: String,
+}
+
+impl PgAuditLog {
+    /// The log of `realm` (its genesis) in `pool`, signing with `keys`.
+    pub fn new(pool: PgPool, keys: Arc<AuditKeys>, realm: impl Into<String>) -> Self {
+        Self {
+            pool,
+            keys,
+            realm: realm.into(),
+        }
+    }
+
+    /// Appends `event` as the next row; `salt` is 16 fresh random bytes.
+    ///
+    /// The head row's lock serialises appenders across replicas; READ COMMITTED (the default)
+    /// lets a waiter read the head its predecessor committed instead of failing to serialise.
+    pub async fn append(&self, event: &NewEvent, salt: Salt) -> Result<AuditRow, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        let row = self.append_locked(&mut tx, &head, event, salt).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Inserts the row after `head` and moves the head; the caller holds the head lock.
+    async fn append_locked(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        head: &Head,
+        event: &NewEvent,
+        salt: Salt,
+    ) -> Result<AuditRow, StoreError> {
+        let prev = head.hash.unwrap_or_else(|| genesis(&self.realm));
+        let row = seal(event, head.seq + 1, prev, salt, &self.keys);
+        sqlx::query(INSERT)
+            .bind(row.seq)
+            .bind(row.event_id)
+            .bind(row.occurred_at)
+            .bind(&row.event_type)
+            .bind(row.outcome.as_str())
+            .bind(row.actor_kind.as_str())
+            .bind(&row.client_id)
+            .bind(&row.details)
+            .bind(&row.actor_id)
+            .bind(row.subject_id)
+            .bind(&row.ip)
+            .bind(&row.user_agent)
+            .bind(row.salt.map(|s| s.to_vec()))
+            .bind(row.personal_digest.to_vec())
+            .bind(&row.pseudonym_of)
+            .bind(&row.key_version)
+            .bind(row.prev_hash.to_vec())
+            .bind(row.hash.to_vec())
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(MOVE_HEAD)
+            .bind(row.seq)
+            .bind(row.hash.to_vec())
+            .execute(&mut **tx)
+            .await?;
+        Ok(row)
+    }
+
+    /// The chain head as committed.
+    pub async fn head(&self) -> Result<Head, StoreError> {
+        let row = sqlx::query(READ_HEAD).fetch_one(&self.pool).await?;
+        decode_head(&row)
+    }
+
+    /// One page of events by ascending seq.
+    pub async fn page(&self, query: &PageQuery) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(PAGE)
+            .bind(query.after)
+            .bind(query.since)
+            .bind(query.user_id)
+            .bind(&query.event_type)
+            .bind(query.clamped_limit())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| decode_row(r, Shape::Strict)).collect()
+    }
+
+    /// Pseudonymises every row about or by `user` under the pseudonym `erasure_id`, and appends
+    /// the `audit_pseudonymized` record that vouches for them, in one transaction. Idempotent:
+    /// rows already pseudonymised are left alone, and nothing is written when none match.
+    pub async fn pseudonymize_user(
+        &self,
+        user: Uuid,
+        erasure_id: Uuid,
+        meta: RecordMeta,
+        salt: Salt,
+    ) -> Result<Pseudonymized, StoreError> {
+        let reference = format!("erasure:{}", erasure_id.hyphenated());
+        let ident = Ident::parse(&reference).ok_or(StoreError::BadReference)?;
+        let mut tx = self.pool.begin().await?;
+        // The head first, as appenders do: one lock order, no deadlock.
+        let head = lock_head(&mut tx).await?;
+        sqlx::query(MAINTENANCE).execute(&mut *tx).await?;
+        let mut seqs: Vec<i64> = sqlx::query_scalar(PSEUDONYMIZE_USER)
+            .bind(user)
+            .bind(erasure_id)
+            .bind(&reference)
+            .fetch_all(&mut *tx)
+            .await?;
+        if seqs.is_empty() {
+            tx.commit().await?;
+            return Ok(Pseudonymized { seqs, record: None });
+        }
+        seqs.sort_unstable();
+        let event = pseudonymized_record(meta, ident, &seqs);
+        let record = self.append_locked(&mut tx, &head, &event, salt).await?;
+        tx.commit().await?;
+        Ok(Pseudonymized {
+            seqs,
+            record: Some(record),
+        })
+    }
+
+    /// Retention's `Pseudonymize`: one bounded batch of the oldest rows before `cutoff` loses
+    /// its personal fields (subject and user actor included) under `reference`
+    /// (`retention:<run>:<batch>`), with its `audit_pseudonymized` record, in one transaction.
+    /// The chain's own records carry nothing personal and are left alone. An empty result means
+    /// the run is done.
+    pub async fn pseudonymize_before(
+        &self,
+        cutoff: OffsetDateTime,
+        reference: Ident,
+        limit: i64,
+        meta: RecordMeta,
+        salt: Salt,
+    ) -> Result<Pseudonymized, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        sqlx::query(MAINTENANCE).execute(&mut *tx).await?;
+        let mut seqs: Vec<i64> = sqlx::query_scalar(PSEUDONYMIZE_BEFORE)
+            .bind(cutoff)
+            .bind(reference.as_str())
+            .bind(limit.clamp(1, MAX_PAGE))
+            .fetch_all(&mut *tx)
+            .await?;
+        if seqs.is_empty() {
+            tx.commit().await?;
+            return Ok(Pseudonymized { seqs, record: None });
+        }
+        seqs.sort_unstable();
+        let event = pseudonymized_record(meta, reference, &seqs);
+        let record = self.append_locked(&mut tx, &head, &event, salt).await?;
+        tx.commit().await?;
+        Ok(Pseudonymized {
+            seqs,
+            record: Some(record),
+        })
+    }
+
+    /// Deletes the longest prefix of rows older than `cutoff`, makes its last row's hash the
+    /// anchor and appends the `audit_pruned` record, in one transaction. `None` when there is
+    /// nothing to prune.
+    pub async fn prune_prefix(
+        &self,
+        cutoff: OffsetDateTime,
+        meta: RecordMeta,
+        salt: Salt,
+    ) -> Result<Option<Pruned>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let head = lock_head(&mut tx).await?;
+        let through: Option<i64> = sqlx::query_scalar(PRUNE_THROUGH)
+            .bind(cutoff)
+            .fetch_one(&mut *tx)
+            .await?;
+        let through = match through {
+            Some(through) if through > head.base_seq => through,
+            _ => return Ok(None),
+        };
+        let through_hash: Vec<u8> = sqlx::query_scalar(HASH_OF)
+            .bind(through)
+            .fetch_one(&mut *tx)
+            .await?;
+        let through_hash: Hash = to_hash(through_hash, through, "hash")?;
+        sqlx::query(MAINTENANCE).execute(&mut *tx).await?;
+        let rows = sqlx::query(DELETE_THROUGH)
+            .bind(through)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+        sqlx::query(SET_ANCHOR)
+            .bind(through)
+            .bind(through_hash.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        let event = pruned_record(meta, through, &through_hash, rows);
+        let record = self.append_locked(&mut tx, &head, &event, salt).await?;
+        tx.commit().await?;
+        Ok(Some(Pruned {
+            through_seq: through,
+            rows,
+            record,
+        }))
+    }
+
+    /// Verifies the whole table against its head, on one snapshot so concurrent appends do not
+    /// look like insertions. `expect_head` is a (seq, hash) recorded elsewhere (the SIEM's copy).
+    pub async fn verify(&self, expect_head: Option<(i64, Hash)>) -> Result<Report, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(SNAPSHOT).execute(&mut *tx).await?;
+        let head = decode_head(&sqlx::query(READ_HEAD).fetch_one(&mut *tx).await?)?;
+        let mut verifier = Verifier::new(head, &self.keys, &self.realm);
+        if let Some((seq, hash)) = expect_head {
+            verifier = verifier.expect_head(seq, hash);
+        }
+        // Keyset paging from the very start: rows before the anchor must be seen to be named.
+        let mut after = i64::MIN;
+        loop {
+            let rows = sqlx::query(PAGE)
+                .bind(after)
+                .bind(None::<OffsetDateTime>)
+                .bind(None::<Uuid>)
+                .bind(None::<String>)
+                .bind(VERIFY_PAGE)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in &rows {
+                let row = decode_row(row, Shape::Lenient)?;
+                after = row.seq;
+                verifier.push(&row);
+            }
+            if i64::try_from(rows.len()).unwrap_or(0) < VERIFY_PAGE {
+                break;
+            }
+        }
+        tx.commit().await?;
+        Ok(verifier.finish())
+    }
+}
+
+async fn lock_head(tx: &mut Transaction<'static, Postgres>) -> Result<Head, StoreError> {
+    let row = sqlx::query(LOCK_HEAD).fetch_one(&mut **tx).await?;
+    decode_head(&row)
+}
+
+fn to_hash(bytes: Vec<u8>, seq: i64, what: &'static str) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Malformed { seq, what })
+}
+
+fn opt_hash(
+    bytes: Option<Vec<u8>>,
+    seq: i64,
+    what: &'static str,
+) -> Result<Option<Hash>, StoreError> {
+    bytes.map(|b| to_hash(b, seq, what)).transpose()
+}
+
+fn decode_head(row: &PgRow) -> Result<Head, StoreError> {
+    Ok(Head {
+        seq: row.try_get("seq")?,
+        hash: opt_hash(row.try_get("hash")?, 0, "head hash")?,
+        base_seq: row.try_get("base_seq")?,
+        base_hash: opt_hash(row.try_get("base_hash")?, 0, "head base_hash")?,
+    })
+}
+
+/// How a byte column of the wrong length is read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// As an error: pages are for export, which should not show made-up bytes.
+    Strict,
+    /// As zeros, which no MAC or digest matches: verify then names the row as changed instead
+    /// of failing on one bad row.
+    Lenient,
+}
+
+fn decode_row(row: &PgRow, shape: Shape) -> Result<AuditRow, StoreError> {
+    let seq: i64 = row.try_get("seq")?;
+    let malformed = |what| StoreError::Malformed { seq, what };
+    let to_hash = |bytes: Vec<u8>, seq, what| match (to_hash(bytes, seq, what), shape) {
+        (Err(_), Shape::Lenient) => Ok([0; 32]),
+        (result, _) => result,
+    };
+    let outcome: String = row.try_get("outcome")?;
+    let actor_kind: String = row.try_get("actor_kind")?;
+    let salt: Option<Vec<u8>> = row.try_get("salt")?;
+    Ok(AuditRow {
+        seq,
+        event_id: row.try_get("event_id")?,
+        occurred_at: row.try_get("occurred_at")?,
+        event_type: row.try_get("event_type")?,
+        outcome: Outcome::parse(&outcome).ok_or(malformed("outcome"))?,
+        actor_kind: ActorKind::parse(&actor_kind).ok_or(malformed("actor_kind"))?,
+        client_id: row.try_get("client_id")?,
+        details: row.try_get("details")?,
+        actor_id: row.try_get("actor_id")?,
+        subject_id: row.try_get("subject_id")?,
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+        salt: salt
+            .map(|s| match (Salt::try_from(s), shape) {
+                (Ok(salt), _) => Ok(salt),
+                (Err(_), Shape::Lenient) => Ok([0; 16]),
+                (Err(_), Shape::Strict) => Err(malformed("salt")),
+            })
+            .transpose()?,
+        personal_digest: to_hash(row.try_get("personal_digest")?, seq, "personal_digest")?,
+        pseudonym_of: row.try_get("pseudonym_of")?,
+        key_version: row.try_get("key_version")?,
+        prev_hash: to_hash(row.try_get("prev_hash")?, seq, "prev_hash")?,
+        hash: to_hash(row.try_get("hash")?, seq, "hash")?,
+    })
+}

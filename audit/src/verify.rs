@@ -1,0 +1,741 @@
+//! Verify: one walk over the rows in seq order (fed page by page) that names every finding.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use crate::chain::{
+    AuditRow, Hash, Head, PRUNED, PSEUDONYMIZED, genesis, hex, mac, mac_input, row_personal_digest,
+    rows_digest,
+};
+use crate::keys::AuditKeys;
+
+/// One problem found in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Finding {
+    /// Row `seq` is not what was written. `what`: `mac` (a hashed field or the hash itself),
+    /// `personal_fields` (they no longer match the salted digest), `prev_hash` (a valid MAC
+    /// linking to another predecessor), `key_version` (signed by no known key) or
+    /// `expected_head` (the row at a head recorded elsewhere has another hash).
+    Changed {
+        /// The row.
+        seq: i64,
+        /// Which check failed.
+        what: &'static str,
+    },
+    /// Row `seq` was never appended: it lies past the head, or before the pruned anchor.
+    Inserted {
+        /// The row.
+        seq: i64,
+    },
+    /// Rows `first..=last` are missing: a gap, a cut tail, or a prefix gone without a matching
+    /// `audit_pruned` record.
+    Deleted {
+        /// The first missing seq.
+        first: i64,
+        /// The last missing seq.
+        last: i64,
+    },
+    /// Row `seq` is pseudonymised but no later `audit_pseudonymized` record accounts for it.
+    PseudonymizedWithoutRecord {
+        /// The row.
+        seq: i64,
+    },
+    /// The head names the last row but not its hash.
+    HeadMismatch {
+        /// The head's seq.
+        head_seq: i64,
+        /// The last row's seq.
+        last_seq: i64,
+    },
+}
+
+/// The head as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportHead {
+    /// The head's seq.
+    pub seq: i64,
+    /// Its hash in hex; `None` before the first append.
+    pub hash: Option<String>,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// No findings.
+    pub ok: bool,
+    /// Rows looked at.
+    pub checked: u64,
+    /// The head verified against.
+    pub head: ReportHead,
+    /// Every finding, in the order met.
+    pub findings: Vec<Finding>,
+}
+
+/// An `audit_pseudonymized` record with a valid MAC.
+struct PseudonymRecord {
+    seq: i64,
+    rows: i64,
+    rows_digest: String,
+    first_seq: i64,
+}
+
+/// The newest `audit_pruned` record with a valid MAC.
+struct PrunedRecord {
+    through_seq: i64,
+    through_hash: String,
+}
+
+/// The incremental verifier: feed rows in ascending seq with [`Verifier::push`] (any page
+/// size), then [`Verifier::finish`]. Memory grows only with pseudonymised rows.
+pub struct Verifier<'a> {
+    keys: &'a AuditKeys,
+    head: Head,
+    expect_head: Option<(i64, Hash)>,
+    expect_head_seen: bool,
+    next: i64,
+    prev: Hash,
+    last_seq: i64,
+    checked: u64,
+    findings: Vec<Finding>,
+    groups: BTreeMap<String, Vec<i64>>,
+    records: BTreeMap<String, PseudonymRecord>,
+    newest_pruned: Option<PrunedRecord>,
+}
+
+impl<'a> Verifier<'a> {
+    /// Starts at the head's anchor (`base_seq + 1`, after `base_hash`), or at genesis.
+    pub fn new(head: Head, keys: &'a AuditKeys, realm: &str) -> Self {
+        let prev = if head.base_seq > 0 {
+            // A missing anchor hash cannot link to anything; the pruned-record check names it.
+            head.base_hash.unwrap_or([0; 32])
+        } else {
+            genesis(realm)
+        };
+        Self {
+            keys,
+            head,
+            expect_head: None,
+            expect_head_seen: false,
+            next: head.base_seq + 1,
+            prev,
+            last_seq: head.base_seq,
+            checked: 0,
+            findings: Vec::new(),
+            groups: BTreeMap::new(),
+            records: BTreeMap::new(),
+            newest_pruned: None,
+        }
+    }
+
+    /// Also checks a head recorded elsewhere (the SIEM's log line): row `seq` must exist with
+    /// `hash`. This catches a cut tail whose head was rewritten to match.
+    pub fn expect_head(mut self, seq: i64, hash: Hash) -> Self {
+        self.expect_head = Some((seq, hash));
+        self
+    }
+
+    /// Checks the next row.
+    pub fn push(&mut self, row: &AuditRow) {
+        self.checked += 1;
+        if row.seq < self.next {
+            // Only rows at or before the anchor can come early (seq is the primary key):
+            // those were pruned, so this one was put back or made up.
+            self.findings.push(Finding::Inserted { seq: row.seq });
+            return;
+        }
+        let after_gap = row.seq > self.next;
+        if after_gap {
+            self.findings.push(Finding::Deleted {
+                first: self.next,
+                last: row.seq - 1,
+            });
+        }
+        let past_head = row.seq > self.head.seq;
+        let mac_ok = self.check_row(row, past_head, after_gap);
+        if mac_ok {
+            self.note_records(row);
+        }
+        if let Some((seq, hash)) = self.expect_head
+            && seq == row.seq
+        {
+            self.expect_head_seen = true;
+            if !bool::from(row.hash.ct_eq(&hash)) {
+                self.findings.push(Finding::Changed {
+                    seq,
+                    what: "expected_head",
+                });
+            }
+        }
+        if row.salt.is_none() && row.pseudonym_of.is_none() {
+            self.findings
+                .push(Finding::PseudonymizedWithoutRecord { seq: row.seq });
+        }
+        if let Some(reference) = &row.pseudonym_of {
+            self.groups
+                .entry(reference.clone())
+                .or_default()
+                .push(row.seq);
+        }
+        // The stored hash links the next row even when this one failed, so one edit gives one
+        // finding instead of a cascade.
+        self.prev = row.hash;
+        self.next = row.seq + 1;
+        self.last_seq = row.seq;
+    }
+
+    /// The MAC, digest and link checks of one row; true when its MAC is valid.
+    fn check_row(&mut self, row: &AuditRow, past_head: bool, after_gap: bool) -> bool {
+        let seq = row.seq;
+        let Some(key) = self.keys.get(&row.key_version) else {
+            self.findings.push(if past_head {
+                Finding::Inserted { seq }
+            } else {
+                Finding::Changed {
+                    seq,
+                    what: "key_version",
+                }
+            });
+            return false;
+        };
+        if let Some(digest) = row_personal_digest(row)
+            && !bool::from(digest.ct_eq(&row.personal_digest))
+        {
+            self.findings.push(Finding::Changed {
+                seq,
+                what: "personal_fields",
+            });
+        }
+        let mac_ok = bool::from(mac(key, &mac_input(row)).ct_eq(&row.hash));
+        let linked = bool::from(row.prev_hash.ct_eq(&self.prev));
+        if past_head {
+            self.findings.push(Finding::Inserted { seq });
+        } else if !mac_ok {
+            self.findings.push(Finding::Changed { seq, what: "mac" });
+        } else if !linked && !after_gap {
+            // A gap already explains a broken link.
+            self.findings.push(Finding::Changed {
+                seq,
+                what: "prev_hash",
+            });
+        }
+        mac_ok && !past_head
+    }
+
+    /// Remembers the chain's own records; only MAC-valid ones count, so they cannot be forged.
+    fn note_records(&mut self, row: &AuditRow) {
+        if row.event_type != PSEUDONYMIZED && row.event_type != PRUNED {
+            return;
+        }
+        let Ok(details) = serde_json::from_str::<serde_json::Value>(&row.details) else {
+            return;
+        };
+        let text = |k: &str| details.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let int = |k: &str| details.get(k).and_then(serde_json::Value::as_i64);
+        if row.event_type == PSEUDONYMIZED {
+            if let (Some(reference), Some(rows), Some(rows_digest), Some(first_seq)) = (
+                text("ref"),
+                int("rows"),
+                text("rows_digest"),
+                int("first_seq"),
+            ) {
+                self.records.insert(
+                    reference,
+                    PseudonymRecord {
+                        seq: row.seq,
+                        rows,
+                        rows_digest,
+                        first_seq,
+                    },
+                );
+            }
+        } else if let (Some(through_seq), Some(through_hash)) =
+            (int("through_seq"), text("through_hash"))
+        {
+            self.newest_pruned = Some(PrunedRecord {
+                through_seq,
+                through_hash,
+            });
+        }
+    }
+
+    /// Ends the walk: tail, head, anchor and pseudonym checks.
+    pub fn finish(mut self) -> Report {
+        let head = self.head;
+        if self.last_seq < head.seq {
+            self.findings.push(Finding::Deleted {
+                first: self.last_seq + 1,
+                last: head.seq,
+            });
+        } else if self.last_seq == head.seq
+            && head.seq > 0
+            && !head.hash.is_some_and(|h| bool::from(h.ct_eq(&self.prev)))
+        {
+            self.findings.push(Finding::HeadMismatch {
+                head_seq: head.seq,
+                last_seq: self.last_seq,
+            });
+        }
+        if let Some((seq, _)) = self.expect_head
+            && !self.expect_head_seen
+            && seq > self.last_seq
+        {
+            self.findings.push(Finding::Deleted {
+                first: self.last_seq + 1,
+                last: seq,
+            });
+        }
+        if head.base_seq > 0 {
+            let anchored = match (&self.newest_pruned, head.base_hash) {
+                (Some(p), Some(base_hash)) => {
+                    p.through_seq == head.base_seq && p.through_hash == hex(&base_hash)
+                }
+                _ => false,
+            };
+            if !anchored {
+                self.findings.push(Finding::Deleted {
+                    first: 1,
+                    last: head.base_seq,
+                });
+            }
+        }
+        let groups = std::mem::take(&mut self.groups);
+        for (reference, seqs) in groups {
+            self.check_group(&reference, seqs);
+        }
+        Report {
+            ok: self.findings.is_empty(),
+            checked: self.checked,
+            head: ReportHead {
+                seq: head.seq,
+                hash: head.hash.map(|h| hex(&h)),
+            },
+            findings: self.findings,
+        }
+    }
+
+    /// Rows marked `reference` must be exactly those its record counted, all before it.
+    fn check_group(&mut self, reference: &str, seqs: Vec<i64>) {
+        let Some(record) = self.records.get(reference) else {
+            self.findings.extend(
+                seqs.into_iter()
+                    .map(|seq| Finding::PseudonymizedWithoutRecord { seq }),
+            );
+            return;
+        };
+        let (covered, late): (Vec<i64>, Vec<i64>) =
+            seqs.into_iter().partition(|seq| *seq < record.seq);
+        let partly_pruned = record.first_seq <= self.head.base_seq;
+        let matches = if partly_pruned {
+            // The digest covered rows a later prune removed, so only the count can be bounded.
+            i64::try_from(covered.len()).is_ok_and(|n| n <= record.rows)
+                && covered.iter().all(|seq| *seq >= record.first_seq)
+        } else {
+            i64::try_from(covered.len()).is_ok_and(|n| n == record.rows)
+                && hex(&rows_digest(covered.iter().copied())) == record.rows_digest
+        };
+        let flagged = if matches {
+            late
+        } else {
+            let mut all = covered;
+            all.extend(late);
+            all
+        };
+        self.findings.extend(
+            flagged
+                .into_iter()
+                .map(|seq| Finding::PseudonymizedWithoutRecord { seq }),
+        );
+    }
+}
+
+/// Parses an expected head written as `SEQ:HEX` (the `--expect-head` of `audit verify`, taken
+/// from the seq and hash a log line carried).
+pub fn parse_expected_head(text: &str) -> Option<(i64, Hash)> {
+    let (seq, hash) = text.trim().split_once(':')?;
+    let seq: i64 = seq.parse().ok().filter(|s| *s > 0)?;
+    if hash.len() != 64 || !hash.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hash.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some((seq, out))
+}
+
+/// Verifies `rows` (ascending seq) against `head`; see [`Verifier`] for pages.
+pub fn verify<'r>(
+    rows: impl IntoIterator<Item = &'r AuditRow>,
+    head: Head,
+    keys: &AuditKeys,
+    realm: &str,
+) -> Report {
+    let mut verifier = Verifier::new(head, keys, realm);
+    for row in rows {
+        verifier.push(row);
+    }
+    verifier.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::tests::{event, keys};
+    use crate::chain::{NewEvent, RecordMeta, pruned_record, pseudonymized_record, seal};
+    use crate::details::Ident;
+    use time::macros::datetime;
+    use uuid::Uuid;
+
+    const REALM: &str = "acme";
+
+    /// A chain in memory, appended the way the store does.
+    struct Chain {
+        rows: Vec<AuditRow>,
+        head: Head,
+    }
+
+    impl Chain {
+        fn new() -> Self {
+            Self {
+                rows: Vec::new(),
+                head: Head::default(),
+            }
+        }
+
+        fn with(n: usize) -> Self {
+            let mut chain = Self::new();
+            for i in 0..n {
+                chain.append(&event(i as u128 + 1), &keys());
+            }
+            chain
+        }
+
+        fn append(&mut self, e: &NewEvent, keys: &AuditKeys) -> i64 {
+            let seq = self.head.seq + 1;
+            let prev = self.head.hash.unwrap_or_else(|| genesis(REALM));
+            let row = seal(e, seq, prev, [seq as u8; 16], keys);
+            self.head.seq = seq;
+            self.head.hash = Some(row.hash);
+            self.rows.push(row);
+            seq
+        }
+
+        fn row(&mut self, seq: i64) -> &mut AuditRow {
+            self.rows.iter_mut().find(|r| r.seq == seq).unwrap()
+        }
+
+        /// What `pseudonymize_user` does: null the personal fields, then append the record.
+        fn pseudonymize(&mut self, seqs: &[i64], reference: &str, record: bool) {
+            let pseudonym = Uuid::from_u128(0xe7a5e);
+            for &seq in seqs {
+                let row = self.row(seq);
+                row.subject_id = Some(pseudonym);
+                row.ip = None;
+                row.user_agent = None;
+                row.salt = None;
+                row.pseudonym_of = Some(reference.to_owned());
+            }
+            if record {
+                let e = pseudonymized_record(meta(), Ident::parse(reference).unwrap(), seqs);
+                self.append(&e, &keys());
+            }
+        }
+
+        /// What `prune_prefix` does: delete through `through`, anchor, append the record.
+        fn prune(&mut self, through: i64, anchor: bool) {
+            let through_hash = self.row(through).hash;
+            self.rows.retain(|r| r.seq > through);
+            if anchor {
+                self.head.base_seq = through;
+                self.head.base_hash = Some(through_hash);
+            }
+            self.append(
+                &pruned_record(meta(), through, &through_hash, through),
+                &keys(),
+            );
+        }
+
+        fn verify(&self) -> Report {
+            verify(&self.rows, self.head, &keys(), REALM)
+        }
+    }
+
+    fn meta() -> RecordMeta {
+        RecordMeta {
+            event_id: Uuid::from_u128(0xfeed),
+            occurred_at: datetime!(2026-12-01 00:00 UTC),
+        }
+    }
+
+    fn findings(chain: &Chain) -> Vec<Finding> {
+        chain.verify().findings
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let report = Chain::with(5).verify();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.checked, 5);
+        assert_eq!(report.head.seq, 5);
+        let empty = Chain::new().verify();
+        assert!(empty.ok && empty.checked == 0, "{empty:?}");
+    }
+
+    #[test]
+    fn an_edited_hashed_field_is_named() {
+        let mut chain = Chain::with(5);
+        chain.row(3).event_type = "login".into();
+        assert_eq!(
+            findings(&chain),
+            [Finding::Changed {
+                seq: 3,
+                what: "mac"
+            }]
+        );
+    }
+
+    #[test]
+    fn an_edited_personal_field_is_named() {
+        let mut chain = Chain::with(5);
+        chain.row(2).ip = Some("198.51.100.1".into());
+        assert_eq!(
+            findings(&chain),
+            [Finding::Changed {
+                seq: 2,
+                what: "personal_fields"
+            }]
+        );
+    }
+
+    #[test]
+    fn a_row_inserted_at_the_tail_is_named() {
+        let mut chain = Chain::with(3);
+        let mut forged = chain.rows[2].clone();
+        forged.seq = 4;
+        forged.prev_hash = chain.rows[2].hash;
+        forged.event_id = Uuid::from_u128(99);
+        chain.rows.push(forged);
+        assert_eq!(findings(&chain), [Finding::Inserted { seq: 4 }]);
+    }
+
+    #[test]
+    fn a_row_deleted_in_the_middle_is_named() {
+        let mut chain = Chain::with(5);
+        chain.rows.retain(|r| r.seq != 3);
+        assert_eq!(findings(&chain), [Finding::Deleted { first: 3, last: 3 }]);
+    }
+
+    #[test]
+    fn a_deleted_tail_is_named() {
+        let mut chain = Chain::with(5);
+        chain.rows.truncate(3);
+        assert_eq!(findings(&chain), [Finding::Deleted { first: 4, last: 5 }]);
+    }
+
+    #[test]
+    fn a_cut_tail_with_a_rewritten_head_is_caught_by_the_expected_head() {
+        let mut chain = Chain::with(5);
+        let logged = chain.head;
+        chain.rows.truncate(3);
+        chain.head.seq = 3;
+        chain.head.hash = Some(chain.rows[2].hash);
+        assert!(chain.verify().ok, "undetectable from the database alone");
+        let keys = keys();
+        let mut verifier =
+            Verifier::new(chain.head, &keys, REALM).expect_head(logged.seq, logged.hash.unwrap());
+        for row in &chain.rows {
+            verifier.push(row);
+        }
+        assert_eq!(
+            verifier.finish().findings,
+            [Finding::Deleted { first: 4, last: 5 }]
+        );
+    }
+
+    #[test]
+    fn renumbering_after_a_deletion_names_every_moved_row() {
+        let mut chain = Chain::with(5);
+        chain.rows.retain(|r| r.seq != 2);
+        for row in chain.rows.iter_mut().filter(|r| r.seq > 2) {
+            row.seq -= 1;
+        }
+        chain.head.seq = 4;
+        assert_eq!(
+            findings(&chain),
+            [
+                Finding::Changed {
+                    seq: 2,
+                    what: "mac"
+                },
+                Finding::Changed {
+                    seq: 3,
+                    what: "mac"
+                },
+                Finding::Changed {
+                    seq: 4,
+                    what: "mac"
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wrong_head_hash_is_named() {
+        let mut chain = Chain::with(2);
+        chain.head.hash = Some([1; 32]);
+        assert_eq!(
+            findings(&chain),
+            [Finding::HeadMismatch {
+                head_seq: 2,
+                last_seq: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn pseudonymisation_with_its_record_verifies() {
+        let mut chain = Chain::with(6);
+        chain.pseudonymize(&[2, 5], "erasure:1", true);
+        let report = chain.verify();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.checked, 7);
+    }
+
+    #[test]
+    fn pseudonymisation_without_a_record_is_named() {
+        let mut chain = Chain::with(6);
+        chain.pseudonymize(&[2, 5], "erasure:1", false);
+        assert_eq!(
+            findings(&chain),
+            [
+                Finding::PseudonymizedWithoutRecord { seq: 2 },
+                Finding::PseudonymizedWithoutRecord { seq: 5 },
+            ]
+        );
+        // A row hidden under an existing record's name, or with only its salt dropped.
+        let mut chain = Chain::with(6);
+        chain.pseudonymize(&[2], "erasure:1", true);
+        chain.pseudonymize(&[3], "erasure:1", false);
+        chain.row(4).salt = None;
+        assert_eq!(
+            findings(&chain),
+            [
+                Finding::PseudonymizedWithoutRecord { seq: 4 },
+                Finding::PseudonymizedWithoutRecord { seq: 2 },
+                Finding::PseudonymizedWithoutRecord { seq: 3 },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pruned_prefix_with_its_anchor_verifies() {
+        let mut chain = Chain::with(6);
+        chain.pseudonymize(&[2, 5], "erasure:1", true);
+        chain.prune(3, true);
+        let report = chain.verify();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.checked, 5);
+    }
+
+    #[test]
+    fn a_pruned_prefix_without_its_anchor_is_named() {
+        let mut chain = Chain::with(6);
+        chain.prune(3, false);
+        assert_eq!(findings(&chain), [Finding::Deleted { first: 1, last: 3 }]);
+        // A prefix deleted with a hand-made anchor but no audit_pruned record.
+        let mut chain = Chain::with(6);
+        chain.head.base_seq = 2;
+        chain.head.base_hash = Some(chain.row(2).hash);
+        chain.rows.retain(|r| r.seq > 2);
+        assert_eq!(findings(&chain), [Finding::Deleted { first: 1, last: 2 }]);
+    }
+
+    #[test]
+    fn a_key_rotation_mid_chain_verifies_with_both_keys() {
+        let old = keys();
+        let both = AuditKeys::parse(&format!(
+            "v2:{}\nv1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            "B".repeat(44)
+        ))
+        .unwrap();
+        let mut chain = Chain::new();
+        for i in 1..=3 {
+            chain.append(&event(i), &old);
+        }
+        for i in 4..=6 {
+            chain.append(&event(i), &both);
+        }
+        assert_eq!(chain.rows[3].key_version, "v2");
+        let report = verify(&chain.rows, chain.head, &both, REALM);
+        assert!(report.ok, "{report:?}");
+        // Without the new key its rows cannot be vouched for, and are named.
+        let report = verify(&chain.rows, chain.head, &old, REALM);
+        let seqs: Vec<_> = report.findings.iter().collect();
+        assert_eq!(
+            seqs,
+            [4, 5, 6]
+                .map(|seq| Finding::Changed {
+                    seq,
+                    what: "key_version"
+                })
+                .iter()
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn every_finding_is_reported_not_just_the_first() {
+        let mut chain = Chain::with(8);
+        chain.row(2).outcome = crate::chain::Outcome::Success;
+        chain.rows.retain(|r| r.seq != 5);
+        chain.row(7).user_agent = None;
+        chain.rows.truncate(chain.rows.len() - 1);
+        assert_eq!(
+            findings(&chain),
+            [
+                Finding::Changed {
+                    seq: 2,
+                    what: "mac"
+                },
+                Finding::Deleted { first: 5, last: 5 },
+                Finding::Changed {
+                    seq: 7,
+                    what: "personal_fields"
+                },
+                Finding::Deleted { first: 8, last: 8 },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_expected_head_parses_from_seq_and_hex() {
+        let hash = [0xab; 32];
+        let text = format!("42:{}", hex(&hash));
+        assert_eq!(parse_expected_head(&text), Some((42, hash)));
+        for bad in [
+            "42",
+            "0:00",
+            "x:ab",
+            &format!("-1:{}", hex(&hash)),
+            &text[..60],
+        ] {
+            assert_eq!(parse_expected_head(bad), None, "{bad}");
+        }
+        assert_eq!(parse_expected_head(&text.replace("ab", "zz")), None);
+    }
+
+    #[test]
+    fn the_report_serialises_with_kind_tags() {
+        let mut chain = Chain::with(2);
+        chain.row(1).details = "{}".into();
+        let json = serde_json::to_value(chain.verify()).unwrap();
+        assert_eq!(json["ok"], false);
+        assert_eq!(json["checked"], 2);
+        assert_eq!(json["findings"][0]["kind"], "changed");
+        assert_eq!(json["findings"][0]["seq"], 1);
+        assert_eq!(json["head"]["hash"].as_str().unwrap().len(), 64);
+    }
+}

@@ -1,0 +1,470 @@
+//! The stores: PostgreSQL against a real server (`DATABASE_URL`; each test gets a fresh
+//! database with the auth server's migrations), and the in-memory twin through the same
+//! scenarios, so both give the same results.
+
+// Helpers outside #[test] functions unwrap too: a panic there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use portcullis_audit::{
+    ActorKind, AuditKeys, AuditLog, Details, Finding, Ident, MemoryAuditLog, NewEvent, Outcome,
+    PageQuery, PgAuditLog, RecordMeta,
+};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use time::macros::datetime;
+use uuid::Uuid;
+
+const KEYS: &str = "v1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn keys() -> Arc<AuditKeys> {
+    Arc::new(AuditKeys::parse(KEYS).unwrap())
+}
+
+fn log(pool: &PgPool) -> AuditLog {
+    PgAuditLog::new(pool.clone(), keys(), "acme").into()
+}
+
+/// Runs one scenario against PostgreSQL (`NAME::postgres`) and in memory (`NAME::memory`).
+macro_rules! both_stores {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[sqlx::test(migrations = "../authserver/migrations")]
+            async fn postgres(pool: sqlx::PgPool) {
+                super::$scenario(super::log(&pool)).await;
+            }
+
+            #[tokio::test]
+            async fn memory() {
+                let log = super::MemoryAuditLog::new(super::keys(), "acme");
+                super::$scenario(log.into()).await;
+            }
+        }
+    };
+}
+
+fn login(n: u128, user: Uuid, at: OffsetDateTime) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::from_u128(n),
+        occurred_at: at,
+        event_type: "login",
+        outcome: Outcome::Success,
+        actor_kind: ActorKind::User,
+        actor_id: Some(user.hyphenated().to_string()),
+        subject_id: Some(user),
+        client_id: None,
+        ip: Some(format!("192.0.2.{}", n % 250)),
+        user_agent: Some("Firefox/140".into()),
+        details: Details::new().code("method", "password"),
+    }
+}
+
+fn meta(n: u128) -> RecordMeta {
+    RecordMeta {
+        event_id: Uuid::from_u128(0xf000 + n),
+        occurred_at: datetime!(2026-12-31 00:00 UTC),
+    }
+}
+
+/// Appends `n` logins of alternating users, a day apart from 2026-01-01 (nanoseconds included,
+/// so the µs truncation is exercised).
+async fn fill(log: &AuditLog, n: u128, users: [Uuid; 2]) {
+    for i in 1..=n {
+        let at = datetime!(2026-01-01 00:00:00.000000789 UTC) + time::Duration::days(i as i64);
+        log.append(&login(i, users[(i % 2) as usize], at), [i as u8; 16])
+            .await
+            .unwrap();
+    }
+}
+
+/// Runs `sql` as a DBA would: with the maintenance setting that lifts the trigger.
+async fn as_dba(pool: &PgPool, sql: &'static str) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL portcullis.audit_maintenance = 'on'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+fn users() -> [Uuid; 2] {
+    [Uuid::from_u128(0xa), Uuid::from_u128(0xb)]
+}
+
+both_stores!(concurrent_appends_form_one_contiguous_verifying_chain);
+async fn concurrent_appends_form_one_contiguous_verifying_chain(log: AuditLog) {
+    let tasks: Vec<_> = (0..16u128)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..8u128 {
+                    let n = t * 100 + i + 1;
+                    let at = OffsetDateTime::now_utc();
+                    log.append(&login(n, Uuid::from_u128(t), at), [7; 16])
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let head = log.head().await.unwrap();
+    assert_eq!(head.seq, 128);
+    let rows = log
+        .page(&PageQuery {
+            limit: 5000,
+            ..PageQuery::default()
+        })
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=128).collect::<Vec<_>>());
+    assert!(rows.windows(2).all(|w| w[1].prev_hash == w[0].hash));
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checked, 128);
+}
+
+both_stores!(rows_read_back_verify_despite_nanosecond_clocks);
+async fn rows_read_back_verify_despite_nanosecond_clocks(log: AuditLog) {
+    fill(&log, 3, users()).await;
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    let head = log.head().await.unwrap();
+    let report = log.verify(Some((3, head.hash.unwrap()))).await.unwrap();
+    assert!(report.ok, "{report:?}");
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn plain_updates_deletes_and_truncates_are_refused(pool: PgPool) {
+    let log = log(&pool);
+    fill(&log, 2, users()).await;
+    for sql in [
+        "UPDATE audit_events SET ip = NULL WHERE seq = 1",
+        "DELETE FROM audit_events WHERE seq = 2",
+        "TRUNCATE audit_events",
+    ] {
+        let err = sqlx::query(sql).execute(&pool).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(log.page(&PageQuery::default()).await.unwrap().len(), 2);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_row_edited_in_sql_is_named(pool: PgPool) {
+    let log = log(&pool);
+    fill(&log, 4, users()).await;
+    as_dba(
+        &pool,
+        "UPDATE audit_events SET outcome = 'failure' WHERE seq = 2",
+    )
+    .await;
+    as_dba(
+        &pool,
+        "UPDATE audit_events SET ip = '203.0.113.9' WHERE seq = 3",
+    )
+    .await;
+    let report = log.verify(None).await.unwrap();
+    assert_eq!(
+        report.findings,
+        [
+            Finding::Changed {
+                seq: 2,
+                what: "mac"
+            },
+            Finding::Changed {
+                seq: 3,
+                what: "personal_fields"
+            },
+        ]
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_row_inserted_in_sql_is_named(pool: PgPool) {
+    let log = log(&pool);
+    fill(&log, 3, users()).await;
+    // A copy of row 3 with a new seq and id, linked to row 3: everything but the key.
+    sqlx::query(
+        "INSERT INTO audit_events SELECT 4, gen_random_uuid(), occurred_at, event_type, outcome, \
+         actor_kind, client_id, details, actor_id, subject_id, ip, user_agent, salt, \
+         personal_digest, pseudonym_of, key_version, hash, hash FROM audit_events WHERE seq = 3",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let report = log.verify(None).await.unwrap();
+    assert_eq!(report.findings, [Finding::Inserted { seq: 4 }]);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn hashes_and_salts_of_the_wrong_length_are_named_not_fatal(pool: PgPool) {
+    let log = log(&pool);
+    fill(&log, 3, users()).await;
+    as_dba(
+        &pool,
+        "UPDATE audit_events SET hash = '\\x00' WHERE seq = 1",
+    )
+    .await;
+    as_dba(
+        &pool,
+        "UPDATE audit_events SET salt = '\\x0102' WHERE seq = 3",
+    )
+    .await;
+    let report = log.verify(None).await.unwrap();
+    assert_eq!(
+        report.findings,
+        [
+            Finding::Changed {
+                seq: 1,
+                what: "mac"
+            },
+            // Row 2 is intact but links to row 1's real hash, which is no longer stored.
+            Finding::Changed {
+                seq: 2,
+                what: "prev_hash"
+            },
+            Finding::Changed {
+                seq: 3,
+                what: "personal_fields"
+            },
+        ]
+    );
+    // The export refuses to show made-up bytes.
+    assert!(log.page(&PageQuery::default()).await.is_err());
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn rows_deleted_in_sql_are_named(pool: PgPool) {
+    let log = log(&pool);
+    fill(&log, 6, users()).await;
+    as_dba(&pool, "DELETE FROM audit_events WHERE seq IN (2, 6)").await;
+    let report = log.verify(None).await.unwrap();
+    assert_eq!(
+        report.findings,
+        [
+            Finding::Deleted { first: 2, last: 2 },
+            Finding::Deleted { first: 6, last: 6 },
+        ]
+    );
+}
+
+both_stores!(pseudonymising_a_user_keeps_the_chain_verifying);
+async fn pseudonymising_a_user_keeps_the_chain_verifying(log: AuditLog) {
+    let [alice, bob] = users();
+    fill(&log, 6, users()).await;
+    let erasure = Uuid::from_u128(0xe1);
+    let done = log
+        .pseudonymize_user(alice, erasure, meta(1), [1; 16])
+        .await
+        .unwrap();
+    assert_eq!(done.seqs, [2, 4, 6]);
+    assert_eq!(done.record.as_ref().unwrap().seq, 7);
+    let about_alice = log
+        .page(&PageQuery {
+            user_id: Some(alice),
+            ..PageQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(about_alice.is_empty(), "{about_alice:?}");
+    let pseudonymous = log
+        .page(&PageQuery {
+            user_id: Some(erasure),
+            ..PageQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(pseudonymous.len(), 3);
+    assert!(pseudonymous.iter().all(|r| r.ip.is_none()
+        && r.user_agent.is_none()
+        && r.salt.is_none()
+        && r.pseudonym_of.as_deref() == Some("erasure:00000000-0000-0000-0000-0000000000e1")));
+    let bobs = log
+        .page(&PageQuery {
+            user_id: Some(bob),
+            ..PageQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(bobs.iter().all(|r| r.ip.is_some()));
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    // Again: nothing left to do, nothing written.
+    let again = log
+        .pseudonymize_user(alice, erasure, meta(2), [2; 16])
+        .await
+        .unwrap();
+    assert!(again.seqs.is_empty() && again.record.is_none());
+    assert_eq!(log.head().await.unwrap().seq, 7);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn pseudonymising_in_sql_without_a_record_is_named(pool: PgPool) {
+    let log = log(&pool);
+    fill(&log, 3, users()).await;
+    as_dba(
+        &pool,
+        "UPDATE audit_events SET ip = NULL, salt = NULL, pseudonym_of = 'erasure:x' WHERE seq = 2",
+    )
+    .await;
+    let report = log.verify(None).await.unwrap();
+    assert_eq!(
+        report.findings,
+        [Finding::PseudonymizedWithoutRecord { seq: 2 }]
+    );
+}
+
+both_stores!(pruning_a_prefix_keeps_the_chain_verifying);
+async fn pruning_a_prefix_keeps_the_chain_verifying(log: AuditLog) {
+    fill(&log, 6, users()).await;
+    log.pseudonymize_user(users()[0], Uuid::from_u128(0xe2), meta(1), [1; 16])
+        .await
+        .unwrap();
+    // Rows 1..=3 fall on 2026-01-02..04.
+    let pruned = log
+        .prune_prefix(datetime!(2026-01-05 00:00 UTC), meta(2), [2; 16])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (pruned.through_seq, pruned.rows, pruned.record.seq),
+        (3, 3, 8)
+    );
+    let head = log.head().await.unwrap();
+    assert_eq!((head.seq, head.base_seq), (8, 3));
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checked, 5);
+    // Nothing older is left.
+    let none = log
+        .prune_prefix(datetime!(2026-01-05 00:00 UTC), meta(3), [3; 16])
+        .await
+        .unwrap();
+    assert!(none.is_none());
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_prefix_deleted_in_sql_is_named_even_with_a_forged_anchor(pool: PgPool) {
+    let log = log(&pool);
+    fill(&log, 5, users()).await;
+    as_dba(&pool, "DELETE FROM audit_events WHERE seq <= 2").await;
+    sqlx::query(
+        "UPDATE audit_chain_head SET base_seq = 2, \
+         base_hash = (SELECT prev_hash FROM audit_events WHERE seq = 3)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let report = log.verify(None).await.unwrap();
+    assert_eq!(report.findings, [Finding::Deleted { first: 1, last: 2 }]);
+}
+
+both_stores!(pages_filter_by_time_type_user_and_continue_after_a_seq);
+async fn pages_filter_by_time_type_user_and_continue_after_a_seq(log: AuditLog) {
+    let [alice, _] = users();
+    fill(&log, 6, users()).await;
+    let page = |q: PageQuery| {
+        let log = log.clone();
+        async move {
+            log.page(&q)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>()
+        }
+    };
+    let base = PageQuery::default();
+    assert_eq!(
+        page(PageQuery {
+            limit: 2,
+            ..base.clone()
+        })
+        .await,
+        [1, 2]
+    );
+    assert_eq!(
+        page(PageQuery {
+            after: 2,
+            limit: 2,
+            ..base.clone()
+        })
+        .await,
+        [3, 4]
+    );
+    assert_eq!(
+        page(PageQuery {
+            since: Some(datetime!(2026-01-05 00:00 UTC)),
+            ..base.clone()
+        })
+        .await,
+        [4, 5, 6]
+    );
+    assert_eq!(
+        page(PageQuery {
+            user_id: Some(alice),
+            ..base.clone()
+        })
+        .await,
+        [2, 4, 6]
+    );
+    assert_eq!(
+        page(PageQuery {
+            event_type: Some("logout".into()),
+            ..base.clone()
+        })
+        .await,
+        Vec::<i64>::new()
+    );
+}
+
+both_stores!(retention_pseudonymises_old_rows_in_batches_and_still_verifies);
+async fn retention_pseudonymises_old_rows_in_batches_and_still_verifies(log: AuditLog) {
+    fill(&log, 6, users()).await;
+    // Rows 1..=3 fall on 2026-01-02..04.
+    let cutoff = datetime!(2026-01-05 00:00 UTC);
+    let batch = |n: u128| {
+        let log = log.clone();
+        async move {
+            let reference = Ident::parse(&format!("retention:1:{n}")).unwrap();
+            log.pseudonymize_before(cutoff, reference, 2, meta(n), [n as u8; 16])
+                .await
+                .unwrap()
+        }
+    };
+    let first = batch(1).await;
+    assert_eq!(
+        (first.seqs, first.record.map(|r| r.seq)),
+        (vec![1, 2], Some(7))
+    );
+    let second = batch(2).await;
+    assert_eq!(
+        (second.seqs, second.record.map(|r| r.seq)),
+        (vec![3], Some(8))
+    );
+    let done = batch(3).await;
+    assert!(done.seqs.is_empty() && done.record.is_none());
+    let rows = log.page(&PageQuery::default()).await.unwrap();
+    for row in &rows[..3] {
+        assert_eq!(
+            (
+                &row.subject_id,
+                &row.actor_id,
+                &row.ip,
+                &row.user_agent,
+                &row.salt
+            ),
+            (&None, &None, &None, &None, &None),
+            "row {}",
+            row.seq
+        );
+    }
+    assert!(rows[3].ip.is_some() && rows[3].subject_id.is_some());
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+}

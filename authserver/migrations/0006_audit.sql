@@ -1,0 +1,55 @@
+-- The tamper-evident audit trail (issue 11; crate portcullis-audit).
+-- Each row carries an HMAC over its canonical encoding and the previous row's hash, keyed with
+-- the `audit-key` secret, which never enters the database.
+
+-- The chain head: appenders serialise on this row's lock (SELECT ... FOR UPDATE), and seq comes
+-- from it rather than from a sequence, whose rollbacks would leave gaps that look like deletions.
+CREATE TABLE audit_chain_head (
+    id        smallint PRIMARY KEY CHECK (id = 1),
+    seq       bigint   NOT NULL,           -- last appended seq; 0 = empty
+    hash      bytea,                       -- its hash; NULL = genesis
+    base_seq  bigint   NOT NULL DEFAULT 0, -- rows <= base_seq were pruned (retention Delete)
+    base_hash bytea                        -- hash of row base_seq (the anchor); NULL = genesis
+);
+INSERT INTO audit_chain_head (id, seq) VALUES (1, 0);
+
+CREATE TABLE audit_events (
+    seq             bigint      PRIMARY KEY,       -- head.seq + 1 under the head lock: contiguous
+    event_id        uuid        NOT NULL UNIQUE,
+    occurred_at     timestamptz NOT NULL,          -- truncated to µs before hashing
+    event_type      text        NOT NULL,
+    outcome         text        NOT NULL CHECK (outcome IN ('success','failure')),
+    actor_kind      text        NOT NULL CHECK (actor_kind IN ('anonymous','user','admin','client','system')),
+    client_id       text,                          -- OAuth client involved (not personal)
+    -- text, not jsonb: jsonb reorders keys and normalises numbers, so the hashed bytes would be lost.
+    details         text        NOT NULL,          -- canonical JSON (sorted keys)
+    actor_id        text,                          -- personal: user UUID / client id / 'admin'
+    subject_id      uuid,                          -- personal: the account the event is about
+    ip              text,                          -- personal
+    user_agent      text,                          -- personal (<= 256 chars)
+    salt            bytea,                         -- 16 random bytes; NULL once pseudonymised
+    personal_digest bytea       NOT NULL,          -- salted digest of the personal fields (in the MAC)
+    pseudonym_of    text,                          -- 'erasure:<uuid>' / 'retention:<run>:<batch>'
+    key_version     text        NOT NULL,
+    prev_hash       bytea       NOT NULL,
+    hash            bytea       NOT NULL
+);
+CREATE INDEX audit_events_subject ON audit_events (subject_id, seq);
+CREATE INDEX audit_events_actor   ON audit_events (actor_id, seq) WHERE actor_kind = 'user';
+CREATE INDEX audit_events_type    ON audit_events (event_type, seq);
+CREATE INDEX audit_events_time    ON audit_events (occurred_at);
+
+-- Append-only against application bugs: UPDATE/DELETE need
+-- `SET LOCAL portcullis.audit_maintenance = 'on'`, which only the pseudonymise and prune
+-- transactions set. A DBA can still bypass it; verify catches that.
+CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_setting('portcullis.audit_maintenance', true) IS DISTINCT FROM 'on' THEN
+    RAISE EXCEPTION 'audit_events is append-only';
+  END IF;
+  RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
+  FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
