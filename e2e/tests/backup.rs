@@ -360,21 +360,22 @@ impl Server {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// The refresh grant of the realm's own API: status.
-    async fn refresh(&self, token: &str) -> u16 {
+    /// The refresh grant of the realm's own API: (status, body).
+    async fn refresh(&self, token: &str) -> (u16, Value) {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "refresh_token")
             .append_pair("refresh_token", token)
             .finish();
-        self.http
+        let response = self
+            .http
             .post(format!("{}/oauth2/token", self.public))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()
             .await
-            .unwrap()
-            .status()
-            .as_u16()
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// Stops the server (SIGKILL: what a lost node does; nothing here depends on a drain).
@@ -496,7 +497,7 @@ async fn a_user_of_the_backup_logs_in_with_the_same_password_after_the_database_
         "an account registered after the backup does not exist"
     );
     assert_eq!(
-        server.refresh(&refresh_after).await,
+        server.refresh(&refresh_after).await.0,
         400,
         "a refresh token issued after the backup is unknown"
     );
@@ -507,10 +508,31 @@ async fn a_user_of_the_backup_logs_in_with_the_same_password_after_the_database_
         401,
         "the session is gone with Redis"
     );
+    let (status, refreshed) = server.refresh(&refresh_before).await;
     assert_eq!(
-        server.refresh(&refresh_before).await,
+        status, 200,
+        "a refresh token of the backup still refreshes: {refreshed}"
+    );
+    // The optional step after restoring an older backup (logouts since it are undone): every
+    // refresh-token family revoked, so every client signs in again.
+    let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+    sqlx::query("UPDATE refresh_families SET revoked_at = now() WHERE revoked_at IS NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(
+        server
+            .refresh(refreshed["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        400,
+        "after the revocation step, no refresh token refreshes"
+    );
+    assert_eq!(
+        server.login("alice@example.com", PASSWORD).await.0,
         200,
-        "a refresh token of the backup still refreshes"
+        "and logging in again works"
     );
     server.stop();
     database.drop_now().await;
