@@ -16,6 +16,8 @@ use portcullis_e2e::{binary, repo_root, skipped};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "Tangerine-Orbit-42-Quiet";
+/// The password alice changes to after the backup.
+const NEW_PASSWORD: &str = "Marmalade-Comet-57-Silent";
 
 /// `pg_dump` and `pg_restore` able to handle the server: of its major version or newer.
 struct PgTools {
@@ -360,6 +362,19 @@ impl Server {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST /api/v1/me/password` with a bearer token: status.
+    async fn change_password(&self, bearer: &str, current: &str, new: &str) -> u16 {
+        self.http
+            .post(format!("{}/api/v1/me/password", self.public))
+            .bearer_auth(bearer)
+            .json(&json!({"current_password": current, "new_password": new}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// The refresh grant of the realm's own API: (status, body).
     async fn refresh(&self, token: &str) -> (u16, Value) {
         let body = url::form_urlencoded::Serializer::new(String::new())
@@ -389,7 +404,7 @@ impl Server {
 /// and a copy of the keys; the database destroyed, and Redis lost with it; both restored into
 /// a new empty database of the same name. The user of the backup logs in with the same
 /// password; what happened after the backup is gone (an account registered since, a login
-/// since); hosted-page sessions lived in Redis and are gone; a refresh token the backup holds
+/// since, a password changed since); hosted-page sessions lived in Redis and are gone; a refresh token the backup holds
 /// still refreshes.
 #[tokio::test]
 async fn a_user_of_the_backup_logs_in_with_the_same_password_after_the_database_is_destroyed_and_restored()
@@ -431,10 +446,29 @@ async fn a_user_of_the_backup_logs_in_with_the_same_password_after_the_database_
         std::fs::metadata(&dump).unwrap().len()
     );
 
-    // After the backup: another account and another login, which the backup does not hold.
+    // After the backup: another account, a new password and a login with it, which the
+    // backup does not hold.
     server.account("bob@example.com").await;
-    let (status, after, _) = server.login("alice@example.com", PASSWORD).await;
-    assert_eq!(status, 200, "{after}");
+    let (status, changing, _) = server.login("alice@example.com", PASSWORD).await;
+    assert_eq!(status, 200, "{changing}");
+    assert_eq!(
+        server
+            .change_password(
+                changing["access_token"].as_str().unwrap(),
+                PASSWORD,
+                NEW_PASSWORD
+            )
+            .await,
+        204
+    );
+    assert_eq!(server.login("alice@example.com", PASSWORD).await.0, 401);
+    assert_eq!(
+        server.refresh(&refresh_before).await.0,
+        400,
+        "the password change ended the grants of before"
+    );
+    let (status, after, _) = server.login("alice@example.com", NEW_PASSWORD).await;
+    assert_eq!(status, 200, "the new password is in force: {after}");
     let refresh_after = after["refresh_token"].as_str().unwrap().to_owned();
 
     // The disaster: the server stops, the database and the keys are destroyed, Redis is lost.
@@ -480,12 +514,9 @@ async fn a_user_of_the_backup_logs_in_with_the_same_password_after_the_database_
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["email"], "alice@example.com");
     assert_eq!(
-        server
-            .login("alice@example.com", "Wrong-Orbit-42-Quiet")
-            .await
-            .0,
+        server.login("alice@example.com", NEW_PASSWORD).await.0,
         401,
-        "and only with that password"
+        "and only with that one: the password changed after the backup is gone with it"
     );
     // Issue 12 (TOTP): here alice's login asks for her second factor and a code from the
     // authenticator enrolled before the backup completes it.
@@ -501,8 +532,9 @@ async fn a_user_of_the_backup_logs_in_with_the_same_password_after_the_database_
         400,
         "a refresh token issued after the backup is unknown"
     );
-    // Sessions lived in Redis: the cookie of before signs nobody in; a refresh token the
-    // backup holds (the realm's own API) still refreshes.
+    // Sessions lived in Redis: the cookie of before signs nobody in. A refresh token the
+    // backup holds (the realm's own API) refreshes again, though the password change after
+    // the backup had ended it.
     assert_eq!(
         server.me(None, Some(&alice_cookie)).await.0,
         401,
