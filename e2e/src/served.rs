@@ -34,6 +34,11 @@ impl Database {
         Self { admin, name, url }
     }
 
+    /// The database's name (to drop and create it again, as a restore does).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Drops the database, ending the connections still open to it.
     pub async fn drop_now(self) {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
