@@ -6,7 +6,7 @@ use super::core::Core;
 use super::identifier::canonical_email;
 use super::{AuthError, new_password, password, tokens};
 use crate::mail::Mail;
-use crate::metrics::{BreachContext, StoreKind};
+use crate::metrics::BreachContext;
 use crate::store::TokenPurpose;
 
 /// Password reset tokens live 30 minutes.
@@ -45,9 +45,7 @@ pub fn request_password_reset_detached(core: std::sync::Arc<Core>, email: String
     tokio::spawn(async move {
         if let Err(error) = request_password_reset(&core, &email).await {
             // No answer carries this failure to `observe`: count it here.
-            if let AuthError::Unavailable(what) = &error
-                && let Some(store) = StoreKind::from_dependency(what)
-            {
+            if let Some(store) = error.failed_store() {
                 core.metrics.store_failed(store);
             }
             tracing::error!(error = %error, "password reset request failed");

@@ -307,6 +307,7 @@ impl From<AuthError> for ApiError {
             .header(header::RETRY_AFTER, "1"),
             AuthError::Unavailable(what) => {
                 tracing::error!(dependency = what, "dependency unavailable");
+                let store = error.failed_store();
                 let mut e = ApiError::new(
                     S::SERVICE_UNAVAILABLE,
                     "service_unavailable",
@@ -314,7 +315,7 @@ impl From<AuthError> for ApiError {
                     "a dependency is unavailable; try again shortly",
                 )
                 .header(header::RETRY_AFTER, "5");
-                e.0.store_failure = StoreKind::from_dependency(what);
+                e.0.store_failure = store;
                 e
             }
             AuthError::Internal(detail) => {
@@ -388,6 +389,11 @@ mod tests {
             Some(StoreFailure(StoreKind::Redis))
         );
         assert_eq!(store_failure(AuthError::Busy), None);
+        // A full in-memory store is a bound reached, not a failing server.
+        assert_eq!(
+            store_failure(crate::store::StoreError::Full("sessions").into()),
+            None
+        );
         assert_eq!(store_failure(AuthError::InvalidCredentials), None);
     }
 }
