@@ -641,6 +641,7 @@ impl Metrics {
                     Gauge::default(),
                 )
             }),
+            // The real registry is borrowed by every `register` above; it moves in below.
             registry: Registry::default(),
         };
         for outcome in RegistrationOutcome::ALL {
