@@ -7,6 +7,7 @@ use super::core::{Core, stored_hash};
 use super::principal::{Principal, RequestMeta};
 use super::{AuthError, Violation, new_password, password, sessions};
 use crate::mail::Mail;
+use crate::metrics::BreachContext;
 use crate::store::TokenPurpose;
 use crate::store::kv::Attempt;
 
@@ -115,6 +116,7 @@ pub async fn change_password(
     let new = password::normalize(new);
     let mut violations = new_password::violations(
         core,
+        BreachContext::PasswordChange,
         "new_password",
         &new,
         &user.email_canonical,

@@ -99,6 +99,11 @@ impl Core {
         }
     }
 
+    /// The password hashing pool's load now (for the gauges set at scrape).
+    pub fn hashing_load(&self) -> crate::metrics::HashingLoad {
+        self.hasher.load()
+    }
+
     /// The realm's OAuth clients.
     pub fn clients(&self) -> &ClientRegistry {
         &self.clients

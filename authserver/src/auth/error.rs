@@ -92,6 +92,17 @@ pub enum AuthError {
     Internal(String),
 }
 
+impl AuthError {
+    /// The store whose outage caused this error, for `portcullis_store_errors_total`; `None`
+    /// for everything else, including a full in-memory store (a bound, not a failing server).
+    pub fn failed_store(&self) -> Option<crate::metrics::StoreKind> {
+        match self {
+            AuthError::Unavailable(what) => crate::metrics::StoreKind::from_dependency(what),
+            _ => None,
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for AuthError {
     fn from(error: crate::store::StoreError) -> Self {
         use crate::store::StoreError;

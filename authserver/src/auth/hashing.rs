@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 
 use super::AuthError;
 use super::keys::Pepper;
+use crate::metrics::HashingLoad;
 use crate::random::Random;
 
 /// A stored password hash and the pepper version it was made with. `Debug` shows the version
@@ -85,6 +86,7 @@ pub struct PasswordHasher {
     random: Random,
     pool: Semaphore,
     in_flight: AtomicUsize,
+    permits: usize,
     capacity: usize,
     refused: AtomicU64,
     dummy: StoredHash,
@@ -149,6 +151,7 @@ impl PasswordHasher {
             cost,
             pool: Semaphore::new(size.permits.max(1)),
             in_flight: AtomicUsize::new(0),
+            permits: size.permits.max(1),
             capacity: size.permits.max(1).saturating_add(size.queue),
             refused: AtomicU64::new(0),
             verifications: AtomicU64::new(0),
@@ -167,6 +170,17 @@ impl PasswordHasher {
             return Err(AuthError::Busy);
         }
         Ok(slot)
+    }
+
+    /// How many callers hold a place and how many of those wait, against the queue's bound.
+    /// A refused caller holds a place for an instant, so the count is capped at the capacity.
+    pub fn load(&self) -> HashingLoad {
+        let in_flight = self.in_flight.load(Ordering::SeqCst).min(self.capacity);
+        HashingLoad {
+            in_flight,
+            queue_depth: in_flight.saturating_sub(self.permits),
+            queue_capacity: self.capacity.saturating_sub(self.permits),
+        }
     }
 
     /// Callers refused because the pool and its queue were full.
@@ -440,6 +454,31 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn the_load_counts_places_beyond_the_runs_as_queued_and_ignores_refusals() {
+        use rand_chacha::rand_core::SeedableRng;
+        let random = Random::new(rand_chacha::ChaCha20Rng::seed_from_u64(9));
+        let size = PoolSize {
+            permits: 2,
+            queue: 3,
+        };
+        let hasher = PasswordHasher::new(peppers(&["v1"]), 4, size, random).unwrap();
+        let idle = hasher.load();
+        assert_eq!(
+            (idle.in_flight, idle.queue_depth, idle.queue_capacity),
+            (0, 0, 3)
+        );
+        let held: Vec<_> = (0..5).map(|_| hasher.reserve().unwrap()).collect();
+        assert!(hasher.reserve().is_err());
+        let full = hasher.load();
+        assert_eq!(
+            (full.in_flight, full.queue_depth, full.queue_capacity),
+            (5, 3, 3)
+        );
+        drop(held);
+        assert_eq!(hasher.load().in_flight, 0);
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ use super::principal::RequestMeta;
 use super::tokens::{self, Grant};
 use super::{AuthError, csrf, password, sessions};
 use crate::mail::Mail;
+use crate::metrics::GrantKind;
 use crate::store::kv::{Attempt, SessionRecord};
 use crate::store::{FamilyGrant, NewFamily, UserRecord};
 
@@ -154,6 +155,7 @@ pub async fn login(
     };
     core.db.record_login(user.id, now).await?;
     core.metrics.login_successes.inc();
+    core.metrics.token_issued(GrantKind::Login);
     tracing::info!(target: "audit", event = "login", user_id = %user.id, ip = %meta.ip, "login succeeded");
     Ok(success)
 }

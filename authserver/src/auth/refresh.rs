@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::AuthError;
 use super::core::Core;
 use super::tokens::{self, Grant};
+use crate::metrics::GrantKind;
 use crate::store::{FamilyGrant, RotateOutcome};
 
 /// Tokens from a refresh grant.
@@ -159,8 +160,10 @@ pub async fn refresh(
         core.access_ttl(),
         core.random.uuid(),
     );
+    let access_token = core.keys.sign("at+jwt", &claims)?;
+    core.metrics.token_issued(GrantKind::RefreshToken);
     Ok(Refreshed {
-        access_token: core.keys.sign("at+jwt", &claims)?,
+        access_token,
         refresh_token: rotated.refresh_token,
         expires_in: core.access_ttl().as_secs(),
         scope: rotated.grant.scope,

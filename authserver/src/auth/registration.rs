@@ -7,6 +7,7 @@ use super::core::Core;
 use super::identifier::canonical_email;
 use super::{AuthError, Violation, new_password, password, tokens};
 use crate::mail::Mail;
+use crate::metrics::{BreachContext, RegistrationOutcome};
 use crate::store::{NewUser, StoreError, TokenPurpose};
 
 /// Email verification tokens live 24 hours.
@@ -121,9 +122,15 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
     let password = password::normalize(&input.password);
     let email_for_check = email.clone().unwrap_or_default();
     if violations.is_empty() {
-        violations =
-            new_password::violations(core, "password", &password, &email_for_check, display_name)
-                .await;
+        violations = new_password::violations(
+            core,
+            BreachContext::Register,
+            "password",
+            &password,
+            &email_for_check,
+            display_name,
+        )
+        .await;
     } else {
         // Report the local password rules too, without asking the breach API.
         let policy = &core.spec().password_policy;
@@ -135,6 +142,7 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
         ));
     }
     let Some(email) = email.filter(|_| violations.is_empty()) else {
+        core.metrics.registered(RegistrationOutcome::Invalid);
         return Err(AuthError::Validation(violations));
     };
 
@@ -158,11 +166,15 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
     match inserted {
         Ok(()) => {}
         Err(StoreError::Duplicate(_)) if verification => {
+            core.metrics.registered(RegistrationOutcome::Duplicate);
             core.notify(&email, Mail::AlreadyRegistered);
             tracing::info!(target: "audit", event = "register_duplicate", "registration for a taken address");
             return Ok(Registered::VerificationPending);
         }
-        Err(StoreError::Duplicate(_)) => return Err(AuthError::EmailTaken),
+        Err(StoreError::Duplicate(_)) => {
+            core.metrics.registered(RegistrationOutcome::Duplicate);
+            return Err(AuthError::EmailTaken);
+        }
         Err(e) => return Err(e.into()),
     }
     let consents: Vec<(String, bool)> = input.consents.into_iter().collect();
@@ -171,6 +183,7 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
         .await?;
     tracing::info!(target: "audit", event = "register", user_id = %id, "account registered");
     if !verification {
+        core.metrics.registered(RegistrationOutcome::Created);
         return Ok(Registered::Created(id));
     }
     let token = core.random.token(32);
@@ -190,6 +203,8 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
             req: input.pending_request,
         },
     );
+    core.metrics
+        .registered(RegistrationOutcome::VerificationPending);
     Ok(Registered::VerificationPending)
 }
 

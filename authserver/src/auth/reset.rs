@@ -6,6 +6,7 @@ use super::core::Core;
 use super::identifier::canonical_email;
 use super::{AuthError, new_password, password, tokens};
 use crate::mail::Mail;
+use crate::metrics::BreachContext;
 use crate::store::TokenPurpose;
 
 /// Password reset tokens live 30 minutes.
@@ -43,6 +44,10 @@ pub async fn request_password_reset(core: &Core, email: &str) -> Result<(), Auth
 pub fn request_password_reset_detached(core: std::sync::Arc<Core>, email: String) {
     tokio::spawn(async move {
         if let Err(error) = request_password_reset(&core, &email).await {
+            // No answer carries this failure to `observe`: count it here.
+            if let Some(store) = error.failed_store() {
+                core.metrics.store_failed(store);
+            }
             tracing::error!(error = %error, "password reset request failed");
         }
     });
@@ -70,6 +75,7 @@ pub async fn confirm_password_reset(
         .ok_or(AuthError::InvalidToken)?;
     let violations = new_password::violations(
         core,
+        BreachContext::PasswordReset,
         "new_password",
         &password,
         &user.email_canonical,

@@ -34,6 +34,17 @@ pub fn client_ip(peer: Option<IpAddr>, forwarded_for: &[&str], trusted: &[Cidr])
     client.to_string()
 }
 
+/// Whether `X-Forwarded-For` was sent by a peer that is not a trusted proxy, and so ignored
+/// (counted: a client trying to choose its own address, or a proxy missing from
+/// `trustedProxies`). Without a known peer nothing is decided.
+pub fn forwarded_for_ignored(
+    peer: Option<IpAddr>,
+    forwarded_for: &[&str],
+    trusted: &[Cidr],
+) -> bool {
+    !forwarded_for.is_empty() && peer.is_some_and(|ip| !trusted.iter().any(|c| c.contains(ip)))
+}
+
 /// An `X-Forwarded-For` entry as an address: `ip`, `ipv4:port`, `[ipv6]` or `[ipv6]:port`.
 fn forwarded_address(entry: &str) -> Option<IpAddr> {
     if let Ok(ip) = entry.parse() {
@@ -70,6 +81,17 @@ mod tests {
             &cidrs(&["10.0.0.0/8"]),
         );
         assert_eq!(ip, "203.0.113.9");
+    }
+
+    #[test]
+    fn forwarded_for_counts_as_ignored_only_from_a_known_untrusted_peer() {
+        let trusted = cidrs(&["10.0.0.0/8"]);
+        let stranger = Some("203.0.113.9".parse().unwrap());
+        let proxy = Some("10.0.0.2".parse().unwrap());
+        assert!(forwarded_for_ignored(stranger, &["1.2.3.4"], &trusted));
+        assert!(!forwarded_for_ignored(stranger, &[], &trusted));
+        assert!(!forwarded_for_ignored(proxy, &["1.2.3.4"], &trusted));
+        assert!(!forwarded_for_ignored(None, &["1.2.3.4"], &trusted));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::{AuthError, Violation};
+use crate::metrics::{StoreFailure, StoreKind};
 
 /// `Content-Type` of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -25,6 +26,8 @@ struct Inner {
     /// OAuth `error` member for token-endpoint errors (RFC 6749 §5.2).
     oauth_error: Option<&'static str>,
     headers: HeaderMap,
+    /// The store whose failure caused this answer, for `observe` to count.
+    store_failure: Option<StoreKind>,
 }
 
 /// An error answer's body (RFC 9457).
@@ -68,6 +71,7 @@ impl ApiError {
             violations: Vec::new(),
             oauth_error: None,
             headers: HeaderMap::new(),
+            store_failure: None,
         }))
     }
 
@@ -303,13 +307,16 @@ impl From<AuthError> for ApiError {
             .header(header::RETRY_AFTER, "1"),
             AuthError::Unavailable(what) => {
                 tracing::error!(dependency = what, "dependency unavailable");
-                ApiError::new(
+                let store = error.failed_store();
+                let mut e = ApiError::new(
                     S::SERVICE_UNAVAILABLE,
                     "service_unavailable",
                     "Service unavailable",
                     "a dependency is unavailable; try again shortly",
                 )
-                .header(header::RETRY_AFTER, "5")
+                .header(header::RETRY_AFTER, "5");
+                e.0.store_failure = store;
+                e
             }
             AuthError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
@@ -352,6 +359,41 @@ impl IntoResponse for ApiError {
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         response.headers_mut().extend(this.headers);
+        if let Some(store) = this.store_failure {
+            response.extensions_mut().insert(StoreFailure(store));
+        }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_failure(error: AuthError) -> Option<StoreFailure> {
+        ApiError::from(error)
+            .into_response()
+            .extensions()
+            .get::<StoreFailure>()
+            .copied()
+    }
+
+    #[test]
+    fn an_answer_caused_by_postgres_or_redis_carries_the_store_for_the_metrics() {
+        assert_eq!(
+            store_failure(AuthError::Unavailable("database")),
+            Some(StoreFailure(StoreKind::Postgres))
+        );
+        assert_eq!(
+            store_failure(AuthError::Unavailable("redis")),
+            Some(StoreFailure(StoreKind::Redis))
+        );
+        assert_eq!(store_failure(AuthError::Busy), None);
+        // A full in-memory store is a bound reached, not a failing server.
+        assert_eq!(
+            store_failure(crate::store::StoreError::Full("sessions").into()),
+            None
+        );
+        assert_eq!(store_failure(AuthError::InvalidCredentials), None);
     }
 }

@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Req
 use axum::http::{StatusCode, header, request::Parts};
 use serde::de::DeserializeOwned;
 
-use super::client_ip::client_ip;
+use super::client_ip::{client_ip, forwarded_for_ignored};
 use super::error::ApiError;
 use super::middleware::{BodyTimeout, RequestLimits};
 use super::state::AppState;
@@ -167,6 +167,9 @@ impl FromRequestParts<AppState> for RequestMeta {
             .chars()
             .take(256)
             .collect();
+        if forwarded_for_ignored(peer, &forwarded, &state.web.trusted_proxies) {
+            state.metrics.forwarded_for_ignored.inc();
+        }
         Ok(RequestMeta {
             ip: client_ip(peer, &forwarded, &state.web.trusted_proxies),
             user_agent,

@@ -11,7 +11,7 @@ use portcullis_crds::realm::{FrameOptions, SecurityHeadersSpec};
 use super::error::ApiError;
 use super::extract::BODY_LIMIT;
 use super::state::AppState;
-use crate::metrics::HttpLabels;
+use crate::metrics::StoreFailure;
 
 /// The security headers of a realm, rendered once.
 #[derive(Debug, Clone)]
@@ -82,7 +82,8 @@ pub async fn security_headers(
 pub struct RequestId(pub String);
 
 /// Assigns the request id, logs the request (never bodies or credentials; successes at
-/// `debug`) and counts it.
+/// `debug`), counts it and its latency under its route template, and counts the store failure
+/// its answer carries.
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let watch = state.clock.stopwatch();
     let id = request
@@ -108,15 +109,14 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         next.run(request).await
     };
     let status = response.status().as_u16();
-    state
-        .metrics
-        .http_requests
-        .get_or_create(&HttpLabels {
-            route: route.clone(),
-            status,
-        })
-        .inc();
-    let latency_ms = watch.seconds() * 1000.0;
+    let seconds = watch.seconds();
+    state.metrics.http_answered(&route, status, seconds);
+    // Handlers that failed on PostgreSQL or Redis mark their answer instead of reaching for
+    // the metrics; counted here, once per request.
+    if let Some(StoreFailure(store)) = response.extensions_mut().remove::<StoreFailure>() {
+        state.metrics.store_failed(store);
+    }
+    let latency_ms = seconds * 1000.0;
     // One line per request would cost every grant a formatted write at the default `info`
     // level: successes are `debug`, refusals `info`, failures `warn` (the metrics count all).
     macro_rules! request_line {

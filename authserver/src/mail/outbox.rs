@@ -43,9 +43,14 @@ impl Outbox {
             Outbox::Deliver { mailer, metrics } => {
                 let (mailer, metrics, to) = (mailer.clone(), metrics.clone(), to.to_owned());
                 tokio::spawn(async move {
-                    if let Err(error) = mailer.send(&to, &mail).await {
-                        metrics.mail_failures.inc();
-                        tracing::error!(error = %error, mail = ?mail, "mail delivery failed");
+                    match mailer.send(&to, &mail).await {
+                        Ok(()) => {
+                            metrics.mails_sent.inc();
+                        }
+                        Err(error) => {
+                            metrics.mail_failures.inc();
+                            tracing::error!(error = %error, mail = ?mail, "mail delivery failed");
+                        }
                     }
                 });
             }

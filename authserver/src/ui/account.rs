@@ -307,7 +307,7 @@ async fn change_password(
         }
         Err(AuthError::Unauthenticated) => return Ok(to_login()),
         Err(other) => {
-            let (status, message) = passing_failure(other)?;
+            let (status, message) = passing_failure(&state, other)?;
             (status, Problems::saying(message), None)
         }
     };

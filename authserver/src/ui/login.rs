@@ -197,6 +197,10 @@ async fn submit(
         match login_case::login(&state.core, &email, &password, &meta, previous.as_deref()).await {
             Ok(success) => success,
             Err(error) => {
+                // The page below is not an `ApiError`: count a store outage here.
+                if let Some(store) = error.failed_store() {
+                    state.metrics.store_failed(store);
+                }
                 let (status, message, retry) = refusal(&error);
                 let mut response = again(status, &message);
                 if let Some(seconds) = retry

@@ -221,8 +221,15 @@ fn sentence(message: &str) -> String {
 
 /// What a page says when a use case failed for a reason that is not the user's input and
 /// that may pass (busy, a dependency down): its status and message. Anything else is `Err`,
-/// the error answer (a 500, logged, never shown).
-pub fn passing_failure(error: AuthError) -> Result<(StatusCode, &'static str), ApiError> {
+/// the error answer (a 500, logged, never shown). A store outage is counted here: the page
+/// answering it is not an `ApiError`, which would carry it to `observe`.
+pub fn passing_failure(
+    state: &AppState,
+    error: AuthError,
+) -> Result<(StatusCode, &'static str), ApiError> {
+    if let Some(store) = error.failed_store() {
+        state.metrics.store_failed(store);
+    }
     match error {
         AuthError::Busy | AuthError::Unavailable(_) => Ok((
             StatusCode::SERVICE_UNAVAILABLE,

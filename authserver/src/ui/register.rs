@@ -223,7 +223,7 @@ async fn submit(
             ));
         }
         Err(other) => {
-            let (status, message) = passing_failure(other)?;
+            let (status, message) = passing_failure(&state, other)?;
             return Ok(page(
                 &state,
                 &headers,

@@ -263,7 +263,7 @@ async fn confirm(
             Some((with_req("/reset-password", Some(req)), "Ask for a new link")),
         )),
         Err(other) => {
-            let (status, message) = passing_failure(other)?;
+            let (status, message) = passing_failure(&state, other)?;
             Ok(again(status, FieldErrors::default(), Some(message)))
         }
     }

@@ -148,7 +148,7 @@ async fn submit(
             Some(("/login".to_owned(), "Sign in")),
         )),
         Err(other) => {
-            let (status, message) = passing_failure(other)?;
+            let (status, message) = passing_failure(&state, other)?;
             Ok(page(&state, &headers, status, token, req, Some(message)))
         }
     }

@@ -104,6 +104,10 @@ async fn a_timeout_fails_open_when_the_realm_says_open(pool: PgPool) {
         metrics.contains("portcullis_breach_check_failures_total 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("portcullis_breach_checks_total{context=\"register\",result=\"error\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]

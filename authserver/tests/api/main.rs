@@ -12,6 +12,7 @@ mod http;
 mod keys;
 mod listeners;
 mod login;
+mod metrics;
 mod migrations;
 mod oidc;
 mod oidc_kv;

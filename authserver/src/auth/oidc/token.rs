@@ -15,6 +15,7 @@ use crate::auth::AuthError;
 use crate::auth::core::Core;
 use crate::auth::refresh;
 use crate::auth::tokens::{self, Grant, IdContext};
+use crate::metrics::GrantKind;
 use crate::store::kv::{CodeRecord, Redeemed};
 use crate::store::{FamilyGrant, NewFamily};
 
@@ -99,6 +100,7 @@ pub async fn exchange_code(
             "the authorization code was already used; the tokens it issued are revoked",
         ));
     }
+    core.metrics.token_issued(GrantKind::AuthorizationCode);
     tracing::info!(target: "audit", event = "oauth_code_exchanged", user_id = %record.user_id, client_id = %client.id(), "authorization code exchanged");
     Ok(issued)
 }
@@ -345,6 +347,7 @@ pub async fn refresh(
         None,
     )?;
     issued.refresh_token = Some(rotated.refresh_token);
+    core.metrics.token_issued(GrantKind::RefreshToken);
     Ok(issued)
 }
 
@@ -406,8 +409,10 @@ pub fn client_credentials(
         acr: None,
         amr: Vec::new(),
     };
+    let access_token = core.keys.sign("at+jwt", &claims)?;
+    core.metrics.token_issued(GrantKind::ClientCredentials);
     Ok(Issued {
-        access_token: core.keys.sign("at+jwt", &claims)?,
+        access_token,
         expires_in: ttl.as_secs(),
         refresh_token: None,
         id_token: None,
