@@ -4,8 +4,10 @@
 // CONFIG_JSON:
 //   { "client": { "client_id": "...", "client_secret": "...", "redirect_uris": ["..."] },
 //     "alg": "ES256" | "RS256",
-//     "accounts": [{ "sub": "...", "email": "...", "email_verified": true, "name": "..." }] }
-// Prints one JSON line once it listens: {"issuer": "http://127.0.0.1:PORT", ...}.
+//     "accounts": [{ "sub": "...", "email": "...", "email_verified": true, "name": "..." }],
+//     "tls": { "cert_file": "chain.pem", "key_file": "key.pem" } }     (optional)
+// Prints one JSON line once it listens on 127.0.0.1: {"issuer": "http://127.0.0.1:PORT", ...},
+// or with `tls` {"issuer": "https://localhost:PORT", ...} (the certificate names localhost).
 //
 // One confidential client (client_secret_basic or _post, code flow, PKCE S256 required), the
 // scopes openid email profile, a fresh signing key of `alg`, the email claims in the ID token
@@ -16,7 +18,9 @@
 // requested scopes in one step (no consent page) and redirects back to /auth/UID, which
 // redirects to the client with the code. Without `login` the page lists the accounts as links.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { createRequire } from 'node:module';
 import Provider from 'oidc-provider';
 
@@ -42,9 +46,12 @@ function signingKey() {
 const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 // Bind first: the issuer names the port, and with PORT 0 only the bound socket knows it.
-const server = createServer();
+const server = config.tls
+  ? createTlsServer({ cert: readFileSync(config.tls.cert_file), key: readFileSync(config.tls.key_file) })
+  : createServer();
 server.listen(port, '127.0.0.1', () => {
-  const issuer = `http://127.0.0.1:${server.address().port}`;
+  const { port: bound } = server.address();
+  const issuer = config.tls ? `https://localhost:${bound}` : `http://127.0.0.1:${bound}`;
   const provider = new Provider(issuer, {
     clients: [{
       client_id: config.client.client_id,

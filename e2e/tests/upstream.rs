@@ -25,7 +25,7 @@ use openidconnect::{
 };
 use portcullis_e2e::skipped;
 use portcullis_e2e::upstream::{
-    Account, Alg, Config, Misbehaviour, Upstream, node_skip_reason, sign_in,
+    Account, Alg, Config, Misbehaviour, Tls, Upstream, node_skip_reason, sign_in,
 };
 
 type Oidc = CoreClient<
@@ -51,10 +51,11 @@ fn config() -> Config {
 
 /// openidconnect's HTTP client: a closure over our reqwest that never follows redirects.
 async fn send(
+    http: reqwest::Client,
     request: openidconnect::HttpRequest,
 ) -> Result<openidconnect::HttpResponse, reqwest::Error> {
     let (parts, body) = request.into_parts();
-    let response = Upstream::http()
+    let response = http
         .request(parts.method, parts.uri.to_string())
         .headers(parts.headers)
         .body(body)
@@ -69,6 +70,7 @@ async fn send(
 
 /// What the relying party holds after the code exchange.
 struct Flow {
+    http: reqwest::Client,
     oidc: Oidc,
     tokens: CoreTokenResponse,
     nonce: Nonce,
@@ -87,7 +89,7 @@ impl Flow {
         self.oidc
             .user_info(self.tokens.access_token().clone(), None)
             .unwrap()
-            .request_async(&send)
+            .request_async(&|r| send(self.http.clone(), r))
             .await
             .expect("UserInfo answers for the access token")
     }
@@ -95,6 +97,8 @@ impl Flow {
 
 /// The whole code flow with PKCE, signing in as `sub` at `upstream`.
 async fn code_flow(upstream: &Upstream, sub: &str) -> Flow {
+    let http = upstream.http();
+    let send = |r| send(http.clone(), r);
     let metadata = CoreProviderMetadata::discover_async(
         IssuerUrl::new(upstream.issuer.clone()).unwrap(),
         &send,
@@ -119,7 +123,7 @@ async fn code_flow(upstream: &Upstream, sub: &str) -> Flow {
         .add_scope(Scope::new("profile".into()))
         .set_pkce_challenge(challenge)
         .url();
-    let callback = sign_in(&Upstream::http(), url.as_str(), sub, REDIRECT).await;
+    let callback = sign_in(&http, url.as_str(), sub, REDIRECT).await;
     assert_eq!(
         callback.params.get("state"),
         Some(state.secret()),
@@ -139,6 +143,7 @@ async fn code_flow(upstream: &Upstream, sub: &str) -> Flow {
         .await
         .expect("the code exchange");
     Flow {
+        http,
         oidc,
         tokens,
         nonce,
@@ -206,6 +211,8 @@ async fn node_provider_signs_rs256_when_configured() {
 /// Exchanges the code of a sign-in as Ada at `upstream` with a wrong PKCE verifier: the
 /// provider's answer.
 async fn exchange_with_wrong_verifier(upstream: &Upstream) -> (u16, serde_json::Value) {
+    let http = upstream.http();
+    let send = |r| send(http.clone(), r);
     let metadata = CoreProviderMetadata::discover_async(
         IssuerUrl::new(upstream.issuer.clone()).unwrap(),
         &send,
@@ -224,8 +231,8 @@ async fn exchange_with_wrong_verifier(upstream: &Upstream) -> (u16, serde_json::
         .append_pair("nonce", "n")
         .append_pair("code_challenge", challenge.as_str())
         .append_pair("code_challenge_method", "S256");
-    let callback = sign_in(&Upstream::http(), url.as_str(), ADA, REDIRECT).await;
-    let response = Upstream::http()
+    let callback = sign_in(&http, url.as_str(), ADA, REDIRECT).await;
+    let response = http
         .post(token_endpoint)
         .basic_auth(
             &upstream.config.client_id,
@@ -244,6 +251,26 @@ async fn exchange_with_wrong_verifier(upstream: &Upstream) -> (u16, serde_json::
         .await
         .unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn node_provider_serves_the_code_flow_over_https_when_given_a_certificate() {
+    let Some(upstream) = node(
+        &config().tls(Tls::generate()),
+        "Node upstream provider (oidc-provider)",
+    ) else {
+        return;
+    };
+    assert!(
+        upstream.issuer.starts_with("https://localhost:"),
+        "{}",
+        upstream.issuer
+    );
+    let flow = code_flow(&upstream, ADA).await;
+    assert_eq!(
+        flow.claims().expect("a valid ID token").issuer().as_str(),
+        upstream.issuer
+    );
 }
 
 #[tokio::test]
@@ -280,6 +307,21 @@ async fn rogue_provider_without_misbehaviour_gives_a_valid_id_token() {
     assert_eq!(claims.email().map(|e| e.as_str()), Some("ada@example.com"));
     assert_eq!(claims.email_verified(), Some(true));
     assert_eq!(flow.userinfo().await.email_verified(), Some(true));
+}
+
+#[tokio::test]
+async fn rogue_provider_serves_the_code_flow_over_https_when_given_a_certificate() {
+    let upstream = Upstream::start_rogue(&config().tls(Tls::generate()), Misbehaviour::Honest);
+    assert!(
+        upstream.issuer.starts_with("https://localhost:"),
+        "{}",
+        upstream.issuer
+    );
+    let flow = code_flow(&upstream, ADA).await;
+    assert_eq!(
+        flow.claims().expect("a valid ID token").issuer().as_str(),
+        upstream.issuer
+    );
 }
 
 /// Signs in as Ada at a rogue provider misbehaving as `misbehaviour`: why openidconnect

@@ -9,7 +9,8 @@
 //!   one rule on purpose, the [`Misbehaviour`] a test picks: a wrong `nonce`, `iss` or `aud`,
 //!   a signature by a key it does not publish, or `email_verified: false`.
 //!
-//! Both listen on `http://127.0.0.1:{port}`, register the one confidential client of the
+//! Both listen on `http://127.0.0.1:{port}`, or `https://localhost:{port}` with a certificate
+//! from a throwaway CA when the config asks for [`Tls`] (real providers are HTTPS), register the one confidential client of the
 //! [`Config`] (`client_secret_basic` or `client_secret_post`, PKCE S256 required, scopes
 //! `openid email profile`) and sign its accounts in without a page to fill in: the
 //! authorization endpoint redirects to `/interaction/{id}`, and
@@ -88,6 +89,29 @@ impl Alg {
     }
 }
 
+/// HTTPS for an upstream provider: a serving certificate for `localhost` from a throwaway CA.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// The CA certificate, PEM: what a client of the provider must trust.
+    pub ca_pem: String,
+    /// The serving certificate chain, PEM.
+    pub chain_pem: String,
+    /// Its private key, PEM.
+    pub key_pem: String,
+}
+
+impl Tls {
+    /// A fresh CA and a certificate for `localhost` from it.
+    pub fn generate() -> Self {
+        let (ca_pem, chain_pem, key_pem) = crate::realm::certificate();
+        Self {
+            ca_pem,
+            chain_pem,
+            key_pem,
+        }
+    }
+}
+
 /// An upstream provider's client (the relying party under test) and accounts.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -101,6 +125,8 @@ pub struct Config {
     pub accounts: Vec<Account>,
     /// The ID token signing algorithm (the Node provider only).
     pub alg: Alg,
+    /// HTTPS, or plain HTTP when `None`.
+    pub tls: Option<Tls>,
 }
 
 impl Config {
@@ -112,6 +138,7 @@ impl Config {
             redirect_uris: vec![redirect_uri.to_owned()],
             accounts: Vec::new(),
             alg: Alg::Es256,
+            tls: None,
         }
     }
 
@@ -127,7 +154,14 @@ impl Config {
         self
     }
 
-    fn to_json(&self) -> serde_json::Value {
+    /// Serves HTTPS with `tls` (issuer `https://localhost:{port}`).
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The JSON upstream.mjs reads; the TLS files are written to `dir`.
+    fn to_json(&self, dir: &std::path::Path) -> serde_json::Value {
         let accounts: Vec<_> = self
             .accounts
             .iter()
@@ -135,7 +169,14 @@ impl Config {
                 json!({"sub": a.sub, "email": a.email, "email_verified": a.email_verified, "name": a.name})
             })
             .collect();
+        let tls = self.tls.as_ref().map(|tls| {
+            let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
+            std::fs::write(&cert_file, &tls.chain_pem).unwrap();
+            std::fs::write(&key_file, &tls.key_pem).unwrap();
+            json!({"cert_file": cert_file, "key_file": key_file})
+        });
         json!({
+            "tls": tls,
             "client": {
                 "client_id": self.client_id,
                 "client_secret": self.client_secret,
@@ -149,13 +190,14 @@ impl Config {
 
 enum Running {
     /// The process and the file its stderr goes to.
-    Node(Child, tempfile::NamedTempFile),
+    Node(Child, tempfile::TempDir),
     Rogue(rogue::Server),
 }
 
 /// A running upstream provider; stopped when dropped.
 pub struct Upstream {
-    /// `http://127.0.0.1:{port}`: discovery is at `{issuer}/.well-known/openid-configuration`.
+    /// `http://127.0.0.1:{port}` (`https://localhost:{port}` with TLS): discovery is at
+    /// `{issuer}/.well-known/openid-configuration`.
     pub issuer: String,
     /// What it was started with.
     pub config: Config,
@@ -194,14 +236,15 @@ impl Upstream {
     /// Starts `e2e/node/upstream.mjs` (oidc-provider) with `config` on a free port and waits
     /// until it prints its issuer. Check [`node_skip_reason`] first.
     pub fn start_node(config: &Config) -> Self {
-        let stderr = tempfile::NamedTempFile::new().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let stderr = work.path().join("stderr");
         let mut child = Command::new(node_binary())
             .arg("upstream.mjs")
             .arg("0")
-            .arg(config.to_json().to_string())
+            .arg(config.to_json(work.path()).to_string())
             .current_dir(repo_root().join("e2e/node"))
             .stdout(Stdio::piped())
-            .stderr(stderr.reopen().unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", node_binary().display()));
         let stdout = child.stdout.take().unwrap();
@@ -220,7 +263,7 @@ impl Upstream {
             let _ = child.wait();
             panic!(
                 "upstream.mjs did not print its issuer (got {line:?}); its stderr:\n{}",
-                std::fs::read_to_string(stderr.path()).unwrap_or_default()
+                std::fs::read_to_string(&stderr).unwrap_or_default()
             );
         };
         let issuer = about["issuer"].as_str().unwrap().to_owned();
@@ -228,7 +271,7 @@ impl Upstream {
             issuer,
             config: config.clone(),
             about,
-            running: Running::Node(child, stderr),
+            running: Running::Node(child, work),
         }
     }
 
@@ -244,25 +287,29 @@ impl Upstream {
         }
     }
 
-    /// An HTTP client for these providers: no redirects followed, as [`sign_in`] needs.
-    pub fn http() -> reqwest::Client {
+    /// An HTTP client for this provider: trusting its CA when it serves HTTPS, following no
+    /// redirects, as [`sign_in`] needs.
+    pub fn http(&self) -> reqwest::Client {
         // reqwest is built without a default TLS provider: ring, as everywhere here.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
+        let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if let Some(tls) = &self.config.tls {
+            let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap();
+            builder = builder.tls_certs_only([ca]);
+        }
+        builder.build().unwrap()
     }
 }
 
 impl Drop for Upstream {
     fn drop(&mut self) {
         match &mut self.running {
-            Running::Node(child, stderr) => {
+            Running::Node(child, work) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 if std::thread::panicking() {
-                    let log = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+                    let log =
+                        std::fs::read_to_string(work.path().join("stderr")).unwrap_or_default();
                     eprintln!("upstream.mjs stderr:\n{log}");
                 }
             }

@@ -1,7 +1,8 @@
 //! The rogue upstream: a minimal OpenID provider (discovery, JWKS, the code flow with PKCE,
 //! UserInfo) that signs real ES256 ID tokens with a key generated at start, and breaks the one
 //! rule its [`Misbehaviour`] names. Everything else is done right, so a relying party that
-//! refuses its token refuses it for that rule. In-memory, one client, codes single-use.
+//! refuses its token refuses it for that rule. In-memory, one client, codes single-use; HTTPS
+//! when the config has [`super::Tls`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -83,7 +84,12 @@ impl Server {
     pub fn start(config: Config, misbehaviour: Misbehaviour) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
-        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let acceptor = config.tls.as_ref().map(acceptor);
+        let issuer = match acceptor {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://127.0.0.1:{port}"),
+        };
         let (key, raw) = key_pair();
         let (other_key, _) = key_pair();
         // The uncompressed point: 0x04, x, y.
@@ -111,8 +117,14 @@ impl Server {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = app(provider);
                 tokio::select! {
-                    served = axum::serve(listener, app(provider)) => served.unwrap(),
+                    served = async {
+                        match acceptor {
+                            Some(acceptor) => axum::serve(TlsListener { listener, acceptor }, app).await,
+                            None => axum::serve(listener, app).await,
+                        }
+                    } => served.unwrap(),
                     _ = stopped => {}
                 }
             });
@@ -132,6 +144,52 @@ impl Server {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// The TLS acceptor of `tls`'s certificate and key (rustls with ring).
+fn acceptor(tls: &super::Tls) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(tls.chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// axum's listener for HTTPS: a connection is served once its handshake succeeds.
+struct TlsListener {
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, peer)) = self.listener.accept().await else {
+                continue;
+            };
+            // One handshake at a time is plenty for a test provider.
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
     }
 }
 
