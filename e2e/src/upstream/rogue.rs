@@ -309,7 +309,16 @@ async fn interaction(
             .config
             .accounts
             .iter()
-            .map(|a| format!("<li><a href=\"?login={}\">{}</a></li>", a.sub, a.email))
+            .map(|a| {
+                let query: String = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("login", &a.sub)
+                    .finish();
+                format!(
+                    "<li><a href=\"?{}\">{}</a></li>",
+                    escape(&query),
+                    escape(&a.email)
+                )
+            })
             .collect();
         return Html(format!(
             "<!doctype html><title>Rogue sign-in</title><h1>Sign in as</h1><ul>{links}</ul>"
@@ -334,6 +343,13 @@ async fn interaction(
     }
     p.codes.lock().unwrap().insert(code, (pending, sub.clone()));
     Redirect::to(to.as_str()).into_response()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// `client_secret_basic` (RFC 6749 §2.3.1: each part form-urlencoded) or `client_secret_post`.
