@@ -59,16 +59,17 @@ if ! [ -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null 2>&1; then
   fi
 fi
 
-# axe-core (the browser test's accessibility check) and openid-client (the Node RP test),
-# pinned by e2e/node/package-lock.json; without them those checks say SKIPPED.
+# axe-core (the browser test's accessibility check), openid-client (the Node RP test) and
+# oidc-provider with its Node 22 (the upstream provider of e2e/tests/upstream.rs), pinned by
+# e2e/node/package-lock.json; without them those checks say SKIPPED.
 if [ ! -f e2e/node/node_modules/.package-lock.json ] ||
   [ e2e/node/package-lock.json -nt e2e/node/node_modules/.package-lock.json ]; then
   if command -v npm >/dev/null 2>&1; then
     echo "test: npm ci in e2e/node" >&2
     (cd e2e/node && npm ci --no-audit --no-fund --loglevel=error) ||
-      echo "test: *** npm ci failed: the axe-core check and the Node RP test will be SKIPPED ***" >&2
+      echo "test: *** npm ci failed: the axe-core check and the Node RP and upstream tests will be SKIPPED ***" >&2
   else
-    echo "test: *** no npm: the axe-core check and the Node RP test will be SKIPPED ***" >&2
+    echo "test: *** no npm: the axe-core check and the Node RP and upstream tests will be SKIPPED ***" >&2
   fi
 fi
 

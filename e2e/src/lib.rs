@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 pub mod realm;
 pub mod served;
+pub mod upstream;
 
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {
