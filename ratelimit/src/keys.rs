@@ -96,11 +96,39 @@ pub fn identifier_digest(canonical_identifier: &str) -> String {
     digest32(canonical_identifier)
 }
 
-/// The bucket value of the per-address mail limit: the digest of the canonical address with a
-/// `+tag` stripped from the local part (RFC 5233 sub-addressing), since plus-variants reach the
-/// same mailbox. Only this key strips the tag, never the account identifier.
+/// The bucket value of the per-address mail limit: the digest of [`mailbox_address`], so that
+/// the spellings one mailbox receives under (`+tag`s; dots at Gmail) share one bucket. Only
+/// this key folds them, never the account identifier.
 pub fn mail_address_digest(canonical_address: &str) -> String {
-    digest32(&strip_plus_tag(canonical_address))
+    digest32(&mailbox_address(canonical_address))
+}
+
+/// The domains whose mailboxes ignore dots in the local part; `googlemail.com` is an alias of
+/// `gmail.com`. Only these: elsewhere `a.b` and `ab` may be two people.
+const DOTLESS_DOMAINS: [&str; 2] = ["gmail.com", "googlemail.com"];
+
+/// The mailbox a canonical (lowercase ASCII) address reaches, as the mail limit counts it:
+/// a `+tag` stripped from the local part (RFC 5233 sub-addressing, see [`strip_plus_tag`]),
+/// and for `gmail.com` and `googlemail.com` only, the dots removed from the local part and the
+/// domain folded to `gmail.com` (Gmail delivers `a.lice@googlemail.com` to `alice@gmail.com`).
+/// Other delimiters (`-` at some providers) are not stripped: on most servers it is part of
+/// the name. An address whose local part would become empty is kept as it is.
+pub fn mailbox_address(canonical_address: &str) -> String {
+    let address = strip_plus_tag(canonical_address);
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return address;
+    };
+    if !DOTLESS_DOMAINS
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(domain))
+    {
+        return address;
+    }
+    let local: String = local.chars().filter(|&c| c != '.').collect();
+    if local.is_empty() {
+        return address;
+    }
+    format!("{local}@gmail.com")
 }
 
 /// `local+tag@domain` → `local@domain`; anything else unchanged. The last `@` splits the
@@ -262,6 +290,41 @@ mod tests {
                 "portcullis:main:rl:mail:addr:{}",
                 identifier_digest("alice@example.com")
             )
+        );
+    }
+
+    #[test]
+    fn gmail_spellings_of_one_mailbox_share_one_mail_key_and_other_domains_keep_dots() {
+        let table = [
+            ("alice@gmail.com", "alice@gmail.com"),
+            ("a.lice@gmail.com", "alice@gmail.com"),
+            ("a.l.i.c.e.@gmail.com", "alice@gmail.com"),
+            ("alice@googlemail.com", "alice@gmail.com"),
+            ("a.lice+news@googlemail.com", "alice@gmail.com"),
+            ("Alice@GMail.com", "Alice@gmail.com"),
+            (".@gmail.com", ".@gmail.com"),
+            ("+tag@gmail.com", "+tag@gmail.com"),
+            ("a.lice@example.com", "a.lice@example.com"),
+            ("a.lice+x@example.com", "a.lice@example.com"),
+            (
+                "a.lice@gmail.com.evil.example",
+                "a.lice@gmail.com.evil.example",
+            ),
+            ("a.lice@notgmail.com", "a.lice@notgmail.com"),
+            ("alice-news@example.com", "alice-news@example.com"),
+            ("no-at-sign", "no-at-sign"),
+        ];
+        for (address, mailbox) in table {
+            assert_eq!(mailbox_address(address), mailbox, "{address}");
+        }
+        let key = |a| mail_key("p:", a);
+        assert_eq!(key("a.lice@gmail.com"), key("alice@gmail.com"));
+        assert_eq!(key("al.ice+x@googlemail.com"), key("alice@gmail.com"));
+        assert_ne!(key("a.lice@example.com"), key("alice@example.com"));
+        // The account identifier keeps its dots: only the mail key folds them.
+        assert_ne!(
+            identifier_digest("a.lice@gmail.com"),
+            identifier_digest("alice@gmail.com")
         );
     }
 
