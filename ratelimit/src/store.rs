@@ -200,13 +200,9 @@ impl Store {
     }
 }
 
-/// The limit as both backends apply it (see [`MAX_INTERVAL_US`]).
+/// The limit as both backends apply it (see [`MAX_INTERVAL_US`]), without a TAT.
 fn clamped(bucket: Bucket) -> Bucket {
-    Bucket {
-        tat_us: None,
-        t_us: bucket.t_us.clamp(1, MAX_INTERVAL_US),
-        tau_us: bucket.tau_us.min(MAX_INTERVAL_US),
-    }
+    bucket.clamped().with_tat(None)
 }
 
 async fn decide_redis(
