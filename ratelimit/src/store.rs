@@ -183,6 +183,12 @@ impl Store {
     /// and stores the new TATs when allowed. Redis: exactly one round trip (none for no
     /// buckets). The outcome's TATs feed [`gcra::retry_after_us`], [`gcra::remaining`] and the
     /// headers.
+    ///
+    /// A key given more than once is one bucket, checked and charged once, under the strictest
+    /// of its limits (the largest `T`, the smallest `τ`) whatever the order; each of its
+    /// positions in the outcome holds that bucket's TAT. (Charging it once per position would
+    /// be the other consistent reading, but a repeated key is a caller's mistake, and one
+    /// state cannot honour two limits.)
     pub async fn decide(&self, now_us: u64, checks: &[Check<'_>]) -> Result<Outcome, Error> {
         if checks.len() > MAX_BUCKETS {
             return Err(Error::TooManyBuckets(checks.len()));
@@ -193,11 +199,61 @@ impl Store {
         if checks.is_empty() {
             return Ok(gcra::decide(now_us, &[]));
         }
+        let Some((distinct, slots)) = merge_repeated(checks) else {
+            return self.decide_distinct(now_us, checks).await;
+        };
+        let merged = self.decide_distinct(now_us, &distinct).await?;
+        let tats_us = slots
+            .iter()
+            .map(|&i| merged.tats_us.get(i).copied())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::Reply(format!("{merged:?}")))?;
+        Ok(Outcome {
+            allowed: merged.allowed,
+            tats_us,
+        })
+    }
+
+    async fn decide_distinct(&self, now_us: u64, checks: &[Check<'_>]) -> Result<Outcome, Error> {
         match self {
             Self::Redis(connection) => decide_redis(connection, now_us, checks).await,
             Self::Memory(memory) => memory.decide(now_us, checks),
         }
     }
+}
+
+/// `None` when every key is distinct (the usual case, no copy). Otherwise the distinct checks,
+/// a repeated key's limits merged into the strictest (largest `T`, smallest `τ`, after the
+/// store's clamp), and for each original position the index of its distinct check.
+fn merge_repeated<'a>(checks: &[Check<'a>]) -> Option<(Vec<Check<'a>>, Vec<usize>)> {
+    let repeated = checks
+        .iter()
+        .enumerate()
+        .any(|(i, c)| checks[..i].iter().any(|d| d.key == c.key));
+    if !repeated {
+        return None;
+    }
+    let mut distinct: Vec<Check<'a>> = Vec::with_capacity(checks.len());
+    let mut slots = Vec::with_capacity(checks.len());
+    for check in checks {
+        let bucket = clamped(check.bucket);
+        match distinct.iter().position(|d| d.key == check.key) {
+            Some(i) => {
+                let merged = &mut distinct[i].bucket;
+                merged.t_us = merged.t_us.max(bucket.t_us);
+                merged.tau_us = merged.tau_us.min(bucket.tau_us);
+                slots.push(i);
+            }
+            None => {
+                slots.push(distinct.len());
+                distinct.push(Check {
+                    key: check.key,
+                    bucket,
+                });
+            }
+        }
+    }
+    Some((distinct, slots))
 }
 
 /// The limit as both backends apply it (see [`MAX_INTERVAL_US`]), without a TAT.
@@ -415,6 +471,25 @@ mod tests {
         assert_eq!(passes(&store, now, &[newcomer], 12).await, 11);
         // The victim's key expires after every flood key: it was never evicted.
         assert_eq!(passes(&store, now, &[victim], 1).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_key_is_one_bucket_under_its_strictest_limit_whatever_the_order() {
+        // 1/min without burst (T = 60 s, τ = 0) and 30/min with burst 10 (T = 2 s, τ = 20 s).
+        let (strict, lax) = (check("a", 1, 0), check("a", 30, 10));
+        for order in [[strict, lax], [lax, strict]] {
+            let store = Store::memory(1);
+            let out = store.decide(NOW, &order).await.unwrap();
+            assert!(out.allowed, "{order:?}");
+            assert_eq!(out.tats_us, vec![NOW + 60_000_000; 2], "{order:?}");
+            assert_eq!(len(&store), 1, "one bucket, within a capacity of 1");
+            // 40 s later the lax limit alone would pass (59 s − 40 s ≤ τ = 20 s); the repeated
+            // key is held to the strict one, τ = 0, until the minute is over.
+            let later = NOW + 40_000_000;
+            assert_eq!(passes(&store, later, &order, 1).await, 0);
+            assert_eq!(passes(&store, NOW + 60_000_000, &order, 1).await, 1);
+            assert_eq!(passes(&store, NOW + 60_000_000, &[lax], 1).await, 0);
+        }
     }
 
     #[tokio::test]

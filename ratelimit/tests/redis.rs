@@ -324,3 +324,25 @@ async fn on_the_real_clock_a_key_limits_until_its_tat_and_is_gone_soon_after() {
     }
     panic!("the machine was too slow for the timed checks five times over");
 }
+
+#[tokio::test]
+async fn a_repeated_key_is_one_redis_bucket_under_its_strictest_limit() {
+    let _shared = STATS.read().await;
+    let store = Store::redis(connection().await);
+    let mut conn = connection().await;
+    let key = format!("{}dup", prefix("dup"));
+    let strict = Check {
+        key: &key,
+        bucket: Bucket::new(1, Duration::from_secs(60), 0),
+    };
+    let lax = Check {
+        key: &key,
+        bucket: Bucket::new(30, Duration::from_secs(60), 10),
+    };
+    let out = store.decide(NOW, &[lax, strict, lax]).await.unwrap();
+    assert!(out.allowed);
+    assert_eq!(out.tats_us, vec![NOW + 60_000_000; 3]);
+    let stored: String = conn.get(&key).await.unwrap();
+    assert_eq!(stored, (NOW + 60_000_000).to_string());
+    assert!(!store.decide(NOW + 1, &[lax, strict]).await.unwrap().allowed);
+}
