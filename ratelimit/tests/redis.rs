@@ -180,8 +180,15 @@ async fn one_decision_is_exactly_one_evalsha() {
         .query_async(&mut stats_conn)
         .await
         .unwrap();
+    let flushed = command_calls(&mut stats_conn).await;
     assert!(store.decide(NOW, &checks).await.unwrap().allowed);
     let before = command_calls(&mut stats_conn).await;
+    // The NOSCRIPT fallback really ran: the script was loaded again, once.
+    assert_eq!(
+        calls_of(&before, "script|load") - calls_of(&flushed, "script|load"),
+        1,
+        "the first call after SCRIPT FLUSH loads the script"
+    );
     for i in 0..10 {
         assert!(store.decide(NOW + i, &checks).await.unwrap().allowed);
     }
