@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use crate::store::MAX_INTERVAL_US;
+
 /// The most buckets one decision may check (the Redis script takes them all in one call).
 pub const MAX_BUCKETS: usize = 8;
 
@@ -36,6 +38,17 @@ impl Bucket {
         }
     }
 
+    /// The limit as both stores apply it: `T` within `1..=`[`MAX_INTERVAL_US`] and `τ` at most
+    /// [`MAX_INTERVAL_US`] (about 35.7 years), the TAT kept. [`retry_after_us`],
+    /// [`remaining`] and [`Outcome::refusing`] apply it too, so they agree with the store.
+    pub fn clamped(self) -> Self {
+        Self {
+            t_us: self.t_us.clamp(1, MAX_INTERVAL_US),
+            tau_us: self.tau_us.min(MAX_INTERVAL_US),
+            ..self
+        }
+    }
+
     /// The same limit with the given stored TAT.
     pub fn with_tat(self, tat_us: Option<u64>) -> Self {
         Self { tat_us, ..self }
@@ -54,18 +67,31 @@ pub struct Outcome {
 impl Outcome {
     /// For a refusal, the bucket to name in the `RateLimit` header and `Retry-After`: the one
     /// with the longest wait, so a client waiting that long finds every bucket open. `None` when
-    /// allowed. `buckets` are the limits the outcome was decided with, in the same order.
+    /// allowed, and a refusal always names one bucket (unless `buckets` is empty). `buckets` are
+    /// the limits the outcome was decided with, in the same order; they are read as the store
+    /// applies them ([`Bucket::clamped`]).
     pub fn refusing(&self, now_us: u64, buckets: &[Bucket]) -> Option<usize> {
         if self.allowed {
             return None;
         }
-        buckets
+        let waiting = buckets
             .iter()
             .zip(&self.tats_us)
             .enumerate()
-            .filter(|(_, (b, tat))| tat.saturating_sub(now_us) > b.tau_us)
-            .max_by_key(|(_, (b, tat))| retry_after_us(now_us, b, **tat))
-            .map(|(i, _)| i)
+            .map(|(i, (b, &tat))| (i, retry_after_us(now_us, b, tat)))
+            .filter(|&(_, wait)| wait > 0)
+            .max_by_key(|&(_, wait)| wait)
+            .map(|(i, _)| i);
+        // Only buckets other than the ones decided with can leave no bucket waiting: name the
+        // one furthest ahead rather than nothing, so the caller always has a bucket to report.
+        waiting.or_else(|| {
+            self.tats_us
+                .iter()
+                .take(buckets.len())
+                .enumerate()
+                .max_by_key(|&(_, tat)| tat.saturating_sub(now_us))
+                .map(|(i, _)| i)
+        })
     }
 }
 
@@ -90,13 +116,16 @@ pub fn decide(now_us: u64, buckets: &[Bucket]) -> Outcome {
 }
 
 /// How long until `b` (whose TAT is `tat_us`) lets one request through: `tat − now − τ`,
-/// clamped at 0.
+/// clamped at 0, with `τ` as the store applies it ([`Bucket::clamped`]).
 pub fn retry_after_us(now_us: u64, b: &Bucket, tat_us: u64) -> u64 {
+    let b = b.clamped();
     tat_us.saturating_sub(now_us).saturating_sub(b.tau_us)
 }
 
-/// How many requests `b` would let through right now: `⌊(τ + T − (tat − now)) / T⌋`.
+/// How many requests `b` would let through right now: `⌊(τ + T − (tat − now)) / T⌋`, with `T`
+/// and `τ` as the store applies them ([`Bucket::clamped`]).
 pub fn remaining(now_us: u64, b: &Bucket, tat_us: u64) -> u64 {
+    let b = b.clamped();
     let room = b
         .tau_us
         .saturating_add(b.t_us)
@@ -241,6 +270,40 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_always_names_a_bucket_even_beyond_the_store_clamp() {
+        // 1 a year with a burst of 40: τ is 40 years, which the store clamps to 2^50 µs.
+        let yearly = Bucket::new(1, Duration::from_secs(365 * 24 * 3600), 40);
+        assert!(yearly.tau_us > MAX_INTERVAL_US);
+        let mut store_view = [yearly.clamped()];
+        assert_eq!(store_view[0].tau_us, MAX_INTERVAL_US);
+        assert_eq!(
+            run(NOW, &mut store_view, 100),
+            36,
+            "⌊2^50 / 1 year⌋ + 1 at once"
+        );
+        let out = decide(NOW, &store_view);
+        assert!(!out.allowed);
+        // The caller passes its own, unclamped bucket: still named, with a real wait.
+        assert_eq!(out.refusing(NOW, &[yearly]), Some(0));
+        let tat = out.tats_us[0];
+        assert_eq!(
+            retry_after_us(NOW, &yearly, tat),
+            tat - NOW - MAX_INTERVAL_US
+        );
+        assert!(retry_after_secs(NOW, &yearly, tat) >= 1);
+        assert_eq!(remaining(NOW, &yearly, tat), 0);
+        // Buckets that do not match the outcome still give a name, never None.
+        let lax = Bucket::new(1, MIN, 1_000);
+        assert_eq!(out.refusing(NOW, &[lax]), Some(0));
+        let two = Outcome {
+            allowed: false,
+            tats_us: vec![NOW + 5, NOW + 9],
+        };
+        assert_eq!(two.refusing(NOW, &[lax, lax]), Some(1));
+        assert_eq!(two.refusing(NOW, &[]), None);
+    }
+
+    #[test]
     fn no_buckets_allows() {
         assert_eq!(
             decide(NOW, &[]),
@@ -263,7 +326,8 @@ mod tests {
         let out = decide(u64::MAX - 5, &[b]);
         assert!(!out.allowed);
         assert_eq!(retry_after_us(u64::MAX - 5, &b, u64::MAX), 5);
-        assert_eq!(remaining(u64::MAX, &huge, u64::MAX), 1);
+        // As the store clamps it, T = τ = 2^50 µs: a burst of 1, so 2 at once.
+        assert_eq!(remaining(u64::MAX, &huge, u64::MAX), 2);
         assert_eq!(reset_secs(0, u64::MAX), u64::MAX.div_ceil(1_000_000));
         assert_eq!(
             retry_after_us(10, &b, 5),

@@ -44,6 +44,16 @@ pub fn sf_string(text: &str) -> String {
     out
 }
 
+/// The largest structured-field Integer (RFC 9651 §3.3.1: at most 15 digits). A client must
+/// drop a whole field holding a larger one (draft §7), so every emitted number is clamped to it.
+pub const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
+
+/// `n` as a structured-field Integer: clamped to [`SF_INTEGER_MAX`] (31 700 years in seconds,
+/// so only an absurd policy is affected, and it still reads as "a very long time").
+pub fn sf_integer(n: u64) -> u64 {
+    n.min(SF_INTEGER_MAX)
+}
+
 /// The item identifier `"<route>.<key>"`, unique within a request.
 fn item_id(route: &str, key: &str) -> String {
     sf_string(&format!("{route}.{key}"))
@@ -51,7 +61,10 @@ fn item_id(route: &str, key: &str) -> String {
 
 /// The window `w` in whole seconds: rounded up, at least 1.
 fn window_secs(period: Duration) -> u64 {
-    let secs = period.as_secs() + u64::from(period.subsec_nanos() > 0);
+    // Saturating: `Duration::MAX` has u64::MAX seconds and a fraction (a plain + panicked).
+    let secs = period
+        .as_secs()
+        .saturating_add(u64::from(period.subsec_nanos() > 0));
     secs.max(1)
 }
 
@@ -60,9 +73,9 @@ pub fn policy_item(item: &PolicyItem<'_>) -> String {
     format!(
         "{};q={};w={};portcullis-burst={};portcullis-rule={}",
         item_id(item.route, item.key),
-        item.requests,
-        window_secs(item.period),
-        item.burst,
+        sf_integer(item.requests),
+        sf_integer(window_secs(item.period)),
+        sf_integer(item.burst),
         sf_string(item.rule)
     )
 }
@@ -74,9 +87,16 @@ pub fn rate_limit_policy(items: &[PolicyItem<'_>]) -> String {
 
 /// The `RateLimit` field value naming only the bucket that refused: `r` the requests left
 /// (0 on a refusal) and `t` equal to `Retry-After` (draft §6: `Retry-After` must not point
-/// before the end of the effective window). No `pk`, so no key digest leaks.
+/// before the end of the effective window). No `pk`, so no key digest leaks. Both numbers are
+/// clamped to [`SF_INTEGER_MAX`]; the caller clamps its `Retry-After` alike (with [`sf_integer`])
+/// so that `t` still equals it.
 pub fn rate_limit(route: &str, key: &str, remaining: u64, retry_after_secs: u64) -> String {
-    format!("{};r={remaining};t={retry_after_secs}", item_id(route, key))
+    format!(
+        "{};r={};t={}",
+        item_id(route, key),
+        sf_integer(remaining),
+        sf_integer(retry_after_secs)
+    )
 }
 
 #[cfg(test)]
@@ -129,6 +149,27 @@ mod tests {
     #[test]
     fn rate_limit_names_the_refusing_bucket_with_t_equal_to_retry_after() {
         assert_eq!(rate_limit("login", "ip", 0, 2), "\"login.ip\";r=0;t=2");
+    }
+
+    #[test]
+    fn every_integer_has_at_most_fifteen_digits() {
+        let absurd = PolicyItem {
+            requests: u64::MAX,
+            period: Duration::MAX,
+            burst: u64::MAX,
+            ..login_ip()
+        };
+        assert_eq!(
+            policy_item(&absurd),
+            "\"login.ip\";q=999999999999999;w=999999999999999;\
+             portcullis-burst=999999999999999;portcullis-rule=\"default/login\""
+        );
+        assert_eq!(
+            rate_limit("login", "ip", u64::MAX, u64::MAX),
+            "\"login.ip\";r=999999999999999;t=999999999999999"
+        );
+        assert_eq!(sf_integer(SF_INTEGER_MAX), SF_INTEGER_MAX);
+        assert_eq!(sf_integer(7), 7);
     }
 
     #[test]

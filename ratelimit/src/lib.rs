@@ -2,7 +2,8 @@
 //! nothing, in one atomic step against Redis (shared by every replica) or a map in this process.
 //!
 //! - [`gcra`]: the algorithm, pure, time passed in as µs;
-//! - [`keys`]: bucket keys (IP /64, identifier and mail-address digests, the Redis layout);
+//! - [`keys`]: bucket keys (IP /64 and its /56, /48 hierarchy, identifier and mail-address
+//!   digests, the Redis layout);
 //! - [`headers`]: `RateLimit-Policy` and `RateLimit` field values;
 //! - [`store`]: the Redis and in-memory backends behind one async [`Store::decide`].
 //!

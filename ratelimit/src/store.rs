@@ -2,7 +2,7 @@
 //! the same rule ([`gcra::decide`]; in Redis as its Lua twin), atomically, in one step per
 //! decision. Timeouts and the Open/Closed failure mode belong to the caller.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{LazyLock, Mutex};
 
 use redis::aio::ConnectionManager;
@@ -23,7 +23,8 @@ pub enum Error {
     /// Redis answered with an error or the connection failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// The in-memory store is still full after dropping expired buckets.
+    /// The in-memory store cannot hold even the buckets of this one decision (its capacity is
+    /// smaller than their number). A full map otherwise evicts, see [`Store::memory`].
     #[error("the in-memory rate-limit store is full ({capacity} buckets)")]
     Full {
         /// The configured capacity.
@@ -86,11 +87,70 @@ struct Entry {
     expires_us: u64,
 }
 
+/// How many expired entries one decision drops at most. Bounding the sweep keeps every
+/// decision O(log n) even when a whole flood expires at once; the rest go on later decisions
+/// or, when the map is full, by eviction (which takes the soonest expiry, so expired first).
+const SWEEP_PER_DECISION: usize = 16;
+
+/// The map and its expiry index, always changed together under one lock.
+#[derive(Debug, Default)]
+struct Buckets {
+    map: HashMap<String, Entry>,
+    /// `(expires_us, key)` of every entry of `map`, so the next to expire is the first.
+    by_expiry: BTreeSet<(u64, String)>,
+}
+
+impl Buckets {
+    /// Drops up to [`SWEEP_PER_DECISION`] expired entries.
+    fn sweep(&mut self, now_us: u64) {
+        for _ in 0..SWEEP_PER_DECISION {
+            match self.by_expiry.first() {
+                Some((expires_us, _)) if *expires_us <= now_us => {}
+                _ => return,
+            }
+            if let Some((_, key)) = self.by_expiry.pop_first() {
+                self.map.remove(&key);
+            }
+        }
+    }
+
+    /// Drops the entry closest to expiry whose key is not one of `keep` (the decision's own
+    /// keys, about to be written). It carries the least state: its owner gets back at most the
+    /// part of its burst not yet paid off. Returns false when there is nothing to drop.
+    fn evict_one(&mut self, keep: &[Check<'_>]) -> bool {
+        let victim = self
+            .by_expiry
+            .iter()
+            .find(|(_, key)| !keep.iter().any(|c| c.key == key))
+            .cloned();
+        match victim {
+            Some(victim) => {
+                self.by_expiry.remove(&victim);
+                self.map.remove(&victim.1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn insert(&mut self, key: &str, entry: Entry) {
+        if let Some(old) = self.map.insert(key.to_owned(), entry) {
+            self.by_expiry.remove(&(old.expires_us, key.to_owned()));
+        }
+        self.by_expiry.insert((entry.expires_us, key.to_owned()));
+    }
+}
+
 /// The in-process backend: bounded, for one replica.
+///
+/// A full map never refuses a decision: it evicts the buckets closest to expiry (expired ones
+/// first), so a flood of new keys costs O(log n) per decision and can at worst hand a client
+/// whose bucket was about to be full again the rest of its burst. A limited client stays
+/// limited as long as some other bucket expires before its own.
 #[derive(Debug)]
 pub struct Memory {
     capacity: usize,
-    map: Mutex<HashMap<String, Entry>>,
+    buckets: Mutex<Buckets>,
 }
 
 /// The rate-limit store.
@@ -109,11 +169,13 @@ impl Store {
         Self::Redis(connection)
     }
 
-    /// An in-process store holding at most `capacity` buckets.
+    /// An in-process store holding at most `capacity` buckets. When it is full, a new bucket
+    /// takes the place of the one closest to expiry (see [`Memory`]); [`Error::Full`] is left
+    /// only for a decision with more distinct buckets than `capacity`.
     pub fn memory(capacity: usize) -> Self {
         Self::Memory(Memory {
             capacity,
-            map: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::default()),
         })
     }
 
@@ -121,6 +183,12 @@ impl Store {
     /// and stores the new TATs when allowed. Redis: exactly one round trip (none for no
     /// buckets). The outcome's TATs feed [`gcra::retry_after_us`], [`gcra::remaining`] and the
     /// headers.
+    ///
+    /// A key given more than once is one bucket, checked and charged once, under the strictest
+    /// of its limits (the largest `T`, the smallest `τ`) whatever the order; each of its
+    /// positions in the outcome holds that bucket's TAT. (Charging it once per position would
+    /// be the other consistent reading, but a repeated key is a caller's mistake, and one
+    /// state cannot honour two limits.)
     pub async fn decide(&self, now_us: u64, checks: &[Check<'_>]) -> Result<Outcome, Error> {
         if checks.len() > MAX_BUCKETS {
             return Err(Error::TooManyBuckets(checks.len()));
@@ -131,6 +199,22 @@ impl Store {
         if checks.is_empty() {
             return Ok(gcra::decide(now_us, &[]));
         }
+        let Some((distinct, slots)) = merge_repeated(checks) else {
+            return self.decide_distinct(now_us, checks).await;
+        };
+        let merged = self.decide_distinct(now_us, &distinct).await?;
+        let tats_us = slots
+            .iter()
+            .map(|&i| merged.tats_us.get(i).copied())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::Reply(format!("{merged:?}")))?;
+        Ok(Outcome {
+            allowed: merged.allowed,
+            tats_us,
+        })
+    }
+
+    async fn decide_distinct(&self, now_us: u64, checks: &[Check<'_>]) -> Result<Outcome, Error> {
         match self {
             Self::Redis(connection) => decide_redis(connection, now_us, checks).await,
             Self::Memory(memory) => memory.decide(now_us, checks),
@@ -138,13 +222,43 @@ impl Store {
     }
 }
 
-/// The limit as both backends apply it (see [`MAX_INTERVAL_US`]).
-fn clamped(bucket: Bucket) -> Bucket {
-    Bucket {
-        tat_us: None,
-        t_us: bucket.t_us.clamp(1, MAX_INTERVAL_US),
-        tau_us: bucket.tau_us.min(MAX_INTERVAL_US),
+/// `None` when every key is distinct (the usual case, no copy). Otherwise the distinct checks,
+/// a repeated key's limits merged into the strictest (largest `T`, smallest `τ`, after the
+/// store's clamp), and for each original position the index of its distinct check.
+fn merge_repeated<'a>(checks: &[Check<'a>]) -> Option<(Vec<Check<'a>>, Vec<usize>)> {
+    let repeated = checks
+        .iter()
+        .enumerate()
+        .any(|(i, c)| checks[..i].iter().any(|d| d.key == c.key));
+    if !repeated {
+        return None;
     }
+    let mut distinct: Vec<Check<'a>> = Vec::with_capacity(checks.len());
+    let mut slots = Vec::with_capacity(checks.len());
+    for check in checks {
+        let bucket = clamped(check.bucket);
+        match distinct.iter().position(|d| d.key == check.key) {
+            Some(i) => {
+                let merged = &mut distinct[i].bucket;
+                merged.t_us = merged.t_us.max(bucket.t_us);
+                merged.tau_us = merged.tau_us.min(bucket.tau_us);
+                slots.push(i);
+            }
+            None => {
+                slots.push(distinct.len());
+                distinct.push(Check {
+                    key: check.key,
+                    bucket,
+                });
+            }
+        }
+    }
+    Some((distinct, slots))
+}
+
+/// The limit as both backends apply it (see [`MAX_INTERVAL_US`]), without a TAT.
+fn clamped(bucket: Bucket) -> Bucket {
+    bucket.clamped().with_tat(None)
 }
 
 async fn decide_redis(
@@ -182,23 +296,25 @@ async fn decide_redis(
 impl Memory {
     fn decide(&self, now_us: u64, checks: &[Check<'_>]) -> Result<Outcome, Error> {
         // Entries are plain numbers, always consistent: a panic elsewhere cannot corrupt them.
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let buckets: Vec<Bucket> = checks
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        buckets.sweep(now_us);
+        let limits: Vec<Bucket> = checks
             .iter()
             .map(|c| {
-                let live = map.get(c.key).filter(|e| now_us < e.expires_us);
+                let live = buckets.map.get(c.key).filter(|e| now_us < e.expires_us);
                 clamped(c.bucket).with_tat(live.map(|e| e.tat_us))
             })
             .collect();
-        let outcome = gcra::decide(now_us, &buckets);
+        let outcome = gcra::decide(now_us, &limits);
         if !outcome.allowed {
             return Ok(outcome);
         }
-        let new_keys = checks.iter().filter(|c| !map.contains_key(c.key)).count();
-        if map.len() + new_keys > self.capacity {
-            map.retain(|_, e| now_us < e.expires_us);
-            let new_keys = checks.iter().filter(|c| !map.contains_key(c.key)).count();
-            if map.len() + new_keys > self.capacity {
+        let new_keys = checks
+            .iter()
+            .filter(|c| !buckets.map.contains_key(c.key))
+            .count();
+        while buckets.map.len() + new_keys > self.capacity {
+            if !buckets.evict_one(checks) {
                 return Err(Error::Full {
                     capacity: self.capacity,
                 });
@@ -211,14 +327,18 @@ impl Memory {
                 tat_us,
                 expires_us: now_us.saturating_add(ttl_us),
             };
-            map.insert(check.key.to_owned(), entry);
+            buckets.insert(check.key, entry);
         }
         Ok(outcome)
     }
 
-    /// How many buckets the map holds, expired ones included until the next sweep.
+    /// How many buckets the map holds, expired ones included until they are swept or evicted.
     pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .len()
     }
 
     /// Whether the map holds no bucket.
@@ -241,10 +361,12 @@ mod tests {
         }
     }
 
+    /// How many of `n` decisions pass; an error fails the test rather than counting as a
+    /// refusal.
     async fn passes(store: &Store, now: u64, checks: &[Check<'_>], n: usize) -> usize {
         let mut passed = 0;
         for _ in 0..n {
-            if store.decide(now, checks).await.is_ok_and(|o| o.allowed) {
+            if store.decide(now, checks).await.unwrap().allowed {
                 passed += 1;
             }
         }
@@ -263,25 +385,110 @@ mod tests {
         assert_eq!(passes(&store, NOW, &[check("b", 1, 0)], 5).await, 1);
     }
 
+    fn hourly(key: &str) -> Check<'_> {
+        Check {
+            key,
+            bucket: Bucket::new(1, Duration::from_secs(3600), 0),
+        }
+    }
+
+    fn len(store: &Store) -> usize {
+        match store {
+            Store::Memory(m) => m.len(),
+            Store::Redis(_) => unreachable!("a memory store"),
+        }
+    }
+
     #[tokio::test]
-    async fn memory_full_after_sweep_is_an_error_and_expired_buckets_make_room() {
+    async fn a_full_map_evicts_the_bucket_closest_to_expiry_and_expired_ones_first() {
         let store = Store::memory(2);
+        // 60/min: T = 1 s, 1/min: T = 1 min, 1/h: T = 1 h; "a" expires first, then "b".
+        let (a, b, c) = (check("a", 60, 0), check("b", 1, 0), hourly("c"));
+        assert_eq!(passes(&store, NOW, &[a], 1).await, 1);
+        assert_eq!(passes(&store, NOW, &[b], 1).await, 1);
+        assert_eq!(passes(&store, NOW, &[c], 1).await, 1);
+        assert_eq!(len(&store), 2);
+        // "b" and "c" were kept (still limited; a refusal stores nothing, evicts nothing)...
+        assert_eq!(passes(&store, NOW, &[b], 1).await, 0);
+        assert_eq!(passes(&store, NOW, &[c], 1).await, 0);
+        // ...and "a" was evicted: a fresh burst again, which takes the place of "b".
+        assert_eq!(passes(&store, NOW, &[a], 2).await, 1);
+        assert_eq!(passes(&store, NOW, &[c], 1).await, 0);
+        assert_eq!(passes(&store, NOW, &[b], 1).await, 1);
+        // Much later every entry has expired: no live bucket is dropped for the new ones.
+        let later = NOW + 3_600_000_000;
         assert_eq!(
-            passes(&store, NOW, &[check("a", 60, 0), check("b", 60, 0)], 1).await,
+            passes(&store, later, &[check("d", 1, 0), check("e", 1, 0)], 1).await,
             1
         );
-        let err = store.decide(NOW, &[check("c", 60, 0)]).await;
+        assert_eq!(len(&store), 2);
+    }
+
+    #[tokio::test]
+    async fn full_only_when_one_decision_has_more_buckets_than_the_capacity() {
+        let store = Store::memory(2);
+        let three = [check("a", 60, 0), check("b", 60, 0), check("c", 60, 0)];
+        let err = store.decide(NOW, &three).await;
         assert!(matches!(err, Err(Error::Full { capacity: 2 })), "{err:?}");
-        // 60/min: T = 1 s, so both expire one second later and "c" fits.
-        let later = NOW + 1_000_000;
-        assert!(
-            store
-                .decide(later, &[check("c", 60, 0)])
-                .await
-                .is_ok_and(|o| o.allowed)
+        assert_eq!(len(&store), 0, "a failed decision stores nothing");
+        assert_eq!(passes(&store, NOW, &three[..2], 1).await, 1);
+        // "a" is present: only "c" is new, and evicting "b" makes room.
+        assert_eq!(
+            passes(&store, NOW + 1_000_000, &[three[0], three[2]], 1).await,
+            1
         );
-        if let Store::Memory(m) = &store {
-            assert_eq!(m.len(), 1);
+        assert_eq!(len(&store), 2);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_new_keys_never_fails_a_new_client_and_a_limited_client_stays_limited() {
+        const CAPACITY: usize = 1_000;
+        let store = Store::memory(CAPACITY);
+        // The limited client: 1/h without burst, so its key lives an hour.
+        let victim = hourly("login:ip:victim");
+        assert_eq!(passes(&store, NOW, &[victim], 2).await, 1);
+        // The flood: password resets with random emails, 3/h burst 0 (T = 20 min), from many
+        // IPs over 19 minutes, five times the capacity.
+        let reset = Bucket::new(3, Duration::from_secs(3600), 0);
+        let mut now = NOW;
+        for i in 0..5 * CAPACITY {
+            now = NOW + i as u64 * 228_000; // 19 min over the flood
+            let key = format!("reset:user:{i}");
+            let out = store
+                .decide(
+                    now,
+                    &[Check {
+                        key: &key,
+                        bucket: reset,
+                    }],
+                )
+                .await;
+            assert!(out.is_ok_and(|o| o.allowed), "flood key {i}");
+            assert!(len(&store) <= CAPACITY);
+        }
+        // A new client gets a correct decision: its burst, then a refusal.
+        let newcomer = check("login:ip:newcomer", 30, 10);
+        assert_eq!(passes(&store, now, &[newcomer], 12).await, 11);
+        // The victim's key expires after every flood key: it was never evicted.
+        assert_eq!(passes(&store, now, &[victim], 1).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_key_is_one_bucket_under_its_strictest_limit_whatever_the_order() {
+        // 1/min without burst (T = 60 s, τ = 0) and 30/min with burst 10 (T = 2 s, τ = 20 s).
+        let (strict, lax) = (check("a", 1, 0), check("a", 30, 10));
+        for order in [[strict, lax], [lax, strict]] {
+            let store = Store::memory(1);
+            let out = store.decide(NOW, &order).await.unwrap();
+            assert!(out.allowed, "{order:?}");
+            assert_eq!(out.tats_us, vec![NOW + 60_000_000; 2], "{order:?}");
+            assert_eq!(len(&store), 1, "one bucket, within a capacity of 1");
+            // 40 s later the lax limit alone would pass (59 s − 40 s ≤ τ = 20 s); the repeated
+            // key is held to the strict one, τ = 0, until the minute is over.
+            let later = NOW + 40_000_000;
+            assert_eq!(passes(&store, later, &order, 1).await, 0);
+            assert_eq!(passes(&store, NOW + 60_000_000, &order, 1).await, 1);
+            assert_eq!(passes(&store, NOW + 60_000_000, &[lax], 1).await, 0);
         }
     }
 

@@ -180,8 +180,15 @@ async fn one_decision_is_exactly_one_evalsha() {
         .query_async(&mut stats_conn)
         .await
         .unwrap();
+    let flushed = command_calls(&mut stats_conn).await;
     assert!(store.decide(NOW, &checks).await.unwrap().allowed);
     let before = command_calls(&mut stats_conn).await;
+    // The NOSCRIPT fallback really ran: the script was loaded again, once.
+    assert_eq!(
+        calls_of(&before, "script|load") - calls_of(&flushed, "script|load"),
+        1,
+        "the first call after SCRIPT FLUSH loads the script"
+    );
     for i in 0..10 {
         assert!(store.decide(NOW + i, &checks).await.unwrap().allowed);
     }
@@ -247,4 +254,102 @@ async fn keys_expire_once_their_bucket_is_full_again() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let exists: bool = conn.exists(&key).await.unwrap();
     assert!(!exists, "the key is gone once it no longer limits anything");
+}
+
+fn wall_us() -> u64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    u64::try_from(since.as_micros()).unwrap()
+}
+
+/// Sleeps until `at_us` on the wall clock; returns the time it woke up at.
+async fn sleep_until_us(at_us: u64) -> u64 {
+    let now = wall_us();
+    tokio::time::sleep(Duration::from_micros(at_us.saturating_sub(now))).await;
+    wall_us()
+}
+
+/// On the real clock (Redis expires keys on its own), a key must hold its TAT until the TAT:
+/// a key that expired early would hand out a fresh burst. Timed checks that wake up too late
+/// to be meaningful start over with a new key rather than fail on a slow machine.
+#[tokio::test]
+async fn on_the_real_clock_a_key_limits_until_its_tat_and_is_gone_soon_after() {
+    let _shared = STATS.read().await;
+    let store = Store::redis(connection().await);
+    let mut conn = connection().await;
+    // T = 600.123 ms (a sub-ms part, so PX is rounded), burst 1: two requests at t0 put the
+    // TAT at t0 + 1200.246 ms, and a third is refused until t0 + 600.123 ms.
+    let bucket = Bucket::new(1, Duration::from_micros(600_123), 1);
+    let (t, tau) = (bucket.t_us, bucket.tau_us);
+    const MS: u64 = 1_000;
+    for attempt in 0..5 {
+        let key = format!("{}{attempt}", prefix("realtime"));
+        let check = [Check { key: &key, bucket }];
+        let t0 = wall_us();
+        for _ in 0..2 {
+            assert!(store.decide(t0, &check).await.unwrap().allowed);
+        }
+        let tat = t0 + 2 * t;
+        assert!(!store.decide(t0, &check).await.unwrap().allowed);
+        // Right after the SET: PTTL is at least the debt left, in whole ms, minus the time
+        // spent since t0 (Redis counts PX from when it ran the script, at or after t0).
+        let ttl: i64 = conn.pttl(&key).await.unwrap();
+        let elapsed_ms = (wall_us() - t0).div_ceil(MS);
+        let floor = i64::try_from((tat - t0).div_ceil(MS) - elapsed_ms).unwrap() - 1;
+        assert!(
+            ttl >= floor && ttl <= 1_201,
+            "PTTL {ttl} ms, expected at least {floor} ms"
+        );
+        // Well into the wait, 100 ms before the bucket lets one through: still refused.
+        let now = sleep_until_us(t0 + tau - 100 * MS).await;
+        if now >= t0 + tau - 10 * MS {
+            continue;
+        }
+        let out = store.decide(now, &check).await.unwrap();
+        assert!(
+            !out.allowed,
+            "refused {} ms before it may pass",
+            (t0 + tau - now) / MS
+        );
+        assert_eq!(out.tats_us, vec![tat], "the stored TAT, not a fresh bucket");
+        // 100 ms before the TAT: the key still exists and holds the TAT.
+        let now = sleep_until_us(tat - 100 * MS).await;
+        if now >= tat - 10 * MS {
+            continue;
+        }
+        let stored: Option<String> = conn.get(&key).await.unwrap();
+        assert_eq!(
+            stored,
+            Some(tat.to_string()),
+            "{} ms before its TAT",
+            (tat - now) / MS
+        );
+        // 150 ms after the TAT (PX rounds up by under 1 ms): gone.
+        sleep_until_us(tat + 150 * MS).await;
+        let exists: bool = conn.exists(&key).await.unwrap();
+        assert!(!exists, "the key is gone once its bucket is full again");
+        return;
+    }
+    panic!("the machine was too slow for the timed checks five times over");
+}
+
+#[tokio::test]
+async fn a_repeated_key_is_one_redis_bucket_under_its_strictest_limit() {
+    let _shared = STATS.read().await;
+    let store = Store::redis(connection().await);
+    let mut conn = connection().await;
+    let key = format!("{}dup", prefix("dup"));
+    let strict = Check {
+        key: &key,
+        bucket: Bucket::new(1, Duration::from_secs(60), 0),
+    };
+    let lax = Check {
+        key: &key,
+        bucket: Bucket::new(30, Duration::from_secs(60), 10),
+    };
+    let out = store.decide(NOW, &[lax, strict, lax]).await.unwrap();
+    assert!(out.allowed);
+    assert_eq!(out.tats_us, vec![NOW + 60_000_000; 3]);
+    let stored: String = conn.get(&key).await.unwrap();
+    assert_eq!(stored, (NOW + 60_000_000).to_string());
+    assert!(!store.decide(NOW + 1, &[lax, strict]).await.unwrap().allowed);
 }
