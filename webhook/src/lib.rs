@@ -1,0 +1,37 @@
+//! Portcullis webhooks, the pure part shared by the sender (the auth server's outbox worker)
+//! and Rust receivers. No I/O and no clock: every time is passed in as Unix seconds.
+//!
+//! - [`event`]: the event envelope `{"id","type","time","realm","data"}` with one typed data
+//!   struct per event type, holding ids and codes only, and its canonical body bytes;
+//! - [`signature`]: [`sign`] and [`verify`] for the `Portcullis-Signature` header
+//!   (`t=<unix s>,v1=<hex HMAC-SHA256(secret line, "<t>.<body>")>`, one `v1` per secret line);
+//! - [`replay`]: [`ReplayGuard`], a bounded memory of recently accepted event ids;
+//! - [`backoff`]: when the next delivery attempt is due and when a delivery is dead.
+//!
+//! The wire format is specified for receivers in `docs/webhooks.md`; tests in this crate check
+//! the worked example there and run the Python receiver of `docs/examples/` against [`sign`].
+
+pub mod backoff;
+pub mod event;
+pub mod replay;
+pub mod signature;
+
+pub use backoff::{MAX_ATTEMPTS, is_dead, next_attempt};
+pub use event::{
+    AccountErased, AccountLocked, BodyError, DeviceKind, Envelope, Event, MfaChanged, MfaMethod,
+    NewDeviceLogin, PasswordBreached, PasswordChangeMethod, PasswordChanged, RealmName,
+};
+pub use replay::{ReplayError, ReplayGuard};
+pub use signature::{SignError, VerifyError, secret_lines, sign, verify};
+
+use std::time::Duration;
+
+/// The header carrying the signature: `t=<unix s>,v1=<hex>[,v1=<hex>…]`.
+pub const SIGNATURE_HEADER: &str = "Portcullis-Signature";
+
+/// The header carrying the event id, the same as the body's `id` (which is the one to trust:
+/// only the body is signed).
+pub const EVENT_ID_HEADER: &str = "Portcullis-Event-Id";
+
+/// The receiver's tolerance between its clock and the signature's `t`: 300 s either way.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
