@@ -1,0 +1,271 @@
+//! An independent implementation agrees with the crate: the Python receiver of
+//! docs/examples/webhook_receiver.py (standard library only) accepts what `sign` writes and
+//! refuses a wrong secret, a changed body, an old or future timestamp, a replay and garbage.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{repo_path, signature_examples};
+use portcullis_webhook::*;
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const NOW: i64 = 1_767_225_600;
+/// Secret file, `Portcullis-Signature`, body, receiver clock.
+type Delivery = (String, String, String, i64);
+
+const SECRET: &str = "q9Vt2xKp7Lm4Rz8Nw3Hc6Jf1Yb5Ds0Ge2Ua7Wi9Ox4E";
+
+fn python_available() -> bool {
+    Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Feeds the deliveries to one `--check` run (one replay guard) and returns its answers.
+fn run_python(deliveries: &[Delivery]) -> Vec<String> {
+    let mut child = Command::new("python3")
+        .arg(repo_path("docs/examples/webhook_receiver.py"))
+        .arg("--check")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for (secrets, header, body, now) in deliveries {
+        let line = json!({"secrets": secrets, "header": header, "body": body, "now": now});
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the Python receiver failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn body(minutes: u32, id: u128) -> String {
+    let event = Event::AccountLocked(AccountLocked {
+        user_id: Uuid::from_u128(7),
+        minutes,
+    });
+    let env = Envelope::new(
+        Uuid::from_u128(id),
+        OffsetDateTime::from_unix_timestamp(NOW).unwrap(),
+        RealmName::new("acme").unwrap(),
+        event,
+    );
+    String::from_utf8(env.to_body().unwrap()).unwrap()
+}
+
+fn signed(secrets: &str, t: i64, body: &str) -> String {
+    sign(secrets, t, body.as_bytes()).unwrap()
+}
+
+#[test]
+fn the_python_receiver_accepts_the_crates_signatures_and_refuses_forgeries_and_replays() {
+    if !python_available() {
+        println!("SKIPPED: python3 not found; the Python receiver was not checked");
+        eprintln!("SKIPPED: python3 not found; the Python receiver was not checked");
+        return;
+    }
+    let b1 = body(15, 1);
+    let tampered = b1.replace(r#""minutes":15"#, r#""minutes":1500"#);
+    let b2 = body(15, 2);
+    let b3 = body(15, 3);
+    let b4 = body(15, 4);
+    let cases: Vec<(&str, Delivery, &str)> = vec![
+        (
+            "good",
+            (SECRET.into(), signed(SECRET, NOW, &b1), b1.clone(), NOW),
+            "204 accepted",
+        ),
+        (
+            "wrong secret",
+            (
+                SECRET.into(),
+                signed("not-the-secret", NOW, &b2),
+                b2.clone(),
+                NOW,
+            ),
+            "401 signature",
+        ),
+        (
+            "a base64 secret is its text, not its decoding",
+            (
+                "c2VjcmV0".into(), // base64 of "secret"
+                signed("secret", NOW, &b2),
+                b2.clone(),
+                NOW,
+            ),
+            "401 signature",
+        ),
+        (
+            "tampered body",
+            (SECRET.into(), signed(SECRET, NOW, &b2), tampered, NOW),
+            "401 signature",
+        ),
+        (
+            "old timestamp",
+            (
+                SECRET.into(),
+                signed(SECRET, NOW - 301, &b2),
+                b2.clone(),
+                NOW,
+            ),
+            "401 window",
+        ),
+        (
+            "future timestamp",
+            (
+                SECRET.into(),
+                signed(SECRET, NOW + 301, &b2),
+                b2.clone(),
+                NOW,
+            ),
+            "401 window",
+        ),
+        (
+            "edge of the window",
+            (
+                SECRET.into(),
+                signed(SECRET, NOW - 300, &b2),
+                b2.clone(),
+                NOW,
+            ),
+            "204 accepted",
+        ),
+        (
+            "exact replay",
+            (
+                SECRET.into(),
+                signed(SECRET, NOW, &b1),
+                b1.clone(),
+                NOW + 100,
+            ),
+            "204 duplicate",
+        ),
+        (
+            "re-signed replay of the same id",
+            (
+                SECRET.into(),
+                signed(SECRET, NOW + 200, &b1),
+                b1.clone(),
+                NOW + 200,
+            ),
+            "204 duplicate",
+        ),
+        (
+            "sender rotating: two lines, receiver has the new one",
+            (
+                "new-secret".into(),
+                signed("old-secret\nnew-secret\n", NOW, &b3),
+                b3.clone(),
+                NOW,
+            ),
+            "204 accepted",
+        ),
+        (
+            "receiver rotating: two lines, sender has the old one",
+            (
+                "old-secret\r\nnew-secret".into(),
+                signed("old-secret", NOW, &b4),
+                b4.clone(),
+                NOW,
+            ),
+            "204 accepted",
+        ),
+        (
+            "no secret",
+            ("\n".into(), signed(SECRET, NOW, &b4), b4.clone(), NOW),
+            "401 no_secret",
+        ),
+    ];
+    let deliveries: Vec<_> = cases.iter().map(|(_, d, _)| d.clone()).collect();
+    let answers = run_python(&deliveries);
+    assert_eq!(answers.len(), cases.len(), "{answers:?}");
+    for ((name, (secrets, header, body, now), want), got) in cases.iter().zip(&answers) {
+        assert_eq!(got, want, "{name}");
+        // The crate and the Python receiver agree on the signature verdict.
+        let rust = verify(secrets, header, body.as_bytes(), *now, DEFAULT_WINDOW);
+        assert_eq!(
+            rust.is_ok(),
+            got.starts_with("204"),
+            "{name}: crate says {rust:?}"
+        );
+    }
+}
+
+#[test]
+fn the_python_receiver_refuses_the_headers_the_crate_refuses() {
+    if !python_available() {
+        println!("SKIPPED: python3 not found; the Python receiver was not checked");
+        eprintln!("SKIPPED: python3 not found; the Python receiver was not checked");
+        return;
+    }
+    let b = body(15, 9);
+    let good = signed(SECRET, NOW, &b);
+    let sig = good.split_once(",v1=").unwrap().1;
+    let headers = vec![
+        String::new(),
+        ",".into(),
+        format!("{good},"),
+        format!("t={NOW}, v1={sig}"),
+        format!("T={NOW},v1={sig}"),
+        format!("t={NOW},t={NOW},v1={sig}"),
+        format!("t=-{NOW},v1={sig}"),
+        format!("t=+{NOW},v1={sig}"),
+        format!("t={NOW}"),
+        format!("t={NOW},v1={}", sig.to_uppercase()),
+        format!("t={NOW},v1={sig}00"),
+        format!("t={NOW}{},v1={sig}", "0".repeat(12)),
+        format!("t={NOW}{}", format!(",v1={sig}").repeat(9)),
+        format!("t={NOW},v1={sig},x={}", "a".repeat(5000)),
+        format!("t={NOW},v1={sig}\t"),
+        format!("t={NOW}é,v1={sig}"),
+        format!("t=١٧٦٧٢٢٥٦٠٠,v1={sig}"), // Arabic-Indic digits: not decimal digits here
+    ];
+    let deliveries: Vec<_> = headers
+        .iter()
+        .map(|h| (SECRET.to_owned(), h.clone(), b.clone(), NOW))
+        .collect();
+    let answers = run_python(&deliveries);
+    assert_eq!(answers.len(), headers.len(), "{answers:?}");
+    for (header, got) in headers.iter().zip(&answers) {
+        let rust = verify(SECRET, header, b.as_bytes(), NOW, DEFAULT_WINDOW);
+        assert_eq!(
+            rust.map_err(|e| e.reason()),
+            Err("malformed"),
+            "crate: {header:?}"
+        );
+        assert_eq!(got, "401 malformed", "python: {header:?}");
+    }
+    // And the good one passes both, so the refusals above are about the header.
+    assert_eq!(
+        run_python(&[(SECRET.into(), good, b, NOW)]),
+        ["204 accepted"]
+    );
+}
+
+#[test]
+fn the_python_receiver_accepts_the_worked_examples_of_the_doc() {
+    if !python_available() {
+        println!("SKIPPED: python3 not found; the Python receiver was not checked");
+        eprintln!("SKIPPED: python3 not found; the Python receiver was not checked");
+        return;
+    }
+    for ex in signature_examples() {
+        // Each example in its own run: they share an event id.
+        let answers = run_python(&[(ex.secrets.clone(), ex.header.clone(), ex.body.clone(), ex.t)]);
+        assert_eq!(answers, ["204 accepted"], "{ex:?}");
+    }
+}
