@@ -82,8 +82,12 @@ class ReplayGuard:
 
     def check(self, event_id, now):
         """True for a new id (remembered from now on), False for one already received."""
-        for old in [i for i, until in self.seen.items() if until < now]:
-            del self.seen[old]
+        # Oldest first (insertion order), so forgetting stops at the first live id.
+        while self.seen:
+            oldest = next(iter(self.seen))
+            if self.seen[oldest] >= now:
+                break
+            del self.seen[oldest]
         if event_id in self.seen:
             return False
         if len(self.seen) >= self.capacity:

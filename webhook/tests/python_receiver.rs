@@ -185,6 +185,16 @@ fn the_python_receiver_accepts_the_crates_signatures_and_refuses_forgeries_and_r
             "204 accepted",
         ),
         (
+            "the same id after twice the window is forgotten",
+            (
+                SECRET.into(),
+                signed(SECRET, NOW + 601, &b1),
+                b1.clone(),
+                NOW + 601,
+            ),
+            "204 accepted",
+        ),
+        (
             "no secret",
             ("\n".into(), signed(SECRET, NOW, &b4), b4.clone(), NOW),
             "401 no_secret",
