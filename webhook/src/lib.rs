@@ -8,6 +8,27 @@
 //! - [`replay`]: [`ReplayGuard`], a bounded memory of recently accepted event ids;
 //! - [`backoff`]: when the next delivery attempt is due and when a delivery is dead.
 //!
+//! ```
+//! use portcullis_webhook::*;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Sender: the body is built once (and stored); each attempt signs it with its own t.
+//! let user_id = uuid::Uuid::from_u128(7);
+//! let event = Event::AccountLocked(AccountLocked { user_id, minutes: 15 });
+//! let time = time::OffsetDateTime::from_unix_timestamp(1_767_225_600)?;
+//! let envelope = Envelope::new(uuid::Uuid::from_u128(1), time, RealmName::new("acme")?, event);
+//! let body = envelope.to_body()?;
+//! let header = sign("secret-line\n", 1_767_225_630, &body)?;
+//!
+//! // Receiver: verify the raw bytes, then dedupe on the body's id.
+//! let mut guard = ReplayGuard::new(DEFAULT_WINDOW, 100_000);
+//! verify("secret-line", &header, &body, 1_767_225_640, DEFAULT_WINDOW)?;
+//! let received = Envelope::from_body(&body)?;
+//! guard.check(received.id, 1_767_225_640)?;
+//! assert!(guard.check(received.id, 1_767_225_650).is_err()); // a replay
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The wire format is specified for receivers in `docs/webhooks.md`; tests in this crate check
 //! the worked example there and run the Python receiver of `docs/examples/` against [`sign`].
 
