@@ -12,6 +12,7 @@ use crate::chain::{
 };
 use crate::details::Ident;
 use crate::keys::AuditKeys;
+use crate::pg::next_seq;
 use crate::store::{MAX_PAGE, PageQuery, Pruned, Pseudonymized, StoreError};
 use crate::verify::{Report, Verifier};
 
@@ -48,19 +49,24 @@ impl MemoryAuditLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn append_locked(&self, table: &mut Table, event: &NewEvent, salt: Salt) -> AuditRow {
+    fn append_locked(
+        &self,
+        table: &mut Table,
+        event: &NewEvent,
+        salt: Salt,
+    ) -> Result<AuditRow, StoreError> {
         let prev = table.head.hash.unwrap_or_else(|| genesis(&self.realm));
-        let row = seal(event, table.head.seq + 1, prev, salt, &self.keys);
+        let row = seal(event, next_seq(table.head.seq)?, prev, salt, &self.keys);
         table.head.seq = row.seq;
         table.head.hash = Some(row.hash);
         table.rows.push(row.clone());
-        row
+        Ok(row)
     }
 
     /// Appends `event` as the next row; `salt` is 16 fresh random bytes.
     pub async fn append(&self, event: &NewEvent, salt: Salt) -> Result<AuditRow, StoreError> {
         let mut table = self.lock();
-        Ok(self.append_locked(&mut table, event, salt))
+        self.append_locked(&mut table, event, salt)
     }
 
     /// The chain head.
@@ -119,7 +125,7 @@ impl MemoryAuditLog {
             return Ok(Pseudonymized { seqs, record: None });
         }
         let event = pseudonymized_record(meta, ident, &seqs);
-        let record = self.append_locked(&mut table, &event, salt);
+        let record = self.append_locked(&mut table, &event, salt)?;
         Ok(Pseudonymized {
             seqs,
             record: Some(record),
@@ -163,7 +169,7 @@ impl MemoryAuditLog {
             return Ok(Pseudonymized { seqs, record: None });
         }
         let event = pseudonymized_record(meta, reference, &seqs);
-        let record = self.append_locked(&mut table, &event, salt);
+        let record = self.append_locked(&mut table, &event, salt)?;
         Ok(Pseudonymized {
             seqs,
             record: Some(record),
@@ -204,7 +210,7 @@ impl MemoryAuditLog {
         table.head.base_seq = through;
         table.head.base_hash = Some(through_hash);
         let event = pruned_record(meta, through, &through_hash, rows);
-        let record = self.append_locked(&mut table, &event, salt);
+        let record = self.append_locked(&mut table, &event, salt)?;
         Ok(Some(Pruned {
             through_seq: through,
             rows,

@@ -28,7 +28,12 @@ const INSERT: &str = "INSERT INTO audit_events (seq, event_id, occurred_at, even
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 const MOVE_HEAD: &str = "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1";
 const MAINTENANCE: &str = "SET LOCAL portcullis.audit_maintenance = 'on'";
-const PAGE: &str = "SELECT seq, event_id, occurred_at, event_type, outcome, actor_kind, client_id, \
+// The time is read as µs since the epoch, not through the `timestamptz` decoder: that decoder
+// panics on `infinity` and on years past 9999, which PostgreSQL stores happily, so one planted row
+// would kill every verify and export (review H4). NULL here means "not a finite instant".
+const PAGE: &str = "SELECT seq, event_id, \
+    CASE WHEN isfinite(occurred_at) THEN (extract(epoch FROM occurred_at) * 1000000)::bigint END \
+      AS occurred_us, event_type, outcome, actor_kind, client_id, \
     details, actor_id, subject_id, ip, user_agent, salt, personal_digest, pseudonym_of, \
     key_version, prev_hash, hash FROM audit_events \
     WHERE seq > $1 \
@@ -99,7 +104,8 @@ impl PgAuditLog {
         salt: Salt,
     ) -> Result<AuditRow, StoreError> {
         let prev = head.hash.unwrap_or_else(|| genesis(&self.realm));
-        let row = seal(event, head.seq + 1, prev, salt, &self.keys);
+        let seq = next_seq(head.seq)?;
+        let row = seal(event, seq, prev, salt, &self.keys);
         sqlx::query(INSERT)
             .bind(row.seq)
             .bind(row.event_id)
@@ -145,7 +151,9 @@ impl PgAuditLog {
             .bind(query.clamped_limit())
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| decode_row(r, Shape::Strict)).collect()
+        rows.iter()
+            .map(|r| decode_row(r, Shape::Strict).map(|(row, _)| row))
+            .collect()
     }
 
     /// Pseudonymises every row about or by `user` under the pseudonym `erasure_id`, and appends
@@ -288,9 +296,13 @@ impl PgAuditLog {
                 .fetch_all(&mut *tx)
                 .await?;
             for row in &rows {
-                let row = decode_row(row, Shape::Lenient)?;
+                let (row, readable) = decode_row(row, Shape::Lenient)?;
                 after = row.seq;
-                verifier.push(&row);
+                if readable {
+                    verifier.push(&row);
+                } else {
+                    verifier.push_unreadable(&row);
+                }
             }
             if i64::try_from(rows.len()).unwrap_or(0) < VERIFY_PAGE {
                 break;
@@ -299,6 +311,15 @@ impl PgAuditLog {
         tx.commit().await?;
         Ok(verifier.finish())
     }
+}
+
+/// The seq after `seq`; a head at the end of the range (only an edited head gets there) is
+/// refused rather than wrapped.
+pub(crate) fn next_seq(seq: i64) -> Result<i64, StoreError> {
+    seq.checked_add(1).ok_or(StoreError::Malformed {
+        seq: 0,
+        what: "head seq",
+    })
 }
 
 async fn lock_head(tx: &mut Transaction<'static, Postgres>) -> Result<Head, StoreError> {
@@ -339,23 +360,43 @@ enum Shape {
     Lenient,
 }
 
-fn decode_row(row: &PgRow, shape: Shape) -> Result<AuditRow, StoreError> {
+fn decode_row(row: &PgRow, shape: Shape) -> Result<(AuditRow, bool), StoreError> {
     let seq: i64 = row.try_get("seq")?;
     let malformed = |what| StoreError::Malformed { seq, what };
     let to_hash = |bytes: Vec<u8>, seq, what| match (to_hash(bytes, seq, what), shape) {
         (Err(_), Shape::Lenient) => Ok([0; 32]),
         (result, _) => result,
     };
+    let occurred_us: Option<i64> = row.try_get("occurred_us")?;
+    let occurred_at = occurred_us
+        .and_then(|us| OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok());
     let outcome: String = row.try_get("outcome")?;
     let actor_kind: String = row.try_get("actor_kind")?;
+    let (outcome, actor_kind) = (Outcome::parse(&outcome), ActorKind::parse(&actor_kind));
+    // A column that cannot be read as written: in the Lenient shape the row carries a
+    // placeholder and verify names it as changed.
+    let unreadable = [
+        ("occurred_at", occurred_at.is_none()),
+        ("outcome", outcome.is_none()),
+        ("actor_kind", actor_kind.is_none()),
+    ]
+    .into_iter()
+    .find_map(|(what, bad)| bad.then_some(what));
+    if let (Some(what), Shape::Strict) = (unreadable, shape) {
+        return Err(malformed(what));
+    }
+    let readable = unreadable.is_none();
+    let occurred_at = occurred_at.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let outcome = outcome.unwrap_or(Outcome::Failure);
+    let actor_kind = actor_kind.unwrap_or(ActorKind::System);
     let salt: Option<Vec<u8>> = row.try_get("salt")?;
-    Ok(AuditRow {
+    let row = AuditRow {
         seq,
         event_id: row.try_get("event_id")?,
-        occurred_at: row.try_get("occurred_at")?,
+        occurred_at,
         event_type: row.try_get("event_type")?,
-        outcome: Outcome::parse(&outcome).ok_or(malformed("outcome"))?,
-        actor_kind: ActorKind::parse(&actor_kind).ok_or(malformed("actor_kind"))?,
+        outcome,
+        actor_kind,
         client_id: row.try_get("client_id")?,
         details: row.try_get("details")?,
         actor_id: row.try_get("actor_id")?,
@@ -374,5 +415,6 @@ fn decode_row(row: &PgRow, shape: Shape) -> Result<AuditRow, StoreError> {
         key_version: row.try_get("key_version")?,
         prev_hash: to_hash(row.try_get("prev_hash")?, seq, "prev_hash")?,
         hash: to_hash(row.try_get("hash")?, seq, "hash")?,
-    })
+    };
+    Ok((row, readable))
 }

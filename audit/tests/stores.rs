@@ -468,3 +468,87 @@ async fn retention_pseudonymises_old_rows_in_batches_and_still_verifies(log: Aud
     let report = log.verify(None).await.unwrap();
     assert!(report.ok, "{report:?}");
 }
+
+/// A copy of row `from` at `seq` with `occurred_at = time`, as a plain INSERT (no key, no GUC).
+async fn insert_copy(pool: &PgPool, from: i64, seq: i64, time: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_events SELECT $2, gen_random_uuid(), $3::timestamptz, event_type, \
+         outcome, actor_kind, client_id, details, actor_id, subject_id, ip, user_agent, salt, \
+         personal_digest, pseudonym_of, key_version, hash, hash FROM audit_events WHERE seq = $1",
+    )
+    .bind(from)
+    .bind(seq)
+    .bind(time)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn times_no_reader_can_hold_are_refused_by_the_table(pool: PgPool) {
+    let log = log(&pool);
+    fill(&log, 3, users()).await;
+    for time in ["infinity", "-infinity", "10000-01-01 00:00:00+00"] {
+        let err = insert_copy(&pool, 3, 4, time).await.unwrap_err();
+        assert!(
+            err.to_string().contains("audit_events_occurred_at_range"),
+            "{time}: {err}"
+        );
+    }
+    let err = insert_copy(&pool, 3, i64::MAX, "2026-01-01 00:00:00+00")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("audit_events_seq_range"), "{err}");
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn unreadable_rows_are_named_by_verify_and_refused_by_export_without_panicking(pool: PgPool) {
+    let log = log(&pool);
+    fill(&log, 4, users()).await;
+    // With the constraints dropped (DDL), everything PostgreSQL can store must still be survived.
+    for sql in [
+        "ALTER TABLE audit_events DROP CONSTRAINT audit_events_occurred_at_range",
+        "ALTER TABLE audit_events DROP CONSTRAINT audit_events_seq_range",
+        "ALTER TABLE audit_events DROP CONSTRAINT audit_events_outcome_check",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    as_dba(
+        &pool,
+        "UPDATE audit_events SET occurred_at = 'infinity' WHERE seq = 2",
+    )
+    .await;
+    as_dba(
+        &pool,
+        "UPDATE audit_events SET outcome = 'maybe' WHERE seq = 3",
+    )
+    .await;
+    insert_copy(&pool, 4, 50, "10000-01-01 00:00:00+00")
+        .await
+        .unwrap();
+    insert_copy(&pool, 4, i64::MAX, "infinity").await.unwrap();
+    let report = log.verify(None).await.unwrap();
+    assert_eq!(
+        report.findings,
+        [
+            Finding::Changed {
+                seq: 2,
+                what: "mac"
+            },
+            Finding::Changed {
+                seq: 3,
+                what: "mac"
+            },
+            Finding::Deleted { first: 5, last: 49 },
+            Finding::Inserted { seq: 50 },
+            Finding::Deleted {
+                first: 51,
+                last: i64::MAX - 1
+            },
+            Finding::Inserted { seq: i64::MAX },
+        ]
+    );
+    // The export refuses to make up a time, and does not panic.
+    let err = log.page(&PageQuery::default()).await.unwrap_err();
+    assert!(err.to_string().contains("occurred_at"), "{err}");
+}

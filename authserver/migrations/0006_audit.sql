@@ -14,9 +14,16 @@ CREATE TABLE audit_chain_head (
 INSERT INTO audit_chain_head (id, seq) VALUES (1, 0);
 
 CREATE TABLE audit_events (
-    seq             bigint      PRIMARY KEY,       -- head.seq + 1 under the head lock: contiguous
+    -- head.seq + 1 under the head lock: contiguous. Bounded so no arithmetic on it can overflow.
+    seq             bigint      PRIMARY KEY
+                    CONSTRAINT audit_events_seq_range CHECK (seq > 0 AND seq < 4611686018427387904),
     event_id        uuid        NOT NULL UNIQUE,
-    occurred_at     timestamptz NOT NULL,          -- truncated to µs before hashing
+    -- Truncated to µs before hashing. Bounded to what every reader can represent: `infinity` and
+    -- years past 9999 are valid timestamptz values that no Rust time type holds. The store reads
+    -- them defensively too, as this constraint can be dropped.
+    occurred_at     timestamptz NOT NULL
+                    CONSTRAINT audit_events_occurred_at_range
+                    CHECK (occurred_at >= '1970-01-01 00:00:00+00' AND occurred_at < '10000-01-01 00:00:00+00'),
     event_type      text        NOT NULL,
     outcome         text        NOT NULL CHECK (outcome IN ('success','failure')),
     actor_kind      text        NOT NULL CHECK (actor_kind IN ('anonymous','user','admin','client','system')),
