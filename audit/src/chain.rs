@@ -9,11 +9,19 @@
 //!              lp(key_version) ‖ personal_digest(32) ‖ prev_hash(32)
 //! hash       = HMAC-SHA256(key[key_version], mac_input)
 //! genesis    = SHA-256("portcullis-audit-v1/genesis\n" ‖ realm)
+//! pseudonym_mac = HMAC-SHA256(key, "portcullis-audit-pseudonym-v1\n" ‖ be64(seq) ‖ hash(32) ‖
+//!              lp_opt(pseudonym_of) ‖ be64(pseudonym_seq) ‖ lp_opt(actor_id) ‖
+//!              lp_opt(subject_id) ‖ lp_opt(ip) ‖ lp_opt(user_agent))
 //! ```
+//!
+//! Pseudonymisation destroys the salt, so the personal digest can no longer vouch for the
+//! personal columns; `pseudonym_mac`, written with the key by the pseudonymising store, vouches
+//! for their new values and for the row's membership in its record's group instead.
 
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -156,8 +164,14 @@ pub struct AuditRow {
     pub salt: Option<Salt>,
     /// The digest of the personal fields, covered by the MAC.
     pub personal_digest: Hash,
-    /// `erasure:<uuid>` or `retention:<run>:<batch>` once pseudonymised; not in the MAC.
+    /// `erasure:<uuid>` or `retention:<run>:<batch>` once pseudonymised; not in the MAC (it
+    /// is in the pseudonym MAC).
     pub pseudonym_of: Option<String>,
+    /// The seq of the `audit_pseudonymized` record that first pseudonymised the row; `None`
+    /// until then. A later pseudonymisation of another id in the row keeps it.
+    pub pseudonym_seq: Option<i64>,
+    /// The key's MAC over the pseudonymised row ([`pseudonym_input`]); `None` until then.
+    pub pseudonym_mac: Option<Hash>,
     /// The version of the key that signed it.
     pub key_version: String,
     /// The previous row's hash (or the anchor, or genesis).
@@ -343,12 +357,118 @@ pub fn seal(event: &NewEvent, seq: i64, prev: Hash, salt: Salt, keys: &AuditKeys
         salt: Some(salt),
         personal_digest: digest,
         pseudonym_of: None,
+        pseudonym_seq: None,
+        pseudonym_mac: None,
         key_version: keys.signing_version().to_owned(),
         prev_hash: prev,
         hash: [0; 32],
     };
     row.hash = mac(keys.signing_key(), &mac_input(&row));
     row
+}
+
+/// The bytes the pseudonym MAC covers: the row's identity and hash, its pseudonym and record,
+/// and the personal columns as pseudonymisation left them.
+pub fn pseudonym_input(row: &AuditRow) -> Vec<u8> {
+    let subject = row.subject_id.map(|id| id.hyphenated().to_string());
+    let mut out = b"portcullis-audit-pseudonym-v1\n".to_vec();
+    out.extend_from_slice(&row.seq.to_be_bytes());
+    out.extend_from_slice(&row.hash);
+    lp_opt(&mut out, row.pseudonym_of.as_deref().map(str::as_bytes));
+    out.extend_from_slice(&row.pseudonym_seq.unwrap_or(0).to_be_bytes());
+    lp_opt(&mut out, row.actor_id.as_deref().map(str::as_bytes));
+    lp_opt(&mut out, subject.as_deref().map(str::as_bytes));
+    lp_opt(&mut out, row.ip.as_deref().map(str::as_bytes));
+    lp_opt(&mut out, row.user_agent.as_deref().map(str::as_bytes));
+    out
+}
+
+/// Whether the row's pseudonym MAC is valid under one of `keys`. Any known key counts: the key
+/// that pseudonymised a row is the signing key of that day, which a rotation may have replaced
+/// (the row's own `key_version` is older still).
+pub fn pseudonym_mac_valid(row: &AuditRow, keys: &AuditKeys) -> bool {
+    let Some(tag) = row.pseudonym_mac else {
+        return false;
+    };
+    let input = pseudonym_input(row);
+    keys.versions()
+        .filter_map(|v| keys.get(v))
+        .any(|key| bool::from(mac(key, &input).ct_eq(&tag)))
+}
+
+/// Which ids a pseudonymisation replaces.
+#[derive(Debug, Clone, Copy)]
+pub enum Rewrite {
+    /// Erasure: this user's id, wherever it is the subject or the user actor, becomes the
+    /// erasure id; other people's ids stay until their own erasure or retention.
+    User {
+        /// The erased account.
+        user: Uuid,
+        /// Its erasure id.
+        pseudonym: Uuid,
+    },
+    /// Retention: every subject and user actor goes.
+    All,
+}
+
+/// `row` pseudonymised: personal fields nulled, ids rewritten, tagged with the pseudonym MAC
+/// under the signing key. A row not yet pseudonymised joins the group of `reference` and of the
+/// record at `record_seq`; an already pseudonymised row keeps its group and is re-tagged, so a
+/// second person's id in it can still be erased. `None` when there is nothing to do.
+///
+/// The tag is written only for a row that verifies before the change (its MAC and salted digest,
+/// or its earlier pseudonym MAC); otherwise the old tag stays, so an edit made before
+/// pseudonymisation is still named by verify rather than laundered. The flag says which.
+pub fn pseudonymize_row(
+    row: &AuditRow,
+    rewrite: Rewrite,
+    reference: &str,
+    record_seq: i64,
+    keys: &AuditKeys,
+) -> Option<(AuditRow, bool)> {
+    let mut new = row.clone();
+    let user_actor = row.actor_kind == ActorKind::User;
+    match rewrite {
+        Rewrite::User { user, pseudonym } => {
+            if new.subject_id == Some(user) {
+                new.subject_id = Some(pseudonym);
+            }
+            let user = user.hyphenated().to_string();
+            if user_actor && new.actor_id.as_deref() == Some(user.as_str()) {
+                new.actor_id = Some(pseudonym.hyphenated().to_string());
+            }
+        }
+        Rewrite::All => {
+            new.subject_id = None;
+            if user_actor {
+                new.actor_id = None;
+            }
+        }
+    }
+    new.ip = None;
+    new.user_agent = None;
+    new.salt = None;
+    let newly = row.salt.is_some();
+    if newly {
+        new.pseudonym_of = Some(reference.to_owned());
+        new.pseudonym_seq = Some(record_seq);
+    }
+    if new == *row {
+        return None;
+    }
+    let verified = if newly {
+        let mac_ok = keys
+            .get(&row.key_version)
+            .is_some_and(|key| bool::from(mac(key, &mac_input(row)).ct_eq(&row.hash)));
+        mac_ok
+            && row_personal_digest(row).is_some_and(|d| bool::from(d.ct_eq(&row.personal_digest)))
+    } else {
+        pseudonym_mac_valid(row, keys)
+    };
+    if verified {
+        new.pseudonym_mac = Some(mac(keys.signing_key(), &pseudonym_input(&new)));
+    }
+    Some((new, verified))
 }
 
 /// The `rows_digest` of an `audit_pseudonymized` record: SHA-256 of be64(seq), seqs ascending.
@@ -391,11 +511,17 @@ fn system_event(meta: RecordMeta, event_type: &'static str, details: Details) ->
     }
 }
 
-/// The `audit_pseudonymized` record for the rows `seqs` (ascending) now marked `reference`:
-/// `{ref, rows, rows_digest, first_seq}`. `first_seq` lets verify tell a group that was later
+/// The `audit_pseudonymized` record for the rows `seqs` (ascending) newly marked `reference`:
+/// `{ref, rows, rows_digest, first_seq}`, plus `unverified` (rows that did not verify before
+/// they were changed) when there were any. `first_seq` lets verify tell a group that was later
 /// cut by a prune from one that lost rows.
-pub fn pseudonymized_record(meta: RecordMeta, reference: Ident, seqs: &[i64]) -> NewEvent {
-    let details = Details::new()
+pub fn pseudonymized_record(
+    meta: RecordMeta,
+    reference: Ident,
+    seqs: &[i64],
+    unverified: usize,
+) -> NewEvent {
+    let mut details = Details::new()
         .id("ref", reference)
         .int("rows", i64::try_from(seqs.len()).unwrap_or(i64::MAX))
         .id(
@@ -403,6 +529,10 @@ pub fn pseudonymized_record(meta: RecordMeta, reference: Ident, seqs: &[i64]) ->
             Ident::hex(&rows_digest(seqs.iter().copied())),
         )
         .int("first_seq", seqs.first().copied().unwrap_or(0));
+    if unverified > 0 {
+        // The evidence of an earlier edit is in the chain even after its row is rewritten.
+        details = details.int("unverified", i64::try_from(unverified).unwrap_or(i64::MAX));
+    }
     system_event(meta, PSEUDONYMIZED, details)
 }
 

@@ -7,13 +7,15 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::chain::{
-    ActorKind, AuditRow, Hash, Head, NewEvent, PRUNED, PSEUDONYMIZED, RecordMeta, Salt, genesis,
-    pruned_record, pseudonymized_record, seal,
+    ActorKind, AuditRow, Hash, Head, NewEvent, PRUNED, PSEUDONYMIZED, RecordMeta, Rewrite, Salt,
+    genesis, pruned_record, seal,
 };
 use crate::details::Ident;
 use crate::keys::AuditKeys;
 use crate::pg::next_seq;
-use crate::store::{MAX_PAGE, PageQuery, Pruned, Pseudonymized, StoreError};
+use crate::store::{
+    MAX_PAGE, PageQuery, Plan, Pruned, Pseudonymized, StoreError, erasure_reference,
+};
 use crate::verify::{Report, Verifier};
 
 /// The rows and the head, under one mutex as the head row's lock serialises PostgreSQL appends.
@@ -96,40 +98,24 @@ impl MemoryAuditLog {
         meta: RecordMeta,
         salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
-        let reference = format!("erasure:{}", erasure_id.hyphenated());
-        let ident = Ident::parse(&reference).ok_or(StoreError::BadReference)?;
+        let reference = erasure_reference(erasure_id)?;
         let user_text = user.hyphenated().to_string();
-        let pseudonym_text = erasure_id.hyphenated().to_string();
         let mut table = self.lock();
-        let mut seqs = Vec::new();
-        for row in table.rows.iter_mut() {
-            let user_actor =
-                row.actor_kind == ActorKind::User && row.actor_id.as_deref() == Some(&user_text);
-            let about = row.subject_id == Some(user);
-            if row.pseudonym_of.is_some() || !(about || user_actor) {
-                continue;
-            }
-            if about {
-                row.subject_id = Some(erasure_id);
-            }
-            if user_actor {
-                row.actor_id = Some(pseudonym_text.clone());
-            }
-            row.ip = None;
-            row.user_agent = None;
-            row.salt = None;
-            row.pseudonym_of = Some(reference.clone());
-            seqs.push(row.seq);
-        }
-        if seqs.is_empty() {
-            return Ok(Pseudonymized { seqs, record: None });
-        }
-        let event = pseudonymized_record(meta, ident, &seqs);
-        let record = self.append_locked(&mut table, &event, salt)?;
-        Ok(Pseudonymized {
-            seqs,
-            record: Some(record),
-        })
+        let seqs: Vec<i64> = table
+            .rows
+            .iter()
+            .filter(|row| {
+                row.subject_id == Some(user)
+                    || (row.actor_kind == ActorKind::User
+                        && row.actor_id.as_deref() == Some(&user_text))
+            })
+            .map(|row| row.seq)
+            .collect();
+        let rewrite = Rewrite::User {
+            user,
+            pseudonym: erasure_id,
+        };
+        self.pseudonymize_locked(&mut table, &seqs, rewrite, reference, meta, salt)
     }
 
     /// Retention's `Pseudonymize` batch, as [`crate::PgAuditLog::pseudonymize_before`].
@@ -143,37 +129,49 @@ impl MemoryAuditLog {
     ) -> Result<Pseudonymized, StoreError> {
         let limit = usize::try_from(limit.clamp(1, MAX_PAGE)).unwrap_or(1);
         let mut table = self.lock();
-        let mut seqs = Vec::new();
-        for row in table
+        let seqs: Vec<i64> = table
             .rows
-            .iter_mut()
+            .iter()
             .filter(|r| {
                 r.occurred_at < cutoff
-                    && r.pseudonym_of.is_none()
                     && r.event_type != PSEUDONYMIZED
                     && r.event_type != PRUNED
+                    && (r.salt.is_some()
+                        || r.subject_id.is_some()
+                        || (r.actor_kind == ActorKind::User && r.actor_id.is_some()))
             })
             .take(limit)
-        {
-            row.subject_id = None;
-            if row.actor_kind == ActorKind::User {
-                row.actor_id = None;
+            .map(|r| r.seq)
+            .collect();
+        self.pseudonymize_locked(&mut table, &seqs, Rewrite::All, reference, meta, salt)
+    }
+
+    /// Rewrites the rows `seqs` and appends their record, as PostgreSQL's twin does.
+    fn pseudonymize_locked(
+        &self,
+        table: &mut Table,
+        seqs: &[i64],
+        rewrite: Rewrite,
+        reference: Ident,
+        meta: RecordMeta,
+        salt: Salt,
+    ) -> Result<Pseudonymized, StoreError> {
+        let record_seq = next_seq(table.head.seq)?;
+        let mut plan = Plan::default();
+        for row in table.rows.iter().filter(|r| seqs.contains(&r.seq)) {
+            plan.add(row, rewrite, &reference, record_seq, &self.keys);
+        }
+        if plan.changed.is_empty() {
+            return Ok(Pseudonymized::default());
+        }
+        for new in &plan.changed {
+            if let Some(row) = table.rows.iter_mut().find(|r| r.seq == new.seq) {
+                *row = new.clone();
             }
-            row.ip = None;
-            row.user_agent = None;
-            row.salt = None;
-            row.pseudonym_of = Some(reference.as_str().to_owned());
-            seqs.push(row.seq);
         }
-        if seqs.is_empty() {
-            return Ok(Pseudonymized { seqs, record: None });
-        }
-        let event = pseudonymized_record(meta, reference, &seqs);
-        let record = self.append_locked(&mut table, &event, salt)?;
-        Ok(Pseudonymized {
-            seqs,
-            record: Some(record),
-        })
+        let event = plan.record(meta, reference);
+        let record = self.append_locked(table, &event, salt)?;
+        Ok(plan.done(record))
     }
 
     /// Deletes the longest prefix older than `cutoff`, anchors and appends the `audit_pruned`

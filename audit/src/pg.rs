@@ -8,12 +8,14 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::chain::{
-    ActorKind, AuditRow, Hash, Head, NewEvent, Outcome, RecordMeta, Salt, genesis, pruned_record,
-    pseudonymized_record, seal,
+    ActorKind, AuditRow, Hash, Head, NewEvent, Outcome, RecordMeta, Rewrite, Salt, genesis,
+    pruned_record, seal,
 };
 use crate::details::Ident;
 use crate::keys::AuditKeys;
-use crate::store::{MAX_PAGE, PageQuery, Pruned, Pseudonymized, StoreError};
+use crate::store::{
+    MAX_PAGE, PageQuery, Plan, Pruned, Pseudonymized, StoreError, erasure_reference,
+};
 use crate::verify::{Report, Verifier};
 
 /// Rows per page while verifying: bounded memory, few round trips.
@@ -31,32 +33,49 @@ const MAINTENANCE: &str = "SET LOCAL portcullis.audit_maintenance = 'on'";
 // The time is read as µs since the epoch, not through the `timestamptz` decoder: that decoder
 // panics on `infinity` and on years past 9999, which PostgreSQL stores happily, so one planted row
 // would kill every verify and export (review H4). NULL here means "not a finite instant".
-const PAGE: &str = "SELECT seq, event_id, \
-    CASE WHEN isfinite(occurred_at) THEN (extract(epoch FROM occurred_at) * 1000000)::bigint END \
-      AS occurred_us, event_type, outcome, actor_kind, client_id, \
-    details, actor_id, subject_id, ip, user_agent, salt, personal_digest, pseudonym_of, \
-    key_version, prev_hash, hash FROM audit_events \
-    WHERE seq > $1 \
+macro_rules! row_columns {
+    () => {
+        "SELECT seq, event_id, \
+         CASE WHEN isfinite(occurred_at) THEN (extract(epoch FROM occurred_at) * 1000000)::bigint END \
+           AS occurred_us, event_type, outcome, actor_kind, client_id, \
+         details, actor_id, subject_id, ip, user_agent, salt, personal_digest, pseudonym_of, \
+         pseudonym_seq, pseudonym_mac, key_version, prev_hash, hash FROM audit_events "
+    };
+}
+const PAGE: &str = concat!(
+    row_columns!(),
+    "WHERE seq > $1 \
       AND ($2::timestamptz IS NULL OR occurred_at >= $2) \
       AND ($3::uuid IS NULL OR subject_id = $3 OR (actor_kind = 'user' AND actor_id = $3::text)) \
       AND ($4::text IS NULL OR event_type = $4) \
-    ORDER BY seq LIMIT $5";
-const PSEUDONYMIZE_USER: &str = "UPDATE audit_events SET \
-      subject_id = CASE WHEN subject_id = $1 THEN $2 ELSE subject_id END, \
-      actor_id = CASE WHEN actor_kind = 'user' AND actor_id = $1::text THEN $2::text ELSE actor_id END, \
-      ip = NULL, user_agent = NULL, salt = NULL, pseudonym_of = $3 \
-    WHERE (subject_id = $1 OR (actor_kind = 'user' AND actor_id = $1::text)) \
-      AND pseudonym_of IS NULL \
-    RETURNING seq";
-const PSEUDONYMIZE_BEFORE: &str = "UPDATE audit_events SET \
-      subject_id = NULL, \
-      actor_id = CASE WHEN actor_kind = 'user' THEN NULL ELSE actor_id END, \
-      ip = NULL, user_agent = NULL, salt = NULL, pseudonym_of = $2 \
-    WHERE seq IN (SELECT seq FROM audit_events \
-      WHERE occurred_at < $1 AND pseudonym_of IS NULL \
-        AND event_type NOT IN ('audit_pseudonymized', 'audit_pruned') \
-      ORDER BY seq LIMIT $3) \
-    RETURNING seq";
+    ORDER BY seq LIMIT $5"
+);
+// Every row naming the user, pseudonymised already or not: a row pseudonymised for someone else
+// (X acted on Y, Y was erased) still holds this user's id (review H3).
+const ROWS_OF_USER: &str = concat!(
+    row_columns!(),
+    "WHERE subject_id = $1 OR (actor_kind = 'user' AND actor_id = $1::text) \
+     ORDER BY seq FOR UPDATE"
+);
+// Rows retention still has to clear: not yet pseudonymised, or pseudonymised by an erasure that
+// kept an id (the erasure id, or a second person's). The chain's own records carry nothing
+// personal. The condition is the partial index `audit_events_personal`'s, so a run does not
+// rescan the rows earlier batches cleared.
+const ROWS_BEFORE: &str = concat!(
+    row_columns!(),
+    "WHERE occurred_at < $1 \
+       AND event_type NOT IN ('audit_pseudonymized', 'audit_pruned') \
+       AND (salt IS NOT NULL OR subject_id IS NOT NULL \
+            OR (actor_kind = 'user' AND actor_id IS NOT NULL)) \
+     ORDER BY seq LIMIT $2 FOR UPDATE"
+);
+const PSEUDONYMIZE: &str = "UPDATE audit_events AS e SET \
+      subject_id = u.subject_id, actor_id = u.actor_id, ip = NULL, user_agent = NULL, \
+      salt = NULL, pseudonym_of = u.pseudonym_of, pseudonym_seq = u.pseudonym_seq, \
+      pseudonym_mac = u.pseudonym_mac \
+    FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::bytea[]) \
+      AS u(seq, subject_id, actor_id, pseudonym_of, pseudonym_seq, pseudonym_mac) \
+    WHERE e.seq = u.seq";
 const PRUNE_THROUGH: &str = "SELECT COALESCE(\
       (SELECT min(seq) - 1 FROM audit_events WHERE occurred_at >= $1), \
       (SELECT max(seq) FROM audit_events))";
@@ -157,8 +176,11 @@ impl PgAuditLog {
     }
 
     /// Pseudonymises every row about or by `user` under the pseudonym `erasure_id`, and appends
-    /// the `audit_pseudonymized` record that vouches for them, in one transaction. Idempotent:
-    /// rows already pseudonymised are left alone, and nothing is written when none match.
+    /// the `audit_pseudonymized` record that vouches for them, in one transaction.
+    ///
+    /// Rows already pseudonymised (for another person, or by retention) that still name `user`
+    /// have the id replaced too and keep their group. Idempotent: nothing is written when no row
+    /// names `user`. The reference `erasure:<erasure_id>` may be used again (a resumed erasure).
     pub async fn pseudonymize_user(
         &self,
         user: Uuid,
@@ -166,37 +188,29 @@ impl PgAuditLog {
         meta: RecordMeta,
         salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
-        let reference = format!("erasure:{}", erasure_id.hyphenated());
-        let ident = Ident::parse(&reference).ok_or(StoreError::BadReference)?;
+        let reference = erasure_reference(erasure_id)?;
         let mut tx = self.pool.begin().await?;
         // The head first, as appenders do: one lock order, no deadlock.
         let head = lock_head(&mut tx).await?;
-        sqlx::query(MAINTENANCE).execute(&mut *tx).await?;
-        let mut seqs: Vec<i64> = sqlx::query_scalar(PSEUDONYMIZE_USER)
+        let rows = sqlx::query(ROWS_OF_USER)
             .bind(user)
-            .bind(erasure_id)
-            .bind(&reference)
             .fetch_all(&mut *tx)
             .await?;
-        if seqs.is_empty() {
-            tx.commit().await?;
-            return Ok(Pseudonymized { seqs, record: None });
-        }
-        seqs.sort_unstable();
-        let event = pseudonymized_record(meta, ident, &seqs);
-        let record = self.append_locked(&mut tx, &head, &event, salt).await?;
+        let rewrite = Rewrite::User {
+            user,
+            pseudonym: erasure_id,
+        };
+        let done = self
+            .pseudonymize_locked(&mut tx, &head, &rows, rewrite, reference, meta, salt)
+            .await?;
         tx.commit().await?;
-        Ok(Pseudonymized {
-            seqs,
-            record: Some(record),
-        })
+        Ok(done)
     }
 
     /// Retention's `Pseudonymize`: one bounded batch of the oldest rows before `cutoff` loses
-    /// its personal fields (subject and user actor included) under `reference`
-    /// (`retention:<run>:<batch>`), with its `audit_pseudonymized` record, in one transaction.
-    /// The chain's own records carry nothing personal and are left alone. An empty result means
-    /// the run is done.
+    /// its personal fields (subject and user actor included, also in rows an erasure
+    /// pseudonymised) under `reference` (`retention:<run>:<batch>`), with its
+    /// `audit_pseudonymized` record, in one transaction. An empty result means the run is done.
     pub async fn pseudonymize_before(
         &self,
         cutoff: OffsetDateTime,
@@ -207,25 +221,72 @@ impl PgAuditLog {
     ) -> Result<Pseudonymized, StoreError> {
         let mut tx = self.pool.begin().await?;
         let head = lock_head(&mut tx).await?;
-        sqlx::query(MAINTENANCE).execute(&mut *tx).await?;
-        let mut seqs: Vec<i64> = sqlx::query_scalar(PSEUDONYMIZE_BEFORE)
+        let rows = sqlx::query(ROWS_BEFORE)
             .bind(cutoff)
-            .bind(reference.as_str())
             .bind(limit.clamp(1, MAX_PAGE))
             .fetch_all(&mut *tx)
             .await?;
-        if seqs.is_empty() {
-            tx.commit().await?;
-            return Ok(Pseudonymized { seqs, record: None });
-        }
-        seqs.sort_unstable();
-        let event = pseudonymized_record(meta, reference, &seqs);
-        let record = self.append_locked(&mut tx, &head, &event, salt).await?;
+        let done = self
+            .pseudonymize_locked(&mut tx, &head, &rows, Rewrite::All, reference, meta, salt)
+            .await?;
         tx.commit().await?;
-        Ok(Pseudonymized {
-            seqs,
-            record: Some(record),
-        })
+        Ok(done)
+    }
+
+    /// Rewrites `rows` (locked, ascending) and appends their record; the caller holds the head
+    /// lock. The new values and their pseudonym MACs are computed here, with the key.
+    #[allow(clippy::too_many_arguments)]
+    async fn pseudonymize_locked(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        head: &Head,
+        rows: &[PgRow],
+        rewrite: Rewrite,
+        reference: Ident,
+        meta: RecordMeta,
+        salt: Salt,
+    ) -> Result<Pseudonymized, StoreError> {
+        // The record lands right after the head we hold locked.
+        let record_seq = next_seq(head.seq)?;
+        let mut plan = Plan::default();
+        for row in rows {
+            // Lenient: a row that cannot be read back is still erased (it is then not vouched
+            // for, and verify keeps naming it).
+            let (row, _) = decode_row(row, Shape::Lenient)?;
+            plan.add(&row, rewrite, &reference, record_seq, &self.keys);
+        }
+        if plan.changed.is_empty() {
+            return Ok(Pseudonymized::default());
+        }
+        sqlx::query(MAINTENANCE).execute(&mut **tx).await?;
+        let changed = &plan.changed;
+        sqlx::query(PSEUDONYMIZE)
+            .bind(changed.iter().map(|r| r.seq).collect::<Vec<_>>())
+            .bind(changed.iter().map(|r| r.subject_id).collect::<Vec<_>>())
+            .bind(
+                changed
+                    .iter()
+                    .map(|r| r.actor_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                changed
+                    .iter()
+                    .map(|r| r.pseudonym_of.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(changed.iter().map(|r| r.pseudonym_seq).collect::<Vec<_>>())
+            .bind(
+                changed
+                    .iter()
+                    .map(|r| r.pseudonym_mac.map(|m| m.to_vec()))
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut **tx)
+            .await?;
+        let event = plan.record(meta, reference);
+        let record = self.append_locked(tx, head, &event, salt).await?;
+        Ok(plan.done(record))
     }
 
     /// Deletes the longest prefix of rows older than `cutoff`, makes its last row's hash the
@@ -412,6 +473,14 @@ fn decode_row(row: &PgRow, shape: Shape) -> Result<(AuditRow, bool), StoreError>
             .transpose()?,
         personal_digest: to_hash(row.try_get("personal_digest")?, seq, "personal_digest")?,
         pseudonym_of: row.try_get("pseudonym_of")?,
+        pseudonym_seq: row.try_get("pseudonym_seq")?,
+        pseudonym_mac: opt_hash(row.try_get("pseudonym_mac")?, seq, "pseudonym_mac").or_else(
+            |e| match shape {
+                // A tag of the wrong length vouches for nothing: verify names the row.
+                Shape::Lenient => Ok(Some([0; 32])),
+                Shape::Strict => Err(e),
+            },
+        )?,
         key_version: row.try_get("key_version")?,
         prev_hash: to_hash(row.try_get("prev_hash")?, seq, "prev_hash")?,
         hash: to_hash(row.try_get("hash")?, seq, "hash")?,

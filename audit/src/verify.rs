@@ -6,8 +6,8 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::chain::{
-    AuditRow, Hash, Head, PRUNED, PSEUDONYMIZED, genesis, hex, mac, mac_input, row_personal_digest,
-    rows_digest,
+    AuditRow, Hash, Head, PRUNED, PSEUDONYMIZED, genesis, hex, mac, mac_input, pseudonym_mac_valid,
+    row_personal_digest, rows_digest,
 };
 use crate::keys::AuditKeys;
 
@@ -17,8 +17,12 @@ use crate::keys::AuditKeys;
 pub enum Finding {
     /// Row `seq` is not what was written. `what`: `mac` (a hashed field or the hash itself),
     /// `personal_fields` (they no longer match the salted digest), `prev_hash` (a valid MAC
-    /// linking to another predecessor), `key_version` (signed by no known key) or
-    /// `expected_head` (the row at a head recorded elsewhere has another hash).
+    /// linking to another predecessor), `key_version` (signed by no known key),
+    /// `expected_head` (the row at a head recorded elsewhere has another hash), `pseudonym` (a
+    /// pseudonymised row's ids, personal columns, reference or group are not what its
+    /// pseudonym MAC vouches for) or `rows_digest` (the rows pseudonymised under this
+    /// `audit_pseudonymized` record are not those it counted: one was restored, moved or
+    /// removed).
     Changed {
         /// The row.
         seq: i64,
@@ -38,7 +42,8 @@ pub enum Finding {
         /// The last missing seq.
         last: i64,
     },
-    /// Row `seq` is pseudonymised but no later `audit_pseudonymized` record accounts for it.
+    /// Row `seq` is pseudonymised but names no later `audit_pseudonymized` record, or the record
+    /// it names is missing.
     PseudonymizedWithoutRecord {
         /// The row.
         seq: i64,
@@ -74,12 +79,13 @@ pub struct Report {
     pub findings: Vec<Finding>,
 }
 
-/// An `audit_pseudonymized` record with a valid MAC.
-struct PseudonymRecord {
-    seq: i64,
-    rows: i64,
-    rows_digest: String,
-    first_seq: i64,
+/// The pseudonymised rows naming one record, gathered until the record itself is met (a record
+/// follows its rows), so only groups still open take memory.
+#[derive(Default)]
+struct Group {
+    reference: String,
+    mixed_references: bool,
+    seqs: Vec<i64>,
 }
 
 /// The newest `audit_pruned` record with a valid MAC.
@@ -100,8 +106,7 @@ pub struct Verifier<'a> {
     last_seq: i64,
     checked: u64,
     findings: Vec<Finding>,
-    groups: BTreeMap<String, Vec<i64>>,
-    records: BTreeMap<String, PseudonymRecord>,
+    groups: BTreeMap<i64, Group>,
     newest_pruned: Option<PrunedRecord>,
 }
 
@@ -125,7 +130,6 @@ impl<'a> Verifier<'a> {
             checked: 0,
             findings: Vec::new(),
             groups: BTreeMap::new(),
-            records: BTreeMap::new(),
             newest_pruned: None,
         }
     }
@@ -181,15 +185,8 @@ impl<'a> Verifier<'a> {
                 });
             }
         }
-        if row.salt.is_none() && row.pseudonym_of.is_none() {
-            self.findings
-                .push(Finding::PseudonymizedWithoutRecord { seq: row.seq });
-        }
-        if let Some(reference) = &row.pseudonym_of {
-            self.groups
-                .entry(reference.clone())
-                .or_default()
-                .push(row.seq);
+        if row.salt.is_none() {
+            self.check_pseudonym(row);
         }
         // The stored hash links the next row even when this one failed, so one edit gives one
         // finding instead of a cascade.
@@ -244,6 +241,34 @@ impl<'a> Verifier<'a> {
         mac_ok && !past_head
     }
 
+    /// A pseudonymised row must carry a valid pseudonym MAC and name a later record, whose group
+    /// it joins.
+    fn check_pseudonym(&mut self, row: &AuditRow) {
+        let seq = row.seq;
+        let (Some(reference), Some(record)) = (&row.pseudonym_of, row.pseudonym_seq) else {
+            self.findings
+                .push(Finding::PseudonymizedWithoutRecord { seq });
+            return;
+        };
+        if record <= seq {
+            self.findings
+                .push(Finding::PseudonymizedWithoutRecord { seq });
+            return;
+        }
+        if !pseudonym_mac_valid(row, self.keys) {
+            self.findings.push(Finding::Changed {
+                seq,
+                what: "pseudonym",
+            });
+        }
+        let group = self.groups.entry(record).or_insert_with(|| Group {
+            reference: reference.clone(),
+            ..Group::default()
+        });
+        group.mixed_references |= group.reference != *reference;
+        group.seqs.push(seq);
+    }
+
     /// Remembers the chain's own records; only MAC-valid ones count, so they cannot be forged.
     fn note_records(&mut self, row: &AuditRow) {
         if row.event_type != PSEUDONYMIZED && row.event_type != PRUNED {
@@ -261,15 +286,19 @@ impl<'a> Verifier<'a> {
                 text("rows_digest"),
                 int("first_seq"),
             ) {
-                self.records.insert(
+                let group = self.groups.remove(&row.seq).unwrap_or_default();
+                let record = PseudonymRecord {
                     reference,
-                    PseudonymRecord {
+                    rows,
+                    rows_digest,
+                    first_seq,
+                };
+                if !self.group_matches(&record, &group) {
+                    self.findings.push(Finding::Changed {
                         seq: row.seq,
-                        rows,
-                        rows_digest,
-                        first_seq,
-                    },
-                );
+                        what: "rows_digest",
+                    });
+                }
             }
         } else if let (Some(through_seq), Some(through_hash)) =
             (int("through_seq"), text("through_hash"))
@@ -321,10 +350,14 @@ impl<'a> Verifier<'a> {
                 });
             }
         }
+        // Groups whose record never came: it is missing, forged, or was never written.
         let groups = std::mem::take(&mut self.groups);
-        for (reference, seqs) in groups {
-            self.check_group(&reference, seqs);
-        }
+        self.findings.extend(
+            groups
+                .into_values()
+                .flat_map(|g| g.seqs)
+                .map(|seq| Finding::PseudonymizedWithoutRecord { seq }),
+        );
         Report {
             ok: self.findings.is_empty(),
             checked: self.checked,
@@ -336,39 +369,31 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    /// Rows marked `reference` must be exactly those its record counted, all before it.
-    fn check_group(&mut self, reference: &str, seqs: Vec<i64>) {
-        let Some(record) = self.records.get(reference) else {
-            self.findings.extend(
-                seqs.into_iter()
-                    .map(|seq| Finding::PseudonymizedWithoutRecord { seq }),
-            );
-            return;
-        };
-        let (covered, late): (Vec<i64>, Vec<i64>) =
-            seqs.into_iter().partition(|seq| *seq < record.seq);
+    /// The rows naming a record must be exactly those it counted, under its reference.
+    fn group_matches(&self, record: &PseudonymRecord, group: &Group) -> bool {
+        let n = group.seqs.len();
+        let same_reference = group.seqs.is_empty()
+            || (!group.mixed_references && group.reference == record.reference);
+        // A prune may since have removed the group's first rows; the digest covered them, so only
+        // the count can be bounded. Each remaining row still carries its own pseudonym MAC.
         let partly_pruned = record.first_seq <= self.head.base_seq;
-        let matches = if partly_pruned {
-            // The digest covered rows a later prune removed, so only the count can be bounded.
-            i64::try_from(covered.len()).is_ok_and(|n| n <= record.rows)
-                && covered.iter().all(|seq| *seq >= record.first_seq)
-        } else {
-            i64::try_from(covered.len()).is_ok_and(|n| n == record.rows)
-                && hex(&rows_digest(covered.iter().copied())) == record.rows_digest
-        };
-        let flagged = if matches {
-            late
-        } else {
-            let mut all = covered;
-            all.extend(late);
-            all
-        };
-        self.findings.extend(
-            flagged
-                .into_iter()
-                .map(|seq| Finding::PseudonymizedWithoutRecord { seq }),
-        );
+        same_reference
+            && if partly_pruned {
+                i64::try_from(n).is_ok_and(|n| n <= record.rows)
+                    && group.seqs.iter().all(|seq| *seq >= record.first_seq)
+            } else {
+                i64::try_from(n).is_ok_and(|n| n == record.rows)
+                    && hex(&rows_digest(group.seqs.iter().copied())) == record.rows_digest
+            }
     }
+}
+
+/// An `audit_pseudonymized` record with a valid MAC.
+struct PseudonymRecord {
+    reference: String,
+    rows: i64,
+    rows_digest: String,
+    first_seq: i64,
 }
 
 /// Parses an expected head written as `SEQ:HEX` (the `--expect-head` of `audit verify`, taken
@@ -404,7 +429,9 @@ pub fn verify<'r>(
 mod tests {
     use super::*;
     use crate::chain::tests::{event, keys};
-    use crate::chain::{NewEvent, RecordMeta, pruned_record, pseudonymized_record, seal};
+    use crate::chain::{
+        NewEvent, RecordMeta, Rewrite, pruned_record, pseudonymize_row, pseudonymized_record, seal,
+    };
     use crate::details::Ident;
     use time::macros::datetime;
     use uuid::Uuid;
@@ -447,19 +474,26 @@ mod tests {
             self.rows.iter_mut().find(|r| r.seq == seq).unwrap()
         }
 
-        /// What `pseudonymize_user` does: null the personal fields, then append the record.
+        /// What `pseudonymize_user` does: rewrite the rows, then append the record.
         fn pseudonymize(&mut self, seqs: &[i64], reference: &str, record: bool) {
-            let pseudonym = Uuid::from_u128(0xe7a5e);
+            let record_seq = self.head.seq + 1;
+            let mut newly = Vec::new();
             for &seq in seqs {
-                let row = self.row(seq);
-                row.subject_id = Some(pseudonym);
-                row.ip = None;
-                row.user_agent = None;
-                row.salt = None;
-                row.pseudonym_of = Some(reference.to_owned());
+                let row = self.row(seq).clone();
+                let rewrite = Rewrite::User {
+                    user: row.subject_id.unwrap(),
+                    pseudonym: Uuid::from_u128(0xe7a5e),
+                };
+                let (new, verified) =
+                    pseudonymize_row(&row, rewrite, reference, record_seq, &keys()).unwrap();
+                assert!(verified);
+                if row.salt.is_some() {
+                    newly.push(seq);
+                }
+                *self.row(seq) = new;
             }
             if record {
-                let e = pseudonymized_record(meta(), Ident::parse(reference).unwrap(), seqs);
+                let e = pseudonymized_record(meta(), Ident::parse(reference).unwrap(), &newly, 0);
                 self.append(&e, &keys());
             }
         }
@@ -644,10 +678,125 @@ mod tests {
             findings(&chain),
             [
                 Finding::PseudonymizedWithoutRecord { seq: 4 },
-                Finding::PseudonymizedWithoutRecord { seq: 2 },
                 Finding::PseudonymizedWithoutRecord { seq: 3 },
             ]
         );
+    }
+
+    type Edit = (&'static str, fn(&mut AuditRow));
+
+    #[test]
+    fn every_edit_of_a_pseudonymised_row_is_named() {
+        let victim = Uuid::from_u128(0x51c7);
+        let edits: [Edit; 6] = [
+            ("subject", |r| r.subject_id = Some(Uuid::from_u128(0x51c7))),
+            ("actor", |r| {
+                r.actor_id = Some(Uuid::from_u128(0x51c7).to_string())
+            }),
+            ("ip", |r| r.ip = Some("203.0.113.66".into())),
+            ("user agent", |r| r.user_agent = Some("evil".into())),
+            ("reference", |r| {
+                r.pseudonym_of = Some("erasure:other".into())
+            }),
+            ("tag", |r| r.pseudonym_mac = Some([0; 32])),
+        ];
+        for (name, edit) in edits {
+            let mut chain = Chain::with(4);
+            chain.pseudonymize(&[2, 3], "erasure:1", true);
+            assert!(chain.verify().ok, "{name}");
+            edit(chain.row(2));
+            let found = findings(&chain);
+            // A new reference also takes the row out of its record's group.
+            assert_eq!(
+                found.first(),
+                Some(&Finding::Changed {
+                    seq: 2,
+                    what: "pseudonym"
+                }),
+                "{name} (victim {victim})"
+            );
+            assert_eq!(
+                found.len(),
+                if name == "reference" { 2 } else { 1 },
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn rows_hidden_in_a_partly_pruned_group_are_named() {
+        let mut chain = Chain::with(8);
+        chain.pseudonymize(&[1, 2, 3, 8], "erasure:2", true);
+        chain.prune(3, true);
+        assert!(chain.verify().ok);
+        // A DBA hides rows 5..=7 in the group's slack: its record still counts 4 rows.
+        for seq in 5..=7 {
+            let row = chain.row(seq);
+            row.ip = None;
+            row.user_agent = None;
+            row.subject_id = None;
+            row.salt = None;
+            row.pseudonym_of = Some("erasure:2".into());
+            row.pseudonym_seq = Some(9);
+        }
+        assert_eq!(
+            findings(&chain),
+            [5, 6, 7].map(|seq| Finding::Changed {
+                seq,
+                what: "pseudonym"
+            })
+        );
+    }
+
+    #[test]
+    fn a_group_moved_or_restored_is_named_at_its_record() {
+        // Group A (row 2, record 5) moved under B (rows 3, record 6): A's record counts a row
+        // it no longer has, B's one too many.
+        let mut chain = Chain::with(4);
+        chain.pseudonymize(&[2], "erasure:a", true);
+        chain.pseudonymize(&[3], "erasure:b", true);
+        assert!(chain.verify().ok);
+        chain.row(2).pseudonym_seq = Some(6);
+        chain.row(2).pseudonym_of = Some("erasure:b".into());
+        assert_eq!(
+            findings(&chain),
+            [
+                Finding::Changed {
+                    seq: 2,
+                    what: "pseudonym"
+                },
+                Finding::Changed {
+                    seq: 5,
+                    what: "rows_digest"
+                },
+                Finding::Changed {
+                    seq: 6,
+                    what: "rows_digest"
+                },
+            ]
+        );
+        // A row put back from a backup with its personal data: MAC and digest are genuine, but
+        // its record counted it as pseudonymised.
+        let original = Chain::with(4).rows[1].clone();
+        let mut chain = Chain::with(4);
+        chain.pseudonymize(&[2, 3], "erasure:a", true);
+        *chain.row(2) = original;
+        assert_eq!(
+            findings(&chain),
+            [Finding::Changed {
+                seq: 5,
+                what: "rows_digest"
+            }]
+        );
+    }
+
+    #[test]
+    fn one_reference_used_by_two_records_verifies() {
+        let mut chain = Chain::with(6);
+        chain.pseudonymize(&[2], "erasure:1", true);
+        chain.pseudonymize(&[4, 5], "erasure:1", true);
+        let report = chain.verify();
+        assert!(report.ok, "{report:?}");
     }
 
     #[test]

@@ -192,7 +192,7 @@ async fn a_row_inserted_in_sql_is_named(pool: PgPool) {
     sqlx::query(
         "INSERT INTO audit_events SELECT 4, gen_random_uuid(), occurred_at, event_type, outcome, \
          actor_kind, client_id, details, actor_id, subject_id, ip, user_agent, salt, \
-         personal_digest, pseudonym_of, key_version, hash, hash FROM audit_events WHERE seq = 3",
+         personal_digest, pseudonym_of, pseudonym_seq, pseudonym_mac, key_version, hash, hash FROM audit_events WHERE seq = 3",
     )
     .execute(&pool)
     .await
@@ -291,6 +291,7 @@ async fn pseudonymising_a_user_keeps_the_chain_verifying(log: AuditLog) {
         })
         .await
         .unwrap();
+    assert_eq!(bobs.len(), 3);
     assert!(bobs.iter().all(|r| r.ip.is_some()));
     let report = log.verify(None).await.unwrap();
     assert!(report.ok, "{report:?}");
@@ -474,7 +475,7 @@ async fn insert_copy(pool: &PgPool, from: i64, seq: i64, time: &str) -> Result<(
     sqlx::query(
         "INSERT INTO audit_events SELECT $2, gen_random_uuid(), $3::timestamptz, event_type, \
          outcome, actor_kind, client_id, details, actor_id, subject_id, ip, user_agent, salt, \
-         personal_digest, pseudonym_of, key_version, hash, hash FROM audit_events WHERE seq = $1",
+         personal_digest, pseudonym_of, pseudonym_seq, pseudonym_mac, key_version, hash, hash FROM audit_events WHERE seq = $1",
     )
     .bind(from)
     .bind(seq)
@@ -551,4 +552,111 @@ async fn unreadable_rows_are_named_by_verify_and_refused_by_export_without_panic
     // The export refuses to make up a time, and does not panic.
     let err = log.page(&PageQuery::default()).await.unwrap_err();
     assert!(err.to_string().contains("occurred_at"), "{err}");
+}
+
+/// `actor` (a user) acts on `subject`.
+fn acts_on(n: u128, actor: Uuid, subject: Uuid) -> NewEvent {
+    NewEvent {
+        event_type: "user_disabled",
+        subject_id: Some(subject),
+        ..login(n, actor, datetime!(2026-02-01 00:00 UTC))
+    }
+}
+
+both_stores!(erasing_two_people_of_one_row_removes_both_ids);
+async fn erasing_two_people_of_one_row_removes_both_ids(log: AuditLog) {
+    let [x, y] = users();
+    log.append(&acts_on(1, x, y), [1; 16]).await.unwrap();
+    let (ex, ey) = (Uuid::from_u128(0xe1), Uuid::from_u128(0xe2));
+    let first = log
+        .pseudonymize_user(y, ey, meta(1), [2; 16])
+        .await
+        .unwrap();
+    assert_eq!(first.seqs, [1]);
+    let second = log
+        .pseudonymize_user(x, ex, meta(2), [3; 16])
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.seqs, second.record.map(|r| r.seq)),
+        (vec![1], Some(3))
+    );
+    for user in [x, y] {
+        let left = log
+            .page(&PageQuery {
+                user_id: Some(user),
+                ..PageQuery::default()
+            })
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "{user}: {left:?}");
+    }
+    let row = &log.page(&PageQuery::default()).await.unwrap()[0];
+    assert_eq!(
+        (row.actor_id.clone(), row.subject_id),
+        (Some(ex.to_string()), Some(ey))
+    );
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+}
+
+both_stores!(an_erasure_resumed_under_the_same_id_still_verifies);
+async fn an_erasure_resumed_under_the_same_id_still_verifies(log: AuditLog) {
+    let [alice, _] = users();
+    fill(&log, 3, users()).await;
+    let erasure = Uuid::from_u128(0xe1);
+    log.pseudonymize_user(alice, erasure, meta(1), [1; 16])
+        .await
+        .unwrap();
+    // A row about alice written while her erasure ran, then the erasure resumes.
+    log.append(&login(9, alice, datetime!(2026-03-01 00:00 UTC)), [9; 16])
+        .await
+        .unwrap();
+    let again = log
+        .pseudonymize_user(alice, erasure, meta(2), [2; 16])
+        .await
+        .unwrap();
+    assert_eq!(again.seqs, [5]);
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+}
+
+both_stores!(retention_batches_reusing_a_reference_still_verify);
+async fn retention_batches_reusing_a_reference_still_verify(log: AuditLog) {
+    fill(&log, 6, users()).await;
+    let cutoff = datetime!(2026-01-05 00:00 UTC);
+    for n in 1..=2 {
+        // A run id restarting at 1: the same reference twice.
+        let reference = Ident::parse("retention:1:1").unwrap();
+        let done = log
+            .pseudonymize_before(cutoff, reference, 2, meta(n), [n as u8; 16])
+            .await
+            .unwrap();
+        assert!(!done.seqs.is_empty());
+    }
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_pseudonymised_row_rewritten_in_sql_is_named(pool: PgPool) {
+    let log = log(&pool);
+    fill(&log, 4, users()).await;
+    log.pseudonymize_user(users()[0], Uuid::from_u128(0xe1), meta(1), [1; 16])
+        .await
+        .unwrap();
+    as_dba(
+        &pool,
+        "UPDATE audit_events SET subject_id = '00000000-0000-0000-0000-0000000051c7', \
+         ip = '203.0.113.66', user_agent = 'evil' WHERE seq = 2",
+    )
+    .await;
+    let report = log.verify(None).await.unwrap();
+    assert_eq!(
+        report.findings,
+        [Finding::Changed {
+            seq: 2,
+            what: "pseudonym"
+        }]
+    );
 }

@@ -37,6 +37,10 @@ CREATE TABLE audit_events (
     salt            bytea,                         -- 16 random bytes; NULL once pseudonymised
     personal_digest bytea       NOT NULL,          -- salted digest of the personal fields (in the MAC)
     pseudonym_of    text,                          -- 'erasure:<uuid>' / 'retention:<run>:<batch>'
+    pseudonym_seq   bigint,                        -- seq of the audit_pseudonymized record of its group
+    -- HMAC (key outside the database) over seq, hash, pseudonym_of, pseudonym_seq and the personal
+    -- columns as pseudonymisation left them: with the salt gone, this is what vouches for them.
+    pseudonym_mac   bytea,
     key_version     text        NOT NULL,
     prev_hash       bytea       NOT NULL,
     hash            bytea       NOT NULL
@@ -45,6 +49,9 @@ CREATE INDEX audit_events_subject ON audit_events (subject_id, seq);
 CREATE INDEX audit_events_actor   ON audit_events (actor_id, seq) WHERE actor_kind = 'user';
 CREATE INDEX audit_events_type    ON audit_events (event_type, seq);
 CREATE INDEX audit_events_time    ON audit_events (occurred_at);
+-- Rows retention still has to clear, so each batch skips those already cleared.
+CREATE INDEX audit_events_personal ON audit_events (seq)
+  WHERE salt IS NOT NULL OR subject_id IS NOT NULL OR (actor_kind = 'user' AND actor_id IS NOT NULL);
 
 -- Append-only against application bugs: UPDATE/DELETE need
 -- `SET LOCAL portcullis.audit_maintenance = 'on'`, which only the pseudonymise and prune
