@@ -12,7 +12,7 @@ use crate::chain::{
 };
 use crate::details::Ident;
 use crate::keys::AuditKeys;
-use crate::pg::next_seq;
+use crate::pg::{ERASE_BATCH, PRUNE_BATCH, next_seq};
 use crate::store::{
     MAX_PAGE, PageQuery, Plan, Pruned, Pseudonymized, StoreError, erasure_reference,
 };
@@ -109,6 +109,7 @@ impl MemoryAuditLog {
                     || (row.actor_kind == ActorKind::User
                         && row.actor_id.as_deref() == Some(&user_text))
             })
+            .take(usize::try_from(ERASE_BATCH).unwrap_or(usize::MAX))
             .map(|row| row.seq)
             .collect();
         let rewrite = Rewrite::User {
@@ -191,9 +192,20 @@ impl MemoryAuditLog {
             .min();
         let through = newer.or_else(|| table.rows.iter().map(|r| r.seq).max());
         let through = match through {
-            Some(through) if through > table.head.base_seq => through,
+            Some(through) if through > table.head.base_seq => {
+                through.min(table.head.base_seq.saturating_add(PRUNE_BATCH))
+            }
             _ => return Ok(None),
         };
+        let mut verifier = Verifier::new(table.head, &self.keys, &self.realm);
+        for row in table.rows.iter().filter(|r| r.seq <= through) {
+            verifier.push(row);
+        }
+        if let Some(finding) = verifier.findings().first() {
+            return Err(StoreError::Unverified {
+                finding: finding.clone(),
+            });
+        }
         let Some(through_hash) = table.rows.iter().find(|r| r.seq == through).map(|r| r.hash)
         else {
             // PostgreSQL's twin fails the same way: the anchor row must exist.

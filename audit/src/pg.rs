@@ -18,6 +18,12 @@ use crate::store::{
 };
 use crate::verify::{Report, Verifier};
 
+/// Most rows one `pseudonymize_user` rewrites: the head lock is held meanwhile.
+pub const ERASE_BATCH: i64 = 1000;
+
+/// Most rows one `prune_prefix` deletes: the head lock is held meanwhile.
+pub const PRUNE_BATCH: i64 = MAX_PAGE;
+
 /// Rows per page while verifying: bounded memory, few round trips.
 const VERIFY_PAGE: i64 = 1000;
 
@@ -29,6 +35,10 @@ const INSERT: &str = "INSERT INTO audit_events (seq, event_id, occurred_at, even
     pseudonym_of, key_version, prev_hash, hash) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 const MOVE_HEAD: &str = "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1";
+/// How long a writer waits for the head lock before failing: a session left holding it (a
+/// forgotten `SELECT ... FOR UPDATE` in psql) must not stall every request of the realm.
+const WRITER: &str =
+    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '2s'";
 const MAINTENANCE: &str = "SET LOCAL portcullis.audit_maintenance = 'on'";
 // The time is read as µs since the epoch, not through the `timestamptz` decoder: that decoder
 // panics on `infinity` and on years past 9999, which PostgreSQL stores happily, so one planted row
@@ -55,7 +65,7 @@ const PAGE: &str = concat!(
 const ROWS_OF_USER: &str = concat!(
     row_columns!(),
     "WHERE subject_id = $1 OR (actor_kind = 'user' AND actor_id = $1::text) \
-     ORDER BY seq FOR UPDATE"
+     ORDER BY seq LIMIT $2 FOR UPDATE"
 );
 // Rows retention still has to clear: not yet pseudonymised, or pseudonymised by an erasure that
 // kept an id (the erasure id, or a second person's). The chain's own records carry nothing
@@ -79,6 +89,7 @@ const PSEUDONYMIZE: &str = "UPDATE audit_events AS e SET \
 const PRUNE_THROUGH: &str = "SELECT COALESCE(\
       (SELECT min(seq) - 1 FROM audit_events WHERE occurred_at >= $1), \
       (SELECT max(seq) FROM audit_events))";
+const PREFIX: &str = concat!(row_columns!(), "WHERE seq <= $1 ORDER BY seq");
 const HASH_OF: &str = "SELECT hash FROM audit_events WHERE seq = $1";
 const DELETE_THROUGH: &str = "DELETE FROM audit_events WHERE seq <= $1";
 const SET_ANCHOR: &str = "UPDATE audit_chain_head SET base_seq = $1, base_hash = $2 WHERE id = 1";
@@ -102,12 +113,21 @@ impl PgAuditLog {
         }
     }
 
+    /// A transaction for a writer: READ COMMITTED whatever the role's default (a waiter must
+    /// read the head its predecessor committed, not fail to serialise), and a lock timeout.
+    async fn begin_writer(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::raw_sql(WRITER).execute(&mut *tx).await?;
+        Ok(tx)
+    }
+
     /// Appends `event` as the next row; `salt` is 16 fresh random bytes.
     ///
-    /// The head row's lock serialises appenders across replicas; READ COMMITTED (the default)
-    /// lets a waiter read the head its predecessor committed instead of failing to serialise.
+    /// The head row's lock serialises appenders across replicas; READ COMMITTED (set here, not
+    /// left to the role's default) lets a waiter read the head its predecessor committed instead
+    /// of failing to serialise. Waiting for the lock fails after 2 s.
     pub async fn append(&self, event: &NewEvent, salt: Salt) -> Result<AuditRow, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_writer().await?;
         let head = lock_head(&mut tx).await?;
         let row = self.append_locked(&mut tx, &head, event, salt).await?;
         tx.commit().await?;
@@ -179,8 +199,9 @@ impl PgAuditLog {
     /// the `audit_pseudonymized` record that vouches for them, in one transaction.
     ///
     /// Rows already pseudonymised (for another person, or by retention) that still name `user`
-    /// have the id replaced too and keep their group. Idempotent: nothing is written when no row
-    /// names `user`. The reference `erasure:<erasure_id>` may be used again (a resumed erasure).
+    /// have the id replaced too and keep their group. At most [`ERASE_BATCH`] rows per call, as
+    /// the head lock is held meanwhile: call again until `seqs` is empty. Idempotent: nothing is
+    /// written when no row names `user`. The reference `erasure:<erasure_id>` may be used again (a resumed erasure).
     pub async fn pseudonymize_user(
         &self,
         user: Uuid,
@@ -189,11 +210,12 @@ impl PgAuditLog {
         salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
         let reference = erasure_reference(erasure_id)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_writer().await?;
         // The head first, as appenders do: one lock order, no deadlock.
         let head = lock_head(&mut tx).await?;
         let rows = sqlx::query(ROWS_OF_USER)
             .bind(user)
+            .bind(ERASE_BATCH)
             .fetch_all(&mut *tx)
             .await?;
         let rewrite = Rewrite::User {
@@ -219,7 +241,7 @@ impl PgAuditLog {
         meta: RecordMeta,
         salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_writer().await?;
         let head = lock_head(&mut tx).await?;
         let rows = sqlx::query(ROWS_BEFORE)
             .bind(cutoff)
@@ -289,25 +311,46 @@ impl PgAuditLog {
         Ok(plan.done(record))
     }
 
-    /// Deletes the longest prefix of rows older than `cutoff`, makes its last row's hash the
-    /// anchor and appends the `audit_pruned` record, in one transaction. `None` when there is
-    /// nothing to prune.
+    /// Deletes the longest prefix of rows older than `cutoff`, at most [`PRUNE_BATCH`] rows of
+    /// it (call again until `None`), makes its last row's hash the anchor and appends the
+    /// `audit_pruned` record, in one transaction. `None` when there is nothing to prune.
+    ///
+    /// The rows to delete are verified first: on any finding nothing is deleted and
+    /// [`StoreError::Unverified`] is returned, since pruning would destroy the evidence.
     pub async fn prune_prefix(
         &self,
         cutoff: OffsetDateTime,
         meta: RecordMeta,
         salt: Salt,
     ) -> Result<Option<Pruned>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_writer().await?;
         let head = lock_head(&mut tx).await?;
         let through: Option<i64> = sqlx::query_scalar(PRUNE_THROUGH)
             .bind(cutoff)
             .fetch_one(&mut *tx)
             .await?;
         let through = match through {
-            Some(through) if through > head.base_seq => through,
+            // Bounded: the head lock stalls every appender while the batch is deleted.
+            Some(through) if through > head.base_seq => {
+                through.min(head.base_seq.saturating_add(PRUNE_BATCH))
+            }
             _ => return Ok(None),
         };
+        // What is deleted must verify first, or the prune would erase the evidence of an edit.
+        let prefix = sqlx::query(PREFIX)
+            .bind(through)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut verifier = Verifier::new(head, &self.keys, &self.realm);
+        for row in &prefix {
+            let (row, readable) = decode_row(row, Shape::Lenient)?;
+            verifier.push_checked(&row, readable);
+        }
+        if let Some(finding) = verifier.findings().first() {
+            return Err(StoreError::Unverified {
+                finding: finding.clone(),
+            });
+        }
         let through_hash: Vec<u8> = sqlx::query_scalar(HASH_OF)
             .bind(through)
             .fetch_one(&mut *tx)
@@ -359,11 +402,7 @@ impl PgAuditLog {
             for row in &rows {
                 let (row, readable) = decode_row(row, Shape::Lenient)?;
                 after = row.seq;
-                if readable {
-                    verifier.push(&row);
-                } else {
-                    verifier.push_unreadable(&row);
-                }
+                verifier.push_checked(&row, readable);
             }
             if i64::try_from(rows.len()).unwrap_or(0) < VERIFY_PAGE {
                 break;

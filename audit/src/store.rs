@@ -8,6 +8,7 @@ use crate::chain::{
 };
 use crate::details::Ident;
 use crate::keys::AuditKeys;
+use crate::verify::Finding;
 
 /// Largest page: bounds memory and the time a page query holds a connection.
 pub const MAX_PAGE: i64 = 5000;
@@ -25,6 +26,13 @@ pub enum StoreError {
         seq: i64,
         /// The column.
         what: &'static str,
+    },
+    /// The rows a prune would delete do not verify; nothing was deleted, since that would
+    /// destroy the evidence. Raise the chain-broken alarm.
+    #[error("audit chain does not verify where it would be pruned: {finding:?}")]
+    Unverified {
+        /// The first finding among those rows.
+        finding: Finding,
     },
     /// The reference of a pseudonymisation is not an identifier.
     #[error("the pseudonymisation reference is not an identifier")]

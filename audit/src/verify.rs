@@ -154,6 +154,16 @@ impl<'a> Verifier<'a> {
         self.push_row(row, false);
     }
 
+    /// [`Verifier::push`] or [`Verifier::push_unreadable`], as the store read the row.
+    pub(crate) fn push_checked(&mut self, row: &AuditRow, readable: bool) {
+        self.push_row(row, readable);
+    }
+
+    /// The findings so far (those [`Verifier::finish`] adds are not among them).
+    pub(crate) fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
     fn push_row(&mut self, row: &AuditRow, readable: bool) {
         self.checked += 1;
         if row.seq < self.next {

@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 
+use portcullis_audit::pg::{ERASE_BATCH, PRUNE_BATCH};
 use portcullis_audit::{
     ActorKind, AuditKeys, AuditLog, Details, Finding, Ident, MemoryAuditLog, NewEvent, Outcome,
-    PageQuery, PgAuditLog, RecordMeta,
+    PageQuery, PgAuditLog, RecordMeta, StoreError,
 };
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -659,4 +660,174 @@ async fn a_pseudonymised_row_rewritten_in_sql_is_named(pool: PgPool) {
             what: "pseudonym"
         }]
     );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn pruning_refuses_a_prefix_that_does_not_verify(pool: PgPool) {
+    let log = log(&pool);
+    fill(&log, 6, users()).await;
+    as_dba(
+        &pool,
+        "UPDATE audit_events SET outcome = 'failure' WHERE seq = 2",
+    )
+    .await;
+    let err = log
+        .prune_prefix(datetime!(2026-01-05 00:00 UTC), meta(1), [1; 16])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Unverified {
+                finding: Finding::Changed {
+                    seq: 2,
+                    what: "mac"
+                }
+            }
+        ),
+        "{err}"
+    );
+    let head = log.head().await.unwrap();
+    assert_eq!((head.seq, head.base_seq), (6, 0));
+    let report = log.verify(None).await.unwrap();
+    assert_eq!(
+        report.findings,
+        [Finding::Changed {
+            seq: 2,
+            what: "mac"
+        }]
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn retention_does_not_vouch_for_a_row_edited_before(pool: PgPool) {
+    let log = log(&pool);
+    fill(&log, 6, users()).await;
+    as_dba(
+        &pool,
+        "UPDATE audit_events SET ip = '203.0.113.9' WHERE seq = 2",
+    )
+    .await;
+    let reference = Ident::parse("retention:1:1").unwrap();
+    let done = log
+        .pseudonymize_before(
+            datetime!(2026-01-05 00:00 UTC),
+            reference,
+            10,
+            meta(1),
+            [1; 16],
+        )
+        .await
+        .unwrap();
+    assert_eq!((done.seqs, done.unverified), (vec![1, 2, 3], vec![2]));
+    let report = log.verify(None).await.unwrap();
+    assert_eq!(
+        report.findings,
+        [Finding::Changed {
+            seq: 2,
+            what: "pseudonym"
+        }]
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_append_behind_a_held_head_lock_fails_after_the_lock_timeout(pool: PgPool) {
+    let log = log(&pool);
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT seq FROM audit_chain_head FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = log
+        .append(
+            &login(1, users()[0], datetime!(2026-01-01 00:00 UTC)),
+            [1; 16],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("lock timeout"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    holder.rollback().await.unwrap();
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn concurrent_appends_succeed_under_a_serializable_default(pool: PgPool) {
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{db}\" SET default_transaction_isolation = 'serializable'"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Fresh connections pick the default up.
+    let strict = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let log = log(&strict);
+    let tasks: Vec<_> = (0..8u128)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..4u128 {
+                    let at = datetime!(2026-01-01 00:00 UTC);
+                    log.append(&login(t * 10 + i + 1, users()[0], at), [1; 16])
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(log.head().await.unwrap().seq, 32);
+    strict.close().await;
+}
+
+both_stores!(large_logs_are_erased_pruned_and_verified_in_bounded_batches);
+async fn large_logs_are_erased_pruned_and_verified_in_bounded_batches(log: AuditLog) {
+    let [alice, _] = users();
+    let n = PRUNE_BATCH as u128 + 2;
+    fill(&log, n, users()).await;
+    // Alice has every second row: more than one erasure batch.
+    let erasure = Uuid::from_u128(0xe1);
+    let mut batches = 0;
+    loop {
+        let done = log
+            .pseudonymize_user(alice, erasure, meta(batches), [1; 16])
+            .await
+            .unwrap();
+        if done.seqs.is_empty() {
+            break;
+        }
+        assert!(done.seqs.len() as i64 <= ERASE_BATCH);
+        batches += 1;
+    }
+    assert_eq!(batches, (n / 2).div_ceil(ERASE_BATCH as u128));
+    // Verify pages through more than one page of rows.
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    let cutoff = datetime!(2100-01-01 00:00 UTC);
+    let first = log
+        .prune_prefix(cutoff, meta(100), [2; 16])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.through_seq, first.rows), (PRUNE_BATCH, PRUNE_BATCH));
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    let second = log
+        .prune_prefix(cutoff, meta(101), [3; 16])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(second.through_seq > PRUNE_BATCH);
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
 }
