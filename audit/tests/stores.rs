@@ -831,3 +831,37 @@ async fn large_logs_are_erased_pruned_and_verified_in_bounded_batches(log: Audit
     let report = log.verify(None).await.unwrap();
     assert!(report.ok, "{report:?}");
 }
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn the_head_cannot_be_moved_back_rewritten_or_removed(pool: PgPool) {
+    let log = log(&pool);
+    fill(&log, 3, users()).await;
+    for sql in [
+        "UPDATE audit_chain_head SET seq = 0, hash = NULL, base_seq = 0, base_hash = NULL",
+        "UPDATE audit_chain_head SET seq = 2",
+        "UPDATE audit_chain_head SET hash = '\\x00'",
+        "UPDATE audit_chain_head SET base_seq = 5",
+        "DELETE FROM audit_chain_head",
+        "TRUNCATE audit_chain_head",
+    ] {
+        // Even with the maintenance setting: no legitimate step moves the head back.
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SET LOCAL portcullis.audit_maintenance = 'on'")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let err = sqlx::query(sql).execute(&mut *tx).await.unwrap_err();
+        assert!(
+            err.to_string().contains("only moves forward"),
+            "{sql}: {err}"
+        );
+    }
+    // Appends and prunes still move it forward.
+    log.prune_prefix(datetime!(2026-01-03 00:00 UTC), meta(1), [1; 16])
+        .await
+        .unwrap()
+        .unwrap();
+    let head = log.head().await.unwrap();
+    assert_eq!((head.seq, head.base_seq), (4, 1));
+    assert!(log.verify(None).await.unwrap().ok);
+}

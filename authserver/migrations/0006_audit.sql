@@ -53,9 +53,18 @@ CREATE INDEX audit_events_time    ON audit_events (occurred_at);
 CREATE INDEX audit_events_personal ON audit_events (seq)
   WHERE salt IS NOT NULL OR subject_id IS NOT NULL OR (actor_kind = 'user' AND actor_id IS NOT NULL);
 
--- Append-only against application bugs: UPDATE/DELETE need
--- `SET LOCAL portcullis.audit_maintenance = 'on'`, which only the pseudonymise and prune
--- transactions set. A DBA can still bypass it; verify catches that.
+-- What the triggers below are, honestly: a seatbelt against application bugs, not a control
+-- against SQL users. `portcullis.audit_maintenance` is a placeholder setting that ANY session may
+-- SET, so every role with UPDATE or DELETE on audit_events can lift the append-only trigger, and
+-- a plain INSERT (no setting needed) can plant a row or squat on the next seq (appends then fail
+-- until it is removed). What holds against SQL users is the MAC: verify names every edited,
+-- planted or removed row, except a cut tail whose head was rewritten, which only a head recorded
+-- elsewhere (`verify --expect-head`, the SIEM's copy) reveals. Deployments that want more should
+-- give the application role only INSERT and SELECT on audit_events and UPDATE on
+-- audit_chain_head, and run migrations and maintenance as the owner.
+
+-- Append-only: UPDATE/DELETE need `SET LOCAL portcullis.audit_maintenance = 'on'`, which only
+-- the pseudonymise and prune transactions set.
 CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF current_setting('portcullis.audit_maintenance', true) IS DISTINCT FROM 'on' THEN
@@ -67,3 +76,22 @@ CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
   FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
 CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
   FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
+
+-- The head only moves forward: the last seq and the anchor may advance, never go back, and the
+-- hash of a seq already recorded never changes. No setting lifts this, as no legitimate step
+-- needs it; a head reset (after emptying the table) would otherwise verify as an empty chain.
+CREATE FUNCTION audit_chain_head_forward_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.id = OLD.id
+     AND (NEW.seq > OLD.seq OR (NEW.seq = OLD.seq AND NEW.hash IS NOT DISTINCT FROM OLD.hash))
+     AND (NEW.base_seq > OLD.base_seq
+          OR (NEW.base_seq = OLD.base_seq AND NEW.base_hash IS NOT DISTINCT FROM OLD.base_hash))
+     AND NEW.base_seq <= NEW.seq THEN
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION 'audit_chain_head only moves forward';
+END $$;
+CREATE TRIGGER audit_chain_head_forward_only BEFORE UPDATE OR DELETE ON audit_chain_head
+  FOR EACH ROW EXECUTE FUNCTION audit_chain_head_forward_only();
+CREATE TRIGGER audit_chain_head_no_truncate BEFORE TRUNCATE ON audit_chain_head
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_chain_head_forward_only();
