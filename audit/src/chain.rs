@@ -326,9 +326,18 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// 16 bytes from a CSPRNG (rand's thread generator, seeded from the OS), for one row.
+///
+/// The stores draw it themselves: a salt reused on two rows lets whoever reads the one still
+/// present test an erased row's digest against every IPv4 address and known user id.
+pub fn fresh_salt() -> Salt {
+    rand::random()
+}
+
 /// Builds the row for `event` at `seq` after `prev`, signed with the signing key.
 ///
-/// The salt comes from the caller (16 random bytes) so this stays pure and testable.
+/// The salt is a parameter so this stays pure and testable; the stores pass [`fresh_salt`],
+/// never a reused value.
 pub fn seal(event: &NewEvent, seq: i64, prev: Hash, salt: Salt, keys: &AuditKeys) -> AuditRow {
     let user_agent = event
         .user_agent

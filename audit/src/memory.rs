@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::chain::{
-    ActorKind, AuditRow, Hash, Head, NewEvent, PRUNED, PSEUDONYMIZED, RecordMeta, Rewrite, Salt,
-    genesis, pruned_record, seal,
+    ActorKind, AuditRow, Hash, Head, NewEvent, PRUNED, PSEUDONYMIZED, RecordMeta, Rewrite,
+    fresh_salt, genesis, pruned_record, seal,
 };
 use crate::details::Ident;
 use crate::keys::AuditKeys;
@@ -51,24 +51,25 @@ impl MemoryAuditLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn append_locked(
-        &self,
-        table: &mut Table,
-        event: &NewEvent,
-        salt: Salt,
-    ) -> Result<AuditRow, StoreError> {
+    fn append_locked(&self, table: &mut Table, event: &NewEvent) -> Result<AuditRow, StoreError> {
         let prev = table.head.hash.unwrap_or_else(|| genesis(&self.realm));
-        let row = seal(event, next_seq(table.head.seq)?, prev, salt, &self.keys);
+        let row = seal(
+            event,
+            next_seq(table.head.seq)?,
+            prev,
+            fresh_salt(),
+            &self.keys,
+        );
         table.head.seq = row.seq;
         table.head.hash = Some(row.hash);
         table.rows.push(row.clone());
         Ok(row)
     }
 
-    /// Appends `event` as the next row; `salt` is 16 fresh random bytes.
-    pub async fn append(&self, event: &NewEvent, salt: Salt) -> Result<AuditRow, StoreError> {
+    /// Appends `event` as the next row, under a fresh random salt.
+    pub async fn append(&self, event: &NewEvent) -> Result<AuditRow, StoreError> {
         let mut table = self.lock();
-        self.append_locked(&mut table, event, salt)
+        self.append_locked(&mut table, event)
     }
 
     /// The chain head.
@@ -96,7 +97,6 @@ impl MemoryAuditLog {
         user: Uuid,
         erasure_id: Uuid,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
         let reference = erasure_reference(erasure_id)?;
         let user_text = user.hyphenated().to_string();
@@ -116,7 +116,7 @@ impl MemoryAuditLog {
             user,
             pseudonym: erasure_id,
         };
-        self.pseudonymize_locked(&mut table, &seqs, rewrite, reference, meta, salt)
+        self.pseudonymize_locked(&mut table, &seqs, rewrite, reference, meta)
     }
 
     /// Retention's `Pseudonymize` batch, as [`crate::PgAuditLog::pseudonymize_before`].
@@ -126,7 +126,6 @@ impl MemoryAuditLog {
         reference: Ident,
         limit: i64,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
         let limit = usize::try_from(limit.clamp(1, MAX_PAGE)).unwrap_or(1);
         let mut table = self.lock();
@@ -144,7 +143,7 @@ impl MemoryAuditLog {
             .take(limit)
             .map(|r| r.seq)
             .collect();
-        self.pseudonymize_locked(&mut table, &seqs, Rewrite::All, reference, meta, salt)
+        self.pseudonymize_locked(&mut table, &seqs, Rewrite::All, reference, meta)
     }
 
     /// Rewrites the rows `seqs` and appends their record, as PostgreSQL's twin does.
@@ -155,7 +154,6 @@ impl MemoryAuditLog {
         rewrite: Rewrite,
         reference: Ident,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
         let record_seq = next_seq(table.head.seq)?;
         let mut plan = Plan::default();
@@ -171,7 +169,7 @@ impl MemoryAuditLog {
             }
         }
         let event = plan.record(meta, reference);
-        let record = self.append_locked(table, &event, salt)?;
+        let record = self.append_locked(table, &event)?;
         Ok(plan.done(record))
     }
 
@@ -181,7 +179,6 @@ impl MemoryAuditLog {
         &self,
         cutoff: OffsetDateTime,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Option<Pruned>, StoreError> {
         let mut table = self.lock();
         let newer = table
@@ -220,7 +217,7 @@ impl MemoryAuditLog {
         table.head.base_seq = through;
         table.head.base_hash = Some(through_hash);
         let event = pruned_record(meta, through, &through_hash, rows);
-        let record = self.append_locked(&mut table, &event, salt)?;
+        let record = self.append_locked(&mut table, &event)?;
         Ok(Some(Pruned {
             through_seq: through,
             rows,

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::chain::{
-    ActorKind, AuditRow, Hash, Head, NewEvent, Outcome, RecordMeta, Rewrite, Salt, genesis,
-    pruned_record, seal,
+    ActorKind, AuditRow, Hash, Head, NewEvent, Outcome, RecordMeta, Rewrite, Salt, fresh_salt,
+    genesis, pruned_record, seal,
 };
 use crate::details::Ident;
 use crate::keys::AuditKeys;
@@ -121,15 +121,15 @@ impl PgAuditLog {
         Ok(tx)
     }
 
-    /// Appends `event` as the next row; `salt` is 16 fresh random bytes.
+    /// Appends `event` as the next row, under a fresh random salt.
     ///
     /// The head row's lock serialises appenders across replicas; READ COMMITTED (set here, not
     /// left to the role's default) lets a waiter read the head its predecessor committed instead
     /// of failing to serialise. Waiting for the lock fails after 2 s.
-    pub async fn append(&self, event: &NewEvent, salt: Salt) -> Result<AuditRow, StoreError> {
+    pub async fn append(&self, event: &NewEvent) -> Result<AuditRow, StoreError> {
         let mut tx = self.begin_writer().await?;
         let head = lock_head(&mut tx).await?;
-        let row = self.append_locked(&mut tx, &head, event, salt).await?;
+        let row = self.append_locked(&mut tx, &head, event).await?;
         tx.commit().await?;
         Ok(row)
     }
@@ -140,11 +140,10 @@ impl PgAuditLog {
         tx: &mut Transaction<'static, Postgres>,
         head: &Head,
         event: &NewEvent,
-        salt: Salt,
     ) -> Result<AuditRow, StoreError> {
         let prev = head.hash.unwrap_or_else(|| genesis(&self.realm));
         let seq = next_seq(head.seq)?;
-        let row = seal(event, seq, prev, salt, &self.keys);
+        let row = seal(event, seq, prev, fresh_salt(), &self.keys);
         sqlx::query(INSERT)
             .bind(row.seq)
             .bind(row.event_id)
@@ -207,7 +206,6 @@ impl PgAuditLog {
         user: Uuid,
         erasure_id: Uuid,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
         let reference = erasure_reference(erasure_id)?;
         let mut tx = self.begin_writer().await?;
@@ -223,7 +221,7 @@ impl PgAuditLog {
             pseudonym: erasure_id,
         };
         let done = self
-            .pseudonymize_locked(&mut tx, &head, &rows, rewrite, reference, meta, salt)
+            .pseudonymize_locked(&mut tx, &head, &rows, rewrite, reference, meta)
             .await?;
         tx.commit().await?;
         Ok(done)
@@ -239,7 +237,6 @@ impl PgAuditLog {
         reference: Ident,
         limit: i64,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
         let mut tx = self.begin_writer().await?;
         let head = lock_head(&mut tx).await?;
@@ -249,7 +246,7 @@ impl PgAuditLog {
             .fetch_all(&mut *tx)
             .await?;
         let done = self
-            .pseudonymize_locked(&mut tx, &head, &rows, Rewrite::All, reference, meta, salt)
+            .pseudonymize_locked(&mut tx, &head, &rows, Rewrite::All, reference, meta)
             .await?;
         tx.commit().await?;
         Ok(done)
@@ -266,7 +263,6 @@ impl PgAuditLog {
         rewrite: Rewrite,
         reference: Ident,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
         // The record lands right after the head we hold locked.
         let record_seq = next_seq(head.seq)?;
@@ -307,7 +303,7 @@ impl PgAuditLog {
             .execute(&mut **tx)
             .await?;
         let event = plan.record(meta, reference);
-        let record = self.append_locked(tx, head, &event, salt).await?;
+        let record = self.append_locked(tx, head, &event).await?;
         Ok(plan.done(record))
     }
 
@@ -321,7 +317,6 @@ impl PgAuditLog {
         &self,
         cutoff: OffsetDateTime,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Option<Pruned>, StoreError> {
         let mut tx = self.begin_writer().await?;
         let head = lock_head(&mut tx).await?;
@@ -369,7 +364,7 @@ impl PgAuditLog {
             .execute(&mut *tx)
             .await?;
         let event = pruned_record(meta, through, &through_hash, rows);
-        let record = self.append_locked(&mut tx, &head, &event, salt).await?;
+        let record = self.append_locked(&mut tx, &head, &event).await?;
         tx.commit().await?;
         Ok(Some(Pruned {
             through_seq: through,

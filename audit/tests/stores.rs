@@ -73,7 +73,7 @@ fn meta(n: u128) -> RecordMeta {
 async fn fill(log: &AuditLog, n: u128, users: [Uuid; 2]) {
     for i in 1..=n {
         let at = datetime!(2026-01-01 00:00:00.000000789 UTC) + time::Duration::days(i as i64);
-        log.append(&login(i, users[(i % 2) as usize], at), [i as u8; 16])
+        log.append(&login(i, users[(i % 2) as usize], at))
             .await
             .unwrap();
     }
@@ -103,9 +103,7 @@ async fn concurrent_appends_form_one_contiguous_verifying_chain(log: AuditLog) {
                 for i in 0..8u128 {
                     let n = t * 100 + i + 1;
                     let at = OffsetDateTime::now_utc();
-                    log.append(&login(n, Uuid::from_u128(t), at), [7; 16])
-                        .await
-                        .unwrap();
+                    log.append(&login(n, Uuid::from_u128(t), at)).await.unwrap();
                 }
             })
         })
@@ -260,7 +258,7 @@ async fn pseudonymising_a_user_keeps_the_chain_verifying(log: AuditLog) {
     fill(&log, 6, users()).await;
     let erasure = Uuid::from_u128(0xe1);
     let done = log
-        .pseudonymize_user(alice, erasure, meta(1), [1; 16])
+        .pseudonymize_user(alice, erasure, meta(1))
         .await
         .unwrap();
     assert_eq!(done.seqs, [2, 4, 6]);
@@ -298,7 +296,7 @@ async fn pseudonymising_a_user_keeps_the_chain_verifying(log: AuditLog) {
     assert!(report.ok, "{report:?}");
     // Again: nothing left to do, nothing written.
     let again = log
-        .pseudonymize_user(alice, erasure, meta(2), [2; 16])
+        .pseudonymize_user(alice, erasure, meta(2))
         .await
         .unwrap();
     assert!(again.seqs.is_empty() && again.record.is_none());
@@ -324,12 +322,12 @@ async fn pseudonymising_in_sql_without_a_record_is_named(pool: PgPool) {
 both_stores!(pruning_a_prefix_keeps_the_chain_verifying);
 async fn pruning_a_prefix_keeps_the_chain_verifying(log: AuditLog) {
     fill(&log, 6, users()).await;
-    log.pseudonymize_user(users()[0], Uuid::from_u128(0xe2), meta(1), [1; 16])
+    log.pseudonymize_user(users()[0], Uuid::from_u128(0xe2), meta(1))
         .await
         .unwrap();
     // Rows 1..=3 fall on 2026-01-02..04.
     let pruned = log
-        .prune_prefix(datetime!(2026-01-05 00:00 UTC), meta(2), [2; 16])
+        .prune_prefix(datetime!(2026-01-05 00:00 UTC), meta(2))
         .await
         .unwrap()
         .unwrap();
@@ -344,7 +342,7 @@ async fn pruning_a_prefix_keeps_the_chain_verifying(log: AuditLog) {
     assert_eq!(report.checked, 5);
     // Nothing older is left.
     let none = log
-        .prune_prefix(datetime!(2026-01-05 00:00 UTC), meta(3), [3; 16])
+        .prune_prefix(datetime!(2026-01-05 00:00 UTC), meta(3))
         .await
         .unwrap();
     assert!(none.is_none());
@@ -434,7 +432,7 @@ async fn retention_pseudonymises_old_rows_in_batches_and_still_verifies(log: Aud
         let log = log.clone();
         async move {
             let reference = Ident::parse(&format!("retention:1:{n}")).unwrap();
-            log.pseudonymize_before(cutoff, reference, 2, meta(n), [n as u8; 16])
+            log.pseudonymize_before(cutoff, reference, 2, meta(n))
                 .await
                 .unwrap()
         }
@@ -567,17 +565,11 @@ fn acts_on(n: u128, actor: Uuid, subject: Uuid) -> NewEvent {
 both_stores!(erasing_two_people_of_one_row_removes_both_ids);
 async fn erasing_two_people_of_one_row_removes_both_ids(log: AuditLog) {
     let [x, y] = users();
-    log.append(&acts_on(1, x, y), [1; 16]).await.unwrap();
+    log.append(&acts_on(1, x, y)).await.unwrap();
     let (ex, ey) = (Uuid::from_u128(0xe1), Uuid::from_u128(0xe2));
-    let first = log
-        .pseudonymize_user(y, ey, meta(1), [2; 16])
-        .await
-        .unwrap();
+    let first = log.pseudonymize_user(y, ey, meta(1)).await.unwrap();
     assert_eq!(first.seqs, [1]);
-    let second = log
-        .pseudonymize_user(x, ex, meta(2), [3; 16])
-        .await
-        .unwrap();
+    let second = log.pseudonymize_user(x, ex, meta(2)).await.unwrap();
     assert_eq!(
         (second.seqs, second.record.map(|r| r.seq)),
         (vec![1], Some(3))
@@ -606,15 +598,15 @@ async fn an_erasure_resumed_under_the_same_id_still_verifies(log: AuditLog) {
     let [alice, _] = users();
     fill(&log, 3, users()).await;
     let erasure = Uuid::from_u128(0xe1);
-    log.pseudonymize_user(alice, erasure, meta(1), [1; 16])
+    log.pseudonymize_user(alice, erasure, meta(1))
         .await
         .unwrap();
     // A row about alice written while her erasure ran, then the erasure resumes.
-    log.append(&login(9, alice, datetime!(2026-03-01 00:00 UTC)), [9; 16])
+    log.append(&login(9, alice, datetime!(2026-03-01 00:00 UTC)))
         .await
         .unwrap();
     let again = log
-        .pseudonymize_user(alice, erasure, meta(2), [2; 16])
+        .pseudonymize_user(alice, erasure, meta(2))
         .await
         .unwrap();
     assert_eq!(again.seqs, [5]);
@@ -630,7 +622,7 @@ async fn retention_batches_reusing_a_reference_still_verify(log: AuditLog) {
         // A run id restarting at 1: the same reference twice.
         let reference = Ident::parse("retention:1:1").unwrap();
         let done = log
-            .pseudonymize_before(cutoff, reference, 2, meta(n), [n as u8; 16])
+            .pseudonymize_before(cutoff, reference, 2, meta(n))
             .await
             .unwrap();
         assert!(!done.seqs.is_empty());
@@ -643,7 +635,7 @@ async fn retention_batches_reusing_a_reference_still_verify(log: AuditLog) {
 async fn a_pseudonymised_row_rewritten_in_sql_is_named(pool: PgPool) {
     let log = log(&pool);
     fill(&log, 4, users()).await;
-    log.pseudonymize_user(users()[0], Uuid::from_u128(0xe1), meta(1), [1; 16])
+    log.pseudonymize_user(users()[0], Uuid::from_u128(0xe1), meta(1))
         .await
         .unwrap();
     as_dba(
@@ -672,7 +664,7 @@ async fn pruning_refuses_a_prefix_that_does_not_verify(pool: PgPool) {
     )
     .await;
     let err = log
-        .prune_prefix(datetime!(2026-01-05 00:00 UTC), meta(1), [1; 16])
+        .prune_prefix(datetime!(2026-01-05 00:00 UTC), meta(1))
         .await
         .unwrap_err();
     assert!(
@@ -710,13 +702,7 @@ async fn retention_does_not_vouch_for_a_row_edited_before(pool: PgPool) {
     .await;
     let reference = Ident::parse("retention:1:1").unwrap();
     let done = log
-        .pseudonymize_before(
-            datetime!(2026-01-05 00:00 UTC),
-            reference,
-            10,
-            meta(1),
-            [1; 16],
-        )
+        .pseudonymize_before(datetime!(2026-01-05 00:00 UTC), reference, 10, meta(1))
         .await
         .unwrap();
     assert_eq!((done.seqs, done.unverified), (vec![1, 2, 3], vec![2]));
@@ -740,10 +726,7 @@ async fn an_append_behind_a_held_head_lock_fails_after_the_lock_timeout(pool: Pg
         .unwrap();
     let started = std::time::Instant::now();
     let err = log
-        .append(
-            &login(1, users()[0], datetime!(2026-01-01 00:00 UTC)),
-            [1; 16],
-        )
+        .append(&login(1, users()[0], datetime!(2026-01-01 00:00 UTC)))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("lock timeout"), "{err}");
@@ -776,7 +759,7 @@ async fn concurrent_appends_succeed_under_a_serializable_default(pool: PgPool) {
             tokio::spawn(async move {
                 for i in 0..4u128 {
                     let at = datetime!(2026-01-01 00:00 UTC);
-                    log.append(&login(t * 10 + i + 1, users()[0], at), [1; 16])
+                    log.append(&login(t * 10 + i + 1, users()[0], at))
                         .await
                         .unwrap();
                 }
@@ -800,7 +783,7 @@ async fn large_logs_are_erased_pruned_and_verified_in_bounded_batches(log: Audit
     let mut batches = 0;
     loop {
         let done = log
-            .pseudonymize_user(alice, erasure, meta(batches), [1; 16])
+            .pseudonymize_user(alice, erasure, meta(batches))
             .await
             .unwrap();
         if done.seqs.is_empty() {
@@ -814,19 +797,11 @@ async fn large_logs_are_erased_pruned_and_verified_in_bounded_batches(log: Audit
     let report = log.verify(None).await.unwrap();
     assert!(report.ok, "{report:?}");
     let cutoff = datetime!(2100-01-01 00:00 UTC);
-    let first = log
-        .prune_prefix(cutoff, meta(100), [2; 16])
-        .await
-        .unwrap()
-        .unwrap();
+    let first = log.prune_prefix(cutoff, meta(100)).await.unwrap().unwrap();
     assert_eq!((first.through_seq, first.rows), (PRUNE_BATCH, PRUNE_BATCH));
     let report = log.verify(None).await.unwrap();
     assert!(report.ok, "{report:?}");
-    let second = log
-        .prune_prefix(cutoff, meta(101), [3; 16])
-        .await
-        .unwrap()
-        .unwrap();
+    let second = log.prune_prefix(cutoff, meta(101)).await.unwrap().unwrap();
     assert!(second.through_seq > PRUNE_BATCH);
     let report = log.verify(None).await.unwrap();
     assert!(report.ok, "{report:?}");
@@ -857,11 +832,22 @@ async fn the_head_cannot_be_moved_back_rewritten_or_removed(pool: PgPool) {
         );
     }
     // Appends and prunes still move it forward.
-    log.prune_prefix(datetime!(2026-01-03 00:00 UTC), meta(1), [1; 16])
+    log.prune_prefix(datetime!(2026-01-03 00:00 UTC), meta(1))
         .await
         .unwrap()
         .unwrap();
     let head = log.head().await.unwrap();
     assert_eq!((head.seq, head.base_seq), (4, 1));
     assert!(log.verify(None).await.unwrap().ok);
+}
+
+both_stores!(every_row_gets_its_own_random_salt);
+async fn every_row_gets_its_own_random_salt(log: AuditLog) {
+    fill(&log, 8, users()).await;
+    let rows = log.page(&PageQuery::default()).await.unwrap();
+    let mut salts: Vec<_> = rows.iter().map(|r| r.salt.unwrap()).collect();
+    salts.sort_unstable();
+    salts.dedup();
+    assert_eq!(salts.len(), 8);
+    assert!(!salts.contains(&[0; 16]));
 }
