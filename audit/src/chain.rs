@@ -123,8 +123,10 @@ pub struct NewEvent {
     pub actor_id: Option<String>,
     /// The account the event is about (personal).
     pub subject_id: Option<Uuid>,
-    /// The OAuth client involved (not personal).
-    pub client_id: Option<String>,
+    /// The OAuth client involved: a registered client's id, never a value straight from a
+    /// request. It is in the MAC and no erasure touches it, so it is an [`Ident`] (no `@`, no
+    /// spaces, at most 128 characters); for an unknown client record a flag in the details.
+    pub client_id: Option<Ident>,
     /// The client IP (personal).
     pub ip: Option<String>,
     /// The user agent (personal); cut to [`USER_AGENT_MAX`] characters.
@@ -357,7 +359,7 @@ pub fn seal(event: &NewEvent, seq: i64, prev: Hash, salt: Salt, keys: &AuditKeys
         event_type: event.event_type.to_owned(),
         outcome: event.outcome,
         actor_kind: event.actor_kind,
-        client_id: event.client_id.clone(),
+        client_id: event.client_id.as_ref().map(|c| c.as_str().to_owned()),
         details: event.details.canonical_json(),
         actor_id: event.actor_id.clone(),
         subject_id: event.subject_id,
@@ -578,7 +580,7 @@ pub(crate) mod tests {
             actor_kind: ActorKind::Anonymous,
             actor_id: None,
             subject_id: Some(Uuid::from_u128(0xabc)),
-            client_id: Some("web".into()),
+            client_id: Ident::parse("web"),
             ip: Some("192.0.2.7".into()),
             user_agent: Some("curl/8".into()),
             details: Details::new()
@@ -672,6 +674,16 @@ pub(crate) mod tests {
                 .any(|k| k.contains("salt") || k.contains("digest")),
             "{keys:?}"
         );
+    }
+
+    #[test]
+    fn a_client_id_is_an_identifier_not_request_text() {
+        // What atk3 [E] appended as a client id: unbounded, with an email inside.
+        let typed = format!("{}alice@example.com", "x".repeat(100_000));
+        assert_eq!(Ident::parse(&typed), None);
+        assert_eq!(Ident::parse("alice@example.com"), None);
+        let row = seal(&event(1), 1, [0; 32], [0; 16], &keys());
+        assert_eq!(row.client_id.as_deref(), Some("web"));
     }
 
     #[test]

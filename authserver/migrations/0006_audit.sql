@@ -27,7 +27,8 @@ CREATE TABLE audit_events (
     event_type      text        NOT NULL,
     outcome         text        NOT NULL CHECK (outcome IN ('success','failure')),
     actor_kind      text        NOT NULL CHECK (actor_kind IN ('anonymous','user','admin','client','system')),
-    client_id       text,                          -- OAuth client involved (not personal)
+    -- A registered OAuth client's id (an Ident in the crate): in the MAC, never erased.
+    client_id       text        CHECK (char_length(client_id) <= 128),
     -- text, not jsonb: jsonb reorders keys and normalises numbers, so the hashed bytes would be lost.
     details         text        NOT NULL,          -- canonical JSON (sorted keys)
     actor_id        text,                          -- personal: user UUID / client id / 'admin'
