@@ -29,4 +29,4 @@ pub use log::AuditLog;
 pub use memory::MemoryAuditLog;
 pub use pg::PgAuditLog;
 pub use store::{PageQuery, Pruned, Pseudonymized, StoreError};
-pub use verify::{Finding, Report, Verifier, parse_expected_head, verify};
+pub use verify::{Finding, MAX_FINDINGS, Report, Verifier, parse_expected_head, verify};

@@ -75,9 +75,15 @@ pub struct Report {
     pub checked: u64,
     /// The head verified against.
     pub head: ReportHead,
-    /// Every finding, in the order met.
+    /// The findings in the order met, at most [`MAX_FINDINGS`]: a wrong or lost key makes
+    /// every row a finding, and the answer must stay small.
     pub findings: Vec<Finding>,
+    /// How many findings there were in all, listed or not.
+    pub findings_total: u64,
 }
+
+/// Most findings a report lists.
+pub const MAX_FINDINGS: usize = 1000;
 
 /// The pseudonymised rows naming one record, gathered until the record itself is met (a record
 /// follows its rows), so only groups still open take memory.
@@ -106,6 +112,7 @@ pub struct Verifier<'a> {
     last_seq: i64,
     checked: u64,
     findings: Vec<Finding>,
+    findings_total: u64,
     groups: BTreeMap<i64, Group>,
     newest_pruned: Option<PrunedRecord>,
 }
@@ -129,6 +136,7 @@ impl<'a> Verifier<'a> {
             last_seq: head.base_seq,
             checked: 0,
             findings: Vec::new(),
+            findings_total: 0,
             groups: BTreeMap::new(),
             newest_pruned: None,
         }
@@ -159,6 +167,14 @@ impl<'a> Verifier<'a> {
         self.push_row(row, readable);
     }
 
+    /// Counts a finding, and keeps it while the list is short.
+    fn note(&mut self, finding: Finding) {
+        self.findings_total += 1;
+        if self.findings.len() < MAX_FINDINGS {
+            self.findings.push(finding);
+        }
+    }
+
     /// The findings so far (those [`Verifier::finish`] adds are not among them).
     pub(crate) fn findings(&self) -> &[Finding] {
         &self.findings
@@ -169,12 +185,12 @@ impl<'a> Verifier<'a> {
         if row.seq < self.next {
             // Only rows at or before the anchor can come early (seq is the primary key):
             // those were pruned, so this one was put back or made up.
-            self.findings.push(Finding::Inserted { seq: row.seq });
+            self.note(Finding::Inserted { seq: row.seq });
             return;
         }
         let after_gap = row.seq > self.next;
         if after_gap {
-            self.findings.push(Finding::Deleted {
+            self.note(Finding::Deleted {
                 first: self.next,
                 last: row.seq - 1,
             });
@@ -189,7 +205,7 @@ impl<'a> Verifier<'a> {
         {
             self.expect_head_seen = true;
             if !bool::from(row.hash.ct_eq(&hash)) {
-                self.findings.push(Finding::Changed {
+                self.note(Finding::Changed {
                     seq,
                     what: "expected_head",
                 });
@@ -216,7 +232,7 @@ impl<'a> Verifier<'a> {
     ) -> bool {
         let seq = row.seq;
         let Some(key) = self.keys.get(&row.key_version) else {
-            self.findings.push(if past_head {
+            self.note(if past_head {
                 Finding::Inserted { seq }
             } else {
                 Finding::Changed {
@@ -229,7 +245,7 @@ impl<'a> Verifier<'a> {
         if let Some(digest) = row_personal_digest(row)
             && !bool::from(digest.ct_eq(&row.personal_digest))
         {
-            self.findings.push(Finding::Changed {
+            self.note(Finding::Changed {
                 seq,
                 what: "personal_fields",
             });
@@ -238,12 +254,12 @@ impl<'a> Verifier<'a> {
         let mac_ok = readable && bool::from(mac(key, &mac_input(row)).ct_eq(&row.hash));
         let linked = bool::from(row.prev_hash.ct_eq(&self.prev));
         if past_head {
-            self.findings.push(Finding::Inserted { seq });
+            self.note(Finding::Inserted { seq });
         } else if !mac_ok {
-            self.findings.push(Finding::Changed { seq, what: "mac" });
+            self.note(Finding::Changed { seq, what: "mac" });
         } else if !linked && !after_gap {
             // A gap already explains a broken link.
-            self.findings.push(Finding::Changed {
+            self.note(Finding::Changed {
                 seq,
                 what: "prev_hash",
             });
@@ -256,17 +272,15 @@ impl<'a> Verifier<'a> {
     fn check_pseudonym(&mut self, row: &AuditRow) {
         let seq = row.seq;
         let (Some(reference), Some(record)) = (&row.pseudonym_of, row.pseudonym_seq) else {
-            self.findings
-                .push(Finding::PseudonymizedWithoutRecord { seq });
+            self.note(Finding::PseudonymizedWithoutRecord { seq });
             return;
         };
         if record <= seq {
-            self.findings
-                .push(Finding::PseudonymizedWithoutRecord { seq });
+            self.note(Finding::PseudonymizedWithoutRecord { seq });
             return;
         }
         if !pseudonym_mac_valid(row, self.keys) {
-            self.findings.push(Finding::Changed {
+            self.note(Finding::Changed {
                 seq,
                 what: "pseudonym",
             });
@@ -304,7 +318,7 @@ impl<'a> Verifier<'a> {
                     first_seq,
                 };
                 if !self.group_matches(&record, &group) {
-                    self.findings.push(Finding::Changed {
+                    self.note(Finding::Changed {
                         seq: row.seq,
                         what: "rows_digest",
                     });
@@ -324,7 +338,7 @@ impl<'a> Verifier<'a> {
     pub fn finish(mut self) -> Report {
         let head = self.head;
         if self.last_seq < head.seq {
-            self.findings.push(Finding::Deleted {
+            self.note(Finding::Deleted {
                 first: self.last_seq + 1,
                 last: head.seq,
             });
@@ -332,7 +346,7 @@ impl<'a> Verifier<'a> {
             && head.seq > 0
             && !head.hash.is_some_and(|h| bool::from(h.ct_eq(&self.prev)))
         {
-            self.findings.push(Finding::HeadMismatch {
+            self.note(Finding::HeadMismatch {
                 head_seq: head.seq,
                 last_seq: self.last_seq,
             });
@@ -341,7 +355,7 @@ impl<'a> Verifier<'a> {
             && !self.expect_head_seen
             && seq > self.last_seq
         {
-            self.findings.push(Finding::Deleted {
+            self.note(Finding::Deleted {
                 first: self.last_seq + 1,
                 last: seq,
             });
@@ -354,7 +368,7 @@ impl<'a> Verifier<'a> {
                 _ => false,
             };
             if !anchored {
-                self.findings.push(Finding::Deleted {
+                self.note(Finding::Deleted {
                     first: 1,
                     last: head.base_seq,
                 });
@@ -362,14 +376,12 @@ impl<'a> Verifier<'a> {
         }
         // Groups whose record never came: it is missing, forged, or was never written.
         let groups = std::mem::take(&mut self.groups);
-        self.findings.extend(
-            groups
-                .into_values()
-                .flat_map(|g| g.seqs)
-                .map(|seq| Finding::PseudonymizedWithoutRecord { seq }),
-        );
+        for seq in groups.into_values().flat_map(|g| g.seqs) {
+            self.note(Finding::PseudonymizedWithoutRecord { seq });
+        }
         Report {
-            ok: self.findings.is_empty(),
+            ok: self.findings_total == 0,
+            findings_total: self.findings_total,
             checked: self.checked,
             head: ReportHead {
                 seq: head.seq,
@@ -887,6 +899,17 @@ mod tests {
                 Finding::Deleted { first: 8, last: 8 },
             ]
         );
+    }
+
+    #[test]
+    fn a_report_lists_a_bounded_number_of_findings_and_counts_them_all() {
+        let chain = Chain::with(MAX_FINDINGS + 5);
+        // A key nobody has: every row is a finding.
+        let other = AuditKeys::parse(&format!("v1:{}", "B".repeat(44))).unwrap();
+        let report = verify(&chain.rows, chain.head, &other, REALM);
+        assert!(!report.ok);
+        assert_eq!(report.findings.len(), MAX_FINDINGS);
+        assert_eq!(report.findings_total, MAX_FINDINGS as u64 + 5);
     }
 
     #[test]
