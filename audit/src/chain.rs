@@ -355,7 +355,8 @@ pub fn seal(event: &NewEvent, seq: i64, prev: Hash, salt: Salt, keys: &AuditKeys
     let mut row = AuditRow {
         seq,
         event_id: event.event_id,
-        occurred_at: truncate_to_micros(event.occurred_at),
+        // UTC, as PostgreSQL returns it: the memory twin and the export then agree with it.
+        occurred_at: truncate_to_micros(event.occurred_at).to_offset(time::UtcOffset::UTC),
         event_type: event.event_type.to_owned(),
         outcome: event.outcome,
         actor_kind: event.actor_kind,
@@ -684,6 +685,16 @@ pub(crate) mod tests {
         assert_eq!(Ident::parse("alice@example.com"), None);
         let row = seal(&event(1), 1, [0; 32], [0; 16], &keys());
         assert_eq!(row.client_id.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn sealing_keeps_the_instant_in_utc() {
+        let mut e = event(1);
+        e.occurred_at = datetime!(2026-11-30 14:00:00.5 +02:00);
+        let row = seal(&e, 1, [0; 32], [0; 16], &keys());
+        assert_eq!(row.occurred_at, e.occurred_at);
+        assert_eq!(row.occurred_at.offset(), time::UtcOffset::UTC);
+        assert_eq!(row.export_json()["time"], "2026-11-30T12:00:00.5Z");
     }
 
     #[test]
