@@ -75,6 +75,10 @@ pub struct Report {
     pub checked: u64,
     /// The head verified against.
     pub head: ReportHead,
+    /// Whether the row at the expected head was found and compared; `None` when none was
+    /// given. `Some(false)` without a `Deleted` finding means it lies in the pruned prefix, so
+    /// nothing was checked against it: pass a newer one.
+    pub expected_head_checked: Option<bool>,
     /// The findings in the order met, at most [`MAX_FINDINGS`]: a wrong or lost key makes
     /// every row a finding, and the answer must stay small.
     pub findings: Vec<Finding>,
@@ -382,6 +386,7 @@ impl<'a> Verifier<'a> {
         Report {
             ok: self.findings_total == 0,
             findings_total: self.findings_total,
+            expected_head_checked: self.expect_head.map(|_| self.expect_head_seen),
             checked: self.checked,
             head: ReportHead {
                 seq: head.seq,
@@ -629,6 +634,32 @@ mod tests {
             verifier.finish().findings,
             [Finding::Deleted { first: 4, last: 5 }]
         );
+    }
+
+    #[test]
+    fn an_expected_head_in_the_pruned_prefix_is_reported_unchecked() {
+        let mut chain = Chain::with(6);
+        let old = (2, chain.row(2).hash);
+        chain.prune(3, true);
+        let keys = keys();
+        let verify_against = |expected: (i64, Hash)| {
+            let mut verifier =
+                Verifier::new(chain.head, &keys, REALM).expect_head(expected.0, expected.1);
+            for row in &chain.rows {
+                verifier.push(row);
+            }
+            verifier.finish()
+        };
+        let newer = (5, chain.rows.iter().find(|r| r.seq == 5).unwrap().hash);
+        let report = verify_against(old);
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.expected_head_checked, Some(false));
+        let report = verify_against(newer);
+        assert_eq!(
+            (report.ok, report.expected_head_checked),
+            (true, Some(true))
+        );
+        assert_eq!(chain.verify().expected_head_checked, None);
     }
 
     #[test]
