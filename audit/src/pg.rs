@@ -200,7 +200,8 @@ impl PgAuditLog {
     /// Rows already pseudonymised (for another person, or by retention) that still name `user`
     /// have the id replaced too and keep their group. At most [`ERASE_BATCH`] rows per call, as
     /// the head lock is held meanwhile: call again until `seqs` is empty. Idempotent: nothing is
-    /// written when no row names `user`. The reference `erasure:<erasure_id>` may be used again (a resumed erasure).
+    /// written when no row names `user`. A row appended later that names the user (an event
+    /// about the erasure itself) needs another call, so such events should name the erasure id. The reference `erasure:<erasure_id>` may be used again (a resumed erasure).
     pub async fn pseudonymize_user(
         &self,
         user: Uuid,

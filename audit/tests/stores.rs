@@ -865,3 +865,53 @@ async fn every_row_gets_its_own_random_salt(log: AuditLog) {
     assert_eq!(salts.len(), 8);
     assert!(!salts.contains(&[0; 16]));
 }
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn appends_erasure_retention_and_pruning_interleave_without_deadlock(pool: PgPool) {
+    let log = log(&pool);
+    let [alice, bob] = users();
+    fill(&log, 20, users()).await;
+    let appenders: Vec<_> = (0..6u128)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..10u128 {
+                    let at = datetime!(2026-06-01 00:00 UTC);
+                    let user = if i % 2 == 0 { alice } else { bob };
+                    log.append(&login(1000 + t * 100 + i, user, at))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let maintenance = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            for n in 0..5u128 {
+                log.pseudonymize_user(alice, Uuid::from_u128(0xe1), meta(n))
+                    .await
+                    .unwrap();
+                let reference = Ident::parse(&format!("retention:9:{n}")).unwrap();
+                log.pseudonymize_before(
+                    datetime!(2026-01-10 00:00 UTC),
+                    reference,
+                    3,
+                    meta(10 + n),
+                )
+                .await
+                .unwrap();
+                log.prune_prefix(datetime!(2026-01-05 00:00 UTC), meta(50 + n))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    for task in appenders {
+        task.await.unwrap();
+    }
+    maintenance.await.unwrap();
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert!(log.head().await.unwrap().seq >= 80);
+}
