@@ -287,7 +287,8 @@ pub fn truncate_to_micros(at: OffsetDateTime) -> OffsetDateTime {
     at.replace_nanosecond(nanos - nanos % 1000).unwrap_or(at)
 }
 
-/// The bytes the MAC covers. `pseudonym_of` and the raw personal fields are not among them.
+/// The bytes the MAC covers. `pseudonym_of` and the raw personal fields are not among them:
+/// pseudonymisation changes those, and [`pseudonym_input`] covers them then.
 pub fn mac_input(row: &AuditRow) -> Vec<u8> {
     let mut out = b"portcullis-audit-v1\n".to_vec();
     out.extend_from_slice(&row.seq.to_be_bytes());

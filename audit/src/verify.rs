@@ -105,7 +105,8 @@ struct PrunedRecord {
 }
 
 /// The incremental verifier: feed rows in ascending seq with [`Verifier::push`] (any page
-/// size), then [`Verifier::finish`]. Memory grows only with pseudonymised rows.
+/// size), then [`Verifier::finish`]. Memory grows only with the pseudonymised rows whose record
+/// is still ahead, and with at most [`MAX_FINDINGS`] findings.
 pub struct Verifier<'a> {
     keys: &'a AuditKeys,
     head: Head,
