@@ -218,6 +218,16 @@ impl<'a> Verifier<'a> {
         }
         if row.salt.is_none() {
             self.check_pseudonym(row);
+        } else if row.pseudonym_of.is_some()
+            || row.pseudonym_seq.is_some()
+            || row.pseudonym_mac.is_some()
+        {
+            // Pseudonymisation always drops the salt: these were set by hand, and would make the
+            // export call an intact row pseudonymised.
+            self.note(Finding::Changed {
+                seq: row.seq,
+                what: "pseudonym",
+            });
         }
         // The stored hash links the next row even when this one failed, so one edit gives one
         // finding instead of a cascade.
@@ -775,6 +785,19 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn pseudonym_columns_on_a_row_that_keeps_its_salt_are_named() {
+        let mut chain = Chain::with(3);
+        chain.row(2).pseudonym_of = Some("erasure:1".into());
+        assert_eq!(
+            findings(&chain),
+            [Finding::Changed {
+                seq: 2,
+                what: "pseudonym"
+            }]
+        );
     }
 
     #[test]
