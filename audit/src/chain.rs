@@ -9,11 +9,19 @@
 //!              lp(key_version) ‖ personal_digest(32) ‖ prev_hash(32)
 //! hash       = HMAC-SHA256(key[key_version], mac_input)
 //! genesis    = SHA-256("portcullis-audit-v1/genesis\n" ‖ realm)
+//! pseudonym_mac = HMAC-SHA256(key, "portcullis-audit-pseudonym-v1\n" ‖ be64(seq) ‖ hash(32) ‖
+//!              lp_opt(pseudonym_of) ‖ be64(pseudonym_seq) ‖ lp_opt(actor_id) ‖
+//!              lp_opt(subject_id) ‖ lp_opt(ip) ‖ lp_opt(user_agent))
 //! ```
+//!
+//! Pseudonymisation destroys the salt, so the personal digest can no longer vouch for the
+//! personal columns; `pseudonym_mac`, written with the key by the pseudonymising store, vouches
+//! for their new values and for the row's membership in its record's group instead.
 
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -115,8 +123,10 @@ pub struct NewEvent {
     pub actor_id: Option<String>,
     /// The account the event is about (personal).
     pub subject_id: Option<Uuid>,
-    /// The OAuth client involved (not personal).
-    pub client_id: Option<String>,
+    /// The OAuth client involved: a registered client's id, never a value straight from a
+    /// request. It is in the MAC and no erasure touches it, so it is an [`Ident`] (no `@`, no
+    /// spaces, at most 128 characters); for an unknown client record a flag in the details.
+    pub client_id: Option<Ident>,
     /// The client IP (personal).
     pub ip: Option<String>,
     /// The user agent (personal); cut to [`USER_AGENT_MAX`] characters.
@@ -156,8 +166,14 @@ pub struct AuditRow {
     pub salt: Option<Salt>,
     /// The digest of the personal fields, covered by the MAC.
     pub personal_digest: Hash,
-    /// `erasure:<uuid>` or `retention:<run>:<batch>` once pseudonymised; not in the MAC.
+    /// `erasure:<uuid>` or `retention:<run>:<batch>` once pseudonymised; not in the MAC (it
+    /// is in the pseudonym MAC).
     pub pseudonym_of: Option<String>,
+    /// The seq of the `audit_pseudonymized` record that first pseudonymised the row; `None`
+    /// until then. A later pseudonymisation of another id in the row keeps it.
+    pub pseudonym_seq: Option<i64>,
+    /// The key's MAC over the pseudonymised row ([`pseudonym_input`]); `None` until then.
+    pub pseudonym_mac: Option<Hash>,
     /// The version of the key that signed it.
     pub key_version: String,
     /// The previous row's hash (or the anchor, or genesis).
@@ -271,7 +287,8 @@ pub fn truncate_to_micros(at: OffsetDateTime) -> OffsetDateTime {
     at.replace_nanosecond(nanos - nanos % 1000).unwrap_or(at)
 }
 
-/// The bytes the MAC covers. `pseudonym_of` and the raw personal fields are not among them.
+/// The bytes the MAC covers. `pseudonym_of` and the raw personal fields are not among them:
+/// pseudonymisation changes those, and [`pseudonym_input`] covers them then.
 pub fn mac_input(row: &AuditRow) -> Vec<u8> {
     let mut out = b"portcullis-audit-v1\n".to_vec();
     out.extend_from_slice(&row.seq.to_be_bytes());
@@ -312,9 +329,18 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// 16 bytes from a CSPRNG (rand's thread generator, seeded from the OS), for one row.
+///
+/// The stores draw it themselves: a salt reused on two rows lets whoever reads the one still
+/// present test an erased row's digest against every IPv4 address and known user id.
+pub fn fresh_salt() -> Salt {
+    rand::random()
+}
+
 /// Builds the row for `event` at `seq` after `prev`, signed with the signing key.
 ///
-/// The salt comes from the caller (16 random bytes) so this stays pure and testable.
+/// The salt is a parameter so this stays pure and testable; the stores pass [`fresh_salt`],
+/// never a reused value.
 pub fn seal(event: &NewEvent, seq: i64, prev: Hash, salt: Salt, keys: &AuditKeys) -> AuditRow {
     let user_agent = event
         .user_agent
@@ -330,11 +356,12 @@ pub fn seal(event: &NewEvent, seq: i64, prev: Hash, salt: Salt, keys: &AuditKeys
     let mut row = AuditRow {
         seq,
         event_id: event.event_id,
-        occurred_at: truncate_to_micros(event.occurred_at),
+        // UTC, as PostgreSQL returns it: the memory twin and the export then agree with it.
+        occurred_at: truncate_to_micros(event.occurred_at).to_offset(time::UtcOffset::UTC),
         event_type: event.event_type.to_owned(),
         outcome: event.outcome,
         actor_kind: event.actor_kind,
-        client_id: event.client_id.clone(),
+        client_id: event.client_id.as_ref().map(|c| c.as_str().to_owned()),
         details: event.details.canonical_json(),
         actor_id: event.actor_id.clone(),
         subject_id: event.subject_id,
@@ -343,12 +370,118 @@ pub fn seal(event: &NewEvent, seq: i64, prev: Hash, salt: Salt, keys: &AuditKeys
         salt: Some(salt),
         personal_digest: digest,
         pseudonym_of: None,
+        pseudonym_seq: None,
+        pseudonym_mac: None,
         key_version: keys.signing_version().to_owned(),
         prev_hash: prev,
         hash: [0; 32],
     };
     row.hash = mac(keys.signing_key(), &mac_input(&row));
     row
+}
+
+/// The bytes the pseudonym MAC covers: the row's identity and hash, its pseudonym and record,
+/// and the personal columns as pseudonymisation left them.
+pub fn pseudonym_input(row: &AuditRow) -> Vec<u8> {
+    let subject = row.subject_id.map(|id| id.hyphenated().to_string());
+    let mut out = b"portcullis-audit-pseudonym-v1\n".to_vec();
+    out.extend_from_slice(&row.seq.to_be_bytes());
+    out.extend_from_slice(&row.hash);
+    lp_opt(&mut out, row.pseudonym_of.as_deref().map(str::as_bytes));
+    out.extend_from_slice(&row.pseudonym_seq.unwrap_or(0).to_be_bytes());
+    lp_opt(&mut out, row.actor_id.as_deref().map(str::as_bytes));
+    lp_opt(&mut out, subject.as_deref().map(str::as_bytes));
+    lp_opt(&mut out, row.ip.as_deref().map(str::as_bytes));
+    lp_opt(&mut out, row.user_agent.as_deref().map(str::as_bytes));
+    out
+}
+
+/// Whether the row's pseudonym MAC is valid under one of `keys`. Any known key counts: the key
+/// that pseudonymised a row is the signing key of that day, which a rotation may have replaced
+/// (the row's own `key_version` is older still).
+pub fn pseudonym_mac_valid(row: &AuditRow, keys: &AuditKeys) -> bool {
+    let Some(tag) = row.pseudonym_mac else {
+        return false;
+    };
+    let input = pseudonym_input(row);
+    keys.versions()
+        .filter_map(|v| keys.get(v))
+        .any(|key| bool::from(mac(key, &input).ct_eq(&tag)))
+}
+
+/// Which ids a pseudonymisation replaces.
+#[derive(Debug, Clone, Copy)]
+pub enum Rewrite {
+    /// Erasure: this user's id, wherever it is the subject or the user actor, becomes the
+    /// erasure id; other people's ids stay until their own erasure or retention.
+    User {
+        /// The erased account.
+        user: Uuid,
+        /// Its erasure id.
+        pseudonym: Uuid,
+    },
+    /// Retention: every subject and user actor goes.
+    All,
+}
+
+/// `row` pseudonymised: personal fields nulled, ids rewritten, tagged with the pseudonym MAC
+/// under the signing key. A row not yet pseudonymised joins the group of `reference` and of the
+/// record at `record_seq`; an already pseudonymised row keeps its group and is re-tagged, so a
+/// second person's id in it can still be erased. `None` when there is nothing to do.
+///
+/// The tag is written only for a row that verifies before the change (its MAC and salted digest,
+/// or its earlier pseudonym MAC); otherwise the old tag stays, so an edit made before
+/// pseudonymisation is still named by verify rather than laundered. The flag says which.
+pub fn pseudonymize_row(
+    row: &AuditRow,
+    rewrite: Rewrite,
+    reference: &str,
+    record_seq: i64,
+    keys: &AuditKeys,
+) -> Option<(AuditRow, bool)> {
+    let mut new = row.clone();
+    let user_actor = row.actor_kind == ActorKind::User;
+    match rewrite {
+        Rewrite::User { user, pseudonym } => {
+            if new.subject_id == Some(user) {
+                new.subject_id = Some(pseudonym);
+            }
+            let user = user.hyphenated().to_string();
+            if user_actor && new.actor_id.as_deref() == Some(user.as_str()) {
+                new.actor_id = Some(pseudonym.hyphenated().to_string());
+            }
+        }
+        Rewrite::All => {
+            new.subject_id = None;
+            if user_actor {
+                new.actor_id = None;
+            }
+        }
+    }
+    new.ip = None;
+    new.user_agent = None;
+    new.salt = None;
+    let newly = row.salt.is_some();
+    if newly {
+        new.pseudonym_of = Some(reference.to_owned());
+        new.pseudonym_seq = Some(record_seq);
+    }
+    if new == *row {
+        return None;
+    }
+    let verified = if newly {
+        let mac_ok = keys
+            .get(&row.key_version)
+            .is_some_and(|key| bool::from(mac(key, &mac_input(row)).ct_eq(&row.hash)));
+        mac_ok
+            && row_personal_digest(row).is_some_and(|d| bool::from(d.ct_eq(&row.personal_digest)))
+    } else {
+        pseudonym_mac_valid(row, keys)
+    };
+    if verified {
+        new.pseudonym_mac = Some(mac(keys.signing_key(), &pseudonym_input(&new)));
+    }
+    Some((new, verified))
 }
 
 /// The `rows_digest` of an `audit_pseudonymized` record: SHA-256 of be64(seq), seqs ascending.
@@ -391,11 +524,17 @@ fn system_event(meta: RecordMeta, event_type: &'static str, details: Details) ->
     }
 }
 
-/// The `audit_pseudonymized` record for the rows `seqs` (ascending) now marked `reference`:
-/// `{ref, rows, rows_digest, first_seq}`. `first_seq` lets verify tell a group that was later
+/// The `audit_pseudonymized` record for the rows `seqs` (ascending) newly marked `reference`:
+/// `{ref, rows, rows_digest, first_seq}`, plus `unverified` (rows that did not verify before
+/// they were changed) when there were any. `first_seq` lets verify tell a group that was later
 /// cut by a prune from one that lost rows.
-pub fn pseudonymized_record(meta: RecordMeta, reference: Ident, seqs: &[i64]) -> NewEvent {
-    let details = Details::new()
+pub fn pseudonymized_record(
+    meta: RecordMeta,
+    reference: Ident,
+    seqs: &[i64],
+    unverified: usize,
+) -> NewEvent {
+    let mut details = Details::new()
         .id("ref", reference)
         .int("rows", i64::try_from(seqs.len()).unwrap_or(i64::MAX))
         .id(
@@ -403,6 +542,10 @@ pub fn pseudonymized_record(meta: RecordMeta, reference: Ident, seqs: &[i64]) ->
             Ident::hex(&rows_digest(seqs.iter().copied())),
         )
         .int("first_seq", seqs.first().copied().unwrap_or(0));
+    if unverified > 0 {
+        // The evidence of an earlier edit is in the chain even after its row is rewritten.
+        details = details.int("unverified", i64::try_from(unverified).unwrap_or(i64::MAX));
+    }
     system_event(meta, PSEUDONYMIZED, details)
 }
 
@@ -439,7 +582,7 @@ pub(crate) mod tests {
             actor_kind: ActorKind::Anonymous,
             actor_id: None,
             subject_id: Some(Uuid::from_u128(0xabc)),
-            client_id: Some("web".into()),
+            client_id: Ident::parse("web"),
             ip: Some("192.0.2.7".into()),
             user_agent: Some("curl/8".into()),
             details: Details::new()
@@ -533,6 +676,26 @@ pub(crate) mod tests {
                 .any(|k| k.contains("salt") || k.contains("digest")),
             "{keys:?}"
         );
+    }
+
+    #[test]
+    fn a_client_id_is_an_identifier_not_request_text() {
+        // What atk3 [E] appended as a client id: unbounded, with an email inside.
+        let typed = format!("{}alice@example.com", "x".repeat(100_000));
+        assert_eq!(Ident::parse(&typed), None);
+        assert_eq!(Ident::parse("alice@example.com"), None);
+        let row = seal(&event(1), 1, [0; 32], [0; 16], &keys());
+        assert_eq!(row.client_id.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn sealing_keeps_the_instant_in_utc() {
+        let mut e = event(1);
+        e.occurred_at = datetime!(2026-11-30 14:00:00.5 +02:00);
+        let row = seal(&e, 1, [0; 32], [0; 16], &keys());
+        assert_eq!(row.occurred_at, e.occurred_at);
+        assert_eq!(row.occurred_at.offset(), time::UtcOffset::UTC);
+        assert_eq!(row.export_json()["time"], "2026-11-30T12:00:00.5Z");
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! The types are the privacy control: there is no variant for free text, and an [`Ident`] only
 //! accepts the characters of client ids, key ids, JWT ids and UUIDs, so an email address, a
 //! password or a bearer token cannot end up in the audit trail by accident.
+//!
+//! They do not catch everything: an IP address, a phone number, a username or a user id also
+//! fit an [`Ident`]. Details are in the MAC and no erasure touches them, so callers put only ids
+//! of things (keys, tokens, clients, erasures) here; people go only in `subject_id` and
+//! `actor_id`, which erasure rewrites.
 
 use std::collections::BTreeMap;
 

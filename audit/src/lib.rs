@@ -4,7 +4,8 @@
 //! canonical encoding and the previous row's hash, keyed with a secret that lives outside the
 //! database, so whoever can edit rows in SQL cannot recompute the chain. Personal fields enter
 //! the MAC only through a salted digest: erasure destroys the salt and nulls the fields, and
-//! the chain still verifies (issue 13).
+//! the chain still verifies (issue 13). From then on a second MAC with the same key, the
+//! pseudonym MAC, vouches for what pseudonymisation left in those fields.
 //!
 //! - [`chain`]: the pure core — row types, canonical encoding, the MAC, sealing a new row.
 //! - [`details`]: typed event details that cannot hold free text, emails or tokens.
@@ -29,4 +30,4 @@ pub use log::AuditLog;
 pub use memory::MemoryAuditLog;
 pub use pg::PgAuditLog;
 pub use store::{PageQuery, Pruned, Pseudonymized, StoreError};
-pub use verify::{Finding, Report, Verifier, parse_expected_head, verify};
+pub use verify::{Finding, MAX_FINDINGS, Report, Verifier, parse_expected_head, verify};

@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::chain::{AuditRow, Hash, Head, NewEvent, RecordMeta, Salt};
+use crate::chain::{AuditRow, Hash, Head, NewEvent, RecordMeta};
 use crate::details::Ident;
 use crate::memory::MemoryAuditLog;
 use crate::pg::PgAuditLog;
@@ -32,11 +32,11 @@ impl From<MemoryAuditLog> for AuditLog {
 }
 
 impl AuditLog {
-    /// Appends `event` as the next row; `salt` is 16 fresh random bytes.
-    pub async fn append(&self, event: &NewEvent, salt: Salt) -> Result<AuditRow, StoreError> {
+    /// Appends `event` as the next row, under a fresh random salt.
+    pub async fn append(&self, event: &NewEvent) -> Result<AuditRow, StoreError> {
         match self {
-            Self::Postgres(log) => log.append(event, salt).await,
-            Self::Memory(log) => log.append(event, salt).await,
+            Self::Postgres(log) => log.append(event).await,
+            Self::Memory(log) => log.append(event).await,
         }
     }
 
@@ -62,11 +62,10 @@ impl AuditLog {
         user: Uuid,
         erasure_id: Uuid,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
         match self {
-            Self::Postgres(log) => log.pseudonymize_user(user, erasure_id, meta, salt).await,
-            Self::Memory(log) => log.pseudonymize_user(user, erasure_id, meta, salt).await,
+            Self::Postgres(log) => log.pseudonymize_user(user, erasure_id, meta).await,
+            Self::Memory(log) => log.pseudonymize_user(user, erasure_id, meta).await,
         }
     }
 
@@ -77,15 +76,14 @@ impl AuditLog {
         reference: Ident,
         limit: i64,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
         match self {
             Self::Postgres(log) => {
-                log.pseudonymize_before(cutoff, reference, limit, meta, salt)
+                log.pseudonymize_before(cutoff, reference, limit, meta)
                     .await
             }
             Self::Memory(log) => {
-                log.pseudonymize_before(cutoff, reference, limit, meta, salt)
+                log.pseudonymize_before(cutoff, reference, limit, meta)
                     .await
             }
         }
@@ -96,11 +94,10 @@ impl AuditLog {
         &self,
         cutoff: OffsetDateTime,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Option<Pruned>, StoreError> {
         match self {
-            Self::Postgres(log) => log.prune_prefix(cutoff, meta, salt).await,
-            Self::Memory(log) => log.prune_prefix(cutoff, meta, salt).await,
+            Self::Postgres(log) => log.prune_prefix(cutoff, meta).await,
+            Self::Memory(log) => log.prune_prefix(cutoff, meta).await,
         }
     }
 

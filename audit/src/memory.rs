@@ -7,12 +7,15 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::chain::{
-    ActorKind, AuditRow, Hash, Head, NewEvent, PRUNED, PSEUDONYMIZED, RecordMeta, Salt, genesis,
-    pruned_record, pseudonymized_record, seal,
+    ActorKind, AuditRow, Hash, Head, NewEvent, PRUNED, PSEUDONYMIZED, RecordMeta, Rewrite,
+    fresh_salt, genesis, pruned_record, seal,
 };
 use crate::details::Ident;
 use crate::keys::AuditKeys;
-use crate::store::{MAX_PAGE, PageQuery, Pruned, Pseudonymized, StoreError};
+use crate::pg::{ERASE_BATCH, PRUNE_BATCH, next_seq};
+use crate::store::{
+    MAX_PAGE, PageQuery, Plan, Pruned, Pseudonymized, StoreError, erasure_reference,
+};
 use crate::verify::{Report, Verifier};
 
 /// The rows and the head, under one mutex as the head row's lock serialises PostgreSQL appends.
@@ -48,19 +51,25 @@ impl MemoryAuditLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn append_locked(&self, table: &mut Table, event: &NewEvent, salt: Salt) -> AuditRow {
+    fn append_locked(&self, table: &mut Table, event: &NewEvent) -> Result<AuditRow, StoreError> {
         let prev = table.head.hash.unwrap_or_else(|| genesis(&self.realm));
-        let row = seal(event, table.head.seq + 1, prev, salt, &self.keys);
+        let row = seal(
+            event,
+            next_seq(table.head.seq)?,
+            prev,
+            fresh_salt(),
+            &self.keys,
+        );
         table.head.seq = row.seq;
         table.head.hash = Some(row.hash);
         table.rows.push(row.clone());
-        row
+        Ok(row)
     }
 
-    /// Appends `event` as the next row; `salt` is 16 fresh random bytes.
-    pub async fn append(&self, event: &NewEvent, salt: Salt) -> Result<AuditRow, StoreError> {
+    /// Appends `event` as the next row, under a fresh random salt.
+    pub async fn append(&self, event: &NewEvent) -> Result<AuditRow, StoreError> {
         let mut table = self.lock();
-        Ok(self.append_locked(&mut table, event, salt))
+        self.append_locked(&mut table, event)
     }
 
     /// The chain head.
@@ -88,42 +97,26 @@ impl MemoryAuditLog {
         user: Uuid,
         erasure_id: Uuid,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
-        let reference = format!("erasure:{}", erasure_id.hyphenated());
-        let ident = Ident::parse(&reference).ok_or(StoreError::BadReference)?;
+        let reference = erasure_reference(erasure_id)?;
         let user_text = user.hyphenated().to_string();
-        let pseudonym_text = erasure_id.hyphenated().to_string();
         let mut table = self.lock();
-        let mut seqs = Vec::new();
-        for row in table.rows.iter_mut() {
-            let user_actor =
-                row.actor_kind == ActorKind::User && row.actor_id.as_deref() == Some(&user_text);
-            let about = row.subject_id == Some(user);
-            if row.pseudonym_of.is_some() || !(about || user_actor) {
-                continue;
-            }
-            if about {
-                row.subject_id = Some(erasure_id);
-            }
-            if user_actor {
-                row.actor_id = Some(pseudonym_text.clone());
-            }
-            row.ip = None;
-            row.user_agent = None;
-            row.salt = None;
-            row.pseudonym_of = Some(reference.clone());
-            seqs.push(row.seq);
-        }
-        if seqs.is_empty() {
-            return Ok(Pseudonymized { seqs, record: None });
-        }
-        let event = pseudonymized_record(meta, ident, &seqs);
-        let record = self.append_locked(&mut table, &event, salt);
-        Ok(Pseudonymized {
-            seqs,
-            record: Some(record),
-        })
+        let seqs: Vec<i64> = table
+            .rows
+            .iter()
+            .filter(|row| {
+                row.subject_id == Some(user)
+                    || (row.actor_kind == ActorKind::User
+                        && row.actor_id.as_deref() == Some(&user_text))
+            })
+            .take(usize::try_from(ERASE_BATCH).unwrap_or(usize::MAX))
+            .map(|row| row.seq)
+            .collect();
+        let rewrite = Rewrite::User {
+            user,
+            pseudonym: erasure_id,
+        };
+        self.pseudonymize_locked(&mut table, &seqs, rewrite, reference, meta)
     }
 
     /// Retention's `Pseudonymize` batch, as [`crate::PgAuditLog::pseudonymize_before`].
@@ -133,41 +126,51 @@ impl MemoryAuditLog {
         reference: Ident,
         limit: i64,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Pseudonymized, StoreError> {
         let limit = usize::try_from(limit.clamp(1, MAX_PAGE)).unwrap_or(1);
         let mut table = self.lock();
-        let mut seqs = Vec::new();
-        for row in table
+        let seqs: Vec<i64> = table
             .rows
-            .iter_mut()
+            .iter()
             .filter(|r| {
                 r.occurred_at < cutoff
-                    && r.pseudonym_of.is_none()
                     && r.event_type != PSEUDONYMIZED
                     && r.event_type != PRUNED
+                    && (r.salt.is_some()
+                        || r.subject_id.is_some()
+                        || (r.actor_kind == ActorKind::User && r.actor_id.is_some()))
             })
             .take(limit)
-        {
-            row.subject_id = None;
-            if row.actor_kind == ActorKind::User {
-                row.actor_id = None;
+            .map(|r| r.seq)
+            .collect();
+        self.pseudonymize_locked(&mut table, &seqs, Rewrite::All, reference, meta)
+    }
+
+    /// Rewrites the rows `seqs` and appends their record, as PostgreSQL's twin does.
+    fn pseudonymize_locked(
+        &self,
+        table: &mut Table,
+        seqs: &[i64],
+        rewrite: Rewrite,
+        reference: Ident,
+        meta: RecordMeta,
+    ) -> Result<Pseudonymized, StoreError> {
+        let record_seq = next_seq(table.head.seq)?;
+        let mut plan = Plan::default();
+        for row in table.rows.iter().filter(|r| seqs.contains(&r.seq)) {
+            plan.add(row, rewrite, &reference, record_seq, &self.keys);
+        }
+        if plan.changed.is_empty() {
+            return Ok(Pseudonymized::default());
+        }
+        for new in &plan.changed {
+            if let Some(row) = table.rows.iter_mut().find(|r| r.seq == new.seq) {
+                *row = new.clone();
             }
-            row.ip = None;
-            row.user_agent = None;
-            row.salt = None;
-            row.pseudonym_of = Some(reference.as_str().to_owned());
-            seqs.push(row.seq);
         }
-        if seqs.is_empty() {
-            return Ok(Pseudonymized { seqs, record: None });
-        }
-        let event = pseudonymized_record(meta, reference, &seqs);
-        let record = self.append_locked(&mut table, &event, salt);
-        Ok(Pseudonymized {
-            seqs,
-            record: Some(record),
-        })
+        let event = plan.record(meta, reference);
+        let record = self.append_locked(table, &event)?;
+        Ok(plan.done(record))
     }
 
     /// Deletes the longest prefix older than `cutoff`, anchors and appends the `audit_pruned`
@@ -176,7 +179,6 @@ impl MemoryAuditLog {
         &self,
         cutoff: OffsetDateTime,
         meta: RecordMeta,
-        salt: Salt,
     ) -> Result<Option<Pruned>, StoreError> {
         let mut table = self.lock();
         let newer = table
@@ -187,9 +189,20 @@ impl MemoryAuditLog {
             .min();
         let through = newer.or_else(|| table.rows.iter().map(|r| r.seq).max());
         let through = match through {
-            Some(through) if through > table.head.base_seq => through,
+            Some(through) if through > table.head.base_seq => {
+                through.min(table.head.base_seq.saturating_add(PRUNE_BATCH))
+            }
             _ => return Ok(None),
         };
+        let mut verifier = Verifier::new(table.head, &self.keys, &self.realm);
+        for row in table.rows.iter().filter(|r| r.seq <= through) {
+            verifier.push(row);
+        }
+        if let Some(finding) = verifier.findings().first() {
+            return Err(StoreError::Unverified {
+                finding: finding.clone(),
+            });
+        }
         let Some(through_hash) = table.rows.iter().find(|r| r.seq == through).map(|r| r.hash)
         else {
             // PostgreSQL's twin fails the same way: the anchor row must exist.
@@ -204,7 +217,7 @@ impl MemoryAuditLog {
         table.head.base_seq = through;
         table.head.base_hash = Some(through_hash);
         let event = pruned_record(meta, through, &through_hash, rows);
-        let record = self.append_locked(&mut table, &event, salt);
+        let record = self.append_locked(&mut table, &event)?;
         Ok(Some(Pruned {
             through_seq: through,
             rows,

@@ -3,7 +3,12 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::chain::AuditRow;
+use crate::chain::{
+    AuditRow, NewEvent, RecordMeta, Rewrite, pseudonymize_row, pseudonymized_record,
+};
+use crate::details::Ident;
+use crate::keys::AuditKeys;
+use crate::verify::Finding;
 
 /// Largest page: bounds memory and the time a page query holds a connection.
 pub const MAX_PAGE: i64 = 5000;
@@ -21,6 +26,13 @@ pub enum StoreError {
         seq: i64,
         /// The column.
         what: &'static str,
+    },
+    /// The rows a prune would delete do not verify; nothing was deleted, since that would
+    /// destroy the evidence. Raise the chain-broken alarm.
+    #[error("audit chain does not verify where it would be pruned: {finding:?}")]
+    Unverified {
+        /// The first finding among those rows.
+        finding: Finding,
     },
     /// The reference of a pseudonymisation is not an identifier.
     #[error("the pseudonymisation reference is not an identifier")]
@@ -77,12 +89,72 @@ impl PageQuery {
 }
 
 /// What a pseudonymisation did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Pseudonymized {
-    /// The rows pseudonymised, ascending.
+    /// The rows changed, ascending: those newly pseudonymised, and those pseudonymised before
+    /// in which an id was still replaced (they keep their earlier group).
     pub seqs: Vec<i64>,
     /// The `audit_pseudonymized` record vouching for them; `None` when no row matched.
     pub record: Option<AuditRow>,
+    /// Rows among `seqs` that did not verify before the change (edited in SQL): they are
+    /// erased all the same, but not vouched for, so verify keeps naming them. Non-empty means
+    /// tampering: raise the chain-broken alarm.
+    pub unverified: Vec<i64>,
+}
+
+/// The reference of an erasure's pseudonymisation.
+pub(crate) fn erasure_reference(erasure_id: Uuid) -> Result<Ident, StoreError> {
+    Ident::parse(&format!("erasure:{}", erasure_id.hyphenated())).ok_or(StoreError::BadReference)
+}
+
+/// A pseudonymisation being planned, shared by both stores: the rewritten rows, and which of
+/// them the record counts.
+#[derive(Default)]
+pub(crate) struct Plan {
+    /// Every row to write, ascending.
+    pub(crate) changed: Vec<AuditRow>,
+    /// The rows newly pseudonymised: the record's group.
+    newly: Vec<i64>,
+    unverified: Vec<i64>,
+}
+
+impl Plan {
+    /// Plans `row`'s rewrite, if it needs one.
+    pub(crate) fn add(
+        &mut self,
+        row: &AuditRow,
+        rewrite: Rewrite,
+        reference: &Ident,
+        record_seq: i64,
+        keys: &AuditKeys,
+    ) {
+        let Some((new, verified)) =
+            pseudonymize_row(row, rewrite, reference.as_str(), record_seq, keys)
+        else {
+            return;
+        };
+        if row.salt.is_some() {
+            self.newly.push(row.seq);
+        }
+        if !verified {
+            self.unverified.push(row.seq);
+        }
+        self.changed.push(new);
+    }
+
+    /// The `audit_pseudonymized` record for this plan.
+    pub(crate) fn record(&self, meta: RecordMeta, reference: Ident) -> NewEvent {
+        pseudonymized_record(meta, reference, &self.newly, self.unverified.len())
+    }
+
+    /// The result, once `record` is appended.
+    pub(crate) fn done(self, record: AuditRow) -> Pseudonymized {
+        Pseudonymized {
+            seqs: self.changed.iter().map(|r| r.seq).collect(),
+            record: Some(record),
+            unverified: self.unverified,
+        }
+    }
 }
 
 /// What a prune did.

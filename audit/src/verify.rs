@@ -6,8 +6,8 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::chain::{
-    AuditRow, Hash, Head, PRUNED, PSEUDONYMIZED, genesis, hex, mac, mac_input, row_personal_digest,
-    rows_digest,
+    AuditRow, Hash, Head, PRUNED, PSEUDONYMIZED, genesis, hex, mac, mac_input, pseudonym_mac_valid,
+    row_personal_digest, rows_digest,
 };
 use crate::keys::AuditKeys;
 
@@ -17,8 +17,12 @@ use crate::keys::AuditKeys;
 pub enum Finding {
     /// Row `seq` is not what was written. `what`: `mac` (a hashed field or the hash itself),
     /// `personal_fields` (they no longer match the salted digest), `prev_hash` (a valid MAC
-    /// linking to another predecessor), `key_version` (signed by no known key) or
-    /// `expected_head` (the row at a head recorded elsewhere has another hash).
+    /// linking to another predecessor), `key_version` (signed by no known key),
+    /// `expected_head` (the row at a head recorded elsewhere has another hash), `pseudonym` (a
+    /// pseudonymised row's ids, personal columns, reference or group are not what its
+    /// pseudonym MAC vouches for) or `rows_digest` (the rows pseudonymised under this
+    /// `audit_pseudonymized` record are not those it counted: one was restored, moved or
+    /// removed).
     Changed {
         /// The row.
         seq: i64,
@@ -38,7 +42,8 @@ pub enum Finding {
         /// The last missing seq.
         last: i64,
     },
-    /// Row `seq` is pseudonymised but no later `audit_pseudonymized` record accounts for it.
+    /// Row `seq` is pseudonymised but names no later `audit_pseudonymized` record, or the record
+    /// it names is missing.
     PseudonymizedWithoutRecord {
         /// The row.
         seq: i64,
@@ -70,16 +75,27 @@ pub struct Report {
     pub checked: u64,
     /// The head verified against.
     pub head: ReportHead,
-    /// Every finding, in the order met.
+    /// Whether the row at the expected head was found and compared; `None` when none was
+    /// given. `Some(false)` without a `Deleted` finding means it lies in the pruned prefix, so
+    /// nothing was checked against it: pass a newer one.
+    pub expected_head_checked: Option<bool>,
+    /// The findings in the order met, at most [`MAX_FINDINGS`]: a wrong or lost key makes
+    /// every row a finding, and the answer must stay small.
     pub findings: Vec<Finding>,
+    /// How many findings there were in all, listed or not.
+    pub findings_total: u64,
 }
 
-/// An `audit_pseudonymized` record with a valid MAC.
-struct PseudonymRecord {
-    seq: i64,
-    rows: i64,
-    rows_digest: String,
-    first_seq: i64,
+/// Most findings a report lists.
+pub const MAX_FINDINGS: usize = 1000;
+
+/// The pseudonymised rows naming one record, gathered until the record itself is met (a record
+/// follows its rows), so only groups still open take memory.
+#[derive(Default)]
+struct Group {
+    reference: String,
+    mixed_references: bool,
+    seqs: Vec<i64>,
 }
 
 /// The newest `audit_pruned` record with a valid MAC.
@@ -89,7 +105,8 @@ struct PrunedRecord {
 }
 
 /// The incremental verifier: feed rows in ascending seq with [`Verifier::push`] (any page
-/// size), then [`Verifier::finish`]. Memory grows only with pseudonymised rows.
+/// size), then [`Verifier::finish`]. Memory grows only with the pseudonymised rows whose record
+/// is still ahead, and with at most [`MAX_FINDINGS`] findings.
 pub struct Verifier<'a> {
     keys: &'a AuditKeys,
     head: Head,
@@ -100,8 +117,8 @@ pub struct Verifier<'a> {
     last_seq: i64,
     checked: u64,
     findings: Vec<Finding>,
-    groups: BTreeMap<String, Vec<i64>>,
-    records: BTreeMap<String, PseudonymRecord>,
+    findings_total: u64,
+    groups: BTreeMap<i64, Group>,
     newest_pruned: Option<PrunedRecord>,
 }
 
@@ -119,13 +136,13 @@ impl<'a> Verifier<'a> {
             head,
             expect_head: None,
             expect_head_seen: false,
-            next: head.base_seq + 1,
+            next: head.base_seq.saturating_add(1),
             prev,
             last_seq: head.base_seq,
             checked: 0,
             findings: Vec::new(),
+            findings_total: 0,
             groups: BTreeMap::new(),
-            records: BTreeMap::new(),
             newest_pruned: None,
         }
     }
@@ -139,22 +156,52 @@ impl<'a> Verifier<'a> {
 
     /// Checks the next row.
     pub fn push(&mut self, row: &AuditRow) {
+        self.push_row(row, true);
+    }
+
+    /// Checks the next row, which the store could not read back as written (a time PostgreSQL
+    /// keeps but no timestamp type can hold, an unknown outcome): `row` carries placeholders, so
+    /// it is named as changed (or inserted, past the head) whatever its MAC says, and its stored
+    /// hash still links the next row.
+    pub fn push_unreadable(&mut self, row: &AuditRow) {
+        self.push_row(row, false);
+    }
+
+    /// [`Verifier::push`] or [`Verifier::push_unreadable`], as the store read the row.
+    pub(crate) fn push_checked(&mut self, row: &AuditRow, readable: bool) {
+        self.push_row(row, readable);
+    }
+
+    /// Counts a finding, and keeps it while the list is short.
+    fn note(&mut self, finding: Finding) {
+        self.findings_total += 1;
+        if self.findings.len() < MAX_FINDINGS {
+            self.findings.push(finding);
+        }
+    }
+
+    /// The findings so far (those [`Verifier::finish`] adds are not among them).
+    pub(crate) fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    fn push_row(&mut self, row: &AuditRow, readable: bool) {
         self.checked += 1;
         if row.seq < self.next {
             // Only rows at or before the anchor can come early (seq is the primary key):
             // those were pruned, so this one was put back or made up.
-            self.findings.push(Finding::Inserted { seq: row.seq });
+            self.note(Finding::Inserted { seq: row.seq });
             return;
         }
         let after_gap = row.seq > self.next;
         if after_gap {
-            self.findings.push(Finding::Deleted {
+            self.note(Finding::Deleted {
                 first: self.next,
                 last: row.seq - 1,
             });
         }
         let past_head = row.seq > self.head.seq;
-        let mac_ok = self.check_row(row, past_head, after_gap);
+        let mac_ok = self.check_row(row, past_head, after_gap, readable);
         if mac_ok {
             self.note_records(row);
         }
@@ -163,34 +210,44 @@ impl<'a> Verifier<'a> {
         {
             self.expect_head_seen = true;
             if !bool::from(row.hash.ct_eq(&hash)) {
-                self.findings.push(Finding::Changed {
+                self.note(Finding::Changed {
                     seq,
                     what: "expected_head",
                 });
             }
         }
-        if row.salt.is_none() && row.pseudonym_of.is_none() {
-            self.findings
-                .push(Finding::PseudonymizedWithoutRecord { seq: row.seq });
-        }
-        if let Some(reference) = &row.pseudonym_of {
-            self.groups
-                .entry(reference.clone())
-                .or_default()
-                .push(row.seq);
+        if row.salt.is_none() {
+            self.check_pseudonym(row);
+        } else if row.pseudonym_of.is_some()
+            || row.pseudonym_seq.is_some()
+            || row.pseudonym_mac.is_some()
+        {
+            // Pseudonymisation always drops the salt: these were set by hand, and would make the
+            // export call an intact row pseudonymised.
+            self.note(Finding::Changed {
+                seq: row.seq,
+                what: "pseudonym",
+            });
         }
         // The stored hash links the next row even when this one failed, so one edit gives one
         // finding instead of a cascade.
         self.prev = row.hash;
-        self.next = row.seq + 1;
+        // Saturating: seq comes from the table, and a planted i64::MAX must not overflow.
+        self.next = row.seq.saturating_add(1);
         self.last_seq = row.seq;
     }
 
     /// The MAC, digest and link checks of one row; true when its MAC is valid.
-    fn check_row(&mut self, row: &AuditRow, past_head: bool, after_gap: bool) -> bool {
+    fn check_row(
+        &mut self,
+        row: &AuditRow,
+        past_head: bool,
+        after_gap: bool,
+        readable: bool,
+    ) -> bool {
         let seq = row.seq;
         let Some(key) = self.keys.get(&row.key_version) else {
-            self.findings.push(if past_head {
+            self.note(if past_head {
                 Finding::Inserted { seq }
             } else {
                 Finding::Changed {
@@ -203,25 +260,52 @@ impl<'a> Verifier<'a> {
         if let Some(digest) = row_personal_digest(row)
             && !bool::from(digest.ct_eq(&row.personal_digest))
         {
-            self.findings.push(Finding::Changed {
+            self.note(Finding::Changed {
                 seq,
                 what: "personal_fields",
             });
         }
-        let mac_ok = bool::from(mac(key, &mac_input(row)).ct_eq(&row.hash));
+        // A placeholder could happen to equal the real value, so an unreadable row never passes.
+        let mac_ok = readable && bool::from(mac(key, &mac_input(row)).ct_eq(&row.hash));
         let linked = bool::from(row.prev_hash.ct_eq(&self.prev));
         if past_head {
-            self.findings.push(Finding::Inserted { seq });
+            self.note(Finding::Inserted { seq });
         } else if !mac_ok {
-            self.findings.push(Finding::Changed { seq, what: "mac" });
+            self.note(Finding::Changed { seq, what: "mac" });
         } else if !linked && !after_gap {
             // A gap already explains a broken link.
-            self.findings.push(Finding::Changed {
+            self.note(Finding::Changed {
                 seq,
                 what: "prev_hash",
             });
         }
         mac_ok && !past_head
+    }
+
+    /// A pseudonymised row must carry a valid pseudonym MAC and name a later record, whose group
+    /// it joins.
+    fn check_pseudonym(&mut self, row: &AuditRow) {
+        let seq = row.seq;
+        let (Some(reference), Some(record)) = (&row.pseudonym_of, row.pseudonym_seq) else {
+            self.note(Finding::PseudonymizedWithoutRecord { seq });
+            return;
+        };
+        if record <= seq {
+            self.note(Finding::PseudonymizedWithoutRecord { seq });
+            return;
+        }
+        if !pseudonym_mac_valid(row, self.keys) {
+            self.note(Finding::Changed {
+                seq,
+                what: "pseudonym",
+            });
+        }
+        let group = self.groups.entry(record).or_insert_with(|| Group {
+            reference: reference.clone(),
+            ..Group::default()
+        });
+        group.mixed_references |= group.reference != *reference;
+        group.seqs.push(seq);
     }
 
     /// Remembers the chain's own records; only MAC-valid ones count, so they cannot be forged.
@@ -241,15 +325,19 @@ impl<'a> Verifier<'a> {
                 text("rows_digest"),
                 int("first_seq"),
             ) {
-                self.records.insert(
+                let group = self.groups.remove(&row.seq).unwrap_or_default();
+                let record = PseudonymRecord {
                     reference,
-                    PseudonymRecord {
+                    rows,
+                    rows_digest,
+                    first_seq,
+                };
+                if !self.group_matches(&record, &group) {
+                    self.note(Finding::Changed {
                         seq: row.seq,
-                        rows,
-                        rows_digest,
-                        first_seq,
-                    },
-                );
+                        what: "rows_digest",
+                    });
+                }
             }
         } else if let (Some(through_seq), Some(through_hash)) =
             (int("through_seq"), text("through_hash"))
@@ -265,7 +353,7 @@ impl<'a> Verifier<'a> {
     pub fn finish(mut self) -> Report {
         let head = self.head;
         if self.last_seq < head.seq {
-            self.findings.push(Finding::Deleted {
+            self.note(Finding::Deleted {
                 first: self.last_seq + 1,
                 last: head.seq,
             });
@@ -273,7 +361,7 @@ impl<'a> Verifier<'a> {
             && head.seq > 0
             && !head.hash.is_some_and(|h| bool::from(h.ct_eq(&self.prev)))
         {
-            self.findings.push(Finding::HeadMismatch {
+            self.note(Finding::HeadMismatch {
                 head_seq: head.seq,
                 last_seq: self.last_seq,
             });
@@ -282,7 +370,7 @@ impl<'a> Verifier<'a> {
             && !self.expect_head_seen
             && seq > self.last_seq
         {
-            self.findings.push(Finding::Deleted {
+            self.note(Finding::Deleted {
                 first: self.last_seq + 1,
                 last: seq,
             });
@@ -295,18 +383,21 @@ impl<'a> Verifier<'a> {
                 _ => false,
             };
             if !anchored {
-                self.findings.push(Finding::Deleted {
+                self.note(Finding::Deleted {
                     first: 1,
                     last: head.base_seq,
                 });
             }
         }
+        // Groups whose record never came: it is missing, forged, or was never written.
         let groups = std::mem::take(&mut self.groups);
-        for (reference, seqs) in groups {
-            self.check_group(&reference, seqs);
+        for seq in groups.into_values().flat_map(|g| g.seqs) {
+            self.note(Finding::PseudonymizedWithoutRecord { seq });
         }
         Report {
-            ok: self.findings.is_empty(),
+            ok: self.findings_total == 0,
+            findings_total: self.findings_total,
+            expected_head_checked: self.expect_head.map(|_| self.expect_head_seen),
             checked: self.checked,
             head: ReportHead {
                 seq: head.seq,
@@ -316,39 +407,31 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    /// Rows marked `reference` must be exactly those its record counted, all before it.
-    fn check_group(&mut self, reference: &str, seqs: Vec<i64>) {
-        let Some(record) = self.records.get(reference) else {
-            self.findings.extend(
-                seqs.into_iter()
-                    .map(|seq| Finding::PseudonymizedWithoutRecord { seq }),
-            );
-            return;
-        };
-        let (covered, late): (Vec<i64>, Vec<i64>) =
-            seqs.into_iter().partition(|seq| *seq < record.seq);
+    /// The rows naming a record must be exactly those it counted, under its reference.
+    fn group_matches(&self, record: &PseudonymRecord, group: &Group) -> bool {
+        let n = group.seqs.len();
+        let same_reference = group.seqs.is_empty()
+            || (!group.mixed_references && group.reference == record.reference);
+        // A prune may since have removed the group's first rows; the digest covered them, so only
+        // the count can be bounded. Each remaining row still carries its own pseudonym MAC.
         let partly_pruned = record.first_seq <= self.head.base_seq;
-        let matches = if partly_pruned {
-            // The digest covered rows a later prune removed, so only the count can be bounded.
-            i64::try_from(covered.len()).is_ok_and(|n| n <= record.rows)
-                && covered.iter().all(|seq| *seq >= record.first_seq)
-        } else {
-            i64::try_from(covered.len()).is_ok_and(|n| n == record.rows)
-                && hex(&rows_digest(covered.iter().copied())) == record.rows_digest
-        };
-        let flagged = if matches {
-            late
-        } else {
-            let mut all = covered;
-            all.extend(late);
-            all
-        };
-        self.findings.extend(
-            flagged
-                .into_iter()
-                .map(|seq| Finding::PseudonymizedWithoutRecord { seq }),
-        );
+        same_reference
+            && if partly_pruned {
+                i64::try_from(n).is_ok_and(|n| n <= record.rows)
+                    && group.seqs.iter().all(|seq| *seq >= record.first_seq)
+            } else {
+                i64::try_from(n).is_ok_and(|n| n == record.rows)
+                    && hex(&rows_digest(group.seqs.iter().copied())) == record.rows_digest
+            }
     }
+}
+
+/// An `audit_pseudonymized` record with a valid MAC.
+struct PseudonymRecord {
+    reference: String,
+    rows: i64,
+    rows_digest: String,
+    first_seq: i64,
 }
 
 /// Parses an expected head written as `SEQ:HEX` (the `--expect-head` of `audit verify`, taken
@@ -384,7 +467,9 @@ pub fn verify<'r>(
 mod tests {
     use super::*;
     use crate::chain::tests::{event, keys};
-    use crate::chain::{NewEvent, RecordMeta, pruned_record, pseudonymized_record, seal};
+    use crate::chain::{
+        NewEvent, RecordMeta, Rewrite, pruned_record, pseudonymize_row, pseudonymized_record, seal,
+    };
     use crate::details::Ident;
     use time::macros::datetime;
     use uuid::Uuid;
@@ -427,19 +512,26 @@ mod tests {
             self.rows.iter_mut().find(|r| r.seq == seq).unwrap()
         }
 
-        /// What `pseudonymize_user` does: null the personal fields, then append the record.
+        /// What `pseudonymize_user` does: rewrite the rows, then append the record.
         fn pseudonymize(&mut self, seqs: &[i64], reference: &str, record: bool) {
-            let pseudonym = Uuid::from_u128(0xe7a5e);
+            let record_seq = self.head.seq + 1;
+            let mut newly = Vec::new();
             for &seq in seqs {
-                let row = self.row(seq);
-                row.subject_id = Some(pseudonym);
-                row.ip = None;
-                row.user_agent = None;
-                row.salt = None;
-                row.pseudonym_of = Some(reference.to_owned());
+                let row = self.row(seq).clone();
+                let rewrite = Rewrite::User {
+                    user: row.subject_id.unwrap(),
+                    pseudonym: Uuid::from_u128(0xe7a5e),
+                };
+                let (new, verified) =
+                    pseudonymize_row(&row, rewrite, reference, record_seq, &keys()).unwrap();
+                assert!(verified);
+                if row.salt.is_some() {
+                    newly.push(seq);
+                }
+                *self.row(seq) = new;
             }
             if record {
-                let e = pseudonymized_record(meta(), Ident::parse(reference).unwrap(), seqs);
+                let e = pseudonymized_record(meta(), Ident::parse(reference).unwrap(), &newly, 0);
                 self.append(&e, &keys());
             }
         }
@@ -556,6 +648,32 @@ mod tests {
     }
 
     #[test]
+    fn an_expected_head_in_the_pruned_prefix_is_reported_unchecked() {
+        let mut chain = Chain::with(6);
+        let old = (2, chain.row(2).hash);
+        chain.prune(3, true);
+        let keys = keys();
+        let verify_against = |expected: (i64, Hash)| {
+            let mut verifier =
+                Verifier::new(chain.head, &keys, REALM).expect_head(expected.0, expected.1);
+            for row in &chain.rows {
+                verifier.push(row);
+            }
+            verifier.finish()
+        };
+        let newer = (5, chain.rows.iter().find(|r| r.seq == 5).unwrap().hash);
+        let report = verify_against(old);
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.expected_head_checked, Some(false));
+        let report = verify_against(newer);
+        assert_eq!(
+            (report.ok, report.expected_head_checked),
+            (true, Some(true))
+        );
+        assert_eq!(chain.verify().expected_head_checked, None);
+    }
+
+    #[test]
     fn renumbering_after_a_deletion_names_every_moved_row() {
         let mut chain = Chain::with(5);
         chain.rows.retain(|r| r.seq != 2);
@@ -624,10 +742,138 @@ mod tests {
             findings(&chain),
             [
                 Finding::PseudonymizedWithoutRecord { seq: 4 },
-                Finding::PseudonymizedWithoutRecord { seq: 2 },
                 Finding::PseudonymizedWithoutRecord { seq: 3 },
             ]
         );
+    }
+
+    type Edit = (&'static str, fn(&mut AuditRow));
+
+    #[test]
+    fn every_edit_of_a_pseudonymised_row_is_named() {
+        let victim = Uuid::from_u128(0x51c7);
+        let edits: [Edit; 6] = [
+            ("subject", |r| r.subject_id = Some(Uuid::from_u128(0x51c7))),
+            ("actor", |r| {
+                r.actor_id = Some(Uuid::from_u128(0x51c7).to_string())
+            }),
+            ("ip", |r| r.ip = Some("203.0.113.66".into())),
+            ("user agent", |r| r.user_agent = Some("evil".into())),
+            ("reference", |r| {
+                r.pseudonym_of = Some("erasure:other".into())
+            }),
+            ("tag", |r| r.pseudonym_mac = Some([0; 32])),
+        ];
+        for (name, edit) in edits {
+            let mut chain = Chain::with(4);
+            chain.pseudonymize(&[2, 3], "erasure:1", true);
+            assert!(chain.verify().ok, "{name}");
+            edit(chain.row(2));
+            let found = findings(&chain);
+            // A new reference also takes the row out of its record's group.
+            assert_eq!(
+                found.first(),
+                Some(&Finding::Changed {
+                    seq: 2,
+                    what: "pseudonym"
+                }),
+                "{name} (victim {victim})"
+            );
+            assert_eq!(
+                found.len(),
+                if name == "reference" { 2 } else { 1 },
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn pseudonym_columns_on_a_row_that_keeps_its_salt_are_named() {
+        let mut chain = Chain::with(3);
+        chain.row(2).pseudonym_of = Some("erasure:1".into());
+        assert_eq!(
+            findings(&chain),
+            [Finding::Changed {
+                seq: 2,
+                what: "pseudonym"
+            }]
+        );
+    }
+
+    #[test]
+    fn rows_hidden_in_a_partly_pruned_group_are_named() {
+        let mut chain = Chain::with(8);
+        chain.pseudonymize(&[1, 2, 3, 8], "erasure:2", true);
+        chain.prune(3, true);
+        assert!(chain.verify().ok);
+        // A DBA hides rows 5..=7 in the group's slack: its record still counts 4 rows.
+        for seq in 5..=7 {
+            let row = chain.row(seq);
+            row.ip = None;
+            row.user_agent = None;
+            row.subject_id = None;
+            row.salt = None;
+            row.pseudonym_of = Some("erasure:2".into());
+            row.pseudonym_seq = Some(9);
+        }
+        assert_eq!(
+            findings(&chain),
+            [5, 6, 7].map(|seq| Finding::Changed {
+                seq,
+                what: "pseudonym"
+            })
+        );
+    }
+
+    #[test]
+    fn a_group_moved_or_restored_is_named_at_its_record() {
+        // Group A (row 2, record 5) moved under B (rows 3, record 6): A's record counts a row
+        // it no longer has, B's one too many.
+        let mut chain = Chain::with(4);
+        chain.pseudonymize(&[2], "erasure:a", true);
+        chain.pseudonymize(&[3], "erasure:b", true);
+        assert!(chain.verify().ok);
+        chain.row(2).pseudonym_seq = Some(6);
+        chain.row(2).pseudonym_of = Some("erasure:b".into());
+        assert_eq!(
+            findings(&chain),
+            [
+                Finding::Changed {
+                    seq: 2,
+                    what: "pseudonym"
+                },
+                Finding::Changed {
+                    seq: 5,
+                    what: "rows_digest"
+                },
+                Finding::Changed {
+                    seq: 6,
+                    what: "rows_digest"
+                },
+            ]
+        );
+        // A row put back from a backup with its personal data: MAC and digest are genuine, but
+        // its record counted it as pseudonymised.
+        let original = Chain::with(4).rows[1].clone();
+        let mut chain = Chain::with(4);
+        chain.pseudonymize(&[2, 3], "erasure:a", true);
+        *chain.row(2) = original;
+        assert_eq!(
+            findings(&chain),
+            [Finding::Changed {
+                seq: 5,
+                what: "rows_digest"
+            }]
+        );
+    }
+
+    #[test]
+    fn one_reference_used_by_two_records_verifies() {
+        let mut chain = Chain::with(6);
+        chain.pseudonymize(&[2], "erasure:1", true);
+        chain.pseudonymize(&[4, 5], "erasure:1", true);
+        let report = chain.verify();
+        assert!(report.ok, "{report:?}");
     }
 
     #[test]
@@ -708,6 +954,17 @@ mod tests {
                 Finding::Deleted { first: 8, last: 8 },
             ]
         );
+    }
+
+    #[test]
+    fn a_report_lists_a_bounded_number_of_findings_and_counts_them_all() {
+        let chain = Chain::with(MAX_FINDINGS + 5);
+        // A key nobody has: every row is a finding.
+        let other = AuditKeys::parse(&format!("v1:{}", "B".repeat(44))).unwrap();
+        let report = verify(&chain.rows, chain.head, &other, REALM);
+        assert!(!report.ok);
+        assert_eq!(report.findings.len(), MAX_FINDINGS);
+        assert_eq!(report.findings_total, MAX_FINDINGS as u64 + 5);
     }
 
     #[test]
