@@ -68,8 +68,8 @@
 
 pub mod binding;
 pub mod keyring;
-pub mod seal;
+pub mod token;
 
 pub use binding::{Binding, FRAMING_HEADER_LEN, FRAMING_V1, Purpose, frame};
 pub use keyring::{KEY_LEN, KeyId, KeyRing, KeyRingError};
-pub use seal::{Opened, SealedError, open, reencrypt, seal};
+pub use token::{Opened, SealedError, open, reencrypt, seal};

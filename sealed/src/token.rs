@@ -78,7 +78,7 @@ impl fmt::Debug for Opened {
 
 /// Encrypts `secret` for `binding` under the ring's first key: a standard Fernet token
 /// (base64url text) stamped `now_unix`, whose plaintext is the framing of
-/// [`frame`](crate::frame). The IV comes from the operating system's CSPRNG inside the fernet
+/// [`frame`]. The IV comes from the operating system's CSPRNG inside the fernet
 /// crate, which offers no way to pass one in (and a reused CBC IV would leak equal prefixes).
 pub fn seal(ring: &KeyRing, binding: Binding, secret: &[u8], now_unix: u64) -> String {
     let framed = frame(binding, secret);
