@@ -1,0 +1,46 @@
+//! Portcullis second factor, the pure part: everything the auth server needs to enrol an
+//! authenticator app and check its codes, and to issue and check recovery codes. No I/O, no
+//! clock and no random source of its own: the time is passed in as Unix seconds and every
+//! secret or code is made from random bytes the caller provides, so tests pin both and the
+//! auth server keeps a single CSPRNG.
+//!
+//! - [`totp`]: RFC 6238 codes with the realm's digits, period and hash ([`TotpParams`]), the
+//!   shared secret ([`TotpSecret`], base32 for display) and [`verify`], which returns the
+//!   matched [`TimeStep`] so the caller can refuse a second use of that step (replay) across
+//!   replicas;
+//!
+//! ```
+//! use portcullis_mfa::*;
+//! # fn main() -> Result<(), MfaError> {
+//! let params = TotpParams::new(Algorithm::Sha1, 6, 30)?;
+//! let secret = TotpSecret::generate([7; SECRET_LEN]);
+//! let now = 1_767_225_600;
+//! let code = generate(&params, &secret, now);
+//! assert_eq!(verify(&params, &secret, &code, now, 1), Some(params.time_step(now)));
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod totp;
+
+pub use totp::{
+    Algorithm, MIN_SECRET_LEN, SECRET_LEN, TimeStep, TotpParams, TotpSecret, generate, verify,
+};
+
+/// What can be wrong with the settings, secrets or keys handed to this crate. A code that does
+/// not match is not an error: the checks return `None`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MfaError {
+    /// RFC 4226 codes have 6 to 8 digits.
+    #[error("a TOTP code has 6 to 8 digits, not {0}")]
+    InvalidDigits(u32),
+    /// A time step of zero seconds.
+    #[error("the TOTP period must be at least one second")]
+    InvalidPeriod,
+    /// RFC 4226 section 4: the shared secret is at least 128 bits.
+    #[error("a TOTP secret has at least {MIN_SECRET_LEN} bytes, not {0}")]
+    SecretTooShort(usize),
+    /// Not RFC 4648 base32.
+    #[error("not a base32 secret")]
+    InvalidBase32,
+}
