@@ -8,12 +8,16 @@
 //!   shared secret ([`TotpSecret`], base32 for display) and [`verify`], which returns the
 //!   matched [`TimeStep`] so the caller can refuse a second use of that step (replay) across
 //!   replicas;
+//! - [`uri`]: the `otpauth://totp/...` enrolment URI (Key Uri Format);
 //!
 //! ```
 //! use portcullis_mfa::*;
 //! # fn main() -> Result<(), MfaError> {
 //! let params = TotpParams::new(Algorithm::Sha1, 6, 30)?;
 //! let secret = TotpSecret::generate([7; SECRET_LEN]);
+//! let uri = otpauth_uri(&params, &secret, "Acme", "alice@example.com")?;
+//! assert!(uri.starts_with("otpauth://totp/Acme:alice%40example.com?secret="));
+//!
 //! let now = 1_767_225_600;
 //! let code = generate(&params, &secret, now);
 //! assert_eq!(verify(&params, &secret, &code, now, 1), Some(params.time_step(now)));
@@ -22,10 +26,12 @@
 //! ```
 
 pub mod totp;
+pub mod uri;
 
 pub use totp::{
     Algorithm, MIN_SECRET_LEN, SECRET_LEN, TimeStep, TotpParams, TotpSecret, generate, verify,
 };
+pub use uri::otpauth_uri;
 
 /// What can be wrong with the settings, secrets or keys handed to this crate. A code that does
 /// not match is not an error: the checks return `None`.
@@ -43,4 +49,7 @@ pub enum MfaError {
     /// Not RFC 4648 base32.
     #[error("not a base32 secret")]
     InvalidBase32,
+    /// The issuer or the account name of an enrolment URI is empty.
+    #[error("the {0} of an otpauth URI must not be empty")]
+    EmptyLabel(&'static str),
 }
