@@ -9,6 +9,7 @@
 //!   matched [`TimeStep`] so the caller can refuse a second use of that step (replay) across
 //!   replicas;
 //! - [`uri`]: the `otpauth://totp/...` enrolment URI (Key Uri Format);
+//! - [`qr`]: that URI as a QR code, drawn as a small self-contained SVG;
 //!
 //! ```
 //! use portcullis_mfa::*;
@@ -17,6 +18,8 @@
 //! let secret = TotpSecret::generate([7; SECRET_LEN]);
 //! let uri = otpauth_uri(&params, &secret, "Acme", "alice@example.com")?;
 //! assert!(uri.starts_with("otpauth://totp/Acme:alice%40example.com?secret="));
+//! let svg = qr_svg(&uri, "Scan this code with your authenticator app")?;
+//! assert!(svg.starts_with("<svg"));
 //!
 //! let now = 1_767_225_600;
 //! let code = generate(&params, &secret, now);
@@ -25,9 +28,11 @@
 //! # }
 //! ```
 
+pub mod qr;
 pub mod totp;
 pub mod uri;
 
+pub use qr::qr_svg;
 pub use totp::{
     Algorithm, MIN_SECRET_LEN, SECRET_LEN, TimeStep, TotpParams, TotpSecret, generate, verify,
 };
@@ -52,4 +57,7 @@ pub enum MfaError {
     /// The issuer or the account name of an enrolment URI is empty.
     #[error("the {0} of an otpauth URI must not be empty")]
     EmptyLabel(&'static str),
+    /// The text does not fit in the largest QR code.
+    #[error("too long for a QR code")]
+    QrDataTooLong,
 }
