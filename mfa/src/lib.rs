@@ -10,6 +10,7 @@
 //!   replicas;
 //! - [`uri`]: the `otpauth://totp/...` enrolment URI (Key Uri Format);
 //! - [`qr`]: that URI as a QR code, drawn as a small self-contained SVG;
+//! - [`recovery`]: single-use recovery codes, their keyed hashes and a constant-time lookup.
 //!
 //! ```
 //! use portcullis_mfa::*;
@@ -24,15 +25,28 @@
 //! let now = 1_767_225_600;
 //! let code = generate(&params, &secret, now);
 //! assert_eq!(verify(&params, &secret, &code, now, 1), Some(params.time_step(now)));
+//!
+//! // Recovery codes: shown once, stored as keyed hashes, each found (then spent) by index.
+//! let key = RecoveryKey::new(b"the realm's pepper, 32 bytes or so")?;
+//! let random: Vec<u8> = (0..2 * RECOVERY_CODE_RANDOM_BYTES as u8).collect(); // from a CSPRNG
+//! let codes = generate_recovery_codes(2, &random)?;
+//! let stored: Vec<RecoveryCodeHash> = codes.iter().map(|c| key.hash(c)).collect();
+//! let typed = codes[1].as_str().to_uppercase().replace('-', " ");
+//! assert_eq!(key.find(&typed, &stored), Some(1));
 //! # Ok(())
 //! # }
 //! ```
 
 pub mod qr;
+pub mod recovery;
 pub mod totp;
 pub mod uri;
 
 pub use qr::qr_svg;
+pub use recovery::{
+    RECOVERY_CODE_LEN, RECOVERY_CODE_RANDOM_BYTES, RecoveryCode, RecoveryCodeHash, RecoveryKey,
+    generate_recovery_codes,
+};
 pub use totp::{
     Algorithm, MIN_SECRET_LEN, SECRET_LEN, TimeStep, TotpParams, TotpSecret, generate, verify,
 };
@@ -60,4 +74,15 @@ pub enum MfaError {
     /// The text does not fit in the largest QR code.
     #[error("too long for a QR code")]
     QrDataTooLong,
+    /// The caller handed over the wrong amount of random bytes.
+    #[error("expected {expected} random bytes, got {got}")]
+    RandomLength {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The recovery-code key is shorter than [`recovery::MIN_KEY_LEN`].
+    #[error("the recovery code key has at least {} bytes", recovery::MIN_KEY_LEN)]
+    KeyTooShort,
 }
