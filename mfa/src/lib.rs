@@ -1,0 +1,88 @@
+//! Portcullis second factor, the pure part: everything the auth server needs to enrol an
+//! authenticator app and check its codes, and to issue and check recovery codes. No I/O, no
+//! clock and no random source of its own: the time is passed in as Unix seconds and every
+//! secret or code is made from random bytes the caller provides, so tests pin both and the
+//! auth server keeps a single CSPRNG.
+//!
+//! - [`totp`]: RFC 6238 codes with the realm's digits, period and hash ([`TotpParams`]), the
+//!   shared secret ([`TotpSecret`], base32 for display) and [`verify`], which returns the
+//!   matched [`TimeStep`] so the caller can refuse a second use of that step (replay) across
+//!   replicas;
+//! - [`uri`]: the `otpauth://totp/...` enrolment URI (Key Uri Format);
+//! - [`qr`]: that URI as a QR code, drawn as a small self-contained SVG;
+//! - [`recovery`]: single-use recovery codes, their keyed hashes and a constant-time lookup.
+//!
+//! ```
+//! use portcullis_mfa::*;
+//! # fn main() -> Result<(), MfaError> {
+//! let params = TotpParams::new(Algorithm::Sha1, 6, 30)?;
+//! let secret = TotpSecret::generate([7; SECRET_LEN]);
+//! let uri = otpauth_uri(&params, &secret, "Acme", "alice@example.com")?;
+//! assert!(uri.starts_with("otpauth://totp/Acme:alice%40example.com?secret="));
+//! let svg = qr_svg(&uri, "Scan this code with your authenticator app")?;
+//! assert!(svg.starts_with("<svg"));
+//!
+//! let now = 1_767_225_600;
+//! let code = generate(&params, &secret, now);
+//! assert_eq!(verify(&params, &secret, &code, now, 1), Some(params.time_step(now)));
+//!
+//! // Recovery codes: shown once, stored as keyed hashes, each found (then spent) by index.
+//! let key = RecoveryKey::new(b"the realm's pepper, 32 bytes or so")?;
+//! let random: Vec<u8> = (0..2 * RECOVERY_CODE_RANDOM_BYTES as u8).collect(); // from a CSPRNG
+//! let codes = generate_recovery_codes(2, &random)?;
+//! let stored: Vec<RecoveryCodeHash> = codes.iter().map(|c| key.hash(c)).collect();
+//! let typed = codes[1].as_str().to_uppercase().replace('-', " ");
+//! assert_eq!(key.find(&typed, &stored), Some(1));
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod qr;
+pub mod recovery;
+pub mod totp;
+pub mod uri;
+
+pub use qr::qr_svg;
+pub use recovery::{
+    RECOVERY_CODE_LEN, RECOVERY_CODE_RANDOM_BYTES, RecoveryCode, RecoveryCodeHash, RecoveryKey,
+    generate_recovery_codes,
+};
+pub use totp::{
+    Algorithm, MIN_SECRET_LEN, SECRET_LEN, TimeStep, TotpParams, TotpSecret, generate, verify,
+};
+pub use uri::otpauth_uri;
+
+/// What can be wrong with the settings, secrets or keys handed to this crate. A code that does
+/// not match is not an error: the checks return `None`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MfaError {
+    /// RFC 4226 codes have 6 to 8 digits.
+    #[error("a TOTP code has 6 to 8 digits, not {0}")]
+    InvalidDigits(u32),
+    /// A time step of zero seconds.
+    #[error("the TOTP period must be at least one second")]
+    InvalidPeriod,
+    /// RFC 4226 section 4: the shared secret is at least 128 bits.
+    #[error("a TOTP secret has at least {MIN_SECRET_LEN} bytes, not {0}")]
+    SecretTooShort(usize),
+    /// Not RFC 4648 base32.
+    #[error("not a base32 secret")]
+    InvalidBase32,
+    /// The issuer or the account name of an enrolment URI is empty.
+    #[error("the {0} of an otpauth URI must not be empty")]
+    EmptyLabel(&'static str),
+    /// The text does not fit in the largest QR code.
+    #[error("too long for a QR code")]
+    QrDataTooLong,
+    /// The caller handed over the wrong amount of random bytes.
+    #[error("expected {expected} random bytes, got {got}")]
+    RandomLength {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The recovery-code key is shorter than [`recovery::MIN_KEY_LEN`].
+    #[error("the recovery code key has at least {} bytes", recovery::MIN_KEY_LEN)]
+    KeyTooShort,
+}

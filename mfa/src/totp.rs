@@ -1,0 +1,487 @@
+//! Time-based one-time passwords (RFC 6238) over `totp-rs`, with the realm's settings.
+//!
+//! `totp-rs` computes the codes; this module owns the policy around them: which inputs count
+//! as a code, the skew window, a comparison that does not stop at the first match, and the
+//! matched [`TimeStep`], which the caller records (in Redis, shared by the replicas) so that a
+//! code is accepted once per step.
+
+use std::fmt;
+
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use crate::MfaError;
+
+/// RFC 4226 section 4: a shared secret has at least 128 bits.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Length of a generated secret: 160 bits, RFC 4226's recommendation and SHA-1's output size,
+/// what authenticator apps expect.
+pub const SECRET_LEN: usize = 20;
+
+/// The HMAC hash of the codes. Authenticator apps differ in what they support beyond SHA-1
+/// (some silently use SHA-1 whatever the URI says), so SHA-1 is the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// HMAC-SHA-1, RFC 6238's default and every app's.
+    #[default]
+    Sha1,
+    /// HMAC-SHA-256.
+    Sha256,
+    /// HMAC-SHA-512.
+    Sha512,
+}
+
+impl Algorithm {
+    /// The name used in `otpauth://` URIs: `SHA1`, `SHA256` or `SHA512`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+            Self::Sha512 => "SHA512",
+        }
+    }
+
+    fn to_totp_rs(self) -> totp_rs::Algorithm {
+        match self {
+            Self::Sha1 => totp_rs::Algorithm::SHA1,
+            Self::Sha256 => totp_rs::Algorithm::SHA256,
+            Self::Sha512 => totp_rs::Algorithm::SHA512,
+        }
+    }
+}
+
+/// A realm's TOTP settings (`mfa.totp.digits` and `mfa.totp.period`, and the hash), checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TotpParams {
+    algorithm: Algorithm,
+    digits: u8,
+    period: u32,
+}
+
+impl Default for TotpParams {
+    /// SHA-1, 6 digits, 30 seconds: what every authenticator app supports.
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+        }
+    }
+}
+
+impl TotpParams {
+    /// Settings from the realm's values; `digits` and `period` have the CRD's types.
+    ///
+    /// # Errors
+    /// [`MfaError::InvalidDigits`] outside 6..=8 (RFC 4226 section 5.3),
+    /// [`MfaError::InvalidPeriod`] for a period of zero.
+    pub fn new(algorithm: Algorithm, digits: u32, period: u32) -> Result<Self, MfaError> {
+        let digits = match digits {
+            6..=8 => digits as u8,
+            _ => return Err(MfaError::InvalidDigits(digits)),
+        };
+        if period == 0 {
+            return Err(MfaError::InvalidPeriod);
+        }
+        Ok(Self {
+            algorithm,
+            digits,
+            period,
+        })
+    }
+
+    /// The HMAC hash.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Digits per code.
+    pub fn digits(&self) -> u32 {
+        u32::from(self.digits)
+    }
+
+    /// Seconds per time step.
+    pub fn period(&self) -> u32 {
+        self.period
+    }
+
+    /// The time step that `now_unix` falls in (RFC 6238's `T`, with `T0 = 0`).
+    pub fn time_step(&self, now_unix: u64) -> TimeStep {
+        TimeStep(now_unix / u64::from(self.period))
+    }
+
+    /// The last Unix second at which a code of `step` is still accepted with `skew_steps` of
+    /// skew: how long the caller must remember a used step to refuse its replay (for example
+    /// the expiry of the Redis key).
+    pub fn last_accepted_at(&self, step: TimeStep, skew_steps: u8) -> u64 {
+        let period = u64::from(self.period);
+        step.0
+            .saturating_add(u64::from(skew_steps))
+            .saturating_add(1)
+            .saturating_mul(period)
+            .saturating_sub(1)
+    }
+
+    fn totp(&self, secret: &TotpSecret) -> totp_rs::Totp {
+        // `build_noncompliant` skips the builder's checks, which `TotpParams::new` and
+        // `TotpSecret` have already made (digits 6..=8, period > 0, secret >= 128 bits); the
+        // checked `build` would return a `Result` that cannot fail here.
+        totp_rs::Builder::new()
+            .with_algorithm(self.algorithm.to_totp_rs())
+            .with_digits(self.digits)
+            .with_step_duration(u64::from(self.period))
+            .with_skew(0)
+            .with_secret(secret.0.clone())
+            .build_noncompliant()
+    }
+}
+
+/// An RFC 6238 time step (the counter `floor(unix / period)`): the unit of replay protection.
+/// A code verified at step `s` must not be accepted again for `s`, even on another replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimeStep(pub u64);
+
+impl TimeStep {
+    /// The counter value.
+    pub fn value(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for TimeStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The shared secret of an enrolled authenticator. `Debug` does not show it.
+#[derive(Clone)]
+pub struct TotpSecret(Vec<u8>);
+
+impl fmt::Debug for TotpSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TotpSecret({} bytes)", self.0.len())
+    }
+}
+
+impl TotpSecret {
+    /// A new 160-bit secret from random bytes the caller draws from a CSPRNG.
+    pub fn generate(random: [u8; SECRET_LEN]) -> Self {
+        Self(random.to_vec())
+    }
+
+    /// A secret from its bytes, for example a stored one after decryption, or a longer one
+    /// for SHA-256/512 (RFC 6238 uses 32 and 64 bytes there).
+    ///
+    /// # Errors
+    /// [`MfaError::SecretTooShort`] under [`MIN_SECRET_LEN`] bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, MfaError> {
+        if bytes.len() < MIN_SECRET_LEN {
+            return Err(MfaError::SecretTooShort(bytes.len()));
+        }
+        Ok(Self(bytes.to_vec()))
+    }
+
+    /// A secret typed or pasted in base32; case, spaces and `=` padding are ignored.
+    ///
+    /// # Errors
+    /// [`MfaError::InvalidBase32`], or [`MfaError::SecretTooShort`].
+    pub fn from_base32(text: &str) -> Result<Self, MfaError> {
+        let cleaned: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '=')
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        let secret =
+            totp_rs::Secret::try_from_base32(&cleaned).map_err(|_| MfaError::InvalidBase32)?;
+        Self::from_bytes(secret.as_bytes())
+    }
+
+    /// The raw bytes, to be stored (encrypted).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// RFC 4648 base32 without padding, upper case: the `secret` of the URI and the text
+    /// shown for manual entry.
+    pub fn to_base32(&self) -> String {
+        totp_rs::Secret::new(self.0.clone().into_boxed_slice()).to_base32()
+    }
+}
+
+/// The code for `now_unix`, as the authenticator app shows it (zero-padded to the digits).
+/// The server needs it only in tests and tools; [`verify`] is the check.
+pub fn generate(params: &TotpParams, secret: &TotpSecret, now_unix: u64) -> String {
+    params.totp(secret).generate(now_unix).to_string()
+}
+
+/// Checks a code typed by the user against the steps from `skew_steps` before to
+/// `skew_steps` after the step of `now_unix` (RFC 6238 section 5.2 recommends one), and returns
+/// the step it matched. The caller accepts the code only if that step was not used before
+/// for this user (replay), then records it until [`TotpParams::last_accepted_at`].
+///
+/// Whitespace anywhere is ignored (apps show `123 456`); anything else that is not exactly
+/// the realm's number of ASCII digits is refused before any HMAC is computed.
+///
+/// Every step of the window is computed and compared in constant time, without stopping at a
+/// match, so the timing does not tell which step matched or how many digits were right. If two
+/// steps give the same code (one chance in 10^digits), the current one wins, then the past.
+pub fn verify(
+    params: &TotpParams,
+    secret: &TotpSecret,
+    code: &str,
+    now_unix: u64,
+    skew_steps: u8,
+) -> Option<TimeStep> {
+    let mut typed = [0u8; 8];
+    let mut len = 0usize;
+    for c in code.chars().filter(|c| !c.is_whitespace()) {
+        if !c.is_ascii_digit() || len == usize::from(params.digits) {
+            return None;
+        }
+        typed[len] = c as u8;
+        len += 1;
+    }
+    if len != usize::from(params.digits) {
+        return None;
+    }
+    let typed = &typed[..len];
+
+    let totp = params.totp(secret);
+    let period = u64::from(params.period);
+    let now = params.time_step(now_unix).0;
+    let mut matched = subtle::Choice::from(0);
+    let mut step = 0u64;
+    // Current step first, then the past, then the future: the order decides a collision.
+    let offsets = std::iter::once(0i64)
+        .chain((1..=i64::from(skew_steps)).map(|o| -o))
+        .chain(1..=i64::from(skew_steps));
+    for offset in offsets {
+        let Some(candidate) = now.checked_add_signed(offset) else {
+            continue;
+        };
+        let Some(at) = candidate.checked_mul(period) else {
+            continue;
+        };
+        let expected = totp.generate(at).to_string();
+        let equal = expected.as_bytes().ct_eq(typed);
+        step = u64::conditional_select(&step, &candidate, equal & !matched);
+        matched |= equal;
+    }
+    bool::from(matched).then_some(TimeStep(step))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_SHA1: &[u8] = b"12345678901234567890";
+    const SEED_SHA256: &[u8] = b"12345678901234567890123456789012";
+    const SEED_SHA512: &[u8] = b"1234567890123456789012345678901234567890123456789012345678901234";
+
+    /// RFC 6238 Appendix B: (time, SHA-1, SHA-256, SHA-512), 8 digits, 30 s.
+    const RFC6238_VECTORS: [(u64, &str, &str, &str); 6] = [
+        (59, "94287082", "46119246", "90693936"),
+        (1_111_111_109, "07081804", "68084774", "25091201"),
+        (1_111_111_111, "14050471", "67062674", "99943326"),
+        (1_234_567_890, "89005924", "91819424", "93441116"),
+        (2_000_000_000, "69279037", "90698825", "38618901"),
+        (20_000_000_000, "65353130", "77737706", "47863826"),
+    ];
+
+    fn rfc_cases() -> Vec<(Algorithm, TotpSecret, u64, &'static str)> {
+        let mut cases = Vec::new();
+        for (time, sha1, sha256, sha512) in RFC6238_VECTORS {
+            for (algorithm, seed, code) in [
+                (Algorithm::Sha1, SEED_SHA1, sha1),
+                (Algorithm::Sha256, SEED_SHA256, sha256),
+                (Algorithm::Sha512, SEED_SHA512, sha512),
+            ] {
+                cases.push((algorithm, TotpSecret::from_bytes(seed).unwrap(), time, code));
+            }
+        }
+        cases
+    }
+
+    #[test]
+    fn generate_matches_the_rfc_6238_appendix_b_vectors() {
+        for (algorithm, secret, time, code) in rfc_cases() {
+            let params = TotpParams::new(algorithm, 8, 30).unwrap();
+            assert_eq!(
+                generate(&params, &secret, time),
+                code,
+                "{algorithm:?} at {time}"
+            );
+        }
+    }
+
+    #[test]
+    fn verify_accepts_the_rfc_vectors_and_returns_their_step() {
+        for (algorithm, secret, time, code) in rfc_cases() {
+            let params = TotpParams::new(algorithm, 8, 30).unwrap();
+            assert_eq!(
+                verify(&params, &secret, code, time, 1),
+                Some(TimeStep(time / 30)),
+                "{algorithm:?} at {time}"
+            );
+        }
+        // RFC 6238's table gives T for two of them: 0x23523EC and 0x27BC86AA.
+        let params = TotpParams::new(Algorithm::Sha1, 8, 30).unwrap();
+        let secret = TotpSecret::from_bytes(SEED_SHA1).unwrap();
+        let step = verify(&params, &secret, "07081804", 1_111_111_109, 1).unwrap();
+        assert_eq!(step.value(), 0x23523EC);
+        let step = verify(&params, &secret, "65353130", 20_000_000_000, 1).unwrap();
+        assert_eq!(step.value(), 0x27BC86AA);
+    }
+
+    #[test]
+    fn one_step_of_skew_is_accepted_and_two_are_refused() {
+        let params = TotpParams::default();
+        let secret = TotpSecret::generate(*b"abcdefghijklmnopqrst");
+        let now = 1_767_225_615; // the middle of a step
+        let current = params.time_step(now).value();
+        for (offset, accepted) in [(-2i64, false), (-1, true), (0, true), (1, true), (2, false)] {
+            let step = current.checked_add_signed(offset).unwrap();
+            let code = generate(&params, &secret, step * 30);
+            let expected = accepted.then_some(TimeStep(step));
+            assert_eq!(
+                verify(&params, &secret, &code, now, 1),
+                expected,
+                "offset {offset}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_skew_accepts_only_the_current_step() {
+        let params = TotpParams::default();
+        let secret = TotpSecret::generate([3; SECRET_LEN]);
+        let now = 1_767_225_600;
+        let previous = generate(&params, &secret, now - 30);
+        assert_eq!(verify(&params, &secret, &previous, now, 0), None);
+        let current = generate(&params, &secret, now);
+        assert_eq!(
+            verify(&params, &secret, &current, now, 0),
+            Some(params.time_step(now))
+        );
+    }
+
+    #[test]
+    fn the_first_steps_after_the_epoch_do_not_underflow() {
+        let params = TotpParams::default();
+        let secret = TotpSecret::generate([5; SECRET_LEN]);
+        let code = generate(&params, &secret, 0);
+        assert_eq!(verify(&params, &secret, &code, 10, 2), Some(TimeStep(0)));
+    }
+
+    #[test]
+    fn the_realms_digits_and_period_are_used() {
+        let secret = TotpSecret::from_bytes(SEED_SHA1).unwrap();
+        // RFC 6238's T=59 SHA-1 code is 94287082; 6 and 7 digits are its last digits.
+        let six = TotpParams::new(Algorithm::Sha1, 6, 30).unwrap();
+        assert_eq!(generate(&six, &secret, 59), "287082");
+        let seven = TotpParams::new(Algorithm::Sha1, 7, 30).unwrap();
+        assert_eq!(generate(&seven, &secret, 59), "4287082");
+        // With 60-second steps, 59 and 119 fall in steps 0 and 1 (counter 1 = T=59 at 30 s).
+        let minute = TotpParams::new(Algorithm::Sha1, 8, 60).unwrap();
+        assert_eq!(generate(&minute, &secret, 119), "94287082");
+        assert_eq!(minute.time_step(119), TimeStep(1));
+        assert_eq!(
+            verify(&minute, &secret, "94287082", 100, 0),
+            Some(TimeStep(1))
+        );
+    }
+
+    #[test]
+    fn malformed_codes_are_refused() {
+        let params = TotpParams::default();
+        let secret = TotpSecret::from_bytes(SEED_SHA1).unwrap();
+        let now = 59;
+        let good = generate(&params, &secret, now);
+        assert_eq!(good, "287082");
+        assert!(verify(&params, &secret, &good, now, 1).is_some());
+        assert!(verify(&params, &secret, " 287 082\t", now, 1).is_some());
+        for bad in [
+            "",
+            "28708",
+            "2870821",
+            "0287082",
+            "+287082",
+            "-28708",
+            "28708a",
+            "287,082",
+            "２８７０８２", // full-width digits
+            "287082\u{0}",
+        ] {
+            assert_eq!(verify(&params, &secret, bad, now, 1), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_code_or_secret_is_refused() {
+        let params = TotpParams::default();
+        let secret = TotpSecret::from_bytes(SEED_SHA1).unwrap();
+        assert_eq!(verify(&params, &secret, "287083", 59, 1), None);
+        let other = TotpSecret::generate([1; SECRET_LEN]);
+        assert_eq!(verify(&params, &other, "287082", 59, 1), None);
+        let sha256 = TotpParams::new(Algorithm::Sha256, 6, 30).unwrap();
+        assert_eq!(verify(&sha256, &secret, "287082", 59, 1), None);
+    }
+
+    #[test]
+    fn settings_outside_the_rfc_are_refused() {
+        assert_eq!(
+            TotpParams::new(Algorithm::Sha1, 5, 30),
+            Err(MfaError::InvalidDigits(5))
+        );
+        assert_eq!(
+            TotpParams::new(Algorithm::Sha1, 9, 30),
+            Err(MfaError::InvalidDigits(9))
+        );
+        assert_eq!(
+            TotpParams::new(Algorithm::Sha1, 6, 0),
+            Err(MfaError::InvalidPeriod)
+        );
+        assert!(TotpParams::new(Algorithm::Sha512, 8, 120).is_ok());
+        assert_eq!(
+            TotpSecret::from_bytes(&[0; 15]).err(),
+            Some(MfaError::SecretTooShort(15))
+        );
+    }
+
+    #[test]
+    fn a_used_step_stays_refusable_until_its_last_accepted_second() {
+        let params = TotpParams::default();
+        let secret = TotpSecret::generate([9; SECRET_LEN]);
+        let step = params.time_step(1_767_225_600);
+        let code = generate(&params, &secret, 1_767_225_600);
+        let last = params.last_accepted_at(step, 1);
+        assert_eq!(verify(&params, &secret, &code, last, 1), Some(step));
+        assert_eq!(verify(&params, &secret, &code, last + 1, 1), None);
+    }
+
+    #[test]
+    fn secrets_are_160_bits_and_base32_without_padding() {
+        let secret = TotpSecret::from_bytes(SEED_SHA1).unwrap();
+        assert_eq!(secret.to_base32(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        // 16 bytes is 26 base32 characters; padded it would be 32.
+        let short = TotpSecret::from_bytes(&[0xff; 16]).unwrap();
+        assert_eq!(short.to_base32(), "77777777777777777777777774");
+        let generated = TotpSecret::generate([0xA5; SECRET_LEN]);
+        assert_eq!(generated.as_bytes().len() * 8, 160);
+        let back = TotpSecret::from_base32(&generated.to_base32().to_lowercase()).unwrap();
+        assert_eq!(back.as_bytes(), generated.as_bytes());
+        let spaced = TotpSecret::from_base32("gezd gnbv gy3t qojq gezd gnbv gy3t qojq").unwrap();
+        assert_eq!(spaced.as_bytes(), SEED_SHA1);
+        assert_eq!(
+            TotpSecret::from_base32("GEZDGNBV1").err(),
+            Some(MfaError::InvalidBase32)
+        );
+    }
+
+    #[test]
+    fn debug_does_not_show_the_secret() {
+        let secret = TotpSecret::from_bytes(SEED_SHA1).unwrap();
+        assert_eq!(format!("{secret:?}"), "TotpSecret(20 bytes)");
+    }
+}
