@@ -12,6 +12,11 @@
 //! ([`ReplayError::Full`]: answer 503, the sender retries later) rather than forgetting a live
 //! id, which would let its replay through.
 //!
+//! Recording an id is not processing it. If the receiver cannot hand the event off (its queue
+//! or database fails) after [`ReplayGuard::check`] accepted it, it must call
+//! [`ReplayGuard::forget`] and answer 503: otherwise the sender's retry, carrying the same id,
+//! would be answered "duplicate", marked delivered, and the event lost.
+//!
 //! The guard is per process and lasts minutes. Retries of a delivery whose 2xx got lost can
 //! come hours later; deduplicating those is the receiver's own store of processed ids.
 
@@ -69,6 +74,16 @@ impl ReplayGuard {
         self.expiry.insert(id, until);
         self.by_expiry.insert((until, id));
         Ok(())
+    }
+
+    /// Forgets `id`, so its next delivery is accepted again. Call it when the event that
+    /// [`Self::check`] just accepted could not be handed off (queued or stored), before
+    /// answering 503: the sender's retry then gets a second chance instead of being taken
+    /// for a duplicate. Forgetting an unknown id does nothing.
+    pub fn forget(&mut self, id: Uuid) {
+        if let Some(until) = self.expiry.remove(&id) {
+            self.by_expiry.remove(&(until, id));
+        }
     }
 
     /// How many ids are remembered.
@@ -154,6 +169,33 @@ mod tests {
         // Once the first ids expire there is room again.
         assert_eq!(guard.check(id(4), T + 601), Ok(()));
         assert_eq!(guard.len(), 1);
+    }
+
+    #[test]
+    fn a_forgotten_id_is_accepted_again_so_a_failed_hand_off_can_be_retried() {
+        let mut guard = ReplayGuard::new(DEFAULT_WINDOW, 10);
+        assert_eq!(guard.check(id(1), T), Ok(()));
+        assert_eq!(guard.check(id(2), T), Ok(()));
+        // The hand-off of id 1 failed: forget it, answer 503; the retry 30 s later is taken.
+        guard.forget(id(1));
+        assert_eq!(guard.len(), 1);
+        assert_eq!(guard.check(id(1), T + 30), Ok(()));
+        assert_eq!(
+            guard.check(id(1), T + 31),
+            Err(ReplayError::Replayed(id(1)))
+        );
+        // Other ids are untouched, and forgetting an unknown id is harmless.
+        assert_eq!(
+            guard.check(id(2), T + 31),
+            Err(ReplayError::Replayed(id(2)))
+        );
+        guard.forget(id(99));
+        assert_eq!(guard.len(), 2);
+        // The ordered index was cleaned too: id 1's first expiry does not evict its second.
+        assert_eq!(
+            guard.check(id(1), T + 601),
+            Err(ReplayError::Replayed(id(1)))
+        );
     }
 
     #[test]
