@@ -81,13 +81,31 @@ pub enum SignError {
     /// `t` is negative; the header carries digits only.
     #[error("the timestamp is negative")]
     NegativeTimestamp,
+    /// The secret file has more keys than receivers accept `v1` entries ([`MAX_SIGNATURES`]):
+    /// every delivery would be refused as malformed, so it is refused here (remove old lines).
+    #[error("the webhook secret has {lines} lines, more than {max}")]
+    TooManySecrets {
+        /// Its non-blank lines.
+        lines: usize,
+        /// [`MAX_SIGNATURES`].
+        max: usize,
+    },
 }
 
 /// The `Portcullis-Signature` value for `body` sent at `t` (Unix seconds): one `v1` per line
-/// of `secrets`, in file order. Each delivery attempt signs again with its own `t`.
+/// of `secrets`, in file order, at most [`MAX_SIGNATURES`] lines. Each delivery attempt signs
+/// again with its own `t`. The auth server should call it at start-up with its secret file,
+/// so a file that would make every delivery fail stops it there.
 pub fn sign(secrets: &str, t: i64, body: &[u8]) -> Result<String, SignError> {
     if t < 0 {
         return Err(SignError::NegativeTimestamp);
+    }
+    let lines = secret_lines(secrets).count();
+    if lines > MAX_SIGNATURES {
+        return Err(SignError::TooManySecrets {
+            lines,
+            max: MAX_SIGNATURES,
+        });
     }
     let mut header = format!("t={t}");
     let mut any = false;
@@ -356,6 +374,22 @@ mod tests {
     fn signing_needs_a_secret_and_a_non_negative_time() {
         assert_eq!(sign(" \n\r\n", T, BODY), Err(SignError::NoSecret));
         assert_eq!(sign("k", -1, BODY), Err(SignError::NegativeTimestamp));
+    }
+
+    #[test]
+    fn signing_refuses_more_secret_lines_than_a_receiver_accepts() {
+        let eight: String = (0..8).map(|n| format!("key-{n}\n\n")).collect();
+        let header = sign(&eight, 1, b"{}").unwrap();
+        assert_eq!(header.matches("v1=").count(), MAX_SIGNATURES);
+        assert_eq!(
+            verify(&eight, &header, b"{}", 1, Duration::from_secs(1)),
+            Ok(())
+        );
+        let nine = format!("{eight}key-8\n");
+        assert_eq!(
+            sign(&nine, 1, b"{}"),
+            Err(SignError::TooManySecrets { lines: 9, max: 8 })
+        );
     }
 
     #[test]
