@@ -4,10 +4,13 @@
     python3 webhook_receiver.py --serve 8000 SECRET_FILE   # a small HTTP receiver
     python3 webhook_receiver.py --check                    # the test mode, below
 
---check reads JSON lines on stdin, each {"secrets", "header", "body", "now"}, and prints one
-line per delivery: "<status> <outcome>", e.g. "204 accepted", "204 duplicate",
-"401 signature". The replay guard lasts for the whole run, as in a server. The crate
-portcullis-webhook runs it in its tests against its own signatures.
+--check reads JSON lines on stdin, each {"secrets", "header", "body", "now"} and optionally
+"fail_hand_off": true, and prints one line per delivery: "<status> <outcome>", e.g.
+"204 accepted", "204 duplicate", "401 signature", "503 hand_off". The replay guard lasts for
+the whole run, as in a server. The crate portcullis-webhook runs it in its tests against its
+own signatures.
+
+The server is an example: put it behind TLS and a reverse proxy that limits connections.
 """
 
 import hashlib
@@ -15,10 +18,12 @@ import hmac
 import json
 import sys
 import time
+import uuid
 
 WINDOW = 300  # seconds either way between the receiver's clock and t
 MAX_HEADER_LEN = 4096
 MAX_SIGNATURES = 8
+MAX_BODY = 64 * 1024  # real bodies are under 1 KiB; refuse more with 413 before verifying
 LOWER_HEX = set("0123456789abcdef")
 KEY_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
 DIGITS = set("0123456789")
@@ -95,18 +100,30 @@ class ReplayGuard:
         self.seen[event_id] = now + self.keep
         return True
 
+    def forget(self, event_id):
+        """Accept `event_id` again: its hand-off failed, so the sender's retry must be taken."""
+        self.seen.pop(event_id, None)
 
-def handle(secrets, guard, header, body, now):
-    """One delivery: (status, outcome). Process only on "accepted", and answer fast."""
+
+def handle(secrets, guard, header, body, now, hand_off):
+    """One delivery: (status, outcome). `hand_off(event)` queues or stores the event (any
+    type, known or not) and must be fast; process it after answering."""
     try:
         verify(secrets, header or "", body, now)
         event = json.loads(body)
-        if not guard.check(event["id"], now):
+        event_id = str(uuid.UUID(event["id"]))  # only the id is needed to answer
+        if not guard.check(event_id, now):
             return 204, "duplicate"  # already received: 2xx so it is not sent again
     except Rejected as e:
         return (503 if e.args[0] == "busy" else 401), e.args[0]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return 400, "body"
+    try:
+        hand_off(event)
+    except Exception:
+        # Recorded is not processed: forget the id so the retry is not taken for a duplicate.
+        guard.forget(event_id)
+        return 503, "hand_off"
     return 204, "accepted"
 
 
@@ -115,30 +132,53 @@ def check_mode():
     for line in sys.stdin:
         if line.strip():
             d = json.loads(line)
+
+            def hand_off(event, fail=d.get("fail_hand_off", False)):
+                if fail:
+                    raise OSError("queue down")
+
             status, outcome = handle(
-                d["secrets"], guard, d["header"], d["body"].encode("utf-8"), d["now"])
+                d["secrets"], guard, d["header"], d["body"].encode("utf-8"), d["now"],
+                hand_off)
             print(status, outcome, flush=True)
 
 
-def serve(port, secret_file):
-    from http.server import BaseHTTPRequestHandler, HTTPServer
+def body_length(value):
+    """The Content-Length as an int in 0..MAX_BODY, or None (411/413): never read unbounded."""
+    if value is None or not value.isdigit() or len(value) > 12:
+        return None
+    length = int(value)
+    return length if length <= MAX_BODY else None
 
-    with open(secret_file, encoding="utf-8") as f:
+
+def serve(port, secret_file):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    # newline="": split on \n only, as the sender does (a lone \r stays inside its line).
+    with open(secret_file, encoding="utf-8", newline="") as f:
         secrets = f.read()
-    guard = ReplayGuard()
+    guard, lock = ReplayGuard(), threading.Lock()
 
     class Receiver(BaseHTTPRequestHandler):
+        timeout = 10  # seconds per socket read: a slow client cannot hold a thread forever
+
         def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            status, outcome = handle(
-                secrets, guard, self.headers.get("Portcullis-Signature"), body,
-                int(time.time()))
-            if outcome == "accepted":
-                print(body.decode("utf-8"), flush=True)  # hand it to a queue here
+            length = body_length(self.headers.get("Content-Length"))
+            if length is None:
+                self.send_response(413)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                return
+            body = self.rfile.read(length)
+            with lock:
+                status, outcome = handle(
+                    secrets, guard, self.headers.get("Portcullis-Signature"), body,
+                    int(time.time()), lambda event: print(json.dumps(event), flush=True))
             self.send_response(status)
             self.end_headers()
 
-    HTTPServer(("127.0.0.1", port), Receiver).serve_forever()
+    ThreadingHTTPServer(("127.0.0.1", port), Receiver).serve_forever()
 
 
 if __name__ == "__main__":

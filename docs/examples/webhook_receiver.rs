@@ -4,19 +4,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use portcullis_webhook::{
-    BodyError, DEFAULT_WINDOW, Envelope, Event, ReplayError, ReplayGuard, verify,
-};
+use portcullis_webhook::{DEFAULT_WINDOW, Event, Received, ReplayError, ReplayGuard, verify};
 
 /// What the handler did with one delivery, and the status to answer.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Verified, new: process it (quickly, or queue it) and answer 204.
-    Accepted(Envelope),
-    /// Verified, but a type this receiver does not know: answer 204 and skip it, or it would
-    /// be retried for hours.
-    Skipped,
-    /// An id already received: answer 204 without processing it again.
+    /// Verified, new, and handed off (queued or stored): answer 204.
+    Accepted,
+    /// An id already received: answer 204 without handing it off again.
     Duplicate,
     /// Refused: the reason, and the status to answer.
     Refused(&'static str, u16),
@@ -26,7 +21,7 @@ impl Outcome {
     /// The HTTP status for the answer.
     pub fn status(&self) -> u16 {
         match self {
-            Outcome::Accepted(_) | Outcome::Skipped | Outcome::Duplicate => 204,
+            Outcome::Accepted | Outcome::Duplicate => 204,
             Outcome::Refused(_, status) => *status,
         }
     }
@@ -34,12 +29,14 @@ impl Outcome {
 
 /// Handles one delivery: `signature` is the `Portcullis-Signature` header, `body` the raw
 /// bytes as received (before any JSON parsing), `now` the receiver's clock in Unix seconds.
-pub fn handle(
+/// `hand_off` queues or stores the event and must be fast; process it after answering.
+pub fn handle<E>(
     secrets: &str,
     guard: &mut ReplayGuard,
     signature: Option<&str>,
     body: &[u8],
     now: i64,
+    hand_off: impl FnOnce(Received) -> Result<(), E>,
 ) -> Outcome {
     let Some(signature) = signature else {
         return Outcome::Refused("no signature", 401);
@@ -47,21 +44,29 @@ pub fn handle(
     if let Err(e) = verify(secrets, signature, body, now, DEFAULT_WINDOW) {
         return Outcome::Refused(e.reason(), 401);
     }
-    // Only now is the body trusted; its id (not the header's) is the one to dedupe on.
-    let envelope = match Envelope::from_body(body) {
-        Ok(envelope) => envelope,
-        Err(BodyError::UnknownType(_)) => return Outcome::Skipped,
-        Err(_) => return Outcome::Refused("body", 400),
+    // Only now is the body trusted; its id (not the header's) is the one to dedupe on. A type
+    // or value this version does not know is read as `Received::Unrecognised`, not refused: a
+    // 4xx would be retried for hours and then dropped.
+    let Ok(received) = Received::read(body) else {
+        return Outcome::Refused("body", 400);
     };
-    match guard.check(envelope.id, now) {
-        Ok(()) => Outcome::Accepted(envelope),
-        Err(ReplayError::Replayed(_)) => Outcome::Duplicate,
-        Err(ReplayError::Full) => Outcome::Refused("busy", 503),
+    let id = received.id();
+    match guard.check(id, now) {
+        Ok(()) => {}
+        Err(ReplayError::Replayed(_)) => return Outcome::Duplicate,
+        Err(ReplayError::Full) => return Outcome::Refused("busy", 503),
     }
+    // Recorded is not processed: if the hand-off fails, forget the id so the sender's retry
+    // is taken, not answered "duplicate" and lost.
+    if hand_off(received).is_err() {
+        guard.forget(id);
+        return Outcome::Refused("hand_off", 503);
+    }
+    Outcome::Accepted
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    use portcullis_webhook::{AccountLocked, RealmName, sign};
+    use portcullis_webhook::{AccountLocked, Envelope, RealmName, sign};
     use time::OffsetDateTime;
     use uuid::Uuid;
 
@@ -83,8 +88,112 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let header = sign(secrets, now, &body)?;
 
     for delivery in ["first", "replay"] {
-        let outcome = handle(secrets, &mut guard, Some(&header), &body, now);
+        let outcome = handle(secrets, &mut guard, Some(&header), &body, now, |event| {
+            // A real receiver puts the event on its queue here.
+            println!("queued {event:?}");
+            Ok::<(), std::convert::Infallible>(())
+        });
         println!("{delivery}: {} {outcome:?}", outcome.status());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is a failed assertion
+
+    use super::*;
+    use portcullis_webhook::{Envelope, MfaChanged, MfaMethod, RealmName, sign};
+    use uuid::Uuid;
+
+    const NOW: i64 = 1_767_225_600;
+    const SECRET: &str = "q9Vt2xKp7Lm4Rz8Nw3Hc6Jf1Yb5Ds0Ge2Ua7Wi9Ox4E";
+
+    fn body(id: u128) -> String {
+        let event = Event::MfaAdded(MfaChanged {
+            user_id: Uuid::from_u128(7),
+            method: MfaMethod::Totp,
+        });
+        let time = time::OffsetDateTime::from_unix_timestamp(NOW).unwrap();
+        let env = Envelope::new(
+            Uuid::from_u128(id),
+            time,
+            RealmName::new("acme").unwrap(),
+            event,
+        );
+        String::from_utf8(env.to_body().unwrap()).unwrap()
+    }
+
+    /// One delivery signed now with `SECRET`; the hand-off records what it got.
+    fn deliver(
+        guard: &mut ReplayGuard,
+        body: &str,
+        fail: bool,
+        got: &mut Vec<Received>,
+    ) -> Outcome {
+        let header = sign(SECRET, NOW, body.as_bytes()).unwrap();
+        handle(SECRET, guard, Some(&header), body.as_bytes(), NOW, |r| {
+            got.push(r);
+            if fail { Err("queue down") } else { Ok(()) }
+        })
+    }
+
+    #[test]
+    fn every_outcome_has_its_status_and_only_accepted_events_are_handed_off() {
+        let mut guard = ReplayGuard::new(DEFAULT_WINDOW, 1);
+        let mut got = Vec::new();
+        let b1 = body(1);
+        assert_eq!(deliver(&mut guard, &b1, false, &mut got), Outcome::Accepted);
+        assert_eq!(got.len(), 1);
+        assert!(matches!(got[0], Received::Known(_)));
+        let again = deliver(&mut guard, &b1, false, &mut got);
+        assert_eq!((again.status(), &again), (204, &Outcome::Duplicate));
+        // The guard (capacity 1) is full of a live id: 503, the sender retries later.
+        let busy = deliver(&mut guard, &body(2), false, &mut got);
+        assert_eq!(busy, Outcome::Refused("busy", 503));
+        assert_eq!(got.len(), 1);
+        let header = sign(SECRET, NOW, b1.as_bytes()).unwrap();
+        let no_sig = handle(SECRET, &mut guard, None, b1.as_bytes(), NOW, |_| {
+            Ok::<(), ()>(())
+        });
+        assert_eq!(no_sig.status(), 401);
+        let forged = handle(
+            "other",
+            &mut guard,
+            Some(&header),
+            b1.as_bytes(),
+            NOW,
+            |_| Ok::<(), ()>(()),
+        );
+        assert_eq!(forged, Outcome::Refused("signature", 401));
+        let mut other = ReplayGuard::new(DEFAULT_WINDOW, 10);
+        let garbage = deliver(&mut other, r#"{"type":"mfa.added"}"#, false, &mut got);
+        assert_eq!(garbage, Outcome::Refused("body", 400));
+        assert_eq!(got.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_hand_off_answers_503_and_the_retry_is_accepted_not_a_duplicate() {
+        let mut guard = ReplayGuard::new(DEFAULT_WINDOW, 10);
+        let mut got = Vec::new();
+        let b1 = body(1);
+        assert_eq!(
+            deliver(&mut guard, &b1, true, &mut got),
+            Outcome::Refused("hand_off", 503)
+        );
+        assert_eq!(deliver(&mut guard, &b1, false, &mut got), Outcome::Accepted);
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn a_new_enum_value_or_type_is_accepted_and_handed_off_raw() {
+        let mut guard = ReplayGuard::new(DEFAULT_WINDOW, 10);
+        let mut got = Vec::new();
+        let webauthn = body(1).replace(r#""method":"totp""#, r#""method":"webauthn""#);
+        let new_type = body(2).replace("mfa.added", "passkey.added");
+        for b in [&webauthn, &new_type] {
+            assert_eq!(deliver(&mut guard, b, false, &mut got), Outcome::Accepted);
+        }
+        assert!(got.iter().all(|r| matches!(r, Received::Unrecognised(_))));
+    }
 }

@@ -1,8 +1,16 @@
 //! The webhook body: `{"id","type","time","realm","data"}`.
 //!
-//! A receiver is a third party, so the body must never carry personal data or secrets. Every
-//! data struct below holds ids, numbers and closed enums only: there is no `String` field in
-//! which an email address or free text could be put, and adding one is a visible change here.
+//! A receiver is a third party, so the body carries no direct identifier and no secret. Every
+//! data struct below holds ids, numbers, closed enums and validated identifiers only (a realm
+//! or provider name, a DNS label): there is no field in which an email address, a name, an IP
+//! address, a token or free text could be put, and adding one is a visible change here. The
+//! `user_id` is still a pseudonymous identifier that the operator can resolve to a person, so
+//! under the GDPR (Art. 4(1), Recital 26) a body is personal data.
+//!
+//! Typed for the sender, liberal for the receiver: [`Envelope`] only builds bodies of the
+//! known types and values, while [`Received::read`] turns a verified body of a type or with
+//! values this version does not know into [`Received::Unrecognised`] (raw JSON), so a newer
+//! sender never makes an older receiver fail and the event retried until it dies.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -18,17 +26,7 @@ pub struct RealmName(String);
 impl RealmName {
     /// Accepts `name` if it is a DNS label.
     pub fn new(name: &str) -> Result<Self, BodyError> {
-        let bytes = name.as_bytes();
-        let edge_ok =
-            |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        let valid = !bytes.is_empty()
-            && bytes.len() <= 63
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-            && edge_ok(bytes.first())
-            && edge_ok(bytes.last());
-        if valid {
+        if is_dns_label(name) {
             Ok(Self(name.to_owned()))
         } else {
             Err(BodyError::InvalidRealm)
@@ -39,6 +37,54 @@ impl RealmName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A social sign-in provider's name as configured in the AuthRealm's `socialProviders`
+/// (`github`, `google`, `corp-sso`): a DNS label, as the CRD requires, so it cannot carry free
+/// text or a user's data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProviderName(String);
+
+impl ProviderName {
+    /// Accepts `name` if it is a DNS label.
+    pub fn new(name: &str) -> Result<Self, BodyError> {
+        if is_dns_label(name) {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(BodyError::InvalidProvider)
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for ProviderName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProviderName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::new(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+// 1–63 characters of `a-z`, `0-9` and `-`, starting and ending with a letter or digit.
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let edge_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && edge_ok(bytes.first())
+        && edge_ok(bytes.last())
 }
 
 /// How a new device was recognised as new (§7.3 of the protection plan).
@@ -121,6 +167,17 @@ pub struct AccountErased {
     pub user_id: Uuid,
 }
 
+/// `identity.linked`: a new sign-in method (a social provider's identity) was linked to the
+/// account, so the user can be warned if it was not them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityLinked {
+    /// The account.
+    pub user_id: Uuid,
+    /// The AuthRealm's name for the provider (`socialProviders[].name`), not the upstream
+    /// account: the upstream subject and email stay out of the body.
+    pub provider: ProviderName,
+}
+
 /// An event, its type and its typed data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 // Untagged: the envelope writes the type itself, `data` is just the struct.
@@ -140,17 +197,20 @@ pub enum Event {
     MfaRemoved(MfaChanged),
     /// `account.erased`
     AccountErased(AccountErased),
+    /// `identity.linked`
+    IdentityLinked(IdentityLinked),
 }
 
 impl Event {
     /// Every event type, in the order of the documentation.
-    pub const TYPES: [&'static str; 7] = [
+    pub const TYPES: [&'static str; 8] = [
         "account.locked",
         "login.new_device",
         "password.breached",
         "password.changed",
         "mfa.added",
         "mfa.removed",
+        "identity.linked",
         "account.erased",
     ];
 
@@ -164,6 +224,7 @@ impl Event {
             Event::MfaAdded(_) => "mfa.added",
             Event::MfaRemoved(_) => "mfa.removed",
             Event::AccountErased(_) => "account.erased",
+            Event::IdentityLinked(_) => "identity.linked",
         }
     }
 
@@ -176,6 +237,7 @@ impl Event {
             Event::PasswordChanged(d) => d.user_id,
             Event::MfaAdded(d) | Event::MfaRemoved(d) => d.user_id,
             Event::AccountErased(d) => d.user_id,
+            Event::IdentityLinked(d) => d.user_id,
         }
     }
 
@@ -191,6 +253,7 @@ impl Event {
             "mfa.added" => Event::MfaAdded(data(data_value(raw)?)?),
             "mfa.removed" => Event::MfaRemoved(data(data_value(raw)?)?),
             "account.erased" => Event::AccountErased(data(data_value(raw)?)?),
+            "identity.linked" => Event::IdentityLinked(data(data_value(raw)?)?),
             // Bounded: the type is echoed in the error, and it came from outside.
             other => return Err(BodyError::UnknownType(other.chars().take(64).collect())),
         })
@@ -221,11 +284,14 @@ pub struct Envelope {
 }
 
 /// Why a body could not be built or read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum BodyError {
     /// The realm is not a DNS label.
     #[error("the realm name is not a DNS label")]
     InvalidRealm,
+    /// The provider name is not a DNS label.
+    #[error("the provider name is not a DNS label")]
+    InvalidProvider,
     /// The time cannot be written as RFC 3339 (a year outside 0–9999).
     #[error("the event time cannot be written as RFC 3339")]
     InvalidTime,
@@ -309,6 +375,69 @@ impl Envelope {
     }
 }
 
+/// A verified body as a receiver reads it: typed when this version knows its type and values,
+/// raw otherwise. Either way the receiver dedupes on the id, hands it off and answers 2xx:
+/// later versions add event types and enum values (a new `mfa.added` method, a new `device`),
+/// and refusing those would only have the sender retry them for hours and then drop them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    /// A type and data this version knows.
+    Known(Envelope),
+    /// A body this version cannot type: store or skip it, but answer 2xx.
+    Unrecognised(RawEvent),
+}
+
+/// A verified body this version could not type, kept as received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEvent {
+    /// The event id, to dedupe on.
+    pub id: Uuid,
+    /// The `type`, if the body has a string there.
+    pub kind: Option<String>,
+    /// The whole body as JSON.
+    pub body: serde_json::Value,
+    /// Why it could not be typed (the type is unknown, or the data or envelope holds a value
+    /// this version does not know).
+    pub why: BodyError,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: Uuid,
+}
+
+impl Received {
+    /// Reads a body (after [`crate::verify`] accepted it). Refuses only a body that is not a
+    /// JSON object with a UUID `id`, since without an id it cannot be deduplicated; anything
+    /// else this version does not understand becomes [`Received::Unrecognised`].
+    pub fn read(body: &[u8]) -> Result<Self, BodyError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| BodyError::Json(e.to_string()))?;
+        let IdOnly { id } =
+            IdOnly::deserialize(&value).map_err(|e| BodyError::Json(e.to_string()))?;
+        match Envelope::from_body(body) {
+            Ok(envelope) => Ok(Received::Known(envelope)),
+            Err(why) => Ok(Received::Unrecognised(RawEvent {
+                id,
+                kind: value
+                    .get("type")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned),
+                body: value,
+                why,
+            })),
+        }
+    }
+
+    /// The event id, to dedupe on.
+    pub fn id(&self) -> Uuid {
+        match self {
+            Received::Known(envelope) => envelope.id,
+            Received::Unrecognised(raw) => raw.id,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +470,10 @@ mod tests {
             Event::MfaRemoved(MfaChanged {
                 user_id,
                 method: MfaMethod::RecoveryCodes,
+            }),
+            Event::IdentityLinked(IdentityLinked {
+                user_id,
+                provider: ProviderName::new("github").unwrap(),
             }),
             Event::AccountErased(AccountErased { user_id }),
         ]
@@ -443,6 +576,74 @@ mod tests {
         assert!(matches!(
             Envelope::from_body(b"not json"),
             Err(BodyError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn a_receiver_reads_unknown_types_and_values_as_raw_events_not_errors() {
+        let good = String::from_utf8(envelope(every_event().remove(4)).to_body().unwrap()).unwrap();
+        assert!(good.contains(r#""method":"totp""#), "{good}");
+        let id = Uuid::parse_str("0b7e4d52-3c1f-4a8e-9d2b-6f5a4c3b2a10").unwrap();
+        // A later version adds WebAuthn: a new value of a known type's enum.
+        let webauthn = good.replace(r#""method":"totp""#, r#""method":"webauthn""#);
+        assert!(Envelope::from_body(webauthn.as_bytes()).is_err());
+        let Received::Unrecognised(raw) = Received::read(webauthn.as_bytes()).unwrap() else {
+            panic!("a new method value must not be typed");
+        };
+        assert_eq!(raw.id, id);
+        assert_eq!(raw.kind.as_deref(), Some("mfa.added"));
+        assert_eq!(raw.body["data"]["method"], "webauthn");
+        assert!(matches!(raw.why, BodyError::Data(_)));
+        // A new type, and a known type whose data lacks a field, are raw too.
+        let new_type = good.replace("mfa.added", "passkey.added");
+        let read = Received::read(new_type.as_bytes()).unwrap();
+        assert_eq!(read.id(), id);
+        assert!(matches!(
+            read,
+            Received::Unrecognised(RawEvent {
+                why: BodyError::UnknownType(_),
+                ..
+            })
+        ));
+        // What it knows is typed.
+        assert_eq!(
+            Received::read(good.as_bytes()).unwrap(),
+            Received::Known(Envelope::from_body(good.as_bytes()).unwrap())
+        );
+        // Only a body without a usable id is refused: it cannot be deduplicated.
+        for bad in [
+            "not json",
+            "[]",
+            r#"{"type":"mfa.added"}"#,
+            r#"{"id":"42","type":"mfa.added"}"#,
+        ] {
+            assert!(
+                matches!(Received::read(bad.as_bytes()), Err(BodyError::Json(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn provider_names_must_be_dns_labels_when_built_and_when_read() {
+        assert!(ProviderName::new("corp-sso").is_ok());
+        for bad in ["", "GitHub", "a@b.example", "alice smith", &"x".repeat(64)] {
+            assert_eq!(
+                ProviderName::new(bad),
+                Err(BodyError::InvalidProvider),
+                "{bad}"
+            );
+        }
+        let linked = every_event()
+            .into_iter()
+            .find(|e| e.type_name() == "identity.linked")
+            .unwrap();
+        let good = String::from_utf8(envelope(linked).to_body().unwrap()).unwrap();
+        assert!(good.ends_with(r#""provider":"github"}}"#), "{good}");
+        let email = good.replace(r#""provider":"github""#, r#""provider":"a@b.example""#);
+        assert!(matches!(
+            Envelope::from_body(email.as_bytes()),
+            Err(BodyError::Data(_))
         ));
     }
 

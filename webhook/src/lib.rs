@@ -5,7 +5,8 @@
 //!   struct per event type, holding ids and codes only, and its canonical body bytes;
 //! - [`signature`]: [`sign`] and [`verify`] for the `Portcullis-Signature` header
 //!   (`t=<unix s>,v1=<hex HMAC-SHA256(secret line, "<t>.<body>")>`, one `v1` per secret line);
-//! - [`replay`]: [`ReplayGuard`], a bounded memory of recently accepted event ids;
+//! - [`replay`]: [`ReplayGuard`], a bounded memory of recently accepted event ids, with
+//!   [`ReplayGuard::forget`] for an event that could not be handed off;
 //! - [`backoff`]: when the next delivery attempt is due and when a delivery is dead.
 //!
 //! ```
@@ -22,9 +23,12 @@
 //! // Receiver: verify the raw bytes, then dedupe on the body's id.
 //! let mut guard = ReplayGuard::new(DEFAULT_WINDOW, 100_000);
 //! verify("secret-line", &header, &body, 1_767_225_640, DEFAULT_WINDOW)?;
-//! let received = Envelope::from_body(&body)?;
-//! guard.check(received.id, 1_767_225_640)?;
-//! assert!(guard.check(received.id, 1_767_225_650).is_err()); // a replay
+//! // Liberal: a type or value this version does not know is `Received::Unrecognised`.
+//! let received = Received::read(&body)?;
+//! assert!(matches!(received, Received::Known(_)));
+//! guard.check(received.id(), 1_767_225_640)?;
+//! // ...hand it off; if that fails, `guard.forget(received.id())` and answer 503.
+//! assert!(guard.check(received.id(), 1_767_225_650).is_err()); // a replay
 //! # Ok(())
 //! # }
 //! ```
@@ -39,8 +43,9 @@ pub mod signature;
 
 pub use backoff::{MAX_ATTEMPTS, is_dead, next_attempt};
 pub use event::{
-    AccountErased, AccountLocked, BodyError, DeviceKind, Envelope, Event, MfaChanged, MfaMethod,
-    NewDeviceLogin, PasswordBreached, PasswordChangeMethod, PasswordChanged, RealmName,
+    AccountErased, AccountLocked, BodyError, DeviceKind, Envelope, Event, IdentityLinked,
+    MfaChanged, MfaMethod, NewDeviceLogin, PasswordBreached, PasswordChangeMethod, PasswordChanged,
+    ProviderName, RawEvent, RealmName, Received,
 };
 pub use replay::{ReplayError, ReplayGuard};
 pub use signature::{SignError, VerifyError, secret_lines, sign, verify};

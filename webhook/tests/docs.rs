@@ -48,6 +48,10 @@ fn doc_events() -> Vec<Event> {
             user_id,
             method: MfaMethod::RecoveryCodes,
         }),
+        Event::IdentityLinked(IdentityLinked {
+            user_id,
+            provider: ProviderName::new("github").unwrap(),
+        }),
         Event::AccountErased(AccountErased { user_id }),
     ]
 }
@@ -181,7 +185,7 @@ fn the_receivers_in_the_doc_are_the_example_files_verbatim() {
         "the Python block differs from the example file"
     );
     assert!(
-        blocks[1].contains("pub fn handle("),
+        blocks[1].contains("pub fn handle<"),
         "the second block is the Rust receiver"
     );
     assert!(

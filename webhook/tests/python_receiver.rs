@@ -30,6 +30,17 @@ fn python_available() -> bool {
 
 /// Feeds the deliveries to one `--check` run (one replay guard) and returns its answers.
 fn run_python(deliveries: &[Delivery]) -> Vec<String> {
+    let lines: Vec<_> = deliveries
+        .iter()
+        .map(|(secrets, header, body, now)| {
+            json!({"secrets": secrets, "header": header, "body": body, "now": now})
+        })
+        .collect();
+    run_python_lines(&lines)
+}
+
+/// Feeds `--check` input lines as given (e.g. with `fail_hand_off`) and returns its answers.
+fn run_python_lines(lines: &[serde_json::Value]) -> Vec<String> {
     let mut child = Command::new("python3")
         .arg(repo_path("docs/examples/webhook_receiver.py"))
         .arg("--check")
@@ -39,8 +50,7 @@ fn run_python(deliveries: &[Delivery]) -> Vec<String> {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    for (secrets, header, body, now) in deliveries {
-        let line = json!({"secrets": secrets, "header": header, "body": body, "now": now});
+    for line in lines {
         writeln!(stdin, "{line}").unwrap();
     }
     drop(stdin);
@@ -278,4 +288,62 @@ fn the_python_receiver_accepts_the_worked_examples_of_the_doc() {
         let answers = run_python(&[(ex.secrets.clone(), ex.header.clone(), ex.body.clone(), ex.t)]);
         assert_eq!(answers, ["204 accepted"], "{ex:?}");
     }
+}
+
+#[test]
+fn the_python_receiver_retries_a_failed_hand_off_and_takes_new_values_like_the_crate() {
+    if !python_available() {
+        println!("SKIPPED: python3 not found; the Python receiver was not checked");
+        eprintln!("SKIPPED: python3 not found; the Python receiver was not checked");
+        return;
+    }
+    let b1 = body(15, 1);
+    let line = |body: &str, now: i64, fail: bool| {
+        json!({"secrets": SECRET, "header": signed(SECRET, now, body), "body": body,
+               "now": now, "fail_hand_off": fail})
+    };
+    // A later version's values and types: the crate reads them as raw events, not errors.
+    let event = Event::MfaAdded(MfaChanged {
+        user_id: Uuid::from_u128(7),
+        method: MfaMethod::Totp,
+    });
+    let env = Envelope::new(
+        Uuid::from_u128(2),
+        OffsetDateTime::from_unix_timestamp(NOW).unwrap(),
+        RealmName::new("acme").unwrap(),
+        event,
+    );
+    let mfa = String::from_utf8(env.to_body().unwrap()).unwrap();
+    let webauthn = mfa.replace(r#""method":"totp""#, r#""method":"webauthn""#);
+    let new_type = mfa.replace("mfa.added", "passkey.added").replace(
+        "00000000-0000-0000-0000-000000000002",
+        "00000000-0000-0000-0000-000000000003",
+    );
+    for b in [&webauthn, &new_type] {
+        assert!(matches!(
+            Received::read(b.as_bytes()),
+            Ok(Received::Unrecognised(_))
+        ));
+    }
+    let no_id = r#"{"type":"mfa.added"}"#;
+    assert!(Received::read(no_id.as_bytes()).is_err());
+    let answers = run_python_lines(&[
+        line(&b1, NOW, true),
+        line(&b1, NOW + 30, false),
+        line(&b1, NOW + 31, false),
+        line(&webauthn, NOW, false),
+        line(&new_type, NOW, false),
+        line(no_id, NOW, false),
+    ]);
+    assert_eq!(
+        answers,
+        [
+            "503 hand_off",
+            "204 accepted",
+            "204 duplicate",
+            "204 accepted",
+            "204 accepted",
+            "400 body"
+        ]
+    );
 }
