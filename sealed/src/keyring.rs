@@ -69,7 +69,8 @@ impl fmt::Display for KeyId {
     }
 }
 
-/// The Fernet keys, newest first. The key material lives only inside `fernet::Fernet`, which
+/// The Fernet keys in `fernet-keys` order: the active (encrypting) key first, then the others
+/// (a newly added key is second until the operator promotes it). The key material lives only inside `fernet::Fernet`, which
 /// wipes it on drop; `Debug` shows the count and the key ids.
 #[derive(Clone)]
 pub struct KeyRing {
@@ -165,7 +166,9 @@ mod tests {
         let err = KeyRing::new(&[key(0), short]).unwrap_err();
         assert_eq!(err, KeyRingError::WrongLength { index: 1, len: 31 });
         let text = format!("{err} {err:?}");
+        // Neither the hex (`ab`) nor the decimal (`171`, what a leaked `Vec<u8>` Debug prints).
         assert!(!text.to_lowercase().contains("ab"), "{text}");
+        assert!(!text.contains("171"), "{text}");
         assert!(KeyRing::new(&[vec![0; 33]]).is_err());
         assert!(KeyRing::new(&[Vec::new()]).is_err());
     }
