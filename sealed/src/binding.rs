@@ -1,5 +1,5 @@
-//! What a ciphertext is bound to (a purpose and a row id) and the plaintext framing that
-//! carries the binding inside the Fernet token.
+//! What a ciphertext is bound to (a purpose and its owner's user id) and the plaintext
+//! framing that carries the binding inside the Fernet token.
 
 use std::fmt;
 
@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 /// The version byte of the framing this crate writes.
 pub const FRAMING_V1: u8 = 0x01;
 
-/// Version, purpose, row id: the bytes before the secret.
+/// Version, purpose, owner id: the bytes before the secret.
 pub const FRAMING_HEADER_LEN: usize = 1 + 1 + 16;
 
 /// What a stored secret is for; the column it lives in. Closed: a new kind of stored secret
@@ -62,27 +62,41 @@ impl fmt::Display for Purpose {
     }
 }
 
-/// Where a ciphertext belongs: its purpose (column) and the id of its row. Sealed inside the
-/// plaintext and checked on open, so a ciphertext copied to another row or column is refused
-/// instead of handing one user's secret to another.
+/// Whose secret a ciphertext is, and what for: its purpose (column) and the id of the user
+/// who owns it. Sealed inside the plaintext and checked on open, so a ciphertext copied to
+/// another user's row or to another column is refused instead of handing one user's secret
+/// to another.
+///
+/// `owner` MUST be the owning user's id (`users.id`), read from the row's owner column at
+/// open time, for every purpose here (all are per-user secrets): never the secret's own row
+/// id. Bound to its own row id, a TOTP row whose `user_id` is changed in the database (or an
+/// identity row re-pointed at another user) would still open, and the attacker's
+/// authenticator would satisfy the victim's MFA. Bound to the owner, that re-pointing makes
+/// the open fail. A user with several rows of one purpose (two linked providers' tokens) can
+/// swap them among themselves: that hands a user nothing they did not already have.
+///
+/// Not covered, as no binding in the database can cover it: a rollback to an *older*
+/// ciphertext of the same binding (a backup restored after a re-enrolment revives the old
+/// authenticator). Re-enrolment should be followed by a check that the old secret is not
+/// restored, e.g. a per-enrolment counter kept outside the restored data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Binding {
     /// The column.
     pub purpose: Purpose,
-    /// The row id (for a TOTP secret, the user's or the TOTP row's id, as the caller stores it).
-    pub row: Uuid,
+    /// The owning user's id.
+    pub owner: Uuid,
 }
 
 impl Binding {
-    /// The binding of `purpose` in row `row`.
-    pub fn new(purpose: Purpose, row: Uuid) -> Self {
-        Self { purpose, row }
+    /// The binding of `purpose` for the user `owner` (the owning user's id, see [`Binding`]).
+    pub fn new(purpose: Purpose, owner: Uuid) -> Self {
+        Self { purpose, owner }
     }
 }
 
 impl fmt::Display for Binding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} of row {}", self.purpose, self.row)
+        write!(f, "{} of user {}", self.purpose, self.owner)
     }
 }
 
@@ -104,13 +118,13 @@ impl FramingError {
     }
 }
 
-/// `0x01 ‖ purpose code ‖ row id (16 bytes, big-endian as in its text form) ‖ secret`, in a
+/// `0x01 ‖ purpose code ‖ owner id (16 bytes, big-endian as in its text form) ‖ secret`, in a
 /// buffer wiped on drop.
 pub fn frame(binding: Binding, secret: &[u8]) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(FRAMING_HEADER_LEN + secret.len()));
     out.push(FRAMING_V1);
     out.push(binding.purpose.code());
-    out.extend_from_slice(binding.row.as_bytes());
+    out.extend_from_slice(binding.owner.as_bytes());
     out.extend_from_slice(secret);
     out
 }
@@ -120,15 +134,15 @@ pub(crate) fn unframe(framed: &[u8]) -> Result<(Binding, &[u8]), FramingError> {
     let Some((header, secret)) = framed.split_at_checked(FRAMING_HEADER_LEN) else {
         return Err(FramingError::TooShort);
     };
-    let [version, purpose, row @ ..] = header else {
+    let [version, purpose, owner @ ..] = header else {
         return Err(FramingError::TooShort);
     };
     if *version != FRAMING_V1 {
         return Err(FramingError::UnknownVersion);
     }
     let purpose = Purpose::from_code(*purpose).ok_or(FramingError::UnknownPurpose)?;
-    let row = Uuid::from_slice(row).map_err(|_| FramingError::TooShort)?;
-    Ok((Binding { purpose, row }, secret))
+    let owner = Uuid::from_slice(owner).map_err(|_| FramingError::TooShort)?;
+    Ok((Binding { purpose, owner }, secret))
 }
 
 #[cfg(test)]

@@ -1,35 +1,40 @@
 //! Portcullis encryption at rest, the pure part: TOTP secrets and stored upstream provider
-//! tokens are kept as standard Fernet tokens, bound to their row and column. No I/O; the auth
-//! server stores the tokens and runs the re-encryption loop over its rows.
+//! tokens are kept as standard Fernet tokens, bound to their owner (the user's id) and column.
+//! No I/O; the auth server stores the tokens and runs the re-encryption loop over its rows.
 //!
-//! - [`KeyRing`]: the secrets dir's `fernet-keys`, newest first. The first key encrypts,
-//!   every key decrypts; each key has a [`KeyId`] for status output.
+//! - [`KeyRing`]: the secrets dir's `fernet-keys`, the active key first. The first key
+//!   encrypts, every key decrypts; each key has a [`KeyId`] for status output.
 //! - [`seal`] / [`open`]: a secret in, a Fernet token out, and back. [`open`] refuses a token
-//!   sealed for another row or purpose ([`SealedError::MovedCiphertext`]).
-//! - [`reencrypt`]: a new token under the first key when an older key wrote it.
+//!   sealed for another owner or purpose ([`SealedError::MovedCiphertext`]). The owner is
+//!   the owning user's id, never the secret's own row id ([`Binding`] says why).
+//! - [`reencrypt`]: the token re-sealed under the first key when another key wrote it, with
+//!   the old token for a compare-and-swap write ([`Reencrypted`]).
 //!
 //! # Plaintext framing (version 1)
 //!
 //! The Fernet plaintext is not the bare secret but
 //!
 //! ```text
-//! 0x01 ‖ purpose (1 byte) ‖ row id (16 bytes) ‖ secret (the rest, any length)
+//! 0x01 ‖ purpose (1 byte) ‖ owner's user id (16 bytes) ‖ secret (the rest, any length)
 //! ```
 //!
 //! with purpose `0x01` TOTP secret, `0x02` upstream access token, `0x03` upstream refresh
-//! token ([`Purpose::code`]), and the row id's 16 bytes in the order of its text form
+//! token ([`Purpose::code`]), and the owner id's 16 bytes in the order of its text form
 //! (`Uuid::as_bytes`; Python's `uuid.UUID(...).bytes`). Any standard Fernet implementation
-//! decrypts a token to these bytes given the key, e.g. in Python:
+//! decrypts a token to these bytes given the key, with its TTL check disabled (tokens at rest
+//! have no TTL, below; e.g. Ruby's `fernet` gem enforces 60 s by default), e.g. in Python:
 //!
 //! ```text
-//! framed = Fernet(base64url_key).decrypt(token)
+//! framed = Fernet(base64url_key).decrypt(token)   # no ttl argument
 //! assert framed[0] == 1 and framed[1] == purpose
-//! row, secret = uuid.UUID(bytes=framed[2:18]), framed[18:]
+//! owner, secret = uuid.UUID(bytes=framed[2:18]), framed[18:]
 //! ```
 //!
 //! The binding lives inside the authenticated plaintext, so nobody without the key can change
 //! it, and a ciphertext copied to another user's row (or from the access-token column to the
-//! refresh-token column) is refused on open instead of yielding someone else's secret.
+//! refresh-token column) is refused on open instead of yielding someone else's secret. The
+//! framing does not hide the secret's length (a token's length gives it to within 16 bytes),
+//! nor does the Fernet timestamp hide when it was sealed.
 //!
 //! # No TTL
 //!
@@ -43,9 +48,24 @@
 //!
 //! # Key rotation
 //!
-//! Put a new key first in `fernet-keys` and keep the old ones after it. Tokens under an old
-//! key still open, with [`Opened::needs_reencrypt`] set; the re-encryption command calls
-//! [`reencrypt`] row by row in bounded batches; once no row needs it, the old key can go.
+//! The operator rotates `fernet-keys` in the realm's keys Secret on the signing-key schedule
+//! (`tokens.keyRotation.every`), in two steps, and this crate follows its order:
+//!
+//! 1. **Staged:** the new key is added *second*, after the active key. It decrypts but does
+//!    not encrypt yet, so pods that start with the new file can open anything that pods still
+//!    on the old file write, and the reverse.
+//! 2. **Promoted:** one access-token lifetime later (`tokens.accessTokenTtl`) the operator
+//!    moves it first. Pods that start from then on seal under it; tokens under older keys
+//!    still open, with [`Opened::needs_reencrypt`] set, and the re-encryption command calls
+//!    [`reencrypt`] row by row in bounded batches, writing each result by compare-and-swap.
+//!
+//! **No key is ever removed.** The operator keeps every Fernet key, and the auth server
+//! records each key's fingerprint at the first start that sees it and refuses to start when a
+//! recorded key is missing from `fernet-keys` (`authserver/src/startup/keys_check.rs`): a
+//! removed key would silently lose every secret only it can open. After re-encryption the old
+//! key protects no row, but there is no procedure yet to retire its fingerprint, so it stays.
+//! By hand, do the same: add a new key as the second line, restart the pods, and only then
+//! move it to the first line; never delete a line.
 //!
 //! # What is wiped
 //!
@@ -72,4 +92,4 @@ pub mod token;
 
 pub use binding::{Binding, FRAMING_HEADER_LEN, FRAMING_V1, Purpose, frame};
 pub use keyring::{KEY_LEN, KeyId, KeyRing, KeyRingError};
-pub use token::{Opened, SealedError, open, reencrypt, seal};
+pub use token::{Opened, Reencrypted, SealedError, open, reencrypt, seal};

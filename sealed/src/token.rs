@@ -1,5 +1,5 @@
-//! Sealing a secret into a Fernet token bound to its row and purpose, opening it, and
-//! re-encrypting it under the newest key.
+//! Sealing a secret into a Fernet token bound to its owner and purpose, opening it, and
+//! re-encrypting it under the ring's first (active) key.
 
 use std::fmt;
 
@@ -16,8 +16,10 @@ use crate::keyring::KeyRing;
 /// written by a replica whose clock ran ahead (or by a test's fake clock) still opens.
 const AT_REST_NOW: u64 = u64::MAX / 2;
 
-/// Why a token does not open. Says which check failed and the bindings involved (ids, not
-/// secrets); never a key or plaintext byte.
+/// Why a token does not open. Says which check failed; never a key or plaintext byte. The
+/// bindings of a moved ciphertext are fields for the server's logs, and are not in the
+/// `Display` text: the found one names another user. Map every variant to one generic error
+/// at the HTTP boundary.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealedError {
     /// No key of the ring authenticates the token: a key missing from the ring, a tampered or
@@ -31,9 +33,11 @@ pub enum SealedError {
         /// What is wrong with the framing.
         reason: &'static str,
     },
-    /// The token is genuine but bound to another row or purpose: it was copied or moved
+    /// The token is genuine but bound to another owner or purpose: it was copied or moved
     /// there. Refused, so one user's secret never opens as another's.
-    #[error("the ciphertext belongs to the {found}, not the {expected}: moved or copied")]
+    #[error(
+        "the ciphertext is sealed for another owner or purpose than the {expected}: moved or copied"
+    )]
     MovedCiphertext {
         /// The binding the caller read it for.
         expected: Binding,
@@ -111,20 +115,53 @@ pub fn open(ring: &KeyRing, expected: Binding, token: &str) -> Result<Opened, Se
     })
 }
 
-/// A new token under the ring's first key when `token` is under an older one, `None` when it
-/// is already current. The token must open for `binding`: a moved ciphertext is refused, not
-/// re-sealed under its new place. One row per call; the batching is the caller's.
+/// A re-encrypted token and the token it replaces: the pair of a compare-and-swap.
+///
+/// Write it only where the column still holds `old`, in one statement:
+///
+/// ```sql
+/// UPDATE totp SET secret = $new WHERE user_id = $owner AND secret = $old
+/// ```
+///
+/// and skip the row when that updates 0 rows. Between the read and the write, a login may
+/// have stored a rotated refresh token or the user re-enrolled TOTP; an unconditional
+/// `UPDATE` would put the re-sealed *old* secret back over the new one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Reencrypted {
+    /// The token as read; the `WHERE … = old` condition.
+    pub old: String,
+    /// The same secret sealed under the active key.
+    pub new: String,
+}
+
+impl fmt::Debug for Reencrypted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Tokens are ciphertexts, but still nothing a log needs: their lengths suffice.
+        f.debug_struct("Reencrypted")
+            .field("old", &format_args!("<{} chars>", self.old.len()))
+            .field("new", &format_args!("<{} chars>", self.new.len()))
+            .finish()
+    }
+}
+
+/// The token re-sealed under the ring's first (active) key when `token` is under another
+/// key, `None` when it is already current. The token must open for `binding`: a moved
+/// ciphertext is refused, not re-sealed in its new place. One row per call; the batching is
+/// the caller's, and so is the compare-and-swap write described at [`Reencrypted`].
 pub fn reencrypt(
     ring: &KeyRing,
     binding: Binding,
     token: &str,
     now_unix: u64,
-) -> Result<Option<String>, SealedError> {
+) -> Result<Option<Reencrypted>, SealedError> {
     let opened = open(ring, binding, token)?;
     if !opened.needs_reencrypt {
         return Ok(None);
     }
-    Ok(Some(seal(ring, binding, &opened.plaintext, now_unix)))
+    Ok(Some(Reencrypted {
+        old: token.to_owned(),
+        new: seal(ring, binding, &opened.plaintext, now_unix),
+    }))
 }
 
 #[cfg(test)]
@@ -209,12 +246,31 @@ mod tests {
             open(&ring, totp(ALICE), &bobs),
             Err(SealedError::MovedCiphertext { .. })
         ));
-        // And a message that says where it belongs, without the secret.
+        // The message names neither the secret nor the other user (it may reach a response);
+        // the other user's id stays in the `found` field, for the server's logs.
         let text = err.to_string();
         assert!(
-            text.contains(&ALICE.to_string()) && !text.contains("alice's"),
+            !text.contains(&ALICE.to_string()) && !text.contains("alice's"),
             "{text}"
         );
+        assert!(text.contains(&BOB.to_string()), "{text}");
+    }
+
+    #[test]
+    fn a_totp_row_re_pointed_at_another_user_does_not_open_for_them() {
+        // The attack of review S1: the attacker's own TOTP row gets `user_id = victim`. Opened
+        // with the owner read from that row (the victim), the attacker's secret is refused.
+        let ring = ring(&[key(0)]);
+        let attackers_row = seal(&ring, totp(BOB), b"attacker's authenticator", NOW);
+        let victim = ALICE;
+        assert!(matches!(
+            open(
+                &ring,
+                Binding::new(Purpose::TotpSecret, victim),
+                &attackers_row
+            ),
+            Err(SealedError::MovedCiphertext { .. })
+        ));
     }
 
     #[test]
@@ -238,21 +294,27 @@ mod tests {
         let old_ring = ring(&[key(32)]);
         let token = seal(&old_ring, totp(ALICE), SECRET, NOW);
 
-        // Rotation: the new key goes first, the old one stays to decrypt.
+        // The new key has been promoted to first (active); the old one stays to decrypt.
         let rotated = ring(&[key(0), key(32)]);
         let opened = open(&rotated, totp(ALICE), &token).unwrap();
         assert_eq!(opened.plaintext.as_slice(), SECRET);
         assert_eq!(opened.key_index, 1);
         assert!(opened.needs_reencrypt);
 
-        let fresh = reencrypt(&rotated, totp(ALICE), &token, NOW + 60)
+        let swap = reencrypt(&rotated, totp(ALICE), &token, NOW + 60)
             .unwrap()
             .expect("an old-key token is re-encrypted");
+        // The compare-and-swap pair: the token read, and its replacement.
+        assert_eq!(swap.old, token);
+        assert_ne!(swap.new, token);
+        assert_eq!(format!("{swap:?}").matches("chars>").count(), 2);
+        let fresh = swap.new;
         let reopened = open(&rotated, totp(ALICE), &fresh).unwrap();
         assert_eq!(reopened.plaintext.as_slice(), SECRET);
         assert_eq!(reopened.key_index, 0);
         assert!(!reopened.needs_reencrypt);
-        // Under the new key alone: the old key can now be retired.
+        // The re-sealed token no longer needs the old key (the old token still does; keys are
+        // never dropped: see the crate docs on rotation).
         let new_only = ring(&[key(0)]);
         assert_eq!(open(&new_only, totp(ALICE), &fresh).unwrap().key_index, 0);
         assert_eq!(

@@ -102,7 +102,7 @@ fn documented_framing(binding: Binding, secret: &[u8]) -> String {
         Purpose::UpstreamAccessToken => "02",
         Purpose::UpstreamRefreshToken => "03",
     };
-    format!("01{code}{}{}", binding.row.simple(), hex(secret))
+    format!("01{code}{}{}", binding.owner.simple(), hex(secret))
 }
 
 #[test]
@@ -141,7 +141,8 @@ fn pythons_fernet_decrypts_what_the_crate_seals_to_the_documented_framing() {
         let old_token = seal(&old_ring, *binding, secret, NOW);
         let fresh = reencrypt(&rotated, *binding, &old_token, NOW)
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .new;
         commands.push(format!("decrypt {} {old_token}", b64(&old)));
         expected.push(documented_framing(*binding, secret));
         commands.push(format!("decrypt {} {fresh}", b64(&new)));
