@@ -542,6 +542,64 @@ mod tests {
         }
     }
 
+    /// Every path to a leaf value (a string, number or bool) inside `v`.
+    fn leaf_paths(v: &serde_json::Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, child) in map {
+                    path.push(k.clone());
+                    leaf_paths(child, path, out);
+                    path.pop();
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    path.push(i.to_string());
+                    leaf_paths(child, path, out);
+                    path.pop();
+                }
+            }
+            _ => out.push(path.clone()),
+        }
+    }
+
+    #[test]
+    fn no_data_field_of_any_type_accepts_an_email_address_or_free_text() {
+        // Put personal data in each data field in turn (nested ones too) and read the body
+        // back as the sender's types: every field must refuse it. A new `String` (or
+        // `serde_json::Value`) field anywhere in a data struct fails here, whatever value the
+        // test data gives it.
+        for event in every_event() {
+            let kind = event.type_name();
+            let body: serde_json::Value =
+                serde_json::from_slice(&envelope(event).to_body().unwrap()).unwrap();
+            let mut paths = Vec::new();
+            leaf_paths(&body["data"], &mut Vec::new(), &mut paths);
+            assert!(!paths.is_empty(), "{kind}");
+            for path in paths {
+                for text in [
+                    "alice@example.com",
+                    "Alice Smith",
+                    "203.0.113.7",
+                    "alice_smith",
+                ] {
+                    let mut changed = body.clone();
+                    let mut slot = &mut changed["data"];
+                    for key in &path {
+                        slot = &mut slot[key.as_str()];
+                    }
+                    *slot = serde_json::Value::String(text.to_owned());
+                    let bytes = serde_json::to_vec(&changed).unwrap();
+                    assert!(
+                        Envelope::from_body(&bytes).is_err(),
+                        "{kind}: data.{} accepts {text:?}",
+                        path.join(".")
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn realm_names_must_be_dns_labels() {
         for ok in ["acme", "a", "a-1", &"x".repeat(63)] {
