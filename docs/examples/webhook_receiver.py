@@ -54,8 +54,9 @@ def verify(secrets, header, body, now, window=WINDOW):
         if not eq or not key or not set(key) <= KEY_CHARS:
             raise Rejected("malformed")
         if key == "t":
-            if t is not None or not 1 <= len(value) <= 12 or not set(value) <= DIGITS:
-                raise Rejected("malformed")
+            if (t is not None or not 1 <= len(value) <= 12 or not set(value) <= DIGITS
+                    or (len(value) > 1 and value[0] == "0")):
+                raise Rejected("malformed")  # digits only, no leading zero
             t = int(value)
         elif key == "v1":
             if len(value) != 64 or not set(value) <= LOWER_HEX:

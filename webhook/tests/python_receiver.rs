@@ -244,6 +244,7 @@ fn the_python_receiver_refuses_the_headers_the_crate_refuses() {
         format!("t={NOW},t={NOW},v1={sig}"),
         format!("t=-{NOW},v1={sig}"),
         format!("t=+{NOW},v1={sig}"),
+        format!("t=0{NOW},v1={sig}"),
         format!("t={NOW}"),
         format!("t={NOW},v1={}", sig.to_uppercase()),
         format!("t={NOW},v1={sig}00"),
