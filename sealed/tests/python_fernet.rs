@@ -53,6 +53,14 @@ fn skip_unless_python() -> bool {
     }
     let msg = "SKIPPED: python3 with the `cryptography` module not found; \
                Fernet interoperability was not checked";
+    // Issue 12 requires this check: in CI (or when asked) a missing Python is a failure, not
+    // a silent pass.
+    let required = std::env::var_os("CI").is_some()
+        || std::env::var("PORTCULLIS_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "{msg} (required: CI or PORTCULLIS_REQUIRE_INTEROP=1 is set)"
+    );
     println!("{msg}");
     eprintln!("{msg}");
     true
