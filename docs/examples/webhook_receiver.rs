@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use portcullis_webhook::{DEFAULT_WINDOW, Event, Received, ReplayError, ReplayGuard, verify};
+use portcullis_webhook::{DEFAULT_WINDOW, Event, Received, Refusal, Verifier};
 
 /// What the handler did with one delivery, and the status to answer.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,7 +32,7 @@ impl Outcome {
 /// `hand_off` queues or stores the event and must be fast; process it after answering.
 pub fn handle<E>(
     secrets: &str,
-    guard: &mut ReplayGuard,
+    verifier: &mut Verifier,
     signature: Option<&str>,
     body: &[u8],
     now: i64,
@@ -41,25 +41,19 @@ pub fn handle<E>(
     let Some(signature) = signature else {
         return Outcome::Refused("no signature", 401);
     };
-    if let Err(e) = verify(secrets, signature, body, now, DEFAULT_WINDOW) {
-        return Outcome::Refused(e.reason(), 401);
-    }
-    // Only now is the body trusted; its id (not the header's) is the one to dedupe on. A type
-    // or value this version does not know is read as `Received::Unrecognised`, not refused: a
-    // 4xx would be retried for hours and then dropped.
-    let Ok(received) = Received::read(body) else {
-        return Outcome::Refused("body", 400);
+    // Verify, then read the body liberally (a type or value this version does not know is
+    // `Received::Unrecognised`, not refused: a 4xx would be retried for hours and dropped),
+    // then dedupe on the body's id, all with one window.
+    let received = match verifier.check(secrets, signature, body, now) {
+        Ok(received) => received,
+        Err(Refusal::Duplicate(_)) => return Outcome::Duplicate,
+        Err(refusal) => return Outcome::Refused(refusal.reason(), refusal.status()),
     };
-    let id = received.id();
-    match guard.check(id, now) {
-        Ok(()) => {}
-        Err(ReplayError::Replayed(_)) => return Outcome::Duplicate,
-        Err(ReplayError::Full) => return Outcome::Refused("busy", 503),
-    }
     // Recorded is not processed: if the hand-off fails, forget the id so the sender's retry
     // is taken, not answered "duplicate" and lost.
+    let id = received.id();
     if hand_off(received).is_err() {
-        guard.forget(id);
+        verifier.forget(id);
         return Outcome::Refused("hand_off", 503);
     }
     Outcome::Accepted
@@ -72,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let secrets = "example-secret-from-the-webhook-secret-file\n";
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
-    let mut guard = ReplayGuard::new(DEFAULT_WINDOW, 100_000);
+    let mut verifier = Verifier::new(DEFAULT_WINDOW, 100_000);
 
     let event = Event::AccountLocked(AccountLocked {
         user_id: Uuid::nil(),
@@ -88,7 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let header = sign(secrets, now, &body)?;
 
     for delivery in ["first", "replay"] {
-        let outcome = handle(secrets, &mut guard, Some(&header), &body, now, |event| {
+        let outcome = handle(secrets, &mut verifier, Some(&header), &body, now, |event| {
             // A real receiver puts the event on its queue here.
             println!("queued {event:?}");
             Ok::<(), std::convert::Infallible>(())
@@ -126,13 +120,13 @@ mod tests {
 
     /// One delivery signed now with `SECRET`; the hand-off records what it got.
     fn deliver(
-        guard: &mut ReplayGuard,
+        verifier: &mut Verifier,
         body: &str,
         fail: bool,
         got: &mut Vec<Received>,
     ) -> Outcome {
         let header = sign(SECRET, NOW, body.as_bytes()).unwrap();
-        handle(SECRET, guard, Some(&header), body.as_bytes(), NOW, |r| {
+        handle(SECRET, verifier, Some(&header), body.as_bytes(), NOW, |r| {
             got.push(r);
             if fail { Err("queue down") } else { Ok(()) }
         })
@@ -140,33 +134,36 @@ mod tests {
 
     #[test]
     fn every_outcome_has_its_status_and_only_accepted_events_are_handed_off() {
-        let mut guard = ReplayGuard::new(DEFAULT_WINDOW, 1);
+        let mut verifier = Verifier::new(DEFAULT_WINDOW, 1);
         let mut got = Vec::new();
         let b1 = body(1);
-        assert_eq!(deliver(&mut guard, &b1, false, &mut got), Outcome::Accepted);
+        assert_eq!(
+            deliver(&mut verifier, &b1, false, &mut got),
+            Outcome::Accepted
+        );
         assert_eq!(got.len(), 1);
         assert!(matches!(got[0], Received::Known(_)));
-        let again = deliver(&mut guard, &b1, false, &mut got);
+        let again = deliver(&mut verifier, &b1, false, &mut got);
         assert_eq!((again.status(), &again), (204, &Outcome::Duplicate));
-        // The guard (capacity 1) is full of a live id: 503, the sender retries later.
-        let busy = deliver(&mut guard, &body(2), false, &mut got);
+        // The replay memory (capacity 1) is full of a live id: 503, the sender retries later.
+        let busy = deliver(&mut verifier, &body(2), false, &mut got);
         assert_eq!(busy, Outcome::Refused("busy", 503));
         assert_eq!(got.len(), 1);
         let header = sign(SECRET, NOW, b1.as_bytes()).unwrap();
-        let no_sig = handle(SECRET, &mut guard, None, b1.as_bytes(), NOW, |_| {
+        let no_sig = handle(SECRET, &mut verifier, None, b1.as_bytes(), NOW, |_| {
             Ok::<(), ()>(())
         });
         assert_eq!(no_sig.status(), 401);
         let forged = handle(
             "other",
-            &mut guard,
+            &mut verifier,
             Some(&header),
             b1.as_bytes(),
             NOW,
             |_| Ok::<(), ()>(()),
         );
         assert_eq!(forged, Outcome::Refused("signature", 401));
-        let mut other = ReplayGuard::new(DEFAULT_WINDOW, 10);
+        let mut other = Verifier::new(DEFAULT_WINDOW, 10);
         let garbage = deliver(&mut other, r#"{"type":"mfa.added"}"#, false, &mut got);
         assert_eq!(garbage, Outcome::Refused("body", 400));
         assert_eq!(got.len(), 1);
@@ -174,25 +171,31 @@ mod tests {
 
     #[test]
     fn a_failed_hand_off_answers_503_and_the_retry_is_accepted_not_a_duplicate() {
-        let mut guard = ReplayGuard::new(DEFAULT_WINDOW, 10);
+        let mut verifier = Verifier::new(DEFAULT_WINDOW, 10);
         let mut got = Vec::new();
         let b1 = body(1);
         assert_eq!(
-            deliver(&mut guard, &b1, true, &mut got),
+            deliver(&mut verifier, &b1, true, &mut got),
             Outcome::Refused("hand_off", 503)
         );
-        assert_eq!(deliver(&mut guard, &b1, false, &mut got), Outcome::Accepted);
+        assert_eq!(
+            deliver(&mut verifier, &b1, false, &mut got),
+            Outcome::Accepted
+        );
         assert_eq!(got.len(), 2);
     }
 
     #[test]
     fn a_new_enum_value_or_type_is_accepted_and_handed_off_raw() {
-        let mut guard = ReplayGuard::new(DEFAULT_WINDOW, 10);
+        let mut verifier = Verifier::new(DEFAULT_WINDOW, 10);
         let mut got = Vec::new();
         let webauthn = body(1).replace(r#""method":"totp""#, r#""method":"webauthn""#);
         let new_type = body(2).replace("mfa.added", "passkey.added");
         for b in [&webauthn, &new_type] {
-            assert_eq!(deliver(&mut guard, b, false, &mut got), Outcome::Accepted);
+            assert_eq!(
+                deliver(&mut verifier, b, false, &mut got),
+                Outcome::Accepted
+            );
         }
         assert!(got.iter().all(|r| matches!(r, Received::Unrecognised(_))));
     }

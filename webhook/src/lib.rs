@@ -7,6 +7,8 @@
 //!   (`t=<unix s>,v1=<hex HMAC-SHA256(secret line, "<t>.<body>")>`, one `v1` per secret line);
 //! - [`replay`]: [`ReplayGuard`], a bounded memory of recently accepted event ids, with
 //!   [`ReplayGuard::forget`] for an event that could not be handed off;
+//! - [`receiver`]: [`Verifier`], a receiver's whole check (verify, read, dedupe) with one
+//!   window for the signature and the replay guard;
 //! - [`backoff`]: when the next delivery attempt is due and when a delivery is dead.
 //!
 //! ```
@@ -38,6 +40,7 @@
 
 pub mod backoff;
 pub mod event;
+pub mod receiver;
 pub mod replay;
 pub mod signature;
 
@@ -47,6 +50,7 @@ pub use event::{
     MfaChanged, MfaMethod, NewDeviceLogin, PasswordBreached, PasswordChangeMethod, PasswordChanged,
     ProviderName, RawEvent, RealmName, Received,
 };
+pub use receiver::{Refusal, Verifier};
 pub use replay::{ReplayError, ReplayGuard};
 pub use signature::{SignError, VerifyError, secret_lines, sign, verify};
 
