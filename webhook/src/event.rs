@@ -361,9 +361,11 @@ impl Envelope {
         serde_json::to_vec(&wire).map_err(|e| BodyError::Json(e.to_string()))
     }
 
-    /// Reads a body (after [`crate::verify`] accepted it). Unknown fields are ignored, so a
-    /// receiver keeps working when a later version adds one; an unknown type is an error the
-    /// receiver should answer with 2xx and skip (a non-2xx would be retried for hours).
+    /// Reads a body strictly as this version's types: unknown fields are ignored, but an
+    /// unknown type or value is an error. For the sender's tests and [`Received::read`];
+    /// a receiver should use [`Received::read`] (or [`crate::Verifier`]), which turns what this
+    /// version does not know into [`Received::Unrecognised`] instead of an error that would be
+    /// answered non-2xx and retried for hours.
     pub fn from_body(body: &[u8]) -> Result<Self, BodyError> {
         let wire: WireIn =
             serde_json::from_slice(body).map_err(|e| BodyError::Json(e.to_string()))?;
