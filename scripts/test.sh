@@ -28,6 +28,12 @@ if ! python3 -c 'import helm_python, yaml' 2>/dev/null; then
   echo "test: installing helm-python-sdk and pyyaml (PyPI)" >&2
   python3 -m pip install --quiet helm-python-sdk pyyaml
 fi
+# Python's `cryptography` is the independent Fernet implementation the sealed crate's
+# interoperability test decrypts with (required under CI).
+if ! python3 -c 'import cryptography.fernet' 2>/dev/null; then
+  echo "test: installing cryptography (PyPI) for the Fernet interoperability test" >&2
+  python3 -m pip install --quiet cryptography
+fi
 
 # The browser test (e2e/tests/browser) drives headless Chromium through chromedriver; without
 # them it says SKIPPED and passes.
