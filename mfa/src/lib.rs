@@ -4,10 +4,10 @@
 //! secret or code is made from random bytes the caller provides, so tests pin both and the
 //! auth server keeps a single CSPRNG.
 //!
-//! - [`totp`]: RFC 6238 codes with the realm's digits, period and hash ([`TotpParams`]), the
-//!   shared secret ([`TotpSecret`], base32 for display) and [`verify`], which returns the
-//!   matched [`TimeStep`] so the caller can refuse a second use of that step (replay) across
-//!   replicas;
+//! - [`totp`]: RFC 6238 codes with the realm's digits, period, hash and skew ([`TotpParams`]),
+//!   the shared secret ([`TotpSecret`], base32 for display), [`verify`], which returns the
+//!   matched [`TimeStep`], and [`accept`], the replay rule (a per-user last used step that only
+//!   moves forward) the auth server applies atomically across replicas;
 //! - [`uri`]: the `otpauth://totp/...` enrolment URI (Key Uri Format);
 //! - [`qr`]: that URI as a QR code, drawn as a small self-contained SVG;
 //! - [`recovery`]: single-use recovery codes, their keyed hashes and a constant-time lookup.
@@ -24,7 +24,11 @@
 //!
 //! let now = 1_767_225_600;
 //! let code = generate(&params, &secret, now);
-//! assert_eq!(verify(&params, &secret, &code, now, 1), Some(params.time_step(now)));
+//! let step = verify(&params, &secret, &code, now);
+//! assert_eq!(step, Some(params.time_step(now)));
+//! let step = params.time_step(now);
+//! assert!(accept(None, step)); // first use: the server stores `step` as the user's last
+//! assert!(!accept(Some(step), step)); // the same code again: refused
 //!
 //! // Recovery codes: shown once, stored as keyed hashes, each found (then spent) by index.
 //! let key = RecoveryKey::new(b"the realm's pepper, 32 bytes or so")?;
@@ -48,7 +52,8 @@ pub use recovery::{
     generate_recovery_codes,
 };
 pub use totp::{
-    Algorithm, MIN_SECRET_LEN, SECRET_LEN, TimeStep, TotpParams, TotpSecret, generate, verify,
+    Algorithm, MAX_SKEW_STEPS, MIN_SECRET_LEN, SECRET_LEN, TimeStep, TotpParams, TotpSecret,
+    accept, generate, verify,
 };
 pub use uri::otpauth_uri;
 
@@ -59,6 +64,9 @@ pub enum MfaError {
     /// RFC 4226 codes have 6 to 8 digits.
     #[error("a TOTP code has 6 to 8 digits, not {0}")]
     InvalidDigits(u32),
+    /// More skew than [`totp::MAX_SKEW_STEPS`].
+    #[error("at most {max} steps of TOTP skew, not {0}", max = totp::MAX_SKEW_STEPS)]
+    InvalidSkew(u8),
     /// A time step of zero seconds.
     #[error("the TOTP period must be at least one second")]
     InvalidPeriod,

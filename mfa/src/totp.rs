@@ -50,27 +50,37 @@ impl Algorithm {
     }
 }
 
-/// A realm's TOTP settings (`mfa.totp.digits` and `mfa.totp.period`, and the hash), checked.
+/// The largest accepted skew: RFC 6238 section 5.2 recommends one step, issue 12 asks for ±1;
+/// two leaves room for a badly set phone clock. Each step of skew costs two more HMACs per
+/// check and doubles an online guesser's odds, so 255 (what a bare `u8` allowed) is refused.
+pub const MAX_SKEW_STEPS: u8 = 2;
+
+/// A realm's TOTP settings (`mfa.totp.digits` and `mfa.totp.period`, the hash and the skew
+/// window), checked. The skew lives here and nowhere else, so the check and anything derived
+/// from the window cannot disagree about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TotpParams {
     algorithm: Algorithm,
     digits: u8,
     period: u32,
+    skew: u8,
 }
 
 impl Default for TotpParams {
-    /// SHA-1, 6 digits, 30 seconds: what every authenticator app supports.
+    /// SHA-1, 6 digits, 30 seconds, one step of skew: what every authenticator app supports.
     fn default() -> Self {
         Self {
             algorithm: Algorithm::Sha1,
             digits: 6,
             period: 30,
+            skew: 1,
         }
     }
 }
 
 impl TotpParams {
-    /// Settings from the realm's values; `digits` and `period` have the CRD's types.
+    /// Settings from the realm's values, with one step of skew (see [`Self::with_skew`]);
+    /// `digits` and `period` have the CRD's types.
     ///
     /// # Errors
     /// [`MfaError::InvalidDigits`] outside 6..=8 (RFC 4226 section 5.3),
@@ -87,6 +97,21 @@ impl TotpParams {
             algorithm,
             digits,
             period,
+            skew: 1,
+        })
+    }
+
+    /// The same settings with `skew_steps` steps accepted on either side of the current one.
+    ///
+    /// # Errors
+    /// [`MfaError::InvalidSkew`] above [`MAX_SKEW_STEPS`].
+    pub fn with_skew(self, skew_steps: u8) -> Result<Self, MfaError> {
+        if skew_steps > MAX_SKEW_STEPS {
+            return Err(MfaError::InvalidSkew(skew_steps));
+        }
+        Ok(Self {
+            skew: skew_steps,
+            ..self
         })
     }
 
@@ -105,21 +130,14 @@ impl TotpParams {
         self.period
     }
 
+    /// Steps accepted on either side of the current one.
+    pub fn skew(&self) -> u8 {
+        self.skew
+    }
+
     /// The time step that `now_unix` falls in (RFC 6238's `T`, with `T0 = 0`).
     pub fn time_step(&self, now_unix: u64) -> TimeStep {
         TimeStep(now_unix / u64::from(self.period))
-    }
-
-    /// The last Unix second at which a code of `step` is still accepted with `skew_steps` of
-    /// skew: how long the caller must remember a used step to refuse its replay (for example
-    /// the expiry of the Redis key).
-    pub fn last_accepted_at(&self, step: TimeStep, skew_steps: u8) -> u64 {
-        let period = u64::from(self.period);
-        step.0
-            .saturating_add(u64::from(skew_steps))
-            .saturating_add(1)
-            .saturating_mul(period)
-            .saturating_sub(1)
     }
 
     fn totp(&self, secret: &TotpSecret) -> totp_rs::Totp {
@@ -137,7 +155,8 @@ impl TotpParams {
 }
 
 /// An RFC 6238 time step (the counter `floor(unix / period)`): the unit of replay protection.
-/// A code verified at step `s` must not be accepted again for `s`, even on another replica.
+/// A code verified at step `s` must not be accepted again for `s`, even on another replica;
+/// see [`accept`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TimeStep(pub u64);
 
@@ -215,10 +234,27 @@ pub fn generate(params: &TotpParams, secret: &TotpSecret, now_unix: u64) -> Stri
     params.totp(secret).generate(now_unix).to_string()
 }
 
-/// Checks a code typed by the user against the steps from `skew_steps` before to
-/// `skew_steps` after the step of `now_unix` (RFC 6238 section 5.2 recommends one), and returns
-/// the step it matched. The caller accepts the code only if that step was not used before
-/// for this user (replay), then records it until [`TotpParams::last_accepted_at`].
+/// The replay rule: a code that [`verify`] matched at step `matched` is accepted only if that
+/// step is later than the last step accepted for this user (`None` before the first use). So a
+/// step is used at most once, and a code older than one already used is refused too (RFC 4226
+/// section 7.2's counter rule, which also closes the skew window behind a used code).
+///
+/// The auth server keeps one `last_used` step per user (and per enrolment), shared by all
+/// replicas, and moves it forward only with an atomic compare-and-set that applies this very
+/// rule, for example
+/// `UPDATE mfa_totp SET last_step = $matched WHERE user_id = $user AND (last_step IS NULL OR last_step < $matched)`
+/// with exactly one row affected, or a Redis script doing `GET`, compare, `SET`. A read followed
+/// by a separate write would let two replicas accept the same code at once. The stored value
+/// never has to expire, so no TTL (and no clock of Redis versus the replicas') is involved:
+/// the decision rests on step numbers alone. The step matched when confirming an enrolment
+/// must be recorded as well, or its code could be replayed at the next login.
+pub fn accept(last_used: Option<TimeStep>, matched: TimeStep) -> bool {
+    last_used.is_none_or(|last| matched > last)
+}
+
+/// Checks a code typed by the user against the steps from `params.skew()` before to
+/// `params.skew()` after the step of `now_unix`, and returns the step it matched. The caller
+/// accepts the code only if [`accept`] says so for this user's last used step, atomically.
 ///
 /// Whitespace anywhere is ignored (apps show `123 456`); anything else that is not exactly
 /// the realm's number of ASCII digits is refused before any HMAC is computed.
@@ -231,7 +267,6 @@ pub fn verify(
     secret: &TotpSecret,
     code: &str,
     now_unix: u64,
-    skew_steps: u8,
 ) -> Option<TimeStep> {
     let mut typed = [0u8; 8];
     let mut len = 0usize;
@@ -254,8 +289,8 @@ pub fn verify(
     let mut step = 0u64;
     // Current step first, then the past, then the future: the order decides a collision.
     let offsets = std::iter::once(0i64)
-        .chain((1..=i64::from(skew_steps)).map(|o| -o))
-        .chain(1..=i64::from(skew_steps));
+        .chain((1..=i64::from(params.skew)).map(|o| -o))
+        .chain(1..=i64::from(params.skew));
     for offset in offsets {
         let Some(candidate) = now.checked_add_signed(offset) else {
             continue;
@@ -320,7 +355,7 @@ mod tests {
         for (algorithm, secret, time, code) in rfc_cases() {
             let params = TotpParams::new(algorithm, 8, 30).unwrap();
             assert_eq!(
-                verify(&params, &secret, code, time, 1),
+                verify(&params, &secret, code, time),
                 Some(TimeStep(time / 30)),
                 "{algorithm:?} at {time}"
             );
@@ -328,9 +363,9 @@ mod tests {
         // RFC 6238's table gives T for two of them: 0x23523EC and 0x27BC86AA.
         let params = TotpParams::new(Algorithm::Sha1, 8, 30).unwrap();
         let secret = TotpSecret::from_bytes(SEED_SHA1).unwrap();
-        let step = verify(&params, &secret, "07081804", 1_111_111_109, 1).unwrap();
+        let step = verify(&params, &secret, "07081804", 1_111_111_109).unwrap();
         assert_eq!(step.value(), 0x23523EC);
-        let step = verify(&params, &secret, "65353130", 20_000_000_000, 1).unwrap();
+        let step = verify(&params, &secret, "65353130", 20_000_000_000).unwrap();
         assert_eq!(step.value(), 0x27BC86AA);
     }
 
@@ -345,7 +380,7 @@ mod tests {
             let code = generate(&params, &secret, step * 30);
             let expected = accepted.then_some(TimeStep(step));
             assert_eq!(
-                verify(&params, &secret, &code, now, 1),
+                verify(&params, &secret, &code, now),
                 expected,
                 "offset {offset}"
             );
@@ -354,24 +389,104 @@ mod tests {
 
     #[test]
     fn zero_skew_accepts_only_the_current_step() {
-        let params = TotpParams::default();
+        let params = TotpParams::default().with_skew(0).unwrap();
         let secret = TotpSecret::generate([3; SECRET_LEN]);
         let now = 1_767_225_600;
         let previous = generate(&params, &secret, now - 30);
-        assert_eq!(verify(&params, &secret, &previous, now, 0), None);
+        assert_eq!(verify(&params, &secret, &previous, now), None);
         let current = generate(&params, &secret, now);
         assert_eq!(
-            verify(&params, &secret, &current, now, 0),
+            verify(&params, &secret, &current, now),
             Some(params.time_step(now))
         );
     }
 
+    /// The window's steps, as `verify` sees them: which of `steps` a code may come from.
+    fn accepted_steps(
+        params: &TotpParams,
+        secret: &TotpSecret,
+        now: u64,
+        steps: &[u64],
+    ) -> Vec<u64> {
+        steps
+            .iter()
+            .copied()
+            .filter(|&s| {
+                let code = generate(params, secret, s * u64::from(params.period()));
+                verify(params, secret, &code, now) == Some(TimeStep(s))
+            })
+            .collect()
+    }
+
     #[test]
-    fn the_first_steps_after_the_epoch_do_not_underflow() {
-        let params = TotpParams::default();
+    fn the_window_at_step_zero_is_clipped_not_wrapped() {
+        // A saturating window would give step 0 three times and a wrapping one u64::MAX and
+        // u64::MAX - 1; either way the set below would differ.
+        let params = TotpParams::default().with_skew(2).unwrap();
         let secret = TotpSecret::generate([5; SECRET_LEN]);
         let code = generate(&params, &secret, 0);
-        assert_eq!(verify(&params, &secret, &code, 10, 2), Some(TimeStep(0)));
+        assert_eq!(verify(&params, &secret, &code, 10), Some(TimeStep(0)));
+        assert_eq!(
+            accepted_steps(&params, &secret, 10, &[0, 1, 2, 3]),
+            [0, 1, 2]
+        );
+        assert_eq!(
+            accepted_steps(&params, &secret, 95, &[0, 1, 2, 3, 4, 5, 6]),
+            [1, 2, 3, 4, 5]
+        );
+    }
+
+    #[test]
+    fn skew_lives_in_the_params_and_is_capped_at_two() {
+        let params = TotpParams::default();
+        assert_eq!(params.skew(), 1);
+        assert_eq!(params.with_skew(2).map(|p| p.skew()), Ok(2));
+        assert_eq!(params.with_skew(3), Err(MfaError::InvalidSkew(3)));
+        assert_eq!(params.with_skew(255), Err(MfaError::InvalidSkew(255)));
+        let secret = TotpSecret::generate([6; SECRET_LEN]);
+        let now = 1_767_225_615;
+        let wide = params.with_skew(2).unwrap();
+        let code = generate(&params, &secret, now - 60);
+        assert_eq!(verify(&params, &secret, &code, now), None);
+        assert_eq!(
+            verify(&wide, &secret, &code, now),
+            Some(TimeStep(now / 30 - 2))
+        );
+    }
+
+    #[test]
+    fn accept_moves_only_forward() {
+        let s = TimeStep(58_907_520);
+        assert!(accept(None, s));
+        assert!(!accept(Some(s), s), "the same step twice");
+        assert!(accept(Some(s), TimeStep(s.0 + 1)));
+        // An older code after a newer one was used: refused even inside the skew window.
+        assert!(!accept(Some(TimeStep(s.0 + 1)), s));
+        assert!(!accept(Some(TimeStep(u64::MAX)), TimeStep(u64::MAX)));
+    }
+
+    #[test]
+    fn a_replayed_code_is_refused_at_every_second_verify_still_matches_it() {
+        // The old rule kept a used step until an inclusive "last accepted second" used as a
+        // Redis expiry: gone within that second, and off by the replica's clock. With
+        // `accept` there is no such second: for every second, on any replica's clock, in
+        // which `verify` still returns the step, the replay is refused.
+        for skew in 0..=MAX_SKEW_STEPS {
+            let params = TotpParams::default().with_skew(skew).unwrap();
+            let secret = TotpSecret::generate([9; SECRET_LEN]);
+            let first_use = 1_767_225_629; // the last second of its step
+            let code = generate(&params, &secret, first_use);
+            let used = verify(&params, &secret, &code, first_use).unwrap();
+            assert!(accept(None, used));
+            let mut matched_seconds = 0;
+            for now in first_use - 200..first_use + 200 {
+                if let Some(step) = verify(&params, &secret, &code, now) {
+                    matched_seconds += 1;
+                    assert!(!accept(Some(used), step), "replay at {now}, skew {skew}");
+                }
+            }
+            assert_eq!(matched_seconds, (2 * u64::from(skew) + 1) * 30);
+        }
     }
 
     #[test]
@@ -383,13 +498,13 @@ mod tests {
         let seven = TotpParams::new(Algorithm::Sha1, 7, 30).unwrap();
         assert_eq!(generate(&seven, &secret, 59), "4287082");
         // With 60-second steps, 59 and 119 fall in steps 0 and 1 (counter 1 = T=59 at 30 s).
-        let minute = TotpParams::new(Algorithm::Sha1, 8, 60).unwrap();
+        let minute = TotpParams::new(Algorithm::Sha1, 8, 60)
+            .unwrap()
+            .with_skew(0)
+            .unwrap();
         assert_eq!(generate(&minute, &secret, 119), "94287082");
         assert_eq!(minute.time_step(119), TimeStep(1));
-        assert_eq!(
-            verify(&minute, &secret, "94287082", 100, 0),
-            Some(TimeStep(1))
-        );
+        assert_eq!(verify(&minute, &secret, "94287082", 100), Some(TimeStep(1)));
     }
 
     #[test]
@@ -399,8 +514,8 @@ mod tests {
         let now = 59;
         let good = generate(&params, &secret, now);
         assert_eq!(good, "287082");
-        assert!(verify(&params, &secret, &good, now, 1).is_some());
-        assert!(verify(&params, &secret, " 287 082\t", now, 1).is_some());
+        assert!(verify(&params, &secret, &good, now).is_some());
+        assert!(verify(&params, &secret, " 287 082\t", now).is_some());
         for bad in [
             "",
             "28708",
@@ -413,7 +528,7 @@ mod tests {
             "２８７０８２", // full-width digits
             "287082\u{0}",
         ] {
-            assert_eq!(verify(&params, &secret, bad, now, 1), None, "{bad:?}");
+            assert_eq!(verify(&params, &secret, bad, now), None, "{bad:?}");
         }
     }
 
@@ -421,11 +536,11 @@ mod tests {
     fn a_wrong_code_or_secret_is_refused() {
         let params = TotpParams::default();
         let secret = TotpSecret::from_bytes(SEED_SHA1).unwrap();
-        assert_eq!(verify(&params, &secret, "287083", 59, 1), None);
+        assert_eq!(verify(&params, &secret, "287083", 59), None);
         let other = TotpSecret::generate([1; SECRET_LEN]);
-        assert_eq!(verify(&params, &other, "287082", 59, 1), None);
+        assert_eq!(verify(&params, &other, "287082", 59), None);
         let sha256 = TotpParams::new(Algorithm::Sha256, 6, 30).unwrap();
-        assert_eq!(verify(&sha256, &secret, "287082", 59, 1), None);
+        assert_eq!(verify(&sha256, &secret, "287082", 59), None);
     }
 
     #[test]
@@ -447,17 +562,6 @@ mod tests {
             TotpSecret::from_bytes(&[0; 15]).err(),
             Some(MfaError::SecretTooShort(15))
         );
-    }
-
-    #[test]
-    fn a_used_step_stays_refusable_until_its_last_accepted_second() {
-        let params = TotpParams::default();
-        let secret = TotpSecret::generate([9; SECRET_LEN]);
-        let step = params.time_step(1_767_225_600);
-        let code = generate(&params, &secret, 1_767_225_600);
-        let last = params.last_accepted_at(step, 1);
-        assert_eq!(verify(&params, &secret, &code, last, 1), Some(step));
-        assert_eq!(verify(&params, &secret, &code, last + 1, 1), None);
     }
 
     #[test]

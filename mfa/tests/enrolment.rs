@@ -24,19 +24,24 @@ fn a_code_from_the_enrolment_uri_verifies_and_names_its_step_for_the_replay_guar
     let now = 1_767_225_601;
     let code = generate(&params, &app_secret, now);
 
-    let first = verify(&params, &secret, &code, now, 1).unwrap();
+    let first = verify(&params, &secret, &code, now).unwrap();
     assert_eq!(first, params.time_step(now));
-    // The auth server keeps `first` (per user, in Redis) until this second: a second use of
-    // the same code within the window finds its step already taken and is refused there.
-    assert_eq!(
-        params.last_accepted_at(first, 1),
-        (first.value() + 2) * 30 - 1
-    );
-    let again = verify(&params, &secret, &code, now + 20, 1).unwrap();
-    assert_eq!(
-        again, first,
-        "the same step, which the replay guard refuses"
-    );
+    // The auth server stores `first` as the user's last used step (compare-and-set).
+    assert!(accept(None, first));
+    let last_used = Some(first);
+    // The same code a few seconds later, on another replica: still a match, refused by the rule.
+    let again = verify(&params, &secret, &code, now + 20).unwrap();
+    assert_eq!(again, first);
+    assert!(!accept(last_used, again));
+    // The next code is accepted.
+    let next = verify(
+        &params,
+        &secret,
+        &generate(&params, &secret, now + 30),
+        now + 30,
+    )
+    .unwrap();
+    assert!(accept(last_used, next));
 }
 
 #[test]
