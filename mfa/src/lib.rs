@@ -52,8 +52,8 @@ pub use recovery::{
     generate_recovery_codes,
 };
 pub use totp::{
-    Algorithm, MAX_SKEW_STEPS, MIN_SECRET_LEN, SECRET_LEN, TimeStep, TotpParams, TotpSecret,
-    accept, generate, verify,
+    Algorithm, MAX_SKEW_STEPS, MIN_SECRET_LEN, PERIOD_RANGE, SECRET_LEN, TimeStep, TotpParams,
+    TotpSecret, accept, generate, verify,
 };
 pub use uri::otpauth_uri;
 
@@ -67,9 +67,9 @@ pub enum MfaError {
     /// More skew than [`totp::MAX_SKEW_STEPS`].
     #[error("at most {max} steps of TOTP skew, not {0}", max = totp::MAX_SKEW_STEPS)]
     InvalidSkew(u8),
-    /// A time step of zero seconds.
-    #[error("the TOTP period must be at least one second")]
-    InvalidPeriod,
+    /// A time step outside [`totp::PERIOD_RANGE`] seconds.
+    #[error("the TOTP period is {min} to {max} seconds, not {0}", min = totp::PERIOD_RANGE.start(), max = totp::PERIOD_RANGE.end())]
+    InvalidPeriod(u32),
     /// RFC 4226 section 4: the shared secret is at least 128 bits.
     #[error("a TOTP secret has at least {MIN_SECRET_LEN} bytes, not {0}")]
     SecretTooShort(usize),

@@ -55,6 +55,11 @@ impl Algorithm {
 /// check and doubles an online guesser's odds, so 255 (what a bare `u8` allowed) is refused.
 pub const MAX_SKEW_STEPS: u8 = 2;
 
+/// Accepted step lengths in seconds, the CRD's `mfa.totp.period` range. This crate is the last
+/// check before the value reaches totp-rs unchecked; a huge period would make one step last for
+/// years, so after one login the replay rule would refuse that user until it ends.
+pub const PERIOD_RANGE: std::ops::RangeInclusive<u32> = 15..=120;
+
 /// A realm's TOTP settings (`mfa.totp.digits` and `mfa.totp.period`, the hash and the skew
 /// window), checked. The skew lives here and nowhere else, so the check and anything derived
 /// from the window cannot disagree about it.
@@ -80,18 +85,24 @@ impl Default for TotpParams {
 
 impl TotpParams {
     /// Settings from the realm's values, with one step of skew (see [`Self::with_skew`]);
-    /// `digits` and `period` have the CRD's types.
+    /// `digits` and `period` have the CRD's types and ranges.
+    ///
+    /// App support: every authenticator app handles SHA-1, 6 digits and 30 seconds. FreeOTP
+    /// refuses 7 digits (it takes only 6 or 8), and Google Authenticator has historically
+    /// ignored `algorithm`, `digits` and `period` and shown SHA-1/6/30 codes whatever the URI
+    /// said. Anything else limits which apps can enrol; the confirmation code catches a
+    /// mismatch, so it blocks enrolment rather than locking anyone out.
     ///
     /// # Errors
     /// [`MfaError::InvalidDigits`] outside 6..=8 (RFC 4226 section 5.3),
-    /// [`MfaError::InvalidPeriod`] for a period of zero.
+    /// [`MfaError::InvalidPeriod`] outside [`PERIOD_RANGE`] (the CRD's range).
     pub fn new(algorithm: Algorithm, digits: u32, period: u32) -> Result<Self, MfaError> {
         let digits = match digits {
             6..=8 => digits as u8,
             _ => return Err(MfaError::InvalidDigits(digits)),
         };
-        if period == 0 {
-            return Err(MfaError::InvalidPeriod);
+        if !PERIOD_RANGE.contains(&period) {
+            return Err(MfaError::InvalidPeriod(period));
         }
         Ok(Self {
             algorithm,
@@ -553,11 +564,14 @@ mod tests {
             TotpParams::new(Algorithm::Sha1, 9, 30),
             Err(MfaError::InvalidDigits(9))
         );
-        assert_eq!(
-            TotpParams::new(Algorithm::Sha1, 6, 0),
-            Err(MfaError::InvalidPeriod)
-        );
+        for period in [0, 1, 14, 121, 3600, u32::MAX] {
+            assert_eq!(
+                TotpParams::new(Algorithm::Sha1, 6, period),
+                Err(MfaError::InvalidPeriod(period))
+            );
+        }
         assert!(TotpParams::new(Algorithm::Sha512, 8, 120).is_ok());
+        assert!(TotpParams::new(Algorithm::Sha1, 6, 15).is_ok());
         assert_eq!(
             TotpSecret::from_bytes(&[0; 15]).err(),
             Some(MfaError::SecretTooShort(15))
