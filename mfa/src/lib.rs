@@ -4,7 +4,8 @@
 //! secret or code is made from random bytes the caller provides, so tests pin both and the
 //! auth server keeps a single CSPRNG.
 //!
-//! - [`totp`]: RFC 6238 codes with the realm's digits, period, hash and skew ([`TotpParams`]),
+//! - [`totp`]: RFC 6238 codes with an enrolment's digits, period, hash and skew ([`TotpParams`],
+//!   stored with each secret),
 //!   the shared secret ([`TotpSecret`], base32 for display), [`verify`], which returns the
 //!   matched [`TimeStep`], and [`accept`], the replay rule (a per-user last used step that only
 //!   moves forward) the auth server applies atomically across replicas;
@@ -73,6 +74,9 @@ pub enum MfaError {
     /// RFC 4226 section 4: the shared secret is at least 128 bits.
     #[error("a TOTP secret has at least {MIN_SECRET_LEN} bytes, not {0}")]
     SecretTooShort(usize),
+    /// Not the stored form of valid [`TotpParams`] (`SHA1:6:30:1`).
+    #[error("not a stored TOTP parameter set")]
+    InvalidStoredParams,
     /// Not RFC 4648 base32.
     #[error("not a base32 secret")]
     InvalidBase32,

@@ -63,6 +63,13 @@ pub const PERIOD_RANGE: std::ops::RangeInclusive<u32> = 15..=120;
 /// A realm's TOTP settings (`mfa.totp.digits` and `mfa.totp.period`, the hash and the skew
 /// window), checked. The skew lives here and nowhere else, so the check and anything derived
 /// from the window cannot disagree about it.
+///
+/// Per enrolment, not per realm: an authenticator app keeps the algorithm, digits and period it
+/// read from the QR code for ever. So the auth server stores these params with each enrolled
+/// secret, in their compact form (`Display`/`FromStr`: `SHA1:6:30:1`, that is algorithm,
+/// digits, period and skew), and verifies that user's codes with the stored params, never with
+/// the realm's current ones. The realm's settings apply only to new enrolments; changing them
+/// must not lock out anyone already enrolled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TotpParams {
     algorithm: Algorithm,
@@ -162,6 +169,55 @@ impl TotpParams {
             .with_skew(0)
             .with_secret(secret.0.clone())
             .build_noncompliant()
+    }
+}
+
+impl fmt::Display for TotpParams {
+    /// The compact stored form, `ALGORITHM:digits:period:skew`, for example `SHA1:6:30:1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.algorithm.as_str(),
+            self.digits,
+            self.period,
+            self.skew
+        )
+    }
+}
+
+impl std::str::FromStr for TotpParams {
+    type Err = MfaError;
+
+    /// Reads the stored form written by `Display`, with the same checks as [`TotpParams::new`]
+    /// and [`TotpParams::with_skew`].
+    ///
+    /// # Errors
+    /// [`MfaError::InvalidStoredParams`] unless the text is exactly what `Display` writes for
+    /// valid params (no spaces, signs or leading zeros), so one set of params has one stored
+    /// form.
+    fn from_str(text: &str) -> Result<Self, MfaError> {
+        let invalid = || MfaError::InvalidStoredParams;
+        let mut parts = text.split(':');
+        let mut next = || parts.next().ok_or_else(invalid);
+        let algorithm = match next()? {
+            "SHA1" => Algorithm::Sha1,
+            "SHA256" => Algorithm::Sha256,
+            "SHA512" => Algorithm::Sha512,
+            _ => return Err(invalid()),
+        };
+        let digits = next()?.parse().map_err(|_| invalid())?;
+        let period = next()?.parse().map_err(|_| invalid())?;
+        let skew = next()?.parse().map_err(|_| invalid())?;
+        let params = Self::new(algorithm, digits, period)
+            .and_then(|p| p.with_skew(skew))
+            .map_err(|_| invalid())?;
+        // `parse` takes `+6` and `06`, and a fifth part would be ignored: insist on the
+        // canonical form instead.
+        if params.to_string() != text {
+            return Err(invalid());
+        }
+        Ok(params)
     }
 }
 
@@ -552,6 +608,74 @@ mod tests {
         assert_eq!(verify(&params, &other, "287082", 59), None);
         let sha256 = TotpParams::new(Algorithm::Sha256, 6, 30).unwrap();
         assert_eq!(verify(&sha256, &secret, "287082", 59), None);
+    }
+
+    #[test]
+    fn params_round_trip_through_their_stored_form() {
+        let cases = [
+            (TotpParams::default(), "SHA1:6:30:1"),
+            (
+                TotpParams::new(Algorithm::Sha256, 8, 60)
+                    .unwrap()
+                    .with_skew(2)
+                    .unwrap(),
+                "SHA256:8:60:2",
+            ),
+            (
+                TotpParams::new(Algorithm::Sha512, 7, 15)
+                    .unwrap()
+                    .with_skew(0)
+                    .unwrap(),
+                "SHA512:7:15:0",
+            ),
+        ];
+        for (params, stored) in cases {
+            assert_eq!(params.to_string(), stored);
+            assert_eq!(stored.parse::<TotpParams>(), Ok(params));
+        }
+    }
+
+    #[test]
+    fn malformed_or_invalid_stored_params_are_refused() {
+        for bad in [
+            "",
+            "SHA1:6:30",
+            "SHA1:6:30:1:",
+            "SHA1:6:30:1:9",
+            "sha1:6:30:1",
+            "MD5:6:30:1",
+            "SHA1:+6:30:1",
+            "SHA1:06:30:1",
+            "SHA1: 6:30:1",
+            "SHA1:9:30:1",
+            "SHA1:6:0:1",
+            "SHA1:6:121:1",
+            "SHA1:6:30:3",
+            "SHA1:6:30:-1",
+        ] {
+            assert_eq!(
+                bad.parse::<TotpParams>(),
+                Err(MfaError::InvalidStoredParams),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_enrolment_keeps_verifying_with_its_stored_params_after_the_realm_changes() {
+        // Enrolled under SHA1/6/30; the app keeps those. The realm later moves to 8 digits.
+        let enrolled = TotpParams::default();
+        let stored = enrolled.to_string();
+        let secret = TotpSecret::generate([4; SECRET_LEN]);
+        let now = 1_767_225_600;
+        let app_code = generate(&enrolled, &secret, now);
+        let realm_now = TotpParams::new(Algorithm::Sha1, 8, 30).unwrap();
+        assert_eq!(verify(&realm_now, &secret, &app_code, now), None);
+        let params: TotpParams = stored.parse().unwrap();
+        assert_eq!(
+            verify(&params, &secret, &app_code, now),
+            Some(TimeStep(now / 30))
+        );
     }
 
     #[test]

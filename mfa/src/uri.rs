@@ -4,7 +4,8 @@
 use crate::MfaError;
 use crate::totp::{TotpParams, TotpSecret};
 
-/// The `otpauth://totp/` URI for `secret` with the realm's settings.
+/// The `otpauth://totp/` URI for `secret` with the params of this enrolment (the realm's
+/// current ones when it is made; store them with the secret, see [`TotpParams`]).
 ///
 /// `issuer` (the realm's `mfa.totp.issuerName`, or the issuer host) and `account` (the user's
 /// email or username) are percent-encoded as UTF-8 (RFC 3986): everything but the unreserved
