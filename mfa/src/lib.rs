@@ -11,7 +11,8 @@
 //!   moves forward) the auth server applies atomically across replicas;
 //! - [`uri`]: the `otpauth://totp/...` enrolment URI (Key Uri Format);
 //! - [`qr`]: that URI as a QR code, drawn as a small self-contained SVG;
-//! - [`recovery`]: single-use recovery codes, their keyed hashes and a constant-time lookup.
+//! - [`recovery`]: single-use recovery codes, their versioned per-user keyed hashes and a
+//!   constant-time lookup that returns the hash to delete.
 //!
 //! ```
 //! use portcullis_mfa::*;
@@ -31,13 +32,15 @@
 //! assert!(accept(None, step)); // first use: the server stores `step` as the user's last
 //! assert!(!accept(Some(step), step)); // the same code again: refused
 //!
-//! // Recovery codes: shown once, stored as keyed hashes, each found (then spent) by index.
-//! let key = RecoveryKey::new(b"the realm's pepper, 32 bytes or so")?;
+//! // Recovery codes: shown once, stored as keyed hashes bound to the user with their key
+//! // version, each found as its stored hash, which the caller then deletes (spends) by value.
+//! let ring = RecoveryKeyRing::new(vec![RecoveryKey::new(1, b"the realm's pepper, 32 bytes or so")?])?;
+//! let (realm, user) = ("acme", "0b8f3a52-5c1e-4d7a-9f0e-2a6b1c3d4e5f");
 //! let random: Vec<u8> = (0..2 * RECOVERY_CODE_RANDOM_BYTES as u8).collect(); // from a CSPRNG
 //! let codes = generate_recovery_codes(2, &random)?;
-//! let stored: Vec<RecoveryCodeHash> = codes.iter().map(|c| key.hash(c)).collect();
+//! let stored: Vec<RecoveryCodeHash> = codes.iter().map(|c| ring.hash(realm, user, c)).collect();
 //! let typed = codes[1].as_str().to_uppercase().replace('-', " ");
-//! assert_eq!(key.find(&typed, &stored), Some(1));
+//! assert_eq!(ring.find(realm, user, &typed, &stored), Some(stored[1]));
 //! # Ok(())
 //! # }
 //! ```
@@ -50,7 +53,7 @@ pub mod uri;
 pub use qr::qr_svg;
 pub use recovery::{
     RECOVERY_CODE_LEN, RECOVERY_CODE_RANDOM_BYTES, RecoveryCode, RecoveryCodeHash, RecoveryKey,
-    generate_recovery_codes,
+    RecoveryKeyRing, generate_recovery_codes,
 };
 pub use totp::{
     Algorithm, MAX_SKEW_STEPS, MIN_SECRET_LEN, PERIOD_RANGE, SECRET_LEN, TimeStep, TotpParams,
@@ -94,6 +97,12 @@ pub enum MfaError {
         /// Bytes given.
         got: usize,
     },
+    /// A recovery-code key ring without keys.
+    #[error("a recovery code key ring needs at least one key")]
+    EmptyKeyRing,
+    /// Two keys of a recovery-code key ring have the same version.
+    #[error("recovery code key version {0} appears twice")]
+    DuplicateKeyVersion(u32),
     /// The recovery-code key is shorter than [`recovery::MIN_KEY_LEN`].
     #[error("the recovery code key has at least {} bytes", recovery::MIN_KEY_LEN)]
     KeyTooShort,
