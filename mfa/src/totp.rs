@@ -8,6 +8,7 @@
 use std::fmt;
 
 use subtle::{ConditionallySelectable, ConstantTimeEq};
+use zeroize::Zeroizing;
 
 use crate::MfaError;
 
@@ -158,17 +159,34 @@ impl TotpParams {
         TimeStep(now_unix / u64::from(self.period))
     }
 
+    /// A totp-rs signer for `secret`: one copy of the secret per `verify` or `generate` call,
+    /// not per step; totp-rs is built with `zeroize`, so that copy is wiped when dropped (its
+    /// API has no way to sign with a borrowed secret).
     fn totp(&self, secret: &TotpSecret) -> totp_rs::Totp {
         // `build_noncompliant` skips the builder's checks, which `TotpParams::new` and
-        // `TotpSecret` have already made (digits 6..=8, period > 0, secret >= 128 bits); the
-        // checked `build` would return a `Result` that cannot fail here.
+        // `TotpSecret` have already made (digits 6..=8, period 15..=120, secret >= 128 bits);
+        // the checked `build` would return a `Result` that cannot fail here. Digits are not
+        // used: codes are computed from `sign` below.
         totp_rs::Builder::new()
             .with_algorithm(self.algorithm.to_totp_rs())
             .with_digits(self.digits)
             .with_step_duration(u64::from(self.period))
             .with_skew(0)
-            .with_secret(secret.0.clone())
+            .with_secret(secret.0.to_vec())
             .build_noncompliant()
+    }
+
+    /// The code for the step containing `at`, as a number below `10^digits`.
+    fn code_value(&self, totp: &totp_rs::Totp, at: u64) -> u32 {
+        let signature = totp.sign(at);
+        let value = truncate(signature.as_ref());
+        // Constant divisors, so the compiler emits multiplications, not a `div` whose
+        // latency may depend on the (secret) dividend.
+        match self.digits {
+            6 => value % 1_000_000,
+            7 => value % 10_000_000,
+            _ => value % 100_000_000,
+        }
     }
 }
 
@@ -221,6 +239,36 @@ impl std::str::FromStr for TotpParams {
     }
 }
 
+/// RFC 4226 section 5.3 dynamic truncation: 31 bits from the 4 bytes at the offset given by
+/// the low nibble of the last byte. The offset is secret, so all 16 candidate words are read
+/// and the one at the offset is selected in constant time, instead of indexing with it.
+fn truncate(signature: &[u8]) -> u32 {
+    let offset = signature.last().map_or(0, |last| last & 0x0f);
+    let mut word = 0u32;
+    for (i, window) in (0u8..16).zip(signature.windows(4)) {
+        let candidate = u32::from_be_bytes([window[0], window[1], window[2], window[3]]);
+        word.conditional_assign(&candidate, i.ct_eq(&offset));
+    }
+    word & 0x7fff_ffff
+}
+
+/// `value` as exactly `digits` decimal digits, zero-padded: always the same number of
+/// divisions by the constant 10, whatever the value (core's integer `Display` loops and pads
+/// depending on it).
+fn format_code(value: u32, digits: u8) -> Zeroizing<String> {
+    let mut buffer = [0u8; 8];
+    let mut rest = value;
+    let width = usize::from(digits).min(buffer.len());
+    for slot in buffer.iter_mut().take(width).rev() {
+        // `rest % 10` is below 10, so the cast cannot truncate.
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let code = Zeroizing::new(buffer.iter().take(width).map(|&b| char::from(b)).collect());
+    zeroize::Zeroize::zeroize(&mut buffer);
+    code
+}
+
 /// An RFC 6238 time step (the counter `floor(unix / period)`): the unit of replay protection.
 /// A code verified at step `s` must not be accepted again for `s`, even on another replica;
 /// see [`accept`].
@@ -240,9 +288,10 @@ impl fmt::Display for TimeStep {
     }
 }
 
-/// The shared secret of an enrolled authenticator. `Debug` does not show it.
+/// The shared secret of an enrolled authenticator. `Debug` does not show it, and its bytes are
+/// wiped when it is dropped.
 #[derive(Clone)]
-pub struct TotpSecret(Vec<u8>);
+pub struct TotpSecret(Zeroizing<Vec<u8>>);
 
 impl fmt::Debug for TotpSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -253,7 +302,7 @@ impl fmt::Debug for TotpSecret {
 impl TotpSecret {
     /// A new 160-bit secret from random bytes the caller draws from a CSPRNG.
     pub fn generate(random: [u8; SECRET_LEN]) -> Self {
-        Self(random.to_vec())
+        Self(Zeroizing::new(random.to_vec()))
     }
 
     /// A secret from its bytes, for example a stored one after decryption, or a longer one
@@ -265,7 +314,7 @@ impl TotpSecret {
         if bytes.len() < MIN_SECRET_LEN {
             return Err(MfaError::SecretTooShort(bytes.len()));
         }
-        Ok(Self(bytes.to_vec()))
+        Ok(Self(Zeroizing::new(bytes.to_vec())))
     }
 
     /// A secret typed or pasted in base32; case, spaces and `=` padding are ignored.
@@ -273,13 +322,14 @@ impl TotpSecret {
     /// # Errors
     /// [`MfaError::InvalidBase32`], or [`MfaError::SecretTooShort`].
     pub fn from_base32(text: &str) -> Result<Self, MfaError> {
-        let cleaned: String = text
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '=')
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
-        let secret =
-            totp_rs::Secret::try_from_base32(&cleaned).map_err(|_| MfaError::InvalidBase32)?;
+        let cleaned: Zeroizing<String> = Zeroizing::new(
+            text.chars()
+                .filter(|c| !c.is_whitespace() && *c != '=')
+                .map(|c| c.to_ascii_uppercase())
+                .collect(),
+        );
+        let secret = totp_rs::Secret::try_from_base32(cleaned.as_str())
+            .map_err(|_| MfaError::InvalidBase32)?;
         Self::from_bytes(secret.as_bytes())
     }
 
@@ -289,16 +339,17 @@ impl TotpSecret {
     }
 
     /// RFC 4648 base32 without padding, upper case: the `secret` of the URI and the text
-    /// shown for manual entry.
-    pub fn to_base32(&self) -> String {
-        totp_rs::Secret::new(self.0.clone().into_boxed_slice()).to_base32()
+    /// shown for manual entry; wiped when dropped.
+    pub fn to_base32(&self) -> Zeroizing<String> {
+        Zeroizing::new(totp_rs::Secret::new(self.0.to_vec().into_boxed_slice()).to_base32())
     }
 }
 
 /// The code for `now_unix`, as the authenticator app shows it (zero-padded to the digits).
 /// The server needs it only in tests and tools; [`verify`] is the check.
-pub fn generate(params: &TotpParams, secret: &TotpSecret, now_unix: u64) -> String {
-    params.totp(secret).generate(now_unix).to_string()
+pub fn generate(params: &TotpParams, secret: &TotpSecret, now_unix: u64) -> Zeroizing<String> {
+    let totp = params.totp(secret);
+    format_code(params.code_value(&totp, now_unix), params.digits)
 }
 
 /// The replay rule: a code that [`verify`] matched at step `matched` is accepted only if that
@@ -327,7 +378,9 @@ pub fn accept(last_used: Option<TimeStep>, matched: TimeStep) -> bool {
 /// the realm's number of ASCII digits is refused before any HMAC is computed.
 ///
 /// Every step of the window is computed and compared in constant time, without stopping at a
-/// match, so the timing does not tell which step matched or how many digits were right. If two
+/// match, so the timing does not tell which step matched or how many digits were right; the
+/// expected codes are never formatted (no value-dependent digit loop or padding) and the
+/// truncation offset is not used as an index. If two
 /// steps give the same code (one chance in 10^digits), the current one wins, then the past.
 pub fn verify(
     params: &TotpParams,
@@ -335,19 +388,21 @@ pub fn verify(
     code: &str,
     now_unix: u64,
 ) -> Option<TimeStep> {
-    let mut typed = [0u8; 8];
+    // The typed code is the attacker's input, not a secret: parsing it may branch.
+    let mut typed = 0u32;
     let mut len = 0usize;
     for c in code.chars().filter(|c| !c.is_whitespace()) {
-        if !c.is_ascii_digit() || len == usize::from(params.digits) {
+        let digit = c.to_digit(10).filter(|_| c.is_ascii_digit())?;
+        if len == usize::from(params.digits) {
             return None;
         }
-        typed[len] = c as u8;
+        // At most 8 digits: below 10^8, no overflow.
+        typed = typed * 10 + digit;
         len += 1;
     }
     if len != usize::from(params.digits) {
         return None;
     }
-    let typed = &typed[..len];
 
     let totp = params.totp(secret);
     let period = u64::from(params.period);
@@ -365,8 +420,8 @@ pub fn verify(
         let Some(at) = candidate.checked_mul(period) else {
             continue;
         };
-        let expected = totp.generate(at).to_string();
-        let equal = expected.as_bytes().ct_eq(typed);
+        // Same length on both sides (exactly `digits` digits), so equal values are equal codes.
+        let equal = params.code_value(&totp, at).ct_eq(&typed);
         step = u64::conditional_select(&step, &candidate, equal & !matched);
         matched |= equal;
     }
@@ -406,11 +461,59 @@ mod tests {
     }
 
     #[test]
+    fn truncation_and_formatting_match_rfc_4226_appendix_d() {
+        // RFC 4226 Appendix D: HOTP of "12345678901234567890" for counters 0..=9, as the
+        // truncated 31-bit value and as the 6-digit code.
+        let expected: [(u32, &str); 10] = [
+            (1_284_755_224, "755224"),
+            (1_094_287_082, "287082"),
+            (137_359_152, "359152"),
+            (1_726_969_429, "969429"),
+            (1_640_338_314, "338314"),
+            (868_254_676, "254676"),
+            (1_918_287_922, "287922"),
+            (82_162_583, "162583"),
+            (673_399_871, "399871"),
+            (645_520_489, "520489"),
+        ];
+        let params = TotpParams::default();
+        let totp = params.totp(&TotpSecret::from_bytes(SEED_SHA1).unwrap());
+        for (counter, (value, code)) in (0u64..).zip(expected) {
+            let signature = totp.sign(counter * 30);
+            assert_eq!(truncate(signature.as_ref()), value, "counter {counter}");
+            assert_eq!(
+                format_code(params.code_value(&totp, counter * 30), 6).as_str(),
+                code
+            );
+        }
+        // RFC 4226 section 5.4's worked example: offset 0xa, word 0x50ef7f19.
+        let example = [
+            0x1f, 0x86, 0x98, 0x69, 0x0e, 0x02, 0xca, 0x16, 0x61, 0x85, 0x50, 0xef, 0x7f, 0x19,
+            0xda, 0x8e, 0x94, 0x5b, 0x55, 0x5a,
+        ];
+        assert_eq!(truncate(&example), 0x50ef_7f19);
+        // Offset 15, the largest, reads bytes 15..=18 of a SHA-1 signature (the top bit
+        // cleared), not beyond.
+        let mut last = [0u8; 20];
+        last[15..].copy_from_slice(&[0xff, 0x01, 0x02, 0x03, 0x0f]);
+        assert_eq!(truncate(&last), 0x7f01_0203);
+    }
+
+    #[test]
+    fn codes_are_formatted_to_exactly_their_digits() {
+        assert_eq!(format_code(0, 6).as_str(), "000000");
+        assert_eq!(format_code(42, 6).as_str(), "000042");
+        assert_eq!(format_code(999_999, 6).as_str(), "999999");
+        assert_eq!(format_code(1_234_567, 7).as_str(), "1234567");
+        assert_eq!(format_code(7_081_804, 8).as_str(), "07081804");
+    }
+
+    #[test]
     fn generate_matches_the_rfc_6238_appendix_b_vectors() {
         for (algorithm, secret, time, code) in rfc_cases() {
             let params = TotpParams::new(algorithm, 8, 30).unwrap();
             assert_eq!(
-                generate(&params, &secret, time),
+                generate(&params, &secret, time).as_str(),
                 code,
                 "{algorithm:?} at {time}"
             );
@@ -561,15 +664,15 @@ mod tests {
         let secret = TotpSecret::from_bytes(SEED_SHA1).unwrap();
         // RFC 6238's T=59 SHA-1 code is 94287082; 6 and 7 digits are its last digits.
         let six = TotpParams::new(Algorithm::Sha1, 6, 30).unwrap();
-        assert_eq!(generate(&six, &secret, 59), "287082");
+        assert_eq!(generate(&six, &secret, 59).as_str(), "287082");
         let seven = TotpParams::new(Algorithm::Sha1, 7, 30).unwrap();
-        assert_eq!(generate(&seven, &secret, 59), "4287082");
+        assert_eq!(generate(&seven, &secret, 59).as_str(), "4287082");
         // With 60-second steps, 59 and 119 fall in steps 0 and 1 (counter 1 = T=59 at 30 s).
         let minute = TotpParams::new(Algorithm::Sha1, 8, 60)
             .unwrap()
             .with_skew(0)
             .unwrap();
-        assert_eq!(generate(&minute, &secret, 119), "94287082");
+        assert_eq!(generate(&minute, &secret, 119).as_str(), "94287082");
         assert_eq!(minute.time_step(119), TimeStep(1));
         assert_eq!(verify(&minute, &secret, "94287082", 100), Some(TimeStep(1)));
     }
@@ -580,7 +683,7 @@ mod tests {
         let secret = TotpSecret::from_bytes(SEED_SHA1).unwrap();
         let now = 59;
         let good = generate(&params, &secret, now);
-        assert_eq!(good, "287082");
+        assert_eq!(good.as_str(), "287082");
         assert!(verify(&params, &secret, &good, now).is_some());
         assert!(verify(&params, &secret, " 287 082\t", now).is_some());
         for bad in [
@@ -705,10 +808,13 @@ mod tests {
     #[test]
     fn secrets_are_160_bits_and_base32_without_padding() {
         let secret = TotpSecret::from_bytes(SEED_SHA1).unwrap();
-        assert_eq!(secret.to_base32(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        assert_eq!(
+            secret.to_base32().as_str(),
+            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+        );
         // 16 bytes is 26 base32 characters; padded it would be 32.
         let short = TotpSecret::from_bytes(&[0xff; 16]).unwrap();
-        assert_eq!(short.to_base32(), "77777777777777777777777774");
+        assert_eq!(short.to_base32().as_str(), "77777777777777777777777774");
         let generated = TotpSecret::generate([0xA5; SECRET_LEN]);
         assert_eq!(generated.as_bytes().len() * 8, 160);
         let back = TotpSecret::from_base32(&generated.to_base32().to_lowercase()).unwrap();

@@ -32,7 +32,7 @@ pub fn otpauth_uri(
     Ok(format!(
         "otpauth://totp/{issuer}:{account}?secret={secret}&issuer={issuer}&algorithm={algorithm}&digits={digits}&period={period}",
         account = percent_encode(account),
-        secret = secret.to_base32(),
+        secret = secret.to_base32().as_str(),
         algorithm = params.algorithm().as_str(),
         digits = params.digits(),
         period = params.period(),
