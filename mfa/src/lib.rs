@@ -97,6 +97,9 @@ pub enum MfaError {
         /// Bytes given.
         got: usize,
     },
+    /// Two codes of a new recovery-code set are equal; draw new random bytes.
+    #[error("the recovery code set has a repeated code")]
+    DuplicateRecoveryCode,
     /// A recovery-code key ring without keys.
     #[error("a recovery code key ring needs at least one key")]
     EmptyKeyRing,

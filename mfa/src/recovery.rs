@@ -17,6 +17,7 @@ use std::fmt;
 use hmac_0_13::{Hmac, KeyInit, Mac};
 use sha2_0_11::Sha256;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
+use zeroize::Zeroize;
 
 use crate::MfaError;
 
@@ -42,13 +43,22 @@ const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// (the realm pepper) used elsewhere can then never produce a matching value.
 const PURPOSE: &[u8] = b"portcullis-recovery-v1";
 
-/// A recovery code in canonical form, shown to the user once. `Debug` does not show it.
+/// A recovery code in canonical form, shown to the user once. `Debug` does not show it, and it
+/// is wiped when dropped. `PartialEq` is not constant-time: compare stored codes with
+/// [`RecoveryKeyRing::find`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct RecoveryCode {
     /// The 10 canonical characters, without hyphens.
     chars: [u8; RECOVERY_CODE_LEN],
     /// `xxxx-xxxx-xx`, as shown.
     display: String,
+}
+
+impl Drop for RecoveryCode {
+    fn drop(&mut self) {
+        self.chars.zeroize();
+        self.display.zeroize();
+    }
 }
 
 impl fmt::Debug for RecoveryCode {
@@ -115,6 +125,8 @@ impl RecoveryCode {
 /// # Errors
 /// [`MfaError::RandomLength`] when `random` is not exactly that long: too few would repeat
 /// bytes, and silently ignoring extra ones would hide a caller's mistake.
+/// [`MfaError::DuplicateRecoveryCode`] when two codes of the set are equal (about 2^-44 for
+/// ten codes from a CSPRNG): the caller draws new bytes, since a duplicate would work twice.
 pub fn generate_recovery_codes(count: u32, random: &[u8]) -> Result<Vec<RecoveryCode>, MfaError> {
     let expected = (count as usize).saturating_mul(RECOVERY_CODE_RANDOM_BYTES);
     if random.len() != expected {
@@ -123,14 +135,20 @@ pub fn generate_recovery_codes(count: u32, random: &[u8]) -> Result<Vec<Recovery
             got: random.len(),
         });
     }
-    Ok(random
+    let codes: Vec<RecoveryCode> = random
         .chunks_exact(RECOVERY_CODE_RANDOM_BYTES)
         .map(|chunk| {
             let mut bytes = [0u8; RECOVERY_CODE_RANDOM_BYTES];
             bytes.copy_from_slice(chunk);
             RecoveryCode::from_random(bytes)
         })
-        .collect())
+        .collect();
+    for (i, code) in codes.iter().enumerate() {
+        if codes.iter().take(i).any(|earlier| earlier == code) {
+            return Err(MfaError::DuplicateRecoveryCode);
+        }
+    }
+    Ok(codes)
 }
 
 /// The stored form of a recovery code: the version of the key that made it and the
@@ -388,6 +406,19 @@ mod tests {
                 expected: 10,
                 got: 11
             })
+        );
+    }
+
+    #[test]
+    fn a_set_with_a_repeated_code_is_refused() {
+        let mut random = counting_bytes(30);
+        // The third code repeats the first (only the low 5 bits count: 32 + i reads as i).
+        for i in 0..RECOVERY_CODE_RANDOM_BYTES {
+            random[20 + i] = 32 + i as u8;
+        }
+        assert_eq!(
+            generate_recovery_codes(3, &random),
+            Err(MfaError::DuplicateRecoveryCode)
         );
     }
 
