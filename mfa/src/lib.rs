@@ -86,6 +86,12 @@ pub enum MfaError {
     /// The issuer or the account name of an enrolment URI is empty.
     #[error("the {0} of an otpauth URI must not be empty")]
     EmptyLabel(&'static str),
+    /// The issuer or the account name of an enrolment URI contains `:`, a control character or
+    /// a bidirectional override, which authenticator apps misread or render.
+    #[error(
+        "the {0} of an otpauth URI must not contain ':', control or bidirectional override characters"
+    )]
+    InvalidLabel(&'static str),
     /// The text does not fit in the largest QR code.
     #[error("too long for a QR code")]
     QrDataTooLong,
