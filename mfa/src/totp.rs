@@ -317,20 +317,28 @@ impl TotpSecret {
         Ok(Self(Zeroizing::new(bytes.to_vec())))
     }
 
-    /// A secret typed or pasted in base32; case, spaces and `=` padding are ignored.
+    /// A secret typed or pasted in base32; case, whitespace and trailing `=` padding are
+    /// ignored. Anything else must be the canonical encoding of whole bytes: the decoder
+    /// underneath drops `=` anywhere, trailing bits and partial characters, so a truncated or
+    /// mistyped paste would otherwise pass as a different secret.
     ///
     /// # Errors
     /// [`MfaError::InvalidBase32`], or [`MfaError::SecretTooShort`].
     pub fn from_base32(text: &str) -> Result<Self, MfaError> {
         let cleaned: Zeroizing<String> = Zeroizing::new(
             text.chars()
-                .filter(|c| !c.is_whitespace() && *c != '=')
+                .filter(|c| !c.is_whitespace())
                 .map(|c| c.to_ascii_uppercase())
                 .collect(),
         );
-        let secret = totp_rs::Secret::try_from_base32(cleaned.as_str())
-            .map_err(|_| MfaError::InvalidBase32)?;
-        Self::from_bytes(secret.as_bytes())
+        let unpadded = cleaned.trim_end_matches('=');
+        let secret =
+            totp_rs::Secret::try_from_base32(unpadded).map_err(|_| MfaError::InvalidBase32)?;
+        let secret = Self::from_bytes(secret.as_bytes())?;
+        if secret.to_base32().as_str() != unpadded {
+            return Err(MfaError::InvalidBase32);
+        }
+        Ok(secret)
     }
 
     /// The raw bytes, to be stored (encrypted).
@@ -607,6 +615,29 @@ mod tests {
     }
 
     #[test]
+    fn the_window_near_the_end_of_time_skips_steps_past_u64_max() {
+        // The last step whose start fits in u64: the future step's start would overflow and
+        // is skipped (not wrapped to step 0, not saturated to u64::MAX).
+        let params = TotpParams::default().with_skew(2).unwrap();
+        let secret = TotpSecret::generate([8; SECRET_LEN]);
+        let last = u64::MAX / 30;
+        let current = generate(&params, &secret, u64::MAX);
+        assert_eq!(
+            verify(&params, &secret, &current, u64::MAX),
+            Some(TimeStep(last))
+        );
+        let previous = generate(&params, &secret, (last - 2) * 30);
+        assert_eq!(
+            verify(&params, &secret, &previous, u64::MAX),
+            Some(TimeStep(last - 2))
+        );
+        // A wrapping `(last + 1) * 30` is second 14, in step 0: its code is not accepted.
+        let wrapped = generate(&params, &secret, 0);
+        assert_eq!(verify(&params, &secret, &wrapped, u64::MAX), None);
+        assert_eq!(params.time_step(u64::MAX), TimeStep(last));
+    }
+
+    #[test]
     fn skew_lives_in_the_params_and_is_capped_at_two() {
         let params = TotpParams::default();
         assert_eq!(params.skew(), 1);
@@ -821,10 +852,23 @@ mod tests {
         assert_eq!(back.as_bytes(), generated.as_bytes());
         let spaced = TotpSecret::from_base32("gezd gnbv gy3t qojq gezd gnbv gy3t qojq").unwrap();
         assert_eq!(spaced.as_bytes(), SEED_SHA1);
-        assert_eq!(
-            TotpSecret::from_base32("GEZDGNBV1").err(),
-            Some(MfaError::InvalidBase32)
-        );
+        let padded = TotpSecret::from_base32("77777777777777777777777774======").unwrap();
+        assert_eq!(padded.as_bytes(), [0xff; 16]);
+        for bad in [
+            "GEZDGNBV1",
+            // One character too many: the decoder would drop it.
+            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQA",
+            // `=` inside the text, which the decoder would skip.
+            "GEZDGNBVGY3T=QOJQGEZDGNBVGY3TQOJQ",
+            // Non-zero trailing bits: ...74 is canonical, ...77 decodes to the same bytes.
+            "77777777777777777777777777",
+        ] {
+            assert_eq!(
+                TotpSecret::from_base32(bad).err(),
+                Some(MfaError::InvalidBase32),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
