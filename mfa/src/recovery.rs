@@ -80,12 +80,14 @@ impl RecoveryCode {
     }
 
     /// Reads what a user typed: ASCII case, whitespace and hyphens are ignored, `o` is read as
-    /// `0`, `i` and `l` as `1`. `None` unless exactly 10 alphabet characters remain.
+    /// `0`, `i` and `l` as `1`. `None` unless exactly 10 alphabet characters remain. The
+    /// Unicode dashes that copying from a PDF or iOS smart punctuation put in place of `-`
+    /// (U+2010 to U+2015, U+2212) count as hyphens.
     pub fn parse(input: &str) -> Option<Self> {
         let mut chars = [0u8; RECOVERY_CODE_LEN];
         let mut len = 0;
         for c in input.chars() {
-            if c.is_whitespace() || c == '-' {
+            if c.is_whitespace() || matches!(c, '-' | '\u{2010}'..='\u{2015}' | '\u{2212}') {
                 continue;
             }
             let c = match c.to_ascii_lowercase() {
@@ -434,6 +436,9 @@ mod tests {
             "0I23-4567-89", // letter I for one
             "0l23-4567-89", // letter l for one
             "01-23-45-67-89",
+            "0123\u{2010}4567\u{2011}89", // hyphen, non-breaking hyphen
+            "0123\u{2013}4567\u{2014}89", // en and em dash (smart punctuation)
+            "0123\u{2212}4567\u{2012}89", // minus sign, figure dash
         ] {
             assert_eq!(
                 RecoveryCode::parse(typed).as_ref(),
