@@ -1,9 +1,10 @@
-//! Time-based one-time passwords (RFC 6238) over `totp-rs`, with the realm's settings.
+//! Time-based one-time passwords (RFC 6238) over `totp-rs`, with each enrolment's settings.
 //!
-//! `totp-rs` computes the codes; this module owns the policy around them: which inputs count
-//! as a code, the skew window, a comparison that does not stop at the first match, and the
-//! matched [`TimeStep`], which the caller records (in Redis, shared by the replicas) so that a
-//! code is accepted once per step.
+//! `totp-rs` computes the HMACs; this module owns the rest: truncation and formatting without
+//! secret-dependent timing, which inputs count as a code, the skew window, a comparison that
+//! does not stop at the first match, the matched [`TimeStep`], and [`accept`], the replay rule
+//! the caller applies to it atomically (shared by the replicas) so that a step is accepted at
+//! most once per user.
 
 use std::fmt;
 
@@ -383,13 +384,13 @@ pub fn accept(last_used: Option<TimeStep>, matched: TimeStep) -> bool {
 /// accepts the code only if [`accept`] says so for this user's last used step, atomically.
 ///
 /// Whitespace anywhere is ignored (apps show `123 456`); anything else that is not exactly
-/// the realm's number of ASCII digits is refused before any HMAC is computed.
+/// the enrolment's number of ASCII digits is refused before any HMAC is computed.
 ///
 /// Every step of the window is computed and compared in constant time, without stopping at a
 /// match, so the timing does not tell which step matched or how many digits were right; the
 /// expected codes are never formatted (no value-dependent digit loop or padding) and the
-/// truncation offset is not used as an index. If two
-/// steps give the same code (one chance in 10^digits), the current one wins, then the past.
+/// truncation offset is not used as an index. If two steps give the same code (one chance in
+/// 10^digits), the current one wins, then the past.
 pub fn verify(
     params: &TotpParams,
     secret: &TotpSecret,
