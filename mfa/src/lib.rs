@@ -4,13 +4,15 @@
 //! secret or code is made from random bytes the caller provides, so tests pin both and the
 //! auth server keeps a single CSPRNG.
 //!
-//! - [`totp`]: RFC 6238 codes with the realm's digits, period and hash ([`TotpParams`]), the
-//!   shared secret ([`TotpSecret`], base32 for display) and [`verify`], which returns the
-//!   matched [`TimeStep`] so the caller can refuse a second use of that step (replay) across
-//!   replicas;
+//! - [`totp`]: RFC 6238 codes with an enrolment's digits, period, hash and skew ([`TotpParams`],
+//!   stored with each secret),
+//!   the shared secret ([`TotpSecret`], base32 for display), [`verify`], which returns the
+//!   matched [`TimeStep`], and [`accept`], the replay rule (a per-user last used step that only
+//!   moves forward) the auth server applies atomically across replicas;
 //! - [`uri`]: the `otpauth://totp/...` enrolment URI (Key Uri Format);
 //! - [`qr`]: that URI as a QR code, drawn as a small self-contained SVG;
-//! - [`recovery`]: single-use recovery codes, their keyed hashes and a constant-time lookup.
+//! - [`recovery`]: single-use recovery codes, their versioned per-user keyed hashes and a
+//!   constant-time lookup that returns the hash to delete.
 //!
 //! ```
 //! use portcullis_mfa::*;
@@ -24,15 +26,21 @@
 //!
 //! let now = 1_767_225_600;
 //! let code = generate(&params, &secret, now);
-//! assert_eq!(verify(&params, &secret, &code, now, 1), Some(params.time_step(now)));
+//! let step = verify(&params, &secret, &code, now);
+//! assert_eq!(step, Some(params.time_step(now)));
+//! let step = params.time_step(now);
+//! assert!(accept(None, step)); // first use: the server stores `step` as the user's last
+//! assert!(!accept(Some(step), step)); // the same code again: refused
 //!
-//! // Recovery codes: shown once, stored as keyed hashes, each found (then spent) by index.
-//! let key = RecoveryKey::new(b"the realm's pepper, 32 bytes or so")?;
+//! // Recovery codes: shown once, stored as keyed hashes bound to the user with their key
+//! // version, each found as its stored hash, which the caller then deletes (spends) by value.
+//! let ring = RecoveryKeyRing::new(vec![RecoveryKey::new(1, b"the realm's pepper, 32 bytes or so")?])?;
+//! let (realm, user) = ("acme", "0b8f3a52-5c1e-4d7a-9f0e-2a6b1c3d4e5f");
 //! let random: Vec<u8> = (0..2 * RECOVERY_CODE_RANDOM_BYTES as u8).collect(); // from a CSPRNG
 //! let codes = generate_recovery_codes(2, &random)?;
-//! let stored: Vec<RecoveryCodeHash> = codes.iter().map(|c| key.hash(c)).collect();
+//! let stored: Vec<RecoveryCodeHash> = codes.iter().map(|c| ring.hash(realm, user, c)).collect();
 //! let typed = codes[1].as_str().to_uppercase().replace('-', " ");
-//! assert_eq!(key.find(&typed, &stored), Some(1));
+//! assert_eq!(ring.find(realm, user, &typed, &stored), Some(stored[1]));
 //! # Ok(())
 //! # }
 //! ```
@@ -45,10 +53,11 @@ pub mod uri;
 pub use qr::qr_svg;
 pub use recovery::{
     RECOVERY_CODE_LEN, RECOVERY_CODE_RANDOM_BYTES, RecoveryCode, RecoveryCodeHash, RecoveryKey,
-    generate_recovery_codes,
+    RecoveryKeyRing, generate_recovery_codes,
 };
 pub use totp::{
-    Algorithm, MIN_SECRET_LEN, SECRET_LEN, TimeStep, TotpParams, TotpSecret, generate, verify,
+    Algorithm, MAX_SKEW_STEPS, MIN_SECRET_LEN, PERIOD_RANGE, SECRET_LEN, TimeStep, TotpParams,
+    TotpSecret, accept, generate, verify,
 };
 pub use uri::otpauth_uri;
 
@@ -59,18 +68,30 @@ pub enum MfaError {
     /// RFC 4226 codes have 6 to 8 digits.
     #[error("a TOTP code has 6 to 8 digits, not {0}")]
     InvalidDigits(u32),
-    /// A time step of zero seconds.
-    #[error("the TOTP period must be at least one second")]
-    InvalidPeriod,
+    /// More skew than [`totp::MAX_SKEW_STEPS`].
+    #[error("at most {max} steps of TOTP skew, not {0}", max = totp::MAX_SKEW_STEPS)]
+    InvalidSkew(u8),
+    /// A time step outside [`totp::PERIOD_RANGE`] seconds.
+    #[error("the TOTP period is {min} to {max} seconds, not {0}", min = totp::PERIOD_RANGE.start(), max = totp::PERIOD_RANGE.end())]
+    InvalidPeriod(u32),
     /// RFC 4226 section 4: the shared secret is at least 128 bits.
     #[error("a TOTP secret has at least {MIN_SECRET_LEN} bytes, not {0}")]
     SecretTooShort(usize),
+    /// Not the stored form of valid [`TotpParams`] (`SHA1:6:30:1`).
+    #[error("not a stored TOTP parameter set")]
+    InvalidStoredParams,
     /// Not RFC 4648 base32.
     #[error("not a base32 secret")]
     InvalidBase32,
     /// The issuer or the account name of an enrolment URI is empty.
     #[error("the {0} of an otpauth URI must not be empty")]
     EmptyLabel(&'static str),
+    /// The issuer or the account name of an enrolment URI contains `:`, a control character or
+    /// a bidirectional override, which authenticator apps misread or render.
+    #[error(
+        "the {0} of an otpauth URI must not contain ':', control or bidirectional override characters"
+    )]
+    InvalidLabel(&'static str),
     /// The text does not fit in the largest QR code.
     #[error("too long for a QR code")]
     QrDataTooLong,
@@ -82,6 +103,15 @@ pub enum MfaError {
         /// Bytes given.
         got: usize,
     },
+    /// Two codes of a new recovery-code set are equal; draw new random bytes.
+    #[error("the recovery code set has a repeated code")]
+    DuplicateRecoveryCode,
+    /// A recovery-code key ring without keys.
+    #[error("a recovery code key ring needs at least one key")]
+    EmptyKeyRing,
+    /// Two keys of a recovery-code key ring have the same version.
+    #[error("recovery code key version {0} appears twice")]
+    DuplicateKeyVersion(u32),
     /// The recovery-code key is shorter than [`recovery::MIN_KEY_LEN`].
     #[error("the recovery code key has at least {} bytes", recovery::MIN_KEY_LEN)]
     KeyTooShort,

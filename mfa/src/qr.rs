@@ -19,7 +19,11 @@ const QUIET_ZONE: i32 = 4;
 /// The SVG has a `viewBox` in modules and no fixed size, so the page's CSS sizes it; a white
 /// background including the quiet zone of 4 modules (the code stays scannable on a dark page);
 /// the dark modules as one `<path>` of horizontal runs; `shape-rendering="crispEdges"` so
-/// browsers do not anti-alias the module edges into grey seams.
+/// browsers do not anti-alias the module edges into grey seams. Colours are named, so the
+/// markup has no `#`, which would end an unencoded `data:` URL.
+///
+/// The SVG *is* the TOTP secret (so is the URI). Serve it inline in the page or as a base64
+/// `data:` URL, in a response with `Cache-Control: no-store`, and never log it.
 ///
 /// # Errors
 /// [`MfaError::QrDataTooLong`] when `text` does not fit in a version 40 code (about 2,300
@@ -49,7 +53,7 @@ fn render_svg(code: &QrCode, title: &str) -> String {
     // `write!` to a `String` cannot fail; the results are ignored for that reason alone.
     let _ = write!(
         svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" shape-rendering="crispEdges" role="img"><title>{}</title><rect width="{size}" height="{size}" fill="#fff"/><path fill="#000" d=""##,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" shape-rendering="crispEdges" role="img"><title>{}</title><rect width="{size}" height="{size}" fill="white"/><path fill="black" d=""##,
         escape_xml(title)
     );
     for y in 0..code.size() {
@@ -76,11 +80,15 @@ fn render_svg(code: &QrCode, title: &str) -> String {
     svg
 }
 
-/// Escapes text for an XML element's content or a quoted attribute.
+/// Escapes text for an XML element's content or a quoted attribute, and drops the characters
+/// XML 1.0 does not allow at all (C0 controls but tab, newline and carriage return, U+FFFE and
+/// U+FFFF): no escape exists for them, and one would make the SVG document fail to parse.
 fn escape_xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
+            '\t' | '\n' | '\r' => out.push(c),
+            '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => {}
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -266,6 +274,21 @@ mod tests {
             "<title>&lt;script&gt;alert(&quot;1&quot;)&lt;/script&gt; &amp; &apos;x&apos;</title>"
         ));
         assert_eq!(elements(&svg), ["svg", "title", "rect", "path"]);
+    }
+
+    #[test]
+    fn characters_xml_forbids_are_dropped_from_the_title() {
+        let svg = qr_svg("x", "a\u{0}b\u{8}c\u{b}d\u{1f}e\u{fffe}f\u{ffff}g\th").unwrap();
+        assert!(svg.contains("<title>abcdefg\th</title>"), "{svg}");
+    }
+
+    #[test]
+    fn the_svg_has_no_hash_so_an_unencoded_data_url_keeps_all_of_it() {
+        // In `data:image/svg+xml;utf8,<svg ...>` the first `#` starts the fragment and cuts
+        // the image off there.
+        let svg = qr_svg(&enrolment_uri(), TITLE).unwrap();
+        assert!(!svg.contains('#'), "{svg}");
+        assert!(svg.contains(r#"fill="white""#) && svg.contains(r#"fill="black""#));
     }
 
     #[test]

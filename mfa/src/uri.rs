@@ -4,17 +4,27 @@
 use crate::MfaError;
 use crate::totp::{TotpParams, TotpSecret};
 
-/// The `otpauth://totp/` URI for `secret` with the realm's settings.
+/// The `otpauth://totp/` URI for `secret` with the params of this enrolment (the realm's
+/// current ones when it is made; store them with the secret, see [`TotpParams`]).
 ///
 /// `issuer` (the realm's `mfa.totp.issuerName`, or the issuer host) and `account` (the user's
 /// email or username) are percent-encoded as UTF-8 (RFC 3986): everything but the unreserved
-/// characters, so a space is `%20` (apps show a `+` literally), `&` and `=` cannot end the
-/// parameter early and a `:` inside a name is `%3A`, leaving the one literal `:` of the label
-/// as the separator. The issuer is also given as the `issuer` parameter, which the Key Uri
-/// Format recommends and apps prefer over the label prefix.
+/// characters, so a space is `%20` (apps show a `+` literally) and `&` and `=` cannot end the
+/// parameter early. The issuer is also given as the `issuer` parameter, as the Key Uri Format
+/// recommends.
+///
+/// Neither may contain a `:`. The Key Uri Format forbids it, and encoding does not help: `%3A`
+/// is a separator there too, and apps decode the path before splitting the label (Aegis splits
+/// at every `:` and, with more than two parts, shows no issuer; FreeOTP splits at the first).
+/// So an issuer or account with a colon is refused rather than shown wrongly; the caller
+/// replaces it (for example with ` - `) if it wants to enrol such a name. Control characters
+/// and bidirectional overrides are refused too: they would be encoded safely, but apps render
+/// them, and an override can make the entry read as another service's.
 ///
 /// # Errors
 /// [`MfaError::EmptyLabel`] when `issuer` or `account` is empty: apps would show a blank entry.
+/// [`MfaError::InvalidLabel`] when one contains `:`, a control character or a bidirectional
+/// override or isolate (U+202A..=U+202E, U+2066..=U+2069).
 pub fn otpauth_uri(
     params: &TotpParams,
     secret: &TotpSecret,
@@ -27,15 +37,25 @@ pub fn otpauth_uri(
     if account.is_empty() {
         return Err(MfaError::EmptyLabel("account name"));
     }
+    for (field, text) in [("issuer", issuer), ("account name", account)] {
+        if text.chars().any(forbidden_in_label) {
+            return Err(MfaError::InvalidLabel(field));
+        }
+    }
     let issuer = percent_encode(issuer);
     Ok(format!(
         "otpauth://totp/{issuer}:{account}?secret={secret}&issuer={issuer}&algorithm={algorithm}&digits={digits}&period={period}",
         account = percent_encode(account),
-        secret = secret.to_base32(),
+        secret = secret.to_base32().as_str(),
         algorithm = params.algorithm().as_str(),
         digits = params.digits(),
         period = params.period(),
     ))
+}
+
+/// Characters refused in an issuer or account name: see [`otpauth_uri`].
+fn forbidden_in_label(c: char) -> bool {
+    c == ':' || c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// RFC 3986 percent-encoding of everything but the unreserved characters; the same in the
@@ -60,7 +80,8 @@ mod tests {
     use super::*;
     use crate::totp::{Algorithm, SECRET_LEN};
 
-    /// A strict RFC 3986 decoder, as an app would use: `%XX` only, UTF-8 required.
+    /// A strict RFC 3986 decoder, as Android's `Uri.getPath()`/`getQueryParameter` decode:
+    /// `%XX` only (a `+` stays a `+`), UTF-8 required.
     fn percent_decode(text: &str) -> String {
         let bytes = text.as_bytes();
         let mut out = Vec::new();
@@ -78,20 +99,41 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
-    /// Splits a URI the way an authenticator app does: label at its literal `:`, the query at
-    /// `&` and `=`, and only then decodes each part.
-    fn parse(uri: &str) -> (String, String, Vec<(String, String)>) {
-        let rest = uri.strip_prefix("otpauth://totp/").unwrap();
-        let (label, query) = rest.split_once('?').unwrap();
-        let (issuer, account) = label.split_once(':').unwrap();
-        let params = query
+    /// The query of a URI, split at `&` and `=`, then each value decoded.
+    fn query(uri: &str) -> Vec<(String, String)> {
+        let (_, query) = uri.split_once('?').unwrap();
+        query
             .split('&')
             .map(|pair| {
                 let (k, v) = pair.split_once('=').unwrap();
                 (k.to_string(), percent_decode(v))
             })
-            .collect();
-        (percent_decode(issuer), percent_decode(account), params)
+            .collect()
+    }
+
+    /// The label as the apps read it: the path decoded first (`Uri.getPath()`), then split.
+    fn decoded_label(uri: &str) -> String {
+        let rest = uri.strip_prefix("otpauth://totp/").unwrap();
+        let (label, _) = rest.split_once('?').unwrap();
+        percent_decode(label)
+    }
+
+    /// Aegis (`GoogleAuthInfo.parseUri`): `label.split(":")`; two parts are issuer and
+    /// account, anything else is all account and no issuer.
+    fn aegis(uri: &str) -> (String, String) {
+        let label = decoded_label(uri);
+        let parts: Vec<&str> = label.split(':').collect();
+        match parts[..] {
+            [issuer, account] => (issuer.to_string(), account.to_string()),
+            _ => (String::new(), label.clone()),
+        }
+    }
+
+    /// FreeOTP (`Token(Uri)`): issuer before the first `:`, account after it.
+    fn freeotp(uri: &str) -> (String, String) {
+        let label = decoded_label(uri);
+        let (issuer, account) = label.split_once(':').unwrap_or(("", &label));
+        (issuer.to_string(), account.to_string())
     }
 
     fn secret() -> TotpSecret {
@@ -115,12 +157,13 @@ mod tests {
     }
 
     #[test]
-    fn tricky_names_are_percent_encoded_and_round_trip() {
+    fn tricky_names_are_percent_encoded_and_read_back_by_aegis_and_freeotp() {
         let cases = [
             ("Acme Corp", "alice smith"),
-            ("Acme: Staging", "user:with:colons"),
             ("Bücher & Söhne", "Zoë+ü@例え.jp"),
             ("A&B=C?D#E/F%G", "x&issuer=Evil"),
+            // A literal "%3A" is text, encoded as %253A, and decodes back to text, not to ':'.
+            ("100%3A", "x%3Ay"),
         ];
         for (issuer, account) in cases {
             let uri = otpauth_uri(&TotpParams::default(), &secret(), issuer, account).unwrap();
@@ -134,11 +177,10 @@ mod tests {
             );
             assert_eq!(uri.matches('&').count(), 4, "{uri}");
             assert_eq!(uri.matches('#').count(), 0, "{uri}");
-            let (got_issuer, got_account, query) = parse(&uri);
-            assert_eq!(
-                (got_issuer.as_str(), got_account.as_str()),
-                (issuer, account)
-            );
+            let expected = (issuer.to_string(), account.to_string());
+            assert_eq!(aegis(&uri), expected, "{uri}");
+            assert_eq!(freeotp(&uri), expected, "{uri}");
+            let query = query(&uri);
             let keys: Vec<&str> = query.iter().map(|(k, _)| k.as_str()).collect();
             assert_eq!(keys, ["secret", "issuer", "algorithm", "digits", "period"]);
             assert_eq!(query[1].1, issuer);
@@ -153,10 +195,47 @@ mod tests {
     }
 
     #[test]
+    fn colons_controls_and_bidi_overrides_in_names_are_refused() {
+        let params = TotpParams::default();
+        for bad in [
+            "Acme: Staging",
+            "user:with:colons",
+            ":",
+            "line\nbreak",
+            "tab\there",
+            "nul\0",
+            "c1\u{85}",
+            "evil\u{202E}moc.emca",
+            "iso\u{2066}late",
+        ] {
+            assert_eq!(
+                otpauth_uri(&params, &secret(), bad, "bob"),
+                Err(MfaError::InvalidLabel("issuer")),
+                "{bad:?}"
+            );
+            assert_eq!(
+                otpauth_uri(&params, &secret(), "Acme", bad),
+                Err(MfaError::InvalidLabel("account name")),
+                "{bad:?}"
+            );
+        }
+        // What the old encoding produced for a colon, and how the apps misread it.
+        let old = "otpauth://totp/Acme%3A%20Staging:user%3Awith%3Acolons?secret=A";
+        assert_eq!(
+            aegis(old),
+            (String::new(), "Acme: Staging:user:with:colons".into())
+        );
+        assert_eq!(
+            freeotp(old),
+            ("Acme".into(), " Staging:user:with:colons".into())
+        );
+    }
+
+    #[test]
     fn the_secret_in_the_uri_is_the_enrolment_secret() {
         let secret = TotpSecret::generate([0x42; SECRET_LEN]);
         let uri = otpauth_uri(&TotpParams::default(), &secret, "Acme", "bob").unwrap();
-        let (_, _, query) = parse(&uri);
+        let query = query(&uri);
         let back = TotpSecret::from_base32(&query[0].1).unwrap();
         assert_eq!(back.as_bytes(), secret.as_bytes());
         assert!(!query[0].1.contains('='));

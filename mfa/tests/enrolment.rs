@@ -24,38 +24,56 @@ fn a_code_from_the_enrolment_uri_verifies_and_names_its_step_for_the_replay_guar
     let now = 1_767_225_601;
     let code = generate(&params, &app_secret, now);
 
-    let first = verify(&params, &secret, &code, now, 1).unwrap();
+    let first = verify(&params, &secret, &code, now).unwrap();
     assert_eq!(first, params.time_step(now));
-    // The auth server keeps `first` (per user, in Redis) until this second: a second use of
-    // the same code within the window finds its step already taken and is refused there.
-    assert_eq!(
-        params.last_accepted_at(first, 1),
-        (first.value() + 2) * 30 - 1
-    );
-    let again = verify(&params, &secret, &code, now + 20, 1).unwrap();
-    assert_eq!(
-        again, first,
-        "the same step, which the replay guard refuses"
-    );
+    // The auth server stores `first` as the user's last used step (compare-and-set).
+    assert!(accept(None, first));
+    let last_used = Some(first);
+    // The same code a few seconds later, on another replica: still a match, refused by the rule.
+    let again = verify(&params, &secret, &code, now + 20).unwrap();
+    assert_eq!(again, first);
+    assert!(!accept(last_used, again));
+    // The next code is accepted.
+    let next = verify(
+        &params,
+        &secret,
+        &generate(&params, &secret, now + 30),
+        now + 30,
+    )
+    .unwrap();
+    assert!(accept(last_used, next));
 }
 
 #[test]
-fn recovery_codes_shown_once_then_each_works_once() {
-    let key = RecoveryKey::new(b"realm pepper from the secrets dir").unwrap();
+fn recovery_codes_stored_as_versioned_rows_each_work_once() {
+    let (realm, user) = ("acme", "0b8f3a52-5c1e-4d7a-9f0e-2a6b1c3d4e5f");
+    let v1 = RecoveryKey::new(1, b"realm pepper from the secrets dir").unwrap();
+    let ring = RecoveryKeyRing::new(vec![v1.clone()]).unwrap();
     let random: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(37)).collect();
     let codes = generate_recovery_codes(10, &random).unwrap();
-    let mut stored: Vec<RecoveryCodeHash> = codes.iter().map(|c| key.hash(c)).collect();
-    // Stored as bytes and read back, as from a database row.
-    let rows: Vec<Vec<u8>> = stored.iter().map(|h| h.as_bytes().to_vec()).collect();
-    let from_rows: Vec<RecoveryCodeHash> = rows
+    // Stored as (version, digest) rows and read back, as from a database.
+    let rows: Vec<(u32, Vec<u8>)> = codes
         .iter()
-        .map(|row| RecoveryCodeHash::from_slice(row).unwrap())
+        .map(|c| ring.hash(realm, user, c))
+        .map(|h| (h.version(), h.digest().to_vec()))
         .collect();
-    assert_eq!(from_rows, stored);
+    let read = |rows: &[(u32, Vec<u8>)]| -> Vec<RecoveryCodeHash> {
+        rows.iter()
+            .map(|(v, d)| RecoveryCodeHash::from_parts(*v, d).unwrap())
+            .collect()
+    };
+
+    // The pepper rotates between issuing and using the codes.
+    let v2 = RecoveryKey::new(2, b"the next realm pepper, 32 bytes!").unwrap();
+    let ring = RecoveryKeyRing::new(vec![v2, v1]).unwrap();
 
     let typed = format!("  {}  ", codes[4].as_str().to_uppercase());
-    let i = key.find(&typed, &stored).unwrap();
-    assert_eq!(i, 4);
-    stored.remove(i);
-    assert_eq!(key.find(&typed, &stored), None);
+    let spent = ring.find(realm, user, &typed, &read(&rows)).unwrap();
+    assert_eq!(spent.version(), 1);
+    // The spend: delete the row by value; exactly one row goes.
+    let mut rows = rows;
+    let before = rows.len();
+    rows.retain(|(v, d)| !(*v == spent.version() && d[..] == spent.digest()[..]));
+    assert_eq!(before - rows.len(), 1);
+    assert_eq!(ring.find(realm, user, &typed, &read(&rows)), None);
 }
