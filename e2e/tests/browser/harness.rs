@@ -157,6 +157,22 @@ impl Browser {
         }
     }
 
+    /// The text of the first element matching `css` once it appears (after a submission whose
+    /// answer keeps the same heading, so `page` cannot tell the old page from the new one),
+    /// or `None` after `PAGE_WAIT`.
+    pub async fn text_when_shown(&self, css: &str) -> Option<String> {
+        match self
+            .client
+            .wait()
+            .at_most(PAGE_WAIT)
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(element) => Some(element.text().await.unwrap()),
+            Err(_) => None,
+        }
+    }
+
     /// The text of the first element matching `css`, if any.
     pub async fn text(&self, css: &str) -> Option<String> {
         match self.client.find(Locator::Css(css)).await {

@@ -275,7 +275,7 @@ async fn every_page(w: &World, mut check: impl AsyncFnMut(&'static str)) {
     b.step("login-error", async {
         w.sign_in_by_keyboard(EMAIL, "not-the-password").await;
         b.page("Sign in").await;
-        b.text("[role=alert]")
+        b.text_when_shown("[role=alert]")
             .await
             .expect("the error is announced");
     })
@@ -623,7 +623,7 @@ async fn a_forgotten_password_is_replaced_through_the_mailed_link_and_the_apps_g
         b.follow("Sign in").await;
         w.sign_in_by_keyboard(EMAIL, PASSWORD).await;
         b.page("Sign in").await;
-        b.text("[role=alert]")
+        b.text_when_shown("[role=alert]")
             .await
             .expect("the old password is refused");
     })
@@ -800,7 +800,7 @@ async fn a_password_changed_on_the_account_page_ends_other_sessions_and_app_gran
         b.goto(&format!("{}/login", w.realm.issuer)).await;
         w.sign_in_by_keyboard(EMAIL, PASSWORD).await;
         b.page("Sign in").await;
-        b.text("[role=alert]")
+        b.text_when_shown("[role=alert]")
             .await
             .expect("the old password is refused");
     })
