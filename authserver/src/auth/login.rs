@@ -2,8 +2,11 @@
 
 use uuid::Uuid;
 
+use portcullis_crds::rate_limit::Route;
+
 use super::core::{API_SCOPE, Core, stored_hash};
 use super::identifier::canonical_email;
+use super::limits::Subject;
 use super::oidc::discovery::ACR_PASSWORD;
 use super::principal::RequestMeta;
 use super::tokens::{self, Grant};
@@ -59,7 +62,11 @@ pub async fn login(
         core.metrics.login_failed("invalid_credentials");
         AuthError::InvalidCredentials
     })?;
-    // Before counting the attempt: a refusal for load must not count towards a lockout.
+    // Before hashing and before counting the attempt: neither a rate-limit refusal nor one for
+    // load may count towards a lockout. The identifier is limited whether or not it exists.
+    core.limits
+        .check_subject(Route::Login, Subject::Identifier(&identifier))
+        .await?;
     let slot = core.reserve_hashing()?;
     let rules = core.lockout_rules();
     let limits = rules.limits();
@@ -70,9 +77,7 @@ pub async fn login(
     {
         Attempt::Locked { retry_after_ms } => {
             core.metrics.login_failed("locked");
-            return Err(AuthError::AccountLocked {
-                retry_after: std::time::Duration::from_millis(retry_after_ms),
-            });
+            return Err(core.locked(retry_after_ms));
         }
         Attempt::Allowed { number } => number.saturating_sub(1),
     };
@@ -102,7 +107,8 @@ pub async fn login(
                     && core.spec().lockout.notify_user
                 {
                     let minutes = lock_ms.div_ceil(60_000);
-                    core.notify(&user.email_canonical, Mail::AccountLocked { minutes });
+                    core.notify(&user.email_canonical, Mail::AccountLocked { minutes })
+                        .await;
                 }
             }
             return Err(AuthError::InvalidCredentials);
@@ -287,7 +293,7 @@ mod tests {
             let _ = login(&f.core, "alice@example.com", OTHER_PASSWORD, &meta(), None).await;
         }
         let locked = login(&f.core, "alice@example.com", PASSWORD, &meta(), None).await;
-        let Err(AuthError::AccountLocked { retry_after }) = locked else {
+        let Err(AuthError::AccountLocked { retry_after, .. }) = locked else {
             panic!("not locked: {locked:?}");
         };
         assert_eq!(retry_after.as_secs(), 60);

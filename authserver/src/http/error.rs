@@ -199,8 +199,14 @@ impl From<AuthError> for ApiError {
                 "the email or password is wrong",
             )
             .header(header::WWW_AUTHENTICATE, "Bearer realm=\"portcullis\""),
-            AuthError::AccountLocked { retry_after } => {
+            AuthError::AccountLocked {
+                retry_after,
+                max_failures,
+                window,
+            } => {
                 let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                // draft-ietf-httpapi-ratelimit-headers-11 §3.1: `q` is required; `w` rounds up.
+                let window = window.as_secs() + u64::from(window.subsec_nanos() > 0);
                 ApiError::new(
                     S::TOO_MANY_REQUESTS,
                     "account_locked",
@@ -210,13 +216,36 @@ impl From<AuthError> for ApiError {
                 .header(header::RETRY_AFTER, &secs.to_string())
                 .header(
                     header::HeaderName::from_static("ratelimit-policy"),
-                    "\"lockout\"",
+                    &format!("\"lockout\";q={max_failures};w={}", window.max(1)),
                 )
                 .header(
                     header::HeaderName::from_static("ratelimit"),
                     &format!("\"lockout\";r=0;t={secs}"),
                 )
             }
+            AuthError::RateLimited(refusal) => {
+                let secs = refusal.retry_after_secs;
+                ApiError::new(
+                    S::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "Too many requests",
+                    format!("retry after {secs} seconds"),
+                )
+                .header(header::RETRY_AFTER, &secs.to_string())
+                .header(
+                    header::HeaderName::from_static("ratelimit-policy"),
+                    &refusal.policy,
+                )
+                .header(header::HeaderName::from_static("ratelimit"), &refusal.limit)
+            }
+            // The server's fault, not the client's: 503, and the limiter has counted it.
+            AuthError::RateLimitUnavailable => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "rate_limit_unavailable",
+                "Service unavailable",
+                "rate limits cannot be checked right now; try again shortly",
+            )
+            .header(header::RETRY_AFTER, "5"),
             AuthError::EmailNotVerified => ApiError::new(
                 S::FORBIDDEN,
                 "email_not_verified",

@@ -244,7 +244,7 @@ fn refusal(error: &AuthError) -> (StatusCode, String, Option<u64>) {
             "The email address or password is wrong.".to_owned(),
             None,
         ),
-        AuthError::AccountLocked { retry_after } => {
+        AuthError::AccountLocked { retry_after, .. } => {
             let seconds = retry_after.as_secs().max(1);
             (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -57,6 +57,12 @@ pub struct Options {
     /// AuthClient documents (YAML, realm `test`); with any, the issuer is the listener's own
     /// `http(s)://localhost:PORT` (relying parties compare it with the URL they use).
     pub clients: Vec<String>,
+    /// Enforce the realm's rate limits (off by default: most tests' volume would trip them).
+    pub rate_limiting: bool,
+    /// RateLimitPolicy documents (YAML, realm `test`).
+    pub policies: Vec<String>,
+    /// Another Redis than `REDIS_URL` (e.g. a [`PrivateRedis`] a test stops and starts).
+    pub redis_url: Option<String>,
 }
 
 impl Default for Options {
@@ -70,6 +76,9 @@ impl Default for Options {
             limits: http::ServeLimits::default(),
             tls: None,
             clients: Vec::new(),
+            rate_limiting: false,
+            policies: Vec::new(),
+            redis_url: None,
         }
     }
 }
@@ -146,7 +155,12 @@ pub async fn start_sharing(
                 spec.issuer = issuer;
             }
         },
-        &options.clients,
+        &options
+            .clients
+            .iter()
+            .chain(&options.policies)
+            .cloned()
+            .collect::<Vec<_>>(),
     );
     let secrets_dir = TempDir::new().unwrap();
     if let Some(other) = secrets_from {
@@ -161,8 +175,10 @@ pub async fn start_sharing(
     let admin_token = secrets.admin_token.clone();
     secrets.smtp_url = options.smtp_url.clone();
     let mail_dir = TempDir::new().unwrap();
-    let redis_url = std::env::var("REDIS_URL")
-        .expect("REDIS_URL must point at a Redis server (scripts/test.sh starts one)");
+    let redis_url = options.redis_url.clone().unwrap_or_else(|| {
+        std::env::var("REDIS_URL")
+            .expect("REDIS_URL must point at a Redis server (scripts/test.sh starts one)")
+    });
     let kv = Kv::redis(&redis_url, &options.redis_prefix).await.unwrap();
     let service = startup::build(ServiceParts {
         settings,
@@ -174,6 +190,7 @@ pub async fn start_sharing(
         mail_dir: Some(mail_dir.path().to_path_buf()),
         breach_list: None,
         hash_permits: options.hash_permits,
+        rate_limiting: options.rate_limiting,
     })
     .unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
