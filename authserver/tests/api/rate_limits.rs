@@ -6,7 +6,9 @@ use portcullis_crds::realm::AuthRealmSpec;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::support::{Options, PASSWORD, TestServer, read, start, start_sharing, stopped_clock};
+use crate::support::{
+    Cred, Options, PASSWORD, PrivateRedis, TestServer, read, start, start_sharing, stopped_clock,
+};
 
 /// A RateLimitPolicy for the test realm with one rule.
 fn policy(name: &str, routes: &str, limits: &str) -> String {
@@ -252,4 +254,100 @@ async fn a_mail_bomb_through_reset_is_suppressed(pool: PgPool) {
         text.contains("portcullis_mails_suppressed_total{reason=\"address_limit\"} 7"),
         "{text}"
     );
+}
+
+/// A server whose sessions and limits live on `redis` (the realm has `spec.redis`).
+fn on_private_redis(redis: &PrivateRedis, policies: Vec<String>) -> Options {
+    Options {
+        rate_limiting: true,
+        redis_url: Some(redis.url()),
+        policies,
+        ..Options::spec(with_redis)
+    }
+}
+
+async fn scrape(server: &TestServer) -> String {
+    server
+        .http
+        .get(format!("{}/metrics", server.metrics))
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+const DISCOVERY: &str = "/.well-known/openid-configuration";
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn redis_down_closed_refuses_with_503_then_recovers(pool: PgPool) {
+    let mut redis = PrivateRedis::start().await;
+    // No policy: the built-in limits, which fail closed.
+    let server = start(pool, on_private_redis(&redis, Vec::new())).await;
+    assert_eq!(server.get(DISCOVERY, &Cred::None).await.status, 200);
+    redis.stop();
+    let refused = server.get(DISCOVERY, &Cred::None).await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(refused.code(), "rate_limit_unavailable");
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    redis.start_again().await;
+    let mut status = 0;
+    for _ in 0..100 {
+        status = server.get(DISCOVERY, &Cred::None).await.status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "the limiter recovers once Redis is back");
+    let text = scrape(&server).await;
+    assert!(
+        !text.contains("portcullis_rate_limit_store_failures_total{mode=\"closed\"} 0"),
+        "{text}"
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn redis_down_open_lets_register_through_and_counts(pool: PgPool) {
+    let mut redis = PrivateRedis::start().await;
+    let open = policy(
+        "open",
+        "Register",
+        "{key: Ip, requests: 10, period: 1h, burst: 5}",
+    )
+    .replace("  rules:", "  failureMode: Open\n  rules:");
+    let server = start(pool, on_private_redis(&redis, vec![open])).await;
+    redis.stop();
+    let registered = server.register("open@example.com", PASSWORD).await;
+    assert_eq!(registered.status, 201, "{registered:?}");
+    assert_eq!(server.get(DISCOVERY, &Cred::None).await.status, 200);
+    let text = scrape(&server).await;
+    let failures: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_rate_limit_store_failures_total{mode=\"open\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The middleware's decisions for the registration and for discovery (the registration's
+    // subject check has no (Register, User) limit, so it asks the store nothing).
+    assert_eq!(failures, 2, "{text}");
+    assert!(
+        !text.contains("portcullis_store_errors_total{store=\"redis\"} 0"),
+        "{text}"
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_decision_costs_one_redis_round_trip(pool: PgPool) {
+    let redis = PrivateRedis::start().await;
+    let server = start(pool, on_private_redis(&redis, Vec::new())).await;
+    // The first decision loads the script (NOSCRIPT, SCRIPT LOAD, EVALSHA).
+    assert_eq!(server.get(DISCOVERY, &Cred::None).await.status, 200);
+    let before = redis.calls("evalsha").await;
+    for _ in 0..100 {
+        assert_eq!(server.get(DISCOVERY, &Cred::None).await.status, 200);
+    }
+    assert_eq!(redis.calls("evalsha").await - before, 100);
 }
