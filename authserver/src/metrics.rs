@@ -443,13 +443,13 @@ impl Metrics {
             login_failed_identifiers: register(
                 reg,
                 "login_failed_identifiers",
-                "Identifiers failing a login for the first time in the lockout window (not counted yet: the lockout script does not report it)",
+                "Identifiers failing a login for the first time in the lockout window (password spraying: many, each at a low rate)",
                 Counter::default(),
             ),
             credential_stuffing_sources: register(
                 reg,
                 "credential_stuffing_sources",
-                "Client addresses failing logins with many distinct identifiers in 10 minutes, once per address and window (not counted yet)",
+                "Client addresses failing logins with alertThresholds.credentialStuffingIdentifiersPerIp distinct identifiers in a 10-minute window, once per address and window",
                 Counter::default(),
             ),
             lockouts: register(reg, "lockouts", "Lockouts started", Counter::default()),

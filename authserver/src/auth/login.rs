@@ -13,6 +13,7 @@ use super::tokens::{self, Grant};
 use super::{AuthError, csrf, password, sessions};
 use crate::mail::Mail;
 use crate::metrics::GrantKind;
+use crate::store::kv::StuffingProbe;
 use crate::store::kv::{Attempt, SessionRecord};
 use crate::store::{FamilyGrant, NewFamily, UserRecord};
 
@@ -96,11 +97,37 @@ pub async fn login(
         _ => {
             core.metrics.login_failed("invalid_credentials");
             tracing::info!(target: "audit", event = "login_failed", ip = %meta.ip, "login failed");
-            if let Some(lock_ms) = core
+            // The address as the rate limits key it (an IPv6 /64 is one source).
+            let source_bucket = meta
+                .ip
+                .parse()
+                .map_or_else(|_| meta.ip.clone(), portcullis_ratelimit::keys::ip_bucket);
+            let probe = StuffingProbe {
+                source_bucket: &source_bucket,
+                threshold: core
+                    .spec()
+                    .monitoring
+                    .alert_thresholds
+                    .credential_stuffing_identifiers_per_ip,
+            };
+            let failure = core
                 .kv
-                .fail_attempt(&identifier, &meta.ip, core.clock.now_ms(), &limits)
-                .await?
-            {
+                .fail_login(
+                    &identifier,
+                    &meta.ip,
+                    core.clock.now_ms(),
+                    &limits,
+                    Some(probe),
+                )
+                .await?;
+            if failure.first_failure {
+                core.metrics.login_failed_identifiers.inc();
+            }
+            if failure.stuffing_crossed {
+                core.metrics.credential_stuffing_sources.inc();
+                tracing::warn!(target: "audit", event = "credential_stuffing_source", ip = %meta.ip, threshold = probe.threshold, "many distinct identifiers failing from one address");
+            }
+            if let Some(lock_ms) = failure.lock_ms {
                 core.metrics.lockouts.inc();
                 tracing::warn!(target: "audit", event = "lockout", ip = %meta.ip, seconds = lock_ms / 1_000, "identifier locked");
                 if let Some(user) = core.db.user_by_email(&identifier).await?

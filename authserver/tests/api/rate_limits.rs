@@ -351,3 +351,29 @@ async fn a_decision_costs_one_redis_round_trip(pool: PgPool) {
     }
     assert_eq!(redis.calls("evalsha").await - before, 100);
 }
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn many_identifiers_failing_from_one_address_make_one_stuffing_source(pool: PgPool) {
+    // Limits off: the signal is the lockout script's, whatever the limits let through.
+    let server = start(
+        pool,
+        Options::spec(|s| {
+            s.monitoring
+                .alert_thresholds
+                .credential_stuffing_identifiers_per_ip = 5;
+        }),
+    )
+    .await;
+    for i in 0..8 {
+        assert_eq!(login_from(&server, &someone(i), None).await, "401");
+    }
+    // A retry of one identifier is no new identifier.
+    assert_eq!(login_from(&server, &someone(0), None).await, "401");
+    let text = scrape(&server).await;
+    for series in [
+        "portcullis_login_failed_identifiers_total 8",
+        "portcullis_credential_stuffing_sources_total 1",
+    ] {
+        assert!(text.contains(series), "{series} missing from\n{text}");
+    }
+}
