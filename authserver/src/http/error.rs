@@ -425,4 +425,28 @@ mod tests {
         );
         assert_eq!(store_failure(AuthError::InvalidCredentials), None);
     }
+
+    #[test]
+    fn the_lockout_answer_names_its_policy_with_q_and_w() {
+        let response = ApiError::from(AuthError::AccountLocked {
+            retry_after: std::time::Duration::from_millis(61_500),
+            max_failures: 5,
+            window: std::time::Duration::from_secs(900),
+        })
+        .into_response();
+        let header = |name: &str| response.headers().get(name).unwrap().to_str().unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header("retry-after"), "62");
+        assert_eq!(header("ratelimit-policy"), "\"lockout\";q=5;w=900");
+        assert_eq!(header("ratelimit"), "\"lockout\";r=0;t=62");
+    }
+
+    #[test]
+    fn a_closed_limiter_without_its_store_answers_503_with_retry_after() {
+        let response = ApiError::from(AuthError::RateLimitUnavailable).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "5");
+        // The limiter counted the store failure itself: no second count by `observe`.
+        assert!(response.extensions().get::<StoreFailure>().is_none());
+    }
 }
