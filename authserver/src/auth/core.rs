@@ -194,8 +194,10 @@ impl Core {
     /// Hands a mail to the outbox (delivered in the background), unless the address has had
     /// its share of mail (the limiter counts it): the mail is then dropped without a word, so
     /// no answer tells, and nobody can mail-bomb an address through reset or registration.
+    /// Security notices (password changed, account locked) are never limited: a bucket that
+    /// anonymous callers can drain must not let them silence the notice of a takeover.
     pub(super) async fn notify(&self, to: &str, mail: Mail) {
-        if self.limits.allow_mail(to).await {
+        if !mail.anyone_can_trigger() || self.limits.allow_mail(to).await {
             self.outbox.send(to, mail);
         }
     }

@@ -254,6 +254,18 @@ async fn a_mail_bomb_through_reset_is_suppressed(pool: PgPool) {
         text.contains("portcullis_mails_suppressed_total{reason=\"address_limit\"} 7"),
         "{text}"
     );
+    // A drained bucket cannot silence a security notice: the owner still hears of the change.
+    let token = server.mailed_code("Reset code:").await;
+    let confirmed = server
+        .confirm_reset(&token, "Cobalt-Meadow-58-Whistle")
+        .await;
+    assert_eq!(confirmed.status, 204, "{confirmed:?}");
+    let mails = server.mails_settled(6).await;
+    assert_eq!(mails.len(), 6);
+    assert!(
+        mails.iter().any(|m| m.contains("password was changed")),
+        "{mails:?}"
+    );
 }
 
 /// A server whose sessions and limits live on `redis` (the realm has `spec.redis`).

@@ -313,12 +313,22 @@ impl Limiter {
             Ok(Err(error)) => return self.store_failed(&error.to_string()),
             Err(_) => return self.store_failed("no decision within 200 ms"),
         };
-        let Some(refusing) = outcome.refusing(now_us, &buckets) else {
+        if outcome.allowed {
             for p in &planned {
                 self.count(p, "allowed");
             }
             return Ok(());
-        };
+        }
+        // `refusing` can find no bucket over its tolerance when the store clamped a limit the
+        // caller did not (a period of decades): name the longest wait then, never let it pass.
+        let refusing = outcome.refusing(now_us, &buckets).unwrap_or_else(|| {
+            (0..buckets.len())
+                .max_by_key(|&i| {
+                    let tat = outcome.tats_us.get(i).copied().unwrap_or(now_us);
+                    gcra::retry_after_us(now_us, &buckets[i], tat)
+                })
+                .unwrap_or(0)
+        });
         let (p, bucket) = (&planned[refusing], &buckets[refusing]);
         let tat = outcome.tats_us.get(refusing).copied().unwrap_or(now_us);
         self.count(p, "limited");
