@@ -398,3 +398,105 @@ impl Limiter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(failure_mode: RateLimitFailureMode, capacity: usize) -> Limiter {
+        let yaml = "apiVersion: portcullis.dev/v1alpha1
+kind: AuthRealm
+metadata: {name: unit}
+spec:
+  issuer: https://auth.example.com
+  database: {secretRef: {name: db}}
+  emailVerification: {required: false}
+";
+        let manifests = portcullis_crds::parse_manifests(yaml).unwrap();
+        let settings = portcullis_crds::RealmSettings::from_manifests(&manifests).unwrap();
+        let clock = Clock::manual(time::macros::datetime!(2030-01-01 0:00 UTC));
+        let mut limits = Limiter::new(LimiterParts {
+            limits: settings.rate_limits,
+            enabled: true,
+            redis: None,
+            prefix: "unit:".into(),
+            clock,
+            metrics: Arc::new(Metrics::default()),
+        });
+        limits.failure_mode = failure_mode;
+        limits.store = Store::memory(capacity);
+        limits
+    }
+
+    fn ip(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([192, 0, 2, last]))
+    }
+
+    #[tokio::test]
+    async fn a_refusal_names_the_refusing_bucket_and_every_limit_checked() {
+        let limits = limiter(RateLimitFailureMode::Closed, 100);
+        // The built-in (Login, Ip) 30/min burst 10 and (All, Ip) 600/min burst 200.
+        for _ in 0..11 {
+            limits
+                .check_request(Some(Route::Login), ip(1))
+                .await
+                .unwrap();
+        }
+        let Err(AuthError::RateLimited(refusal)) =
+            limits.check_request(Some(Route::Login), ip(1)).await
+        else {
+            panic!("the twelfth login at once is refused");
+        };
+        assert_eq!(refusal.retry_after_secs, 2);
+        assert_eq!(refusal.limit, "\"login.ip\";r=0;t=2");
+        assert_eq!(
+            refusal.policy,
+            "\"login.ip\";q=30;w=60;portcullis-burst=10;portcullis-rule=\"default/login\", \
+             \"all.ip\";q=600;w=60;portcullis-burst=200;portcullis-rule=\"default/all\""
+        );
+        // Another address, and a route class without limits of its own, pass.
+        limits
+            .check_request(Some(Route::Login), ip(2))
+            .await
+            .unwrap();
+        limits.check_request(Some(Route::Api), ip(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_decide_refuses_when_closed_and_lets_through_when_open() {
+        for (mode, refused) in [
+            (RateLimitFailureMode::Closed, true),
+            (RateLimitFailureMode::Open, false),
+        ] {
+            // Room for one bucket: the second address finds the store full.
+            let limits = limiter(mode, 1);
+            limits.check_request(None, ip(1)).await.unwrap();
+            let second = limits.check_request(None, ip(2)).await;
+            assert_eq!(
+                matches!(second, Err(AuthError::RateLimitUnavailable)),
+                refused,
+                "{mode:?}: {second:?}"
+            );
+            let label = if refused { "closed" } else { "open" };
+            let failures = limits
+                .metrics
+                .rate_limit_store_failures
+                .get_or_create(&ModeLabels { mode: label })
+                .get();
+            assert_eq!(failures, 1, "{mode:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn limits_that_are_off_decide_nothing() {
+        let mut limits = limiter(RateLimitFailureMode::Closed, 1);
+        limits.enabled = false;
+        for last in 0..50 {
+            limits
+                .check_request(Some(Route::Login), ip(last))
+                .await
+                .unwrap();
+        }
+        assert!(limits.allow_mail("a@example.com").await);
+    }
+}
