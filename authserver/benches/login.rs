@@ -90,6 +90,7 @@ async fn main() {
         mail_dir: Some(dir.path().join("mail")),
         breach_list: None,
         hash_permits: cores,
+        rate_limiting: false,
     })
     .unwrap();
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

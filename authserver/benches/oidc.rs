@@ -144,6 +144,7 @@ async fn main() {
         mail_dir: Some(dir.path().join("mail")),
         breach_list: None,
         hash_permits: 1,
+        rate_limiting: false,
     })
     .unwrap();
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -65,6 +65,7 @@ async fn serve(tls: Option<PublicTls>) -> std::net::SocketAddr {
         mail_dir: Some(dir.path().join("mail")),
         breach_list: None,
         hash_permits: 2,
+        rate_limiting: false,
     })
     .unwrap();
     std::mem::forget(dir);

@@ -62,6 +62,11 @@ impl Clock {
         u64::try_from(self.precise().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
     }
 
+    /// Microseconds since the Unix epoch (0 before it), the unit of the rate-limit buckets.
+    pub fn now_us(&self) -> u64 {
+        u64::try_from(self.precise().unix_timestamp_nanos() / 1_000).unwrap_or(0)
+    }
+
     /// Moves a manual clock forward; does nothing to a real one.
     pub fn advance(&self, by: Duration) {
         if let Source::Manual(nanos) = &self.0 {

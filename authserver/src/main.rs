@@ -443,6 +443,7 @@ async fn serve_realm(args: ServeArgs) -> anyhow::Result<()> {
         mail_dir: mail_dir.clone(),
         breach_list: args.breach_list,
         hash_permits: permits,
+        rate_limiting: true,
     })?;
     let public = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -532,6 +533,9 @@ fn summary(settings: &RealmSettings) -> serde_json::Value {
                 "requests": limit.requests,
                 "periodSeconds": limit.period.as_secs_f64(),
                 "burst": limit.burst,
+                // GCRA: `burst + 1` at once, then one every period / requests.
+                "atOnce": u64::from(limit.burst) + 1,
+                "emissionIntervalMs": limit.period.as_secs_f64() * 1000.0 / f64::from(limit.requests.max(1)),
                 "source": limit.source,
             })
         })

@@ -443,13 +443,13 @@ impl Metrics {
             login_failed_identifiers: register(
                 reg,
                 "login_failed_identifiers",
-                "Identifiers failing a login for the first time in the lockout window (not counted yet: the lockout script does not report it)",
+                "Identifiers failing a login for the first time in the lockout window (password spraying: many, each at a low rate)",
                 Counter::default(),
             ),
             credential_stuffing_sources: register(
                 reg,
                 "credential_stuffing_sources",
-                "Client addresses failing logins with many distinct identifiers in 10 minutes, once per address and window (not counted yet)",
+                "Client addresses failing logins with alertThresholds.credentialStuffingIdentifiersPerIp distinct identifiers in a 10-minute window, once per address and window",
                 Counter::default(),
             ),
             lockouts: register(reg, "lockouts", "Lockouts started", Counter::default()),
@@ -492,19 +492,19 @@ impl Metrics {
             rate_limit_decisions: register(
                 reg,
                 "rate_limit_decisions",
-                "Rate-limit decisions by route class, key, rule and result: allowed or limited (not counted yet: no rate limiting)",
+                "Rate-limit decisions by route class, key, rule and result: allowed or limited (a refused decision counts only the bucket that refused)",
                 Family::default(),
             ),
             rate_limit_decision_seconds: register(
                 reg,
                 "rate_limit_decision_seconds",
-                "Time a rate-limit decision took by backend, in seconds (not observed yet)",
+                "Time a rate-limit decision took by backend: redis or local, in seconds",
                 Family::new_with_constructor(rate_limit_histogram as fn() -> Histogram),
             ),
             rate_limit_store_failures: register(
                 reg,
                 "rate_limit_store_failures",
-                "Rate-limit decisions the store could not make, by the failure mode applied: open or closed (not counted yet)",
+                "Rate-limit decisions the store could not make, by the failure mode applied: open or closed",
                 Family::default(),
             ),
             forwarded_for_ignored: register(
@@ -564,7 +564,7 @@ impl Metrics {
             mails_suppressed: register(
                 reg,
                 "mails_suppressed",
-                "Mails not sent, by reason: address_limit (not counted yet: no mail limits)",
+                "Mails not sent, by reason: address_limit (the per-address mail limit, 5 an hour)",
                 Family::default(),
             ),
             notifications: register(

@@ -91,9 +91,7 @@ pub async fn change_password(
         .begin_attempt(&identifier, &meta.ip, core.clock.now_ms(), &limits)
         .await?
     {
-        return Err(AuthError::AccountLocked {
-            retry_after: std::time::Duration::from_millis(retry_after_ms),
-        });
+        return Err(core.locked(retry_after_ms));
     }
     let current = password::normalize(current);
     if !core
@@ -145,7 +143,8 @@ pub async fn change_password(
         .await?;
     core.end_sessions(user.id, Some(&principal.session_id))
         .await?;
-    core.notify(&user.email_canonical, Mail::PasswordChanged);
+    core.notify(&user.email_canonical, Mail::PasswordChanged)
+        .await;
     tracing::info!(target: "audit", event = "password_changed", user_id = %user.id, "password changed");
     Ok(())
 }

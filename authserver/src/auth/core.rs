@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::AuthError;
 use super::breach::BreachChecker;
 use super::hashing::{PasswordHasher, Slot, StoredHash};
+use super::limits::Limiter;
 use super::lockout::LockoutRules;
 use super::oidc::clients::ClientRegistry;
 use super::principal::Principal;
@@ -54,6 +55,8 @@ pub struct CoreParts {
     pub csrf_key: Vec<u8>,
     /// The realm's OAuth clients.
     pub clients: ClientRegistry,
+    /// The realm's rate limits.
+    pub limits: Arc<Limiter>,
 }
 
 /// The core. Its parts are private to the use cases (`crate::auth`).
@@ -70,6 +73,7 @@ pub struct Core {
     pub(super) metrics: Arc<Metrics>,
     pub(super) csrf_key: Vec<u8>,
     pub(super) clients: ClientRegistry,
+    pub(super) limits: Arc<Limiter>,
 }
 
 impl std::fmt::Debug for Core {
@@ -96,6 +100,7 @@ impl Core {
             metrics: parts.metrics,
             csrf_key: parts.csrf_key,
             clients: parts.clients,
+            limits: parts.limits,
         }
     }
 
@@ -107,6 +112,31 @@ impl Core {
     /// The realm's OAuth clients.
     pub fn clients(&self) -> &ClientRegistry {
         &self.clients
+    }
+
+    /// The realm's rate limiter.
+    pub fn limits(&self) -> &Limiter {
+        &self.limits
+    }
+
+    /// The per-client limit of a token-endpoint request, before its secret is checked; every
+    /// unregistered id shares one bucket, so made-up ids cannot grow the key set.
+    pub async fn limit_client(
+        &self,
+        credentials: &super::oidc::clients::ClientCredentials,
+    ) -> Result<(), AuthError> {
+        use super::oidc::clients::ClientCredentials as C;
+        let (C::Secret { client_id, .. } | C::Public { client_id }) = credentials;
+        let id = match self.clients.get(client_id) {
+            Some(client) => client.id(),
+            None => portcullis_ratelimit::keys::UNKNOWN_CLIENT,
+        };
+        self.limits
+            .check_subject(
+                portcullis_crds::rate_limit::Route::Token,
+                super::limits::Subject::Client(id),
+            )
+            .await
     }
 
     pub(super) fn spec(&self) -> &AuthRealmSpec {
@@ -123,6 +153,16 @@ impl Core {
 
     pub(super) fn lockout_rules(&self) -> LockoutRules {
         LockoutRules::from(&self.settings.spec.lockout)
+    }
+
+    /// The refusal of a locked identifier, naming the lockout policy for its headers.
+    pub(super) fn locked(&self, retry_after_ms: u64) -> AuthError {
+        let rules = self.lockout_rules();
+        AuthError::AccountLocked {
+            retry_after: Duration::from_millis(retry_after_ms),
+            max_failures: rules.max_failures,
+            window: rules.window,
+        }
     }
 
     /// `now + duration`; an error instead of a panic past the end of the calendar.
@@ -151,9 +191,15 @@ impl Core {
         hash
     }
 
-    /// Hands a mail to the outbox (delivered in the background).
-    pub(super) fn notify(&self, to: &str, mail: Mail) {
-        self.outbox.send(to, mail);
+    /// Hands a mail to the outbox (delivered in the background), unless the address has had
+    /// its share of mail (the limiter counts it): the mail is then dropped without a word, so
+    /// no answer tells, and nobody can mail-bomb an address through reset or registration.
+    /// Security notices (password changed, account locked) are never limited: a bucket that
+    /// anonymous callers can drain must not let them silence the notice of a takeover.
+    pub(super) async fn notify(&self, to: &str, mail: Mail) {
+        if !mail.anyone_can_trigger() || self.limits.allow_mail(to).await {
+            self.outbox.send(to, mail);
+        }
     }
 
     /// The caller's account, if it exists and is not disabled.

@@ -38,7 +38,17 @@ pub enum AuthError {
     AccountLocked {
         /// Time until the lock ends.
         retry_after: Duration,
+        /// Failures within `window` that lock (the `q` of the answer's `RateLimit-Policy`).
+        max_failures: u32,
+        /// The window failures count in (its `w`).
+        window: Duration,
     },
+    /// A rate limit refused the request.
+    #[error("rate limited")]
+    RateLimited(Box<super::limits::Refusal>),
+    /// The rate-limit store cannot decide and the realm's failure mode is `Closed`.
+    #[error("rate limiting unavailable")]
+    RateLimitUnavailable,
     /// The account's email address is not verified yet.
     #[error("email not verified")]
     EmailNotVerified,

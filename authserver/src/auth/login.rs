@@ -2,14 +2,18 @@
 
 use uuid::Uuid;
 
+use portcullis_crds::rate_limit::Route;
+
 use super::core::{API_SCOPE, Core, stored_hash};
 use super::identifier::canonical_email;
+use super::limits::Subject;
 use super::oidc::discovery::ACR_PASSWORD;
 use super::principal::RequestMeta;
 use super::tokens::{self, Grant};
 use super::{AuthError, csrf, password, sessions};
 use crate::mail::Mail;
 use crate::metrics::GrantKind;
+use crate::store::kv::StuffingProbe;
 use crate::store::kv::{Attempt, SessionRecord};
 use crate::store::{FamilyGrant, NewFamily, UserRecord};
 
@@ -59,7 +63,11 @@ pub async fn login(
         core.metrics.login_failed("invalid_credentials");
         AuthError::InvalidCredentials
     })?;
-    // Before counting the attempt: a refusal for load must not count towards a lockout.
+    // Before hashing and before counting the attempt: neither a rate-limit refusal nor one for
+    // load may count towards a lockout. The identifier is limited whether or not it exists.
+    core.limits
+        .check_subject(Route::Login, Subject::Identifier(&identifier))
+        .await?;
     let slot = core.reserve_hashing()?;
     let rules = core.lockout_rules();
     let limits = rules.limits();
@@ -70,9 +78,7 @@ pub async fn login(
     {
         Attempt::Locked { retry_after_ms } => {
             core.metrics.login_failed("locked");
-            return Err(AuthError::AccountLocked {
-                retry_after: std::time::Duration::from_millis(retry_after_ms),
-            });
+            return Err(core.locked(retry_after_ms));
         }
         Attempt::Allowed { number } => number.saturating_sub(1),
     };
@@ -91,18 +97,45 @@ pub async fn login(
         _ => {
             core.metrics.login_failed("invalid_credentials");
             tracing::info!(target: "audit", event = "login_failed", ip = %meta.ip, "login failed");
-            if let Some(lock_ms) = core
+            // The address as the rate limits key it (an IPv6 /64 is one source).
+            let source_bucket = meta
+                .ip
+                .parse()
+                .map_or_else(|_| meta.ip.clone(), portcullis_ratelimit::keys::ip_bucket);
+            let probe = StuffingProbe {
+                source_bucket: &source_bucket,
+                threshold: core
+                    .spec()
+                    .monitoring
+                    .alert_thresholds
+                    .credential_stuffing_identifiers_per_ip,
+            };
+            let failure = core
                 .kv
-                .fail_attempt(&identifier, &meta.ip, core.clock.now_ms(), &limits)
-                .await?
-            {
+                .fail_login(
+                    &identifier,
+                    &meta.ip,
+                    core.clock.now_ms(),
+                    &limits,
+                    Some(probe),
+                )
+                .await?;
+            if failure.first_failure {
+                core.metrics.login_failed_identifiers.inc();
+            }
+            if failure.stuffing_crossed {
+                core.metrics.credential_stuffing_sources.inc();
+                tracing::warn!(target: "audit", event = "credential_stuffing_source", ip = %meta.ip, threshold = probe.threshold, "many distinct identifiers failing from one address");
+            }
+            if let Some(lock_ms) = failure.lock_ms {
                 core.metrics.lockouts.inc();
                 tracing::warn!(target: "audit", event = "lockout", ip = %meta.ip, seconds = lock_ms / 1_000, "identifier locked");
                 if let Some(user) = core.db.user_by_email(&identifier).await?
                     && core.spec().lockout.notify_user
                 {
                     let minutes = lock_ms.div_ceil(60_000);
-                    core.notify(&user.email_canonical, Mail::AccountLocked { minutes });
+                    core.notify(&user.email_canonical, Mail::AccountLocked { minutes })
+                        .await;
                 }
             }
             return Err(AuthError::InvalidCredentials);
@@ -287,7 +320,7 @@ mod tests {
             let _ = login(&f.core, "alice@example.com", OTHER_PASSWORD, &meta(), None).await;
         }
         let locked = login(&f.core, "alice@example.com", PASSWORD, &meta(), None).await;
-        let Err(AuthError::AccountLocked { retry_after }) = locked else {
+        let Err(AuthError::AccountLocked { retry_after, .. }) = locked else {
             panic!("not locked: {locked:?}");
         };
         assert_eq!(retry_after.as_secs(), 60);

@@ -16,6 +16,7 @@ pub mod hashing;
 pub mod identifier;
 pub mod key_fingerprints;
 pub mod keys;
+pub mod limits;
 pub mod lockout;
 pub mod login;
 mod new_password;

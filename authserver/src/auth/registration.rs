@@ -3,8 +3,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use portcullis_crds::rate_limit::Route;
+
 use super::core::Core;
 use super::identifier::canonical_email;
+use super::limits::Subject;
 use super::{AuthError, Violation, new_password, password, tokens};
 use crate::mail::Mail;
 use crate::metrics::{BreachContext, RegistrationOutcome};
@@ -119,6 +122,12 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
         .map(str::trim)
         .filter(|n| !n.is_empty());
     let (email, mut violations) = profile_violations(core, &input, display_name);
+    // Before zxcvbn, the breach API and hashing: a flood of registrations costs none of them.
+    if let Some(email) = &email {
+        core.limits
+            .check_subject(Route::Register, Subject::Identifier(email))
+            .await?;
+    }
     let password = password::normalize(&input.password);
     let email_for_check = email.clone().unwrap_or_default();
     if violations.is_empty() {
@@ -167,7 +176,7 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
         Ok(()) => {}
         Err(StoreError::Duplicate(_)) if verification => {
             core.metrics.registered(RegistrationOutcome::Duplicate);
-            core.notify(&email, Mail::AlreadyRegistered);
+            core.notify(&email, Mail::AlreadyRegistered).await;
             tracing::info!(target: "audit", event = "register_duplicate", "registration for a taken address");
             return Ok(Registered::VerificationPending);
         }
@@ -202,7 +211,8 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
             token,
             req: input.pending_request,
         },
-    );
+    )
+    .await;
     core.metrics
         .registered(RegistrationOutcome::VerificationPending);
     Ok(Registered::VerificationPending)

@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
+use portcullis_crds::rate_limit::Route;
+
 use super::core::Core;
 use super::identifier::canonical_email;
+use super::limits::Subject;
 use super::{AuthError, new_password, password, tokens};
 use crate::mail::Mail;
 use crate::metrics::BreachContext;
@@ -34,14 +37,25 @@ pub async fn request_password_reset(core: &Core, email: &str) -> Result<(), Auth
             core.later(now, RESET_TTL)?,
         )
         .await?;
-    core.notify(&user.email_canonical, Mail::PasswordReset { token });
+    core.notify(&user.email_canonical, Mail::PasswordReset { token })
+        .await;
     tracing::info!(target: "audit", event = "password_reset_requested", user_id = %user.id, "password reset mailed");
     Ok(())
 }
 
 /// Requests a reset in the background and returns at once, so that neither the caller's
-/// answer nor its timing tells whether the account exists; a failure is logged.
-pub fn request_password_reset_detached(core: std::sync::Arc<Core>, email: String) {
+/// answer nor its timing tells whether the account exists; a failure is logged. The address
+/// is rate limited first, before the account is looked up, so the refusal tells nothing
+/// either.
+pub async fn request_password_reset_detached(
+    core: std::sync::Arc<Core>,
+    email: String,
+) -> Result<(), AuthError> {
+    if let Ok(canonical) = canonical_email("email", &email) {
+        core.limits
+            .check_subject(Route::PasswordReset, Subject::Identifier(&canonical))
+            .await?;
+    }
     tokio::spawn(async move {
         if let Err(error) = request_password_reset(&core, &email).await {
             // No answer carries this failure to `observe`: count it here.
@@ -51,6 +65,7 @@ pub fn request_password_reset_detached(core: std::sync::Arc<Core>, email: String
             tracing::error!(error = %error, "password reset request failed");
         }
     });
+    Ok(())
 }
 
 /// Sets a new password with a reset token; every session, refresh token and other reset token
@@ -68,6 +83,10 @@ pub async fn confirm_password_reset(
         .peek_one_time_token(&hash, TokenPurpose::PasswordReset, now)
         .await?
         .ok_or(AuthError::InvalidToken)?;
+    // Before the breach API and hashing.
+    core.limits
+        .check_subject(Route::PasswordReset, Subject::User(user_id))
+        .await?;
     let user = core
         .db
         .user_by_id(user_id)
@@ -105,7 +124,8 @@ pub async fn confirm_password_reset(
         .await?;
     core.end_sessions(user.id, None).await?;
     core.kv.clear_attempts(&user.email_canonical).await?;
-    core.notify(&user.email_canonical, Mail::PasswordChanged);
+    core.notify(&user.email_canonical, Mail::PasswordChanged)
+        .await;
     tracing::info!(target: "audit", event = "password_reset", user_id = %user.id, "password reset");
     Ok(())
 }

@@ -137,6 +137,17 @@ fn fixture_from(yaml: &str, customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixtu
         key: vec![7; 32],
     }];
     let (outbox, sent) = Outbox::recording();
+    let metrics = Arc::new(Metrics::default());
+    let limits = Arc::new(crate::auth::limits::Limiter::new(
+        crate::auth::limits::LimiterParts {
+            limits: settings.rate_limits.clone(),
+            enabled: false,
+            redis: None,
+            prefix: "unit:".into(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        },
+    ));
     let core = Core::new(CoreParts {
         settings: Arc::new(settings),
         db: Db::memory(),
@@ -153,9 +164,10 @@ fn fixture_from(yaml: &str, customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixtu
         outbox,
         clock: clock.clone(),
         random,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         csrf_key: vec![9; 32],
         clients,
+        limits,
     });
     Fixture { core, clock, sent }
 }

@@ -7,8 +7,10 @@ use axum::http::{Method, header, request::Parts};
 use super::cookies;
 use super::error::ApiError;
 use super::state::AppState;
+use crate::auth::limits::Subject;
 use crate::auth::principal::Principal;
 use crate::auth::{AuthError, session_auth};
+use portcullis_crds::rate_limit::Route;
 
 /// The session secret from the request's cookie, if any.
 pub fn session_secret(parts: &Parts) -> Option<String> {
@@ -54,9 +56,9 @@ impl FromRequestParts<AppState> for Authenticated {
                     .or_else(|| v.strip_prefix("bearer "))
             });
         if let Some(token) = bearer {
-            return Ok(Authenticated(
-                session_auth::authenticate_bearer(core, token.trim()).await?,
-            ));
+            let principal = session_auth::authenticate_bearer(core, token.trim()).await?;
+            limit_user(state, &principal).await?;
+            return Ok(Authenticated(principal));
         }
         let secret = session_secret(parts).ok_or(AuthError::Unauthenticated)?;
         let principal = session_auth::authenticate_session(core, &secret).await?;
@@ -64,8 +66,18 @@ impl FromRequestParts<AppState> for Authenticated {
         if !safe && !csrf_ok(parts, state, &principal.session_id) {
             return Err(AuthError::CsrfFailed.into());
         }
+        limit_user(state, &principal).await?;
         Ok(Authenticated(principal))
     }
+}
+
+/// The per-account limit of authenticated routes: every one passes through here.
+async fn limit_user(state: &AppState, principal: &Principal) -> Result<(), AuthError> {
+    state
+        .core
+        .limits()
+        .check_subject(Route::Api, Subject::User(principal.user_id))
+        .await
 }
 
 fn csrf_ok(parts: &Parts, state: &AppState, session_id: &str) -> bool {

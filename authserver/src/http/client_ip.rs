@@ -10,13 +10,22 @@ use portcullis_crds::settings::Cidr;
 /// entry that is not an address stops the walk at the proxy that wrote it, so nothing a client
 /// put further left can win.
 pub fn client_ip(peer: Option<IpAddr>, forwarded_for: &[&str], trusted: &[Cidr]) -> String {
-    let Some(peer) = peer else {
-        return "unknown".to_owned();
-    };
+    client_addr(peer, forwarded_for, trusted)
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+/// The client address as [`client_ip`] finds it, `None` without a known peer (the rate
+/// limiter keys by it, so it needs the address, not its text).
+pub fn client_addr(
+    peer: Option<IpAddr>,
+    forwarded_for: &[&str],
+    trusted: &[Cidr],
+) -> Option<IpAddr> {
+    let peer = peer?;
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     let mut client = peer;
     if !is_trusted(peer) {
-        return peer.to_string();
+        return Some(peer);
     }
     let entries: Vec<&str> = forwarded_for
         .iter()
@@ -31,7 +40,7 @@ pub fn client_ip(peer: Option<IpAddr>, forwarded_for: &[&str], trusted: &[Cidr])
             break;
         }
     }
-    client.to_string()
+    Some(client)
 }
 
 /// Whether `X-Forwarded-For` was sent by a peer that is not a trusted proxy, and so ignored

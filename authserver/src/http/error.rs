@@ -199,8 +199,14 @@ impl From<AuthError> for ApiError {
                 "the email or password is wrong",
             )
             .header(header::WWW_AUTHENTICATE, "Bearer realm=\"portcullis\""),
-            AuthError::AccountLocked { retry_after } => {
+            AuthError::AccountLocked {
+                retry_after,
+                max_failures,
+                window,
+            } => {
                 let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                // draft-ietf-httpapi-ratelimit-headers-11 §3.1: `q` is required; `w` rounds up.
+                let window = window.as_secs() + u64::from(window.subsec_nanos() > 0);
                 ApiError::new(
                     S::TOO_MANY_REQUESTS,
                     "account_locked",
@@ -210,13 +216,36 @@ impl From<AuthError> for ApiError {
                 .header(header::RETRY_AFTER, &secs.to_string())
                 .header(
                     header::HeaderName::from_static("ratelimit-policy"),
-                    "\"lockout\"",
+                    &format!("\"lockout\";q={max_failures};w={}", window.max(1)),
                 )
                 .header(
                     header::HeaderName::from_static("ratelimit"),
                     &format!("\"lockout\";r=0;t={secs}"),
                 )
             }
+            AuthError::RateLimited(refusal) => {
+                let secs = refusal.retry_after_secs;
+                ApiError::new(
+                    S::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "Too many requests",
+                    format!("retry after {secs} seconds"),
+                )
+                .header(header::RETRY_AFTER, &secs.to_string())
+                .header(
+                    header::HeaderName::from_static("ratelimit-policy"),
+                    &refusal.policy,
+                )
+                .header(header::HeaderName::from_static("ratelimit"), &refusal.limit)
+            }
+            // The server's fault, not the client's: 503, and the limiter has counted it.
+            AuthError::RateLimitUnavailable => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "rate_limit_unavailable",
+                "Service unavailable",
+                "rate limits cannot be checked right now; try again shortly",
+            )
+            .header(header::RETRY_AFTER, "5"),
             AuthError::EmailNotVerified => ApiError::new(
                 S::FORBIDDEN,
                 "email_not_verified",
@@ -395,5 +424,29 @@ mod tests {
             None
         );
         assert_eq!(store_failure(AuthError::InvalidCredentials), None);
+    }
+
+    #[test]
+    fn the_lockout_answer_names_its_policy_with_q_and_w() {
+        let response = ApiError::from(AuthError::AccountLocked {
+            retry_after: std::time::Duration::from_millis(61_500),
+            max_failures: 5,
+            window: std::time::Duration::from_secs(900),
+        })
+        .into_response();
+        let header = |name: &str| response.headers().get(name).unwrap().to_str().unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header("retry-after"), "62");
+        assert_eq!(header("ratelimit-policy"), "\"lockout\";q=5;w=900");
+        assert_eq!(header("ratelimit"), "\"lockout\";r=0;t=62");
+    }
+
+    #[test]
+    fn a_closed_limiter_without_its_store_answers_503_with_retry_after() {
+        let response = ApiError::from(AuthError::RateLimitUnavailable).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "5");
+        // The limiter counted the store failure itself: no second count by `observe`.
+        assert!(response.extensions().get::<StoreFailure>().is_none());
     }
 }

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod listener;
 pub mod middleware;
 pub mod openapi;
+pub mod rate_limit;
 pub mod routes;
 pub mod state;
 pub mod tls;
@@ -34,8 +35,20 @@ async fn method_not_allowed() -> impl IntoResponse {
     ApiError::method_not_allowed()
 }
 
-fn with_layers(router: Router<AppState>, state: AppState, limits: RequestLimits) -> Router {
-    router
+/// Which listener an app serves: only the public one is rate limited.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    Public,
+    Internal,
+}
+
+fn with_layers(
+    router: Router<AppState>,
+    state: AppState,
+    limits: RequestLimits,
+    listener: Listener,
+) -> Router {
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(move |request, next| {
@@ -45,7 +58,17 @@ fn with_layers(router: Router<AppState>, state: AppState, limits: RequestLimits)
             middleware::problem_for_every_error,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(middleware::body_limit))
+        .layer(axum::middleware::from_fn(middleware::body_limit));
+    // Inside `observe` (which counts and logs its 429s) and before any body is read.
+    let router = if listener == Listener::Public {
+        router.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::enforce,
+        ))
+    } else {
+        router
+    };
+    router
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,
@@ -57,18 +80,32 @@ fn with_layers(router: Router<AppState>, state: AppState, limits: RequestLimits)
         .with_state(state)
 }
 
-/// The public listener's app, and the OpenAPI document of exactly its routes.
-pub fn public_router(state: AppState, limits: RequestLimits) -> Router {
-    let (routes, api) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::skeleton())
+fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    utoipa_axum::router::OpenApiRouter::with_openapi(openapi::skeleton())
         .merge(openapi::router())
         .merge(routes::accounts::router())
         .merge(routes::me::router())
         .merge(routes::oauth::router())
         .merge(routes::oidc::router())
         .merge(crate::ui::router())
-        .split_for_parts();
+        .split_for_parts()
+}
+
+/// The operations the public listener serves (before the served document's additions).
+pub fn public_openapi() -> utoipa::openapi::OpenApi {
+    public_routes().1
+}
+
+/// The public listener's app, and the OpenAPI document of exactly its routes.
+pub fn public_router(state: AppState, limits: RequestLimits) -> Router {
+    let (routes, api) = public_routes();
     let document = std::sync::Arc::new(openapi::document(&api, &state.web.issuer));
-    with_layers(routes.layer(axum::Extension(document)), state, limits)
+    with_layers(
+        routes.layer(axum::Extension(document)),
+        state,
+        limits,
+        Listener::Public,
+    )
 }
 
 /// The admin listener's app: health, readiness and the admin API (never exposed by the
@@ -77,12 +114,12 @@ pub fn admin_router(state: AppState, limits: RequestLimits) -> Router {
     let routes = Router::new()
         .merge(routes::health::router())
         .merge(routes::admin::router());
-    with_layers(routes, state, limits)
+    with_layers(routes, state, limits, Listener::Internal)
 }
 
 /// The metrics listener's app: `/metrics` only.
 pub fn metrics_router(state: AppState, limits: RequestLimits) -> Router {
-    with_layers(routes::metrics::router(), state, limits)
+    with_layers(routes::metrics::router(), state, limits, Listener::Internal)
 }
 
 /// The three listeners.

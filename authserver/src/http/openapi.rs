@@ -59,10 +59,15 @@ const COMMON_ANSWERS: &[(&str, &str, bool)] = &[
         "The body is not of the documented media type (`unsupported_media_type`)",
         true,
     ),
+    (
+        "429",
+        "A rate limit refused the request (`rate_limited`, or `account_locked` at login); see `Retry-After`, `RateLimit-Policy` and `RateLimit`",
+        false,
+    ),
     ("500", "An unexpected failure (`internal_error`)", false),
     (
         "503",
-        "Overloaded, too slow or a dependency down (`server_busy`, `server_timeout`, `service_unavailable`); see `Retry-After`",
+        "Overloaded, too slow or a dependency down (`server_busy`, `server_timeout`, `service_unavailable`, `rate_limit_unavailable`); see `Retry-After`",
         false,
     ),
 ];

@@ -41,6 +41,17 @@ pub enum Mail {
     },
 }
 
+impl Mail {
+    /// Whether anyone who knows the address can have this mail sent (registration, reset), as
+    /// opposed to a security notice of something done to the account.
+    pub fn anyone_can_trigger(&self) -> bool {
+        matches!(
+            self,
+            Mail::VerifyEmail { .. } | Mail::AlreadyRegistered | Mail::PasswordReset { .. }
+        )
+    }
+}
+
 impl std::fmt::Debug for Mail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Tokens in mails are credentials: never printed.

@@ -17,6 +17,7 @@ use portcullis_crds::{
 use crate::auth::breach::BreachChecker;
 use crate::auth::core::{Core, CoreParts};
 use crate::auth::hashing::{PasswordHasher, PoolSize};
+use crate::auth::limits::{Limiter, LimiterParts};
 use crate::auth::oidc::clients::ClientRegistry;
 use crate::auth::tokens::KeyRing;
 use crate::clock::Clock;
@@ -188,6 +189,9 @@ pub struct ServiceParts {
     pub breach_list: Option<PathBuf>,
     /// Concurrent bcrypt runs (the core count); eight callers per run may queue.
     pub hash_permits: usize,
+    /// Whether the realm's rate limits are enforced: always in `serve`; tests and benchmarks
+    /// that are not about limits leave them off, as their volume would trip them.
+    pub rate_limiting: bool,
 }
 
 /// What [`build`] makes: the state the listeners serve, and the hasher (its counters are
@@ -212,6 +216,7 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         mail_dir,
         breach_list,
         hash_permits,
+        rate_limiting,
     } = parts;
     settings_check::check(&settings).map_err(StartupError::Config)?;
     let missing = settings_check::unimplemented_features(&settings);
@@ -254,6 +259,18 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
     ));
     let clients = ClientRegistry::new(&settings.clients, &secrets.client_secrets)
         .map_err(StartupError::Missing)?;
+    let (redis, prefix) = match &kv {
+        Kv::Redis { conn, prefix } => (Some(conn.clone()), prefix.clone()),
+        Kv::Memory(_) => (None, format!("portcullis:{}:", settings.name)),
+    };
+    let limits = Arc::new(Limiter::new(LimiterParts {
+        limits: settings.rate_limits.clone(),
+        enabled: rate_limiting,
+        redis,
+        prefix,
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+    }));
     let settings = Arc::new(settings);
     let web = WebSettings::new(&settings, &secrets.admin_token);
     let core = Core::new(CoreParts {
@@ -272,6 +289,7 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         metrics: metrics.clone(),
         csrf_key: secrets.cookie_key.clone(),
         clients,
+        limits,
     });
     let state = AppState {
         core: Arc::new(core),

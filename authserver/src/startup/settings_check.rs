@@ -14,11 +14,6 @@ pub fn unimplemented_features(settings: &RealmSettings) -> Vec<String> {
     if !spec.social_providers.is_empty() {
         missing.push("spec.socialProviders (social login)".to_owned());
     }
-    for policy in &settings.rate_limits.policies {
-        missing.push(format!(
-            "RateLimitPolicy {policy} (application rate limits; its NGINX limits apply at the Ingress)"
-        ));
-    }
     missing
 }
 

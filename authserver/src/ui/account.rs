@@ -291,7 +291,7 @@ async fn change_password(
             },
             None,
         ),
-        Err(AuthError::AccountLocked { retry_after }) => {
+        Err(AuthError::AccountLocked { retry_after, .. }) => {
             let seconds = retry_after.as_secs().max(1);
             (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -244,7 +244,7 @@ fn refusal(error: &AuthError) -> (StatusCode, String, Option<u64>) {
             "The email address or password is wrong.".to_owned(),
             None,
         ),
-        AuthError::AccountLocked { retry_after } => {
+        AuthError::AccountLocked { retry_after, .. } => {
             let seconds = retry_after.as_secs().max(1);
             (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -255,6 +255,19 @@ fn refusal(error: &AuthError) -> (StatusCode, String, Option<u64>) {
                 Some(seconds),
             )
         }
+        AuthError::RateLimited(refusal) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many sign-in attempts. Try again in {} second(s).",
+                refusal.retry_after_secs
+            ),
+            Some(refusal.retry_after_secs),
+        ),
+        AuthError::RateLimitUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "We cannot sign you in right now. Please try again in a moment.".to_owned(),
+            Some(5),
+        ),
         AuthError::EmailNotVerified => (
             StatusCode::FORBIDDEN,
             "Confirm your email address first, with the link we mailed you.".to_owned(),

@@ -183,7 +183,11 @@ async fn request(
             Some("Enter the email address of your account."),
         );
     }
-    reset::request_password_reset_detached(state.core.clone(), email.to_owned());
+    if let Err(error) =
+        reset::request_password_reset_detached(state.core.clone(), email.to_owned()).await
+    {
+        return axum::response::IntoResponse::into_response(ApiError::from(error));
+    }
     notice(
         &state,
         StatusCode::OK,

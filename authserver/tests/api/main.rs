@@ -21,6 +21,7 @@ mod oidc_store;
 mod pages;
 mod pages_account;
 mod pages_accounts;
+mod rate_limits;
 mod registration;
 mod retention;
 mod schemathesis;

@@ -193,6 +193,38 @@ async fn a_wrong_password_and_an_unknown_account_get_the_same_page(pool: PgPool)
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_rate_limited_sign_in_gets_the_login_page_with_429_and_retry_after(pool: PgPool) {
+    // (Login, User) 1/h with burst 1: two tries, then the identifier waits.
+    let policy = "apiVersion: portcullis.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: login-user}
+spec:
+  targetRef: {kind: AuthRealm, name: test}
+  rules:
+    - name: login-user
+      routes: [Login]
+      limits: [{key: User, requests: 1, period: 1h, burst: 1}]
+";
+    let options = Options {
+        rate_limiting: true,
+        clock: stopped_clock(),
+        policies: vec![policy.to_owned()],
+        ..Options::default()
+    };
+    let server = start(pool, options).await;
+    let form = login_form(&server).await;
+    for _ in 0..2 {
+        let wrong = submit(&server, &form, "alice@example.com", OTHER_PASSWORD).await;
+        assert_eq!(wrong.status(), 400);
+    }
+    let limited = submit(&server, &form, "alice@example.com", OTHER_PASSWORD).await;
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "3600");
+    let html = limited.text().await.unwrap();
+    assert!(html.contains("Too many sign-in attempts"), "{html}");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn an_unknown_client_gets_an_error_page_and_never_a_redirect(pool: PgPool) {
     let server = start(pool, Options::default()).await;
     let answer = server

@@ -36,6 +36,7 @@ async fn core_on_redis(clock: &Clock) -> Arc<Core> {
         mail_dir: Some(dir.path().join("mail")),
         breach_list: None,
         hash_permits: 2,
+        rate_limiting: false,
     })
     .unwrap();
     service.state.core

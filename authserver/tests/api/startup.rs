@@ -28,6 +28,7 @@ fn refusal(pool: PgPool, settings: RealmSettings) -> Option<String> {
         mail_dir: Some(dir.path().join("mail")),
         breach_list: None,
         hash_permits: 1,
+        rate_limiting: false,
     })
     .err()
     .map(|e| e.to_string())
@@ -76,7 +77,7 @@ spec:
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-async fn a_realm_with_a_rate_limit_policy_refuses_to_start_naming_the_policy(pool: PgPool) {
+async fn a_realm_with_a_rate_limit_policy_starts_and_enforces_it(pool: PgPool) {
     let yaml = format!(
         "{}\n---\n{}",
         crate::support::BASE_REALM,
@@ -93,8 +94,8 @@ spec:
     );
     let manifests = portcullis_crds::parse_manifests(&yaml).unwrap();
     let settings = RealmSettings::from_manifests(&manifests).unwrap();
-    let error = refusal(pool, settings).expect("refused");
-    assert!(error.contains("RateLimitPolicy strict"), "{error}");
+    assert_eq!(settings.rate_limits.policies, ["strict"]);
+    assert_eq!(refusal(pool, settings), None);
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]

@@ -57,6 +57,12 @@ pub struct Options {
     /// AuthClient documents (YAML, realm `test`); with any, the issuer is the listener's own
     /// `http(s)://localhost:PORT` (relying parties compare it with the URL they use).
     pub clients: Vec<String>,
+    /// Enforce the realm's rate limits (off by default: most tests' volume would trip them).
+    pub rate_limiting: bool,
+    /// RateLimitPolicy documents (YAML, realm `test`).
+    pub policies: Vec<String>,
+    /// Another Redis than `REDIS_URL` (e.g. a [`PrivateRedis`] a test stops and starts).
+    pub redis_url: Option<String>,
 }
 
 impl Default for Options {
@@ -70,6 +76,9 @@ impl Default for Options {
             limits: http::ServeLimits::default(),
             tls: None,
             clients: Vec::new(),
+            rate_limiting: false,
+            policies: Vec::new(),
+            redis_url: None,
         }
     }
 }
@@ -146,7 +155,12 @@ pub async fn start_sharing(
                 spec.issuer = issuer;
             }
         },
-        &options.clients,
+        &options
+            .clients
+            .iter()
+            .chain(&options.policies)
+            .cloned()
+            .collect::<Vec<_>>(),
     );
     let secrets_dir = TempDir::new().unwrap();
     if let Some(other) = secrets_from {
@@ -161,8 +175,10 @@ pub async fn start_sharing(
     let admin_token = secrets.admin_token.clone();
     secrets.smtp_url = options.smtp_url.clone();
     let mail_dir = TempDir::new().unwrap();
-    let redis_url = std::env::var("REDIS_URL")
-        .expect("REDIS_URL must point at a Redis server (scripts/test.sh starts one)");
+    let redis_url = options.redis_url.clone().unwrap_or_else(|| {
+        std::env::var("REDIS_URL")
+            .expect("REDIS_URL must point at a Redis server (scripts/test.sh starts one)")
+    });
     let kv = Kv::redis(&redis_url, &options.redis_prefix).await.unwrap();
     let service = startup::build(ServiceParts {
         settings,
@@ -174,6 +190,7 @@ pub async fn start_sharing(
         mail_dir: Some(mail_dir.path().to_path_buf()),
         breach_list: None,
         hash_permits: options.hash_permits,
+        rate_limiting: options.rate_limiting,
     })
     .unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -484,4 +501,86 @@ pub fn stopped_clock() -> Clock {
 
 pub fn minutes(n: u64) -> Duration {
     Duration::from_secs(n * 60)
+}
+
+/// A Redis server of one test's own, which it may stop and start again on the same port (the
+/// shared one from `scripts/services.sh` serves every test in parallel and must stay up).
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    /// Starts `redis-server` on a free loopback port, without persistence.
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.start_again().await;
+        redis
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server again on its port (empty: nothing is saved) and waits for it.
+    pub async fn start_again(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/services.sh installs it)");
+        self.child = Some(child);
+        for _ in 0..250 {
+            if self.command(&["PING"]).await.is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("redis-server on port {} did not answer", self.port);
+    }
+
+    /// Stops the server (kill and wait: its port is free afterwards).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// One command on a fresh connection; `None` when the server does not answer.
+    pub async fn command(&self, args: &[&str]) -> Option<redis::Value> {
+        let client = redis::Client::open(self.url()).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query_async(&mut conn).await.ok()
+    }
+
+    /// `calls=` of `cmdstat_<command>` in `INFO commandstats` (0 before the first call).
+    pub async fn calls(&self, command: &str) -> u64 {
+        let info = match self.command(&["INFO", "commandstats"]).await {
+            Some(redis::Value::BulkString(bytes)) => String::from_utf8(bytes).unwrap(),
+            Some(redis::Value::VerbatimString { text, .. }) => text,
+            other => panic!("INFO answered {other:?}"),
+        };
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -149,7 +149,7 @@ async fn password_reset(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<EmailRequest>,
 ) -> Result<Response, ApiError> {
-    reset::request_password_reset_detached(state.core.clone(), body.email);
+    reset::request_password_reset_detached(state.core.clone(), body.email).await?;
     Ok(status(StatusCode::ACCEPTED, "reset_requested"))
 }
 

@@ -162,7 +162,7 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The authenticated client of a form request.
-fn client_of<'a>(
+async fn client_of<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
     form: &[(String, String)],
@@ -173,6 +173,7 @@ fn client_of<'a>(
         single(form, "client_id")?,
         single(form, "client_secret")?,
     )?;
+    state.core.limit_client(&credentials).await?;
     state.core.clients().authenticate(&credentials)
 }
 
@@ -193,7 +194,7 @@ async fn revoke(
     headers: HeaderMap,
     FormPairs(form): FormPairs,
 ) -> Result<Response, ApiError> {
-    let client = client_of(&state, &headers, &form)?;
+    let client = client_of(&state, &headers, &form).await?;
     let token = required(&form, "token")?;
     resource::revoke(
         &state.core,
@@ -221,7 +222,7 @@ async fn introspect(
     headers: HeaderMap,
     FormPairs(form): FormPairs,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let client = client_of(&state, &headers, &form)?;
+    let client = client_of(&state, &headers, &form).await?;
     let token = required(&form, "token")?;
     Ok(Json(
         resource::introspect(&state.core, client, token).await?,
@@ -356,6 +357,7 @@ async fn token(
         .into());
     }
     let credentials = client_auth::client_credentials(authorization, client_id, client_secret)?;
+    core.limit_client(&credentials).await?;
     let client = core.clients().authenticate(&credentials)?;
     let issued = match grant_type {
         "authorization_code" => {

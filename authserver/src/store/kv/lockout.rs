@@ -197,18 +197,78 @@ return {1, s.f}
 "
 );
 
-/// `LockState::fail` in Lua. Returns the longest lock this failure started, else 0.
+/// `LockState::fail` in Lua, with the stuffing signal in the same round trip. Returns
+/// `{lock, first, crossed}`: the longest lock this failure started (else 0); 1 when it is the
+/// identifier's first failure in the window; 1 when, with a probe, the address's distinct
+/// failing identifiers (a HyperLogLog, KEYS[2]) just reached ARGV[10] in this stuffing window
+/// (once per address and window: the marker KEYS[3]). ARGV[9]: the identifier's digest;
+/// ARGV[11]: how long the window's keys live, ms.
 const FAIL_SCRIPT: &str = concat!(
     lua_prelude!(),
     r"
 local k, s = load('k:'), load(sp)
+local first = 0
+if k.f == 1 then first = 1 end
 local d = 0
 if k.lu <= now and k.f >= maxk then d = lock(k); save('k:', k) end
 if s.lu <= now and s.f >= maxs then d = math.max(d, lock(s)); save(sp, s) end
 if d > 0 then keep(d + memory) end
-return d
+local crossed = 0
+if #KEYS >= 3 then
+  redis.call('PFADD', KEYS[2], ARGV[9])
+  redis.call('PEXPIRE', KEYS[2], ARGV[11])
+  if redis.call('PFCOUNT', KEYS[2]) >= tonumber(ARGV[10]) and redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[11]) then
+    crossed = 1
+  end
+end
+return {d, first, crossed}
 "
 );
+
+/// Built once, so its SHA-1 is computed once (EVALSHA on every failure).
+static FAIL: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(FAIL_SCRIPT));
+
+/// Stuffing windows: distinct failing identifiers are counted per address in 10 minutes.
+pub const STUFFING_WINDOW_MS: u64 = 600_000;
+
+/// The stuffing signal a login failure feeds: the failing address's bucket (an IPv6 /64 counts
+/// as one address) and how many distinct identifiers in one window make it a source.
+#[derive(Clone, Copy, Debug)]
+pub struct StuffingProbe<'a> {
+    /// The address's rate-limit bucket (`portcullis_ratelimit::keys::ip_bucket`).
+    pub source_bucket: &'a str,
+    /// The realm's `alertThresholds.credentialStuffingIdentifiersPerIp`.
+    pub threshold: u32,
+}
+
+/// What a failed login changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Failure {
+    /// The lock this failure started, ms.
+    pub lock_ms: Option<u64>,
+    /// The identifier's first failure in the lockout window (for the spraying signal).
+    pub first_failure: bool,
+    /// The address just became a stuffing source in this window (once per address and window).
+    pub stuffing_crossed: bool,
+}
+
+/// The stuffing keys of `bucket` at `now_ms`: the HyperLogLog and the once-marker.
+fn stuffing_keys(bucket: &str, now_ms: u64) -> (String, String) {
+    let window = now_ms / STUFFING_WINDOW_MS;
+    (
+        format!("stuff:{bucket}:{window}"),
+        format!("stuffed:{bucket}:{window}"),
+    )
+}
+
+/// The identifier as one element of a stuffing set: 8 bytes of its SHA-256, no address kept.
+fn stuffing_element(identifier: &str) -> [u8; 8] {
+    let digest = Sha256::digest(identifier.as_bytes());
+    let mut element = [0; 8];
+    element.copy_from_slice(&digest[..8]);
+    element
+}
 
 /// Counters are keyed by a hash of the identifier, so the store holds no email addresses.
 fn counter_key(identifier: &str) -> String {
@@ -233,6 +293,49 @@ fn script_args(now_ms: u64, limits: &CounterLimits, source: &str) -> Vec<String>
     .map(u64::to_string)
     .chain([source.to_owned()])
     .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The memory twin of the stuffing part of `FAIL_SCRIPT`: an exact set per address and window,
+/// capped at the threshold (counting further would change nothing), and the once-marker.
+fn stuff_in_memory(
+    memory: &std::sync::Mutex<super::memory::MemoryKv>,
+    identifier: &str,
+    probe: StuffingProbe<'_>,
+) -> Result<bool, StoreError> {
+    let mut mem = locked(memory)?;
+    let now = mem.now_ms();
+    let (set_key, marker_key) = stuffing_keys(probe.source_bucket, now);
+    let mut set = live(&mut mem.stuffing, &set_key, now)
+        .cloned()
+        .unwrap_or_default();
+    let cap = usize::try_from(probe.threshold).unwrap_or(usize::MAX);
+    if set.len() < cap {
+        set.insert(stuffing_element(identifier));
+    }
+    let reached = set.len() >= cap;
+    let bound = mem.bound(2 * STUFFING_WINDOW_MS);
+    insert_bounded(
+        &mut mem.stuffing,
+        &set_key,
+        set,
+        bound,
+        "in-memory stuffing store",
+    )?;
+    if !reached || live(&mut mem.stuffed, &marker_key, now).is_some() {
+        return Ok(false);
+    }
+    insert_bounded(
+        &mut mem.stuffed,
+        &marker_key,
+        (),
+        bound,
+        "in-memory stuffing store",
+    )?;
+    Ok(true)
 }
 
 /// Runs `step` on the in-memory counters of `identifier`, keeping them `memory_ms` (plus the
@@ -302,18 +405,60 @@ impl Kv {
         now_ms: u64,
         limits: &CounterLimits,
     ) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .fail_login(identifier, source, now_ms, limits, None)
+            .await?
+            .lock_ms)
+    }
+
+    /// Records a failed login from `source` as [`Kv::fail_attempt`] does and, with a probe,
+    /// feeds the address's stuffing signal, in the same round trip.
+    pub async fn fail_login(
+        &self,
+        identifier: &str,
+        source: &str,
+        now_ms: u64,
+        limits: &CounterLimits,
+        probe: Option<StuffingProbe<'_>>,
+    ) -> Result<Failure, StoreError> {
         match self {
             Kv::Redis { conn, prefix } => {
                 let mut conn = conn.clone();
-                let locked_ms: u64 = redis::Script::new(FAIL_SCRIPT)
-                    .key(format!("{prefix}{}", counter_key(identifier)))
-                    .arg(script_args(now_ms, limits, source))
-                    .invoke_async(&mut conn)
-                    .await?;
-                Ok((locked_ms > 0).then_some(locked_ms))
+                let mut invocation = FAIL.key(format!("{prefix}{}", counter_key(identifier)));
+                let mut args = script_args(now_ms, limits, source);
+                if let Some(probe) = probe {
+                    let (set, marker) = stuffing_keys(probe.source_bucket, now_ms);
+                    invocation
+                        .key(format!("{prefix}{set}"))
+                        .key(format!("{prefix}{marker}"));
+                    args.extend([
+                        hex(&stuffing_element(identifier)),
+                        probe.threshold.to_string(),
+                        (2 * STUFFING_WINDOW_MS).to_string(),
+                    ]);
+                }
+                let (locked_ms, first, crossed): (u64, u8, u8) =
+                    invocation.arg(args).invoke_async(&mut conn).await?;
+                Ok(Failure {
+                    lock_ms: (locked_ms > 0).then_some(locked_ms),
+                    first_failure: first == 1,
+                    stuffing_crossed: crossed == 1,
+                })
             }
             Kv::Memory(m) => {
-                with_counter(m, identifier, limits, |s| s.fail(now_ms, source, limits))
+                let (lock_ms, first_failure) = with_counter(m, identifier, limits, |s| {
+                    let first = s.overall.failures == 1;
+                    (s.fail(now_ms, source, limits), first)
+                })?;
+                let stuffing_crossed = match probe {
+                    Some(probe) => stuff_in_memory(m, identifier, probe)?,
+                    None => false,
+                };
+                Ok(Failure {
+                    lock_ms,
+                    first_failure,
+                    stuffing_crossed,
+                })
             }
         }
     }
@@ -500,5 +645,39 @@ mod tests {
                 .unwrap(),
             Attempt::Allowed { number: 1 }
         );
+    }
+
+    #[tokio::test]
+    async fn the_memory_twin_reports_first_failures_and_a_stuffing_source_once() {
+        let clock = crate::clock::Clock::manual(time::OffsetDateTime::UNIX_EPOCH);
+        let kv = Kv::memory(clock.clone());
+        let probe = StuffingProbe {
+            source_bucket: A,
+            threshold: 3,
+        };
+        let fail = async |id: &str| {
+            kv.begin_attempt(id, A, clock.now_ms(), &LIMITS)
+                .await
+                .unwrap();
+            kv.fail_login(id, A, clock.now_ms(), &LIMITS, Some(probe))
+                .await
+                .unwrap()
+        };
+        let first = fail("a@example.com").await;
+        assert!(first.first_failure && !first.stuffing_crossed);
+        assert!(!fail("a@example.com").await.first_failure);
+        assert!(!fail("b@example.com").await.stuffing_crossed);
+        let third = fail("c@example.com").await;
+        assert!(third.first_failure && third.stuffing_crossed);
+        assert!(
+            !fail("d@example.com").await.stuffing_crossed,
+            "once per window"
+        );
+        // The next window starts over.
+        clock.advance(std::time::Duration::from_millis(STUFFING_WINDOW_MS));
+        for id in ["e@example.com", "f@example.com"] {
+            assert!(!fail(id).await.stuffing_crossed);
+        }
+        assert!(fail("g@example.com").await.stuffing_crossed);
     }
 }

@@ -3,7 +3,7 @@
 //! swept, and if it is still full the write is refused (`StoreError::Full`, a 503) rather than
 //! memory growing without limit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::codes::CodeEntry;
 use super::lockout::LockState;
@@ -31,6 +31,10 @@ pub struct MemoryKv {
     pub(super) locks: HashMap<String, Expiring<LockState>>,
     pub(super) codes: HashMap<String, Expiring<CodeEntry>>,
     pub(super) pending: HashMap<String, Expiring<String>>,
+    /// Distinct failing identifiers per address and stuffing window (8-byte digests).
+    pub(super) stuffing: HashMap<String, Expiring<HashSet<[u8; 8]>>>,
+    /// Addresses already reported as stuffing sources in a window.
+    pub(super) stuffed: HashMap<String, Expiring<()>>,
 }
 
 impl MemoryKv {
@@ -43,6 +47,8 @@ impl MemoryKv {
             locks: HashMap::new(),
             codes: HashMap::new(),
             pending: HashMap::new(),
+            stuffing: HashMap::new(),
+            stuffed: HashMap::new(),
         }
     }
 

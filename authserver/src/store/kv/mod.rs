@@ -16,7 +16,9 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 pub use codes::{CodeRecord, REPLAY_WINDOW, Redeemed};
-pub use lockout::{Attempt, CounterLimits, CounterState, LockState};
+pub use lockout::{
+    Attempt, CounterLimits, CounterState, Failure, LockState, STUFFING_WINDOW_MS, StuffingProbe,
+};
 pub use pending::PendingKind;
 pub use sessions::SessionRecord;
 

@@ -1,0 +1,502 @@
+//! The realm's rate limits, enforced with `portcullis-ratelimit`: which buckets a request or a
+//! subject counts against (from the merged RateLimitPolicies), one store decision per check
+//! bounded by [`STORE_TIMEOUT`], and the failure mode when the store cannot decide.
+//!
+//! Two decisions per request at most: the HTTP middleware's (route class and `All`, per IP and
+//! global, before any body is read) and a use case's subject check (per identifier, account or
+//! client, before any hashing, breach lookup or mail).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use portcullis_crds::rate_limit::{LimitKey, RateLimitBackend, RateLimitFailureMode, Route};
+use portcullis_crds::settings::{EffectiveLimit, EffectiveRateLimits};
+use portcullis_ratelimit::headers::{self, PolicyItem};
+use portcullis_ratelimit::{Bucket, Check, Store, gcra, keys};
+use uuid::Uuid;
+
+use super::AuthError;
+use crate::clock::Clock;
+use crate::metrics::{BackendLabels, Metrics, ModeLabels, RateLimitLabels, StoreKind};
+
+/// The longest a decision may take. `ConnectionManager` waits up to 500 ms for a response and
+/// a reconnect far longer; a limiter that stalls every request is worse than its failure mode.
+pub const STORE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Buckets the in-process store holds at most (about 40 MB at worst); past it the failure mode
+/// applies, so a flood of addresses cannot grow the process without bound.
+pub const LOCAL_CAPACITY: usize = 250_000;
+
+/// At most one log line per this many ms when the store fails (each request would log).
+const LOG_EVERY_MS: u64 = 10_000;
+
+/// The built-in per-address mail limit: 5 an hour, 4 of them at once.
+const MAIL_LIMIT: (u64, Duration, u64) = (5, Duration::from_secs(3_600), 4);
+
+/// The rule name of the mail limit in metrics.
+const MAIL_RULE: &str = "builtin/mail-per-address";
+
+/// Who a subject limit counts: the `User` key holds an identifier's digest or an account id,
+/// the `Client` key a client id.
+#[derive(Clone, Copy, Debug)]
+pub enum Subject<'a> {
+    /// A canonical login identifier, whether or not an account has it.
+    Identifier(&'a str),
+    /// An account.
+    User(Uuid),
+    /// An OAuth client id, already reduced to a registered id or [`keys::UNKNOWN_CLIENT`].
+    Client(&'a str),
+}
+
+/// A refusal: the answer's `Retry-After`, `RateLimit-Policy` and `RateLimit` values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Whole seconds until the refusing bucket lets one request through (at least 1).
+    pub retry_after_secs: u64,
+    /// `RateLimit-Policy`: every limit this decision checked.
+    pub policy: String,
+    /// `RateLimit`: the bucket that refused.
+    pub limit: String,
+}
+
+/// One bucket of a decision, with what the headers and metrics name it by.
+#[derive(Debug)]
+struct Planned {
+    route: &'static str,
+    key: &'static str,
+    requests: u64,
+    period: Duration,
+    burst: u64,
+    rule: String,
+    bucket_key: String,
+}
+
+/// The route class as labels and keys name it.
+pub fn route_label(route: Route) -> &'static str {
+    match route {
+        Route::Login => "login",
+        Route::Register => "register",
+        Route::Mfa => "mfa",
+        Route::PasswordReset => "password_reset",
+        Route::Token => "token",
+        Route::Api => "api",
+        Route::All => "all",
+    }
+}
+
+/// The key kind as labels and keys name it.
+pub fn key_label(key: LimitKey) -> &'static str {
+    match key {
+        LimitKey::Ip => "ip",
+        LimitKey::User => "user",
+        LimitKey::Client => "client",
+        LimitKey::Global => "global",
+    }
+}
+
+/// When a store failure was logged last (ms on the realm clock) and how many went unlogged
+/// since.
+#[derive(Debug, Default)]
+struct FailureLog {
+    last_ms: Mutex<Option<u64>>,
+    suppressed: AtomicU64,
+}
+
+impl FailureLog {
+    /// Whether to log at `now_ms`; if so, how many failures were not logged before this one.
+    fn due(&self, now_ms: u64) -> Option<u64> {
+        let mut last = self.last_ms.lock().ok()?;
+        match *last {
+            Some(at) if now_ms.saturating_sub(at) < LOG_EVERY_MS => {
+                self.suppressed.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            _ => {
+                *last = Some(now_ms);
+                Some(self.suppressed.swap(0, Ordering::Relaxed))
+            }
+        }
+    }
+}
+
+/// Everything [`Limiter::new`] takes.
+pub struct LimiterParts {
+    /// The merged limits of the realm.
+    pub limits: EffectiveRateLimits,
+    /// Whether limits are enforced at all (tests and benchmarks opt in).
+    pub enabled: bool,
+    /// The Redis connection when the realm's Redis is configured (the `Redis` backend needs
+    /// it; without it the limiter keeps its buckets in this process).
+    pub redis: Option<redis::aio::ConnectionManager>,
+    /// Key prefix, `portcullis:<realm>:`.
+    pub prefix: String,
+    /// The clock the buckets run on.
+    pub clock: Clock,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The rate limiter of a realm.
+pub struct Limiter {
+    enabled: bool,
+    store: Store,
+    backend: &'static str,
+    failure_mode: RateLimitFailureMode,
+    limits: BTreeMap<(Route, LimitKey), EffectiveLimit>,
+    prefix: String,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    log: FailureLog,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("enabled", &self.enabled)
+            .field("backend", &self.backend)
+            .field("failure_mode", &self.failure_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Limiter {
+    /// A limiter on the realm's Redis when its backend is `Redis` and a connection is given,
+    /// else on a bounded map in this process.
+    pub fn new(parts: LimiterParts) -> Self {
+        let (store, backend) = match (parts.limits.backend, parts.redis) {
+            (RateLimitBackend::Redis, Some(connection)) => (Store::redis(connection), "redis"),
+            _ => (Store::memory(LOCAL_CAPACITY), "local"),
+        };
+        Self {
+            enabled: parts.enabled,
+            store,
+            backend,
+            failure_mode: parts.limits.failure_mode,
+            limits: parts.limits.limits,
+            prefix: parts.prefix,
+            clock: parts.clock,
+            metrics: parts.metrics,
+            log: FailureLog::default(),
+        }
+    }
+
+    /// Whether limits are enforced.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// `redis` or `local`: where the buckets live.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    fn plan(&self, route: Route, key: LimitKey, value: &str) -> Option<Planned> {
+        let limit = self.limits.get(&(route, key))?;
+        let (route, key) = (route_label(route), key_label(key));
+        Some(Planned {
+            route,
+            key,
+            requests: u64::from(limit.requests),
+            period: limit.period,
+            burst: u64::from(limit.burst),
+            rule: limit.source.clone(),
+            bucket_key: keys::bucket_key(&self.prefix, route, key, value),
+        })
+    }
+
+    /// The request-level decision: `(class, Ip)`, `(class, Global)`, `(All, Ip)` and
+    /// `(All, Global)`, those the realm limits. Without a known address the IP buckets are
+    /// skipped (only in-process callers have none).
+    pub async fn check_request(
+        &self,
+        class: Option<Route>,
+        ip: Option<IpAddr>,
+    ) -> Result<(), AuthError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let ip = ip.map(keys::ip_bucket);
+        let mut planned = Vec::with_capacity(4);
+        for route in class.into_iter().chain([Route::All]) {
+            if let Some(ip) = &ip {
+                planned.extend(self.plan(route, LimitKey::Ip, ip));
+            }
+            planned.extend(self.plan(route, LimitKey::Global, keys::GLOBAL));
+        }
+        self.decide(planned).await
+    }
+
+    /// A subject's decision: `(route, key)` and `(All, key)` for the subject's key.
+    pub async fn check_subject(&self, route: Route, subject: Subject<'_>) -> Result<(), AuthError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let (key, value) = match subject {
+            Subject::Identifier(identifier) => {
+                (LimitKey::User, keys::identifier_digest(identifier))
+            }
+            Subject::User(id) => (LimitKey::User, id.to_string()),
+            Subject::Client(id) => (LimitKey::Client, id.to_owned()),
+        };
+        let mut planned = Vec::with_capacity(2);
+        for route in [route, Route::All] {
+            planned.extend(self.plan(route, key, &value));
+        }
+        self.decide(planned).await
+    }
+
+    /// Whether a mail to `address` (canonical) may go: the built-in per-address limit, a
+    /// `+tag` sharing its address's bucket. A refused mail is counted here; the caller drops it
+    /// without telling anyone.
+    pub async fn allow_mail(&self, address: &str) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        let (requests, period, burst) = MAIL_LIMIT;
+        let planned = vec![Planned {
+            route: "mail",
+            key: "addr",
+            requests,
+            period,
+            burst,
+            rule: MAIL_RULE.to_owned(),
+            bucket_key: keys::mail_key(&self.prefix, address),
+        }];
+        match self.decide(planned).await {
+            Ok(()) => true,
+            Err(AuthError::RateLimited(_)) => {
+                self.metrics
+                    .mails_suppressed
+                    .get_or_create(&crate::metrics::ReasonLabels {
+                        reason: "address_limit".to_owned(),
+                    })
+                    .inc();
+                tracing::info!(target: "rate_limit", "mail dropped: the address's mail limit is reached");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// One store decision over `planned`; counts it and applies the failure mode.
+    async fn decide(&self, planned: Vec<Planned>) -> Result<(), AuthError> {
+        if planned.is_empty() {
+            return Ok(());
+        }
+        let buckets: Vec<Bucket> = planned
+            .iter()
+            .map(|p| Bucket::new(p.requests, p.period, p.burst))
+            .collect();
+        let checks: Vec<Check<'_>> = planned
+            .iter()
+            .zip(&buckets)
+            .map(|(p, &bucket)| Check {
+                key: &p.bucket_key,
+                bucket,
+            })
+            .collect();
+        let now_us = self.clock.now_us();
+        let watch = self.clock.stopwatch();
+        let decided = tokio::time::timeout(STORE_TIMEOUT, self.store.decide(now_us, &checks)).await;
+        self.metrics
+            .rate_limit_decision_seconds
+            .get_or_create(&BackendLabels {
+                backend: self.backend,
+            })
+            .observe(watch.seconds());
+        let outcome = match decided {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(error)) => return self.store_failed(&error.to_string()),
+            Err(_) => return self.store_failed("no decision within 200 ms"),
+        };
+        if outcome.allowed {
+            for p in &planned {
+                self.count(p, "allowed");
+            }
+            return Ok(());
+        }
+        // `refusing` can find no bucket over its tolerance when the store clamped a limit the
+        // caller did not (a period of decades): name the longest wait then, never let it pass.
+        let refusing = outcome.refusing(now_us, &buckets).unwrap_or_else(|| {
+            (0..buckets.len())
+                .max_by_key(|&i| {
+                    let tat = outcome.tats_us.get(i).copied().unwrap_or(now_us);
+                    gcra::retry_after_us(now_us, &buckets[i], tat)
+                })
+                .unwrap_or(0)
+        });
+        let (p, bucket) = (&planned[refusing], &buckets[refusing]);
+        let tat = outcome.tats_us.get(refusing).copied().unwrap_or(now_us);
+        self.count(p, "limited");
+        let retry_after_secs = gcra::retry_after_secs(now_us, bucket, tat).max(1);
+        let items: Vec<PolicyItem<'_>> = planned
+            .iter()
+            .map(|p| PolicyItem {
+                route: p.route,
+                key: p.key,
+                requests: p.requests,
+                period: p.period,
+                burst: p.burst,
+                rule: &p.rule,
+            })
+            .collect();
+        Err(AuthError::RateLimited(Box::new(Refusal {
+            retry_after_secs,
+            policy: headers::rate_limit_policy(&items),
+            limit: headers::rate_limit(
+                p.route,
+                p.key,
+                gcra::remaining(now_us, bucket, tat),
+                retry_after_secs,
+            ),
+        })))
+    }
+
+    fn count(&self, p: &Planned, result: &'static str) {
+        self.metrics
+            .rate_limit_decisions
+            .get_or_create(&RateLimitLabels {
+                route: p.route.to_owned(),
+                key: p.key.to_owned(),
+                rule: p.rule.clone(),
+                result,
+            })
+            .inc();
+    }
+
+    /// The store could not decide: `Open` lets the request through, `Closed` refuses it; both
+    /// count, and at most one line per [`LOG_EVERY_MS`] is logged.
+    fn store_failed(&self, error: &str) -> Result<(), AuthError> {
+        let (mode, verdict) = match self.failure_mode {
+            RateLimitFailureMode::Open => ("open", "requests are let through"),
+            RateLimitFailureMode::Closed => ("closed", "requests are refused"),
+        };
+        self.metrics
+            .rate_limit_store_failures
+            .get_or_create(&ModeLabels { mode })
+            .inc();
+        if self.backend == "redis" {
+            self.metrics.store_failed(StoreKind::Redis);
+        }
+        if let Some(suppressed) = self.log.due(self.clock.now_ms()) {
+            tracing::error!(
+                target: "rate_limit",
+                backend = self.backend,
+                mode,
+                error,
+                suppressed,
+                "rate-limit store unavailable; {verdict}"
+            );
+        }
+        match self.failure_mode {
+            RateLimitFailureMode::Open => Ok(()),
+            RateLimitFailureMode::Closed => Err(AuthError::RateLimitUnavailable),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(failure_mode: RateLimitFailureMode, capacity: usize) -> Limiter {
+        let yaml = "apiVersion: portcullis.dev/v1alpha1
+kind: AuthRealm
+metadata: {name: unit}
+spec:
+  issuer: https://auth.example.com
+  database: {secretRef: {name: db}}
+  emailVerification: {required: false}
+";
+        let manifests = portcullis_crds::parse_manifests(yaml).unwrap();
+        let settings = portcullis_crds::RealmSettings::from_manifests(&manifests).unwrap();
+        let clock = Clock::manual(time::macros::datetime!(2030-01-01 0:00 UTC));
+        let mut limits = Limiter::new(LimiterParts {
+            limits: settings.rate_limits,
+            enabled: true,
+            redis: None,
+            prefix: "unit:".into(),
+            clock,
+            metrics: Arc::new(Metrics::default()),
+        });
+        limits.failure_mode = failure_mode;
+        limits.store = Store::memory(capacity);
+        limits
+    }
+
+    fn ip(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([192, 0, 2, last]))
+    }
+
+    #[tokio::test]
+    async fn a_refusal_names_the_refusing_bucket_and_every_limit_checked() {
+        let limits = limiter(RateLimitFailureMode::Closed, 100);
+        // The built-in (Login, Ip) 30/min burst 10 and (All, Ip) 600/min burst 200.
+        for _ in 0..11 {
+            limits
+                .check_request(Some(Route::Login), ip(1))
+                .await
+                .unwrap();
+        }
+        let Err(AuthError::RateLimited(refusal)) =
+            limits.check_request(Some(Route::Login), ip(1)).await
+        else {
+            panic!("the twelfth login at once is refused");
+        };
+        assert_eq!(refusal.retry_after_secs, 2);
+        assert_eq!(refusal.limit, "\"login.ip\";r=0;t=2");
+        assert_eq!(
+            refusal.policy,
+            "\"login.ip\";q=30;w=60;portcullis-burst=10;portcullis-rule=\"default/login\", \
+             \"all.ip\";q=600;w=60;portcullis-burst=200;portcullis-rule=\"default/all\""
+        );
+        // Another address, and a route class without limits of its own, pass.
+        limits
+            .check_request(Some(Route::Login), ip(2))
+            .await
+            .unwrap();
+        limits.check_request(Some(Route::Api), ip(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_decide_refuses_when_closed_and_lets_through_when_open() {
+        for (mode, refused) in [
+            (RateLimitFailureMode::Closed, true),
+            (RateLimitFailureMode::Open, false),
+        ] {
+            // Room for one bucket: the second address finds the store full.
+            let limits = limiter(mode, 1);
+            limits.check_request(None, ip(1)).await.unwrap();
+            let second = limits.check_request(None, ip(2)).await;
+            assert_eq!(
+                matches!(second, Err(AuthError::RateLimitUnavailable)),
+                refused,
+                "{mode:?}: {second:?}"
+            );
+            let label = if refused { "closed" } else { "open" };
+            let failures = limits
+                .metrics
+                .rate_limit_store_failures
+                .get_or_create(&ModeLabels { mode: label })
+                .get();
+            assert_eq!(failures, 1, "{mode:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn limits_that_are_off_decide_nothing() {
+        let mut limits = limiter(RateLimitFailureMode::Closed, 1);
+        limits.enabled = false;
+        for last in 0..50 {
+            limits
+                .check_request(Some(Route::Login), ip(last))
+                .await
+                .unwrap();
+        }
+        assert!(limits.allow_mail("a@example.com").await);
+    }
+}
