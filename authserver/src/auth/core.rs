@@ -119,22 +119,21 @@ impl Core {
         &self.limits
     }
 
-    /// The per-client limit of a token-endpoint request, before its secret is checked; every
-    /// unregistered id shares one bucket, so made-up ids cannot grow the key set.
+    /// The per-client limit of a token-endpoint request, charged only once a confidential
+    /// client has proven its secret: charged before, anyone who knows a client id (they are in
+    /// every authorization URL) could hold the client's bucket at zero and stop every real user
+    /// of the app. A public client proves nothing, so only the per-IP limits apply to it.
     pub async fn limit_client(
         &self,
-        credentials: &super::oidc::clients::ClientCredentials,
+        client: &super::oidc::clients::Client,
     ) -> Result<(), AuthError> {
-        use super::oidc::clients::ClientCredentials as C;
-        let (C::Secret { client_id, .. } | C::Public { client_id }) = credentials;
-        let id = match self.clients.get(client_id) {
-            Some(client) => client.id(),
-            None => portcullis_ratelimit::keys::UNKNOWN_CLIENT,
-        };
+        if !client.is_confidential() {
+            return Ok(());
+        }
         self.limits
             .check_subject(
                 portcullis_crds::rate_limit::Route::Token,
-                super::limits::Subject::Client(id),
+                super::limits::Subject::Client(client.id()),
             )
             .await
     }

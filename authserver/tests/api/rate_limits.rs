@@ -389,3 +389,64 @@ async fn many_identifiers_failing_from_one_address_make_one_stuffing_source(pool
         assert!(text.contains(series), "{series} missing from\n{text}");
     }
 }
+
+/// A token-endpoint request for `client_id`, with `secret` as HTTP Basic when given; its status
+/// with the refusing bucket for a 429.
+async fn token_request(server: &TestServer, client_id: &str, secret: Option<&str>) -> String {
+    let mut fields = vec![("grant_type", "client_credentials")];
+    let mut request = server.http.post(format!("{}/oauth2/token", server.base));
+    match secret {
+        Some(secret) => request = request.basic_auth(client_id, Some(secret)),
+        None => {
+            fields = vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "x"),
+                ("client_id", client_id),
+            ]
+        }
+    }
+    let answer = read(request.form(&fields).send().await.unwrap()).await;
+    match answer.header("ratelimit") {
+        Some(limit) => format!(
+            "{} {}",
+            answer.status,
+            limit.split(';').next().unwrap().trim_matches('"')
+        ),
+        None => answer.status.to_string(),
+    }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn nobody_without_the_secret_can_use_up_a_clients_limit(pool: PgPool) {
+    let server = start(
+        pool,
+        limited(Options {
+            clients: crate::oidc::clients(),
+            policies: vec![policy(
+                "token-client",
+                "Token",
+                "{key: Client, requests: 1, period: 1h, burst: 2}",
+            )],
+            ..Options::default()
+        }),
+    )
+    .await;
+    // Wrong secrets for the confidential client and bogus grants for the public one: refused
+    // as unauthenticated or invalid, never charged to the client's bucket.
+    for _ in 0..6 {
+        assert_eq!(
+            token_request(&server, "web", Some("not-the-secret")).await,
+            "401"
+        );
+        assert_eq!(token_request(&server, "spa", None).await, "400");
+    }
+    // The app itself still gets its whole allowance (burst 2: three at once), then the limit.
+    let secret = server.client_secret("web");
+    let answers = [
+        token_request(&server, "web", Some(&secret)).await,
+        token_request(&server, "web", Some(&secret)).await,
+        token_request(&server, "web", Some(&secret)).await,
+        token_request(&server, "web", Some(&secret)).await,
+    ];
+    assert_eq!(answers, ["200", "200", "200", "429 token.client"]);
+}

@@ -173,8 +173,9 @@ async fn client_of<'a>(
         single(form, "client_id")?,
         single(form, "client_secret")?,
     )?;
-    state.core.limit_client(&credentials).await?;
-    state.core.clients().authenticate(&credentials)
+    let client = state.core.clients().authenticate(&credentials)?;
+    state.core.limit_client(client).await?;
+    Ok(client)
 }
 
 /// Token revocation (RFC 7009): 200 whether or not the token was known (another client's
@@ -357,8 +358,8 @@ async fn token(
         .into());
     }
     let credentials = client_auth::client_credentials(authorization, client_id, client_secret)?;
-    core.limit_client(&credentials).await?;
     let client = core.clients().authenticate(&credentials)?;
+    core.limit_client(client).await?;
     let issued = match grant_type {
         "authorization_code" => {
             token_case::exchange_code(
