@@ -20,7 +20,11 @@ use super::state::AppState;
 pub fn route_class(method: &Method, template: &str) -> Option<Route> {
     let post = method == Method::POST;
     match template {
-        "/api/v1/login" | "/login" if post => Some(Route::Login),
+        // A password change checks the current password (and hashes twice): to an attacker
+        // with a stolen session it is a login attempt, so it shares the login limits.
+        "/api/v1/login" | "/login" | "/api/v1/me/password" | "/account/password" if post => {
+            Some(Route::Login)
+        }
         "/api/v1/register" | "/register" if post => Some(Route::Register),
         "/api/v1/login/mfa" | "/login/mfa" if post => Some(Route::Mfa),
         "/api/v1/password-reset"
@@ -83,6 +87,8 @@ mod tests {
             (Method::POST, "/api/v1/login", Some(Route::Login)),
             (Method::POST, "/login", Some(Route::Login)),
             (Method::GET, "/login", None),
+            (Method::POST, "/api/v1/me/password", Some(Route::Login)),
+            (Method::POST, "/account/password", Some(Route::Login)),
             (Method::POST, "/api/v1/register", Some(Route::Register)),
             (Method::POST, "/register", Some(Route::Register)),
             (
@@ -121,7 +127,11 @@ mod tests {
                 let class = route_class(&method, &path);
                 let credential = matches!(
                     path.as_str(),
-                    "/login" | "/register" | "/reset-password" | "/reset-password/confirm"
+                    "/login"
+                        | "/register"
+                        | "/reset-password"
+                        | "/reset-password/confirm"
+                        | "/account/password"
                 ) && method == Method::POST;
                 if path.starts_with("/api/v1/") || path.starts_with("/oauth2/") || credential {
                     assert!(class.is_some(), "{method} {path} has no route class");
