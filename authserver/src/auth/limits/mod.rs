@@ -209,9 +209,33 @@ impl Limiter {
         })
     }
 
+    /// The per-IP buckets of `route` for an address: the address (IPv4, or the IPv4 a 6to4 or
+    /// NAT64 address embeds) at the configured limit; for IPv6 its /64 at the configured limit
+    /// and its /56 and /48 at 4 and 16 times it. A /48 is free from a tunnel broker: keyed by
+    /// /64 alone, one holder would get 65,536 independent budgets.
+    fn plan_ip(&self, route: Route, prefixes: &[String]) -> Vec<Planned> {
+        const WIDER: [(&str, u64); 3] = [("ip", 1), ("ip56", 4), ("ip48", 16)];
+        let Some(base) = self.plan(route, LimitKey::Ip, "") else {
+            return Vec::new();
+        };
+        prefixes
+            .iter()
+            .zip(WIDER)
+            .map(|(value, (key, factor))| Planned {
+                route: base.route,
+                key,
+                requests: base.requests.saturating_mul(factor),
+                period: base.period,
+                burst: base.burst.saturating_mul(factor),
+                rule: base.rule.clone(),
+                bucket_key: keys::bucket_key(&self.prefix, base.route, "ip", value),
+            })
+            .collect()
+    }
+
     /// The request-level decision: `(class, Ip)`, `(class, Global)`, `(All, Ip)` and
-    /// `(All, Global)`, those the realm limits. Without a known address the IP buckets are
-    /// skipped (only in-process callers have none).
+    /// `(All, Global)`, those the realm limits, the IP ones per prefix for IPv6 (`plan_ip`).
+    /// Without a known address the IP buckets are skipped (only in-process callers have none).
     pub async fn check_request(
         &self,
         class: Option<Route>,
@@ -220,12 +244,10 @@ impl Limiter {
         if !self.enabled {
             return Ok(());
         }
-        let ip = ip.map(keys::ip_bucket);
-        let mut planned = Vec::with_capacity(4);
+        let prefixes = ip.map(keys::ip_prefix_buckets).unwrap_or_default();
+        let mut planned = Vec::with_capacity(8);
         for route in class.into_iter().chain([Route::All]) {
-            if let Some(ip) = &ip {
-                planned.extend(self.plan(route, LimitKey::Ip, ip));
-            }
+            planned.extend(self.plan_ip(route, &prefixes));
             planned.extend(self.plan(route, LimitKey::Global, keys::GLOBAL));
         }
         self.decide(planned).await
@@ -490,6 +512,52 @@ spec:
                 .get();
             assert_eq!(failures, 1, "{mode:?}");
         }
+    }
+
+    /// How many of `addresses`' login decisions at one instant pass.
+    async fn logins_passing(limits: &Limiter, addresses: impl Iterator<Item = IpAddr>) -> usize {
+        let mut passed = 0;
+        for address in addresses {
+            if limits
+                .check_request(Some(Route::Login), Some(address))
+                .await
+                .is_ok()
+            {
+                passed += 1;
+            }
+        }
+        passed
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_holder_changing_its_64_is_limited_by_its_56_and_48() {
+        // The built-in (Login, Ip) is 30/min burst 10: 11 at once per /64, 41 per /56, 161 per
+        // /48 (4 and 16 times the allowance).
+        let limits = limiter(RateLimitFailureMode::Closed, 10_000);
+        let in_one_56 = (0..100u16).map(|i| IpAddr::from([0x2001, 0xdb8, 1, i, 0, 0, 0, 1]));
+        assert_eq!(logins_passing(&limits, in_one_56).await, 41);
+        let limits = limiter(RateLimitFailureMode::Closed, 10_000);
+        let in_one_48 = (0..400u16)
+            .map(|i| IpAddr::from([0x2001, 0xdb8, 2, (i % 100) | ((i / 100) << 8), 0, 0, 0, 1]));
+        assert_eq!(logins_passing(&limits, in_one_48).await, 161);
+        let limits = limiter(RateLimitFailureMode::Closed, 10_000);
+        let one_64 = (0..20u16).map(|i| IpAddr::from([0x2001, 0xdb8, 3, 4, 0, 0, 0, i]));
+        assert_eq!(logins_passing(&limits, one_64).await, 11);
+    }
+
+    #[tokio::test]
+    async fn six_to_four_addresses_of_one_ipv4_share_its_bucket() {
+        let limits = limiter(RateLimitFailureMode::Closed, 10_000);
+        // 2002:c000:0201::/48 is 6to4 for 192.0.2.1: each /64 of it is that one IPv4 client.
+        let six_to_four = (0..20u16).map(|i| IpAddr::from([0x2002, 0xc000, 0x0201, i, 0, 0, 0, 1]));
+        assert_eq!(logins_passing(&limits, six_to_four).await, 11);
+        assert!(
+            limits
+                .check_request(Some(Route::Login), ip(1))
+                .await
+                .is_err(),
+            "192.0.2.1 itself has used its allowance through 6to4"
+        );
     }
 
     #[tokio::test]
