@@ -1,5 +1,6 @@
 //! What the admin API does to accounts: find, unlock, disable.
 
+use crate::audit::{Actor, Event};
 use uuid::Uuid;
 
 use super::AuthError;
@@ -40,7 +41,13 @@ pub async fn find_user(core: &Core, email: &str) -> Result<Option<UserSummary>, 
 pub async fn unlock(core: &Core, user: Uuid) -> Result<(), AuthError> {
     let user = core.db.user_by_id(user).await?.ok_or(AuthError::NotFound)?;
     core.kv.clear_attempts(&user.email_canonical).await?;
-    tracing::info!(target: "audit", event = "admin_unlock", user_id = %user.id, "account unlocked by an admin");
+    core.audit(
+        Event::success("admin_unlock")
+            .by(Actor::Admin)
+            .about(user.id),
+        None,
+    )
+    .await;
     Ok(())
 }
 
@@ -50,7 +57,11 @@ pub async fn disable(core: &Core, user: Uuid) -> Result<(), AuthError> {
         return Err(AuthError::NotFound);
     }
     core.end_sessions(user, None).await?;
-    tracing::info!(target: "audit", event = "admin_disable", user_id = %user, "account disabled by an admin");
+    core.audit(
+        Event::success("admin_disable").by(Actor::Admin).about(user),
+        None,
+    )
+    .await;
     Ok(())
 }
 
