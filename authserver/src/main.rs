@@ -238,7 +238,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: KeysCommand::Fingerprint { secrets_dir },
         }) => {
             let (peppers, fernet_keys) = secrets_dir::load_data_keys(&secrets_dir)?;
-            let keys: Vec<serde_json::Value> = key_fingerprints::fingerprints(&peppers, &fernet_keys)
+            let audit_keys = secrets_dir::load_audit_key_lines(&secrets_dir)?;
+            let mut fingerprints = key_fingerprints::fingerprints(&peppers, &fernet_keys);
+            fingerprints.extend(key_fingerprints::audit_fingerprints(&audit_keys));
+            let keys: Vec<serde_json::Value> = fingerprints
                 .iter()
                 .map(|k| serde_json::json!({"kind": k.kind.as_str(), "keyId": k.key_id, "fingerprint": k.short()}))
                 .collect();

@@ -1,6 +1,7 @@
 //! What the admin API does to accounts: find, unlock, disable.
 
 use crate::audit::{Actor, Event};
+use portcullis_audit::{AuditRow, Details, Ident, PageQuery, Report};
 use uuid::Uuid;
 
 use super::AuthError;
@@ -25,16 +26,19 @@ pub async fn find_user(core: &Core, email: &str) -> Result<Option<UserSummary>, 
     let Ok(email) = canonical_email("email", email) else {
         return Ok(None);
     };
-    Ok(core
-        .db
-        .user_by_email(&email)
-        .await?
-        .map(|user| UserSummary {
-            user_id: user.id,
-            email: user.email,
-            email_verified: user.email_verified,
-            disabled: user.disabled,
-        }))
+    let found = core.db.user_by_email(&email).await?;
+    // Which account was looked up, never the address asked for.
+    let event = match &found {
+        Some(user) => Event::success("admin_lookup").about(user.id),
+        None => Event::failure("admin_lookup"),
+    };
+    core.audit(event.by(Actor::Admin), None).await;
+    Ok(found.map(|user| UserSummary {
+        user_id: user.id,
+        email: user.email,
+        email_verified: user.email_verified,
+        disabled: user.disabled,
+    }))
 }
 
 /// Clears a user's failures and lock.
@@ -122,4 +126,55 @@ mod tests {
             Err(AuthError::NotFound)
         ));
     }
+}
+
+/// One page of the audit trail for the admin export, itself audited (`admin_audit_query`).
+pub async fn audit_page(core: &Core, query: &PageQuery) -> Result<Vec<AuditRow>, AuthError> {
+    let rows = core
+        .audit_log()
+        .page(query)
+        .await
+        .map_err(|e| AuthError::Internal(format!("audit page: {e}")))?;
+    let mut details = Details::new()
+        .int("limit", query.clamped_limit())
+        .int("after", query.after)
+        .int("rows", i64::try_from(rows.len()).unwrap_or(i64::MAX))
+        .bool("since", query.since.is_some());
+    if let Some(kind) = query.event_type.as_deref().and_then(Ident::parse) {
+        details = details.id("type", kind);
+    }
+    let mut event = Event::success("admin_audit_query").by(Actor::Admin);
+    if let Some(user) = query.user_id {
+        event = event.about(user);
+    }
+    core.audit(event.details(details), None).await;
+    Ok(rows)
+}
+
+/// Verifies the whole audit chain, sets the chain gauges from the report and audits the
+/// check (`admin_audit_verify`, a failure when the chain is broken).
+pub async fn audit_verify(core: &Core) -> Result<Report, AuthError> {
+    let report = core
+        .audit_log()
+        .verify(None)
+        .await
+        .map_err(|e| AuthError::Internal(format!("audit verify: {e}")))?;
+    core.metrics.audit_chain_broken.set(i64::from(!report.ok));
+    core.metrics.audit_chain_verified_seq.set(report.head.seq);
+    let event = if report.ok {
+        Event::success("admin_audit_verify")
+    } else {
+        Event::failure("admin_audit_verify")
+    };
+    let findings = i64::try_from(report.findings_total).unwrap_or(i64::MAX);
+    core.audit(
+        event.by(Actor::Admin).details(
+            Details::new()
+                .int("findings", findings)
+                .int("head_seq", report.head.seq),
+        ),
+        None,
+    )
+    .await;
+    Ok(report)
 }

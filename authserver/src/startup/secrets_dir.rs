@@ -235,6 +235,20 @@ pub fn load_data_keys(dir: &Path) -> Result<(Vec<Pepper>, Vec<Vec<u8>>), Secrets
     ))
 }
 
+/// The `audit-key` lines of `dir` as versioned keys, for their fingerprints (`keys fingerprint`).
+pub fn load_audit_key_lines(dir: &Path) -> Result<Vec<Pepper>, SecretsError> {
+    let path = dir.join(files::AUDIT_KEY);
+    let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => SecretsError::Missing {
+            name: files::AUDIT_KEY.to_owned(),
+            dir: dir.display().to_string(),
+        },
+        _ => SecretsError::Io { path, source },
+    })?;
+    AuditKeys::parse(&text).map_err(|e| invalid(files::AUDIT_KEY, &e.to_string()))?;
+    Pepper::parse_lines(&text).map_err(|r| invalid(files::AUDIT_KEY, r))
+}
+
 /// Loads the secrets for `settings` from `dir`. With `generate` (`--dev`: a generator and
 /// the time), missing files are created first and their names returned.
 pub fn load(
