@@ -69,6 +69,57 @@ pub async fn disable(core: &Core, user: Uuid) -> Result<(), AuthError> {
     Ok(())
 }
 
+/// One page of the audit trail for the admin export, itself audited (`admin_audit_query`).
+pub async fn audit_page(core: &Core, query: &PageQuery) -> Result<Vec<AuditRow>, AuthError> {
+    let rows = core
+        .audit_log()
+        .page(query)
+        .await
+        .map_err(|e| AuthError::Internal(format!("audit page: {e}")))?;
+    let mut details = Details::new()
+        .int("limit", query.clamped_limit())
+        .int("after", query.after)
+        .int("rows", i64::try_from(rows.len()).unwrap_or(i64::MAX))
+        .bool("since", query.since.is_some());
+    if let Some(kind) = query.event_type.as_deref().and_then(Ident::parse) {
+        details = details.id("type", kind);
+    }
+    let mut event = Event::success("admin_audit_query").by(Actor::Admin);
+    if let Some(user) = query.user_id {
+        event = event.about(user);
+    }
+    core.audit(event.details(details), None).await;
+    Ok(rows)
+}
+
+/// Verifies the whole audit chain, sets the chain gauges from the report and audits the
+/// check (`admin_audit_verify`, a failure when the chain is broken).
+pub async fn audit_verify(core: &Core) -> Result<Report, AuthError> {
+    let report = core
+        .audit_log()
+        .verify(None)
+        .await
+        .map_err(|e| AuthError::Internal(format!("audit verify: {e}")))?;
+    core.metrics.audit_chain_broken.set(i64::from(!report.ok));
+    core.metrics.audit_chain_verified_seq.set(report.head.seq);
+    let event = if report.ok {
+        Event::success("admin_audit_verify")
+    } else {
+        Event::failure("admin_audit_verify")
+    };
+    let findings = i64::try_from(report.findings_total).unwrap_or(i64::MAX);
+    core.audit(
+        event.by(Actor::Admin).details(
+            Details::new()
+                .int("findings", findings)
+                .int("head_seq", report.head.seq),
+        ),
+        None,
+    )
+    .await;
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,55 +177,4 @@ mod tests {
             Err(AuthError::NotFound)
         ));
     }
-}
-
-/// One page of the audit trail for the admin export, itself audited (`admin_audit_query`).
-pub async fn audit_page(core: &Core, query: &PageQuery) -> Result<Vec<AuditRow>, AuthError> {
-    let rows = core
-        .audit_log()
-        .page(query)
-        .await
-        .map_err(|e| AuthError::Internal(format!("audit page: {e}")))?;
-    let mut details = Details::new()
-        .int("limit", query.clamped_limit())
-        .int("after", query.after)
-        .int("rows", i64::try_from(rows.len()).unwrap_or(i64::MAX))
-        .bool("since", query.since.is_some());
-    if let Some(kind) = query.event_type.as_deref().and_then(Ident::parse) {
-        details = details.id("type", kind);
-    }
-    let mut event = Event::success("admin_audit_query").by(Actor::Admin);
-    if let Some(user) = query.user_id {
-        event = event.about(user);
-    }
-    core.audit(event.details(details), None).await;
-    Ok(rows)
-}
-
-/// Verifies the whole audit chain, sets the chain gauges from the report and audits the
-/// check (`admin_audit_verify`, a failure when the chain is broken).
-pub async fn audit_verify(core: &Core) -> Result<Report, AuthError> {
-    let report = core
-        .audit_log()
-        .verify(None)
-        .await
-        .map_err(|e| AuthError::Internal(format!("audit verify: {e}")))?;
-    core.metrics.audit_chain_broken.set(i64::from(!report.ok));
-    core.metrics.audit_chain_verified_seq.set(report.head.seq);
-    let event = if report.ok {
-        Event::success("admin_audit_verify")
-    } else {
-        Event::failure("admin_audit_verify")
-    };
-    let findings = i64::try_from(report.findings_total).unwrap_or(i64::MAX);
-    core.audit(
-        event.by(Actor::Admin).details(
-            Details::new()
-                .int("findings", findings)
-                .int("head_seq", report.head.seq),
-        ),
-        None,
-    )
-    .await;
-    Ok(report)
 }
