@@ -235,8 +235,9 @@ pub fn load_data_keys(dir: &Path) -> Result<(Vec<Pepper>, Vec<Vec<u8>>), Secrets
     ))
 }
 
-/// The `audit-key` lines of `dir` as versioned keys, for their fingerprints (`keys fingerprint`).
-pub fn load_audit_key_lines(dir: &Path) -> Result<Vec<Pepper>, SecretsError> {
+/// The `audit-key` secret of `dir`: the keys, and their lines as versioned keys for their
+/// fingerprints (`keys fingerprint`, `audit verify`).
+pub fn load_audit_keys(dir: &Path) -> Result<(AuditKeys, Vec<Pepper>), SecretsError> {
     let path = dir.join(files::AUDIT_KEY);
     let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => SecretsError::Missing {
@@ -245,8 +246,9 @@ pub fn load_audit_key_lines(dir: &Path) -> Result<Vec<Pepper>, SecretsError> {
         },
         _ => SecretsError::Io { path, source },
     })?;
-    AuditKeys::parse(&text).map_err(|e| invalid(files::AUDIT_KEY, &e.to_string()))?;
-    Pepper::parse_lines(&text).map_err(|r| invalid(files::AUDIT_KEY, r))
+    let keys = AuditKeys::parse(&text).map_err(|e| invalid(files::AUDIT_KEY, &e.to_string()))?;
+    let lines = Pepper::parse_lines(&text).map_err(|r| invalid(files::AUDIT_KEY, r))?;
+    Ok((keys, lines))
 }
 
 /// Loads the secrets for `settings` from `dir`. With `generate` (`--dev`: a generator and
