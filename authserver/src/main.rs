@@ -142,14 +142,15 @@ struct AuditUnchecked(anyhow::Error);
 #[derive(Subcommand, Debug)]
 enum KeysCommand {
     /// Write a complete fresh set of secrets (signing key, Fernet key, pepper, cookie key,
-    /// admin token) into a directory; refuses to overwrite.
+    /// admin token, audit key) into a directory; refuses to overwrite.
     Generate {
         /// Target directory.
         #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
         secrets_dir: PathBuf,
     },
-    /// Print the fingerprints of the pepper versions and Fernet keys in a secrets dir, as the
-    /// database records them: to find the backup that holds a key a refused start names.
+    /// Print the fingerprints of the pepper versions, Fernet keys and audit key versions in a
+    /// secrets dir, as the database records them: to find the backup that holds a key a
+    /// refused start names.
     Fingerprint {
         /// The secrets dir (or a copy of the realm's keys Secret, one file per key).
         #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
