@@ -369,6 +369,31 @@ fn load_operator_config(paths: &[PathBuf]) -> anyhow::Result<RealmSettings> {
     Ok(settings)
 }
 
+/// How often the server verifies its audit chain for the gauges: the walk reads every row, so
+/// not often; an hour bounds how long a tampered row goes unnoticed by the alert.
+const AUDIT_VERIFY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Verifies the audit chain at start and then every [`AUDIT_VERIFY_INTERVAL`], setting
+/// `portcullis_audit_chain_broken` and `portcullis_audit_chain_verified_seq`.
+fn spawn_audit_verifier(core: std::sync::Arc<portcullis_authserver::auth::core::Core>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(AUDIT_VERIFY_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match portcullis_authserver::auth::admin::verify_chain(&core).await {
+                Ok(report) if !report.ok => tracing::error!(
+                    findings = report.findings_total,
+                    head_seq = report.head.seq,
+                    "the audit chain is broken: see `portcullis-authserver audit verify`"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "the audit chain could not be verified"),
+            }
+        }
+    });
+}
+
 /// `audit verify`: the whole chain in PostgreSQL, under the secrets dir's audit key.
 async fn audit_verify(
     config: &[PathBuf],
@@ -592,6 +617,7 @@ async fn serve_realm(args: ServeArgs) -> anyhow::Result<()> {
         admin,
         metrics,
     };
+    spawn_audit_verifier(service.state.core.clone());
     http::serve(service.state, listeners, limits, startup::shutdown_signal())
         .await
         .map_err(startup::StartupError::from)?;

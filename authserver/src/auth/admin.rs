@@ -92,9 +92,10 @@ pub async fn audit_page(core: &Core, query: &PageQuery) -> Result<Vec<AuditRow>,
     Ok(rows)
 }
 
-/// Verifies the whole audit chain, sets the chain gauges from the report and audits the
-/// check (`admin_audit_verify`, a failure when the chain is broken).
-pub async fn audit_verify(core: &Core) -> Result<Report, AuthError> {
+/// Verifies the whole audit chain and sets the chain gauges from the report, without an
+/// audit event of its own (the background verifier: a broken chain raises the gauge an
+/// alert watches, without waiting for an admin to ask).
+pub async fn verify_chain(core: &Core) -> Result<Report, AuthError> {
     let report = core
         .audit_log()
         .verify(None)
@@ -102,6 +103,13 @@ pub async fn audit_verify(core: &Core) -> Result<Report, AuthError> {
         .map_err(|e| AuthError::Internal(format!("audit verify: {e}")))?;
     core.metrics.audit_chain_broken.set(i64::from(!report.ok));
     core.metrics.audit_chain_verified_seq.set(report.head.seq);
+    Ok(report)
+}
+
+/// Verifies the whole audit chain, sets the chain gauges from the report and audits the
+/// check (`admin_audit_verify`, a failure when the chain is broken).
+pub async fn audit_verify(core: &Core) -> Result<Report, AuthError> {
+    let report = verify_chain(core).await?;
     let event = if report.ok {
         Event::success("admin_audit_verify")
     } else {
@@ -176,5 +184,31 @@ mod tests {
             disable(&f.core, Uuid::nil()).await,
             Err(AuthError::NotFound)
         ));
+    }
+
+    #[tokio::test]
+    async fn the_chain_check_sets_the_gauges_and_admin_actions_are_audited() {
+        let f = fixture(|_| {});
+        let id = registered(&f, "alice@example.com").await;
+        unlock(&f.core, id).await.unwrap();
+        let report = verify_chain(&f.core).await.unwrap();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(f.core.metrics.audit_chain_broken.get(), 0);
+        assert_eq!(
+            f.core.metrics.audit_chain_verified_seq.get(),
+            report.head.seq
+        );
+        let rows = audit_page(
+            &f.core,
+            &PageQuery {
+                event_type: Some("admin_unlock".into()),
+                ..PageQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].subject_id, Some(id));
+        assert_eq!(rows[0].actor_id.as_deref(), Some("admin"));
     }
 }
