@@ -606,19 +606,19 @@ impl Metrics {
             audit_chain_broken: register(
                 reg,
                 "audit_chain_broken",
-                "1 when the last audit chain verification found a changed, inserted or deleted row (0 until verification exists)",
+                "1 when the last audit chain verification found a changed, inserted or deleted row",
                 Gauge::default(),
             ),
             audit_chain_verified_seq: register(
                 reg,
                 "audit_chain_verified_seq",
-                "Last audit sequence number verified (0 until verification exists)",
+                "Head audit sequence number at the last verification",
                 Gauge::default(),
             ),
             admin_auth_failures: register(
                 reg,
                 "admin_auth_failures",
-                "Admin API requests refused for a wrong or missing token (not counted yet)",
+                "Admin API requests refused for a wrong or missing token",
                 Counter::default(),
             ),
             tls_reloads: register(
