@@ -6,6 +6,7 @@
 //! are passed in (`clock`, `random`); `wiring` is the one place that reads the real ones.
 //! `ui` renders the hosted pages.
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod http;

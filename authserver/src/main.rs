@@ -46,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Secret key material.
     Keys {
         #[command(subcommand)]
@@ -98,16 +103,54 @@ enum RetentionCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Verify the audit chain and print the report as JSON: exit 0 when intact, 1 with
+    /// findings (a row changed, inserted or deleted), 2 when it could not be checked.
+    Verify {
+        /// The realm's manifests (the realm name seeds the chain).
+        #[arg(
+            long = "config",
+            short = 'c',
+            required = true,
+            env = "PORTCULLIS_CONFIG",
+            value_delimiter = ','
+        )]
+        config: Vec<PathBuf>,
+        /// Secrets dir holding the `audit-key`.
+        #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
+        secrets_dir: PathBuf,
+        /// PostgreSQL URL.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// A head recorded elsewhere (`SEQ:HEX`, e.g. from an earlier report or a SIEM): the row
+        /// at SEQ must still have this hash, which catches a rewritten tail.
+        #[arg(long)]
+        expect_head: Option<String>,
+    },
+}
+
+/// `audit verify` found changed, inserted or deleted rows (exit 1; the report is printed).
+#[derive(Debug, thiserror::Error)]
+#[error("the audit chain has findings")]
+struct AuditFindings;
+
+/// `audit verify` could not check the chain (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("audit verify: {0:#}")]
+struct AuditUnchecked(anyhow::Error);
+
+#[derive(Subcommand, Debug)]
 enum KeysCommand {
     /// Write a complete fresh set of secrets (signing key, Fernet key, pepper, cookie key,
-    /// admin token) into a directory; refuses to overwrite.
+    /// admin token, audit key) into a directory; refuses to overwrite.
     Generate {
         /// Target directory.
         #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
         secrets_dir: PathBuf,
     },
-    /// Print the fingerprints of the pepper versions and Fernet keys in a secrets dir, as the
-    /// database records them: to find the backup that holds a key a refused start names.
+    /// Print the fingerprints of the pepper versions, Fernet keys and audit key versions in a
+    /// secrets dir, as the database records them: to find the backup that holds a key a
+    /// refused start names.
     Fingerprint {
         /// The secrets dir (or a copy of the realm's keys Secret, one file per key).
         #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
@@ -187,6 +230,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<AuditFindings>() => ExitCode::from(1),
+        Err(error) if error.is::<AuditUnchecked>() => {
+            eprintln!("portcullis-authserver: {error:#}");
+            ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("portcullis-authserver: {error:#}");
             ExitCode::FAILURE
@@ -238,7 +286,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: KeysCommand::Fingerprint { secrets_dir },
         }) => {
             let (peppers, fernet_keys) = secrets_dir::load_data_keys(&secrets_dir)?;
-            let keys: Vec<serde_json::Value> = key_fingerprints::fingerprints(&peppers, &fernet_keys)
+            let (_, audit_keys) = secrets_dir::load_audit_keys(&secrets_dir)?;
+            let mut fingerprints = key_fingerprints::fingerprints(&peppers, &fernet_keys);
+            fingerprints.extend(key_fingerprints::audit_fingerprints(&audit_keys));
+            let keys: Vec<serde_json::Value> = fingerprints
                 .iter()
                 .map(|k| serde_json::json!({"kind": k.kind.as_str(), "keyId": k.key_id, "fingerprint": k.short()}))
                 .collect();
@@ -256,6 +307,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             Ok(())
+        }
+        Some(Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    config,
+                    secrets_dir,
+                    database_url,
+                    expect_head,
+                },
+        }) => {
+            let report = audit_verify(&config, &secrets_dir, &database_url, expect_head.as_deref())
+                .await
+                .map_err(AuditUnchecked)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report.ok {
+                Ok(())
+            } else {
+                Err(AuditFindings.into())
+            }
         }
         Some(Command::Retention {
             command:
@@ -297,6 +367,57 @@ fn load_operator_config(paths: &[PathBuf]) -> anyhow::Result<RealmSettings> {
         );
     }
     Ok(settings)
+}
+
+/// How often the server verifies its audit chain for the gauges: the walk reads every row, so
+/// not often; an hour bounds how long a tampered row goes unnoticed by the alert.
+const AUDIT_VERIFY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Verifies the audit chain at start and then every [`AUDIT_VERIFY_INTERVAL`], setting
+/// `portcullis_audit_chain_broken` and `portcullis_audit_chain_verified_seq`.
+fn spawn_audit_verifier(core: std::sync::Arc<portcullis_authserver::auth::core::Core>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(AUDIT_VERIFY_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match portcullis_authserver::auth::admin::verify_chain(&core).await {
+                Ok(report) if !report.ok => tracing::error!(
+                    findings = report.findings_total,
+                    head_seq = report.head.seq,
+                    "the audit chain is broken: see `portcullis-authserver audit verify`"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "the audit chain could not be verified"),
+            }
+        }
+    });
+}
+
+/// `audit verify`: the whole chain in PostgreSQL, under the secrets dir's audit key.
+async fn audit_verify(
+    config: &[PathBuf],
+    secrets_dir: &std::path::Path,
+    database_url: &str,
+    expect_head: Option<&str>,
+) -> anyhow::Result<portcullis_audit::Report> {
+    let expect = expect_head
+        .map(|text| {
+            portcullis_audit::parse_expected_head(text)
+                .context("--expect-head must be SEQ:HEX (a seq and a 64-digit hash)")
+        })
+        .transpose()?;
+    let settings = load_operator_config(config)?;
+    let (keys, _) = secrets_dir::load_audit_keys(secrets_dir)?;
+    let db = portcullis_authserver::store::Db::from(
+        Postgres::connect(database_url, 2)
+            .await
+            .context("cannot connect to PostgreSQL")?,
+    );
+    db.audit_log(std::sync::Arc::new(keys), &settings.name)
+        .verify(expect)
+        .await
+        .context("cannot read the audit trail")
 }
 
 /// `retention run`: the RetentionPolicy of the config, applied once; the JSON summary goes to
@@ -496,6 +617,7 @@ async fn serve_realm(args: ServeArgs) -> anyhow::Result<()> {
         admin,
         metrics,
     };
+    spawn_audit_verifier(service.state.core.clone());
     http::serve(service.state, listeners, limits, startup::shutdown_signal())
         .await
         .map_err(startup::StartupError::from)?;

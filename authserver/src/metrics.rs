@@ -366,7 +366,7 @@ pub struct Metrics {
     pub notification_outbox_oldest_seconds: Family<ChannelLabels, Gauge>,
     /// Logins from a device not seen before for the account (a later step).
     pub new_device_logins: Counter,
-    /// Audit events written, by type (the audit trail, a later step).
+    /// Audit events written, by type.
     pub audit_events: Family<AuditTypeLabels, Counter>,
     /// Audit events that could not be written.
     pub audit_write_failures: Counter,
@@ -594,31 +594,31 @@ impl Metrics {
             audit_events: register(
                 reg,
                 "audit_events",
-                "Audit events written, by type (not counted yet: no audit table)",
+                "Audit events written, by type",
                 Family::default(),
             ),
             audit_write_failures: register(
                 reg,
                 "audit_write_failures",
-                "Audit events that could not be written (not counted yet: no audit table)",
+                "Audit events that could not be written (each is logged in full at error level)",
                 Counter::default(),
             ),
             audit_chain_broken: register(
                 reg,
                 "audit_chain_broken",
-                "1 when the last audit chain verification found a changed, inserted or deleted row (0 until verification exists)",
+                "1 when the last audit chain verification found a changed, inserted or deleted row",
                 Gauge::default(),
             ),
             audit_chain_verified_seq: register(
                 reg,
                 "audit_chain_verified_seq",
-                "Last audit sequence number verified (0 until verification exists)",
+                "Head audit sequence number at the last verification",
                 Gauge::default(),
             ),
             admin_auth_failures: register(
                 reg,
                 "admin_auth_failures",
-                "Admin API requests refused for a wrong or missing token (not counted yet)",
+                "Admin API requests refused for a wrong or missing token",
                 Counter::default(),
             ),
             tls_reloads: register(

@@ -191,6 +191,7 @@ fn keys_generate_writes_a_set_the_server_accepts_and_never_overwrites() {
         "pepper",
         "cookie-key",
         "admin-token",
+        "audit-key",
     ] {
         assert!(dir.path().join(file).is_file(), "{file}");
     }

@@ -1,5 +1,6 @@
 //! The caller's own account: profile, password change, session list and revocation, logout.
 
+use crate::audit::Event;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -68,7 +69,8 @@ pub async fn logout(core: &Core, principal: &Principal) -> Result<(), AuthError>
     core.db
         .revoke_refresh_by_session(&principal.session_id, now)
         .await?;
-    tracing::info!(target: "audit", event = "logout", user_id = %principal.user_id, "logged out");
+    core.audit(Event::success("logout").by_user(principal.user_id), None)
+        .await;
     Ok(())
 }
 
@@ -145,7 +147,8 @@ pub async fn change_password(
         .await?;
     core.notify(&user.email_canonical, Mail::PasswordChanged)
         .await;
-    tracing::info!(target: "audit", event = "password_changed", user_id = %user.id, "password changed");
+    core.audit(Event::success("password_changed").by_user(user.id), None)
+        .await;
     Ok(())
 }
 
@@ -208,7 +211,11 @@ pub async fn revoke_session(core: &Core, principal: &Principal, id: &str) -> Res
     core.kv.delete_session(principal.user_id, id).await?;
     core.kv.revoke_sid(id, core.access_ttl()).await?;
     core.db.revoke_refresh_by_session(id, now).await?;
-    tracing::info!(target: "audit", event = "session_revoked", user_id = %principal.user_id, "session revoked");
+    core.audit(
+        Event::success("session_revoked").by_user(principal.user_id),
+        None,
+    )
+    .await;
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! What the admin API does to accounts: find, unlock, disable.
 
+use crate::audit::{Actor, Event};
+use portcullis_audit::{AuditRow, Details, Ident, PageQuery, Report};
 use uuid::Uuid;
 
 use super::AuthError;
@@ -24,23 +26,32 @@ pub async fn find_user(core: &Core, email: &str) -> Result<Option<UserSummary>, 
     let Ok(email) = canonical_email("email", email) else {
         return Ok(None);
     };
-    Ok(core
-        .db
-        .user_by_email(&email)
-        .await?
-        .map(|user| UserSummary {
-            user_id: user.id,
-            email: user.email,
-            email_verified: user.email_verified,
-            disabled: user.disabled,
-        }))
+    let found = core.db.user_by_email(&email).await?;
+    // Which account was looked up, never the address asked for.
+    let event = match &found {
+        Some(user) => Event::success("admin_lookup").about(user.id),
+        None => Event::failure("admin_lookup"),
+    };
+    core.audit(event.by(Actor::Admin), None).await;
+    Ok(found.map(|user| UserSummary {
+        user_id: user.id,
+        email: user.email,
+        email_verified: user.email_verified,
+        disabled: user.disabled,
+    }))
 }
 
 /// Clears a user's failures and lock.
 pub async fn unlock(core: &Core, user: Uuid) -> Result<(), AuthError> {
     let user = core.db.user_by_id(user).await?.ok_or(AuthError::NotFound)?;
     core.kv.clear_attempts(&user.email_canonical).await?;
-    tracing::info!(target: "audit", event = "admin_unlock", user_id = %user.id, "account unlocked by an admin");
+    core.audit(
+        Event::success("admin_unlock")
+            .by(Actor::Admin)
+            .about(user.id),
+        None,
+    )
+    .await;
     Ok(())
 }
 
@@ -50,8 +61,71 @@ pub async fn disable(core: &Core, user: Uuid) -> Result<(), AuthError> {
         return Err(AuthError::NotFound);
     }
     core.end_sessions(user, None).await?;
-    tracing::info!(target: "audit", event = "admin_disable", user_id = %user, "account disabled by an admin");
+    core.audit(
+        Event::success("admin_disable").by(Actor::Admin).about(user),
+        None,
+    )
+    .await;
     Ok(())
+}
+
+/// One page of the audit trail for the admin export, itself audited (`admin_audit_query`).
+pub async fn audit_page(core: &Core, query: &PageQuery) -> Result<Vec<AuditRow>, AuthError> {
+    let rows = core
+        .audit_log()
+        .page(query)
+        .await
+        .map_err(|e| AuthError::Internal(format!("audit page: {e}")))?;
+    let mut details = Details::new()
+        .int("limit", query.clamped_limit())
+        .int("after", query.after)
+        .int("rows", i64::try_from(rows.len()).unwrap_or(i64::MAX))
+        .bool("since", query.since.is_some());
+    if let Some(kind) = query.event_type.as_deref().and_then(Ident::parse) {
+        details = details.id("type", kind);
+    }
+    let mut event = Event::success("admin_audit_query").by(Actor::Admin);
+    if let Some(user) = query.user_id {
+        event = event.about(user);
+    }
+    core.audit(event.details(details), None).await;
+    Ok(rows)
+}
+
+/// Verifies the whole audit chain and sets the chain gauges from the report, without an
+/// audit event of its own (the background verifier: a broken chain raises the gauge an
+/// alert watches, without waiting for an admin to ask).
+pub async fn verify_chain(core: &Core) -> Result<Report, AuthError> {
+    let report = core
+        .audit_log()
+        .verify(None)
+        .await
+        .map_err(|e| AuthError::Internal(format!("audit verify: {e}")))?;
+    core.metrics.audit_chain_broken.set(i64::from(!report.ok));
+    core.metrics.audit_chain_verified_seq.set(report.head.seq);
+    Ok(report)
+}
+
+/// Verifies the whole audit chain, sets the chain gauges from the report and audits the
+/// check (`admin_audit_verify`, a failure when the chain is broken).
+pub async fn audit_verify(core: &Core) -> Result<Report, AuthError> {
+    let report = verify_chain(core).await?;
+    let event = if report.ok {
+        Event::success("admin_audit_verify")
+    } else {
+        Event::failure("admin_audit_verify")
+    };
+    let findings = i64::try_from(report.findings_total).unwrap_or(i64::MAX);
+    core.audit(
+        event.by(Actor::Admin).details(
+            Details::new()
+                .int("findings", findings)
+                .int("head_seq", report.head.seq),
+        ),
+        None,
+    )
+    .await;
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -110,5 +184,31 @@ mod tests {
             disable(&f.core, Uuid::nil()).await,
             Err(AuthError::NotFound)
         ));
+    }
+
+    #[tokio::test]
+    async fn the_chain_check_sets_the_gauges_and_admin_actions_are_audited() {
+        let f = fixture(|_| {});
+        let id = registered(&f, "alice@example.com").await;
+        unlock(&f.core, id).await.unwrap();
+        let report = verify_chain(&f.core).await.unwrap();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(f.core.metrics.audit_chain_broken.get(), 0);
+        assert_eq!(
+            f.core.metrics.audit_chain_verified_seq.get(),
+            report.head.seq
+        );
+        let rows = audit_page(
+            &f.core,
+            &PageQuery {
+                event_type: Some("admin_unlock".into()),
+                ..PageQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].subject_id, Some(id));
+        assert_eq!(rows[0].actor_id.as_deref(), Some("admin"));
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_audit::AuditLog;
 use portcullis_crds::RealmSettings;
 use portcullis_crds::realm::AuthRealmSpec;
 use time::OffsetDateTime;
@@ -17,8 +18,9 @@ use super::hashing::{PasswordHasher, Slot, StoredHash};
 use super::limits::Limiter;
 use super::lockout::LockoutRules;
 use super::oidc::clients::ClientRegistry;
-use super::principal::Principal;
+use super::principal::{Principal, RequestMeta};
 use super::tokens::KeyRing;
+use crate::audit::Event;
 use crate::clock::Clock;
 use crate::mail::{Mail, Outbox};
 use crate::metrics::Metrics;
@@ -57,6 +59,8 @@ pub struct CoreParts {
     pub clients: ClientRegistry,
     /// The realm's rate limits.
     pub limits: Arc<Limiter>,
+    /// The tamper-evident audit trail.
+    pub audit: AuditLog,
 }
 
 /// The core. Its parts are private to the use cases (`crate::auth`).
@@ -74,6 +78,7 @@ pub struct Core {
     pub(super) csrf_key: Vec<u8>,
     pub(super) clients: ClientRegistry,
     pub(super) limits: Arc<Limiter>,
+    pub(super) audit: AuditLog,
 }
 
 impl std::fmt::Debug for Core {
@@ -101,7 +106,26 @@ impl Core {
             csrf_key: parts.csrf_key,
             clients: parts.clients,
             limits: parts.limits,
+            audit: parts.audit,
         }
+    }
+
+    /// The audit trail (verify and export for the admin API and the CLI).
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Records a security event now (`crate::audit::record`): never fails the request.
+    pub async fn audit(&self, event: Event, meta: Option<&RequestMeta>) {
+        let _ = crate::audit::record(
+            &self.audit,
+            &self.metrics,
+            self.random.uuid(),
+            self.clock.now(),
+            event,
+            meta,
+        )
+        .await;
     }
 
     /// The password hashing pool's load now (for the gauges set at scrape).

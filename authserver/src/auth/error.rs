@@ -64,6 +64,9 @@ pub enum AuthError {
     /// No valid session or access token.
     #[error("authentication required")]
     Unauthenticated,
+    /// No admin token, or another one, on the admin API.
+    #[error("admin token required")]
+    AdminUnauthenticated,
     /// A cookie-authenticated state change without a valid CSRF token or same-origin proof.
     #[error("CSRF check failed")]
     CsrfFailed,

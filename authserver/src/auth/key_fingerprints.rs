@@ -27,6 +27,8 @@ pub enum KeyKind {
     Pepper,
     /// A Fernet key (identified by the start of its fingerprint: Fernet keys have no names).
     Fernet,
+    /// An `audit-key` version (identified by its version): it MACs the audit chain.
+    Audit,
 }
 
 impl KeyKind {
@@ -35,6 +37,7 @@ impl KeyKind {
         match self {
             KeyKind::Pepper => "pepper",
             KeyKind::Fernet => "fernet",
+            KeyKind::Audit => "audit",
         }
     }
 
@@ -43,6 +46,7 @@ impl KeyKind {
         match name {
             "pepper" => Some(KeyKind::Pepper),
             "fernet" => Some(KeyKind::Fernet),
+            "audit" => Some(KeyKind::Audit),
             _ => None,
         }
     }
@@ -53,6 +57,7 @@ impl KeyKind {
         match self {
             KeyKind::Pepper => b"\xffportcullis.dev/key-fingerprint/v1/pepper",
             KeyKind::Fernet => b"\xffportcullis.dev/key-fingerprint/v1/fernet",
+            KeyKind::Audit => b"\xffportcullis.dev/key-fingerprint/v1/audit",
         }
     }
 }
@@ -69,7 +74,7 @@ pub struct KeyFingerprint {
 }
 
 impl KeyFingerprint {
-    /// The fingerprint of `key` of `kind`; `key_id` for peppers (their version).
+    /// The fingerprint of `key` of `kind`; `key_id` for versioned keys (their version).
     fn of(kind: KeyKind, pepper_version: Option<&str>, key: &[u8]) -> Self {
         let fingerprint = match <Hmac<Sha256> as Mac>::new_from_slice(key) {
             Ok(mut mac) => {
@@ -111,6 +116,14 @@ pub fn fingerprints(peppers: &[Pepper], fernet_keys: &[Vec<u8>]) -> Vec<KeyFinge
     peppers.chain(fernet).collect()
 }
 
+/// The fingerprints of every `audit-key` version (the lines read as versioned keys).
+pub fn audit_fingerprints(audit_keys: &[Pepper]) -> Vec<KeyFingerprint> {
+    audit_keys
+        .iter()
+        .map(|k| KeyFingerprint::of(KeyKind::Audit, Some(&k.version), &k.key))
+        .collect()
+}
+
 /// A fingerprint as the database recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recorded {
@@ -149,11 +162,27 @@ impl fmt::Display for Uncovered {
                 r.key.short(),
                 when(r)
             ),
+            Uncovered::Missing(r) if r.key.kind == KeyKind::Audit => write!(
+                f,
+                "audit key version {} (fingerprint {}, recorded {}) is missing: the audit rows it sealed could never be verified again; restore its line to the secrets dir's `audit-key` file (after the current one)",
+                r.key.key_id,
+                r.key.short(),
+                when(r)
+            ),
             Uncovered::Missing(r) => write!(
                 f,
                 "Fernet key {} (recorded {}) is missing: what it encrypted (TOTP secrets, provider tokens) could never be decrypted again; restore it to the secrets dir's `fernet-keys` file (after the first line)",
                 r.key.key_id,
                 when(r)
+            ),
+            Uncovered::Changed { recorded, now } if recorded.key.kind == KeyKind::Audit => write!(
+                f,
+                "audit key version {} is another key than the one recorded {} (fingerprint {} recorded, {} now): the audit rows it sealed would read as tampered; restore the original {} line, and give a new audit key a new version",
+                recorded.key.key_id,
+                when(recorded),
+                recorded.key.short(),
+                now.short(),
+                recorded.key.key_id
             ),
             Uncovered::Changed { recorded, now } => write!(
                 f,
@@ -200,7 +229,8 @@ pub fn compare(
                 .find(|c| c.kind == r.key.kind && c.key_id == r.key.key_id);
             match same_id {
                 Some(c) if c.fingerprint == r.key.fingerprint => None,
-                Some(c) if r.key.kind == KeyKind::Pepper => Some(Uncovered::Changed {
+                // Versioned keys: the same version with another key.
+                Some(c) if r.key.kind != KeyKind::Fernet => Some(Uncovered::Changed {
                     recorded: r.clone(),
                     now: c.clone(),
                 }),

@@ -1,5 +1,7 @@
 //! Login with lockout and progressive delay, and the session and tokens it starts.
 
+use crate::audit::Event;
+use portcullis_audit::Details;
 use uuid::Uuid;
 
 use portcullis_crds::rate_limit::Route;
@@ -96,7 +98,12 @@ pub async fn login(
         Some(user) if verified.ok => user,
         _ => {
             core.metrics.login_failed("invalid_credentials");
-            tracing::info!(target: "audit", event = "login_failed", ip = %meta.ip, "login failed");
+            core.audit(
+                Event::failure("login_failed")
+                    .details(Details::new().code("reason", "invalid_credentials")),
+                Some(meta),
+            )
+            .await;
             // The address as the rate limits key it (an IPv6 /64 is one source).
             let source_bucket = meta
                 .ip
@@ -125,11 +132,27 @@ pub async fn login(
             }
             if failure.stuffing_crossed {
                 core.metrics.credential_stuffing_sources.inc();
-                tracing::warn!(target: "audit", event = "credential_stuffing_source", ip = %meta.ip, threshold = probe.threshold, "many distinct identifiers failing from one address");
+                tracing::warn!(
+                    threshold = probe.threshold,
+                    "many distinct identifiers failing from one address"
+                );
+                core.audit(
+                    Event::failure("credential_stuffing_source")
+                        .details(Details::new().int("threshold", i64::from(probe.threshold))),
+                    Some(meta),
+                )
+                .await;
             }
             if let Some(lock_ms) = failure.lock_ms {
                 core.metrics.lockouts.inc();
-                tracing::warn!(target: "audit", event = "lockout", ip = %meta.ip, seconds = lock_ms / 1_000, "identifier locked");
+                core.audit(
+                    Event::failure("lockout").details(Details::new().int(
+                        "seconds",
+                        i64::try_from(lock_ms / 1_000).unwrap_or(i64::MAX),
+                    )),
+                    Some(meta),
+                )
+                .await;
                 if let Some(user) = core.db.user_by_email(&identifier).await?
                     && core.spec().lockout.notify_user
                 {
@@ -163,7 +186,11 @@ pub async fn login(
                 core.db
                     .upgrade_password_hash(user.id, &upgraded.hash, &upgraded.pepper_version, now)
                     .await?;
-                tracing::info!(target: "audit", event = "password_hash_upgraded", user_id = %user.id, "password hash upgraded");
+                core.audit(
+                    Event::success("password_hash_upgraded").by_user(user.id),
+                    Some(meta),
+                )
+                .await;
             }
             Err(AuthError::Busy) => {}
             Err(other) => return Err(other),
@@ -189,7 +216,8 @@ pub async fn login(
     core.db.record_login(user.id, now).await?;
     core.metrics.login_successes.inc();
     core.metrics.token_issued(GrantKind::Login);
-    tracing::info!(target: "audit", event = "login", user_id = %user.id, ip = %meta.ip, "login succeeded");
+    core.audit(Event::success("login").by_user(user.id), Some(meta))
+        .await;
     Ok(success)
 }
 

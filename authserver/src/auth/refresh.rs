@@ -3,6 +3,7 @@
 //! to (RFC 6749 §10.4): the realm's own API's tokens refresh without a client, a client's only
 //! for that client, authenticated.
 
+use crate::audit::Event;
 use uuid::Uuid;
 
 use super::AuthError;
@@ -126,7 +127,13 @@ pub async fn rotate(
                     core.kv.delete_session(record.user_id, &session_id).await?;
                 }
             }
-            tracing::warn!(target: "audit", event = "refresh_token_reuse", "refresh token reused; family revoked");
+            tracing::warn!("refresh token reused; family revoked");
+            let event = Event::failure("refresh_token_reuse");
+            let event = match client_id {
+                Some(client) => event.client(client),
+                None => event,
+            };
+            core.audit(event, None).await;
             Err(AuthError::InvalidGrant(
                 "refresh token reuse detected; the token family is revoked",
             ))

@@ -1,5 +1,6 @@
 //! Registration and email verification.
 
+use crate::audit::Event;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -177,7 +178,7 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
         Err(StoreError::Duplicate(_)) if verification => {
             core.metrics.registered(RegistrationOutcome::Duplicate);
             core.notify(&email, Mail::AlreadyRegistered).await;
-            tracing::info!(target: "audit", event = "register_duplicate", "registration for a taken address");
+            core.audit(Event::failure("register_duplicate"), None).await;
             return Ok(Registered::VerificationPending);
         }
         Err(StoreError::Duplicate(_)) => {
@@ -190,7 +191,8 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
     core.db
         .upsert_consents(id, &consents, &core.spec().privacy.policy_version, now)
         .await?;
-    tracing::info!(target: "audit", event = "register", user_id = %id, "account registered");
+    core.audit(Event::success("register").by_user(id), None)
+        .await;
     if !verification {
         core.metrics.registered(RegistrationOutcome::Created);
         return Ok(Registered::Created(id));
@@ -227,7 +229,8 @@ pub async fn verify_email(core: &Core, token: &str) -> Result<(), AuthError> {
         .await?
         .ok_or(AuthError::InvalidToken)?;
     core.db.set_email_verified(user, now).await?;
-    tracing::info!(target: "audit", event = "email_verified", user_id = %user, "email verified");
+    core.audit(Event::success("email_verified").by_user(user), None)
+        .await;
     Ok(())
 }
 

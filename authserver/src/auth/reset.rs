@@ -1,5 +1,6 @@
 //! Password reset: a mailed single-use token, then a new password that ends every session.
 
+use crate::audit::Event;
 use std::time::Duration;
 
 use portcullis_crds::rate_limit::Route;
@@ -39,7 +40,11 @@ pub async fn request_password_reset(core: &Core, email: &str) -> Result<(), Auth
         .await?;
     core.notify(&user.email_canonical, Mail::PasswordReset { token })
         .await;
-    tracing::info!(target: "audit", event = "password_reset_requested", user_id = %user.id, "password reset mailed");
+    core.audit(
+        Event::success("password_reset_requested").about(user.id),
+        None,
+    )
+    .await;
     Ok(())
 }
 
@@ -126,7 +131,8 @@ pub async fn confirm_password_reset(
     core.kv.clear_attempts(&user.email_canonical).await?;
     core.notify(&user.email_canonical, Mail::PasswordChanged)
         .await;
-    tracing::info!(target: "audit", event = "password_reset", user_id = %user.id, "password reset");
+    core.audit(Event::success("password_reset").by_user(user.id), None)
+        .await;
     Ok(())
 }
 

@@ -148,9 +148,16 @@ fn fixture_from(yaml: &str, customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixtu
             metrics: metrics.clone(),
         },
     ));
+    let db = Db::memory();
+    let audit_keys = portcullis_audit::AuditKeys::parse(&format!(
+        "v1:{}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [5u8; 32])
+    ))
+    .unwrap();
+    let audit = db.audit_log(Arc::new(audit_keys), &settings.name);
     let core = Core::new(CoreParts {
         settings: Arc::new(settings),
-        db: Db::memory(),
+        db,
         kv: Kv::memory(clock.clone()),
         hasher: PasswordHasher::new(peppers, 4, PoolSize::with_permits(2), random.clone()).unwrap(),
         breach: BreachChecker::Disabled,
@@ -168,6 +175,7 @@ fn fixture_from(yaml: &str, customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixtu
         csrf_key: vec![9; 32],
         clients,
         limits,
+        audit,
     });
     Fixture { core, clock, sent }
 }

@@ -277,6 +277,16 @@ impl From<AuthError> for ApiError {
                 "sign in or present a valid access token",
             )
             .header(header::WWW_AUTHENTICATE, "Bearer realm=\"portcullis\""),
+            AuthError::AdminUnauthenticated => ApiError::new(
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "Admin token required",
+                "present the realm's admin token as a Bearer token",
+            )
+            .header(
+                header::WWW_AUTHENTICATE,
+                "Bearer realm=\"portcullis-admin\"",
+            ),
             AuthError::CsrfFailed => ApiError::new(
                 S::FORBIDDEN,
                 "csrf_failed",

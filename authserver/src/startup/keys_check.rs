@@ -1,5 +1,5 @@
-//! At every start, before serving: the pepper versions and Fernet keys of the secrets dir must
-//! cover every key fingerprint the database recorded (`auth::key_fingerprints`); keys not
+//! At every start, before serving: the pepper versions, Fernet keys and audit key versions of
+//! the secrets dir must cover every key fingerprint the database recorded (`auth::key_fingerprints`); keys not
 //! recorded yet are recorded.
 
 use time::OffsetDateTime;
@@ -21,7 +21,10 @@ pub async fn verify(
     secrets: &Secrets,
     now: OffsetDateTime,
 ) -> Result<Vec<KeyFingerprint>, StartupError> {
-    let current = key_fingerprints::fingerprints(&secrets.peppers, &secrets.fernet_keys);
+    let mut current = key_fingerprints::fingerprints(&secrets.peppers, &secrets.fernet_keys);
+    current.extend(key_fingerprints::audit_fingerprints(
+        &secrets.audit_key_lines,
+    ));
     let mut recorded_now = Vec::new();
     db.record_key_fingerprints(|rows| {
         let new = key_fingerprints::compare(&recorded(rows)?, &current)?;

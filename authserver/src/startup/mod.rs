@@ -273,6 +273,7 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
     }));
     let settings = Arc::new(settings);
     let web = WebSettings::new(&settings, &secrets.admin_token);
+    let audit = db.audit_log(secrets.audit_keys.clone(), &settings.name);
     let core = Core::new(CoreParts {
         settings,
         db: db.clone(),
@@ -290,6 +291,7 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         csrf_key: secrets.cookie_key.clone(),
         clients,
         limits,
+        audit,
     });
     let state = AppState {
         core: Arc::new(core),

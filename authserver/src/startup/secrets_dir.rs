@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use portcullis_audit::AuditKeys;
 use portcullis_crds::RealmSettings;
 use portcullis_crds::client::ClientType;
 use time::OffsetDateTime;
@@ -65,6 +67,11 @@ pub struct Secrets {
     pub cookie_key: Vec<u8>,
     /// Admin API bearer token.
     pub admin_token: String,
+    /// The audit chain's MAC keys (`audit-key`), the signing one first.
+    pub audit_keys: Arc<AuditKeys>,
+    /// The same `audit-key` lines as versioned keys, for their fingerprints
+    /// (`auth::key_fingerprints`): [`AuditKeys`] never hands out key bytes.
+    pub audit_key_lines: Vec<Pepper>,
     /// Client secrets by client id.
     pub client_secrets: BTreeMap<String, String>,
     /// Social provider client secrets by provider name.
@@ -92,7 +99,8 @@ fn generate(name: &str, random: &Random, now: OffsetDateTime) -> String {
             serde_json::json!({ "keys": [key.private_jwk()] }).to_string()
         }
         files::FERNET_KEYS => format!("{}\n", URL_SAFE.encode(random.bytes(32))),
-        files::PEPPER => Pepper::generate_line(random),
+        // The audit key has the pepper's format: `VERSION:BASE64` of 32 bytes.
+        files::PEPPER | files::AUDIT_KEY => Pepper::generate_line(random),
         files::COOKIE_KEY => format!("{}\n", STANDARD.encode(random.bytes(32))),
         // Admin tokens and client secrets: 256 bits, URL-safe.
         _ => format!("{}\n", random.token(32)),
@@ -108,6 +116,7 @@ fn required_files(settings: &RealmSettings, dev: bool) -> Vec<String> {
         files::PEPPER,
         files::COOKIE_KEY,
         files::ADMIN_TOKEN,
+        files::AUDIT_KEY,
     ]
     .map(String::from)
     .to_vec();
@@ -142,6 +151,7 @@ pub fn generate_keys(
         files::PEPPER,
         files::COOKIE_KEY,
         files::ADMIN_TOKEN,
+        files::AUDIT_KEY,
     ];
     for name in names {
         let path = dir.join(name);
@@ -225,6 +235,22 @@ pub fn load_data_keys(dir: &Path) -> Result<(Vec<Pepper>, Vec<Vec<u8>>), Secrets
     ))
 }
 
+/// The `audit-key` secret of `dir`: the keys, and their lines as versioned keys for their
+/// fingerprints (`keys fingerprint`, `audit verify`).
+pub fn load_audit_keys(dir: &Path) -> Result<(AuditKeys, Vec<Pepper>), SecretsError> {
+    let path = dir.join(files::AUDIT_KEY);
+    let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => SecretsError::Missing {
+            name: files::AUDIT_KEY.to_owned(),
+            dir: dir.display().to_string(),
+        },
+        _ => SecretsError::Io { path, source },
+    })?;
+    let keys = AuditKeys::parse(&text).map_err(|e| invalid(files::AUDIT_KEY, &e.to_string()))?;
+    let lines = Pepper::parse_lines(&text).map_err(|r| invalid(files::AUDIT_KEY, r))?;
+    Ok((keys, lines))
+}
+
 /// Loads the secrets for `settings` from `dir`. With `generate` (`--dev`: a generator and
 /// the time), missing files are created first and their names returned.
 pub fn load(
@@ -267,6 +293,11 @@ pub fn load(
     let cookie_key = decode_base64(&require(files::COOKIE_KEY)?)
         .filter(|k| k.len() >= 32)
         .ok_or_else(|| invalid(files::COOKIE_KEY, "must be base64 of at least 32 bytes"))?;
+    let audit_text = require(files::AUDIT_KEY)?;
+    let audit_keys =
+        AuditKeys::parse(&audit_text).map_err(|e| invalid(files::AUDIT_KEY, &e.to_string()))?;
+    let audit_key_lines =
+        Pepper::parse_lines(&audit_text).map_err(|r| invalid(files::AUDIT_KEY, r))?;
     let admin_token = require(files::ADMIN_TOKEN)?;
     if admin_token.len() < 32 || admin_token.chars().any(char::is_whitespace) {
         return Err(invalid(
@@ -306,6 +337,8 @@ pub fn load(
             peppers,
             cookie_key,
             admin_token,
+            audit_keys: Arc::new(audit_keys),
+            audit_key_lines,
             client_secrets,
             social_secrets,
             smtp_url,
@@ -362,7 +395,8 @@ spec: {realmRef: {name: t}, clientId: web, type: Confidential, redirectUris: [\"
         let dir = tempfile::tempdir().unwrap();
         let (secrets, generated) = load(dir.path(), &settings(), dev()).unwrap();
         assert!(generated.contains(&"client-secret-web".to_owned()));
-        assert_eq!(generated.len(), 6);
+        assert_eq!(generated.len(), 7);
+        assert!(generated.contains(&files::AUDIT_KEY.to_owned()));
         assert!(secrets.client_secrets.contains_key("web"));
         let (again, generated) = load(dir.path(), &settings(), dev()).unwrap();
         assert!(generated.is_empty());
@@ -397,8 +431,9 @@ spec: {realmRef: {name: t}, clientId: web, type: Confidential, redirectUris: [\"
             generate_keys(dir.path(), &random(), OffsetDateTime::UNIX_EPOCH)
                 .unwrap()
                 .len(),
-            5
+            6
         );
+        assert!(dir.path().join(files::AUDIT_KEY).exists());
         assert!(matches!(
             generate_keys(dir.path(), &random(), OffsetDateTime::UNIX_EPOCH),
             Err(SecretsError::Exists(_))
@@ -418,5 +453,22 @@ spec: {realmRef: {name: t}, clientId: web, type: Confidential, redirectUris: [\"
         let err = load(dir.path(), &settings(), None).unwrap_err().to_string();
         assert!(err.contains("secret pepper is invalid"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_malformed_audit_key_stops_the_start_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        load(dir.path(), &settings(), dev()).unwrap();
+        std::fs::write(
+            dir.path().join(files::SMTP_URL),
+            "smtp://mail.example.com:587",
+        )
+        .unwrap();
+        std::fs::remove_file(dir.path().join(files::AUDIT_KEY)).unwrap();
+        let err = load(dir.path(), &settings(), None).unwrap_err().to_string();
+        assert!(err.contains("secret audit-key is missing"), "{err}");
+        std::fs::write(dir.path().join(files::AUDIT_KEY), "v1:c2hvcnQ=").unwrap();
+        let err = load(dir.path(), &settings(), None).unwrap_err().to_string();
+        assert!(err.contains("secret audit-key is invalid"), "{err}");
     }
 }

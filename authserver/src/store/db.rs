@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use portcullis_audit::{AuditKeys, AuditLog, MemoryAuditLog, PgAuditLog};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::StoreError;
@@ -80,6 +81,15 @@ impl Db {
     /// Wraps an existing PostgreSQL pool (tests).
     pub fn from_pool(pool: PgPool) -> Self {
         Db::Postgres(Postgres::from_pool(pool))
+    }
+
+    /// The audit log beside the accounts: its PostgreSQL tables (0006), or process memory
+    /// for the in-memory database, so `--dev` and unit tests audit too.
+    pub fn audit_log(&self, keys: Arc<AuditKeys>, realm: &str) -> AuditLog {
+        match self {
+            Db::Postgres(pg) => PgAuditLog::new(pg.pool.clone(), keys, realm).into(),
+            Db::Memory(_) => MemoryAuditLog::new(keys, realm).into(),
+        }
     }
 
     /// Whether every embedded migration is applied successfully (always, in memory).

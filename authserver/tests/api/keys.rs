@@ -18,7 +18,8 @@ fn pepper(version: &str, byte: u8) -> Pepper {
     }
 }
 
-/// A complete set of secrets with these peppers and Fernet keys.
+/// A complete set of secrets with these peppers and Fernet keys, and no audit key
+/// fingerprints (the audit key's own tests set them with [`with_audit_key`]).
 fn secrets(peppers: Vec<Pepper>, fernet_keys: Vec<Vec<u8>>) -> secrets_dir::Secrets {
     let dir = tempfile::tempdir().unwrap();
     let random = wiring::os_random();
@@ -30,6 +31,13 @@ fn secrets(peppers: Vec<Pepper>, fernet_keys: Vec<Vec<u8>>) -> secrets_dir::Secr
     .unwrap();
     secrets.peppers = peppers;
     secrets.fernet_keys = fernet_keys;
+    secrets.audit_key_lines = Vec::new();
+    secrets
+}
+
+/// `secrets` whose `audit-key` lines are these versioned keys.
+fn with_audit_key(mut secrets: secrets_dir::Secrets, lines: Vec<Pepper>) -> secrets_dir::Secrets {
+    secrets.audit_key_lines = lines;
     secrets
 }
 
@@ -213,6 +221,30 @@ async fn replicas_listing_the_same_keys_in_another_order_both_start(pool: PgPool
         assert!(first.is_ok() && second.is_ok(), "{first:?} {second:?}");
         assert_eq!(rows(&pool).await.len(), 4);
     }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_audit_key_changed_or_missing_under_a_recorded_version_stops_the_start(pool: PgPool) {
+    let base = || secrets(vec![pepper("v1", 1)], vec![vec![7; 32]]);
+    let recorded = verify(&pool, &with_audit_key(base(), vec![pepper("a1", 5)]))
+        .await
+        .unwrap();
+    assert!(recorded.contains(&"audit a1".to_owned()), "{recorded:?}");
+    let error = verify(&pool, &with_audit_key(base(), vec![pepper("a1", 6)]))
+        .await
+        .unwrap_err();
+    assert!(
+        error.contains("audit key version a1 is another key"),
+        "{error}"
+    );
+    let error = verify(&pool, &with_audit_key(base(), vec![pepper("a2", 6)]))
+        .await
+        .unwrap_err();
+    assert!(error.contains("audit key version a1 ("), "{error}");
+    assert!(error.contains("`audit-key` file"), "{error}");
+    // Rotation keeps the old version after the new one: it starts.
+    let rotated = with_audit_key(base(), vec![pepper("a2", 6), pepper("a1", 5)]);
+    assert_eq!(verify(&pool, &rotated).await.unwrap(), vec!["audit a2"]);
 }
 
 #[test]

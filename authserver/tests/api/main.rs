@@ -7,6 +7,8 @@
 // and OS randomness are the point here (the server itself gets them injected).
 #![allow(clippy::disallowed_methods)]
 
+mod admin;
+mod audit;
 mod breach;
 mod http;
 mod keys;

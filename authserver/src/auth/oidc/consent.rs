@@ -2,6 +2,8 @@
 //! consent page), as the account page lists them, and their revocation, which also ends what
 //! the client holds for the user.
 
+use crate::audit::Event;
+use portcullis_audit::Details;
 use time::OffsetDateTime;
 
 use crate::auth::AuthError;
@@ -59,7 +61,16 @@ pub async fn revoke_app(
     if !had_consent && families.is_empty() {
         return Err(AuthError::NotFound);
     }
-    tracing::info!(target: "audit", event = "oauth_consent_revoked", user_id = %user, client_id = %client_id, families = families.len(), "connected app revoked");
+    // The client held a consent or families for this user: a known client id, not free input.
+    let families_ended = i64::try_from(families.len()).unwrap_or(i64::MAX);
+    core.audit(
+        Event::success("oauth_consent_revoked")
+            .by_user(user)
+            .client(client_id)
+            .details(Details::new().int("families", families_ended)),
+        None,
+    )
+    .await;
     Ok(())
 }
 

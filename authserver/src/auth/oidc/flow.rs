@@ -5,6 +5,7 @@
 //! session that allowed it, and resuming it issues the code. Codes are 32
 //! random bytes (RFC 6749 §10.10), kept by their SHA-256 and redeemable for [`CODE_TTL`].
 
+use crate::audit::Event;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -190,7 +191,13 @@ pub async fn consent_answer(
     };
     let request = &pending.request;
     if !allow {
-        tracing::info!(target: "audit", event = "oauth_consent_denied", user_id = %record.user_id, client_id = %request.client_id, "consent denied");
+        core.audit(
+            Event::failure("oauth_consent_denied")
+                .by_user(record.user_id)
+                .client(&request.client_id),
+            None,
+        )
+        .await;
         return Ok(Outcome::Error(ErrorRedirect {
             redirect_uri: request.redirect_uri.clone(),
             response_mode: request.response_mode,
@@ -208,7 +215,13 @@ pub async fn consent_answer(
             core.clock.now(),
         )
         .await?;
-    tracing::info!(target: "audit", event = "oauth_consent_granted", user_id = %record.user_id, client_id = %request.client_id, scope = %request.scope(), "consent granted");
+    core.audit(
+        Event::success("oauth_consent_granted")
+            .by_user(record.user_id)
+            .client(&request.client_id),
+        None,
+    )
+    .await;
     pending.consent_sid = Some(sid.clone());
     proceed(core, pending, Some((sid, record))).await
 }
@@ -330,7 +343,13 @@ async fn issue_code(
             now_ms.saturating_add(ttl),
         )
         .await?;
-    tracing::info!(target: "audit", event = "oauth_code_issued", user_id = %session.user_id, client_id = %request.client_id, "authorization code issued");
+    core.audit(
+        Event::success("oauth_code_issued")
+            .by_user(session.user_id)
+            .client(&request.client_id),
+        None,
+    )
+    .await;
     Ok(Outcome::Code(CodeReply {
         redirect_uri: request.redirect_uri,
         response_mode: request.response_mode,

@@ -1,6 +1,8 @@
 //! What a client does with tokens after the grant: UserInfo (OpenID Connect Core §5.3),
 //! revocation (RFC 7009) and introspection (RFC 7662).
 
+use crate::audit::{Actor, Event, client_ident};
+use portcullis_audit::Details;
 use serde_json::{Map, Value, json};
 
 use super::clients::Client;
@@ -89,7 +91,14 @@ pub async fn revoke(
             core.kv
                 .revoke_gid(&standing.family_id.to_string(), ttl)
                 .await?;
-            tracing::info!(target: "audit", event = "oauth_token_revoked", client_id = %client.id(), kind = "refresh_token", "refresh token revoked");
+            core.audit(
+                Event::success("oauth_token_revoked")
+                    .by(Actor::Client(client_ident(client.id())))
+                    .client(client.id())
+                    .details(Details::new().code("kind", "refresh_token")),
+                None,
+            )
+            .await;
         }
         Ok(true)
     };
@@ -102,7 +111,14 @@ pub async fn revoke(
         };
         if claims.client_id.as_deref() == Some(client.id()) {
             core.kv.revoke_jti(&claims.jti, ttl).await?;
-            tracing::info!(target: "audit", event = "oauth_token_revoked", client_id = %client.id(), kind = "access_token", "access token revoked");
+            core.audit(
+                Event::success("oauth_token_revoked")
+                    .by(Actor::Client(client_ident(client.id())))
+                    .client(client.id())
+                    .details(Details::new().code("kind", "access_token")),
+                None,
+            )
+            .await;
         }
         Ok(true)
     };

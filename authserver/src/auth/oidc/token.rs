@@ -5,6 +5,7 @@
 //! credentials (confidential clients only, no refresh or ID token, no I/O). The client is
 //! authenticated before any of this (`clients::ClientRegistry::authenticate`).
 
+use crate::audit::{Actor, Event, client_ident};
 use portcullis_crds::client::GrantType;
 use uuid::Uuid;
 
@@ -82,7 +83,14 @@ pub async fn exchange_code(
         Redeemed::Fresh(record) => record,
         Redeemed::Replayed { gid, jti } => {
             revoke_issued(core, gid.as_deref(), jti.as_deref()).await?;
-            tracing::warn!(target: "audit", event = "oauth_code_replay", client_id = %client.id(), "authorization code replayed; what it issued is revoked");
+            tracing::warn!(client_id = %client.id(), "authorization code replayed; what it issued is revoked");
+            core.audit(
+                Event::failure("oauth_code_replay")
+                    .by(Actor::Client(client_ident(client.id())))
+                    .client(client.id()),
+                None,
+            )
+            .await;
             return Err(AuthError::InvalidGrant(
                 "the authorization code was already used; the tokens it issued are revoked",
             ));
@@ -101,7 +109,14 @@ pub async fn exchange_code(
         ));
     }
     core.metrics.token_issued(GrantKind::AuthorizationCode);
-    tracing::info!(target: "audit", event = "oauth_code_exchanged", user_id = %record.user_id, client_id = %client.id(), "authorization code exchanged");
+    core.audit(
+        Event::success("oauth_code_exchanged")
+            .by(Actor::Client(client_ident(client.id())))
+            .about(record.user_id)
+            .client(client.id()),
+        None,
+    )
+    .await;
     Ok(issued)
 }
 
