@@ -68,7 +68,10 @@ pub async fn login(
     // Before hashing and before counting the attempt: neither a rate-limit refusal nor one for
     // load may count towards a lockout. The identifier is limited whether or not it exists.
     core.limits
-        .check_subject(Route::Login, Subject::Identifier(&identifier))
+        .check_subject(
+            Route::Login,
+            Subject::Identifier(&identifier, meta.ip.parse().ok()),
+        )
         .await?;
     let slot = core.reserve_hashing()?;
     let rules = core.lockout_rules();

@@ -8,6 +8,7 @@ use portcullis_crds::rate_limit::Route;
 use super::core::Core;
 use super::identifier::canonical_email;
 use super::limits::Subject;
+use super::principal::RequestMeta;
 use super::{AuthError, new_password, password, tokens};
 use crate::mail::Mail;
 use crate::metrics::BreachContext;
@@ -55,10 +56,14 @@ pub async fn request_password_reset(core: &Core, email: &str) -> Result<(), Auth
 pub async fn request_password_reset_detached(
     core: std::sync::Arc<Core>,
     email: String,
+    meta: &RequestMeta,
 ) -> Result<(), AuthError> {
     if let Ok(canonical) = canonical_email("email", &email) {
         core.limits
-            .check_subject(Route::PasswordReset, Subject::Identifier(&canonical))
+            .check_subject(
+                Route::PasswordReset,
+                Subject::Identifier(&canonical, meta.ip.parse().ok()),
+            )
             .await?;
     }
     tokio::spawn(async move {

@@ -217,6 +217,63 @@ async fn a_subject_limit_applies_whether_or_not_the_account_exists(pool: PgPool)
     // And not counted towards a lockout: the owner still gets in once the hour has passed.
 }
 
+/// Two logins per identifier and source at once (burst 1), then one an hour; addresses come
+/// from a trusted proxy's `X-Forwarded-For`.
+fn two_logins_per_identifier_behind_a_proxy() -> Options {
+    Options {
+        policies: vec![policy(
+            "login-user",
+            "Login",
+            "{key: User, requests: 1, period: 1h, burst: 1}",
+        )],
+        ..Options::spec(|s| s.trusted_proxies = vec!["127.0.0.1/32".into()])
+    }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn one_address_flooding_an_identifier_does_not_stop_its_owner_elsewhere(pool: PgPool) {
+    let server = start(pool, limited(two_logins_per_identifier_behind_a_proxy())).await;
+    assert_eq!(
+        server.register("alice@example.com", PASSWORD).await.status,
+        201
+    );
+    let attacker = Some("203.0.113.7");
+    let statuses = [
+        login_from(&server, "alice@example.com", attacker).await,
+        login_from(&server, "alice@example.com", attacker).await,
+        login_from(&server, "alice@example.com", attacker).await,
+    ];
+    assert_eq!(statuses, ["401", "401", "429 login.user"]);
+    let owner = read(
+        server
+            .http
+            .post(format!("{}/api/v1/login", server.base))
+            .header("x-forwarded-for", "198.51.100.9")
+            .json(&json!({"email": "alice@example.com", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(owner.status, 200, "{owner:?}");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn guessing_one_identifier_from_many_addresses_is_still_capped(pool: PgPool) {
+    let server = start(pool, limited(two_logins_per_identifier_behind_a_proxy())).await;
+    let before = server.hasher.verifications();
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let source = format!("203.0.113.{i}");
+        statuses.push(login_from(&server, "target@example.com", Some(&source)).await);
+    }
+    // The ceiling across sources is 20 times the per-source limit: 21 at once (burst 20).
+    let mut expected = vec!["401".to_owned(); 21];
+    expected.extend(std::iter::repeat_n("429 login.user_all".to_owned(), 9));
+    assert_eq!(statuses, expected);
+    assert_eq!(server.hasher.verifications() - before, 21);
+}
+
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_mail_bomb_through_reset_is_suppressed(pool: PgPool) {
     let loose = policy(

@@ -41,12 +41,37 @@ const MAIL_LIMIT: (u64, Duration, u64) = (5, Duration::from_secs(3_600), 4);
 /// The rule name of the mail limit in metrics.
 const MAIL_RULE: &str = "builtin/mail-per-address";
 
+/// How many times the configured `(route, User)` limit one identifier may use across all
+/// sources together. Equal to the lockout's overall multiple (`maxFailures` ×20), so the
+/// ceiling does not lock an account out more cheaply than the lockout already would.
+pub const IDENTIFIER_CEILING_FACTOR: u64 = 20;
+
+/// The source a per-identifier bucket and the lockout's per-address counter are keyed by: the
+/// address (IPv4, or the IPv4 a 6to4 or NAT64 address embeds), or an IPv6 address's /56 (what
+/// an ISP gives a household), so that rotating the low bits of a /64 or /56 buys no new budget.
+pub fn source_key(ip: IpAddr) -> String {
+    let mut prefixes = keys::ip_prefix_buckets(ip);
+    // [address] for IPv4, [/64, /56, /48] for IPv6.
+    if prefixes.len() > 1 {
+        prefixes.swap_remove(1)
+    } else {
+        prefixes.pop().unwrap_or_else(|| ip.to_string())
+    }
+}
+
+/// The lockout's per-address source for a request address as `RequestMeta` carries it:
+/// [`source_key`] when it parses, else the text itself.
+pub fn lockout_source(ip: &str) -> String {
+    ip.parse().map_or_else(|_| ip.to_owned(), source_key)
+}
+
 /// Who a subject limit counts: the `User` key holds an identifier's digest or an account id,
 /// the `Client` key a client id.
 #[derive(Clone, Copy, Debug)]
 pub enum Subject<'a> {
-    /// A canonical login identifier, whether or not an account has it.
-    Identifier(&'a str),
+    /// A canonical login identifier, whether or not an account has it, typed from `source`
+    /// (the client address, when known).
+    Identifier(&'a str, Option<IpAddr>),
     /// An account.
     User(Uuid),
     /// An OAuth client id, already reduced to a registered id or [`keys::UNKNOWN_CLIENT`].
@@ -254,12 +279,48 @@ impl Limiter {
     }
 
     /// A subject's decision: `(route, key)` and `(All, key)` for the subject's key.
+    ///
+    /// An identifier typed from a known address is limited per (identifier, source) at the
+    /// configured rate, plus a ceiling per identifier across all sources at
+    /// [`IDENTIFIER_CEILING_FACTOR`] times it. Keyed by the identifier alone, anyone could hold
+    /// a chosen user's logins at 429 with one request every few seconds (the limit would undo
+    /// the lockout's per-address design); keyed per source, a flood from one address stops only
+    /// that address, while a guessing run spread over many addresses still meets the ceiling
+    /// and, before it, the lockout's overall counter, which stays the per-account brake.
     pub async fn check_subject(&self, route: Route, subject: Subject<'_>) -> Result<(), AuthError> {
         if !self.enabled {
             return Ok(());
         }
         let (key, value) = match subject {
-            Subject::Identifier(identifier) => {
+            Subject::Identifier(identifier, Some(ip)) => {
+                let digest = keys::identifier_digest(identifier);
+                let from_source = format!("{digest}@{}", source_key(ip));
+                let mut planned = Vec::with_capacity(4);
+                for route in [route, Route::All] {
+                    let Some(ceiling) = self.plan(route, LimitKey::User, &digest) else {
+                        continue;
+                    };
+                    planned.push(Planned {
+                        bucket_key: keys::bucket_key(
+                            &self.prefix,
+                            ceiling.route,
+                            "user",
+                            &from_source,
+                        ),
+                        rule: ceiling.rule.clone(),
+                        ..ceiling
+                    });
+                    planned.push(Planned {
+                        key: "user_all",
+                        requests: ceiling.requests.saturating_mul(IDENTIFIER_CEILING_FACTOR),
+                        burst: ceiling.burst.saturating_mul(IDENTIFIER_CEILING_FACTOR),
+                        ..ceiling
+                    });
+                }
+                return self.decide(planned).await;
+            }
+            // In-process callers without an address: the identifier alone.
+            Subject::Identifier(identifier, None) => {
                 (LimitKey::User, keys::identifier_digest(identifier))
             }
             Subject::User(id) => (LimitKey::User, id.to_string()),
@@ -449,6 +510,20 @@ spec:
         limits.failure_mode = failure_mode;
         limits.store = Store::memory(capacity);
         limits
+    }
+
+    #[test]
+    fn the_source_of_an_ipv6_address_is_its_56_and_of_an_ipv4_address_itself() {
+        let source = |text: &str| source_key(text.parse().unwrap());
+        assert_eq!(source("2001:db8:aa:bb12::1"), "2001:db8:aa:bb00::/56");
+        assert_eq!(
+            source("2001:db8:aa:bbff:1:2:3:4"),
+            source("2001:db8:aa:bb00::9")
+        );
+        assert_eq!(source("192.0.2.7"), "192.0.2.7");
+        assert_eq!(source("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(source("64:ff9b::c000:207"), "192.0.2.7");
+        assert_eq!(lockout_source("not an address"), "not an address");
     }
 
     fn ip(last: u8) -> Option<IpAddr> {
