@@ -325,6 +325,63 @@ async fn a_mail_bomb_through_reset_is_suppressed(pool: PgPool) {
     );
 }
 
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn registrations_for_a_victims_mailbox_do_not_silence_their_reset_mail(pool: PgPool) {
+    let loose = policy(
+        "loose-register",
+        "Register",
+        "{key: Ip, requests: 100, period: 1m, burst: 100}",
+    );
+    let options = Options {
+        policies: vec![loose],
+        ..Options::spec(|s| s.email_verification.required = true)
+    };
+    let server = start(pool, limited(options)).await;
+    assert_eq!(
+        server.register("victim@example.com", PASSWORD).await.status,
+        202
+    );
+    // The attacker registers spellings of the victim's mailbox until its signup mail is spent.
+    for i in 1..=8 {
+        let spelling = format!("victim+{i}@example.com");
+        assert_eq!(server.register(&spelling, PASSWORD).await.status, 202);
+    }
+    let signups = server.mails_settled(5).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(server.mails().len(), 5, "{signups:?}");
+    // The victim's own reset request still gets its mail.
+    assert_eq!(server.request_reset("victim@example.com").await.status, 202);
+    let mails = server.mails_settled(6).await;
+    assert_eq!(mails.len(), 6, "{mails:?}");
+    assert!(server.mailed_code("Reset code:").await.len() > 10);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn many_lockouts_from_many_addresses_send_one_lock_notice_per_window(pool: PgPool) {
+    let options = Options::spec(|s| s.trusted_proxies = vec!["127.0.0.1/32".into()]);
+    let server = start(pool, limited(options)).await;
+    assert_eq!(
+        server.register("alice@example.com", PASSWORD).await.status,
+        201
+    );
+    // Five failures lock an address; four addresses make four locks.
+    let mut locked = 0;
+    for source in ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"] {
+        for _ in 0..6 {
+            let status = login_from(&server, "alice@example.com", Some(source)).await;
+            locked += usize::from(status != "401");
+        }
+    }
+    assert_eq!(locked, 4, "each address is refused once it is locked");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let notices: Vec<String> = server
+        .mails()
+        .into_iter()
+        .filter(|m| m.contains("temporarily locked"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+}
+
 /// A server whose sessions and limits live on `redis` (the realm has `spec.redis`).
 fn on_private_redis(redis: &PrivateRedis, policies: Vec<String>) -> Options {
     Options {

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::AuthError;
 use crate::clock::Clock;
+use crate::mail::MailLimit;
 use crate::metrics::{BackendLabels, Metrics, ModeLabels, RateLimitLabels, StoreKind};
 
 /// The longest a decision may take. `ConnectionManager` waits up to 500 ms for a response and
@@ -35,8 +36,19 @@ pub const LOCAL_CAPACITY: usize = 250_000;
 /// At most one log line per this many ms when the store fails (each request would log).
 const LOG_EVERY_MS: u64 = 10_000;
 
-/// The built-in per-address mail limit: 5 an hour, 4 of them at once.
+/// The built-in per-address mail limit: 5 an hour, 4 of them at once. Registration mail counts
+/// per mailbox; recovery mail per (mailbox, requester source) with [`RECOVERY_CEILING_FACTOR`]
+/// times it per mailbox.
 const MAIL_LIMIT: (u64, Duration, u64) = (5, Duration::from_secs(3_600), 4);
+
+/// How many times [`MAIL_LIMIT`] one mailbox may receive recovery mail from all requesters
+/// together: bounds a distributed reset mail-bomb, while a single source, however busy, cannot
+/// use up the owner's own requests.
+const RECOVERY_CEILING_FACTOR: u64 = 3;
+
+/// One account-locked notice per address per this window: a failure run from many addresses
+/// locks per address many times, and each lock would otherwise send a mail.
+const LOCK_NOTICE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// The rule name of the mail limit in metrics.
 const MAIL_RULE: &str = "builtin/mail-per-address";
@@ -333,23 +345,56 @@ impl Limiter {
         self.decide(planned).await
     }
 
-    /// Whether a mail to `address` (canonical) may go: the built-in per-address limit, a
-    /// `+tag` sharing its address's bucket. A refused mail is counted here; the caller drops it
+    /// Whether a mail to `address` (canonical) of the `limit` kind may go: the built-in
+    /// per-address limits, one bucket family per kind ([`MailLimit`]), a `+tag` or Gmail
+    /// spelling sharing its mailbox's buckets. `source` is the requester's address (recovery
+    /// mail is counted per requester). A refused mail is counted here; the caller drops it
     /// without telling anyone.
-    pub async fn allow_mail(&self, address: &str) -> bool {
+    pub async fn allow_mail(
+        &self,
+        address: &str,
+        limit: MailLimit,
+        source: Option<IpAddr>,
+    ) -> bool {
         if !self.enabled {
             return true;
         }
         let (requests, period, burst) = MAIL_LIMIT;
-        let planned = vec![Planned {
+        let bucket = |key: &'static str, requests, period, burst, value: &str| Planned {
             route: "mail",
-            key: "addr",
+            key,
             requests,
             period,
             burst,
             rule: MAIL_RULE.to_owned(),
-            bucket_key: keys::mail_key(&self.prefix, address),
-        }];
+            bucket_key: keys::bucket_key(&self.prefix, "mail", key, value),
+        };
+        let mailbox = keys::mail_address_digest(address);
+        let planned = match limit {
+            MailLimit::Unlimited => return true,
+            // The key registration mail always had, so buckets survive an upgrade.
+            MailLimit::Signup => vec![Planned {
+                bucket_key: keys::mail_key(&self.prefix, address),
+                ..bucket("addr", requests, period, burst, "")
+            }],
+            MailLimit::Recovery => {
+                let mut planned = vec![bucket(
+                    "recovery_all",
+                    requests.saturating_mul(RECOVERY_CEILING_FACTOR),
+                    period,
+                    burst.saturating_mul(RECOVERY_CEILING_FACTOR),
+                    &mailbox,
+                )];
+                if let Some(ip) = source {
+                    let value = format!("{mailbox}@{}", source_key(ip));
+                    planned.push(bucket("recovery", requests, period, burst, &value));
+                }
+                planned
+            }
+            MailLimit::LockNotice => {
+                vec![bucket("lock_notice", 1, LOCK_NOTICE_WINDOW, 0, &mailbox)]
+            }
+        };
         match self.decide(planned).await {
             Ok(()) => true,
             Err(AuthError::RateLimited(_)) => {
@@ -645,6 +690,10 @@ spec:
                 .await
                 .unwrap();
         }
-        assert!(limits.allow_mail("a@example.com").await);
+        assert!(
+            limits
+                .allow_mail("a@example.com", MailLimit::Signup, None)
+                .await
+        );
     }
 }
