@@ -382,6 +382,31 @@ async fn many_lockouts_from_many_addresses_send_one_lock_notice_per_window(pool:
     assert_eq!(notices.len(), 1, "{notices:?}");
 }
 
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn rotating_the_low_bits_of_an_ipv6_prefix_does_not_escape_the_lockout(pool: PgPool) {
+    let loose = policy(
+        "loose-login",
+        "Login",
+        "{key: User, requests: 100, period: 1m, burst: 100}",
+    );
+    let options = Options {
+        policies: vec![loose],
+        ..Options::spec(|s| s.trusted_proxies = vec!["127.0.0.1/32".into()])
+    };
+    let server = start(pool, limited(options)).await;
+    assert_eq!(
+        server.register("alice@example.com", PASSWORD).await.status,
+        201
+    );
+    let mut statuses = Vec::new();
+    for i in 1..=6 {
+        // A fresh /64 of one /56 for every guess.
+        let source = format!("2001:db8:0:{i:x}::{i:x}");
+        statuses.push(login_from(&server, "alice@example.com", Some(&source)).await);
+    }
+    assert_eq!(statuses, ["401", "401", "401", "401", "401", "429 lockout"]);
+}
+
 /// A server whose sessions and limits live on `redis` (the realm has `spec.redis`).
 fn on_private_redis(redis: &PrivateRedis, policies: Vec<String>) -> Options {
     Options {
