@@ -373,6 +373,32 @@ async fn registrations_for_a_victims_mailbox_do_not_silence_their_reset_mail(poo
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn reset_mail_requested_from_many_addresses_is_still_capped_per_mailbox(pool: PgPool) {
+    let options = Options::spec(|s| s.trusted_proxies = vec!["127.0.0.1/32".into()]);
+    let server = start(pool, limited(options)).await;
+    assert_eq!(
+        server.register("victim@example.com", PASSWORD).await.status,
+        201
+    );
+    for i in 0..20 {
+        let answer = server
+            .http
+            .post(format!("{}/api/v1/password-reset", server.base))
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .json(&json!({"email": "victim@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202);
+    }
+    // The mailbox's recovery ceiling is three times the per-requester limit: 13 at once
+    // (burst 12), the rest dropped.
+    server.mails_settled(13).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(server.mails().len(), 13);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn many_lockouts_from_many_addresses_send_one_lock_notice_per_window(pool: PgPool) {
     let options = Options::spec(|s| s.trusted_proxies = vec!["127.0.0.1/32".into()]);
     let server = start(pool, limited(options)).await;
