@@ -88,9 +88,11 @@ pub async fn change_password(
     let slot = core.reserve_hashing()?;
     let identifier = user.email_canonical.clone();
     let limits = core.lockout_rules().limits();
+    // Counted per source as at login, so a login and a change from one prefix share a count.
+    let source = super::limits::lockout_source(&meta.ip);
     if let Attempt::Locked { retry_after_ms } = core
         .kv
-        .begin_attempt(&identifier, &meta.ip, core.clock.now_ms(), &limits)
+        .begin_attempt(&identifier, &source, core.clock.now_ms(), &limits)
         .await?
     {
         return Err(core.locked(retry_after_ms));
@@ -104,7 +106,7 @@ pub async fn change_password(
     {
         if core
             .kv
-            .fail_attempt(&identifier, &meta.ip, core.clock.now_ms(), &limits)
+            .fail_attempt(&identifier, &source, core.clock.now_ms(), &limits)
             .await?
             .is_some()
         {

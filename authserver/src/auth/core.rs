@@ -3,6 +3,7 @@
 //! and the few steps several use cases share (ending sessions, hashing with a metric, date
 //! arithmetic).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -220,7 +221,13 @@ impl Core {
     /// Security notices (password changed, account locked) are never limited: a bucket that
     /// anonymous callers can drain must not let them silence the notice of a takeover.
     pub(super) async fn notify(&self, to: &str, mail: Mail) {
-        if !mail.anyone_can_trigger() || self.limits.allow_mail(to).await {
+        self.notify_from(to, mail, None).await;
+    }
+
+    /// [`Self::notify`] for a mail a request from `source` asked for (the recovery limit is
+    /// kept per requester).
+    pub(super) async fn notify_from(&self, to: &str, mail: Mail, source: Option<IpAddr>) {
+        if self.limits.allow_mail(to, mail.limit(), source).await {
             self.outbox.send(to, mail);
         }
     }

@@ -8,7 +8,7 @@ use portcullis_crds::rate_limit::Route;
 
 use super::core::{API_SCOPE, Core, stored_hash};
 use super::identifier::canonical_email;
-use super::limits::Subject;
+use super::limits::{Subject, lockout_source};
 use super::oidc::discovery::ACR_PASSWORD;
 use super::principal::RequestMeta;
 use super::tokens::{self, Grant};
@@ -68,14 +68,21 @@ pub async fn login(
     // Before hashing and before counting the attempt: neither a rate-limit refusal nor one for
     // load may count towards a lockout. The identifier is limited whether or not it exists.
     core.limits
-        .check_subject(Route::Login, Subject::Identifier(&identifier))
+        .check_subject(
+            Route::Login,
+            Subject::Identifier(&identifier, meta.ip.parse().ok()),
+        )
         .await?;
     let slot = core.reserve_hashing()?;
     let rules = core.lockout_rules();
     let limits = rules.limits();
+    // The per-address lock counts the source the limits count (an IPv6 /56, the IPv4 a
+    // mapped, 6to4 or NAT64 address carries): per raw address, rotating the low bits of a
+    // prefix would buy a fresh `maxFailures`, and another lock notice, with every guess.
+    let source = lockout_source(&meta.ip);
     let previous_failures = match core
         .kv
-        .begin_attempt(&identifier, &meta.ip, core.clock.now_ms(), &limits)
+        .begin_attempt(&identifier, &source, core.clock.now_ms(), &limits)
         .await?
     {
         Attempt::Locked { retry_after_ms } => {
@@ -121,7 +128,7 @@ pub async fn login(
                 .kv
                 .fail_login(
                     &identifier,
-                    &meta.ip,
+                    &source,
                     core.clock.now_ms(),
                     &limits,
                     Some(probe),

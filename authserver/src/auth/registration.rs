@@ -126,7 +126,7 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
     // Before zxcvbn, the breach API and hashing: a flood of registrations costs none of them.
     if let Some(email) = &email {
         core.limits
-            .check_subject(Route::Register, Subject::Identifier(email))
+            .check_subject(Route::Register, Subject::Identifier(email, None))
             .await?;
     }
     let password = password::normalize(&input.password);

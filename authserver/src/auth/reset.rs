@@ -1,6 +1,7 @@
 //! Password reset: a mailed single-use token, then a new password that ends every session.
 
 use crate::audit::Event;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use portcullis_crds::rate_limit::Route;
@@ -8,6 +9,7 @@ use portcullis_crds::rate_limit::Route;
 use super::core::Core;
 use super::identifier::canonical_email;
 use super::limits::Subject;
+use super::principal::RequestMeta;
 use super::{AuthError, new_password, password, tokens};
 use crate::mail::Mail;
 use crate::metrics::BreachContext;
@@ -17,7 +19,12 @@ use crate::store::TokenPurpose;
 const RESET_TTL: Duration = Duration::from_secs(30 * 60);
 
 /// Mails a reset token when the account exists and is enabled; says nothing either way.
-pub async fn request_password_reset(core: &Core, email: &str) -> Result<(), AuthError> {
+/// `source` is the requester's address, which the recovery mail limit is kept per.
+pub async fn request_password_reset(
+    core: &Core,
+    email: &str,
+    source: Option<IpAddr>,
+) -> Result<(), AuthError> {
     let Ok(email) = canonical_email("email", email) else {
         return Ok(());
     };
@@ -38,7 +45,7 @@ pub async fn request_password_reset(core: &Core, email: &str) -> Result<(), Auth
             core.later(now, RESET_TTL)?,
         )
         .await?;
-    core.notify(&user.email_canonical, Mail::PasswordReset { token })
+    core.notify_from(&user.email_canonical, Mail::PasswordReset { token }, source)
         .await;
     core.audit(
         Event::success("password_reset_requested").about(user.id),
@@ -55,14 +62,19 @@ pub async fn request_password_reset(core: &Core, email: &str) -> Result<(), Auth
 pub async fn request_password_reset_detached(
     core: std::sync::Arc<Core>,
     email: String,
+    meta: &RequestMeta,
 ) -> Result<(), AuthError> {
+    let source = meta.ip.parse().ok();
     if let Ok(canonical) = canonical_email("email", &email) {
         core.limits
-            .check_subject(Route::PasswordReset, Subject::Identifier(&canonical))
+            .check_subject(
+                Route::PasswordReset,
+                Subject::Identifier(&canonical, source),
+            )
             .await?;
     }
     tokio::spawn(async move {
-        if let Err(error) = request_password_reset(&core, &email).await {
+        if let Err(error) = request_password_reset(&core, &email, source).await {
             // No answer carries this failure to `observe`: count it here.
             if let Some(store) = error.failed_store() {
                 core.metrics.store_failed(store);
@@ -146,14 +158,14 @@ mod tests {
     async fn only_an_existing_enabled_account_gets_a_reset_mail() {
         let f = fixture(|_| {});
         registered(&f, "alice@example.com").await;
-        request_password_reset(&f.core, "nobody@example.com")
+        request_password_reset(&f.core, "nobody@example.com", None)
             .await
             .unwrap();
-        request_password_reset(&f.core, "not an email")
+        request_password_reset(&f.core, "not an email", None)
             .await
             .unwrap();
         assert!(f.mails().is_empty());
-        request_password_reset(&f.core, "ALICE@example.com")
+        request_password_reset(&f.core, "ALICE@example.com", None)
             .await
             .unwrap();
         let mails = f.mails();
@@ -168,7 +180,7 @@ mod tests {
         let session = login(&f.core, "alice@example.com", PASSWORD, &meta(), None)
             .await
             .unwrap();
-        request_password_reset(&f.core, "alice@example.com")
+        request_password_reset(&f.core, "alice@example.com", None)
             .await
             .unwrap();
         let token = f.mailed_token();
@@ -194,11 +206,11 @@ mod tests {
     async fn a_reset_voids_the_other_outstanding_reset_tokens() {
         let f = fixture(|_| {});
         registered(&f, "alice@example.com").await;
-        request_password_reset(&f.core, "alice@example.com")
+        request_password_reset(&f.core, "alice@example.com", None)
             .await
             .unwrap();
         let first = f.mailed_token();
-        request_password_reset(&f.core, "alice@example.com")
+        request_password_reset(&f.core, "alice@example.com", None)
             .await
             .unwrap();
         let second = f.mailed_token();
@@ -215,7 +227,7 @@ mod tests {
     async fn a_reset_token_expires_after_30_minutes() {
         let f = fixture(|_| {});
         registered(&f, "alice@example.com").await;
-        request_password_reset(&f.core, "alice@example.com")
+        request_password_reset(&f.core, "alice@example.com", None)
             .await
             .unwrap();
         let token = f.mailed_token();

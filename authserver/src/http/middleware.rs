@@ -134,6 +134,8 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     }
     match status {
         500.. => request_line!(tracing::Level::WARN),
+        // A flood refused with 429 would write a line per request; the metrics count them.
+        429 => request_line!(tracing::Level::DEBUG),
         400..=499 => request_line!(tracing::Level::INFO),
         _ => request_line!(tracing::Level::DEBUG),
     }

@@ -41,14 +41,33 @@ pub enum Mail {
     },
 }
 
+/// Which per-address mail limit a message counts against. Each kind has a bucket of its own,
+/// so that one kind cannot silence another: registrations anyone can make for an address do
+/// not drain the bucket its owner's recovery mail needs, and lock notices cannot be used to
+/// mail-bomb it either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailLimit {
+    /// Registration mail anyone who knows the address can trigger.
+    Signup,
+    /// Account-recovery mail: only reset requests charge this bucket, per requester.
+    Recovery,
+    /// The account-locked notice: anyone can trigger it with wrong passwords, so at most one
+    /// per address per dedupe window.
+    LockNotice,
+    /// Notices that need a credential or come from the server itself: never limited, so no
+    /// drained bucket can hide a password change from the owner.
+    Unlimited,
+}
+
 impl Mail {
-    /// Whether anyone who knows the address can have this mail sent (registration, reset), as
-    /// opposed to a security notice of something done to the account.
-    pub fn anyone_can_trigger(&self) -> bool {
-        matches!(
-            self,
-            Mail::VerifyEmail { .. } | Mail::AlreadyRegistered | Mail::PasswordReset { .. }
-        )
+    /// The per-address limit this message counts against.
+    pub fn limit(&self) -> MailLimit {
+        match self {
+            Mail::VerifyEmail { .. } | Mail::AlreadyRegistered => MailLimit::Signup,
+            Mail::PasswordReset { .. } => MailLimit::Recovery,
+            Mail::AccountLocked { .. } => MailLimit::LockNotice,
+            Mail::PasswordChanged | Mail::InactivityWarning { .. } => MailLimit::Unlimited,
+        }
     }
 }
 

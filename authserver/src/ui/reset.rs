@@ -16,6 +16,7 @@ use super::{
     Chrome, FieldErrors, form_csrf_ok, html, notice, passing_failure, sign_in_link, with_form_csrf,
     with_req,
 };
+use crate::auth::principal::RequestMeta;
 use crate::auth::{AuthError, reset};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiQuery, FormPairs, first_value};
@@ -159,6 +160,7 @@ pub struct ResetRequestForm {
 async fn request(
     State(state): State<AppState>,
     headers: HeaderMap,
+    meta: RequestMeta,
     FormPairs(pairs): FormPairs,
 ) -> Response {
     let email = first_value(&pairs, "email").trim();
@@ -184,7 +186,7 @@ async fn request(
         );
     }
     if let Err(error) =
-        reset::request_password_reset_detached(state.core.clone(), email.to_owned()).await
+        reset::request_password_reset_detached(state.core.clone(), email.to_owned(), &meta).await
     {
         return axum::response::IntoResponse::into_response(ApiError::from(error));
     }

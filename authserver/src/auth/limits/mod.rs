@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::AuthError;
 use crate::clock::Clock;
+use crate::mail::MailLimit;
 use crate::metrics::{BackendLabels, Metrics, ModeLabels, RateLimitLabels, StoreKind};
 
 /// The longest a decision may take. `ConnectionManager` waits up to 500 ms for a response and
@@ -35,18 +36,54 @@ pub const LOCAL_CAPACITY: usize = 250_000;
 /// At most one log line per this many ms when the store fails (each request would log).
 const LOG_EVERY_MS: u64 = 10_000;
 
-/// The built-in per-address mail limit: 5 an hour, 4 of them at once.
+/// The built-in per-address mail limit: 5 an hour, 4 of them at once. Registration mail counts
+/// per mailbox; recovery mail per (mailbox, requester source) with [`RECOVERY_CEILING_FACTOR`]
+/// times it per mailbox.
 const MAIL_LIMIT: (u64, Duration, u64) = (5, Duration::from_secs(3_600), 4);
+
+/// How many times [`MAIL_LIMIT`] one mailbox may receive recovery mail from all requesters
+/// together: bounds a distributed reset mail-bomb, while a single source, however busy, cannot
+/// use up the owner's own requests.
+const RECOVERY_CEILING_FACTOR: u64 = 3;
+
+/// One account-locked notice per address per this window: a failure run from many addresses
+/// locks per address many times, and each lock would otherwise send a mail.
+const LOCK_NOTICE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// The rule name of the mail limit in metrics.
 const MAIL_RULE: &str = "builtin/mail-per-address";
+
+/// How many times the configured `(route, User)` limit one identifier may use across all
+/// sources together. Equal to the lockout's overall multiple (`maxFailures` ×20), so the
+/// ceiling does not lock an account out more cheaply than the lockout already would.
+pub const IDENTIFIER_CEILING_FACTOR: u64 = 20;
+
+/// The source a per-identifier bucket and the lockout's per-address counter are keyed by: the
+/// address (IPv4, or the IPv4 a 6to4 or NAT64 address embeds), or an IPv6 address's /56 (what
+/// an ISP gives a household), so that rotating the low bits of a /64 or /56 buys no new budget.
+pub fn source_key(ip: IpAddr) -> String {
+    let mut prefixes = keys::ip_prefix_buckets(ip);
+    // [address] for IPv4, [/64, /56, /48] for IPv6.
+    if prefixes.len() > 1 {
+        prefixes.swap_remove(1)
+    } else {
+        prefixes.pop().unwrap_or_else(|| ip.to_string())
+    }
+}
+
+/// The lockout's per-address source for a request address as `RequestMeta` carries it:
+/// [`source_key`] when it parses, else the text itself.
+pub fn lockout_source(ip: &str) -> String {
+    ip.parse().map_or_else(|_| ip.to_owned(), source_key)
+}
 
 /// Who a subject limit counts: the `User` key holds an identifier's digest or an account id,
 /// the `Client` key a client id.
 #[derive(Clone, Copy, Debug)]
 pub enum Subject<'a> {
-    /// A canonical login identifier, whether or not an account has it.
-    Identifier(&'a str),
+    /// A canonical login identifier, whether or not an account has it, typed from `source`
+    /// (the client address, when known).
+    Identifier(&'a str, Option<IpAddr>),
     /// An account.
     User(Uuid),
     /// An OAuth client id, already reduced to a registered id or [`keys::UNKNOWN_CLIENT`].
@@ -254,12 +291,48 @@ impl Limiter {
     }
 
     /// A subject's decision: `(route, key)` and `(All, key)` for the subject's key.
+    ///
+    /// An identifier typed from a known address is limited per (identifier, source) at the
+    /// configured rate, plus a ceiling per identifier across all sources at
+    /// [`IDENTIFIER_CEILING_FACTOR`] times it. Keyed by the identifier alone, anyone could hold
+    /// a chosen user's logins at 429 with one request every few seconds (the limit would undo
+    /// the lockout's per-address design); keyed per source, a flood from one address stops only
+    /// that address, while a guessing run spread over many addresses still meets the ceiling
+    /// and, before it, the lockout's overall counter, which stays the per-account brake.
     pub async fn check_subject(&self, route: Route, subject: Subject<'_>) -> Result<(), AuthError> {
         if !self.enabled {
             return Ok(());
         }
         let (key, value) = match subject {
-            Subject::Identifier(identifier) => {
+            Subject::Identifier(identifier, Some(ip)) => {
+                let digest = keys::identifier_digest(identifier);
+                let from_source = format!("{digest}@{}", source_key(ip));
+                let mut planned = Vec::with_capacity(4);
+                for route in [route, Route::All] {
+                    let Some(ceiling) = self.plan(route, LimitKey::User, &digest) else {
+                        continue;
+                    };
+                    planned.push(Planned {
+                        bucket_key: keys::bucket_key(
+                            &self.prefix,
+                            ceiling.route,
+                            "user",
+                            &from_source,
+                        ),
+                        rule: ceiling.rule.clone(),
+                        ..ceiling
+                    });
+                    planned.push(Planned {
+                        key: "user_all",
+                        requests: ceiling.requests.saturating_mul(IDENTIFIER_CEILING_FACTOR),
+                        burst: ceiling.burst.saturating_mul(IDENTIFIER_CEILING_FACTOR),
+                        ..ceiling
+                    });
+                }
+                return self.decide(planned).await;
+            }
+            // In-process callers without an address: the identifier alone.
+            Subject::Identifier(identifier, None) => {
                 (LimitKey::User, keys::identifier_digest(identifier))
             }
             Subject::User(id) => (LimitKey::User, id.to_string()),
@@ -272,23 +345,56 @@ impl Limiter {
         self.decide(planned).await
     }
 
-    /// Whether a mail to `address` (canonical) may go: the built-in per-address limit, a
-    /// `+tag` sharing its address's bucket. A refused mail is counted here; the caller drops it
+    /// Whether a mail to `address` (canonical) of the `limit` kind may go: the built-in
+    /// per-address limits, one bucket family per kind ([`MailLimit`]), a `+tag` or Gmail
+    /// spelling sharing its mailbox's buckets. `source` is the requester's address (recovery
+    /// mail is counted per requester). A refused mail is counted here; the caller drops it
     /// without telling anyone.
-    pub async fn allow_mail(&self, address: &str) -> bool {
+    pub async fn allow_mail(
+        &self,
+        address: &str,
+        limit: MailLimit,
+        source: Option<IpAddr>,
+    ) -> bool {
         if !self.enabled {
             return true;
         }
         let (requests, period, burst) = MAIL_LIMIT;
-        let planned = vec![Planned {
+        let bucket = |key: &'static str, requests, period, burst, value: &str| Planned {
             route: "mail",
-            key: "addr",
+            key,
             requests,
             period,
             burst,
             rule: MAIL_RULE.to_owned(),
-            bucket_key: keys::mail_key(&self.prefix, address),
-        }];
+            bucket_key: keys::bucket_key(&self.prefix, "mail", key, value),
+        };
+        let mailbox = keys::mail_address_digest(address);
+        let planned = match limit {
+            MailLimit::Unlimited => return true,
+            // The key registration mail always had, so buckets survive an upgrade.
+            MailLimit::Signup => vec![Planned {
+                bucket_key: keys::mail_key(&self.prefix, address),
+                ..bucket("addr", requests, period, burst, "")
+            }],
+            MailLimit::Recovery => {
+                let mut planned = vec![bucket(
+                    "recovery_all",
+                    requests.saturating_mul(RECOVERY_CEILING_FACTOR),
+                    period,
+                    burst.saturating_mul(RECOVERY_CEILING_FACTOR),
+                    &mailbox,
+                )];
+                if let Some(ip) = source {
+                    let value = format!("{mailbox}@{}", source_key(ip));
+                    planned.push(bucket("recovery", requests, period, burst, &value));
+                }
+                planned
+            }
+            MailLimit::LockNotice => {
+                vec![bucket("lock_notice", 1, LOCK_NOTICE_WINDOW, 0, &mailbox)]
+            }
+        };
         match self.decide(planned).await {
             Ok(()) => true,
             Err(AuthError::RateLimited(_)) => {
@@ -451,6 +557,20 @@ spec:
         limits
     }
 
+    #[test]
+    fn the_source_of_an_ipv6_address_is_its_56_and_of_an_ipv4_address_itself() {
+        let source = |text: &str| source_key(text.parse().unwrap());
+        assert_eq!(source("2001:db8:aa:bb12::1"), "2001:db8:aa:bb00::/56");
+        assert_eq!(
+            source("2001:db8:aa:bbff:1:2:3:4"),
+            source("2001:db8:aa:bb00::9")
+        );
+        assert_eq!(source("192.0.2.7"), "192.0.2.7");
+        assert_eq!(source("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(source("64:ff9b::c000:207"), "192.0.2.7");
+        assert_eq!(lockout_source("not an address"), "not an address");
+    }
+
     fn ip(last: u8) -> Option<IpAddr> {
         Some(IpAddr::from([192, 0, 2, last]))
     }
@@ -570,6 +690,10 @@ spec:
                 .await
                 .unwrap();
         }
-        assert!(limits.allow_mail("a@example.com").await);
+        assert!(
+            limits
+                .allow_mail("a@example.com", MailLimit::Signup, None)
+                .await
+        );
     }
 }

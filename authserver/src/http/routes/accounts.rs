@@ -147,9 +147,10 @@ pub struct EmailRequest {
 )]
 async fn password_reset(
     State(state): State<AppState>,
+    meta: RequestMeta,
     ApiJson(body): ApiJson<EmailRequest>,
 ) -> Result<Response, ApiError> {
-    reset::request_password_reset_detached(state.core.clone(), body.email).await?;
+    reset::request_password_reset_detached(state.core.clone(), body.email, &meta).await?;
     Ok(status(StatusCode::ACCEPTED, "reset_requested"))
 }
 
