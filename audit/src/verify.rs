@@ -194,10 +194,13 @@ impl<'a> Verifier<'a> {
             return;
         }
         let after_gap = row.seq > self.next;
-        if after_gap {
+        // Only seqs the head has counted can have been deleted: a gap past the head was never
+        // written, so a row planted there is named as inserted and nothing else.
+        let deleted_last = (row.seq - 1).min(self.head.seq);
+        if after_gap && self.next <= deleted_last {
             self.note(Finding::Deleted {
                 first: self.next,
-                last: row.seq - 1,
+                last: deleted_last,
             });
         }
         let past_head = row.seq > self.head.seq;
@@ -611,6 +614,30 @@ mod tests {
         forged.event_id = Uuid::from_u128(99);
         chain.rows.push(forged);
         assert_eq!(findings(&chain), [Finding::Inserted { seq: 4 }]);
+    }
+
+    #[test]
+    fn a_row_planted_past_the_head_of_an_empty_chain_is_only_inserted() {
+        let mut chain = Chain::with(1);
+        chain.rows[0].seq = 3;
+        chain.head = Head::default();
+        assert_eq!(findings(&chain), [Finding::Inserted { seq: 3 }]);
+    }
+
+    #[test]
+    fn a_row_planted_after_a_gap_past_the_head_names_only_the_counted_deletions() {
+        let mut chain = Chain::with(3);
+        let mut planted = chain.rows[2].clone();
+        planted.seq = 6;
+        chain.rows.pop();
+        chain.rows.push(planted);
+        assert_eq!(
+            findings(&chain),
+            [
+                Finding::Deleted { first: 3, last: 3 },
+                Finding::Inserted { seq: 6 }
+            ]
+        );
     }
 
     #[test]

@@ -553,12 +553,9 @@ async fn unreadable_rows_are_named_by_verify_and_refused_by_export_without_panic
                 seq: 3,
                 what: "mac"
             },
-            Finding::Deleted { first: 5, last: 49 },
+            // Seqs past the head were never written: the planted rows are inserted, and the gaps
+            // before them are not deletions.
             Finding::Inserted { seq: 50 },
-            Finding::Deleted {
-                first: 51,
-                last: i64::MAX - 1
-            },
             Finding::Inserted { seq: i64::MAX },
         ]
     );
