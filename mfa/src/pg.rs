@@ -55,8 +55,7 @@ const READ_COMMITTED: &str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED";
 const LOCK_ENROLLED: &str =
     "SELECT 1 FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL FOR UPDATE";
 const DELETE_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
-const INSERT_CODES: &str =
-    "INSERT INTO mfa_recovery_codes (user_id, key_version, digest, created_at) \
+const INSERT_CODES: &str = "INSERT INTO mfa_recovery_codes (user_id, key_version, digest, created_at) \
     SELECT $1, v, d, $4 FROM UNNEST($2::bigint[], $3::bytea[]) AS u(v, d)";
 const UNSPENT_CODES: &str = "SELECT key_version, digest FROM mfa_recovery_codes \
     WHERE user_id = $1 AND used_at IS NULL";
@@ -477,16 +476,19 @@ impl PgMfaStore {
             let secret: String = row.try_get("secret")?;
             report.examined += 1;
             report.next = Some(user_id);
-            let (query, new) =
-                match portcullis_sealed::reencrypt(&self.sealing, binding(user_id), &secret, now_unix)
-                {
-                    Ok(Some(swap)) => (SWAP_SECRET, Some(swap.new)),
-                    Ok(None) => (RELABEL, None),
-                    Err(e) => {
-                        report.failed.push((user_id, e.reason()));
-                        continue;
-                    }
-                };
+            let (query, new) = match portcullis_sealed::reencrypt(
+                &self.sealing,
+                binding(user_id),
+                &secret,
+                now_unix,
+            ) {
+                Ok(Some(swap)) => (SWAP_SECRET, Some(swap.new)),
+                Ok(None) => (RELABEL, None),
+                Err(e) => {
+                    report.failed.push((user_id, e.reason()));
+                    continue;
+                }
+            };
             let mut update = sqlx::query(query).bind(user_id).bind(&secret);
             if let Some(new) = &new {
                 update = update.bind(new);
