@@ -370,6 +370,41 @@ async fn regenerating_recovery_codes_voids_the_old_set(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../authserver/migrations")]
+async fn two_concurrent_regenerations_leave_one_whole_set(pool: PgPool) {
+    let a = store(&pool);
+    let b = store(&second_pool(&pool).await);
+    let (id, _) = enrolled(&a, &pool, 1).await;
+    for round in 0..10 {
+        let left = recovery_codes(2 * round + 1, 10);
+        let right = recovery_codes(2 * round + 2, 10);
+        let (left_hashes, right_hashes) = (hashes(id, &left), hashes(id, &right));
+        let (l, r) = tokio::join!(
+            a.replace_recovery_codes(id, &left_hashes, at(T0)),
+            b.replace_recovery_codes(id, &right_hashes, at(T0))
+        );
+        l.unwrap();
+        r.unwrap();
+        assert_eq!(a.status(id).await.unwrap().recovery_codes_remaining, 10);
+        // Exactly one of the two sets works, whole.
+        let (kept, voided) = match a.spend_recovery_code(id, left[0].as_str(), at(T0)).await {
+            Ok(()) => (&left, &right),
+            Err(_) => (&right, &left),
+        };
+        for code in &voided[..] {
+            assert!(matches!(
+                a.spend_recovery_code(id, code.as_str(), at(T0)).await,
+                Err(MfaStoreError::InvalidRecoveryCode)
+            ));
+        }
+        for code in &kept[1..] {
+            a.spend_recovery_code(id, code.as_str(), at(T0))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
 async fn recovery_codes_need_a_confirmed_enrolment_distinct_codes_and_their_own_user(pool: PgPool) {
     let store = store(&pool);
     let pending = user(&pool, 1).await;
