@@ -4,8 +4,14 @@
 -- One TOTP enrolment per user: pending until confirmed with a code (confirmed_at NULL), then
 -- enrolled. A new pending enrolment replaces a pending one, never a confirmed one: removing
 -- TOTP is a separate step that needs a fresh second factor.
+-- Numbers enrolments: every new (or restarted) enrolment takes a fresh value, re-encryption
+-- keeps it. Confirmation and the replay guard write only the enrolment whose secret checked the
+-- code, without depending on the ciphertext, which re-encryption may change meanwhile.
+CREATE SEQUENCE mfa_totp_enrolment_seq;
+
 CREATE TABLE mfa_totp (
     user_id        uuid        PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    enrolment      bigint      NOT NULL DEFAULT nextval('mfa_totp_enrolment_seq'),
     -- A standard Fernet token (portcullis-sealed) whose authenticated plaintext binds the
     -- secret to purpose "TOTP secret" and to this user_id: copied to another row, it is refused.
     secret         text        NOT NULL,
@@ -22,8 +28,8 @@ CREATE TABLE mfa_totp (
     last_used_step bigint      CHECK (last_used_step >= 0),
     CONSTRAINT mfa_totp_confirmed_has_step CHECK (confirmed_at IS NULL OR last_used_step IS NOT NULL)
 );
--- Re-encryption walks the rows not under the newest key, in user_id order.
-CREATE INDEX mfa_totp_key ON mfa_totp (secret_key_id, user_id);
+-- Re-encryption walks the primary key from its cursor and skips rows under the newest key: no
+-- other index (an inequality on secret_key_id could not use one anyway).
 
 -- Recovery codes: keyed HMAC digests bound to realm and user (portcullis_mfa::RecoveryCodeHash)
 -- with the version of the key that made them. Spent by setting used_at (once: UPDATE ... WHERE

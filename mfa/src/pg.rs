@@ -27,17 +27,19 @@ const BEGIN: &str = "INSERT INTO mfa_totp (user_id, secret, secret_key_id, param
     VALUES ($1, $2, $3, $4, $5) \
     ON CONFLICT (user_id) DO UPDATE SET secret = EXCLUDED.secret, \
       secret_key_id = EXCLUDED.secret_key_id, params = EXCLUDED.params, \
-      created_at = EXCLUDED.created_at, last_used_step = NULL \
+      created_at = EXCLUDED.created_at, last_used_step = NULL, \
+      enrolment = nextval('mfa_totp_enrolment_seq') \
     WHERE mfa_totp.confirmed_at IS NULL";
-const READ_ENROLMENT: &str = "SELECT secret, params, last_used_step, confirmed_at IS NOT NULL \
-    AS confirmed FROM mfa_totp WHERE user_id = $1";
+const READ_ENROLMENT: &str = "SELECT enrolment, secret, params, last_used_step, \
+    confirmed_at IS NOT NULL AS confirmed FROM mfa_totp WHERE user_id = $1";
 /// Confirms exactly the enrolment whose secret the code was checked against: a pending
 /// enrolment replaced meanwhile is not confirmed by a code of the old secret.
 const CONFIRM: &str = "UPDATE mfa_totp SET confirmed_at = $3, last_used_step = $4 \
-    WHERE user_id = $1 AND secret = $2 AND confirmed_at IS NULL";
-/// The replay guard: the step moves forward only, and only for the secret the code matched.
+    WHERE user_id = $1 AND enrolment = $2 AND confirmed_at IS NULL";
+/// The replay guard: the step moves forward only, and only for the enrolment the code matched
+/// (after a removal and a new enrolment meanwhile, the old secret's code is not accepted).
 const ACCEPT_STEP: &str = "UPDATE mfa_totp SET last_used_step = $3 \
-    WHERE user_id = $1 AND secret = $2 AND confirmed_at IS NOT NULL \
+    WHERE user_id = $1 AND enrolment = $2 AND confirmed_at IS NOT NULL \
       AND last_used_step < $3";
 // `confirmed_at` is read as µs since the epoch: the timestamptz decoder panics on `infinity`
 // and on years past 9999, which PostgreSQL stores happily (see portcullis-audit's store).
@@ -234,9 +236,12 @@ impl PgMfaStore {
             .bind(now)
             .execute(&self.pool)
             .await
-            .map_err(|e| match foreign_key_violation(&e) {
-                true => MfaStoreError::UnknownUser,
-                false => MfaStoreError::Database(e),
+            .map_err(|e| {
+                if foreign_key_violation(&e) {
+                    MfaStoreError::UnknownUser
+                } else {
+                    MfaStoreError::Database(e)
+                }
             })?;
         if done.rows_affected() == 0 {
             return Err(MfaStoreError::AlreadyEnrolled);
@@ -267,7 +272,7 @@ impl PgMfaStore {
         let matched = self.check(user_id, &row, code, now)?;
         let done = sqlx::query(CONFIRM)
             .bind(user_id)
-            .bind(&row.secret)
+            .bind(row.enrolment)
             .bind(now)
             .bind(step_to_db(matched)?)
             .execute(&self.pool)
@@ -305,13 +310,13 @@ impl PgMfaStore {
         }
         let done = sqlx::query(ACCEPT_STEP)
             .bind(user_id)
-            .bind(&row.secret)
+            .bind(row.enrolment)
             .bind(step_to_db(matched)?)
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
             // Another replica accepted this step or a later one first (or the enrolment was
-            // replaced meanwhile, in which case the code was for a secret no longer in use).
+            // removed and replaced meanwhile: the code was for a secret no longer in use).
             return Err(MfaStoreError::Replayed);
         }
         Ok(matched)
@@ -523,6 +528,7 @@ impl PgMfaStore {
         let params: String = row.try_get("params")?;
         let last_used: Option<i64> = row.try_get("last_used_step")?;
         Ok(Some(Enrolment {
+            enrolment: row.try_get("enrolment")?,
             secret: row.try_get("secret")?,
             params: params
                 .parse()
@@ -552,7 +558,9 @@ impl PgMfaStore {
 
 /// A TOTP row as read.
 struct Enrolment {
-    /// The Fernet token, also the compare-and-set condition of every write.
+    /// Which enrolment: the condition of the writes that follow a code check.
+    enrolment: i64,
+    /// The Fernet token.
     secret: String,
     params: TotpParams,
     last_used: Option<TimeStep>,
