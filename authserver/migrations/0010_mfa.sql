@@ -1,14 +1,14 @@
 -- TOTP second factor (issue 12; crate portcullis-mfa, module pg). Depends only on 0001's users.
 -- Times are written by the server from its clock, never by now(), so tests control them.
 
--- One TOTP enrolment per user: pending until confirmed with a code (confirmed_at NULL), then
--- enrolled. A new pending enrolment replaces a pending one, never a confirmed one: removing
--- TOTP is a separate step that needs a fresh second factor.
 -- Numbers enrolments: every new (or restarted) enrolment takes a fresh value, re-encryption
 -- keeps it. Confirmation and the replay guard write only the enrolment whose secret checked the
 -- code, without depending on the ciphertext, which re-encryption may change meanwhile.
 CREATE SEQUENCE mfa_totp_enrolment_seq;
 
+-- One TOTP enrolment per user: pending until confirmed with a code (confirmed_at NULL), then
+-- enrolled. A new pending enrolment replaces a pending one, never a confirmed one: removing
+-- TOTP is a separate step that needs a fresh second factor.
 CREATE TABLE mfa_totp (
     user_id        uuid        PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
     enrolment      bigint      NOT NULL DEFAULT nextval('mfa_totp_enrolment_seq'),

@@ -3,8 +3,8 @@
 //!
 //! Every decision that must hold across replicas is one conditional statement, so two replicas
 //! racing on the same user cannot both win:
-//! - a TOTP step is accepted by `UPDATE ... WHERE last_used_step < $matched` (the [`accept`]
-//!   rule, in SQL), one row affected or the code is a replay;
+//! - a TOTP step is accepted by `UPDATE ... WHERE enrolment = $read AND last_used_step <
+//!   $matched` (the [`accept`] rule, in SQL), one row affected or the code is a replay;
 //! - a recovery code is spent by `UPDATE ... WHERE used_at IS NULL RETURNING`;
 //! - a re-encrypted secret is written by `UPDATE ... WHERE secret = $old`, so a re-enrolment or
 //!   a second re-encryption run meanwhile is never overwritten.
