@@ -1,8 +1,8 @@
-//! Portcullis second factor, the pure part: everything the auth server needs to enrol an
-//! authenticator app and check its codes, and to issue and check recovery codes. No I/O, no
-//! clock and no random source of its own: the time is passed in as Unix seconds and every
-//! secret or code is made from random bytes the caller provides, so tests pin both and the
-//! auth server keeps a single CSPRNG.
+//! Portcullis second factor: everything the auth server needs to enrol an authenticator app
+//! and check its codes, and to issue and check recovery codes. No clock and no random source
+//! of its own: the time is passed in and every secret or code is made from random bytes the
+//! caller provides, so tests pin both and the auth server keeps a single CSPRNG. The only I/O
+//! is the PostgreSQL store in [`pg`]; the other modules are pure.
 //!
 //! - [`totp`]: RFC 6238 codes with an enrolment's digits, period, hash and skew ([`TotpParams`],
 //!   stored with each secret),
@@ -12,7 +12,10 @@
 //! - [`uri`]: the `otpauth://totp/...` enrolment URI (Key Uri Format);
 //! - [`qr`]: that URI as a QR code, drawn as a small self-contained SVG;
 //! - [`recovery`]: single-use recovery codes, their versioned per-user keyed hashes and a
-//!   constant-time lookup that returns the hash to delete.
+//!   constant-time lookup that returns the hash to spend;
+//! - [`pg`]: the store ([`PgMfaStore`]): enrolments with their secret sealed at rest
+//!   (portcullis-sealed), the replay guard and recovery-code spending as compare-and-set
+//!   statements shared by all replicas, and re-encryption after a key rotation.
 //!
 //! ```
 //! use portcullis_mfa::*;
@@ -33,7 +36,7 @@
 //! assert!(!accept(Some(step), step)); // the same code again: refused
 //!
 //! // Recovery codes: shown once, stored as keyed hashes bound to the user with their key
-//! // version, each found as its stored hash, which the caller then deletes (spends) by value.
+//! // version, each found as its stored hash, which the caller then spends by value.
 //! let ring = RecoveryKeyRing::new(vec![RecoveryKey::new(1, b"the realm's pepper, 32 bytes or so")?])?;
 //! let (realm, user) = ("acme", "0b8f3a52-5c1e-4d7a-9f0e-2a6b1c3d4e5f");
 //! let random: Vec<u8> = (0..2 * RECOVERY_CODE_RANDOM_BYTES as u8).collect(); // from a CSPRNG
@@ -45,11 +48,13 @@
 //! # }
 //! ```
 
+pub mod pg;
 pub mod qr;
 pub mod recovery;
 pub mod totp;
 pub mod uri;
 
+pub use pg::{MfaStatus, MfaStoreError, PgMfaStore, ReencryptReport};
 pub use qr::qr_svg;
 pub use recovery::{
     RECOVERY_CODE_LEN, RECOVERY_CODE_RANDOM_BYTES, RecoveryCode, RecoveryCodeHash, RecoveryKey,

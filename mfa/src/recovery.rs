@@ -155,7 +155,7 @@ pub fn generate_recovery_codes(count: u32, random: &[u8]) -> Result<Vec<Recovery
 
 /// The stored form of a recovery code: the version of the key that made it and the
 /// HMAC-SHA-256 digest (see [`RecoveryKeyRing::hash`]). The auth server stores both, for
-/// example as two columns, and spends a code by deleting its row by value.
+/// example as two columns, and spends a code by marking its row, found by value, as used.
 ///
 /// `PartialEq` is not constant-time; that is harmless for keyed digests, but look codes up with
 /// [`RecoveryKeyRing::find`], never with `==` or `contains`.
@@ -291,11 +291,11 @@ impl RecoveryKeyRing {
     /// `None` for anything else, including input that is not a well-formed code and hashes
     /// under a version no longer in the ring.
     ///
-    /// The caller spends the code by deleting exactly that value and accepts the login only if
-    /// the delete removed a row (`DELETE FROM recovery_codes WHERE user_id = $1 AND version = $2
-    /// AND digest = $3`, one row affected): of two concurrent logins with the same code only
-    /// one can delete it, whatever else happened to the user's set meanwhile. (Deterministic
-    /// hashes make that delete itself a valid lookup, one query per stored version.)
+    /// The caller spends the code by marking (or deleting) exactly that value and accepts the
+    /// login only if that changed a row: [`crate::PgMfaStore::spend_recovery_code`] does
+    /// `UPDATE mfa_recovery_codes SET used_at = $now WHERE user_id = $1 AND key_version = $2
+    /// AND digest = $3 AND used_at IS NULL RETURNING 1`. Of two concurrent logins with the
+    /// same code only one can spend it, whatever else happened to the user's set meanwhile.
     ///
     /// Every stored hash is compared in constant time and the loop does not stop at a match,
     /// so timing tells neither how much of a hash matched nor which one did; only the versions,

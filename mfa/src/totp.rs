@@ -368,9 +368,9 @@ pub fn generate(params: &TotpParams, secret: &TotpSecret, now_unix: u64) -> Zero
 ///
 /// The auth server keeps one `last_used` step per user (and per enrolment), shared by all
 /// replicas, and moves it forward only with an atomic compare-and-set that applies this very
-/// rule, for example
-/// `UPDATE mfa_totp SET last_step = $matched WHERE user_id = $user AND (last_step IS NULL OR last_step < $matched)`
-/// with exactly one row affected, or a Redis script doing `GET`, compare, `SET`. A read followed
+/// rule: [`crate::PgMfaStore::verify`] does
+/// `UPDATE mfa_totp SET last_used_step = $matched WHERE user_id = $user AND ... AND last_used_step < $matched`
+/// and accepts only when exactly one row changed. A read followed
 /// by a separate write would let two replicas accept the same code at once. The stored value
 /// never has to expire, so no TTL (and no clock of Redis versus the replicas') is involved:
 /// the decision rests on step numbers alone. The step matched when confirming an enrolment

@@ -120,7 +120,7 @@ pub fn open(ring: &KeyRing, expected: Binding, token: &str) -> Result<Opened, Se
 /// Write it only where the column still holds `old`, in one statement:
 ///
 /// ```sql
-/// UPDATE totp SET secret = $new WHERE user_id = $owner AND secret = $old
+/// UPDATE mfa_totp SET secret = $new, secret_key_id = $active WHERE user_id = $owner AND secret = $old
 /// ```
 ///
 /// and skip the row when that updates 0 rows. Between the read and the write, a login may

@@ -1,0 +1,588 @@
+//! The PostgreSQL store of the second factor, over `authserver/migrations/0010_mfa.sql`: TOTP
+//! enrolments (secret sealed at rest, their own params, the last used step) and recovery codes.
+//!
+//! Every decision that must hold across replicas is one conditional statement, so two replicas
+//! racing on the same user cannot both win:
+//! - a TOTP step is accepted by `UPDATE ... WHERE enrolment = $read AND last_used_step <
+//!   $matched` (the [`accept`] rule, in SQL), one row affected or the code is a replay;
+//! - a recovery code is spent by `UPDATE ... WHERE used_at IS NULL RETURNING`;
+//! - a re-encrypted secret is written by `UPDATE ... WHERE secret = $old`, so a re-enrolment or
+//!   a second re-encryption run meanwhile is never overwritten.
+//!
+//! Time is passed in; the store reads no clock.
+
+use std::sync::Arc;
+
+use portcullis_sealed::{Binding, KeyRing, Purpose, SealedError};
+use sqlx::postgres::PgPool;
+use sqlx::{Postgres, Row, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::recovery::{RecoveryCodeHash, RecoveryKeyRing};
+use crate::totp::{TimeStep, TotpParams, TotpSecret, accept, verify};
+
+/// A new pending enrolment, replacing a pending one; a confirmed one is left alone (0 rows).
+const BEGIN: &str = "INSERT INTO mfa_totp (user_id, secret, secret_key_id, params, created_at) \
+    VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (user_id) DO UPDATE SET secret = EXCLUDED.secret, \
+      secret_key_id = EXCLUDED.secret_key_id, params = EXCLUDED.params, \
+      created_at = EXCLUDED.created_at, last_used_step = NULL, \
+      enrolment = nextval('mfa_totp_enrolment_seq') \
+    WHERE mfa_totp.confirmed_at IS NULL";
+const READ_ENROLMENT: &str = "SELECT enrolment, secret, params, last_used_step, \
+    confirmed_at IS NOT NULL AS confirmed FROM mfa_totp WHERE user_id = $1";
+/// Confirms exactly the enrolment whose secret the code was checked against: a pending
+/// enrolment replaced meanwhile is not confirmed by a code of the old secret.
+const CONFIRM: &str = "UPDATE mfa_totp SET confirmed_at = $3, last_used_step = $4 \
+    WHERE user_id = $1 AND enrolment = $2 AND confirmed_at IS NULL";
+/// The replay guard: the step moves forward only, and only for the enrolment the code matched
+/// (after a removal and a new enrolment meanwhile, the old secret's code is not accepted).
+const ACCEPT_STEP: &str = "UPDATE mfa_totp SET last_used_step = $3 \
+    WHERE user_id = $1 AND enrolment = $2 AND confirmed_at IS NOT NULL \
+      AND last_used_step < $3";
+// `confirmed_at` is read as µs since the epoch: the timestamptz decoder panics on `infinity`
+// and on years past 9999, which PostgreSQL stores happily (see portcullis-audit's store).
+const STATUS: &str = "SELECT \
+      (SELECT CASE WHEN isfinite(confirmed_at) \
+                   THEN (extract(epoch FROM confirmed_at) * 1000000)::bigint END \
+         FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL) AS confirmed_us, \
+      EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NULL) AS pending, \
+      (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL) \
+        AS remaining";
+/// READ COMMITTED whatever the role's default: after waiting for the enrolment's lock, the
+/// next statement must see the set the previous holder committed.
+const READ_COMMITTED: &str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED";
+/// Serialises the recovery-code writers of one user on their enrolment row.
+const LOCK_ENROLLED: &str =
+    "SELECT 1 FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL FOR UPDATE";
+const DELETE_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
+const INSERT_CODES: &str = "INSERT INTO mfa_recovery_codes (user_id, key_version, digest, created_at) \
+    SELECT $1, v, d, $4 FROM UNNEST($2::bigint[], $3::bytea[]) AS u(v, d)";
+const UNSPENT_CODES: &str = "SELECT key_version, digest FROM mfa_recovery_codes \
+    WHERE user_id = $1 AND used_at IS NULL";
+const SPEND_CODE: &str = "UPDATE mfa_recovery_codes SET used_at = $4 \
+    WHERE user_id = $1 AND key_version = $2 AND digest = $3 AND used_at IS NULL RETURNING 1";
+const DELETE_TOTP: &str = "DELETE FROM mfa_totp WHERE user_id = $1";
+const NOT_UNDER_KEY: &str = "SELECT user_id, secret FROM mfa_totp \
+    WHERE secret_key_id <> $1 AND ($2::uuid IS NULL OR user_id > $2) \
+    ORDER BY user_id LIMIT $3";
+/// Compare-and-swap on the ciphertext read (see `portcullis_sealed::Reencrypted`).
+const SWAP_SECRET: &str = "UPDATE mfa_totp SET secret = $3, secret_key_id = $4 \
+    WHERE user_id = $1 AND secret = $2";
+/// A row already sealed under the newest key but labelled with another: fix the label only.
+const RELABEL: &str = "UPDATE mfa_totp SET secret_key_id = $3 WHERE user_id = $1 AND secret = $2";
+
+/// PostgreSQL's `foreign_key_violation`.
+const FOREIGN_KEY_VIOLATION: &str = "23503";
+
+/// Everything the MFA store can fail with. [`Self::reason`] gives a stable snake_case name for
+/// logs and metric labels; the auth server maps [`Self::InvalidCode`] and [`Self::Replayed`]
+/// alike to `invalid_totp`.
+#[derive(Debug, thiserror::Error)]
+pub enum MfaStoreError {
+    /// No user with this id (a row of `users` is needed first).
+    #[error("no such user")]
+    UnknownUser,
+    /// The user has a confirmed TOTP enrolment; a new one needs [`PgMfaStore::remove`] first,
+    /// which the server allows only after a fresh second factor.
+    #[error("TOTP is already enrolled for this user")]
+    AlreadyEnrolled,
+    /// No enrolment waits for confirmation (never begun, replaced, or confirmed meanwhile).
+    #[error("no TOTP enrolment is waiting for confirmation")]
+    NoPendingEnrolment,
+    /// The user has no confirmed TOTP enrolment (for recovery codes too).
+    #[error("TOTP is not enrolled for this user")]
+    NotEnrolled,
+    /// The code matches no step of the window.
+    #[error("the TOTP code does not match")]
+    InvalidCode,
+    /// The code matched, but its step is not later than the last step used: a replay, or an
+    /// older code after a newer one.
+    #[error("the TOTP code's time step has already been used")]
+    Replayed,
+    /// The text is no unspent recovery code of this user (wrong, spent, or from a voided set).
+    #[error("no unspent recovery code matches")]
+    InvalidRecoveryCode,
+    /// A new recovery-code set holds the same hash twice: one code would work twice.
+    #[error("the recovery code set repeats a code")]
+    DuplicateRecoveryCode,
+    /// A re-encryption batch of 0 rows would never advance.
+    #[error("a re-encryption batch holds at least one row")]
+    InvalidBatchSize,
+    /// The time passed in is before 1970: TOTP steps and Fernet timestamps start there.
+    #[error("the time is before the Unix epoch")]
+    TimeBeforeEpoch,
+    /// The stored secret does not open: no key of the ring decrypts it, or it was sealed for
+    /// another user (a ciphertext moved between rows) or purpose.
+    #[error("the stored TOTP secret cannot be opened: {0}")]
+    Sealed(#[from] SealedError),
+    /// A stored value this code never writes (checked by the schema, unless it was bypassed).
+    #[error("corrupt MFA row: {0}")]
+    Corrupt(&'static str),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl MfaStoreError {
+    /// A stable snake_case name for logs and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnknownUser => "unknown_user",
+            Self::AlreadyEnrolled => "already_enrolled",
+            Self::NoPendingEnrolment => "no_pending_enrolment",
+            Self::NotEnrolled => "not_enrolled",
+            Self::InvalidCode => "invalid_code",
+            Self::Replayed => "replayed",
+            Self::InvalidRecoveryCode => "invalid_recovery_code",
+            Self::DuplicateRecoveryCode => "duplicate_recovery_code",
+            Self::InvalidBatchSize => "invalid_batch_size",
+            Self::TimeBeforeEpoch => "time_before_epoch",
+            Self::Sealed(e) => e.reason(),
+            Self::Corrupt(_) => "corrupt_row",
+            Self::Database(_) => "database",
+        }
+    }
+}
+
+/// A user's second factor, as the account page and `/api/v1/me` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MfaStatus {
+    /// A confirmed TOTP enrolment exists: login needs the second factor.
+    pub enrolled: bool,
+    /// When it was confirmed.
+    pub confirmed_at: Option<OffsetDateTime>,
+    /// An enrolment waits for its confirmation code (only when not enrolled).
+    pub pending: bool,
+    /// Recovery codes not yet spent.
+    pub recovery_codes_remaining: u32,
+}
+
+/// What one [`PgMfaStore::reencrypt_batch`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReencryptReport {
+    /// Rows read: labelled with a key other than the newest.
+    pub examined: u32,
+    /// Rows re-sealed under the newest key and written.
+    pub reencrypted: u32,
+    /// Rows whose ciphertext changed between the read and the write (a re-enrolment, or
+    /// another run that re-sealed it first): left as they are, already current or to be
+    /// picked up by the next run.
+    pub raced: u32,
+    /// Rows already sealed under the newest key whose key label was stale; the label is fixed.
+    pub relabelled: u32,
+    /// Rows that do not open, with the reason: left untouched, for an operator to look at.
+    pub failed: Vec<(Uuid, &'static str)>,
+    /// Where the next batch starts (`after`), `None` once the last row has been examined.
+    pub next: Option<Uuid>,
+}
+
+/// The MFA store in PostgreSQL. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PgMfaStore {
+    pool: PgPool,
+    /// Seals and opens TOTP secrets: the secrets dir's `fernet-keys`.
+    sealing: Arc<KeyRing>,
+    /// Finds recovery codes among the stored hashes.
+    recovery: Arc<RecoveryKeyRing>,
+    /// The realm the recovery-code hashes are bound to.
+    realm: Arc<str>,
+}
+
+impl PgMfaStore {
+    /// The store of `realm` in `pool`: TOTP secrets sealed with `sealing`, recovery codes hashed
+    /// with `recovery` as `recovery.hash(realm, &user_id.to_string(), code)`.
+    pub fn new(
+        pool: PgPool,
+        sealing: Arc<KeyRing>,
+        recovery: Arc<RecoveryKeyRing>,
+        realm: impl Into<Arc<str>>,
+    ) -> Self {
+        Self {
+            pool,
+            sealing,
+            recovery,
+            realm: realm.into(),
+        }
+    }
+
+    /// Starts (or restarts) an enrolment: `secret` sealed for this user and the purpose TOTP
+    /// secret, stored with its `params`, pending until [`Self::confirm`]. Replaces a pending
+    /// enrolment (its secret no longer confirms).
+    ///
+    /// # Errors
+    /// [`MfaStoreError::AlreadyEnrolled`] when a confirmed enrolment exists: it is never
+    /// replaced here, or a stolen password alone could swap the victim's authenticator.
+    /// [`MfaStoreError::UnknownUser`] without a `users` row.
+    pub async fn begin_enrolment(
+        &self,
+        user_id: Uuid,
+        secret: &TotpSecret,
+        params: TotpParams,
+        now: OffsetDateTime,
+    ) -> Result<(), MfaStoreError> {
+        let sealed = portcullis_sealed::seal(
+            &self.sealing,
+            binding(user_id),
+            secret.as_bytes(),
+            unix_seconds(now)?,
+        );
+        let done = sqlx::query(BEGIN)
+            .bind(user_id)
+            .bind(&sealed)
+            .bind(self.sealing.current_key_id().as_str())
+            .bind(params.to_string())
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if foreign_key_violation(&e) {
+                    MfaStoreError::UnknownUser
+                } else {
+                    MfaStoreError::Database(e)
+                }
+            })?;
+        if done.rows_affected() == 0 {
+            return Err(MfaStoreError::AlreadyEnrolled);
+        }
+        Ok(())
+    }
+
+    /// Confirms the pending enrolment with a code from the authenticator, and records the
+    /// code's step as used, so the confirmation code cannot be replayed at login.
+    ///
+    /// # Errors
+    /// [`MfaStoreError::NoPendingEnrolment`] (also when replaced or confirmed concurrently),
+    /// [`MfaStoreError::AlreadyEnrolled`], [`MfaStoreError::InvalidCode`],
+    /// [`MfaStoreError::Sealed`].
+    pub async fn confirm(
+        &self,
+        user_id: Uuid,
+        code: &str,
+        now: OffsetDateTime,
+    ) -> Result<TimeStep, MfaStoreError> {
+        let row = self
+            .enrolment(user_id)
+            .await?
+            .ok_or(MfaStoreError::NoPendingEnrolment)?;
+        if row.confirmed {
+            return Err(MfaStoreError::AlreadyEnrolled);
+        }
+        let matched = self.check(user_id, &row, code, now)?;
+        let done = sqlx::query(CONFIRM)
+            .bind(user_id)
+            .bind(row.enrolment)
+            .bind(now)
+            .bind(step_to_db(matched)?)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(MfaStoreError::NoPendingEnrolment);
+        }
+        Ok(matched)
+    }
+
+    /// Checks a login's TOTP code against the user's confirmed enrolment and accepts its step
+    /// once: the step is recorded by a compare-and-set that only moves forward, so of two
+    /// replicas given the same code at once exactly one succeeds, and a code older than one
+    /// already used is refused. Returns the accepted step.
+    ///
+    /// # Errors
+    /// [`MfaStoreError::NotEnrolled`], [`MfaStoreError::InvalidCode`],
+    /// [`MfaStoreError::Replayed`], [`MfaStoreError::Sealed`] (for example a ciphertext moved
+    /// from another user's row).
+    pub async fn verify(
+        &self,
+        user_id: Uuid,
+        code: &str,
+        now: OffsetDateTime,
+    ) -> Result<TimeStep, MfaStoreError> {
+        let row = self
+            .enrolment(user_id)
+            .await?
+            .filter(|row| row.confirmed)
+            .ok_or(MfaStoreError::NotEnrolled)?;
+        let matched = self.check(user_id, &row, code, now)?;
+        // A cheap early answer; the UPDATE below is what decides.
+        if !accept(row.last_used, matched) {
+            return Err(MfaStoreError::Replayed);
+        }
+        let done = sqlx::query(ACCEPT_STEP)
+            .bind(user_id)
+            .bind(row.enrolment)
+            .bind(step_to_db(matched)?)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            // Another replica accepted this step or a later one first (or the enrolment was
+            // removed and replaced meanwhile: the code was for a secret no longer in use).
+            return Err(MfaStoreError::Replayed);
+        }
+        Ok(matched)
+    }
+
+    /// The user's second-factor status.
+    pub async fn status(&self, user_id: Uuid) -> Result<MfaStatus, MfaStoreError> {
+        let row = sqlx::query(STATUS)
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let confirmed_us: Option<i64> = row.try_get("confirmed_us")?;
+        let pending: bool = row.try_get("pending")?;
+        let remaining: i64 = row.try_get("remaining")?;
+        let confirmed_at = confirmed_us
+            .map(|us| {
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+                    .map_err(|_| MfaStoreError::Corrupt("confirmed_at"))
+            })
+            .transpose()?;
+        Ok(MfaStatus {
+            enrolled: confirmed_at.is_some(),
+            confirmed_at,
+            pending,
+            recovery_codes_remaining: u32::try_from(remaining)
+                .map_err(|_| MfaStoreError::Corrupt("recovery code count"))?,
+        })
+    }
+
+    /// Stores a new set of recovery codes (their hashes, made with this store's realm and
+    /// `user_id.to_string()`), voiding every code of the old set, spent or not, in one
+    /// transaction. Concurrent replacements for one user queue on the enrolment row, so one
+    /// set survives, never a mix.
+    ///
+    /// # Errors
+    /// [`MfaStoreError::NotEnrolled`] without a confirmed TOTP enrolment (codes back up a
+    /// second factor), [`MfaStoreError::DuplicateRecoveryCode`].
+    pub async fn replace_recovery_codes(
+        &self,
+        user_id: Uuid,
+        hashes: &[RecoveryCodeHash],
+        now: OffsetDateTime,
+    ) -> Result<(), MfaStoreError> {
+        for (i, hash) in hashes.iter().enumerate() {
+            if hashes[..i].contains(hash) {
+                return Err(MfaStoreError::DuplicateRecoveryCode);
+            }
+        }
+        let versions: Vec<i64> = hashes.iter().map(|h| i64::from(h.version())).collect();
+        let digests: Vec<Vec<u8>> = hashes.iter().map(|h| h.digest().to_vec()).collect();
+        let mut tx = self.begin().await?;
+        sqlx::query(LOCK_ENROLLED)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(MfaStoreError::NotEnrolled)?;
+        sqlx::query(DELETE_CODES)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(INSERT_CODES)
+            .bind(user_id)
+            .bind(&versions)
+            .bind(&digests)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Spends the recovery code the user typed, if it is one of their unspent codes: exactly
+    /// once, however many requests present it at the same time.
+    ///
+    /// # Errors
+    /// [`MfaStoreError::InvalidRecoveryCode`] for anything else: a wrong or malformed code, a
+    /// spent one, one of a voided set, or one another request spent first.
+    pub async fn spend_recovery_code(
+        &self,
+        user_id: Uuid,
+        presented: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), MfaStoreError> {
+        let rows = sqlx::query(UNSPENT_CODES)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut stored = Vec::with_capacity(rows.len());
+        for row in rows {
+            let version: i64 = row.try_get("key_version")?;
+            let digest: Vec<u8> = row.try_get("digest")?;
+            let version = u32::try_from(version)
+                .map_err(|_| MfaStoreError::Corrupt("recovery code key version"))?;
+            stored.push(
+                RecoveryCodeHash::from_parts(version, &digest)
+                    .ok_or(MfaStoreError::Corrupt("recovery code digest"))?,
+            );
+        }
+        let found = self
+            .recovery
+            .find(&self.realm, &user_id.to_string(), presented, &stored)
+            .ok_or(MfaStoreError::InvalidRecoveryCode)?;
+        sqlx::query(SPEND_CODE)
+            .bind(user_id)
+            .bind(i64::from(found.version()))
+            .bind(found.digest().as_slice())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(MfaStoreError::InvalidRecoveryCode)?;
+        Ok(())
+    }
+
+    /// Removes the user's TOTP enrolment (pending or confirmed) and recovery codes. Whether
+    /// that is allowed (a fresh second factor) is the caller's decision. Returns whether there
+    /// was anything to remove.
+    pub async fn remove(&self, user_id: Uuid) -> Result<bool, MfaStoreError> {
+        let mut tx = self.begin().await?;
+        let totp = sqlx::query(DELETE_TOTP)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let codes = sqlx::query(DELETE_CODES)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(totp.rows_affected() + codes.rows_affected() > 0)
+    }
+
+    /// Re-seals under the newest key of the store's ring up to `batch_size` TOTP secrets that
+    /// another key sealed, in user id order after `after`. Call it again with
+    /// [`ReencryptReport::next`] until that is `None`: each call is bounded, and rows that
+    /// fail to open are reported and passed over, not retried for ever.
+    ///
+    /// Each row is written by compare-and-swap on the ciphertext read, so a re-enrolment
+    /// meanwhile is kept, and two runs side by side each write a row at most once between
+    /// them; every row ends up opening under the newest key.
+    ///
+    /// # Errors
+    /// [`MfaStoreError::InvalidBatchSize`] for 0; database errors.
+    pub async fn reencrypt_batch(
+        &self,
+        after: Option<Uuid>,
+        batch_size: u32,
+        now: OffsetDateTime,
+    ) -> Result<ReencryptReport, MfaStoreError> {
+        if batch_size == 0 {
+            return Err(MfaStoreError::InvalidBatchSize);
+        }
+        let now_unix = unix_seconds(now)?;
+        let newest = self.sealing.current_key_id().as_str();
+        let rows = sqlx::query(NOT_UNDER_KEY)
+            .bind(newest)
+            .bind(after)
+            .bind(i64::from(batch_size))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut report = ReencryptReport::default();
+        for row in &rows {
+            let user_id: Uuid = row.try_get("user_id")?;
+            let secret: String = row.try_get("secret")?;
+            report.examined += 1;
+            report.next = Some(user_id);
+            let (query, new) = match portcullis_sealed::reencrypt(
+                &self.sealing,
+                binding(user_id),
+                &secret,
+                now_unix,
+            ) {
+                Ok(Some(swap)) => (SWAP_SECRET, Some(swap.new)),
+                Ok(None) => (RELABEL, None),
+                Err(e) => {
+                    report.failed.push((user_id, e.reason()));
+                    continue;
+                }
+            };
+            let mut update = sqlx::query(query).bind(user_id).bind(&secret);
+            if let Some(new) = &new {
+                update = update.bind(new);
+            }
+            let done = update.bind(newest).execute(&self.pool).await?;
+            match (done.rows_affected(), new.is_some()) {
+                (0, _) => report.raced += 1,
+                (_, true) => report.reencrypted += 1,
+                (_, false) => report.relabelled += 1,
+            }
+        }
+        if rows.len() < batch_size as usize {
+            report.next = None;
+        }
+        Ok(report)
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, MfaStoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(READ_COMMITTED).execute(&mut *tx).await?;
+        Ok(tx)
+    }
+
+    async fn enrolment(&self, user_id: Uuid) -> Result<Option<Enrolment>, MfaStoreError> {
+        let Some(row) = sqlx::query(READ_ENROLMENT)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let params: String = row.try_get("params")?;
+        let last_used: Option<i64> = row.try_get("last_used_step")?;
+        Ok(Some(Enrolment {
+            enrolment: row.try_get("enrolment")?,
+            secret: row.try_get("secret")?,
+            params: params
+                .parse()
+                .map_err(|_| MfaStoreError::Corrupt("TOTP params"))?,
+            last_used: last_used
+                .map(|s| u64::try_from(s).map(TimeStep))
+                .transpose()
+                .map_err(|_| MfaStoreError::Corrupt("last used step"))?,
+            confirmed: row.try_get("confirmed")?,
+        }))
+    }
+
+    /// Opens the enrolment's secret for this user and checks `code` with its params.
+    fn check(
+        &self,
+        user_id: Uuid,
+        row: &Enrolment,
+        code: &str,
+        now: OffsetDateTime,
+    ) -> Result<TimeStep, MfaStoreError> {
+        let opened = portcullis_sealed::open(&self.sealing, binding(user_id), &row.secret)?;
+        let secret = TotpSecret::from_bytes(&opened.plaintext)
+            .map_err(|_| MfaStoreError::Corrupt("TOTP secret length"))?;
+        verify(&row.params, &secret, code, unix_seconds(now)?).ok_or(MfaStoreError::InvalidCode)
+    }
+}
+
+/// A TOTP row as read.
+struct Enrolment {
+    /// Which enrolment: the condition of the writes that follow a code check.
+    enrolment: i64,
+    /// The Fernet token.
+    secret: String,
+    params: TotpParams,
+    last_used: Option<TimeStep>,
+    confirmed: bool,
+}
+
+/// What a user's TOTP secret is sealed for: the purpose and the owning user, never the row.
+fn binding(user_id: Uuid) -> Binding {
+    Binding::new(Purpose::TotpSecret, user_id)
+}
+
+fn unix_seconds(now: OffsetDateTime) -> Result<u64, MfaStoreError> {
+    u64::try_from(now.unix_timestamp()).map_err(|_| MfaStoreError::TimeBeforeEpoch)
+}
+
+fn step_to_db(step: TimeStep) -> Result<i64, MfaStoreError> {
+    // Steps are Unix seconds divided by at least 15: always below i64::MAX.
+    i64::try_from(step.value()).map_err(|_| MfaStoreError::Corrupt("time step beyond bigint"))
+}
+
+fn foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == FOREIGN_KEY_VIOLATION)
+}

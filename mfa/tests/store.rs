@@ -1,0 +1,700 @@
+//! The PostgreSQL store against a real server (`DATABASE_URL`; each test gets a fresh database
+//! with the auth server's migrations). Races are run for real: two pools, two connections, the
+//! two calls in flight at once.
+
+// Helpers outside #[test] functions unwrap too: a panic there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use portcullis_mfa::*;
+use portcullis_sealed::{Binding, KeyRing, Purpose};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const REALM: &str = "acme";
+/// 2026-01-01T00:00:15Z, the middle of a 30-second step.
+const T0: i64 = 1_767_225_615;
+
+fn at(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap()
+}
+
+fn key(first: u8) -> Vec<u8> {
+    (first..first + 32).collect()
+}
+
+fn ring(keys: &[Vec<u8>]) -> Arc<KeyRing> {
+    Arc::new(KeyRing::new(keys).unwrap())
+}
+
+fn recovery_ring() -> Arc<RecoveryKeyRing> {
+    Arc::new(
+        RecoveryKeyRing::new(vec![
+            RecoveryKey::new(1, b"a realm pepper of some 32 bytes!").unwrap(),
+        ])
+        .unwrap(),
+    )
+}
+
+fn store_with(pool: &PgPool, sealing: Arc<KeyRing>) -> PgMfaStore {
+    PgMfaStore::new(pool.clone(), sealing, recovery_ring(), REALM)
+}
+
+fn store(pool: &PgPool) -> PgMfaStore {
+    store_with(pool, ring(&[key(0)]))
+}
+
+/// Another pool on the same test database: a second replica.
+async fn second_pool(pool: &PgPool) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap()
+}
+
+/// A `users` row, as the schema requires before any MFA row.
+async fn user(pool: &PgPool, n: u128) -> Uuid {
+    let id = Uuid::from_u128(0x0192_e3a4_0000_7000_8000_0000_0000_0000 + n);
+    sqlx::query(
+        "INSERT INTO users (id, email, email_canonical, password_hash, pepper_version, \
+         created_at, updated_at) VALUES ($1, $2, $2, 'x', 'v1', $3, $3)",
+    )
+    .bind(id)
+    .bind(format!("user{n}@example.com"))
+    .bind(at(T0))
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
+fn new_secret(n: u8) -> TotpSecret {
+    TotpSecret::generate([n; SECRET_LEN])
+}
+
+/// What the user's authenticator app shows at `unix`.
+fn code(secret: &TotpSecret, unix: i64) -> String {
+    generate(&TotpParams::default(), secret, unix as u64).to_string()
+}
+
+/// A user with a confirmed enrolment (confirmed at `T0 - 60`, so steps from T0 on are new).
+async fn enrolled(store: &PgMfaStore, pool: &PgPool, n: u128) -> (Uuid, TotpSecret) {
+    let id = user(pool, n).await;
+    let secret = new_secret(n as u8);
+    store
+        .begin_enrolment(id, &secret, TotpParams::default(), at(T0 - 90))
+        .await
+        .unwrap();
+    store
+        .confirm(id, &code(&secret, T0 - 60), at(T0 - 60))
+        .await
+        .unwrap();
+    (id, secret)
+}
+
+/// `count` recovery codes from a xorshift stream seeded with `seed`: distinct sets for distinct
+/// seeds, as a CSPRNG's would be.
+fn recovery_codes(seed: u64, count: u32) -> Vec<RecoveryCode> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let random: Vec<u8> = (0..count as usize * RECOVERY_CODE_RANDOM_BYTES)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect();
+    generate_recovery_codes(count, &random).unwrap()
+}
+
+fn hashes(user: Uuid, codes: &[RecoveryCode]) -> Vec<RecoveryCodeHash> {
+    let ring = recovery_ring();
+    codes
+        .iter()
+        .map(|c| ring.hash(REALM, &user.to_string(), c))
+        .collect()
+}
+
+async fn count(pool: &PgPool, sql: &'static str, user: Uuid) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(user)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_enrolment_is_pending_until_confirmed_with_a_code_from_its_secret(pool: PgPool) {
+    let store = store(&pool);
+    let id = user(&pool, 1).await;
+    let secret = new_secret(1);
+    let params = TotpParams::new(Algorithm::Sha1, 6, 30).unwrap();
+    store
+        .begin_enrolment(id, &secret, params, at(T0))
+        .await
+        .unwrap();
+    let pending = store.status(id).await.unwrap();
+    assert_eq!(
+        pending,
+        MfaStatus {
+            enrolled: false,
+            confirmed_at: None,
+            pending: true,
+            recovery_codes_remaining: 0
+        }
+    );
+    assert!(matches!(
+        store.verify(id, &code(&secret, T0), at(T0)).await,
+        Err(MfaStoreError::NotEnrolled)
+    ));
+    assert!(matches!(
+        store.confirm(id, &code(&new_secret(2), T0), at(T0)).await,
+        Err(MfaStoreError::InvalidCode)
+    ));
+
+    let step = store
+        .confirm(id, &code(&secret, T0 + 5), at(T0 + 5))
+        .await
+        .unwrap();
+    assert_eq!(step, params.time_step((T0 + 5) as u64));
+    let status = store.status(id).await.unwrap();
+    assert!(status.enrolled && !status.pending);
+    assert_eq!(status.confirmed_at, Some(at(T0 + 5)));
+    // The confirmation code's step was recorded: it cannot be replayed at login.
+    assert!(matches!(
+        store.verify(id, &code(&secret, T0 + 5), at(T0 + 10)).await,
+        Err(MfaStoreError::Replayed)
+    ));
+    assert_eq!(
+        store
+            .verify(id, &code(&secret, T0 + 30), at(T0 + 30))
+            .await
+            .unwrap(),
+        params.time_step((T0 + 30) as u64)
+    );
+    // The secret is stored sealed, not as its bytes or base32.
+    let stored: String = sqlx::query_scalar("SELECT secret FROM mfa_totp WHERE user_id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("gAAAAA"), "a Fernet token");
+    assert!(!stored.contains(secret.to_base32().as_str()));
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_new_enrolment_replaces_a_pending_one_but_never_a_confirmed_one(pool: PgPool) {
+    let store = store(&pool);
+    let id = user(&pool, 1).await;
+    let (first, second) = (new_secret(1), new_secret(2));
+    let params = TotpParams::default();
+    store
+        .begin_enrolment(id, &first, params, at(T0))
+        .await
+        .unwrap();
+    store
+        .begin_enrolment(id, &second, params, at(T0 + 1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.confirm(id, &code(&first, T0 + 2), at(T0 + 2)).await,
+        Err(MfaStoreError::InvalidCode)
+    ));
+    store
+        .confirm(id, &code(&second, T0 + 2), at(T0 + 2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.begin_enrolment(id, &first, params, at(T0 + 3)).await,
+        Err(MfaStoreError::AlreadyEnrolled)
+    ));
+    assert!(matches!(
+        store
+            .confirm(id, &code(&second, T0 + 30), at(T0 + 30))
+            .await,
+        Err(MfaStoreError::AlreadyEnrolled)
+    ));
+    // Still the confirmed secret.
+    store
+        .verify(id, &code(&second, T0 + 30), at(T0 + 30))
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_enrolment_verifies_with_its_own_stored_params(pool: PgPool) {
+    let store = store(&pool);
+    let id = user(&pool, 1).await;
+    let secret = new_secret(1);
+    let params = TotpParams::new(Algorithm::Sha256, 8, 60).unwrap();
+    store
+        .begin_enrolment(id, &secret, params, at(T0))
+        .await
+        .unwrap();
+    let app = |unix: i64| generate(&params, &secret, unix as u64).to_string();
+    assert!(matches!(
+        store.confirm(id, &code(&secret, T0), at(T0)).await,
+        Err(MfaStoreError::InvalidCode)
+    ));
+    store.confirm(id, &app(T0), at(T0)).await.unwrap();
+    let step = store.verify(id, &app(T0 + 60), at(T0 + 60)).await.unwrap();
+    assert_eq!(step, params.time_step((T0 + 60) as u64));
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn the_same_code_verified_concurrently_from_two_pools_is_accepted_exactly_once(pool: PgPool) {
+    let a = store(&pool);
+    let b = store(&second_pool(&pool).await);
+    let (id, secret) = enrolled(&a, &pool, 1).await;
+    for round in 0..20 {
+        let now = T0 + 30 * round;
+        let code = code(&secret, now);
+        let (left, right) =
+            tokio::join!(a.verify(id, &code, at(now)), b.verify(id, &code, at(now)));
+        let accepted = [&left, &right].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(accepted, 1, "round {round}: {left:?} {right:?}");
+        let refused = if left.is_ok() { right } else { left };
+        assert!(
+            matches!(refused, Err(MfaStoreError::Replayed)),
+            "round {round}: {refused:?}"
+        );
+        assert_eq!(refused.unwrap_err().reason(), "replayed");
+    }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_older_step_after_a_newer_one_is_refused(pool: PgPool) {
+    let store = store(&pool);
+    let (id, secret) = enrolled(&store, &pool, 1).await;
+    // The phone runs one step ahead: its code for the next step is inside the skew window.
+    let newer = store
+        .verify(id, &code(&secret, T0 + 30), at(T0))
+        .await
+        .unwrap();
+    assert_eq!(newer.value(), (T0 as u64 / 30) + 1);
+    // The current step's code is genuine and within the window, but older than one used.
+    assert!(matches!(
+        store.verify(id, &code(&secret, T0), at(T0)).await,
+        Err(MfaStoreError::Replayed)
+    ));
+    // A wrong code is told apart from a replay.
+    assert!(matches!(
+        store
+            .verify(id, &code(&new_secret(9), T0 + 60), at(T0 + 60))
+            .await,
+        Err(MfaStoreError::InvalidCode)
+    ));
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_recovery_code_spent_concurrently_twice_works_once(pool: PgPool) {
+    let a = store(&pool);
+    let b = store(&second_pool(&pool).await);
+    let (id, _) = enrolled(&a, &pool, 1).await;
+    let codes = recovery_codes(1, 10);
+    a.replace_recovery_codes(id, &hashes(id, &codes), at(T0))
+        .await
+        .unwrap();
+    assert_eq!(a.status(id).await.unwrap().recovery_codes_remaining, 10);
+    for (i, code) in codes.iter().enumerate().take(5) {
+        let typed = code.as_str().to_uppercase();
+        let (left, right) = tokio::join!(
+            a.spend_recovery_code(id, &typed, at(T0)),
+            b.spend_recovery_code(id, code.as_str(), at(T0))
+        );
+        assert_eq!(
+            [&left, &right].iter().filter(|r| r.is_ok()).count(),
+            1,
+            "code {i}: {left:?} {right:?}"
+        );
+        let refused = if left.is_ok() { right } else { left };
+        assert!(matches!(refused, Err(MfaStoreError::InvalidRecoveryCode)));
+        // Spent: refused afterwards too.
+        assert!(matches!(
+            a.spend_recovery_code(id, code.as_str(), at(T0)).await,
+            Err(MfaStoreError::InvalidRecoveryCode)
+        ));
+    }
+    assert_eq!(a.status(id).await.unwrap().recovery_codes_remaining, 5);
+    assert!(matches!(
+        a.spend_recovery_code(id, "not a code", at(T0)).await,
+        Err(MfaStoreError::InvalidRecoveryCode)
+    ));
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn regenerating_recovery_codes_voids_the_old_set(pool: PgPool) {
+    let store = store(&pool);
+    let (id, _) = enrolled(&store, &pool, 1).await;
+    let old = recovery_codes(1, 10);
+    let new = recovery_codes(2, 10);
+    store
+        .replace_recovery_codes(id, &hashes(id, &old), at(T0))
+        .await
+        .unwrap();
+    store
+        .spend_recovery_code(id, old[0].as_str(), at(T0))
+        .await
+        .unwrap();
+    store
+        .replace_recovery_codes(id, &hashes(id, &new), at(T0 + 1))
+        .await
+        .unwrap();
+    for code in &old[1..] {
+        assert!(matches!(
+            store
+                .spend_recovery_code(id, code.as_str(), at(T0 + 2))
+                .await,
+            Err(MfaStoreError::InvalidRecoveryCode)
+        ));
+    }
+    assert_eq!(store.status(id).await.unwrap().recovery_codes_remaining, 10);
+    store
+        .spend_recovery_code(id, new[3].as_str(), at(T0 + 2))
+        .await
+        .unwrap();
+    assert_eq!(store.status(id).await.unwrap().recovery_codes_remaining, 9);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1",
+            id
+        )
+        .await,
+        10
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn two_concurrent_regenerations_leave_one_whole_set(pool: PgPool) {
+    let a = store(&pool);
+    let b = store(&second_pool(&pool).await);
+    let (id, _) = enrolled(&a, &pool, 1).await;
+    for round in 0..10 {
+        let left = recovery_codes(2 * round + 1, 10);
+        let right = recovery_codes(2 * round + 2, 10);
+        let (left_hashes, right_hashes) = (hashes(id, &left), hashes(id, &right));
+        let (l, r) = tokio::join!(
+            a.replace_recovery_codes(id, &left_hashes, at(T0)),
+            b.replace_recovery_codes(id, &right_hashes, at(T0))
+        );
+        l.unwrap();
+        r.unwrap();
+        assert_eq!(a.status(id).await.unwrap().recovery_codes_remaining, 10);
+        // Exactly one of the two sets works, whole.
+        let (kept, voided) = match a.spend_recovery_code(id, left[0].as_str(), at(T0)).await {
+            Ok(()) => (&left, &right),
+            Err(_) => (&right, &left),
+        };
+        for code in &voided[..] {
+            assert!(matches!(
+                a.spend_recovery_code(id, code.as_str(), at(T0)).await,
+                Err(MfaStoreError::InvalidRecoveryCode)
+            ));
+        }
+        for code in &kept[1..] {
+            a.spend_recovery_code(id, code.as_str(), at(T0))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn recovery_codes_need_a_confirmed_enrolment_distinct_codes_and_their_own_user(pool: PgPool) {
+    let store = store(&pool);
+    let pending = user(&pool, 1).await;
+    let codes = recovery_codes(1, 3);
+    assert!(matches!(
+        store
+            .replace_recovery_codes(pending, &hashes(pending, &codes), at(T0))
+            .await,
+        Err(MfaStoreError::NotEnrolled)
+    ));
+    let (alice, _) = enrolled(&store, &pool, 2).await;
+    let (bob, _) = enrolled(&store, &pool, 3).await;
+    let mut repeated = hashes(alice, &codes);
+    repeated.push(repeated[1]);
+    assert!(matches!(
+        store.replace_recovery_codes(alice, &repeated, at(T0)).await,
+        Err(MfaStoreError::DuplicateRecoveryCode)
+    ));
+    // Alice's hashes stored in Bob's rows: her codes do not work as Bob.
+    store
+        .replace_recovery_codes(bob, &hashes(alice, &codes), at(T0))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .spend_recovery_code(bob, codes[0].as_str(), at(T0))
+            .await,
+        Err(MfaStoreError::InvalidRecoveryCode)
+    ));
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_ciphertext_swapped_between_two_users_rows_is_refused(pool: PgPool) {
+    let store = store(&pool);
+    let (alice, alices) = enrolled(&store, &pool, 1).await;
+    let (bob, bobs) = enrolled(&store, &pool, 2).await;
+    sqlx::query(
+        "UPDATE mfa_totp AS t SET secret = o.secret FROM mfa_totp AS o \
+         WHERE t.user_id IN ($1, $2) AND o.user_id IN ($1, $2) AND o.user_id <> t.user_id",
+    )
+    .bind(alice)
+    .bind(bob)
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (id, secret) in [
+        (alice, &alices),
+        (bob, &bobs),
+        (alice, &bobs),
+        (bob, &alices),
+    ] {
+        let refused = store.verify(id, &code(secret, T0), at(T0)).await;
+        assert!(
+            matches!(refused, Err(MfaStoreError::Sealed(_))),
+            "{refused:?}"
+        );
+        assert_eq!(refused.unwrap_err().reason(), "moved_ciphertext");
+    }
+    // Re-encryption does not re-seal them in their new place either.
+    let rotated = store_with(&pool, ring(&[key(64), key(0)]));
+    let report = rotated.reencrypt_batch(None, 10, at(T0)).await.unwrap();
+    assert_eq!(report.examined, 2);
+    assert_eq!(report.reencrypted, 0);
+    let mut failed = report.failed.clone();
+    failed.sort();
+    assert_eq!(
+        failed,
+        [(alice, "moved_ciphertext"), (bob, "moved_ciphertext")]
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn reencryption_in_batches_of_three_by_two_concurrent_runs_leaves_every_row_under_the_new_key(
+    pool: PgPool,
+) {
+    let old_store = store_with(&pool, ring(&[key(0)]));
+    let mut users = Vec::new();
+    for n in 1..=10 {
+        users.push(enrolled(&old_store, &pool, n).await);
+    }
+    let rotated = ring(&[key(32), key(0)]);
+    let new_id = rotated.current_key_id().as_str().to_owned();
+    let a = store_with(&pool, rotated.clone());
+    let b = store_with(&second_pool(&pool).await, rotated);
+
+    async fn run(store: &PgMfaStore) -> Vec<ReencryptReport> {
+        let mut reports = Vec::new();
+        let mut after = None;
+        loop {
+            let report = store.reencrypt_batch(after, 3, at(T0)).await.unwrap();
+            after = report.next;
+            reports.push(report);
+            if after.is_none() {
+                return reports;
+            }
+        }
+    }
+    let (left, right) = tokio::join!(run(&a), run(&b));
+    let reports: Vec<&ReencryptReport> = left.iter().chain(&right).collect();
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.examined <= 3 && r.failed.is_empty())
+    );
+    // Each run alone walks the 10 rows in 4 batches at most.
+    assert!(left.len() <= 4 && right.len() <= 4, "{left:?} {right:?}");
+    // Between them, every row was written exactly once; the other run's attempts lost the
+    // compare-and-swap or no longer saw the row.
+    let written: u32 = reports.iter().map(|r| r.reencrypted).sum();
+    assert_eq!(written, 10, "{reports:?}");
+
+    let labels: Vec<String> =
+        sqlx::query_scalar("SELECT secret_key_id FROM mfa_totp ORDER BY user_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(labels, vec![new_id; 10]);
+    // Nothing is left for a later run.
+    let again = a.reencrypt_batch(None, 3, at(T0)).await.unwrap();
+    assert_eq!((again.examined, again.next), (0, None));
+    // With the new key alone, every secret opens and still verifies its user's codes.
+    let new_only = store_with(&pool, ring(&[key(32)]));
+    for (id, secret) in &users {
+        new_only
+            .verify(*id, &code(secret, T0), at(T0))
+            .await
+            .unwrap();
+        let token: String = sqlx::query_scalar("SELECT secret FROM mfa_totp WHERE user_id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let opened = portcullis_sealed::open(
+            &KeyRing::new(&[key(32)]).unwrap(),
+            Binding::new(Purpose::TotpSecret, *id),
+            &token,
+        )
+        .unwrap();
+        assert_eq!(opened.plaintext.as_slice(), secret.as_bytes());
+    }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_row_already_under_the_newest_key_is_only_relabelled(pool: PgPool) {
+    let old_store = store_with(&pool, ring(&[key(0)]));
+    let id = user(&pool, 1).await;
+    old_store
+        .begin_enrolment(id, &new_secret(1), TotpParams::default(), at(T0))
+        .await
+        .unwrap();
+    let rotated = store_with(&pool, ring(&[key(32), key(0)]));
+    // A row labelled old but already sealed under the newest key (a label left stale) is
+    // only relabelled.
+    rotated
+        .begin_enrolment(id, &new_secret(2), TotpParams::default(), at(T0))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE mfa_totp SET secret_key_id = 'stale' WHERE user_id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let report = rotated.reencrypt_batch(None, 5, at(T0)).await.unwrap();
+    assert_eq!((report.relabelled, report.reencrypted), (1, 0));
+    let label: String = sqlx::query_scalar("SELECT secret_key_id FROM mfa_totp WHERE user_id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(label, ring(&[key(32)]).current_key_id().as_str());
+    // The second enrolment's secret is the one kept.
+    rotated
+        .confirm(id, &code(&new_secret(2), T0), at(T0))
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn deleting_the_user_deletes_their_mfa_rows(pool: PgPool) {
+    let store = store(&pool);
+    let (alice, _) = enrolled(&store, &pool, 1).await;
+    let (bob, _) = enrolled(&store, &pool, 2).await;
+    for id in [alice, bob] {
+        store
+            .replace_recovery_codes(id, &hashes(id, &recovery_codes(1, 4)), at(T0))
+            .await
+            .unwrap();
+    }
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(alice)
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (id, rows) in [(alice, 0), (bob, 1)] {
+        assert_eq!(
+            count(
+                &pool,
+                "SELECT count(*) FROM mfa_totp WHERE user_id = $1",
+                id
+            )
+            .await,
+            rows
+        );
+        assert_eq!(
+            count(
+                &pool,
+                "SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1",
+                id
+            )
+            .await,
+            rows * 4
+        );
+    }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn remove_deletes_the_enrolment_and_the_recovery_codes(pool: PgPool) {
+    let store = store(&pool);
+    let (id, secret) = enrolled(&store, &pool, 1).await;
+    let codes = recovery_codes(1, 4);
+    store
+        .replace_recovery_codes(id, &hashes(id, &codes), at(T0))
+        .await
+        .unwrap();
+    assert!(store.remove(id).await.unwrap());
+    assert!(!store.remove(id).await.unwrap());
+    assert_eq!(
+        store.status(id).await.unwrap(),
+        MfaStatus {
+            enrolled: false,
+            confirmed_at: None,
+            pending: false,
+            recovery_codes_remaining: 0
+        }
+    );
+    assert!(matches!(
+        store.verify(id, &code(&secret, T0), at(T0)).await,
+        Err(MfaStoreError::NotEnrolled)
+    ));
+    assert!(matches!(
+        store
+            .spend_recovery_code(id, codes[0].as_str(), at(T0))
+            .await,
+        Err(MfaStoreError::InvalidRecoveryCode)
+    ));
+    // Enrolling again is allowed once removed.
+    store
+        .begin_enrolment(id, &secret, TotpParams::default(), at(T0))
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn bad_inputs_get_clear_errors(pool: PgPool) {
+    let store = store(&pool);
+    let nobody = Uuid::from_u128(42);
+    let refused = store
+        .begin_enrolment(nobody, &new_secret(1), TotpParams::default(), at(T0))
+        .await;
+    assert!(
+        matches!(refused, Err(MfaStoreError::UnknownUser)),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        store.confirm(nobody, "123456", at(T0)).await,
+        Err(MfaStoreError::NoPendingEnrolment)
+    ));
+    let id = user(&pool, 1).await;
+    assert!(matches!(
+        store
+            .begin_enrolment(id, &new_secret(1), TotpParams::default(), at(-1))
+            .await,
+        Err(MfaStoreError::TimeBeforeEpoch)
+    ));
+    assert!(matches!(
+        store.reencrypt_batch(None, 0, at(T0)).await,
+        Err(MfaStoreError::InvalidBatchSize)
+    ));
+    // Params the code never writes, planted in SQL, are reported as a corrupt row.
+    store
+        .begin_enrolment(id, &new_secret(1), TotpParams::default(), at(T0))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE mfa_totp SET params = 'SHA1:9:30:1' WHERE user_id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.confirm(id, &code(&new_secret(1), T0), at(T0)).await,
+        Err(MfaStoreError::Corrupt(_))
+    ));
+}
