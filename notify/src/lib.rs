@@ -35,6 +35,41 @@
 //!   `account.erased` notices carry no `user_id` so they survive it, and are deleted as soon
 //!   as they are delivered.
 
+//!
+//! # Wiring (what the server does)
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use portcullis_notify::*;
+//! use portcullis_webhook::{AccountLocked, Event};
+//! # async fn wire(pool: sqlx::PgPool, secrets: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! // At start (after installing the rustls ring provider): refuse a bad URL or secret there.
+//! let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+//! let hook = WebhookChannel::new("https://hooks.example.org/portcullis", secrets, "acme",
+//!     Arc::clone(&clock))?;
+//! let worker = Worker::new(Outbox::new(pool.clone()), Arc::clone(&clock), WorkerConfig::default())?
+//!     .with_webhook(Arc::new(hook)); // .with_email(mailer), .with_observer(metrics)
+//! let wake = worker.waker();
+//! let (stop, stopped) = tokio::sync::watch::channel(false);
+//! tokio::spawn(worker.run(stopped));
+//!
+//! // In a request: the change and its notice commit together; then wake the worker.
+//! let user_id = uuid::Uuid::new_v4();
+//! let mut tx = pool.begin().await?;
+//! // ... the change itself, on &mut *tx ...
+//! let event = Event::AccountLocked(AccountLocked { user_id, minutes: 15 });
+//! Outbox::enqueue(&mut *tx, &NewNotice::webhook(&event, clock.now())?).await?;
+//! tx.commit().await?;
+//! wake.notify_one();
+//!
+//! // Retention, e.g. hourly: finished rows older than 7 days, 500 per statement.
+//! Outbox::new(pool).prune(clock.now(), Duration::from_secs(7 * 86_400), 500).await?;
+//! stop.send(true)?;
+//! # Ok(())
+//! # }
+//! ```
+
 pub mod clock;
 pub mod decide;
 pub mod deliver;

@@ -1008,3 +1008,39 @@ async fn the_schema_refuses_rows_the_types_would_not_build(pool: PgPool) {
     assert!(!insert("email", "account.locked", None, "{}").await);
     assert!(!insert("webhook", "account.locked", None, "[1]").await);
 }
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn concurrent_claims_on_two_pools_never_take_a_row_twice(pool: PgPool) {
+    let user_id = user(&pool).await;
+    for _ in 0..300 {
+        enqueue(&pool, &locked(user_id)).await;
+    }
+    let other = second_pool(&pool).await;
+    // Eight claimers, four per pool, racing in small batches until nothing is due.
+    let claimers = (0..8).map(|n| {
+        let outbox = Outbox::new(if n % 2 == 0 {
+            pool.clone()
+        } else {
+            other.clone()
+        });
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let rows = outbox.claim(T0, Duration::from_secs(60), 3).await.unwrap();
+                if rows.is_empty() {
+                    return got;
+                }
+                got.extend(rows.into_iter().map(|r| (r.id, r.attempts)));
+            }
+        })
+    });
+    let mut all = Vec::new();
+    for claimer in claimers.collect::<Vec<_>>() {
+        all.extend(claimer.await.unwrap());
+    }
+    assert_eq!(all.len(), 300, "every row claimed exactly once");
+    assert!(all.iter().all(|(_, attempts)| *attempts == 1));
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 300);
+}
