@@ -197,8 +197,7 @@ pub struct Claimed {
 /// Whether `event` is dotted snake_case: `account.locked`, `login.new_device`.
 pub(crate) fn check_event(event: &str) -> Result<(), NoticeError> {
     let part_ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-    let mut parts = event.split('.');
-    let ok = event.len() <= MAX_EVENT_LEN && event.split('.').count() >= 2 && parts.all(part_ok);
+    let ok = event.len() <= MAX_EVENT_LEN && event.contains('.') && event.split('.').all(part_ok);
     if ok {
         Ok(())
     } else {

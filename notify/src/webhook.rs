@@ -64,9 +64,8 @@ impl WebhookUrl {
             None => false,
         };
         match url.scheme() {
-            "https" if url.host().is_some() => Ok(Self(url)),
+            "https" => Ok(Self(url)),
             "http" if loopback => Ok(Self(url)),
-            "https" | "http" => Err(WebhookError::InsecureUrl),
             _ => Err(WebhookError::InsecureUrl),
         }
     }

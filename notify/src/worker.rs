@@ -262,8 +262,8 @@ impl Worker {
                 {
                     Ok(outcome) => outcome,
                     Err(_) => Outcome::Retry(format!(
-                        "no answer within {} s",
-                        self.config.attempt_timeout.as_secs()
+                        "no answer within {:?}",
+                        self.config.attempt_timeout
                     )),
                 }
             }

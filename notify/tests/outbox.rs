@@ -669,6 +669,10 @@ async fn prune_removes_old_finished_rows_in_batches_and_keeps_pending_ones(pool:
         assert!(done.unwrap());
     }
     assert_eq!(rows(&pool).await, 9);
+    let backlog = outbox.backlog(T0 + secs(60)).await.unwrap();
+    // `pending` (still leased) and `retrying` are pending and due; `old_dead` is dead.
+    assert_eq!((backlog.pending, backlog.due, backlog.dead), (2, 2, 1));
+    assert_eq!(outbox.backlog(T0).await.unwrap().due, 1);
 
     let now = T0 + secs(8 * 24 * 3600);
     let pruned = outbox.prune(now, week, 2).await.unwrap();
@@ -1043,4 +1047,43 @@ async fn concurrent_claims_on_two_pools_never_take_a_row_twice(pool: PgPool) {
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 300);
+}
+
+/// A channel that never answers.
+struct Hangs;
+
+impl Deliver for Hangs {
+    fn deliver<'a>(&'a self, _: &'a Claimed) -> DeliverFuture<'a> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_delivery_that_never_answers_is_cut_off_and_retried(pool: PgPool) {
+    let clock = ManualClock::at(T0);
+    let counts = Arc::new(Counts::default());
+    let config = WorkerConfig {
+        attempt_timeout: Duration::from_millis(200),
+        ..config()
+    };
+    let w = Worker::new(Outbox::new(pool.clone()), Arc::new(clock.clone()), config)
+        .unwrap()
+        .with_email(Arc::new(Hangs))
+        .with_observer(Arc::clone(&counts) as Arc<dyn Observe>)
+        .with_jitter(|_| 0.5);
+    let mail = NewNotice::email(
+        "password.changed",
+        None,
+        "ada@example.org",
+        serde_json::json!({}),
+        T0,
+    )
+    .unwrap();
+    let id = enqueue(&pool, &mail).await;
+    let round = tokio::time::timeout(Duration::from_secs(5), w.tick()).await;
+    assert_eq!(round.expect("the round is bounded").unwrap(), 1);
+    let row = state(&pool, id).await;
+    assert_eq!(row.last_error.as_deref(), Some("no answer within 200ms"));
+    assert_eq!(row.next_attempt_at, T0 + secs(30));
+    assert_eq!(counts.results(), vec![Recorded::Retry]);
 }
