@@ -33,7 +33,7 @@
 //! - **No ordering** between notices: each row goes its own way.
 //! - **Erasure:** deleting a user deletes their pending notices (`ON DELETE CASCADE`);
 //!   `account.erased` notices carry no `user_id` so they survive it, and are deleted as soon
-//!   as they are delivered.
+//!   as they are delivered or dead.
 
 //!
 //! # Wiring (what the server does)
@@ -81,7 +81,7 @@ pub mod worker;
 pub use clock::{Clock, SystemClock};
 pub use decide::{Decision, decide, id_jitter};
 pub use deliver::{Deliver, DeliverFuture, Outcome};
-pub use notice::{Channel, Claimed, DELETE_ON_DELIVERY, NewNotice, NoticeError};
+pub use notice::{Channel, Claimed, DELETE_WHEN_FINISHED, NewNotice, NoticeError};
 pub use store::{Backlog, Outbox, Pruned, StoreError};
 pub use webhook::{WebhookChannel, WebhookError, WebhookUrl, classify};
 pub use worker::{ConfigError, Jitter, LogOnly, Observe, Recorded, Worker, WorkerConfig};

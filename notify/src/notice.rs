@@ -16,9 +16,9 @@ pub const MAX_PAYLOAD_BYTES: usize = 8 * 1024;
 /// The longest recipient address (RFC 5321's path limit).
 pub const MAX_RECIPIENT_LEN: usize = 254;
 
-/// Event types whose row is deleted as soon as it is delivered rather than kept until pruned:
-/// an erasure notice should not outlive its delivery.
-pub const DELETE_ON_DELIVERY: &[&str] = &["account.erased"];
+/// Event types whose row is deleted as soon as it is delivered or dead rather than kept until
+/// pruned: an erasure notice (and the address of a mail one) should not outlive its delivery.
+pub const DELETE_WHEN_FINISHED: &[&str] = &["account.erased"];
 
 // Object keys a payload may not hold, compared case-insensitively as substrings: a notice is
 // stored and may sit in backups, so no credential goes into it (token mails stay off the outbox).
@@ -94,7 +94,9 @@ pub struct NewNotice {
 impl NewNotice {
     /// A mail notice of type `event` to `recipient` about `user_id`, due at once. `payload` is
     /// what the server's mail template needs (ids, codes, numbers); it must be a JSON object
-    /// with no key naming a token, secret or password.
+    /// with no key naming a token, secret or password. Pass no `user_id` for a notice that must
+    /// survive the user's deletion (the `account.erased` mail): a row with one is deleted with
+    /// the user.
     pub fn email(
         event: &str,
         user_id: Option<Uuid>,
@@ -346,7 +348,7 @@ mod tests {
         .unwrap();
         assert_eq!(n.user_id(), None);
         assert_eq!(n.payload(), &json!({"user_id": Uuid::from_u128(9)}));
-        assert!(DELETE_ON_DELIVERY.contains(&n.event()));
+        assert!(DELETE_WHEN_FINISHED.contains(&n.event()));
     }
 
     #[test]

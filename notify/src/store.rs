@@ -13,7 +13,7 @@ use sqlx::{PgExecutor, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::notice::{Channel, Claimed, DELETE_ON_DELIVERY, NewNotice};
+use crate::notice::{Channel, Claimed, DELETE_WHEN_FINISHED, NewNotice};
 
 /// The longest `last_error` stored; a receiver's error is not a log.
 pub const MAX_ERROR_LEN: usize = 500;
@@ -43,6 +43,8 @@ const RETRY: &str = "UPDATE notification_outbox \
 const DEAD: &str = "UPDATE notification_outbox \
     SET dead_at = $3, locked_until = NULL, last_error = $4 \
     WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL AND dead_at IS NULL";
+const DELETE_DEAD: &str = "DELETE FROM notification_outbox \
+    WHERE id = $1 AND attempts = $2 AND event = ANY($3) AND delivered_at IS NULL AND dead_at IS NULL";
 const PRUNE: &str = "DELETE FROM notification_outbox WHERE id IN (\
     SELECT id FROM notification_outbox WHERE delivered_at < $1 \
     UNION ALL \
@@ -171,13 +173,13 @@ impl Outbox {
         Ok(claimed.into_iter().map(|(_, c)| c).collect())
     }
 
-    /// Records `row` as delivered at `now`; an event in [`DELETE_ON_DELIVERY`] is deleted
+    /// Records `row` as delivered at `now`; an event in [`DELETE_WHEN_FINISHED`] is deleted
     /// instead. Returns false if the row was already finished (delivered by a worker whose
     /// lease had run out, or gone).
     pub async fn delivered(&self, row: &Claimed, now: OffsetDateTime) -> Result<bool, StoreError> {
         let deleted = sqlx::query(DELETE_DELIVERED)
             .bind(row.id)
-            .bind(DELETE_ON_DELIVERY)
+            .bind(DELETE_WHEN_FINISHED)
             .execute(&self.pool)
             .await?;
         if deleted.rows_affected() > 0 {
@@ -203,14 +205,23 @@ impl Outbox {
         self.finish(RETRY, row, next_attempt_at, error).await
     }
 
-    /// Gives `row` up at `now` with `error`; it is never claimed again. Fenced as
-    /// [`Outbox::retry`].
+    /// Gives `row` up at `now` with `error`; it is never claimed again, and an event in
+    /// [`DELETE_WHEN_FINISHED`] is deleted. Fenced as [`Outbox::retry`].
     pub async fn dead(
         &self,
         row: &Claimed,
         now: OffsetDateTime,
         error: &str,
     ) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(DELETE_DEAD)
+            .bind(row.id)
+            .bind(attempts_of(row)?)
+            .bind(DELETE_WHEN_FINISHED)
+            .execute(&self.pool)
+            .await?;
+        if deleted.rows_affected() > 0 {
+            return Ok(true);
+        }
         self.finish(DEAD, row, now, error).await
     }
 
@@ -221,13 +232,9 @@ impl Outbox {
         at: OffsetDateTime,
         error: &str,
     ) -> Result<bool, StoreError> {
-        let attempts = i32::try_from(row.attempts).map_err(|_| StoreError::Corrupt {
-            id: row.id,
-            what: "attempts out of range",
-        })?;
         let done = sqlx::query(statement)
             .bind(row.id)
-            .bind(attempts)
+            .bind(attempts_of(row)?)
             .bind(micros(at))
             .bind(truncate(error))
             .execute(&self.pool)
@@ -274,6 +281,13 @@ impl Outbox {
             dead: row.try_get(2)?,
         })
     }
+}
+
+fn attempts_of(row: &Claimed) -> Result<i32, StoreError> {
+    i32::try_from(row.attempts).map_err(|_| StoreError::Corrupt {
+        id: row.id,
+        what: "attempts out of range",
+    })
 }
 
 fn check_batch(batch: u32) -> Result<(), StoreError> {

@@ -1087,3 +1087,27 @@ async fn a_delivery_that_never_answers_is_cut_off_and_retried(pool: PgPool) {
     assert_eq!(row.next_attempt_at, T0 + secs(30));
     assert_eq!(counts.results(), vec![Recorded::Retry]);
 }
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_dead_erasure_notice_is_deleted_too(pool: PgPool) {
+    let clock = ManualClock::at(T0);
+    let receiver = Receiver::start(&clock, Mode::Always(410)).await;
+    let counts = Arc::new(Counts::default());
+    let w = worker(&pool, &clock, &receiver.url(), &counts);
+    let erased = NewNotice::webhook(
+        &Event::AccountErased(AccountErased {
+            user_id: Uuid::new_v4(),
+        }),
+        T0,
+    )
+    .unwrap();
+    enqueue(&pool, &erased).await;
+    let kept = enqueue(&pool, &locked(user(&pool).await)).await;
+    assert_eq!(w.tick().await.unwrap(), 2);
+    assert_eq!(counts.results(), vec![Recorded::Dead; 2]);
+    let left: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM notification_outbox")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![kept], "other dead rows stay until pruned");
+}
