@@ -6,7 +6,7 @@
 //! - [`store`]: [`Outbox`], the `notification_outbox` table: enqueue inside the caller's
 //!   transaction, claim with a lease, record delivered / retry / dead, prune;
 //! - [`deliver`]: the [`Deliver`] trait a channel implements, returning an [`Outcome`];
-//! - [`decide`]: the pure step from an outcome to what is recorded, with the backoff of
+//! - [`mod@decide`]: the pure step from an outcome to what is recorded, with the backoff of
 //!   `portcullis_webhook::backoff` (30 s doubling to 1 h, ±20 % jitter; dead after 12
 //!   attempts);
 //! - [`webhook`]: [`WebhookChannel`], the signed POST (`Portcullis-Signature`, re-signed at
