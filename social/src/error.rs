@@ -1,0 +1,269 @@
+//! The one error type of social login, with a stable code for each case.
+
+/// Why a social sign-in could not go on. [`SocialError::code`] is stable: the auth server maps
+/// it to a problem+json type and an HTTP status, and tests match on it.
+///
+/// Three groups, by whose fault it is:
+/// - the realm's settings: `invalid_settings`, `client_secret_unreadable`;
+/// - the browser or user (a 4xx): `invalid_redirect_uri`, `malformed_callback`,
+///   `provider_mismatch`, `expired`, `state_mismatch`, `access_denied`, `missing_code`, and
+///   the linking refusals `domain_not_allowed`, `email_required`,
+///   `unverified_email_matches_account`, `account_email_unverified`;
+/// - the upstream provider (a 502, or a 4xx for a token it should not have sent):
+///   `discovery_failed`, `issuer_mismatch`, `upstream_error`, `token_exchange_failed`,
+///   `missing_id_token`, the `id_token_*` codes, `userinfo_failed`, `subject_mismatch`.
+#[derive(Debug, thiserror::Error)]
+pub enum SocialError {
+    /// The provider's settings cannot work (no issuer for OIDC, a bad URL, an empty secret).
+    #[error("social provider {provider:?} is misconfigured: {reason}")]
+    InvalidSettings {
+        /// The provider's name.
+        provider: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The client secret file could not be read.
+    #[error("cannot read the client secret of social provider {provider:?}: {reason}")]
+    ClientSecretUnreadable {
+        /// The provider's name.
+        provider: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The OIDC discovery document or its JWKS could not be fetched or is invalid.
+    #[error("discovery of {issuer} failed: {reason}")]
+    Discovery {
+        /// The issuer whose discovery failed.
+        issuer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The redirect URI given to `start` is not an absolute http(s) URL.
+    #[error("the redirect URI {0:?} is not an absolute http(s) URL")]
+    InvalidRedirectUri(String),
+    /// The callback's query repeats a parameter (a response must carry each one once).
+    #[error("the callback repeats the parameter {0:?}")]
+    MalformedCallback(String),
+    /// The pending sign-in was started with another provider than the one finishing it.
+    #[error("the sign-in was started with provider {started:?}, not {finishing:?}")]
+    ProviderMismatch {
+        /// The provider of the pending record.
+        started: String,
+        /// The provider asked to finish it.
+        finishing: String,
+    },
+    /// The pending sign-in is older than [`crate::PENDING_TTL`].
+    #[error("the sign-in took too long; start again")]
+    Expired,
+    /// The callback's `state` is missing or not the pending sign-in's.
+    #[error("the callback's state does not belong to the sign-in under way")]
+    StateMismatch,
+    /// The callback's `iss` (RFC 9207) names another issuer: a mix-up attack or a misrouted
+    /// response.
+    #[error("the callback comes from issuer {got:?}, not {expected:?}")]
+    IssuerMismatch {
+        /// The provider's issuer.
+        expected: String,
+        /// The callback's `iss`.
+        got: String,
+    },
+    /// The user declined at the provider (`error=access_denied`).
+    #[error("the sign-in was declined at the provider")]
+    AccessDenied {
+        /// The provider's `error_description`, if any.
+        description: Option<String>,
+    },
+    /// The provider answered the authorization request with another `error`.
+    #[error("the provider refused the sign-in: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    UpstreamError {
+        /// The provider's `error` code.
+        error: String,
+        /// Its `error_description`, if any.
+        description: Option<String>,
+    },
+    /// The callback has neither a `code` nor an `error`.
+    #[error("the callback has no authorization code")]
+    MissingCode,
+    /// The token endpoint refused the code or could not be reached.
+    #[error("the code exchange failed: {0}")]
+    TokenExchange(String),
+    /// An OIDC token response without an `id_token`.
+    #[error("the provider's token response has no ID token")]
+    MissingIdToken,
+    /// The ID token is not a JWT this crate can read.
+    #[error("the ID token is malformed: {0}")]
+    IdTokenMalformed(String),
+    /// The ID token's signature does not verify with the provider's keys.
+    #[error("the ID token's signature does not verify: {0}")]
+    IdTokenSignature(String),
+    /// The ID token's `iss` is not the provider's issuer.
+    #[error("the ID token has the wrong issuer: {0}")]
+    IdTokenIssuer(String),
+    /// The ID token's `aud` or `azp` is not this client.
+    #[error("the ID token is for another audience: {0}")]
+    IdTokenAudience(String),
+    /// The ID token's `nonce` is missing or not the pending sign-in's.
+    #[error("the ID token's nonce does not match the sign-in: {0}")]
+    IdTokenNonce(String),
+    /// The ID token has expired.
+    #[error("the ID token has expired: {0}")]
+    IdTokenExpired(String),
+    /// The ID token fails another check (its subject, issue time, ...).
+    #[error("the ID token is invalid: {0}")]
+    IdTokenInvalid(String),
+    /// The UserInfo endpoint or GitHub's user API failed.
+    #[error("fetching the user from the provider failed: {0}")]
+    UserInfo(String),
+    /// UserInfo describes another subject than the ID token.
+    #[error("the provider's UserInfo is about another subject than its ID token")]
+    SubjectMismatch,
+    /// `allowedDomains` is set and the identity has no verified email in one of them.
+    #[error("only verified emails in the allowed domains may sign in with this provider")]
+    DomainNotAllowed,
+    /// A new account is needed and the provider gave no email.
+    #[error("the provider gave no email address to create an account with")]
+    EmailRequired,
+    /// The provider does not vouch for an email that an existing account has: linking would
+    /// hand that account to whoever typed the address upstream.
+    #[error("an account with this email exists, and the provider has not verified the email")]
+    UnverifiedEmailMatchesAccount,
+    /// The existing account never proved its email: linking would keep whoever registered it
+    /// (perhaps not the email's owner) in the account.
+    #[error("an account with this email exists, and its email is not verified")]
+    AccountEmailUnverified,
+}
+
+impl SocialError {
+    /// The stable code of this error (snake case), for problem+json types, logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidSettings { .. } => "invalid_settings",
+            Self::ClientSecretUnreadable { .. } => "client_secret_unreadable",
+            Self::Discovery { .. } => "discovery_failed",
+            Self::InvalidRedirectUri(_) => "invalid_redirect_uri",
+            Self::MalformedCallback(_) => "malformed_callback",
+            Self::ProviderMismatch { .. } => "provider_mismatch",
+            Self::Expired => "expired",
+            Self::StateMismatch => "state_mismatch",
+            Self::IssuerMismatch { .. } => "issuer_mismatch",
+            Self::AccessDenied { .. } => "access_denied",
+            Self::UpstreamError { .. } => "upstream_error",
+            Self::MissingCode => "missing_code",
+            Self::TokenExchange(_) => "token_exchange_failed",
+            Self::MissingIdToken => "missing_id_token",
+            Self::IdTokenMalformed(_) => "id_token_malformed",
+            Self::IdTokenSignature(_) => "id_token_signature",
+            Self::IdTokenIssuer(_) => "id_token_issuer",
+            Self::IdTokenAudience(_) => "id_token_audience",
+            Self::IdTokenNonce(_) => "id_token_nonce",
+            Self::IdTokenExpired(_) => "id_token_expired",
+            Self::IdTokenInvalid(_) => "id_token_invalid",
+            Self::UserInfo(_) => "userinfo_failed",
+            Self::SubjectMismatch => "subject_mismatch",
+            Self::DomainNotAllowed => "domain_not_allowed",
+            Self::EmailRequired => "email_required",
+            Self::UnverifiedEmailMatchesAccount => "unverified_email_matches_account",
+            Self::AccountEmailUnverified => "account_email_unverified",
+        }
+    }
+
+    /// Whether the upstream provider (or the way to it) is at fault rather than the browser or
+    /// the realm's settings: the server answers these with 502 and logs them.
+    pub fn is_upstream_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::Discovery { .. }
+                | Self::IssuerMismatch { .. }
+                | Self::UpstreamError { .. }
+                | Self::TokenExchange(_)
+                | Self::MissingIdToken
+                | Self::IdTokenMalformed(_)
+                | Self::IdTokenSignature(_)
+                | Self::IdTokenIssuer(_)
+                | Self::IdTokenAudience(_)
+                | Self::IdTokenNonce(_)
+                | Self::IdTokenExpired(_)
+                | Self::IdTokenInvalid(_)
+                | Self::UserInfo(_)
+                | Self::SubjectMismatch
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_snake_case() {
+        let all = [
+            SocialError::InvalidSettings {
+                provider: "p".into(),
+                reason: "r".into(),
+            },
+            SocialError::ClientSecretUnreadable {
+                provider: "p".into(),
+                reason: "r".into(),
+            },
+            SocialError::Discovery {
+                issuer: "i".into(),
+                reason: "r".into(),
+            },
+            SocialError::InvalidRedirectUri("x".into()),
+            SocialError::MalformedCallback("state".into()),
+            SocialError::ProviderMismatch {
+                started: "a".into(),
+                finishing: "b".into(),
+            },
+            SocialError::Expired,
+            SocialError::StateMismatch,
+            SocialError::IssuerMismatch {
+                expected: "a".into(),
+                got: "b".into(),
+            },
+            SocialError::AccessDenied { description: None },
+            SocialError::UpstreamError {
+                error: "e".into(),
+                description: None,
+            },
+            SocialError::MissingCode,
+            SocialError::TokenExchange("x".into()),
+            SocialError::MissingIdToken,
+            SocialError::IdTokenMalformed("x".into()),
+            SocialError::IdTokenSignature("x".into()),
+            SocialError::IdTokenIssuer("x".into()),
+            SocialError::IdTokenAudience("x".into()),
+            SocialError::IdTokenNonce("x".into()),
+            SocialError::IdTokenExpired("x".into()),
+            SocialError::IdTokenInvalid("x".into()),
+            SocialError::UserInfo("x".into()),
+            SocialError::SubjectMismatch,
+            SocialError::DomainNotAllowed,
+            SocialError::EmailRequired,
+            SocialError::UnverifiedEmailMatchesAccount,
+            SocialError::AccountEmailUnverified,
+        ];
+        let codes: std::collections::BTreeSet<_> = all.iter().map(SocialError::code).collect();
+        assert_eq!(codes.len(), all.len(), "every error has its own code");
+        for code in codes {
+            assert!(
+                code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn upstream_error_message_carries_the_description() {
+        let error = SocialError::UpstreamError {
+            error: "server_error".into(),
+            description: Some("try later".into()),
+        };
+        assert_eq!(
+            error.to_string(),
+            "the provider refused the sign-in: server_error (try later)"
+        );
+        assert!(error.is_upstream_fault());
+        assert!(!SocialError::StateMismatch.is_upstream_fault());
+    }
+}

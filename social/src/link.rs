@@ -1,0 +1,314 @@
+//! What to do with an upstream identity: sign in, create an account, link it to an existing
+//! account, or refuse. A pure decision over facts the server looked up.
+
+use uuid::Uuid;
+
+use crate::{SocialError, UpstreamIdentity};
+
+/// The local account whose email is the identity's email (compared as the server compares
+/// emails at registration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountWithEmail {
+    /// The account.
+    pub user: Uuid,
+    /// Whether the account has proved that it owns the email.
+    pub email_verified: bool,
+    /// Whether the account has a second factor.
+    pub has_mfa: bool,
+}
+
+/// What the server does with the identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkDecision {
+    /// The identity is already linked: sign in as that user (their MFA, if any, still applies).
+    SignIn {
+        /// The linked user.
+        user: Uuid,
+    },
+    /// No account has the email: create one, linked to the identity, its email verified only
+    /// if the provider verified it.
+    Create {
+        /// Whether the new account's email counts as verified.
+        email_verified: bool,
+    },
+    /// Link the identity to the account with the same (verified) email and sign in.
+    Link {
+        /// The account.
+        user: Uuid,
+    },
+    /// As [`LinkDecision::Link`], but only after the account's second factor is passed.
+    LinkAfterMfa {
+        /// The account.
+        user: Uuid,
+    },
+}
+
+/// Decides what an upstream identity may do, given the provider's `allowedDomains` (lower
+/// case), the user already linked to (provider, subject), and the account that has the
+/// identity's email, if any:
+///
+/// 1. `allowedDomains` set: the identity needs a verified email in one of them (exact domain,
+///    not subdomains), or is refused (`domain_not_allowed`), linked or not.
+/// 2. Linked: sign in as the linked user.
+/// 3. No account has the email: create one (`email_required` when there is no email).
+/// 4. An account has it: the provider must have verified the email
+///    (`unverified_email_matches_account`), and so must the account
+///    (`account_email_unverified`); then link, after the account's MFA if it has one.
+pub fn link_decision(
+    identity: &UpstreamIdentity,
+    allowed_domains: &[String],
+    linked: Option<Uuid>,
+    account: Option<&AccountWithEmail>,
+) -> Result<LinkDecision, SocialError> {
+    if !allowed_domains.is_empty() {
+        let allowed = identity.email_verified
+            && identity
+                .email_domain()
+                .is_some_and(|domain| allowed_domains.iter().any(|d| *d == domain));
+        if !allowed {
+            return Err(SocialError::DomainNotAllowed);
+        }
+    }
+    if let Some(user) = linked {
+        return Ok(LinkDecision::SignIn { user });
+    }
+    let Some(account) = account else {
+        if identity.email.as_deref().is_none_or(str::is_empty) {
+            return Err(SocialError::EmailRequired);
+        }
+        return Ok(LinkDecision::Create {
+            email_verified: identity.email_verified,
+        });
+    };
+    if !identity.email_verified {
+        return Err(SocialError::UnverifiedEmailMatchesAccount);
+    }
+    if !account.email_verified {
+        return Err(SocialError::AccountEmailUnverified);
+    }
+    Ok(if account.has_mfa {
+        LinkDecision::LinkAfterMfa { user: account.user }
+    } else {
+        LinkDecision::Link { user: account.user }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    const LINKED: Uuid = Uuid::from_u128(1);
+    const ACCOUNT: Uuid = Uuid::from_u128(2);
+
+    fn identity(email: Option<&str>, email_verified: bool) -> UpstreamIdentity {
+        UpstreamIdentity {
+            provider: "corp".into(),
+            subject: "sub-1".into(),
+            email: email.map(String::from),
+            email_verified,
+            name: None,
+        }
+    }
+
+    fn account(email_verified: bool, has_mfa: bool) -> AccountWithEmail {
+        AccountWithEmail {
+            user: ACCOUNT,
+            email_verified,
+            has_mfa,
+        }
+    }
+
+    /// One row: the facts, then the expected decision or error code.
+    struct Row {
+        what: &'static str,
+        email: Option<&'static str>,
+        upstream_verified: bool,
+        domains: &'static [&'static str],
+        linked: Option<Uuid>,
+        account: Option<AccountWithEmail>,
+        expect: Result<LinkDecision, &'static str>,
+    }
+
+    const ADA: Option<&str> = Some("ada@example.com");
+
+    fn rows() -> Vec<Row> {
+        vec![
+            Row {
+                what: "a linked identity signs in as its user",
+                email: ADA,
+                upstream_verified: true,
+                domains: &[],
+                linked: Some(LINKED),
+                account: Some(account(true, false)),
+                expect: Ok(LinkDecision::SignIn { user: LINKED }),
+            },
+            Row {
+                what: "a linked identity signs in even with an unverified upstream email",
+                email: ADA,
+                upstream_verified: false,
+                domains: &[],
+                linked: Some(LINKED),
+                account: None,
+                expect: Ok(LinkDecision::SignIn { user: LINKED }),
+            },
+            Row {
+                what: "a new verified email creates an account with a verified email",
+                email: ADA,
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: None,
+                expect: Ok(LinkDecision::Create {
+                    email_verified: true,
+                }),
+            },
+            Row {
+                what: "a new unverified email creates an account whose email is unverified",
+                email: ADA,
+                upstream_verified: false,
+                domains: &[],
+                linked: None,
+                account: None,
+                expect: Ok(LinkDecision::Create {
+                    email_verified: false,
+                }),
+            },
+            Row {
+                what: "no email and nothing linked cannot create an account",
+                email: None,
+                upstream_verified: false,
+                domains: &[],
+                linked: None,
+                account: None,
+                expect: Err("email_required"),
+            },
+            Row {
+                what: "a verified email matching a verified account without MFA links",
+                email: ADA,
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: Some(account(true, false)),
+                expect: Ok(LinkDecision::Link { user: ACCOUNT }),
+            },
+            Row {
+                what: "a verified email matching an account with MFA links after its MFA",
+                email: ADA,
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: Some(account(true, true)),
+                expect: Ok(LinkDecision::LinkAfterMfa { user: ACCOUNT }),
+            },
+            Row {
+                what: "an unverified upstream email never takes over an account",
+                email: ADA,
+                upstream_verified: false,
+                domains: &[],
+                linked: None,
+                account: Some(account(true, false)),
+                expect: Err("unverified_email_matches_account"),
+            },
+            Row {
+                what: "an unverified upstream email never takes over an account with MFA",
+                email: ADA,
+                upstream_verified: false,
+                domains: &[],
+                linked: None,
+                account: Some(account(true, true)),
+                expect: Err("unverified_email_matches_account"),
+            },
+            Row {
+                what: "an account that never verified its email is not linked",
+                email: ADA,
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: Some(account(false, false)),
+                expect: Err("account_email_unverified"),
+            },
+            Row {
+                what: "a verified email in an allowed domain creates an account",
+                email: Some("ada@Example.com"),
+                upstream_verified: true,
+                domains: &["example.com"],
+                linked: None,
+                account: None,
+                expect: Ok(LinkDecision::Create {
+                    email_verified: true,
+                }),
+            },
+            Row {
+                what: "an email outside the allowed domains is refused",
+                email: Some("ada@example.org"),
+                upstream_verified: true,
+                domains: &["example.com"],
+                linked: None,
+                account: None,
+                expect: Err("domain_not_allowed"),
+            },
+            Row {
+                what: "a subdomain of an allowed domain is not allowed",
+                email: Some("ada@evil.example.com"),
+                upstream_verified: true,
+                domains: &["example.com"],
+                linked: None,
+                account: None,
+                expect: Err("domain_not_allowed"),
+            },
+            Row {
+                what: "an unverified email in an allowed domain is refused",
+                email: ADA,
+                upstream_verified: false,
+                domains: &["example.com"],
+                linked: None,
+                account: None,
+                expect: Err("domain_not_allowed"),
+            },
+            Row {
+                what: "an already linked identity outside the allowed domains is refused",
+                email: Some("ada@example.org"),
+                upstream_verified: true,
+                domains: &["example.com"],
+                linked: Some(LINKED),
+                account: None,
+                expect: Err("domain_not_allowed"),
+            },
+            Row {
+                what: "no email is refused when domains are restricted",
+                email: None,
+                upstream_verified: true,
+                domains: &["example.com"],
+                linked: Some(LINKED),
+                account: None,
+                expect: Err("domain_not_allowed"),
+            },
+            Row {
+                what: "any of several allowed domains will do",
+                email: Some("ada@example.net"),
+                upstream_verified: true,
+                domains: &["example.com", "example.net"],
+                linked: None,
+                account: Some(account(true, false)),
+                expect: Ok(LinkDecision::Link { user: ACCOUNT }),
+            },
+        ]
+    }
+
+    #[test]
+    fn link_decision_table() {
+        for row in rows() {
+            let domains: Vec<String> = row.domains.iter().map(|d| d.to_string()).collect();
+            let got = link_decision(
+                &identity(row.email, row.upstream_verified),
+                &domains,
+                row.linked,
+                row.account.as_ref(),
+            )
+            .map_err(|e| e.code());
+            assert_eq!(got, row.expect, "{}", row.what);
+        }
+    }
+}

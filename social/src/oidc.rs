@@ -1,0 +1,378 @@
+//! OpenID Connect: discovery, and the ID token verified as OpenID Connect Core §3.1.3.7 asks
+//! (signature by a key of the provider's JWKS, `iss`, `aud`, `azp`, `exp`, `nonce`), with
+//! openidconnect's verifier. UserInfo fills in the email when the ID token has none.
+
+use std::str::FromStr as _;
+use std::time::{Duration, SystemTime};
+
+use oauth2::{AuthType, AuthUrl, TokenUrl};
+use openidconnect::core::{
+    CoreClientAuthMethod, CoreIdToken, CoreIdTokenClaims, CoreIdTokenVerifier, CoreJsonWebKeySet,
+    CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
+use openidconnect::{
+    ClaimsVerificationError, ClientId, IssuerUrl, JsonWebKeySetUrl, Nonce,
+    SignatureVerificationError,
+};
+use serde_json::Value;
+use time::OffsetDateTime;
+use url::Url;
+
+use crate::http::{get_json, send};
+use crate::{SocialError, UpstreamIdentity};
+
+/// What discovery told about an OpenID provider.
+#[derive(Clone, Debug)]
+pub(crate) struct Discovered {
+    pub issuer: IssuerUrl,
+    pub authorize: AuthUrl,
+    pub token: TokenUrl,
+    pub auth_type: AuthType,
+    pub userinfo: Option<Url>,
+    pub jwks_uri: JsonWebKeySetUrl,
+    pub jwks: CoreJsonWebKeySet,
+    /// The signing algorithms accepted for ID tokens: the provider's, asymmetric only.
+    pub algs: Vec<CoreJwsSigningAlgorithm>,
+}
+
+/// Fetches `{issuer}/.well-known/openid-configuration` and the JWKS it names; openidconnect
+/// checks that the document's `issuer` is `issuer` exactly.
+pub(crate) async fn discover(
+    issuer: &str,
+    http: &reqwest::Client,
+) -> Result<Discovered, SocialError> {
+    let failed = |reason: String| SocialError::Discovery {
+        issuer: issuer.to_owned(),
+        reason,
+    };
+    let issuer_url = IssuerUrl::new(issuer.to_owned()).map_err(|e| failed(e.to_string()))?;
+    let client = {
+        let http = http.clone();
+        move |request| send(http.clone(), request)
+    };
+    let metadata = CoreProviderMetadata::discover_async(issuer_url.clone(), &client)
+        .await
+        .map_err(|e| failed(error_chain(&e)))?;
+    let token = metadata
+        .token_endpoint()
+        .cloned()
+        .ok_or_else(|| failed("the provider has no token_endpoint".into()))?;
+    let auth_type =
+        auth_type(metadata.token_endpoint_auth_methods_supported()).ok_or_else(|| {
+            failed(
+                "the provider supports neither client_secret_basic nor client_secret_post".into(),
+            )
+        })?;
+    let algs: Vec<_> = metadata
+        .id_token_signing_alg_values_supported()
+        .iter()
+        .filter(|alg| asymmetric(alg))
+        .cloned()
+        .collect();
+    if algs.is_empty() {
+        return Err(failed(
+            "the provider signs ID tokens with no asymmetric algorithm".into(),
+        ));
+    }
+    Ok(Discovered {
+        issuer: issuer_url,
+        authorize: metadata.authorization_endpoint().clone(),
+        token,
+        auth_type,
+        userinfo: metadata.userinfo_endpoint().map(|u| u.url().clone()),
+        jwks_uri: metadata.jwks_uri().clone(),
+        jwks: metadata.jwks().clone(),
+        algs,
+    })
+}
+
+/// How to send the client secret: HTTP Basic unless the provider lists only `client_secret_post`
+/// (no list means Basic, the default of OpenID Connect Discovery §3).
+fn auth_type(methods: Option<&Vec<CoreClientAuthMethod>>) -> Option<AuthType> {
+    let Some(methods) = methods else {
+        return Some(AuthType::BasicAuth);
+    };
+    if methods.contains(&CoreClientAuthMethod::ClientSecretBasic) {
+        Some(AuthType::BasicAuth)
+    } else if methods.contains(&CoreClientAuthMethod::ClientSecretPost) {
+        Some(AuthType::RequestBody)
+    } else {
+        None
+    }
+}
+
+/// Public-key algorithms only: with an HMAC algorithm the "signature" would be keyed with our
+/// own client secret, and `none` is no signature at all.
+fn asymmetric(alg: &CoreJwsSigningAlgorithm) -> bool {
+    use CoreJwsSigningAlgorithm as A;
+    matches!(
+        alg,
+        A::RsaSsaPkcs1V15Sha256
+            | A::RsaSsaPkcs1V15Sha384
+            | A::RsaSsaPkcs1V15Sha512
+            | A::EcdsaP256Sha256
+            | A::EcdsaP384Sha384
+            | A::EcdsaP521Sha512
+            | A::RsaSsaPssSha256
+            | A::RsaSsaPssSha384
+            | A::RsaSsaPssSha512
+            | A::EdDsa
+    )
+}
+
+/// What the token response gave for OpenID Connect.
+pub(crate) struct Tokens<'a> {
+    pub id_token: Option<&'a str>,
+    pub access_token: &'a str,
+}
+
+/// The identity in the ID token, verified for `client_id` and `nonce` at `now`; the email
+/// and name from UserInfo when the ID token has no email.
+pub(crate) async fn identity(
+    provider: &Discovered,
+    name: &str,
+    client_id: &str,
+    http: &reqwest::Client,
+    tokens: Tokens<'_>,
+    nonce: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<UpstreamIdentity, SocialError> {
+    let raw = tokens.id_token.ok_or(SocialError::MissingIdToken)?;
+    let token =
+        CoreIdToken::from_str(raw).map_err(|e| SocialError::IdTokenMalformed(e.to_string()))?;
+    // A pending record without a nonce was not started for this provider (GitHub's).
+    let nonce = Nonce::new(
+        nonce
+            .ok_or_else(|| SocialError::IdTokenNonce("the sign-in sent no nonce".into()))?
+            .to_owned(),
+    );
+    let claims = match verify(
+        &token,
+        provider,
+        provider.jwks.clone(),
+        client_id,
+        &nonce,
+        now,
+    ) {
+        Err(ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::NoMatchingKey,
+        )) => {
+            // The provider may have rotated its keys since discovery: fetch them once more.
+            let jwks = fetch_jwks(&provider.jwks_uri, http).await?;
+            verify(&token, provider, jwks, client_id, &nonce, now)
+        }
+        verified => verified,
+    }
+    .map_err(claims_error)?;
+    let mut identity = UpstreamIdentity {
+        provider: name.to_owned(),
+        subject: claims.subject().as_str().to_owned(),
+        email: claims.email().map(|e| e.as_str().to_owned()),
+        email_verified: claims.email_verified().unwrap_or(false),
+        name: claims
+            .name()
+            .and_then(|n| n.get(None))
+            .map(|n| n.as_str().to_owned()),
+    };
+    if identity.email.is_none()
+        && let Some(url) = &provider.userinfo
+    {
+        let info = get_json(http, url.clone(), tokens.access_token)
+            .await
+            .map_err(SocialError::UserInfo)?;
+        merge_userinfo(&mut identity, &info)?;
+    }
+    Ok(identity)
+}
+
+fn verify<'t>(
+    token: &'t CoreIdToken,
+    provider: &Discovered,
+    jwks: CoreJsonWebKeySet,
+    client_id: &str,
+    nonce: &Nonce,
+    now: OffsetDateTime,
+) -> Result<&'t CoreIdTokenClaims, ClaimsVerificationError> {
+    // openidconnect's clock is a chrono time; SystemTime converts into it.
+    let at = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(now.unix_timestamp()).unwrap_or(0));
+    let verifier = CoreIdTokenVerifier::new_public_client(
+        ClientId::new(client_id.to_owned()),
+        provider.issuer.clone(),
+        jwks,
+    )
+    .set_allowed_algs(provider.algs.iter().cloned())
+    .set_time_fn(move || at.into());
+    token.claims(&verifier, nonce)
+}
+
+async fn fetch_jwks(
+    url: &JsonWebKeySetUrl,
+    http: &reqwest::Client,
+) -> Result<CoreJsonWebKeySet, SocialError> {
+    let client = {
+        let http = http.clone();
+        move |request| send(http.clone(), request)
+    };
+    CoreJsonWebKeySet::fetch_async(url, &client)
+        .await
+        .map_err(|e| {
+            SocialError::IdTokenSignature(format!("refetching the JWKS: {}", error_chain(&e)))
+        })
+}
+
+/// openidconnect's verdict as our error.
+fn claims_error(error: ClaimsVerificationError) -> SocialError {
+    match error {
+        ClaimsVerificationError::Expired(m) => SocialError::IdTokenExpired(m),
+        ClaimsVerificationError::InvalidAudience(m) => SocialError::IdTokenAudience(m),
+        ClaimsVerificationError::InvalidIssuer(m) => SocialError::IdTokenIssuer(m),
+        ClaimsVerificationError::InvalidNonce(m) => SocialError::IdTokenNonce(m),
+        ClaimsVerificationError::SignatureVerification(e) => {
+            SocialError::IdTokenSignature(e.to_string())
+        }
+        other => SocialError::IdTokenInvalid(other.to_string()),
+    }
+}
+
+/// Takes the email and name from a UserInfo response about the same subject.
+fn merge_userinfo(identity: &mut UpstreamIdentity, info: &Value) -> Result<(), SocialError> {
+    if info.get("sub").and_then(Value::as_str) != Some(identity.subject.as_str()) {
+        return Err(SocialError::SubjectMismatch);
+    }
+    identity.email = info.get("email").and_then(Value::as_str).map(str::to_owned);
+    // Some providers send the boolean as a string.
+    identity.email_verified = match info.get("email_verified") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    };
+    if identity.name.is_none() {
+        identity.name = info.get("name").and_then(Value::as_str).map(str::to_owned);
+    }
+    Ok(())
+}
+
+/// An error with its sources, which openidconnect's errors keep the details in.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn identity() -> UpstreamIdentity {
+        UpstreamIdentity {
+            provider: "corp".into(),
+            subject: "sub-1".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+        }
+    }
+
+    #[test]
+    fn basic_auth_unless_only_post_is_listed() {
+        use CoreClientAuthMethod as M;
+        assert!(matches!(auth_type(None), Some(AuthType::BasicAuth)));
+        let both = vec![M::ClientSecretPost, M::ClientSecretBasic];
+        assert!(matches!(auth_type(Some(&both)), Some(AuthType::BasicAuth)));
+        let post = vec![M::ClientSecretPost];
+        assert!(matches!(
+            auth_type(Some(&post)),
+            Some(AuthType::RequestBody)
+        ));
+        let jwt = vec![M::PrivateKeyJwt];
+        assert!(auth_type(Some(&jwt)).is_none());
+    }
+
+    #[test]
+    fn hmac_and_none_are_not_accepted_signing_algorithms() {
+        assert!(asymmetric(&CoreJwsSigningAlgorithm::EcdsaP256Sha256));
+        assert!(asymmetric(&CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256));
+        assert!(!asymmetric(&CoreJwsSigningAlgorithm::HmacSha256));
+        assert!(!asymmetric(&CoreJwsSigningAlgorithm::None));
+    }
+
+    #[test]
+    fn userinfo_about_the_same_subject_gives_email_and_name() {
+        let mut id = identity();
+        let info = json!({"sub": "sub-1", "email": "ada@example.com", "email_verified": true, "name": "Ada"});
+        merge_userinfo(&mut id, &info).unwrap();
+        assert_eq!(id.email.as_deref(), Some("ada@example.com"));
+        assert!(id.email_verified);
+        assert_eq!(id.name.as_deref(), Some("Ada"));
+    }
+
+    #[test]
+    fn userinfo_email_verified_as_a_string_is_read() {
+        let mut id = identity();
+        let info = json!({"sub": "sub-1", "email": "ada@example.com", "email_verified": "true"});
+        merge_userinfo(&mut id, &info).unwrap();
+        assert!(id.email_verified);
+    }
+
+    #[test]
+    fn userinfo_without_email_verified_leaves_the_email_unverified() {
+        let mut id = identity();
+        let info = json!({"sub": "sub-1", "email": "ada@example.com"});
+        merge_userinfo(&mut id, &info).unwrap();
+        assert!(!id.email_verified);
+    }
+
+    #[test]
+    fn userinfo_about_another_subject_is_refused() {
+        let mut id = identity();
+        let info = json!({"sub": "sub-2", "email": "ada@example.com", "email_verified": true});
+        let error = merge_userinfo(&mut id, &info).expect_err("refused");
+        assert_eq!(error.code(), "subject_mismatch");
+        assert_eq!(id.email, None);
+    }
+
+    #[test]
+    fn claims_errors_map_to_their_codes() {
+        let cases = [
+            (
+                ClaimsVerificationError::Expired("x".into()),
+                "id_token_expired",
+            ),
+            (
+                ClaimsVerificationError::InvalidAudience("x".into()),
+                "id_token_audience",
+            ),
+            (
+                ClaimsVerificationError::InvalidIssuer("x".into()),
+                "id_token_issuer",
+            ),
+            (
+                ClaimsVerificationError::InvalidNonce("x".into()),
+                "id_token_nonce",
+            ),
+            (
+                ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                ),
+                "id_token_signature",
+            ),
+            (
+                ClaimsVerificationError::InvalidSubject("x".into()),
+                "id_token_invalid",
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(claims_error(error).code(), code);
+        }
+    }
+}
