@@ -1,0 +1,593 @@
+//! The social-login client (`portcullis-social`) against real upstream providers
+//! (src/upstream): `start` gives the authorization URL, [`sign_in`] plays the browser at the
+//! provider, `finish` exchanges the code and verifies what comes back.
+//!
+//! - Node's oidc-provider (certified): the identity from a verified ID token, ES256 or RS256,
+//!   over HTTP or HTTPS; an unverified upstream email is reported as such and cannot take over
+//!   an account; a tampered `state` or `iss`, a replayed code, a late callback and a wrong
+//!   client secret are refused with their codes.
+//! - The rogue provider: its honest token passes, and each broken rule (nonce, issuer,
+//!   audience, signature) is refused with the error code naming that rule.
+//! - A GitHub stand-in (below): the preset's token exchange with PKCE and its user API.
+//!
+//! Without node or the npm packages (`npm ci` in e2e/node; scripts/test.sh runs it) the Node
+//! tests print a loud SKIPPED line and pass.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Form, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_crds::SecretKeyRef;
+use portcullis_crds::realm::{SocialProvider, SocialProviderType};
+use portcullis_e2e::skipped;
+use portcullis_e2e::upstream::{
+    Account, Alg, Config, Misbehaviour, Tls, Upstream, node_skip_reason, sign_in,
+};
+use portcullis_social::{
+    AccountWithEmail, Callback, GitHubEndpoints, LinkDecision, PENDING_TTL, Provider,
+    ProviderSettings, Random, SocialError, Started, UpstreamIdentity, link_decision,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use url::Url;
+use uuid::Uuid;
+
+/// Never contacted: [`sign_in`] stops at the redirect to it.
+const REDIRECT: &str = "http://localhost:7777/oauth2/social/corp/callback";
+const CLIENT_ID: &str = "portcullis";
+const CLIENT_SECRET: &str = "upstream-secret-0123456789";
+const ADA: &str = "upstream-ada";
+const MALLORY: &str = "upstream-mallory";
+
+/// One confidential client; Ada's email is verified, Mallory's (claiming Ada's address) is not.
+fn config() -> Config {
+    Config::new(CLIENT_ID, CLIENT_SECRET, REDIRECT)
+        .account(Account::verified(ADA, "ada@example.com"))
+        .account(Account::unverified(MALLORY, "ada@example.com"))
+}
+
+/// The realm's `socialProviders` entry for `upstream` as a generic OIDC provider.
+fn crd(upstream: &Upstream) -> SocialProvider {
+    SocialProvider {
+        name: "corp".into(),
+        provider_type: SocialProviderType::Oidc,
+        client_id: CLIENT_ID.into(),
+        client_secret_ref: SecretKeyRef {
+            name: "social".into(),
+            key: "corp".into(),
+        },
+        issuer_url: Some(upstream.issuer.clone()),
+        scopes: Vec::new(),
+        allowed_domains: Vec::new(),
+    }
+}
+
+/// The provider under test, discovered over `upstream`'s HTTP client (trusting its CA).
+async fn provider_with_secret(upstream: &Upstream, secret: &str) -> Provider {
+    let settings = ProviderSettings::from_crd(&crd(upstream), secret).unwrap();
+    Provider::discover(settings, upstream.http())
+        .await
+        .expect("discovery of the upstream provider")
+}
+
+async fn provider(upstream: &Upstream) -> Provider {
+    provider_with_secret(upstream, CLIENT_SECRET).await
+}
+
+/// Fresh randomness, as the server's CSPRNG would give (v4 UUIDs are 122 random bits each).
+fn random() -> Random {
+    let mut bytes = [0u8; 96];
+    for chunk in bytes.chunks_mut(16) {
+        chunk.copy_from_slice(Uuid::new_v4().as_bytes());
+    }
+    Random::from_bytes(bytes)
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// Starts a sign-in and walks the browser through the upstream login as `sub`: the pending
+/// record and the callback's query parameters.
+async fn start_and_sign_in(
+    provider: &Provider,
+    upstream: &Upstream,
+    sub: &str,
+) -> (Started, HashMap<String, String>) {
+    let started = provider.start(REDIRECT, &random(), now()).unwrap();
+    let callback = sign_in(&upstream.http(), started.url.as_str(), sub, REDIRECT).await;
+    (started, callback.params)
+}
+
+fn callback(params: &HashMap<String, String>) -> Callback {
+    Callback::from_pairs(params.iter().map(|(k, v)| (k.as_str(), v.clone()))).unwrap()
+}
+
+/// The whole sign-in as `sub`: what `finish` says.
+async fn sign_in_as(upstream: &Upstream, sub: &str) -> Result<UpstreamIdentity, SocialError> {
+    let provider = provider(upstream).await;
+    let (started, params) = start_and_sign_in(&provider, upstream, sub).await;
+    provider
+        .finish(&started.pending, &callback(&params), now())
+        .await
+}
+
+/// The Node provider, or `None` (after a loud SKIPPED line) when it cannot run here.
+fn node(config: &Config) -> Option<Upstream> {
+    if let Some(reason) = node_skip_reason() {
+        skipped("social client against the Node upstream provider", &reason);
+        return None;
+    }
+    Some(Upstream::start_node(config))
+}
+
+fn ada(upstream_name: &str) -> UpstreamIdentity {
+    UpstreamIdentity {
+        provider: upstream_name.into(),
+        subject: ADA.into(),
+        email: Some("ada@example.com".into()),
+        email_verified: true,
+        name: Some(format!("Upstream {ADA}")),
+    }
+}
+
+/// Ada's existing local account: verified email, no MFA.
+fn adas_account() -> AccountWithEmail {
+    AccountWithEmail {
+        user: Uuid::from_u128(7),
+        email_verified: true,
+        has_mfa: false,
+    }
+}
+
+#[tokio::test]
+async fn node_provider_sign_in_gives_the_identity_from_a_verified_id_token() {
+    let Some(upstream) = node(&config()) else {
+        return;
+    };
+    let identity = sign_in_as(&upstream, ADA).await.expect("signed in");
+    assert_eq!(identity, ada("corp"));
+    assert_eq!(
+        link_decision(&identity, &[], None, Some(&adas_account())).unwrap(),
+        LinkDecision::Link {
+            user: adas_account().user
+        }
+    );
+}
+
+#[tokio::test]
+async fn node_provider_authorization_request_carries_state_pkce_and_nonce() {
+    let Some(upstream) = node(&config()) else {
+        return;
+    };
+    let provider = provider(&upstream).await;
+    let started = provider.start(REDIRECT, &random(), now()).unwrap();
+    assert!(
+        started
+            .url
+            .as_str()
+            .starts_with(&format!("{}/", upstream.issuer)),
+        "{}",
+        started.url
+    );
+    let q: HashMap<_, _> = started.url.query_pairs().into_owned().collect();
+    assert_eq!(q["state"], started.pending.state);
+    assert_eq!(q.get("nonce"), started.pending.nonce.as_ref());
+    assert_eq!(q["code_challenge_method"], "S256");
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(&started.pending.pkce_verifier));
+    assert_eq!(q["code_challenge"], challenge);
+    assert_eq!(q["scope"], "openid email profile");
+}
+
+#[tokio::test]
+async fn node_provider_rs256_id_token_is_verified() {
+    let Some(upstream) = node(&config().alg(Alg::Rs256)) else {
+        return;
+    };
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada("corp"));
+}
+
+#[tokio::test]
+async fn node_provider_over_https_is_verified() {
+    let Some(upstream) = node(&config().tls(Tls::generate())) else {
+        return;
+    };
+    assert!(
+        upstream.issuer.starts_with("https://"),
+        "{}",
+        upstream.issuer
+    );
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada("corp"));
+}
+
+#[tokio::test]
+async fn node_provider_unverified_email_cannot_take_over_the_account_with_that_email() {
+    let Some(upstream) = node(&config()) else {
+        return;
+    };
+    let identity = sign_in_as(&upstream, MALLORY).await.expect("signed in");
+    assert_eq!(identity.subject, MALLORY);
+    assert_eq!(identity.email.as_deref(), Some("ada@example.com"));
+    assert!(!identity.email_verified);
+    let refused = link_decision(&identity, &[], None, Some(&adas_account()))
+        .expect_err("no takeover of Ada's account");
+    assert_eq!(refused.code(), "unverified_email_matches_account");
+}
+
+#[tokio::test]
+async fn node_provider_tampered_state_is_refused_before_the_code_is_spent() {
+    let Some(upstream) = node(&config()) else {
+        return;
+    };
+    let provider = provider(&upstream).await;
+    let (started, mut params) = start_and_sign_in(&provider, &upstream, ADA).await;
+    let honest = callback(&params);
+    let state = params.get_mut("state").unwrap();
+    let last = state.pop().unwrap();
+    state.push(if last == 'A' { 'B' } else { 'A' });
+    let refused = provider
+        .finish(&started.pending, &callback(&params), now())
+        .await
+        .expect_err("a tampered state is refused");
+    assert_eq!(refused.code(), "state_mismatch");
+    // Refused before the exchange: the code still works with the honest callback.
+    let identity = provider
+        .finish(&started.pending, &honest, now())
+        .await
+        .unwrap();
+    assert_eq!(identity, ada("corp"));
+}
+
+#[tokio::test]
+async fn node_provider_callback_for_another_sign_in_is_refused() {
+    let Some(upstream) = node(&config()) else {
+        return;
+    };
+    let provider = provider(&upstream).await;
+    let (_, params) = start_and_sign_in(&provider, &upstream, ADA).await;
+    let other = provider.start(REDIRECT, &random(), now()).unwrap();
+    let refused = provider
+        .finish(&other.pending, &callback(&params), now())
+        .await
+        .expect_err("another sign-in's callback is refused");
+    assert_eq!(refused.code(), "state_mismatch");
+}
+
+#[tokio::test]
+async fn node_provider_callback_naming_another_issuer_is_refused() {
+    let Some(upstream) = node(&config()) else {
+        return;
+    };
+    let provider = provider(&upstream).await;
+    let (started, mut params) = start_and_sign_in(&provider, &upstream, ADA).await;
+    assert_eq!(
+        params["iss"], upstream.issuer,
+        "the provider sends RFC 9207 iss"
+    );
+    params.insert("iss".into(), "https://evil.example".into());
+    let refused = provider
+        .finish(&started.pending, &callback(&params), now())
+        .await
+        .expect_err("a mixed-up response is refused");
+    assert_eq!(refused.code(), "issuer_mismatch");
+}
+
+#[tokio::test]
+async fn node_provider_code_used_twice_is_refused_the_second_time() {
+    let Some(upstream) = node(&config()) else {
+        return;
+    };
+    let provider = provider(&upstream).await;
+    let (started, params) = start_and_sign_in(&provider, &upstream, ADA).await;
+    let callback = callback(&params);
+    provider
+        .finish(&started.pending, &callback, now())
+        .await
+        .unwrap();
+    let refused = provider
+        .finish(&started.pending, &callback, now())
+        .await
+        .expect_err("a code is single-use");
+    assert_eq!(refused.code(), "token_exchange_failed");
+    assert!(refused.to_string().contains("invalid_grant"), "{refused}");
+}
+
+#[tokio::test]
+async fn node_provider_late_callback_is_refused() {
+    let Some(upstream) = node(&config()) else {
+        return;
+    };
+    let provider = provider(&upstream).await;
+    let (started, params) = start_and_sign_in(&provider, &upstream, ADA).await;
+    let late = started.pending.created_at + PENDING_TTL + time::Duration::seconds(1);
+    let refused = provider
+        .finish(&started.pending, &callback(&params), late)
+        .await
+        .expect_err("too late");
+    assert_eq!(refused.code(), "expired");
+}
+
+#[tokio::test]
+async fn node_provider_refuses_the_exchange_with_a_wrong_client_secret() {
+    let Some(upstream) = node(&config()) else {
+        return;
+    };
+    let provider = provider_with_secret(&upstream, "not-the-secret").await;
+    let (started, params) = start_and_sign_in(&provider, &upstream, ADA).await;
+    let refused = provider
+        .finish(&started.pending, &callback(&params), now())
+        .await
+        .expect_err("wrong secret");
+    assert_eq!(refused.code(), "token_exchange_failed");
+    assert!(refused.to_string().contains("invalid_client"), "{refused}");
+}
+
+#[tokio::test]
+async fn node_provider_tokens_are_returned_only_when_asked() {
+    let Some(upstream) = node(&config()) else {
+        return;
+    };
+    let provider = provider(&upstream).await;
+    let (started, params) = start_and_sign_in(&provider, &upstream, ADA).await;
+    let (identity, tokens) = provider
+        .finish_with_tokens(&started.pending, &callback(&params), now())
+        .await
+        .unwrap();
+    assert_eq!(identity, ada("corp"));
+    assert!(!tokens.access_token.is_empty());
+    // The access token is the provider's: its UserInfo answers for it.
+    let userinfo = upstream
+        .http()
+        .get(format!("{}/me", upstream.issuer))
+        .bearer_auth(&tokens.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(userinfo.status(), 200);
+    assert_eq!(userinfo.json::<Value>().await.unwrap()["sub"], ADA);
+}
+
+/// Signs in as Ada at a rogue provider misbehaving as `misbehaviour`: what `finish` says.
+async fn rogue(misbehaviour: Misbehaviour) -> Result<UpstreamIdentity, SocialError> {
+    let upstream = Upstream::start_rogue(&config(), misbehaviour);
+    sign_in_as(&upstream, ADA).await
+}
+
+async fn rogue_refusal(misbehaviour: Misbehaviour) -> &'static str {
+    rogue(misbehaviour)
+        .await
+        .expect_err("the rogue's ID token is refused")
+        .code()
+}
+
+#[tokio::test]
+async fn rogue_provider_without_misbehaviour_is_accepted() {
+    assert_eq!(rogue(Misbehaviour::Honest).await.unwrap(), ada("corp"));
+}
+
+#[tokio::test]
+async fn rogue_provider_wrong_nonce_is_refused_for_its_nonce() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::WrongNonce).await,
+        "id_token_nonce"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_wrong_issuer_is_refused_for_its_issuer() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::WrongIssuer).await,
+        "id_token_issuer"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_wrong_audience_is_refused_for_its_audience() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::WrongAudience).await,
+        "id_token_audience"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_bad_signature_is_refused_for_its_signature() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::BadSignature).await,
+        "id_token_signature"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_unverified_email_cannot_take_over_the_account() {
+    let identity = rogue(Misbehaviour::UnverifiedEmail).await.unwrap();
+    assert_eq!(identity.email.as_deref(), Some("ada@example.com"));
+    assert!(!identity.email_verified);
+    let refused =
+        link_decision(&identity, &[], None, Some(&adas_account())).expect_err("no takeover");
+    assert_eq!(refused.code(), "unverified_email_matches_account");
+    let domains = ["example.com".to_owned()];
+    let refused = link_decision(&identity, &domains, None, None).expect_err("not verified");
+    assert_eq!(refused.code(), "domain_not_allowed");
+}
+
+#[tokio::test]
+async fn rogue_provider_over_https_is_accepted() {
+    let upstream = Upstream::start_rogue(&config().tls(Tls::generate()), Misbehaviour::Honest);
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada("corp"));
+}
+
+/// A stand-in for GitHub: the OAuth token endpoint (checking the client, the code, the
+/// redirect URI and the PKCE verifier against the challenge the test registers) and the REST
+/// API's `/user` and `/user/emails`, answering as GitHub does (errors of the token endpoint
+/// are a 200 with an `error` field).
+#[derive(Default)]
+struct GitHub {
+    /// code → (redirect_uri, code_challenge)
+    codes: Mutex<HashMap<String, (String, String)>>,
+    primary_verified: bool,
+}
+
+const GH_TOKEN: &str = "gho_0123456789";
+
+async fn gh_token(
+    State(gh): State<Arc<GitHub>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Json<Value> {
+    let field = |name: &str| form.get(name).cloned().unwrap_or_default();
+    if field("client_id") != CLIENT_ID || field("client_secret") != CLIENT_SECRET {
+        return Json(json!({"error": "incorrect_client_credentials"}));
+    }
+    let Some((redirect_uri, challenge)) = gh.codes.lock().unwrap().remove(&field("code")) else {
+        return Json(json!({"error": "bad_verification_code"}));
+    };
+    let verified = URL_SAFE_NO_PAD.encode(Sha256::digest(field("code_verifier"))) == challenge;
+    if field("redirect_uri") != redirect_uri || !verified {
+        return Json(json!({"error": "bad_verification_code"}));
+    }
+    Json(json!({"access_token": GH_TOKEN, "token_type": "bearer", "scope": "read:user,user:email"}))
+}
+
+fn gh_authorized(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|h| h.to_str().ok())
+        == Some(format!("Bearer {GH_TOKEN}").as_str())
+        && headers.contains_key("user-agent")
+}
+
+async fn gh_user(headers: HeaderMap) -> (axum::http::StatusCode, Json<Value>) {
+    if !gh_authorized(&headers) {
+        return (axum::http::StatusCode::UNAUTHORIZED, Json(json!({})));
+    }
+    let user = json!({"id": 583231, "login": "octocat", "name": "The Octocat", "email": null});
+    (axum::http::StatusCode::OK, Json(user))
+}
+
+async fn gh_emails(
+    State(gh): State<Arc<GitHub>>,
+    headers: HeaderMap,
+) -> (axum::http::StatusCode, Json<Value>) {
+    if !gh_authorized(&headers) {
+        return (axum::http::StatusCode::UNAUTHORIZED, Json(json!([])));
+    }
+    let emails = json!([
+        {"email": "octo@users.noreply.example.com", "primary": false, "verified": true, "visibility": null},
+        {"email": "octocat@example.com", "primary": true, "verified": gh.primary_verified, "visibility": "public"},
+    ]);
+    (axum::http::StatusCode::OK, Json(emails))
+}
+
+/// Serves the stand-in on a free port of this test's runtime; its base URL.
+async fn serve_github(gh: Arc<GitHub>) -> Url {
+    let app = Router::new()
+        .route("/login/oauth/access_token", post(gh_token))
+        .route("/api/user", get(gh_user))
+        .route("/api/user/emails", get(gh_emails))
+        .with_state(gh);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap()
+}
+
+/// The GitHub preset with its endpoints at the stand-in's `base`.
+fn github_settings(base: &Url) -> ProviderSettings {
+    let crd = SocialProvider {
+        name: "github".into(),
+        provider_type: SocialProviderType::GitHub,
+        client_id: CLIENT_ID.into(),
+        client_secret_ref: SecretKeyRef {
+            name: "social".into(),
+            key: "github".into(),
+        },
+        issuer_url: None,
+        scopes: Vec::new(),
+        allowed_domains: Vec::new(),
+    };
+    let endpoints = GitHubEndpoints::at(base, &base.join("api").unwrap()).unwrap();
+    ProviderSettings::from_crd(&crd, CLIENT_SECRET)
+        .unwrap()
+        .with_github_endpoints(endpoints)
+}
+
+/// The GitHub provider over a client that follows no redirects, as the server's.
+async fn github_provider(base: &Url) -> Provider {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Provider::discover(github_settings(base), http)
+        .await
+        .unwrap()
+}
+
+/// A GitHub sign-in against the stand-in: GitHub's consent is not played; the test registers
+/// the code the stand-in would have issued for the authorization request `start` built.
+async fn github_sign_in(primary_verified: bool) -> Result<UpstreamIdentity, SocialError> {
+    let gh = Arc::new(GitHub {
+        primary_verified,
+        ..GitHub::default()
+    });
+    let base = serve_github(gh.clone()).await;
+    let provider = github_provider(&base).await;
+    let started = provider.start(REDIRECT, &random(), now()).unwrap();
+    assert_eq!(
+        started.url.as_str().split('?').next(),
+        Some(format!("{base}login/oauth/authorize").as_str())
+    );
+    let q: HashMap<_, _> = started.url.query_pairs().into_owned().collect();
+    assert!(!q.contains_key("nonce"), "GitHub is not OpenID Connect");
+    gh.codes.lock().unwrap().insert(
+        "gh-code".into(),
+        (q["redirect_uri"].clone(), q["code_challenge"].clone()),
+    );
+    let callback =
+        Callback::from_pairs([("code", "gh-code"), ("state", q["state"].as_str())]).unwrap();
+    provider.finish(&started.pending, &callback, now()).await
+}
+
+#[tokio::test]
+async fn github_preset_reads_the_user_and_the_verified_primary_email() {
+    let identity = github_sign_in(true).await.expect("signed in");
+    assert_eq!(
+        identity,
+        UpstreamIdentity {
+            provider: "github".into(),
+            subject: "583231".into(),
+            email: Some("octocat@example.com".into()),
+            email_verified: true,
+            name: Some("The Octocat".into()),
+        }
+    );
+}
+
+#[tokio::test]
+async fn github_preset_reports_an_unverified_primary_email_as_unverified() {
+    let identity = github_sign_in(false).await.expect("signed in");
+    assert_eq!(identity.email.as_deref(), Some("octocat@example.com"));
+    assert!(!identity.email_verified);
+}
+
+#[tokio::test]
+async fn github_preset_error_in_a_200_token_response_is_a_failed_exchange() {
+    let base = serve_github(Arc::new(GitHub::default())).await;
+    let provider = github_provider(&base).await;
+    let started = provider.start(REDIRECT, &random(), now()).unwrap();
+    let callback = Callback::from_pairs([
+        ("code", "never-issued"),
+        ("state", started.pending.state.as_str()),
+    ])
+    .unwrap();
+    let refused = provider
+        .finish(&started.pending, &callback, now())
+        .await
+        .expect_err("an unknown code is refused");
+    assert_eq!(refused.code(), "token_exchange_failed");
+}
