@@ -64,7 +64,7 @@ pub fn link_decision(
         let allowed = identity.email_verified
             && identity
                 .email_domain()
-                .is_some_and(|domain| allowed_domains.iter().any(|d| *d == domain));
+                .is_some_and(|domain| allowed_domains.contains(&domain));
         if !allowed {
             return Err(SocialError::DomainNotAllowed);
         }

@@ -47,9 +47,11 @@ type OAuthClient = oauth2::Client<
     EndpointSet,
 >;
 
+// One per provider, made at start: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 enum Kind {
-    Oidc(Box<Discovered>),
+    Oidc(Discovered),
     GitHub(GitHubEndpoints),
 }
 
@@ -81,7 +83,7 @@ impl Provider {
         http: reqwest::Client,
     ) -> Result<Self, SocialError> {
         let kind = match &settings.protocol {
-            Protocol::Oidc { issuer } => Kind::Oidc(Box::new(oidc::discover(issuer, &http).await?)),
+            Protocol::Oidc { issuer } => Kind::Oidc(oidc::discover(issuer, &http).await?),
             Protocol::GitHub(endpoints) => Kind::GitHub(endpoints.clone()),
         };
         Ok(Self {
@@ -324,7 +326,7 @@ mod tests {
         Provider {
             settings: ProviderSettings::from_crd(&crd, "secret").unwrap(),
             http: reqwest::Client::new(),
-            kind: Kind::Oidc(Box::new(discovered)),
+            kind: Kind::Oidc(discovered),
         }
     }
 

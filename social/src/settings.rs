@@ -53,6 +53,8 @@ impl Default for GitHubEndpoints {
 }
 
 /// How the provider is spoken to.
+// One per provider, made at start: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Protocol {
     /// OpenID Connect: discovery, an ID token verified against the JWKS, `nonce`.
