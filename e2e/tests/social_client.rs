@@ -331,6 +331,35 @@ async fn node_provider_refuses_the_exchange_with_a_wrong_client_secret() {
 }
 
 #[tokio::test]
+async fn node_provider_without_the_email_scope_gives_no_email_even_from_userinfo() {
+    let Some(upstream) = node(&config()) else {
+        return;
+    };
+    let mut crd = crd(&upstream);
+    crd.scopes = vec!["openid".into()];
+    let settings = ProviderSettings::from_crd(&crd, CLIENT_SECRET).unwrap();
+    let provider = Provider::discover(settings, upstream.http()).await.unwrap();
+    let (started, params) = start_and_sign_in(&provider, &upstream, ADA).await;
+    // No email in the ID token: UserInfo is asked (for the same subject) and has none either.
+    let identity = provider
+        .finish(&started.pending, &callback(&params), now())
+        .await
+        .expect("signed in");
+    assert_eq!(
+        identity,
+        UpstreamIdentity {
+            provider: "corp".into(),
+            subject: ADA.into(),
+            email: None,
+            email_verified: false,
+            name: None,
+        }
+    );
+    let refused = link_decision(&identity, &[], None, None).expect_err("no email");
+    assert_eq!(refused.code(), "email_required");
+}
+
+#[tokio::test]
 async fn node_provider_tokens_are_returned_only_when_asked() {
     let Some(upstream) = node(&config()) else {
         return;
