@@ -80,8 +80,9 @@ pub enum NoticeError {
 }
 
 /// A notice to enqueue: build it with [`NewNotice::email`] or [`NewNotice::webhook`], which
-/// validate it, then pass it to [`crate::Outbox::enqueue`].
-#[derive(Debug, Clone, PartialEq)]
+/// validate it, then pass it to [`crate::Outbox::enqueue`]. Its `Debug` hides the recipient
+/// and the payload, so a `{:?}` log leaks no address.
+#[derive(Clone, PartialEq)]
 pub struct NewNotice {
     channel: Channel,
     event: String,
@@ -174,8 +175,8 @@ impl NewNotice {
 }
 
 /// A row claimed by a worker: it holds the lease until [`crate::Outbox`] records the outcome
-/// or the lease runs out.
-#[derive(Debug, Clone, PartialEq)]
+/// or the lease runs out. Its `Debug` hides the recipient and the payload.
+#[derive(Clone, PartialEq)]
 pub struct Claimed {
     /// The row id; also the webhook event id, the same on every attempt.
     pub id: Uuid,
@@ -194,6 +195,41 @@ pub struct Claimed {
     /// Attempts including this one (1 on the first). Recording an outcome checks it, so a
     /// worker whose lease ran out and was claimed again cannot overwrite the newer attempt.
     pub attempts: u32,
+}
+
+// Shown instead of a recipient or payload.
+const REDACTED: &str = "<redacted>";
+
+fn redacted(present: bool) -> Option<&'static str> {
+    present.then_some(REDACTED)
+}
+
+impl std::fmt::Debug for NewNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewNotice")
+            .field("channel", &self.channel)
+            .field("event", &self.event)
+            .field("user_id", &self.user_id)
+            .field("recipient", &redacted(self.recipient.is_some()))
+            .field("payload", &REDACTED)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Claimed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claimed")
+            .field("id", &self.id)
+            .field("channel", &self.channel)
+            .field("event", &self.event)
+            .field("user_id", &self.user_id)
+            .field("recipient", &redacted(self.recipient.is_some()))
+            .field("payload", &REDACTED)
+            .field("created_at", &self.created_at)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
 }
 
 /// Whether `event` is dotted snake_case: `account.locked`, `login.new_device`.
@@ -349,6 +385,36 @@ mod tests {
         assert_eq!(n.user_id(), None);
         assert_eq!(n.payload(), &json!({"user_id": Uuid::from_u128(9)}));
         assert!(DELETE_WHEN_FINISHED.contains(&n.event()));
+    }
+
+    #[test]
+    fn debug_output_hides_the_recipient_and_the_payload() {
+        let notice = NewNotice::email(
+            "login.new_device",
+            Some(Uuid::from_u128(1)),
+            "ada@example.org",
+            json!({"device": "Firefox on Linux"}),
+            AT,
+        )
+        .unwrap();
+        let claimed = Claimed {
+            id: Uuid::from_u128(2),
+            channel: Channel::Email,
+            event: notice.event().to_owned(),
+            user_id: notice.user_id(),
+            recipient: notice.recipient().map(str::to_owned),
+            payload: notice.payload().clone(),
+            created_at: AT,
+            attempts: 1,
+        };
+        for shown in [format!("{notice:?}"), format!("{claimed:?}")] {
+            assert!(!shown.contains("ada@"), "{shown}");
+            assert!(!shown.contains("Firefox"), "{shown}");
+            assert!(
+                shown.contains("login.new_device") && shown.contains(REDACTED),
+                "{shown}"
+            );
+        }
     }
 
     #[test]
