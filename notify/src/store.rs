@@ -27,7 +27,9 @@ const INSERT: &str = "INSERT INTO notification_outbox \
 // One channel per claim: a worker takes only rows it has a channel for (a replica without the
 // webhook channel, or an older version that does not know a newer channel, leaves them alone),
 // and the `notification_outbox_due` index (channel, next_attempt_at) serves it in order.
-const CLAIM: &str = "UPDATE notification_outbox SET locked_until = $2, attempts = attempts + 1 \
+/// The claim statement (`$1` now, `$2` the lease's end, `$3` the limit, `$4` the channel);
+/// public so a test can check its plan.
+pub const CLAIM: &str = "UPDATE notification_outbox SET locked_until = $2, attempts = attempts + 1 \
     WHERE id IN (SELECT id FROM notification_outbox \
         WHERE delivered_at IS NULL AND dead_at IS NULL AND channel = $4 AND next_attempt_at <= $1 \
           AND (locked_until IS NULL OR locked_until <= $1) \

@@ -50,6 +50,12 @@ pub trait Observe: Send + Sync {
     /// An attempt on a row of `channel` and `event` was recorded as `result`.
     fn recorded(&self, channel: Channel, event: &str, result: Recorded);
 
+    /// A claim of `channel` took `rows` rows (0 included): for a claims counter, and so a test
+    /// can tell a loop has gone idle.
+    fn claimed(&self, channel: Channel, rows: usize) {
+        let _ = (channel, rows);
+    }
+
     /// An outbox statement failed; the rows concerned come back when their lease ends.
     fn store_failed(&self, error: &StoreError) {
         tracing::warn!(reason = error.reason(), %error, "notification outbox statement failed");
@@ -288,6 +294,7 @@ impl Worker {
                 .outbox
                 .claim(now, self.config.lease, self.config.batch, channel)
                 .await?;
+            self.observer.claimed(channel, rows.len());
             let context = self.attempts();
             attempts.extend(
                 rows.into_iter()
@@ -335,6 +342,7 @@ impl Worker {
                     .await
                 {
                     Ok(rows) => {
+                        self.observer.claimed(channel, rows.len());
                         for row in rows {
                             let attempt = context.clone().run(Arc::clone(&deliver), row);
                             in_flight.push(tokio::spawn(attempt));

@@ -241,9 +241,24 @@ async fn moved(
 // The observer, the worker and the database.
 
 #[derive(Default)]
-struct Counts(Mutex<Vec<(Channel, String, Recorded)>>);
+struct Counts(Mutex<Vec<(Channel, String, Recorded)>>, Mutex<Vec<Claim>>);
+
+/// One claim as the observer saw it: how many outcomes were recorded before it, and its rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Claim {
+    recorded_before: usize,
+    rows: usize,
+}
 
 impl Observe for Counts {
+    fn claimed(&self, _: Channel, rows: usize) {
+        let recorded_before = self.0.lock().unwrap().len();
+        self.1.lock().unwrap().push(Claim {
+            recorded_before,
+            rows,
+        });
+    }
+
     fn recorded(&self, channel: Channel, event: &str, result: Recorded) {
         self.0
             .lock()
@@ -257,6 +272,10 @@ impl Observe for Counts {
 }
 
 impl Counts {
+    fn claims(&self) -> Vec<Claim> {
+        self.1.lock().unwrap().clone()
+    }
+
     fn results(&self) -> Vec<Recorded> {
         self.0.lock().unwrap().iter().map(|(_, _, r)| *r).collect()
     }
@@ -979,20 +998,34 @@ async fn a_wake_delivers_without_waiting_for_the_poll(pool: PgPool) {
         .with_webhook(webhook(&receiver.url(), &clock))
         .with_observer(Arc::clone(&counts) as Arc<dyn Observe>);
     let wake = w.waker();
+    let user_id = user(&pool).await;
+    let first = enqueue(&pool, &locked(user_id)).await;
     let (stop, stopped) = watch::channel(false);
     let run = tokio::spawn(w.run(stopped));
-    // Let the first (empty) round pass, so the worker is asleep for an hour.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let id = enqueue(&pool, &locked(user(&pool).await)).await;
+    // The first row is delivered and recorded, then the loop claims once more, finds nothing
+    // and has nothing in flight: from here only a wake, the hour's poll or shutdown moves it.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !counts
+            .claims()
+            .iter()
+            .any(|c| c.recorded_before >= 1 && c.rows == 0)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the loop goes idle after the first row");
+    assert_eq!(receiver.accepted(), vec![first]);
+    let second = enqueue(&pool, &locked(user_id)).await;
     wake.wake();
     tokio::time::timeout(Duration::from_secs(10), async {
-        while receiver.accepted().is_empty() {
+        while receiver.accepted().len() < 2 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await
     .expect("woken, not polled");
-    assert_eq!(receiver.accepted(), vec![id]);
+    assert_eq!(receiver.accepted(), vec![first, second]);
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(5), run)
         .await
@@ -1132,4 +1165,376 @@ async fn a_dead_erasure_notice_is_deleted_too(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(left, vec![kept], "other dead rows stay until pruned");
+}
+
+/// A channel that holds each delivery until released, counting the calls.
+struct Gate {
+    calls: AtomicUsize,
+    open: tokio::sync::Semaphore,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            calls: AtomicUsize::new(0),
+            open: tokio::sync::Semaphore::new(0),
+        }
+    }
+}
+
+impl Deliver for Gate {
+    fn deliver<'a>(&'a self, _: &'a Claimed) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let _permit = self.open.acquire().await.unwrap();
+            Outcome::Delivered
+        })
+    }
+}
+
+/// A channel whose renderer panics.
+struct Panics;
+
+impl Deliver for Panics {
+    fn deliver<'a>(&'a self, _: &'a Claimed) -> DeliverFuture<'a> {
+        Box::pin(async { panic!("the renderer met a payload it did not expect") })
+    }
+}
+
+fn mail(user_id: Option<Uuid>, at: OffsetDateTime) -> NewNotice {
+    NewNotice::email(
+        "account.locked",
+        user_id,
+        "ada@example.org",
+        serde_json::json!({"minutes": 15}),
+        at,
+    )
+    .unwrap()
+}
+
+async fn wait_until<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !done().await {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_hanging_webhook_does_not_hold_up_mail(pool: PgPool) {
+    let clock = ManualClock::at(T0);
+    let counts = Arc::new(Counts::default());
+    let mailbox = Arc::new(Mailbox::default());
+    let hook = Arc::new(Gate::default());
+    // One slot, a 10 min attempt cap and an hour's poll: if mail shared the webhook's slot or
+    // claim, it would wait for the hanging webhook far beyond the 10 s this test allows.
+    let config = WorkerConfig {
+        lease: Duration::from_secs(1300),
+        batch: 1,
+        poll_interval: Duration::from_secs(3600),
+        attempt_timeout: Duration::from_secs(600),
+    };
+    let w = Worker::new(Outbox::new(pool.clone()), Arc::new(clock.clone()), config)
+        .unwrap()
+        .with_webhook(Arc::clone(&hook) as Arc<dyn Deliver>)
+        .with_email(Arc::clone(&mailbox) as Arc<dyn Deliver>)
+        .with_observer(Arc::clone(&counts) as Arc<dyn Observe>);
+    let user_id = user(&pool).await;
+    // The webhook row is older, so a shared claim ordered by due time would take it first.
+    let hook_id = enqueue(&pool, &locked(user_id)).await;
+    let mail_id = enqueue(&pool, &mail(Some(user_id), T0 + secs(1))).await;
+    clock.advance(1);
+    let (_stop, stopped) = watch::channel(false);
+    let run = tokio::spawn(w.run(stopped));
+
+    wait_until("the mail goes out while the webhook hangs", || async {
+        state(&pool, mail_id).await.delivered_at.is_some()
+    })
+    .await;
+    assert_eq!(mailbox.0.lock().unwrap().len(), 1);
+    wait_until("the webhook attempt has started", || async {
+        hook.calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let hanging = state(&pool, hook_id).await;
+    assert_eq!((hanging.attempts, hanging.delivered_at), (1, None));
+    assert_eq!(
+        counts.by_label().get(&(
+            Channel::Email,
+            "account.locked".to_owned(),
+            Recorded::Delivered
+        )),
+        Some(&1)
+    );
+    assert_eq!(
+        counts.results().len(),
+        1,
+        "nothing recorded for the webhook yet"
+    );
+    run.abort();
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_panicking_channel_is_a_retry_and_the_loop_goes_on(pool: PgPool) {
+    let clock = ManualClock::at(T0);
+    let counts = Arc::new(Counts::default());
+    let w = Worker::new(Outbox::new(pool.clone()), Arc::new(clock.clone()), config())
+        .unwrap()
+        .with_email(Arc::new(Panics))
+        .with_observer(Arc::clone(&counts) as Arc<dyn Observe>)
+        .with_jitter(|_| 0.5);
+    let first = enqueue(&pool, &mail(None, T0)).await;
+    let (stop, stopped) = watch::channel(false);
+    let run = tokio::spawn(w.run(stopped));
+    wait_until("the first panic is recorded", || async {
+        counts.results().len() == 1
+    })
+    .await;
+    // The loop survived: a row enqueued after the panic is still attempted.
+    let second = enqueue(&pool, &mail(None, T0)).await;
+    wait_until("the second row is attempted", || async {
+        counts.results().len() == 2
+    })
+    .await;
+    for id in [first, second] {
+        let row = state(&pool, id).await;
+        assert_eq!(row.last_error.as_deref(), Some("panic"));
+        assert_eq!((row.attempts, row.dead_at), (1, None));
+        assert_eq!(row.next_attempt_at, T0 + secs(30));
+    }
+    assert_eq!(counts.results(), vec![Recorded::Retried; 2]);
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("stops on shutdown")
+        .expect("the worker loop did not panic");
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_worker_without_the_webhook_channel_never_touches_webhook_rows(pool: PgPool) {
+    let clock = ManualClock::at(T0);
+    let counts = Arc::new(Counts::default());
+    let mailbox = Arc::new(Mailbox::default());
+    // An old replica: configured for mail only, during the rollout that adds a webhook.
+    let old = Worker::new(Outbox::new(pool.clone()), Arc::new(clock.clone()), config())
+        .unwrap()
+        .with_email(Arc::clone(&mailbox) as Arc<dyn Deliver>)
+        .with_observer(Arc::clone(&counts) as Arc<dyn Observe>);
+    let user_id = user(&pool).await;
+    let hook_id = enqueue(&pool, &locked(user_id)).await;
+    let mail_id = enqueue(&pool, &mail(Some(user_id), T0)).await;
+    assert_eq!(old.tick().await.unwrap(), 1, "the mail row only");
+    for _ in 0..3 {
+        clock.advance(3600);
+        assert_eq!(old.tick().await.unwrap(), 0);
+    }
+    assert!(state(&pool, mail_id).await.delivered_at.is_some());
+    let untouched = state(&pool, hook_id).await;
+    assert_eq!(
+        (untouched.attempts, untouched.dead_at, untouched.last_error),
+        (0, None, None)
+    );
+    // A new replica with the webhook then delivers it on its first attempt.
+    let receiver = Receiver::start(&clock, Mode::Accept).await;
+    let new = worker(&pool, &clock, &receiver.url(), &counts);
+    assert_eq!(new.tick().await.unwrap(), 1);
+    assert_eq!(receiver.accepted(), vec![hook_id]);
+    assert_eq!(state(&pool, hook_id).await.attempts, 1);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_row_from_a_newer_version_is_retried_not_killed(pool: PgPool) {
+    let clock = ManualClock::at(T0);
+    let receiver = Receiver::start(&clock, Mode::Accept).await;
+    let counts = Arc::new(Counts::default());
+    let w = worker(&pool, &clock, &receiver.url(), &counts);
+    let user_id = user(&pool).await;
+    let insert = |event: &'static str, payload: serde_json::Value| {
+        let pool = pool.clone();
+        async move {
+            let id = Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO notification_outbox (id, channel, event, user_id, payload, created_at, next_attempt_at) \
+                 VALUES ($1, 'webhook', $2, $3, $4, $5, $5)",
+            )
+            .bind(id)
+            .bind(event)
+            .bind(user_id)
+            .bind(sqlx::types::Json(payload))
+            .bind(T0)
+            .execute(&pool)
+            .await
+            .unwrap();
+            id
+        }
+    };
+    // A type this version does not know, and a known type with a value it does not know.
+    let new_type = insert("identity.unlinked", serde_json::json!({"user_id": user_id})).await;
+    let new_value = insert(
+        "mfa.added",
+        serde_json::json!({"user_id": user_id, "method": "webauthn"}),
+    )
+    .await;
+    assert_eq!(w.tick().await.unwrap(), 2);
+    for id in [new_type, new_value] {
+        let row = state(&pool, id).await;
+        assert_eq!(row.last_error.as_deref(), Some("unsupported_event"));
+        assert_eq!((row.attempts, row.dead_at), (1, None));
+    }
+    assert_eq!(receiver.hits(), 0);
+    // Nobody upgraded for five hours: only then is it given up, with the reason.
+    for _ in 2..=MAX_ATTEMPTS {
+        clock.advance(2 * 3600);
+        assert_eq!(w.tick().await.unwrap(), 2);
+    }
+    let dead = state(&pool, new_type).await;
+    assert_eq!(dead.attempts, 12);
+    assert!(dead.dead_at.is_some());
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some("gave up after 12 attempts: unsupported_event")
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_row_of_an_unknown_channel_does_not_fail_the_claim(pool: PgPool) {
+    // A newer version added a channel (and widened the check).
+    sqlx::query(
+        "ALTER TABLE notification_outbox DROP CONSTRAINT notification_outbox_channel_check",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let sms = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO notification_outbox (id, channel, event, payload, created_at, next_attempt_at) \
+         VALUES ($1, 'sms', 'account.locked', '{}', $2, $2)",
+    )
+    .bind(sms)
+    .bind(T0)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let clock = ManualClock::at(T0);
+    let receiver = Receiver::start(&clock, Mode::Accept).await;
+    let counts = Arc::new(Counts::default());
+    let w =
+        worker(&pool, &clock, &receiver.url(), &counts).with_email(Arc::new(Mailbox::default()));
+    let hook_id = enqueue(&pool, &locked(user(&pool).await)).await;
+    assert_eq!(w.tick().await.unwrap(), 1);
+    assert_eq!(receiver.accepted(), vec![hook_id]);
+    let untouched = state(&pool, sms).await;
+    assert_eq!((untouched.attempts, untouched.dead_at), (0, None));
+    let backlog = Outbox::new(pool.clone()).backlog(T0).await.unwrap();
+    assert_eq!(backlog.channels.len(), 1);
+    assert_eq!(
+        (
+            backlog.channels[0].channel.as_str(),
+            backlog.channels[0].pending
+        ),
+        ("sms", 1)
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_delivered_mail_row_keeps_no_address_or_payload(pool: PgPool) {
+    let clock = ManualClock::at(T0);
+    let counts = Arc::new(Counts::default());
+    let w = Worker::new(Outbox::new(pool.clone()), Arc::new(clock.clone()), config())
+        .unwrap()
+        .with_email(Arc::new(Mailbox::default()))
+        .with_observer(Arc::clone(&counts) as Arc<dyn Observe>);
+    let id = enqueue(&pool, &mail(Some(user(&pool).await), T0)).await;
+    assert_eq!(w.tick().await.unwrap(), 1);
+    let (recipient, payload, delivered): (
+        Option<String>,
+        serde_json::Value,
+        Option<OffsetDateTime>,
+    ) = sqlx::query_as(
+        "SELECT recipient, payload, delivered_at FROM notification_outbox WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(delivered, Some(T0));
+    assert_eq!(recipient, None);
+    assert_eq!(payload, serde_json::json!({}));
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_delivery_outliving_its_lease_is_sent_twice_and_recorded_once(pool: PgPool) {
+    let clock = ManualClock::at(T0);
+    let counts = Arc::new(Counts::default());
+    let slow = Arc::new(Gate::default());
+    let fast = Arc::new(Mailbox::default());
+    let a = Worker::new(Outbox::new(pool.clone()), Arc::new(clock.clone()), config())
+        .unwrap()
+        .with_email(Arc::clone(&slow) as Arc<dyn Deliver>)
+        .with_observer(Arc::clone(&counts) as Arc<dyn Observe>);
+    let b = Worker::new(
+        Outbox::new(second_pool(&pool).await),
+        Arc::new(clock.clone()),
+        config(),
+    )
+    .unwrap()
+    .with_email(Arc::clone(&fast) as Arc<dyn Deliver>)
+    .with_observer(Arc::clone(&counts) as Arc<dyn Observe>);
+    let id = enqueue(&pool, &mail(None, T0)).await;
+
+    let a_round = tokio::spawn(async move { a.tick().await.unwrap() });
+    wait_until("A is delivering", || async {
+        slow.calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // A's delivery hangs on; B's clock passes the end of A's 60 s lease.
+    clock.advance(59);
+    assert_eq!(b.tick().await.unwrap(), 0, "the lease still holds");
+    clock.advance(1);
+    assert_eq!(b.tick().await.unwrap(), 1, "the lease has ended");
+    assert_eq!(fast.0.lock().unwrap().len(), 1);
+    let done = state(&pool, id).await;
+    assert_eq!((done.attempts, done.delivered_at), (2, Some(T0 + secs(60))));
+
+    // A's receiver answers at last: it was a second delivery (at least once), and its late
+    // record neither fails nor changes the row.
+    clock.advance(5);
+    slow.open.add_permits(1);
+    assert_eq!(a_round.await.unwrap(), 1);
+    assert_eq!(state(&pool, id).await, done);
+    assert_eq!(counts.results(), vec![Recorded::Delivered]);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn the_claim_reads_the_due_index_in_order(pool: PgPool) {
+    let mut tx = pool.begin().await.unwrap();
+    // The test table is empty and would be scanned sequentially: ask for the index path.
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let explain = sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (FORMAT JSON) {}",
+        portcullis_notify::store::CLAIM
+    ));
+    let (plan,): (serde_json::Value,) = sqlx::query_as(explain)
+        .bind(T0)
+        .bind(T0 + secs(60))
+        .bind(20_i64)
+        .bind("email")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    let text = plan.to_string();
+    assert!(text.contains("notification_outbox_due"), "{text}");
+    assert!(
+        !text.contains("\"Sort\""),
+        "the index supplies the order: {text}"
+    );
 }
