@@ -41,8 +41,11 @@
 //!   rows are kept for inspection until pruned.
 //! - **No ordering** between notices: each row goes its own way.
 //! - **Erasure:** deleting a user deletes their pending notices (`ON DELETE CASCADE`);
-//!   `account.erased` notices carry no `user_id` so they survive it, and are deleted as soon
-//!   as they are delivered or dead.
+//!   `account.erased` notices carry no `user_id` so they survive it, are first due
+//!   [`ERASURE_DELAY`] (5 min, more than any lease) later, so that no notice about the user
+//!   still in flight reaches a receiver after it, and are deleted as soon as they are
+//!   delivered or dead. Receivers should still drop an event for an erased `user_id` whose
+//!   `time` is not later than the erasure's.
 
 //!
 //! # Wiring (what the server does)
@@ -91,7 +94,7 @@ pub mod worker;
 pub use clock::{Clock, SystemClock};
 pub use decide::{Decision, decide, id_jitter};
 pub use deliver::{Deliver, DeliverFuture, Outcome};
-pub use notice::{Channel, Claimed, DELETE_WHEN_FINISHED, NewNotice, NoticeError};
+pub use notice::{Channel, Claimed, DELETE_WHEN_FINISHED, ERASURE_DELAY, NewNotice, NoticeError};
 pub use store::{Backlog, ChannelBacklog, Outbox, Pruned, StoreError};
 pub use webhook::{WebhookChannel, WebhookError, WebhookOptions, WebhookUrl, classify, describe};
 pub use worker::{

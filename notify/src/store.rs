@@ -23,7 +23,7 @@ pub const MAX_BATCH: u32 = 10_000;
 
 const INSERT: &str = "INSERT INTO notification_outbox \
     (id, channel, event, user_id, recipient, payload, created_at, next_attempt_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 // One channel per claim: a worker takes only rows it has a channel for (a replica without the
 // webhook channel, or an older version that does not know a newer channel, leaves them alone),
 // and the `notification_outbox_due` index (channel, next_attempt_at) serves it in order.
@@ -183,7 +183,7 @@ impl Outbox {
         Self { pool }
     }
 
-    /// Inserts `notice`, due at its `created_at`, and returns its id (a fresh v4 UUID, which
+    /// Inserts `notice`, due at its [`NewNotice::due_at`], and returns its id (a fresh v4 UUID, which
     /// is also the webhook event id). Takes any executor, so the caller enqueues inside the
     /// transaction of the change the notice reports (`&mut *tx`) and it is sent exactly when
     /// that commits; wake the worker ([`crate::Worker::waker`]) after the commit.
@@ -200,6 +200,7 @@ impl Outbox {
             .bind(notice.recipient())
             .bind(Json(notice.payload()))
             .bind(micros(notice.created_at()))
+            .bind(micros(notice.due_at()))
             .execute(executor)
             .await?;
         Ok(id)

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::Clock;
 use crate::decide::{Decision, decide, id_jitter};
 use crate::deliver::{Deliver, Outcome};
-use crate::notice::{Channel, Claimed};
+use crate::notice::{Channel, Claimed, ERASURE_DELAY};
 use crate::store::{MAX_BATCH, Outbox, StoreError};
 
 /// What was recorded for a row, for the `result` label of a counter.
@@ -120,6 +120,10 @@ pub enum ConfigError {
         /// The attempt timeout.
         attempt_timeout: Duration,
     },
+    /// The lease outlasts [`ERASURE_DELAY`]: an erasure notice could overtake a notice about
+    /// the same user still being sent.
+    #[error("the lease ({0:?}) must not exceed the erasure notices' delay ({ERASURE_DELAY:?})")]
+    LeaseTooLong(Duration),
     /// The batch is 0 or above the store's maximum.
     #[error("the batch size {0} is not within 1..={MAX_BATCH}")]
     InvalidBatch(u32),
@@ -152,6 +156,9 @@ impl WorkerConfig {
         }
         if !(1..=MAX_BATCH).contains(&self.batch) {
             return Err(ConfigError::InvalidBatch(self.batch));
+        }
+        if self.lease > ERASURE_DELAY {
+            return Err(ConfigError::LeaseTooLong(self.lease));
         }
         if self.lease < self.min_lease() {
             return Err(ConfigError::LeaseTooShort {
@@ -481,6 +488,10 @@ mod tests {
             ..WorkerConfig::default()
         };
         assert_eq!(config.validate(), Err(ConfigError::ZeroDuration));
+        assert_eq!(
+            with(301, 30).validate(),
+            Err(ConfigError::LeaseTooLong(Duration::from_secs(301)))
+        );
     }
 
     #[test]

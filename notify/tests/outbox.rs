@@ -751,6 +751,11 @@ async fn an_erasure_notice_survives_the_erasure_and_is_deleted_once_delivered(po
         "the user's pending {pending} went with them"
     );
 
+    // Not before every lease on the user's other notices has run out.
+    assert_eq!(w.tick().await.unwrap(), 0);
+    clock.advance(299);
+    assert_eq!(w.tick().await.unwrap(), 0);
+    clock.advance(1);
     assert_eq!(w.tick().await.unwrap(), 1);
     assert_eq!(receiver.accepted(), vec![erased_id]);
     assert_eq!(rows(&pool).await, 0, "delivered, then deleted");
@@ -1128,7 +1133,7 @@ async fn a_delivery_that_never_answers_is_cut_off_and_retried(pool: PgPool) {
         .with_jitter(|_| 0.5);
     let mail = NewNotice::email(
         "password.changed",
-        None,
+        Some(user(&pool).await),
         "ada@example.org",
         serde_json::json!({}),
         T0,
@@ -1158,6 +1163,7 @@ async fn a_dead_erasure_notice_is_deleted_too(pool: PgPool) {
     .unwrap();
     enqueue(&pool, &erased).await;
     let kept = enqueue(&pool, &locked(user(&pool).await)).await;
+    clock.advance(300);
     assert_eq!(w.tick().await.unwrap(), 2);
     assert_eq!(counts.results(), vec![Recorded::Dead; 2]);
     let left: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM notification_outbox")
@@ -1232,13 +1238,13 @@ async fn a_hanging_webhook_does_not_hold_up_mail(pool: PgPool) {
     let counts = Arc::new(Counts::default());
     let mailbox = Arc::new(Mailbox::default());
     let hook = Arc::new(Gate::default());
-    // One slot, a 10 min attempt cap and an hour's poll: if mail shared the webhook's slot or
+    // One slot, a 2 min attempt cap and an hour's poll: if mail shared the webhook's slot or
     // claim, it would wait for the hanging webhook far beyond the 10 s this test allows.
     let config = WorkerConfig {
-        lease: Duration::from_secs(1300),
+        lease: Duration::from_secs(300),
         batch: 1,
         poll_interval: Duration::from_secs(3600),
-        attempt_timeout: Duration::from_secs(600),
+        attempt_timeout: Duration::from_secs(120),
     };
     let w = Worker::new(Outbox::new(pool.clone()), Arc::new(clock.clone()), config)
         .unwrap()
@@ -1289,7 +1295,8 @@ async fn a_panicking_channel_is_a_retry_and_the_loop_goes_on(pool: PgPool) {
         .with_email(Arc::new(Panics))
         .with_observer(Arc::clone(&counts) as Arc<dyn Observe>)
         .with_jitter(|_| 0.5);
-    let first = enqueue(&pool, &mail(None, T0)).await;
+    let user_id = Some(user(&pool).await);
+    let first = enqueue(&pool, &mail(user_id, T0)).await;
     let (stop, stopped) = watch::channel(false);
     let run = tokio::spawn(w.run(stopped));
     wait_until("the first panic is recorded", || async {
@@ -1297,7 +1304,7 @@ async fn a_panicking_channel_is_a_retry_and_the_loop_goes_on(pool: PgPool) {
     })
     .await;
     // The loop survived: a row enqueued after the panic is still attempted.
-    let second = enqueue(&pool, &mail(None, T0)).await;
+    let second = enqueue(&pool, &mail(user_id, T0)).await;
     wait_until("the second row is attempted", || async {
         counts.results().len() == 2
     })
@@ -1486,7 +1493,7 @@ async fn a_delivery_outliving_its_lease_is_sent_twice_and_recorded_once(pool: Pg
     .unwrap()
     .with_email(Arc::clone(&fast) as Arc<dyn Deliver>)
     .with_observer(Arc::clone(&counts) as Arc<dyn Observe>);
-    let id = enqueue(&pool, &mail(None, T0)).await;
+    let id = enqueue(&pool, &mail(Some(user(&pool).await), T0)).await;
 
     let a_round = tokio::spawn(async move { a.tick().await.unwrap() });
     wait_until("A is delivering", || async {
