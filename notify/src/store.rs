@@ -18,6 +18,10 @@ use crate::notice::{Channel, Claimed, DELETE_WHEN_FINISHED, NewNotice};
 /// The longest `last_error` stored; a receiver's error is not a log.
 pub const MAX_ERROR_LEN: usize = 500;
 
+/// Claims after which a row whose outcome was never recorded is given up: the 12 attempts of
+/// the backoff, and 3 lost to crashes or failed recording.
+pub const MAX_CLAIMS: u32 = portcullis_webhook::MAX_ATTEMPTS + 3;
+
 /// The most rows one claim or one prune batch may touch.
 pub const MAX_BATCH: u32 = 10_000;
 
@@ -27,14 +31,24 @@ const INSERT: &str = "INSERT INTO notification_outbox \
 // One channel per claim: a worker takes only rows it has a channel for (a replica without the
 // webhook channel, or an older version that does not know a newer channel, leaves them alone),
 // and the `notification_outbox_due` index (channel, next_attempt_at) serves it in order.
-/// The claim statement (`$1` now, `$2` the lease's end, `$3` the limit, `$4` the channel);
-/// public so a test can check its plan.
+/// The claim statement (`$1` now, `$2` the lease's end, `$3` the limit, `$4` the channel,
+/// `$5` [`MAX_CLAIMS`]); public so a test can check its plan.
 pub const CLAIM: &str = "UPDATE notification_outbox SET locked_until = $2, attempts = attempts + 1 \
     WHERE id IN (SELECT id FROM notification_outbox \
         WHERE delivered_at IS NULL AND dead_at IS NULL AND channel = $4 AND next_attempt_at <= $1 \
+          AND attempts < $5 \
           AND (locked_until IS NULL OR locked_until <= $1) \
         ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
     RETURNING id, channel, event, user_id, recipient, payload, created_at, attempts, next_attempt_at";
+// Rows claimed MAX_CLAIMS times without an outcome ever recorded (a worker crashing on them, or
+// an outcome that cannot be stored): given up, so they are neither sent for ever nor left
+// pending for ever.
+const GIVE_UP: &str = "UPDATE notification_outbox \
+    SET dead_at = $1, locked_until = NULL, last_error = 'claimed too often without an outcome', \
+        recipient = NULL, payload = CASE WHEN channel = 'email' THEN '{}'::jsonb ELSE payload END \
+    WHERE delivered_at IS NULL AND dead_at IS NULL AND channel = $2 AND next_attempt_at <= $1 \
+      AND attempts >= $3 AND (locked_until IS NULL OR locked_until <= $1) \
+    RETURNING event";
 // Delivered is the truth whoever holds the lease now, so it is not fenced by the attempt; a row
 // already finished is left alone.
 const DELETE_DELIVERED: &str = "DELETE FROM notification_outbox \
@@ -104,6 +118,13 @@ impl StoreError {
     }
 }
 
+/// The most batches one [`Outbox::prune`] run deletes: after a flood, the rest waits for the
+/// next run rather than keeping the WAL and autovacuum busy for minutes.
+pub const PRUNE_MAX_BATCHES: u64 = 1_000;
+
+/// The pause between two prune batches, so that pruning yields to the requests.
+pub const PRUNE_PAUSE: Duration = Duration::from_millis(20);
+
 /// What one [`Outbox::prune`] run removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pruned {
@@ -111,6 +132,8 @@ pub struct Pruned {
     pub rows: u64,
     /// Statements run (each deletes at most one batch, so no statement holds many locks).
     pub batches: u64,
+    /// Whether it stopped at [`PRUNE_MAX_BATCHES`] with rows possibly left for the next run.
+    pub capped: bool,
 }
 
 /// The pending rows of one channel, for the `notification_outbox_pending` and
@@ -227,6 +250,7 @@ impl Outbox {
             .bind(micros(until))
             .bind(i64::from(limit))
             .bind(channel.as_str())
+            .bind(i64::from(MAX_CLAIMS))
             .fetch_all(&self.pool)
             .await?;
         let mut claimed = rows
@@ -236,6 +260,21 @@ impl Outbox {
         // RETURNING has no order; hand them out oldest due first, as claimed.
         claimed.sort_by_key(|(due, _)| *due);
         Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// Gives up, at `now`, the due rows of `channel` that were claimed [`MAX_CLAIMS`] times
+    /// without an outcome recorded, and returns their event types (for the dead counter).
+    pub async fn give_up_overclaimed(
+        &self,
+        now: OffsetDateTime,
+        channel: Channel,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(GIVE_UP)
+            .bind(micros(now))
+            .bind(channel.as_str())
+            .bind(i64::from(MAX_CLAIMS))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Records `row` as delivered at `now`; an event in [`DELETE_WHEN_FINISHED`] is deleted
@@ -307,8 +346,10 @@ impl Outbox {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Deletes rows delivered or dead before `now - keep`, `batch` rows per statement until
-    /// none is left. Pending rows are never touched.
+    /// Deletes rows delivered or dead before `now - keep`, `batch` rows per statement with a
+    /// short pause between statements, until none is left or [`PRUNE_MAX_BATCHES`] ran.
+    /// Pending rows are never touched. Run it from one replica (an advisory lock or a leader):
+    /// two runs at once only wait on each other.
     pub async fn prune(
         &self,
         now: OffsetDateTime,
@@ -331,6 +372,11 @@ impl Outbox {
             if done.rows_affected() < u64::from(batch) {
                 return Ok(pruned);
             }
+            if pruned.batches >= PRUNE_MAX_BATCHES {
+                pruned.capped = true;
+                return Ok(pruned);
+            }
+            tokio::time::sleep(PRUNE_PAUSE).await;
         }
     }
 

@@ -297,6 +297,7 @@ impl Worker {
         let now = self.clock.now();
         let mut attempts = Vec::new();
         for (channel, deliver) in self.channels() {
+            self.give_up_overclaimed(channel).await?;
             let rows = self
                 .outbox
                 .claim(now, self.config.lease, self.config.batch, channel)
@@ -342,6 +343,9 @@ impl Worker {
             }
             let free = batch.saturating_sub(in_flight.len());
             if free > 0 {
+                if let Err(error) = self.give_up_overclaimed(channel).await {
+                    self.observer.store_failed(&error);
+                }
                 let limit = u32::try_from(free).unwrap_or(self.config.batch);
                 match self
                     .outbox
@@ -380,6 +384,22 @@ impl Worker {
             Channel::Email => self.email.as_ref(),
             Channel::Webhook => self.webhook.as_ref(),
         }
+    }
+
+    async fn give_up_overclaimed(&self, channel: Channel) -> Result<(), StoreError> {
+        let events = self
+            .outbox
+            .give_up_overclaimed(self.clock.now(), channel)
+            .await?;
+        for event in events {
+            tracing::warn!(
+                channel = channel.as_str(),
+                event,
+                "gave up a notification claimed too often"
+            );
+            self.observer.recorded(channel, &event, Recorded::Dead);
+        }
+        Ok(())
     }
 
     fn attempts(&self) -> Attempts {

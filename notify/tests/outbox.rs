@@ -711,7 +711,7 @@ async fn prune_removes_old_finished_rows_in_batches_and_keeps_pending_ones(pool:
     let now = T0 + secs(8 * 24 * 3600);
     let pruned = outbox.prune(now, week, 2).await.unwrap();
     // 6 old rows in batches of 2: three full batches, and a fourth that finds none left.
-    assert_eq!((pruned.rows, pruned.batches), (6, 4));
+    assert_eq!((pruned.rows, pruned.batches, pruned.capped), (6, 4, false));
     let mut left: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM notification_outbox")
         .fetch_all(&pool)
         .await
@@ -1535,6 +1535,7 @@ async fn the_claim_reads_the_due_index_in_order(pool: PgPool) {
         .bind(T0 + secs(60))
         .bind(20_i64)
         .bind("email")
+        .bind(15_i64)
         .fetch_one(&mut *tx)
         .await
         .unwrap();
@@ -1544,4 +1545,63 @@ async fn the_claim_reads_the_due_index_in_order(pool: PgPool) {
         !text.contains("\"Sort\""),
         "the index supplies the order: {text}"
     );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_row_claimed_too_often_without_an_outcome_is_given_up(pool: PgPool) {
+    let clock = ManualClock::at(T0);
+    let receiver = Receiver::start(&clock, Mode::Accept).await;
+    let counts = Arc::new(Counts::default());
+    let w = worker(&pool, &clock, &receiver.url(), &counts);
+    let user_id = user(&pool).await;
+    // Claimed 15 times by workers that crashed (or could not record) each time.
+    let poison = enqueue(&pool, &locked(user_id)).await;
+    sqlx::query("UPDATE notification_outbox SET attempts = $2 WHERE id = $1")
+        .bind(poison)
+        .bind(i32::try_from(portcullis_notify::store::MAX_CLAIMS).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let fine = enqueue(&pool, &locked(user_id)).await;
+    assert_eq!(w.tick().await.unwrap(), 1);
+    assert_eq!(receiver.accepted(), vec![fine]);
+    let dead = state(&pool, poison).await;
+    assert_eq!(dead.dead_at, Some(T0));
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some("claimed too often without an outcome")
+    );
+    let mut results = counts.results();
+    results.sort_by_key(|r| r.as_str());
+    assert_eq!(results, vec![Recorded::Dead, Recorded::Delivered]);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn prune_takes_dead_rows_past_the_batch_limit_too(pool: PgPool) {
+    let outbox = Outbox::new(pool.clone());
+    let user_id = user(&pool).await;
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        ids.push(enqueue(&pool, &locked(user_id)).await);
+    }
+    let claimed = outbox
+        .claim(T0, Duration::from_secs(60), 100, Channel::Webhook)
+        .await
+        .unwrap();
+    // One delivered, six dead: most of what is pruned lies in the second arm of the UNION.
+    for (n, row) in claimed.iter().enumerate() {
+        let done = if n == 0 {
+            outbox.delivered(row, T0).await
+        } else {
+            outbox.dead(row, T0, "status 410").await
+        };
+        assert!(done.unwrap());
+    }
+    let later = T0 + secs(8 * 24 * 3600);
+    let pruned = outbox
+        .prune(later, Duration::from_secs(7 * 24 * 3600), 3)
+        .await
+        .unwrap();
+    assert_eq!((pruned.rows, pruned.batches), (7, 3));
+    assert_eq!(rows(&pool).await, 0);
 }
