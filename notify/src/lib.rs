@@ -15,6 +15,7 @@
 //! - [`worker`]: [`Worker`], one claim loop per configured channel (claiming only that
 //!   channel's rows), up to a batch of attempts in flight each, woken by a [`Waker`] or a
 //!   poll, stopped by a `watch`, reporting each outcome to an [`Observe`];
+//! - [`breaker`]: the per-channel circuit breaker (stop claiming after a run of failures);
 //! - [`clock`]: the injectable [`Clock`].
 //!
 //! # Delivery guarantees
@@ -83,6 +84,7 @@
 //! # }
 //! ```
 
+pub mod breaker;
 pub mod clock;
 pub mod decide;
 pub mod deliver;

@@ -40,6 +40,10 @@ use egress::{BlockedAddress, forbidden};
 /// The timeout of one attempt, connection included.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The retry reason of a row this version cannot build a body for (a newer event type or
+/// value, written during a rolling upgrade): a newer replica will send it.
+pub const UNSUPPORTED_EVENT: &str = "unsupported_event";
+
 /// The `User-Agent` of every delivery.
 pub const USER_AGENT_VALUE: &str = concat!("portcullis/", env!("CARGO_PKG_VERSION"));
 
@@ -214,7 +218,7 @@ impl WebhookChannel {
             Ok(body) => body,
             // Written by a newer version (a new event type or value) during a rolling upgrade:
             // a newer replica will send it; the attempt cap still bounds it.
-            Err(_) => return Outcome::Retry("unsupported_event".to_owned()),
+            Err(_) => return Outcome::Retry(UNSUPPORTED_EVENT.to_owned()),
         };
         let t = self.clock.now().unix_timestamp();
         let Ok(signature) = sign(&self.secrets, t, &body) else {

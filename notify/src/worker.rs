@@ -15,6 +15,7 @@ use futures::future::join_all;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{Notify, watch};
 
+use crate::breaker::Breaker;
 use crate::clock::Clock;
 use crate::decide::{Decision, decide, id_jitter};
 use crate::deliver::{Deliver, Outcome};
@@ -56,6 +57,11 @@ pub trait Observe: Send + Sync {
         let _ = (channel, rows);
     }
 
+    /// `channel` failed too often in a row and claims nothing until `until` (then one probe).
+    fn paused(&self, channel: Channel, until: time::OffsetDateTime) {
+        tracing::warn!(channel = channel.as_str(), %until, "notification channel failing: paused");
+    }
+
     /// An outbox statement failed; the rows concerned come back when their lease ends.
     fn store_failed(&self, error: &StoreError) {
         tracing::warn!(reason = error.reason(), %error, "notification outbox statement failed");
@@ -91,6 +97,12 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// The longest one delivery may take before it is cancelled and retried.
     pub attempt_timeout: Duration,
+    /// Consecutive failed attempts (network errors, timeouts, non-2xx other than 410) after
+    /// which a channel stops claiming for `breaker_cooldown`, so an outage does not burn every
+    /// row's attempts; 0 turns it off.
+    pub breaker_threshold: u32,
+    /// How long an open breaker waits before one row probes the channel again.
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -103,6 +115,8 @@ impl Default for WorkerConfig {
             batch: 20,
             poll_interval: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(30),
+            breaker_threshold: 10,
+            breaker_cooldown: Duration::from_secs(60),
         }
     }
 }
@@ -336,12 +350,17 @@ impl Worker {
         let batch = self.config.batch as usize;
         let wake = self.wake.of(channel);
         let context = self.attempts();
+        let mut breaker = Breaker::new(self.config.breaker_threshold, self.config.breaker_cooldown);
         let mut in_flight = FuturesUnordered::new();
         loop {
             if *shutdown.borrow_and_update() {
                 break;
             }
-            let free = batch.saturating_sub(in_flight.len());
+            let free = breaker.allowance(
+                self.clock.now(),
+                batch.saturating_sub(in_flight.len()),
+                in_flight.len(),
+            );
             if free > 0 {
                 if let Err(error) = self.give_up_overclaimed(channel).await {
                     self.observer.store_failed(&error);
@@ -364,7 +383,13 @@ impl Worker {
             }
             tokio::select! {
                 // A slot is free again: claim at once.
-                Some(done) = in_flight.next(), if !in_flight.is_empty() => log_join(done),
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    if let Some(failed) = log_join(done)
+                        && let Some(until) = breaker.record(failed, self.clock.now())
+                    {
+                        self.observer.paused(channel, until);
+                    }
+                }
                 () = wake.notified() => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
                 changed = shutdown.changed() => {
@@ -375,7 +400,7 @@ impl Worker {
             }
         }
         while let Some(done) = in_flight.next().await {
-            log_join(done);
+            let _ = log_join(done);
         }
     }
 
@@ -415,16 +440,27 @@ impl Worker {
 
 // An attempt task that did not finish normally: the observer panicked (the delivery itself runs
 // in a task of its own), or the runtime is shutting down. Its row comes back after the lease.
-fn log_join(done: Result<(), tokio::task::JoinError>) {
-    if let Err(error) = done {
-        tracing::error!(%error, "a notification attempt task failed");
+fn log_join(done: Result<bool, tokio::task::JoinError>) -> Option<bool> {
+    match done {
+        Ok(failed) => Some(failed),
+        Err(error) => {
+            tracing::error!(%error, "a notification attempt task failed");
+            None
+        }
     }
 }
 
+// Reasons that are this replica's failing, not the channel's: they do not trip the breaker.
+const SENDER_SIDE: [&str; 2] = [crate::webhook::UNSUPPORTED_EVENT, PANIC];
+
+// The reason recorded for a panicking channel.
+const PANIC: &str = "panic";
+
 impl Attempts {
     /// Delivers `row` in a task of its own (so a panic stays there), bounded by the attempt
-    /// timeout, then records the outcome within what the lease leaves.
-    async fn run(self, deliver: Arc<dyn Deliver>, row: Claimed) {
+    /// timeout, then records the outcome within what the lease leaves. Returns whether the
+    /// channel failed (for the breaker).
+    async fn run(self, deliver: Arc<dyn Deliver>, row: Claimed) -> bool {
         let task = tokio::spawn({
             let row = row.clone();
             async move { deliver.deliver(&row).await }
@@ -434,7 +470,7 @@ impl Attempts {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(error)) if error.is_panic() => {
                 tracing::error!(id = %row.id, channel = row.channel.as_str(), "a notification channel panicked");
-                Outcome::Retry("panic".to_owned())
+                Outcome::Retry(PANIC.to_owned())
             }
             Ok(Err(_)) => Outcome::Retry("cancelled".to_owned()),
             Err(_) => {
@@ -442,6 +478,8 @@ impl Attempts {
                 Outcome::Retry("timeout".to_owned())
             }
         };
+        let failed =
+            matches!(&outcome, Outcome::Retry(reason) if !SENDER_SIDE.contains(&reason.as_str()));
         let recorded =
             tokio::time::timeout(self.config.record_budget(), self.record(&row, outcome)).await;
         match recorded {
@@ -452,6 +490,7 @@ impl Attempts {
             Ok(Err(error)) => self.observer.store_failed(&error),
             Err(_) => self.observer.store_failed(&StoreError::Timeout),
         }
+        failed
     }
 
     async fn record(

@@ -241,7 +241,11 @@ async fn moved(
 // The observer, the worker and the database.
 
 #[derive(Default)]
-struct Counts(Mutex<Vec<(Channel, String, Recorded)>>, Mutex<Vec<Claim>>);
+struct Counts(
+    Mutex<Vec<(Channel, String, Recorded)>>,
+    Mutex<Vec<Claim>>,
+    Mutex<Vec<OffsetDateTime>>,
+);
 
 /// One claim as the observer saw it: how many outcomes were recorded before it, and its rows.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -251,6 +255,10 @@ struct Claim {
 }
 
 impl Observe for Counts {
+    fn paused(&self, _: Channel, until: OffsetDateTime) {
+        self.2.lock().unwrap().push(until);
+    }
+
     fn claimed(&self, _: Channel, rows: usize) {
         let recorded_before = self.0.lock().unwrap().len();
         self.1.lock().unwrap().push(Claim {
@@ -295,6 +303,7 @@ fn config() -> WorkerConfig {
         batch: 5,
         poll_interval: Duration::from_millis(20),
         attempt_timeout: Duration::from_secs(15),
+        ..WorkerConfig::default()
     }
 }
 
@@ -1245,6 +1254,7 @@ async fn a_hanging_webhook_does_not_hold_up_mail(pool: PgPool) {
         batch: 1,
         poll_interval: Duration::from_secs(3600),
         attempt_timeout: Duration::from_secs(120),
+        ..config()
     };
     let w = Worker::new(Outbox::new(pool.clone()), Arc::new(clock.clone()), config)
         .unwrap()
@@ -1604,4 +1614,74 @@ async fn prune_takes_dead_rows_past_the_batch_limit_too(pool: PgPool) {
         .unwrap();
     assert_eq!((pruned.rows, pruned.batches), (7, 3));
     assert_eq!(rows(&pool).await, 0);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_failing_receiver_pauses_the_channel_instead_of_burning_every_row(pool: PgPool) {
+    let clock = ManualClock::at(T0);
+    let receiver = Receiver::start(&clock, Mode::Always(503)).await;
+    let counts = Arc::new(Counts::default());
+    let config = WorkerConfig {
+        batch: 1,
+        breaker_threshold: 3,
+        breaker_cooldown: Duration::from_secs(60),
+        ..config()
+    };
+    let w = Worker::new(Outbox::new(pool.clone()), Arc::new(clock.clone()), config)
+        .unwrap()
+        .with_webhook(webhook(&receiver.url(), &clock))
+        .with_observer(Arc::clone(&counts) as Arc<dyn Observe>)
+        .with_jitter(|_| 0.5);
+    let user_id = user(&pool).await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(
+            enqueue(
+                &pool,
+                &NewNotice::webhook(
+                    &Event::AccountLocked(AccountLocked {
+                        user_id,
+                        minutes: 15,
+                    }),
+                    T0 + secs(n),
+                )
+                .unwrap(),
+            )
+            .await,
+        );
+    }
+    clock.advance(10);
+    let (stop, stopped) = watch::channel(false);
+    let run = tokio::spawn(w.run(stopped));
+    wait_until("the breaker opens", || async {
+        !counts.2.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(*counts.2.lock().unwrap(), vec![T0 + secs(70)]);
+    assert_eq!(receiver.hits(), 3, "three failures, then no more requests");
+    // While it is open (twenty polls), the other rows are not claimed and keep their attempts.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(receiver.hits(), 3);
+    for id in &ids[3..] {
+        assert_eq!(state(&pool, *id).await.attempts, 0);
+    }
+    // The receiver recovers; after the cool-down a probe succeeds and the rest follow.
+    *receiver.state.mode.lock().unwrap() = Mode::Accept;
+    clock.advance(60);
+    wait_until("the waiting rows are delivered", || async {
+        receiver.accepted().len() == 3
+    })
+    .await;
+    for id in &ids[3..] {
+        assert_eq!(
+            state(&pool, *id).await.attempts,
+            1,
+            "never burnt while paused"
+        );
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
 }
