@@ -380,6 +380,17 @@ impl Outbox {
         }
     }
 
+    /// How far `now` (this replica's clock) is ahead of the database's clock, in seconds
+    /// (negative when behind), for a gauge: leases and due times are computed from each
+    /// replica's clock, so replicas must agree to well within the lease margin; alert when
+    /// this exceeds about 10 s.
+    pub async fn clock_skew(&self, now: OffsetDateTime) -> Result<f64, StoreError> {
+        let db: OffsetDateTime = sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((now - db).as_seconds_f64())
+    }
+
     /// Pending and due counts and the oldest pending row per channel, and the dead count, for
     /// the gauges. Reads only pending and dead rows (through their partial indexes).
     pub async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog, StoreError> {

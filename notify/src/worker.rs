@@ -306,7 +306,7 @@ impl Worker {
     /// One round: claims up to a batch of due rows of each configured channel, delivers them
     /// all concurrently and records each outcome. Returns how many rows it claimed. A failure
     /// to record one row is reported to the observer and leaves that row to come back after
-    /// its lease.
+    /// its lease. The circuit breaker applies to [`Worker::run`] only.
     pub async fn tick(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let mut attempts = Vec::new();
@@ -332,7 +332,7 @@ impl Worker {
     /// channel, each keeping up to `batch` attempts in flight, claiming again whenever one
     /// finishes, when woken, or after the poll interval. On shutdown the attempts in flight
     /// finish first (bounded by the attempt timeout); a row cut off anyway is claimed again
-    /// after its lease.
+    /// after its lease. With no channel configured it returns at once.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let loops = self
             .channels()

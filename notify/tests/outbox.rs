@@ -1668,10 +1668,18 @@ async fn a_failing_receiver_pauses_the_channel_instead_of_burning_every_row(pool
     // The receiver recovers; after the cool-down a probe succeeds and the rest follow.
     *receiver.state.mode.lock().unwrap() = Mode::Accept;
     clock.advance(60);
-    wait_until("the waiting rows are delivered", || async {
-        receiver.accepted().len() == 3
+    wait_until("all rows are delivered", || async {
+        receiver.accepted().len() >= 6
     })
     .await;
+    assert_eq!(receiver.accepted().len(), 6);
+    for id in &ids[..3] {
+        assert_eq!(
+            state(&pool, *id).await.attempts,
+            2,
+            "failed once, then delivered"
+        );
+    }
     for id in &ids[3..] {
         assert_eq!(
             state(&pool, *id).await.attempts,
@@ -1684,4 +1692,16 @@ async fn a_failing_receiver_pauses_the_channel_instead_of_burning_every_row(pool
         .await
         .expect("stops on shutdown")
         .unwrap();
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn the_clock_skew_to_the_database_is_measured(pool: PgPool) {
+    let outbox = Outbox::new(pool);
+    let in_step = outbox.clock_skew(OffsetDateTime::now_utc()).await.unwrap();
+    assert!(in_step.abs() < 5.0, "{in_step}");
+    let ahead = outbox
+        .clock_skew(OffsetDateTime::now_utc() + secs(3600))
+        .await
+        .unwrap();
+    assert!((ahead - 3600.0).abs() < 5.0, "{ahead}");
 }
