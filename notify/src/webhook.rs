@@ -44,6 +44,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// value, written during a rolling upgrade): a newer replica will send it.
 pub const UNSUPPORTED_EVENT: &str = "unsupported_event";
 
+/// The reason of a row killed by a `410 Gone`.
+pub const GONE: &str = "status 410";
+
 /// The `User-Agent` of every delivery.
 pub const USER_AGENT_VALUE: &str = concat!("portcullis/", env!("CARGO_PKG_VERSION"));
 
@@ -146,7 +149,7 @@ impl fmt::Debug for WebhookUrl {
 pub fn classify(status: u16) -> Outcome {
     match status {
         200..=299 => Outcome::Delivered,
-        410 => Outcome::Permanent("status 410".to_owned()),
+        410 => Outcome::Permanent(GONE.to_owned()),
         _ => Outcome::Retry(format!("status {status}")),
     }
 }

@@ -57,6 +57,17 @@ pub trait Observe: Send + Sync {
         let _ = (channel, rows);
     }
 
+    /// The receiver answered `410 Gone`, which kills the row at once: counted apart (and worth
+    /// an alert), since whoever holds the endpoint can silence any event this way, and a
+    /// retired endpoint keeps getting one request per event.
+    fn gone(&self, channel: Channel, event: &str) {
+        tracing::warn!(
+            channel = channel.as_str(),
+            event,
+            "the receiver answered 410 Gone"
+        );
+    }
+
     /// `channel` failed too often in a row and claims nothing until `until` (then one probe).
     fn paused(&self, channel: Channel, until: time::OffsetDateTime) {
         tracing::warn!(channel = channel.as_str(), %until, "notification channel failing: paused");
@@ -480,6 +491,9 @@ impl Attempts {
         };
         let failed =
             matches!(&outcome, Outcome::Retry(reason) if !SENDER_SIDE.contains(&reason.as_str()));
+        if matches!(&outcome, Outcome::Permanent(reason) if reason == crate::webhook::GONE) {
+            self.observer.gone(row.channel, &row.event);
+        }
         let recorded =
             tokio::time::timeout(self.config.record_budget(), self.record(&row, outcome)).await;
         match recorded {

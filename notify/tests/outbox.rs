@@ -245,6 +245,7 @@ struct Counts(
     Mutex<Vec<(Channel, String, Recorded)>>,
     Mutex<Vec<Claim>>,
     Mutex<Vec<OffsetDateTime>>,
+    AtomicUsize,
 );
 
 /// One claim as the observer saw it: how many outcomes were recorded before it, and its rows.
@@ -255,6 +256,10 @@ struct Claim {
 }
 
 impl Observe for Counts {
+    fn gone(&self, _: Channel, _: &str) {
+        self.3.fetch_add(1, Ordering::SeqCst);
+    }
+
     fn paused(&self, _: Channel, until: OffsetDateTime) {
         self.2.lock().unwrap().push(until);
     }
@@ -561,6 +566,7 @@ async fn a_410_gone_is_dead_at_once(pool: PgPool) {
     clock.advance(24 * 3600);
     assert_eq!(w.tick().await.unwrap(), 0);
     assert_eq!(counts.results(), vec![Recorded::Dead]);
+    assert_eq!(counts.3.load(Ordering::SeqCst), 1, "counted as gone");
     let labels = counts.by_label();
     assert_eq!(
         labels.get(&(
