@@ -12,7 +12,8 @@ CREATE TABLE notification_outbox (
     -- is in the payload) so that they survive it.
     user_id         uuid        REFERENCES users (id) ON DELETE CASCADE,
     -- The email channel's address; the webhook channel has none (its bodies carry ids only).
-    recipient       text        CHECK ((channel = 'email') = (recipient IS NOT NULL)),
+    -- Cleared (with the mail payload) once the row is delivered or dead.
+    recipient       text,
     payload         jsonb       NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
     created_at      timestamptz NOT NULL,
     -- Claims so far: each claim adds one, so it also fences a worker whose lease ran out.
@@ -23,11 +24,13 @@ CREATE TABLE notification_outbox (
     delivered_at    timestamptz,
     dead_at         timestamptz,
     last_error      text,
-    CHECK (delivered_at IS NULL OR dead_at IS NULL)
+    CHECK (delivered_at IS NULL OR dead_at IS NULL),
+    CHECK (channel = 'email' OR recipient IS NULL),
+    CHECK (channel <> 'email' OR recipient IS NOT NULL OR delivered_at IS NOT NULL OR dead_at IS NOT NULL)
 );
 
--- The claim's scan: pending rows by due time.
-CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at)
+-- The claim's scan (one channel at a time), and the backlog gauges: pending rows by due time.
+CREATE INDEX notification_outbox_due ON notification_outbox (channel, next_attempt_at)
     WHERE delivered_at IS NULL AND dead_at IS NULL;
 -- Pruning finished rows.
 CREATE INDEX notification_outbox_delivered ON notification_outbox (delivered_at)

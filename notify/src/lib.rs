@@ -10,9 +10,12 @@
 //!   `portcullis_webhook::backoff` (30 s doubling to 1 h, ±20 % jitter; dead after 12
 //!   attempts);
 //! - [`webhook`]: [`WebhookChannel`], the signed POST (`Portcullis-Signature`, re-signed at
-//!   each attempt), no redirects, 10 s timeout, https except loopback;
-//! - [`worker`]: [`Worker`], claim → deliver → record, woken by a `Notify` or a poll, stopped
-//!   by a `watch`, reporting each outcome to an [`Observe`];
+//!   each attempt), no redirects, no proxy, 10 s timeout, https to public addresses only
+//!   (checked on the URL and on every DNS answer);
+//! - [`worker`]: [`Worker`], one claim loop per configured channel (claiming only that
+//!   channel's rows), up to a batch of attempts in flight each, woken by a [`Waker`] or a
+//!   poll, stopped by a `watch`, reporting each outcome to an [`Observe`];
+//! - [`breaker`]: the per-channel circuit breaker (stop claiming after a run of failures);
 //! - [`clock`]: the injectable [`Clock`].
 //!
 //! # Delivery guarantees
@@ -26,14 +29,24 @@
 //!   after the receiver got the request and before the row was marked delivered leaves the
 //!   row to be claimed and sent again. **Receivers must dedupe by event id**
 //!   (`Portcullis-Event-Id`, the same as the body's `id`, stable across retries);
-//!   `portcullis_webhook::Verifier` does.
+//!   `portcullis_webhook::Verifier` does so for twice its window (600 s): a retry later than
+//!   that, after a 2xx that was lost, is accepted again, so a receiver's own store of handled
+//!   ids must outlive the retry schedule (about 5 h). Leases are computed from each
+//!   replica's clock: replicas' clocks must agree to well within the lease margin
+//!   ([`LEASE_MARGIN`]).
+//! - **Rolling upgrades and partial configuration lose nothing:** a worker claims only the
+//!   channels it has, and a row it cannot build (an event type or value from a newer version)
+//!   is retried, not killed; it is dead only after the usual 12 attempts.
 //! - **Bounded retries:** a failed attempt is retried with backoff until the 12th attempt
 //!   (about 5 h), then the row is dead; a webhook answered `410 Gone` is dead at once. Dead
 //!   rows are kept for inspection until pruned.
 //! - **No ordering** between notices: each row goes its own way.
 //! - **Erasure:** deleting a user deletes their pending notices (`ON DELETE CASCADE`);
-//!   `account.erased` notices carry no `user_id` so they survive it, and are deleted as soon
-//!   as they are delivered or dead.
+//!   `account.erased` notices carry no `user_id` so they survive it, are first due
+//!   [`ERASURE_DELAY`] (5 min, more than any lease) later, so that no notice about the user
+//!   still in flight reaches a receiver after it, and are deleted as soon as they are
+//!   delivered or dead. Receivers should still drop an event for an erased `user_id` whose
+//!   `time` is not later than the erasure's.
 
 //!
 //! # Wiring (what the server does)
@@ -51,6 +64,7 @@
 //! let worker = Worker::new(Outbox::new(pool.clone()), Arc::clone(&clock), WorkerConfig::default())?
 //!     .with_webhook(Arc::new(hook)); // .with_email(mailer), .with_observer(metrics)
 //! let wake = worker.waker();
+//! // Supervise it in the server: keep the JoinHandle and restart the loop if it ever ends.
 //! let (stop, stopped) = tokio::sync::watch::channel(false);
 //! tokio::spawn(worker.run(stopped));
 //!
@@ -61,7 +75,7 @@
 //! let event = Event::AccountLocked(AccountLocked { user_id, minutes: 15 });
 //! Outbox::enqueue(&mut *tx, &NewNotice::webhook(&event, clock.now())?).await?;
 //! tx.commit().await?;
-//! wake.notify_one();
+//! wake.wake();
 //!
 //! // Retention, e.g. hourly: finished rows older than 7 days, 500 per statement.
 //! Outbox::new(pool).prune(clock.now(), Duration::from_secs(7 * 86_400), 500).await?;
@@ -70,6 +84,7 @@
 //! # }
 //! ```
 
+pub mod breaker;
 pub mod clock;
 pub mod decide;
 pub mod deliver;
@@ -81,7 +96,9 @@ pub mod worker;
 pub use clock::{Clock, SystemClock};
 pub use decide::{Decision, decide, id_jitter};
 pub use deliver::{Deliver, DeliverFuture, Outcome};
-pub use notice::{Channel, Claimed, DELETE_WHEN_FINISHED, NewNotice, NoticeError};
-pub use store::{Backlog, Outbox, Pruned, StoreError};
-pub use webhook::{WebhookChannel, WebhookError, WebhookUrl, classify};
-pub use worker::{ConfigError, Jitter, LogOnly, Observe, Recorded, Worker, WorkerConfig};
+pub use notice::{Channel, Claimed, DELETE_WHEN_FINISHED, ERASURE_DELAY, NewNotice, NoticeError};
+pub use store::{Backlog, ChannelBacklog, Outbox, Pruned, StoreError};
+pub use webhook::{WebhookChannel, WebhookError, WebhookOptions, WebhookUrl, classify, describe};
+pub use worker::{
+    ConfigError, Jitter, LEASE_MARGIN, LogOnly, Observe, Recorded, Waker, Worker, WorkerConfig,
+};

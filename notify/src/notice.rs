@@ -3,6 +3,8 @@
 //! type, an optional user, a recipient for mail, and a JSON object the channel turns into a
 //! message.
 
+use std::time::Duration;
+
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -19,6 +21,12 @@ pub const MAX_RECIPIENT_LEN: usize = 254;
 /// Event types whose row is deleted as soon as it is delivered or dead rather than kept until
 /// pruned: an erasure notice (and the address of a mail one) should not outlive its delivery.
 pub const DELETE_WHEN_FINISHED: &[&str] = &["account.erased"];
+
+/// How long after it is enqueued an erasure notice (an event in [`DELETE_WHEN_FINISHED`]) is
+/// first due: longer than any worker lease ([`crate::WorkerConfig`] checks), so every notice
+/// about the user that a worker was already sending has been sent or abandoned before the
+/// receiver hears of the erasure, and does not re-create what it has just erased.
+pub const ERASURE_DELAY: Duration = Duration::from_secs(300);
 
 // Object keys a payload may not hold, compared case-insensitively as substrings: a notice is
 // stored and may sit in backups, so no credential goes into it (token mails stay off the outbox).
@@ -66,6 +74,9 @@ pub enum NoticeError {
     /// The payload names a credential; notices never carry one.
     #[error("the payload key {0:?} looks like a credential; notices never carry tokens or secrets")]
     ForbiddenKey(String),
+    /// A mail not about an erasure names no user, so erasing that user would not delete it.
+    #[error("a {0:?} mail must name its user (only erasure notices may omit it)")]
+    MissingUser(String),
     /// The payload is larger than [`MAX_PAYLOAD_BYTES`].
     #[error("the payload is {len} bytes, more than {max}")]
     PayloadTooLarge {
@@ -80,8 +91,9 @@ pub enum NoticeError {
 }
 
 /// A notice to enqueue: build it with [`NewNotice::email`] or [`NewNotice::webhook`], which
-/// validate it, then pass it to [`crate::Outbox::enqueue`].
-#[derive(Debug, Clone, PartialEq)]
+/// validate it, then pass it to [`crate::Outbox::enqueue`]. Its `Debug` hides the recipient
+/// and the payload, so a `{:?}` log leaks no address.
+#[derive(Clone, PartialEq)]
 pub struct NewNotice {
     channel: Channel,
     event: String,
@@ -89,14 +101,27 @@ pub struct NewNotice {
     recipient: Option<String>,
     payload: Value,
     created_at: OffsetDateTime,
+    due_at: OffsetDateTime,
+}
+
+// When a notice of `event` created at `created_at` is first due.
+fn first_due(event: &str, created_at: OffsetDateTime) -> OffsetDateTime {
+    if DELETE_WHEN_FINISHED.contains(&event) {
+        time::Duration::try_from(ERASURE_DELAY)
+            .ok()
+            .and_then(|delay| created_at.checked_add(delay))
+            .unwrap_or(created_at)
+    } else {
+        created_at
+    }
 }
 
 impl NewNotice {
     /// A mail notice of type `event` to `recipient` about `user_id`, due at once. `payload` is
     /// what the server's mail template needs (ids, codes, numbers); it must be a JSON object
-    /// with no key naming a token, secret or password. Pass no `user_id` for a notice that must
-    /// survive the user's deletion (the `account.erased` mail): a row with one is deleted with
-    /// the user.
+    /// with no key naming a token, secret or password. Pass no `user_id` only for a notice that
+    /// must survive the user's deletion (the `account.erased` mail, which is deleted once
+    /// finished): any other mail needs it, so that erasing the user deletes the mail's address.
     pub fn email(
         event: &str,
         user_id: Option<Uuid>,
@@ -107,6 +132,9 @@ impl NewNotice {
         check_event(event)?;
         check_recipient(recipient)?;
         check_payload(&payload)?;
+        if user_id.is_none() && !DELETE_WHEN_FINISHED.contains(&event) {
+            return Err(NoticeError::MissingUser(event.to_owned()));
+        }
         Ok(Self {
             channel: Channel::Email,
             event: event.to_owned(),
@@ -114,6 +142,7 @@ impl NewNotice {
             recipient: Some(recipient.to_owned()),
             payload,
             created_at,
+            due_at: first_due(event, created_at),
         })
     }
 
@@ -139,6 +168,7 @@ impl NewNotice {
             recipient: None,
             payload,
             created_at,
+            due_at: first_due(event.type_name(), created_at),
         })
     }
 
@@ -167,15 +197,20 @@ impl NewNotice {
         &self.payload
     }
 
-    /// When it was created; also when it is first due.
+    /// When it was created (the webhook body's `time`).
     pub fn created_at(&self) -> OffsetDateTime {
         self.created_at
+    }
+
+    /// When it is first due: at once, or [`ERASURE_DELAY`] later for an erasure notice.
+    pub fn due_at(&self) -> OffsetDateTime {
+        self.due_at
     }
 }
 
 /// A row claimed by a worker: it holds the lease until [`crate::Outbox`] records the outcome
-/// or the lease runs out.
-#[derive(Debug, Clone, PartialEq)]
+/// or the lease runs out. Its `Debug` hides the recipient and the payload.
+#[derive(Clone, PartialEq)]
 pub struct Claimed {
     /// The row id; also the webhook event id, the same on every attempt.
     pub id: Uuid,
@@ -194,6 +229,42 @@ pub struct Claimed {
     /// Attempts including this one (1 on the first). Recording an outcome checks it, so a
     /// worker whose lease ran out and was claimed again cannot overwrite the newer attempt.
     pub attempts: u32,
+}
+
+// Shown instead of a recipient or payload.
+const REDACTED: &str = "<redacted>";
+
+fn redacted(present: bool) -> Option<&'static str> {
+    present.then_some(REDACTED)
+}
+
+impl std::fmt::Debug for NewNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewNotice")
+            .field("channel", &self.channel)
+            .field("event", &self.event)
+            .field("user_id", &self.user_id)
+            .field("recipient", &redacted(self.recipient.is_some()))
+            .field("payload", &REDACTED)
+            .field("created_at", &self.created_at)
+            .field("due_at", &self.due_at)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Claimed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claimed")
+            .field("id", &self.id)
+            .field("channel", &self.channel)
+            .field("event", &self.event)
+            .field("user_id", &self.user_id)
+            .field("recipient", &redacted(self.recipient.is_some()))
+            .field("payload", &REDACTED)
+            .field("created_at", &self.created_at)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
 }
 
 /// Whether `event` is dotted snake_case: `account.locked`, `login.new_device`.
@@ -288,7 +359,8 @@ mod tests {
 
     #[test]
     fn an_email_notice_needs_a_plausible_recipient() {
-        let at = |r: &str| NewNotice::email("account.locked", None, r, json!({}), AT);
+        let user = Some(Uuid::from_u128(1));
+        let at = |r: &str| NewNotice::email("account.locked", user, r, json!({}), AT);
         assert!(at("ada@example.org").is_ok());
         for bad in ["", "ada", "ada@example.org\r\nBcc: x@y", &"a@".repeat(200)] {
             assert_eq!(at(bad), Err(NoticeError::InvalidRecipient), "{bad:?}");
@@ -297,7 +369,8 @@ mod tests {
 
     #[test]
     fn a_payload_is_a_small_object_without_credentials() {
-        let at = |p: Value| NewNotice::email("password.changed", None, "a@b.c", p, AT);
+        let user = Some(Uuid::from_u128(1));
+        let at = |p: Value| NewNotice::email("password.changed", user, "a@b.c", p, AT);
         assert_eq!(at(json!([1])), Err(NoticeError::PayloadNotObject));
         assert_eq!(
             at(json!({"link": {"resetToken": "x"}})),
@@ -349,6 +422,61 @@ mod tests {
         assert_eq!(n.user_id(), None);
         assert_eq!(n.payload(), &json!({"user_id": Uuid::from_u128(9)}));
         assert!(DELETE_WHEN_FINISHED.contains(&n.event()));
+    }
+
+    #[test]
+    fn an_erasure_notice_waits_out_the_leases_and_others_are_due_at_once() {
+        let erased = Event::AccountErased(AccountErased {
+            user_id: Uuid::from_u128(9),
+        });
+        let n = NewNotice::webhook(&erased, AT).unwrap();
+        assert_eq!(n.due_at(), AT + time::Duration::seconds(300));
+        let mail = NewNotice::email("account.erased", None, "a@b.c", json!({}), AT).unwrap();
+        assert_eq!(mail.due_at(), AT + time::Duration::seconds(300));
+        let locked = Event::AccountLocked(AccountLocked {
+            user_id: Uuid::from_u128(9),
+            minutes: 15,
+        });
+        assert_eq!(NewNotice::webhook(&locked, AT).unwrap().due_at(), AT);
+    }
+
+    #[test]
+    fn only_an_erasure_mail_may_name_no_user() {
+        assert_eq!(
+            NewNotice::email("account.locked", None, "a@b.c", json!({}), AT),
+            Err(NoticeError::MissingUser("account.locked".into()))
+        );
+        assert!(NewNotice::email("account.erased", None, "a@b.c", json!({}), AT).is_ok());
+    }
+
+    #[test]
+    fn debug_output_hides_the_recipient_and_the_payload() {
+        let notice = NewNotice::email(
+            "login.new_device",
+            Some(Uuid::from_u128(1)),
+            "ada@example.org",
+            json!({"device": "Firefox on Linux"}),
+            AT,
+        )
+        .unwrap();
+        let claimed = Claimed {
+            id: Uuid::from_u128(2),
+            channel: Channel::Email,
+            event: notice.event().to_owned(),
+            user_id: notice.user_id(),
+            recipient: notice.recipient().map(str::to_owned),
+            payload: notice.payload().clone(),
+            created_at: AT,
+            attempts: 1,
+        };
+        for shown in [format!("{notice:?}"), format!("{claimed:?}")] {
+            assert!(!shown.contains("ada@"), "{shown}");
+            assert!(!shown.contains("Firefox"), "{shown}");
+            assert!(
+                shown.contains("login.new_device") && shown.contains(REDACTED),
+                "{shown}"
+            );
+        }
     }
 
     #[test]
