@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::AuthError;
 use super::breach::BreachChecker;
 use super::hashing::{PasswordHasher, Slot, StoredHash};
+use super::key_fingerprints::KeyFingerprint;
 use super::limits::Limiter;
 use super::lockout::LockoutRules;
 use super::oidc::clients::ClientRegistry;
@@ -62,6 +63,8 @@ pub struct CoreParts {
     pub limits: Arc<Limiter>,
     /// The tamper-evident audit trail.
     pub audit: AuditLog,
+    /// Fingerprints of the loaded peppers, Fernet keys and audit keys (the key status).
+    pub key_fingerprints: Vec<KeyFingerprint>,
 }
 
 /// The core. Its parts are private to the use cases (`crate::auth`).
@@ -80,6 +83,7 @@ pub struct Core {
     pub(super) clients: ClientRegistry,
     pub(super) limits: Arc<Limiter>,
     pub(super) audit: AuditLog,
+    pub(super) key_fingerprints: Vec<KeyFingerprint>,
 }
 
 impl std::fmt::Debug for Core {
@@ -108,6 +112,7 @@ impl Core {
             clients: parts.clients,
             limits: parts.limits,
             audit: parts.audit,
+            key_fingerprints: parts.key_fingerprints,
         }
     }
 

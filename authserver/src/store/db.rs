@@ -73,6 +73,14 @@ impl From<Postgres> for Db {
 }
 
 impl Db {
+    /// The PostgreSQL database, when this is one (retention runs only there).
+    pub fn postgres(&self) -> Option<&Postgres> {
+        match self {
+            Db::Postgres(pg) => Some(pg),
+            Db::Memory(_) => None,
+        }
+    }
+
     /// An empty in-memory database.
     pub fn memory() -> Self {
         Db::Memory(Arc::default())
