@@ -58,7 +58,11 @@ pub async fn profile(core: &Core, principal: &Principal) -> Result<Profile, Auth
 
 /// Ends the caller's session and the refresh-token families tied to it (every one it started
 /// but the `offline_access` grants, which outlive it; see `auth::oidc::consent`).
-pub async fn logout(core: &Core, principal: &Principal) -> Result<(), AuthError> {
+pub async fn logout(
+    core: &Core,
+    principal: &Principal,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
     let now = core.clock.now();
     core.kv
         .delete_session(principal.user_id, &principal.session_id)
@@ -69,8 +73,11 @@ pub async fn logout(core: &Core, principal: &Principal) -> Result<(), AuthError>
     core.db
         .revoke_refresh_by_session(&principal.session_id, now)
         .await?;
-    core.audit(Event::success("logout").by_user(principal.user_id), None)
-        .await;
+    core.audit(
+        Event::success("logout").by_user(principal.user_id),
+        Some(meta),
+    )
+    .await;
     Ok(())
 }
 
@@ -149,8 +156,11 @@ pub async fn change_password(
         .await?;
     core.notify(&user.email_canonical, Mail::PasswordChanged)
         .await;
-    core.audit(Event::success("password_changed").by_user(user.id), None)
-        .await;
+    core.audit(
+        Event::success("password_changed").by_user(user.id),
+        Some(meta),
+    )
+    .await;
     Ok(())
 }
 
@@ -200,7 +210,12 @@ pub async fn sessions(core: &Core, principal: &Principal) -> Result<Vec<SessionV
 }
 
 /// Revokes one of the caller's sessions; someone else's is `NotFound`, like a missing one.
-pub async fn revoke_session(core: &Core, principal: &Principal, id: &str) -> Result<(), AuthError> {
+pub async fn revoke_session(
+    core: &Core,
+    principal: &Principal,
+    id: &str,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
     let owned = core
         .kv
         .session(id)
@@ -215,7 +230,7 @@ pub async fn revoke_session(core: &Core, principal: &Principal, id: &str) -> Res
     core.db.revoke_refresh_by_session(id, now).await?;
     core.audit(
         Event::success("session_revoked").by_user(principal.user_id),
-        None,
+        Some(meta),
     )
     .await;
     Ok(())
@@ -281,10 +296,10 @@ mod tests {
         assert_eq!(ids, [second.session_id.as_str(), first.session_id.as_str()]);
         assert!(list[0].current && !list[1].current);
         assert!(matches!(
-            revoke_session(&f.core, &caller(&mallory), &first.session_id).await,
+            revoke_session(&f.core, &caller(&mallory), &first.session_id, &meta()).await,
             Err(AuthError::NotFound)
         ));
-        revoke_session(&f.core, &caller(&second), &first.session_id)
+        revoke_session(&f.core, &caller(&second), &first.session_id, &meta())
             .await
             .unwrap();
         assert!(!f.session_lives(&first.session_id).await);
@@ -295,7 +310,7 @@ mod tests {
     async fn logout_ends_the_session_its_tokens_and_its_access_tokens() {
         let f = fixture(|_| {});
         let login = signed_in(&f, "alice@example.com").await;
-        logout(&f.core, &caller(&login)).await.unwrap();
+        logout(&f.core, &caller(&login), &meta()).await.unwrap();
         assert!(!f.session_lives(&login.session_id).await);
         assert!(f.core.kv.is_sid_revoked(&login.session_id).await.unwrap());
         assert!(refresh(&f.core, &login.refresh_token, None).await.is_err());

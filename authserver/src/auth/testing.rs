@@ -202,6 +202,7 @@ pub fn registration(email: &str, password: &str) -> Registration {
         policy_version: Some("1".into()),
         display_name: None,
         pending_request: None,
+        meta: meta(),
     }
 }
 
