@@ -7,8 +7,8 @@ use uuid::Uuid;
 use super::core::{Core, stored_hash};
 use super::principal::{Principal, RequestMeta};
 use super::{AuthError, Violation, new_password, password, sessions};
-use crate::mail::Mail;
 use crate::metrics::BreachContext;
+use crate::notify::Notice;
 use crate::store::TokenPurpose;
 use crate::store::kv::Attempt;
 
@@ -154,8 +154,7 @@ pub async fn change_password(
         .await?;
     core.end_sessions(user.id, Some(&principal.session_id))
         .await?;
-    core.notify(&user.email_canonical, Mail::PasswordChanged)
-        .await;
+    core.tell(&user, Notice::PasswordChanged).await;
     core.audit(
         Event::success("password_changed").by_user(user.id),
         Some(meta),
@@ -242,6 +241,7 @@ mod tests {
     use crate::auth::principal::AuthMethod;
     use crate::auth::refresh::refresh;
     use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, meta, signed_in};
+    use crate::mail::Mail;
 
     fn caller(login: &crate::auth::login::LoginSuccess) -> Principal {
         Principal {

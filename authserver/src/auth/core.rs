@@ -26,6 +26,7 @@ use crate::audit::Event;
 use crate::clock::Clock;
 use crate::mail::{Mail, Outbox};
 use crate::metrics::Metrics;
+use crate::notify::{Notice, Notifier, Recipient};
 use crate::random::Random;
 use crate::store::kv::Kv;
 use crate::store::{Db, UserRecord};
@@ -84,6 +85,7 @@ pub struct Core {
     pub(super) limits: Arc<Limiter>,
     pub(super) audit: AuditLog,
     pub(super) key_fingerprints: Vec<KeyFingerprint>,
+    pub(super) notifier: Notifier,
 }
 
 impl std::fmt::Debug for Core {
@@ -97,7 +99,15 @@ impl std::fmt::Debug for Core {
 impl Core {
     /// Assembles the core.
     pub fn new(parts: CoreParts) -> Self {
+        let events = parts
+            .settings
+            .spec
+            .notifications
+            .as_ref()
+            .map(|n| n.events.clone());
+        let notifier = Notifier::new(parts.outbox.clone(), parts.limits.clone(), events);
         Self {
+            notifier,
             settings: parts.settings,
             db: parts.db,
             kv: parts.kv,
@@ -235,6 +245,16 @@ impl Core {
         if self.limits.allow_mail(to, mail.limit(), source).await {
             self.outbox.send(to, mail);
         }
+    }
+
+    /// Tells `user` a security notice through the notification seam (never waits for it).
+    pub(super) async fn tell(&self, user: &UserRecord, notice: Notice) {
+        self.notifier.enqueue(&Recipient::of(user), notice).await;
+    }
+
+    /// The notification seam (background tasks clone it).
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 
     /// The caller's account, if it exists and is not disabled.

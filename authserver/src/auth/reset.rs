@@ -13,6 +13,7 @@ use super::principal::RequestMeta;
 use super::{AuthError, new_password, password, tokens};
 use crate::mail::Mail;
 use crate::metrics::BreachContext;
+use crate::notify::Notice;
 use crate::store::TokenPurpose;
 
 /// Password reset tokens live 30 minutes.
@@ -144,8 +145,7 @@ pub async fn confirm_password_reset(
         .await?;
     core.end_sessions(user.id, None).await?;
     core.kv.clear_attempts(&user.email_canonical).await?;
-    core.notify(&user.email_canonical, Mail::PasswordChanged)
-        .await;
+    core.tell(&user, Notice::PasswordChanged).await;
     core.audit(
         Event::success("password_reset").by_user(user.id),
         Some(meta),

@@ -191,6 +191,7 @@ pub fn meta() -> RequestMeta {
     RequestMeta {
         ip: "192.0.2.1".into(),
         user_agent: "unit".into(),
+        device: None,
     }
 }
 

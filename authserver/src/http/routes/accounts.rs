@@ -1,5 +1,6 @@
 //! Registration, email verification, password reset, login and logout.
 
+use crate::notify::device;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -236,6 +237,7 @@ async fn login(
         previous.as_deref(),
     )
     .await?;
+    let device_cookie = success.device_cookie.clone();
     let cookie = cookies::session_cookie(
         &success.session_secret,
         state.web.cookie_max_age,
@@ -252,6 +254,11 @@ async fn login(
     .into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    if let Some(device) = &device_cookie
+        && let Ok(value) = HeaderValue::from_str(&device::set_cookie(device))
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
     }
     Ok(response)
 }
