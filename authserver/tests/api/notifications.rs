@@ -246,3 +246,62 @@ async fn the_breach_check_at_login_never_delays_the_login(pool: PgPool) {
     );
     assert!(eventually(async || lookups.load(Ordering::SeqCst) == 2).await);
 }
+
+/// Both database twins keep the 50 most recently seen devices, and mark a breach notice once
+/// per credential epoch.
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn devices_are_capped_and_breach_notices_marked_once_per_epoch(pool: PgPool) {
+    use portcullis_authserver::store::{Db, DeviceKind, NewUser};
+    use time::OffsetDateTime;
+    for db in [Db::from_pool(pool.clone()), Db::memory()] {
+        let user = uuid::Uuid::new_v4();
+        let start = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        db.insert_user(&NewUser {
+            id: user,
+            email: "alice@example.com",
+            email_canonical: "alice@example.com",
+            display_name: None,
+            password_hash: "x",
+            pepper_version: "v1",
+            email_verified: true,
+            now: start,
+        })
+        .await
+        .unwrap();
+        for i in 0..55u8 {
+            let at = start + time::Duration::seconds(i64::from(i));
+            db.remember_devices(user, &[([i; 32], DeviceKind::Cookie)], at, 50)
+                .await
+                .unwrap();
+        }
+        // Seen again: the oldest is now the most recent and stays.
+        db.remember_devices(
+            user,
+            &[([5; 32], DeviceKind::Cookie)],
+            start + time::Duration::hours(1),
+            50,
+        )
+        .await
+        .unwrap();
+        db.remember_devices(
+            user,
+            &[([99; 32], DeviceKind::Fingerprint)],
+            start + time::Duration::hours(2),
+            50,
+        )
+        .await
+        .unwrap();
+        let mut known = db.known_devices(user).await.unwrap();
+        known.sort();
+        let mut expected: Vec<[u8; 32]> = (7..55u8).map(|i| [i; 32]).collect();
+        expected.extend([[5; 32], [99; 32]]);
+        expected.sort();
+        assert_eq!(known, expected, "{db:?}");
+        assert!(db.mark_breach_noticed(user, 0).await.unwrap());
+        assert!(!db.mark_breach_noticed(user, 0).await.unwrap(), "once");
+        assert!(
+            !db.mark_breach_noticed(user, 1).await.unwrap(),
+            "not an epoch the account is at"
+        );
+    }
+}
