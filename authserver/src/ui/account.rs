@@ -386,6 +386,7 @@ async fn revoke_session(
 async fn revoke_app(
     State(state): State<AppState>,
     PresentedSession(secret): PresentedSession,
+    meta: RequestMeta,
     FormPairs(form): FormPairs,
 ) -> Result<Response, ApiError> {
     let field = |name: &str| first_value(&form, name);
@@ -393,7 +394,7 @@ async fn revoke_app(
         Ok(principal) => principal,
         Err(answer) => return Ok(answer),
     };
-    match consent::revoke_app(&state.core, &principal, field("id")).await {
+    match consent::revoke_app(&state.core, &principal, field("id"), &meta).await {
         Ok(()) => Ok(see_other("/account?done=app")),
         Err(AuthError::NotFound) => {
             let problems = Problems::saying("That app is not connected.");
