@@ -78,8 +78,7 @@ pub struct UserDetail {
     pub lock: LockView,
     /// Live sessions.
     pub sessions: usize,
-    /// Whether a second factor is enrolled. No MFA enrolment is stored in this version
-    /// (issue 12 adds it), so this is always false.
+    /// Whether a second factor (TOTP) is enrolled and confirmed.
     pub mfa_enrolled: bool,
 }
 
@@ -132,6 +131,7 @@ pub async fn user_detail(
     let state = core.kv.lock_state(&user.email_canonical).await?;
     let window_ms = u64::try_from(core.lockout_rules().window.as_millis()).unwrap_or(u64::MAX);
     let lock = lock_view(state.as_ref(), core.clock.now_ms(), window_ms);
+    let mfa_enrolled = core.db.mfa_enrolled(user.id).await?;
     core.audit(
         Event::success("admin_lookup")
             .by(Actor::Admin)
@@ -150,7 +150,7 @@ pub async fn user_detail(
         last_login_at: user.last_login_at,
         lock,
         sessions,
-        mfa_enrolled: false,
+        mfa_enrolled,
     })
 }
 

@@ -96,7 +96,7 @@ async fn admin_rows(server: &TestServer, event_type: &str) -> Vec<Value> {
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_user_is_shown_with_state_lock_and_sessions(pool: PgPool) {
-    let server = start(pool, Options::default()).await;
+    let server = start(pool.clone(), Options::default()).await;
     let login = server.user("alice@example.com").await;
     let id = login.body["user_id"].as_str().unwrap().to_owned();
     for _ in 0..2 {
@@ -120,6 +120,24 @@ async fn a_user_is_shown_with_state_lock_and_sessions(pool: PgPool) {
     );
     assert_eq!(body["sessions"], 1);
     assert_eq!(body["mfa_enrolled"], false);
+    // A confirmed TOTP enrolment (issue 12's table) shows; a pending one does not.
+    sqlx::query(
+        "INSERT INTO mfa_totp (user_id, secret, secret_key_id, params, created_at) \
+         VALUES ($1, 'sealed', 'k1', 'SHA1:6:30:1', now())",
+    )
+    .bind(uuid::Uuid::parse_str(&id).unwrap())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let path = format!("/admin/v1/users/{id}");
+    let pending = server.admin_call(Method::GET, &path).await;
+    assert_eq!(pending.body["mfa_enrolled"], false);
+    sqlx::query("UPDATE mfa_totp SET confirmed_at = now(), last_used_step = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let enrolled = server.admin_call(Method::GET, &path).await;
+    assert_eq!(enrolled.body["mfa_enrolled"], true);
     let unknown = server
         .admin_call(
             Method::GET,
@@ -129,7 +147,15 @@ async fn a_user_is_shown_with_state_lock_and_sessions(pool: PgPool) {
     assert_eq!(unknown.status, 404);
     let rows = admin_rows(&server, "admin_lookup").await;
     let outcomes: Vec<_> = rows.iter().map(|r| r["outcome"].clone()).collect();
-    assert_eq!(outcomes, [json!("success"), json!("failure")]);
+    assert_eq!(
+        outcomes,
+        [
+            json!("success"),
+            json!("success"),
+            json!("success"),
+            json!("failure")
+        ]
+    );
     assert_eq!(rows[0]["subject_id"], id.as_str());
     assert_eq!(rows[0]["ip"], "127.0.0.1", "the admin caller's address");
 }
