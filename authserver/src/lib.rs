@@ -12,6 +12,7 @@ pub mod clock;
 pub mod http;
 pub mod mail;
 pub mod metrics;
+pub mod notify;
 pub mod privacy;
 pub mod random;
 pub mod readiness;

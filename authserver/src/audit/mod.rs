@@ -216,6 +216,7 @@ mod tests {
         let meta = RequestMeta {
             ip: "192.0.2.9".into(),
             user_agent: "agent/1".into(),
+            device: None,
         };
         let now = datetime!(2030-01-01 0:00 UTC);
         let first = record(

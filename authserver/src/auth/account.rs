@@ -7,8 +7,8 @@ use uuid::Uuid;
 use super::core::{Core, stored_hash};
 use super::principal::{Principal, RequestMeta};
 use super::{AuthError, Violation, new_password, password, sessions};
-use crate::mail::Mail;
 use crate::metrics::BreachContext;
+use crate::notify::Notice;
 use crate::store::TokenPurpose;
 use crate::store::kv::Attempt;
 
@@ -58,7 +58,11 @@ pub async fn profile(core: &Core, principal: &Principal) -> Result<Profile, Auth
 
 /// Ends the caller's session and the refresh-token families tied to it (every one it started
 /// but the `offline_access` grants, which outlive it; see `auth::oidc::consent`).
-pub async fn logout(core: &Core, principal: &Principal) -> Result<(), AuthError> {
+pub async fn logout(
+    core: &Core,
+    principal: &Principal,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
     let now = core.clock.now();
     core.kv
         .delete_session(principal.user_id, &principal.session_id)
@@ -69,8 +73,11 @@ pub async fn logout(core: &Core, principal: &Principal) -> Result<(), AuthError>
     core.db
         .revoke_refresh_by_session(&principal.session_id, now)
         .await?;
-    core.audit(Event::success("logout").by_user(principal.user_id), None)
-        .await;
+    core.audit(
+        Event::success("logout").by_user(principal.user_id),
+        Some(meta),
+    )
+    .await;
     Ok(())
 }
 
@@ -147,10 +154,12 @@ pub async fn change_password(
         .await?;
     core.end_sessions(user.id, Some(&principal.session_id))
         .await?;
-    core.notify(&user.email_canonical, Mail::PasswordChanged)
-        .await;
-    core.audit(Event::success("password_changed").by_user(user.id), None)
-        .await;
+    core.tell(&user, Notice::PasswordChanged).await;
+    core.audit(
+        Event::success("password_changed").by_user(user.id),
+        Some(meta),
+    )
+    .await;
     Ok(())
 }
 
@@ -200,7 +209,12 @@ pub async fn sessions(core: &Core, principal: &Principal) -> Result<Vec<SessionV
 }
 
 /// Revokes one of the caller's sessions; someone else's is `NotFound`, like a missing one.
-pub async fn revoke_session(core: &Core, principal: &Principal, id: &str) -> Result<(), AuthError> {
+pub async fn revoke_session(
+    core: &Core,
+    principal: &Principal,
+    id: &str,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
     let owned = core
         .kv
         .session(id)
@@ -215,7 +229,7 @@ pub async fn revoke_session(core: &Core, principal: &Principal, id: &str) -> Res
     core.db.revoke_refresh_by_session(id, now).await?;
     core.audit(
         Event::success("session_revoked").by_user(principal.user_id),
-        None,
+        Some(meta),
     )
     .await;
     Ok(())
@@ -227,6 +241,7 @@ mod tests {
     use crate::auth::principal::AuthMethod;
     use crate::auth::refresh::refresh;
     use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, meta, signed_in};
+    use crate::mail::Mail;
 
     fn caller(login: &crate::auth::login::LoginSuccess) -> Principal {
         Principal {
@@ -281,10 +296,10 @@ mod tests {
         assert_eq!(ids, [second.session_id.as_str(), first.session_id.as_str()]);
         assert!(list[0].current && !list[1].current);
         assert!(matches!(
-            revoke_session(&f.core, &caller(&mallory), &first.session_id).await,
+            revoke_session(&f.core, &caller(&mallory), &first.session_id, &meta()).await,
             Err(AuthError::NotFound)
         ));
-        revoke_session(&f.core, &caller(&second), &first.session_id)
+        revoke_session(&f.core, &caller(&second), &first.session_id, &meta())
             .await
             .unwrap();
         assert!(!f.session_lives(&first.session_id).await);
@@ -295,7 +310,7 @@ mod tests {
     async fn logout_ends_the_session_its_tokens_and_its_access_tokens() {
         let f = fixture(|_| {});
         let login = signed_in(&f, "alice@example.com").await;
-        logout(&f.core, &caller(&login)).await.unwrap();
+        logout(&f.core, &caller(&login), &meta()).await.unwrap();
         assert!(!f.session_lives(&login.session_id).await);
         assert!(f.core.kv.is_sid_revoked(&login.session_id).await.unwrap());
         assert!(refresh(&f.core, &login.refresh_token, None).await.is_err());

@@ -103,10 +103,19 @@ impl BreachChecker {
 
     /// Looks the password up.
     pub async fn check(&self, password: &str) -> BreachVerdict {
+        self.check_sha1(&sha1_hex(password)).await
+    }
+
+    /// Looks a password up by its uppercase hex SHA-1 ([`sha1_hex`]): a background check
+    /// holds only the hash, never the password.
+    pub async fn check_sha1(&self, hash: &str) -> BreachVerdict {
+        if hash.len() != 40 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return BreachVerdict::Unavailable("not a SHA-1 hex digest".into());
+        }
+        let hash = hash.to_ascii_uppercase();
         match self {
             Self::Disabled => BreachVerdict::Clean,
             Self::Online { client, api_url } => {
-                let hash = sha1_hex(password);
                 let (prefix, suffix) = hash.split_at(5);
                 match fetch_range(client, api_url, prefix).await {
                     Ok(body) => match parse_range(&body, suffix) {
@@ -118,7 +127,6 @@ impl BreachChecker {
             }
             Self::Offline { path } => {
                 let path = path.clone();
-                let hash = sha1_hex(password);
                 match tokio::task::spawn_blocking(move || search_sorted_list(&path, &hash)).await {
                     Ok(Ok(Some(count))) => BreachVerdict::Breached { count },
                     Ok(Ok(None)) => BreachVerdict::Clean,

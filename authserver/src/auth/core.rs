@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::AuthError;
 use super::breach::BreachChecker;
 use super::hashing::{PasswordHasher, Slot, StoredHash};
+use super::key_fingerprints::KeyFingerprint;
 use super::limits::Limiter;
 use super::lockout::LockoutRules;
 use super::oidc::clients::ClientRegistry;
@@ -25,6 +26,7 @@ use crate::audit::Event;
 use crate::clock::Clock;
 use crate::mail::{Mail, Outbox};
 use crate::metrics::Metrics;
+use crate::notify::{Notice, Notifier, Recipient};
 use crate::random::Random;
 use crate::store::kv::Kv;
 use crate::store::{Db, UserRecord};
@@ -62,6 +64,8 @@ pub struct CoreParts {
     pub limits: Arc<Limiter>,
     /// The tamper-evident audit trail.
     pub audit: AuditLog,
+    /// Fingerprints of the loaded peppers, Fernet keys and audit keys (the key status).
+    pub key_fingerprints: Vec<KeyFingerprint>,
 }
 
 /// The core. Its parts are private to the use cases (`crate::auth`).
@@ -80,6 +84,8 @@ pub struct Core {
     pub(super) clients: ClientRegistry,
     pub(super) limits: Arc<Limiter>,
     pub(super) audit: AuditLog,
+    pub(super) key_fingerprints: Vec<KeyFingerprint>,
+    pub(super) notifier: Notifier,
 }
 
 impl std::fmt::Debug for Core {
@@ -93,7 +99,15 @@ impl std::fmt::Debug for Core {
 impl Core {
     /// Assembles the core.
     pub fn new(parts: CoreParts) -> Self {
+        let events = parts
+            .settings
+            .spec
+            .notifications
+            .as_ref()
+            .map(|n| n.events.clone());
+        let notifier = Notifier::new(parts.outbox.clone(), parts.limits.clone(), events);
         Self {
+            notifier,
             settings: parts.settings,
             db: parts.db,
             kv: parts.kv,
@@ -108,6 +122,7 @@ impl Core {
             clients: parts.clients,
             limits: parts.limits,
             audit: parts.audit,
+            key_fingerprints: parts.key_fingerprints,
         }
     }
 
@@ -230,6 +245,16 @@ impl Core {
         if self.limits.allow_mail(to, mail.limit(), source).await {
             self.outbox.send(to, mail);
         }
+    }
+
+    /// Tells `user` a security notice through the notification seam (never waits for it).
+    pub(super) async fn tell(&self, user: &UserRecord, notice: Notice) {
+        self.notifier.enqueue(&Recipient::of(user), notice).await;
+    }
+
+    /// The notification seam (background tasks clone it).
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 
     /// The caller's account, if it exists and is not disabled.

@@ -73,6 +73,13 @@ pub enum AuthError {
     /// The thing asked for does not exist (or is not the caller's).
     #[error("not found")]
     NotFound,
+    /// The admin asked for a retention run, and no RetentionPolicy targets this realm.
+    #[error("no retention policy")]
+    NoRetentionPolicy,
+    /// The operation needs something this server runs without (retention on an in-memory
+    /// database in `--dev`).
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
     /// An OAuth grant was refused (RFC 6749 `invalid_grant`).
     #[error("invalid grant: {0}")]
     InvalidGrant(&'static str),

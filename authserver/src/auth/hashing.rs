@@ -183,6 +183,11 @@ impl PasswordHasher {
         }
     }
 
+    /// The pepper version new hashes are made with.
+    pub fn current_pepper_version(&self) -> &str {
+        &self.dummy.pepper_version
+    }
+
     /// Callers refused because the pool and its queue were full.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)

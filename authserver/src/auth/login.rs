@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use portcullis_crds::rate_limit::Route;
 
+use super::breach::{self, BreachChecker, BreachVerdict};
 use super::core::{API_SCOPE, Core, stored_hash};
 use super::identifier::canonical_email;
 use super::limits::{Subject, lockout_source};
@@ -13,8 +14,11 @@ use super::oidc::discovery::ACR_PASSWORD;
 use super::principal::RequestMeta;
 use super::tokens::{self, Grant};
 use super::{AuthError, csrf, password, sessions};
-use crate::mail::Mail;
 use crate::metrics::GrantKind;
+use crate::metrics::{BreachContext, BreachResult};
+use crate::notify::device::{self, Novelty};
+use crate::notify::{Notice, Recipient};
+use crate::store::DeviceKind;
 use crate::store::kv::StuffingProbe;
 use crate::store::kv::{Attempt, SessionRecord};
 use crate::store::{FamilyGrant, NewFamily, UserRecord};
@@ -39,6 +43,8 @@ pub struct LoginSuccess {
     pub session_id: String,
     /// CSRF token of the new session.
     pub csrf_token: String,
+    /// A new device cookie value to set (the request carried none).
+    pub device_cookie: Option<String>,
 }
 
 impl std::fmt::Debug for LoginSuccess {
@@ -164,8 +170,7 @@ pub async fn login(
                     && core.spec().lockout.notify_user
                 {
                     let minutes = lock_ms.div_ceil(60_000);
-                    core.notify(&user.email_canonical, Mail::AccountLocked { minutes })
-                        .await;
+                    core.tell(&user, Notice::AccountLocked { minutes }).await;
                 }
             }
             return Err(AuthError::InvalidCredentials);
@@ -214,7 +219,7 @@ pub async fn login(
         start_session(core, &user, meta, now)
     );
     cleared?;
-    let Some(success) = success? else {
+    let Some(mut success) = success? else {
         // The password was reset or changed, or the account disabled, while this login was
         // checking the old credentials: it gets nothing.
         core.metrics.login_failed("credentials_changed");
@@ -225,7 +230,141 @@ pub async fn login(
     core.metrics.token_issued(GrantKind::Login);
     core.audit(Event::success("login").by_user(user.id), Some(meta))
         .await;
+    success.device_cookie = recognise_device(core, &user, meta, now).await;
+    check_breach_in_background(core, &user, &password, meta);
     Ok(success)
+}
+
+/// Recognises the device of a successful sign-in (its device cookie, else its user agent and
+/// network), remembers it, and tells the owner when the account had known devices and this
+/// is not one of them; the first sign-in ever tells nothing. Best effort: a failure is logged
+/// and the sign-in goes on. Returns a device cookie value to set when the request had none.
+async fn recognise_device(
+    core: &Core,
+    user: &UserRecord,
+    meta: &RequestMeta,
+    now: time::OffsetDateTime,
+) -> Option<String> {
+    let key = &core.csrf_key;
+    let presented = meta
+        .device
+        .as_deref()
+        .map(|v| device::cookie_digest(key, v));
+    let issued = meta.device.is_none().then(|| core.random.token(32));
+    let cookie = presented.or_else(|| issued.as_deref().map(|v| device::cookie_digest(key, v)));
+    let fingerprint = device::fingerprint_digest(key, &meta.user_agent, &meta.ip);
+    let known = match core.db.known_devices(user.id).await {
+        Ok(known) => known,
+        Err(error) => {
+            tracing::error!(%error, "known devices unreadable; no new-device check");
+            return issued;
+        }
+    };
+    let novelty = device::novelty(&known, presented.as_ref(), &fingerprint);
+    let mut seen = vec![(fingerprint, DeviceKind::Fingerprint)];
+    seen.extend(cookie.map(|c| (c, DeviceKind::Cookie)));
+    if let Err(error) = core
+        .db
+        .remember_devices(user.id, &seen, now, device::MAX_DEVICES)
+        .await
+    {
+        tracing::error!(%error, "device not remembered");
+    }
+    if novelty == Novelty::New {
+        core.audit(
+            Event::success("login_new_device").by_user(user.id),
+            Some(meta),
+        )
+        .await;
+        core.tell(
+            user,
+            Notice::NewDeviceLogin {
+                user_agent: meta.user_agent.clone(),
+                ip: meta.ip.clone(),
+                at: now,
+            },
+        )
+        .await;
+    }
+    issued
+}
+
+/// After a successful sign-in, looks the password up in the breach corpus in the background
+/// (the sign-in never waits for it; only its SHA-1 leaves this function). A breached password
+/// is audited (`password_breach_detected`) and its owner told, once per credential epoch.
+fn check_breach_in_background(core: &Core, user: &UserRecord, password: &str, meta: &RequestMeta) {
+    if matches!(core.breach, BreachChecker::Disabled) {
+        return;
+    }
+    let hash = breach::sha1_hex(password);
+    let watch = BreachWatch {
+        breach: core.breach.clone(),
+        db: core.db.clone(),
+        metrics: core.metrics.clone(),
+        audit: core.audit.clone(),
+        notifier: core.notifier().clone(),
+        clock: core.clock.clone(),
+        random: core.random.clone(),
+        recipient: Recipient::of(user),
+        epoch: user.credential_epoch,
+        meta: meta.clone(),
+    };
+    tokio::spawn(async move { watch.run(&hash).await });
+}
+
+/// What a background breach check needs, owned.
+struct BreachWatch {
+    breach: BreachChecker,
+    db: crate::store::Db,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    audit: portcullis_audit::AuditLog,
+    notifier: crate::notify::Notifier,
+    clock: crate::clock::Clock,
+    random: crate::random::Random,
+    recipient: Recipient,
+    epoch: i64,
+    meta: RequestMeta,
+}
+
+impl BreachWatch {
+    async fn run(self, hash: &str) {
+        let verdict = self.breach.check_sha1(hash).await;
+        let result = match &verdict {
+            BreachVerdict::Clean => BreachResult::Clean,
+            BreachVerdict::Breached { .. } => BreachResult::Breached,
+            BreachVerdict::Unavailable(reason) => {
+                tracing::warn!(%reason, "breach check at login unavailable");
+                BreachResult::Error
+            }
+        };
+        self.metrics.breach_checked(BreachContext::Login, result);
+        if result != BreachResult::Breached {
+            return;
+        }
+        let user = self.recipient.user_id;
+        match self.db.mark_breach_noticed(user, self.epoch).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                tracing::error!(%error, "breach notice not recorded; not sent");
+                return;
+            }
+        }
+        crate::audit::record(
+            &self.audit,
+            &self.metrics,
+            self.random.uuid(),
+            self.clock.now(),
+            Event::failure("password_breach_detected")
+                .by_user(user)
+                .details(Details::new().code("context", "login")),
+            Some(&self.meta),
+        )
+        .await;
+        self.notifier
+            .enqueue(&self.recipient, Notice::PasswordBreached)
+            .await;
+    }
 }
 
 /// A new session, access token and refresh-token family for `user`, all under the credential
@@ -305,6 +444,7 @@ async fn start_session(
         refresh_token,
         expires_in: core.access_ttl().as_secs(),
         csrf_token: csrf::token(&core.csrf_key, &session_id),
+        device_cookie: None,
         session_secret: secret,
         session_id,
     }))
@@ -314,6 +454,7 @@ async fn start_session(
 mod tests {
     use super::*;
     use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, meta, registered};
+    use crate::mail::Mail;
 
     #[tokio::test]
     async fn the_right_password_starts_a_session_with_tokens() {

@@ -9,6 +9,8 @@ pub struct RequestMeta {
     pub ip: String,
     /// User agent, truncated.
     pub user_agent: String,
+    /// The device cookie's value, when the request carried a well-formed one.
+    pub device: Option<String>,
 }
 
 /// How a request authenticated.

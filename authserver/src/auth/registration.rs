@@ -9,6 +9,7 @@ use portcullis_crds::rate_limit::Route;
 use super::core::Core;
 use super::identifier::canonical_email;
 use super::limits::Subject;
+use super::principal::RequestMeta;
 use super::{AuthError, Violation, new_password, password, tokens};
 use crate::mail::Mail;
 use crate::metrics::{BreachContext, RegistrationOutcome};
@@ -33,6 +34,8 @@ pub struct Registration {
     /// The pending authorization request the hosted page registered in (its `req`), carried
     /// on the verification link.
     pub pending_request: Option<String>,
+    /// Where the request came from (recorded on the audit rows).
+    pub meta: RequestMeta,
 }
 
 impl std::fmt::Debug for Registration {
@@ -178,7 +181,8 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
         Err(StoreError::Duplicate(_)) if verification => {
             core.metrics.registered(RegistrationOutcome::Duplicate);
             core.notify(&email, Mail::AlreadyRegistered).await;
-            core.audit(Event::failure("register_duplicate"), None).await;
+            core.audit(Event::failure("register_duplicate"), Some(&input.meta))
+                .await;
             return Ok(Registered::VerificationPending);
         }
         Err(StoreError::Duplicate(_)) => {
@@ -191,7 +195,7 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
     core.db
         .upsert_consents(id, &consents, &core.spec().privacy.policy_version, now)
         .await?;
-    core.audit(Event::success("register").by_user(id), None)
+    core.audit(Event::success("register").by_user(id), Some(&input.meta))
         .await;
     if !verification {
         core.metrics.registered(RegistrationOutcome::Created);
@@ -221,7 +225,7 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
 }
 
 /// Verifies an email address with a mailed token (single use, 24 hours).
-pub async fn verify_email(core: &Core, token: &str) -> Result<(), AuthError> {
+pub async fn verify_email(core: &Core, token: &str, meta: &RequestMeta) -> Result<(), AuthError> {
     let now = core.clock.now();
     let user = core
         .db
@@ -229,7 +233,7 @@ pub async fn verify_email(core: &Core, token: &str) -> Result<(), AuthError> {
         .await?
         .ok_or(AuthError::InvalidToken)?;
     core.db.set_email_verified(user, now).await?;
-    core.audit(Event::success("email_verified").by_user(user), None)
+    core.audit(Event::success("email_verified").by_user(user), Some(meta))
         .await;
     Ok(())
 }
@@ -237,7 +241,7 @@ pub async fn verify_email(core: &Core, token: &str) -> Result<(), AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, registration};
+    use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, meta, registration};
     use crate::mail::Mail;
 
     #[tokio::test]
@@ -274,9 +278,9 @@ mod tests {
             .await
             .unwrap();
         let token = f.mailed_token();
-        verify_email(&f.core, &token).await.unwrap();
+        verify_email(&f.core, &token, &meta()).await.unwrap();
         assert!(matches!(
-            verify_email(&f.core, &token).await,
+            verify_email(&f.core, &token, &meta()).await,
             Err(AuthError::InvalidToken)
         ));
         register(&f.core, registration("bob@example.com", PASSWORD))
@@ -285,7 +289,7 @@ mod tests {
         let late = f.mailed_token();
         f.clock.advance(VERIFY_TTL);
         assert!(matches!(
-            verify_email(&f.core, &late).await,
+            verify_email(&f.core, &late, &meta()).await,
             Err(AuthError::InvalidToken)
         ));
     }

@@ -13,6 +13,7 @@ use super::principal::RequestMeta;
 use super::{AuthError, new_password, password, tokens};
 use crate::mail::Mail;
 use crate::metrics::BreachContext;
+use crate::notify::Notice;
 use crate::store::TokenPurpose;
 
 /// Password reset tokens live 30 minutes.
@@ -23,8 +24,9 @@ const RESET_TTL: Duration = Duration::from_secs(30 * 60);
 pub async fn request_password_reset(
     core: &Core,
     email: &str,
-    source: Option<IpAddr>,
+    meta: &RequestMeta,
 ) -> Result<(), AuthError> {
+    let source: Option<IpAddr> = meta.ip.parse().ok();
     let Ok(email) = canonical_email("email", email) else {
         return Ok(());
     };
@@ -49,7 +51,7 @@ pub async fn request_password_reset(
         .await;
     core.audit(
         Event::success("password_reset_requested").about(user.id),
-        None,
+        Some(meta),
     )
     .await;
     Ok(())
@@ -64,7 +66,7 @@ pub async fn request_password_reset_detached(
     email: String,
     meta: &RequestMeta,
 ) -> Result<(), AuthError> {
-    let source = meta.ip.parse().ok();
+    let source: Option<IpAddr> = meta.ip.parse().ok();
     if let Ok(canonical) = canonical_email("email", &email) {
         core.limits
             .check_subject(
@@ -73,8 +75,9 @@ pub async fn request_password_reset_detached(
             )
             .await?;
     }
+    let meta = meta.clone();
     tokio::spawn(async move {
-        if let Err(error) = request_password_reset(&core, &email, source).await {
+        if let Err(error) = request_password_reset(&core, &email, &meta).await {
             // No answer carries this failure to `observe`: count it here.
             if let Some(store) = error.failed_store() {
                 core.metrics.store_failed(store);
@@ -91,6 +94,7 @@ pub async fn confirm_password_reset(
     core: &Core,
     token: &str,
     new_password: &str,
+    meta: &RequestMeta,
 ) -> Result<(), AuthError> {
     let password = password::normalize(new_password);
     let now = core.clock.now();
@@ -141,10 +145,12 @@ pub async fn confirm_password_reset(
         .await?;
     core.end_sessions(user.id, None).await?;
     core.kv.clear_attempts(&user.email_canonical).await?;
-    core.notify(&user.email_canonical, Mail::PasswordChanged)
-        .await;
-    core.audit(Event::success("password_reset").by_user(user.id), None)
-        .await;
+    core.tell(&user, Notice::PasswordChanged).await;
+    core.audit(
+        Event::success("password_reset").by_user(user.id),
+        Some(meta),
+    )
+    .await;
     Ok(())
 }
 
@@ -158,14 +164,14 @@ mod tests {
     async fn only_an_existing_enabled_account_gets_a_reset_mail() {
         let f = fixture(|_| {});
         registered(&f, "alice@example.com").await;
-        request_password_reset(&f.core, "nobody@example.com", None)
+        request_password_reset(&f.core, "nobody@example.com", &RequestMeta::default())
             .await
             .unwrap();
-        request_password_reset(&f.core, "not an email", None)
+        request_password_reset(&f.core, "not an email", &RequestMeta::default())
             .await
             .unwrap();
         assert!(f.mails().is_empty());
-        request_password_reset(&f.core, "ALICE@example.com", None)
+        request_password_reset(&f.core, "ALICE@example.com", &RequestMeta::default())
             .await
             .unwrap();
         let mails = f.mails();
@@ -180,17 +186,17 @@ mod tests {
         let session = login(&f.core, "alice@example.com", PASSWORD, &meta(), None)
             .await
             .unwrap();
-        request_password_reset(&f.core, "alice@example.com", None)
+        request_password_reset(&f.core, "alice@example.com", &RequestMeta::default())
             .await
             .unwrap();
         let token = f.mailed_token();
-        let weak = confirm_password_reset(&f.core, &token, "short").await;
+        let weak = confirm_password_reset(&f.core, &token, "short", &meta()).await;
         assert!(matches!(weak, Err(AuthError::Validation(_))));
-        confirm_password_reset(&f.core, &token, OTHER_PASSWORD)
+        confirm_password_reset(&f.core, &token, OTHER_PASSWORD, &meta())
             .await
             .unwrap();
         assert!(matches!(
-            confirm_password_reset(&f.core, &token, OTHER_PASSWORD).await,
+            confirm_password_reset(&f.core, &token, OTHER_PASSWORD, &meta()).await,
             Err(AuthError::InvalidToken)
         ));
         assert!(!f.session_lives(&session.session_id).await);
@@ -206,19 +212,19 @@ mod tests {
     async fn a_reset_voids_the_other_outstanding_reset_tokens() {
         let f = fixture(|_| {});
         registered(&f, "alice@example.com").await;
-        request_password_reset(&f.core, "alice@example.com", None)
+        request_password_reset(&f.core, "alice@example.com", &RequestMeta::default())
             .await
             .unwrap();
         let first = f.mailed_token();
-        request_password_reset(&f.core, "alice@example.com", None)
+        request_password_reset(&f.core, "alice@example.com", &RequestMeta::default())
             .await
             .unwrap();
         let second = f.mailed_token();
-        confirm_password_reset(&f.core, &second, OTHER_PASSWORD)
+        confirm_password_reset(&f.core, &second, OTHER_PASSWORD, &meta())
             .await
             .unwrap();
         assert!(matches!(
-            confirm_password_reset(&f.core, &first, "Marigold-Harbor-31-Velvet").await,
+            confirm_password_reset(&f.core, &first, "Marigold-Harbor-31-Velvet", &meta()).await,
             Err(AuthError::InvalidToken)
         ));
     }
@@ -227,13 +233,13 @@ mod tests {
     async fn a_reset_token_expires_after_30_minutes() {
         let f = fixture(|_| {});
         registered(&f, "alice@example.com").await;
-        request_password_reset(&f.core, "alice@example.com", None)
+        request_password_reset(&f.core, "alice@example.com", &RequestMeta::default())
             .await
             .unwrap();
         let token = f.mailed_token();
         f.clock.advance(RESET_TTL);
         assert!(matches!(
-            confirm_password_reset(&f.core, &token, OTHER_PASSWORD).await,
+            confirm_password_reset(&f.core, &token, OTHER_PASSWORD, &meta()).await,
             Err(AuthError::InvalidToken)
         ));
     }

@@ -107,7 +107,7 @@ mod tests {
 
     use super::*;
     use crate::auth::account::logout;
-    use crate::auth::testing::{fixture, signed_in};
+    use crate::auth::testing::{fixture, meta, signed_in};
 
     #[tokio::test]
     async fn activity_keeps_a_session_alive_until_the_idle_timeout() {
@@ -153,7 +153,7 @@ mod tests {
         let principal = authenticate_bearer(&f.core, &other.access_token)
             .await
             .unwrap();
-        logout(&f.core, &principal).await.unwrap();
+        logout(&f.core, &principal, &meta()).await.unwrap();
         assert!(
             authenticate_bearer(&f.core, &other.access_token)
                 .await

@@ -159,7 +159,13 @@ fn fixture_from(yaml: &str, customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixtu
         settings: Arc::new(settings),
         db,
         kv: Kv::memory(clock.clone()),
-        hasher: PasswordHasher::new(peppers, 4, PoolSize::with_permits(2), random.clone()).unwrap(),
+        hasher: PasswordHasher::new(
+            peppers.clone(),
+            4,
+            PoolSize::with_permits(2),
+            random.clone(),
+        )
+        .unwrap(),
         breach: BreachChecker::Disabled,
         keys: Arc::new(
             KeyRing::new(
@@ -176,6 +182,7 @@ fn fixture_from(yaml: &str, customize: impl FnOnce(&mut AuthRealmSpec)) -> Fixtu
         clients,
         limits,
         audit,
+        key_fingerprints: crate::auth::key_fingerprints::fingerprints(&peppers, &[]),
     });
     Fixture { core, clock, sent }
 }
@@ -184,6 +191,7 @@ pub fn meta() -> RequestMeta {
     RequestMeta {
         ip: "192.0.2.1".into(),
         user_agent: "unit".into(),
+        device: None,
     }
 }
 
@@ -195,6 +203,7 @@ pub fn registration(email: &str, password: &str) -> Registration {
         policy_version: Some("1".into()),
         display_name: None,
         pending_request: None,
+        meta: meta(),
     }
 }
 

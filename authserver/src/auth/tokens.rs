@@ -152,6 +152,7 @@ fn is_access_typ(typ: Option<&str>) -> bool {
 /// A key that verifies: its `kid` and public point.
 struct VerifyingKey {
     kid: String,
+    created: Option<i64>,
     public: UnparsedPublicKey<Vec<u8>>,
 }
 
@@ -232,6 +233,7 @@ impl KeyRing {
             .iter()
             .map(|key| VerifyingKey {
                 kid: key.kid.clone(),
+                created: key.created,
                 public: UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_point(key)),
             })
             .collect();
@@ -255,6 +257,15 @@ impl KeyRing {
     /// Creation time (Unix seconds) of the active key, when its JWK records one.
     pub fn active_created(&self) -> Option<i64> {
         self.created
+    }
+
+    /// `(kid, created)` of every key in the ring, the active (signing) one first; `created` is
+    /// Unix seconds when the key's JWK records it. No key material.
+    pub fn key_ids(&self) -> Vec<(String, Option<i64>)> {
+        self.keys
+            .iter()
+            .map(|k| (k.kid.clone(), k.created))
+            .collect()
     }
 
     /// `kid` of the active key.

@@ -294,6 +294,18 @@ impl From<AuthError> for ApiError {
                 "send the X-CSRF-Token header of your session",
             ),
             AuthError::NotFound => ApiError::not_found(),
+            AuthError::NoRetentionPolicy => ApiError::new(
+                S::NOT_FOUND,
+                "no_retention_policy",
+                "No retention policy",
+                "no RetentionPolicy targets this realm",
+            ),
+            AuthError::Unsupported(what) => ApiError::new(
+                S::NOT_IMPLEMENTED,
+                "not_supported",
+                "Not supported",
+                format!("{what} is not supported by this server"),
+            ),
             AuthError::InvalidGrant(detail) => {
                 let mut e = ApiError::new(S::BAD_REQUEST, "invalid_grant", "Invalid grant", detail);
                 e.0.oauth_error = Some("invalid_grant");

@@ -170,9 +170,17 @@ impl FromRequestParts<AppState> for RequestMeta {
         if forwarded_for_ignored(peer, &forwarded, &state.web.trusted_proxies) {
             state.metrics.forwarded_for_ignored.inc();
         }
+        let device = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(crate::notify::device::cookie_from_header)
+            .map(str::to_owned);
         Ok(RequestMeta {
             ip: client_ip(peer, &forwarded, &state.web.trusted_proxies),
             user_agent,
+            device,
         })
     }
 }

@@ -32,6 +32,24 @@ pub enum Mail {
         /// Lock length in minutes (rounded up).
         minutes: u64,
     },
+    /// A sign-in from a device not seen before.
+    NewDeviceLogin {
+        /// The client's user agent.
+        user_agent: String,
+        /// The client's address.
+        ip: String,
+        /// When.
+        at: time::OffsetDateTime,
+    },
+    /// The password used to sign in appears in known data breaches.
+    PasswordBreached,
+    /// A second factor was added or removed.
+    MfaChanged {
+        /// Added (else removed).
+        added: bool,
+    },
+    /// The account and its data were erased.
+    ErasureDone,
     /// The account will be deleted or disabled for inactivity unless its owner signs in.
     InactivityWarning {
         /// What will happen.
@@ -66,7 +84,13 @@ impl Mail {
             Mail::VerifyEmail { .. } | Mail::AlreadyRegistered => MailLimit::Signup,
             Mail::PasswordReset { .. } => MailLimit::Recovery,
             Mail::AccountLocked { .. } => MailLimit::LockNotice,
-            Mail::PasswordChanged | Mail::InactivityWarning { .. } => MailLimit::Unlimited,
+            // Each needs the right password (or comes from the server): never limited.
+            Mail::PasswordChanged
+            | Mail::InactivityWarning { .. }
+            | Mail::NewDeviceLogin { .. }
+            | Mail::PasswordBreached
+            | Mail::MfaChanged { .. }
+            | Mail::ErasureDone => MailLimit::Unlimited,
         }
     }
 }
@@ -81,6 +105,10 @@ impl std::fmt::Debug for Mail {
             Mail::PasswordChanged => "PasswordChanged",
             Mail::AccountLocked { .. } => "AccountLocked",
             Mail::InactivityWarning { .. } => "InactivityWarning",
+            Mail::NewDeviceLogin { .. } => "NewDeviceLogin",
+            Mail::PasswordBreached => "PasswordBreached",
+            Mail::MfaChanged { .. } => "MfaChanged",
+            Mail::ErasureDone => "ErasureDone",
         };
         write!(f, "Mail::{name}")
     }
@@ -135,6 +163,56 @@ pub fn render(realm: &str, issuer: &str, mail: &Mail) -> (String, String) {
                 ),
             )
         }
+        Mail::NewDeviceLogin { user_agent, ip, at } => {
+            let at = at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            (
+                format!("New sign-in to your {realm} account"),
+                format!(
+                    "Your {realm} account was just signed in to from a device it has not been used from before.
+
+When: {at}
+Address: {}
+Browser or app: {}
+
+If this was you, there is nothing to do. If it was not, change your password at once: {issuer}/login
+",
+                    printable(ip, 64),
+                    printable(user_agent, 160)
+                ),
+            )
+        }
+        Mail::PasswordBreached => (
+            format!("Your {realm} password appears in a data breach"),
+            format!(
+                "The password you just signed in to {realm} with appears in a known data breach, so others may try it.
+
+Please choose a new password now: {issuer}/account
+"
+            ),
+        ),
+        Mail::MfaChanged { added } => {
+            let what = if *added { "added to" } else { "removed from" };
+            (
+                format!("A second factor was {what} your {realm} account"),
+                format!(
+                    "A second sign-in factor was just {what} your {realm} account.
+
+If this was not you, reset your password at once: {issuer}/login
+"
+                ),
+            )
+        }
+        Mail::ErasureDone => (
+            format!("Your {realm} account was erased"),
+            format!(
+                "Your {realm} account and the personal data it held were erased as requested.
+
+This is the last message you will receive about it.
+"
+            ),
+        ),
         Mail::AccountLocked { minutes } => (
             format!("Your {realm} account is temporarily locked"),
             format!(
@@ -144,9 +222,36 @@ pub fn render(realm: &str, issuer: &str, mail: &Mail) -> (String, String) {
     }
 }
 
+/// `text` without control characters, at most `max` characters: what a client sent (a user
+/// agent) goes into a mail body as one inert line.
+fn printable(text: &str, max: usize) -> String {
+    let clean: String = text.chars().filter(|c| !c.is_control()).take(max).collect();
+    if clean.is_empty() {
+        "unknown".to_owned()
+    } else {
+        clean
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_device_mail_shows_the_client_on_one_inert_line() {
+        let (subject, body) = render(
+            "demo",
+            "https://auth.example.com",
+            &Mail::NewDeviceLogin {
+                user_agent: "evil\r\nBcc: x@example.com".into(),
+                ip: "192.0.2.7".into(),
+                at: time::macros::datetime!(2030-01-01 0:00 UTC),
+            },
+        );
+        assert_eq!(subject, "New sign-in to your demo account");
+        assert!(body.contains("Browser or app: evilBcc: x@example.com\n"));
+        assert!(body.contains("When: 2030-01-01T00:00:00Z\nAddress: 192.0.2.7\n"));
+    }
 
     #[test]
     fn a_verification_mail_links_to_the_issuer_with_its_token() {

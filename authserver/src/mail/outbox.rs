@@ -37,6 +37,14 @@ impl Outbox {
         (Outbox::Recording(list.clone()), list)
     }
 
+    /// The mailer this outbox delivers with (none when it only records).
+    pub fn mailer(&self) -> Option<&Mailer> {
+        match self {
+            Outbox::Deliver { mailer, .. } => Some(mailer),
+            Outbox::Recording(_) => None,
+        }
+    }
+
     /// Hands `mail` for `to` over for delivery and returns at once.
     pub fn send(&self, to: &str, mail: Mail) {
         match self {

@@ -274,6 +274,11 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
     let settings = Arc::new(settings);
     let web = WebSettings::new(&settings, &secrets.admin_token);
     let audit = db.audit_log(secrets.audit_keys.clone(), &settings.name);
+    let mut key_fingerprints =
+        crate::auth::key_fingerprints::fingerprints(&secrets.peppers, &secrets.fernet_keys);
+    key_fingerprints.extend(crate::auth::key_fingerprints::audit_fingerprints(
+        &secrets.audit_key_lines,
+    ));
     let core = Core::new(CoreParts {
         settings,
         db: db.clone(),
@@ -292,6 +297,7 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         clients,
         limits,
         audit,
+        key_fingerprints,
     });
     let state = AppState {
         core: Arc::new(core),

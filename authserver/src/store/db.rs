@@ -41,6 +41,9 @@ pub struct Tables {
         std::collections::BTreeMap<(uuid::Uuid, String), super::oauth_consents::OAuthConsent>,
     pub(super) key_fingerprints:
         std::collections::BTreeMap<(String, String), super::key_fingerprints::KeyFingerprintRow>,
+    pub(super) known_devices:
+        std::collections::HashMap<uuid::Uuid, Vec<super::known_devices::DeviceRow>>,
+    pub(super) breach_noticed: std::collections::HashMap<uuid::Uuid, i64>,
 }
 
 impl Postgres {
@@ -73,6 +76,14 @@ impl From<Postgres> for Db {
 }
 
 impl Db {
+    /// The PostgreSQL database, when this is one (retention runs only there).
+    pub fn postgres(&self) -> Option<&Postgres> {
+        match self {
+            Db::Postgres(pg) => Some(pg),
+            Db::Memory(_) => None,
+        }
+    }
+
     /// An empty in-memory database.
     pub fn memory() -> Self {
         Db::Memory(Arc::default())

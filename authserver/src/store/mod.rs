@@ -10,6 +10,7 @@
 mod consents;
 mod db;
 mod key_fingerprints;
+mod known_devices;
 pub mod kv;
 mod oauth_consents;
 mod one_time_tokens;
@@ -19,6 +20,7 @@ mod users;
 
 pub use db::{Db, MIGRATOR, Postgres};
 pub use key_fingerprints::KeyFingerprintRow;
+pub use known_devices::{DeviceKind, DeviceRow};
 pub use oauth_consents::OAuthConsent;
 pub use one_time_tokens::TokenPurpose;
 pub use refresh_families::{FamilyGrant, NewFamily, RefreshStanding, RotateOutcome};

@@ -283,6 +283,23 @@ impl Db {
         Ok(())
     }
 
+    /// Whether the account has a confirmed TOTP enrolment (`mfa_totp`, migration 0010). The
+    /// in-memory database stores no enrolments.
+    pub async fn mfa_enrolled(&self, id: Uuid) -> Result<bool, StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                let (enrolled,): (bool,) = sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL)",
+                )
+                .bind(id)
+                .fetch_one(&pg.pool)
+                .await?;
+                Ok(enrolled)
+            }
+            Db::Memory(_) => Ok(false),
+        }
+    }
+
     /// Disables an account and raises its credential epoch; returns whether it exists.
     pub async fn disable_user(&self, id: Uuid, now: OffsetDateTime) -> Result<bool, StoreError> {
         match self {

@@ -345,6 +345,7 @@ pub struct RevokeForm {
 async fn revoke_session(
     State(state): State<AppState>,
     PresentedSession(secret): PresentedSession,
+    meta: RequestMeta,
     FormPairs(form): FormPairs,
 ) -> Result<Response, ApiError> {
     let field = |name: &str| first_value(&form, name);
@@ -353,7 +354,7 @@ async fn revoke_session(
         Err(answer) => return Ok(answer),
     };
     let id = field("id");
-    match account::revoke_session(&state.core, &principal, id).await {
+    match account::revoke_session(&state.core, &principal, id, &meta).await {
         Ok(()) if id == principal.session_id => {
             let mut response = to_login();
             if let Ok(value) = HeaderValue::from_str(&cookies::clear_cookie()) {
@@ -385,6 +386,7 @@ async fn revoke_session(
 async fn revoke_app(
     State(state): State<AppState>,
     PresentedSession(secret): PresentedSession,
+    meta: RequestMeta,
     FormPairs(form): FormPairs,
 ) -> Result<Response, ApiError> {
     let field = |name: &str| first_value(&form, name);
@@ -392,7 +394,7 @@ async fn revoke_app(
         Ok(principal) => principal,
         Err(answer) => return Ok(answer),
     };
-    match consent::revoke_app(&state.core, &principal, field("id")).await {
+    match consent::revoke_app(&state.core, &principal, field("id"), &meta).await {
         Ok(()) => Ok(see_other("/account?done=app")),
         Err(AuthError::NotFound) => {
             let problems = Problems::saying("That app is not connected.");

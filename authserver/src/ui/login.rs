@@ -211,6 +211,7 @@ async fn submit(
                 return Ok(response);
             }
         };
+    let device_cookie = success.device_cookie.clone();
     let cookie = cookies::session_cookie(
         &success.session_secret,
         state.web.cookie_max_age,
@@ -230,6 +231,11 @@ async fn submit(
         ),
     };
     if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    if let Some(device) = &device_cookie
+        && let Ok(value) = HeaderValue::from_str(&crate::notify::device::set_cookie(device))
+    {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     Ok(response)

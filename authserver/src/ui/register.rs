@@ -4,6 +4,7 @@
 //! request (`req`), it keeps the request, so the new user goes on to the application after
 //! signing in.
 
+use crate::auth::principal::RequestMeta;
 use std::collections::BTreeMap;
 
 use askama::Template;
@@ -168,6 +169,7 @@ pub struct RegisterForm {
 async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
+    meta: RequestMeta,
     FormPairs(pairs): FormPairs,
 ) -> Result<Response, ApiError> {
     let field = |name: &str| first_value(&pairs, name).trim().to_owned();
@@ -208,6 +210,7 @@ async fn submit(
         consents,
         policy_version: Some(field("policy_version")).filter(|v| !v.is_empty()),
         pending_request: req.clone(),
+        meta,
     };
     let verification = match registration::register(&state.core, input).await {
         Ok(Registered::VerificationPending) => true,

@@ -230,6 +230,7 @@ pub struct NewPasswordForm {
 async fn confirm(
     State(state): State<AppState>,
     headers: HeaderMap,
+    meta: RequestMeta,
     FormPairs(pairs): FormPairs,
 ) -> Result<Response, ApiError> {
     let token = first_value(&pairs, "token").trim();
@@ -245,7 +246,7 @@ async fn confirm(
         ));
     }
     let password = first_value(&pairs, "new_password");
-    match reset::confirm_password_reset(&state.core, token, password).await {
+    match reset::confirm_password_reset(&state.core, token, password, &meta).await {
         Ok(()) => {
             let link = sign_in_link(&state, Some(req)).await?;
             Ok(notice(

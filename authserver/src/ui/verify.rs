@@ -2,6 +2,7 @@
 //! GET never consumes it, since mail scanners open links. After verifying, the user signs in
 //! and goes on to the pending authorization request the link carries, if it still waits.
 
+use crate::auth::principal::RequestMeta;
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -113,6 +114,7 @@ pub struct VerifyForm {
 async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
+    meta: RequestMeta,
     FormPairs(pairs): FormPairs,
 ) -> Result<Response, ApiError> {
     let token = first_value(&pairs, "token").trim();
@@ -127,7 +129,7 @@ async fn submit(
             Some("This form expired. Please press the button again."),
         ));
     }
-    match registration::verify_email(&state.core, token).await {
+    match registration::verify_email(&state.core, token, &meta).await {
         Ok(()) => {
             let link = sign_in_link(&state, Some(req)).await?;
             Ok(notice(

@@ -158,3 +158,71 @@ async fn a_middle_row_deleted_in_sql_is_named(pool: PgPool) {
         "{metrics}"
     );
 }
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn account_events_carry_the_callers_address_and_user_agent(pool: PgPool) {
+    use crate::support::{bearer, cookie};
+    use serde_json::json;
+    let mut server = start(pool, Options::default()).await;
+    server.http = reqwest::Client::builder()
+        .user_agent("audit-test/1")
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = server.user("alice@example.com").await;
+    let changed = server
+        .call(
+            Method::POST,
+            "/api/v1/me/password",
+            Some(json!({"current_password": PASSWORD, "new_password": OTHER_PASSWORD})),
+            &bearer(&login),
+        )
+        .await;
+    assert_eq!(changed.status, 204, "{changed:?}");
+    assert_eq!(server.request_reset("alice@example.com").await.status, 202);
+    let token = server.mailed_code("Reset code:").await;
+    assert_eq!(server.confirm_reset(&token, PASSWORD).await.status, 204);
+    let here = server.login("alice@example.com", PASSWORD).await;
+    let there = server.login("alice@example.com", PASSWORD).await;
+    let sessions = server.get("/api/v1/me/sessions", &bearer(&here)).await;
+    let other = sessions
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = server
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/me/sessions/{other}"),
+            None,
+            &bearer(&here),
+        )
+        .await;
+    assert_eq!(revoked.status, 204, "{revoked:?}");
+    assert_eq!(there.status, 200);
+    let out = server
+        .call(Method::POST, "/api/v1/logout", None, &cookie(&here))
+        .await;
+    assert_eq!(out.status, 204, "{out:?}");
+    let rows = export(&server).await;
+    for event in [
+        "register",
+        "password_changed",
+        "password_reset_requested",
+        "password_reset",
+        "session_revoked",
+        "logout",
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r["type"] == event)
+            .unwrap_or_else(|| panic!("no {event} row in {rows:?}"));
+        assert_eq!(row["ip"], "127.0.0.1", "{event}");
+        assert_eq!(row["user_agent"], "audit-test/1", "{event}");
+    }
+}

@@ -16,6 +16,7 @@ mod listeners;
 mod login;
 mod metrics;
 mod migrations;
+mod notifications;
 mod oidc;
 mod oidc_kv;
 mod oidc_rp;

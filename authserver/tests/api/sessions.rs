@@ -53,6 +53,7 @@ async fn a_session_touched_while_it_is_revoked_stays_revoked() {
         policy_version: Some("1".into()),
         display_name: None,
         pending_request: None,
+        meta: RequestMeta::default(),
     };
     register(&core, registration).await.unwrap();
     let meta = RequestMeta::default();
@@ -70,9 +71,10 @@ async fn a_session_touched_while_it_is_revoked_stays_revoked() {
             let (a, b) = (core.clone(), core.clone());
             let secret = session.session_secret.clone();
             let principal = principal.clone();
+            let meta = meta.clone();
             tokio::join!(
                 tokio::spawn(async move { session_auth::authenticate_session(&a, &secret).await }),
-                tokio::spawn(async move { account::logout(&b, &principal).await })
+                tokio::spawn(async move { account::logout(&b, &principal, &meta).await })
             )
         };
         let _ = touching.unwrap();

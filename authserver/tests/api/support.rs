@@ -421,6 +421,11 @@ impl TestServer {
         answers
     }
 
+    /// A file of the server's secrets dir.
+    pub fn secret_file(&self, name: &str) -> String {
+        std::fs::read_to_string(self._dirs.0.path().join(name)).unwrap()
+    }
+
     /// The secret of the confidential client `client_id` (generated into the secrets dir).
     pub fn client_secret(&self, client_id: &str) -> String {
         std::fs::read_to_string(

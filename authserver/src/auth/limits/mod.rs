@@ -6,7 +6,7 @@
 //! global, before any body is read) and a use case's subject check (per identifier, account or
 //! client, before any hashing, breach lookup or mail).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -189,6 +189,10 @@ pub struct Limiter {
     clock: Clock,
     metrics: Arc<Metrics>,
     log: FailureLog,
+    /// Subjects whose buckets an admin cleared, with how many times, on the local backend:
+    /// the count is part of their bucket keys, so the old buckets are left to expire (the
+    /// in-process store has no delete). Only admin unlocks add to it, so it stays small.
+    generations: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -219,6 +223,75 @@ impl Limiter {
             clock: parts.clock,
             metrics: parts.metrics,
             log: FailureLog::default(),
+            generations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A subject's bucket value as keyed now: `value` itself, or after an admin cleared the
+    /// subject's buckets on the local backend, `value~<times cleared>` (fresh buckets).
+    fn keyed(&self, value: String) -> String {
+        let generation = self
+            .generations
+            .lock()
+            .ok()
+            .and_then(|g| g.get(&value).copied())
+            .unwrap_or(0);
+        if generation == 0 {
+            value
+        } else {
+            format!("{value}~{generation}")
+        }
+    }
+
+    /// Forgets the subject buckets of a login identifier (from every source, and its ceiling)
+    /// and of an account, on every route: an admin unlock lets its owner in at once rather
+    /// than after the limits refill. On Redis the keys are found with `SCAN` (an admin action,
+    /// rare) and deleted; locally the subject's buckets are replaced by fresh ones.
+    pub async fn forget_subject(&self, identifier: &str, user: Uuid) -> Result<(), AuthError> {
+        let digest = keys::identifier_digest(identifier);
+        let account = user.to_string();
+        match &self.store {
+            Store::Redis(connection) => {
+                let mut connection = connection.clone();
+                let prefix = glob_escape(&self.prefix);
+                // `<digest>` alone (the ceiling) and `<digest>@<source>`; the account's id.
+                let patterns = [
+                    format!("{prefix}rl:*:user:{digest}"),
+                    format!("{prefix}rl:*:user:{digest}@*"),
+                    format!("{prefix}rl:*:user:{account}"),
+                ];
+                let forget = async {
+                    for pattern in &patterns {
+                        let found: Vec<String> = {
+                            let mut iter: redis::AsyncIter<'_, String> =
+                                redis::AsyncCommands::scan_match(&mut connection, pattern).await?;
+                            let mut found = Vec::new();
+                            while let Some(key) = iter.next_item().await {
+                                found.push(key?);
+                            }
+                            found
+                        };
+                        if !found.is_empty() {
+                            let _: u64 = redis::AsyncCommands::del(&mut connection, found).await?;
+                        }
+                    }
+                    Ok::<_, redis::RedisError>(())
+                };
+                forget.await.map_err(|error| {
+                    tracing::error!(target: "rate_limit", %error, "cannot clear a subject's rate-limit buckets");
+                    AuthError::Unavailable("redis")
+                })
+            }
+            Store::Memory(_) => {
+                let mut generations = self
+                    .generations
+                    .lock()
+                    .map_err(|_| AuthError::Internal("rate-limit generations poisoned".into()))?;
+                for value in [digest, account] {
+                    *generations.entry(value).or_insert(0) += 1;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -305,7 +378,7 @@ impl Limiter {
         }
         let (key, value) = match subject {
             Subject::Identifier(identifier, Some(ip)) => {
-                let digest = keys::identifier_digest(identifier);
+                let digest = self.keyed(keys::identifier_digest(identifier));
                 let from_source = format!("{digest}@{}", source_key(ip));
                 let mut planned = Vec::with_capacity(4);
                 for route in [route, Route::All] {
@@ -332,10 +405,11 @@ impl Limiter {
                 return self.decide(planned).await;
             }
             // In-process callers without an address: the identifier alone.
-            Subject::Identifier(identifier, None) => {
-                (LimitKey::User, keys::identifier_digest(identifier))
-            }
-            Subject::User(id) => (LimitKey::User, id.to_string()),
+            Subject::Identifier(identifier, None) => (
+                LimitKey::User,
+                self.keyed(keys::identifier_digest(identifier)),
+            ),
+            Subject::User(id) => (LimitKey::User, self.keyed(id.to_string())),
             Subject::Client(id) => (LimitKey::Client, id.to_owned()),
         };
         let mut planned = Vec::with_capacity(2);
@@ -526,6 +600,18 @@ impl Limiter {
             RateLimitFailureMode::Closed => Err(AuthError::RateLimitUnavailable),
         }
     }
+}
+
+/// `text` with the glob characters of Redis `MATCH` patterns escaped.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 #[cfg(test)]

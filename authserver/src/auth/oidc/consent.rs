@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::auth::AuthError;
 use crate::auth::core::Core;
-use crate::auth::principal::Principal;
+use crate::auth::principal::{Principal, RequestMeta};
 
 /// A client the user allowed something.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +46,7 @@ pub async fn revoke_app(
     core: &Core,
     principal: &Principal,
     client_id: &str,
+    meta: &RequestMeta,
 ) -> Result<(), AuthError> {
     let user = principal.user_id;
     let had_consent = core.db.revoke_oauth_consent(user, client_id).await?;
@@ -68,7 +69,7 @@ pub async fn revoke_app(
             .by_user(user)
             .client(client_id)
             .details(Details::new().int("families", families_ended)),
-        None,
+        Some(meta),
     )
     .await;
     Ok(())
@@ -80,7 +81,7 @@ mod tests {
     use crate::auth::oidc::flow::{self, Outcome};
     use crate::auth::oidc::token;
     use crate::auth::principal::AuthMethod;
-    use crate::auth::testing::{Fixture, fixture_with_clients, signed_in};
+    use crate::auth::testing::{Fixture, fixture_with_clients, meta, signed_in};
 
     const CB: &str = "https://app.example.com/cb";
 
@@ -145,7 +146,7 @@ mod tests {
         };
         assert!(!revoked().await);
 
-        revoke_app(&f.core, &caller, "web").await.unwrap();
+        revoke_app(&f.core, &caller, "web", &meta()).await.unwrap();
 
         let listed = connected_apps(&f.core, &caller).await.unwrap();
         assert_eq!(listed.len(), 1);
@@ -163,7 +164,7 @@ mod tests {
             "the session stays"
         );
         assert!(matches!(
-            revoke_app(&f.core, &caller, "web").await,
+            revoke_app(&f.core, &caller, "web", &meta()).await,
             Err(AuthError::NotFound)
         ));
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::flow::current_session;
 use super::{Repeated, single_param};
 use crate::auth::core::Core;
-use crate::auth::principal::{AuthMethod, Principal};
+use crate::auth::principal::{AuthMethod, Principal, RequestMeta};
 use crate::auth::{AuthError, account, session_auth};
 use crate::store::kv::PendingKind;
 
@@ -117,7 +117,12 @@ fn target(core: &Core, params: &[(String, String)]) -> Result<Target, String> {
     })
 }
 
-async fn end(core: &Core, user_id: uuid::Uuid, session_id: String) -> Result<(), AuthError> {
+async fn end(
+    core: &Core,
+    user_id: uuid::Uuid,
+    session_id: String,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
     account::logout(
         core,
         &Principal {
@@ -125,6 +130,7 @@ async fn end(core: &Core, user_id: uuid::Uuid, session_id: String) -> Result<(),
             session_id,
             method: AuthMethod::Cookie,
         },
+        meta,
     )
     .await
 }
@@ -134,6 +140,7 @@ pub async fn begin(
     core: &Core,
     params: &[(String, String)],
     session_secret: Option<&str>,
+    meta: &RequestMeta,
 ) -> Result<LogoutOutcome, AuthError> {
     let target = match target(core, params) {
         Ok(target) => target,
@@ -146,7 +153,7 @@ pub async fn begin(
         });
     };
     if target.hinted_sid.as_deref() == Some(sid.as_str()) {
-        end(core, record.user_id, sid).await?;
+        end(core, record.user_id, sid, meta).await?;
         return Ok(LogoutOutcome::Done {
             redirect: target.redirect,
             ended: true,
@@ -173,6 +180,7 @@ pub async fn confirm(
     id: &str,
     session_secret: Option<&str>,
     csrf: &str,
+    meta: &RequestMeta,
 ) -> Result<LogoutOutcome, AuthError> {
     let Some(pending) = core
         .kv
@@ -195,7 +203,7 @@ pub async fn confirm(
             "This form expired. Sign out again from the application.".to_owned(),
         ));
     }
-    end(core, record.user_id, sid).await?;
+    end(core, record.user_id, sid, meta).await?;
     Ok(LogoutOutcome::Done {
         redirect: pending.redirect,
         ended: true,
@@ -208,7 +216,7 @@ mod tests {
 
     use super::*;
     use crate::auth::login::LoginSuccess;
-    use crate::auth::testing::{Fixture, fixture_with_clients, signed_in};
+    use crate::auth::testing::{Fixture, fixture_with_clients, meta, signed_in};
     use crate::auth::tokens::{self, IdContext};
 
     fn hint(f: &Fixture, login: &LoginSuccess, client: &str) -> String {
@@ -247,6 +255,7 @@ mod tests {
                 ("state", "s1"),
             ]),
             Some(&login.session_secret),
+            &meta(),
         )
         .await
         .unwrap();
@@ -281,9 +290,14 @@ mod tests {
             vec![("id_token_hint", hint.as_str()), ("client_id", "spa")],
             vec![("id_token_hint", forged.as_str())],
         ] {
-            let outcome = begin(&f.core, &params(&pairs), Some(&login.session_secret))
-                .await
-                .unwrap();
+            let outcome = begin(
+                &f.core,
+                &params(&pairs),
+                Some(&login.session_secret),
+                &meta(),
+            )
+            .await
+            .unwrap();
             assert!(
                 matches!(outcome, LogoutOutcome::Page(_)),
                 "{pairs:?}: {outcome:?}"
@@ -305,7 +319,7 @@ mod tests {
             pending_id,
             csrf,
             client,
-        } = begin(&f.core, &ask, secret).await.unwrap()
+        } = begin(&f.core, &ask, secret, &meta()).await.unwrap()
         else {
             panic!("a confirmation page");
         };
@@ -315,7 +329,7 @@ mod tests {
             "nothing ended yet"
         );
         assert!(matches!(
-            confirm(&f.core, &pending_id, secret, "wrong")
+            confirm(&f.core, &pending_id, secret, "wrong", &meta())
                 .await
                 .unwrap(),
             LogoutOutcome::Page(_)
@@ -325,12 +339,14 @@ mod tests {
             pending_id,
             csrf: _,
             ..
-        } = begin(&f.core, &ask, secret).await.unwrap()
+        } = begin(&f.core, &ask, secret, &meta()).await.unwrap()
         else {
             panic!("a confirmation page");
         };
         assert_eq!(
-            confirm(&f.core, &pending_id, secret, &csrf).await.unwrap(),
+            confirm(&f.core, &pending_id, secret, &csrf, &meta())
+                .await
+                .unwrap(),
             LogoutOutcome::Done {
                 redirect: Some("https://app.example.com/bye".into()),
                 ended: true

@@ -441,7 +441,7 @@ mod tests {
 
     use super::*;
     use crate::auth::oidc::flow::{self, Outcome};
-    use crate::auth::testing::{Fixture, fixture_with_clients, signed_in};
+    use crate::auth::testing::{Fixture, fixture_with_clients, meta, signed_in};
     use crate::auth::tokens::IdClaims;
 
     const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -814,7 +814,7 @@ mod tests {
         let login = signed_in(&f, "alice@example.com").await;
         let issued = web_tokens(&f, &login, "openid offline_access").await;
         assert_eq!(access_claims(&f, &issued.access_token).sid, None);
-        crate::auth::account::logout(&f.core, &principal_of(&login))
+        crate::auth::account::logout(&f.core, &principal_of(&login), &meta())
             .await
             .unwrap();
         let refreshed = web_refresh(&f, &issued).await.unwrap();
@@ -836,7 +836,7 @@ mod tests {
             Some(login.session_id.as_str())
         );
         let rotated = web_refresh(&f, &issued).await.unwrap();
-        crate::auth::account::logout(&f.core, &principal_of(&login))
+        crate::auth::account::logout(&f.core, &principal_of(&login), &meta())
             .await
             .unwrap();
         assert!(matches!(

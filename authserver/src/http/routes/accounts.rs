@@ -1,5 +1,6 @@
 //! Registration, email verification, password reset, login and logout.
 
+use crate::notify::device;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -84,6 +85,7 @@ fn status(code: StatusCode, status: &'static str) -> Response {
 )]
 async fn register(
     State(state): State<AppState>,
+    meta: RequestMeta,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
     let outcome = registration::register(
@@ -95,6 +97,7 @@ async fn register(
             consents: body.consents,
             policy_version: body.policy_version,
             pending_request: None,
+            meta,
         },
     )
     .await?;
@@ -123,9 +126,10 @@ pub struct TokenRequest {
 )]
 async fn verify_email(
     State(state): State<AppState>,
+    meta: RequestMeta,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> Result<Response, ApiError> {
-    registration::verify_email(&state.core, &body.token).await?;
+    registration::verify_email(&state.core, &body.token, &meta).await?;
     Ok(status(StatusCode::OK, "verified"))
 }
 
@@ -173,9 +177,10 @@ pub struct ResetConfirmRequest {
 )]
 async fn password_reset_confirm(
     State(state): State<AppState>,
+    meta: RequestMeta,
     ApiJson(body): ApiJson<ResetConfirmRequest>,
 ) -> Result<Response, ApiError> {
-    reset::confirm_password_reset(&state.core, &body.token, &body.new_password).await?;
+    reset::confirm_password_reset(&state.core, &body.token, &body.new_password, &meta).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -232,6 +237,7 @@ async fn login(
         previous.as_deref(),
     )
     .await?;
+    let device_cookie = success.device_cookie.clone();
     let cookie = cookies::session_cookie(
         &success.session_secret,
         state.web.cookie_max_age,
@@ -248,6 +254,11 @@ async fn login(
     .into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    if let Some(device) = &device_cookie
+        && let Ok(value) = HeaderValue::from_str(&device::set_cookie(device))
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
     }
     Ok(response)
 }
@@ -266,8 +277,9 @@ async fn login(
 async fn logout(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    meta: RequestMeta,
 ) -> Result<Response, ApiError> {
-    account::logout(&state.core, &principal).await?;
+    account::logout(&state.core, &principal, &meta).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(value) = HeaderValue::from_str(&cookies::clear_cookie()) {
         response.headers_mut().insert(header::SET_COOKIE, value);

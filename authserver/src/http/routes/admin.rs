@@ -26,6 +26,10 @@ use crate::http::state::AppState;
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/v1/users?email=a%40example.com"),
     (
+        "GET",
+        "/admin/v1/users/00000000-0000-0000-0000-000000000001",
+    ),
+    (
         "POST",
         "/admin/v1/users/00000000-0000-0000-0000-000000000001/unlock",
     ),
@@ -35,16 +39,21 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     ("GET", "/admin/v1/audit"),
     ("GET", "/admin/v1/audit/verify"),
+    ("GET", "/admin/v1/keys"),
+    ("POST", "/admin/v1/retention/run?dry_run=true"),
 ];
 
 /// The routes.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/v1/users", get(find_user))
+        .route("/admin/v1/users/{id}", get(user_detail))
         .route("/admin/v1/users/{id}/unlock", post(unlock))
         .route("/admin/v1/users/{id}/disable", post(disable))
         .route("/admin/v1/audit", get(audit_export))
         .route("/admin/v1/audit/verify", get(audit_verify))
+        .route("/admin/v1/keys", get(keys))
+        .route("/admin/v1/retention/run", post(retention_run))
 }
 
 /// The token of an `Authorization: Bearer …` header, the scheme in any case (RFC 7235).
@@ -64,8 +73,9 @@ fn is_admin_token(presented: &str, expected: &str) -> bool {
     bool::from(presented.ct_eq(&expected))
 }
 
-/// A caller holding the admin token (compared in constant time).
-struct Admin;
+/// A caller holding the admin token (compared in constant time), and where it called from
+/// (admin actions are audited with it).
+struct Admin(RequestMeta);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
@@ -78,15 +88,18 @@ impl FromRequestParts<AppState> for Admin {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token);
-        if presented.is_some_and(|t| is_admin_token(t, &state.web.admin_token)) {
-            return Ok(Admin);
+            .and_then(bearer_token)
+            .map(str::to_owned);
+        let meta = RequestMeta::from_request_parts(parts, state)
+            .await
+            .unwrap_or_default();
+        if presented.is_some_and(|t| is_admin_token(&t, &state.web.admin_token)) {
+            return Ok(Admin(meta));
         }
         state.metrics.admin_auth_failures.inc();
-        let meta = RequestMeta::from_request_parts(parts, state).await.ok();
         state
             .core
-            .audit(Event::failure("admin_auth_failed"), meta.as_ref())
+            .audit(Event::failure("admin_auth_failed"), Some(&meta))
             .await;
         Err(AuthError::AdminUnauthenticated.into())
     }
@@ -104,10 +117,10 @@ struct UserQuery {
 
 async fn find_user(
     State(state): State<AppState>,
-    _: Admin,
+    Admin(meta): Admin,
     ApiQuery(query): ApiQuery<UserQuery>,
 ) -> Result<Response, ApiError> {
-    let user = admin::find_user(&state.core, &query.email)
+    let user = admin::find_user(&state.core, &query.email, &meta)
         .await?
         .ok_or(AuthError::NotFound)?;
     Ok(Json(json!({
@@ -119,21 +132,47 @@ async fn find_user(
     .into_response())
 }
 
-async fn unlock(
+/// An optional time as RFC 3339, or null.
+fn rfc3339(time: Option<OffsetDateTime>) -> serde_json::Value {
+    time.and_then(|t| t.format(&Rfc3339).ok())
+        .map_or(serde_json::Value::Null, serde_json::Value::String)
+}
+
+async fn user_detail(
     State(state): State<AppState>,
-    _: Admin,
+    Admin(meta): Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    admin::unlock(&state.core, user_id(&id)?).await?;
+    let user = admin::user_detail(&state.core, user_id(&id)?, &meta).await?;
+    Ok(Json(json!({
+        "user_id": user.summary.user_id,
+        "email": user.summary.email,
+        "email_verified": user.summary.email_verified,
+        "disabled": user.summary.disabled,
+        "created_at": rfc3339(Some(user.created_at)),
+        "last_login_at": rfc3339(user.last_login_at),
+        "lock": user.lock,
+        "sessions": user.sessions,
+        "mfa_enrolled": user.mfa_enrolled,
+    }))
+    .into_response())
+}
+
+async fn unlock(
+    State(state): State<AppState>,
+    Admin(meta): Admin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    admin::unlock(&state.core, user_id(&id)?, &meta).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn disable(
     State(state): State<AppState>,
-    _: Admin,
+    Admin(meta): Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    admin::disable(&state.core, user_id(&id)?).await?;
+    admin::disable(&state.core, user_id(&id)?, &meta).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -164,7 +203,7 @@ fn encode(value: &str) -> String {
 /// The audit trail as JSON lines for a SIEM, by ascending seq; a full page links the next.
 async fn audit_export(
     State(state): State<AppState>,
-    _: Admin,
+    Admin(meta): Admin,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Response, ApiError> {
     let since = match query.since.as_deref() {
@@ -184,7 +223,7 @@ async fn audit_export(
         event_type: query.event_type.clone(),
         limit: query.limit.unwrap_or(PageQuery::default().limit),
     };
-    let rows = admin::audit_page(&state.core, &page).await?;
+    let rows = admin::audit_page(&state.core, &page, &meta).await?;
     let mut body = String::new();
     for row in &rows {
         body.push_str(&row.export_json().to_string());
@@ -213,9 +252,34 @@ async fn audit_export(
 }
 
 /// The audit chain check: the verification report (200 whatever it found).
-async fn audit_verify(State(state): State<AppState>, _: Admin) -> Result<Response, ApiError> {
-    let report = admin::audit_verify(&state.core).await?;
+async fn audit_verify(
+    State(state): State<AppState>,
+    Admin(meta): Admin,
+) -> Result<Response, ApiError> {
+    let report = admin::audit_verify(&state.core, &meta).await?;
     Ok(Json(report).into_response())
+}
+
+/// Signing-key, pepper, Fernet and audit-key status; never key material.
+async fn keys(State(state): State<AppState>, Admin(meta): Admin) -> Result<Response, ApiError> {
+    let status = admin::keys(&state.core, &meta).await?;
+    Ok(Json(status).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionQuery {
+    dry_run: Option<bool>,
+}
+
+/// The realm's RetentionPolicy applied once, as `retention run` does: the same summary.
+async fn retention_run(
+    State(state): State<AppState>,
+    Admin(meta): Admin,
+    ApiQuery(query): ApiQuery<RetentionQuery>,
+) -> Result<Response, ApiError> {
+    let summary = admin::retention_run(&state.core, query.dry_run.unwrap_or(false), &meta).await?;
+    Ok(Json(summary).into_response())
 }
 
 #[cfg(test)]

@@ -188,9 +188,10 @@ async fn sessions(
 async fn revoke_session(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    meta: RequestMeta,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    account::revoke_session(&state.core, &principal, &id).await?;
+    account::revoke_session(&state.core, &principal, &id, &meta).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

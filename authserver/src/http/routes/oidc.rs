@@ -3,6 +3,7 @@
 //! cannot be trusted, otherwise a 303 to the redirect URI (or a form_post page) carrying
 //! `code` or `error`, `state` and `iss` (RFC 9207), or a 303 to the login page.
 
+use crate::auth::principal::RequestMeta;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -59,10 +60,11 @@ pub struct LogoutParams {
 async fn logout_get(
     State(state): State<AppState>,
     PresentedSession(session): PresentedSession,
+    meta: RequestMeta,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = query_pairs(query.as_deref());
-    let outcome = logout::begin(&state.core, &params, session.as_deref()).await?;
+    let outcome = logout::begin(&state.core, &params, session.as_deref(), &meta).await?;
     Ok(logout_answer(&state, outcome))
 }
 
@@ -80,9 +82,10 @@ async fn logout_get(
 async fn logout_post(
     State(state): State<AppState>,
     PresentedSession(session): PresentedSession,
+    meta: RequestMeta,
     FormPairs(params): FormPairs,
 ) -> Result<Response, ApiError> {
-    let outcome = logout::begin(&state.core, &params, session.as_deref()).await?;
+    let outcome = logout::begin(&state.core, &params, session.as_deref(), &meta).await?;
     Ok(logout_answer(&state, outcome))
 }
 
@@ -110,11 +113,18 @@ pub struct LogoutConfirmForm {
 async fn logout_confirm(
     State(state): State<AppState>,
     PresentedSession(session): PresentedSession,
+    meta: RequestMeta,
     FormPairs(form): FormPairs,
 ) -> Result<Response, ApiError> {
     let field = |name: &str| first_value(&form, name);
-    let outcome =
-        logout::confirm(&state.core, field("req"), session.as_deref(), field("csrf")).await?;
+    let outcome = logout::confirm(
+        &state.core,
+        field("req"),
+        session.as_deref(),
+        field("csrf"),
+        &meta,
+    )
+    .await?;
     Ok(logout_answer(&state, outcome))
 }
 

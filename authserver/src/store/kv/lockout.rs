@@ -338,6 +338,35 @@ fn stuff_in_memory(
     Ok(true)
 }
 
+/// The counters of the Lua scripts' hash: fields `k:<f|ws|lu|lo>` overall and
+/// `s:<address>:<f|ws|lu|lo>` per address (an address may hold colons: the suffix is split
+/// from the right).
+fn lock_state_of(fields: &HashMap<String, u64>) -> LockState {
+    let mut state = LockState::default();
+    for (field, &value) in fields {
+        let (counter, part) = match field.strip_prefix("k:") {
+            Some(part) => (&mut state.overall, part),
+            None => {
+                let Some((source, part)) = field
+                    .strip_prefix("s:")
+                    .and_then(|rest| rest.rsplit_once(':'))
+                else {
+                    continue;
+                };
+                (state.sources.entry(source.to_owned()).or_default(), part)
+            }
+        };
+        match part {
+            "f" => counter.failures = u32::try_from(value).unwrap_or(u32::MAX),
+            "ws" => counter.window_start = value,
+            "lu" => counter.locked_until = value,
+            "lo" => counter.lockouts = u32::try_from(value).unwrap_or(u32::MAX),
+            _ => {}
+        }
+    }
+    state
+}
+
 /// Runs `step` on the in-memory counters of `identifier`, keeping them `memory_ms` (plus the
 /// lock) after this write.
 fn with_counter<T>(
@@ -463,6 +492,26 @@ impl Kv {
         }
     }
 
+    /// The counters of an identifier as stored (none when it has no recent failure or lock).
+    pub async fn lock_state(&self, identifier: &str) -> Result<Option<LockState>, StoreError> {
+        match self {
+            Kv::Redis { conn, prefix } => {
+                let mut conn = conn.clone();
+                let fields: HashMap<String, u64> = redis::AsyncCommands::hgetall(
+                    &mut conn,
+                    format!("{prefix}{}", counter_key(identifier)),
+                )
+                .await?;
+                Ok((!fields.is_empty()).then(|| lock_state_of(&fields)))
+            }
+            Kv::Memory(m) => {
+                let mut mem = locked(m)?;
+                let now = mem.now_ms();
+                Ok(live(&mut mem.locks, &counter_key(identifier), now).cloned())
+            }
+        }
+    }
+
     /// Forgets an identifier's failures and locks, from every address (successful login,
     /// admin unlock, password reset).
     pub async fn clear_attempts(&self, identifier: &str) -> Result<(), StoreError> {
@@ -487,6 +536,25 @@ impl Kv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scripts_hash_reads_back_as_counters_even_for_ipv6_sources() {
+        let fields: HashMap<String, u64> = [
+            ("k:f", 3),
+            ("k:lu", 0),
+            ("s:2001:db8:aa:bb00::/56:f", 2),
+            ("s:2001:db8:aa:bb00::/56:lu", 9_000),
+            ("s:192.0.2.1:lo", 1),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let state = lock_state_of(&fields);
+        assert_eq!(state.overall.failures, 3);
+        let v6 = state.sources["2001:db8:aa:bb00::/56"];
+        assert_eq!((v6.failures, v6.locked_until), (2, 9_000));
+        assert_eq!(state.sources["192.0.2.1"].lockouts, 1);
+    }
 
     /// The realm defaults: 5 failures in 15 minutes, locks of 1 minute doubling to 1 hour;
     /// 100 failures from all addresses lock the identifier.
