@@ -41,9 +41,14 @@ const CONFIRM: &str = "UPDATE mfa_totp SET confirmed_at = $3, last_used_step = $
 const ACCEPT_STEP: &str = "UPDATE mfa_totp SET last_used_step = $3 \
     WHERE user_id = $1 AND enrolment = $2 AND confirmed_at IS NOT NULL \
       AND last_used_step < $3";
-// `confirmed_at` is read as µs since the epoch: the timestamptz decoder panics on `infinity`
-// and on years past 9999, which PostgreSQL stores happily (see portcullis-audit's store).
+// `enrolled` is `confirmed_at IS NOT NULL`, the very predicate of `READ_ENROLMENT`, `CONFIRM`
+// and `ACCEPT_STEP`: status and verify never disagree on whether login needs the factor.
+// `confirmed_at` is read as µs since the epoch, for display only: the timestamptz decoder
+// panics on `infinity` and on years past 9999, which PostgreSQL stores happily (see
+// portcullis-audit's store); such a value shows as no time, not as "not enrolled".
 const STATUS: &str = "SELECT \
+      EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL) \
+        AS enrolled, \
       (SELECT CASE WHEN isfinite(confirmed_at) \
                    THEN (extract(epoch FROM confirmed_at) * 1000000)::bigint END \
          FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL) AS confirmed_us, \
@@ -151,7 +156,8 @@ impl MfaStoreError {
 pub struct MfaStatus {
     /// A confirmed TOTP enrolment exists: login needs the second factor.
     pub enrolled: bool,
-    /// When it was confirmed.
+    /// When it was confirmed; `None` when not enrolled, or when the stored time is not
+    /// representable (only a write that bypassed the schema's checks makes one).
     pub confirmed_at: Option<OffsetDateTime>,
     /// An enrolment waits for its confirmation code (only when not enrolled).
     pub pending: bool,
@@ -328,6 +334,7 @@ impl PgMfaStore {
             .bind(user_id)
             .fetch_one(&self.pool)
             .await?;
+        let enrolled: bool = row.try_get("enrolled")?;
         let confirmed_us: Option<i64> = row.try_get("confirmed_us")?;
         let pending: bool = row.try_get("pending")?;
         let remaining: i64 = row.try_get("remaining")?;
@@ -338,7 +345,7 @@ impl PgMfaStore {
             })
             .transpose()?;
         Ok(MfaStatus {
-            enrolled: confirmed_at.is_some(),
+            enrolled,
             confirmed_at,
             pending,
             recovery_codes_remaining: u32::try_from(remaining)

@@ -698,3 +698,48 @@ async fn bad_inputs_get_clear_errors(pool: PgPool) {
         Err(MfaStoreError::Corrupt(_))
     ));
 }
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn the_schema_refuses_an_infinite_confirmation_time(pool: PgPool) {
+    let store = store(&pool);
+    let (id, _) = enrolled(&store, &pool, 1).await;
+    for odd in ["infinity", "-infinity"] {
+        let refused =
+            sqlx::query("UPDATE mfa_totp SET confirmed_at = $2::timestamptz WHERE user_id = $1")
+                .bind(id)
+                .bind(odd)
+                .execute(&pool)
+                .await
+                .unwrap_err();
+        assert_eq!(
+            refused.as_database_error().and_then(|e| e.constraint()),
+            Some("mfa_totp_finite_times"),
+            "{odd}"
+        );
+    }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn status_and_verify_agree_that_an_odd_confirmation_time_is_enrolled(pool: PgPool) {
+    let store = store(&pool);
+    let (id, secret) = enrolled(&store, &pool, 1).await;
+    // A writer that bypassed the schema's checks (S2 of the store review).
+    sqlx::query("ALTER TABLE mfa_totp DROP CONSTRAINT mfa_totp_finite_times")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (n, odd) in ["infinity", "-infinity"].into_iter().enumerate() {
+        sqlx::query("UPDATE mfa_totp SET confirmed_at = $2::timestamptz WHERE user_id = $1")
+            .bind(id)
+            .bind(odd)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let status = store.status(id).await.unwrap();
+        assert!(status.enrolled, "{odd}");
+        assert!(!status.pending, "{odd}");
+        assert_eq!(status.confirmed_at, None, "{odd}");
+        let now = T0 + 30 * n as i64;
+        assert!(store.verify(id, &code(&secret, now), at(now)).await.is_ok());
+    }
+}
