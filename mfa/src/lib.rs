@@ -54,7 +54,7 @@ pub mod recovery;
 pub mod totp;
 pub mod uri;
 
-pub use pg::{MfaStatus, MfaStoreError, PgMfaStore, ReencryptReport};
+pub use pg::{EnrolmentId, MfaStatus, MfaStoreError, PgMfaStore, ReencryptReport};
 pub use qr::qr_svg;
 pub use recovery::{
     RECOVERY_CODE_LEN, RECOVERY_CODE_RANDOM_BYTES, RecoveryCode, RecoveryCodeHash, RecoveryKey,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use portcullis_sealed::{Binding, KeyRing, Purpose, SealedError};
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::recovery::{RecoveryCodeHash, RecoveryKeyRing};
@@ -29,13 +29,18 @@ const BEGIN: &str = "INSERT INTO mfa_totp (user_id, secret, secret_key_id, param
       secret_key_id = EXCLUDED.secret_key_id, params = EXCLUDED.params, \
       created_at = EXCLUDED.created_at, last_used_step = NULL, \
       enrolment = nextval('mfa_totp_enrolment_seq') \
-    WHERE mfa_totp.confirmed_at IS NULL";
+    WHERE mfa_totp.confirmed_at IS NULL \
+    RETURNING enrolment";
+/// `fresh`: created at or after `$2` (always true without a cut-off).
 const READ_ENROLMENT: &str = "SELECT enrolment, secret, params, last_used_step, \
-    confirmed_at IS NOT NULL AS confirmed FROM mfa_totp WHERE user_id = $1";
-/// Confirms exactly the enrolment whose secret the code was checked against: a pending
-/// enrolment replaced meanwhile is not confirmed by a code of the old secret.
+    confirmed_at IS NOT NULL AS confirmed, \
+    ($2::timestamptz IS NULL OR created_at >= $2) AS fresh \
+    FROM mfa_totp WHERE user_id = $1";
+/// Confirms exactly the enrolment whose secret the code was checked against, and only while
+/// it is younger than the cut-off `$5`: a pending enrolment replaced meanwhile is not
+/// confirmed by a code of the old secret.
 const CONFIRM: &str = "UPDATE mfa_totp SET confirmed_at = $3, last_used_step = $4 \
-    WHERE user_id = $1 AND enrolment = $2 AND confirmed_at IS NULL";
+    WHERE user_id = $1 AND enrolment = $2 AND confirmed_at IS NULL AND created_at >= $5";
 /// The replay guard: the step moves forward only, and only for the enrolment the code matched
 /// (after a removal and a new enrolment meanwhile, the old secret's code is not accepted).
 const ACCEPT_STEP: &str = "UPDATE mfa_totp SET last_used_step = $3 \
@@ -93,9 +98,17 @@ pub enum MfaStoreError {
     /// which the server allows only after a fresh second factor.
     #[error("TOTP is already enrolled for this user")]
     AlreadyEnrolled,
-    /// No enrolment waits for confirmation (never begun, replaced, or confirmed meanwhile).
+    /// The enrolment to confirm is not waiting for confirmation: never begun, replaced by a
+    /// newer one (the code shown to the user is no longer the one to confirm), or removed.
     #[error("no TOTP enrolment is waiting for confirmation")]
     NoPendingEnrolment,
+    /// The enrolment to confirm is older than the time allowed to confirm it: start again
+    /// with a new secret (a pending secret shown long ago may have been seen by others).
+    #[error("the pending TOTP enrolment has expired")]
+    EnrolmentExpired,
+    /// The time allowed to confirm an enrolment is not positive.
+    #[error("the time allowed to confirm an enrolment must be positive")]
+    InvalidEnrolmentTtl,
     /// The user has no confirmed TOTP enrolment (for recovery codes too).
     #[error("TOTP is not enrolled for this user")]
     NotEnrolled,
@@ -137,6 +150,8 @@ impl MfaStoreError {
             Self::UnknownUser => "unknown_user",
             Self::AlreadyEnrolled => "already_enrolled",
             Self::NoPendingEnrolment => "no_pending_enrolment",
+            Self::EnrolmentExpired => "enrolment_expired",
+            Self::InvalidEnrolmentTtl => "invalid_enrolment_ttl",
             Self::NotEnrolled => "not_enrolled",
             Self::InvalidCode => "invalid_code",
             Self::Replayed => "replayed",
@@ -164,6 +179,13 @@ pub struct MfaStatus {
     /// Recovery codes not yet spent.
     pub recovery_codes_remaining: u32,
 }
+
+/// Which enrolment of a user [`PgMfaStore::begin_enrolment`] started: the server keeps it with
+/// the session (or the login's `mfa_token`) that showed the secret, and passes it back to
+/// [`PgMfaStore::confirm`], so that only the enrolment the user was shown can be confirmed.
+/// Not secret; every enrolment of every user gets a new number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EnrolmentId(pub i64);
 
 /// What one [`PgMfaStore::reencrypt_batch`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -214,8 +236,9 @@ impl PgMfaStore {
     }
 
     /// Starts (or restarts) an enrolment: `secret` sealed for this user and the purpose TOTP
-    /// secret, stored with its `params`, pending until [`Self::confirm`]. Replaces a pending
-    /// enrolment (its secret no longer confirms).
+    /// secret, stored with its `params` and `now` as its creation time, pending until
+    /// [`Self::confirm`] with the returned [`EnrolmentId`]. Replaces a pending enrolment (its
+    /// secret and number no longer confirm).
     ///
     /// # Errors
     /// [`MfaStoreError::AlreadyEnrolled`] when a confirmed enrolment exists: it is never
@@ -227,20 +250,20 @@ impl PgMfaStore {
         secret: &TotpSecret,
         params: TotpParams,
         now: OffsetDateTime,
-    ) -> Result<(), MfaStoreError> {
+    ) -> Result<EnrolmentId, MfaStoreError> {
         let sealed = portcullis_sealed::seal(
             &self.sealing,
             binding(user_id),
             secret.as_bytes(),
             unix_seconds(now)?,
         );
-        let done = sqlx::query(BEGIN)
+        let started: Option<i64> = sqlx::query_scalar(BEGIN)
             .bind(user_id)
             .bind(&sealed)
             .bind(self.sealing.current_key_id().as_str())
             .bind(params.to_string())
             .bind(now)
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(|e| {
                 if foreign_key_violation(&e) {
@@ -249,31 +272,49 @@ impl PgMfaStore {
                     MfaStoreError::Database(e)
                 }
             })?;
-        if done.rows_affected() == 0 {
-            return Err(MfaStoreError::AlreadyEnrolled);
-        }
-        Ok(())
+        // No row returned: the conflicting row is confirmed, and was left alone.
+        started
+            .map(EnrolmentId)
+            .ok_or(MfaStoreError::AlreadyEnrolled)
     }
 
-    /// Confirms the pending enrolment with a code from the authenticator, and records the
-    /// code's step as used, so the confirmation code cannot be replayed at login.
+    /// Confirms the pending enrolment `enrolment` (as returned by [`Self::begin_enrolment`])
+    /// with a code from the authenticator, if it was begun less than `ttl` before `now` (for
+    /// example 15 minutes), and records the code's step as used, so the confirmation code
+    /// cannot be replayed at login.
     ///
     /// # Errors
-    /// [`MfaStoreError::NoPendingEnrolment`] (also when replaced or confirmed concurrently),
-    /// [`MfaStoreError::AlreadyEnrolled`], [`MfaStoreError::InvalidCode`],
-    /// [`MfaStoreError::Sealed`].
+    /// [`MfaStoreError::NoPendingEnrolment`] when `enrolment` is not the user's pending
+    /// enrolment (also when replaced or removed concurrently),
+    /// [`MfaStoreError::EnrolmentExpired`] when it is older than `ttl` (checked before the
+    /// code), [`MfaStoreError::AlreadyEnrolled`] when the user has a confirmed enrolment
+    /// (which may not be the one shown to this user: never read it as success),
+    /// [`MfaStoreError::InvalidCode`], [`MfaStoreError::Sealed`],
+    /// [`MfaStoreError::InvalidEnrolmentTtl`] for a `ttl` that is not positive.
     pub async fn confirm(
         &self,
         user_id: Uuid,
+        enrolment: EnrolmentId,
         code: &str,
         now: OffsetDateTime,
+        ttl: Duration,
     ) -> Result<TimeStep, MfaStoreError> {
+        let cutoff = now
+            .checked_sub(ttl)
+            .filter(|_| ttl.is_positive())
+            .ok_or(MfaStoreError::InvalidEnrolmentTtl)?;
         let row = self
-            .enrolment(user_id)
+            .enrolment(user_id, Some(cutoff))
             .await?
             .ok_or(MfaStoreError::NoPendingEnrolment)?;
         if row.confirmed {
             return Err(MfaStoreError::AlreadyEnrolled);
+        }
+        if row.enrolment != enrolment.0 {
+            return Err(MfaStoreError::NoPendingEnrolment);
+        }
+        if !row.fresh {
+            return Err(MfaStoreError::EnrolmentExpired);
         }
         let matched = self.check(user_id, &row, code, now)?;
         let done = sqlx::query(CONFIRM)
@@ -281,6 +322,7 @@ impl PgMfaStore {
             .bind(row.enrolment)
             .bind(now)
             .bind(step_to_db(matched)?)
+            .bind(cutoff)
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
@@ -305,7 +347,7 @@ impl PgMfaStore {
         now: OffsetDateTime,
     ) -> Result<TimeStep, MfaStoreError> {
         let row = self
-            .enrolment(user_id)
+            .enrolment(user_id, None)
             .await?
             .filter(|row| row.confirmed)
             .ok_or(MfaStoreError::NotEnrolled)?;
@@ -524,9 +566,15 @@ impl PgMfaStore {
         Ok(tx)
     }
 
-    async fn enrolment(&self, user_id: Uuid) -> Result<Option<Enrolment>, MfaStoreError> {
+    /// The user's enrolment; `fresh` tells whether it was created at or after `cutoff`.
+    async fn enrolment(
+        &self,
+        user_id: Uuid,
+        cutoff: Option<OffsetDateTime>,
+    ) -> Result<Option<Enrolment>, MfaStoreError> {
         let Some(row) = sqlx::query(READ_ENROLMENT)
             .bind(user_id)
+            .bind(cutoff)
             .fetch_optional(&self.pool)
             .await?
         else {
@@ -545,6 +593,7 @@ impl PgMfaStore {
                 .transpose()
                 .map_err(|_| MfaStoreError::Corrupt("last used step"))?,
             confirmed: row.try_get("confirmed")?,
+            fresh: row.try_get("fresh")?,
         }))
     }
 
@@ -572,6 +621,8 @@ struct Enrolment {
     params: TotpParams,
     last_used: Option<TimeStep>,
     confirmed: bool,
+    /// Created at or after the cut-off the read was given.
+    fresh: bool,
 }
 
 /// What a user's TOTP secret is sealed for: the purpose and the owning user, never the row.

@@ -11,12 +11,14 @@ use portcullis_mfa::*;
 use portcullis_sealed::{Binding, KeyRing, Purpose};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 const REALM: &str = "acme";
 /// 2026-01-01T00:00:15Z, the middle of a 30-second step.
 const T0: i64 = 1_767_225_615;
+/// How long a pending enrolment may wait for its confirmation.
+const TTL: Duration = Duration::minutes(15);
 
 fn at(unix: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix).unwrap()
@@ -85,12 +87,12 @@ fn code(secret: &TotpSecret, unix: i64) -> String {
 async fn enrolled(store: &PgMfaStore, pool: &PgPool, n: u128) -> (Uuid, TotpSecret) {
     let id = user(pool, n).await;
     let secret = new_secret(n as u8);
-    store
+    let enrolment = store
         .begin_enrolment(id, &secret, TotpParams::default(), at(T0 - 90))
         .await
         .unwrap();
     store
-        .confirm(id, &code(&secret, T0 - 60), at(T0 - 60))
+        .confirm(id, enrolment, &code(&secret, T0 - 60), at(T0 - 60), TTL)
         .await
         .unwrap();
     (id, secret)
@@ -133,7 +135,7 @@ async fn an_enrolment_is_pending_until_confirmed_with_a_code_from_its_secret(poo
     let id = user(&pool, 1).await;
     let secret = new_secret(1);
     let params = TotpParams::new(Algorithm::Sha1, 6, 30).unwrap();
-    store
+    let enrolment = store
         .begin_enrolment(id, &secret, params, at(T0))
         .await
         .unwrap();
@@ -152,12 +154,14 @@ async fn an_enrolment_is_pending_until_confirmed_with_a_code_from_its_secret(poo
         Err(MfaStoreError::NotEnrolled)
     ));
     assert!(matches!(
-        store.confirm(id, &code(&new_secret(2), T0), at(T0)).await,
+        store
+            .confirm(id, enrolment, &code(&new_secret(2), T0), at(T0), TTL)
+            .await,
         Err(MfaStoreError::InvalidCode)
     ));
 
     let step = store
-        .confirm(id, &code(&secret, T0 + 5), at(T0 + 5))
+        .confirm(id, enrolment, &code(&secret, T0 + 5), at(T0 + 5), TTL)
         .await
         .unwrap();
     assert_eq!(step, params.time_step((T0 + 5) as u64));
@@ -192,20 +196,23 @@ async fn a_new_enrolment_replaces_a_pending_one_but_never_a_confirmed_one(pool: 
     let id = user(&pool, 1).await;
     let (first, second) = (new_secret(1), new_secret(2));
     let params = TotpParams::default();
-    store
+    let shown_first = store
         .begin_enrolment(id, &first, params, at(T0))
         .await
         .unwrap();
-    store
+    let shown_second = store
         .begin_enrolment(id, &second, params, at(T0 + 1))
         .await
         .unwrap();
+    assert_ne!(shown_first, shown_second);
     assert!(matches!(
-        store.confirm(id, &code(&first, T0 + 2), at(T0 + 2)).await,
+        store
+            .confirm(id, shown_second, &code(&first, T0 + 2), at(T0 + 2), TTL)
+            .await,
         Err(MfaStoreError::InvalidCode)
     ));
     store
-        .confirm(id, &code(&second, T0 + 2), at(T0 + 2))
+        .confirm(id, shown_second, &code(&second, T0 + 2), at(T0 + 2), TTL)
         .await
         .unwrap();
     assert!(matches!(
@@ -214,7 +221,7 @@ async fn a_new_enrolment_replaces_a_pending_one_but_never_a_confirmed_one(pool: 
     ));
     assert!(matches!(
         store
-            .confirm(id, &code(&second, T0 + 30), at(T0 + 30))
+            .confirm(id, shown_second, &code(&second, T0 + 30), at(T0 + 30), TTL)
             .await,
         Err(MfaStoreError::AlreadyEnrolled)
     ));
@@ -231,16 +238,21 @@ async fn an_enrolment_verifies_with_its_own_stored_params(pool: PgPool) {
     let id = user(&pool, 1).await;
     let secret = new_secret(1);
     let params = TotpParams::new(Algorithm::Sha256, 8, 60).unwrap();
-    store
+    let enrolment = store
         .begin_enrolment(id, &secret, params, at(T0))
         .await
         .unwrap();
     let app = |unix: i64| generate(&params, &secret, unix as u64).to_string();
     assert!(matches!(
-        store.confirm(id, &code(&secret, T0), at(T0)).await,
+        store
+            .confirm(id, enrolment, &code(&secret, T0), at(T0), TTL)
+            .await,
         Err(MfaStoreError::InvalidCode)
     ));
-    store.confirm(id, &app(T0), at(T0)).await.unwrap();
+    store
+        .confirm(id, enrolment, &app(T0), at(T0), TTL)
+        .await
+        .unwrap();
     let step = store.verify(id, &app(T0 + 60), at(T0 + 60)).await.unwrap();
     assert_eq!(step, params.time_step((T0 + 60) as u64));
 }
@@ -558,7 +570,7 @@ async fn a_row_already_under_the_newest_key_is_only_relabelled(pool: PgPool) {
     let rotated = store_with(&pool, ring(&[key(32), key(0)]));
     // A row labelled old but already sealed under the newest key (a label left stale) is
     // only relabelled.
-    rotated
+    let enrolment = rotated
         .begin_enrolment(id, &new_secret(2), TotpParams::default(), at(T0))
         .await
         .unwrap();
@@ -577,7 +589,7 @@ async fn a_row_already_under_the_newest_key_is_only_relabelled(pool: PgPool) {
     assert_eq!(label, ring(&[key(32)]).current_key_id().as_str());
     // The second enrolment's secret is the one kept.
     rotated
-        .confirm(id, &code(&new_secret(2), T0), at(T0))
+        .confirm(id, enrolment, &code(&new_secret(2), T0), at(T0), TTL)
         .await
         .unwrap();
 }
@@ -650,9 +662,9 @@ async fn remove_deletes_the_enrolment_and_the_recovery_codes(pool: PgPool) {
             .await,
         Err(MfaStoreError::InvalidRecoveryCode)
     ));
-    // Enrolling again is allowed once removed.
+    // Enrolling again (with a new secret, as the server must draw) is allowed once removed.
     store
-        .begin_enrolment(id, &secret, TotpParams::default(), at(T0))
+        .begin_enrolment(id, &new_secret(2), TotpParams::default(), at(T0))
         .await
         .unwrap();
 }
@@ -669,9 +681,19 @@ async fn bad_inputs_get_clear_errors(pool: PgPool) {
         "{refused:?}"
     );
     assert!(matches!(
-        store.confirm(nobody, "123456", at(T0)).await,
+        store
+            .confirm(nobody, EnrolmentId(1), "123456", at(T0), TTL)
+            .await,
         Err(MfaStoreError::NoPendingEnrolment)
     ));
+    for ttl in [Duration::ZERO, Duration::minutes(-15)] {
+        assert!(matches!(
+            store
+                .confirm(nobody, EnrolmentId(1), "123456", at(T0), ttl)
+                .await,
+            Err(MfaStoreError::InvalidEnrolmentTtl)
+        ));
+    }
     let id = user(&pool, 1).await;
     assert!(matches!(
         store
@@ -684,7 +706,7 @@ async fn bad_inputs_get_clear_errors(pool: PgPool) {
         Err(MfaStoreError::InvalidBatchSize)
     ));
     // Params the code never writes, planted in SQL, are reported as a corrupt row.
-    store
+    let enrolment = store
         .begin_enrolment(id, &new_secret(1), TotpParams::default(), at(T0))
         .await
         .unwrap();
@@ -694,7 +716,9 @@ async fn bad_inputs_get_clear_errors(pool: PgPool) {
         .await
         .unwrap();
     assert!(matches!(
-        store.confirm(id, &code(&new_secret(1), T0), at(T0)).await,
+        store
+            .confirm(id, enrolment, &code(&new_secret(1), T0), at(T0), TTL)
+            .await,
         Err(MfaStoreError::Corrupt(_))
     ));
 }
@@ -742,4 +766,54 @@ async fn status_and_verify_agree_that_an_odd_confirmation_time_is_enrolled(pool:
         let now = T0 + 30 * n as i64;
         assert!(store.verify(id, &code(&secret, now), at(now)).await.is_ok());
     }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_pending_enrolment_older_than_the_ttl_no_longer_confirms(pool: PgPool) {
+    let store = store(&pool);
+    let id = user(&pool, 1).await;
+    let secret = new_secret(1);
+    let enrolment = store
+        .begin_enrolment(id, &secret, TotpParams::default(), at(T0))
+        .await
+        .unwrap();
+    let late = T0 + TTL.whole_seconds() + 1;
+    assert!(matches!(
+        store
+            .confirm(id, enrolment, &code(&secret, late), at(late), TTL)
+            .await,
+        Err(MfaStoreError::EnrolmentExpired)
+    ));
+    assert!(!store.status(id).await.unwrap().enrolled);
+    // Exactly at the limit it still confirms.
+    let last = T0 + TTL.whole_seconds();
+    store
+        .confirm(id, enrolment, &code(&secret, last), at(last), TTL)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn confirm_refuses_an_enrolment_other_than_the_one_shown(pool: PgPool) {
+    let store = store(&pool);
+    let id = user(&pool, 1).await;
+    let shown_to_victim = store
+        .begin_enrolment(id, &new_secret(1), TotpParams::default(), at(T0))
+        .await
+        .unwrap();
+    // Someone else (holding the password) restarts the enrolment with their own secret.
+    let theirs = new_secret(2);
+    store
+        .begin_enrolment(id, &theirs, TotpParams::default(), at(T0 + 1))
+        .await
+        .unwrap();
+    // A confirmation that carries the number the victim was shown does not confirm the
+    // replacement, even with a code of the replacement's secret.
+    assert!(matches!(
+        store
+            .confirm(id, shown_to_victim, &code(&theirs, T0 + 2), at(T0 + 2), TTL)
+            .await,
+        Err(MfaStoreError::NoPendingEnrolment)
+    ));
+    assert!(store.status(id).await.unwrap().pending);
 }
