@@ -19,7 +19,7 @@ use sqlx::{Postgres, Row, Transaction};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::recovery::{RecoveryCodeHash, RecoveryKeyRing};
+use crate::recovery::{RecoveryCode, RecoveryCodeHash, RecoveryKeyRing};
 use crate::totp::{TimeStep, TotpParams, TotpSecret, accept, verify};
 
 /// A new pending enrolment, replacing a pending one; a confirmed one is left alone (0 rows).
@@ -69,6 +69,8 @@ const LOCK_ENROLLED: &str =
 const DELETE_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
 const INSERT_CODES: &str = "INSERT INTO mfa_recovery_codes (user_id, key_version, digest, created_at) \
     SELECT $1, v, d, $4 FROM UNNEST($2::bigint[], $3::bytea[]) AS u(v, d)";
+const UNSPENT_VERSIONS: &str = "SELECT DISTINCT key_version FROM mfa_recovery_codes \
+    WHERE used_at IS NULL ORDER BY key_version";
 const UNSPENT_CODES: &str = "SELECT key_version, digest FROM mfa_recovery_codes \
     WHERE user_id = $1 AND used_at IS NULL";
 const SPEND_CODE: &str = "UPDATE mfa_recovery_codes SET used_at = $4 \
@@ -122,9 +124,14 @@ pub enum MfaStoreError {
     /// The text is no unspent recovery code of this user (wrong, spent, or from a voided set).
     #[error("no unspent recovery code matches")]
     InvalidRecoveryCode,
-    /// A new recovery-code set holds the same hash twice: one code would work twice.
+    /// A new recovery-code set holds the same code twice: one code would work twice.
     #[error("the recovery code set repeats a code")]
     DuplicateRecoveryCode,
+    /// The user's unspent recovery codes include some hashed with a key version the store's
+    /// ring lacks, and the presented text matched none of the others: the ring is
+    /// misconfigured (a key removed, or versions renumbered). A server error, not the user's.
+    #[error("recovery codes are stored under key version {0}, which the key ring lacks")]
+    UnknownRecoveryKeyVersion(u32),
     /// A re-encryption batch of 0 rows would never advance.
     #[error("a re-encryption batch holds at least one row")]
     InvalidBatchSize,
@@ -157,6 +164,7 @@ impl MfaStoreError {
             Self::Replayed => "replayed",
             Self::InvalidRecoveryCode => "invalid_recovery_code",
             Self::DuplicateRecoveryCode => "duplicate_recovery_code",
+            Self::UnknownRecoveryKeyVersion(_) => "unknown_recovery_key_version",
             Self::InvalidBatchSize => "invalid_batch_size",
             Self::TimeBeforeEpoch => "time_before_epoch",
             Self::Sealed(e) => e.reason(),
@@ -220,7 +228,9 @@ pub struct PgMfaStore {
 
 impl PgMfaStore {
     /// The store of `realm` in `pool`: TOTP secrets sealed with `sealing`, recovery codes hashed
-    /// with `recovery` as `recovery.hash(realm, &user_id.to_string(), code)`.
+    /// with `recovery` as `recovery.hash(realm, &user_id.to_string(), code)` (here, never by
+    /// the caller). The versions of `recovery` must be the stable ones the stored hashes carry
+    /// (see [`crate::RecoveryKey`]); check with [`Self::unknown_recovery_key_versions`].
     pub fn new(
         pool: PgPool,
         sealing: Arc<KeyRing>,
@@ -395,10 +405,12 @@ impl PgMfaStore {
         })
     }
 
-    /// Stores a new set of recovery codes (their hashes, made with this store's realm and
-    /// `user_id.to_string()`), voiding every code of the old set, spent or not, in one
-    /// transaction. Concurrent replacements for one user queue on the enrolment row, so one
-    /// set survives, never a mix.
+    /// Stores a new set of recovery codes, voiding every code of the old set, spent or not,
+    /// in one transaction. `codes` are the plain codes the caller generated from its CSPRNG
+    /// ([`crate::generate_recovery_codes`]) and shows the user once; only their hashes are
+    /// stored, made here with the newest key of the store's ring, its realm and the user id,
+    /// the very binding [`Self::spend_recovery_code`] checks. Concurrent replacements for one
+    /// user queue on the enrolment row, so one set survives, never a mix.
     ///
     /// # Errors
     /// [`MfaStoreError::NotEnrolled`] without a confirmed TOTP enrolment (codes back up a
@@ -406,9 +418,14 @@ impl PgMfaStore {
     pub async fn replace_recovery_codes(
         &self,
         user_id: Uuid,
-        hashes: &[RecoveryCodeHash],
+        codes: &[RecoveryCode],
         now: OffsetDateTime,
     ) -> Result<(), MfaStoreError> {
+        let owner = user_id.to_string();
+        let hashes: Vec<RecoveryCodeHash> = codes
+            .iter()
+            .map(|code| self.recovery.hash(&self.realm, &owner, code))
+            .collect();
         for (i, hash) in hashes.iter().enumerate() {
             if hashes[..i].contains(hash) {
                 return Err(MfaStoreError::DuplicateRecoveryCode);
@@ -464,10 +481,17 @@ impl PgMfaStore {
                     .ok_or(MfaStoreError::Corrupt("recovery code digest"))?,
             );
         }
-        let found = self
+        let Some(found) = self
             .recovery
             .find(&self.realm, &user_id.to_string(), presented, &stored)
-            .ok_or(MfaStoreError::InvalidRecoveryCode)?;
+        else {
+            // Codes under a version the ring lacks can never match: say so, loudly, rather
+            // than let a misconfigured ring pass for a wrong code.
+            if let Some(unknown) = stored.iter().find(|h| !self.recovery.contains(h.version())) {
+                return Err(MfaStoreError::UnknownRecoveryKeyVersion(unknown.version()));
+            }
+            return Err(MfaStoreError::InvalidRecoveryCode);
+        };
         sqlx::query(SPEND_CODE)
             .bind(user_id)
             .bind(i64::from(found.version()))
@@ -477,6 +501,25 @@ impl PgMfaStore {
             .await?
             .ok_or(MfaStoreError::InvalidRecoveryCode)?;
         Ok(())
+    }
+
+    /// The key versions of unspent recovery codes (of any user) that the store's ring lacks,
+    /// in ascending order: codes no request can spend. The server calls it at start and
+    /// refuses to start unless it is empty, so a key removed too early or a renumbered ring
+    /// is found before a user who lost their phone finds it.
+    pub async fn unknown_recovery_key_versions(&self) -> Result<Vec<u32>, MfaStoreError> {
+        let stored: Vec<i64> = sqlx::query_scalar(UNSPENT_VERSIONS)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut unknown = Vec::new();
+        for version in stored {
+            let version = u32::try_from(version)
+                .map_err(|_| MfaStoreError::Corrupt("recovery code key version"))?;
+            if !self.recovery.contains(version) {
+                unknown.push(version);
+            }
+        }
+        Ok(unknown)
     }
 
     /// Removes the user's TOTP enrolment (pending or confirmed) and recovery codes. Whether

@@ -113,14 +113,6 @@ fn recovery_codes(seed: u64, count: u32) -> Vec<RecoveryCode> {
     generate_recovery_codes(count, &random).unwrap()
 }
 
-fn hashes(user: Uuid, codes: &[RecoveryCode]) -> Vec<RecoveryCodeHash> {
-    let ring = recovery_ring();
-    codes
-        .iter()
-        .map(|c| ring.hash(REALM, &user.to_string(), c))
-        .collect()
-}
-
 async fn count(pool: &PgPool, sql: &'static str, user: Uuid) -> i64 {
     sqlx::query_scalar(sql)
         .bind(user)
@@ -308,9 +300,7 @@ async fn a_recovery_code_spent_concurrently_twice_works_once(pool: PgPool) {
     let b = store(&second_pool(&pool).await);
     let (id, _) = enrolled(&a, &pool, 1).await;
     let codes = recovery_codes(1, 10);
-    a.replace_recovery_codes(id, &hashes(id, &codes), at(T0))
-        .await
-        .unwrap();
+    a.replace_recovery_codes(id, &codes, at(T0)).await.unwrap();
     assert_eq!(a.status(id).await.unwrap().recovery_codes_remaining, 10);
     for (i, code) in codes.iter().enumerate().take(5) {
         let typed = code.as_str().to_uppercase();
@@ -345,7 +335,7 @@ async fn regenerating_recovery_codes_voids_the_old_set(pool: PgPool) {
     let old = recovery_codes(1, 10);
     let new = recovery_codes(2, 10);
     store
-        .replace_recovery_codes(id, &hashes(id, &old), at(T0))
+        .replace_recovery_codes(id, &old, at(T0))
         .await
         .unwrap();
     store
@@ -353,7 +343,7 @@ async fn regenerating_recovery_codes_voids_the_old_set(pool: PgPool) {
         .await
         .unwrap();
     store
-        .replace_recovery_codes(id, &hashes(id, &new), at(T0 + 1))
+        .replace_recovery_codes(id, &new, at(T0 + 1))
         .await
         .unwrap();
     for code in &old[1..] {
@@ -389,10 +379,9 @@ async fn two_concurrent_regenerations_leave_one_whole_set(pool: PgPool) {
     for round in 0..10 {
         let left = recovery_codes(2 * round + 1, 10);
         let right = recovery_codes(2 * round + 2, 10);
-        let (left_hashes, right_hashes) = (hashes(id, &left), hashes(id, &right));
         let (l, r) = tokio::join!(
-            a.replace_recovery_codes(id, &left_hashes, at(T0)),
-            b.replace_recovery_codes(id, &right_hashes, at(T0))
+            a.replace_recovery_codes(id, &left, at(T0)),
+            b.replace_recovery_codes(id, &right, at(T0))
         );
         l.unwrap();
         r.unwrap();
@@ -422,24 +411,31 @@ async fn recovery_codes_need_a_confirmed_enrolment_distinct_codes_and_their_own_
     let pending = user(&pool, 1).await;
     let codes = recovery_codes(1, 3);
     assert!(matches!(
-        store
-            .replace_recovery_codes(pending, &hashes(pending, &codes), at(T0))
-            .await,
+        store.replace_recovery_codes(pending, &codes, at(T0)).await,
         Err(MfaStoreError::NotEnrolled)
     ));
     let (alice, _) = enrolled(&store, &pool, 2).await;
     let (bob, _) = enrolled(&store, &pool, 3).await;
-    let mut repeated = hashes(alice, &codes);
-    repeated.push(repeated[1]);
+    let mut repeated = codes.clone();
+    repeated.push(codes[1].clone());
     assert!(matches!(
         store.replace_recovery_codes(alice, &repeated, at(T0)).await,
         Err(MfaStoreError::DuplicateRecoveryCode)
     ));
-    // Alice's hashes stored in Bob's rows: her codes do not work as Bob.
+    // Alice's hashes copied into Bob's rows: her codes do not work as Bob.
     store
-        .replace_recovery_codes(bob, &hashes(alice, &codes), at(T0))
+        .replace_recovery_codes(alice, &codes, at(T0))
         .await
         .unwrap();
+    sqlx::query(
+        "INSERT INTO mfa_recovery_codes (user_id, key_version, digest, created_at) \
+         SELECT $2, key_version, digest, created_at FROM mfa_recovery_codes WHERE user_id = $1",
+    )
+    .bind(alice)
+    .bind(bob)
+    .execute(&pool)
+    .await
+    .unwrap();
     assert!(matches!(
         store
             .spend_recovery_code(bob, codes[0].as_str(), at(T0))
@@ -601,7 +597,7 @@ async fn deleting_the_user_deletes_their_mfa_rows(pool: PgPool) {
     let (bob, _) = enrolled(&store, &pool, 2).await;
     for id in [alice, bob] {
         store
-            .replace_recovery_codes(id, &hashes(id, &recovery_codes(1, 4)), at(T0))
+            .replace_recovery_codes(id, &recovery_codes(1, 4), at(T0))
             .await
             .unwrap();
     }
@@ -638,7 +634,7 @@ async fn remove_deletes_the_enrolment_and_the_recovery_codes(pool: PgPool) {
     let (id, secret) = enrolled(&store, &pool, 1).await;
     let codes = recovery_codes(1, 4);
     store
-        .replace_recovery_codes(id, &hashes(id, &codes), at(T0))
+        .replace_recovery_codes(id, &codes, at(T0))
         .await
         .unwrap();
     assert!(store.remove(id).await.unwrap());
@@ -816,4 +812,92 @@ async fn confirm_refuses_an_enrolment_other_than_the_one_shown(pool: PgPool) {
         Err(MfaStoreError::NoPendingEnrolment)
     ));
     assert!(store.status(id).await.unwrap().pending);
+}
+
+/// A store of `realm` whose recovery ring holds `versions` (each with its own key).
+fn store_with_recovery(pool: &PgPool, realm: &str, versions: &[u32]) -> PgMfaStore {
+    let keys = versions
+        .iter()
+        .map(|&v| RecoveryKey::new(v, &key(v as u8 * 20)).unwrap())
+        .collect();
+    PgMfaStore::new(
+        pool.clone(),
+        ring(&[key(0)]),
+        Arc::new(RecoveryKeyRing::new(keys).unwrap()),
+        realm,
+    )
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn recovery_codes_are_hashed_by_the_store_with_its_newest_key_realm_and_user(pool: PgPool) {
+    let store = store_with_recovery(&pool, REALM, &[7, 3]);
+    let (id, _) = enrolled(&store, &pool, 1).await;
+    let codes = recovery_codes(1, 3);
+    store
+        .replace_recovery_codes(id, &codes, at(T0))
+        .await
+        .unwrap();
+    let versions: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT key_version FROM mfa_recovery_codes WHERE user_id = $1",
+    )
+    .bind(id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(versions, [7]);
+    // The stored digests are exactly the ones the store's ring finds for this realm and user.
+    let other_realm = store_with_recovery(&pool, "another-realm", &[7, 3]);
+    assert!(matches!(
+        other_realm
+            .spend_recovery_code(id, codes[0].as_str(), at(T0))
+            .await,
+        Err(MfaStoreError::InvalidRecoveryCode)
+    ));
+    store
+        .spend_recovery_code(id, codes[0].as_str(), at(T0))
+        .await
+        .unwrap();
+    // After a rotation (a new version in front) the older codes still spend.
+    let rotated = store_with_recovery(&pool, REALM, &[8, 7, 3]);
+    rotated
+        .spend_recovery_code(id, codes[1].as_str(), at(T0))
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn stored_recovery_key_versions_missing_from_the_ring_are_reported(pool: PgPool) {
+    let v1 = store_with_recovery(&pool, REALM, &[1]);
+    let (alice, _) = enrolled(&v1, &pool, 1).await;
+    let (bob, _) = enrolled(&v1, &pool, 2).await;
+    v1.replace_recovery_codes(alice, &recovery_codes(1, 3), at(T0))
+        .await
+        .unwrap();
+    let v2 = store_with_recovery(&pool, REALM, &[2, 1]);
+    let bobs = recovery_codes(2, 3);
+    v2.replace_recovery_codes(bob, &bobs, at(T0)).await.unwrap();
+    assert_eq!(
+        v2.unknown_recovery_key_versions().await.unwrap(),
+        Vec::<u32>::new()
+    );
+    assert_eq!(v1.unknown_recovery_key_versions().await.unwrap(), [2]);
+    // Version 1 dropped too early: Alice's codes are reported, and spending says why.
+    let v2_only = store_with_recovery(&pool, REALM, &[2]);
+    assert_eq!(v2_only.unknown_recovery_key_versions().await.unwrap(), [1]);
+    assert!(matches!(
+        v2_only
+            .spend_recovery_code(alice, recovery_codes(1, 3)[0].as_str(), at(T0))
+            .await,
+        Err(MfaStoreError::UnknownRecoveryKeyVersion(1))
+    ));
+    // Spent codes need no key: once Bob's set is spent, version 2 is no longer needed.
+    for code in &bobs {
+        v2.spend_recovery_code(bob, code.as_str(), at(T0))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        v1.unknown_recovery_key_versions().await.unwrap(),
+        Vec::<u32>::new()
+    );
 }
