@@ -9,7 +9,9 @@
 //! - a re-encrypted secret is written by `UPDATE ... WHERE secret = $old`, so a re-enrolment or
 //!   a second re-encryption run meanwhile is never overwritten.
 //!
-//! Time is passed in; the store reads no clock.
+//! Time is passed in; the store reads no clock of its own. With
+//! [`PgMfaStore::with_max_clock_difference`], `verify` compares the time it is given with the
+//! database's clock, which all replicas share, and refuses a replica whose clock is off.
 
 use std::sync::Arc;
 
@@ -31,10 +33,12 @@ const BEGIN: &str = "INSERT INTO mfa_totp (user_id, secret, secret_key_id, param
       enrolment = nextval('mfa_totp_enrolment_seq') \
     WHERE mfa_totp.confirmed_at IS NULL \
     RETURNING enrolment";
-/// `fresh`: created at or after `$2` (always true without a cut-off).
+/// `fresh`: created at or after `$2` (always true without a cut-off). `db_now`: the database's
+/// clock, shared by every replica, in Unix seconds.
 const READ_ENROLMENT: &str = "SELECT enrolment, secret, params, last_used_step, \
     confirmed_at IS NOT NULL AS confirmed, \
-    ($2::timestamptz IS NULL OR created_at >= $2) AS fresh \
+    ($2::timestamptz IS NULL OR created_at >= $2) AS fresh, \
+    extract(epoch FROM statement_timestamp())::float8 AS db_now \
     FROM mfa_totp WHERE user_id = $1";
 /// Confirms exactly the enrolment whose secret the code was checked against, and only while
 /// it is younger than the cut-off `$5`: a pending enrolment replaced meanwhile is not
@@ -145,6 +149,15 @@ pub enum MfaStoreError {
     /// A stored value this code never writes (checked by the schema, unless it was bypassed).
     #[error("corrupt MFA row: {0}")]
     Corrupt(&'static str),
+    /// The time passed in differs from the database's clock by more than the store's
+    /// tolerance ([`PgMfaStore::with_max_clock_difference`]): this replica's clock is off, and
+    /// would accept codes of the wrong time. Nothing was checked or recorded; the server
+    /// answers 503 (another replica may serve the login).
+    #[error("the server's clock differs from the database's by {difference_secs:.1} s")]
+    ClockSkew {
+        /// `now` minus the database's clock, in seconds.
+        difference_secs: f64,
+    },
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -169,6 +182,7 @@ impl MfaStoreError {
             Self::TimeBeforeEpoch => "time_before_epoch",
             Self::Sealed(e) => e.reason(),
             Self::Corrupt(_) => "corrupt_row",
+            Self::ClockSkew { .. } => "clock_skew",
             Self::Database(_) => "database",
         }
     }
@@ -224,6 +238,8 @@ pub struct PgMfaStore {
     recovery: Arc<RecoveryKeyRing>,
     /// The realm the recovery-code hashes are bound to.
     realm: Arc<str>,
+    /// How far `verify`'s `now` may be from the database's clock; unbounded when `None`.
+    max_clock_difference: Option<std::time::Duration>,
 }
 
 impl PgMfaStore {
@@ -242,7 +258,19 @@ impl PgMfaStore {
             sealing,
             recovery,
             realm: realm.into(),
+            max_clock_difference: None,
         }
+    }
+
+    /// The same store, whose [`Self::verify`] refuses to check a code (with
+    /// [`MfaStoreError::ClockSkew`]) when the `now` it is given differs from the database's
+    /// clock by more than `tolerance`. The database's clock is the one all replicas share, so a
+    /// replica whose own clock lags (broken NTP, a paused VM) cannot accept a phished code
+    /// long after its window. A few seconds is a sensible bound: more than the usual NTP error
+    /// and the database round trip, far less than a TOTP step.
+    pub fn with_max_clock_difference(mut self, tolerance: std::time::Duration) -> Self {
+        self.max_clock_difference = Some(tolerance);
+        self
     }
 
     /// Starts (or restarts) an enrolment: `secret` sealed for this user and the purpose TOTP
@@ -349,7 +377,8 @@ impl PgMfaStore {
     /// # Errors
     /// [`MfaStoreError::NotEnrolled`], [`MfaStoreError::InvalidCode`],
     /// [`MfaStoreError::Replayed`], [`MfaStoreError::Sealed`] (for example a ciphertext moved
-    /// from another user's row).
+    /// from another user's row), [`MfaStoreError::ClockSkew`] when the store has a clock
+    /// bound and `now` is outside it (checked before the code).
     pub async fn verify(
         &self,
         user_id: Uuid,
@@ -361,6 +390,12 @@ impl PgMfaStore {
             .await?
             .filter(|row| row.confirmed)
             .ok_or(MfaStoreError::NotEnrolled)?;
+        if let Some(tolerance) = self.max_clock_difference {
+            let difference_secs = now.unix_timestamp_nanos() as f64 / 1e9 - row.db_now;
+            if difference_secs.abs() > tolerance.as_secs_f64() {
+                return Err(MfaStoreError::ClockSkew { difference_secs });
+            }
+        }
         let matched = self.check(user_id, &row, code, now)?;
         // A cheap early answer; the UPDATE below is what decides.
         if !accept(row.last_used, matched) {
@@ -637,6 +672,7 @@ impl PgMfaStore {
                 .map_err(|_| MfaStoreError::Corrupt("last used step"))?,
             confirmed: row.try_get("confirmed")?,
             fresh: row.try_get("fresh")?,
+            db_now: row.try_get("db_now")?,
         }))
     }
 
@@ -666,6 +702,8 @@ struct Enrolment {
     confirmed: bool,
     /// Created at or after the cut-off the read was given.
     fresh: bool,
+    /// The database's clock at the read, in Unix seconds.
+    db_now: f64,
 }
 
 /// What a user's TOTP secret is sealed for: the purpose and the owning user, never the row.

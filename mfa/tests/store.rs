@@ -901,3 +901,36 @@ async fn stored_recovery_key_versions_missing_from_the_ring_are_reported(pool: P
         Vec::<u32>::new()
     );
 }
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn verify_refuses_a_time_far_from_the_database_clock_when_bounded(pool: PgPool) {
+    let unbounded = store(&pool);
+    let (id, secret) = enrolled(&unbounded, &pool, 1).await;
+    let bounded = unbounded
+        .clone()
+        .with_max_clock_difference(std::time::Duration::from_secs(60));
+    // A replica whose clock is stuck at T0 (long before the database's now): refused, and the
+    // step is not recorded.
+    let lagging = bounded.verify(id, &code(&secret, T0), at(T0)).await;
+    assert!(
+        matches!(lagging, Err(MfaStoreError::ClockSkew { difference_secs }) if difference_secs < -60.0),
+        "{lagging:?}"
+    );
+    // Not recorded: the same code still verifies where the time is not bounded.
+    unbounded
+        .verify(id, &code(&secret, T0), at(T0))
+        .await
+        .unwrap();
+    // A replica with the right time is served.
+    let now = OffsetDateTime::now_utc();
+    bounded
+        .verify(id, &code(&secret, now.unix_timestamp()), now)
+        .await
+        .unwrap();
+    // Without a bound the store follows the time it is given (the other tests rely on it).
+    let later = now.unix_timestamp() + 600;
+    unbounded
+        .verify(id, &code(&secret, later), at(later))
+        .await
+        .unwrap();
+}
