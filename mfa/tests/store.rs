@@ -934,3 +934,157 @@ async fn verify_refuses_a_time_far_from_the_database_clock_when_bounded(pool: Pg
         .await
         .unwrap();
 }
+
+/// Waits until another session of this database waits for a row lock: the store's write,
+/// queued behind the test's open transaction, after the store read the row.
+async fn until_a_write_waits_for_the_row(pool: &PgPool) {
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the store's write never waited for the row lock");
+}
+
+/// In `tx`: the row's secret re-sealed under the newest key of `rotated`, as
+/// `reencrypt_batch` writes it (compare-and-swap on the ciphertext).
+async fn reencrypt_in(tx: &mut sqlx::PgConnection, rotated: &KeyRing, id: Uuid) {
+    let old: String =
+        sqlx::query_scalar("SELECT secret FROM mfa_totp WHERE user_id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    let swap = portcullis_sealed::reencrypt(
+        rotated,
+        Binding::new(Purpose::TotpSecret, id),
+        &old,
+        T0 as u64,
+    )
+    .unwrap()
+    .unwrap();
+    let done = sqlx::query(
+        "UPDATE mfa_totp SET secret = $3, secret_key_id = $4 WHERE user_id = $1 AND secret = $2",
+    )
+    .bind(id)
+    .bind(&swap.old)
+    .bind(&swap.new)
+    .bind(rotated.current_key_id().as_str())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_reencryption_between_verifys_read_and_write_does_not_refuse_the_code(pool: PgPool) {
+    let (id, secret) = enrolled(&store(&pool), &pool, 1).await;
+    let rotated = ring(&[key(32), key(0)]);
+    let replica = store_with(&second_pool(&pool).await, rotated.clone());
+    // The row is locked (as re-encryption's UPDATE will lock it) before verify starts: its
+    // read sees the old ciphertext, its write queues behind the re-encryption.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM mfa_totp WHERE user_id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let verifying = tokio::spawn({
+        let code = code(&secret, T0);
+        async move { replica.verify(id, &code, at(T0)).await }
+    });
+    until_a_write_waits_for_the_row(&pool).await;
+    reencrypt_in(&mut tx, &rotated, id).await;
+    tx.commit().await.unwrap();
+    let step = verifying.await.unwrap().unwrap();
+    assert_eq!(step, TotpParams::default().time_step(T0 as u64));
+    let (label, last): (String, i64) =
+        sqlx::query_as("SELECT secret_key_id, last_used_step FROM mfa_totp WHERE user_id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(label, rotated.current_key_id().as_str());
+    assert_eq!(last as u64, step.value());
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_reencryption_between_confirms_read_and_write_does_not_refuse_the_code(pool: PgPool) {
+    let id = user(&pool, 1).await;
+    let secret = new_secret(1);
+    let enrolment = store(&pool)
+        .begin_enrolment(id, &secret, TotpParams::default(), at(T0))
+        .await
+        .unwrap();
+    let rotated = ring(&[key(32), key(0)]);
+    let replica = store_with(&second_pool(&pool).await, rotated.clone());
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM mfa_totp WHERE user_id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let confirming = tokio::spawn({
+        let code = code(&secret, T0);
+        async move { replica.confirm(id, enrolment, &code, at(T0), TTL).await }
+    });
+    until_a_write_waits_for_the_row(&pool).await;
+    reencrypt_in(&mut tx, &rotated, id).await;
+    tx.commit().await.unwrap();
+    confirming.await.unwrap().unwrap();
+    assert!(store(&pool).status(id).await.unwrap().enrolled);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_verify_whose_enrolment_was_replaced_meanwhile_is_refused(pool: PgPool) {
+    let (id, secret) = enrolled(&store(&pool), &pool, 1).await;
+    let replica = store(&second_pool(&pool).await);
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM mfa_totp WHERE user_id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let verifying = tokio::spawn({
+        let code = code(&secret, T0);
+        async move { replica.verify(id, &code, at(T0)).await }
+    });
+    until_a_write_waits_for_the_row(&pool).await;
+    // Meanwhile the row becomes another, confirmed enrolment (a new number and secret) whose
+    // last used step is older than the code's: only the enrolment number tells them apart.
+    let other = portcullis_sealed::seal(
+        &KeyRing::new(&[key(0)]).unwrap(),
+        Binding::new(Purpose::TotpSecret, id),
+        new_secret(2).as_bytes(),
+        T0 as u64,
+    );
+    sqlx::query(
+        "UPDATE mfa_totp SET enrolment = nextval('mfa_totp_enrolment_seq'), secret = $2, \
+         last_used_step = 0, confirmed_at = $3 WHERE user_id = $1",
+    )
+    .bind(id)
+    .bind(&other)
+    .bind(at(T0))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(matches!(
+        verifying.await.unwrap(),
+        Err(MfaStoreError::Replayed)
+    ));
+    let last: i64 = sqlx::query_scalar("SELECT last_used_step FROM mfa_totp WHERE user_id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(last, 0, "the new enrolment's step is untouched");
+}
