@@ -64,8 +64,11 @@ const STATUS: &str = "SELECT \
       EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NULL) AS pending, \
       (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL) \
         AS remaining";
-/// READ COMMITTED whatever the role's default: after waiting for the enrolment's lock, the
-/// next statement must see the set the previous holder committed.
+/// READ COMMITTED whatever the role's default: every compare-and-set that waits for a row lock
+/// must re-check its condition against the committed row (under REPEATABLE READ or
+/// SERIALIZABLE the loser of a race would fail with 40001 instead of being refused, or a newer
+/// code would be refused), and after waiting for the enrolment's lock, the next statement
+/// must see the set the previous holder committed. So every write runs in [`PgMfaStore::begin`].
 const READ_COMMITTED: &str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED";
 /// Serialises the recovery-code writers of one user on their enrolment row.
 const LOCK_ENROLLED: &str =
@@ -295,13 +298,14 @@ impl PgMfaStore {
             secret.as_bytes(),
             unix_seconds(now)?,
         );
+        let mut tx = self.begin().await?;
         let started: Option<i64> = sqlx::query_scalar(BEGIN)
             .bind(user_id)
             .bind(&sealed)
             .bind(self.sealing.current_key_id().as_str())
             .bind(params.to_string())
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(|e| {
                 if foreign_key_violation(&e) {
@@ -310,6 +314,7 @@ impl PgMfaStore {
                     MfaStoreError::Database(e)
                 }
             })?;
+        tx.commit().await?;
         // No row returned: the conflicting row is confirmed, and was left alone.
         started
             .map(EnrolmentId)
@@ -355,14 +360,16 @@ impl PgMfaStore {
             return Err(MfaStoreError::EnrolmentExpired);
         }
         let matched = self.check(user_id, &row, code, now)?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(CONFIRM)
             .bind(user_id)
             .bind(row.enrolment)
             .bind(now)
             .bind(step_to_db(matched)?)
             .bind(cutoff)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         if done.rows_affected() == 0 {
             return Err(MfaStoreError::NoPendingEnrolment);
         }
@@ -401,12 +408,14 @@ impl PgMfaStore {
         if !accept(row.last_used, matched) {
             return Err(MfaStoreError::Replayed);
         }
+        let mut tx = self.begin().await?;
         let done = sqlx::query(ACCEPT_STEP)
             .bind(user_id)
             .bind(row.enrolment)
             .bind(step_to_db(matched)?)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         if done.rows_affected() == 0 {
             // Another replica accepted this step or a later one first (or the enrolment was
             // removed and replaced meanwhile: the code was for a secret no longer in use).
@@ -527,15 +536,16 @@ impl PgMfaStore {
             }
             return Err(MfaStoreError::InvalidRecoveryCode);
         };
-        sqlx::query(SPEND_CODE)
+        let mut tx = self.begin().await?;
+        let spent = sqlx::query(SPEND_CODE)
             .bind(user_id)
             .bind(i64::from(found.version()))
             .bind(found.digest().as_slice())
             .bind(now)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(MfaStoreError::InvalidRecoveryCode)?;
-        Ok(())
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        spent.map(|_| ()).ok_or(MfaStoreError::InvalidRecoveryCode)
     }
 
     /// The key versions of unspent recovery codes (of any user) that the store's ring lacks,
@@ -625,7 +635,9 @@ impl PgMfaStore {
             if let Some(new) = &new {
                 update = update.bind(new);
             }
-            let done = update.bind(newest).execute(&self.pool).await?;
+            let mut tx = self.begin().await?;
+            let done = update.bind(newest).execute(&mut *tx).await?;
+            tx.commit().await?;
             match (done.rows_affected(), new.is_some()) {
                 (0, _) => report.raced += 1,
                 (_, true) => report.reencrypted += 1,

@@ -938,6 +938,11 @@ async fn verify_refuses_a_time_far_from_the_database_clock_when_bounded(pool: Pg
 /// Waits until another session of this database waits for a row lock: the store's write,
 /// queued behind the test's open transaction, after the store read the row.
 async fn until_a_write_waits_for_the_row(pool: &PgPool) {
+    until_writes_wait(pool, 1).await;
+}
+
+/// Waits until `count` sessions of this database wait for a lock.
+async fn until_writes_wait(pool: &PgPool, count: i64) {
     for _ in 0..500 {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity \
@@ -946,7 +951,7 @@ async fn until_a_write_waits_for_the_row(pool: &PgPool) {
         .fetch_one(pool)
         .await
         .unwrap();
-        if waiting > 0 {
+        if waiting >= count {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -1087,4 +1092,111 @@ async fn a_verify_whose_enrolment_was_replaced_meanwhile_is_refused(pool: PgPool
         .await
         .unwrap();
     assert_eq!(last, 0, "the new enrolment's step is untouched");
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_confirmation_racing_a_restarted_enrolment_never_both_win(pool: PgPool) {
+    let a = store(&pool);
+    let b = store(&second_pool(&pool).await);
+    for n in 1..=10u8 {
+        let id = user(&pool, u128::from(n)).await;
+        let shown = new_secret(n);
+        let enrolment = a
+            .begin_enrolment(id, &shown, TotpParams::default(), at(T0))
+            .await
+            .unwrap();
+        let (typed, other) = (code(&shown, T0 + 1), new_secret(n + 100));
+        let (confirmed, restarted) = tokio::join!(
+            a.confirm(id, enrolment, &typed, at(T0 + 1), TTL),
+            b.begin_enrolment(id, &other, TotpParams::default(), at(T0 + 1))
+        );
+        let status = a.status(id).await.unwrap();
+        match (&confirmed, &restarted) {
+            (Ok(_), Err(MfaStoreError::AlreadyEnrolled)) => assert!(status.enrolled),
+            (Err(MfaStoreError::NoPendingEnrolment), Ok(_)) => {
+                assert!(!status.enrolled && status.pending)
+            }
+            other => panic!("round {n}: {other:?}"),
+        }
+    }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn the_compare_and_set_statements_hold_under_a_serializable_default(pool: PgPool) {
+    sqlx::query(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation \
+         = ''serializable''', current_database()); END $$",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // New connections pick the database's default up.
+    let (one, two) = (second_pool(&pool).await, second_pool(&pool).await);
+    let level: String = sqlx::query_scalar("SHOW default_transaction_isolation")
+        .fetch_one(&one)
+        .await
+        .unwrap();
+    assert_eq!(level, "serializable");
+    let (a, b) = (store(&one), store(&two));
+    let (id, secret) = enrolled(&a, &pool, 1).await;
+    let codes = recovery_codes(1, 10);
+    a.replace_recovery_codes(id, &codes, at(T0)).await.unwrap();
+    // Both replicas read, then both writes queue behind a lock the test holds: a real race
+    // on the one statement that decides.
+    for round in 0..3 {
+        let now = T0 + 30 * round;
+        let typed = code(&secret, now);
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM mfa_totp WHERE user_id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let left = tokio::spawn({
+            let (a, typed) = (a.clone(), typed.clone());
+            async move { a.verify(id, &typed, at(now)).await }
+        });
+        let right = tokio::spawn({
+            let b = b.clone();
+            async move { b.verify(id, &typed, at(now)).await }
+        });
+        until_writes_wait(&pool, 2).await;
+        tx.rollback().await.unwrap();
+        let (left, right) = (left.await.unwrap(), right.await.unwrap());
+        let refused = match (&left, &right) {
+            (Ok(_), refused) | (refused, Ok(_)) => refused,
+            other => panic!("round {round}: {other:?}"),
+        };
+        assert!(
+            matches!(refused, Err(MfaStoreError::Replayed)),
+            "round {round}: {refused:?}"
+        );
+
+        let code = codes[round as usize].as_str().to_owned();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM mfa_recovery_codes WHERE user_id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let left = tokio::spawn({
+            let (a, code) = (a.clone(), code.clone());
+            async move { a.spend_recovery_code(id, &code, at(now)).await }
+        });
+        let right = tokio::spawn({
+            let b = b.clone();
+            async move { b.spend_recovery_code(id, &code, at(now)).await }
+        });
+        until_writes_wait(&pool, 2).await;
+        tx.rollback().await.unwrap();
+        let (left, right) = (left.await.unwrap(), right.await.unwrap());
+        let refused = match (&left, &right) {
+            (Ok(()), refused) | (refused, Ok(())) => refused,
+            other => panic!("round {round}: {other:?}"),
+        };
+        assert!(
+            matches!(refused, Err(MfaStoreError::InvalidRecoveryCode)),
+            "round {round}: {refused:?}"
+        );
+    }
 }
