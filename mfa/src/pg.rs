@@ -9,6 +9,12 @@
 //! - a re-encrypted secret is written by `UPDATE ... WHERE secret = $old`, so a re-enrolment or
 //!   a second re-encryption run meanwhile is never overwritten.
 //!
+//! What this does not stop: anyone who can write to the database can delete a user's rows
+//! (switching MFA off) or restore older ones from a backup (a removed authenticator, or spent
+//! recovery codes, work again); the sealing binds a secret to its user, not to a moment. After
+//! a restore, users with MFA changes since the backup must re-enrol and regenerate codes; the
+//! audit trail says who.
+//!
 //! Time is passed in; the store reads no clock of its own. With
 //! [`PgMfaStore::with_max_clock_difference`], `verify` compares the time it is given with the
 //! database's clock, which all replicas share, and refuses a replica whose clock is off.
@@ -147,7 +153,9 @@ pub enum MfaStoreError {
     TimeBeforeEpoch,
     /// The stored secret does not open: no key of the ring decrypts it, or it was sealed for
     /// another user (a ciphertext moved between rows) or purpose.
-    #[error("the stored TOTP secret cannot be opened: {0}")]
+    // Only the reason: the sealed error's text names user ids, which must not reach a
+    // response through a careless `to_string()` (the source stays available for logs).
+    #[error("the stored TOTP secret cannot be opened ({})", .0.reason())]
     Sealed(#[from] SealedError),
     /// A stored value this code never writes (checked by the schema, unless it was bypassed).
     #[error("corrupt MFA row: {0}")]
@@ -591,7 +599,11 @@ impl PgMfaStore {
     ///
     /// Each row is written by compare-and-swap on the ciphertext read, so a re-enrolment
     /// meanwhile is kept, and two runs side by side each write a row at most once between
-    /// them; every row ends up opening under the newest key.
+    /// them; every row ends up opening under the newest key, provided no replica still seals
+    /// new enrolments under an older one (a row it writes after the cursor passed needs
+    /// another full pass: run until a pass from the start examines nothing). On a database
+    /// error the batch stops and its counts are lost; the rows written are fine and a re-run
+    /// from the same `after` is safe.
     ///
     /// # Errors
     /// [`MfaStoreError::InvalidBatchSize`] for 0; database errors.

@@ -1200,3 +1200,26 @@ async fn the_compare_and_set_statements_hold_under_a_serializable_default(pool: 
         );
     }
 }
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_sealed_errors_text_names_no_user(pool: PgPool) {
+    let store = store(&pool);
+    let (alice, alices) = enrolled(&store, &pool, 1).await;
+    let (bob, _) = enrolled(&store, &pool, 2).await;
+    sqlx::query("UPDATE mfa_totp SET secret = (SELECT secret FROM mfa_totp WHERE user_id = $2) WHERE user_id = $1")
+        .bind(alice)
+        .bind(bob)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let refused = store
+        .verify(alice, &code(&alices, T0), at(T0))
+        .await
+        .unwrap_err();
+    let text = refused.to_string();
+    assert_eq!(
+        text,
+        "the stored TOTP secret cannot be opened (moved_ciphertext)"
+    );
+    assert!(!text.contains(&alice.to_string()) && !text.contains(&bob.to_string()));
+}
