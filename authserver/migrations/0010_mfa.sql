@@ -26,7 +26,9 @@ CREATE TABLE mfa_totp (
     -- The last TOTP time step accepted (confirmation included). Only moves forward, through a
     -- compare-and-set, so a step is accepted once per user across every replica.
     last_used_step bigint      CHECK (last_used_step >= 0),
-    CONSTRAINT mfa_totp_confirmed_has_step CHECK (confirmed_at IS NULL OR last_used_step IS NOT NULL)
+    CONSTRAINT mfa_totp_confirmed_has_step CHECK (confirmed_at IS NULL OR last_used_step IS NOT NULL),
+    -- Times are real instants: 'infinity' would make "when" meaningless (and not decodable).
+    CONSTRAINT mfa_totp_finite_times CHECK (isfinite(created_at) AND (confirmed_at IS NULL OR isfinite(confirmed_at)))
 );
 -- Re-encryption walks the primary key from its cursor and skips rows under the newest key: no
 -- other index (an inequality on secret_key_id could not use one anyway).
@@ -40,5 +42,7 @@ CREATE TABLE mfa_recovery_codes (
     digest      bytea       NOT NULL CHECK (octet_length(digest) = 32),
     created_at  timestamptz NOT NULL,
     used_at     timestamptz,
+    CONSTRAINT mfa_recovery_codes_finite_times
+        CHECK (isfinite(created_at) AND (used_at IS NULL OR isfinite(used_at))),
     PRIMARY KEY (user_id, key_version, digest)
 );

@@ -6,8 +6,9 @@
 //!
 //! - [`totp`]: RFC 6238 codes with an enrolment's digits, period, hash and skew ([`TotpParams`],
 //!   stored with each secret),
-//!   the shared secret ([`TotpSecret`], base32 for display), [`verify`], which returns the
-//!   matched [`TimeStep`], and [`accept`], the replay rule (a per-user last used step that only
+//!   the shared secret ([`TotpSecret`], base32 for display), the matched [`TimeStep`] of a
+//!   code (checked only through [`PgMfaStore::verify`], which records it), and [`accept`],
+//!   the replay rule (a per-user last used step that only
 //!   moves forward) the auth server applies atomically across replicas;
 //! - [`uri`]: the `otpauth://totp/...` enrolment URI (Key Uri Format);
 //! - [`qr`]: that URI as a QR code, drawn as a small self-contained SVG;
@@ -28,9 +29,8 @@
 //! assert!(svg.starts_with("<svg"));
 //!
 //! let now = 1_767_225_600;
-//! let code = generate(&params, &secret, now);
-//! let step = verify(&params, &secret, &code, now);
-//! assert_eq!(step, Some(params.time_step(now)));
+//! let code = generate(&params, &secret, now); // what the app shows; PgMfaStore::verify checks it
+//! assert_eq!(code.len(), 6);
 //! let step = params.time_step(now);
 //! assert!(accept(None, step)); // first use: the server stores `step` as the user's last
 //! assert!(!accept(Some(step), step)); // the same code again: refused
@@ -54,7 +54,7 @@ pub mod recovery;
 pub mod totp;
 pub mod uri;
 
-pub use pg::{MfaStatus, MfaStoreError, PgMfaStore, ReencryptReport};
+pub use pg::{EnrolmentId, MfaStatus, MfaStoreError, PgMfaStore, ReencryptReport};
 pub use qr::qr_svg;
 pub use recovery::{
     RECOVERY_CODE_LEN, RECOVERY_CODE_RANDOM_BYTES, RecoveryCode, RecoveryCodeHash, RecoveryKey,
@@ -62,7 +62,7 @@ pub use recovery::{
 };
 pub use totp::{
     Algorithm, MAX_SKEW_STEPS, MIN_SECRET_LEN, PERIOD_RANGE, SECRET_LEN, TimeStep, TotpParams,
-    TotpSecret, accept, generate, verify,
+    TotpSecret, accept, generate,
 };
 pub use uri::otpauth_uri;
 

@@ -9,17 +9,25 @@
 //! - a re-encrypted secret is written by `UPDATE ... WHERE secret = $old`, so a re-enrolment or
 //!   a second re-encryption run meanwhile is never overwritten.
 //!
-//! Time is passed in; the store reads no clock.
+//! What this does not stop: anyone who can write to the database can delete a user's rows
+//! (switching MFA off) or restore older ones from a backup (a removed authenticator, or spent
+//! recovery codes, work again); the sealing binds a secret to its user, not to a moment. After
+//! a restore, users with MFA changes since the backup must re-enrol and regenerate codes; the
+//! audit trail says who.
+//!
+//! Time is passed in; the store reads no clock of its own. With
+//! [`PgMfaStore::with_max_clock_difference`], `verify` compares the time it is given with the
+//! database's clock, which all replicas share, and refuses a replica whose clock is off.
 
 use std::sync::Arc;
 
 use portcullis_sealed::{Binding, KeyRing, Purpose, SealedError};
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::recovery::{RecoveryCodeHash, RecoveryKeyRing};
+use crate::recovery::{RecoveryCode, RecoveryCodeHash, RecoveryKeyRing};
 use crate::totp::{TimeStep, TotpParams, TotpSecret, accept, verify};
 
 /// A new pending enrolment, replacing a pending one; a confirmed one is left alone (0 rows).
@@ -29,29 +37,44 @@ const BEGIN: &str = "INSERT INTO mfa_totp (user_id, secret, secret_key_id, param
       secret_key_id = EXCLUDED.secret_key_id, params = EXCLUDED.params, \
       created_at = EXCLUDED.created_at, last_used_step = NULL, \
       enrolment = nextval('mfa_totp_enrolment_seq') \
-    WHERE mfa_totp.confirmed_at IS NULL";
+    WHERE mfa_totp.confirmed_at IS NULL \
+    RETURNING enrolment";
+/// `fresh`: created at or after `$2` (always true without a cut-off). `db_now`: the database's
+/// clock, shared by every replica, in Unix seconds.
 const READ_ENROLMENT: &str = "SELECT enrolment, secret, params, last_used_step, \
-    confirmed_at IS NOT NULL AS confirmed FROM mfa_totp WHERE user_id = $1";
-/// Confirms exactly the enrolment whose secret the code was checked against: a pending
-/// enrolment replaced meanwhile is not confirmed by a code of the old secret.
+    confirmed_at IS NOT NULL AS confirmed, \
+    ($2::timestamptz IS NULL OR created_at >= $2) AS fresh, \
+    extract(epoch FROM statement_timestamp())::float8 AS db_now \
+    FROM mfa_totp WHERE user_id = $1";
+/// Confirms exactly the enrolment whose secret the code was checked against, and only while
+/// it is younger than the cut-off `$5`: a pending enrolment replaced meanwhile is not
+/// confirmed by a code of the old secret.
 const CONFIRM: &str = "UPDATE mfa_totp SET confirmed_at = $3, last_used_step = $4 \
-    WHERE user_id = $1 AND enrolment = $2 AND confirmed_at IS NULL";
+    WHERE user_id = $1 AND enrolment = $2 AND confirmed_at IS NULL AND created_at >= $5";
 /// The replay guard: the step moves forward only, and only for the enrolment the code matched
 /// (after a removal and a new enrolment meanwhile, the old secret's code is not accepted).
 const ACCEPT_STEP: &str = "UPDATE mfa_totp SET last_used_step = $3 \
     WHERE user_id = $1 AND enrolment = $2 AND confirmed_at IS NOT NULL \
       AND last_used_step < $3";
-// `confirmed_at` is read as µs since the epoch: the timestamptz decoder panics on `infinity`
-// and on years past 9999, which PostgreSQL stores happily (see portcullis-audit's store).
+// `enrolled` is `confirmed_at IS NOT NULL`, the very predicate of `READ_ENROLMENT`, `CONFIRM`
+// and `ACCEPT_STEP`: status and verify never disagree on whether login needs the factor.
+// `confirmed_at` is read as µs since the epoch, for display only: the timestamptz decoder
+// panics on `infinity` and on years past 9999, which PostgreSQL stores happily (see
+// portcullis-audit's store); such a value shows as no time, not as "not enrolled".
 const STATUS: &str = "SELECT \
+      EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL) \
+        AS enrolled, \
       (SELECT CASE WHEN isfinite(confirmed_at) \
                    THEN (extract(epoch FROM confirmed_at) * 1000000)::bigint END \
          FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL) AS confirmed_us, \
       EXISTS (SELECT 1 FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NULL) AS pending, \
       (SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1 AND used_at IS NULL) \
         AS remaining";
-/// READ COMMITTED whatever the role's default: after waiting for the enrolment's lock, the
-/// next statement must see the set the previous holder committed.
+/// READ COMMITTED whatever the role's default: every compare-and-set that waits for a row lock
+/// must re-check its condition against the committed row (under REPEATABLE READ or
+/// SERIALIZABLE the loser of a race would fail with 40001 instead of being refused, or a newer
+/// code would be refused), and after waiting for the enrolment's lock, the next statement
+/// must see the set the previous holder committed. So every write runs in [`PgMfaStore::begin`].
 const READ_COMMITTED: &str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED";
 /// Serialises the recovery-code writers of one user on their enrolment row.
 const LOCK_ENROLLED: &str =
@@ -59,6 +82,8 @@ const LOCK_ENROLLED: &str =
 const DELETE_CODES: &str = "DELETE FROM mfa_recovery_codes WHERE user_id = $1";
 const INSERT_CODES: &str = "INSERT INTO mfa_recovery_codes (user_id, key_version, digest, created_at) \
     SELECT $1, v, d, $4 FROM UNNEST($2::bigint[], $3::bytea[]) AS u(v, d)";
+const UNSPENT_VERSIONS: &str = "SELECT DISTINCT key_version FROM mfa_recovery_codes \
+    WHERE used_at IS NULL ORDER BY key_version";
 const UNSPENT_CODES: &str = "SELECT key_version, digest FROM mfa_recovery_codes \
     WHERE user_id = $1 AND used_at IS NULL";
 const SPEND_CODE: &str = "UPDATE mfa_recovery_codes SET used_at = $4 \
@@ -88,9 +113,17 @@ pub enum MfaStoreError {
     /// which the server allows only after a fresh second factor.
     #[error("TOTP is already enrolled for this user")]
     AlreadyEnrolled,
-    /// No enrolment waits for confirmation (never begun, replaced, or confirmed meanwhile).
+    /// The enrolment to confirm is not waiting for confirmation: never begun, replaced by a
+    /// newer one (the code shown to the user is no longer the one to confirm), or removed.
     #[error("no TOTP enrolment is waiting for confirmation")]
     NoPendingEnrolment,
+    /// The enrolment to confirm is older than the time allowed to confirm it: start again
+    /// with a new secret (a pending secret shown long ago may have been seen by others).
+    #[error("the pending TOTP enrolment has expired")]
+    EnrolmentExpired,
+    /// The time allowed to confirm an enrolment is not positive.
+    #[error("the time allowed to confirm an enrolment must be positive")]
+    InvalidEnrolmentTtl,
     /// The user has no confirmed TOTP enrolment (for recovery codes too).
     #[error("TOTP is not enrolled for this user")]
     NotEnrolled,
@@ -104,9 +137,14 @@ pub enum MfaStoreError {
     /// The text is no unspent recovery code of this user (wrong, spent, or from a voided set).
     #[error("no unspent recovery code matches")]
     InvalidRecoveryCode,
-    /// A new recovery-code set holds the same hash twice: one code would work twice.
+    /// A new recovery-code set holds the same code twice: one code would work twice.
     #[error("the recovery code set repeats a code")]
     DuplicateRecoveryCode,
+    /// The user's unspent recovery codes include some hashed with a key version the store's
+    /// ring lacks, and the presented text matched none of the others: the ring is
+    /// misconfigured (a key removed, or versions renumbered). A server error, not the user's.
+    #[error("recovery codes are stored under key version {0}, which the key ring lacks")]
+    UnknownRecoveryKeyVersion(u32),
     /// A re-encryption batch of 0 rows would never advance.
     #[error("a re-encryption batch holds at least one row")]
     InvalidBatchSize,
@@ -115,11 +153,22 @@ pub enum MfaStoreError {
     TimeBeforeEpoch,
     /// The stored secret does not open: no key of the ring decrypts it, or it was sealed for
     /// another user (a ciphertext moved between rows) or purpose.
-    #[error("the stored TOTP secret cannot be opened: {0}")]
+    // Only the reason: the sealed error's text names user ids, which must not reach a
+    // response through a careless `to_string()` (the source stays available for logs).
+    #[error("the stored TOTP secret cannot be opened ({})", .0.reason())]
     Sealed(#[from] SealedError),
     /// A stored value this code never writes (checked by the schema, unless it was bypassed).
     #[error("corrupt MFA row: {0}")]
     Corrupt(&'static str),
+    /// The time passed in differs from the database's clock by more than the store's
+    /// tolerance ([`PgMfaStore::with_max_clock_difference`]): this replica's clock is off, and
+    /// would accept codes of the wrong time. Nothing was checked or recorded; the server
+    /// answers 503 (another replica may serve the login).
+    #[error("the server's clock differs from the database's by {difference_secs:.1} s")]
+    ClockSkew {
+        /// `now` minus the database's clock, in seconds.
+        difference_secs: f64,
+    },
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -132,15 +181,19 @@ impl MfaStoreError {
             Self::UnknownUser => "unknown_user",
             Self::AlreadyEnrolled => "already_enrolled",
             Self::NoPendingEnrolment => "no_pending_enrolment",
+            Self::EnrolmentExpired => "enrolment_expired",
+            Self::InvalidEnrolmentTtl => "invalid_enrolment_ttl",
             Self::NotEnrolled => "not_enrolled",
             Self::InvalidCode => "invalid_code",
             Self::Replayed => "replayed",
             Self::InvalidRecoveryCode => "invalid_recovery_code",
             Self::DuplicateRecoveryCode => "duplicate_recovery_code",
+            Self::UnknownRecoveryKeyVersion(_) => "unknown_recovery_key_version",
             Self::InvalidBatchSize => "invalid_batch_size",
             Self::TimeBeforeEpoch => "time_before_epoch",
             Self::Sealed(e) => e.reason(),
             Self::Corrupt(_) => "corrupt_row",
+            Self::ClockSkew { .. } => "clock_skew",
             Self::Database(_) => "database",
         }
     }
@@ -151,13 +204,21 @@ impl MfaStoreError {
 pub struct MfaStatus {
     /// A confirmed TOTP enrolment exists: login needs the second factor.
     pub enrolled: bool,
-    /// When it was confirmed.
+    /// When it was confirmed; `None` when not enrolled, or when the stored time is not
+    /// representable (only a write that bypassed the schema's checks makes one).
     pub confirmed_at: Option<OffsetDateTime>,
     /// An enrolment waits for its confirmation code (only when not enrolled).
     pub pending: bool,
     /// Recovery codes not yet spent.
     pub recovery_codes_remaining: u32,
 }
+
+/// Which enrolment of a user [`PgMfaStore::begin_enrolment`] started: the server keeps it with
+/// the session (or the login's `mfa_token`) that showed the secret, and passes it back to
+/// [`PgMfaStore::confirm`], so that only the enrolment the user was shown can be confirmed.
+/// Not secret; every enrolment of every user gets a new number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EnrolmentId(pub i64);
 
 /// What one [`PgMfaStore::reencrypt_batch`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -188,11 +249,15 @@ pub struct PgMfaStore {
     recovery: Arc<RecoveryKeyRing>,
     /// The realm the recovery-code hashes are bound to.
     realm: Arc<str>,
+    /// How far `verify`'s `now` may be from the database's clock; unbounded when `None`.
+    max_clock_difference: Option<std::time::Duration>,
 }
 
 impl PgMfaStore {
     /// The store of `realm` in `pool`: TOTP secrets sealed with `sealing`, recovery codes hashed
-    /// with `recovery` as `recovery.hash(realm, &user_id.to_string(), code)`.
+    /// with `recovery` as `recovery.hash(realm, &user_id.to_string(), code)` (here, never by
+    /// the caller). The versions of `recovery` must be the stable ones the stored hashes carry
+    /// (see [`crate::RecoveryKey`]); check with [`Self::unknown_recovery_key_versions`].
     pub fn new(
         pool: PgPool,
         sealing: Arc<KeyRing>,
@@ -204,12 +269,25 @@ impl PgMfaStore {
             sealing,
             recovery,
             realm: realm.into(),
+            max_clock_difference: None,
         }
     }
 
+    /// The same store, whose [`Self::verify`] refuses to check a code (with
+    /// [`MfaStoreError::ClockSkew`]) when the `now` it is given differs from the database's
+    /// clock by more than `tolerance`. The database's clock is the one all replicas share, so a
+    /// replica whose own clock lags (broken NTP, a paused VM) cannot accept a phished code
+    /// long after its window. A few seconds is a sensible bound: more than the usual NTP error
+    /// and the database round trip, far less than a TOTP step.
+    pub fn with_max_clock_difference(mut self, tolerance: std::time::Duration) -> Self {
+        self.max_clock_difference = Some(tolerance);
+        self
+    }
+
     /// Starts (or restarts) an enrolment: `secret` sealed for this user and the purpose TOTP
-    /// secret, stored with its `params`, pending until [`Self::confirm`]. Replaces a pending
-    /// enrolment (its secret no longer confirms).
+    /// secret, stored with its `params` and `now` as its creation time, pending until
+    /// [`Self::confirm`] with the returned [`EnrolmentId`]. Replaces a pending enrolment (its
+    /// secret and number no longer confirm).
     ///
     /// # Errors
     /// [`MfaStoreError::AlreadyEnrolled`] when a confirmed enrolment exists: it is never
@@ -221,20 +299,21 @@ impl PgMfaStore {
         secret: &TotpSecret,
         params: TotpParams,
         now: OffsetDateTime,
-    ) -> Result<(), MfaStoreError> {
+    ) -> Result<EnrolmentId, MfaStoreError> {
         let sealed = portcullis_sealed::seal(
             &self.sealing,
             binding(user_id),
             secret.as_bytes(),
             unix_seconds(now)?,
         );
-        let done = sqlx::query(BEGIN)
+        let mut tx = self.begin().await?;
+        let started: Option<i64> = sqlx::query_scalar(BEGIN)
             .bind(user_id)
             .bind(&sealed)
             .bind(self.sealing.current_key_id().as_str())
             .bind(params.to_string())
             .bind(now)
-            .execute(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(|e| {
                 if foreign_key_violation(&e) {
@@ -243,40 +322,62 @@ impl PgMfaStore {
                     MfaStoreError::Database(e)
                 }
             })?;
-        if done.rows_affected() == 0 {
-            return Err(MfaStoreError::AlreadyEnrolled);
-        }
-        Ok(())
+        tx.commit().await?;
+        // No row returned: the conflicting row is confirmed, and was left alone.
+        started
+            .map(EnrolmentId)
+            .ok_or(MfaStoreError::AlreadyEnrolled)
     }
 
-    /// Confirms the pending enrolment with a code from the authenticator, and records the
-    /// code's step as used, so the confirmation code cannot be replayed at login.
+    /// Confirms the pending enrolment `enrolment` (as returned by [`Self::begin_enrolment`])
+    /// with a code from the authenticator, if it was begun less than `ttl` before `now` (for
+    /// example 15 minutes), and records the code's step as used, so the confirmation code
+    /// cannot be replayed at login.
     ///
     /// # Errors
-    /// [`MfaStoreError::NoPendingEnrolment`] (also when replaced or confirmed concurrently),
-    /// [`MfaStoreError::AlreadyEnrolled`], [`MfaStoreError::InvalidCode`],
-    /// [`MfaStoreError::Sealed`].
+    /// [`MfaStoreError::NoPendingEnrolment`] when `enrolment` is not the user's pending
+    /// enrolment (also when replaced or removed concurrently),
+    /// [`MfaStoreError::EnrolmentExpired`] when it is older than `ttl` (checked before the
+    /// code), [`MfaStoreError::AlreadyEnrolled`] when the user has a confirmed enrolment
+    /// (which may not be the one shown to this user: never read it as success),
+    /// [`MfaStoreError::InvalidCode`], [`MfaStoreError::Sealed`],
+    /// [`MfaStoreError::InvalidEnrolmentTtl`] for a `ttl` that is not positive.
     pub async fn confirm(
         &self,
         user_id: Uuid,
+        enrolment: EnrolmentId,
         code: &str,
         now: OffsetDateTime,
+        ttl: Duration,
     ) -> Result<TimeStep, MfaStoreError> {
+        let cutoff = now
+            .checked_sub(ttl)
+            .filter(|_| ttl.is_positive())
+            .ok_or(MfaStoreError::InvalidEnrolmentTtl)?;
         let row = self
-            .enrolment(user_id)
+            .enrolment(user_id, Some(cutoff))
             .await?
             .ok_or(MfaStoreError::NoPendingEnrolment)?;
         if row.confirmed {
             return Err(MfaStoreError::AlreadyEnrolled);
         }
+        if row.enrolment != enrolment.0 {
+            return Err(MfaStoreError::NoPendingEnrolment);
+        }
+        if !row.fresh {
+            return Err(MfaStoreError::EnrolmentExpired);
+        }
         let matched = self.check(user_id, &row, code, now)?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(CONFIRM)
             .bind(user_id)
             .bind(row.enrolment)
             .bind(now)
             .bind(step_to_db(matched)?)
-            .execute(&self.pool)
+            .bind(cutoff)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         if done.rows_affected() == 0 {
             return Err(MfaStoreError::NoPendingEnrolment);
         }
@@ -291,7 +392,8 @@ impl PgMfaStore {
     /// # Errors
     /// [`MfaStoreError::NotEnrolled`], [`MfaStoreError::InvalidCode`],
     /// [`MfaStoreError::Replayed`], [`MfaStoreError::Sealed`] (for example a ciphertext moved
-    /// from another user's row).
+    /// from another user's row), [`MfaStoreError::ClockSkew`] when the store has a clock
+    /// bound and `now` is outside it (checked before the code).
     pub async fn verify(
         &self,
         user_id: Uuid,
@@ -299,21 +401,29 @@ impl PgMfaStore {
         now: OffsetDateTime,
     ) -> Result<TimeStep, MfaStoreError> {
         let row = self
-            .enrolment(user_id)
+            .enrolment(user_id, None)
             .await?
             .filter(|row| row.confirmed)
             .ok_or(MfaStoreError::NotEnrolled)?;
+        if let Some(tolerance) = self.max_clock_difference {
+            let difference_secs = now.unix_timestamp_nanos() as f64 / 1e9 - row.db_now;
+            if difference_secs.abs() > tolerance.as_secs_f64() {
+                return Err(MfaStoreError::ClockSkew { difference_secs });
+            }
+        }
         let matched = self.check(user_id, &row, code, now)?;
         // A cheap early answer; the UPDATE below is what decides.
         if !accept(row.last_used, matched) {
             return Err(MfaStoreError::Replayed);
         }
+        let mut tx = self.begin().await?;
         let done = sqlx::query(ACCEPT_STEP)
             .bind(user_id)
             .bind(row.enrolment)
             .bind(step_to_db(matched)?)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         if done.rows_affected() == 0 {
             // Another replica accepted this step or a later one first (or the enrolment was
             // removed and replaced meanwhile: the code was for a secret no longer in use).
@@ -328,6 +438,7 @@ impl PgMfaStore {
             .bind(user_id)
             .fetch_one(&self.pool)
             .await?;
+        let enrolled: bool = row.try_get("enrolled")?;
         let confirmed_us: Option<i64> = row.try_get("confirmed_us")?;
         let pending: bool = row.try_get("pending")?;
         let remaining: i64 = row.try_get("remaining")?;
@@ -338,7 +449,7 @@ impl PgMfaStore {
             })
             .transpose()?;
         Ok(MfaStatus {
-            enrolled: confirmed_at.is_some(),
+            enrolled,
             confirmed_at,
             pending,
             recovery_codes_remaining: u32::try_from(remaining)
@@ -346,10 +457,12 @@ impl PgMfaStore {
         })
     }
 
-    /// Stores a new set of recovery codes (their hashes, made with this store's realm and
-    /// `user_id.to_string()`), voiding every code of the old set, spent or not, in one
-    /// transaction. Concurrent replacements for one user queue on the enrolment row, so one
-    /// set survives, never a mix.
+    /// Stores a new set of recovery codes, voiding every code of the old set, spent or not,
+    /// in one transaction. `codes` are the plain codes the caller generated from its CSPRNG
+    /// ([`crate::generate_recovery_codes`]) and shows the user once; only their hashes are
+    /// stored, made here with the newest key of the store's ring, its realm and the user id,
+    /// the very binding [`Self::spend_recovery_code`] checks. Concurrent replacements for one
+    /// user queue on the enrolment row, so one set survives, never a mix.
     ///
     /// # Errors
     /// [`MfaStoreError::NotEnrolled`] without a confirmed TOTP enrolment (codes back up a
@@ -357,9 +470,14 @@ impl PgMfaStore {
     pub async fn replace_recovery_codes(
         &self,
         user_id: Uuid,
-        hashes: &[RecoveryCodeHash],
+        codes: &[RecoveryCode],
         now: OffsetDateTime,
     ) -> Result<(), MfaStoreError> {
+        let owner = user_id.to_string();
+        let hashes: Vec<RecoveryCodeHash> = codes
+            .iter()
+            .map(|code| self.recovery.hash(&self.realm, &owner, code))
+            .collect();
         for (i, hash) in hashes.iter().enumerate() {
             if hashes[..i].contains(hash) {
                 return Err(MfaStoreError::DuplicateRecoveryCode);
@@ -415,19 +533,46 @@ impl PgMfaStore {
                     .ok_or(MfaStoreError::Corrupt("recovery code digest"))?,
             );
         }
-        let found = self
+        let Some(found) = self
             .recovery
             .find(&self.realm, &user_id.to_string(), presented, &stored)
-            .ok_or(MfaStoreError::InvalidRecoveryCode)?;
-        sqlx::query(SPEND_CODE)
+        else {
+            // Codes under a version the ring lacks can never match: say so, loudly, rather
+            // than let a misconfigured ring pass for a wrong code.
+            if let Some(unknown) = stored.iter().find(|h| !self.recovery.contains(h.version())) {
+                return Err(MfaStoreError::UnknownRecoveryKeyVersion(unknown.version()));
+            }
+            return Err(MfaStoreError::InvalidRecoveryCode);
+        };
+        let mut tx = self.begin().await?;
+        let spent = sqlx::query(SPEND_CODE)
             .bind(user_id)
             .bind(i64::from(found.version()))
             .bind(found.digest().as_slice())
             .bind(now)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(MfaStoreError::InvalidRecoveryCode)?;
-        Ok(())
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        spent.map(|_| ()).ok_or(MfaStoreError::InvalidRecoveryCode)
+    }
+
+    /// The key versions of unspent recovery codes (of any user) that the store's ring lacks,
+    /// in ascending order: codes no request can spend. The server calls it at start and
+    /// refuses to start unless it is empty, so a key removed too early or a renumbered ring
+    /// is found before a user who lost their phone finds it.
+    pub async fn unknown_recovery_key_versions(&self) -> Result<Vec<u32>, MfaStoreError> {
+        let stored: Vec<i64> = sqlx::query_scalar(UNSPENT_VERSIONS)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut unknown = Vec::new();
+        for version in stored {
+            let version = u32::try_from(version)
+                .map_err(|_| MfaStoreError::Corrupt("recovery code key version"))?;
+            if !self.recovery.contains(version) {
+                unknown.push(version);
+            }
+        }
+        Ok(unknown)
     }
 
     /// Removes the user's TOTP enrolment (pending or confirmed) and recovery codes. Whether
@@ -454,7 +599,11 @@ impl PgMfaStore {
     ///
     /// Each row is written by compare-and-swap on the ciphertext read, so a re-enrolment
     /// meanwhile is kept, and two runs side by side each write a row at most once between
-    /// them; every row ends up opening under the newest key.
+    /// them; every row ends up opening under the newest key, provided no replica still seals
+    /// new enrolments under an older one (a row it writes after the cursor passed needs
+    /// another full pass: run until a pass from the start examines nothing). On a database
+    /// error the batch stops and its counts are lost; the rows written are fine and a re-run
+    /// from the same `after` is safe.
     ///
     /// # Errors
     /// [`MfaStoreError::InvalidBatchSize`] for 0; database errors.
@@ -498,7 +647,9 @@ impl PgMfaStore {
             if let Some(new) = &new {
                 update = update.bind(new);
             }
-            let done = update.bind(newest).execute(&self.pool).await?;
+            let mut tx = self.begin().await?;
+            let done = update.bind(newest).execute(&mut *tx).await?;
+            tx.commit().await?;
             match (done.rows_affected(), new.is_some()) {
                 (0, _) => report.raced += 1,
                 (_, true) => report.reencrypted += 1,
@@ -517,9 +668,15 @@ impl PgMfaStore {
         Ok(tx)
     }
 
-    async fn enrolment(&self, user_id: Uuid) -> Result<Option<Enrolment>, MfaStoreError> {
+    /// The user's enrolment; `fresh` tells whether it was created at or after `cutoff`.
+    async fn enrolment(
+        &self,
+        user_id: Uuid,
+        cutoff: Option<OffsetDateTime>,
+    ) -> Result<Option<Enrolment>, MfaStoreError> {
         let Some(row) = sqlx::query(READ_ENROLMENT)
             .bind(user_id)
+            .bind(cutoff)
             .fetch_optional(&self.pool)
             .await?
         else {
@@ -538,6 +695,8 @@ impl PgMfaStore {
                 .transpose()
                 .map_err(|_| MfaStoreError::Corrupt("last used step"))?,
             confirmed: row.try_get("confirmed")?,
+            fresh: row.try_get("fresh")?,
+            db_now: row.try_get("db_now")?,
         }))
     }
 
@@ -565,6 +724,10 @@ struct Enrolment {
     params: TotpParams,
     last_used: Option<TimeStep>,
     confirmed: bool,
+    /// Created at or after the cut-off the read was given.
+    fresh: bool,
+    /// The database's clock at the read, in Unix seconds.
+    db_now: f64,
 }
 
 /// What a user's TOTP secret is sealed for: the purpose and the owning user, never the row.

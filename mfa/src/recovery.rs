@@ -192,6 +192,13 @@ impl RecoveryCodeHash {
 
 /// One version of the server-side key of the recovery-code hashes, for example the realm's
 /// pepper of that version. Only a key derived from it for this purpose is kept.
+///
+/// The version is stored with every hash and names the key for as long as any hash made with
+/// it exists: it must be an explicit, stable number that the operator gives with the key (for
+/// example from a `VERSION:` prefix, or a fixed table from pepper version names to numbers),
+/// never a key's position in a list, which shifts when a key is added in front and silently
+/// voids every stored code. [`crate::PgMfaStore::unknown_recovery_key_versions`] finds stored
+/// versions a ring lacks.
 #[derive(Clone)]
 pub struct RecoveryKey {
     version: u32,
@@ -226,7 +233,7 @@ impl RecoveryKey {
         Ok(Self { version, mac })
     }
 
-    /// The version given to [`Self::new`].
+    /// The version given to [`Self::new`]: the stable name of this key (see [`RecoveryKey`]).
     pub fn version(&self) -> u32 {
         self.version
     }
@@ -276,6 +283,13 @@ impl RecoveryKeyRing {
             newest,
             older: keys.collect(),
         })
+    }
+
+    /// Whether a key of this version is in the ring, so hashes of that version can be found.
+    pub fn contains(&self, version: u32) -> bool {
+        std::iter::once(&self.newest)
+            .chain(&self.older)
+            .any(|key| key.version == version)
     }
 
     /// The hash to store for `code`, issued to user `user_id` of realm `realm`, under the
@@ -579,6 +593,14 @@ mod tests {
             Some(MfaError::DuplicateKeyVersion(3))
         );
         assert!(RecoveryKeyRing::new(vec![key(3), key(1)]).is_ok());
+    }
+
+    #[test]
+    fn a_ring_contains_exactly_the_versions_it_was_given() {
+        let key = |v| RecoveryKey::new(v, b"a realm pepper of some 32 bytes!").unwrap();
+        let ring = RecoveryKeyRing::new(vec![key(7), key(3)]).unwrap();
+        assert!(ring.contains(7) && ring.contains(3));
+        assert!(!ring.contains(0) && !ring.contains(1) && !ring.contains(4));
     }
 
     #[test]

@@ -5,6 +5,16 @@
 //! does not stop at the first match, the matched [`TimeStep`], and [`accept`], the replay rule
 //! the caller applies to it atomically (shared by the replicas) so that a step is accepted at
 //! most once per user.
+//!
+//! The code check itself is crate-private: a code checked without recording its step could be
+//! checked again (a phished login code replayed to remove the factor, within its window), so
+//! every check, a login's or a fresh second factor's, goes through
+//! [`crate::PgMfaStore::verify`], which records the step by compare-and-set.
+//!
+//! ```compile_fail
+//! // Not reachable from outside the crate: use PgMfaStore::verify.
+//! let _ = portcullis_mfa::totp::verify;
+//! ```
 
 use std::fmt;
 
@@ -355,7 +365,7 @@ impl TotpSecret {
 }
 
 /// The code for `now_unix`, as the authenticator app shows it (zero-padded to the digits).
-/// The server needs it only in tests and tools; [`verify`] is the check.
+/// The server needs it only in tests and tools; [`crate::PgMfaStore::verify`] is the check.
 pub fn generate(params: &TotpParams, secret: &TotpSecret, now_unix: u64) -> Zeroizing<String> {
     let totp = params.totp(secret);
     format_code(params.code_value(&totp, now_unix), params.digits)
@@ -383,6 +393,9 @@ pub fn accept(last_used: Option<TimeStep>, matched: TimeStep) -> bool {
 /// `params.skew()` after the step of `now_unix`, and returns the step it matched. The caller
 /// accepts the code only if [`accept`] says so for this user's last used step, atomically.
 ///
+/// Crate-private on purpose: a match here is not a fresh second factor (the same code matches
+/// again for the whole window). Outside this crate, [`crate::PgMfaStore::verify`] is the check.
+///
 /// Whitespace anywhere is ignored (apps show `123 456`); anything else that is not exactly
 /// the enrolment's number of ASCII digits is refused before any HMAC is computed.
 ///
@@ -391,7 +404,7 @@ pub fn accept(last_used: Option<TimeStep>, matched: TimeStep) -> bool {
 /// expected codes are never formatted (no value-dependent digit loop or padding) and the
 /// truncation offset is not used as an index. If two steps give the same code (one chance in
 /// 10^digits), the current one wins, then the past.
-pub fn verify(
+pub(crate) fn verify(
     params: &TotpParams,
     secret: &TotpSecret,
     code: &str,

@@ -11,12 +11,14 @@ use portcullis_mfa::*;
 use portcullis_sealed::{Binding, KeyRing, Purpose};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 const REALM: &str = "acme";
 /// 2026-01-01T00:00:15Z, the middle of a 30-second step.
 const T0: i64 = 1_767_225_615;
+/// How long a pending enrolment may wait for its confirmation.
+const TTL: Duration = Duration::minutes(15);
 
 fn at(unix: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix).unwrap()
@@ -85,12 +87,12 @@ fn code(secret: &TotpSecret, unix: i64) -> String {
 async fn enrolled(store: &PgMfaStore, pool: &PgPool, n: u128) -> (Uuid, TotpSecret) {
     let id = user(pool, n).await;
     let secret = new_secret(n as u8);
-    store
+    let enrolment = store
         .begin_enrolment(id, &secret, TotpParams::default(), at(T0 - 90))
         .await
         .unwrap();
     store
-        .confirm(id, &code(&secret, T0 - 60), at(T0 - 60))
+        .confirm(id, enrolment, &code(&secret, T0 - 60), at(T0 - 60), TTL)
         .await
         .unwrap();
     (id, secret)
@@ -111,14 +113,6 @@ fn recovery_codes(seed: u64, count: u32) -> Vec<RecoveryCode> {
     generate_recovery_codes(count, &random).unwrap()
 }
 
-fn hashes(user: Uuid, codes: &[RecoveryCode]) -> Vec<RecoveryCodeHash> {
-    let ring = recovery_ring();
-    codes
-        .iter()
-        .map(|c| ring.hash(REALM, &user.to_string(), c))
-        .collect()
-}
-
 async fn count(pool: &PgPool, sql: &'static str, user: Uuid) -> i64 {
     sqlx::query_scalar(sql)
         .bind(user)
@@ -133,7 +127,7 @@ async fn an_enrolment_is_pending_until_confirmed_with_a_code_from_its_secret(poo
     let id = user(&pool, 1).await;
     let secret = new_secret(1);
     let params = TotpParams::new(Algorithm::Sha1, 6, 30).unwrap();
-    store
+    let enrolment = store
         .begin_enrolment(id, &secret, params, at(T0))
         .await
         .unwrap();
@@ -152,12 +146,14 @@ async fn an_enrolment_is_pending_until_confirmed_with_a_code_from_its_secret(poo
         Err(MfaStoreError::NotEnrolled)
     ));
     assert!(matches!(
-        store.confirm(id, &code(&new_secret(2), T0), at(T0)).await,
+        store
+            .confirm(id, enrolment, &code(&new_secret(2), T0), at(T0), TTL)
+            .await,
         Err(MfaStoreError::InvalidCode)
     ));
 
     let step = store
-        .confirm(id, &code(&secret, T0 + 5), at(T0 + 5))
+        .confirm(id, enrolment, &code(&secret, T0 + 5), at(T0 + 5), TTL)
         .await
         .unwrap();
     assert_eq!(step, params.time_step((T0 + 5) as u64));
@@ -192,20 +188,23 @@ async fn a_new_enrolment_replaces_a_pending_one_but_never_a_confirmed_one(pool: 
     let id = user(&pool, 1).await;
     let (first, second) = (new_secret(1), new_secret(2));
     let params = TotpParams::default();
-    store
+    let shown_first = store
         .begin_enrolment(id, &first, params, at(T0))
         .await
         .unwrap();
-    store
+    let shown_second = store
         .begin_enrolment(id, &second, params, at(T0 + 1))
         .await
         .unwrap();
+    assert_ne!(shown_first, shown_second);
     assert!(matches!(
-        store.confirm(id, &code(&first, T0 + 2), at(T0 + 2)).await,
+        store
+            .confirm(id, shown_second, &code(&first, T0 + 2), at(T0 + 2), TTL)
+            .await,
         Err(MfaStoreError::InvalidCode)
     ));
     store
-        .confirm(id, &code(&second, T0 + 2), at(T0 + 2))
+        .confirm(id, shown_second, &code(&second, T0 + 2), at(T0 + 2), TTL)
         .await
         .unwrap();
     assert!(matches!(
@@ -214,7 +213,7 @@ async fn a_new_enrolment_replaces_a_pending_one_but_never_a_confirmed_one(pool: 
     ));
     assert!(matches!(
         store
-            .confirm(id, &code(&second, T0 + 30), at(T0 + 30))
+            .confirm(id, shown_second, &code(&second, T0 + 30), at(T0 + 30), TTL)
             .await,
         Err(MfaStoreError::AlreadyEnrolled)
     ));
@@ -231,16 +230,21 @@ async fn an_enrolment_verifies_with_its_own_stored_params(pool: PgPool) {
     let id = user(&pool, 1).await;
     let secret = new_secret(1);
     let params = TotpParams::new(Algorithm::Sha256, 8, 60).unwrap();
-    store
+    let enrolment = store
         .begin_enrolment(id, &secret, params, at(T0))
         .await
         .unwrap();
     let app = |unix: i64| generate(&params, &secret, unix as u64).to_string();
     assert!(matches!(
-        store.confirm(id, &code(&secret, T0), at(T0)).await,
+        store
+            .confirm(id, enrolment, &code(&secret, T0), at(T0), TTL)
+            .await,
         Err(MfaStoreError::InvalidCode)
     ));
-    store.confirm(id, &app(T0), at(T0)).await.unwrap();
+    store
+        .confirm(id, enrolment, &app(T0), at(T0), TTL)
+        .await
+        .unwrap();
     let step = store.verify(id, &app(T0 + 60), at(T0 + 60)).await.unwrap();
     assert_eq!(step, params.time_step((T0 + 60) as u64));
 }
@@ -296,9 +300,7 @@ async fn a_recovery_code_spent_concurrently_twice_works_once(pool: PgPool) {
     let b = store(&second_pool(&pool).await);
     let (id, _) = enrolled(&a, &pool, 1).await;
     let codes = recovery_codes(1, 10);
-    a.replace_recovery_codes(id, &hashes(id, &codes), at(T0))
-        .await
-        .unwrap();
+    a.replace_recovery_codes(id, &codes, at(T0)).await.unwrap();
     assert_eq!(a.status(id).await.unwrap().recovery_codes_remaining, 10);
     for (i, code) in codes.iter().enumerate().take(5) {
         let typed = code.as_str().to_uppercase();
@@ -333,7 +335,7 @@ async fn regenerating_recovery_codes_voids_the_old_set(pool: PgPool) {
     let old = recovery_codes(1, 10);
     let new = recovery_codes(2, 10);
     store
-        .replace_recovery_codes(id, &hashes(id, &old), at(T0))
+        .replace_recovery_codes(id, &old, at(T0))
         .await
         .unwrap();
     store
@@ -341,7 +343,7 @@ async fn regenerating_recovery_codes_voids_the_old_set(pool: PgPool) {
         .await
         .unwrap();
     store
-        .replace_recovery_codes(id, &hashes(id, &new), at(T0 + 1))
+        .replace_recovery_codes(id, &new, at(T0 + 1))
         .await
         .unwrap();
     for code in &old[1..] {
@@ -377,10 +379,9 @@ async fn two_concurrent_regenerations_leave_one_whole_set(pool: PgPool) {
     for round in 0..10 {
         let left = recovery_codes(2 * round + 1, 10);
         let right = recovery_codes(2 * round + 2, 10);
-        let (left_hashes, right_hashes) = (hashes(id, &left), hashes(id, &right));
         let (l, r) = tokio::join!(
-            a.replace_recovery_codes(id, &left_hashes, at(T0)),
-            b.replace_recovery_codes(id, &right_hashes, at(T0))
+            a.replace_recovery_codes(id, &left, at(T0)),
+            b.replace_recovery_codes(id, &right, at(T0))
         );
         l.unwrap();
         r.unwrap();
@@ -410,24 +411,31 @@ async fn recovery_codes_need_a_confirmed_enrolment_distinct_codes_and_their_own_
     let pending = user(&pool, 1).await;
     let codes = recovery_codes(1, 3);
     assert!(matches!(
-        store
-            .replace_recovery_codes(pending, &hashes(pending, &codes), at(T0))
-            .await,
+        store.replace_recovery_codes(pending, &codes, at(T0)).await,
         Err(MfaStoreError::NotEnrolled)
     ));
     let (alice, _) = enrolled(&store, &pool, 2).await;
     let (bob, _) = enrolled(&store, &pool, 3).await;
-    let mut repeated = hashes(alice, &codes);
-    repeated.push(repeated[1]);
+    let mut repeated = codes.clone();
+    repeated.push(codes[1].clone());
     assert!(matches!(
         store.replace_recovery_codes(alice, &repeated, at(T0)).await,
         Err(MfaStoreError::DuplicateRecoveryCode)
     ));
-    // Alice's hashes stored in Bob's rows: her codes do not work as Bob.
+    // Alice's hashes copied into Bob's rows: her codes do not work as Bob.
     store
-        .replace_recovery_codes(bob, &hashes(alice, &codes), at(T0))
+        .replace_recovery_codes(alice, &codes, at(T0))
         .await
         .unwrap();
+    sqlx::query(
+        "INSERT INTO mfa_recovery_codes (user_id, key_version, digest, created_at) \
+         SELECT $2, key_version, digest, created_at FROM mfa_recovery_codes WHERE user_id = $1",
+    )
+    .bind(alice)
+    .bind(bob)
+    .execute(&pool)
+    .await
+    .unwrap();
     assert!(matches!(
         store
             .spend_recovery_code(bob, codes[0].as_str(), at(T0))
@@ -558,7 +566,7 @@ async fn a_row_already_under_the_newest_key_is_only_relabelled(pool: PgPool) {
     let rotated = store_with(&pool, ring(&[key(32), key(0)]));
     // A row labelled old but already sealed under the newest key (a label left stale) is
     // only relabelled.
-    rotated
+    let enrolment = rotated
         .begin_enrolment(id, &new_secret(2), TotpParams::default(), at(T0))
         .await
         .unwrap();
@@ -577,7 +585,7 @@ async fn a_row_already_under_the_newest_key_is_only_relabelled(pool: PgPool) {
     assert_eq!(label, ring(&[key(32)]).current_key_id().as_str());
     // The second enrolment's secret is the one kept.
     rotated
-        .confirm(id, &code(&new_secret(2), T0), at(T0))
+        .confirm(id, enrolment, &code(&new_secret(2), T0), at(T0), TTL)
         .await
         .unwrap();
 }
@@ -589,7 +597,7 @@ async fn deleting_the_user_deletes_their_mfa_rows(pool: PgPool) {
     let (bob, _) = enrolled(&store, &pool, 2).await;
     for id in [alice, bob] {
         store
-            .replace_recovery_codes(id, &hashes(id, &recovery_codes(1, 4)), at(T0))
+            .replace_recovery_codes(id, &recovery_codes(1, 4), at(T0))
             .await
             .unwrap();
     }
@@ -626,7 +634,7 @@ async fn remove_deletes_the_enrolment_and_the_recovery_codes(pool: PgPool) {
     let (id, secret) = enrolled(&store, &pool, 1).await;
     let codes = recovery_codes(1, 4);
     store
-        .replace_recovery_codes(id, &hashes(id, &codes), at(T0))
+        .replace_recovery_codes(id, &codes, at(T0))
         .await
         .unwrap();
     assert!(store.remove(id).await.unwrap());
@@ -650,9 +658,9 @@ async fn remove_deletes_the_enrolment_and_the_recovery_codes(pool: PgPool) {
             .await,
         Err(MfaStoreError::InvalidRecoveryCode)
     ));
-    // Enrolling again is allowed once removed.
+    // Enrolling again (with a new secret, as the server must draw) is allowed once removed.
     store
-        .begin_enrolment(id, &secret, TotpParams::default(), at(T0))
+        .begin_enrolment(id, &new_secret(2), TotpParams::default(), at(T0))
         .await
         .unwrap();
 }
@@ -669,9 +677,19 @@ async fn bad_inputs_get_clear_errors(pool: PgPool) {
         "{refused:?}"
     );
     assert!(matches!(
-        store.confirm(nobody, "123456", at(T0)).await,
+        store
+            .confirm(nobody, EnrolmentId(1), "123456", at(T0), TTL)
+            .await,
         Err(MfaStoreError::NoPendingEnrolment)
     ));
+    for ttl in [Duration::ZERO, Duration::minutes(-15)] {
+        assert!(matches!(
+            store
+                .confirm(nobody, EnrolmentId(1), "123456", at(T0), ttl)
+                .await,
+            Err(MfaStoreError::InvalidEnrolmentTtl)
+        ));
+    }
     let id = user(&pool, 1).await;
     assert!(matches!(
         store
@@ -684,7 +702,7 @@ async fn bad_inputs_get_clear_errors(pool: PgPool) {
         Err(MfaStoreError::InvalidBatchSize)
     ));
     // Params the code never writes, planted in SQL, are reported as a corrupt row.
-    store
+    let enrolment = store
         .begin_enrolment(id, &new_secret(1), TotpParams::default(), at(T0))
         .await
         .unwrap();
@@ -694,7 +712,514 @@ async fn bad_inputs_get_clear_errors(pool: PgPool) {
         .await
         .unwrap();
     assert!(matches!(
-        store.confirm(id, &code(&new_secret(1), T0), at(T0)).await,
+        store
+            .confirm(id, enrolment, &code(&new_secret(1), T0), at(T0), TTL)
+            .await,
         Err(MfaStoreError::Corrupt(_))
     ));
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn the_schema_refuses_an_infinite_confirmation_time(pool: PgPool) {
+    let store = store(&pool);
+    let (id, _) = enrolled(&store, &pool, 1).await;
+    for odd in ["infinity", "-infinity"] {
+        let refused =
+            sqlx::query("UPDATE mfa_totp SET confirmed_at = $2::timestamptz WHERE user_id = $1")
+                .bind(id)
+                .bind(odd)
+                .execute(&pool)
+                .await
+                .unwrap_err();
+        assert_eq!(
+            refused.as_database_error().and_then(|e| e.constraint()),
+            Some("mfa_totp_finite_times"),
+            "{odd}"
+        );
+    }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn status_and_verify_agree_that_an_odd_confirmation_time_is_enrolled(pool: PgPool) {
+    let store = store(&pool);
+    let (id, secret) = enrolled(&store, &pool, 1).await;
+    // A writer that bypassed the schema's checks (S2 of the store review).
+    sqlx::query("ALTER TABLE mfa_totp DROP CONSTRAINT mfa_totp_finite_times")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (n, odd) in ["infinity", "-infinity"].into_iter().enumerate() {
+        sqlx::query("UPDATE mfa_totp SET confirmed_at = $2::timestamptz WHERE user_id = $1")
+            .bind(id)
+            .bind(odd)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let status = store.status(id).await.unwrap();
+        assert!(status.enrolled, "{odd}");
+        assert!(!status.pending, "{odd}");
+        assert_eq!(status.confirmed_at, None, "{odd}");
+        let now = T0 + 30 * n as i64;
+        assert!(store.verify(id, &code(&secret, now), at(now)).await.is_ok());
+    }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_pending_enrolment_older_than_the_ttl_no_longer_confirms(pool: PgPool) {
+    let store = store(&pool);
+    let id = user(&pool, 1).await;
+    let secret = new_secret(1);
+    let enrolment = store
+        .begin_enrolment(id, &secret, TotpParams::default(), at(T0))
+        .await
+        .unwrap();
+    let late = T0 + TTL.whole_seconds() + 1;
+    assert!(matches!(
+        store
+            .confirm(id, enrolment, &code(&secret, late), at(late), TTL)
+            .await,
+        Err(MfaStoreError::EnrolmentExpired)
+    ));
+    assert!(!store.status(id).await.unwrap().enrolled);
+    // Exactly at the limit it still confirms.
+    let last = T0 + TTL.whole_seconds();
+    store
+        .confirm(id, enrolment, &code(&secret, last), at(last), TTL)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn confirm_refuses_an_enrolment_other_than_the_one_shown(pool: PgPool) {
+    let store = store(&pool);
+    let id = user(&pool, 1).await;
+    let shown_to_victim = store
+        .begin_enrolment(id, &new_secret(1), TotpParams::default(), at(T0))
+        .await
+        .unwrap();
+    // Someone else (holding the password) restarts the enrolment with their own secret.
+    let theirs = new_secret(2);
+    store
+        .begin_enrolment(id, &theirs, TotpParams::default(), at(T0 + 1))
+        .await
+        .unwrap();
+    // A confirmation that carries the number the victim was shown does not confirm the
+    // replacement, even with a code of the replacement's secret.
+    assert!(matches!(
+        store
+            .confirm(id, shown_to_victim, &code(&theirs, T0 + 2), at(T0 + 2), TTL)
+            .await,
+        Err(MfaStoreError::NoPendingEnrolment)
+    ));
+    assert!(store.status(id).await.unwrap().pending);
+}
+
+/// A store of `realm` whose recovery ring holds `versions` (each with its own key).
+fn store_with_recovery(pool: &PgPool, realm: &str, versions: &[u32]) -> PgMfaStore {
+    let keys = versions
+        .iter()
+        .map(|&v| RecoveryKey::new(v, &key(v as u8 * 20)).unwrap())
+        .collect();
+    PgMfaStore::new(
+        pool.clone(),
+        ring(&[key(0)]),
+        Arc::new(RecoveryKeyRing::new(keys).unwrap()),
+        realm,
+    )
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn recovery_codes_are_hashed_by_the_store_with_its_newest_key_realm_and_user(pool: PgPool) {
+    let store = store_with_recovery(&pool, REALM, &[7, 3]);
+    let (id, _) = enrolled(&store, &pool, 1).await;
+    let codes = recovery_codes(1, 3);
+    store
+        .replace_recovery_codes(id, &codes, at(T0))
+        .await
+        .unwrap();
+    let versions: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT key_version FROM mfa_recovery_codes WHERE user_id = $1",
+    )
+    .bind(id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(versions, [7]);
+    // The stored digests are exactly the ones the store's ring finds for this realm and user.
+    let other_realm = store_with_recovery(&pool, "another-realm", &[7, 3]);
+    assert!(matches!(
+        other_realm
+            .spend_recovery_code(id, codes[0].as_str(), at(T0))
+            .await,
+        Err(MfaStoreError::InvalidRecoveryCode)
+    ));
+    store
+        .spend_recovery_code(id, codes[0].as_str(), at(T0))
+        .await
+        .unwrap();
+    // After a rotation (a new version in front) the older codes still spend.
+    let rotated = store_with_recovery(&pool, REALM, &[8, 7, 3]);
+    rotated
+        .spend_recovery_code(id, codes[1].as_str(), at(T0))
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn stored_recovery_key_versions_missing_from_the_ring_are_reported(pool: PgPool) {
+    let v1 = store_with_recovery(&pool, REALM, &[1]);
+    let (alice, _) = enrolled(&v1, &pool, 1).await;
+    let (bob, _) = enrolled(&v1, &pool, 2).await;
+    v1.replace_recovery_codes(alice, &recovery_codes(1, 3), at(T0))
+        .await
+        .unwrap();
+    let v2 = store_with_recovery(&pool, REALM, &[2, 1]);
+    let bobs = recovery_codes(2, 3);
+    v2.replace_recovery_codes(bob, &bobs, at(T0)).await.unwrap();
+    assert_eq!(
+        v2.unknown_recovery_key_versions().await.unwrap(),
+        Vec::<u32>::new()
+    );
+    assert_eq!(v1.unknown_recovery_key_versions().await.unwrap(), [2]);
+    // Version 1 dropped too early: Alice's codes are reported, and spending says why.
+    let v2_only = store_with_recovery(&pool, REALM, &[2]);
+    assert_eq!(v2_only.unknown_recovery_key_versions().await.unwrap(), [1]);
+    assert!(matches!(
+        v2_only
+            .spend_recovery_code(alice, recovery_codes(1, 3)[0].as_str(), at(T0))
+            .await,
+        Err(MfaStoreError::UnknownRecoveryKeyVersion(1))
+    ));
+    // Spent codes need no key: once Bob's set is spent, version 2 is no longer needed.
+    for code in &bobs {
+        v2.spend_recovery_code(bob, code.as_str(), at(T0))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        v1.unknown_recovery_key_versions().await.unwrap(),
+        Vec::<u32>::new()
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn verify_refuses_a_time_far_from_the_database_clock_when_bounded(pool: PgPool) {
+    let unbounded = store(&pool);
+    let (id, secret) = enrolled(&unbounded, &pool, 1).await;
+    let bounded = unbounded
+        .clone()
+        .with_max_clock_difference(std::time::Duration::from_secs(60));
+    // A replica whose clock is stuck at T0 (long before the database's now): refused, and the
+    // step is not recorded.
+    let lagging = bounded.verify(id, &code(&secret, T0), at(T0)).await;
+    assert!(
+        matches!(lagging, Err(MfaStoreError::ClockSkew { difference_secs }) if difference_secs < -60.0),
+        "{lagging:?}"
+    );
+    // Not recorded: the same code still verifies where the time is not bounded.
+    unbounded
+        .verify(id, &code(&secret, T0), at(T0))
+        .await
+        .unwrap();
+    // A replica with the right time is served.
+    let now = OffsetDateTime::now_utc();
+    bounded
+        .verify(id, &code(&secret, now.unix_timestamp()), now)
+        .await
+        .unwrap();
+    // Without a bound the store follows the time it is given (the other tests rely on it).
+    let later = now.unix_timestamp() + 600;
+    unbounded
+        .verify(id, &code(&secret, later), at(later))
+        .await
+        .unwrap();
+}
+
+/// Waits until another session of this database waits for a row lock: the store's write,
+/// queued behind the test's open transaction, after the store read the row.
+async fn until_a_write_waits_for_the_row(pool: &PgPool) {
+    until_writes_wait(pool, 1).await;
+}
+
+/// Waits until `count` sessions of this database wait for a lock.
+async fn until_writes_wait(pool: &PgPool, count: i64) {
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting >= count {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the store's write never waited for the row lock");
+}
+
+/// In `tx`: the row's secret re-sealed under the newest key of `rotated`, as
+/// `reencrypt_batch` writes it (compare-and-swap on the ciphertext).
+async fn reencrypt_in(tx: &mut sqlx::PgConnection, rotated: &KeyRing, id: Uuid) {
+    let old: String =
+        sqlx::query_scalar("SELECT secret FROM mfa_totp WHERE user_id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    let swap = portcullis_sealed::reencrypt(
+        rotated,
+        Binding::new(Purpose::TotpSecret, id),
+        &old,
+        T0 as u64,
+    )
+    .unwrap()
+    .unwrap();
+    let done = sqlx::query(
+        "UPDATE mfa_totp SET secret = $3, secret_key_id = $4 WHERE user_id = $1 AND secret = $2",
+    )
+    .bind(id)
+    .bind(&swap.old)
+    .bind(&swap.new)
+    .bind(rotated.current_key_id().as_str())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_reencryption_between_verifys_read_and_write_does_not_refuse_the_code(pool: PgPool) {
+    let (id, secret) = enrolled(&store(&pool), &pool, 1).await;
+    let rotated = ring(&[key(32), key(0)]);
+    let replica = store_with(&second_pool(&pool).await, rotated.clone());
+    // The row is locked (as re-encryption's UPDATE will lock it) before verify starts: its
+    // read sees the old ciphertext, its write queues behind the re-encryption.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM mfa_totp WHERE user_id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let verifying = tokio::spawn({
+        let code = code(&secret, T0);
+        async move { replica.verify(id, &code, at(T0)).await }
+    });
+    until_a_write_waits_for_the_row(&pool).await;
+    reencrypt_in(&mut tx, &rotated, id).await;
+    tx.commit().await.unwrap();
+    let step = verifying.await.unwrap().unwrap();
+    assert_eq!(step, TotpParams::default().time_step(T0 as u64));
+    let (label, last): (String, i64) =
+        sqlx::query_as("SELECT secret_key_id, last_used_step FROM mfa_totp WHERE user_id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(label, rotated.current_key_id().as_str());
+    assert_eq!(last as u64, step.value());
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_reencryption_between_confirms_read_and_write_does_not_refuse_the_code(pool: PgPool) {
+    let id = user(&pool, 1).await;
+    let secret = new_secret(1);
+    let enrolment = store(&pool)
+        .begin_enrolment(id, &secret, TotpParams::default(), at(T0))
+        .await
+        .unwrap();
+    let rotated = ring(&[key(32), key(0)]);
+    let replica = store_with(&second_pool(&pool).await, rotated.clone());
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM mfa_totp WHERE user_id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let confirming = tokio::spawn({
+        let code = code(&secret, T0);
+        async move { replica.confirm(id, enrolment, &code, at(T0), TTL).await }
+    });
+    until_a_write_waits_for_the_row(&pool).await;
+    reencrypt_in(&mut tx, &rotated, id).await;
+    tx.commit().await.unwrap();
+    confirming.await.unwrap().unwrap();
+    assert!(store(&pool).status(id).await.unwrap().enrolled);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_verify_whose_enrolment_was_replaced_meanwhile_is_refused(pool: PgPool) {
+    let (id, secret) = enrolled(&store(&pool), &pool, 1).await;
+    let replica = store(&second_pool(&pool).await);
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM mfa_totp WHERE user_id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let verifying = tokio::spawn({
+        let code = code(&secret, T0);
+        async move { replica.verify(id, &code, at(T0)).await }
+    });
+    until_a_write_waits_for_the_row(&pool).await;
+    // Meanwhile the row becomes another, confirmed enrolment (a new number and secret) whose
+    // last used step is older than the code's: only the enrolment number tells them apart.
+    let other = portcullis_sealed::seal(
+        &KeyRing::new(&[key(0)]).unwrap(),
+        Binding::new(Purpose::TotpSecret, id),
+        new_secret(2).as_bytes(),
+        T0 as u64,
+    );
+    sqlx::query(
+        "UPDATE mfa_totp SET enrolment = nextval('mfa_totp_enrolment_seq'), secret = $2, \
+         last_used_step = 0, confirmed_at = $3 WHERE user_id = $1",
+    )
+    .bind(id)
+    .bind(&other)
+    .bind(at(T0))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(matches!(
+        verifying.await.unwrap(),
+        Err(MfaStoreError::Replayed)
+    ));
+    let last: i64 = sqlx::query_scalar("SELECT last_used_step FROM mfa_totp WHERE user_id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(last, 0, "the new enrolment's step is untouched");
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_confirmation_racing_a_restarted_enrolment_never_both_win(pool: PgPool) {
+    let a = store(&pool);
+    let b = store(&second_pool(&pool).await);
+    for n in 1..=10u8 {
+        let id = user(&pool, u128::from(n)).await;
+        let shown = new_secret(n);
+        let enrolment = a
+            .begin_enrolment(id, &shown, TotpParams::default(), at(T0))
+            .await
+            .unwrap();
+        let (typed, other) = (code(&shown, T0 + 1), new_secret(n + 100));
+        let (confirmed, restarted) = tokio::join!(
+            a.confirm(id, enrolment, &typed, at(T0 + 1), TTL),
+            b.begin_enrolment(id, &other, TotpParams::default(), at(T0 + 1))
+        );
+        let status = a.status(id).await.unwrap();
+        match (&confirmed, &restarted) {
+            (Ok(_), Err(MfaStoreError::AlreadyEnrolled)) => assert!(status.enrolled),
+            (Err(MfaStoreError::NoPendingEnrolment), Ok(_)) => {
+                assert!(!status.enrolled && status.pending)
+            }
+            other => panic!("round {n}: {other:?}"),
+        }
+    }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn the_compare_and_set_statements_hold_under_a_serializable_default(pool: PgPool) {
+    sqlx::query(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation \
+         = ''serializable''', current_database()); END $$",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // New connections pick the database's default up.
+    let (one, two) = (second_pool(&pool).await, second_pool(&pool).await);
+    let level: String = sqlx::query_scalar("SHOW default_transaction_isolation")
+        .fetch_one(&one)
+        .await
+        .unwrap();
+    assert_eq!(level, "serializable");
+    let (a, b) = (store(&one), store(&two));
+    let (id, secret) = enrolled(&a, &pool, 1).await;
+    let codes = recovery_codes(1, 10);
+    a.replace_recovery_codes(id, &codes, at(T0)).await.unwrap();
+    // Both replicas read, then both writes queue behind a lock the test holds: a real race
+    // on the one statement that decides.
+    for round in 0..3 {
+        let now = T0 + 30 * round;
+        let typed = code(&secret, now);
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM mfa_totp WHERE user_id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let left = tokio::spawn({
+            let (a, typed) = (a.clone(), typed.clone());
+            async move { a.verify(id, &typed, at(now)).await }
+        });
+        let right = tokio::spawn({
+            let b = b.clone();
+            async move { b.verify(id, &typed, at(now)).await }
+        });
+        until_writes_wait(&pool, 2).await;
+        tx.rollback().await.unwrap();
+        let (left, right) = (left.await.unwrap(), right.await.unwrap());
+        let refused = match (&left, &right) {
+            (Ok(_), refused) | (refused, Ok(_)) => refused,
+            other => panic!("round {round}: {other:?}"),
+        };
+        assert!(
+            matches!(refused, Err(MfaStoreError::Replayed)),
+            "round {round}: {refused:?}"
+        );
+
+        let code = codes[round as usize].as_str().to_owned();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM mfa_recovery_codes WHERE user_id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let left = tokio::spawn({
+            let (a, code) = (a.clone(), code.clone());
+            async move { a.spend_recovery_code(id, &code, at(now)).await }
+        });
+        let right = tokio::spawn({
+            let b = b.clone();
+            async move { b.spend_recovery_code(id, &code, at(now)).await }
+        });
+        until_writes_wait(&pool, 2).await;
+        tx.rollback().await.unwrap();
+        let (left, right) = (left.await.unwrap(), right.await.unwrap());
+        let refused = match (&left, &right) {
+            (Ok(()), refused) | (refused, Ok(())) => refused,
+            other => panic!("round {round}: {other:?}"),
+        };
+        assert!(
+            matches!(refused, Err(MfaStoreError::InvalidRecoveryCode)),
+            "round {round}: {refused:?}"
+        );
+    }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_sealed_errors_text_names_no_user(pool: PgPool) {
+    let store = store(&pool);
+    let (alice, alices) = enrolled(&store, &pool, 1).await;
+    let (bob, _) = enrolled(&store, &pool, 2).await;
+    sqlx::query("UPDATE mfa_totp SET secret = (SELECT secret FROM mfa_totp WHERE user_id = $2) WHERE user_id = $1")
+        .bind(alice)
+        .bind(bob)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let refused = store
+        .verify(alice, &code(&alices, T0), at(T0))
+        .await
+        .unwrap_err();
+    let text = refused.to_string();
+    assert_eq!(
+        text,
+        "the stored TOTP secret cannot be opened (moved_ciphertext)"
+    );
+    assert!(!text.contains(&alice.to_string()) && !text.contains(&bob.to_string()));
 }
