@@ -220,6 +220,9 @@ async fn node_provider_unverified_email_cannot_take_over_the_account_with_that_e
     let refused = link_decision(&identity, &[], None, Some(&adas_account()))
         .expect_err("no takeover of Ada's account");
     assert_eq!(refused.code(), "unverified_email_matches_account");
+    // Nor can it create an account that holds Ada's address before she registers.
+    let refused = link_decision(&identity, &[], None, None).expect_err("no squatting");
+    assert_eq!(refused.code(), "email_unverified");
 }
 
 #[tokio::test]
@@ -442,6 +445,8 @@ async fn rogue_provider_unverified_email_cannot_take_over_the_account() {
     let refused =
         link_decision(&identity, &[], None, Some(&adas_account())).expect_err("no takeover");
     assert_eq!(refused.code(), "unverified_email_matches_account");
+    let refused = link_decision(&identity, &[], None, None).expect_err("no squatting");
+    assert_eq!(refused.code(), "email_unverified");
     let domains = ["example.com".to_owned()];
     let refused = link_decision(&identity, &domains, None, None).expect_err("not verified");
     assert_eq!(refused.code(), "domain_not_allowed");

@@ -7,7 +7,7 @@
 /// - the realm's settings: `invalid_settings`, `client_secret_unreadable`;
 /// - the browser or user (a 4xx): `invalid_redirect_uri`, `malformed_callback`,
 ///   `provider_mismatch`, `expired`, `state_mismatch`, `access_denied`, `missing_code`, and
-///   the linking refusals `domain_not_allowed`, `email_required`,
+///   the linking refusals `domain_not_allowed`, `email_required`, `email_unverified`,
 ///   `unverified_email_matches_account`, `account_email_unverified`;
 /// - the upstream provider (a 502, or a 4xx for a token it should not have sent):
 ///   `discovery_failed`, `issuer_mismatch`, `upstream_error`, `token_exchange_failed`,
@@ -123,6 +123,10 @@ pub enum SocialError {
     /// A new account is needed and the provider gave no email.
     #[error("the provider gave no email address to create an account with")]
     EmailRequired,
+    /// A new account would be needed and the provider has not verified the email: the account
+    /// would hold an address nobody proved (and squat it for its owner).
+    #[error("the provider has not verified the email, and an account needs a verified one")]
+    EmailUnverified,
     /// The provider does not vouch for an email that an existing account has: linking would
     /// hand that account to whoever typed the address upstream.
     #[error("an account with this email exists, and the provider has not verified the email")]
@@ -162,6 +166,7 @@ impl SocialError {
             Self::SubjectMismatch => "subject_mismatch",
             Self::DomainNotAllowed => "domain_not_allowed",
             Self::EmailRequired => "email_required",
+            Self::EmailUnverified => "email_unverified",
             Self::UnverifiedEmailMatchesAccount => "unverified_email_matches_account",
             Self::AccountEmailUnverified => "account_email_unverified",
         }
@@ -240,6 +245,7 @@ mod tests {
             SocialError::SubjectMismatch,
             SocialError::DomainNotAllowed,
             SocialError::EmailRequired,
+            SocialError::EmailUnverified,
             SocialError::UnverifiedEmailMatchesAccount,
             SocialError::AccountEmailUnverified,
         ];

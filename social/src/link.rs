@@ -25,12 +25,10 @@ pub enum LinkDecision {
         /// The linked user.
         user: Uuid,
     },
-    /// No account has the email: create one, linked to the identity, its email verified only
-    /// if the provider verified it.
-    Create {
-        /// Whether the new account's email counts as verified.
-        email_verified: bool,
-    },
+    /// No account has the email: create one, linked to the identity, with that email as
+    /// verified (the provider verified it: an unverified upstream email never creates an
+    /// account, see [`link_decision`]).
+    Create,
     /// Link the identity to the account with the same (verified) email and sign in.
     Link {
         /// The account.
@@ -50,7 +48,11 @@ pub enum LinkDecision {
 /// 1. `allowedDomains` set: the identity needs a verified email in one of them (exact domain,
 ///    not subdomains), or is refused (`domain_not_allowed`), linked or not.
 /// 2. Linked: sign in as the linked user.
-/// 3. No account has the email: create one (`email_required` when there is no email).
+/// 3. No account has the email: create one (`email_required` when there is no email). Only
+///    with an email the provider verified (`email_unverified` otherwise): an account holding
+///    an address nobody proved would squat it, and whoever verifies it later (by a password
+///    reset) would inherit an account still linked to the squatter's upstream identity. The
+///    server has no email-less accounts, so there is no "create without the email" fallback.
 /// 4. An account has it: the provider must have verified the email
 ///    (`unverified_email_matches_account`), and so must the account
 ///    (`account_email_unverified`); then link, after the account's MFA if it has one.
@@ -76,9 +78,10 @@ pub fn link_decision(
         if identity.email.as_deref().is_none_or(str::is_empty) {
             return Err(SocialError::EmailRequired);
         }
-        return Ok(LinkDecision::Create {
-            email_verified: identity.email_verified,
-        });
+        if !identity.email_verified {
+            return Err(SocialError::EmailUnverified);
+        }
+        return Ok(LinkDecision::Create);
     };
     if !identity.email_verified {
         return Err(SocialError::UnverifiedEmailMatchesAccount);
@@ -160,20 +163,16 @@ mod tests {
                 domains: &[],
                 linked: None,
                 account: None,
-                expect: Ok(LinkDecision::Create {
-                    email_verified: true,
-                }),
+                expect: Ok(LinkDecision::Create),
             },
             Row {
-                what: "a new unverified email creates an account whose email is unverified",
+                what: "a new unverified email creates no account (it would squat the address)",
                 email: ADA,
                 upstream_verified: false,
                 domains: &[],
                 linked: None,
                 account: None,
-                expect: Ok(LinkDecision::Create {
-                    email_verified: false,
-                }),
+                expect: Err("email_unverified"),
             },
             Row {
                 what: "no email and nothing linked cannot create an account",
@@ -236,9 +235,7 @@ mod tests {
                 domains: &["example.com"],
                 linked: None,
                 account: None,
-                expect: Ok(LinkDecision::Create {
-                    email_verified: true,
-                }),
+                expect: Ok(LinkDecision::Create),
             },
             Row {
                 what: "an email outside the allowed domains is refused",
