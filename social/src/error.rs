@@ -7,7 +7,8 @@
 /// - the realm's settings: `invalid_settings`, `client_secret_unreadable`;
 /// - the browser or user (a 4xx): `invalid_redirect_uri`, `malformed_callback`,
 ///   `provider_mismatch`, `expired`, `state_mismatch`, `access_denied`, `missing_code`, and
-///   the linking refusals `domain_not_allowed`, `email_required`, `email_unverified`,
+///   the linking refusals `domain_not_allowed`, `email_required`, `email_unusable`,
+///   `email_unverified`,
 ///   `unverified_email_matches_account`, `account_email_unverified`;
 /// - the upstream provider (a 502, or a 4xx for a token it should not have sent):
 ///   `discovery_failed`, `issuer_mismatch`, `upstream_error`, `token_exchange_failed`,
@@ -123,6 +124,11 @@ pub enum SocialError {
     /// A new account is needed and the provider gave no email.
     #[error("the provider gave no email address to create an account with")]
     EmailRequired,
+    /// The provider's email is not a plain ASCII address that the server's canonical form
+    /// leaves as it is (fullwidth or other compatibility characters, non-ASCII, spaces, a
+    /// quoted local part): it could fold into another person's address.
+    #[error("the provider's email address cannot be used to link or create an account")]
+    EmailUnusable,
     /// A new account would be needed and the provider has not verified the email: the account
     /// would hold an address nobody proved (and squat it for its owner).
     #[error("the provider has not verified the email, and an account needs a verified one")]
@@ -167,6 +173,7 @@ impl SocialError {
             Self::DomainNotAllowed => "domain_not_allowed",
             Self::EmailRequired => "email_required",
             Self::EmailUnverified => "email_unverified",
+            Self::EmailUnusable => "email_unusable",
             Self::UnverifiedEmailMatchesAccount => "unverified_email_matches_account",
             Self::AccountEmailUnverified => "account_email_unverified",
         }
@@ -246,6 +253,7 @@ mod tests {
             SocialError::DomainNotAllowed,
             SocialError::EmailRequired,
             SocialError::EmailUnverified,
+            SocialError::EmailUnusable,
             SocialError::UnverifiedEmailMatchesAccount,
             SocialError::AccountEmailUnverified,
         ];

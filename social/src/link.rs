@@ -5,8 +5,9 @@ use uuid::Uuid;
 
 use crate::{SocialError, UpstreamIdentity};
 
-/// The local account whose email is the identity's email (compared as the server compares
-/// emails at registration).
+/// The local account whose email is the identity's [`UpstreamIdentity::link_email`] (already
+/// in the server's canonical form: look the account up by exactly that string, and by nothing
+/// when it is `None`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccountWithEmail {
     /// The account.
@@ -18,7 +19,7 @@ pub struct AccountWithEmail {
 }
 
 /// What the server does with the identity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkDecision {
     /// The identity is already linked: sign in as that user (their MFA, if any, still applies).
     SignIn {
@@ -28,7 +29,10 @@ pub enum LinkDecision {
     /// No account has the email: create one, linked to the identity, with that email as
     /// verified (the provider verified it: an unverified upstream email never creates an
     /// account, see [`link_decision`]).
-    Create,
+    Create {
+        /// The new account's email: the identity's [`UpstreamIdentity::link_email`].
+        email: String,
+    },
     /// Link the identity to the account with the same (verified) email and sign in.
     Link {
         /// The account.
@@ -46,14 +50,18 @@ pub enum LinkDecision {
 /// identity's email, if any:
 ///
 /// 1. `allowedDomains` set: the identity needs a verified email in one of them (exact domain,
-///    not subdomains), or is refused (`domain_not_allowed`), linked or not.
+///    not subdomains, of [`UpstreamIdentity::link_email`]), or is refused
+///    (`domain_not_allowed`), linked or not.
 /// 2. Linked: sign in as the linked user.
-/// 3. No account has the email: create one (`email_required` when there is no email). Only
+/// 3. The email must be a plain ASCII address that the server's canonicalisation leaves as
+///    it is ([`UpstreamIdentity::link_email`]; `email_required` without one, `email_unusable`
+///    otherwise): a fullwidth or other compatibility form would fold into another mailbox.
+/// 4. No account has the email: create one with it. Only
 ///    with an email the provider verified (`email_unverified` otherwise): an account holding
 ///    an address nobody proved would squat it, and whoever verifies it later (by a password
 ///    reset) would inherit an account still linked to the squatter's upstream identity. The
 ///    server has no email-less accounts, so there is no "create without the email" fallback.
-/// 4. An account has it: the provider must have verified the email
+/// 5. An account has it: the provider must have verified the email
 ///    (`unverified_email_matches_account`), and so must the account
 ///    (`account_email_unverified`); then link, after the account's MFA if it has one.
 pub fn link_decision(
@@ -74,14 +82,17 @@ pub fn link_decision(
     if let Some(user) = linked {
         return Ok(LinkDecision::SignIn { user });
     }
+    if identity.email.as_deref().is_none_or(str::is_empty) {
+        return Err(SocialError::EmailRequired);
+    }
+    let Some(email) = identity.link_email() else {
+        return Err(SocialError::EmailUnusable);
+    };
     let Some(account) = account else {
-        if identity.email.as_deref().is_none_or(str::is_empty) {
-            return Err(SocialError::EmailRequired);
-        }
         if !identity.email_verified {
             return Err(SocialError::EmailUnverified);
         }
-        return Ok(LinkDecision::Create);
+        return Ok(LinkDecision::Create { email });
     };
     if !identity.email_verified {
         return Err(SocialError::UnverifiedEmailMatchesAccount);
@@ -163,7 +174,9 @@ mod tests {
                 domains: &[],
                 linked: None,
                 account: None,
-                expect: Ok(LinkDecision::Create),
+                expect: Ok(LinkDecision::Create {
+                    email: "ada@example.com".into(),
+                }),
             },
             Row {
                 what: "a new unverified email creates no account (it would squat the address)",
@@ -182,6 +195,161 @@ mod tests {
                 linked: None,
                 account: None,
                 expect: Err("email_required"),
+            },
+            Row {
+                what: "a verified fullwidth a email does not create",
+                email: Some("\u{ff41}da@example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: None,
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a verified fullwidth a email does not link",
+                email: Some("\u{ff41}da@example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: Some(account(true, false)),
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a verified Kelvin sign email does not create",
+                email: Some("\u{212a}elvin@example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: None,
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a verified Kelvin sign email does not link",
+                email: Some("\u{212a}elvin@example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: Some(account(true, false)),
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a verified long s email does not create",
+                email: Some("\u{17f}am@example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: None,
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a verified long s email does not link",
+                email: Some("\u{17f}am@example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: Some(account(true, false)),
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a verified fi ligature email does not create",
+                email: Some("\u{fb01}le@example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: None,
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a verified fi ligature email does not link",
+                email: Some("\u{fb01}le@example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: Some(account(true, false)),
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a verified fullwidth at sign email does not create",
+                email: Some("ada\u{ff20}example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: None,
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a verified fullwidth at sign email does not link",
+                email: Some("ada\u{ff20}example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: Some(account(true, false)),
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a verified non-ASCII domain email does not create",
+                email: Some("ada@ex\u{e4}mple.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: None,
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a verified non-ASCII domain email does not link",
+                email: Some("ada@ex\u{e4}mple.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: Some(account(true, false)),
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a verified leading space email does not create",
+                email: Some(" ada@example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: None,
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a verified leading space email does not link",
+                email: Some(" ada@example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: Some(account(true, false)),
+                expect: Err("email_unusable"),
+            },
+            Row {
+                what: "a fullwidth email is outside every allowed domain",
+                email: Some("ada@example\u{ff0e}com"),
+                upstream_verified: true,
+                domains: &["example.com"],
+                linked: None,
+                account: None,
+                expect: Err("domain_not_allowed"),
+            },
+            Row {
+                what: "a linked identity signs in whatever its email looks like",
+                email: Some("\u{ff41}da@example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: Some(LINKED),
+                account: None,
+                expect: Ok(LinkDecision::SignIn { user: LINKED }),
+            },
+            Row {
+                what: "a new account gets the lower-cased email",
+                email: Some("Ada@Example.com"),
+                upstream_verified: true,
+                domains: &[],
+                linked: None,
+                account: None,
+                expect: Ok(LinkDecision::Create {
+                    email: "ada@example.com".into(),
+                }),
             },
             Row {
                 what: "a verified email matching a verified account without MFA links",
@@ -235,7 +403,9 @@ mod tests {
                 domains: &["example.com"],
                 linked: None,
                 account: None,
-                expect: Ok(LinkDecision::Create),
+                expect: Ok(LinkDecision::Create {
+                    email: "ada@example.com".into(),
+                }),
             },
             Row {
                 what: "an email outside the allowed domains is refused",
