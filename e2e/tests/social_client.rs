@@ -129,9 +129,11 @@ fn node(config: &Config) -> Option<Upstream> {
     Some(Upstream::start_node(config))
 }
 
-fn ada(upstream_name: &str) -> UpstreamIdentity {
+/// Ada as the provider `corp` at `upstream` reports her.
+fn ada(upstream: &Upstream) -> UpstreamIdentity {
     UpstreamIdentity {
-        provider: upstream_name.into(),
+        provider: "corp".into(),
+        issuer: upstream.issuer.clone(),
         subject: ADA.into(),
         email: Some("ada@example.com".into()),
         email_verified: true,
@@ -154,7 +156,7 @@ async fn node_provider_sign_in_gives_the_identity_from_a_verified_id_token() {
         return;
     };
     let identity = sign_in_as(&upstream, ADA).await.expect("signed in");
-    assert_eq!(identity, ada("corp"));
+    assert_eq!(identity, ada(&upstream));
     assert_eq!(
         link_decision(&identity, &[], None, Some(&adas_account())).unwrap(),
         LinkDecision::Link {
@@ -192,7 +194,7 @@ async fn node_provider_rs256_id_token_is_verified() {
     let Some(upstream) = node(&config().alg(Alg::Rs256)) else {
         return;
     };
-    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada("corp"));
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada(&upstream));
 }
 
 #[tokio::test]
@@ -205,7 +207,7 @@ async fn node_provider_over_https_is_verified() {
         "{}",
         upstream.issuer
     );
-    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada("corp"));
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada(&upstream));
 }
 
 #[tokio::test]
@@ -246,7 +248,7 @@ async fn node_provider_tampered_state_is_refused_before_the_code_is_spent() {
         .finish(&started.pending, &honest, now())
         .await
         .unwrap();
-    assert_eq!(identity, ada("corp"));
+    assert_eq!(identity, ada(&upstream));
 }
 
 #[tokio::test]
@@ -352,6 +354,7 @@ async fn node_provider_without_the_email_scope_gives_no_email_even_from_userinfo
         identity,
         UpstreamIdentity {
             provider: "corp".into(),
+            issuer: upstream.issuer.clone(),
             subject: ADA.into(),
             email: None,
             email_verified: false,
@@ -373,7 +376,7 @@ async fn node_provider_tokens_are_returned_only_when_asked() {
         .finish_with_tokens(&started.pending, &callback(&params), now())
         .await
         .unwrap();
-    assert_eq!(identity, ada("corp"));
+    assert_eq!(identity, ada(&upstream));
     assert!(!tokens.access_token.is_empty());
     // The access token is the provider's: its UserInfo answers for it.
     let userinfo = upstream
@@ -402,7 +405,8 @@ async fn rogue_refusal(misbehaviour: Misbehaviour) -> &'static str {
 
 #[tokio::test]
 async fn rogue_provider_without_misbehaviour_is_accepted() {
-    assert_eq!(rogue(Misbehaviour::Honest).await.unwrap(), ada("corp"));
+    let upstream = Upstream::start_rogue(&config(), Misbehaviour::Honest);
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada(&upstream));
 }
 
 #[tokio::test]
@@ -455,7 +459,7 @@ async fn rogue_provider_unverified_email_cannot_take_over_the_account() {
 #[tokio::test]
 async fn rogue_provider_over_https_is_accepted() {
     let upstream = Upstream::start_rogue(&config().tls(Tls::generate()), Misbehaviour::Honest);
-    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada("corp"));
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada(&upstream));
 }
 
 /// A stand-in for GitHub: the OAuth token endpoint (checking the client, the code, the
@@ -564,7 +568,8 @@ async fn github_provider(base: &Url) -> Provider {
 
 /// A GitHub sign-in against the stand-in: GitHub's consent is not played; the test registers
 /// the code the stand-in would have issued for the authorization request `start` built.
-async fn github_sign_in(primary_verified: bool) -> Result<UpstreamIdentity, SocialError> {
+/// The stand-in's base URL and what `finish` says.
+async fn github_sign_in(primary_verified: bool) -> (Url, Result<UpstreamIdentity, SocialError>) {
     let gh = Arc::new(GitHub {
         primary_verified,
         ..GitHub::default()
@@ -584,16 +589,21 @@ async fn github_sign_in(primary_verified: bool) -> Result<UpstreamIdentity, Soci
     );
     let callback =
         Callback::from_pairs([("code", "gh-code"), ("state", q["state"].as_str())]).unwrap();
-    provider.finish(&started.pending, &callback, now()).await
+    (
+        base,
+        provider.finish(&started.pending, &callback, now()).await,
+    )
 }
 
 #[tokio::test]
 async fn github_preset_reads_the_user_and_the_verified_primary_email() {
-    let identity = github_sign_in(true).await.expect("signed in");
+    let (base, identity) = github_sign_in(true).await;
+    let identity = identity.expect("signed in");
     assert_eq!(
         identity,
         UpstreamIdentity {
             provider: "github".into(),
+            issuer: format!("{base}api"),
             subject: "583231".into(),
             email: Some("octocat@example.com".into()),
             email_verified: true,
@@ -604,7 +614,8 @@ async fn github_preset_reads_the_user_and_the_verified_primary_email() {
 
 #[tokio::test]
 async fn github_preset_reports_an_unverified_primary_email_as_unverified() {
-    let identity = github_sign_in(false).await.expect("signed in");
+    let (_, identity) = github_sign_in(false).await;
+    let identity = identity.expect("signed in");
     assert_eq!(identity.email.as_deref(), Some("octocat@example.com"));
     assert!(!identity.email_verified);
 }

@@ -10,6 +10,13 @@ use unicode_normalization::UnicodeNormalization as _;
 pub struct UpstreamIdentity {
     /// The provider's name in the realm ([`crate::ProviderSettings::name`]).
     pub provider: String,
+    /// Who issued `subject`: the verified ID token's `iss` for OpenID Connect, the API base
+    /// URL for GitHub (github.com's or an Enterprise server's). A subject is unique only per
+    /// issuer, so the server MUST key links by (realm, issuer, subject), never by the
+    /// provider's name: repointing a provider at another issuer (or GitHub at an Enterprise
+    /// server, whose small numeric ids collide with github.com's) must not sign anyone in as
+    /// the user linked to the same subject at the old one.
+    pub issuer: String,
     /// The provider's stable id for them: the ID token's `sub`, or GitHub's numeric user id
     /// (never the login, which its owner can change and someone else can then take).
     pub subject: String,
@@ -122,6 +129,7 @@ mod tests {
     fn with_email(email: Option<&str>) -> UpstreamIdentity {
         UpstreamIdentity {
             provider: "corp".into(),
+            issuer: "https://id.example.com".into(),
             subject: "1".into(),
             email: email.map(String::from),
             email_verified: true,

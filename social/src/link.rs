@@ -46,7 +46,9 @@ pub enum LinkDecision {
 }
 
 /// Decides what an upstream identity may do, given the provider's `allowedDomains` (lower
-/// case), the user already linked to (provider, subject), and the account that has the
+/// case), the user already linked to the identity (looked up by the realm and
+/// ([`UpstreamIdentity::issuer`], [`UpstreamIdentity::subject`]): the server's table of links
+/// MUST be keyed by the issuer too, not by the provider's name), and the account that has the
 /// identity's email, if any:
 ///
 /// 1. `allowedDomains` set: the identity needs a verified email in one of them (exact domain,
@@ -119,6 +121,7 @@ mod tests {
     fn identity(email: Option<&str>, email_verified: bool) -> UpstreamIdentity {
         UpstreamIdentity {
             provider: "corp".into(),
+            issuer: "https://id.example.com".into(),
             subject: "sub-1".into(),
             email: email.map(String::from),
             email_verified,

@@ -166,6 +166,7 @@ pub(crate) async fn identity(
     .map_err(claims_error)?;
     let mut identity = UpstreamIdentity {
         provider: name.to_owned(),
+        issuer: claims.issuer().as_str().to_owned(),
         subject: claims.subject().as_str().to_owned(),
         email: claims.email().map(|e| e.as_str().to_owned()),
         email_verified: claims.email_verified().unwrap_or(false),
@@ -276,6 +277,7 @@ mod tests {
     fn identity() -> UpstreamIdentity {
         UpstreamIdentity {
             provider: "corp".into(),
+            issuer: "https://id.example.com".into(),
             subject: "sub-1".into(),
             email: None,
             email_verified: false,
