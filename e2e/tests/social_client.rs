@@ -70,6 +70,13 @@ fn crd(upstream: &Upstream) -> SocialProvider {
     }
 }
 
+/// The settings of `corp` at `upstream` with `allowed_domains`, as `link_decision` takes them.
+fn corp(upstream: &Upstream, allowed_domains: &[&str]) -> ProviderSettings {
+    let mut crd = crd(upstream);
+    crd.allowed_domains = allowed_domains.iter().map(|d| d.to_string()).collect();
+    ProviderSettings::from_crd(&crd, CLIENT_SECRET).unwrap()
+}
+
 /// The provider under test, discovered over `upstream`'s HTTP client (trusting its CA).
 async fn provider_with_secret(upstream: &Upstream, secret: &str) -> Provider {
     let settings = ProviderSettings::from_crd(&crd(upstream), secret).unwrap();
@@ -138,6 +145,7 @@ fn ada(upstream: &Upstream) -> UpstreamIdentity {
         email: Some("ada@example.com".into()),
         email_verified: true,
         name: Some(format!("Upstream {ADA}")),
+        hosted_domain: None,
     }
 }
 
@@ -158,7 +166,13 @@ async fn node_provider_sign_in_gives_the_identity_from_a_verified_id_token() {
     let identity = sign_in_as(&upstream, ADA).await.expect("signed in");
     assert_eq!(identity, ada(&upstream));
     assert_eq!(
-        link_decision(&identity, &[], None, Some(&adas_account())).unwrap(),
+        link_decision(
+            &identity,
+            &corp(&upstream, &[]),
+            None,
+            Some(&adas_account())
+        )
+        .unwrap(),
         LinkDecision::Link {
             user: adas_account().user
         }
@@ -219,11 +233,17 @@ async fn node_provider_unverified_email_cannot_take_over_the_account_with_that_e
     assert_eq!(identity.subject, MALLORY);
     assert_eq!(identity.email.as_deref(), Some("ada@example.com"));
     assert!(!identity.email_verified);
-    let refused = link_decision(&identity, &[], None, Some(&adas_account()))
-        .expect_err("no takeover of Ada's account");
+    let refused = link_decision(
+        &identity,
+        &corp(&upstream, &[]),
+        None,
+        Some(&adas_account()),
+    )
+    .expect_err("no takeover of Ada's account");
     assert_eq!(refused.code(), "unverified_email_matches_account");
     // Nor can it create an account that holds Ada's address before she registers.
-    let refused = link_decision(&identity, &[], None, None).expect_err("no squatting");
+    let refused =
+        link_decision(&identity, &corp(&upstream, &[]), None, None).expect_err("no squatting");
     assert_eq!(refused.code(), "email_unverified");
 }
 
@@ -359,9 +379,11 @@ async fn node_provider_without_the_email_scope_gives_no_email_even_from_userinfo
             email: None,
             email_verified: false,
             name: None,
+            hosted_domain: None,
         }
     );
-    let refused = link_decision(&identity, &[], None, None).expect_err("no email");
+    let refused =
+        link_decision(&identity, &corp(&upstream, &[]), None, None).expect_err("no email");
     assert_eq!(refused.code(), "email_required");
 }
 
@@ -443,16 +465,23 @@ async fn rogue_provider_bad_signature_is_refused_for_its_signature() {
 
 #[tokio::test]
 async fn rogue_provider_unverified_email_cannot_take_over_the_account() {
-    let identity = rogue(Misbehaviour::UnverifiedEmail).await.unwrap();
+    let upstream = Upstream::start_rogue(&config(), Misbehaviour::UnverifiedEmail);
+    let identity = sign_in_as(&upstream, ADA).await.unwrap();
     assert_eq!(identity.email.as_deref(), Some("ada@example.com"));
     assert!(!identity.email_verified);
-    let refused =
-        link_decision(&identity, &[], None, Some(&adas_account())).expect_err("no takeover");
+    let refused = link_decision(
+        &identity,
+        &corp(&upstream, &[]),
+        None,
+        Some(&adas_account()),
+    )
+    .expect_err("no takeover");
     assert_eq!(refused.code(), "unverified_email_matches_account");
-    let refused = link_decision(&identity, &[], None, None).expect_err("no squatting");
+    let refused =
+        link_decision(&identity, &corp(&upstream, &[]), None, None).expect_err("no squatting");
     assert_eq!(refused.code(), "email_unverified");
-    let domains = ["example.com".to_owned()];
-    let refused = link_decision(&identity, &domains, None, None).expect_err("not verified");
+    let refused = link_decision(&identity, &corp(&upstream, &["example.com"]), None, None)
+        .expect_err("not verified");
     assert_eq!(refused.code(), "domain_not_allowed");
 }
 
@@ -608,6 +637,7 @@ async fn github_preset_reads_the_user_and_the_verified_primary_email() {
             email: Some("octocat@example.com".into()),
             email_verified: true,
             name: Some("The Octocat".into()),
+            hosted_domain: None,
         }
     );
 }

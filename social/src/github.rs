@@ -55,6 +55,7 @@ fn from_api(name: &str, api: &Url, user: User, emails: &[Email]) -> UpstreamIden
         email: primary.map(|e| e.email.clone()),
         email_verified: primary.is_some_and(|e| e.verified),
         name: user.name.filter(|n| !n.is_empty()).or(Some(user.login)),
+        hosted_domain: None,
     }
 }
 
@@ -107,6 +108,7 @@ mod tests {
                 email: Some("octo@example.com".into()),
                 email_verified: true,
                 name: Some("The Octocat".into()),
+                hosted_domain: None,
             }
         );
     }

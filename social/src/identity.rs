@@ -26,6 +26,10 @@ pub struct UpstreamIdentity {
     pub email_verified: bool,
     /// Their display name, if any.
     pub name: Option<String>,
+    /// Google only: the Workspace domain managing the account (the ID token's `hd`), `None`
+    /// for consumer accounts and other providers. With `allowedDomains` set, a Google identity
+    /// is allowed by this domain, not by its email's (see [`crate::link_decision`]).
+    pub hosted_domain: Option<String>,
 }
 
 impl UpstreamIdentity {
@@ -134,6 +138,7 @@ mod tests {
             email: email.map(String::from),
             email_verified: true,
             name: None,
+            hosted_domain: None,
         }
     }
 

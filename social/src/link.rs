@@ -1,9 +1,10 @@
 //! What to do with an upstream identity: sign in, create an account, link it to an existing
 //! account, or refuse. A pure decision over facts the server looked up.
 
+use portcullis_crds::realm::SocialProviderType;
 use uuid::Uuid;
 
-use crate::{SocialError, UpstreamIdentity};
+use crate::{ProviderSettings, SocialError, UpstreamIdentity};
 
 /// The local account whose email is the identity's [`UpstreamIdentity::link_email`] (already
 /// in the server's canonical form: look the account up by exactly that string, and by nothing
@@ -45,15 +46,18 @@ pub enum LinkDecision {
     },
 }
 
-/// Decides what an upstream identity may do, given the provider's `allowedDomains` (lower
-/// case), the user already linked to the identity (looked up by the realm and
+/// Decides what an upstream identity of `provider` may do, given the provider's settings
+/// (its `allowedDomains`), the user already linked to the identity (looked up by the realm and
 /// ([`UpstreamIdentity::issuer`], [`UpstreamIdentity::subject`]): the server's table of links
 /// MUST be keyed by the issuer too, not by the provider's name), and the account that has the
 /// identity's email, if any:
 ///
+/// 0. The identity must come from `provider` (`provider_mismatch`).
 /// 1. `allowedDomains` set: the identity needs a verified email in one of them (exact domain,
 ///    not subdomains, of [`UpstreamIdentity::link_email`]), or is refused
-///    (`domain_not_allowed`), linked or not.
+///    (`domain_not_allowed`), linked or not. For Google the account's hosted domain (`hd`)
+///    must also be that domain: a consumer Google account made on a company address is not
+///    the company's.
 /// 2. Linked: sign in as the linked user.
 /// 3. The email must be a plain ASCII address that the server's canonicalisation leaves as
 ///    it is ([`UpstreamIdentity::link_email`]; `email_required` without one, `email_unusable`
@@ -68,15 +72,23 @@ pub enum LinkDecision {
 ///    (`account_email_unverified`); then link, after the account's MFA if it has one.
 pub fn link_decision(
     identity: &UpstreamIdentity,
-    allowed_domains: &[String],
+    provider: &ProviderSettings,
     linked: Option<Uuid>,
     account: Option<&AccountWithEmail>,
 ) -> Result<LinkDecision, SocialError> {
-    if !allowed_domains.is_empty() {
+    if identity.provider != provider.name {
+        return Err(SocialError::ProviderMismatch {
+            started: identity.provider.clone(),
+            finishing: provider.name.clone(),
+        });
+    }
+    if !provider.allowed_domains.is_empty() {
+        let google = provider.preset == SocialProviderType::Google;
         let allowed = identity.email_verified
-            && identity
-                .email_domain()
-                .is_some_and(|domain| allowed_domains.contains(&domain));
+            && identity.email_domain().is_some_and(|domain| {
+                provider.allowed_domains.contains(&domain)
+                    && (!google || identity.hosted_domain.as_deref() == Some(domain.as_str()))
+            });
         if !allowed {
             return Err(SocialError::DomainNotAllowed);
         }
@@ -113,7 +125,28 @@ pub fn link_decision(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+    use portcullis_crds::SecretKeyRef;
+    use portcullis_crds::realm::SocialProvider;
+
     use super::*;
+
+    /// The realm's provider `corp` of `preset` with `allowed_domains`.
+    fn settings(preset: SocialProviderType, allowed_domains: &[&str]) -> ProviderSettings {
+        let crd = SocialProvider {
+            name: "corp".into(),
+            provider_type: preset,
+            client_id: "portcullis".into(),
+            client_secret_ref: SecretKeyRef {
+                name: "social".into(),
+                key: "corp".into(),
+            },
+            issuer_url: (preset == SocialProviderType::Oidc)
+                .then(|| "https://id.example.com".into()),
+            scopes: Vec::new(),
+            allowed_domains: allowed_domains.iter().map(|d| d.to_string()).collect(),
+        };
+        ProviderSettings::from_crd(&crd, "secret").unwrap()
+    }
 
     const LINKED: Uuid = Uuid::from_u128(1);
     const ACCOUNT: Uuid = Uuid::from_u128(2);
@@ -126,6 +159,7 @@ mod tests {
             email: email.map(String::from),
             email_verified,
             name: None,
+            hosted_domain: None,
         }
     }
 
@@ -470,15 +504,118 @@ mod tests {
     #[test]
     fn link_decision_table() {
         for row in rows() {
-            let domains: Vec<String> = row.domains.iter().map(|d| d.to_string()).collect();
             let got = link_decision(
                 &identity(row.email, row.upstream_verified),
-                &domains,
+                &settings(SocialProviderType::Oidc, row.domains),
                 row.linked,
                 row.account.as_ref(),
             )
             .map_err(|e| e.code());
             assert_eq!(got, row.expect, "{}", row.what);
         }
+    }
+}
+
+#[cfg(test)]
+mod google_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use portcullis_crds::SecretKeyRef;
+    use portcullis_crds::realm::SocialProvider;
+
+    use super::*;
+
+    fn google(allowed_domains: &[&str]) -> ProviderSettings {
+        let crd = SocialProvider {
+            name: "google".into(),
+            provider_type: SocialProviderType::Google,
+            client_id: "portcullis.apps.googleusercontent.com".into(),
+            client_secret_ref: SecretKeyRef {
+                name: "social".into(),
+                key: "google".into(),
+            },
+            issuer_url: None,
+            scopes: Vec::new(),
+            allowed_domains: allowed_domains.iter().map(|d| d.to_string()).collect(),
+        };
+        ProviderSettings::from_crd(&crd, "secret").unwrap()
+    }
+
+    fn identity(email: &str, hd: Option<&str>) -> UpstreamIdentity {
+        UpstreamIdentity {
+            provider: "google".into(),
+            issuer: "https://accounts.google.com".into(),
+            subject: "1234567890".into(),
+            email: Some(email.into()),
+            email_verified: true,
+            name: None,
+            hosted_domain: hd.map(String::from),
+        }
+    }
+
+    fn decide(identity: &UpstreamIdentity, domains: &[&str]) -> Result<LinkDecision, &'static str> {
+        link_decision(identity, &google(domains), None, None).map_err(|e| e.code())
+    }
+
+    #[test]
+    fn google_workspace_account_of_the_allowed_domain_is_allowed() {
+        assert_eq!(
+            decide(&identity("ada@corp.com", Some("corp.com")), &["corp.com"]),
+            Ok(LinkDecision::Create {
+                email: "ada@corp.com".into()
+            })
+        );
+    }
+
+    #[test]
+    fn google_consumer_account_on_a_company_address_is_not_the_company() {
+        assert_eq!(
+            decide(&identity("ada@corp.com", None), &["corp.com"]),
+            Err("domain_not_allowed")
+        );
+    }
+
+    #[test]
+    fn google_account_of_another_workspace_is_not_allowed() {
+        assert_eq!(
+            decide(&identity("ada@corp.com", Some("other.com")), &["corp.com"]),
+            Err("domain_not_allowed")
+        );
+    }
+
+    #[test]
+    fn google_hosted_domain_alone_does_not_allow_another_email_domain() {
+        assert_eq!(
+            decide(&identity("ada@gmail.com", Some("corp.com")), &["corp.com"]),
+            Err("domain_not_allowed")
+        );
+    }
+
+    #[test]
+    fn hosted_domain_rule_is_for_google_only() {
+        // A generic OIDC provider has no `hd`: its email domain decides.
+        let mut oidc = identity("ada@corp.com", None);
+        oidc.provider = "corp".into();
+        let crd = SocialProvider {
+            name: "corp".into(),
+            provider_type: SocialProviderType::Oidc,
+            client_id: "portcullis".into(),
+            client_secret_ref: SecretKeyRef {
+                name: "social".into(),
+                key: "corp".into(),
+            },
+            issuer_url: Some("https://id.example.com".into()),
+            scopes: Vec::new(),
+            allowed_domains: vec!["corp.com".into()],
+        };
+        let settings = ProviderSettings::from_crd(&crd, "secret").unwrap();
+        assert!(link_decision(&oidc, &settings, None, None).is_ok());
+    }
+
+    #[test]
+    fn identity_of_another_provider_is_refused() {
+        let mut other = identity("ada@corp.com", Some("corp.com"));
+        other.provider = "github".into();
+        assert_eq!(decide(&other, &[]), Err("provider_mismatch"));
     }
 }

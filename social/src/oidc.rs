@@ -7,13 +7,14 @@ use std::time::{Duration, SystemTime};
 
 use oauth2::{AuthType, AuthUrl, TokenUrl};
 use openidconnect::core::{
-    CoreClientAuthMethod, CoreIdToken, CoreIdTokenClaims, CoreIdTokenVerifier, CoreJsonWebKeySet,
-    CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreClientAuthMethod, CoreGenderClaim, CoreIdTokenVerifier, CoreJsonWebKeySet,
+    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
 };
 use openidconnect::{
-    ClaimsVerificationError, ClientId, IssuerUrl, JsonWebKeySetUrl, Nonce,
-    SignatureVerificationError,
+    AdditionalClaims, ClaimsVerificationError, ClientId, IdToken, IdTokenClaims, IssuerUrl,
+    JsonWebKeySetUrl, Nonce, SignatureVerificationError,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use url::Url;
@@ -120,6 +121,44 @@ fn asymmetric(alg: &CoreJwsSigningAlgorithm) -> bool {
     )
 }
 
+/// The ID token claims openidconnect does not know and this crate reads.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub(crate) struct ExtraClaims {
+    /// Google's hosted domain: the Workspace domain that manages the account (absent for
+    /// consumer accounts, whatever their email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hd: Option<String>,
+}
+
+impl AdditionalClaims for ExtraClaims {}
+
+type IdTokenOf = IdToken<
+    ExtraClaims,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+
+type Claims = IdTokenClaims<ExtraClaims, CoreGenderClaim>;
+
+/// Whether Google's `email_verified` can be trusted: Google is authoritative for an address
+/// only at its own consumer domains, or at the Workspace domain (`hd`) that manages the
+/// account. A consumer account can be made on any address, verified once by a mail loop, and
+/// keeps `email_verified: true` after its owner leaves the company or the domain is sold.
+pub(crate) fn google_email_verified(
+    email: Option<&str>,
+    email_verified: bool,
+    hd: Option<&str>,
+) -> bool {
+    let Some(domain) = email.and_then(|e| e.rsplit_once('@')).map(|(_, d)| d) else {
+        return false;
+    };
+    let domain = domain.to_ascii_lowercase();
+    email_verified
+        && (matches!(domain.as_str(), "gmail.com" | "googlemail.com")
+            || hd.is_some_and(|hd| hd.eq_ignore_ascii_case(&domain)))
+}
+
 /// What the token response gave for OpenID Connect.
 pub(crate) struct Tokens<'a> {
     pub id_token: Option<&'a str>,
@@ -127,10 +166,13 @@ pub(crate) struct Tokens<'a> {
 }
 
 /// The identity in the ID token, verified for `client_id` and `nonce` at `now`; the email
-/// and name from UserInfo when the ID token has no email.
+/// and name from UserInfo when the ID token has no email. For `google`, the hosted domain
+/// (`hd`) is kept and the email counts as verified only as [`google_email_verified`] says.
+#[allow(clippy::too_many_arguments)] // one call site, each argument a different fact
 pub(crate) async fn identity(
     provider: &Discovered,
     name: &str,
+    google: bool,
     client_id: &str,
     http: &reqwest::Client,
     tokens: Tokens<'_>,
@@ -139,7 +181,7 @@ pub(crate) async fn identity(
 ) -> Result<UpstreamIdentity, SocialError> {
     let raw = tokens.id_token.ok_or(SocialError::MissingIdToken)?;
     let token =
-        CoreIdToken::from_str(raw).map_err(|e| SocialError::IdTokenMalformed(e.to_string()))?;
+        IdTokenOf::from_str(raw).map_err(|e| SocialError::IdTokenMalformed(e.to_string()))?;
     // A pending record without a nonce was not started for this provider (GitHub's).
     let nonce = Nonce::new(
         nonce
@@ -174,6 +216,7 @@ pub(crate) async fn identity(
             .name()
             .and_then(|n| n.get(None))
             .map(|n| n.as_str().to_owned()),
+        hosted_domain: None,
     };
     if identity.email.is_none()
         && let Some(url) = &provider.userinfo
@@ -183,17 +226,26 @@ pub(crate) async fn identity(
             .map_err(SocialError::UserInfo)?;
         merge_userinfo(&mut identity, &info)?;
     }
+    if google {
+        let hd = claims.additional_claims().hd.clone();
+        identity.email_verified = google_email_verified(
+            identity.email.as_deref(),
+            identity.email_verified,
+            hd.as_deref(),
+        );
+        identity.hosted_domain = hd;
+    }
     Ok(identity)
 }
 
 fn verify<'t>(
-    token: &'t CoreIdToken,
+    token: &'t IdTokenOf,
     provider: &Discovered,
     jwks: CoreJsonWebKeySet,
     client_id: &str,
     nonce: &Nonce,
     now: OffsetDateTime,
-) -> Result<&'t CoreIdTokenClaims, ClaimsVerificationError> {
+) -> Result<&'t Claims, ClaimsVerificationError> {
     // openidconnect's clock is a chrono time; SystemTime converts into it.
     let at = SystemTime::UNIX_EPOCH
         + Duration::from_secs(u64::try_from(now.unix_timestamp()).unwrap_or(0));
@@ -282,6 +334,7 @@ mod tests {
             email: None,
             email_verified: false,
             name: None,
+            hosted_domain: None,
         }
     }
 
@@ -341,6 +394,79 @@ mod tests {
         let error = merge_userinfo(&mut id, &info).expect_err("refused");
         assert_eq!(error.code(), "subject_mismatch");
         assert_eq!(id.email, None);
+    }
+
+    #[test]
+    fn google_email_is_verified_only_at_gmail_or_its_hosted_domain() {
+        for (email, verified, hd, expect, why) in [
+            (
+                Some("ada@gmail.com"),
+                true,
+                None,
+                true,
+                "a consumer Gmail address",
+            ),
+            (
+                Some("ada@googlemail.com"),
+                true,
+                None,
+                true,
+                "the old Gmail domain",
+            ),
+            (
+                Some("ada@corp.com"),
+                true,
+                Some("corp.com"),
+                true,
+                "the Workspace domain",
+            ),
+            (
+                Some("ada@Corp.com"),
+                true,
+                Some("corp.com"),
+                true,
+                "case does not matter",
+            ),
+            (
+                Some("ada@corp.com"),
+                true,
+                None,
+                false,
+                "a consumer account on a corp address",
+            ),
+            (
+                Some("ada@corp.com"),
+                true,
+                Some("other.com"),
+                false,
+                "another Workspace domain",
+            ),
+            (
+                Some("ada@corp.com"),
+                false,
+                Some("corp.com"),
+                false,
+                "Google did not verify it",
+            ),
+            (
+                Some("ada@gmail.com"),
+                false,
+                None,
+                false,
+                "Google did not verify it",
+            ),
+            (None, true, Some("corp.com"), false, "no email"),
+        ] {
+            assert_eq!(google_email_verified(email, verified, hd), expect, "{why}");
+        }
+    }
+
+    #[test]
+    fn hosted_domain_is_read_from_the_claims() {
+        let claims: ExtraClaims = serde_json::from_value(json!({"hd": "corp.com"})).unwrap();
+        assert_eq!(claims.hd.as_deref(), Some("corp.com"));
+        let claims: ExtraClaims = serde_json::from_value(json!({"email": "a@b.c"})).unwrap();
+        assert_eq!(claims.hd, None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::oidc::{self, Discovered, error_chain};
 use crate::pending::{Pending, Random, encode};
 use crate::settings::{GitHubEndpoints, Protocol, ProviderSettings};
 use crate::{SocialError, UpstreamIdentity, UpstreamTokens, github};
+use portcullis_crds::realm::SocialProviderType;
 
 /// The token response's `id_token`, kept as text: a malformed one is then reported as such
 /// (`id_token_malformed`) rather than as a failed exchange.
@@ -187,6 +188,7 @@ impl Provider {
                 oidc::identity(
                     discovered,
                     &self.settings.name,
+                    self.settings.preset == SocialProviderType::Google,
                     &self.settings.client_id,
                     &self.http,
                     tokens,

@@ -99,7 +99,10 @@ pub struct ProviderSettings {
     pub client_secret: ClientSecret,
     /// The scopes asked for (the preset's when the realm gives none; `openid` always for OIDC).
     pub scopes: Vec<String>,
-    /// Email domains allowed to sign in, lower case; empty allows all.
+    /// Email domains allowed to sign in, lower case; empty allows all. For Google the account
+    /// must also be managed by that Workspace domain (`hd`). Note that a provider's verified
+    /// email stays verified after its owner loses the mailbox (GitHub never re-checks; a
+    /// Google consumer account keeps it): this restricts by address, not by employment.
     pub allowed_domains: Vec<String>,
 }
 
