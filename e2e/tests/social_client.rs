@@ -31,7 +31,7 @@ use portcullis_e2e::upstream::{
     Account, Alg, Config, Misbehaviour, Tls, Upstream, node_skip_reason, sign_in,
 };
 use portcullis_social::{
-    AccountWithEmail, Callback, GitHubEndpoints, LinkDecision, PENDING_TTL, Provider,
+    AccountWithEmail, Callback, GitHubEndpoints, HttpClient, LinkDecision, PENDING_TTL, Provider,
     ProviderSettings, Random, SocialError, Started, UpstreamIdentity, link_decision,
 };
 use serde_json::{Value, json};
@@ -77,10 +77,19 @@ fn corp(upstream: &Upstream, allowed_domains: &[&str]) -> ProviderSettings {
     ProviderSettings::from_crd(&crd, CLIENT_SECRET).unwrap()
 }
 
+/// The crate's own HTTP client, trusting `upstream`'s CA when it serves HTTPS.
+fn client(upstream: &Upstream) -> HttpClient {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match &upstream.config.tls {
+        Some(tls) => HttpClient::trusting(&tls.ca_pem).unwrap(),
+        None => HttpClient::new().unwrap(),
+    }
+}
+
 /// The provider under test, discovered over `upstream`'s HTTP client (trusting its CA).
 async fn provider_with_secret(upstream: &Upstream, secret: &str) -> Provider {
     let settings = ProviderSettings::from_crd(&crd(upstream), secret).unwrap();
-    Provider::discover(settings, upstream.http())
+    Provider::discover(settings, client(upstream))
         .await
         .expect("discovery of the upstream provider")
 }
@@ -363,7 +372,9 @@ async fn node_provider_without_the_email_scope_gives_no_email_even_from_userinfo
     let mut crd = crd(&upstream);
     crd.scopes = vec!["openid".into()];
     let settings = ProviderSettings::from_crd(&crd, CLIENT_SECRET).unwrap();
-    let provider = Provider::discover(settings, upstream.http()).await.unwrap();
+    let provider = Provider::discover(settings, client(&upstream))
+        .await
+        .unwrap();
     let (started, params) = start_and_sign_in(&provider, &upstream, ADA).await;
     // No email in the ID token: UserInfo is asked (for the same subject) and has none either.
     let identity = provider
@@ -486,6 +497,20 @@ async fn rogue_provider_unverified_email_cannot_take_over_the_account() {
 }
 
 #[tokio::test]
+async fn rogue_provider_https_issuer_naming_a_plain_http_token_endpoint_is_refused() {
+    let upstream = Upstream::start_rogue(
+        &config().tls(Tls::generate()),
+        Misbehaviour::PlainHttpTokenEndpoint,
+    );
+    let settings = ProviderSettings::from_crd(&crd(&upstream), CLIENT_SECRET).unwrap();
+    let refused = Provider::discover(settings, client(&upstream))
+        .await
+        .expect_err("an http token endpoint is refused");
+    assert_eq!(refused.code(), "discovery_failed");
+    assert!(refused.to_string().contains("token_endpoint"), "{refused}");
+}
+
+#[tokio::test]
 async fn rogue_provider_over_https_is_accepted() {
     let upstream = Upstream::start_rogue(&config().tls(Tls::generate()), Misbehaviour::Honest);
     assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada(&upstream));
@@ -500,6 +525,10 @@ struct GitHub {
     /// code → (redirect_uri, code_challenge)
     codes: Mutex<HashMap<String, (String, String)>>,
     primary_verified: bool,
+    /// The token endpoint answers 307 to `/stolen` instead.
+    redirect_token: bool,
+    /// The bodies POSTed to `/stolen`: what a redirect-following client would re-send.
+    stolen: Mutex<Vec<String>>,
 }
 
 const GH_TOKEN: &str = "gho_0123456789";
@@ -507,7 +536,21 @@ const GH_TOKEN: &str = "gho_0123456789";
 async fn gh_token(
     State(gh): State<Arc<GitHub>>,
     Form(form): Form<HashMap<String, String>>,
-) -> Json<Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if gh.redirect_token {
+        return axum::response::Redirect::temporary("/stolen").into_response();
+    }
+    gh_exchange(&gh, &form).into_response()
+}
+
+/// Everything a 307 would have re-sent here is kept.
+async fn gh_stolen(State(gh): State<Arc<GitHub>>, body: String) -> Json<Value> {
+    gh.stolen.lock().unwrap().push(body);
+    Json(json!({"access_token": GH_TOKEN, "token_type": "bearer"}))
+}
+
+fn gh_exchange(gh: &GitHub, form: &HashMap<String, String>) -> Json<Value> {
     let field = |name: &str| form.get(name).cloned().unwrap_or_default();
     if field("client_id") != CLIENT_ID || field("client_secret") != CLIENT_SECRET {
         return Json(json!({"error": "incorrect_client_credentials"}));
@@ -554,6 +597,7 @@ async fn gh_emails(
 async fn serve_github(gh: Arc<GitHub>) -> Url {
     let app = Router::new()
         .route("/login/oauth/access_token", post(gh_token))
+        .route("/stolen", post(gh_stolen))
         .route("/api/user", get(gh_user))
         .route("/api/user/emails", get(gh_emails))
         .with_state(gh);
@@ -583,13 +627,10 @@ fn github_settings(base: &Url) -> ProviderSettings {
         .with_github_endpoints(endpoints)
 }
 
-/// The GitHub provider over a client that follows no redirects, as the server's.
+/// The GitHub provider over the crate's client (which follows no redirects).
 async fn github_provider(base: &Url) -> Provider {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = HttpClient::new().unwrap();
     Provider::discover(github_settings(base), http)
         .await
         .unwrap()
@@ -665,4 +706,45 @@ async fn github_preset_error_in_a_200_token_response_is_a_failed_exchange() {
         .await
         .expect_err("an unknown code is refused");
     assert_eq!(refused.code(), "token_exchange_failed");
+}
+
+#[tokio::test]
+async fn github_preset_token_endpoint_redirect_is_not_followed_and_the_code_not_re_sent() {
+    let gh = Arc::new(GitHub {
+        redirect_token: true,
+        ..GitHub::default()
+    });
+    let base = serve_github(gh.clone()).await;
+    let provider = github_provider(&base).await;
+    let started = provider.start(REDIRECT, &random(), now()).unwrap();
+    let callback = Callback::from_pairs([
+        ("code", "gh-code"),
+        ("state", started.pending.state.as_str()),
+    ])
+    .unwrap();
+    let refused = provider
+        .finish(&started.pending, &callback, now())
+        .await
+        .expect_err("a redirecting token endpoint is refused");
+    assert_eq!(refused.code(), "token_exchange_failed");
+    assert!(refused.to_string().contains("307"), "{refused}");
+    assert_eq!(
+        gh.stolen.lock().unwrap().len(),
+        0,
+        "the code, verifier and secret were re-posted: {:?}",
+        gh.stolen.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn github_preset_with_plain_http_endpoints_off_loopback_is_refused() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let web = Url::parse("http://github.example.com/").unwrap();
+    let api = Url::parse("https://api.github.example.com/").unwrap();
+    let settings =
+        github_settings(&web).with_github_endpoints(GitHubEndpoints::at(&web, &api).unwrap());
+    let refused = Provider::discover(settings, HttpClient::new().unwrap())
+        .await
+        .expect_err("plain HTTP token endpoint");
+    assert_eq!(refused.code(), "invalid_settings");
 }

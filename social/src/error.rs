@@ -4,7 +4,8 @@
 /// it to a problem+json type and an HTTP status, and tests match on it.
 ///
 /// Three groups, by whose fault it is:
-/// - the realm's settings: `invalid_settings`, `client_secret_unreadable`;
+/// - the realm's settings: `invalid_settings`, `client_secret_unreadable`,
+///   `http_client_failed`;
 /// - the browser or user (a 4xx): `invalid_redirect_uri`, `malformed_callback`,
 ///   `provider_mismatch`, `expired`, `state_mismatch`, `access_denied`, `missing_code`, and
 ///   the linking refusals `domain_not_allowed`, `email_required`, `email_unusable`,
@@ -31,6 +32,9 @@ pub enum SocialError {
         /// The I/O error.
         reason: String,
     },
+    /// The HTTP client for the providers could not be built (a bad CA bundle, no TLS provider).
+    #[error("cannot build the HTTP client for social providers: {0}")]
+    HttpClient(String),
     /// The OIDC discovery document or its JWKS could not be fetched or is invalid.
     #[error("discovery of {issuer} failed: {reason}")]
     Discovery {
@@ -149,6 +153,7 @@ impl SocialError {
         match self {
             Self::InvalidSettings { .. } => "invalid_settings",
             Self::ClientSecretUnreadable { .. } => "client_secret_unreadable",
+            Self::HttpClient(_) => "http_client_failed",
             Self::Discovery { .. } => "discovery_failed",
             Self::InvalidRedirectUri(_) => "invalid_redirect_uri",
             Self::MalformedCallback(_) => "malformed_callback",
@@ -217,6 +222,7 @@ mod tests {
                 provider: "p".into(),
                 reason: "r".into(),
             },
+            SocialError::HttpClient("x".into()),
             SocialError::Discovery {
                 issuer: "i".into(),
                 reason: "r".into(),

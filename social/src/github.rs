@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use url::Url;
 
-use crate::http::get_json;
+use crate::http::{HttpClient, get_json};
 use crate::{GitHubEndpoints, SocialError, UpstreamIdentity};
 
 /// `GET /user`, the fields used.
@@ -27,7 +27,7 @@ struct Email {
 pub(crate) async fn identity(
     endpoints: &GitHubEndpoints,
     name: &str,
-    http: &reqwest::Client,
+    http: &HttpClient,
     access_token: &str,
 ) -> Result<UpstreamIdentity, SocialError> {
     let user = get_json(http, api_url(&endpoints.api, "user")?, access_token)

@@ -32,6 +32,7 @@ mod settings;
 
 pub use callback::{Callback, check_callback};
 pub use error::SocialError;
+pub use http::HttpClient;
 pub use identity::{UpstreamIdentity, UpstreamTokens};
 pub use link::{AccountWithEmail, LinkDecision, link_decision};
 pub use pending::{PENDING_TTL, Pending, Random};

@@ -19,7 +19,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use url::Url;
 
-use crate::http::{get_json, send};
+use crate::http::{HttpClient, endpoint_allowed, get_json, send};
 use crate::{SocialError, UpstreamIdentity};
 
 /// What discovery told about an OpenID provider.
@@ -37,23 +37,30 @@ pub(crate) struct Discovered {
 }
 
 /// Fetches `{issuer}/.well-known/openid-configuration` and the JWKS it names; openidconnect
-/// checks that the document's `issuer` is `issuer` exactly.
-pub(crate) async fn discover(
-    issuer: &str,
-    http: &reqwest::Client,
-) -> Result<Discovered, SocialError> {
+/// checks that the document's `issuer` is `issuer` exactly. Every endpoint must be HTTPS
+/// (plain HTTP only on loopback for a plain-HTTP loopback issuer, [`endpoint_allowed`]).
+pub(crate) async fn discover(issuer: &str, http: &HttpClient) -> Result<Discovered, SocialError> {
     let failed = |reason: String| SocialError::Discovery {
         issuer: issuer.to_owned(),
         reason,
     };
     let issuer_url = IssuerUrl::new(issuer.to_owned()).map_err(|e| failed(e.to_string()))?;
-    let client = {
-        let http = http.clone();
-        move |request| send(http.clone(), request)
-    };
-    let metadata = CoreProviderMetadata::discover_async(issuer_url.clone(), &client)
+    let document_url = issuer_url
+        .join(".well-known/openid-configuration")
+        .map_err(|e| failed(e.to_string()))?;
+    let document = get_document(http, document_url).await.map_err(&failed)?;
+    let metadata: CoreProviderMetadata =
+        serde_json::from_value(document.clone()).map_err(|e| failed(e.to_string()))?;
+    if metadata.issuer() != &issuer_url {
+        return Err(failed(format!(
+            "the document names the issuer {:?}",
+            metadata.issuer().as_str()
+        )));
+    }
+    check_endpoints(issuer_url.url(), &metadata).map_err(&failed)?;
+    let jwks = fetch_jwks(metadata.jwks_uri(), http)
         .await
-        .map_err(|e| failed(error_chain(&e)))?;
+        .map_err(|e| failed(e.to_string()))?;
     let token = metadata
         .token_endpoint()
         .cloned()
@@ -82,9 +89,51 @@ pub(crate) async fn discover(
         auth_type,
         userinfo: metadata.userinfo_endpoint().map(|u| u.url().clone()),
         jwks_uri: metadata.jwks_uri().clone(),
-        jwks: metadata.jwks().clone(),
+        jwks,
         algs,
     })
+}
+
+/// Refuses a discovery document whose endpoints are not HTTPS (or loopback for a loopback
+/// issuer): the code, the client secret and the tokens go to them.
+fn check_endpoints(issuer: &Url, metadata: &CoreProviderMetadata) -> Result<(), String> {
+    let endpoints = [
+        (
+            "authorization_endpoint",
+            Some(metadata.authorization_endpoint().url()),
+        ),
+        ("token_endpoint", metadata.token_endpoint().map(|u| u.url())),
+        (
+            "userinfo_endpoint",
+            metadata.userinfo_endpoint().map(|u| u.url()),
+        ),
+        ("jwks_uri", Some(metadata.jwks_uri().url())),
+    ];
+    for (name, url) in endpoints {
+        if let Some(url) = url
+            && !endpoint_allowed(issuer, url)
+        {
+            return Err(format!("{name} {url} is not https"));
+        }
+    }
+    Ok(())
+}
+
+/// GETs the discovery document at `url` as JSON (status 200 only).
+async fn get_document(http: &HttpClient, url: Url) -> Result<Value, String> {
+    let request = oauth2::http::Request::builder()
+        .method(oauth2::http::Method::GET)
+        .uri(url.as_str())
+        .header(oauth2::http::header::ACCEPT, "application/json")
+        .body(Vec::new())
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let response = send(http.clone(), request)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if response.status() != oauth2::http::StatusCode::OK {
+        return Err(format!("GET {url} answered {}", response.status()));
+    }
+    serde_json::from_slice(response.body()).map_err(|e| format!("GET {url}: not JSON: {e}"))
 }
 
 /// How to send the client secret: HTTP Basic unless the provider lists only `client_secret_post`
@@ -174,7 +223,7 @@ pub(crate) async fn identity(
     name: &str,
     google: bool,
     client_id: &str,
-    http: &reqwest::Client,
+    http: &HttpClient,
     tokens: Tokens<'_>,
     nonce: Option<&str>,
     now: OffsetDateTime,
@@ -261,7 +310,7 @@ fn verify<'t>(
 
 async fn fetch_jwks(
     url: &JsonWebKeySetUrl,
-    http: &reqwest::Client,
+    http: &HttpClient,
 ) -> Result<CoreJsonWebKeySet, SocialError> {
     let client = {
         let http = http.clone();

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::callback::{Callback, check_callback};
-use crate::http::send;
+use crate::http::{HttpClient, endpoint_allowed, send};
 use crate::oidc::{self, Discovered, error_chain};
 use crate::pending::{Pending, Random, encode};
 use crate::settings::{GitHubEndpoints, Protocol, ProviderSettings};
@@ -72,20 +72,33 @@ pub struct Started {
 #[derive(Clone, Debug)]
 pub struct Provider {
     settings: ProviderSettings,
-    http: reqwest::Client,
+    http: HttpClient,
     kind: Kind,
 }
 
 impl Provider {
     /// Resolves the provider's endpoints: OpenID Connect discovery and its JWKS for OIDC and
-    /// Google, nothing to fetch for GitHub. `http` should follow no redirects.
+    /// Google, nothing to fetch for GitHub. Every endpoint must be HTTPS (plain HTTP only on
+    /// loopback, for a provider on the same machine). All requests go through `http`.
     pub async fn discover(
         settings: ProviderSettings,
-        http: reqwest::Client,
+        http: HttpClient,
     ) -> Result<Self, SocialError> {
         let kind = match &settings.protocol {
             Protocol::Oidc { issuer } => Kind::Oidc(oidc::discover(issuer, &http).await?),
-            Protocol::GitHub(endpoints) => Kind::GitHub(endpoints.clone()),
+            Protocol::GitHub(endpoints) => {
+                let api = &endpoints.api;
+                if let Some(bad) = [&endpoints.authorize, &endpoints.token, api]
+                    .into_iter()
+                    .find(|url| !endpoint_allowed(api, url))
+                {
+                    return Err(SocialError::InvalidSettings {
+                        provider: settings.name.clone(),
+                        reason: format!("the GitHub endpoint {bad} is not https"),
+                    });
+                }
+                Kind::GitHub(endpoints.clone())
+            }
         };
         Ok(Self {
             settings,
@@ -294,7 +307,7 @@ mod tests {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Provider {
             settings: ProviderSettings::from_crd(&crd, "secret").unwrap(),
-            http: reqwest::Client::new(),
+            http: HttpClient::new().unwrap(),
             kind: Kind::GitHub(GitHubEndpoints::default()),
         }
     }
@@ -327,7 +340,7 @@ mod tests {
         };
         Provider {
             settings: ProviderSettings::from_crd(&crd, "secret").unwrap(),
-            http: reqwest::Client::new(),
+            http: HttpClient::new().unwrap(),
             kind: Kind::Oidc(discovered),
         }
     }

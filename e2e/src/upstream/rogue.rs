@@ -39,6 +39,9 @@ pub enum Misbehaviour {
     BadSignature,
     /// `email_verified: false`, whatever the account says.
     UnverifiedEmail,
+    /// Discovery names a plain-HTTP token endpoint (on the same host and port) whatever the
+    /// issuer's scheme: the client secret would travel in clear.
+    PlainHttpTokenEndpoint,
 }
 
 /// The issuer its `WrongIssuer` tokens name.
@@ -237,7 +240,12 @@ async fn discovery(State(p): State<Arc<Provider>>) -> Json<Value> {
     Json(json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
-        "token_endpoint": format!("{issuer}/token"),
+        "token_endpoint": match p.misbehaviour {
+            Misbehaviour::PlainHttpTokenEndpoint => {
+                format!("{}/token", issuer.replacen("https://", "http://", 1))
+            }
+            _ => format!("{issuer}/token"),
+        },
         "userinfo_endpoint": format!("{issuer}/userinfo"),
         "jwks_uri": format!("{issuer}/jwks"),
         "response_types_supported": ["code"],
@@ -419,7 +427,7 @@ async fn token(
     }
     let mut key = &p.key;
     match p.misbehaviour {
-        Misbehaviour::Honest => {}
+        Misbehaviour::Honest | Misbehaviour::PlainHttpTokenEndpoint => {}
         Misbehaviour::WrongNonce => claims["nonce"] = json!(WRONG_NONCE),
         Misbehaviour::WrongIssuer => claims["iss"] = json!(WRONG_ISSUER),
         Misbehaviour::WrongAudience => claims["aud"] = json!(WRONG_AUDIENCE),
