@@ -11,7 +11,10 @@
 //! - A GitHub stand-in (below): the preset's token exchange with PKCE and its user API.
 //!
 //! Without node or the npm packages (`npm ci` in e2e/node; scripts/test.sh runs it) the Node
-//! tests print a loud SKIPPED line and pass.
+//! tests print a loud SKIPPED line and pass, except in CI (`CI` set) or with
+//! `PORTCULLIS_REQUIRE_NODE=1`, where they fail: the certified provider is the requirement's
+//! "real OIDC provider", and a green run without it would prove nothing (the sealed crate's
+//! Python interop test has the same rule).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
 
@@ -136,13 +139,35 @@ async fn sign_in_as(upstream: &Upstream, sub: &str) -> Result<UpstreamIdentity, 
         .await
 }
 
-/// The Node provider, or `None` (after a loud SKIPPED line) when it cannot run here.
+/// The Node provider, or `None` (after a loud SKIPPED line) when it cannot run here; a panic
+/// instead when it is required ([`node_required`]).
 fn node(config: &Config) -> Option<Upstream> {
     if let Some(reason) = node_skip_reason() {
+        let ci = std::env::var("CI").ok();
+        let flag = std::env::var("PORTCULLIS_REQUIRE_NODE").ok();
+        assert!(
+            !node_required(ci.as_deref(), flag.as_deref()),
+            "the Node upstream provider cannot run: {reason} \
+             (required: CI or PORTCULLIS_REQUIRE_NODE=1 is set)"
+        );
         skipped("social client against the Node upstream provider", &reason);
         return None;
     }
     Some(Upstream::start_node(config))
+}
+
+/// Whether a missing Node provider fails the test: in CI (`CI` set, as the sealed crate's
+/// interop test decides) or when `PORTCULLIS_REQUIRE_NODE=1`.
+fn node_required(ci: Option<&str>, require_node: Option<&str>) -> bool {
+    ci.is_some() || require_node == Some("1")
+}
+
+#[test]
+fn node_is_required_in_ci_or_when_asked_and_optional_elsewhere() {
+    assert!(node_required(Some("true"), None));
+    assert!(node_required(None, Some("1")));
+    assert!(!node_required(None, None));
+    assert!(!node_required(None, Some("0")));
 }
 
 /// Ada as the provider `corp` at `upstream` reports her.
