@@ -500,6 +500,78 @@ async fn rogue_provider_bad_signature_is_refused_for_its_signature() {
 }
 
 #[tokio::test]
+async fn rogue_provider_expired_id_token_is_refused_as_expired() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::Expired).await,
+        "id_token_expired"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_id_token_issued_in_the_future_is_refused() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::IssuedInFuture).await,
+        "id_token_invalid"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_foreign_authorized_party_is_refused_for_its_audience() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::ForeignAzp).await,
+        "id_token_audience"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_second_audience_is_refused_even_with_our_azp() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::MultipleAudiences).await,
+        "id_token_audience"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_hs256_keyed_with_the_client_secret_is_refused() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::Hs256Secret).await,
+        "id_token_signature"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_unsigned_alg_none_token_is_refused() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::AlgNone).await,
+        "id_token_signature"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_unknown_kid_is_refused_after_one_jwks_refetch() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::UnknownKid).await,
+        "id_token_signature"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_key_rotated_after_discovery_is_found_by_a_jwks_refetch() {
+    let upstream = Upstream::start_rogue(&config(), Misbehaviour::RotatedKey);
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada(&upstream));
+}
+
+#[tokio::test]
+async fn rogue_provider_discovery_naming_another_issuer_is_refused() {
+    let upstream = Upstream::start_rogue(&config(), Misbehaviour::DiscoveryIssuerMismatch);
+    let settings = ProviderSettings::from_crd(&crd(&upstream), CLIENT_SECRET).unwrap();
+    let refused = Provider::discover(settings, client(&upstream))
+        .await
+        .expect_err("the document's issuer is not the configured one");
+    assert_eq!(refused.code(), "discovery_failed");
+}
+
+#[tokio::test]
 async fn rogue_provider_unverified_email_cannot_take_over_the_account() {
     let upstream = Upstream::start_rogue(&config(), Misbehaviour::UnverifiedEmail);
     let identity = sign_in_as(&upstream, ADA).await.unwrap();

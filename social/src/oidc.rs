@@ -1,6 +1,8 @@
 //! OpenID Connect: discovery, and the ID token verified as OpenID Connect Core §3.1.3.7 asks
-//! (signature by a key of the provider's JWKS, `iss`, `aud`, `azp`, `exp`, `nonce`), with
-//! openidconnect's verifier. UserInfo fills in the email when the ID token has none.
+//! (signature by a key of the provider's JWKS, `iss`, `aud` with no other audience, `exp`,
+//! `nonce`) with openidconnect's verifier, then by us what openidconnect 4.0 leaves out (`azp`,
+//! `iat` not in the future, `nbf`), each time with [`CLOCK_SKEW`] of leeway. UserInfo fills in
+//! the email when the ID token has none.
 
 use std::str::FromStr as _;
 use std::time::{Duration, SystemTime};
@@ -21,6 +23,9 @@ use url::Url;
 
 use crate::http::{HttpClient, endpoint_allowed, get_json, send};
 use crate::{SocialError, UpstreamIdentity};
+
+/// How far the provider's clock may be from ours (on `exp`, `nbf` and `iat`).
+pub(crate) const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// What discovery told about an OpenID provider.
 #[derive(Clone, Debug)]
@@ -177,6 +182,9 @@ pub(crate) struct ExtraClaims {
     /// consumer accounts, whatever their email).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hd: Option<String>,
+    /// Not before (RFC 7519 §4.1.5), seconds since the epoch; openidconnect ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<serde_json::Number>,
 }
 
 impl AdditionalClaims for ExtraClaims {}
@@ -255,6 +263,13 @@ pub(crate) async fn identity(
         verified => verified,
     }
     .map_err(claims_error)?;
+    check_unchecked_claims(
+        claims.authorized_party().map(|azp| azp.as_str()),
+        claims.issue_time().timestamp(),
+        claims.additional_claims().nbf.as_ref().map(|n| n.as_f64()),
+        client_id,
+        now.unix_timestamp(),
+    )?;
     let mut identity = UpstreamIdentity {
         provider: name.to_owned(),
         issuer: claims.issuer().as_str().to_owned(),
@@ -287,6 +302,40 @@ pub(crate) async fn identity(
     Ok(identity)
 }
 
+/// What openidconnect 4.0.1 does not check: `azp`, when present, must be our client id (its
+/// check is commented out); `iat` must not be in the future (its default accepts any);
+/// `nbf`, when present, must be a number not in the future (it never reads it). Times in
+/// seconds since the epoch; [`CLOCK_SKEW`] of leeway.
+fn check_unchecked_claims(
+    azp: Option<&str>,
+    iat: i64,
+    nbf: Option<Option<f64>>,
+    client_id: &str,
+    now: i64,
+) -> Result<(), SocialError> {
+    if let Some(azp) = azp
+        && azp != client_id
+    {
+        return Err(SocialError::IdTokenAudience(format!(
+            "the authorized party (azp) is {azp:?}, not this client"
+        )));
+    }
+    let skew = CLOCK_SKEW.as_secs() as i64;
+    if iat > now + skew {
+        return Err(SocialError::IdTokenInvalid(format!(
+            "issued in the future (iat {iat}, now {now})"
+        )));
+    }
+    match nbf {
+        None => Ok(()),
+        Some(Some(nbf)) if nbf <= (now + skew) as f64 => Ok(()),
+        Some(Some(nbf)) => Err(SocialError::IdTokenInvalid(format!(
+            "not valid before {nbf} (now {now})"
+        ))),
+        Some(None) => Err(SocialError::IdTokenInvalid("nbf is not a number".into())),
+    }
+}
+
 fn verify<'t>(
     token: &'t IdTokenOf,
     provider: &Discovered,
@@ -295,9 +344,11 @@ fn verify<'t>(
     nonce: &Nonce,
     now: OffsetDateTime,
 ) -> Result<&'t Claims, ClaimsVerificationError> {
-    // openidconnect's clock is a chrono time; SystemTime converts into it.
+    // openidconnect's clock is a chrono time; SystemTime converts into it. It refuses at
+    // `now >= exp` with no leeway: give it our clock minus the allowed skew.
     let at = SystemTime::UNIX_EPOCH
-        + Duration::from_secs(u64::try_from(now.unix_timestamp()).unwrap_or(0));
+        + Duration::from_secs(u64::try_from(now.unix_timestamp()).unwrap_or(0))
+        - CLOCK_SKEW;
     let verifier = CoreIdTokenVerifier::new_public_client(
         ClientId::new(client_id.to_owned()),
         provider.issuer.clone(),
@@ -508,6 +559,38 @@ mod tests {
         ] {
             assert_eq!(google_email_verified(email, verified, hd), expect, "{why}");
         }
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn foreign_authorized_party_is_refused() {
+        let error = check_unchecked_claims(Some("other-client"), NOW, None, "portcullis", NOW)
+            .expect_err("refused");
+        assert_eq!(error.code(), "id_token_audience");
+        assert!(check_unchecked_claims(Some("portcullis"), NOW, None, "portcullis", NOW).is_ok());
+        assert!(check_unchecked_claims(None, NOW, None, "portcullis", NOW).is_ok());
+    }
+
+    #[test]
+    fn issue_time_in_the_future_is_refused_beyond_the_skew() {
+        let skew = CLOCK_SKEW.as_secs() as i64;
+        assert!(check_unchecked_claims(None, NOW + skew, None, "c", NOW).is_ok());
+        let error =
+            check_unchecked_claims(None, NOW + skew + 1, None, "c", NOW).expect_err("refused");
+        assert_eq!(error.code(), "id_token_invalid");
+    }
+
+    #[test]
+    fn not_before_in_the_future_is_refused_beyond_the_skew() {
+        let skew = CLOCK_SKEW.as_secs() as i64;
+        let at = |nbf: i64| Some(Some(nbf as f64));
+        assert!(check_unchecked_claims(None, NOW, at(NOW + skew), "c", NOW).is_ok());
+        let error =
+            check_unchecked_claims(None, NOW, at(NOW + skew + 1), "c", NOW).expect_err("refused");
+        assert_eq!(error.code(), "id_token_invalid");
+        let error = check_unchecked_claims(None, NOW, Some(None), "c", NOW).expect_err("refused");
+        assert_eq!(error.code(), "id_token_invalid");
     }
 
     #[test]
