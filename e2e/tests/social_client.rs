@@ -572,6 +572,14 @@ async fn rogue_provider_discovery_naming_another_issuer_is_refused() {
 }
 
 #[tokio::test]
+async fn rogue_provider_callback_without_the_advertised_iss_is_refused() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::MissingIss).await,
+        "issuer_missing"
+    );
+}
+
+#[tokio::test]
 async fn rogue_provider_unverified_email_cannot_take_over_the_account() {
     let upstream = Upstream::start_rogue(&config(), Misbehaviour::UnverifiedEmail);
     let identity = sign_in_as(&upstream, ADA).await.unwrap();

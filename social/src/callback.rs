@@ -57,8 +57,9 @@ impl Callback {
 
 /// Checks a callback against the pending sign-in, in this order: the provider is the one it
 /// was started with, it is younger than [`PENDING_TTL`], `state` matches (compared in constant
-/// time), the provider sent no `error`, `iss` (when sent and `issuer` is known) is `issuer`;
-/// then returns the code to exchange.
+/// time), the provider sent no `error`, `iss` (when sent and `issuer` is known) is `issuer`,
+/// and is there when `iss_required` (the provider advertises RFC 9207's
+/// `authorization_response_iss_parameter_supported`); then returns the code to exchange.
 ///
 /// `state` comes before `error`: an error response with another state is not an answer to
 /// this sign-in, and must not be shown as if it were.
@@ -66,6 +67,7 @@ pub fn check_callback<'c>(
     pending: &Pending,
     provider: &str,
     issuer: Option<&str>,
+    iss_required: bool,
     callback: &'c Callback,
     now: OffsetDateTime,
 ) -> Result<&'c str, SocialError> {
@@ -96,13 +98,19 @@ pub fn check_callback<'c>(
             }
         });
     }
-    if let (Some(expected), Some(got)) = (issuer, &callback.iss)
-        && got != expected
-    {
-        return Err(SocialError::IssuerMismatch {
-            expected: expected.to_owned(),
-            got: got.clone(),
-        });
+    match (issuer, &callback.iss) {
+        (Some(expected), Some(got)) if got != expected => {
+            return Err(SocialError::IssuerMismatch {
+                expected: expected.to_owned(),
+                got: got.clone(),
+            });
+        }
+        (Some(expected), None) if iss_required => {
+            return Err(SocialError::IssuerMissing {
+                expected: expected.to_owned(),
+            });
+        }
+        _ => {}
     }
     callback
         .code
@@ -145,6 +153,7 @@ mod tests {
             &pending(),
             "corp",
             Some(ISSUER),
+            false,
             callback,
             started() + Duration::minutes(1),
         )
@@ -166,6 +175,20 @@ mod tests {
             check(&callback("code=abc&state=state-0123456789")).unwrap(),
             "abc"
         );
+    }
+
+    #[test]
+    fn callback_without_iss_is_refused_when_the_provider_advertises_it() {
+        let callback = callback("code=abc&state=state-0123456789");
+        let error = check_callback(&pending(), "corp", Some(ISSUER), true, &callback, started())
+            .expect_err("refused");
+        assert_eq!(error.code(), "issuer_missing");
+        let with_iss = Callback {
+            iss: Some(ISSUER.into()),
+            ..callback
+        };
+        let code = check_callback(&pending(), "corp", Some(ISSUER), true, &with_iss, started());
+        assert_eq!(code.unwrap(), "abc");
     }
 
     #[test]
@@ -224,7 +247,7 @@ mod tests {
     #[test]
     fn iss_is_not_checked_without_a_known_issuer() {
         let callback = callback("code=abc&state=state-0123456789&iss=whatever");
-        let code = check_callback(&pending(), "corp", None, &callback, started()).unwrap();
+        let code = check_callback(&pending(), "corp", None, false, &callback, started()).unwrap();
         assert_eq!(code, "abc");
     }
 
@@ -237,8 +260,15 @@ mod tests {
     #[test]
     fn another_provider_cannot_finish_the_sign_in() {
         let callback = callback("code=abc&state=state-0123456789");
-        let error = check_callback(&pending(), "github", Some(ISSUER), &callback, started())
-            .expect_err("refused");
+        let error = check_callback(
+            &pending(),
+            "github",
+            Some(ISSUER),
+            false,
+            &callback,
+            started(),
+        )
+        .expect_err("refused");
         assert_eq!(error.code(), "provider_mismatch");
     }
 
@@ -246,10 +276,12 @@ mod tests {
     fn sign_in_older_than_the_ttl_is_refused() {
         let callback = callback("code=abc&state=state-0123456789");
         let at_limit = started() + PENDING_TTL;
-        assert!(check_callback(&pending(), "corp", Some(ISSUER), &callback, at_limit).is_ok());
+        assert!(
+            check_callback(&pending(), "corp", Some(ISSUER), false, &callback, at_limit).is_ok()
+        );
         let late = at_limit + Duration::seconds(1);
-        let error =
-            check_callback(&pending(), "corp", Some(ISSUER), &callback, late).expect_err("refused");
+        let error = check_callback(&pending(), "corp", Some(ISSUER), false, &callback, late)
+            .expect_err("refused");
         assert_eq!(error.code(), "expired");
     }
 

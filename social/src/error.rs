@@ -12,7 +12,7 @@
 ///   `email_unverified`,
 ///   `unverified_email_matches_account`, `account_email_unverified`;
 /// - the upstream provider (a 502, or a 4xx for a token it should not have sent):
-///   `discovery_failed`, `issuer_mismatch`, `upstream_error`, `token_exchange_failed`,
+///   `discovery_failed`, `issuer_mismatch`, `issuer_missing`, `upstream_error`, `token_exchange_failed`,
 ///   `missing_id_token`, the `id_token_*` codes, `userinfo_failed`, `subject_mismatch`.
 #[derive(Debug, thiserror::Error)]
 pub enum SocialError {
@@ -71,6 +71,13 @@ pub enum SocialError {
         expected: String,
         /// The callback's `iss`.
         got: String,
+    },
+    /// The callback has no `iss` although the provider advertises RFC 9207's
+    /// `authorization_response_iss_parameter_supported` (RFC 9207 §2.4: refuse it).
+    #[error("the callback has no iss, and {expected:?} always sends one")]
+    IssuerMissing {
+        /// The provider's issuer.
+        expected: String,
     },
     /// The user declined at the provider (`error=access_denied`).
     #[error("the sign-in was declined at the provider")]
@@ -161,6 +168,7 @@ impl SocialError {
             Self::Expired => "expired",
             Self::StateMismatch => "state_mismatch",
             Self::IssuerMismatch { .. } => "issuer_mismatch",
+            Self::IssuerMissing { .. } => "issuer_missing",
             Self::AccessDenied { .. } => "access_denied",
             Self::UpstreamError { .. } => "upstream_error",
             Self::MissingCode => "missing_code",
@@ -191,6 +199,7 @@ impl SocialError {
             self,
             Self::Discovery { .. }
                 | Self::IssuerMismatch { .. }
+                | Self::IssuerMissing { .. }
                 | Self::UpstreamError { .. }
                 | Self::TokenExchange(_)
                 | Self::MissingIdToken
@@ -238,6 +247,9 @@ mod tests {
             SocialError::IssuerMismatch {
                 expected: "a".into(),
                 got: "b".into(),
+            },
+            SocialError::IssuerMissing {
+                expected: "a".into(),
             },
             SocialError::AccessDenied { description: None },
             SocialError::UpstreamError {

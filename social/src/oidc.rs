@@ -39,6 +39,9 @@ pub(crate) struct Discovered {
     pub jwks: CoreJsonWebKeySet,
     /// The signing algorithms accepted for ID tokens: the provider's, asymmetric only.
     pub algs: Vec<CoreJwsSigningAlgorithm>,
+    /// The provider advertises `authorization_response_iss_parameter_supported`: a callback
+    /// without `iss` is then refused (RFC 9207 §2.4).
+    pub iss_required: bool,
 }
 
 /// Fetches `{issuer}/.well-known/openid-configuration` and the JWKS it names; openidconnect
@@ -96,6 +99,8 @@ pub(crate) async fn discover(issuer: &str, http: &HttpClient) -> Result<Discover
         jwks_uri: metadata.jwks_uri().clone(),
         jwks,
         algs,
+        iss_required: document.get("authorization_response_iss_parameter_supported")
+            == Some(&Value::Bool(true)),
     })
 }
 

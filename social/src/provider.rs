@@ -120,6 +120,14 @@ impl Provider {
         }
     }
 
+    /// Whether the provider's callbacks must carry RFC 9207's `iss` (it advertises them).
+    pub fn iss_required(&self) -> bool {
+        match &self.kind {
+            Kind::Oidc(discovered) => discovered.iss_required,
+            Kind::GitHub(_) => false,
+        }
+    }
+
     /// Starts a sign-in that will come back to `redirect_uri` (the server's callback for this
     /// provider): the authorization URL, and the pending record made from `random` at `now`.
     pub fn start(
@@ -179,7 +187,14 @@ impl Provider {
         callback: &Callback,
         now: OffsetDateTime,
     ) -> Result<(UpstreamIdentity, UpstreamTokens), SocialError> {
-        let code = check_callback(pending, &self.settings.name, self.issuer(), callback, now)?;
+        let code = check_callback(
+            pending,
+            &self.settings.name,
+            self.issuer(),
+            self.iss_required(),
+            callback,
+            now,
+        )?;
         let client = self.oauth_client(redirect_url(&pending.redirect_uri)?);
         let http = {
             let http = self.http.clone();
@@ -337,6 +352,7 @@ mod tests {
                 .unwrap(),
             jwks: openidconnect::core::CoreJsonWebKeySet::new(Vec::new()),
             algs: vec![openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256],
+            iss_required: true,
         };
         Provider {
             settings: ProviderSettings::from_crd(&crd, "secret").unwrap(),
