@@ -580,6 +580,12 @@ async fn rogue_provider_callback_without_the_advertised_iss_is_refused() {
 }
 
 #[tokio::test]
+async fn rogue_provider_email_verified_as_the_string_true_is_read_as_verified() {
+    let upstream = Upstream::start_rogue(&config(), Misbehaviour::EmailVerifiedString);
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada(&upstream));
+}
+
+#[tokio::test]
 async fn rogue_provider_unverified_email_cannot_take_over_the_account() {
     let upstream = Upstream::start_rogue(&config(), Misbehaviour::UnverifiedEmail);
     let identity = sign_in_as(&upstream, ADA).await.unwrap();
