@@ -2,14 +2,20 @@
 //! goes upstream: the provider, the age, `state`, an `error`, RFC 9207's `iss`.
 
 use std::collections::HashMap;
+use std::fmt;
 
 use subtle::ConstantTimeEq as _;
 use time::OffsetDateTime;
 
+use crate::error::upstream_text;
 use crate::{PENDING_TTL, Pending, SocialError};
 
-/// The callback's query parameters that matter here.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// How far in the future a pending record's `created_at` may be (servers' clocks differ).
+pub const PENDING_CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
+
+/// The callback's query parameters that matter here. Its `Debug` hides the code and the state
+/// (the server must not log the callback's raw query string either).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Callback {
     /// The authorization code.
     pub code: Option<String>,
@@ -21,6 +27,18 @@ pub struct Callback {
     pub error_description: Option<String>,
     /// The issuer that answered (RFC 9207), when the provider says.
     pub iss: Option<String>,
+}
+
+impl fmt::Debug for Callback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Callback")
+            .field("code", &self.code.as_ref().map(|_| ".."))
+            .field("state", &self.state.as_ref().map(|_| ".."))
+            .field("error", &self.error)
+            .field("error_description", &self.error_description)
+            .field("iss", &self.iss)
+            .finish()
+    }
 }
 
 impl Callback {
@@ -80,6 +98,11 @@ pub fn check_callback<'c>(
     if now - pending.created_at > PENDING_TTL {
         return Err(SocialError::Expired);
     }
+    // A record from the future was not made by this server's clock (or it jumped): refuse it
+    // rather than let it live longer than the TTL.
+    if pending.created_at - now > PENDING_CLOCK_SKEW {
+        return Err(SocialError::PendingFromTheFuture);
+    }
     let state_matches = callback
         .state
         .as_deref()
@@ -88,12 +111,12 @@ pub fn check_callback<'c>(
         return Err(SocialError::StateMismatch);
     }
     if let Some(error) = &callback.error {
-        let description = callback.error_description.clone();
+        let description = callback.error_description.as_deref().map(upstream_text);
         return Err(if error == "access_denied" {
             SocialError::AccessDenied { description }
         } else {
             SocialError::UpstreamError {
-                error: error.clone(),
+                error: upstream_text(error),
                 description,
             }
         });
@@ -229,6 +252,18 @@ mod tests {
     }
 
     #[test]
+    fn upstream_error_text_is_cleaned_of_control_characters() {
+        let error = check(&callback(
+            "error=server%0Aerror&error_description=a%0D%0Ab&state=state-0123456789",
+        ))
+        .expect_err("refused");
+        assert!(
+            matches!(&error, SocialError::UpstreamError { error, description: Some(d) } if error == "servererror" && d == "ab"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
     fn upstream_error_with_another_state_is_a_state_mismatch() {
         assert_eq!(
             refusal("error=access_denied&state=forged"),
@@ -283,6 +318,30 @@ mod tests {
         let error = check_callback(&pending(), "corp", Some(ISSUER), false, &callback, late)
             .expect_err("refused");
         assert_eq!(error.code(), "expired");
+    }
+
+    #[test]
+    fn sign_in_started_in_the_future_is_refused() {
+        let callback = callback("code=abc&state=state-0123456789");
+        let skewed = started() - PENDING_CLOCK_SKEW;
+        assert!(check_callback(&pending(), "corp", Some(ISSUER), false, &callback, skewed).is_ok());
+        let before = skewed - Duration::seconds(1);
+        let error = check_callback(&pending(), "corp", Some(ISSUER), false, &callback, before)
+            .expect_err("refused");
+        assert_eq!(error.code(), "pending_from_the_future");
+    }
+
+    #[test]
+    fn callback_debug_hides_the_code_and_the_state() {
+        let shown = format!(
+            "{:?}",
+            callback("code=the-code&state=the-state&iss=https%3A%2F%2Fid.example.com")
+        );
+        assert!(
+            !shown.contains("the-code") && !shown.contains("the-state"),
+            "{shown}"
+        );
+        assert!(shown.contains("id.example.com"), "{shown}");
     }
 
     #[test]

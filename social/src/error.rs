@@ -7,7 +7,7 @@
 /// - the realm's settings: `invalid_settings`, `client_secret_unreadable`,
 ///   `http_client_failed`;
 /// - the browser or user (a 4xx): `invalid_redirect_uri`, `malformed_callback`,
-///   `provider_mismatch`, `expired`, `state_mismatch`, `access_denied`, `missing_code`, and
+///   `provider_mismatch`, `expired`, `pending_from_the_future`, `state_mismatch`, `access_denied`, `missing_code`, and
 ///   the linking refusals `domain_not_allowed`, `email_required`, `email_unusable`,
 ///   `email_unverified`,
 ///   `unverified_email_matches_account`, `account_email_unverified`;
@@ -60,6 +60,10 @@ pub enum SocialError {
     /// The pending sign-in is older than [`crate::PENDING_TTL`].
     #[error("the sign-in took too long; start again")]
     Expired,
+    /// The pending sign-in says it was started in the future (beyond
+    /// [`crate::PENDING_CLOCK_SKEW`]): not made by this server's clock.
+    #[error("the sign-in record is from the future; start again")]
+    PendingFromTheFuture,
     /// The callback's `state` is missing or not the pending sign-in's.
     #[error("the callback's state does not belong to the sign-in under way")]
     StateMismatch,
@@ -82,15 +86,16 @@ pub enum SocialError {
     /// The user declined at the provider (`error=access_denied`).
     #[error("the sign-in was declined at the provider")]
     AccessDenied {
-        /// The provider's `error_description`, if any.
+        /// The provider's `error_description`, if any ([`upstream_text`]-cleaned).
         description: Option<String>,
     },
-    /// The provider answered the authorization request with another `error`.
-    #[error("the provider refused the sign-in: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    /// The provider answered the authorization request with another `error`. The message
+    /// names the error code only; the description stays in its field, for the logs.
+    #[error("the provider refused the sign-in: {error}")]
     UpstreamError {
-        /// The provider's `error` code.
+        /// The provider's `error` code ([`upstream_text`]-cleaned).
         error: String,
-        /// Its `error_description`, if any.
+        /// Its `error_description`, if any ([`upstream_text`]-cleaned).
         description: Option<String>,
     },
     /// The callback has neither a `code` nor an `error`.
@@ -154,6 +159,20 @@ pub enum SocialError {
     AccountEmailUnverified,
 }
 
+/// The longest upstream error text kept.
+pub(crate) const MAX_UPSTREAM_TEXT: usize = 200;
+
+/// Text from the provider (`error`, `error_description`), made safe to keep: only the
+/// characters RFC 6749 allows there (printable ASCII without `"` and `\`), at most
+/// [`MAX_UPSTREAM_TEXT`] of them. Control characters (log injection) and anything else are
+/// dropped. The server still escapes it for HTML and shows a generic message to the browser.
+pub fn upstream_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+        .take(MAX_UPSTREAM_TEXT)
+        .collect()
+}
+
 impl SocialError {
     /// The stable code of this error (snake case), for problem+json types, logs and metrics.
     pub fn code(&self) -> &'static str {
@@ -166,6 +185,7 @@ impl SocialError {
             Self::MalformedCallback(_) => "malformed_callback",
             Self::ProviderMismatch { .. } => "provider_mismatch",
             Self::Expired => "expired",
+            Self::PendingFromTheFuture => "pending_from_the_future",
             Self::StateMismatch => "state_mismatch",
             Self::IssuerMismatch { .. } => "issuer_mismatch",
             Self::IssuerMissing { .. } => "issuer_missing",
@@ -243,6 +263,7 @@ mod tests {
                 finishing: "b".into(),
             },
             SocialError::Expired,
+            SocialError::PendingFromTheFuture,
             SocialError::StateMismatch,
             SocialError::IssuerMismatch {
                 expected: "a".into(),
@@ -286,16 +307,26 @@ mod tests {
     }
 
     #[test]
-    fn upstream_error_message_carries_the_description() {
+    fn upstream_error_message_names_the_code_but_not_the_description() {
         let error = SocialError::UpstreamError {
             error: "server_error".into(),
-            description: Some("try later".into()),
+            description: Some("<script>alert(1)</script>".into()),
         };
         assert_eq!(
             error.to_string(),
-            "the provider refused the sign-in: server_error (try later)"
+            "the provider refused the sign-in: server_error"
         );
         assert!(error.is_upstream_fault());
         assert!(!SocialError::StateMismatch.is_upstream_fault());
+    }
+
+    #[test]
+    fn upstream_text_drops_control_characters_and_is_capped() {
+        assert_eq!(
+            upstream_text("bad\r\nINFO forged log line\u{1b}[31m"),
+            "badINFO forged log line[31m"
+        );
+        assert_eq!(upstream_text("say \"hi\" \\ caf\u{e9}"), "say hi  caf");
+        assert_eq!(upstream_text(&"x".repeat(1000)).len(), MAX_UPSTREAM_TEXT);
     }
 }

@@ -30,8 +30,8 @@ mod pending;
 mod provider;
 mod settings;
 
-pub use callback::{Callback, check_callback};
-pub use error::SocialError;
+pub use callback::{Callback, PENDING_CLOCK_SKEW, check_callback};
+pub use error::{SocialError, upstream_text};
 pub use http::HttpClient;
 pub use identity::{UpstreamIdentity, UpstreamTokens};
 pub use link::{AccountWithEmail, LinkDecision, link_decision};

@@ -52,8 +52,15 @@ pub(crate) fn encode(bytes: &[u8; 32]) -> String {
 }
 
 /// A sign-in under way, kept by the server between `start` and the callback (bound to the
-/// browser that started it, e.g. in a signed cookie or a server-side row keyed by one). It
-/// holds the PKCE verifier: keep it out of reach of the browser's scripts and the logs.
+/// browser that started it, e.g. a server-side record keyed by a random id in a `__Host-`,
+/// `Secure`, `HttpOnly`, `SameSite=Lax` cookie). It holds the PKCE verifier: keep it out of
+/// reach of the browser's scripts and the logs.
+///
+/// Single use is the server's job and a MUST: this crate cannot see a second use. Take the
+/// record with an atomic get-and-delete (e.g. Redis `GETDEL`) *before* calling
+/// [`crate::Provider::finish`], so a replayed callback finds nothing; never finish the same
+/// record twice. [`crate::check_callback`] refuses a record older than [`PENDING_TTL`] or
+/// from the future.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     /// The provider's name ([`crate::ProviderSettings::name`]).

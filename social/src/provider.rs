@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::callback::{Callback, check_callback};
+use crate::error::upstream_text;
 use crate::http::{HttpClient, endpoint_allowed, send};
 use crate::oidc::{self, Discovered, error_chain};
 use crate::pending::{Pending, Random, encode};
@@ -275,18 +276,13 @@ fn redirect_url(redirect_uri: &str) -> Result<RedirectUrl, SocialError> {
     RedirectUrl::new(redirect_uri.to_owned()).map_err(|_| invalid())
 }
 
-/// The token endpoint's refusal, or why it could not be asked, as text.
+/// The token endpoint's refusal, or why it could not be asked, as text: the provider's error
+/// code (cleaned, [`upstream_text`]) without its free-text description.
 fn exchange_error<E: std::error::Error + 'static>(
     error: &RequestTokenError<E, BasicErrorResponse>,
 ) -> String {
     match error {
-        RequestTokenError::ServerResponse(response) => {
-            let mut text = response.error().to_string();
-            if let Some(description) = response.error_description() {
-                text.push_str(&format!(" ({description})"));
-            }
-            text
-        }
+        RequestTokenError::ServerResponse(response) => upstream_text(response.error().as_ref()),
         RequestTokenError::Parse(e, _) => format!("unreadable token response: {e}"),
         other => error_chain(other),
     }
@@ -472,7 +468,7 @@ mod tests {
     }
 
     #[test]
-    fn server_refusal_of_the_code_is_reported_with_its_error() {
+    fn server_refusal_of_the_code_is_reported_with_its_error_code_only() {
         let response = BasicErrorResponse::new(
             oauth2::basic::BasicErrorResponseType::InvalidGrant,
             Some("code expired".into()),
@@ -480,6 +476,6 @@ mod tests {
         );
         let error: RequestTokenError<std::io::Error, _> =
             RequestTokenError::ServerResponse(response);
-        assert_eq!(exchange_error(&error), "invalid_grant (code expired)");
+        assert_eq!(exchange_error(&error), "invalid_grant");
     }
 }

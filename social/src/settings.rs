@@ -97,7 +97,8 @@ pub struct ProviderSettings {
     pub client_id: String,
     /// Our client secret there.
     pub client_secret: ClientSecret,
-    /// The scopes asked for (the preset's when the realm gives none; `openid` always for OIDC).
+    /// The scopes asked for (the preset's when the realm gives none; `openid` always for OIDC,
+    /// `user:email` always for GitHub).
     pub scopes: Vec<String>,
     /// Email domains allowed to sign in, lower case; empty allows all. For Google the account
     /// must also be managed by that Workspace domain (`hd`). Note that a provider's verified
@@ -148,7 +149,16 @@ impl ProviderSettings {
         }
         let scopes = match (&protocol, provider.scopes.is_empty()) {
             (Protocol::GitHub(_), true) => GITHUB_DEFAULT_SCOPES.map(String::from).to_vec(),
-            (Protocol::GitHub(_), false) => provider.scopes.clone(),
+            (Protocol::GitHub(_), false) => {
+                // Without `user:email` GitHub's /user/emails answers 404 and every sign-in
+                // fails. (A GitHub App ignores scopes: it needs the "Email addresses" user
+                // permission instead.)
+                let mut scopes = provider.scopes.clone();
+                if !scopes.iter().any(|s| s == "user:email") {
+                    scopes.push("user:email".into());
+                }
+                scopes
+            }
             (Protocol::Oidc { .. }, true) => OIDC_DEFAULT_SCOPES.map(String::from).to_vec(),
             (Protocol::Oidc { .. }, false) => {
                 // Without `openid` the provider answers with plain OAuth: no ID token.
@@ -319,6 +329,17 @@ mod tests {
         provider.scopes = vec!["email".into(), "groups".into()];
         let settings = ProviderSettings::from_crd(&provider, "s").unwrap();
         assert_eq!(settings.scopes, ["openid", "email", "groups"]);
+    }
+
+    #[test]
+    fn configured_github_scopes_always_include_user_email() {
+        let mut provider = crd(SocialProviderType::GitHub, None);
+        provider.scopes = vec!["read:org".into()];
+        let settings = ProviderSettings::from_crd(&provider, "s").unwrap();
+        assert_eq!(settings.scopes, ["read:org", "user:email"]);
+        provider.scopes = vec!["user:email".into()];
+        let settings = ProviderSettings::from_crd(&provider, "s").unwrap();
+        assert_eq!(settings.scopes, ["user:email"]);
     }
 
     #[test]
