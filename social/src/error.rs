@@ -160,7 +160,7 @@ pub enum SocialError {
 }
 
 /// The longest upstream error text kept.
-pub(crate) const MAX_UPSTREAM_TEXT: usize = 200;
+pub const MAX_UPSTREAM_TEXT: usize = 200;
 
 /// Text from the provider (`error`, `error_description`), made safe to keep: only the
 /// characters RFC 6749 allows there (printable ASCII without `"` and `\`), at most
