@@ -101,13 +101,9 @@ async fn provider(upstream: &Upstream) -> Provider {
     provider_with_secret(upstream, CLIENT_SECRET).await
 }
 
-/// Fresh randomness, as the server's CSPRNG would give (v4 UUIDs are 122 random bits each).
+/// Fresh randomness from the OS CSPRNG, as the server takes it.
 fn random() -> Random {
-    let mut bytes = [0u8; 96];
-    for chunk in bytes.chunks_mut(16) {
-        chunk.copy_from_slice(Uuid::new_v4().as_bytes());
-    }
-    Random::from_bytes(bytes)
+    Random::generate().unwrap()
 }
 
 fn now() -> OffsetDateTime {

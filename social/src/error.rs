@@ -5,7 +5,7 @@
 ///
 /// Three groups, by whose fault it is:
 /// - the realm's settings: `invalid_settings`, `client_secret_unreadable`,
-///   `http_client_failed`;
+///   `http_client_failed`, `randomness_failed` (the machine's);
 /// - the browser or user (a 4xx): `invalid_redirect_uri`, `malformed_callback`,
 ///   `provider_mismatch`, `expired`, `pending_from_the_future`, `state_mismatch`, `access_denied`, `missing_code`, and
 ///   the linking refusals `domain_not_allowed`, `email_required`, `email_unusable`,
@@ -35,6 +35,9 @@ pub enum SocialError {
     /// The HTTP client for the providers could not be built (a bad CA bundle, no TLS provider).
     #[error("cannot build the HTTP client for social providers: {0}")]
     HttpClient(String),
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed: {0}")]
+    Randomness(String),
     /// The OIDC discovery document or its JWKS could not be fetched or is invalid.
     #[error("discovery of {issuer} failed: {reason}")]
     Discovery {
@@ -180,6 +183,7 @@ impl SocialError {
             Self::InvalidSettings { .. } => "invalid_settings",
             Self::ClientSecretUnreadable { .. } => "client_secret_unreadable",
             Self::HttpClient(_) => "http_client_failed",
+            Self::Randomness(_) => "randomness_failed",
             Self::Discovery { .. } => "discovery_failed",
             Self::InvalidRedirectUri(_) => "invalid_redirect_uri",
             Self::MalformedCallback(_) => "malformed_callback",
@@ -252,6 +256,7 @@ mod tests {
                 reason: "r".into(),
             },
             SocialError::HttpClient("x".into()),
+            SocialError::Randomness("x".into()),
             SocialError::Discovery {
                 issuer: "i".into(),
                 reason: "r".into(),

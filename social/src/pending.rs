@@ -8,6 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use crate::SocialError;
+
 /// How long a sign-in may take from `start` to the callback.
 pub const PENDING_TTL: Duration = Duration::minutes(10);
 
@@ -24,7 +26,19 @@ pub struct Random {
 }
 
 impl Random {
-    /// Splits 96 random bytes into state, verifier and nonce.
+    /// Fresh randomness from the operating system's CSPRNG: what the server should use, so
+    /// that no seeded or time-based generator can make a state or a verifier guessable.
+    pub fn generate() -> Result<Self, SocialError> {
+        use rand::TryRng as _;
+        let mut bytes = [0u8; 96];
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut bytes)
+            .map_err(|e| SocialError::Randomness(e.to_string()))?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    /// Splits 96 random bytes into state, verifier and nonce (tests, or a server with its own
+    /// CSPRNG).
     pub fn from_bytes(bytes: [u8; 96]) -> Self {
         let mut parts = bytes.chunks_exact(32).map(|c| {
             let mut part = [0; 32];
@@ -104,6 +118,15 @@ mod tests {
         assert_eq!(random.state, [1; 32]);
         assert_eq!(random.pkce_verifier, [2; 32]);
         assert_eq!(random.nonce, [3; 32]);
+    }
+
+    #[test]
+    fn generated_randomness_differs_each_time_and_between_parts() {
+        let a = Random::generate().unwrap();
+        let b = Random::generate().unwrap();
+        assert_ne!(a.state, b.state);
+        assert_ne!(a.state, a.pkce_verifier);
+        assert_ne!(a.pkce_verifier, a.nonce);
     }
 
     #[test]
