@@ -552,9 +552,34 @@ async fn rogue_provider_unknown_kid_is_refused_after_one_jwks_refetch() {
 }
 
 #[tokio::test]
-async fn rogue_provider_key_rotated_after_discovery_is_found_by_a_jwks_refetch() {
+async fn rogue_provider_key_rotated_after_discovery_is_found_by_a_jwks_refetch_and_kept() {
     let upstream = Upstream::start_rogue(&config(), Misbehaviour::RotatedKey);
-    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada(&upstream));
+    let provider = provider(&upstream).await;
+    for _ in 0..2 {
+        let (started, params) = start_and_sign_in(&provider, &upstream, ADA).await;
+        let identity = provider
+            .finish(&started.pending, &callback(&params), now())
+            .await
+            .unwrap();
+        assert_eq!(identity, ada(&upstream));
+    }
+    // Discovery's fetch, and one refetch kept for the second sign-in.
+    assert_eq!(upstream.jwks_fetches(), Some(2));
+}
+
+#[tokio::test]
+async fn rogue_provider_unknown_kid_refetches_the_jwks_at_most_once_a_minute() {
+    let upstream = Upstream::start_rogue(&config(), Misbehaviour::UnknownKid);
+    let provider = provider(&upstream).await;
+    for _ in 0..3 {
+        let (started, params) = start_and_sign_in(&provider, &upstream, ADA).await;
+        let refused = provider
+            .finish(&started.pending, &callback(&params), now())
+            .await
+            .expect_err("no key has that kid");
+        assert_eq!(refused.code(), "id_token_signature");
+    }
+    assert_eq!(upstream.jwks_fetches(), Some(2));
 }
 
 #[tokio::test]

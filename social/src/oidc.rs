@@ -5,6 +5,7 @@
 //! the email when the ID token has none.
 
 use std::str::FromStr as _;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use oauth2::{AuthType, AuthUrl, TokenUrl};
@@ -36,12 +37,39 @@ pub(crate) struct Discovered {
     pub auth_type: AuthType,
     pub userinfo: Option<Url>,
     pub jwks_uri: JsonWebKeySetUrl,
-    pub jwks: CoreJsonWebKeySet,
+    /// The provider's keys, shared by the clones of the provider: a refetch after a key
+    /// rotation is kept for every later sign-in.
+    pub jwks: Arc<RwLock<Keys>>,
     /// The signing algorithms accepted for ID tokens: the provider's, asymmetric only.
     pub algs: Vec<CoreJwsSigningAlgorithm>,
     /// The provider advertises `authorization_response_iss_parameter_supported`: a callback
     /// without `iss` is then refused (RFC 9207 §2.4).
     pub iss_required: bool,
+}
+
+/// The provider's key set and when it was last refetched for an unknown `kid`.
+#[derive(Debug)]
+pub(crate) struct Keys {
+    pub set: CoreJsonWebKeySet,
+    pub refetched_at: Option<OffsetDateTime>,
+}
+
+impl Keys {
+    pub fn new(set: CoreJsonWebKeySet) -> Arc<RwLock<Self>> {
+        Arc::new(RwLock::new(Self {
+            set,
+            refetched_at: None,
+        }))
+    }
+}
+
+/// The least time between two refetches of a provider's JWKS for an unknown `kid`: a token
+/// naming a key nobody publishes costs at most one extra request per this period.
+pub(crate) const JWKS_REFETCH_INTERVAL: time::Duration = time::Duration::minutes(1);
+
+/// Whether the JWKS may be fetched again at `now`, last refetched at `last`.
+fn may_refetch(last: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    last.is_none_or(|last| now - last >= JWKS_REFETCH_INTERVAL || now < last)
 }
 
 /// Fetches `{issuer}/.well-known/openid-configuration` and the JWKS it names; openidconnect
@@ -97,7 +125,7 @@ pub(crate) async fn discover(issuer: &str, http: &HttpClient) -> Result<Discover
         auth_type,
         userinfo: metadata.userinfo_endpoint().map(|u| u.url().clone()),
         jwks_uri: metadata.jwks_uri().clone(),
-        jwks,
+        jwks: Keys::new(jwks),
         algs,
         iss_required: document.get("authorization_response_iss_parameter_supported")
             == Some(&Value::Bool(true)),
@@ -250,19 +278,22 @@ pub(crate) async fn identity(
             .ok_or_else(|| SocialError::IdTokenNonce("the sign-in sent no nonce".into()))?
             .to_owned(),
     );
-    let claims = match verify(
-        &token,
-        provider,
-        provider.jwks.clone(),
-        client_id,
-        &nonce,
-        now,
-    ) {
+    let (keys, last) = {
+        let cached = provider.jwks.read().unwrap_or_else(|e| e.into_inner());
+        (cached.set.clone(), cached.refetched_at)
+    };
+    let claims = match verify(&token, provider, keys, client_id, &nonce, now) {
         Err(ClaimsVerificationError::SignatureVerification(
             SignatureVerificationError::NoMatchingKey,
-        )) => {
-            // The provider may have rotated its keys since discovery: fetch them once more.
+        )) if may_refetch(last, now) => {
+            // The provider may have rotated its keys since discovery: fetch them once more,
+            // and keep them for the next sign-ins.
             let jwks = fetch_jwks(&provider.jwks_uri, http).await?;
+            {
+                let mut cached = provider.jwks.write().unwrap_or_else(|e| e.into_inner());
+                cached.set = jwks.clone();
+                cached.refetched_at = Some(now);
+            }
             verify(&token, provider, jwks, client_id, &nonce, now)
         }
         verified => verified,
@@ -567,6 +598,16 @@ mod tests {
     }
 
     const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn jwks_is_refetched_at_most_once_a_minute() {
+        let at = OffsetDateTime::from_unix_timestamp(NOW).unwrap();
+        assert!(may_refetch(None, at));
+        assert!(!may_refetch(Some(at), at + time::Duration::seconds(59)));
+        assert!(may_refetch(Some(at), at + JWKS_REFETCH_INTERVAL));
+        // A clock that went back is no reason to stop refetching for good.
+        assert!(may_refetch(Some(at), at - time::Duration::seconds(1)));
+    }
 
     #[test]
     fn foreign_authorized_party_is_refused() {

@@ -346,7 +346,7 @@ mod tests {
             userinfo: None,
             jwks_uri: openidconnect::JsonWebKeySetUrl::new("https://id.example.com/jwks".into())
                 .unwrap(),
-            jwks: openidconnect::core::CoreJsonWebKeySet::new(Vec::new()),
+            jwks: oidc::Keys::new(openidconnect::core::CoreJsonWebKeySet::new(Vec::new())),
             algs: vec![openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256],
             iss_required: true,
         };

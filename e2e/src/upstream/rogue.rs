@@ -108,6 +108,7 @@ struct Provider {
 /// runtime is doing.
 pub(super) struct Server {
     pub issuer: String,
+    provider: Arc<Provider>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -147,6 +148,7 @@ impl Server {
             codes: Mutex::default(),
             access_tokens: Mutex::default(),
         });
+        let shared = provider.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -170,9 +172,17 @@ impl Server {
         });
         Self {
             issuer,
+            provider: shared,
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// How many times its JWKS was fetched.
+    pub fn jwks_fetches(&self) -> usize {
+        self.provider
+            .jwks_fetches
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn stop(&mut self) {
