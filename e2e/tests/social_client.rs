@@ -607,6 +607,14 @@ async fn rogue_provider_email_verified_as_the_string_true_is_read_as_verified() 
 }
 
 #[tokio::test]
+async fn rogue_provider_userinfo_about_another_subject_is_refused() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::UserInfoOtherSubject).await,
+        "subject_mismatch"
+    );
+}
+
+#[tokio::test]
 async fn rogue_provider_unverified_email_cannot_take_over_the_account() {
     let upstream = Upstream::start_rogue(&config(), Misbehaviour::UnverifiedEmail);
     let identity = sign_in_as(&upstream, ADA).await.unwrap();
@@ -661,6 +669,8 @@ struct GitHub {
     redirect_token: bool,
     /// The bodies POSTed to `/stolen`: what a redirect-following client would re-send.
     stolen: Mutex<Vec<String>>,
+    /// `/user` answers with a 2 MiB name.
+    huge_user: bool,
 }
 
 const GH_TOKEN: &str = "gho_0123456789";
@@ -703,11 +713,19 @@ fn gh_authorized(headers: &HeaderMap) -> bool {
         && headers.contains_key("user-agent")
 }
 
-async fn gh_user(headers: HeaderMap) -> (axum::http::StatusCode, Json<Value>) {
+async fn gh_user(
+    State(gh): State<Arc<GitHub>>,
+    headers: HeaderMap,
+) -> (axum::http::StatusCode, Json<Value>) {
     if !gh_authorized(&headers) {
         return (axum::http::StatusCode::UNAUTHORIZED, Json(json!({})));
     }
-    let user = json!({"id": 583231, "login": "octocat", "name": "The Octocat", "email": null});
+    let name = if gh.huge_user {
+        "x".repeat(2 << 20)
+    } else {
+        "The Octocat".to_owned()
+    };
+    let user = json!({"id": 583231, "login": "octocat", "name": name, "email": null});
     (axum::http::StatusCode::OK, Json(user))
 }
 
@@ -772,10 +790,14 @@ async fn github_provider(base: &Url) -> Provider {
 /// the code the stand-in would have issued for the authorization request `start` built.
 /// The stand-in's base URL and what `finish` says.
 async fn github_sign_in(primary_verified: bool) -> (Url, Result<UpstreamIdentity, SocialError>) {
-    let gh = Arc::new(GitHub {
+    github_sign_in_at(Arc::new(GitHub {
         primary_verified,
         ..GitHub::default()
-    });
+    }))
+    .await
+}
+
+async fn github_sign_in_at(gh: Arc<GitHub>) -> (Url, Result<UpstreamIdentity, SocialError>) {
     let base = serve_github(gh.clone()).await;
     let provider = github_provider(&base).await;
     let started = provider.start(REDIRECT, &random(), now()).unwrap();
@@ -879,4 +901,16 @@ async fn github_preset_with_plain_http_endpoints_off_loopback_is_refused() {
         .await
         .expect_err("plain HTTP token endpoint");
     assert_eq!(refused.code(), "invalid_settings");
+}
+
+#[tokio::test]
+async fn github_preset_response_over_the_size_limit_is_refused() {
+    let (_, refused) = github_sign_in_at(Arc::new(GitHub {
+        huge_user: true,
+        ..GitHub::default()
+    }))
+    .await;
+    let refused = refused.expect_err("a 2 MiB /user is refused");
+    assert_eq!(refused.code(), "userinfo_failed");
+    assert!(refused.to_string().contains("larger than"), "{refused}");
 }

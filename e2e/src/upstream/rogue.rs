@@ -66,6 +66,8 @@ pub enum Misbehaviour {
     MissingIss,
     /// `email_verified` is the string `"true"` (as some providers send it).
     EmailVerifiedString,
+    /// The ID token has no email, and UserInfo describes another subject (`someone-else`).
+    UserInfoOtherSubject,
 }
 
 /// The issuer its `WrongIssuer` tokens name.
@@ -527,6 +529,11 @@ async fn token(
             jws.kid = Some(ROTATED_KID.to_owned());
         }
         Misbehaviour::EmailVerifiedString => claims["email_verified"] = json!("true"),
+        Misbehaviour::UserInfoOtherSubject => {
+            let object = claims.as_object_mut().unwrap();
+            object.remove("email");
+            object.remove("email_verified");
+        }
     }
     let id_token = if p.misbehaviour == Misbehaviour::AlgNone {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
@@ -567,8 +574,12 @@ async fn userinfo(State(p): State<Arc<Provider>>, headers: HeaderMap) -> Respons
             .into_response();
     };
     let email_verified = account.email_verified && p.misbehaviour != Misbehaviour::UnverifiedEmail;
+    let sub = match p.misbehaviour {
+        Misbehaviour::UserInfoOtherSubject => WRONG_AUDIENCE.to_owned(),
+        _ => account.sub.clone(),
+    };
     Json(json!({
-        "sub": account.sub,
+        "sub": sub,
         "email": account.email,
         "email_verified": email_verified,
         "name": account.name,
