@@ -11,7 +11,10 @@
 //! - A GitHub stand-in (below): the preset's token exchange with PKCE and its user API.
 //!
 //! Without node or the npm packages (`npm ci` in e2e/node; scripts/test.sh runs it) the Node
-//! tests print a loud SKIPPED line and pass.
+//! tests print a loud SKIPPED line and pass, except in CI (`CI` set) or with
+//! `PORTCULLIS_REQUIRE_NODE=1`, where they fail: the certified provider is the requirement's
+//! "real OIDC provider", and a green run without it would prove nothing (the sealed crate's
+//! Python interop test has the same rule).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
 
@@ -31,7 +34,7 @@ use portcullis_e2e::upstream::{
     Account, Alg, Config, Misbehaviour, Tls, Upstream, node_skip_reason, sign_in,
 };
 use portcullis_social::{
-    AccountWithEmail, Callback, GitHubEndpoints, LinkDecision, PENDING_TTL, Provider,
+    AccountWithEmail, Callback, GitHubEndpoints, HttpClient, LinkDecision, PENDING_TTL, Provider,
     ProviderSettings, Random, SocialError, Started, UpstreamIdentity, link_decision,
 };
 use serde_json::{Value, json};
@@ -70,10 +73,26 @@ fn crd(upstream: &Upstream) -> SocialProvider {
     }
 }
 
+/// The settings of `corp` at `upstream` with `allowed_domains`, as `link_decision` takes them.
+fn corp(upstream: &Upstream, allowed_domains: &[&str]) -> ProviderSettings {
+    let mut crd = crd(upstream);
+    crd.allowed_domains = allowed_domains.iter().map(|d| d.to_string()).collect();
+    ProviderSettings::from_crd(&crd, CLIENT_SECRET).unwrap()
+}
+
+/// The crate's own HTTP client, trusting `upstream`'s CA when it serves HTTPS.
+fn client(upstream: &Upstream) -> HttpClient {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match &upstream.config.tls {
+        Some(tls) => HttpClient::trusting(&tls.ca_pem).unwrap(),
+        None => HttpClient::new().unwrap(),
+    }
+}
+
 /// The provider under test, discovered over `upstream`'s HTTP client (trusting its CA).
 async fn provider_with_secret(upstream: &Upstream, secret: &str) -> Provider {
     let settings = ProviderSettings::from_crd(&crd(upstream), secret).unwrap();
-    Provider::discover(settings, upstream.http())
+    Provider::discover(settings, client(upstream))
         .await
         .expect("discovery of the upstream provider")
 }
@@ -82,13 +101,9 @@ async fn provider(upstream: &Upstream) -> Provider {
     provider_with_secret(upstream, CLIENT_SECRET).await
 }
 
-/// Fresh randomness, as the server's CSPRNG would give (v4 UUIDs are 122 random bits each).
+/// Fresh randomness from the OS CSPRNG, as the server takes it.
 fn random() -> Random {
-    let mut bytes = [0u8; 96];
-    for chunk in bytes.chunks_mut(16) {
-        chunk.copy_from_slice(Uuid::new_v4().as_bytes());
-    }
-    Random::from_bytes(bytes)
+    Random::generate().unwrap()
 }
 
 fn now() -> OffsetDateTime {
@@ -120,22 +135,47 @@ async fn sign_in_as(upstream: &Upstream, sub: &str) -> Result<UpstreamIdentity, 
         .await
 }
 
-/// The Node provider, or `None` (after a loud SKIPPED line) when it cannot run here.
+/// The Node provider, or `None` (after a loud SKIPPED line) when it cannot run here; a panic
+/// instead when it is required ([`node_required`]).
 fn node(config: &Config) -> Option<Upstream> {
     if let Some(reason) = node_skip_reason() {
+        let ci = std::env::var("CI").ok();
+        let flag = std::env::var("PORTCULLIS_REQUIRE_NODE").ok();
+        assert!(
+            !node_required(ci.as_deref(), flag.as_deref()),
+            "the Node upstream provider cannot run: {reason} \
+             (required: CI or PORTCULLIS_REQUIRE_NODE=1 is set)"
+        );
         skipped("social client against the Node upstream provider", &reason);
         return None;
     }
     Some(Upstream::start_node(config))
 }
 
-fn ada(upstream_name: &str) -> UpstreamIdentity {
+/// Whether a missing Node provider fails the test: in CI (`CI` set, as the sealed crate's
+/// interop test decides) or when `PORTCULLIS_REQUIRE_NODE=1`.
+fn node_required(ci: Option<&str>, require_node: Option<&str>) -> bool {
+    ci.is_some() || require_node == Some("1")
+}
+
+#[test]
+fn node_is_required_in_ci_or_when_asked_and_optional_elsewhere() {
+    assert!(node_required(Some("true"), None));
+    assert!(node_required(None, Some("1")));
+    assert!(!node_required(None, None));
+    assert!(!node_required(None, Some("0")));
+}
+
+/// Ada as the provider `corp` at `upstream` reports her.
+fn ada(upstream: &Upstream) -> UpstreamIdentity {
     UpstreamIdentity {
-        provider: upstream_name.into(),
+        provider: "corp".into(),
+        issuer: upstream.issuer.clone(),
         subject: ADA.into(),
         email: Some("ada@example.com".into()),
         email_verified: true,
         name: Some(format!("Upstream {ADA}")),
+        hosted_domain: None,
     }
 }
 
@@ -154,9 +194,15 @@ async fn node_provider_sign_in_gives_the_identity_from_a_verified_id_token() {
         return;
     };
     let identity = sign_in_as(&upstream, ADA).await.expect("signed in");
-    assert_eq!(identity, ada("corp"));
+    assert_eq!(identity, ada(&upstream));
     assert_eq!(
-        link_decision(&identity, &[], None, Some(&adas_account())).unwrap(),
+        link_decision(
+            &identity,
+            &corp(&upstream, &[]),
+            None,
+            Some(&adas_account())
+        )
+        .unwrap(),
         LinkDecision::Link {
             user: adas_account().user
         }
@@ -192,7 +238,7 @@ async fn node_provider_rs256_id_token_is_verified() {
     let Some(upstream) = node(&config().alg(Alg::Rs256)) else {
         return;
     };
-    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada("corp"));
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada(&upstream));
 }
 
 #[tokio::test]
@@ -205,7 +251,7 @@ async fn node_provider_over_https_is_verified() {
         "{}",
         upstream.issuer
     );
-    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada("corp"));
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada(&upstream));
 }
 
 #[tokio::test]
@@ -217,9 +263,18 @@ async fn node_provider_unverified_email_cannot_take_over_the_account_with_that_e
     assert_eq!(identity.subject, MALLORY);
     assert_eq!(identity.email.as_deref(), Some("ada@example.com"));
     assert!(!identity.email_verified);
-    let refused = link_decision(&identity, &[], None, Some(&adas_account()))
-        .expect_err("no takeover of Ada's account");
+    let refused = link_decision(
+        &identity,
+        &corp(&upstream, &[]),
+        None,
+        Some(&adas_account()),
+    )
+    .expect_err("no takeover of Ada's account");
     assert_eq!(refused.code(), "unverified_email_matches_account");
+    // Nor can it create an account that holds Ada's address before she registers.
+    let refused =
+        link_decision(&identity, &corp(&upstream, &[]), None, None).expect_err("no squatting");
+    assert_eq!(refused.code(), "email_unverified");
 }
 
 #[tokio::test]
@@ -243,7 +298,7 @@ async fn node_provider_tampered_state_is_refused_before_the_code_is_spent() {
         .finish(&started.pending, &honest, now())
         .await
         .unwrap();
-    assert_eq!(identity, ada("corp"));
+    assert_eq!(identity, ada(&upstream));
 }
 
 #[tokio::test]
@@ -338,7 +393,9 @@ async fn node_provider_without_the_email_scope_gives_no_email_even_from_userinfo
     let mut crd = crd(&upstream);
     crd.scopes = vec!["openid".into()];
     let settings = ProviderSettings::from_crd(&crd, CLIENT_SECRET).unwrap();
-    let provider = Provider::discover(settings, upstream.http()).await.unwrap();
+    let provider = Provider::discover(settings, client(&upstream))
+        .await
+        .unwrap();
     let (started, params) = start_and_sign_in(&provider, &upstream, ADA).await;
     // No email in the ID token: UserInfo is asked (for the same subject) and has none either.
     let identity = provider
@@ -349,13 +406,16 @@ async fn node_provider_without_the_email_scope_gives_no_email_even_from_userinfo
         identity,
         UpstreamIdentity {
             provider: "corp".into(),
+            issuer: upstream.issuer.clone(),
             subject: ADA.into(),
             email: None,
             email_verified: false,
             name: None,
+            hosted_domain: None,
         }
     );
-    let refused = link_decision(&identity, &[], None, None).expect_err("no email");
+    let refused =
+        link_decision(&identity, &corp(&upstream, &[]), None, None).expect_err("no email");
     assert_eq!(refused.code(), "email_required");
 }
 
@@ -370,7 +430,7 @@ async fn node_provider_tokens_are_returned_only_when_asked() {
         .finish_with_tokens(&started.pending, &callback(&params), now())
         .await
         .unwrap();
-    assert_eq!(identity, ada("corp"));
+    assert_eq!(identity, ada(&upstream));
     assert!(!tokens.access_token.is_empty());
     // The access token is the provider's: its UserInfo answers for it.
     let userinfo = upstream
@@ -399,7 +459,8 @@ async fn rogue_refusal(misbehaviour: Misbehaviour) -> &'static str {
 
 #[tokio::test]
 async fn rogue_provider_without_misbehaviour_is_accepted() {
-    assert_eq!(rogue(Misbehaviour::Honest).await.unwrap(), ada("corp"));
+    let upstream = Upstream::start_rogue(&config(), Misbehaviour::Honest);
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada(&upstream));
 }
 
 #[tokio::test]
@@ -435,22 +496,164 @@ async fn rogue_provider_bad_signature_is_refused_for_its_signature() {
 }
 
 #[tokio::test]
+async fn rogue_provider_expired_id_token_is_refused_as_expired() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::Expired).await,
+        "id_token_expired"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_id_token_issued_in_the_future_is_refused() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::IssuedInFuture).await,
+        "id_token_invalid"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_foreign_authorized_party_is_refused_for_its_audience() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::ForeignAzp).await,
+        "id_token_audience"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_second_audience_is_refused_even_with_our_azp() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::MultipleAudiences).await,
+        "id_token_audience"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_hs256_keyed_with_the_client_secret_is_refused() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::Hs256Secret).await,
+        "id_token_signature"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_unsigned_alg_none_token_is_refused() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::AlgNone).await,
+        "id_token_signature"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_unknown_kid_is_refused_after_one_jwks_refetch() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::UnknownKid).await,
+        "id_token_signature"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_key_rotated_after_discovery_is_found_by_a_jwks_refetch_and_kept() {
+    let upstream = Upstream::start_rogue(&config(), Misbehaviour::RotatedKey);
+    let provider = provider(&upstream).await;
+    for _ in 0..2 {
+        let (started, params) = start_and_sign_in(&provider, &upstream, ADA).await;
+        let identity = provider
+            .finish(&started.pending, &callback(&params), now())
+            .await
+            .unwrap();
+        assert_eq!(identity, ada(&upstream));
+    }
+    // Discovery's fetch, and one refetch kept for the second sign-in.
+    assert_eq!(upstream.jwks_fetches(), Some(2));
+}
+
+#[tokio::test]
+async fn rogue_provider_unknown_kid_refetches_the_jwks_at_most_once_a_minute() {
+    let upstream = Upstream::start_rogue(&config(), Misbehaviour::UnknownKid);
+    let provider = provider(&upstream).await;
+    for _ in 0..3 {
+        let (started, params) = start_and_sign_in(&provider, &upstream, ADA).await;
+        let refused = provider
+            .finish(&started.pending, &callback(&params), now())
+            .await
+            .expect_err("no key has that kid");
+        assert_eq!(refused.code(), "id_token_signature");
+    }
+    assert_eq!(upstream.jwks_fetches(), Some(2));
+}
+
+#[tokio::test]
+async fn rogue_provider_discovery_naming_another_issuer_is_refused() {
+    let upstream = Upstream::start_rogue(&config(), Misbehaviour::DiscoveryIssuerMismatch);
+    let settings = ProviderSettings::from_crd(&crd(&upstream), CLIENT_SECRET).unwrap();
+    let refused = Provider::discover(settings, client(&upstream))
+        .await
+        .expect_err("the document's issuer is not the configured one");
+    assert_eq!(refused.code(), "discovery_failed");
+}
+
+#[tokio::test]
+async fn rogue_provider_callback_without_the_advertised_iss_is_refused() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::MissingIss).await,
+        "issuer_missing"
+    );
+}
+
+#[tokio::test]
+async fn rogue_provider_email_verified_as_the_string_true_is_read_as_verified() {
+    let upstream = Upstream::start_rogue(&config(), Misbehaviour::EmailVerifiedString);
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada(&upstream));
+}
+
+#[tokio::test]
+async fn rogue_provider_userinfo_about_another_subject_is_refused() {
+    assert_eq!(
+        rogue_refusal(Misbehaviour::UserInfoOtherSubject).await,
+        "subject_mismatch"
+    );
+}
+
+#[tokio::test]
 async fn rogue_provider_unverified_email_cannot_take_over_the_account() {
-    let identity = rogue(Misbehaviour::UnverifiedEmail).await.unwrap();
+    let upstream = Upstream::start_rogue(&config(), Misbehaviour::UnverifiedEmail);
+    let identity = sign_in_as(&upstream, ADA).await.unwrap();
     assert_eq!(identity.email.as_deref(), Some("ada@example.com"));
     assert!(!identity.email_verified);
-    let refused =
-        link_decision(&identity, &[], None, Some(&adas_account())).expect_err("no takeover");
+    let refused = link_decision(
+        &identity,
+        &corp(&upstream, &[]),
+        None,
+        Some(&adas_account()),
+    )
+    .expect_err("no takeover");
     assert_eq!(refused.code(), "unverified_email_matches_account");
-    let domains = ["example.com".to_owned()];
-    let refused = link_decision(&identity, &domains, None, None).expect_err("not verified");
+    let refused =
+        link_decision(&identity, &corp(&upstream, &[]), None, None).expect_err("no squatting");
+    assert_eq!(refused.code(), "email_unverified");
+    let refused = link_decision(&identity, &corp(&upstream, &["example.com"]), None, None)
+        .expect_err("not verified");
     assert_eq!(refused.code(), "domain_not_allowed");
+}
+
+#[tokio::test]
+async fn rogue_provider_https_issuer_naming_a_plain_http_token_endpoint_is_refused() {
+    let upstream = Upstream::start_rogue(
+        &config().tls(Tls::generate()),
+        Misbehaviour::PlainHttpTokenEndpoint,
+    );
+    let settings = ProviderSettings::from_crd(&crd(&upstream), CLIENT_SECRET).unwrap();
+    let refused = Provider::discover(settings, client(&upstream))
+        .await
+        .expect_err("an http token endpoint is refused");
+    assert_eq!(refused.code(), "discovery_failed");
+    assert!(refused.to_string().contains("token_endpoint"), "{refused}");
 }
 
 #[tokio::test]
 async fn rogue_provider_over_https_is_accepted() {
     let upstream = Upstream::start_rogue(&config().tls(Tls::generate()), Misbehaviour::Honest);
-    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada("corp"));
+    assert_eq!(sign_in_as(&upstream, ADA).await.unwrap(), ada(&upstream));
 }
 
 /// A stand-in for GitHub: the OAuth token endpoint (checking the client, the code, the
@@ -462,6 +665,12 @@ struct GitHub {
     /// code → (redirect_uri, code_challenge)
     codes: Mutex<HashMap<String, (String, String)>>,
     primary_verified: bool,
+    /// The token endpoint answers 307 to `/stolen` instead.
+    redirect_token: bool,
+    /// The bodies POSTed to `/stolen`: what a redirect-following client would re-send.
+    stolen: Mutex<Vec<String>>,
+    /// `/user` answers with a 2 MiB name.
+    huge_user: bool,
 }
 
 const GH_TOKEN: &str = "gho_0123456789";
@@ -469,7 +678,21 @@ const GH_TOKEN: &str = "gho_0123456789";
 async fn gh_token(
     State(gh): State<Arc<GitHub>>,
     Form(form): Form<HashMap<String, String>>,
-) -> Json<Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if gh.redirect_token {
+        return axum::response::Redirect::temporary("/stolen").into_response();
+    }
+    gh_exchange(&gh, &form).into_response()
+}
+
+/// Everything a 307 would have re-sent here is kept.
+async fn gh_stolen(State(gh): State<Arc<GitHub>>, body: String) -> Json<Value> {
+    gh.stolen.lock().unwrap().push(body);
+    Json(json!({"access_token": GH_TOKEN, "token_type": "bearer"}))
+}
+
+fn gh_exchange(gh: &GitHub, form: &HashMap<String, String>) -> Json<Value> {
     let field = |name: &str| form.get(name).cloned().unwrap_or_default();
     if field("client_id") != CLIENT_ID || field("client_secret") != CLIENT_SECRET {
         return Json(json!({"error": "incorrect_client_credentials"}));
@@ -490,11 +713,19 @@ fn gh_authorized(headers: &HeaderMap) -> bool {
         && headers.contains_key("user-agent")
 }
 
-async fn gh_user(headers: HeaderMap) -> (axum::http::StatusCode, Json<Value>) {
+async fn gh_user(
+    State(gh): State<Arc<GitHub>>,
+    headers: HeaderMap,
+) -> (axum::http::StatusCode, Json<Value>) {
     if !gh_authorized(&headers) {
         return (axum::http::StatusCode::UNAUTHORIZED, Json(json!({})));
     }
-    let user = json!({"id": 583231, "login": "octocat", "name": "The Octocat", "email": null});
+    let name = if gh.huge_user {
+        "x".repeat(2 << 20)
+    } else {
+        "The Octocat".to_owned()
+    };
+    let user = json!({"id": 583231, "login": "octocat", "name": name, "email": null});
     (axum::http::StatusCode::OK, Json(user))
 }
 
@@ -516,6 +747,7 @@ async fn gh_emails(
 async fn serve_github(gh: Arc<GitHub>) -> Url {
     let app = Router::new()
         .route("/login/oauth/access_token", post(gh_token))
+        .route("/stolen", post(gh_stolen))
         .route("/api/user", get(gh_user))
         .route("/api/user/emails", get(gh_emails))
         .with_state(gh);
@@ -545,13 +777,10 @@ fn github_settings(base: &Url) -> ProviderSettings {
         .with_github_endpoints(endpoints)
 }
 
-/// The GitHub provider over a client that follows no redirects, as the server's.
+/// The GitHub provider over the crate's client (which follows no redirects).
 async fn github_provider(base: &Url) -> Provider {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = HttpClient::new().unwrap();
     Provider::discover(github_settings(base), http)
         .await
         .unwrap()
@@ -559,11 +788,16 @@ async fn github_provider(base: &Url) -> Provider {
 
 /// A GitHub sign-in against the stand-in: GitHub's consent is not played; the test registers
 /// the code the stand-in would have issued for the authorization request `start` built.
-async fn github_sign_in(primary_verified: bool) -> Result<UpstreamIdentity, SocialError> {
-    let gh = Arc::new(GitHub {
+/// The stand-in's base URL and what `finish` says.
+async fn github_sign_in(primary_verified: bool) -> (Url, Result<UpstreamIdentity, SocialError>) {
+    github_sign_in_at(Arc::new(GitHub {
         primary_verified,
         ..GitHub::default()
-    });
+    }))
+    .await
+}
+
+async fn github_sign_in_at(gh: Arc<GitHub>) -> (Url, Result<UpstreamIdentity, SocialError>) {
     let base = serve_github(gh.clone()).await;
     let provider = github_provider(&base).await;
     let started = provider.start(REDIRECT, &random(), now()).unwrap();
@@ -579,27 +813,34 @@ async fn github_sign_in(primary_verified: bool) -> Result<UpstreamIdentity, Soci
     );
     let callback =
         Callback::from_pairs([("code", "gh-code"), ("state", q["state"].as_str())]).unwrap();
-    provider.finish(&started.pending, &callback, now()).await
+    (
+        base,
+        provider.finish(&started.pending, &callback, now()).await,
+    )
 }
 
 #[tokio::test]
 async fn github_preset_reads_the_user_and_the_verified_primary_email() {
-    let identity = github_sign_in(true).await.expect("signed in");
+    let (base, identity) = github_sign_in(true).await;
+    let identity = identity.expect("signed in");
     assert_eq!(
         identity,
         UpstreamIdentity {
             provider: "github".into(),
+            issuer: format!("{base}api"),
             subject: "583231".into(),
             email: Some("octocat@example.com".into()),
             email_verified: true,
             name: Some("The Octocat".into()),
+            hosted_domain: None,
         }
     );
 }
 
 #[tokio::test]
 async fn github_preset_reports_an_unverified_primary_email_as_unverified() {
-    let identity = github_sign_in(false).await.expect("signed in");
+    let (_, identity) = github_sign_in(false).await;
+    let identity = identity.expect("signed in");
     assert_eq!(identity.email.as_deref(), Some("octocat@example.com"));
     assert!(!identity.email_verified);
 }
@@ -619,4 +860,57 @@ async fn github_preset_error_in_a_200_token_response_is_a_failed_exchange() {
         .await
         .expect_err("an unknown code is refused");
     assert_eq!(refused.code(), "token_exchange_failed");
+}
+
+#[tokio::test]
+async fn github_preset_token_endpoint_redirect_is_not_followed_and_the_code_not_re_sent() {
+    let gh = Arc::new(GitHub {
+        redirect_token: true,
+        ..GitHub::default()
+    });
+    let base = serve_github(gh.clone()).await;
+    let provider = github_provider(&base).await;
+    let started = provider.start(REDIRECT, &random(), now()).unwrap();
+    let callback = Callback::from_pairs([
+        ("code", "gh-code"),
+        ("state", started.pending.state.as_str()),
+    ])
+    .unwrap();
+    let refused = provider
+        .finish(&started.pending, &callback, now())
+        .await
+        .expect_err("a redirecting token endpoint is refused");
+    assert_eq!(refused.code(), "token_exchange_failed");
+    assert!(refused.to_string().contains("307"), "{refused}");
+    assert_eq!(
+        gh.stolen.lock().unwrap().len(),
+        0,
+        "the code, verifier and secret were re-posted: {:?}",
+        gh.stolen.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn github_preset_with_plain_http_endpoints_off_loopback_is_refused() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let web = Url::parse("http://github.example.com/").unwrap();
+    let api = Url::parse("https://api.github.example.com/").unwrap();
+    let settings =
+        github_settings(&web).with_github_endpoints(GitHubEndpoints::at(&web, &api).unwrap());
+    let refused = Provider::discover(settings, HttpClient::new().unwrap())
+        .await
+        .expect_err("plain HTTP token endpoint");
+    assert_eq!(refused.code(), "invalid_settings");
+}
+
+#[tokio::test]
+async fn github_preset_response_over_the_size_limit_is_refused() {
+    let (_, refused) = github_sign_in_at(Arc::new(GitHub {
+        huge_user: true,
+        ..GitHub::default()
+    }))
+    .await;
+    let refused = refused.expect_err("a 2 MiB /user is refused");
+    assert_eq!(refused.code(), "userinfo_failed");
+    assert!(refused.to_string().contains("larger than"), "{refused}");
 }

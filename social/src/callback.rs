@@ -2,14 +2,20 @@
 //! goes upstream: the provider, the age, `state`, an `error`, RFC 9207's `iss`.
 
 use std::collections::HashMap;
+use std::fmt;
 
 use subtle::ConstantTimeEq as _;
 use time::OffsetDateTime;
 
+use crate::error::upstream_text;
 use crate::{PENDING_TTL, Pending, SocialError};
 
-/// The callback's query parameters that matter here.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// How far in the future a pending record's `created_at` may be (servers' clocks differ).
+pub const PENDING_CLOCK_SKEW: time::Duration = time::Duration::minutes(1);
+
+/// The callback's query parameters that matter here. Its `Debug` hides the code and the state
+/// (the server must not log the callback's raw query string either).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Callback {
     /// The authorization code.
     pub code: Option<String>,
@@ -21,6 +27,18 @@ pub struct Callback {
     pub error_description: Option<String>,
     /// The issuer that answered (RFC 9207), when the provider says.
     pub iss: Option<String>,
+}
+
+impl fmt::Debug for Callback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Callback")
+            .field("code", &self.code.as_ref().map(|_| ".."))
+            .field("state", &self.state.as_ref().map(|_| ".."))
+            .field("error", &self.error)
+            .field("error_description", &self.error_description)
+            .field("iss", &self.iss)
+            .finish()
+    }
 }
 
 impl Callback {
@@ -57,8 +75,9 @@ impl Callback {
 
 /// Checks a callback against the pending sign-in, in this order: the provider is the one it
 /// was started with, it is younger than [`PENDING_TTL`], `state` matches (compared in constant
-/// time), the provider sent no `error`, `iss` (when sent and `issuer` is known) is `issuer`;
-/// then returns the code to exchange.
+/// time), the provider sent no `error`, `iss` (when sent and `issuer` is known) is `issuer`,
+/// and is there when `iss_required` (the provider advertises RFC 9207's
+/// `authorization_response_iss_parameter_supported`); then returns the code to exchange.
 ///
 /// `state` comes before `error`: an error response with another state is not an answer to
 /// this sign-in, and must not be shown as if it were.
@@ -66,6 +85,7 @@ pub fn check_callback<'c>(
     pending: &Pending,
     provider: &str,
     issuer: Option<&str>,
+    iss_required: bool,
     callback: &'c Callback,
     now: OffsetDateTime,
 ) -> Result<&'c str, SocialError> {
@@ -78,6 +98,11 @@ pub fn check_callback<'c>(
     if now - pending.created_at > PENDING_TTL {
         return Err(SocialError::Expired);
     }
+    // A record from the future was not made by this server's clock (or it jumped): refuse it
+    // rather than let it live longer than the TTL.
+    if pending.created_at - now > PENDING_CLOCK_SKEW {
+        return Err(SocialError::PendingFromTheFuture);
+    }
     let state_matches = callback
         .state
         .as_deref()
@@ -86,23 +111,29 @@ pub fn check_callback<'c>(
         return Err(SocialError::StateMismatch);
     }
     if let Some(error) = &callback.error {
-        let description = callback.error_description.clone();
+        let description = callback.error_description.as_deref().map(upstream_text);
         return Err(if error == "access_denied" {
             SocialError::AccessDenied { description }
         } else {
             SocialError::UpstreamError {
-                error: error.clone(),
+                error: upstream_text(error),
                 description,
             }
         });
     }
-    if let (Some(expected), Some(got)) = (issuer, &callback.iss)
-        && got != expected
-    {
-        return Err(SocialError::IssuerMismatch {
-            expected: expected.to_owned(),
-            got: got.clone(),
-        });
+    match (issuer, &callback.iss) {
+        (Some(expected), Some(got)) if got != expected => {
+            return Err(SocialError::IssuerMismatch {
+                expected: expected.to_owned(),
+                got: got.clone(),
+            });
+        }
+        (Some(expected), None) if iss_required => {
+            return Err(SocialError::IssuerMissing {
+                expected: expected.to_owned(),
+            });
+        }
+        _ => {}
     }
     callback
         .code
@@ -145,6 +176,7 @@ mod tests {
             &pending(),
             "corp",
             Some(ISSUER),
+            false,
             callback,
             started() + Duration::minutes(1),
         )
@@ -166,6 +198,20 @@ mod tests {
             check(&callback("code=abc&state=state-0123456789")).unwrap(),
             "abc"
         );
+    }
+
+    #[test]
+    fn callback_without_iss_is_refused_when_the_provider_advertises_it() {
+        let callback = callback("code=abc&state=state-0123456789");
+        let error = check_callback(&pending(), "corp", Some(ISSUER), true, &callback, started())
+            .expect_err("refused");
+        assert_eq!(error.code(), "issuer_missing");
+        let with_iss = Callback {
+            iss: Some(ISSUER.into()),
+            ..callback
+        };
+        let code = check_callback(&pending(), "corp", Some(ISSUER), true, &with_iss, started());
+        assert_eq!(code.unwrap(), "abc");
     }
 
     #[test]
@@ -206,6 +252,18 @@ mod tests {
     }
 
     #[test]
+    fn upstream_error_text_is_cleaned_of_control_characters() {
+        let error = check(&callback(
+            "error=server%0Aerror&error_description=a%0D%0Ab&state=state-0123456789",
+        ))
+        .expect_err("refused");
+        assert!(
+            matches!(&error, SocialError::UpstreamError { error, description: Some(d) } if error == "servererror" && d == "ab"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
     fn upstream_error_with_another_state_is_a_state_mismatch() {
         assert_eq!(
             refusal("error=access_denied&state=forged"),
@@ -224,7 +282,7 @@ mod tests {
     #[test]
     fn iss_is_not_checked_without_a_known_issuer() {
         let callback = callback("code=abc&state=state-0123456789&iss=whatever");
-        let code = check_callback(&pending(), "corp", None, &callback, started()).unwrap();
+        let code = check_callback(&pending(), "corp", None, false, &callback, started()).unwrap();
         assert_eq!(code, "abc");
     }
 
@@ -237,8 +295,15 @@ mod tests {
     #[test]
     fn another_provider_cannot_finish_the_sign_in() {
         let callback = callback("code=abc&state=state-0123456789");
-        let error = check_callback(&pending(), "github", Some(ISSUER), &callback, started())
-            .expect_err("refused");
+        let error = check_callback(
+            &pending(),
+            "github",
+            Some(ISSUER),
+            false,
+            &callback,
+            started(),
+        )
+        .expect_err("refused");
         assert_eq!(error.code(), "provider_mismatch");
     }
 
@@ -246,11 +311,37 @@ mod tests {
     fn sign_in_older_than_the_ttl_is_refused() {
         let callback = callback("code=abc&state=state-0123456789");
         let at_limit = started() + PENDING_TTL;
-        assert!(check_callback(&pending(), "corp", Some(ISSUER), &callback, at_limit).is_ok());
+        assert!(
+            check_callback(&pending(), "corp", Some(ISSUER), false, &callback, at_limit).is_ok()
+        );
         let late = at_limit + Duration::seconds(1);
-        let error =
-            check_callback(&pending(), "corp", Some(ISSUER), &callback, late).expect_err("refused");
+        let error = check_callback(&pending(), "corp", Some(ISSUER), false, &callback, late)
+            .expect_err("refused");
         assert_eq!(error.code(), "expired");
+    }
+
+    #[test]
+    fn sign_in_started_in_the_future_is_refused() {
+        let callback = callback("code=abc&state=state-0123456789");
+        let skewed = started() - PENDING_CLOCK_SKEW;
+        assert!(check_callback(&pending(), "corp", Some(ISSUER), false, &callback, skewed).is_ok());
+        let before = skewed - Duration::seconds(1);
+        let error = check_callback(&pending(), "corp", Some(ISSUER), false, &callback, before)
+            .expect_err("refused");
+        assert_eq!(error.code(), "pending_from_the_future");
+    }
+
+    #[test]
+    fn callback_debug_hides_the_code_and_the_state() {
+        let shown = format!(
+            "{:?}",
+            callback("code=the-code&state=the-state&iss=https%3A%2F%2Fid.example.com")
+        );
+        assert!(
+            !shown.contains("the-code") && !shown.contains("the-state"),
+            "{shown}"
+        );
+        assert!(shown.contains("id.example.com"), "{shown}");
     }
 
     #[test]

@@ -4,13 +4,15 @@
 /// it to a problem+json type and an HTTP status, and tests match on it.
 ///
 /// Three groups, by whose fault it is:
-/// - the realm's settings: `invalid_settings`, `client_secret_unreadable`;
+/// - the realm's settings: `invalid_settings`, `client_secret_unreadable`,
+///   `http_client_failed`, `randomness_failed` (the machine's);
 /// - the browser or user (a 4xx): `invalid_redirect_uri`, `malformed_callback`,
-///   `provider_mismatch`, `expired`, `state_mismatch`, `access_denied`, `missing_code`, and
-///   the linking refusals `domain_not_allowed`, `email_required`,
+///   `provider_mismatch`, `expired`, `pending_from_the_future`, `state_mismatch`, `access_denied`, `missing_code`, and
+///   the linking refusals `domain_not_allowed`, `email_required`, `email_unusable`,
+///   `email_unverified`,
 ///   `unverified_email_matches_account`, `account_email_unverified`;
 /// - the upstream provider (a 502, or a 4xx for a token it should not have sent):
-///   `discovery_failed`, `issuer_mismatch`, `upstream_error`, `token_exchange_failed`,
+///   `discovery_failed`, `issuer_mismatch`, `issuer_missing`, `upstream_error`, `token_exchange_failed`,
 ///   `missing_id_token`, the `id_token_*` codes, `userinfo_failed`, `subject_mismatch`.
 #[derive(Debug, thiserror::Error)]
 pub enum SocialError {
@@ -30,6 +32,12 @@ pub enum SocialError {
         /// The I/O error.
         reason: String,
     },
+    /// The HTTP client for the providers could not be built (a bad CA bundle, no TLS provider).
+    #[error("cannot build the HTTP client for social providers: {0}")]
+    HttpClient(String),
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed: {0}")]
+    Randomness(String),
     /// The OIDC discovery document or its JWKS could not be fetched or is invalid.
     #[error("discovery of {issuer} failed: {reason}")]
     Discovery {
@@ -55,6 +63,10 @@ pub enum SocialError {
     /// The pending sign-in is older than [`crate::PENDING_TTL`].
     #[error("the sign-in took too long; start again")]
     Expired,
+    /// The pending sign-in says it was started in the future (beyond
+    /// [`crate::PENDING_CLOCK_SKEW`]): not made by this server's clock.
+    #[error("the sign-in record is from the future; start again")]
+    PendingFromTheFuture,
     /// The callback's `state` is missing or not the pending sign-in's.
     #[error("the callback's state does not belong to the sign-in under way")]
     StateMismatch,
@@ -67,18 +79,26 @@ pub enum SocialError {
         /// The callback's `iss`.
         got: String,
     },
+    /// The callback has no `iss` although the provider advertises RFC 9207's
+    /// `authorization_response_iss_parameter_supported` (RFC 9207 §2.4: refuse it).
+    #[error("the callback has no iss, and {expected:?} always sends one")]
+    IssuerMissing {
+        /// The provider's issuer.
+        expected: String,
+    },
     /// The user declined at the provider (`error=access_denied`).
     #[error("the sign-in was declined at the provider")]
     AccessDenied {
-        /// The provider's `error_description`, if any.
+        /// The provider's `error_description`, if any ([`upstream_text`]-cleaned).
         description: Option<String>,
     },
-    /// The provider answered the authorization request with another `error`.
-    #[error("the provider refused the sign-in: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    /// The provider answered the authorization request with another `error`. The message
+    /// names the error code only; the description stays in its field, for the logs.
+    #[error("the provider refused the sign-in: {error}")]
     UpstreamError {
-        /// The provider's `error` code.
+        /// The provider's `error` code ([`upstream_text`]-cleaned).
         error: String,
-        /// Its `error_description`, if any.
+        /// Its `error_description`, if any ([`upstream_text`]-cleaned).
         description: Option<String>,
     },
     /// The callback has neither a `code` nor an `error`.
@@ -123,6 +143,15 @@ pub enum SocialError {
     /// A new account is needed and the provider gave no email.
     #[error("the provider gave no email address to create an account with")]
     EmailRequired,
+    /// The provider's email is not a plain ASCII address that the server's canonical form
+    /// leaves as it is (fullwidth or other compatibility characters, non-ASCII, spaces, a
+    /// quoted local part): it could fold into another person's address.
+    #[error("the provider's email address cannot be used to link or create an account")]
+    EmailUnusable,
+    /// A new account would be needed and the provider has not verified the email: the account
+    /// would hold an address nobody proved (and squat it for its owner).
+    #[error("the provider has not verified the email, and an account needs a verified one")]
+    EmailUnverified,
     /// The provider does not vouch for an email that an existing account has: linking would
     /// hand that account to whoever typed the address upstream.
     #[error("an account with this email exists, and the provider has not verified the email")]
@@ -133,19 +162,37 @@ pub enum SocialError {
     AccountEmailUnverified,
 }
 
+/// The longest upstream error text kept.
+pub const MAX_UPSTREAM_TEXT: usize = 200;
+
+/// Text from the provider (`error`, `error_description`), made safe to keep: only the
+/// characters RFC 6749 allows there (printable ASCII without `"` and `\`), at most
+/// [`MAX_UPSTREAM_TEXT`] of them. Control characters (log injection) and anything else are
+/// dropped. The server still escapes it for HTML and shows a generic message to the browser.
+pub fn upstream_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+        .take(MAX_UPSTREAM_TEXT)
+        .collect()
+}
+
 impl SocialError {
     /// The stable code of this error (snake case), for problem+json types, logs and metrics.
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidSettings { .. } => "invalid_settings",
             Self::ClientSecretUnreadable { .. } => "client_secret_unreadable",
+            Self::HttpClient(_) => "http_client_failed",
+            Self::Randomness(_) => "randomness_failed",
             Self::Discovery { .. } => "discovery_failed",
             Self::InvalidRedirectUri(_) => "invalid_redirect_uri",
             Self::MalformedCallback(_) => "malformed_callback",
             Self::ProviderMismatch { .. } => "provider_mismatch",
             Self::Expired => "expired",
+            Self::PendingFromTheFuture => "pending_from_the_future",
             Self::StateMismatch => "state_mismatch",
             Self::IssuerMismatch { .. } => "issuer_mismatch",
+            Self::IssuerMissing { .. } => "issuer_missing",
             Self::AccessDenied { .. } => "access_denied",
             Self::UpstreamError { .. } => "upstream_error",
             Self::MissingCode => "missing_code",
@@ -162,6 +209,8 @@ impl SocialError {
             Self::SubjectMismatch => "subject_mismatch",
             Self::DomainNotAllowed => "domain_not_allowed",
             Self::EmailRequired => "email_required",
+            Self::EmailUnverified => "email_unverified",
+            Self::EmailUnusable => "email_unusable",
             Self::UnverifiedEmailMatchesAccount => "unverified_email_matches_account",
             Self::AccountEmailUnverified => "account_email_unverified",
         }
@@ -174,6 +223,7 @@ impl SocialError {
             self,
             Self::Discovery { .. }
                 | Self::IssuerMismatch { .. }
+                | Self::IssuerMissing { .. }
                 | Self::UpstreamError { .. }
                 | Self::TokenExchange(_)
                 | Self::MissingIdToken
@@ -205,6 +255,8 @@ mod tests {
                 provider: "p".into(),
                 reason: "r".into(),
             },
+            SocialError::HttpClient("x".into()),
+            SocialError::Randomness("x".into()),
             SocialError::Discovery {
                 issuer: "i".into(),
                 reason: "r".into(),
@@ -216,10 +268,14 @@ mod tests {
                 finishing: "b".into(),
             },
             SocialError::Expired,
+            SocialError::PendingFromTheFuture,
             SocialError::StateMismatch,
             SocialError::IssuerMismatch {
                 expected: "a".into(),
                 got: "b".into(),
+            },
+            SocialError::IssuerMissing {
+                expected: "a".into(),
             },
             SocialError::AccessDenied { description: None },
             SocialError::UpstreamError {
@@ -240,6 +296,8 @@ mod tests {
             SocialError::SubjectMismatch,
             SocialError::DomainNotAllowed,
             SocialError::EmailRequired,
+            SocialError::EmailUnverified,
+            SocialError::EmailUnusable,
             SocialError::UnverifiedEmailMatchesAccount,
             SocialError::AccountEmailUnverified,
         ];
@@ -254,16 +312,26 @@ mod tests {
     }
 
     #[test]
-    fn upstream_error_message_carries_the_description() {
+    fn upstream_error_message_names_the_code_but_not_the_description() {
         let error = SocialError::UpstreamError {
             error: "server_error".into(),
-            description: Some("try later".into()),
+            description: Some("<script>alert(1)</script>".into()),
         };
         assert_eq!(
             error.to_string(),
-            "the provider refused the sign-in: server_error (try later)"
+            "the provider refused the sign-in: server_error"
         );
         assert!(error.is_upstream_fault());
         assert!(!SocialError::StateMismatch.is_upstream_fault());
+    }
+
+    #[test]
+    fn upstream_text_drops_control_characters_and_is_capped() {
+        assert_eq!(
+            upstream_text("bad\r\nINFO forged log line\u{1b}[31m"),
+            "badINFO forged log line[31m"
+        );
+        assert_eq!(upstream_text("say \"hi\" \\ caf\u{e9}"), "say hi  caf");
+        assert_eq!(upstream_text(&"x".repeat(1000)).len(), MAX_UPSTREAM_TEXT);
     }
 }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use url::Url;
 
-use crate::http::get_json;
+use crate::http::{HttpClient, get_json};
 use crate::{GitHubEndpoints, SocialError, UpstreamIdentity};
 
 /// `GET /user`, the fields used.
@@ -27,7 +27,7 @@ struct Email {
 pub(crate) async fn identity(
     endpoints: &GitHubEndpoints,
     name: &str,
-    http: &reqwest::Client,
+    http: &HttpClient,
     access_token: &str,
 ) -> Result<UpstreamIdentity, SocialError> {
     let user = get_json(http, api_url(&endpoints.api, "user")?, access_token)
@@ -40,20 +40,22 @@ pub(crate) async fn identity(
         .map_err(SocialError::UserInfo)?;
     let emails: Vec<Email> = serde_json::from_value(emails)
         .map_err(|e| SocialError::UserInfo(format!("GitHub's /user/emails: {e}")))?;
-    Ok(from_api(name, user, &emails))
+    Ok(from_api(name, &endpoints.api, user, &emails))
 }
 
-/// The identity from the API's answers: the numeric id as subject (a login can be renamed
+/// The identity from the API's answers: the API base as issuer, the numeric id as subject (a login can be renamed
 /// and then taken by someone else), the primary email with GitHub's verdict on it, the
 /// name or else the login.
-fn from_api(name: &str, user: User, emails: &[Email]) -> UpstreamIdentity {
+fn from_api(name: &str, api: &Url, user: User, emails: &[Email]) -> UpstreamIdentity {
     let primary = emails.iter().find(|e| e.primary);
     UpstreamIdentity {
         provider: name.to_owned(),
+        issuer: api.as_str().to_owned(),
         subject: user.id.to_string(),
         email: primary.map(|e| e.email.clone()),
         email_verified: primary.is_some_and(|e| e.verified),
         name: user.name.filter(|n| !n.is_empty()).or(Some(user.login)),
+        hosted_domain: None,
     }
 }
 
@@ -69,6 +71,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    fn api() -> Url {
+        Url::parse("https://api.github.com/").unwrap()
+    }
 
     fn user(name: Option<&str>) -> User {
         User {
@@ -92,15 +98,17 @@ mod tests {
             email("other@example.com", false, true),
             email("octo@example.com", true, true),
         ];
-        let identity = from_api("github", user(Some("The Octocat")), &emails);
+        let identity = from_api("github", &api(), user(Some("The Octocat")), &emails);
         assert_eq!(
             identity,
             UpstreamIdentity {
                 provider: "github".into(),
+                issuer: "https://api.github.com/".into(),
                 subject: "583231".into(),
                 email: Some("octo@example.com".into()),
                 email_verified: true,
                 name: Some("The Octocat".into()),
+                hosted_domain: None,
             }
         );
     }
@@ -111,14 +119,19 @@ mod tests {
             email("verified@example.com", false, true),
             email("octo@example.com", true, false),
         ];
-        let identity = from_api("github", user(None), &emails);
+        let identity = from_api("github", &api(), user(None), &emails);
         assert_eq!(identity.email.as_deref(), Some("octo@example.com"));
         assert!(!identity.email_verified);
     }
 
     #[test]
     fn no_primary_email_gives_no_email() {
-        let identity = from_api("github", user(None), &[email("a@example.com", false, true)]);
+        let identity = from_api(
+            "github",
+            &api(),
+            user(None),
+            &[email("a@example.com", false, true)],
+        );
         assert_eq!(identity.email, None);
         assert!(!identity.email_verified);
     }
@@ -126,11 +139,13 @@ mod tests {
     #[test]
     fn name_falls_back_to_the_login() {
         assert_eq!(
-            from_api("github", user(None), &[]).name.as_deref(),
+            from_api("github", &api(), user(None), &[]).name.as_deref(),
             Some("octocat")
         );
         assert_eq!(
-            from_api("github", user(Some("")), &[]).name.as_deref(),
+            from_api("github", &api(), user(Some("")), &[])
+                .name
+                .as_deref(),
             Some("octocat")
         );
     }

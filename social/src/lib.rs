@@ -4,18 +4,28 @@
 //! - [`ProviderSettings::from_crd`]: a realm's `socialProviders` entry with its client secret
 //!   ([`read_client_secret`] reads it from the secrets dir).
 //! - [`Provider::discover`]: the endpoints resolved once (OpenID Connect discovery and JWKS;
-//!   GitHub's are fixed, [`GitHubEndpoints`] moves them for tests or GitHub Enterprise).
+//!   GitHub's are fixed, [`GitHubEndpoints`] moves them for tests or GitHub Enterprise), every
+//!   one HTTPS, all requests over the crate's own [`HttpClient`] (no redirects followed, no
+//!   ambient proxy, timeouts).
 //! - [`Provider::start`]: the authorization URL with `state`, a PKCE S256 challenge, the
 //!   scopes and (OpenID Connect) `nonce`, and the [`Pending`] record the server keeps, bound
 //!   to the browser; the randomness ([`Random`]) and the time are passed in.
 //! - [`Provider::finish`]: the callback checked against the pending record ([`check_callback`]:
 //!   provider, age, `state` in constant time, an upstream `error`, RFC 9207 `iss`), the code
-//!   exchanged with the verifier (the `oauth2` crate over our reqwest, [`http`]), and the
+//!   exchanged with the verifier (the `oauth2` crate over our client, [`http`]), and the
 //!   identity read: for OpenID Connect from the ID token verified by `openidconnect`
-//!   (signature by the JWKS, `iss`, `aud`, `azp`, `exp`, `nonce`), for GitHub from `/user` and
-//!   `/user/emails`. The provider's tokens only from [`Provider::finish_with_tokens`].
+//!   (signature by the JWKS, `iss`, `aud`, `exp`, `nonce`) and by us (`azp`, `iat`, `nbf`;
+//!   Google's `hd`), for GitHub from `/user` and `/user/emails`. The identity names its
+//!   issuer: links are keyed by (issuer, subject). The provider's tokens only from
+//!   [`Provider::finish_with_tokens`].
 //! - [`link_decision`]: what that identity may do (sign in, create an account, link to the
-//!   account with its email, after that account's MFA) or why not; pure.
+//!   account with its email, after that account's MFA) or why not; pure. Only a verified,
+//!   plain ASCII email ([`UpstreamIdentity::link_email`]) links or creates.
+//!
+//! What the server must do around it: keep [`Pending`] bound to the browser and take it with
+//! an atomic get-and-delete before [`Provider::finish`]; key links by (realm, issuer,
+//! subject); look accounts up by [`UpstreamIdentity::link_email`] exactly; show a generic
+//! message for upstream faults, never their text; never log a [`Callback`]'s raw query.
 //!
 //! Every failure is a [`SocialError`] with a stable [`SocialError::code`].
 
@@ -30,8 +40,9 @@ mod pending;
 mod provider;
 mod settings;
 
-pub use callback::{Callback, check_callback};
-pub use error::SocialError;
+pub use callback::{Callback, PENDING_CLOCK_SKEW, check_callback};
+pub use error::{MAX_UPSTREAM_TEXT, SocialError, upstream_text};
+pub use http::HttpClient;
 pub use identity::{UpstreamIdentity, UpstreamTokens};
 pub use link::{AccountWithEmail, LinkDecision, link_decision};
 pub use pending::{PENDING_TTL, Pending, Random};

@@ -8,6 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use crate::SocialError;
+
 /// How long a sign-in may take from `start` to the callback.
 pub const PENDING_TTL: Duration = Duration::minutes(10);
 
@@ -24,7 +26,19 @@ pub struct Random {
 }
 
 impl Random {
-    /// Splits 96 random bytes into state, verifier and nonce.
+    /// Fresh randomness from the operating system's CSPRNG: what the server should use, so
+    /// that no seeded or time-based generator can make a state or a verifier guessable.
+    pub fn generate() -> Result<Self, SocialError> {
+        use rand::TryRng as _;
+        let mut bytes = [0u8; 96];
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut bytes)
+            .map_err(|e| SocialError::Randomness(e.to_string()))?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    /// Splits 96 random bytes into state, verifier and nonce (tests, or a server with its own
+    /// CSPRNG).
     pub fn from_bytes(bytes: [u8; 96]) -> Self {
         let mut parts = bytes.chunks_exact(32).map(|c| {
             let mut part = [0; 32];
@@ -52,8 +66,15 @@ pub(crate) fn encode(bytes: &[u8; 32]) -> String {
 }
 
 /// A sign-in under way, kept by the server between `start` and the callback (bound to the
-/// browser that started it, e.g. in a signed cookie or a server-side row keyed by one). It
-/// holds the PKCE verifier: keep it out of reach of the browser's scripts and the logs.
+/// browser that started it, e.g. a server-side record keyed by a random id in a `__Host-`,
+/// `Secure`, `HttpOnly`, `SameSite=Lax` cookie). It holds the PKCE verifier: keep it out of
+/// reach of the browser's scripts and the logs.
+///
+/// Single use is the server's job and a MUST: this crate cannot see a second use. Take the
+/// record with an atomic get-and-delete (e.g. Redis `GETDEL`) *before* calling
+/// [`crate::Provider::finish`], so a replayed callback finds nothing; never finish the same
+/// record twice. [`crate::check_callback`] refuses a record older than [`PENDING_TTL`] or
+/// from the future.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     /// The provider's name ([`crate::ProviderSettings::name`]).
@@ -97,6 +118,15 @@ mod tests {
         assert_eq!(random.state, [1; 32]);
         assert_eq!(random.pkce_verifier, [2; 32]);
         assert_eq!(random.nonce, [3; 32]);
+    }
+
+    #[test]
+    fn generated_randomness_differs_each_time_and_between_parts() {
+        let a = Random::generate().unwrap();
+        let b = Random::generate().unwrap();
+        assert_ne!(a.state, b.state);
+        assert_ne!(a.state, a.pkce_verifier);
+        assert_ne!(a.pkce_verifier, a.nonce);
     }
 
     #[test]

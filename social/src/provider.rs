@@ -16,11 +16,13 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::callback::{Callback, check_callback};
-use crate::http::send;
+use crate::error::upstream_text;
+use crate::http::{HttpClient, endpoint_allowed, send};
 use crate::oidc::{self, Discovered, error_chain};
 use crate::pending::{Pending, Random, encode};
 use crate::settings::{GitHubEndpoints, Protocol, ProviderSettings};
 use crate::{SocialError, UpstreamIdentity, UpstreamTokens, github};
+use portcullis_crds::realm::SocialProviderType;
 
 /// The token response's `id_token`, kept as text: a malformed one is then reported as such
 /// (`id_token_malformed`) rather than as a failed exchange.
@@ -71,20 +73,33 @@ pub struct Started {
 #[derive(Clone, Debug)]
 pub struct Provider {
     settings: ProviderSettings,
-    http: reqwest::Client,
+    http: HttpClient,
     kind: Kind,
 }
 
 impl Provider {
     /// Resolves the provider's endpoints: OpenID Connect discovery and its JWKS for OIDC and
-    /// Google, nothing to fetch for GitHub. `http` should follow no redirects.
+    /// Google, nothing to fetch for GitHub. Every endpoint must be HTTPS (plain HTTP only on
+    /// loopback, for a provider on the same machine). All requests go through `http`.
     pub async fn discover(
         settings: ProviderSettings,
-        http: reqwest::Client,
+        http: HttpClient,
     ) -> Result<Self, SocialError> {
         let kind = match &settings.protocol {
             Protocol::Oidc { issuer } => Kind::Oidc(oidc::discover(issuer, &http).await?),
-            Protocol::GitHub(endpoints) => Kind::GitHub(endpoints.clone()),
+            Protocol::GitHub(endpoints) => {
+                let api = &endpoints.api;
+                if let Some(bad) = [&endpoints.authorize, &endpoints.token, api]
+                    .into_iter()
+                    .find(|url| !endpoint_allowed(api, url))
+                {
+                    return Err(SocialError::InvalidSettings {
+                        provider: settings.name.clone(),
+                        reason: format!("the GitHub endpoint {bad} is not https"),
+                    });
+                }
+                Kind::GitHub(endpoints.clone())
+            }
         };
         Ok(Self {
             settings,
@@ -103,6 +118,14 @@ impl Provider {
         match &self.kind {
             Kind::Oidc(discovered) => Some(discovered.issuer.as_str()),
             Kind::GitHub(_) => None,
+        }
+    }
+
+    /// Whether the provider's callbacks must carry RFC 9207's `iss` (it advertises them).
+    pub fn iss_required(&self) -> bool {
+        match &self.kind {
+            Kind::Oidc(discovered) => discovered.iss_required,
+            Kind::GitHub(_) => false,
         }
     }
 
@@ -165,7 +188,14 @@ impl Provider {
         callback: &Callback,
         now: OffsetDateTime,
     ) -> Result<(UpstreamIdentity, UpstreamTokens), SocialError> {
-        let code = check_callback(pending, &self.settings.name, self.issuer(), callback, now)?;
+        let code = check_callback(
+            pending,
+            &self.settings.name,
+            self.issuer(),
+            self.iss_required(),
+            callback,
+            now,
+        )?;
         let client = self.oauth_client(redirect_url(&pending.redirect_uri)?);
         let http = {
             let http = self.http.clone();
@@ -187,6 +217,7 @@ impl Provider {
                 oidc::identity(
                     discovered,
                     &self.settings.name,
+                    self.settings.preset == SocialProviderType::Google,
                     &self.settings.client_id,
                     &self.http,
                     tokens,
@@ -245,18 +276,13 @@ fn redirect_url(redirect_uri: &str) -> Result<RedirectUrl, SocialError> {
     RedirectUrl::new(redirect_uri.to_owned()).map_err(|_| invalid())
 }
 
-/// The token endpoint's refusal, or why it could not be asked, as text.
+/// The token endpoint's refusal, or why it could not be asked, as text: the provider's error
+/// code (cleaned, [`upstream_text`]) without its free-text description.
 fn exchange_error<E: std::error::Error + 'static>(
     error: &RequestTokenError<E, BasicErrorResponse>,
 ) -> String {
     match error {
-        RequestTokenError::ServerResponse(response) => {
-            let mut text = response.error().to_string();
-            if let Some(description) = response.error_description() {
-                text.push_str(&format!(" ({description})"));
-            }
-            text
-        }
+        RequestTokenError::ServerResponse(response) => upstream_text(response.error().as_ref()),
         RequestTokenError::Parse(e, _) => format!("unreadable token response: {e}"),
         other => error_chain(other),
     }
@@ -292,7 +318,7 @@ mod tests {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Provider {
             settings: ProviderSettings::from_crd(&crd, "secret").unwrap(),
-            http: reqwest::Client::new(),
+            http: HttpClient::new().unwrap(),
             kind: Kind::GitHub(GitHubEndpoints::default()),
         }
     }
@@ -320,12 +346,13 @@ mod tests {
             userinfo: None,
             jwks_uri: openidconnect::JsonWebKeySetUrl::new("https://id.example.com/jwks".into())
                 .unwrap(),
-            jwks: openidconnect::core::CoreJsonWebKeySet::new(Vec::new()),
+            jwks: oidc::Keys::new(openidconnect::core::CoreJsonWebKeySet::new(Vec::new())),
             algs: vec![openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256],
+            iss_required: true,
         };
         Provider {
             settings: ProviderSettings::from_crd(&crd, "secret").unwrap(),
-            http: reqwest::Client::new(),
+            http: HttpClient::new().unwrap(),
             kind: Kind::Oidc(discovered),
         }
     }
@@ -441,7 +468,7 @@ mod tests {
     }
 
     #[test]
-    fn server_refusal_of_the_code_is_reported_with_its_error() {
+    fn server_refusal_of_the_code_is_reported_with_its_error_code_only() {
         let response = BasicErrorResponse::new(
             oauth2::basic::BasicErrorResponseType::InvalidGrant,
             Some("code expired".into()),
@@ -449,6 +476,6 @@ mod tests {
         );
         let error: RequestTokenError<std::io::Error, _> =
             RequestTokenError::ServerResponse(response);
-        assert_eq!(exchange_error(&error), "invalid_grant (code expired)");
+        assert_eq!(exchange_error(&error), "invalid_grant");
     }
 }

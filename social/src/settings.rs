@@ -97,9 +97,13 @@ pub struct ProviderSettings {
     pub client_id: String,
     /// Our client secret there.
     pub client_secret: ClientSecret,
-    /// The scopes asked for (the preset's when the realm gives none; `openid` always for OIDC).
+    /// The scopes asked for (the preset's when the realm gives none; `openid` always for OIDC,
+    /// `user:email` always for GitHub).
     pub scopes: Vec<String>,
-    /// Email domains allowed to sign in, lower case; empty allows all.
+    /// Email domains allowed to sign in, lower case; empty allows all. For Google the account
+    /// must also be managed by that Workspace domain (`hd`). Note that a provider's verified
+    /// email stays verified after its owner loses the mailbox (GitHub never re-checks; a
+    /// Google consumer account keeps it): this restricts by address, not by employment.
     pub allowed_domains: Vec<String>,
 }
 
@@ -111,6 +115,14 @@ impl ProviderSettings {
             provider: provider.name.clone(),
             reason,
         };
+        // The CRD schema checks these too; repeated here for any other path in (a name goes
+        // into a file name and URLs).
+        if !is_dns_label(&provider.name) {
+            return Err(invalid(format!(
+                "name {:?} is not a DNS label",
+                provider.name
+            )));
+        }
         if provider.client_id.trim().is_empty() {
             return Err(invalid("clientId is empty".into()));
         }
@@ -145,7 +157,16 @@ impl ProviderSettings {
         }
         let scopes = match (&protocol, provider.scopes.is_empty()) {
             (Protocol::GitHub(_), true) => GITHUB_DEFAULT_SCOPES.map(String::from).to_vec(),
-            (Protocol::GitHub(_), false) => provider.scopes.clone(),
+            (Protocol::GitHub(_), false) => {
+                // Without `user:email` GitHub's /user/emails answers 404 and every sign-in
+                // fails. (A GitHub App ignores scopes: it needs the "Email addresses" user
+                // permission instead.)
+                let mut scopes = provider.scopes.clone();
+                if !scopes.iter().any(|s| s == "user:email") {
+                    scopes.push("user:email".into());
+                }
+                scopes
+            }
             (Protocol::Oidc { .. }, true) => OIDC_DEFAULT_SCOPES.map(String::from).to_vec(),
             (Protocol::Oidc { .. }, false) => {
                 // Without `openid` the provider answers with plain OAuth: no ID token.
@@ -159,10 +180,12 @@ impl ProviderSettings {
         let allowed_domains = provider
             .allowed_domains
             .iter()
-            .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+            .map(|d| d.trim().to_ascii_lowercase())
             .collect::<Vec<_>>();
-        if allowed_domains.iter().any(String::is_empty) {
-            return Err(invalid("allowedDomains has an empty entry".into()));
+        if let Some(bad) = allowed_domains.iter().find(|d| !is_dns_subdomain(d)) {
+            return Err(invalid(format!(
+                "allowedDomains entry {bad:?} is not a domain name"
+            )));
         }
         Ok(Self {
             name: provider.name.clone(),
@@ -183,6 +206,21 @@ impl ProviderSettings {
         }
         self
     }
+}
+
+/// A DNS label (RFC 1123): 1 to 63 lower-case letters, digits and inner hyphens.
+fn is_dns_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A DNS subdomain (RFC 1123): dot-separated labels, at most 253 characters.
+fn is_dns_subdomain(domain: &str) -> bool {
+    domain.len() <= 253 && domain.split('.').all(is_dns_label)
 }
 
 /// Reads the client secret of provider `name` from the auth server's secrets dir (the file
@@ -319,11 +357,55 @@ mod tests {
     }
 
     #[test]
+    fn configured_github_scopes_always_include_user_email() {
+        let mut provider = crd(SocialProviderType::GitHub, None);
+        provider.scopes = vec!["read:org".into()];
+        let settings = ProviderSettings::from_crd(&provider, "s").unwrap();
+        assert_eq!(settings.scopes, ["read:org", "user:email"]);
+        provider.scopes = vec!["user:email".into()];
+        let settings = ProviderSettings::from_crd(&provider, "s").unwrap();
+        assert_eq!(settings.scopes, ["user:email"]);
+    }
+
+    #[test]
     fn allowed_domains_are_lower_cased() {
         let mut provider = crd(SocialProviderType::Google, None);
         provider.allowed_domains = vec!["Example.COM".into()];
         let settings = ProviderSettings::from_crd(&provider, "s").unwrap();
         assert_eq!(settings.allowed_domains, ["example.com"]);
+    }
+
+    #[test]
+    fn name_that_is_not_a_dns_label_is_refused() {
+        for bad in ["", "Corp", "../x", "a b", "-corp", "corp-", &"a".repeat(64)] {
+            let mut provider = crd(SocialProviderType::Google, None);
+            provider.name = bad.to_string();
+            assert_eq!(
+                code(ProviderSettings::from_crd(&provider, "s")),
+                "invalid_settings",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn allowed_domain_that_is_not_a_domain_name_is_refused() {
+        for bad in [
+            "",
+            "@example.com",
+            "example..com",
+            "*.example.com",
+            "ex ample.com",
+            "b\u{fc}cher.de",
+        ] {
+            let mut provider = crd(SocialProviderType::Google, None);
+            provider.allowed_domains = vec![bad.into()];
+            assert_eq!(
+                code(ProviderSettings::from_crd(&provider, "s")),
+                "invalid_settings",
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -287,6 +287,14 @@ impl Upstream {
         }
     }
 
+    /// How many times the rogue provider's JWKS was fetched; `None` for the Node provider.
+    pub fn jwks_fetches(&self) -> Option<usize> {
+        match &self.running {
+            Running::Rogue(server) => Some(server.jwks_fetches()),
+            Running::Node(..) => None,
+        }
+    }
+
     /// An HTTP client for this provider: trusting its CA when it serves HTTPS, following no
     /// redirects, as [`sign_in`] needs.
     pub fn http(&self) -> reqwest::Client {

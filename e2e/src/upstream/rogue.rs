@@ -39,6 +39,35 @@ pub enum Misbehaviour {
     BadSignature,
     /// `email_verified: false`, whatever the account says.
     UnverifiedEmail,
+    /// Discovery names a plain-HTTP token endpoint (on the same host and port) whatever the
+    /// issuer's scheme: the client secret would travel in clear.
+    PlainHttpTokenEndpoint,
+    /// Expired two minutes ago (beyond any clock skew a client allows).
+    Expired,
+    /// `iat` ten minutes in the future.
+    IssuedInFuture,
+    /// `azp` is another client's (`someone-else`), `aud` ours alone.
+    ForeignAzp,
+    /// `aud` is ours and another client's, `azp` ours.
+    MultipleAudiences,
+    /// HS256, keyed with the client secret (the classic relying-party bug), and discovery
+    /// lists HS256 too.
+    Hs256Secret,
+    /// `alg: none`, no signature.
+    AlgNone,
+    /// Signed by a key it never publishes, under a `kid` its JWKS does not have.
+    UnknownKid,
+    /// Signed by a second key under `kid` `rotated`, which the JWKS publishes only from its
+    /// second fetch on (a key rotation after the client's discovery).
+    RotatedKey,
+    /// The discovery document names the issuer with a trailing slash.
+    DiscoveryIssuerMismatch,
+    /// The callback carries no RFC 9207 `iss`, although discovery advertises it.
+    MissingIss,
+    /// `email_verified` is the string `"true"` (as some providers send it).
+    EmailVerifiedString,
+    /// The ID token has no email, and UserInfo describes another subject (`someone-else`).
+    UserInfoOtherSubject,
 }
 
 /// The issuer its `WrongIssuer` tokens name.
@@ -48,6 +77,7 @@ pub const WRONG_AUDIENCE: &str = "someone-else";
 /// The nonce its `WrongNonce` tokens carry.
 pub const WRONG_NONCE: &str = "not-the-nonce-you-sent";
 const KID: &str = "rogue-es256";
+const ROTATED_KID: &str = "rotated";
 
 /// An authorization request under way.
 #[derive(Clone)]
@@ -64,9 +94,13 @@ struct Provider {
     config: Config,
     misbehaviour: Misbehaviour,
     key: EncodingKey,
-    /// The key `BadSignature` signs with; never published.
+    /// The key `BadSignature` and `UnknownKid` sign with; published only by `RotatedKey`.
     other_key: EncodingKey,
     jwk: Value,
+    /// `other_key`'s JWK, under `kid` `rotated`.
+    rotated_jwk: Value,
+    /// How many times the JWKS was fetched.
+    jwks_fetches: std::sync::atomic::AtomicUsize,
     interactions: Mutex<HashMap<String, Pending>>,
     codes: Mutex<HashMap<String, (Pending, String)>>,
     access_tokens: Mutex<HashMap<String, String>>,
@@ -76,6 +110,7 @@ struct Provider {
 /// runtime is doing.
 pub(super) struct Server {
     pub issuer: String,
+    provider: Arc<Provider>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -91,13 +126,17 @@ impl Server {
             None => format!("http://127.0.0.1:{port}"),
         };
         let (key, raw) = key_pair();
-        let (other_key, _) = key_pair();
+        let (other_key, other_raw) = key_pair();
         // The uncompressed point: 0x04, x, y.
-        let jwk = json!({
-            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": KID,
-            "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
-        });
+        let jwk_of = |raw: &[u8], kid: &str| {
+            json!({
+                "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+                "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
+                "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
+            })
+        };
+        let jwk = jwk_of(&raw, KID);
+        let rotated_jwk = jwk_of(&other_raw, ROTATED_KID);
         let provider = Arc::new(Provider {
             issuer: issuer.clone(),
             config,
@@ -105,10 +144,13 @@ impl Server {
             key,
             other_key,
             jwk,
+            rotated_jwk,
+            jwks_fetches: Default::default(),
             interactions: Mutex::default(),
             codes: Mutex::default(),
             access_tokens: Mutex::default(),
         });
+        let shared = provider.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -132,9 +174,17 @@ impl Server {
         });
         Self {
             issuer,
+            provider: shared,
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// How many times its JWKS was fetched.
+    pub fn jwks_fetches(&self) -> usize {
+        self.provider
+            .jwks_fetches
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn stop(&mut self) {
@@ -234,15 +284,27 @@ fn oauth_error(status: StatusCode, error: &str) -> Response {
 
 async fn discovery(State(p): State<Arc<Provider>>) -> Json<Value> {
     let issuer = &p.issuer;
+    let algs = match p.misbehaviour {
+        Misbehaviour::Hs256Secret => json!(["ES256", "HS256"]),
+        _ => json!(["ES256"]),
+    };
     Json(json!({
-        "issuer": issuer,
+        "issuer": match p.misbehaviour {
+            Misbehaviour::DiscoveryIssuerMismatch => format!("{issuer}/"),
+            _ => issuer.clone(),
+        },
         "authorization_endpoint": format!("{issuer}/authorize"),
-        "token_endpoint": format!("{issuer}/token"),
+        "token_endpoint": match p.misbehaviour {
+            Misbehaviour::PlainHttpTokenEndpoint => {
+                format!("{}/token", issuer.replacen("https://", "http://", 1))
+            }
+            _ => format!("{issuer}/token"),
+        },
         "userinfo_endpoint": format!("{issuer}/userinfo"),
         "jwks_uri": format!("{issuer}/jwks"),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
+        "id_token_signing_alg_values_supported": algs,
         "scopes_supported": ["openid", "email", "profile"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "email", "email_verified", "name"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
@@ -253,6 +315,12 @@ async fn discovery(State(p): State<Arc<Provider>>) -> Json<Value> {
 }
 
 async fn jwks(State(p): State<Arc<Provider>>) -> Json<Value> {
+    let earlier = p
+        .jwks_fetches
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if p.misbehaviour == Misbehaviour::RotatedKey && earlier > 0 {
+        return Json(json!({"keys": [p.jwk, p.rotated_jwk]}));
+    }
     Json(json!({"keys": [p.jwk]}))
 }
 
@@ -339,7 +407,9 @@ async fn interaction(
         if let Some(state) = &pending.state {
             query.append_pair("state", state);
         }
-        query.append_pair("iss", &p.issuer);
+        if p.misbehaviour != Misbehaviour::MissingIss {
+            query.append_pair("iss", &p.issuer);
+        }
     }
     p.codes.lock().unwrap().insert(code, (pending, sub.clone()));
     Redirect::to(to.as_str()).into_response()
@@ -418,17 +488,60 @@ async fn token(
         claims["nonce"] = json!(nonce);
     }
     let mut key = &p.key;
+    let secret_key;
+    let mut jws = Header::new(Algorithm::ES256);
+    jws.kid = Some(KID.to_owned());
     match p.misbehaviour {
-        Misbehaviour::Honest => {}
+        Misbehaviour::Honest
+        | Misbehaviour::PlainHttpTokenEndpoint
+        | Misbehaviour::DiscoveryIssuerMismatch
+        | Misbehaviour::MissingIss
+        | Misbehaviour::AlgNone => {}
         Misbehaviour::WrongNonce => claims["nonce"] = json!(WRONG_NONCE),
         Misbehaviour::WrongIssuer => claims["iss"] = json!(WRONG_ISSUER),
         Misbehaviour::WrongAudience => claims["aud"] = json!(WRONG_AUDIENCE),
         Misbehaviour::BadSignature => key = &p.other_key,
         Misbehaviour::UnverifiedEmail => claims["email_verified"] = json!(false),
+        Misbehaviour::Expired => {
+            claims["iat"] = json!(now - 420);
+            claims["exp"] = json!(now - 120);
+        }
+        Misbehaviour::IssuedInFuture => {
+            claims["iat"] = json!(now + 600);
+            claims["exp"] = json!(now + 900);
+        }
+        Misbehaviour::ForeignAzp => claims["azp"] = json!(WRONG_AUDIENCE),
+        Misbehaviour::MultipleAudiences => {
+            claims["aud"] = json!([p.config.client_id, WRONG_AUDIENCE]);
+            claims["azp"] = json!(p.config.client_id);
+        }
+        Misbehaviour::Hs256Secret => {
+            secret_key = EncodingKey::from_secret(p.config.client_secret.as_bytes());
+            key = &secret_key;
+            jws = Header::new(Algorithm::HS256);
+        }
+        Misbehaviour::UnknownKid => {
+            key = &p.other_key;
+            jws.kid = Some("unknown-kid".to_owned());
+        }
+        Misbehaviour::RotatedKey => {
+            key = &p.other_key;
+            jws.kid = Some(ROTATED_KID.to_owned());
+        }
+        Misbehaviour::EmailVerifiedString => claims["email_verified"] = json!("true"),
+        Misbehaviour::UserInfoOtherSubject => {
+            let object = claims.as_object_mut().unwrap();
+            object.remove("email");
+            object.remove("email_verified");
+        }
     }
-    let mut jws = Header::new(Algorithm::ES256);
-    jws.kid = Some(KID.to_owned());
-    let id_token = jsonwebtoken::encode(&jws, &claims, key).unwrap();
+    let id_token = if p.misbehaviour == Misbehaviour::AlgNone {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        format!("{header}.{payload}.")
+    } else {
+        jsonwebtoken::encode(&jws, &claims, key).unwrap()
+    };
     let access_token = random_id();
     p.access_tokens
         .lock()
@@ -461,8 +574,12 @@ async fn userinfo(State(p): State<Arc<Provider>>, headers: HeaderMap) -> Respons
             .into_response();
     };
     let email_verified = account.email_verified && p.misbehaviour != Misbehaviour::UnverifiedEmail;
+    let sub = match p.misbehaviour {
+        Misbehaviour::UserInfoOtherSubject => WRONG_AUDIENCE.to_owned(),
+        _ => account.sub.clone(),
+    };
     Json(json!({
-        "sub": account.sub,
+        "sub": sub,
         "email": account.email,
         "email_verified": email_verified,
         "name": account.name,
