@@ -29,9 +29,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_crds::SecretKeyRef;
 use portcullis_crds::realm::{SocialProvider, SocialProviderType};
-use portcullis_e2e::skipped;
 use portcullis_e2e::upstream::{
-    Account, Alg, Config, Misbehaviour, Tls, Upstream, node_skip_reason, sign_in,
+    Account, Alg, Config, Misbehaviour, Tls, Upstream, node_or_skip, node_required, sign_in,
 };
 use portcullis_social::{
     AccountWithEmail, Callback, GitHubEndpoints, HttpClient, LinkDecision, PENDING_TTL, Provider,
@@ -136,26 +135,9 @@ async fn sign_in_as(upstream: &Upstream, sub: &str) -> Result<UpstreamIdentity, 
 }
 
 /// The Node provider, or `None` (after a loud SKIPPED line) when it cannot run here; a panic
-/// instead when it is required ([`node_required`]).
+/// instead when it is required (`node_required`).
 fn node(config: &Config) -> Option<Upstream> {
-    if let Some(reason) = node_skip_reason() {
-        let ci = std::env::var("CI").ok();
-        let flag = std::env::var("PORTCULLIS_REQUIRE_NODE").ok();
-        assert!(
-            !node_required(ci.as_deref(), flag.as_deref()),
-            "the Node upstream provider cannot run: {reason} \
-             (required: CI or PORTCULLIS_REQUIRE_NODE=1 is set)"
-        );
-        skipped("social client against the Node upstream provider", &reason);
-        return None;
-    }
-    Some(Upstream::start_node(config))
-}
-
-/// Whether a missing Node provider fails the test: in CI (`CI` set, as the sealed crate's
-/// interop test decides) or when `PORTCULLIS_REQUIRE_NODE=1`.
-fn node_required(ci: Option<&str>, require_node: Option<&str>) -> bool {
-    ci.is_some() || require_node == Some("1")
+    node_or_skip(config, "social client against the Node upstream provider")
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //!   openidconnect for the rule its misbehaviour names and nothing else.
 //!
 //! Without node or the npm packages (`npm ci` in e2e/node; scripts/test.sh runs it) the Node
-//! tests print a loud SKIPPED line and pass.
+//! tests print a loud SKIPPED line and pass, except in CI (`CI` set) or with
+//! `PORTCULLIS_REQUIRE_NODE=1`, where they fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
 
@@ -23,9 +24,8 @@ use openidconnect::{
     EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse,
     PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
 };
-use portcullis_e2e::skipped;
 use portcullis_e2e::upstream::{
-    Account, Alg, Config, Misbehaviour, Tls, Upstream, node_skip_reason, sign_in,
+    Account, Alg, Config, Misbehaviour, Tls, Upstream, node_or_skip, sign_in,
 };
 
 type Oidc = CoreClient<
@@ -150,13 +150,10 @@ async fn code_flow(upstream: &Upstream, sub: &str) -> Flow {
     }
 }
 
-/// The Node provider, or `None` (after a loud SKIPPED line) when it cannot run here.
+/// The Node provider, or `None` (after a loud SKIPPED line) when it cannot run here; in CI a
+/// missing provider fails the test instead.
 fn node(config: &Config, what: &str) -> Option<Upstream> {
-    if let Some(reason) = node_skip_reason() {
-        skipped(what, &reason);
-        return None;
-    }
-    Some(Upstream::start_node(config))
+    node_or_skip(config, what)
 }
 
 #[tokio::test]

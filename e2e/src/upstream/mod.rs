@@ -232,6 +232,31 @@ pub fn node_skip_reason() -> Option<String> {
     }
 }
 
+/// Whether a missing Node provider fails the test: in CI (`CI` set, as the sealed crate's
+/// interop test decides) or when `PORTCULLIS_REQUIRE_NODE=1`.
+pub fn node_required(ci: Option<&str>, require_node: Option<&str>) -> bool {
+    ci.is_some() || require_node == Some("1")
+}
+
+/// The Node provider started with `config`, or `None` after a loud SKIPPED line naming `what`
+/// when it cannot run here; a panic instead when it is required ([`node_required`]): the
+/// certified provider is what the social-login requirement names, so CI must not go green
+/// without it.
+pub fn node_or_skip(config: &Config, what: &str) -> Option<Upstream> {
+    let Some(reason) = node_skip_reason() else {
+        return Some(Upstream::start_node(config));
+    };
+    let ci = std::env::var("CI").ok();
+    let flag = std::env::var("PORTCULLIS_REQUIRE_NODE").ok();
+    assert!(
+        !node_required(ci.as_deref(), flag.as_deref()),
+        "{what}: the Node upstream provider cannot run: {reason} \
+         (required: CI or PORTCULLIS_REQUIRE_NODE=1 is set)"
+    );
+    crate::skipped(what, &reason);
+    None
+}
+
 impl Upstream {
     /// Starts `e2e/node/upstream.mjs` (oidc-provider) with `config` on a free port and waits
     /// until it prints its issuer. Check [`node_skip_reason`] first.
