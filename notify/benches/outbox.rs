@@ -29,7 +29,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use portcullis_notify::store::CLAIM;
+use portcullis_notify::store::{CLAIM, MAX_CLAIMS};
 use portcullis_notify::{
     Channel, Clock, NewNotice, Observe, Outbox, Recorded, StoreError, WebhookChannel,
     WebhookOptions, Worker, WorkerConfig,
@@ -458,15 +458,15 @@ async fn claim_latency(main: &PgPool, pending: usize, user: Uuid) -> (Vec<Durati
             .bind(now + time::Duration::minutes(2))
             .bind(i64::from(CLAIM_BATCH))
             .bind(Channel::Webhook.as_str())
-            .bind(15_i64)
+            .bind(i64::from(MAX_CLAIMS))
             .fetch_all(main)
             .await
-            .unwrap();
+            .unwrap_or_else(|e| vec![format!("EXPLAIN failed: {e}")]);
     let scan = plan
         .iter()
         .find(|l| l.contains("Scan") && l.contains("notification_outbox"))
         .map_or_else(
-            || "?".to_owned(),
+            || plan.join(" / "),
             |l| l.trim().trim_start_matches("-> ").to_owned(),
         );
 
