@@ -462,13 +462,17 @@ async fn claim_latency(main: &PgPool, pending: usize, user: Uuid) -> (Vec<Durati
             .fetch_all(main)
             .await
             .unwrap_or_else(|e| vec![format!("EXPLAIN failed: {e}")]);
-    let scan = plan
+    // Every scan (the subquery's pick of due rows, and the outer UPDATE's match on id).
+    let scans: Vec<&str> = plan
         .iter()
-        .find(|l| l.contains("Scan") && l.contains("notification_outbox"))
-        .map_or_else(
-            || plan.join(" / "),
-            |l| l.trim().trim_start_matches("-> ").to_owned(),
-        );
+        .filter(|l| l.contains("Scan"))
+        .map(|l| l.trim().trim_start_matches("-> "))
+        .collect();
+    let scan = if scans.is_empty() {
+        plan.join(" / ")
+    } else {
+        scans.join("; ")
+    };
 
     let outbox = Outbox::new(main.clone());
     let mut samples = Vec::with_capacity(CLAIMS);
