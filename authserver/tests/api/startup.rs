@@ -29,6 +29,7 @@ fn refusal(pool: PgPool, settings: RealmSettings) -> Option<String> {
         breach_list: None,
         hash_permits: 1,
         rate_limiting: false,
+        webhook_loopback: true,
     })
     .err()
     .map(|e| e.to_string())

@@ -103,6 +103,8 @@ pub struct TestServer {
     pub redis_prefix: String,
     _dirs: (TempDir, TempDir),
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    /// Stops the notification worker when the server is dropped.
+    _stop_notifications: tokio::sync::watch::Sender<bool>,
 }
 
 pub fn settings(customize: impl FnOnce(&mut AuthRealmSpec)) -> RealmSettings {
@@ -191,6 +193,7 @@ pub async fn start_sharing(
         breach_list: None,
         hash_permits: options.hash_permits,
         rate_limiting: options.rate_limiting,
+        webhook_loopback: true,
     })
     .unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -217,6 +220,10 @@ pub async fn start_sharing(
     };
     let limits = options.limits;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_notifications, notifications_stopped) = tokio::sync::watch::channel(false);
+    if let Some(runner) = service.notifications {
+        runner.spawn(notifications_stopped);
+    }
     let state = service.state;
     tokio::spawn(async move {
         http::serve(state, listeners, limits, async {
@@ -239,6 +246,7 @@ pub async fn start_sharing(
         redis_prefix: options.redis_prefix,
         _dirs: (secrets_dir, mail_dir),
         _shutdown: tx,
+        _stop_notifications: stop_notifications,
     }
 }
 
