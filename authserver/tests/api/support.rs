@@ -63,6 +63,9 @@ pub struct Options {
     pub policies: Vec<String>,
     /// Another Redis than `REDIS_URL` (e.g. a [`PrivateRedis`] a test stops and starts).
     pub redis_url: Option<String>,
+    /// A notification webhook: its URL and signing key, written to the secrets dir as
+    /// `webhook-url` and `webhook-secret` (as the operator does).
+    pub webhook: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -79,6 +82,7 @@ impl Default for Options {
             rate_limiting: false,
             policies: Vec::new(),
             redis_url: None,
+            webhook: None,
         }
     }
 }
@@ -170,6 +174,10 @@ pub async fn start_sharing(
             let entry = entry.unwrap();
             std::fs::copy(entry.path(), secrets_dir.path().join(entry.file_name())).unwrap();
         }
+    }
+    if let Some((url, key)) = &options.webhook {
+        std::fs::write(secrets_dir.path().join("webhook-url"), url).unwrap();
+        std::fs::write(secrets_dir.path().join("webhook-secret"), key).unwrap();
     }
     let random = wiring::os_random();
     let generate = Some((&random, options.clock.now()));
