@@ -505,7 +505,9 @@ async fn maintain(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut last_prune: Option<tokio::time::Instant> = None;
+    // Prune at the first round and then every PRUNE_EVERY, counted in backlog rounds.
+    let prune_rounds = (PRUNE_EVERY.as_secs() / BACKLOG_EVERY.as_secs()).max(1);
+    let mut round: u64 = 0;
     loop {
         let now = clock.now();
         match outbox.backlog(now).await {
@@ -527,13 +529,13 @@ async fn maintain(
             }
             Err(error) => tracing::warn!(%error, "notification backlog unreadable"),
         }
-        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-            last_prune = Some(tokio::time::Instant::now());
+        if round.is_multiple_of(prune_rounds) {
             match outbox.prune(now, PRUNE_KEEP, PRUNE_BATCH).await {
                 Ok(pruned) => tracing::debug!(?pruned, "notification outbox pruned"),
                 Err(error) => tracing::warn!(%error, "notification outbox not pruned"),
             }
         }
+        round = round.wrapping_add(1);
         if sleep_or_stop(BACKLOG_EVERY, &mut shutdown).await {
             return;
         }
