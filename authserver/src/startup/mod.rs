@@ -287,6 +287,16 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         &secrets.audit_key_lines,
     ));
     let mailer = Arc::new(mailer);
+    let wants_webhook = settings
+        .spec
+        .notifications
+        .as_ref()
+        .is_some_and(|n| n.webhook.is_some());
+    if wants_webhook && secrets.webhook.is_none() {
+        return Err(StartupError::Missing(
+            "notifications.webhook needs webhook-url and webhook-secret in the secrets dir".into(),
+        ));
+    }
     let (durable, notifications) = match db.postgres() {
         Some(pg) => {
             // The webhook client needs a TLS provider; the server's is ring.
