@@ -91,6 +91,7 @@ async fn main() {
         breach_list: None,
         hash_permits: cores,
         rate_limiting: false,
+        webhook_loopback: true,
     })
     .unwrap();
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

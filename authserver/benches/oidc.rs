@@ -145,6 +145,7 @@ async fn main() {
         breach_list: None,
         hash_permits: 1,
         rate_limiting: false,
+        webhook_loopback: true,
     })
     .unwrap();
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -94,6 +94,7 @@ async fn serve(case: Case, redis_url: &str) -> String {
         breach_list: None,
         hash_permits: 2,
         rate_limiting: case != Case::Off,
+        webhook_loopback: true,
     })
     .unwrap();
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

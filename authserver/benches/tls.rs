@@ -66,6 +66,7 @@ async fn serve(tls: Option<PublicTls>) -> std::net::SocketAddr {
         breach_list: None,
         hash_permits: 2,
         rate_limiting: false,
+        webhook_loopback: true,
     })
     .unwrap();
     std::mem::forget(dir);

@@ -565,6 +565,7 @@ async fn serve_realm(args: ServeArgs) -> anyhow::Result<()> {
         breach_list: args.breach_list,
         hash_permits: permits,
         rate_limiting: true,
+        webhook_loopback: args.dev,
     })?;
     let public = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -618,9 +619,22 @@ async fn serve_realm(args: ServeArgs) -> anyhow::Result<()> {
         metrics,
     };
     spawn_audit_verifier(service.state.core.clone());
-    http::serve(service.state, listeners, limits, startup::shutdown_signal())
+    // One shutdown for the listeners and the notification worker: the worker lets the
+    // attempts in flight finish (bounded by its attempt cap) before the process exits.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let notifications = service.notifications.map(|runner| runner.spawn(stopped));
+    let shutdown = async move {
+        startup::shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    http::serve(service.state, listeners, limits, shutdown)
         .await
         .map_err(startup::StartupError::from)?;
+    if let Some(worker) = notifications
+        && let Err(error) = worker.await
+    {
+        tracing::error!(%error, "notification worker did not stop cleanly");
+    }
     Ok(())
 }
 

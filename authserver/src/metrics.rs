@@ -362,6 +362,12 @@ pub struct Metrics {
     pub notifications: Family<NotificationLabels, Counter>,
     /// Notifications waiting in the outbox, by channel.
     pub notification_outbox_pending: Family<ChannelLabels, Gauge>,
+    /// Notices that could not be written to the outbox (logged; the request went on).
+    pub notification_enqueue_failures: Counter,
+    /// Outbox statements of the worker that failed (their rows come back after the lease).
+    pub notification_store_failures: Counter,
+    /// Restarts of a notification worker that ended unasked.
+    pub notification_worker_restarts: Counter,
     /// Age of the oldest waiting notification, by channel, seconds.
     pub notification_outbox_oldest_seconds: Family<ChannelLabels, Gauge>,
     /// Logins from a device not seen before for the account (a later step).
@@ -570,19 +576,37 @@ impl Metrics {
             notifications: register(
                 reg,
                 "notifications",
-                "Notification deliveries by channel, event and result: delivered, retried or dead (not counted yet: no outbox)",
+                "Notification delivery attempts by channel, event and result: delivered, retried or dead",
                 Family::default(),
             ),
             notification_outbox_pending: register(
                 reg,
                 "notification_outbox_pending",
-                "Notifications waiting in the outbox, by channel (not set yet: no outbox)",
+                "Notifications waiting in the outbox, by channel",
                 Family::default(),
+            ),
+            notification_enqueue_failures: register(
+                reg,
+                "notification_enqueue_failures",
+                "Notices that could not be written to the notification outbox",
+                Counter::default(),
+            ),
+            notification_store_failures: register(
+                reg,
+                "notification_store_failures",
+                "Failed statements of the notification worker on the outbox table",
+                Counter::default(),
+            ),
+            notification_worker_restarts: register(
+                reg,
+                "notification_worker_restarts",
+                "Restarts of the notification worker after it ended unasked",
+                Counter::default(),
             ),
             notification_outbox_oldest_seconds: register(
                 reg,
                 "notification_outbox_oldest_seconds",
-                "Age of the oldest waiting notification by channel, in seconds (not set yet: no outbox)",
+                "Age of the oldest waiting notification by channel, in seconds",
                 Family::default(),
             ),
             new_device_logins: register(

@@ -295,6 +295,13 @@ impl Worker {
         self
     }
 
+    /// Shares `waker` with an earlier worker, so that a server restarting its worker keeps
+    /// the waker its requests already hold.
+    pub fn with_waker(mut self, waker: Waker) -> Self {
+        self.wake = waker;
+        self
+    }
+
     /// Draws the backoff jitter with `jitter` (default: from the row id and attempt).
     pub fn with_jitter(mut self, jitter: Jitter) -> Self {
         self.jitter = jitter;

@@ -154,7 +154,13 @@ pub async fn change_password(
         .await?;
     core.end_sessions(user.id, Some(&principal.session_id))
         .await?;
-    core.tell(&user, Notice::PasswordChanged).await;
+    core.tell(
+        &user,
+        Notice::PasswordChanged {
+            method: portcullis_webhook::PasswordChangeMethod::Change,
+        },
+    )
+    .await;
     core.audit(
         Event::success("password_changed").by_user(user.id),
         Some(meta),

@@ -126,6 +126,12 @@ impl Core {
         }
     }
 
+    /// The same core telling notices through the durable outbox `durable` (PostgreSQL).
+    pub fn with_durable_notices(mut self, durable: crate::notify::outbox::Durable) -> Self {
+        self.notifier = self.notifier.with_durable(durable);
+        self
+    }
+
     /// The audit trail (verify and export for the admin API and the CLI).
     pub fn audit_log(&self) -> &AuditLog {
         &self.audit

@@ -279,6 +279,13 @@ async fn recognise_device(
         core.tell(
             user,
             Notice::NewDeviceLogin {
+                // An unknown cookie was presented (a browser), else the user agent and network
+                // were new (an API client, or a browser without its cookie yet).
+                device: if meta.device.is_some() {
+                    portcullis_webhook::DeviceKind::Cookie
+                } else {
+                    portcullis_webhook::DeviceKind::Fingerprint
+                },
                 user_agent: meta.user_agent.clone(),
                 ip: meta.ip.clone(),
                 at: now,

@@ -145,7 +145,13 @@ pub async fn confirm_password_reset(
         .await?;
     core.end_sessions(user.id, None).await?;
     core.kv.clear_attempts(&user.email_canonical).await?;
-    core.tell(&user, Notice::PasswordChanged).await;
+    core.tell(
+        &user,
+        Notice::PasswordChanged {
+            method: portcullis_webhook::PasswordChangeMethod::Reset,
+        },
+    )
+    .await;
     core.audit(
         Event::success("password_reset").by_user(user.id),
         Some(meta),

@@ -1,16 +1,21 @@
 //! Security notifications: the one seam the domain tells a user's notices through.
 //!
 //! The domain builds a typed [`Notice`] and hands it to [`Notifier::enqueue`] for a
-//! [`Recipient`]; it never waits for delivery. Today a notice is mailed through the mail
-//! outbox, if the realm's `notifications.events` includes its event. A durable outbox with
-//! webhook delivery (crate `portcullis-notify`) is to be wired in behind this seam, so nothing
-//! outside this module knows how a notice travels.
+//! [`Recipient`]; it never waits for delivery, and only notices whose event the realm's
+//! `notifications.events` includes are sent. With PostgreSQL each notice becomes one row per
+//! channel of the durable outbox (crate `portcullis-notify`, see [`outbox`]): a mail to the
+//! user's address and, when the realm has a webhook, a signed event with ids only; a worker
+//! delivers them with retries. On the in-memory database (development without PostgreSQL,
+//! unit tests) a notice is mailed at once through the mail outbox. Nothing outside this
+//! module knows how a notice travels.
 
 pub mod device;
+pub mod outbox;
 
 use std::sync::Arc;
 
 use portcullis_crds::realm::NotificationEvent;
+use portcullis_webhook::{DeviceKind, MfaMethod, PasswordChangeMethod};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -26,9 +31,15 @@ pub enum Notice {
         minutes: u64,
     },
     /// The password was changed or reset.
-    PasswordChanged,
+    PasswordChanged {
+        /// Changed by the signed-in user, or set through a reset link.
+        method: PasswordChangeMethod,
+    },
     /// A sign-in from a device not seen before.
     NewDeviceLogin {
+        /// How it was found new: an unknown device cookie, or an unknown user agent and
+        /// network.
+        device: DeviceKind,
         /// The client's user agent (as the request gave it, truncated).
         user_agent: String,
         /// The client's address.
@@ -39,9 +50,15 @@ pub enum Notice {
     /// The password that just signed in appears in a breach corpus.
     PasswordBreached,
     /// A second factor was added.
-    MfaAdded,
+    MfaAdded {
+        /// Which.
+        method: MfaMethod,
+    },
     /// A second factor was removed.
-    MfaRemoved,
+    MfaRemoved {
+        /// Which.
+        method: MfaMethod,
+    },
     /// The account was erased.
     ErasureDone,
 }
@@ -51,25 +68,25 @@ impl Notice {
     pub fn event(&self) -> NotificationEvent {
         match self {
             Notice::AccountLocked { .. } => NotificationEvent::Lockout,
-            Notice::PasswordChanged => NotificationEvent::PasswordChanged,
+            Notice::PasswordChanged { .. } => NotificationEvent::PasswordChanged,
             Notice::NewDeviceLogin { .. } => NotificationEvent::NewDevice,
             Notice::PasswordBreached => NotificationEvent::Breach,
-            Notice::MfaAdded | Notice::MfaRemoved => NotificationEvent::MfaChanged,
+            Notice::MfaAdded { .. } | Notice::MfaRemoved { .. } => NotificationEvent::MfaChanged,
             Notice::ErasureDone => NotificationEvent::Erasure,
         }
     }
 
     /// The mail that tells it.
-    fn mail(self) -> Mail {
+    pub fn mail(self) -> Mail {
         match self {
             Notice::AccountLocked { minutes } => Mail::AccountLocked { minutes },
-            Notice::PasswordChanged => Mail::PasswordChanged,
-            Notice::NewDeviceLogin { user_agent, ip, at } => {
-                Mail::NewDeviceLogin { user_agent, ip, at }
-            }
+            Notice::PasswordChanged { .. } => Mail::PasswordChanged,
+            Notice::NewDeviceLogin {
+                user_agent, ip, at, ..
+            } => Mail::NewDeviceLogin { user_agent, ip, at },
             Notice::PasswordBreached => Mail::PasswordBreached,
-            Notice::MfaAdded => Mail::MfaChanged { added: true },
-            Notice::MfaRemoved => Mail::MfaChanged { added: false },
+            Notice::MfaAdded { .. } => Mail::MfaChanged { added: true },
+            Notice::MfaRemoved { .. } => Mail::MfaChanged { added: false },
             Notice::ErasureDone => Mail::ErasureDone,
         }
     }
@@ -107,6 +124,7 @@ pub struct Notifier {
     outbox: Outbox,
     limits: Arc<Limiter>,
     events: Option<Vec<NotificationEvent>>,
+    durable: Option<outbox::Durable>,
 }
 
 impl Notifier {
@@ -121,21 +139,37 @@ impl Notifier {
             outbox,
             limits,
             events,
+            durable: None,
         }
     }
 
+    /// The same notifier enqueueing into the durable outbox `durable` (PostgreSQL) instead of
+    /// mailing at once.
+    pub fn with_durable(mut self, durable: outbox::Durable) -> Self {
+        self.durable = Some(durable);
+        self
+    }
+
     /// Enqueues `notice` for `to` and returns without waiting for delivery; an event the
-    /// realm switched off is dropped. Returns whether it was enqueued.
+    /// realm switched off is dropped, and so is a mail the per-address mail limits refuse.
+    /// With the durable outbox, a row that cannot be written is logged and counted, never
+    /// failing the caller. Returns whether something was enqueued.
     pub async fn enqueue(&self, to: &Recipient, notice: Notice) -> bool {
         if !enabled(self.events.as_deref(), notice.event()) {
             return false;
         }
-        let mail = notice.mail();
-        if !self.limits.allow_mail(&to.email, mail.limit(), None).await {
-            return false;
+        let mail_allowed = self
+            .limits
+            .allow_mail(&to.email, notice.clone().mail().limit(), None)
+            .await;
+        match &self.durable {
+            Some(durable) => durable.enqueue(to, &notice, mail_allowed).await,
+            None if mail_allowed => {
+                self.outbox.send(&to.email, notice.mail());
+                true
+            }
+            None => false,
         }
-        self.outbox.send(&to.email, mail);
-        true
     }
 }
 
@@ -148,10 +182,25 @@ mod tests {
         use NotificationEvent as E;
         let cases = [
             (Notice::AccountLocked { minutes: 1 }, E::Lockout),
-            (Notice::PasswordChanged, E::PasswordChanged),
+            (
+                Notice::PasswordChanged {
+                    method: PasswordChangeMethod::Reset,
+                },
+                E::PasswordChanged,
+            ),
             (Notice::PasswordBreached, E::Breach),
-            (Notice::MfaAdded, E::MfaChanged),
-            (Notice::MfaRemoved, E::MfaChanged),
+            (
+                Notice::MfaAdded {
+                    method: MfaMethod::Totp,
+                },
+                E::MfaChanged,
+            ),
+            (
+                Notice::MfaRemoved {
+                    method: MfaMethod::RecoveryCodes,
+                },
+                E::MfaChanged,
+            ),
             (Notice::ErasureDone, E::Erasure),
         ];
         for (notice, event) in cases {

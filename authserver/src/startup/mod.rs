@@ -192,6 +192,9 @@ pub struct ServiceParts {
     /// Whether the realm's rate limits are enforced: always in `serve`; tests and benchmarks
     /// that are not about limits leave them off, as their volume would trip them.
     pub rate_limiting: bool,
+    /// Whether a webhook receiver on a loopback address over http is allowed: `--dev` and
+    /// tests only; a deployment posts to public https receivers only.
+    pub webhook_loopback: bool,
 }
 
 /// What [`build`] makes: the state the listeners serve, and the hasher (its counters are
@@ -202,6 +205,9 @@ pub struct Service {
     pub state: AppState,
     /// The password hasher.
     pub hasher: Arc<PasswordHasher>,
+    /// The notification worker to start with the server's shutdown watch (PostgreSQL only;
+    /// on the in-memory database notices are mailed at once).
+    pub notifications: Option<crate::notify::outbox::Runner>,
 }
 
 /// Builds the service from its parts, refusing realms it cannot serve.
@@ -217,6 +223,7 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         breach_list,
         hash_permits,
         rate_limiting,
+        webhook_loopback,
     } = parts;
     settings_check::check(&settings).map_err(StartupError::Config)?;
     let missing = settings_check::unimplemented_features(&settings);
@@ -279,6 +286,39 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
     key_fingerprints.extend(crate::auth::key_fingerprints::audit_fingerprints(
         &secrets.audit_key_lines,
     ));
+    let mailer = Arc::new(mailer);
+    let wants_webhook = settings
+        .spec
+        .notifications
+        .as_ref()
+        .is_some_and(|n| n.webhook.is_some());
+    if wants_webhook && secrets.webhook.is_none() {
+        return Err(StartupError::Missing(
+            "notifications.webhook needs webhook-url and webhook-secret in the secrets dir".into(),
+        ));
+    }
+    let (durable, notifications) = match db.postgres() {
+        Some(pg) => {
+            // The webhook client needs a TLS provider; the server's is ring.
+            crate::install_crypto_provider();
+            let (durable, runner) = crate::notify::outbox::setup(crate::notify::outbox::Setup {
+                pool: pg.pool().clone(),
+                clock: clock.clone(),
+                mailer: mailer.clone(),
+                webhook: secrets
+                    .webhook
+                    .as_ref()
+                    .map(|(url, key)| (url.as_str(), key.as_str())),
+                realm: &settings.name,
+                allow_loopback: webhook_loopback,
+                metrics: metrics.clone(),
+                config: crate::notify::outbox::WORKER_CONFIG,
+            })
+            .map_err(|e| StartupError::Config(e.to_string()))?;
+            (Some(durable), Some(runner))
+        }
+        None => (None, None),
+    };
     let core = Core::new(CoreParts {
         settings,
         db: db.clone(),
@@ -287,7 +327,7 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         breach,
         keys: keys.clone(),
         outbox: Outbox::Deliver {
-            mailer: Arc::new(mailer),
+            mailer,
             metrics: metrics.clone(),
         },
         clock: clock.clone(),
@@ -299,6 +339,10 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         audit,
         key_fingerprints,
     });
+    let core = match durable {
+        Some(durable) => core.with_durable_notices(durable),
+        None => core,
+    };
     let state = AppState {
         core: Arc::new(core),
         metrics,
@@ -308,7 +352,11 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         random,
         web: Arc::new(web),
     };
-    Ok(Service { state, hasher })
+    Ok(Service {
+        state,
+        hasher,
+        notifications,
+    })
 }
 
 /// Connects the session store: Redis when a URL is given; memory (on `clock`) only for one

@@ -57,6 +57,11 @@ impl Postgres {
         Ok(Self { pool })
     }
 
+    /// The pool (the notification outbox shares it).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Wraps an existing pool (tests).
     pub fn from_pool(pool: PgPool) -> Self {
         Self { pool }

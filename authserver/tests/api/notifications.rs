@@ -15,6 +15,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+use portcullis_authserver::clock::Clock;
+
 use crate::support::*;
 
 /// Logs alice in as `user_agent`, sending `device` as the device cookie; returns the answer.
@@ -304,4 +306,231 @@ async fn devices_are_capped_and_breach_notices_marked_once_per_epoch(pool: PgPoo
             "not an epoch the account is at"
         );
     }
+}
+
+// ---- The durable outbox: mail and signed webhooks delivered by the worker ----
+
+const HOOK_KEY: &str = "whsec-test-key-0123456789abcdef";
+
+/// A webhook receiver verifying with `portcullis_webhook::Verifier` on `clock` (the server's),
+/// answering 503 to the first `fail` requests and waiting `delay` before each answer.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    received: Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    hits: Arc<AtomicUsize>,
+}
+
+async fn receiver(clock: Clock, fail: usize, delay: Duration) -> Receiver {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let verifier = Arc::new(std::sync::Mutex::new(portcullis_webhook::Verifier::new(
+        portcullis_webhook::DEFAULT_WINDOW,
+        1000,
+    )));
+    let (kept, counted) = (received.clone(), hits.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let (kept, counted, verifier, clock) = (
+                kept.clone(),
+                counted.clone(),
+                verifier.clone(),
+                clock.clone(),
+            );
+            async move {
+                tokio::time::sleep(delay).await;
+                if counted.fetch_add(1, Ordering::SeqCst) < fail {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let header = headers
+                    .get(portcullis_webhook::SIGNATURE_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let checked = verifier.lock().unwrap().check(
+                    HOOK_KEY,
+                    header,
+                    &body,
+                    clock.now().unix_timestamp(),
+                );
+                match checked {
+                    Ok(portcullis_webhook::Received::Known(envelope)) => {
+                        let json: Value = serde_json::from_slice(&body).unwrap();
+                        kept.lock()
+                            .unwrap()
+                            .push((envelope.event.type_name().to_owned(), json));
+                        StatusCode::NO_CONTENT
+                    }
+                    _ => StatusCode::UNAUTHORIZED,
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Receiver {
+        url,
+        received,
+        hits,
+    }
+}
+
+impl Receiver {
+    fn events(&self) -> Vec<(String, Value)> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+fn with_webhook(clock: Clock, url: &str) -> Options {
+    Options {
+        clock,
+        webhook: Some((url.to_owned(), HOOK_KEY.to_owned())),
+        ..Options::default()
+    }
+}
+
+async fn lock_out(server: &TestServer) {
+    for _ in 0..5 {
+        server.login("alice@example.com", OTHER_PASSWORD).await;
+    }
+}
+
+async fn outbox_rows(pool: &PgPool, channel: &str) -> Vec<(String, Option<uuid::Uuid>)> {
+    sqlx::query_as("SELECT event, user_id FROM notification_outbox WHERE channel = $1")
+        .bind(channel)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_lockout_enqueues_a_mail_row_that_the_worker_delivers(pool: PgPool) {
+    let server = start(pool.clone(), Options::default()).await;
+    server.register("alice@example.com", PASSWORD).await;
+    lock_out(&server).await;
+    let rows = outbox_rows(&pool, "email").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "account.locked");
+    // No webhook configured: no webhook row.
+    assert!(outbox_rows(&pool, "webhook").await.is_empty());
+    let mails = server.mails_settled(1).await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("temporarily locked") && m.contains("To: alice@example.com")),
+        "{mails:?}"
+    );
+    let delivered = eventually(async || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM notification_outbox WHERE delivered_at IS NOT NULL",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+            == 1
+    })
+    .await;
+    assert!(delivered, "the row is marked delivered");
+    assert!(scrape(&server).await.contains(
+        "portcullis_notifications_total{channel=\"email\",event=\"account.locked\",result=\"delivered\"} 1"
+    ));
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_lockout_posts_a_signed_event_with_the_user_id_and_no_address(pool: PgPool) {
+    let clock = Clock::reading(time::OffsetDateTime::now_utc);
+    let hook = receiver(clock.clone(), 0, Duration::ZERO).await;
+    let server = start(pool.clone(), with_webhook(clock, &hook.url)).await;
+    server.register("alice@example.com", PASSWORD).await;
+    lock_out(&server).await;
+    assert!(eventually(async || !hook.events().is_empty()).await);
+    let events = hook.events();
+    assert_eq!(events.len(), 1);
+    let (kind, body) = &events[0];
+    assert_eq!(kind, "account.locked");
+    let user_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(body["data"]["user_id"], user_id.to_string());
+    assert_eq!(body["realm"], "test");
+    let text = body.to_string();
+    assert!(!text.contains("alice"), "{text}");
+    // The mail went too, as a row of its own.
+    assert_eq!(outbox_rows(&pool, "email").await.len(), 1);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_receiver_that_fails_first_gets_the_event_after_the_backoff(pool: PgPool) {
+    let clock = Clock::manual(time::OffsetDateTime::now_utc());
+    let hook = receiver(clock.clone(), 1, Duration::ZERO).await;
+    let server = start(pool.clone(), with_webhook(clock.clone(), &hook.url)).await;
+    server.register("alice@example.com", PASSWORD).await;
+    lock_out(&server).await;
+    assert!(eventually(async || hook.hits.load(Ordering::SeqCst) == 1).await);
+    let retried = eventually(async || {
+        scrape(&server).await.contains(
+            "portcullis_notifications_total{channel=\"webhook\",event=\"account.locked\",result=\"retried\"} 1",
+        )
+    })
+    .await;
+    assert!(retried, "{}", scrape(&server).await);
+    assert!(hook.events().is_empty());
+    // The first retry is due about 30 s later (±20 %): past it, the next poll delivers.
+    clock.advance(Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while hook.events().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = hook.events();
+    assert_eq!(
+        events.len(),
+        1,
+        "hits: {}",
+        hook.hits.load(Ordering::SeqCst)
+    );
+    assert_eq!(events[0].0, "account.locked");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn the_request_that_caused_a_notice_does_not_wait_for_a_slow_receiver(pool: PgPool) {
+    let clock = Clock::reading(time::OffsetDateTime::now_utc);
+    let hook = receiver(clock.clone(), 0, Duration::from_secs(3)).await;
+    let server = start(pool.clone(), with_webhook(clock, &hook.url)).await;
+    server.register("alice@example.com", PASSWORD).await;
+    for _ in 0..4 {
+        server.login("alice@example.com", OTHER_PASSWORD).await;
+    }
+    let started = Instant::now();
+    server.login("alice@example.com", OTHER_PASSWORD).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(outbox_rows(&pool, "webhook").await.len(), 1);
+    assert!(eventually(async || !hook.events().is_empty()).await);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_realm_that_does_not_notify_lockouts_enqueues_nothing(pool: PgPool) {
+    let clock = Clock::reading(time::OffsetDateTime::now_utc);
+    let hook = receiver(clock.clone(), 0, Duration::ZERO).await;
+    let mut options = with_webhook(clock, &hook.url);
+    options.spec = Box::new(|spec| {
+        if let Some(n) = spec.notifications.as_mut() {
+            n.events = vec![NotificationEvent::NewDevice];
+        }
+    });
+    let server = start(pool.clone(), options).await;
+    server.register("alice@example.com", PASSWORD).await;
+    lock_out(&server).await;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM notification_outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
 }

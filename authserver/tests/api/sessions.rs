@@ -37,6 +37,7 @@ async fn core_on_redis(clock: &Clock) -> Arc<Core> {
         breach_list: None,
         hash_permits: 2,
         rate_limiting: false,
+        webhook_loopback: true,
     })
     .unwrap();
     service.state.core

@@ -29,6 +29,7 @@ fn refusal(pool: PgPool, settings: RealmSettings) -> Option<String> {
         breach_list: None,
         hash_permits: 1,
         rate_limiting: false,
+        webhook_loopback: true,
     })
     .err()
     .map(|e| e.to_string())
@@ -242,4 +243,18 @@ fn a_wrong_value_in_a_known_field_is_refused_even_when_serving() {
         .to_string();
     assert!(error.contains("AuthRealm \"test\" is invalid"), "{error}");
     assert!(error.contains("\"ten\""), "{error}");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_realm_with_a_webhook_but_no_webhook_secrets_refuses_to_start(pool: PgPool) {
+    let error = refusal_of(pool, |s| {
+        if let Some(n) = s.notifications.as_mut() {
+            n.webhook = Some(portcullis_crds::realm::WebhookSpec {
+                url_secret_ref: serde_json::from_value(serde_json::json!({"name": "hook"}))
+                    .unwrap(),
+            });
+        }
+    })
+    .expect("refused");
+    assert!(error.contains("webhook-url and webhook-secret"), "{error}");
 }

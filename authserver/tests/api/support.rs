@@ -63,6 +63,9 @@ pub struct Options {
     pub policies: Vec<String>,
     /// Another Redis than `REDIS_URL` (e.g. a [`PrivateRedis`] a test stops and starts).
     pub redis_url: Option<String>,
+    /// A notification webhook: its URL and signing key, written to the secrets dir as
+    /// `webhook-url` and `webhook-secret` (as the operator does).
+    pub webhook: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -79,6 +82,7 @@ impl Default for Options {
             rate_limiting: false,
             policies: Vec::new(),
             redis_url: None,
+            webhook: None,
         }
     }
 }
@@ -103,6 +107,8 @@ pub struct TestServer {
     pub redis_prefix: String,
     _dirs: (TempDir, TempDir),
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    /// Stops the notification worker when the server is dropped.
+    _stop_notifications: tokio::sync::watch::Sender<bool>,
 }
 
 pub fn settings(customize: impl FnOnce(&mut AuthRealmSpec)) -> RealmSettings {
@@ -169,6 +175,10 @@ pub async fn start_sharing(
             std::fs::copy(entry.path(), secrets_dir.path().join(entry.file_name())).unwrap();
         }
     }
+    if let Some((url, key)) = &options.webhook {
+        std::fs::write(secrets_dir.path().join("webhook-url"), url).unwrap();
+        std::fs::write(secrets_dir.path().join("webhook-secret"), key).unwrap();
+    }
     let random = wiring::os_random();
     let generate = Some((&random, options.clock.now()));
     let (mut secrets, _) = secrets_dir::load(secrets_dir.path(), &settings, generate).unwrap();
@@ -191,6 +201,7 @@ pub async fn start_sharing(
         breach_list: None,
         hash_permits: options.hash_permits,
         rate_limiting: options.rate_limiting,
+        webhook_loopback: true,
     })
     .unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -217,6 +228,10 @@ pub async fn start_sharing(
     };
     let limits = options.limits;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_notifications, notifications_stopped) = tokio::sync::watch::channel(false);
+    if let Some(runner) = service.notifications {
+        runner.spawn(notifications_stopped);
+    }
     let state = service.state;
     tokio::spawn(async move {
         http::serve(state, listeners, limits, async {
@@ -239,6 +254,7 @@ pub async fn start_sharing(
         redis_prefix: options.redis_prefix,
         _dirs: (secrets_dir, mail_dir),
         _shutdown: tx,
+        _stop_notifications: stop_notifications,
     }
 }
 
