@@ -249,10 +249,14 @@ async fn recognise_device(
     let presented = meta
         .device
         .as_deref()
-        .map(|v| device::cookie_digest(key, v));
+        .map(|v| device::cookie_digest(key, user.id, v));
     let issued = meta.device.is_none().then(|| core.random.token(32));
-    let cookie = presented.or_else(|| issued.as_deref().map(|v| device::cookie_digest(key, v)));
-    let fingerprint = device::fingerprint_digest(key, &meta.user_agent, &meta.ip);
+    let cookie = presented.or_else(|| {
+        issued
+            .as_deref()
+            .map(|v| device::cookie_digest(key, user.id, v))
+    });
+    let fingerprint = device::fingerprint_digest(key, user.id, &meta.user_agent, &meta.ip);
     let known = match core.db.known_devices(user.id).await {
         Ok(known) => known,
         Err(error) => {

@@ -1,15 +1,18 @@
 //! New-device detection: which devices an account signed in from, as keyed digests.
 //!
 //! A browser is known by its device cookie (`__Host-portcullis_device`, 32 random bytes kept
-//! 400 days), stored as HMAC(cookie key, "device:" ‖ value); a client that keeps no cookie by
-//! a fingerprint, HMAC(cookie key, "fp:" ‖ user agent ‖ address prefix), the prefix an IPv4
-//! /24 or an IPv6 /48 so a changing address within one network stays the same device. Only
-//! digests are stored: neither the cookie nor the address can be read back.
+//! 400 days), stored as HMAC(cookie key, "device:" ‖ user id ‖ value); a client that keeps no
+//! cookie by a fingerprint, HMAC(cookie key, "fp:" ‖ user id ‖ user agent ‖ address prefix),
+//! the prefix an IPv4 /24 or an IPv6 /48 so a changing address within one network stays the
+//! same device. Only digests are stored: neither the cookie nor the address can be read back.
+//! The user id in each digest keeps one browser's accounts from sharing a stored value, so
+//! the table cannot link them.
 
 use std::net::IpAddr;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use uuid::Uuid;
 
 /// Name of the device cookie.
 pub const COOKIE_NAME: &str = "__Host-portcullis_device";
@@ -55,9 +58,9 @@ fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// The stored digest of a device cookie's value.
-pub fn cookie_digest(key: &[u8], value: &str) -> [u8; 32] {
-    mac(key, &[b"device:", value.as_bytes()])
+/// The stored digest of a device cookie's value for account `user`.
+pub fn cookie_digest(key: &[u8], user: Uuid, value: &str) -> [u8; 32] {
+    mac(key, &[b"device:", user.as_bytes(), value.as_bytes()])
 }
 
 /// The network an address is counted in: an IPv4 /24 or an IPv6 /48 (an IPv4-mapped address
@@ -79,13 +82,21 @@ pub fn address_prefix(ip: &str) -> String {
     }
 }
 
-/// The stored digest of a client that keeps no cookie: its user agent and address prefix.
-pub fn fingerprint_digest(key: &[u8], user_agent: &str, ip: &str) -> [u8; 32] {
+/// The stored digest of a client that keeps no cookie, for account `user`: its user agent and
+/// address prefix.
+pub fn fingerprint_digest(key: &[u8], user: Uuid, user_agent: &str, ip: &str) -> [u8; 32] {
     let prefix = address_prefix(ip);
-    // The NUL separates the two, so no user agent can end in a prefix of its own choosing.
+    // The user id is fixed-length; the NUL separates the other two, so no user agent can end
+    // in a prefix of its own choosing.
     mac(
         key,
-        &[b"fp:", user_agent.as_bytes(), b"\0", prefix.as_bytes()],
+        &[
+            b"fp:",
+            user.as_bytes(),
+            user_agent.as_bytes(),
+            b"\0",
+            prefix.as_bytes(),
+        ],
     )
 }
 
@@ -138,7 +149,8 @@ mod tests {
     #[test]
     fn a_fingerprint_keeps_to_the_network_and_the_user_agent() {
         let key = [7u8; 32];
-        let fp = |ua, ip| fingerprint_digest(&key, ua, ip);
+        let user = Uuid::from_u128(1);
+        let fp = |ua, ip| fingerprint_digest(&key, user, ua, ip);
         assert_eq!(fp("ua/1", "192.0.2.7"), fp("ua/1", "192.0.2.200"));
         assert_ne!(fp("ua/1", "192.0.2.7"), fp("ua/1", "192.0.3.7"));
         assert_ne!(fp("ua/1", "192.0.2.7"), fp("ua/2", "192.0.2.7"));
@@ -149,11 +161,33 @@ mod tests {
         assert_ne!(fp("ua/1", "2001:db8:1::1"), fp("ua/1", "2001:db8:2::1"));
         assert_eq!(fp("ua/1", "::ffff:192.0.2.9"), fp("ua/1", "192.0.2.1"));
         assert_ne!(
-            fingerprint_digest(&[8u8; 32], "ua/1", "192.0.2.7"),
+            fingerprint_digest(&[8u8; 32], user, "ua/1", "192.0.2.7"),
             fp("ua/1", "192.0.2.7"),
             "keyed"
         );
-        assert_ne!(cookie_digest(&key, "x"), mac(&key, &[b"fp:", b"x"]));
+        assert_ne!(
+            cookie_digest(&key, user, "x"),
+            mac(&key, &[b"fp:", user.as_bytes(), b"x"])
+        );
+    }
+
+    #[test]
+    fn one_browser_gives_each_account_its_own_digests() {
+        let key = [7u8; 32];
+        let (alice, bob) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let value = "A".repeat(43);
+        assert_ne!(
+            cookie_digest(&key, alice, &value),
+            cookie_digest(&key, bob, &value)
+        );
+        assert_eq!(
+            cookie_digest(&key, alice, &value),
+            cookie_digest(&key, alice, &value)
+        );
+        assert_ne!(
+            fingerprint_digest(&key, alice, "ua/1", "192.0.2.7"),
+            fingerprint_digest(&key, bob, "ua/1", "192.0.2.7")
+        );
     }
 
     #[test]

@@ -111,6 +111,48 @@ async fn a_new_device_is_told_but_not_the_first_login_nor_a_known_device(pool: P
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn two_accounts_signing_in_from_one_browser_store_different_digests(pool: PgPool) {
+    let server = start(pool.clone(), Options::default()).await;
+    for email in ["alice@example.com", "bob@example.com"] {
+        assert_eq!(server.register(email, PASSWORD).await.status, 201);
+    }
+    let first = login_as(&server, "browser-a/1", None).await;
+    let cookie = device_cookie(&first).expect("a device cookie");
+    // Bob signs in from the same browser: same cookie, same user agent, same network.
+    let bob = read(
+        server
+            .http
+            .post(format!("{}/api/v1/login", server.base))
+            .header("user-agent", "browser-a/1")
+            .header("cookie", format!("__Host-portcullis_device={cookie}"))
+            .json(&json!({"email": "bob@example.com", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(bob.status, 200, "{bob:?}");
+    let per_user: Vec<(i64,)> =
+        sqlx::query_as("SELECT count(*) FROM known_devices GROUP BY user_id ORDER BY user_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        per_user,
+        vec![(2,), (2,)],
+        "cookie and fingerprint for each"
+    );
+    let (shared,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM known_devices a JOIN known_devices b USING (device_hash) \
+         WHERE a.user_id <> b.user_id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(shared, 0, "no stored digest links the two accounts");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_realm_that_does_not_notify_new_devices_sends_no_notice(pool: PgPool) {
     let server = start(
         pool,
