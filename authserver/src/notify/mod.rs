@@ -151,7 +151,8 @@ impl Notifier {
     }
 
     /// Enqueues `notice` for `to` and returns without waiting for delivery; an event the
-    /// realm switched off is dropped, and so is a mail the per-address mail limits refuse.
+    /// realm switched off is dropped, and so is a notice (mail and webhook event alike) the
+    /// per-address mail limits refuse.
     /// With the durable outbox, a row that cannot be written is logged and counted, never
     /// failing the caller. Returns whether something was enqueued.
     pub async fn enqueue(&self, to: &Recipient, notice: Notice) -> bool {

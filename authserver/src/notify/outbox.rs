@@ -183,25 +183,30 @@ impl MailPayload {
     }
 }
 
-/// The outbox rows of `notice` for `to`: a mail when `mail` (the realm has a mailer and the
-/// per-address limit allowed it), a webhook event when `webhook`. The erasure mail names no
-/// user (its user row is gone, and the row is deleted once finished).
+/// The outbox rows of `notice` for `to`, none unless `allowed` (the notice's per-address limit
+/// allowed it): a mail, and a webhook event when `webhook`. The limit bounds both channels, so
+/// anyone locking an account with wrong passwords gets at most one `account.locked` event per
+/// window to the tenant's receiver, as one mail to the owner. The erasure mail names no user
+/// (its user row is gone, and the row is deleted once finished).
 pub fn rows(
     to: &Recipient,
     notice: &Notice,
-    mail: bool,
+    allowed: bool,
     webhook: bool,
     now: OffsetDateTime,
 ) -> Vec<Result<NewNotice, portcullis_notify::NoticeError>> {
     let mut rows = Vec::new();
-    if mail {
-        let user = (!matches!(notice, Notice::ErasureDone)).then_some(to.user_id);
-        let payload = serde_json::to_value(MailPayload::of(notice))
-            .map_err(|e| portcullis_notify::NoticeError::Serialise(e.to_string()));
-        rows.push(payload.and_then(|payload| {
-            NewNotice::email(event_type(notice), user, &to.email, payload, now)
-        }));
+    if !allowed {
+        return rows;
     }
+    let user = (!matches!(notice, Notice::ErasureDone)).then_some(to.user_id);
+    let payload = serde_json::to_value(MailPayload::of(notice))
+        .map_err(|e| portcullis_notify::NoticeError::Serialise(e.to_string()));
+    rows.push(
+        payload.and_then(|payload| {
+            NewNotice::email(event_type(notice), user, &to.email, payload, now)
+        }),
+    );
     if webhook {
         rows.push(NewNotice::webhook(&webhook_event(notice, to.user_id), now));
     }
@@ -227,14 +232,14 @@ impl std::fmt::Debug for Durable {
 }
 
 impl Durable {
-    /// Writes the rows of `notice` for `to` (see [`rows`]; the mail only when `mail_allowed`)
+    /// Writes the rows of `notice` for `to` (see [`rows`]; none unless `allowed`)
     /// and wakes the worker. A row that cannot be built or written is logged and counted in
     /// `notification_enqueue_failures`; the caller goes on either way. Returns whether a row
     /// was written.
-    pub async fn enqueue(&self, to: &Recipient, notice: &Notice, mail_allowed: bool) -> bool {
+    pub async fn enqueue(&self, to: &Recipient, notice: &Notice, allowed: bool) -> bool {
         let event = event_type(notice);
         let mut written = false;
-        for row in rows(to, notice, mail_allowed, self.webhook, self.clock.now()) {
+        for row in rows(to, notice, allowed, self.webhook, self.clock.now()) {
             let result = match row {
                 Ok(row) => portcullis_notify::Outbox::enqueue(&self.pool, &row)
                     .await
@@ -598,7 +603,7 @@ mod tests {
     }
 
     #[test]
-    fn a_notice_makes_a_row_per_channel_and_the_mail_only_when_allowed() {
+    fn a_notice_makes_a_row_per_channel() {
         let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         let notice = Notice::AccountLocked { minutes: 15 };
         let both: Vec<_> = rows(&alice(), &notice, true, true, now)
@@ -611,12 +616,16 @@ mod tests {
         assert_eq!(both[0].event(), "account.locked");
         assert_eq!(both[1].channel(), Channel::Webhook);
         assert_eq!(both[1].user_id(), Some(alice().user_id));
-        let webhook_only = rows(&alice(), &notice, false, true, now);
-        assert_eq!(webhook_only.len(), 1);
-        assert_eq!(
-            webhook_only[0].as_ref().unwrap().channel(),
-            Channel::Webhook
-        );
+        let mail_only = rows(&alice(), &notice, true, false, now);
+        assert_eq!(mail_only.len(), 1);
+        assert_eq!(mail_only[0].as_ref().unwrap().channel(), Channel::Email);
+    }
+
+    #[test]
+    fn a_notice_the_limit_refuses_makes_no_row_on_any_channel() {
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let notice = Notice::AccountLocked { minutes: 15 };
+        assert!(rows(&alice(), &notice, false, true, now).is_empty());
         assert!(rows(&alice(), &notice, false, false, now).is_empty());
     }
 

@@ -425,6 +425,35 @@ async fn many_lockouts_from_many_addresses_send_one_lock_notice_per_window(pool:
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn many_lockouts_from_many_addresses_enqueue_one_lock_webhook_per_window(pool: PgPool) {
+    let options = Options {
+        // Never delivered (nothing listens): only the enqueued rows are counted.
+        webhook: Some((
+            "http://127.0.0.1:9/hook".to_owned(),
+            "whsec-test-key-0123456789abcdef".to_owned(),
+        )),
+        ..Options::spec(|s| s.trusted_proxies = vec!["127.0.0.1/32".into()])
+    };
+    let server = start(pool.clone(), limited(options)).await;
+    assert_eq!(
+        server.register("alice@example.com", PASSWORD).await.status,
+        201
+    );
+    for source in ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"] {
+        for _ in 0..6 {
+            login_from(&server, "alice@example.com", Some(source)).await;
+        }
+    }
+    let events: Vec<(String,)> = sqlx::query_as(
+        "SELECT event FROM notification_outbox WHERE channel = 'webhook' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(events, vec![("account.locked".to_owned(),)]);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn rotating_the_low_bits_of_an_ipv6_prefix_does_not_escape_the_lockout(pool: PgPool) {
     let loose = policy(
         "loose-login",
