@@ -196,16 +196,20 @@ pub enum BreachResult {
     Breached,
     /// The source could not answer.
     Error,
+    /// Not looked up: the owner was already told for this password, or too many checks were
+    /// in flight (login only).
+    Skipped,
 }
 
 impl BreachResult {
-    const ALL: [Self; 3] = [Self::Clean, Self::Breached, Self::Error];
+    const ALL: [Self; 4] = [Self::Clean, Self::Breached, Self::Error, Self::Skipped];
 
     fn label(self) -> &'static str {
         match self {
             Self::Clean => "clean",
             Self::Breached => "breached",
             Self::Error => "error",
+            Self::Skipped => "skipped",
         }
     }
 }

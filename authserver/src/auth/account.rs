@@ -148,12 +148,8 @@ pub async fn change_password(
         .db
         .replace_password(user.id, &hash.hash, &hash.pepper_version, now)
         .await?;
-    keep_session_under(core, principal, epoch).await?;
-    core.db
-        .void_one_time_tokens(user.id, TokenPurpose::PasswordReset, now)
-        .await?;
-    core.end_sessions(user.id, Some(&principal.session_id))
-        .await?;
+    // Told and audited as soon as the password is replaced: a later step that fails (Redis
+    // ending sessions) must not leave a changed password that nobody hears of.
     core.tell(
         &user,
         Notice::PasswordChanged {
@@ -166,6 +162,12 @@ pub async fn change_password(
         Some(meta),
     )
     .await;
+    keep_session_under(core, principal, epoch).await?;
+    core.db
+        .void_one_time_tokens(user.id, TokenPurpose::PasswordReset, now)
+        .await?;
+    core.end_sessions(user.id, Some(&principal.session_id))
+        .await?;
     Ok(())
 }
 

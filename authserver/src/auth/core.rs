@@ -86,7 +86,12 @@ pub struct Core {
     pub(super) audit: AuditLog,
     pub(super) key_fingerprints: Vec<KeyFingerprint>,
     pub(super) notifier: Notifier,
+    /// Slots for background breach checks at login: a slow corpus cannot pile up tasks.
+    pub(super) breach_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Background breach checks at login one replica runs at once; more are skipped.
+pub const BREACH_CHECKS_IN_FLIGHT: usize = 8;
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,6 +113,7 @@ impl Core {
         let notifier = Notifier::new(parts.outbox.clone(), parts.limits.clone(), events);
         Self {
             notifier,
+            breach_slots: Arc::new(tokio::sync::Semaphore::new(BREACH_CHECKS_IN_FLIGHT)),
             settings: parts.settings,
             db: parts.db,
             kv: parts.kv,

@@ -265,15 +265,6 @@ async fn recognise_device(
         }
     };
     let novelty = device::novelty(&known, presented.as_ref(), &fingerprint);
-    let mut seen = vec![(fingerprint, DeviceKind::Fingerprint)];
-    seen.extend(cookie.map(|c| (c, DeviceKind::Cookie)));
-    if let Err(error) = core
-        .db
-        .remember_devices(user.id, &seen, now, device::MAX_DEVICES)
-        .await
-    {
-        tracing::error!(%error, "device not remembered");
-    }
     if novelty == Novelty::New {
         core.audit(
             Event::success("login_new_device").by_user(user.id),
@@ -297,16 +288,34 @@ async fn recognise_device(
         )
         .await;
     }
+    // Remembered only once told: a crash before this point reports the device again next
+    // time rather than never.
+    let mut seen = vec![(fingerprint, DeviceKind::Fingerprint)];
+    seen.extend(cookie.map(|c| (c, DeviceKind::Cookie)));
+    if let Err(error) = core
+        .db
+        .remember_devices(user.id, &seen, now, device::MAX_DEVICES)
+        .await
+    {
+        tracing::error!(%error, "device not remembered");
+    }
     issued
 }
 
 /// After a successful sign-in, looks the password up in the breach corpus in the background
 /// (the sign-in never waits for it; only its SHA-1 leaves this function). A breached password
 /// is audited (`password_breach_detected`) and its owner told, once per credential epoch.
+/// At most [`BREACH_CHECKS_IN_FLIGHT`](crate::auth::core::BREACH_CHECKS_IN_FLIGHT) run at
+/// once; a login beyond that is not checked (counted `skipped`).
 fn check_breach_in_background(core: &Core, user: &UserRecord, password: &str, meta: &RequestMeta) {
     if matches!(core.breach, BreachChecker::Disabled) {
         return;
     }
+    let Ok(slot) = core.breach_slots.clone().try_acquire_owned() else {
+        core.metrics
+            .breach_checked(BreachContext::Login, BreachResult::Skipped);
+        return;
+    };
     let hash = breach::sha1_hex(password);
     let watch = BreachWatch {
         breach: core.breach.clone(),
@@ -320,7 +329,10 @@ fn check_breach_in_background(core: &Core, user: &UserRecord, password: &str, me
         epoch: user.credential_epoch,
         meta: meta.clone(),
     };
-    tokio::spawn(async move { watch.run(&hash).await });
+    tokio::spawn(async move {
+        watch.run(&hash).await;
+        drop(slot);
+    });
 }
 
 /// What a background breach check needs, owned.
@@ -339,6 +351,18 @@ struct BreachWatch {
 
 impl BreachWatch {
     async fn run(self, hash: &str) {
+        let user = self.recipient.user_id;
+        // Once told for this password, no answer can change anything: not looked up again.
+        if self
+            .db
+            .breach_noticed(user, self.epoch)
+            .await
+            .unwrap_or(false)
+        {
+            self.metrics
+                .breach_checked(BreachContext::Login, BreachResult::Skipped);
+            return;
+        }
         let verdict = self.breach.check_sha1(hash).await;
         let result = match &verdict {
             BreachVerdict::Clean => BreachResult::Clean,
@@ -352,15 +376,8 @@ impl BreachWatch {
         if result != BreachResult::Breached {
             return;
         }
-        let user = self.recipient.user_id;
-        match self.db.mark_breach_noticed(user, self.epoch).await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(error) => {
-                tracing::error!(%error, "breach notice not recorded; not sent");
-                return;
-            }
-        }
+        // Told first, marked after: a crash or failed write in between tells twice rather
+        // than never. (Two replicas checking one password at the same moment may both tell.)
         crate::audit::record(
             &self.audit,
             &self.metrics,
@@ -372,9 +389,17 @@ impl BreachWatch {
             Some(&self.meta),
         )
         .await;
-        self.notifier
+        let told = self
+            .notifier
             .enqueue(&self.recipient, Notice::PasswordBreached)
             .await;
+        // A notice that could not be written is tried again at the next login.
+        if !told && self.notifier.notifies(&Notice::PasswordBreached) {
+            return;
+        }
+        if let Err(error) = self.db.mark_breach_noticed(user, self.epoch).await {
+            tracing::error!(%error, "breach notice sent but not recorded; may be sent again");
+        }
     }
 }
 

@@ -138,13 +138,8 @@ pub async fn confirm_password_reset(
     core.db
         .replace_password(user.id, &stored.hash, &stored.pepper_version, now)
         .await?;
-    // The link came by mail: the address is proven.
-    core.db.set_email_verified(user.id, now).await?;
-    core.db
-        .void_one_time_tokens(user.id, TokenPurpose::PasswordReset, now)
-        .await?;
-    core.end_sessions(user.id, None).await?;
-    core.kv.clear_attempts(&user.email_canonical).await?;
+    // Told and audited as soon as the password is replaced: a later step that fails (Redis
+    // ending sessions) must not leave a changed password that nobody hears of.
     core.tell(
         &user,
         Notice::PasswordChanged {
@@ -157,6 +152,13 @@ pub async fn confirm_password_reset(
         Some(meta),
     )
     .await;
+    // The link came by mail: the address is proven.
+    core.db.set_email_verified(user.id, now).await?;
+    core.db
+        .void_one_time_tokens(user.id, TokenPurpose::PasswordReset, now)
+        .await?;
+    core.end_sessions(user.id, None).await?;
+    core.kv.clear_attempts(&user.email_canonical).await?;
     Ok(())
 }
 

@@ -150,6 +150,11 @@ impl Notifier {
         self
     }
 
+    /// Whether the realm notifies `notice`'s event at all.
+    pub fn notifies(&self, notice: &Notice) -> bool {
+        enabled(self.events.as_deref(), notice.event())
+    }
+
     /// Enqueues `notice` for `to` and returns without waiting for delivery; an event the
     /// realm switched off is dropped, and so is a notice (mail and webhook event alike) the
     /// per-address mail limits refuse.

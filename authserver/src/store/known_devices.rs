@@ -115,6 +115,27 @@ impl Db {
         }
     }
 
+    /// Whether the breached-password notice of `user`'s credential `epoch` was already sent
+    /// (or the account moved on to another epoch, so nothing is left to tell).
+    pub async fn breach_noticed(&self, user: Uuid, epoch: i64) -> Result<bool, StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+                    "SELECT credential_epoch, breach_noticed_epoch FROM users WHERE id = $1",
+                )
+                .bind(user)
+                .fetch_optional(&pg.pool)
+                .await?;
+                Ok(row.is_none_or(|(current, noticed)| current != epoch || noticed == Some(epoch)))
+            }
+            Db::Memory(m) => {
+                let tables = locked(m)?;
+                let current = tables.users.get(&user).map(|u| u.credential_epoch);
+                Ok(current != Some(epoch) || tables.breach_noticed.get(&user) == Some(&epoch))
+            }
+        }
+    }
+
     /// Marks the breached-password notice of `user`'s credential `epoch` as sent; false when it
     /// already was (so replicas checking one password at once notify once).
     pub async fn mark_breach_noticed(&self, user: Uuid, epoch: i64) -> Result<bool, StoreError> {

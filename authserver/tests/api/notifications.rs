@@ -252,13 +252,24 @@ async fn a_breached_password_found_at_login_is_told_once_per_password(pool: PgPo
     // The password turns up in a breach: told at the next login, and only once.
     listing.store(true, Ordering::SeqCst);
     login_as(&server, "browser-a/1", None).await;
-    login_as(&server, "browser-a/1", None).await;
-    let breached = "portcullis_breach_checks_total{context=\"login\",result=\"breached\"} 2";
+    let breached = "portcullis_breach_checks_total{context=\"login\",result=\"breached\"} 1";
     assert!(
         eventually(async || scrape(&server).await.contains(breached)).await,
         "{}",
         scrape(&server).await
     );
+    assert!(
+        eventually(async || audit_rows(&server, "password_breach_detected").await.len() == 1).await
+    );
+    // Already told for this password: the next login is not looked up at all.
+    login_as(&server, "browser-a/1", None).await;
+    let skipped = "portcullis_breach_checks_total{context=\"login\",result=\"skipped\"} 1";
+    assert!(
+        eventually(async || scrape(&server).await.contains(skipped)).await,
+        "{}",
+        scrape(&server).await
+    );
+    assert_eq!(lookups.load(Ordering::SeqCst), 3, "no lookup once told");
     assert!(
         scrape(&server)
             .await

@@ -488,6 +488,44 @@ fn on_private_redis(redis: &PrivateRedis, policies: Vec<String>) -> Options {
     }
 }
 
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_reset_that_fails_on_redis_after_replacing_the_password_is_still_told_and_audited(
+    pool: PgPool,
+) {
+    let mut redis = PrivateRedis::start().await;
+    let options = Options {
+        redis_url: Some(redis.url()),
+        ..Options::spec(with_redis)
+    };
+    let server = start(pool.clone(), options).await;
+    server.user("alice@example.com").await;
+    server.request_reset("alice@example.com").await;
+    let token = server.mailed_code("Reset code:").await;
+    // Ending the sessions needs Redis; replacing the password does not.
+    redis.stop();
+    let reset = server
+        .confirm_reset(&token, "Cobalt-Meadow-58-Whistle")
+        .await;
+    assert!(reset.status >= 500, "{reset:?}");
+    let notices: Vec<(String,)> = sqlx::query_as(
+        "SELECT event FROM notification_outbox WHERE channel = 'email' ORDER BY created_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        notices.contains(&("password.changed".to_owned(),)),
+        "{notices:?}"
+    );
+    let (audited,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM audit_events WHERE event_type = 'password_reset'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(audited, 1);
+    redis.start_again().await;
+}
+
 /// The value of one series in a scrape; fails the test when the series is missing, so that a
 /// check for "at least one" cannot pass on an absent series.
 fn series(text: &str, name: &str) -> u64 {
