@@ -455,9 +455,19 @@ async fn retention_run(
         .context("cannot connect to PostgreSQL")?;
     db.migrate().await.context("database migration failed")?;
     let dry_run = dry_run || retention.dry_run;
+    // The same lock as `POST /admin/v1/retention/run`: one run at a time per realm.
+    let lock = db
+        .try_lock_retention(&settings.name)
+        .await
+        .context("cannot take the retention lock")?
+        .context("another retention run is in progress (its advisory lock is held); not run")?;
     let summary = retention::run(&db, mailer.as_ref(), &retention.rules, clock.now(), dry_run)
         .await
-        .context("retention run failed")?;
+        .context("retention run failed");
+    if let Err(error) = lock.release().await {
+        tracing::warn!(%error, "retention lock not released; its connection is closed instead");
+    }
+    let summary = summary?;
     let json = serde_json::to_string(&summary)?;
     println!("{json}");
     startup::termination::write(termination_log, &json);

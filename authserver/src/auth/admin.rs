@@ -399,6 +399,17 @@ pub async fn retention_run(
         .postgres()
         .ok_or(AuthError::Unsupported("retention on an in-memory database"))?;
     let dry_run = dry_run || policy.dry_run;
+    // One run at a time per realm, the CronJob's included: two would mail each warning twice.
+    let Some(lock) = db.try_lock_retention(&core.settings.name).await? else {
+        core.audit(
+            Event::failure("admin_retention_run")
+                .by(Actor::Admin)
+                .details(Details::new().code("reason", "retention_running")),
+            Some(meta),
+        )
+        .await;
+        return Err(AuthError::RetentionRunning);
+    };
     let summary = retention::run(
         db,
         core.outbox.mailer(),
@@ -406,7 +417,11 @@ pub async fn retention_run(
         core.clock.now(),
         dry_run,
     )
-    .await?;
+    .await;
+    if let Err(error) = lock.release().await {
+        tracing::warn!(%error, "retention lock not released; its connection is closed instead");
+    }
+    let summary = summary?;
     let mut details = Details::new().bool("dry_run", dry_run);
     for (rule, count) in &summary.counts {
         details = details.int(rule, *count);

@@ -76,6 +76,10 @@ pub enum AuthError {
     /// The admin asked for a retention run, and no RetentionPolicy targets this realm.
     #[error("no retention policy")]
     NoRetentionPolicy,
+    /// The admin asked for a retention run while another (the CronJob's, or another admin's)
+    /// holds the realm's retention lock.
+    #[error("a retention run is in progress")]
+    RetentionRunning,
     /// The operation needs something this server runs without (retention on an in-memory
     /// database in `--dev`).
     #[error("not supported: {0}")]

@@ -300,6 +300,12 @@ impl From<AuthError> for ApiError {
                 "No retention policy",
                 "no RetentionPolicy targets this realm",
             ),
+            AuthError::RetentionRunning => ApiError::new(
+                S::CONFLICT,
+                "retention_running",
+                "Retention run in progress",
+                "another retention run holds the lock; try again when it has finished",
+            ),
             AuthError::Unsupported(what) => ApiError::new(
                 S::NOT_IMPLEMENTED,
                 "not_supported",

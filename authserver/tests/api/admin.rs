@@ -291,6 +291,48 @@ async fn a_retention_run_counts_when_dry_and_applies_the_policy_otherwise(pool: 
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_retention_run_while_another_holds_the_lock_is_a_409_problem_and_changes_nothing(
+    pool: PgPool,
+) {
+    let server = start(
+        pool.clone(),
+        Options {
+            policies: vec![retention_policy(false)],
+            ..Options::default()
+        },
+    )
+    .await;
+    server.register("stale@example.com", PASSWORD).await;
+    server.register("fresh@example.com", PASSWORD).await;
+    make_stale_unverified(&pool, "stale@example.com").await;
+    // The CronJob's run of realm `test`, as the CLI takes it.
+    let db = portcullis_authserver::store::Db::from_pool(pool.clone());
+    let held = db
+        .postgres()
+        .unwrap()
+        .try_lock_retention("test")
+        .await
+        .unwrap()
+        .expect("the lock is free");
+    let run = server
+        .admin_call(Method::POST, "/admin/v1/retention/run")
+        .await;
+    assert_eq!(
+        (run.status, run.code()),
+        (409, "retention_running"),
+        "{run:?}"
+    );
+    assert_eq!(run.header("content-type"), Some("application/problem+json"));
+    assert_eq!(users(&pool).await, 2, "nothing was purged");
+    held.release().await.unwrap();
+    let after = server
+        .admin_call(Method::POST, "/admin/v1/retention/run")
+        .await;
+    assert_eq!(after.status, 200, "{after:?}");
+    assert_eq!(users(&pool).await, 1);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_policy_in_dry_run_keeps_an_admin_run_dry(pool: PgPool) {
     let server = start(
         pool.clone(),
