@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 pub mod realm;
 pub mod served;
+pub mod totp;
 pub mod upstream;
 
 /// The repository root (the workspace directory).
