@@ -2,6 +2,8 @@
 //! independent of the `totp-rs` crate the server uses, so a test that logs in with a code from
 //! here checks the server against the standard, not against itself.
 
+#![allow(clippy::expect_used)] // test helpers: a panic is a failed test
+
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
