@@ -1,1 +1,355 @@
-//! erasure
+//! The right to be forgotten (GDPR Art. 17).
+//!
+//! [`request`] records the request and, at once, disables the account, raises its credential
+//! epoch (every session and token of an older epoch dies at its next use), revokes its
+//! refresh-token families and drops its OAuth consents. After the grace period [`execute`]
+//! erases, in steps that are each idempotent and run in order, so a crash after any of them
+//! completes at the next call:
+//!
+//! 1. [`erase_kv`]: the user's keys outside PostgreSQL (the server's Redis: sessions, device,
+//!    lockout and rate buckets), through the [`KvEraser`] the server implements;
+//! 2. [`pseudonymize_audit`]: the audit trail's rows about or by the user are pseudonymised
+//!    under the erasure id, batch by batch (the chain still verifies);
+//! 3. [`finish`]: one transaction deletes the account row (its consents, consent history, MFA,
+//!    devices, linked identities, tokens and pending notices go with it by cascade) and turns
+//!    the request into the receipt: state `done`, `user_id` NULL, the categories erased.
+//!
+//! Steps 1 and 2 need the account row, so once step 3 has run nothing is left for them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use portcullis_audit::{PgAuditLog, RecordMeta};
+use serde::Serialize;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::PrivacyError;
+
+/// What an erasure removes, as recorded in its receipt.
+pub const CATEGORIES: &[&str] = &[
+    "profile",
+    "credentials",
+    "sessions",
+    "refresh_tokens",
+    "one_time_tokens",
+    "consents",
+    "consent_history",
+    "oauth_consents",
+    "mfa",
+    "known_devices",
+    "linked_identities",
+    "pending_notifications",
+    "rate_limit_and_lockout_counters",
+    "audit_personal_fields",
+];
+
+/// Who asked for the erasure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum RequestedBy {
+    /// The user (`DELETE /api/v1/me`, the account page).
+    #[serde(rename = "self")]
+    User,
+    /// An administrator (`POST /admin/v1/users/{id}/erase`).
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+impl RequestedBy {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "self",
+            Self::Admin => "admin",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, PrivacyError> {
+        match s {
+            "self" => Ok(Self::User),
+            "admin" => Ok(Self::Admin),
+            _ => Err(PrivacyError::Malformed {
+                what: "requested_by",
+            }),
+        }
+    }
+}
+
+/// An erasure request; once done, its receipt (no personal data: `user_id` is `None`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ErasureRequest {
+    /// The erasure id: the pseudonym in the audit trail and the receipt's key.
+    pub id: Uuid,
+    /// The account, while pending.
+    pub user_id: Option<Uuid>,
+    /// When it was asked for.
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    /// When the data goes (requested_at + the realm's grace period).
+    #[serde(with = "time::serde::rfc3339")]
+    pub effective_at: OffsetDateTime,
+    /// Who asked.
+    pub requested_by: RequestedBy,
+    /// Whether it is done.
+    pub done: bool,
+    /// What was erased (empty while pending).
+    pub categories: Vec<String>,
+    /// When it was done.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+/// Whom the key-value side must forget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvSubject<'a> {
+    /// The account.
+    pub user_id: Uuid,
+    /// Its canonical email (lockout and rate buckets are keyed by a digest of it).
+    pub email_canonical: &'a str,
+}
+
+/// The future a [`KvEraser`] returns.
+pub type KvFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send + 'a>>;
+
+/// Erases a user's keys outside PostgreSQL. The server implements it over Redis (sessions and
+/// their index, device cookies, lockout and rate buckets). Must be idempotent: a resumed
+/// erasure calls it again.
+pub trait KvEraser: Send + Sync {
+    /// Deletes every key of `subject`.
+    fn erase<'a>(&'a self, subject: KvSubject<'a>) -> KvFuture<'a>;
+}
+
+// Every statement reading requests selects these columns in this order (see `decode`).
+const BY_ID: &str = "SELECT id, user_id, requested_at, effective_at, requested_by, state, \
+    categories, completed_at FROM erasure_requests WHERE id = $1";
+const PENDING_OF_USER: &str = "SELECT id, user_id, requested_at, effective_at, requested_by, \
+    state, categories, completed_at FROM erasure_requests WHERE user_id = $1 AND state = 'pending'";
+const LOCK_USER: &str = "SELECT id FROM users WHERE id = $1 FOR UPDATE";
+const INSERT: &str = "INSERT INTO erasure_requests \
+    (id, user_id, requested_at, effective_at, requested_by, state) \
+    VALUES ($1, $2, $3, $4, $5, 'pending')";
+const DISABLE: &str = "UPDATE users SET disabled = true, \
+    credential_epoch = credential_epoch + 1, updated_at = $2 WHERE id = $1";
+const REVOKE_FAMILIES: &str =
+    "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+const DROP_OAUTH_CONSENTS: &str = "DELETE FROM oauth_consents WHERE user_id = $1";
+const EMAIL: &str = "SELECT email_canonical FROM users WHERE id = $1";
+const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
+const MARK_DONE: &str = "UPDATE erasure_requests SET state = 'done', user_id = NULL, \
+    categories = $2, completed_at = $3 WHERE id = $1 AND state = 'pending'";
+
+/// Records an erasure request for `user`, effective after `grace`, and ends the account's
+/// access at once (disabled, credential epoch raised, refresh families revoked, OAuth consents
+/// dropped), in one transaction. Idempotent: while a request is pending, asking again returns
+/// it unchanged.
+pub async fn request(
+    pool: &PgPool,
+    user: Uuid,
+    requested_by: RequestedBy,
+    grace: Duration,
+    now: OffsetDateTime,
+) -> Result<ErasureRequest, PrivacyError> {
+    let effective_at = time::Duration::try_from(grace)
+        .ok()
+        .and_then(|g| now.checked_add(g))
+        .ok_or(PrivacyError::Invalid {
+            what: "grace period",
+            why: "it reaches past the calendar",
+        })?;
+    let mut tx = pool.begin().await?;
+    // The account's lock serialises two requests for it (two tabs, a user and an admin).
+    sqlx::query(LOCK_USER)
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(PrivacyError::UnknownUser(user))?;
+    let pending = sqlx::query(PENDING_OF_USER)
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(row) = pending {
+        let existing = decode(&row)?;
+        tx.commit().await?;
+        return Ok(existing);
+    }
+    let id = Uuid::new_v4();
+    sqlx::query(INSERT)
+        .bind(id)
+        .bind(user)
+        .bind(now)
+        .bind(effective_at)
+        .bind(requested_by.as_str())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(DISABLE)
+        .bind(user)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(REVOKE_FAMILIES)
+        .bind(user)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(DROP_OAUTH_CONSENTS)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(ErasureRequest {
+        id,
+        user_id: Some(user),
+        requested_at: now,
+        effective_at,
+        requested_by,
+        done: false,
+        categories: Vec::new(),
+        completed_at: None,
+    })
+}
+
+/// The request (or receipt) `id`.
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<ErasureRequest, PrivacyError> {
+    let row = sqlx::query(BY_ID)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(PrivacyError::UnknownErasure(id))?;
+    decode(&row)
+}
+
+/// Pending requests whose grace period is over at `now`, oldest first, at most `limit`.
+pub async fn due(
+    pool: &PgPool,
+    now: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<ErasureRequest>, PrivacyError> {
+    let rows = sqlx::query(DUE)
+        .bind(now)
+        .bind(limit.max(1))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+const DUE: &str = "SELECT id, user_id, requested_at, effective_at, requested_by, state, \
+    categories, completed_at FROM erasure_requests \
+    WHERE state = 'pending' AND effective_at <= $1 ORDER BY effective_at, id LIMIT $2";
+
+/// Runs every remaining step of `request` (see the module doc) and returns its receipt. Once
+/// done, calling it again returns the receipt. Refused before the request is due.
+pub async fn execute(
+    pool: &PgPool,
+    audit: &PgAuditLog,
+    request: &ErasureRequest,
+    kv: &dyn KvEraser,
+    now: OffsetDateTime,
+) -> Result<ErasureRequest, PrivacyError> {
+    let current = get(pool, request.id).await?;
+    let Some(user) = current.user_id.filter(|_| !current.done) else {
+        return Ok(current);
+    };
+    if current.effective_at > now {
+        return Err(PrivacyError::Invalid {
+            what: "erasure",
+            why: "its grace period is not over",
+        });
+    }
+    erase_kv(pool, user, kv).await?;
+    pseudonymize_audit(audit, user, current.id, now).await?;
+    finish(pool, &current, user, now).await
+}
+
+/// Step 1: the user's keys outside PostgreSQL. Nothing to do once the account row is gone
+/// (step 3 ran, so this one had).
+pub async fn erase_kv(pool: &PgPool, user: Uuid, kv: &dyn KvEraser) -> Result<(), PrivacyError> {
+    let email: Option<String> = sqlx::query_scalar(EMAIL)
+        .bind(user)
+        .fetch_optional(pool)
+        .await?;
+    if let Some(email_canonical) = email {
+        kv.erase(KvSubject {
+            user_id: user,
+            email_canonical: &email_canonical,
+        })
+        .await
+        .map_err(|e| PrivacyError::KvErase(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Step 2: pseudonymises every audit row naming `user` under `erasure_id`, batch by batch
+/// until none is left. Returns the rows changed.
+pub async fn pseudonymize_audit(
+    audit: &PgAuditLog,
+    user: Uuid,
+    erasure_id: Uuid,
+    now: OffsetDateTime,
+) -> Result<usize, PrivacyError> {
+    let mut changed = 0;
+    loop {
+        let meta = RecordMeta {
+            event_id: Uuid::new_v4(),
+            occurred_at: now,
+        };
+        let done = audit.pseudonymize_user(user, erasure_id, meta).await?;
+        if done.seqs.is_empty() {
+            return Ok(changed);
+        }
+        changed += done.seqs.len();
+    }
+}
+
+/// Step 3: deletes the account (the rest goes by cascade) and turns the request into its
+/// receipt, in one transaction, so there is no state between the two.
+pub async fn finish(
+    pool: &PgPool,
+    request: &ErasureRequest,
+    user: Uuid,
+    now: OffsetDateTime,
+) -> Result<ErasureRequest, PrivacyError> {
+    let categories = serde_json::Value::from(CATEGORIES.to_vec());
+    let mut tx = pool.begin().await?;
+    sqlx::query(DELETE_USER)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(MARK_DONE)
+        .bind(request.id)
+        .bind(categories)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    get(pool, request.id).await
+}
+
+fn decode(row: &PgRow) -> Result<ErasureRequest, PrivacyError> {
+    let requested_by: String = row.try_get(4)?;
+    let state: String = row.try_get(5)?;
+    let categories: Option<serde_json::Value> = row.try_get(6)?;
+    let categories = match categories {
+        None => Vec::new(),
+        Some(v) => {
+            serde_json::from_value(v).map_err(|_| PrivacyError::Malformed { what: "categories" })?
+        }
+    };
+    Ok(ErasureRequest {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        requested_at: row.try_get(2)?,
+        effective_at: row.try_get(3)?,
+        requested_by: RequestedBy::parse(&requested_by)?,
+        done: match state.as_str() {
+            "pending" => false,
+            "done" => true,
+            _ => return Err(PrivacyError::Malformed { what: "state" }),
+        },
+        categories,
+        completed_at: row.try_get(7)?,
+    })
+}
