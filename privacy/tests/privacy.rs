@@ -1,0 +1,1192 @@
+//! The crate against a real PostgreSQL (`DATABASE_URL`; each test gets a fresh database with
+//! the auth server's migrations) and a controlled clock. One test binary, to save link time.
+
+// Helpers outside #[test] functions unwrap too: a panic there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis_audit::{ActorKind, AuditKeys, Details, NewEvent, Outcome, PageQuery, PgAuditLog};
+use portcullis_privacy::PrivacyError;
+use portcullis_privacy::consent::{
+    self, ConsentChange, IpPrefix, Policy, Purpose, Source, reconsent_needed,
+};
+use portcullis_privacy::erasure::{self, KvEraser, KvFuture, KvSubject, RequestedBy};
+use portcullis_privacy::export::{self, ExportExtras, ExportedSession, SCHEMA_VERSION};
+use portcullis_privacy::retention::{self, AuditAction, Counts, RetentionLock, Rules};
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const KEYS: &str = "v1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// 2026-01-01T00:00:00Z.
+const T0: i64 = 1_767_225_600;
+const DAY: i64 = 86_400;
+
+fn at(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap()
+}
+
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86_400)
+}
+
+fn audit(pool: &PgPool) -> PgAuditLog {
+    PgAuditLog::new(
+        pool.clone(),
+        Arc::new(AuditKeys::parse(KEYS).unwrap()),
+        "acme",
+    )
+}
+
+fn policy(version: &str) -> Policy {
+    Policy {
+        version: version.into(),
+        purposes: vec![
+            Purpose {
+                name: "terms".into(),
+                required: true,
+            },
+            Purpose {
+                name: "analytics".into(),
+                required: false,
+            },
+        ],
+    }
+}
+
+const PASSWORD_HASH: &str = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
+
+async fn add_user(pool: &PgPool, email: &str, now: OffsetDateTime) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO users (id, email, email_canonical, display_name, password_hash, \
+         pepper_version, email_verified, created_at, updated_at, last_login_at) \
+         VALUES ($1, $2, lower($2), 'Ada', $3, 'p1', true, $4, $4, $5)",
+    )
+    .bind(id)
+    .bind(email)
+    .bind(PASSWORD_HASH)
+    .bind(now)
+    .bind(now + time::Duration::hours(1))
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
+fn event(user: Uuid, kind: &'static str, occurred_at: OffsetDateTime) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        occurred_at,
+        event_type: kind,
+        outcome: Outcome::Success,
+        actor_kind: ActorKind::User,
+        actor_id: Some(user.hyphenated().to_string()),
+        subject_id: Some(user),
+        client_id: None,
+        ip: Some("192.0.2.7".into()),
+        user_agent: Some("Firefox/140".into()),
+        details: Details::new().code("method", "password"),
+    }
+}
+
+fn change(user: Uuid, purpose: &str, granted: bool) -> ConsentChange {
+    ConsentChange {
+        user,
+        purpose: purpose.into(),
+        granted,
+        policy_version: "2".into(),
+        source: Source::Api,
+        ip_prefix: Some(IpPrefix::of("203.0.113.77".parse().unwrap())),
+    }
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+/// The Redis side as the server implements it, recorded; fails while `fail` is set.
+#[derive(Default)]
+struct RecordingKv {
+    erased: Mutex<Vec<(Uuid, String)>>,
+    fail: AtomicBool,
+}
+
+impl KvEraser for RecordingKv {
+    fn erase<'a>(&'a self, subject: KvSubject<'a>) -> KvFuture<'a> {
+        Box::pin(async move {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err("redis: connection refused".into());
+            }
+            self.erased
+                .lock()
+                .unwrap()
+                .push((subject.user_id, subject.email_canonical.to_owned()));
+            Ok(())
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consent
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_change_records_the_answer_and_a_history_row(pool: PgPool) {
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    consent::record_change(
+        &pool,
+        &policy("2"),
+        &change(user, "analytics", true),
+        at(T0),
+    )
+    .await
+    .unwrap();
+    let withdrawn = consent::record_change(
+        &pool,
+        &policy("2"),
+        &change(user, "analytics", false),
+        at(T0 + 60),
+    )
+    .await
+    .unwrap();
+    assert!(!withdrawn.granted);
+    let current = consent::current(&pool, user).await.unwrap();
+    assert_eq!(current, vec![withdrawn]);
+    let history = consent::history(&pool, user).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|e| (
+                e.granted,
+                e.at,
+                e.source,
+                e.ip_prefix.as_ref().map(|p| p.as_str())
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            (true, at(T0), Source::Api, Some("203.0.113.0/24")),
+            (false, at(T0 + 60), Source::Api, Some("203.0.113.0/24")),
+        ]
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn withdrawing_a_required_purpose_is_refused_and_changes_nothing(pool: PgPool) {
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    let e = consent::record_change(&pool, &policy("2"), &change(user, "terms", false), at(T0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "consent_required");
+    assert!(consent::current(&pool, user).await.unwrap().is_empty());
+    assert!(consent::history(&pool, user).await.unwrap().is_empty());
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_change_under_an_old_policy_version_is_refused(pool: PgPool) {
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    let e = consent::record_change(
+        &pool,
+        &policy("3"),
+        &change(user, "analytics", true),
+        at(T0),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.reason(), "policy_version_mismatch");
+    assert!(consent::history(&pool, user).await.unwrap().is_empty());
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_change_for_an_unknown_user_is_refused(pool: PgPool) {
+    let nobody = Uuid::new_v4();
+    let e = consent::record_change(
+        &pool,
+        &policy("2"),
+        &change(nobody, "analytics", true),
+        at(T0),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, PrivacyError::UnknownUser(u) if u == nobody),
+        "{e:?}"
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn accepting_a_new_policy_ends_the_need_to_reconsent(pool: PgPool) {
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    let accepted = consent::accepted_version(&pool, user).await.unwrap();
+    assert!(reconsent_needed(accepted.as_deref(), "2"));
+    let choices = BTreeMap::from([
+        ("terms".to_string(), true),
+        ("analytics".to_string(), false),
+    ]);
+    consent::accept_policy(
+        &pool,
+        &policy("2"),
+        user,
+        "2",
+        &choices,
+        Source::ConsentPrompt,
+        None,
+        at(T0),
+    )
+    .await
+    .unwrap();
+    let accepted = consent::accepted_version(&pool, user).await.unwrap();
+    assert_eq!(accepted.as_deref(), Some("2"));
+    assert!(!reconsent_needed(accepted.as_deref(), "2"));
+    assert!(
+        reconsent_needed(accepted.as_deref(), "3"),
+        "a bump asks again"
+    );
+    let current = consent::current(&pool, user).await.unwrap();
+    assert_eq!(
+        current
+            .iter()
+            .map(|c| (c.purpose.as_str(), c.granted, c.policy_version.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("analytics", false, "2"), ("terms", true, "2")]
+    );
+    let history = consent::history(&pool, user).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(
+        history
+            .iter()
+            .all(|e| e.source == Source::ConsentPrompt && e.ip_prefix.is_none())
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn accepting_without_a_required_purpose_is_refused_and_changes_nothing(pool: PgPool) {
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    let choices = BTreeMap::from([("analytics".to_string(), true)]);
+    let e = consent::accept_policy(
+        &pool,
+        &policy("2"),
+        user,
+        "2",
+        &choices,
+        Source::Registration,
+        None,
+        at(T0),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, PrivacyError::ConsentRequired { ref purpose } if purpose == "terms"));
+    assert_eq!(consent::accepted_version(&pool, user).await.unwrap(), None);
+    assert!(consent::current(&pool, user).await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Export
+
+/// Every secret-bearing value the export test writes, in the forms a leak could take.
+struct Secrets(Vec<String>);
+
+impl Secrets {
+    fn text(&mut self, s: &str) {
+        self.0.push(s.to_owned());
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.push(b.iter().map(|x| format!("{x:02x}")).collect());
+        self.0.push(format!(
+            "[{}]",
+            b.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+        ));
+        self.0.push(base64_std(b));
+    }
+}
+
+fn base64_std(b: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, x)| n | (u32::from(*x) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// A user with a row in every table the export reads, and their secrets.
+async fn populated_user(pool: &PgPool, log: &PgAuditLog) -> (Uuid, Secrets) {
+    let mut secrets = Secrets(vec![PASSWORD_HASH.to_owned()]);
+    let user = add_user(pool, "Ada@Example.org", at(T0)).await;
+    let choices = BTreeMap::from([("terms".to_string(), true), ("analytics".to_string(), true)]);
+    consent::accept_policy(
+        pool,
+        &policy("2"),
+        user,
+        "2",
+        &choices,
+        Source::Registration,
+        None,
+        at(T0),
+    )
+    .await
+    .unwrap();
+    consent::record_change(
+        pool,
+        &policy("2"),
+        &change(user, "analytics", false),
+        at(T0 + 100),
+    )
+    .await
+    .unwrap();
+    let family = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO refresh_families (family_id, user_id, session_id, client_id, credential_epoch, \
+         created_at, expires_at, scope, offline) VALUES ($1, $2, 'sess-public-1', 'shop', 0, $3, $4, \
+         'openid email', true)",
+    )
+    .bind(family)
+    .bind(user)
+    .bind(at(T0 + 200))
+    .bind(at(T0 + 30 * DAY))
+    .execute(pool)
+    .await
+    .unwrap();
+    let (t1, t2) = ([0xa1u8; 32], [0xa2u8; 32]);
+    secrets.bytes(&t1);
+    secrets.bytes(&t2);
+    for (hash, issued, used) in [(t1, T0 + 200, Some(T0 + 900)), (t2, T0 + 900, None)] {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at, used_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(hash.to_vec())
+        .bind(family)
+        .bind(at(issued))
+        .bind(at(issued + 7 * DAY))
+        .bind(used.map(at))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let ott = [0xb1u8; 32];
+    secrets.bytes(&ott);
+    sqlx::query(
+        "INSERT INTO one_time_tokens (token_hash, user_id, purpose, created_at, expires_at) \
+         VALUES ($1, $2, 'password_reset', $3, $4)",
+    )
+    .bind(ott.to_vec())
+    .bind(user)
+    .bind(at(T0))
+    .bind(at(T0 + 3600))
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO oauth_consents (user_id, client_id, scopes, granted_at, updated_at) \
+         VALUES ($1, 'shop', ARRAY['openid','email'], $2, $3)",
+    )
+    .bind(user)
+    .bind(at(T0 + 150))
+    .bind(at(T0 + 160))
+    .execute(pool)
+    .await
+    .unwrap();
+    let device = [0xc1u8; 32];
+    secrets.bytes(&device);
+    sqlx::query(
+        "INSERT INTO known_devices (user_id, device_hash, kind, first_seen_at, last_seen_at) \
+         VALUES ($1, $2, 'cookie', $3, $4)",
+    )
+    .bind(user)
+    .bind(device.to_vec())
+    .bind(at(T0 + 10))
+    .bind(at(T0 + 500))
+    .execute(pool)
+    .await
+    .unwrap();
+    let sealed_totp = "gAAAAABnTOTPSEALEDSECRETciphertextXYZ==";
+    secrets.text(sealed_totp);
+    sqlx::query(
+        "INSERT INTO mfa_totp (user_id, secret, secret_key_id, params, created_at, confirmed_at, \
+         last_used_step) VALUES ($1, $2, 'k1', 'SHA1:6:30:1', $3, $4, 5)",
+    )
+    .bind(user)
+    .bind(sealed_totp)
+    .bind(at(T0 + 300))
+    .bind(at(T0 + 320))
+    .execute(pool)
+    .await
+    .unwrap();
+    for (n, used) in [(0xd1u8, None), (0xd2, Some(T0 + 400)), (0xd3, None)] {
+        let digest = [n; 32];
+        secrets.bytes(&digest);
+        sqlx::query(
+            "INSERT INTO mfa_recovery_codes (user_id, key_version, digest, created_at, used_at) \
+             VALUES ($1, 1, $2, $3, $4)",
+        )
+        .bind(user)
+        .bind(digest.to_vec())
+        .bind(at(T0 + 320))
+        .bind(used.map(at))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let sealed_upstream = "gAAAAABnUPSTREAMTOKENSciphertextABC==";
+    secrets.text(sealed_upstream);
+    sqlx::query(
+        "INSERT INTO linked_identities (id, user_id, provider, issuer, subject, email, created_at, \
+         last_used_at, upstream_tokens, upstream_tokens_key_id) \
+         VALUES ($1, $2, 'github', 'https://github.com', '583231', 'ada@users.github.example', $3, $4, $5, 'k1')",
+    )
+    .bind(Uuid::new_v4())
+    .bind(user)
+    .bind(at(T0 + 600))
+    .bind(at(T0 + 700))
+    .bind(sealed_upstream)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO notification_outbox (id, channel, event, user_id, recipient, payload, \
+         created_at, next_attempt_at) VALUES ($1, 'email', 'login.new_device', $2, 'ada@example.org', \
+         '{\"ip\": \"192.0.2.7\"}', $3, $3)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(user)
+    .bind(at(T0 + 500))
+    .execute(pool)
+    .await
+    .unwrap();
+    log.append(&event(user, "register", at(T0))).await.unwrap();
+    log.append(&event(user, "login", at(T0 + 3600)))
+        .await
+        .unwrap();
+    (user, secrets)
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn the_export_holds_the_users_data_field_by_field_and_no_secret(pool: PgPool) {
+    let log = audit(&pool);
+    let (user, secrets) = populated_user(&pool, &log).await;
+    // Someone else, whose data must not appear.
+    let other = add_user(&pool, "grace@example.org", at(T0)).await;
+    log.append(&event(other, "login", at(T0 + 50)))
+        .await
+        .unwrap();
+    let session = ExportedSession {
+        id: "sess-public-1".into(),
+        created_at: at(T0 + 200),
+        last_seen_at: at(T0 + 800),
+        expires_at: at(T0 + 200 + 12 * 3600),
+        ip: "192.0.2.7".into(),
+        user_agent: "Firefox/140".into(),
+    };
+    let extras = ExportExtras {
+        sessions: vec![session.clone()],
+    };
+    let now = at(T0 + 2 * DAY);
+    let doc = export::export_user(&pool, &log, user, extras, now)
+        .await
+        .unwrap();
+
+    assert_eq!(doc.schema_version, SCHEMA_VERSION);
+    assert_eq!(doc.exported_at, now);
+    let p = &doc.profile;
+    assert_eq!(
+        (
+            p.id,
+            p.email.as_str(),
+            p.display_name.as_deref(),
+            p.email_verified,
+            p.disabled
+        ),
+        (user, "Ada@Example.org", Some("Ada"), true, false)
+    );
+    assert_eq!(
+        (p.created_at, p.last_login_at),
+        (at(T0), Some(at(T0 + 3600)))
+    );
+    assert_eq!(p.policy_version_accepted.as_deref(), Some("2"));
+    assert_eq!(doc.sessions, vec![session]);
+    assert_eq!(
+        doc.consents
+            .iter()
+            .map(|c| (c.purpose.as_str(), c.granted, c.updated_at))
+            .collect::<Vec<_>>(),
+        vec![("analytics", false, at(T0 + 100)), ("terms", true, at(T0))]
+    );
+    assert_eq!(
+        doc.consent_history
+            .iter()
+            .map(|e| (e.purpose.as_str(), e.granted, e.at, e.source))
+            .collect::<Vec<_>>(),
+        vec![
+            ("analytics", true, at(T0), Source::Registration),
+            ("terms", true, at(T0), Source::Registration),
+            ("analytics", false, at(T0 + 100), Source::Api),
+        ]
+    );
+    let [f] = doc.refresh_families.as_slice() else {
+        panic!("{:?}", doc.refresh_families)
+    };
+    assert_eq!(
+        (
+            f.client_id.as_deref(),
+            f.scope.as_str(),
+            f.offline,
+            f.created_at,
+            f.last_used_at,
+            f.expires_at,
+            f.revoked_at
+        ),
+        (
+            Some("shop"),
+            "openid email",
+            true,
+            at(T0 + 200),
+            Some(at(T0 + 900)),
+            at(T0 + 30 * DAY),
+            None
+        )
+    );
+    let [o] = doc.oauth_consents.as_slice() else {
+        panic!("{:?}", doc.oauth_consents)
+    };
+    assert_eq!(
+        (
+            o.client_id.as_str(),
+            o.scopes.clone(),
+            o.granted_at,
+            o.updated_at
+        ),
+        (
+            "shop",
+            vec!["openid".to_string(), "email".to_string()],
+            at(T0 + 150),
+            at(T0 + 160)
+        )
+    );
+    let [d] = doc.known_devices.as_slice() else {
+        panic!("{:?}", doc.known_devices)
+    };
+    assert_eq!(
+        (d.kind.as_str(), d.first_seen_at, d.last_seen_at),
+        ("cookie", at(T0 + 10), at(T0 + 500))
+    );
+    assert_eq!(
+        (
+            doc.mfa.enrolled,
+            doc.mfa.confirmed_at,
+            doc.mfa.recovery_codes_left
+        ),
+        (true, Some(at(T0 + 320)), 2)
+    );
+    let [l] = doc.linked_identities.as_slice() else {
+        panic!("{:?}", doc.linked_identities)
+    };
+    assert_eq!(
+        (
+            l.provider.as_str(),
+            l.issuer.as_str(),
+            l.subject.as_str(),
+            l.email.as_deref(),
+            l.created_at,
+            l.last_used_at
+        ),
+        (
+            "github",
+            "https://github.com",
+            "583231",
+            Some("ada@users.github.example"),
+            at(T0 + 600),
+            at(T0 + 700)
+        )
+    );
+    assert_eq!(
+        doc.audit_events
+            .iter()
+            .map(|e| (
+                e.event_type.as_str(),
+                e.occurred_at,
+                e.outcome.as_str(),
+                e.ip.as_deref(),
+                e.user_agent.as_deref()
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                "register",
+                at(T0),
+                "success",
+                Some("192.0.2.7"),
+                Some("Firefox/140")
+            ),
+            (
+                "login",
+                at(T0 + 3600),
+                "success",
+                Some("192.0.2.7"),
+                Some("Firefox/140")
+            ),
+        ]
+    );
+    assert_eq!(
+        doc.audit_events[0].details,
+        serde_json::json!({"method": "password"})
+    );
+
+    let json = serde_json::to_string(&doc).unwrap();
+    for secret in &secrets.0 {
+        assert!(
+            !json.contains(secret.as_str()),
+            "the export holds the secret {secret}"
+        );
+    }
+    // Nor the audit trail's salts, digests and hashes.
+    let rows = sqlx::query("SELECT salt, personal_digest, hash FROM audit_events")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    for row in rows {
+        for i in 0..3 {
+            if let Some(b) = row.get::<Option<Vec<u8>>, _>(i) {
+                let mut s = Secrets(Vec::new());
+                s.bytes(&b);
+                for needle in &s.0 {
+                    assert!(
+                        !json.contains(needle.as_str()),
+                        "audit bytes {needle} exported"
+                    );
+                }
+            }
+        }
+    }
+    assert!(!json.contains("grace@example.org") && !json.contains(&other.to_string()));
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn the_export_of_an_unknown_user_is_refused(pool: PgPool) {
+    let nobody = Uuid::new_v4();
+    let e = export::export_user(
+        &pool,
+        &audit(&pool),
+        nobody,
+        ExportExtras::default(),
+        at(T0),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, PrivacyError::UnknownUser(u) if u == nobody));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Erasure
+
+/// Columns (table.column) of every table whose text form contains `needle`.
+async fn columns_containing(pool: &PgPool, needle: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT c.table_name || '.' || c.column_name FROM information_schema.columns c \
+         JOIN information_schema.tables t USING (table_schema, table_name) \
+         WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND t.table_type = 'BASE TABLE' \
+           AND c.data_type IN ('text', 'character varying', 'json', 'jsonb', 'uuid', 'ARRAY') \
+           AND (xpath('/row/n/text()', query_to_xml(format( \
+                'SELECT count(*) AS n FROM %I.%I WHERE %I::text ILIKE %L', \
+                c.table_schema, c.table_name, c.column_name, '%' || $1 || '%'), false, true, '')))[1]::text::bigint > 0 \
+         ORDER BY 1",
+    )
+    .bind(needle)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_request_ends_access_at_once_and_asking_again_returns_it(pool: PgPool) {
+    let log = audit(&pool);
+    let (user, _) = populated_user(&pool, &log).await;
+    let first = erasure::request(&pool, user, RequestedBy::User, days(30), at(T0 + DAY))
+        .await
+        .unwrap();
+    assert_eq!((first.effective_at, first.done), (at(T0 + 31 * DAY), false));
+    let again = erasure::request(&pool, user, RequestedBy::Admin, days(0), at(T0 + 2 * DAY))
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    let (disabled, epoch): (bool, i64) =
+        sqlx::query_as("SELECT disabled, credential_epoch FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((disabled, epoch), (true, 1));
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM refresh_families WHERE revoked_at IS NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM oauth_consents").await, 0);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM erasure_requests").await,
+        1
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_request_for_an_unknown_user_is_refused(pool: PgPool) {
+    let e = erasure::request(&pool, Uuid::new_v4(), RequestedBy::Admin, days(0), at(T0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "unknown_user");
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM erasure_requests").await,
+        0
+    );
+}
+
+/// After the erasure: only the receipt (by erasure id) remains, the chain verifies, the
+/// email registers again.
+async fn assert_erased(pool: &PgPool, log: &PgAuditLog, user: Uuid, erasure_id: Uuid) {
+    for needle in [
+        "ada@example.org".to_string(),
+        "ada@users.github.example".to_string(),
+        user.hyphenated().to_string(),
+        user.simple().to_string(),
+    ] {
+        assert_eq!(
+            columns_containing(pool, &needle).await,
+            Vec::<String>::new(),
+            "{needle} remains"
+        );
+    }
+    let receipt = erasure::get(pool, erasure_id).await.unwrap();
+    assert!(receipt.done && receipt.user_id.is_none() && receipt.completed_at.is_some());
+    assert!(
+        receipt
+            .categories
+            .iter()
+            .any(|c| c == "audit_personal_fields")
+    );
+    assert_eq!(
+        columns_containing(pool, &erasure_id.to_string()).await,
+        vec![
+            "audit_events.actor_id".to_string(),
+            // The `audit_pseudonymized` record's reference.
+            "audit_events.details".to_string(),
+            "audit_events.pseudonym_of".to_string(),
+            "audit_events.subject_id".to_string(),
+            "erasure_requests.id".to_string(),
+        ],
+        "the erasure id is the pseudonym in the trail and the receipt's key"
+    );
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    add_user(pool, "ada@example.org", at(T0 + 400 * DAY)).await;
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_erasure_without_grace_leaves_only_the_receipt(pool: PgPool) {
+    let log = audit(&pool);
+    let (user, _) = populated_user(&pool, &log).await;
+    let now = at(T0 + DAY);
+    let request = erasure::request(&pool, user, RequestedBy::User, days(0), now)
+        .await
+        .unwrap();
+    let kv = RecordingKv::default();
+    let receipt = erasure::execute(&pool, &log, &request, &kv, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (receipt.id, receipt.done, receipt.completed_at),
+        (request.id, true, Some(now))
+    );
+    assert_eq!(
+        *kv.erased.lock().unwrap(),
+        vec![(user, "ada@example.org".to_string())]
+    );
+    assert_erased(&pool, &log, user, request.id).await;
+    // Again: the receipt, nothing else happens.
+    let again = erasure::execute(&pool, &log, &request, &kv, at(T0 + 2 * DAY))
+        .await
+        .unwrap();
+    assert_eq!(again, receipt);
+    assert_eq!(kv.erased.lock().unwrap().len(), 1);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_erasure_with_grace_waits_for_its_period(pool: PgPool) {
+    let log = audit(&pool);
+    let (user, _) = populated_user(&pool, &log).await;
+    let request = erasure::request(&pool, user, RequestedBy::Admin, days(7), at(T0 + DAY))
+        .await
+        .unwrap();
+    let kv = RecordingKv::default();
+    assert!(
+        erasure::due(&pool, at(T0 + 8 * DAY - 1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let e = erasure::execute(&pool, &log, &request, &kv, at(T0 + 8 * DAY - 1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "invalid");
+    assert!(kv.erased.lock().unwrap().is_empty());
+    assert_eq!(count(&pool, "SELECT count(*) FROM users").await, 1);
+    let due = erasure::due(&pool, at(T0 + 8 * DAY), 10).await.unwrap();
+    assert_eq!(due, vec![request.clone()]);
+    erasure::execute(&pool, &log, &due[0], &kv, at(T0 + 8 * DAY))
+        .await
+        .unwrap();
+    assert_erased(&pool, &log, user, request.id).await;
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_erasure_whose_redis_step_fails_stays_pending_and_completes_next_time(pool: PgPool) {
+    let log = audit(&pool);
+    let (user, _) = populated_user(&pool, &log).await;
+    let now = at(T0 + DAY);
+    let request = erasure::request(&pool, user, RequestedBy::User, days(0), now)
+        .await
+        .unwrap();
+    let kv = RecordingKv::default();
+    kv.fail.store(true, Ordering::SeqCst);
+    let e = erasure::execute(&pool, &log, &request, &kv, now)
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "kv_erase");
+    assert!(!erasure::get(&pool, request.id).await.unwrap().done);
+    assert_eq!(count(&pool, "SELECT count(*) FROM users").await, 1);
+    let pseudonymised = log
+        .page(&PageQuery {
+            user_id: Some(user),
+            ..PageQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(pseudonymised.len(), 2, "the audit step did not run");
+    kv.fail.store(false, Ordering::SeqCst);
+    erasure::execute(&pool, &log, &request, &kv, at(T0 + DAY + 60))
+        .await
+        .unwrap();
+    assert_erased(&pool, &log, user, request.id).await;
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_erasure_interrupted_after_the_audit_step_completes_next_time(pool: PgPool) {
+    let log = audit(&pool);
+    let (user, _) = populated_user(&pool, &log).await;
+    let now = at(T0 + DAY);
+    let request = erasure::request(&pool, user, RequestedBy::User, days(0), now)
+        .await
+        .unwrap();
+    let kv = RecordingKv::default();
+    // What a run that crashed after its second step left behind.
+    erasure::erase_kv(&pool, user, &kv).await.unwrap();
+    let changed = erasure::pseudonymize_audit(&log, user, request.id, now)
+        .await
+        .unwrap();
+    assert_eq!(changed, 2);
+    assert!(!erasure::get(&pool, request.id).await.unwrap().done);
+    let receipt = erasure::execute(&pool, &log, &request, &kv, at(T0 + DAY + 60))
+        .await
+        .unwrap();
+    assert!(receipt.done);
+    assert_erased(&pool, &log, user, request.id).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retention
+
+fn rules(action: AuditAction) -> Rules {
+    Rules {
+        audit_retain_for: days(365),
+        audit_action: action,
+        withdrawn_consents_retain_for: days(90),
+    }
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn audit_events_are_deleted_on_day_366_of_365d_not_on_364_or_365(pool: PgPool) {
+    let log = audit(&pool);
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    let made = T0 + 10 * 3600;
+    for i in 0..3 {
+        log.append(&event(user, "login", at(made + i)))
+            .await
+            .unwrap();
+    }
+    let kv = RecordingKv::default();
+    // Each run is `day` days after the first event; the others are a second or two younger.
+    let run = |day: i64| at(made + day * DAY);
+    for day in [364, 365] {
+        let counts = retention::run(
+            &pool,
+            &log,
+            &kv,
+            &rules(AuditAction::Delete),
+            run(day),
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(counts.audit_events_deleted, 0, "day {day}");
+    }
+    let counts = retention::run(
+        &pool,
+        &log,
+        &kv,
+        &rules(AuditAction::Delete),
+        run(366),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(counts.audit_events_deleted, 3);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM audit_events WHERE event_type = 'login'"
+        )
+        .await,
+        0
+    );
+    let report = log.verify(None).await.unwrap();
+    assert!(report.ok, "{report:?}");
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn audit_events_are_pseudonymised_on_day_366_of_365d_not_on_364_or_365(pool: PgPool) {
+    let log = audit(&pool);
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    let made = T0 + 10 * 3600;
+    log.append(&event(user, "login", at(made))).await.unwrap();
+    let kv = RecordingKv::default();
+    let rules = rules(AuditAction::Pseudonymize);
+    for day in [364, 365] {
+        let counts = retention::run(&pool, &log, &kv, &rules, at(made + day * DAY), false)
+            .await
+            .unwrap();
+        assert_eq!(counts.audit_events_pseudonymized, 0, "day {day}");
+    }
+    let counts = retention::run(&pool, &log, &kv, &rules, at(made + 366 * DAY), false)
+        .await
+        .unwrap();
+    assert_eq!(counts.audit_events_pseudonymized, 1);
+    assert_eq!(
+        columns_containing(&pool, &user.to_string()).await,
+        vec!["users.id".to_string()]
+    );
+    assert!(log.verify(None).await.unwrap().ok);
+}
+
+/// Everything a run may change, as text, to compare before and after a dry run.
+async fn snapshot(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT t FROM ( \
+           SELECT 'a' || row_to_json(e)::text AS t FROM audit_events e \
+           UNION ALL SELECT 'h' || row_to_json(h)::text FROM audit_chain_head h \
+           UNION ALL SELECT 'c' || row_to_json(c)::text FROM consent_events c \
+           UNION ALL SELECT 'r' || row_to_json(r)::text FROM erasure_requests r \
+           UNION ALL SELECT 'u' || row_to_json(u)::text FROM users u) x ORDER BY t",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Old audit events, an expired consent history, a recent one, a re-granted one, and a due
+/// erasure; returns the run's time.
+async fn retention_fixture(pool: &PgPool, log: &PgAuditLog) -> OffsetDateTime {
+    let p = policy("2");
+    let kept = add_user(pool, "kept@example.org", at(T0)).await;
+    let leaving = add_user(pool, "leaving@example.org", at(T0)).await;
+    for i in 0..5 {
+        log.append(&event(kept, "login", at(T0 + i))).await.unwrap();
+    }
+    log.append(&event(leaving, "login", at(T0 + 10)))
+        .await
+        .unwrap();
+    // Withdrawn on day 1: expired by day 400 (90d). 2 rows.
+    consent::record_change(pool, &p, &change(kept, "analytics", true), at(T0))
+        .await
+        .unwrap();
+    consent::record_change(pool, &p, &change(kept, "analytics", false), at(T0 + DAY))
+        .await
+        .unwrap();
+    // Withdrawn, then granted again: kept.
+    consent::record_change(pool, &p, &change(leaving, "analytics", false), at(T0))
+        .await
+        .unwrap();
+    consent::record_change(pool, &p, &change(leaving, "analytics", true), at(T0 + DAY))
+        .await
+        .unwrap();
+    let now = at(T0 + 400 * DAY);
+    // Withdrawn recently: kept.
+    consent::record_change(pool, &p, &change(kept, "terms", true), at(T0))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO consent_events (user_id, purpose, granted, policy_version, at, source) \
+                 VALUES ($1, 'newsletter', false, '2', $2, 'account')",
+    )
+    .bind(kept)
+    .bind(now - time::Duration::days(10))
+    .execute(pool)
+    .await
+    .unwrap();
+    erasure::request(
+        pool,
+        leaving,
+        RequestedBy::User,
+        days(0),
+        now - time::Duration::days(1),
+    )
+    .await
+    .unwrap();
+    now
+}
+
+async fn dry_run_matches_real_run(pool: PgPool, action: AuditAction, expected: Counts) {
+    let log = audit(&pool);
+    let now = retention_fixture(&pool, &log).await;
+    let kv = RecordingKv::default();
+    let before = snapshot(&pool).await;
+    let dry = retention::run(&pool, &log, &kv, &rules(action), now, true)
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&pool).await, before, "a dry run changes nothing");
+    assert!(kv.erased.lock().unwrap().is_empty());
+    let real = retention::run(&pool, &log, &kv, &rules(action), now, false)
+        .await
+        .unwrap();
+    assert_eq!(dry, real);
+    assert_eq!(real, expected);
+    assert_eq!(kv.erased.lock().unwrap().len(), 1);
+    assert!(log.verify(None).await.unwrap().ok);
+    // A second real run finds nothing left.
+    let again = retention::run(&pool, &log, &kv, &rules(action), now, false)
+        .await
+        .unwrap();
+    assert_eq!(again, Counts::default());
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_dry_run_reports_the_real_runs_counts_and_changes_nothing_when_deleting(pool: PgPool) {
+    let expected = Counts {
+        audit_events_deleted: 6,
+        withdrawn_consent_events: 2,
+        erasures: 1,
+        ..Counts::default()
+    };
+    dry_run_matches_real_run(pool, AuditAction::Delete, expected).await;
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_dry_run_reports_the_real_runs_counts_and_changes_nothing_when_pseudonymising(
+    pool: PgPool,
+) {
+    let expected = Counts {
+        audit_events_pseudonymized: 6,
+        withdrawn_consent_events: 2,
+        erasures: 1,
+        ..Counts::default()
+    };
+    dry_run_matches_real_run(pool, AuditAction::Pseudonymize, expected).await;
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn retention_keeps_histories_that_are_granted_or_recently_withdrawn(pool: PgPool) {
+    let log = audit(&pool);
+    let now = retention_fixture(&pool, &log).await;
+    let kv = RecordingKv::default();
+    retention::run(&pool, &log, &kv, &rules(AuditAction::Delete), now, false)
+        .await
+        .unwrap();
+    let left: Vec<(String, bool)> =
+        sqlx::query_as("SELECT purpose, granted FROM consent_events ORDER BY purpose")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    // The re-granted history belonged to the erased account; the kept account's required
+    // purpose and recent withdrawal stay.
+    assert_eq!(
+        left,
+        vec![
+            ("newsletter".to_string(), false),
+            ("terms".to_string(), true)
+        ]
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_regranted_history_survives_retention(pool: PgPool) {
+    let p = policy("2");
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    consent::record_change(&pool, &p, &change(user, "analytics", false), at(T0))
+        .await
+        .unwrap();
+    consent::record_change(&pool, &p, &change(user, "analytics", true), at(T0 + DAY))
+        .await
+        .unwrap();
+    let counts = retention::run(
+        &pool,
+        &audit(&pool),
+        &RecordingKv::default(),
+        &rules(AuditAction::Delete),
+        at(T0 + 400 * DAY),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(counts.withdrawn_consent_events, 0);
+    assert_eq!(consent::history(&pool, user).await.unwrap().len(), 2);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_failing_erasure_is_counted_and_left_pending(pool: PgPool) {
+    let log = audit(&pool);
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    let request = erasure::request(&pool, user, RequestedBy::User, days(0), at(T0))
+        .await
+        .unwrap();
+    let kv = RecordingKv::default();
+    kv.fail.store(true, Ordering::SeqCst);
+    let counts = retention::run(
+        &pool,
+        &log,
+        &kv,
+        &rules(AuditAction::Delete),
+        at(T0 + 60),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!((counts.erasures, counts.erasures_failed), (0, 1));
+    assert!(!erasure::get(&pool, request.id).await.unwrap().done);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_second_run_is_kept_out_while_the_first_holds_the_lock(pool: PgPool) {
+    let first = RetentionLock::try_acquire(&pool)
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(RetentionLock::try_acquire(&pool).await.unwrap().is_none());
+    first.release().await.unwrap();
+    let again = RetentionLock::try_acquire(&pool).await.unwrap();
+    assert!(again.is_some());
+    drop(again);
+    // Dropped without release (an error path): the session closes and the lock goes with it.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(RetentionLock::try_acquire(&pool).await.unwrap().is_some());
+}
