@@ -6,7 +6,7 @@
 //! tokens, audit salts and MACs are never selected). Adding such a field means changing a type
 //! here, in review, not slipping a column into a query.
 
-use portcullis_audit::{PageQuery, PgAuditLog};
+use portcullis_audit::{ActorKind, PageQuery, PgAuditLog};
 use serde::Serialize;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
@@ -208,9 +208,9 @@ pub struct AuditEvent {
     pub actor_kind: String,
     /// The OAuth client involved.
     pub client_id: Option<String>,
-    /// Client IP.
+    /// Client IP, when the user acted (another actor's address is theirs, not the user's).
     pub ip: Option<String>,
-    /// User agent.
+    /// User agent, likewise only when the user acted.
     pub user_agent: Option<String>,
     /// Typed details (codes, counts, flags, identifiers; no free text, no secret).
     pub details: serde_json::Value,
@@ -374,6 +374,15 @@ async fn audit_events(audit: &PgAuditLog, user: Uuid) -> Result<Vec<AuditEvent>,
         };
         after = last.seq;
         for row in page {
+            // The address and browser are the actor's: the user's own when they acted, an
+            // administrator's or another person's otherwise, and those are not theirs to get.
+            let own = row.actor_kind == ActorKind::User
+                && row.actor_id.as_deref() == Some(user.hyphenated().to_string().as_str());
+            let (ip, user_agent) = if own {
+                (row.ip, row.user_agent)
+            } else {
+                (None, None)
+            };
             let details =
                 serde_json::from_str(&row.details).map_err(|_| PrivacyError::Malformed {
                     what: "audit details",
@@ -385,8 +394,8 @@ async fn audit_events(audit: &PgAuditLog, user: Uuid) -> Result<Vec<AuditEvent>,
                 outcome: row.outcome.as_str().to_owned(),
                 actor_kind: row.actor_kind.as_str().to_owned(),
                 client_id: row.client_id.map(|c| c.as_str().to_owned()),
-                ip: row.ip,
-                user_agent: row.user_agent,
+                ip,
+                user_agent,
                 details,
             });
         }

@@ -468,6 +468,13 @@ async fn populated_user(pool: &PgPool, log: &PgAuditLog) -> (Uuid, Secrets) {
     log.append(&event(user, "login", at(T0 + 3600)))
         .await
         .unwrap();
+    // An administrator acting on the account: their address is not the user's data.
+    let mut unlock = event(user, "admin_unlock", at(T0 + 3700));
+    unlock.actor_kind = ActorKind::Admin;
+    unlock.actor_id = Some("admin".into());
+    unlock.ip = Some("198.51.100.99".into());
+    unlock.user_agent = Some("curl/8.0".into());
+    log.append(&unlock).await.unwrap();
     (user, secrets)
 }
 
@@ -635,6 +642,7 @@ async fn the_export_holds_the_users_data_field_by_field_and_no_secret(pool: PgPo
                 Some("192.0.2.7"),
                 Some("Firefox/140")
             ),
+            ("admin_unlock", at(T0 + 3700), "success", None, None),
         ]
     );
     assert_eq!(
@@ -669,6 +677,10 @@ async fn the_export_holds_the_users_data_field_by_field_and_no_secret(pool: PgPo
         }
     }
     assert!(!json.contains("grace@example.org") && !json.contains(&other.to_string()));
+    assert!(
+        !json.contains("198.51.100.99") && !json.contains("curl/8.0"),
+        "the admin's address and browser are not the user's"
+    );
 }
 
 #[sqlx::test(migrations = "../authserver/migrations")]
@@ -873,7 +885,7 @@ async fn an_erasure_whose_redis_step_fails_stays_pending_and_completes_next_time
         })
         .await
         .unwrap();
-    assert_eq!(pseudonymised.len(), 2, "the audit step did not run");
+    assert_eq!(pseudonymised.len(), 3, "the audit step did not run");
     kv.fail.store(false, Ordering::SeqCst);
     erasure::execute(&pool, &log, &request, &kv, at(T0 + DAY + 60))
         .await
@@ -895,7 +907,7 @@ async fn an_erasure_interrupted_after_the_audit_step_completes_next_time(pool: P
     let changed = erasure::pseudonymize_audit(&log, user, request.id, now)
         .await
         .unwrap();
-    assert_eq!(changed, 2);
+    assert_eq!(changed, 3);
     assert!(!erasure::get(&pool, request.id).await.unwrap().done);
     let receipt = erasure::execute(&pool, &log, &request, &kv, at(T0 + DAY + 60))
         .await
