@@ -10,7 +10,8 @@
 //!    lockout and rate buckets), through the [`KvEraser`] the server implements;
 //! 2. [`pseudonymize_audit`]: the audit trail's rows about or by the user are pseudonymised
 //!    under the erasure id, batch by batch (the chain still verifies);
-//! 3. [`finish`]: one transaction deletes the account row (its consents, consent history, MFA,
+//! 3. [`finish`]: one transaction, holding the audit chain's head lock and checking that no
+//!    event naming the user arrived since step 2 (else back to step 2), deletes the account row (its consents, consent history, MFA,
 //!    devices, linked identities, tokens and pending notices go with it by cascade) and turns
 //!    the request into the receipt: state `done`, `user_id` NULL, the categories erased.
 //!
@@ -138,6 +139,13 @@ const REVOKE_FAMILIES: &str =
     "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
 const DROP_OAUTH_CONSENTS: &str = "DELETE FROM oauth_consents WHERE user_id = $1";
 const EMAIL: &str = "SELECT email_canonical FROM users WHERE id = $1";
+const FINISH_TX: &str =
+    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '2s'";
+// The audit crate's appenders serialise on this row (0006_audit.sql).
+const LOCK_AUDIT_HEAD: &str = "SELECT seq FROM audit_chain_head WHERE id = 1 FOR UPDATE";
+// The audit crate's own test for "rows naming the user" (its `pseudonymize_user`).
+const AUDIT_NAMES_USER: &str = "SELECT EXISTS (SELECT 1 FROM audit_events \
+    WHERE subject_id = $1 OR (actor_kind = 'user' AND actor_id = $1::text))";
 const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
 const MARK_DONE: &str = "UPDATE erasure_requests SET state = 'done', user_id = NULL, \
     categories = $2, completed_at = $3 WHERE id = $1 AND state = 'pending'";
@@ -260,9 +268,21 @@ pub async fn execute(
         });
     }
     erase_kv(pool, user, kv).await?;
-    pseudonymize_audit(audit, user, current.id, now).await?;
-    finish(pool, &current, user, now).await
+    // An event about the user appended between steps 2 and 3 (a login attempt on the disabled
+    // account) sends us back to step 2; a few rounds, then the next run tries again.
+    for _ in 0..FINISH_ATTEMPTS {
+        pseudonymize_audit(audit, user, current.id, now).await?;
+        if let Some(receipt) = finish(pool, &current, user, now).await? {
+            return Ok(receipt);
+        }
+    }
+    Err(PrivacyError::Busy {
+        what: "new audit events about the user keep arriving",
+    })
 }
+
+/// Rounds of steps 2 and 3 in one [`execute`].
+const FINISH_ATTEMPTS: usize = 3;
 
 /// Step 1: the user's keys outside PostgreSQL. Nothing to do once the account row is gone
 /// (step 3 ran, so this one had).
@@ -305,15 +325,29 @@ pub async fn pseudonymize_audit(
 }
 
 /// Step 3: deletes the account (the rest goes by cascade) and turns the request into its
-/// receipt, in one transaction, so there is no state between the two.
+/// receipt, in one transaction, so there is no state between the two. `None` (nothing
+/// changed) when an audit event naming the user was appended after step 2: run it again.
+///
+/// The transaction holds the audit chain's head lock, on which every appender waits, so no
+/// such event can land between the check and the deletion (with a lock timeout, as appenders
+/// have: a stuck holder fails this run, not the realm).
 pub async fn finish(
     pool: &PgPool,
     request: &ErasureRequest,
     user: Uuid,
     now: OffsetDateTime,
-) -> Result<ErasureRequest, PrivacyError> {
+) -> Result<Option<ErasureRequest>, PrivacyError> {
     let categories = serde_json::Value::from(CATEGORIES.to_vec());
     let mut tx = pool.begin().await?;
+    sqlx::raw_sql(FINISH_TX).execute(&mut *tx).await?;
+    sqlx::query(LOCK_AUDIT_HEAD).execute(&mut *tx).await?;
+    let named: bool = sqlx::query_scalar(AUDIT_NAMES_USER)
+        .bind(user)
+        .fetch_one(&mut *tx)
+        .await?;
+    if named {
+        return Ok(None);
+    }
     sqlx::query(DELETE_USER)
         .bind(user)
         .execute(&mut *tx)
@@ -325,7 +359,7 @@ pub async fn finish(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    get(pool, request.id).await
+    get(pool, request.id).await.map(Some)
 }
 
 fn decode(row: &PgRow) -> Result<ErasureRequest, PrivacyError> {

@@ -44,6 +44,12 @@ pub enum PrivacyError {
     /// pending and resumes at its next run.
     #[error("erasing the user's session and counter keys failed: {0}")]
     KvErase(String),
+    /// The operation met continuous contention and gave up for now; retrying later is safe.
+    #[error("busy: {what}")]
+    Busy {
+        /// What kept it from finishing.
+        what: &'static str,
+    },
     /// An argument is out of range (a negative grace period, a time past the calendar).
     #[error("invalid {what}: {why}")]
     Invalid {
@@ -72,6 +78,7 @@ impl PrivacyError {
             Self::UnknownUser(_) => "unknown_user",
             Self::UnknownErasure(_) => "unknown_erasure",
             Self::KvErase(_) => "kv_erase",
+            Self::Busy { .. } => "busy",
             Self::Invalid { .. } => "invalid",
             Self::Malformed { .. } => "malformed",
         }

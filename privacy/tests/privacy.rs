@@ -1202,3 +1202,28 @@ async fn a_second_run_is_kept_out_while_the_first_holds_the_lock(pool: PgPool) {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(RetentionLock::try_acquire(&pool).await.unwrap().is_some());
 }
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_audit_event_arriving_after_the_audit_step_holds_the_deletion_back(pool: PgPool) {
+    let log = audit(&pool);
+    let (user, _) = populated_user(&pool, &log).await;
+    let now = at(T0 + DAY);
+    let request = erasure::request(&pool, user, RequestedBy::User, days(0), now)
+        .await
+        .unwrap();
+    erasure::pseudonymize_audit(&log, user, request.id, now)
+        .await
+        .unwrap();
+    // A login attempt on the disabled account, logged after step 2.
+    log.append(&event(user, "login_failed", now)).await.unwrap();
+    assert_eq!(
+        erasure::finish(&pool, &request, user, now).await.unwrap(),
+        None
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM users").await, 1);
+    let kv = RecordingKv::default();
+    erasure::execute(&pool, &log, &request, &kv, now)
+        .await
+        .unwrap();
+    assert_erased(&pool, &log, user, request.id).await;
+}
