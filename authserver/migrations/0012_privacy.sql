@@ -34,7 +34,8 @@ CREATE INDEX consent_events_withdrawn ON consent_events (at) WHERE NOT granted;
 
 -- The history starts with what registration recorded.
 INSERT INTO consent_events (user_id, purpose, granted, policy_version, at, source)
-SELECT user_id, purpose, granted, policy_version, updated_at, 'registration' FROM consents;
+SELECT user_id, purpose, granted, policy_version, updated_at, 'registration' FROM consents
+ORDER BY updated_at, user_id, purpose;
 
 -- Erasure requests. The id is the erasure id: the pseudonym in the audit trail and the
 -- receipt's key. user_id has no foreign key, as the row outlives the account: once done it is

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
-use sqlx::{PgPool, Row};
+use sqlx::{PgExecutor, PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -333,9 +333,13 @@ pub async fn accepted_version(pool: &PgPool, user: Uuid) -> Result<Option<String
     Ok(row.try_get(0)?)
 }
 
-/// The user's current answers, by purpose.
-pub async fn current(pool: &PgPool, user: Uuid) -> Result<Vec<Consent>, PrivacyError> {
-    let rows = sqlx::query(CURRENT).bind(user).fetch_all(pool).await?;
+/// The user's current answers, by purpose. Reads through `db`: the pool, or a transaction
+/// (the export's snapshot).
+pub async fn current<'e>(
+    db: impl PgExecutor<'e>,
+    user: Uuid,
+) -> Result<Vec<Consent>, PrivacyError> {
+    let rows = sqlx::query(CURRENT).bind(user).fetch_all(db).await?;
     rows.iter()
         .map(|r| {
             Ok(Consent {
@@ -348,9 +352,12 @@ pub async fn current(pool: &PgPool, user: Uuid) -> Result<Vec<Consent>, PrivacyE
         .collect()
 }
 
-/// Every change the user made, oldest first.
-pub async fn history(pool: &PgPool, user: Uuid) -> Result<Vec<ConsentEvent>, PrivacyError> {
-    let rows = sqlx::query(HISTORY).bind(user).fetch_all(pool).await?;
+/// Every change the user made, oldest first. Reads through `db`, as [`current`].
+pub async fn history<'e>(
+    db: impl PgExecutor<'e>,
+    user: Uuid,
+) -> Result<Vec<ConsentEvent>, PrivacyError> {
+    let rows = sqlx::query(HISTORY).bind(user).fetch_all(db).await?;
     rows.iter()
         .map(|r| {
             let source: String = r.try_get(4)?;

@@ -319,11 +319,11 @@ pub async fn export_user(
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
+    let consents = consent::current(&mut *tx, user).await?;
+    let consent_history = consent::history(&mut *tx, user).await?;
     tx.commit().await?;
-    // Consents and the audit trail through their own readers (the audit crate decodes its rows
-    // defensively); a change between the snapshot and these reads is at most one click newer.
-    let consents = consent::current(pool, user).await?;
-    let consent_history = consent::history(pool, user).await?;
+    // The audit trail through its own reader, which decodes rows defensively; it is
+    // append-only, so reading it after the snapshot only adds events.
     let audit_events = audit_events(audit, user).await?;
     Ok(ExportDocument {
         schema_version: SCHEMA_VERSION,

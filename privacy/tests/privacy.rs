@@ -1227,3 +1227,84 @@ async fn an_audit_event_arriving_after_the_audit_step_holds_the_deletion_back(po
         .unwrap();
     assert_erased(&pool, &log, user, request.id).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Migration 0012
+
+/// Applies the auth server's migrations whose number is in `range`, in order.
+async fn migrate(pool: &PgPool, range: std::ops::RangeInclusive<u32>) {
+    let mut files: Vec<_> = std::fs::read_dir("../authserver/migrations")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n: u32 = p.file_name().unwrap().to_str().unwrap()[..4]
+                .parse()
+                .unwrap();
+            range.contains(&n)
+        })
+        .collect();
+    files.sort();
+    for file in files {
+        let sql = std::fs::read_to_string(&file).unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_migration_backfills_the_accepted_version_and_the_history_from_consents(pool: PgPool) {
+    migrate(&pool, 1..=11).await;
+    let with = add_user(&pool, "ada@example.org", at(T0)).await;
+    let without = add_user(&pool, "grace@example.org", at(T0)).await;
+    for (purpose, granted, version, when) in [
+        ("terms", true, "1", T0),
+        ("analytics", false, "1", T0),
+        ("marketing", true, "2", T0 + DAY),
+    ] {
+        sqlx::query(
+            "INSERT INTO consents (user_id, purpose, granted, policy_version, updated_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(with)
+        .bind(purpose)
+        .bind(granted)
+        .bind(version)
+        .bind(at(when))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    migrate(&pool, 12..=12).await;
+    assert_eq!(
+        consent::accepted_version(&pool, with)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("2"),
+        "the newest answer's version"
+    );
+    assert_eq!(
+        consent::accepted_version(&pool, without).await.unwrap(),
+        None
+    );
+    let history = consent::history(&pool, with).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|e| (
+                e.purpose.as_str(),
+                e.granted,
+                e.policy_version.as_str(),
+                e.at,
+                e.source
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            ("analytics", false, "1", at(T0), Source::Registration),
+            ("terms", true, "1", at(T0), Source::Registration),
+            ("marketing", true, "2", at(T0 + DAY), Source::Registration),
+        ]
+    );
+}
