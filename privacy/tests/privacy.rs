@@ -1189,18 +1189,44 @@ async fn a_failing_erasure_is_counted_and_left_pending(pool: PgPool) {
 
 #[sqlx::test(migrations = "../authserver/migrations")]
 async fn a_second_run_is_kept_out_while_the_first_holds_the_lock(pool: PgPool) {
-    let first = RetentionLock::try_acquire(&pool)
+    // Two replicas, each with a pool of its own and default options (the test harness's pool
+    // may reset sessions on release; a server's does not).
+    let replica = || async {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with((*pool.connect_options()).clone())
+            .await
+            .unwrap()
+    };
+    let (one, other) = (replica().await, replica().await);
+    let first = RetentionLock::try_acquire(&one)
         .await
         .unwrap()
         .expect("free");
-    assert!(RetentionLock::try_acquire(&pool).await.unwrap().is_none());
+    assert!(RetentionLock::try_acquire(&other).await.unwrap().is_none());
     first.release().await.unwrap();
-    let again = RetentionLock::try_acquire(&pool).await.unwrap();
-    assert!(again.is_some());
-    drop(again);
-    // Dropped without release (an error path): the session closes and the lock goes with it.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(RetentionLock::try_acquire(&pool).await.unwrap().is_some());
+    let again = RetentionLock::try_acquire(&other)
+        .await
+        .unwrap()
+        .expect("released");
+    again.release().await.unwrap();
+    let dropped = RetentionLock::try_acquire(&one)
+        .await
+        .unwrap()
+        .expect("free");
+    drop(dropped);
+    // Dropped without release (an error path): the session closes, in the background, and
+    // the lock goes with it.
+    let mut free = false;
+    for _ in 0..60 {
+        if let Some(lock) = RetentionLock::try_acquire(&other).await.unwrap() {
+            lock.release().await.unwrap();
+            free = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(free, "the dropped lock was never released");
 }
 
 #[sqlx::test(migrations = "../authserver/migrations")]
