@@ -1056,6 +1056,17 @@ async fn retention_fixture(pool: &PgPool, log: &PgAuditLog) -> OffsetDateTime {
     .execute(pool)
     .await
     .unwrap();
+    // Asked for yesterday with 30 days' grace: not due, not counted, not touched.
+    let waiting = add_user(pool, "waiting@example.org", at(T0)).await;
+    erasure::request(
+        pool,
+        waiting,
+        RequestedBy::User,
+        days(30),
+        now - time::Duration::days(1),
+    )
+    .await
+    .unwrap();
     erasure::request(
         pool,
         leaving,
@@ -1084,6 +1095,15 @@ async fn dry_run_matches_real_run(pool: PgPool, action: AuditAction, expected: C
     assert_eq!(dry, real);
     assert_eq!(real, expected);
     assert_eq!(kv.erased.lock().unwrap().len(), 1);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM erasure_requests WHERE state = 'pending'"
+        )
+        .await,
+        1,
+        "the request still in its grace period"
+    );
     assert!(log.verify(None).await.unwrap().ok);
     // A second real run finds nothing left.
     let again = retention::run(&pool, &log, &kv, &rules(action), now, false)
