@@ -68,6 +68,14 @@ fn identity(provider: &str, issuer: &str, subject: &str) -> UpstreamIdentity {
     }
 }
 
+/// `user` linked to the subject `subject` of the realm's provider `corp`, at `T0`.
+async fn linked(store: &PgLinkStore, user: Uuid, subject: &str) -> Link {
+    store
+        .link(user, &identity("corp", ISSUER, subject), at(T0))
+        .await
+        .unwrap()
+}
+
 fn tokens(access: &str, refresh: Option<&str>) -> UpstreamTokens {
     UpstreamTokens {
         access_token: access.into(),
@@ -125,10 +133,7 @@ async fn until_sessions_wait(pool: &PgPool, count: i64) {
 async fn a_link_is_found_by_issuer_and_subject_and_listed_for_its_user(pool: PgPool) {
     let store = PgLinkStore::new(pool.clone());
     let ada = user(&pool, 1).await;
-    let made = store
-        .link(ada, &identity("corp", ISSUER, "s-1"), at(T0))
-        .await
-        .unwrap();
+    let made = linked(&store, ada, "s-1").await;
     let expected = Link {
         id: made.id,
         user: ada,
@@ -174,10 +179,7 @@ async fn the_same_subject_at_another_issuer_is_another_identity(pool: PgPool) {
 async fn linking_the_same_identity_to_the_same_user_again_returns_the_first_link(pool: PgPool) {
     let store = PgLinkStore::new(pool.clone());
     let ada = user(&pool, 1).await;
-    let first = store
-        .link(ada, &identity("corp", ISSUER, "s-1"), at(T0))
-        .await
-        .unwrap();
+    let first = linked(&store, ada, "s-1").await;
     let again = store
         .link(ada, &identity("corp", ISSUER, "s-1"), at(T0 + 60))
         .await
@@ -191,10 +193,7 @@ async fn an_identity_linked_to_another_user_is_refused_and_never_moved(pool: PgP
     let store = PgLinkStore::new(pool.clone());
     let ada = user(&pool, 1).await;
     let mallory = user(&pool, 2).await;
-    store
-        .link(ada, &identity("corp", ISSUER, "s-1"), at(T0))
-        .await
-        .unwrap();
+    linked(&store, ada, "s-1").await;
     let refused = store
         .link(mallory, &identity("corp", ISSUER, "s-1"), at(T0 + 1))
         .await;
@@ -267,10 +266,7 @@ async fn linking_needs_an_existing_user_and_a_provider_issuer_and_subject(pool: 
 async fn touch_records_the_last_use_and_never_moves_it_back(pool: PgPool) {
     let store = PgLinkStore::new(pool.clone());
     let ada = user(&pool, 1).await;
-    let link = store
-        .link(ada, &identity("corp", ISSUER, "s-1"), at(T0))
-        .await
-        .unwrap();
+    let link = linked(&store, ada, "s-1").await;
     store.touch(link.id, at(T0 + 100)).await.unwrap();
     store.touch(link.id, at(T0 + 50)).await.unwrap();
     let found = store.find(ISSUER, "s-1").await.unwrap().unwrap();
@@ -286,10 +282,7 @@ async fn touch_records_the_last_use_and_never_moves_it_back(pool: PgPool) {
 async fn a_link_is_removed_while_the_password_still_works(pool: PgPool) {
     let store = PgLinkStore::new(pool.clone());
     let ada = user(&pool, 1).await;
-    let link = store
-        .link(ada, &identity("corp", ISSUER, "s-1"), at(T0))
-        .await
-        .unwrap();
+    let link = linked(&store, ada, "s-1").await;
     let removed = store
         .unlink(ada, link.id, true, &live(&["corp"]))
         .await
@@ -302,10 +295,7 @@ async fn a_link_is_removed_while_the_password_still_works(pool: PgPool) {
 async fn the_last_way_in_is_not_unlinked(pool: PgPool) {
     let store = PgLinkStore::new(pool.clone());
     let ada = user(&pool, 1).await;
-    let link = store
-        .link(ada, &identity("corp", ISSUER, "s-1"), at(T0))
-        .await
-        .unwrap();
+    let link = linked(&store, ada, "s-1").await;
     let refused = store.unlink(ada, link.id, false, &live(&["corp"])).await;
     assert_eq!(code(refused), "last_sign_in_method");
     assert_eq!(link_count(&pool, ada).await, 1);
@@ -315,10 +305,7 @@ async fn the_last_way_in_is_not_unlinked(pool: PgPool) {
 async fn a_link_to_a_provider_removed_from_the_realm_is_no_way_in(pool: PgPool) {
     let store = PgLinkStore::new(pool.clone());
     let ada = user(&pool, 1).await;
-    let corp = store
-        .link(ada, &identity("corp", ISSUER, "s-1"), at(T0))
-        .await
-        .unwrap();
+    let corp = linked(&store, ada, "s-1").await;
     let old = store
         .link(
             ada,
@@ -342,10 +329,7 @@ async fn unlinking_another_users_link_or_an_unknown_one_is_not_found(pool: PgPoo
     let store = PgLinkStore::new(pool.clone());
     let ada = user(&pool, 1).await;
     let mallory = user(&pool, 2).await;
-    let link = store
-        .link(ada, &identity("corp", ISSUER, "s-1"), at(T0))
-        .await
-        .unwrap();
+    let link = linked(&store, ada, "s-1").await;
     let theirs = store.unlink(mallory, link.id, true, &live(&["corp"])).await;
     assert_eq!(code(theirs), "not_found");
     let unknown = store
@@ -409,10 +393,7 @@ async fn two_concurrent_unlinks_of_a_passwordless_users_two_links_leave_one(pool
 async fn deleting_the_user_deletes_their_links(pool: PgPool) {
     let store = PgLinkStore::new(pool.clone());
     let ada = user(&pool, 1).await;
-    store
-        .link(ada, &identity("corp", ISSUER, "s-1"), at(T0))
-        .await
-        .unwrap();
+    linked(&store, ada, "s-1").await;
     sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(ada)
         .execute(&pool)
@@ -426,10 +407,7 @@ async fn stored_tokens_open_again_and_the_column_holds_no_token_in_clear(pool: P
     let store = PgLinkStore::new(pool.clone());
     let keys = ring(&[key(0)]);
     let ada = user(&pool, 1).await;
-    let link = store
-        .link(ada, &identity("corp", ISSUER, "s-1"), at(T0))
-        .await
-        .unwrap();
+    let link = linked(&store, ada, "s-1").await;
     assert_eq!(store.tokens(link.id, &keys).await.unwrap(), None);
     store
         .store_tokens(
@@ -481,14 +459,8 @@ async fn tokens_copied_to_another_users_link_are_refused(pool: PgPool) {
     let keys = ring(&[key(0)]);
     let ada = user(&pool, 1).await;
     let mallory = user(&pool, 2).await;
-    let adas = store
-        .link(ada, &identity("corp", ISSUER, "ada"), at(T0))
-        .await
-        .unwrap();
-    let mallorys = store
-        .link(mallory, &identity("corp", ISSUER, "mallory"), at(T0))
-        .await
-        .unwrap();
+    let adas = linked(&store, ada, "ada").await;
+    let mallorys = linked(&store, mallory, "mallory").await;
     store
         .store_tokens(adas.id, &tokens("ada-access", None), &keys, at(T0))
         .await
@@ -533,10 +505,7 @@ async fn reencryption_moves_rows_under_an_old_key_to_the_newest_in_batches(pool:
     let ada = user(&pool, 1).await;
     let mut ids = Vec::new();
     for n in 0..5 {
-        let link = store
-            .link(ada, &identity("corp", ISSUER, &format!("s-{n}")), at(T0))
-            .await
-            .unwrap();
+        let link = linked(&store, ada, &format!("s-{n}")).await;
         let refresh = format!("refresh-{n}");
         store
             .store_tokens(
@@ -587,10 +556,7 @@ async fn tokens_stored_between_reencryptions_read_and_write_are_kept(pool: PgPoo
     let old = ring(&[key(0)]);
     let rotated = ring(&[key(32), key(0)]);
     let ada = user(&pool, 1).await;
-    let link = store
-        .link(ada, &identity("corp", ISSUER, "s-1"), at(T0))
-        .await
-        .unwrap();
+    let link = linked(&store, ada, "s-1").await;
     // The newer tokens' column value, made by the store itself, then the old ones put back.
     store
         .store_tokens(
@@ -646,10 +612,7 @@ async fn a_row_that_does_not_open_is_reported_and_left_alone(pool: PgPool) {
     let stranger = ring(&[key(64)]);
     let rotated = ring(&[key(32), key(0)]);
     let ada = user(&pool, 1).await;
-    let link = store
-        .link(ada, &identity("corp", ISSUER, "s-1"), at(T0))
-        .await
-        .unwrap();
+    let link = linked(&store, ada, "s-1").await;
     store
         .store_tokens(link.id, &tokens("a", None), &stranger, at(T0))
         .await
@@ -668,10 +631,7 @@ async fn bad_token_inputs_get_clear_errors(pool: PgPool) {
     let store = PgLinkStore::new(pool.clone());
     let keys = ring(&[key(0)]);
     let ada = user(&pool, 1).await;
-    let link = store
-        .link(ada, &identity("corp", ISSUER, "s-1"), at(T0))
-        .await
-        .unwrap();
+    let link = linked(&store, ada, "s-1").await;
     assert_eq!(
         code(store.reencrypt_batch(None, 0, &keys, at(T0)).await),
         "invalid_batch_size"
