@@ -13,7 +13,10 @@
 ///   `unverified_email_matches_account`, `account_email_unverified`;
 /// - the upstream provider (a 502, or a 4xx for a token it should not have sent):
 ///   `discovery_failed`, `issuer_mismatch`, `issuer_missing`, `upstream_error`, `token_exchange_failed`,
-///   `missing_id_token`, the `id_token_*` codes, `userinfo_failed`, `subject_mismatch`.
+///   `missing_id_token`, the `id_token_*` codes, `userinfo_failed`, `subject_mismatch`;
+/// - the link store ([`crate::pg`]): `already_linked`, `not_found`, `last_sign_in_method`
+///   (the user's), `unknown_user`, `invalid_link`, `invalid_batch_size`, `time_before_epoch`
+///   (the caller's), `sealed`, `corrupt_row`, `contended`, `database` (the server's).
 #[derive(Debug, thiserror::Error)]
 pub enum SocialError {
     /// The provider's settings cannot work (no issuer for OIDC, a bad URL, an empty secret).
@@ -160,6 +163,42 @@ pub enum SocialError {
     /// (perhaps not the email's owner) in the account.
     #[error("an account with this email exists, and its email is not verified")]
     AccountEmailUnverified,
+    /// The upstream identity is already linked to another user: a link is never moved.
+    #[error("this sign-in is already linked to another account")]
+    AlreadyLinked,
+    /// No link with this id belongs to the user (unknown, or another user's).
+    #[error("no such linked sign-in")]
+    LinkNotFound,
+    /// Unlinking would leave the user no working way to sign in (no usable password and no
+    /// other link to a provider the realm still has).
+    #[error("this is the account's last way to sign in")]
+    LastSignInMethod,
+    /// No user with this id (a row of `users` is needed first).
+    #[error("no such user")]
+    UnknownUser,
+    /// A link needs a provider name, an issuer and a subject; this one lacks the field named.
+    #[error("a linked identity needs a non-empty {0}")]
+    InvalidLink(&'static str),
+    /// A re-encryption batch of 0 rows would never advance.
+    #[error("a re-encryption batch holds at least one row")]
+    InvalidBatchSize,
+    /// The time passed in is before 1970: Fernet timestamps start there.
+    #[error("the time is before the Unix epoch")]
+    TimeBeforeEpoch,
+    /// Stored upstream tokens do not open: no key of the ring decrypts them, or they were
+    /// sealed for another row (a ciphertext copied between rows) or purpose.
+    // Only the reason: the sealed error's text names row ids (the source stays for logs).
+    #[error("the stored upstream tokens cannot be opened ({})", .0.reason())]
+    Sealed(#[from] portcullis_sealed::SealedError),
+    /// A stored value this code never writes (checked by the schema, unless it was bypassed).
+    #[error("corrupt linked identity row: {0}")]
+    Corrupt(&'static str),
+    /// The identity's link was inserted and removed concurrently again and again: try again.
+    #[error("the link changed concurrently too often; try again")]
+    Contended,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
 }
 
 /// The longest upstream error text kept.
@@ -213,6 +252,17 @@ impl SocialError {
             Self::EmailUnusable => "email_unusable",
             Self::UnverifiedEmailMatchesAccount => "unverified_email_matches_account",
             Self::AccountEmailUnverified => "account_email_unverified",
+            Self::AlreadyLinked => "already_linked",
+            Self::LinkNotFound => "not_found",
+            Self::LastSignInMethod => "last_sign_in_method",
+            Self::UnknownUser => "unknown_user",
+            Self::InvalidLink(_) => "invalid_link",
+            Self::InvalidBatchSize => "invalid_batch_size",
+            Self::TimeBeforeEpoch => "time_before_epoch",
+            Self::Sealed(_) => "sealed",
+            Self::Corrupt(_) => "corrupt_row",
+            Self::Contended => "contended",
+            Self::Database(_) => "database",
         }
     }
 
@@ -300,6 +350,17 @@ mod tests {
             SocialError::EmailUnusable,
             SocialError::UnverifiedEmailMatchesAccount,
             SocialError::AccountEmailUnverified,
+            SocialError::AlreadyLinked,
+            SocialError::LinkNotFound,
+            SocialError::LastSignInMethod,
+            SocialError::UnknownUser,
+            SocialError::InvalidLink("subject"),
+            SocialError::InvalidBatchSize,
+            SocialError::TimeBeforeEpoch,
+            SocialError::Sealed(portcullis_sealed::SealedError::NoKeyDecrypts),
+            SocialError::Corrupt("x"),
+            SocialError::Contended,
+            SocialError::Database(sqlx::Error::PoolTimedOut),
         ];
         let codes: std::collections::BTreeSet<_> = all.iter().map(SocialError::code).collect();
         assert_eq!(codes.len(), all.len(), "every error has its own code");

@@ -138,13 +138,31 @@ pub async fn get_json(
     url: Url,
     access_token: &str,
 ) -> Result<serde_json::Value, String> {
-    let request = Request::builder()
+    get(http, url, Some(access_token)).await
+}
+
+/// GETs a public JSON document at `url` (no credentials), such as an OpenID Connect discovery
+/// document; failures as for [`get_json`].
+pub async fn get_public_json(http: &HttpClient, url: Url) -> Result<serde_json::Value, String> {
+    get(http, url, None).await
+}
+
+/// The one JSON GET: status 200 only, the body parsed as JSON.
+async fn get(
+    http: &HttpClient,
+    url: Url,
+    access_token: Option<&str>,
+) -> Result<serde_json::Value, String> {
+    let mut request = Request::builder()
         .method(Method::GET)
         .uri(url.as_str())
-        .header(header::AUTHORIZATION, format!("Bearer {access_token}"))
         .header(header::ACCEPT, "application/json")
         // GitHub's API refuses requests without a User-Agent.
-        .header(header::USER_AGENT, "portcullis")
+        .header(header::USER_AGENT, "portcullis");
+    if let Some(token) = access_token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
         .body(Vec::new())
         .map_err(|e| format!("GET {url}: {e}"))?;
     let response = send(http.clone(), request)

@@ -21,6 +21,9 @@
 //! - [`link_decision`]: what that identity may do (sign in, create an account, link to the
 //!   account with its email, after that account's MFA) or why not; pure. Only a verified,
 //!   plain ASCII email ([`UpstreamIdentity::link_email`]) links or creates.
+//! - [`pg::PgLinkStore`]: the links in PostgreSQL, keyed by (issuer, subject), never moved
+//!   between users; unlinking decided by [`may_unlink`] (another working way in must remain)
+//!   under a row lock; the provider's tokens sealed at rest for the link's row.
 //!
 //! What the server must do around it: keep [`Pending`] bound to the browser and take it with
 //! an atomic get-and-delete before [`Provider::finish`]; key links by (realm, issuer,
@@ -35,8 +38,10 @@ mod github;
 pub mod http;
 mod identity;
 mod link;
+mod linked;
 mod oidc;
 mod pending;
+pub mod pg;
 mod provider;
 mod settings;
 
@@ -45,6 +50,7 @@ pub use error::{MAX_UPSTREAM_TEXT, SocialError, upstream_text};
 pub use http::HttpClient;
 pub use identity::{UpstreamIdentity, UpstreamTokens};
 pub use link::{AccountWithEmail, LinkDecision, link_decision};
+pub use linked::{Link, SignInMethods, may_unlink};
 pub use pending::{PENDING_TTL, Pending, Random};
 pub use provider::{Provider, Started};
 pub use settings::{

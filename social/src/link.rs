@@ -125,26 +125,13 @@ pub fn link_decision(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use portcullis_crds::SecretKeyRef;
-    use portcullis_crds::realm::SocialProvider;
-
     use super::*;
+    use crate::settings::test_crd;
 
     /// The realm's provider `corp` of `preset` with `allowed_domains`.
     fn settings(preset: SocialProviderType, allowed_domains: &[&str]) -> ProviderSettings {
-        let crd = SocialProvider {
-            name: "corp".into(),
-            provider_type: preset,
-            client_id: "portcullis".into(),
-            client_secret_ref: SecretKeyRef {
-                name: "social".into(),
-                key: "corp".into(),
-            },
-            issuer_url: (preset == SocialProviderType::Oidc)
-                .then(|| "https://id.example.com".into()),
-            scopes: Vec::new(),
-            allowed_domains: allowed_domains.iter().map(|d| d.to_string()).collect(),
-        };
+        let issuer = (preset == SocialProviderType::Oidc).then_some("https://id.example.com");
+        let crd = test_crd("corp", preset, "portcullis", issuer, allowed_domains);
         ProviderSettings::from_crd(&crd, "secret").unwrap()
     }
 
@@ -520,24 +507,17 @@ mod tests {
 mod google_tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use portcullis_crds::SecretKeyRef;
-    use portcullis_crds::realm::SocialProvider;
-
     use super::*;
+    use crate::settings::test_crd;
 
     fn google(allowed_domains: &[&str]) -> ProviderSettings {
-        let crd = SocialProvider {
-            name: "google".into(),
-            provider_type: SocialProviderType::Google,
-            client_id: "portcullis.apps.googleusercontent.com".into(),
-            client_secret_ref: SecretKeyRef {
-                name: "social".into(),
-                key: "google".into(),
-            },
-            issuer_url: None,
-            scopes: Vec::new(),
-            allowed_domains: allowed_domains.iter().map(|d| d.to_string()).collect(),
-        };
+        let crd = test_crd(
+            "google",
+            SocialProviderType::Google,
+            "portcullis.apps.googleusercontent.com",
+            None,
+            allowed_domains,
+        );
         ProviderSettings::from_crd(&crd, "secret").unwrap()
     }
 
@@ -596,18 +576,13 @@ mod google_tests {
         // A generic OIDC provider has no `hd`: its email domain decides.
         let mut oidc = identity("ada@corp.com", None);
         oidc.provider = "corp".into();
-        let crd = SocialProvider {
-            name: "corp".into(),
-            provider_type: SocialProviderType::Oidc,
-            client_id: "portcullis".into(),
-            client_secret_ref: SecretKeyRef {
-                name: "social".into(),
-                key: "corp".into(),
-            },
-            issuer_url: Some("https://id.example.com".into()),
-            scopes: Vec::new(),
-            allowed_domains: vec!["corp.com".into()],
-        };
+        let crd = test_crd(
+            "corp",
+            SocialProviderType::Oidc,
+            "portcullis",
+            Some("https://id.example.com"),
+            &["corp.com"],
+        );
         let settings = ProviderSettings::from_crd(&crd, "secret").unwrap();
         assert!(link_decision(&oidc, &settings, None, None).is_ok());
     }

@@ -22,7 +22,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use url::Url;
 
-use crate::http::{HttpClient, endpoint_allowed, get_json, send};
+use crate::http::{HttpClient, endpoint_allowed, get_json, get_public_json, send};
 use crate::{SocialError, UpstreamIdentity};
 
 /// How far the provider's clock may be from ours (on `exp`, `nbf` and `iat`).
@@ -84,7 +84,7 @@ pub(crate) async fn discover(issuer: &str, http: &HttpClient) -> Result<Discover
     let document_url = issuer_url
         .join(".well-known/openid-configuration")
         .map_err(|e| failed(e.to_string()))?;
-    let document = get_document(http, document_url).await.map_err(&failed)?;
+    let document = get_public_json(http, document_url).await.map_err(&failed)?;
     let metadata: CoreProviderMetadata =
         serde_json::from_value(document.clone()).map_err(|e| failed(e.to_string()))?;
     if metadata.issuer() != &issuer_url {
@@ -155,23 +155,6 @@ fn check_endpoints(issuer: &Url, metadata: &CoreProviderMetadata) -> Result<(), 
         }
     }
     Ok(())
-}
-
-/// GETs the discovery document at `url` as JSON (status 200 only).
-async fn get_document(http: &HttpClient, url: Url) -> Result<Value, String> {
-    let request = oauth2::http::Request::builder()
-        .method(oauth2::http::Method::GET)
-        .uri(url.as_str())
-        .header(oauth2::http::header::ACCEPT, "application/json")
-        .body(Vec::new())
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    let response = send(http.clone(), request)
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    if response.status() != oauth2::http::StatusCode::OK {
-        return Err(format!("GET {url} answered {}", response.status()));
-    }
-    serde_json::from_slice(response.body()).map_err(|e| format!("GET {url}: not JSON: {e}"))
 }
 
 /// How to send the client secret: HTTP Basic unless the provider lists only `client_secret_post`

@@ -294,26 +294,21 @@ mod tests {
 
     use std::collections::HashMap;
 
-    use portcullis_crds::SecretKeyRef;
-    use portcullis_crds::realm::{SocialProvider, SocialProviderType};
+    use portcullis_crds::realm::SocialProviderType;
 
     use super::*;
+    use crate::settings::test_crd;
 
     const REDIRECT: &str = "https://auth.example.com/oauth2/social/github/callback";
 
     fn github() -> Provider {
-        let crd = SocialProvider {
-            name: "github".into(),
-            provider_type: SocialProviderType::GitHub,
-            client_id: "Iv1.portcullis".into(),
-            client_secret_ref: SecretKeyRef {
-                name: "social".into(),
-                key: "github".into(),
-            },
-            issuer_url: None,
-            scopes: Vec::new(),
-            allowed_domains: Vec::new(),
-        };
+        let crd = test_crd(
+            "github",
+            SocialProviderType::GitHub,
+            "Iv1.portcullis",
+            None,
+            &[],
+        );
         // reqwest is built without a TLS provider: ring, as the server installs it.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Provider {
@@ -325,18 +320,13 @@ mod tests {
 
     /// An OpenID provider as discovery would describe it (no request is made by `start`).
     fn oidc() -> Provider {
-        let crd = SocialProvider {
-            name: "corp".into(),
-            provider_type: SocialProviderType::Oidc,
-            client_id: "portcullis".into(),
-            client_secret_ref: SecretKeyRef {
-                name: "social".into(),
-                key: "corp".into(),
-            },
-            issuer_url: Some("https://id.example.com".into()),
-            scopes: Vec::new(),
-            allowed_domains: Vec::new(),
-        };
+        let crd = test_crd(
+            "corp",
+            SocialProviderType::Oidc,
+            "portcullis",
+            Some("https://id.example.com"),
+            &[],
+        );
         let _ = rustls::crypto::ring::default_provider().install_default();
         let discovered = Discovered {
             issuer: openidconnect::IssuerUrl::new("https://id.example.com".into()).unwrap(),

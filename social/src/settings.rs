@@ -258,6 +258,29 @@ fn issuer_url(issuer: &str) -> Result<String, String> {
     Ok(issuer.to_owned())
 }
 
+/// A realm's `socialProviders` entry for the crate's unit tests, its secret ref named for it.
+#[cfg(test)]
+pub(crate) fn test_crd(
+    name: &str,
+    provider_type: SocialProviderType,
+    client_id: &str,
+    issuer_url: Option<&str>,
+    allowed_domains: &[&str],
+) -> SocialProvider {
+    SocialProvider {
+        name: name.into(),
+        provider_type,
+        client_id: client_id.into(),
+        client_secret_ref: portcullis_crds::SecretKeyRef {
+            name: "social".into(),
+            key: name.into(),
+        },
+        issuer_url: issuer_url.map(String::from),
+        scopes: Vec::new(),
+        allowed_domains: allowed_domains.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
