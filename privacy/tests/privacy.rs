@@ -109,11 +109,28 @@ async fn count(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
-/// The Redis side as the server implements it, recorded; fails while `fail` is set.
+/// The Redis side as the server implements it: sessions by id with their user, and a record
+/// of every erase call; fails while `fail` is set. `racing_login` is a session a login stores
+/// right after the first erase call (a login that had checked the password before the
+/// request).
 #[derive(Default)]
 struct RecordingKv {
     erased: Mutex<Vec<(Uuid, String)>>,
+    sessions: Mutex<Vec<(String, Uuid)>>,
+    racing_login: Mutex<Option<(String, Uuid)>>,
     fail: AtomicBool,
+}
+
+impl RecordingKv {
+    fn with_sessions(sessions: &[(&str, Uuid)]) -> Self {
+        let kv = Self::default();
+        *kv.sessions.lock().unwrap() = sessions.iter().map(|(s, u)| (s.to_string(), *u)).collect();
+        kv
+    }
+
+    fn sessions(&self) -> Vec<(String, Uuid)> {
+        self.sessions.lock().unwrap().clone()
+    }
 }
 
 impl KvEraser for RecordingKv {
@@ -126,9 +143,59 @@ impl KvEraser for RecordingKv {
                 .lock()
                 .unwrap()
                 .push((subject.user_id, subject.email_canonical.to_owned()));
+            let mut sessions = self.sessions.lock().unwrap();
+            sessions.retain(|(_, u)| *u != subject.user_id);
+            if let Some(s) = self.racing_login.lock().unwrap().take() {
+                sessions.push(s);
+            }
             Ok(())
         })
     }
+}
+
+/// Every stored row about `user`, as text: the account, every row of every table with a
+/// `user_id` column, their refresh tokens and the audit rows naming them (all columns: ip,
+/// user agent, subject, actor, pseudonym). Compared before and after to prove a bystander
+/// untouched, byte for byte.
+async fn rows_of(pool: &PgPool, user: Uuid) -> Vec<String> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.columns \
+         WHERE table_schema = 'public' AND column_name = 'user_id' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(tables.len() >= 10, "{tables:?}");
+    let mut rows: Vec<String> = Vec::new();
+    for table in tables {
+        let sql = format!(
+            "SELECT '{table}:' || row_to_json(t)::text FROM {table} t WHERE user_id = $1 ORDER BY 1"
+        );
+        rows.extend(
+            // The table names come from the catalogue, not from input.
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+                .bind(user)
+                .fetch_all(pool)
+                .await
+                .unwrap(),
+        );
+    }
+    for sql in [
+        "SELECT 'users:' || row_to_json(u)::text FROM users u WHERE id = $1",
+        "SELECT 'refresh_tokens:' || row_to_json(r)::text FROM refresh_tokens r \
+         JOIN refresh_families f USING (family_id) WHERE f.user_id = $1 ORDER BY 1",
+        "SELECT 'audit_events:' || row_to_json(e)::text FROM audit_events e \
+         WHERE subject_id = $1 OR actor_id = $1::text ORDER BY seq",
+    ] {
+        rows.extend(
+            sqlx::query_scalar::<_, String>(sql)
+                .bind(user)
+                .fetch_all(pool)
+                .await
+                .unwrap(),
+        );
+    }
+    rows
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -321,8 +388,63 @@ fn base64_std(b: &[u8]) -> String {
 
 /// A user with a row in every table the export reads, and their secrets.
 async fn populated_user(pool: &PgPool, log: &PgAuditLog) -> (Uuid, Secrets) {
+    populated_user_as(pool, log, &ADA).await
+}
+
+/// The personal values of a fixture user, each unique to them, so a search finds them and a
+/// bystander's differ in every one.
+struct Who {
+    email: &'static str,
+    display_name: &'static str,
+    ip: &'static str,
+    user_agent: &'static str,
+    subject: &'static str,
+    linked_email: &'static str,
+    session_id: &'static str,
+    /// Added to the fixture's token, device and code bytes (primary keys must differ).
+    bytes: u8,
+}
+
+const ADA: Who = Who {
+    email: "Ada@Example.org",
+    display_name: "Ada Lovelace-q7x2",
+    ip: "192.0.2.7",
+    user_agent: "Firefox/140",
+    subject: "gh-583231",
+    linked_email: "ada@users.github.example",
+    session_id: "sess-public-1",
+    bytes: 0,
+};
+
+const BOB: Who = Who {
+    email: "Bob@Example.net",
+    display_name: "Bob Bystander-k4m9",
+    ip: "198.51.100.23",
+    user_agent: "Bystander-UA/77",
+    subject: "gh-990017",
+    linked_email: "bob@users.github.example",
+    session_id: "sess-bob-9",
+    bytes: 8,
+};
+
+fn event_of(user: Uuid, who: &Who, kind: &'static str, occurred_at: OffsetDateTime) -> NewEvent {
+    let mut e = event(user, kind, occurred_at);
+    e.ip = Some(who.ip.into());
+    e.user_agent = Some(who.user_agent.into());
+    e
+}
+
+/// [`populated_user`] with `who`'s values.
+async fn populated_user_as(pool: &PgPool, log: &PgAuditLog, who: &Who) -> (Uuid, Secrets) {
     let mut secrets = Secrets(vec![PASSWORD_HASH.to_owned()]);
-    let user = add_user(pool, "Ada@Example.org", at(T0)).await;
+    let user = add_user(pool, who.email, at(T0)).await;
+    sqlx::query("UPDATE users SET display_name = $2 WHERE id = $1")
+        .bind(user)
+        .bind(who.display_name)
+        .execute(pool)
+        .await
+        .unwrap();
+    let k = who.bytes;
     let choices = BTreeMap::from([("terms".to_string(), true), ("analytics".to_string(), true)]);
     consent::accept_policy(
         pool,
@@ -347,17 +469,18 @@ async fn populated_user(pool: &PgPool, log: &PgAuditLog) -> (Uuid, Secrets) {
     let family = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO refresh_families (family_id, user_id, session_id, client_id, credential_epoch, \
-         created_at, expires_at, scope, offline) VALUES ($1, $2, 'sess-public-1', 'shop', 0, $3, $4, \
+         created_at, expires_at, scope, offline) VALUES ($1, $2, $5, 'shop', 0, $3, $4, \
          'openid email', true)",
     )
     .bind(family)
     .bind(user)
     .bind(at(T0 + 200))
     .bind(at(T0 + 30 * DAY))
+    .bind(who.session_id)
     .execute(pool)
     .await
     .unwrap();
-    let (t1, t2) = ([0xa1u8; 32], [0xa2u8; 32]);
+    let (t1, t2) = ([0xa1u8 + k; 32], [0xa2u8 + k; 32]);
     secrets.bytes(&t1);
     secrets.bytes(&t2);
     for (hash, issued, used) in [(t1, T0 + 200, Some(T0 + 900)), (t2, T0 + 900, None)] {
@@ -374,7 +497,7 @@ async fn populated_user(pool: &PgPool, log: &PgAuditLog) -> (Uuid, Secrets) {
         .await
         .unwrap();
     }
-    let ott = [0xb1u8; 32];
+    let ott = [0xb1u8 + k; 32];
     secrets.bytes(&ott);
     sqlx::query(
         "INSERT INTO one_time_tokens (token_hash, user_id, purpose, created_at, expires_at) \
@@ -397,7 +520,7 @@ async fn populated_user(pool: &PgPool, log: &PgAuditLog) -> (Uuid, Secrets) {
     .execute(pool)
     .await
     .unwrap();
-    let device = [0xc1u8; 32];
+    let device = [0xc1u8 + k; 32];
     secrets.bytes(&device);
     sqlx::query(
         "INSERT INTO known_devices (user_id, device_hash, kind, first_seen_at, last_seen_at) \
@@ -423,7 +546,11 @@ async fn populated_user(pool: &PgPool, log: &PgAuditLog) -> (Uuid, Secrets) {
     .execute(pool)
     .await
     .unwrap();
-    for (n, used) in [(0xd1u8, None), (0xd2, Some(T0 + 400)), (0xd3, None)] {
+    for (n, used) in [
+        (0xd1u8 + k, None),
+        (0xd2 + k, Some(T0 + 400)),
+        (0xd3 + k, None),
+    ] {
         let digest = [n; 32];
         secrets.bytes(&digest);
         sqlx::query(
@@ -443,29 +570,35 @@ async fn populated_user(pool: &PgPool, log: &PgAuditLog) -> (Uuid, Secrets) {
     sqlx::query(
         "INSERT INTO linked_identities (id, user_id, provider, issuer, subject, email, created_at, \
          last_used_at, upstream_tokens, upstream_tokens_key_id) \
-         VALUES ($1, $2, 'github', 'https://github.com', '583231', 'ada@users.github.example', $3, $4, $5, 'k1')",
+         VALUES ($1, $2, 'github', 'https://github.com', $6, $7, $3, $4, $5, 'k1')",
     )
     .bind(Uuid::new_v4())
     .bind(user)
     .bind(at(T0 + 600))
     .bind(at(T0 + 700))
     .bind(sealed_upstream)
+    .bind(who.subject)
+    .bind(who.linked_email)
     .execute(pool)
     .await
     .unwrap();
     sqlx::query(
         "INSERT INTO notification_outbox (id, channel, event, user_id, recipient, payload, \
-         created_at, next_attempt_at) VALUES ($1, 'email', 'login.new_device', $2, 'ada@example.org', \
-         '{\"ip\": \"192.0.2.7\"}', $3, $3)",
+         created_at, next_attempt_at) VALUES ($1, 'email', 'login.new_device', $2, lower($4), \
+         jsonb_build_object('ip', $5::text), $3, $3)",
     )
     .bind(Uuid::new_v4())
     .bind(user)
     .bind(at(T0 + 500))
+    .bind(who.email)
+    .bind(who.ip)
     .execute(pool)
     .await
     .unwrap();
-    log.append(&event(user, "register", at(T0))).await.unwrap();
-    log.append(&event(user, "login", at(T0 + 3600)))
+    log.append(&event_of(user, who, "register", at(T0)))
+        .await
+        .unwrap();
+    log.append(&event_of(user, who, "login", at(T0 + 3600)))
         .await
         .unwrap();
     // An administrator acting on the account: their address is not the user's data.
@@ -514,7 +647,7 @@ async fn the_export_holds_the_users_data_field_by_field_and_no_secret(pool: PgPo
             p.email_verified,
             p.disabled
         ),
-        (user, "Ada@Example.org", Some("Ada"), true, false)
+        (user, "Ada@Example.org", Some(ADA.display_name), true, false)
     );
     assert_eq!(
         (p.created_at, p.last_login_at),
@@ -610,8 +743,8 @@ async fn the_export_holds_the_users_data_field_by_field_and_no_secret(pool: PgPo
         (
             "github",
             "https://github.com",
-            "583231",
-            Some("ada@users.github.example"),
+            ADA.subject,
+            Some(ADA.linked_email),
             at(T0 + 600),
             at(T0 + 700)
         )
@@ -738,19 +871,63 @@ async fn a_request_ends_access_at_once_and_asking_again_returns_it(pool: PgPool)
             .await
             .unwrap();
     assert_eq!((disabled, epoch), (true, 1));
-    assert_eq!(
-        count(
-            &pool,
-            "SELECT count(*) FROM refresh_families WHERE revoked_at IS NULL"
-        )
-        .await,
-        0
-    );
-    assert_eq!(count(&pool, "SELECT count(*) FROM oauth_consents").await, 0);
-    assert_eq!(
-        count(&pool, "SELECT count(*) FROM erasure_requests").await,
-        1
-    );
+    let (families, consents, requests): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM refresh_families WHERE user_id = $1 AND revoked_at IS NULL), \
+         (SELECT count(*) FROM oauth_consents WHERE user_id = $1), \
+         (SELECT count(*) FROM erasure_requests WHERE user_id = $1)",
+    )
+    .bind(user)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((families, consents, requests), (0, 0, 1));
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_request_leaves_every_other_account_untouched(pool: PgPool) {
+    let log = audit(&pool);
+    let (ada, _) = populated_user(&pool, &log).await;
+    let (bob, _) = populated_user_as(&pool, &log, &BOB).await;
+    let before = rows_of(&pool, bob).await;
+    erasure::request(&pool, ada, RequestedBy::User, days(30), at(T0 + DAY))
+        .await
+        .unwrap();
+    assert_eq!(rows_of(&pool, bob).await, before);
+    let of = |u: Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (bool, i64, i64, i64)>(
+                "SELECT disabled, credential_epoch, \
+                 (SELECT count(*) FROM refresh_families WHERE user_id = $1 AND revoked_at IS NULL), \
+                 (SELECT count(*) FROM oauth_consents WHERE user_id = $1) FROM users WHERE id = $1",
+            )
+            .bind(u)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(of(ada).await, (true, 1, 0, 0));
+    assert_eq!(of(bob).await, (false, 0, 1, 1));
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_erasure_leaves_every_other_account_untouched(pool: PgPool) {
+    let log = audit(&pool);
+    let (ada, _) = populated_user(&pool, &log).await;
+    let (bob, _) = populated_user_as(&pool, &log, &BOB).await;
+    let before = rows_of(&pool, bob).await;
+    let kv = RecordingKv::with_sessions(&[(ADA.session_id, ada), (BOB.session_id, bob)]);
+    let now = at(T0 + DAY);
+    let request = erasure::request(&pool, ada, RequestedBy::User, days(0), now)
+        .await
+        .unwrap();
+    erasure::execute(&pool, &log, &request, &kv, now)
+        .await
+        .unwrap();
+    assert_eq!(rows_of(&pool, bob).await, before);
+    assert_eq!(kv.sessions(), vec![(BOB.session_id.to_string(), bob)]);
+    assert_erased(&pool, &log, ada, request.id).await;
 }
 
 #[sqlx::test(migrations = "../authserver/migrations")]
@@ -1158,6 +1335,32 @@ async fn retention_keeps_histories_that_are_granted_or_recently_withdrawn(pool: 
             ("terms".to_string(), true)
         ]
     );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_retention_run_leaves_every_other_account_untouched(pool: PgPool) {
+    let log = audit(&pool);
+    let (ada, _) = populated_user(&pool, &log).await;
+    let (bob, _) = populated_user_as(&pool, &log, &BOB).await;
+    let request = erasure::request(&pool, ada, RequestedBy::User, days(7), at(T0 + DAY))
+        .await
+        .unwrap();
+    let before = rows_of(&pool, bob).await;
+    let kv = RecordingKv::with_sessions(&[(ADA.session_id, ada), (BOB.session_id, bob)]);
+    let counts = retention::run(
+        &pool,
+        &log,
+        &kv,
+        &rules(AuditAction::Pseudonymize),
+        at(T0 + 9 * DAY),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(counts.erasures, 1);
+    assert_eq!(rows_of(&pool, bob).await, before);
+    assert_eq!(kv.sessions(), vec![(BOB.session_id.to_string(), bob)]);
+    assert_erased(&pool, &log, ada, request.id).await;
 }
 
 #[sqlx::test(migrations = "../authserver/migrations")]
