@@ -207,7 +207,7 @@ async fn run_erasures(
             return Ok((done, count(failed.len())));
         }
         for request in &batch {
-            match erasure::execute(pool, audit, request, kv, now).await {
+            match erasure::execute(pool, audit, request, kv, None, now).await {
                 Ok(_) => done += 1,
                 // A database outage fails the run; one request's trouble (its Redis side, an
                 // audit row that does not verify) does not stop the others.

@@ -14,7 +14,10 @@ use portcullis_privacy::PrivacyError;
 use portcullis_privacy::consent::{
     self, ConsentChange, IpPrefix, Policy, Purpose, Source, reconsent_needed,
 };
-use portcullis_privacy::erasure::{self, KvEraser, KvFuture, KvSubject, RequestedBy};
+use portcullis_privacy::erasure::{
+    self, ErasedAccount, ErasureRequest, FinishHook, HookFuture, KvEraser, KvFuture, KvSubject,
+    RequestedBy,
+};
 use portcullis_privacy::export::{self, ExportExtras, ExportedSession, SCHEMA_VERSION};
 use portcullis_privacy::retention::{self, AuditAction, Counts, RetentionLock, Rules};
 use sqlx::{PgPool, Row};
@@ -922,7 +925,7 @@ async fn an_erasure_leaves_every_other_account_untouched(pool: PgPool) {
     let request = erasure::request(&pool, ada, RequestedBy::User, days(0), now)
         .await
         .unwrap();
-    erasure::execute(&pool, &log, &request, &kv, now)
+    erasure::execute(&pool, &log, &request, &kv, None, now)
         .await
         .unwrap();
     assert_eq!(rows_of(&pool, bob).await, before);
@@ -991,24 +994,25 @@ async fn an_erasure_without_grace_leaves_only_the_receipt(pool: PgPool) {
         .await
         .unwrap();
     let kv = RecordingKv::default();
-    let receipt = erasure::execute(&pool, &log, &request, &kv, now)
+    let receipt = erasure::execute(&pool, &log, &request, &kv, None, now)
         .await
         .unwrap();
     assert_eq!(
         (receipt.id, receipt.done, receipt.completed_at),
         (request.id, true, Some(now))
     );
+    // Before the audit step and again after the deletion (a racing login's session).
     assert_eq!(
         *kv.erased.lock().unwrap(),
-        vec![(user, "ada@example.org".to_string())]
+        vec![(user, "ada@example.org".to_string()); 2]
     );
     assert_erased(&pool, &log, user, request.id).await;
     // Again: the receipt, nothing else happens.
-    let again = erasure::execute(&pool, &log, &request, &kv, at(T0 + 2 * DAY))
+    let again = erasure::execute(&pool, &log, &request, &kv, None, at(T0 + 2 * DAY))
         .await
         .unwrap();
     assert_eq!(again, receipt);
-    assert_eq!(kv.erased.lock().unwrap().len(), 1);
+    assert_eq!(kv.erased.lock().unwrap().len(), 2);
 }
 
 #[sqlx::test(migrations = "../authserver/migrations")]
@@ -1025,7 +1029,7 @@ async fn an_erasure_with_grace_waits_for_its_period(pool: PgPool) {
             .unwrap()
             .is_empty()
     );
-    let e = erasure::execute(&pool, &log, &request, &kv, at(T0 + 8 * DAY - 1))
+    let e = erasure::execute(&pool, &log, &request, &kv, None, at(T0 + 8 * DAY - 1))
         .await
         .unwrap_err();
     assert_eq!(e.reason(), "invalid");
@@ -1033,7 +1037,7 @@ async fn an_erasure_with_grace_waits_for_its_period(pool: PgPool) {
     assert_eq!(count(&pool, "SELECT count(*) FROM users").await, 1);
     let due = erasure::due(&pool, at(T0 + 8 * DAY), 10).await.unwrap();
     assert_eq!(due, vec![request.clone()]);
-    erasure::execute(&pool, &log, &due[0], &kv, at(T0 + 8 * DAY))
+    erasure::execute(&pool, &log, &due[0], &kv, None, at(T0 + 8 * DAY))
         .await
         .unwrap();
     assert_erased(&pool, &log, user, request.id).await;
@@ -1049,7 +1053,7 @@ async fn an_erasure_whose_redis_step_fails_stays_pending_and_completes_next_time
         .unwrap();
     let kv = RecordingKv::default();
     kv.fail.store(true, Ordering::SeqCst);
-    let e = erasure::execute(&pool, &log, &request, &kv, now)
+    let e = erasure::execute(&pool, &log, &request, &kv, None, now)
         .await
         .unwrap_err();
     assert_eq!(e.reason(), "kv_erase");
@@ -1064,7 +1068,7 @@ async fn an_erasure_whose_redis_step_fails_stays_pending_and_completes_next_time
         .unwrap();
     assert_eq!(pseudonymised.len(), 3, "the audit step did not run");
     kv.fail.store(false, Ordering::SeqCst);
-    erasure::execute(&pool, &log, &request, &kv, at(T0 + DAY + 60))
+    erasure::execute(&pool, &log, &request, &kv, None, at(T0 + DAY + 60))
         .await
         .unwrap();
     assert_erased(&pool, &log, user, request.id).await;
@@ -1080,17 +1084,216 @@ async fn an_erasure_interrupted_after_the_audit_step_completes_next_time(pool: P
         .unwrap();
     let kv = RecordingKv::default();
     // What a run that crashed after its second step left behind.
-    erasure::erase_kv(&pool, user, &kv).await.unwrap();
-    let changed = erasure::pseudonymize_audit(&log, user, request.id, now)
+    erasure::erase_kv(&pool, &request, &kv, now).await.unwrap();
+    let changed = erasure::pseudonymize_audit(&pool, &log, &request, now)
         .await
         .unwrap();
     assert_eq!(changed, 3);
     assert!(!erasure::get(&pool, request.id).await.unwrap().done);
-    let receipt = erasure::execute(&pool, &log, &request, &kv, at(T0 + DAY + 60))
+    let receipt = erasure::execute(&pool, &log, &request, &kv, None, at(T0 + DAY + 60))
         .await
         .unwrap();
     assert!(receipt.done);
     assert_erased(&pool, &log, user, request.id).await;
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn every_step_acts_on_the_account_stored_in_the_request_not_the_one_passed(pool: PgPool) {
+    let log = audit(&pool);
+    let (ada, _) = populated_user(&pool, &log).await;
+    let (bob, _) = populated_user_as(&pool, &log, &BOB).await;
+    let before = rows_of(&pool, bob).await;
+    let now = at(T0 + DAY);
+    let request = erasure::request(&pool, ada, RequestedBy::User, days(0), now)
+        .await
+        .unwrap();
+    // A call site that mixed up its arguments: Ada's request, Bob's id.
+    let forged = ErasureRequest {
+        user_id: Some(bob),
+        ..request.clone()
+    };
+    let kv = RecordingKv::with_sessions(&[(ADA.session_id, ada), (BOB.session_id, bob)]);
+    erasure::erase_kv(&pool, &forged, &kv, now).await.unwrap();
+    assert_eq!(
+        erasure::pseudonymize_audit(&pool, &log, &forged, now)
+            .await
+            .unwrap(),
+        3
+    );
+    let receipt = erasure::finish(&pool, &forged, now, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(receipt.done);
+    assert_eq!(rows_of(&pool, bob).await, before);
+    assert_eq!(kv.sessions(), vec![(BOB.session_id.to_string(), bob)]);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM users").await,
+        1,
+        "Ada's account went, Bob's stayed"
+    );
+    // Done: finishing again (with any id) deletes nothing and returns the receipt.
+    let again = erasure::finish(&pool, &forged, at(T0 + 2 * DAY), None)
+        .await
+        .unwrap();
+    assert_eq!(again, Some(receipt));
+    assert_eq!(rows_of(&pool, bob).await, before);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn every_step_is_refused_during_the_grace_period_and_changes_nothing(pool: PgPool) {
+    let log = audit(&pool);
+    let (ada, _) = populated_user(&pool, &log).await;
+    let request = erasure::request(&pool, ada, RequestedBy::User, days(7), at(T0 + DAY))
+        .await
+        .unwrap();
+    let before = rows_of(&pool, ada).await;
+    let early = at(T0 + 8 * DAY - 1);
+    let kv = RecordingKv::with_sessions(&[(ADA.session_id, ada)]);
+    let e = erasure::erase_kv(&pool, &request, &kv, early)
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "invalid");
+    let e = erasure::pseudonymize_audit(&pool, &log, &request, early)
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "invalid");
+    let e = erasure::finish(&pool, &request, early, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "invalid");
+    assert_eq!(rows_of(&pool, ada).await, before);
+    assert_eq!(kv.sessions().len(), 1);
+    assert!(!erasure::get(&pool, request.id).await.unwrap().done);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_session_stored_by_a_login_racing_the_erasure_is_erased_too(pool: PgPool) {
+    let log = audit(&pool);
+    let (ada, _) = populated_user(&pool, &log).await;
+    let kv = RecordingKv::with_sessions(&[(ADA.session_id, ada)]);
+    // A login that checked the password before the request stores its session after step 1.
+    *kv.racing_login.lock().unwrap() = Some(("sess-racing".to_string(), ada));
+    let now = at(T0 + DAY);
+    let request = erasure::request(&pool, ada, RequestedBy::User, days(0), now)
+        .await
+        .unwrap();
+    erasure::execute(&pool, &log, &request, &kv, None, now)
+        .await
+        .unwrap();
+    assert_eq!(kv.sessions(), Vec::<(String, Uuid)>::new());
+    assert_erased(&pool, &log, ada, request.id).await;
+}
+
+/// The server's `account.erased` notice: a mail to the address being erased, enqueued in the
+/// deletion's transaction; then fails when `fail` is set (after writing).
+struct NoticeHook {
+    fail: bool,
+    seen: Mutex<Vec<(Uuid, Uuid, String, RequestedBy)>>,
+}
+
+impl FinishHook for NoticeHook {
+    fn run<'a>(
+        &'a self,
+        conn: &'a mut sqlx::PgConnection,
+        account: ErasedAccount<'a>,
+    ) -> HookFuture<'a> {
+        Box::pin(async move {
+            self.seen.lock().unwrap().push((
+                account.erasure_id,
+                account.user_id,
+                account.email.to_owned(),
+                account.requested_by,
+            ));
+            sqlx::query(
+                "INSERT INTO notification_outbox (id, channel, event, user_id, recipient, payload, \
+                 created_at, next_attempt_at) VALUES ($1, 'email', 'account.erased', NULL, $2, \
+                 jsonb_build_object('erasure_id', $3::text), now(), now())",
+            )
+            .bind(Uuid::new_v4())
+            .bind(account.email)
+            .bind(account.erasure_id)
+            .execute(conn)
+            .await?;
+            if self.fail {
+                return Err("outbox: refused".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+async fn erased_notices(pool: &PgPool) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT recipient, payload->>'erasure_id' FROM notification_outbox \
+         WHERE event = 'account.erased'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn the_finish_hook_writes_in_the_deletions_transaction_and_commits_with_it(pool: PgPool) {
+    let log = audit(&pool);
+    let (ada, _) = populated_user(&pool, &log).await;
+    let now = at(T0 + DAY);
+    let request = erasure::request(&pool, ada, RequestedBy::Admin, days(0), now)
+        .await
+        .unwrap();
+    let hook = NoticeHook {
+        fail: false,
+        seen: Mutex::default(),
+    };
+    let receipt = erasure::execute(
+        &pool,
+        &log,
+        &request,
+        &RecordingKv::default(),
+        Some(&hook),
+        now,
+    )
+    .await
+    .unwrap();
+    assert!(receipt.done);
+    assert_eq!(
+        *hook.seen.lock().unwrap(),
+        vec![(request.id, ada, ADA.email.to_string(), RequestedBy::Admin)]
+    );
+    assert_eq!(
+        erased_notices(&pool).await,
+        vec![(ADA.email.to_string(), request.id.to_string())]
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM users").await, 0);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_failing_finish_hook_rolls_back_its_write_and_the_deletion(pool: PgPool) {
+    let log = audit(&pool);
+    let (ada, _) = populated_user(&pool, &log).await;
+    let now = at(T0 + DAY);
+    let request = erasure::request(&pool, ada, RequestedBy::User, days(0), now)
+        .await
+        .unwrap();
+    let hook = NoticeHook {
+        fail: true,
+        seen: Mutex::default(),
+    };
+    let e = erasure::execute(
+        &pool,
+        &log,
+        &request,
+        &RecordingKv::default(),
+        Some(&hook),
+        now,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.reason(), "hook");
+    assert_eq!(hook.seen.lock().unwrap().len(), 1);
+    assert_eq!(erased_notices(&pool).await, Vec::<(String, String)>::new());
+    assert_eq!(count(&pool, "SELECT count(*) FROM users").await, 1);
+    assert!(!erasure::get(&pool, request.id).await.unwrap().done);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1271,7 +1474,11 @@ async fn dry_run_matches_real_run(pool: PgPool, action: AuditAction, expected: C
         .unwrap();
     assert_eq!(dry, real);
     assert_eq!(real, expected);
-    assert_eq!(kv.erased.lock().unwrap().len(), 1);
+    assert_eq!(
+        kv.erased.lock().unwrap().len(),
+        2,
+        "one erasure, two passes"
+    );
     assert_eq!(
         count(
             &pool,
@@ -1460,18 +1667,18 @@ async fn an_audit_event_arriving_after_the_audit_step_holds_the_deletion_back(po
     let request = erasure::request(&pool, user, RequestedBy::User, days(0), now)
         .await
         .unwrap();
-    erasure::pseudonymize_audit(&log, user, request.id, now)
+    erasure::pseudonymize_audit(&pool, &log, &request, now)
         .await
         .unwrap();
     // A login attempt on the disabled account, logged after step 2.
     log.append(&event(user, "login_failed", now)).await.unwrap();
     assert_eq!(
-        erasure::finish(&pool, &request, user, now).await.unwrap(),
+        erasure::finish(&pool, &request, now, None).await.unwrap(),
         None
     );
     assert_eq!(count(&pool, "SELECT count(*) FROM users").await, 1);
     let kv = RecordingKv::default();
-    erasure::execute(&pool, &log, &request, &kv, now)
+    erasure::execute(&pool, &log, &request, &kv, None, now)
         .await
         .unwrap();
     assert_erased(&pool, &log, user, request.id).await;
