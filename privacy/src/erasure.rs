@@ -473,7 +473,7 @@ pub async fn finish(
             email,
             requested_by: stored.requested_by,
         };
-        hook.run(&mut *tx, account)
+        hook.run(&mut tx, account)
             .await
             .map_err(|e| PrivacyError::Hook(e.to_string()))?;
     }

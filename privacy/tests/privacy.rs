@@ -19,7 +19,7 @@ use portcullis_privacy::erasure::{
     RequestedBy,
 };
 use portcullis_privacy::export::{self, ExportExtras, ExportedSession, SCHEMA_VERSION};
-use portcullis_privacy::retention::{self, AuditAction, Counts, RetentionLock, Rules};
+use portcullis_privacy::retention::{self, AuditAction, Counts, RetentionLock, Rule, Rules};
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -1299,6 +1299,38 @@ async fn a_failing_finish_hook_rolls_back_its_write_and_the_deletion(pool: PgPoo
 // ---------------------------------------------------------------------------------------------
 // Retention
 
+/// One retention run of realm `acme` under its lock; the run must complete.
+async fn retain(
+    pool: &PgPool,
+    log: &PgAuditLog,
+    kv: &RecordingKv,
+    rules: &Rules,
+    now: OffsetDateTime,
+    dry_run: bool,
+) -> retention::Report {
+    let report = retain_report(pool, log, kv, rules, now, dry_run).await;
+    assert!(report.is_complete(), "{report:?}");
+    report
+}
+
+/// One retention run of realm `acme` under its lock, failures and all.
+async fn retain_report(
+    pool: &PgPool,
+    log: &PgAuditLog,
+    kv: &RecordingKv,
+    rules: &Rules,
+    now: OffsetDateTime,
+    dry_run: bool,
+) -> retention::Report {
+    let lock = RetentionLock::try_acquire(pool, "acme")
+        .await
+        .unwrap()
+        .expect("no other run");
+    let report = retention::run(&lock, log, kv, None, rules, now, dry_run).await;
+    lock.release().await.unwrap();
+    report
+}
+
 fn rules(action: AuditAction) -> Rules {
     Rules {
         audit_retain_for: days(365),
@@ -1321,7 +1353,7 @@ async fn audit_events_are_deleted_on_day_366_of_365d_not_on_364_or_365(pool: PgP
     // Each run is `day` days after the first event; the others are a second or two younger.
     let run = |day: i64| at(made + day * DAY);
     for day in [364, 365] {
-        let counts = retention::run(
+        let counts = retain(
             &pool,
             &log,
             &kv,
@@ -1330,10 +1362,10 @@ async fn audit_events_are_deleted_on_day_366_of_365d_not_on_364_or_365(pool: PgP
             false,
         )
         .await
-        .unwrap();
+        .counts;
         assert_eq!(counts.audit_events_deleted, 0, "day {day}");
     }
-    let counts = retention::run(
+    let counts = retain(
         &pool,
         &log,
         &kv,
@@ -1342,7 +1374,7 @@ async fn audit_events_are_deleted_on_day_366_of_365d_not_on_364_or_365(pool: PgP
         false,
     )
     .await
-    .unwrap();
+    .counts;
     assert_eq!(counts.audit_events_deleted, 3);
     assert_eq!(
         count(
@@ -1365,14 +1397,14 @@ async fn audit_events_are_pseudonymised_on_day_366_of_365d_not_on_364_or_365(poo
     let kv = RecordingKv::default();
     let rules = rules(AuditAction::Pseudonymize);
     for day in [364, 365] {
-        let counts = retention::run(&pool, &log, &kv, &rules, at(made + day * DAY), false)
+        let counts = retain(&pool, &log, &kv, &rules, at(made + day * DAY), false)
             .await
-            .unwrap();
+            .counts;
         assert_eq!(counts.audit_events_pseudonymized, 0, "day {day}");
     }
-    let counts = retention::run(&pool, &log, &kv, &rules, at(made + 366 * DAY), false)
+    let counts = retain(&pool, &log, &kv, &rules, at(made + 366 * DAY), false)
         .await
-        .unwrap();
+        .counts;
     assert_eq!(counts.audit_events_pseudonymized, 1);
     assert_eq!(
         columns_containing(&pool, &user.to_string()).await,
@@ -1464,14 +1496,14 @@ async fn dry_run_matches_real_run(pool: PgPool, action: AuditAction, expected: C
     let now = retention_fixture(&pool, &log).await;
     let kv = RecordingKv::default();
     let before = snapshot(&pool).await;
-    let dry = retention::run(&pool, &log, &kv, &rules(action), now, true)
+    let dry = retain(&pool, &log, &kv, &rules(action), now, true)
         .await
-        .unwrap();
+        .counts;
     assert_eq!(snapshot(&pool).await, before, "a dry run changes nothing");
     assert!(kv.erased.lock().unwrap().is_empty());
-    let real = retention::run(&pool, &log, &kv, &rules(action), now, false)
+    let real = retain(&pool, &log, &kv, &rules(action), now, false)
         .await
-        .unwrap();
+        .counts;
     assert_eq!(dry, real);
     assert_eq!(real, expected);
     assert_eq!(
@@ -1490,9 +1522,9 @@ async fn dry_run_matches_real_run(pool: PgPool, action: AuditAction, expected: C
     );
     assert!(log.verify(None).await.unwrap().ok);
     // A second real run finds nothing left.
-    let again = retention::run(&pool, &log, &kv, &rules(action), now, false)
+    let again = retain(&pool, &log, &kv, &rules(action), now, false)
         .await
-        .unwrap();
+        .counts;
     assert_eq!(again, Counts::default());
 }
 
@@ -1525,9 +1557,7 @@ async fn retention_keeps_histories_that_are_granted_or_recently_withdrawn(pool: 
     let log = audit(&pool);
     let now = retention_fixture(&pool, &log).await;
     let kv = RecordingKv::default();
-    retention::run(&pool, &log, &kv, &rules(AuditAction::Delete), now, false)
-        .await
-        .unwrap();
+    retain(&pool, &log, &kv, &rules(AuditAction::Delete), now, false).await;
     let left: Vec<(String, bool)> =
         sqlx::query_as("SELECT purpose, granted FROM consent_events ORDER BY purpose")
             .fetch_all(&pool)
@@ -1554,7 +1584,7 @@ async fn a_retention_run_leaves_every_other_account_untouched(pool: PgPool) {
         .unwrap();
     let before = rows_of(&pool, bob).await;
     let kv = RecordingKv::with_sessions(&[(ADA.session_id, ada), (BOB.session_id, bob)]);
-    let counts = retention::run(
+    let counts = retain(
         &pool,
         &log,
         &kv,
@@ -1563,7 +1593,7 @@ async fn a_retention_run_leaves_every_other_account_untouched(pool: PgPool) {
         false,
     )
     .await
-    .unwrap();
+    .counts;
     assert_eq!(counts.erasures, 1);
     assert_eq!(rows_of(&pool, bob).await, before);
     assert_eq!(kv.sessions(), vec![(BOB.session_id.to_string(), bob)]);
@@ -1580,7 +1610,7 @@ async fn a_regranted_history_survives_retention(pool: PgPool) {
     consent::record_change(&pool, &p, &change(user, "analytics", true), at(T0 + DAY))
         .await
         .unwrap();
-    let counts = retention::run(
+    let counts = retain(
         &pool,
         &audit(&pool),
         &RecordingKv::default(),
@@ -1589,7 +1619,7 @@ async fn a_regranted_history_survives_retention(pool: PgPool) {
         false,
     )
     .await
-    .unwrap();
+    .counts;
     assert_eq!(counts.withdrawn_consent_events, 0);
     assert_eq!(consent::history(&pool, user).await.unwrap().len(), 2);
 }
@@ -1603,7 +1633,7 @@ async fn a_failing_erasure_is_counted_and_left_pending(pool: PgPool) {
         .unwrap();
     let kv = RecordingKv::default();
     kv.fail.store(true, Ordering::SeqCst);
-    let counts = retention::run(
+    let report = retain_report(
         &pool,
         &log,
         &kv,
@@ -1611,10 +1641,146 @@ async fn a_failing_erasure_is_counted_and_left_pending(pool: PgPool) {
         at(T0 + 60),
         false,
     )
+    .await;
+    let counts = report.counts;
+    assert_eq!((counts.erasures, counts.erasures_failed), (0, 1));
+    let [failure] = report.failures.as_slice() else {
+        panic!("{report:?}")
+    };
+    assert_eq!(
+        (failure.rule, failure.erasure_id, failure.reason),
+        (Rule::Erasures, Some(request.id), "kv_erase")
+    );
+    assert!(!erasure::get(&pool, request.id).await.unwrap().done);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_audit_row_that_does_not_verify_holds_back_neither_consents_nor_erasures(pool: PgPool) {
+    let log = audit(&pool);
+    let now = retention_fixture(&pool, &log).await;
+    // An old row edited behind the chain's back: the prune refuses to destroy the evidence.
+    sqlx::raw_sql(
+        "BEGIN; SET LOCAL portcullis.audit_maintenance = 'on'; \
+         UPDATE audit_events SET user_agent = 'edited' WHERE seq = 1; COMMIT",
+    )
+    .execute(&pool)
     .await
     .unwrap();
-    assert_eq!((counts.erasures, counts.erasures_failed), (0, 1));
-    assert!(!erasure::get(&pool, request.id).await.unwrap().done);
+    let kv = RecordingKv::default();
+    let report = retain_report(&pool, &log, &kv, &rules(AuditAction::Delete), now, false).await;
+    let [failure] = report.failures.as_slice() else {
+        panic!("{report:?}")
+    };
+    assert_eq!(
+        (failure.rule, failure.erasure_id, failure.reason),
+        (Rule::AuditLogs, None, "audit")
+    );
+    assert_eq!(
+        (
+            report.counts.withdrawn_consent_events,
+            report.counts.erasures
+        ),
+        (2, 1),
+        "the other rules ran"
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM erasure_requests WHERE state = 'done'"
+        )
+        .await,
+        1
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_lock_timeout_in_one_erasure_does_not_hold_back_the_next(pool: PgPool) {
+    let log = audit(&pool);
+    let first = add_user(&pool, "first@example.org", at(T0)).await;
+    let second = add_user(&pool, "second@example.org", at(T0)).await;
+    let stuck = erasure::request(&pool, first, RequestedBy::User, days(0), at(T0))
+        .await
+        .unwrap();
+    let next = erasure::request(&pool, second, RequestedBy::User, days(0), at(T0 + 1))
+        .await
+        .unwrap();
+    // A login holds the first account's row (its record_login UPDATE, stuck).
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        .bind(first)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let kv = RecordingKv::default();
+    let report = retain_report(
+        &pool,
+        &log,
+        &kv,
+        &rules(AuditAction::Delete),
+        at(T0 + 60),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (report.counts.erasures, report.counts.erasures_failed),
+        (1, 1)
+    );
+    let [failure] = report.failures.as_slice() else {
+        panic!("{report:?}")
+    };
+    assert_eq!(
+        (failure.rule, failure.erasure_id, failure.reason),
+        (Rule::Erasures, Some(stuck.id), "database")
+    );
+    assert!(erasure::get(&pool, next.id).await.unwrap().done);
+    assert!(!erasure::get(&pool, stuck.id).await.unwrap().done);
+    holder.rollback().await.unwrap();
+    let again = retain(
+        &pool,
+        &log,
+        &kv,
+        &rules(AuditAction::Delete),
+        at(T0 + 120),
+        false,
+    )
+    .await
+    .counts;
+    assert_eq!(again.erasures, 1);
+    assert!(erasure::get(&pool, stuck.id).await.unwrap().done);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn the_retention_lock_is_the_auth_servers_lock_of_the_realm(pool: PgPool) {
+    // The server's CLI and admin API lock like this (authserver/src/store/retention.rs).
+    let mut server = pool.acquire().await.unwrap();
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+        .bind("portcullis.retention:acme")
+        .fetch_one(&mut *server)
+        .await
+        .unwrap();
+    assert!(taken);
+    assert!(
+        RetentionLock::try_acquire(&pool, "acme")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let other = RetentionLock::try_acquire(&pool, "globex")
+        .await
+        .unwrap()
+        .expect("another realm's runs are independent");
+    assert_eq!(other.realm(), "globex");
+    other.release().await.unwrap();
+    let _: bool = sqlx::query_scalar("SELECT pg_advisory_unlock(hashtext($1))")
+        .bind("portcullis.retention:acme")
+        .fetch_one(&mut *server)
+        .await
+        .unwrap();
+    let lock = RetentionLock::try_acquire(&pool, "acme")
+        .await
+        .unwrap()
+        .expect("released by the server");
+    lock.release().await.unwrap();
 }
 
 #[sqlx::test(migrations = "../authserver/migrations")]
@@ -1629,18 +1795,23 @@ async fn a_second_run_is_kept_out_while_the_first_holds_the_lock(pool: PgPool) {
             .unwrap()
     };
     let (one, other) = (replica().await, replica().await);
-    let first = RetentionLock::try_acquire(&one)
+    let first = RetentionLock::try_acquire(&one, "acme")
         .await
         .unwrap()
         .expect("free");
-    assert!(RetentionLock::try_acquire(&other).await.unwrap().is_none());
+    assert!(
+        RetentionLock::try_acquire(&other, "acme")
+            .await
+            .unwrap()
+            .is_none()
+    );
     first.release().await.unwrap();
-    let again = RetentionLock::try_acquire(&other)
+    let again = RetentionLock::try_acquire(&other, "acme")
         .await
         .unwrap()
         .expect("released");
     again.release().await.unwrap();
-    let dropped = RetentionLock::try_acquire(&one)
+    let dropped = RetentionLock::try_acquire(&one, "acme")
         .await
         .unwrap()
         .expect("free");
@@ -1649,7 +1820,7 @@ async fn a_second_run_is_kept_out_while_the_first_holds_the_lock(pool: PgPool) {
     // the lock goes with it.
     let mut free = false;
     for _ in 0..60 {
-        if let Some(lock) = RetentionLock::try_acquire(&other).await.unwrap() {
+        if let Some(lock) = RetentionLock::try_acquire(&other, "acme").await.unwrap() {
             lock.release().await.unwrap();
             free = true;
             break;
