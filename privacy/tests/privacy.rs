@@ -837,13 +837,13 @@ async fn the_export_of_an_unknown_user_is_refused(pool: PgPool) {
 // ---------------------------------------------------------------------------------------------
 // Erasure
 
-/// Columns (table.column) of every table whose text form contains `needle`.
+/// Columns (table.column), of any type (its text form: inet, bytea as hex, json, arrays),
+/// of every table, whose value contains `needle`.
 async fn columns_containing(pool: &PgPool, needle: &str) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT c.table_name || '.' || c.column_name FROM information_schema.columns c \
          JOIN information_schema.tables t USING (table_schema, table_name) \
          WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND t.table_type = 'BASE TABLE' \
-           AND c.data_type IN ('text', 'character varying', 'json', 'jsonb', 'uuid', 'ARRAY') \
            AND (xpath('/row/n/text()', query_to_xml(format( \
                 'SELECT count(*) AS n FROM %I.%I WHERE %I::text ILIKE %L', \
                 c.table_schema, c.table_name, c.column_name, '%' || $1 || '%'), false, true, '')))[1]::text::bigint > 0 \
@@ -945,12 +945,18 @@ async fn a_request_for_an_unknown_user_is_refused(pool: PgPool) {
     );
 }
 
-/// After the erasure: only the receipt (by erasure id) remains, the chain verifies, the
-/// email registers again.
+/// After the erasure of [`ADA`]: none of her values (email, display name, IP, user agent,
+/// linked subject and email, session id, id) is left in any column of any table, only the
+/// receipt (by erasure id) remains, the chain verifies, the email registers again.
 async fn assert_erased(pool: &PgPool, log: &PgAuditLog, user: Uuid, erasure_id: Uuid) {
     for needle in [
-        "ada@example.org".to_string(),
-        "ada@users.github.example".to_string(),
+        ADA.email.to_lowercase(),
+        ADA.display_name.to_string(),
+        ADA.ip.to_string(),
+        ADA.user_agent.to_string(),
+        ADA.subject.to_string(),
+        ADA.linked_email.to_string(),
+        ADA.session_id.to_string(),
         user.hyphenated().to_string(),
         user.simple().to_string(),
     ] {
