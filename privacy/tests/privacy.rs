@@ -274,6 +274,94 @@ async fn a_change_under_an_old_policy_version_is_refused(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_withdrawal_naming_an_old_policy_version_is_recorded_under_the_current_one(pool: PgPool) {
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    consent::record_change(
+        &pool,
+        &policy("2"),
+        &change(user, "analytics", true),
+        at(T0),
+    )
+    .await
+    .unwrap();
+    // The page was loaded before the policy went to version 3.
+    let withdrawn = consent::record_change(
+        &pool,
+        &policy("3"),
+        &change(user, "analytics", false),
+        at(T0 + 60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (withdrawn.granted, withdrawn.policy_version.as_str()),
+        (false, "3")
+    );
+    let now: Vec<(String, bool, String)> = consent::current(&pool, user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.purpose, c.granted, c.policy_version))
+        .collect();
+    assert_eq!(now, vec![("analytics".into(), false, "3".into())]);
+    let history = consent::history(&pool, user).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|e| (e.granted, e.policy_version.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(true, "2"), (false, "3")]
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_purpose_dropped_from_the_policy_can_still_be_withdrawn(pool: PgPool) {
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    let mut old = policy("2");
+    old.purposes.push(Purpose {
+        name: "newsletter".into(),
+        required: false,
+    });
+    consent::record_change(&pool, &old, &change(user, "newsletter", true), at(T0))
+        .await
+        .unwrap();
+    // Version 3 no longer has the purpose; the stored grant can still be withdrawn, ...
+    consent::record_change(
+        &pool,
+        &policy("3"),
+        &change(user, "newsletter", false),
+        at(T0 + 60),
+    )
+    .await
+    .unwrap();
+    let current = consent::current(&pool, user).await.unwrap();
+    assert_eq!(
+        current
+            .iter()
+            .map(|c| (c.purpose.as_str(), c.granted))
+            .collect::<Vec<_>>(),
+        vec![("newsletter", false)]
+    );
+    // ... but not granted again, and a purpose never answered stays unknown.
+    let mut regrant = change(user, "newsletter", true);
+    regrant.policy_version = "3".into();
+    let e = consent::record_change(&pool, &policy("3"), &regrant, at(T0 + 120))
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "unknown_purpose");
+    let e = consent::record_change(
+        &pool,
+        &policy("3"),
+        &change(user, "marketing", false),
+        at(T0 + 120),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.reason(), "unknown_purpose");
+    assert_eq!(consent::history(&pool, user).await.unwrap().len(), 2);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
 async fn a_change_for_an_unknown_user_is_refused(pool: PgPool) {
     let nobody = Uuid::new_v4();
     let e = consent::record_change(
