@@ -1510,6 +1510,66 @@ async fn a_failing_finish_hook_rolls_back_its_write_and_the_deletion(pool: PgPoo
     assert!(!erasure::get(&pool, request.id).await.unwrap().done);
 }
 
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn two_executions_of_one_request_at_once_both_return_the_receipt(pool: PgPool) {
+    let log = audit(&pool);
+    let (ada, _) = populated_user(&pool, &log).await;
+    let (bob, _) = populated_user_as(&pool, &log, &BOB).await;
+    let before = rows_of(&pool, bob).await;
+    let now = at(T0 + DAY);
+    let request = erasure::request(&pool, ada, RequestedBy::User, days(0), now)
+        .await
+        .unwrap();
+    // The inline API call and a retention run.
+    let (kv1, kv2) = (RecordingKv::default(), RecordingKv::default());
+    let (a, b) = tokio::join!(
+        erasure::execute(&pool, &log, &request, &kv1, None, now),
+        erasure::execute(&pool, &log, &request, &kv2, None, now),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b);
+    assert!(a.done);
+    assert_eq!(rows_of(&pool, bob).await, before);
+    assert_erased(&pool, &log, ada, request.id).await;
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_erasure_interrupted_between_audit_batches_completes_next_time(pool: PgPool) {
+    let log = audit(&pool);
+    let (ada, _) = populated_user(&pool, &log).await;
+    // More rows than one pseudonymisation batch.
+    let extra = usize::try_from(portcullis_audit::pg::ERASE_BATCH).unwrap() + 50;
+    for i in 0..extra {
+        let t = at(T0 + 4000 + i64::try_from(i).unwrap());
+        log.append(&event_of(ada, &ADA, "login", t)).await.unwrap();
+    }
+    let now = at(T0 + DAY);
+    let request = erasure::request(&pool, ada, RequestedBy::User, days(0), now)
+        .await
+        .unwrap();
+    // A run that crashed after one batch of step 2.
+    let first = log
+        .pseudonymize_user(
+            ada,
+            request.id,
+            portcullis_audit::RecordMeta {
+                event_id: Uuid::new_v4(),
+                occurred_at: now,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        first.seqs.len(),
+        usize::try_from(portcullis_audit::pg::ERASE_BATCH).unwrap()
+    );
+    let receipt = erasure::execute(&pool, &log, &request, &RecordingKv::default(), None, now)
+        .await
+        .unwrap();
+    assert!(receipt.done);
+    assert_erased(&pool, &log, ada, request.id).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Retention
 
@@ -1812,6 +1872,97 @@ async fn a_retention_run_leaves_every_other_account_untouched(pool: PgPool) {
     assert_eq!(rows_of(&pool, bob).await, before);
     assert_eq!(kv.sessions(), vec![(BOB.session_id.to_string(), bob)]);
     assert_erased(&pool, &log, ada, request.id).await;
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_withdrawal_is_kept_on_days_89_and_90_of_90d_and_deleted_a_second_later(pool: PgPool) {
+    let log = audit(&pool);
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    let p = policy("2");
+    consent::record_change(&pool, &p, &change(user, "analytics", true), at(T0))
+        .await
+        .unwrap();
+    let withdrawn = T0 + 10 * 3600;
+    consent::record_change(&pool, &p, &change(user, "analytics", false), at(withdrawn))
+        .await
+        .unwrap();
+    let kv = RecordingKv::default();
+    for day in [89, 90] {
+        let dry = retain(
+            &pool,
+            &log,
+            &kv,
+            &rules(AuditAction::Delete),
+            at(withdrawn + day * DAY),
+            true,
+        )
+        .await
+        .counts;
+        let real = retain(
+            &pool,
+            &log,
+            &kv,
+            &rules(AuditAction::Delete),
+            at(withdrawn + day * DAY),
+            false,
+        )
+        .await
+        .counts;
+        assert_eq!(
+            (dry.withdrawn_consent_events, real.withdrawn_consent_events),
+            (0, 0),
+            "day {day}"
+        );
+    }
+    let day_91 = at(withdrawn + 90 * DAY + 1);
+    let dry = retain(&pool, &log, &kv, &rules(AuditAction::Delete), day_91, true)
+        .await
+        .counts;
+    let real = retain(&pool, &log, &kv, &rules(AuditAction::Delete), day_91, false)
+        .await
+        .counts;
+    assert_eq!(
+        (dry.withdrawn_consent_events, real.withdrawn_consent_events),
+        (2, 2)
+    );
+    assert!(consent::history(&pool, user).await.unwrap().is_empty());
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_dry_run_matches_a_real_run_that_takes_several_batches(pool: PgPool) {
+    let log = audit(&pool);
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    // 1,600 withdrawn histories of two rows each: more than three batches of 1,000.
+    sqlx::query(
+        "INSERT INTO consent_events (user_id, purpose, granted, policy_version, at, source) \
+         SELECT $1, 'p' || n, g, '2', $2 + (CASE WHEN g THEN 0 ELSE 1 END) * interval '1 hour', 'api' \
+         FROM generate_series(1, 1600) n, (VALUES (true), (false)) AS v(g)",
+    )
+    .bind(user)
+    .bind(at(T0))
+    .execute(&pool)
+    .await
+    .unwrap();
+    // A recent withdrawal, kept.
+    consent::record_change(
+        &pool,
+        &policy("2"),
+        &change(user, "analytics", false),
+        at(T0 + 390 * DAY),
+    )
+    .await
+    .unwrap();
+    let kv = RecordingKv::default();
+    let now = at(T0 + 400 * DAY);
+    let dry = retain(&pool, &log, &kv, &rules(AuditAction::Delete), now, true)
+        .await
+        .counts;
+    let real = retain(&pool, &log, &kv, &rules(AuditAction::Delete), now, false)
+        .await
+        .counts;
+    assert_eq!(dry, real);
+    assert_eq!(real.withdrawn_consent_events, 3200);
+    assert_eq!(consent::history(&pool, user).await.unwrap().len(), 1);
 }
 
 #[sqlx::test(migrations = "../authserver/migrations")]
