@@ -95,6 +95,9 @@ const PSEUDONYMIZE_COUNT: &str = "SELECT count(*) FROM audit_events \
            OR (actor_kind = 'user' AND actor_id IS NOT NULL))";
 // A (user, purpose) history is past retention when its latest change is a withdrawal made
 // before the cut-off; then all of it goes (a grant without its withdrawal would misstate it).
+// "Latest" is by id, not by `at`: `at` comes from the writing replica's clock, while the
+// changes of one (user, purpose) are written in turn under its `consents` row lock, so their
+// ids follow the order they happened in.
 macro_rules! expired_consent_events {
     () => {
         "SELECT e.id, e.at FROM consent_events e \
@@ -102,7 +105,7 @@ macro_rules! expired_consent_events {
                FROM consent_events \
                WHERE (user_id, purpose) IN \
                      (SELECT user_id, purpose FROM consent_events WHERE NOT granted AND at < $1) \
-               ORDER BY user_id, purpose, at DESC, id DESC) AS last \
+               ORDER BY user_id, purpose, id DESC) AS last \
            ON last.user_id = e.user_id AND last.purpose = e.purpose \
          WHERE NOT last.granted AND last.at < $1"
     };
@@ -117,7 +120,7 @@ const CONSENT_EVENTS_COUNT: &str = concat!(
 const CONSENT_EVENTS_DELETE: &str = concat!(
     "DELETE FROM consent_events WHERE id IN (SELECT id FROM (",
     expired_consent_events!(),
-    ") AS x ORDER BY at, id LIMIT $2)"
+    ") AS x ORDER BY id LIMIT $2)"
 );
 const DUE_COUNT: &str =
     "SELECT count(*) FROM erasure_requests WHERE state = 'pending' AND effective_at <= $1";

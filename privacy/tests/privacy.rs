@@ -1936,7 +1936,7 @@ async fn a_dry_run_matches_a_real_run_that_takes_several_batches(pool: PgPool) {
     sqlx::query(
         "INSERT INTO consent_events (user_id, purpose, granted, policy_version, at, source) \
          SELECT $1, 'p' || n, g, '2', $2 + (CASE WHEN g THEN 0 ELSE 1 END) * interval '1 hour', 'api' \
-         FROM generate_series(1, 1600) n, (VALUES (true), (false)) AS v(g)",
+         FROM generate_series(1, 1600) n, (VALUES (true), (false)) AS v(g) ORDER BY n, g DESC",
     )
     .bind(user)
     .bind(at(T0))
@@ -1963,6 +1963,31 @@ async fn a_dry_run_matches_a_real_run_that_takes_several_batches(pool: PgPool) {
     assert_eq!(dry, real);
     assert_eq!(real.withdrawn_consent_events, 3200);
     assert_eq!(consent::history(&pool, user).await.unwrap().len(), 1);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn a_regrant_written_by_a_replica_whose_clock_is_behind_survives_retention(pool: PgPool) {
+    let p = policy("2");
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    consent::record_change(&pool, &p, &change(user, "analytics", false), at(T0 + 60))
+        .await
+        .unwrap();
+    // Granted again after the withdrawal, by a replica 50 s behind.
+    consent::record_change(&pool, &p, &change(user, "analytics", true), at(T0 + 10))
+        .await
+        .unwrap();
+    let counts = retain(
+        &pool,
+        &audit(&pool),
+        &RecordingKv::default(),
+        &rules(AuditAction::Delete),
+        at(T0 + 400 * DAY),
+        false,
+    )
+    .await
+    .counts;
+    assert_eq!(counts.withdrawn_consent_events, 0);
+    assert_eq!(consent::history(&pool, user).await.unwrap().len(), 2);
 }
 
 #[sqlx::test(migrations = "../authserver/migrations")]
