@@ -113,8 +113,10 @@ pub struct ErasureRequest {
 pub struct KvSubject<'a> {
     /// The account.
     pub user_id: Uuid,
-    /// Its canonical email (lockout and rate buckets are keyed by a digest of it).
-    pub email_canonical: &'a str,
+    /// Its canonical email (lockout and rate buckets are keyed by a digest of it); `None` when
+    /// the account row is already gone (deleted outside this crate during the grace period),
+    /// so the keys named by the user id (sessions and their index, device cookies) still go.
+    pub email_canonical: Option<&'a str>,
 }
 
 /// The future a [`KvEraser`] returns.
@@ -309,14 +311,12 @@ pub async fn execute(
     for _ in 0..FINISH_ATTEMPTS {
         pseudonymize_of(audit, user, current.id, now).await?;
         if let Some(receipt) = finish(pool, &current, now, hook).await? {
-            if let Some(email_canonical) = email.as_deref() {
-                kv.erase(KvSubject {
-                    user_id: user,
-                    email_canonical,
-                })
-                .await
-                .map_err(|e| PrivacyError::KvErase(e.to_string()))?;
-            }
+            kv.erase(KvSubject {
+                user_id: user,
+                email_canonical: email.as_deref(),
+            })
+            .await
+            .map_err(|e| PrivacyError::KvErase(e.to_string()))?;
             return Ok(receipt);
         }
     }
@@ -370,7 +370,8 @@ pub async fn erase_kv(
     Ok(())
 }
 
-/// Step 1 for `user`; returns the canonical email it erased by (`None`: no account left).
+/// Step 1 for `user`; returns the canonical email it erased by (`None`: no account row left,
+/// and only the keys named by the id are erased).
 async fn erase_kv_of(
     pool: &PgPool,
     user: Uuid,
@@ -380,14 +381,12 @@ async fn erase_kv_of(
         .bind(user)
         .fetch_optional(pool)
         .await?;
-    if let Some(email_canonical) = email.as_deref() {
-        kv.erase(KvSubject {
-            user_id: user,
-            email_canonical,
-        })
-        .await
-        .map_err(|e| PrivacyError::KvErase(e.to_string()))?;
-    }
+    kv.erase(KvSubject {
+        user_id: user,
+        email_canonical: email.as_deref(),
+    })
+    .await
+    .map_err(|e| PrivacyError::KvErase(e.to_string()))?;
     Ok(email)
 }
 

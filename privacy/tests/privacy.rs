@@ -121,7 +121,7 @@ async fn count(pool: &PgPool, sql: &'static str) -> i64 {
 /// request).
 #[derive(Default)]
 struct RecordingKv {
-    erased: Mutex<Vec<(Uuid, String)>>,
+    erased: Mutex<Vec<(Uuid, Option<String>)>>,
     sessions: Mutex<Vec<(String, Uuid)>>,
     racing_login: Mutex<Option<(String, Uuid)>>,
     fail: AtomicBool,
@@ -148,7 +148,7 @@ impl KvEraser for RecordingKv {
             self.erased
                 .lock()
                 .unwrap()
-                .push((subject.user_id, subject.email_canonical.to_owned()));
+                .push((subject.user_id, subject.email_canonical.map(str::to_owned)));
             let mut sessions = self.sessions.lock().unwrap();
             sessions.retain(|(_, u)| *u != subject.user_id);
             if let Some(s) = self.racing_login.lock().unwrap().take() {
@@ -1218,7 +1218,7 @@ async fn an_erasure_without_grace_leaves_only_the_receipt(pool: PgPool) {
     // Before the audit step and again after the deletion (a racing login's session).
     assert_eq!(
         *kv.erased.lock().unwrap(),
-        vec![(user, "ada@example.org".to_string()); 2]
+        vec![(user, Some("ada@example.org".to_string())); 2]
     );
     assert_erased(&pool, &log, user, request.id).await;
     // Again: the receipt, nothing else happens.
@@ -1508,6 +1508,29 @@ async fn a_failing_finish_hook_rolls_back_its_write_and_the_deletion(pool: PgPoo
     assert_eq!(erased_notices(&pool).await, Vec::<(String, String)>::new());
     assert_eq!(count(&pool, "SELECT count(*) FROM users").await, 1);
     assert!(!erasure::get(&pool, request.id).await.unwrap().done);
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_account_deleted_during_the_grace_period_still_has_its_keys_erased_by_id(pool: PgPool) {
+    let log = audit(&pool);
+    let (ada, _) = populated_user(&pool, &log).await;
+    let request = erasure::request(&pool, ada, RequestedBy::User, days(7), at(T0 + DAY))
+        .await
+        .unwrap();
+    // The server's own retention removed the account meanwhile (an inactive account).
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(ada)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let kv = RecordingKv::with_sessions(&[(ADA.session_id, ada)]);
+    let receipt = erasure::execute(&pool, &log, &request, &kv, None, at(T0 + 8 * DAY))
+        .await
+        .unwrap();
+    assert!(receipt.done);
+    assert_eq!(*kv.erased.lock().unwrap(), vec![(ada, None); 2]);
+    assert_eq!(kv.sessions(), Vec::<(String, Uuid)>::new());
+    assert_erased(&pool, &log, ada, request.id).await;
 }
 
 #[sqlx::test(migrations = "../authserver/migrations")]
