@@ -56,6 +56,11 @@ pub struct Counts {
     pub audit_events_deleted: i64,
     /// Audit events pseudonymised (action Pseudonymize).
     pub audit_events_pseudonymized: i64,
+    /// Audit events past their retention that the run left in place (action Delete): the
+    /// prune deletes only the chain's prefix before the first younger row, so one row dated in
+    /// the future (a replica's clock ahead) holds back every older row after it. Non-zero
+    /// needs an operator's look; the dry run reports it too.
+    pub audit_events_overdue: i64,
     /// Consent history rows of withdrawals past their retention, deleted.
     pub withdrawn_consent_events: i64,
     /// Due erasure requests executed.
@@ -87,6 +92,10 @@ pub fn expired(at: OffsetDateTime, now: OffsetDateTime, retain_for: Duration) ->
 const PRUNE_COUNT: &str = "SELECT count(*) FROM audit_events WHERE seq <= COALESCE(\
       (SELECT min(seq) - 1 FROM audit_events WHERE occurred_at >= $1), \
       (SELECT max(seq) FROM audit_events))";
+// Rows before the cut-off that are not in that prefix: what a prune leaves behind.
+const OVERDUE_COUNT: &str = "SELECT count(*) FROM audit_events WHERE occurred_at < $1 AND seq > \
+    COALESCE((SELECT min(seq) - 1 FROM audit_events WHERE occurred_at >= $1), \
+             (SELECT max(seq) FROM audit_events))";
 // The audit crate's `pseudonymize_before` selection: rows before the cut-off still holding a
 // personal field or a salt, the chain's own records aside.
 const PSEUDONYMIZE_COUNT: &str = "SELECT count(*) FROM audit_events \
@@ -256,6 +265,9 @@ async fn audit_rule(
                 counts.audit_events_pseudonymized += count(done.seqs.len());
             }
         }
+    }
+    if rules.audit_action == AuditAction::Delete {
+        counts.audit_events_overdue = scalar(pool, OVERDUE_COUNT, audit_cutoff).await?;
     }
     Ok(())
 }

@@ -1898,6 +1898,33 @@ async fn a_retention_run_leaves_every_other_account_untouched(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../authserver/migrations")]
+async fn old_audit_events_held_back_by_a_future_dated_one_are_reported_overdue(pool: PgPool) {
+    let log = audit(&pool);
+    let user = add_user(&pool, "ada@example.org", at(T0)).await;
+    for (i, t) in [T0, T0 + 1, T0 + 5000 * DAY, T0 + 2, T0 + 3, T0 + 4]
+        .into_iter()
+        .enumerate()
+    {
+        let kind = if i == 2 { "logout" } else { "login" };
+        log.append(&event(user, kind, at(t))).await.unwrap();
+    }
+    let kv = RecordingKv::default();
+    let now = at(T0 + 400 * DAY);
+    let dry = retain(&pool, &log, &kv, &rules(AuditAction::Delete), now, true)
+        .await
+        .counts;
+    let real = retain(&pool, &log, &kv, &rules(AuditAction::Delete), now, false)
+        .await
+        .counts;
+    assert_eq!(dry, real);
+    assert_eq!(
+        (real.audit_events_deleted, real.audit_events_overdue),
+        (2, 3),
+        "the two rows before the future-dated one go; the three after it are overdue"
+    );
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
 async fn a_withdrawal_is_kept_on_days_89_and_90_of_90d_and_deleted_a_second_later(pool: PgPool) {
     let log = audit(&pool);
     let user = add_user(&pool, "ada@example.org", at(T0)).await;
