@@ -184,21 +184,34 @@ const LOCK_AUDIT_HEAD: &str = "SELECT seq FROM audit_chain_head WHERE id = 1 FOR
 // The audit crate's own test for "rows naming the user" (its `pseudonymize_user`).
 const AUDIT_NAMES_USER: &str = "SELECT EXISTS (SELECT 1 FROM audit_events \
     WHERE subject_id = $1 OR (actor_kind = 'user' AND actor_id = $1::text))";
+const BRING_FORWARD: &str = "UPDATE erasure_requests SET effective_at = $2 \
+    WHERE id = $1 AND state = 'pending'";
 const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
 const MARK_DONE: &str = "UPDATE erasure_requests SET state = 'done', user_id = NULL, \
     categories = $2, completed_at = $3 WHERE id = $1 AND state = 'pending' AND user_id = $4";
 
+/// What [`request`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Requested {
+    /// The pending request (new, or the one already pending).
+    pub request: ErasureRequest,
+    /// Whether this call created it (else a request was already pending).
+    pub created: bool,
+}
+
 /// Records an erasure request for `user`, effective after `grace`, and ends the account's
 /// access at once (disabled, credential epoch raised, refresh families revoked, OAuth consents
 /// dropped), in one transaction. Idempotent: while a request is pending, asking again returns
-/// it unchanged.
+/// it (`created` false), brought forward when this call's grace ends earlier (an
+/// administrator's immediate erasure of an account whose user asked with 30 days' grace), and
+/// never postponed.
 pub async fn request(
     pool: &PgPool,
     user: Uuid,
     requested_by: RequestedBy,
     grace: Duration,
     now: OffsetDateTime,
-) -> Result<ErasureRequest, PrivacyError> {
+) -> Result<Requested, PrivacyError> {
     let effective_at = time::Duration::try_from(grace)
         .ok()
         .and_then(|g| now.checked_add(g))
@@ -218,9 +231,20 @@ pub async fn request(
         .fetch_optional(&mut *tx)
         .await?;
     if let Some(row) = pending {
-        let existing = decode(&row)?;
+        let mut existing = decode(&row)?;
+        if effective_at < existing.effective_at {
+            sqlx::query(BRING_FORWARD)
+                .bind(existing.id)
+                .bind(effective_at)
+                .execute(&mut *tx)
+                .await?;
+            existing.effective_at = effective_at;
+        }
         tx.commit().await?;
-        return Ok(existing);
+        return Ok(Requested {
+            request: existing,
+            created: false,
+        });
     }
     let id = Uuid::new_v4();
     sqlx::query(INSERT)
@@ -246,15 +270,18 @@ pub async fn request(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(ErasureRequest {
-        id,
-        user_id: Some(user),
-        requested_at: now,
-        effective_at,
-        requested_by,
-        done: false,
-        categories: Vec::new(),
-        completed_at: None,
+    Ok(Requested {
+        request: ErasureRequest {
+            id,
+            user_id: Some(user),
+            requested_at: now,
+            effective_at,
+            requested_by,
+            done: false,
+            categories: Vec::new(),
+            completed_at: None,
+        },
+        created: true,
     })
 }
 

@@ -983,7 +983,8 @@ async fn the_export_shows_a_pending_totp_enrolment_and_a_pending_erasure(pool: P
     .unwrap();
     let request = erasure::request(&pool, user, RequestedBy::Admin, days(30), at(T0 + DAY))
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     let doc = export::export_user(&pool, &log, user, ExportExtras::default(), at(T0 + 2 * DAY))
         .await
         .unwrap();
@@ -1070,11 +1071,14 @@ async fn a_request_ends_access_at_once_and_asking_again_returns_it(pool: PgPool)
     let first = erasure::request(&pool, user, RequestedBy::User, days(30), at(T0 + DAY))
         .await
         .unwrap();
+    assert!(first.created);
+    let first = first.request;
     assert_eq!((first.effective_at, first.done), (at(T0 + 31 * DAY), false));
-    let again = erasure::request(&pool, user, RequestedBy::Admin, days(0), at(T0 + 2 * DAY))
+    // Asking again (a second tab) returns it, never postponed.
+    let again = erasure::request(&pool, user, RequestedBy::User, days(30), at(T0 + 2 * DAY))
         .await
         .unwrap();
-    assert_eq!(again, first);
+    assert_eq!((again.request, again.created), (first.clone(), false));
     let (disabled, epoch): (bool, i64) =
         sqlx::query_as("SELECT disabled, credential_epoch FROM users WHERE id = $1")
             .bind(user)
@@ -1092,6 +1096,41 @@ async fn a_request_ends_access_at_once_and_asking_again_returns_it(pool: PgPool)
     .await
     .unwrap();
     assert_eq!((families, consents, requests), (0, 0, 1));
+}
+
+#[sqlx::test(migrations = "../authserver/migrations")]
+async fn an_administrators_immediate_erasure_brings_a_pending_request_forward(pool: PgPool) {
+    let log = audit(&pool);
+    let (user, _) = populated_user(&pool, &log).await;
+    let first = erasure::request(&pool, user, RequestedBy::User, days(30), at(T0 + DAY))
+        .await
+        .unwrap()
+        .request;
+    let now = at(T0 + 2 * DAY);
+    let admin = erasure::request(&pool, user, RequestedBy::Admin, days(0), now)
+        .await
+        .unwrap();
+    assert!(!admin.created);
+    assert_eq!(
+        (
+            admin.request.id,
+            admin.request.effective_at,
+            admin.request.requested_by
+        ),
+        (first.id, now, RequestedBy::User)
+    );
+    assert_eq!(erasure::get(&pool, first.id).await.unwrap(), admin.request);
+    let receipt = erasure::execute(
+        &pool,
+        &log,
+        &admin.request,
+        &RecordingKv::default(),
+        None,
+        now,
+    )
+    .await
+    .unwrap();
+    assert!(receipt.done);
 }
 
 #[sqlx::test(migrations = "../authserver/migrations")]
@@ -1132,7 +1171,8 @@ async fn an_erasure_leaves_every_other_account_untouched(pool: PgPool) {
     let now = at(T0 + DAY);
     let request = erasure::request(&pool, ada, RequestedBy::User, days(0), now)
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     erasure::execute(&pool, &log, &request, &kv, None, now)
         .await
         .unwrap();
@@ -1206,7 +1246,8 @@ async fn an_erasure_without_grace_leaves_only_the_receipt(pool: PgPool) {
     let now = at(T0 + DAY);
     let request = erasure::request(&pool, user, RequestedBy::User, days(0), now)
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     let kv = RecordingKv::default();
     let receipt = erasure::execute(&pool, &log, &request, &kv, None, now)
         .await
@@ -1235,7 +1276,8 @@ async fn an_erasure_with_grace_waits_for_its_period(pool: PgPool) {
     let (user, _) = populated_user(&pool, &log).await;
     let request = erasure::request(&pool, user, RequestedBy::Admin, days(7), at(T0 + DAY))
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     let kv = RecordingKv::default();
     assert!(
         erasure::due(&pool, at(T0 + 8 * DAY - 1), 10)
@@ -1264,7 +1306,8 @@ async fn an_erasure_whose_redis_step_fails_stays_pending_and_completes_next_time
     let now = at(T0 + DAY);
     let request = erasure::request(&pool, user, RequestedBy::User, days(0), now)
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     let kv = RecordingKv::default();
     kv.fail.store(true, Ordering::SeqCst);
     let e = erasure::execute(&pool, &log, &request, &kv, None, now)
@@ -1295,7 +1338,8 @@ async fn an_erasure_interrupted_after_the_audit_step_completes_next_time(pool: P
     let now = at(T0 + DAY);
     let request = erasure::request(&pool, user, RequestedBy::User, days(0), now)
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     let kv = RecordingKv::default();
     // What a run that crashed after its second step left behind.
     erasure::erase_kv(&pool, &request, &kv, now).await.unwrap();
@@ -1320,7 +1364,8 @@ async fn every_step_acts_on_the_account_stored_in_the_request_not_the_one_passed
     let now = at(T0 + DAY);
     let request = erasure::request(&pool, ada, RequestedBy::User, days(0), now)
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     // A call site that mixed up its arguments: Ada's request, Bob's id.
     let forged = ErasureRequest {
         user_id: Some(bob),
@@ -1360,7 +1405,8 @@ async fn every_step_is_refused_during_the_grace_period_and_changes_nothing(pool:
     let (ada, _) = populated_user(&pool, &log).await;
     let request = erasure::request(&pool, ada, RequestedBy::User, days(7), at(T0 + DAY))
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     let before = rows_of(&pool, ada).await;
     let early = at(T0 + 8 * DAY - 1);
     let kv = RecordingKv::with_sessions(&[(ADA.session_id, ada)]);
@@ -1391,7 +1437,8 @@ async fn a_session_stored_by_a_login_racing_the_erasure_is_erased_too(pool: PgPo
     let now = at(T0 + DAY);
     let request = erasure::request(&pool, ada, RequestedBy::User, days(0), now)
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     erasure::execute(&pool, &log, &request, &kv, None, now)
         .await
         .unwrap();
@@ -1454,7 +1501,8 @@ async fn the_finish_hook_writes_in_the_deletions_transaction_and_commits_with_it
     let now = at(T0 + DAY);
     let request = erasure::request(&pool, ada, RequestedBy::Admin, days(0), now)
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     let hook = NoticeHook {
         fail: false,
         seen: Mutex::default(),
@@ -1488,7 +1536,8 @@ async fn a_failing_finish_hook_rolls_back_its_write_and_the_deletion(pool: PgPoo
     let now = at(T0 + DAY);
     let request = erasure::request(&pool, ada, RequestedBy::User, days(0), now)
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     let hook = NoticeHook {
         fail: true,
         seen: Mutex::default(),
@@ -1516,7 +1565,8 @@ async fn an_account_deleted_during_the_grace_period_still_has_its_keys_erased_by
     let (ada, _) = populated_user(&pool, &log).await;
     let request = erasure::request(&pool, ada, RequestedBy::User, days(7), at(T0 + DAY))
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     // The server's own retention removed the account meanwhile (an inactive account).
     sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(ada)
@@ -1542,7 +1592,8 @@ async fn two_executions_of_one_request_at_once_both_return_the_receipt(pool: PgP
     let now = at(T0 + DAY);
     let request = erasure::request(&pool, ada, RequestedBy::User, days(0), now)
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     // The inline API call and a retention run.
     let (kv1, kv2) = (RecordingKv::default(), RecordingKv::default());
     let (a, b) = tokio::join!(
@@ -1569,7 +1620,8 @@ async fn an_erasure_interrupted_between_audit_batches_completes_next_time(pool: 
     let now = at(T0 + DAY);
     let request = erasure::request(&pool, ada, RequestedBy::User, days(0), now)
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     // A run that crashed after one batch of step 2.
     let first = log
         .pseudonymize_user(
@@ -1878,7 +1930,8 @@ async fn a_retention_run_leaves_every_other_account_untouched(pool: PgPool) {
     let (bob, _) = populated_user_as(&pool, &log, &BOB).await;
     let request = erasure::request(&pool, ada, RequestedBy::User, days(7), at(T0 + DAY))
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     let before = rows_of(&pool, bob).await;
     let kv = RecordingKv::with_sessions(&[(ADA.session_id, ada), (BOB.session_id, bob)]);
     let counts = retain(
@@ -2070,7 +2123,8 @@ async fn a_failing_erasure_is_counted_and_left_pending(pool: PgPool) {
     let user = add_user(&pool, "ada@example.org", at(T0)).await;
     let request = erasure::request(&pool, user, RequestedBy::User, days(0), at(T0))
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     let kv = RecordingKv::default();
     kv.fail.store(true, Ordering::SeqCst);
     let report = retain_report(
@@ -2140,10 +2194,12 @@ async fn a_lock_timeout_in_one_erasure_does_not_hold_back_the_next(pool: PgPool)
     let second = add_user(&pool, "second@example.org", at(T0)).await;
     let stuck = erasure::request(&pool, first, RequestedBy::User, days(0), at(T0))
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     let next = erasure::request(&pool, second, RequestedBy::User, days(0), at(T0 + 1))
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     // A login holds the first account's row (its record_login UPDATE, stuck).
     let mut holder = pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
@@ -2277,7 +2333,8 @@ async fn an_audit_event_arriving_after_the_audit_step_holds_the_deletion_back(po
     let now = at(T0 + DAY);
     let request = erasure::request(&pool, user, RequestedBy::User, days(0), now)
         .await
-        .unwrap();
+        .unwrap()
+        .request;
     erasure::pseudonymize_audit(&pool, &log, &request, now)
         .await
         .unwrap();
