@@ -18,6 +18,13 @@
 //!    [`FinishHook`] may write in that transaction (the `account.erased` notice), so its write
 //!    commits or rolls back with the deletion.
 //!
+//! What stays, deliberately: the receipt (erasure id, times, who asked, categories; no
+//! personal data), kept without a retention rule as the proof the erasure was done; and the
+//! audit trail's pseudonymised rows, whose pseudonym is the erasure id. Whoever holds the
+//! mapping user id → erasure id (an administrator's API answer) can link that history again:
+//! this is pseudonymisation, not anonymisation. An `account.erased` mail enqueued by a
+//! [`FinishHook`] holds the erased address until the outbox delivers it and clears it.
+//!
 //! Every step takes the request, reads it back and acts on the account *stored* in it, and
 //! only once it is pending and due: a caller cannot point a step at another account or run it
 //! early. Steps 1 and 2 need the account row, so once step 3 has run nothing is left for them.
