@@ -224,27 +224,68 @@ const CURRENT: &str = "SELECT purpose, granted, policy_version, updated_at FROM 
     WHERE user_id = $1 ORDER BY purpose";
 const HISTORY: &str = "SELECT purpose, granted, policy_version, at, source, ip_prefix \
     FROM consent_events WHERE user_id = $1 ORDER BY at, id";
+// Locks the answer too, so two withdrawals of one purpose write in turn.
+const STORED_ANSWER: &str =
+    "SELECT granted FROM consents WHERE user_id = $1 AND purpose = $2 FOR UPDATE";
 const ACCEPTED: &str = "SELECT policy_version_accepted FROM users WHERE id = $1";
 
 /// Records one grant or withdrawal: the current answer and its history row, in one
-/// transaction, after [`check_change`] and the version check.
+/// transaction. A grant needs the current policy version and a purpose of it
+/// ([`check_change`]). A withdrawal must be as easy as the grant was (GDPR Art. 7(3)): it is
+/// never refused for naming an older version (it is recorded under the version in force) nor
+/// for a purpose the policy has since dropped, as long as the user has an answer stored for it
+/// ([`check_withdrawal`]); only a required purpose of the current policy cannot be withdrawn.
 pub async fn record_change(
     pool: &PgPool,
     policy: &Policy,
     change: &ConsentChange,
     now: OffsetDateTime,
 ) -> Result<Consent, PrivacyError> {
-    check_version(policy, &change.policy_version)?;
-    check_change(&policy.purposes, &change.purpose, change.granted)?;
     let mut tx = pool.begin().await?;
-    write_change(&mut tx, change, now).await?;
+    let change = if change.granted {
+        check_version(policy, &change.policy_version)?;
+        check_change(&policy.purposes, &change.purpose, true)?;
+        change.clone()
+    } else {
+        let stored: Option<bool> = sqlx::query_scalar(STORED_ANSWER)
+            .bind(change.user)
+            .bind(&change.purpose)
+            .fetch_optional(&mut *tx)
+            .await?;
+        check_withdrawal(&policy.purposes, &change.purpose, stored.is_some())?;
+        ConsentChange {
+            policy_version: policy.version.clone(),
+            ..change.clone()
+        }
+    };
+    write_change(&mut tx, &change, now).await?;
     tx.commit().await?;
     Ok(Consent {
-        purpose: change.purpose.clone(),
+        purpose: change.purpose,
         granted: change.granted,
-        policy_version: change.policy_version.clone(),
+        policy_version: change.policy_version,
         updated_at: now,
     })
+}
+
+/// Whether `purpose` may be withdrawn under `purposes`, `stored` saying whether the user has an
+/// answer on record for it: an optional purpose of the policy always, a purpose the policy no
+/// longer has when an answer is stored (else it is unknown), a required one never.
+pub fn check_withdrawal(
+    purposes: &[Purpose],
+    purpose: &str,
+    stored: bool,
+) -> Result<(), PrivacyError> {
+    match purposes.iter().find(|p| p.name == purpose) {
+        Some(p) if p.required => Err(PrivacyError::ConsentRequired {
+            purpose: purpose.to_owned(),
+        }),
+        Some(_) => Ok(()),
+        None if stored => Ok(()),
+        None => Err(PrivacyError::UnknownPurpose {
+            purpose: purpose.to_owned(),
+        }),
+    }
 }
 
 async fn write_change(
@@ -416,6 +457,20 @@ mod tests {
         assert_eq!(e.reason(), "consent_required");
         assert!(e.to_string().contains("delete the account"), "{e}");
         assert!(check_change(&purposes(), "terms", true).is_ok());
+    }
+
+    #[test]
+    fn a_purpose_dropped_from_the_policy_can_be_withdrawn_when_an_answer_is_stored() {
+        assert!(check_withdrawal(&purposes(), "newsletter", true).is_ok());
+        let e = check_withdrawal(&purposes(), "newsletter", false).unwrap_err();
+        assert_eq!(e.reason(), "unknown_purpose");
+    }
+
+    #[test]
+    fn a_withdrawal_of_an_optional_purpose_is_allowed_and_of_a_required_one_refused() {
+        assert!(check_withdrawal(&purposes(), "analytics", false).is_ok());
+        let e = check_withdrawal(&purposes(), "terms", true).unwrap_err();
+        assert_eq!(e.reason(), "consent_required");
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub enum PrivacyError {
     /// pending and resumes at its next run.
     #[error("erasing the user's session and counter keys failed: {0}")]
     KvErase(String),
+    /// The caller's [`FinishHook`](crate::erasure::FinishHook) failed; the erasure's last step
+    /// rolled back and the request stays pending.
+    #[error("the erasure's finishing hook failed: {0}")]
+    Hook(String),
     /// The operation met continuous contention and gave up for now; retrying later is safe.
     #[error("busy: {what}")]
     Busy {
@@ -78,6 +82,7 @@ impl PrivacyError {
             Self::UnknownUser(_) => "unknown_user",
             Self::UnknownErasure(_) => "unknown_erasure",
             Self::KvErase(_) => "kv_erase",
+            Self::Hook(_) => "hook",
             Self::Busy { .. } => "busy",
             Self::Invalid { .. } => "invalid",
             Self::Malformed { .. } => "malformed",

@@ -4,7 +4,13 @@
 //!
 //! Work goes in bounded batches (each a short transaction), so a run is safe beside traffic.
 //! A dry run counts with the same conditions the real run acts on, so both report the same
-//! [`Counts`]; it writes nothing. [`RetentionLock`] keeps two runs apart.
+//! [`Counts`]; it writes nothing. [`RetentionLock`] keeps two runs apart, and [`run`] needs it
+//! held.
+//!
+//! The three rules run independently: one that fails (an audit row that does not verify, a
+//! lock timeout) is reported in the [`Report`] and the others still run, so due erasures (which
+//! have a legal deadline) are never held back by the audit step, and the counts of work done
+//! are always returned.
 
 use std::time::Duration;
 
@@ -15,7 +21,7 @@ use sqlx::pool::PoolConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::erasure::{self, KvEraser};
+use crate::erasure::{self, FinishHook, KvEraser};
 use crate::error::PrivacyError;
 
 /// Rows (or requests) per batch.
@@ -50,6 +56,11 @@ pub struct Counts {
     pub audit_events_deleted: i64,
     /// Audit events pseudonymised (action Pseudonymize).
     pub audit_events_pseudonymized: i64,
+    /// Audit events past their retention that the run left in place (action Delete): the
+    /// prune deletes only the chain's prefix before the first younger row, so one row dated in
+    /// the future (a replica's clock ahead) holds back every older row after it. Non-zero
+    /// needs an operator's look; the dry run reports it too.
+    pub audit_events_overdue: i64,
     /// Consent history rows of withdrawals past their retention, deleted.
     pub withdrawn_consent_events: i64,
     /// Due erasure requests executed.
@@ -81,6 +92,10 @@ pub fn expired(at: OffsetDateTime, now: OffsetDateTime, retain_for: Duration) ->
 const PRUNE_COUNT: &str = "SELECT count(*) FROM audit_events WHERE seq <= COALESCE(\
       (SELECT min(seq) - 1 FROM audit_events WHERE occurred_at >= $1), \
       (SELECT max(seq) FROM audit_events))";
+// Rows before the cut-off that are not in that prefix: what a prune leaves behind.
+const OVERDUE_COUNT: &str = "SELECT count(*) FROM audit_events WHERE occurred_at < $1 AND seq > \
+    COALESCE((SELECT min(seq) - 1 FROM audit_events WHERE occurred_at >= $1), \
+             (SELECT max(seq) FROM audit_events))";
 // The audit crate's `pseudonymize_before` selection: rows before the cut-off still holding a
 // personal field or a salt, the chain's own records aside.
 const PSEUDONYMIZE_COUNT: &str = "SELECT count(*) FROM audit_events \
@@ -89,6 +104,9 @@ const PSEUDONYMIZE_COUNT: &str = "SELECT count(*) FROM audit_events \
            OR (actor_kind = 'user' AND actor_id IS NOT NULL))";
 // A (user, purpose) history is past retention when its latest change is a withdrawal made
 // before the cut-off; then all of it goes (a grant without its withdrawal would misstate it).
+// "Latest" is by id, not by `at`: `at` comes from the writing replica's clock, while the
+// changes of one (user, purpose) are written in turn under its `consents` row lock, so their
+// ids follow the order they happened in.
 macro_rules! expired_consent_events {
     () => {
         "SELECT e.id, e.at FROM consent_events e \
@@ -96,7 +114,7 @@ macro_rules! expired_consent_events {
                FROM consent_events \
                WHERE (user_id, purpose) IN \
                      (SELECT user_id, purpose FROM consent_events WHERE NOT granted AND at < $1) \
-               ORDER BY user_id, purpose, at DESC, id DESC) AS last \
+               ORDER BY user_id, purpose, id DESC) AS last \
            ON last.user_id = e.user_id AND last.purpose = e.purpose \
          WHERE NOT last.granted AND last.at < $1"
     };
@@ -111,24 +129,114 @@ const CONSENT_EVENTS_COUNT: &str = concat!(
 const CONSENT_EVENTS_DELETE: &str = concat!(
     "DELETE FROM consent_events WHERE id IN (SELECT id FROM (",
     expired_consent_events!(),
-    ") AS x ORDER BY at, id LIMIT $2)"
+    ") AS x ORDER BY id LIMIT $2)"
 );
 const DUE_COUNT: &str =
     "SELECT count(*) FROM erasure_requests WHERE state = 'pending' AND effective_at <= $1";
 
-/// Applies `rules` at `now`, or with `dry_run` only counts. Order matters for equal counts:
+/// A retention rule, as named in a [`Failure`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Rule {
+    /// `auditLogs`: deleting or pseudonymising old audit events.
+    AuditLogs,
+    /// `withdrawnConsents`: deleting the history of old withdrawals.
+    WithdrawnConsents,
+    /// Executing due erasure requests.
+    Erasures,
+}
+
+/// One thing a run could not do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// The rule it belongs to.
+    pub rule: Rule,
+    /// The erasure request, when one request failed (it stays pending for the next run).
+    pub erasure_id: Option<Uuid>,
+    /// [`PrivacyError::reason`].
+    pub reason: &'static str,
+    /// The error, for the log (no personal data: errors name ids, not values).
+    pub message: String,
+}
+
+impl Failure {
+    fn new(rule: Rule, erasure_id: Option<Uuid>, e: &PrivacyError) -> Self {
+        Self {
+            rule,
+            erasure_id,
+            reason: e.reason(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// What a run did, and what it could not do.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// The work done (or, dry, that would be done), failures notwithstanding.
+    pub counts: Counts,
+    /// Empty when every rule ran to its end.
+    pub failures: Vec<Failure>,
+}
+
+impl Report {
+    /// Whether every rule ran to its end.
+    pub fn is_complete(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Applies `rules` at `now`, or with `dry_run` only counts, on the database `lock` was taken
+/// on (holding it is the proof that no other run is active). Order matters for equal counts:
 /// audit events, then consent history, then erasures (which delete accounts and with them
 /// their consent history). For the same reason the server's own account deletions (unverified
-/// and inactive accounts) must run after this. Hold a [`RetentionLock`] around the whole run.
+/// and inactive accounts) must run after this. Each rule runs whatever the one before did;
+/// `hook` is passed to each erasure's [`erasure::finish`].
 pub async fn run(
-    pool: &PgPool,
+    lock: &RetentionLock,
     audit: &PgAuditLog,
     kv: &dyn KvEraser,
+    hook: Option<&dyn FinishHook>,
     rules: &Rules,
     now: OffsetDateTime,
     dry_run: bool,
-) -> Result<Counts, PrivacyError> {
-    let mut counts = Counts::default();
+) -> Report {
+    let pool = &lock.pool;
+    let mut report = Report::default();
+    let counts = &mut report.counts;
+    if let Err(e) = audit_rule(pool, audit, rules, now, dry_run, counts).await {
+        report
+            .failures
+            .push(Failure::new(Rule::AuditLogs, None, &e));
+    }
+    let counts = &mut report.counts;
+    if let Err(e) = consent_rule(pool, rules, now, dry_run, counts).await {
+        report
+            .failures
+            .push(Failure::new(Rule::WithdrawnConsents, None, &e));
+    }
+    if dry_run {
+        match scalar(pool, DUE_COUNT, now).await {
+            Ok(n) => report.counts.erasures = n,
+            Err(e) => report.failures.push(Failure::new(Rule::Erasures, None, &e)),
+        }
+    } else {
+        run_erasures(pool, audit, kv, hook, now, &mut report).await;
+    }
+    report
+}
+
+/// The `auditLogs` rule; adds what it did to `counts` as it goes, so an error keeps them.
+async fn audit_rule(
+    pool: &PgPool,
+    audit: &PgAuditLog,
+    rules: &Rules,
+    now: OffsetDateTime,
+    dry_run: bool,
+    counts: &mut Counts,
+) -> Result<(), PrivacyError> {
     let audit_cutoff = cutoff(now, rules.audit_retain_for);
     match (rules.audit_action, dry_run) {
         (AuditAction::Delete, true) => {
@@ -158,64 +266,99 @@ pub async fn run(
             }
         }
     }
+    if rules.audit_action == AuditAction::Delete {
+        counts.audit_events_overdue = scalar(pool, OVERDUE_COUNT, audit_cutoff).await?;
+    }
+    Ok(())
+}
+
+/// The `withdrawnConsents` rule; adds what it did to `counts` as it goes.
+async fn consent_rule(
+    pool: &PgPool,
+    rules: &Rules,
+    now: OffsetDateTime,
+    dry_run: bool,
+    counts: &mut Counts,
+) -> Result<(), PrivacyError> {
     let consent_cutoff = cutoff(now, rules.withdrawn_consents_retain_for);
     if dry_run {
         counts.withdrawn_consent_events =
             scalar(pool, CONSENT_EVENTS_COUNT, consent_cutoff).await?;
-    } else {
-        loop {
-            let deleted = sqlx::query(CONSENT_EVENTS_DELETE)
-                .bind(consent_cutoff)
-                .bind(BATCH)
-                .execute(pool)
-                .await?
-                .rows_affected();
-            if deleted == 0 {
-                break;
-            }
-            counts.withdrawn_consent_events += i64::try_from(deleted).unwrap_or(i64::MAX);
+        return Ok(());
+    }
+    loop {
+        let deleted = sqlx::query(CONSENT_EVENTS_DELETE)
+            .bind(consent_cutoff)
+            .bind(BATCH)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Ok(());
         }
+        counts.withdrawn_consent_events += i64::try_from(deleted).unwrap_or(i64::MAX);
     }
-    if dry_run {
-        counts.erasures = scalar(pool, DUE_COUNT, now).await?;
-    } else {
-        let (done, failed) = run_erasures(pool, audit, kv, now).await?;
-        counts.erasures = done;
-        counts.erasures_failed = failed;
-    }
-    Ok(counts)
 }
 
-/// Executes every due erasure, a batch at a time. A failing one is logged in the counts and
-/// skipped for the rest of the run; it stays pending for the next.
+/// Executes every due erasure, a batch at a time. Any error of one request (its Redis side,
+/// an audit row that does not verify, a lock timeout or deadlock in its transaction) is that
+/// request's failure: reported, and the request is skipped for the rest of the run (it stays
+/// pending for the next), so it cannot hold back the ones after it. Only a lost connection
+/// ends the rule.
 async fn run_erasures(
     pool: &PgPool,
     audit: &PgAuditLog,
     kv: &dyn KvEraser,
+    hook: Option<&dyn FinishHook>,
     now: OffsetDateTime,
-) -> Result<(i64, i64), PrivacyError> {
+    report: &mut Report,
+) {
     let mut failed: Vec<Uuid> = Vec::new();
-    let mut done = 0;
     loop {
         let limit = BATCH.saturating_add(count(failed.len()));
-        let batch: Vec<_> = erasure::due(pool, now, limit)
-            .await?
-            .into_iter()
-            .filter(|r| !failed.contains(&r.id))
-            .collect();
+        let batch: Vec<_> = match erasure::due(pool, now, limit).await {
+            Ok(due) => due
+                .into_iter()
+                .filter(|r| !failed.contains(&r.id))
+                .collect(),
+            Err(e) => {
+                report.failures.push(Failure::new(Rule::Erasures, None, &e));
+                return;
+            }
+        };
         if batch.is_empty() {
-            return Ok((done, count(failed.len())));
+            return;
         }
         for request in &batch {
-            match erasure::execute(pool, audit, request, kv, now).await {
-                Ok(_) => done += 1,
-                // A database outage fails the run; one request's trouble (its Redis side, an
-                // audit row that does not verify) does not stop the others.
-                Err(PrivacyError::Database(e)) => return Err(PrivacyError::Database(e)),
-                Err(_) => failed.push(request.id),
+            match erasure::execute(pool, audit, request, kv, hook, now).await {
+                Ok(_) => report.counts.erasures += 1,
+                Err(e) => {
+                    report.counts.erasures_failed += 1;
+                    report
+                        .failures
+                        .push(Failure::new(Rule::Erasures, Some(request.id), &e));
+                    failed.push(request.id);
+                    if connection_lost(&e) {
+                        return;
+                    }
+                }
             }
         }
     }
+}
+
+/// Whether `e` means the database is out of reach (so every further request would fail too).
+fn connection_lost(e: &PrivacyError) -> bool {
+    matches!(
+        e,
+        PrivacyError::Database(
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed
+        )
+    )
 }
 
 fn meta(now: OffsetDateTime) -> RecordMeta {
@@ -233,35 +376,58 @@ async fn scalar(pool: &PgPool, sql: &'static str, at: OffsetDateTime) -> Result<
     Ok(sqlx::query_scalar(sql).bind(at).fetch_one(pool).await?)
 }
 
-/// Keeps two retention runs of one database apart (a CronJob and the admin API's run, or two
+/// Keeps two retention runs of one realm apart (a CronJob and the admin API's run, or two
 /// overlapping CronJob runs): a PostgreSQL session advisory lock held on a connection of its
-/// own until [`RetentionLock::release`].
+/// own until [`RetentionLock::release`]. It is the auth server's lock: the same key text
+/// ([`lock_key`]) under `hashtext`, so a run holding either excludes the other.
 pub struct RetentionLock {
     conn: PoolConnection<sqlx::Postgres>,
+    pool: PgPool,
+    realm: String,
 }
 
-/// The advisory lock's key: "portcull" in ASCII, so it does not collide with another user's.
-const LOCK_KEY: i64 = 0x706f_7274_6375_6c6c;
+impl std::fmt::Debug for RetentionLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetentionLock")
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The advisory-lock key text of `realm`'s retention runs, hashed by `hashtext`; the same text
+/// as the auth server's (`authserver/src/store/retention.rs`).
+pub fn lock_key(realm: &str) -> String {
+    format!("portcullis.retention:{realm}")
+}
 
 impl RetentionLock {
-    /// Takes the lock if no other run holds it; `None` when one does (the caller reports
+    /// Takes `realm`'s lock if no other run holds it; `None` when one does (the caller reports
     /// "already running" and exits successfully).
-    pub async fn try_acquire(pool: &PgPool) -> Result<Option<Self>, PrivacyError> {
+    pub async fn try_acquire(pool: &PgPool, realm: &str) -> Result<Option<Self>, PrivacyError> {
         let mut conn = pool.acquire().await?;
         // The session is closed, never handed back to the pool, when the lock is dropped: a
         // run ending on an error path cannot leave a pooled session holding the lock.
         conn.close_on_drop();
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LOCK_KEY)
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(lock_key(realm))
             .fetch_one(&mut *conn)
             .await?;
-        Ok(locked.then_some(Self { conn }))
+        Ok(locked.then(|| Self {
+            conn,
+            pool: pool.clone(),
+            realm: realm.to_owned(),
+        }))
+    }
+
+    /// The realm whose runs it keeps apart.
+    pub fn realm(&self) -> &str {
+        &self.realm
     }
 
     /// Releases the lock (the session closes, which would release it anyway).
     pub async fn release(mut self) -> Result<(), PrivacyError> {
-        sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
-            .bind(LOCK_KEY)
+        sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock(hashtext($1))")
+            .bind(lock_key(&self.realm))
             .fetch_one(&mut *self.conn)
             .await?;
         Ok(())
