@@ -47,6 +47,19 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Benchmark
+//!
+//! `mfa/benches/mfa.rs` prints what these pieces cost (a table of p50/p99/max and operations
+//! per second; it asserts nothing but that every call succeeds): the pure parts (a TOTP code's
+//! window, recovery-code hashing, sealing and opening a secret with a 1-key and a 3-key ring,
+//! the QR SVG), then [`PgMfaStore`]'s `verify` with 1 and 16 concurrent tasks,
+//! `spend_recovery_code`, `confirm` and `reencrypt_batch` over 10,000 rows, in a scratch
+//! database on `DATABASE_URL`'s server. Run it in release, with PostgreSQL from the project's
+//! services script:
+//! `source scripts/services.sh; ensure_services; trap services_stop EXIT;
+//! cargo bench --locked -p portcullis-mfa --bench mfa`. The figures depend on the machine's
+//! load and on the server's `fsync` and `synchronous_commit`, which the output shows.
 
 pub mod pg;
 pub mod qr;
