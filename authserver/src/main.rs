@@ -577,6 +577,9 @@ async fn serve_realm(args: ServeArgs) -> anyhow::Result<()> {
         rate_limiting: true,
         webhook_loopback: args.dev,
     })?;
+    if let Some(mfa) = service.state.core.mfa() {
+        startup::mfa_store::check_recovery_key_versions(mfa).await?;
+    }
     let public = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use portcullis_audit::AuditLog;
 use portcullis_crds::RealmSettings;
 use portcullis_crds::realm::AuthRealmSpec;
+use portcullis_mfa::PgMfaStore;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -86,6 +87,8 @@ pub struct Core {
     pub(super) audit: AuditLog,
     pub(super) key_fingerprints: Vec<KeyFingerprint>,
     pub(super) notifier: Notifier,
+    /// The second factor's store (PostgreSQL only; `None` on the in-memory database).
+    pub(super) mfa: Option<PgMfaStore>,
     /// Slots for background breach checks at login: a slow corpus cannot pile up tasks.
     pub(super) breach_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -113,6 +116,7 @@ impl Core {
         let notifier = Notifier::new(parts.outbox.clone(), parts.limits.clone(), events);
         Self {
             notifier,
+            mfa: None,
             breach_slots: Arc::new(tokio::sync::Semaphore::new(BREACH_CHECKS_IN_FLIGHT)),
             settings: parts.settings,
             db: parts.db,
@@ -136,6 +140,17 @@ impl Core {
     pub fn with_durable_notices(mut self, durable: crate::notify::outbox::Durable) -> Self {
         self.notifier = self.notifier.with_durable(durable);
         self
+    }
+
+    /// The same core with the second factor's store.
+    pub fn with_mfa(mut self, mfa: PgMfaStore) -> Self {
+        self.mfa = Some(mfa);
+        self
+    }
+
+    /// The second factor's store, when the database is PostgreSQL.
+    pub fn mfa(&self) -> Option<&PgMfaStore> {
+        self.mfa.as_ref()
     }
 
     /// The audit trail (verify and export for the admin API and the CLI).

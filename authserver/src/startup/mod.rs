@@ -2,6 +2,7 @@
 //! and the assembly of the core and the HTTP state.
 
 pub mod keys_check;
+pub mod mfa_store;
 pub mod secrets_dir;
 pub mod settings_check;
 pub mod termination;
@@ -60,6 +61,12 @@ pub enum StartupError {
     /// The keys in the secrets dir do not cover the fingerprints the database recorded.
     #[error(transparent)]
     KeysMismatch(#[from] crate::auth::key_fingerprints::KeysMismatch),
+    /// Stored recovery codes carry key versions (pepper versions `vN`) the peppers lack.
+    #[error(
+        "recovery codes in the database are hashed with pepper versions missing from the secrets dir: {}; restore those peppers (keep an old pepper until no code uses it)",
+        .0.join(", ")
+    )]
+    RecoveryKeysMissing(Vec<String>),
     /// The public listener's TLS certificate or key cannot be used.
     #[error("TLS on the public listener: {0}")]
     Tls(#[from] crate::http::tls::TlsError),
@@ -76,7 +83,7 @@ impl StartupError {
             StartupError::Dependency(_) => "DependencyUnavailable",
             StartupError::Unimplemented(_) => "NotImplemented",
             StartupError::UnknownFields(_) => "UnknownFields",
-            StartupError::KeysMismatch(_) => "KeysMismatch",
+            StartupError::KeysMismatch(_) | StartupError::RecoveryKeysMissing(_) => "KeysMismatch",
             StartupError::Tls(_) => "InvalidTls",
         }
     }
@@ -319,6 +326,11 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         }
         None => (None, None),
     };
+    // The second factor lives in PostgreSQL only; the in-memory database has none.
+    let mfa = db
+        .postgres()
+        .map(|pg| mfa_store::build(pg.pool().clone(), &secrets, &settings.name))
+        .transpose()?;
     let core = Core::new(CoreParts {
         settings,
         db: db.clone(),
@@ -341,6 +353,10 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
     });
     let core = match durable {
         Some(durable) => core.with_durable_notices(durable),
+        None => core,
+    };
+    let core = match mfa {
+        Some(mfa) => core.with_mfa(mfa),
         None => core,
     };
     let state = AppState {
