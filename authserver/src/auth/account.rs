@@ -92,36 +92,7 @@ pub async fn change_password(
     new: &str,
 ) -> Result<(), AuthError> {
     let user = core.active_user(principal).await?;
-    let slot = core.reserve_hashing()?;
-    let identifier = user.email_canonical.clone();
-    let limits = core.lockout_rules().limits();
-    // Counted per source as at login, so a login and a change from one prefix share a count.
-    let source = super::limits::lockout_source(&meta.ip);
-    if let Attempt::Locked { retry_after_ms } = core
-        .kv
-        .begin_attempt(&identifier, &source, core.clock.now_ms(), &limits)
-        .await?
-    {
-        return Err(core.locked(retry_after_ms));
-    }
-    let current = password::normalize(current);
-    if !core
-        .hasher
-        .verify(slot, &current, Some(&stored_hash(&user)))
-        .await?
-        .ok
-    {
-        if core
-            .kv
-            .fail_attempt(&identifier, &source, core.clock.now_ms(), &limits)
-            .await?
-            .is_some()
-        {
-            core.metrics.lockouts.inc();
-        }
-        return Err(AuthError::InvalidCredentials);
-    }
-    core.kv.clear_attempts(&identifier).await?;
+    let current = recheck_password(core, &user, meta, current).await?;
     let new = password::normalize(new);
     let mut violations = new_password::violations(
         core,
@@ -169,6 +140,47 @@ pub async fn change_password(
     core.end_sessions(user.id, Some(&principal.session_id))
         .await?;
     Ok(())
+}
+
+/// Checks the caller's current password before a sensitive change; a wrong one counts towards
+/// the lockout like a login from `meta`'s address. Returns the normalized password.
+pub(super) async fn recheck_password(
+    core: &Core,
+    user: &crate::store::UserRecord,
+    meta: &RequestMeta,
+    current: &str,
+) -> Result<String, AuthError> {
+    let slot = core.reserve_hashing()?;
+    let identifier = user.email_canonical.clone();
+    let limits = core.lockout_rules().limits();
+    // Counted per source as at login, so a login and a change from one prefix share a count.
+    let source = super::limits::lockout_source(&meta.ip);
+    if let Attempt::Locked { retry_after_ms } = core
+        .kv
+        .begin_attempt(&identifier, &source, core.clock.now_ms(), &limits)
+        .await?
+    {
+        return Err(core.locked(retry_after_ms));
+    }
+    let current = password::normalize(current);
+    if !core
+        .hasher
+        .verify(slot, &current, Some(&stored_hash(user)))
+        .await?
+        .ok
+    {
+        if core
+            .kv
+            .fail_attempt(&identifier, &source, core.clock.now_ms(), &limits)
+            .await?
+            .is_some()
+        {
+            core.metrics.lockouts.inc();
+        }
+        return Err(AuthError::InvalidCredentials);
+    }
+    core.kv.clear_attempts(&identifier).await?;
+    Ok(current)
 }
 
 /// Moves the caller's own session and its refresh-token families to the credential epoch a

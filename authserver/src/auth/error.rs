@@ -105,6 +105,15 @@ pub enum AuthError {
         /// Explanation.
         detail: String,
     },
+    /// A TOTP code is wrong or was used already (a replay answers the same).
+    #[error("invalid TOTP code")]
+    InvalidTotp,
+    /// TOTP is set up already: removing it comes first.
+    #[error("TOTP is already set up")]
+    MfaAlreadyEnrolled,
+    /// No TOTP enrolment of this session waits for its code (none begun, expired or replaced).
+    #[error("no pending TOTP enrolment")]
+    NoPendingEnrolment,
     /// Too much password hashing is queued: come back shortly.
     #[error("password hashing is saturated")]
     Busy,

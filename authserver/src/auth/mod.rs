@@ -19,6 +19,7 @@ pub mod keys;
 pub mod limits;
 pub mod lockout;
 pub mod login;
+pub mod mfa;
 mod new_password;
 pub mod oidc;
 pub mod password;

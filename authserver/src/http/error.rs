@@ -294,6 +294,24 @@ impl From<AuthError> for ApiError {
                 "send the X-CSRF-Token header of your session",
             ),
             AuthError::NotFound => ApiError::not_found(),
+            AuthError::InvalidTotp => ApiError::new(
+                S::UNAUTHORIZED,
+                "invalid_totp",
+                "Invalid code",
+                "the code is wrong or was used already",
+            ),
+            AuthError::MfaAlreadyEnrolled => ApiError::new(
+                S::CONFLICT,
+                "mfa_already_enrolled",
+                "TOTP already set up",
+                "remove the current authenticator before setting up another",
+            ),
+            AuthError::NoPendingEnrolment => ApiError::new(
+                S::CONFLICT,
+                "no_pending_enrolment",
+                "No enrolment to confirm",
+                "begin the TOTP enrolment again: none is waiting for this session, or it expired",
+            ),
             AuthError::NoRetentionPolicy => ApiError::new(
                 S::NOT_FOUND,
                 "no_retention_policy",

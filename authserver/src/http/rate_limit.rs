@@ -22,7 +22,14 @@ pub fn route_class(method: &Method, template: &str) -> Option<Route> {
     match template {
         // A password change checks the current password (and hashes twice): to an attacker
         // with a stolen session it is a login attempt, so it shares the login limits.
-        "/api/v1/login" | "/login" | "/api/v1/me/password" | "/account/password" if post => {
+        // So does beginning a TOTP enrolment, which re-checks the password.
+        "/api/v1/login"
+        | "/login"
+        | "/api/v1/me/password"
+        | "/account/password"
+        | "/api/v1/me/mfa/totp"
+            if post =>
+        {
             Some(Route::Login)
         }
         "/api/v1/register" | "/register" if post => Some(Route::Register),
@@ -88,6 +95,7 @@ mod tests {
             (Method::POST, "/login", Some(Route::Login)),
             (Method::GET, "/login", None),
             (Method::POST, "/api/v1/me/password", Some(Route::Login)),
+            (Method::POST, "/api/v1/me/mfa/totp", Some(Route::Login)),
             (Method::POST, "/account/password", Some(Route::Login)),
             (Method::POST, "/api/v1/register", Some(Route::Register)),
             (Method::POST, "/register", Some(Route::Register)),

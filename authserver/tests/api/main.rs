@@ -15,6 +15,7 @@ mod keys;
 mod listeners;
 mod login;
 mod metrics;
+mod mfa;
 mod migrations;
 mod notifications;
 mod oidc;

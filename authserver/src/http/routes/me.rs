@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::principal::RequestMeta;
-use crate::auth::{account, session_auth};
+use crate::auth::{account, mfa, session_auth};
 use crate::http::caller::Authenticated;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath};
@@ -26,6 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions))
         .routes(routes!(revoke_session))
         .routes(routes!(csrf))
+        .routes(routes!(begin_totp))
+        .routes(routes!(confirm_totp))
 }
 
 /// Multi-factor authentication state.
@@ -70,14 +72,15 @@ async fn me(
     Authenticated(principal): Authenticated,
 ) -> Result<Json<Me>, ApiError> {
     let user = account::profile(&state.core, &principal).await?;
+    let status = mfa::status(&state.core, &principal).await?;
     Ok(Json(Me {
         user_id: user.user_id,
         email: user.email,
         display_name: user.display_name,
         email_verified: user.email_verified,
         mfa: Mfa {
-            totp: false,
-            recovery_codes_left: 0,
+            totp: status.totp,
+            recovery_codes_left: status.recovery_codes_left,
         },
         created_at: user.created_at,
     }))
@@ -219,4 +222,89 @@ async fn csrf(
     Json(CsrfToken {
         csrf_token: session_auth::csrf_token(&state.core, &principal.session_id),
     })
+}
+
+/// The password re-check that starts a TOTP enrolment.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpBeginRequest {
+    /// The current password.
+    password: String,
+}
+
+/// A TOTP enrolment waiting for its first code.
+#[derive(Serialize, ToSchema)]
+pub struct TotpEnrolment {
+    /// The secret in base32.
+    secret: String,
+    /// The `otpauth://` URI for the authenticator app (the QR code's content).
+    otpauth_uri: String,
+}
+
+/// Begin setting up TOTP (replaces an enrolment not yet confirmed); confirm within 15 minutes
+/// from this session.
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/mfa/totp",
+    request_body = TotpBeginRequest,
+    responses(
+        (status = 200, description = "The secret to set up, pending confirmation", body = TotpEnrolment),
+        (status = 401, description = "Not signed in, or the password is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie without CSRF proof", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "TOTP is already set up", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Locked after failed attempts", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
+async fn begin_totp(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<TotpBeginRequest>,
+) -> Result<Json<TotpEnrolment>, ApiError> {
+    let enrolment = mfa::begin_totp(&state.core, &principal, &meta, &body.password).await?;
+    Ok(Json(TotpEnrolment {
+        secret: enrolment.secret,
+        otpauth_uri: enrolment.otpauth_uri,
+    }))
+}
+
+/// The first code of the authenticator being set up.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirmRequest {
+    /// The current code.
+    code: String,
+}
+
+/// The recovery codes, shown once.
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    /// Single-use codes, `xxxx-xxxx-xx`.
+    recovery_codes: Vec<String>,
+}
+
+/// Confirm the TOTP enrolment this session began; TOTP is then on and recovery codes issued.
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/mfa/totp/confirm",
+    request_body = TotpConfirmRequest,
+    responses(
+        (status = 200, description = "TOTP is on; the recovery codes, shown once", body = RecoveryCodes),
+        (status = 401, description = "Not signed in, or the code is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie without CSRF proof", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No enrolment of this session waits, or TOTP is already set up", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
+async fn confirm_totp(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<TotpConfirmRequest>,
+) -> Result<Json<RecoveryCodes>, ApiError> {
+    let codes = mfa::confirm_totp(&state.core, &principal, &meta, &body.code).await?;
+    Ok(Json(RecoveryCodes {
+        recovery_codes: codes.iter().map(|c| c.as_str().to_owned()).collect(),
+    }))
 }

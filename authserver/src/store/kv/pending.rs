@@ -18,6 +18,8 @@ pub enum PendingKind {
     Authorization,
     /// An RP-initiated logout waiting for confirmation.
     Logout,
+    /// A TOTP enrolment shown to a session, waiting for its first code (keyed by session id).
+    MfaEnrolment,
 }
 
 impl PendingKind {
@@ -25,6 +27,7 @@ impl PendingKind {
         match self {
             PendingKind::Authorization => format!("authreq:{id}"),
             PendingKind::Logout => format!("logoutreq:{id}"),
+            PendingKind::MfaEnrolment => format!("mfaenrol:{id}"),
         }
     }
 }

@@ -1,0 +1,205 @@
+//! The caller's second factor: TOTP enrolment (begun after a password re-check, confirmed
+//! with a first code, which issues the recovery codes) and its status.
+//!
+//! The enrolment number the store hands out stays server-side, with the session that was
+//! shown the secret, for [`ENROLMENT_TTL`]: only the enrolment this session saw can be
+//! confirmed, and only by this session.
+
+use portcullis_mfa::{
+    Algorithm, EnrolmentId, MfaStoreError, PgMfaStore, RECOVERY_CODE_RANDOM_BYTES, RecoveryCode,
+    SECRET_LEN, TotpParams, TotpSecret, generate_recovery_codes, otpauth_uri,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AuthError;
+use super::account::recheck_password;
+use super::core::Core;
+use super::principal::{Principal, RequestMeta};
+use crate::audit::Event;
+use crate::notify::Notice;
+use crate::store::kv::PendingKind;
+
+/// How long a begun enrolment waits for its first code.
+pub const ENROLMENT_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// What the caller is shown to set up the authenticator.
+#[derive(Debug)]
+pub struct TotpEnrolment {
+    /// The secret in base32, for typing in.
+    pub secret: String,
+    /// The `otpauth://` URI (the QR code's content).
+    pub otpauth_uri: String,
+}
+
+/// The caller's second factor, as `/api/v1/me` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MfaView {
+    /// A confirmed TOTP enrolment exists.
+    pub totp: bool,
+    /// Recovery codes not yet used.
+    pub recovery_codes_left: u32,
+}
+
+/// The enrolment a session was shown, kept under the session id.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    user_id: Uuid,
+    enrolment: i64,
+}
+
+fn store(core: &Core) -> Result<&PgMfaStore, AuthError> {
+    core.mfa
+        .as_ref()
+        .ok_or(AuthError::Unsupported("MFA on the in-memory database"))
+}
+
+fn store_error(error: MfaStoreError) -> AuthError {
+    match error {
+        MfaStoreError::InvalidCode | MfaStoreError::Replayed => AuthError::InvalidTotp,
+        MfaStoreError::AlreadyEnrolled => AuthError::MfaAlreadyEnrolled,
+        MfaStoreError::NoPendingEnrolment | MfaStoreError::EnrolmentExpired => {
+            AuthError::NoPendingEnrolment
+        }
+        MfaStoreError::Database(_) => AuthError::Unavailable("database"),
+        other => AuthError::Internal(format!("mfa store: {}", other.reason())),
+    }
+}
+
+/// The realm's TOTP parameters (SHA-1, which every authenticator app supports).
+fn params(core: &Core) -> Result<TotpParams, AuthError> {
+    let totp = &core.spec().mfa.totp;
+    TotpParams::new(Algorithm::Sha1, totp.digits, totp.period)
+        .map_err(|e| AuthError::Internal(format!("realm TOTP parameters: {e}")))
+}
+
+/// The caller's second factor.
+pub async fn status(core: &Core, principal: &Principal) -> Result<MfaView, AuthError> {
+    let Some(store) = core.mfa.as_ref() else {
+        return Ok(MfaView {
+            totp: false,
+            recovery_codes_left: 0,
+        });
+    };
+    let status = store.status(principal.user_id).await.map_err(store_error)?;
+    Ok(MfaView {
+        totp: status.enrolled,
+        recovery_codes_left: status.recovery_codes_remaining,
+    })
+}
+
+/// Begins a TOTP enrolment after checking the caller's password; replaces a pending one.
+pub async fn begin_totp(
+    core: &Core,
+    principal: &Principal,
+    meta: &RequestMeta,
+    password: &str,
+) -> Result<TotpEnrolment, AuthError> {
+    let store = store(core)?;
+    if !core.spec().mfa.totp.enabled {
+        return Err(AuthError::Unsupported("TOTP in this realm"));
+    }
+    let user = core.active_user(principal).await?;
+    recheck_password(core, &user, meta, password).await?;
+    let params = params(core)?;
+    let mut random = [0u8; SECRET_LEN];
+    random.copy_from_slice(&core.random.bytes(SECRET_LEN));
+    let secret = TotpSecret::generate(random);
+    let issuer = core
+        .spec()
+        .mfa
+        .totp
+        .issuer_name
+        .clone()
+        .unwrap_or_else(|| core.settings.name.clone());
+    let uri = otpauth_uri(&params, &secret, &issuer, &user.email)
+        .map_err(|e| AuthError::Internal(format!("otpauth URI: {e}")))?;
+    let EnrolmentId(enrolment) = store
+        .begin_enrolment(user.id, &secret, params, core.clock.now())
+        .await
+        .map_err(store_error)?;
+    let pending = serde_json::to_string(&Pending {
+        user_id: user.id,
+        enrolment,
+    })
+    .map_err(|e| AuthError::Internal(e.to_string()))?;
+    core.kv
+        .put_pending(
+            PendingKind::MfaEnrolment,
+            &principal.session_id,
+            &pending,
+            ENROLMENT_TTL,
+        )
+        .await?;
+    Ok(TotpEnrolment {
+        secret: secret.to_base32().to_string(),
+        otpauth_uri: uri,
+    })
+}
+
+/// Confirms the enrolment this session was shown with a first `code`, and issues the realm's
+/// number of recovery codes (shown once).
+pub async fn confirm_totp(
+    core: &Core,
+    principal: &Principal,
+    meta: &RequestMeta,
+    code: &str,
+) -> Result<Vec<RecoveryCode>, AuthError> {
+    let store = store(core)?;
+    let user = core.active_user(principal).await?;
+    let pending: Pending = core
+        .kv
+        .pending(PendingKind::MfaEnrolment, &principal.session_id)
+        .await?
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .filter(|p: &Pending| p.user_id == user.id)
+        .ok_or(AuthError::NoPendingEnrolment)?;
+    let now = core.clock.now();
+    let ttl =
+        time::Duration::try_from(ENROLMENT_TTL).map_err(|e| AuthError::Internal(e.to_string()))?;
+    store
+        .confirm(
+            user.id,
+            EnrolmentId(pending.enrolment),
+            code.trim(),
+            now,
+            ttl,
+        )
+        .await
+        .map_err(store_error)?;
+    core.kv
+        .take_pending(PendingKind::MfaEnrolment, &principal.session_id)
+        .await?;
+    let count = core.spec().mfa.recovery_codes;
+    let codes = new_recovery_codes(core, count)?;
+    store
+        .replace_recovery_codes(user.id, &codes, now)
+        .await
+        .map_err(store_error)?;
+    core.audit(Event::success("mfa_enrolled").by_user(user.id), Some(meta))
+        .await;
+    core.tell(
+        &user,
+        Notice::MfaAdded {
+            method: portcullis_webhook::MfaMethod::Totp,
+        },
+    )
+    .await;
+    Ok(codes)
+}
+
+/// `count` fresh recovery codes; a set with a duplicate (about 2^-44) is drawn again.
+fn new_recovery_codes(core: &Core, count: u32) -> Result<Vec<RecoveryCode>, AuthError> {
+    let len = usize::try_from(count).unwrap_or(0) * RECOVERY_CODE_RANDOM_BYTES;
+    let mut last = None;
+    for _ in 0..3 {
+        match generate_recovery_codes(count, &core.random.bytes(len)) {
+            Ok(codes) => return Ok(codes),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(AuthError::Internal(format!(
+        "recovery codes: {}",
+        last.map_or_else(String::new, |e| e.to_string())
+    )))
+}
