@@ -220,3 +220,46 @@ async fn a_second_enrolment_is_refused_once_totp_is_on(pool: PgPool) {
     .await;
     assert_eq!((again.status, again.code()), (409, "mfa_already_enrolled"));
 }
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_confirmed_enrolment_is_audited_and_the_owner_is_told(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    let cred = signed_in(&server, "alice@example.com").await;
+    let begun = post(
+        &server,
+        "/api/v1/me/mfa/totp",
+        json!({"password": PASSWORD}),
+        &cred,
+    )
+    .await;
+    let code = code_now(begun.body["secret"].as_str().unwrap());
+    let confirmed = post(
+        &server,
+        "/api/v1/me/mfa/totp/confirm",
+        json!({"code": code}),
+        &cred,
+    )
+    .await;
+    assert_eq!(confirmed.status, 200, "{confirmed:?}");
+
+    let audit = server.admin_call(Method::GET, "/admin/v1/audit").await;
+    let text = match audit.body {
+        Value::String(text) => text,
+        one => format!("{one}\n"),
+    };
+    let enrolled: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["type"] == "mfa_enrolled")
+        .collect();
+    assert_eq!(enrolled.len(), 1, "{text}");
+    assert_eq!(enrolled[0]["ip"], "127.0.0.1");
+
+    let mails = server.mails_settled(1).await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("A second factor was added to")),
+        "{mails:?}"
+    );
+}
