@@ -2,9 +2,10 @@
 //! secrets dir's `fernet-keys`, recovery codes hashed with keys derived from the peppers.
 //!
 //! Recovery-code hashes carry a numeric key version for as long as they exist, while pepper
-//! versions are text. The mapping between them is explicit and stable: pepper `vN` is
-//! recovery key version `N`, never a position in the pepper file (which shifts when a pepper
-//! is added in front and would silently void every stored code). The key itself is derived
+//! versions are text. The mapping between them is explicit and stable: pepper `N` (the form
+//! the operator writes) and `vN` are both recovery key version `N`, never a position in the
+//! pepper file (which shifts when a pepper is added in front and would silently void every
+//! stored code). The key itself is derived
 //! from the pepper under the mfa crate's own label (`RecoveryKey::new`), so the password
 //! pepper's other uses never produce a value keyed like a recovery-code hash.
 
@@ -18,8 +19,8 @@ use super::StartupError;
 use super::secrets_dir::{Secrets, files};
 use crate::auth::keys::Pepper;
 
-/// The recovery key version of pepper version `version`: `vN` (N a decimal number without
-/// leading zeros, 1 to 4294967295) is `N`.
+/// The recovery key version of pepper version `version`: `N` and `vN` (N a decimal number
+/// without leading zeros, 1 to 4294967295) are both `N`.
 ///
 /// # Errors
 /// A message naming the version when it has another form: such a pepper cannot key recovery
@@ -27,10 +28,10 @@ use crate::auth::keys::Pepper;
 pub fn recovery_key_version(version: &str) -> Result<u32, String> {
     let refused = || {
         format!(
-            "pepper version {version:?} has no recovery-code key version: MFA needs pepper versions of the form vN (v1, v2, ...)"
+            "pepper version {version:?} has no recovery-code key version: MFA needs pepper versions that are a number N or vN (1, 2, ... or v1, v2, ...; no leading zeros)"
         )
     };
-    let digits = version.strip_prefix('v').ok_or_else(refused)?;
+    let digits = version.strip_prefix('v').unwrap_or(version);
     let canonical = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0');
@@ -123,9 +124,24 @@ mod tests {
     }
 
     #[test]
+    fn pepper_n_as_the_operator_writes_it_maps_to_recovery_key_version_n() {
+        assert_eq!(recovery_key_version("1"), Ok(1));
+        assert_eq!(recovery_key_version("42"), Ok(42));
+        assert_eq!(recovery_key_version("4294967295"), Ok(u32::MAX));
+    }
+
+    #[test]
     fn pepper_versions_of_another_form_are_refused_by_name() {
         for version in [
-            "1",
+            "",
+            "0",
+            "01",
+            "vv1",
+            "1v",
+            "-1",
+            "+1",
+            " 1",
+            "4294967296",
             "v",
             "v0",
             "v01",
@@ -150,7 +166,26 @@ mod tests {
     #[test]
     fn a_pepper_file_without_mappable_versions_stops_the_start() {
         let error = recovery_keys(&[pepper("v1"), pepper("legacy")]).expect_err("refused");
-        assert!(error.to_string().contains("\"legacy\""), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("\"legacy\""), "{message}");
+        assert!(message.contains(files::PEPPER), "names the file: {message}");
+        assert!(
+            message.contains("a number N or vN"),
+            "states the rule: {message}"
+        );
+    }
+
+    #[test]
+    fn the_operators_numbered_peppers_build_a_ring() {
+        let ring = recovery_keys(&[pepper("2"), pepper("1")]).expect("ring");
+        assert!(ring.contains(2) && ring.contains(1));
+        let code = portcullis_mfa::RecoveryCode::from_random([1; 10]);
+        assert_eq!(ring.hash("realm", "user", &code).version(), 2);
+    }
+
+    #[test]
+    fn n_and_vn_naming_the_same_number_are_refused_together() {
+        assert!(recovery_keys(&[pepper("1"), pepper("v1")]).is_err());
     }
 
     fn store(pool: &PgPool, peppers: &[Pepper]) -> PgMfaStore {
