@@ -184,8 +184,9 @@ pub(super) async fn recheck_password(
 }
 
 /// Moves the caller's own session and its refresh-token families to the credential epoch a
-/// password change started, so they outlive the change that ends every other session.
-async fn keep_session_under(
+/// password change (or a new second factor) started, so they outlive the change that ends
+/// every other session.
+pub(super) async fn keep_session_under(
     core: &Core,
     principal: &Principal,
     epoch: i64,

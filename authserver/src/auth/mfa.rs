@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::AuthError;
-use super::account::recheck_password;
+use super::account::{keep_session_under, recheck_password};
 use super::core::Core;
 use super::principal::{Principal, RequestMeta};
 use crate::audit::Event;
@@ -185,6 +185,13 @@ pub async fn confirm_totp(
         },
     )
     .await;
+    // As a password change does: whoever held another session or a refresh token from
+    // before the second factor existed must now pass it. This session (which just proved
+    // the code) moves to the new epoch with its families.
+    let epoch = core.db.raise_credential_epoch(user.id, now).await?;
+    keep_session_under(core, principal, epoch).await?;
+    core.end_sessions(user.id, Some(&principal.session_id))
+        .await?;
     Ok(codes)
 }
 

@@ -236,6 +236,37 @@ impl Db {
         }
     }
 
+    /// Raises the credential epoch without touching the password (a second factor was added:
+    /// every session and refresh family from before it ends); returns the new epoch.
+    pub async fn raise_credential_epoch(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<i64, StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                let (epoch,): (i64,) = sqlx::query_as(
+                    "UPDATE users SET updated_at = $2, credential_epoch = credential_epoch + 1 \
+                     WHERE id = $1 RETURNING credential_epoch",
+                )
+                .bind(id)
+                .bind(now)
+                .fetch_one(&pg.pool)
+                .await?;
+                Ok(epoch)
+            }
+            Db::Memory(m) => {
+                let mut tables = locked(m)?;
+                let user = tables
+                    .users
+                    .get_mut(&id)
+                    .ok_or_else(|| StoreError::Corrupt(format!("no user {id}")))?;
+                user.credential_epoch += 1;
+                Ok(user.credential_epoch)
+            }
+        }
+    }
+
     /// Records a successful login (retention measures inactivity from it) and forgets an
     /// inactivity warning.
     pub async fn record_login(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {

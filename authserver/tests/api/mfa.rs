@@ -5,6 +5,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+use portcullis_authserver::clock::Clock;
+
 use crate::support::*;
 
 /// Signs `email` up and in; the bearer credential of its session.
@@ -19,14 +21,110 @@ async fn post(server: &TestServer, path: &str, body: Value, cred: &Cred) -> Answ
     server.call(Method::POST, path, Some(body), cred).await
 }
 
+/// The RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 `secret` at `unix` seconds, computed
+/// here with `hmac` and `sha1` rather than by the server's own TOTP code.
+fn totp_at(secret: &str, unix: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let key = base32_decode(secret);
+    let step = u64::try_from(unix / 30).unwrap();
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&key).unwrap();
+    mac.update(&step.to_be_bytes());
+    let digest = mac.finalize().into_bytes();
+    let offset = usize::from(digest[19] & 0x0f);
+    let bin = u32::from_be_bytes(digest[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
+    format!("{:06}", bin % 1_000_000)
+}
+
+/// RFC 4648 base32 without padding (what the server shows as the secret).
+fn base32_decode(text: &str) -> Vec<u8> {
+    let mut bits = 0u64;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.trim_end_matches('=').bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            other => panic!("not base32: {other}"),
+        };
+        bits = (bits << 5) | u64::from(value);
+        count += 5;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_tests_totp_matches_the_rfc_6238_sha1_vectors() {
+    // RFC 6238 appendix B, SHA-1 key "12345678901234567890", last 6 digits.
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    assert_eq!(totp_at(secret, 59), "287082");
+    assert_eq!(totp_at(secret, 1_111_111_109), "081804");
+    assert_eq!(totp_at(secret, 1_234_567_890), "005924");
+    assert_eq!(totp_at(secret, 2_000_000_000), "279037");
+}
+
 /// The current code of a base32 `secret` with the realm's default parameters.
 fn code_now(secret: &str) -> String {
-    let secret = portcullis_mfa::TotpSecret::from_base32(secret).expect("a base32 secret");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    totp_at(secret, time::OffsetDateTime::now_utc().unix_timestamp())
+}
+
+/// The code of `secret` `steps` time steps after `clock`'s now.
+fn code_on(clock: &Clock, secret: &str, steps: i64) -> String {
+    totp_at(secret, clock.now().unix_timestamp() + 30 * steps)
+}
+
+/// What enrolling gave: the secret and the recovery codes.
+struct Enrolled {
+    secret: String,
+    recovery_codes: Vec<String>,
+}
+
+/// Enrols TOTP for the session `cred` with a code of `clock`'s current step.
+async fn enrol(server: &TestServer, cred: &Cred, clock: &Clock) -> Enrolled {
+    let begun = post(
+        server,
+        "/api/v1/me/mfa/totp",
+        json!({"password": PASSWORD}),
+        cred,
+    )
+    .await;
+    assert_eq!(begun.status, 200, "{begun:?}");
+    let secret = begun.body["secret"].as_str().unwrap().to_owned();
+    let confirmed = post(
+        server,
+        "/api/v1/me/mfa/totp/confirm",
+        json!({"code": code_on(clock, &secret, 0)}),
+        cred,
+    )
+    .await;
+    assert_eq!(confirmed.status, 200, "{confirmed:?}");
+    let recovery_codes = confirmed.body["recovery_codes"]
+        .as_array()
         .unwrap()
-        .as_secs();
-    portcullis_mfa::generate(&portcullis_mfa::TotpParams::default(), &secret, now).to_string()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    Enrolled {
+        secret,
+        recovery_codes,
+    }
+}
+
+/// A server on a stopped clock (TOTP steps move only when the test says so).
+async fn stopped(pool: PgPool) -> (TestServer, Clock) {
+    let clock = stopped_clock();
+    let server = start(
+        pool,
+        Options {
+            clock: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .await;
+    (server, clock)
 }
 
 async fn mfa_of(server: &TestServer, cred: &Cred) -> Value {
@@ -262,4 +360,35 @@ async fn a_confirmed_enrolment_is_audited_and_the_owner_is_told(pool: PgPool) {
             .any(|m| m.contains("A second factor was added to")),
         "{mails:?}"
     );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn enrolling_ends_every_other_session_and_refresh_family_and_keeps_this_one(pool: PgPool) {
+    let (server, clock) = stopped(pool).await;
+    assert_eq!(
+        server.register("alice@example.com", PASSWORD).await.status,
+        201
+    );
+    let here = server.login("alice@example.com", PASSWORD).await;
+    let elsewhere = server.login("alice@example.com", PASSWORD).await;
+    enrol(&server, &bearer(&here), &clock).await;
+
+    assert_eq!(
+        server.get("/api/v1/me", &bearer(&elsewhere)).await.status,
+        401
+    );
+    let stale = server
+        .refresh(elsewhere.body["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        stale.status, 400,
+        "a pre-MFA family no longer refreshes: {stale:?}"
+    );
+    assert_eq!(stale.body["error"], "invalid_grant");
+
+    assert_eq!(server.get("/api/v1/me", &bearer(&here)).await.status, 200);
+    let kept = server
+        .refresh(here.body["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(kept.status, 200, "{kept:?}");
 }
