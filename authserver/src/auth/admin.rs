@@ -439,7 +439,7 @@ pub async fn retention_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::login::login;
+    use crate::auth::testing::login;
     use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, meta, registered, signed_in};
 
     #[tokio::test]

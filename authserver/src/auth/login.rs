@@ -26,6 +26,24 @@ use crate::store::{FamilyGrant, NewFamily, UserRecord};
 /// The RFC 8176 authentication method of a password login.
 pub const PASSWORD_AMR: &str = "pwd";
 
+/// What a right password leads to.
+pub enum LoginOutcome {
+    /// Signed in: session and tokens.
+    Signed(LoginSuccess),
+    /// The account has a second factor: nothing is issued until
+    /// [`complete`](super::mfa_login::complete) gets it with this token.
+    MfaRequired {
+        /// The pending login's token (short-lived, single use).
+        mfa_token: String,
+    },
+    /// The realm requires a second factor the account does not have yet: nothing is issued
+    /// until it is enrolled through the pending login this token names.
+    MfaEnrolmentRequired {
+        /// The pending login's token.
+        mfa_token: String,
+    },
+}
+
 /// Tokens and session from a successful login.
 #[derive(Clone)]
 pub struct LoginSuccess {
@@ -56,17 +74,32 @@ impl std::fmt::Debug for LoginSuccess {
     }
 }
 
+impl std::fmt::Debug for LoginOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The mfa token is a credential: never printed.
+        match self {
+            LoginOutcome::Signed(success) => f.debug_tuple("Signed").field(success).finish(),
+            LoginOutcome::MfaRequired { .. } => f.write_str("MfaRequired"),
+            LoginOutcome::MfaEnrolmentRequired { .. } => f.write_str("MfaEnrolmentRequired"),
+        }
+    }
+}
+
 /// Logs in. Attempts are counted per canonical identifier whether or not the account exists,
 /// atomically, so parallel guesses get no more than `maxFailures` tries; unknown accounts cost
 /// one bcrypt run like known ones; the locked answer is the same for both. A session presented
 /// at login is replaced, never reused (session fixation).
+///
+/// An account with a second factor (or one the realm requires) gets no session here: a
+/// pending login waits for it, and the lockout count is kept until it is given, so wrong
+/// codes after a right password still lock.
 pub async fn login(
     core: &Core,
     email: &str,
     password: &str,
     meta: &RequestMeta,
     previous_session: Option<&str>,
-) -> Result<LoginSuccess, AuthError> {
+) -> Result<LoginOutcome, AuthError> {
     let identifier = canonical_email("email", email).map_err(|_| {
         core.metrics.login_failed("invalid_credentials");
         AuthError::InvalidCredentials
@@ -208,6 +241,38 @@ pub async fn login(
             Err(other) => return Err(other),
         }
     }
+    // Decided here, at password time, and failing closed: a store that cannot say whether
+    // the account has a second factor issues nothing.
+    if let Some(stage) = super::mfa_login::required(core, &user).await? {
+        let mfa_token = super::mfa_login::begin(core, &user, stage).await?;
+        core.audit(
+            Event::success("login_mfa_pending").by_user(user.id),
+            Some(meta),
+        )
+        .await;
+        check_breach_in_background(core, &user, &password, meta);
+        return Ok(match stage {
+            super::mfa_login::Stage::Verify => LoginOutcome::MfaRequired { mfa_token },
+            super::mfa_login::Stage::Enrol => LoginOutcome::MfaEnrolmentRequired { mfa_token },
+        });
+    }
+    let success = finish(core, &user, meta, previous_session, &[PASSWORD_AMR]).await?;
+    check_breach_in_background(core, &user, &password, meta);
+    Ok(LoginOutcome::Signed(success))
+}
+
+/// The end of every successful sign-in, whatever its factors (`amr`): the presented session
+/// replaced, the lockout count cleared, a session with tokens under the credential epoch
+/// `user` was read with (refused when it moved meanwhile), the login recorded, audited and
+/// its device recognised.
+pub(super) async fn finish(
+    core: &Core,
+    user: &UserRecord,
+    meta: &RequestMeta,
+    previous_session: Option<&str>,
+    amr: &[&str],
+) -> Result<LoginSuccess, AuthError> {
+    let now = core.clock.now();
     if let Some(old) = previous_session {
         let old_id = sessions::public_id(old);
         if let Some(record) = core.kv.session(&old_id).await? {
@@ -215,8 +280,8 @@ pub async fn login(
         }
     }
     let (cleared, success) = tokio::join!(
-        core.kv.clear_attempts(&identifier),
-        start_session(core, &user, meta, now)
+        core.kv.clear_attempts(&user.email_canonical),
+        start_session(core, user, meta, now, amr)
     );
     cleared?;
     let Some(mut success) = success? else {
@@ -230,8 +295,7 @@ pub async fn login(
     core.metrics.token_issued(GrantKind::Login);
     core.audit(Event::success("login").by_user(user.id), Some(meta))
         .await;
-    success.device_cookie = recognise_device(core, &user, meta, now).await;
-    check_breach_in_background(core, &user, &password, meta);
+    success.device_cookie = recognise_device(core, user, meta, now).await;
     Ok(success)
 }
 
@@ -412,7 +476,9 @@ async fn start_session(
     user: &UserRecord,
     meta: &RequestMeta,
     now: time::OffsetDateTime,
+    amr: &[&str],
 ) -> Result<Option<LoginSuccess>, AuthError> {
+    let amr: Vec<String> = amr.iter().map(|m| (*m).to_owned()).collect();
     let spec = core.spec();
     let idle = spec.sessions.idle_timeout.as_duration();
     let (secret, session_id) = sessions::new_session_secret(&core.random);
@@ -424,7 +490,7 @@ async fn start_session(
         ip: meta.ip.clone(),
         user_agent: meta.user_agent.chars().take(256).collect(),
         credential_epoch: user.credential_epoch,
-        amr: vec![PASSWORD_AMR.to_owned()],
+        amr: amr.clone(),
         acr: Some(ACR_PASSWORD.to_owned()),
     };
     core.kv
@@ -439,7 +505,7 @@ async fn start_session(
         client_id: None,
         scope: API_SCOPE,
     };
-    let claims = tokens::access_claims(
+    let mut claims = tokens::access_claims(
         core.issuer(),
         core.issuer(),
         &grant,
@@ -447,6 +513,8 @@ async fn start_session(
         core.access_ttl(),
         core.random.uuid(),
     );
+    // RFC 9068 §2.2.3.1: how the user authenticated (`pwd`, and `otp` after a second factor).
+    claims.amr.clone_from(&amr);
     let access_token = core.keys.sign("at+jwt", &claims)?;
     let (refresh_token, refresh_hash) = tokens::new_refresh_token(&core.random);
     let started = core
@@ -464,7 +532,7 @@ async fn start_session(
             grant: FamilyGrant {
                 scope: API_SCOPE.to_owned(),
                 auth_time: Some(now),
-                amr: vec![PASSWORD_AMR.to_owned()],
+                amr,
                 acr: Some(ACR_PASSWORD.to_owned()),
                 offline: false,
             },
@@ -489,7 +557,7 @@ async fn start_session(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, meta, registered};
+    use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, login, meta, registered};
     use crate::mail::Mail;
 
     #[tokio::test]
@@ -621,7 +689,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let started = start_session(&f.core, &stale, &meta(), f.clock.now())
+        let started = start_session(&f.core, &stale, &meta(), f.clock.now(), &[PASSWORD_AMR])
             .await
             .unwrap();
         assert!(started.is_none());

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod lockout;
 pub mod login;
 pub mod mfa;
+pub mod mfa_login;
 mod new_password;
 pub mod oidc;
 pub mod password;

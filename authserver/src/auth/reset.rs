@@ -165,7 +165,7 @@ pub async fn confirm_password_reset(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::login::login;
+    use crate::auth::testing::login;
     use crate::auth::testing::{OTHER_PASSWORD, PASSWORD, fixture, meta, registered};
 
     #[tokio::test]

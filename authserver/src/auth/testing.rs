@@ -10,11 +10,12 @@ use rand_chacha::rand_core::SeedableRng;
 use time::macros::datetime;
 use uuid::Uuid;
 
+use super::AuthError;
 use super::breach::BreachChecker;
 use super::core::{Core, CoreParts};
 use super::hashing::{PasswordHasher, PoolSize};
 use super::keys::{Pepper, SigningKey};
-use super::login::{LoginSuccess, login};
+use super::login::{LoginOutcome, LoginSuccess};
 use super::oidc::clients::ClientRegistry;
 use super::principal::RequestMeta;
 use super::registration::{Registration, register};
@@ -213,6 +214,21 @@ pub async fn registered(f: &Fixture, email: &str) -> Uuid {
         .await
         .unwrap();
     f.core.db.user_by_email(email).await.unwrap().unwrap().id
+}
+
+/// Logs in with a password where no second factor can be asked (the in-memory database has
+/// no MFA store): the session and tokens, or the refusal.
+pub async fn login(
+    core: &Core,
+    email: &str,
+    password: &str,
+    meta: &RequestMeta,
+    previous: Option<&str>,
+) -> Result<LoginSuccess, AuthError> {
+    match super::login::login(core, email, password, meta, previous).await? {
+        LoginOutcome::Signed(success) => Ok(success),
+        other => panic!("a second factor was asked: {other:?}"),
+    }
 }
 
 /// Logs `email` in, registering it first when needed.

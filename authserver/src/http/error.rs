@@ -299,7 +299,8 @@ impl From<AuthError> for ApiError {
                 "invalid_totp",
                 "Invalid code",
                 "the code is wrong or was used already",
-            ),
+            )
+            .header(header::WWW_AUTHENTICATE, "Bearer realm=\"portcullis\""),
             AuthError::MfaAlreadyEnrolled => ApiError::new(
                 S::CONFLICT,
                 "mfa_already_enrolled",

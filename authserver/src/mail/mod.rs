@@ -48,6 +48,11 @@ pub enum Mail {
         /// Added (else removed).
         added: bool,
     },
+    /// A recovery code was used to sign in.
+    RecoveryCodeUsed {
+        /// Unspent codes left.
+        remaining: u32,
+    },
     /// The account and its data were erased.
     ErasureDone,
     /// The account will be deleted or disabled for inactivity unless its owner signs in.
@@ -90,6 +95,7 @@ impl Mail {
             | Mail::NewDeviceLogin { .. }
             | Mail::PasswordBreached
             | Mail::MfaChanged { .. }
+            | Mail::RecoveryCodeUsed { .. }
             | Mail::ErasureDone => MailLimit::Unlimited,
         }
     }
@@ -108,6 +114,7 @@ impl std::fmt::Debug for Mail {
             Mail::NewDeviceLogin { .. } => "NewDeviceLogin",
             Mail::PasswordBreached => "PasswordBreached",
             Mail::MfaChanged { .. } => "MfaChanged",
+            Mail::RecoveryCodeUsed { .. } => "RecoveryCodeUsed",
             Mail::ErasureDone => "ErasureDone",
         };
         write!(f, "Mail::{name}")
@@ -204,6 +211,15 @@ If this was not you, reset your password at once: {issuer}/login
                 ),
             )
         }
+        Mail::RecoveryCodeUsed { remaining } => (
+            format!("A recovery code was used to sign in to your {realm} account"),
+            format!(
+                "A recovery code was just used to sign in to your {realm} account. {remaining} unused code(s) remain.
+
+If this was not you, reset your password at once: {issuer}/login
+"
+            ),
+        ),
         Mail::ErasureDone => (
             format!("Your {realm} account was erased"),
             format!(

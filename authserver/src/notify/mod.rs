@@ -59,6 +59,12 @@ pub enum Notice {
         /// Which.
         method: MfaMethod,
     },
+    /// A recovery code was used to sign in (it is spent: for the webhook, one code of the
+    /// set was removed).
+    RecoveryCodeUsed {
+        /// Unspent codes left.
+        remaining: u32,
+    },
     /// The account was erased.
     ErasureDone,
 }
@@ -71,7 +77,9 @@ impl Notice {
             Notice::PasswordChanged { .. } => NotificationEvent::PasswordChanged,
             Notice::NewDeviceLogin { .. } => NotificationEvent::NewDevice,
             Notice::PasswordBreached => NotificationEvent::Breach,
-            Notice::MfaAdded { .. } | Notice::MfaRemoved { .. } => NotificationEvent::MfaChanged,
+            Notice::MfaAdded { .. }
+            | Notice::MfaRemoved { .. }
+            | Notice::RecoveryCodeUsed { .. } => NotificationEvent::MfaChanged,
             Notice::ErasureDone => NotificationEvent::Erasure,
         }
     }
@@ -87,6 +95,7 @@ impl Notice {
             Notice::PasswordBreached => Mail::PasswordBreached,
             Notice::MfaAdded { .. } => Mail::MfaChanged { added: true },
             Notice::MfaRemoved { .. } => Mail::MfaChanged { added: false },
+            Notice::RecoveryCodeUsed { remaining } => Mail::RecoveryCodeUsed { remaining },
             Notice::ErasureDone => Mail::ErasureDone,
         }
     }

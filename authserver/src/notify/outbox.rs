@@ -62,7 +62,7 @@ pub fn event_type(notice: &Notice) -> &'static str {
         Notice::NewDeviceLogin { .. } => "login.new_device",
         Notice::PasswordBreached => "password.breached",
         Notice::MfaAdded { .. } => "mfa.added",
-        Notice::MfaRemoved { .. } => "mfa.removed",
+        Notice::MfaRemoved { .. } | Notice::RecoveryCodeUsed { .. } => "mfa.removed",
         Notice::ErasureDone => "account.erased",
     }
 }
@@ -110,6 +110,10 @@ pub fn webhook_event(notice: &Notice, user_id: uuid::Uuid) -> Event {
             user_id,
             method: *method,
         }),
+        Notice::RecoveryCodeUsed { .. } => Event::MfaRemoved(MfaChanged {
+            user_id,
+            method: portcullis_webhook::MfaMethod::RecoveryCodes,
+        }),
         Notice::ErasureDone => Event::AccountErased(AccountErased { user_id }),
     }
 }
@@ -142,6 +146,11 @@ pub enum MailPayload {
         /// Added (else removed).
         added: bool,
     },
+    /// [`Mail::RecoveryCodeUsed`].
+    RecoveryCodeUsed {
+        /// Unspent codes left.
+        remaining: u32,
+    },
     /// [`Mail::ErasureDone`].
     ErasureDone,
 }
@@ -162,6 +171,9 @@ impl MailPayload {
             Notice::PasswordBreached => MailPayload::PasswordBreached,
             Notice::MfaAdded { .. } => MailPayload::MfaChanged { added: true },
             Notice::MfaRemoved { .. } => MailPayload::MfaChanged { added: false },
+            Notice::RecoveryCodeUsed { remaining } => MailPayload::RecoveryCodeUsed {
+                remaining: *remaining,
+            },
             Notice::ErasureDone => MailPayload::ErasureDone,
         }
     }
@@ -178,6 +190,7 @@ impl MailPayload {
             },
             MailPayload::PasswordBreached => Mail::PasswordBreached,
             MailPayload::MfaChanged { added } => Mail::MfaChanged { added },
+            MailPayload::RecoveryCodeUsed { remaining } => Mail::RecoveryCodeUsed { remaining },
             MailPayload::ErasureDone => Mail::ErasureDone,
         })
     }

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 
 use super::account::ACCOUNT_PATH;
 use super::{Chrome, error_page, form_csrf_ok, html, with_form_csrf, with_req};
+use crate::auth::login::LoginOutcome;
 use crate::auth::oidc::flow;
 use crate::auth::principal::RequestMeta;
 use crate::auth::{AuthError, login as login_case};
@@ -193,24 +194,38 @@ async fn submit(
         ));
     }
     let password = field("password").unwrap_or_default();
-    let success =
-        match login_case::login(&state.core, &email, &password, &meta, previous.as_deref()).await {
-            Ok(success) => success,
-            Err(error) => {
-                // The page below is not an `ApiError`: count a store outage here.
-                if let Some(store) = error.failed_store() {
-                    state.metrics.store_failed(store);
-                }
-                let (status, message, retry) = refusal(&error);
-                let mut response = again(status, &message);
-                if let Some(seconds) = retry
-                    && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
-                {
-                    response.headers_mut().insert(header::RETRY_AFTER, value);
-                }
-                return Ok(response);
+    let success = match login_case::login(
+        &state.core,
+        &email,
+        &password,
+        &meta,
+        previous.as_deref(),
+    )
+    .await
+    {
+        Ok(LoginOutcome::Signed(success)) => success,
+        // No session before the second factor (the hosted MFA step is not served yet).
+        Ok(LoginOutcome::MfaRequired { .. } | LoginOutcome::MfaEnrolmentRequired { .. }) => {
+            return Ok(again(
+                StatusCode::FORBIDDEN,
+                "This account signs in with a second factor, which this page cannot ask for yet.",
+            ));
+        }
+        Err(error) => {
+            // The page below is not an `ApiError`: count a store outage here.
+            if let Some(store) = error.failed_store() {
+                state.metrics.store_failed(store);
             }
-        };
+            let (status, message, retry) = refusal(&error);
+            let mut response = again(status, &message);
+            if let Some(seconds) = retry
+                && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return Ok(response);
+        }
+    };
     let device_cookie = success.device_cookie.clone();
     let cookie = cookies::session_cookie(
         &success.session_secret,

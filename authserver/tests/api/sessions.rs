@@ -59,9 +59,13 @@ async fn a_session_touched_while_it_is_revoked_stays_revoked() {
     register(&core, registration).await.unwrap();
     let meta = RequestMeta::default();
     for round in 0..50 {
-        let session = login::login(&core, "alice@example.com", PASSWORD, &meta, None)
-            .await
-            .unwrap();
+        let login::LoginOutcome::Signed(session) =
+            login::login(&core, "alice@example.com", PASSWORD, &meta, None)
+                .await
+                .unwrap()
+        else {
+            panic!("no second factor was set up");
+        };
         // Due for a touch (written back at most once a minute).
         clock.advance(Duration::from_secs(61));
         let principal = session_auth::authenticate_session(&core, &session.session_secret)

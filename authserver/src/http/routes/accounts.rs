@@ -13,6 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::auth::login::{LoginOutcome, LoginSuccess};
+use crate::auth::mfa_login::{self, SecondFactor};
 use crate::auth::principal::RequestMeta;
 use crate::auth::registration::{self, Registered, Registration};
 use crate::auth::{account, login as login_case, reset};
@@ -30,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(password_reset))
         .routes(routes!(password_reset_confirm))
         .routes(routes!(login))
+        .routes(routes!(login_mfa))
         .routes(routes!(logout))
 }
 
@@ -209,34 +212,42 @@ pub struct LoginResponse {
     expires_in: u64,
     /// CSRF token of the session, for cookie-authenticated state changes.
     csrf_token: String,
+    /// Recovery codes, shown once: only when TOTP was enrolled as part of this login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_codes: Option<Vec<String>>,
 }
 
-/// Log in; sets the session cookie.
-#[utoipa::path(
-    post,
-    path = "/api/v1/login",
-    request_body = LoginRequest,
-    responses(
-        (status = 200, description = "Logged in; `Set-Cookie` carries the session", body = LoginResponse),
-        (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Email not verified, or account disabled", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Locked after failed attempts (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-async fn login(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    PresentedSession(previous): PresentedSession,
-    ApiJson(body): ApiJson<LoginRequest>,
-) -> Result<Response, ApiError> {
-    let success = login_case::login(
-        &state.core,
-        &body.email,
-        &body.password,
-        &meta,
-        previous.as_deref(),
-    )
-    .await?;
+/// A login waiting for its second factor: no cookie, no tokens.
+#[derive(Serialize, ToSchema)]
+pub struct MfaPending {
+    /// `true` when the account's second factor is asked (`POST /api/v1/login/mfa`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mfa_required: Option<bool>,
+    /// `true` when the realm requires a second factor the account has not set up yet
+    /// (`POST /api/v1/login/mfa/enrol`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mfa_enrolment_required: Option<bool>,
+    /// The pending login (5 minutes, single use).
+    mfa_token: String,
+}
+
+/// What a right password answers.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    /// Signed in.
+    Signed(LoginResponse),
+    /// A second factor comes first.
+    Pending(MfaPending),
+}
+
+/// The answer of a login that signed in: the tokens as JSON, the session and (for a new
+/// device) the device cookie set; `recovery_codes` when an enrolment at login issued them.
+pub(crate) fn signed_in(
+    state: &AppState,
+    success: LoginSuccess,
+    recovery_codes: Option<Vec<String>>,
+) -> Response {
     let device_cookie = success.device_cookie.clone();
     let cookie = cookies::session_cookie(
         &success.session_secret,
@@ -250,6 +261,7 @@ async fn login(
         token_type: "Bearer",
         expires_in: success.expires_in,
         csrf_token: success.csrf_token,
+        recovery_codes,
     })
     .into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -260,7 +272,115 @@ async fn login(
     {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    Ok(response)
+    response
+}
+
+/// Log in; sets the session cookie, or answers a pending second factor.
+#[utoipa::path(
+    post,
+    path = "/api/v1/login",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in (`Set-Cookie` carries the session), or `{mfa_required, mfa_token}` / `{mfa_enrolment_required, mfa_token}` without cookie or tokens", body = LoginAnswer),
+        (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Email not verified, or account disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Locked after failed attempts (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A store could not answer", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn login(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    PresentedSession(previous): PresentedSession,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let outcome = login_case::login(
+        &state.core,
+        &body.email,
+        &body.password,
+        &meta,
+        previous.as_deref(),
+    )
+    .await?;
+    Ok(match outcome {
+        LoginOutcome::Signed(success) => signed_in(&state, success, None),
+        LoginOutcome::MfaRequired { mfa_token } => Json(MfaPending {
+            mfa_required: Some(true),
+            mfa_enrolment_required: None,
+            mfa_token,
+        })
+        .into_response(),
+        LoginOutcome::MfaEnrolmentRequired { mfa_token } => Json(MfaPending {
+            mfa_required: None,
+            mfa_enrolment_required: Some(true),
+            mfa_token,
+        })
+        .into_response(),
+    })
+}
+
+/// The second factor of a pending login: a TOTP code or a recovery code.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginMfaRequest {
+    /// The token `POST /api/v1/login` answered.
+    mfa_token: String,
+    /// A TOTP code (or give `recovery_code`).
+    #[serde(default)]
+    code: Option<String>,
+    /// An unused recovery code (or give `code`).
+    #[serde(default)]
+    recovery_code: Option<String>,
+}
+
+/// Complete a login with its second factor; answers as a successful login.
+#[utoipa::path(
+    post,
+    path = "/api/v1/login/mfa",
+    request_body = LoginMfaRequest,
+    responses(
+        (status = 200, description = "Logged in; `Set-Cookie` carries the session", body = LoginResponse),
+        (status = 400, description = "Neither or both of `code` and `recovery_code`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_totp`: wrong or used code, or an unknown, expired or ended token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many second-factor attempts, or locked (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A store could not answer: no session", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn login_mfa(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    PresentedSession(previous): PresentedSession,
+    ApiJson(body): ApiJson<LoginMfaRequest>,
+) -> Result<Response, ApiError> {
+    let factor = second_factor(body.code, body.recovery_code)?;
+    let success = mfa_login::complete(
+        &state.core,
+        &body.mfa_token,
+        &factor,
+        &meta,
+        previous.as_deref(),
+    )
+    .await?;
+    Ok(signed_in(&state, success, None))
+}
+
+/// Exactly one of a TOTP code and a recovery code.
+pub(crate) fn second_factor(
+    code: Option<String>,
+    recovery_code: Option<String>,
+) -> Result<SecondFactor, ApiError> {
+    match (code, recovery_code) {
+        (Some(code), None) => Ok(SecondFactor::Code(code)),
+        (None, Some(code)) => Ok(SecondFactor::RecoveryCode(code)),
+        _ => Err(
+            crate::auth::AuthError::Validation(vec![crate::auth::Violation::new(
+                "code",
+                "one_factor_required",
+                "give either code or recovery_code",
+            )])
+            .into(),
+        ),
+    }
 }
 
 /// End the session and its refresh-token family; clears the cookie.

@@ -31,6 +31,8 @@ pub struct MemoryKv {
     pub(super) locks: HashMap<String, Expiring<LockState>>,
     pub(super) codes: HashMap<String, Expiring<CodeEntry>>,
     pub(super) pending: HashMap<String, Expiring<String>>,
+    /// Logins waiting for their second factor: JSON and wrong codes so far.
+    pub(super) mfa_logins: HashMap<String, Expiring<(String, u32)>>,
     /// Distinct failing identifiers per address and stuffing window (8-byte digests).
     pub(super) stuffing: HashMap<String, Expiring<HashSet<[u8; 8]>>>,
     /// Addresses already reported as stuffing sources in a window.
@@ -47,6 +49,7 @@ impl MemoryKv {
             locks: HashMap::new(),
             codes: HashMap::new(),
             pending: HashMap::new(),
+            mfa_logins: HashMap::new(),
             stuffing: HashMap::new(),
             stuffed: HashMap::new(),
         }

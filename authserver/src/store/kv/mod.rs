@@ -6,6 +6,7 @@
 mod codes;
 mod lockout;
 mod memory;
+mod mfa_logins;
 mod pending;
 mod revocations;
 mod sessions;
@@ -19,6 +20,7 @@ pub use codes::{CodeRecord, REPLAY_WINDOW, Redeemed};
 pub use lockout::{
     Attempt, CounterLimits, CounterState, Failure, LockState, STUFFING_WINDOW_MS, StuffingProbe,
 };
+pub use mfa_logins::MfaFailure;
 pub use pending::PendingKind;
 pub use sessions::SessionRecord;
 

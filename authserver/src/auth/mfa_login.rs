@@ -1,0 +1,324 @@
+//! The second step of a login: after a right password, an account with TOTP gets a short-lived
+//! `mfa_token` instead of a session, and only a TOTP code (accepted once per step through the
+//! store's compare-and-set) or an unspent recovery code turns it into one.
+//!
+//! The pending login lives in the KV under the SHA-256 of its token (the token itself is never
+//! stored) for [`MFA_LOGIN_TTL`]; [`MAX_ATTEMPTS`] wrong codes end it, and so does a change of
+//! credentials meanwhile (its credential epoch is checked again when the session starts). On
+//! top of that, the second factor has a per-account rate limit (route class `Mfa`) and wrong
+//! codes count into the lockout like wrong passwords: whoever got this far knows the password.
+//! Any store failure answers an error, never a session.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_audit::Details;
+use portcullis_crds::rate_limit::Route;
+use portcullis_mfa::MfaStoreError;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::AuthError;
+use super::core::Core;
+use super::limits::{Subject, lockout_source};
+use super::login::{LoginSuccess, PASSWORD_AMR, finish};
+use super::principal::RequestMeta;
+use crate::audit::Event;
+use crate::notify::Notice;
+use crate::store::UserRecord;
+use crate::store::kv::MfaFailure;
+
+/// How long a pending login waits for its second factor.
+pub const MFA_LOGIN_TTL: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// Wrong codes a pending login survives; the last one ends it.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The RFC 8176 method of a one-time password (TOTP or a recovery code).
+pub const OTP_AMR: &str = "otp";
+
+/// What the pending login waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// A code of the account's confirmed TOTP, or a recovery code.
+    Verify,
+    /// The realm requires TOTP and the account has none: its enrolment.
+    Enrol,
+}
+
+/// A login waiting for its second factor, as stored.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct PendingLogin {
+    pub(super) user_id: Uuid,
+    pub(super) credential_epoch: i64,
+    pub(super) created_at_ms: u64,
+    pub(super) stage: Stage,
+    /// The enrolment shown through this login ([`Stage::Enrol`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) enrolment: Option<i64>,
+}
+
+/// The second factor presented.
+#[derive(Debug)]
+pub enum SecondFactor {
+    /// A TOTP code.
+    Code(String),
+    /// A recovery code.
+    RecoveryCode(String),
+}
+
+/// The key a pending login is stored under: the token's SHA-256.
+pub(super) fn digest(token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The stage a right password for `user` must pass before a session, if any: TOTP when the
+/// account has it confirmed, enrolment when the realm requires TOTP and it has none.
+///
+/// # Errors
+/// [`AuthError::Unavailable`] when the store cannot tell (fail closed).
+pub(super) async fn required(core: &Core, user: &UserRecord) -> Result<Option<Stage>, AuthError> {
+    let totp = &core.spec().mfa.totp;
+    let Some(store) = core.mfa.as_ref() else {
+        // Without a store (the in-memory database) no account can have TOTP; a realm that
+        // requires it issues nothing rather than letting everyone through.
+        return if totp.required {
+            Err(AuthError::Unsupported("MFA on the in-memory database"))
+        } else {
+            Ok(None)
+        };
+    };
+    let status = store.status(user.id).await.map_err(|e| fail_closed(&e))?;
+    Ok(if status.enrolled {
+        Some(Stage::Verify)
+    } else if totp.enabled && totp.required {
+        Some(Stage::Enrol)
+    } else {
+        None
+    })
+}
+
+/// Starts a pending login for `user` at `stage`; returns its token.
+pub(super) async fn begin(
+    core: &Core,
+    user: &UserRecord,
+    stage: Stage,
+) -> Result<String, AuthError> {
+    let token = core.random.token(32);
+    let pending = PendingLogin {
+        user_id: user.id,
+        credential_epoch: user.credential_epoch,
+        created_at_ms: core.clock.now_ms(),
+        stage,
+        enrolment: None,
+    };
+    let json = serde_json::to_string(&pending).map_err(|e| AuthError::Internal(e.to_string()))?;
+    core.kv
+        .put_mfa_login(&digest(&token), &json, MFA_LOGIN_TTL)
+        .await?;
+    Ok(token)
+}
+
+/// A store failure while the second factor is checked: logged, and answered 503.
+fn fail_closed(error: &MfaStoreError) -> AuthError {
+    tracing::error!(
+        reason = error.reason(),
+        "MFA store failed; no session issued"
+    );
+    AuthError::Unavailable("database")
+}
+
+/// The pending login of `token` at `stage`, with its account (active, and under the same
+/// credentials as at password time: otherwise the pending login ends here).
+pub(super) async fn pending(
+    core: &Core,
+    token: &str,
+    stage: Stage,
+) -> Result<(PendingLogin, UserRecord), AuthError> {
+    let key = digest(token);
+    let pending: PendingLogin = core
+        .kv
+        .mfa_login(&key)
+        .await?
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .filter(|p: &PendingLogin| p.stage == stage)
+        .ok_or(AuthError::InvalidTotp)?;
+    let user = core.db.user_by_id(pending.user_id).await?;
+    match user {
+        Some(user) if !user.disabled && user.credential_epoch == pending.credential_epoch => {
+            Ok((pending, user))
+        }
+        _ => {
+            // A password reset or change, or a disabled account, since the password step.
+            core.kv.take_mfa_login(&key).await?;
+            Err(AuthError::InvalidTotp)
+        }
+    }
+}
+
+/// Completes the pending login of `mfa_token` with `factor`: the session and tokens of a
+/// login with amr `pwd otp`, or `invalid_totp` (wrong, replayed or spent code, unknown or
+/// ended token).
+pub async fn complete(
+    core: &Core,
+    mfa_token: &str,
+    factor: &SecondFactor,
+    meta: &RequestMeta,
+    previous_session: Option<&str>,
+) -> Result<LoginSuccess, AuthError> {
+    let store = core
+        .mfa
+        .as_ref()
+        .ok_or(AuthError::Unsupported("MFA on the in-memory database"))?;
+    let (_, user) = pending(core, mfa_token, Stage::Verify).await?;
+    // Per account, whoever holds how many tokens: the bucket of a second factor.
+    core.limits
+        .check_subject(Route::Mfa, Subject::User(user.id))
+        .await?;
+    let identifier = user.email_canonical.clone();
+    let source = lockout_source(&meta.ip);
+    let limits = core.lockout_rules().limits();
+    if let crate::store::kv::Attempt::Locked { retry_after_ms } = core
+        .kv
+        .begin_attempt(&identifier, &source, core.clock.now_ms(), &limits)
+        .await?
+    {
+        return Err(core.locked(retry_after_ms));
+    }
+    let now = core.clock.now();
+    let checked = match factor {
+        SecondFactor::Code(code) => store.verify(user.id, code.trim(), now).await.map(drop),
+        SecondFactor::RecoveryCode(code) => store.spend_recovery_code(user.id, code, now).await,
+    };
+    match checked {
+        Ok(()) => {}
+        Err(
+            MfaStoreError::InvalidCode
+            | MfaStoreError::Replayed
+            | MfaStoreError::InvalidRecoveryCode
+            | MfaStoreError::NotEnrolled,
+        ) => {
+            return Err(wrong_code(core, mfa_token, &user, meta, &source).await);
+        }
+        Err(other) => return Err(fail_closed(&other)),
+    }
+    // Single use: of two completions at once (two right codes), one gets the session.
+    if core.kv.take_mfa_login(&digest(mfa_token)).await?.is_none() {
+        return Err(AuthError::InvalidTotp);
+    }
+    let method = match factor {
+        SecondFactor::Code(_) => "totp",
+        SecondFactor::RecoveryCode(_) => "recovery",
+    };
+    core.audit(
+        Event::success("mfa_succeeded")
+            .by_user(user.id)
+            .details(Details::new().code("method", method)),
+        Some(meta),
+    )
+    .await;
+    if matches!(factor, SecondFactor::RecoveryCode(_)) {
+        recovery_code_used(core, &user, meta).await?;
+    }
+    finish(
+        core,
+        &user,
+        meta,
+        previous_session,
+        &[PASSWORD_AMR, OTP_AMR],
+    )
+    .await
+}
+
+/// A recovery code was spent: audited, and the owner told how many remain.
+async fn recovery_code_used(
+    core: &Core,
+    user: &UserRecord,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
+    let remaining = match core.mfa.as_ref() {
+        Some(store) => {
+            store
+                .status(user.id)
+                .await
+                .map_err(|e| fail_closed(&e))?
+                .recovery_codes_remaining
+        }
+        None => 0,
+    };
+    core.audit(
+        Event::success("recovery_code_used")
+            .by_user(user.id)
+            .details(Details::new().int("remaining", i64::from(remaining))),
+        Some(meta),
+    )
+    .await;
+    core.tell(user, Notice::RecoveryCodeUsed { remaining })
+        .await;
+    Ok(())
+}
+
+/// A wrong second factor: counted against the pending login (the last allowed one ends it)
+/// and into the lockout, audited; the answer is `invalid_totp` (or the lock it started).
+async fn wrong_code(
+    core: &Core,
+    mfa_token: &str,
+    user: &UserRecord,
+    meta: &RequestMeta,
+    source: &str,
+) -> AuthError {
+    let ended = core
+        .kv
+        .fail_mfa_login(&digest(mfa_token), MAX_ATTEMPTS)
+        .await;
+    let limits = core.lockout_rules().limits();
+    let lock = core
+        .kv
+        .fail_attempt(&user.email_canonical, source, core.clock.now_ms(), &limits)
+        .await;
+    core.audit(
+        Event::failure("mfa_failed")
+            .by_user(user.id)
+            .details(Details::new().code(
+                "outcome",
+                if matches!(ended, Ok(MfaFailure::Ended)) {
+                    "ended"
+                } else {
+                    "counted"
+                },
+            )),
+        Some(meta),
+    )
+    .await;
+    match lock {
+        Ok(Some(lock_ms)) => {
+            core.metrics.lockouts.inc();
+            core.audit(
+                Event::failure("lockout")
+                    .by_user(user.id)
+                    .details(Details::new().int(
+                        "seconds",
+                        i64::try_from(lock_ms / 1_000).unwrap_or(i64::MAX),
+                    )),
+                Some(meta),
+            )
+            .await;
+            if core.spec().lockout.notify_user {
+                core.tell(
+                    user,
+                    Notice::AccountLocked {
+                        minutes: lock_ms.div_ceil(60_000),
+                    },
+                )
+                .await;
+            }
+        }
+        Ok(None) => {}
+        Err(error) => return error.into(),
+    }
+    match ended {
+        Err(error) => error.into(),
+        Ok(_) => AuthError::InvalidTotp,
+    }
+}
