@@ -48,13 +48,13 @@ struct Pending {
     enrolment: i64,
 }
 
-fn store(core: &Core) -> Result<&PgMfaStore, AuthError> {
+pub(super) fn store(core: &Core) -> Result<&PgMfaStore, AuthError> {
     core.mfa
         .as_ref()
         .ok_or(AuthError::Unsupported("MFA on the in-memory database"))
 }
 
-fn store_error(error: MfaStoreError) -> AuthError {
+pub(super) fn store_error(error: MfaStoreError) -> AuthError {
     match error {
         MfaStoreError::InvalidCode | MfaStoreError::Replayed => AuthError::InvalidTotp,
         MfaStoreError::AlreadyEnrolled => AuthError::MfaAlreadyEnrolled,
@@ -101,23 +101,7 @@ pub async fn begin_totp(
     }
     let user = core.active_user(principal).await?;
     recheck_password(core, &user, meta, password).await?;
-    let params = params(core)?;
-    let mut random = [0u8; SECRET_LEN];
-    random.copy_from_slice(&core.random.bytes(SECRET_LEN));
-    let secret = TotpSecret::generate(random);
-    let issuer = core
-        .spec()
-        .mfa
-        .totp
-        .issuer_name
-        .clone()
-        .unwrap_or_else(|| core.settings.name.clone());
-    let uri = otpauth_uri(&params, &secret, &issuer, &user.email)
-        .map_err(|e| AuthError::Internal(format!("otpauth URI: {e}")))?;
-    let EnrolmentId(enrolment) = store
-        .begin_enrolment(user.id, &secret, params, core.clock.now())
-        .await
-        .map_err(store_error)?;
+    let (shown, EnrolmentId(enrolment)) = new_enrolment(core, store, &user).await?;
     let pending = serde_json::to_string(&Pending {
         user_id: user.id,
         enrolment,
@@ -131,10 +115,42 @@ pub async fn begin_totp(
             ENROLMENT_TTL,
         )
         .await?;
-    Ok(TotpEnrolment {
-        secret: secret.to_base32().to_string(),
-        otpauth_uri: uri,
-    })
+    Ok(shown)
+}
+
+/// A new pending enrolment of `user` (replacing one that waits): what to show, and its number.
+pub(super) async fn new_enrolment(
+    core: &Core,
+    store: &PgMfaStore,
+    user: &crate::store::UserRecord,
+) -> Result<(TotpEnrolment, EnrolmentId), AuthError> {
+    if !core.spec().mfa.totp.enabled {
+        return Err(AuthError::Unsupported("TOTP in this realm"));
+    }
+    let params = params(core)?;
+    let mut random = [0u8; SECRET_LEN];
+    random.copy_from_slice(&core.random.bytes(SECRET_LEN));
+    let secret = TotpSecret::generate(random);
+    let issuer = core
+        .spec()
+        .mfa
+        .totp
+        .issuer_name
+        .clone()
+        .unwrap_or_else(|| core.settings.name.clone());
+    let uri = otpauth_uri(&params, &secret, &issuer, &user.email)
+        .map_err(|e| AuthError::Internal(format!("otpauth URI: {e}")))?;
+    let id = store
+        .begin_enrolment(user.id, &secret, params, core.clock.now())
+        .await
+        .map_err(store_error)?;
+    Ok((
+        TotpEnrolment {
+            secret: secret.to_base32().to_string(),
+            otpauth_uri: uri,
+        },
+        id,
+    ))
 }
 
 /// Confirms the enrolment this session was shown with a first `code`, and issues the realm's
@@ -170,21 +186,7 @@ pub async fn confirm_totp(
     core.kv
         .take_pending(PendingKind::MfaEnrolment, &principal.session_id)
         .await?;
-    let count = core.spec().mfa.recovery_codes;
-    let codes = new_recovery_codes(core, count)?;
-    store
-        .replace_recovery_codes(user.id, &codes, now)
-        .await
-        .map_err(store_error)?;
-    core.audit(Event::success("mfa_enrolled").by_user(user.id), Some(meta))
-        .await;
-    core.tell(
-        &user,
-        Notice::MfaAdded {
-            method: portcullis_webhook::MfaMethod::Totp,
-        },
-    )
-    .await;
+    let codes = enrolled(core, store, &user, meta).await?;
     // As a password change does: whoever held another session or a refresh token from
     // before the second factor existed must now pass it. This session (which just proved
     // the code) moves to the new epoch with its families.
@@ -195,8 +197,35 @@ pub async fn confirm_totp(
     Ok(codes)
 }
 
+/// What follows a confirmed enrolment: the realm's number of recovery codes (returned to be
+/// shown once), the audit record and the owner's notice.
+pub(super) async fn enrolled(
+    core: &Core,
+    store: &PgMfaStore,
+    user: &crate::store::UserRecord,
+    meta: &RequestMeta,
+) -> Result<Vec<RecoveryCode>, AuthError> {
+    let now = core.clock.now();
+    let count = core.spec().mfa.recovery_codes;
+    let codes = new_recovery_codes(core, count)?;
+    store
+        .replace_recovery_codes(user.id, &codes, now)
+        .await
+        .map_err(store_error)?;
+    core.audit(Event::success("mfa_enrolled").by_user(user.id), Some(meta))
+        .await;
+    core.tell(
+        user,
+        Notice::MfaAdded {
+            method: portcullis_webhook::MfaMethod::Totp,
+        },
+    )
+    .await;
+    Ok(codes)
+}
+
 /// `count` fresh recovery codes; a set with a duplicate (about 2^-44) is drawn again.
-fn new_recovery_codes(core: &Core, count: u32) -> Result<Vec<RecoveryCode>, AuthError> {
+pub(super) fn new_recovery_codes(core: &Core, count: u32) -> Result<Vec<RecoveryCode>, AuthError> {
     let len = usize::try_from(count).unwrap_or(0) * RECOVERY_CODE_RANDOM_BYTES;
     let mut last = None;
     for _ in 0..3 {

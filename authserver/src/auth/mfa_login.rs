@@ -13,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_audit::Details;
 use portcullis_crds::rate_limit::Route;
-use portcullis_mfa::MfaStoreError;
+use portcullis_mfa::{EnrolmentId, MfaStoreError, RecoveryCode};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -22,6 +22,7 @@ use super::AuthError;
 use super::core::Core;
 use super::limits::{Subject, lockout_source};
 use super::login::{LoginSuccess, PASSWORD_AMR, finish};
+use super::mfa::TotpEnrolment;
 use super::principal::RequestMeta;
 use crate::audit::Event;
 use crate::notify::Notice;
@@ -92,7 +93,9 @@ pub(super) async fn required(core: &Core, user: &UserRecord) -> Result<Option<St
     let status = store.status(user.id).await.map_err(|e| fail_closed(&e))?;
     Ok(if status.enrolled {
         Some(Stage::Verify)
-    } else if totp.enabled && totp.required {
+    } else if totp.required {
+        // Even with `enabled` off (the CRD refuses that pair): enrolment then refuses too, and
+        // nothing is issued.
         Some(Stage::Enrol)
     } else {
         None
@@ -229,6 +232,93 @@ pub async fn complete(
         &[PASSWORD_AMR, OTP_AMR],
     )
     .await
+}
+
+/// Shows the secret of a new TOTP enrolment to the pending login of `mfa_token` (a realm
+/// that requires TOTP, an account without it); a second call replaces the first enrolment.
+pub async fn begin_enrolment(core: &Core, mfa_token: &str) -> Result<TotpEnrolment, AuthError> {
+    let store = super::mfa::store(core)?;
+    let (mut pending, user) = pending(core, mfa_token, Stage::Enrol).await?;
+    core.limits
+        .check_subject(Route::Mfa, Subject::User(user.id))
+        .await?;
+    let (shown, EnrolmentId(id)) = super::mfa::new_enrolment(core, store, &user).await?;
+    pending.enrolment = Some(id);
+    let json = serde_json::to_string(&pending).map_err(|e| AuthError::Internal(e.to_string()))?;
+    if !core.kv.replace_mfa_login(&digest(mfa_token), &json).await? {
+        return Err(AuthError::InvalidTotp);
+    }
+    Ok(shown)
+}
+
+/// Confirms the enrolment shown to the pending login of `mfa_token` with a first `code` and
+/// completes the login (amr `pwd otp`); returns it with the new recovery codes (shown once).
+/// Every other session of the account ends, as after an enrolment from the account page.
+pub async fn confirm_enrolment(
+    core: &Core,
+    mfa_token: &str,
+    code: &str,
+    meta: &RequestMeta,
+    previous_session: Option<&str>,
+) -> Result<(LoginSuccess, Vec<RecoveryCode>), AuthError> {
+    let store = super::mfa::store(core)?;
+    let (pending, user) = pending(core, mfa_token, Stage::Enrol).await?;
+    core.limits
+        .check_subject(Route::Mfa, Subject::User(user.id))
+        .await?;
+    let source = lockout_source(&meta.ip);
+    let limits = core.lockout_rules().limits();
+    if let crate::store::kv::Attempt::Locked { retry_after_ms } = core
+        .kv
+        .begin_attempt(&user.email_canonical, &source, core.clock.now_ms(), &limits)
+        .await?
+    {
+        return Err(core.locked(retry_after_ms));
+    }
+    let enrolment = pending.enrolment.ok_or(AuthError::NoPendingEnrolment)?;
+    let ttl = time::Duration::try_from(super::mfa::ENROLMENT_TTL)
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
+    match store
+        .confirm(
+            user.id,
+            EnrolmentId(enrolment),
+            code.trim(),
+            core.clock.now(),
+            ttl,
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(MfaStoreError::InvalidCode | MfaStoreError::Replayed) => {
+            return Err(wrong_code(core, mfa_token, &user, meta, &source).await);
+        }
+        Err(MfaStoreError::NoPendingEnrolment | MfaStoreError::EnrolmentExpired) => {
+            return Err(AuthError::NoPendingEnrolment);
+        }
+        Err(other) => return Err(fail_closed(&other)),
+    }
+    if core.kv.take_mfa_login(&digest(mfa_token)).await?.is_none() {
+        return Err(AuthError::InvalidTotp);
+    }
+    let codes = super::mfa::enrolled(core, store, &user, meta).await?;
+    let epoch = core
+        .db
+        .raise_credential_epoch(user.id, core.clock.now())
+        .await?;
+    core.end_sessions(user.id, None).await?;
+    let user = UserRecord {
+        credential_epoch: epoch,
+        ..user
+    };
+    let success = finish(
+        core,
+        &user,
+        meta,
+        previous_session,
+        &[PASSWORD_AMR, OTP_AMR],
+    )
+    .await?;
+    Ok((success, codes))
 }
 
 /// A recovery code was spent: audited, and the owner told how many remain.

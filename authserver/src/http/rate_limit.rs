@@ -33,7 +33,14 @@ pub fn route_class(method: &Method, template: &str) -> Option<Route> {
             Some(Route::Login)
         }
         "/api/v1/register" | "/register" if post => Some(Route::Register),
-        "/api/v1/login/mfa" | "/login/mfa" if post => Some(Route::Mfa),
+        "/api/v1/login/mfa"
+        | "/api/v1/login/mfa/enrol"
+        | "/api/v1/login/mfa/enrol/confirm"
+        | "/login/mfa"
+            if post =>
+        {
+            Some(Route::Mfa)
+        }
         "/api/v1/password-reset"
         | "/api/v1/password-reset/confirm"
         | "/reset-password"

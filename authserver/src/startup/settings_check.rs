@@ -8,9 +8,6 @@ use portcullis_crds::RealmSettings;
 pub fn unimplemented_features(settings: &RealmSettings) -> Vec<String> {
     let spec = &settings.spec;
     let mut missing = Vec::new();
-    if spec.mfa.totp.required {
-        missing.push("mfa.totp.required (TOTP enrolment and MFA login)".to_owned());
-    }
     if !spec.social_providers.is_empty() {
         missing.push("spec.socialProviders (social login)".to_owned());
     }

@@ -720,3 +720,140 @@ async fn a_store_failure_at_the_password_step_answers_503_and_no_session(pool: P
     assert_eq!(failed.header("set-cookie"), None);
     assert!(failed.body.get("access_token").is_none());
 }
+
+// ---- A realm that requires TOTP ----------------------------------------------------------
+
+/// A server whose realm requires TOTP, on a stopped clock.
+async fn requiring(pool: PgPool) -> (TestServer, Clock) {
+    let clock = stopped_clock();
+    let server = start(
+        pool,
+        Options {
+            clock: clock.clone(),
+            ..Options::spec(|s| {
+                s.mfa.totp.enabled = true;
+                s.mfa.totp.required = true;
+            })
+        },
+    )
+    .await;
+    (server, clock)
+}
+
+/// The `mfa_token` of a login that must answer `mfa_enrolment_required`.
+async fn enrolment_token(server: &TestServer, email: &str) -> String {
+    let login = server.login(email, PASSWORD).await;
+    assert_eq!(login.status, 200, "{login:?}");
+    assert_eq!(login.body["mfa_enrolment_required"], true, "{login:?}");
+    login.body["mfa_token"].as_str().unwrap().to_owned()
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_realm_requiring_totp_answers_enrolment_required_and_issues_nothing(pool: PgPool) {
+    let (server, _) = requiring(pool).await;
+    assert_eq!(
+        server.register("bob@example.com", PASSWORD).await.status,
+        201
+    );
+    let login = server.login("bob@example.com", PASSWORD).await;
+    assert_eq!(login.status, 200, "{login:?}");
+    let fields: Vec<&String> = login.body.as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["mfa_enrolment_required", "mfa_token"], "{login:?}");
+    assert_eq!(login.header("set-cookie"), None);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn enrolling_at_login_completes_it_with_recovery_codes_and_the_next_login_asks_totp(
+    pool: PgPool,
+) {
+    let (server, clock) = requiring(pool).await;
+    assert_eq!(
+        server.register("bob@example.com", PASSWORD).await.status,
+        201
+    );
+    let token = enrolment_token(&server, "bob@example.com").await;
+    let shown = server
+        .post("/api/v1/login/mfa/enrol", json!({"mfa_token": token}))
+        .await;
+    assert_eq!(shown.status, 200, "{shown:?}");
+    let secret = shown.body["secret"].as_str().unwrap();
+    assert!(
+        shown.body["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("secret={secret}"))
+    );
+    let done = server
+        .post(
+            "/api/v1/login/mfa/enrol/confirm",
+            json!({"mfa_token": token, "code": code_on(&clock, secret, 0)}),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{done:?}");
+    assert!(done.session_cookie().is_some());
+    assert_eq!(done.body["recovery_codes"].as_array().unwrap().len(), 10);
+    assert_eq!(
+        claims(done.body["access_token"].as_str().unwrap())["amr"],
+        json!(["pwd", "otp"])
+    );
+    assert_eq!(
+        mfa_of(&server, &bearer(&done)).await,
+        json!({"totp": true, "recovery_codes_left": 10})
+    );
+    clock.advance(std::time::Duration::from_secs(30));
+    mfa_token(&server, "bob@example.com").await;
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_enrolment_token_opens_no_other_route(pool: PgPool) {
+    let (server, clock) = requiring(pool).await;
+    assert_eq!(
+        server.register("bob@example.com", PASSWORD).await.status,
+        201
+    );
+    let token = enrolment_token(&server, "bob@example.com").await;
+    let unconfirmed = server
+        .post(
+            "/api/v1/login/mfa/enrol/confirm",
+            json!({"mfa_token": token, "code": "123456"}),
+        )
+        .await;
+    assert_eq!(
+        (unconfirmed.status, unconfirmed.code()),
+        (409, "no_pending_enrolment")
+    );
+    let shown = server
+        .post("/api/v1/login/mfa/enrol", json!({"mfa_token": token}))
+        .await;
+    let secret = shown.body["secret"].as_str().unwrap();
+    let as_login = second_step(
+        &server,
+        json!({"mfa_token": token, "code": code_on(&clock, secret, 0)}),
+    )
+    .await;
+    assert_eq!((as_login.status, as_login.code()), (401, "invalid_totp"));
+    assert_eq!(as_login.header("set-cookie"), None);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_wrong_first_code_at_login_enrolment_is_invalid_totp(pool: PgPool) {
+    let (server, clock) = requiring(pool).await;
+    assert_eq!(
+        server.register("bob@example.com", PASSWORD).await.status,
+        201
+    );
+    let token = enrolment_token(&server, "bob@example.com").await;
+    let shown = server
+        .post("/api/v1/login/mfa/enrol", json!({"mfa_token": token}))
+        .await;
+    let right = code_on(&clock, shown.body["secret"].as_str().unwrap(), 0);
+    let wrong = format!("{:06}", (right.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let refused = server
+        .post(
+            "/api/v1/login/mfa/enrol/confirm",
+            json!({"mfa_token": token, "code": wrong}),
+        )
+        .await;
+    assert_eq!((refused.status, refused.code()), (401, "invalid_totp"));
+    assert_eq!(refused.header("set-cookie"), None);
+}

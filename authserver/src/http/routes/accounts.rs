@@ -33,6 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(password_reset_confirm))
         .routes(routes!(login))
         .routes(routes!(login_mfa))
+        .routes(routes!(login_mfa_enrol))
+        .routes(routes!(login_mfa_enrol_confirm))
         .routes(routes!(logout))
 }
 
@@ -362,6 +364,88 @@ async fn login_mfa(
     )
     .await?;
     Ok(signed_in(&state, success, None))
+}
+
+/// A pending login that must enrol TOTP first.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginMfaEnrolRequest {
+    /// The token `POST /api/v1/login` answered with `mfa_enrolment_required`.
+    mfa_token: String,
+}
+
+/// The secret of a TOTP enrolment, to set up the authenticator.
+#[derive(Serialize, ToSchema)]
+pub struct LoginMfaEnrolment {
+    /// The secret in base32.
+    secret: String,
+    /// The `otpauth://` URI (the QR code's content).
+    otpauth_uri: String,
+}
+
+/// Begin the TOTP enrolment a realm requires before a login (an extension of the contract:
+/// `mfa.totp.required` and an account without TOTP).
+#[utoipa::path(
+    post,
+    path = "/api/v1/login/mfa/enrol",
+    request_body = LoginMfaEnrolRequest,
+    responses(
+        (status = 200, description = "The secret to set up (pending until confirmed)", body = LoginMfaEnrolment),
+        (status = 401, description = "`invalid_totp`: unknown, expired or ended token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many second-factor requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A store could not answer", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn login_mfa_enrol(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginMfaEnrolRequest>,
+) -> Result<Json<LoginMfaEnrolment>, ApiError> {
+    let shown = mfa_login::begin_enrolment(&state.core, &body.mfa_token).await?;
+    Ok(Json(LoginMfaEnrolment {
+        secret: shown.secret,
+        otpauth_uri: shown.otpauth_uri,
+    }))
+}
+
+/// The first code of the enrolment a login was shown.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginMfaEnrolConfirmRequest {
+    /// The pending login's token.
+    mfa_token: String,
+    /// A code from the authenticator just set up.
+    code: String,
+}
+
+/// Confirm the enrolment and complete the login: the login answer plus `recovery_codes`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/login/mfa/enrol/confirm",
+    request_body = LoginMfaEnrolConfirmRequest,
+    responses(
+        (status = 200, description = "Enrolled and logged in; `recovery_codes` are shown once", body = LoginResponse),
+        (status = 401, description = "`invalid_totp`: wrong code, or an unknown, expired or ended token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_pending_enrolment`: begin the enrolment first (or again)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many second-factor attempts, or locked", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A store could not answer: no session", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn login_mfa_enrol_confirm(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    PresentedSession(previous): PresentedSession,
+    ApiJson(body): ApiJson<LoginMfaEnrolConfirmRequest>,
+) -> Result<Response, ApiError> {
+    let (success, codes) = mfa_login::confirm_enrolment(
+        &state.core,
+        &body.mfa_token,
+        &body.code,
+        &meta,
+        previous.as_deref(),
+    )
+    .await?;
+    let codes = codes.iter().map(|c| c.as_str().to_owned()).collect();
+    Ok(signed_in(&state, success, Some(codes)))
 }
 
 /// Exactly one of a TOTP code and a recovery code.
