@@ -111,6 +111,9 @@ pub enum AuthError {
     /// TOTP is set up already: removing it comes first.
     #[error("TOTP is already set up")]
     MfaAlreadyEnrolled,
+    /// The account has no TOTP to remove or recovery codes to regenerate.
+    #[error("TOTP is not set up")]
+    MfaNotEnrolled,
     /// No TOTP enrolment of this session waits for its code (none begun, expired or replaced).
     #[error("no pending TOTP enrolment")]
     NoPendingEnrolment,

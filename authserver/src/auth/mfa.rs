@@ -58,6 +58,7 @@ pub(super) fn store_error(error: MfaStoreError) -> AuthError {
     match error {
         MfaStoreError::InvalidCode | MfaStoreError::Replayed => AuthError::InvalidTotp,
         MfaStoreError::AlreadyEnrolled => AuthError::MfaAlreadyEnrolled,
+        MfaStoreError::NotEnrolled => AuthError::MfaNotEnrolled,
         MfaStoreError::NoPendingEnrolment | MfaStoreError::EnrolmentExpired => {
             AuthError::NoPendingEnrolment
         }
@@ -238,4 +239,133 @@ pub(super) fn new_recovery_codes(core: &Core, count: u32) -> Result<Vec<Recovery
         "recovery codes: {}",
         last.map_or_else(String::new, |e| e.to_string())
     )))
+}
+
+/// Checks a fresh second factor of `user`: a recovery code (spent) when `code` has the
+/// recovery-code shape, else a TOTP code (its step accepted once, through the store's
+/// compare-and-set: never a "signed in with otp" marker). Limited per account like the login
+/// step; a wrong one is audited.
+async fn fresh_second_factor(
+    core: &Core,
+    store: &PgMfaStore,
+    user: &crate::store::UserRecord,
+    meta: &RequestMeta,
+    code: &str,
+) -> Result<(), AuthError> {
+    core.limits
+        .check_subject(
+            portcullis_crds::rate_limit::Route::Mfa,
+            super::limits::Subject::User(user.id),
+        )
+        .await?;
+    let now = core.clock.now();
+    let code = code.trim();
+    let recovery = RecoveryCode::parse(code).is_some();
+    let checked = if recovery {
+        store.spend_recovery_code(user.id, code, now).await
+    } else {
+        store.verify(user.id, code, now).await.map(drop)
+    };
+    match checked {
+        Ok(()) => {
+            if recovery {
+                let remaining = store
+                    .status(user.id)
+                    .await
+                    .map_err(store_error)?
+                    .recovery_codes_remaining;
+                core.audit(
+                    Event::success("recovery_code_used")
+                        .by_user(user.id)
+                        .details(
+                            portcullis_audit::Details::new().int("remaining", i64::from(remaining)),
+                        ),
+                    Some(meta),
+                )
+                .await;
+                core.tell(user, Notice::RecoveryCodeUsed { remaining })
+                    .await;
+            }
+            Ok(())
+        }
+        Err(
+            MfaStoreError::InvalidCode
+            | MfaStoreError::Replayed
+            | MfaStoreError::InvalidRecoveryCode,
+        ) => {
+            core.audit(Event::failure("mfa_failed").by_user(user.id), Some(meta))
+                .await;
+            Err(AuthError::InvalidTotp)
+        }
+        Err(other) => Err(store_error(other)),
+    }
+}
+
+/// Removes the caller's TOTP and recovery codes after checking the password and a fresh
+/// second factor (a TOTP code or a recovery code); audited, and the owner told.
+pub async fn remove_totp(
+    core: &Core,
+    principal: &Principal,
+    meta: &RequestMeta,
+    password: &str,
+    code: &str,
+) -> Result<(), AuthError> {
+    let store = store(core)?;
+    let user = core.active_user(principal).await?;
+    recheck_password(core, &user, meta, password).await?;
+    if !store.status(user.id).await.map_err(store_error)?.enrolled {
+        return Err(AuthError::MfaNotEnrolled);
+    }
+    fresh_second_factor(core, store, &user, meta, code).await?;
+    store.remove(user.id).await.map_err(store_error)?;
+    core.audit(Event::success("mfa_removed").by_user(user.id), Some(meta))
+        .await;
+    core.tell(
+        &user,
+        Notice::MfaRemoved {
+            method: portcullis_webhook::MfaMethod::Totp,
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// Replaces the caller's recovery codes (the old set is void) after checking the password
+/// and a fresh second factor, which is stricter than the contract's `{password}`: a stolen
+/// session and password alone must not mint codes that bypass the authenticator. Every other
+/// session ends; audited, and the owner told. Returns the new codes, shown once.
+pub async fn regenerate_recovery_codes(
+    core: &Core,
+    principal: &Principal,
+    meta: &RequestMeta,
+    password: &str,
+    code: &str,
+) -> Result<Vec<RecoveryCode>, AuthError> {
+    let store = store(core)?;
+    let user = core.active_user(principal).await?;
+    recheck_password(core, &user, meta, password).await?;
+    if !store.status(user.id).await.map_err(store_error)?.enrolled {
+        return Err(AuthError::MfaNotEnrolled);
+    }
+    fresh_second_factor(core, store, &user, meta, code).await?;
+    let codes = new_recovery_codes(core, core.spec().mfa.recovery_codes)?;
+    store
+        .replace_recovery_codes(user.id, &codes, core.clock.now())
+        .await
+        .map_err(store_error)?;
+    core.audit(
+        Event::success("recovery_codes_regenerated").by_user(user.id),
+        Some(meta),
+    )
+    .await;
+    core.tell(
+        &user,
+        Notice::MfaAdded {
+            method: portcullis_webhook::MfaMethod::RecoveryCodes,
+        },
+    )
+    .await;
+    core.end_sessions(user.id, Some(&principal.session_id))
+        .await?;
+    Ok(codes)
 }

@@ -307,6 +307,12 @@ impl From<AuthError> for ApiError {
                 "TOTP already set up",
                 "remove the current authenticator before setting up another",
             ),
+            AuthError::MfaNotEnrolled => ApiError::new(
+                S::CONFLICT,
+                "mfa_not_enrolled",
+                "TOTP is not set up",
+                "set up TOTP first",
+            ),
             AuthError::NoPendingEnrolment => ApiError::new(
                 S::CONFLICT,
                 "no_pending_enrolment",

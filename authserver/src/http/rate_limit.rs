@@ -32,6 +32,9 @@ pub fn route_class(method: &Method, template: &str) -> Option<Route> {
         {
             Some(Route::Login)
         }
+        // Removing TOTP and regenerating recovery codes re-check the password too.
+        "/api/v1/me/mfa/totp" if method == Method::DELETE => Some(Route::Login),
+        "/api/v1/me/mfa/recovery-codes" if post => Some(Route::Login),
         "/api/v1/register" | "/register" if post => Some(Route::Register),
         "/api/v1/login/mfa"
         | "/api/v1/login/mfa/enrol"

@@ -857,3 +857,185 @@ async fn a_wrong_first_code_at_login_enrolment_is_invalid_totp(pool: PgPool) {
     assert_eq!((refused.status, refused.code()), (401, "invalid_totp"));
     assert_eq!(refused.header("set-cookie"), None);
 }
+
+// ---- Removing TOTP and regenerating recovery codes ---------------------------------------
+
+/// A user with TOTP on, signed in (through the second factor); the enrolment and the login.
+async fn signed_in_with_totp(
+    server: &TestServer,
+    clock: &Clock,
+    email: &str,
+) -> (Enrolled, Answer) {
+    let enrolled = enrolled_user(server, clock, email).await;
+    let token = mfa_token(server, email).await;
+    let login = second_step(
+        server,
+        json!({"mfa_token": token, "code": code_on(clock, &enrolled.secret, 0)}),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{login:?}");
+    clock.advance(std::time::Duration::from_secs(30));
+    (enrolled, login)
+}
+
+async fn delete_totp(server: &TestServer, cred: &Cred, body: Value) -> Answer {
+    server
+        .call(Method::DELETE, "/api/v1/me/mfa/totp", Some(body), cred)
+        .await
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn removing_totp_needs_the_password_and_a_fresh_code(pool: PgPool) {
+    let (server, clock) = stopped(pool).await;
+    let (alice, login) = signed_in_with_totp(&server, &clock, "alice@example.com").await;
+    let cred = bearer(&login);
+    let code = code_on(&clock, &alice.secret, 0);
+    let wrong_password = delete_totp(
+        &server,
+        &cred,
+        json!({"password": OTHER_PASSWORD, "code": code}),
+    )
+    .await;
+    assert_eq!(
+        (wrong_password.status, wrong_password.code()),
+        (401, "invalid_credentials")
+    );
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let wrong_code =
+        delete_totp(&server, &cred, json!({"password": PASSWORD, "code": wrong})).await;
+    assert_eq!(
+        (wrong_code.status, wrong_code.code()),
+        (401, "invalid_totp")
+    );
+    assert_eq!(mfa_of(&server, &cred).await["totp"], true);
+
+    let removed = delete_totp(&server, &cred, json!({"password": PASSWORD, "code": code})).await;
+    assert_eq!(removed.status, 204, "{removed:?}");
+    assert_eq!(
+        mfa_of(&server, &cred).await,
+        json!({"totp": false, "recovery_codes_left": 0})
+    );
+    let plain = server.login("alice@example.com", PASSWORD).await;
+    assert!(plain.body["access_token"].is_string(), "{plain:?}");
+    assert_eq!(audited(&server, "mfa_removed").await.len(), 1);
+    let mails = server.mails_settled(2).await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("A second factor was removed from")),
+        "{mails:?}"
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_recovery_code_is_a_fresh_second_factor_for_removing_totp(pool: PgPool) {
+    let (server, clock) = stopped(pool).await;
+    let (alice, login) = signed_in_with_totp(&server, &clock, "alice@example.com").await;
+    let removed = delete_totp(
+        &server,
+        &bearer(&login),
+        json!({"password": PASSWORD, "code": alice.recovery_codes[0]}),
+    )
+    .await;
+    assert_eq!(removed.status, 204, "{removed:?}");
+    assert_eq!(mfa_of(&server, &bearer(&login)).await["totp"], false);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn the_code_that_signed_in_cannot_be_used_again_to_remove_totp(pool: PgPool) {
+    let (server, clock) = stopped(pool).await;
+    let alice = enrolled_user(&server, &clock, "alice@example.com").await;
+    let code = code_on(&clock, &alice.secret, 0);
+    let token = mfa_token(&server, "alice@example.com").await;
+    let login = second_step(&server, json!({"mfa_token": token, "code": code})).await;
+    assert_eq!(login.status, 200, "{login:?}");
+    let replayed = delete_totp(
+        &server,
+        &bearer(&login),
+        json!({"password": PASSWORD, "code": code}),
+    )
+    .await;
+    assert_eq!((replayed.status, replayed.code()), (401, "invalid_totp"));
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn regenerating_recovery_codes_needs_a_fresh_code_and_voids_the_old_set(pool: PgPool) {
+    let (server, clock) = stopped(pool).await;
+    let (alice, login) = signed_in_with_totp(&server, &clock, "alice@example.com").await;
+    let cred = bearer(&login);
+    let password_only = post(
+        &server,
+        "/api/v1/me/mfa/recovery-codes",
+        json!({"password": PASSWORD}),
+        &cred,
+    )
+    .await;
+    assert_eq!(
+        password_only.status, 400,
+        "a second factor is needed: {password_only:?}"
+    );
+    let fresh = post(
+        &server,
+        "/api/v1/me/mfa/recovery-codes",
+        json!({"password": PASSWORD, "code": code_on(&clock, &alice.secret, 0)}),
+        &cred,
+    )
+    .await;
+    assert_eq!(fresh.status, 200, "{fresh:?}");
+    let new_codes: Vec<String> = fresh.body["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(new_codes.len(), 10);
+    assert!(new_codes.iter().all(|c| !alice.recovery_codes.contains(c)));
+
+    let token = mfa_token(&server, "alice@example.com").await;
+    let old = second_step(
+        &server,
+        json!({"mfa_token": token, "recovery_code": alice.recovery_codes[0]}),
+    )
+    .await;
+    assert_eq!(
+        (old.status, old.code()),
+        (401, "invalid_totp"),
+        "the old set is void"
+    );
+    let new = second_step(
+        &server,
+        json!({"mfa_token": token, "recovery_code": new_codes[0]}),
+    )
+    .await;
+    assert_eq!(new.status, 200, "{new:?}");
+    assert_eq!(
+        audited(&server, "recovery_codes_regenerated").await.len(),
+        1
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn regenerating_recovery_codes_ends_the_other_sessions(pool: PgPool) {
+    let (server, clock) = stopped(pool).await;
+    let (alice, here) = signed_in_with_totp(&server, &clock, "alice@example.com").await;
+    let token = mfa_token(&server, "alice@example.com").await;
+    let elsewhere = second_step(
+        &server,
+        json!({"mfa_token": token, "recovery_code": alice.recovery_codes[1]}),
+    )
+    .await;
+    assert_eq!(elsewhere.status, 200, "{elsewhere:?}");
+    let fresh = post(
+        &server,
+        "/api/v1/me/mfa/recovery-codes",
+        json!({"password": PASSWORD, "code": code_on(&clock, &alice.secret, 0)}),
+        &bearer(&here),
+    )
+    .await;
+    assert_eq!(fresh.status, 200, "{fresh:?}");
+    assert_eq!(
+        server.get("/api/v1/me", &bearer(&elsewhere)).await.status,
+        401
+    );
+    assert_eq!(server.get("/api/v1/me", &bearer(&here)).await.status, 200);
+}

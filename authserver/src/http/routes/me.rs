@@ -26,8 +26,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions))
         .routes(routes!(revoke_session))
         .routes(routes!(csrf))
-        .routes(routes!(begin_totp))
+        .routes(routes!(begin_totp, remove_totp))
         .routes(routes!(confirm_totp))
+        .routes(routes!(regenerate_recovery_codes))
 }
 
 /// Multi-factor authentication state.
@@ -304,6 +305,70 @@ async fn confirm_totp(
     ApiJson(body): ApiJson<TotpConfirmRequest>,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
     let codes = mfa::confirm_totp(&state.core, &principal, &meta, &body.code).await?;
+    Ok(Json(RecoveryCodes {
+        recovery_codes: codes.iter().map(|c| c.as_str().to_owned()).collect(),
+    }))
+}
+
+/// The password and a fresh second factor.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FreshFactorsRequest {
+    /// The current password.
+    password: String,
+    /// A current TOTP code, or an unused recovery code (`xxxx-xxxx-xx`), which is spent.
+    code: String,
+}
+
+/// Turn TOTP off (and void the recovery codes); needs the password and a fresh second factor.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/me/mfa/totp",
+    request_body = FreshFactorsRequest,
+    responses(
+        (status = 204, description = "TOTP is off"),
+        (status = 401, description = "Not signed in, or the password or code is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie without CSRF proof", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "TOTP is not set up", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Locked or rate limited", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
+async fn remove_totp(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<FreshFactorsRequest>,
+) -> Result<StatusCode, ApiError> {
+    mfa::remove_totp(&state.core, &principal, &meta, &body.password, &body.code).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// New recovery codes; the old ones are void. Needs the password AND a fresh second factor
+/// (`code`: a TOTP code or a recovery code), stricter than API.md's `{password}`: a stolen
+/// session and password alone must not mint codes that bypass the authenticator.
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/mfa/recovery-codes",
+    request_body = FreshFactorsRequest,
+    responses(
+        (status = 200, description = "The new recovery codes, shown once", body = RecoveryCodes),
+        (status = 401, description = "Not signed in, or the password or code is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie without CSRF proof", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "TOTP is not set up", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Locked or rate limited", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
+async fn regenerate_recovery_codes(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<FreshFactorsRequest>,
+) -> Result<Json<RecoveryCodes>, ApiError> {
+    let codes =
+        mfa::regenerate_recovery_codes(&state.core, &principal, &meta, &body.password, &body.code)
+            .await?;
     Ok(Json(RecoveryCodes {
         recovery_codes: codes.iter().map(|c| c.as_str().to_owned()).collect(),
     }))
