@@ -16,6 +16,7 @@ mod listeners;
 mod login;
 mod metrics;
 mod mfa;
+mod mfa_bypass;
 mod migrations;
 mod notifications;
 mod oidc;

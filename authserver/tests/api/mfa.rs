@@ -23,7 +23,7 @@ async fn post(server: &TestServer, path: &str, body: Value, cred: &Cred) -> Answ
 
 /// The RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 `secret` at `unix` seconds, computed
 /// here with `hmac` and `sha1` rather than by the server's own TOTP code.
-fn totp_at(secret: &str, unix: i64) -> String {
+pub(crate) fn totp_at(secret: &str, unix: i64) -> String {
     use hmac::{Hmac, Mac};
     let key = base32_decode(secret);
     let step = u64::try_from(unix / 30).unwrap();
@@ -72,18 +72,18 @@ fn code_now(secret: &str) -> String {
 }
 
 /// The code of `secret` `steps` time steps after `clock`'s now.
-fn code_on(clock: &Clock, secret: &str, steps: i64) -> String {
+pub(crate) fn code_on(clock: &Clock, secret: &str, steps: i64) -> String {
     totp_at(secret, clock.now().unix_timestamp() + 30 * steps)
 }
 
 /// What enrolling gave: the secret and the recovery codes.
-struct Enrolled {
-    secret: String,
-    recovery_codes: Vec<String>,
+pub(crate) struct Enrolled {
+    pub(crate) secret: String,
+    pub(crate) recovery_codes: Vec<String>,
 }
 
 /// Enrols TOTP for the session `cred` with a code of `clock`'s current step.
-async fn enrol(server: &TestServer, cred: &Cred, clock: &Clock) -> Enrolled {
+pub(crate) async fn enrol(server: &TestServer, cred: &Cred, clock: &Clock) -> Enrolled {
     let begun = post(
         server,
         "/api/v1/me/mfa/totp",
@@ -114,7 +114,7 @@ async fn enrol(server: &TestServer, cred: &Cred, clock: &Clock) -> Enrolled {
 }
 
 /// A server on a stopped clock (TOTP steps move only when the test says so).
-async fn stopped(pool: PgPool) -> (TestServer, Clock) {
+pub(crate) async fn stopped(pool: PgPool) -> (TestServer, Clock) {
     let clock = stopped_clock();
     let server = start(
         pool,
@@ -397,7 +397,7 @@ async fn enrolling_ends_every_other_session_and_refresh_family_and_keeps_this_on
 
 /// A registered user with TOTP enrolled on a server with a stopped clock; the secret and
 /// codes. The clock is moved one step on, so the next code is not the enrolment's.
-async fn enrolled_user(server: &TestServer, clock: &Clock, email: &str) -> Enrolled {
+pub(crate) async fn enrolled_user(server: &TestServer, clock: &Clock, email: &str) -> Enrolled {
     assert_eq!(server.register(email, PASSWORD).await.status, 201);
     let login = server.login(email, PASSWORD).await;
     let enrolled = enrol(server, &bearer(&login), clock).await;
@@ -406,19 +406,19 @@ async fn enrolled_user(server: &TestServer, clock: &Clock, email: &str) -> Enrol
 }
 
 /// The `mfa_token` of a password login that must answer `mfa_required`.
-async fn mfa_token(server: &TestServer, email: &str) -> String {
+pub(crate) async fn mfa_token(server: &TestServer, email: &str) -> String {
     let login = server.login(email, PASSWORD).await;
     assert_eq!(login.status, 200, "{login:?}");
     assert_eq!(login.body["mfa_required"], true, "{login:?}");
     login.body["mfa_token"].as_str().unwrap().to_owned()
 }
 
-async fn second_step(server: &TestServer, body: Value) -> Answer {
+pub(crate) async fn second_step(server: &TestServer, body: Value) -> Answer {
     server.post("/api/v1/login/mfa", body).await
 }
 
 /// The claims of a JWT, unverified (the server's own tests check signatures elsewhere).
-fn claims(jwt: &str) -> Value {
+pub(crate) fn claims(jwt: &str) -> Value {
     use base64::Engine as _;
     let payload = jwt.split('.').nth(1).unwrap();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -428,7 +428,7 @@ fn claims(jwt: &str) -> Value {
 }
 
 /// The audit records of `kind`.
-async fn audited(server: &TestServer, kind: &str) -> Vec<Value> {
+pub(crate) async fn audited(server: &TestServer, kind: &str) -> Vec<Value> {
     let audit = server.admin_call(Method::GET, "/admin/v1/audit").await;
     let text = match audit.body {
         Value::String(text) => text,
