@@ -27,6 +27,31 @@ pub fn clear_cookie() -> String {
     format!("{COOKIE_NAME}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0")
 }
 
+/// Name of the cookie binding a login waiting for its second factor to the browser that gave
+/// the password; it holds the pending login's `mfa_token`.
+pub const MFA_COOKIE_NAME: &str = "__Host-portcullis_mfa";
+
+/// The `Set-Cookie` value that binds a pending login (`token`) to this browser for `max_age`.
+pub fn mfa_cookie(token: &str, max_age: Duration) -> String {
+    format!(
+        "{MFA_COOKIE_NAME}={token}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+        max_age.as_secs()
+    )
+}
+
+/// The `Set-Cookie` value that removes the pending login's cookie.
+pub fn clear_mfa_cookie() -> String {
+    format!("{MFA_COOKIE_NAME}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0")
+}
+
+/// The pending login's token in a `Cookie` header, if any.
+pub fn mfa_token_from_cookie_header(header: &str) -> Option<&str> {
+    header.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == MFA_COOKIE_NAME && !value.is_empty() && value.len() <= 64).then_some(value)
+    })
+}
+
 /// The session secret in a `Cookie` header, if any (only a well-formed one).
 pub fn secret_from_cookie_header(header: &str) -> Option<&str> {
     header.split(';').find_map(|pair| {

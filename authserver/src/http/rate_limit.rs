@@ -34,7 +34,14 @@ pub fn route_class(method: &Method, template: &str) -> Option<Route> {
         }
         // Removing TOTP and regenerating recovery codes re-check the password too.
         "/api/v1/me/mfa/totp" if method == Method::DELETE => Some(Route::Login),
-        "/api/v1/me/mfa/recovery-codes" if post => Some(Route::Login),
+        "/api/v1/me/mfa/recovery-codes"
+        | "/account/mfa/totp"
+        | "/account/mfa/totp/remove"
+        | "/account/mfa/recovery-codes"
+            if post =>
+        {
+            Some(Route::Login)
+        }
         "/api/v1/register" | "/register" if post => Some(Route::Register),
         "/api/v1/login/mfa"
         | "/api/v1/login/mfa/enrol"
@@ -150,6 +157,10 @@ mod tests {
                         | "/reset-password"
                         | "/reset-password/confirm"
                         | "/account/password"
+                        | "/login/mfa"
+                        | "/account/mfa/totp"
+                        | "/account/mfa/totp/remove"
+                        | "/account/mfa/recovery-codes"
                 ) && method == Method::POST;
                 if path.starts_with("/api/v1/") || path.starts_with("/oauth2/") || credential {
                     assert!(class.is_some(), "{method} {path} has no route class");

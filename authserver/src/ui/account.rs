@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::{Chrome, FieldErrors, html, notice, passing_failure};
 use crate::auth::oidc::consent;
 use crate::auth::principal::{Principal, RequestMeta};
-use crate::auth::{AuthError, account, session_auth};
+use crate::auth::{AuthError, account, mfa, session_auth};
 use crate::http::caller::PresentedSession;
 use crate::http::cookies;
 use crate::http::error::ApiError;
@@ -35,6 +35,23 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(change_password))
         .routes(routes!(revoke_session))
         .routes(routes!(revoke_app))
+        .routes(routes!(begin_totp))
+        .routes(routes!(confirm_totp))
+        .routes(routes!(regenerate_codes))
+        .routes(routes!(remove_totp))
+}
+
+/// A TOTP enrolment shown on the page: the QR code (inline SVG, `id="totp-qr"`) and the key.
+struct EnrolmentView {
+    svg: String,
+    secret: String,
+}
+
+/// What the MFA section shows once, besides the status.
+#[derive(Default)]
+struct MfaShown {
+    enrolment: Option<EnrolmentView>,
+    recovery_codes: Vec<String>,
 }
 
 struct SessionRow {
@@ -66,6 +83,10 @@ struct AccountPage {
     done: Option<&'static str>,
     errors: FieldErrors,
     summary: Option<String>,
+    mfa_totp: bool,
+    recovery_left: u32,
+    enrolment: Option<EnrolmentView>,
+    recovery_codes: Vec<String>,
 }
 
 /// A time as the page shows it (UTC, to the minute).
@@ -79,6 +100,7 @@ fn done_message(done: &str) -> Option<&'static str> {
         "password" => Some("Your password was changed. Every other session was signed out."),
         "session" => Some("The session was signed out."),
         "app" => Some("The app was disconnected: it must ask you again."),
+        "mfa_removed" => Some("Two-step sign-in is off. Your recovery codes no longer work."),
         _ => None,
     }
 }
@@ -107,7 +129,27 @@ async fn page(
     done: Option<&'static str>,
     problems: Problems,
 ) -> Result<Response, ApiError> {
+    page_with(
+        state,
+        principal,
+        status,
+        done,
+        problems,
+        MfaShown::default(),
+    )
+    .await
+}
+
+async fn page_with(
+    state: &AppState,
+    principal: &Principal,
+    status: StatusCode,
+    done: Option<&'static str>,
+    problems: Problems,
+    shown_once: MfaShown,
+) -> Result<Response, ApiError> {
     let core = &state.core;
+    let mfa_status = mfa::status(core, principal).await?;
     let profile = account::profile(core, principal).await?;
     let sessions = account::sessions(core, principal)
         .await?
@@ -144,6 +186,10 @@ async fn page(
             done,
             errors: problems.errors,
             summary: problems.summary,
+            mfa_totp: mfa_status.totp,
+            recovery_left: mfa_status.recovery_codes_left,
+            enrolment: shown_once.enrolment,
+            recovery_codes: shown_once.recovery_codes,
         },
     ))
 }
@@ -401,5 +447,261 @@ async fn revoke_app(
             page(&state, &principal, StatusCode::NOT_FOUND, None, problems).await
         }
         Err(other) => Err(other.into()),
+    }
+}
+
+/// A form of the MFA section: the password, a code, or both.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MfaAccountForm {
+    /// The current password.
+    password: Option<String>,
+    /// A TOTP code, or (to regenerate or remove) a recovery code.
+    code: Option<String>,
+    /// The session's CSRF token.
+    csrf: Option<String>,
+}
+
+/// The page again after a refused MFA form: the message in the summary.
+async fn mfa_refused(
+    state: &AppState,
+    principal: &Principal,
+    error: AuthError,
+) -> Result<Response, ApiError> {
+    let (status, text, retry) = match error {
+        AuthError::InvalidCredentials => (
+            StatusCode::BAD_REQUEST,
+            "The password is wrong.".to_owned(),
+            None,
+        ),
+        AuthError::InvalidTotp => (
+            StatusCode::BAD_REQUEST,
+            "The code is wrong or was used already.".to_owned(),
+            None,
+        ),
+        AuthError::NoPendingEnrolment => (
+            StatusCode::CONFLICT,
+            "The set-up expired. Start it again.".to_owned(),
+            None,
+        ),
+        AuthError::MfaAlreadyEnrolled => (
+            StatusCode::CONFLICT,
+            "Two-step sign-in is already on.".to_owned(),
+            None,
+        ),
+        AuthError::MfaNotEnrolled => (
+            StatusCode::CONFLICT,
+            "Two-step sign-in is not on.".to_owned(),
+            None,
+        ),
+        AuthError::AccountLocked { retry_after, .. } => {
+            let seconds = retry_after.as_secs().max(1);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many failed attempts. Try again in {} minute(s).",
+                    seconds.div_ceil(60)
+                ),
+                Some(seconds),
+            )
+        }
+        AuthError::RateLimited(refusal) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many attempts. Try again in {} second(s).",
+                refusal.retry_after_secs
+            ),
+            Some(refusal.retry_after_secs),
+        ),
+        AuthError::Unauthenticated => return Ok(to_login()),
+        other => {
+            let (status, message) = passing_failure(state, other)?;
+            (status, message.to_owned(), None)
+        }
+    };
+    let mut response = page(state, principal, status, None, Problems::saying(&text)).await?;
+    if let Some(seconds) = retry
+        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    Ok(response)
+}
+
+/// Begins setting up TOTP (the password checked): the page with the QR code and the key.
+#[utoipa::path(
+    post,
+    path = "/account/mfa/totp",
+    request_body(content = MfaAccountForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The page with the QR code (`#totp-qr`), the key (`#totp-secret`) and the confirmation form", body = String, content_type = "text/html"),
+        (status = 400, description = "The password is wrong: the page again", body = String, content_type = "text/html"),
+        (status = 403, description = "Not signed in, or the CSRF check failed", body = String, content_type = "text/html"),
+        (status = 409, description = "Already on: the page again", body = String, content_type = "text/html"),
+        (status = 429, description = "Locked or rate limited (`Retry-After`)", body = String, content_type = "text/html"),
+    )
+)]
+async fn begin_totp(
+    State(state): State<AppState>,
+    PresentedSession(secret): PresentedSession,
+    meta: RequestMeta,
+    FormPairs(form): FormPairs,
+) -> Result<Response, ApiError> {
+    let field = |name: &str| first_value(&form, name);
+    let principal = match form_caller(&state, secret.as_deref(), field("csrf")).await? {
+        Ok(principal) => principal,
+        Err(answer) => return Ok(answer),
+    };
+    let shown = match mfa::begin_totp(&state.core, &principal, &meta, field("password")).await {
+        Ok(shown) => shown,
+        Err(error) => return mfa_refused(&state, &principal, error).await,
+    };
+    let svg = portcullis_mfa::qr_svg(
+        &shown.otpauth_uri,
+        "Scan this code with your authenticator app",
+    )
+    .map_err(|e| AuthError::Internal(format!("QR code: {e}")))?
+    // The browser test finds the code by its id.
+    .replacen("<svg ", "<svg id=\"totp-qr\" ", 1);
+    let enrolment = EnrolmentView {
+        svg,
+        secret: shown.secret,
+    };
+    page_with(
+        &state,
+        &principal,
+        StatusCode::OK,
+        None,
+        Problems::default(),
+        MfaShown {
+            enrolment: Some(enrolment),
+            recovery_codes: Vec::new(),
+        },
+    )
+    .await
+}
+
+/// Confirms the set-up with a first code: the page with the recovery codes, shown once.
+#[utoipa::path(
+    post,
+    path = "/account/mfa/totp/confirm",
+    request_body(content = MfaAccountForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "On; the page with the recovery codes (`#recovery-codes`), shown once", body = String, content_type = "text/html"),
+        (status = 400, description = "The code is wrong: the page again", body = String, content_type = "text/html"),
+        (status = 403, description = "Not signed in, or the CSRF check failed", body = String, content_type = "text/html"),
+        (status = 409, description = "No set-up waits (expired or from another session)", body = String, content_type = "text/html"),
+    )
+)]
+async fn confirm_totp(
+    State(state): State<AppState>,
+    PresentedSession(secret): PresentedSession,
+    meta: RequestMeta,
+    FormPairs(form): FormPairs,
+) -> Result<Response, ApiError> {
+    let field = |name: &str| first_value(&form, name);
+    let principal = match form_caller(&state, secret.as_deref(), field("csrf")).await? {
+        Ok(principal) => principal,
+        Err(answer) => return Ok(answer),
+    };
+    match mfa::confirm_totp(&state.core, &principal, &meta, field("code")).await {
+        Ok(codes) => shown_codes(&state, &principal, &codes).await,
+        Err(error) => mfa_refused(&state, &principal, error).await,
+    }
+}
+
+/// The page with new recovery codes, shown once.
+async fn shown_codes(
+    state: &AppState,
+    principal: &Principal,
+    codes: &[portcullis_mfa::RecoveryCode],
+) -> Result<Response, ApiError> {
+    page_with(
+        state,
+        principal,
+        StatusCode::OK,
+        None,
+        Problems::default(),
+        MfaShown {
+            enrolment: None,
+            recovery_codes: codes.iter().map(|c| c.as_str().to_owned()).collect(),
+        },
+    )
+    .await
+}
+
+/// New recovery codes (the old set void), after the password and a fresh second factor.
+#[utoipa::path(
+    post,
+    path = "/account/mfa/recovery-codes",
+    request_body(content = MfaAccountForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The page with the new recovery codes, shown once", body = String, content_type = "text/html"),
+        (status = 400, description = "The password or code is wrong: the page again", body = String, content_type = "text/html"),
+        (status = 403, description = "Not signed in, or the CSRF check failed", body = String, content_type = "text/html"),
+        (status = 409, description = "Two-step sign-in is not on", body = String, content_type = "text/html"),
+        (status = 429, description = "Locked or rate limited (`Retry-After`)", body = String, content_type = "text/html"),
+    )
+)]
+async fn regenerate_codes(
+    State(state): State<AppState>,
+    PresentedSession(secret): PresentedSession,
+    meta: RequestMeta,
+    FormPairs(form): FormPairs,
+) -> Result<Response, ApiError> {
+    let field = |name: &str| first_value(&form, name);
+    let principal = match form_caller(&state, secret.as_deref(), field("csrf")).await? {
+        Ok(principal) => principal,
+        Err(answer) => return Ok(answer),
+    };
+    match mfa::regenerate_recovery_codes(
+        &state.core,
+        &principal,
+        &meta,
+        field("password"),
+        field("code"),
+    )
+    .await
+    {
+        Ok(codes) => shown_codes(&state, &principal, &codes).await,
+        Err(error) => mfa_refused(&state, &principal, error).await,
+    }
+}
+
+/// Turns TOTP off, after the password and a fresh second factor.
+#[utoipa::path(
+    post,
+    path = "/account/mfa/totp/remove",
+    request_body(content = MfaAccountForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Off: back to the account page"),
+        (status = 400, description = "The password or code is wrong: the page again", body = String, content_type = "text/html"),
+        (status = 403, description = "Not signed in, or the CSRF check failed", body = String, content_type = "text/html"),
+        (status = 409, description = "Two-step sign-in is not on", body = String, content_type = "text/html"),
+        (status = 429, description = "Locked or rate limited (`Retry-After`)", body = String, content_type = "text/html"),
+    )
+)]
+async fn remove_totp(
+    State(state): State<AppState>,
+    PresentedSession(secret): PresentedSession,
+    meta: RequestMeta,
+    FormPairs(form): FormPairs,
+) -> Result<Response, ApiError> {
+    let field = |name: &str| first_value(&form, name);
+    let principal = match form_caller(&state, secret.as_deref(), field("csrf")).await? {
+        Ok(principal) => principal,
+        Err(answer) => return Ok(answer),
+    };
+    match mfa::remove_totp(
+        &state.core,
+        &principal,
+        &meta,
+        field("password"),
+        field("code"),
+    )
+    .await
+    {
+        Ok(()) => Ok(see_other("/account?done=mfa_removed")),
+        Err(error) => mfa_refused(&state, &principal, error).await,
     }
 }

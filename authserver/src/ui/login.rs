@@ -204,11 +204,28 @@ async fn submit(
     .await
     {
         Ok(LoginOutcome::Signed(success)) => success,
-        // No session before the second factor (the hosted MFA step is not served yet).
-        Ok(LoginOutcome::MfaRequired { .. } | LoginOutcome::MfaEnrolmentRequired { .. }) => {
+        // No session before the second factor: on to its page, the pending login bound to
+        // this browser by its cookie.
+        Ok(LoginOutcome::MfaRequired { mfa_token }) => {
+            let target = match (&req, next) {
+                (Some(req), _) => with_req(super::login_mfa::PATH, Some(req)),
+                (None, true) => format!("{}?next=%2Faccount", super::login_mfa::PATH),
+                (None, false) => super::login_mfa::PATH.to_owned(),
+            };
+            let mut response = see_other(&target);
+            if let Ok(value) = HeaderValue::from_str(&cookies::mfa_cookie(
+                &mfa_token,
+                crate::auth::mfa_login::MFA_LOGIN_TTL,
+            )) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            return Ok(response);
+        }
+        // Enrolling at sign-in is offered by the API only so far: nothing is issued here.
+        Ok(LoginOutcome::MfaEnrolmentRequired { .. }) => {
             return Ok(again(
                 StatusCode::FORBIDDEN,
-                "This account signs in with a second factor, which this page cannot ask for yet.",
+                "This realm requires a second factor before you sign in. Set it up with the app you use to sign in.",
             ));
         }
         Err(error) => {
@@ -226,6 +243,18 @@ async fn submit(
             return Ok(response);
         }
     };
+    signed_in(&state, success, req.as_deref(), next).await
+}
+
+/// The answer of a hosted sign-in that started a session: on to the pending authorization
+/// request `req` (or an expired-request page), to the account page when `next`, else the
+/// signed-in page; with the session cookie and, for a new device, the device cookie.
+pub(super) async fn signed_in(
+    state: &AppState,
+    success: crate::auth::login::LoginSuccess,
+    req: Option<&str>,
+    next: bool,
+) -> Result<Response, ApiError> {
     let device_cookie = success.device_cookie.clone();
     let cookie = cookies::session_cookie(
         &success.session_secret,
@@ -233,15 +262,15 @@ async fn submit(
         state.web.same_site,
     );
     let mut response = match req {
-        Some(req) if flow::logged_in(&state.core, &req, &success.session_id).await? => {
-            see_other(&with_req("/oauth2/authorize/resume", Some(&req)))
+        Some(req) if flow::logged_in(&state.core, req, &success.session_id).await? => {
+            see_other(&with_req("/oauth2/authorize/resume", Some(req)))
         }
-        Some(_) => expired(&state),
+        Some(_) => expired(state),
         None if next => see_other(ACCOUNT_PATH),
         None => html(
             StatusCode::OK,
             &SignedIn {
-                chrome: Chrome::of(&state),
+                chrome: Chrome::of(state),
             },
         ),
     };

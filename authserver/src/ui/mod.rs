@@ -8,6 +8,7 @@
 pub mod account;
 pub mod consent;
 pub mod login;
+pub mod login_mfa;
 pub mod register;
 pub mod reset;
 pub mod verify;
@@ -362,6 +363,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(static_file))
         .merge(login::router())
+        .merge(login_mfa::router())
         .merge(consent::router())
         .merge(register::router())
         .merge(verify::router())

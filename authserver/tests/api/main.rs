@@ -17,6 +17,7 @@ mod login;
 mod metrics;
 mod mfa;
 mod mfa_bypass;
+mod mfa_pages;
 mod migrations;
 mod notifications;
 mod oidc;
