@@ -148,6 +148,29 @@ enum KeysCommand {
         #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
         secrets_dir: PathBuf,
     },
+    /// Re-encrypt the stored TOTP secrets under the newest Fernet key (the first line of
+    /// `fernet-keys`), in bounded batches; prints the counts as JSON. Exit 0 when every row
+    /// opened, 1 otherwise (the rows are named by user id).
+    Reencrypt {
+        /// The realm's manifests (the realm name).
+        #[arg(
+            long = "config",
+            short = 'c',
+            required = true,
+            env = "PORTCULLIS_CONFIG",
+            value_delimiter = ','
+        )]
+        config: Vec<PathBuf>,
+        /// Secrets dir holding `fernet-keys` and `pepper`.
+        #[arg(long, env = "PORTCULLIS_SECRETS_DIR")]
+        secrets_dir: PathBuf,
+        /// PostgreSQL URL.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Rows per batch (each batch is one bounded query and its writes).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        batch: u32,
+    },
     /// Print the fingerprints of the pepper versions, Fernet keys and audit key versions in a
     /// secrets dir, as the database records them: to find the backup that holds a key a
     /// refused start names.
@@ -294,6 +317,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|k| serde_json::json!({"kind": k.kind.as_str(), "keyId": k.key_id, "fingerprint": k.short()}))
                 .collect();
             println!("{}", serde_json::to_string_pretty(&keys)?);
+            Ok(())
+        }
+        Some(Command::Keys {
+            command:
+                KeysCommand::Reencrypt {
+                    config,
+                    secrets_dir,
+                    database_url,
+                    batch,
+                },
+        }) => {
+            let settings = load_operator_config(&config)?;
+            let (peppers, fernet_keys) = secrets_dir::load_data_keys(&secrets_dir)?;
+            let db = Postgres::connect(&database_url, 2)
+                .await
+                .context("cannot connect to PostgreSQL")?;
+            let store = portcullis_authserver::startup::mfa_store::build_from_keys(
+                db.pool().clone(),
+                &peppers,
+                &fernet_keys,
+                &settings.name,
+            )?;
+            let totals = portcullis_authserver::startup::mfa_store::reencrypt_all(
+                &store,
+                batch,
+                wiring::system_clock().now(),
+            )
+            .await
+            .context("re-encryption stopped (rows written so far are fine; run it again)")?;
+            println!("{}", serde_json::to_string_pretty(&totals)?);
+            if !totals.failed.is_empty() {
+                anyhow::bail!(
+                    "{} TOTP secret(s) do not open under any key of fernet-keys; left untouched",
+                    totals.failed.len()
+                );
+            }
             Ok(())
         }
         Some(Command::CheckConfig { config }) => {

@@ -70,19 +70,92 @@ pub fn recovery_keys(peppers: &[Pepper]) -> Result<RecoveryKeyRing, StartupError
 /// # Errors
 /// [`StartupError::Secrets`] when the Fernet keys or the peppers cannot be used.
 pub fn build(pool: PgPool, secrets: &Secrets, realm: &str) -> Result<PgMfaStore, StartupError> {
-    let sealing = KeyRing::new(&secrets.fernet_keys).map_err(|e| {
+    build_from_keys(pool, &secrets.peppers, &secrets.fernet_keys, realm)
+}
+
+/// [`build`] from the two key files alone (`keys reencrypt` reads no other secret).
+///
+/// # Errors
+/// [`StartupError::Secrets`] when the Fernet keys or the peppers cannot be used.
+pub fn build_from_keys(
+    pool: PgPool,
+    peppers: &[Pepper],
+    fernet_keys: &[Vec<u8>],
+    realm: &str,
+) -> Result<PgMfaStore, StartupError> {
+    let sealing = KeyRing::new(fernet_keys).map_err(|e| {
         StartupError::Secrets(super::secrets_dir::SecretsError::Invalid {
             name: files::FERNET_KEYS.to_owned(),
             reason: e.to_string(),
         })
     })?;
-    let recovery = recovery_keys(&secrets.peppers)?;
+    let recovery = recovery_keys(peppers)?;
     Ok(PgMfaStore::new(
         pool,
         Arc::new(sealing),
         Arc::new(recovery),
         realm,
     ))
+}
+
+/// What `keys reencrypt` did, over every batch.
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReencryptTotals {
+    /// Batches run.
+    pub batches: u32,
+    /// Rows read that were labelled with a key other than the newest.
+    pub examined: u32,
+    /// Rows re-sealed under the newest key.
+    pub reencrypted: u32,
+    /// Rows already under the newest key whose label was fixed.
+    pub relabelled: u32,
+    /// Rows changed meanwhile (left as they are).
+    pub raced: u32,
+    /// Rows that do not open, with the reason.
+    pub failed: Vec<ReencryptFailure>,
+}
+
+/// A row `keys reencrypt` could not open.
+#[derive(Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ReencryptFailure {
+    /// Its user.
+    pub user_id: uuid::Uuid,
+    /// Why (a stable reason, never key material).
+    pub reason: &'static str,
+}
+
+/// Re-seals every TOTP secret sealed under an older Fernet key with the newest one, `batch`
+/// rows at a time (each batch bounded, the cursor moving on by user id), until a batch finds
+/// nothing more.
+///
+/// # Errors
+/// The store's error: an invalid batch size (0) or a database failure (rows already written
+/// stay written; a re-run is safe).
+pub async fn reencrypt_all(
+    store: &PgMfaStore,
+    batch: u32,
+    now: time::OffsetDateTime,
+) -> Result<ReencryptTotals, portcullis_mfa::MfaStoreError> {
+    let mut totals = ReencryptTotals::default();
+    let mut after = None;
+    loop {
+        let report = store.reencrypt_batch(after, batch, now).await?;
+        totals.batches += 1;
+        totals.examined += report.examined;
+        totals.reencrypted += report.reencrypted;
+        totals.relabelled += report.relabelled;
+        totals.raced += report.raced;
+        totals.failed.extend(
+            report
+                .failed
+                .into_iter()
+                .map(|(user_id, reason)| ReencryptFailure { user_id, reason }),
+        );
+        match report.next {
+            Some(next) => after = Some(next),
+            None => return Ok(totals),
+        }
+    }
 }
 
 /// Refuses the start when stored, unspent recovery codes carry a key version the ring lacks:
@@ -227,6 +300,67 @@ mod tests {
             .replace_recovery_codes(user, &codes, now)
             .await
             .expect("codes stored");
+    }
+
+    fn store_sealing_with(pool: &PgPool, fernet: &[Vec<u8>]) -> PgMfaStore {
+        build_from_keys(pool.clone(), &[pepper("1")], fernet, "realm").expect("store")
+    }
+
+    #[sqlx::test(migrator = "crate::store::MIGRATOR")]
+    async fn reencrypting_moves_secrets_under_an_old_key_to_the_newest_in_batches(pool: PgPool) {
+        let (old, new) = (vec![1u8; 32], vec![2u8; 32]);
+        let now = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
+        let params = portcullis_mfa::TotpParams::default();
+        let mut secrets = Vec::new();
+        for n in 1..=3u128 {
+            let user = uuid::Uuid::from_u128(n);
+            sqlx::query(
+                "INSERT INTO users (id, email, email_canonical, password_hash, pepper_version, created_at, updated_at) \
+                 VALUES ($1, $2, $2, 'x', 'v1', $3, $3)",
+            )
+            .bind(user)
+            .bind(format!("u{n}@example.com"))
+            .bind(now)
+            .execute(&pool)
+            .await
+            .expect("user");
+            let secret =
+                portcullis_mfa::TotpSecret::generate([n as u8; portcullis_mfa::SECRET_LEN]);
+            let id = store_sealing_with(&pool, std::slice::from_ref(&old))
+                .begin_enrolment(user, &secret, params, now)
+                .await
+                .expect("begin");
+            let code = portcullis_mfa::generate(&params, &secret, 1_800_000_000);
+            store_sealing_with(&pool, std::slice::from_ref(&old))
+                .confirm(user, id, &code, now, time::Duration::minutes(15))
+                .await
+                .expect("confirm");
+            secrets.push((user, secret));
+        }
+        let rotated = store_sealing_with(&pool, &[new.clone(), old.clone()]);
+        let totals = reencrypt_all(&rotated, 2, now).await.expect("reencrypt");
+        assert_eq!(totals.reencrypted, 3, "{totals:?}");
+        assert!(totals.batches >= 2, "bounded batches: {totals:?}");
+        assert!(totals.failed.is_empty());
+        // The old key can go: every secret opens under the newest alone.
+        let newest_only = store_sealing_with(&pool, &[new]);
+        let later = now + time::Duration::seconds(60);
+        for (user, secret) in &secrets {
+            let code = portcullis_mfa::generate(&params, secret, 1_800_000_060);
+            newest_only
+                .verify(*user, &code, later)
+                .await
+                .expect("opens under the newest key");
+        }
+        let again = reencrypt_all(&rotated, 2, now).await.expect("second run");
+        assert_eq!((again.examined, again.reencrypted), (0, 0), "{again:?}");
+    }
+
+    #[sqlx::test(migrator = "crate::store::MIGRATOR")]
+    async fn a_batch_of_zero_is_refused(pool: PgPool) {
+        let store = store_sealing_with(&pool, &[vec![2u8; 32]]);
+        let now = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
+        assert!(reencrypt_all(&store, 0, now).await.is_err());
     }
 
     #[sqlx::test(migrator = "crate::store::MIGRATOR")]
