@@ -50,6 +50,35 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of second-factor attempts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MfaLabels {
+    /// `totp` or `recovery`.
+    pub method: &'static str,
+    /// `success`, `failure` or `replay`.
+    pub result: &'static str,
+}
+
+/// The second factor an attempt presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MfaMethod {
+    /// A TOTP code.
+    Totp,
+    /// A recovery code.
+    Recovery,
+}
+
+/// What a second-factor attempt came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MfaResult {
+    /// Accepted.
+    Success,
+    /// Wrong (or a spent recovery code).
+    Failure,
+    /// A TOTP step used already (here or on another replica).
+    Replay,
+}
+
 /// Labels of breach checks.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BreachLabels {
@@ -325,8 +354,8 @@ pub struct Metrics {
     pub lockouts: Counter,
     /// Registrations by outcome.
     registrations: Family<OutcomeLabels, Counter>,
-    /// MFA verifications by outcome (counted once MFA exists).
-    pub mfa_verifications: Family<OutcomeLabels, Counter>,
+    /// Second-factor attempts by method and result.
+    mfa_attempts: Family<MfaLabels, Counter>,
     /// Breach checks by context and result.
     breach_checks: Family<BreachLabels, Counter>,
     /// Breach checks that could not answer (the failure policy decided); kept beside
@@ -469,10 +498,10 @@ impl Metrics {
                 "Registrations by outcome: created, verification_pending, duplicate or invalid",
                 Family::default(),
             ),
-            mfa_verifications: register(
+            mfa_attempts: register(
                 reg,
-                "mfa_verifications",
-                "MFA code verifications by outcome: ok, invalid, replayed or locked (not counted yet: no MFA)",
+                "mfa_attempts",
+                "Second-factor attempts (login step, account changes) by method (totp, recovery) and result (success, failure, replay)",
                 Family::default(),
             ),
             breach_checks: register(
@@ -695,12 +724,17 @@ impl Metrics {
                 store: store.label(),
             }));
         }
-        for outcome in ["ok", "invalid", "replayed", "locked"] {
-            drop(
-                metrics
-                    .mfa_verifications
-                    .get_or_create(&OutcomeLabels { outcome }),
-            );
+        for method in ["totp", "recovery"] {
+            for result in ["success", "failure", "replay"] {
+                if method == "recovery" && result == "replay" {
+                    continue;
+                }
+                drop(
+                    metrics
+                        .mfa_attempts
+                        .get_or_create(&MfaLabels { method, result }),
+                );
+            }
         }
         for mode in ["open", "closed"] {
             drop(
@@ -753,7 +787,24 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a failed login.
+    /// Counts a second-factor attempt.
+    pub fn mfa_attempt(&self, method: MfaMethod, result: MfaResult) {
+        self.mfa_attempts
+            .get_or_create(&MfaLabels {
+                method: match method {
+                    MfaMethod::Totp => "totp",
+                    MfaMethod::Recovery => "recovery",
+                },
+                result: match result {
+                    MfaResult::Success => "success",
+                    MfaResult::Failure => "failure",
+                    MfaResult::Replay => "replay",
+                },
+            })
+            .inc();
+    }
+
+    /// Counts a failed login by reason.
     pub fn login_failed(&self, reason: &str) {
         self.login_failures
             .get_or_create(&ReasonLabels {

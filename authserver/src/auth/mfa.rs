@@ -174,7 +174,7 @@ pub async fn confirm_totp(
     let now = core.clock.now();
     let ttl =
         time::Duration::try_from(ENROLMENT_TTL).map_err(|e| AuthError::Internal(e.to_string()))?;
-    store
+    let confirmed = store
         .confirm(
             user.id,
             EnrolmentId(pending.enrolment),
@@ -182,8 +182,9 @@ pub async fn confirm_totp(
             now,
             ttl,
         )
-        .await
-        .map_err(store_error)?;
+        .await;
+    super::mfa_login::count_attempt(core, crate::metrics::MfaMethod::Totp, &confirmed);
+    confirmed.map_err(store_error)?;
     core.kv
         .take_pending(PendingKind::MfaEnrolment, &principal.session_id)
         .await?;
@@ -266,6 +267,12 @@ async fn fresh_second_factor(
     } else {
         store.verify(user.id, code, now).await.map(drop)
     };
+    let method = if recovery {
+        crate::metrics::MfaMethod::Recovery
+    } else {
+        crate::metrics::MfaMethod::Totp
+    };
+    super::mfa_login::count_attempt(core, method, &checked);
     match checked {
         Ok(()) => {
             if recovery {

@@ -25,6 +25,7 @@ use super::login::{LoginSuccess, PASSWORD_AMR, finish};
 use super::mfa::TotpEnrolment;
 use super::principal::RequestMeta;
 use crate::audit::Event;
+use crate::metrics::{MfaMethod, MfaResult};
 use crate::notify::Notice;
 use crate::store::UserRecord;
 use crate::store::kv::MfaFailure;
@@ -194,6 +195,7 @@ pub async fn complete(
         SecondFactor::Code(code) => store.verify(user.id, code.trim(), now).await.map(drop),
         SecondFactor::RecoveryCode(code) => store.spend_recovery_code(user.id, code, now).await,
     };
+    count_attempt(core, factor_method(factor), &checked);
     match checked {
         Ok(()) => {}
         Err(
@@ -278,7 +280,7 @@ pub async fn confirm_enrolment(
     let enrolment = pending.enrolment.ok_or(AuthError::NoPendingEnrolment)?;
     let ttl = time::Duration::try_from(super::mfa::ENROLMENT_TTL)
         .map_err(|e| AuthError::Internal(e.to_string()))?;
-    match store
+    let confirmed = store
         .confirm(
             user.id,
             EnrolmentId(enrolment),
@@ -286,8 +288,9 @@ pub async fn confirm_enrolment(
             core.clock.now(),
             ttl,
         )
-        .await
-    {
+        .await;
+    count_attempt(core, MfaMethod::Totp, &confirmed);
+    match confirmed {
         Ok(_) => {}
         Err(MfaStoreError::InvalidCode | MfaStoreError::Replayed) => {
             return Err(wrong_code(core, mfa_token, &user, meta, &source).await);
@@ -319,6 +322,30 @@ pub async fn confirm_enrolment(
     )
     .await?;
     Ok((success, codes))
+}
+
+/// The metric's method of `factor`.
+fn factor_method(factor: &SecondFactor) -> MfaMethod {
+    match factor {
+        SecondFactor::Code(_) => MfaMethod::Totp,
+        SecondFactor::RecoveryCode(_) => MfaMethod::Recovery,
+    }
+}
+
+/// Counts a second-factor attempt in `portcullis_mfa_attempts_total`; a store failure is no
+/// attempt (it is counted as a store error).
+pub(super) fn count_attempt<T>(core: &Core, method: MfaMethod, checked: &Result<T, MfaStoreError>) {
+    let result = match checked {
+        Ok(_) => MfaResult::Success,
+        Err(MfaStoreError::Replayed) => MfaResult::Replay,
+        Err(
+            MfaStoreError::InvalidCode
+            | MfaStoreError::InvalidRecoveryCode
+            | MfaStoreError::NotEnrolled,
+        ) => MfaResult::Failure,
+        Err(_) => return,
+    };
+    core.metrics.mfa_attempt(method, result);
 }
 
 /// A recovery code was spent: audited, and the owner told how many remain.

@@ -16,6 +16,7 @@ mod listeners;
 mod login;
 mod metrics;
 mod mfa;
+mod mfa_at_rest;
 mod mfa_bypass;
 mod mfa_pages;
 mod migrations;

@@ -36,7 +36,7 @@ pub(crate) fn totp_at(secret: &str, unix: i64) -> String {
 }
 
 /// RFC 4648 base32 without padding (what the server shows as the secret).
-fn base32_decode(text: &str) -> Vec<u8> {
+pub(crate) fn base32_decode(text: &str) -> Vec<u8> {
     let mut bits = 0u64;
     let mut count = 0;
     let mut out = Vec::new();
