@@ -428,6 +428,22 @@ impl Browser {
             .collect()
     }
 
+    /// Scrolls the element matching `css` into the middle of the window.
+    pub async fn scroll_to(&self, css: &str) {
+        self.client
+            .execute(
+                "document.querySelector(arguments[0]).scrollIntoView({block: 'center'});",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Forgets every cookie of the current site: the browser of someone who signed out.
+    pub async fn forget_cookies(&self) {
+        self.client.delete_all_cookies().await.unwrap();
+    }
+
     /// Ends the browser session (Chromium exits) and chromedriver.
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
