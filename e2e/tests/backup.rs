@@ -12,7 +12,7 @@ use std::process::{Child, Command};
 use std::time::Instant;
 
 use portcullis_e2e::served::{Database, spawn_serving, wait_for_mail};
-use portcullis_e2e::{binary, repo_root, skipped};
+use portcullis_e2e::{binary, repo_root, skipped, totp};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "Tangerine-Orbit-42-Quiet";
@@ -330,10 +330,44 @@ impl Server {
 
     /// `POST /api/v1/login`: (status, body, session cookie).
     async fn login(&self, email: &str, password: &str) -> (u16, Value, Option<String>) {
+        self.post_login(
+            "/api/v1/login",
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// A login with a second factor: the password step must answer `mfa_required`, then
+    /// `POST /api/v1/login/mfa` with the token and `factor` (`{"code": ..}` or
+    /// `{"recovery_code": ..}`): (status, body, session cookie) of that second step.
+    async fn login_with_second_factor(
+        &self,
+        email: &str,
+        password: &str,
+        factor: Value,
+    ) -> (u16, Value, Option<String>) {
+        let (status, first, cookie) = self.login(email, password).await;
+        assert_eq!(status, 200, "{first}");
+        assert_eq!(
+            first["mfa_required"], true,
+            "the password alone is not enough: {first}"
+        );
+        assert!(
+            first.get("access_token").is_none(),
+            "no token before the second factor"
+        );
+        assert!(cookie.is_none(), "no session before the second factor");
+        let mut body = factor;
+        body["mfa_token"] = first["mfa_token"].clone();
+        self.post_login("/api/v1/login/mfa", body).await
+    }
+
+    /// POSTs a JSON body to a login route: (status, body, session cookie).
+    async fn post_login(&self, path: &str, body: Value) -> (u16, Value, Option<String>) {
         let response = self
             .http
-            .post(format!("{}/api/v1/login", self.public))
-            .json(&json!({"email": email, "password": password}))
+            .post(format!("{}{path}", self.public))
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -346,6 +380,44 @@ impl Server {
             .map(str::to_owned);
         let body = response.json().await.unwrap_or(Value::Null);
         (status, body, cookie)
+    }
+
+    /// Enrols a TOTP authenticator with the account API (password re-check, then a code from
+    /// the tests' own RFC 6238 authenticator): (its base32 secret, the recovery codes).
+    async fn enrol_totp(&self, bearer: &str, password: &str) -> (String, Vec<String>) {
+        let begun = self
+            .http
+            .post(format!("{}/api/v1/me/mfa/totp", self.public))
+            .bearer_auth(bearer)
+            .json(&json!({"password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(begun.status(), 200);
+        let begun: Value = begun.json().await.unwrap();
+        let secret = begun["secret"].as_str().unwrap().to_owned();
+        assert_eq!(
+            totp::secret_of_uri(begun["otpauth_uri"].as_str().unwrap()).as_deref(),
+            Some(secret.as_str()),
+            "the QR code's URI carries the secret shown"
+        );
+        let confirmed = self
+            .http
+            .post(format!("{}/api/v1/me/mfa/totp/confirm", self.public))
+            .bearer_auth(bearer)
+            .json(&json!({"code": totp::code_now(&secret)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(confirmed.status(), 200);
+        let confirmed: Value = confirmed.json().await.unwrap();
+        let codes = confirmed["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        (secret, codes)
     }
 
     /// `GET /api/v1/me` with a bearer token or a session cookie: (status, body).
@@ -403,7 +475,7 @@ impl Server {
 /// The drill of docs/operations.md ("Verifying a backup"): an online backup of the database
 /// and a copy of the keys; the database destroyed, and Redis lost with it; both restored into
 /// a new empty database of the same name. The user of the backup logs in with the same
-/// password; what happened after the backup is gone (an account registered since, a login
+/// password and a code of the same TOTP authenticator; what happened after the backup is gone (an account registered since, a login
 /// since, a password changed since); hosted-page sessions lived in Redis and are gone; a refresh token the backup holds
 /// still refreshes.
 #[tokio::test]
@@ -423,16 +495,27 @@ async fn a_user_of_the_backup_logs_in_with_the_same_password_after_the_database_
     generate_keys(&secrets);
     let server = realm.start(&database.url, &secrets);
 
-    // Before the backup: an account, signed in.
+    // Before the backup: an account with a TOTP authenticator (its secret, encrypted under the
+    // Fernet key, is in the backup), signed in with its second factor. Each TOTP step is
+    // accepted once, and enrolment used the current one: the logins before the restore use
+    // recovery codes, the one after it a code of the authenticator.
     server.account("alice@example.com").await;
-    let (status, before, alice_cookie) = server.login("alice@example.com", PASSWORD).await;
+    let (status, enrolling, _) = server.login("alice@example.com", PASSWORD).await;
+    assert_eq!(status, 200, "{enrolling}");
+    let (totp_secret, recovery_codes) = server
+        .enrol_totp(enrolling["access_token"].as_str().unwrap(), PASSWORD)
+        .await;
+    let (status, before, alice_cookie) = server
+        .login_with_second_factor(
+            "alice@example.com",
+            PASSWORD,
+            json!({"recovery_code": recovery_codes[0]}),
+        )
+        .await;
     assert_eq!(status, 200, "{before}");
     let alice_cookie = alice_cookie.expect("the login sets the session cookie");
     let refresh_before = before["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(server.me(None, Some(&alice_cookie)).await.0, 200);
-    // Issue 12 (TOTP) adds here: alice enrols a TOTP authenticator (its secret, encrypted
-    // under the Fernet key, is in the backup), and after the restore below she completes the
-    // login with a code from the same authenticator.
 
     // The backup, taken while the server serves: the database and a copy of the keys.
     let dump = realm.path("portcullis.dump");
@@ -449,7 +532,13 @@ async fn a_user_of_the_backup_logs_in_with_the_same_password_after_the_database_
     // After the backup: another account, a new password and a login with it, which the
     // backup does not hold.
     server.account("bob@example.com").await;
-    let (status, changing, _) = server.login("alice@example.com", PASSWORD).await;
+    let (status, changing, _) = server
+        .login_with_second_factor(
+            "alice@example.com",
+            PASSWORD,
+            json!({"recovery_code": recovery_codes[1]}),
+        )
+        .await;
     assert_eq!(status, 200, "{changing}");
     assert_eq!(
         server
@@ -467,7 +556,13 @@ async fn a_user_of_the_backup_logs_in_with_the_same_password_after_the_database_
         400,
         "the password change ended the grants of before"
     );
-    let (status, after, _) = server.login("alice@example.com", NEW_PASSWORD).await;
+    let (status, after, _) = server
+        .login_with_second_factor(
+            "alice@example.com",
+            NEW_PASSWORD,
+            json!({"recovery_code": recovery_codes[2]}),
+        )
+        .await;
     assert_eq!(status, 200, "the new password is in force: {after}");
     let refresh_after = after["refresh_token"].as_str().unwrap().to_owned();
 
@@ -506,8 +601,16 @@ async fn a_user_of_the_backup_logs_in_with_the_same_password_after_the_database_
     copy_dir(&keys_backup, &secrets);
     let server = realm.start(&database.url, &secrets);
 
-    // The user of the backup logs in with the same password.
-    let (status, restored, _) = server.login("alice@example.com", PASSWORD).await;
+    // The user of the backup logs in with the same password and a code of the same
+    // authenticator: the TOTP secret decrypts under the restored Fernet key ring. (The next
+    // step's code: enrolment used the current one, and a step is accepted once.)
+    let (status, restored, _) = server
+        .login_with_second_factor(
+            "alice@example.com",
+            PASSWORD,
+            json!({"code": totp::next_code(&totp_secret)}),
+        )
+        .await;
     assert_eq!(status, 200, "{restored}");
     assert_eq!(restored["user_id"], before["user_id"], "the same account");
     let (status, me) = server.me(restored["access_token"].as_str(), None).await;
@@ -518,8 +621,6 @@ async fn a_user_of_the_backup_logs_in_with_the_same_password_after_the_database_
         401,
         "and only with that one: the password changed after the backup is gone with it"
     );
-    // Issue 12 (TOTP): here alice's login asks for her second factor and a code from the
-    // authenticator enrolled before the backup completes it.
 
     // What happened after the backup is gone.
     assert_eq!(

@@ -377,6 +377,73 @@ impl Browser {
         result["violations"].as_array().unwrap().clone()
     }
 
+    /// Takes a screenshot of what the browser shows, keeps it as
+    /// `target/browser/<test>-<name>.png`, and reads every QR code in it: the PNG is decoded
+    /// by Chromium itself (no image crate here), thresholded, and searched by `rqrr`. A QR code
+    /// counts only if it is on screen, drawn large and sharp enough for a phone's camera.
+    pub async fn qr_codes_in_screenshot(&self, name: &str) -> Vec<String> {
+        use base64::Engine as _;
+        let png = self.client.screenshot().await.unwrap();
+        let dir = shots_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}-{name}.png", self.test));
+        std::fs::write(&path, &png).unwrap();
+        eprintln!("browser: saved {}", path.display());
+        let decoded = self
+            .client
+            .execute_async(
+                "const [png, done] = arguments;
+                 const bytes = Uint8Array.from(atob(png), c => c.charCodeAt(0));
+                 createImageBitmap(new Blob([bytes], {type: 'image/png'})).then(bitmap => {
+                     const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+                     const context = canvas.getContext('2d');
+                     context.drawImage(bitmap, 0, 0);
+                     const rgba = context.getImageData(0, 0, bitmap.width, bitmap.height).data;
+                     const dark = new Array(bitmap.width * bitmap.height);
+                     for (let i = 0; i < dark.length; i++) {
+                         const luma = 0.299 * rgba[4 * i] + 0.587 * rgba[4 * i + 1]
+                             + 0.114 * rgba[4 * i + 2];
+                         dark[i] = luma < 128 ? '1' : '0';
+                     }
+                     done({width: bitmap.width, height: bitmap.height, dark: dark.join('')});
+                 }, e => done({error: String(e)}));",
+                vec![json!(
+                    base64::engine::general_purpose::STANDARD.encode(&png)
+                )],
+            )
+            .await
+            .unwrap();
+        assert!(decoded.get("error").is_none(), "the screenshot: {decoded}");
+        let width = decoded["width"].as_u64().unwrap() as usize;
+        let height = decoded["height"].as_u64().unwrap() as usize;
+        let dark = decoded["dark"].as_str().unwrap().as_bytes();
+        assert_eq!(dark.len(), width * height);
+        let mut image = rqrr::PreparedImage::prepare_from_bitmap(width, height, |x, y| {
+            dark[y * width + x] == b'1'
+        });
+        image
+            .detect_grids()
+            .into_iter()
+            .filter_map(|grid| grid.decode().ok().map(|(_, content)| content))
+            .collect()
+    }
+
+    /// Scrolls the element matching `css` into the middle of the window.
+    pub async fn scroll_to(&self, css: &str) {
+        self.client
+            .execute(
+                "document.querySelector(arguments[0]).scrollIntoView({block: 'center'});",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Forgets every cookie of the current site: the browser of someone who signed out.
+    pub async fn forget_cookies(&self) {
+        self.client.delete_all_cookies().await.unwrap();
+    }
+
     /// Ends the browser session (Chromium exits) and chromedriver.
     pub async fn close(self) {
         let _ = self.client.clone().close().await;

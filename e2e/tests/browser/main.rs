@@ -4,7 +4,8 @@
 //! `portcullis-authserver serve` over TLS with real PostgreSQL and Redis; the person signs in
 //! with the keyboard only, consents, signs out again; a newcomer registers and confirms the
 //! mailed link; the account page signs out another session, disconnects the app and changes
-//! the password; a forgotten password is reset through the mailed link. Every hosted page is
+//! the password; a forgotten password is reset through the mailed link; two-step sign-in is
+//! turned on by scanning the QR code read from a screenshot, and then asked at sign-in. Every hosted page is
 //! checked for inline script and style (the CSP has no `unsafe-inline`) and with axe-core
 //! (WCAG 2 A and AA). A failing step leaves `target/browser/<test>-<step>.png` and `.html`.
 //!
@@ -813,4 +814,120 @@ async fn a_password_changed_on_the_account_page_ends_other_sessions_and_app_gran
     })
     .await;
     w.end().await;
+}
+
+/// Issue 12: a person turns on two-step sign-in on the account page by scanning the QR code
+/// (read here from a screenshot of the page, as a phone's camera would), confirms it with a
+/// code of their authenticator, keeps the recovery codes shown once, and from then on signs in
+/// to the app only with a code as well: the app's ID token says `pwd` and `otp`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_turns_on_two_step_sign_in_with_the_qr_code_and_then_signs_in_with_a_code() {
+    let Some(w) = world("mfa").await else {
+        return;
+    };
+    let b = &w.browser;
+    w.sign_in_to_the_app().await;
+    let secret = b
+        .step("qr-code-shown", async {
+            b.goto(&format!("{}/account", w.realm.issuer)).await;
+            b.page("Your account").await;
+            b.fill("#enrol_password", PASSWORD).await;
+            b.press_button("Set up an authenticator app").await;
+            b.page("Your account").await;
+            b.text_when_shown("#totp-secret")
+                .await
+                .expect("the key is shown as text too");
+            b.scroll_to("section[aria-labelledby=mfa] svg").await;
+            let scanned = b.qr_codes_in_screenshot("qr-code").await;
+            assert_eq!(scanned.len(), 1, "one QR code on screen: {scanned:?}");
+            assert!(
+                scanned[0].starts_with("otpauth://totp/"),
+                "an authenticator URI: {}",
+                scanned[0]
+            );
+            let secret = portcullis_e2e::totp::secret_of_uri(&scanned[0])
+                .expect("the QR code carries the secret");
+            let shown: String = b
+                .text("#totp-secret")
+                .await
+                .unwrap()
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            assert_eq!(shown, secret, "the key as text is the one in the QR code");
+            secret
+        })
+        .await;
+    page_checks(&w, "qr-code-page").await;
+    b.step("turned-on", async {
+        // The phone's app shows the code of the secret it scanned.
+        b.fill("#totp_code", &portcullis_e2e::totp::code_now(&secret))
+            .await;
+        b.press_button("Turn on two-step sign-in").await;
+        b.page("Your account").await;
+        let codes = b.texts("#recovery-codes li").await;
+        assert_eq!(codes.len(), 10, "the recovery codes, shown once: {codes:?}");
+        assert!(
+            b.text("section[aria-labelledby=mfa]")
+                .await
+                .unwrap()
+                .contains("Two-step sign-in is on"),
+            "the section says it is on"
+        );
+    })
+    .await;
+    page_checks(&w, "recovery-codes-page").await;
+    b.forget_cookies().await;
+    b.step("code-asked", async {
+        b.goto(&w.rp.login_url()).await;
+        w.sign_in_by_keyboard(EMAIL, PASSWORD).await;
+        b.page("Enter your code").await;
+    })
+    .await;
+    page_checks(&w, "code-page").await;
+    b.step("wrong-code", async {
+        b.fill("#code", "000000").await;
+        b.press(Key::Enter).await;
+        b.page("Enter your code").await;
+        b.text_when_shown("[role=alert]")
+            .await
+            .expect("the wrong code is announced");
+    })
+    .await;
+    b.step("signed-in-with-the-code", async {
+        // The next step's code: confirming used the current one, and a step counts once.
+        b.fill("#code", &portcullis_e2e::totp::next_code(&secret))
+            .await;
+        b.press(Key::Enter).await;
+        let heading = b.text_when_shown("h1").await.unwrap_or_default();
+        if heading.contains("Allow") {
+            w.decide_by_keyboard("allow").await;
+        }
+        b.page("Signed in").await;
+        assert_eq!(b.text("#user").await.as_deref(), Some(EMAIL));
+    })
+    .await;
+    let signed_in = w.rp.signed_in().expect("the app has the person");
+    assert!(
+        signed_in.amr.iter().any(|m| m == "pwd") && signed_in.amr.iter().any(|m| m == "otp"),
+        "the ID token says password and one-time code: {:?}",
+        signed_in.amr
+    );
+    w.end().await;
+}
+
+/// The checks of every hosted page (no inline script or style, the realm's stylesheet; axe-core
+/// WCAG 2 A and AA when axe is installed) on the page the browser shows, which `every_page`
+/// cannot reach: it needs an account with two-step sign-in.
+async fn page_checks(w: &World, page: &'static str) {
+    let b = &w.browser;
+    b.step(page, async {
+        let problems = b.csp_problems(&w.realm.issuer).await;
+        assert!(problems.is_empty(), "{page}: {problems:#?}");
+        if let Some(axe) = harness::axe_source(page) {
+            let violations = b.axe_violations(&axe).await;
+            assert!(violations.is_empty(), "{page}: axe: {violations:#?}");
+        }
+    })
+    .await;
 }

@@ -37,6 +37,8 @@ pub struct SignedIn {
     pub email: String,
     /// The refresh token, when `offline_access` was granted.
     pub refresh_token: Option<String>,
+    /// How the person authenticated: the validated ID token's `amr` (RFC 8176).
+    pub amr: Vec<String>,
 }
 
 struct Shared {
@@ -311,9 +313,14 @@ async fn signed_in(app: &Shared, query: &HashMap<String, String>) -> Result<Sign
         .ok_or("no email in userinfo")?
         .as_str()
         .to_owned();
+    let amr = claims
+        .auth_method_refs()
+        .map(|methods| methods.iter().map(|m| m.as_str().to_owned()).collect())
+        .unwrap_or_default();
     Ok(SignedIn {
         email,
         refresh_token: tokens.refresh_token().map(|t| t.secret().clone()),
+        amr,
     })
 }
 
