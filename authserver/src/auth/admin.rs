@@ -154,11 +154,12 @@ pub async fn user_detail(
     })
 }
 
-/// Clears a user's failures and lock, and the rate-limit buckets of their login identifier
-/// and account, so the owner can sign in at once.
+/// Clears a user's failures and locks (the password's and the second factor's), and the
+/// rate-limit buckets of their login identifier and account, so the owner can sign in at once.
 pub async fn unlock(core: &Core, user: Uuid, meta: &RequestMeta) -> Result<(), AuthError> {
     let user = core.db.user_by_id(user).await?.ok_or(AuthError::NotFound)?;
     core.kv.clear_attempts(&user.email_canonical).await?;
+    core.kv.clear_mfa_attempts(user.id).await?;
     core.limits
         .forget_subject(&user.email_canonical, user.id)
         .await?;

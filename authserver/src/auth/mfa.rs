@@ -245,7 +245,8 @@ pub(super) fn new_recovery_codes(core: &Core, count: u32) -> Result<Vec<Recovery
 /// Checks a fresh second factor of `user`: a recovery code (spent) when `code` has the
 /// recovery-code shape, else a TOTP code (its step accepted once, through the store's
 /// compare-and-set: never a "signed in with otp" marker). Limited per account like the login
-/// step; a wrong one is audited.
+/// step, and on the same second-factor lockout: refused while it is locked, a wrong one
+/// counted (and audited), a right one clears it.
 async fn fresh_second_factor(
     core: &Core,
     store: &PgMfaStore,
@@ -259,6 +260,7 @@ async fn fresh_second_factor(
             super::limits::Subject::User(user.id),
         )
         .await?;
+    super::mfa_login::begin_mfa_attempt(core, user).await?;
     let now = core.clock.now();
     let code = code.trim();
     let recovery = RecoveryCode::parse(code).is_some();
@@ -275,6 +277,7 @@ async fn fresh_second_factor(
     super::mfa_login::count_attempt(core, method, &checked);
     match checked {
         Ok(()) => {
+            core.kv.clear_mfa_attempts(user.id).await?;
             if recovery {
                 let remaining = store
                     .status(user.id)
@@ -302,6 +305,7 @@ async fn fresh_second_factor(
         ) => {
             core.audit(Event::failure("mfa_failed").by_user(user.id), Some(meta))
                 .await;
+            super::mfa_login::fail_mfa_attempt(core, user, meta).await?;
             Err(AuthError::InvalidTotp)
         }
         Err(other) => Err(store_error(other)),

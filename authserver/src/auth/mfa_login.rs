@@ -6,7 +6,9 @@
 //! stored) for [`MFA_LOGIN_TTL`]; [`MAX_ATTEMPTS`] wrong codes end it, and so does a change of
 //! credentials meanwhile (its credential epoch is checked again when the session starts). On
 //! top of that, the second factor has a per-account rate limit (route class `Mfa`) and wrong
-//! codes count into the lockout like wrong passwords: whoever got this far knows the password.
+//! codes count into a lockout of their own, per account and not per address: whoever got this
+//! far knows the password, so nothing the password path does (a reset, a re-check) lifts it;
+//! only a right second factor or an admin unlock does.
 //! Any store failure answers an error, never a session.
 
 use base64::Engine as _;
@@ -20,7 +22,7 @@ use uuid::Uuid;
 
 use super::AuthError;
 use super::core::Core;
-use super::limits::{Subject, lockout_source};
+use super::limits::Subject;
 use super::login::{LoginSuccess, PASSWORD_AMR, finish};
 use super::mfa::TotpEnrolment;
 use super::principal::RequestMeta;
@@ -180,16 +182,7 @@ pub async fn complete(
     core.limits
         .check_subject(Route::Mfa, Subject::User(user.id))
         .await?;
-    let identifier = user.email_canonical.clone();
-    let source = lockout_source(&meta.ip);
-    let limits = core.lockout_rules().limits();
-    if let crate::store::kv::Attempt::Locked { retry_after_ms } = core
-        .kv
-        .begin_attempt(&identifier, &source, core.clock.now_ms(), &limits)
-        .await?
-    {
-        return Err(core.locked(retry_after_ms));
-    }
+    begin_mfa_attempt(core, &user).await?;
     let now = core.clock.now();
     let checked = match factor {
         SecondFactor::Code(code) => store.verify(user.id, code.trim(), now).await.map(drop),
@@ -204,10 +197,11 @@ pub async fn complete(
             | MfaStoreError::InvalidRecoveryCode
             | MfaStoreError::NotEnrolled,
         ) => {
-            return Err(wrong_code(core, mfa_token, &user, meta, &source).await);
+            return Err(wrong_code(core, mfa_token, &user, meta).await);
         }
         Err(other) => return Err(fail_closed(&other)),
     }
+    core.kv.clear_mfa_attempts(user.id).await?;
     // Single use: of two completions at once (two right codes), one gets the session.
     if core.kv.take_mfa_login(&digest(mfa_token)).await?.is_none() {
         return Err(AuthError::InvalidTotp);
@@ -268,15 +262,7 @@ pub async fn confirm_enrolment(
     core.limits
         .check_subject(Route::Mfa, Subject::User(user.id))
         .await?;
-    let source = lockout_source(&meta.ip);
-    let limits = core.lockout_rules().limits();
-    if let crate::store::kv::Attempt::Locked { retry_after_ms } = core
-        .kv
-        .begin_attempt(&user.email_canonical, &source, core.clock.now_ms(), &limits)
-        .await?
-    {
-        return Err(core.locked(retry_after_ms));
-    }
+    begin_mfa_attempt(core, &user).await?;
     let enrolment = pending.enrolment.ok_or(AuthError::NoPendingEnrolment)?;
     let ttl = time::Duration::try_from(super::mfa::ENROLMENT_TTL)
         .map_err(|e| AuthError::Internal(e.to_string()))?;
@@ -293,13 +279,14 @@ pub async fn confirm_enrolment(
     match confirmed {
         Ok(_) => {}
         Err(MfaStoreError::InvalidCode | MfaStoreError::Replayed) => {
-            return Err(wrong_code(core, mfa_token, &user, meta, &source).await);
+            return Err(wrong_code(core, mfa_token, &user, meta).await);
         }
         Err(MfaStoreError::NoPendingEnrolment | MfaStoreError::EnrolmentExpired) => {
             return Err(AuthError::NoPendingEnrolment);
         }
         Err(other) => return Err(fail_closed(&other)),
     }
+    core.kv.clear_mfa_attempts(user.id).await?;
     if core.kv.take_mfa_login(&digest(mfa_token)).await?.is_none() {
         return Err(AuthError::InvalidTotp);
     }
@@ -376,23 +363,69 @@ async fn recovery_code_used(
     Ok(())
 }
 
+/// Begins a second-factor attempt of `user` on the account's own lockout counter: refused
+/// while it is locked (`account_locked`, as the password lockout answers), counted until a
+/// right factor clears it.
+pub(super) async fn begin_mfa_attempt(core: &Core, user: &UserRecord) -> Result<(), AuthError> {
+    let limits = core.lockout_rules().limits();
+    match core
+        .kv
+        .begin_mfa_attempt(user.id, core.clock.now_ms(), &limits)
+        .await?
+    {
+        crate::store::kv::Attempt::Locked { retry_after_ms } => Err(core.locked(retry_after_ms)),
+        crate::store::kv::Attempt::Allowed { .. } => Ok(()),
+    }
+}
+
+/// A wrong second factor of `user` on the account's lockout counter: a lock it starts is
+/// counted, audited and (per the realm) told to the owner. Any store error is returned.
+pub(super) async fn fail_mfa_attempt(
+    core: &Core,
+    user: &UserRecord,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
+    let limits = core.lockout_rules().limits();
+    let lock = core
+        .kv
+        .fail_mfa_attempt(user.id, core.clock.now_ms(), &limits)
+        .await?;
+    if let Some(lock_ms) = lock {
+        core.metrics.lockouts.inc();
+        core.audit(
+            Event::failure("lockout")
+                .by_user(user.id)
+                .details(Details::new().int(
+                    "seconds",
+                    i64::try_from(lock_ms / 1_000).unwrap_or(i64::MAX),
+                )),
+            Some(meta),
+        )
+        .await;
+        if core.spec().lockout.notify_user {
+            core.tell(
+                user,
+                Notice::AccountLocked {
+                    minutes: lock_ms.div_ceil(60_000),
+                },
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
 /// A wrong second factor: counted against the pending login (the last allowed one ends it)
-/// and into the lockout, audited; the answer is `invalid_totp` (or the lock it started).
+/// and into the account's second-factor lockout, audited; the answer is `invalid_totp`.
 async fn wrong_code(
     core: &Core,
     mfa_token: &str,
     user: &UserRecord,
     meta: &RequestMeta,
-    source: &str,
 ) -> AuthError {
     let ended = core
         .kv
         .fail_mfa_login(&digest(mfa_token), MAX_ATTEMPTS)
-        .await;
-    let limits = core.lockout_rules().limits();
-    let lock = core
-        .kv
-        .fail_attempt(&user.email_canonical, source, core.clock.now_ms(), &limits)
         .await;
     core.audit(
         Event::failure("mfa_failed")
@@ -408,31 +441,8 @@ async fn wrong_code(
         Some(meta),
     )
     .await;
-    match lock {
-        Ok(Some(lock_ms)) => {
-            core.metrics.lockouts.inc();
-            core.audit(
-                Event::failure("lockout")
-                    .by_user(user.id)
-                    .details(Details::new().int(
-                        "seconds",
-                        i64::try_from(lock_ms / 1_000).unwrap_or(i64::MAX),
-                    )),
-                Some(meta),
-            )
-            .await;
-            if core.spec().lockout.notify_user {
-                core.tell(
-                    user,
-                    Notice::AccountLocked {
-                        minutes: lock_ms.div_ceil(60_000),
-                    },
-                )
-                .await;
-            }
-        }
-        Ok(None) => {}
-        Err(error) => return error.into(),
+    if let Err(error) = fail_mfa_attempt(core, user, meta).await {
+        return error;
     }
     match ended {
         Err(error) => error.into(),

@@ -628,25 +628,128 @@ async fn a_password_reset_between_the_steps_ends_the_pending_login(pool: PgPool)
     assert_eq!((stale.status, stale.code()), (401, "invalid_totp"));
 }
 
+/// A code of `right`'s length that is not it.
+fn wrong_for(right: &str, by: u32) -> String {
+    format!("{:06}", (right.parse::<u32>().unwrap() + by) % 1_000_000)
+}
+
+/// `n` wrong codes on the pending login of `token`, each answered `invalid_totp`.
+async fn wrong_codes(server: &TestServer, token: &str, wrong: &str, n: usize) {
+    for i in 0..n {
+        let refused = second_step(server, json!({"mfa_token": token, "code": wrong})).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (401, "invalid_totp"),
+            "wrong code {i}: {refused:?}"
+        );
+    }
+}
+
+/// The lockout's refusal, as the password lockout answers it under the realm's defaults
+/// (a first lock of one minute on a stopped clock).
+fn assert_account_locked(answer: &Answer) {
+    assert_eq!(
+        (answer.status, answer.code()),
+        (429, "account_locked"),
+        "{answer:?}"
+    );
+    assert_eq!(answer.header("retry-after"), Some("60"), "{answer:?}");
+    assert!(answer.header("ratelimit-policy").is_some(), "{answer:?}");
+}
+
+/// Resets `email`'s password to `new_password` through the mailed code.
+async fn reset_password(server: &TestServer, email: &str, new_password: &str) {
+    assert_eq!(server.request_reset(email).await.status, 202);
+    let reset = server.mailed_code("Reset code:").await;
+    assert_eq!(server.confirm_reset(&reset, new_password).await.status, 204);
+}
+
+/// The `mfa_token` of a login of `email` with `password`.
+async fn mfa_token_with(server: &TestServer, email: &str, password: &str) -> String {
+    let login = server.login(email, password).await;
+    assert_eq!(login.status, 200, "{login:?}");
+    assert_eq!(login.body["mfa_required"], true, "{login:?}");
+    login.body["mfa_token"].as_str().unwrap().to_owned()
+}
+
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-async fn wrong_second_factors_count_into_the_lockout(pool: PgPool) {
+async fn wrong_second_factors_lock_the_second_factor_of_the_account(pool: PgPool) {
     let (server, clock) = stopped(pool).await;
     let alice = enrolled_user(&server, &clock, "alice@example.com").await;
-    let token = mfa_token(&server, "alice@example.com").await;
     let right = code_on(&clock, &alice.secret, 0);
-    let wrong = format!("{:06}", (right.parse::<u32>().unwrap() + 3) % 1_000_000);
-    // The realm's default: five attempts without success lock. The password step was one
-    // (it is not cleared until the second factor is given), so four wrong codes use them up.
-    for _ in 0..4 {
-        let refused = second_step(&server, json!({"mfa_token": token, "code": wrong})).await;
-        assert_eq!(refused.code(), "invalid_totp", "{refused:?}");
-    }
+    // The realm's default: five wrong codes lock, whatever address they come from.
+    let token = mfa_token(&server, "alice@example.com").await;
+    wrong_codes(&server, &token, &wrong_for(&right, 3), 5).await;
+    // The password alone still passes (the lock is the second factor's), the code does not.
+    let token = mfa_token(&server, "alice@example.com").await;
     let locked = second_step(&server, json!({"mfa_token": token, "code": right})).await;
-    assert_eq!((locked.status, locked.code()), (429, "account_locked"));
-    let login = server.login("alice@example.com", PASSWORD).await;
-    assert_eq!((login.status, login.code()), (429, "account_locked"));
-    assert!(login.header("retry-after").is_some());
-    assert_eq!(audited(&server, "mfa_failed").await.len(), 4);
+    assert_account_locked(&locked);
+    assert_eq!(audited(&server, "mfa_failed").await.len(), 5);
+    assert_eq!(audited(&server, "lockout").await.len(), 1);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_password_reset_between_wrong_codes_does_not_restore_the_attempt_budget(pool: PgPool) {
+    let (server, clock) = stopped(pool).await;
+    let alice = enrolled_user(&server, &clock, "alice@example.com").await;
+    let right = code_on(&clock, &alice.secret, 0);
+    let wrong = wrong_for(&right, 3);
+    let token = mfa_token(&server, "alice@example.com").await;
+    wrong_codes(&server, &token, &wrong, 3).await;
+    // Whoever controls the mailbox resets the password; the codes they guessed stay counted.
+    reset_password(&server, "alice@example.com", OTHER_PASSWORD).await;
+    let token = mfa_token_with(&server, "alice@example.com", OTHER_PASSWORD).await;
+    wrong_codes(&server, &token, &wrong, 2).await;
+    let locked = second_step(&server, json!({"mfa_token": token, "code": right})).await;
+    assert_account_locked(&locked);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_locked_second_factor_stays_locked_after_a_password_reset(pool: PgPool) {
+    let (server, clock) = stopped(pool).await;
+    let alice = enrolled_user(&server, &clock, "alice@example.com").await;
+    let right = code_on(&clock, &alice.secret, 0);
+    let token = mfa_token(&server, "alice@example.com").await;
+    wrong_codes(&server, &token, &wrong_for(&right, 3), 5).await;
+    reset_password(&server, "alice@example.com", OTHER_PASSWORD).await;
+    let token = mfa_token_with(&server, "alice@example.com", OTHER_PASSWORD).await;
+    let locked = second_step(&server, json!({"mfa_token": token, "code": right})).await;
+    assert_account_locked(&locked);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_right_second_factor_clears_the_count_of_wrong_ones(pool: PgPool) {
+    let (server, clock) = stopped(pool).await;
+    let alice = enrolled_user(&server, &clock, "alice@example.com").await;
+    for _ in 0..2 {
+        let right = code_on(&clock, &alice.secret, 0);
+        let token = mfa_token(&server, "alice@example.com").await;
+        // Four wrong codes twice: eight in the window, none of them after the right one.
+        wrong_codes(&server, &token, &wrong_for(&right, 3), 4).await;
+        let done = second_step(&server, json!({"mfa_token": token, "code": right})).await;
+        assert_eq!(done.status, 200, "{done:?}");
+        clock.advance(std::time::Duration::from_secs(30));
+    }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_admin_unlock_lifts_a_locked_second_factor(pool: PgPool) {
+    let (server, clock) = stopped(pool).await;
+    let alice = enrolled_user(&server, &clock, "alice@example.com").await;
+    let right = code_on(&clock, &alice.secret, 0);
+    let token = mfa_token(&server, "alice@example.com").await;
+    wrong_codes(&server, &token, &wrong_for(&right, 3), 5).await;
+    let found = server
+        .admin_call(Method::GET, "/admin/v1/users?email=alice@example.com")
+        .await;
+    let id = found.body["user_id"].as_str().unwrap().to_owned();
+    let unlocked = server
+        .admin_call(Method::POST, &format!("/admin/v1/users/{id}/unlock"))
+        .await;
+    assert_eq!(unlocked.status, 204, "{unlocked:?}");
+    let token = mfa_token(&server, "alice@example.com").await;
+    let done = second_step(&server, json!({"mfa_token": token, "code": right})).await;
+    assert_eq!(done.status, 200, "{done:?}");
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
@@ -925,6 +1028,39 @@ async fn removing_totp_needs_the_password_and_a_fresh_code(pool: PgPool) {
             .any(|m| m.contains("A second factor was removed from")),
         "{mails:?}"
     );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn wrong_codes_on_removal_lock_further_removal_and_mfa_logins(pool: PgPool) {
+    let (server, clock) = stopped(pool).await;
+    let (alice, login) = signed_in_with_totp(&server, &clock, "alice@example.com").await;
+    let cred = bearer(&login);
+    let right = code_on(&clock, &alice.secret, 0);
+    let wrong = wrong_for(&right, 1);
+    // Each try re-checks the right password: that must not lift the second factor's count.
+    for i in 0..5 {
+        let refused =
+            delete_totp(&server, &cred, json!({"password": PASSWORD, "code": wrong})).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (401, "invalid_totp"),
+            "wrong code {i}: {refused:?}"
+        );
+    }
+    let locked = delete_totp(&server, &cred, json!({"password": PASSWORD, "code": right})).await;
+    assert_account_locked(&locked);
+    assert_eq!(mfa_of(&server, &cred).await["totp"], true);
+    let regenerate = post(
+        &server,
+        "/api/v1/me/mfa/recovery-codes",
+        json!({"password": PASSWORD, "code": alice.recovery_codes[0]}),
+        &cred,
+    )
+    .await;
+    assert_account_locked(&regenerate);
+    let token = mfa_token(&server, "alice@example.com").await;
+    let at_login = second_step(&server, json!({"mfa_token": token, "code": right})).await;
+    assert_account_locked(&at_login);
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]

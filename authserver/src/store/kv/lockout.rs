@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use super::Kv;
 use super::memory::{insert_bounded, live};
@@ -279,6 +280,18 @@ fn counter_key(identifier: &str) -> String {
     format!("lock:{digest}")
 }
 
+/// The key of an account's second-factor counter: apart from the password's, so that nothing
+/// the password path does (a reset, a re-check, a right password) lifts it. Keyed by account,
+/// never by login identifier.
+fn mfa_key(user_id: Uuid) -> String {
+    format!("mfa:{user_id}")
+}
+
+/// The one address of the second-factor counter. Whoever reaches the second factor knows the
+/// password, so a budget per address would only hand them more guesses: the account counts
+/// as a whole, and its lock is that of one address (`max_failures`).
+const MFA_SOURCE: &str = "account";
+
 fn script_args(now_ms: u64, limits: &CounterLimits, source: &str) -> Vec<String> {
     [
         now_ms,
@@ -367,27 +380,20 @@ fn lock_state_of(fields: &HashMap<String, u64>) -> LockState {
     state
 }
 
-/// Runs `step` on the in-memory counters of `identifier`, keeping them `memory_ms` (plus the
-/// lock) after this write.
+/// Runs `step` on the in-memory counters stored under `key`, keeping them `memory_ms` (plus
+/// the lock) after this write.
 fn with_counter<T>(
     memory: &std::sync::Mutex<super::memory::MemoryKv>,
-    identifier: &str,
+    key: &str,
     limits: &CounterLimits,
     step: impl FnOnce(&mut LockState) -> T,
 ) -> Result<T, StoreError> {
     let mut mem = locked(memory)?;
     let now = mem.now_ms();
-    let key = counter_key(identifier);
-    let mut state = live(&mut mem.locks, &key, now).cloned().unwrap_or_default();
+    let mut state = live(&mut mem.locks, key, now).cloned().unwrap_or_default();
     let answer = step(&mut state);
     let bound = mem.bound(state.keep_until(now, limits).saturating_sub(now));
-    insert_bounded(
-        &mut mem.locks,
-        &key,
-        state,
-        bound,
-        "in-memory lockout store",
-    )?;
+    insert_bounded(&mut mem.locks, key, state, bound, "in-memory lockout store")?;
     Ok(answer)
 }
 
@@ -401,11 +407,55 @@ impl Kv {
         now_ms: u64,
         limits: &CounterLimits,
     ) -> Result<Attempt, StoreError> {
+        self.begin_counted(&counter_key(identifier), source, now_ms, limits)
+            .await
+    }
+
+    /// Begins a second-factor attempt of the account `user_id` at `now_ms`, atomically, on
+    /// its own counter (see [`mfa_key`]).
+    pub async fn begin_mfa_attempt(
+        &self,
+        user_id: Uuid,
+        now_ms: u64,
+        limits: &CounterLimits,
+    ) -> Result<Attempt, StoreError> {
+        self.begin_counted(&mfa_key(user_id), MFA_SOURCE, now_ms, limits)
+            .await
+    }
+
+    /// Records a failed second factor of the account `user_id`; returns the lock length (ms)
+    /// if this failure started a lock.
+    pub async fn fail_mfa_attempt(
+        &self,
+        user_id: Uuid,
+        now_ms: u64,
+        limits: &CounterLimits,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .fail_counted(&mfa_key(user_id), MFA_SOURCE, now_ms, limits, None)
+            .await?
+            .lock_ms)
+    }
+
+    /// Forgets the second-factor failures and lock of the account `user_id` (a right second
+    /// factor, an admin unlock; never anything the password alone does).
+    pub async fn clear_mfa_attempts(&self, user_id: Uuid) -> Result<(), StoreError> {
+        self.clear_counter(&mfa_key(user_id)).await
+    }
+
+    /// [`Kv::begin_attempt`] on the counters stored under `key`.
+    async fn begin_counted(
+        &self,
+        key: &str,
+        source: &str,
+        now_ms: u64,
+        limits: &CounterLimits,
+    ) -> Result<Attempt, StoreError> {
         match self {
             Kv::Redis { conn, prefix } => {
                 let mut conn = conn.clone();
                 let (allowed, value): (u32, u64) = redis::Script::new(BEGIN_SCRIPT)
-                    .key(format!("{prefix}{}", counter_key(identifier)))
+                    .key(format!("{prefix}{key}"))
                     .arg(script_args(now_ms, limits, source))
                     .invoke_async(&mut conn)
                     .await?;
@@ -419,9 +469,7 @@ impl Kv {
                     }
                 })
             }
-            Kv::Memory(m) => {
-                with_counter(m, identifier, limits, |s| s.begin(now_ms, source, limits))
-            }
+            Kv::Memory(m) => with_counter(m, key, limits, |s| s.begin(now_ms, source, limits)),
         }
     }
 
@@ -450,12 +498,32 @@ impl Kv {
         limits: &CounterLimits,
         probe: Option<StuffingProbe<'_>>,
     ) -> Result<Failure, StoreError> {
+        self.fail_counted(
+            &counter_key(identifier),
+            source,
+            now_ms,
+            limits,
+            probe.map(|p| (p, identifier)),
+        )
+        .await
+    }
+
+    /// [`Kv::fail_login`] on the counters stored under `key`; the probe comes with the
+    /// identifier it counts.
+    async fn fail_counted(
+        &self,
+        key: &str,
+        source: &str,
+        now_ms: u64,
+        limits: &CounterLimits,
+        probe: Option<(StuffingProbe<'_>, &str)>,
+    ) -> Result<Failure, StoreError> {
         match self {
             Kv::Redis { conn, prefix } => {
                 let mut conn = conn.clone();
-                let mut invocation = FAIL.key(format!("{prefix}{}", counter_key(identifier)));
+                let mut invocation = FAIL.key(format!("{prefix}{key}"));
                 let mut args = script_args(now_ms, limits, source);
-                if let Some(probe) = probe {
+                if let Some((probe, identifier)) = probe {
                     let (set, marker) = stuffing_keys(probe.source_bucket, now_ms);
                     invocation
                         .key(format!("{prefix}{set}"))
@@ -475,12 +543,12 @@ impl Kv {
                 })
             }
             Kv::Memory(m) => {
-                let (lock_ms, first_failure) = with_counter(m, identifier, limits, |s| {
+                let (lock_ms, first_failure) = with_counter(m, key, limits, |s| {
                     let first = s.overall.failures == 1;
                     (s.fail(now_ms, source, limits), first)
                 })?;
                 let stuffing_crossed = match probe {
-                    Some(probe) => stuff_in_memory(m, identifier, probe)?,
+                    Some((probe, identifier)) => stuff_in_memory(m, identifier, probe)?,
                     None => false,
                 };
                 Ok(Failure {
@@ -512,21 +580,23 @@ impl Kv {
         }
     }
 
-    /// Forgets an identifier's failures and locks, from every address (successful login,
-    /// admin unlock, password reset).
+    /// Forgets an identifier's password failures and locks, from every address (successful
+    /// login, admin unlock, password reset). The second factor's counter is another key and
+    /// stays: see [`Kv::clear_mfa_attempts`].
     pub async fn clear_attempts(&self, identifier: &str) -> Result<(), StoreError> {
+        self.clear_counter(&counter_key(identifier)).await
+    }
+
+    /// Deletes the counters stored under `key`.
+    async fn clear_counter(&self, key: &str) -> Result<(), StoreError> {
         match self {
             Kv::Redis { conn, prefix } => {
                 let mut conn = conn.clone();
-                let _: u32 = redis::AsyncCommands::del(
-                    &mut conn,
-                    format!("{prefix}{}", counter_key(identifier)),
-                )
-                .await?;
+                let _: u32 = redis::AsyncCommands::del(&mut conn, format!("{prefix}{key}")).await?;
                 Ok(())
             }
             Kv::Memory(m) => {
-                locked(m)?.locks.remove(&counter_key(identifier));
+                locked(m)?.locks.remove(key);
                 Ok(())
             }
         }
@@ -713,6 +783,39 @@ mod tests {
                 .unwrap(),
             Attempt::Allowed { number: 1 }
         );
+    }
+
+    #[tokio::test]
+    async fn the_second_factor_counter_locks_the_account_and_only_its_own_clear_lifts_it() {
+        let clock = crate::clock::Clock::manual(time::OffsetDateTime::UNIX_EPOCH);
+        let kv = Kv::memory(clock.clone());
+        let user = Uuid::from_u128(7);
+        for _ in 0..LIMITS.max_failures {
+            assert!(matches!(
+                kv.begin_mfa_attempt(user, clock.now_ms(), &LIMITS)
+                    .await
+                    .unwrap(),
+                Attempt::Allowed { .. }
+            ));
+            kv.fail_mfa_attempt(user, clock.now_ms(), &LIMITS)
+                .await
+                .unwrap();
+        }
+        let locked = async || {
+            matches!(
+                kv.begin_mfa_attempt(user, clock.now_ms(), &LIMITS)
+                    .await
+                    .unwrap(),
+                Attempt::Locked { .. }
+            )
+        };
+        assert!(locked().await);
+        // Whatever the password path clears, it is not this counter.
+        kv.clear_attempts("a@example.com").await.unwrap();
+        kv.clear_attempts(&user.to_string()).await.unwrap();
+        assert!(locked().await);
+        kv.clear_mfa_attempts(user).await.unwrap();
+        assert!(!locked().await);
     }
 
     #[tokio::test]
