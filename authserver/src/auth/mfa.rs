@@ -185,18 +185,19 @@ pub async fn confirm_totp(
         .await;
     super::mfa_login::count_attempt(core, crate::metrics::MfaMethod::Totp, &confirmed);
     confirmed.map_err(store_error)?;
-    core.kv
-        .take_pending(PendingKind::MfaEnrolment, &principal.session_id)
-        .await?;
-    let codes = enrolled(core, store, &user, meta).await?;
-    // As a password change does: whoever held another session or a refresh token from
-    // before the second factor existed must now pass it. This session (which just proved
-    // the code) moves to the new epoch with its families.
+    // TOTP is on from here. First, as a password change does: whoever held another session
+    // or a refresh token from before the second factor existed must now pass it. This
+    // session (which just proved the code) moves to the new epoch with its families. Done
+    // before anything else can fail: an error below must not leave the old sessions alive.
     let epoch = core.db.raise_credential_epoch(user.id, now).await?;
     keep_session_under(core, principal, epoch).await?;
     core.end_sessions(user.id, Some(&principal.session_id))
         .await?;
-    Ok(codes)
+    core.kv
+        .take_pending(PendingKind::MfaEnrolment, &principal.session_id)
+        .await?;
+    // Should this fail, the owner regenerates the codes with a fresh TOTP code.
+    enrolled(core, store, &user, meta).await
 }
 
 /// What follows a confirmed enrolment: the realm's number of recovery codes (returned to be

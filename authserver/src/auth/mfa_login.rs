@@ -286,16 +286,18 @@ pub async fn confirm_enrolment(
         }
         Err(other) => return Err(fail_closed(&other)),
     }
-    core.kv.clear_mfa_attempts(user.id).await?;
-    if core.kv.take_mfa_login(&digest(mfa_token)).await?.is_none() {
-        return Err(AuthError::InvalidTotp);
-    }
-    let codes = super::mfa::enrolled(core, store, &user, meta).await?;
+    // TOTP is on from here: every session and refresh family from before it ends first,
+    // before anything else can fail and leave them alive.
     let epoch = core
         .db
         .raise_credential_epoch(user.id, core.clock.now())
         .await?;
     core.end_sessions(user.id, None).await?;
+    core.kv.clear_mfa_attempts(user.id).await?;
+    if core.kv.take_mfa_login(&digest(mfa_token)).await?.is_none() {
+        return Err(AuthError::InvalidTotp);
+    }
+    let codes = super::mfa::enrolled(core, store, &user, meta).await?;
     let user = UserRecord {
         credential_epoch: epoch,
         ..user

@@ -393,6 +393,128 @@ async fn enrolling_ends_every_other_session_and_refresh_family_and_keeps_this_on
     assert_eq!(kept.status, 200, "{kept:?}");
 }
 
+/// Makes every recovery-code write fail (a database blip after TOTP is confirmed).
+async fn break_recovery_codes(pool: &PgPool) {
+    sqlx::query("ALTER TABLE mfa_recovery_codes RENAME TO mfa_recovery_codes_gone")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+async fn mend_recovery_codes(pool: &PgPool) {
+    sqlx::query("ALTER TABLE mfa_recovery_codes_gone RENAME TO mfa_recovery_codes")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn other_sessions_end_even_when_issuing_the_recovery_codes_fails(pool: PgPool) {
+    let (server, clock) = stopped(pool.clone()).await;
+    assert_eq!(
+        server.register("alice@example.com", PASSWORD).await.status,
+        201
+    );
+    let here = server.login("alice@example.com", PASSWORD).await;
+    let elsewhere = server.login("alice@example.com", PASSWORD).await;
+    let begun = post(
+        &server,
+        "/api/v1/me/mfa/totp",
+        json!({"password": PASSWORD}),
+        &bearer(&here),
+    )
+    .await;
+    assert_eq!(begun.status, 200, "{begun:?}");
+    let secret = begun.body["secret"].as_str().unwrap().to_owned();
+    break_recovery_codes(&pool).await;
+    let failed = post(
+        &server,
+        "/api/v1/me/mfa/totp/confirm",
+        json!({"code": code_on(&clock, &secret, 0)}),
+        &bearer(&here),
+    )
+    .await;
+    assert_eq!(failed.status, 503, "{failed:?}");
+    mend_recovery_codes(&pool).await;
+
+    // TOTP is on: the sessions and families from before it are over all the same.
+    assert_eq!(
+        server.get("/api/v1/me", &bearer(&elsewhere)).await.status,
+        401
+    );
+    let stale = server
+        .refresh(elsewhere.body["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(stale.status, 400, "{stale:?}");
+    assert_eq!(mfa_of(&server, &bearer(&here)).await["totp"], true);
+    // The session that proved the code stays, and the codes can be issued again.
+    clock.advance(std::time::Duration::from_secs(30));
+    let codes = post(
+        &server,
+        "/api/v1/me/mfa/recovery-codes",
+        json!({"password": PASSWORD, "code": code_on(&clock, &secret, 0)}),
+        &bearer(&here),
+    )
+    .await;
+    assert_eq!(codes.status, 200, "{codes:?}");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn sessions_from_before_a_login_enrolment_end_even_when_issuing_the_codes_fails(
+    pool: PgPool,
+) {
+    let clock = stopped_clock();
+    // One instance before the realm required TOTP, one after, on the same stores.
+    let before = start(
+        pool.clone(),
+        Options {
+            clock: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let after = start_sharing(
+        pool.clone(),
+        Options {
+            clock: clock.clone(),
+            redis_prefix: before.redis_prefix.clone(),
+            ..Options::spec(|s| {
+                s.mfa.totp.enabled = true;
+                s.mfa.totp.required = true;
+            })
+        },
+        Some(&before),
+    )
+    .await;
+    assert_eq!(
+        before.register("bob@example.com", PASSWORD).await.status,
+        201
+    );
+    let old = before.login("bob@example.com", PASSWORD).await;
+    assert_eq!(old.status, 200, "{old:?}");
+    let token = enrolment_token(&after, "bob@example.com").await;
+    let shown = after
+        .post("/api/v1/login/mfa/enrol", json!({"mfa_token": token}))
+        .await;
+    assert_eq!(shown.status, 200, "{shown:?}");
+    let secret = shown.body["secret"].as_str().unwrap();
+    break_recovery_codes(&pool).await;
+    let failed = after
+        .post(
+            "/api/v1/login/mfa/enrol/confirm",
+            json!({"mfa_token": token, "code": code_on(&clock, secret, 0)}),
+        )
+        .await;
+    assert_eq!(failed.status, 503, "{failed:?}");
+    assert_eq!(failed.session_cookie(), None);
+    mend_recovery_codes(&pool).await;
+    assert_eq!(before.get("/api/v1/me", &bearer(&old)).await.status, 401);
+    let stale = before
+        .refresh(old.body["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(stale.status, 400, "{stale:?}");
+}
+
 // ---- Login with the second factor -------------------------------------------------------
 
 /// A registered user with TOTP enrolled on a server with a stopped clock; the secret and
