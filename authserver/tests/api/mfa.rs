@@ -1083,6 +1083,51 @@ async fn a_wrong_first_code_at_login_enrolment_is_invalid_totp(pool: PgPool) {
     assert_eq!(refused.header("set-cookie"), None);
 }
 
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn wrong_first_codes_at_login_enrolment_lock_the_second_factor_past_a_reset(pool: PgPool) {
+    let (server, clock) = requiring(pool).await;
+    assert_eq!(
+        server.register("bob@example.com", PASSWORD).await.status,
+        201
+    );
+    let token = enrolment_token(&server, "bob@example.com").await;
+    let shown = server
+        .post("/api/v1/login/mfa/enrol", json!({"mfa_token": token}))
+        .await;
+    let wrong = wrong_for(
+        &code_on(&clock, shown.body["secret"].as_str().unwrap(), 0),
+        1,
+    );
+    for i in 0..5 {
+        let refused = server
+            .post(
+                "/api/v1/login/mfa/enrol/confirm",
+                json!({"mfa_token": token, "code": wrong}),
+            )
+            .await;
+        assert_eq!(
+            refused.code(),
+            "invalid_totp",
+            "wrong code {i}: {refused:?}"
+        );
+    }
+    reset_password(&server, "bob@example.com", OTHER_PASSWORD).await;
+    let login = server.login("bob@example.com", OTHER_PASSWORD).await;
+    let token = login.body["mfa_token"].as_str().unwrap().to_owned();
+    let shown = server
+        .post("/api/v1/login/mfa/enrol", json!({"mfa_token": token}))
+        .await;
+    assert_eq!(shown.status, 200, "{shown:?}");
+    let right = code_on(&clock, shown.body["secret"].as_str().unwrap(), 0);
+    let locked = server
+        .post(
+            "/api/v1/login/mfa/enrol/confirm",
+            json!({"mfa_token": token, "code": right}),
+        )
+        .await;
+    assert_account_locked(&locked);
+}
+
 // ---- Removing TOTP and regenerating recovery codes ---------------------------------------
 
 /// A user with TOTP on, signed in (through the second factor); the enrolment and the login.
