@@ -889,6 +889,7 @@ fn all_notification_events() -> Vec<NotificationEvent> {
         NotificationEvent::Erasure,
         NotificationEvent::PasswordChanged,
         NotificationEvent::MfaChanged,
+        NotificationEvent::IdentityLinked,
     ]
 }
 
@@ -927,6 +928,8 @@ pub enum NotificationEvent {
     PasswordChanged,
     /// A second factor was added or removed.
     MfaChanged,
+    /// A new sign-in method was linked: a social provider's identity.
+    IdentityLinked,
 }
 
 /// Privacy settings.

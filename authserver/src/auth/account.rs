@@ -163,12 +163,14 @@ pub(super) async fn recheck_password(
         return Err(core.locked(retry_after_ms));
     }
     let current = password::normalize(current);
-    if !core
-        .hasher
-        .verify(slot, &current, Some(&stored_hash(user)))
-        .await?
-        .ok
-    {
+    // No password (an account made by social sign-in): nothing to re-check against, and the
+    // dummy hash must never stand in for one. Counted like a wrong password.
+    let stored = stored_hash(user);
+    let right = match &stored {
+        Some(stored) => core.hasher.verify(slot, &current, Some(stored)).await?.ok,
+        None => false,
+    };
+    if !right {
         if core
             .kv
             .fail_attempt(&identifier, &source, core.clock.now_ms(), &limits)

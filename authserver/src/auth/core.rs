@@ -89,6 +89,8 @@ pub struct Core {
     pub(super) notifier: Notifier,
     /// The second factor's store (PostgreSQL only; `None` on the in-memory database).
     pub(super) mfa: Option<PgMfaStore>,
+    /// The realm's social providers (PostgreSQL only; `None` without any).
+    pub(super) social: Option<Arc<super::social::Social>>,
     /// Slots for background breach checks at login: a slow corpus cannot pile up tasks.
     pub(super) breach_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -117,6 +119,7 @@ impl Core {
         Self {
             notifier,
             mfa: None,
+            social: None,
             breach_slots: Arc::new(tokio::sync::Semaphore::new(BREACH_CHECKS_IN_FLIGHT)),
             settings: parts.settings,
             db: parts.db,
@@ -146,6 +149,17 @@ impl Core {
     pub fn with_mfa(mut self, mfa: PgMfaStore) -> Self {
         self.mfa = Some(mfa);
         self
+    }
+
+    /// The same core with the realm's social providers.
+    pub fn with_social(mut self, social: super::social::Social) -> Self {
+        self.social = Some(Arc::new(social));
+        self
+    }
+
+    /// The realm's social providers, if it has any.
+    pub fn social(&self) -> Option<&super::social::Social> {
+        self.social.as_deref()
     }
 
     /// The second factor's store, when the database is PostgreSQL.
@@ -319,10 +333,10 @@ impl Core {
     }
 }
 
-/// The stored hash of an account.
-pub(super) fn stored_hash(user: &UserRecord) -> StoredHash {
-    StoredHash {
-        hash: user.password_hash.clone(),
+/// The stored hash of an account; `None` when it has no password (made by social sign-in).
+pub(super) fn stored_hash(user: &UserRecord) -> Option<StoredHash> {
+    user.password_hash.as_ref().map(|hash| StoredHash {
+        hash: hash.clone(),
         pepper_version: user.pepper_version.clone(),
-    }
+    })
 }

@@ -117,6 +117,13 @@ pub enum AuthError {
     /// No TOTP enrolment of this session waits for its code (none begun, expired or replaced).
     #[error("no pending TOTP enrolment")]
     NoPendingEnrolment,
+    /// A social sign-in refused (the crate's code says why).
+    #[error("social sign-in refused: {}", .0.code())]
+    Social(portcullis_social::SocialError),
+    /// A social identity whose email belongs to an account with a second factor: its owner
+    /// signs in as usual and links the provider from the account page.
+    #[error("the account must sign in before linking")]
+    SocialLinkNeedsSignIn,
     /// Too much password hashing is queued: come back shortly.
     #[error("password hashing is saturated")]
     Busy,

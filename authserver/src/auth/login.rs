@@ -136,12 +136,14 @@ pub async fn login(
     }
     let password = password::normalize(password);
     let user = core.db.user_by_email(&identifier).await?;
-    let stored = user.as_ref().map(stored_hash);
+    let stored = user.as_ref().and_then(stored_hash);
     let watch = core.clock.stopwatch();
     let verified = core.hasher.verify(slot, &password, stored.as_ref()).await?;
     core.metrics.password_hash_seconds.observe(watch.seconds());
     let user = match user {
-        Some(user) if verified.ok => user,
+        // An account without a password (made by social sign-in) is verified against the
+        // dummy hash for the timing, and never signed in by it: the dummy's input is no secret.
+        Some(user) if verified.ok && user.password_hash.is_some() => user,
         _ => {
             core.metrics.login_failed("invalid_credentials");
             core.audit(
@@ -244,7 +246,9 @@ pub async fn login(
     // Decided here, at password time, and failing closed: a store that cannot say whether
     // the account has a second factor issues nothing.
     if let Some(stage) = super::mfa_login::required(core, &user).await? {
-        let mfa_token = super::mfa_login::begin(core, &user, stage).await?;
+        let mfa_token =
+            super::mfa_login::begin(core, &user, stage, super::mfa_login::FirstFactor::Password)
+                .await?;
         core.audit(
             Event::success("login_mfa_pending").by_user(user.id),
             Some(meta),
@@ -683,7 +687,7 @@ mod tests {
             .db
             .replace_password(
                 id,
-                &stale.password_hash,
+                stale.password_hash.as_deref().unwrap(),
                 &stale.pepper_version,
                 f.clock.now(),
             )

@@ -51,6 +51,28 @@ pub enum Stage {
     Enrol,
 }
 
+/// How a pending login's first factor was given: it goes into the session's `amr` beside
+/// `otp`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstFactor {
+    /// A password (`pwd`).
+    #[default]
+    Password,
+    /// A social provider's assertion (`fed`).
+    Federated,
+}
+
+impl FirstFactor {
+    /// Its RFC 8176 `amr` value.
+    pub fn amr(self) -> &'static str {
+        match self {
+            FirstFactor::Password => PASSWORD_AMR,
+            FirstFactor::Federated => super::social::FEDERATED_AMR,
+        }
+    }
+}
+
 /// A login waiting for its second factor, as stored.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct PendingLogin {
@@ -61,6 +83,9 @@ pub(super) struct PendingLogin {
     /// The enrolment shown through this login ([`Stage::Enrol`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) enrolment: Option<i64>,
+    /// The first factor (records from before it was kept were all passwords).
+    #[serde(default)]
+    pub(super) first: FirstFactor,
 }
 
 /// The second factor presented.
@@ -110,6 +135,7 @@ pub(super) async fn begin(
     core: &Core,
     user: &UserRecord,
     stage: Stage,
+    first: FirstFactor,
 ) -> Result<String, AuthError> {
     let token = core.random.token(32);
     let pending = PendingLogin {
@@ -118,6 +144,7 @@ pub(super) async fn begin(
         created_at_ms: core.clock.now_ms(),
         stage,
         enrolment: None,
+        first,
     };
     let json = serde_json::to_string(&pending).map_err(|e| AuthError::Internal(e.to_string()))?;
     core.kv
@@ -177,7 +204,7 @@ pub async fn complete(
         .mfa
         .as_ref()
         .ok_or(AuthError::Unsupported("MFA on the in-memory database"))?;
-    let (_, user) = pending(core, mfa_token, Stage::Verify).await?;
+    let (pending_login, user) = pending(core, mfa_token, Stage::Verify).await?;
     // Per account, whoever holds how many tokens: the bucket of a second factor.
     core.limits
         .check_subject(Route::Mfa, Subject::User(user.id))
@@ -225,7 +252,7 @@ pub async fn complete(
         &user,
         meta,
         previous_session,
-        &[PASSWORD_AMR, OTP_AMR],
+        &[pending_login.first.amr(), OTP_AMR],
     )
     .await
 }

@@ -30,6 +30,7 @@ pub mod registration;
 pub mod reset;
 pub mod session_auth;
 pub mod sessions;
+pub mod social;
 #[cfg(test)]
 mod testing;
 pub mod tokens;

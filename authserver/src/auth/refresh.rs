@@ -211,7 +211,7 @@ mod tests {
             .db
             .replace_password(
                 user.id,
-                &user.password_hash,
+                user.password_hash.as_deref().unwrap(),
                 &user.pepper_version,
                 f.clock.now(),
             )

@@ -170,7 +170,7 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
             email: input.email.trim(),
             email_canonical: &email,
             display_name,
-            password_hash: &hash.hash,
+            password_hash: Some(&hash.hash),
             pepper_version: &hash.pepper_version,
             email_verified: !verification,
             now,

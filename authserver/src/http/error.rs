@@ -177,6 +177,76 @@ impl ApiError {
     }
 }
 
+/// A refused social sign-in: its stable code, and a text of ours (never the provider's: an
+/// upstream fault is 502 whatever the provider said).
+fn social_problem(error: &portcullis_social::SocialError) -> ApiError {
+    use StatusCode as S;
+    use portcullis_social::SocialError as E;
+    if error.is_upstream_fault() {
+        return ApiError::new(
+            S::BAD_GATEWAY,
+            error.code(),
+            "The provider could not complete the sign-in",
+            "the sign-in provider answered in a way we cannot accept; try again later",
+        );
+    }
+    let (status, title, detail) = match error {
+        E::Expired | E::StateMismatch | E::PendingFromTheFuture => (
+            S::BAD_REQUEST,
+            "Sign-in expired",
+            "this sign-in expired or was already used; start again",
+        ),
+        E::MalformedCallback(_) | E::MissingCode | E::ProviderMismatch { .. } => (
+            S::BAD_REQUEST,
+            "Invalid callback",
+            "the provider's answer does not belong to a sign-in of this browser",
+        ),
+        E::AccessDenied { .. } => (
+            S::FORBIDDEN,
+            "Sign-in cancelled",
+            "the sign-in was cancelled at the provider",
+        ),
+        E::DomainNotAllowed => (
+            S::FORBIDDEN,
+            "Domain not allowed",
+            "this realm accepts only verified addresses of its allowed domains from that provider",
+        ),
+        E::EmailRequired | E::EmailUnusable => (
+            S::FORBIDDEN,
+            "No usable email",
+            "the provider gave no plain email address we can use",
+        ),
+        E::EmailUnverified | E::UnverifiedEmailMatchesAccount => (
+            S::FORBIDDEN,
+            "Email not verified",
+            "the provider has not verified this email address",
+        ),
+        E::AccountEmailUnverified => (
+            S::FORBIDDEN,
+            "Email not verified",
+            "the account with this email has not verified it; sign in with its password first",
+        ),
+        E::AlreadyLinked => (
+            S::CONFLICT,
+            "Already linked",
+            "this identity is linked to another account",
+        ),
+        E::LastSignInMethod => (
+            S::CONFLICT,
+            "Last way to sign in",
+            "set a password or link another provider before removing this one",
+        ),
+        E::LinkNotFound => (S::NOT_FOUND, "Not found", "no such linked identity"),
+        E::Contended => (
+            S::SERVICE_UNAVAILABLE,
+            "Try again",
+            "another sign-in changed this account at the same moment; try again",
+        ),
+        _ => (S::INTERNAL_SERVER_ERROR, "Server error", "internal error"),
+    };
+    ApiError::new(status, error.code(), title, detail)
+}
+
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         use StatusCode as S;
@@ -294,6 +364,13 @@ impl From<AuthError> for ApiError {
                 "send the X-CSRF-Token header of your session",
             ),
             AuthError::NotFound => ApiError::not_found(),
+            AuthError::Social(error) => social_problem(&error),
+            AuthError::SocialLinkNeedsSignIn => ApiError::new(
+                S::CONFLICT,
+                "link_requires_sign_in",
+                "Sign in first",
+                "an account with this email has two-step sign-in: sign in to it, then link the provider from the account page",
+            ),
             AuthError::InvalidTotp => ApiError::new(
                 S::UNAUTHORIZED,
                 "invalid_totp",

@@ -55,6 +55,11 @@ pub enum Mail {
     },
     /// The account and its data were erased.
     ErasureDone,
+    /// A social provider was linked to the account.
+    IdentityLinked {
+        /// The realm's name for the provider.
+        provider: String,
+    },
     /// The account will be deleted or disabled for inactivity unless its owner signs in.
     InactivityWarning {
         /// What will happen.
@@ -96,6 +101,7 @@ impl Mail {
             | Mail::PasswordBreached
             | Mail::MfaChanged { .. }
             | Mail::RecoveryCodeUsed { .. }
+            | Mail::IdentityLinked { .. }
             | Mail::ErasureDone => MailLimit::Unlimited,
         }
     }
@@ -116,6 +122,7 @@ impl std::fmt::Debug for Mail {
             Mail::MfaChanged { .. } => "MfaChanged",
             Mail::RecoveryCodeUsed { .. } => "RecoveryCodeUsed",
             Mail::ErasureDone => "ErasureDone",
+            Mail::IdentityLinked { .. } => "IdentityLinked",
         };
         write!(f, "Mail::{name}")
     }
@@ -217,6 +224,15 @@ If this was not you, reset your password at once: {issuer}/login
                 "A recovery code was just used to sign in to your {realm} account. {remaining} unused code(s) remain.
 
 If this was not you, reset your password at once: {issuer}/login
+"
+            ),
+        ),
+        Mail::IdentityLinked { provider } => (
+            format!("A new way to sign in was added to your {realm} account"),
+            format!(
+                "Your {realm} account can now be signed in to through {provider}.
+
+If this was not you, remove it from your account page and reset your password: {issuer}/account
 "
             ),
         ),

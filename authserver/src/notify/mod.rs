@@ -67,6 +67,11 @@ pub enum Notice {
     },
     /// The account was erased.
     ErasureDone,
+    /// A social provider's identity was linked to the account: a new way to sign in.
+    IdentityLinked {
+        /// The realm's name for the provider.
+        provider: portcullis_webhook::ProviderName,
+    },
 }
 
 impl Notice {
@@ -81,6 +86,7 @@ impl Notice {
             | Notice::MfaRemoved { .. }
             | Notice::RecoveryCodeUsed { .. } => NotificationEvent::MfaChanged,
             Notice::ErasureDone => NotificationEvent::Erasure,
+            Notice::IdentityLinked { .. } => NotificationEvent::IdentityLinked,
         }
     }
 
@@ -97,6 +103,9 @@ impl Notice {
             Notice::MfaRemoved { .. } => Mail::MfaChanged { added: false },
             Notice::RecoveryCodeUsed { remaining } => Mail::RecoveryCodeUsed { remaining },
             Notice::ErasureDone => Mail::ErasureDone,
+            Notice::IdentityLinked { provider } => Mail::IdentityLinked {
+                provider: provider.as_str().to_owned(),
+            },
         }
     }
 }

@@ -18,8 +18,8 @@ use portcullis_notify::{
     Recorded, StoreError, Waker, WebhookChannel, Worker, WorkerConfig,
 };
 use portcullis_webhook::{
-    AccountErased, AccountLocked, Event, MfaChanged, NewDeviceLogin, PasswordBreached,
-    PasswordChanged,
+    AccountErased, AccountLocked, Event, IdentityLinked, MfaChanged, NewDeviceLogin,
+    PasswordBreached, PasswordChanged,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -64,6 +64,7 @@ pub fn event_type(notice: &Notice) -> &'static str {
         Notice::MfaAdded { .. } => "mfa.added",
         Notice::MfaRemoved { .. } | Notice::RecoveryCodeUsed { .. } => "mfa.removed",
         Notice::ErasureDone => "account.erased",
+        Notice::IdentityLinked { .. } => "identity.linked",
     }
 }
 
@@ -115,6 +116,10 @@ pub fn webhook_event(notice: &Notice, user_id: uuid::Uuid) -> Event {
             method: portcullis_webhook::MfaMethod::RecoveryCodes,
         }),
         Notice::ErasureDone => Event::AccountErased(AccountErased { user_id }),
+        Notice::IdentityLinked { provider } => Event::IdentityLinked(IdentityLinked {
+            user_id,
+            provider: provider.clone(),
+        }),
     }
 }
 
@@ -153,6 +158,11 @@ pub enum MailPayload {
     },
     /// [`Mail::ErasureDone`].
     ErasureDone,
+    /// [`Mail::IdentityLinked`].
+    IdentityLinked {
+        /// The realm's name for the provider.
+        provider: String,
+    },
 }
 
 impl MailPayload {
@@ -175,6 +185,9 @@ impl MailPayload {
                 remaining: *remaining,
             },
             Notice::ErasureDone => MailPayload::ErasureDone,
+            Notice::IdentityLinked { provider } => MailPayload::IdentityLinked {
+                provider: provider.as_str().to_owned(),
+            },
         }
     }
 
@@ -192,6 +205,7 @@ impl MailPayload {
             MailPayload::MfaChanged { added } => Mail::MfaChanged { added },
             MailPayload::RecoveryCodeUsed { remaining } => Mail::RecoveryCodeUsed { remaining },
             MailPayload::ErasureDone => Mail::ErasureDone,
+            MailPayload::IdentityLinked { provider } => Mail::IdentityLinked { provider },
         })
     }
 }

@@ -18,8 +18,9 @@ pub struct UserRecord {
     pub email_canonical: String,
     /// Display name.
     pub display_name: Option<String>,
-    /// bcrypt hash.
-    pub password_hash: String,
+    /// bcrypt hash; `None` for an account created by social sign-in that has not set a
+    /// password (no password signs in to it).
+    pub password_hash: Option<String>,
     /// Pepper version of the hash.
     pub pepper_version: String,
     /// Whether the email is verified.
@@ -56,8 +57,8 @@ pub struct NewUser<'a> {
     pub email_canonical: &'a str,
     /// Display name.
     pub display_name: Option<&'a str>,
-    /// bcrypt hash.
-    pub password_hash: &'a str,
+    /// bcrypt hash; `None` for an account made by social sign-in.
+    pub password_hash: Option<&'a str>,
     /// Pepper version.
     pub pepper_version: &'a str,
     /// Verified at creation (verification off).
@@ -123,7 +124,7 @@ impl Db {
                         email: user.email.to_owned(),
                         email_canonical: user.email_canonical.to_owned(),
                         display_name: user.display_name.map(str::to_owned),
-                        password_hash: user.password_hash.to_owned(),
+                        password_hash: user.password_hash.map(str::to_owned),
                         pepper_version: user.pepper_version.to_owned(),
                         email_verified: user.email_verified,
                         disabled: false,
@@ -228,7 +229,7 @@ impl Db {
                     .users
                     .get_mut(&id)
                     .ok_or_else(|| StoreError::Corrupt(format!("no user {id}")))?;
-                user.password_hash = hash.to_owned();
+                user.password_hash = Some(hash.to_owned());
                 user.pepper_version = pepper_version.to_owned();
                 user.credential_epoch += epoch_step;
                 Ok(user.credential_epoch)

@@ -316,7 +316,7 @@ async fn devices_are_capped_and_breach_notices_marked_once_per_epoch(pool: PgPoo
             email: "alice@example.com",
             email_canonical: "alice@example.com",
             display_name: None,
-            password_hash: "x",
+            password_hash: Some("x"),
             pepper_version: "v1",
             email_verified: true,
             now: start,

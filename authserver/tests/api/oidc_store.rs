@@ -25,7 +25,7 @@ async fn user(db: &Db, email: &str) -> Uuid {
         email,
         email_canonical: email,
         display_name: None,
-        password_hash: "h",
+        password_hash: Some("h"),
         pepper_version: "v1",
         email_verified: true,
         now: t0(),

@@ -20,6 +20,9 @@ pub enum PendingKind {
     Logout,
     /// A TOTP enrolment shown to a session, waiting for its first code (keyed by session id).
     MfaEnrolment,
+    /// A social sign-in between its start and the provider's callback (keyed by the digest
+    /// of the browser's cookie).
+    SocialSignIn,
 }
 
 impl PendingKind {
@@ -28,6 +31,7 @@ impl PendingKind {
             PendingKind::Authorization => format!("authreq:{id}"),
             PendingKind::Logout => format!("logoutreq:{id}"),
             PendingKind::MfaEnrolment => format!("mfaenrol:{id}"),
+            PendingKind::SocialSignIn => format!("social:{id}"),
         }
     }
 }
