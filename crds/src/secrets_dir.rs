@@ -22,6 +22,9 @@ pub const SMTP_URL: &str = "smtp-url";
 pub const WEBHOOK_URL: &str = "webhook-url";
 /// Signing key of notification webhooks (optional).
 pub const WEBHOOK_SECRET: &str = "webhook-secret";
+/// CA certificates (PEM) that the realm's social providers are verified against instead of
+/// the platform's roots (optional: a provider behind a private CA).
+pub const SOCIAL_CA: &str = "social-ca.crt";
 /// Prefix of the file holding a confidential client's secret.
 pub const CLIENT_SECRET_PREFIX: &str = "client-secret-";
 

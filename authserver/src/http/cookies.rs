@@ -44,6 +44,31 @@ pub fn clear_mfa_cookie() -> String {
     format!("{MFA_COOKIE_NAME}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0")
 }
 
+/// The cookie that binds a social sign-in under way to the browser that started it.
+pub const SOCIAL_COOKIE_NAME: &str = "__Host-portcullis_social";
+
+/// The `Set-Cookie` value of a social sign-in's id for `max_age`. `SameSite=Lax`: the
+/// provider sends the browser back with a top-level GET from its own site.
+pub fn social_cookie(id: &str, max_age: Duration) -> String {
+    format!(
+        "{SOCIAL_COOKIE_NAME}={id}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+        max_age.as_secs()
+    )
+}
+
+/// The `Set-Cookie` value that removes the social sign-in's cookie.
+pub fn clear_social_cookie() -> String {
+    format!("{SOCIAL_COOKIE_NAME}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0")
+}
+
+/// The social sign-in's id in a `Cookie` header, if any.
+pub fn social_id_from_cookie_header(header: &str) -> Option<&str> {
+    header.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == SOCIAL_COOKIE_NAME && !value.is_empty() && value.len() <= 64).then_some(value)
+    })
+}
+
 /// The pending login's token in a `Cookie` header, if any.
 pub fn mfa_token_from_cookie_header(header: &str) -> Option<&str> {
     header.split(';').find_map(|pair| {

@@ -179,7 +179,7 @@ impl ApiError {
 
 /// A refused social sign-in: its stable code, and a text of ours (never the provider's: an
 /// upstream fault is 502 whatever the provider said).
-fn social_problem(error: &portcullis_social::SocialError) -> ApiError {
+pub(crate) fn social_problem(error: &portcullis_social::SocialError) -> ApiError {
     use StatusCode as S;
     use portcullis_social::SocialError as E;
     if error.is_upstream_fault() {

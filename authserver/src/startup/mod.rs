@@ -238,12 +238,6 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         return Err(StartupError::Unimplemented(missing));
     }
     let spec = &settings.spec;
-    if spec.tokens.signing_algorithm != portcullis_crds::realm::SigningAlgorithm::ES256 {
-        return Err(StartupError::Config(format!(
-            "tokens.signingAlgorithm {:?} is not implemented by this auth server version; use ES256",
-            spec.tokens.signing_algorithm
-        )));
-    }
     let hasher = PasswordHasher::new(
         secrets.peppers.clone(),
         spec.password_policy.bcrypt_cost,
@@ -285,6 +279,14 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         clock: clock.clone(),
         metrics: metrics.clone(),
     }));
+    let social = if spec.social_providers.is_empty() {
+        None
+    } else {
+        let pg = db.postgres().ok_or_else(|| {
+            StartupError::Config("socialProviders need PostgreSQL (the links live there)".into())
+        })?;
+        Some(social_providers(spec, &secrets, pg.pool().clone())?)
+    };
     let settings = Arc::new(settings);
     let web = WebSettings::new(&settings, &secrets.admin_token);
     let audit = db.audit_log(secrets.audit_keys.clone(), &settings.name);
@@ -359,6 +361,10 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         Some(mfa) => core.with_mfa(mfa),
         None => core,
     };
+    let core = match social {
+        Some(social) => core.with_social(social),
+        None => core,
+    };
     let state = AppState {
         core: Arc::new(core),
         metrics,
@@ -373,6 +379,41 @@ pub fn build(parts: ServiceParts) -> Result<Service, StartupError> {
         hasher,
         notifications,
     })
+}
+
+/// The realm's social providers with their client secrets, spoken to over the crate's client
+/// (trusting `social-ca.crt` alone when the secrets dir has it). Nothing is fetched here: each
+/// provider is discovered on its first use, so one that is down stops no one else.
+fn social_providers(
+    spec: &portcullis_crds::realm::AuthRealmSpec,
+    secrets: &Secrets,
+    pool: sqlx::PgPool,
+) -> Result<crate::auth::social::Social, StartupError> {
+    crate::install_crypto_provider();
+    let mut settings = Vec::with_capacity(spec.social_providers.len());
+    for provider in &spec.social_providers {
+        let secret = secrets.social_secrets.get(&provider.name).ok_or_else(|| {
+            StartupError::Missing(format!(
+                "socialProviders {}: its client secret {} is not in the secrets dir",
+                provider.name,
+                secrets_dir::files::social_client_secret(&provider.name)
+            ))
+        })?;
+        settings.push(
+            portcullis_social::ProviderSettings::from_crd(provider, secret)
+                .map_err(|e| StartupError::Config(e.to_string()))?,
+        );
+    }
+    let http = match &secrets.social_ca {
+        Some(pem) => portcullis_social::HttpClient::trusting(pem),
+        None => portcullis_social::HttpClient::new(),
+    }
+    .map_err(|e| StartupError::Config(format!("social providers' HTTP client: {e}")))?;
+    Ok(crate::auth::social::Social::new(
+        settings,
+        http,
+        portcullis_social::pg::PgLinkStore::new(pool),
+    ))
 }
 
 /// Connects the session store: Redis when a URL is given; memory (on `clock`) only for one

@@ -76,6 +76,9 @@ pub struct Secrets {
     pub client_secrets: BTreeMap<String, String>,
     /// Social provider client secrets by provider name.
     pub social_secrets: BTreeMap<String, String>,
+    /// CA certificates (PEM) the social providers are verified against instead of the
+    /// platform's roots, when the secrets dir has `social-ca.crt`.
+    pub social_ca: Option<String>,
     /// SMTP URL, when mail goes out by SMTP.
     pub smtp_url: Option<String>,
     /// Webhook URL and signing key, when notifications go to a webhook.
@@ -319,6 +322,7 @@ pub fn load(
             social_secrets.insert(provider.name.clone(), secret);
         }
     }
+    let social_ca = read(files::SOCIAL_CA)?;
     let smtp_url = read(files::SMTP_URL)?;
     let webhook = match (read(files::WEBHOOK_URL)?, read(files::WEBHOOK_SECRET)?) {
         (Some(url), Some(secret)) => Some((url, secret)),
@@ -341,6 +345,7 @@ pub fn load(
             audit_key_lines,
             client_secrets,
             social_secrets,
+            social_ca,
             smtp_url,
             webhook,
         },

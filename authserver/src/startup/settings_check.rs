@@ -8,8 +8,11 @@ use portcullis_crds::RealmSettings;
 pub fn unimplemented_features(settings: &RealmSettings) -> Vec<String> {
     let spec = &settings.spec;
     let mut missing = Vec::new();
-    if !spec.social_providers.is_empty() {
-        missing.push("spec.socialProviders (social login)".to_owned());
+    if spec.tokens.signing_algorithm != portcullis_crds::realm::SigningAlgorithm::ES256 {
+        missing.push(format!(
+            "spec.tokens.signingAlgorithm {:?} (only ES256 is implemented)",
+            spec.tokens.signing_algorithm
+        ));
     }
     missing
 }
@@ -95,6 +98,23 @@ spec:
         }
         settings.clients.clear();
         assert!(check(&settings).is_ok(), "the realm's own API works there");
+    }
+
+    #[test]
+    fn social_providers_are_implemented_and_rs256_is_not() {
+        let mut settings = with_client("shop-web");
+        settings.spec.social_providers.push(
+            serde_json::from_value(serde_json::json!({
+                "name": "github", "type": "GitHub", "clientId": "id",
+                "clientSecretRef": {"name": "gh", "key": "secret"}
+            }))
+            .unwrap(),
+        );
+        assert!(unimplemented_features(&settings).is_empty());
+        settings.spec.tokens.signing_algorithm = portcullis_crds::realm::SigningAlgorithm::RS256;
+        let missing = unimplemented_features(&settings);
+        assert_eq!(missing.len(), 1);
+        assert!(missing[0].contains("signingAlgorithm"), "{missing:?}");
     }
 
     #[test]

@@ -63,6 +63,14 @@ struct SessionRow {
     current: bool,
 }
 
+struct IdentityRow {
+    id: String,
+    provider: String,
+    email: String,
+    linked: String,
+    last_used: String,
+}
+
 struct AppRow {
     client_id: String,
     scopes: String,
@@ -80,6 +88,9 @@ struct AccountPage {
     created: String,
     sessions: Vec<SessionRow>,
     apps: Vec<AppRow>,
+    identities: Vec<IdentityRow>,
+    /// The realm's providers not linked yet: (name, button text).
+    providers: Vec<(String, String)>,
     done: Option<&'static str>,
     errors: FieldErrors,
     summary: Option<String>,
@@ -101,20 +112,22 @@ fn done_message(done: &str) -> Option<&'static str> {
         "session" => Some("The session was signed out."),
         "app" => Some("The app was disconnected: it must ask you again."),
         "mfa_removed" => Some("Two-step sign-in is off. Your recovery codes no longer work."),
+        "linked" => Some("The account was connected: you can sign in with it now."),
+        "unlinked" => Some("The account was disconnected: it no longer signs you in."),
         _ => None,
     }
 }
 
 /// The errors the page shows besides its data.
 #[derive(Default)]
-struct Problems {
+pub(super) struct Problems {
     errors: FieldErrors,
     summary: Option<String>,
 }
 
 impl Problems {
     /// Only a summary, `text`.
-    fn saying(text: &str) -> Self {
+    pub(super) fn saying(text: &str) -> Self {
         Self {
             summary: Some(text.to_owned()),
             ..Self::default()
@@ -122,7 +135,7 @@ impl Problems {
     }
 }
 
-async fn page(
+pub(super) async fn page(
     state: &AppState,
     principal: &Principal,
     status: StatusCode,
@@ -172,6 +185,28 @@ async fn page_with(
             granted: shown(a.granted_at),
         })
         .collect();
+    let linked = crate::auth::social::identities(core, principal).await?;
+    let providers = core
+        .social()
+        .map(|social| {
+            social
+                .choices()
+                .into_iter()
+                .filter(|c| !linked.iter().any(|l| l.provider == c.name))
+                .map(|c| (c.name, c.label))
+                .collect()
+        })
+        .unwrap_or_default();
+    let identities = linked
+        .into_iter()
+        .map(|i| IdentityRow {
+            id: i.id.to_string(),
+            provider: i.provider,
+            email: i.email.unwrap_or_default(),
+            linked: shown(i.linked_at),
+            last_used: shown(i.last_used_at),
+        })
+        .collect();
     Ok(html(
         status,
         &AccountPage {
@@ -183,6 +218,8 @@ async fn page_with(
             created: shown(profile.created_at),
             sessions,
             apps,
+            identities,
+            providers,
             done,
             errors: problems.errors,
             summary: problems.summary,
@@ -195,7 +232,7 @@ async fn page_with(
 }
 
 /// The login page, coming back here.
-const LOGIN_AND_BACK: &str = "/login?next=%2Faccount";
+pub(super) const LOGIN_AND_BACK: &str = "/login?next=%2Faccount";
 
 /// To the login page, coming back here.
 fn to_login() -> Response {
@@ -240,7 +277,7 @@ async fn show(
 
 /// The signed-in principal of a form POST whose CSRF token is the session's: `Err` is the
 /// answer to give instead (a 403: a page asking to sign in again, or this page).
-async fn form_caller(
+pub(super) async fn form_caller(
     state: &AppState,
     secret: Option<&str>,
     csrf: &str,

@@ -41,6 +41,8 @@ struct LoginPage {
     register: String,
     reset: String,
     next: bool,
+    /// The realm's social providers: (start link, button text).
+    providers: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -78,6 +80,7 @@ pub struct LoginForm {
 fn page(state: &AppState, headers: &HeaderMap, status: StatusCode, form: LoginFields) -> Response {
     let register = with_req("/register", form.req.as_deref());
     let reset = with_req("/reset-password", form.req.as_deref());
+    let providers = social_links(state, form.req.as_deref(), form.next);
     with_form_csrf(state, headers, |csrf| {
         html(
             status,
@@ -91,9 +94,31 @@ fn page(state: &AppState, headers: &HeaderMap, status: StatusCode, form: LoginFi
                 register,
                 reset,
                 next: form.next,
+                providers,
             },
         )
     })
+}
+
+/// The start link and button text of each of the realm's social providers, carrying on to
+/// the pending request `req` or (with `next`) the account page.
+fn social_links(state: &AppState, req: Option<&str>, next: bool) -> Vec<(String, String)> {
+    let Some(social) = state.core.social() else {
+        return Vec::new();
+    };
+    social
+        .choices()
+        .into_iter()
+        .map(|choice| {
+            let start = format!("/oauth2/social/{}/start", choice.name);
+            let href = match (req, next) {
+                (Some(_), _) => with_req(&start, req),
+                (None, true) => format!("{start}?next=%2Faccount"),
+                (None, false) => start,
+            };
+            (href, format!("Sign in with {}", choice.label))
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -194,56 +219,56 @@ async fn submit(
         ));
     }
     let password = field("password").unwrap_or_default();
-    let success = match login_case::login(
-        &state.core,
-        &email,
-        &password,
-        &meta,
-        previous.as_deref(),
-    )
-    .await
-    {
-        Ok(LoginOutcome::Signed(success)) => success,
-        // No session before the second factor: on to its page, the pending login bound to
-        // this browser by its cookie.
-        Ok(LoginOutcome::MfaRequired { mfa_token }) => {
-            let target = match (&req, next) {
-                (Some(req), _) => with_req(super::login_mfa::PATH, Some(req)),
-                (None, true) => format!("{}?next=%2Faccount", super::login_mfa::PATH),
-                (None, false) => super::login_mfa::PATH.to_owned(),
-            };
-            let mut response = see_other(&target);
-            if let Ok(value) = HeaderValue::from_str(&cookies::mfa_cookie(
-                &mfa_token,
-                crate::auth::mfa_login::MFA_LOGIN_TTL,
-            )) {
-                response.headers_mut().append(header::SET_COOKIE, value);
+    let success =
+        match login_case::login(&state.core, &email, &password, &meta, previous.as_deref()).await {
+            Ok(LoginOutcome::Signed(success)) => success,
+            // No session before the second factor: on to its page, the pending login bound to
+            // this browser by its cookie.
+            Ok(LoginOutcome::MfaRequired { mfa_token }) => {
+                return Ok(to_second_factor(&mfa_token, req.as_deref(), next));
             }
-            return Ok(response);
-        }
-        // Enrolling at sign-in is offered by the API only so far: nothing is issued here.
-        Ok(LoginOutcome::MfaEnrolmentRequired { .. }) => {
-            return Ok(again(
-                StatusCode::FORBIDDEN,
-                "This realm requires a second factor before you sign in. Set it up with the app you use to sign in.",
-            ));
-        }
-        Err(error) => {
-            // The page below is not an `ApiError`: count a store outage here.
-            if let Some(store) = error.failed_store() {
-                state.metrics.store_failed(store);
+            // Enrolling at sign-in is offered by the API only so far: nothing is issued here.
+            Ok(LoginOutcome::MfaEnrolmentRequired { .. }) => {
+                return Ok(again(StatusCode::FORBIDDEN, ENROLMENT_REQUIRED));
             }
-            let (status, message, retry) = refusal(&error);
-            let mut response = again(status, &message);
-            if let Some(seconds) = retry
-                && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
-            {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
+            Err(error) => {
+                // The page below is not an `ApiError`: count a store outage here.
+                if let Some(store) = error.failed_store() {
+                    state.metrics.store_failed(store);
+                }
+                let (status, message, retry) = refusal(&error);
+                let mut response = again(status, &message);
+                if let Some(seconds) = retry
+                    && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+                {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                return Ok(response);
             }
-            return Ok(response);
-        }
-    };
+        };
     signed_in(&state, success, req.as_deref(), next).await
+}
+
+/// What the hosted pages say to an account the realm requires a second factor of, before it
+/// has one.
+pub(super) const ENROLMENT_REQUIRED: &str = "This realm requires a second factor before you sign in. Set it up with the app you use to sign in.";
+
+/// On to the second factor's page, the pending login `mfa_token` bound to this browser by its
+/// cookie (no session before the second factor).
+pub(super) fn to_second_factor(mfa_token: &str, req: Option<&str>, next: bool) -> Response {
+    let target = match (req, next) {
+        (Some(req), _) => with_req(super::login_mfa::PATH, Some(req)),
+        (None, true) => format!("{}?next=%2Faccount", super::login_mfa::PATH),
+        (None, false) => super::login_mfa::PATH.to_owned(),
+    };
+    let mut response = see_other(&target);
+    if let Ok(value) = HeaderValue::from_str(&cookies::mfa_cookie(
+        mfa_token,
+        crate::auth::mfa_login::MFA_LOGIN_TTL,
+    )) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
 }
 
 /// The answer of a hosted sign-in that started a session: on to the pending authorization

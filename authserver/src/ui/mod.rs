@@ -11,6 +11,7 @@ pub mod login;
 pub mod login_mfa;
 pub mod register;
 pub mod reset;
+pub mod social;
 pub mod verify;
 
 use std::sync::LazyLock;
@@ -369,6 +370,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(verify::router())
         .merge(reset::router())
         .merge(account::router())
+        .merge(social::router())
 }
 
 /// A static file of the hosted pages (its name carries its content hash).

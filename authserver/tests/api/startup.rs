@@ -45,7 +45,9 @@ async fn a_realm_that_requires_totp_starts(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-async fn a_realm_with_clients_starts_and_one_with_social_login_refuses(pool: PgPool) {
+async fn a_realm_with_clients_or_social_login_starts_and_one_signing_with_rs256_refuses(
+    pool: PgPool,
+) {
     let client = |first_party: bool| {
         format!(
             "{}\n---\napiVersion: portcullis.dev/v1alpha1
@@ -71,8 +73,15 @@ spec:
          "clientSecretRef": {"name": "gh", "key": "secret"}}
     ]))
     .unwrap();
-    let error = refusal_of(pool, move |s| s.social_providers = providers).expect("refused");
-    assert!(error.contains("spec.socialProviders"), "{error}");
+    assert_eq!(
+        refusal_of(pool.clone(), move |s| s.social_providers = providers),
+        None
+    );
+    let error = refusal_of(pool, |s| {
+        s.tokens.signing_algorithm = portcullis_crds::realm::SigningAlgorithm::RS256;
+    })
+    .expect("refused");
+    assert!(error.contains("spec.tokens.signingAlgorithm"), "{error}");
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]

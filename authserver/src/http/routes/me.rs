@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::principal::RequestMeta;
-use crate::auth::{account, mfa, session_auth};
+use crate::auth::{account, mfa, session_auth, social};
 use crate::http::caller::Authenticated;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath};
@@ -29,6 +29,24 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(begin_totp, remove_totp))
         .routes(routes!(confirm_totp))
         .routes(routes!(regenerate_recovery_codes))
+        .routes(routes!(unlink_identity))
+}
+
+/// A social provider's identity linked to the account (never its tokens).
+#[derive(Serialize, ToSchema)]
+pub struct LinkedIdentity {
+    /// The link's id (what unlinking names).
+    id: Uuid,
+    /// The realm's name for the provider.
+    provider: String,
+    /// The email the provider gave when it was linked.
+    email: Option<String>,
+    /// When it was linked.
+    #[serde(with = "time::serde::rfc3339")]
+    linked_at: OffsetDateTime,
+    /// When it last signed in.
+    #[serde(with = "time::serde::rfc3339")]
+    last_used_at: OffsetDateTime,
 }
 
 /// Multi-factor authentication state.
@@ -53,6 +71,8 @@ pub struct Me {
     email_verified: bool,
     /// MFA state.
     mfa: Mfa,
+    /// Social providers' identities linked to the account.
+    identities: Vec<LinkedIdentity>,
     /// Registration time.
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
@@ -74,6 +94,17 @@ async fn me(
 ) -> Result<Json<Me>, ApiError> {
     let user = account::profile(&state.core, &principal).await?;
     let status = mfa::status(&state.core, &principal).await?;
+    let identities = social::identities(&state.core, &principal)
+        .await?
+        .into_iter()
+        .map(|i| LinkedIdentity {
+            id: i.id,
+            provider: i.provider,
+            email: i.email,
+            linked_at: i.linked_at,
+            last_used_at: i.last_used_at,
+        })
+        .collect();
     Ok(Json(Me {
         user_id: user.user_id,
         email: user.email,
@@ -83,6 +114,7 @@ async fn me(
             totp: status.totp,
             recovery_codes_left: status.recovery_codes_left,
         },
+        identities,
         created_at: user.created_at,
     }))
 }
@@ -196,6 +228,32 @@ async fn revoke_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     account::revoke_session(&state.core, &principal, &id, &meta).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Unlink a social provider's identity from the account, while another way to sign in remains
+/// (a password, or another linked provider the realm still has).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/me/identities/{id}",
+    params(("id" = Uuid, Path, description = "The linked identity's id")),
+    responses(
+        (status = 204, description = "Unlinked"),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie without CSRF proof", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such linked identity of the caller", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last_sign_in_method`: nothing else would let the caller in", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session" = []), ("bearer" = []))
+)]
+async fn unlink_identity(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    meta: RequestMeta,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    social::unlink(&state.core, &principal, id, &meta).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
