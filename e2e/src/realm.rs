@@ -37,12 +37,28 @@ pub struct Realm {
     work: tempfile::TempDir,
 }
 
+/// What a test adds to the realm [`Realm::start`] makes.
+#[derive(Default)]
+pub struct Extras {
+    /// The port to serve on (the issuer names it); a free one when `None`.
+    pub port: Option<u16>,
+    /// YAML lines under `spec:` (indented by two spaces), e.g. `socialProviders`.
+    pub spec: String,
+    /// Files to put in the secrets dir before the start: (name, content).
+    pub secrets: Vec<(String, String)>,
+}
+
 impl Realm {
     /// Starts a realm with these AuthClient documents (`realmRef.name` is filled in; write
     /// `REALM` where the realm's name goes).
     pub async fn start(clients: &[String]) -> Self {
+        Self::start_with(clients, Extras::default()).await
+    }
+
+    /// As [`Realm::start`], with `extras`.
+    pub async fn start_with(clients: &[String], extras: Extras) -> Self {
         let name = format!("acme-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let port = free_port();
+        let port = extras.port.unwrap_or_else(free_port);
         let issuer = format!("https://localhost:{port}");
         let work = tempfile::tempdir().unwrap();
         let (ca_pem, chain, key) = certificate();
@@ -64,7 +80,8 @@ spec:
     policyVersion: \"1\"
     purposes:
       - {{name: account, required: true, description: Create and secure your account.}}
-"
+{}",
+            extras.spec
         );
         for client in clients {
             config.push_str("---\n");
@@ -74,6 +91,9 @@ spec:
         std::fs::write(&config_file, config).unwrap();
         for dir in ["secrets", "mail"] {
             std::fs::create_dir(work.path().join(dir)).unwrap();
+        }
+        for (file, content) in &extras.secrets {
+            std::fs::write(work.path().join("secrets").join(file), content).unwrap();
         }
         let database = Database::create().await;
         let mut command = Command::new(binary("portcullis-authserver").unwrap());

@@ -34,6 +34,10 @@ pub fn route_class(method: &Method, template: &str) -> Option<Route> {
         }
         // Removing TOTP and regenerating recovery codes re-check the password too.
         "/api/v1/me/mfa/totp" if method == Method::DELETE => Some(Route::Login),
+        // A social sign-in is a sign-in, and each costs the server up to three requests to
+        // the provider (token, keys, user info): counted as logins, per address.
+        "/oauth2/social/{name}/start" | "/oauth2/social/{name}/callback" => Some(Route::Login),
+        "/account/identities/link" if post => Some(Route::Login),
         "/api/v1/me/mfa/recovery-codes"
         | "/account/mfa/totp"
         | "/account/mfa/totp/remove"
@@ -126,6 +130,17 @@ mod tests {
             (Method::POST, "/oauth2/introspect", Some(Route::Token)),
             (Method::GET, "/oauth2/userinfo", Some(Route::Api)),
             (Method::GET, "/api/v1/me", Some(Route::Api)),
+            (
+                Method::GET,
+                "/oauth2/social/{name}/start",
+                Some(Route::Login),
+            ),
+            (
+                Method::GET,
+                "/oauth2/social/{name}/callback",
+                Some(Route::Login),
+            ),
+            (Method::POST, "/account/identities/link", Some(Route::Login)),
             (Method::GET, "/.well-known/jwks.json", None),
             (Method::GET, "/static/{file}", None),
             (Method::GET, "/openapi.json", None),
@@ -161,6 +176,7 @@ mod tests {
                         | "/account/mfa/totp"
                         | "/account/mfa/totp/remove"
                         | "/account/mfa/recovery-codes"
+                        | "/account/identities/link"
                 ) && method == Method::POST;
                 if path.starts_with("/api/v1/") || path.starts_with("/oauth2/") || credential {
                     assert!(class.is_some(), "{method} {path} has no route class");

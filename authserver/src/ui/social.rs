@@ -92,8 +92,10 @@ async fn start(
         (status = 303, description = "Signed in: on to the pending authorization request or the account page; or on to the second factor; or linked: back to the account page"),
         (status = 400, description = "No sign-in of this browser is under way (expired, already used) or the answer does not match it", body = String, content_type = "text/html"),
         (status = 403, description = "The identity may not sign in here (cancelled, domain not allowed, email not verified, account disabled)", body = String, content_type = "text/html"),
+        (status = 404, description = "The realm has no such provider", body = String, content_type = "text/html"),
         (status = 409, description = "The identity is linked to another account, or its email's account must sign in before linking", body = String, content_type = "text/html"),
         (status = 502, description = "The provider's answer was refused (token, signature, issuer, nonce ...)", body = String, content_type = "text/html"),
+        (status = 503, description = "A store is down, or another sign-in changed the account at the same moment; try again", body = String, content_type = "text/html"),
     )
 )]
 async fn callback(

@@ -33,6 +33,7 @@ mod registration;
 mod retention;
 mod schemathesis;
 mod sessions;
+mod social;
 mod startup;
 mod support;
 mod tls;

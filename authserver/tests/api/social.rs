@@ -1,0 +1,186 @@
+//! Social sign-in's server side without an upstream (the flows with real providers are in
+//! e2e/tests/social_signin.rs): unknown providers, callbacks no browser started, a provider
+//! that cannot be reached, accounts without a password, and the identities in `/api/v1/me`.
+
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::support::*;
+
+/// A realm whose provider `corp` is an OpenID Connect issuer nothing listens on.
+fn with_unreachable_provider() -> Options {
+    Options::spec(|spec| {
+        spec.social_providers = serde_json::from_value(json!([{
+            "name": "corp", "type": "Oidc", "clientId": "portcullis",
+            "clientSecretRef": {"name": "social", "key": "corp"},
+            "issuerUrl": "https://127.0.0.1:9"
+        }]))
+        .unwrap();
+    })
+}
+
+/// A plain GET that keeps the redirect, with `cookie` when given.
+async fn get(server: &TestServer, path: &str, cookie: Option<&str>) -> reqwest::Response {
+    let mut request = server.http.get(format!("{}{path}", server.base));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.unwrap()
+}
+
+fn set_cookies(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect()
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_provider_the_realm_does_not_have_is_not_found(pool: PgPool) {
+    let server = start(pool, with_unreachable_provider()).await;
+    let answer = get(&server, "/oauth2/social/github/start", None).await;
+    assert_eq!(answer.status(), 404);
+    assert!(set_cookies(&answer).is_empty());
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_realm_without_providers_has_no_social_routes_to_use(pool: PgPool) {
+    let server = start(pool, Options::default()).await;
+    assert_eq!(
+        get(&server, "/oauth2/social/corp/start", None)
+            .await
+            .status(),
+        404
+    );
+    let login = get(&server, "/login", None).await.text().await.unwrap();
+    assert!(!login.contains("/oauth2/social/"));
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn the_login_page_offers_the_realms_providers(pool: PgPool) {
+    let server = start(pool, with_unreachable_provider()).await;
+    let page = get(&server, "/login?next=%2Faccount", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("href=\"/oauth2/social/corp/start?next=%2Faccount\""),
+        "{page}"
+    );
+    assert!(page.contains("Sign in with corp"));
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_provider_that_cannot_be_reached_answers_502_and_binds_nothing(pool: PgPool) {
+    let server = start(pool, with_unreachable_provider()).await;
+    let answer = get(&server, "/oauth2/social/corp/start", None).await;
+    assert_eq!(answer.status(), 502);
+    assert!(set_cookies(&answer).is_empty(), "no pending sign-in");
+    let page = answer.text().await.unwrap();
+    assert!(page.contains("corp did not complete the sign-in"), "{page}");
+    // The discovery's URL or reason are not shown.
+    assert!(!page.contains("127.0.0.1:9"), "{page}");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_callback_no_browser_started_is_refused_and_signs_no_one_in(pool: PgPool) {
+    let server = start(pool, with_unreachable_provider()).await;
+    for cookie in [None, Some("__Host-portcullis_social=forged-id")] {
+        let answer = get(
+            &server,
+            "/oauth2/social/corp/callback?code=c&state=s",
+            cookie,
+        )
+        .await;
+        assert_eq!(answer.status(), 400, "{cookie:?}");
+        let cookies = set_cookies(&answer);
+        assert!(
+            cookies
+                .iter()
+                .all(|c| !c.starts_with("__Host-portcullis_session=")),
+            "{cookies:?}"
+        );
+        assert!(
+            cookies
+                .iter()
+                .any(|c| c.starts_with("__Host-portcullis_social=;")),
+            "the social cookie is cleared: {cookies:?}"
+        );
+        let page = answer.text().await.unwrap();
+        assert!(page.contains("expired or was already used"), "{page}");
+    }
+}
+
+/// An account as social sign-in makes it: verified email, no password.
+async fn passwordless(pool: &PgPool, email: &str) -> uuid::Uuid {
+    let id = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO users (id, email, email_canonical, password_hash, pepper_version, email_verified, created_at, updated_at) \
+         VALUES ($1, $2, $2, NULL, '1', true, now(), now())",
+    )
+    .bind(id)
+    .bind(email)
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_account_without_a_password_is_signed_in_by_no_password(pool: PgPool) {
+    passwordless(&pool, "sam@example.com").await;
+    let server = start(pool, Options::default()).await;
+    // Unknown accounts are checked against a dummy hash whose input is no secret: it must not
+    // stand in for a missing password.
+    for password in [
+        PASSWORD,
+        "portcullis dummy password for unknown accounts",
+        "",
+    ] {
+        let answer = server.login("sam@example.com", password).await;
+        assert_ne!(answer.status, 200, "{password:?}");
+        assert!(answer.session_cookie().is_none());
+    }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_account_without_a_password_gets_one_by_a_reset_and_then_signs_in(pool: PgPool) {
+    passwordless(&pool, "sam@example.com").await;
+    let server = start(pool, Options::default()).await;
+    assert_eq!(server.request_reset("sam@example.com").await.status, 202);
+    let token = server.mailed_code("Reset code:").await;
+    let reset = server.confirm_reset(&token, PASSWORD).await;
+    assert!(reset.status < 300, "{:?}", reset.body);
+    assert_eq!(server.login("sam@example.com", PASSWORD).await.status, 200);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn me_lists_the_linked_identities_and_unlinking_an_unknown_one_is_not_found(pool: PgPool) {
+    let server = start(pool, with_unreachable_provider()).await;
+    server.register("ada@example.com", PASSWORD).await;
+    let login = server.login("ada@example.com", PASSWORD).await;
+    let me = server.get("/api/v1/me", &bearer(&login)).await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.body["identities"], json!([]));
+    let unknown = server
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/me/identities/{}", uuid::Uuid::new_v4()),
+            None,
+            &bearer(&login),
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    let malformed = server
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/me/identities/not-a-uuid",
+            None,
+            &bearer(&login),
+        )
+        .await;
+    assert_eq!(malformed.status, 400);
+}

@@ -1,0 +1,507 @@
+//! Social sign-in through the auth server (issue 12): the built `portcullis-authserver serve`
+//! with a realm whose `socialProviders` names a real upstream provider, and a browser played
+//! over HTTP (cookies per origin, no redirect followed by the client).
+//!
+//! - Node's certified `oidc-provider`: a verified identity creates an account without a
+//!   password and signs in again as the same account; a verified email links to the existing
+//!   account (and the owner is mailed); an unverified email takes nothing over; a callback
+//!   replayed, or brought by another browser, is refused; the account's last way in cannot
+//!   be unlinked; an account with two-step sign-in is never linked by email.
+//! - The rogue provider: a wrong `nonce` and a wrong `iss` sign no one in.
+//! - A second Portcullis realm as the upstream provider.
+//!
+//! Without Node the Node tests print SKIPPED and pass, except in CI (see src/upstream).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
+use std::collections::HashMap;
+
+use portcullis_e2e::realm::{Extras, PASSWORD, Realm, free_port};
+use portcullis_e2e::upstream::{
+    Account, Config, Misbehaviour, Tls, Upstream, node_or_skip, sign_in,
+};
+use serde_json::{Value, json};
+use url::Url;
+
+const CLIENT_ID: &str = "portcullis";
+const CLIENT_SECRET: &str = "upstream-secret-0123456789";
+
+/// A realm on a port chosen first (its callback URL goes into the upstream's client) whose
+/// provider `corp` is `upstream`, trusting `upstream_ca`.
+fn corp_extras(port: u16, issuer: &str, upstream_ca: &str) -> Extras {
+    Extras {
+        port: Some(port),
+        spec: format!(
+            "  socialProviders:
+    - name: corp
+      type: Oidc
+      clientId: {CLIENT_ID}
+      clientSecretRef: {{name: social, key: corp}}
+      issuerUrl: {issuer}
+"
+        ),
+        secrets: vec![
+            (
+                "social-corp-client-secret".into(),
+                format!("{CLIENT_SECRET}\n"),
+            ),
+            ("social-ca.crt".into(), upstream_ca.to_owned()),
+        ],
+    }
+}
+
+/// The callback URL of provider `corp` of the realm on `port`.
+fn callback_url(port: u16) -> String {
+    format!("https://localhost:{port}/oauth2/social/corp/callback")
+}
+
+/// A browser: trusts both CAs, follows no redirect, keeps cookies per host and port.
+struct Browser {
+    http: reqwest::Client,
+    jar: HashMap<String, HashMap<String, String>>,
+}
+
+/// What one request answered.
+struct Answer {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(cas: &[&str]) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certs = cas
+            .iter()
+            .map(|pem| reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+        let http = reqwest::Client::builder()
+            .tls_certs_only(certs)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            http,
+            jar: HashMap::new(),
+        }
+    }
+
+    fn origin(url: &Url) -> String {
+        format!(
+            "{}:{}",
+            url.host_str().unwrap_or(""),
+            url.port_or_known_default().unwrap_or(0)
+        )
+    }
+
+    fn cookie_header(&self, url: &Url) -> Option<String> {
+        let cookies = self.jar.get(&Self::origin(url))?;
+        (!cookies.is_empty()).then(|| {
+            cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder, url: &Url) -> Answer {
+        let request = match self.cookie_header(url) {
+            Some(cookies) => request.header(reqwest::header::COOKIE, cookies),
+            None => request,
+        };
+        let response = request.send().await.unwrap();
+        let jar = self.jar.entry(Self::origin(url)).or_default();
+        for set in response.headers().get_all(reqwest::header::SET_COOKIE) {
+            let set = set.to_str().unwrap_or("");
+            if let Some((name, value)) = set.split(';').next().unwrap_or("").split_once('=') {
+                if value.is_empty() || set.contains("Max-Age=0") {
+                    jar.remove(name.trim());
+                } else {
+                    jar.insert(name.trim().to_owned(), value.to_owned());
+                }
+            }
+        }
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|l| url.join(l.to_str().unwrap()).unwrap().to_string());
+        Answer {
+            status,
+            location,
+            body: response.text().await.unwrap_or_default(),
+        }
+    }
+
+    async fn get(&mut self, url: &str) -> Answer {
+        let parsed = Url::parse(url).unwrap();
+        let request = self.http.get(parsed.clone());
+        self.send(request, &parsed).await
+    }
+
+    async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> Answer {
+        let parsed = Url::parse(url).unwrap();
+        let request = self.http.post(parsed.clone()).form(form);
+        self.send(request, &parsed).await
+    }
+
+    /// The realm's `/api/v1/me` with this browser's session.
+    async fn me(&mut self, realm: &Realm) -> Answer {
+        self.get(&format!("{}/api/v1/me", realm.issuer)).await
+    }
+
+    /// The session cookie for `realm`, if any.
+    fn session(&self, realm: &Realm) -> Option<&String> {
+        let url = Url::parse(&realm.issuer).unwrap();
+        self.jar
+            .get(&Self::origin(&url))?
+            .get("__Host-portcullis_session")
+    }
+}
+
+/// Starts the realm's social sign-in with `corp` and plays the upstream login as `sub`: the
+/// callback URL the provider sends the browser back to (not followed yet).
+async fn to_callback(browser: &mut Browser, realm: &Realm, port: u16, sub: &str) -> String {
+    let started = browser
+        .get(&format!("{}/oauth2/social/corp/start", realm.issuer))
+        .await;
+    assert_eq!(started.status, 303, "{}", started.body);
+    let location = started.location.unwrap();
+    let callback = sign_in(&browser.http, &location, sub, &callback_url(port)).await;
+    callback.url.to_string()
+}
+
+/// The whole social sign-in as `sub`: the callback's answer.
+async fn social_sign_in(browser: &mut Browser, realm: &Realm, port: u16, sub: &str) -> Answer {
+    let callback = to_callback(browser, realm, port, sub).await;
+    browser.get(&callback).await
+}
+
+/// A Node upstream with `accounts` over HTTPS for the realm on `port`, and that realm; `None`
+/// (after a SKIPPED line) when Node cannot run here outside CI.
+async fn node_and_realm(accounts: Vec<Account>, what: &str) -> Option<(Upstream, Realm, u16)> {
+    let port = free_port();
+    let mut config =
+        Config::new(CLIENT_ID, CLIENT_SECRET, &callback_url(port)).tls(Tls::generate());
+    for account in accounts {
+        config = config.account(account);
+    }
+    let upstream = node_or_skip(&config, what)?;
+    let ca = config.tls.as_ref().unwrap().ca_pem.clone();
+    let realm = Realm::start_with(&[], corp_extras(port, &upstream.issuer, &ca)).await;
+    Some((upstream, realm, port))
+}
+
+fn browser_for(realm: &Realm, upstream: &Upstream) -> Browser {
+    Browser::new(&[&realm.ca_pem, &upstream.config.tls.as_ref().unwrap().ca_pem])
+}
+
+fn json_of(answer: &Answer) -> Value {
+    serde_json::from_str(&answer.body).unwrap_or_else(|_| panic!("not JSON: {}", answer.body))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verified_identity_creates_an_account_and_signs_in_again_as_it() {
+    let Some((upstream, realm, port)) = node_and_realm(
+        vec![Account::verified("ada-sub", "ada@example.com")],
+        "social sign-in creates an account",
+    )
+    .await
+    else {
+        return;
+    };
+    let mut browser = browser_for(&realm, &upstream);
+    let first = social_sign_in(&mut browser, &realm, port, "ada-sub").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(
+        browser.session(&realm).is_some(),
+        "signed in with a session"
+    );
+    let me = json_of(&browser.me(&realm).await);
+    assert_eq!(me["email"], "ada@example.com");
+    assert_eq!(me["email_verified"], true);
+    assert_eq!(me["identities"][0]["provider"], "corp");
+    assert_eq!(me["identities"][0]["email"], "ada@example.com");
+
+    let mut again = browser_for(&realm, &upstream);
+    let second = social_sign_in(&mut again, &realm, port, "ada-sub").await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    let me_again = json_of(&again.me(&realm).await);
+    assert_eq!(me_again["user_id"], me["user_id"], "the same account");
+    assert_eq!(me_again["identities"].as_array().unwrap().len(), 1);
+
+    // The account has no password: nothing signs in to it by one, not even the text the
+    // server hashes for unknown accounts.
+    for password in [PASSWORD, "portcullis dummy password for unknown accounts"] {
+        let login = again
+            .http
+            .post(format!("{}/api/v1/login", realm.issuer))
+            .json(&json!({"email": "ada@example.com", "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 401, "{password}");
+    }
+    realm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verified_email_links_to_its_account_and_tells_the_owner() {
+    let Some((upstream, realm, port)) = node_and_realm(
+        vec![Account::verified("bob-sub", "bob@example.com")],
+        "social sign-in links by verified email",
+    )
+    .await
+    else {
+        return;
+    };
+    realm.account("bob@example.com").await;
+    let mut password = Browser::new(&[&realm.ca_pem]);
+    let login = password
+        .http
+        .post(format!("{}/api/v1/login", realm.issuer))
+        .json(&json!({"email": "bob@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let bob: Value = login.json().await.unwrap();
+    let mut browser = browser_for(&realm, &upstream);
+    let signed = social_sign_in(&mut browser, &realm, port, "bob-sub").await;
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    let me = json_of(&browser.me(&realm).await);
+    assert_eq!(
+        me["user_id"], bob["user_id"],
+        "linked to the registered account"
+    );
+    assert_eq!(me["identities"][0]["provider"], "corp");
+    portcullis_e2e::served::mailed_link(&realm.mail_dir(), &format!("{}/account", realm.issuer));
+    let mails = std::fs::read_dir(realm.mail_dir()).unwrap().count();
+    assert!(mails >= 2, "the verification mail and the linked notice");
+
+    // With a password, the link may go; the account keeps its password.
+    let id = me["identities"][0]["id"].as_str().unwrap().to_owned();
+    let csrf = json_of(&browser.get(&format!("{}/api/v1/csrf", realm.issuer)).await)["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("{}/api/v1/me/identities/{id}", realm.issuer);
+    let parsed = Url::parse(&url).unwrap();
+    let request = browser
+        .http
+        .delete(parsed.clone())
+        .header("X-CSRF-Token", csrf);
+    let unlinked = browser.send(request, &parsed).await;
+    assert_eq!(unlinked.status, 204, "{}", unlinked.body);
+    let me = json_of(&browser.me(&realm).await);
+    assert!(me["identities"].as_array().unwrap().is_empty());
+    realm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_way_in_cannot_be_unlinked() {
+    let Some((upstream, realm, port)) = node_and_realm(
+        vec![Account::verified("cy-sub", "cy@example.com")],
+        "social sign-in: last way in",
+    )
+    .await
+    else {
+        return;
+    };
+    let mut browser = browser_for(&realm, &upstream);
+    assert_eq!(
+        social_sign_in(&mut browser, &realm, port, "cy-sub")
+            .await
+            .status,
+        200
+    );
+    let me = json_of(&browser.me(&realm).await);
+    let id = me["identities"][0]["id"].as_str().unwrap().to_owned();
+    let csrf = json_of(&browser.get(&format!("{}/api/v1/csrf", realm.issuer)).await)["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("{}/api/v1/me/identities/{id}", realm.issuer);
+    let parsed = Url::parse(&url).unwrap();
+    let request = browser
+        .http
+        .delete(parsed.clone())
+        .header("X-CSRF-Token", csrf);
+    let refused = browser.send(request, &parsed).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(json_of(&refused)["code"], "last_sign_in_method");
+    assert_eq!(
+        json_of(&browser.me(&realm).await)["identities"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    realm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unverified_upstream_email_takes_no_account_over() {
+    let Some((upstream, realm, port)) = node_and_realm(
+        vec![
+            Account::unverified("mallory-sub", "dee@example.com"),
+            Account::unverified("nobody-sub", "new@example.com"),
+        ],
+        "social sign-in: unverified email",
+    )
+    .await
+    else {
+        return;
+    };
+    realm.account("dee@example.com").await;
+    let mut mallory = browser_for(&realm, &upstream);
+    let refused = social_sign_in(&mut mallory, &realm, port, "mallory-sub").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("has not verified your email address"));
+    assert!(mallory.session(&realm).is_none(), "no session");
+    // Nor is an account made that claims an address nobody proved.
+    let mut other = browser_for(&realm, &upstream);
+    let refused = social_sign_in(&mut other, &realm, port, "nobody-sub").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(other.session(&realm).is_none());
+    // Dee's account has no link.
+    let mut dee = Browser::new(&[&realm.ca_pem]);
+    let login = dee
+        .http
+        .post(format!("{}/api/v1/login", realm.issuer))
+        .json(&json!({"email": "dee@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let token = login.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let me: Value = dee
+        .http
+        .get(format!("{}/api/v1/me", realm.issuer))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(me["identities"].as_array().unwrap().is_empty());
+    realm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callback_is_used_once_and_only_by_the_browser_that_started_it() {
+    let Some((upstream, realm, port)) = node_and_realm(
+        vec![Account::verified("eve-sub", "eve@example.com")],
+        "social sign-in: callback binding",
+    )
+    .await
+    else {
+        return;
+    };
+    // Another browser brings the callback: it has no pending sign-in.
+    let mut victim = browser_for(&realm, &upstream);
+    let callback = to_callback(&mut victim, &realm, port, "eve-sub").await;
+    let mut attacker = browser_for(&realm, &upstream);
+    let refused = attacker.get(&callback).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(attacker.session(&realm).is_none());
+    // The browser that started it signs in once; the same callback again finds nothing.
+    let signed = victim.get(&callback).await;
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    let mut replay = Browser::new(&[&realm.ca_pem]);
+    replay.jar = victim.jar.clone();
+    replay
+        .jar
+        .values_mut()
+        .for_each(|c| drop(c.remove("__Host-portcullis_session")));
+    let again = replay.get(&callback).await;
+    assert_eq!(again.status, 400, "{}", again.body);
+    assert!(replay.session(&realm).is_none());
+    realm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_with_two_step_sign_in_is_not_linked_by_email() {
+    let Some((upstream, realm, port)) = node_and_realm(
+        vec![Account::verified("fay-sub", "fay@example.com")],
+        "social sign-in: MFA account",
+    )
+    .await
+    else {
+        return;
+    };
+    realm.account("fay@example.com").await;
+    let http = Browser::new(&[&realm.ca_pem]).http;
+    let login: Value = http
+        .post(format!("{}/api/v1/login", realm.issuer))
+        .json(&json!({"email": "fay@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let enrol: Value = http
+        .post(format!("{}/api/v1/me/mfa/totp", realm.issuer))
+        .bearer_auth(&token)
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = enrol["secret"].as_str().unwrap().to_owned();
+    let confirmed = http
+        .post(format!("{}/api/v1/me/mfa/totp/confirm", realm.issuer))
+        .bearer_auth(&token)
+        .json(&json!({"code": portcullis_e2e::totp::code_now(&secret)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200, "{:?}", confirmed.text().await);
+
+    let mut browser = browser_for(&realm, &upstream);
+    let refused = social_sign_in(&mut browser, &realm, port, "fay-sub").await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains("two-step sign-in"),
+        "{}",
+        refused.body
+    );
+    assert!(browser.session(&realm).is_none());
+    realm.stop().await;
+}
+
+/// A rogue upstream breaking `misbehaviour`, and a realm using it.
+async fn rogue_and_realm(misbehaviour: Misbehaviour) -> (Upstream, Realm, u16) {
+    let port = free_port();
+    let config = Config::new(CLIENT_ID, CLIENT_SECRET, &callback_url(port))
+        .tls(Tls::generate())
+        .account(Account::verified("gus-sub", "gus@example.com"));
+    let upstream = Upstream::start_rogue(&config, misbehaviour);
+    let ca = config.tls.as_ref().unwrap().ca_pem.clone();
+    let realm = Realm::start_with(&[], corp_extras(port, &upstream.issuer, &ca)).await;
+    (upstream, realm, port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_token_with_a_wrong_nonce_or_issuer_signs_no_one_in() {
+    for misbehaviour in [Misbehaviour::WrongNonce, Misbehaviour::WrongIssuer] {
+        let (upstream, realm, port) = rogue_and_realm(misbehaviour).await;
+        let mut browser = browser_for(&realm, &upstream);
+        let refused = social_sign_in(&mut browser, &realm, port, "gus-sub").await;
+        assert_eq!(refused.status, 502, "{misbehaviour:?}: {}", refused.body);
+        assert!(browser.session(&realm).is_none(), "{misbehaviour:?}");
+        realm.stop().await;
+    }
+    // The same provider without the fault signs in: the refusals above are the fault's.
+    let (upstream, realm, port) = rogue_and_realm(Misbehaviour::Honest).await;
+    let mut browser = browser_for(&realm, &upstream);
+    let signed = social_sign_in(&mut browser, &realm, port, "gus-sub").await;
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    realm.stop().await;
+}
