@@ -57,6 +57,8 @@ impl Realm {
 
     /// As [`Realm::start`], with `extras`.
     pub async fn start_with(clients: &[String], extras: Extras) -> Self {
+        // Its HTTP clients (reqwest without a default TLS provider): ring, as everywhere here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let name = format!("acme-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let port = extras.port.unwrap_or_else(free_port);
         let issuer = format!("https://localhost:{port}");

@@ -141,7 +141,17 @@ impl Browser {
 
     async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> Answer {
         let parsed = Url::parse(url).unwrap();
-        let request = self.http.post(parsed.clone()).form(form);
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let request = self
+            .http
+            .post(parsed.clone())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body);
         self.send(request, &parsed).await
     }
 
@@ -256,7 +266,7 @@ async fn a_verified_email_links_to_its_account_and_tells_the_owner() {
         return;
     };
     realm.account("bob@example.com").await;
-    let mut password = Browser::new(&[&realm.ca_pem]);
+    let password = Browser::new(&[&realm.ca_pem]);
     let login = password
         .http
         .post(format!("{}/api/v1/login", realm.issuer))
@@ -274,9 +284,12 @@ async fn a_verified_email_links_to_its_account_and_tells_the_owner() {
         "linked to the registered account"
     );
     assert_eq!(me["identities"][0]["provider"], "corp");
-    portcullis_e2e::served::mailed_link(&realm.mail_dir(), &format!("{}/account", realm.issuer));
-    let mails = std::fs::read_dir(realm.mail_dir()).unwrap().count();
-    assert!(mails >= 2, "the verification mail and the linked notice");
+    let notice =
+        portcullis_e2e::served::wait_for_mail(&realm.mail_dir(), "the linked notice", |mail| {
+            mail.contains("can now be signed in to through corp")
+                .then(|| mail.to_owned())
+        });
+    assert!(notice.contains("To: bob@example.com"), "{notice}");
 
     // With a password, the link may go; the account keeps its password.
     let id = me["identities"][0]["id"].as_str().unwrap().to_owned();
@@ -364,7 +377,7 @@ async fn an_unverified_upstream_email_takes_no_account_over() {
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert!(other.session(&realm).is_none());
     // Dee's account has no link.
-    let mut dee = Browser::new(&[&realm.ca_pem]);
+    let dee = Browser::new(&[&realm.ca_pem]);
     let login = dee
         .http
         .post(format!("{}/api/v1/login", realm.issuer))
@@ -504,4 +517,112 @@ async fn an_id_token_with_a_wrong_nonce_or_issuer_signs_no_one_in() {
     let signed = social_sign_in(&mut browser, &realm, port, "gus-sub").await;
     assert_eq!(signed.status, 200, "{}", signed.body);
     realm.stop().await;
+}
+
+/// The `value` of the hidden input `name` in `html`.
+fn hidden(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(
+        html[start..start + end]
+            .replace("&#x2f;", "/")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// The browser at an upstream Portcullis realm: from `authorization_url`, through its hosted
+/// login as `email`, until the redirect to `callback` (returned, not followed).
+async fn sign_in_at_portcullis(
+    browser: &mut Browser,
+    authorization_url: &str,
+    email: &str,
+    callback: &str,
+) -> String {
+    let mut url = authorization_url.to_owned();
+    for _ in 0..10 {
+        if url.starts_with(callback) {
+            return url;
+        }
+        let answer = browser.get(&url).await;
+        if let Some(next) = answer.location {
+            url = next;
+            continue;
+        }
+        assert_eq!(answer.status, 200, "GET {url}: {}", answer.body);
+        assert!(
+            Url::parse(&url).unwrap().path() == "/login",
+            "{url}: {}",
+            answer.body
+        );
+        let csrf = hidden(&answer.body, "csrf").expect("the login form's CSRF token");
+        let req = hidden(&answer.body, "req").expect("the pending authorization request");
+        let action = Url::parse(&url)
+            .unwrap()
+            .join("/login")
+            .unwrap()
+            .to_string();
+        let posted = browser
+            .post_form(
+                &action,
+                &[
+                    ("email", email),
+                    ("password", PASSWORD),
+                    ("csrf", &csrf),
+                    ("req", &req),
+                ],
+            )
+            .await;
+        url = posted
+            .location
+            .unwrap_or_else(|| panic!("login at the upstream realm: {}", posted.body));
+    }
+    panic!("the upstream realm did not send the browser back; last at {url}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_portcullis_realm_is_an_upstream_provider() {
+    let port = free_port();
+    let upstream_client = format!(
+        "apiVersion: portcullis.dev/v1alpha1
+kind: AuthClient
+metadata: {{name: downstream}}
+spec:
+  realmRef: {{name: REALM}}
+  clientId: {CLIENT_ID}
+  type: Confidential
+  firstParty: true
+  redirectUris: [\"{}\"]
+  grantTypes: [authorization_code]
+  scopes: [openid, profile, email]
+",
+        callback_url(port)
+    );
+    let upstream = Realm::start(&[upstream_client]).await;
+    upstream.account("hana@example.com").await;
+    let secret = upstream.client_secret(CLIENT_ID);
+    let mut extras = corp_extras(port, &upstream.issuer, &upstream.ca_pem);
+    extras.secrets[0].1 = format!("{secret}\n");
+    let realm = Realm::start_with(&[], extras).await;
+    let mut browser = Browser::new(&[&realm.ca_pem, &upstream.ca_pem]);
+    let started = browser
+        .get(&format!("{}/oauth2/social/corp/start", realm.issuer))
+        .await;
+    assert_eq!(started.status, 303, "{}", started.body);
+    let location = started.location.unwrap();
+    assert!(location.starts_with(&upstream.issuer), "{location}");
+    let callback = sign_in_at_portcullis(
+        &mut browser,
+        &location,
+        "hana@example.com",
+        &callback_url(port),
+    )
+    .await;
+    let signed = browser.get(&callback).await;
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    let me = json_of(&browser.me(&realm).await);
+    assert_eq!(me["email"], "hana@example.com");
+    assert_eq!(me["identities"][0]["provider"], "corp");
+    realm.stop().await;
+    upstream.stop().await;
 }
