@@ -25,6 +25,7 @@ mod new_password;
 pub mod oidc;
 pub mod password;
 pub mod principal;
+pub mod privacy;
 pub mod refresh;
 pub mod registration;
 pub mod reset;

@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod consent;
+mod policy_consent;
 pub mod login;
 pub mod login_mfa;
 pub mod register;
@@ -59,6 +60,8 @@ pub struct Chrome {
     pub realm: String,
     /// Path of the stylesheet.
     pub stylesheet: &'static str,
+    /// Where the realm's privacy policy is (its `policyUrl`, else the policy's API answer).
+    pub policy_url: String,
 }
 
 impl Chrome {
@@ -67,6 +70,9 @@ impl Chrome {
         Self {
             realm: state.web.realm_name.clone(),
             stylesheet: &ASSETS.stylesheet,
+            policy_url: crate::auth::privacy::policy_view(&state.core)
+                .url
+                .unwrap_or_else(|| "/api/v1/privacy-policy".to_owned()),
         }
     }
 }
@@ -365,6 +371,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(login::router())
         .merge(login_mfa::router())
         .merge(consent::router())
+        .merge(policy_consent::router())
         .merge(register::router())
         .merge(verify::router())
         .merge(reset::router())
