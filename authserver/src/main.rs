@@ -541,14 +541,15 @@ async fn retention_run(
         None => Kv::memory(clock.clone()),
     };
     let eraser = RetentionKv(kv);
-    let privacy = audit
-        .as_ref()
-        .map(|audit| portcullis_authserver::privacy::retention::PrivacyRun {
-            audit,
-            kv: &eraser,
-            hook: None,
-            rules: portcullis_authserver::auth::privacy::retention_rules(&retention.rules),
-        });
+    let privacy =
+        audit.as_ref().map(
+            |audit| portcullis_authserver::privacy::retention::PrivacyRun {
+                audit,
+                kv: &eraser,
+                hook: None,
+                rules: portcullis_authserver::auth::privacy::retention_rules(&retention.rules),
+            },
+        );
     let summary = retention::run(
         &db,
         &lock,

@@ -401,12 +401,10 @@ pub async fn retention_run(
         .ok_or(AuthError::Unsupported("retention on an in-memory database"))?;
     let dry_run = dry_run || policy.dry_run;
     // One run at a time per realm, the CronJob's included: two would mail each warning twice.
-    let lock = portcullis_privacy::retention::RetentionLock::try_acquire(
-        db.pool(),
-        &core.settings.name,
-    )
-    .await
-    .map_err(super::privacy::privacy_error)?;
+    let lock =
+        portcullis_privacy::retention::RetentionLock::try_acquire(db.pool(), &core.settings.name)
+            .await
+            .map_err(super::privacy::privacy_error)?;
     let Some(lock) = lock else {
         core.audit(
             Event::failure("admin_retention_run")

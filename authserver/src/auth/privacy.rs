@@ -193,7 +193,10 @@ pub(super) async fn consent_needed(core: &Core, user: Uuid) -> Result<bool, Auth
     let accepted = consent::accepted_version(pg.pool(), user)
         .await
         .map_err(privacy_error)?;
-    Ok(consent::reconsent_needed(accepted.as_deref(), &policy.version))
+    Ok(consent::reconsent_needed(
+        accepted.as_deref(),
+        &policy.version,
+    ))
 }
 
 /// A sign-in waiting for the policy's acceptance: what completing it issues.
@@ -219,11 +222,7 @@ pub(super) async fn begin_consent(
     };
     let json = serde_json::to_string(&pending).map_err(|e| AuthError::Internal(e.to_string()))?;
     core.kv
-        .put_consent_login(
-            &super::mfa_login::digest(&token),
-            &json,
-            CONSENT_LOGIN_TTL,
-        )
+        .put_consent_login(&super::mfa_login::digest(&token), &json, CONSENT_LOGIN_TTL)
         .await?;
     Ok(token)
 }
@@ -263,8 +262,7 @@ pub async fn complete_consent(
         .policy_version
         .clone()
         .unwrap_or_else(|| policy.version.clone());
-    consent::check_acceptance(&policy, &version, &acceptance.consents)
-        .map_err(acceptance_error)?;
+    consent::check_acceptance(&policy, &version, &acceptance.consents).map_err(acceptance_error)?;
     // Single use: of two completions at once, one goes on.
     if core.kv.take_consent_login(&digest).await?.is_none() {
         return Err(AuthError::InvalidToken);
@@ -342,9 +340,7 @@ pub async fn session_needs_consent(core: &Core, principal: &Principal) -> Result
 pub async fn my_consents(core: &Core, principal: &Principal) -> Result<Vec<Consent>, AuthError> {
     let (pool, _) = pg(core)?;
     let user = core.active_user(principal).await?;
-    consent::current(pool, user.id)
-        .await
-        .map_err(privacy_error)
+    consent::current(pool, user.id).await.map_err(privacy_error)
 }
 
 /// The caller grants or withdraws `purpose` (a required one cannot be withdrawn: 409

@@ -129,11 +129,15 @@ pub async fn run(
             )
             .await;
             let n = report.counts;
-            summary.counts.insert("auditEventsDeleted", n.audit_events_deleted);
+            summary
+                .counts
+                .insert("auditEventsDeleted", n.audit_events_deleted);
             summary
                 .counts
                 .insert("auditEventsPseudonymized", n.audit_events_pseudonymized);
-            summary.counts.insert("auditEventsOverdue", n.audit_events_overdue);
+            summary
+                .counts
+                .insert("auditEventsOverdue", n.audit_events_overdue);
             summary
                 .counts
                 .insert("withdrawnConsentEvents", n.withdrawn_consent_events);

@@ -7,9 +7,9 @@
 
 pub mod account;
 pub mod consent;
-mod policy_consent;
 pub mod login;
 pub mod login_mfa;
+mod policy_consent;
 pub mod register;
 pub mod reset;
 pub mod verify;

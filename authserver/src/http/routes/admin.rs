@@ -184,8 +184,7 @@ async fn erase(
     Admin(meta): Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let request =
-        crate::auth::privacy::admin_erase(&state.core, user_id(&id)?, &meta).await?;
+    let request = crate::auth::privacy::admin_erase(&state.core, user_id(&id)?, &meta).await?;
     Ok((StatusCode::ACCEPTED, Json(request)).into_response())
 }
 

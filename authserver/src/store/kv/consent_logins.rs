@@ -105,7 +105,10 @@ mod tests {
         kv.put_consent_login("a", "{}", Duration::from_secs(60))
             .await
             .unwrap();
-        assert_eq!(kv.take_consent_login("a").await.unwrap().as_deref(), Some("{}"));
+        assert_eq!(
+            kv.take_consent_login("a").await.unwrap().as_deref(),
+            Some("{}")
+        );
         assert_eq!(kv.take_consent_login("a").await.unwrap(), None);
         kv.put_consent_login("b", "{}", Duration::from_secs(60))
             .await

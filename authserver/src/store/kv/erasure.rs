@@ -12,7 +12,11 @@ use crate::store::{StoreError, locked};
 
 /// Patterns of keys whose value names their account by id (JSON with a `user_id`), with how
 /// the value is read: `true` for a hash's `record` field, `false` for a string.
-const BY_VALUE: [(&str, bool); 3] = [("mfalogin:*", true), ("consentlogin:*", false), ("code:*", false)];
+const BY_VALUE: [(&str, bool); 3] = [
+    ("mfalogin:*", true),
+    ("consentlogin:*", false),
+    ("code:*", false),
+];
 
 impl Kv {
     /// Deletes every key of the account `user` (see the module doc); `email_canonical` names
