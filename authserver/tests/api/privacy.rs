@@ -277,10 +277,27 @@ async fn after_a_policy_bump_the_mfa_step_issues_nothing_until_the_policy_is_acc
     assert_eq!(accepted.status, 200, "{accepted:?}");
     let sessions = server.get("/api/v1/me/sessions", &bearer(&accepted)).await;
     assert_eq!(sessions.status, 200, "{sessions:?}");
-    let amr = &sessions.body[0]["amr"];
-    assert!(
-        amr.as_array().is_none_or(|a| a.contains(&json!("otp"))),
-        "the session keeps the second factor: {sessions:?}"
+    let sid = sessions
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let client = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stored: String =
+        redis::AsyncCommands::get(&mut conn, format!("{}sess:{sid}", server.redis_prefix))
+            .await
+            .unwrap();
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(
+        stored["amr"],
+        json!(["pwd", "otp"]),
+        "the session keeps the second factor"
     );
 }
 
@@ -938,4 +955,65 @@ async fn an_admin_erases_an_account(pool: PgPool) {
         .admin_call(Method::POST, &format!("/admin/v1/users/{id}/erase"))
         .await;
     assert_eq!(unknown.status, 404);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn deleting_an_account_with_totp_needs_a_fresh_code_and_a_wrong_one_is_counted(pool: PgPool) {
+    let clock = stopped_clock();
+    let server = start(
+        pool.clone(),
+        Options {
+            clock: clock.clone(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let login = server.user("alice@example.com").await;
+    let enrolled = enrol(&server, &bearer(&login), &clock).await;
+    let pending = server.login("alice@example.com", PASSWORD).await;
+    let signed = server
+        .post(
+            "/api/v1/login/mfa",
+            json!({"mfa_token": pending.body["mfa_token"], "code": code_on(&clock, &enrolled.secret, 1)}),
+        )
+        .await;
+    let cred = bearer(&signed);
+    let without = send(
+        &server,
+        Method::DELETE,
+        "/api/v1/me",
+        json!({"password": PASSWORD}),
+        &cred,
+    )
+    .await;
+    assert_eq!(without.status, 400, "{without:?}");
+    assert_eq!(without.violation_codes(), ["required"]);
+    let wrong = send(
+        &server,
+        Method::DELETE,
+        "/api/v1/me",
+        json!({"password": PASSWORD, "code": "000000"}),
+        &cred,
+    )
+    .await;
+    assert_eq!(wrong.status, 401, "{wrong:?}");
+    let failed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE event_type = 'mfa_failed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        failed, 1,
+        "the wrong code counts on the second factor's lockout"
+    );
+    clock.advance(std::time::Duration::from_secs(60));
+    let right = send(
+        &server,
+        Method::DELETE,
+        "/api/v1/me",
+        json!({"password": PASSWORD, "code": code_on(&clock, &enrolled.secret, 0)}),
+        &cred,
+    )
+    .await;
+    assert_eq!(right.status, 202, "{right:?}");
 }
