@@ -1017,3 +1017,106 @@ async fn deleting_an_account_with_totp_needs_a_fresh_code_and_a_wrong_one_is_cou
     .await;
     assert_eq!(right.status, 202, "{right:?}");
 }
+
+/// The account page of the session `login` started: its HTML and the cookie header.
+async fn account_page(server: &TestServer, login: &Answer) -> (String, String) {
+    let cookie = format!(
+        "__Host-portcullis_session={}",
+        login.session_cookie().unwrap()
+    );
+    let page = server
+        .http
+        .get(format!("{}/account", server.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    (page.text().await.unwrap(), cookie)
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn the_account_page_withdraws_an_optional_consent_and_refuses_to_withdraw_a_required_one(
+    pool: PgPool,
+) {
+    let server = start(pool.clone(), Options::default()).await;
+    let login = server.user("alice@example.com").await;
+    let (html, cookie) = account_page(&server, &login).await;
+    assert!(html.contains("href=\"/api/v1/me/export\""), "{html}");
+    assert!(html.contains("action=\"/account/delete\""), "{html}");
+    let csrf = hidden(&html, "csrf");
+    let post = |purpose: &'static str, granted: &'static str| {
+        server
+            .http
+            .post(format!("{}/account/consents", server.base))
+            .header("cookie", &cookie)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("purpose", purpose),
+                ("granted", granted),
+                ("policy_version", "1"),
+            ])
+            .send()
+    };
+    assert_eq!(post("news", "true").await.unwrap().status(), 303);
+    assert_eq!(post("news", "false").await.unwrap().status(), 303);
+    assert_eq!(post("account", "false").await.unwrap().status(), 409);
+    let id = user_id(&pool, "alice@example.com").await;
+    let sources: Vec<(String, bool, String)> = sqlx::query_as(
+        "SELECT purpose, granted, source FROM consent_events WHERE user_id = $1 AND source = 'account' ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        sources,
+        [
+            ("news".into(), true, "account".into()),
+            ("news".into(), false, "account".into())
+        ]
+    );
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn the_account_page_deletes_the_account_and_signs_out(pool: PgPool) {
+    let server = start(pool.clone(), Options::default()).await;
+    let login = server.user("alice@example.com").await;
+    let (html, cookie) = account_page(&server, &login).await;
+    let csrf = hidden(&html, "csrf");
+    let wrong = server
+        .http
+        .post(format!("{}/account/delete", server.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("password", OTHER_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 400);
+    let deleted = server
+        .http
+        .post(format!("{}/account/delete", server.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM users WHERE email_canonical = $1",
+            "alice@example.com"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        server.get("/api/v1/me", &cookie_of(&login)).await.status,
+        401
+    );
+}
+
+fn cookie_of(login: &Answer) -> Cred {
+    cookie(login)
+}
