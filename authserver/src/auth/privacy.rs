@@ -425,7 +425,7 @@ pub async fn export(
             user_agent: s.user_agent,
         })
         .collect();
-    sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     // Audited first, so the export shows its own request too.
     core.audit(Event::success("data_exported").by_user(user.id), Some(meta))
         .await;
@@ -504,7 +504,7 @@ impl FinishHook for ErasedNotice {
             durable
                 .enqueue_in(conn, &to, &Notice::ErasureDone)
                 .await
-                .map_err(|e| Box::<dyn std::error::Error + Send + Sync>::from(e))
+                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         })
     }
 }
