@@ -1120,3 +1120,62 @@ async fn the_account_page_deletes_the_account_and_signs_out(pool: PgPool) {
 fn cookie_of(login: &Answer) -> Cred {
     cookie(login)
 }
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn after_a_policy_bump_an_authorization_with_prompt_none_answers_consent_required(
+    pool: PgPool,
+) {
+    let clients = crate::oidc::clients();
+    let first = start(
+        pool.clone(),
+        Options {
+            clients: clients.clone(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let login = first.user("alice@example.com").await;
+    let server = bumped(
+        &pool,
+        &first,
+        Options {
+            clients,
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut authorize = url::Url::parse(&format!("{}/oauth2/authorize", server.base)).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "web")
+        .append_pair("redirect_uri", "http://localhost:7777/cb")
+        .append_pair("scope", "openid")
+        .append_pair("prompt", "none")
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256");
+    let answer = server
+        .http
+        .get(authorize.as_str())
+        .header(
+            "cookie",
+            format!(
+                "__Host-portcullis_session={}",
+                login.session_cookie().unwrap()
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    let location = answer.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("http://localhost:7777/cb?")
+            && location.contains("error=consent_required")
+            && !location.contains("code="),
+        "{location}"
+    );
+}

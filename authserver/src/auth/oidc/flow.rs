@@ -271,6 +271,18 @@ async fn proceed(
     if let (Decision::Issue | Decision::Consent, Some((_, record))) = (&decision, &session)
         && crate::auth::privacy::consent_needed(core, record.user_id).await?
     {
+        if pending.request.prompt_none {
+            let request = pending.request;
+            return Ok(Outcome::Error(ErrorRedirect {
+                redirect_uri: request.redirect_uri,
+                response_mode: request.response_mode,
+                state: request.state,
+                error: "consent_required",
+                description:
+                    "the user must accept the privacy policy, and prompt=none forbids asking"
+                        .to_owned(),
+            }));
+        }
         let pending_id = core.random.token(24);
         core.kv
             .put_pending(
