@@ -1179,3 +1179,74 @@ async fn after_a_policy_bump_an_authorization_with_prompt_none_answers_consent_r
         "{location}"
     );
 }
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn after_a_policy_bump_the_hosted_login_shows_the_policy_page_and_signs_in_after_acceptance(
+    pool: PgPool,
+) {
+    use crate::pages::set_cookie;
+    let first = start(pool.clone(), Options::default()).await;
+    assert_eq!(
+        first.register("alice@example.com", PASSWORD).await.status,
+        201
+    );
+    let server = bumped(&pool, &first, Options::default()).await;
+    let login_page = server
+        .http
+        .get(format!("{}/login", server.base))
+        .send()
+        .await
+        .unwrap();
+    let csrf_cookie = set_cookie(&login_page, "__Host-portcullis_csrf").unwrap();
+    let csrf = hidden(&login_page.text().await.unwrap(), "csrf");
+    let answer = server
+        .http
+        .post(format!("{}/login", server.base))
+        .header("cookie", &csrf_cookie)
+        .form(&[
+            ("email", "alice@example.com"),
+            ("password", PASSWORD),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(set_cookie(&answer, "__Host-portcullis_session"), None);
+    let html = answer.text().await.unwrap();
+    assert!(html.contains("action=\"/consent/policy\""), "{html}");
+    let (token, form_csrf) = (hidden(&html, "consent_token"), hidden(&html, "csrf"));
+    let post = |fields: Vec<(&'static str, String)>| {
+        server
+            .http
+            .post(format!("{}/consent/policy", server.base))
+            .header("cookie", &csrf_cookie)
+            .form(&fields)
+            .send()
+    };
+    let refused = post(vec![
+        ("csrf", form_csrf.clone()),
+        ("consent_token", token.clone()),
+        ("policy_version", "2".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 400, "a required purpose left out");
+    let accepted = post(vec![
+        ("csrf", form_csrf),
+        ("consent_token", token),
+        ("policy_version", "2".into()),
+        ("consent_account", "on".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(accepted.status(), 200);
+    let session = set_cookie(&accepted, "__Host-portcullis_session").expect("a session cookie");
+    let me = server
+        .get(
+            "/api/v1/me",
+            &Cred::Cookie(session.split_once('=').unwrap().1.to_owned(), None),
+        )
+        .await;
+    assert_eq!(me.status, 200, "{me:?}");
+}
