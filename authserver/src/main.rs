@@ -541,12 +541,16 @@ async fn retention_run(
         None => Kv::memory(clock.clone()),
     };
     let eraser = RetentionKv(kv);
+    let notice = portcullis_authserver::auth::privacy::ErasedNotice::for_realm(
+        &settings.spec,
+        clock.clone(),
+    );
     let privacy =
         audit.as_ref().map(
             |audit| portcullis_authserver::privacy::retention::PrivacyRun {
                 audit,
                 kv: &eraser,
-                hook: None,
+                hook: Some(&notice),
                 rules: portcullis_authserver::auth::privacy::retention_rules(&retention.rules),
             },
         );

@@ -476,8 +476,19 @@ impl erasure::KvEraser for ServerKvEraser {
 
 /// Enqueues the `account.erased` notice in the deletion's transaction.
 pub struct ErasedNotice {
-    durable: Option<Durable>,
+    sink: Option<NoticeSink>,
     enabled: bool,
+}
+
+/// Where the notice's rows go.
+enum NoticeSink {
+    /// The server's durable outbox (its worker is woken).
+    Durable(Durable),
+    /// The outbox table directly (the CLI's retention run: the server's worker delivers).
+    Rows {
+        webhook: bool,
+        clock: crate::clock::Clock,
+    },
 }
 
 impl ErasedNotice {
@@ -485,8 +496,31 @@ impl ErasedNotice {
     /// the realm does not notify erasures).
     pub fn of(core: &Core) -> Self {
         Self {
-            durable: core.notifier().durable().cloned(),
+            sink: core.notifier().durable().cloned().map(NoticeSink::Durable),
             enabled: core.notifier().notifies(&Notice::ErasureDone),
+        }
+    }
+
+    /// The hook of a process without the server's notifier (the CLI's retention run): rows
+    /// written to the outbox table for the server's worker, as the realm's `notifications`
+    /// section asks.
+    pub fn for_realm(
+        spec: &portcullis_crds::realm::AuthRealmSpec,
+        clock: crate::clock::Clock,
+    ) -> Self {
+        let events = spec.notifications.as_ref().map(|n| n.events.clone());
+        Self {
+            sink: Some(NoticeSink::Rows {
+                webhook: spec
+                    .notifications
+                    .as_ref()
+                    .is_some_and(|n| n.webhook.is_some()),
+                clock,
+            }),
+            enabled: crate::notify::enabled(
+                events.as_deref(),
+                portcullis_crds::realm::NotificationEvent::Erasure,
+            ),
         }
     }
 }
@@ -494,17 +528,36 @@ impl ErasedNotice {
 impl FinishHook for ErasedNotice {
     fn run<'a>(&'a self, conn: &'a mut PgConnection, account: ErasedAccount<'a>) -> HookFuture<'a> {
         Box::pin(async move {
-            let Some(durable) = self.durable.as_ref().filter(|_| self.enabled) else {
+            let Some(sink) = self.sink.as_ref().filter(|_| self.enabled) else {
                 return Ok(());
             };
             let to = Recipient {
                 user_id: account.user_id,
                 email: account.email.to_owned(),
             };
-            durable
-                .enqueue_in(conn, &to, &Notice::ErasureDone)
-                .await
-                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+            match sink {
+                NoticeSink::Durable(durable) => durable
+                    .enqueue_in(conn, &to, &Notice::ErasureDone)
+                    .await
+                    .map_err(Box::<dyn std::error::Error + Send + Sync>::from),
+                NoticeSink::Rows { webhook, clock } => {
+                    let rows = crate::notify::outbox::rows(
+                        &to,
+                        &Notice::ErasureDone,
+                        true,
+                        *webhook,
+                        clock.now(),
+                    );
+                    for row in rows {
+                        let row = row
+                            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+                        portcullis_notify::Outbox::enqueue(&mut *conn, &row)
+                            .await
+                            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+                    }
+                    Ok(())
+                }
+            }
         })
     }
 }
