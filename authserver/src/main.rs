@@ -540,7 +540,7 @@ async fn retention_run(
             .context("cannot connect to Redis")?,
         None => Kv::memory(clock.clone()),
     };
-    let eraser = RetentionKv(kv);
+    let eraser = portcullis_authserver::auth::privacy::KvOnlyEraser::new(kv);
     let notice = portcullis_authserver::auth::privacy::ErasedNotice::for_realm(
         &settings.spec,
         clock.clone(),
@@ -573,24 +573,6 @@ async fn retention_run(
     println!("{json}");
     startup::termination::write(termination_log, &json);
     Ok(())
-}
-
-/// The key-value side of erasures the CLI's retention run executes: the account's keys in the
-/// realm's Redis (no rate-limit buckets: those refill and expire by themselves).
-struct RetentionKv(Kv);
-
-impl portcullis_privacy::erasure::KvEraser for RetentionKv {
-    fn erase<'a>(
-        &'a self,
-        subject: portcullis_privacy::erasure::KvSubject<'a>,
-    ) -> portcullis_privacy::erasure::KvFuture<'a> {
-        Box::pin(async move {
-            self.0
-                .erase_user(subject.user_id, subject.email_canonical)
-                .await
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-        })
-    }
 }
 
 /// `serve`; a refusal to start is also left as the termination message the operator reads,

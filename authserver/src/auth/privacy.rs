@@ -474,6 +474,31 @@ impl erasure::KvEraser for ServerKvEraser {
     }
 }
 
+/// The key-value side of erasures outside the server (the CLI's retention run): the
+/// account's keys in the realm's store, without the rate limiter (its buckets refill and
+/// expire by themselves).
+pub struct KvOnlyEraser {
+    kv: Kv,
+}
+
+impl KvOnlyEraser {
+    /// The eraser of `kv`.
+    pub fn new(kv: Kv) -> Self {
+        Self { kv }
+    }
+}
+
+impl erasure::KvEraser for KvOnlyEraser {
+    fn erase<'a>(&'a self, subject: KvSubject<'a>) -> KvFuture<'a> {
+        Box::pin(async move {
+            self.kv
+                .erase_user(subject.user_id, subject.email_canonical)
+                .await
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+    }
+}
+
 /// Enqueues the `account.erased` notice in the deletion's transaction.
 pub struct ErasedNotice {
     sink: Option<NoticeSink>,

@@ -1250,3 +1250,82 @@ async fn after_a_policy_bump_the_hosted_login_shows_the_policy_page_and_signs_in
         .await;
     assert_eq!(me.status, 200, "{me:?}");
 }
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn the_clis_retention_run_executes_a_due_erasure_with_its_notice_and_the_chain_verifies(
+    pool: PgPool,
+) {
+    use portcullis_authserver::auth::privacy::{ErasedNotice, KvOnlyEraser, retention_rules};
+    use portcullis_authserver::privacy::retention::{PrivacyRun, run};
+    use portcullis_authserver::startup::secrets_dir;
+    use portcullis_authserver::store::Postgres;
+    use portcullis_authserver::store::kv::Kv;
+
+    let (server, clock) = with_grace(&pool, 1).await;
+    let cred = bearer(&server.user("alice@example.com").await);
+    let asked = send(
+        &server,
+        Method::DELETE,
+        "/api/v1/me",
+        json!({"password": PASSWORD}),
+        &cred,
+    )
+    .await;
+    assert_eq!(asked.status, 202);
+    clock.advance(std::time::Duration::from_secs(86_401));
+    // What `retention run --secrets-dir DIR` builds: the audit log under the secrets dir's
+    // key, the realm's Redis, and the notice written to the outbox table.
+    let keys =
+        portcullis_audit::AuditKeys::parse(&server.secret_file(secrets_dir::files::AUDIT_KEY))
+            .unwrap();
+    let audit = portcullis_audit::PgAuditLog::new(pool.clone(), std::sync::Arc::new(keys), "test");
+    let kv = Kv::redis(&std::env::var("REDIS_URL").unwrap(), &server.redis_prefix)
+        .await
+        .unwrap();
+    let eraser = KvOnlyEraser::new(kv);
+    let settings = settings(|_| {});
+    let notice = ErasedNotice::for_realm(&settings.spec, clock.clone());
+    let rules = portcullis_crds::retention::RetentionRules::default();
+    let lock = portcullis_privacy::retention::RetentionLock::try_acquire(&pool, "test")
+        .await
+        .unwrap()
+        .unwrap();
+    let summary = run(
+        &Postgres::from_pool(pool.clone()),
+        &lock,
+        Some(PrivacyRun {
+            audit: &audit,
+            kv: &eraser,
+            hook: Some(&notice),
+            rules: retention_rules(&rules),
+        }),
+        None,
+        &rules,
+        clock.now(),
+        false,
+    )
+    .await
+    .unwrap();
+    lock.release().await.unwrap();
+    assert_eq!(summary.counts["erasures"], 1, "{summary:?}");
+    assert!(summary.failures.is_empty(), "{summary:?}");
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM users WHERE email_canonical = $1",
+            "alice@example.com"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM notification_outbox WHERE event = $1 AND user_id IS NULL",
+            "account.erased"
+        )
+        .await,
+        1
+    );
+    assert!(chain_ok(&server).await);
+}
