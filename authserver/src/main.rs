@@ -13,6 +13,7 @@ use portcullis_authserver::startup::{
     self, Loaded, Reading, ServiceParts, secrets_dir, settings_check,
 };
 use portcullis_authserver::store::Postgres;
+use portcullis_authserver::store::kv::Kv;
 use portcullis_authserver::{http, install_crypto_provider, wiring};
 use portcullis_crds::RealmSettings;
 
@@ -515,14 +516,55 @@ async fn retention_run(
     db.migrate().await.context("database migration failed")?;
     let dry_run = dry_run || retention.dry_run;
     // The same lock as `POST /admin/v1/retention/run`: one run at a time per realm.
-    let lock = db
-        .try_lock_retention(&settings.name)
+    let lock = portcullis_privacy::retention::RetentionLock::try_acquire(db.pool(), &settings.name)
         .await
         .context("cannot take the retention lock")?
         .context("another retention run is in progress (its advisory lock is held); not run")?;
-    let summary = retention::run(&db, mailer.as_ref(), &retention.rules, clock.now(), dry_run)
-        .await
-        .context("retention run failed");
+    // The privacy crate's rules need the audit key (what they append to the chain is signed)
+    // and, for due erasures, the realm's Redis (`REDIS_URL`; without it, the keys of an
+    // erased account expire by their TTL: its sessions ended at the request already).
+    let audit_keys = match secrets_dir.as_deref() {
+        Some(dir) => Some(secrets_dir::load_audit_keys(dir)?.0),
+        None => None,
+    };
+    let audit = audit_keys.map(|keys| {
+        portcullis_audit::PgAuditLog::new(
+            db.pool().clone(),
+            std::sync::Arc::new(keys),
+            &settings.name,
+        )
+    });
+    let kv = match std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
+        Some(url) => Kv::redis(&url, &format!("portcullis:{}:", settings.name))
+            .await
+            .context("cannot connect to Redis")?,
+        None => Kv::memory(clock.clone()),
+    };
+    let eraser = portcullis_authserver::auth::privacy::KvOnlyEraser::new(kv);
+    let notice = portcullis_authserver::auth::privacy::ErasedNotice::for_realm(
+        &settings.spec,
+        clock.clone(),
+    );
+    let privacy =
+        audit.as_ref().map(
+            |audit| portcullis_authserver::privacy::retention::PrivacyRun {
+                audit,
+                kv: &eraser,
+                hook: Some(&notice),
+                rules: portcullis_authserver::auth::privacy::retention_rules(&retention.rules),
+            },
+        );
+    let summary = retention::run(
+        &db,
+        &lock,
+        privacy,
+        mailer.as_ref(),
+        &retention.rules,
+        clock.now(),
+        dry_run,
+    )
+    .await
+    .context("retention run failed");
     if let Err(error) = lock.release().await {
         tracing::warn!(%error, "retention lock not released; its connection is closed instead");
     }

@@ -181,10 +181,42 @@ async fn to_callback(browser: &mut Browser, realm: &Realm, port: u16, sub: &str)
     callback.url.to_string()
 }
 
-/// The whole social sign-in as `sub`: the callback's answer.
+/// The whole social sign-in as `sub`: the callback's answer, or, when it asks for the realm's
+/// privacy policy (an account made by the sign-in has accepted none), the answer to accepting
+/// it.
 async fn social_sign_in(browser: &mut Browser, realm: &Realm, port: u16, sub: &str) -> Answer {
     let callback = to_callback(browser, realm, port, sub).await;
-    browser.get(&callback).await
+    let answer = browser.get(&callback).await;
+    accept_policy(browser, realm, answer).await
+}
+
+/// `answer`, or when it is the privacy policy page of a sign-in, the answer to accepting it
+/// (the test realm's one purpose, `account`).
+async fn accept_policy(browser: &mut Browser, realm: &Realm, answer: Answer) -> Answer {
+    if !answer.body.contains("action=\"/consent/policy\"") {
+        return answer;
+    }
+    assert!(
+        browser.session(realm).is_none(),
+        "no session before the policy is accepted"
+    );
+    let field = |name: &str| hidden(&answer.body, name).unwrap_or_else(|| panic!("{name}"));
+    let (csrf, version, token) = (
+        field("csrf"),
+        field("policy_version"),
+        field("consent_token"),
+    );
+    browser
+        .post_form(
+            &format!("{}/consent/policy", realm.issuer),
+            &[
+                ("csrf", csrf.as_str()),
+                ("policy_version", version.as_str()),
+                ("consent_token", token.as_str()),
+                ("consent_account", "on"),
+            ],
+        )
+        .await
 }
 
 /// A Node upstream with `accounts` over HTTPS for the realm on `port`, and that realm; `None`
@@ -421,7 +453,8 @@ async fn a_callback_is_used_once_and_only_by_the_browser_that_started_it() {
     assert_eq!(refused.status, 400, "{}", refused.body);
     assert!(attacker.session(&realm).is_none());
     // The browser that started it signs in once; the same callback again finds nothing.
-    let signed = victim.get(&callback).await;
+    let answer = victim.get(&callback).await;
+    let signed = accept_policy(&mut victim, &realm, answer).await;
     assert_eq!(signed.status, 200, "{}", signed.body);
     let mut replay = Browser::new(&[&realm.ca_pem]);
     replay.jar = victim.jar.clone();
@@ -618,7 +651,8 @@ spec:
         &callback_url(port),
     )
     .await;
-    let signed = browser.get(&callback).await;
+    let answer = browser.get(&callback).await;
+    let signed = accept_policy(&mut browser, &realm, answer).await;
     assert_eq!(signed.status, 200, "{}", signed.body);
     let me = json_of(&browser.me(&realm).await);
     assert_eq!(me["email"], "hana@example.com");

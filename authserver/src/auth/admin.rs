@@ -401,7 +401,11 @@ pub async fn retention_run(
         .ok_or(AuthError::Unsupported("retention on an in-memory database"))?;
     let dry_run = dry_run || policy.dry_run;
     // One run at a time per realm, the CronJob's included: two would mail each warning twice.
-    let Some(lock) = db.try_lock_retention(&core.settings.name).await? else {
+    let lock =
+        portcullis_privacy::retention::RetentionLock::try_acquire(db.pool(), &core.settings.name)
+            .await
+            .map_err(super::privacy::privacy_error)?;
+    let Some(lock) = lock else {
         core.audit(
             Event::failure("admin_retention_run")
                 .by(Actor::Admin)
@@ -411,8 +415,21 @@ pub async fn retention_run(
         .await;
         return Err(AuthError::RetentionRunning);
     };
+    let kv = super::privacy::ServerKvEraser::of(core);
+    let hook = super::privacy::ErasedNotice::of(core);
+    let privacy = match &core.audit {
+        portcullis_audit::AuditLog::Postgres(audit) => Some(retention::PrivacyRun {
+            audit,
+            kv: &kv,
+            hook: Some(&hook),
+            rules: super::privacy::retention_rules(&policy.rules),
+        }),
+        portcullis_audit::AuditLog::Memory(_) => None,
+    };
     let summary = retention::run(
         db,
+        &lock,
+        privacy,
         core.outbox.mailer(),
         &policy.rules,
         core.clock.now(),

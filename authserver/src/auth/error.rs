@@ -124,6 +124,16 @@ pub enum AuthError {
     /// signs in as usual and links the provider from the account page.
     #[error("the account must sign in before linking")]
     SocialLinkNeedsSignIn,
+    /// The user has not accepted the realm's current privacy policy: no token is issued
+    /// until they do (a sign-in answers a consent token instead).
+    #[error("the current privacy policy must be accepted")]
+    PolicyNotAccepted,
+    /// A required purpose cannot be withdrawn; the way out is deleting the account.
+    #[error("consent to {purpose:?} is required")]
+    ConsentRequired {
+        /// The required purpose.
+        purpose: String,
+    },
     /// Too much password hashing is queued: come back shortly.
     #[error("password hashing is saturated")]
     Busy,

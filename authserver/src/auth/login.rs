@@ -42,6 +42,13 @@ pub enum LoginOutcome {
         /// The pending login's token.
         mfa_token: String,
     },
+    /// The realm's privacy policy changed since the user accepted it: nothing is issued until
+    /// [`complete_consent`](super::privacy::complete_consent) gets the acceptance with this
+    /// token.
+    ConsentRequired {
+        /// The pending sign-in's token (short-lived, single use).
+        consent_token: String,
+    },
 }
 
 /// Tokens and session from a successful login.
@@ -81,6 +88,7 @@ impl std::fmt::Debug for LoginOutcome {
             LoginOutcome::Signed(success) => f.debug_tuple("Signed").field(success).finish(),
             LoginOutcome::MfaRequired { .. } => f.write_str("MfaRequired"),
             LoginOutcome::MfaEnrolmentRequired { .. } => f.write_str("MfaEnrolmentRequired"),
+            LoginOutcome::ConsentRequired { .. } => f.write_str("ConsentRequired"),
         }
     }
 }
@@ -260,9 +268,36 @@ pub async fn login(
             super::mfa_login::Stage::Enrol => LoginOutcome::MfaEnrolmentRequired { mfa_token },
         });
     }
-    let success = finish(core, &user, meta, previous_session, &[PASSWORD_AMR]).await?;
+    let outcome = conclude(core, &user, meta, previous_session, &[PASSWORD_AMR]).await?;
     check_breach_in_background(core, &user, &password, meta);
-    Ok(LoginOutcome::Signed(success))
+    Ok(outcome)
+}
+
+/// The end of every sign-in whose factors are all checked (`amr`), whatever its kind: the
+/// privacy-policy gate, then [`finish`]. A user who has not accepted the realm's current
+/// policy gets no session and no token, but a `consent_token` that keeps this sign-in (its
+/// factors and the credential epoch `user` was read with) until the acceptance arrives.
+pub(crate) async fn conclude(
+    core: &Core,
+    user: &UserRecord,
+    meta: &RequestMeta,
+    previous_session: Option<&str>,
+    amr: &[&str],
+) -> Result<LoginOutcome, AuthError> {
+    if super::privacy::consent_needed(core, user.id).await? {
+        // The factors were right: the password's failure count goes now, as a session would.
+        core.kv.clear_attempts(&user.email_canonical).await?;
+        let consent_token = super::privacy::begin_consent(core, user, amr).await?;
+        core.audit(
+            Event::success("login_consent_pending").by_user(user.id),
+            Some(meta),
+        )
+        .await;
+        return Ok(LoginOutcome::ConsentRequired { consent_token });
+    }
+    Ok(LoginOutcome::Signed(
+        finish(core, user, meta, previous_session, amr).await?,
+    ))
 }
 
 /// The end of every successful sign-in, whatever its factors (`amr`): the presented session

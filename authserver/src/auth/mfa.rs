@@ -248,7 +248,7 @@ pub(super) fn new_recovery_codes(core: &Core, count: u32) -> Result<Vec<Recovery
 /// compare-and-set: never a "signed in with otp" marker). Limited per account like the login
 /// step, and on the same second-factor lockout: refused while it is locked, a wrong one
 /// counted (and audited), a right one clears it.
-async fn fresh_second_factor(
+pub(super) async fn fresh_second_factor(
     core: &Core,
     store: &PgMfaStore,
     user: &crate::store::UserRecord,

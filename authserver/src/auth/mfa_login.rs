@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::AuthError;
 use super::core::Core;
 use super::limits::Subject;
-use super::login::{LoginSuccess, PASSWORD_AMR, finish};
+use super::login::{LoginOutcome, PASSWORD_AMR, conclude};
 use super::mfa::TotpEnrolment;
 use super::principal::RequestMeta;
 use crate::audit::Event;
@@ -199,7 +199,7 @@ pub async fn complete(
     factor: &SecondFactor,
     meta: &RequestMeta,
     previous_session: Option<&str>,
-) -> Result<LoginSuccess, AuthError> {
+) -> Result<LoginOutcome, AuthError> {
     let store = core
         .mfa
         .as_ref()
@@ -247,7 +247,7 @@ pub async fn complete(
     if matches!(factor, SecondFactor::RecoveryCode(_)) {
         recovery_code_used(core, &user, meta).await?;
     }
-    finish(
+    conclude(
         core,
         &user,
         meta,
@@ -283,7 +283,7 @@ pub async fn confirm_enrolment(
     code: &str,
     meta: &RequestMeta,
     previous_session: Option<&str>,
-) -> Result<(LoginSuccess, Vec<RecoveryCode>), AuthError> {
+) -> Result<(LoginOutcome, Vec<RecoveryCode>), AuthError> {
     let store = super::mfa::store(core)?;
     let (pending, user) = pending(core, mfa_token, Stage::Enrol).await?;
     core.limits
@@ -329,15 +329,15 @@ pub async fn confirm_enrolment(
         credential_epoch: epoch,
         ..user
     };
-    let success = finish(
+    let outcome = conclude(
         core,
         &user,
         meta,
         previous_session,
-        &[PASSWORD_AMR, OTP_AMR],
+        &[pending.first.amr(), OTP_AMR],
     )
     .await?;
-    Ok((success, codes))
+    Ok((outcome, codes))
 }
 
 /// The metric's method of `factor`.

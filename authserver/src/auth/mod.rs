@@ -4,7 +4,8 @@
 //! Use cases: [`registration`] (register, verify email), [`login`], [`reset`] (password
 //! reset), [`session_auth`] (authenticating a session or access token, CSRF), [`refresh`]
 //! (the refresh-token grant), [`account`] (the caller's profile, password, sessions, logout)
-//! and [`admin`], and the OpenID Connect provider ([`oidc`]). Each takes the [`core::Core`].
+//! and [`admin`], privacy ([`privacy`]: consent, export, erasure), and the OpenID Connect
+//! provider ([`oidc`]). Each takes the [`core::Core`].
 
 pub mod account;
 pub mod admin;
@@ -25,6 +26,7 @@ mod new_password;
 pub mod oidc;
 pub mod password;
 pub mod principal;
+pub mod privacy;
 pub mod refresh;
 pub mod registration;
 pub mod reset;

@@ -70,12 +70,27 @@ pub async fn rotate(
     // Bound to its client before anything changes: presenting another client's token (or a
     // client's token without client authentication) must not spend it, or its rightful client
     // would find it replayed and lose the grant.
-    if let Some(standing) = core.db.refresh_standing(&presented_hash, now).await?
+    let standing = core.db.refresh_standing(&presented_hash, now).await?;
+    if let Some(standing) = &standing
         && standing.client_id.as_deref() != client_id
     {
         return Err(AuthError::InvalidGrant(
             "the refresh token was not issued to this client",
         ));
+    }
+    // No token for a user who has not accepted the realm's current privacy policy (issue 13);
+    // checked before the rotation, so the token stays usable once they accept it.
+    if let Some(standing) = &standing
+        && super::privacy::consent_needed(core, standing.user_id).await?
+    {
+        core.audit(
+            Event::failure("refresh_refused")
+                .by_user(standing.user_id)
+                .details(portcullis_audit::Details::new().code("reason", "consent_required")),
+            None,
+        )
+        .await;
+        return Err(AuthError::PolicyNotAccepted);
     }
     let (successor, successor_hash) = tokens::new_refresh_token(&core.random);
     let outcome = core

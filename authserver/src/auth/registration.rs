@@ -85,6 +85,8 @@ fn profile_violations(
                 privacy.policy_version
             ),
         )),
+        // A realm without a policy (no URL, no purposes) asks for no acceptance.
+        None if super::privacy::policy(core).is_none() => {}
         None => violations.push(Violation::new(
             "policy_version",
             "required",
@@ -191,10 +193,22 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
         }
         Err(e) => return Err(e.into()),
     }
-    let consents: Vec<(String, bool)> = input.consents.into_iter().collect();
-    core.db
-        .upsert_consents(id, &consents, &core.spec().privacy.policy_version, now)
+    if core.db.postgres().is_some() {
+        // The accepted version, each choice and its history (source `registration`).
+        super::privacy::accept_at_registration(
+            core,
+            id,
+            input.policy_version.as_deref(),
+            &input.consents,
+            &input.meta,
+        )
         .await?;
+    } else {
+        let consents: Vec<(String, bool)> = input.consents.into_iter().collect();
+        core.db
+            .upsert_consents(id, &consents, &core.spec().privacy.policy_version, now)
+            .await?;
+    }
     core.audit(Event::success("register").by_user(id), Some(&input.meta))
         .await;
     if !verification {

@@ -33,7 +33,7 @@ use uuid::Uuid;
 use super::AuthError;
 use super::core::Core;
 use super::identifier::canonical_email;
-use super::login::{LoginOutcome, finish};
+use super::login::{LoginOutcome, conclude};
 use super::mfa_login::{self, FirstFactor, Stage};
 use super::principal::{Principal, RequestMeta};
 use crate::audit::Event;
@@ -443,7 +443,7 @@ async fn sign_in(
 
 /// The sign-in of `user` after a provider vouched for them: the checks of a password sign-in
 /// after its password (disabled, unverified email), the second factor when the account has
-/// one (or the realm requires one), then the session.
+/// one (or the realm requires one), the privacy policy's consent, then the session.
 async fn sign_in_user(
     core: &Core,
     user: &UserRecord,
@@ -470,8 +470,8 @@ async fn sign_in_user(
             Stage::Enrol => LoginOutcome::MfaEnrolmentRequired { mfa_token },
         });
     }
-    let success = finish(core, user, meta, previous_session, &[FEDERATED_AMR]).await?;
-    Ok(LoginOutcome::Signed(success))
+    // The realm's privacy policy too: an account made here has accepted none yet.
+    conclude(core, user, meta, previous_session, &[FEDERATED_AMR]).await
 }
 
 /// A new account for `identity`, with its (provider-verified) email and no password, linked

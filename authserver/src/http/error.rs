@@ -396,6 +396,24 @@ impl From<AuthError> for ApiError {
                 "No enrolment to confirm",
                 "begin the TOTP enrolment again: none is waiting for this session, or it expired",
             ),
+            AuthError::PolicyNotAccepted => {
+                let mut e = ApiError::new(
+                    S::FORBIDDEN,
+                    "consent_required",
+                    "Privacy policy not accepted",
+                    "the realm's privacy policy changed: sign in again and accept it before any token is issued",
+                );
+                e.0.oauth_error = Some("consent_required");
+                e
+            }
+            AuthError::ConsentRequired { purpose } => ApiError::new(
+                S::CONFLICT,
+                "consent_required",
+                "Consent required",
+                format!(
+                    "consent to {purpose:?} is required to use the account; to withdraw it, delete the account"
+                ),
+            ),
             AuthError::NoRetentionPolicy => ApiError::new(
                 S::NOT_FOUND,
                 "no_retention_policy",

@@ -85,6 +85,7 @@ fn public_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(openapi::router())
         .merge(routes::accounts::router())
         .merge(routes::me::router())
+        .merge(routes::privacy::router())
         .merge(routes::oauth::router())
         .merge(routes::oidc::router())
         .merge(crate::ui::router())

@@ -137,6 +137,7 @@ mod tests {
             .merge(router())
             .merge(routes::accounts::router())
             .merge(routes::me::router())
+            .merge(routes::privacy::router())
             .merge(routes::oauth::router())
             .split_for_parts();
         document(&api, "https://auth.example.com")

@@ -168,6 +168,11 @@ impl Notifier {
         self
     }
 
+    /// The durable outbox, when notices go through PostgreSQL.
+    pub fn durable(&self) -> Option<&outbox::Durable> {
+        self.durable.as_ref()
+    }
+
     /// Whether the realm notifies `notice`'s event at all.
     pub fn notifies(&self, notice: &Notice) -> bool {
         enabled(self.events.as_deref(), notice.event())

@@ -259,6 +259,25 @@ impl std::fmt::Debug for Durable {
 }
 
 impl Durable {
+    /// Writes the rows of `notice` for `to` through `conn` (an open transaction, so they
+    /// commit with the caller's change), and wakes the worker. Unlike [`Durable::enqueue`] a
+    /// failure is returned: the caller's transaction must roll back with it.
+    pub async fn enqueue_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        to: &Recipient,
+        notice: &Notice,
+    ) -> Result<(), String> {
+        for row in rows(to, notice, true, self.webhook, self.clock.now()) {
+            let row = row.map_err(|e| e.to_string())?;
+            portcullis_notify::Outbox::enqueue(&mut *conn, &row)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.waker.wake();
+        Ok(())
+    }
+
     /// Writes the rows of `notice` for `to` (see [`rows`]; none unless `allowed`)
     /// and wakes the worker. A row that cannot be built or written is logged and counted in
     /// `notification_enqueue_failures`; the caller goes on either way. Returns whether a row

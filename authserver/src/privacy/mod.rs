@@ -1,3 +1,4 @@
-//! Privacy: data retention (consent, export and erasure come in later versions).
+//! Privacy: the retention run (`retention run`, `POST /admin/v1/retention/run`). Consent,
+//! export and erasure are the domain's (`crate::auth::privacy`, over `portcullis-privacy`).
 
 pub mod retention;

@@ -1,4 +1,5 @@
-//! `retention run`: applies a realm's RetentionPolicy to its database — expired tokens,
+//! `retention run`: applies a realm's RetentionPolicy to its database — the privacy crate's
+//! rules (audit trail, consent history of old withdrawals, due erasures), then expired tokens,
 //! unverified and inactive accounts, withdrawn consents — or only counts with `--dry-run`.
 //! The cut-offs are a pure function of the rules and the clock.
 
@@ -8,6 +9,10 @@ use std::time::Duration;
 use portcullis_crds::retention::{InactiveAccountAction, RetentionRules};
 use serde::Serialize;
 use time::OffsetDateTime;
+
+use portcullis_audit::PgAuditLog;
+use portcullis_privacy::erasure::{FinishHook, KvEraser};
+use portcullis_privacy::retention::{Failure, RetentionLock, Rules};
 
 use crate::clock::earlier;
 use crate::mail::{Mail, Mailer};
@@ -80,11 +85,33 @@ pub struct Summary {
     pub counts: BTreeMap<&'static str, i64>,
     /// Rules that do not apply in this version, with why.
     pub skipped: BTreeMap<&'static str, &'static str>,
+    /// What the privacy crate's rules could not do (they stay for the next run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
 }
 
-/// Runs the rules. Warnings are mailed only on a real run, once per account.
+/// What the privacy crate's rules need: the audit trail (its key signs what retention
+/// appends), the key-value eraser and the `account.erased` hook of due erasures, and the
+/// realm's rules.
+pub struct PrivacyRun<'a> {
+    /// The audit trail.
+    pub audit: &'a PgAuditLog,
+    /// Erases a due erasure's keys outside PostgreSQL.
+    pub kv: &'a dyn KvEraser,
+    /// Enqueues the `account.erased` notice.
+    pub hook: Option<&'a dyn FinishHook>,
+    /// The realm's rules for the crate.
+    pub rules: Rules,
+}
+
+/// Runs the rules under `lock` (the realm's retention lock, held): the privacy crate's first
+/// (when `privacy` is given; its erasures delete accounts, so it goes before the account
+/// rules, as the crate asks), then the server's. Warnings are mailed only on a real run, once
+/// per account.
 pub async fn run(
     db: &Postgres,
+    lock: &RetentionLock,
+    privacy: Option<PrivacyRun<'_>>,
     mailer: Option<&Mailer>,
     rules: &RetentionRules,
     now: OffsetDateTime,
@@ -95,6 +122,43 @@ pub async fn run(
         dry_run,
         ..Summary::default()
     };
+    match privacy {
+        Some(p) => {
+            let report = portcullis_privacy::retention::run(
+                lock, p.audit, p.kv, p.hook, &p.rules, now, dry_run,
+            )
+            .await;
+            let n = report.counts;
+            summary
+                .counts
+                .insert("auditEventsDeleted", n.audit_events_deleted);
+            summary
+                .counts
+                .insert("auditEventsPseudonymized", n.audit_events_pseudonymized);
+            summary
+                .counts
+                .insert("auditEventsOverdue", n.audit_events_overdue);
+            summary
+                .counts
+                .insert("withdrawnConsentEvents", n.withdrawn_consent_events);
+            summary.counts.insert("erasures", n.erasures);
+            summary.counts.insert("erasuresFailed", n.erasures_failed);
+            for failure in &report.failures {
+                tracing::error!(rule = ?failure.rule, erasure_id = ?failure.erasure_id, reason = failure.reason, message = %failure.message, "retention rule failed");
+            }
+            summary.failures = report.failures;
+        }
+        None => {
+            summary.skipped.insert(
+                "auditLogs",
+                "no audit key for this run (give --secrets-dir): the audit trail and due erasures wait",
+            );
+            summary.skipped.insert(
+                "erasures",
+                "no audit key for this run (give --secrets-dir): the audit trail and due erasures wait",
+            );
+        }
+    }
     let (tokens, families, one_time) = db.purge_expired_tokens(c.expired_tokens, dry_run).await?;
     summary.counts.insert("expiredRefreshTokens", tokens);
     summary.counts.insert("expiredRefreshFamilies", families);
@@ -156,10 +220,6 @@ pub async fn run(
             .skipped
             .insert("inactiveAccounts", "no inactiveAccounts rule in the policy");
     }
-    summary.skipped.insert(
-        "auditLogs",
-        "audit events are written to the structured log, not the database, in this version",
-    );
     summary.skipped.insert(
         "expiredSessions",
         "sessions live in Redis with their own expiry",

@@ -7,59 +7,6 @@ use uuid::Uuid;
 use super::StoreError;
 use super::db::Postgres;
 
-/// The advisory lock of a realm's retention runs, held on a connection of its own. Released
-/// by [`RetentionLock::release`]; dropped unreleased (a cancelled run), its connection is
-/// closed, which releases it too.
-pub struct RetentionLock {
-    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
-    realm: String,
-}
-
-impl std::fmt::Debug for RetentionLock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RetentionLock")
-            .field("realm", &self.realm)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The advisory-lock key text of `realm`'s retention runs (hashed by `hashtext`).
-fn retention_lock_key(realm: &str) -> String {
-    format!("portcullis.retention:{realm}")
-}
-
-impl RetentionLock {
-    /// Releases the lock.
-    pub async fn release(mut self) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
-            .bind(retention_lock_key(&self.realm))
-            .execute(&mut *self.conn)
-            .await?;
-        Ok(())
-    }
-}
-
-impl Postgres {
-    /// Takes the retention lock of `realm` (the CronJob's CLI and the admin API alike), or
-    /// `None` when another run holds it.
-    pub async fn try_lock_retention(
-        &self,
-        realm: &str,
-    ) -> Result<Option<RetentionLock>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        // A session lock: the connection must not go back to the pool still holding it.
-        conn.close_on_drop();
-        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(retention_lock_key(realm))
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok(taken.then(|| RetentionLock {
-            conn,
-            realm: realm.to_owned(),
-        }))
-    }
-}
-
 /// Retention statements: each rule as a count (dry run) and as the change it describes, with
 /// the same predicate.
 impl Postgres {

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::{Chrome, FieldErrors, html, notice, passing_failure};
 use crate::auth::oidc::consent;
 use crate::auth::principal::{Principal, RequestMeta};
-use crate::auth::{AuthError, account, mfa, session_auth};
+use crate::auth::{AuthError, account, mfa, privacy, session_auth};
 use crate::http::caller::PresentedSession;
 use crate::http::cookies;
 use crate::http::error::ApiError;
@@ -39,6 +39,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(confirm_totp))
         .routes(routes!(regenerate_codes))
         .routes(routes!(remove_totp))
+        .routes(routes!(change_consent))
+        .routes(routes!(delete_account))
+}
+
+/// A purpose of the realm's policy with the user's answer.
+struct ConsentRow {
+    name: String,
+    description: String,
+    required: bool,
+    granted: bool,
 }
 
 /// A TOTP enrolment shown on the page: the QR code (inline SVG, `id="totp-qr"`) and the key.
@@ -98,6 +108,8 @@ struct AccountPage {
     recovery_left: u32,
     enrolment: Option<EnrolmentView>,
     recovery_codes: Vec<String>,
+    consents: Vec<ConsentRow>,
+    policy_version: String,
 }
 
 /// A time as the page shows it (UTC, to the minute).
@@ -114,6 +126,7 @@ fn done_message(done: &str) -> Option<&'static str> {
         "mfa_removed" => Some("Two-step sign-in is off. Your recovery codes no longer work."),
         "linked" => Some("The account was connected: you can sign in with it now."),
         "unlinked" => Some("The account was disconnected: it no longer signs you in."),
+        "consent" => Some("Your choice was saved."),
         _ => None,
     }
 }
@@ -207,9 +220,28 @@ async fn page_with(
             last_used: shown(i.last_used_at),
         })
         .collect();
+    // Without PostgreSQL (`--dev` in memory) there are no consents to show.
+    let answers = match privacy::my_consents(core, principal).await {
+        Ok(answers) => answers,
+        Err(AuthError::Unsupported(_)) => Vec::new(),
+        Err(other) => return Err(other.into()),
+    };
+    let policy = privacy::policy_view(core);
+    let consents = policy
+        .purposes
+        .into_iter()
+        .map(|p| ConsentRow {
+            granted: answers.iter().any(|a| a.purpose == p.name && a.granted),
+            name: p.name,
+            description: p.description,
+            required: p.required,
+        })
+        .collect();
     Ok(html(
         status,
         &AccountPage {
+            consents,
+            policy_version: policy.version,
             chrome: Chrome::of(state),
             csrf: session_auth::csrf_token(core, &principal.session_id),
             email: profile.email,
@@ -739,6 +771,127 @@ async fn remove_totp(
     .await
     {
         Ok(()) => Ok(see_other("/account?done=mfa_removed")),
+        Err(error) => mfa_refused(&state, &principal, error).await,
+    }
+}
+
+/// A grant or withdrawal from the account page.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConsentForm {
+    /// The purpose.
+    purpose: Option<String>,
+    /// `true` to grant, `false` to withdraw.
+    granted: Option<String>,
+    /// The policy version shown.
+    policy_version: Option<String>,
+    /// The session's CSRF token.
+    csrf: Option<String>,
+}
+
+/// Grants or withdraws a purpose (source `account`); a required one cannot be withdrawn.
+#[utoipa::path(
+    post,
+    path = "/account/consents",
+    request_body(content = ConsentForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Saved: back to the account page"),
+        (status = 400, description = "Unknown purpose: the page again", body = String, content_type = "text/html"),
+        (status = 403, description = "Not signed in, or the CSRF check failed", body = String, content_type = "text/html"),
+        (status = 409, description = "A required purpose cannot be withdrawn: the page again", body = String, content_type = "text/html"),
+    )
+)]
+async fn change_consent(
+    State(state): State<AppState>,
+    PresentedSession(secret): PresentedSession,
+    meta: RequestMeta,
+    FormPairs(form): FormPairs,
+) -> Result<Response, ApiError> {
+    let field = |name: &str| first_value(&form, name);
+    let principal = match form_caller(&state, secret.as_deref(), field("csrf")).await? {
+        Ok(principal) => principal,
+        Err(answer) => return Ok(answer),
+    };
+    match privacy::change_consent(
+        &state.core,
+        &principal,
+        field("purpose"),
+        field("granted") == "true",
+        field("policy_version"),
+        portcullis_privacy::consent::Source::Account,
+        &meta,
+    )
+    .await
+    {
+        Ok(_) => Ok(see_other("/account?done=consent")),
+        Err(AuthError::ConsentRequired { .. }) => {
+            let problems = Problems::saying(
+                "This purpose is required to use your account. To withdraw it, delete your account.",
+            );
+            page(&state, &principal, StatusCode::CONFLICT, None, problems).await
+        }
+        Err(AuthError::Validation(_)) => {
+            let problems =
+                Problems::saying("The privacy policy changed meanwhile. Please try again.");
+            page(&state, &principal, StatusCode::BAD_REQUEST, None, problems).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Deletes the account (the password, and a code when two-step sign-in is on): signed out at
+/// once; the data goes at once or after the realm's grace period.
+#[utoipa::path(
+    post,
+    path = "/account/delete",
+    request_body(content = MfaAccountForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Deleted (or scheduled): a page saying so, the session cookie cleared", body = String, content_type = "text/html"),
+        (status = 400, description = "The password or code is wrong: the page again", body = String, content_type = "text/html"),
+        (status = 403, description = "Not signed in, or the CSRF check failed", body = String, content_type = "text/html"),
+        (status = 429, description = "Locked or rate limited (`Retry-After`)", body = String, content_type = "text/html"),
+    )
+)]
+async fn delete_account(
+    State(state): State<AppState>,
+    PresentedSession(secret): PresentedSession,
+    meta: RequestMeta,
+    FormPairs(form): FormPairs,
+) -> Result<Response, ApiError> {
+    let field = |name: &str| first_value(&form, name);
+    let principal = match form_caller(&state, secret.as_deref(), field("csrf")).await? {
+        Ok(principal) => principal,
+        Err(answer) => return Ok(answer),
+    };
+    let code = Some(field("code")).filter(|c| !c.is_empty());
+    match privacy::erase_me(&state.core, &principal, &meta, field("password"), code).await {
+        Ok(request) => {
+            let when = if request.done {
+                "Your account and its data were deleted.".to_owned()
+            } else {
+                format!(
+                    "You are signed out everywhere. Your data will be deleted on {}.",
+                    shown(request.effective_at)
+                )
+            };
+            let mut response = notice(
+                &state,
+                StatusCode::OK,
+                "Your account is deleted",
+                &[when.as_str()],
+                None,
+            );
+            if let Ok(value) = HeaderValue::from_str(&cookies::clear_cookie()) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            Ok(response)
+        }
+        Err(AuthError::Validation(_)) => {
+            let problems = Problems::saying(
+                "Two-step sign-in is on: enter a code from your app, or a recovery code.",
+            );
+            page(&state, &principal, StatusCode::BAD_REQUEST, None, problems).await
+        }
         Err(error) => mfa_refused(&state, &principal, error).await,
     }
 }

@@ -227,6 +227,17 @@ async fn submit(
             Ok(LoginOutcome::MfaRequired { mfa_token }) => {
                 return Ok(to_second_factor(&mfa_token, req.as_deref(), next));
             }
+            // The privacy policy changed since the user accepted it: its page, carrying the
+            // pending sign-in.
+            Ok(LoginOutcome::ConsentRequired { consent_token }) => {
+                return Ok(super::policy_consent::for_login(
+                    &state,
+                    &headers,
+                    consent_token,
+                    req.clone(),
+                    next,
+                ));
+            }
             // Enrolling at sign-in is offered by the API only so far: nothing is issued here.
             Ok(LoginOutcome::MfaEnrolmentRequired { .. }) => {
                 return Ok(again(StatusCode::FORBIDDEN, ENROLMENT_REQUIRED));

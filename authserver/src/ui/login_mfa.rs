@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use super::account::ACCOUNT_PATH;
 use super::{Chrome, form_csrf_ok, html, passing_failure, with_form_csrf, with_req};
 use crate::auth::AuthError;
+use crate::auth::login::LoginOutcome;
 use crate::auth::mfa_login::{self, SecondFactor};
 use crate::auth::principal::RequestMeta;
 use crate::http::caller::PresentedSession;
@@ -191,7 +192,21 @@ async fn submit(
     let outcome =
         mfa_login::complete(&state.core, &token, &factor, &meta, previous.as_deref()).await;
     let success = match outcome {
-        Ok(success) => success,
+        Ok(LoginOutcome::Signed(success)) => success,
+        Ok(LoginOutcome::ConsentRequired { consent_token }) => {
+            let mut response =
+                super::policy_consent::for_login(&state, &headers, consent_token, req, next);
+            if let Ok(value) = HeaderValue::from_str(&cookies::clear_mfa_cookie()) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            return Ok(response);
+        }
+        Ok(LoginOutcome::MfaRequired { .. } | LoginOutcome::MfaEnrolmentRequired { .. }) => {
+            return Ok(again(
+                StatusCode::BAD_REQUEST,
+                "This sign-in has expired. Start again.",
+            ));
+        }
         Err(AuthError::InvalidTotp) => {
             return Ok(again(
                 StatusCode::BAD_REQUEST,

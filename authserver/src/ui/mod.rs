@@ -9,6 +9,7 @@ pub mod account;
 pub mod consent;
 pub mod login;
 pub mod login_mfa;
+mod policy_consent;
 pub mod register;
 pub mod reset;
 pub mod social;
@@ -60,6 +61,8 @@ pub struct Chrome {
     pub realm: String,
     /// Path of the stylesheet.
     pub stylesheet: &'static str,
+    /// Where the realm's privacy policy is (its `policyUrl`, else the policy's API answer).
+    pub policy_url: String,
 }
 
 impl Chrome {
@@ -68,6 +71,9 @@ impl Chrome {
         Self {
             realm: state.web.realm_name.clone(),
             stylesheet: &ASSETS.stylesheet,
+            policy_url: crate::auth::privacy::policy_view(&state.core)
+                .url
+                .unwrap_or_else(|| "/api/v1/privacy-policy".to_owned()),
         }
     }
 }
@@ -366,6 +372,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(login::router())
         .merge(login_mfa::router())
         .merge(consent::router())
+        .merge(policy_consent::router())
         .merge(register::router())
         .merge(verify::router())
         .merge(reset::router())

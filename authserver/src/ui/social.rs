@@ -132,6 +132,10 @@ async fn callback(
             LoginOutcome::MfaEnrolmentRequired { .. } => {
                 error_page(&state, StatusCode::FORBIDDEN, ENROLMENT_REQUIRED)
             }
+            // An account made here, or a policy changed since: its page, carrying the sign-in.
+            LoginOutcome::ConsentRequired { consent_token } => {
+                super::policy_consent::for_login(&state, &headers, consent_token, req, next)
+            }
         },
         Ok(Finished::Linked) => see_other("/account?done=linked"),
         Err(error) => refused_page(&state, &error, &name)?,

@@ -306,11 +306,7 @@ async fn a_retention_run_while_another_holds_the_lock_is_a_409_problem_and_chang
     server.register("fresh@example.com", PASSWORD).await;
     make_stale_unverified(&pool, "stale@example.com").await;
     // The CronJob's run of realm `test`, as the CLI takes it.
-    let db = portcullis_authserver::store::Db::from_pool(pool.clone());
-    let held = db
-        .postgres()
-        .unwrap()
-        .try_lock_retention("test")
+    let held = portcullis_privacy::retention::RetentionLock::try_acquire(&pool, "test")
         .await
         .unwrap()
         .expect("the lock is free");

@@ -28,6 +28,7 @@ mod oidc_store;
 mod pages;
 mod pages_account;
 mod pages_accounts;
+mod privacy;
 mod rate_limits;
 mod registration;
 mod retention;

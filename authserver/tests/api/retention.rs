@@ -1,15 +1,38 @@
 //! `retention run` against a real database: what each rule removes, the dry run, warnings.
 
 use portcullis_authserver::mail::Mailer;
-use portcullis_authserver::privacy::retention::run;
+use portcullis_authserver::privacy::retention::Summary;
 use portcullis_authserver::store::Postgres;
+use portcullis_authserver::store::StoreError;
 use portcullis_authserver::{startup, wiring};
 use portcullis_crds::retention::{InactiveAccountAction, InactiveAccountRule, RetentionRules};
+use portcullis_privacy::retention::RetentionLock;
 use serde_json::json;
 use sqlx::PgPool;
 use time::Duration;
 
 use crate::support::*;
+
+/// The server's retention rules alone (no audit key: the privacy crate's rules are skipped),
+/// under the realm's retention lock, as the CLI runs them.
+async fn run(
+    db: &Postgres,
+    mailer: Option<&Mailer>,
+    rules: &RetentionRules,
+    now: time::OffsetDateTime,
+    dry_run: bool,
+) -> Result<Summary, StoreError> {
+    let lock = RetentionLock::try_acquire(db.pool(), "test")
+        .await
+        .unwrap()
+        .expect("the lock is free");
+    let summary = portcullis_authserver::privacy::retention::run(
+        db, &lock, None, mailer, rules, now, dry_run,
+    )
+    .await;
+    lock.release().await.unwrap();
+    summary
+}
 
 async fn age_user(pool: &PgPool, email: &str, days: i64, verified: bool) {
     let at = wiring::system_clock().now() - Duration::days(days);

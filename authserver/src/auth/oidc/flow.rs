@@ -42,6 +42,12 @@ pub enum Outcome {
         /// Id of the pending request.
         pending_id: String,
     },
+    /// The privacy-policy page: the signed-in user has not accepted the realm's current
+    /// policy, so no code is issued until they do; then the pending request resumes.
+    PolicyConsent {
+        /// Id of the pending request.
+        pending_id: String,
+    },
 }
 
 /// A successful authorization response.
@@ -260,6 +266,34 @@ async fn proceed(
         just_given: sid.is_some() && sid == pending.consent_sid.as_deref(),
     };
     let decision = authorize::decide(&pending.request, auth_time, fresh, &consent, now);
+    // The privacy policy comes before any code (issue 13): a signed-in user who has not
+    // accepted its current version is sent to accept it, and the request waits.
+    if let (Decision::Issue | Decision::Consent, Some((_, record))) = (&decision, &session)
+        && crate::auth::privacy::consent_needed(core, record.user_id).await?
+    {
+        if pending.request.prompt_none {
+            let request = pending.request;
+            return Ok(Outcome::Error(ErrorRedirect {
+                redirect_uri: request.redirect_uri,
+                response_mode: request.response_mode,
+                state: request.state,
+                error: "consent_required",
+                description:
+                    "the user must accept the privacy policy, and prompt=none forbids asking"
+                        .to_owned(),
+            }));
+        }
+        let pending_id = core.random.token(24);
+        core.kv
+            .put_pending(
+                PendingKind::Authorization,
+                &pending_id,
+                &encode(&pending)?,
+                PENDING_TTL,
+            )
+            .await?;
+        return Ok(Outcome::PolicyConsent { pending_id });
+    }
     match (decision, session) {
         (Decision::Issue, Some((sid, record))) => {
             issue_code(core, pending.request, &sid, &record).await

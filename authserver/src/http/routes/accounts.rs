@@ -241,6 +241,50 @@ pub enum LoginAnswer {
     Signed(LoginResponse),
     /// A second factor comes first.
     Pending(MfaPending),
+    /// The privacy policy must be accepted first.
+    Consent(ConsentPending),
+}
+
+/// A sign-in waiting for the acceptance of the realm's current privacy policy: no cookie, no
+/// tokens (`POST /api/v1/consent`).
+#[derive(Serialize, ToSchema)]
+pub struct ConsentPending {
+    /// Always `true`.
+    consent_required: bool,
+    /// The pending sign-in (10 minutes, single use).
+    consent_token: String,
+    /// Recovery codes, shown once: when TOTP was enrolled as part of this sign-in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_codes: Option<Vec<String>>,
+}
+
+/// The answer of any sign-in: signed in, or what comes first.
+pub(crate) fn outcome_answer(
+    state: &AppState,
+    outcome: LoginOutcome,
+    recovery_codes: Option<Vec<String>>,
+) -> Response {
+    match outcome {
+        LoginOutcome::Signed(success) => signed_in(state, success, recovery_codes),
+        LoginOutcome::MfaRequired { mfa_token } => Json(MfaPending {
+            mfa_required: Some(true),
+            mfa_enrolment_required: None,
+            mfa_token,
+        })
+        .into_response(),
+        LoginOutcome::MfaEnrolmentRequired { mfa_token } => Json(MfaPending {
+            mfa_required: None,
+            mfa_enrolment_required: Some(true),
+            mfa_token,
+        })
+        .into_response(),
+        LoginOutcome::ConsentRequired { consent_token } => Json(ConsentPending {
+            consent_required: true,
+            consent_token,
+            recovery_codes,
+        })
+        .into_response(),
+    }
 }
 
 /// The answer of a login that signed in: the tokens as JSON, the session and (for a new
@@ -304,21 +348,7 @@ async fn login(
         previous.as_deref(),
     )
     .await?;
-    Ok(match outcome {
-        LoginOutcome::Signed(success) => signed_in(&state, success, None),
-        LoginOutcome::MfaRequired { mfa_token } => Json(MfaPending {
-            mfa_required: Some(true),
-            mfa_enrolment_required: None,
-            mfa_token,
-        })
-        .into_response(),
-        LoginOutcome::MfaEnrolmentRequired { mfa_token } => Json(MfaPending {
-            mfa_required: None,
-            mfa_enrolment_required: Some(true),
-            mfa_token,
-        })
-        .into_response(),
-    })
+    Ok(outcome_answer(&state, outcome, None))
 }
 
 /// The second factor of a pending login: a TOTP code or a recovery code.
@@ -355,7 +385,7 @@ async fn login_mfa(
     ApiJson(body): ApiJson<LoginMfaRequest>,
 ) -> Result<Response, ApiError> {
     let factor = second_factor(body.code, body.recovery_code)?;
-    let success = mfa_login::complete(
+    let outcome = mfa_login::complete(
         &state.core,
         &body.mfa_token,
         &factor,
@@ -363,7 +393,7 @@ async fn login_mfa(
         previous.as_deref(),
     )
     .await?;
-    Ok(signed_in(&state, success, None))
+    Ok(outcome_answer(&state, outcome, None))
 }
 
 /// A pending login that must enrol TOTP first.
@@ -436,7 +466,7 @@ async fn login_mfa_enrol_confirm(
     PresentedSession(previous): PresentedSession,
     ApiJson(body): ApiJson<LoginMfaEnrolConfirmRequest>,
 ) -> Result<Response, ApiError> {
-    let (success, codes) = mfa_login::confirm_enrolment(
+    let (outcome, codes) = mfa_login::confirm_enrolment(
         &state.core,
         &body.mfa_token,
         &body.code,
@@ -445,7 +475,7 @@ async fn login_mfa_enrol_confirm(
     )
     .await?;
     let codes = codes.iter().map(|c| c.as_str().to_owned()).collect();
-    Ok(signed_in(&state, success, Some(codes)))
+    Ok(outcome_answer(&state, outcome, Some(codes)))
 }
 
 /// Exactly one of a TOTP code and a recovery code.

@@ -50,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/users/{id}", get(user_detail))
         .route("/admin/v1/users/{id}/unlock", post(unlock))
         .route("/admin/v1/users/{id}/disable", post(disable))
+        .route("/admin/v1/users/{id}/erase", post(erase))
         .route("/admin/v1/audit", get(audit_export))
         .route("/admin/v1/audit/verify", get(audit_verify))
         .route("/admin/v1/keys", get(keys))
@@ -174,6 +175,17 @@ async fn disable(
 ) -> Result<Response, ApiError> {
     admin::disable(&state.core, user_id(&id)?, &meta).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Erases the account (issue 13): its sessions end at once; the data goes at once, or after
+/// the realm's grace period. Answers the request (its id is the erasure id), or the receipt.
+async fn erase(
+    State(state): State<AppState>,
+    Admin(meta): Admin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let request = crate::auth::privacy::admin_erase(&state.core, user_id(&id)?, &meta).await?;
+    Ok((StatusCode::ACCEPTED, Json(request)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -7,3 +7,4 @@ pub mod me;
 pub mod metrics;
 pub mod oauth;
 pub mod oidc;
+pub mod privacy;

@@ -272,6 +272,7 @@ pub fn answer(state: &AppState, outcome: Outcome) -> Response {
         Outcome::Page(description) => ui::error_page(state, StatusCode::BAD_REQUEST, &description),
         Outcome::Login { pending_id } => to_pending_page("/login", &pending_id),
         Outcome::Consent { pending_id } => to_pending_page("/consent", &pending_id),
+        Outcome::PolicyConsent { pending_id } => to_pending_page("/consent/policy", &pending_id),
         Outcome::Error(error) => {
             let mut fields = vec![
                 ("error", error.error.to_owned()),

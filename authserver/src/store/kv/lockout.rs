@@ -272,7 +272,7 @@ fn stuffing_element(identifier: &str) -> [u8; 8] {
 }
 
 /// Counters are keyed by a hash of the identifier, so the store holds no email addresses.
-fn counter_key(identifier: &str) -> String {
+pub(super) fn counter_key(identifier: &str) -> String {
     let digest: String = Sha256::digest(identifier.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -283,7 +283,7 @@ fn counter_key(identifier: &str) -> String {
 /// The key of an account's second-factor counter: apart from the password's, so that nothing
 /// the password path does (a reset, a re-check, a right password) lifts it. Keyed by account,
 /// never by login identifier.
-fn mfa_key(user_id: Uuid) -> String {
+pub(super) fn mfa_key(user_id: Uuid) -> String {
     format!("mfa:{user_id}")
 }
 

@@ -4,6 +4,8 @@
 //! injected clock otherwise.
 
 mod codes;
+mod consent_logins;
+mod erasure;
 mod lockout;
 mod memory;
 mod mfa_logins;
