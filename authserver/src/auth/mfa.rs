@@ -23,13 +23,19 @@ use crate::store::kv::PendingKind;
 /// How long a begun enrolment waits for its first code.
 pub const ENROLMENT_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
-/// What the caller is shown to set up the authenticator.
-#[derive(Debug)]
+/// What the caller is shown to set up the authenticator (its `Debug` shows neither part:
+/// both carry the secret).
 pub struct TotpEnrolment {
     /// The secret in base32, for typing in.
     pub secret: String,
     /// The `otpauth://` URI (the QR code's content).
     pub otpauth_uri: String,
+}
+
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpEnrolment")
+    }
 }
 
 /// The caller's second factor, as `/api/v1/me` shows it.

@@ -88,13 +88,21 @@ pub(super) struct PendingLogin {
     pub(super) first: FirstFactor,
 }
 
-/// The second factor presented.
-#[derive(Debug)]
+/// The second factor presented (its `Debug` names the kind, never the code).
 pub enum SecondFactor {
     /// A TOTP code.
     Code(String),
     /// A recovery code.
     RecoveryCode(String),
+}
+
+impl std::fmt::Debug for SecondFactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SecondFactor::Code(_) => "Code",
+            SecondFactor::RecoveryCode(_) => "RecoveryCode",
+        })
+    }
 }
 
 /// The key a pending login is stored under: the token's SHA-256.
@@ -476,5 +484,41 @@ async fn wrong_code(
     match ended {
         Err(error) => error.into(),
         Ok(_) => AuthError::InvalidTotp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_presented_factor_never_prints_its_code() {
+        let shown = format!(
+            "{:?} {:?}",
+            SecondFactor::Code("123456".into()),
+            SecondFactor::RecoveryCode("abcd-efgh".into())
+        );
+        assert_eq!(shown, "Code RecoveryCode");
+    }
+
+    #[test]
+    fn an_enrolment_never_prints_its_secret() {
+        let enrolment = super::super::mfa::TotpEnrolment {
+            secret: "JBSWY3DPEHPK3PXP".into(),
+            otpauth_uri: "otpauth://totp/x?secret=JBSWY3DPEHPK3PXP".into(),
+        };
+        assert!(!format!("{enrolment:?}").contains("JBSWY3DP"));
+    }
+
+    #[test]
+    fn the_first_factor_goes_into_the_amr() {
+        assert_eq!(FirstFactor::Password.amr(), "pwd");
+        assert_eq!(FirstFactor::Federated.amr(), "fed");
+        // Pending logins stored before the field existed were password logins.
+        let old: PendingLogin = serde_json::from_str(
+            r#"{"user_id":"7d3c1e2a-5b4f-4c6d-8e9f-0a1b2c3d4e5f","credential_epoch":0,"created_at_ms":1,"stage":"verify"}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(old.first, FirstFactor::Password);
     }
 }
