@@ -17,7 +17,6 @@
 //! - the upstream's tokens are not requested from the crate: no feature needs them.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -49,7 +48,7 @@ pub const FEDERATED_AMR: &str = "fed";
 /// How long a discovered provider (its endpoints and keys) is used before it is discovered
 /// again: a provider's signing keys rotate, and the crate refetches them itself on an unknown
 /// `kid` only within one discovery.
-const REDISCOVER_AFTER: Duration = Duration::from_secs(3600);
+const REDISCOVER_AFTER_MS: u64 = 3_600_000;
 
 /// The realm's social providers: settings from the realm, endpoints discovered on first use
 /// (one provider that is down neither stops the server from starting nor the others).
@@ -57,7 +56,8 @@ pub struct Social {
     settings: Vec<ProviderSettings>,
     http: HttpClient,
     links: PgLinkStore,
-    discovered: tokio::sync::RwLock<HashMap<String, (Provider, Instant)>>,
+    /// Discovered providers with when (the core clock's milliseconds).
+    discovered: tokio::sync::RwLock<HashMap<String, (Provider, u64)>>,
 }
 
 impl std::fmt::Debug for Social {
@@ -108,13 +108,13 @@ impl Social {
         &self.links
     }
 
-    /// Provider `name`, discovered now if it never was or long ago.
-    async fn provider(&self, name: &str) -> Result<Provider, AuthError> {
+    /// Provider `name`, discovered now (`now_ms`) if it never was or long ago.
+    async fn provider(&self, name: &str, now_ms: u64) -> Result<Provider, AuthError> {
         let Some(settings) = self.settings.iter().find(|s| s.name == name) else {
             return Err(AuthError::NotFound);
         };
         if let Some((provider, at)) = self.discovered.read().await.get(name)
-            && at.elapsed() < REDISCOVER_AFTER
+            && now_ms.saturating_sub(*at) < REDISCOVER_AFTER_MS
         {
             return Ok(provider.clone());
         }
@@ -131,7 +131,7 @@ impl Social {
         self.discovered
             .write()
             .await
-            .insert(name.to_owned(), (provider.clone(), Instant::now()));
+            .insert(name.to_owned(), (provider.clone(), now_ms));
         Ok(provider)
     }
 }
@@ -231,7 +231,7 @@ pub fn redirect_uri(core: &Core, name: &str) -> String {
 /// # Errors
 /// `NotFound` for a provider the realm does not have; `Social` when its discovery fails.
 pub async fn start(core: &Core, name: &str, purpose: Purpose) -> Result<Started, AuthError> {
-    let provider = social(core)?.provider(name).await?;
+    let provider = social(core)?.provider(name, core.clock.now_ms()).await?;
     // From the OS generator, whatever the core's random source is (tests seed that one).
     let random = Random::generate().map_err(AuthError::Social)?;
     let started = provider
@@ -286,7 +286,7 @@ pub async fn finish_callback(
     let Some(stored) = stored.and_then(|json| serde_json::from_str::<Stored>(&json).ok()) else {
         return Err(AuthError::Social(SocialError::Expired));
     };
-    let provider = social.provider(name).await?;
+    let provider = social.provider(name, core.clock.now_ms()).await?;
     let callback = Callback::from_query(query).map_err(AuthError::Social)?;
     let identity = match provider
         .finish(&stored.pending, &callback, core.clock.now())
