@@ -58,6 +58,10 @@ const INSERT: &str = concat!(
     link_columns!()
 );
 /// All the user's links, locked: unlinks of one user queue here.
+const DELETE_USER_LINKS: &str = concat!(
+    "DELETE FROM linked_identities WHERE user_id = $1 RETURNING ",
+    link_columns!()
+);
 const LOCK_USER_LINKS: &str = concat!(
     "SELECT ",
     link_columns!(),
@@ -150,6 +154,16 @@ impl PgLinkStore {
     /// The user's links, oldest first.
     pub async fn list_for_user(&self, user: Uuid) -> Result<Vec<Link>, SocialError> {
         let rows = sqlx::query(LIST).bind(user).fetch_all(&self.pool).await?;
+        rows.iter().map(link_from_row).collect()
+    }
+
+    /// Removes every link of `user` and returns them: for a server that finds they were made
+    /// while the account's email was unproven (its owner proves it later, by a reset).
+    pub async fn unlink_all(&self, user: Uuid) -> Result<Vec<Link>, SocialError> {
+        let rows = sqlx::query(DELETE_USER_LINKS)
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(link_from_row).collect()
     }
 

@@ -124,6 +124,13 @@ pub enum AuthError {
     /// signs in as usual and links the provider from the account page.
     #[error("the account must sign in before linking")]
     SocialLinkNeedsSignIn,
+    /// Linking a provider needs a recent sign-in ([`super::social::LINK_FRESHNESS`]).
+    #[error("linking needs a recent sign-in")]
+    SocialLinkNeedsFreshSignIn,
+    /// A realm that requires TOTP makes no account by social sign-in (it could not enrol
+    /// without a password): register first, then connect the provider.
+    #[error("sign up with a password first")]
+    SocialSignUpNeedsPassword,
     /// The user has not accepted the realm's current privacy policy: no token is issued
     /// until they do (a sign-in answers a consent token instead).
     #[error("the current privacy policy must be accepted")]

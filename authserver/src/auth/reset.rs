@@ -152,7 +152,11 @@ pub async fn confirm_password_reset(
         Some(meta),
     )
     .await;
-    // The link came by mail: the address is proven.
+    // The link came by mail: the address is proven. Social links made before that were made
+    // by whoever held the account then, not necessarily the address's owner: they go.
+    if !user.email_verified {
+        super::social::drop_unproven_links(core, user.id, meta).await?;
+    }
     core.db.set_email_verified(user.id, now).await?;
     core.db
         .void_one_time_tokens(user.id, TokenPurpose::PasswordReset, now)

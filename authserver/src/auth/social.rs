@@ -373,15 +373,15 @@ async fn account_with_email(
         return Ok(None);
     };
     if canonical_email("email", &email).ok().as_deref() != Some(email.as_str()) {
-        return Ok(None);
+        // The crate's and the server's rules disagree: refuse rather than create with it.
+        return Err(AuthError::Social(SocialError::EmailUnusable));
     }
     let Some(user) = core.db.user_by_email(&email).await? else {
         return Ok(None);
     };
-    let has_mfa = match mfa_login::required(core, &user).await? {
-        Some(Stage::Verify) => true,
-        Some(Stage::Enrol) | None => false,
-    };
+    // A realm that requires TOTP counts every account as having it: such an account is linked
+    // only from its account page, after its owner signed in (and enrolled).
+    let has_mfa = mfa_login::required(core, &user).await?.is_some();
     let account = AccountWithEmail {
         user: user.id,
         email_verified: user.email_verified,
@@ -423,13 +423,37 @@ async fn sign_in(
                     .await
                     .map_err(store_failed)?;
             }
-            core.db.user_by_id(user).await?.ok_or(AuthError::NotFound)?
+            // Deleted since the lookup: a moment's race, not a missing provider.
+            core.db
+                .user_by_id(user)
+                .await?
+                .ok_or(AuthError::Social(SocialError::Contended))?
         }
-        LinkDecision::Create { email } => create_account(core, identity, &email, meta).await?,
+        LinkDecision::Create { email } => {
+            if core.spec().mfa.totp.required {
+                // Its account could not enrol (that needs a password it does not have).
+                refused(core, &settings.name, &SocialError::EmailRequired, meta).await;
+                return Err(AuthError::SocialSignUpNeedsPassword);
+            }
+            create_account(core, identity, &email, meta).await?
+        }
         LinkDecision::Link { user } => {
             let Some((record, _)) = account.filter(|(record, _)| record.id == user) else {
-                return Err(AuthError::NotFound);
+                return Err(AuthError::Social(SocialError::Contended));
             };
+            // The address moved at this issuer (another subject holds it now, e.g. a reissued
+            // corporate mailbox): the new holder is not the account's owner.
+            let moved = social(core)?
+                .links
+                .list_for_user(record.id)
+                .await
+                .map_err(store_failed)?
+                .iter()
+                .any(|l| l.issuer == identity.issuer && l.subject != identity.subject);
+            if moved {
+                refused(core, &settings.name, &SocialError::AlreadyLinked, meta).await;
+                return Err(AuthError::Social(SocialError::AlreadyLinked));
+            }
             link(core, &record, identity, meta).await?;
             record
         }
@@ -556,13 +580,31 @@ async fn link_to_session(
     session_id: &str,
     meta: &RequestMeta,
 ) -> Result<(), AuthError> {
-    let live = core
+    let session = core
         .kv
         .session(session_id)
         .await?
-        .is_some_and(|session| session.user_id == user);
-    if !live {
-        return Err(AuthError::Unauthenticated);
+        .filter(|session| session.user_id == user)
+        .ok_or(AuthError::Unauthenticated)?;
+    if !fresh(core, session.created_at) {
+        return Err(AuthError::SocialLinkNeedsFreshSignIn);
+    }
+    let record = core
+        .db
+        .user_by_id(user)
+        .await?
+        .ok_or(AuthError::Unauthenticated)?;
+    if !record.email_verified {
+        // Linked under an address nobody proved, the link would outlive its proof: whoever
+        // verifies the address later (by a reset) would share the account with this identity.
+        refused(
+            core,
+            &settings.name,
+            &SocialError::AccountEmailUnverified,
+            meta,
+        )
+        .await;
+        return Err(AuthError::Social(SocialError::AccountEmailUnverified));
     }
     // The realm's domain rule applies to linked identities too (as at every sign-in): the
     // crate checks it before answering "already linked to this user".
@@ -576,11 +618,73 @@ async fn link_to_session(
             refused(core, &settings.name, &SocialError::AlreadyLinked, meta).await;
             Err(AuthError::Social(SocialError::AlreadyLinked))
         }
-        None => {
-            let record = core.db.user_by_id(user).await?.ok_or(AuthError::NotFound)?;
-            link(core, &record, identity, meta).await
-        }
+        None => link(core, &record, identity, meta).await,
     }
+}
+
+/// How recent a sign-in must be to add a way to sign in to the account: a borrowed or stolen
+/// session must not plant a sign-in method that outlives the password its owner then resets.
+pub const LINK_FRESHNESS: time::Duration = time::Duration::minutes(10);
+
+/// Whether a session started at `signed_in_at` is fresh enough to link a provider.
+fn fresh(core: &Core, signed_in_at: time::OffsetDateTime) -> bool {
+    core.clock.now() - signed_in_at <= LINK_FRESHNESS
+}
+
+/// Starts linking provider `name` to the signed-in `principal`: only from a session signed in
+/// within [`LINK_FRESHNESS`].
+///
+/// # Errors
+/// `SocialLinkNeedsFreshSignIn` for an older session; as [`start`] otherwise.
+pub async fn start_link(
+    core: &Core,
+    name: &str,
+    principal: &Principal,
+) -> Result<Started, AuthError> {
+    let session = core
+        .kv
+        .session(&principal.session_id)
+        .await?
+        .filter(|session| session.user_id == principal.user_id)
+        .ok_or(AuthError::Unauthenticated)?;
+    if !fresh(core, session.created_at) {
+        return Err(AuthError::SocialLinkNeedsFreshSignIn);
+    }
+    let purpose = Purpose::Link {
+        user: principal.user_id,
+        session_id: principal.session_id.clone(),
+    };
+    start(core, name, purpose).await
+}
+
+/// Removes the links of `user` made while its email was unproven, now that a mail loop proved
+/// it (a password reset): the address's owner gets an account no one else signs in to.
+///
+/// # Errors
+/// `Unavailable` when the store fails.
+pub async fn drop_unproven_links(
+    core: &Core,
+    user: uuid::Uuid,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
+    let Some(social) = core.social.as_deref() else {
+        return Ok(());
+    };
+    let removed = social.links.unlink_all(user).await.map_err(store_failed)?;
+    for link in removed {
+        let mut details = Details::new().code("reason", "email_unproven_when_linked");
+        if let Some(provider) = Ident::parse(&link.provider) {
+            details = details.id("provider", provider);
+        }
+        core.audit(
+            Event::success("social_unlinked")
+                .by_user(user)
+                .details(details),
+            Some(meta),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// A linked identity as `/api/v1/me` and the account page show it.

@@ -371,6 +371,18 @@ impl From<AuthError> for ApiError {
                 "Sign in first",
                 "an account with this email has two-step sign-in: sign in to it, then link the provider from the account page",
             ),
+            AuthError::SocialLinkNeedsFreshSignIn => ApiError::new(
+                S::FORBIDDEN,
+                "reauthentication_required",
+                "Sign in again",
+                "adding a way to sign in needs a sign-in from the last 10 minutes",
+            ),
+            AuthError::SocialSignUpNeedsPassword => ApiError::new(
+                S::FORBIDDEN,
+                "registration_required",
+                "Register first",
+                "this realm requires two-step sign-in: register with a password, then connect the provider",
+            ),
             AuthError::InvalidTotp => ApiError::new(
                 S::UNAUTHORIZED,
                 "invalid_totp",

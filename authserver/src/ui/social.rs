@@ -167,6 +167,23 @@ fn refused_page(state: &AppState, error: &AuthError, name: &str) -> Result<Respo
                 Some((LOGIN_AND_BACK.to_owned(), "Sign in")),
             ));
         }
+        AuthError::SocialLinkNeedsFreshSignIn => {
+            return Ok(notice(
+                state,
+                StatusCode::FORBIDDEN,
+                "Sign in again first",
+                &["To connect another way to sign in, sign in again: it must be you, not someone at your unlocked computer."],
+                Some((LOGIN_AND_BACK.to_owned(), "Sign in")),
+            ));
+        }
+        AuthError::SocialSignUpNeedsPassword => (
+            StatusCode::FORBIDDEN,
+            "This service requires two-step sign-in. Create an account with a password first, then connect this provider on your account page.".into(),
+        ),
+        AuthError::InvalidCredentials => (
+            StatusCode::BAD_REQUEST,
+            "Your account changed while you were signing in. Please start again.".into(),
+        ),
         AuthError::Unauthenticated => (
             StatusCode::FORBIDDEN,
             "Your session ended before the provider answered. Sign in again, then connect the provider once more.".into(),
@@ -210,7 +227,7 @@ fn refused_page(state: &AppState, error: &AuthError, name: &str) -> Result<Respo
                 StatusCode::CONFLICT,
                 format!("This {name} account is already connected to another account."),
             ),
-            E::Contended => (
+            E::Contended | E::UnknownUser => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Something changed at the same moment. Please try again.".into(),
             ),
@@ -264,11 +281,7 @@ async fn link(
         Err(answer) => return Ok(answer),
     };
     let name = field("provider");
-    let purpose = Purpose::Link {
-        user: principal.user_id,
-        session_id: principal.session_id.clone(),
-    };
-    match social::start(&state.core, name, purpose).await {
+    match social::start_link(&state.core, name, &principal).await {
         Ok(started) => Ok(to_provider(&started)),
         Err(AuthError::NotFound) => {
             let problems = Problems::saying("There is no such sign-in provider here.");

@@ -184,3 +184,108 @@ async fn me_lists_the_linked_identities_and_unlinking_an_unknown_one_is_not_foun
         .await;
     assert_eq!(malformed.status, 400);
 }
+
+/// The account page's link form posted for provider `corp` by the session of `login`.
+async fn link_corp(server: &TestServer, login: &Answer) -> reqwest::Response {
+    let cookie = format!(
+        "__Host-portcullis_session={}",
+        login.session_cookie().unwrap()
+    );
+    let page = get(server, "/account", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = crate::pages::hidden(&page, "csrf");
+    server
+        .http
+        .post(format!("{}/account/identities/link", server.base))
+        .header("cookie", cookie)
+        .form(&[("provider", "corp"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn linking_a_provider_needs_a_sign_in_from_the_last_ten_minutes(pool: PgPool) {
+    let clock = stopped_clock();
+    let mut options = with_unreachable_provider();
+    options.clock = clock.clone();
+    let server = start(pool, options).await;
+    server.user("ada@example.com").await;
+    let login = server.login("ada@example.com", PASSWORD).await;
+    // Fresh: on to the provider (which cannot be reached here: 502, past the freshness check).
+    assert_eq!(link_corp(&server, &login).await.status(), 502);
+    clock.advance(minutes(11));
+    let stale = link_corp(&server, &login).await;
+    assert_eq!(stale.status(), 403);
+    assert!(set_cookies(&stale).is_empty(), "no pending link");
+    let page = stale.text().await.unwrap();
+    assert!(page.contains("sign in again"), "{page}");
+}
+
+/// A link row of `user` as the link store writes it.
+async fn linked(pool: &PgPool, user: uuid::Uuid, subject: &str) {
+    sqlx::query(
+        "INSERT INTO linked_identities (id, user_id, provider, issuer, subject, email, created_at, last_used_at) \
+         VALUES (gen_random_uuid(), $1, 'corp', 'https://id.example.com', $2, NULL, now(), now())",
+    )
+    .bind(user)
+    .bind(subject)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn links_of(pool: &PgPool, email: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM linked_identities l JOIN users u ON u.id = l.user_id WHERE u.email_canonical = $1",
+    )
+    .bind(email)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_reset_that_proves_the_email_drops_links_made_before_the_proof(pool: PgPool) {
+    let server = start(pool.clone(), with_unreachable_provider()).await;
+    // An unverified account (whoever typed the address; a realm without verification lets it
+    // sign in) with a link, and a verified one with a link.
+    server.user("ada@example.com").await;
+    server.user("bob@example.com").await;
+    sqlx::query(
+        "UPDATE users SET email_verified = false WHERE email_canonical = 'ada@example.com'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (email, subject) in [("ada@example.com", "squatter"), ("bob@example.com", "bob")] {
+        let (id,): (uuid::Uuid,) =
+            sqlx::query_as("SELECT id FROM users WHERE email_canonical = $1")
+                .bind(email)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        linked(&pool, id, subject).await;
+    }
+    for email in ["ada@example.com", "bob@example.com"] {
+        let before = server.mails().len();
+        assert_eq!(server.request_reset(email).await.status, 202);
+        server.mails_settled(before + 1).await;
+        let token = server.mailed_code("Reset code:").await;
+        let reset = server.confirm_reset(&token, OTHER_PASSWORD).await;
+        assert!(reset.status < 300, "{email}: {:?}", reset.body);
+    }
+    assert_eq!(
+        links_of(&pool, "ada@example.com").await,
+        0,
+        "the squatter's link"
+    );
+    assert_eq!(
+        links_of(&pool, "bob@example.com").await,
+        1,
+        "a proven owner's link"
+    );
+}
