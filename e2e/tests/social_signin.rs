@@ -238,6 +238,33 @@ fn browser_for(realm: &Realm, upstream: &Upstream) -> Browser {
     Browser::new(&[&realm.ca_pem, &upstream.config.tls.as_ref().unwrap().ca_pem])
 }
 
+/// `POST /api/v1/login` with the test password: the answer's JSON (`user_id`, `access_token`).
+async fn password_login(realm: &Realm, email: &str) -> Value {
+    let http = Browser::new(&[&realm.ca_pem]).http;
+    let login = http
+        .post(format!("{}/api/v1/login", realm.issuer))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "{email}");
+    login.json().await.unwrap()
+}
+
+/// `DELETE /api/v1/me/identities/{id}` with the browser's session and its CSRF token.
+async fn unlink(browser: &mut Browser, realm: &Realm, id: &str) -> Answer {
+    let csrf = json_of(&browser.get(&format!("{}/api/v1/csrf", realm.issuer)).await)["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = Url::parse(&format!("{}/api/v1/me/identities/{id}", realm.issuer)).unwrap();
+    let request = browser
+        .http
+        .delete(url.clone())
+        .header("X-CSRF-Token", csrf);
+    browser.send(request, &url).await
+}
+
 fn json_of(answer: &Answer) -> Value {
     serde_json::from_str(&answer.body).unwrap_or_else(|_| panic!("not JSON: {}", answer.body))
 }
@@ -298,15 +325,7 @@ async fn a_verified_email_links_to_its_account_and_tells_the_owner() {
         return;
     };
     realm.account("bob@example.com").await;
-    let password = Browser::new(&[&realm.ca_pem]);
-    let login = password
-        .http
-        .post(format!("{}/api/v1/login", realm.issuer))
-        .json(&json!({"email": "bob@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let bob: Value = login.json().await.unwrap();
+    let bob = password_login(&realm, "bob@example.com").await;
     let mut browser = browser_for(&realm, &upstream);
     let signed = social_sign_in(&mut browser, &realm, port, "bob-sub").await;
     assert_eq!(signed.status, 200, "{}", signed.body);
@@ -325,17 +344,7 @@ async fn a_verified_email_links_to_its_account_and_tells_the_owner() {
 
     // With a password, the link may go; the account keeps its password.
     let id = me["identities"][0]["id"].as_str().unwrap().to_owned();
-    let csrf = json_of(&browser.get(&format!("{}/api/v1/csrf", realm.issuer)).await)["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let url = format!("{}/api/v1/me/identities/{id}", realm.issuer);
-    let parsed = Url::parse(&url).unwrap();
-    let request = browser
-        .http
-        .delete(parsed.clone())
-        .header("X-CSRF-Token", csrf);
-    let unlinked = browser.send(request, &parsed).await;
+    let unlinked = unlink(&mut browser, &realm, &id).await;
     assert_eq!(unlinked.status, 204, "{}", unlinked.body);
     let me = json_of(&browser.me(&realm).await);
     assert!(me["identities"].as_array().unwrap().is_empty());
@@ -361,17 +370,7 @@ async fn the_last_way_in_cannot_be_unlinked() {
     );
     let me = json_of(&browser.me(&realm).await);
     let id = me["identities"][0]["id"].as_str().unwrap().to_owned();
-    let csrf = json_of(&browser.get(&format!("{}/api/v1/csrf", realm.issuer)).await)["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let url = format!("{}/api/v1/me/identities/{id}", realm.issuer);
-    let parsed = Url::parse(&url).unwrap();
-    let request = browser
-        .http
-        .delete(parsed.clone())
-        .header("X-CSRF-Token", csrf);
-    let refused = browser.send(request, &parsed).await;
+    let refused = unlink(&mut browser, &realm, &id).await;
     assert_eq!(refused.status, 409, "{}", refused.body);
     assert_eq!(json_of(&refused)["code"], "last_sign_in_method");
     assert_eq!(
@@ -409,19 +408,11 @@ async fn an_unverified_upstream_email_takes_no_account_over() {
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert!(other.session(&realm).is_none());
     // Dee's account has no link.
-    let dee = Browser::new(&[&realm.ca_pem]);
-    let login = dee
-        .http
-        .post(format!("{}/api/v1/login", realm.issuer))
-        .json(&json!({"email": "dee@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let token = login.json::<Value>().await.unwrap()["access_token"]
+    let token = password_login(&realm, "dee@example.com").await["access_token"]
         .as_str()
         .unwrap()
         .to_owned();
-    let me: Value = dee
+    let me: Value = Browser::new(&[&realm.ca_pem])
         .http
         .get(format!("{}/api/v1/me", realm.issuer))
         .bearer_auth(token)
@@ -480,16 +471,10 @@ async fn an_account_with_two_step_sign_in_is_not_linked_by_email() {
     };
     realm.account("fay@example.com").await;
     let http = Browser::new(&[&realm.ca_pem]).http;
-    let login: Value = http
-        .post(format!("{}/api/v1/login", realm.issuer))
-        .json(&json!({"email": "fay@example.com", "password": PASSWORD}))
-        .send()
-        .await
+    let token = password_login(&realm, "fay@example.com").await["access_token"]
+        .as_str()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
+        .to_owned();
     let enrol: Value = http
         .post(format!("{}/api/v1/me/mfa/totp", realm.issuer))
         .bearer_auth(&token)
