@@ -675,10 +675,18 @@ async fn execute(
     let hook = ErasedNotice::of(core);
     match erasure::execute(pool, audit, request, &kv, Some(&hook), now).await {
         Ok(receipt) => Ok(receipt),
-        // Done all the same; the keys left live until their TTL.
+        // The key-value step failed: done all the same when it was the second pass (the keys
+        // left live until their TTL), else still pending for the next retention run.
         Err(PrivacyError::KvErase(error)) => {
-            tracing::error!(erasure_id = %request.id, %error, "erasure done; its second key-value pass failed");
-            erasure::get(pool, request.id).await.map_err(privacy_error)
+            let stored = erasure::get(pool, request.id)
+                .await
+                .map_err(privacy_error)?;
+            if stored.done {
+                tracing::error!(erasure_id = %request.id, %error, "erasure done; its second key-value pass failed");
+            } else {
+                tracing::error!(erasure_id = %request.id, %error, "erasure not executed yet: its key-value step failed");
+            }
+            Ok(stored)
         }
         Err(error) => {
             // The request stays pending; the next retention run executes it.

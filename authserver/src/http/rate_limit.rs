@@ -34,6 +34,9 @@ pub fn route_class(method: &Method, template: &str) -> Option<Route> {
         }
         // Removing TOTP and regenerating recovery codes re-check the password too.
         "/api/v1/me/mfa/totp" if method == Method::DELETE => Some(Route::Login),
+        // Deleting the account re-checks the password: to a stolen session, a login attempt.
+        "/api/v1/me" if method == Method::DELETE => Some(Route::Login),
+        "/account/delete" if post => Some(Route::Login),
         // A social sign-in is a sign-in, and each costs the server up to three requests to
         // the provider (token, keys, user info): counted as logins, per address.
         "/oauth2/social/{name}/start" | "/oauth2/social/{name}/callback" => Some(Route::Login),
@@ -51,6 +54,7 @@ pub fn route_class(method: &Method, template: &str) -> Option<Route> {
         | "/api/v1/login/mfa/enrol"
         | "/api/v1/login/mfa/enrol/confirm"
         | "/login/mfa"
+        | "/login/mfa/enrol"
             if post =>
         {
             Some(Route::Mfa)
@@ -130,6 +134,8 @@ mod tests {
             (Method::POST, "/oauth2/introspect", Some(Route::Token)),
             (Method::GET, "/oauth2/userinfo", Some(Route::Api)),
             (Method::GET, "/api/v1/me", Some(Route::Api)),
+            (Method::DELETE, "/api/v1/me", Some(Route::Login)),
+            (Method::POST, "/account/delete", Some(Route::Login)),
             (
                 Method::GET,
                 "/oauth2/social/{name}/start",
@@ -173,10 +179,12 @@ mod tests {
                         | "/reset-password/confirm"
                         | "/account/password"
                         | "/login/mfa"
+                        | "/login/mfa/enrol"
                         | "/account/mfa/totp"
                         | "/account/mfa/totp/remove"
                         | "/account/mfa/recovery-codes"
                         | "/account/identities/link"
+                        | "/account/delete"
                 ) && method == Method::POST;
                 if path.starts_with("/api/v1/") || path.starts_with("/oauth2/") || credential {
                     assert!(class.is_some(), "{method} {path} has no route class");

@@ -238,9 +238,9 @@ async fn submit(
                     next,
                 ));
             }
-            // Enrolling at sign-in is offered by the API only so far: nothing is issued here.
-            Ok(LoginOutcome::MfaEnrolmentRequired { .. }) => {
-                return Ok(again(StatusCode::FORBIDDEN, ENROLMENT_REQUIRED));
+            // The realm requires a second factor the account has not set up: that first.
+            Ok(LoginOutcome::MfaEnrolmentRequired { mfa_token }) => {
+                return Ok(to_enrolment(&mfa_token, req.as_deref(), next));
             }
             Err(error) => {
                 // The page below is not an `ApiError`: count a store outage here.
@@ -260,17 +260,24 @@ async fn submit(
     signed_in(&state, success, req.as_deref(), next).await
 }
 
-/// What the hosted pages say to an account the realm requires a second factor of, before it
-/// has one.
-pub(super) const ENROLMENT_REQUIRED: &str = "This realm requires a second factor before you sign in. Set it up with the app you use to sign in.";
-
 /// On to the second factor's page, the pending login `mfa_token` bound to this browser by its
 /// cookie (no session before the second factor).
 pub(super) fn to_second_factor(mfa_token: &str, req: Option<&str>, next: bool) -> Response {
+    to_pending_step(super::login_mfa::PATH, mfa_token, req, next)
+}
+
+/// On to enrolling the second factor the realm requires, the pending login `mfa_token` bound
+/// to this browser by its cookie.
+pub(super) fn to_enrolment(mfa_token: &str, req: Option<&str>, next: bool) -> Response {
+    to_pending_step(super::login_enrol::PATH, mfa_token, req, next)
+}
+
+/// On to `path`, a step of the pending login `mfa_token`, carrying on to `req` or `next`.
+fn to_pending_step(path: &str, mfa_token: &str, req: Option<&str>, next: bool) -> Response {
     let target = match (req, next) {
-        (Some(req), _) => with_req(super::login_mfa::PATH, Some(req)),
-        (None, true) => format!("{}?next=%2Faccount", super::login_mfa::PATH),
-        (None, false) => super::login_mfa::PATH.to_owned(),
+        (Some(req), _) => with_req(path, Some(req)),
+        (None, true) => format!("{path}?next=%2Faccount"),
+        (None, false) => path.to_owned(),
     };
     let mut response = see_other(&target);
     if let Ok(value) = HeaderValue::from_str(&cookies::mfa_cookie(

@@ -49,9 +49,9 @@ struct MfaPage {
 #[derive(Deserialize, IntoParams)]
 pub struct MfaQuery {
     /// The pending authorization request to continue after signing in.
-    req: Option<String>,
+    pub(super) req: Option<String>,
     /// `/account` to go there after signing in.
-    next: Option<String>,
+    pub(super) next: Option<String>,
 }
 
 /// The second-factor form, as the OpenAPI document describes it (the handler reads its pairs).
@@ -99,7 +99,7 @@ fn page(
 }
 
 /// The pending login's token this browser carries.
-fn mfa_token(headers: &HeaderMap) -> Option<String> {
+pub(super) fn mfa_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

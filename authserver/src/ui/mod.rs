@@ -8,6 +8,7 @@
 pub mod account;
 pub mod consent;
 pub mod login;
+pub mod login_enrol;
 pub mod login_mfa;
 mod policy_consent;
 pub mod register;
@@ -371,6 +372,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(static_file))
         .merge(login::router())
         .merge(login_mfa::router())
+        .merge(login_enrol::router())
         .merge(consent::router())
         .merge(policy_consent::router())
         .merge(register::router())

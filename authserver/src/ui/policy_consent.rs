@@ -43,6 +43,8 @@ struct PolicyPage {
     req: Option<String>,
     next: bool,
     error: Option<String>,
+    /// Recovery codes of an enrolment that just finished (shown once).
+    recovery_codes: Vec<String>,
 }
 
 /// The page for a hosted sign-in waiting for consent (rendered in answer to the sign-in).
@@ -52,6 +54,18 @@ pub(super) fn for_login(
     consent_token: String,
     req: Option<String>,
     next: bool,
+) -> Response {
+    for_login_showing(state, headers, consent_token, req, next, Vec::new())
+}
+
+/// As [`for_login`], after a TOTP enrolment at sign-in: its recovery codes are shown above.
+pub(super) fn for_login_showing(
+    state: &AppState,
+    headers: &HeaderMap,
+    consent_token: String,
+    req: Option<String>,
+    next: bool,
+    recovery_codes: Vec<String>,
 ) -> Response {
     let policy = privacy::policy_view(&state.core);
     with_form_csrf(state, headers, |csrf| {
@@ -66,6 +80,7 @@ pub(super) fn for_login(
                 req,
                 next,
                 error: None,
+                recovery_codes,
             },
         )
     })
@@ -115,6 +130,7 @@ async fn show(
             req: Some(req),
             next: false,
             error: None,
+            recovery_codes: Vec::new(),
         },
     ))
 }
@@ -191,6 +207,7 @@ async fn submit(
                 req: req.clone(),
                 next,
                 error: Some(message.to_owned()),
+                recovery_codes: Vec::new(),
             },
         )
     };

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::account::{ACCOUNT_PATH, LOGIN_AND_BACK, Problems, form_caller, page};
-use super::login::{ENROLMENT_REQUIRED, signed_in, to_second_factor};
+use super::login::{signed_in, to_enrolment, to_second_factor};
 use super::{error_page, notice};
 use crate::auth::AuthError;
 use crate::auth::login::LoginOutcome;
@@ -129,8 +129,8 @@ async fn callback(
             LoginOutcome::MfaRequired { mfa_token } => {
                 to_second_factor(&mfa_token, req.as_deref(), next)
             }
-            LoginOutcome::MfaEnrolmentRequired { .. } => {
-                error_page(&state, StatusCode::FORBIDDEN, ENROLMENT_REQUIRED)
+            LoginOutcome::MfaEnrolmentRequired { mfa_token } => {
+                to_enrolment(&mfa_token, req.as_deref(), next)
             }
             // An account made here, or a policy changed since: its page, carrying the sign-in.
             LoginOutcome::ConsentRequired { consent_token } => {

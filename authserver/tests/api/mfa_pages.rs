@@ -397,3 +397,122 @@ async fn the_account_page_regenerates_codes_and_turns_totp_off_with_a_fresh_code
     let page = jar.get(&server, "/account").await.text().await.unwrap();
     assert!(page.contains("Set up an authenticator app"), "{page}");
 }
+
+/// The key shown as text on the enrolment page (`#totp-secret`).
+fn shown_secret(html: &str) -> String {
+    let start = html.find("id=\"totp-secret\">").expect("the key") + "id=\"totp-secret\">".len();
+    html[start..start + html[start..].find('<').unwrap()].to_owned()
+}
+
+/// A realm that requires TOTP, with the OIDC test clients, on a stopped clock.
+async fn requiring_totp(pool: PgPool) -> (TestServer, portcullis_authserver::clock::Clock) {
+    let clock = stopped_clock();
+    let server = start(
+        pool,
+        Options {
+            clock: clock.clone(),
+            clients: crate::oidc::clients(),
+            ..Options::spec(|s| {
+                s.mfa.totp.enabled = true;
+                s.mfa.totp.required = true;
+            })
+        },
+    )
+    .await;
+    (server, clock)
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_realm_requiring_totp_enrols_at_the_hosted_sign_in_and_resumes_the_authorization(
+    pool: PgPool,
+) {
+    let (server, clock) = requiring_totp(pool).await;
+    assert_eq!(
+        server.register("alice@example.com", PASSWORD).await.status,
+        201
+    );
+    let mut jar = Jar::default();
+    let authorize = jar.get(&server, AUTHORIZE).await;
+    let answer = password_step(&server, &mut jar, &location(&authorize)).await;
+    assert_eq!(answer.status(), 303);
+    let enrol_page = location(&answer);
+    assert!(
+        enrol_page.starts_with("/login/mfa/enrol?req="),
+        "{enrol_page}"
+    );
+    assert_eq!(
+        set_cookie(&answer, SESSION),
+        None,
+        "nothing before the code"
+    );
+    let page = jar.get(&server, &enrol_page).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<svg id=\"totp-qr\""), "the QR code");
+    let secret = shown_secret(&html);
+    // A wrong code issues nothing and shows a new secret.
+    let wrong = jar
+        .post(
+            &server,
+            "/login/mfa/enrol",
+            &[
+                ("code", "000000"),
+                ("csrf", &hidden(&html, "csrf")),
+                ("req", &hidden(&html, "req")),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), 400);
+    assert_eq!(set_cookie(&wrong, SESSION), None);
+    let html = wrong.text().await.unwrap();
+    let secret = {
+        let new = shown_secret(&html);
+        assert_ne!(new, secret, "the scanned secret was replaced");
+        new
+    };
+    let right = jar
+        .post(
+            &server,
+            "/login/mfa/enrol",
+            &[
+                ("code", &code_on(&clock, &secret, 0)),
+                ("csrf", &hidden(&html, "csrf")),
+                ("req", &hidden(&html, "req")),
+            ],
+        )
+        .await;
+    assert_eq!(right.status(), 200);
+    assert!(set_cookie(&right, SESSION).is_some(), "signed in");
+    let done = right.text().await.unwrap();
+    assert!(done.contains("id=\"recovery-codes\""), "{done}");
+    assert_eq!(done.matches("<li><code>").count(), 10, "the realm's count");
+    let onward = done
+        .split("href=\"")
+        .find(|s| s.starts_with("/oauth2/authorize/resume"))
+        .map(|s| s[..s.find('"').unwrap()].replace("&amp;", "&"))
+        .expect("on to the authorization");
+    let resumed = jar.get(&server, &onward).await;
+    let target = url::Url::parse(&location(&resumed)).unwrap();
+    assert!(target.query_pairs().any(|(k, _)| k == "code"), "{target}");
+    // From now on the account has TOTP: the next sign-in asks for a code.
+    let mut again = Jar::default();
+    let next = password_step(&server, &mut again, "/login").await;
+    assert_eq!(location(&next), "/login/mfa");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn the_enrolment_page_without_a_waiting_sign_in_goes_back_to_the_login(pool: PgPool) {
+    let (server, _) = requiring_totp(pool).await;
+    let mut jar = Jar::default();
+    let answer = jar.get(&server, "/login/mfa/enrol").await;
+    assert_eq!(answer.status(), 303);
+    assert_eq!(location(&answer), "/login");
+    let forged = server
+        .http
+        .get(format!("{}/login/mfa/enrol", server.base))
+        .header("cookie", format!("{MFA}=forged-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 303);
+}

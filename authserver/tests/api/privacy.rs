@@ -1329,3 +1329,44 @@ async fn the_clis_retention_run_executes_a_due_erasure_with_its_notice_and_the_c
     );
     assert!(chain_ok(&server).await);
 }
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_erasure_completes_beside_authorization_codes_and_takes_only_the_users_own(
+    pool: PgPool,
+) {
+    let server = start(pool.clone(), Options::default()).await;
+    server.user("alice@example.com").await;
+    let id = user_id(&pool, "alice@example.com").await;
+    let client = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // Authorization codes are hashes (`rec`, `exp`), as the server stores them: one of
+    // Alice's, one of someone else's.
+    let mine = format!("{}code:alice", server.redis_prefix);
+    let theirs = format!("{}code:other", server.redis_prefix);
+    for (key, user) in [(&mine, id), (&theirs, uuid::Uuid::new_v4())] {
+        let record = json!({"user_id": user}).to_string();
+        let _: () = redis::AsyncCommands::hset_multiple(
+            &mut conn,
+            key,
+            &[("rec", record.as_str()), ("exp", "0")],
+        )
+        .await
+        .unwrap();
+    }
+    let erased = server
+        .admin_call(Method::POST, &format!("/admin/v1/users/{id}/erase"))
+        .await;
+    assert_eq!(erased.status, 202, "{erased:?}");
+    assert_eq!(erased.body["done"], true, "{erased:?}");
+    let exists = |key: String| {
+        let client = client.clone();
+        async move {
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            redis::AsyncCommands::exists::<_, bool>(&mut conn, key)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(!exists(mine).await, "Alice's code is erased");
+    assert!(exists(theirs).await, "another user's code stays");
+}

@@ -11,11 +11,12 @@ use super::lockout::{counter_key, mfa_key};
 use crate::store::{StoreError, locked};
 
 /// Patterns of keys whose value names their account by id (JSON with a `user_id`), with how
-/// the value is read: `true` for a hash's `record` field, `false` for a string.
-const BY_VALUE: [(&str, bool); 3] = [
-    ("mfalogin:*", true),
-    ("consentlogin:*", false),
-    ("code:*", false),
+/// the value is read: the hash field that holds it, or `None` for a plain string.
+const BY_VALUE: [(&str, Option<&str>); 3] = [
+    ("mfalogin:*", Some("record")),
+    ("consentlogin:*", None),
+    // Authorization codes are hashes of `rec` (the record) and `exp`.
+    ("code:*", Some("rec")),
 ];
 
 impl Kv {
@@ -41,7 +42,7 @@ impl Kv {
                     doomed.push(format!("{prefix}{}", counter_key(email)));
                 }
                 let escaped = glob_escape(prefix);
-                for (pattern, hashed) in BY_VALUE {
+                for (pattern, field) in BY_VALUE {
                     let keys: Vec<String> = {
                         let mut iter: redis::AsyncIter<'_, String> =
                             conn.scan_match(format!("{escaped}{pattern}")).await?;
@@ -52,13 +53,21 @@ impl Kv {
                         keys
                     };
                     for key in keys {
-                        let value: Option<String> = if hashed {
-                            conn.hget(&key, "record").await?
-                        } else {
-                            conn.get(&key).await?
+                        let value: redis::RedisResult<Option<String>> = match field {
+                            Some(field) => conn.hget(&key, field).await,
+                            None => conn.get(&key).await,
                         };
-                        if value.is_some_and(|v| v.contains(&needle)) {
-                            doomed.push(key);
+                        match value {
+                            Ok(value) if value.as_deref().is_some_and(|v| v.contains(&needle)) => {
+                                doomed.push(key);
+                            }
+                            Ok(_) => {}
+                            // A key of another shape (a newer replica's) must not stop the
+                            // erasure: these keys all die by their TTL within minutes.
+                            Err(error) if error.code() == Some("WRONGTYPE") => {
+                                tracing::warn!(%error, "erasure: a key of an unexpected type skipped");
+                            }
+                            Err(error) => return Err(error.into()),
                         }
                     }
                 }
