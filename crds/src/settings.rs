@@ -1440,7 +1440,8 @@ spec: {{realmRef: {{name: demo}}, {spec}}}
                 Breach,
                 Erasure,
                 PasswordChanged,
-                MfaChanged
+                MfaChanged,
+                IdentityLinked
             ]),
             "every event is notified unless the realm narrows the list"
         );

@@ -462,6 +462,16 @@ async fn the_rendered_retention_job_runs() {
         })
         .collect();
     assert_eq!(&args[..2], ["retention", "run"]);
+    // The mounted Secret's audit key (the audit rules and due erasures need it).
+    use base64::Engine as _;
+    std::fs::write(
+        work.path().join("audit-key"),
+        format!(
+            "1:{}\n",
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+        ),
+    )
+    .unwrap();
     let database = Database::create().await;
     let output = Command::new(binary("portcullis-authserver").unwrap())
         .args(&args)

@@ -186,7 +186,15 @@ async fn submit(
     };
     let req = field("req");
     let next = field("next").as_deref() == Some(ACCOUNT_PATH);
+    let csrf_ok = form_csrf_ok(&state, &headers, &field("csrf").unwrap_or_default());
     let Some(token) = mfa_token(&headers) else {
+        if !csrf_ok {
+            return Ok(error_page(
+                &state,
+                StatusCode::FORBIDDEN,
+                "This form expired. Please sign in again.",
+            ));
+        }
         return Ok(start_again(req.as_deref(), next));
     };
     // A refusal shows a new secret (the store replaced the one the user scanned).
@@ -205,7 +213,7 @@ async fn submit(
             Ok::<_, ApiError>(shown.unwrap_or_else(|| start_again(req.as_deref(), next)))
         }
     };
-    if !form_csrf_ok(&state, &headers, &field("csrf").unwrap_or_default()) {
+    if !csrf_ok {
         return again(
             StatusCode::FORBIDDEN,
             "This form expired. Scan the new code and try again.",

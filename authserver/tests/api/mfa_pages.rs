@@ -515,4 +515,12 @@ async fn the_enrolment_page_without_a_waiting_sign_in_goes_back_to_the_login(poo
         .await
         .unwrap();
     assert_eq!(forged.status(), 303);
+    // A post without the form's CSRF pair is refused as a forged form.
+    let post = server
+        .http
+        .post(format!("{}/login/mfa/enrol", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 403);
 }
