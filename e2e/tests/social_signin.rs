@@ -645,3 +645,26 @@ spec:
     realm.stop().await;
     upstream.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_callbacks_at_once_sign_in_once() {
+    let Some((upstream, realm, port)) = node_and_realm(
+        vec![Account::verified("ivy-sub", "ivy@example.com")],
+        "social sign-in: concurrent callbacks",
+    )
+    .await
+    else {
+        return;
+    };
+    let mut browser = browser_for(&realm, &upstream);
+    let callback = to_callback(&mut browser, &realm, port, "ivy-sub").await;
+    // The same browser (same cookie) sends the callback twice at once, as a double click or
+    // a racing attacker holding a copy of the cookie would.
+    let mut twin = browser_for(&realm, &upstream);
+    twin.jar = browser.jar.clone();
+    let (first, second) = tokio::join!(browser.get(&callback), twin.get(&callback));
+    let mut statuses = [first.status, second.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 400], "exactly one goes on");
+    realm.stop().await;
+}

@@ -118,6 +118,19 @@ async fn page(
     })))
 }
 
+/// Too many attempts for the account: a page saying so, with `Retry-After`.
+fn too_many(state: &AppState, retry_after_secs: u64) -> Response {
+    let mut response = error_page(
+        state,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many attempts. Start again in a few minutes.",
+    );
+    if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
 /// The login page again: no sign-in waits for enrolment in this browser.
 fn start_again(req: Option<&str>, next: bool) -> Response {
     see_other(&restart(req, next))
@@ -238,31 +251,18 @@ async fn submit(
             )
             .await;
         }
-        Err(
-            error @ (AuthError::AccountLocked { .. }
-            | AuthError::RateLimited(_)
-            | AuthError::NoPendingEnrolment),
-        ) => {
-            let text = match error {
-                AuthError::NoPendingEnrolment => {
-                    return again(
-                        StatusCode::BAD_REQUEST,
-                        "That set-up expired. Scan this new code.",
-                    )
-                    .await;
-                }
-                _ => "Too many attempts. Start again in a few minutes.",
-            };
-            let mut response = error_page(&state, StatusCode::TOO_MANY_REQUESTS, text);
-            let seconds = match &error {
-                AuthError::AccountLocked { retry_after, .. } => retry_after.as_secs().max(1),
-                AuthError::RateLimited(refusal) => refusal.retry_after_secs,
-                _ => 1,
-            };
-            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return Ok(response);
+        Err(AuthError::NoPendingEnrolment) => {
+            return again(
+                StatusCode::BAD_REQUEST,
+                "That set-up expired. Scan this new code.",
+            )
+            .await;
+        }
+        Err(AuthError::AccountLocked { retry_after, .. }) => {
+            return Ok(too_many(&state, retry_after.as_secs().max(1)));
+        }
+        Err(AuthError::RateLimited(refusal)) => {
+            return Ok(too_many(&state, refusal.retry_after_secs));
         }
         Err(other) => return Err(other.into()),
     };

@@ -77,7 +77,7 @@ async fn start(
     };
     match social::start(&state.core, &name, purpose).await {
         Ok(started) => Ok(to_provider(&started)),
-        Err(error) => refused_page(&state, &error, &name),
+        Err(error) => refused_page(&state, error, &name),
     }
 }
 
@@ -138,7 +138,7 @@ async fn callback(
             }
         },
         Ok(Finished::Linked) => see_other("/account?done=linked"),
-        Err(error) => refused_page(&state, &error, &name)?,
+        Err(error) => refused_page(&state, error, &name)?,
     };
     // The pending sign-in is spent whatever happened: its cookie goes too.
     if let Ok(value) = HeaderValue::from_str(&cookies::clear_social_cookie()) {
@@ -148,12 +148,9 @@ async fn callback(
 }
 
 /// The page of a refused social sign-in: our words for it, never the provider's.
-fn refused_page(state: &AppState, error: &AuthError, name: &str) -> Result<Response, ApiError> {
+fn refused_page(state: &AppState, error: AuthError, name: &str) -> Result<Response, ApiError> {
     use SocialError as E;
-    if let Some(store) = error.failed_store() {
-        state.metrics.store_failed(store);
-    }
-    let (status, text): (StatusCode, String) = match error {
+    let (status, text): (StatusCode, String) = match &error {
         AuthError::NotFound => (StatusCode::NOT_FOUND, "There is no such sign-in provider here.".into()),
         AuthError::SocialLinkNeedsSignIn => {
             let text = format!(
@@ -233,19 +230,13 @@ fn refused_page(state: &AppState, error: &AuthError, name: &str) -> Result<Respo
             ),
             _ => return Err(crate::http::error::social_problem(e)),
         },
-        _ => return Err(ApiError::from(clone_refusal(error))),
+        // Not one this page words (a store down, too busy): answered as the API would.
+        _ => return Err(error.into()),
     };
-    Ok(error_page(state, status, &text))
-}
-
-/// The errors the page above does not word itself, as the API would answer them.
-fn clone_refusal(error: &AuthError) -> AuthError {
-    match error {
-        AuthError::Busy => AuthError::Busy,
-        AuthError::Unavailable(what) => AuthError::Unavailable(what),
-        AuthError::RateLimitUnavailable => AuthError::RateLimitUnavailable,
-        other => AuthError::Internal(other.to_string()),
+    if let Some(store) = error.failed_store() {
+        state.metrics.store_failed(store);
     }
+    Ok(error_page(state, status, &text))
 }
 
 /// The account page's link form.
@@ -287,7 +278,7 @@ async fn link(
             let problems = Problems::saying("There is no such sign-in provider here.");
             page(&state, &principal, StatusCode::NOT_FOUND, None, problems).await
         }
-        Err(error) => refused_page(&state, &error, name),
+        Err(error) => refused_page(&state, error, name),
     }
 }
 
