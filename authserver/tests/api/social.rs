@@ -271,10 +271,8 @@ async fn a_reset_that_proves_the_email_drops_links_made_before_the_proof(pool: P
         linked(&pool, id, subject).await;
     }
     for email in ["ada@example.com", "bob@example.com"] {
-        let before = server.mails().len();
         assert_eq!(server.request_reset(email).await.status, 202);
-        server.mails_settled(before + 1).await;
-        let token = server.mailed_code("Reset code:").await;
+        let token = server.mailed_code_to(email, "Reset code:").await;
         let reset = server.confirm_reset(&token, OTHER_PASSWORD).await;
         assert!(reset.status < 300, "{email}: {:?}", reset.body);
     }

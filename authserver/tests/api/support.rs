@@ -482,13 +482,30 @@ impl TestServer {
     /// The code on the line after `label` in the newest mail that has one, waiting up to five
     /// seconds (some mails are sent in the background).
     pub async fn mailed_code(&self, label: &str) -> String {
+        self.newest_code(label, |_| true).await
+    }
+
+    /// As [`Self::mailed_code`], from the newest such mail addressed to `to`: a background
+    /// notice to another user may land after the mail a test waits for.
+    pub async fn mailed_code_to(&self, to: &str, label: &str) -> String {
+        let header = format!("To: {to}");
+        self.newest_code(label, |mail| mail.lines().any(|l| l.trim() == header))
+            .await
+    }
+
+    async fn newest_code(&self, label: &str, wanted: impl Fn(&str) -> bool) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
-            let found = self.mails().iter().rev().find_map(|mail| {
-                let mut lines = mail.lines();
-                lines.find(|l| l.trim() == label)?;
-                lines.next().map(|l| l.trim().to_owned())
-            });
+            let found = self
+                .mails()
+                .iter()
+                .rev()
+                .filter(|m| wanted(m))
+                .find_map(|mail| {
+                    let mut lines = mail.lines();
+                    lines.find(|l| l.trim() == label)?;
+                    lines.next().map(|l| l.trim().to_owned())
+                });
             match found {
                 Some(code) => return code,
                 None if std::time::Instant::now() < deadline => {
