@@ -181,6 +181,20 @@ spec:
         assert_eq!(verified.status(), 200, "{:?}", verified.text().await);
     }
 
+    /// A count from the realm's database: `sql` is a `SELECT count(*)` with one text
+    /// parameter `$1` (a test's look at what the server stored).
+    pub async fn count(&self, sql: &'static str, param: &str) -> i64 {
+        let url = &self.database.as_ref().expect("the realm's database").url;
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let count = sqlx::query_scalar(sql)
+            .bind(param)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        count
+    }
+
     /// Stops the server and drops its database.
     pub async fn stop(mut self) {
         let _ = self.child.kill();

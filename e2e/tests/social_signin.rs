@@ -314,6 +314,65 @@ async fn a_verified_identity_creates_an_account_and_signs_in_again_as_it() {
     realm.stop().await;
 }
 
+const USERS_WITH_EMAIL: &str = "SELECT count(*) FROM users WHERE email_canonical = $1";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_up_makes_no_account_until_the_policy_is_accepted_and_records_it_as_registration() {
+    let Some((upstream, realm, port)) = node_and_realm(
+        vec![Account::verified("uma-sub", "uma@example.com")],
+        "social sign-up waits for the policy",
+    )
+    .await
+    else {
+        return;
+    };
+    let mut browser = browser_for(&realm, &upstream);
+    let callback = to_callback(&mut browser, &realm, port, "uma-sub").await;
+    let policy_page = browser.get(&callback).await;
+    assert!(
+        policy_page.body.contains("action=\"/consent/policy\""),
+        "{}",
+        policy_page.body
+    );
+    assert!(browser.session(&realm).is_none());
+    assert_eq!(realm.count(USERS_WITH_EMAIL, "uma@example.com").await, 0);
+
+    // Declining the required purpose creates nothing and keeps the page usable.
+    let field = |name: &str| hidden(&policy_page.body, name).unwrap();
+    let declined = browser
+        .post_form(
+            &format!("{}/consent/policy", realm.issuer),
+            &[
+                ("csrf", field("csrf").as_str()),
+                ("policy_version", field("policy_version").as_str()),
+                ("consent_token", field("consent_token").as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(declined.status, 400, "{}", declined.body);
+    assert!(browser.session(&realm).is_none());
+    assert_eq!(realm.count(USERS_WITH_EMAIL, "uma@example.com").await, 0);
+
+    let accepted = accept_policy(&mut browser, &realm, policy_page).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    assert!(browser.session(&realm).is_some());
+    assert_eq!(realm.count(USERS_WITH_EMAIL, "uma@example.com").await, 1);
+    let registration = realm
+        .count(
+            "SELECT count(*) FROM consent_events e JOIN users u ON u.id = e.user_id \
+             WHERE u.email_canonical = $1 AND e.source = 'registration' AND e.granted",
+            "uma@example.com",
+        )
+        .await;
+    assert_eq!(
+        registration, 1,
+        "the required purpose, granted at registration"
+    );
+    let me = json_of(&browser.me(&realm).await);
+    assert_eq!(me["identities"][0]["provider"], "corp");
+    realm.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_verified_email_links_to_its_account_and_tells_the_owner() {
     let Some((upstream, realm, port)) = node_and_realm(

@@ -25,6 +25,9 @@ pub struct Profile {
     pub email_verified: bool,
     /// Registration time.
     pub created_at: OffsetDateTime,
+    /// Whether the account has a password (one made by social sign-in has none until a
+    /// password reset).
+    pub has_password: bool,
 }
 
 /// One session in the session list.
@@ -53,6 +56,7 @@ pub async fn profile(core: &Core, principal: &Principal) -> Result<Profile, Auth
         display_name: user.display_name,
         email_verified: user.email_verified,
         created_at: user.created_at,
+        has_password: user.password_hash.is_some(),
     })
 }
 
@@ -142,6 +146,42 @@ pub async fn change_password(
     Ok(())
 }
 
+/// How recent a sign-in must be to stand in for a password re-check (an account without a
+/// password), or to add a way to sign in: a borrowed or stolen session must not delete the
+/// account or plant a sign-in method that outlives the password its owner then resets.
+pub const REAUTHENTICATION_WINDOW: time::Duration = time::Duration::minutes(10);
+
+/// Whether the caller's session was signed in within [`REAUTHENTICATION_WINDOW`].
+pub(super) async fn signed_in_recently(
+    core: &Core,
+    principal: &Principal,
+) -> Result<bool, AuthError> {
+    let session = core
+        .kv
+        .session(&principal.session_id)
+        .await?
+        .filter(|session| session.user_id == principal.user_id)
+        .ok_or(AuthError::Unauthenticated)?;
+    Ok(core.clock.now() - session.created_at <= REAUTHENTICATION_WINDOW)
+}
+
+/// Confirms a sensitive change by the caller: the current password, or for an account
+/// without one a sign-in within [`REAUTHENTICATION_WINDOW`].
+pub(super) async fn reauthenticate(
+    core: &Core,
+    principal: &Principal,
+    user: &crate::store::UserRecord,
+    meta: &RequestMeta,
+    password: &str,
+) -> Result<(), AuthError> {
+    if user.password_hash.is_some() {
+        recheck_password(core, user, meta, password).await?;
+    } else if !signed_in_recently(core, principal).await? {
+        return Err(AuthError::RecentSignInRequired);
+    }
+    Ok(())
+}
+
 /// Checks the caller's current password before a sensitive change; a wrong one counts towards
 /// the lockout like a login from `meta`'s address. Returns the normalized password.
 pub(super) async fn recheck_password(
@@ -150,6 +190,12 @@ pub(super) async fn recheck_password(
     meta: &RequestMeta,
     current: &str,
 ) -> Result<String, AuthError> {
+    // No password (an account made by social sign-in): nothing to re-check against, and the
+    // dummy hash must never stand in for one. Its owner is told, not counted: nothing is
+    // being guessed.
+    let Some(stored) = stored_hash(user) else {
+        return Err(AuthError::PasswordNotSet);
+    };
     let slot = core.reserve_hashing()?;
     let identifier = user.email_canonical.clone();
     let limits = core.lockout_rules().limits();
@@ -163,13 +209,7 @@ pub(super) async fn recheck_password(
         return Err(core.locked(retry_after_ms));
     }
     let current = password::normalize(current);
-    // No password (an account made by social sign-in): nothing to re-check against, and the
-    // dummy hash must never stand in for one. Counted like a wrong password.
-    let stored = stored_hash(user);
-    let right = match &stored {
-        Some(stored) => core.hasher.verify(slot, &current, Some(stored)).await?.ok,
-        None => false,
-    };
+    let right = core.hasher.verify(slot, &current, Some(&stored)).await?.ok;
     if !right {
         if core
             .kv

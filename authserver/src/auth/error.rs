@@ -124,9 +124,17 @@ pub enum AuthError {
     /// signs in as usual and links the provider from the account page.
     #[error("the account must sign in before linking")]
     SocialLinkNeedsSignIn,
-    /// Linking a provider needs a recent sign-in ([`super::social::LINK_FRESHNESS`]).
+    /// Linking a provider needs a recent sign-in ([`super::account::REAUTHENTICATION_WINDOW`]).
     #[error("linking needs a recent sign-in")]
     SocialLinkNeedsFreshSignIn,
+    /// A password re-check for an account that has none (made by social sign-in): a
+    /// password reset sets one.
+    #[error("the account has no password")]
+    PasswordNotSet,
+    /// An account without a password confirms a sensitive change by a recent sign-in
+    /// ([`super::account::REAUTHENTICATION_WINDOW`]); this session is older.
+    #[error("the change needs a recent sign-in")]
+    RecentSignInRequired,
     /// A realm that requires TOTP makes no account by social sign-in (it could not enrol
     /// without a password): register first, then connect the provider.
     #[error("sign up with a password first")]

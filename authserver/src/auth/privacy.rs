@@ -202,29 +202,96 @@ pub(super) async fn consent_needed(core: &Core, user: Uuid) -> Result<bool, Auth
 /// A sign-in waiting for the policy's acceptance: what completing it issues.
 #[derive(Debug, Serialize, Deserialize)]
 struct PendingConsent {
-    user_id: Uuid,
-    credential_epoch: i64,
+    #[serde(flatten)]
+    parked: Parked,
     amr: Vec<String>,
 }
 
+/// Who a parked sign-in is for.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Parked {
+    /// An existing account, as read when its factors were checked.
+    SignIn {
+        user_id: Uuid,
+        credential_epoch: i64,
+    },
+    /// A social sign-up: the account is made only once the policy is accepted, so nobody
+    /// gets an account (and no personal data is kept) without the required consents.
+    SignUp { sign_up: SocialSignUp },
+}
+
+/// The account a social sign-up makes on acceptance.
+#[derive(Debug, Serialize, Deserialize)]
+struct SocialSignUp {
+    identity: portcullis_social::UpstreamIdentity,
+    email: String,
+}
+
+/// Whether sign-ins must pass the policy gate in this realm: it has a policy and the
+/// database to record acceptances.
+pub(super) fn acceptance_required(core: &Core) -> bool {
+    policy(core).is_some() && core.db.postgres().is_some()
+}
+
+/// Parks `pending` until the policy is accepted; returns its `consent_token` (short-lived,
+/// single use; only its SHA-256 is stored).
+async fn park(core: &Core, pending: &PendingConsent) -> Result<String, AuthError> {
+    let token = core.random.token(32);
+    let json = serde_json::to_string(pending).map_err(|e| AuthError::Internal(e.to_string()))?;
+    core.kv
+        .put_consent_login(&super::mfa_login::digest(&token), &json, CONSENT_LOGIN_TTL)
+        .await?;
+    Ok(token)
+}
+
 /// Parks a sign-in of `user` with factors `amr` until the policy is accepted; returns the
-/// `consent_token` (short-lived, single use; only its SHA-256 is stored).
+/// `consent_token`.
 pub(super) async fn begin_consent(
     core: &Core,
     user: &UserRecord,
     amr: &[&str],
 ) -> Result<String, AuthError> {
-    let token = core.random.token(32);
-    let pending = PendingConsent {
+    let parked = Parked::SignIn {
         user_id: user.id,
         credential_epoch: user.credential_epoch,
-        amr: amr.iter().map(|&m| m.to_owned()).collect(),
     };
-    let json = serde_json::to_string(&pending).map_err(|e| AuthError::Internal(e.to_string()))?;
-    core.kv
-        .put_consent_login(&super::mfa_login::digest(&token), &json, CONSENT_LOGIN_TTL)
-        .await?;
-    Ok(token)
+    park(
+        core,
+        &PendingConsent {
+            parked,
+            amr: owned(amr),
+        },
+    )
+    .await
+}
+
+/// Parks the social sign-up of `identity` under `email` (factors `amr`) until the policy is
+/// accepted; the account is made by [`complete_consent`]. Returns the `consent_token`.
+pub(super) async fn begin_sign_up(
+    core: &Core,
+    identity: &portcullis_social::UpstreamIdentity,
+    email: &str,
+    amr: &[&str],
+) -> Result<String, AuthError> {
+    let parked = Parked::SignUp {
+        sign_up: SocialSignUp {
+            identity: identity.clone(),
+            email: email.to_owned(),
+        },
+    };
+    park(
+        core,
+        &PendingConsent {
+            parked,
+            amr: owned(amr),
+        },
+    )
+    .await
+}
+
+fn owned(amr: &[&str]) -> Vec<String> {
+    amr.iter().map(|&m| m.to_owned()).collect()
 }
 
 /// Whether `token` names a sign-in waiting for consent (the hosted page checks before
@@ -267,19 +334,32 @@ pub async fn complete_consent(
     if core.kv.take_consent_login(&digest).await?.is_none() {
         return Err(AuthError::InvalidToken);
     }
-    let user = core
-        .db
-        .user_by_id(pending.user_id)
-        .await?
-        .filter(|u| !u.disabled && u.credential_epoch == pending.credential_epoch)
-        .ok_or(AuthError::InvalidToken)?;
+    let (user, source) = match pending.parked {
+        Parked::SignIn {
+            user_id,
+            credential_epoch,
+        } => {
+            let user = core
+                .db
+                .user_by_id(user_id)
+                .await?
+                .filter(|u| !u.disabled && u.credential_epoch == credential_epoch)
+                .ok_or(AuthError::InvalidToken)?;
+            (user, Source::ConsentPrompt)
+        }
+        Parked::SignUp { sign_up } => {
+            let user = super::social::create_account(core, &sign_up.identity, &sign_up.email, meta)
+                .await?;
+            (user, Source::Registration)
+        }
+    };
     consent::accept_policy(
         pool,
         &policy,
         user.id,
         &version,
         &acceptance.consents,
-        Source::ConsentPrompt,
+        source,
         ip_prefix(meta),
         core.clock.now(),
     )
@@ -587,8 +667,9 @@ impl FinishHook for ErasedNotice {
     }
 }
 
-/// The caller asks for their erasure: password (and a fresh second factor when TOTP is on,
-/// on the second factor's lockout) checked, then as [`start_erasure`].
+/// The caller asks for their erasure: password (for an account without one, a recent
+/// sign-in) and a fresh second factor when TOTP is on (on the second factor's lockout)
+/// checked, then as [`start_erasure`].
 pub async fn erase_me(
     core: &Core,
     principal: &Principal,
@@ -598,7 +679,7 @@ pub async fn erase_me(
 ) -> Result<ErasureRequest, AuthError> {
     pg(core)?;
     let user = core.active_user(principal).await?;
-    super::account::recheck_password(core, &user, meta, password).await?;
+    super::account::reauthenticate(core, principal, &user, meta, password).await?;
     if let Some(store) = core.mfa.as_ref()
         && store
             .status(user.id)

@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::AuthError;
+use super::account::REAUTHENTICATION_WINDOW;
 use super::core::Core;
 use super::identifier::canonical_email;
 use super::login::{LoginOutcome, conclude};
@@ -435,6 +436,14 @@ async fn sign_in(
                 refused(core, &settings.name, &SocialError::EmailRequired, meta).await;
                 return Err(AuthError::SocialSignUpNeedsPassword);
             }
+            if super::privacy::acceptance_required(core) {
+                // No account before its owner accepts the policy and its required purposes.
+                let consent_token =
+                    super::privacy::begin_sign_up(core, identity, &email, &[FEDERATED_AMR]).await?;
+                core.audit(Event::success("registration_consent_pending"), Some(meta))
+                    .await;
+                return Ok(LoginOutcome::ConsentRequired { consent_token });
+            }
             create_account(core, identity, &email, meta).await?
         }
         LinkDecision::Link { user } => {
@@ -500,7 +509,7 @@ async fn sign_in_user(
 
 /// A new account for `identity`, with its (provider-verified) email and no password, linked
 /// to it.
-async fn create_account(
+pub(super) async fn create_account(
     core: &Core,
     identity: &UpstreamIdentity,
     email: &str,
@@ -622,17 +631,13 @@ async fn link_to_session(
     }
 }
 
-/// How recent a sign-in must be to add a way to sign in to the account: a borrowed or stolen
-/// session must not plant a sign-in method that outlives the password its owner then resets.
-pub const LINK_FRESHNESS: time::Duration = time::Duration::minutes(10);
-
 /// Whether a session started at `signed_in_at` is fresh enough to link a provider.
 fn fresh(core: &Core, signed_in_at: time::OffsetDateTime) -> bool {
-    core.clock.now() - signed_in_at <= LINK_FRESHNESS
+    core.clock.now() - signed_in_at <= REAUTHENTICATION_WINDOW
 }
 
 /// Starts linking provider `name` to the signed-in `principal`: only from a session signed in
-/// within [`LINK_FRESHNESS`].
+/// within [`REAUTHENTICATION_WINDOW`].
 ///
 /// # Errors
 /// `SocialLinkNeedsFreshSignIn` for an older session; as [`start`] otherwise.
@@ -641,13 +646,7 @@ pub async fn start_link(
     name: &str,
     principal: &Principal,
 ) -> Result<Started, AuthError> {
-    let session = core
-        .kv
-        .session(&principal.session_id)
-        .await?
-        .filter(|session| session.user_id == principal.user_id)
-        .ok_or(AuthError::Unauthenticated)?;
-    if !fresh(core, session.created_at) {
+    if !super::account::signed_in_recently(core, principal).await? {
         return Err(AuthError::SocialLinkNeedsFreshSignIn);
     }
     let purpose = Purpose::Link {

@@ -377,6 +377,18 @@ impl From<AuthError> for ApiError {
                 "Sign in again",
                 "adding a way to sign in needs a sign-in from the last 10 minutes",
             ),
+            AuthError::PasswordNotSet => ApiError::new(
+                S::CONFLICT,
+                "password_not_set",
+                "No password",
+                "this account has no password (it signs in with a provider): set one with a password reset",
+            ),
+            AuthError::RecentSignInRequired => ApiError::new(
+                S::FORBIDDEN,
+                "reauthentication_required",
+                "Sign in again",
+                "an account without a password confirms this with a sign-in from the last 10 minutes",
+            ),
             AuthError::SocialSignUpNeedsPassword => ApiError::new(
                 S::FORBIDDEN,
                 "registration_required",

@@ -105,6 +105,8 @@ struct AccountPage {
     errors: FieldErrors,
     summary: Option<String>,
     mfa_totp: bool,
+    /// Whether the account has a password (one made by social sign-in has none).
+    has_password: bool,
     recovery_left: u32,
     enrolment: Option<EnrolmentView>,
     recovery_codes: Vec<String>,
@@ -256,6 +258,7 @@ async fn page_with(
             errors: problems.errors,
             summary: problems.summary,
             mfa_totp: mfa_status.totp,
+            has_password: profile.has_password,
             recovery_left: mfa_status.recovery_codes_left,
             enrolment: shown_once.enrolment,
             recovery_codes: shown_once.recovery_codes,
@@ -406,6 +409,11 @@ async fn change_password(
             },
             None,
         ),
+        Err(AuthError::PasswordNotSet) => (
+            StatusCode::BAD_REQUEST,
+            Problems::saying("This account has no password yet: set one by a password reset."),
+            None,
+        ),
         Err(AuthError::AccountLocked { retry_after, .. }) => {
             let seconds = retry_after.as_secs().max(1);
             (
@@ -548,6 +556,16 @@ async fn mfa_refused(
             "The code is wrong or was used already.".to_owned(),
             None,
         ),
+        AuthError::PasswordNotSet => (
+            StatusCode::CONFLICT,
+            "This account has no password: you sign in with another account. Set a password with “Forgot your password?” on the sign-in page first.".to_owned(),
+            None,
+        ),
+        AuthError::RecentSignInRequired => (
+            StatusCode::FORBIDDEN,
+            "Sign out and sign in again first: without a password, this needs a sign-in from the last 10 minutes.".to_owned(),
+            None,
+        ),
         AuthError::NoPendingEnrolment => (
             StatusCode::CONFLICT,
             "The set-up expired. Start it again.".to_owned(),
@@ -606,7 +624,7 @@ async fn mfa_refused(
         (status = 200, description = "The page with the QR code (`#totp-qr`), the key (`#totp-secret`) and the confirmation form", body = String, content_type = "text/html"),
         (status = 400, description = "The password is wrong: the page again", body = String, content_type = "text/html"),
         (status = 403, description = "Not signed in, or the CSRF check failed", body = String, content_type = "text/html"),
-        (status = 409, description = "Already on: the page again", body = String, content_type = "text/html"),
+        (status = 409, description = "Already on, or the account has no password: the page again", body = String, content_type = "text/html"),
         (status = 429, description = "Locked or rate limited (`Retry-After`)", body = String, content_type = "text/html"),
     )
 )]
@@ -848,7 +866,7 @@ async fn change_consent(
     responses(
         (status = 200, description = "Deleted (or scheduled): a page saying so, the session cookie cleared", body = String, content_type = "text/html"),
         (status = 400, description = "The password or code is wrong: the page again", body = String, content_type = "text/html"),
-        (status = 403, description = "Not signed in, or the CSRF check failed", body = String, content_type = "text/html"),
+        (status = 403, description = "Not signed in, the CSRF check failed, or an account without a password signed in more than 10 minutes ago (the page again)", body = String, content_type = "text/html"),
         (status = 429, description = "Locked or rate limited (`Retry-After`)", body = String, content_type = "text/html"),
     )
 )]

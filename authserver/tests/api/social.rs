@@ -287,3 +287,92 @@ async fn a_reset_that_proves_the_email_drops_links_made_before_the_proof(pool: P
         "a proven owner's link"
     );
 }
+
+/// Takes the password off `email`'s account, as social sign-in makes accounts; its sessions
+/// stay.
+async fn drop_password(pool: &PgPool, email: &str) {
+    sqlx::query("UPDATE users SET password_hash = NULL WHERE email_canonical = $1")
+        .bind(email)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+async fn delete_me(server: &TestServer, cred: &Cred) -> Answer {
+    server
+        .call(reqwest::Method::DELETE, "/api/v1/me", Some(json!({})), cred)
+        .await
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_account_without_a_password_deletes_itself_only_from_a_recent_sign_in(pool: PgPool) {
+    let clock = stopped_clock();
+    let options = Options {
+        clock: clock.clone(),
+        ..Options::default()
+    };
+    let server = start(pool.clone(), options).await;
+    let stale = server.user("sam@example.com").await;
+    clock.advance(minutes(11));
+    let recent = server.login("sam@example.com", PASSWORD).await;
+    drop_password(&pool, "sam@example.com").await;
+
+    let refused = delete_me(&server, &cookie(&stale)).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(refused.body["code"], "reauthentication_required");
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE NOT disabled")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 1, "nothing was requested");
+
+    let erased = delete_me(&server, &cookie(&recent)).await;
+    assert_eq!(erased.status, 202, "{erased:?}");
+    assert!(erased.body["erasure_id"].is_string());
+    assert_eq!(server.get("/api/v1/me", &cookie(&recent)).await.status, 401);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_password_check_on_an_account_without_one_says_so_and_counts_no_failure(pool: PgPool) {
+    let server = start(pool.clone(), Options::default()).await;
+    let login = server.user("sam@example.com").await;
+    drop_password(&pool, "sam@example.com").await;
+    // More tries than the lockout allows: none is a guess, none is counted.
+    for _ in 0..6 {
+        let change = server
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/me/password",
+                Some(json!({"current_password": PASSWORD, "new_password": OTHER_PASSWORD})),
+                &bearer(&login),
+            )
+            .await;
+        assert_eq!(change.status, 409, "{change:?}");
+        assert_eq!(change.body["code"], "password_not_set");
+    }
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn the_account_page_of_an_account_without_a_password_offers_a_reset_and_asks_for_none(
+    pool: PgPool,
+) {
+    let server = start(pool.clone(), Options::default()).await;
+    let login = server.user("sam@example.com").await;
+    drop_password(&pool, "sam@example.com").await;
+    let cookie = format!(
+        "__Host-portcullis_session={}",
+        login.session_cookie().unwrap()
+    );
+    let page = get(&server, "/account", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("href=\"/reset-password\""), "{page}");
+    assert!(!page.contains("id=\"current_password\""), "{page}");
+    assert!(!page.contains("id=\"delete_password\""), "{page}");
+    assert!(
+        page.contains("needs a sign-in from the last 10 minutes"),
+        "{page}"
+    );
+}

@@ -138,6 +138,7 @@ pub struct PasswordChangeRequest {
         (status = 204, description = "Changed"),
         (status = 401, description = "Not signed in, or the current password is wrong", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Cookie without CSRF proof", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`password_not_set`: the account has none (made by social sign-in); a password reset sets one", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Locked after failed attempts", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session" = []), ("bearer" = []))
@@ -310,7 +311,7 @@ pub struct TotpEnrolment {
         (status = 200, description = "The secret to set up, pending confirmation", body = TotpEnrolment),
         (status = 401, description = "Not signed in, or the password is wrong", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Cookie without CSRF proof", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "TOTP is already set up", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "TOTP is already set up, or (`password_not_set`) the account has no password to check", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Locked after failed attempts", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session" = []), ("bearer" = []))

@@ -246,7 +246,9 @@ async fn export(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EraseRequest {
-    /// The current password.
+    /// The current password. An account without one (made by social sign-in) sends none and
+    /// needs a sign-in from the last 10 minutes instead.
+    #[serde(default)]
     password: String,
     /// A current TOTP code or an unused recovery code (required when TOTP is on).
     #[serde(default)]
@@ -274,7 +276,7 @@ pub struct ErasureAnswer {
         (status = 202, description = "Requested (or done, with no grace period)", body = ErasureAnswer),
         (status = 400, description = "`code` missing while TOTP is on", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in, or the password or code is wrong", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Cookie without CSRF proof", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie without CSRF proof, or (`reauthentication_required`) an account without a password whose sign-in is older than 10 minutes", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Locked or rate limited", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session" = []), ("bearer" = []))
