@@ -353,9 +353,21 @@ async fn a_sign_up_makes_no_account_until_the_policy_is_accepted_and_records_it_
     assert!(browser.session(&realm).is_none());
     assert_eq!(realm.count(USERS_WITH_EMAIL, "uma@example.com").await, 0);
 
+    // A second browser starts the same sign-up before the first accepts.
+    let mut other = browser_for(&realm, &upstream);
+    let other_callback = to_callback(&mut other, &realm, port, "uma-sub").await;
+    let other_page = other.get(&other_callback).await;
+
     let accepted = accept_policy(&mut browser, &realm, policy_page).await;
     assert_eq!(accepted.status, 200, "{}", accepted.body);
     assert!(browser.session(&realm).is_some());
+    assert_eq!(realm.count(USERS_WITH_EMAIL, "uma@example.com").await, 1);
+
+    // The identity has its account now: the other sign-up is decided anew, not made twice.
+    let late = accept_policy(&mut other, &realm, other_page).await;
+    assert_eq!(late.status, 409, "{}", late.body);
+    assert!(late.body.contains("sign in again"), "{}", late.body);
+    assert!(other.session(&realm).is_none());
     assert_eq!(realm.count(USERS_WITH_EMAIL, "uma@example.com").await, 1);
     let registration = realm
         .count(

@@ -140,6 +140,9 @@ pub struct Profile {
     /// Last login.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_login_at: Option<OffsetDateTime>,
+    /// Last use without a login (a refresh grant), to the hour.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_active_at: Option<OffsetDateTime>,
     /// When the user was warned of deletion for inactivity.
     #[serde(with = "time::serde::rfc3339::option")]
     pub inactivity_warned_at: Option<OffsetDateTime>,
@@ -350,7 +353,7 @@ pub struct AuditEvent {
 }
 
 const PROFILE: &str = "SELECT id, email, display_name, email_verified, disabled, created_at, \
-    updated_at, last_login_at, inactivity_warned_at, policy_version_accepted, \
+    updated_at, last_login_at, inactivity_warned_at, policy_version_accepted, last_active_at, \
     breach_noticed_epoch IS NOT NULL AND breach_noticed_epoch = credential_epoch \
     FROM users WHERE id = $1";
 const FAMILIES: &str = "SELECT f.client_id, f.scope, f.offline, f.created_at, \
@@ -596,7 +599,8 @@ fn profile(r: &PgRow) -> Result<Profile, PrivacyError> {
         last_login_at: r.try_get(7)?,
         inactivity_warned_at: r.try_get(8)?,
         policy_version_accepted: r.try_get(9)?,
-        password_breach_noticed: r.try_get(10)?,
+        last_active_at: r.try_get(10)?,
+        password_breach_noticed: r.try_get(11)?,
     })
 }
 

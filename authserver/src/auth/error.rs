@@ -127,6 +127,11 @@ pub enum AuthError {
     /// Linking a provider needs a recent sign-in ([`super::account::REAUTHENTICATION_WINDOW`]).
     #[error("linking needs a recent sign-in")]
     SocialLinkNeedsFreshSignIn,
+    /// A social sign-up that waited for the privacy policy can no longer make its account:
+    /// the identity was linked, the address registered, or the realm's rules changed
+    /// meanwhile. Signing in again decides anew.
+    #[error("the sign-up changed meanwhile")]
+    SignUpOutdated,
     /// A password re-check for an account that has none (made by social sign-in): a
     /// password reset sets one.
     #[error("the account has no password")]

@@ -348,12 +348,13 @@ pub async fn complete_consent(
             (user, Source::ConsentPrompt)
         }
         Parked::SignUp { sign_up } => {
-            let user = super::social::create_account(core, &sign_up.identity, &sign_up.email, meta)
-                .await?;
+            let user =
+                super::social::complete_sign_up(core, &sign_up.identity, &sign_up.email, meta)
+                    .await?;
             (user, Source::Registration)
         }
     };
-    consent::accept_policy(
+    let accepted = consent::accept_policy(
         pool,
         &policy,
         user.id,
@@ -363,8 +364,14 @@ pub async fn complete_consent(
         ip_prefix(meta),
         core.clock.now(),
     )
-    .await
-    .map_err(acceptance_error)?;
+    .await;
+    if let Err(error) = accepted {
+        if source == Source::Registration {
+            // No account without its acceptance.
+            super::social::undo_account(core, user.id, meta).await;
+        }
+        return Err(acceptance_error(error));
+    }
     core.audit(
         Event::success("policy_accepted").by_user(user.id),
         Some(meta),
@@ -699,14 +706,23 @@ pub async fn erase_me(
     start_erasure(core, user.id, RequestedBy::User, meta).await
 }
 
-/// An administrator asks for the erasure of `user`.
+/// An administrator asks for the erasure of `user`; a request that fails (no such account, a
+/// store down) is audited too.
 pub async fn admin_erase(
     core: &Core,
     user: Uuid,
     meta: &RequestMeta,
 ) -> Result<ErasureRequest, AuthError> {
     pg(core)?;
-    start_erasure(core, user, RequestedBy::Admin, meta).await
+    let requested = start_erasure(core, user, RequestedBy::Admin, meta).await;
+    if requested.is_err() {
+        // Not `about` the id: it may name no account.
+        let event = Event::failure("erasure_requested")
+            .by(Actor::Admin)
+            .details(Details::new().code("requested_by", RequestedBy::Admin.as_str()));
+        core.audit(event, Some(meta)).await;
+    }
+    requested
 }
 
 /// Records the erasure request (the account disabled, its credential epoch raised, its

@@ -79,8 +79,11 @@ pub async fn rotate(
         ));
     }
     // No token for a user who has not accepted the realm's current privacy policy (issue 13);
-    // checked before the rotation, so the token stays usable once they accept it.
+    // checked before the rotation, so the token stays usable once they accept it. Only for a
+    // token that would be accepted: a replayed one goes on to the rotation, which ends its
+    // family, and an expired or revoked one is refused as such.
     if let Some(standing) = &standing
+        && standing.active
         && super::privacy::consent_needed(core, standing.user_id).await?
     {
         core.audit(
@@ -114,6 +117,11 @@ pub async fn rotate(
                 return Err(AuthError::InvalidGrant(
                     "the refresh token was not issued to this client",
                 ));
+            }
+            // Best effort: the rotation is committed, and a refresh that failed now would
+            // leave its client holding a spent token (a replay at its next use).
+            if let Err(error) = core.db.record_activity(user_id, now).await {
+                tracing::warn!(%error, "could not record the account's activity");
             }
             Ok(Rotated {
                 family_id,

@@ -440,8 +440,15 @@ async fn sign_in(
                 // No account before its owner accepts the policy and its required purposes.
                 let consent_token =
                     super::privacy::begin_sign_up(core, identity, &email, &[FEDERATED_AMR]).await?;
-                core.audit(Event::success("registration_consent_pending"), Some(meta))
-                    .await;
+                let mut details = Details::new();
+                if let Some(provider) = Ident::parse(&settings.name) {
+                    details = details.id("provider", provider);
+                }
+                core.audit(
+                    Event::success("registration_consent_pending").details(details),
+                    Some(meta),
+                )
+                .await;
                 return Ok(LoginOutcome::ConsentRequired { consent_token });
             }
             create_account(core, identity, &email, meta).await?
@@ -508,8 +515,9 @@ async fn sign_in_user(
 }
 
 /// A new account for `identity`, with its (provider-verified) email and no password, linked
-/// to it.
-pub(super) async fn create_account(
+/// to it. When the link cannot be written (the identity was linked meanwhile), the account
+/// is removed again: no account is left without the identity that made it.
+async fn create_account(
     core: &Core,
     identity: &UpstreamIdentity,
     email: &str,
@@ -538,6 +546,10 @@ pub(super) async fn create_account(
             other => other.into(),
         })?;
     let user = core.db.user_by_id(id).await?.ok_or(AuthError::NotFound)?;
+    if let Err(error) = link(core, &user, identity, meta).await {
+        undo_account(core, id, meta).await;
+        return Err(error);
+    }
     core.audit(
         Event::success("registered")
             .by_user(id)
@@ -545,8 +557,72 @@ pub(super) async fn create_account(
         Some(meta),
     )
     .await;
-    link(core, &user, identity, meta).await?;
     Ok(user)
+}
+
+/// Removes an account a social sign-up has just made and could not finish (its link or its
+/// policy acceptance failed). Best effort: a failure is logged, and the account, without a
+/// password or an accepted policy, signs no one in until its owner accepts the policy.
+pub(super) async fn undo_account(core: &Core, id: Uuid, meta: &RequestMeta) {
+    match core.db.delete_new_user(id).await {
+        Ok(()) => {
+            core.audit(Event::success("registration_undone").about(id), Some(meta))
+                .await;
+        }
+        Err(error) => tracing::error!(%error, "a sign-up that failed left its account"),
+    }
+}
+
+/// Makes the account of a social sign-up that waited for the privacy policy, now accepted.
+/// The callback's decision is taken again, as the identity may have been linked, the address
+/// registered, or the realm's rules changed meanwhile: it must still be to create this
+/// account (`SignUpOutdated` otherwise: sign in again).
+pub(super) async fn complete_sign_up(
+    core: &Core,
+    identity: &UpstreamIdentity,
+    email: &str,
+    meta: &RequestMeta,
+) -> Result<UserRecord, AuthError> {
+    let social = social(core)?;
+    let Some(settings) = social.settings.iter().find(|s| s.name == identity.provider) else {
+        return Err(AuthError::SignUpOutdated);
+    };
+    if core.spec().mfa.totp.required {
+        refused(core, &settings.name, &SocialError::EmailRequired, meta).await;
+        return Err(AuthError::SocialSignUpNeedsPassword);
+    }
+    let linked = social
+        .links
+        .find(&identity.issuer, &identity.subject)
+        .await
+        .map_err(store_failed)?;
+    let account = account_with_email(core, identity).await?;
+    let decision = link_decision(
+        identity,
+        settings,
+        linked.map(|l| l.user),
+        account.as_ref().map(|(_, a)| a),
+    );
+    match decision {
+        Ok(LinkDecision::Create { email: now }) if now == email => {
+            create_account(core, identity, email, meta)
+                .await
+                .map_err(|error| match error {
+                    AuthError::Social(SocialError::Contended | SocialError::AlreadyLinked) => {
+                        AuthError::SignUpOutdated
+                    }
+                    other => other,
+                })
+        }
+        Ok(_) => {
+            refused(core, &settings.name, &SocialError::Contended, meta).await;
+            Err(AuthError::SignUpOutdated)
+        }
+        Err(error) => {
+            refused(core, &settings.name, &error, meta).await;
+            Err(AuthError::SignUpOutdated)
+        }
+    }
 }
 
 /// Links `identity` to `user`, audited and told to the account's address.

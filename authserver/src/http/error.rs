@@ -377,6 +377,12 @@ impl From<AuthError> for ApiError {
                 "Sign in again",
                 "adding a way to sign in needs a sign-in from the last 10 minutes",
             ),
+            AuthError::SignUpOutdated => ApiError::new(
+                S::CONFLICT,
+                "sign_up_outdated",
+                "Sign in again",
+                "the identity was linked, its email registered or the realm's rules changed since this sign-up began: sign in again",
+            ),
             AuthError::PasswordNotSet => ApiError::new(
                 S::CONFLICT,
                 "password_not_set",

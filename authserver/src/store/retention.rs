@@ -115,9 +115,9 @@ impl Postgres {
         include_disabled: bool,
     ) -> Result<Vec<(Uuid, String, OffsetDateTime)>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, email_canonical, COALESCE(last_login_at, created_at) FROM users \
+            "SELECT id, email_canonical, GREATEST(created_at, last_login_at, last_active_at) FROM users \
              WHERE ($2 OR NOT disabled) AND inactivity_warned_at IS NULL \
-             AND COALESCE(last_login_at, created_at) < $1",
+             AND GREATEST(created_at, last_login_at, last_active_at) < $1",
         )
         .bind(warn)
         .bind(include_disabled)
@@ -148,9 +148,9 @@ impl Postgres {
     ) -> Result<i64, StoreError> {
         self.count_or_apply_at(
             dry_run,
-            "SELECT count(*) FROM users WHERE COALESCE(last_login_at, created_at) < $1 \
+            "SELECT count(*) FROM users WHERE GREATEST(created_at, last_login_at, last_active_at) < $1 \
              AND inactivity_warned_at <= $2",
-            "WITH gone AS (DELETE FROM users WHERE COALESCE(last_login_at, created_at) < $1 \
+            "WITH gone AS (DELETE FROM users WHERE GREATEST(created_at, last_login_at, last_active_at) < $1 \
              AND inactivity_warned_at <= $2 RETURNING 1) SELECT count(*) FROM gone",
             &[act, warned_before],
         )
@@ -170,11 +170,11 @@ impl Postgres {
         // The count takes `now` as `$3` too, unused, so both statements bind the same values.
         self.count_or_apply_at(
             dry_run,
-            "SELECT count(*) FROM users WHERE NOT disabled AND COALESCE(last_login_at, created_at) < $1 \
+            "SELECT count(*) FROM users WHERE NOT disabled AND GREATEST(created_at, last_login_at, last_active_at) < $1 \
              AND inactivity_warned_at <= $2 AND $3::timestamptz IS NOT NULL",
             "WITH changed AS (UPDATE users SET disabled = true, updated_at = $3, \
              credential_epoch = credential_epoch + 1 WHERE NOT disabled \
-             AND COALESCE(last_login_at, created_at) < $1 AND inactivity_warned_at <= $2 RETURNING id), \
+             AND GREATEST(created_at, last_login_at, last_active_at) < $1 AND inactivity_warned_at <= $2 RETURNING id), \
              revoked AS (UPDATE refresh_families SET revoked_at = $3 \
              WHERE user_id IN (SELECT id FROM changed) AND revoked_at IS NULL) \
              SELECT count(*) FROM changed",

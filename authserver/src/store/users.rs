@@ -290,6 +290,40 @@ impl Db {
         Ok(())
     }
 
+    /// Deletes an account that was just made and could not be finished (a social sign-up
+    /// whose link or policy acceptance failed); its rows in other tables go with it.
+    pub async fn delete_new_user(&self, id: Uuid) -> Result<(), StoreError> {
+        match self {
+            Db::Postgres(pg) => {
+                sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(id)
+                    .execute(&pg.pool)
+                    .await?;
+            }
+            Db::Memory(m) => {
+                locked(m)?.users.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `id` used the account without signing in (a refresh grant), for the
+    /// inactive-accounts rule: at most once an hour, and a pending inactivity warning no longer
+    /// stands. The in-memory database keeps no retention state.
+    pub async fn record_activity(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
+        if let Db::Postgres(pg) = self {
+            sqlx::query(
+                "UPDATE users SET last_active_at = $2, inactivity_warned_at = NULL WHERE id = $1 \
+                 AND (last_active_at IS NULL OR last_active_at < $2 - interval '1 hour')",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&pg.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Marks the email verified.
     pub async fn set_email_verified(
         &self,

@@ -162,7 +162,7 @@ pub struct PolicyForm {
         (status = 200, description = "Signed in (no pending request)", body = String, content_type = "text/html"),
         (status = 400, description = "A required purpose was not granted, or the sign-in expired", body = String, content_type = "text/html"),
         (status = 403, description = "The CSRF check failed, or not signed in", body = String, content_type = "text/html"),
-        (status = 409, description = "A social sign-up whose email got an account meanwhile: sign in again", body = String, content_type = "text/html"),
+        (status = 409, description = "A social sign-up whose identity was linked, email registered or rules changed meanwhile: sign in again", body = String, content_type = "text/html"),
     )
 )]
 async fn submit(
@@ -234,12 +234,13 @@ async fn submit(
                 StatusCode::BAD_REQUEST,
                 "This sign-in has expired. Please sign in again.",
             )),
-            // A social sign-up whose address got an account meanwhile.
-            Err(AuthError::Social(_)) => Ok(error_page(
-                &state,
-                StatusCode::CONFLICT,
-                "An account with this email was created meanwhile. Please sign in again.",
-            )),
+            Err(AuthError::SignUpOutdated | AuthError::SocialSignUpNeedsPassword) => {
+                Ok(error_page(
+                    &state,
+                    StatusCode::CONFLICT,
+                    "This sign-up cannot be finished any more: the account or the rules changed meanwhile. Please sign in again.",
+                ))
+            }
             Err(other) => {
                 let (status, message) = passing_failure(&state, other)?;
                 Ok(error_page(&state, status, message))

@@ -329,6 +329,35 @@ async fn after_a_policy_bump_the_refresh_grant_is_refused_until_the_policy_is_ac
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_replayed_refresh_token_ends_its_family_also_while_the_policy_waits(pool: PgPool) {
+    let first = start(pool.clone(), Options::default()).await;
+    let login = first.user("alice@example.com").await;
+    let spent = login.body["refresh_token"].as_str().unwrap().to_owned();
+    let rotated = first.refresh(&spent).await;
+    assert_eq!(rotated.status, 200, "{rotated:?}");
+    let successor = rotated.body["refresh_token"].as_str().unwrap().to_owned();
+    let server = bumped(&pool, &first, Options::default()).await;
+
+    let replay = server.refresh(&spent).await;
+    assert_eq!(
+        replay.status, 400,
+        "a replay, not a consent question: {replay:?}"
+    );
+    assert_eq!(replay.body["error"], "invalid_grant");
+
+    let pending = server.login("alice@example.com", PASSWORD).await;
+    let accepted = server
+        .post(
+            "/api/v1/consent",
+            json!({"consent_token": pending.body["consent_token"], "consents": {"account": true}}),
+        )
+        .await;
+    assert_eq!(accepted.status, 200);
+    let after = server.refresh(&successor).await;
+    assert_eq!(after.status, 400, "the replay ended the family: {after:?}");
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn after_a_policy_bump_an_authorization_with_a_session_waits_on_the_policy_page_then_resumes(
     pool: PgPool,
 ) {
@@ -955,6 +984,17 @@ async fn an_admin_erases_an_account(pool: PgPool) {
         .admin_call(Method::POST, &format!("/admin/v1/users/{id}/erase"))
         .await;
     assert_eq!(unknown.status, 404);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM audit_events WHERE event_type = $1 AND outcome = 'failure' \
+             AND actor_kind = 'admin'",
+            "erasure_requested"
+        )
+        .await,
+        1,
+        "the refused request is audited too"
+    );
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]

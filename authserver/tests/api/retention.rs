@@ -290,3 +290,43 @@ async fn an_account_disabled_for_inactivity_loses_its_sessions_and_tokens(pool: 
         .await;
     assert_eq!(refreshed.status, 400);
 }
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn an_account_kept_signed_in_by_refresh_grants_is_not_inactive(pool: PgPool) {
+    let server = start(pool.clone(), Options::default()).await;
+    let login = server.user("kept@example.com").await;
+    // Warned once already, its last login long ago: then its app refreshes its tokens.
+    sqlx::query(
+        "UPDATE users SET created_at = now() - interval '800 days', \
+         last_login_at = now() - interval '800 days', inactivity_warned_at = now() - interval '40 days'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let refreshed = server
+        .refresh(login.body["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(refreshed.status, 200, "{refreshed:?}");
+
+    let mail_dir = tempfile::tempdir().unwrap();
+    let mailer = mailer(mail_dir.path());
+    let db = Postgres::from_pool(pool.clone());
+    let summary = run(
+        &db,
+        Some(&mailer),
+        &inactive_rule(InactiveAccountAction::Delete),
+        wiring::system_clock().now(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            summary.counts["inactiveAccountsWarned"],
+            summary.counts["inactiveAccounts"]
+        ),
+        (0, 0),
+        "neither warned again nor deleted"
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM users").await, 1);
+}

@@ -101,6 +101,8 @@ pub struct ConsentRequest {
     responses(
         (status = 200, description = "Signed in; `Set-Cookie` carries the session", body = LoginResponse),
         (status = 400, description = "A required purpose not granted, an unknown purpose, a stale policy version, or an unknown, used or expired token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`registration_required`: the realm now requires TOTP, so a social sign-up makes no account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`sign_up_outdated`: a social sign-up whose identity was linked, email registered or rules changed meanwhile", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "A store could not answer", body = Problem, content_type = "application/problem+json"),
     )
 )]
