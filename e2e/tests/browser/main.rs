@@ -710,7 +710,8 @@ async fn the_account_page_signs_out_another_session() {
         b.press_button("Sign out this session").await;
         b.page("Your account").await;
         assert_eq!(
-            b.text("[role=status]").await.as_deref(),
+            // The answer keeps the heading: wait for its notice, not for the old page.
+            b.text_when_shown("[role=status]").await.as_deref(),
             Some("The session was signed out.")
         );
         let rows = w.rows("sessions").await;
@@ -776,7 +777,7 @@ async fn a_password_changed_on_the_account_page_ends_other_sessions_and_app_gran
         b.fill("#new_password", NEW_PASSWORD).await;
         b.press_button("Change password").await;
         b.page("Your account").await;
-        let done = b.text("[role=status]").await.unwrap_or_default();
+        let done = b.text_when_shown("[role=status]").await.unwrap_or_default();
         assert!(done.contains("password was changed"), "{done:?}");
     })
     .await;
