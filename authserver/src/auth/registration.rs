@@ -194,15 +194,23 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
         Err(e) => return Err(e.into()),
     }
     if core.db.postgres().is_some() {
-        // The accepted version, each choice and its history (source `registration`).
-        super::privacy::accept_at_registration(
+        // The accepted version, each choice and its history (source `registration`). No
+        // account stays without them: one whose acceptance failed is removed again, and the
+        // person can register anew.
+        let accepted = super::privacy::accept_at_registration(
             core,
             id,
             input.policy_version.as_deref(),
             &input.consents,
             &input.meta,
         )
-        .await?;
+        .await;
+        if let Err(error) = accepted {
+            if let Err(undo) = core.db.delete_new_user(id).await {
+                tracing::error!(error = %undo, "a registration whose acceptance failed left its account");
+            }
+            return Err(error);
+        }
     } else {
         let consents: Vec<(String, bool)> = input.consents.into_iter().collect();
         core.db

@@ -120,6 +120,33 @@ async fn registration_without_a_required_consent_is_refused_and_creates_no_accou
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_registration_whose_acceptance_cannot_be_written_leaves_no_account(pool: PgPool) {
+    let server = start(pool.clone(), Options::default()).await;
+    let register = || {
+        server.post(
+            "/api/v1/register",
+            json!({"email": "alice@example.com", "password": PASSWORD, "policy_version": "1", "consents": {"account": true}}),
+        )
+    };
+    // The consent history cannot be written (a database fault after the account row).
+    sqlx::query("ALTER TABLE consent_events RENAME TO consent_events_gone")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let failed = register().await;
+    assert!(failed.status >= 500, "{failed:?}");
+    let users = "SELECT count(*) FROM users WHERE email_canonical = $1";
+    assert_eq!(count(&pool, users, "alice@example.com").await, 0);
+
+    sqlx::query("ALTER TABLE consent_events_gone RENAME TO consent_events")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(register().await.status, 201, "the address registers anew");
+    assert_eq!(count(&pool, users, "alice@example.com").await, 1);
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn registration_records_the_accepted_version_and_each_choice_with_its_history(pool: PgPool) {
     let server = start(pool.clone(), Options::default()).await;
     let created = server
