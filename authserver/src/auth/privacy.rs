@@ -234,11 +234,15 @@ pub(super) fn acceptance_required(core: &Core) -> bool {
     policy(core).is_some() && core.db.postgres().is_some()
 }
 
-/// Parks `pending` until the policy is accepted; returns its `consent_token` (short-lived,
-/// single use; only its SHA-256 is stored).
-async fn park(core: &Core, pending: &PendingConsent) -> Result<String, AuthError> {
+/// Parks `parked` with factors `amr` until the policy is accepted; returns its
+/// `consent_token` (short-lived, single use; only its SHA-256 is stored).
+async fn park(core: &Core, parked: Parked, amr: &[&str]) -> Result<String, AuthError> {
     let token = core.random.token(32);
-    let json = serde_json::to_string(pending).map_err(|e| AuthError::Internal(e.to_string()))?;
+    let pending = PendingConsent {
+        parked,
+        amr: amr.iter().map(|&m| m.to_owned()).collect(),
+    };
+    let json = serde_json::to_string(&pending).map_err(|e| AuthError::Internal(e.to_string()))?;
     core.kv
         .put_consent_login(&super::mfa_login::digest(&token), &json, CONSENT_LOGIN_TTL)
         .await?;
@@ -256,14 +260,7 @@ pub(super) async fn begin_consent(
         user_id: user.id,
         credential_epoch: user.credential_epoch,
     };
-    park(
-        core,
-        &PendingConsent {
-            parked,
-            amr: owned(amr),
-        },
-    )
-    .await
+    park(core, parked, amr).await
 }
 
 /// Parks the social sign-up of `identity` under `email` (factors `amr`) until the policy is
@@ -280,18 +277,7 @@ pub(super) async fn begin_sign_up(
             email: email.to_owned(),
         },
     };
-    park(
-        core,
-        &PendingConsent {
-            parked,
-            amr: owned(amr),
-        },
-    )
-    .await
-}
-
-fn owned(amr: &[&str]) -> Vec<String> {
-    amr.iter().map(|&m| m.to_owned()).collect()
+    park(core, parked, amr).await
 }
 
 /// Whether `token` names a sign-in waiting for consent (the hosted page checks before

@@ -328,6 +328,18 @@ async fn after_a_policy_bump_the_mfa_step_issues_nothing_until_the_policy_is_acc
     );
 }
 
+/// Signs `email` in with the test password and accepts the policy the sign-in waits on.
+async fn accept_at_next_sign_in(server: &TestServer, email: &str) {
+    let pending = server.login(email, PASSWORD).await;
+    let accepted = server
+        .post(
+            "/api/v1/consent",
+            json!({"consent_token": pending.body["consent_token"], "consents": {"account": true}}),
+        )
+        .await;
+    assert_eq!(accepted.status, 200, "{accepted:?}");
+}
+
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn after_a_policy_bump_the_refresh_grant_is_refused_until_the_policy_is_accepted(
     pool: PgPool,
@@ -340,14 +352,7 @@ async fn after_a_policy_bump_the_refresh_grant_is_refused_until_the_policy_is_ac
     assert_eq!(refused.status, 403, "{refused:?}");
     assert_eq!(refused.body["error"], "consent_required", "{refused:?}");
 
-    let pending = server.login("alice@example.com", PASSWORD).await;
-    let accepted = server
-        .post(
-            "/api/v1/consent",
-            json!({"consent_token": pending.body["consent_token"], "consents": {"account": true}}),
-        )
-        .await;
-    assert_eq!(accepted.status, 200);
+    accept_at_next_sign_in(&server, "alice@example.com").await;
     let refreshed = server.refresh(&refresh_token).await;
     assert_eq!(
         refreshed.status, 200,
@@ -372,14 +377,7 @@ async fn a_replayed_refresh_token_ends_its_family_also_while_the_policy_waits(po
     );
     assert_eq!(replay.body["error"], "invalid_grant");
 
-    let pending = server.login("alice@example.com", PASSWORD).await;
-    let accepted = server
-        .post(
-            "/api/v1/consent",
-            json!({"consent_token": pending.body["consent_token"], "consents": {"account": true}}),
-        )
-        .await;
-    assert_eq!(accepted.status, 200);
+    accept_at_next_sign_in(&server, "alice@example.com").await;
     let after = server.refresh(&successor).await;
     assert_eq!(after.status, 400, "the replay ended the family: {after:?}");
 }
