@@ -371,6 +371,7 @@ async fn the_account_page_of_an_account_without_a_password_offers_a_reset_and_as
     assert!(page.contains("href=\"/reset-password\""), "{page}");
     assert!(!page.contains("id=\"current_password\""), "{page}");
     assert!(!page.contains("id=\"delete_password\""), "{page}");
+    assert!(!page.contains("id=\"enrol_password\""), "{page}");
     assert!(
         page.contains("needs a sign-in from the last 10 minutes"),
         "{page}"
