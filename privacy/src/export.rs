@@ -140,7 +140,7 @@ pub struct Profile {
     /// Last login.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_login_at: Option<OffsetDateTime>,
-    /// Last use without a login (a refresh grant), to the hour.
+    /// Last use without a login (a granted refresh), written at most once an hour.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_active_at: Option<OffsetDateTime>,
     /// When the user was warned of deletion for inactivity.

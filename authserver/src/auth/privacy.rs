@@ -354,7 +354,7 @@ pub async fn complete_consent(
     if let Err(error) = accepted {
         if source == Source::Registration {
             // No account without its acceptance.
-            super::social::undo_account(core, user.id, meta).await;
+            super::registration::undo_account(core, user.id, meta).await;
         }
         return Err(acceptance_error(error));
     }
@@ -701,11 +701,22 @@ pub async fn admin_erase(
 ) -> Result<ErasureRequest, AuthError> {
     pg(core)?;
     let requested = start_erasure(core, user, RequestedBy::Admin, meta).await;
-    if requested.is_err() {
-        // Not `about` the id: it may name no account.
+    if let Err(error) = &requested {
+        let reason = match error {
+            AuthError::NotFound => "not_found",
+            AuthError::Unavailable(_) | AuthError::Busy => "unavailable",
+            _ => "failed",
+        };
+        // `about` the id even when it names no account: the erasure's pseudonymisation
+        // reaches it there, never in the details.
         let event = Event::failure("erasure_requested")
             .by(Actor::Admin)
-            .details(Details::new().code("requested_by", RequestedBy::Admin.as_str()));
+            .about(user)
+            .details(
+                Details::new()
+                    .code("requested_by", RequestedBy::Admin.as_str())
+                    .code("reason", reason),
+            );
         core.audit(event, Some(meta)).await;
     }
     requested

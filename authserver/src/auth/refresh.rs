@@ -118,11 +118,6 @@ pub async fn rotate(
                     "the refresh token was not issued to this client",
                 ));
             }
-            // Best effort: the rotation is committed, and a refresh that failed now would
-            // leave its client holding a spent token (a replay at its next use).
-            if let Err(error) = core.db.record_activity(user_id, now).await {
-                tracing::warn!(%error, "could not record the account's activity");
-            }
             Ok(Rotated {
                 family_id,
                 user_id,
@@ -165,6 +160,15 @@ pub async fn rotate(
     }
 }
 
+/// Records a granted refresh as the account's activity (the inactive-accounts rule), once the
+/// grant passed every check. Best effort: the rotation is committed, and a refresh that
+/// failed now would leave its client holding a spent token (a replay at its next use).
+pub(super) async fn record_activity(core: &Core, user: Uuid) {
+    if let Err(error) = core.db.record_activity(user, core.clock.now()).await {
+        tracing::warn!(%error, "could not record the account's activity");
+    }
+}
+
 /// Rotates a refresh token of the realm's own API (`client_id`, when given, must be the
 /// family's client) and issues an access token for it.
 pub async fn refresh(
@@ -174,6 +178,7 @@ pub async fn refresh(
 ) -> Result<Refreshed, AuthError> {
     let now = core.clock.now();
     let rotated = rotate(core, presented, client_id).await?;
+    record_activity(core, rotated.user_id).await;
     let gid = rotated.family_id.to_string();
     let grant = Grant {
         user: rotated.user_id,

@@ -206,9 +206,7 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
         )
         .await;
         if let Err(error) = accepted {
-            if let Err(undo) = core.db.delete_new_user(id).await {
-                tracing::error!(error = %undo, "a registration whose acceptance failed left its account");
-            }
+            undo_account(core, id, &input.meta).await;
             return Err(error);
         }
     } else {
@@ -244,6 +242,22 @@ pub async fn register(core: &Core, input: Registration) -> Result<Registered, Au
     core.metrics
         .registered(RegistrationOutcome::VerificationPending);
     Ok(Registered::VerificationPending)
+}
+
+/// Removes an account a registration (with a password or by social sign-in) has just made
+/// and could not finish: its link or its policy acceptance failed. Best effort: a failure is
+/// logged, and the account, without an accepted policy, gets no token until its owner
+/// accepts the policy.
+pub(super) async fn undo_account(core: &Core, id: uuid::Uuid, meta: &RequestMeta) {
+    match core.db.delete_new_user(id).await {
+        Ok(true) => {
+            core.audit(Event::success("registration_undone").about(id), Some(meta))
+                .await;
+        }
+        // Signed in to meanwhile (another sign-in linked it): it is in use, it stays.
+        Ok(false) => tracing::warn!(user_id = %id, "a sign-up that failed left an account in use"),
+        Err(error) => tracing::error!(%error, "a sign-up that failed left its account"),
+    }
 }
 
 /// Verifies an email address with a mailed token (single use, 24 hours).

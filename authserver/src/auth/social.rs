@@ -547,7 +547,7 @@ async fn create_account(
         })?;
     let user = core.db.user_by_id(id).await?.ok_or(AuthError::NotFound)?;
     if let Err(error) = link(core, &user, identity, meta).await {
-        undo_account(core, id, meta).await;
+        super::registration::undo_account(core, id, meta).await;
         return Err(error);
     }
     core.audit(
@@ -558,19 +558,6 @@ async fn create_account(
     )
     .await;
     Ok(user)
-}
-
-/// Removes an account a social sign-up has just made and could not finish (its link or its
-/// policy acceptance failed). Best effort: a failure is logged, and the account, without a
-/// password or an accepted policy, signs no one in until its owner accepts the policy.
-pub(super) async fn undo_account(core: &Core, id: Uuid, meta: &RequestMeta) {
-    match core.db.delete_new_user(id).await {
-        Ok(()) => {
-            core.audit(Event::success("registration_undone").about(id), Some(meta))
-                .await;
-        }
-        Err(error) => tracing::error!(%error, "a sign-up that failed left its account"),
-    }
 }
 
 /// Makes the account of a social sign-up that waited for the privacy policy, now accepted.

@@ -196,7 +196,7 @@ pub async fn run(
                 None => false,
             };
             if sent {
-                db.mark_inactivity_warned(*id, now).await?;
+                db.mark_inactivity_warned(*id, now, inactive.warn).await?;
                 warned += 1;
             } else {
                 tracing::error!(user_id = %id, "inactivity warning not delivered; will retry next run");

@@ -125,17 +125,24 @@ impl Postgres {
         .await?)
     }
 
-    /// Records that an account was warned.
+    /// Records that an account was warned, unless it was used since it was picked (still
+    /// inactive since before `warn`): a warning that predates the use must not count.
     pub async fn mark_inactivity_warned(
         &self,
         id: Uuid,
         now: OffsetDateTime,
+        warn: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET inactivity_warned_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE users SET inactivity_warned_at = $2 WHERE id = $1 \
+             AND inactivity_warned_at IS NULL \
+             AND GREATEST(created_at, last_login_at, last_active_at) < $3",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(warn)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

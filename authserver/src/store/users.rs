@@ -291,20 +291,32 @@ impl Db {
     }
 
     /// Deletes an account that was just made and could not be finished (a social sign-up
-    /// whose link or policy acceptance failed); its rows in other tables go with it.
-    pub async fn delete_new_user(&self, id: Uuid) -> Result<(), StoreError> {
+    /// whose link or policy acceptance failed, a registration whose acceptance failed); its
+    /// rows in other tables go with it. Only while nobody has used it: an account that was
+    /// signed in to, refreshed or accepted the policy meanwhile stays. Whether it was deleted.
+    pub async fn delete_new_user(&self, id: Uuid) -> Result<bool, StoreError> {
         match self {
-            Db::Postgres(pg) => {
-                sqlx::query("DELETE FROM users WHERE id = $1")
-                    .bind(id)
-                    .execute(&pg.pool)
-                    .await?;
-            }
+            Db::Postgres(pg) => Ok(sqlx::query(
+                "DELETE FROM users WHERE id = $1 AND last_login_at IS NULL \
+                 AND last_active_at IS NULL AND policy_version_accepted IS NULL",
+            )
+            .bind(id)
+            .execute(&pg.pool)
+            .await?
+            .rows_affected()
+                > 0),
             Db::Memory(m) => {
-                locked(m)?.users.remove(&id);
+                let mut tables = locked(m)?;
+                let unused = tables
+                    .users
+                    .get(&id)
+                    .is_some_and(|u| u.last_login_at.is_none());
+                if unused {
+                    tables.users.remove(&id);
+                }
+                Ok(unused)
             }
         }
-        Ok(())
     }
 
     /// Records that `id` used the account without signing in (a refresh grant), for the
@@ -314,7 +326,7 @@ impl Db {
         if let Db::Postgres(pg) = self {
             sqlx::query(
                 "UPDATE users SET last_active_at = $2, inactivity_warned_at = NULL WHERE id = $1 \
-                 AND (last_active_at IS NULL OR last_active_at < $2 - interval '1 hour')",
+                 AND NOT disabled AND (last_active_at IS NULL OR last_active_at < $2 - interval '1 hour')",
             )
             .bind(id)
             .bind(now)

@@ -161,7 +161,7 @@ pub struct PolicyForm {
         (status = 303, description = "On to the pending authorization request, the account page or the signed-in page"),
         (status = 200, description = "Signed in (no pending request)", body = String, content_type = "text/html"),
         (status = 400, description = "A required purpose was not granted, or the sign-in expired", body = String, content_type = "text/html"),
-        (status = 403, description = "The CSRF check failed, or not signed in", body = String, content_type = "text/html"),
+        (status = 403, description = "The CSRF check failed, not signed in, or a social sign-up in a realm that now requires TOTP", body = String, content_type = "text/html"),
         (status = 409, description = "A social sign-up whose identity was linked, email registered or rules changed meanwhile: sign in again", body = String, content_type = "text/html"),
     )
 )]
@@ -234,13 +234,16 @@ async fn submit(
                 StatusCode::BAD_REQUEST,
                 "This sign-in has expired. Please sign in again.",
             )),
-            Err(AuthError::SignUpOutdated | AuthError::SocialSignUpNeedsPassword) => {
-                Ok(error_page(
-                    &state,
-                    StatusCode::CONFLICT,
-                    "This sign-up cannot be finished any more: the account or the rules changed meanwhile. Please sign in again.",
-                ))
-            }
+            Err(AuthError::SignUpOutdated) => Ok(error_page(
+                &state,
+                StatusCode::CONFLICT,
+                "This sign-up cannot be finished any more: the account or the rules changed meanwhile. Please sign in again.",
+            )),
+            Err(AuthError::SocialSignUpNeedsPassword) => Ok(error_page(
+                &state,
+                StatusCode::FORBIDDEN,
+                "This site now requires two-step sign-in: register with a password, then connect your other account.",
+            )),
             Err(other) => {
                 let (status, message) = passing_failure(&state, other)?;
                 Ok(error_page(&state, status, message))

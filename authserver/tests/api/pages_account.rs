@@ -334,3 +334,45 @@ async fn a_disconnected_app_loses_its_consent_and_its_refresh_tokens(pool: PgPoo
     .await;
     assert!(location(&again).starts_with("/consent?"), "asked again");
 }
+
+/// `partner` refreshing `token` asking for `scope`: the status and the answer's JSON.
+async fn partner_refresh_for(server: &TestServer, token: &str, scope: &str) -> (u16, Value) {
+    let answer = server
+        .http
+        .post(format!("{}/oauth2/token", server.base))
+        .basic_auth("partner", Some(server.client_secret("partner")))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("scope", scope),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap())
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_refresh_asking_for_more_scope_is_refused_without_spending_the_token(pool: PgPool) {
+    let server = start(
+        pool,
+        Options {
+            clients: crate::oidc::clients(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let login = server.user("alice@example.com").await;
+    let cookie = session_of(&login);
+    let tokens = partner_tokens(&server, &cookie, "openid offline_access").await;
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+
+    let (status, body) = partner_refresh_for(&server, refresh, "openid email").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_scope");
+    // Not spent: the same token still refreshes (no replay ends the grant).
+    let (status, body) = partner_refresh_for(&server, refresh, "openid").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "openid");
+}

@@ -325,6 +325,27 @@ pub async fn refresh(
             "this client may not use the refresh_token grant",
         ));
     }
+    let requested = scope.filter(|s| !s.trim().is_empty());
+    if let Some(requested) = requested {
+        // Checked before the rotation: a refused narrowing must not spend the token (the
+        // client's retry would then be a replay that ends its grant). Only a token the
+        // rotation would accept is checked here; any other fails there as it would.
+        let standing = core
+            .db
+            .refresh_standing(&tokens::hash_opaque(presented), core.clock.now())
+            .await?
+            .filter(|s| s.active && s.client_id.as_deref() == Some(client.id()));
+        if let Some(standing) = standing
+            && requested
+                .split(' ')
+                .any(|s| !s.is_empty() && !has_scope(&standing.scope, s))
+        {
+            return Err(refused(
+                "invalid_scope",
+                "a requested scope was not granted; a refresh can only narrow the scope",
+            ));
+        }
+    }
     let rotated = refresh::rotate(core, presented, Some(client.id())).await?;
     if !rotated.grant.offline && core.kv.session(&rotated.session_id).await?.is_none() {
         // Without offline_access the grant lives only as long as its session.
@@ -336,7 +357,7 @@ pub async fn refresh(
         ));
     }
     let mut grant = rotated.grant.clone();
-    if let Some(requested) = scope.filter(|s| !s.trim().is_empty()) {
+    if let Some(requested) = requested {
         let mut narrowed: Vec<&str> = Vec::new();
         for s in requested.split(' ').filter(|s| !s.is_empty()) {
             if !has_scope(&rotated.grant.scope, s) {
@@ -351,6 +372,7 @@ pub async fn refresh(
         }
         grant.scope = narrowed.join(" ");
     }
+    refresh::record_activity(core, rotated.user_id).await;
     let gid = rotated.family_id.to_string();
     let (_, mut issued) = user_tokens(
         core,
