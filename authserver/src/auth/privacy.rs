@@ -31,7 +31,7 @@ use crate::audit::{Actor, Event};
 use crate::notify::outbox::Durable;
 use crate::notify::{Notice, Recipient};
 use crate::store::UserRecord;
-use crate::store::kv::Kv;
+use crate::store::kv::{Kv, PendingKind};
 
 /// How long a sign-in waits for the user to accept the policy.
 pub const CONSENT_LOGIN_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
@@ -244,7 +244,12 @@ async fn park(core: &Core, parked: Parked, amr: &[&str]) -> Result<String, AuthE
     };
     let json = serde_json::to_string(&pending).map_err(|e| AuthError::Internal(e.to_string()))?;
     core.kv
-        .put_consent_login(&super::mfa_login::digest(&token), &json, CONSENT_LOGIN_TTL)
+        .put_pending(
+            PendingKind::ConsentLogin,
+            &super::mfa_login::digest(&token),
+            &json,
+            CONSENT_LOGIN_TTL,
+        )
         .await?;
     Ok(token)
 }
@@ -285,7 +290,7 @@ pub(super) async fn begin_sign_up(
 pub async fn consent_pending(core: &Core, token: &str) -> Result<bool, AuthError> {
     Ok(core
         .kv
-        .consent_login(&super::mfa_login::digest(token))
+        .pending(PendingKind::ConsentLogin, &super::mfa_login::digest(token))
         .await?
         .is_some())
 }
@@ -304,7 +309,7 @@ pub async fn complete_consent(
     let digest = super::mfa_login::digest(token);
     let pending: PendingConsent = core
         .kv
-        .consent_login(&digest)
+        .pending(PendingKind::ConsentLogin, &digest)
         .await?
         .and_then(|json| serde_json::from_str(&json).ok())
         .ok_or(AuthError::InvalidToken)?;
@@ -317,7 +322,12 @@ pub async fn complete_consent(
         .unwrap_or_else(|| policy.version.clone());
     consent::check_acceptance(&policy, &version, &acceptance.consents).map_err(acceptance_error)?;
     // Single use: of two completions at once, one goes on.
-    if core.kv.take_consent_login(&digest).await?.is_none() {
+    if core
+        .kv
+        .take_pending(PendingKind::ConsentLogin, &digest)
+        .await?
+        .is_none()
+    {
         return Err(AuthError::InvalidToken);
     }
     let (user, source) = match pending.parked {

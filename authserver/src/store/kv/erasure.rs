@@ -78,6 +78,9 @@ impl Kv {
                 let mut mem = locked(m)?;
                 mem.sessions.retain(|_, e| e.value.user_id != user);
                 mem.mfa_logins.retain(|_, e| !e.value.0.contains(&needle));
+                mem.pending.retain(|key, e| {
+                    !(key.starts_with("consentlogin:") && e.value.contains(&needle))
+                });
                 mem.locks.remove(&mfa_key(user));
                 if let Some(email) = email_canonical {
                     mem.locks.remove(&counter_key(email));

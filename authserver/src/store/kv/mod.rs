@@ -4,7 +4,6 @@
 //! injected clock otherwise.
 
 mod codes;
-mod consent_logins;
 mod erasure;
 mod lockout;
 mod memory;

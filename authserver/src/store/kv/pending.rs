@@ -23,6 +23,9 @@ pub enum PendingKind {
     /// A social sign-in between its start and the provider's callback (keyed by the digest
     /// of the browser's cookie).
     SocialSignIn,
+    /// A sign-in (or social sign-up) waiting for the privacy policy's acceptance (keyed by
+    /// the digest of its `consent_token`).
+    ConsentLogin,
 }
 
 impl PendingKind {
@@ -32,6 +35,7 @@ impl PendingKind {
             PendingKind::Logout => format!("logoutreq:{id}"),
             PendingKind::MfaEnrolment => format!("mfaenrol:{id}"),
             PendingKind::SocialSignIn => format!("social:{id}"),
+            PendingKind::ConsentLogin => format!("consentlogin:{id}"),
         }
     }
 }
