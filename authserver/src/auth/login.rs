@@ -10,7 +10,7 @@ use super::breach::{self, BreachChecker, BreachVerdict};
 use super::core::{API_SCOPE, Core, stored_hash};
 use super::identifier::canonical_email;
 use super::limits::{Subject, lockout_source};
-use super::oidc::discovery::ACR_PASSWORD;
+use super::oidc::discovery::acr_for;
 use super::principal::RequestMeta;
 use super::tokens::{self, Grant};
 use super::{AuthError, csrf, password, sessions};
@@ -517,6 +517,7 @@ async fn start_session(
     now: time::OffsetDateTime,
     amr: &[&str],
 ) -> Result<Option<LoginSuccess>, AuthError> {
+    let acr = acr_for(amr);
     let amr: Vec<String> = amr.iter().map(|m| (*m).to_owned()).collect();
     let spec = core.spec();
     let idle = spec.sessions.idle_timeout.as_duration();
@@ -530,7 +531,7 @@ async fn start_session(
         user_agent: meta.user_agent.chars().take(256).collect(),
         credential_epoch: user.credential_epoch,
         amr: amr.clone(),
-        acr: Some(ACR_PASSWORD.to_owned()),
+        acr: Some(acr.to_owned()),
     };
     core.kv
         .put_session(&session_id, &record, sessions::ttl(&record, now, idle))
@@ -572,7 +573,7 @@ async fn start_session(
                 scope: API_SCOPE.to_owned(),
                 auth_time: Some(now),
                 amr,
-                acr: Some(ACR_PASSWORD.to_owned()),
+                acr: Some(acr.to_owned()),
                 offline: false,
             },
         })

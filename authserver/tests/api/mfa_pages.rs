@@ -268,10 +268,9 @@ async fn an_oidc_authorization_continues_through_the_mfa_page_with_amr_pwd_otp(p
     )
     .await;
     assert_eq!(tokens.status, 200, "{tokens:?}");
-    assert_eq!(
-        claims(tokens.body["id_token"].as_str().unwrap())["amr"],
-        json!(["pwd", "otp"])
-    );
+    let id_token = claims(tokens.body["id_token"].as_str().unwrap());
+    assert_eq!(id_token["amr"], json!(["pwd", "otp"]));
+    assert_eq!(id_token["acr"], "urn:portcullis:acr:mfa");
 }
 
 /// Signs alice (no TOTP yet) in through the API; a jar with her session.

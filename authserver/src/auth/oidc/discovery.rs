@@ -5,8 +5,28 @@
 
 use serde_json::{Value, json};
 
-/// The acr of a password login.
+/// The acr of a sign-in with a password alone.
 pub const ACR_PASSWORD: &str = "urn:portcullis:acr:pwd";
+/// The acr of a sign-in through a social provider alone (what that provider checked is its
+/// own business).
+pub const ACR_FEDERATED: &str = "urn:portcullis:acr:fed";
+/// The acr of a sign-in with a second factor (TOTP or a recovery code) after the first.
+pub const ACR_MFA: &str = "urn:portcullis:acr:mfa";
+
+/// The acr of a sign-in whose factors are `amr` (RFC 8176 values, as the session keeps them):
+/// a second factor makes it [`ACR_MFA`] whatever came first, else a provider's sign-in is
+/// [`ACR_FEDERATED`] and a password [`ACR_PASSWORD`]. An RP that asks how strong a sign-in was
+/// must never read "password" for one that had none.
+pub fn acr_for<S: AsRef<str>>(amr: &[S]) -> &'static str {
+    let has = |m: &str| amr.iter().any(|a| a.as_ref() == m);
+    if has(crate::auth::mfa_login::OTP_AMR) {
+        ACR_MFA
+    } else if has(crate::auth::social::FEDERATED_AMR) {
+        ACR_FEDERATED
+    } else {
+        ACR_PASSWORD
+    }
+}
 
 /// The metadata of the provider at `issuer` (no trailing slash, no path).
 pub fn metadata(issuer: &str) -> Value {
@@ -34,7 +54,7 @@ pub fn metadata(issuer: &str) -> Value {
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr", "acr",
             "sid", "name", "email", "email_verified"
         ],
-        "acr_values_supported": [ACR_PASSWORD],
+        "acr_values_supported": [ACR_PASSWORD, ACR_FEDERATED, ACR_MFA],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "authorization_response_iss_parameter_supported": true,
         "request_parameter_supported": false,
@@ -48,6 +68,14 @@ pub fn metadata(issuer: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_acr_says_mfa_after_a_second_factor_and_never_password_without_one() {
+        assert_eq!(acr_for(&["pwd"]), ACR_PASSWORD);
+        assert_eq!(acr_for(&["pwd", "otp"]), ACR_MFA);
+        assert_eq!(acr_for(&["fed"]), ACR_FEDERATED);
+        assert_eq!(acr_for(&["fed", "otp"]), ACR_MFA);
+    }
 
     #[test]
     fn every_endpoint_sits_under_the_issuer_and_unbuilt_features_are_denied() {
