@@ -138,6 +138,13 @@ pub(super) async fn required(core: &Core, user: &UserRecord) -> Result<Option<St
     })
 }
 
+/// Whether a sign-in with factors `amr` lacks the second factor the realm requires (it was
+/// made before `mfa.totp.required` was turned on): it issues nothing more, neither by a
+/// refresh nor by an authorization, and its user signs in again (and enrols).
+pub(crate) fn lacks_required_second_factor<S: AsRef<str>>(core: &Core, amr: &[S]) -> bool {
+    core.spec().mfa.totp.required && !amr.iter().any(|m| m.as_ref() == OTP_AMR)
+}
+
 /// Starts a pending login for `user` at `stage`; returns its token.
 pub(super) async fn begin(
     core: &Core,

@@ -118,6 +118,21 @@ pub async fn rotate(
                     "the refresh token was not issued to this client",
                 ));
             }
+            // A grant from before the realm required TOTP can never satisfy it (enrolling
+            // ends every other family): it ends here, and its user signs in again.
+            if super::mfa_login::lacks_required_second_factor(core, &grant.amr) {
+                core.db.revoke_family(family_id, now).await?;
+                core.audit(
+                    Event::failure("refresh_refused").by_user(user_id).details(
+                        portcullis_audit::Details::new().code("reason", "second_factor_required"),
+                    ),
+                    None,
+                )
+                .await;
+                return Err(AuthError::InvalidGrant(
+                    "the realm requires two-step sign-in: sign in again",
+                ));
+            }
             Ok(Rotated {
                 family_id,
                 user_id,

@@ -1,6 +1,7 @@
 //! An account with TOTP gets no session and no token without its second factor, by any route:
 //! the API login, the hosted login form, an OpenID Connect authorization through the hosted
-//! login, a password reset, and a refresh-token family from before the enrolment. A code is
+//! login, a password reset, and a refresh-token family from before the enrolment; nor does a
+//! session or family from before the realm required TOTP. A code is
 //! accepted once across two instances sharing PostgreSQL and Redis. Codes are computed by the
 //! tests' own RFC 6238 (`mfa::totp_at`), not by the server's.
 
@@ -190,6 +191,66 @@ async fn a_refresh_family_from_before_the_enrolment_no_longer_refreshes(pool: Pg
     assert_eq!(refreshed.status, 400, "{refreshed:?}");
     assert_eq!(refreshed.body["error"], "invalid_grant");
     assert!(refreshed.body.get("access_token").is_none());
+}
+
+/// A server of `first`'s realm (database, Redis keys, secrets) whose TOTP became required.
+async fn now_requiring_totp(pool: &PgPool, first: &TestServer) -> TestServer {
+    start_sharing(
+        pool.clone(),
+        Options {
+            clients: crate::oidc::clients(),
+            redis_prefix: first.redis_prefix.clone(),
+            ..Options::spec(|s| {
+                s.mfa.totp.enabled = true;
+                s.mfa.totp.required = true;
+            })
+        },
+        Some(first),
+    )
+    .await
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_refresh_family_from_before_totp_was_required_ends_at_its_next_refresh(pool: PgPool) {
+    let first = start(pool.clone(), Options::default()).await;
+    let login = first.user("alice@example.com").await;
+    let token = login.body["refresh_token"].as_str().unwrap();
+    let required = now_requiring_totp(&pool, &first).await;
+    let refused = required.refresh(token).await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert_eq!(refused.body["error"], "invalid_grant");
+    assert!(refused.body.get("access_token").is_none());
+}
+
+#[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
+async fn a_session_from_before_totp_was_required_authorizes_nothing_without_signing_in_again(
+    pool: PgPool,
+) {
+    let first = start(
+        pool.clone(),
+        Options {
+            clients: crate::oidc::clients(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let login = first.user("alice@example.com").await;
+    let required = now_requiring_totp(&pool, &first).await;
+    let authorize = required
+        .http
+        .get(format!("{}{AUTHORIZE}", required.base))
+        .header(
+            "cookie",
+            format!("{SESSION}={}", login.session_cookie().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let went = authorize.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        went.starts_with("/login?req="),
+        "to the login, not a code: {went}"
+    );
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]

@@ -246,6 +246,11 @@ async fn proceed(
     session: Option<(String, SessionRecord)>,
 ) -> Result<Outcome, AuthError> {
     let now = core.clock.now();
+    // A session from before the realm required TOTP counts as none: the user signs in again
+    // (and enrols) before any code is issued.
+    let session = session.filter(|(_, record)| {
+        !crate::auth::mfa_login::lacks_required_second_factor(core, &record.amr)
+    });
     let sid = session.as_ref().map(|(sid, _)| sid.as_str());
     let fresh = sid.is_some() && sid == pending.login_sid.as_deref();
     let auth_time = session.as_ref().map(|(_, record)| record.created_at);
