@@ -104,6 +104,20 @@ pub async fn partner_tokens(server: &TestServer, cookie: &str, scope: &str) -> V
     answer.body
 }
 
+/// A server with the OIDC test clients, and the session cookie of alice signed in to it.
+async fn alice_with_the_test_clients(pool: PgPool) -> (TestServer, String) {
+    let server = start(
+        pool,
+        Options {
+            clients: crate::oidc::clients(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let login = server.user("alice@example.com").await;
+    (server, session_of(&login))
+}
+
 /// The status of `partner` refreshing `token`.
 pub async fn partner_refresh(server: &TestServer, token: &str) -> u16 {
     server
@@ -300,16 +314,7 @@ async fn a_session_revoked_on_the_account_page_loses_its_tokens(pool: PgPool) {
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_disconnected_app_loses_its_consent_and_its_refresh_tokens(pool: PgPool) {
-    let server = start(
-        pool,
-        Options {
-            clients: crate::oidc::clients(),
-            ..Options::default()
-        },
-    )
-    .await;
-    let login = server.user("alice@example.com").await;
-    let cookie = session_of(&login);
+    let (server, cookie) = alice_with_the_test_clients(pool).await;
     let tokens = partner_tokens(&server, &cookie, "openid email offline_access").await;
     let (html, csrf) = account(&server, &cookie).await;
     assert!(html.contains("<td>partner</td>"), "{html}");
@@ -355,16 +360,7 @@ async fn partner_refresh_for(server: &TestServer, token: &str, scope: &str) -> (
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
 async fn a_refresh_asking_for_more_scope_is_refused_without_spending_the_token(pool: PgPool) {
-    let server = start(
-        pool,
-        Options {
-            clients: crate::oidc::clients(),
-            ..Options::default()
-        },
-    )
-    .await;
-    let login = server.user("alice@example.com").await;
-    let cookie = session_of(&login);
+    let (server, cookie) = alice_with_the_test_clients(pool).await;
     let tokens = partner_tokens(&server, &cookie, "openid offline_access").await;
     let refresh = tokens["refresh_token"].as_str().unwrap();
 
