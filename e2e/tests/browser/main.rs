@@ -417,7 +417,8 @@ async fn every_page(w: &World, mut check: impl AsyncFnMut(&'static str)) {
         b.fill("#new_password", NEW_PASSWORD).await;
         b.press_button("Change password").await;
         b.page("Your account").await;
-        b.text(".field-error")
+        // The answer keeps the heading: wait for its error, not for the old page.
+        b.text_when_shown(".field-error")
             .await
             .expect("the error next to its field");
     })
@@ -748,6 +749,9 @@ async fn disconnecting_the_app_on_the_account_page_ends_its_refresh_token() {
     b.step("disconnect", async {
         b.press_button("Disconnect").await;
         b.page("Your account").await;
+        b.text_when_shown("[role=status]")
+            .await
+            .expect("the page after the disconnection says so");
         assert!(w.rows("apps").await.is_empty());
     })
     .await;
@@ -866,6 +870,9 @@ async fn a_person_turns_on_two_step_sign_in_with_the_qr_code_and_then_signs_in_w
             .await;
         b.press_button("Turn on two-step sign-in").await;
         b.page("Your account").await;
+        b.text_when_shown("#recovery-codes")
+            .await
+            .expect("the recovery codes are shown");
         let codes = b.texts("#recovery-codes li").await;
         assert_eq!(codes.len(), 10, "the recovery codes, shown once: {codes:?}");
         assert!(
