@@ -118,10 +118,13 @@ pub async fn rotate(
                     "the refresh token was not issued to this client",
                 ));
             }
-            // A grant from before the realm required TOTP can never satisfy it (enrolling
-            // ends every other family): it ends here, and its user signs in again.
+            // A grant from before the realm required TOTP can never satisfy it (its amr is
+            // fixed): it ends here with its access tokens, and its user signs in again.
             if super::mfa_login::lacks_required_second_factor(core, &grant.amr) {
                 core.db.revoke_family(family_id, now).await?;
+                core.kv
+                    .revoke_gid(&family_id.to_string(), core.access_ttl())
+                    .await?;
                 core.audit(
                     Event::failure("refresh_refused").by_user(user_id).details(
                         portcullis_audit::Details::new().code("reason", "second_factor_required"),

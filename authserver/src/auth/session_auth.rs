@@ -22,7 +22,12 @@ pub async fn authenticate_session(core: &Core, secret: &str) -> Result<Principal
         Some(user) => !user.disabled && user.credential_epoch == record.credential_epoch,
         None => false,
     };
-    if !current || sessions::is_expired(&record, now, idle) {
+    // A session from before the realm required TOTP ends: its user signs in again (and
+    // enrols) rather than keep an account open on one factor.
+    if !current
+        || sessions::is_expired(&record, now, idle)
+        || super::mfa_login::lacks_required_second_factor(core, &record.amr)
+    {
         core.kv.delete_session(record.user_id, &id).await?;
         return Err(AuthError::Unauthenticated);
     }
@@ -71,6 +76,9 @@ pub async fn authenticate_bearer(core: &Core, token: &str) -> Result<Principal, 
         .is_access_revoked(Some(&sid), claims.gid.as_deref(), &claims.jti)
         .await?
     {
+        return Err(AuthError::Unauthenticated);
+    }
+    if super::mfa_login::lacks_required_second_factor(core, &claims.amr) {
         return Err(AuthError::Unauthenticated);
     }
     let user_id = claims.sub.parse().map_err(|_| AuthError::Unauthenticated)?;

@@ -223,7 +223,7 @@ async fn a_refresh_family_from_before_totp_was_required_ends_at_its_next_refresh
 }
 
 #[sqlx::test(migrator = "portcullis_authserver::store::MIGRATOR")]
-async fn a_session_from_before_totp_was_required_authorizes_nothing_without_signing_in_again(
+async fn a_session_from_before_totp_was_required_opens_nothing_without_signing_in_again(
     pool: PgPool,
 ) {
     let first = start(
@@ -250,6 +250,14 @@ async fn a_session_from_before_totp_was_required_authorizes_nothing_without_sign
     assert!(
         went.starts_with("/login?req="),
         "to the login, not a code: {went}"
+    );
+    assert_eq!(
+        required.get("/api/v1/me", &bearer(&login)).await.status,
+        401
+    );
+    assert_eq!(
+        required.get("/api/v1/me", &cookie(&login)).await.status,
+        401
     );
 }
 

@@ -75,6 +75,10 @@ mod tests {
         assert_eq!(acr_for(&["pwd", "otp"]), ACR_MFA);
         assert_eq!(acr_for(&["fed"]), ACR_FEDERATED);
         assert_eq!(acr_for(&["fed", "otp"]), ACR_MFA);
+        assert_eq!(
+            metadata("https://auth.example.com")["acr_values_supported"],
+            json!([ACR_PASSWORD, ACR_FEDERATED, ACR_MFA])
+        );
     }
 
     #[test]

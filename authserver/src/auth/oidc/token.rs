@@ -182,6 +182,11 @@ async fn issue_for_code(
             "the session that authorized this code ended",
         ));
     }
+    if crate::auth::mfa_login::lacks_required_second_factor(core, &record.amr) {
+        return Err(AuthError::InvalidGrant(
+            "the realm requires two-step sign-in: sign in again",
+        ));
+    }
     let family_id = core.random.uuid();
     let gid = family_id.to_string();
     let auth_time = time::OffsetDateTime::from_unix_timestamp(record.auth_time)
@@ -275,7 +280,10 @@ fn user_tokens(
     }
     claims.auth_time = grant.auth_time.map(time::OffsetDateTime::unix_timestamp);
     claims.amr = grant.amr.clone();
-    claims.acr = grant.acr.clone();
+    // From the factors, not the stored value: grants made before the acr followed them
+    // said "pwd" for every sign-in.
+    let acr = super::discovery::acr_for(&grant.amr);
+    claims.acr = Some(acr.to_owned());
     let access_token = core.keys.sign("at+jwt", &claims)?;
     let id_token = if has_scope(&grant.scope, "openid") {
         let context = IdContext {
@@ -283,7 +291,7 @@ fn user_tokens(
             nonce,
             access_token: Some(&access_token),
             amr: &grant.amr,
-            acr: grant.acr.as_deref(),
+            acr: Some(acr),
             sid: Some(sid),
         };
         let claims = tokens::id_claims(
