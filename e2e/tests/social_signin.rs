@@ -155,6 +155,13 @@ impl Browser {
         self.send(request, &parsed).await
     }
 
+    /// `POST url` with a JSON body (the realm's API login sets the session cookie).
+    async fn post_json(&mut self, url: &str, body: &Value) -> Answer {
+        let parsed = Url::parse(url).unwrap();
+        let request = self.http.post(parsed.clone()).json(body);
+        self.send(request, &parsed).await
+    }
+
     /// The realm's `/api/v1/me` with this browser's session.
     async fn me(&mut self, realm: &Realm) -> Answer {
         self.get(&format!("{}/api/v1/me", realm.issuer)).await
@@ -382,6 +389,60 @@ async fn a_sign_up_makes_no_account_until_the_policy_is_accepted_and_records_it_
     );
     let me = json_of(&browser.me(&realm).await);
     assert_eq!(me["identities"][0]["provider"], "corp");
+    realm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connecting_from_the_account_page_makes_the_provider_sign_in_afresh_and_links() {
+    let Some((upstream, realm, port)) = node_and_realm(
+        vec![Account::verified("pia-sub", "pia.elsewhere@example.org")],
+        "social link from the account page",
+    )
+    .await
+    else {
+        return;
+    };
+    realm.account("pia@example.com").await;
+    let mut browser = browser_for(&realm, &upstream);
+    let login = browser
+        .post_json(
+            &format!("{}/api/v1/login", realm.issuer),
+            &json!({"email": "pia@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let page = browser.get(&format!("{}/account", realm.issuer)).await;
+    let csrf = hidden(&page.body, "csrf").unwrap();
+    let started = browser
+        .post_form(
+            &format!("{}/account/identities/link", realm.issuer),
+            &[("provider", "corp"), ("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(started.status, 303, "{}", started.body);
+    let to_provider = started.location.unwrap();
+    let prompt = Url::parse(&to_provider)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "prompt")
+        .map(|(_, v)| v.into_owned());
+    assert_eq!(prompt.as_deref(), Some("login"), "{to_provider}");
+
+    let callback = sign_in(&browser.http, &to_provider, "pia-sub", &callback_url(port)).await;
+    let linked = browser.get(callback.url.as_ref()).await;
+    assert_eq!(linked.status, 303, "{}", linked.body);
+    assert!(
+        linked
+            .location
+            .as_deref()
+            .unwrap_or("")
+            .ends_with("/account?done=linked"),
+        "{:?}",
+        linked.location
+    );
+    let me = json_of(&browser.me(&realm).await);
+    assert_eq!(me["identities"][0]["provider"], "corp");
+    assert_eq!(me["identities"][0]["email"], "pia.elsewhere@example.org");
     realm.stop().await;
 }
 

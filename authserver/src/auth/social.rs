@@ -20,6 +20,7 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_crds::realm::SocialProviderType;
 use portcullis_social::pg::PgLinkStore;
 use portcullis_social::{
     AccountWithEmail, Callback, HttpClient, Link, LinkDecision, PENDING_TTL, Pending, Provider,
@@ -238,6 +239,14 @@ pub async fn start(core: &Core, name: &str, purpose: Purpose) -> Result<Started,
     let started = provider
         .start(&redirect_uri(core, name), &random, core.clock.now())
         .map_err(AuthError::Social)?;
+    let mut url = started.url;
+    if matches!(purpose, Purpose::Link { .. }) {
+        // The identity about to be linked must be the person's own, not whichever account
+        // the browser is signed in to at the provider (a login CSRF there would plant the
+        // attacker's identity as a way into this account).
+        url.query_pairs_mut()
+            .append_pair("prompt", link_prompt(provider.settings().preset));
+    }
     let id = core.random.token(32);
     let json = serde_json::to_string(&Stored {
         pending: started.pending,
@@ -253,9 +262,19 @@ pub async fn start(core: &Core, name: &str, purpose: Purpose) -> Result<Started,
         )
         .await?;
     Ok(Started {
-        url: started.url.to_string(),
+        url: url.to_string(),
         cookie: id,
     })
+}
+
+/// The `prompt` of a link's authorization request: a fresh sign-in at any OpenID Connect
+/// provider (`login`, OpenID Connect Core §3.1.2.1), the account chooser where the provider
+/// offers no such prompt (Google and GitHub take only `select_account`).
+fn link_prompt(preset: SocialProviderType) -> &'static str {
+    match preset {
+        SocialProviderType::Google | SocialProviderType::GitHub => "select_account",
+        SocialProviderType::Oidc => "login",
+    }
 }
 
 /// Finishes the social sign-in of the browser whose cookie is `cookie`, with provider
@@ -832,6 +851,13 @@ pub async fn unlink(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_asks_the_provider_to_sign_in_afresh_or_to_choose_the_account() {
+        assert_eq!(link_prompt(SocialProviderType::Oidc), "login");
+        assert_eq!(link_prompt(SocialProviderType::Google), "select_account");
+        assert_eq!(link_prompt(SocialProviderType::GitHub), "select_account");
+    }
 
     #[test]
     fn the_pending_key_is_a_digest_not_the_cookie() {
