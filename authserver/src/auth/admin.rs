@@ -74,6 +74,8 @@ pub struct UserDetail {
     pub created_at: OffsetDateTime,
     /// Last successful login.
     pub last_login_at: Option<OffsetDateTime>,
+    /// Last granted refresh (at most an hour old when recent).
+    pub last_active_at: Option<OffsetDateTime>,
     /// The lockout counters of its email.
     pub lock: LockView,
     /// Live sessions.
@@ -148,6 +150,7 @@ pub async fn user_detail(
         },
         created_at: user.created_at,
         last_login_at: user.last_login_at,
+        last_active_at: user.last_active_at,
         lock,
         sessions,
         mfa_enrolled,

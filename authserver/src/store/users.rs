@@ -31,6 +31,8 @@ pub struct UserRecord {
     pub created_at: OffsetDateTime,
     /// Last successful login.
     pub last_login_at: Option<OffsetDateTime>,
+    /// Last granted refresh (written at most once an hour; the inactive-accounts rule).
+    pub last_active_at: Option<OffsetDateTime>,
     /// Raised when the password is reset or changed and when the account is disabled; what
     /// was started under an older epoch is no longer valid.
     pub credential_epoch: i64,
@@ -79,7 +81,7 @@ impl std::fmt::Debug for NewUser<'_> {
 macro_rules! user_columns {
     () => {
         "id, email, email_canonical, display_name, password_hash, pepper_version, \
-         email_verified, disabled, created_at, last_login_at, credential_epoch"
+         email_verified, disabled, created_at, last_login_at, last_active_at, credential_epoch"
     };
 }
 
@@ -130,6 +132,7 @@ impl Db {
                         disabled: false,
                         created_at: user.now,
                         last_login_at: None,
+                        last_active_at: None,
                         credential_epoch: 0,
                     },
                 );

@@ -114,6 +114,7 @@ async fn a_user_is_shown_with_state_lock_and_sessions(pool: PgPool) {
     assert_eq!(body["disabled"], false);
     assert!(body["created_at"].as_str().unwrap().ends_with('Z'));
     assert!(body["last_login_at"].is_string());
+    assert_eq!(body["last_active_at"], Value::Null, "no refresh yet");
     assert_eq!(
         body["lock"],
         json!({"locked": false, "locked_for_secs": 0, "recent_failures": 2, "locked_addresses": 0})

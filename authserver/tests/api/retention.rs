@@ -307,6 +307,11 @@ async fn an_account_kept_signed_in_by_refresh_grants_is_not_inactive(pool: PgPoo
         .refresh(login.body["refresh_token"].as_str().unwrap())
         .await;
     assert_eq!(refreshed.status, 200, "{refreshed:?}");
+    let id = login.body["user_id"].as_str().unwrap();
+    let shown = server
+        .admin_call(reqwest::Method::GET, &format!("/admin/v1/users/{id}"))
+        .await;
+    assert!(shown.body["last_active_at"].is_string(), "{shown:?}");
 
     let mail_dir = tempfile::tempdir().unwrap();
     let mailer = mailer(mail_dir.path());

@@ -152,6 +152,7 @@ async fn user_detail(
         "disabled": user.summary.disabled,
         "created_at": rfc3339(Some(user.created_at)),
         "last_login_at": rfc3339(user.last_login_at),
+        "last_active_at": rfc3339(user.last_active_at),
         "lock": user.lock,
         "sessions": user.sessions,
         "mfa_enrolled": user.mfa_enrolled,
