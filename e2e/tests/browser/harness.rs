@@ -161,22 +161,42 @@ impl Browser {
     /// answer keeps the same heading, so `page` cannot tell the old page from the new one),
     /// or `None` after `PAGE_WAIT`.
     pub async fn text_when_shown(&self, css: &str) -> Option<String> {
-        match self
-            .client
-            .wait()
-            .at_most(PAGE_WAIT)
-            .for_element(Locator::Css(css))
-            .await
-        {
-            Ok(element) => Some(element.text().await.unwrap()),
-            Err(_) => None,
+        let deadline = Instant::now() + PAGE_WAIT;
+        while Instant::now() < deadline {
+            // Found on a page the browser is just leaving, the element goes stale: look again.
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = element.text().await
+            {
+                return Some(text);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// Waits for a page whose `h1` contains one of `texts` (when a step may lead to either);
+    /// returns that heading.
+    pub async fn page_among(&self, texts: &[&str]) -> String {
+        let deadline = Instant::now() + PAGE_WAIT;
+        loop {
+            let heading = self.text("h1").await.unwrap_or_default();
+            if texts.iter().any(|t| heading.contains(t)) {
+                return heading;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "none of the pages {texts:?}; the browser shows {heading:?} at {}",
+                self.url().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// The text of the first element matching `css`, if any.
+    /// The text of the first element matching `css`, if any (`None` too when it went stale
+    /// while being read: the page changed).
     pub async fn text(&self, css: &str) -> Option<String> {
         match self.client.find(Locator::Css(css)).await {
-            Ok(element) => Some(element.text().await.unwrap()),
+            Ok(element) => element.text().await.ok(),
             Err(_) => None,
         }
     }
